@@ -1,0 +1,75 @@
+//! The log's errors. A conflict is its own error type so it cannot be
+//! mistaken for an I/O failure, and `AppendError` is `#[must_use]` through
+//! `Result`.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::envelope::ExpectedVersion;
+
+/// A stored record could not be turned back into an envelope.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("record at position {position} has unknown format byte {format:#04x}")]
+    UnknownFormat { position: u64, format: u8 },
+    #[error("record at position {position} is truncated ({len} bytes)")]
+    Truncated { position: u64, len: usize },
+    #[error("record at position {position} does not decode: {reason}")]
+    Undecodable { position: u64, reason: String },
+    #[error("payload at position {position} does not decode: {reason}")]
+    UndecodablePayload { position: u64, reason: String },
+    #[error("payload could not be encoded: {reason}")]
+    Unencodable { reason: String },
+}
+
+/// Reading or opening the log failed.
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error("the data directory {path} is in use by another process (is `srs serve` running on it?)")]
+    Locked { path: PathBuf },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("the log is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the log writer has stopped after a storage failure; restart srs")]
+    WriterStopped,
+}
+
+/// An append was refused. Nothing of it was written.
+#[derive(Debug, Error)]
+pub enum AppendError {
+    /// The stream was not at the expected version.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The request itself is invalid (empty, bad stream name, an event id
+    /// reused with other content, ...).
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// The stream's version was not the expected one.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("conflict on stream {stream}: expected {expected}, actual {}", actual.map(|v| format!("version {v}")).unwrap_or_else(|| "no stream".into()))]
+pub struct Conflict {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    /// The stream's current version, `None` when it does not exist.
+    pub actual: Option<u64>,
+}
+
+impl From<CodecError> for AppendError {
+    fn from(value: CodecError) -> Self {
+        AppendError::Log(LogError::Codec(value))
+    }
+}
+
+impl From<sled::Error> for AppendError {
+    fn from(value: sled::Error) -> Self {
+        AppendError::Log(LogError::Storage(value))
+    }
+}

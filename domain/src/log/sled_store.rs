@@ -1,0 +1,681 @@
+//! The embedded backend: one sled tree and one writer thread.
+//!
+//! Appends are queued to a single writer thread. The writer takes every
+//! request waiting in the queue (group commit), checks each one's expected
+//! version and idempotency against the stored state plus what earlier
+//! requests of the same group will write, assigns positions and versions,
+//! chains the hashes, writes everything (events, stream index, stream heads,
+//! id index, head) in one `apply_batch`, flushes once, and only then answers
+//! each request. A request that is refused (conflict, invalid) writes nothing
+//! and does not affect the others of its group.
+//!
+//! If sled fails to apply or flush a batch, every request of that group gets
+//! the error and the writer refuses all later appends: what is durable is no
+//! longer known for certain, and an operator must restart (the log is
+//! recovered from disk on open).
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use super::codec::{self, decode_record, encode_payload, encode_record, RawRecord, RecordFields};
+use super::envelope::{Appended, Envelope, Event, ExpectedVersion, Head, NewEvent};
+use super::error::{AppendError, Conflict, LogError};
+use super::keys;
+use super::{EventStore, EventStream};
+use crate::actor::Actor;
+use crate::time::{Clock, SystemClock};
+
+/// The name of the sled tree that holds the log.
+pub const LOG_TREE: &str = "log";
+
+/// The most events one append may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
+
+/// How many events a subscription reads from the tree at a time.
+const SUBSCRIBE_BATCH: usize = 512;
+
+/// Tuning and injected dependencies of a [`SledEventStore`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// sled's page cache size.
+    pub cache_capacity_bytes: u64,
+    /// The most events the writer puts in one batch (one flush).
+    pub max_group_events: usize,
+    /// Where `recorded_at` comes from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 512 * 1024 * 1024,
+            max_group_events: 8_192,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Opens (or creates) the sled database in `dir`. A directory held by
+/// another process gives [`LogError::Locked`].
+pub fn open_db(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, LogError> {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(cache_capacity_bytes)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if is_lock_error(&io) => LogError::Locked {
+                path: PathBuf::from(dir),
+            },
+            other => LogError::Storage(other),
+        })
+}
+
+fn is_lock_error(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
+}
+
+/// The sled event log. Cheap to clone; all clones share one writer. The
+/// writer stops when the last clone is dropped, after answering what it took.
+pub struct SledEventStore<E> {
+    reader: Arc<Reader>,
+    writer: Arc<Writer>,
+    _payload: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for SledEventStore<E> {
+    fn clone(&self) -> Self {
+        SledEventStore {
+            reader: self.reader.clone(),
+            writer: self.writer.clone(),
+            _payload: PhantomData,
+        }
+    }
+}
+
+struct Reader {
+    db: sled::Db,
+    tree: sled::Tree,
+    head: watch::Receiver<Head>,
+}
+
+struct Writer {
+    queue: Mutex<Option<mpsc::Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue lets the thread finish what it holds and exit.
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+        if let Ok(mut thread) = self.thread.lock() {
+            if let Some(handle) = thread.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// An event whose payload the caller already encoded (encoding happens on
+/// the caller's task, not on the writer thread).
+struct Prepared {
+    event_id: Uuid,
+    actor: Actor,
+    correlation_id: Uuid,
+    causation_id: Option<Uuid>,
+    event_type: &'static str,
+    payload: Vec<u8>,
+}
+
+struct Request {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<Prepared>,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+impl<E: Event> SledEventStore<E> {
+    /// Opens the log in directory `dir`, creating it if needed, and resumes
+    /// from what is stored there.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, LogError> {
+        let db = open_db(dir, options.cache_capacity_bytes)?;
+        Self::with_db(db, options)
+    }
+
+    /// Uses an already opened database (shared with the projections).
+    pub fn with_db(db: sled::Db, options: StoreOptions) -> Result<Self, LogError> {
+        let tree = db.open_tree(LOG_TREE)?;
+        let head = match tree.get(keys::HEAD)? {
+            Some(value) => keys::decode_head(&value)
+                .ok_or_else(|| LogError::Corrupt("the head record is malformed".into()))?,
+            None => Head::default(),
+        };
+        let (head_tx, head_rx) = watch::channel(head);
+        let (queue_tx, queue_rx) = mpsc::channel();
+        let thread = {
+            let db = db.clone();
+            let tree = tree.clone();
+            let clock = options.clock.clone();
+            let max_group = options.max_group_events.max(1);
+            std::thread::Builder::new()
+                .name("srs-log-writer".into())
+                .spawn(move || run_writer(db, tree, queue_rx, head_tx, clock, max_group))
+                .map_err(|e| LogError::Storage(sled::Error::Io(e)))?
+        };
+        Ok(SledEventStore {
+            reader: Arc::new(Reader { db, tree, head: head_rx }),
+            writer: Arc::new(Writer {
+                queue: Mutex::new(Some(queue_tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+            _payload: PhantomData,
+        })
+    }
+
+    /// The database, for components that keep their own trees beside the log.
+    pub fn db(&self) -> &sled::Db {
+        &self.reader.db
+    }
+
+    /// The log tree (for verification and tooling).
+    pub fn tree(&self) -> &sled::Tree {
+        &self.reader.tree
+    }
+
+    /// Raw records from `from`, payloads still encoded, durable only.
+    pub fn read_raw(&self, from: u64, max: usize) -> Result<Vec<RawRecord>, LogError> {
+        self.reader.read_raw(from, max)
+    }
+
+    /// Flushes sled (the writer already flushes every batch; this is for
+    /// shutdown paths that wrote other trees).
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.reader.db.flush()?;
+        Ok(())
+    }
+
+    fn prepare(events: Vec<NewEvent<E>>) -> Result<Vec<Prepared>, AppendError> {
+        events
+            .into_iter()
+            .map(|event| {
+                Ok(Prepared {
+                    event_id: event.event_id,
+                    event_type: event.payload.event_type(),
+                    payload: encode_payload(&event.payload)?,
+                    actor: event.actor,
+                    correlation_id: event.correlation_id,
+                    causation_id: event.causation_id,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Reader {
+    fn durable_head(&self) -> Head {
+        *self.head.borrow()
+    }
+
+    fn read_raw(&self, from: u64, max: usize) -> Result<Vec<RawRecord>, LogError> {
+        let from = from.max(1);
+        let head = self.durable_head().position;
+        if from > head || max == 0 {
+            return Ok(Vec::new());
+        }
+        let to = head.min(from.saturating_add(max as u64 - 1));
+        let mut out = Vec::with_capacity((to - from + 1) as usize);
+        let mut expected = from;
+        for entry in self.tree.range(keys::event(from)..=keys::event(to)) {
+            let (key, value) = entry?;
+            let position = keys::event_position(&key)
+                .ok_or_else(|| LogError::Corrupt("malformed event key".into()))?;
+            if position != expected {
+                return Err(LogError::Corrupt(format!("position {expected} is missing")));
+            }
+            out.push(decode_record(position, &value)?);
+            expected += 1;
+        }
+        if expected != to + 1 {
+            return Err(LogError::Corrupt(format!("position {expected} is missing")));
+        }
+        Ok(out)
+    }
+
+    fn read_at(&self, position: u64) -> Result<Option<RawRecord>, LogError> {
+        if position == 0 || position > self.durable_head().position {
+            return Ok(None);
+        }
+        match self.tree.get(keys::event(position))? {
+            Some(bytes) => Ok(Some(decode_record(position, &bytes)?)),
+            None => Err(LogError::Corrupt(format!("position {position} is missing"))),
+        }
+    }
+
+    fn stream_positions(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<u64>, LogError> {
+        let head = self.durable_head().position;
+        let prefix = keys::stream_prefix(stream);
+        let start = keys::stream_event(stream, from_version.max(1));
+        let mut positions = Vec::new();
+        for entry in self.tree.range(start..) {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) || key.len() != prefix.len() + 8 || positions.len() >= max
+            {
+                break;
+            }
+            let position = keys::u64_value(&value)
+                .ok_or_else(|| LogError::Corrupt(format!("bad index entry for {stream}")))?;
+            if position > head {
+                break;
+            }
+            positions.push(position);
+        }
+        Ok(positions)
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError> {
+        let Some(value) = self.tree.get(keys::stream_head(stream))? else {
+            return Ok(None);
+        };
+        let mut version = keys::u64_value(&value)
+            .ok_or_else(|| LogError::Corrupt(format!("bad stream head for {stream}")))?;
+        // The stored head may belong to a batch applied but not yet flushed;
+        // answer with the last durable version.
+        let head = self.durable_head().position;
+        while version > 0 {
+            let position = self
+                .tree
+                .get(keys::stream_event(stream, version))?
+                .and_then(|v| keys::u64_value(&v))
+                .ok_or_else(|| LogError::Corrupt(format!("{stream} version {version} missing")))?;
+            if position <= head {
+                return Ok(Some(version));
+            }
+            version -= 1;
+        }
+        Ok(None)
+    }
+
+    fn position_of(&self, event_id: Uuid) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .tree
+            .get(keys::event_id(event_id))?
+            .and_then(|v| keys::u64_value(&v))
+            .filter(|&p| p <= self.durable_head().position))
+    }
+}
+
+#[async_trait]
+impl<E: Event> EventStore<E> for SledEventStore<E> {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+    ) -> Result<Appended, AppendError> {
+        validate_append(stream, events.len())?;
+        let events = Self::prepare(events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        {
+            let queue = self
+                .writer
+                .queue
+                .lock()
+                .map_err(|_| LogError::WriterStopped)?;
+            let queue = queue.as_ref().ok_or(LogError::WriterStopped)?;
+            queue.send(request).map_err(|_| LogError::WriterStopped)?;
+        }
+        answer.await.map_err(|_| LogError::WriterStopped)?
+    }
+
+    async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Envelope<E>>, LogError> {
+        self.reader
+            .read_raw(from, max)?
+            .into_iter()
+            .map(|raw| raw.into_envelope().map_err(LogError::from))
+            .collect()
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<Envelope<E>>, LogError> {
+        let positions = self.reader.stream_positions(stream, from_version, max)?;
+        let mut out = Vec::with_capacity(positions.len());
+        for position in positions {
+            let raw = self
+                .reader
+                .read_at(position)?
+                .ok_or_else(|| LogError::Corrupt(format!("position {position} is missing")))?;
+            out.push(raw.into_envelope()?);
+        }
+        Ok(out)
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError> {
+        self.reader.stream_version(stream)
+    }
+
+    async fn read_event(&self, event_id: Uuid) -> Result<Option<Envelope<E>>, LogError> {
+        match self.reader.position_of(event_id)? {
+            Some(position) => match self.reader.read_at(position)? {
+                Some(raw) => Ok(Some(raw.into_envelope()?)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn head(&self) -> Head {
+        self.reader.durable_head()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Head> {
+        self.reader.head.clone()
+    }
+
+    fn subscribe(&self, from: u64) -> EventStream<E> {
+        let state = Subscription::<E> {
+            reader: self.reader.clone(),
+            head: self.reader.head.clone(),
+            next: from.max(1),
+            buffer: VecDeque::new(),
+            failed: false,
+        };
+        Box::pin(futures_util::stream::unfold(state, Subscription::next))
+    }
+}
+
+/// The state of one subscription. It reads lazily: the next batch is read
+/// only when the consumer has taken the previous one.
+struct Subscription<E> {
+    reader: Arc<Reader>,
+    head: watch::Receiver<Head>,
+    next: u64,
+    buffer: VecDeque<Envelope<E>>,
+    failed: bool,
+}
+
+impl<E: Event> Subscription<E> {
+    async fn next(mut self) -> Option<(Result<Envelope<E>, LogError>, Self)> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            if let Some(envelope) = self.buffer.pop_front() {
+                return Some((Ok(envelope), self));
+            }
+            // Mark the current head seen before reading, so a commit that
+            // lands after this point wakes `changed()` below.
+            let head = self.head.borrow_and_update().position;
+            if head >= self.next {
+                let batch = self.reader.read_raw(self.next, SUBSCRIBE_BATCH).and_then(|raws| {
+                    raws.into_iter()
+                        .map(|raw| raw.into_envelope().map_err(LogError::from))
+                        .collect::<Result<Vec<_>, _>>()
+                });
+                match batch {
+                    Ok(envelopes) => {
+                        self.next += envelopes.len() as u64;
+                        self.buffer.extend(envelopes);
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        return Some((Err(e), self));
+                    }
+                }
+                continue;
+            }
+            if self.head.changed().await.is_err() {
+                // The store was closed; nothing more will come.
+                return None;
+            }
+        }
+    }
+}
+
+fn validate_append(stream: &str, count: usize) -> Result<(), AppendError> {
+    if stream.is_empty() || stream.len() > keys::MAX_STREAM_LEN {
+        return Err(AppendError::Invalid(format!(
+            "stream name must be 1 to {} bytes",
+            keys::MAX_STREAM_LEN
+        )));
+    }
+    if stream.chars().any(char::is_control) {
+        return Err(AppendError::Invalid(
+            "stream name must not contain control characters".into(),
+        ));
+    }
+    if count == 0 {
+        return Err(AppendError::Invalid("an append needs at least one event".into()));
+    }
+    if count > MAX_EVENTS_PER_APPEND {
+        return Err(AppendError::Invalid(format!(
+            "an append may carry at most {MAX_EVENTS_PER_APPEND} events"
+        )));
+    }
+    Ok(())
+}
+
+/// What the requests of the group being built will have written, so later
+/// requests of the same group see earlier ones.
+#[derive(Default)]
+struct Pending {
+    versions: HashMap<String, u64>,
+    ids: HashMap<Uuid, (u64, u64, String)>,
+}
+
+fn run_writer(
+    db: sled::Db,
+    tree: sled::Tree,
+    queue: mpsc::Receiver<Request>,
+    head_tx: watch::Sender<Head>,
+    clock: Arc<dyn Clock>,
+    max_group_events: usize,
+) {
+    let mut head = *head_tx.borrow();
+    let mut stopped = false;
+    while let Ok(first) = queue.recv() {
+        let mut events = first.events.len();
+        let mut group = vec![first];
+        while events < max_group_events {
+            match queue.try_recv() {
+                Ok(request) => {
+                    events += request.events.len();
+                    group.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        if stopped {
+            for request in group {
+                let _ = request.reply.send(Err(LogError::WriterStopped.into()));
+            }
+            continue;
+        }
+
+        let now = clock.now();
+        let mut batch = sled::Batch::default();
+        let mut pending = Pending::default();
+        let mut next = head;
+        let mut answers = Vec::with_capacity(group.len());
+        for request in group {
+            let outcome = plan(&tree, &mut pending, &mut next, &mut batch, now, &request);
+            answers.push((request.reply, outcome));
+        }
+
+        if next != head {
+            batch.insert(keys::HEAD, &keys::head_value(&next)[..]);
+            let written = tree.apply_batch(batch).and_then(|()| db.flush().map(|_| ()));
+            if let Err(e) = written {
+                tracing::error!(error = %e, "log batch failed; refusing further appends");
+                stopped = true;
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(LogError::WriterStopped.into()));
+                }
+                continue;
+            }
+            head = next;
+            head_tx.send_replace(head);
+        }
+        for (reply, outcome) in answers {
+            // A requester that went away still had its events written.
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+/// Checks one request against the stored state and the group so far, and
+/// adds its writes to `batch`. On refusal nothing is added.
+fn plan(
+    tree: &sled::Tree,
+    pending: &mut Pending,
+    next: &mut Head,
+    batch: &mut sled::Batch,
+    now: crate::time::Timestamp,
+    request: &Request,
+) -> Result<Appended, AppendError> {
+    let stream = request.stream.as_str();
+
+    let mut seen = std::collections::HashSet::with_capacity(request.events.len());
+    if !request.events.iter().all(|e| seen.insert(e.event_id)) {
+        return Err(AppendError::Invalid(
+            "the same event id appears twice in one append".into(),
+        ));
+    }
+
+    // Idempotency: all ids known -> the stored answer; some known -> refuse.
+    let mut known = Vec::new();
+    for event in &request.events {
+        if let Some(found) = lookup_id(tree, pending, event.event_id)? {
+            known.push((event.event_id, found));
+        }
+    }
+    if !known.is_empty() {
+        if known.len() != request.events.len() {
+            return Err(AppendError::Invalid(format!(
+                "{} of {} event ids are already stored; resend exactly the stored append or only new events",
+                known.len(),
+                request.events.len()
+            )));
+        }
+        if let Some((id, (_, _, other))) = known.iter().find(|(_, (_, _, s))| s != stream) {
+            return Err(AppendError::Invalid(format!(
+                "event id {id} is already stored in stream {other}"
+            )));
+        }
+        let stream_version = known.iter().map(|(_, (_, v, _))| *v).max().unwrap_or(0);
+        return Ok(Appended {
+            positions: known.into_iter().map(|(_, (p, _, _))| p).collect(),
+            stream_version,
+            deduplicated: true,
+        });
+    }
+
+    let actual = match pending.versions.get(stream) {
+        Some(&v) => Some(v),
+        None => tree
+            .get(keys::stream_head(stream))?
+            .map(|v| {
+                keys::u64_value(&v)
+                    .ok_or_else(|| LogError::Corrupt(format!("bad stream head for {stream}")))
+            })
+            .transpose()?,
+    };
+    if !request.expected.admits(actual) {
+        return Err(Conflict {
+            stream: stream.to_owned(),
+            expected: request.expected,
+            actual,
+        }
+        .into());
+    }
+
+    // Encode everything first so a failure leaves `batch` and `next` untouched.
+    let mut version = actual.unwrap_or(0);
+    let mut cursor = *next;
+    let mut writes = Vec::with_capacity(request.events.len());
+    for event in &request.events {
+        let position = cursor.position + 1;
+        version += 1;
+        let (bytes, hash) = encode_record(
+            position,
+            &RecordFields {
+                stream,
+                version,
+                event_id: event.event_id,
+                recorded_at: now,
+                actor: &event.actor,
+                correlation_id: event.correlation_id,
+                causation_id: event.causation_id,
+                event_type: event.event_type,
+                payload: &event.payload,
+                prev_hash: cursor.hash,
+            },
+        )?;
+        writes.push((position, version, event.event_id, bytes));
+        cursor = Head { position, hash };
+    }
+
+    let mut positions = Vec::with_capacity(writes.len());
+    for (position, version, event_id, bytes) in writes {
+        batch.insert(&keys::event(position)[..], bytes);
+        batch.insert(keys::stream_event(stream, version), &position.to_be_bytes()[..]);
+        batch.insert(&keys::event_id(event_id)[..], &position.to_be_bytes()[..]);
+        pending
+            .ids
+            .insert(event_id, (position, version, stream.to_owned()));
+        positions.push(position);
+    }
+    batch.insert(keys::stream_head(stream), &version.to_be_bytes()[..]);
+    pending.versions.insert(stream.to_owned(), version);
+    *next = cursor;
+    Ok(Appended {
+        positions,
+        stream_version: version,
+        deduplicated: false,
+    })
+}
+
+/// Where an event id is stored: (position, version, stream).
+fn lookup_id(
+    tree: &sled::Tree,
+    pending: &Pending,
+    event_id: Uuid,
+) -> Result<Option<(u64, u64, String)>, LogError> {
+    if let Some(found) = pending.ids.get(&event_id) {
+        return Ok(Some(found.clone()));
+    }
+    let Some(value) = tree.get(keys::event_id(event_id))? else {
+        return Ok(None);
+    };
+    let position = keys::u64_value(&value)
+        .ok_or_else(|| LogError::Corrupt(format!("bad id index entry for {event_id}")))?;
+    let bytes = tree
+        .get(keys::event(position))?
+        .ok_or_else(|| LogError::Corrupt(format!("position {position} is missing")))?;
+    let raw = codec::decode_record(position, &bytes)?;
+    Ok(Some((position, raw.version, raw.stream)))
+}
+

@@ -1,0 +1,1 @@
+//! Every aggregate of srs as pure decide/evolve code.
