@@ -1,8 +1,27 @@
-//! srs-api: the `srs` command line and server.
+//! srs-api: the GraphQL API of `API.md`, the HTTP server around it, and the
+//! `srs` command line.
 //!
 //! # Layout
 //!
 //! - [`cli`]: flags (clap, each with an environment variable) and subcommands.
+//! - `bench_cmd`: `srs bench`.
+//! - [`server`]: `srs serve`: open the data directory, start the read
+//!   models, bootstrap the first admin, serve, shut down gracefully.
+//! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
+//!   `/healthz`, `/readyz`, `/metrics`, request ids, body limit.
+//! - [`graphql`]: [`graphql::schema`], the schema built without any transport.
+//! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
+//! - [`auth`]: bearer tokens and secrets.
+//! - [`error`]: [`error::ApiError`] and the stable `extensions.code`s.
+//! - [`metrics`]: the Prometheus text exposition.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+mod bench_cmd;
 pub mod cli;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod state;

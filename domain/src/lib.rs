@@ -9,10 +9,15 @@
 //!   expected version.
 //! - [`time`]: [`time::Timestamp`] and the injected [`time::Clock`].
 //! - [`actor`]: [`actor::Actor`], who caused an event.
+//!
+//! # Features
+//!
+//! - `testing`: exports `model::testing`, the given / when / then harness
+//!   and fixtures, for other crates' tests.
 #![forbid(unsafe_code)]
 
 pub mod actor;
-pub mod log;
-pub mod time;
 pub mod app;
+pub mod log;
 pub mod model;
+pub mod time;

@@ -13,7 +13,9 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Microseconds since 1970-01-01T00:00:00Z.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -67,7 +69,9 @@ impl Timestamp {
 
     /// Parses an RFC 3339 timestamp with any offset.
     pub fn parse_rfc3339(text: &str) -> Result<Self, chrono::ParseError> {
-        Ok(DateTime::parse_from_rfc3339(text)?.with_timezone(&Utc).into())
+        Ok(DateTime::parse_from_rfc3339(text)?
+            .with_timezone(&Utc)
+            .into())
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -123,8 +127,10 @@ impl ManualClock {
     }
 
     pub fn advance_secs(&self, secs: i64) {
-        self.0
-            .fetch_add(secs.saturating_mul(Timestamp::MICROS_PER_SEC), Ordering::SeqCst);
+        self.0.fetch_add(
+            secs.saturating_mul(Timestamp::MICROS_PER_SEC),
+            Ordering::SeqCst,
+        );
     }
 }
 

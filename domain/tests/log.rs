@@ -23,9 +23,18 @@ fn tempdir() -> tempfile::TempDir {
 async fn positions_and_stream_versions_are_gapless_from_one() {
     let dir = tempdir();
     let log = open(dir.path());
-    let a = log.append("a", ExpectedVersion::NoStream, events(0..2)).await.unwrap();
-    let b = log.append("b", ExpectedVersion::Any, events(2..3)).await.unwrap();
-    let a2 = log.append("a", ExpectedVersion::Exact(2), events(3..4)).await.unwrap();
+    let a = log
+        .append("a", ExpectedVersion::NoStream, events(0..2))
+        .await
+        .unwrap();
+    let b = log
+        .append("b", ExpectedVersion::Any, events(2..3))
+        .await
+        .unwrap();
+    let a2 = log
+        .append("a", ExpectedVersion::Exact(2), events(3..4))
+        .await
+        .unwrap();
     assert_eq!(a.positions, vec![1, 2]);
     assert_eq!(a.stream_version, 2);
     assert_eq!(b.positions, vec![3]);
@@ -39,7 +48,12 @@ async fn positions_and_stream_versions_are_gapless_from_one() {
     let versions: Vec<(String, u64)> = all.iter().map(|e| (e.stream.clone(), e.version)).collect();
     assert_eq!(
         versions,
-        vec![("a".into(), 1), ("a".into(), 2), ("b".into(), 1), ("a".into(), 3)]
+        vec![
+            ("a".into(), 1),
+            ("a".into(), 2),
+            ("b".into(), 1),
+            ("a".into(), 3)
+        ]
     );
     assert_eq!(log.head().position, 4);
     assert_eq!(log.head().hash, all[3].hash);
@@ -49,7 +63,10 @@ async fn positions_and_stream_versions_are_gapless_from_one() {
 async fn each_record_chains_to_the_one_before() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("a", ExpectedVersion::Any, events(0..5)).await.unwrap();
+    let _ = log
+        .append("a", ExpectedVersion::Any, events(0..5))
+        .await
+        .unwrap();
     let all = log.read_all(1, 10).await.unwrap();
     assert_eq!(all[0].prev_hash, Hash::GENESIS);
     for pair in all.windows(2) {
@@ -76,7 +93,10 @@ async fn the_envelope_keeps_every_field_the_writer_was_given() {
     let new = NewEvent::new(actor.clone(), TestEvent::Other(vec![1, 2, 3]))
         .with_id(id)
         .correlated(correlation, Some(cause));
-    log.append("s", ExpectedVersion::Any, vec![new]).await.unwrap();
+    let _ = log
+        .append("s", ExpectedVersion::Any, vec![new])
+        .await
+        .unwrap();
     let stored = log.read_event(id).await.unwrap().expect("stored");
     assert_eq!(stored.event_id, id);
     assert_eq!(stored.actor, actor);
@@ -95,7 +115,10 @@ fn clock_now(clock: &srs_domain::time::ManualClock) -> srs_domain::time::Timesta
 async fn a_stale_expected_version_is_a_conflict_naming_the_actual_version() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("a", ExpectedVersion::Any, events(0..3)).await.unwrap();
+    let _ = log
+        .append("a", ExpectedVersion::Any, events(0..3))
+        .await
+        .unwrap();
     let err = log
         .append("a", ExpectedVersion::Exact(2), events(3..4))
         .await
@@ -116,12 +139,21 @@ async fn a_stale_expected_version_is_a_conflict_naming_the_actual_version() {
         .append("a", ExpectedVersion::NoStream, events(3..4))
         .await
         .unwrap_err();
-    assert!(matches!(err, AppendError::Conflict(Conflict { actual: Some(3), .. })));
+    assert!(matches!(
+        err,
+        AppendError::Conflict(Conflict {
+            actual: Some(3),
+            ..
+        })
+    ));
     let err = log
         .append("missing", ExpectedVersion::Exact(1), events(3..4))
         .await
         .unwrap_err();
-    assert!(matches!(err, AppendError::Conflict(Conflict { actual: None, .. })));
+    assert!(matches!(
+        err,
+        AppendError::Conflict(Conflict { actual: None, .. })
+    ));
     assert_eq!(log.head().position, 3, "refused appends write nothing");
 }
 
@@ -129,7 +161,10 @@ async fn a_stale_expected_version_is_a_conflict_naming_the_actual_version() {
 async fn several_events_in_one_refused_append_write_nothing() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("a", ExpectedVersion::Any, events(0..1)).await.unwrap();
+    let _ = log
+        .append("a", ExpectedVersion::Any, events(0..1))
+        .await
+        .unwrap();
     let before = log.head();
     let err = log
         .append("a", ExpectedVersion::NoStream, events(1..50))
@@ -186,11 +221,20 @@ async fn appending_stored_event_ids_returns_the_stored_positions_and_writes_noth
             .map(|(n, id)| event_with_id(n as u64, *id))
             .collect()
     };
-    let first = log.append("a", ExpectedVersion::NoStream, batch()).await.unwrap();
-    log.append("b", ExpectedVersion::Any, events(9..10)).await.unwrap();
+    let first = log
+        .append("a", ExpectedVersion::NoStream, batch())
+        .await
+        .unwrap();
+    let _ = log
+        .append("b", ExpectedVersion::Any, events(9..10))
+        .await
+        .unwrap();
     let head = log.head();
     // The retry's expected version is stale, yet it is the same append.
-    let again = log.append("a", ExpectedVersion::NoStream, batch()).await.unwrap();
+    let again = log
+        .append("a", ExpectedVersion::NoStream, batch())
+        .await
+        .unwrap();
     assert!(again.deduplicated);
     assert!(!first.deduplicated);
     assert_eq!(again.positions, first.positions);
@@ -203,11 +247,16 @@ async fn a_stored_event_id_mixed_with_new_ones_is_refused() {
     let dir = tempdir();
     let log = open(dir.path());
     let id = Uuid::now_v7();
-    log.append("a", ExpectedVersion::Any, vec![event_with_id(0, id)])
+    let _ = log
+        .append("a", ExpectedVersion::Any, vec![event_with_id(0, id)])
         .await
         .unwrap();
     let err = log
-        .append("a", ExpectedVersion::Any, vec![event_with_id(0, id), event(1)])
+        .append(
+            "a",
+            ExpectedVersion::Any,
+            vec![event_with_id(0, id), event(1)],
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, AppendError::Invalid(_)));
@@ -225,8 +274,12 @@ async fn idempotency_survives_a_restart() {
     let id = Uuid::now_v7();
     {
         let log = open(dir.path());
-        log.append("a", ExpectedVersion::Any, events(0..2)).await.unwrap();
-        log.append("a", ExpectedVersion::Any, vec![event_with_id(2, id)])
+        let _ = log
+            .append("a", ExpectedVersion::Any, events(0..2))
+            .await
+            .unwrap();
+        let _ = log
+            .append("a", ExpectedVersion::Any, vec![event_with_id(2, id)])
             .await
             .unwrap();
     }
@@ -245,8 +298,14 @@ async fn reopening_resumes_head_hash_and_stream_versions() {
     let dir = tempdir();
     let head = {
         let log = open(dir.path());
-        log.append("a", ExpectedVersion::Any, events(0..3)).await.unwrap();
-        log.append("b", ExpectedVersion::Any, events(3..4)).await.unwrap();
+        let _ = log
+            .append("a", ExpectedVersion::Any, events(0..3))
+            .await
+            .unwrap();
+        let _ = log
+            .append("b", ExpectedVersion::Any, events(3..4))
+            .await
+            .unwrap();
         log.head()
     };
     let log = open(dir.path());
@@ -254,23 +313,28 @@ async fn reopening_resumes_head_hash_and_stream_versions() {
     assert_eq!(log.stream_version("a").await.unwrap(), Some(3));
     assert_eq!(log.stream_version("b").await.unwrap(), Some(1));
     assert_eq!(log.stream_version("c").await.unwrap(), None);
-    let next = log.append("a", ExpectedVersion::Exact(3), events(4..5)).await.unwrap();
+    let next = log
+        .append("a", ExpectedVersion::Exact(3), events(4..5))
+        .await
+        .unwrap();
     assert_eq!(next.positions, vec![5]);
     let fifth = log.read_all(5, 1).await.unwrap().remove(0);
-    assert_eq!(fifth.prev_hash, head.hash, "the chain continues across restarts");
-    assert!(verify::<TestEvent>(log.tree(), 1, |_| {}).unwrap().is_intact());
+    assert_eq!(
+        fifth.prev_hash, head.hash,
+        "the chain continues across restarts"
+    );
+    assert!(verify::<TestEvent>(log.tree(), 1, |_| {})
+        .unwrap()
+        .is_intact());
 }
 
 #[tokio::test]
 async fn a_directory_in_use_gives_a_clear_error() {
     let dir = tempdir();
     let _log = open(dir.path());
-    let err = srs_domain::log::SledEventStore::<TestEvent>::open(
-        dir.path(),
-        Default::default(),
-    )
-    .err()
-    .expect("second open must fail");
+    let err = srs_domain::log::SledEventStore::<TestEvent>::open(dir.path(), Default::default())
+        .err()
+        .expect("second open must fail");
     assert!(matches!(err, LogError::Locked { .. }), "{err:?}");
     assert!(err.to_string().contains("in use by another process"));
 }
@@ -281,7 +345,10 @@ async fn a_stream_reads_from_a_version() {
     let log = open(dir.path());
     for n in 0..10 {
         let stream = if n % 2 == 0 { "even" } else { "odd" };
-        log.append(stream, ExpectedVersion::Any, events(n..n + 1)).await.unwrap();
+        let _ = log
+            .append(stream, ExpectedVersion::Any, events(n..n + 1))
+            .await
+            .unwrap();
     }
     let odd = log.read_stream("odd", 3, 10).await.unwrap();
     let ns: Vec<u64> = odd
@@ -296,7 +363,10 @@ async fn a_stream_reads_from_a_version() {
     assert_eq!(log.read_stream("odd", 1, 2).await.unwrap().len(), 2);
     assert!(log.read_stream("none", 1, 10).await.unwrap().is_empty());
     // A stream whose name is a prefix of another's reads only its own.
-    log.append("od", ExpectedVersion::Any, events(0..1)).await.unwrap();
+    let _ = log
+        .append("od", ExpectedVersion::Any, events(0..1))
+        .await
+        .unwrap();
     assert_eq!(log.read_stream("od", 1, 10).await.unwrap().len(), 1);
 }
 
@@ -304,7 +374,10 @@ async fn a_stream_reads_from_a_version() {
 async fn a_global_range_reads_from_a_position() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("a", ExpectedVersion::Any, events(0..20)).await.unwrap();
+    let _ = log
+        .append("a", ExpectedVersion::Any, events(0..20))
+        .await
+        .unwrap();
     let page = log.read_all(7, 5).await.unwrap();
     assert_eq!(page.first().unwrap().position, 7);
     assert_eq!(page.last().unwrap().position, 11);
@@ -316,7 +389,10 @@ async fn a_global_range_reads_from_a_position() {
 async fn a_conflicting_append_fails_alone_and_the_rest_of_its_group_commits() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("contested", ExpectedVersion::Any, events(0..1)).await.unwrap();
+    let _ = log
+        .append("contested", ExpectedVersion::Any, events(0..1))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for n in 0..64u64 {
         let log = log.clone();
@@ -326,8 +402,12 @@ async fn a_conflicting_append_fails_alone_and_the_rest_of_its_group_commits() {
                 log.append("contested", ExpectedVersion::NoStream, events(n..n + 1))
                     .await
             } else {
-                log.append(&format!("s{n}"), ExpectedVersion::NoStream, events(n..n + 1))
-                    .await
+                log.append(
+                    &format!("s{n}"),
+                    ExpectedVersion::NoStream,
+                    events(n..n + 1),
+                )
+                .await
             }
         }));
     }
@@ -342,21 +422,27 @@ async fn a_conflicting_append_fails_alone_and_the_rest_of_its_group_commits() {
     }
     assert_eq!((ok, conflicts), (56, 8));
     assert_eq!(log.head().position, 57);
-    assert!(verify::<TestEvent>(log.tree(), 1, |_| {}).unwrap().is_intact());
+    assert!(verify::<TestEvent>(log.tree(), 1, |_| {})
+        .unwrap()
+        .is_intact());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscriber_started_midway_sees_every_event_once_in_order_while_writers_append() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("warmup", ExpectedVersion::Any, events(0..100)).await.unwrap();
+    let _ = log
+        .append("warmup", ExpectedVersion::Any, events(0..100))
+        .await
+        .unwrap();
     let total_writes = 8 * 50;
     let mut writers = Vec::new();
     for w in 0..8u64 {
         let log = log.clone();
         writers.push(tokio::spawn(async move {
             for n in 0..50 {
-                log.append(&format!("w{w}"), ExpectedVersion::Any, events(n..n + 1))
+                let _ = log
+                    .append(&format!("w{w}"), ExpectedVersion::Any, events(n..n + 1))
                     .await
                     .unwrap();
             }
@@ -381,10 +467,15 @@ async fn a_subscriber_started_midway_sees_every_event_once_in_order_while_writer
     let wanted: Vec<u64> = (from..=expected_last).collect();
     assert_eq!(seen, wanted);
     // Nothing more arrives without a new commit.
-    assert!(tokio::time::timeout(Duration::from_millis(100), stream.next())
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), stream.next())
+            .await
+            .is_err()
+    );
+    let _ = log
+        .append("late", ExpectedVersion::Any, events(0..1))
         .await
-        .is_err());
-    log.append("late", ExpectedVersion::Any, events(0..1)).await.unwrap();
+        .unwrap();
     let late = tokio::time::timeout(Duration::from_secs(5), stream.next())
         .await
         .unwrap()
@@ -399,7 +490,10 @@ async fn a_slow_subscriber_holds_back_only_itself() {
     let log = open(dir.path());
     let mut stream = log.subscribe(1);
     for n in 0..2_000u64 {
-        log.append("a", ExpectedVersion::Any, events(n..n + 1)).await.unwrap();
+        let _ = log
+            .append("a", ExpectedVersion::Any, events(n..n + 1))
+            .await
+            .unwrap();
     }
     // The subscriber has taken nothing yet; appends were not blocked, and it
     // still gets everything in order when it reads.
@@ -415,7 +509,10 @@ async fn a_slow_subscriber_holds_back_only_itself() {
 async fn verify_finds_a_rewritten_record() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("a", ExpectedVersion::Any, events(0..10)).await.unwrap();
+    let _ = log
+        .append("a", ExpectedVersion::Any, events(0..10))
+        .await
+        .unwrap();
     let tree = log.db().open_tree(LOG_TREE).unwrap();
     let key = [b'e', 0, 0, 0, 0, 0, 0, 0, 6];
     let mut bytes = tree.get(key).unwrap().unwrap().to_vec();
@@ -437,7 +534,10 @@ async fn verify_finds_a_rewritten_record() {
 async fn verify_finds_a_deleted_record() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("a", ExpectedVersion::Any, events(0..10)).await.unwrap();
+    let _ = log
+        .append("a", ExpectedVersion::Any, events(0..10))
+        .await
+        .unwrap();
     log.tree().remove([b'e', 0, 0, 0, 0, 0, 0, 0, 4]).unwrap();
     let breach = verify::<TestEvent>(log.tree(), 1, |_| {})
         .unwrap()
@@ -457,7 +557,10 @@ async fn verify_finds_a_deleted_record() {
 async fn a_record_with_an_unknown_format_byte_is_a_typed_read_error() {
     let dir = tempdir();
     let log = open(dir.path());
-    log.append("a", ExpectedVersion::Any, events(0..3)).await.unwrap();
+    let _ = log
+        .append("a", ExpectedVersion::Any, events(0..3))
+        .await
+        .unwrap();
     let key = [b'e', 0, 0, 0, 0, 0, 0, 0, 2];
     let mut bytes = log.tree().get(key).unwrap().unwrap().to_vec();
     bytes[0] = 9;
@@ -481,19 +584,20 @@ async fn a_payload_of_another_type_is_a_typed_error_not_a_panic() {
     let dir = tempdir();
     {
         let log = open(dir.path());
-        log.append(
-            "a",
-            ExpectedVersion::Any,
-            vec![NewEvent::new(
-                Actor::system("t"),
-                TestEvent::Other(vec![7; 300]),
-            )],
-        )
-        .await
-        .unwrap();
+        let _ = log
+            .append(
+                "a",
+                ExpectedVersion::Any,
+                vec![NewEvent::new(
+                    Actor::system("t"),
+                    TestEvent::Other(vec![7; 300]),
+                )],
+            )
+            .await
+            .unwrap();
     }
-    let log = srs_domain::log::SledEventStore::<Narrow>::open(dir.path(), Default::default())
-        .unwrap();
+    let log =
+        srs_domain::log::SledEventStore::<Narrow>::open(dir.path(), Default::default()).unwrap();
     let err = log.read_all(1, 1).await.unwrap_err();
     assert!(err.to_string().contains("position 1"), "{err}");
 }

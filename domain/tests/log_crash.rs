@@ -5,7 +5,6 @@
 //!
 //! `SRS_CRASH_CYCLES` sets the number of kill cycles (default 10).
 
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -57,7 +56,8 @@ async fn every_acknowledged_event_survives_sigkill_under_load() {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let mut parts = line.split(' ');
-                if let (Some("ack"), Some(pos), Some(id)) = (parts.next(), parts.next(), parts.next())
+                if let (Some("ack"), Some(pos), Some(id)) =
+                    (parts.next(), parts.next(), parts.next())
                 {
                     if let (Ok(pos), Ok(id)) = (pos.parse::<u64>(), id.parse::<Uuid>()) {
                         let _ = tx.send((pos, id));
@@ -66,7 +66,9 @@ async fn every_acknowledged_event_survives_sigkill_under_load() {
             }
         });
         // Wait for the first acknowledgement (startup), then a random while.
-        let first = rx.recv_timeout(Duration::from_secs(60)).expect("child acknowledges");
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child acknowledges");
         acknowledged.push(first);
         let deadline = Instant::now() + Duration::from_millis(rng.gen_range(20..400));
         while Instant::now() < deadline {
@@ -93,14 +95,16 @@ async fn every_acknowledged_event_survives_sigkill_under_load() {
                 position <= head,
                 "cycle {cycle} (seed {seed}): acknowledged position {position} beyond head {head}"
             );
-            let stored = log
-                .read_event(id)
-                .await
-                .unwrap()
-                .unwrap_or_else(|| panic!("cycle {cycle} (seed {seed}): acknowledged {id} lost"));
+            let stored =
+                log.read_event(id).await.unwrap().unwrap_or_else(|| {
+                    panic!("cycle {cycle} (seed {seed}): acknowledged {id} lost")
+                });
             assert_eq!(stored.position, position);
         }
-        assert_eq!(report.checked, head, "every position up to the head is stored");
+        assert_eq!(
+            report.checked, head,
+            "every position up to the head is stored"
+        );
     }
     assert!(
         acknowledged.len() > cycles,

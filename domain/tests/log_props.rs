@@ -69,7 +69,11 @@ async fn check(tasks: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
                     Err(AppendError::Conflict(c)) => Err(c.to_string()),
                     Err(other) => panic!("unexpected: {other:?}"),
                 };
-                outcomes.push(Outcome { stream, ids, result });
+                outcomes.push(Outcome {
+                    stream,
+                    ids,
+                    result,
+                });
             }
             outcomes
         }));
@@ -97,13 +101,21 @@ async fn check(tasks: Vec<Vec<Op>>) -> Result<(), TestCaseError> {
             }
             Err(_) => {
                 for id in &o.ids {
-                    prop_assert!(log.read_event(*id).await.unwrap().is_none(), "refused append wrote {}", id);
+                    prop_assert!(
+                        log.read_event(*id).await.unwrap().is_none(),
+                        "refused append wrote {}",
+                        id
+                    );
                 }
             }
         }
     }
     let expected: HashSet<u64> = (1..=head).collect();
-    prop_assert_eq!(positions, expected, "acknowledged positions are exactly 1..=head");
+    prop_assert_eq!(
+        positions,
+        expected,
+        "acknowledged positions are exactly 1..=head"
+    );
 
     let all = log.read_all(1, usize::MAX).await.unwrap();
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();

@@ -1,1 +1,43 @@
-//! The application layer.
+//! The application layer: loads an aggregate from the log, decides, and
+//! appends with the expected version. Thin on purpose: every business rule
+//! lives in `model`; this layer gathers the facts a command needs (the
+//! site's active policies, the caller's playback permissions, ...), checks
+//! the caller's role, and writes.
+//!
+//! # Layout
+//!
+//! - `service`: [`Service`] with [`Service::execute`] / [`Service::load`],
+//!   the [`PermissionSource`] it asks for playback permissions, [`Executed`].
+//! - `use_cases`: one `Service` method per API mutation.
+//! - `cache`: the bounded cache of folded states that makes loading a long
+//!   recording incremental.
+//! - `error`: [`AppError`] and its stable codes.
+//!
+//! # Concurrency
+//!
+//! Every append names the stream version the decision was based on. When
+//! the caller passed an `expectedVersion` and it is stale, the answer is
+//! `CONFLICT`. Otherwise a conflicting append is decided again on the fresh
+//! state, at most [`ServiceConfig::max_retries`] times.
+//!
+//! # Secrets
+//!
+//! Agent credentials and tokens are 32 random bytes from the OS, returned
+//! once as `srs_<hex>`; only their SHA-256 reaches the log.
+
+mod cache;
+mod error;
+mod service;
+mod use_cases;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::AppError;
+pub use service::{
+    Executed, InMemoryPermissions, Loaded, PermissionSource, Service, ServiceConfig,
+};
+pub use use_cases::{
+    ActivePolicies, ConnectServer, Created, IssuedToken, RecordedEvents, ServerCredential,
+    StartRecordingInput, StartedRecording, MAX_PARTS,
+};

@@ -70,7 +70,11 @@ async fn main() {
     while let Some(line) = rx.recv().await {
         let mut out = stdout.lock();
         // The parent may kill us mid-write; a torn last line is ignored there.
-        if out.write_all(line.as_bytes()).and_then(|_| out.flush()).is_err() {
+        if out
+            .write_all(line.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             return;
         }
     }

@@ -301,7 +301,10 @@ mod tests {
     fn garbage_and_truncated_records_are_errors_not_panics() {
         assert!(matches!(
             decode_record(9, &[1, 2]),
-            Err(CodecError::Truncated { position: 9, len: 2 })
+            Err(CodecError::Truncated {
+                position: 9,
+                len: 2
+            })
         ));
         let mut garbage = vec![FORMAT_V1];
         garbage.extend_from_slice(&[0xff; 80]);

@@ -26,7 +26,9 @@ pub enum CodecError {
 /// Reading or opening the log failed.
 #[derive(Debug, Error)]
 pub enum LogError {
-    #[error("the data directory {path} is in use by another process (is `srs serve` running on it?)")]
+    #[error(
+        "the data directory {path} is in use by another process (is `srs serve` running on it?)"
+    )]
     Locked { path: PathBuf },
     #[error(transparent)]
     Codec(#[from] CodecError),

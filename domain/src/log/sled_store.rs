@@ -1,22 +1,32 @@
-//! The embedded backend: one sled tree and one writer thread.
+//! The embedded backend: one sled tree and a two-stage writer.
 //!
-//! Appends are queued to a single writer thread. The writer takes every
-//! request waiting in the queue (group commit), checks each one's expected
-//! version and idempotency against the stored state plus what earlier
-//! requests of the same group will write, assigns positions and versions,
-//! chains the hashes, writes everything (events, stream index, stream heads,
-//! id index, head) in one `apply_batch`, flushes once, and only then answers
-//! each request. A request that is refused (conflict, invalid) writes nothing
-//! and does not affect the others of its group.
+//! Appends are queued to a single **apply** thread. It takes every request
+//! waiting in the queue (group commit), checks each one's expected version
+//! and idempotency against the stored state plus what earlier requests of
+//! the same group will write, assigns positions and versions, chains the
+//! hashes, and writes everything (events, stream index, stream heads, id
+//! index, head) in one `apply_batch`. It then hands the group's answers to
+//! the **flush** thread and goes on with the next group. The flush thread
+//! takes every group handed to it so far, calls sled's `flush` once (which
+//! makes durable everything applied before the call), moves the durable head
+//! and only then answers each request. Applying the next group while the
+//! previous one is being flushed keeps the disk busy; a slow fsync makes the
+//! groups larger instead of making writers wait twice.
 //!
-//! If sled fails to apply or flush a batch, every request of that group gets
-//! the error and the writer refuses all later appends: what is durable is no
-//! longer known for certain, and an operator must restart (the log is
-//! recovered from disk on open).
+//! A request that is refused (conflict, invalid) writes nothing and does not
+//! affect the others of its group; its answer, like every answer, is sent
+//! after the flush that follows it, so no one is told anything about state
+//! that a crash could still take back.
+//!
+//! If sled fails to apply or flush, every request not yet answered gets the
+//! error and the log refuses all later appends: what is durable is no longer
+//! known for certain, and an operator must restart (the log is recovered
+//! from disk on open).
 
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -108,7 +118,7 @@ struct Reader {
 
 struct Writer {
     queue: Mutex<Option<mpsc::Sender<Request>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for Writer {
@@ -117,8 +127,10 @@ impl Drop for Writer {
         if let Ok(mut queue) = self.queue.lock() {
             queue.take();
         }
-        if let Ok(mut thread) = self.thread.lock() {
-            if let Some(handle) = thread.take() {
+        // The apply thread exits first and closes the flush queue, so the
+        // flush thread answers everything it holds before it exits.
+        if let Ok(mut threads) = self.threads.lock() {
+            for handle in threads.drain(..) {
                 let _ = handle.join();
             }
         }
@@ -140,7 +152,7 @@ struct Request {
     stream: String,
     expected: ExpectedVersion,
     events: Vec<Prepared>,
-    reply: oneshot::Sender<Result<Appended, AppendError>>,
+    reply: Reply,
 }
 
 impl<E: Event> SledEventStore<E> {
@@ -161,21 +173,35 @@ impl<E: Event> SledEventStore<E> {
         };
         let (head_tx, head_rx) = watch::channel(head);
         let (queue_tx, queue_rx) = mpsc::channel();
-        let thread = {
-            let db = db.clone();
+        let (flush_tx, flush_rx) = mpsc::channel();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let spawn_error = |e| LogError::Storage(sled::Error::Io(e));
+        let apply = {
             let tree = tree.clone();
             let clock = options.clock.clone();
+            let stopped = stopped.clone();
             let max_group = options.max_group_events.max(1);
             std::thread::Builder::new()
-                .name("srs-log-writer".into())
-                .spawn(move || run_writer(db, tree, queue_rx, head_tx, clock, max_group))
-                .map_err(|e| LogError::Storage(sled::Error::Io(e)))?
+                .name("srs-log-apply".into())
+                .spawn(move || run_apply(tree, head, queue_rx, flush_tx, clock, max_group, stopped))
+                .map_err(spawn_error)?
+        };
+        let flush = {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("srs-log-flush".into())
+                .spawn(move || run_flush(db, flush_rx, head_tx, stopped))
+                .map_err(spawn_error)?
         };
         Ok(SledEventStore {
-            reader: Arc::new(Reader { db, tree, head: head_rx }),
+            reader: Arc::new(Reader {
+                db,
+                tree,
+                head: head_rx,
+            }),
             writer: Arc::new(Writer {
                 queue: Mutex::new(Some(queue_tx)),
-                thread: Mutex::new(Some(thread)),
+                threads: Mutex::new(vec![apply, flush]),
             }),
             _payload: PhantomData,
         })
@@ -430,11 +456,14 @@ impl<E: Event> Subscription<E> {
             // lands after this point wakes `changed()` below.
             let head = self.head.borrow_and_update().position;
             if head >= self.next {
-                let batch = self.reader.read_raw(self.next, SUBSCRIBE_BATCH).and_then(|raws| {
-                    raws.into_iter()
-                        .map(|raw| raw.into_envelope().map_err(LogError::from))
-                        .collect::<Result<Vec<_>, _>>()
-                });
+                let batch = self
+                    .reader
+                    .read_raw(self.next, SUBSCRIBE_BATCH)
+                    .and_then(|raws| {
+                        raws.into_iter()
+                            .map(|raw| raw.into_envelope().map_err(LogError::from))
+                            .collect::<Result<Vec<_>, _>>()
+                    });
                 match batch {
                     Ok(envelopes) => {
                         self.next += envelopes.len() as u64;
@@ -468,7 +497,9 @@ fn validate_append(stream: &str, count: usize) -> Result<(), AppendError> {
         ));
     }
     if count == 0 {
-        return Err(AppendError::Invalid("an append needs at least one event".into()));
+        return Err(AppendError::Invalid(
+            "an append needs at least one event".into(),
+        ));
     }
     if count > MAX_EVENTS_PER_APPEND {
         return Err(AppendError::Invalid(format!(
@@ -486,16 +517,30 @@ struct Pending {
     ids: HashMap<Uuid, (u64, u64, String)>,
 }
 
-fn run_writer(
-    db: sled::Db,
+/// One applied group on its way to the flush thread.
+struct Applied {
+    /// The head after this group's batch (unchanged if it wrote nothing).
+    head: Head,
+    answers: Vec<(Reply, Result<Appended, AppendError>)>,
+}
+
+type Reply = oneshot::Sender<Result<Appended, AppendError>>;
+
+fn refuse_all(answers: impl IntoIterator<Item = Reply>) {
+    for reply in answers {
+        let _ = reply.send(Err(LogError::WriterStopped.into()));
+    }
+}
+
+fn run_apply(
     tree: sled::Tree,
+    mut head: Head,
     queue: mpsc::Receiver<Request>,
-    head_tx: watch::Sender<Head>,
+    flush: mpsc::Sender<Applied>,
     clock: Arc<dyn Clock>,
     max_group_events: usize,
+    stopped: Arc<AtomicBool>,
 ) {
-    let mut head = *head_tx.borrow();
-    let mut stopped = false;
     while let Ok(first) = queue.recv() {
         let mut events = first.events.len();
         let mut group = vec![first];
@@ -508,10 +553,8 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        if stopped {
-            for request in group {
-                let _ = request.reply.send(Err(LogError::WriterStopped.into()));
-            }
+        if stopped.load(Ordering::Acquire) {
+            refuse_all(group.into_iter().map(|r| r.reply));
             continue;
         }
 
@@ -527,19 +570,49 @@ fn run_writer(
 
         if next != head {
             batch.insert(keys::HEAD, &keys::head_value(&next)[..]);
-            let written = tree.apply_batch(batch).and_then(|()| db.flush().map(|_| ()));
-            if let Err(e) = written {
-                tracing::error!(error = %e, "log batch failed; refusing further appends");
-                stopped = true;
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(LogError::WriterStopped.into()));
-                }
+            if let Err(e) = tree.apply_batch(batch) {
+                tracing::error!(error = %e, "applying a log batch failed; refusing further appends");
+                stopped.store(true, Ordering::Release);
+                refuse_all(answers.into_iter().map(|(reply, _)| reply));
                 continue;
             }
             head = next;
-            head_tx.send_replace(head);
         }
-        for (reply, outcome) in answers {
+        if let Err(mpsc::SendError(applied)) = flush.send(Applied { head, answers }) {
+            refuse_all(applied.answers.into_iter().map(|(reply, _)| reply));
+        }
+    }
+}
+
+fn run_flush(
+    db: sled::Db,
+    applied: mpsc::Receiver<Applied>,
+    head_tx: watch::Sender<Head>,
+    stopped: Arc<AtomicBool>,
+) {
+    let mut durable = *head_tx.borrow();
+    while let Ok(first) = applied.recv() {
+        let mut groups = vec![first];
+        groups.extend(applied.try_iter());
+        // Groups arrive in apply order, so the last one holds the newest head.
+        let target = groups.last().map_or(durable, |g| g.head);
+        if target != durable {
+            // Everything applied before this call is durable when it returns.
+            if let Err(e) = db.flush() {
+                tracing::error!(error = %e, "flushing the log failed; refusing further appends");
+                stopped.store(true, Ordering::Release);
+                refuse_all(
+                    groups
+                        .into_iter()
+                        .flat_map(|g| g.answers)
+                        .map(|(reply, _)| reply),
+                );
+                continue;
+            }
+            durable = target;
+            head_tx.send_replace(durable);
+        }
+        for (reply, outcome) in groups.into_iter().flat_map(|g| g.answers) {
             // A requester that went away still had its events written.
             let _ = reply.send(outcome);
         }
@@ -641,7 +714,10 @@ fn plan(
     let mut positions = Vec::with_capacity(writes.len());
     for (position, version, event_id, bytes) in writes {
         batch.insert(&keys::event(position)[..], bytes);
-        batch.insert(keys::stream_event(stream, version), &position.to_be_bytes()[..]);
+        batch.insert(
+            keys::stream_event(stream, version),
+            &position.to_be_bytes()[..],
+        );
         batch.insert(&keys::event_id(event_id)[..], &position.to_be_bytes()[..]);
         pending
             .ids
@@ -678,4 +754,3 @@ fn lookup_id(
     let raw = codec::decode_record(position, &bytes)?;
     Ok(Some((position, raw.version, raw.stream)))
 }
-

@@ -84,7 +84,15 @@ pub fn verify<E: Event>(
                     position: before,
                     hash,
                 },
-                Err(e) => return Ok(broken(0, Head::default(), before, BreachKind::Undecodable, e.to_string())),
+                Err(e) => {
+                    return Ok(broken(
+                        0,
+                        Head::default(),
+                        before,
+                        BreachKind::Undecodable,
+                        e.to_string(),
+                    ))
+                }
             },
             None => {
                 return Ok(broken(
@@ -103,7 +111,13 @@ pub fn verify<E: Event>(
     for entry in tree.range(start..end) {
         let (key, bytes) = entry?;
         let Some(position) = keys::event_position(&key) else {
-            return Ok(broken(checked, prev, prev.position + 1, BreachKind::Undecodable, "malformed event key".into()));
+            return Ok(broken(
+                checked,
+                prev,
+                prev.position + 1,
+                BreachKind::Undecodable,
+                "malformed event key".into(),
+            ));
         };
         let expected = prev.position + 1;
         if position != expected {
@@ -157,9 +171,9 @@ pub fn verify<E: Event>(
                 head.position.max(1),
                 BreachKind::HeadMismatch,
                 format!(
-                    "the head records position {} hash {} but the last record is position {} hash {}",
-                    head.position, head.hash, prev.position, prev.hash
-                ),
+                "the head records position {} hash {} but the last record is position {} hash {}",
+                head.position, head.hash, prev.position, prev.hash
+            ),
             ))
         }
         None => {
@@ -179,7 +193,13 @@ pub fn verify<E: Event>(
     })
 }
 
-fn broken(checked: u64, last: Head, position: u64, kind: BreachKind, reason: String) -> VerifyReport {
+fn broken(
+    checked: u64,
+    last: Head,
+    position: u64,
+    kind: BreachKind,
+    reason: String,
+) -> VerifyReport {
     VerifyReport {
         checked,
         last,
@@ -259,7 +279,11 @@ fn check_record<E: Event>(
         if !matches!(before, Some(p) if p < position) {
             return breach(
                 BreachKind::StreamGap,
-                format!("{} has no version {} before this one", raw.stream, raw.version - 1),
+                format!(
+                    "{} has no version {} before this one",
+                    raw.stream,
+                    raw.version - 1
+                ),
             );
         }
     }

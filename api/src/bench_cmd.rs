@@ -1,0 +1,43 @@
+//! `srs bench`: the lead's benchmark subcommand (see `DESIGN.md`, "Tests
+//! and benchmarks"). Every figure is printed with the baseline measured in
+//! the same run.
+
+/// The benchmark groups of `srs bench`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchKind {
+    Log,
+    All,
+}
+
+pub async fn bench(
+    which: BenchKind,
+    json: bool,
+    seconds: f64,
+    scan_events: u64,
+) -> anyhow::Result<()> {
+    let print = |figure: &srs_bench::Figure| {
+        if json {
+            println!("{}", figure.to_json());
+        } else {
+            println!("{figure}");
+        }
+    };
+    if matches!(which, BenchKind::Log | BenchKind::All) {
+        let options = srs_bench::log::LogBenchOptions {
+            seconds,
+            scan_events,
+        };
+        for figure in srs_bench::log::run(&options).await? {
+            print(&figure);
+        }
+    }
+    if let Some(rss) = srs_bench::resources::peak_rss_bytes() {
+        print(&srs_bench::Figure::new(
+            "resources",
+            "peak_rss",
+            rss as f64,
+            "bytes",
+        ));
+    }
+    Ok(())
+}

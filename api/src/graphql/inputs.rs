@@ -1,0 +1,742 @@
+//! Input types and their checked conversion into domain values. Every
+//! conversion checks lengths and IDs, so a bad input is `VALIDATION` before
+//! the service sees it; the domain then checks its own rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_graphql::{InputObject, Json, ID};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use srs_domain::model as dm;
+use srs_projections::models::audit::AuditFilter as AuditQuery;
+use srs_projections::models::catalogue::RecordingFilter as RecordingQueryFilter;
+use srs_projections::models::detections::DetectionFilter as DetectionQuery;
+
+use super::convert::{name, names, non_negative, opt_name, opt_uuid, text, timestamp, uuid, uuids};
+use super::enums::*;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Limits;
+
+/// `createSite` input.
+#[derive(InputObject)]
+pub struct CreateSiteInput {
+    pub name: String,
+}
+
+/// `connectServer` input.
+#[derive(InputObject)]
+pub struct ConnectServerInput {
+    pub site_id: ID,
+    pub name: String,
+    pub host: String,
+    pub deployment: Deployment,
+    pub version: String,
+}
+
+/// Installer options.
+#[derive(InputObject, Default)]
+pub struct InstallOptionsInput {
+    /// The server's display name; defaults to the host.
+    pub name: Option<String>,
+    /// The version to install; default: the latest.
+    pub version: Option<String>,
+    #[graphql(default_with = "Deployment::OnPremises")]
+    pub deployment: Deployment,
+    /// Installer options passed through as given (an object of strings).
+    pub extra: Option<Json<Value>>,
+}
+
+/// `installServer` input.
+#[derive(InputObject)]
+pub struct InstallServerInput {
+    pub site_id: ID,
+    pub host: String,
+    pub options: Option<InstallOptionsInput>,
+}
+
+impl InstallOptionsInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<dm::InstallOptions> {
+        let mut extra = BTreeMap::new();
+        match self.extra.map(|j| j.0) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (key, value) in map {
+                    let value = scalar_text(&value).ok_or_else(|| {
+                        ApiError::validation(format!("options.extra.{key} must be a string"))
+                    })?;
+                    extra.insert(
+                        name("options.extra", &key, limits)?,
+                        text("options.extra", &value, limits)?,
+                    );
+                }
+            }
+            Some(_) => return Err(ApiError::validation("options.extra must be an object")),
+        }
+        Ok(dm::InstallOptions {
+            name: opt_name("options.name", self.name.as_deref(), limits)?,
+            version: opt_name("options.version", self.version.as_deref(), limits)?,
+            deployment: self.deployment.into(),
+            extra,
+        })
+    }
+}
+
+/// A message in one language.
+#[derive(InputObject)]
+pub struct LocalizedMessageInput {
+    pub language: String,
+    pub text: String,
+}
+
+/// A change of server settings: only the given fields change.
+/// `maxFileSizeMb` 10..300 (default 50), `maxRecordingHours` 1..24 (default 12).
+#[derive(InputObject, Default)]
+pub struct ServerSettingsInput {
+    pub storage_paths: Option<Vec<String>>,
+    pub max_file_size_mb: Option<i32>,
+    pub max_recording_hours: Option<i32>,
+    pub live_playback_enabled: Option<bool>,
+    pub encrypt_downloads: Option<bool>,
+    pub notification_messages: Option<Vec<LocalizedMessageInput>>,
+    pub signing_certificate_thumbprint: Option<String>,
+    pub digital_signing_enabled: Option<bool>,
+    pub admin_logging_enabled: Option<bool>,
+    pub admin_logging_mandatory: Option<bool>,
+    pub restore_directory: Option<String>,
+    pub recording_enabled: Option<bool>,
+    pub alert_sender: Option<String>,
+}
+
+fn small(value: Option<i32>, field: &str) -> ApiResult<Option<u32>> {
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .map_err(|_| ApiError::validation(format!("`{field}` must not be negative")))
+        })
+        .transpose()
+}
+
+impl ServerSettingsInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<dm::SettingsPatch> {
+        Ok(dm::SettingsPatch {
+            storage_paths: self
+                .storage_paths
+                .map(|p| names("storagePaths", &p, limits))
+                .transpose()?,
+            restore_directory: opt_name(
+                "restoreDirectory",
+                self.restore_directory.as_deref(),
+                limits,
+            )?,
+            max_file_size_mb: small(self.max_file_size_mb, "maxFileSizeMb")?,
+            max_recording_hours: small(self.max_recording_hours, "maxRecordingHours")?,
+            live_playback_enabled: self.live_playback_enabled,
+            encrypt_downloads: self.encrypt_downloads,
+            recording_enabled: self.recording_enabled,
+            digital_signing_enabled: self.digital_signing_enabled,
+            signing_certificate_thumbprint: opt_name(
+                "signingCertificateThumbprint",
+                self.signing_certificate_thumbprint.as_deref(),
+                limits,
+            )?,
+            notification_messages: self
+                .notification_messages
+                .map(|messages| {
+                    messages
+                        .into_iter()
+                        .map(|m| {
+                            Ok(dm::LocalizedMessage {
+                                language: name(
+                                    "notificationMessages.language",
+                                    &m.language,
+                                    limits,
+                                )?,
+                                text: text("notificationMessages.text", &m.text, limits)?,
+                            })
+                        })
+                        .collect::<ApiResult<Vec<_>>>()
+                })
+                .transpose()?,
+            alert_sender: opt_name("alertSender", self.alert_sender.as_deref(), limits)?,
+            admin_logging_enabled: self.admin_logging_enabled,
+            admin_logging_mandatory: self.admin_logging_mandatory,
+        })
+    }
+}
+
+/// A session's attributes, as the server reports them.
+#[derive(InputObject)]
+pub struct SessionAttributesInput {
+    /// `DOMAIN\user` or `user@domain`.
+    pub user: String,
+    pub groups: Option<Vec<String>>,
+    pub client_name: Option<String>,
+    pub client_ip: Option<String>,
+    /// The VDA machine.
+    pub host: String,
+    pub delivery_group: Option<String>,
+    /// Published apps or the desktop name.
+    pub applications: Option<Vec<String>>,
+}
+
+impl SessionAttributesInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<dm::SessionAttributes> {
+        Ok(dm::SessionAttributes {
+            user: name("session.user", &self.user, limits)?,
+            groups: names("session.groups", &self.groups.unwrap_or_default(), limits)?,
+            client_name: opt_name("session.clientName", self.client_name.as_deref(), limits)?,
+            client_ip: opt_name("session.clientIp", self.client_ip.as_deref(), limits)?,
+            host: name("session.host", &self.host, limits)?,
+            delivery_group: opt_name(
+                "session.deliveryGroup",
+                self.delivery_group.as_deref(),
+                limits,
+            )?,
+            applications: names(
+                "session.applications",
+                &self.applications.unwrap_or_default(),
+                limits,
+            )?,
+        })
+    }
+}
+
+/// `startRecording` input.
+#[derive(InputObject)]
+pub struct StartRecordingInput {
+    pub server_id: ID,
+    /// The session's id on the server; with `serverId` the idempotency key.
+    pub session_id: String,
+    pub session: SessionAttributesInput,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// One session event.
+#[derive(InputObject)]
+pub struct SessionEventInput {
+    /// The idempotency key.
+    pub event_id: ID,
+    #[graphql(name = "type")]
+    pub event_type: SessionEventType,
+    /// From the session's start.
+    pub offset_ms: i32,
+    /// Type-specific: `{app}`, `{url, browser}`, `{path, newPath}`, `{device}`, `{seconds}`, ...
+    pub data: Option<Json<Value>>,
+}
+
+/// A JSON scalar as text (strings as they are, numbers and booleans printed).
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl SessionEventInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<dm::SessionEvent> {
+        let event_id = uuid(&self.event_id, "event")?;
+        let event_type: dm::SessionEventType = self.event_type.into();
+        let mut fields = BTreeMap::new();
+        match self.data.map(|j| j.0) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                for (key, value) in map {
+                    let Some(value) = scalar_text(&value) else {
+                        return Err(ApiError::validation(format!(
+                            "event {event_id}: data.{key} must be a scalar"
+                        )));
+                    };
+                    fields.insert(key, text("data", &value, limits)?);
+                }
+            }
+            Some(_) => {
+                return Err(ApiError::validation(format!(
+                    "event {event_id}: data must be an object"
+                )))
+            }
+        }
+        let data = dm::SessionEventData::parse(event_type, &fields)
+            .map_err(|e| ApiError::validation(format!("event {event_id}: {e}")))?;
+        Ok(dm::SessionEvent {
+            event_id,
+            event_type,
+            offset_ms: non_negative(self.offset_ms, "offsetMs")?,
+            data,
+        })
+    }
+}
+
+/// One rule of a recording policy; empty criteria lists match anyone.
+#[derive(InputObject)]
+pub struct RecordingRuleInput {
+    pub name: String,
+    pub action: RecordingAction,
+    pub notify: bool,
+    pub lossy: Option<bool>,
+    pub audio: Option<bool>,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub applications: Option<Vec<String>>,
+    pub delivery_groups: Option<Vec<String>>,
+    pub hosts: Option<Vec<String>>,
+    /// CIDR or single IP.
+    pub client_ip_ranges: Option<Vec<String>>,
+}
+
+/// A recording policy.
+#[derive(InputObject)]
+pub struct RecordingPolicyInput {
+    pub name: String,
+    pub rules: Vec<RecordingRuleInput>,
+    /// What happens to sessions no rule matches.
+    pub fallback: RecordingAction,
+    /// Whether the fallback notifies the user.
+    #[graphql(default)]
+    pub fallback_notify: bool,
+}
+
+fn list(field: &str, values: Option<Vec<String>>, limits: &Limits) -> ApiResult<Vec<String>> {
+    names(field, &values.unwrap_or_default(), limits)
+}
+
+impl RecordingPolicyInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<(String, dm::PolicyBody)> {
+        let rules = self
+            .rules
+            .into_iter()
+            .map(|r| {
+                Ok(dm::RecordingRule {
+                    name: name("rules.name", &r.name, limits)?,
+                    action: r.action.into(),
+                    notify: r.notify,
+                    lossy: r.lossy.unwrap_or(false),
+                    audio: r.audio.unwrap_or(false),
+                    criteria: dm::RecordingCriteria {
+                        users: list("rules.users", r.users, limits)?,
+                        groups: list("rules.groups", r.groups, limits)?,
+                        applications: list("rules.applications", r.applications, limits)?,
+                        delivery_groups: list("rules.deliveryGroups", r.delivery_groups, limits)?,
+                        hosts: list("rules.hosts", r.hosts, limits)?,
+                        client_ip_ranges: list("rules.clientIpRanges", r.client_ip_ranges, limits)?,
+                    },
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok((
+            name("name", &self.name, limits)?,
+            dm::PolicyBody::Recording(dm::RecordingPolicyBody {
+                rules,
+                fallback: self.fallback.into(),
+                fallback_notify: self.fallback_notify,
+            }),
+        ))
+    }
+}
+
+/// One detection rule.
+#[derive(InputObject)]
+pub struct DetectionRuleInput {
+    #[graphql(name = "type")]
+    pub event_type: SessionEventType,
+    pub severity: Severity,
+    /// Globs on the type's main field (app, URL host, path, device); empty: any.
+    pub patterns: Option<Vec<String>>,
+    /// For IDLE.
+    pub idle_seconds: Option<i32>,
+    pub name: Option<String>,
+    /// Limit to these users / groups / hosts; empty: anyone.
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub hosts: Option<Vec<String>>,
+}
+
+/// An event detection policy.
+#[derive(InputObject)]
+pub struct EventDetectionPolicyInput {
+    pub name: String,
+    /// The session event types recorded at all.
+    pub logged: Vec<SessionEventType>,
+    pub rules: Vec<DetectionRuleInput>,
+    /// Apps whose start / end / failure is detected; default: the built-in list.
+    pub monitored_apps: Option<Vec<String>>,
+}
+
+impl EventDetectionPolicyInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<(String, dm::PolicyBody)> {
+        let rules = self
+            .rules
+            .into_iter()
+            .map(|r| {
+                Ok(dm::DetectionRule {
+                    name: opt_name("rules.name", r.name.as_deref(), limits)?,
+                    event_type: r.event_type.into(),
+                    severity: r.severity.into(),
+                    patterns: list("rules.patterns", r.patterns, limits)?,
+                    idle_seconds: r
+                        .idle_seconds
+                        .map(|s| non_negative(s, "idleSeconds"))
+                        .transpose()?,
+                    scope: dm::Scope {
+                        users: list("rules.users", r.users, limits)?,
+                        groups: list("rules.groups", r.groups, limits)?,
+                        hosts: list("rules.hosts", r.hosts, limits)?,
+                    },
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        let monitored_apps = match self.monitored_apps {
+            Some(apps) => names("monitoredApps", &apps, limits)?,
+            None => dm::DEFAULT_MONITORED_APPS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        Ok((
+            name("name", &self.name, limits)?,
+            dm::PolicyBody::EventDetection(dm::DetectionPolicyBody {
+                logged: self.logged.into_iter().map(Into::into).collect(),
+                rules,
+                monitored_apps,
+            }),
+        ))
+    }
+}
+
+/// One event response rule.
+#[derive(InputObject)]
+pub struct ResponseRuleInput {
+    pub name: String,
+    /// Trigger when a session starts (besides detected events).
+    pub on_session_start: Option<bool>,
+    /// Detected event types that trigger it (must be types the active detection policy logs).
+    pub types: Option<Vec<SessionEventType>>,
+    pub min_severity: Severity,
+    pub users: Option<Vec<String>>,
+    pub hosts: Option<Vec<String>>,
+    pub actions: Vec<ResponseAction>,
+    /// For EMAIL_ALERT.
+    pub recipients: Option<Vec<String>>,
+    /// For LOCK_SESSION.
+    pub message: Option<String>,
+    /// Minimum seconds between two firings on one session.
+    pub cooldown_sec: Option<i32>,
+}
+
+/// An event response policy.
+#[derive(InputObject)]
+pub struct EventResponsePolicyInput {
+    pub name: String,
+    pub rules: Vec<ResponseRuleInput>,
+}
+
+impl EventResponsePolicyInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<(String, dm::PolicyBody)> {
+        let rules = self
+            .rules
+            .into_iter()
+            .map(|r| {
+                let scope = dm::Scope {
+                    users: list("rules.users", r.users, limits)?,
+                    groups: Vec::new(),
+                    hosts: list("rules.hosts", r.hosts, limits)?,
+                };
+                let min_severity: dm::Severity = r.min_severity.into();
+                let mut triggers = Vec::new();
+                if r.on_session_start.unwrap_or(false) {
+                    triggers.push(dm::ResponseTrigger {
+                        description: "session start".into(),
+                        on: dm::TriggerOn::SessionStart,
+                        scope: scope.clone(),
+                    });
+                }
+                let types: BTreeSet<dm::SessionEventType> = r
+                    .types
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                if !types.is_empty() || triggers.is_empty() {
+                    let listed: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+                    triggers.push(dm::ResponseTrigger {
+                        description: format!(
+                            "{} at {:?} or above",
+                            listed.join(", "),
+                            min_severity
+                        ),
+                        on: dm::TriggerOn::Detection {
+                            types,
+                            min_severity,
+                        },
+                        scope,
+                    });
+                }
+                let recipients = list("rules.recipients", r.recipients, limits)?;
+                let message = text(
+                    "rules.message",
+                    r.message.as_deref().unwrap_or_default(),
+                    limits,
+                )?;
+                let actions = r
+                    .actions
+                    .into_iter()
+                    .map(|a| match a {
+                        ResponseAction::EmailAlert => dm::ResponseAction::EmailAlert {
+                            recipients: recipients.clone(),
+                        },
+                        ResponseAction::StartScreenRecording => {
+                            dm::ResponseAction::StartScreenRecording
+                        }
+                        ResponseAction::LockSession => dm::ResponseAction::LockSession {
+                            message: message.clone(),
+                        },
+                        ResponseAction::LogOffSession => dm::ResponseAction::LogOffSession,
+                        ResponseAction::DisconnectSession => dm::ResponseAction::DisconnectSession,
+                    })
+                    .collect();
+                Ok(dm::ResponseRule {
+                    name: name("rules.name", &r.name, limits)?,
+                    triggers,
+                    actions,
+                    cooldown_sec: u32::try_from(r.cooldown_sec.unwrap_or(0))
+                        .map_err(|_| ApiError::validation("cooldownSec must not be negative"))?,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok((
+            name("name", &self.name, limits)?,
+            dm::PolicyBody::EventResponse(dm::ResponsePolicyBody { rules }),
+        ))
+    }
+}
+
+/// A policy's new content: exactly one of the three, of the policy's kind.
+#[derive(InputObject)]
+pub struct PolicyUpdateInput {
+    pub recording: Option<RecordingPolicyInput>,
+    pub event_detection: Option<EventDetectionPolicyInput>,
+    pub event_response: Option<EventResponsePolicyInput>,
+}
+
+impl PolicyUpdateInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<(String, dm::PolicyBody)> {
+        match (self.recording, self.event_detection, self.event_response) {
+            (Some(r), None, None) => r.into_domain(limits),
+            (None, Some(d), None) => d.into_domain(limits),
+            (None, None, Some(e)) => e.into_domain(limits),
+            _ => Err(ApiError::validation(
+                "give exactly one of `recording`, `eventDetection`, `eventResponse`",
+            )),
+        }
+    }
+}
+
+/// What a playback permission admits; empty lists: any.
+#[derive(InputObject, Default)]
+pub struct PlaybackScopeInput {
+    pub recorded_users: Option<Vec<String>>,
+    pub recorded_groups: Option<Vec<String>>,
+    pub server_ids: Option<Vec<ID>>,
+    pub hosts: Option<Vec<String>>,
+    pub delivery_groups: Option<Vec<String>>,
+    pub applications: Option<Vec<String>>,
+}
+
+/// `grantPlaybackPermission` input.
+#[derive(InputObject)]
+pub struct GrantPlaybackPermissionInput {
+    pub site_id: ID,
+    /// A principal name or a group.
+    pub principal: String,
+    pub scope: PlaybackScopeInput,
+}
+
+impl PlaybackScopeInput {
+    pub fn into_domain(self, limits: &Limits) -> ApiResult<dm::PlaybackScope> {
+        Ok(dm::PlaybackScope {
+            recorded_users: list("scope.recordedUsers", self.recorded_users, limits)?,
+            recorded_groups: list("scope.recordedGroups", self.recorded_groups, limits)?,
+            server_ids: uuids(&self.server_ids.unwrap_or_default(), "server")?,
+            hosts: list("scope.hosts", self.hosts, limits)?,
+            delivery_groups: list("scope.deliveryGroups", self.delivery_groups, limits)?,
+            applications: list("scope.applications", self.applications, limits)?,
+        })
+    }
+}
+
+/// `setRetentionPolicy` input.
+#[derive(InputObject)]
+pub struct RetentionPolicyInput {
+    pub archive_after_days: Option<i32>,
+    pub delete_after_days: Option<i32>,
+    /// The daily run time, `HH:MM` UTC (default 02:00).
+    pub run_at: Option<String>,
+    #[graphql(default = true)]
+    pub exclude_restricted: bool,
+}
+
+impl RetentionPolicyInput {
+    pub fn into_domain(self) -> ApiResult<dm::RetentionPolicy> {
+        let run_at = match self.run_at.as_deref() {
+            Some(text) => dm::TimeOfDay::parse(text).map_err(ApiError::validation)?,
+            None => dm::TimeOfDay { hour: 2, minute: 0 },
+        };
+        Ok(dm::RetentionPolicy {
+            archive_after_days: small(self.archive_after_days, "archiveAfterDays")?,
+            delete_after_days: small(self.delete_after_days, "deleteAfterDays")?,
+            run_at,
+            exclude_restricted: self.exclude_restricted,
+        })
+    }
+}
+
+/// `issueToken` input.
+#[derive(InputObject)]
+pub struct IssueTokenInput {
+    /// The principal the token is issued to.
+    pub name: String,
+    pub role: Role,
+    /// The sites it acts on; empty or absent: all sites.
+    pub site_ids: Option<Vec<ID>>,
+    /// The principal's groups (playback permissions may name them).
+    pub groups: Option<Vec<String>>,
+}
+
+/// What `recordings` filters by; set fields combine with AND, lists match any value.
+#[derive(InputObject, Default)]
+pub struct RecordingFilter {
+    pub site_id: Option<ID>,
+    pub server_id: Option<ID>,
+    pub users: Option<Vec<String>>,
+    pub client_ips: Option<Vec<String>>,
+    /// VDA machines.
+    pub hosts: Option<Vec<String>>,
+    pub applications: Option<Vec<String>>,
+    pub delivery_groups: Option<Vec<String>>,
+    pub started_after: Option<DateTime<Utc>>,
+    pub started_before: Option<DateTime<Utc>>,
+    pub min_duration_sec: Option<i32>,
+    pub max_duration_sec: Option<i32>,
+    /// In progress.
+    pub live: Option<bool>,
+    pub has_detections: Option<bool>,
+    pub min_severity: Option<Severity>,
+    pub restricted: Option<bool>,
+    /// Case-insensitive substring of user, host, applications, client, or a comment.
+    pub text: Option<String>,
+}
+
+impl RecordingFilter {
+    pub fn into_query(self, limits: &Limits) -> ApiResult<RecordingQueryFilter> {
+        Ok(RecordingQueryFilter {
+            site_id: opt_uuid(self.site_id.as_ref(), "site")?,
+            server_id: opt_uuid(self.server_id.as_ref(), "server")?,
+            users: list("users", self.users, limits)?,
+            client_ips: list("clientIps", self.client_ips, limits)?,
+            hosts: list("hosts", self.hosts, limits)?,
+            applications: list("applications", self.applications, limits)?,
+            delivery_groups: list("deliveryGroups", self.delivery_groups, limits)?,
+            started_after: self.started_after.map(timestamp),
+            started_before: self.started_before.map(timestamp),
+            min_duration_sec: self
+                .min_duration_sec
+                .map(|d| non_negative(d, "minDurationSec"))
+                .transpose()?,
+            max_duration_sec: self
+                .max_duration_sec
+                .map(|d| non_negative(d, "maxDurationSec"))
+                .transpose()?,
+            live: self.live,
+            has_detections: self.has_detections,
+            min_severity: self.min_severity.map(Into::into),
+            restricted: self.restricted,
+            text: opt_name("text", self.text.as_deref(), limits)?,
+        })
+    }
+}
+
+/// What `detectedEvents` filters by.
+#[derive(InputObject, Default)]
+pub struct DetectionFilter {
+    pub site_id: Option<ID>,
+    pub recording_id: Option<ID>,
+    pub types: Option<Vec<SessionEventType>>,
+    pub min_severity: Option<Severity>,
+    pub rule: Option<String>,
+    pub user: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl DetectionFilter {
+    pub fn into_query(self, limits: &Limits) -> ApiResult<DetectionQuery> {
+        Ok(DetectionQuery {
+            site_ids: opt_uuid(self.site_id.as_ref(), "site")?
+                .into_iter()
+                .collect(),
+            recording_id: opt_uuid(self.recording_id.as_ref(), "recording")?,
+            types: self
+                .types
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            min_severity: self.min_severity.map(Into::into),
+            rule: opt_name("rule", self.rule.as_deref(), limits)?,
+            user: opt_name("user", self.user.as_deref(), limits)?,
+            from: self.from.map(timestamp),
+            to: self.to.map(timestamp),
+        })
+    }
+}
+
+/// What `auditTrail` filters by.
+#[derive(InputObject, Default)]
+pub struct AuditFilter {
+    pub categories: Option<Vec<AuditCategory>>,
+    /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
+    pub actor: Option<String>,
+    pub site_id: Option<ID>,
+    /// e.g. `recording:<id>`.
+    pub target: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    pub fn into_query(self, limits: &Limits) -> ApiResult<AuditQuery> {
+        Ok(AuditQuery {
+            categories: self
+                .categories
+                .unwrap_or_default()
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            actor: opt_name("actor", self.actor.as_deref(), limits)?,
+            site_id: opt_uuid(self.site_id.as_ref(), "site")?,
+            target: opt_name("target", self.target.as_deref(), limits)?,
+            from: self.from.map(timestamp),
+            to: self.to.map(timestamp),
+        })
+    }
+}
+
+/// What `history` filters by.
+#[derive(InputObject, Default)]
+pub struct HistoryFilter {
+    /// From this log position (inclusive).
+    pub from_position: Option<i32>,
+    /// Up to this log position (inclusive).
+    pub to_position: Option<i32>,
+    /// One stream, e.g. `recording-<id>`.
+    pub stream: Option<String>,
+    /// Event type names, e.g. `RecordingPlayed`.
+    pub types: Option<Vec<String>>,
+    /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
+    pub actor: Option<String>,
+    pub site_id: Option<ID>,
+    pub recording_id: Option<ID>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}

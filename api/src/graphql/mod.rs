@@ -1,0 +1,68 @@
+//! The GraphQL schema of `API.md`, built without any transport.
+//!
+//! # Layout
+//!
+//! - `context`: [`RequestContext`], the caller of one request.
+//! - `query`, `mutation`, `subscription`: the three roots.
+//! - `types`: output types over read-model rows; `inputs`: input types and
+//!   their checked conversion into domain values; `enums`: the domain's
+//!   enums under the contract's names; `convert`: IDs, times, page sizes,
+//!   string lengths.
+
+mod context;
+mod convert;
+mod enums;
+mod inputs;
+mod mutation;
+mod query;
+mod subscription;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::Schema;
+
+pub use context::RequestContext;
+use mutation::MutationRoot;
+use query::QueryRoot;
+use subscription::SubscriptionRoot;
+
+use crate::state::{Core, Limits};
+
+/// The schema type.
+pub type SrsSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// The schema over `core`, with the limits of `core.limits`.
+pub fn schema(core: Arc<Core>) -> SrsSchema {
+    let limits = core.limits.clone();
+    builder(&limits).data(core).finish()
+}
+
+fn builder(
+    limits: &Limits,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(16)
+}
+
+/// The SDL of the schema, as `srs schema` prints it.
+pub fn sdl() -> String {
+    builder(&Limits::default()).finish().sdl()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The contract never changes by accident: after an intended change,
+    /// regenerate it with `srs schema > api/schema.graphql` and review the diff.
+    #[test]
+    fn schema_matches_the_committed_sdl() {
+        let committed = include_str!("../../schema.graphql");
+        assert!(
+            super::sdl() == committed,
+            "the schema differs from api/schema.graphql; run `srs schema > api/schema.graphql` if intended"
+        );
+    }
+}

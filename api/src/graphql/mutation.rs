@@ -1,0 +1,823 @@
+//! The mutation root. Each mutation checks its input (`VALIDATION`, nothing
+//! written), runs one use case of `app::Service` (which checks `may` and
+//! records refusals), and returns `position`: the log position of its last
+//! event. A payload's entity fields (`site`, `server`, ...) read the read
+//! models after waiting for that position, so they show the mutation's effect.
+
+use std::collections::BTreeSet;
+
+use async_graphql::{ComplexObject, Context, Object, SimpleObject, ID};
+use srs_domain::app::{ConnectServer, Executed, StartRecordingInput as AppStartRecording};
+use srs_domain::model::{self as dm};
+
+use super::context::ContextExt;
+use super::convert::{id, int, name, non_negative, text, timestamp, uuid, uuids};
+use super::enums::*;
+use super::inputs::*;
+use super::types::*;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Core;
+
+pub struct MutationRoot;
+
+fn executed(core: &Core, executed: &Executed) -> i32 {
+    if !executed.positions.is_empty() {
+        core.metrics.appended();
+    }
+    int(executed.last_position)
+}
+
+fn parse_uuid_field(value: &ID, what: &str) -> ApiResult<uuid::Uuid> {
+    uuid(value, what)
+}
+
+/// `createSite` result.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct SitePayload {
+    pub position: i32,
+    pub site_id: ID,
+}
+
+#[ComplexObject]
+impl SitePayload {
+    async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
+        let core = ctx.core()?;
+        core.at_least(Some(self.position)).await?;
+        Ok(core
+            .reads
+            .servers()?
+            .site(parse_uuid_field(&self.site_id, "site")?)?
+            .map(Site))
+    }
+}
+
+/// A server mutation's result.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ServerPayload {
+    pub position: i32,
+    pub server_id: ID,
+}
+
+async fn server_after(
+    ctx: &Context<'_>,
+    position: i32,
+    server_id: &ID,
+) -> ApiResult<Option<Server>> {
+    let core = ctx.core()?;
+    core.at_least(Some(position)).await?;
+    Ok(core
+        .reads
+        .servers()?
+        .server(parse_uuid_field(server_id, "server")?)?
+        .map(Server))
+}
+
+#[ComplexObject]
+impl ServerPayload {
+    async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
+        server_after(ctx, self.position, &self.server_id).await
+    }
+}
+
+/// `connectServer` result: the server and its AGENT token, shown once.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ConnectServerPayload {
+    pub position: i32,
+    pub server_id: ID,
+    /// The agent's bearer token. Shown once; only its hash is stored.
+    pub agent_token: String,
+}
+
+#[ComplexObject]
+impl ConnectServerPayload {
+    async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
+        server_after(ctx, self.position, &self.server_id).await
+    }
+}
+
+/// `installServer` result: the install job and the installer's token, shown once.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct InstallServerPayload {
+    pub position: i32,
+    pub server_id: ID,
+    pub job_id: Option<ID>,
+    /// The installer's (then the agent's) bearer token. Shown once.
+    pub agent_token: String,
+}
+
+#[ComplexObject]
+impl InstallServerPayload {
+    async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
+        server_after(ctx, self.position, &self.server_id).await
+    }
+}
+
+/// A policy mutation's result.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct PolicyPayload {
+    pub position: i32,
+    pub policy_id: ID,
+}
+
+#[ComplexObject]
+impl PolicyPayload {
+    async fn policy(&self, ctx: &Context<'_>) -> ApiResult<Option<Policy>> {
+        let core = ctx.core()?;
+        core.at_least(Some(self.position)).await?;
+        Ok(core
+            .reads
+            .policies()?
+            .policy(parse_uuid_field(&self.policy_id, "policy")?)?
+            .as_ref()
+            .map(Policy::from))
+    }
+}
+
+/// A playback permission mutation's result.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct PlaybackPermissionPayload {
+    pub position: i32,
+    pub permission_id: ID,
+}
+
+#[ComplexObject]
+impl PlaybackPermissionPayload {
+    /// The permission; null once revoked.
+    async fn permission(&self, ctx: &Context<'_>) -> ApiResult<Option<PlaybackPermission>> {
+        let core = ctx.core()?;
+        core.at_least(Some(self.position)).await?;
+        Ok(core
+            .reads
+            .access()?
+            .permission(parse_uuid_field(&self.permission_id, "permission")?)?
+            .as_ref()
+            .map(PlaybackPermission::from))
+    }
+}
+
+/// A recording mutation's result.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct RecordingPayload {
+    pub position: i32,
+    pub recording_id: ID,
+    /// `startRecording`: false when the policy said DO_NOT_RECORD (send nothing further).
+    pub recorded: bool,
+    /// `startRecording`: why it is (not) recorded.
+    pub decision: Option<RecordingDecision>,
+    /// `startRecording`: the recording's part (1, or n+1 after a rollover).
+    pub part: Option<i32>,
+    /// `startRecording`: the request repeated an earlier start; nothing new was written.
+    pub repeated: bool,
+}
+
+#[ComplexObject]
+impl RecordingPayload {
+    /// The recording as the caller may see it (null otherwise).
+    async fn recording(&self, ctx: &Context<'_>) -> ApiResult<Option<Recording>> {
+        let core = ctx.core()?;
+        core.at_least(Some(self.position)).await?;
+        visible_recording(ctx, parse_uuid_field(&self.recording_id, "recording")?).await
+    }
+}
+
+/// `recordSessionEvents` result.
+#[derive(SimpleObject)]
+pub struct RecordSessionEventsPayload {
+    pub position: i32,
+    /// Session events newly stored.
+    pub accepted: i32,
+    /// Session events already stored (or repeated in the batch), skipped.
+    pub duplicates: i32,
+    /// Detections the new events caused.
+    pub detections: i32,
+    /// Response actions triggered.
+    pub responses: i32,
+}
+
+/// `setRetentionPolicy` result.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct RetentionPayload {
+    pub position: i32,
+    pub site_id: ID,
+}
+
+#[ComplexObject]
+impl RetentionPayload {
+    async fn retention_policy(&self, ctx: &Context<'_>) -> ApiResult<Option<RetentionPolicy>> {
+        let core = ctx.core()?;
+        core.at_least(Some(self.position)).await?;
+        Ok(core
+            .reads
+            .policies()?
+            .retention(parse_uuid_field(&self.site_id, "site")?)?
+            .as_ref()
+            .map(RetentionPolicy::from))
+    }
+}
+
+/// A comment mutation's result.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct CommentPayload {
+    pub position: i32,
+    pub comment_id: ID,
+}
+
+#[ComplexObject]
+impl CommentPayload {
+    /// The comment; null once deleted.
+    async fn comment(&self, ctx: &Context<'_>) -> ApiResult<Option<Comment>> {
+        let core = ctx.core()?;
+        core.at_least(Some(self.position)).await?;
+        Ok(core
+            .reads
+            .comments()?
+            .get(parse_uuid_field(&self.comment_id, "comment")?)?
+            .as_ref()
+            .map(Comment::from))
+    }
+}
+
+/// A token mutation's result.
+#[derive(SimpleObject)]
+pub struct TokenPayload {
+    pub position: i32,
+    pub token_id: ID,
+    /// `issueToken`: the bearer secret. Shown once; only its hash is stored.
+    pub secret: Option<String>,
+}
+
+/// `acknowledgeResponse` result.
+#[derive(SimpleObject)]
+pub struct ResponsePayload {
+    pub position: i32,
+    pub response_id: ID,
+}
+
+#[Object(name = "Mutation")]
+impl MutationRoot {
+    /// Creates a site (ADMIN, not scoped to sites).
+    async fn create_site(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateSiteInput,
+    ) -> ApiResult<SitePayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site_name = name("name", &input.name, &core.limits)?;
+        let created = core.service.create_site(caller, &site_name).await?;
+        Ok(SitePayload {
+            position: executed(core, &created.executed),
+            site_id: id(created.id),
+        })
+    }
+
+    /// Registers a server that is already installed, and returns its AGENT token once.
+    async fn connect_server(
+        &self,
+        ctx: &Context<'_>,
+        input: ConnectServerInput,
+    ) -> ApiResult<ConnectServerPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let limits = &core.limits;
+        let connect = ConnectServer {
+            site_id: uuid(&input.site_id, "site")?,
+            name: name("name", &input.name, limits)?,
+            host: name("host", &input.host, limits)?,
+            deployment: input.deployment.into(),
+            version: name("version", &input.version, limits)?,
+        };
+        let credential = core.service.connect_server(caller, connect).await?;
+        Ok(ConnectServerPayload {
+            position: executed(core, &credential.executed),
+            server_id: id(credential.server_id),
+            agent_token: credential.secret,
+        })
+    }
+
+    /// Asks srs to install a server on `host`; the installer reports progress with the returned token.
+    async fn install_server(
+        &self,
+        ctx: &Context<'_>,
+        input: InstallServerInput,
+    ) -> ApiResult<InstallServerPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = uuid(&input.site_id, "site")?;
+        let host = name("host", &input.host, &core.limits)?;
+        let options = input
+            .options
+            .unwrap_or_default()
+            .into_domain(&core.limits)?;
+        let credential = core
+            .service
+            .install_server(caller, site, &host, options)
+            .await?;
+        Ok(InstallServerPayload {
+            position: executed(core, &credential.executed),
+            server_id: id(credential.server_id),
+            job_id: credential.job_id.map(id),
+            agent_token: credential.secret,
+        })
+    }
+
+    /// An install step's progress (AGENT of that server). `step`: QUEUED,
+    /// DOWNLOADING, INSTALLING, CONFIGURING or CONNECTED.
+    async fn report_install_progress(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+        step: String,
+        status: InstallStatus,
+        message: Option<String>,
+    ) -> ApiResult<ServerPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let server = uuid(&server_id, "server")?;
+        let step: dm::InstallStep = step.parse().map_err(ApiError::validation)?;
+        let message = message
+            .map(|m| text("message", &m, &core.limits))
+            .transpose()?;
+        let done = core
+            .service
+            .report_install_progress(caller, server, step, status.into(), message)
+            .await?;
+        Ok(ServerPayload {
+            position: executed(core, &done),
+            server_id,
+        })
+    }
+
+    /// Changes a server's settings. `expectedVersion` is the server's
+    /// `settingsVersion` the change is based on; a stale one is CONFLICT.
+    async fn update_server_settings(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+        settings: ServerSettingsInput,
+        expected_version: Option<i32>,
+    ) -> ApiResult<ServerPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let server = uuid(&server_id, "server")?;
+        let patch = settings.into_domain(&core.limits)?;
+        let expected = expected_version
+            .map(|v| non_negative(v, "expectedVersion"))
+            .transpose()?;
+        let done = core
+            .service
+            .update_server_settings(caller, server, patch, expected)
+            .await?;
+        Ok(ServerPayload {
+            position: executed(core, &done),
+            server_id,
+        })
+    }
+
+    /// Disconnects a server: its agent token stops working.
+    async fn disconnect_server(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+    ) -> ApiResult<ServerPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let server = uuid(&server_id, "server")?;
+        let done = core.service.disconnect_server(caller, server).await?;
+        Ok(ServerPayload {
+            position: executed(core, &done),
+            server_id,
+        })
+    }
+
+    /// Creates a recording policy on a site (inactive until activated).
+    async fn create_recording_policy(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+        input: RecordingPolicyInput,
+    ) -> ApiResult<PolicyPayload> {
+        let core = ctx.core()?;
+        let (policy_name, body) = input.into_domain(&core.limits)?;
+        create_policy(ctx, &site_id, &policy_name, body).await
+    }
+
+    /// Creates an event detection policy on a site (inactive until activated).
+    async fn create_event_detection_policy(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+        input: EventDetectionPolicyInput,
+    ) -> ApiResult<PolicyPayload> {
+        let core = ctx.core()?;
+        let (policy_name, body) = input.into_domain(&core.limits)?;
+        create_policy(ctx, &site_id, &policy_name, body).await
+    }
+
+    /// Creates an event response policy on a site (inactive until activated).
+    async fn create_event_response_policy(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+        input: EventResponsePolicyInput,
+    ) -> ApiResult<PolicyPayload> {
+        let core = ctx.core()?;
+        let (policy_name, body) = input.into_domain(&core.limits)?;
+        create_policy(ctx, &site_id, &policy_name, body).await
+    }
+
+    /// Replaces a policy's name and rules. `expectedVersion` is the
+    /// policy's `version`; a stale one is CONFLICT.
+    async fn update_policy(
+        &self,
+        ctx: &Context<'_>,
+        policy_id: ID,
+        input: PolicyUpdateInput,
+        expected_version: Option<i32>,
+    ) -> ApiResult<PolicyPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let policy = uuid(&policy_id, "policy")?;
+        let (policy_name, body) = input.into_domain(&core.limits)?;
+        let expected = expected_version
+            .map(|v| non_negative(v, "expectedVersion"))
+            .transpose()?;
+        let done = core
+            .service
+            .update_policy(caller, policy, &policy_name, body, expected)
+            .await?;
+        Ok(PolicyPayload {
+            position: executed(core, &done),
+            policy_id,
+        })
+    }
+
+    /// Makes a policy its site's active one of its kind. `siteId` is
+    /// needed for system policies (they belong to every site).
+    async fn activate_policy(
+        &self,
+        ctx: &Context<'_>,
+        policy_id: ID,
+        site_id: Option<ID>,
+    ) -> ApiResult<PolicyPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let policy = uuid(&policy_id, "policy")?;
+        let site = site_id.as_ref().map(|s| uuid(s, "site")).transpose()?;
+        let done = core.service.activate_policy(caller, policy, site).await?;
+        Ok(PolicyPayload {
+            position: executed(core, &done),
+            policy_id,
+        })
+    }
+
+    /// Deletes a policy that is not active.
+    async fn delete_policy(&self, ctx: &Context<'_>, policy_id: ID) -> ApiResult<PolicyPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let policy = uuid(&policy_id, "policy")?;
+        let done = core.service.delete_policy(caller, policy).await?;
+        Ok(PolicyPayload {
+            position: executed(core, &done),
+            policy_id,
+        })
+    }
+
+    /// Grants a principal (or group) playback of a site's recordings within a scope.
+    async fn grant_playback_permission(
+        &self,
+        ctx: &Context<'_>,
+        input: GrantPlaybackPermissionInput,
+    ) -> ApiResult<PlaybackPermissionPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = uuid(&input.site_id, "site")?;
+        let principal = name("principal", &input.principal, &core.limits)?;
+        let scope = input.scope.into_domain(&core.limits)?;
+        let created = core
+            .service
+            .grant_playback_permission(caller, site, &principal, scope)
+            .await?;
+        Ok(PlaybackPermissionPayload {
+            position: executed(core, &created.executed),
+            permission_id: id(created.id),
+        })
+    }
+
+    /// Revokes a playback permission.
+    async fn revoke_playback_permission(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> ApiResult<PlaybackPermissionPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let permission = uuid(&id, "permission")?;
+        let done = core
+            .service
+            .revoke_playback_permission(caller, permission)
+            .await?;
+        Ok(PlaybackPermissionPayload {
+            position: executed(core, &done),
+            permission_id: id,
+        })
+    }
+
+    /// Restricts a recording: from then on only ADMIN and PRIVILEGED_PLAYER see it.
+    async fn restrict_recording(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+        reason: String,
+    ) -> ApiResult<RecordingPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        let reason = name("reason", &reason, &core.limits)?;
+        let done = core
+            .service
+            .restrict_recording(caller, recording, &reason)
+            .await?;
+        Ok(recording_payload(core, &done, recording_id))
+    }
+
+    /// Lifts a recording's restriction.
+    async fn remove_recording_restriction(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+        reason: String,
+    ) -> ApiResult<RecordingPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        let reason = name("reason", &reason, &core.limits)?;
+        let done = core
+            .service
+            .remove_recording_restriction(caller, recording, &reason)
+            .await?;
+        Ok(recording_payload(core, &done, recording_id))
+    }
+
+    /// Sets when a site's recordings are archived and deleted.
+    async fn set_retention_policy(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+        input: RetentionPolicyInput,
+    ) -> ApiResult<RetentionPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = uuid(&site_id, "site")?;
+        let policy = input.into_domain()?;
+        let done = core
+            .service
+            .set_retention_policy(caller, site, policy)
+            .await?;
+        Ok(RetentionPayload {
+            position: executed(core, &done),
+            site_id,
+        })
+    }
+
+    /// Comments on a recording, optionally at an offset (ms from its start).
+    async fn add_comment(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+        text: String,
+        severity: Option<CommentSeverity>,
+        offset_ms: Option<i32>,
+    ) -> ApiResult<CommentPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        let body = name("text", &text, &core.limits)?;
+        let body = super::convert::text("text", &body, &core.limits)?;
+        let offset = offset_ms.map(|o| non_negative(o, "offsetMs")).transpose()?;
+        let created = core
+            .service
+            .add_comment(
+                caller,
+                recording,
+                &body,
+                severity.map_or(dm::CommentSeverity::Normal, Into::into),
+                offset,
+            )
+            .await?;
+        Ok(CommentPayload {
+            position: executed(core, &created.executed),
+            comment_id: id(created.id),
+        })
+    }
+
+    /// Deletes a comment (its author or an ADMIN).
+    async fn delete_comment(&self, ctx: &Context<'_>, comment_id: ID) -> ApiResult<CommentPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let comment = uuid(&comment_id, "comment")?;
+        let done = core.service.delete_comment(caller, comment).await?;
+        Ok(CommentPayload {
+            position: executed(core, &done),
+            comment_id,
+        })
+    }
+
+    /// Issues a token to a principal (`name`); the secret is returned once.
+    async fn issue_token(
+        &self,
+        ctx: &Context<'_>,
+        input: IssueTokenInput,
+    ) -> ApiResult<TokenPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let token_name = name("name", &input.name, &core.limits)?;
+        let sites: BTreeSet<uuid::Uuid> = uuids(&input.site_ids.unwrap_or_default(), "site")?
+            .into_iter()
+            .collect();
+        let groups =
+            super::convert::names("groups", &input.groups.unwrap_or_default(), &core.limits)?;
+        let issued = core
+            .service
+            .issue_token(caller, &token_name, input.role.into(), sites, groups)
+            .await?;
+        Ok(TokenPayload {
+            position: executed(core, &issued.executed),
+            token_id: id(issued.token_id),
+            secret: Some(issued.secret),
+        })
+    }
+
+    /// Revokes a token: it stops authenticating at once.
+    async fn revoke_token(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TokenPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let token = uuid(&id, "token")?;
+        let done = core.service.revoke_token(caller, token).await?;
+        Ok(TokenPayload {
+            position: executed(core, &done),
+            token_id: id,
+            secret: None,
+        })
+    }
+
+    /// The server is alive (its AGENT).
+    async fn heartbeat(&self, ctx: &Context<'_>, server_id: ID) -> ApiResult<ServerPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let server = uuid(&server_id, "server")?;
+        let done = core.service.heartbeat(caller, server).await?;
+        Ok(ServerPayload {
+            position: executed(core, &done),
+            server_id,
+        })
+    }
+
+    /// A session started on the server (its AGENT): the site's recording
+    /// policy decides whether and how it is recorded. Repeating a start
+    /// (same server and session) returns the same recording.
+    async fn start_recording(
+        &self,
+        ctx: &Context<'_>,
+        input: StartRecordingInput,
+    ) -> ApiResult<RecordingPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let start = AppStartRecording {
+            server_id: uuid(&input.server_id, "server")?,
+            session_id: name("sessionId", &input.session_id, &core.limits)?,
+            session: input.session.into_domain(&core.limits)?,
+            started_at: input.started_at.map(timestamp),
+        };
+        let started = core.service.start_recording(caller, start).await?;
+        Ok(RecordingPayload {
+            position: executed(core, &started.executed),
+            recording_id: id(started.recording_id),
+            recorded: started.recorded,
+            decision: started.decision.as_ref().map(RecordingDecision::from),
+            part: Some(int(u64::from(started.part))),
+            repeated: started.repeated,
+        })
+    }
+
+    /// A batch of session events (its AGENT), at most 1000; events whose id
+    /// is already stored are skipped, so a retried batch is harmless.
+    async fn record_session_events(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+        events: Vec<SessionEventInput>,
+    ) -> ApiResult<RecordSessionEventsPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        if events.len() > core.limits.max_batch {
+            return Err(ApiError::validation(format!(
+                "a batch holds at most {} session events, not {}",
+                core.limits.max_batch,
+                events.len()
+            )));
+        }
+        let events = events
+            .into_iter()
+            .map(|e| e.into_domain(&core.limits))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let recorded = core
+            .service
+            .record_session_events(caller, recording, events)
+            .await?;
+        Ok(RecordSessionEventsPayload {
+            position: executed(core, &recorded.executed),
+            accepted: int(recorded.accepted as u64),
+            duplicates: int(recorded.duplicates as u64),
+            detections: int(recorded.detections as u64),
+            responses: int(recorded.responses as u64),
+        })
+    }
+
+    /// The session ended (its AGENT).
+    async fn end_recording(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+    ) -> ApiResult<RecordingPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        let done = core.service.end_recording(caller, recording, None).await?;
+        Ok(recording_payload(core, &done, recording_id))
+    }
+
+    /// The agent carried out (or failed) a response action.
+    async fn acknowledge_response(
+        &self,
+        ctx: &Context<'_>,
+        response_id: ID,
+        outcome: String,
+    ) -> ApiResult<ResponsePayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let response = uuid(&response_id, "response")?;
+        let outcome = name("outcome", &outcome, &core.limits)?;
+        let done = core
+            .service
+            .acknowledge_response(caller, response, &outcome)
+            .await?;
+        Ok(ResponsePayload {
+            position: executed(core, &done),
+            response_id,
+        })
+    }
+
+    /// Archives a recording and the rest of its session (ADMIN).
+    async fn archive_recording(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+    ) -> ApiResult<RecordingPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        let done = core.service.archive_recording(caller, recording).await?;
+        Ok(recording_payload(core, &done, recording_id))
+    }
+
+    /// Restores an archived recording and the rest of its session (ADMIN).
+    async fn restore_recording(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+    ) -> ApiResult<RecordingPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        let done = core.service.restore_recording(caller, recording).await?;
+        Ok(recording_payload(core, &done, recording_id))
+    }
+
+    /// Deletes a recording and the rest of its session (ADMIN): its content
+    /// key is destroyed; the facts stay in the log.
+    async fn delete_recording(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+    ) -> ApiResult<RecordingPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        let done = core.service.delete_recording(caller, recording).await?;
+        Ok(recording_payload(core, &done, recording_id))
+    }
+}
+
+fn recording_payload(core: &Core, done: &Executed, recording_id: ID) -> RecordingPayload {
+    RecordingPayload {
+        position: executed(core, done),
+        recording_id,
+        recorded: true,
+        decision: None,
+        part: None,
+        repeated: false,
+    }
+}
+
+async fn create_policy(
+    ctx: &Context<'_>,
+    site_id: &ID,
+    policy_name: &str,
+    body: dm::PolicyBody,
+) -> ApiResult<PolicyPayload> {
+    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let site = uuid(site_id, "site")?;
+    let created = core
+        .service
+        .create_policy(caller, site, policy_name, body)
+        .await?;
+    Ok(PolicyPayload {
+        position: executed(core, &created.executed),
+        policy_id: id(created.id),
+    })
+}

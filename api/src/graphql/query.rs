@@ -1,0 +1,600 @@
+//! The query root. Every query answers from the read models; `atLeast`
+//! waits (bounded) until they have applied that log position, else
+//! `TIMEOUT`. Who may ask what is `may`'s decision; recordings (and what
+//! reveals them: detections, history) are filtered by the access read
+//! model's one visibility function.
+
+use async_graphql::{Context, Object, ID};
+use chrono::{DateTime, Utc};
+use srs_domain::log::EventStore;
+use srs_domain::model::{
+    self as dm, Action, Principal as DomainPrincipal, Role as DomainRole, Target,
+};
+use srs_projections::models::catalogue::RecordingQuery;
+use srs_projections::models::dashboard::{DashboardQuery, SiteScope};
+use srs_projections::models::Visibility as DomainVisibility;
+use uuid::Uuid;
+
+use super::context::ContextExt;
+use super::convert::{id, int, non_negative, opt_uuid, page, timestamp, uuid};
+use super::enums::RecordingOrder;
+use super::inputs::{
+    AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
+};
+use super::types::*;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Core;
+
+pub struct QueryRoot;
+
+/// The most log events one `history` page scans before it answers with
+/// what it found (a page may then be short, with `hasNextPage`).
+const HISTORY_SCAN_LIMIT: usize = 50_000;
+
+/// Roles that may see recordings at all (visibility decides which).
+fn sees_recordings(role: DomainRole) -> bool {
+    matches!(
+        role,
+        DomainRole::Admin | DomainRole::PrivilegedPlayer | DomainRole::Auditor
+    )
+}
+
+/// Records a refusal decided here (not by `may` on a concrete target) and
+/// returns FORBIDDEN.
+pub(crate) async fn deny(
+    core: &Core,
+    caller: &DomainPrincipal,
+    action: Action,
+    target: &str,
+) -> ApiError {
+    if let Err(e) = core
+        .service
+        .record_access_denied(caller, action, target, None)
+        .await
+    {
+        tracing::error!(error = %e, "could not record an access denial");
+    }
+    ApiError::forbidden(format!(
+        "{} ({}) may not {action} on {target}",
+        caller.name, caller.role
+    ))
+}
+
+/// Checks `action` for a listing: on `site` when given, else on the
+/// caller's first site (a scoped principal) or globally.
+async fn authorize_listing(
+    core: &Core,
+    caller: &DomainPrincipal,
+    action: Action,
+    site: Option<Uuid>,
+) -> ApiResult<()> {
+    let target = match site.or_else(|| caller.site_ids.first().copied()) {
+        Some(site) => Target::Site(site),
+        None => Target::Global,
+    };
+    authorize(core, caller, action, target).await
+}
+
+/// Gate for queries about recordings: roles that never see any are refused.
+async fn recordings_gate(core: &Core, caller: &DomainPrincipal) -> ApiResult<()> {
+    if sees_recordings(caller.role) {
+        Ok(())
+    } else {
+        Err(deny(core, caller, Action::ViewRecording, "recordings").await)
+    }
+}
+
+/// Removes hashes of secrets from an event's JSON (they are not secrets,
+/// but nobody outside needs them).
+pub(crate) fn redact(payload: &mut serde_json::Value) {
+    if let Some(fields) = payload
+        .as_object_mut()
+        .and_then(|o| o.values_mut().next())
+        .and_then(|v| v.as_object_mut())
+    {
+        for key in ["secret_sha256", "credential_sha256"] {
+            if fields.contains_key(key) {
+                fields.insert(key.into(), serde_json::Value::String("<redacted>".into()));
+            }
+        }
+    }
+}
+
+#[Object(name = "Query")]
+impl QueryRoot {
+    /// The caller.
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<Principal> {
+        Ok(Principal::from(ctx.caller()?))
+    }
+
+    /// The sites the caller may see.
+    async fn sites(&self, ctx: &Context<'_>, at_least: Option<i32>) -> ApiResult<Vec<Site>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        authorize_listing(core, caller, Action::ReadServerStatus, None).await?;
+        core.at_least(at_least).await?;
+        Ok(core
+            .reads
+            .servers()?
+            .sites()?
+            .into_iter()
+            .filter(|s| caller.covers_site(s.id))
+            .map(Site)
+            .collect())
+    }
+
+    /// Servers, of one site or of every site the caller may see.
+    async fn servers(
+        &self,
+        ctx: &Context<'_>,
+        site_id: Option<ID>,
+        at_least: Option<i32>,
+    ) -> ApiResult<Vec<Server>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = opt_uuid(site_id.as_ref(), "site")?;
+        authorize_listing(core, caller, Action::ReadServerStatus, site).await?;
+        core.at_least(at_least).await?;
+        Ok(core
+            .reads
+            .servers()?
+            .servers(site)?
+            .into_iter()
+            .filter(|s| caller.covers_site(s.site_id))
+            .map(Server)
+            .collect())
+    }
+
+    /// One server; null when absent.
+    async fn server(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<Option<Server>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let server_id = uuid(&id, "server")?;
+        core.at_least(at_least).await?;
+        let Some(row) = core.reads.servers()?.server(server_id)? else {
+            return Ok(None);
+        };
+        authorize(
+            core,
+            caller,
+            Action::ReadServerStatus,
+            Target::Server {
+                site_id: row.site_id,
+                server_id,
+            },
+        )
+        .await?;
+        Ok(Some(Server(row)))
+    }
+
+    /// Recordings the caller may see, filtered and paged (newest first by default).
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
+    async fn recordings(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<RecordingFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        order_by: Option<RecordingOrder>,
+        at_least: Option<i32>,
+    ) -> ApiResult<RecordingConnection> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        recordings_gate(core, caller).await?;
+        let limit = page(first, &core.limits)?;
+        let filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        core.at_least(at_least).await?;
+        let viewer = core.reads.access()?.viewer(caller)?;
+        let query = RecordingQuery {
+            filter,
+            order: order_by.unwrap_or_default().into(),
+            first: Some(limit),
+            after,
+            with_total: ctx.look_ahead().field("totalCount").exists(),
+        };
+        let page = core.reads.catalogue()?.search(&viewer, &query)?;
+        Ok(RecordingConnection {
+            edges: page
+                .items
+                .into_iter()
+                .map(|hit| RecordingEdge {
+                    cursor: hit.cursor,
+                    node: Recording::new(hit.row, hit.visibility),
+                })
+                .collect(),
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor: page.end_cursor,
+            },
+            total_count: page.total_count.map(int),
+        })
+    }
+
+    /// One recording; null when absent or not visible to the caller.
+    async fn recording(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<Option<Recording>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        recordings_gate(core, caller).await?;
+        let recording_id = uuid(&id, "recording")?;
+        core.at_least(at_least).await?;
+        visible_recording(ctx, recording_id).await
+    }
+
+    /// A site's policies of each kind: all of them and the active one.
+    async fn policies(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<SitePolicies> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = uuid(&site_id, "site")?;
+        authorize(core, caller, Action::ReadConfiguration, Target::Site(site)).await?;
+        core.at_least(at_least).await?;
+        if core.reads.servers()?.site(site)?.is_none() {
+            return Err(ApiError::not_found(format!("site {site} not found")));
+        }
+        let policies = core.reads.policies()?.site(site)?;
+        Ok(SitePolicies {
+            site_id: id(site),
+            recording: KindPolicies::from(&policies.recording),
+            event_detection: KindPolicies::from(&policies.event_detection),
+            event_response: KindPolicies::from(&policies.event_response),
+        })
+    }
+
+    /// What the site's active recording policy decides for a session.
+    async fn evaluate_recording_policy(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+        session: SessionAttributesInput,
+    ) -> ApiResult<RecordingDecision> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = uuid(&site_id, "site")?;
+        let session = session.into_domain(&core.limits)?;
+        let decision = core
+            .service
+            .evaluate_recording_policy(caller, site, &session)
+            .await?;
+        Ok(RecordingDecision::from(&decision))
+    }
+
+    /// Playback permissions, of one site or of every site the caller may see.
+    async fn playback_permissions(
+        &self,
+        ctx: &Context<'_>,
+        site_id: Option<ID>,
+        at_least: Option<i32>,
+    ) -> ApiResult<Vec<PlaybackPermission>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = opt_uuid(site_id.as_ref(), "site")?;
+        authorize_listing(core, caller, Action::ReadConfiguration, site).await?;
+        core.at_least(at_least).await?;
+        Ok(core
+            .reads
+            .access()?
+            .permissions(site)?
+            .iter()
+            .filter(|p| caller.covers_site(p.site_id))
+            .map(PlaybackPermission::from)
+            .collect())
+    }
+
+    /// A site's retention policy; null when it has none.
+    async fn retention_policy(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<Option<RetentionPolicy>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = uuid(&site_id, "site")?;
+        authorize(core, caller, Action::ReadConfiguration, Target::Site(site)).await?;
+        core.at_least(at_least).await?;
+        Ok(core
+            .reads
+            .policies()?
+            .retention(site)?
+            .as_ref()
+            .map(RetentionPolicy::from))
+    }
+
+    /// Insights of one site or of every site the caller may see, over
+    /// `from`..`to` (default: the last 30 days).
+    async fn dashboard(
+        &self,
+        ctx: &Context<'_>,
+        site_id: Option<ID>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        at_least: Option<i32>,
+    ) -> ApiResult<Dashboard> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = opt_uuid(site_id.as_ref(), "site")?;
+        authorize_listing(core, caller, Action::ReadDashboard, site).await?;
+        core.at_least(at_least).await?;
+        let sites = match site {
+            Some(site) => SiteScope::Sites(vec![site]),
+            None if caller.unscoped() => SiteScope::All,
+            None => SiteScope::Sites(caller.site_ids.iter().copied().collect()),
+        };
+        let view = core.reads.dashboard()?.view(&DashboardQuery {
+            sites,
+            from: from.map(timestamp),
+            to: to.map(timestamp),
+            now: core.service.now(),
+            top: 10,
+        })?;
+        Ok(Dashboard::from(&view))
+    }
+
+    /// Detected events of recordings the caller may see, newest first.
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
+    async fn detected_events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<DetectionFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        at_least: Option<i32>,
+    ) -> ApiResult<DetectedEventConnection> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let limit = page(first, &core.limits)?;
+        let mut filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        authorize_listing(
+            core,
+            caller,
+            Action::ReadDetections,
+            filter.site_ids.first().copied(),
+        )
+        .await?;
+        core.at_least(at_least).await?;
+        if filter.site_ids.is_empty() && !caller.unscoped() {
+            filter.site_ids = caller.site_ids.iter().copied().collect();
+        }
+        let viewer = core.reads.access()?.viewer(caller)?;
+        let catalogue = core.reads.catalogue()?;
+        let detections = core.reads.detections()?;
+        let mut edges = Vec::new();
+        let mut cursor = after;
+        let mut has_next_page = false;
+        'pages: loop {
+            let page = detections.search(&filter, Some(limit), cursor.as_deref())?;
+            for (item_cursor, row) in &page.items {
+                let visible = catalogue
+                    .get(row.recording_id)?
+                    .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
+                cursor = Some(item_cursor.clone());
+                if !visible {
+                    continue;
+                }
+                if edges.len() == limit {
+                    has_next_page = true;
+                    break 'pages;
+                }
+                edges.push(DetectedEventEdge {
+                    cursor: item_cursor.clone(),
+                    node: DetectedEvent::from(row),
+                });
+            }
+            if !page.has_next_page {
+                break;
+            }
+        }
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
+        Ok(DetectedEventConnection {
+            edges,
+            page_info: PageInfo {
+                has_next_page,
+                end_cursor,
+            },
+            total_count: None,
+        })
+    }
+
+    /// The admin audit trail, newest first (ADMIN).
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
+    async fn audit_trail(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        at_least: Option<i32>,
+    ) -> ApiResult<AuditEntryConnection> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let limit = page(first, &core.limits)?;
+        let filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        let target = filter.site_id.map_or(Target::Global, Target::Site);
+        authorize(core, caller, Action::ReadAdminLog, target).await?;
+        core.at_least(at_least).await?;
+        let page = core
+            .reads
+            .audit()?
+            .search(&filter, Some(limit), after.as_deref())?;
+        Ok(AuditEntryConnection {
+            edges: page
+                .items
+                .iter()
+                .map(|(cursor, row)| AuditEntryEdge {
+                    cursor: cursor.clone(),
+                    node: AuditEntry::from(row),
+                })
+                .collect(),
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor: page.end_cursor,
+            },
+            total_count: None,
+        })
+    }
+
+    /// The raw event history in log order (ADMIN, AUDITOR). Events about
+    /// recordings the caller may not see are left out.
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<HistoryFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        at_least: Option<i32>,
+    ) -> ApiResult<LoggedEventConnection> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let limit = page(first, &core.limits)?;
+        let filter = filter.unwrap_or_default();
+        let site = opt_uuid(filter.site_id.as_ref(), "site")?;
+        let recording = opt_uuid(filter.recording_id.as_ref(), "recording")?;
+        let target = site.map_or(Target::Global, Target::Site);
+        authorize(core, caller, Action::ReadHistory, target).await?;
+        core.at_least(at_least).await?;
+        let mut from = filter
+            .from_position
+            .map(|p| non_negative(p, "fromPosition"))
+            .transpose()?
+            .unwrap_or(1)
+            .max(1);
+        if let Some(after) = after {
+            let after: u64 = after
+                .parse()
+                .map_err(|_| ApiError::validation("invalid cursor"))?;
+            from = from.max(after + 1);
+        }
+        let to = filter
+            .to_position
+            .map(|p| non_negative(p, "toPosition"))
+            .transpose()?;
+        let (time_from, time_to) = (filter.from.map(timestamp), filter.to.map(timestamp));
+        let viewer = core.reads.access()?.viewer(caller)?;
+        let catalogue = core.reads.catalogue()?;
+        let mut edges = Vec::new();
+        let mut scanned = 0usize;
+        let mut has_next_page = false;
+        let mut last_scanned = None;
+        'scan: loop {
+            let batch = core.store.read_all(from, 1024).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for envelope in &batch {
+                from = envelope.position + 1;
+                if to.is_some_and(|to| envelope.position > to) {
+                    break 'scan;
+                }
+                if edges.len() == limit || scanned >= HISTORY_SCAN_LIMIT {
+                    has_next_page = true;
+                    break 'scan;
+                }
+                scanned += 1;
+                last_scanned = Some(envelope.position);
+                let event = &envelope.payload;
+                let event_site = event.site_id();
+                let keep = filter
+                    .stream
+                    .as_deref()
+                    .is_none_or(|s| s == envelope.stream)
+                    && filter
+                        .types
+                        .as_ref()
+                        .is_none_or(|t| t.iter().any(|t| t == event.name()))
+                    && filter
+                        .actor
+                        .as_deref()
+                        .is_none_or(|a| a == envelope.actor.label())
+                    && site.is_none_or(|s| event_site == Some(s))
+                    && recording.is_none_or(|r| event.recording_id() == Some(r))
+                    && time_from.is_none_or(|t| envelope.recorded_at >= t)
+                    && time_to.is_none_or(|t| envelope.recorded_at < t)
+                    && match event_site {
+                        Some(s) => caller.covers_site(s),
+                        None => caller.unscoped(),
+                    };
+                if !keep {
+                    continue;
+                }
+                if let Some(recording_id) = event.recording_id() {
+                    let visible = catalogue
+                        .get(recording_id)?
+                        .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
+                    // Declined sessions have no catalogue row: admins only.
+                    let declined = matches!(event, dm::DomainEvent::RecordingDeclined { .. });
+                    if !(visible || declined && caller.role == DomainRole::Admin) {
+                        continue;
+                    }
+                }
+                let mut node = LoggedEvent::from(envelope);
+                redact(&mut node.payload.0);
+                edges.push(LoggedEventEdge {
+                    cursor: envelope.position.to_string(),
+                    node,
+                });
+            }
+        }
+        // A short page after a long scan continues from where the scan stopped.
+        let end_cursor = if has_next_page && edges.len() < limit {
+            last_scanned.map(|p| p.to_string())
+        } else {
+            edges.last().map(|e| e.cursor.clone())
+        };
+        Ok(LoggedEventConnection {
+            edges,
+            page_info: PageInfo {
+                has_next_page,
+                end_cursor,
+            },
+            total_count: None,
+        })
+    }
+
+    /// The read models' runners: position, lag, state.
+    async fn projections(&self, ctx: &Context<'_>) -> ApiResult<Vec<ProjectionStatus>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        authorize(core, caller, Action::ReadConfiguration, Target::Global).await?;
+        Ok(core
+            .reads
+            .statuses()
+            .iter()
+            .map(ProjectionStatus::from)
+            .collect())
+    }
+
+    /// Response actions a server has to carry out (its AGENT, or ADMIN).
+    async fn pending_responses(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<Vec<PendingResponse>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let server = uuid(&server_id, "server")?;
+        core.at_least(at_least).await?;
+        let row = core
+            .reads
+            .servers()?
+            .server(server)?
+            .ok_or_else(|| ApiError::not_found(format!("server {server} not found")))?;
+        authorize(
+            core,
+            caller,
+            Action::HandleResponses,
+            Target::Server {
+                site_id: row.site_id,
+                server_id: server,
+            },
+        )
+        .await?;
+        Ok(core
+            .reads
+            .detections()?
+            .pending_responses(server)?
+            .iter()
+            .map(PendingResponse::from)
+            .collect())
+    }
+}

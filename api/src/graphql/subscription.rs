@@ -1,0 +1,216 @@
+//! The subscription root, over the log's `subscribe` (no polling). Each
+//! subscription is authorized when it starts; recordings' events pass the
+//! same visibility decision as queries, checked per event once the read
+//! models have caught up with it, so a recording restricted meanwhile
+//! stops showing. Every subscription ends when the server shuts down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{Context, Subscription, ID};
+use futures_util::future;
+use futures_util::stream::{Stream, StreamExt};
+use srs_domain::log::{Envelope, EventStore};
+use srs_domain::model::{Action, DomainEvent, Principal as DomainPrincipal, Target};
+use srs_projections::models::access::AccessProjection;
+use srs_projections::models::catalogue::CatalogueProjection;
+use srs_projections::models::Visibility as DomainVisibility;
+use srs_projections::Which;
+use uuid::Uuid;
+
+use super::context::ContextExt;
+use super::convert::{id, int, non_negative, opt_uuid, time, uuid};
+use super::query::deny;
+use super::types::{authorize, DetectedEvent, LoggedEvent, SessionEvent};
+use crate::error::ApiError;
+use crate::state::Core;
+
+pub struct SubscriptionRoot;
+
+/// How long a subscription waits for the read models to reach an event
+/// before deciding its visibility on what they hold.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// Completes when the server shuts down.
+fn shutdown(core: &Core) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = core.shutdown.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// The envelopes from `from` on, ending on a log error or at shutdown.
+fn follow(core: &Core, from: u64) -> impl Stream<Item = Envelope<DomainEvent>> + Send + 'static {
+    core.store
+        .subscribe(from)
+        .take_until(shutdown(core))
+        .take_while(|item| future::ready(item.is_ok()))
+        .filter_map(|item| future::ready(item.ok()))
+}
+
+/// What `caller` may do with `recording_id`, once the read models reached `position`.
+async fn visibility_at(
+    core: &Core,
+    caller: &DomainPrincipal,
+    recording_id: Uuid,
+    position: u64,
+) -> DomainVisibility {
+    let _ = core
+        .reads
+        .wait_for(
+            Which::Only(&[CatalogueProjection::NAME, AccessProjection::NAME]),
+            position,
+            CATCH_UP,
+        )
+        .await;
+    let decide = || -> Result<DomainVisibility, srs_projections::ProjectionError> {
+        let viewer = core.reads.access()?.viewer(caller)?;
+        Ok(match core.reads.catalogue()?.get(recording_id)? {
+            Some(row) => viewer.visibility(&row.facts()),
+            None => DomainVisibility::Hidden,
+        })
+    };
+    decide().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "subscription: cannot decide visibility");
+        DomainVisibility::Hidden
+    })
+}
+
+#[Subscription(name = "Subscription")]
+impl SubscriptionRoot {
+    /// Live event-detection alerts, of one site or of every site the
+    /// caller may see, for recordings the caller may see.
+    async fn detections(
+        &self,
+        ctx: &Context<'_>,
+        site_id: Option<ID>,
+    ) -> Result<impl Stream<Item = DetectedEvent>, ApiError> {
+        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
+        let site = opt_uuid(site_id.as_ref(), "site")?;
+        let target = match site.or_else(|| caller.site_ids.first().copied()) {
+            Some(site) => Target::Site(site),
+            None => Target::Global,
+        };
+        authorize(&core, &caller, Action::ReadDetections, target).await?;
+        let from = core.store.head().position + 1;
+        let stream = follow(&core, from).filter_map(move |envelope| {
+            let (core, caller) = (core.clone(), caller.clone());
+            async move {
+                let DomainEvent::EventDetected {
+                    detection_id,
+                    recording_id,
+                    site_id,
+                    server_id,
+                    user,
+                    host,
+                    event_id,
+                    event_type,
+                    severity,
+                    rule,
+                    policy_id,
+                    subject,
+                    at_offset_ms,
+                } = envelope.payload
+                else {
+                    return None;
+                };
+                if site.is_some_and(|s| s != site_id) || !caller.covers_site(site_id) {
+                    return None;
+                }
+                if visibility_at(&core, &caller, recording_id, envelope.position).await
+                    == DomainVisibility::Hidden
+                {
+                    return None;
+                }
+                Some(DetectedEvent {
+                    id: id(detection_id),
+                    recording_id: id(recording_id),
+                    site_id: id(site_id),
+                    server_id: id(server_id),
+                    user,
+                    host,
+                    event_id: id(event_id),
+                    event_type: event_type.into(),
+                    severity: severity.into(),
+                    rule,
+                    policy_id: id(policy_id),
+                    subject,
+                    offset_ms: at_offset_ms as f64,
+                    at: time(envelope.recorded_at),
+                    position: int(envelope.position),
+                })
+            }
+        });
+        Ok(stream)
+    }
+
+    /// Live playback of a session's events, from `fromPosition` (a
+    /// playback's `followFrom` + 1; default: from now). Needs the right to
+    /// play the recording; ends when the caller loses it (e.g. restricted).
+    async fn recording_events(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+        from_position: Option<i32>,
+    ) -> Result<impl Stream<Item = SessionEvent>, ApiError> {
+        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
+        let recording = uuid(&recording_id, "recording")?;
+        let head = core.store.head().position;
+        if visibility_at(&core, &caller, recording, head).await != DomainVisibility::Playable {
+            return Err(deny(
+                &core,
+                &caller,
+                Action::PlayRecording,
+                &format!("recording:{recording}"),
+            )
+            .await);
+        }
+        let from = match from_position {
+            Some(p) => non_negative(p, "fromPosition")?.max(1),
+            None => head + 1,
+        };
+        let stream = follow(&core, from)
+            .filter(move |envelope| {
+                future::ready(envelope.payload.recording_id() == Some(recording))
+            })
+            .then(move |envelope| {
+                let (core, caller) = (core.clone(), caller.clone());
+                async move {
+                    let changes_access = matches!(
+                        envelope.payload,
+                        DomainEvent::RecordingRestricted { .. }
+                            | DomainEvent::RecordingArchived { .. }
+                            | DomainEvent::RecordingDeleted { .. }
+                    );
+                    let allowed = !changes_access
+                        || visibility_at(&core, &caller, recording, envelope.position).await
+                            == DomainVisibility::Playable;
+                    (allowed, envelope)
+                }
+            })
+            .take_while(|(allowed, _)| future::ready(*allowed))
+            .filter_map(|(_, envelope)| future::ready(SessionEvent::from_envelope(&envelope)));
+        Ok(stream)
+    }
+
+    /// The tail of the whole log (ADMIN, not scoped to sites), from
+    /// `fromPosition` (default: from now).
+    async fn log(
+        &self,
+        ctx: &Context<'_>,
+        from_position: Option<i32>,
+    ) -> Result<impl Stream<Item = LoggedEvent>, ApiError> {
+        let (core, caller): (Arc<Core>, DomainPrincipal) =
+            (ctx.core()?.clone(), ctx.caller()?.clone());
+        authorize(&core, &caller, Action::ReadAdminLog, Target::Global).await?;
+        let from = match from_position {
+            Some(p) => non_negative(p, "fromPosition")?.max(1),
+            None => core.store.head().position + 1,
+        };
+        Ok(follow(&core, from).map(|envelope| {
+            let mut event = LoggedEvent::from(&envelope);
+            super::query::redact(&mut event.payload.0);
+            event
+        }))
+    }
+}

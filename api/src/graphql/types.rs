@@ -1,0 +1,1345 @@
+//! Output types. Each wraps a read-model row; fields that need more (the
+//! caller's rights, another read model) are resolvers.
+
+use std::sync::Arc;
+
+use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use srs_domain::log::{Envelope, EventStore};
+use srs_domain::model::{
+    self as dm, Action, DataPoints as DomainDataPoints, DomainEvent, Principal as DomainPrincipal,
+    Target,
+};
+use srs_projections::models::access::PermissionRow;
+use srs_projections::models::audit::AuditRow;
+use srs_projections::models::catalogue::RecordingRow;
+use srs_projections::models::comments::CommentRow;
+use srs_projections::models::dashboard::{DashboardView, ServerState};
+use srs_projections::models::detections::{
+    DetectionFilter, DetectionRow, ResponseRow, VisualBucket as Bucket,
+};
+use srs_projections::models::policies::{KindPolicies as KindRows, PolicyRow, RetentionRow};
+use srs_projections::models::servers::{InstallJobRow, ServerRow, SiteRow};
+use srs_projections::models::Visibility as DomainVisibility;
+use srs_projections::ProjectionStatus as Status;
+
+use super::context::ContextExt;
+use super::convert::{id, int, page, time};
+use super::enums::*;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Core;
+
+/// Relay page information.
+#[derive(SimpleObject, Clone, Debug, Default)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+macro_rules! connection {
+    ($(#[$doc:meta])* $conn:ident, $edge:ident, $node:ty) => {
+        $(#[$doc])*
+        #[derive(SimpleObject)]
+        pub struct $conn {
+            pub edges: Vec<$edge>,
+            pub page_info: PageInfo,
+            /// Every match, not just this page (`null` when counting was not asked for or is too costly).
+            pub total_count: Option<i32>,
+        }
+
+        /// One item of a page, with its cursor.
+        #[derive(SimpleObject)]
+        pub struct $edge {
+            pub cursor: String,
+            pub node: $node,
+        }
+    };
+}
+
+connection!(
+    /// A page of recordings.
+    RecordingConnection, RecordingEdge, Recording);
+connection!(
+    /// A page of detected events.
+    DetectedEventConnection, DetectedEventEdge, DetectedEvent);
+connection!(
+    /// A page of the admin audit trail.
+    AuditEntryConnection, AuditEntryEdge, AuditEntry);
+connection!(
+    /// A page of the raw event history.
+    LoggedEventConnection, LoggedEventEdge, LoggedEvent);
+connection!(
+    /// A page of a recording's session events.
+    SessionEventConnection, SessionEventEdge, SessionEvent);
+
+/// Who is asking.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Principal {
+    /// The principal's name (for an agent: `agent:<server id>`).
+    pub name: String,
+    pub role: Role,
+    /// The sites the principal acts on; empty: all sites.
+    pub site_ids: Vec<ID>,
+    pub groups: Vec<String>,
+    /// The token used (for an agent: its server's id).
+    pub token_id: ID,
+    /// For an AGENT: its server.
+    pub server_id: Option<ID>,
+}
+
+impl From<&DomainPrincipal> for Principal {
+    fn from(p: &DomainPrincipal) -> Self {
+        Principal {
+            name: p.name.clone(),
+            role: p.role.into(),
+            site_ids: p.site_ids.iter().copied().map(id).collect(),
+            groups: p.groups.clone(),
+            token_id: id(p.token_id),
+            server_id: p.server_id.map(id),
+        }
+    }
+}
+
+/// A site: a group of servers with its own policies.
+pub struct Site(pub SiteRow);
+
+#[Object]
+impl Site {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.0.created_at)
+    }
+    /// The site's servers (needs the right to read server status).
+    async fn servers(&self, ctx: &Context<'_>) -> ApiResult<Vec<Server>> {
+        let core = ctx.core()?;
+        let caller = ctx.caller()?;
+        authorize(
+            core,
+            caller,
+            Action::ReadServerStatus,
+            Target::Site(self.0.id),
+        )
+        .await?;
+        Ok(core
+            .reads
+            .servers()?
+            .servers(Some(self.0.id))?
+            .into_iter()
+            .map(Server)
+            .collect())
+    }
+}
+
+/// A Session Recording server.
+pub struct Server(pub ServerRow);
+
+#[Object]
+impl Server {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn site_id(&self) -> ID {
+        id(self.0.site_id)
+    }
+    async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
+        Ok(ctx.core()?.reads.servers()?.site(self.0.site_id)?.map(Site))
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn host(&self) -> &str {
+        &self.0.host
+    }
+    async fn deployment(&self) -> Deployment {
+        self.0.deployment.into()
+    }
+    async fn version(&self) -> &str {
+        &self.0.version
+    }
+    async fn status(&self) -> ServerStatus {
+        self.0.status.into()
+    }
+    /// Whether heartbeats arrive.
+    async fn online(&self) -> bool {
+        self.0.online
+    }
+    async fn online_since(&self) -> DateTime<Utc> {
+        time(self.0.online_since)
+    }
+    async fn last_heartbeat(&self) -> Option<DateTime<Utc>> {
+        self.0.last_heartbeat.map(time)
+    }
+    /// The server's settings (needs the right to read configuration).
+    async fn settings(&self, ctx: &Context<'_>) -> ApiResult<ServerSettings> {
+        let core = ctx.core()?;
+        authorize(
+            core,
+            ctx.caller()?,
+            Action::ReadConfiguration,
+            Target::Site(self.0.site_id),
+        )
+        .await?;
+        Ok(ServerSettings::from(&self.0.settings))
+    }
+    /// The settings' version: pass it as `expectedVersion` to `updateServerSettings`.
+    async fn settings_version(&self) -> i32 {
+        int(self.0.settings_version)
+    }
+    /// The install job, for servers srs installs.
+    async fn install(&self) -> Option<InstallJob> {
+        self.0.install.as_ref().map(InstallJob::from)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        time(self.0.created_at)
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        time(self.0.updated_at)
+    }
+}
+
+/// A message shown to recorded users, in one language.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LocalizedMessage {
+    pub language: String,
+    pub text: String,
+}
+
+/// A server's settings.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ServerSettings {
+    pub storage_paths: Vec<String>,
+    pub restore_directory: String,
+    pub max_file_size_mb: i32,
+    pub max_recording_hours: i32,
+    pub live_playback_enabled: bool,
+    pub encrypt_downloads: bool,
+    pub recording_enabled: bool,
+    pub digital_signing_enabled: bool,
+    pub signing_certificate_thumbprint: Option<String>,
+    pub notification_messages: Vec<LocalizedMessage>,
+    pub alert_sender: Option<String>,
+    pub admin_logging_enabled: bool,
+    pub admin_logging_mandatory: bool,
+}
+
+impl From<&dm::ServerSettings> for ServerSettings {
+    fn from(s: &dm::ServerSettings) -> Self {
+        ServerSettings {
+            storage_paths: s.storage_paths.clone(),
+            restore_directory: s.restore_directory.clone(),
+            max_file_size_mb: int(u64::from(s.max_file_size_mb)),
+            max_recording_hours: int(u64::from(s.max_recording_hours)),
+            live_playback_enabled: s.live_playback_enabled,
+            encrypt_downloads: s.encrypt_downloads,
+            recording_enabled: s.recording_enabled,
+            digital_signing_enabled: s.digital_signing_enabled,
+            signing_certificate_thumbprint: s.signing_certificate_thumbprint.clone(),
+            notification_messages: s
+                .notification_messages
+                .iter()
+                .map(|m| LocalizedMessage {
+                    language: m.language.clone(),
+                    text: m.text.clone(),
+                })
+                .collect(),
+            alert_sender: s.alert_sender.clone(),
+            admin_logging_enabled: s.admin_logging_enabled,
+            admin_logging_mandatory: s.admin_logging_mandatory,
+        }
+    }
+}
+
+/// One reported install step.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct InstallProgress {
+    pub step: InstallStep,
+    pub status: InstallStatus,
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// An install job and its progress.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct InstallJob {
+    pub job_id: ID,
+    pub requested_at: DateTime<Utc>,
+    pub step: InstallStep,
+    pub status: InstallStatus,
+    pub message: Option<String>,
+    pub history: Vec<InstallProgress>,
+}
+
+impl From<&InstallJobRow> for InstallJob {
+    fn from(j: &InstallJobRow) -> Self {
+        InstallJob {
+            job_id: id(j.job_id),
+            requested_at: time(j.requested_at),
+            step: j.step.into(),
+            status: j.status.into(),
+            message: j.message.clone(),
+            history: j
+                .history
+                .iter()
+                .map(|p| InstallProgress {
+                    step: p.step.into(),
+                    status: p.status.into(),
+                    message: p.message.clone(),
+                    at: time(p.at),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why a session is (not) recorded.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct RecordingDecision {
+    pub policy_id: ID,
+    pub policy_name: String,
+    /// The rule that matched; `null` when the fallback applied.
+    pub rule: Option<String>,
+    pub action: RecordingAction,
+    /// Whether the user is notified.
+    pub notify: bool,
+    pub lossy: bool,
+    pub audio: bool,
+    /// Whether anything is recorded.
+    pub records: bool,
+}
+
+impl From<&dm::RecordingDecision> for RecordingDecision {
+    fn from(d: &dm::RecordingDecision) -> Self {
+        RecordingDecision {
+            policy_id: id(d.policy_id),
+            policy_name: d.policy_name.clone(),
+            rule: d.rule.clone(),
+            action: d.action.into(),
+            notify: d.notify,
+            lossy: d.lossy,
+            audio: d.audio,
+            records: d.records(),
+        }
+    }
+}
+
+/// A recording's restriction.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Restriction {
+    pub reason: String,
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A count per session event type.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TypeCount {
+    #[graphql(name = "type")]
+    pub event_type: SessionEventType,
+    pub count: i32,
+}
+
+/// A count per severity.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SeverityCount {
+    pub severity: Severity,
+    pub count: i32,
+}
+
+/// A count per name (user, application).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct NameCount {
+    pub name: String,
+    pub count: i32,
+}
+
+fn type_counts<'a>(
+    map: impl IntoIterator<Item = (&'a dm::SessionEventType, &'a u64)>,
+) -> Vec<TypeCount> {
+    map.into_iter()
+        .map(|(t, n)| TypeCount {
+            event_type: (*t).into(),
+            count: int(*n),
+        })
+        .collect()
+}
+
+/// Figures about one recording.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct DataPoints {
+    pub duration_ms: f64,
+    pub event_count: i32,
+    pub events_by_type: Vec<TypeCount>,
+    pub detection_count: i32,
+    pub detections_by_severity: Vec<SeverityCount>,
+    pub size_bytes: f64,
+    pub applications: Vec<String>,
+    pub idle_ms: f64,
+    pub last_offset_ms: f64,
+}
+
+impl From<&DomainDataPoints> for DataPoints {
+    fn from(p: &DomainDataPoints) -> Self {
+        DataPoints {
+            duration_ms: p.duration_ms as f64,
+            event_count: int(p.event_count),
+            events_by_type: type_counts(&p.events_by_type),
+            detection_count: int(p.detection_count),
+            detections_by_severity: p
+                .detections_by_severity
+                .iter()
+                .map(|(s, n)| SeverityCount {
+                    severity: (*s).into(),
+                    count: int(*n),
+                })
+                .collect(),
+            size_bytes: p.size_bytes as f64,
+            applications: p.applications.iter().cloned().collect(),
+            idle_ms: p.idle_ms as f64,
+            last_offset_ms: p.last_offset_ms as f64,
+        }
+    }
+}
+
+/// One bucket of an event visualization.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct VisualizationBucket {
+    /// The bucket's start: seconds from the session start (recording) or
+    /// since the epoch (site).
+    pub start: f64,
+    pub events: Vec<TypeCount>,
+    pub detections: Vec<TypeCount>,
+}
+
+impl From<&Bucket> for VisualizationBucket {
+    fn from(b: &Bucket) -> Self {
+        VisualizationBucket {
+            start: b.start as f64,
+            events: type_counts(&b.events),
+            detections: type_counts(&b.detections),
+        }
+    }
+}
+
+/// One event inside a recorded session.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SessionEvent {
+    pub event_id: ID,
+    pub recording_id: ID,
+    #[graphql(name = "type")]
+    pub event_type: SessionEventType,
+    /// Milliseconds from the session's start.
+    pub offset_ms: f64,
+    /// Type-specific data (`{app}`, `{url, browser}`, `{path, newPath}`, ...).
+    pub data: Json<Value>,
+    /// The log position it is stored at.
+    pub position: i32,
+}
+
+impl SessionEvent {
+    /// The session event an envelope carries, if it carries one.
+    pub fn from_envelope(envelope: &Envelope<DomainEvent>) -> Option<Self> {
+        let DomainEvent::SessionEventRecorded {
+            recording_id,
+            event,
+            ..
+        } = &envelope.payload
+        else {
+            return None;
+        };
+        Some(SessionEvent {
+            event_id: id(event.event_id),
+            recording_id: id(*recording_id),
+            event_type: event.event_type.into(),
+            offset_ms: event.offset_ms as f64,
+            data: Json(serde_json::to_value(&event.data).unwrap_or(Value::Null)),
+            position: int(envelope.position),
+        })
+    }
+}
+
+/// A comment on a recording.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Comment {
+    pub id: ID,
+    pub recording_id: ID,
+    pub author: String,
+    pub text: String,
+    pub severity: CommentSeverity,
+    pub offset_ms: Option<f64>,
+    pub at: DateTime<Utc>,
+}
+
+impl From<&CommentRow> for Comment {
+    fn from(c: &CommentRow) -> Self {
+        Comment {
+            id: id(c.id),
+            recording_id: id(c.recording_id),
+            author: c.author.clone(),
+            text: c.text.clone(),
+            severity: c.severity.into(),
+            offset_ms: c.offset_ms.map(|o| o as f64),
+            at: time(c.at),
+        }
+    }
+}
+
+/// A session event the detection policy flagged.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
+pub struct DetectedEvent {
+    pub id: ID,
+    pub recording_id: ID,
+    pub site_id: ID,
+    pub server_id: ID,
+    pub user: String,
+    pub host: String,
+    /// The session event.
+    pub event_id: ID,
+    #[graphql(name = "type")]
+    pub event_type: SessionEventType,
+    pub severity: Severity,
+    pub rule: String,
+    pub policy_id: ID,
+    /// The app, URL host, path, ... the rule looked at.
+    pub subject: Option<String>,
+    /// Where in the recording (ms from its start): play from here.
+    pub offset_ms: f64,
+    pub at: DateTime<Utc>,
+    pub position: i32,
+}
+
+impl From<&DetectionRow> for DetectedEvent {
+    fn from(d: &DetectionRow) -> Self {
+        DetectedEvent {
+            id: id(d.detection_id),
+            recording_id: id(d.recording_id),
+            site_id: id(d.site_id),
+            server_id: id(d.server_id),
+            user: d.user.clone(),
+            host: d.host.clone(),
+            event_id: id(d.event_id),
+            event_type: d.event_type.into(),
+            severity: d.severity.into(),
+            rule: d.rule.clone(),
+            policy_id: id(d.policy_id),
+            subject: d.subject.clone(),
+            offset_ms: d.at_offset_ms as f64,
+            at: time(d.at),
+            position: int(d.position),
+        }
+    }
+}
+
+#[ComplexObject]
+impl DetectedEvent {
+    /// The recording, when the caller may see it.
+    async fn recording(&self, ctx: &Context<'_>) -> ApiResult<Option<Recording>> {
+        let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
+        visible_recording(ctx, recording_id).await
+    }
+}
+
+/// A recording the caller may see, with what the caller may do with it.
+pub async fn visible_recording(
+    ctx: &Context<'_>,
+    recording_id: uuid::Uuid,
+) -> ApiResult<Option<Recording>> {
+    let core = ctx.core()?;
+    let viewer = core.reads.access()?.viewer(ctx.caller()?)?;
+    Ok(core
+        .reads
+        .catalogue()?
+        .get_visible(&viewer, recording_id)?
+        .map(|(row, visibility)| Recording::new(row, visibility)))
+}
+
+/// A recorded session.
+pub struct Recording {
+    pub row: Arc<RecordingRow>,
+    pub visibility: DomainVisibility,
+}
+
+impl Recording {
+    pub fn new(row: RecordingRow, visibility: DomainVisibility) -> Self {
+        Recording {
+            row: Arc::new(row),
+            visibility,
+        }
+    }
+}
+
+/// The most session events `playback` returns in its timeline.
+const PLAYBACK_MAX_EVENTS: usize = 10_000;
+
+#[Object]
+impl Recording {
+    async fn id(&self) -> ID {
+        id(self.row.id)
+    }
+    async fn site_id(&self) -> ID {
+        id(self.row.site_id)
+    }
+    async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
+        Ok(ctx
+            .core()?
+            .reads
+            .servers()?
+            .site(self.row.site_id)?
+            .map(Site))
+    }
+    async fn server_id(&self) -> ID {
+        id(self.row.server_id)
+    }
+    async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
+        Ok(ctx
+            .core()?
+            .reads
+            .servers()?
+            .server(self.row.server_id)?
+            .map(Server))
+    }
+    /// The session's id on the server.
+    async fn session_id(&self) -> &str {
+        &self.row.session_id
+    }
+    /// 1 for a session's first recording, n+1 after each rollover.
+    async fn part(&self) -> i32 {
+        int(u64::from(self.row.part))
+    }
+    async fn previous_recording_id(&self) -> Option<ID> {
+        self.row.previous_recording_id.map(id)
+    }
+    async fn user(&self) -> &str {
+        &self.row.user
+    }
+    async fn domain(&self) -> Option<&str> {
+        self.row.domain.as_deref()
+    }
+    async fn groups(&self) -> &[String] {
+        &self.row.groups
+    }
+    async fn client_name(&self) -> Option<&str> {
+        self.row.client_name.as_deref()
+    }
+    async fn client_ip(&self) -> Option<&str> {
+        self.row.client_ip.as_deref()
+    }
+    /// The VDA machine.
+    async fn host(&self) -> &str {
+        &self.row.host
+    }
+    async fn delivery_group(&self) -> Option<&str> {
+        self.row.delivery_group.as_deref()
+    }
+    async fn applications(&self) -> Vec<String> {
+        self.row.applications()
+    }
+    async fn mode(&self) -> RecordingMode {
+        self.row.mode.into()
+    }
+    /// Why it is recorded.
+    async fn decision(&self) -> RecordingDecision {
+        RecordingDecision::from(&self.row.decision)
+    }
+    async fn lifecycle(&self) -> Lifecycle {
+        self.row.lifecycle.into()
+    }
+    async fn started_at(&self) -> DateTime<Utc> {
+        time(self.row.started_at)
+    }
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.row.ended_at().map(time)
+    }
+    async fn duration_sec(&self) -> f64 {
+        self.row.duration_sec() as f64
+    }
+    /// In progress.
+    async fn live(&self) -> bool {
+        self.row.live()
+    }
+    async fn size_bytes(&self) -> f64 {
+        self.row.points.size_bytes as f64
+    }
+    async fn restricted(&self) -> bool {
+        self.row.restricted()
+    }
+    async fn restriction(&self) -> Option<Restriction> {
+        self.row.restriction.as_ref().map(|r| Restriction {
+            reason: r.reason.clone(),
+            by: r.by.clone(),
+            at: time(r.at),
+        })
+    }
+    async fn archived(&self) -> bool {
+        self.row.archived()
+    }
+    async fn deleted(&self) -> bool {
+        self.row.deleted()
+    }
+    async fn event_count(&self) -> i32 {
+        int(self.row.points.event_count)
+    }
+    /// The highest severity detected in it.
+    async fn max_severity(&self) -> Option<Severity> {
+        self.row.max_severity.map(Into::into)
+    }
+    async fn comment_count(&self) -> i32 {
+        int(self.row.comment_count)
+    }
+    /// How often it was played or downloaded.
+    async fn plays(&self) -> i32 {
+        int(self.row.plays)
+    }
+    /// What the caller may do with it: LISTED (see) or PLAYABLE (also play).
+    async fn visibility(&self) -> Visibility {
+        self.visibility.into()
+    }
+    /// The session events, in order (`types` narrows them).
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        types: Option<Vec<SessionEventType>>,
+    ) -> ApiResult<SessionEventConnection> {
+        let core = ctx.core()?;
+        let limit = page(first, &core.limits)?;
+        let from_version = match after {
+            Some(cursor) => cursor
+                .parse::<u64>()
+                .map_err(|_| ApiError::validation("invalid cursor"))?
+                .saturating_add(1),
+            None => 1,
+        };
+        let types: Option<Vec<dm::SessionEventType>> =
+            types.map(|t| t.into_iter().map(Into::into).collect());
+        let stream = dm::stream_name("recording", self.row.id);
+        let mut edges = Vec::new();
+        let mut version = from_version;
+        let mut has_next_page = false;
+        'read: loop {
+            let batch = core.store.read_stream(&stream, version, 1024).await?;
+            let read = batch.len();
+            for envelope in &batch {
+                version = envelope.version + 1;
+                let Some(event) = SessionEvent::from_envelope(envelope) else {
+                    continue;
+                };
+                if types
+                    .as_ref()
+                    .is_some_and(|t| !t.contains(&event.event_type.into()))
+                {
+                    continue;
+                }
+                if edges.len() == limit {
+                    has_next_page = true;
+                    break 'read;
+                }
+                edges.push(SessionEventEdge {
+                    cursor: envelope.version.to_string(),
+                    node: event,
+                });
+            }
+            if read < 1024 {
+                break;
+            }
+        }
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
+        Ok(SessionEventConnection {
+            edges,
+            page_info: PageInfo {
+                has_next_page,
+                end_cursor,
+            },
+            total_count: None,
+        })
+    }
+    /// What the detection policy flagged in it.
+    async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
+        let core = ctx.core()?;
+        let filter = DetectionFilter {
+            recording_id: Some(self.row.id),
+            ..DetectionFilter::default()
+        };
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = core
+                .reads
+                .detections()?
+                .search(&filter, Some(500), after.as_deref())?;
+            out.extend(page.items.iter().map(|(_, row)| DetectedEvent::from(row)));
+            if !page.has_next_page || out.len() >= PLAYBACK_MAX_EVENTS {
+                break;
+            }
+            after = page.end_cursor;
+        }
+        Ok(out)
+    }
+    async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
+        Ok(ctx
+            .core()?
+            .reads
+            .comments()?
+            .for_recording(self.row.id)?
+            .iter()
+            .map(Comment::from)
+            .collect())
+    }
+    /// Response actions triggered on the session.
+    async fn responses(&self, ctx: &Context<'_>) -> ApiResult<Vec<PendingResponse>> {
+        Ok(ctx
+            .core()?
+            .reads
+            .detections()?
+            .responses_for_recording(self.row.id)?
+            .iter()
+            .map(PendingResponse::from)
+            .collect())
+    }
+    async fn data_points(&self) -> DataPoints {
+        DataPoints::from(&self.row.points)
+    }
+    /// Events and detections per type in buckets of `bucketSec` seconds
+    /// (default 60) from the session start.
+    async fn event_visualization(
+        &self,
+        ctx: &Context<'_>,
+        bucket_sec: Option<i32>,
+    ) -> ApiResult<Vec<VisualizationBucket>> {
+        let bucket = bucket_sec.unwrap_or(60);
+        if !(1..=86_400).contains(&bucket) {
+            return Err(ApiError::validation(
+                "bucketSec must be between 1 and 86400",
+            ));
+        }
+        Ok(ctx
+            .core()?
+            .reads
+            .detections()?
+            .recording_visualization(self.row.id, bucket as u64)?
+            .iter()
+            .map(VisualizationBucket::from)
+            .collect())
+    }
+    /// Plays the recording: records a `RecordingPlayed` fact naming the
+    /// caller, then returns the timeline (session events with offsets,
+    /// detections, comments) and the log position to follow it live from
+    /// (`recordingEvents` subscription). FORBIDDEN when the caller may see
+    /// but not play it (e.g. an auditor and an archived recording).
+    async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
+        let core = ctx.core()?;
+        let caller = ctx.caller()?;
+        let executed = core
+            .service
+            .record_played(caller, self.row.id, dm::PlaybackKind::Play)
+            .await?;
+        core.metrics.appended();
+        let stream = dm::stream_name("recording", self.row.id);
+        let mut events = Vec::new();
+        let mut version = 1;
+        let mut follow_from = executed.last_position;
+        loop {
+            let batch = core.store.read_stream(&stream, version, 1024).await?;
+            let read = batch.len();
+            for envelope in &batch {
+                version = envelope.version + 1;
+                follow_from = follow_from.max(envelope.position);
+                if let Some(event) = SessionEvent::from_envelope(envelope) {
+                    if events.len() < PLAYBACK_MAX_EVENTS {
+                        events.push(event);
+                    }
+                }
+            }
+            if read < 1024 {
+                break;
+            }
+        }
+        Ok(Playback {
+            recording_id: id(self.row.id),
+            position: int(executed.last_position),
+            live: self.row.live(),
+            follow_from: int(follow_from),
+            events,
+            truncated: false,
+        })
+    }
+}
+
+/// A playback: the timeline and where to follow it live from.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Playback {
+    pub recording_id: ID,
+    /// The log position of the `RecordingPlayed` fact.
+    pub position: i32,
+    /// Whether the session is still being recorded.
+    pub live: bool,
+    /// Subscribe to `recordingEvents` for what comes after this position.
+    pub follow_from: i32,
+    /// The session events in order (at most 10000).
+    pub events: Vec<SessionEvent>,
+    pub truncated: bool,
+}
+
+#[ComplexObject]
+impl Playback {
+    async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
+        let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
+        let core = ctx.core()?;
+        let filter = DetectionFilter {
+            recording_id: Some(recording_id),
+            ..DetectionFilter::default()
+        };
+        let page = core.reads.detections()?.search(&filter, Some(500), None)?;
+        Ok(page
+            .items
+            .iter()
+            .map(|(_, row)| DetectedEvent::from(row))
+            .collect())
+    }
+    async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
+        let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
+        Ok(ctx
+            .core()?
+            .reads
+            .comments()?
+            .for_recording(recording_id)?
+            .iter()
+            .map(Comment::from)
+            .collect())
+    }
+}
+
+/// A response action due on a session.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct PendingResponse {
+    pub id: ID,
+    pub recording_id: ID,
+    pub server_id: ID,
+    pub session_id: String,
+    pub user: String,
+    pub host: String,
+    pub policy_id: ID,
+    pub rule: String,
+    pub trigger: String,
+    pub action: ResponseAction,
+    /// For EMAIL_ALERT.
+    pub recipients: Vec<String>,
+    /// For LOCK_SESSION.
+    pub message: Option<String>,
+    pub detection_id: Option<ID>,
+    pub event_type: Option<SessionEventType>,
+    pub severity: Option<Severity>,
+    pub offset_ms: f64,
+    pub triggered_at: DateTime<Utc>,
+    /// Set once the agent acknowledged it.
+    pub outcome: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ResponseRow> for PendingResponse {
+    fn from(r: &ResponseRow) -> Self {
+        let (recipients, message) = match &r.action {
+            dm::ResponseAction::EmailAlert { recipients } => (recipients.clone(), None),
+            dm::ResponseAction::LockSession { message } => (Vec::new(), Some(message.clone())),
+            _ => (Vec::new(), None),
+        };
+        PendingResponse {
+            id: id(r.response_id),
+            recording_id: id(r.recording_id),
+            server_id: id(r.server_id),
+            session_id: r.session_id.clone(),
+            user: r.user.clone(),
+            host: r.host.clone(),
+            policy_id: id(r.policy_id),
+            rule: r.rule.clone(),
+            trigger: r.trigger.clone(),
+            action: r.action.kind().into(),
+            recipients,
+            message,
+            detection_id: r.detection_id.map(id),
+            event_type: r.event_type.map(Into::into),
+            severity: r.severity.map(Into::into),
+            offset_ms: r.at_offset_ms as f64,
+            triggered_at: time(r.triggered_at),
+            outcome: r.delivered.as_ref().map(|d| d.outcome.clone()),
+            delivered_at: r.delivered.as_ref().map(|d| time(d.at)),
+        }
+    }
+}
+
+/// A policy of a site (or a built-in system policy).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Policy {
+    pub id: ID,
+    /// `null` for system policies (they belong to every site).
+    pub site_id: Option<ID>,
+    pub kind: PolicyKind,
+    pub name: String,
+    pub system: bool,
+    /// The policy stream's version: pass it as `expectedVersion` to `updatePolicy`.
+    pub version: i32,
+    pub deleted: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The rules, as stored.
+    pub definition: Json<Value>,
+}
+
+impl From<&PolicyRow> for Policy {
+    fn from(p: &PolicyRow) -> Self {
+        Policy {
+            id: id(p.id),
+            site_id: p.site_id.map(id),
+            kind: p.kind.into(),
+            name: p.name.clone(),
+            system: p.system,
+            version: int(p.version),
+            deleted: p.deleted,
+            created_at: p.created_at.map(time),
+            updated_at: p.updated_at.map(time),
+            definition: Json(serde_json::to_value(&p.body).unwrap_or(Value::Null)),
+        }
+    }
+}
+
+/// The policies of one kind: all of them and the active one.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct KindPolicies {
+    pub all: Vec<Policy>,
+    pub active: Policy,
+}
+
+impl From<&KindRows> for KindPolicies {
+    fn from(k: &KindRows) -> Self {
+        KindPolicies {
+            all: k.all.iter().map(Policy::from).collect(),
+            active: Policy::from(&k.active),
+        }
+    }
+}
+
+/// A site's policies of each kind.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SitePolicies {
+    pub site_id: ID,
+    pub recording: KindPolicies,
+    pub event_detection: KindPolicies,
+    pub event_response: KindPolicies,
+}
+
+/// What a playback permission admits; empty lists: any.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct PlaybackScope {
+    pub recorded_users: Vec<String>,
+    pub recorded_groups: Vec<String>,
+    pub server_ids: Vec<ID>,
+    pub hosts: Vec<String>,
+    pub delivery_groups: Vec<String>,
+    pub applications: Vec<String>,
+}
+
+/// A permission narrowing what a principal (or group) may play on a site.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct PlaybackPermission {
+    pub id: ID,
+    pub site_id: ID,
+    /// A principal name or one of a principal's groups.
+    pub principal: String,
+    pub scope: PlaybackScope,
+    pub granted_at: DateTime<Utc>,
+    pub granted_by: String,
+}
+
+impl From<&PermissionRow> for PlaybackPermission {
+    fn from(p: &PermissionRow) -> Self {
+        PlaybackPermission {
+            id: id(p.id),
+            site_id: id(p.site_id),
+            principal: p.principal.clone(),
+            scope: PlaybackScope {
+                recorded_users: p.scope.recorded_users.clone(),
+                recorded_groups: p.scope.recorded_groups.clone(),
+                server_ids: p.scope.server_ids.iter().copied().map(id).collect(),
+                hosts: p.scope.hosts.clone(),
+                delivery_groups: p.scope.delivery_groups.clone(),
+                applications: p.scope.applications.clone(),
+            },
+            granted_at: time(p.granted_at),
+            granted_by: p.granted_by.clone(),
+        }
+    }
+}
+
+/// The last run of a site's retention.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct RetentionRun {
+    pub ran_at: DateTime<Utc>,
+    pub archived: i32,
+    pub deleted: i32,
+}
+
+/// When a site's recordings are archived and deleted.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct RetentionPolicy {
+    pub site_id: ID,
+    pub archive_after_days: Option<i32>,
+    pub delete_after_days: Option<i32>,
+    /// The daily run time, `HH:MM` UTC.
+    pub run_at: String,
+    pub exclude_restricted: bool,
+    pub set_at: DateTime<Utc>,
+    pub last_run: Option<RetentionRun>,
+}
+
+impl From<&RetentionRow> for RetentionPolicy {
+    fn from(r: &RetentionRow) -> Self {
+        RetentionPolicy {
+            site_id: id(r.site_id),
+            archive_after_days: r.policy.archive_after_days.map(|d| int(u64::from(d))),
+            delete_after_days: r.policy.delete_after_days.map(|d| int(u64::from(d))),
+            run_at: format!("{:02}:{:02}", r.policy.run_at.hour, r.policy.run_at.minute),
+            exclude_restricted: r.policy.exclude_restricted,
+            set_at: time(r.set_at),
+            last_run: r.last_run.as_ref().map(|run| RetentionRun {
+                ran_at: time(run.ran_at),
+                archived: int(run.archived),
+                deleted: int(run.deleted),
+            }),
+        }
+    }
+}
+
+/// Recordings started on one UTC day.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct DayCount {
+    pub day: DateTime<Utc>,
+    pub count: i32,
+}
+
+/// Servers in one state.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ServerStateCount {
+    /// INSTALLING, INSTALL_FAILED, ONLINE, OFFLINE or DISCONNECTED.
+    pub status: String,
+    pub count: i32,
+}
+
+/// Insights over recordings, servers and detections.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Dashboard {
+    pub recordings_total: i32,
+    pub recordings_live: i32,
+    /// Recordings started within `from`..`to`.
+    pub recordings_in_range: i32,
+    pub storage_bytes: f64,
+    pub recordings_per_day: Vec<DayCount>,
+    pub top_users: Vec<NameCount>,
+    pub top_applications: Vec<NameCount>,
+    pub servers_by_status: Vec<ServerStateCount>,
+    pub detections_total: i32,
+    pub detections_in_range: i32,
+    pub detections_by_type: Vec<TypeCount>,
+    pub detections_by_severity: Vec<SeverityCount>,
+    pub restricted_count: i32,
+    pub archived_count: i32,
+    pub deleted_count: i32,
+    /// Recordings the retention policy will archive at its next run.
+    pub pending_archive: i32,
+    /// Recordings the retention policy will delete at its next run.
+    pub pending_delete: i32,
+}
+
+fn server_state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Installing => "INSTALLING",
+        ServerState::InstallFailed => "INSTALL_FAILED",
+        ServerState::Online => "ONLINE",
+        ServerState::Offline => "OFFLINE",
+        ServerState::Disconnected => "DISCONNECTED",
+    }
+}
+
+impl From<&DashboardView> for Dashboard {
+    fn from(v: &DashboardView) -> Self {
+        let names = |list: &[(String, u64)]| {
+            list.iter()
+                .map(|(name, n)| NameCount {
+                    name: name.clone(),
+                    count: int(*n),
+                })
+                .collect()
+        };
+        Dashboard {
+            recordings_total: int(v.recordings_total),
+            recordings_live: int(v.recordings_live),
+            recordings_in_range: int(v.recordings_in_range),
+            storage_bytes: v.storage_bytes as f64,
+            recordings_per_day: v
+                .recordings_per_day
+                .iter()
+                .map(|d| DayCount {
+                    day: time(d.day),
+                    count: int(d.count),
+                })
+                .collect(),
+            top_users: names(&v.top_users),
+            top_applications: names(&v.top_applications),
+            servers_by_status: v
+                .servers_by_status
+                .iter()
+                .map(|(s, n)| ServerStateCount {
+                    status: server_state_name(*s).to_owned(),
+                    count: int(*n),
+                })
+                .collect(),
+            detections_total: int(v.detections_total),
+            detections_in_range: int(v.detections_in_range),
+            detections_by_type: type_counts(&v.detections_by_type),
+            detections_by_severity: v
+                .detections_by_severity
+                .iter()
+                .map(|(s, n)| SeverityCount {
+                    severity: (*s).into(),
+                    count: int(*n),
+                })
+                .collect(),
+            restricted_count: int(v.restricted_count),
+            archived_count: int(v.archived_count),
+            deleted_count: int(v.deleted_count),
+            pending_archive: int(v.pending_archive),
+            pending_delete: int(v.pending_delete),
+        }
+    }
+}
+
+/// One entry of the admin audit trail.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct AuditEntry {
+    pub position: i32,
+    pub at: DateTime<Utc>,
+    /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
+    pub actor: String,
+    pub category: AuditCategory,
+    pub action: String,
+    pub target: String,
+    pub site_id: Option<ID>,
+    pub detail: String,
+    pub event_type: String,
+    pub event_id: ID,
+    pub correlation_id: ID,
+}
+
+impl From<&AuditRow> for AuditEntry {
+    fn from(a: &AuditRow) -> Self {
+        AuditEntry {
+            position: int(a.position),
+            at: time(a.at),
+            actor: a.actor.label(),
+            category: a.category.into(),
+            action: a.action.clone(),
+            target: a.target.clone(),
+            site_id: a.site_id.map(id),
+            detail: a.detail.clone(),
+            event_type: a.event_type.clone(),
+            event_id: id(a.event_id),
+            correlation_id: id(a.correlation_id),
+        }
+    }
+}
+
+/// One stored event of the log, as the history and the `log` subscription show it.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct LoggedEvent {
+    pub position: i32,
+    pub stream: String,
+    pub version: i32,
+    pub event_id: ID,
+    #[graphql(name = "type")]
+    pub event_type: String,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: String,
+    pub correlation_id: ID,
+    pub causation_id: Option<ID>,
+    pub site_id: Option<ID>,
+    pub recording_id: Option<ID>,
+    /// The event's fields.
+    pub payload: Json<Value>,
+    /// The chain hash (hex).
+    pub hash: String,
+}
+
+impl From<&Envelope<DomainEvent>> for LoggedEvent {
+    fn from(e: &Envelope<DomainEvent>) -> Self {
+        LoggedEvent {
+            position: int(e.position),
+            stream: e.stream.clone(),
+            version: int(e.version),
+            event_id: id(e.event_id),
+            event_type: e.payload.name().to_owned(),
+            recorded_at: time(e.recorded_at),
+            actor: e.actor.label(),
+            correlation_id: id(e.correlation_id),
+            causation_id: e.causation_id.map(id),
+            site_id: e.payload.site_id().map(id),
+            recording_id: e.payload.recording_id().map(id),
+            payload: Json(serde_json::to_value(&e.payload).unwrap_or(Value::Null)),
+            hash: e.hash.to_hex(),
+        }
+    }
+}
+
+/// A projection's runner.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub version: i32,
+    pub generation: i32,
+    /// The last log position applied.
+    pub position: i32,
+    pub head: i32,
+    pub lag: i32,
+    pub events_per_sec: f64,
+    /// CATCHING_UP, LIVE, REBUILDING or FAILED.
+    pub state: String,
+    pub last_error: Option<String>,
+}
+
+impl From<&Status> for ProjectionStatus {
+    fn from(s: &Status) -> Self {
+        ProjectionStatus {
+            name: s.name.clone(),
+            version: int(u64::from(s.version)),
+            generation: int(s.generation),
+            position: int(s.position),
+            head: int(s.head),
+            lag: int(s.lag),
+            events_per_sec: s.events_per_sec,
+            state: serde_json::to_value(s.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
+/// `may`, with a refusal recorded as `AccessDenied` and reported FORBIDDEN.
+pub async fn authorize(
+    core: &Core,
+    caller: &DomainPrincipal,
+    action: Action,
+    target: Target<'_>,
+) -> ApiResult<()> {
+    core.service
+        .authorize(caller, action, target)
+        .await
+        .map_err(ApiError::from)
+}

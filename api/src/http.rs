@@ -1,0 +1,402 @@
+//! The HTTP app: routes, the GraphQL transport, operational endpoints and
+//! the middleware around them.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /graphql` | queries and mutations (`application/json` GraphQL request) |
+//! | `GET /graphql` | GraphiQL, to explore the schema in a browser |
+//! | `GET /graphql/ws` | subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`) |
+//! | `GET /healthz` | 200 while the process serves |
+//! | `GET /readyz` | 200 once the projections have caught up with the log, 503 before |
+//! | `GET /metrics` | Prometheus text format (see [`crate::metrics`]) |
+//!
+//! Every request runs in a `request` span carrying a fresh id, which is
+//! also returned as the `x-request-id` header. The body of a request is
+//! limited ([`crate::state::Limits::max_body_bytes`]); a larger one is
+//! refused with 413 and a `VALIDATION` error before it is read.
+//!
+//! A request body that is not a GraphQL request (malformed JSON, no
+//! `query`) gets 400 with a `VALIDATION` error in the GraphQL response
+//! shape, so clients parse every failure the same way. A bearer token that
+//! does not authenticate gets 401 with `UNAUTHENTICATED`; a request without
+//! any token runs, and every operation in it that needs a principal fails
+//! with `UNAUTHENTICATED` (introspection needs none: the schema is public).
+
+use std::time::Instant;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::Data;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::auth::bearer_token;
+use crate::error::{ensure_codes, first_code, ApiError, Code};
+use crate::graphql::RequestContext;
+use crate::state::AppState;
+
+/// The HTTP app over `state`. No socket involved: tests drive it with
+/// `tower::ServiceExt::oneshot`, `srs serve` hands it to `axum::serve`.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.limits().max_body_bytes;
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request id, span and HTTP metrics around every request.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let request_id = Uuid::new_v4();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %request.method(),
+        route = %route,
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    state.metrics().http_request(&route, status.as_u16());
+    span.in_scope(|| {
+        tracing::debug!(
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "response"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// A GraphQL-shaped error response outside of execution.
+fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
+    let body = json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code.as_str() } }],
+    });
+    (status, Json(body)).into_response()
+}
+
+/// `POST /graphql`.
+async fn graphql(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            state.metrics().graphql_request(
+                "invalid",
+                Code::Validation.as_str(),
+                started.elapsed(),
+            );
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the request body exceeds {} bytes",
+                    state.limits().max_body_bytes
+                )
+            } else {
+                "the request body could not be read".to_owned()
+            };
+            return error_response(status, Code::Validation, &message);
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            state.metrics().graphql_request(
+                "invalid",
+                Code::Validation.as_str(),
+                started.elapsed(),
+            );
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                Code::Validation,
+                &format!("the body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    let operation = request.operation_name.clone().unwrap_or_default();
+    let principal = match bearer_token(&headers) {
+        Ok(None) => None,
+        Ok(Some(token)) => match state.authenticate(token).await {
+            Ok(Some(principal)) => Some(principal),
+            Ok(None) => {
+                state.metrics().graphql_request(
+                    &operation,
+                    Code::Unauthenticated.as_str(),
+                    started.elapsed(),
+                );
+                return error_response(
+                    StatusCode::UNAUTHORIZED,
+                    Code::Unauthenticated,
+                    "the bearer token is not valid",
+                );
+            }
+            Err(e) => return api_error_response(&state, &operation, started, e),
+        },
+        Err(e) => return api_error_response(&state, &operation, started, e),
+    };
+    let request = request.data(RequestContext::new(principal));
+    let mut response = state.schema().execute(request).await;
+    ensure_codes(&mut response.errors);
+    state
+        .metrics()
+        .graphql_request(&operation, first_code(&response.errors), started.elapsed());
+    let mut http = Json(&response).into_response();
+    if let Some(cache) = response.cache_control.value() {
+        if let Ok(value) = HeaderValue::from_str(&cache) {
+            http.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+    }
+    http
+}
+
+fn api_error_response(
+    state: &AppState,
+    operation: &str,
+    started: Instant,
+    error: ApiError,
+) -> Response {
+    state
+        .metrics()
+        .graphql_request(operation, error.code.as_str(), started.elapsed());
+    let status = match error.code {
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_response(status, error.code, &error.message)
+}
+
+/// `GET /graphql/ws`: subscriptions. The token comes from the upgrade
+/// request's `Authorization` header or from the `connection_init` payload
+/// (`{"Authorization": "Bearer <token>"}`, or `{"token": "<token>"}`),
+/// since browsers cannot set headers on a WebSocket.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_token = bearer_token(&headers).ok().flatten().map(str::to_owned);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            state.metrics().ws_opened();
+            let schema = state.schema().clone();
+            let init_state = state.clone();
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = header_token.or_else(|| token_from_init(&payload));
+                    let principal = match token {
+                        Some(token) => init_state
+                            .authenticate(&token)
+                            .await
+                            .map_err(async_graphql::Error::from)?
+                            .ok_or_else(|| {
+                                async_graphql::Error::from(ApiError::unauthenticated(
+                                    "the bearer token is not valid",
+                                ))
+                            })?,
+                        None => {
+                            return Err(ApiError::unauthenticated(
+                                "connection_init carries no token",
+                            )
+                            .into());
+                        }
+                    };
+                    let mut data = Data::default();
+                    data.insert(RequestContext::new(Some(principal)));
+                    Ok(data)
+                })
+                .keepalive_timeout(None)
+                .serve()
+                .await;
+            state.metrics().ws_closed();
+        })
+}
+
+/// The token in a `connection_init` payload, in any of the usual spellings.
+fn token_from_init(payload: &serde_json::Value) -> Option<String> {
+    let object = payload.as_object()?;
+    for (key, value) in object {
+        let Some(text) = value.as_str() else { continue };
+        match key.to_ascii_lowercase().as_str() {
+            "authorization" => {
+                let token = text
+                    .strip_prefix("Bearer ")
+                    .or_else(|| text.strip_prefix("bearer "))?;
+                return Some(token.trim().to_owned());
+            }
+            "token" => return Some(text.trim().to_owned()),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `GET /graphql`: GraphiQL.
+async fn graphiql() -> Html<&'static str> {
+    Html(GRAPHIQL)
+}
+
+/// `GET /healthz`: the process is up and serving.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: the read models have caught up with the log.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let readiness = state.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
+}
+
+/// `GET /metrics`.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics().render(&state.gauges());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// GraphiQL, loaded from a CDN by the browser (the server ships no assets).
+const GRAPHIQL: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>srs GraphiQL</title>
+  <style>body { margin: 0; height: 100vh; } #graphiql { height: 100vh; }</style>
+  <link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css">
+</head>
+<body>
+  <div id="graphiql">Loading GraphiQL...</div>
+  <script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
+  <script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
+  <script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
+  <script>
+    const url = new URL('/graphql', window.location.href).toString();
+    const subscriptionUrl = url.replace(/^http/, 'ws') + '/ws';
+    const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl });
+    ReactDOM.createRoot(document.getElementById('graphiql')).render(
+      React.createElement(GraphiQL, { fetcher, defaultHeaders: '{"Authorization": "Bearer <token>"}' })
+    );
+  </script>
+</body>
+</html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::server::{ServeOptions, Server};
+    use crate::state::Limits;
+
+    async fn server(dir: &std::path::Path) -> Server {
+        Server::open(ServeOptions {
+            data: dir.join("data"),
+            listen: "127.0.0.1:0".into(),
+            limits: Limits::default(),
+        })
+        .await
+        .expect("open a server")
+    }
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_app_answers_without_a_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server(dir.path()).await;
+        let secret = server
+            .bootstrap_secret()
+            .expect("a first admin token")
+            .to_owned();
+        let app = app(server.state().clone());
+
+        let health = app
+            .clone()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        assert!(health.headers().contains_key("x-request-id"));
+
+        let me = app
+            .clone()
+            .oneshot(
+                Request::post("/graphql")
+                    .header("authorization", format!("Bearer {secret}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"query":"{ me { role } }"}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(body_json(me).await["data"]["me"]["role"], "ADMIN");
+
+        let malformed = app
+            .oneshot(
+                Request::post("/graphql")
+                    .header("content-type", "application/json")
+                    .body(Body::from("{"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body_json(malformed).await["errors"][0]["extensions"]["code"],
+            "VALIDATION"
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! The server's own counters, rendered in the Prometheus text format.
+//!
+//! Hand-written on purpose: a handful of counters and one histogram do not
+//! justify a metrics framework. Everything here is lock-light (atomics, and a
+//! mutex held only to bump a map entry) so that counting never slows the
+//! request it counts.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `srs_http_requests_total` | counter | `route`, `status` |
+//! | `srs_graphql_requests_total` | counter | `operation`, `status` (`ok` or the first error code) |
+//! | `srs_graphql_request_duration_seconds` | histogram | |
+//! | `srs_appends_total` | counter | (mutations that committed events) |
+//! | `srs_log_head_position` | gauge | |
+//! | `srs_projection_position`, `srs_projection_lag` | gauge | `projection` |
+//! | `srs_ws_connections` | gauge | |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram's buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The longest operation name kept as a label; longer ones are cut so that
+/// a client cannot blow up the label set with one huge name.
+const MAX_OPERATION_LABEL: usize = 64;
+/// Distinct operation names kept; the rest are counted as `other`.
+const MAX_OPERATIONS: usize = 512;
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    http: Mutex<BTreeMap<(String, u16), u64>>,
+    graphql: Mutex<BTreeMap<(String, &'static str), u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    appends: AtomicU64,
+    ws_connections: AtomicI64,
+}
+
+/// Gauges read at scrape time from the log and the projections.
+#[derive(Debug, Default, Clone)]
+pub struct Gauges {
+    pub log_head: u64,
+    /// `(projection, position, lag)`.
+    pub projections: Vec<(String, u64, u64)>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One HTTP response on `route` (the matched path, never the raw URI).
+    pub fn http_request(&self, route: &str, status: u16) {
+        if let Ok(mut map) = self.http.lock() {
+            *map.entry((route.to_owned(), status)).or_default() += 1;
+        }
+    }
+
+    /// One GraphQL operation with its outcome and latency.
+    pub fn graphql_request(&self, operation: &str, status: &'static str, elapsed: Duration) {
+        let mut label: String = operation
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(MAX_OPERATION_LABEL)
+            .collect();
+        if label.is_empty() {
+            label = "anonymous".into();
+        }
+        if let Ok(mut map) = self.graphql.lock() {
+            let known = map.contains_key(&(label.clone(), status));
+            if !known && map.len() >= MAX_OPERATIONS {
+                label = "other".into();
+            }
+            *map.entry((label, status)).or_default() += 1;
+        }
+        let secs = elapsed.as_secs_f64();
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            if secs <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// A mutation committed events.
+    pub fn appended(&self) {
+        self.appends.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ws_opened(&self) {
+        self.ws_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ws_closed(&self) {
+        self.ws_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of everything above plus `gauges`.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::with_capacity(4096);
+        // `write!` into a String cannot fail; the results are ignored.
+        let _ = writeln!(
+            out,
+            "# HELP srs_http_requests_total HTTP responses by route and status."
+        );
+        let _ = writeln!(out, "# TYPE srs_http_requests_total counter");
+        if let Ok(map) = self.http.lock() {
+            for ((route, status), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "srs_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP srs_graphql_requests_total GraphQL operations by name and outcome."
+        );
+        let _ = writeln!(out, "# TYPE srs_graphql_requests_total counter");
+        if let Ok(map) = self.graphql.lock() {
+            for ((operation, status), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "srs_graphql_requests_total{{operation=\"{}\",status=\"{status}\"}} {n}",
+                    escape(operation)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP srs_graphql_request_duration_seconds GraphQL operation latency."
+        );
+        let _ = writeln!(out, "# TYPE srs_graphql_request_duration_seconds histogram");
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(
+                out,
+                "srs_graphql_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "srs_graphql_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "srs_graphql_request_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "srs_graphql_request_duration_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP srs_appends_total Mutations that committed events to the log."
+        );
+        let _ = writeln!(out, "# TYPE srs_appends_total counter");
+        let _ = writeln!(
+            out,
+            "srs_appends_total {}",
+            self.appends.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP srs_log_head_position The durable head of the event log."
+        );
+        let _ = writeln!(out, "# TYPE srs_log_head_position gauge");
+        let _ = writeln!(out, "srs_log_head_position {}", gauges.log_head);
+        let _ = writeln!(
+            out,
+            "# HELP srs_projection_position The last log position a projection applied."
+        );
+        let _ = writeln!(out, "# TYPE srs_projection_position gauge");
+        for (name, position, _) in &gauges.projections {
+            let _ = writeln!(
+                out,
+                "srs_projection_position{{projection=\"{}\"}} {position}",
+                escape(name)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP srs_projection_lag Events a projection is behind the log head."
+        );
+        let _ = writeln!(out, "# TYPE srs_projection_lag gauge");
+        for (name, _, lag) in &gauges.projections {
+            let _ = writeln!(
+                out,
+                "srs_projection_lag{{projection=\"{}\"}} {lag}",
+                escape(name)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP srs_ws_connections Open GraphQL WebSocket connections."
+        );
+        let _ = writeln!(out, "# TYPE srs_ws_connections gauge");
+        let _ = writeln!(
+            out,
+            "srs_ws_connections {}",
+            self.ws_connections.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// Escapes a label value (backslash, quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_a_cumulative_histogram() {
+        let metrics = Metrics::new();
+        metrics.http_request("/graphql", 200);
+        metrics.graphql_request("Dashboard", "ok", Duration::from_millis(3));
+        metrics.graphql_request("Dashboard", "ok", Duration::from_millis(300));
+        metrics.appended();
+        let text = metrics.render(&Gauges {
+            log_head: 7,
+            projections: vec![("catalogue".into(), 5, 2)],
+        });
+        assert!(text.contains("srs_http_requests_total{route=\"/graphql\",status=\"200\"} 1"));
+        assert!(
+            text.contains("srs_graphql_requests_total{operation=\"Dashboard\",status=\"ok\"} 2")
+        );
+        assert!(text.contains("srs_graphql_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("srs_graphql_request_duration_seconds_bucket{le=\"0.5\"} 2"));
+        assert!(text.contains("srs_graphql_request_duration_seconds_count 2"));
+        assert!(text.contains("srs_log_head_position 7"));
+        assert!(text.contains("srs_projection_lag{projection=\"catalogue\"} 2"));
+        assert!(text.contains("srs_appends_total 1"));
+    }
+
+    #[test]
+    fn operation_labels_are_sanitised() {
+        let metrics = Metrics::new();
+        metrics.graphql_request("a\"b}\n", "ok", Duration::ZERO);
+        metrics.graphql_request("", "VALIDATION", Duration::ZERO);
+        let text = metrics.render(&Gauges::default());
+        assert!(text.contains("operation=\"ab\""));
+        assert!(text.contains("operation=\"anonymous\",status=\"VALIDATION\""));
+    }
+}

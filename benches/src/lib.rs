@@ -1,0 +1,105 @@
+//! srs-bench: the benchmarks behind `srs bench`.
+//!
+//! Every figure is printed with the baseline it is compared to, measured in
+//! the same run on the same machine, and the ratio, because absolute numbers
+//! on a shared 2-core machine say little on their own. Figures are printed as
+//! one JSON object per line (`--json`) in the shape of `DESIGN.md`:
+//! `{"bench":"log","figure":"append_64_writers","value":..,"unit":"events/s","baseline_name":"sled_batch_flush","baseline":..,"ratio":..}`.
+//!
+//! # Layout
+//!
+//! - [`Figure`]: one measured figure and how it prints.
+//! - [`log`]: durable append throughput (1, 8, 64 writers) against raw sled
+//!   batches, and the full-scan read rate against a raw sled iteration.
+//! - [`resources`]: peak RSS and bytes on disk.
+#![forbid(unsafe_code)]
+
+pub mod log;
+pub mod resources;
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// One measured figure.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Figure {
+    pub bench: &'static str,
+    pub figure: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_name: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+}
+
+impl Figure {
+    pub fn new(bench: &'static str, figure: &'static str, value: f64, unit: &'static str) -> Self {
+        Figure {
+            bench,
+            figure,
+            value,
+            unit,
+            baseline_name: None,
+            baseline: None,
+            ratio: None,
+        }
+    }
+
+    /// Adds the baseline; the ratio is `value / baseline` (higher is better
+    /// for rates), rounded to two decimals.
+    pub fn against(mut self, name: &'static str, baseline: f64) -> Self {
+        self.baseline_name = Some(name);
+        self.baseline = Some(round(baseline));
+        self.ratio = (baseline > 0.0).then(|| (self.value / baseline * 100.0).round() / 100.0);
+        self.value = round(self.value);
+        self
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<8} {:<28} {:>14.1} {:<8}",
+            self.bench, self.figure, self.value, self.unit
+        )?;
+        if let (Some(name), Some(base), Some(ratio)) =
+            (self.baseline_name, self.baseline, self.ratio)
+        {
+            write!(f, "  vs {name} {base:.1} = {ratio:.2}x")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_prints_in_the_design_line_shape() {
+        let f = Figure::new("log", "append_64_writers", 61234.54, "events/s")
+            .against("sled_batch_flush", 88000.0);
+        assert_eq!(
+            f.to_json(),
+            r#"{"bench":"log","figure":"append_64_writers","value":61234.5,"unit":"events/s","baseline_name":"sled_batch_flush","baseline":88000.0,"ratio":0.7}"#
+        );
+        let plain = Figure::new("resources", "peak_rss", 1.0, "bytes");
+        assert_eq!(
+            plain.to_json(),
+            r#"{"bench":"resources","figure":"peak_rss","value":1.0,"unit":"bytes"}"#
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! The log's figures: durable append throughput with 1, 8 and 64
+//! concurrent single-event writers against raw sled batches of 1000 values
+//! plus a flush (same value size), and the full-scan read rate (decoded
+//! envelopes) against a raw sled iteration of the same tree.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use srs_domain::actor::Actor;
+use srs_domain::log::{
+    Event, EventStore, ExpectedVersion, LogError, NewEvent, SledEventStore, StoreOptions, LOG_TREE,
+};
+
+use crate::resources::dir_size;
+use crate::Figure;
+
+/// How long and how big.
+#[derive(Clone, Debug)]
+pub struct LogBenchOptions {
+    /// Measuring time per append figure.
+    pub seconds: f64,
+    /// Events in the log that is scanned.
+    pub scan_events: u64,
+}
+
+impl Default for LogBenchOptions {
+    fn default() -> Self {
+        LogBenchOptions {
+            seconds: 3.0,
+            scan_events: 200_000,
+        }
+    }
+}
+
+/// A payload of the size of a typical session event.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchEvent {
+    pub recording: uuid::Uuid,
+    pub kind: String,
+    pub offset_ms: u64,
+    pub data: String,
+}
+
+impl Event for BenchEvent {
+    fn event_type(&self) -> &'static str {
+        "BenchEvent"
+    }
+}
+
+pub fn bench_event(n: u64) -> BenchEvent {
+    BenchEvent {
+        recording: uuid::Uuid::from_u128(n as u128 / 64),
+        kind: "WEB_BROWSING".into(),
+        offset_ms: n * 250,
+        data: format!(
+            "{{\"url\":\"https://intranet.example.com/page/{n}\",\"browser\":\"msedge.exe\"}}"
+        ),
+    }
+}
+
+fn actor() -> Actor {
+    Actor::Agent {
+        server_id: uuid::Uuid::from_u128(42),
+    }
+}
+
+/// Runs the log figures.
+pub async fn run(options: &LogBenchOptions) -> Result<Vec<Figure>, LogError> {
+    let measure = Duration::from_secs_f64(options.seconds);
+    let mut figures = Vec::new();
+
+    let (one, record_len) = append_rate(1, measure).await?;
+    let baseline = raw_batch_rate(record_len, 1000, measure)?;
+    // The ceiling for 64 single-event writers: each flush can carry at most
+    // one event per writer.
+    let ceiling_64 = raw_batch_rate(record_len, 64, measure)?;
+    figures.push(
+        Figure::new("log", "append_1_writer", one, "events/s")
+            .against("sled_batch_flush", baseline),
+    );
+    for (writers, name) in [(8, "append_8_writers"), (64, "append_64_writers")] {
+        let (rate, _) = append_rate(writers, measure).await?;
+        figures
+            .push(Figure::new("log", name, rate, "events/s").against("sled_batch_flush", baseline));
+    }
+    figures.push(
+        Figure::new("log", "append_64_vs_1_writer", figures[2].value, "events/s")
+            .against("append_1_writer", one),
+    );
+    figures.push(
+        Figure::new("log", "append_64_vs_batch_64", figures[2].value, "events/s")
+            .against("sled_batch64_flush", ceiling_64),
+    );
+
+    let (scan, raw_scan, bytes_per_event) = scan_rates(options.scan_events).await?;
+    figures.push(Figure::new("log", "scan", scan, "events/s").against("sled_iter", raw_scan));
+    figures.push(Figure::new(
+        "resources",
+        "disk_bytes_per_event",
+        bytes_per_event,
+        "bytes",
+    ));
+    Ok(figures)
+}
+
+/// Durable single-event appends from `writers` concurrent tasks for
+/// `measure`; returns events/s and the stored record size.
+async fn append_rate(writers: u64, measure: Duration) -> Result<(f64, usize), LogError> {
+    let dir = tempfile::tempdir().map_err(io)?;
+    let log = SledEventStore::<BenchEvent>::open(dir.path(), StoreOptions::default())?;
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + measure;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let log = log.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("recording-{w}");
+            let mut n = w << 32;
+            while Instant::now() < deadline {
+                let event = NewEvent::new(actor(), bench_event(n));
+                let _ = log
+                    .append(&stream, ExpectedVersion::Any, vec![event])
+                    .await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+            Ok::<_, srs_domain::log::AppendError>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| LogError::Corrupt(format!("writer task failed: {e}")))?
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let record_len = log
+        .tree()
+        .get([b'e', 0, 0, 0, 0, 0, 0, 0, 1])?
+        .map(|v| v.len())
+        .unwrap_or(256);
+    Ok((done.load(Ordering::Relaxed) as f64 / elapsed, record_len))
+}
+
+/// Raw sled: batches of `per_batch` values of `value_len` bytes, each
+/// applied and flushed, for `measure`; values/s.
+fn raw_batch_rate(value_len: usize, per_batch: usize, measure: Duration) -> Result<f64, LogError> {
+    let dir = tempfile::tempdir().map_err(io)?;
+    let db = sled::Config::new().path(dir.path()).open()?;
+    let tree = db.open_tree(LOG_TREE)?;
+    let value = vec![0x5au8; value_len];
+    let start = Instant::now();
+    let mut key = 0u64;
+    while start.elapsed() < measure {
+        let mut batch = sled::Batch::default();
+        for _ in 0..per_batch {
+            key += 1;
+            batch.insert(&key.to_be_bytes()[..], value.clone());
+        }
+        tree.apply_batch(batch)?;
+        db.flush()?;
+    }
+    Ok(key as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Fills a log with `events` events, then times a full decoded scan and a
+/// raw iteration of the same tree; also returns bytes on disk per event.
+async fn scan_rates(events: u64) -> Result<(f64, f64, f64), LogError> {
+    let dir = tempfile::tempdir().map_err(io)?;
+    let log = SledEventStore::<BenchEvent>::open(dir.path(), StoreOptions::default())?;
+    let mut n = 0;
+    while n < events {
+        let count = (events - n).min(1000);
+        let batch = (n..n + count)
+            .map(|i| NewEvent::new(actor(), bench_event(i)))
+            .collect();
+        let _ = log
+            .append(
+                &format!("recording-{}", n / 1000),
+                ExpectedVersion::Any,
+                batch,
+            )
+            .await
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        n += count;
+    }
+    log.flush()?;
+
+    let start = Instant::now();
+    let mut from = 1;
+    let mut seen = 0u64;
+    loop {
+        let page = log.read_all(from, 1024).await?;
+        if page.is_empty() {
+            break;
+        }
+        seen += page.len() as u64;
+        from += page.len() as u64;
+    }
+    let scan = seen as f64 / start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let mut raw = 0u64;
+    let mut bytes = 0usize;
+    for entry in log.tree().range([b'e'].as_slice()..[b'f'].as_slice()) {
+        let (_, v) = entry?;
+        bytes += v.len();
+        raw += 1;
+    }
+    let raw_scan = raw as f64 / start.elapsed().as_secs_f64();
+    debug_assert!(bytes > 0);
+    let per_event = dir_size(dir.path()) as f64 / events.max(1) as f64;
+    Ok((scan, raw_scan, per_event))
+}
+
+fn io(e: std::io::Error) -> LogError {
+    LogError::Storage(sled::Error::Io(e))
+}

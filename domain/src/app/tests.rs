@@ -1,0 +1,833 @@
+//! The application layer against the real sled log.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::*;
+use crate::actor::Actor;
+use crate::log::{
+    AppendError, Appended, Envelope, EventStore, EventStream, ExpectedVersion, Head, LogError,
+    NewEvent, SledEventStore, StoreOptions,
+};
+use crate::model::testing::fixtures::{app_start, session, web};
+use crate::model::*;
+use crate::time::{ManualClock, Timestamp};
+
+/// The sled log, with a record of stream reads and an optional rival that
+/// appends to a stream just before we do.
+struct Spy {
+    inner: SledEventStore<DomainEvent>,
+    reads: Mutex<Vec<(String, u64)>>,
+    /// (stream, event to slip in, how many times)
+    rival: Mutex<Option<(String, DomainEvent, u32)>>,
+}
+
+#[async_trait]
+impl EventStore<DomainEvent> for Spy {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<DomainEvent>>,
+    ) -> Result<Appended, AppendError> {
+        let rival = {
+            let mut rival = self.rival.lock().unwrap();
+            match rival.as_mut() {
+                Some((s, event, times)) if s == stream && *times > 0 => {
+                    *times -= 1;
+                    Some(event.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(event) = rival {
+            let _ = self
+                .inner
+                .append(
+                    stream,
+                    ExpectedVersion::Any,
+                    vec![NewEvent::new(Actor::system("rival"), event)],
+                )
+                .await?;
+        }
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_all(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Envelope<DomainEvent>>, LogError> {
+        self.inner.read_all(from, max).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<Envelope<DomainEvent>>, LogError> {
+        self.reads
+            .lock()
+            .unwrap()
+            .push((stream.to_string(), from_version));
+        self.inner.read_stream(stream, from_version, max).await
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, LogError> {
+        self.inner.stream_version(stream).await
+    }
+
+    async fn read_event(&self, event_id: Uuid) -> Result<Option<Envelope<DomainEvent>>, LogError> {
+        self.inner.read_event(event_id).await
+    }
+
+    fn head(&self) -> Head {
+        self.inner.head()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Head> {
+        self.inner.watch_head()
+    }
+
+    fn subscribe(&self, from: u64) -> EventStream<DomainEvent> {
+        self.inner.subscribe(from)
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    spy: Arc<Spy>,
+    clock: ManualClock,
+    permissions: Arc<InMemoryPermissions>,
+    service: Service,
+    admin: Principal,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(Timestamp::from_secs(1_767_225_600));
+        let options = StoreOptions {
+            clock: Arc::new(clock.clone()),
+            ..StoreOptions::default()
+        };
+        let inner = SledEventStore::open(dir.path(), options).expect("open log");
+        let spy = Arc::new(Spy {
+            inner,
+            reads: Mutex::new(Vec::new()),
+            rival: Mutex::new(None),
+        });
+        let permissions = Arc::new(InMemoryPermissions::default());
+        let service = Service::new(spy.clone(), Arc::new(clock.clone()), permissions.clone());
+        World {
+            _dir: dir,
+            spy,
+            clock,
+            permissions,
+            service,
+            admin: person(Role::Admin, "root"),
+        }
+    }
+
+    async fn all_events(&self) -> Vec<Envelope<DomainEvent>> {
+        self.spy.read_all(1, 100_000).await.expect("read_all")
+    }
+
+    async fn site(&self) -> Uuid {
+        self.service
+            .create_site(&self.admin, "Head office")
+            .await
+            .expect("site")
+            .id
+    }
+
+    async fn server(&self, site_id: Uuid) -> (Uuid, Principal) {
+        let connected = self
+            .service
+            .connect_server(
+                &self.admin,
+                ConnectServer {
+                    site_id,
+                    name: "SR-01".into(),
+                    host: "sr-01.corp".into(),
+                    deployment: Deployment::OnPremises,
+                    version: "2411".into(),
+                },
+            )
+            .await
+            .expect("connect");
+        (
+            connected.server_id,
+            Principal::agent(connected.server_id, site_id),
+        )
+    }
+
+    /// A site recording everyone, detecting shells (HIGH), locking on them.
+    async fn recording_site(&self) -> (Uuid, Uuid, Principal) {
+        let site_id = self.site().await;
+        let (server_id, agent) = self.server(site_id).await;
+        let admin = &self.admin;
+        self.service
+            .activate_policy(admin, RECORD_EVERYONE_WITH_NOTIFICATION, Some(site_id))
+            .await
+            .expect("record everyone");
+        let detection = self
+            .service
+            .create_policy(
+                admin,
+                site_id,
+                "Shells",
+                PolicyBody::EventDetection(DetectionPolicyBody {
+                    logged: BTreeSet::from([
+                        SessionEventType::AppStart,
+                        SessionEventType::WebBrowsing,
+                    ]),
+                    rules: vec![DetectionRule {
+                        name: Some("shell".into()),
+                        event_type: SessionEventType::AppStart,
+                        severity: Severity::High,
+                        patterns: vec![],
+                        idle_seconds: None,
+                        scope: Scope::default(),
+                    }],
+                    ..Default::default()
+                }),
+            )
+            .await
+            .expect("detection policy");
+        self.service
+            .activate_policy(admin, detection.id, None)
+            .await
+            .expect("activate detection");
+        let response = self
+            .service
+            .create_policy(
+                admin,
+                site_id,
+                "Lock",
+                PolicyBody::EventResponse(crate::model::testing::fixtures::response_body(
+                    &[SessionEventType::AppStart],
+                    60,
+                )),
+            )
+            .await
+            .expect("response policy");
+        self.service
+            .activate_policy(admin, response.id, None)
+            .await
+            .expect("activate response");
+        (site_id, server_id, agent)
+    }
+
+    async fn start(
+        &self,
+        server_id: Uuid,
+        agent: &Principal,
+        session_id: &str,
+    ) -> StartedRecording {
+        self.service
+            .start_recording(
+                agent,
+                StartRecordingInput {
+                    server_id,
+                    session_id: session_id.into(),
+                    session: session(),
+                    started_at: None,
+                },
+            )
+            .await
+            .expect("start")
+    }
+}
+
+fn person(role: Role, name: &str) -> Principal {
+    Principal {
+        token_id: Uuid::now_v7(),
+        name: name.into(),
+        role,
+        site_ids: BTreeSet::new(),
+        groups: Vec::new(),
+        server_id: None,
+    }
+}
+
+fn names(events: &[DomainEvent]) -> Vec<&'static str> {
+    events.iter().map(DomainEvent::name).collect()
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_conflict() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let renamed = w
+        .service
+        .rename_site(&w.admin, site_id, "Branch", Some(1))
+        .await
+        .expect("rename");
+    assert_eq!(renamed.version, 2);
+    let error = w
+        .service
+        .rename_site(&w.admin, site_id, "Again", Some(1))
+        .await
+        .expect_err("stale");
+    assert_eq!(error.code(), Some(ErrorCode::Conflict));
+    assert_eq!(error.code_str(), "CONFLICT");
+}
+
+#[tokio::test]
+async fn a_conflicting_append_is_decided_again_when_no_version_was_expected() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let rival = DomainEvent::SiteRenamed {
+        site_id,
+        name: "Rival".into(),
+        previous_name: "Head office".into(),
+        at: w.service.now(),
+    };
+    *w.spy.rival.lock().unwrap() = Some((Site::stream(site_id), rival, 1));
+    let executed = w
+        .service
+        .rename_site(&w.admin, site_id, "Mine", None)
+        .await
+        .expect("retried");
+    assert_eq!(executed.version, 3);
+    match &executed.events[..] {
+        [DomainEvent::SiteRenamed { previous_name, .. }] => assert_eq!(previous_name, "Rival"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let rival = DomainEvent::SiteRenamed {
+        site_id,
+        name: "Rival".into(),
+        previous_name: "x".into(),
+        at: w.service.now(),
+    };
+    *w.spy.rival.lock().unwrap() = Some((Site::stream(site_id), rival, 100));
+    let error = w
+        .service
+        .rename_site(&w.admin, site_id, "Mine", None)
+        .await
+        .expect_err("gives up");
+    assert_eq!(error.code(), Some(ErrorCode::Conflict));
+    let left = w.spy.rival.lock().unwrap().as_ref().map(|r| r.2);
+    assert_eq!(left, Some(100 - 4), "one attempt plus three retries");
+}
+
+#[tokio::test]
+async fn a_long_recording_is_loaded_incrementally() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    for batch in 0..5u64 {
+        let events = (0..10)
+            .map(|i| web("https://example.com", batch * 100 + i))
+            .collect();
+        w.service
+            .record_session_events(&agent, recording, events)
+            .await
+            .expect("batch");
+    }
+    w.spy.reads.lock().unwrap().clear();
+    let loaded = w.service.load::<Recording>(recording).await.expect("load");
+    assert_eq!(loaded.state.data_points.event_count, 50);
+    let stream = Recording::stream(recording);
+    let reads: Vec<u64> = w
+        .spy
+        .reads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(s, _)| *s == stream)
+        .map(|(_, from)| *from)
+        .collect();
+    assert_eq!(
+        reads,
+        vec![loaded.version + 1],
+        "only what follows the cached version is read"
+    );
+}
+
+#[tokio::test]
+async fn a_new_site_does_not_record() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let (server_id, agent) = w.server(site_id).await;
+    let started = w.start(server_id, &agent, "s1").await;
+    assert!(!started.recorded);
+    assert_eq!(started.decision.map(|d| d.policy_id), Some(DO_NOT_RECORD));
+    let error = w
+        .service
+        .record_session_events(&agent, started.recording_id, vec![app_start("cmd.exe", 1)])
+        .await
+        .expect_err("not recorded");
+    assert_eq!(error.code(), Some(ErrorCode::Validation));
+}
+
+#[tokio::test]
+async fn session_events_detections_and_responses_are_one_idempotent_append() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    let batch = vec![
+        app_start("cmd.exe", 1_000),
+        web("https://example.com", 2_000),
+    ];
+    let first = w
+        .service
+        .record_session_events(&agent, recording, batch.clone())
+        .await
+        .expect("batch");
+    assert_eq!(
+        (
+            first.accepted,
+            first.duplicates,
+            first.detections,
+            first.responses
+        ),
+        (2, 0, 2, 1)
+    );
+    let positions = &first.executed.positions;
+    assert!(
+        positions.windows(2).all(|p| p[1] == p[0] + 1),
+        "one append: {positions:?}"
+    );
+    assert_eq!(
+        names(&first.executed.events),
+        vec![
+            "SessionEventRecorded",
+            "EventDetected",
+            "ResponseTriggered",
+            "SessionEventRecorded",
+            "EventDetected"
+        ]
+    );
+
+    let again = w
+        .service
+        .record_session_events(&agent, recording, batch.clone())
+        .await
+        .expect("repeat");
+    assert_eq!((again.accepted, again.duplicates), (0, 2));
+    assert!(again.executed.positions.is_empty());
+
+    let mut mixed = batch;
+    mixed.push(app_start("notepad.exe", 3_000));
+    let third = w
+        .service
+        .record_session_events(&agent, recording, mixed)
+        .await
+        .expect("partial repeat");
+    assert_eq!((third.accepted, third.duplicates), (1, 2));
+    let stored = w
+        .service
+        .load::<Recording>(recording)
+        .await
+        .expect("load")
+        .state;
+    assert_eq!(stored.data_points.event_count, 3);
+}
+
+#[tokio::test]
+async fn agents_ingest_only_for_their_own_server() {
+    let w = World::new();
+    let (site_id, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    let (_, other_agent) = w.server(site_id).await;
+    let error = w
+        .service
+        .record_session_events(&other_agent, recording, vec![app_start("a", 1)])
+        .await
+        .expect_err("foreign agent");
+    assert_eq!(error.code(), Some(ErrorCode::Forbidden));
+}
+
+#[tokio::test]
+async fn a_repeated_start_returns_the_same_recording_and_a_later_one_rolls_over() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let first = w.start(server_id, &agent, "s1").await;
+    assert!(first.recorded && !first.repeated);
+    let repeated = w.start(server_id, &agent, "s1").await;
+    assert_eq!(
+        (repeated.recording_id, repeated.repeated),
+        (first.recording_id, true)
+    );
+
+    w.service
+        .end_recording(&agent, first.recording_id, None)
+        .await
+        .expect("end");
+    let second = w.start(server_id, &agent, "s1").await;
+    assert_eq!(second.part, 2);
+    assert_ne!(second.recording_id, first.recording_id);
+    let state = w
+        .service
+        .load::<Recording>(second.recording_id)
+        .await
+        .expect("load")
+        .state;
+    assert_eq!(state.previous_recording_id, Some(first.recording_id));
+
+    // Archiving one part of a rolled-over session archives them all, but
+    // not while a part is live.
+    let error = w
+        .service
+        .archive_recording(&w.admin, first.recording_id)
+        .await
+        .expect_err("live part");
+    assert_eq!(error.code(), Some(ErrorCode::Validation));
+    w.service
+        .end_recording(&agent, second.recording_id, None)
+        .await
+        .expect("end");
+    let archived = w
+        .service
+        .archive_recording(&w.admin, first.recording_id)
+        .await
+        .expect("archive");
+    assert_eq!(
+        names(&archived.events),
+        vec!["RecordingArchived", "RecordingArchived"]
+    );
+    for id in [first.recording_id, second.recording_id] {
+        let state = w.service.load::<Recording>(id).await.expect("load").state;
+        assert_eq!(state.lifecycle, Lifecycle::Archived);
+    }
+    let deleted = w
+        .service
+        .delete_recording(&w.admin, second.recording_id)
+        .await
+        .expect("delete");
+    assert_eq!(deleted.events.len(), 2);
+}
+
+#[tokio::test]
+async fn secrets_are_returned_once_and_only_their_hashes_are_stored() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let credential = w
+        .service
+        .connect_server(
+            &w.admin,
+            ConnectServer {
+                site_id,
+                name: "SR".into(),
+                host: "h".into(),
+                deployment: Deployment::Cloud,
+                version: "1".into(),
+            },
+        )
+        .await
+        .expect("connect");
+    let token = w
+        .service
+        .issue_token(
+            &w.admin,
+            "ann",
+            Role::Auditor,
+            BTreeSet::from([site_id]),
+            vec![],
+        )
+        .await
+        .expect("token");
+    assert!(credential.secret.starts_with("srs_") && credential.secret.len() == 4 + 64);
+    assert!(
+        !format!("{token:?}").contains(&token.secret),
+        "Debug redacts the secret"
+    );
+    let log = format!("{:?}", w.all_events().await);
+    assert!(!log.contains(&credential.secret) && !log.contains(&token.secret));
+    assert!(
+        log.contains(&hash_secret(&credential.secret)) && log.contains(&hash_secret(&token.secret))
+    );
+}
+
+#[tokio::test]
+async fn refused_attempts_are_recorded_as_access_denied() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let viewer = person(Role::Viewer, "vic");
+    let error = w
+        .service
+        .create_policy(
+            &viewer,
+            site_id,
+            "p",
+            PolicyBody::EventResponse(ResponsePolicyBody::default()),
+        )
+        .await
+        .expect_err("viewer");
+    assert_eq!(error.code(), Some(ErrorCode::Forbidden));
+    let last = w.all_events().await.pop().expect("an event");
+    assert_eq!(last.stream, ACCESS_DENIED_STREAM);
+    match last.payload {
+        DomainEvent::AccessDenied {
+            principal, action, ..
+        } => {
+            assert_eq!(
+                (principal.as_str(), action.as_str()),
+                ("vic", "MANAGE_POLICIES")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_active_policy_cannot_be_deleted_until_another_is_activated() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let created = w
+        .service
+        .create_policy(
+            &w.admin,
+            site_id,
+            "Mine",
+            PolicyBody::Recording(RecordingPolicyBody {
+                rules: vec![],
+                fallback: RecordingAction::RecordEventsOnly,
+                fallback_notify: true,
+            }),
+        )
+        .await
+        .expect("create");
+    w.service
+        .activate_policy(&w.admin, created.id, None)
+        .await
+        .expect("activate");
+    let error = w
+        .service
+        .delete_policy(&w.admin, created.id)
+        .await
+        .expect_err("active");
+    assert_eq!(error.code(), Some(ErrorCode::Validation));
+    w.service
+        .activate_policy(&w.admin, DO_NOT_RECORD, Some(site_id))
+        .await
+        .expect("back to default");
+    w.service
+        .delete_policy(&w.admin, created.id)
+        .await
+        .expect("delete");
+    let error = w
+        .service
+        .update_policy(
+            &w.admin,
+            created.id,
+            "x",
+            PolicyBody::Recording(RecordingPolicyBody {
+                rules: vec![],
+                fallback: RecordingAction::DoNotRecord,
+                fallback_notify: false,
+            }),
+            None,
+        )
+        .await
+        .expect_err("deleted");
+    assert_eq!(error.code(), Some(ErrorCode::NotFound));
+    let error = w
+        .service
+        .delete_policy(&w.admin, DO_NOT_RECORD)
+        .await
+        .expect_err("system");
+    assert_eq!(error.code(), Some(ErrorCode::Validation));
+}
+
+#[tokio::test]
+async fn the_active_detection_policy_keeps_logging_what_responses_need() {
+    let w = World::new();
+    let (site_id, _, _) = w.recording_site().await;
+    let site = w.service.load::<Site>(site_id).await.expect("site").state;
+    let detection = site.active_policy(PolicyKind::EventDetection);
+    let error = w
+        .service
+        .update_policy(
+            &w.admin,
+            detection,
+            "Shells",
+            PolicyBody::EventDetection(DetectionPolicyBody::default()),
+            None,
+        )
+        .await
+        .expect_err("would drop APP_START");
+    assert_eq!(error.code(), Some(ErrorCode::Validation));
+    let error = w
+        .service
+        .activate_policy(&w.admin, DO_NOT_DETECT, Some(site_id))
+        .await
+        .expect_err("response policy needs APP_START");
+    assert_eq!(error.code(), Some(ErrorCode::Validation));
+}
+
+#[tokio::test]
+async fn a_silent_server_goes_offline_and_a_heartbeat_brings_it_back() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let (server_id, agent) = w.server(site_id).await;
+    assert!(w
+        .service
+        .check_liveness(&[server_id])
+        .await
+        .expect("check")
+        .events
+        .is_empty());
+    w.clock.advance_secs(91);
+    let offline = w.service.check_liveness(&[server_id]).await.expect("check");
+    assert_eq!(names(&offline.events), vec!["ServerWentOffline"]);
+    assert!(w
+        .service
+        .check_liveness(&[server_id])
+        .await
+        .expect("check")
+        .events
+        .is_empty());
+    let online = w
+        .service
+        .heartbeat(&agent, server_id)
+        .await
+        .expect("heartbeat");
+    assert_eq!(names(&online.events), vec!["ServerCameOnline"]);
+    let quiet = w
+        .service
+        .heartbeat(&agent, server_id)
+        .await
+        .expect("heartbeat");
+    assert!(
+        quiet.events.is_empty(),
+        "heartbeats themselves are not events"
+    );
+}
+
+#[tokio::test]
+async fn responses_and_comments_are_found_by_their_own_ids() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    let recorded = w
+        .service
+        .record_session_events(&agent, recording, vec![app_start("cmd.exe", 5)])
+        .await
+        .expect("batch");
+    let response_id = recorded
+        .executed
+        .events
+        .iter()
+        .find_map(|e| match e {
+            DomainEvent::ResponseTriggered { response_id, .. } => Some(*response_id),
+            _ => None,
+        })
+        .expect("a response");
+    let acked = w
+        .service
+        .acknowledge_response(&agent, response_id, "locked")
+        .await
+        .expect("ack");
+    assert_eq!(names(&acked.events), vec!["ResponseDelivered"]);
+    assert!(w
+        .service
+        .acknowledge_response(&agent, response_id, "again")
+        .await
+        .expect("repeat")
+        .events
+        .is_empty());
+
+    let ann = person(Role::Auditor, "ann");
+    let comment = w
+        .service
+        .add_comment(&ann, recording, "look", CommentSeverity::Medium, Some(5))
+        .await
+        .expect("comment");
+    let bob = person(Role::Auditor, "bob");
+    let error = w
+        .service
+        .delete_comment(&bob, comment.id)
+        .await
+        .expect_err("not the author");
+    assert_eq!(error.code(), Some(ErrorCode::Forbidden));
+    w.service
+        .delete_comment(&ann, comment.id)
+        .await
+        .expect("author deletes");
+}
+
+#[tokio::test]
+async fn playback_permissions_narrow_what_an_auditor_may_play() {
+    let w = World::new();
+    let (site_id, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    w.service
+        .end_recording(&agent, recording, None)
+        .await
+        .expect("end");
+    let ann = person(Role::Auditor, "ann");
+    w.service
+        .record_played(&ann, recording, PlaybackKind::Play)
+        .await
+        .expect("no permissions: every unrestricted recording");
+
+    let granted = w
+        .service
+        .grant_playback_permission(
+            &w.admin,
+            site_id,
+            "ann",
+            PlaybackScope {
+                recorded_users: vec!["CORP\\bob".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("grant");
+    for event in &granted.executed.events {
+        w.permissions.apply(event);
+    }
+    let error = w
+        .service
+        .record_played(&ann, recording, PlaybackKind::Play)
+        .await
+        .expect_err("narrowed to bob");
+    assert_eq!(error.code(), Some(ErrorCode::Forbidden));
+
+    w.service
+        .restrict_recording(&w.admin, recording, "HR")
+        .await
+        .expect("restrict");
+    let pp = person(Role::PrivilegedPlayer, "pp");
+    let played = w
+        .service
+        .record_played(&pp, recording, PlaybackKind::Download)
+        .await
+        .expect("pp plays");
+    assert_eq!(names(&played.events), vec!["RecordingPlayed"]);
+}
+
+#[tokio::test]
+async fn a_conflict_is_not_retried_when_the_caller_named_a_version() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let rival = DomainEvent::SiteRenamed {
+        site_id,
+        name: "Rival".into(),
+        previous_name: "Head office".into(),
+        at: w.service.now(),
+    };
+    *w.spy.rival.lock().unwrap() = Some((Site::stream(site_id), rival, 1));
+    let error = w
+        .service
+        .rename_site(&w.admin, site_id, "Mine", Some(1))
+        .await
+        .expect_err("the version the caller saw is gone");
+    assert_eq!(error.code(), Some(ErrorCode::Conflict));
+    let site = w.service.load::<Site>(site_id).await.expect("load").state;
+    assert_eq!(site.name, "Rival");
+}

@@ -1,0 +1,1290 @@
+//! The use cases the API calls, one method each. Every method that acts for
+//! a principal checks `may` first (a refusal is recorded as
+//! `AccessDenied`), loads the facts the command needs from other
+//! aggregates, and runs the command through `execute`.
+
+use std::collections::BTreeSet;
+
+use rand::rngs::OsRng;
+use rand::RngCore;
+use uuid::Uuid;
+
+use super::error::AppError;
+use super::service::{Executed, Loaded, Service};
+use crate::actor::Actor;
+use crate::model::{
+    evaluate, hash_secret, is_system_policy, recording_id_for, system_policy, Action, Aggregate,
+    AnyPolicy, CommentSeverity, Deployment, DetectionPolicyBody, DomainEvent, InstallOptions,
+    InstallStatus, InstallStep, Lifecycle, PermissionCommand, PlaybackKind, PlaybackPermission,
+    PlaybackScope, Policy, PolicyBody, PolicyCommand, PolicyDef, PolicyFacts, PolicyId, PolicyKind,
+    Principal, Recording, RecordingAction, RecordingCommand, RecordingDecision, RecordingError,
+    RecordingFacts, RecordingPolicyBody, ResponsePolicyBody, Retention, RetentionCommand,
+    RetentionPolicy, Role, Server, ServerCommand, ServerError, SessionAttributes, SessionEvent,
+    SessionEventType, SettingsPatch, Site, SiteCommand, SiteError, StartRecording, Target, Token,
+    TokenCommand, Transition, MAX_BATCH,
+};
+use crate::time::Timestamp;
+
+/// The most parts (rollovers) one session may have.
+pub const MAX_PARTS: u32 = 1_000;
+
+/// A new aggregate and what creating it did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Created {
+    pub id: Uuid,
+    pub executed: Executed,
+}
+
+/// `connectServer` input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectServer {
+    pub site_id: Uuid,
+    pub name: String,
+    pub host: String,
+    pub deployment: Deployment,
+    pub version: String,
+}
+
+/// A server and its agent credential, returned once and never again.
+#[derive(Clone, PartialEq)]
+pub struct ServerCredential {
+    pub server_id: Uuid,
+    /// The install job, when the service installs the server.
+    pub job_id: Option<Uuid>,
+    /// The agent's bearer secret. Only its SHA-256 is stored.
+    pub secret: String,
+    pub executed: Executed,
+}
+
+impl std::fmt::Debug for ServerCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCredential")
+            .field("server_id", &self.server_id)
+            .field("job_id", &self.job_id)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token and its secret, returned once and never again.
+#[derive(Clone, PartialEq)]
+pub struct IssuedToken {
+    pub token_id: Uuid,
+    pub secret: String,
+    pub executed: Executed,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token_id", &self.token_id)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// `startRecording` input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartRecordingInput {
+    pub server_id: Uuid,
+    /// The session's id on the server; with `server_id` the idempotency key.
+    pub session_id: String,
+    pub session: SessionAttributes,
+    /// Defaults to now.
+    pub started_at: Option<Timestamp>,
+}
+
+/// What `startRecording` did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StartedRecording {
+    pub recording_id: Uuid,
+    pub part: u32,
+    /// Why it is (not) recorded.
+    pub decision: Option<RecordingDecision>,
+    /// False when the policy said DO_NOT_RECORD: send nothing further.
+    pub recorded: bool,
+    /// The request repeated an earlier start; nothing new was written.
+    pub repeated: bool,
+    pub executed: Executed,
+}
+
+/// What `recordSessionEvents` did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordedEvents {
+    /// Session events newly stored.
+    pub accepted: usize,
+    /// Session events already stored (or repeated in the batch), skipped.
+    pub duplicates: usize,
+    pub detections: usize,
+    pub responses: usize,
+    pub executed: Executed,
+}
+
+/// The three active policies of a site.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivePolicies {
+    pub recording: PolicyDef<RecordingPolicyBody>,
+    pub detection: PolicyDef<DetectionPolicyBody>,
+    pub response: PolicyDef<ResponsePolicyBody>,
+}
+
+/// A fresh secret: 32 random bytes from the OS, hex, with a prefix that
+/// secret scanners can recognise.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    format!("srs_{}", hex::encode(bytes))
+}
+
+fn not_found(what: &str, id: Uuid) -> AppError {
+    AppError::NotFound(format!("{what} {id} not found"))
+}
+
+fn narrow<B>(
+    policy: AnyPolicy,
+    pick: impl FnOnce(PolicyBody) -> Option<B>,
+) -> Result<PolicyDef<B>, AppError> {
+    let PolicyDef { id, name, body } = policy;
+    let body = pick(body)
+        .ok_or_else(|| AppError::Internal(format!("policy {id} is not of the expected kind")))?;
+    Ok(PolicyDef { id, name, body })
+}
+
+impl Service {
+    fn principal_actor(by: &Principal) -> Actor {
+        by.actor()
+    }
+
+    async fn site(&self, site_id: Uuid) -> Result<Loaded<Site>, AppError> {
+        let site = self.load::<Site>(site_id).await?;
+        if site.state.id.is_none() {
+            return Err(SiteError::NotFound.into());
+        }
+        Ok(site)
+    }
+
+    async fn server(&self, server_id: Uuid) -> Result<(Loaded<Server>, Uuid), AppError> {
+        let server = self.load::<Server>(server_id).await?;
+        let site_id = server.state.site_id.ok_or(ServerError::NotFound)?;
+        Ok((server, site_id))
+    }
+
+    async fn recording(
+        &self,
+        recording_id: Uuid,
+    ) -> Result<(Loaded<Recording>, RecordingFacts), AppError> {
+        let recording = self.load::<Recording>(recording_id).await?;
+        let facts = recording.state.facts().ok_or(RecordingError::NotFound)?;
+        Ok((recording, facts))
+    }
+
+    // ---- sites --------------------------------------------------------------
+
+    /// `createSite`.
+    pub async fn create_site(&self, by: &Principal, name: &str) -> Result<Created, AppError> {
+        self.authorize(by, Action::ManageSites, Target::Global)
+            .await?;
+        let id = Uuid::now_v7();
+        let command = SiteCommand::Create {
+            site_id: id,
+            name: name.to_string(),
+            now: self.now(),
+        };
+        let executed = self
+            .execute::<Site>(id, command, &Self::principal_actor(by), Some(0))
+            .await?;
+        Ok(Created { id, executed })
+    }
+
+    /// Renames a site.
+    pub async fn rename_site(
+        &self,
+        by: &Principal,
+        site_id: Uuid,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<Executed, AppError> {
+        self.authorize(by, Action::ManageSites, Target::Site(site_id))
+            .await?;
+        let command = SiteCommand::Rename {
+            name: name.to_string(),
+            now: self.now(),
+        };
+        self.execute::<Site>(site_id, command, &Self::principal_actor(by), expected)
+            .await
+    }
+
+    // ---- servers ------------------------------------------------------------
+
+    /// `connectServer`: registers the server and returns its agent secret once.
+    pub async fn connect_server(
+        &self,
+        by: &Principal,
+        input: ConnectServer,
+    ) -> Result<ServerCredential, AppError> {
+        self.authorize(by, Action::ManageServers, Target::Site(input.site_id))
+            .await?;
+        self.site(input.site_id).await?;
+        let server_id = Uuid::now_v7();
+        let secret = new_secret();
+        let command = ServerCommand::Connect {
+            server_id,
+            site_id: input.site_id,
+            name: input.name,
+            host: input.host,
+            deployment: input.deployment,
+            version: input.version,
+            credential_sha256: hash_secret(&secret),
+            now: self.now(),
+        };
+        let executed = self
+            .execute::<Server>(server_id, command, &Self::principal_actor(by), Some(0))
+            .await?;
+        Ok(ServerCredential {
+            server_id,
+            job_id: None,
+            secret,
+            executed,
+        })
+    }
+
+    /// `installServer`: an install job; the installer reports progress with
+    /// the returned credential.
+    pub async fn install_server(
+        &self,
+        by: &Principal,
+        site_id: Uuid,
+        host: &str,
+        options: InstallOptions,
+    ) -> Result<ServerCredential, AppError> {
+        self.authorize(by, Action::ManageServers, Target::Site(site_id))
+            .await?;
+        self.site(site_id).await?;
+        let (server_id, job_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let secret = new_secret();
+        let command = ServerCommand::RequestInstall {
+            server_id,
+            site_id,
+            job_id,
+            host: host.to_string(),
+            options,
+            credential_sha256: hash_secret(&secret),
+            now: self.now(),
+        };
+        let executed = self
+            .execute::<Server>(server_id, command, &Self::principal_actor(by), Some(0))
+            .await?;
+        Ok(ServerCredential {
+            server_id,
+            job_id: Some(job_id),
+            secret,
+            executed,
+        })
+    }
+
+    /// `reportInstallProgress` (AGENT).
+    pub async fn report_install_progress(
+        &self,
+        by: &Principal,
+        server_id: Uuid,
+        step: InstallStep,
+        status: InstallStatus,
+        message: Option<String>,
+    ) -> Result<Executed, AppError> {
+        let (_, site_id) = self.server(server_id).await?;
+        self.authorize(
+            by,
+            Action::ReportInstallProgress,
+            Target::Server { site_id, server_id },
+        )
+        .await?;
+        let command = ServerCommand::ReportInstallProgress {
+            step,
+            status,
+            message,
+            now: self.now(),
+        };
+        self.execute::<Server>(server_id, command, &by.actor(), None)
+            .await
+    }
+
+    /// `updateServerSettings`. `expected_settings_version` is the settings
+    /// record's version (not the stream's), so liveness events do not make
+    /// an admin's edit stale.
+    pub async fn update_server_settings(
+        &self,
+        by: &Principal,
+        server_id: Uuid,
+        patch: SettingsPatch,
+        expected_settings_version: Option<u64>,
+    ) -> Result<Executed, AppError> {
+        let (_, site_id) = self.server(server_id).await?;
+        self.authorize(by, Action::ManageServers, Target::Site(site_id))
+            .await?;
+        let command = ServerCommand::UpdateSettings {
+            patch,
+            expected_version: expected_settings_version,
+            now: self.now(),
+        };
+        self.execute::<Server>(server_id, command, &Self::principal_actor(by), None)
+            .await
+    }
+
+    /// `disconnectServer`.
+    pub async fn disconnect_server(
+        &self,
+        by: &Principal,
+        server_id: Uuid,
+    ) -> Result<Executed, AppError> {
+        let (_, site_id) = self.server(server_id).await?;
+        self.authorize(by, Action::ManageServers, Target::Site(site_id))
+            .await?;
+        let command = ServerCommand::Disconnect { now: self.now() };
+        self.execute::<Server>(server_id, command, &Self::principal_actor(by), None)
+            .await
+    }
+
+    /// `heartbeat` (AGENT): remembered in memory; an offline server comes
+    /// back online (that transition is an event).
+    pub async fn heartbeat(&self, by: &Principal, server_id: Uuid) -> Result<Executed, AppError> {
+        let (server, site_id) = self.server(server_id).await?;
+        self.authorize(by, Action::Heartbeat, Target::Server { site_id, server_id })
+            .await?;
+        let now = self.now();
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server_id, now);
+        if server.state.online {
+            return Ok(Executed {
+                last_position: server.last_position,
+                version: server.version,
+                ..Executed::default()
+            });
+        }
+        let command = ServerCommand::ObserveLiveness {
+            last_heartbeat: Some(now),
+            period_secs: self.config.liveness_period_secs,
+            now,
+        };
+        self.execute::<Server>(server_id, command, &by.actor(), None)
+            .await
+    }
+
+    /// Records `ServerWentOffline` for every listed server silent for longer
+    /// than the liveness period (the caller, a periodic task, lists the
+    /// connected servers from the servers read model).
+    pub async fn check_liveness(&self, server_ids: &[Uuid]) -> Result<Executed, AppError> {
+        let now = self.now();
+        let actor = Actor::system("liveness");
+        let mut outcomes = Vec::new();
+        for &server_id in server_ids {
+            let last = self
+                .heartbeats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&server_id)
+                .copied()
+                .unwrap_or(self.started_at)
+                .max(self.started_at);
+            let command = ServerCommand::ObserveLiveness {
+                last_heartbeat: Some(last),
+                period_secs: self.config.liveness_period_secs,
+                now,
+            };
+            match self
+                .execute::<Server>(server_id, command, &actor, None)
+                .await
+            {
+                Ok(executed) => outcomes.push(executed),
+                Err(AppError::Server(ServerError::NotFound)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Executed::merge(outcomes))
+    }
+
+    // ---- policies -----------------------------------------------------------
+
+    /// A policy by id: a system policy or a site's own (deleted ones too).
+    pub async fn policy(&self, policy_id: PolicyId) -> Result<(AnyPolicy, Option<Uuid>), AppError> {
+        if let Some(system) = system_policy(policy_id) {
+            return Ok((system, None));
+        }
+        let policy = self.load::<Policy>(policy_id).await?;
+        let def = policy
+            .state
+            .def()
+            .ok_or_else(|| not_found("policy", policy_id))?;
+        Ok((def, policy.state.site_id))
+    }
+
+    /// The site's active policies.
+    pub async fn active_policies(&self, site: &Site) -> Result<ActivePolicies, AppError> {
+        let (recording, _) = self
+            .policy(site.active_policy(PolicyKind::Recording))
+            .await?;
+        let (detection, _) = self
+            .policy(site.active_policy(PolicyKind::EventDetection))
+            .await?;
+        let (response, _) = self
+            .policy(site.active_policy(PolicyKind::EventResponse))
+            .await?;
+        Ok(ActivePolicies {
+            recording: narrow(recording, |b| match b {
+                PolicyBody::Recording(b) => Some(b),
+                _ => None,
+            })?,
+            detection: narrow(detection, |b| match b {
+                PolicyBody::EventDetection(b) => Some(b),
+                _ => None,
+            })?,
+            response: narrow(response, |b| match b {
+                PolicyBody::EventResponse(b) => Some(b),
+                _ => None,
+            })?,
+        })
+    }
+
+    /// `evaluateRecordingPolicy`: what the site's active recording policy
+    /// would decide for a session.
+    pub async fn evaluate_recording_policy(
+        &self,
+        by: &Principal,
+        site_id: Uuid,
+        session: &SessionAttributes,
+    ) -> Result<RecordingDecision, AppError> {
+        self.authorize(by, Action::ReadConfiguration, Target::Site(site_id))
+            .await?;
+        let site = self.site(site_id).await?;
+        let active = self.active_policies(&site.state).await?;
+        Ok(evaluate(&active.recording, session))
+    }
+
+    /// `create*Policy`.
+    pub async fn create_policy(
+        &self,
+        by: &Principal,
+        site_id: Uuid,
+        name: &str,
+        body: PolicyBody,
+    ) -> Result<Created, AppError> {
+        self.authorize(by, Action::ManagePolicies, Target::Site(site_id))
+            .await?;
+        let site = self.site(site_id).await?;
+        let active = self.active_policies(&site.state).await?;
+        let id = Uuid::now_v7();
+        let command = PolicyCommand::Create {
+            policy_id: id,
+            site_id,
+            name: name.to_string(),
+            body,
+            detection_logged: active.detection.body.logged,
+            now: self.now(),
+        };
+        let executed = self
+            .execute::<Policy>(id, command, &Self::principal_actor(by), Some(0))
+            .await?;
+        Ok(Created { id, executed })
+    }
+
+    /// `updatePolicy`. `expected` is the policy stream's version.
+    pub async fn update_policy(
+        &self,
+        by: &Principal,
+        policy_id: PolicyId,
+        name: &str,
+        body: PolicyBody,
+        expected: Option<u64>,
+    ) -> Result<Executed, AppError> {
+        if is_system_policy(policy_id) {
+            return Err(crate::model::PolicyError::SystemPolicy.into());
+        }
+        let (_, site_id) = self.policy(policy_id).await?;
+        let site_id = site_id.ok_or_else(|| not_found("policy", policy_id))?;
+        self.authorize(by, Action::ManagePolicies, Target::Site(site_id))
+            .await?;
+        let site = self.site(site_id).await?;
+        let active = self.active_policies(&site.state).await?;
+        let is_active = site.state.active_policy(body.kind()) == policy_id;
+        // An edit of the active detection policy must keep logging what
+        // the active response policy triggers on.
+        let must_log = if is_active && body.kind() == PolicyKind::EventDetection {
+            active.response.body.trigger_types()
+        } else {
+            BTreeSet::new()
+        };
+        let command = PolicyCommand::Update {
+            name: name.to_string(),
+            body,
+            detection_logged: active.detection.body.logged,
+            must_log,
+            deleted: site.state.is_deleted_policy(policy_id),
+            now: self.now(),
+        };
+        self.execute::<Policy>(policy_id, command, &Self::principal_actor(by), expected)
+            .await
+    }
+
+    /// `activatePolicy`. `site_id` is required for system policies (they
+    /// belong to every site) and checked against the policy's otherwise.
+    pub async fn activate_policy(
+        &self,
+        by: &Principal,
+        policy_id: PolicyId,
+        site_id: Option<Uuid>,
+    ) -> Result<Executed, AppError> {
+        let (policy, owner) = self.policy(policy_id).await?;
+        let site_id = match (owner, site_id) {
+            (Some(owner), Some(asked)) if owner != asked => {
+                return Err(not_found("policy", policy_id))
+            }
+            (Some(owner), _) => owner,
+            (None, Some(asked)) => asked,
+            (None, None) => {
+                return Err(AppError::Validation(
+                    "activating a system policy needs the site it is activated on".into(),
+                ))
+            }
+        };
+        self.authorize(by, Action::ManagePolicies, Target::Site(site_id))
+            .await?;
+        let site = self.site(site_id).await?;
+        let active = self.active_policies(&site.state).await?;
+        let (detection_logged, response_types) = match &policy.body {
+            PolicyBody::EventDetection(body) => {
+                (body.logged.clone(), active.response.body.trigger_types())
+            }
+            PolicyBody::EventResponse(body) => {
+                (active.detection.body.logged.clone(), body.trigger_types())
+            }
+            PolicyBody::Recording(_) => (BTreeSet::new(), BTreeSet::new()),
+        };
+        let command = SiteCommand::ActivatePolicy {
+            policy: PolicyFacts {
+                policy_id,
+                name: policy.name,
+                kind: policy.body.kind(),
+                site_id: owner,
+            },
+            detection_logged,
+            response_types,
+            now: self.now(),
+        };
+        self.execute::<Site>(site_id, command, &Self::principal_actor(by), None)
+            .await
+    }
+
+    /// `deletePolicy`: decided on the site, which knows what is active.
+    pub async fn delete_policy(
+        &self,
+        by: &Principal,
+        policy_id: PolicyId,
+    ) -> Result<Executed, AppError> {
+        if is_system_policy(policy_id) {
+            return Err(SiteError::SystemPolicy.into());
+        }
+        let (policy, owner) = self.policy(policy_id).await?;
+        let site_id = owner.ok_or_else(|| not_found("policy", policy_id))?;
+        self.authorize(by, Action::ManagePolicies, Target::Site(site_id))
+            .await?;
+        let command = SiteCommand::DeletePolicy {
+            policy: PolicyFacts {
+                policy_id,
+                name: policy.name,
+                kind: policy.body.kind(),
+                site_id: owner,
+            },
+            now: self.now(),
+        };
+        self.execute::<Site>(site_id, command, &Self::principal_actor(by), None)
+            .await
+    }
+
+    // ---- playback permissions ----------------------------------------------
+
+    /// `grantPlaybackPermission`.
+    pub async fn grant_playback_permission(
+        &self,
+        by: &Principal,
+        site_id: Uuid,
+        principal: &str,
+        scope: PlaybackScope,
+    ) -> Result<Created, AppError> {
+        self.authorize(by, Action::ManagePermissions, Target::Site(site_id))
+            .await?;
+        self.site(site_id).await?;
+        let id = Uuid::now_v7();
+        let command = PermissionCommand::Grant {
+            permission_id: id,
+            site_id,
+            principal: principal.to_string(),
+            scope,
+            now: self.now(),
+        };
+        let executed = self
+            .execute::<PlaybackPermission>(id, command, &Self::principal_actor(by), Some(0))
+            .await?;
+        Ok(Created { id, executed })
+    }
+
+    /// `revokePlaybackPermission`.
+    pub async fn revoke_playback_permission(
+        &self,
+        by: &Principal,
+        permission_id: Uuid,
+    ) -> Result<Executed, AppError> {
+        let permission = self.load::<PlaybackPermission>(permission_id).await?;
+        let site_id = permission
+            .state
+            .site_id
+            .ok_or_else(|| not_found("playback permission", permission_id))?;
+        self.authorize(by, Action::ManagePermissions, Target::Site(site_id))
+            .await?;
+        let command = PermissionCommand::Revoke { now: self.now() };
+        self.execute::<PlaybackPermission>(permission_id, command, &Self::principal_actor(by), None)
+            .await
+    }
+
+    // ---- recordings: ingest (AGENT) -----------------------------------------
+
+    /// `startRecording`: applies the site's active recording policy. A
+    /// repeated start (same server and session, the part still live, or
+    /// the same start time) returns the existing recording. After the
+    /// previous part ended, a start is a rollover into the next part.
+    pub async fn start_recording(
+        &self,
+        by: &Principal,
+        input: StartRecordingInput,
+    ) -> Result<StartedRecording, AppError> {
+        let (server, site_id) = self.server(input.server_id).await?;
+        self.authorize(
+            by,
+            Action::Ingest,
+            Target::Server {
+                site_id,
+                server_id: input.server_id,
+            },
+        )
+        .await?;
+        if !server.state.accepts_recordings() {
+            return Err(AppError::Validation(format!(
+                "server {} does not accept recordings ({:?})",
+                input.server_id, server.state.status
+            )));
+        }
+        let site = self.site(site_id).await?;
+        let active = self.active_policies(&site.state).await?;
+        let decision = if server.state.settings.recording_enabled {
+            evaluate(&active.recording, &input.session)
+        } else {
+            RecordingDecision {
+                policy_id: Uuid::nil(),
+                policy_name: "Recording disabled in the server settings".into(),
+                rule: None,
+                rule_index: None,
+                action: RecordingAction::DoNotRecord,
+                notify: false,
+                lossy: false,
+                audio: false,
+            }
+        };
+
+        let mut previous = None;
+        let mut part = 1;
+        loop {
+            if part > MAX_PARTS {
+                return Err(AppError::Validation(format!(
+                    "session {} has more than {MAX_PARTS} recordings",
+                    input.session_id
+                )));
+            }
+            let recording_id = recording_id_for(input.server_id, &input.session_id, part);
+            let existing = self.load::<Recording>(recording_id).await?;
+            let repeated = match existing.state.lifecycle {
+                Lifecycle::NotStarted => false,
+                Lifecycle::Live | Lifecycle::Declined => true,
+                Lifecycle::Ended | Lifecycle::Archived | Lifecycle::Deleted => {
+                    input.started_at.is_some() && existing.state.started_at == input.started_at
+                }
+            };
+            if repeated {
+                return Ok(StartedRecording {
+                    recording_id,
+                    part,
+                    decision: existing.state.decision.clone(),
+                    recorded: existing.state.lifecycle != Lifecycle::Declined,
+                    repeated: true,
+                    executed: Executed {
+                        last_position: existing.last_position,
+                        version: existing.version,
+                        ..Executed::default()
+                    },
+                });
+            }
+            if existing.state.lifecycle != Lifecycle::NotStarted {
+                previous = Some(recording_id);
+                part += 1;
+                continue;
+            }
+            let command = RecordingCommand::Start(Box::new(StartRecording {
+                recording_id,
+                site_id,
+                server_id: input.server_id,
+                session_id: input.session_id.clone(),
+                part,
+                previous_recording_id: previous,
+                session: input.session.clone(),
+                decision: decision.clone(),
+                response_policy: Some(active.response.clone()),
+                started_at: input.started_at.unwrap_or_else(|| self.now()),
+            }));
+            return match self
+                .execute::<Recording>(recording_id, command, &by.actor(), None)
+                .await
+            {
+                Ok(executed) => Ok(StartedRecording {
+                    recording_id,
+                    part,
+                    recorded: decision.records(),
+                    decision: Some(decision),
+                    repeated: false,
+                    executed,
+                }),
+                // A concurrent start of the same session won: it is ours too.
+                Err(AppError::Recording(RecordingError::AlreadyStarted(_))) => {
+                    let existing = self.load::<Recording>(recording_id).await?;
+                    Ok(StartedRecording {
+                        recording_id,
+                        part,
+                        decision: existing.state.decision.clone(),
+                        recorded: existing.state.lifecycle != Lifecycle::Declined,
+                        repeated: true,
+                        executed: Executed {
+                            last_position: existing.last_position,
+                            version: existing.version,
+                            ..Executed::default()
+                        },
+                    })
+                }
+                Err(error) => Err(error),
+            };
+        }
+    }
+
+    /// `recordSessionEvents`: up to [`MAX_BATCH`] events. Ids the log
+    /// already holds are skipped; the rest, their detections and the
+    /// responses those trigger go into one append on the recording stream.
+    pub async fn record_session_events(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        events: Vec<SessionEvent>,
+    ) -> Result<RecordedEvents, AppError> {
+        if events.len() > MAX_BATCH {
+            return Err(RecordingError::TooManyEvents(events.len()).into());
+        }
+        let (recording, facts) = self.recording(recording_id).await?;
+        self.authorize(
+            by,
+            Action::Ingest,
+            Target::Recording {
+                recording: &facts,
+                grants: &[],
+            },
+        )
+        .await?;
+        let site = self.site(facts.site_id).await?;
+        let active = self.active_policies(&site.state).await?;
+        let total = events.len();
+        let actor = by.actor();
+        let mut retries = 0;
+        let mut loaded = recording;
+        loop {
+            let mut seen = BTreeSet::new();
+            let mut fresh = Vec::with_capacity(events.len());
+            for event in &events {
+                if seen.insert(event.event_id)
+                    && self.store.read_event(event.event_id).await?.is_none()
+                {
+                    fresh.push(event.clone());
+                }
+            }
+            if fresh.is_empty() {
+                return Ok(RecordedEvents {
+                    duplicates: total,
+                    executed: Executed {
+                        last_position: loaded.last_position,
+                        version: loaded.version,
+                        ..Executed::default()
+                    },
+                    ..RecordedEvents::default()
+                });
+            }
+            let accepted = fresh.len();
+            let decided = loaded.state.decide(RecordingCommand::RecordEvents {
+                events: fresh,
+                detection_policy: Some(active.detection.clone()),
+                response_policy: Some(active.response.clone()),
+                now: self.now(),
+            })?;
+            match self.append(&loaded, decided, &actor).await {
+                Ok(executed) => {
+                    let count = |name| executed.events.iter().filter(|e| e.name() == name).count();
+                    return Ok(RecordedEvents {
+                        accepted,
+                        duplicates: total - accepted,
+                        detections: count("EventDetected"),
+                        responses: count("ResponseTriggered"),
+                        executed,
+                    });
+                }
+                // Another request appended meanwhile (maybe some of these very
+                // events): filter again against the log and decide afresh.
+                Err(AppError::Conflict(_) | AppError::Internal(_))
+                    if retries < self.config.max_retries =>
+                {
+                    retries += 1;
+                    loaded = self.load::<Recording>(recording_id).await?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// `endRecording` (AGENT). `ended_at` defaults to now.
+    pub async fn end_recording(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        ended_at: Option<Timestamp>,
+    ) -> Result<Executed, AppError> {
+        let (_, facts) = self.recording(recording_id).await?;
+        self.authorize(
+            by,
+            Action::Ingest,
+            Target::Recording {
+                recording: &facts,
+                grants: &[],
+            },
+        )
+        .await?;
+        let command = RecordingCommand::End {
+            ended_at: ended_at.unwrap_or_else(|| self.now()),
+        };
+        self.execute::<Recording>(recording_id, command, &by.actor(), None)
+            .await
+    }
+
+    /// `acknowledgeResponse` (AGENT of the recording's server, or ADMIN).
+    pub async fn acknowledge_response(
+        &self,
+        by: &Principal,
+        response_id: Uuid,
+        outcome: &str,
+    ) -> Result<Executed, AppError> {
+        let envelope = self
+            .store
+            .read_event(response_id)
+            .await?
+            .ok_or_else(|| not_found("response", response_id))?;
+        let DomainEvent::ResponseTriggered {
+            recording_id,
+            site_id,
+            server_id,
+            ..
+        } = envelope.payload
+        else {
+            return Err(not_found("response", response_id));
+        };
+        self.authorize(
+            by,
+            Action::HandleResponses,
+            Target::Server { site_id, server_id },
+        )
+        .await?;
+        let command = RecordingCommand::AcknowledgeResponse {
+            response_id,
+            outcome: outcome.to_string(),
+            now: self.now(),
+        };
+        self.execute::<Recording>(recording_id, command, &by.actor(), None)
+            .await
+    }
+
+    // ---- recordings: people -------------------------------------------------
+
+    /// Runs a recording command that judges `by` inside the aggregate,
+    /// recording a refusal as `AccessDenied`.
+    async fn judged(
+        &self,
+        by: &Principal,
+        action: Action,
+        recording_id: Uuid,
+        command: impl FnOnce(Vec<PlaybackScope>) -> RecordingCommand,
+    ) -> Result<Executed, AppError> {
+        let (_, facts) = self.recording(recording_id).await?;
+        let grants = self.permissions.grants(by, facts.site_id).await?;
+        let outcome = self
+            .execute::<Recording>(recording_id, command(grants), &by.actor(), None)
+            .await;
+        self.recording_denials(
+            by,
+            action,
+            &format!("recording:{recording_id}"),
+            Some(facts.site_id),
+            outcome,
+        )
+        .await
+    }
+
+    /// `restrictRecording`.
+    pub async fn restrict_recording(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        reason: &str,
+    ) -> Result<Executed, AppError> {
+        let now = self.now();
+        self.judged(by, Action::RestrictRecording, recording_id, |grants| {
+            RecordingCommand::Restrict {
+                reason: reason.to_string(),
+                by: by.clone(),
+                grants,
+                now,
+            }
+        })
+        .await
+    }
+
+    /// `removeRecordingRestriction`.
+    pub async fn remove_recording_restriction(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        reason: &str,
+    ) -> Result<Executed, AppError> {
+        let now = self.now();
+        self.judged(by, Action::RestrictRecording, recording_id, |grants| {
+            RecordingCommand::RemoveRestriction {
+                reason: reason.to_string(),
+                by: by.clone(),
+                grants,
+                now,
+            }
+        })
+        .await
+    }
+
+    /// `addComment`.
+    pub async fn add_comment(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        text: &str,
+        severity: CommentSeverity,
+        offset_ms: Option<u64>,
+    ) -> Result<Created, AppError> {
+        let id = Uuid::now_v7();
+        let now = self.now();
+        let executed = self
+            .judged(by, Action::Comment, recording_id, |grants| {
+                RecordingCommand::AddComment {
+                    comment_id: id,
+                    text: text.to_string(),
+                    severity,
+                    offset_ms,
+                    by: by.clone(),
+                    grants,
+                    now,
+                }
+            })
+            .await?;
+        Ok(Created { id, executed })
+    }
+
+    /// `deleteComment`: by its author or an admin.
+    pub async fn delete_comment(
+        &self,
+        by: &Principal,
+        comment_id: Uuid,
+    ) -> Result<Executed, AppError> {
+        let envelope = self
+            .store
+            .read_event(comment_id)
+            .await?
+            .ok_or_else(|| not_found("comment", comment_id))?;
+        let DomainEvent::CommentAdded { recording_id, .. } = envelope.payload else {
+            return Err(not_found("comment", comment_id));
+        };
+        let now = self.now();
+        self.judged(by, Action::Comment, recording_id, |_| {
+            RecordingCommand::DeleteComment {
+                comment_id,
+                by: by.clone(),
+                now,
+            }
+        })
+        .await
+    }
+
+    /// Records a playback or download (call before streaming content).
+    pub async fn record_played(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        kind: PlaybackKind,
+    ) -> Result<Executed, AppError> {
+        let now = self.now();
+        self.judged(by, Action::PlayRecording, recording_id, |grants| {
+            RecordingCommand::Play {
+                kind,
+                by: by.clone(),
+                grants,
+                now,
+            }
+        })
+        .await
+    }
+
+    /// Archives a recording and every other recording of its session.
+    pub async fn archive_recording(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+    ) -> Result<Executed, AppError> {
+        self.manage_session(by, recording_id, Transition::Archive)
+            .await
+    }
+
+    /// Restores an archived recording and the rest of its session.
+    pub async fn restore_recording(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+    ) -> Result<Executed, AppError> {
+        self.manage_session(by, recording_id, Transition::Restore)
+            .await
+    }
+
+    /// Deletes a recording and every other recording of its session.
+    pub async fn delete_recording(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+    ) -> Result<Executed, AppError> {
+        self.manage_session(by, recording_id, Transition::Delete)
+            .await
+    }
+
+    async fn manage_session(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        via: Transition,
+    ) -> Result<Executed, AppError> {
+        let (_, facts) = self.recording(recording_id).await?;
+        self.authorize(
+            by,
+            Action::ManageRecordings,
+            Target::Recording {
+                recording: &facts,
+                grants: &[],
+            },
+        )
+        .await?;
+        self.apply_to_session(recording_id, via, &by.actor()).await
+    }
+
+    /// Applies a lifecycle move to every recording of `recording_id`'s
+    /// session (the retention scheduler calls this with a system actor).
+    /// All parts are checked first, so a session with a live part is left
+    /// untouched; parts already where the move leads are skipped. Parts
+    /// are separate streams: a failure midway leaves a prefix done, and
+    /// repeating the call completes it.
+    pub async fn apply_to_session(
+        &self,
+        recording_id: Uuid,
+        via: Transition,
+        actor: &Actor,
+    ) -> Result<Executed, AppError> {
+        let (recording, _) = self.recording(recording_id).await?;
+        let (server_id, session_id) = (
+            recording.state.server_id,
+            recording.state.session_id.clone(),
+        );
+        let mut parts = Vec::new();
+        for part in 1..=MAX_PARTS {
+            let id = recording_id_for(server_id, &session_id, part);
+            let loaded = if id == recording_id {
+                recording.clone()
+            } else {
+                self.load::<Recording>(id).await?
+            };
+            if loaded.state.lifecycle == Lifecycle::NotStarted {
+                break;
+            }
+            parts.push((id, loaded.state.lifecycle));
+        }
+        if parts.is_empty() {
+            // A recording not made through `start_recording`'s id scheme.
+            parts.push((recording_id, recording.state.lifecycle));
+        }
+        let target = match via {
+            Transition::Archive => Lifecycle::Archived,
+            Transition::Restore => Lifecycle::Ended,
+            Transition::Delete => Lifecycle::Deleted,
+            Transition::Start | Transition::Decline | Transition::End => {
+                return Err(AppError::Validation(format!(
+                    "{via:?} is not applied to whole sessions"
+                )))
+            }
+        };
+        let mut todo = Vec::new();
+        for (id, lifecycle) in parts {
+            let legal = crate::model::transition(lifecycle, via).is_some();
+            // The other parts follow the one asked for: those already past
+            // the move (or never recorded) are skipped, a live one stops it.
+            let skip = lifecycle == target
+                || lifecycle == Lifecycle::Declined
+                || (id != recording_id && !legal && lifecycle != Lifecycle::Live);
+            if skip {
+                continue;
+            }
+            if !legal {
+                return Err(if lifecycle == Lifecycle::Deleted {
+                    RecordingError::Deleted
+                } else {
+                    RecordingError::IllegalTransition {
+                        from: lifecycle,
+                        via,
+                    }
+                }
+                .into());
+            }
+            todo.push(id);
+        }
+        let now = self.now();
+        let mut outcomes = Vec::new();
+        for id in todo {
+            let command = match via {
+                Transition::Archive => RecordingCommand::Archive { now },
+                Transition::Restore => RecordingCommand::Restore { now },
+                _ => RecordingCommand::Delete { now },
+            };
+            outcomes.push(self.execute::<Recording>(id, command, actor, None).await?);
+        }
+        if outcomes.is_empty() {
+            return Ok(Executed {
+                last_position: recording.last_position,
+                version: recording.version,
+                ..Executed::default()
+            });
+        }
+        Ok(Executed::merge(outcomes))
+    }
+
+    // ---- retention ----------------------------------------------------------
+
+    /// `setRetentionPolicy`.
+    pub async fn set_retention_policy(
+        &self,
+        by: &Principal,
+        site_id: Uuid,
+        policy: RetentionPolicy,
+    ) -> Result<Executed, AppError> {
+        self.authorize(by, Action::ManageRetention, Target::Site(site_id))
+            .await?;
+        self.site(site_id).await?;
+        let command = RetentionCommand::Set {
+            site_id,
+            policy,
+            now: self.now(),
+        };
+        self.execute::<Retention>(site_id, command, &Self::principal_actor(by), None)
+            .await
+    }
+
+    // ---- tokens -------------------------------------------------------------
+
+    /// `issueToken`: the secret is returned once; only its hash is stored.
+    pub async fn issue_token(
+        &self,
+        by: &Principal,
+        name: &str,
+        role: Role,
+        site_ids: BTreeSet<Uuid>,
+        groups: Vec<String>,
+    ) -> Result<IssuedToken, AppError> {
+        self.authorize(by, Action::ManageTokens, Target::Global)
+            .await?;
+        self.issue(&by.actor(), name, role, site_ids, groups).await
+    }
+
+    /// The first admin token, issued by srs itself on first start.
+    pub async fn issue_bootstrap_token(&self, name: &str) -> Result<IssuedToken, AppError> {
+        self.issue(
+            &Actor::system("bootstrap"),
+            name,
+            Role::Admin,
+            BTreeSet::new(),
+            Vec::new(),
+        )
+        .await
+    }
+
+    async fn issue(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        site_ids: BTreeSet<Uuid>,
+        groups: Vec<String>,
+    ) -> Result<IssuedToken, AppError> {
+        for &site_id in &site_ids {
+            self.site(site_id).await?;
+        }
+        let token_id = Uuid::now_v7();
+        let secret = new_secret();
+        let command = TokenCommand::Issue {
+            token_id,
+            name: name.to_string(),
+            role,
+            site_ids,
+            groups,
+            secret_sha256: hash_secret(&secret),
+            now: self.now(),
+        };
+        let executed = self
+            .execute::<Token>(token_id, command, actor, Some(0))
+            .await?;
+        Ok(IssuedToken {
+            token_id,
+            secret,
+            executed,
+        })
+    }
+
+    /// `revokeToken`.
+    pub async fn revoke_token(&self, by: &Principal, token_id: Uuid) -> Result<Executed, AppError> {
+        self.authorize(by, Action::ManageTokens, Target::Global)
+            .await?;
+        let command = TokenCommand::Revoke { now: self.now() };
+        self.execute::<Token>(token_id, command, &by.actor(), None)
+            .await
+    }
+
+    /// The session event types the site's active detection policy logs.
+    pub async fn logged_types(
+        &self,
+        site_id: Uuid,
+    ) -> Result<BTreeSet<SessionEventType>, AppError> {
+        let site = self.site(site_id).await?;
+        Ok(self
+            .active_policies(&site.state)
+            .await?
+            .detection
+            .body
+            .logged)
+    }
+}

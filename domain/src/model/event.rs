@@ -1,0 +1,676 @@
+//! [`DomainEvent`]: the one payload type of the log, one variant per fact.
+//!
+//! # Evolution
+//!
+//! Stored events are bincode-encoded, which identifies a variant by its
+//! position and a field by its order. So the enum only ever grows **at the
+//! end**: a stored variant is never reordered, renamed in meaning, or given
+//! other fields. A changed fact gets a new variant (`FooV2`) and an
+//! `upcast` at read time maps the old one to it. The same holds for every
+//! type a variant contains.
+//!
+//! # Self-contained facts
+//!
+//! Each variant carries the ids a read model needs (`site_id`, `server_id`,
+//! the recording's user and host, ...) so that projections fold events
+//! without loading anything else. Who caused an event is in the envelope's
+//! `actor`; variants only repeat it where the fact is about a person (the
+//! restricting principal, a comment's author, the viewer).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::permission::PlaybackScope;
+use super::policy::{
+    PolicyBody, PolicyKind, RecordingDecision, RecordingMode, ResponseAction, Severity,
+};
+use super::recording::{CommentSeverity, PlaybackKind};
+use super::retention::RetentionPolicy;
+use super::server::{Deployment, InstallOptions, InstallStatus, InstallStep, ServerSettings};
+use super::session_event::{SessionEvent, SessionEventType};
+use super::token::Role;
+use crate::log::Event;
+use crate::time::Timestamp;
+
+/// Every fact srs records. See the module docs before adding one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum DomainEvent {
+    // ---- site (stream `site-<id>`) -----------------------------------------
+    SiteCreated {
+        site_id: Uuid,
+        name: String,
+        at: Timestamp,
+    },
+    SiteRenamed {
+        site_id: Uuid,
+        name: String,
+        previous_name: String,
+        at: Timestamp,
+    },
+
+    // ---- server (stream `server-<id>`) -------------------------------------
+    /// A server joined; only the SHA-256 (hex) of its agent secret is kept.
+    ServerConnected {
+        server_id: Uuid,
+        site_id: Uuid,
+        name: String,
+        host: String,
+        deployment: Deployment,
+        version: String,
+        credential_sha256: String,
+        at: Timestamp,
+    },
+    /// The service was asked to install a server; the installer reports
+    /// progress with the credential whose hash is kept here.
+    ServerInstallRequested {
+        server_id: Uuid,
+        site_id: Uuid,
+        job_id: Uuid,
+        host: String,
+        options: InstallOptions,
+        credential_sha256: String,
+        at: Timestamp,
+    },
+    InstallProgressReported {
+        server_id: Uuid,
+        site_id: Uuid,
+        job_id: Uuid,
+        step: InstallStep,
+        status: InstallStatus,
+        message: Option<String>,
+        at: Timestamp,
+    },
+    /// The full new settings; `version` counts settings changes from 1.
+    ServerSettingsChanged {
+        server_id: Uuid,
+        site_id: Uuid,
+        settings: ServerSettings,
+        version: u64,
+        at: Timestamp,
+    },
+    ServerDisconnected {
+        server_id: Uuid,
+        site_id: Uuid,
+        at: Timestamp,
+    },
+    /// No heartbeat for the liveness period.
+    ServerWentOffline {
+        server_id: Uuid,
+        site_id: Uuid,
+        last_heartbeat: Timestamp,
+        at: Timestamp,
+    },
+    ServerCameOnline {
+        server_id: Uuid,
+        site_id: Uuid,
+        at: Timestamp,
+    },
+
+    // ---- policies (content on `policy-<id>`, activation on the site) -------
+    PolicyCreated {
+        policy_id: Uuid,
+        site_id: Uuid,
+        kind: PolicyKind,
+        name: String,
+        body: PolicyBody,
+        at: Timestamp,
+    },
+    PolicyUpdated {
+        policy_id: Uuid,
+        site_id: Uuid,
+        kind: PolicyKind,
+        name: String,
+        body: PolicyBody,
+        at: Timestamp,
+    },
+    /// On the site stream: `policy_id` is now the site's active policy of
+    /// `kind`, replacing `previous_policy_id`.
+    PolicyActivated {
+        site_id: Uuid,
+        kind: PolicyKind,
+        policy_id: Uuid,
+        policy_name: String,
+        previous_policy_id: Uuid,
+        at: Timestamp,
+    },
+    /// On the site stream.
+    PolicyDeleted {
+        site_id: Uuid,
+        kind: PolicyKind,
+        policy_id: Uuid,
+        at: Timestamp,
+    },
+
+    // ---- playback permissions (stream `permission-<id>`) -------------------
+    PlaybackPermissionGranted {
+        permission_id: Uuid,
+        site_id: Uuid,
+        /// A principal name or one of a principal's groups.
+        principal: String,
+        scope: PlaybackScope,
+        at: Timestamp,
+    },
+    PlaybackPermissionRevoked {
+        permission_id: Uuid,
+        site_id: Uuid,
+        principal: String,
+        at: Timestamp,
+    },
+
+    // ---- recordings (stream `recording-<id>`) ------------------------------
+    /// A session is being recorded, and why (`decision`).
+    RecordingStarted {
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        /// The session's id on the server.
+        session_id: String,
+        /// 1 for the first recording of a session, n+1 after each rollover.
+        part: u32,
+        previous_recording_id: Option<Uuid>,
+        user: String,
+        domain: Option<String>,
+        groups: Vec<String>,
+        client_name: Option<String>,
+        client_ip: Option<String>,
+        host: String,
+        delivery_group: Option<String>,
+        applications: Vec<String>,
+        mode: RecordingMode,
+        decision: RecordingDecision,
+        started_at: Timestamp,
+    },
+    /// A session started but the policy said DO_NOT_RECORD: the decision
+    /// is a fact for the admin log; there is no recording.
+    RecordingDeclined {
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        session_id: String,
+        part: u32,
+        user: String,
+        host: String,
+        client_ip: Option<String>,
+        decision: RecordingDecision,
+        at: Timestamp,
+    },
+    /// One session event; the log event's id is the session event's id.
+    SessionEventRecorded {
+        recording_id: Uuid,
+        site_id: Uuid,
+        event: SessionEvent,
+    },
+    /// The detection policy flagged a session event.
+    EventDetected {
+        detection_id: Uuid,
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        user: String,
+        host: String,
+        /// The session event.
+        event_id: Uuid,
+        event_type: SessionEventType,
+        severity: Severity,
+        rule: String,
+        policy_id: Uuid,
+        /// The app, URL host, path, ... the rule looked at.
+        subject: Option<String>,
+        at_offset_ms: u64,
+    },
+    /// A response action is due on the recording's server (pending until
+    /// `ResponseDelivered`).
+    ResponseTriggered {
+        response_id: Uuid,
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        session_id: String,
+        user: String,
+        host: String,
+        policy_id: Uuid,
+        rule: String,
+        trigger: String,
+        action: ResponseAction,
+        /// The detection that fired it; `None` when a session start did.
+        detection_id: Option<Uuid>,
+        event_type: Option<SessionEventType>,
+        severity: Option<Severity>,
+        /// Where to play the recording from (alert links).
+        at_offset_ms: u64,
+        at: Timestamp,
+    },
+    /// The agent carried out (or reported failing) a response action.
+    ResponseDelivered {
+        response_id: Uuid,
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        outcome: String,
+        at: Timestamp,
+    },
+    RecordingEnded {
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        ended_at: Timestamp,
+    },
+    RecordingRestricted {
+        recording_id: Uuid,
+        site_id: Uuid,
+        reason: String,
+        by: String,
+        at: Timestamp,
+    },
+    RecordingRestrictionRemoved {
+        recording_id: Uuid,
+        site_id: Uuid,
+        reason: String,
+        by: String,
+        at: Timestamp,
+    },
+    /// The log event's id is the comment's id.
+    CommentAdded {
+        comment_id: Uuid,
+        recording_id: Uuid,
+        site_id: Uuid,
+        author: String,
+        text: String,
+        severity: CommentSeverity,
+        offset_ms: Option<u64>,
+        at: Timestamp,
+    },
+    CommentDeleted {
+        comment_id: Uuid,
+        recording_id: Uuid,
+        site_id: Uuid,
+        by: String,
+        at: Timestamp,
+    },
+    /// Every playback and download is a fact.
+    RecordingPlayed {
+        recording_id: Uuid,
+        site_id: Uuid,
+        by: String,
+        kind: PlaybackKind,
+        at: Timestamp,
+    },
+    RecordingArchived {
+        recording_id: Uuid,
+        site_id: Uuid,
+        at: Timestamp,
+    },
+    RecordingRestored {
+        recording_id: Uuid,
+        site_id: Uuid,
+        at: Timestamp,
+    },
+    /// The content key is destroyed with it (crypto-shredding); the facts stay.
+    RecordingDeleted {
+        recording_id: Uuid,
+        site_id: Uuid,
+        at: Timestamp,
+    },
+    /// A piece of recorded content was stored (content store, later issue).
+    ContentChunkStored {
+        recording_id: Uuid,
+        site_id: Uuid,
+        seq: u64,
+        size: u64,
+        /// Hex SHA-256 of the chunk.
+        sha256: String,
+    },
+
+    // ---- retention (stream `retention-<site id>`) --------------------------
+    RetentionPolicySet {
+        site_id: Uuid,
+        policy: RetentionPolicy,
+        at: Timestamp,
+    },
+    RetentionRunCompleted {
+        site_id: Uuid,
+        archived: u64,
+        deleted: u64,
+        ran_at: Timestamp,
+    },
+
+    // ---- principals and tokens (stream `token-<id>`) -----------------------
+    /// Only the SHA-256 (hex) of the secret is kept. Empty `site_ids`: all sites.
+    TokenIssued {
+        token_id: Uuid,
+        name: String,
+        role: Role,
+        site_ids: BTreeSet<Uuid>,
+        groups: Vec<String>,
+        secret_sha256: String,
+        at: Timestamp,
+    },
+    TokenRevoked {
+        token_id: Uuid,
+        name: String,
+        at: Timestamp,
+    },
+
+    // ---- access (stream `access-denied`) -----------------------------------
+    /// A refused attempt: an audit fact of its own.
+    AccessDenied {
+        principal: String,
+        token_id: Option<Uuid>,
+        role: Option<Role>,
+        action: String,
+        target: String,
+        site_id: Option<Uuid>,
+        at: Timestamp,
+    },
+}
+
+impl DomainEvent {
+    /// The variant's name, e.g. `RecordingStarted`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DomainEvent::SiteCreated { .. } => "SiteCreated",
+            DomainEvent::SiteRenamed { .. } => "SiteRenamed",
+            DomainEvent::ServerConnected { .. } => "ServerConnected",
+            DomainEvent::ServerInstallRequested { .. } => "ServerInstallRequested",
+            DomainEvent::InstallProgressReported { .. } => "InstallProgressReported",
+            DomainEvent::ServerSettingsChanged { .. } => "ServerSettingsChanged",
+            DomainEvent::ServerDisconnected { .. } => "ServerDisconnected",
+            DomainEvent::ServerWentOffline { .. } => "ServerWentOffline",
+            DomainEvent::ServerCameOnline { .. } => "ServerCameOnline",
+            DomainEvent::PolicyCreated { .. } => "PolicyCreated",
+            DomainEvent::PolicyUpdated { .. } => "PolicyUpdated",
+            DomainEvent::PolicyActivated { .. } => "PolicyActivated",
+            DomainEvent::PolicyDeleted { .. } => "PolicyDeleted",
+            DomainEvent::PlaybackPermissionGranted { .. } => "PlaybackPermissionGranted",
+            DomainEvent::PlaybackPermissionRevoked { .. } => "PlaybackPermissionRevoked",
+            DomainEvent::RecordingStarted { .. } => "RecordingStarted",
+            DomainEvent::RecordingDeclined { .. } => "RecordingDeclined",
+            DomainEvent::SessionEventRecorded { .. } => "SessionEventRecorded",
+            DomainEvent::EventDetected { .. } => "EventDetected",
+            DomainEvent::ResponseTriggered { .. } => "ResponseTriggered",
+            DomainEvent::ResponseDelivered { .. } => "ResponseDelivered",
+            DomainEvent::RecordingEnded { .. } => "RecordingEnded",
+            DomainEvent::RecordingRestricted { .. } => "RecordingRestricted",
+            DomainEvent::RecordingRestrictionRemoved { .. } => "RecordingRestrictionRemoved",
+            DomainEvent::CommentAdded { .. } => "CommentAdded",
+            DomainEvent::CommentDeleted { .. } => "CommentDeleted",
+            DomainEvent::RecordingPlayed { .. } => "RecordingPlayed",
+            DomainEvent::RecordingArchived { .. } => "RecordingArchived",
+            DomainEvent::RecordingRestored { .. } => "RecordingRestored",
+            DomainEvent::RecordingDeleted { .. } => "RecordingDeleted",
+            DomainEvent::ContentChunkStored { .. } => "ContentChunkStored",
+            DomainEvent::RetentionPolicySet { .. } => "RetentionPolicySet",
+            DomainEvent::RetentionRunCompleted { .. } => "RetentionRunCompleted",
+            DomainEvent::TokenIssued { .. } => "TokenIssued",
+            DomainEvent::TokenRevoked { .. } => "TokenRevoked",
+            DomainEvent::AccessDenied { .. } => "AccessDenied",
+        }
+    }
+
+    /// The id the log stores this event under, when the fact has a natural
+    /// one: a session event's id, a detection's, a response's, a comment's.
+    /// Deriving it (instead of a fresh id) makes a retried command
+    /// idempotent through the log, and lets `acknowledgeResponse(id)` or
+    /// `deleteComment(id)` find the stream by reading the event.
+    pub fn natural_id(&self) -> Option<Uuid> {
+        match self {
+            DomainEvent::SessionEventRecorded { event, .. } => Some(event.event_id),
+            DomainEvent::EventDetected { detection_id, .. } => Some(*detection_id),
+            DomainEvent::ResponseTriggered { response_id, .. } => Some(*response_id),
+            DomainEvent::CommentAdded { comment_id, .. } => Some(*comment_id),
+            _ => None,
+        }
+    }
+
+    /// The site the fact belongs to, when it belongs to one.
+    pub fn site_id(&self) -> Option<Uuid> {
+        use DomainEvent::*;
+        match self {
+            SiteCreated { site_id, .. }
+            | SiteRenamed { site_id, .. }
+            | ServerConnected { site_id, .. }
+            | ServerInstallRequested { site_id, .. }
+            | InstallProgressReported { site_id, .. }
+            | ServerSettingsChanged { site_id, .. }
+            | ServerDisconnected { site_id, .. }
+            | ServerWentOffline { site_id, .. }
+            | ServerCameOnline { site_id, .. }
+            | PolicyCreated { site_id, .. }
+            | PolicyUpdated { site_id, .. }
+            | PolicyActivated { site_id, .. }
+            | PolicyDeleted { site_id, .. }
+            | PlaybackPermissionGranted { site_id, .. }
+            | PlaybackPermissionRevoked { site_id, .. }
+            | RecordingStarted { site_id, .. }
+            | RecordingDeclined { site_id, .. }
+            | SessionEventRecorded { site_id, .. }
+            | EventDetected { site_id, .. }
+            | ResponseTriggered { site_id, .. }
+            | ResponseDelivered { site_id, .. }
+            | RecordingEnded { site_id, .. }
+            | RecordingRestricted { site_id, .. }
+            | RecordingRestrictionRemoved { site_id, .. }
+            | CommentAdded { site_id, .. }
+            | CommentDeleted { site_id, .. }
+            | RecordingPlayed { site_id, .. }
+            | RecordingArchived { site_id, .. }
+            | RecordingRestored { site_id, .. }
+            | RecordingDeleted { site_id, .. }
+            | ContentChunkStored { site_id, .. }
+            | RetentionPolicySet { site_id, .. }
+            | RetentionRunCompleted { site_id, .. } => Some(*site_id),
+            AccessDenied { site_id, .. } => *site_id,
+            TokenIssued { .. } | TokenRevoked { .. } => None,
+        }
+    }
+
+    /// The recording the fact is about, if any.
+    pub fn recording_id(&self) -> Option<Uuid> {
+        use DomainEvent::*;
+        match self {
+            RecordingStarted { recording_id, .. }
+            | RecordingDeclined { recording_id, .. }
+            | SessionEventRecorded { recording_id, .. }
+            | EventDetected { recording_id, .. }
+            | ResponseTriggered { recording_id, .. }
+            | ResponseDelivered { recording_id, .. }
+            | RecordingEnded { recording_id, .. }
+            | RecordingRestricted { recording_id, .. }
+            | RecordingRestrictionRemoved { recording_id, .. }
+            | CommentAdded { recording_id, .. }
+            | CommentDeleted { recording_id, .. }
+            | RecordingPlayed { recording_id, .. }
+            | RecordingArchived { recording_id, .. }
+            | RecordingRestored { recording_id, .. }
+            | RecordingDeleted { recording_id, .. }
+            | ContentChunkStored { recording_id, .. } => Some(*recording_id),
+            _ => None,
+        }
+    }
+}
+
+impl Event for DomainEvent {
+    fn event_type(&self) -> &'static str {
+        self.name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::log::{decode_payload, encode_payload};
+    use crate::model::policy::{
+        system_policy, DetectionPolicyBody, RecordingAction, DO_NOT_RECORD,
+    };
+    use crate::model::retention::TimeOfDay;
+    use crate::model::session_event::SessionEventData;
+    use crate::model::testing::fixtures::*;
+
+    fn samples() -> Vec<DomainEvent> {
+        let performance = SessionEvent {
+            event_id: Uuid::from_u128(1),
+            event_type: SessionEventType::PerformanceSample,
+            offset_ms: 9,
+            data: SessionEventData::Performance {
+                cpu_percent: Some(12.5),
+                memory_mb: None,
+                latency_ms: Some(30),
+            },
+        };
+        let policy = system_policy(DO_NOT_RECORD).expect("system policy");
+        vec![
+            site_created(),
+            server_connected(),
+            DomainEvent::ServerInstallRequested {
+                server_id: SERVER,
+                site_id: SITE,
+                job_id: JOB,
+                host: "h".into(),
+                options: InstallOptions {
+                    name: None,
+                    version: Some("2411".into()),
+                    deployment: Deployment::Cloud,
+                    extra: BTreeMap::from([("port".to_string(), "443".to_string())]),
+                },
+                credential_sha256: CREDENTIAL.into(),
+                at: T0,
+            },
+            DomainEvent::ServerSettingsChanged {
+                server_id: SERVER,
+                site_id: SITE,
+                settings: ServerSettings::default(),
+                version: 1,
+                at: T0,
+            },
+            DomainEvent::PolicyCreated {
+                policy_id: POLICY,
+                site_id: SITE,
+                kind: PolicyKind::Recording,
+                name: policy.name,
+                body: policy.body,
+                at: T0,
+            },
+            DomainEvent::PolicyUpdated {
+                policy_id: POLICY,
+                site_id: SITE,
+                kind: PolicyKind::EventDetection,
+                name: "d".into(),
+                body: PolicyBody::EventDetection(DetectionPolicyBody::default()),
+                at: T0,
+            },
+            DomainEvent::PolicyCreated {
+                policy_id: POLICY,
+                site_id: SITE,
+                kind: PolicyKind::EventResponse,
+                name: "r".into(),
+                body: PolicyBody::EventResponse(response_body(&[SessionEventType::AppStart], 60)),
+                at: T0,
+            },
+            started_event(RECORDING, T0),
+            DomainEvent::RecordingDeclined {
+                recording_id: RECORDING,
+                site_id: SITE,
+                server_id: SERVER,
+                session_id: "1".into(),
+                part: 1,
+                user: "u".into(),
+                host: "h".into(),
+                client_ip: None,
+                decision: decision(RecordingAction::DoNotRecord),
+                at: T0,
+            },
+            recorded(RECORDING, performance),
+            recorded(RECORDING, web("https://example.com", 3)),
+            detected(RECORDING, Severity::Critical),
+            DomainEvent::RetentionPolicySet {
+                site_id: SITE,
+                policy: RetentionPolicy {
+                    archive_after_days: Some(2),
+                    delete_after_days: None,
+                    run_at: TimeOfDay { hour: 1, minute: 5 },
+                    exclude_restricted: true,
+                },
+                at: T0,
+            },
+            DomainEvent::TokenIssued {
+                token_id: TOKEN,
+                name: "ann".into(),
+                role: Role::Auditor,
+                site_ids: BTreeSet::from([SITE]),
+                groups: vec!["g".into()],
+                secret_sha256: CREDENTIAL.into(),
+                at: T0,
+            },
+            DomainEvent::PlaybackPermissionGranted {
+                permission_id: PERMISSION,
+                site_id: SITE,
+                principal: "ann".into(),
+                scope: PlaybackScope {
+                    server_ids: vec![SERVER],
+                    ..Default::default()
+                },
+                at: T0,
+            },
+            DomainEvent::CommentAdded {
+                comment_id: COMMENT,
+                recording_id: RECORDING,
+                site_id: SITE,
+                author: "ann".into(),
+                text: "t".into(),
+                severity: CommentSeverity::Medium,
+                offset_ms: None,
+                at: T0,
+            },
+            DomainEvent::RecordingPlayed {
+                recording_id: RECORDING,
+                site_id: SITE,
+                by: "ann".into(),
+                kind: PlaybackKind::Play,
+                at: T0,
+            },
+            DomainEvent::AccessDenied {
+                principal: "eve".into(),
+                token_id: None,
+                role: Some(Role::Viewer),
+                action: "PLAY_RECORDING".into(),
+                target: "recording:x".into(),
+                site_id: Some(SITE),
+                at: T0,
+            },
+        ]
+    }
+
+    #[test]
+    fn events_survive_the_log_codec() {
+        for event in samples() {
+            let bytes = encode_payload(&event).expect("encode");
+            let back: DomainEvent = decode_payload(1, &bytes).expect("decode");
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn events_survive_json_for_replay() {
+        for event in samples() {
+            let json = serde_json::to_string(&event).expect("to json");
+            let back: DomainEvent = serde_json::from_str(&json).expect("from json");
+            assert_eq!(back, event, "{json}");
+        }
+    }
+
+    #[test]
+    fn the_event_type_is_the_variant_name() {
+        for event in samples() {
+            let json = serde_json::to_value(&event).expect("to json");
+            let tag = json
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .expect("externally tagged");
+            assert_eq!(crate::log::Event::event_type(&event), tag);
+        }
+    }
+}

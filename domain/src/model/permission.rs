@@ -1,0 +1,327 @@
+//! Playback permissions (stream `permission-<uuid>`): per site and
+//! principal, which recordings an AUDITOR may see and play.
+//!
+//! An auditor with no permission on a site sees every unrestricted
+//! recording of that site (if the site is in its scope). Once it holds one
+//! or more permissions on the site, it sees only the recordings matching at
+//! least one of them. A permission names a principal (a token's name) or a
+//! group a token carries. Permissions never open restricted recordings:
+//! those stay with ADMIN and PRIVILEGED_PLAYER.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::aggregate::{Aggregate, Coded, CommandFor, ErrorCode};
+use super::event::DomainEvent;
+use super::glob;
+use super::policy::name_matches;
+use super::token::Principal;
+use crate::time::Timestamp;
+
+/// Permission id.
+pub type PermissionId = Uuid;
+
+/// Which recordings a permission opens; empty lists match anything, the
+/// lists combine with AND (API `PlaybackScopeInput`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaybackScope {
+    pub recorded_users: Vec<String>,
+    pub recorded_groups: Vec<String>,
+    pub server_ids: Vec<Uuid>,
+    pub hosts: Vec<String>,
+    pub delivery_groups: Vec<String>,
+    pub applications: Vec<String>,
+}
+
+/// What access rules look at on a recording.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordingFacts {
+    pub recording_id: Uuid,
+    pub site_id: Uuid,
+    pub server_id: Uuid,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub host: String,
+    pub delivery_group: Option<String>,
+    pub applications: Vec<String>,
+    pub restricted: bool,
+    pub archived: bool,
+    pub deleted: bool,
+}
+
+impl PlaybackScope {
+    /// Whether this scope admits the recording. Recorded users and groups
+    /// form one "users or groups" criterion, as in recording policies.
+    pub fn admits(&self, recording: &RecordingFacts) -> bool {
+        let who = (self.recorded_users.is_empty() && self.recorded_groups.is_empty())
+            || self
+                .recorded_users
+                .iter()
+                .any(|u| name_matches(u, &recording.user))
+            || self
+                .recorded_groups
+                .iter()
+                .any(|g| recording.groups.iter().any(|rg| name_matches(g, rg)));
+        who && (self.server_ids.is_empty() || self.server_ids.contains(&recording.server_id))
+            && glob::any_matches(&self.hosts, &recording.host)
+            && (self.delivery_groups.is_empty()
+                || recording
+                    .delivery_group
+                    .as_deref()
+                    .is_some_and(|dg| glob::any_matches(&self.delivery_groups, dg)))
+            && (self.applications.is_empty()
+                || recording
+                    .applications
+                    .iter()
+                    .any(|a| glob::any_matches(&self.applications, a)))
+    }
+
+    fn validate(&self) -> Result<(), PermissionError> {
+        let blank = |v: &[String]| v.iter().any(|s| s.trim().is_empty());
+        if blank(&self.recorded_users)
+            || blank(&self.recorded_groups)
+            || blank(&self.hosts)
+            || blank(&self.delivery_groups)
+            || blank(&self.applications)
+        {
+            return Err(PermissionError::Invalid(
+                "scope entries must not be blank".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A permission as its stream folds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlaybackPermission {
+    pub id: Option<PermissionId>,
+    pub site_id: Option<Uuid>,
+    pub principal: String,
+    pub scope: PlaybackScope,
+    pub granted_at: Option<Timestamp>,
+    pub revoked: bool,
+}
+
+impl PlaybackPermission {
+    /// Whether this (live) permission is held by `principal`, directly or
+    /// through one of its groups.
+    pub fn held_by(&self, principal: &Principal) -> bool {
+        !self.revoked
+            && (name_matches(&self.principal, &principal.name)
+                || principal
+                    .groups
+                    .iter()
+                    .any(|g| name_matches(&self.principal, g)))
+    }
+}
+
+/// The scopes of the permissions `principal` holds on `site_id`: the
+/// `grants` argument of the visibility checks in `token.rs`.
+pub fn grants_for<'a>(
+    principal: &Principal,
+    site_id: Uuid,
+    permissions: impl IntoIterator<Item = &'a PlaybackPermission>,
+) -> Vec<PlaybackScope> {
+    permissions
+        .into_iter()
+        .filter(|p| p.site_id == Some(site_id) && p.held_by(principal))
+        .map(|p| p.scope.clone())
+        .collect()
+}
+
+/// Why a permission command is refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PermissionError {
+    #[error("playback permission not found")]
+    NotFound,
+    #[error("playback permission {0} already exists")]
+    AlreadyExists(PermissionId),
+    #[error("the playback permission is already revoked")]
+    AlreadyRevoked,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Coded for PermissionError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            PermissionError::NotFound => ErrorCode::NotFound,
+            PermissionError::AlreadyExists(_) => ErrorCode::Conflict,
+            PermissionError::AlreadyRevoked | PermissionError::Invalid(_) => ErrorCode::Validation,
+        }
+    }
+}
+
+/// What may be asked of a playback permission.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PermissionCommand {
+    Grant {
+        permission_id: PermissionId,
+        site_id: Uuid,
+        principal: String,
+        scope: PlaybackScope,
+        now: Timestamp,
+    },
+    Revoke {
+        now: Timestamp,
+    },
+}
+
+impl CommandFor for PermissionCommand {
+    type Aggregate = PlaybackPermission;
+}
+
+impl Aggregate for PlaybackPermission {
+    type Command = PermissionCommand;
+    type Error = PermissionError;
+    const STREAM_PREFIX: &'static str = "permission";
+
+    fn decide(&self, command: PermissionCommand) -> Result<Vec<DomainEvent>, PermissionError> {
+        match command {
+            PermissionCommand::Grant {
+                permission_id,
+                site_id,
+                principal,
+                scope,
+                now,
+            } => {
+                if self.id.is_some() {
+                    return Err(PermissionError::AlreadyExists(permission_id));
+                }
+                let principal = principal.trim().to_string();
+                if principal.is_empty() {
+                    return Err(PermissionError::Invalid(
+                        "the principal must not be empty".into(),
+                    ));
+                }
+                scope.validate()?;
+                Ok(vec![DomainEvent::PlaybackPermissionGranted {
+                    permission_id,
+                    site_id,
+                    principal,
+                    scope,
+                    at: now,
+                }])
+            }
+            PermissionCommand::Revoke { now } => {
+                let (Some(permission_id), Some(site_id)) = (self.id, self.site_id) else {
+                    return Err(PermissionError::NotFound);
+                };
+                if self.revoked {
+                    return Err(PermissionError::AlreadyRevoked);
+                }
+                Ok(vec![DomainEvent::PlaybackPermissionRevoked {
+                    permission_id,
+                    site_id,
+                    principal: self.principal.clone(),
+                    at: now,
+                }])
+            }
+        }
+    }
+
+    fn evolve(&mut self, event: &DomainEvent) {
+        match event {
+            DomainEvent::PlaybackPermissionGranted {
+                permission_id,
+                site_id,
+                principal,
+                scope,
+                at,
+            } => {
+                self.id = Some(*permission_id);
+                self.site_id = Some(*site_id);
+                self.principal = principal.clone();
+                self.scope = scope.clone();
+                self.granted_at = Some(*at);
+            }
+            DomainEvent::PlaybackPermissionRevoked { .. } => self.revoked = true,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::fixtures::*;
+    use crate::model::testing::given;
+    use crate::model::token::Role;
+
+    fn granted(scope: PlaybackScope) -> DomainEvent {
+        DomainEvent::PlaybackPermissionGranted {
+            permission_id: PERMISSION,
+            site_id: SITE,
+            principal: "auditor-ann".into(),
+            scope,
+            at: T0,
+        }
+    }
+
+    #[test]
+    fn a_permission_is_granted_and_revoked_once() {
+        given([])
+            .when(PermissionCommand::Grant {
+                permission_id: PERMISSION,
+                site_id: SITE,
+                principal: " auditor-ann ".into(),
+                scope: PlaybackScope::default(),
+                now: T0,
+            })
+            .then([granted(PlaybackScope::default())]);
+        let revoked = DomainEvent::PlaybackPermissionRevoked {
+            permission_id: PERMISSION,
+            site_id: SITE,
+            principal: "auditor-ann".into(),
+            at: T1,
+        };
+        given([granted(PlaybackScope::default())])
+            .when(PermissionCommand::Revoke { now: T1 })
+            .then([revoked.clone()]);
+        given([granted(PlaybackScope::default()), revoked])
+            .when(PermissionCommand::Revoke { now: T2 })
+            .then_err(|e| *e == PermissionError::AlreadyRevoked);
+    }
+
+    #[test]
+    fn revoking_a_missing_permission_is_not_found() {
+        given([])
+            .when(PermissionCommand::Revoke { now: T1 })
+            .then_err_code(ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn scopes_combine_criteria_with_and() {
+        let recording = recording_facts();
+        let scope = PlaybackScope {
+            recorded_groups: vec!["corp\\finance".into()],
+            hosts: vec!["vda-*".into()],
+            ..Default::default()
+        };
+        assert!(scope.admits(&recording));
+        let scope = PlaybackScope {
+            server_ids: vec![Uuid::from_u128(5)],
+            ..scope
+        };
+        assert!(!scope.admits(&recording));
+        assert!(PlaybackScope::default().admits(&recording));
+    }
+
+    #[test]
+    fn grants_are_held_by_name_or_group_on_their_site_only() {
+        let mut permission =
+            given([granted(PlaybackScope::default())]).state::<PlaybackPermission>();
+        let ann = principal(Role::Auditor, "Auditor-Ann");
+        assert_eq!(grants_for(&ann, SITE, [&permission]).len(), 1);
+        assert!(grants_for(&ann, Uuid::from_u128(77), [&permission]).is_empty());
+        permission.principal = "CORP\\Auditors".into();
+        let mut bob = principal(Role::Auditor, "bob");
+        assert!(grants_for(&bob, SITE, [&permission]).is_empty());
+        bob.groups = vec!["corp\\auditors".into()];
+        assert_eq!(grants_for(&bob, SITE, [&permission]).len(), 1);
+        permission.revoked = true;
+        assert!(grants_for(&bob, SITE, [&permission]).is_empty());
+    }
+}

@@ -1,0 +1,313 @@
+//! The task that folds the log into one projection's tree.
+//!
+//! It subscribes to the log from its checkpoint + 1 (the subscription
+//! catches up, then follows durable commits without polling), takes what
+//! is ready up to a batch, applies it off the async threads and commits
+//! data and checkpoint in one sled batch. A failing event stops it there
+//! with the error in its status; only a swap (a completed rebuild) starts
+//! it again. Old trees replaced by a swap are dropped once no query holds
+//! them any more.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::{FutureExt, StreamExt};
+use srs_domain::log::{Envelope, Event, EventStore, EventStream, LogError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::registry::Registry;
+use super::status::{ProjectionStatus, RunnerState};
+use super::{apply_events, Applied, Projection};
+use crate::error::{ProjectionError, Result};
+
+/// A complete tree built by a rebuild, waiting to be swapped in.
+pub(crate) struct Shadow {
+    pub tree: sled::Tree,
+    pub generation: u64,
+    pub checkpoint: u64,
+}
+
+/// What a runner can be asked between batches.
+pub(crate) enum Command {
+    /// Catch the shadow up to the runner's position, make it current, and
+    /// answer with the new position.
+    Swap {
+        shadow: Shadow,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+}
+
+/// The serving side of one projection, shared by its runner and queries.
+pub(crate) struct Slot<E: Event> {
+    pub projection: Arc<dyn Projection<E>>,
+    /// The current tree and its generation; replaced only by a swap.
+    pub tree: RwLock<(Arc<sled::Tree>, u64)>,
+    pub status: watch::Sender<ProjectionStatus>,
+    pub commands: mpsc::Sender<Command>,
+}
+
+impl<E: Event> Slot<E> {
+    pub fn current(&self) -> Arc<sled::Tree> {
+        // A poisoned lock only means a panic elsewhere while swapping a
+        // pointer; the pointer itself is always whole.
+        match self.tree.read() {
+            Ok(guard) => guard.0.clone(),
+            Err(poisoned) => poisoned.into_inner().0.clone(),
+        }
+    }
+
+    fn replace(&self, tree: Arc<sled::Tree>, generation: u64) -> (Arc<sled::Tree>, u64) {
+        let mut guard = match self.tree.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::replace(&mut *guard, (tree, generation))
+    }
+}
+
+/// Events per second over windows of at least a quarter second.
+struct RateMeter {
+    window_start: Instant,
+    window_position: u64,
+}
+
+impl RateMeter {
+    fn new(position: u64) -> Self {
+        RateMeter {
+            window_start: Instant::now(),
+            window_position: position,
+        }
+    }
+
+    fn record(&mut self, position: u64) -> Option<f64> {
+        let elapsed = self.window_start.elapsed();
+        if elapsed < Duration::from_millis(250) {
+            return None;
+        }
+        let rate = position.saturating_sub(self.window_position) as f64 / elapsed.as_secs_f64();
+        self.window_start = Instant::now();
+        self.window_position = position;
+        Some(rate)
+    }
+}
+
+pub(crate) struct Runner<E: Event> {
+    pub slot: Arc<Slot<E>>,
+    pub store: Arc<dyn EventStore<E>>,
+    pub registry: Registry,
+    pub batch_size: usize,
+    pub position: u64,
+    /// Caught up to this head, the runner is live.
+    pub catch_up_target: u64,
+    pub failed: bool,
+    pub retired: Vec<(Arc<sled::Tree>, u64)>,
+}
+
+impl<E: Event> Runner<E> {
+    fn name(&self) -> &'static str {
+        self.slot.projection.name()
+    }
+
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut stream = self.store.subscribe(self.position + 1);
+        let mut rate = RateMeter::new(self.position);
+        self.mark_caught_up_if_there();
+        loop {
+            self.drop_unused_retired();
+            let batch_size = self.batch_size;
+            let has_retired = !self.retired.is_empty();
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(Command::Swap { shadow, reply }) => {
+                        let result = self.swap(shadow).await;
+                        if result.is_ok() {
+                            stream = self.store.subscribe(self.position + 1);
+                            rate = RateMeter::new(self.position);
+                        }
+                        // The requester may have given up; the swap stands.
+                        let _ = reply.send(result);
+                    }
+                },
+                _ = tokio::time::sleep(Duration::from_millis(200)), if has_retired => {}
+                next = next_batch(&mut stream, batch_size), if !self.failed => match next {
+                    None => break,
+                    Some((events, log_error)) => {
+                        if !events.is_empty() {
+                            self.apply(events, &mut rate).await;
+                        }
+                        if let (Some(error), false) = (log_error, self.failed) {
+                            self.fail(format!("reading the log after position {}: {error}", self.position));
+                        }
+                    }
+                },
+            }
+        }
+        tracing::debug!(
+            projection = self.name(),
+            position = self.position,
+            "runner stopped"
+        );
+    }
+
+    async fn apply(&mut self, events: Vec<Envelope<E>>, rate: &mut RateMeter) {
+        let projection = self.slot.projection.clone();
+        let tree = self.slot.current();
+        let checkpoint = self.position;
+        let result = tokio::task::spawn_blocking(move || {
+            apply_events(&*projection, &tree, checkpoint, &events)
+        })
+        .await;
+        match result {
+            Ok(Ok(Applied {
+                position, stopped, ..
+            })) => {
+                self.position = position;
+                let events_per_sec = rate.record(position);
+                self.slot.status.send_modify(|s| {
+                    s.position = position;
+                    if let Some(r) = events_per_sec {
+                        s.events_per_sec = r;
+                    }
+                });
+                self.mark_caught_up_if_there();
+                if let Some(stopped) = stopped {
+                    self.fail(stopped.to_string());
+                }
+            }
+            Ok(Err(error)) => self.fail(format!("committing after position {checkpoint}: {error}")),
+            Err(join) => self.fail(format!(
+                "applying after position {checkpoint} panicked: {join}"
+            )),
+        }
+    }
+
+    fn mark_caught_up_if_there(&mut self) {
+        if self.position >= self.catch_up_target {
+            self.slot.status.send_modify(|s| {
+                if matches!(s.state, RunnerState::CatchingUp | RunnerState::Rebuilding) {
+                    s.state = RunnerState::Live;
+                }
+            });
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        tracing::error!(projection = self.name(), error = %message, "projection stopped");
+        self.failed = true;
+        self.slot.status.send_modify(|s| {
+            s.state = RunnerState::Failed;
+            s.events_per_sec = 0.0;
+            s.last_error = Some(message);
+        });
+    }
+
+    async fn swap(&mut self, mut shadow: Shadow) -> Result<u64> {
+        let name = self.name();
+        let caught_up = self.catch_up_shadow(&mut shadow).await;
+        if let Err(error) = caught_up {
+            // Nobody but this call holds the shadow: drop it now.
+            let generation = shadow.generation;
+            drop(shadow);
+            self.registry.drop_generation(name, generation)?;
+            return Err(error);
+        }
+        self.registry.set_current(name, shadow.generation)?;
+        let old = self.slot.replace(Arc::new(shadow.tree), shadow.generation);
+        self.retired.push(old);
+        self.position = shadow.checkpoint;
+        self.failed = false;
+        let live = self.position >= self.catch_up_target;
+        let (position, generation) = (self.position, shadow.generation);
+        self.slot.status.send_modify(|s| {
+            s.position = position;
+            s.generation = generation;
+            s.last_error = None;
+            s.state = if live {
+                RunnerState::Live
+            } else {
+                RunnerState::CatchingUp
+            };
+        });
+        tracing::info!(
+            projection = name,
+            generation,
+            position,
+            "rebuilt tree swapped in"
+        );
+        Ok(position)
+    }
+
+    /// Applies to the shadow what the live tree has and it lacks, so that
+    /// the position a query has seen never goes back.
+    async fn catch_up_shadow(&self, shadow: &mut Shadow) -> Result<()> {
+        while shadow.checkpoint < self.position {
+            let want = (self.position - shadow.checkpoint).min(self.batch_size as u64) as usize;
+            let events = self.store.read_all(shadow.checkpoint + 1, want).await?;
+            if events.is_empty() {
+                return Err(ProjectionError::Invariant(format!(
+                    "the log ends before position {}",
+                    self.position
+                )));
+            }
+            let projection = self.slot.projection.clone();
+            let tree = shadow.tree.clone();
+            let checkpoint = shadow.checkpoint;
+            let applied = tokio::task::spawn_blocking(move || {
+                apply_events(&*projection, &tree, checkpoint, &events)
+            })
+            .await
+            .map_err(|e| ProjectionError::Invariant(format!("apply panicked: {e}")))??;
+            if let Some(stopped) = applied.stopped {
+                return Err(ProjectionError::Invariant(stopped.to_string()));
+            }
+            shadow.checkpoint = applied.position;
+        }
+        Ok(())
+    }
+
+    fn drop_unused_retired(&mut self) {
+        let name = self.slot.projection.name();
+        let registry = &self.registry;
+        self.retired.retain(|(tree, generation)| {
+            if Arc::strong_count(tree) > 1 {
+                return true;
+            }
+            if let Err(error) = registry.drop_generation(name, *generation) {
+                // A leftover tree is dropped on the next start.
+                tracing::warn!(projection = name, generation, %error, "could not drop a replaced tree");
+            }
+            false
+        });
+    }
+}
+
+/// The next events that are ready, at least one and at most `max`; a log
+/// error that follows them is handed back too so it is never lost. `None`
+/// when the log has closed.
+async fn next_batch<E: Event>(
+    stream: &mut EventStream<E>,
+    max: usize,
+) -> Option<(Vec<Envelope<E>>, Option<LogError>)> {
+    let first = stream.next().await?;
+    let mut batch = Vec::with_capacity(max.min(1024));
+    match first {
+        Ok(e) => batch.push(e),
+        Err(error) => return Some((batch, Some(error))),
+    }
+    while batch.len() < max {
+        // Only what is ready now: a batch never waits for the next commit.
+        match stream.next().now_or_never() {
+            Some(Some(Ok(e))) => batch.push(e),
+            Some(Some(Err(error))) => return Some((batch, Some(error))),
+            Some(None) | None => break,
+        }
+    }
+    Some((batch, None))
+}

@@ -1,0 +1,242 @@
+//! [`Writes`]: what a projection's `apply` reads and writes through.
+//!
+//! A batch of events is applied into an in-memory overlay over the
+//! projection's tree: reads see the tree plus everything written earlier in
+//! the batch (by this event or by the ones before it). Nothing reaches sled
+//! until the runner turns the overlay into one `apply_batch` together with
+//! the new checkpoint. An event whose `apply` fails has its own writes
+//! discarded, so the batch still holds exactly the events before it.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+use crate::error::{ProjectionError, Result};
+
+/// Keys starting with this byte belong to the engine (checkpoint, version).
+pub(crate) const META_PREFIX: u8 = 0x00;
+/// The last applied log position (u64 BE).
+pub(crate) const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
+/// The code version the tree's data was written by (u32 BE).
+pub(crate) const VERSION_KEY: &[u8] = b"\x00version";
+
+type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Reads and writes of one projection over its tree, for one batch.
+pub struct Writes {
+    tree: sled::Tree,
+    /// Writes of the events of this batch already applied successfully.
+    staged: Overlay,
+    /// Writes of the event being applied.
+    current: Overlay,
+}
+
+impl Writes {
+    pub(crate) fn new(tree: sled::Tree) -> Self {
+        Writes {
+            tree,
+            staged: Overlay::new(),
+            current: Overlay::new(),
+        }
+    }
+
+    /// The value under `key`, as the batch so far has left it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.current.get(key).or_else(|| self.staged.get(key)) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Whether `key` holds a value.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Sets `key` to `value`. Keys starting with 0x00 are the engine's.
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<()> {
+        let key = key.into();
+        check_key(&key)?;
+        self.current.insert(key, Some(value.into()));
+        Ok(())
+    }
+
+    /// Removes `key` (a no-op when absent).
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) -> Result<()> {
+        let key = key.into();
+        check_key(&key)?;
+        self.current.insert(key, None);
+        Ok(())
+    }
+
+    /// The decoded value under `key`.
+    pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.get(key)?.map(|v| codec::decode(&v)).transpose()
+    }
+
+    /// Encodes `value` under `key`.
+    pub fn put_value<T: Serialize>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<()> {
+        let bytes = codec::encode(value)?;
+        self.insert(key, bytes)
+    }
+
+    /// Adds `delta` to the counter under `key` and returns the new value.
+    /// A counter that reaches zero is removed, so a read model holds no
+    /// empty entries (and top-N scans never see them).
+    pub fn add(&mut self, key: impl Into<Vec<u8>>, delta: i64) -> Result<i64> {
+        let key = key.into();
+        let now = read_counter(self.get(&key)?.as_deref()).saturating_add(delta);
+        if now == 0 {
+            self.remove(key)?;
+        } else {
+            self.insert(key, now.to_be_bytes().to_vec())?;
+        }
+        Ok(now)
+    }
+
+    /// Every live entry whose key starts with `prefix`, in key order, as the
+    /// batch so far has left them.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for kv in self.tree.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            merged.insert(k.to_vec(), Some(v.to_vec()));
+        }
+        let upper = match codec::prefix_end(prefix) {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        for layer in [&self.staged, &self.current] {
+            for (k, v) in
+                layer.range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper.clone()))
+            {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    /// Keeps the current event's writes in the batch.
+    pub(crate) fn seal_event(&mut self) {
+        let current = std::mem::take(&mut self.current);
+        self.staged.extend(current);
+    }
+
+    /// Drops the current event's writes (its `apply` failed).
+    pub(crate) fn discard_event(&mut self) {
+        self.current.clear();
+    }
+
+    /// Whether the batch holds no writes.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Applies the batch's writes and the checkpoint in one atomic sled
+    /// batch: data and checkpoint are never out of step.
+    pub(crate) fn commit(mut self, checkpoint: u64, version: u32) -> Result<()> {
+        self.seal_event();
+        let mut batch = sled::Batch::default();
+        for (k, v) in std::mem::take(&mut self.staged) {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+        batch.insert(VERSION_KEY, &version.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.first() == Some(&META_PREFIX) || key.is_empty() {
+        return Err(ProjectionError::ReservedKey(key.to_vec()));
+    }
+    Ok(())
+}
+
+/// A counter as [`Writes::add`] stores it (absent: 0).
+pub fn read_counter(bytes: Option<&[u8]>) -> i64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// The checkpoint stored in a projection tree (0: nothing applied).
+pub(crate) fn stored_checkpoint(tree: &sled::Tree) -> Result<u64> {
+    Ok(tree
+        .get(CHECKPOINT_KEY)?
+        .and_then(|v| codec::u64_from_key(&v))
+        .unwrap_or(0))
+}
+
+/// The code version stored in a projection tree, `None` for a fresh tree.
+pub(crate) fn stored_version(tree: &sled::Tree) -> Result<Option<u32>> {
+    Ok(tree
+        .get(VERSION_KEY)?
+        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+        .map(u32::from_be_bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> sled::Tree {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.open_tree("t").unwrap()
+    }
+
+    #[test]
+    fn reads_see_earlier_writes_of_the_batch() {
+        let t = tree();
+        t.insert(b"a", b"1".to_vec()).unwrap();
+        let mut w = Writes::new(t.clone());
+        w.insert(b"b".to_vec(), b"2".to_vec()).unwrap();
+        w.seal_event();
+        w.remove(b"a".to_vec()).unwrap();
+        assert_eq!(w.get(b"a").unwrap(), None);
+        assert_eq!(w.get(b"b").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(
+            w.scan_prefix(b"").unwrap(),
+            vec![(b"b".to_vec(), b"2".to_vec())]
+        );
+        // Nothing reached the tree yet.
+        assert_eq!(t.get(b"b").unwrap(), None);
+        w.commit(7, 3).unwrap();
+        assert_eq!(t.get(b"a").unwrap(), None);
+        assert_eq!(stored_checkpoint(&t).unwrap(), 7);
+        assert_eq!(stored_version(&t).unwrap(), Some(3));
+    }
+
+    #[test]
+    fn a_discarded_event_leaves_no_trace() {
+        let t = tree();
+        let mut w = Writes::new(t.clone());
+        w.add(b"n".to_vec(), 2).unwrap();
+        w.seal_event();
+        w.add(b"n".to_vec(), 5).unwrap();
+        w.discard_event();
+        assert_eq!(read_counter(w.get(b"n").unwrap().as_deref()), 2);
+        assert_eq!(w.add(b"n".to_vec(), -2).unwrap(), 0);
+        assert_eq!(w.get(b"n").unwrap(), None);
+    }
+
+    #[test]
+    fn the_meta_prefix_is_reserved() {
+        let mut w = Writes::new(tree());
+        assert!(matches!(
+            w.insert(b"\x00checkpoint".to_vec(), b"x".to_vec()),
+            Err(ProjectionError::ReservedKey(_))
+        ));
+    }
+}

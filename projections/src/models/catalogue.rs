@@ -1,0 +1,852 @@
+//! The recordings catalogue: search with every `RecordingFilter` field,
+//! newest first or longest first, keyset pagination, total count.
+//!
+//! | key | value |
+//! |---|---|
+//! | `r/` id | [`RecordingRow`] |
+//! | `o/` started desc, id | - (every recording not deleted, newest first) |
+//! | `d/` duration desc, started desc, id | - (longest first) |
+//! | `i/` field, value, started desc, id | - (secondary indexes) |
+//! | `n/` field, value | how many recordings the index entry lists |
+//! | `t/` id, comment id | a comment's text, lowercase (text search) |
+//!
+//! Index fields: `s` site, `v` server, `u` user (and the bare name without
+//! domain), `c` client IP, `h` host, `a` application, `g` delivery group,
+//! `l` live, `x` restricted, `e` has detections, `m` highest severity.
+//! Values are lowercase; a filter value matches exactly, ignoring case.
+//!
+//! **Query plan.** Among the filter's indexed fields the one listing the
+//! fewest recordings (from the `n/` counters) is walked, merging its
+//! values' ranges in `(started desc, id)` order from the cursor and within
+//! the time range; each candidate row is checked against the whole filter
+//! and the caller's [`Viewer`]. Without an indexed field the `o/` (or, by
+//! duration, `d/`) order is walked. Ordered by duration with a selective
+//! index (at most [`SMALL_CANDIDATE_SET`] entries), that index's candidates
+//! are collected and sorted instead. Deleted recordings are in no index:
+//! only `recording(id)` still answers them.
+//!
+//! **Cursors** are the order key of the last item: a page never repeats or
+//! skips an item that existed when the previous page was read, whatever is
+//! inserted meanwhile (new recordings sort before the cursor).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use srs_domain::log::Envelope;
+use srs_domain::model::{
+    DataPoints, DomainEvent, Lifecycle, RecordingDecision, RecordingFacts, RecordingMode, Role,
+    Severity,
+};
+use srs_domain::time::Timestamp;
+use uuid::Uuid;
+
+use super::access::{Viewer, Visibility};
+use super::util::{
+    counter, cursor_decode, cursor_encode, get, merged, norm, page_size, severity_code,
+    SuffixBounds, TreeRef,
+};
+use crate::codec::{self, Key};
+use crate::engine::{Projection, Writes};
+use crate::error::{ProjectionError, Result};
+
+/// Below this many index entries a duration-ordered query sorts the
+/// candidates instead of walking the duration order.
+pub const SMALL_CANDIDATE_SET: i64 = 4096;
+
+/// Why and by whom a recording is restricted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestrictionInfo {
+    pub reason: String,
+    pub by: String,
+    pub at: Timestamp,
+}
+
+/// A recording as the catalogue holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingRow {
+    pub id: Uuid,
+    pub site_id: Uuid,
+    pub server_id: Uuid,
+    pub session_id: String,
+    pub part: u32,
+    pub previous_recording_id: Option<Uuid>,
+    pub user: String,
+    pub domain: Option<String>,
+    pub groups: Vec<String>,
+    pub client_name: Option<String>,
+    pub client_ip: Option<String>,
+    pub host: String,
+    pub delivery_group: Option<String>,
+    pub mode: RecordingMode,
+    pub decision: RecordingDecision,
+    pub lifecycle: Lifecycle,
+    pub started_at: Timestamp,
+    pub restriction: Option<RestrictionInfo>,
+    /// The highest severity detected, if any.
+    pub max_severity: Option<Severity>,
+    pub comment_count: u64,
+    pub plays: u64,
+    /// Figures derived by the domain's fold: duration, events by type,
+    /// detections, size, applications (published and started).
+    pub points: DataPoints,
+}
+
+impl RecordingRow {
+    pub fn live(&self) -> bool {
+        self.lifecycle == Lifecycle::Live
+    }
+
+    pub fn restricted(&self) -> bool {
+        self.restriction.is_some()
+    }
+
+    pub fn archived(&self) -> bool {
+        self.lifecycle == Lifecycle::Archived
+    }
+
+    pub fn deleted(&self) -> bool {
+        self.lifecycle == Lifecycle::Deleted
+    }
+
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        self.points.ended_at
+    }
+
+    pub fn duration_sec(&self) -> u64 {
+        self.points.duration_ms / 1000
+    }
+
+    /// Published applications and every application started.
+    pub fn applications(&self) -> Vec<String> {
+        self.points.applications.iter().cloned().collect()
+    }
+
+    /// What access rules look at.
+    pub fn facts(&self) -> RecordingFacts {
+        RecordingFacts {
+            recording_id: self.id,
+            site_id: self.site_id,
+            server_id: self.server_id,
+            user: self.user.clone(),
+            groups: self.groups.clone(),
+            host: self.host.clone(),
+            delivery_group: self.delivery_group.clone(),
+            applications: self.applications(),
+            restricted: self.restricted(),
+            archived: self.archived(),
+            deleted: self.deleted(),
+        }
+    }
+
+    /// The index entries of this row: `(field, value)`.
+    fn index_entries(&self) -> BTreeSet<(u8, String)> {
+        let mut out = BTreeSet::new();
+        if self.deleted() {
+            return out;
+        }
+        out.insert((b's', self.site_id.to_string()));
+        out.insert((b'v', self.server_id.to_string()));
+        out.insert((b'u', norm(&self.user)));
+        out.insert((b'u', norm(bare_user(&self.user))));
+        if let Some(ip) = &self.client_ip {
+            out.insert((b'c', norm(ip)));
+        }
+        out.insert((b'h', norm(&self.host)));
+        for app in &self.points.applications {
+            out.insert((b'a', norm(app)));
+        }
+        if let Some(g) = &self.delivery_group {
+            out.insert((b'g', norm(g)));
+        }
+        if self.live() {
+            out.insert((b'l', "1".into()));
+        }
+        if self.restricted() {
+            out.insert((b'x', "1".into()));
+        }
+        if self.points.detection_count > 0 {
+            out.insert((b'e', "1".into()));
+        }
+        if let Some(s) = self.max_severity {
+            out.insert((b'm', severity_code(s).to_string()));
+        }
+        out
+    }
+
+    fn order_keys(&self) -> Vec<Vec<u8>> {
+        if self.deleted() {
+            return Vec::new();
+        }
+        vec![
+            Key::new(b"o/")
+                .i64_desc(self.started_at.0)
+                .uuid(self.id)
+                .build(),
+            Key::new(b"d/")
+                .u64_desc(self.points.duration_ms)
+                .i64_desc(self.started_at.0)
+                .uuid(self.id)
+                .build(),
+        ]
+    }
+
+    fn order_suffix(&self) -> Vec<u8> {
+        Key::new(b"")
+            .i64_desc(self.started_at.0)
+            .uuid(self.id)
+            .build()
+    }
+
+    fn duration_suffix(&self) -> Vec<u8> {
+        Key::new(b"")
+            .u64_desc(self.points.duration_ms)
+            .i64_desc(self.started_at.0)
+            .uuid(self.id)
+            .build()
+    }
+}
+
+/// `DOMAIN\user` or `user@domain` without the domain.
+fn bare_user(user: &str) -> &str {
+    let user = user.rsplit('\\').next().unwrap_or(user);
+    user.split('@').next().unwrap_or(user)
+}
+
+fn row_key(id: Uuid) -> Vec<u8> {
+    Key::new(b"r/").uuid(id).build()
+}
+
+fn index_prefix(field: u8, value: &str) -> Vec<u8> {
+    Key::new(b"i/").u8(field).str(value).build()
+}
+
+fn count_key(field: u8, value: &str) -> Vec<u8> {
+    Key::new(b"n/").u8(field).str(value).build()
+}
+
+/// Every key `row` puts in the tree besides its own.
+fn row_index_keys(row: &RecordingRow) -> (BTreeSet<Vec<u8>>, BTreeSet<(u8, String)>) {
+    let entries = row.index_entries();
+    let suffix = row.order_suffix();
+    let mut keys: BTreeSet<Vec<u8>> = entries
+        .iter()
+        .map(|(f, v)| [index_prefix(*f, v), suffix.clone()].concat())
+        .collect();
+    keys.extend(row.order_keys());
+    (keys, entries)
+}
+
+/// Writes `new` (replacing `old`), moving only the index entries that changed.
+fn store_row(w: &mut Writes, old: Option<&RecordingRow>, new: &RecordingRow) -> Result<()> {
+    let (old_keys, old_entries) = old.map(row_index_keys).unwrap_or_default();
+    let (new_keys, new_entries) = row_index_keys(new);
+    for k in old_keys.difference(&new_keys) {
+        w.remove(k.clone())?;
+    }
+    for k in new_keys.difference(&old_keys) {
+        w.insert(k.clone(), Vec::new())?;
+    }
+    for (f, v) in old_entries.difference(&new_entries) {
+        w.add(count_key(*f, v), -1)?;
+    }
+    for (f, v) in new_entries.difference(&old_entries) {
+        w.add(count_key(*f, v), 1)?;
+    }
+    let all_before = old.is_some_and(|r| !r.deleted());
+    match (all_before, !new.deleted()) {
+        (false, true) => {
+            w.add(b"n/*".to_vec(), 1)?;
+        }
+        (true, false) => {
+            w.add(b"n/*".to_vec(), -1)?;
+        }
+        _ => {}
+    }
+    w.put_value(row_key(new.id), new)
+}
+
+/// The projection that maintains [`Catalogue`].
+pub struct CatalogueProjection;
+
+impl CatalogueProjection {
+    pub const NAME: &'static str = "catalogue";
+}
+
+impl Projection<DomainEvent> for CatalogueProjection {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+        use DomainEvent as E;
+        let event = &e.payload;
+        if let E::RecordingStarted {
+            recording_id,
+            site_id,
+            server_id,
+            session_id,
+            part,
+            previous_recording_id,
+            user,
+            domain,
+            groups,
+            client_name,
+            client_ip,
+            host,
+            delivery_group,
+            mode,
+            decision,
+            started_at,
+            ..
+        } = event
+        {
+            if w.contains(&row_key(*recording_id))? {
+                return Err(ProjectionError::Invariant(format!(
+                    "recording {recording_id} started twice"
+                )));
+            }
+            let mut points = DataPoints::default();
+            points.apply(event);
+            let row = RecordingRow {
+                id: *recording_id,
+                site_id: *site_id,
+                server_id: *server_id,
+                session_id: session_id.clone(),
+                part: *part,
+                previous_recording_id: *previous_recording_id,
+                user: user.clone(),
+                domain: domain.clone(),
+                groups: groups.clone(),
+                client_name: client_name.clone(),
+                client_ip: client_ip.clone(),
+                host: host.clone(),
+                delivery_group: delivery_group.clone(),
+                mode: *mode,
+                decision: decision.clone(),
+                lifecycle: Lifecycle::Live,
+                started_at: *started_at,
+                restriction: None,
+                max_severity: None,
+                comment_count: 0,
+                plays: 0,
+                points,
+            };
+            return store_row(w, None, &row);
+        }
+        // Declined sessions have no recording.
+        if matches!(event, E::RecordingDeclined { .. }) {
+            return Ok(());
+        }
+        let Some(id) = event.recording_id() else {
+            return Ok(());
+        };
+        let old: RecordingRow = w.get_value(&row_key(id))?.ok_or_else(|| {
+            ProjectionError::Invariant(format!("{} for unknown recording {id}", event.name()))
+        })?;
+        let mut row = old.clone();
+        match event {
+            E::SessionEventRecorded { .. } | E::ContentChunkStored { .. } => {
+                row.points.apply(event)
+            }
+            E::EventDetected { severity, .. } => {
+                row.points.apply(event);
+                row.max_severity = row.max_severity.max(Some(*severity));
+            }
+            E::RecordingEnded { .. } => {
+                row.points.apply(event);
+                row.lifecycle = Lifecycle::Ended;
+            }
+            E::RecordingRestricted { reason, by, at, .. } => {
+                row.restriction = Some(RestrictionInfo {
+                    reason: reason.clone(),
+                    by: by.clone(),
+                    at: *at,
+                })
+            }
+            E::RecordingRestrictionRemoved { .. } => row.restriction = None,
+            E::CommentAdded {
+                comment_id, text, ..
+            } => {
+                row.comment_count += 1;
+                w.insert(
+                    Key::new(b"t/").uuid(id).uuid(*comment_id).build(),
+                    norm(text).into_bytes(),
+                )?;
+            }
+            E::CommentDeleted { comment_id, .. } => {
+                let key = Key::new(b"t/").uuid(id).uuid(*comment_id).build();
+                if w.contains(&key)? {
+                    row.comment_count = row.comment_count.saturating_sub(1);
+                    w.remove(key)?;
+                }
+            }
+            E::RecordingPlayed { .. } => row.plays += 1,
+            E::RecordingArchived { .. } => row.lifecycle = Lifecycle::Archived,
+            E::RecordingRestored { .. } => row.lifecycle = Lifecycle::Ended,
+            E::RecordingDeleted { .. } => row.lifecycle = Lifecycle::Deleted,
+            _ => return Ok(()),
+        }
+        if row != old {
+            store_row(w, Some(&old), &row)?;
+        }
+        Ok(())
+    }
+}
+
+/// API `RecordingFilter`. Lists match any of their values; set fields
+/// combine with AND.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordingFilter {
+    pub site_id: Option<Uuid>,
+    pub server_id: Option<Uuid>,
+    pub users: Vec<String>,
+    pub client_ips: Vec<String>,
+    pub hosts: Vec<String>,
+    pub applications: Vec<String>,
+    pub delivery_groups: Vec<String>,
+    /// Started at or after.
+    pub started_after: Option<Timestamp>,
+    /// Started before.
+    pub started_before: Option<Timestamp>,
+    pub min_duration_sec: Option<u64>,
+    pub max_duration_sec: Option<u64>,
+    pub live: Option<bool>,
+    pub has_detections: Option<bool>,
+    pub min_severity: Option<Severity>,
+    pub restricted: Option<bool>,
+    /// Case-insensitive substring of user, domain, host, applications,
+    /// client name or IP, or a comment.
+    pub text: Option<String>,
+}
+
+/// API `RecordingOrder`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordingOrder {
+    /// By start time, newest first.
+    #[default]
+    NewestFirst,
+    /// By duration, longest first (then newest first).
+    LongestFirst,
+}
+
+/// One search: filter, order, page.
+#[derive(Clone, Debug, Default)]
+pub struct RecordingQuery {
+    pub filter: RecordingFilter,
+    pub order: RecordingOrder,
+    /// Page size: default 50, at most 500.
+    pub first: Option<usize>,
+    /// A cursor from a previous page of the same order.
+    pub after: Option<String>,
+    /// Count every match (costs a walk of the candidates unless the filter
+    /// is at most a site and the viewer sees every recording of it).
+    pub with_total: bool,
+}
+
+/// One recording of a page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingHit {
+    pub cursor: String,
+    pub row: RecordingRow,
+    pub visibility: Visibility,
+}
+
+/// A page of a search (API `RecordingConnection`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingPage {
+    pub items: Vec<RecordingHit>,
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+    pub total_count: Option<u64>,
+}
+
+/// An indexed field constraint: any of `values`.
+struct Constraint {
+    field: u8,
+    values: Vec<String>,
+}
+
+/// Queries over the catalogue.
+#[derive(Clone, Debug)]
+pub struct Catalogue {
+    tree: TreeRef,
+}
+
+impl Catalogue {
+    pub fn new(tree: TreeRef) -> Self {
+        Catalogue { tree }
+    }
+
+    /// One recording, whoever may see it (deleted ones too).
+    pub fn get(&self, id: Uuid) -> Result<Option<RecordingRow>> {
+        get(&self.tree, &row_key(id))
+    }
+
+    /// One recording if `viewer` may see it (API `recording(id)`).
+    pub fn get_visible(
+        &self,
+        viewer: &Viewer,
+        id: Uuid,
+    ) -> Result<Option<(RecordingRow, Visibility)>> {
+        Ok(self.get(id)?.and_then(|row| {
+            let v = viewer.visibility(&row.facts());
+            v.is_visible().then_some((row, v))
+        }))
+    }
+
+    /// Recordings that are not deleted.
+    pub fn count(&self) -> Result<u64> {
+        Ok(counter(&self.tree, b"n/*")?.max(0) as u64)
+    }
+
+    fn index_count(&self, field: u8, value: &str) -> Result<i64> {
+        counter(&self.tree, &count_key(field, value))
+    }
+
+    /// The indexed constraints of `filter` and of the viewer's site scope;
+    /// `None` when they exclude everything.
+    fn constraints(&self, viewer: &Viewer, f: &RecordingFilter) -> Option<Vec<Constraint>> {
+        let mut out = Vec::new();
+        let sites: Option<Vec<Uuid>> = match (f.site_id, viewer.site_scope()) {
+            (Some(s), Some(scope)) => Some(if scope.contains(&s) { vec![s] } else { vec![] }),
+            (Some(s), None) => Some(vec![s]),
+            (None, Some(scope)) => Some(scope.iter().copied().collect()),
+            (None, None) => None,
+        };
+        if let Some(sites) = sites {
+            if sites.is_empty() {
+                return None;
+            }
+            out.push(Constraint {
+                field: b's',
+                values: sites.iter().map(Uuid::to_string).collect(),
+            });
+        }
+        if let Some(s) = f.server_id {
+            out.push(Constraint {
+                field: b'v',
+                values: vec![s.to_string()],
+            });
+        }
+        for (field, list) in [
+            (b'u', &f.users),
+            (b'c', &f.client_ips),
+            (b'h', &f.hosts),
+            (b'a', &f.applications),
+            (b'g', &f.delivery_groups),
+        ] {
+            if !list.is_empty() {
+                out.push(Constraint {
+                    field,
+                    values: list.iter().map(|v| norm(v)).collect(),
+                });
+            }
+        }
+        for (field, on) in [
+            (b'l', f.live),
+            (b'x', f.restricted),
+            (b'e', f.has_detections),
+        ] {
+            if on == Some(true) {
+                out.push(Constraint {
+                    field,
+                    values: vec!["1".into()],
+                });
+            }
+        }
+        if let Some(min) = f.min_severity {
+            out.push(Constraint {
+                field: b'm',
+                values: Severity::ALL
+                    .iter()
+                    .filter(|s| **s >= min)
+                    .map(|s| severity_code(*s).to_string())
+                    .collect(),
+            });
+        }
+        Some(out)
+    }
+
+    /// A page of the recordings `viewer` may see that match the query.
+    pub fn search(&self, viewer: &Viewer, query: &RecordingQuery) -> Result<RecordingPage> {
+        let f = &query.filter;
+        let limit = page_size(query.first);
+        let empty = RecordingPage {
+            items: Vec::new(),
+            has_next_page: false,
+            end_cursor: None,
+            total_count: query.with_total.then_some(0),
+        };
+        // VIEWER and AGENT never see recordings: no need to walk anything.
+        if matches!(viewer.principal().role, Role::Viewer | Role::Agent) {
+            return Ok(empty);
+        }
+        let Some(constraints) = self.constraints(viewer, f) else {
+            return Ok(empty);
+        };
+        let mut best: Option<(i64, &Constraint)> = None;
+        for c in &constraints {
+            let mut n = 0;
+            for v in &c.values {
+                n += self.index_count(c.field, v)?;
+            }
+            if best.is_none_or(|(b, _)| n < b) {
+                best = Some((n, c));
+            }
+        }
+        let accept = |row: &RecordingRow| -> Result<Option<Visibility>> {
+            if !self.matches(f, row)? {
+                return Ok(None);
+            }
+            let v = viewer.visibility(&row.facts());
+            Ok(v.is_visible().then_some(v))
+        };
+        let fast_total = || -> Result<Option<u64>> {
+            // ADMIN and PRIVILEGED_PLAYER see every recording of their sites
+            // (the domain's `may`), so a site-only filter is counted by the
+            // index counters alone.
+            let sees_all = matches!(
+                viewer.principal().role,
+                Role::Admin | Role::PrivilegedPlayer
+            );
+            let site_only = RecordingFilter {
+                site_id: f.site_id,
+                ..RecordingFilter::default()
+            } == *f;
+            if !(sees_all && site_only) {
+                return Ok(None);
+            }
+            Ok(Some(match constraints.first() {
+                Some(c) => {
+                    let mut n = 0;
+                    for v in &c.values {
+                        n += self.index_count(c.field, v)?;
+                    }
+                    n.max(0) as u64
+                }
+                None => self.count()?,
+            }))
+        };
+        match query.order {
+            RecordingOrder::NewestFirst => {
+                let after = query
+                    .after
+                    .as_deref()
+                    .map(|c| cursor_decode("n", c))
+                    .transpose()?;
+                let prefixes: Vec<Vec<u8>> = match best {
+                    Some((_, c)) => c.values.iter().map(|v| index_prefix(c.field, v)).collect(),
+                    None => vec![b"o/".to_vec()],
+                };
+                let bounds = time_bounds(f);
+                let mut items = Vec::new();
+                let mut has_next_page = false;
+                let mut total = 0u64;
+                let counting = query.with_total;
+                let known_total = if counting { fast_total()? } else { None };
+                let walk_all = counting && known_total.is_none();
+                // The total counts from the start of the order, so the walk
+                // for it does not start at the cursor.
+                let from = if walk_all { None } else { after.clone() };
+                for suffix in merged(&self.tree, &prefixes, from.as_deref(), &bounds) {
+                    let suffix = suffix?;
+                    let id = super::util::trailing_uuid(&suffix)?;
+                    let Some(row) = self.get(id)? else { continue };
+                    let Some(v) = accept(&row)? else { continue };
+                    total += 1;
+                    if after.as_deref().is_some_and(|a| suffix.as_slice() <= a) {
+                        continue;
+                    }
+                    if items.len() == limit {
+                        has_next_page = true;
+                        if !walk_all {
+                            break;
+                        }
+                        continue;
+                    }
+                    items.push(RecordingHit {
+                        cursor: cursor_encode("n", &suffix),
+                        row,
+                        visibility: v,
+                    });
+                }
+                let end_cursor = items.last().map(|h| h.cursor.clone());
+                Ok(RecordingPage {
+                    items,
+                    has_next_page,
+                    end_cursor,
+                    total_count: if counting {
+                        Some(known_total.unwrap_or(total))
+                    } else {
+                        None
+                    },
+                })
+            }
+            RecordingOrder::LongestFirst => {
+                let after = query
+                    .after
+                    .as_deref()
+                    .map(|c| cursor_decode("d", c))
+                    .transpose()?;
+                let mut matched: Vec<(Vec<u8>, RecordingRow, Visibility)> = Vec::new();
+                let mut has_next_page = false;
+                let mut total = 0u64;
+                let known_total = if query.with_total {
+                    fast_total()?
+                } else {
+                    None
+                };
+                match best {
+                    Some((n, c)) if n <= SMALL_CANDIDATE_SET => {
+                        let prefixes: Vec<Vec<u8>> =
+                            c.values.iter().map(|v| index_prefix(c.field, v)).collect();
+                        for suffix in merged(&self.tree, &prefixes, None, &time_bounds(f)) {
+                            let id = super::util::trailing_uuid(&suffix?)?;
+                            let Some(row) = self.get(id)? else { continue };
+                            if let Some(v) = accept(&row)? {
+                                matched.push((row.duration_suffix(), row, v));
+                            }
+                        }
+                        matched.sort_by(|a, b| a.0.cmp(&b.0));
+                        total = matched.len() as u64;
+                        matched
+                            .retain(|(k, _, _)| after.as_deref().is_none_or(|a| k.as_slice() > a));
+                        if matched.len() > limit {
+                            matched.truncate(limit);
+                            has_next_page = true;
+                        }
+                    }
+                    _ => {
+                        let bounds = duration_bounds(f);
+                        let walk_all = query.with_total && known_total.is_none();
+                        let from = if walk_all { None } else { after.clone() };
+                        for suffix in
+                            merged(&self.tree, &[b"d/".to_vec()], from.as_deref(), &bounds)
+                        {
+                            let suffix = suffix?;
+                            let id = super::util::trailing_uuid(&suffix)?;
+                            let Some(row) = self.get(id)? else { continue };
+                            let Some(v) = accept(&row)? else { continue };
+                            total += 1;
+                            if after.as_deref().is_some_and(|a| suffix.as_slice() <= a) {
+                                continue;
+                            }
+                            if matched.len() == limit {
+                                has_next_page = true;
+                                if !walk_all {
+                                    break;
+                                }
+                                continue;
+                            }
+                            matched.push((suffix, row, v));
+                        }
+                    }
+                }
+                let items: Vec<RecordingHit> = matched
+                    .into_iter()
+                    .map(|(k, row, visibility)| RecordingHit {
+                        cursor: cursor_encode("d", &k),
+                        row,
+                        visibility,
+                    })
+                    .collect();
+                let end_cursor = items.last().map(|h| h.cursor.clone());
+                Ok(RecordingPage {
+                    items,
+                    has_next_page,
+                    end_cursor,
+                    total_count: query.with_total.then(|| known_total.unwrap_or(total)),
+                })
+            }
+        }
+    }
+
+    /// The whole filter, checked on a row.
+    fn matches(&self, f: &RecordingFilter, row: &RecordingRow) -> Result<bool> {
+        let any = |list: &[String], value: Option<&str>| {
+            list.is_empty() || value.is_some_and(|v| list.iter().any(|x| norm(x) == norm(v)))
+        };
+        let apps: Vec<String> = row.points.applications.iter().map(|a| norm(a)).collect();
+        let duration = row.duration_sec();
+        let basic = !row.deleted()
+            && f.site_id.is_none_or(|s| s == row.site_id)
+            && f.server_id.is_none_or(|s| s == row.server_id)
+            && (f.users.is_empty()
+                || f.users
+                    .iter()
+                    .any(|u| norm(u) == norm(&row.user) || norm(u) == norm(bare_user(&row.user))))
+            && any(&f.client_ips, row.client_ip.as_deref())
+            && any(&f.hosts, Some(&row.host))
+            && (f.applications.is_empty()
+                || f.applications.iter().any(|a| apps.contains(&norm(a))))
+            && any(&f.delivery_groups, row.delivery_group.as_deref())
+            && f.started_after.is_none_or(|t| row.started_at >= t)
+            && f.started_before.is_none_or(|t| row.started_at < t)
+            && f.min_duration_sec.is_none_or(|d| duration >= d)
+            && f.max_duration_sec.is_none_or(|d| duration <= d)
+            && f.live.is_none_or(|l| row.live() == l)
+            && f.has_detections
+                .is_none_or(|h| (row.points.detection_count > 0) == h)
+            && f.min_severity
+                .is_none_or(|m| row.max_severity.is_some_and(|s| s >= m))
+            && f.restricted.is_none_or(|r| row.restricted() == r);
+        if !basic {
+            return Ok(false);
+        }
+        let Some(text) = f.text.as_deref().map(norm).filter(|t| !t.is_empty()) else {
+            return Ok(true);
+        };
+        let fields = [
+            Some(row.user.as_str()),
+            row.domain.as_deref(),
+            Some(row.host.as_str()),
+            row.client_name.as_deref(),
+            row.client_ip.as_deref(),
+        ];
+        if fields
+            .into_iter()
+            .flatten()
+            .any(|v| norm(v).contains(&text))
+            || apps.iter().any(|a| a.contains(&text))
+        {
+            return Ok(true);
+        }
+        for kv in self.tree.scan_prefix(Key::new(b"t/").uuid(row.id).build()) {
+            let (_, v) = kv?;
+            if String::from_utf8_lossy(&v).contains(&text) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// `(started desc, id)` bounds of the filter's time range.
+fn time_bounds(f: &RecordingFilter) -> SuffixBounds {
+    SuffixBounds {
+        // Newest first: the newest admitted start is the smallest key.
+        lower: f
+            .started_before
+            .map(|t| codec::i64_desc_key(t.0.saturating_sub(1)).to_vec()),
+        upper: f
+            .started_after
+            .map(|t| codec::i64_desc_key(t.0.saturating_sub(1)).to_vec()),
+    }
+}
+
+/// `(duration desc, ...)` bounds of the filter's duration range.
+fn duration_bounds(f: &RecordingFilter) -> SuffixBounds {
+    SuffixBounds {
+        lower: f.max_duration_sec.map(|d| {
+            codec::u64_desc_key(d.saturating_add(1).saturating_mul(1000).saturating_sub(1)).to_vec()
+        }),
+        upper: f
+            .min_duration_sec
+            .filter(|d| *d > 0)
+            .map(|d| codec::u64_desc_key(d.saturating_mul(1000) - 1).to_vec()),
+    }
+}

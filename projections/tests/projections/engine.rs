@@ -1,0 +1,264 @@
+//! The generic engine over a test payload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use srs_projections::{
+    apply_events, checkpoint_of, dump, Projection, ProjectionSet, RunnerState, SetOptions,
+    WaitError, Which,
+};
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn set(
+    store: &Arc<srs_domain::log::SledEventStore<TestEvent>>,
+    projections: Vec<Arc<dyn Projection<TestEvent>>>,
+) -> ProjectionSet<TestEvent> {
+    ProjectionSet::start(
+        store_dyn(store),
+        store.db(),
+        projections,
+        SetOptions::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn runners_catch_up_then_follow_and_wait_for_sees_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    append_happened(&store, 0..1500).await;
+    let set = set(&store, vec![Tally::new("a"), Tally::new("b")]);
+    set.wait_for(Which::All, 1500, WAIT).await.unwrap();
+    let last = append_happened(&store, 1500..1510).await;
+    set.wait_for(Which::Only(&["a"]), last, WAIT).await.unwrap();
+    assert_eq!(total(&set.tree("a").unwrap()), 1510);
+    let status = set.status("a").unwrap();
+    assert_eq!(
+        (status.position, status.lag, status.state),
+        (1510, 0, RunnerState::Live)
+    );
+    assert!(set.ready() || set.wait_for(Which::All, last, WAIT).await.is_ok());
+    set.shutdown().await;
+}
+
+#[tokio::test]
+async fn wait_for_times_out_on_a_position_not_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    append_happened(&store, 0..3).await;
+    let set = set(&store, vec![Tally::new("a")]);
+    let err = set
+        .wait_for(Which::All, 10, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        WaitError::Timeout {
+            name: "a".into(),
+            at: 3,
+            wanted: 10
+        }
+    );
+    assert!(matches!(
+        set.wait_for(Which::Only(&["zzz"]), 1, WAIT).await,
+        Err(WaitError::Unknown(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_failing_event_stops_its_projection_there_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    append_happened(&store, 0..10).await;
+    let poison = append_poison(&store).await;
+    let last = append_happened(&store, 10..20).await;
+    let set = set(&store, vec![Tally::strict("strict"), Tally::new("lenient")]);
+    set.wait_for(Which::Only(&["lenient"]), last, WAIT)
+        .await
+        .unwrap();
+    let err = set
+        .wait_for(Which::Only(&["strict"]), last, WAIT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WaitError::Failed { ref error, .. } if error.contains("poison")),
+        "{err}"
+    );
+    let status = set.status("strict").unwrap();
+    assert_eq!(status.state, RunnerState::Failed);
+    assert_eq!(
+        status.position,
+        poison - 1,
+        "stopped just before the failing event"
+    );
+    assert!(status
+        .last_error
+        .unwrap()
+        .contains(&format!("position {poison} (Poison)")));
+    // The events before it are in; the failed event's own writes are not.
+    assert_eq!(total(&set.tree("strict").unwrap()), 10);
+    assert_eq!(
+        checkpoint_of(&set.tree("strict").unwrap()).unwrap(),
+        poison - 1
+    );
+}
+
+#[test]
+fn a_batch_commits_up_to_the_failing_event_and_not_beyond() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let tree = db.open_tree("t").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let events = rt.block_on(async {
+        append_happened(&store, 0..3).await;
+        append_poison(&store).await;
+        append_happened(&store, 3..5).await;
+        srs_domain::log::EventStore::read_all(&*store, 1, 100)
+            .await
+            .unwrap()
+    });
+    let applied = apply_events(&*Tally::strict("t"), &tree, 0, &events).unwrap();
+    assert_eq!((applied.position, applied.count), (3, 3));
+    assert_eq!(applied.stopped.unwrap().position, 4);
+    assert_eq!(total(&tree), 3);
+    // Re-delivered events at or before the checkpoint are ignored.
+    let again = apply_events(&*Tally::new("t"), &tree, 3, &events).unwrap();
+    assert_eq!((again.position, again.count), (6, 3));
+    assert_eq!(total(&tree), 5);
+}
+
+#[tokio::test]
+async fn a_version_change_rebuilds_from_position_one_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let last = append_happened(&store, 0..700).await;
+    {
+        let set = set(&store, vec![Tally::new("a")]);
+        set.wait_for(Which::All, last, WAIT).await.unwrap();
+        // Tamper with the data: only a rebuild restores it.
+        set.tree("a")
+            .unwrap()
+            .insert(b"total", 1i64.to_be_bytes().to_vec())
+            .unwrap();
+        set.shutdown().await;
+    }
+    // Same version: the tampered tree stays.
+    {
+        let set = set(&store, vec![Tally::new("a")]);
+        set.wait_for(Which::All, last, WAIT).await.unwrap();
+        assert_eq!(total(&set.tree("a").unwrap()), 1);
+        assert_eq!(set.status("a").unwrap().generation, 1);
+        set.shutdown().await;
+    }
+    let v2 = Arc::new(Tally {
+        version: 2,
+        strict: false,
+        name: "a",
+    });
+    let set = set(&store, vec![v2]);
+    set.wait_for(Which::All, last, WAIT).await.unwrap();
+    assert_eq!(total(&set.tree("a").unwrap()), 700);
+    let status = set.status("a").unwrap();
+    assert_eq!((status.generation, status.version), (2, 2));
+    let names: Vec<_> = store
+        .db()
+        .tree_names()
+        .into_iter()
+        .map(|n| String::from_utf8_lossy(&n).into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "projection/a#1"),
+        "the old tree is dropped: {names:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rebuild_swaps_in_a_tree_equal_to_the_live_one_while_queries_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let last = append_happened(&store, 0..5000).await;
+    let set = set(&store, vec![Tally::new("a"), Tally::new("b")]);
+    set.wait_for(Which::All, last, WAIT).await.unwrap();
+    let before = dump(&set.tree("a").unwrap()).unwrap();
+    let held = set.tree("a").unwrap();
+    // Appends keep coming during the rebuild.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { append_happened(&store, 5000..6000).await })
+    };
+    let rebuild = {
+        let set = set.clone();
+        tokio::spawn(async move { set.rebuild("a").await })
+    };
+    // Progress is observable while the old tree keeps answering.
+    let mut saw_progress = false;
+    while !rebuild.is_finished() {
+        if set.status("a").unwrap().rebuild.is_some() {
+            saw_progress = true;
+        }
+        assert!(total(&held) >= 5000);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let report = rebuild.await.unwrap().unwrap();
+    assert!(
+        report.projections.iter().all(|(_, r)| r.is_ok()),
+        "{report:?}"
+    );
+    assert!(saw_progress || report.events > 0);
+    let last = writer.await.unwrap();
+    set.wait_for(Which::All, last, WAIT).await.unwrap();
+    let status = set.status("a").unwrap();
+    assert_eq!(status.generation, 2);
+    assert_eq!(
+        dump(&set.tree("a").unwrap()).unwrap(),
+        dump(&set.tree("b").unwrap()).unwrap()
+    );
+    assert!(dump(&set.tree("a").unwrap()).unwrap().len() > before.len());
+    // The old tree is dropped once the last query lets go of it.
+    drop(held);
+    let gone = async {
+        loop {
+            let names = store.db().tree_names();
+            if !names.iter().any(|n| n.as_ref() == b"projection/a#1") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("old tree dropped");
+}
+
+#[tokio::test]
+async fn an_offline_rebuild_all_reads_the_log_once_for_every_projection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let last = append_happened(&store, 0..3000).await;
+    let live = {
+        let set = set(&store, vec![Tally::new("a"), Tally::new("b")]);
+        set.wait_for(Which::All, last, WAIT).await.unwrap();
+        let d = dump(&set.tree("a").unwrap()).unwrap();
+        set.shutdown().await;
+        d
+    };
+    let projections: Vec<Arc<dyn Projection<TestEvent>>> = vec![Tally::new("a"), Tally::new("b")];
+    let report = srs_projections::rebuild_all(store_dyn(&store), store.db(), &projections, 1024)
+        .await
+        .unwrap();
+    assert_eq!(report.events, 3000);
+    assert_eq!(
+        report.projections,
+        vec![("a".into(), Ok(3000)), ("b".into(), Ok(3000))]
+    );
+    let set = set(&store, projections);
+    assert_eq!(set.status("a").unwrap().generation, 2);
+    assert_eq!(dump(&set.tree("a").unwrap()).unwrap(), live);
+}

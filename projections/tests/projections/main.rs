@@ -1,0 +1,10 @@
+//! The projection crate's one integration-test binary.
+
+mod catalogue;
+mod common;
+mod crash;
+mod engine;
+mod fixtures;
+mod gen;
+mod models;
+mod props;

@@ -1,0 +1,725 @@
+//! Given events, expected answers: access, detections, dashboard, servers,
+//! policies, comments, audit, tokens.
+
+use srs_domain::actor::Actor;
+use srs_domain::model::{
+    default_policy, AuditCategory, Deployment, DomainEvent, InstallOptions, InstallStatus,
+    InstallStep, PolicyBody, PolicyKind, RecordingAction, RecordingPolicyBody, ResponseAction,
+    RetentionPolicy, Role, ServerSettings, ServerStatus, SessionEventData, SessionEventType,
+    Severity, TimeOfDay,
+};
+use srs_projections::models::audit::AuditFilter;
+use srs_projections::models::dashboard::{DashboardQuery, ServerState, SiteScope};
+use srs_projections::models::detections::DetectionFilter;
+use srs_projections::models::tokens::Authenticated;
+use uuid::Uuid;
+
+use crate::fixtures::*;
+
+const SHA_A: &str = "aa00000000000000000000000000000000000000000000000000000000000001";
+const SHA_B: &str = "bb00000000000000000000000000000000000000000000000000000000000002";
+
+#[test]
+fn restrictions_say_who_when_why_and_keep_their_history() {
+    let r = Rec::new(1);
+    let mut f = Folded::given([
+        r.started(),
+        r.ended_after_secs(5),
+        r.restricted("pat", "legal hold", at_min(10)),
+    ]);
+    let row = f.access().restriction(r.id).unwrap().unwrap();
+    assert_eq!(
+        (row.by.as_str(), row.reason.as_str(), row.at),
+        ("pat", "legal hold", at_min(10))
+    );
+    assert_eq!(f.access().restricted(Some(SITE), 10).unwrap().len(), 1);
+    assert!(f.access().restricted(Some(SITE2), 10).unwrap().is_empty());
+    f.apply(
+        admin(),
+        [DomainEvent::RecordingRestrictionRemoved {
+            recording_id: r.id,
+            site_id: SITE,
+            reason: "released".into(),
+            by: "root".into(),
+            at: at_min(20),
+        }],
+    );
+    assert!(f.access().restriction(r.id).unwrap().is_none());
+    assert!(f.access().restricted(None, 10).unwrap().is_empty());
+    let history = f.access().restriction_history(r.id).unwrap();
+    assert_eq!(
+        history.iter().map(|h| h.restricted).collect::<Vec<_>>(),
+        vec![true, false]
+    );
+}
+
+#[test]
+fn playback_permissions_are_listed_per_site_until_revoked() {
+    let grant = |n: u128, site| DomainEvent::PlaybackPermissionGranted {
+        permission_id: Uuid::from_u128(n),
+        site_id: site,
+        principal: "ann".into(),
+        scope: Default::default(),
+        at: T0,
+    };
+    let mut f = Folded::given([grant(1, SITE), grant(2, SITE2)]);
+    assert_eq!(f.access().permissions(Some(SITE)).unwrap().len(), 1);
+    assert_eq!(f.access().permissions(None).unwrap().len(), 2);
+    assert_eq!(
+        f.access()
+            .permission(Uuid::from_u128(1))
+            .unwrap()
+            .unwrap()
+            .granted_by,
+        "principal:root"
+    );
+    f.apply(
+        admin(),
+        [DomainEvent::PlaybackPermissionRevoked {
+            permission_id: Uuid::from_u128(1),
+            site_id: SITE,
+            principal: "ann".into(),
+            at: T0,
+        }],
+    );
+    assert!(f.access().permissions(Some(SITE)).unwrap().is_empty());
+    let viewer = f.access().viewer(&principal(Role::Auditor, "Ann")).unwrap();
+    assert!(viewer.grants(SITE).is_empty());
+    assert_eq!(viewer.grants(SITE2).len(), 1);
+}
+
+fn detection_world() -> (Folded, Rec, Rec) {
+    let a = Rec::new(1);
+    let b = Rec {
+        user: "CORP\\bob".into(),
+        site: SITE2,
+        ..Rec::new(2)
+    };
+    let f = Folded::given([
+        a.started(),
+        a.event(1, SessionEventType::AppStart, 1_000, SessionEventData::None),
+        a.event(2, SessionEventType::AppStart, 1_500, SessionEventData::None),
+        a.event(
+            3,
+            SessionEventType::WebBrowsing,
+            70_000,
+            SessionEventData::None,
+        ),
+        a.detected(
+            1,
+            SessionEventType::AppStart,
+            Severity::High,
+            "shell",
+            1_000,
+        ),
+        a.detected(
+            3,
+            SessionEventType::WebBrowsing,
+            Severity::Low,
+            "web",
+            70_000,
+        ),
+        b.started(),
+        b.detected(
+            4,
+            SessionEventType::UsbMassStorage,
+            Severity::Critical,
+            "usb",
+            5_000,
+        ),
+        DomainEvent::ResponseTriggered {
+            response_id: Uuid::from_u128(55),
+            recording_id: b.id,
+            site_id: SITE2,
+            server_id: SERVER,
+            session_id: b.session.clone(),
+            user: b.user.clone(),
+            host: b.host.clone(),
+            policy_id: Uuid::from_u128(0x7e5),
+            rule: "lock".into(),
+            trigger: "usb".into(),
+            action: ResponseAction::LogOffSession,
+            detection_id: Some(Uuid::from_u128(0xd000_0004)),
+            event_type: Some(SessionEventType::UsbMassStorage),
+            severity: Some(Severity::Critical),
+            at_offset_ms: 5_000,
+            at: b.at,
+        },
+    ]);
+    (f, a, b)
+}
+
+#[test]
+fn detections_are_found_by_recording_type_severity_rule_user_site_and_time() {
+    let (f, a, b) = detection_world();
+    let d = f.detections();
+    let rules = |filter: DetectionFilter| -> Vec<String> {
+        d.search(&filter, None, None)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|(_, r)| r.rule)
+            .collect()
+    };
+    assert_eq!(
+        rules(DetectionFilter::default()),
+        vec!["usb", "web", "shell"],
+        "newest first"
+    );
+    assert_eq!(
+        rules(DetectionFilter {
+            recording_id: Some(a.id),
+            ..Default::default()
+        }),
+        vec!["web", "shell"]
+    );
+    assert_eq!(
+        rules(DetectionFilter {
+            types: vec![SessionEventType::UsbMassStorage, SessionEventType::AppStart],
+            ..Default::default()
+        }),
+        vec!["usb", "shell"]
+    );
+    assert_eq!(
+        rules(DetectionFilter {
+            min_severity: Some(Severity::High),
+            ..Default::default()
+        }),
+        vec!["usb", "shell"]
+    );
+    assert_eq!(
+        rules(DetectionFilter {
+            rule: Some("WEB".into()),
+            ..Default::default()
+        }),
+        vec!["web"]
+    );
+    assert_eq!(
+        rules(DetectionFilter {
+            user: Some("corp\\bob".into()),
+            ..Default::default()
+        }),
+        vec!["usb"]
+    );
+    assert_eq!(
+        rules(DetectionFilter {
+            site_ids: vec![SITE],
+            ..Default::default()
+        }),
+        vec!["web", "shell"]
+    );
+    assert_eq!(
+        rules(DetectionFilter {
+            from: Some(a.at.plus_secs(66)),
+            to: Some(a.at.plus_secs(71)),
+            ..Default::default()
+        }),
+        vec!["web"]
+    );
+    let page = d
+        .search(&DetectionFilter::default(), Some(1), None)
+        .unwrap();
+    assert!(page.has_next_page);
+    let next = d
+        .search(
+            &DetectionFilter::default(),
+            Some(5),
+            page.end_cursor.as_deref(),
+        )
+        .unwrap();
+    assert_eq!(
+        next.items
+            .iter()
+            .map(|(_, r)| r.rule.as_str())
+            .collect::<Vec<_>>(),
+        vec!["web", "shell"]
+    );
+    let first = &page.items[0].1;
+    assert_eq!(
+        d.detection(first.detection_id).unwrap().as_ref(),
+        Some(first)
+    );
+    assert_eq!(first.at, b.at.plus_secs(5), "session start + offset");
+}
+
+#[test]
+fn responses_are_pending_until_delivered() {
+    let (mut f, _, b) = detection_world();
+    assert_eq!(f.detections().pending_responses(SERVER).unwrap().len(), 1);
+    f.apply(
+        Actor::Agent { server_id: SERVER },
+        [DomainEvent::ResponseDelivered {
+            response_id: Uuid::from_u128(55),
+            recording_id: b.id,
+            site_id: SITE2,
+            server_id: SERVER,
+            outcome: "logged off".into(),
+            at: b.at.plus_secs(6),
+        }],
+    );
+    assert!(f.detections().pending_responses(SERVER).unwrap().is_empty());
+    let all = f.detections().responses_for_recording(b.id).unwrap();
+    assert_eq!(all[0].delivered.as_ref().unwrap().outcome, "logged off");
+}
+
+#[test]
+fn the_visualization_counts_types_per_bucket_per_recording_and_per_site() {
+    let (f, a, _) = detection_world();
+    let buckets = f.detections().recording_visualization(a.id, 60).unwrap();
+    assert_eq!(buckets.len(), 2);
+    assert_eq!(
+        (
+            buckets[0].start,
+            buckets[0].events[&SessionEventType::AppStart]
+        ),
+        (0, 2)
+    );
+    assert_eq!(buckets[0].detections[&SessionEventType::AppStart], 1);
+    assert_eq!(
+        (
+            buckets[1].start,
+            buckets[1].events[&SessionEventType::WebBrowsing]
+        ),
+        (60, 1)
+    );
+    let site = f
+        .detections()
+        .site_visualization(Some(SITE), T0, T0.plus_days(1), 3600)
+        .unwrap();
+    assert_eq!(site.len(), 1);
+    assert_eq!(site[0].events.values().sum::<u64>(), 3);
+    let everywhere = f
+        .detections()
+        .site_visualization(None, T0, T0.plus_days(1), 86_400)
+        .unwrap();
+    assert_eq!(everywhere[0].detections.values().sum::<u64>(), 3);
+    assert!(f
+        .detections()
+        .site_visualization(Some(SITE), T0.plus_days(1), T0.plus_days(2), 60)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn the_dashboard_counts_per_site_and_overall() {
+    let r1 = Rec::new(1);
+    let r2 = Rec {
+        user: "CORP\\bob".into(),
+        ..Rec::new(2)
+    };
+    let r3 = Rec {
+        site: SITE2,
+        session: "s1".into(),
+        ..Rec::new(3)
+    };
+    let f = Folded::given([
+        server_connected(SERVER, SITE, SHA_A),
+        server_connected(SERVER2, SITE2, SHA_B),
+        DomainEvent::ServerWentOffline {
+            server_id: SERVER2,
+            site_id: SITE2,
+            last_heartbeat: T0,
+            at: T0,
+        },
+        r1.started(),
+        r1.app_started(1, "cmd.exe", 1_000),
+        r1.app_started(2, "CMD.exe", 2_000),
+        r1.chunk(1, 1_000),
+        r1.detected(
+            1,
+            SessionEventType::AppStart,
+            Severity::High,
+            "shell",
+            1_000,
+        ),
+        r1.ended_after_secs(60),
+        r2.started(),
+        r2.chunk(1, 500),
+        r3.started(),
+        r3.ended_after_secs(60),
+        r3.restricted("root", "hold", at_min(5)),
+    ]);
+    let q = |sites| DashboardQuery {
+        sites,
+        from: None,
+        to: None,
+        now: T0.plus_days(1),
+        top: 5,
+    };
+    let all = f.dashboard().view(&q(SiteScope::All)).unwrap();
+    assert_eq!(
+        (
+            all.recordings_total,
+            all.recordings_live,
+            all.recordings_in_range
+        ),
+        (3, 1, 3)
+    );
+    assert_eq!(all.storage_bytes, 1_500);
+    assert_eq!(
+        all.top_users,
+        vec![("corp\\alice".to_string(), 2), ("corp\\bob".to_string(), 1)]
+    );
+    assert_eq!(
+        all.top_applications,
+        vec![("desktop".to_string(), 3), ("cmd.exe".to_string(), 1)]
+    );
+    assert_eq!(all.servers_by_status.get(&ServerState::Online), Some(&1));
+    assert_eq!(all.servers_by_status.get(&ServerState::Offline), Some(&1));
+    assert_eq!(
+        all.detections_by_type.get(&SessionEventType::AppStart),
+        Some(&1)
+    );
+    assert_eq!(all.detections_by_severity.get(&Severity::High), Some(&1));
+    assert_eq!(all.restricted_count, 1);
+    assert_eq!(all.recordings_per_day.len(), 30, "30 days up to now");
+    assert_eq!(
+        all.recordings_per_day.iter().map(|d| d.count).sum::<u64>(),
+        3
+    );
+    let site2 = f
+        .dashboard()
+        .view(&q(SiteScope::Sites(vec![SITE2])))
+        .unwrap();
+    assert_eq!(
+        (
+            site2.recordings_total,
+            site2.restricted_count,
+            site2.storage_bytes
+        ),
+        (1, 1, 0)
+    );
+    let both = f
+        .dashboard()
+        .view(&q(SiteScope::Sites(vec![SITE, SITE2])))
+        .unwrap();
+    assert_eq!(both.recordings_total, 3);
+    assert_eq!(both.top_users, all.top_users);
+}
+
+#[test]
+fn the_dashboard_counts_what_retention_will_archive_and_delete() {
+    let old = Rec {
+        session: "x".into(),
+        ..Rec::new(1)
+    };
+    let old_restricted = Rec {
+        session: "y".into(),
+        ..Rec::new(2)
+    };
+    let young = Rec {
+        session: "z".into(),
+        ..Rec::new(3)
+    };
+    let f = Folded::given([
+        DomainEvent::RetentionPolicySet {
+            site_id: SITE,
+            policy: RetentionPolicy {
+                archive_after_days: Some(2),
+                delete_after_days: Some(10),
+                run_at: TimeOfDay { hour: 1, minute: 0 },
+                exclude_restricted: true,
+            },
+            at: T0,
+        },
+        old.started(),
+        old.ended_after_secs(1),
+        old_restricted.started(),
+        old_restricted.ended_after_secs(1),
+        old_restricted.restricted("root", "hold", T0),
+        young.started(),
+    ]);
+    let d = f.dashboard();
+    assert_eq!(d.pending(SITE, T0.plus_days(1)).unwrap(), (0, 0));
+    assert_eq!(d.pending(SITE, T0.plus_days(3)).unwrap(), (1, 0));
+    assert_eq!(d.pending(SITE, T0.plus_days(11)).unwrap(), (0, 1));
+    assert_eq!(d.pending(SITE2, T0.plus_days(11)).unwrap(), (0, 0));
+    let view = d
+        .view(&DashboardQuery {
+            sites: SiteScope::All,
+            from: None,
+            to: None,
+            now: T0.plus_days(3),
+            top: 3,
+        })
+        .unwrap();
+    assert_eq!((view.pending_archive, view.pending_delete), (1, 0));
+}
+
+#[test]
+fn servers_show_status_liveness_settings_version_and_install_progress() {
+    let installed = Uuid::from_u128(0x1);
+    let settings = ServerSettings {
+        max_file_size_mb: 100,
+        ..Default::default()
+    };
+    let f = Folded::given([
+        DomainEvent::SiteCreated {
+            site_id: SITE,
+            name: "HQ".into(),
+            at: T0,
+        },
+        DomainEvent::SiteRenamed {
+            site_id: SITE,
+            name: "Head office".into(),
+            previous_name: "HQ".into(),
+            at: T0,
+        },
+        server_connected(SERVER, SITE, SHA_A),
+        DomainEvent::ServerSettingsChanged {
+            server_id: SERVER,
+            site_id: SITE,
+            settings: settings.clone(),
+            version: 1,
+            at: T0,
+        },
+        DomainEvent::ServerWentOffline {
+            server_id: SERVER,
+            site_id: SITE,
+            last_heartbeat: T0,
+            at: at_min(5),
+        },
+        DomainEvent::ServerInstallRequested {
+            server_id: installed,
+            site_id: SITE,
+            job_id: Uuid::from_u128(0x10b),
+            host: "sr-02".into(),
+            options: InstallOptions {
+                name: None,
+                version: None,
+                deployment: Deployment::Cloud,
+                extra: Default::default(),
+            },
+            credential_sha256: SHA_B.into(),
+            at: T0,
+        },
+        DomainEvent::InstallProgressReported {
+            server_id: installed,
+            site_id: SITE,
+            job_id: Uuid::from_u128(0x10b),
+            step: InstallStep::Downloading,
+            status: InstallStatus::InProgress,
+            message: None,
+            at: at_min(1),
+        },
+    ]);
+    let s = f.servers();
+    assert_eq!(s.sites().unwrap()[0].name, "Head office");
+    let sr = s.server(SERVER).unwrap().unwrap();
+    assert_eq!(
+        (sr.status, sr.online, sr.settings_version),
+        (ServerStatus::Connected, false, 1)
+    );
+    assert_eq!(sr.settings, settings);
+    assert_eq!(sr.last_heartbeat, Some(T0));
+    let job = s.server(installed).unwrap().unwrap();
+    assert_eq!(job.status, ServerStatus::Installing);
+    assert_eq!(job.install.as_ref().unwrap().step, InstallStep::Downloading);
+    assert_eq!(job.install.unwrap().history.len(), 1);
+    assert_eq!(s.servers(Some(SITE)).unwrap().len(), 2);
+    assert!(s.servers(Some(SITE2)).unwrap().is_empty());
+}
+
+#[test]
+fn policies_list_system_and_site_policies_with_the_active_one_per_kind() {
+    let p = Uuid::from_u128(0x9011);
+    let body = PolicyBody::Recording(RecordingPolicyBody {
+        rules: vec![],
+        fallback: RecordingAction::RecordEventsOnly,
+        fallback_notify: false,
+    });
+    let f = Folded::given([
+        DomainEvent::PolicyCreated {
+            policy_id: p,
+            site_id: SITE,
+            kind: PolicyKind::Recording,
+            name: "Mine".into(),
+            body: body.clone(),
+            at: T0,
+        },
+        DomainEvent::PolicyUpdated {
+            policy_id: p,
+            site_id: SITE,
+            kind: PolicyKind::Recording,
+            name: "Mine v2".into(),
+            body,
+            at: T0,
+        },
+        DomainEvent::PolicyActivated {
+            site_id: SITE,
+            kind: PolicyKind::Recording,
+            policy_id: p,
+            policy_name: "Mine v2".into(),
+            previous_policy_id: default_policy(PolicyKind::Recording),
+            at: T0,
+        },
+    ]);
+    let site = f.policies().site(SITE).unwrap();
+    assert_eq!(site.recording.active.name, "Mine v2");
+    assert!(site.recording.all.iter().any(|r| r.system));
+    assert_eq!(site.recording.all.last().unwrap().id, p);
+    assert_eq!(
+        site.event_detection.active.id,
+        default_policy(PolicyKind::EventDetection)
+    );
+    assert_eq!(
+        f.policies().site(SITE2).unwrap().recording.active.id,
+        default_policy(PolicyKind::Recording)
+    );
+    assert_eq!(
+        f.policies().policy(p).unwrap().unwrap().version,
+        2,
+        "the policy stream's version"
+    );
+}
+
+#[test]
+fn comments_are_added_and_deleted() {
+    let r = Rec::new(1);
+    let c = Uuid::from_u128(0xc0);
+    let mut f = Folded::given([
+        r.started(),
+        r.commented(c, "look here"),
+        r.commented(Uuid::from_u128(0xc1), "and here"),
+    ]);
+    assert_eq!(f.comments().for_recording(r.id).unwrap().len(), 2);
+    assert_eq!(f.comments().get(c).unwrap().unwrap().text, "look here");
+    f.apply(
+        admin(),
+        [DomainEvent::CommentDeleted {
+            comment_id: c,
+            recording_id: r.id,
+            site_id: SITE,
+            by: "root".into(),
+            at: T0,
+        }],
+    );
+    assert_eq!(f.comments().for_recording(r.id).unwrap().len(), 1);
+    assert!(f.comments().get(c).unwrap().is_none());
+    assert_eq!(f.catalogue().get(r.id).unwrap().unwrap().comment_count, 1);
+}
+
+#[test]
+fn the_audit_trail_holds_admin_actions_filterable_by_category_actor_and_time() {
+    let r = Rec::new(1);
+    let mut f = Folded::given([DomainEvent::SiteCreated {
+        site_id: SITE,
+        name: "HQ".into(),
+        at: T0,
+    }]);
+    f.apply(
+        Actor::Agent { server_id: SERVER },
+        [r.started(), r.ended_after_secs(1)],
+    );
+    f.apply(
+        Actor::Principal {
+            token_id: Uuid::from_u128(2),
+            name: "Pat".into(),
+        },
+        [r.restricted("Pat", "hold", T0)],
+    );
+    let a = f.audit();
+    let all = a.search(&AuditFilter::default(), None, None).unwrap();
+    let actions: Vec<&str> = all.items.iter().map(|(_, r)| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["recording.restricted", "recording.started", "site.created"]
+    );
+    let access = a
+        .search(
+            &AuditFilter {
+                categories: vec![AuditCategory::Access],
+                ..Default::default()
+            },
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(access.items.len(), 1);
+    let by_pat = a
+        .search(
+            &AuditFilter {
+                actor: Some("pat".into()),
+                ..Default::default()
+            },
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(by_pat.items[0].1.target, format!("recording:{}", r.id));
+    let by_label = a
+        .search(
+            &AuditFilter {
+                actor: Some("principal:root".into()),
+                ..Default::default()
+            },
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(by_label.items.len(), 1);
+    let early = a
+        .search(
+            &AuditFilter {
+                to: Some(T0.plus_secs(2)),
+                ..Default::default()
+            },
+            None,
+            None,
+        )
+        .unwrap();
+    assert_eq!(early.items.len(), 1);
+    let page = a.search(&AuditFilter::default(), Some(2), None).unwrap();
+    let rest = a
+        .search(&AuditFilter::default(), Some(2), page.end_cursor.as_deref())
+        .unwrap();
+    assert_eq!(
+        (page.has_next_page, rest.items.len(), rest.has_next_page),
+        (true, 1, false)
+    );
+}
+
+#[test]
+fn tokens_and_agent_credentials_authenticate_by_hash_until_revoked() {
+    let t = Uuid::from_u128(0x70c);
+    let mut f = Folded::given([
+        DomainEvent::TokenIssued {
+            token_id: t,
+            name: "ann".into(),
+            role: Role::Auditor,
+            site_ids: [SITE].into(),
+            groups: vec!["g".into()],
+            secret_sha256: SHA_A.into(),
+            at: T0,
+        },
+        server_connected(SERVER, SITE, SHA_B),
+    ]);
+    match f.tokens().authenticate(SHA_A).unwrap() {
+        Some(Authenticated::Token(row)) => assert_eq!(row.principal().unwrap().role, Role::Auditor),
+        other => panic!("{other:?}"),
+    }
+    match f.tokens().authenticate(SHA_B).unwrap() {
+        Some(Authenticated::Agent(p)) => assert_eq!(p.server_id, Some(SERVER)),
+        other => panic!("{other:?}"),
+    }
+    assert!(f.tokens().authenticate("00").unwrap().is_none());
+    assert!(!f.tokens().has_admin().unwrap());
+    f.apply(
+        admin(),
+        [
+            DomainEvent::TokenRevoked {
+                token_id: t,
+                name: "ann".into(),
+                at: T0,
+            },
+            DomainEvent::ServerDisconnected {
+                server_id: SERVER,
+                site_id: SITE,
+                at: T0,
+            },
+        ],
+    );
+    assert!(f.tokens().authenticate(SHA_A).unwrap().is_none());
+    assert!(f.tokens().authenticate(SHA_B).unwrap().is_none());
+    assert_eq!(f.tokens().tokens().unwrap().len(), 1);
+}

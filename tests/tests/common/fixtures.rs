@@ -1,0 +1,137 @@
+//! Small builders of inputs and the GraphQL documents the tests send, so
+//! tests read as journeys and not as JSON.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::client::Client;
+
+pub const CREATE_SITE: &str =
+    "mutation($name: String!) { createSite(input: {name: $name}) { position siteId site { id name } } }";
+
+pub const CONNECT_SERVER: &str = "mutation($siteId: ID!, $name: String!) {
+  connectServer(input: {siteId: $siteId, name: $name, host: \"rec.example\", deployment: ON_PREMISES, version: \"2407\"}) {
+    position serverId agentToken server { id status settingsVersion }
+  }
+}";
+
+pub const ISSUE_TOKEN: &str = "mutation($name: String!, $role: Role!, $siteIds: [ID!], $groups: [String!]) {
+  issueToken(input: {name: $name, role: $role, siteIds: $siteIds, groups: $groups}) { position tokenId secret }
+}";
+
+pub const START_RECORDING: &str = "mutation($serverId: ID!, $sessionId: String!, $user: String!, $groups: [String!], $host: String!) {
+  startRecording(input: {serverId: $serverId, sessionId: $sessionId,
+      session: {user: $user, groups: $groups, host: $host, clientIp: \"10.0.0.5\", clientName: \"laptop-1\", applications: [\"Excel\"]}}) {
+    position recordingId recorded part repeated decision { action rule records }
+  }
+}";
+
+pub const RECORD_EVENTS: &str = "mutation($recordingId: ID!, $events: [SessionEventInput!]!) {
+  recordSessionEvents(recordingId: $recordingId, events: $events) { position accepted duplicates detections responses }
+}";
+
+/// Creates a site; returns its id.
+pub async fn create_site(admin: &Client, name: &str) -> String {
+    let data = admin.data(CREATE_SITE, json!({ "name": name })).await;
+    data["createSite"]["siteId"]
+        .as_str()
+        .expect("a site id")
+        .to_owned()
+}
+
+/// Connects a server; returns (server id, agent token).
+pub async fn connect_server(admin: &Client, site_id: &str, name: &str) -> (String, String) {
+    let data = admin
+        .data(CONNECT_SERVER, json!({ "siteId": site_id, "name": name }))
+        .await;
+    let payload = &data["connectServer"];
+    (
+        payload["serverId"]
+            .as_str()
+            .expect("a server id")
+            .to_owned(),
+        payload["agentToken"]
+            .as_str()
+            .expect("an agent token")
+            .to_owned(),
+    )
+}
+
+/// Issues a token; returns its secret.
+pub async fn issue_token(
+    admin: &Client,
+    name: &str,
+    role: &str,
+    site_ids: &[&str],
+    groups: &[&str],
+) -> String {
+    let data = admin
+        .data(
+            ISSUE_TOKEN,
+            json!({ "name": name, "role": role, "siteIds": site_ids, "groups": groups }),
+        )
+        .await;
+    data["issueToken"]["secret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned()
+}
+
+/// Starts a recording of a session; returns the payload.
+pub async fn start_recording(
+    agent: &Client,
+    server_id: &str,
+    session_id: &str,
+    user: &str,
+    groups: &[&str],
+) -> Value {
+    agent
+        .data(
+            START_RECORDING,
+            json!({ "serverId": server_id, "sessionId": session_id, "user": user, "groups": groups, "host": "vda-01" }),
+        )
+        .await["startRecording"]
+        .clone()
+}
+
+/// A session event input with a fresh id.
+pub fn event(event_type: &str, offset_ms: i64, data: Value) -> Value {
+    json!({ "eventId": Uuid::now_v7().to_string(), "type": event_type, "offsetMs": offset_ms, "data": data })
+}
+
+/// A batch that triggers a HIGH USB detection, a MEDIUM web detection and
+/// the response rule on USB.
+pub fn suspicious_batch() -> Vec<Value> {
+    vec![
+        event("LOGON", 0, json!({})),
+        event("APP_START", 1_000, json!({ "app": "excel.exe" })),
+        event(
+            "WEB_BROWSING",
+            5_000,
+            json!({ "url": "https://www.dropbox.com/upload", "browser": "Edge" }),
+        ),
+        event(
+            "USB_MASS_STORAGE",
+            9_000,
+            json!({ "device": "Kingston DataTraveler" }),
+        ),
+    ]
+}
+
+/// The highest log position mentioned in a payload.
+pub fn position(payload: &Value) -> i64 {
+    payload["position"].as_i64().expect("a position")
+}
+
+/// The built-in "Record everyone with notification" policy.
+pub const RECORD_EVERYONE: &str = "00000000-0000-8000-8000-000000000002";
+
+/// Makes the site record every session (a new site records none).
+pub async fn record_everyone(admin: &Client, site_id: &str) {
+    admin
+        .data(
+            "mutation($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }",
+            json!({ "id": RECORD_EVERYONE, "site": site_id }),
+        )
+        .await;
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests of srs: the real `srs serve`, spoken to over HTTP and
+//! WebSocket like dashboards, agents and scripts do.
+//!
+//! Server starts are expensive on a small machine, so each test starts one
+//! server and runs a whole journey on it.
+
+mod common;
+
+#[path = "e2e/authz.rs"]
+mod authz;
+#[path = "e2e/bad_input.rs"]
+mod bad_input;
+#[path = "e2e/journeys.rs"]
+mod journeys;
