@@ -12,3 +12,5 @@ mod authz;
 mod bad_input;
 #[path = "e2e/journeys.rs"]
 mod journeys;
+#[path = "e2e/verify.rs"]
+mod verify;
