@@ -1,11 +1,14 @@
-//! `srs bench`: the lead's benchmark subcommand (see `DESIGN.md`, "Tests
-//! and benchmarks"). Every figure is printed with the baseline measured in
+//! `srs bench`: the benchmark subcommand (see `DESIGN.md`, "Tests and
+//! benchmarks"). Every figure is printed with the baseline measured in
 //! the same run.
 
 /// The benchmark groups of `srs bench`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchKind {
+    /// Durable appends (1, 8, 64 writers) and the full scan.
     Log,
+    /// Rebuilding every read model from a generated history.
+    Rebuild,
     All,
 }
 
@@ -14,6 +17,7 @@ pub async fn bench(
     json: bool,
     seconds: f64,
     scan_events: u64,
+    rebuild_events: u64,
 ) -> anyhow::Result<()> {
     let print = |figure: &srs_bench::Figure| {
         if json {
@@ -28,6 +32,11 @@ pub async fn bench(
             scan_events,
         };
         for figure in srs_bench::log::run(&options).await? {
+            print(&figure);
+        }
+    }
+    if matches!(which, BenchKind::Rebuild | BenchKind::All) {
+        for figure in srs_bench::rebuild::run(rebuild_events).await? {
             print(&figure);
         }
     }

@@ -70,6 +70,9 @@ pub enum Command {
         /// Events in the log that the scan figure reads.
         #[arg(long, default_value_t = 200_000)]
         scan_events: u64,
+        /// Events in the generated history that `rebuild` rebuilds.
+        #[arg(long, default_value_t = 1_000_000)]
+        rebuild_events: u64,
     },
 }
 
@@ -116,8 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             seconds,
             scan_events,
+            rebuild_events,
         } => {
-            bench(which, json, seconds, scan_events).await?;
+            bench(which, json, seconds, scan_events, rebuild_events).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

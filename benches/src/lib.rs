@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod log;
+pub mod rebuild;
 pub mod resources;
 
 use std::fmt;
