@@ -29,10 +29,13 @@
 //! - `keys`: the key prefixes of the single log tree.
 //! - `sled_store`: [`SledEventStore`], the embedded backend with its group-commit writer.
 //! - `verify`: the chain and invariant walk used by `srs verify` and the tests.
+//! - `import`: [`LogImporter`] and [`rehash`], writing a log recorded
+//!   elsewhere with its own positions, times and hashes (`srs import`).
 
 mod codec;
 mod envelope;
 mod error;
+mod import;
 mod keys;
 mod sled_store;
 mod verify;
@@ -46,6 +49,7 @@ use tokio::sync::watch;
 pub use codec::{decode_payload, decode_record, encode_payload, RawRecord};
 pub use envelope::{Appended, Envelope, Event, ExpectedVersion, Hash, Head, NewEvent};
 pub use error::{AppendError, CodecError, Conflict, LogError};
+pub use import::{rehash, LogImporter};
 pub use sled_store::{open_db, SledEventStore, StoreOptions, LOG_TREE};
 pub use verify::{verify, Breach, BreachKind, VerifyReport};
 

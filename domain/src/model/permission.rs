@@ -94,7 +94,7 @@ impl PlaybackScope {
 }
 
 /// A permission as its stream folds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PlaybackPermission {
     pub id: Option<PermissionId>,
     pub site_id: Option<Uuid>,

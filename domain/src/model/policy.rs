@@ -1004,7 +1004,7 @@ impl Coded for PolicyError {
 }
 
 /// A site's own policy, as its stream folds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Policy {
     pub id: Option<PolicyId>,
     pub site_id: Option<Uuid>,

@@ -172,7 +172,7 @@ pub enum PlaybackKind {
 }
 
 /// Why and by whom a recording is restricted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Restriction {
     pub reason: String,
     pub by: String,
@@ -180,7 +180,7 @@ pub struct Restriction {
 }
 
 /// A comment on a recording.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Comment {
     pub author: String,
     pub text: String,
@@ -190,7 +190,7 @@ pub struct Comment {
 }
 
 /// A response action sent to the recording's server.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PendingResponse {
     pub action: ResponseAction,
     pub delivered: bool,
@@ -200,7 +200,7 @@ pub struct PendingResponse {
 pub const MAX_COMMENT_CHARS: usize = 4_000;
 
 /// A recording as its stream folds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Recording {
     pub id: Option<RecordingId>,
     pub lifecycle: Lifecycle,
@@ -226,9 +226,19 @@ pub struct Recording {
     pub comments: BTreeMap<Uuid, Comment>,
     pub responses: BTreeMap<Uuid, PendingResponse>,
     /// Last firing (session offset, ms) per (response policy, rule name).
+    #[serde(serialize_with = "last_fired_entries")]
     pub last_fired: BTreeMap<(PolicyId, String), u64>,
     pub data_points: DataPoints,
     pub plays: u64,
+}
+
+/// JSON has no tuple keys: the cool-down table is shown as
+/// `[policy, rule, offset_ms]` entries.
+fn last_fired_entries<S: serde::Serializer>(
+    map: &BTreeMap<(PolicyId, String), u64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(map.iter().map(|((policy, rule), at)| (policy, rule, at)))
 }
 
 impl Recording {

@@ -167,7 +167,7 @@ pub fn due(recordings: &[RetentionCandidate], policy: &RetentionPolicy, now: Tim
 }
 
 /// A site's retention as its stream folds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Retention {
     pub site_id: Option<Uuid>,
     pub policy: Option<RetentionPolicy>,

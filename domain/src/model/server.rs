@@ -361,7 +361,7 @@ pub enum ServerStatus {
 }
 
 /// The install job of a server installed by the service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InstallJob {
     pub job_id: Uuid,
     pub step: InstallStep,
@@ -370,7 +370,7 @@ pub struct InstallJob {
 }
 
 /// A server as its stream folds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Server {
     pub id: Option<ServerId>,
     pub site_id: Option<Uuid>,
@@ -380,6 +380,8 @@ pub struct Server {
     pub version: String,
     pub status: ServerStatus,
     pub online: bool,
+    /// Never shown: a credential's hash is nobody's business but the log's.
+    #[serde(skip_serializing)]
     pub credential_sha256: String,
     pub settings: ServerSettings,
     pub settings_version: u64,

@@ -58,7 +58,7 @@ impl Coded for SiteError {
 }
 
 /// A site as its stream folds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Site {
     pub id: Option<SiteId>,
     pub name: String,

@@ -355,13 +355,15 @@ pub fn verify_secret(secret: &str, expected_sha256: &str) -> bool {
 }
 
 /// A token as its stream folds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Token {
     pub id: Option<TokenId>,
     pub name: String,
     pub role: Option<Role>,
     pub site_ids: BTreeSet<Uuid>,
     pub groups: Vec<String>,
+    /// Never shown: a credential's hash is nobody's business but the log's.
+    #[serde(skip_serializing)]
     pub secret_sha256: String,
     pub issued_at: Option<Timestamp>,
     pub revoked: bool,
