@@ -44,6 +44,7 @@ pub mod models;
 pub use engine::{
     apply_events, checkpoint_of, dump, rebuild_all, Projection, ProjectionSet, ProjectionStatus,
     Rebuild, RebuildProgress, RebuildReport, RunnerState, SetOptions, WaitError, Which, Writes,
+    version_of,
 };
 pub use error::{ProjectionError, Result};
 pub use models::{all_projections, rebuild_all_models, ReadModels};

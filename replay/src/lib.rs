@@ -1,2 +1,45 @@
-//! placeholder
+//! srs-replay: the audit team's and the operator's tools over a data
+//! directory, as library functions; the `srs` binary's `replay`, `state`,
+//! `rebuild`, `projections`, `export` and `import` subcommands are thin
+//! wrappers around them (`srs verify` uses `srs_domain::log::verify`).
+//!
+//! Every tool here opens the sled database itself, so it needs the data
+//! directory to itself: a directory held by a running `srs serve` gives
+//! [`ReplayError::Locked`] and nothing is touched. Tools that only read
+//! never write; tools that write (`import`, `rebuild`) go through the same
+//! code the server uses (the log's encoder and key layout, the projection
+//! engine's rebuild-and-swap).
+//!
+//! Memory stays flat: the log is read in batches of [`READ_BATCH`] events
+//! and every line is written out before the next batch is read.
+//!
+//! # Layout
+//!
+//! - `error`: [`ReplayError`].
+//! - `data`: [`DataDir`], opening a data directory for a tool.
+//! - `history`: [`Filter`], [`EventLine`] (one event as JSON, every
+//!   envelope field), [`replay`] streaming a filtered history.
+//! - `state`: [`AsOf`], [`aggregate_state`] (an aggregate folded with the
+//!   domain's own `evolve` up to a point) and [`projection_state`] (a read
+//!   model as it was then).
+//! - `export`: [`export`] and [`import`], the portable log file (its format
+//!   is documented there).
+//! - `ops`: [`rebuild`] and [`statuses`], projection operations offline.
 #![forbid(unsafe_code)]
+
+mod data;
+mod error;
+mod export;
+mod history;
+mod ops;
+mod state;
+
+pub use data::DataDir;
+pub use error::ReplayError;
+pub use export::{export, import, ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION};
+pub use history::{replay, table_header, EventLine, Filter, Format};
+pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};
+pub use state::{aggregate_state, projection_state, AsOf, PROJECTION_STATES};
+
+/// How many events a tool reads from the log at a time.
+pub const READ_BATCH: usize = 512;

@@ -135,6 +135,12 @@ pub fn checkpoint_of(tree: &sled::Tree) -> Result<u64> {
     writes::stored_checkpoint(tree)
 }
 
+/// The projection version that wrote a tree (`None` for a fresh one):
+/// offline tools compare it with the code's to tell a stale tree.
+pub fn version_of(tree: &sled::Tree) -> Result<Option<u32>> {
+    writes::stored_version(tree)
+}
+
 /// Every data entry of a projection tree (the checkpoint and version left
 /// out), in key order: what tests compare between live and rebuilt trees.
 pub fn dump(tree: &sled::Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

@@ -1,0 +1,298 @@
+//! The portable log file of `srs export` / `srs import`.
+//!
+//! # Format (version 1)
+//!
+//! UTF-8 JSON lines:
+//!
+//! 1. A header:
+//!    `{"format":"srs-log-export","version":1,"exported_at":"<RFC 3339>","head":{"position":N,"hash":"<hex>"}}`
+//! 2. One line per event, positions 1 to N in order, each an
+//!    [`EventLine`](crate::EventLine): `position`, `stream`, `version`,
+//!    `event_id`, `recorded_at` (RFC 3339, microseconds), `actor`,
+//!    `correlation_id`, `causation_id`, `type`, `payload` (JSON, for people
+//!    and tools), `payload_bincode` (the payload exactly as stored, hex),
+//!    `prev_hash`, `hash` (the log's SHA-256 chain, hex).
+//! 3. A trailer:
+//!    `{"trailer":{"count":N,"head":{"position":N,"hash":"<hex>"},"sha256":"<hex>"}}`
+//!    where `sha256` is the SHA-256 of every byte before the trailer line
+//!    (header and event lines, newlines included).
+//!
+//! A reader that does not know `version` must refuse the file. The chain
+//! hashes are the log's own: `hash = SHA-256(prev_hash || position (u64 BE)
+//! || body)`, `body` being the record's stored encoding, which the payload's
+//! stored bytes and the other fields determine.
+//!
+//! # Import
+//!
+//! [`import`] reads the file twice. The first pass writes nothing: it checks
+//! the header, that positions run 1..N without gaps, that stream versions
+//! are gapless, that each JSON payload says what its stored bytes say, that
+//! each record re-hashes to its `hash` after its predecessor's, and that the
+//! trailer's count, head and checksum match. Only then does the second pass
+//! write, into a log that must be empty, through the log's own encoder
+//! ([`LogImporter`]): the imported log has the source's positions, times and
+//! hashes, and `srs verify` passes on it. Read models are not imported;
+//! `srs serve` builds them from the log on its first start.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use srs_domain::log::{rehash, Hash, Head, LogImporter, SledEventStore, LOG_TREE};
+use srs_domain::model::DomainEvent;
+use srs_domain::time::Timestamp;
+
+use crate::data::DataDir;
+use crate::error::ReplayError;
+use crate::history::{parse_hash, EventLine};
+use crate::READ_BATCH;
+
+/// The `format` of the header line.
+pub const FORMAT_NAME: &str = "srs-log-export";
+/// The `version` of the header line this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    exported_at: String,
+    head: HeadLine,
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+struct HeadLine {
+    position: u64,
+    hash: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Trailer {
+    trailer: TrailerBody,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrailerBody {
+    count: u64,
+    head: HeadLine,
+    sha256: String,
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub count: u64,
+    pub head: Head,
+    /// The trailer's checksum (hex).
+    pub sha256: String,
+}
+
+/// What an import wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub count: u64,
+    pub head: Head,
+}
+
+/// Writes the whole log (up to the durable head when called) to `out` in
+/// the format above, reading it in batches.
+pub fn export(
+    store: &SledEventStore<DomainEvent>,
+    out: &mut impl Write,
+) -> Result<ExportSummary, ReplayError> {
+    let head = srs_domain::log::EventStore::head(store);
+    let mut hasher = Sha256::new();
+    let mut emit = |out: &mut dyn Write, bytes: &[u8]| -> std::io::Result<()> {
+        hasher.update(bytes);
+        out.write_all(bytes)
+    };
+    let header = Header {
+        format: FORMAT_NAME.into(),
+        version: FORMAT_VERSION,
+        exported_at: Timestamp::now().to_rfc3339(),
+        head: head_line(head),
+    };
+    emit(out, &line_bytes(&header)?)?;
+    let mut next = 1;
+    let mut count = 0;
+    while next <= head.position {
+        let want = READ_BATCH.min((head.position - next + 1) as usize);
+        let batch = store.read_raw(next, want)?;
+        let Some(last) = batch.last().map(|r| r.position) else {
+            return Err(ReplayError::NotFound(format!(
+                "the log ends before its head {}",
+                head.position
+            )));
+        };
+        next = last + 1;
+        for raw in batch {
+            emit(out, &line_bytes(&EventLine::from_raw(raw, true)?)?)?;
+            count += 1;
+        }
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    let trailer = Trailer {
+        trailer: TrailerBody {
+            count,
+            head: head_line(head),
+            sha256: sha256.clone(),
+        },
+    };
+    out.write_all(&line_bytes(&trailer)?)?;
+    out.flush()?;
+    Ok(ExportSummary {
+        count,
+        head,
+        sha256,
+    })
+}
+
+fn head_line(head: Head) -> HeadLine {
+    HeadLine {
+        position: head.position,
+        hash: head.hash.to_hex(),
+    }
+}
+
+fn line_bytes(value: &impl Serialize) -> Result<Vec<u8>, ReplayError> {
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Checks the export file at `file` completely, then writes it into the
+/// (new or empty) data directory `target`. Nothing is written unless the
+/// whole file checks out; a target whose log holds anything is refused.
+pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> {
+    let checked = check_file(file, |_| Ok(()))?;
+    let data = DataDir::open_or_create(target)?;
+    let log = data.db.open_tree(LOG_TREE)?;
+    if !log.is_empty() {
+        return Err(ReplayError::NotEmpty(format!(
+            "{} already holds a log (head position {}); import only into a new data directory",
+            target.display(),
+            data.head()
+        )));
+    }
+    drop(log);
+    let mut importer = LogImporter::new(&data.db)?;
+    let written = check_file(file, |line| importer.push(&line.to_raw()?).map_err(Into::into))?;
+    if written != checked {
+        return Err(ReplayError::BadFile("the file changed during the import".into()));
+    }
+    let head = importer.finish()?;
+    if head != checked.head {
+        return Err(ReplayError::BadFile("the file changed during the import".into()));
+    }
+    Ok(ImportSummary {
+        count: checked.count,
+        head,
+    })
+}
+
+/// Reads and checks the whole file, handing each checked event line to
+/// `each`; returns the trailer's count and head.
+fn check_file(
+    file: &Path,
+    mut each: impl FnMut(&EventLine) -> Result<(), ReplayError>,
+) -> Result<ImportSummary, ReplayError> {
+    let bad = |what: String| ReplayError::BadFile(what);
+    let mut reader = BufReader::new(File::open(file)?);
+    let mut hasher = Sha256::new();
+    let mut text = String::new();
+    let mut read_line = |text: &mut String| -> Result<bool, ReplayError> {
+        text.clear();
+        Ok(reader.read_line(text)? > 0)
+    };
+
+    if !read_line(&mut text)? {
+        return Err(bad("the file is empty".into()));
+    }
+    let header: Header =
+        serde_json::from_str(&text).map_err(|e| bad(format!("header: {e}")))?;
+    if header.format != FORMAT_NAME {
+        return Err(bad(format!("not an srs export (format `{}`)", header.format)));
+    }
+    if header.version != FORMAT_VERSION {
+        return Err(bad(format!(
+            "format version {} is not supported (this srs reads version {FORMAT_VERSION})",
+            header.version
+        )));
+    }
+    hasher.update(text.as_bytes());
+
+    let mut prev = Head::default();
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let trailer = loop {
+        if !read_line(&mut text)? {
+            return Err(bad(format!(
+                "the file ends after position {} without a trailer (truncated?)",
+                prev.position
+            )));
+        }
+        if text.starts_with("{\"trailer\"") {
+            let trailer: Trailer =
+                serde_json::from_str(&text).map_err(|e| bad(format!("trailer: {e}")))?;
+            break trailer.trailer;
+        }
+        hasher.update(text.as_bytes());
+        let line: EventLine = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("the line after position {}: {e}", prev.position)))?;
+        let raw = line.to_raw()?;
+        let position = prev.position + 1;
+        if raw.position != position {
+            return Err(bad(format!(
+                "position {position} is missing (the next line is position {})",
+                raw.position
+            )));
+        }
+        let last = versions.get(&raw.stream).copied().unwrap_or(0);
+        if raw.version != last + 1 {
+            return Err(bad(format!(
+                "position {position}: {} version {} does not follow version {last}",
+                raw.stream, raw.version
+            )));
+        }
+        if raw.prev_hash != prev.hash {
+            return Err(bad(format!(
+                "position {position}: its prev_hash is not the hash of position {}",
+                prev.position
+            )));
+        }
+        if rehash(&raw, prev.hash)? != raw.hash {
+            return Err(bad(format!(
+                "position {position}: the event does not hash to its hash (it was altered)"
+            )));
+        }
+        versions.insert(raw.stream.clone(), raw.version);
+        prev = Head {
+            position,
+            hash: raw.hash,
+        };
+        each(&line)?;
+    };
+    if read_line(&mut text)? {
+        return Err(bad("there are lines after the trailer".into()));
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    if trailer.sha256 != sha256 {
+        return Err(bad("the checksum does not match the file's content".into()));
+    }
+    let stated = Head {
+        position: trailer.head.position,
+        hash: parse_hash(&trailer.head.hash).unwrap_or(Hash::GENESIS),
+    };
+    if trailer.count != prev.position || stated != prev || header.head != trailer.head {
+        return Err(bad(format!(
+            "the trailer states {} events up to position {}, the file holds {}",
+            trailer.count, trailer.head.position, prev.position
+        )));
+    }
+    Ok(ImportSummary {
+        count: trailer.count,
+        head: prev,
+    })
+}
