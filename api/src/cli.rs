@@ -56,6 +56,22 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
+    /// Print the history, one event a line (JSON lines or a table), filtered
+    /// by position, time, stream, type and actor; --follow keeps tailing
+    /// (through a running server, with --url and --token).
+    Replay(crate::replay_cmd::ReplayArgs),
+    /// Print an aggregate (by stream) or a read model (--projection
+    /// access-restrictions) as it was at a log position or time, as JSON.
+    State(crate::replay_cmd::StateArgs),
+    /// Rebuild projections from the log into fresh trees and swap them in,
+    /// with progress; through a running server with --url and --token.
+    Rebuild(crate::replay_cmd::RebuildArgs),
+    /// Status of each projection: position, lag, version.
+    Projections(crate::replay_cmd::ProjectionsArgs),
+    /// Write the whole log to a portable, versioned, checksummed file.
+    Export(crate::replay_cmd::ExportArgs),
+    /// Verify an export file completely, then write it into a new data directory.
+    Import(crate::replay_cmd::ImportArgs),
     /// Measure srs; every figure comes with a baseline measured in the same run.
     Bench {
         /// Which benchmarks to run.
@@ -114,6 +130,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, from } => verify(&data, from),
+        Command::Replay(args) => crate::replay_cmd::replay(args).await,
+        Command::State(args) => crate::replay_cmd::state(args).await,
+        Command::Rebuild(args) => crate::replay_cmd::rebuild(args).await,
+        Command::Projections(args) => crate::replay_cmd::projections(args).await,
+        Command::Export(args) => crate::replay_cmd::export(args).await,
+        Command::Import(args) => crate::replay_cmd::import(args).await,
         Command::Bench {
             which,
             json,

@@ -5,6 +5,8 @@
 //!
 //! - [`cli`]: flags (clap, each with an environment variable) and subcommands.
 //! - `bench_cmd`: `srs bench`.
+//! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
+//!   `export`, `import` over `srs_replay`.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -23,5 +25,6 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+mod replay_cmd;
 pub mod server;
 pub mod state;

@@ -10,7 +10,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ReplayError {
     /// A running `srs serve` (or another tool) holds the directory.
-    #[error("the data directory {0} is in use by another process (is `srs serve` running on it? use --url and --token to go through it)")]
+    #[error("the data directory {0} is in use by another process (is `srs serve` running on it?)")]
     Locked(PathBuf),
     /// The directory holds no srs data.
     #[error("{0} holds no srs data")]

@@ -179,13 +179,19 @@ pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> 
     }
     drop(log);
     let mut importer = LogImporter::new(&data.db)?;
-    let written = check_file(file, |line| importer.push(&line.to_raw()?).map_err(Into::into))?;
+    let written = check_file(file, |line| {
+        importer.push(&line.to_raw()?).map_err(Into::into)
+    })?;
     if written != checked {
-        return Err(ReplayError::BadFile("the file changed during the import".into()));
+        return Err(ReplayError::BadFile(
+            "the file changed during the import".into(),
+        ));
     }
     let head = importer.finish()?;
     if head != checked.head {
-        return Err(ReplayError::BadFile("the file changed during the import".into()));
+        return Err(ReplayError::BadFile(
+            "the file changed during the import".into(),
+        ));
     }
     Ok(ImportSummary {
         count: checked.count,
@@ -211,10 +217,12 @@ fn check_file(
     if !read_line(&mut text)? {
         return Err(bad("the file is empty".into()));
     }
-    let header: Header =
-        serde_json::from_str(&text).map_err(|e| bad(format!("header: {e}")))?;
+    let header: Header = serde_json::from_str(&text).map_err(|e| bad(format!("header: {e}")))?;
     if header.format != FORMAT_NAME {
-        return Err(bad(format!("not an srs export (format `{}`)", header.format)));
+        return Err(bad(format!(
+            "not an srs export (format `{}`)",
+            header.format
+        )));
     }
     if header.version != FORMAT_VERSION {
         return Err(bad(format!(

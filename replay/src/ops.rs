@@ -169,8 +169,8 @@ pub async fn rebuild(
     };
     set.shutdown().await;
     data.store.flush()?;
-    let report = report
-        .map_err(|e| ReplayError::Invalid(format!("the rebuild task failed: {e}")))??;
+    let report =
+        report.map_err(|e| ReplayError::Invalid(format!("the rebuild task failed: {e}")))??;
     tick(RebuildTick {
         position: report.target,
         target: report.target,

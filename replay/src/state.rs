@@ -91,9 +91,7 @@ pub async fn aggregate_state(
         Server::STREAM_PREFIX => fold::<Server>(store, stream, as_of).await,
         Policy::STREAM_PREFIX => fold::<Policy>(store, stream, as_of).await,
         Recording::STREAM_PREFIX => fold::<Recording>(store, stream, as_of).await,
-        PlaybackPermission::STREAM_PREFIX => {
-            fold::<PlaybackPermission>(store, stream, as_of).await
-        }
+        PlaybackPermission::STREAM_PREFIX => fold::<PlaybackPermission>(store, stream, as_of).await,
         Retention::STREAM_PREFIX => fold::<Retention>(store, stream, as_of).await,
         Token::STREAM_PREFIX => fold::<Token>(store, stream, as_of).await,
         other => Err(ReplayError::Invalid(format!(

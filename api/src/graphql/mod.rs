@@ -7,13 +7,15 @@
 //! - `types`: output types over read-model rows; `inputs`: input types and
 //!   their checked conversion into domain values; `enums`: the domain's
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
-//!   string lengths.
+//!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
+//!   mutation.
 
 mod context;
 mod convert;
 mod enums;
 mod inputs;
 mod mutation;
+mod ops;
 mod query;
 mod subscription;
 mod types;

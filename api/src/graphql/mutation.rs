@@ -378,6 +378,18 @@ impl MutationRoot {
         })
     }
 
+    /// Rebuilds the named read models (all when `names` is absent or
+    /// empty) from the whole log into fresh trees and swaps each in when
+    /// complete; queries keep answering meanwhile (ADMIN).
+    async fn rebuild_projections(
+        &self,
+        ctx: &Context<'_>,
+        names: Option<Vec<String>>,
+    ) -> ApiResult<super::ops::RebuildProjectionsPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        super::ops::rebuild_projections(core, caller, names).await
+    }
+
     /// Disconnects a server: its agent token stops working.
     async fn disconnect_server(
         &self,

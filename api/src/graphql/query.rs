@@ -564,6 +564,21 @@ impl QueryRoot {
             .collect())
     }
 
+    /// Walks the log's hash chain and invariants from `fromPosition`
+    /// (default 1) and names the first breach (ADMIN).
+    async fn verify(
+        &self,
+        ctx: &Context<'_>,
+        from_position: Option<i32>,
+    ) -> ApiResult<super::ops::ChainVerification> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let from = from_position
+            .map(|p| non_negative(p, "fromPosition"))
+            .transpose()?
+            .unwrap_or(1);
+        super::ops::verify_chain(core, caller, from).await
+    }
+
     /// Response actions a server has to carry out (its AGENT, or ADMIN).
     async fn pending_responses(
         &self,

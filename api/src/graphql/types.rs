@@ -1310,6 +1310,19 @@ pub struct ProjectionStatus {
     /// CATCHING_UP, LIVE, REBUILDING or FAILED.
     pub state: String,
     pub last_error: Option<String>,
+    /// Set while a rebuild of this projection runs.
+    pub rebuild: Option<ProjectionRebuild>,
+}
+
+/// How far a running rebuild is.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ProjectionRebuild {
+    /// The generation of the tree being built.
+    pub generation: i32,
+    /// The last position applied to it.
+    pub position: i32,
+    /// The log head when the rebuild started.
+    pub target: i32,
 }
 
 impl From<&Status> for ProjectionStatus {
@@ -1327,6 +1340,11 @@ impl From<&Status> for ProjectionStatus {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             last_error: s.last_error.clone(),
+            rebuild: s.rebuild.as_ref().map(|r| ProjectionRebuild {
+                generation: int(r.generation),
+                position: int(r.position),
+                target: int(r.target),
+            }),
         }
     }
 }

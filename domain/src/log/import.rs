@@ -106,8 +106,10 @@ impl LogImporter {
             keys::stream_event(&record.stream, record.version),
             &position.to_be_bytes()[..],
         );
-        self.batch
-            .insert(&keys::event_id(record.event_id)[..], &position.to_be_bytes()[..]);
+        self.batch.insert(
+            &keys::event_id(record.event_id)[..],
+            &position.to_be_bytes()[..],
+        );
         self.batch.insert(
             keys::stream_head(&record.stream),
             &record.version.to_be_bytes()[..],

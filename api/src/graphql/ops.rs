@@ -1,0 +1,178 @@
+//! The audit and operations part of the schema: the `verify` query and the
+//! `rebuildProjections` mutation (both ADMIN only), the same powers as
+//! `srs verify` and `srs rebuild` for a running server.
+//!
+//! `verify` walks the live log while it grows: sled iteration is not a
+//! snapshot, so a record committed during the walk can make the tail look
+//! short of the head. The walk is therefore judged only up to the durable
+//! head seen when it started; what was appended later is left to the next
+//! call.
+//!
+//! `rebuildProjections` builds fresh trees beside the served ones and swaps
+//! each in when complete (`ProjectionSet::rebuild`): queries keep answering
+//! throughout.
+
+use async_graphql::SimpleObject;
+use srs_domain::log::{verify, EventStore, VerifyReport};
+use srs_domain::model::{Action, DomainEvent, Principal, Role};
+
+use super::convert::int;
+use super::query::deny;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Core;
+
+/// The outcome of a chain walk.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ChainVerification {
+    /// True when nothing was found broken.
+    pub intact: bool,
+    /// The first position checked.
+    pub from_position: i32,
+    /// Records checked.
+    pub checked: i32,
+    /// The last position checked and its hash (hex).
+    pub last_position: i32,
+    pub last_hash: String,
+    /// The first breach, if any: the walk stops there.
+    pub breach: Option<ChainBreach>,
+}
+
+/// Where and how the chain breaks.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ChainBreach {
+    pub position: i32,
+    /// MISSING, UNDECODABLE, HASH_MISMATCH, CHAIN_BROKEN, STREAM_GAP,
+    /// INDEX_MISMATCH or HEAD_MISMATCH.
+    pub kind: String,
+    pub reason: String,
+}
+
+/// What a rebuild did.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct RebuildProjectionsPayload {
+    /// The log head when the rebuild ended.
+    pub position: i32,
+    /// Events read from the log.
+    pub events: i32,
+    /// The log head the fresh trees were built to before the swap.
+    pub target: i32,
+    pub elapsed_ms: f64,
+    pub events_per_sec: f64,
+    pub projections: Vec<RebuiltProjection>,
+}
+
+/// One projection of a rebuild.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct RebuiltProjection {
+    pub name: String,
+    /// The position its new tree reached, when it succeeded.
+    pub position: Option<i32>,
+    /// Why it failed (it then keeps its old tree).
+    pub error: Option<String>,
+}
+
+async fn admin_only(core: &Core, caller: &Principal, action: Action, what: &str) -> ApiResult<()> {
+    if caller.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(deny(core, caller, action, what).await)
+    }
+}
+
+fn kind_name(kind: srs_domain::log::BreachKind) -> &'static str {
+    use srs_domain::log::BreachKind as K;
+    match kind {
+        K::Missing => "MISSING",
+        K::Undecodable => "UNDECODABLE",
+        K::HashMismatch => "HASH_MISMATCH",
+        K::ChainBroken => "CHAIN_BROKEN",
+        K::StreamGap => "STREAM_GAP",
+        K::IndexMismatch => "INDEX_MISMATCH",
+        K::HeadMismatch => "HEAD_MISMATCH",
+    }
+}
+
+/// `verify(fromPosition)`.
+pub(crate) async fn verify_chain(
+    core: &Core,
+    caller: &Principal,
+    from: u64,
+) -> ApiResult<ChainVerification> {
+    admin_only(core, caller, Action::ReadAdminLog, "verify").await?;
+    let head = EventStore::head(&core.store).position;
+    let tree = core.store.tree().clone();
+    let from = from.max(1);
+    let report: VerifyReport =
+        tokio::task::spawn_blocking(move || verify::<DomainEvent>(&tree, from, |_| {}))
+            .await
+            .map_err(ApiError::internal)??;
+    // A breach past the head seen at the start is the log growing under
+    // the walk, not damage.
+    let breach = report.breach.filter(|b| b.position <= head);
+    Ok(ChainVerification {
+        intact: breach.is_none(),
+        from_position: int(from),
+        checked: int(report.checked),
+        last_position: int(report.last.position),
+        last_hash: report.last.hash.to_hex(),
+        breach: breach.map(|b| ChainBreach {
+            position: int(b.position),
+            kind: kind_name(b.kind).to_string(),
+            reason: b.reason,
+        }),
+    })
+}
+
+/// `rebuildProjections(names)`.
+pub(crate) async fn rebuild_projections(
+    core: &Core,
+    caller: &Principal,
+    names: Option<Vec<String>>,
+) -> ApiResult<RebuildProjectionsPayload> {
+    admin_only(core, caller, Action::ManageServers, "projections").await?;
+    let set = core.reads.set();
+    let known = set.names();
+    let names = names.unwrap_or_default();
+    if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        return Err(ApiError::validation(format!(
+            "no projection named `{unknown}`; known: {}",
+            known.join(", ")
+        )));
+    }
+    let mut reports = Vec::new();
+    if names.is_empty() {
+        reports.push(set.rebuild_all().await.map_err(rebuild_error)?);
+    } else {
+        for name in &names {
+            reports.push(set.rebuild(name).await.map_err(rebuild_error)?);
+        }
+    }
+    let events: u64 = reports.iter().map(|r| r.events).sum();
+    let elapsed: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    Ok(RebuildProjectionsPayload {
+        position: int(EventStore::head(&core.store).position),
+        events: int(events),
+        target: int(reports.iter().map(|r| r.target).max().unwrap_or(0)),
+        elapsed_ms: elapsed * 1000.0,
+        events_per_sec: events as f64 / elapsed.max(1e-9),
+        projections: reports
+            .into_iter()
+            .flat_map(|r| r.projections)
+            .map(|(name, outcome)| RebuiltProjection {
+                name,
+                position: outcome.as_ref().ok().map(|p| int(*p)),
+                error: outcome.err(),
+            })
+            .collect(),
+    })
+}
+
+fn rebuild_error(e: srs_projections::ProjectionError) -> ApiError {
+    match e {
+        srs_projections::ProjectionError::RebuildRunning(name) => ApiError::new(
+            crate::error::Code::Conflict,
+            format!("a rebuild of `{name}` is already running"),
+        ),
+        other => ApiError::from(other),
+    }
+}

@@ -1,0 +1,608 @@
+//! `srs replay`, `srs state`, `srs rebuild`, `srs projections`,
+//! `srs export` and `srs import`: the command-line side of `srs_replay`.
+//!
+//! Each takes `--data DIR` (`SRS_DATA`, default `./data`). A directory held
+//! by a running `srs serve` is never opened behind its back: the command
+//! says so and exits 2, unless it can go through the server instead
+//! (`--url URL --token T`, env `SRS_URL` / `SRS_TOKEN`): `replay` (with
+//! `--follow` to keep tailing), `rebuild` and `projections` can.
+//!
+//! Exit codes: 0 done; 1 a check failed (an export file that does not
+//! verify); 2 an error (bad flags, a directory in use, a non-empty import
+//! target, nothing at that point in time, storage or network failure).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+use srs_domain::time::Timestamp;
+use srs_replay::{AsOf, DataDir, Filter, Format, ReplayError};
+
+/// Where a command reads: the data directory, or a running server.
+#[derive(Args, Debug, Clone)]
+pub struct Source {
+    /// Data directory (sled database).
+    #[arg(long, env = "SRS_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// Go through this running server instead (e.g. http://127.0.0.1:8080).
+    #[arg(long, env = "SRS_URL", requires = "token")]
+    pub url: Option<String>,
+    /// The bearer token for --url (ADMIN or AUDITOR for replay, ADMIN for rebuild).
+    #[arg(long, env = "SRS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// How `srs replay` prints events.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Jsonl,
+    Table,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// First log position (inclusive).
+    #[arg(long, default_value_t = 1)]
+    pub from: u64,
+    /// Last log position (inclusive).
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Events recorded at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Events recorded before this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this stream, e.g. recording-<uuid>.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only these event types (repeat the flag for several).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Only this actor: principal:<name>, agent:<server id> or system:<component>.
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: OutputFormat,
+    /// Keep tailing new events (through a running server: needs --url).
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StateArgs {
+    /// Data directory (sled database).
+    #[arg(long, env = "SRS_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// A log position or an RFC 3339 time.
+    #[arg(long)]
+    pub as_of: String,
+    /// A read model instead of an aggregate: access-restrictions.
+    #[arg(long, conflicts_with = "stream")]
+    pub projection: Option<String>,
+    /// The aggregate's stream, e.g. recording-<uuid>.
+    #[arg(required_unless_present = "projection")]
+    pub stream: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// Projections to rebuild.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Rebuild every projection.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ProjectionsArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// One JSON object per projection and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Data directory (sled database).
+    #[arg(long, env = "SRS_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// The file to write (`-` for stdout).
+    pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Data directory to create (or an empty one).
+    #[arg(long, env = "SRS_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// The export file to read.
+    pub file: PathBuf,
+}
+
+/// Prints `e` and maps it to an exit code.
+fn fail(e: ReplayError) -> ExitCode {
+    match &e {
+        ReplayError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+            // The reader went away (`| head`): not an error of ours.
+            return ExitCode::SUCCESS;
+        }
+        ReplayError::Locked(_) => {
+            eprintln!("error: {e}");
+            eprintln!("hint: stop the server, or (where the command supports it) pass --url and --token to go through it");
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    eprintln!("error: {e}");
+    match e {
+        ReplayError::BadFile(_) => ExitCode::from(1),
+        _ => ExitCode::from(2),
+    }
+}
+
+fn peak_note() -> String {
+    srs_bench::resources::peak_rss_bytes()
+        .map(|b| format!(" (peak memory {} KiB)", b / 1024))
+        .unwrap_or_default()
+}
+
+fn parse_time(text: &Option<String>, flag: &str) -> Result<Option<Timestamp>, ReplayError> {
+    text.as_deref()
+        .map(|t| {
+            Timestamp::parse_rfc3339(t)
+                .map_err(|_| ReplayError::Invalid(format!("{flag} `{t}` is not an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// `srs replay`.
+pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let filter = match (
+        parse_time(&args.since, "--since"),
+        parse_time(&args.until, "--until"),
+    ) {
+        (Ok(since), Ok(until)) => Filter {
+            from: args.from,
+            to: args.to,
+            since,
+            until,
+            stream: args.stream.clone(),
+            types: args.types.clone(),
+            actor: args.actor.clone(),
+        },
+        (Err(e), _) | (_, Err(e)) => return Ok(fail(e)),
+    };
+    let format = match args.format {
+        OutputFormat::Jsonl => Format::Jsonl,
+        OutputFormat::Table => Format::Table,
+    };
+    if let (Some(url), Some(token)) = (&args.source.url, &args.source.token) {
+        let remote = Remote::new(url, token);
+        return Ok(remote_replay(&remote, &args, format)
+            .await
+            .map_or_else(fail, |()| ExitCode::SUCCESS));
+    }
+    if args.follow {
+        eprintln!(
+            "error: --follow needs --url and --token: a directory no server holds does not change"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let data = match DataDir::open(&args.source.data) {
+        Ok(data) => data,
+        Err(e) => return Ok(fail(e)),
+    };
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    match srs_replay::replay(&data.store, &filter, format, &mut out) {
+        Ok(n) => {
+            eprintln!("srs: {n} events{}", peak_note());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(e)),
+    }
+}
+
+/// `srs state`.
+pub async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
+    let as_of: AsOf = match args.as_of.parse() {
+        Ok(as_of) => as_of,
+        Err(e) => return Ok(fail(e)),
+    };
+    let data = match DataDir::open(&args.data) {
+        Ok(data) => data,
+        Err(e) => return Ok(fail(e)),
+    };
+    let value = match (&args.projection, &args.stream) {
+        (Some(name), _) => srs_replay::projection_state(&data.store, name, as_of).await,
+        (None, Some(stream)) => srs_replay::aggregate_state(&data.store, stream, as_of).await,
+        (None, None) => Err(ReplayError::Invalid("name a stream or --projection".into())),
+    };
+    match value {
+        Ok(value) => {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(e)),
+    }
+}
+
+/// `srs export`.
+pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let data = match DataDir::open(&args.data) {
+        Ok(data) => data,
+        Err(e) => return Ok(fail(e)),
+    };
+    let result = if args.file.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+        srs_replay::export(&data.store, &mut out)
+    } else {
+        export_to_file(&data, &args.file)
+    };
+    match result {
+        Ok(summary) => {
+            eprintln!(
+                "srs: exported {} events, head position {} hash {}, sha256 {}{}",
+                summary.count,
+                summary.head.position,
+                summary.head.hash,
+                summary.sha256,
+                peak_note()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(e)),
+    }
+}
+
+/// Writes beside the target and renames, so a failed export leaves no
+/// file that looks complete.
+fn export_to_file(data: &DataDir, file: &Path) -> Result<srs_replay::ExportSummary, ReplayError> {
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let result = (|| {
+        let mut out = BufWriter::with_capacity(256 * 1024, File::create(&partial)?);
+        let summary = srs_replay::export(&data.store, &mut out)?;
+        out.into_inner()
+            .map_err(|e| ReplayError::Io(e.into_error()))?
+            .sync_all()?;
+        std::fs::rename(&partial, file)?;
+        Ok(summary)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// `srs import`.
+pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    match srs_replay::import(&args.file, &args.data) {
+        Ok(summary) => {
+            println!(
+                "imported {} events, head position {} hash {}",
+                summary.count, summary.head.position, summary.head.hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(fail(e)),
+    }
+}
+
+/// `srs projections`.
+pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
+    let rows: Vec<Value> = if let (Some(url), Some(token)) = (&args.source.url, &args.source.token)
+    {
+        let remote = Remote::new(url, token);
+        match remote
+            .query(
+                "{ projections { name version generation position head lag eventsPerSec state lastError } }",
+                json!({}),
+            )
+            .await
+        {
+            Ok(data) => data["projections"].as_array().cloned().unwrap_or_default(),
+            Err(e) => return Ok(fail(e)),
+        }
+    } else {
+        let data = match DataDir::open(&args.source.data) {
+            Ok(data) => data,
+            Err(e) => return Ok(fail(e)),
+        };
+        match srs_replay::statuses(&data) {
+            Ok(rows) => rows
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()?,
+            Err(e) => return Ok(fail(e)),
+        }
+    };
+    if args.json {
+        for row in &rows {
+            println!("{row}");
+        }
+    } else {
+        println!(
+            "{:<12} {:>7} {:>10} {:>10} {:>8}  STATE",
+            "NAME", "VERSION", "POSITION", "HEAD", "LAG"
+        );
+        for row in &rows {
+            println!(
+                "{:<12} {:>7} {:>10} {:>10} {:>8}  {}",
+                row["name"].as_str().unwrap_or_default(),
+                row["version"],
+                row["position"],
+                row["head"],
+                row["lag"],
+                row["state"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(target: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(target),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} events, {per_sec}, ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// `srs rebuild`.
+pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
+    if let (Some(url), Some(token)) = (&args.source.url, &args.source.token) {
+        let remote = Remote::new(url, token);
+        return Ok(remote_rebuild(&remote, &args.names)
+            .await
+            .map_or_else(fail, |()| ExitCode::SUCCESS));
+    }
+    let data = match DataDir::open(&args.source.data) {
+        Ok(data) => data,
+        Err(e) => return Ok(fail(e)),
+    };
+    let bar = progress_bar(data.head());
+    let result = srs_replay::rebuild(&data, &args.names, |tick| {
+        bar.set_length(tick.target);
+        bar.set_position(tick.position);
+    })
+    .await;
+    bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            println!(
+                "rebuilt to position {}: {} events read in {:.2} s ({:.0} events/s)",
+                report.target,
+                report.events,
+                report.elapsed.as_secs_f64(),
+                report.events_per_sec
+            );
+            let mut failed = false;
+            for (name, outcome) in &report.projections {
+                match outcome {
+                    Ok(position) => println!("  {name}: at position {position}"),
+                    Err(e) => {
+                        failed = true;
+                        println!("  {name}: FAILED: {e}");
+                    }
+                }
+            }
+            Ok(ExitCode::from(if failed { 1 } else { 0 }))
+        }
+        Err(e) => Ok(fail(e)),
+    }
+}
+
+/// A running `srs serve`, spoken to over GraphQL.
+struct Remote {
+    endpoint: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Remote {
+    fn new(url: &str, token: &str) -> Self {
+        let url = url.trim_end_matches('/');
+        let endpoint = if url.ends_with("/graphql") {
+            url.to_string()
+        } else {
+            format!("{url}/graphql")
+        };
+        Remote {
+            endpoint,
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The `data` of a query; GraphQL errors become `Invalid` with their code.
+    async fn query(&self, query: &str, variables: Value) -> Result<Value, ReplayError> {
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .bearer_auth(&self.token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .map_err(|e| ReplayError::Invalid(format!("cannot reach {}: {e}", self.endpoint)))?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(|e| {
+            ReplayError::Invalid(format!("{} answered {status}: {e}", self.endpoint))
+        })?;
+        if let Some(error) = body["errors"].as_array().and_then(|e| e.first()) {
+            return Err(ReplayError::Invalid(format!(
+                "the server refused: {} ({})",
+                error["message"].as_str().unwrap_or("no message"),
+                error["extensions"]["code"].as_str().unwrap_or("no code")
+            )));
+        }
+        Ok(body["data"].clone())
+    }
+}
+
+const HISTORY_QUERY: &str = "query($filter: HistoryFilter, $after: String) {
+  history(filter: $filter, first: 500, after: $after) {
+    edges { node { position stream version eventId type recordedAt actor correlationId causationId payload hash } }
+    pageInfo { hasNextPage endCursor }
+  }
+}";
+
+/// Pages through the server's `history`, then (with `--follow`) asks again
+/// every second from where it stopped.
+async fn remote_replay(
+    remote: &Remote,
+    args: &ReplayArgs,
+    format: Format,
+) -> Result<(), ReplayError> {
+    let mut filter = json!({ "fromPosition": args.from.max(1) });
+    if let Some(to) = args.to {
+        filter["toPosition"] = json!(to);
+    }
+    if let Some(stream) = &args.stream {
+        filter["stream"] = json!(stream);
+    }
+    if !args.types.is_empty() {
+        filter["types"] = json!(args.types);
+    }
+    if let Some(actor) = &args.actor {
+        filter["actor"] = json!(actor);
+    }
+    if let Some(since) = &args.since {
+        filter["from"] = json!(since);
+    }
+    if let Some(until) = &args.until {
+        filter["to"] = json!(until);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if format == Format::Table {
+        writeln!(out, "{}", srs_replay::table_header())?;
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let data = remote
+            .query(HISTORY_QUERY, json!({ "filter": filter, "after": after }))
+            .await?;
+        let history = &data["history"];
+        for edge in history["edges"].as_array().into_iter().flatten() {
+            let node = &edge["node"];
+            let line = json!({
+                "position": node["position"],
+                "stream": node["stream"],
+                "version": node["version"],
+                "event_id": node["eventId"],
+                "recorded_at": node["recordedAt"],
+                "actor": node["actor"],
+                "correlation_id": node["correlationId"],
+                "causation_id": node["causationId"],
+                "type": node["type"],
+                "payload": node["payload"],
+                "hash": node["hash"],
+            });
+            match format {
+                Format::Jsonl => writeln!(out, "{line}")?,
+                Format::Table => writeln!(
+                    out,
+                    "{:>10}  {:<27}  {:<46}  {:>6}  {:<28}  {}",
+                    line["position"],
+                    line["recorded_at"].as_str().unwrap_or_default(),
+                    line["stream"].as_str().unwrap_or_default(),
+                    line["version"],
+                    line["type"].as_str().unwrap_or_default(),
+                    line["actor"].as_str().unwrap_or_default()
+                )?,
+            }
+        }
+        out.flush()?;
+        if let Some(cursor) = history["pageInfo"]["endCursor"].as_str() {
+            after = Some(cursor.to_string());
+        }
+        if history["pageInfo"]["hasNextPage"].as_bool() == Some(true) {
+            continue;
+        }
+        let reached_end = args.to.is_some_and(|to| {
+            after
+                .as_deref()
+                .and_then(|c| c.parse::<u64>().ok())
+                .is_some_and(|p| p >= to)
+        });
+        if !args.follow || reached_end {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Asks the server to rebuild and shows its progress from `projections`.
+async fn remote_rebuild(remote: &Remote, names: &[String]) -> Result<(), ReplayError> {
+    let names = (!names.is_empty()).then_some(names);
+    let mutation = remote.query(
+        "mutation($names: [String!]) { rebuildProjections(names: $names) {
+            position events target elapsedMs eventsPerSec projections { name position error } } }",
+        json!({ "names": names }),
+    );
+    tokio::pin!(mutation);
+    let bar = progress_bar(0);
+    let mut interval = tokio::time::interval(Duration::from_millis(250));
+    let data = loop {
+        tokio::select! {
+            done = &mut mutation => break done,
+            _ = interval.tick() => {
+                if let Ok(status) = remote
+                    .query("{ projections { rebuild { position target } } }", json!({}))
+                    .await
+                {
+                    let running = status["projections"].as_array().into_iter().flatten()
+                        .filter_map(|p| p["rebuild"].as_object().cloned());
+                    let (mut position, mut target) = (u64::MAX, 0u64);
+                    for r in running {
+                        position = position.min(r["position"].as_u64().unwrap_or(0));
+                        target = target.max(r["target"].as_u64().unwrap_or(0));
+                    }
+                    if target > 0 {
+                        bar.set_length(target);
+                        bar.set_position(position.min(target));
+                    }
+                }
+            }
+        }
+    };
+    bar.finish_and_clear();
+    let report = &data?["rebuildProjections"];
+    println!(
+        "rebuilt to position {}: {} events read in {:.2} s ({:.0} events/s)",
+        report["target"],
+        report["events"],
+        report["elapsedMs"].as_f64().unwrap_or(0.0) / 1000.0,
+        report["eventsPerSec"].as_f64().unwrap_or(0.0)
+    );
+    for p in report["projections"].as_array().into_iter().flatten() {
+        match p["error"].as_str() {
+            None => println!(
+                "  {}: at position {}",
+                p["name"].as_str().unwrap_or_default(),
+                p["position"]
+            ),
+            Some(e) => println!("  {}: FAILED: {e}", p["name"].as_str().unwrap_or_default()),
+        }
+    }
+    Ok(())
+}
