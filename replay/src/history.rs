@@ -48,7 +48,7 @@ impl Filter {
             && self.since.is_none_or(|t| raw.recorded_at >= t)
             && self.until.is_none_or(|t| raw.recorded_at < t)
             && self.stream.as_deref().is_none_or(|s| s == raw.stream)
-            && (self.types.is_empty() || self.types.iter().any(|t| *t == raw.event_type))
+            && (self.types.is_empty() || self.types.contains(&raw.event_type))
             && self.actor.as_deref().is_none_or(|a| a == raw.actor.label())
     }
 }
