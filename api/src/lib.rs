@@ -5,6 +5,8 @@
 //!
 //! - [`cli`]: flags (clap, each with an environment variable) and subcommands.
 //! - `bench_cmd`: `srs bench`.
+//! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
+//! - [`retention`]: the retention scheduler.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -19,9 +21,11 @@
 pub mod auth;
 mod bench_cmd;
 pub mod cli;
+pub mod content;
 pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod retention;
 pub mod server;
 pub mod state;
