@@ -293,52 +293,59 @@ pub struct ByteRange {
     pub end: u64,
 }
 
-/// Parses a `Range` header against `total` bytes: `Ok(None)` to send the
-/// whole body (no header, or one this server does not honour, such as
-/// several ranges), `Err(())` when unsatisfiable (416).
-pub fn parse_range(value: Option<&str>, total: u64) -> Result<Option<ByteRange>, ()> {
+/// What a `Range` header asks of a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No header, or one this server does not honour (several ranges,
+    /// another unit, malformed): send the whole body (RFC 9110 allows it).
+    Whole,
+    Part(ByteRange),
+    /// Outside the body: 416.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header against `total` bytes.
+pub fn parse_range(value: Option<&str>, total: u64) -> RangeRequest {
     let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
-        return Ok(None);
+        return RangeRequest::Whole;
     };
     if spec.contains(',') {
-        return Ok(None);
+        return RangeRequest::Whole;
     }
     let Some((first, last)) = spec.trim().split_once('-') else {
-        return Ok(None);
+        return RangeRequest::Whole;
     };
     let (first, last) = (first.trim(), last.trim());
-    let range = if first.is_empty() {
+    if first.is_empty() {
         let Ok(suffix) = last.parse::<u64>() else {
-            return Ok(None);
+            return RangeRequest::Whole;
         };
         if suffix == 0 || total == 0 {
-            return Err(());
+            return RangeRequest::Unsatisfiable;
         }
-        ByteRange {
+        return RangeRequest::Part(ByteRange {
             start: total.saturating_sub(suffix),
             end: total - 1,
-        }
+        });
+    }
+    let Ok(start) = first.parse::<u64>() else {
+        return RangeRequest::Whole;
+    };
+    let end = if last.is_empty() {
+        u64::MAX
     } else {
-        let Ok(start) = first.parse::<u64>() else {
-            return Ok(None);
-        };
-        let end = if last.is_empty() {
-            u64::MAX
-        } else {
-            match last.parse::<u64>() {
-                Ok(end) if end >= start => end,
-                _ => return Ok(None),
-            }
-        };
-        if start >= total {
-            return Err(());
-        }
-        ByteRange {
-            start,
-            end: end.min(total - 1),
+        match last.parse::<u64>() {
+            Ok(end) if end >= start => end,
+            _ => return RangeRequest::Whole,
         }
     };
-    Ok(Some(range))
+    if start >= total {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Part(ByteRange {
+        start,
+        end: end.min(total - 1),
+    })
 }
 
 /// `GET /recordings/{id}/content`.
@@ -389,8 +396,9 @@ async fn content_response(
         headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
         total,
     ) {
-        Ok(range) => range,
-        Err(()) => {
+        RangeRequest::Whole => None,
+        RangeRequest::Part(range) => Some(range),
+        RangeRequest::Unsatisfiable => {
             let mut response = error_response(ApiError::validation(format!(
                 "the range is outside the content ({total} bytes)"
             )));
@@ -462,17 +470,18 @@ mod tests {
 
     #[test]
     fn ranges_follow_rfc_9110() {
-        let r = |start, end| Ok(Some(ByteRange { start, end }));
-        assert_eq!(parse_range(None, 100), Ok(None));
+        use RangeRequest::*;
+        let r = |start, end| Part(ByteRange { start, end });
+        assert_eq!(parse_range(None, 100), Whole);
         assert_eq!(parse_range(Some("bytes=0-9"), 100), r(0, 9));
         assert_eq!(parse_range(Some("bytes=90-"), 100), r(90, 99));
         assert_eq!(parse_range(Some("bytes=-10"), 100), r(90, 99));
         assert_eq!(parse_range(Some("bytes=-500"), 100), r(0, 99));
         assert_eq!(parse_range(Some("bytes=50-500"), 100), r(50, 99));
-        assert_eq!(parse_range(Some("bytes=100-"), 100), Err(()));
-        assert_eq!(parse_range(Some("bytes=-0"), 100), Err(()));
-        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
-        assert_eq!(parse_range(Some("bytes=9-1"), 100), Ok(None));
-        assert_eq!(parse_range(Some("items=0-1"), 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Whole);
+        assert_eq!(parse_range(Some("bytes=9-1"), 100), Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 100), Whole);
     }
 }
