@@ -9,6 +9,7 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once the projections have caught up with the log, 503 before |
 //! | `GET /metrics` | Prometheus text format (see [`crate::metrics`]) |
+//! | `PUT /recordings/{id}/chunks/{seq}`, `PUT /recordings/{id}/asciicast`, `GET /recordings/{id}/content` | recording content (see [`crate::content`]) |
 //!
 //! Every request runs in a `request` span carrying a fresh id, which is
 //! also returned as the `x-request-id` header. The body of a request is
@@ -54,6 +55,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::content::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -7,6 +7,8 @@
 //! - `bench_cmd`: `srs bench`.
 //! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
 //!   `export`, `import` over `srs_replay`.
+//! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
+//! - [`retention`]: the retention scheduler.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -21,10 +23,12 @@
 pub mod auth;
 mod bench_cmd;
 pub mod cli;
+pub mod content;
 pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
 mod replay_cmd;
+pub mod retention;
 pub mod server;
 pub mod state;

@@ -22,12 +22,13 @@ use std::time::Duration;
 use srs_domain::app::{AppError, Service};
 use srs_domain::log::{EventStore, LogError, SledEventStore, StoreOptions};
 use srs_domain::model::{DomainEvent, ServerStatus};
-use srs_domain::time::SystemClock;
+use srs_domain::time::{Clock, SystemClock};
 use srs_projections::models::tokens::TokensProjection;
 use srs_projections::{ProjectionError, ReadModels, SetOptions, Which};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::content::{ContentEffects, ContentStore};
 use crate::http::app;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Core, Limits, ReadModelPermissions};
@@ -37,6 +38,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The file in the data directory holding the first admin's secret.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// The sled tree of the content store's own state (its checkpoint).
+pub const CONTENT_TREE: &str = "content";
 
 /// sled's page cache for `srs serve`.
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
@@ -73,6 +77,8 @@ pub enum ServeError {
     Bootstrap(String),
     #[error("serving HTTP: {0}")]
     Http(std::io::Error),
+    #[error("the content store: {0}")]
+    Content(String),
 }
 
 impl From<AppError> for ServeError {
@@ -100,6 +106,15 @@ pub struct Server {
 impl Server {
     /// Opens `options.data` and binds `options.listen`.
     pub async fn open(options: ServeOptions) -> Result<Server, ServeError> {
+        Self::open_with_clock(options, Arc::new(SystemClock)).await
+    }
+
+    /// [`Server::open`] with the clock every use case and the retention
+    /// scheduler read (tests pass a manual one).
+    pub async fn open_with_clock(
+        options: ServeOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server, ServeError> {
         std::fs::create_dir_all(&options.data).map_err(|source| ServeError::DataDir {
             path: options.data.clone(),
             source,
@@ -116,7 +131,7 @@ impl Server {
             reads: reads.clone(),
             store: store.clone(),
         });
-        let service = Arc::new(Service::new(shared, Arc::new(SystemClock), permissions));
+        let service = Arc::new(Service::new(shared.clone(), clock, permissions));
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let listener =
             TcpListener::bind(&options.listen)
@@ -126,6 +141,16 @@ impl Server {
                     source,
                 })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let content = Arc::new(
+            ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
+        );
+        let content_effects = ContentEffects::start(
+            shared,
+            content.clone(),
+            db.open_tree(CONTENT_TREE).map_err(LogError::from)?,
+            shutdown_rx.clone(),
+        )
+        .map_err(LogError::from)?;
         let core = Arc::new(Core {
             store,
             service,
@@ -133,6 +158,8 @@ impl Server {
             metrics: Metrics::new(),
             limits: options.limits,
             shutdown: shutdown_rx,
+            content,
+            content_effects,
         });
         Ok(Server {
             data: options.data,
@@ -176,6 +203,10 @@ impl Server {
         } = self;
         let core = state.core().clone();
         let liveness = tokio::spawn(watch_liveness(core.clone(), core.shutdown.clone()));
+        let retention = tokio::spawn(crate::retention::schedule(
+            core.clone(),
+            core.shutdown.clone(),
+        ));
         let (begin_tx, mut begin_rx) = watch::channel(false);
         let graceful = async move {
             signal.await;
@@ -197,6 +228,7 @@ impl Server {
         // Subscriptions (upgraded connections) are not drained by hyper: tell them.
         let _ = shutdown.send(true);
         liveness.abort();
+        retention.abort();
         core.reads.set().shutdown().await;
         core.store.flush()?;
         tracing::info!("stopped; the data directory is flushed");

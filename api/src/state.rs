@@ -14,6 +14,7 @@ use srs_projections::{ReadModels, RunnerState, WaitError, Which};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::content::{ContentEffects, ContentStore};
 use crate::error::ApiError;
 use crate::graphql::{self, SrsSchema};
 use crate::metrics::{Gauges, Metrics};
@@ -70,6 +71,10 @@ pub struct Core {
     pub limits: Limits,
     /// Turns `true` when the server shuts down: subscriptions end then.
     pub shutdown: watch::Receiver<bool>,
+    /// Recording content beside the log.
+    pub content: Arc<ContentStore>,
+    /// How far the content store has followed the log.
+    pub content_effects: ContentEffects,
 }
 
 /// How `/readyz` answers.

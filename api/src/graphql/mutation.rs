@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use async_graphql::{ComplexObject, Context, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
 use srs_domain::app::{ConnectServer, Executed, StartRecordingInput as AppStartRecording};
 use srs_domain::model::{self as dm};
 
@@ -221,6 +222,18 @@ impl RetentionPayload {
             .as_ref()
             .map(RetentionPolicy::from))
     }
+}
+
+/// `runRetentionNow` result.
+#[derive(SimpleObject)]
+pub struct RetentionRunPayload {
+    /// The log position of `RetentionRunCompleted`.
+    pub position: i32,
+    pub site_id: ID,
+    /// Recordings archived by this run.
+    pub archived: i32,
+    /// Recordings deleted (content keys destroyed) by this run.
+    pub deleted: i32,
 }
 
 /// A comment mutation's result.
@@ -587,6 +600,28 @@ impl MutationRoot {
         })
     }
 
+    /// Runs a site's retention policy now (ADMIN), as the daily run would:
+    /// archives and deletes what is due, then records the run.
+    async fn run_retention_now(
+        &self,
+        ctx: &Context<'_>,
+        site_id: ID,
+    ) -> ApiResult<RetentionRunPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = uuid(&site_id, "site")?;
+        core.service
+            .authorize(caller, dm::Action::ManageRetention, dm::Target::Site(site))
+            .await?;
+        let run = crate::retention::run_site(core, site).await?;
+        core.metrics.appended();
+        Ok(RetentionRunPayload {
+            position: int(run.position),
+            site_id,
+            archived: int(run.archived),
+            deleted: int(run.deleted),
+        })
+    }
+
     /// Comments on a recording, optionally at an offset (ms from its start).
     async fn add_comment(
         &self,
@@ -740,10 +775,15 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         recording_id: ID,
+        #[graphql(desc = "When the session ended, if not now (an agent catching up).")]
+        ended_at: Option<DateTime<Utc>>,
     ) -> ApiResult<RecordingPayload> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let done = core.service.end_recording(caller, recording, None).await?;
+        let done = core
+            .service
+            .end_recording(caller, recording, ended_at.map(Into::into))
+            .await?;
         Ok(recording_payload(core, &done, recording_id))
     }
 
@@ -776,6 +816,7 @@ impl MutationRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
         let done = core.service.archive_recording(caller, recording).await?;
+        settle_content(core, &done).await?;
         Ok(recording_payload(core, &done, recording_id))
     }
 
@@ -788,6 +829,7 @@ impl MutationRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
         let done = core.service.restore_recording(caller, recording).await?;
+        settle_content(core, &done).await?;
         Ok(recording_payload(core, &done, recording_id))
     }
 
@@ -801,7 +843,24 @@ impl MutationRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
         let done = core.service.delete_recording(caller, recording).await?;
+        settle_content(core, &done).await?;
         Ok(recording_payload(core, &done, recording_id))
+    }
+}
+
+/// Answers a lifecycle move only once the content store has followed it
+/// (chunks moved, or the key destroyed).
+async fn settle_content(core: &Core, done: &Executed) -> ApiResult<()> {
+    if core
+        .content_effects
+        .settled(done.last_position, crate::content::SETTLE_TIMEOUT)
+        .await
+    {
+        Ok(())
+    } else {
+        Err(ApiError::timeout(
+            "the content store did not follow in time; it will catch up",
+        ))
     }
 }
 

@@ -861,6 +861,7 @@ impl Recording {
                 break;
             }
         }
+        let state = core.service.load::<dm::Recording>(self.row.id).await?.state;
         Ok(Playback {
             recording_id: id(self.row.id),
             position: int(executed.last_position),
@@ -868,6 +869,21 @@ impl Recording {
             follow_from: int(follow_from),
             events,
             truncated: false,
+            content_url: format!("/recordings/{}/content", self.row.id),
+            content_type: state
+                .content_type
+                .clone()
+                .unwrap_or_else(|| dm::DEFAULT_CONTENT_TYPE.to_string()),
+            content_size: state.chunks.values().map(|c| c.size).sum::<u64>() as f64,
+            chunks: state
+                .chunks
+                .iter()
+                .map(|(&seq, c)| ContentChunk {
+                    seq: seq as f64,
+                    size: c.size as f64,
+                    sha256: c.sha256.clone(),
+                })
+                .collect(),
         })
     }
 }
@@ -886,6 +902,24 @@ pub struct Playback {
     /// The session events in order (at most 10000).
     pub events: Vec<SessionEvent>,
     pub truncated: bool,
+    /// Where to GET the content (relative to the server; Range supported).
+    pub content_url: String,
+    /// The content's MIME type (`application/x-asciicast` for a terminal session).
+    pub content_type: String,
+    /// The content's size in bytes (sum of the stored chunks).
+    pub content_size: f64,
+    /// The stored chunks in seq order.
+    pub chunks: Vec<ContentChunk>,
+}
+
+/// One stored chunk of a recording's content.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct ContentChunk {
+    pub seq: f64,
+    /// Plain size in bytes.
+    pub size: f64,
+    /// Hex SHA-256 of the chunk as stored (encrypted), as the log holds it.
+    pub sha256: String,
 }
 
 #[ComplexObject]

@@ -1205,6 +1205,71 @@ impl Service {
             .await
     }
 
+    /// Records a finished retention run of `site_id` (the scheduler, or
+    /// `runRetentionNow` after its own authorization).
+    pub async fn complete_retention_run(
+        &self,
+        site_id: Uuid,
+        archived: u64,
+        deleted: u64,
+        actor: &Actor,
+    ) -> Result<Executed, AppError> {
+        let command = RetentionCommand::CompleteRun {
+            archived,
+            deleted,
+            now: self.now(),
+        };
+        self.execute::<Retention>(site_id, command, actor, None)
+            .await
+    }
+
+    // ---- content ------------------------------------------------------------
+
+    /// The recording an upload of content is for, once `by` may ingest for
+    /// its server (its AGENT, or an ADMIN). A deleted recording is
+    /// `NOT_FOUND`: its content is gone for good.
+    pub async fn content_target(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+    ) -> Result<Loaded<Recording>, AppError> {
+        let (recording, facts) = self.recording(recording_id).await?;
+        self.authorize(
+            by,
+            Action::Ingest,
+            Target::Recording {
+                recording: &facts,
+                grants: &[],
+            },
+        )
+        .await?;
+        if recording.state.lifecycle == Lifecycle::Deleted {
+            return Err(not_found("recording", recording_id));
+        }
+        Ok(recording)
+    }
+
+    /// Records that chunk `seq` (encrypted, hashing to `sha256`) is in the
+    /// content store. Call only once the chunk is durably written there.
+    pub async fn store_content_chunk(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        seq: u64,
+        size: u64,
+        sha256: String,
+        content_type: Option<String>,
+    ) -> Result<Executed, AppError> {
+        let command = RecordingCommand::StoreChunk {
+            seq,
+            size,
+            sha256,
+            content_type,
+        };
+        self.execute::<Recording>(recording_id, command, &by.actor(), None)
+            .await
+    }
+
     // ---- tokens -------------------------------------------------------------
 
     /// `issueToken`: the secret is returned once; only its hash is stored.

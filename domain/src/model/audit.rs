@@ -306,6 +306,7 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
         | E::CommentAdded { .. }
         | E::CommentDeleted { .. }
         | E::ContentChunkStored { .. }
+        | E::ContentTypeDeclared { .. }
         | E::RetentionRunCompleted { .. } => return None,
     };
     Some(AuditEntry {

@@ -22,6 +22,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::aggregate::derived_id;
 use super::permission::PlaybackScope;
 use super::policy::{
     PolicyBody, PolicyKind, RecordingDecision, RecordingMode, ResponseAction, Severity,
@@ -364,6 +365,16 @@ pub enum DomainEvent {
         site_id: Option<Uuid>,
         at: Timestamp,
     },
+
+    // ---- recordings, continued (stream `recording-<id>`) -------------------
+    /// What the recording's content is (a MIME type), declared with its
+    /// first chunk when it is not the default `application/octet-stream`,
+    /// e.g. `application/x-asciicast` for an uploaded terminal session.
+    ContentTypeDeclared {
+        recording_id: Uuid,
+        site_id: Uuid,
+        content_type: String,
+    },
 }
 
 impl DomainEvent {
@@ -406,6 +417,7 @@ impl DomainEvent {
             DomainEvent::TokenIssued { .. } => "TokenIssued",
             DomainEvent::TokenRevoked { .. } => "TokenRevoked",
             DomainEvent::AccessDenied { .. } => "AccessDenied",
+            DomainEvent::ContentTypeDeclared { .. } => "ContentTypeDeclared",
         }
     }
 
@@ -420,6 +432,9 @@ impl DomainEvent {
             DomainEvent::EventDetected { detection_id, .. } => Some(*detection_id),
             DomainEvent::ResponseTriggered { response_id, .. } => Some(*response_id),
             DomainEvent::CommentAdded { comment_id, .. } => Some(*comment_id),
+            DomainEvent::ContentChunkStored {
+                recording_id, seq, ..
+            } => Some(chunk_event_id(*recording_id, *seq)),
             _ => None,
         }
     }
@@ -460,7 +475,8 @@ impl DomainEvent {
             | RecordingDeleted { site_id, .. }
             | ContentChunkStored { site_id, .. }
             | RetentionPolicySet { site_id, .. }
-            | RetentionRunCompleted { site_id, .. } => Some(*site_id),
+            | RetentionRunCompleted { site_id, .. }
+            | ContentTypeDeclared { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } => *site_id,
             TokenIssued { .. } | TokenRevoked { .. } => None,
         }
@@ -485,10 +501,20 @@ impl DomainEvent {
             | RecordingArchived { recording_id, .. }
             | RecordingRestored { recording_id, .. }
             | RecordingDeleted { recording_id, .. }
-            | ContentChunkStored { recording_id, .. } => Some(*recording_id),
+            | ContentChunkStored { recording_id, .. }
+            | ContentTypeDeclared { recording_id, .. } => Some(*recording_id),
             _ => None,
         }
     }
+}
+
+/// The log id of chunk `seq` of a recording's content: one chunk per seq,
+/// so a retried upload finds the stored event (and its position) by id.
+pub fn chunk_event_id(recording_id: Uuid, seq: u64) -> Uuid {
+    derived_id(
+        "srs:content-chunk",
+        &[recording_id.as_bytes(), &seq.to_be_bytes()],
+    )
 }
 
 impl Event for DomainEvent {

@@ -56,7 +56,7 @@ pub use aggregate::{
     derived_id, parse_stream_name, stream_name, Aggregate, Coded, CommandFor, ErrorCode,
 };
 pub use audit::{classify, AuditCategory, AuditEntry};
-pub use event::DomainEvent;
+pub use event::{chunk_event_id, DomainEvent};
 pub use permission::{
     grants_for, PermissionCommand, PermissionError, PermissionId, PlaybackPermission,
     PlaybackScope, RecordingFacts,
@@ -75,7 +75,7 @@ pub use policy::{
 pub use recording::{
     recording_id_for, transition, Comment, CommentSeverity, Lifecycle, PendingResponse,
     PlaybackKind, Recording, RecordingCommand, RecordingError, RecordingId, Restriction,
-    StartRecording, Transition, MAX_COMMENT_CHARS,
+    StartRecording, StoredChunk, Transition, DEFAULT_CONTENT_TYPE, MAX_COMMENT_CHARS,
 };
 pub use retention::{
     due, Due, Retention, RetentionCandidate, RetentionCommand, RetentionError, RetentionPolicy,

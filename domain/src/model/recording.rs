@@ -230,6 +230,22 @@ pub struct Recording {
     pub last_fired: BTreeMap<(PolicyId, String), u64>,
     pub data_points: DataPoints,
     pub plays: u64,
+    /// The stored chunks of its content by seq (see `StoreChunk`).
+    pub chunks: BTreeMap<u64, StoredChunk>,
+    /// Declared with a chunk; `None`: [`DEFAULT_CONTENT_TYPE`].
+    pub content_type: Option<String>,
+}
+
+/// The content type of a recording that declared none.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// One stored chunk of a recording's content, as the log knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoredChunk {
+    /// The chunk's size before encryption, in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the chunk as stored (encrypted).
+    pub sha256: String,
 }
 
 /// JSON has no tuple keys: the cool-down table is shown as
@@ -302,6 +318,8 @@ pub enum RecordingError {
     CommentNotFound,
     #[error("response not found")]
     ResponseNotFound,
+    #[error("chunk {0} of this recording is already stored with other content")]
+    ChunkExists(u64),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -314,7 +332,9 @@ impl Coded for RecordingError {
             RecordingError::NotFound
             | RecordingError::CommentNotFound
             | RecordingError::ResponseNotFound => ErrorCode::NotFound,
-            RecordingError::AlreadyStarted(_) => ErrorCode::Conflict,
+            RecordingError::AlreadyStarted(_) | RecordingError::ChunkExists(_) => {
+                ErrorCode::Conflict
+            }
             RecordingError::Forbidden(_) => ErrorCode::Forbidden,
             RecordingError::NotRecorded
             | RecordingError::NotLive(_)
@@ -409,6 +429,17 @@ pub enum RecordingCommand {
     },
     Delete {
         now: Timestamp,
+    },
+    /// A chunk of content was written (encrypted) to the content store.
+    /// Legal while the recording is live or ended; one chunk per seq.
+    StoreChunk {
+        seq: u64,
+        size: u64,
+        /// Hex SHA-256 of the stored (encrypted) chunk.
+        sha256: String,
+        /// Declared with the chunk when the content is not
+        /// [`DEFAULT_CONTENT_TYPE`] and differs from the declared one.
+        content_type: Option<String>,
     },
 }
 
@@ -691,6 +722,57 @@ impl Recording {
     }
 }
 
+impl Recording {
+    fn store_chunk(
+        &self,
+        seq: u64,
+        size: u64,
+        sha256: String,
+        content_type: Option<String>,
+    ) -> Result<Vec<DomainEvent>, RecordingError> {
+        let recording_id = self.existing()?;
+        match self.lifecycle {
+            Lifecycle::Live | Lifecycle::Ended => {}
+            Lifecycle::Archived => {
+                return Err(RecordingError::Invalid(
+                    "an archived recording takes no content; restore it first".into(),
+                ))
+            }
+            other => return Err(RecordingError::NotLive(other)),
+        }
+        if size == 0 {
+            return Err(RecordingError::Invalid("a chunk is not empty".into()));
+        }
+        if let Some(stored) = self.chunks.get(&seq) {
+            // The content store decides idempotency on the plain content
+            // before it writes; an identical stored form is the same write.
+            if stored.sha256 == sha256 {
+                return Ok(vec![]);
+            }
+            return Err(RecordingError::ChunkExists(seq));
+        }
+        let mut events = Vec::with_capacity(2);
+        if let Some(content_type) = content_type {
+            let declared = self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
+            if content_type != declared {
+                events.push(DomainEvent::ContentTypeDeclared {
+                    recording_id,
+                    site_id: self.site_id,
+                    content_type,
+                });
+            }
+        }
+        events.push(DomainEvent::ContentChunkStored {
+            recording_id,
+            site_id: self.site_id,
+            seq,
+            size,
+            sha256,
+        });
+        Ok(events)
+    }
+}
+
 fn reason(reason: &str) -> Result<String, RecordingError> {
     let reason = reason.trim();
     if reason.is_empty() || reason.chars().count() > 1_000 {
@@ -906,6 +988,12 @@ impl Aggregate for Recording {
                     at: now,
                 }])
             }
+            RecordingCommand::StoreChunk {
+                seq,
+                size,
+                sha256,
+                content_type,
+            } => self.store_chunk(seq, size, sha256, content_type),
         }
     }
 
@@ -1034,6 +1122,20 @@ impl Aggregate for Recording {
                 self.comments.remove(comment_id);
             }
             DomainEvent::RecordingPlayed { .. } => self.plays += 1,
+            DomainEvent::ContentChunkStored {
+                seq, size, sha256, ..
+            } => {
+                self.chunks.insert(
+                    *seq,
+                    StoredChunk {
+                        size: *size,
+                        sha256: sha256.clone(),
+                    },
+                );
+            }
+            DomainEvent::ContentTypeDeclared { content_type, .. } => {
+                self.content_type = Some(content_type.clone());
+            }
             _ => {}
         }
     }
@@ -1710,5 +1812,108 @@ mod tests {
         let decision = recording.decision.expect("decision");
         assert_eq!(decision.policy_id, POLICY);
         assert_eq!(decision.rule.as_deref(), Some("Everyone"));
+    }
+
+    fn chunk(seq: u64, sha: &str) -> RecordingCommand {
+        RecordingCommand::StoreChunk {
+            seq,
+            size: 10,
+            sha256: sha.into(),
+            content_type: None,
+        }
+    }
+
+    fn chunk_stored(seq: u64, sha: &str) -> DomainEvent {
+        DomainEvent::ContentChunkStored {
+            recording_id: RECORDING,
+            site_id: SITE,
+            seq,
+            size: 10,
+            sha256: sha.into(),
+        }
+    }
+
+    #[test]
+    fn chunks_are_stored_while_live_or_ended() {
+        given([started()])
+            .when(chunk(0, "aa"))
+            .then([chunk_stored(0, "aa")]);
+        given([started(), ended(), chunk_stored(0, "aa")])
+            .when(chunk(1, "bb"))
+            .then([chunk_stored(1, "bb")]);
+    }
+
+    #[test]
+    fn a_different_chunk_for_a_stored_seq_is_a_conflict() {
+        given([started(), chunk_stored(0, "aa")])
+            .when(chunk(0, "bb"))
+            .then_err(|e| *e == RecordingError::ChunkExists(0));
+        given([started(), chunk_stored(0, "aa")])
+            .when(chunk(0, "aa"))
+            .then([]);
+    }
+
+    #[test]
+    fn archived_and_deleted_recordings_take_no_content() {
+        given([started(), ended(), archived()])
+            .when(chunk(0, "aa"))
+            .then_err_code(ErrorCode::Validation);
+        given([started(), ended(), deleted()])
+            .when(chunk(0, "aa"))
+            .then_err(|e| *e == RecordingError::Deleted);
+        given([])
+            .when(chunk(0, "aa"))
+            .then_err_code(ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn a_content_type_is_declared_once_with_a_chunk() {
+        let typed = |seq| RecordingCommand::StoreChunk {
+            seq,
+            size: 10,
+            sha256: "aa".into(),
+            content_type: Some("application/x-asciicast".into()),
+        };
+        let declared = DomainEvent::ContentTypeDeclared {
+            recording_id: RECORDING,
+            site_id: SITE,
+            content_type: "application/x-asciicast".into(),
+        };
+        given([started()])
+            .when(typed(0))
+            .then([declared.clone(), chunk_stored(0, "aa")]);
+        let state =
+            given([started(), declared.clone(), chunk_stored(0, "aa")]).state::<Recording>();
+        assert_eq!(
+            state.content_type.as_deref(),
+            Some("application/x-asciicast")
+        );
+        assert_eq!(state.chunks[&0].size, 10);
+        given([started(), declared, chunk_stored(0, "aa")])
+            .when(typed(1))
+            .then([DomainEvent::ContentChunkStored {
+                recording_id: RECORDING,
+                site_id: SITE,
+                seq: 1,
+                size: 10,
+                sha256: "aa".into(),
+            }]);
+    }
+
+    #[test]
+    fn chunk_events_have_one_id_per_recording_and_seq() {
+        use crate::model::chunk_event_id;
+        assert_eq!(
+            chunk_stored(3, "aa").natural_id(),
+            Some(chunk_event_id(RECORDING, 3))
+        );
+        assert_eq!(
+            chunk_stored(3, "bb").natural_id(),
+            chunk_stored(3, "aa").natural_id()
+        );
+        assert_ne!(
+            chunk_stored(4, "aa").natural_id(),
+            chunk_stored(3, "aa").natural_id()
+        );
     }
 }

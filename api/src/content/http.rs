@@ -1,0 +1,487 @@
+//! The content routes (merged into [`crate::http::app`]):
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT, or ADMIN | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
+//! | `PUT /recordings/{id}/asciicast` | same | store an asciicast v2 file as the whole content, index its events |
+//! | `GET /recordings/{id}/content` | whoever may play the recording | the decrypted content, `Range: bytes=...` honoured |
+//!
+//! Uploads answer 201 for a newly stored chunk and 200 for an identical
+//! one stored before, with `{"position","seq","size","sha256"}`: the log
+//! position of its `ContentChunkStored`, and the SHA-256 of the plain
+//! chunk as checked on arrival (the log holds the hash of the encrypted
+//! form). Errors are `{"code","message"}` with the status of the code.
+//!
+//! The content of a recording is its chunks from seq 0 in order, up to the
+//! first missing seq (an upload still in progress plays what is complete).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use srs_domain::log::EventStore as _;
+use srs_domain::model::{
+    chunk_event_id, Lifecycle, PlaybackKind, Principal, Recording, DEFAULT_CONTENT_TYPE,
+};
+use uuid::Uuid;
+
+use super::asciicast;
+use super::store::{ContentError, MAX_CHUNK_BYTES};
+use crate::auth::bearer_token;
+use crate::error::{ApiError, Code};
+use crate::state::{AppState, Core};
+
+/// The header carrying the hex SHA-256 of an uploaded body.
+pub const SHA256_HEADER: &str = "x-content-sha256";
+
+/// How long a mutation waits for the content store to follow the log.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The content routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/recordings/{id}/chunks/{seq}", put(put_chunk))
+        .route("/recordings/{id}/asciicast", put(put_asciicast))
+        .route("/recordings/{id}/content", get(get_content))
+        .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
+}
+
+/// What an upload answers.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Receipt {
+    pub position: u64,
+    pub seq: u64,
+    pub size: u64,
+    pub sha256: String,
+}
+
+fn status_of(code: Code) -> StatusCode {
+    match code {
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::Forbidden => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::Conflict => StatusCode::CONFLICT,
+        Code::Validation => StatusCode::BAD_REQUEST,
+        Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error_response(error: ApiError) -> Response {
+    let body = serde_json::json!({ "code": error.code.as_str(), "message": error.message });
+    (status_of(error.code), Json(body)).into_response()
+}
+
+fn content_error(error: ContentError) -> ApiError {
+    ApiError::internal(error)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ContentError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(content_error)
+}
+
+async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = bearer_token(headers)?
+        .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
+    state
+        .authenticate(token)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the bearer token is not valid"))
+}
+
+fn recording_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text)
+        .map_err(|_| ApiError::validation(format!("`{text}` is not a recording id")))
+}
+
+/// The body, checked against its size limits and its `x-content-sha256`.
+fn checked_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Bytes, String), ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::validation(format!("a chunk is at most {MAX_CHUNK_BYTES} bytes"))
+        } else {
+            ApiError::validation("the request body could not be read")
+        }
+    })?;
+    if body.is_empty() {
+        return Err(ApiError::validation("a chunk is at least 1 byte"));
+    }
+    let claimed = headers
+        .get(SHA256_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .ok_or_else(|| ApiError::validation(format!("the {SHA256_HEADER} header is required")))?;
+    let actual = hex::encode(Sha256::digest(&body));
+    if !claimed.eq_ignore_ascii_case(&actual) {
+        return Err(ApiError::validation(format!(
+            "the body does not match its {SHA256_HEADER} (its SHA-256 is {actual})"
+        )));
+    }
+    Ok((body, actual))
+}
+
+/// `PUT /recordings/{id}/chunks/{seq}`.
+async fn put_chunk(
+    State(state): State<AppState>,
+    Path((id, seq)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let outcome = async {
+        let by = principal(&state, &headers).await?;
+        let recording_id = recording_id(&id)?;
+        let seq: u32 = seq
+            .parse()
+            .map_err(|_| ApiError::validation(format!("`{seq}` is not a chunk seq (0..2^32)")))?;
+        let (body, sha256) = checked_body(&headers, body)?;
+        store_chunk(
+            state.core(),
+            &by,
+            recording_id,
+            u64::from(seq),
+            body,
+            sha256,
+            None,
+        )
+        .await
+    }
+    .await;
+    receipt_response(outcome)
+}
+
+/// `PUT /recordings/{id}/asciicast`: the whole content (seq 0), then its
+/// events indexed on the recording. The recording must be live, since
+/// session events are only recorded into live recordings.
+async fn put_asciicast(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let outcome = async {
+        let by = principal(&state, &headers).await?;
+        let recording_id = recording_id(&id)?;
+        let (body, sha256) = checked_body(&headers, body)?;
+        let events = asciicast::parse(recording_id, &body).map_err(ApiError::validation)?;
+        let core = state.core();
+        let target = core.service.content_target(&by, recording_id).await?;
+        if target.state.lifecycle != Lifecycle::Live {
+            return Err(ApiError::validation(
+                "an asciicast is uploaded while its recording is live (before endRecording)",
+            ));
+        }
+        let receipt = store_chunk(
+            core,
+            &by,
+            recording_id,
+            0,
+            body,
+            sha256,
+            Some(asciicast::CONTENT_TYPE.to_string()),
+        )
+        .await?;
+        // Event ids are stable, so a repeated upload indexes nothing twice.
+        for batch in events.chunks(core.limits.max_batch.max(1)) {
+            core.service
+                .record_session_events(&by, recording_id, batch.to_vec())
+                .await?;
+        }
+        Ok(receipt)
+    }
+    .await;
+    receipt_response(outcome)
+}
+
+fn receipt_response(outcome: Result<(StatusCode, Receipt), ApiError>) -> Response {
+    match outcome {
+        Ok((status, receipt)) => (status, Json(receipt)).into_response(),
+        Err(error) => error_response(error),
+    }
+}
+
+/// Stores chunk `seq` of a recording: idempotent for the same body, a
+/// CONFLICT for another. The encrypted file is durable before its event is
+/// appended, and the answer waits for the append to be durable.
+pub async fn store_chunk(
+    core: &Arc<Core>,
+    by: &Principal,
+    recording_id: Uuid,
+    seq: u64,
+    body: Bytes,
+    sha256: String,
+    content_type: Option<String>,
+) -> Result<(StatusCode, Receipt), ApiError> {
+    let content = core.content.clone();
+    let _guard = content.lock(recording_id).await;
+    let target = core.service.content_target(by, recording_id).await?;
+    let receipt = |position| Receipt {
+        position,
+        seq,
+        size: body.len() as u64,
+        sha256: sha256.clone(),
+    };
+    if let Some(stored) = target.state.chunks.get(&seq) {
+        let stored_sha = stored.sha256.clone();
+        let store = content.clone();
+        let existing = blocking(move || store.read_chunk(recording_id, seq, &stored_sha)).await?;
+        if existing != body.as_ref() {
+            return Err(ApiError::new(
+                Code::Conflict,
+                format!(
+                    "chunk {seq} of recording {recording_id} is already stored with other content"
+                ),
+            ));
+        }
+        let position = core
+            .store
+            .read_event(chunk_event_id(recording_id, seq))
+            .await?
+            .map_or(target.last_position, |e| e.position);
+        return Ok((StatusCode::OK, receipt(position)));
+    }
+    let store = content.clone();
+    let plain = body.clone();
+    let written = blocking(move || store.write_chunk(recording_id, seq, &plain)).await?;
+    let appended = core
+        .service
+        .store_content_chunk(
+            by,
+            recording_id,
+            seq,
+            written.size,
+            written.sha256,
+            content_type,
+        )
+        .await;
+    match appended {
+        Ok(executed) => {
+            core.metrics.appended();
+            Ok((StatusCode::CREATED, receipt(executed.last_position)))
+        }
+        Err(error) => {
+            // Refused: leave no file behind that the log does not know.
+            let store = content.clone();
+            if let Err(e) = blocking(move || store.discard_chunk(recording_id, seq)).await {
+                tracing::warn!(error = ?e, "cannot remove a refused chunk");
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// A byte range of a body of `total` bytes, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// What a `Range` header asks of a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeRequest {
+    /// No header, or one this server does not honour (several ranges,
+    /// another unit, malformed): send the whole body (RFC 9110 allows it).
+    Whole,
+    Part(ByteRange),
+    /// Outside the body: 416.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header against `total` bytes.
+pub fn parse_range(value: Option<&str>, total: u64) -> RangeRequest {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return RangeRequest::Whole;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        let Ok(suffix) = last.parse::<u64>() else {
+            return RangeRequest::Whole;
+        };
+        if suffix == 0 || total == 0 {
+            return RangeRequest::Unsatisfiable;
+        }
+        return RangeRequest::Part(ByteRange {
+            start: total.saturating_sub(suffix),
+            end: total - 1,
+        });
+    }
+    let Ok(start) = first.parse::<u64>() else {
+        return RangeRequest::Whole;
+    };
+    let end = if last.is_empty() {
+        u64::MAX
+    } else {
+        match last.parse::<u64>() {
+            Ok(end) if end >= start => end,
+            _ => return RangeRequest::Whole,
+        }
+    };
+    if start >= total {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Part(ByteRange {
+        start,
+        end: end.min(total - 1),
+    })
+}
+
+/// `GET /recordings/{id}/content`.
+async fn get_content(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match content_response(&state, &id, &headers).await {
+        Ok(response) => response,
+        Err(error) => error_response(error),
+    }
+}
+
+async fn content_response(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let by = principal(state, headers).await?;
+    let recording_id = recording_id(id)?;
+    let core = state.core().clone();
+    let recording = core.service.load::<Recording>(recording_id).await?.state;
+    if recording.lifecycle == Lifecycle::Deleted {
+        return Err(ApiError::not_found(format!(
+            "recording {recording_id} was deleted; its content is destroyed"
+        )));
+    }
+    // Judges "may play" (restrictions, grants, archive) and records the
+    // playback; a refusal is recorded as AccessDenied.
+    core.service
+        .record_played(&by, recording_id, PlaybackKind::Play)
+        .await?;
+    core.metrics.appended();
+    let mut chunks = Vec::new();
+    for (expected, (&seq, chunk)) in (0u64..).zip(&recording.chunks) {
+        if seq != expected {
+            break;
+        }
+        chunks.push((seq, chunk.size, chunk.sha256.clone()));
+    }
+    let total: u64 = chunks.iter().map(|c| c.1).sum();
+    let content_type = recording
+        .content_type
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string());
+    let range = match parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        total,
+    ) {
+        RangeRequest::Whole => None,
+        RangeRequest::Part(range) => Some(range),
+        RangeRequest::Unsatisfiable => {
+            let mut response = error_response(ApiError::validation(format!(
+                "the range is outside the content ({total} bytes)"
+            )));
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            insert(
+                &mut response,
+                header::CONTENT_RANGE,
+                &format!("bytes */{total}"),
+            );
+            return Ok(response);
+        }
+    };
+    let (start, end) = match range {
+        Some(r) => (r.start, r.end + 1),
+        None => (0, total),
+    };
+    // Only the chunks the range touches, each cut to the range.
+    let mut parts = Vec::new();
+    let mut offset = 0u64;
+    for (seq, size, sha) in chunks {
+        let (chunk_start, chunk_end) = (offset, offset + size);
+        offset = chunk_end;
+        if chunk_end <= start || chunk_start >= end {
+            continue;
+        }
+        let from = start.saturating_sub(chunk_start) as usize;
+        let to = (end.min(chunk_end) - chunk_start) as usize;
+        parts.push((seq, sha, from, to));
+    }
+    let content = core.content.clone();
+    let body = futures_util::stream::iter(parts).then(move |(seq, sha, from, to)| {
+        let content = content.clone();
+        async move {
+            let plain = blocking(move || content.read_chunk(recording_id, seq, &sha))
+                .await
+                .map_err(|e| std::io::Error::other(e.message))?;
+            Ok::<_, std::io::Error>(Bytes::from(plain).slice(from..to))
+        }
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    insert(&mut response, header::CONTENT_TYPE, &content_type);
+    insert(&mut response, header::ACCEPT_RANGES, "bytes");
+    insert(
+        &mut response,
+        header::CONTENT_LENGTH,
+        &(end - start).to_string(),
+    );
+    insert(&mut response, header::CACHE_CONTROL, "no-store");
+    if let Some(r) = range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        insert(
+            &mut response,
+            header::CONTENT_RANGE,
+            &format!("bytes {}-{}/{total}", r.start, r.end),
+        );
+    }
+    Ok(response)
+}
+
+fn insert(response: &mut Response, name: header::HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        use RangeRequest::*;
+        let r = |start, end| Part(ByteRange { start, end });
+        assert_eq!(parse_range(None, 100), Whole);
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), r(0, 9));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), r(90, 99));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), r(90, 99));
+        assert_eq!(parse_range(Some("bytes=-500"), 100), r(0, 99));
+        assert_eq!(parse_range(Some("bytes=50-500"), 100), r(50, 99));
+        assert_eq!(parse_range(Some("bytes=100-"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Whole);
+        assert_eq!(parse_range(Some("bytes=9-1"), 100), Whole);
+        assert_eq!(parse_range(Some("items=0-1"), 100), Whole);
+    }
+}

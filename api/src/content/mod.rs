@@ -1,0 +1,63 @@
+//! Recording content: the bytes of a screen recording (or an asciicast)
+//! beside the log, encrypted per recording, and what deletes them for good.
+//!
+//! # Layout
+//!
+//! - `store`: [`ContentStore`], the files under `<data>/content/`.
+//! - `effects`: [`ContentEffects`], the follower that archives, restores
+//!   and shreds content as the log says.
+//! - `http`: the upload and playback routes ([`routes`]).
+//! - `asciicast`: parsing asciicast v2 files into session events.
+//!
+//! # On disk
+//!
+//! ```text
+//! <data>/content/keys/<recording>.key               32 random bytes, mode 0600
+//! <data>/content/live/<recording>/<seq>.chunk       "SRC1" | nonce | ChaCha20-Poly1305(chunk)
+//! <data>/content/archive/<recording>/<seq>.chunk    the same, once archived
+//! ```
+//!
+//! Each chunk is sealed with ChaCha20-Poly1305 under its recording's key,
+//! a fresh random nonce, and the recording id and seq as associated data
+//! (a file moved to another recording or seq does not open). The log's
+//! `ContentChunkStored` holds the chunk's plain size and the SHA-256 of the
+//! *encrypted* file, so the hash chain covers the content without holding
+//! anything that reveals it, and a file changed on disk is detected on read.
+//!
+//! # What an upload promises
+//!
+//! The encrypted file is written to a temporary name, synced, renamed into
+//! place and its directory synced; only then is `ContentChunkStored`
+//! appended, and the upload is answered once that append is durable. A
+//! crash between the two leaves an orphan file that the log does not know:
+//! it is never served (reads go by the log) and the retried upload writes
+//! over it. A refused append removes the file it had written. Uploads and
+//! moves of one recording are serialised by a per-recording lock.
+//!
+//! # What deletion guarantees
+//!
+//! `RecordingDeleted` destroys the recording's key: the key file is
+//! overwritten with zeros, synced, unlinked and its directory synced; then
+//! the chunk files are removed. The delete mutation and the retention run
+//! answer only after that is done. Keys never enter the log nor sled (sled
+//! keeps superseded values in its segment files until it compacts them, so
+//! a key kept there could outlive its deletion in a copy of the data
+//! directory); they live only in their own key files. A copy of the data
+//! directory taken after the deletion therefore holds no key, and
+//! ciphertext kept from before cannot be opened. What this cannot promise:
+//! that the storage device itself keeps no old blocks (copy-on-write file
+//! systems, SSD wear levelling, backups taken before the deletion); a
+//! deployment that needs that puts the data directory on an encrypted
+//! volume whose key is managed outside srs. The log keeps every fact and
+//! `srs verify` still passes: nothing in it is rewritten.
+
+mod asciicast;
+mod effects;
+mod http;
+mod store;
+
+pub use effects::ContentEffects;
+pub use http::{
+    parse_range, routes, store_chunk, ByteRange, Receipt, SETTLE_TIMEOUT, SHA256_HEADER,
+};
+pub use store::{Area, ContentError, ContentStore, WrittenChunk, MAX_CHUNK_BYTES};

@@ -1,0 +1,496 @@
+//! [`ContentStore`]: encrypted chunk files and per-recording keys under
+//! `<data>/content/`. Blocking file I/O: async callers use
+//! `spawn_blocking`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+use zeroize::{Zeroize, Zeroizing};
+
+/// The largest chunk accepted, in bytes (8 MiB).
+pub const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+/// The first bytes of every chunk file: the format, so a later one can
+/// read older files.
+const MAGIC: &[u8; 4] = b"SRC1";
+const NONCE_LEN: usize = 12;
+const KEY_LEN: usize = 32;
+/// Per-recording locks, striped: two recordings rarely share one.
+const LOCK_STRIPES: usize = 64;
+
+/// Where a recording's chunks are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Area {
+    Live,
+    Archive,
+}
+
+impl Area {
+    fn dir(self) -> &'static str {
+        match self {
+            Area::Live => "live",
+            Area::Archive => "archive",
+        }
+    }
+}
+
+/// Why the content store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("content store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The recording's key is gone: its content was shredded.
+    #[error("the content key of recording {0} is destroyed")]
+    NoKey(Uuid),
+    /// The chunk file is missing.
+    #[error("chunk {seq} of recording {recording_id} is not in the content store")]
+    Missing { recording_id: Uuid, seq: u64 },
+    /// The file does not hash to what the log recorded, or does not decrypt.
+    #[error("chunk {seq} of recording {recording_id} is corrupt: {why}")]
+    Corrupt {
+        recording_id: Uuid,
+        seq: u64,
+        why: &'static str,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContentError + '_ {
+    move |source| ContentError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A chunk as written: what the log records of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenChunk {
+    /// The plain size.
+    pub size: u64,
+    /// Hex SHA-256 of the stored (encrypted) file.
+    pub sha256: String,
+}
+
+/// Encrypted content beside the log; see the module docs of `content`.
+pub struct ContentStore {
+    root: PathBuf,
+    locks: Vec<Mutex<()>>,
+}
+
+impl std::fmt::Debug for ContentStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContentStore")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ContentStore {
+    /// Opens (creating) the content store under `data/content`.
+    pub fn open(data: &Path) -> Result<Self, ContentError> {
+        let root = data.join("content");
+        for dir in [Area::Live.dir(), Area::Archive.dir(), "keys"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).map_err(io(&path))?;
+        }
+        Ok(ContentStore {
+            root,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    /// The root directory (`<data>/content`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Serialises writes and moves of one recording's content.
+    pub async fn lock(&self, recording_id: Uuid) -> MutexGuard<'_, ()> {
+        let stripe = (recording_id.as_u128() % LOCK_STRIPES as u128) as usize;
+        self.locks[stripe].lock().await
+    }
+
+    fn key_path(&self, recording_id: Uuid) -> PathBuf {
+        self.root.join("keys").join(format!("{recording_id}.key"))
+    }
+
+    fn recording_dir(&self, area: Area, recording_id: Uuid) -> PathBuf {
+        self.root.join(area.dir()).join(recording_id.to_string())
+    }
+
+    fn chunk_name(seq: u64) -> String {
+        format!("{seq:020}.chunk")
+    }
+
+    /// Whether the recording's key exists.
+    pub fn has_key(&self, recording_id: Uuid) -> bool {
+        self.key_path(recording_id).exists()
+    }
+
+    /// Where the recording's chunks are, if any were written.
+    pub fn area(&self, recording_id: Uuid) -> Option<Area> {
+        [Area::Live, Area::Archive]
+            .into_iter()
+            .find(|&area| self.recording_dir(area, recording_id).is_dir())
+    }
+
+    fn load_key(&self, recording_id: Uuid) -> Result<Zeroizing<[u8; KEY_LEN]>, ContentError> {
+        let path = self.key_path(recording_id);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(ContentError::NoKey(recording_id))
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        file.read_exact(key.as_mut()).map_err(io(&path))?;
+        if key.iter().all(|&b| b == 0) {
+            // A shredding interrupted between overwrite and unlink.
+            return Err(ContentError::NoKey(recording_id));
+        }
+        Ok(key)
+    }
+
+    /// The recording's key, created (durably) on first use.
+    fn key_or_create(&self, recording_id: Uuid) -> Result<Zeroizing<[u8; KEY_LEN]>, ContentError> {
+        match self.load_key(recording_id) {
+            Err(ContentError::NoKey(_)) => {}
+            other => return other,
+        }
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        let path = self.key_path(recording_id);
+        write_durably(&path, key.as_ref())?;
+        Ok(key)
+    }
+
+    /// Encrypts `plain` under the recording's key and writes it as chunk
+    /// `seq` in the live area, durably (file and directory synced) before
+    /// returning. An earlier file for the seq (an orphan of a crash before
+    /// its event was appended) is replaced.
+    pub fn write_chunk(
+        &self,
+        recording_id: Uuid,
+        seq: u64,
+        plain: &[u8],
+    ) -> Result<WrittenChunk, ContentError> {
+        let key = self.key_or_create(recording_id)?;
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_ref()));
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = associated_data(recording_id, seq);
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| ContentError::Corrupt {
+                recording_id,
+                seq,
+                why: "encryption failed",
+            })?;
+        let mut file = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.len());
+        file.extend_from_slice(MAGIC);
+        file.extend_from_slice(&nonce);
+        file.extend_from_slice(&sealed);
+        let dir = self.recording_dir(Area::Live, recording_id);
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            sync_dir(&self.root.join(Area::Live.dir()))?;
+        }
+        write_durably(&dir.join(Self::chunk_name(seq)), &file)?;
+        Ok(WrittenChunk {
+            size: plain.len() as u64,
+            sha256: hex::encode(Sha256::digest(&file)),
+        })
+    }
+
+    /// Reads chunk `seq`, checks it against the hash the log holds
+    /// (`sha256`) and decrypts it.
+    pub fn read_chunk(
+        &self,
+        recording_id: Uuid,
+        seq: u64,
+        sha256: &str,
+    ) -> Result<Vec<u8>, ContentError> {
+        let key = self.load_key(recording_id)?;
+        let area = self
+            .area(recording_id)
+            .ok_or(ContentError::Missing { recording_id, seq })?;
+        let path = self
+            .recording_dir(area, recording_id)
+            .join(Self::chunk_name(seq));
+        let file = match fs::read(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(ContentError::Missing { recording_id, seq })
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let corrupt = |why| ContentError::Corrupt {
+            recording_id,
+            seq,
+            why,
+        };
+        if hex::encode(Sha256::digest(&file)) != sha256 {
+            return Err(corrupt("its hash differs from the log's"));
+        }
+        if file.len() < MAGIC.len() + NONCE_LEN || &file[..MAGIC.len()] != MAGIC {
+            return Err(corrupt("unknown format"));
+        }
+        let (nonce, sealed) = file[MAGIC.len()..].split_at(NONCE_LEN);
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_ref()));
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &associated_data(recording_id, seq),
+                },
+            )
+            .map_err(|_| corrupt("it does not decrypt"))
+    }
+
+    /// Removes chunk `seq` from the live area (an upload whose event was
+    /// refused). Missing is fine.
+    pub fn discard_chunk(&self, recording_id: Uuid, seq: u64) -> Result<(), ContentError> {
+        let path = self
+            .recording_dir(Area::Live, recording_id)
+            .join(Self::chunk_name(seq));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Moves the recording's chunks to `to` (archive or back). Idempotent:
+    /// content already there, or none at all, is left as it is.
+    pub fn move_to(&self, recording_id: Uuid, to: Area) -> Result<(), ContentError> {
+        let from = match to {
+            Area::Live => Area::Archive,
+            Area::Archive => Area::Live,
+        };
+        let (src, dst) = (
+            self.recording_dir(from, recording_id),
+            self.recording_dir(to, recording_id),
+        );
+        if !src.is_dir() {
+            return Ok(());
+        }
+        if dst.is_dir() {
+            // Both exist only after chunks were written meanwhile: merge.
+            for entry in fs::read_dir(&src).map_err(io(&src))? {
+                let entry = entry.map_err(io(&src))?;
+                let target = dst.join(entry.file_name());
+                fs::rename(entry.path(), &target).map_err(io(&target))?;
+            }
+            fs::remove_dir(&src).map_err(io(&src))?;
+        } else {
+            fs::rename(&src, &dst).map_err(io(&dst))?;
+        }
+        sync_dir(&self.root.join(from.dir()))?;
+        sync_dir(&self.root.join(to.dir()))
+    }
+
+    /// Crypto-shredding: overwrites the key file with zeros, syncs it,
+    /// unlinks it and syncs the directory; then removes the chunk files.
+    /// Idempotent.
+    pub fn shred(&self, recording_id: Uuid) -> Result<(), ContentError> {
+        let path = self.key_path(recording_id);
+        match OpenOptions::new().write(true).open(&path) {
+            Ok(mut file) => {
+                let mut zeros = [0u8; KEY_LEN];
+                file.write_all(&zeros).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
+                zeros.zeroize();
+                drop(file);
+                fs::remove_file(&path).map_err(io(&path))?;
+                sync_dir(&self.root.join("keys"))?;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+        for area in [Area::Live, Area::Archive] {
+            let dir = self.recording_dir(area, recording_id);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => sync_dir(&self.root.join(area.dir()))?,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&dir)(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Binds a chunk to its recording and place: a file copied to another
+/// recording or seq does not decrypt.
+fn associated_data(recording_id: Uuid, seq: u64) -> [u8; 24] {
+    let mut aad = [0u8; 24];
+    aad[..16].copy_from_slice(recording_id.as_bytes());
+    aad[16..].copy_from_slice(&seq.to_be_bytes());
+    aad
+}
+
+/// Writes `bytes` to a temporary file, syncs it, renames it over `path`
+/// and syncs the directory: after return the file survives a crash whole.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io(path))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ContentError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, ContentStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn chunks_round_trip_encrypted() {
+        let (_dir, store) = store();
+        let id = Uuid::now_v7();
+        let plain = b"the quick brown fox jumps over the lazy dog".repeat(10);
+        let written = store.write_chunk(id, 0, &plain).unwrap();
+        assert_eq!(written.size, plain.len() as u64);
+        let file = fs::read(
+            store
+                .recording_dir(Area::Live, id)
+                .join(ContentStore::chunk_name(0)),
+        )
+        .unwrap();
+        assert!(
+            !file.windows(9).any(|w| w == b"brown fox"),
+            "the file holds ciphertext only"
+        );
+        assert_eq!(hex::encode(Sha256::digest(&file)), written.sha256);
+        assert_eq!(store.read_chunk(id, 0, &written.sha256).unwrap(), plain);
+    }
+
+    #[test]
+    fn a_tampered_or_moved_chunk_is_refused() {
+        let (_dir, store) = store();
+        let id = Uuid::now_v7();
+        let written = store.write_chunk(id, 0, b"hello").unwrap();
+        let path = store
+            .recording_dir(Area::Live, id)
+            .join(ContentStore::chunk_name(0));
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            store.read_chunk(id, 0, &written.sha256),
+            Err(ContentError::Corrupt { .. })
+        ));
+        // Same bytes, right hash, wrong seq: the AEAD binding refuses it.
+        let written = store.write_chunk(id, 1, b"hello").unwrap();
+        fs::copy(
+            store
+                .recording_dir(Area::Live, id)
+                .join(ContentStore::chunk_name(1)),
+            store
+                .recording_dir(Area::Live, id)
+                .join(ContentStore::chunk_name(2)),
+        )
+        .unwrap();
+        assert!(matches!(
+            store.read_chunk(id, 2, &written.sha256),
+            Err(ContentError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn archive_and_restore_move_the_chunks() {
+        let (_dir, store) = store();
+        let id = Uuid::now_v7();
+        let written = store.write_chunk(id, 0, b"abc").unwrap();
+        store.move_to(id, Area::Archive).unwrap();
+        assert_eq!(store.area(id), Some(Area::Archive));
+        assert_eq!(store.read_chunk(id, 0, &written.sha256).unwrap(), b"abc");
+        store.move_to(id, Area::Archive).unwrap();
+        store.move_to(id, Area::Live).unwrap();
+        assert_eq!(store.area(id), Some(Area::Live));
+    }
+
+    #[test]
+    fn shredding_destroys_the_key_and_the_content_for_good() {
+        let (dir, store) = store();
+        let id = Uuid::now_v7();
+        let written = store.write_chunk(id, 0, b"secret session").unwrap();
+        let key = fs::read(store.key_path(id)).unwrap();
+        let chunk = fs::read(
+            store
+                .recording_dir(Area::Live, id)
+                .join(ContentStore::chunk_name(0)),
+        )
+        .unwrap();
+        store.shred(id).unwrap();
+        store.shred(id).unwrap();
+        assert!(!store.has_key(id));
+        assert_eq!(store.area(id), None);
+        assert!(matches!(
+            store.read_chunk(id, 0, &written.sha256),
+            Err(ContentError::NoKey(_))
+        ));
+        // No file left under the data directory holds the key's bytes.
+        let mut stack = vec![dir.path().to_path_buf()];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                let bytes = fs::read(&path).unwrap();
+                assert!(!bytes.windows(KEY_LEN).any(|w| w == key.as_slice()));
+                assert!(!bytes.windows(chunk.len()).any(|w| w == chunk.as_slice()));
+            }
+        }
+        // Even the ciphertext kept aside does not open without the key.
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(&[0u8; KEY_LEN]));
+        let (nonce, sealed) = chunk[MAGIC.len()..].split_at(NONCE_LEN);
+        assert!(cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &associated_data(id, 0)
+                }
+            )
+            .is_err());
+    }
+}

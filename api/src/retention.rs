@@ -1,0 +1,156 @@
+//! The retention scheduler: runs each site's retention policy once a day
+//! at its `runAt` (UTC), by the injected clock.
+//!
+//! A run of a site ([`run_site`]) asks the dashboard read model which
+//! recordings are due ([`srs_domain::model::due`]: by age from their end,
+//! whole sessions, live sessions never, restricted ones exempt when the
+//! policy says so), archives and deletes them as the system actor
+//! `retention` (the same session-wide moves as the admin mutations), waits
+//! until the content store has followed (chunks moved to the archive area,
+//! keys shredded), and records `RetentionRunCompleted` with the counts.
+//!
+//! [`tick`] runs every site whose next run time (the first `runAt` after
+//! its last run, or after the policy was set) has come. `srs serve` calls
+//! it every [`TICK`] of wall time with the clock's now; tests call it with
+//! a manual clock and run a year of days in milliseconds. A site whose run
+//! times were missed (the service was down) runs once when it is next
+//! checked: one run catches up everything due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use srs_domain::actor::Actor;
+use srs_domain::log::EventStore as _;
+use srs_domain::model::{DomainEvent, Transition};
+use srs_domain::time::Timestamp;
+use srs_projections::models::dashboard::DashboardProjection;
+use srs_projections::models::policies::PoliciesProjection;
+use srs_projections::Which;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::content::SETTLE_TIMEOUT;
+use crate::error::ApiError;
+use crate::state::Core;
+
+/// How often `srs serve` checks whether a run is due.
+pub const TICK: Duration = Duration::from_secs(30);
+
+/// How long a run waits for the read models it decides on.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// What one run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub archived: u64,
+    pub deleted: u64,
+    /// The log position of `RetentionRunCompleted`.
+    pub position: u64,
+}
+
+fn actor() -> Actor {
+    Actor::system("retention")
+}
+
+async fn caught_up(core: &Core) -> Result<(), ApiError> {
+    let head = core.store.head().position;
+    core.reads
+        .wait_for(
+            Which::Only(&[DashboardProjection::NAME, PoliciesProjection::NAME]),
+            head,
+            CATCH_UP,
+        )
+        .await
+        .map_err(|e| ApiError::timeout(format!("the read models are behind: {e}")))
+}
+
+/// Runs `site_id`'s retention policy now (NOT_FOUND without one). The
+/// caller has authorized it.
+pub async fn run_site(core: &Core, site_id: Uuid) -> Result<RunOutcome, ApiError> {
+    caught_up(core).await?;
+    let policy = core
+        .reads
+        .policies()?
+        .retention(site_id)?
+        .ok_or_else(|| ApiError::not_found(format!("site {site_id} has no retention policy")))?
+        .policy;
+    let now = core.service.now();
+    let due = core.reads.dashboard()?.due(site_id, &policy, now)?;
+    let mut outcome = RunOutcome::default();
+    let mut last = 0;
+    for (ids, via) in [
+        (&due.to_delete, Transition::Delete),
+        (&due.to_archive, Transition::Archive),
+    ] {
+        for &id in ids {
+            // `due` lists every part of a session; the first move covers all.
+            match core.service.apply_to_session(id, via, &actor()).await {
+                Ok(done) => {
+                    last = last.max(done.last_position);
+                    for event in &done.events {
+                        match event {
+                            DomainEvent::RecordingDeleted { .. } => outcome.deleted += 1,
+                            DomainEvent::RecordingArchived { .. } => outcome.archived += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                // One recording that moved meanwhile does not stop the run.
+                Err(e) => tracing::warn!(error = %e, recording = %id, ?via, "retention: skipped"),
+            }
+        }
+    }
+    if !core.content_effects.settled(last, SETTLE_TIMEOUT).await {
+        return Err(ApiError::timeout(
+            "the content store did not follow the retention run in time",
+        ));
+    }
+    let done = core
+        .service
+        .complete_retention_run(site_id, outcome.archived, outcome.deleted, &actor())
+        .await?;
+    outcome.position = done.last_position;
+    tracing::info!(site = %site_id, archived = outcome.archived, deleted = outcome.deleted, "retention run completed");
+    Ok(outcome)
+}
+
+/// The sites whose run is due at `now`.
+pub fn due_sites(core: &Core, now: Timestamp) -> Result<Vec<Uuid>, ApiError> {
+    Ok(core
+        .reads
+        .policies()?
+        .retentions()?
+        .into_iter()
+        .filter(|row| {
+            let anchor = row.last_run.as_ref().map_or(row.set_at, |run| run.ran_at);
+            row.policy.next_run(anchor) <= now
+        })
+        .map(|row| row.site_id)
+        .collect())
+}
+
+/// Runs every site whose run time has come by the service's clock;
+/// returns what each did.
+pub async fn tick(core: &Core) -> Result<Vec<(Uuid, RunOutcome)>, ApiError> {
+    caught_up(core).await?;
+    let now = core.service.now();
+    let mut runs = Vec::new();
+    for site_id in due_sites(core, now)? {
+        runs.push((site_id, run_site(core, site_id).await?));
+    }
+    Ok(runs)
+}
+
+/// The scheduler task of `srs serve`: [`tick`] every [`TICK`] until shutdown.
+pub async fn schedule(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        if let Err(e) = tick(&core).await {
+            tracing::warn!(code = %e.code, message = %e.message, "retention tick failed");
+        }
+    }
+}
