@@ -168,8 +168,8 @@ pub async fn seed(
     // Sites, policies, retention and permissions: as an admin would.
     let mut sites = Vec::new();
     for name in ["Headquarters", "Branch Office"] {
-        let id = ensure_site(&admin, name).await?;
-        ensure_policies(&admin, &id).await?;
+        let (id, at) = ensure_site(&admin, name).await?;
+        ensure_policies(&admin, &id, at).await?;
         admin
             .call(
                 "mutation($site: ID!) { setRetentionPolicy(siteId: $site, input: \

@@ -12,5 +12,7 @@ mod authz;
 mod bad_input;
 #[path = "e2e/journeys.rs"]
 mod journeys;
+#[path = "e2e/simulate.rs"]
+mod simulate;
 #[path = "e2e/verify.rs"]
 mod verify;

@@ -203,22 +203,26 @@ fn text(data: &Value, path: &[&str]) -> Result<String, GqlError> {
 
 // ---- site set-up (shared with the demo) -------------------------------------
 
-/// The id of the site named `name`, created when there is none.
-pub async fn ensure_site(gql: &dyn Gql, name: &str) -> Result<String, GqlError> {
+/// The site named `name`, created when there is none: its id and the log
+/// position that holds it (pass it on as `atLeast`).
+pub async fn ensure_site(gql: &dyn Gql, name: &str) -> Result<(String, i64), GqlError> {
     let sites = gql.call("{ sites { id name } }", json!({})).await?;
     if let Some(site) = sites["sites"]
         .as_array()
         .and_then(|all| all.iter().find(|s| s["name"] == name))
     {
-        return text(site, &["id"]);
+        return Ok((text(site, &["id"])?, 0));
     }
     let created = gql
         .call(
-            "mutation($name: String!) { createSite(input: {name: $name}) { siteId } }",
+            "mutation($name: String!) { createSite(input: {name: $name}) { siteId position } }",
             json!({ "name": name }),
         )
         .await?;
-    text(&created, &["createSite", "siteId"])
+    Ok((
+        text(&created, &["createSite", "siteId"])?,
+        created["createSite"]["position"].as_i64().unwrap_or(0),
+    ))
 }
 
 /// The recording policy: finance desktops and contractors are screen
@@ -277,12 +281,14 @@ pub fn response_policy() -> Value {
 }
 
 /// Gives the site the three fleet policies and activates them, unless its
-/// active detection policy already is the fleet's.
-pub async fn ensure_policies(gql: &dyn Gql, site_id: &str) -> Result<(), GqlError> {
+/// active detection policy already is the fleet's. `at_least`: the log
+/// position that created the site.
+pub async fn ensure_policies(gql: &dyn Gql, site_id: &str, at_least: i64) -> Result<(), GqlError> {
     let current = gql
         .call(
-            "query($site: ID!) { policies(siteId: $site) { eventDetection { active { name } } } }",
-            json!({ "site": site_id }),
+            "query($site: ID!, $at: Int) { policies(siteId: $site, atLeast: $at) \
+             { eventDetection { active { name } } } }",
+            json!({ "site": site_id, "at": at_least }),
         )
         .await?;
     if current["policies"]["eventDetection"]["active"]["name"] == DETECTION_POLICY {
@@ -720,10 +726,10 @@ pub async fn run(options: SimulateOptions) -> Result<Report, SimulateError> {
         .build()
         .map_err(|e| SimulateError::Client(e.to_string()))?;
     let admin = HttpGql::new(http.clone(), &options.url, &options.token);
-    let site_id = ensure_site(&admin, &options.site)
+    let (site_id, at) = ensure_site(&admin, &options.site)
         .await
         .map_err(SimulateError::Setup)?;
-    ensure_policies(&admin, &site_id)
+    ensure_policies(&admin, &site_id, at)
         .await
         .map_err(SimulateError::Setup)?;
     let population = Arc::new(Population::new(options.seed));
