@@ -94,6 +94,11 @@ pub enum Command {
         /// Events in the generated history that `rebuild` rebuilds.
         #[arg(long, default_value_t = 1_000_000)]
         rebuild_events: u64,
+        /// A reachable PostgreSQL (e.g. `postgresql://user:pw@127.0.0.1/db`):
+        /// `log` then also times single-event INSERT+COMMIT from 64 writers
+        /// there and compares `append_64_writers` with it.
+        #[arg(long, env = "SRS_BENCH_PG", hide_env_values = true)]
+        pg: Option<String>,
     },
 }
 
@@ -197,8 +202,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             scan_events,
             rebuild_events,
+            pg,
         } => {
-            bench(which, json, seconds, scan_events, rebuild_events).await?;
+            bench(
+                which,
+                json,
+                seconds,
+                scan_events,
+                rebuild_events,
+                pg.as_deref(),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
     }
