@@ -18,6 +18,7 @@ pub async fn bench(
     seconds: f64,
     scan_events: u64,
     rebuild_events: u64,
+    pg: Option<&str>,
 ) -> anyhow::Result<()> {
     let print = |figure: &srs_bench::Figure| {
         if json {
@@ -31,8 +32,14 @@ pub async fn bench(
             seconds,
             scan_events,
         };
-        for figure in srs_bench::log::run(&options).await? {
-            print(&figure);
+        let figures = srs_bench::log::run(&options).await?;
+        for figure in &figures {
+            print(figure);
+        }
+        if let Some(url) = pg {
+            for figure in pg_figures(url, seconds, &figures).await? {
+                print(&figure);
+            }
         }
     }
     if matches!(which, BenchKind::Rebuild | BenchKind::All) {
@@ -49,4 +56,28 @@ pub async fn bench(
         ));
     }
     Ok(())
+}
+
+/// PostgreSQL's 64-writer durable append, and ours against it (same run).
+async fn pg_figures(
+    url: &str,
+    seconds: f64,
+    ours: &[srs_bench::Figure],
+) -> anyhow::Result<Vec<srs_bench::Figure>> {
+    use srs_bench::Figure;
+    let pg =
+        srs_bench::pg::append_rate(url, 64, std::time::Duration::from_secs_f64(seconds)).await?;
+    let mut figures = vec![Figure::new(
+        "log",
+        "pg_append_64_writers",
+        (pg * 10.0).round() / 10.0,
+        "events/s",
+    )];
+    if let Some(our) = ours.iter().find(|f| f.figure == "append_64_writers") {
+        figures.push(
+            Figure::new("log", "append_64_vs_pg", our.value, "events/s")
+                .against("pg_append_64_writers", pg),
+        );
+    }
+    Ok(figures)
 }

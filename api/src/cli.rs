@@ -41,7 +41,28 @@ pub enum Command {
         /// Log line format; the level comes from RUST_LOG (default `info`).
         #[arg(long, env = "SRS_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Seed an EMPTY data directory with a demo organisation (sites,
+        /// servers, policies, recordings over the last 30 days), then serve.
+        /// A directory holding anything is refused (exit 2).
+        #[arg(long, env = "SRS_DEMO")]
+        demo: bool,
+        /// Recordings the demo seeds.
+        #[arg(
+            long,
+            env = "SRS_DEMO_RECORDINGS",
+            default_value_t = 3000,
+            requires = "demo"
+        )]
+        demo_recordings: u64,
+        /// The demo data's seed (same seed, same users, hosts and events).
+        #[arg(long, env = "SRS_DEMO_SEED", default_value_t = 1, requires = "demo")]
+        demo_seed: u64,
     },
+    /// Act as N connected Session Recording servers recording M sessions
+    /// through the public API, and report what was sent, the throughput and
+    /// the errors. Exit 0 when no request failed, 1 when some did, 2 when
+    /// the set-up failed (bad URL or token, bad flags).
+    Simulate(SimulateArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Walk the log's hash chain and invariants (gapless positions and stream
@@ -89,7 +110,53 @@ pub enum Command {
         /// Events in the generated history that `rebuild` rebuilds.
         #[arg(long, default_value_t = 1_000_000)]
         rebuild_events: u64,
+        /// A reachable PostgreSQL (e.g. `postgresql://user:pw@127.0.0.1/db`):
+        /// `log` then also times single-event INSERT+COMMIT from 64 writers
+        /// there and compares `append_64_writers` with it.
+        #[arg(long, env = "SRS_BENCH_PG", hide_env_values = true)]
+        pg: Option<String>,
     },
+}
+
+/// `srs simulate` flags.
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// The srs base URL.
+    #[arg(long, env = "SRS_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An ADMIN token (it creates the site and connects the servers).
+    #[arg(long, env = "SRS_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Servers to connect.
+    #[arg(long, env = "SRS_SIM_SERVERS", default_value_t = 4)]
+    pub servers: usize,
+    /// Sessions in all, spread round-robin over the servers.
+    #[arg(long, env = "SRS_SIM_SESSIONS", default_value_t = 100)]
+    pub sessions: u64,
+    /// At most this many session events per second over the fleet (default: as fast as answered).
+    #[arg(long, env = "SRS_SIM_RATE")]
+    pub rate: Option<f64>,
+    /// Same seed, same users, hosts, applications and event sequence.
+    #[arg(long, env = "SRS_SIM_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Content bytes uploaded per screen recording (0: none).
+    #[arg(long, env = "SRS_SIM_CONTENT_BYTES", default_value_t = 0)]
+    pub content_bytes: u64,
+    /// At most this many session events per session.
+    #[arg(long, default_value_t = 200)]
+    pub max_events: usize,
+    /// Session events per recordSessionEvents call (1..=1000).
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+    /// Sessions in flight per server.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// The site to create or reuse (by name).
+    #[arg(long, default_value = crate::simulate::DEFAULT_SITE)]
+    pub site: String,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -116,14 +183,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data,
             listen,
             log_format,
+            demo,
+            demo_recordings,
+            demo_seed,
         } => {
             init_tracing(log_format);
-            serve(ServeOptions {
-                data,
-                listen,
-                limits: Limits::default(),
-            })
+            let demo = demo.then_some(crate::demo::DemoOptions {
+                recordings: demo_recordings,
+                seed: demo_seed,
+                ..Default::default()
+            });
+            serve(
+                ServeOptions {
+                    data,
+                    listen,
+                    limits: Limits::default(),
+                },
+                demo,
+            )
             .await
+        }
+        Command::Simulate(args) => {
+            init_tracing(LogFormat::Text);
+            simulate(args).await
         }
         Command::Schema => {
             print!("{}", crate::graphql::sdl());
@@ -142,8 +224,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             scan_events,
             rebuild_events,
+            pg,
         } => {
-            bench(which, json, seconds, scan_events, rebuild_events).await?;
+            bench(
+                which,
+                json,
+                seconds,
+                scan_events,
+                rebuild_events,
+                pg.as_deref(),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -187,7 +278,52 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
+async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    use crate::simulate::{run, SimulateError, SimulateOptions};
+    let options = SimulateOptions {
+        url: args.url,
+        token: args.token,
+        servers: args.servers,
+        sessions: args.sessions,
+        rate: args.rate,
+        seed: args.seed,
+        content_bytes: args.content_bytes,
+        max_events: args.max_events,
+        batch: args.batch,
+        concurrency: args.concurrency,
+        site: args.site,
+    };
+    let report = match run(options).await {
+        Ok(report) => report,
+        Err(
+            e @ (SimulateError::Options(_) | SimulateError::Setup(_) | SimulateError::Client(_)),
+        ) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(if report.error_count() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn serve(
+    options: ServeOptions,
+    demo: Option<crate::demo::DemoOptions>,
+) -> anyhow::Result<ExitCode> {
+    if demo.is_some() {
+        if let Err(e) = crate::demo::check_empty(&options.data) {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let server = match Server::open(options).await {
         Ok(server) => server,
         Err(e @ ServeError::Locked(_)) => {
@@ -204,6 +340,18 @@ async fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
         println!("srs: admin token: {secret}");
     }
     let addr = server.local_addr()?;
+    if let Some(demo) = demo {
+        let secret = server
+            .bootstrap_secret()
+            .ok_or_else(|| anyhow::anyhow!("the demo needs a fresh admin token"))?
+            .to_string();
+        eprintln!("srs: seeding the demo ({} recordings)...", demo.recordings);
+        let summary = crate::demo::seed(server.state(), &secret, &demo).await?;
+        println!(
+            "{}",
+            crate::demo::banner(&summary, &format!("http://{addr}"), &secret)
+        );
+    }
     println!("srs: listening on http://{addr}");
     // Tests and scripts read the line above from a pipe: make it visible now.
     let _ = std::io::stdout().flush();

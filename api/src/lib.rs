@@ -18,12 +18,16 @@
 //! - [`auth`]: bearer tokens and secrets.
 //! - [`error`]: [`error::ApiError`] and the stable `extensions.code`s.
 //! - [`metrics`]: the Prometheus text exposition.
+//! - [`simulate`]: `srs simulate`, a fleet of servers driving the public API,
+//!   and the plausible-data generator it shares with the demo.
+//! - [`demo`]: `srs serve --demo`, seeding an empty data directory.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 mod bench_cmd;
 pub mod cli;
 pub mod content;
+pub mod demo;
 pub mod error;
 pub mod graphql;
 pub mod http;
@@ -31,4 +35,5 @@ pub mod metrics;
 mod replay_cmd;
 pub mod retention;
 pub mod server;
+pub mod simulate;
 pub mod state;

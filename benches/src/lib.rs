@@ -11,10 +11,13 @@
 //! - [`Figure`]: one measured figure and how it prints.
 //! - [`log`]: durable append throughput (1, 8, 64 writers) against raw sled
 //!   batches, and the full-scan read rate against a raw sled iteration.
+//! - [`pg`]: the same 64-writer durable append on PostgreSQL (`--pg URL`):
+//!   single-event INSERT+COMMIT under a unique `(stream, version)`.
 //! - [`resources`]: peak RSS and bytes on disk.
 #![forbid(unsafe_code)]
 
 pub mod log;
+pub mod pg;
 pub mod rebuild;
 pub mod resources;
 

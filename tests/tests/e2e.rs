@@ -16,5 +16,7 @@ mod content;
 mod journeys;
 #[path = "e2e/replay.rs"]
 mod replay;
+#[path = "e2e/simulate.rs"]
+mod simulate;
 #[path = "e2e/verify.rs"]
 mod verify;
