@@ -88,6 +88,8 @@ async fn simulated_fleet_is_stored_as_reported_and_replays_by_seed() {
             "42",
             "--site",
             "Fleet A",
+            "--content-bytes",
+            "150000",
         ],
     )
     .await;
@@ -128,6 +130,30 @@ async fn simulated_fleet_is_stored_as_reported_and_replays_by_seed() {
     );
     assert_eq!(stored["dashboard"]["detectionsTotal"], json!(detections));
     assert_eq!(stored["dashboard"]["recordingsTotal"], json!(recordings));
+
+    // Every screen recording's content arrived whole, through chunk upload.
+    let chunks = count(&first, "chunks");
+    assert!(chunks > 0, "{first}");
+    assert_eq!(
+        count(&first, "content_bytes"),
+        150_000 * count(&first, "screen_recordings"),
+        "{first}"
+    );
+    let played = admin
+        .data(
+            r#"query($site: ID!) { recordings(filter: {siteId: $site}, first: 500) {
+                 edges { node { playback { contentSize chunks { seq } } } } } }"#,
+            json!({ "site": first["site_id"] }),
+        )
+        .await;
+    let (mut size, mut stored_chunks) = (0.0, 0);
+    for edge in played["recordings"]["edges"].as_array().unwrap() {
+        let playback = &edge["node"]["playback"];
+        size += playback["contentSize"].as_f64().unwrap_or(0.0);
+        stored_chunks += playback["chunks"].as_array().map_or(0, Vec::len);
+    }
+    assert_eq!(size as u64, count(&first, "content_bytes"));
+    assert_eq!(stored_chunks as u64, chunks);
     let mut server_ids: Vec<&str> = stored["servers"]
         .as_array()
         .unwrap()
