@@ -17,7 +17,7 @@ pub async fn bench(
     json: bool,
     seconds: f64,
     scan_events: u64,
-    rebuild_events: u64,
+    (rebuild_events, catalogue_recordings): (u64, u64),
     pg: Option<&str>,
 ) -> anyhow::Result<()> {
     let print = |figure: &srs_bench::Figure| {
@@ -44,6 +44,12 @@ pub async fn bench(
     }
     if matches!(which, BenchKind::Rebuild | BenchKind::All) {
         for figure in srs_bench::rebuild::run(rebuild_events).await? {
+            print(&figure);
+        }
+        let catalogue =
+            tokio::task::spawn_blocking(move || srs_bench::catalogue::run(catalogue_recordings))
+                .await??;
+        for figure in catalogue {
             print(&figure);
         }
     }

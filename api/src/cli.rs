@@ -110,6 +110,9 @@ pub enum Command {
         /// Events in the generated history that `rebuild` rebuilds.
         #[arg(long, default_value_t = 1_000_000)]
         rebuild_events: u64,
+        /// Recordings in the catalogue that `rebuild` times filtered pages on.
+        #[arg(long, default_value_t = 1_000_000)]
+        catalogue_recordings: u64,
         /// A reachable PostgreSQL (e.g. `postgresql://user:pw@127.0.0.1/db`):
         /// `log` then also times single-event INSERT+COMMIT from 64 writers
         /// there and compares `append_64_writers` with it.
@@ -224,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             scan_events,
             rebuild_events,
+            catalogue_recordings,
             pg,
         } => {
             bench(
@@ -231,7 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
                 seconds,
                 scan_events,
-                rebuild_events,
+                (rebuild_events, catalogue_recordings),
                 pg.as_deref(),
             )
             .await?;

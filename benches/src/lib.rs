@@ -13,9 +13,14 @@
 //!   batches, and the full-scan read rate against a raw sled iteration.
 //! - [`pg`]: the same 64-writer durable append on PostgreSQL (`--pg URL`):
 //!   single-event INSERT+COMMIT under a unique `(stream, version)`.
+//! - [`rebuild`]: every read model rebuilt from a generated history,
+//!   against a raw sled iteration of the same log.
+//! - [`catalogue`]: filtered recordings pages at scale, against reading
+//!   the same number of rows by key.
 //! - [`resources`]: peak RSS and bytes on disk.
 #![forbid(unsafe_code)]
 
+pub mod catalogue;
 pub mod log;
 pub mod pg;
 pub mod rebuild;
