@@ -9,6 +9,9 @@ pub enum BenchKind {
     Log,
     /// Rebuilding every read model from a generated history.
     Rebuild,
+    /// The dashboard query and a filtered recordings page under 32
+    /// connections, against a plain axum handler on the same server.
+    Graphql,
     All,
 }
 
@@ -18,6 +21,7 @@ pub async fn bench(
     seconds: f64,
     scan_events: u64,
     rebuild_events: u64,
+    graphql: &crate::bench_graphql::GraphqlBenchOptions,
 ) -> anyhow::Result<()> {
     let print = |figure: &srs_bench::Figure| {
         if json {
@@ -37,6 +41,11 @@ pub async fn bench(
     }
     if matches!(which, BenchKind::Rebuild | BenchKind::All) {
         for figure in srs_bench::rebuild::run(rebuild_events).await? {
+            print(&figure);
+        }
+    }
+    if matches!(which, BenchKind::Graphql | BenchKind::All) {
+        for figure in crate::bench_graphql::run(graphql).await? {
             print(&figure);
         }
     }

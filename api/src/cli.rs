@@ -73,6 +73,12 @@ pub enum Command {
         /// Events in the generated history that `rebuild` rebuilds.
         #[arg(long, default_value_t = 1_000_000)]
         rebuild_events: u64,
+        /// Recordings in the history that `graphql` serves.
+        #[arg(long, default_value_t = 1_000_000)]
+        graphql_recordings: u64,
+        /// Concurrent keep-alive connections of the `graphql` client.
+        #[arg(long, default_value_t = 32)]
+        graphql_connections: usize,
     },
 }
 
@@ -120,8 +126,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             scan_events,
             rebuild_events,
+            graphql_recordings,
+            graphql_connections,
         } => {
-            bench(which, json, seconds, scan_events, rebuild_events).await?;
+            let graphql = crate::bench_graphql::GraphqlBenchOptions {
+                recordings: graphql_recordings,
+                seconds,
+                connections: graphql_connections,
+            };
+            bench(which, json, seconds, scan_events, rebuild_events, &graphql).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - [`cli`]: flags (clap, each with an environment variable) and subcommands.
-//! - `bench_cmd`: `srs bench`.
+//! - `bench_cmd`: `srs bench`; `bench_graphql`: `srs bench graphql`, the
+//!   server under load against a plain handler on the same server.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -18,6 +19,7 @@
 
 pub mod auth;
 mod bench_cmd;
+mod bench_graphql;
 pub mod cli;
 pub mod error;
 pub mod graphql;
