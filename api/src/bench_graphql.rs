@@ -1,7 +1,7 @@
 //! `srs bench graphql`: the real server under a closed-loop load.
 //!
-//! The history is generated into a fresh data directory
-//! ([`srs_bench::graphql::load_history`]), then a [`Server`] is opened on it
+//! The history is generated into a fresh data directory and its read
+//! models rebuilt offline ([`srs_bench::graphql::load_history`]), then a [`Server`] is opened on it
 //! in this process, on this runtime, listening on loopback, with one extra
 //! route, `GET /bench/plain`: a plain axum handler returning a small JSON
 //! body behind the same middleware. Once `/readyz` says the read models
@@ -53,9 +53,10 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     );
     let history = bench::load_history(&data, options.recordings).await?;
     eprintln!(
-        "srs bench graphql: {} events written in {:.1}s",
+        "srs bench graphql: {} events written in {:.1}s, read models rebuilt in {:.1}s",
         history.events,
-        history.elapsed.as_secs_f64()
+        history.elapsed.as_secs_f64(),
+        history.rebuilt.as_secs_f64()
     );
 
     let server = Server::open(ServeOptions {
