@@ -9,6 +9,9 @@ pub enum BenchKind {
     Log,
     /// Rebuilding every read model from a generated history.
     Rebuild,
+    /// The dashboard query and a filtered recordings page under 32
+    /// connections, against a plain axum handler on the same server.
+    Graphql,
     All,
 }
 
@@ -19,6 +22,7 @@ pub async fn bench(
     scan_events: u64,
     (rebuild_events, catalogue_recordings): (u64, u64),
     pg: Option<&str>,
+    graphql: &crate::bench_graphql::GraphqlBenchOptions,
 ) -> anyhow::Result<()> {
     let print = |figure: &srs_bench::Figure| {
         if json {
@@ -50,6 +54,11 @@ pub async fn bench(
             tokio::task::spawn_blocking(move || srs_bench::catalogue::run(catalogue_recordings))
                 .await??;
         for figure in catalogue {
+            print(&figure);
+        }
+    }
+    if matches!(which, BenchKind::Graphql | BenchKind::All) {
+        for figure in crate::bench_graphql::run(graphql).await? {
             print(&figure);
         }
     }

@@ -118,6 +118,12 @@ pub enum Command {
         /// there and compares `append_64_writers` with it.
         #[arg(long, env = "SRS_BENCH_PG", hide_env_values = true)]
         pg: Option<String>,
+        /// Recordings in the history that `graphql` serves.
+        #[arg(long, default_value_t = 1_000_000)]
+        graphql_recordings: u64,
+        /// Concurrent keep-alive connections of the `graphql` client.
+        #[arg(long, default_value_t = 32)]
+        graphql_connections: usize,
     },
 }
 
@@ -229,7 +235,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rebuild_events,
             catalogue_recordings,
             pg,
+            graphql_recordings,
+            graphql_connections,
         } => {
+            let graphql = crate::bench_graphql::GraphqlBenchOptions {
+                recordings: graphql_recordings,
+                seconds,
+                connections: graphql_connections,
+            };
             bench(
                 which,
                 json,
@@ -237,6 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 scan_events,
                 (rebuild_events, catalogue_recordings),
                 pg.as_deref(),
+                &graphql,
             )
             .await?;
             Ok(ExitCode::SUCCESS)

@@ -48,8 +48,15 @@ use crate::state::AppState;
 /// The HTTP app over `state`. No socket involved: tests drive it with
 /// `tower::ServiceExt::oneshot`, `srs serve` hands it to `axum::serve`.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// [`app`] with `extra` routes mounted behind the same middleware (request
+/// id, metrics, body limit), e.g. the plain handler `srs bench graphql`
+/// compares the GraphQL endpoint with.
+pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
     let max_body = state.limits().max_body_bytes;
-    Router::new()
+    extra
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))

@@ -9,6 +9,8 @@
 //!   `export`, `import` over `srs_replay`.
 //! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
 //! - [`retention`]: the retention scheduler.
+//! - `bench_cmd`: `srs bench`; `bench_graphql`: `srs bench graphql`, the
+//!   server under load against a plain handler on the same server.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -25,6 +27,7 @@
 
 pub mod auth;
 mod bench_cmd;
+mod bench_graphql;
 pub mod cli;
 pub mod content;
 pub mod demo;

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::content::{ContentEffects, ContentStore};
-use crate::http::app;
+use crate::http::app_with;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Core, Limits, ReadModelPermissions};
 
@@ -195,6 +195,16 @@ impl Server {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        self.run_with(axum::Router::new(), signal).await
+    }
+
+    /// [`Server::run`] with `extra` routes mounted next to the API (see
+    /// [`crate::http::app_with`]).
+    pub async fn run_with(
+        self,
+        extra: axum::Router<AppState>,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         let Server {
             listener,
             state,
@@ -213,7 +223,7 @@ impl Server {
             tracing::info!("shutting down: no new connections, draining in-flight requests");
             let _ = begin_tx.send(true);
         };
-        let serve = axum::serve(listener, app(state)).with_graceful_shutdown(graceful);
+        let serve = axum::serve(listener, app_with(state, extra)).with_graceful_shutdown(graceful);
         let drained = tokio::select! {
             result = std::future::IntoFuture::into_future(serve) => result.map_err(ServeError::Http),
             () = async {

@@ -17,10 +17,14 @@
 //!   against a raw sled iteration of the same log.
 //! - [`catalogue`]: filtered recordings pages at scale, against reading
 //!   the same number of rows by key.
+//! - [`graphql`]: the dashboard query and a filtered recordings page under
+//!   32 concurrent connections against a plain axum JSON handler on the
+//!   same server (the server itself is started by `srs bench graphql`).
 //! - [`resources`]: peak RSS and bytes on disk.
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod graphql;
 pub mod log;
 pub mod pg;
 pub mod rebuild;
@@ -68,6 +72,17 @@ impl Figure {
         self
     }
 
+    /// Adds a latency baseline; the ratio is `baseline / value`, so that
+    /// it reads like the rates' ratio: higher is better, 1.0 is "as fast
+    /// as the baseline", 0.5 is "twice the baseline's latency".
+    pub fn against_latency(mut self, name: &'static str, baseline: f64) -> Self {
+        self.baseline_name = Some(name);
+        self.baseline = Some(round_ms(baseline));
+        self.ratio = (self.value > 0.0).then(|| (baseline / self.value * 100.0).round() / 100.0);
+        self.value = round_ms(self.value);
+        self
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -77,17 +92,22 @@ fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
+/// Milliseconds keep three decimals: sub-millisecond latencies matter.
+fn round_ms(v: f64) -> f64 {
+    (v * 1_000.0).round() / 1_000.0
+}
+
 impl fmt::Display for Figure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<8} {:<28} {:>14.1} {:<8}",
+            "{:<8} {:<28} {:>14.3} {:<10}",
             self.bench, self.figure, self.value, self.unit
         )?;
         if let (Some(name), Some(base), Some(ratio)) =
             (self.baseline_name, self.baseline, self.ratio)
         {
-            write!(f, "  vs {name} {base:.1} = {ratio:.2}x")?;
+            write!(f, "  vs {name} {base:.3} = {ratio:.2}x")?;
         }
         Ok(())
     }

@@ -1,6 +1,24 @@
-//! The authorization matrix: every operation x every kind of caller,
-//! table-driven. A cell is `allowed` (any answer but FORBIDDEN) or
-//! `FORBIDDEN`; a caller without a token always gets UNAUTHENTICATED.
+//! The authorization matrix: every query, mutation and subscription of the
+//! schema x every kind of caller (each role, an agent of another server, an
+//! ADMIN scoped to another site, no token), table-driven.
+//!
+//! A cell is either allowed or denied, and both are checked precisely:
+//! - allowed: the operation succeeds (no error at all; each row gets fresh
+//!   targets where an earlier caller's success would change the answer);
+//! - denied: the first error is `FORBIDDEN`, and the log gained nothing but
+//!   the `AccessDenied` fact recording the refusal (no effect of the
+//!   operation itself);
+//! - no token: `UNAUTHENTICATED`, and the log gained nothing at all.
+//!
+//! Events the server's own scheduler may append meanwhile (actor
+//! `system:...`) are not the caller's doing and are ignored.
+//!
+//! Left out of the matrix: nothing of the schema's `Query`, `Mutation` and
+//! `Subscription` roots; of the field-level checks, `Recording.playback`
+//! (a playback is an event) is a row; `Site.servers` and
+//! `Server.settings` repeat the `servers` and `policies` rules.
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -19,11 +37,45 @@ const CALLERS: [&str; 8] = [
     "anonymous",
 ];
 
-/// One row: an operation and the callers allowed to run it.
+/// One row: an operation, the callers allowed to run it, and what fresh
+/// target each caller's attempt needs.
 struct Row {
     name: &'static str,
     query: &'static str,
     allowed: &'static [&'static str],
+    fixture: Fixture,
+}
+
+/// A fresh target made (by the admin, or the agent for recordings) before
+/// each cell, passed as `$target` (or `$server`), so that one caller's
+/// success does not change what the next caller meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fixture {
+    /// The shared site, server and recording only.
+    Shared,
+    /// A live recording on the shared server.
+    Recording,
+    /// An ended recording.
+    EndedRecording,
+    /// An ended, archived recording.
+    ArchivedRecording,
+    /// An ended, restricted recording (a live one cannot be restricted).
+    RestrictedRecording,
+    /// An inactive recording policy of the shared site.
+    Policy,
+    /// An unrevoked VIEWER token.
+    Token,
+    /// A playback permission on the shared site.
+    Permission,
+    /// A comment by the admin on the shared recording.
+    Comment,
+    /// A pending response action on the shared server.
+    Response,
+    /// A second server of the shared site, as `$server`.
+    Server,
+    /// A server being installed, as `$server`; the `agent` column uses its
+    /// installer token (the agent of *that* server).
+    InstalledServer,
 }
 
 const ALL_SIGNED_IN: &[&str] = &[
@@ -49,187 +101,605 @@ const AGENT: &[&str] = &["agent"];
 
 fn rows() -> Vec<Row> {
     vec![
-        Row { name: "me", query: "{ me { name } }", allowed: ALL_SIGNED_IN },
-        Row { name: "sites", query: "{ sites { id } }", allowed: STATUS_READERS },
-        Row { name: "servers", query: "{ servers { id } }", allowed: STATUS_READERS },
+        Row { name: "me", query: "{ me { name } }", allowed: ALL_SIGNED_IN, fixture: Fixture::Shared },
+        Row { name: "sites", query: "{ sites { id } }", allowed: STATUS_READERS, fixture: Fixture::Shared },
+        Row { name: "servers", query: "{ servers { id } }", allowed: STATUS_READERS, fixture: Fixture::Shared },
         Row {
             name: "server",
             query: "query($server: ID!) { server(id: $server) { id } }",
             allowed: &["admin", "privileged", "auditor", "viewer"],
+            fixture: Fixture::Shared,
         },
-        Row { name: "recordings", query: "{ recordings { edges { cursor } } }", allowed: RECORDING_READERS },
+        Row { name: "recordings", query: "{ recordings { edges { cursor } } }", allowed: RECORDING_READERS, fixture: Fixture::Shared },
         Row {
             name: "recording",
             query: "query($recording: ID!) { recording(id: $recording) { id } }",
             allowed: RECORDING_READERS,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "policies",
             query: "query($site: ID!) { policies(siteId: $site) { recording { active { id } } } }",
             allowed: CONFIG_READERS,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "evaluateRecordingPolicy",
             query: "query($site: ID!) { evaluateRecordingPolicy(siteId: $site, session: {user: \"u\", host: \"h\"}) { action } }",
             allowed: CONFIG_READERS,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "playbackPermissions",
             query: "query($site: ID!) { playbackPermissions(siteId: $site) { id } }",
             allowed: CONFIG_READERS,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "retentionPolicy",
             query: "query($site: ID!) { retentionPolicy(siteId: $site) { runAt } }",
             allowed: CONFIG_READERS,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "dashboard",
             query: "query($site: ID!) { dashboard(siteId: $site) { recordingsTotal } }",
             allowed: &["admin", "privileged", "auditor", "viewer"],
+            fixture: Fixture::Shared,
         },
         Row {
             name: "detectedEvents",
             query: "query($site: ID!) { detectedEvents(filter: {siteId: $site}) { edges { cursor } } }",
             allowed: &["admin", "privileged", "auditor"],
+            fixture: Fixture::Shared,
         },
-        Row { name: "auditTrail", query: "{ auditTrail { edges { cursor } } }", allowed: ADMIN },
-        Row { name: "history", query: "{ history(first: 5) { edges { cursor } } }", allowed: CONFIG_READERS },
-        Row { name: "projections", query: "{ projections { name } }", allowed: CONFIG_READERS },
+        Row { name: "auditTrail", query: "{ auditTrail { edges { cursor } } }", allowed: ADMIN, fixture: Fixture::Shared },
+        Row { name: "history", query: "{ history(first: 5) { edges { cursor } } }", allowed: CONFIG_READERS, fixture: Fixture::Shared },
+        Row { name: "projections", query: "{ projections { name } }", allowed: CONFIG_READERS, fixture: Fixture::Shared },
         Row {
             name: "pendingResponses",
             query: "query($server: ID!) { pendingResponses(serverId: $server) { id } }",
             allowed: &["admin", "agent"],
+            fixture: Fixture::Shared,
         },
         Row {
             name: "createSite",
             query: "mutation { createSite(input: {name: \"matrix\"}) { position } }",
             allowed: ADMIN,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "connectServer",
             query: "mutation($site: ID!) { connectServer(input: {siteId: $site, name: \"m\", host: \"m\", deployment: CLOUD, version: \"1\"}) { position } }",
             allowed: ADMIN,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "updateServerSettings",
             query: "mutation($server: ID!) { updateServerSettings(serverId: $server, settings: {maxRecordingHours: 8}) { position } }",
             allowed: ADMIN,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "createRecordingPolicy",
             query: "mutation($site: ID!) { createRecordingPolicy(siteId: $site, input: {name: \"m\", rules: [], fallback: RECORD_EVENTS_ONLY}) { position } }",
             allowed: ADMIN,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "grantPlaybackPermission",
             query: "mutation($site: ID!) { grantPlaybackPermission(input: {siteId: $site, principal: \"x\", scope: {}}) { position } }",
             allowed: ADMIN,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "setRetentionPolicy",
             query: "mutation($site: ID!) { setRetentionPolicy(siteId: $site, input: {archiveAfterDays: 10}) { position } }",
             allowed: ADMIN,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "issueToken",
             query: "mutation { issueToken(input: {name: \"m\", role: VIEWER}) { position } }",
             allowed: ADMIN,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "heartbeat",
             query: "mutation($server: ID!) { heartbeat(serverId: $server) { position } }",
             allowed: AGENT,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "startRecording",
             query: "mutation($server: ID!) { startRecording(input: {serverId: $server, sessionId: \"matrix\", session: {user: \"CORP\\\\m\", host: \"vda\"}}) { position } }",
             allowed: AGENT,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "recordSessionEvents",
             query: "mutation($recording: ID!, $events: [SessionEventInput!]!) { recordSessionEvents(recordingId: $recording, events: $events) { position } }",
             allowed: AGENT,
+            fixture: Fixture::Shared,
         },
         Row {
             name: "addComment",
             query: "mutation($recording: ID!) { addComment(recordingId: $recording, text: \"m\") { position } }",
             allowed: &["admin", "privileged", "auditor"],
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "recording.playback",
+            query: "query($recording: ID!) { recording(id: $recording) { playback { position } } }",
+            // The other site's admin gets null: the recording is not visible to it.
+            allowed: RECORDING_READERS,
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "installServer",
+            query: "mutation($site: ID!) { installServer(input: {siteId: $site, host: \"inst.example\"}) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "reportInstallProgress",
+            query: "mutation($server: ID!) { reportInstallProgress(serverId: $server, step: \"DOWNLOADING\", status: IN_PROGRESS) { position } }",
+            allowed: AGENT,
+            fixture: Fixture::InstalledServer,
+        },
+        Row {
+            name: "disconnectServer",
+            query: "mutation($server: ID!) { disconnectServer(serverId: $server) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Server,
+        },
+        Row {
+            name: "createEventDetectionPolicy",
+            query: "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {name: \"m\", logged: [LOGON], rules: []}) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "createEventResponsePolicy",
+            query: "mutation($site: ID!) { createEventResponsePolicy(siteId: $site, input: {name: \"m\", rules: []}) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "updatePolicy",
+            query: "mutation($target: ID!) { updatePolicy(policyId: $target, input: {recording: {name: \"m2\", rules: [], fallback: RECORD_SCREEN_AND_EVENTS}}) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Policy,
+        },
+        Row {
+            name: "activatePolicy",
+            query: "mutation($target: ID!) { activatePolicy(policyId: $target) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Policy,
+        },
+        Row {
+            name: "deletePolicy",
+            query: "mutation($target: ID!) { deletePolicy(policyId: $target) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Policy,
+        },
+        Row {
+            name: "revokePlaybackPermission",
+            query: "mutation($target: ID!) { revokePlaybackPermission(id: $target) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Permission,
+        },
+        Row {
+            name: "restrictRecording",
+            query: "mutation($target: ID!) { restrictRecording(recordingId: $target, reason: \"m\") { position } }",
+            allowed: &["admin", "privileged", "auditor"],
+            fixture: Fixture::EndedRecording,
+        },
+        Row {
+            name: "removeRecordingRestriction",
+            query: "mutation($target: ID!) { removeRecordingRestriction(recordingId: $target, reason: \"m\") { position } }",
+            allowed: &["admin", "privileged", "auditor"],
+            fixture: Fixture::RestrictedRecording,
+        },
+        Row {
+            name: "deleteComment",
+            query: "mutation($target: ID!) { deleteComment(commentId: $target) { position } }",
+            // Its author (the admin here) or an ADMIN.
+            allowed: ADMIN,
+            fixture: Fixture::Comment,
+        },
+        Row {
+            name: "revokeToken",
+            query: "mutation($target: ID!) { revokeToken(id: $target) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::Token,
+        },
+        Row {
+            name: "endRecording",
+            query: "mutation($target: ID!) { endRecording(recordingId: $target) { position } }",
+            allowed: AGENT,
+            fixture: Fixture::Recording,
+        },
+        Row {
+            name: "acknowledgeResponse",
+            query: "mutation($target: ID!) { acknowledgeResponse(responseId: $target, outcome: \"locked\") { position } }",
+            allowed: &["admin", "agent"],
+            fixture: Fixture::Response,
+        },
+        Row {
+            name: "archiveRecording",
+            query: "mutation($target: ID!) { archiveRecording(recordingId: $target) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::EndedRecording,
+        },
+        Row {
+            name: "restoreRecording",
+            query: "mutation($target: ID!) { restoreRecording(recordingId: $target) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::ArchivedRecording,
+        },
+        Row {
+            name: "deleteRecording",
+            query: "mutation($target: ID!) { deleteRecording(recordingId: $target) { position } }",
+            allowed: ADMIN,
+            fixture: Fixture::EndedRecording,
         },
     ]
+}
+
+/// One subscription row: the document, the callers allowed to follow it.
+struct SubscriptionRow {
+    name: &'static str,
+    query: &'static str,
+    allowed: &'static [&'static str],
+}
+
+fn subscription_rows() -> Vec<SubscriptionRow> {
+    vec![
+        SubscriptionRow {
+            name: "detections",
+            query: "subscription($site: ID) { detections(siteId: $site) { id severity } }",
+            allowed: &["admin", "privileged", "auditor"],
+        },
+        SubscriptionRow {
+            name: "recordingEvents",
+            query: "subscription($recording: ID!) { recordingEvents(recordingId: $recording) { type } }",
+            allowed: &["admin", "privileged", "auditor"],
+        },
+        SubscriptionRow {
+            name: "log",
+            query: "subscription { log { position type } }",
+            allowed: ADMIN,
+        },
+    ]
+}
+
+/// The shared world every cell runs in: two sites, a server on each, the
+/// callers' clients, a live recording on site A, a detection policy
+/// flagging USB and a response policy locking the session on it.
+struct World {
+    admin: Client,
+    agent: Client,
+    site: String,
+    server: String,
+    recording: String,
+    clients: Vec<(&'static str, Client)>,
+}
+
+impl World {
+    async fn new(srs: &Srs) -> World {
+        let admin = Client::new(srs, Some(&srs.admin_token()));
+        let site = create_site(&admin, "Site A").await;
+        let other_site = create_site(&admin, "Site B").await;
+        record_everyone(&admin, &site).await;
+        let activate = "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }";
+        let detection = admin
+            .data(
+                "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
+                    name: \"USB\", logged: [LOGON, APP_START, WEB_BROWSING, USB_MASS_STORAGE],
+                    rules: [{type: USB_MASS_STORAGE, severity: HIGH}] }) { policyId } }",
+                json!({ "site": site }),
+            )
+            .await["createEventDetectionPolicy"]["policyId"]
+            .clone();
+        admin.data(activate, json!({ "id": detection })).await;
+        let response = admin
+            .data(
+                "mutation($site: ID!) { createEventResponsePolicy(siteId: $site, input: {
+                    name: \"Lock on USB\", rules: [{name: \"usb\", types: [USB_MASS_STORAGE], minSeverity: HIGH,
+                    actions: [LOCK_SESSION], message: \"Locked\"}] }) { policyId } }",
+                json!({ "site": site }),
+            )
+            .await["createEventResponsePolicy"]["policyId"]
+            .clone();
+        admin.data(activate, json!({ "id": response })).await;
+        let (server, agent_secret) = connect_server(&admin, &site, "a-1").await;
+        let (_, other_agent_secret) = connect_server(&admin, &other_site, "b-1").await;
+        let agent = admin.with_token(&agent_secret);
+        let recording = start_recording(&agent, &server, "matrix-0", "CORP\\carol", &[]).await
+            ["recordingId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let mut clients: Vec<(&'static str, Client)> = vec![("admin", admin.clone())];
+        for (caller, role, sites) in [
+            ("privileged", "PRIVILEGED_PLAYER", vec![]),
+            ("auditor", "AUDITOR", vec![]),
+            ("viewer", "VIEWER", vec![]),
+            ("other_site_admin", "ADMIN", vec![other_site.as_str()]),
+        ] {
+            clients.push((
+                caller,
+                admin.with_token(&issue_token(&admin, caller, role, &sites, &[]).await),
+            ));
+        }
+        clients.push(("agent", agent.clone()));
+        clients.push(("other_agent", admin.with_token(&other_agent_secret)));
+        clients.push(("anonymous", Client::new(srs, None)));
+        World {
+            admin,
+            agent,
+            site,
+            server,
+            recording,
+            clients,
+        }
+    }
+
+    fn client(&self, caller: &str) -> &Client {
+        &self
+            .clients
+            .iter()
+            .find(|(name, _)| *name == caller)
+            .unwrap()
+            .1
+    }
+
+    /// A fresh recording on the shared server (`session` must be new).
+    async fn recording(&self, session: &str) -> String {
+        start_recording(&self.agent, &self.server, session, "CORP\\dave", &[]).await["recordingId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Makes the cell's fresh target: extra variables, and the token the
+    /// `agent` column uses when it is not the shared server's agent.
+    async fn prepare(&self, fixture: Fixture, cell: &str) -> (Value, Option<String>) {
+        let admin = &self.admin;
+        let recording_mutation = |name: &str| {
+            format!("mutation($id: ID!) {{ {name}(recordingId: $id) {{ position }} }}")
+        };
+        let target = match fixture {
+            Fixture::Shared => return (json!({}), None),
+            Fixture::Recording => self.recording(cell).await,
+            Fixture::EndedRecording | Fixture::ArchivedRecording => {
+                let id = self.recording(cell).await;
+                self.agent
+                    .data(&recording_mutation("endRecording"), json!({ "id": id }))
+                    .await;
+                if fixture == Fixture::ArchivedRecording {
+                    admin
+                        .data(&recording_mutation("archiveRecording"), json!({ "id": id }))
+                        .await;
+                }
+                id
+            }
+            Fixture::RestrictedRecording => {
+                let id = self.recording(cell).await;
+                self.agent
+                    .data(&recording_mutation("endRecording"), json!({ "id": id }))
+                    .await;
+                admin
+                    .data(
+                        "mutation($id: ID!) { restrictRecording(recordingId: $id, reason: \"case\") { position } }",
+                        json!({ "id": id }),
+                    )
+                    .await;
+                id
+            }
+            Fixture::Policy => {
+                admin
+                    .data(
+                        "mutation($site: ID!) { createRecordingPolicy(siteId: $site, input: {name: \"fresh\", rules: [], fallback: RECORD_SCREEN_AND_EVENTS}) { policyId } }",
+                        json!({ "site": self.site }),
+                    )
+                    .await["createRecordingPolicy"]["policyId"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+            Fixture::Token => admin
+                .data(ISSUE_TOKEN, json!({ "name": cell, "role": "VIEWER" }))
+                .await["issueToken"]["tokenId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            Fixture::Permission => admin
+                .data(
+                    "mutation($site: ID!, $who: String!) { grantPlaybackPermission(input: {siteId: $site, principal: $who, scope: {}}) { permissionId } }",
+                    json!({ "site": self.site, "who": cell }),
+                )
+                .await["grantPlaybackPermission"]["permissionId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            Fixture::Comment => admin
+                .data(
+                    "mutation($id: ID!) { addComment(recordingId: $id, text: \"fresh\") { commentId } }",
+                    json!({ "id": self.recording }),
+                )
+                .await["addComment"]["commentId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            Fixture::Response => {
+                let id = self.recording(cell).await;
+                let recorded = self
+                    .agent
+                    .data(RECORD_EVENTS, json!({ "recordingId": id, "events": suspicious_batch() }))
+                    .await;
+                let pending = admin
+                    .data(
+                        "query($server: ID!, $at: Int) { pendingResponses(serverId: $server, atLeast: $at) { id recordingId } }",
+                        json!({ "server": self.server, "at": position(&recorded["recordSessionEvents"]) }),
+                    )
+                    .await;
+                pending["pendingResponses"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["recordingId"] == id.as_str())
+                    .unwrap_or_else(|| panic!("a pending response on {id}: {pending}"))["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            }
+            Fixture::Server => {
+                let (server, _) = connect_server(admin, &self.site, cell).await;
+                return (json!({ "server": server }), None);
+            }
+            Fixture::InstalledServer => {
+                let installed = admin
+                    .data(
+                        "mutation($site: ID!, $host: String!) { installServer(input: {siteId: $site, host: $host}) { serverId agentToken } }",
+                        json!({ "site": self.site, "host": format!("{cell}.example") }),
+                    )
+                    .await;
+                let installed = &installed["installServer"];
+                return (
+                    json!({ "server": installed["serverId"] }),
+                    Some(installed["agentToken"].as_str().unwrap().to_owned()),
+                );
+            }
+        };
+        (json!({ "target": target }), None)
+    }
+}
+
+/// The log's head position, as the admin sees it.
+async fn head(admin: &Client) -> i64 {
+    admin.data("{ projections { head } }", json!({})).await["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["head"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// `(type, actor)` of every event after `head`, but the scheduler's.
+async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
+    let page = admin
+        .data(
+            "query($from: Int!) { history(filter: {fromPosition: $from}, first: 500) { edges { node { type actor } } } }",
+            json!({ "from": head + 1 }),
+        )
+        .await;
+    page["history"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["type"].as_str().unwrap().to_owned(),
+                e["node"]["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|(_, actor)| !actor.starts_with("system:"))
+        .collect()
+}
+
+/// What is wrong with a cell's outcome, if anything.
+fn judge(
+    caller: &str,
+    allowed: bool,
+    codes: &[String],
+    written: &[(String, String)],
+) -> Option<&'static str> {
+    if caller == "anonymous" {
+        if codes.first().map(String::as_str) != Some("UNAUTHENTICATED") {
+            return Some("not UNAUTHENTICATED");
+        }
+        if !written.is_empty() {
+            return Some("UNAUTHENTICATED but wrote to the log");
+        }
+        return None;
+    }
+    if allowed {
+        if codes
+            .iter()
+            .any(|c| c == "FORBIDDEN" || c == "UNAUTHENTICATED")
+        {
+            return Some("FORBIDDEN but should be allowed");
+        }
+        if !codes.is_empty() {
+            return Some("allowed but failed");
+        }
+        return None;
+    }
+    if codes.first().map(String::as_str) != Some("FORBIDDEN") {
+        return Some("allowed but should be FORBIDDEN");
+    }
+    if written.is_empty() {
+        return Some("FORBIDDEN but the refusal was not recorded");
+    }
+    if written.iter().any(|(event, _)| event != "AccessDenied") {
+        return Some("FORBIDDEN but wrote more than the refusal");
+    }
+    None
+}
+
+/// Only the variables `query` declares, from `available`.
+fn declared(query: &str, available: &Value) -> Value {
+    Value::Object(
+        available
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| query.contains(&format!("${k}:")))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
 }
 
 #[tokio::test]
 async fn every_operation_for_every_caller_is_allowed_or_forbidden_by_the_role_table() {
     let dir = tempfile::tempdir().unwrap();
     let srs = Srs::start(&dir.path().join("data")).await;
-    let admin = Client::new(&srs, Some(&srs.admin_token()));
-    let site = create_site(&admin, "Site A").await;
-    let other_site = create_site(&admin, "Site B").await;
-    record_everyone(&admin, &site).await;
-    let (server, agent_secret) = connect_server(&admin, &site, "a-1").await;
-    let (_, other_agent_secret) = connect_server(&admin, &other_site, "b-1").await;
-    let agent = admin.with_token(&agent_secret);
-    let recording = start_recording(&agent, &server, "matrix-0", "CORP\\carol", &[]).await;
-    let recording_id = recording["recordingId"].as_str().unwrap().to_owned();
-
-    let mut clients: Vec<(&str, Client)> = vec![("admin", admin.clone())];
-    for (caller, role, sites) in [
-        ("privileged", "PRIVILEGED_PLAYER", vec![]),
-        ("auditor", "AUDITOR", vec![]),
-        ("viewer", "VIEWER", vec![]),
-        ("other_site_admin", "ADMIN", vec![other_site.as_str()]),
-    ] {
-        clients.push((
-            caller,
-            admin.with_token(&issue_token(&admin, caller, role, &sites, &[]).await),
-        ));
-    }
-    clients.push(("agent", agent.clone()));
-    clients.push(("other_agent", admin.with_token(&other_agent_secret)));
-    clients.push(("anonymous", Client::new(&srs, None)));
+    let world = World::new(&srs).await;
 
     let mut mismatches = Vec::new();
+    let mut cells = 0;
     for row in rows() {
         for caller in CALLERS {
-            let client = &clients.iter().find(|(name, _)| *name == caller).unwrap().1;
-            let variables: Value = json!({
-                "site": site,
-                "server": server,
-                "recording": recording_id,
+            let cell = format!("{}-{caller}", row.name).replace('.', "-");
+            let (extra, agent_token) = world.prepare(row.fixture, &cell).await;
+            let client = match (&agent_token, caller) {
+                (Some(token), "agent") => world.client(caller).with_token(token),
+                _ => world.client(caller).clone(),
+            };
+            let mut variables = json!({
+                "site": world.site,
+                "server": world.server,
+                "recording": world.recording,
                 "events": [event("LOGON", 0, json!({}))],
             });
-            // Only pass the variables the document declares.
-            let declared: serde_json::Map<String, Value> = variables
-                .as_object()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| row.query.contains(&format!("${k}:")))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let response = client.run(row.query, Value::Object(declared)).await;
-            let codes = response.codes();
-            let outcome = if caller == "anonymous" {
-                if codes.first().map(String::as_str) == Some("UNAUTHENTICATED") {
-                    continue;
-                }
-                "not UNAUTHENTICATED"
-            } else {
-                let forbidden = codes.iter().any(|c| c == "FORBIDDEN");
-                let expected_allowed = row.allowed.contains(&caller);
-                if forbidden != expected_allowed {
-                    continue;
-                }
-                if expected_allowed {
-                    "FORBIDDEN but should be allowed"
-                } else {
-                    "allowed but should be FORBIDDEN"
-                }
-            };
-            mismatches.push(format!(
-                "{} as {caller}: {outcome}: {}",
-                row.name, response.body
-            ));
+            for (k, v) in extra.as_object().unwrap() {
+                variables[k] = v.clone();
+            }
+            let before = head(&world.admin).await;
+            let response = client.run(row.query, declared(row.query, &variables)).await;
+            let written = written_since(&world.admin, before).await;
+            let allowed = row.allowed.contains(&caller);
+            if let Some(outcome) = judge(caller, allowed, &response.codes(), &written) {
+                mismatches.push(format!(
+                    "{} as {caller}: {outcome}: {} (wrote {written:?})",
+                    row.name, response.body
+                ));
+            }
+            cells += 1;
         }
     }
     assert!(
@@ -237,13 +707,101 @@ async fn every_operation_for_every_caller_is_allowed_or_forbidden_by_the_role_ta
         "authorization mismatches:\n{}",
         mismatches.join("\n")
     );
-    // Refusals are audit facts.
-    let denied = admin
+    assert_eq!(cells, rows().len() * CALLERS.len());
+    // Refusals are audit facts the admin reads.
+    let denied = world
+        .admin
         .data("{ auditTrail(filter: {categories: [ACCESS]}, first: 5) { edges { node { eventType } } } }", json!({}))
         .await;
-    assert!(
-        !denied["auditTrail"]["edges"].as_array().unwrap().is_empty(),
+    assert_eq!(
+        denied["auditTrail"]["edges"][0]["node"]["eventType"], "AccessDenied",
         "{denied}"
+    );
+    assert!(srs.stop().success());
+}
+
+/// The `extensions.code` of a subscription's first error, whether it came
+/// as an `error` message or as a `next` carrying errors.
+fn subscription_error_code(message: &Value) -> Option<&str> {
+    match message["type"].as_str()? {
+        "error" => message["payload"][0]["extensions"]["code"].as_str(),
+        "next" => message["payload"]["errors"][0]["extensions"]["code"].as_str(),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_role_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let world = World::new(&srs).await;
+    let variables = json!({ "site": world.site, "recording": world.recording });
+    let wait = Duration::from_secs(10);
+
+    let mut mismatches = Vec::new();
+    for row in subscription_rows() {
+        for caller in CALLERS {
+            let before = head(&world.admin).await;
+            let mut subscription = world
+                .client(caller)
+                .subscribe(row.query, declared(row.query, &variables))
+                .await;
+            let outcome = if caller == "anonymous" {
+                let written = written_since(&world.admin, before).await;
+                if subscription.ack["type"] == "connection_ack" {
+                    Some(format!(
+                        "acknowledged without a token: {}",
+                        subscription.ack
+                    ))
+                } else if !written.is_empty() {
+                    Some(format!("refused but wrote {written:?}"))
+                } else {
+                    None
+                }
+            } else if subscription.ack["type"] != "connection_ack" {
+                Some(format!("not acknowledged: {}", subscription.ack))
+            } else if row.allowed.contains(&caller) {
+                // Let the server start the stream, then cause what it must deliver.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                world
+                    .agent
+                    .data(
+                        RECORD_EVENTS,
+                        json!({ "recordingId": world.recording, "events": suspicious_batch() }),
+                    )
+                    .await;
+                match subscription.next(wait).await {
+                    Some(message)
+                        if message["type"] == "next" && message["payload"]["errors"].is_null() =>
+                    {
+                        None
+                    }
+                    other => Some(format!("allowed but received {other:?}")),
+                }
+            } else {
+                let message = subscription.next(wait).await;
+                let code = message.as_ref().and_then(subscription_error_code);
+                let written = written_since(&world.admin, before).await;
+                if code != Some("FORBIDDEN") {
+                    Some(format!("allowed but should be FORBIDDEN: {message:?}"))
+                } else if written.is_empty() {
+                    Some("FORBIDDEN but the refusal was not recorded".to_owned())
+                } else if written.iter().any(|(event, _)| event != "AccessDenied") {
+                    Some(format!("FORBIDDEN but wrote {written:?}"))
+                } else {
+                    None
+                }
+            };
+            if let Some(outcome) = outcome {
+                mismatches.push(format!("{} as {caller}: {outcome}", row.name));
+            }
+            subscription.close().await;
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "subscription authorization mismatches:\n{}",
+        mismatches.join("\n")
     );
     assert!(srs.stop().success());
 }

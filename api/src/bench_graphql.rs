@@ -1,0 +1,156 @@
+//! `srs bench graphql`: the real server under a closed-loop load.
+//!
+//! The history is generated into a fresh data directory and its read
+//! models rebuilt offline ([`srs_bench::graphql::load_history`]), then a [`Server`] is opened on it
+//! in this process, on this runtime, listening on loopback, with one extra
+//! route, `GET /bench/plain`: a plain axum handler returning a small JSON
+//! body behind the same middleware. Once `/readyz` says the read models
+//! have caught up, the plain handler, the dashboard query and the filtered
+//! recordings page are each driven by the same client (32 keep-alive
+//! connections by default) for `seconds` after a warm-up. The plain
+//! handler's figures are the baseline of the other two, so the ratios say
+//! what GraphQL and the read models cost on top of the HTTP stack.
+
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use srs_bench::graphql::{self as bench, Endpoint};
+use srs_bench::Figure;
+use tokio::sync::oneshot;
+
+use crate::server::{ServeOptions, Server};
+use crate::state::{AppState, Limits};
+
+/// The route of the plain handler.
+const PLAIN_PATH: &str = "/bench/plain";
+
+/// How long the read models may take to catch up with the generated log.
+const READY_TIMEOUT: Duration = Duration::from_secs(6 * 3_600);
+
+/// What `srs bench graphql` runs with.
+#[derive(Clone, Debug)]
+pub struct GraphqlBenchOptions {
+    pub recordings: u64,
+    pub seconds: f64,
+    pub connections: usize,
+}
+
+async fn plain() -> Json<serde_json::Value> {
+    Json(
+        serde_json::json!({ "status": "ok", "service": "srs", "version": env!("CARGO_PKG_VERSION") }),
+    )
+}
+
+/// Loads the history, serves it, measures; returns the figures.
+pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    eprintln!(
+        "srs bench graphql: writing {} recordings into the log",
+        options.recordings
+    );
+    let history = bench::load_history(&data, options.recordings).await?;
+    eprintln!(
+        "srs bench graphql: {} events written in {:.1}s, read models rebuilt in {:.1}s",
+        history.events,
+        history.elapsed.as_secs_f64(),
+        history.rebuilt.as_secs_f64()
+    );
+
+    let server = Server::open(ServeOptions {
+        data,
+        listen: "127.0.0.1:0".into(),
+        limits: Limits::default(),
+    })
+    .await?;
+    let addr = server.local_addr()?;
+    let token = server
+        .bootstrap_secret()
+        .ok_or_else(|| anyhow::anyhow!("a fresh data directory did not create an admin token"))?
+        .to_owned();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let extra: Router<AppState> = Router::new().route(PLAIN_PATH, get(plain));
+    let serving = tokio::spawn(server.run_with(extra, async {
+        let _ = stopped.await;
+    }));
+
+    let caught_up = Instant::now();
+    wait_ready(addr).await?;
+    eprintln!(
+        "srs bench graphql: read models caught up in {:.1}s",
+        caught_up.elapsed().as_secs_f64()
+    );
+
+    let baseline = Endpoint::get("plain handler", PLAIN_PATH);
+    let dashboard = Endpoint::graphql(
+        "dashboard",
+        &token,
+        bench::DASHBOARD_QUERY,
+        serde_json::json!({}),
+    );
+    let page = Endpoint::graphql(
+        "recordings page",
+        &token,
+        bench::RECORDINGS_PAGE_QUERY,
+        serde_json::json!({ "users": history.filter_users }),
+    );
+    // Measuring an empty answer would flatter the figures: check the data.
+    let answer = bench::check(addr, &dashboard).await?;
+    let total = answer["data"]["dashboard"]["recordingsTotal"].as_u64();
+    if total != Some(history.recordings) {
+        anyhow::bail!(
+            "the dashboard counts {total:?} recordings, {} were written",
+            history.recordings
+        );
+    }
+    let answer = bench::check(addr, &page).await?;
+    let matches = answer["data"]["recordings"]["totalCount"]
+        .as_u64()
+        .unwrap_or(0);
+    if matches == 0 && history.recordings >= 1_000 {
+        anyhow::bail!("the filtered page matches nothing: {answer}");
+    }
+    eprintln!("srs bench graphql: the filtered page matches {matches} recordings");
+    bench::check(addr, &baseline).await?;
+
+    let seconds = Duration::from_secs_f64(options.seconds.max(0.1));
+    let warmup = Duration::from_secs_f64((options.seconds / 3.0).clamp(0.1, 2.0));
+    let mut samples = Vec::new();
+    for endpoint in [&baseline, &dashboard, &page] {
+        let sample = bench::measure(addr, endpoint, options.connections, warmup, seconds).await?;
+        eprintln!(
+            "srs bench graphql: {}: {} requests",
+            endpoint.name,
+            sample.requests()
+        );
+        samples.push(sample);
+    }
+    let _ = stop.send(());
+    serving.await??;
+
+    let mut figures = bench::figures("dashboard", &samples[1], &samples[0]);
+    figures.extend(bench::figures("recordings_page", &samples[2], &samples[0]));
+    Ok(figures)
+}
+
+/// Polls `GET /readyz` until it answers 200.
+async fn wait_ready(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let readyz = Endpoint::get("readyz", "/readyz");
+    let mut reported = Instant::now();
+    loop {
+        if bench::check(addr, &readyz).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the read models did not catch up within {READY_TIMEOUT:?}");
+        }
+        if reported.elapsed() > Duration::from_secs(30) {
+            eprintln!("srs bench graphql: waiting for the read models to catch up");
+            reported = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
