@@ -24,7 +24,7 @@ use srs_domain::log::{EventStore, LogError, SledEventStore, StoreOptions};
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
 use srs_projections::models::tokens::TokensProjection;
-use srs_projections::{ProjectionError, ReadModels, SetOptions, Which};
+use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -87,9 +87,8 @@ impl From<AppError> for ServeError {
     }
 }
 
-/// How long the start waits for the tokens read model before deciding
-/// whether an admin exists.
-const BOOTSTRAP_CATCH_UP: Duration = Duration::from_secs(120);
+/// How often a start that waits for the tokens read model says how far it is.
+const BOOTSTRAP_PROGRESS: Duration = Duration::from_secs(10);
 
 /// How often connected servers are checked for missed heartbeats.
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
@@ -283,15 +282,29 @@ async fn bootstrap_admin(
     reads: &ReadModels,
     service: &Service,
 ) -> Result<Option<String>, ServeError> {
+    // Whether an admin exists is the tokens read model's answer once it has
+    // caught up with the log. On a large log (an import, a long history
+    // with projections rebuilding) that takes as long as it takes: wait,
+    // saying how far it is, and fail only if the projection has failed.
     let head = store.head().position;
-    reads
-        .wait_for(
-            Which::Only(&[TokensProjection::NAME]),
-            head,
-            BOOTSTRAP_CATCH_UP,
-        )
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.to_string()))?;
+    loop {
+        match reads
+            .wait_for(
+                Which::Only(&[TokensProjection::NAME]),
+                head,
+                BOOTSTRAP_PROGRESS,
+            )
+            .await
+        {
+            Ok(()) => break,
+            Err(WaitError::Timeout { at, wanted, .. }) => tracing::info!(
+                position = at,
+                head = wanted,
+                "catching up with the log before checking for an admin"
+            ),
+            Err(e) => return Err(ServeError::Bootstrap(e.to_string())),
+        }
+    }
     if reads.tokens()?.has_admin()? {
         return Ok(None);
     }
