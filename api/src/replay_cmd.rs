@@ -251,6 +251,15 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         export_to_file(&data, &args.file)
     };
+    let result = match result {
+        Ok(summary) => {
+            let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            srs_replay::record_export(&data.store, &summary, &by)
+                .await
+                .map(|_| summary)
+        }
+        Err(e) => Err(e),
+    };
     match result {
         Ok(summary) => {
             eprintln!(

@@ -41,8 +41,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use srs_domain::actor::Actor;
 use srs_domain::log::{rehash, Hash, Head, LogImporter, SledEventStore, LOG_TREE};
-use srs_domain::model::DomainEvent;
+use srs_domain::log::{EventStore, ExpectedVersion, NewEvent};
+use srs_domain::model::{DomainEvent, LOG_EXPORTS_STREAM};
 use srs_domain::time::Timestamp;
 
 use crate::data::DataDir;
@@ -88,6 +90,34 @@ pub struct ExportSummary {
     pub head: Head,
     /// The trailer's checksum (hex).
     pub sha256: String,
+}
+
+/// Records the export as a fact of its own (`LogExported`, stream
+/// `log-exports`): who took a copy of the history up to which position and
+/// which file it was. Appended after the file is complete, so the export
+/// covers the history before it. Returns the fact's position.
+pub async fn record_export(
+    store: &SledEventStore<DomainEvent>,
+    summary: &ExportSummary,
+    by: &str,
+) -> Result<u64, ReplayError> {
+    let event = DomainEvent::LogExported {
+        to_position: summary.head.position,
+        head_hash: summary.head.hash.to_string(),
+        file_sha256: summary.sha256.clone(),
+        events: summary.count,
+        by: by.to_owned(),
+        at: Timestamp::now(),
+    };
+    let appended = EventStore::append(
+        store,
+        LOG_EXPORTS_STREAM,
+        ExpectedVersion::Any,
+        vec![NewEvent::new(Actor::system("export"), event)],
+    )
+    .await
+    .map_err(|e| ReplayError::Invalid(format!("recording the export: {e}")))?;
+    Ok(appended.last_position())
 }
 
 /// What an import wrote.

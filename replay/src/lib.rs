@@ -36,7 +36,9 @@ mod state;
 
 pub use data::DataDir;
 pub use error::ReplayError;
-pub use export::{export, import, ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION};
+pub use export::{
+    export, import, record_export, ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION,
+};
 pub use history::{replay, table_header, EventLine, Filter, Format};
 pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};
 pub use state::{aggregate_state, projection_state, AsOf, PROJECTION_STATES};

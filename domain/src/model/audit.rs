@@ -295,6 +295,18 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
             target.clone(),
             format!("{principal} was denied {action}"),
         ),
+        E::LogExported {
+            to_position,
+            events,
+            by,
+            file_sha256,
+            ..
+        } => (
+            Playback,
+            "log.exported",
+            format!("log:1..{to_position}"),
+            format!("{events} events exported by {by} (file sha256 {file_sha256})"),
+        ),
         E::InstallProgressReported { .. }
         | E::ServerWentOffline { .. }
         | E::ServerCameOnline { .. }

@@ -375,6 +375,18 @@ pub enum DomainEvent {
         site_id: Uuid,
         content_type: String,
     },
+
+    // ---- the log itself (stream `log-exports`) -----------------------------
+    /// The log up to `to_position` was exported (`srs export`): who took a
+    /// copy of the history, when, and which file (its SHA-256) it was.
+    LogExported {
+        to_position: u64,
+        head_hash: String,
+        file_sha256: String,
+        events: u64,
+        by: String,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -418,6 +430,7 @@ impl DomainEvent {
             DomainEvent::TokenRevoked { .. } => "TokenRevoked",
             DomainEvent::AccessDenied { .. } => "AccessDenied",
             DomainEvent::ContentTypeDeclared { .. } => "ContentTypeDeclared",
+            DomainEvent::LogExported { .. } => "LogExported",
         }
     }
 
@@ -478,7 +491,7 @@ impl DomainEvent {
             | RetentionRunCompleted { site_id, .. }
             | ContentTypeDeclared { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } => *site_id,
-            TokenIssued { .. } | TokenRevoked { .. } => None,
+            TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
         }
     }
 

@@ -99,3 +99,7 @@ pub use token::{
 /// The stream `AccessDenied` events are appended to (no aggregate decides
 /// on them; they are appended with `ExpectedVersion::Any`).
 pub const ACCESS_DENIED_STREAM: &str = "access-denied";
+
+/// The stream `LogExported` events are appended to (with
+/// `ExpectedVersion::Any`).
+pub const LOG_EXPORTS_STREAM: &str = "log-exports";
