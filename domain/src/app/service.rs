@@ -9,7 +9,9 @@ use uuid::Uuid;
 use super::cache::{Cached, StateCache};
 use super::error::AppError;
 use crate::actor::Actor;
-use crate::log::{AppendError, Conflict, EventStore, ExpectedVersion, NewEvent};
+use crate::log::{
+    AppendError, Conflict, EventStore, ExpectedVersion, NewEvent, MAX_EVENTS_PER_APPEND,
+};
 use crate::model::{
     Action, Aggregate, DomainEvent, PlaybackPermission, PlaybackScope, Principal, Target,
     ACCESS_DENIED_STREAM,
@@ -330,6 +332,17 @@ impl Service {
     ) -> Result<Executed, AppError> {
         if events.is_empty() {
             return Ok(Executed::unchanged(loaded));
+        }
+        // One command is one append, and an append is bounded: a request
+        // whose consequences (say, a batch of session events that trips
+        // many zero-cool-down response rules) exceed the bound is refused
+        // as a whole, before anything is written.
+        if events.len() > MAX_EVENTS_PER_APPEND {
+            return Err(AppError::Validation(format!(
+                "this request would record {} events at once; at most {MAX_EVENTS_PER_APPEND} \
+                 can be recorded together: send smaller batches",
+                events.len()
+            )));
         }
         let mut new_events: Vec<NewEvent<DomainEvent>> = events
             .iter()

@@ -831,3 +831,30 @@ async fn a_conflict_is_not_retried_when_the_caller_named_a_version() {
     let site = w.service.load::<Site>(site_id).await.expect("load").state;
     assert_eq!(site.name, "Rival");
 }
+
+#[tokio::test]
+async fn a_command_whose_consequences_exceed_one_append_is_refused_whole() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let head = w.all_events().await.len();
+    let loaded = w
+        .service
+        .load::<crate::model::Site>(site_id)
+        .await
+        .expect("load");
+    let too_many: Vec<DomainEvent> = (0..=crate::log::MAX_EVENTS_PER_APPEND)
+        .map(|n| DomainEvent::SiteRenamed {
+            site_id,
+            name: format!("site {n}"),
+            previous_name: format!("site {}", n.saturating_sub(1)),
+            at: Timestamp::from_secs(1_767_225_600),
+        })
+        .collect();
+    let error = w
+        .service
+        .append(&loaded, too_many, &w.admin.actor())
+        .await
+        .expect_err("over the bound");
+    assert_eq!(error.code(), Some(ErrorCode::Validation), "{error}");
+    assert_eq!(w.all_events().await.len(), head, "nothing was written");
+}
