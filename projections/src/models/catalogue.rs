@@ -483,6 +483,12 @@ struct Constraint {
 /// neighbours are cheaper to step to, far keys cheaper to jump to.
 const SEEK_STEPS: usize = 8;
 
+/// A constraint listing this many times more recordings than the leading
+/// one is probed per candidate rather than walked: its matches lie further
+/// apart than a seek steps, so walking it would reopen a range (at least
+/// a lookup) per candidate anyway.
+const PROBE_RATIO: i64 = SEEK_STEPS as i64;
+
 /// The order suffixes under one index prefix, ascending, with seeking.
 struct Run {
     prefix: Vec<u8>,
@@ -581,13 +587,40 @@ impl AnyOf {
 /// The suffixes in every one of several unions, ascending: a merge-join
 /// that seeks each union to the largest head until all agree, so a
 /// selective constraint skips over the bulk of a large one.
+///
+/// A constraint much larger than the leading one is probed instead: one
+/// point lookup per candidate is cheaper than seeking through it.
 struct AllOf<'a> {
     tree: &'a sled::Tree,
     parts: Vec<AnyOf>,
+    /// Per probed constraint, the index prefixes of its values.
+    probes: Vec<Vec<Vec<u8>>>,
 }
 
 impl AllOf<'_> {
     fn step(&mut self) -> Result<Option<Vec<u8>>> {
+        'candidates: loop {
+            let Some(suffix) = self.walk()? else {
+                return Ok(None);
+            };
+            for prefixes in &self.probes {
+                let mut found = false;
+                for p in prefixes {
+                    if self.tree.contains_key([p.as_slice(), &suffix].concat())? {
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    continue 'candidates;
+                }
+            }
+            return Ok(Some(suffix));
+        }
+    }
+
+    /// The next suffix in every walked constraint.
+    fn walk(&mut self) -> Result<Option<Vec<u8>>> {
         let Some(first) = self.parts.first() else {
             return Ok(None);
         };
@@ -754,7 +787,6 @@ impl Catalogue {
         }
         ordered.sort_by_key(|(n, _)| *n);
         let best = ordered.first().copied();
-        let by_index: Vec<&Constraint> = ordered.iter().map(|(_, c)| *c).collect();
         // Whether a candidate that is in every index must still be decoded
         // to know whether it is listed: for the filter's fields that no key
         // holds, and for visibility unless the viewer sees every recording
@@ -815,7 +847,7 @@ impl Catalogue {
                 // The total counts from the start of the order, so the walk
                 // for it does not start at the cursor.
                 let from = if walk_all { None } else { after.clone() };
-                for suffix in self.candidates(&by_index, from.as_deref(), &bounds)? {
+                for suffix in self.candidates(&ordered, from.as_deref(), &bounds)? {
                     let suffix = suffix?;
                     if !in_time_range(f, &suffix) {
                         continue;
@@ -878,7 +910,7 @@ impl Catalogue {
                 };
                 match best {
                     Some((n, _)) if n <= SMALL_CANDIDATE_SET => {
-                        for suffix in self.candidates(&by_index, None, &time_bounds(f))? {
+                        for suffix in self.candidates(&ordered, None, &time_bounds(f))? {
                             let suffix = suffix?;
                             if !in_time_range(f, &suffix) {
                                 continue;
@@ -949,7 +981,7 @@ impl Catalogue {
     /// values, joined across constraints, from the keys alone.
     fn candidates<'a>(
         &'a self,
-        constraints: &[&Constraint],
+        constraints: &[(i64, &Constraint)],
         after: Option<&[u8]>,
         bounds: &SuffixBounds,
     ) -> Result<AllOf<'a>> {
@@ -959,16 +991,22 @@ impl Catalogue {
                 lower = Some((a.to_vec(), false));
             }
         }
-        let prefixes: Vec<Vec<Vec<u8>>> = if constraints.is_empty() {
-            vec![vec![b"o/".to_vec()]]
-        } else {
-            constraints
-                .iter()
-                .map(|c| c.values.iter().map(|v| index_prefix(c.field, v)).collect())
-                .collect()
-        };
-        let mut parts = Vec::with_capacity(prefixes.len());
-        for values in prefixes {
+        let lead = constraints.first().map_or(0, |(n, _)| *n);
+        let mut walked: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut probes = Vec::new();
+        for (n, c) in constraints {
+            let prefixes = c.values.iter().map(|v| index_prefix(c.field, v)).collect();
+            if !walked.is_empty() && *n > lead.saturating_mul(PROBE_RATIO) {
+                probes.push(prefixes);
+            } else {
+                walked.push(prefixes);
+            }
+        }
+        if walked.is_empty() {
+            walked.push(vec![b"o/".to_vec()]);
+        }
+        let mut parts = Vec::with_capacity(walked.len());
+        for values in walked {
             let mut runs = Vec::with_capacity(values.len());
             for p in values {
                 runs.push(Run::open(&self.tree, p, lower.as_ref(), bounds)?);
@@ -978,6 +1016,7 @@ impl Catalogue {
         Ok(AllOf {
             tree: &self.tree,
             parts,
+            probes,
         })
     }
 

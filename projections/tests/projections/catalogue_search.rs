@@ -23,7 +23,9 @@ const USERS: [&str; 6] = [
     "dave",
     "OTHER\\alice",
 ];
-const USER_FILTERS: [&str; 8] = [
+const USER_FILTERS: [&str; 10] = [
+    "zed",
+    "ZED",
     "alice",
     "corp\\ALICE",
     "bob",
@@ -77,7 +79,13 @@ fn random_catalogue(
         let r = Rec {
             site: if rng.gen_bool(0.5) { SITE } else { SITE2 },
             server: if rng.gen_bool(0.5) { SERVER } else { SERVER2 },
-            user: pick(rng, &USERS).into(),
+            // A rare user: its few recordings lead the join and the
+            // other constraints are probed per candidate.
+            user: if rng.gen_bool(0.04) {
+                "CORP\\zed".into()
+            } else {
+                pick(rng, &USERS).into()
+            },
             host: pick(rng, &HOSTS).into(),
             ip: rng.gen_bool(0.8).then(|| pick(rng, &IPS).into()),
             client: rng.gen_bool(0.5).then(|| "ALICE-PC".into()),
