@@ -15,21 +15,30 @@
 //! `l` live, `x` restricted, `e` has detections, `m` highest severity.
 //! Values are lowercase; a filter value matches exactly, ignoring case.
 //!
-//! **Query plan.** Among the filter's indexed fields the one listing the
-//! fewest recordings (from the `n/` counters) is walked, merging its
-//! values' ranges in `(started desc, id)` order from the cursor and within
-//! the time range; each candidate row is checked against the whole filter
-//! and the caller's [`Viewer`]. Without an indexed field the `o/` (or, by
-//! duration, `d/`) order is walked. Ordered by duration with a selective
-//! index (at most [`SMALL_CANDIDATE_SET`] entries), that index's candidates
-//! are collected and sorted instead. Deleted recordings are in no index:
-//! only `recording(id)` still answers them.
+//! **Query plan.** Every index key ends with the same order suffix
+//! `(started desc, id)`, so the filter's indexed constraints are answered
+//! from the keys alone: the values of one constraint are merged (a union,
+//! e.g. two users), and the constraints are joined by a merge-join that
+//! seeks each to the largest current suffix (an intersection), in page
+//! order, from the cursor and within the time range. The constraint
+//! listing the fewest recordings (from the `n/` counters) leads. A row is
+//! decoded only for the page it returns, or when the keys cannot decide:
+//! the filter sets a field no key holds (duration, text, `live`,
+//! `restricted` or `hasDetections` false), or the viewer's visibility
+//! depends on more than the site scope (which is itself a constraint). So
+//! the total of an indexed filter for ADMIN and PRIVILEGED_PLAYER is
+//! counted from the keys. Without an indexed field the `o/` order is
+//! walked; ordered by duration the `d/` order is walked, or with a
+//! selective index (at most [`SMALL_CANDIDATE_SET`] entries) the joined
+//! candidates are collected and sorted instead. Deleted recordings are in
+//! no index: only `recording(id)` still answers them.
 //!
 //! **Cursors** are the order key of the last item: a page never repeats or
 //! skips an item that existed when the previous page was read, whatever is
 //! inserted meanwhile (new recordings sort before the cursor).
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 use srs_domain::log::Envelope;
@@ -470,6 +479,185 @@ struct Constraint {
     values: Vec<String>,
 }
 
+/// `next` steps a seek tries before it reopens the range further on:
+/// neighbours are cheaper to step to, far keys cheaper to jump to.
+const SEEK_STEPS: usize = 8;
+
+/// A constraint listing this many times more recordings than the leading
+/// one is probed per candidate rather than walked: its matches lie further
+/// apart than a seek steps, so walking it would reopen a range (at least
+/// a lookup) per candidate anyway.
+const PROBE_RATIO: i64 = SEEK_STEPS as i64;
+
+/// The order suffixes under one index prefix, ascending, with seeking.
+struct Run {
+    prefix: Vec<u8>,
+    upper: Bound<Vec<u8>>,
+    iter: sled::Iter,
+    head: Option<Vec<u8>>,
+}
+
+impl Run {
+    /// The suffixes under `prefix` from `lower` (a suffix and whether it is
+    /// included) and below `bounds.upper`.
+    fn open(
+        tree: &sled::Tree,
+        prefix: Vec<u8>,
+        lower: Option<&(Vec<u8>, bool)>,
+        bounds: &SuffixBounds,
+    ) -> Result<Run> {
+        let from = match lower {
+            Some((l, true)) => Bound::Included([prefix.as_slice(), l].concat()),
+            Some((l, false)) => Bound::Excluded([prefix.as_slice(), l].concat()),
+            None => Bound::Included(prefix.clone()),
+        };
+        let upper = match (&bounds.upper, codec::prefix_end(&prefix)) {
+            (Some(u), _) => Bound::Excluded([prefix.as_slice(), u].concat()),
+            (None, Some(end)) => Bound::Excluded(end),
+            (None, None) => Bound::Unbounded,
+        };
+        let iter = tree.range::<Vec<u8>, _>((from, upper.clone()));
+        let mut run = Run {
+            prefix,
+            upper,
+            iter,
+            head: None,
+        };
+        run.advance()?;
+        Ok(run)
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        self.head = match self.iter.next() {
+            Some(kv) => Some(kv?.0[self.prefix.len()..].to_vec()),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Moves to the first suffix at or after `target`.
+    fn seek(&mut self, tree: &sled::Tree, target: &[u8]) -> Result<()> {
+        for _ in 0..SEEK_STEPS {
+            match &self.head {
+                Some(h) if h.as_slice() < target => self.advance()?,
+                _ => return Ok(()),
+            }
+        }
+        if self.head.as_deref().is_some_and(|h| h < target) {
+            let from = Bound::Included([self.prefix.as_slice(), target].concat());
+            self.iter = tree.range::<Vec<u8>, _>((from, self.upper.clone()));
+            self.advance()?;
+        }
+        Ok(())
+    }
+}
+
+/// The union of one constraint's values: the suffixes under any of them.
+struct AnyOf {
+    runs: Vec<Run>,
+}
+
+impl AnyOf {
+    fn head(&self) -> Option<&[u8]> {
+        self.runs.iter().filter_map(|r| r.head.as_deref()).min()
+    }
+
+    /// Past the current head (in every run holding it: a recording can be
+    /// under two values, e.g. `CORP\bob` and `bob`).
+    fn advance(&mut self) -> Result<()> {
+        let Some(head) = self.head().map(<[u8]>::to_vec) else {
+            return Ok(());
+        };
+        for run in &mut self.runs {
+            if run.head.as_deref() == Some(head.as_slice()) {
+                run.advance()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn seek(&mut self, tree: &sled::Tree, target: &[u8]) -> Result<()> {
+        for run in &mut self.runs {
+            run.seek(tree, target)?;
+        }
+        Ok(())
+    }
+}
+
+/// The suffixes in every one of several unions, ascending: a merge-join
+/// that seeks each union to the largest head until all agree, so a
+/// selective constraint skips over the bulk of a large one.
+///
+/// A constraint much larger than the leading one is probed instead: one
+/// point lookup per candidate is cheaper than seeking through it.
+struct AllOf<'a> {
+    tree: &'a sled::Tree,
+    parts: Vec<AnyOf>,
+    /// Per probed constraint, the index prefixes of its values.
+    probes: Vec<Vec<Vec<u8>>>,
+}
+
+impl AllOf<'_> {
+    fn step(&mut self) -> Result<Option<Vec<u8>>> {
+        'candidates: loop {
+            let Some(suffix) = self.walk()? else {
+                return Ok(None);
+            };
+            for prefixes in &self.probes {
+                let mut found = false;
+                for p in prefixes {
+                    if self.tree.contains_key([p.as_slice(), &suffix].concat())? {
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    continue 'candidates;
+                }
+            }
+            return Ok(Some(suffix));
+        }
+    }
+
+    /// The next suffix in every walked constraint.
+    fn walk(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(first) = self.parts.first() else {
+            return Ok(None);
+        };
+        let Some(mut target) = first.head().map(<[u8]>::to_vec) else {
+            return Ok(None);
+        };
+        let n = self.parts.len();
+        // How many parts in a row (ending at `i`) stand at `target`.
+        let (mut i, mut agreed) = (0, 1);
+        while agreed < n {
+            i = (i + 1) % n;
+            let part = &mut self.parts[i];
+            part.seek(self.tree, &target)?;
+            match part.head() {
+                None => return Ok(None),
+                Some(h) if h == target.as_slice() => agreed += 1,
+                Some(h) => {
+                    target = h.to_vec();
+                    agreed = 1;
+                }
+            }
+        }
+        for part in &mut self.parts {
+            part.advance()?;
+        }
+        Ok(Some(target))
+    }
+}
+
+impl Iterator for AllOf<'_> {
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step().transpose()
+    }
+}
+
 /// Queries over the catalogue.
 #[derive(Clone, Debug)]
 pub struct Catalogue {
@@ -588,16 +776,27 @@ impl Catalogue {
         let Some(constraints) = self.constraints(viewer, f) else {
             return Ok(empty);
         };
-        let mut best: Option<(i64, &Constraint)> = None;
+        // Most selective first: the merge-join seeks the others to its keys.
+        let mut ordered: Vec<(i64, &Constraint)> = Vec::with_capacity(constraints.len());
         for c in &constraints {
             let mut n = 0;
             for v in &c.values {
                 n += self.index_count(c.field, v)?;
             }
-            if best.is_none_or(|(b, _)| n < b) {
-                best = Some((n, c));
-            }
+            ordered.push((n, c));
         }
+        ordered.sort_by_key(|(n, _)| *n);
+        let best = ordered.first().copied();
+        // Whether a candidate that is in every index must still be decoded
+        // to know whether it is listed: for the filter's fields that no key
+        // holds, and for visibility unless the viewer sees every recording
+        // of the sites in scope (ADMIN and PRIVILEGED_PLAYER, per the
+        // domain's `may`; the site scope is one of the constraints).
+        let sees_all_in_scope = matches!(
+            viewer.principal().role,
+            Role::Admin | Role::PrivilegedPlayer
+        );
+        let needs_row = !sees_all_in_scope || !keys_decide(f);
         let accept = |row: &RecordingRow| -> Result<Option<Visibility>> {
             if !self.matches(f, row)? {
                 return Ok(None);
@@ -638,10 +837,6 @@ impl Catalogue {
                     .as_deref()
                     .map(|c| cursor_decode("n", c))
                     .transpose()?;
-                let prefixes: Vec<Vec<u8>> = match best {
-                    Some((_, c)) => c.values.iter().map(|v| index_prefix(c.field, v)).collect(),
-                    None => vec![b"o/".to_vec()],
-                };
                 let bounds = time_bounds(f);
                 let mut items = Vec::new();
                 let mut has_next_page = false;
@@ -652,13 +847,24 @@ impl Catalogue {
                 // The total counts from the start of the order, so the walk
                 // for it does not start at the cursor.
                 let from = if walk_all { None } else { after.clone() };
-                for suffix in merged(&self.tree, &prefixes, from.as_deref(), &bounds) {
+                for suffix in self.candidates(&ordered, from.as_deref(), &bounds)? {
                     let suffix = suffix?;
-                    let id = super::util::trailing_uuid(&suffix)?;
-                    let Some(row) = self.get(id)? else { continue };
-                    let Some(v) = accept(&row)? else { continue };
+                    if !in_time_range(f, &suffix) {
+                        continue;
+                    }
+                    let on_page = after.as_deref().is_none_or(|a| suffix.as_slice() > a);
+                    let wanted = on_page && items.len() < limit;
+                    // Rows are decoded only when the keys cannot decide or
+                    // the row is returned.
+                    let mut hit = None;
+                    if needs_row || wanted {
+                        let id = super::util::trailing_uuid(&suffix)?;
+                        let Some(row) = self.get(id)? else { continue };
+                        let Some(v) = accept(&row)? else { continue };
+                        hit = Some((row, v));
+                    }
                     total += 1;
-                    if after.as_deref().is_some_and(|a| suffix.as_slice() <= a) {
+                    if !on_page {
                         continue;
                     }
                     if items.len() == limit {
@@ -668,11 +874,13 @@ impl Catalogue {
                         }
                         continue;
                     }
-                    items.push(RecordingHit {
-                        cursor: cursor_encode("n", &suffix),
-                        row,
-                        visibility: v,
-                    });
+                    if let Some((row, visibility)) = hit {
+                        items.push(RecordingHit {
+                            cursor: cursor_encode("n", &suffix),
+                            row,
+                            visibility,
+                        });
+                    }
                 }
                 let end_cursor = items.last().map(|h| h.cursor.clone());
                 Ok(RecordingPage {
@@ -701,11 +909,13 @@ impl Catalogue {
                     None
                 };
                 match best {
-                    Some((n, c)) if n <= SMALL_CANDIDATE_SET => {
-                        let prefixes: Vec<Vec<u8>> =
-                            c.values.iter().map(|v| index_prefix(c.field, v)).collect();
-                        for suffix in merged(&self.tree, &prefixes, None, &time_bounds(f)) {
-                            let id = super::util::trailing_uuid(&suffix?)?;
+                    Some((n, _)) if n <= SMALL_CANDIDATE_SET => {
+                        for suffix in self.candidates(&ordered, None, &time_bounds(f))? {
+                            let suffix = suffix?;
+                            if !in_time_range(f, &suffix) {
+                                continue;
+                            }
+                            let id = super::util::trailing_uuid(&suffix)?;
                             let Some(row) = self.get(id)? else { continue };
                             if let Some(v) = accept(&row)? {
                                 matched.push((row.duration_suffix(), row, v));
@@ -763,6 +973,51 @@ impl Catalogue {
                 })
             }
         }
+    }
+
+    /// The order suffixes (`started desc, id`) of the recordings under
+    /// every constraint (every recording when there is none), ascending,
+    /// after `after` and within `bounds`: a union over each constraint's
+    /// values, joined across constraints, from the keys alone.
+    fn candidates<'a>(
+        &'a self,
+        constraints: &[(i64, &Constraint)],
+        after: Option<&[u8]>,
+        bounds: &SuffixBounds,
+    ) -> Result<AllOf<'a>> {
+        let mut lower = bounds.lower.clone().map(|l| (l, true));
+        if let Some(a) = after {
+            if lower.as_ref().is_none_or(|(l, _)| a >= l.as_slice()) {
+                lower = Some((a.to_vec(), false));
+            }
+        }
+        let lead = constraints.first().map_or(0, |(n, _)| *n);
+        let mut walked: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut probes = Vec::new();
+        for (n, c) in constraints {
+            let prefixes = c.values.iter().map(|v| index_prefix(c.field, v)).collect();
+            if !walked.is_empty() && *n > lead.saturating_mul(PROBE_RATIO) {
+                probes.push(prefixes);
+            } else {
+                walked.push(prefixes);
+            }
+        }
+        if walked.is_empty() {
+            walked.push(vec![b"o/".to_vec()]);
+        }
+        let mut parts = Vec::with_capacity(walked.len());
+        for values in walked {
+            let mut runs = Vec::with_capacity(values.len());
+            for p in values {
+                runs.push(Run::open(&self.tree, p, lower.as_ref(), bounds)?);
+            }
+            parts.push(AnyOf { runs });
+        }
+        Ok(AllOf {
+            tree: &self.tree,
+            parts,
+            probes,
+        })
     }
 
     /// The whole filter, checked on a row.
@@ -823,6 +1078,26 @@ impl Catalogue {
         }
         Ok(false)
     }
+}
+
+/// Whether the index keys alone decide `f` for a recording under every
+/// one of its constraints: every set field is an index or the time range.
+fn keys_decide(f: &RecordingFilter) -> bool {
+    f.min_duration_sec.is_none()
+        && f.max_duration_sec.is_none()
+        && f.live != Some(false)
+        && f.has_detections != Some(false)
+        && f.restricted != Some(false)
+        && f.text.as_deref().map(norm).is_none_or(|t| t.is_empty())
+}
+
+/// Whether the start time in an order suffix is within the filter's range
+/// (the range bounds are exact but for the extremes of `i64`).
+fn in_time_range(f: &RecordingFilter, suffix: &[u8]) -> bool {
+    let Some(started) = suffix.get(..8).and_then(codec::i64_from_desc_key) else {
+        return false;
+    };
+    f.started_after.is_none_or(|t| started >= t.0) && f.started_before.is_none_or(|t| started < t.0)
 }
 
 /// `(started desc, id)` bounds of the filter's time range.
