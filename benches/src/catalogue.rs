@@ -22,18 +22,11 @@ use srs_projections::models::catalogue::{
 use srs_projections::ProjectionError;
 use uuid::Uuid;
 
+use crate::rebuild::APPS;
 use crate::Figure;
 
 const USERS: u64 = 500;
 const HOSTS: u64 = 40;
-const APPS: [&str; 6] = [
-    "excel.exe",
-    "winword.exe",
-    "msedge.exe",
-    "cmd.exe",
-    "outlook.exe",
-    "sap.exe",
-];
 const GROUPS: [&str; 3] = ["Office", "Trading", "Support"];
 /// Events folded per catalogue commit.
 const BATCH: usize = 8192;

@@ -25,7 +25,8 @@ const EVENTS_PER_RECORDING: u64 = 8;
 const USERS: [&str; 8] = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
 ];
-const APPS: [&str; 6] = [
+/// Applications of the generated sessions (shared with the catalogue bench).
+pub(crate) const APPS: [&str; 6] = [
     "excel.exe",
     "winword.exe",
     "msedge.exe",
