@@ -157,10 +157,10 @@ fn filter(i: usize, recordings: u64) -> RecordingFilter {
     }
 }
 
-fn p99(mut samples: Vec<Duration>) -> f64 {
-    samples.sort_unstable();
-    let rank = ((samples.len() as f64 * 0.99).ceil() as usize).clamp(1, samples.len());
-    samples[rank - 1].as_secs_f64() * 1000.0
+fn p99(samples: &[Duration]) -> f64 {
+    let mut us: Vec<u64> = samples.iter().map(|d| d.as_micros() as u64).collect();
+    us.sort_unstable();
+    crate::quantile_ms(&us, 0.99).unwrap_or(f64::NAN)
 }
 
 /// Builds the catalogue of `recordings` recordings and returns the
@@ -220,7 +220,7 @@ pub fn run(recordings: u64) -> Result<Vec<Figure>, ProjectionError> {
         }
         gets.push(start.elapsed());
     }
-    let (value, baseline) = (p99(pages), p99(gets));
+    let (value, baseline) = (p99(&pages), p99(&gets));
     Ok(vec![Figure::new(
         "rebuild",
         "catalogue_filtered_page_p99",

@@ -421,12 +421,7 @@ impl Sample {
 
     /// The latency at quantile `q` (0..=1) in milliseconds (nearest rank).
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((q * self.latencies_us.len() as f64).ceil() as usize)
-            .clamp(1, self.latencies_us.len());
-        self.latencies_us[rank - 1] as f64 / 1_000.0
+        crate::quantile_ms(&self.latencies_us, q).unwrap_or(f64::NAN)
     }
 
     /// Answered requests per second.

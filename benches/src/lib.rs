@@ -88,6 +88,13 @@ impl Figure {
     }
 }
 
+/// The nearest-rank `q` quantile (0 < q <= 1) of latencies in microseconds,
+/// sorted ascending, in milliseconds; `None` without samples.
+pub fn quantile_ms(sorted_us: &[u64], q: f64) -> Option<f64> {
+    let rank = ((q * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len().max(1));
+    sorted_us.get(rank - 1).map(|us| *us as f64 / 1_000.0)
+}
+
 fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }

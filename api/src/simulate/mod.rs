@@ -689,11 +689,7 @@ impl Agent {
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64 / 1000.0
+    srs_bench::quantile_ms(sorted, p).unwrap_or(0.0)
 }
 
 /// Runs the fleet to the end and reports. Only a failed set-up (site,
