@@ -13,6 +13,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// Current resident set size of this process in bytes (`VmRSS`), if the
+/// platform reports it.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
 /// Total size of the files under `dir`.
 pub fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;

@@ -42,7 +42,7 @@ mod error;
 pub mod models;
 
 pub use engine::{
-    apply_events, checkpoint_of, dump, rebuild_all, version_of, Projection, ProjectionSet,
+    apply_events, checkpoint_of, dump, rebuild_all, version_of, Changes, Projection, ProjectionSet,
     ProjectionStatus, Rebuild, RebuildProgress, RebuildReport, RunnerState, SetOptions, WaitError,
     Which, Writes,
 };

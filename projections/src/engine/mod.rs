@@ -26,7 +26,7 @@ pub use rebuild::{rebuild_all, Rebuild, RebuildReport};
 pub use registry::{tree_name, REGISTRY_TREE};
 pub use set::{ProjectionSet, SetOptions, WaitError, Which};
 pub use status::{ProjectionStatus, RebuildProgress, RunnerState};
-pub use writes::{read_counter, Writes};
+pub use writes::{read_counter, Changes, Writes};
 
 /// A read model: how each event changes the data in its tree.
 ///
@@ -45,6 +45,14 @@ pub trait Projection<E: Event>: Send + Sync + 'static {
 
     /// Folds one event into the read model.
     fn apply(&self, writes: &mut Writes, event: &Envelope<E>) -> Result<()>;
+
+    /// Called after a batch is committed to `tree` (live, catching up, or a
+    /// rebuild's tree: the tree's name tells which generation), with what
+    /// the batch changed and the new checkpoint, before the runner
+    /// publishes that position: a read model that keeps derived state in
+    /// memory refreshes it here, so `wait_for(position)` implies it is
+    /// fresh. It must not fail; by default it does nothing.
+    fn committed(&self, _tree: &sled::Tree, _changes: &Changes, _checkpoint: u64) {}
 }
 
 /// Where a projection stopped inside a batch.
@@ -121,7 +129,8 @@ pub fn apply_events<E: Event>(
     }
     let count = position - checkpoint;
     if count > 0 || !writes.is_empty() {
-        writes.commit(position, projection.version())?;
+        let changes = writes.commit(position, projection.version())?;
+        projection.committed(tree, &changes, position);
     }
     Ok(Applied {
         position,

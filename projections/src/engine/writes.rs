@@ -25,6 +25,10 @@ pub(crate) const VERSION_KEY: &[u8] = b"\x00version";
 
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// What a committed batch changed in a tree: each key written with its new
+/// value, or `None` where it was removed.
+pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// Reads and writes of one projection over its tree, for one batch.
 pub struct Writes {
     tree: sled::Tree,
@@ -139,20 +143,23 @@ impl Writes {
     }
 
     /// Applies the batch's writes and the checkpoint in one atomic sled
-    /// batch: data and checkpoint are never out of step.
-    pub(crate) fn commit(mut self, checkpoint: u64, version: u32) -> Result<()> {
+    /// batch: data and checkpoint are never out of step. Hands back what
+    /// the batch changed (for [`Projection::committed`](super::Projection::committed)).
+    pub(crate) fn commit(mut self, checkpoint: u64, version: u32) -> Result<Changes> {
         self.seal_event();
+        let staged = std::mem::take(&mut self.staged);
         let mut batch = sled::Batch::default();
-        for (k, v) in std::mem::take(&mut self.staged) {
+        // sled copies keys and values into its own buffers either way.
+        for (k, v) in &staged {
             match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
             }
         }
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
         batch.insert(VERSION_KEY, &version.to_be_bytes());
         self.tree.apply_batch(batch)?;
-        Ok(())
+        Ok(staged)
     }
 }
 

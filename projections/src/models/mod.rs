@@ -34,7 +34,7 @@ use srs_domain::model::DomainEvent;
 
 pub use access::{visibility, Access, Viewer, Visibility};
 pub use audit::AuditTrail;
-pub use catalogue::Catalogue;
+pub use catalogue::{Catalogue, CatalogueIndex};
 pub use comments::Comments;
 pub use dashboard::Dashboard;
 pub use detections::Detections;
@@ -48,10 +48,16 @@ use crate::engine::{
 };
 use crate::error::Result;
 
-/// Every read model's projection, in a fixed order.
+/// Every read model's projection, in a fixed order (the catalogue's with
+/// an index of its own).
 pub fn all_projections() -> Vec<Arc<dyn Projection<DomainEvent>>> {
+    projections_with(Arc::new(CatalogueIndex::new()))
+}
+
+/// Every read model's projection, the catalogue's keeping `index` fresh.
+fn projections_with(index: Arc<CatalogueIndex>) -> Vec<Arc<dyn Projection<DomainEvent>>> {
     vec![
-        Arc::new(catalogue::CatalogueProjection),
+        Arc::new(catalogue::CatalogueProjection::with_index(index)),
         Arc::new(access::AccessProjection),
         Arc::new(detections::DetectionsProjection),
         Arc::new(dashboard::DashboardProjection),
@@ -83,6 +89,8 @@ pub async fn rebuild_all_models(
 #[derive(Clone)]
 pub struct ReadModels {
     set: ProjectionSet<DomainEvent>,
+    /// The catalogue's search index, kept fresh by its projection.
+    catalogue_index: Arc<CatalogueIndex>,
 }
 
 macro_rules! accessor {
@@ -95,15 +103,34 @@ macro_rules! accessor {
 }
 
 impl ReadModels {
-    /// Starts every read model's runner over the log and its database.
+    /// Starts every read model's runner over the log and its database,
+    /// and loads the catalogue's search index in the background (a search
+    /// that comes first loads it itself).
     pub fn start(
         store: Arc<dyn EventStore<DomainEvent>>,
         db: &sled::Db,
         options: SetOptions,
     ) -> Result<Self> {
-        Ok(ReadModels {
-            set: ProjectionSet::start(store, db, all_projections(), options)?,
-        })
+        let catalogue_index = Arc::new(CatalogueIndex::new());
+        let reads = ReadModels {
+            set: ProjectionSet::start(
+                store,
+                db,
+                projections_with(catalogue_index.clone()),
+                options,
+            )?,
+            catalogue_index,
+        };
+        let catalogue = reads.catalogue()?;
+        std::thread::Builder::new()
+            .name("catalogue-index".into())
+            .spawn(move || {
+                if let Err(error) = catalogue.load_index() {
+                    tracing::warn!(%error, "loading the catalogue index failed; searches retry");
+                }
+            })
+            .map_err(|e| crate::error::ProjectionError::Invariant(format!("spawn: {e}")))?;
+        Ok(reads)
     }
 
     /// The engine underneath (statuses, rebuilds, raw trees).
@@ -126,9 +153,18 @@ impl ReadModels {
         self.set.wait_for(which, position, timeout).await
     }
 
-    accessor!(
-        /// The recordings catalogue.
-        catalogue, Catalogue, catalogue::CatalogueProjection::NAME);
+    /// The recordings catalogue, searched through the shared index.
+    pub fn catalogue(&self) -> Result<Catalogue> {
+        Ok(Catalogue::with_index(
+            self.set.tree(catalogue::CatalogueProjection::NAME)?,
+            self.catalogue_index.clone(),
+        ))
+    }
+
+    /// The catalogue's search index (what the projection keeps fresh).
+    pub fn catalogue_index(&self) -> &Arc<CatalogueIndex> {
+        &self.catalogue_index
+    }
     accessor!(
         /// Restrictions, permissions and the viewer of a principal.
         access, Access, access::AccessProjection::NAME);

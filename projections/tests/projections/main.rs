@@ -1,6 +1,7 @@
 //! The projection crate's one integration-test binary.
 
 mod catalogue;
+mod catalogue_index;
 mod catalogue_search;
 mod common;
 mod crash;

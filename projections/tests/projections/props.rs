@@ -9,6 +9,11 @@ use proptest::prelude::*;
 use srs_domain::actor::Actor;
 use srs_domain::log::{EventStore, ExpectedVersion, NewEvent, SledEventStore};
 use srs_domain::model::DomainEvent;
+use srs_domain::model::Role;
+use srs_projections::models::catalogue::{
+    CatalogueIndex, CatalogueProjection, IndexSnapshot, RecordingQuery,
+};
+use srs_projections::models::Viewer;
 use srs_projections::{dump, ReadModels, SetOptions, Which};
 
 use crate::common::open_store;
@@ -74,6 +79,9 @@ fn check(ops: Vec<Op>, chunks: Vec<usize>, batch: usize) {
             },
         )
         .unwrap();
+        // Bound to the live tree before anything is appended: every event
+        // then reaches the index through the commit hook.
+        models.catalogue().unwrap().load_index().unwrap();
         let last = append_all(&store, gen::events(&ops), &chunks).await;
         models
             .wait_for(Which::All, last, Duration::from_secs(30))
@@ -83,6 +91,7 @@ fn check(ops: Vec<Op>, chunks: Vec<usize>, batch: usize) {
             assert!(s.last_error.is_none(), "{s:?}");
         }
         let live = dumps(&models);
+        let live_index = live_index_equals_loaded(&models, last);
         let report = models.set().rebuild_all().await.unwrap();
         assert!(
             report.projections.iter().all(|(_, r)| r.is_ok()),
@@ -97,8 +106,51 @@ fn check(ops: Vec<Op>, chunks: Vec<usize>, batch: usize) {
                 b.len()
             );
         }
+        rebuilt_index_answers_from_the_new_tree(&models, &live_index);
         models.set().shutdown().await;
     });
+}
+
+/// The index kept fresh by the commit hook equals the index loaded from
+/// the tree's rows.
+fn live_index_equals_loaded(models: &ReadModels, last: u64) -> IndexSnapshot {
+    let tree = models.set().tree(CatalogueProjection::NAME).unwrap();
+    let index = models.catalogue_index();
+    assert_eq!(
+        index.tree_name().as_deref(),
+        Some(String::from_utf8_lossy(&tree.name()).as_ref()),
+        "the index still reflects the live tree"
+    );
+    assert_eq!(index.checkpoint(), last, "every batch reached the index");
+    let live = index.snapshot(&tree).unwrap();
+    assert_eq!(live, CatalogueIndex::new().snapshot(&tree).unwrap());
+    live
+}
+
+/// After a rebuild swaps in a new tree, a search reloads the shared index
+/// from it, and it is the same index.
+fn rebuilt_index_answers_from_the_new_tree(models: &ReadModels, live: &IndexSnapshot) {
+    let tree = models.set().tree(CatalogueProjection::NAME).unwrap();
+    let index = models.catalogue_index();
+    let new_name = String::from_utf8_lossy(&tree.name()).into_owned();
+    let admin = Viewer::new(
+        crate::fixtures::principal(Role::Admin, "root"),
+        Default::default(),
+    );
+    let page = models
+        .catalogue()
+        .unwrap()
+        .search(
+            &admin,
+            &RecordingQuery {
+                with_total: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(index.tree_name().as_deref(), Some(new_name.as_str()));
+    assert_eq!(page.total_count, Some(live.newest_first.len() as u64));
+    assert_eq!(&index.snapshot(&tree).unwrap(), live);
 }
 
 proptest! {

@@ -1,0 +1,828 @@
+//! [`CatalogueIndex`]: the catalogue's search index, in memory, derived
+//! from the rows of the catalogue tree (the tree stays the truth).
+//!
+//! Each recording the index sees gets a dense `u32` ordinal. Per
+//! `(field, lowercase value)` a [`RoaringBitmap`] lists the ordinals of
+//! the recordings that are not deleted and carry that value; per ordinal
+//! compact columns hold what ranges and orders need (id, start, duration);
+//! two ordered sets hold the listed recordings in page order (newest first,
+//! longest first) for the walks of large result sets.
+//!
+//! **Freshness.** The index knows which tree (by name, hence generation)
+//! and checkpoint it reflects. The projection's
+//! [`committed`](crate::engine::Projection::committed) hook applies each
+//! committed batch's changed rows to it, before the runner publishes the
+//! position, so read-your-writes holds for searches. A batch of another
+//! tree (a rebuild's) is ignored; a query over a tree the index does not
+//! reflect (after a swap, at start, offline) reloads it from that tree's
+//! rows. Applying a row sets the recording's entry from the row alone, so
+//! applying it twice, or racing a load, leaves the same index.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use roaring::RoaringBitmap;
+use srs_domain::model::Role;
+use uuid::Uuid;
+
+use super::{bare_user, RecordingFilter, RecordingOrder, RecordingRow};
+use crate::codec;
+use crate::engine::Changes;
+use crate::error::{ProjectionError, Result};
+use crate::models::access::Viewer;
+use crate::models::util::{norm, severity_code};
+
+/// The indexed fields, by their one-byte tag: filter fields `s` site,
+/// `v` server, `u` user (and the bare name without domain), `c` client IP,
+/// `h` host, `a` application, `g` delivery group, `l` live, `x`
+/// restricted, `e` has detections, `m` highest severity; and for text
+/// search only `U` the user as recorded, `D` domain, `N` client name.
+const FIELDS: &[u8] = b"svuchaglxemUDN";
+
+/// The fields text search looks into (comments aside).
+const TEXT_FIELDS: &[u8] = b"UDhNca";
+
+/// Below this many matches a page is taken by sorting the matches rather
+/// than by walking the page order.
+const SMALL_MATCH_SET: u64 = 4096;
+
+fn slot(field: u8) -> usize {
+    FIELDS
+        .iter()
+        .position(|f| *f == field)
+        .unwrap_or_else(|| unreachable!("field {} is not indexed", field as char))
+}
+
+/// Newest first: `(started desc, id)`, as today's cursors hold it.
+type StartKey = [u8; 24];
+/// Longest first: `(duration desc, started desc, id)`.
+type DurationKey = [u8; 32];
+
+/// One recording the index has seen.
+#[derive(Clone, Debug)]
+struct Doc {
+    id: Uuid,
+    started: i64,
+    duration_ms: u64,
+    /// Posting ids this recording is listed under (empty when not listed).
+    postings: Box<[u32]>,
+    listed: bool,
+}
+
+impl Doc {
+    fn start_key(&self) -> StartKey {
+        let mut k = [0u8; 24];
+        k[..8].copy_from_slice(&codec::i64_desc_key(self.started));
+        k[8..].copy_from_slice(self.id.as_bytes());
+        k
+    }
+
+    fn duration_key(&self) -> DurationKey {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&codec::u64_desc_key(self.duration_ms));
+        k[8..16].copy_from_slice(&codec::i64_desc_key(self.started));
+        k[16..].copy_from_slice(self.id.as_bytes());
+        k
+    }
+}
+
+/// The `(field, value)` entries of a row; none for a deleted one.
+fn entries(row: &RecordingRow) -> BTreeSet<(u8, String)> {
+    let mut out = BTreeSet::new();
+    if row.deleted() {
+        return out;
+    }
+    out.insert((b's', row.site_id.to_string()));
+    out.insert((b'v', row.server_id.to_string()));
+    out.insert((b'u', norm(&row.user)));
+    out.insert((b'u', norm(bare_user(&row.user))));
+    out.insert((b'U', norm(&row.user)));
+    if let Some(d) = &row.domain {
+        out.insert((b'D', norm(d)));
+    }
+    if let Some(n) = &row.client_name {
+        out.insert((b'N', norm(n)));
+    }
+    if let Some(ip) = &row.client_ip {
+        out.insert((b'c', norm(ip)));
+    }
+    out.insert((b'h', norm(&row.host)));
+    for app in &row.points.applications {
+        out.insert((b'a', norm(app)));
+    }
+    if let Some(g) = &row.delivery_group {
+        out.insert((b'g', norm(g)));
+    }
+    if row.live() {
+        out.insert((b'l', "1".into()));
+    }
+    if row.restricted() {
+        out.insert((b'x', "1".into()));
+    }
+    if row.points.detection_count > 0 {
+        out.insert((b'e', "1".into()));
+    }
+    if let Some(s) = row.max_severity {
+        out.insert((b'm', severity_code(s).to_string()));
+    }
+    out
+}
+
+/// The index proper, behind the lock of [`CatalogueIndex`].
+#[derive(Default)]
+struct State {
+    /// The name of the tree reflected; `None` until loaded.
+    tree: Option<Vec<u8>>,
+    checkpoint: u64,
+    ordinals: HashMap<Uuid, u32>,
+    docs: Vec<Doc>,
+    /// Per field (see [`FIELDS`]), each value's posting id.
+    dict: Vec<HashMap<Box<str>, u32>>,
+    postings: Vec<RoaringBitmap>,
+    listed: RoaringBitmap,
+    by_start: BTreeSet<(StartKey, u32)>,
+    by_duration: BTreeSet<(DurationKey, u32)>,
+}
+
+impl State {
+    fn empty(tree: Option<Vec<u8>>) -> State {
+        State {
+            tree,
+            dict: vec![HashMap::new(); FIELDS.len()],
+            ..State::default()
+        }
+    }
+
+    fn posting(&self, field: u8, value: &str) -> Option<&RoaringBitmap> {
+        let id = *self.dict.get(slot(field))?.get(value)?;
+        self.postings.get(id as usize)
+    }
+
+    fn intern(&mut self, field: u8, value: &str) -> u32 {
+        let values = &mut self.dict[slot(field)];
+        if let Some(id) = values.get(value) {
+            return *id;
+        }
+        let id = self.postings.len() as u32;
+        self.postings.push(RoaringBitmap::new());
+        values.insert(value.into(), id);
+        id
+    }
+
+    /// Sets the entry of `row.id` from `row` alone (idempotent).
+    fn set(&mut self, row: &RecordingRow) {
+        let listed = !row.deleted();
+        let mut postings: Vec<u32> = entries(row)
+            .iter()
+            .map(|(f, v)| self.intern(*f, v))
+            .collect();
+        postings.sort_unstable();
+        let started = row.started_at.0;
+        let duration_ms = row.points.duration_ms;
+        let o = match self.ordinals.get(&row.id) {
+            Some(o) => *o,
+            None => {
+                let o = self.docs.len() as u32;
+                self.docs.push(Doc {
+                    id: row.id,
+                    started,
+                    duration_ms,
+                    postings: Box::new([]),
+                    listed: false,
+                });
+                self.ordinals.insert(row.id, o);
+                o
+            }
+        };
+        let doc = &self.docs[o as usize];
+        if doc.listed == listed
+            && doc.started == started
+            && doc.duration_ms == duration_ms
+            && *doc.postings == *postings
+        {
+            return;
+        }
+        self.unlist(o);
+        let doc = &mut self.docs[o as usize];
+        doc.started = started;
+        doc.duration_ms = duration_ms;
+        doc.listed = listed;
+        if !listed {
+            return;
+        }
+        for p in &postings {
+            self.postings[*p as usize].insert(o);
+        }
+        doc.postings = postings.into_boxed_slice();
+        self.listed.insert(o);
+        self.by_start.insert((doc.start_key(), o));
+        self.by_duration.insert((doc.duration_key(), o));
+    }
+
+    /// Takes recording `id` out of every posting and order.
+    fn remove(&mut self, id: Uuid) {
+        if let Some(o) = self.ordinals.get(&id).copied() {
+            self.unlist(o);
+        }
+    }
+
+    fn unlist(&mut self, o: u32) {
+        let doc = &mut self.docs[o as usize];
+        for p in std::mem::take(&mut doc.postings).iter() {
+            self.postings[*p as usize].remove(o);
+        }
+        if doc.listed {
+            self.by_start.remove(&(doc.start_key(), o));
+            self.by_duration.remove(&(doc.duration_key(), o));
+            self.listed.remove(o);
+            doc.listed = false;
+        }
+    }
+
+    /// The state of every recording of `tree`.
+    fn load(tree: &sled::Tree) -> Result<State> {
+        let mut state = State::empty(Some(tree.name().to_vec()));
+        state.checkpoint = crate::engine::checkpoint_of(tree)?;
+        for kv in tree.scan_prefix(b"r/") {
+            let (_, v) = kv?;
+            let row: RecordingRow = codec::decode(&v)?;
+            state.set(&row);
+        }
+        Ok(state)
+    }
+
+    fn apply(&mut self, changes: &Changes) -> Result<()> {
+        for (key, value) in
+            changes.range::<[u8], _>((Bound::Included(&b"r/"[..]), Bound::Unbounded))
+        {
+            if !key.starts_with(b"r/") {
+                break;
+            }
+            match value {
+                Some(v) => self.set(&codec::decode::<RecordingRow>(v)?),
+                None => {
+                    let id = codec::uuid_from_key(&key[2..]).ok_or_else(|| {
+                        ProjectionError::Codec(format!("row key {key:?} holds no id"))
+                    })?;
+                    self.remove(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The union of the postings of `values` of `field`.
+    fn any_of<'a>(&self, field: u8, values: impl IntoIterator<Item = &'a str>) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        for v in values {
+            if let Some(p) = self.posting(field, v) {
+                out |= p;
+            }
+        }
+        out
+    }
+}
+
+/// What a search found: the total, and the page as order keys and ids.
+pub(super) struct Found {
+    pub total: u64,
+    pub page: Vec<(Vec<u8>, Uuid)>,
+    pub has_next_page: bool,
+}
+
+/// How a page is taken from the matches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PagePlan {
+    /// Sort few matches, walk the page order for many (the cheaper).
+    #[default]
+    Auto,
+    /// Always walk the page order (checks use it to cover that path).
+    Walk,
+    /// Always sort the matches.
+    Sort,
+}
+
+/// The catalogue's in-memory search index, shared by the projection (which
+/// keeps it fresh) and the queries (which read it).
+pub struct CatalogueIndex {
+    state: RwLock<State>,
+    plan: PagePlan,
+}
+
+impl Default for CatalogueIndex {
+    fn default() -> Self {
+        CatalogueIndex::new()
+    }
+}
+
+impl std::fmt::Debug for CatalogueIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.read();
+        f.debug_struct("CatalogueIndex")
+            .field("tree", &state.tree.as_deref().map(String::from_utf8_lossy))
+            .field("checkpoint", &state.checkpoint)
+            .field("listed", &state.listed.len())
+            .finish()
+    }
+}
+
+/// The index as plain sets of ids, independent of the ordinals the
+/// recordings happened to get: what checks compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSnapshot {
+    /// Every non-empty posting: `(field, value)` with its recordings.
+    pub postings: BTreeMap<(char, String), BTreeSet<Uuid>>,
+    /// The listed (not deleted) recordings, newest first.
+    pub newest_first: Vec<Uuid>,
+    /// The listed recordings, longest first.
+    pub longest_first: Vec<Uuid>,
+    /// Every recording seen: start (µs) and duration (ms).
+    pub columns: BTreeMap<Uuid, (i64, u64)>,
+}
+
+impl CatalogueIndex {
+    /// An index that reflects no tree yet (the first query loads it).
+    pub fn new() -> Self {
+        Self::with_plan(PagePlan::Auto)
+    }
+
+    /// An index that takes pages as `plan` says.
+    pub fn with_plan(plan: PagePlan) -> Self {
+        CatalogueIndex {
+            state: RwLock::new(State::empty(None)),
+            plan,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // A panic while the lock was held may have left the index half
+        // updated: the writer side resets it (see `write`), and a reader
+        // seeing a poisoned lock still gets the pointer-consistent state.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        match self.state.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                let mut guard = poisoned.into_inner();
+                // Forget the tree: the next query reloads it whole.
+                *guard = State::empty(None);
+                self.state.clear_poison();
+                guard
+            }
+        }
+    }
+
+    /// The name of the tree the index reflects, if any.
+    pub fn tree_name(&self) -> Option<String> {
+        self.read()
+            .tree
+            .as_deref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+    }
+
+    /// The checkpoint of the last batch the index applied (or loaded).
+    pub fn checkpoint(&self) -> u64 {
+        self.read().checkpoint
+    }
+
+    /// Applies a committed batch of `tree` (ignored unless the index
+    /// reflects that tree). A row that does not decode leaves the index
+    /// unbound, so the next query reloads it from the tree.
+    pub fn apply(&self, tree: &sled::Tree, changes: &Changes, checkpoint: u64) {
+        let mut state = self.write();
+        if state.tree.as_deref() != Some(&tree.name()[..]) {
+            return;
+        }
+        match state.apply(changes) {
+            Ok(()) => state.checkpoint = state.checkpoint.max(checkpoint),
+            Err(error) => {
+                tracing::error!(%error, "catalogue index update failed; it reloads on the next query");
+                *state = State::empty(None);
+            }
+        }
+    }
+
+    /// The index for `tree`, loading it when it reflects another tree.
+    fn fresh(&self, tree: &sled::Tree) -> Result<RwLockReadGuard<'_, State>> {
+        let name = tree.name();
+        loop {
+            {
+                let state = self.read();
+                if state.tree.as_deref() == Some(&name[..]) {
+                    return Ok(state);
+                }
+            }
+            let mut state = self.write();
+            if state.tree.as_deref() != Some(&name[..]) {
+                let start = Instant::now();
+                *state = State::load(tree)?;
+                tracing::info!(
+                    tree = %String::from_utf8_lossy(&name),
+                    recordings = state.docs.len(),
+                    listed = state.listed.len(),
+                    elapsed_ms = start.elapsed().as_millis() as u64,
+                    "catalogue index loaded"
+                );
+            }
+        }
+    }
+
+    /// Makes sure the index reflects `tree` (loading it if not); returns
+    /// how many recordings are listed.
+    pub fn load(&self, tree: &sled::Tree) -> Result<u64> {
+        Ok(self.fresh(tree)?.listed.len())
+    }
+
+    /// The index as sets of ids (after loading it from `tree` if needed).
+    pub fn snapshot(&self, tree: &sled::Tree) -> Result<IndexSnapshot> {
+        let state = self.fresh(tree)?;
+        let mut postings = BTreeMap::new();
+        for (i, values) in state.dict.iter().enumerate() {
+            for (value, id) in values {
+                let ids: BTreeSet<Uuid> = state.postings[*id as usize]
+                    .iter()
+                    .map(|o| state.docs[o as usize].id)
+                    .collect();
+                if !ids.is_empty() {
+                    postings.insert((FIELDS[i] as char, value.to_string()), ids);
+                }
+            }
+        }
+        Ok(IndexSnapshot {
+            postings,
+            newest_first: state
+                .by_start
+                .iter()
+                .map(|(_, o)| state.docs[*o as usize].id)
+                .collect(),
+            longest_first: state
+                .by_duration
+                .iter()
+                .map(|(_, o)| state.docs[*o as usize].id)
+                .collect(),
+            columns: state
+                .docs
+                .iter()
+                .map(|d| (d.id, (d.started, d.duration_ms)))
+                .collect(),
+        })
+    }
+
+    /// Listed recordings of `tree`.
+    pub(super) fn count(&self, tree: &sled::Tree) -> Result<u64> {
+        Ok(self.fresh(tree)?.listed.len())
+    }
+
+    /// The matches of `f` that `viewer` may see, counted, and one page of
+    /// them in `order` after the cursor key `after`.
+    pub(super) fn search(
+        &self,
+        tree: &sled::Tree,
+        viewer: &Viewer,
+        f: &RecordingFilter,
+        order: RecordingOrder,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Found> {
+        let state = self.fresh(tree)?;
+        let matches = matches(&state, tree, viewer, f)?;
+        let total = matches.len();
+        let (page, has_next_page) = match order {
+            RecordingOrder::NewestFirst => {
+                let bounds = (
+                    f.started_before
+                        .map(|t| codec::i64_desc_key(t.0.saturating_sub(1)).to_vec()),
+                    f.started_after
+                        .map(|t| codec::i64_desc_key(t.0.saturating_sub(1)).to_vec()),
+                );
+                page(
+                    &state,
+                    self.plan,
+                    &matches,
+                    &state.by_start,
+                    Doc::start_key,
+                    after,
+                    bounds,
+                    limit,
+                )
+            }
+            RecordingOrder::LongestFirst => {
+                let bounds = (
+                    f.max_duration_sec.map(|d| {
+                        codec::u64_desc_key(
+                            d.saturating_add(1).saturating_mul(1000).saturating_sub(1),
+                        )
+                        .to_vec()
+                    }),
+                    f.min_duration_sec
+                        .filter(|d| *d > 0)
+                        .map(|d| codec::u64_desc_key(d.saturating_mul(1000) - 1).to_vec()),
+                );
+                page(
+                    &state,
+                    self.plan,
+                    &matches,
+                    &state.by_duration,
+                    Doc::duration_key,
+                    after,
+                    bounds,
+                    limit,
+                )
+            }
+        };
+        Ok(Found {
+            total,
+            page,
+            has_next_page,
+        })
+    }
+}
+
+/// The ordinals of the recordings that match `f` and `viewer` may see.
+fn matches(
+    state: &State,
+    tree: &sled::Tree,
+    viewer: &Viewer,
+    f: &RecordingFilter,
+) -> Result<RoaringBitmap> {
+    let role = viewer.principal().role;
+    // VIEWER and AGENT never see recordings.
+    if matches!(role, Role::Viewer | Role::Agent) {
+        return Ok(RoaringBitmap::new());
+    }
+    // Equality constraints, each a union over its values; the smallest
+    // leads the intersection.
+    let mut all: Vec<RoaringBitmap> = Vec::new();
+    let sites: Option<Vec<Uuid>> = match (f.site_id, viewer.site_scope()) {
+        (Some(s), Some(scope)) => Some(if scope.contains(&s) { vec![s] } else { vec![] }),
+        (Some(s), None) => Some(vec![s]),
+        (None, Some(scope)) => Some(scope.iter().copied().collect()),
+        (None, None) => None,
+    };
+    if let Some(sites) = sites {
+        let names: Vec<String> = sites.iter().map(Uuid::to_string).collect();
+        all.push(state.any_of(b's', names.iter().map(String::as_str)));
+    }
+    if let Some(s) = f.server_id {
+        all.push(state.any_of(b'v', [s.to_string().as_str()]));
+    }
+    for (field, list) in [
+        (b'u', &f.users),
+        (b'c', &f.client_ips),
+        (b'h', &f.hosts),
+        (b'a', &f.applications),
+        (b'g', &f.delivery_groups),
+    ] {
+        if !list.is_empty() {
+            let values: Vec<String> = list.iter().map(|v| norm(v)).collect();
+            all.push(state.any_of(field, values.iter().map(String::as_str)));
+        }
+    }
+    for (field, on) in [
+        (b'l', f.live),
+        (b'x', f.restricted),
+        (b'e', f.has_detections),
+    ] {
+        if on == Some(true) {
+            all.push(state.any_of(field, ["1"]));
+        }
+    }
+    if let Some(min) = f.min_severity {
+        let codes: Vec<String> = srs_domain::model::Severity::ALL
+            .iter()
+            .filter(|s| **s >= min)
+            .map(|s| severity_code(*s).to_string())
+            .collect();
+        all.push(state.any_of(b'm', codes.iter().map(String::as_str)));
+    }
+    all.sort_by_key(RoaringBitmap::len);
+    let mut m = match all.first() {
+        // Postings hold listed recordings only.
+        Some(first) => first.clone(),
+        None => state.listed.clone(),
+    };
+    for other in all.iter().skip(1) {
+        if m.is_empty() {
+            break;
+        }
+        m &= other;
+    }
+    // Negated flags.
+    for (field, on) in [
+        (b'l', f.live),
+        (b'x', f.restricted),
+        (b'e', f.has_detections),
+    ] {
+        if on == Some(false) {
+            if let Some(p) = state.posting(field, "1") {
+                m -= p;
+            }
+        }
+    }
+    // Ranges, on the columns.
+    let ranged = f.started_after.is_some()
+        || f.started_before.is_some()
+        || f.min_duration_sec.is_some()
+        || f.max_duration_sec.is_some();
+    if ranged && !m.is_empty() {
+        m = m
+            .iter()
+            .filter(|o| {
+                let d = &state.docs[*o as usize];
+                let secs = d.duration_ms / 1000;
+                f.started_after.is_none_or(|t| d.started >= t.0)
+                    && f.started_before.is_none_or(|t| d.started < t.0)
+                    && f.min_duration_sec.is_none_or(|min| secs >= min)
+                    && f.max_duration_sec.is_none_or(|max| secs <= max)
+            })
+            .collect();
+    }
+    // Text: the dictionary values that contain it, and the comments.
+    if let Some(text) = f.text.as_deref().map(norm).filter(|t| !t.is_empty()) {
+        if !m.is_empty() {
+            let mut hits = RoaringBitmap::new();
+            for field in TEXT_FIELDS {
+                for (value, id) in &state.dict[slot(*field)] {
+                    if value.contains(&text) {
+                        hits |= &state.postings[*id as usize];
+                    }
+                }
+            }
+            for kv in tree.scan_prefix(b"t/") {
+                let (k, v) = kv?;
+                if String::from_utf8_lossy(&v).contains(&text) {
+                    if let Some(o) = k
+                        .get(2..18)
+                        .and_then(codec::uuid_from_key)
+                        .and_then(|id| state.ordinals.get(&id))
+                    {
+                        hits.insert(*o);
+                    }
+                }
+            }
+            m &= hits;
+        }
+    }
+    // Visibility, exactly as `Viewer::visibility` decides it: ADMIN and
+    // PRIVILEGED_PLAYER see every recording of the sites in their scope
+    // (a constraint above); an AUDITOR no restricted one, and on a site
+    // where it holds grants only those its grants admit (decided per row).
+    match role {
+        Role::Admin | Role::PrivilegedPlayer => {}
+        Role::Auditor => {
+            if let Some(p) = state.posting(b'x', "1") {
+                m -= p;
+            }
+            for (site, id) in &state.dict[slot(b's')] {
+                let Ok(site) = site.parse::<Uuid>() else {
+                    continue;
+                };
+                if viewer.grants(site).is_empty() {
+                    continue;
+                }
+                let on_site = &m & &state.postings[*id as usize];
+                for o in &on_site {
+                    let doc = &state.docs[o as usize];
+                    let row: Option<RecordingRow> =
+                        crate::models::util::get(tree, &super::row_key(doc.id))?;
+                    if !row.is_some_and(|r| viewer.visibility(&r.facts()).is_visible()) {
+                        m.remove(o);
+                    }
+                }
+            }
+        }
+        Role::Viewer | Role::Agent => return Ok(RoaringBitmap::new()),
+    }
+    Ok(m)
+}
+
+/// Up to `limit` matches after `after` in the order of `set`, and whether
+/// more follow. Few matches are sorted; many are found by walking the order
+/// from the cursor (within `bounds`: inclusive lower, exclusive upper key
+/// prefixes), testing membership, until the walk would cost more than
+/// sorting them.
+#[allow(clippy::too_many_arguments)]
+fn page<const N: usize>(
+    state: &State,
+    plan: PagePlan,
+    m: &RoaringBitmap,
+    set: &BTreeSet<([u8; N], u32)>,
+    key: fn(&Doc) -> [u8; N],
+    after: Option<&[u8]>,
+    bounds: (Option<Vec<u8>>, Option<Vec<u8>>),
+    limit: usize,
+) -> (Vec<(Vec<u8>, Uuid)>, bool) {
+    let past = |k: &[u8]| after.is_none_or(|a| k > a);
+    let n = m.len();
+    let want = limit as u64 + 1;
+    let listed = state.listed.len().max(1);
+    // Walking visits about `want * listed / n` entries; sorting `n`.
+    let walk = match plan {
+        PagePlan::Auto => {
+            n > SMALL_MATCH_SET && n.saturating_mul(n) > want.saturating_mul(listed) * 4
+        }
+        PagePlan::Walk => true,
+        PagePlan::Sort => false,
+    };
+    if walk {
+        let mut from = pad::<N>(bounds.0.as_deref().unwrap_or(&[]));
+        if let Some(a) = after {
+            from = from.max(pad::<N>(a));
+        }
+        let upper = bounds.1;
+        let budget = match plan {
+            PagePlan::Walk => u64::MAX,
+            _ => n.saturating_mul(2),
+        };
+        let mut steps = 0u64;
+        let mut out = Vec::with_capacity(limit);
+        let mut complete = true;
+        for (k, o) in set.range((Bound::Included((from, 0)), Bound::Unbounded)) {
+            if upper.as_deref().is_some_and(|u| k.as_slice() >= u) {
+                break;
+            }
+            steps += 1;
+            if steps > budget {
+                complete = false;
+                break;
+            }
+            if !past(k.as_slice()) || !m.contains(*o) {
+                continue;
+            }
+            if out.len() == limit {
+                return (out, true);
+            }
+            out.push((k.to_vec(), state.docs[*o as usize].id));
+        }
+        if complete {
+            return (out, false);
+        }
+    }
+    let mut keys: Vec<([u8; N], u32)> = m
+        .iter()
+        .map(|o| (key(&state.docs[o as usize]), o))
+        .filter(|(k, _)| past(k.as_slice()))
+        .collect();
+    if keys.len() > limit + 1 {
+        keys.select_nth_unstable(limit);
+        keys.truncate(limit + 1);
+    }
+    keys.sort_unstable();
+    let has_next = keys.len() > limit;
+    keys.truncate(limit);
+    (
+        keys.into_iter()
+            .map(|(k, o)| (k.to_vec(), state.docs[o as usize].id))
+            .collect(),
+        has_next,
+    )
+}
+
+/// The smallest `N`-byte key that is not below `prefix`'s successors:
+/// every `N`-byte key greater than `prefix` is at least this.
+fn pad<const N: usize>(prefix: &[u8]) -> [u8; N] {
+    let mut k = [0u8; N];
+    let n = prefix.len().min(N);
+    k[..n].copy_from_slice(&prefix[..n]);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> sled::Tree {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        db.open_tree("catalogue").unwrap()
+    }
+
+    #[test]
+    fn pad_bounds_every_greater_key() {
+        let a = [5u8, 7];
+        let p: [u8; 4] = pad(&a);
+        assert_eq!(p, [5, 7, 0, 0]);
+        for k in [[5u8, 7, 0, 1], [5, 8, 0, 0], [5, 7, 0, 0]] {
+            assert!(k.as_slice() > a.as_slice() && k >= p);
+        }
+        let long = [1u8, 2, 3, 4, 5];
+        let p: [u8; 4] = pad(&long);
+        assert_eq!(p, [1, 2, 3, 4]);
+        // A key equal to the truncation is not after the cursor.
+        assert!([1u8, 2, 3, 4].as_slice() < long.as_slice());
+    }
+
+    #[test]
+    fn an_index_of_another_tree_ignores_its_batches() {
+        let t = tree();
+        let index = CatalogueIndex::new();
+        index.apply(&t, &Changes::new(), 9);
+        assert_eq!(index.tree_name(), None);
+        assert_eq!(index.checkpoint(), 0);
+        assert_eq!(index.load(&t).unwrap(), 0);
+        assert_eq!(index.tree_name().as_deref(), Some("catalogue"));
+    }
+}
