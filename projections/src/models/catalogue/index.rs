@@ -130,6 +130,84 @@ fn entries(row: &RecordingRow) -> BTreeSet<(u8, String)> {
     out
 }
 
+/// One value's recordings. Most values of a high-cardinality field (a
+/// client IP, a client name) list a single recording: it is kept inline,
+/// without a bitmap's allocations.
+#[derive(Clone, Debug)]
+enum Posting {
+    One(u32),
+    Many(RoaringBitmap),
+}
+
+impl Posting {
+    fn insert(&mut self, o: u32) {
+        match self {
+            Posting::One(x) if *x == o => {}
+            Posting::One(x) => {
+                let mut b = RoaringBitmap::new();
+                b.insert(*x);
+                b.insert(o);
+                *self = Posting::Many(b);
+            }
+            Posting::Many(b) if b.is_empty() => *self = Posting::One(o),
+            Posting::Many(b) => {
+                b.insert(o);
+            }
+        }
+    }
+
+    fn remove(&mut self, o: u32) {
+        match self {
+            Posting::One(x) if *x == o => *self = Posting::Many(RoaringBitmap::new()),
+            Posting::One(_) => {}
+            Posting::Many(b) => {
+                b.remove(o);
+            }
+        }
+    }
+
+    /// Adds this posting's recordings to `out`.
+    fn union_into(&self, out: &mut RoaringBitmap) {
+        match self {
+            Posting::One(x) => {
+                out.insert(*x);
+            }
+            Posting::Many(b) => *out |= b,
+        }
+    }
+
+    /// Takes this posting's recordings out of `m`.
+    fn subtract_from(&self, m: &mut RoaringBitmap) {
+        match self {
+            Posting::One(x) => {
+                m.remove(*x);
+            }
+            Posting::Many(b) => *m -= b,
+        }
+    }
+
+    /// The recordings of `m` in this posting.
+    fn and(&self, m: &RoaringBitmap) -> RoaringBitmap {
+        match self {
+            Posting::One(x) => {
+                let mut out = RoaringBitmap::new();
+                if m.contains(*x) {
+                    out.insert(*x);
+                }
+                out
+            }
+            Posting::Many(b) => m & b,
+        }
+    }
+
+    fn ordinals(&self) -> Vec<u32> {
+        match self {
+            Posting::One(x) => vec![*x],
+            Posting::Many(b) => b.iter().collect(),
+        }
+    }
+}
+
 /// The index proper, behind the lock of [`CatalogueIndex`].
 #[derive(Default)]
 struct State {
@@ -140,10 +218,12 @@ struct State {
     docs: Vec<Doc>,
     /// Per field (see [`FIELDS`]), each value's posting id.
     dict: Vec<HashMap<Box<str>, u32>>,
-    postings: Vec<RoaringBitmap>,
+    postings: Vec<Posting>,
     listed: RoaringBitmap,
     by_start: BTreeSet<(StartKey, u32)>,
     by_duration: BTreeSet<(DurationKey, u32)>,
+    /// While loading, the orders are built once at the end.
+    loading: bool,
 }
 
 impl State {
@@ -155,7 +235,7 @@ impl State {
         }
     }
 
-    fn posting(&self, field: u8, value: &str) -> Option<&RoaringBitmap> {
+    fn posting(&self, field: u8, value: &str) -> Option<&Posting> {
         let id = *self.dict.get(slot(field))?.get(value)?;
         self.postings.get(id as usize)
     }
@@ -166,7 +246,7 @@ impl State {
             return *id;
         }
         let id = self.postings.len() as u32;
-        self.postings.push(RoaringBitmap::new());
+        self.postings.push(Posting::Many(RoaringBitmap::new()));
         values.insert(value.into(), id);
         id
     }
@@ -217,8 +297,10 @@ impl State {
         }
         doc.postings = postings.into_boxed_slice();
         self.listed.insert(o);
-        self.by_start.insert((doc.start_key(), o));
-        self.by_duration.insert((doc.duration_key(), o));
+        if !self.loading {
+            self.by_start.insert((doc.start_key(), o));
+            self.by_duration.insert((doc.duration_key(), o));
+        }
     }
 
     /// Takes recording `id` out of every posting and order.
@@ -245,11 +327,21 @@ impl State {
     fn load(tree: &sled::Tree) -> Result<State> {
         let mut state = State::empty(Some(tree.name().to_vec()));
         state.checkpoint = crate::engine::checkpoint_of(tree)?;
+        state.loading = true;
         for kv in tree.scan_prefix(b"r/") {
             let (_, v) = kv?;
             let row: RecordingRow = codec::decode(&v)?;
             state.set(&row);
         }
+        state.loading = false;
+        // Sorted once and built in bulk rather than inserted one by one.
+        let listed = || state.docs.iter().enumerate().filter(|(_, d)| d.listed);
+        let by_start = listed().map(|(o, d)| (d.start_key(), o as u32)).collect();
+        let by_duration = listed()
+            .map(|(o, d)| (d.duration_key(), o as u32))
+            .collect();
+        state.by_start = by_start;
+        state.by_duration = by_duration;
         Ok(state)
     }
 
@@ -278,7 +370,7 @@ impl State {
         let mut out = RoaringBitmap::new();
         for v in values {
             if let Some(p) = self.posting(field, v) {
-                out |= p;
+                p.union_into(&mut out);
             }
         }
         out
@@ -444,7 +536,8 @@ impl CatalogueIndex {
         for (i, values) in state.dict.iter().enumerate() {
             for (value, id) in values {
                 let ids: BTreeSet<Uuid> = state.postings[*id as usize]
-                    .iter()
+                    .ordinals()
+                    .into_iter()
                     .map(|o| state.docs[o as usize].id)
                     .collect();
                 if !ids.is_empty() {
@@ -619,7 +712,7 @@ fn matches(
     ] {
         if on == Some(false) {
             if let Some(p) = state.posting(field, "1") {
-                m -= p;
+                p.subtract_from(&mut m);
             }
         }
     }
@@ -648,7 +741,7 @@ fn matches(
             for field in TEXT_FIELDS {
                 for (value, id) in &state.dict[slot(*field)] {
                     if value.contains(&text) {
-                        hits |= &state.postings[*id as usize];
+                        state.postings[*id as usize].union_into(&mut hits);
                     }
                 }
             }
@@ -675,7 +768,7 @@ fn matches(
         Role::Admin | Role::PrivilegedPlayer => {}
         Role::Auditor => {
             if let Some(p) = state.posting(b'x', "1") {
-                m -= p;
+                p.subtract_from(&mut m);
             }
             for (site, id) in &state.dict[slot(b's')] {
                 let Ok(site) = site.parse::<Uuid>() else {
@@ -684,7 +777,7 @@ fn matches(
                 if viewer.grants(site).is_empty() {
                     continue;
                 }
-                let on_site = &m & &state.postings[*id as usize];
+                let on_site = state.postings[*id as usize].and(&m);
                 for o in &on_site {
                     let doc = &state.docs[o as usize];
                     let row: Option<RecordingRow> =
