@@ -499,17 +499,26 @@ impl CatalogueIndex {
     }
 
     /// The index for `tree`, loading it when it reflects another tree.
+    /// A query still holding a tree that a rebuild has replaced is
+    /// answered from the index of its successor rather than loading the
+    /// old tree back (its rows are still read from its own tree).
     fn fresh(&self, tree: &sled::Tree) -> Result<RwLockReadGuard<'_, State>> {
         let name = tree.name();
+        let usable = |state: &State| {
+            state
+                .tree
+                .as_deref()
+                .is_some_and(|t| t == &name[..] || superseded(&name, t))
+        };
         loop {
             {
                 let state = self.read();
-                if state.tree.as_deref() == Some(&name[..]) {
+                if usable(&state) {
                     return Ok(state);
                 }
             }
             let mut state = self.write();
-            if state.tree.as_deref() != Some(&name[..]) {
+            if !usable(&state) {
                 let start = Instant::now();
                 *state = State::load(tree)?;
                 tracing::info!(
@@ -793,6 +802,20 @@ fn matches(
     Ok(m)
 }
 
+/// Whether tree `old` is an earlier generation of the same projection as
+/// tree `new` (`projection/<name>#<generation>`).
+fn superseded(old: &[u8], new: &[u8]) -> bool {
+    let split = |t: &[u8]| -> Option<(Vec<u8>, u64)> {
+        let at = t.iter().rposition(|b| *b == b'#')?;
+        let generation = std::str::from_utf8(&t[at + 1..]).ok()?.parse().ok()?;
+        Some((t[..at].to_vec(), generation))
+    };
+    match (split(old), split(new)) {
+        (Some((a, g)), Some((b, h))) => a == b && g < h,
+        _ => false,
+    }
+}
+
 /// Up to `limit` matches after `after` in the order of `set`, and whether
 /// more follow. Few matches are sorted; many are found by walking the order
 /// from the cursor (within `bounds`: inclusive lower, exclusive upper key
@@ -906,6 +929,28 @@ mod tests {
         assert_eq!(p, [1, 2, 3, 4]);
         // A key equal to the truncation is not after the cursor.
         assert!([1u8, 2, 3, 4].as_slice() < long.as_slice());
+    }
+
+    #[test]
+    fn only_an_earlier_generation_of_the_same_projection_is_superseded() {
+        let t = |s: &str| s.as_bytes().to_vec();
+        assert!(superseded(
+            &t("projection/catalogue#3"),
+            &t("projection/catalogue#4")
+        ));
+        assert!(!superseded(
+            &t("projection/catalogue#4"),
+            &t("projection/catalogue#3")
+        ));
+        assert!(!superseded(
+            &t("projection/catalogue#4"),
+            &t("projection/catalogue#4")
+        ));
+        assert!(!superseded(
+            &t("projection/access#3"),
+            &t("projection/catalogue#4")
+        ));
+        assert!(!superseded(&t("catalogue"), &t("projection/catalogue#4")));
     }
 
     #[test]
