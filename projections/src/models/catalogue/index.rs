@@ -60,32 +60,14 @@ type StartKey = [u8; 24];
 /// Longest first: `(duration desc, started desc, id)`.
 type DurationKey = [u8; 32];
 
-/// One recording the index has seen.
+/// One recording the index has seen (its start and duration are columns
+/// of [`State`], dense for range scans).
 #[derive(Clone, Debug)]
 struct Doc {
     id: Uuid,
-    started: i64,
-    duration_ms: u64,
     /// Posting ids this recording is listed under (empty when not listed).
     postings: Box<[u32]>,
     listed: bool,
-}
-
-impl Doc {
-    fn start_key(&self) -> StartKey {
-        let mut k = [0u8; 24];
-        k[..8].copy_from_slice(&codec::i64_desc_key(self.started));
-        k[8..].copy_from_slice(self.id.as_bytes());
-        k
-    }
-
-    fn duration_key(&self) -> DurationKey {
-        let mut k = [0u8; 32];
-        k[..8].copy_from_slice(&codec::u64_desc_key(self.duration_ms));
-        k[8..16].copy_from_slice(&codec::i64_desc_key(self.started));
-        k[16..].copy_from_slice(self.id.as_bytes());
-        k
-    }
 }
 
 /// The `(field, value)` entries of a row; none for a deleted one.
@@ -216,6 +198,9 @@ struct State {
     checkpoint: u64,
     ordinals: HashMap<Uuid, u32>,
     docs: Vec<Doc>,
+    /// Per ordinal: start (µs) and duration (ms).
+    started: Vec<i64>,
+    duration_ms: Vec<u64>,
     /// Per field (see [`FIELDS`]), each value's posting id.
     dict: Vec<HashMap<Box<str>, u32>>,
     postings: Vec<Posting>,
@@ -233,6 +218,21 @@ impl State {
             dict: vec![HashMap::new(); FIELDS.len()],
             ..State::default()
         }
+    }
+
+    fn start_key(&self, o: u32) -> StartKey {
+        let mut k = [0u8; 24];
+        k[..8].copy_from_slice(&codec::i64_desc_key(self.started[o as usize]));
+        k[8..].copy_from_slice(self.docs[o as usize].id.as_bytes());
+        k
+    }
+
+    fn duration_key(&self, o: u32) -> DurationKey {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&codec::u64_desc_key(self.duration_ms[o as usize]));
+        k[8..16].copy_from_slice(&codec::i64_desc_key(self.started[o as usize]));
+        k[16..].copy_from_slice(self.docs[o as usize].id.as_bytes());
+        k
     }
 
     fn posting(&self, field: u8, value: &str) -> Option<&Posting> {
@@ -267,39 +267,39 @@ impl State {
                 let o = self.docs.len() as u32;
                 self.docs.push(Doc {
                     id: row.id,
-                    started,
-                    duration_ms,
                     postings: Box::new([]),
                     listed: false,
                 });
+                self.started.push(started);
+                self.duration_ms.push(duration_ms);
                 self.ordinals.insert(row.id, o);
                 o
             }
         };
-        let doc = &self.docs[o as usize];
+        let (i, doc) = (o as usize, &self.docs[o as usize]);
         if doc.listed == listed
-            && doc.started == started
-            && doc.duration_ms == duration_ms
+            && self.started[i] == started
+            && self.duration_ms[i] == duration_ms
             && *doc.postings == *postings
         {
             return;
         }
         self.unlist(o);
-        let doc = &mut self.docs[o as usize];
-        doc.started = started;
-        doc.duration_ms = duration_ms;
-        doc.listed = listed;
+        self.started[i] = started;
+        self.duration_ms[i] = duration_ms;
         if !listed {
             return;
         }
         for p in &postings {
             self.postings[*p as usize].insert(o);
         }
+        let doc = &mut self.docs[i];
+        doc.listed = true;
         doc.postings = postings.into_boxed_slice();
         self.listed.insert(o);
         if !self.loading {
-            self.by_start.insert((doc.start_key(), o));
-            self.by_duration.insert((doc.duration_key(), o));
+            self.by_start.insert((self.start_key(o), o));
+            self.by_duration.insert((self.duration_key(o), o));
         }
     }
 
@@ -312,14 +312,16 @@ impl State {
 
     fn unlist(&mut self, o: u32) {
         let doc = &mut self.docs[o as usize];
-        for p in std::mem::take(&mut doc.postings).iter() {
+        let (postings, listed) = (std::mem::take(&mut doc.postings), doc.listed);
+        doc.listed = false;
+        for p in postings.iter() {
             self.postings[*p as usize].remove(o);
         }
-        if doc.listed {
-            self.by_start.remove(&(doc.start_key(), o));
-            self.by_duration.remove(&(doc.duration_key(), o));
+        if listed {
+            let (start, duration) = (self.start_key(o), self.duration_key(o));
+            self.by_start.remove(&(start, o));
+            self.by_duration.remove(&(duration, o));
             self.listed.remove(o);
-            doc.listed = false;
         }
     }
 
@@ -335,10 +337,15 @@ impl State {
         }
         state.loading = false;
         // Sorted once and built in bulk rather than inserted one by one.
-        let listed = || state.docs.iter().enumerate().filter(|(_, d)| d.listed);
-        let by_start = listed().map(|(o, d)| (d.start_key(), o as u32)).collect();
-        let by_duration = listed()
-            .map(|(o, d)| (d.duration_key(), o as u32))
+        let by_start = state
+            .listed
+            .iter()
+            .map(|o| (state.start_key(o), o))
+            .collect();
+        let by_duration = state
+            .listed
+            .iter()
+            .map(|o| (state.duration_key(o), o))
             .collect();
         state.by_start = by_start;
         state.by_duration = by_duration;
@@ -569,7 +576,8 @@ impl CatalogueIndex {
             columns: state
                 .docs
                 .iter()
-                .map(|d| (d.id, (d.started, d.duration_ms)))
+                .enumerate()
+                .map(|(i, d)| (d.id, (state.started[i], state.duration_ms[i])))
                 .collect(),
         })
     }
@@ -606,7 +614,7 @@ impl CatalogueIndex {
                     self.plan,
                     &matches,
                     &state.by_start,
-                    Doc::start_key,
+                    State::start_key,
                     after,
                     bounds,
                     limit,
@@ -629,7 +637,7 @@ impl CatalogueIndex {
                     self.plan,
                     &matches,
                     &state.by_duration,
-                    Doc::duration_key,
+                    State::duration_key,
                     after,
                     bounds,
                     limit,
@@ -725,7 +733,14 @@ fn matches(
             }
         }
     }
-    // Ranges, on the columns.
+    // Ranges. A time range holding fewer recordings than the matches is
+    // read from the newest-first order; then (or else) the columns of the
+    // matches are tested, which is exact.
+    if (f.started_after.is_some() || f.started_before.is_some()) && !m.is_empty() {
+        if let Some(in_range) = time_range_within(state, f, &m) {
+            m = in_range;
+        }
+    }
     let ranged = f.started_after.is_some()
         || f.started_before.is_some()
         || f.min_duration_sec.is_some()
@@ -734,10 +749,10 @@ fn matches(
         m = m
             .iter()
             .filter(|o| {
-                let d = &state.docs[*o as usize];
-                let secs = d.duration_ms / 1000;
-                f.started_after.is_none_or(|t| d.started >= t.0)
-                    && f.started_before.is_none_or(|t| d.started < t.0)
+                let started = state.started[*o as usize];
+                let secs = state.duration_ms[*o as usize] / 1000;
+                f.started_after.is_none_or(|t| started >= t.0)
+                    && f.started_before.is_none_or(|t| started < t.0)
                     && f.min_duration_sec.is_none_or(|min| secs >= min)
                     && f.max_duration_sec.is_none_or(|max| secs <= max)
             })
@@ -802,6 +817,46 @@ fn matches(
     Ok(m)
 }
 
+/// The matches `m` within the filter's time range (or a little wider at
+/// the extremes of `i64`), read from the newest-first order; `None` when
+/// the range holds more recordings than `m` (testing the columns of `m` is
+/// cheaper then).
+fn time_range_within(
+    state: &State,
+    f: &RecordingFilter,
+    m: &RoaringBitmap,
+) -> Option<RoaringBitmap> {
+    // Newest first: the newest admitted start is the smallest key.
+    let from = f
+        .started_before
+        .map(|t| pad::<24>(&codec::i64_desc_key(t.0.saturating_sub(1))))
+        .unwrap_or([0; 24]);
+    let upper = f
+        .started_after
+        .filter(|t| t.0 > i64::MIN)
+        .map(|t| codec::i64_desc_key(t.0 - 1));
+    let budget = m.len();
+    let mut steps = 0u64;
+    let mut out = Vec::new();
+    for (k, o) in state
+        .by_start
+        .range((Bound::Included((from, 0)), Bound::Unbounded))
+    {
+        if upper.is_some_and(|u| k[..8] >= u[..]) {
+            break;
+        }
+        steps += 1;
+        if steps > budget {
+            return None;
+        }
+        if m.contains(*o) {
+            out.push(*o);
+        }
+    }
+    out.sort_unstable();
+    Some(out.into_iter().collect())
+}
+
 /// Whether tree `old` is an earlier generation of the same projection as
 /// tree `new` (`projection/<name>#<generation>`).
 fn superseded(old: &[u8], new: &[u8]) -> bool {
@@ -827,7 +882,7 @@ fn page<const N: usize>(
     plan: PagePlan,
     m: &RoaringBitmap,
     set: &BTreeSet<([u8; N], u32)>,
-    key: fn(&Doc) -> [u8; N],
+    key: fn(&State, u32) -> [u8; N],
     after: Option<&[u8]>,
     bounds: (Option<Vec<u8>>, Option<Vec<u8>>),
     limit: usize,
@@ -880,7 +935,7 @@ fn page<const N: usize>(
     }
     let mut keys: Vec<([u8; N], u32)> = m
         .iter()
-        .map(|o| (key(&state.docs[o as usize]), o))
+        .map(|o| (key(state, o), o))
         .filter(|(k, _)| past(k.as_slice()))
         .collect();
     if keys.len() > limit + 1 {
