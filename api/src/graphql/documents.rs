@@ -1,0 +1,159 @@
+//! Parsed and validated documents, kept so that a client repeating an
+//! operation pays for neither again.
+//!
+//! Parsing is a pure function of the query text, and validation (the
+//! GraphQL rules, depth and complexity) a pure function of the schema, the
+//! parsed document, the operation name and the variables. So:
+//!
+//! - the parsed document is kept by its query text and handed to the
+//!   schema ([`async_graphql::Request::set_parsed_query`]) instead of
+//!   parsing the text again;
+//! - a request body (query, operation name and variables, byte for byte)
+//!   that once passed the full ([`ValidationMode::Strict`]) validation is
+//!   marked, and is from then on executed by a twin of the schema that runs
+//!   the fast validation only (fragment cycles, depth and complexity,
+//!   which give the same answer as the first time). A body is marked only
+//!   by the strict schema's [`ValidationRecorder`], after its validation
+//!   succeeded: a document that fails validation is never marked and keeps
+//!   failing with the same errors.
+//!
+//! Nothing about the caller, the data or the answer is kept: authorization,
+//! visibility and `atLeast` run for every request as before.
+//!
+//! Both maps are bounded ([`MAX_DOCUMENTS`], [`MAX_VALIDATED`], and only
+//! bodies up to [`MAX_CACHED_BYTES`]); a full map is emptied, so a client
+//! sending ever new documents gets the uncached cost, never unbounded memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{ServerError, ValidationResult};
+use axum::body::Bytes;
+
+/// The most parsed documents kept.
+pub const MAX_DOCUMENTS: usize = 256;
+/// The most validated request bodies kept.
+pub const MAX_VALIDATED: usize = 1024;
+/// The largest query text or request body kept, in bytes.
+pub const MAX_CACHED_BYTES: usize = 16 * 1024;
+
+/// The cache of parsed documents and validated request bodies.
+#[derive(Debug, Default)]
+pub struct Documents {
+    parsed: Mutex<HashMap<Arc<str>, Arc<ExecutableDocument>>>,
+    validated: Mutex<HashSet<Bytes>>,
+}
+
+/// How a request is to be run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// This exact body passed the strict validation before: the fast
+    /// schema may run it.
+    Done,
+    /// Not known to be valid: the strict schema runs it (and marks it if
+    /// it passes).
+    Needed,
+}
+
+/// Put into the request data of a strict run: the body the
+/// [`ValidationRecorder`] marks when its validation succeeds.
+#[derive(Clone, Debug)]
+pub struct ValidationKey(pub Bytes);
+
+impl Documents {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Hands `request` its parsed document (from the cache, or parsed now
+    /// and kept) and says whether `body`, the request's bytes, is already
+    /// validated. A text that does not parse is left to the schema, which
+    /// reports the syntax error as it always does.
+    pub fn prepare(&self, request: &mut async_graphql::Request, body: &Bytes) -> Validation {
+        if request.query.len() <= MAX_CACHED_BYTES {
+            let cached = self
+                .parsed
+                .lock()
+                .ok()
+                .and_then(|map| map.get(request.query.as_str()).cloned());
+            let document = match cached {
+                Some(document) => Some(document),
+                None => match async_graphql::parser::parse_query(&request.query) {
+                    Ok(document) => {
+                        let document = Arc::new(document);
+                        if let Ok(mut map) = self.parsed.lock() {
+                            if map.len() >= MAX_DOCUMENTS {
+                                map.clear();
+                            }
+                            map.insert(Arc::from(request.query.as_str()), document.clone());
+                        }
+                        Some(document)
+                    }
+                    Err(_) => None,
+                },
+            };
+            if let Some(document) = document {
+                request.set_parsed_query(ExecutableDocument::clone(&document));
+            }
+        }
+        let done = body.len() <= MAX_CACHED_BYTES
+            && self
+                .validated
+                .lock()
+                .is_ok_and(|set| set.contains(body.as_ref()));
+        if done {
+            Validation::Done
+        } else {
+            Validation::Needed
+        }
+    }
+
+    /// Marks `body` as having passed the strict validation.
+    fn mark_validated(&self, body: &Bytes) {
+        if body.len() > MAX_CACHED_BYTES {
+            return;
+        }
+        if let Ok(mut set) = self.validated.lock() {
+            if set.len() >= MAX_VALIDATED {
+                set.clear();
+            }
+            set.insert(body.clone());
+        }
+    }
+
+    /// How many bodies are marked validated (for tests).
+    pub fn validated_len(&self) -> usize {
+        self.validated.lock().map_or(0, |set| set.len())
+    }
+}
+
+/// The strict schema's extension: marks the request's [`ValidationKey`]
+/// once the full validation has succeeded.
+pub struct ValidationRecorder(pub Arc<Documents>);
+
+impl ExtensionFactory for ValidationRecorder {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Recorder(self.0.clone()))
+    }
+}
+
+struct Recorder(Arc<Documents>);
+
+#[async_trait::async_trait]
+impl Extension for Recorder {
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await;
+        if result.is_ok() {
+            if let Some(ValidationKey(body)) = ctx.data_opt::<ValidationKey>() {
+                self.0.mark_validated(body);
+            }
+        }
+        result
+    }
+}
