@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::auth::bearer_token;
 use crate::error::{ensure_codes, first_code, ApiError, Code};
-use crate::graphql::{RequestContext, Validation, ValidationKey};
+use crate::graphql::{RequestContext, Validation};
 use crate::state::AppState;
 
 /// The HTTP app over `state`. No socket involved: tests drive it with
@@ -178,10 +178,9 @@ async fn graphql(
     let mut response = match validation {
         Validation::Done => schemas.fast.execute(request).await,
         Validation::Needed => {
-            schemas
-                .strict
-                .execute(request.data(ValidationKey(body)))
-                .await
+            let response = schemas.strict.execute(request).await;
+            schemas.documents.record(&body, &response);
+            response
         }
     };
     ensure_codes(&mut response.errors);

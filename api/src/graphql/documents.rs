@@ -9,12 +9,13 @@
 //!   schema ([`async_graphql::Request::set_parsed_query`]) instead of
 //!   parsing the text again;
 //! - a request body (query, operation name and variables, byte for byte)
-//!   that once passed the full ([`ValidationMode::Strict`]) validation is
+//!   that once passed the full ([`async_graphql::ValidationMode::Strict`]) validation is
 //!   marked, and is from then on executed by a twin of the schema that runs
 //!   the fast validation only (fragment cycles, depth and complexity,
 //!   which give the same answer as the first time). A body is marked only
-//!   by the strict schema's [`ValidationRecorder`], after its validation
-//!   succeeded: a document that fails validation is never marked and keeps
+//!   after the strict schema answered it with no error outside a field
+//!   ([`Documents::record`]): parse and validation errors never carry a
+//!   path, so a document that fails validation is never marked and keeps
 //!   failing with the same errors.
 //!
 //! Nothing about the caller, the data or the answer is kept: authorization,
@@ -27,9 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
 use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{ServerError, ValidationResult};
 use axum::body::Bytes;
 
 /// The most parsed documents kept.
@@ -52,15 +51,10 @@ pub enum Validation {
     /// This exact body passed the strict validation before: the fast
     /// schema may run it.
     Done,
-    /// Not known to be valid: the strict schema runs it (and marks it if
-    /// it passes).
+    /// Not known to be valid: the strict schema runs it (and
+    /// [`Documents::record`] marks it if it passed).
     Needed,
 }
-
-/// Put into the request data of a strict run: the body the
-/// [`ValidationRecorder`] marks when its validation succeeds.
-#[derive(Clone, Debug)]
-pub struct ValidationKey(pub Bytes);
 
 impl Documents {
     pub fn new() -> Arc<Self> {
@@ -110,9 +104,11 @@ impl Documents {
         }
     }
 
-    /// Marks `body` as having passed the strict validation.
-    fn mark_validated(&self, body: &Bytes) {
-        if body.len() > MAX_CACHED_BYTES {
+    /// Records the strict schema's answer to `body`: the body is marked
+    /// validated when every error of the answer (if any) belongs to a
+    /// field, which means parsing and validation passed and execution ran.
+    pub fn record(&self, body: &Bytes, response: &async_graphql::Response) {
+        if body.len() > MAX_CACHED_BYTES || response.errors.iter().any(|e| e.path.is_empty()) {
             return;
         }
         if let Ok(mut set) = self.validated.lock() {
@@ -126,34 +122,5 @@ impl Documents {
     /// How many bodies are marked validated (for tests).
     pub fn validated_len(&self) -> usize {
         self.validated.lock().map_or(0, |set| set.len())
-    }
-}
-
-/// The strict schema's extension: marks the request's [`ValidationKey`]
-/// once the full validation has succeeded.
-pub struct ValidationRecorder(pub Arc<Documents>);
-
-impl ExtensionFactory for ValidationRecorder {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Recorder(self.0.clone()))
-    }
-}
-
-struct Recorder(Arc<Documents>);
-
-#[async_trait::async_trait]
-impl Extension for Recorder {
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
-        if result.is_ok() {
-            if let Some(ValidationKey(body)) = ctx.data_opt::<ValidationKey>() {
-                self.0.mark_validated(body);
-            }
-        }
-        result
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use async_graphql::{Schema, ValidationMode};
 
 pub use context::RequestContext;
-pub use documents::{Documents, Validation, ValidationKey};
+pub use documents::{Documents, Validation};
 use mutation::MutationRoot;
 use query::QueryRoot;
 use subscription::SubscriptionRoot;
@@ -47,7 +47,7 @@ pub fn schema(core: Arc<Core>) -> SrsSchema {
 /// The schemas `POST /graphql` runs requests on.
 #[derive(Clone)]
 pub struct Schemas {
-    /// Full validation; marks in `documents` each body that passes it.
+    /// Full validation on every request.
     pub strict: SrsSchema,
     /// The same schema with the fast validation only, for bodies that
     /// passed the strict one before (see [`documents`]).
@@ -60,10 +60,7 @@ pub fn schemas(core: Arc<Core>) -> Schemas {
     let limits = core.limits.clone();
     let documents = Documents::new();
     Schemas {
-        strict: builder(&limits)
-            .data(core.clone())
-            .extension(documents::ValidationRecorder(documents.clone()))
-            .finish(),
+        strict: builder(&limits).data(core.clone()).finish(),
         fast: builder(&limits)
             .data(core)
             .validation_mode(ValidationMode::Fast)
