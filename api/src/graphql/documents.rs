@@ -124,3 +124,72 @@ impl Documents {
         self.validated.lock().map_or(0, |set| set.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{PathSegment, Response, ServerError, Value};
+
+    use super::*;
+
+    fn request(query: &str) -> async_graphql::Request {
+        async_graphql::Request::new(query)
+    }
+
+    #[test]
+    fn only_answers_without_request_level_errors_mark_a_body() {
+        let documents = Documents::default();
+        let body = Bytes::from_static(b"{\"query\":\"{ me { name } }\"}");
+        let mut refused = Response::new(Value::Null);
+        refused.errors.push(ServerError::new("Unknown field", None));
+        documents.record(&body, &refused);
+        assert_eq!(
+            documents.prepare(&mut request("{ me { name } }"), &body),
+            Validation::Needed
+        );
+
+        let mut forbidden = Response::new(Value::Null);
+        let mut error = ServerError::new("forbidden", None);
+        error.path = vec![PathSegment::Field("me".into())];
+        forbidden.errors.push(error);
+        documents.record(&body, &forbidden);
+        assert_eq!(
+            documents.prepare(&mut request("{ me { name } }"), &body),
+            Validation::Done
+        );
+    }
+
+    #[test]
+    fn the_maps_stay_bounded() {
+        let documents = Documents::default();
+        let ok = Response::new(Value::Null);
+        for n in 0..=MAX_VALIDATED {
+            let query = format!("{{ me {{ name }} }} # {n}");
+            let body = Bytes::from(format!("{{\"query\":\"{query}\"}}"));
+            documents.prepare(&mut request(&query), &body);
+            documents.record(&body, &ok);
+        }
+        assert!(documents.validated_len() <= MAX_VALIDATED);
+        assert!(documents.parsed.lock().unwrap().len() <= MAX_DOCUMENTS);
+        let huge = Bytes::from(vec![b' '; MAX_CACHED_BYTES + 1]);
+        documents.record(&huge, &ok);
+        assert_eq!(
+            documents.prepare(&mut request("{ me { name } }"), &huge),
+            Validation::Needed
+        );
+    }
+
+    #[test]
+    fn a_kept_document_is_the_parsed_text() {
+        let documents = Documents::default();
+        let body = Bytes::from_static(b"{}");
+        let mut first = request("query A { me { name } }");
+        documents.prepare(&mut first, &body);
+        let mut second = request("query A { me { name } }");
+        documents.prepare(&mut second, &body);
+        let parsed = async_graphql::parser::parse_query("query A { me { name } }").unwrap();
+        assert_eq!(
+            format!("{:?}", second.parsed_query().unwrap()),
+            format!("{parsed:?}")
+        );
+    }
+}
