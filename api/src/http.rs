@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::auth::bearer_token;
 use crate::error::{ensure_codes, first_code, ApiError, Code};
-use crate::graphql::RequestContext;
+use crate::graphql::{RequestContext, Validation};
 use crate::state::AppState;
 
 /// The HTTP app over `state`. No socket involved: tests drive it with
@@ -71,12 +71,11 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
 
 /// Request id, span and HTTP metrics around every request.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let request_id = Uuid::new_v4();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
-        .to_owned();
+    // A v4 UUID from the thread's CSPRNG: no system call per request.
+    let request_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    // `MatchedPath` is a shared string: cloning it allocates nothing.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let span = tracing::info_span!(
         "request",
         id = %request_id,
@@ -86,7 +85,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
-    state.metrics().http_request(&route, status.as_u16());
+    state.metrics().http_request(route, status.as_u16());
     span.in_scope(|| {
         tracing::debug!(
             status = status.as_u16(),
@@ -94,7 +93,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
             "response"
         );
     });
-    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+    let mut text = Uuid::encode_buffer();
+    if let Ok(value) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut text)) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
@@ -136,7 +136,7 @@ async fn graphql(
             return error_response(status, Code::Validation, &message);
         }
     };
-    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
             state.metrics().graphql_request(
@@ -172,8 +172,17 @@ async fn graphql(
         },
         Err(e) => return api_error_response(&state, &operation, started, e),
     };
+    let schemas = state.schemas();
+    let validation = schemas.documents.prepare(&mut request, &body);
     let request = request.data(RequestContext::new(principal));
-    let mut response = state.schema().execute(request).await;
+    let mut response = match validation {
+        Validation::Done => schemas.fast.execute(request).await,
+        Validation::Needed => {
+            let response = schemas.strict.execute(request).await;
+            schemas.documents.record(&body, &response);
+            response
+        }
+    };
     ensure_codes(&mut response.errors);
     state
         .metrics()

@@ -9,6 +9,8 @@
 //!   `export`, `import` over `srs_replay`.
 //! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
 //! - [`retention`]: the retention scheduler.
+//! - [`dashboards`]: dashboard figures kept while the dashboard read model
+//!   stands still.
 //! - `bench_cmd`: `srs bench`; `bench_graphql`: `srs bench graphql`, the
 //!   server under load against a plain handler on the same server.
 //! - [`server`]: `srs serve`: open the data directory, start the read
@@ -30,6 +32,7 @@ mod bench_cmd;
 mod bench_graphql;
 pub mod cli;
 pub mod content;
+pub mod dashboards;
 pub mod demo;
 pub mod error;
 pub mod graphql;

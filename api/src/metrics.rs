@@ -35,8 +35,11 @@ const MAX_OPERATIONS: usize = 512;
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    http: Mutex<BTreeMap<(String, u16), u64>>,
-    graphql: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// By route, then status: looked up by `&str`, so counting a known
+    /// route allocates nothing.
+    http: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    /// By operation label, then status.
+    graphql: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -60,26 +63,45 @@ impl Metrics {
     /// One HTTP response on `route` (the matched path, never the raw URI).
     pub fn http_request(&self, route: &str, status: u16) {
         if let Ok(mut map) = self.http.lock() {
-            *map.entry((route.to_owned(), status)).or_default() += 1;
+            let statuses = match map.get_mut(route) {
+                Some(statuses) => statuses,
+                None => map.entry(route.to_owned()).or_default(),
+            };
+            *statuses.entry(status).or_default() += 1;
         }
     }
 
     /// One GraphQL operation with its outcome and latency.
     pub fn graphql_request(&self, operation: &str, status: &'static str, elapsed: Duration) {
-        let mut label: String = operation
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(MAX_OPERATION_LABEL)
-            .collect();
+        let clean = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        // Most names are clean already: label them without allocating.
+        let cleaned: String;
+        let mut label: &str =
+            if operation.len() <= MAX_OPERATION_LABEL && operation.chars().all(clean) {
+                operation
+            } else {
+                cleaned = operation
+                    .chars()
+                    .filter(|c| clean(*c))
+                    .take(MAX_OPERATION_LABEL)
+                    .collect();
+                &cleaned
+            };
         if label.is_empty() {
-            label = "anonymous".into();
+            label = "anonymous";
         }
         if let Ok(mut map) = self.graphql.lock() {
-            let known = map.contains_key(&(label.clone(), status));
-            if !known && map.len() >= MAX_OPERATIONS {
-                label = "other".into();
+            let known = map
+                .get(label)
+                .is_some_and(|statuses| statuses.contains_key(status));
+            if !known && map.values().map(BTreeMap::len).sum::<usize>() >= MAX_OPERATIONS {
+                label = "other";
             }
-            *map.entry((label, status)).or_default() += 1;
+            let statuses = match map.get_mut(label) {
+                Some(statuses) => statuses,
+                None => map.entry(label.to_owned()).or_default(),
+            };
+            *statuses.entry(status).or_default() += 1;
         }
         let secs = elapsed.as_secs_f64();
         for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
@@ -115,7 +137,10 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE srs_http_requests_total counter");
         if let Ok(map) = self.http.lock() {
-            for ((route, status), n) in map.iter() {
+            for (route, status, n) in map
+                .iter()
+                .flat_map(|(route, s)| s.iter().map(move |(status, n)| (route, status, n)))
+            {
                 let _ = writeln!(
                     out,
                     "srs_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
@@ -129,7 +154,10 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE srs_graphql_requests_total counter");
         if let Ok(map) = self.graphql.lock() {
-            for ((operation, status), n) in map.iter() {
+            for (operation, status, n) in map
+                .iter()
+                .flat_map(|(op, s)| s.iter().map(move |(status, n)| (op, status, n)))
+            {
                 let _ = writeln!(
                     out,
                     "srs_graphql_requests_total{{operation=\"{}\",status=\"{status}\"}} {n}",

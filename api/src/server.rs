@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::content::{ContentEffects, ContentStore};
+use crate::dashboards::Dashboards;
 use crate::http::app_with;
 use crate::metrics::Metrics;
 use crate::state::{AppState, Core, Limits, ReadModelPermissions};
@@ -159,6 +160,7 @@ impl Server {
             shutdown: shutdown_rx,
             content,
             content_effects,
+            dashboards: Dashboards::new(),
         });
         Ok(Server {
             data: options.data,

@@ -15,8 +15,9 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::content::{ContentEffects, ContentStore};
+use crate::dashboards::Dashboards;
 use crate::error::ApiError;
-use crate::graphql::{self, SrsSchema};
+use crate::graphql::{self, Schemas, SrsSchema};
 use crate::metrics::{Gauges, Metrics};
 
 /// Limits against abuse. Every one of them, when hit, gives `VALIDATION`
@@ -75,6 +76,8 @@ pub struct Core {
     pub content: Arc<ContentStore>,
     /// How far the content store has followed the log.
     pub content_effects: ContentEffects,
+    /// Dashboard figures kept while the dashboard read model stands still.
+    pub dashboards: Dashboards,
 }
 
 /// How `/readyz` answers.
@@ -208,25 +211,31 @@ impl PermissionSource for ReadModelPermissions {
     }
 }
 
-/// The state of the HTTP app: the core and the schema over it.
+/// The state of the HTTP app: the core and the schemas over it.
 #[derive(Clone)]
 pub struct AppState {
     core: Arc<Core>,
-    schema: SrsSchema,
+    schemas: Schemas,
 }
 
 impl AppState {
     pub fn new(core: Arc<Core>) -> Self {
-        let schema = graphql::schema(core.clone());
-        AppState { core, schema }
+        let schemas = graphql::schemas(core.clone());
+        AppState { core, schemas }
     }
 
     pub fn core(&self) -> &Arc<Core> {
         &self.core
     }
 
+    /// The schema with the full validation on every request.
     pub fn schema(&self) -> &SrsSchema {
-        &self.schema
+        &self.schemas.strict
+    }
+
+    /// The strict and fast schemas and the document cache between them.
+    pub fn schemas(&self) -> &Schemas {
+        &self.schemas
     }
 
     pub fn metrics(&self) -> &Metrics {

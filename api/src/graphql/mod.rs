@@ -9,9 +9,12 @@
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
 //!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
 //!   mutation.
+//! - `documents`: [`Documents`], parsed and validated documents kept by
+//!   their text, and the fast twin of the schema that runs validated ones.
 
 mod context;
 mod convert;
+mod documents;
 mod enums;
 mod inputs;
 mod mutation;
@@ -22,9 +25,10 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::Schema;
+use async_graphql::{Schema, ValidationMode};
 
 pub use context::RequestContext;
+pub use documents::{Documents, Validation};
 use mutation::MutationRoot;
 use query::QueryRoot;
 use subscription::SubscriptionRoot;
@@ -38,6 +42,31 @@ pub type SrsSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub fn schema(core: Arc<Core>) -> SrsSchema {
     let limits = core.limits.clone();
     builder(&limits).data(core).finish()
+}
+
+/// The schemas `POST /graphql` runs requests on.
+#[derive(Clone)]
+pub struct Schemas {
+    /// Full validation on every request.
+    pub strict: SrsSchema,
+    /// The same schema with the fast validation only, for bodies that
+    /// passed the strict one before (see [`documents`]).
+    pub fast: SrsSchema,
+    pub documents: Arc<Documents>,
+}
+
+/// The [`Schemas`] over `core`.
+pub fn schemas(core: Arc<Core>) -> Schemas {
+    let limits = core.limits.clone();
+    let documents = Documents::new();
+    Schemas {
+        strict: builder(&limits).data(core.clone()).finish(),
+        fast: builder(&limits)
+            .data(core)
+            .validation_mode(ValidationMode::Fast)
+            .finish(),
+        documents,
+    }
 }
 
 fn builder(

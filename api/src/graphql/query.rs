@@ -324,13 +324,16 @@ impl QueryRoot {
             None if caller.unscoped() => SiteScope::All,
             None => SiteScope::Sites(caller.site_ids.iter().copied().collect()),
         };
-        let view = core.reads.dashboard()?.view(&DashboardQuery {
-            sites,
-            from: from.map(timestamp),
-            to: to.map(timestamp),
-            now: core.service.now(),
-            top: 10,
-        })?;
+        let view = core.dashboards.view(
+            &core.reads,
+            &DashboardQuery {
+                sites,
+                from: from.map(timestamp),
+                to: to.map(timestamp),
+                now: core.service.now(),
+                top: 10,
+            },
+        )?;
         Ok(Dashboard::from(&view))
     }
 

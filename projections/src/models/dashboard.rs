@@ -427,6 +427,17 @@ pub struct DashboardQuery {
     pub top: usize,
 }
 
+impl DashboardQuery {
+    /// The first and last UTC day numbers of the range: `from` (default:
+    /// 30 days before `to`) up to `to` exclusive (default: `now`).
+    pub fn days(&self) -> (i64, i64) {
+        let to = self.to.unwrap_or(self.now);
+        let from = self.from.unwrap_or_else(|| to.plus_days(-30));
+        let first_day = from.day_number();
+        (first_day, to.plus_micros(-1).day_number().max(first_day))
+    }
+}
+
 /// Recordings started on one UTC day.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayCount {
@@ -474,8 +485,19 @@ impl Dashboard {
     /// The dashboard of `query.sites` (several sites: the sum of each;
     /// their top lists are merged from each site's top `4 * top`).
     pub fn view(&self, query: &DashboardQuery) -> Result<DashboardView> {
-        let to = query.to.unwrap_or(query.now);
-        let from = query.from.unwrap_or_else(|| to.plus_days(-30));
+        let mut v = self.figures(query)?;
+        let (archive, delete) = self.pending_in(&query.sites, query.now)?;
+        v.pending_archive = archive;
+        v.pending_delete = delete;
+        Ok(v)
+    }
+
+    /// [`Dashboard::view`] without `pending_archive` and `pending_delete`
+    /// (left 0): everything here depends only on the tree, the sites, the
+    /// range's days ([`DashboardQuery::days`]) and `top`, never on `now`
+    /// itself, so a reader may keep it for as long as the tree's
+    /// checkpoint has not moved.
+    pub fn figures(&self, query: &DashboardQuery) -> Result<DashboardView> {
         let scopes: Vec<String> = match &query.sites {
             SiteScope::All => vec![scope_key(None)],
             SiteScope::Sites(s) => s.iter().map(|id| scope_key(Some(*id))).collect(),
@@ -484,8 +506,7 @@ impl Dashboard {
         let mut users: BTreeMap<String, u64> = BTreeMap::new();
         let mut apps: BTreeMap<String, u64> = BTreeMap::new();
         let mut per_day: BTreeMap<i64, u64> = BTreeMap::new();
-        let first_day = from.day_number();
-        let last_day = to.plus_micros(-1).day_number().max(first_day);
+        let (first_day, last_day) = query.days();
         let fetch = if scopes.len() == 1 {
             query.top
         } else {
@@ -562,16 +583,22 @@ impl Dashboard {
         v.recordings_in_range = per_day.values().sum();
         v.top_users = top(users, query.top);
         v.top_applications = top(apps, query.top);
-        let sites: Vec<Uuid> = match &query.sites {
+        Ok(v)
+    }
+
+    /// Recordings of `sites` due for archive and for delete at `now`.
+    pub fn pending_in(&self, sites: &SiteScope, now: Timestamp) -> Result<(u64, u64)> {
+        let sites: Vec<Uuid> = match sites {
             SiteScope::All => self.retention_sites()?,
             SiteScope::Sites(s) => s.clone(),
         };
+        let (mut to_archive, mut to_delete) = (0, 0);
         for site in sites {
-            let (archive, delete) = self.pending(site, query.now)?;
-            v.pending_archive += archive;
-            v.pending_delete += delete;
+            let (archive, delete) = self.pending(site, now)?;
+            to_archive += archive;
+            to_delete += delete;
         }
-        Ok(v)
+        Ok((to_archive, to_delete))
     }
 
     fn sum_days(&self, tag: &[u8], scope: &str, first: i64, last: i64) -> Result<u64> {

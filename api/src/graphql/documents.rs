@@ -1,0 +1,195 @@
+//! Parsed and validated documents, kept so that a client repeating an
+//! operation pays for neither again.
+//!
+//! Parsing is a pure function of the query text, and validation (the
+//! GraphQL rules, depth and complexity) a pure function of the schema, the
+//! parsed document, the operation name and the variables. So:
+//!
+//! - the parsed document is kept by its query text and handed to the
+//!   schema ([`async_graphql::Request::set_parsed_query`]) instead of
+//!   parsing the text again;
+//! - a request body (query, operation name and variables, byte for byte)
+//!   that once passed the full ([`async_graphql::ValidationMode::Strict`]) validation is
+//!   marked, and is from then on executed by a twin of the schema that runs
+//!   the fast validation only (fragment cycles, depth and complexity,
+//!   which give the same answer as the first time). A body is marked only
+//!   after the strict schema answered it with no error outside a field
+//!   ([`Documents::record`]): parse and validation errors never carry a
+//!   path, so a document that fails validation is never marked and keeps
+//!   failing with the same errors.
+//!
+//! Nothing about the caller, the data or the answer is kept: authorization,
+//! visibility and `atLeast` run for every request as before.
+//!
+//! Both maps are bounded ([`MAX_DOCUMENTS`], [`MAX_VALIDATED`], and only
+//! bodies up to [`MAX_CACHED_BYTES`]); a full map is emptied, so a client
+//! sending ever new documents gets the uncached cost, never unbounded memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_graphql::parser::types::ExecutableDocument;
+use axum::body::Bytes;
+
+/// The most parsed documents kept.
+pub const MAX_DOCUMENTS: usize = 256;
+/// The most validated request bodies kept.
+pub const MAX_VALIDATED: usize = 1024;
+/// The largest query text or request body kept, in bytes.
+pub const MAX_CACHED_BYTES: usize = 16 * 1024;
+
+/// The cache of parsed documents and validated request bodies.
+#[derive(Debug, Default)]
+pub struct Documents {
+    parsed: Mutex<HashMap<Arc<str>, Arc<ExecutableDocument>>>,
+    validated: Mutex<HashSet<Bytes>>,
+}
+
+/// How a request is to be run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// This exact body passed the strict validation before: the fast
+    /// schema may run it.
+    Done,
+    /// Not known to be valid: the strict schema runs it (and
+    /// [`Documents::record`] marks it if it passed).
+    Needed,
+}
+
+impl Documents {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Hands `request` its parsed document (from the cache, or parsed now
+    /// and kept) and says whether `body`, the request's bytes, is already
+    /// validated. A text that does not parse is left to the schema, which
+    /// reports the syntax error as it always does.
+    pub fn prepare(&self, request: &mut async_graphql::Request, body: &Bytes) -> Validation {
+        if request.query.len() <= MAX_CACHED_BYTES {
+            let cached = self
+                .parsed
+                .lock()
+                .ok()
+                .and_then(|map| map.get(request.query.as_str()).cloned());
+            let document = match cached {
+                Some(document) => Some(document),
+                None => match async_graphql::parser::parse_query(&request.query) {
+                    Ok(document) => {
+                        let document = Arc::new(document);
+                        if let Ok(mut map) = self.parsed.lock() {
+                            if map.len() >= MAX_DOCUMENTS {
+                                map.clear();
+                            }
+                            map.insert(Arc::from(request.query.as_str()), document.clone());
+                        }
+                        Some(document)
+                    }
+                    Err(_) => None,
+                },
+            };
+            if let Some(document) = document {
+                request.set_parsed_query(ExecutableDocument::clone(&document));
+            }
+        }
+        let done = body.len() <= MAX_CACHED_BYTES
+            && self
+                .validated
+                .lock()
+                .is_ok_and(|set| set.contains(body.as_ref()));
+        if done {
+            Validation::Done
+        } else {
+            Validation::Needed
+        }
+    }
+
+    /// Records the strict schema's answer to `body`: the body is marked
+    /// validated when every error of the answer (if any) belongs to a
+    /// field, which means parsing and validation passed and execution ran.
+    pub fn record(&self, body: &Bytes, response: &async_graphql::Response) {
+        if body.len() > MAX_CACHED_BYTES || response.errors.iter().any(|e| e.path.is_empty()) {
+            return;
+        }
+        if let Ok(mut set) = self.validated.lock() {
+            if set.len() >= MAX_VALIDATED {
+                set.clear();
+            }
+            set.insert(body.clone());
+        }
+    }
+
+    /// How many bodies are marked validated (for tests).
+    pub fn validated_len(&self) -> usize {
+        self.validated.lock().map_or(0, |set| set.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{PathSegment, Response, ServerError, Value};
+
+    use super::*;
+
+    fn request(query: &str) -> async_graphql::Request {
+        async_graphql::Request::new(query)
+    }
+
+    #[test]
+    fn only_answers_without_request_level_errors_mark_a_body() {
+        let documents = Documents::default();
+        let body = Bytes::from_static(b"{\"query\":\"{ me { name } }\"}");
+        let mut refused = Response::new(Value::Null);
+        refused.errors.push(ServerError::new("Unknown field", None));
+        documents.record(&body, &refused);
+        assert_eq!(
+            documents.prepare(&mut request("{ me { name } }"), &body),
+            Validation::Needed
+        );
+
+        let mut forbidden = Response::new(Value::Null);
+        let mut error = ServerError::new("forbidden", None);
+        error.path = vec![PathSegment::Field("me".into())];
+        forbidden.errors.push(error);
+        documents.record(&body, &forbidden);
+        assert_eq!(
+            documents.prepare(&mut request("{ me { name } }"), &body),
+            Validation::Done
+        );
+    }
+
+    #[test]
+    fn the_maps_stay_bounded() {
+        let documents = Documents::default();
+        let ok = Response::new(Value::Null);
+        for n in 0..=MAX_VALIDATED {
+            let query = format!("{{ me {{ name }} }} # {n}");
+            let body = Bytes::from(format!("{{\"query\":\"{query}\"}}"));
+            documents.prepare(&mut request(&query), &body);
+            documents.record(&body, &ok);
+        }
+        assert!(documents.validated_len() <= MAX_VALIDATED);
+        assert!(documents.parsed.lock().unwrap().len() <= MAX_DOCUMENTS);
+        let huge = Bytes::from(vec![b' '; MAX_CACHED_BYTES + 1]);
+        documents.record(&huge, &ok);
+        assert_eq!(
+            documents.prepare(&mut request("{ me { name } }"), &huge),
+            Validation::Needed
+        );
+    }
+
+    #[test]
+    fn a_kept_document_is_the_parsed_text() {
+        let documents = Documents::default();
+        let body = Bytes::from_static(b"{}");
+        let mut first = request("query A { me { name } }");
+        documents.prepare(&mut first, &body);
+        let mut second = request("query A { me { name } }");
+        documents.prepare(&mut second, &body);
+        let parsed = async_graphql::parser::parse_query("query A { me { name } }").unwrap();
+        assert_eq!(
+            format!("{:?}", second.parsed_query().unwrap()),
+            format!("{parsed:?}")
+        );
+    }
+}
