@@ -85,7 +85,8 @@ pub struct Core {
 pub struct Readiness {
     pub ready: bool,
     pub log_head: u64,
-    /// Projections that have not reached the head yet.
+    /// Projections that have not reached the head yet, and
+    /// `catalogue-index` while the catalogue's search index is loading.
     pub behind: Vec<String>,
 }
 
@@ -151,18 +152,38 @@ impl Core {
 
     pub fn readiness(&self) -> Readiness {
         let log_head = self.store.head().position;
-        let behind: Vec<String> = self
+        let mut behind: Vec<String> = self
             .reads
             .statuses()
             .into_iter()
             .filter(|s| s.position < log_head || s.state == RunnerState::Failed)
             .map(|s| s.name)
             .collect();
+        // Searches answer from the catalogue's in-memory index: until it
+        // reflects the catalogue tree being served (loaded at start, and
+        // again after a rebuild swaps the tree), the first searches would
+        // wait for that load.
+        if !self.catalogue_index_loaded() {
+            behind.push("catalogue-index".to_owned());
+        }
         Readiness {
             ready: behind.is_empty(),
             log_head,
             behind,
         }
+    }
+
+    fn catalogue_index_loaded(&self) -> bool {
+        let Ok(catalogue) = self.reads.catalogue() else {
+            return false;
+        };
+        let name = catalogue.tree().name();
+        self.reads
+            .catalogue_index()
+            .tree_name()
+            .as_deref()
+            .map(str::as_bytes)
+            == Some(&name[..])
     }
 
     pub fn gauges(&self) -> Gauges {
