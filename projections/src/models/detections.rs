@@ -10,13 +10,17 @@
 //! | `r/` response | [`ResponseRow`] |
 //! | `rr/` recording, response | - |
 //! | `rp/` server, position, response | - (pending, i.e. not delivered) |
-//! | `vr/` recording, second offset, type | session events in that second of the session |
-//! | `vR/` recording, second offset, type | detections likewise |
-//! | `vs/` site or `*`, minute, type | session events in that minute (UTC) |
-//! | `vS/` site or `*`, minute, type | detections likewise |
+//! | `vr/` recording, chunk start (second offset) | [`Tally`]: session events and detections per second of the session and type |
+//! | `vs/` site or `*`, chunk start (Unix second) | [`Tally`]: likewise per minute (UTC) |
 //!
 //! A detection's (and a session event's) time is its recording's start plus
 //! its offset in the session.
+//!
+//! The visualization counters are folded into one value per chunk of time
+//! ([`RECORDING_CHUNK_SEC`] of a session, [`SITE_CHUNK_SEC`] of a site)
+//! rather than one key per second or minute and type: a session event then
+//! rewrites a value the batch already holds instead of adding a key to the
+//! tree, which is what rebuilding and ingesting cost most.
 
 use std::collections::BTreeMap;
 
@@ -31,13 +35,50 @@ use super::util::{
     trailing_uuid, type_code, type_from_code, SuffixBounds, TreeRef,
 };
 use crate::codec::{self, Key};
-use crate::engine::{read_counter, Projection, Writes};
+use crate::engine::{Projection, Writes};
 use crate::error::{ProjectionError, Result};
 
 /// Resolution of the per-recording visualization counters.
 pub const RECORDING_RESOLUTION_SEC: u64 = 1;
 /// Resolution of the per-site visualization counters.
 pub const SITE_RESOLUTION_SEC: i64 = 60;
+/// Session time covered by one per-recording [`Tally`].
+pub const RECORDING_CHUNK_SEC: u64 = 300;
+/// Time covered by one per-site [`Tally`].
+pub const SITE_CHUNK_SEC: i64 = 3600;
+
+/// Visualization counters of one chunk of time: `(time, type code,
+/// detection, count)`, sorted by the first three, counts above zero. The
+/// time is a second of the session (per recording) or the Unix second a
+/// minute starts at (per site).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally(pub Vec<(i64, u8, bool, u64)>);
+
+impl Tally {
+    fn bump(&mut self, at: i64, t: SessionEventType, detection: bool) {
+        let id = (at, type_code(t), detection);
+        match self
+            .0
+            .binary_search_by(|(a, c, d, _)| (*a, *c, *d).cmp(&id))
+        {
+            Ok(i) => self.0[i].3 += 1,
+            Err(i) => self.0.insert(i, (id.0, id.1, id.2, 1)),
+        }
+    }
+}
+
+/// Adds one to the tally under `key`.
+fn tally(
+    w: &mut Writes,
+    key: Vec<u8>,
+    at: i64,
+    t: SessionEventType,
+    detection: bool,
+) -> Result<()> {
+    let mut tally: Tally = w.get_value(&key)?.unwrap_or_default();
+    tally.bump(at, t, detection);
+    w.put_value(key, &tally)
+}
 
 /// What the model keeps of a recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,29 +197,24 @@ fn count_visual(
     offset_ms: u64,
     at: Timestamp,
 ) -> Result<()> {
-    let (rec_tag, site_tag): (&[u8], &[u8]) = if detection {
-        (b"vR/", b"vS/")
-    } else {
-        (b"vr/", b"vs/")
-    };
     let second = offset_ms / 1000 / RECORDING_RESOLUTION_SEC * RECORDING_RESOLUTION_SEC;
-    w.add(
-        Key::new(rec_tag)
-            .uuid(recording)
-            .u64(second)
-            .u8(type_code(t))
-            .build(),
-        1,
+    let chunk = second / RECORDING_CHUNK_SEC * RECORDING_CHUNK_SEC;
+    tally(
+        w,
+        Key::new(b"vr/").uuid(recording).u64(chunk).build(),
+        i64::try_from(second).unwrap_or(i64::MAX),
+        t,
+        detection,
     )?;
     let minute = at.as_secs().div_euclid(SITE_RESOLUTION_SEC) * SITE_RESOLUTION_SEC;
+    let chunk = minute.div_euclid(SITE_CHUNK_SEC) * SITE_CHUNK_SEC;
     for scope in [Some(site), None] {
-        w.add(
-            Key::new(site_tag)
-                .str(&scope_key(scope))
-                .i64(minute)
-                .u8(type_code(t))
-                .build(),
-            1,
+        tally(
+            w,
+            Key::new(b"vs/").str(&scope_key(scope)).i64(chunk).build(),
+            minute,
+            t,
+            detection,
         )?;
     }
     Ok(())
@@ -197,7 +233,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -528,21 +564,19 @@ impl Detections {
         recording: Uuid,
         bucket_sec: u64,
     ) -> Result<Vec<VisualBucket>> {
-        let bucket = bucket_sec.max(RECORDING_RESOLUTION_SEC);
+        let bucket = bucket_sec.max(RECORDING_RESOLUTION_SEC) as i64;
         let mut buckets: BTreeMap<i64, VisualBucket> = BTreeMap::new();
-        for (tag, detection) in [(&b"vr/"[..], false), (&b"vR/"[..], true)] {
-            let prefix = Key::new(tag).uuid(recording).build();
-            for kv in self.tree.scan_prefix(&prefix) {
-                let (k, v) = kv?;
-                let rest = &k[prefix.len()..];
-                let (Some(second), Some(t)) = (
-                    codec::u64_from_key(rest),
-                    rest.get(8).and_then(|c| type_from_code(*c)),
-                ) else {
+        for kv in self
+            .tree
+            .scan_prefix(Key::new(b"vr/").uuid(recording).build())
+        {
+            let (_, v) = kv?;
+            let tally: Tally = codec::decode(&v)?;
+            for (second, code, detection, n) in tally.0 {
+                let Some(t) = type_from_code(code) else {
                     continue;
                 };
-                let start = (second / bucket * bucket) as i64;
-                add(&mut buckets, start, detection, t, read_counter(Some(&v)));
+                add(&mut buckets, second / bucket * bucket, detection, t, n);
             }
         }
         Ok(buckets.into_values().collect())
@@ -564,29 +598,27 @@ impl Detections {
             * SITE_RESOLUTION_SEC;
         let mut buckets: BTreeMap<i64, VisualBucket> = BTreeMap::new();
         let from_minute = from.as_secs().div_euclid(SITE_RESOLUTION_SEC) * SITE_RESOLUTION_SEC;
-        for (tag, detection) in [(&b"vs/"[..], false), (&b"vS/"[..], true)] {
-            let prefix = Key::new(tag).str(&scope_key(site)).build();
-            let start = [prefix.as_slice(), &codec::i64_key(from_minute)].concat();
-            let end = [
-                prefix.as_slice(),
-                &codec::i64_key(to.as_secs().saturating_add(1)),
-            ]
-            .concat();
-            for kv in self.tree.range(start..end) {
-                let (k, v) = kv?;
-                let rest = &k[prefix.len()..];
-                let (Some(minute), Some(t)) = (
-                    codec::i64_from_key(rest),
-                    rest.get(8).and_then(|c| type_from_code(*c)),
-                ) else {
+        let prefix = Key::new(b"vs/").str(&scope_key(site)).build();
+        let first_chunk = from_minute.div_euclid(SITE_CHUNK_SEC) * SITE_CHUNK_SEC;
+        let start = [prefix.as_slice(), &codec::i64_key(first_chunk)].concat();
+        let end = [
+            prefix.as_slice(),
+            &codec::i64_key(to.as_secs().saturating_add(1)),
+        ]
+        .concat();
+        for kv in self.tree.range(start..end) {
+            let (_, v) = kv?;
+            let tally: Tally = codec::decode(&v)?;
+            for (minute, code, detection, n) in tally.0 {
+                let Some(t) = type_from_code(code) else {
                     continue;
                 };
-                if Timestamp::from_secs(minute) >= to {
+                if minute < from_minute || Timestamp::from_secs(minute) >= to {
                     continue;
                 }
                 // Buckets are aligned to `from`.
                 let start = from_minute + (minute - from_minute).div_euclid(bucket) * bucket;
-                add(&mut buckets, start, detection, t, read_counter(Some(&v)));
+                add(&mut buckets, start, detection, t, n);
             }
         }
         Ok(buckets.into_values().collect())
@@ -598,7 +630,7 @@ fn add(
     start: i64,
     detection: bool,
     t: SessionEventType,
-    n: i64,
+    n: u64,
 ) {
     let b = buckets.entry(start).or_insert_with(|| VisualBucket {
         start,
@@ -609,7 +641,7 @@ fn add(
     } else {
         &mut b.events
     };
-    *map.entry(t).or_default() += n.max(0) as u64;
+    *map.entry(t).or_default() += n;
 }
 
 fn detection_matches(f: &DetectionFilter, row: &DetectionRow) -> bool {
