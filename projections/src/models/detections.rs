@@ -45,7 +45,7 @@ pub const SITE_RESOLUTION_SEC: i64 = 60;
 /// Session time covered by one per-recording [`Tally`].
 pub const RECORDING_CHUNK_SEC: u64 = 300;
 /// Time covered by one per-site [`Tally`].
-pub const SITE_CHUNK_SEC: i64 = 3600;
+pub const SITE_CHUNK_SEC: i64 = 600;
 
 /// Visualization counters of one chunk of time: `(time, type code,
 /// detection, count)`, sorted by the first three, counts above zero. The
@@ -233,7 +233,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
