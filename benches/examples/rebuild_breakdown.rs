@@ -88,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         }
         let cpu = cpu_secs();
-        let report = rebuild_all(store.clone(), &db, &[p.clone()], batch).await?;
+        let report = rebuild_all(store.clone(), &db, std::slice::from_ref(&p), batch).await?;
         println!(
             "{:<12} {:>12.0} events/s {:>8.3} s {:>8.2} cpu-s",
             p.name(),
