@@ -5,7 +5,8 @@
 //! `cargo run --release -p srs-bench --example rebuild_breakdown -- 100000`
 //! prints one line per part: events per second and seconds. A second
 //! argument rebuilds only that projection (`each`: each one alone, then
-//! all together; `-name`: all but that one, together).
+//! all together; `-name`: all but that one, together). A third argument
+//! sets the rebuild batch size.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,7 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{:<12} {:>12.0} entries/s", "sled_iter", raw);
     let db = store.db().clone();
     let store: Arc<dyn EventStore<DomainEvent>> = Arc::new(store);
-    let batch = SetOptions::default().rebuild_batch_size;
+    // A third argument overrides the rebuild batch size.
+    let batch = match std::env::args().nth(3) {
+        Some(b) => b.parse()?,
+        None => SetOptions::default().rebuild_batch_size,
+    };
 
     let head = store.head().position;
     let started = Instant::now();
