@@ -4,13 +4,13 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `rec/` recording | [`SessionMeta`] (what detections need of their recording) |
+//! | `rec/` recording | [`SessionMeta`] (what detections need of their recording, and the counts of its first chunk) |
 //! | `d/` position desc | [`DetectionRow`] |
 //! | `i/` field, value, position desc | - (`r` recording, `t` type, `v` severity, `q` rule, `u` user, `s` site) |
 //! | `r/` response | [`ResponseRow`] |
 //! | `rr/` recording, response | - |
 //! | `rp/` server, position, response | - (pending, i.e. not delivered) |
-//! | `vr/` recording, chunk start (second offset) | [`Tally`]: session events and detections per second of the session and type |
+//! | `vr/` recording, chunk start (second offset) | [`Tally`]: session events and detections per second of the session and type, after the first chunk |
 //! | `vs/` site or `*`, chunk start (Unix second) | [`Tally`]: likewise per minute (UTC) |
 //!
 //! A detection's (and a session event's) time is its recording's start plus
@@ -20,7 +20,9 @@
 //! ([`RECORDING_CHUNK_SEC`] of a session, [`SITE_CHUNK_SEC`] of a site)
 //! rather than one key per second or minute and type: a session event then
 //! rewrites a value the batch already holds instead of adding a key to the
-//! tree, which is what rebuilding and ingesting cost most.
+//! tree, which is what rebuilding and ingesting cost most. The first chunk
+//! of a recording (most sessions' events) lives in its [`SessionMeta`],
+//! which every event of the recording reads anyway.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +87,9 @@ fn tally(
 pub struct SessionMeta {
     pub site_id: Uuid,
     pub started_at: Timestamp,
+    /// Visualization counts of the first [`RECORDING_CHUNK_SEC`] of the
+    /// session.
+    pub first: Tally,
 }
 
 /// A detected event.
@@ -168,30 +173,27 @@ fn pending_key(row: &ResponseRow) -> Vec<u8> {
         .build()
 }
 
-fn session_time(
-    w: &Writes,
-    recording: Uuid,
-    offset_ms: u64,
-    fallback: Timestamp,
-) -> Result<(Option<Uuid>, Timestamp)> {
-    Ok(match w.get_value::<SessionMeta>(&meta_key(recording))? {
-        Some(meta) => (
-            Some(meta.site_id),
-            meta.started_at.plus_micros(
-                i64::try_from(offset_ms)
-                    .unwrap_or(i64::MAX / 1000)
-                    .saturating_mul(1000),
-            ),
+/// A session event's (or detection's) time: its recording's start plus
+/// its offset, or `fallback` for a recording the model does not know.
+fn session_time(meta: Option<&SessionMeta>, offset_ms: u64, fallback: Timestamp) -> Timestamp {
+    match meta {
+        Some(meta) => meta.started_at.plus_micros(
+            i64::try_from(offset_ms)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
         ),
-        None => (None, fallback),
-    })
+        None => fallback,
+    }
 }
 
-/// Bumps the visualization counters of one event or detection.
+/// Bumps the visualization counters of one event or detection of
+/// `recording`, whose stored meta is `meta`.
+#[allow(clippy::too_many_arguments)]
 fn count_visual(
     w: &mut Writes,
     detection: bool,
     recording: Uuid,
+    meta: Option<SessionMeta>,
     site: Uuid,
     t: SessionEventType,
     offset_ms: u64,
@@ -199,13 +201,20 @@ fn count_visual(
 ) -> Result<()> {
     let second = offset_ms / 1000 / RECORDING_RESOLUTION_SEC * RECORDING_RESOLUTION_SEC;
     let chunk = second / RECORDING_CHUNK_SEC * RECORDING_CHUNK_SEC;
-    tally(
-        w,
-        Key::new(b"vr/").uuid(recording).u64(chunk).build(),
-        i64::try_from(second).unwrap_or(i64::MAX),
-        t,
-        detection,
-    )?;
+    let second = i64::try_from(second).unwrap_or(i64::MAX);
+    match meta {
+        Some(mut meta) if chunk == 0 => {
+            meta.first.bump(second, t, detection);
+            w.put_value(meta_key(recording), &meta)?;
+        }
+        _ => tally(
+            w,
+            Key::new(b"vr/").uuid(recording).u64(chunk).build(),
+            second,
+            t,
+            detection,
+        )?,
+    }
     let minute = at.as_secs().div_euclid(SITE_RESOLUTION_SEC) * SITE_RESOLUTION_SEC;
     let chunk = minute.div_euclid(SITE_CHUNK_SEC) * SITE_CHUNK_SEC;
     for scope in [Some(site), None] {
@@ -233,7 +242,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
     }
 
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -244,23 +253,33 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 site_id,
                 started_at,
                 ..
-            } => w.put_value(
-                meta_key(*recording_id),
-                &SessionMeta {
-                    site_id: *site_id,
-                    started_at: *started_at,
-                },
-            ),
+            } => {
+                // A start seen again keeps the counts made so far.
+                let first = w
+                    .get_value::<SessionMeta>(&meta_key(*recording_id))?
+                    .map(|m| m.first)
+                    .unwrap_or_default();
+                w.put_value(
+                    meta_key(*recording_id),
+                    &SessionMeta {
+                        site_id: *site_id,
+                        started_at: *started_at,
+                        first,
+                    },
+                )
+            }
             E::SessionEventRecorded {
                 recording_id,
                 site_id,
                 event,
             } => {
-                let (_, at) = session_time(w, *recording_id, event.offset_ms, e.recorded_at)?;
+                let meta = w.get_value::<SessionMeta>(&meta_key(*recording_id))?;
+                let at = session_time(meta.as_ref(), event.offset_ms, e.recorded_at);
                 count_visual(
                     w,
                     false,
                     *recording_id,
+                    meta,
                     *site_id,
                     event.event_type,
                     event.offset_ms,
@@ -282,7 +301,8 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 subject,
                 at_offset_ms,
             } => {
-                let (_, at) = session_time(w, *recording_id, *at_offset_ms, e.recorded_at)?;
+                let meta = w.get_value::<SessionMeta>(&meta_key(*recording_id))?;
+                let at = session_time(meta.as_ref(), *at_offset_ms, e.recorded_at);
                 let row = DetectionRow {
                     detection_id: *detection_id,
                     recording_id: *recording_id,
@@ -311,6 +331,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
                     w,
                     true,
                     *recording_id,
+                    meta,
                     *site_id,
                     *event_type,
                     *at_offset_ms,
@@ -566,13 +587,13 @@ impl Detections {
     ) -> Result<Vec<VisualBucket>> {
         let bucket = bucket_sec.max(RECORDING_RESOLUTION_SEC) as i64;
         let mut buckets: BTreeMap<i64, VisualBucket> = BTreeMap::new();
-        for kv in self
+        let first = get::<SessionMeta>(&self.tree, &meta_key(recording))?.map(|m| m.first);
+        let chunks = self
             .tree
             .scan_prefix(Key::new(b"vr/").uuid(recording).build())
-        {
-            let (_, v) = kv?;
-            let tally: Tally = codec::decode(&v)?;
-            for (second, code, detection, n) in tally.0 {
+            .map(|kv| codec::decode::<Tally>(&kv?.1));
+        for tally in first.map(Ok).into_iter().chain(chunks) {
+            for (second, code, detection, n) in tally?.0 {
                 let Some(t) = type_from_code(code) else {
                     continue;
                 };
