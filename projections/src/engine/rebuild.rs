@@ -12,12 +12,14 @@
 //! reader. Nothing waits for the slowest projection at each batch, reading
 //! overlaps applying, and the cores share whatever is left to do (sled
 //! serialises commits across all trees, so a fixed split of projections
-//! over threads would leave a core idle while the other commits). The trees it builds are not served until
+//! over threads would leave a core idle while the other commits). A
+//! [`Gate`] lets only as many workers apply at once as there are cores:
+//! more would only queue on sled's lock and switch threads. The trees it builds are not served until
 //! swapped in: by the running [`ProjectionSet`](super::ProjectionSet)
 //! (which first applies whatever the live tree got meanwhile), or by
 //! [`rebuild_all`] when nothing is running.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -47,6 +49,44 @@ pub struct RebuildReport {
 
 /// Batches a projection's worker may lag behind the reader.
 pub const READ_AHEAD: usize = 4;
+
+/// A counting gate: at most `free` holders at once.
+struct Gate {
+    free: Mutex<usize>,
+    released: Condvar,
+}
+
+/// A place through a [`Gate`], given back when dropped.
+struct Pass<'a>(&'a Gate);
+
+impl Gate {
+    fn new(places: usize) -> Self {
+        Gate {
+            free: Mutex::new(places.max(1)),
+            released: Condvar::new(),
+        }
+    }
+
+    fn enter(&self) -> Pass<'_> {
+        // The count stays whole even if a holder panicked.
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .released
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Pass(self)
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.released.notify_one();
+    }
+}
 
 struct Target<E: Event> {
     projection: Arc<dyn Projection<E>>,
@@ -145,10 +185,17 @@ impl<E: Event> Rebuild<E> {
             targets,
             batch_size,
         } = self;
+        let gate = Arc::new(Gate::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ));
         let mut workers = Vec::with_capacity(targets.len());
         for t in targets {
             let (tx, rx) = mpsc::channel::<Arc<[Envelope<E>]>>(READ_AHEAD);
-            workers.push((Some(tx), tokio::task::spawn_blocking(move || work(t, rx))));
+            let gate = gate.clone();
+            workers.push((
+                Some(tx),
+                tokio::task::spawn_blocking(move || work(t, rx, &gate)),
+            ));
         }
         let mut next = 1;
         let mut events_read = 0u64;
@@ -242,12 +289,19 @@ impl<E: Event> Rebuild<E> {
 /// One projection's worker: applies the batches it is handed, in order,
 /// until they end or one fails (the error is kept, the tree is left for
 /// the caller to drop).
-fn work<E: Event>(mut t: Target<E>, mut batches: mpsc::Receiver<Arc<[Envelope<E>]>>) -> Target<E> {
+fn work<E: Event>(
+    mut t: Target<E>,
+    mut batches: mpsc::Receiver<Arc<[Envelope<E>]>>,
+    gate: &Gate,
+) -> Target<E> {
     while let Some(events) = batches.blocking_recv() {
         let Some(shadow) = &mut t.shadow else {
             break;
         };
-        let outcome = match apply_events(&*t.projection, &shadow.tree, shadow.checkpoint, &events) {
+        let pass = gate.enter();
+        let applied = apply_events(&*t.projection, &shadow.tree, shadow.checkpoint, &events);
+        drop(pass);
+        let outcome = match applied {
             Ok(Applied {
                 position,
                 stopped: None,
