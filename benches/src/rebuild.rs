@@ -88,11 +88,14 @@ fn corrupt(e: impl std::fmt::Display) -> LogError {
     LogError::Corrupt(e.to_string())
 }
 
-/// Writes about `events` events, rebuilds all read models, and returns the
-/// `rebuild_all` figure against `sled_iter` over the same log tree.
-pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
-    let dir = tempfile::tempdir().map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
-    let store = SledEventStore::<DomainEvent>::open(dir.path(), StoreOptions::default())?;
+/// Writes the generated history of about `events` events into a fresh log
+/// in `dir`: a site, a server, then recordings of
+/// `EVENTS_PER_RECORDING + 2` events each.
+pub async fn generate(
+    dir: &std::path::Path,
+    events: u64,
+) -> Result<SledEventStore<DomainEvent>, LogError> {
+    let store = SledEventStore::<DomainEvent>::open(dir, StoreOptions::default())?;
     let actor = Actor::system("bench");
     let setup = vec![
         (
@@ -139,7 +142,12 @@ pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
             .map_err(corrupt)?;
     }
     store.flush()?;
+    Ok(store)
+}
 
+/// Entries per second of a raw sled iteration over the log's events: the
+/// baseline of `rebuild_all`.
+pub fn sled_iter_rate(store: &SledEventStore<DomainEvent>) -> Result<f64, LogError> {
     let start = Instant::now();
     let mut raw = 0u64;
     let tree = store.db().open_tree(LOG_TREE)?;
@@ -147,7 +155,15 @@ pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
         let (_, value) = entry?;
         raw += u64::from(!value.is_empty());
     }
-    let raw_rate = raw as f64 / start.elapsed().as_secs_f64();
+    Ok(raw as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Writes about `events` events, rebuilds all read models, and returns the
+/// `rebuild_all` figure against `sled_iter` over the same log tree.
+pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
+    let dir = tempfile::tempdir().map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+    let store = generate(dir.path(), events).await?;
+    let raw_rate = sled_iter_rate(&store)?;
 
     let db = store.db().clone();
     let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store);

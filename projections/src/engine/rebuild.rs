@@ -2,20 +2,29 @@
 //! over the log.
 //!
 //! Each event is read and decoded once and handed to every projection
-//! being rebuilt (in parallel over the available cores); each projection
-//! commits its own tree with its own checkpoint per batch, exactly as a
-//! runner does, so an interrupted rebuild leaves consistent (partial) trees
-//! that the next start drops. The trees it builds are not served until
+//! being rebuilt; each projection commits its own tree with its own
+//! checkpoint per batch, exactly as a runner does, so an interrupted
+//! rebuild leaves consistent (partial) trees that the next start drops.
+//!
+//! The work is a pipeline: one task reads and decodes the log batch after
+//! batch, and each projection has its own worker thread that applies and
+//! commits the batches in order, up to [`READ_AHEAD`] batches behind the
+//! reader. Nothing waits for the slowest projection at each batch, reading
+//! overlaps applying, and the cores share whatever is left to do (sled
+//! serialises commits across all trees, so a fixed split of projections
+//! over threads would leave a core idle while the other commits). A
+//! [`Gate`] lets only as many workers apply at once as there are cores:
+//! more would only queue on sled's lock and switch threads. The trees it builds are not served until
 //! swapped in: by the running [`ProjectionSet`](super::ProjectionSet)
 //! (which first applies whatever the live tree got meanwhile), or by
 //! [`rebuild_all`] when nothing is running.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use srs_domain::log::{Envelope, Event, EventStore};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::registry::Registry;
 use super::runner::Shadow;
@@ -36,6 +45,47 @@ pub struct RebuildReport {
     /// Each projection with the position its new tree reached, or why it
     /// failed (a failed projection keeps its old tree).
     pub projections: Vec<(String, std::result::Result<u64, String>)>,
+}
+
+/// Batches a projection's worker may lag behind the reader.
+pub const READ_AHEAD: usize = 4;
+
+/// A counting gate: at most `free` holders at once.
+struct Gate {
+    free: Mutex<usize>,
+    released: Condvar,
+}
+
+/// A place through a [`Gate`], given back when dropped.
+struct Pass<'a>(&'a Gate);
+
+impl Gate {
+    fn new(places: usize) -> Self {
+        Gate {
+            free: Mutex::new(places.max(1)),
+            released: Condvar::new(),
+        }
+    }
+
+    fn enter(&self) -> Pass<'_> {
+        // The count stays whole even if a holder panicked.
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .released
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Pass(self)
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.released.notify_one();
+    }
 }
 
 struct Target<E: Event> {
@@ -114,7 +164,7 @@ impl<E: Event> Rebuild<E> {
     /// Builds every tree up to the log head as it is now. A projection
     /// whose event fails is left out of the result (its fresh tree is
     /// dropped) and reported; the others go on.
-    pub(crate) async fn run(mut self) -> Result<(RebuildReport, Vec<Built<E>>)> {
+    pub(crate) async fn run(self) -> Result<(RebuildReport, Vec<Built<E>>)> {
         let started = Instant::now();
         let target = self.store.head().position;
         for t in &self.targets {
@@ -129,11 +179,29 @@ impl<E: Event> Rebuild<E> {
                 });
             }
         }
+        let Rebuild {
+            store,
+            registry,
+            targets,
+            batch_size,
+        } = self;
+        let gate = Arc::new(Gate::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ));
+        let mut workers = Vec::with_capacity(targets.len());
+        for t in targets {
+            let (tx, rx) = mpsc::channel::<Arc<[Envelope<E>]>>(READ_AHEAD);
+            let gate = gate.clone();
+            workers.push((
+                Some(tx),
+                tokio::task::spawn_blocking(move || work(t, rx, &gate)),
+            ));
+        }
         let mut next = 1;
         let mut events_read = 0u64;
-        while next <= target && self.targets.iter().any(|t| t.shadow.is_some()) {
-            let want = (target - next + 1).min(self.batch_size as u64) as usize;
-            let events = self.store.read_all(next, want).await?;
+        while next <= target && workers.iter().any(|(tx, _)| tx.is_some()) {
+            let want = (target - next + 1).min(batch_size as u64) as usize;
+            let events = store.read_all(next, want).await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 return Err(ProjectionError::Invariant(format!(
                     "the log ends before its head {target}"
@@ -141,12 +209,35 @@ impl<E: Event> Rebuild<E> {
             };
             events_read += events.len() as u64;
             next = last + 1;
-            self.apply_to_all(events).await?;
+            let events: Arc<[Envelope<E>]> = events.into();
+            for (tx, _) in &mut workers {
+                // A worker that hung up has stopped on an error.
+                if let Some(sender) = tx {
+                    if sender.send(events.clone()).await.is_err() {
+                        *tx = None;
+                    }
+                }
+            }
+        }
+        let mut targets = Vec::with_capacity(workers.len());
+        for (tx, handle) in workers {
+            drop(tx);
+            let mut t = handle
+                .await
+                .map_err(|e| ProjectionError::Invariant(format!("rebuild worker panicked: {e}")))?;
+            if t.error.is_some() {
+                if let Some(shadow) = t.shadow.take() {
+                    let generation = shadow.generation;
+                    drop(shadow);
+                    registry.drop_generation(t.projection.name(), generation)?;
+                }
+            }
+            targets.push(t);
         }
         let elapsed = started.elapsed();
         let mut built = Vec::new();
         let mut projections = Vec::new();
-        for t in self.targets {
+        for t in targets {
             if let Some(progress) = &t.progress {
                 progress.send_modify(|s| {
                     s.rebuild = None;
@@ -193,112 +284,54 @@ impl<E: Event> Rebuild<E> {
         }
         Ok(report)
     }
-
-    /// Applies one batch to every target still going, in parallel.
-    async fn apply_to_all(&mut self, events: Vec<Envelope<E>>) -> Result<()> {
-        let jobs: Vec<Job<E>> = self
-            .targets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                t.shadow
-                    .as_ref()
-                    .map(|s| (i, t.projection.clone(), s.tree.clone(), s.checkpoint))
-            })
-            .collect();
-        let results = tokio::task::spawn_blocking(move || apply_parallel(jobs, &events))
-            .await
-            .map_err(|e| ProjectionError::Invariant(format!("rebuild worker panicked: {e}")))?;
-        for (i, result) in results {
-            let t = &mut self.targets[i];
-            let outcome = match result {
-                Ok(Applied {
-                    position,
-                    stopped: None,
-                    ..
-                }) => Ok(position),
-                Ok(Applied {
-                    stopped: Some(stopped),
-                    ..
-                }) => Err(stopped.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match outcome {
-                Ok(position) => {
-                    if let Some(shadow) = &mut t.shadow {
-                        shadow.checkpoint = position;
-                    }
-                    if let Some(progress) = &t.progress {
-                        progress.send_modify(|s| {
-                            if let Some(r) = &mut s.rebuild {
-                                r.position = position;
-                            }
-                        });
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(projection = t.projection.name(), %error, "rebuild failed");
-                    t.error = Some(error);
-                    if let Some(shadow) = t.shadow.take() {
-                        let generation = shadow.generation;
-                        drop(shadow);
-                        self.registry
-                            .drop_generation(t.projection.name(), generation)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
-type Job<E> = (usize, Arc<dyn Projection<E>>, sled::Tree, u64);
-
-fn apply_parallel<E: Event>(
-    jobs: Vec<Job<E>>,
-    events: &[Envelope<E>],
-) -> Vec<(usize, Result<Applied>)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(jobs.len())
-        .max(1);
-    if threads == 1 {
-        return jobs
-            .into_iter()
-            .map(|(i, p, tree, checkpoint)| (i, apply_events(&*p, &tree, checkpoint, events)))
-            .collect();
+/// One projection's worker: applies the batches it is handed, in order,
+/// until they end or one fails (the error is kept, the tree is left for
+/// the caller to drop).
+fn work<E: Event>(
+    mut t: Target<E>,
+    mut batches: mpsc::Receiver<Arc<[Envelope<E>]>>,
+    gate: &Gate,
+) -> Target<E> {
+    while let Some(events) = batches.blocking_recv() {
+        let Some(shadow) = &mut t.shadow else {
+            break;
+        };
+        let pass = gate.enter();
+        let applied = apply_events(&*t.projection, &shadow.tree, shadow.checkpoint, &events);
+        drop(pass);
+        let outcome = match applied {
+            Ok(Applied {
+                position,
+                stopped: None,
+                ..
+            }) => Ok(position),
+            Ok(Applied {
+                stopped: Some(stopped),
+                ..
+            }) => Err(stopped.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(position) => {
+                shadow.checkpoint = position;
+                if let Some(progress) = &t.progress {
+                    progress.send_modify(|s| {
+                        if let Some(r) = &mut s.rebuild {
+                            r.position = position;
+                        }
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::error!(projection = t.projection.name(), %error, "rebuild failed");
+                t.error = Some(error);
+                break;
+            }
+        }
     }
-    let mut groups: Vec<Vec<Job<E>>> = (0..threads).map(|_| Vec::new()).collect();
-    for (n, job) in jobs.into_iter().enumerate() {
-        groups[n % threads].push(job);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|group| {
-                scope.spawn(move || {
-                    group
-                        .into_iter()
-                        .map(|(i, p, tree, checkpoint)| {
-                            (i, apply_events(&*p, &tree, checkpoint, events))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    vec![(
-                        usize::MAX,
-                        Err(ProjectionError::Invariant("apply panicked".into())),
-                    )]
-                })
-            })
-            .filter(|(i, _)| *i != usize::MAX)
-            .collect()
-    })
+    t
 }
 
 /// Rebuilds `projections` from the whole log into fresh trees and makes

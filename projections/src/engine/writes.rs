@@ -6,6 +6,11 @@
 //! until the runner turns the overlay into one `apply_batch` together with
 //! the new checkpoint. An event whose `apply` fails has its own writes
 //! discarded, so the batch still holds exactly the events before it.
+//!
+//! The overlay is one ordered map; the writes of the event being applied
+//! are undone from a log of what they replaced, so a read looks in one map
+//! and a successful event costs nothing to keep. Decoding reads borrow the
+//! stored bytes instead of copying them.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -29,13 +34,18 @@ type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// value, or `None` where it was removed.
 pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// What a key held in the overlay before the current event wrote it:
+/// `None` when the overlay did not hold it.
+type Undo = Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>;
+
 /// Reads and writes of one projection over its tree, for one batch.
 pub struct Writes {
     tree: sled::Tree,
-    /// Writes of the events of this batch already applied successfully.
+    /// Writes of this batch: of the events applied successfully and of the
+    /// event being applied.
     staged: Overlay,
-    /// Writes of the event being applied.
-    current: Overlay,
+    /// How to take the current event's writes out of `staged` again.
+    undo: Undo,
 }
 
 impl Writes {
@@ -43,16 +53,42 @@ impl Writes {
         Writes {
             tree,
             staged: Overlay::new(),
-            current: Overlay::new(),
+            undo: Undo::new(),
         }
     }
 
     /// The value under `key`, as the batch so far has left it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.current.get(key).or_else(|| self.staged.get(key)) {
+        if let Some(v) = self.staged.get(key) {
             return Ok(v.clone());
         }
         Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Calls `f` with the bytes under `key` as the batch so far has left
+    /// them, without copying them.
+    fn with<T>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> Result<T>) -> Result<T> {
+        if let Some(v) = self.staged.get(key) {
+            return f(v.as_deref());
+        }
+        f(self.tree.get(key)?.as_deref())
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
+        check_key(&key)?;
+        let removes_a_batch_insert = value.is_none()
+            && matches!(self.staged.get(&key), Some(Some(_)))
+            && !self.tree.contains_key(&key)?;
+        let before = if removes_a_batch_insert {
+            // A key this batch created and now removes again leaves no
+            // tombstone: moved index keys (a counter's rank) would
+            // otherwise make up most of a commit.
+            self.staged.remove(&key)
+        } else {
+            self.staged.insert(key.clone(), value)
+        };
+        self.undo.push((key, before));
+        Ok(())
     }
 
     /// Whether `key` holds a value.
@@ -62,23 +98,17 @@ impl Writes {
 
     /// Sets `key` to `value`. Keys starting with 0x00 are the engine's.
     pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<()> {
-        let key = key.into();
-        check_key(&key)?;
-        self.current.insert(key, Some(value.into()));
-        Ok(())
+        self.write(key.into(), Some(value.into()))
     }
 
     /// Removes `key` (a no-op when absent).
     pub fn remove(&mut self, key: impl Into<Vec<u8>>) -> Result<()> {
-        let key = key.into();
-        check_key(&key)?;
-        self.current.insert(key, None);
-        Ok(())
+        self.write(key.into(), None)
     }
 
     /// The decoded value under `key`.
     pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        self.get(key)?.map(|v| codec::decode(&v)).transpose()
+        self.with(key, |v| v.map(codec::decode).transpose())
     }
 
     /// Encodes `value` under `key`.
@@ -92,7 +122,9 @@ impl Writes {
     /// empty entries (and top-N scans never see them).
     pub fn add(&mut self, key: impl Into<Vec<u8>>, delta: i64) -> Result<i64> {
         let key = key.into();
-        let now = read_counter(self.get(&key)?.as_deref()).saturating_add(delta);
+        let now = self
+            .with(&key, |v| Ok(read_counter(v)))?
+            .saturating_add(delta);
         if now == 0 {
             self.remove(key)?;
         } else {
@@ -113,12 +145,11 @@ impl Writes {
             Some(end) => Bound::Excluded(end),
             None => Bound::Unbounded,
         };
-        for layer in [&self.staged, &self.current] {
-            for (k, v) in
-                layer.range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper.clone()))
-            {
-                merged.insert(k.clone(), v.clone());
-            }
+        for (k, v) in self
+            .staged
+            .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper))
+        {
+            merged.insert(k.clone(), v.clone());
         }
         Ok(merged
             .into_iter()
@@ -128,16 +159,22 @@ impl Writes {
 
     /// Keeps the current event's writes in the batch.
     pub(crate) fn seal_event(&mut self) {
-        let current = std::mem::take(&mut self.current);
-        self.staged.extend(current);
+        self.undo.clear();
     }
 
     /// Drops the current event's writes (its `apply` failed).
     pub(crate) fn discard_event(&mut self) {
-        self.current.clear();
+        // Newest first, so a key written twice gets its oldest value back.
+        while let Some((key, before)) = self.undo.pop() {
+            match before {
+                Some(value) => self.staged.insert(key, value),
+                None => self.staged.remove(&key),
+            };
+        }
     }
 
-    /// Whether the batch holds no writes.
+    /// Whether the batch holds no writes (once the last event is sealed
+    /// or discarded).
     pub(crate) fn is_empty(&self) -> bool {
         self.staged.is_empty()
     }
@@ -236,6 +273,62 @@ mod tests {
         assert_eq!(read_counter(w.get(b"n").unwrap().as_deref()), 2);
         assert_eq!(w.add(b"n".to_vec(), -2).unwrap(), 0);
         assert_eq!(w.get(b"n").unwrap(), None);
+    }
+
+    #[test]
+    fn a_discarded_event_gives_back_what_it_overwrote() {
+        let t = tree();
+        t.insert(b"t", b"tree".to_vec()).unwrap();
+        let mut w = Writes::new(t.clone());
+        w.insert(b"k".to_vec(), b"1".to_vec()).unwrap();
+        w.seal_event();
+        w.insert(b"k".to_vec(), b"2".to_vec()).unwrap();
+        w.insert(b"k".to_vec(), b"3".to_vec()).unwrap();
+        w.remove(b"k".to_vec()).unwrap();
+        w.insert(b"new".to_vec(), b"x".to_vec()).unwrap();
+        w.remove(b"t".to_vec()).unwrap();
+        assert_eq!(w.get(b"k").unwrap(), None);
+        assert_eq!(w.get(b"t").unwrap(), None);
+        w.discard_event();
+        assert_eq!(w.get(b"k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(w.get(b"new").unwrap(), None);
+        assert_eq!(w.get(b"t").unwrap(), Some(b"tree".to_vec()));
+        assert_eq!(
+            w.scan_prefix(b"").unwrap(),
+            vec![
+                (b"k".to_vec(), b"1".to_vec()),
+                (b"t".to_vec(), b"tree".to_vec())
+            ]
+        );
+        w.commit(2, 1).unwrap();
+        assert_eq!(t.get(b"k").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(t.get(b"new").unwrap(), None);
+        assert_eq!(t.get(b"t").unwrap().as_deref(), Some(&b"tree"[..]));
+    }
+
+    #[test]
+    fn a_key_created_and_removed_in_one_batch_leaves_no_tombstone() {
+        let t = tree();
+        t.insert(b"old", b"1".to_vec()).unwrap();
+        let mut w = Writes::new(t.clone());
+        w.insert(b"new".to_vec(), b"1".to_vec()).unwrap();
+        w.insert(b"old".to_vec(), b"2".to_vec()).unwrap();
+        w.seal_event();
+        w.remove(b"new".to_vec()).unwrap();
+        w.remove(b"old".to_vec()).unwrap();
+        // The stored key still needs its tombstone; the new one needs none.
+        assert_eq!(w.staged.len(), 1);
+        assert_eq!(w.get(b"new").unwrap(), None);
+        assert_eq!(w.get(b"old").unwrap(), None);
+        w.discard_event();
+        assert_eq!(w.get(b"new").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(w.get(b"old").unwrap(), Some(b"2".to_vec()));
+        w.remove(b"new".to_vec()).unwrap();
+        w.remove(b"old".to_vec()).unwrap();
+        w.seal_event();
+        w.commit(3, 1).unwrap();
+        assert_eq!(t.get(b"new").unwrap(), None);
+        assert_eq!(t.get(b"old").unwrap(), None);
     }
 
     #[test]

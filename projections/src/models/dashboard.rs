@@ -300,22 +300,28 @@ impl Projection<DomainEvent> for DashboardProjection {
         if matches!(event, E::RecordingDeclined { .. }) {
             return Ok(());
         }
-        let old: DashRecording = w.get_value(&rec_key(id))?.ok_or_else(|| {
-            ProjectionError::Invariant(format!("{} for unknown recording {id}", event.name()))
-        })?;
+        let unknown =
+            || ProjectionError::Invariant(format!("{} for unknown recording {id}", event.name()));
+        if let E::SessionEventRecorded { event: se, .. } = event {
+            // The bulk of the log: only a new application changes anything,
+            // so the recording is neither copied nor compared.
+            let key = rec_key(id);
+            let mut r: DashRecording = w.get_value(&key)?.ok_or_else(unknown)?;
+            if se.event_type == SessionEventType::AppStart {
+                if let Some(app) = se.application().map(norm).filter(|a| !a.is_empty()) {
+                    if r.applications.insert(app.clone()) {
+                        bump_ranked(w, (b"a/", b"at/"), r.site_id, &app)?;
+                        w.put_value(key, &r)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let old: DashRecording = w.get_value(&rec_key(id))?.ok_or_else(unknown)?;
         let mut r = old.clone();
         let site = r.site_id;
         let not_deleted = r.lifecycle != Lifecycle::Deleted;
         match event {
-            E::SessionEventRecorded { event: se, .. } => {
-                if se.event_type == SessionEventType::AppStart {
-                    if let Some(app) = se.application().map(norm).filter(|a| !a.is_empty()) {
-                        if r.applications.insert(app.clone()) {
-                            bump_ranked(w, (b"a/", b"at/"), site, &app)?;
-                        }
-                    }
-                }
-            }
             E::EventDetected {
                 event_type,
                 severity,

@@ -4,19 +4,25 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `rec/` recording | [`SessionMeta`] (what detections need of their recording) |
+//! | `rec/` recording | [`SessionMeta`] (what detections need of their recording, and the counts of its first chunk) |
 //! | `d/` position desc | [`DetectionRow`] |
 //! | `i/` field, value, position desc | - (`r` recording, `t` type, `v` severity, `q` rule, `u` user, `s` site) |
 //! | `r/` response | [`ResponseRow`] |
 //! | `rr/` recording, response | - |
 //! | `rp/` server, position, response | - (pending, i.e. not delivered) |
-//! | `vr/` recording, second offset, type | session events in that second of the session |
-//! | `vR/` recording, second offset, type | detections likewise |
-//! | `vs/` site or `*`, minute, type | session events in that minute (UTC) |
-//! | `vS/` site or `*`, minute, type | detections likewise |
+//! | `vr/` recording, chunk start (second offset) | [`Tally`]: session events and detections per second of the session and type, after the first chunk |
+//! | `vs/` site or `*`, chunk start (Unix second) | [`Tally`]: likewise per minute (UTC) |
 //!
 //! A detection's (and a session event's) time is its recording's start plus
 //! its offset in the session.
+//!
+//! The visualization counters are folded into one value per chunk of time
+//! ([`RECORDING_CHUNK_SEC`] of a session, [`SITE_CHUNK_SEC`] of a site)
+//! rather than one key per second or minute and type: a session event then
+//! rewrites a value the batch already holds instead of adding a key to the
+//! tree, which is what rebuilding and ingesting cost most. The first chunk
+//! of a recording (most sessions' events) lives in its [`SessionMeta`],
+//! which every event of the recording reads anyway.
 
 use std::collections::BTreeMap;
 
@@ -31,19 +37,59 @@ use super::util::{
     trailing_uuid, type_code, type_from_code, SuffixBounds, TreeRef,
 };
 use crate::codec::{self, Key};
-use crate::engine::{read_counter, Projection, Writes};
+use crate::engine::{Projection, Writes};
 use crate::error::{ProjectionError, Result};
 
 /// Resolution of the per-recording visualization counters.
 pub const RECORDING_RESOLUTION_SEC: u64 = 1;
 /// Resolution of the per-site visualization counters.
 pub const SITE_RESOLUTION_SEC: i64 = 60;
+/// Session time covered by one per-recording [`Tally`].
+pub const RECORDING_CHUNK_SEC: u64 = 300;
+/// Time covered by one per-site [`Tally`].
+pub const SITE_CHUNK_SEC: i64 = 600;
+
+/// Visualization counters of one chunk of time: `(time, type code,
+/// detection, count)`, sorted by the first three, counts above zero. The
+/// time is a second of the session (per recording) or the Unix second a
+/// minute starts at (per site).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally(pub Vec<(i64, u8, bool, u64)>);
+
+impl Tally {
+    fn bump(&mut self, at: i64, t: SessionEventType, detection: bool) {
+        let id = (at, type_code(t), detection);
+        match self
+            .0
+            .binary_search_by(|(a, c, d, _)| (*a, *c, *d).cmp(&id))
+        {
+            Ok(i) => self.0[i].3 += 1,
+            Err(i) => self.0.insert(i, (id.0, id.1, id.2, 1)),
+        }
+    }
+}
+
+/// Adds one to the tally under `key`.
+fn tally(
+    w: &mut Writes,
+    key: Vec<u8>,
+    at: i64,
+    t: SessionEventType,
+    detection: bool,
+) -> Result<()> {
+    let mut tally: Tally = w.get_value(&key)?.unwrap_or_default();
+    tally.bump(at, t, detection);
+    w.put_value(key, &tally)
+}
 
 /// What the model keeps of a recording.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionMeta {
     pub site_id: Uuid,
     pub started_at: Timestamp,
+    /// Visualization counts of the first [`RECORDING_CHUNK_SEC`] of the
+    /// session.
+    pub first: Tally,
 }
 
 /// A detected event.
@@ -127,58 +173,57 @@ fn pending_key(row: &ResponseRow) -> Vec<u8> {
         .build()
 }
 
-fn session_time(
-    w: &Writes,
-    recording: Uuid,
-    offset_ms: u64,
-    fallback: Timestamp,
-) -> Result<(Option<Uuid>, Timestamp)> {
-    Ok(match w.get_value::<SessionMeta>(&meta_key(recording))? {
-        Some(meta) => (
-            Some(meta.site_id),
-            meta.started_at.plus_micros(
-                i64::try_from(offset_ms)
-                    .unwrap_or(i64::MAX / 1000)
-                    .saturating_mul(1000),
-            ),
+/// A session event's (or detection's) time: its recording's start plus
+/// its offset, or `fallback` for a recording the model does not know.
+fn session_time(meta: Option<&SessionMeta>, offset_ms: u64, fallback: Timestamp) -> Timestamp {
+    match meta {
+        Some(meta) => meta.started_at.plus_micros(
+            i64::try_from(offset_ms)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
         ),
-        None => (None, fallback),
-    })
+        None => fallback,
+    }
 }
 
-/// Bumps the visualization counters of one event or detection.
+/// Bumps the visualization counters of one event or detection of
+/// `recording`, whose stored meta is `meta`.
+#[allow(clippy::too_many_arguments)]
 fn count_visual(
     w: &mut Writes,
     detection: bool,
     recording: Uuid,
+    meta: Option<SessionMeta>,
     site: Uuid,
     t: SessionEventType,
     offset_ms: u64,
     at: Timestamp,
 ) -> Result<()> {
-    let (rec_tag, site_tag): (&[u8], &[u8]) = if detection {
-        (b"vR/", b"vS/")
-    } else {
-        (b"vr/", b"vs/")
-    };
     let second = offset_ms / 1000 / RECORDING_RESOLUTION_SEC * RECORDING_RESOLUTION_SEC;
-    w.add(
-        Key::new(rec_tag)
-            .uuid(recording)
-            .u64(second)
-            .u8(type_code(t))
-            .build(),
-        1,
-    )?;
+    let chunk = second / RECORDING_CHUNK_SEC * RECORDING_CHUNK_SEC;
+    let second = i64::try_from(second).unwrap_or(i64::MAX);
+    match meta {
+        Some(mut meta) if chunk == 0 => {
+            meta.first.bump(second, t, detection);
+            w.put_value(meta_key(recording), &meta)?;
+        }
+        _ => tally(
+            w,
+            Key::new(b"vr/").uuid(recording).u64(chunk).build(),
+            second,
+            t,
+            detection,
+        )?,
+    }
     let minute = at.as_secs().div_euclid(SITE_RESOLUTION_SEC) * SITE_RESOLUTION_SEC;
+    let chunk = minute.div_euclid(SITE_CHUNK_SEC) * SITE_CHUNK_SEC;
     for scope in [Some(site), None] {
-        w.add(
-            Key::new(site_tag)
-                .str(&scope_key(scope))
-                .i64(minute)
-                .u8(type_code(t))
-                .build(),
-            1,
+        tally(
+            w,
+            Key::new(b"vs/").str(&scope_key(scope)).i64(chunk).build(),
+            minute,
+            t,
+            detection,
         )?;
     }
     Ok(())
@@ -197,7 +242,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        4
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -208,23 +253,33 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 site_id,
                 started_at,
                 ..
-            } => w.put_value(
-                meta_key(*recording_id),
-                &SessionMeta {
-                    site_id: *site_id,
-                    started_at: *started_at,
-                },
-            ),
+            } => {
+                // A start seen again keeps the counts made so far.
+                let first = w
+                    .get_value::<SessionMeta>(&meta_key(*recording_id))?
+                    .map(|m| m.first)
+                    .unwrap_or_default();
+                w.put_value(
+                    meta_key(*recording_id),
+                    &SessionMeta {
+                        site_id: *site_id,
+                        started_at: *started_at,
+                        first,
+                    },
+                )
+            }
             E::SessionEventRecorded {
                 recording_id,
                 site_id,
                 event,
             } => {
-                let (_, at) = session_time(w, *recording_id, event.offset_ms, e.recorded_at)?;
+                let meta = w.get_value::<SessionMeta>(&meta_key(*recording_id))?;
+                let at = session_time(meta.as_ref(), event.offset_ms, e.recorded_at);
                 count_visual(
                     w,
                     false,
                     *recording_id,
+                    meta,
                     *site_id,
                     event.event_type,
                     event.offset_ms,
@@ -246,7 +301,8 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 subject,
                 at_offset_ms,
             } => {
-                let (_, at) = session_time(w, *recording_id, *at_offset_ms, e.recorded_at)?;
+                let meta = w.get_value::<SessionMeta>(&meta_key(*recording_id))?;
+                let at = session_time(meta.as_ref(), *at_offset_ms, e.recorded_at);
                 let row = DetectionRow {
                     detection_id: *detection_id,
                     recording_id: *recording_id,
@@ -275,6 +331,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
                     w,
                     true,
                     *recording_id,
+                    meta,
                     *site_id,
                     *event_type,
                     *at_offset_ms,
@@ -528,21 +585,19 @@ impl Detections {
         recording: Uuid,
         bucket_sec: u64,
     ) -> Result<Vec<VisualBucket>> {
-        let bucket = bucket_sec.max(RECORDING_RESOLUTION_SEC);
+        let bucket = bucket_sec.max(RECORDING_RESOLUTION_SEC) as i64;
         let mut buckets: BTreeMap<i64, VisualBucket> = BTreeMap::new();
-        for (tag, detection) in [(&b"vr/"[..], false), (&b"vR/"[..], true)] {
-            let prefix = Key::new(tag).uuid(recording).build();
-            for kv in self.tree.scan_prefix(&prefix) {
-                let (k, v) = kv?;
-                let rest = &k[prefix.len()..];
-                let (Some(second), Some(t)) = (
-                    codec::u64_from_key(rest),
-                    rest.get(8).and_then(|c| type_from_code(*c)),
-                ) else {
+        let first = get::<SessionMeta>(&self.tree, &meta_key(recording))?.map(|m| m.first);
+        let chunks = self
+            .tree
+            .scan_prefix(Key::new(b"vr/").uuid(recording).build())
+            .map(|kv| codec::decode::<Tally>(&kv?.1));
+        for tally in first.map(Ok).into_iter().chain(chunks) {
+            for (second, code, detection, n) in tally?.0 {
+                let Some(t) = type_from_code(code) else {
                     continue;
                 };
-                let start = (second / bucket * bucket) as i64;
-                add(&mut buckets, start, detection, t, read_counter(Some(&v)));
+                add(&mut buckets, second / bucket * bucket, detection, t, n);
             }
         }
         Ok(buckets.into_values().collect())
@@ -564,29 +619,27 @@ impl Detections {
             * SITE_RESOLUTION_SEC;
         let mut buckets: BTreeMap<i64, VisualBucket> = BTreeMap::new();
         let from_minute = from.as_secs().div_euclid(SITE_RESOLUTION_SEC) * SITE_RESOLUTION_SEC;
-        for (tag, detection) in [(&b"vs/"[..], false), (&b"vS/"[..], true)] {
-            let prefix = Key::new(tag).str(&scope_key(site)).build();
-            let start = [prefix.as_slice(), &codec::i64_key(from_minute)].concat();
-            let end = [
-                prefix.as_slice(),
-                &codec::i64_key(to.as_secs().saturating_add(1)),
-            ]
-            .concat();
-            for kv in self.tree.range(start..end) {
-                let (k, v) = kv?;
-                let rest = &k[prefix.len()..];
-                let (Some(minute), Some(t)) = (
-                    codec::i64_from_key(rest),
-                    rest.get(8).and_then(|c| type_from_code(*c)),
-                ) else {
+        let prefix = Key::new(b"vs/").str(&scope_key(site)).build();
+        let first_chunk = from_minute.div_euclid(SITE_CHUNK_SEC) * SITE_CHUNK_SEC;
+        let start = [prefix.as_slice(), &codec::i64_key(first_chunk)].concat();
+        let end = [
+            prefix.as_slice(),
+            &codec::i64_key(to.as_secs().saturating_add(1)),
+        ]
+        .concat();
+        for kv in self.tree.range(start..end) {
+            let (_, v) = kv?;
+            let tally: Tally = codec::decode(&v)?;
+            for (minute, code, detection, n) in tally.0 {
+                let Some(t) = type_from_code(code) else {
                     continue;
                 };
-                if Timestamp::from_secs(minute) >= to {
+                if minute < from_minute || Timestamp::from_secs(minute) >= to {
                     continue;
                 }
                 // Buckets are aligned to `from`.
                 let start = from_minute + (minute - from_minute).div_euclid(bucket) * bucket;
-                add(&mut buckets, start, detection, t, read_counter(Some(&v)));
+                add(&mut buckets, start, detection, t, n);
             }
         }
         Ok(buckets.into_values().collect())
@@ -598,7 +651,7 @@ fn add(
     start: i64,
     detection: bool,
     t: SessionEventType,
-    n: i64,
+    n: u64,
 ) {
     let b = buckets.entry(start).or_insert_with(|| VisualBucket {
         start,
@@ -609,7 +662,7 @@ fn add(
     } else {
         &mut b.events
     };
-    *map.entry(t).or_default() += n.max(0) as u64;
+    *map.entry(t).or_default() += n;
 }
 
 fn detection_matches(f: &DetectionFilter, row: &DetectionRow) -> bool {

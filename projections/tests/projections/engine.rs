@@ -262,3 +262,52 @@ async fn an_offline_rebuild_all_reads_the_log_once_for_every_projection() {
     assert_eq!(set.status("a").unwrap().generation, 2);
     assert_eq!(dump(&set.tree("a").unwrap()).unwrap(), live);
 }
+
+#[tokio::test]
+async fn a_rebuild_drops_the_tree_of_a_failing_projection_and_builds_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    append_happened(&store, 0..2500).await;
+    let poison = append_poison(&store).await;
+    let last = append_happened(&store, 2500..5000).await;
+    let projections: Vec<Arc<dyn Projection<TestEvent>>> = vec![
+        Tally::strict("strict"),
+        Tally::new("a"),
+        Tally::new("b"),
+        Tally::new("c"),
+    ];
+    // Small batches: the failing projection's worker stops while the
+    // reader still has many batches to hand to the others.
+    let report = srs_projections::rebuild_all(store_dyn(&store), store.db(), &projections, 64)
+        .await
+        .unwrap();
+    assert_eq!(report.events, last);
+    assert_eq!(report.projections.len(), 4);
+    let (name, outcome) = &report.projections[0];
+    assert_eq!(name, "strict");
+    let error = outcome.as_ref().unwrap_err();
+    assert!(
+        error.contains(&format!("position {poison} (Poison)")),
+        "{error}"
+    );
+    for (name, outcome) in &report.projections[1..] {
+        assert_eq!(outcome.as_ref(), Ok(&last), "{name}");
+    }
+    // The failed fresh tree is gone; the built ones are current and whole.
+    let names = store.db().tree_names();
+    assert!(
+        !names
+            .iter()
+            .any(|n| String::from_utf8_lossy(n).contains("strict")),
+        "{names:?}"
+    );
+    let set = set(
+        &store,
+        vec![Tally::new("a"), Tally::new("b"), Tally::new("c")],
+    );
+    for name in ["a", "b", "c"] {
+        let tree = set.tree(name).unwrap();
+        assert_eq!(checkpoint_of(&tree).unwrap(), last, "{name}");
+        assert_eq!(total(&tree), 5000, "{name}");
+    }
+}

@@ -300,6 +300,111 @@ fn the_visualization_counts_types_per_bucket_per_recording_and_per_site() {
         .is_empty());
 }
 
+/// Every bucket of a visualization as `(start, type, detection, count)`.
+fn flat(
+    buckets: &[srs_projections::models::detections::VisualBucket],
+) -> Vec<(i64, SessionEventType, bool, u64)> {
+    let mut out = Vec::new();
+    for b in buckets {
+        for (t, n) in &b.events {
+            out.push((b.start, *t, false, *n));
+        }
+        for (t, n) in &b.detections {
+            out.push((b.start, *t, true, *n));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_visualization_counts_across_many_seconds_minutes_and_hours_like_a_plain_count() {
+    use std::collections::BTreeMap;
+    // Two recordings of one site, a few minutes apart, with events spread
+    // over more than an hour of session time at uneven offsets.
+    let a = Rec::new(1);
+    let b = Rec::new(7);
+    let offsets_ms: Vec<u64> = vec![
+        0, 999, 1_000, 59_999, 60_000, 299_000, 300_000, 301_500, 599_999, 600_000, 650_000,
+        1_300_000, 3_599_000, 3_600_000, 3_700_000, 4_000_000,
+    ];
+    let types = [
+        SessionEventType::AppStart,
+        SessionEventType::WebBrowsing,
+        SessionEventType::UsbMassStorage,
+    ];
+    let mut events = vec![a.started(), b.started()];
+    // (recording, offset ms, type, detection)
+    let mut truth: Vec<(Uuid, u64, SessionEventType, bool)> = Vec::new();
+    let mut n = 0u128;
+    for (i, offset) in offsets_ms.iter().enumerate() {
+        for r in [&a, &b] {
+            n += 1;
+            let t = types[(i + n as usize) % types.len()];
+            events.push(r.event(n, t, *offset, SessionEventData::None));
+            truth.push((r.id, *offset, t, false));
+            if i % 3 == 0 {
+                events.push(r.detected(n, t, Severity::Medium, "rule", *offset));
+                truth.push((r.id, *offset, t, true));
+            }
+        }
+    }
+    let f = Folded::given(events);
+    let d = f.detections();
+    for bucket in [1u64, 7, 60, 300, 3600] {
+        let mut expected: BTreeMap<(i64, SessionEventType, bool), u64> = BTreeMap::new();
+        for (r, offset, t, det) in &truth {
+            if *r == a.id {
+                let start = (offset / 1000 / bucket * bucket) as i64;
+                *expected.entry((start, *t, *det)).or_default() += 1;
+            }
+        }
+        let expected: Vec<_> = expected
+            .into_iter()
+            .map(|((s, t, d), n)| (s, t, d, n))
+            .collect();
+        assert_eq!(
+            flat(&d.recording_visualization(a.id, bucket).unwrap()),
+            expected,
+            "recording, bucket {bucket}"
+        );
+    }
+    // Windows that start and end inside minutes, chunks and hours.
+    let windows = [
+        (a.at, a.at.plus_secs(7200), 60),
+        (a.at.plus_secs(61), a.at.plus_secs(4_001), 60),
+        (a.at.plus_secs(299), a.at.plus_secs(3_650), 600),
+        (a.at.plus_secs(-3_000), a.at.plus_secs(10_000), 3_600),
+        (a.at.plus_secs(650), a.at.plus_secs(651), 60),
+        (a.at.plus_secs(20_000), a.at.plus_secs(30_000), 60),
+    ];
+    for (from, to, bucket) in windows {
+        let from_minute = from.as_secs().div_euclid(60) * 60;
+        let mut expected: BTreeMap<(i64, SessionEventType, bool), u64> = BTreeMap::new();
+        for (r, offset, t, det) in &truth {
+            let start = if *r == a.id { a.at } else { b.at };
+            let at = start.plus_micros(*offset as i64 * 1000);
+            let minute = at.as_secs().div_euclid(60) * 60;
+            if minute < from_minute || srs_domain::time::Timestamp::from_secs(minute) >= to {
+                continue;
+            }
+            let s = from_minute + (minute - from_minute).div_euclid(bucket) * bucket;
+            *expected.entry((s, *t, *det)).or_default() += 1;
+        }
+        let expected: Vec<_> = expected
+            .into_iter()
+            .map(|((s, t, d), n)| (s, t, d, n))
+            .collect();
+        for scope in [Some(SITE), None] {
+            assert_eq!(
+                flat(&d.site_visualization(scope, from, to, bucket).unwrap()),
+                expected,
+                "site {scope:?}, {from:?}..{to:?} by {bucket}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_dashboard_counts_per_site_and_overall() {
     let r1 = Rec::new(1);
