@@ -88,13 +88,7 @@ async fn connect_server(app: &Router, token: &str, site: &str, name: &str) -> (i
         json!({ "siteId": site, "name": name }),
     )
     .await;
-    let payload = &answer["data"]["connectServer"];
-    (
-        payload["position"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no position in {answer}")),
-        payload["agentToken"].as_str().unwrap().to_owned(),
-    )
+    position_and(&answer, "connectServer", "agentToken")
 }
 
 async fn issue_token(app: &Router, token: &str, role: &str, sites: &[&str]) -> (i64, String) {
@@ -105,12 +99,20 @@ async fn issue_token(app: &Router, token: &str, role: &str, sites: &[&str]) -> (
         json!({ "role": role, "siteIds": sites }),
     )
     .await;
-    let payload = &answer["data"]["issueToken"];
+    position_and(&answer, "issueToken", "secret")
+}
+
+/// A mutation payload's position and one of its string fields.
+fn position_and(answer: &Value, mutation: &str, field: &str) -> (i64, String) {
+    let payload = &answer["data"][mutation];
     (
         payload["position"]
             .as_i64()
             .unwrap_or_else(|| panic!("no position in {answer}")),
-        payload["secret"].as_str().unwrap().to_owned(),
+        payload[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field} in {answer}"))
+            .to_owned(),
     )
 }
 

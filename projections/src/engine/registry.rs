@@ -18,13 +18,16 @@ pub fn tree_name(name: &str, generation: u64) -> String {
     format!("projection/{name}#{generation}")
 }
 
-fn generation_of(name: &str, tree: &[u8]) -> Option<u64> {
+/// The projection name and generation a tree name encodes (the inverse of
+/// [`tree_name`]); `None` for any other tree.
+pub fn parse_tree_name(tree: &[u8]) -> Option<(&str, u64)> {
     let tree = std::str::from_utf8(tree).ok()?;
-    let rest = tree
-        .strip_prefix("projection/")?
-        .strip_prefix(name)?
-        .strip_prefix('#')?;
-    rest.parse().ok()
+    let (name, generation) = tree.strip_prefix("projection/")?.rsplit_once('#')?;
+    Some((name, generation.parse().ok()?))
+}
+
+fn generation_of(name: &str, tree: &[u8]) -> Option<u64> {
+    parse_tree_name(tree).and_then(|(n, generation)| (n == name).then_some(generation))
 }
 
 fn current_key(name: &str) -> Vec<u8> {

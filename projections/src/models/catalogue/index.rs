@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::{bare_user, RecordingFilter, RecordingOrder, RecordingRow};
 use crate::codec;
-use crate::engine::Changes;
+use crate::engine::{parse_tree_name, Changes};
 use crate::error::{ProjectionError, Result};
 use crate::models::access::Viewer;
 use crate::models::util::{norm, severity_code};
@@ -582,11 +582,6 @@ impl CatalogueIndex {
         })
     }
 
-    /// Listed recordings of `tree`.
-    pub(super) fn count(&self, tree: &sled::Tree) -> Result<u64> {
-        Ok(self.fresh(tree)?.listed.len())
-    }
-
     /// The matches of `f` that `viewer` may see, counted, and one page of
     /// them in `order` after the cursor key `after`.
     pub(super) fn search(
@@ -860,12 +855,7 @@ fn time_range_within(
 /// Whether tree `old` is an earlier generation of the same projection as
 /// tree `new` (`projection/<name>#<generation>`).
 fn superseded(old: &[u8], new: &[u8]) -> bool {
-    let split = |t: &[u8]| -> Option<(Vec<u8>, u64)> {
-        let at = t.iter().rposition(|b| *b == b'#')?;
-        let generation = std::str::from_utf8(&t[at + 1..]).ok()?.parse().ok()?;
-        Some((t[..at].to_vec(), generation))
-    };
-    match (split(old), split(new)) {
+    match (parse_tree_name(old), parse_tree_name(new)) {
         (Some((a, g)), Some((b, h))) => a == b && g < h,
         _ => false,
     }

@@ -410,7 +410,7 @@ impl Catalogue {
 
     /// Recordings that are not deleted.
     pub fn count(&self) -> Result<u64> {
-        self.index.count(&self.tree)
+        self.index.load(&self.tree)
     }
 
     /// Makes sure the index reflects this catalogue's tree (loading it if
