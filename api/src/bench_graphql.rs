@@ -118,7 +118,9 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     let seconds = Duration::from_secs_f64(options.seconds.max(0.1));
     let warmup = Duration::from_secs_f64((options.seconds / 3.0).clamp(0.1, 2.0));
     let mut samples = Vec::new();
-    for endpoint in [&baseline, &dashboard, &page] {
+    let dashboard_fresh = dashboard.clone().fresh();
+    let page_fresh = page.clone().fresh();
+    for endpoint in [&baseline, &dashboard, &page, &dashboard_fresh, &page_fresh] {
         let sample = bench::measure(addr, endpoint, options.connections, warmup, seconds).await?;
         eprintln!(
             "srs bench graphql: {}: {} requests",
@@ -132,6 +134,12 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
 
     let mut figures = bench::figures("dashboard", &samples[1], &samples[0]);
     figures.extend(bench::figures("recordings_page", &samples[2], &samples[0]));
+    figures.extend(bench::figures("dashboard_fresh", &samples[3], &samples[0]));
+    figures.extend(bench::figures(
+        "recordings_page_fresh",
+        &samples[4],
+        &samples[0],
+    ));
     Ok(figures)
 }
 

@@ -42,7 +42,7 @@ use uuid::Uuid;
 
 use crate::auth::bearer_token;
 use crate::error::{ensure_codes, first_code, ApiError, Code};
-use crate::graphql::{RequestContext, Validation};
+use crate::graphql::{self, Answer, RequestContext, Validation};
 use crate::state::AppState;
 
 /// The HTTP app over `state`. No socket involved: tests drive it with
@@ -174,6 +174,29 @@ async fn graphql(
     };
     let schemas = state.schemas();
     let validation = schemas.documents.prepare(&mut request, &body);
+    // Whether the answer may be kept, and for whom (see `graphql::answers`).
+    let keep = match &principal {
+        Some(principal) => {
+            let name = request.operation_name.clone();
+            request
+                .parsed_query()
+                .ok()
+                .and_then(|document| graphql::keep(document, name.as_deref()))
+                .map(|keep| (principal.clone(), keep))
+        }
+        None => None,
+    };
+    let version = srs_projections::data_version();
+    if let Some((principal, _)) = &keep {
+        if !wants_fresh(&headers) {
+            if let Some(answer) = schemas.answers.get(principal, &body, version) {
+                state
+                    .metrics()
+                    .graphql_request(&operation, "ok", started.elapsed());
+                return answer_response(answer);
+            }
+        }
+    }
     let request = request.data(RequestContext::new(principal));
     let mut response = match validation {
         Validation::Done => schemas.fast.execute(request).await,
@@ -187,11 +210,62 @@ async fn graphql(
     state
         .metrics()
         .graphql_request(&operation, first_code(&response.errors), started.elapsed());
-    let mut http = Json(&response).into_response();
-    if let Some(cache) = response.cache_control.value() {
-        if let Ok(value) = HeaderValue::from_str(&cache) {
-            http.headers_mut().insert(header::CACHE_CONTROL, value);
+    let cache_control = response
+        .cache_control
+        .value()
+        .and_then(|cache| HeaderValue::from_str(&cache).ok());
+    let json = match serde_json::to_vec(&response) {
+        Ok(json) => Bytes::from(json),
+        Err(e) => {
+            tracing::error!(error = %e, "a GraphQL response did not serialize");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "internal error",
+            );
         }
+    };
+    let answer = Answer {
+        body: json,
+        cache_control,
+    };
+    if let Some((principal, keep)) = keep {
+        // Kept only when no error and the read models did not move while
+        // it was computed: one consistent state.
+        if response.errors.is_empty() && srs_projections::data_version() == version {
+            schemas
+                .answers
+                .put(&principal, &body, version, keep, answer.clone());
+        }
+    }
+    answer_response(answer)
+}
+
+/// Whether the client asked for a fresh answer (`Cache-Control: no-cache`).
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| {
+            let directive = directive.trim();
+            directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
+        })
+}
+
+/// The HTTP response carrying a GraphQL answer.
+fn answer_response(answer: Answer) -> Response {
+    let mut http = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        answer.body,
+    )
+        .into_response();
+    if let Some(value) = answer.cache_control {
+        http.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     http
 }
@@ -353,6 +427,22 @@ mod tests {
     use super::*;
     use crate::server::{ServeOptions, Server};
     use crate::state::Limits;
+
+    #[test]
+    fn no_cache_and_no_store_ask_for_a_fresh_answer() {
+        let fresh = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::CACHE_CONTROL, HeaderValue::from_static(value));
+            }
+            wants_fresh(&headers)
+        };
+        assert!(fresh(&["no-cache"]));
+        assert!(fresh(&["max-age=0, No-Store"]));
+        assert!(fresh(&["max-age=0", "no-cache"]));
+        assert!(!fresh(&[]));
+        assert!(!fresh(&["max-age=60"]));
+    }
 
     async fn server(dir: &std::path::Path) -> Server {
         Server::open(ServeOptions {

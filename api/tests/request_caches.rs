@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use srs_api::http::app;
 use srs_api::server::{ServeOptions, Server};
 use srs_api::state::Limits;
+use srs_domain::log::EventStore as _;
 use tower::ServiceExt as _;
 
 const DASHBOARD: &str = "query Dashboard($at: Int) { dashboard(atLeast: $at) { recordingsTotal serversByStatus { status count } topUsers { name count } pendingArchive pendingDelete } }";
@@ -269,4 +270,135 @@ async fn kept_dashboard_figures_follow_every_write() {
         )
         .unwrap();
     assert_eq!(fresh, kept);
+}
+
+const PAGE: &str =
+    "query Page { recordings(first: 10) { totalCount edges { node { id user restricted } } } }";
+
+fn total(answer: &Value) -> i64 {
+    answer["data"]["recordings"]["totalCount"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no recordings in {answer}"))
+}
+
+/// Starts a recording as `agent`; returns its position and id.
+async fn start_recording(app: &Router, agent: &str, server: &str, session: &str) -> (i64, String) {
+    let answer = post(
+        app,
+        agent,
+        "mutation($server: ID!, $session: String!) { startRecording(input: {serverId: $server, sessionId: $session, session: {user: \"CORP\\\\a\", host: \"vda\"}}) { position recordingId recorded } }",
+        json!({ "server": server, "session": session }),
+    )
+    .await;
+    assert_eq!(
+        answer["data"]["startRecording"]["recorded"], true,
+        "{answer}"
+    );
+    position_and(&answer, "startRecording", "recordingId")
+}
+
+#[tokio::test]
+async fn kept_answers_follow_writes_restrictions_and_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, admin) = server(dir.path()).await;
+    let core = server.state().core().clone();
+    let answers = server.state().schemas().answers.clone();
+    let app = app(server.state().clone());
+    let caught_up = |at: i64| {
+        let core = core.clone();
+        async move {
+            core.reads
+                .wait_for(
+                    srs_projections::Which::All,
+                    at as u64,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                .unwrap()
+        }
+    };
+
+    let site = create_site(&app, &admin, "A").await;
+    let connected = post(
+        &app,
+        &admin,
+        "mutation($siteId: ID!) { connectServer(input: {siteId: $siteId, name: \"rec\", host: \"rec.example\", deployment: ON_PREMISES, version: \"2407\"}) { position serverId agentToken } }",
+        json!({ "siteId": site }),
+    )
+    .await;
+    let (_, agent) = position_and(&connected, "connectServer", "agentToken");
+    let (_, server_id) = position_and(&connected, "connectServer", "serverId");
+    let (_, auditor) = issue_token(&app, &admin, "AUDITOR", &[]).await;
+    // The built-in "record everyone" policy (a new site records none).
+    let activated = post(
+        &app,
+        &admin,
+        "mutation($site: ID) { activatePolicy(policyId: \"00000000-0000-8000-8000-000000000002\", siteId: $site) { position } }",
+        json!({ "site": site }),
+    )
+    .await;
+    assert!(activated["errors"].is_null(), "{activated}");
+    let (at, first) = start_recording(&app, &agent, &server_id, "s-1").await;
+    caught_up(at).await;
+
+    // Asked twice, answered the same, and the answer is kept.
+    let before = post(&app, &auditor, PAGE, json!({})).await;
+    assert_eq!(total(&before), 1, "{before}");
+    assert_eq!(post(&app, &auditor, PAGE, json!({})).await, before);
+    assert!(!answers.is_empty());
+
+    // The same body after a write sees the write once the read models
+    // have it, though the answer before it was kept.
+    let (at, _) = start_recording(&app, &agent, &server_id, "s-2").await;
+    caught_up(at).await;
+    assert_eq!(total(&post(&app, &auditor, PAGE, json!({})).await), 2);
+
+    // A restriction (of an ended recording) hides it from the auditor at
+    // once; the admin, asking with the same body, still sees both.
+    let ended = post(
+        &app,
+        &agent,
+        "mutation($id: ID!) { endRecording(recordingId: $id) { position } }",
+        json!({ "id": first }),
+    )
+    .await;
+    assert!(ended["errors"].is_null(), "{ended}");
+    let restricted = post(
+        &app,
+        &admin,
+        "mutation($id: ID!) { restrictRecording(recordingId: $id, reason: \"legal hold\") { position } }",
+        json!({ "id": first }),
+    )
+    .await;
+    let at = restricted["data"]["restrictRecording"]["position"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not restricted: {restricted}"));
+    caught_up(at).await;
+    let hidden = post(&app, &auditor, PAGE, json!({})).await;
+    assert_eq!(total(&hidden), 1, "{hidden}");
+    assert_ne!(
+        hidden["data"]["recordings"]["edges"][0]["node"]["id"],
+        first
+    );
+    assert_eq!(total(&post(&app, &admin, PAGE, json!({})).await), 2);
+
+    // Every play records its fact: the same playback body twice gives two
+    // positions.
+    let play = "query($id: ID!) { recording(id: $id) { playback { position } } }";
+    let played = |answer: Value| {
+        answer["data"]["recording"]["playback"]["position"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("not played: {answer}"))
+    };
+    let one = played(post(&app, &admin, play, json!({ "id": first })).await);
+    let two = played(post(&app, &admin, play, json!({ "id": first })).await);
+    assert!(two > one, "{one} then {two}");
+
+    // A denial is never kept: each one is refused and recorded.
+    let head = core.store.head().position;
+    for n in 1..=2 {
+        let refused = post(&app, &agent, PAGE, json!({})).await;
+        assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+        assert_eq!(core.store.head().position, head + n);
+    }
 }

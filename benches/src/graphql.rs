@@ -13,7 +13,11 @@
 //! # Figures
 //!
 //! For `dashboard` and `recordings_page`: `_p50` and `_p99` (ms) and
-//! `_throughput` (requests/s). Each latency figure's baseline is the plain
+//! `_throughput` (requests/s). The server keeps whole answers to repeated
+//! identical queries while its read models stand still (as on this quiet
+//! log); `dashboard_fresh` and `recordings_page_fresh` send the same
+//! requests with `Cache-Control: no-cache`, so every answer is computed:
+//! what a changing log or ever-new requests (cursors, filters) cost. Each latency figure's baseline is the plain
 //! handler's latency at the same percentile and its ratio is
 //! `baseline / value` (see [`Figure::against_latency`]), so for every
 //! figure a higher ratio is better and 1.0 means "as fast as the plain
@@ -364,6 +368,9 @@ pub struct Endpoint {
     pub body: Option<Bytes>,
     pub path: String,
     pub token: Option<String>,
+    /// Sent with `Cache-Control: no-cache`: the server computes every
+    /// answer afresh instead of serving a kept one.
+    pub fresh: bool,
 }
 
 impl Endpoint {
@@ -374,6 +381,7 @@ impl Endpoint {
             body: None,
             path: path.into(),
             token: None,
+            fresh: false,
         }
     }
 
@@ -385,7 +393,15 @@ impl Endpoint {
             body: Some(Bytes::from(body)),
             path: "/graphql".into(),
             token: Some(token.into()),
+            fresh: false,
         }
+    }
+
+    /// The same request, asking for a fresh answer every time.
+    pub fn fresh(mut self) -> Endpoint {
+        self.name.push_str(" (fresh)");
+        self.fresh = true;
+        self
     }
 
     fn request(&self, addr: SocketAddr) -> Result<hyper::Request<Full<Bytes>>, hyper::http::Error> {
@@ -395,6 +411,11 @@ impl Endpoint {
         let builder = match &self.token {
             Some(token) => builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}")),
             None => builder,
+        };
+        let builder = if self.fresh {
+            builder.header(hyper::header::CACHE_CONTROL, "no-cache")
+        } else {
+            builder
         };
         match &self.body {
             None => builder.method("GET").body(Full::new(Bytes::new())),
@@ -559,6 +580,16 @@ pub async fn measure(
 pub fn figures(operation: &'static str, sample: &Sample, baseline: &Sample) -> Vec<Figure> {
     let (p50, p99, throughput) = match operation {
         "dashboard" => ("dashboard_p50", "dashboard_p99", "dashboard_throughput"),
+        "dashboard_fresh" => (
+            "dashboard_fresh_p50",
+            "dashboard_fresh_p99",
+            "dashboard_fresh_throughput",
+        ),
+        "recordings_page_fresh" => (
+            "recordings_page_fresh_p50",
+            "recordings_page_fresh_p99",
+            "recordings_page_fresh_throughput",
+        ),
         _ => (
             "recordings_page_p50",
             "recordings_page_p99",

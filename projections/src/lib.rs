@@ -42,9 +42,9 @@ mod error;
 pub mod models;
 
 pub use engine::{
-    apply_events, checkpoint_of, dump, rebuild_all, version_of, Changes, Projection, ProjectionSet,
-    ProjectionStatus, Rebuild, RebuildProgress, RebuildReport, RunnerState, SetOptions, WaitError,
-    Which, Writes,
+    apply_events, checkpoint_of, data_version, dump, rebuild_all, version_of, Changes, Projection,
+    ProjectionSet, ProjectionStatus, Rebuild, RebuildProgress, RebuildReport, RunnerState,
+    SetOptions, WaitError, Which, Writes,
 };
 pub use error::{ProjectionError, Result};
 pub use models::{all_projections, rebuild_all_models, ReadModels};

@@ -11,7 +11,10 @@
 //!   mutation.
 //! - `documents`: [`Documents`], parsed and validated documents kept by
 //!   their text, and the fast twin of the schema that runs validated ones.
+//! - `answers`: [`Answers`], whole answers kept for repeated identical
+//!   queries while the read models stand still.
 
+mod answers;
 mod context;
 mod convert;
 mod documents;
@@ -27,6 +30,7 @@ use std::sync::Arc;
 
 use async_graphql::{Schema, ValidationMode};
 
+pub use answers::{keep, Answer, Answers, Keep};
 pub use context::RequestContext;
 pub use documents::{Documents, Validation};
 use mutation::MutationRoot;
@@ -53,6 +57,7 @@ pub struct Schemas {
     /// passed the strict one before (see [`documents`]).
     pub fast: SrsSchema,
     pub documents: Arc<Documents>,
+    pub answers: Arc<Answers>,
 }
 
 /// The [`Schemas`] over `core`.
@@ -66,6 +71,7 @@ pub fn schemas(core: Arc<Core>) -> Schemas {
             .validation_mode(ValidationMode::Fast)
             .finish(),
         documents,
+        answers: Arc::new(Answers::new()),
     }
 }
 

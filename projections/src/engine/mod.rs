@@ -15,6 +15,7 @@ mod rebuild;
 mod registry;
 mod runner;
 mod set;
+mod stamp;
 mod status;
 mod writes;
 
@@ -25,6 +26,7 @@ use crate::error::{ProjectionError, Result};
 pub use rebuild::{rebuild_all, Rebuild, RebuildReport};
 pub use registry::{parse_tree_name, tree_name, REGISTRY_TREE};
 pub use set::{ProjectionSet, SetOptions, WaitError, Which};
+pub use stamp::data_version;
 pub use status::{ProjectionStatus, RebuildProgress, RunnerState};
 pub use writes::{read_counter, Changes, Writes};
 
@@ -131,6 +133,9 @@ pub fn apply_events<E: Event>(
     if count > 0 || !writes.is_empty() {
         let changes = writes.commit(position, projection.version())?;
         projection.committed(tree, &changes, position);
+        if !changes.is_empty() {
+            stamp::data_changed();
+        }
     }
     Ok(Applied {
         position,

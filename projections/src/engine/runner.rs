@@ -61,7 +61,9 @@ impl<E: Event> Slot<E> {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        std::mem::replace(&mut *guard, (tree, generation))
+        let old = std::mem::replace(&mut *guard, (tree, generation));
+        super::stamp::data_changed();
+        old
     }
 }
 
