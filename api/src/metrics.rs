@@ -10,6 +10,7 @@
 //! | `srs_http_requests_total` | counter | `route`, `status` |
 //! | `srs_graphql_requests_total` | counter | `operation`, `status` (`ok` or the first error code) |
 //! | `srs_graphql_request_duration_seconds` | histogram | |
+//! | `srs_graphql_kept_answers_total` | counter | (queries answered with a kept answer) |
 //! | `srs_appends_total` | counter | (mutations that committed events) |
 //! | `srs_log_head_position` | gauge | |
 //! | `srs_projection_position`, `srs_projection_lag` | gauge | `projection` |
@@ -44,6 +45,7 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     appends: AtomicU64,
+    kept_answers: AtomicU64,
     ws_connections: AtomicI64,
 }
 
@@ -112,6 +114,12 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// A query was answered with a kept answer (counted in
+    /// [`Metrics::graphql_request`] too).
+    pub fn kept_answer(&self) {
+        self.kept_answers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A mutation committed events.
@@ -187,6 +195,16 @@ impl Metrics {
         let _ = writeln!(out, "srs_graphql_request_duration_seconds_count {count}");
         let _ = writeln!(
             out,
+            "# HELP srs_graphql_kept_answers_total Queries answered with a kept answer."
+        );
+        let _ = writeln!(out, "# TYPE srs_graphql_kept_answers_total counter");
+        let _ = writeln!(
+            out,
+            "srs_graphql_kept_answers_total {}",
+            self.kept_answers.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP srs_appends_total Mutations that committed events to the log."
         );
         let _ = writeln!(out, "# TYPE srs_appends_total counter");
@@ -258,6 +276,7 @@ mod tests {
         metrics.graphql_request("Dashboard", "ok", Duration::from_millis(3));
         metrics.graphql_request("Dashboard", "ok", Duration::from_millis(300));
         metrics.appended();
+        metrics.kept_answer();
         let text = metrics.render(&Gauges {
             log_head: 7,
             projections: vec![("catalogue".into(), 5, 2)],
@@ -272,6 +291,7 @@ mod tests {
         assert!(text.contains("srs_log_head_position 7"));
         assert!(text.contains("srs_projection_lag{projection=\"catalogue\"} 2"));
         assert!(text.contains("srs_appends_total 1"));
+        assert!(text.contains("srs_graphql_kept_answers_total 1"));
     }
 
     #[test]

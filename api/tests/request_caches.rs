@@ -401,4 +401,40 @@ async fn kept_answers_follow_writes_restrictions_and_callers() {
         assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
         assert_eq!(core.store.head().position, head + n);
     }
+
+    // A revoked token gets nothing, though its answer was kept.
+    let issued = post(
+        &app,
+        &admin,
+        "mutation { issueToken(input: {name: \"brief\", role: AUDITOR}) { tokenId secret } }",
+        json!({}),
+    )
+    .await;
+    let (_, secret) = position_and(
+        &json!({ "data": { "t": { "position": 0, "secret": issued["data"]["issueToken"]["secret"] } } }),
+        "t",
+        "secret",
+    );
+    let token_id = issued["data"]["issueToken"]["tokenId"].clone();
+    assert_eq!(total(&post(&app, &secret, PAGE, json!({})).await), 1);
+    assert_eq!(total(&post(&app, &secret, PAGE, json!({})).await), 1);
+    let revoked = post(
+        &app,
+        &admin,
+        "mutation($id: ID!) { revokeToken(id: $id) { position } }",
+        json!({ "id": token_id }),
+    )
+    .await;
+    let at = revoked["data"]["revokeToken"]["position"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not revoked: {revoked}"));
+    caught_up(at).await;
+    let (status, answer) = post_raw(
+        &app,
+        &secret,
+        json!({ "query": PAGE, "variables": {} }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(code(&answer), "UNAUTHENTICATED");
 }

@@ -174,6 +174,8 @@ fn keepable_below(document: &ExecutableDocument, set: &SelectionSet, depth: usiz
 /// A kept answer, ready to send.
 #[derive(Clone, Debug)]
 pub struct Answer {
+    /// The operation's name, for the metrics.
+    pub operation: String,
     /// The JSON of the GraphQL response.
     pub body: Bytes,
     /// Its `Cache-Control` header, if the schema gave one.
@@ -418,6 +420,7 @@ mod tests {
 
     fn answer(text: &'static str) -> Answer {
         Answer {
+            operation: String::new(),
             body: Bytes::from_static(text.as_bytes()),
             cache_control: None,
         }
@@ -465,6 +468,7 @@ mod tests {
         }
         assert!(answers.len() <= MAX_ANSWERS);
         let huge = Answer {
+            operation: String::new(),
             body: Bytes::from(vec![b' '; MAX_ANSWER_BYTES + 1]),
             cache_control: None,
         };
