@@ -510,9 +510,11 @@ impl Connection {
 }
 
 /// Whether a body holds a GraphQL `errors` key (a cheap scan instead of a
-/// parse on every measured request).
+/// parse on every measured request). The client shares the server's cores,
+/// so the scan is a vectorised one: a byte-by-byte scan of a page's answer
+/// took an eighth of the machine's CPU away from the server.
 fn has_errors(body: &[u8]) -> bool {
-    body.windows(9).any(|w| w == b"\"errors\":")
+    memchr::memmem::find(body, b"\"errors\":").is_some()
 }
 
 /// Drives `connections` keep-alive connections against `endpoint` for
