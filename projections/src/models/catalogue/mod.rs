@@ -11,9 +11,10 @@
 //! per field value as bitmaps, start and duration columns, both page
 //! orders) that the projection keeps fresh after every commit and a query
 //! reloads when it reflects another tree; only the rows of the page
-//! returned are read from the tree. Filter values match exactly, ignoring
-//! case; deleted recordings are in no search: only `recording(id)` still
-//! answers them.
+//! returned are read, from a bounded cache of decoded rows kept fresh by
+//! the same hook (`rows`), else from the tree. Filter values match
+//! exactly, ignoring case; deleted recordings are in no search: only
+//! `recording(id)` still answers them.
 //!
 //! **Cursors** are the order key of the last item, `(started desc, id)`
 //! or `(duration desc, started desc, id)`: a page never repeats or skips
