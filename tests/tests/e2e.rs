@@ -10,6 +10,8 @@ mod common;
 mod authz;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/catalogue_rows.rs"]
+mod catalogue_rows;
 #[path = "e2e/content.rs"]
 mod content;
 #[path = "e2e/journeys.rs"]

@@ -566,11 +566,127 @@ pub struct Recording {
 }
 
 impl Recording {
-    pub fn new(row: RecordingRow, visibility: DomainVisibility) -> Self {
-        Recording {
-            row: Arc::new(row),
-            visibility,
+    pub fn new(row: Arc<RecordingRow>, visibility: DomainVisibility) -> Self {
+        Recording { row, visibility }
+    }
+
+    // The bodies of the resolvers that wait on the log, boxed by their
+    // resolvers: async-graphql resolves every field of a `Recording`
+    // through one future type, as large as its largest field's state, that
+    // it allocates and copies per field; without the boxes each plain
+    // field of a page would pay for these.
+
+    async fn events_page(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        types: Option<Vec<SessionEventType>>,
+    ) -> ApiResult<SessionEventConnection> {
+        let core = ctx.core()?;
+        let limit = page(first, &core.limits)?;
+        let from_version = match after {
+            Some(cursor) => cursor
+                .parse::<u64>()
+                .map_err(|_| ApiError::validation("invalid cursor"))?
+                .saturating_add(1),
+            None => 1,
+        };
+        let types: Option<Vec<dm::SessionEventType>> =
+            types.map(|t| t.into_iter().map(Into::into).collect());
+        let stream = dm::stream_name("recording", self.row.id);
+        let mut edges = Vec::new();
+        let mut version = from_version;
+        let mut has_next_page = false;
+        'read: loop {
+            let batch = core.store.read_stream(&stream, version, 1024).await?;
+            let read = batch.len();
+            for envelope in &batch {
+                version = envelope.version + 1;
+                let Some(event) = SessionEvent::from_envelope(envelope) else {
+                    continue;
+                };
+                if types
+                    .as_ref()
+                    .is_some_and(|t| !t.contains(&event.event_type.into()))
+                {
+                    continue;
+                }
+                if edges.len() == limit {
+                    has_next_page = true;
+                    break 'read;
+                }
+                edges.push(SessionEventEdge {
+                    cursor: envelope.version.to_string(),
+                    node: event,
+                });
+            }
+            if read < 1024 {
+                break;
+            }
         }
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
+        Ok(SessionEventConnection {
+            edges,
+            page_info: PageInfo {
+                has_next_page,
+                end_cursor,
+            },
+            total_count: None,
+        })
+    }
+    async fn play(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
+        let core = ctx.core()?;
+        let caller = ctx.caller()?;
+        let executed = core
+            .service
+            .record_played(caller, self.row.id, dm::PlaybackKind::Play)
+            .await?;
+        core.metrics.appended();
+        let stream = dm::stream_name("recording", self.row.id);
+        let mut events = Vec::new();
+        let mut version = 1;
+        let mut follow_from = executed.last_position;
+        loop {
+            let batch = core.store.read_stream(&stream, version, 1024).await?;
+            let read = batch.len();
+            for envelope in &batch {
+                version = envelope.version + 1;
+                follow_from = follow_from.max(envelope.position);
+                if let Some(event) = SessionEvent::from_envelope(envelope) {
+                    if events.len() < PLAYBACK_MAX_EVENTS {
+                        events.push(event);
+                    }
+                }
+            }
+            if read < 1024 {
+                break;
+            }
+        }
+        let state = core.service.load::<dm::Recording>(self.row.id).await?.state;
+        Ok(Playback {
+            recording_id: id(self.row.id),
+            position: int(executed.last_position),
+            live: self.row.live(),
+            follow_from: int(follow_from),
+            events,
+            truncated: false,
+            content_url: format!("/recordings/{}/content", self.row.id),
+            content_type: state
+                .content_type
+                .clone()
+                .unwrap_or_else(|| dm::DEFAULT_CONTENT_TYPE.to_string()),
+            content_size: state.chunks.values().map(|c| c.size).sum::<u64>() as f64,
+            chunks: state
+                .chunks
+                .iter()
+                .map(|(&seq, c)| ContentChunk {
+                    seq: seq as f64,
+                    size: c.size as f64,
+                    sha256: c.sha256.clone(),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -637,8 +753,14 @@ impl Recording {
     async fn delivery_group(&self) -> Option<&str> {
         self.row.delivery_group.as_deref()
     }
-    async fn applications(&self) -> Vec<String> {
-        self.row.applications()
+    async fn applications(&self) -> Vec<&str> {
+        // Borrowed: the row outlives the field, no copies before the answer's.
+        self.row
+            .points
+            .applications
+            .iter()
+            .map(String::as_str)
+            .collect()
     }
     async fn mode(&self) -> RecordingMode {
         self.row.mode.into()
@@ -708,57 +830,7 @@ impl Recording {
         after: Option<String>,
         types: Option<Vec<SessionEventType>>,
     ) -> ApiResult<SessionEventConnection> {
-        let core = ctx.core()?;
-        let limit = page(first, &core.limits)?;
-        let from_version = match after {
-            Some(cursor) => cursor
-                .parse::<u64>()
-                .map_err(|_| ApiError::validation("invalid cursor"))?
-                .saturating_add(1),
-            None => 1,
-        };
-        let types: Option<Vec<dm::SessionEventType>> =
-            types.map(|t| t.into_iter().map(Into::into).collect());
-        let stream = dm::stream_name("recording", self.row.id);
-        let mut edges = Vec::new();
-        let mut version = from_version;
-        let mut has_next_page = false;
-        'read: loop {
-            let batch = core.store.read_stream(&stream, version, 1024).await?;
-            let read = batch.len();
-            for envelope in &batch {
-                version = envelope.version + 1;
-                let Some(event) = SessionEvent::from_envelope(envelope) else {
-                    continue;
-                };
-                if types
-                    .as_ref()
-                    .is_some_and(|t| !t.contains(&event.event_type.into()))
-                {
-                    continue;
-                }
-                if edges.len() == limit {
-                    has_next_page = true;
-                    break 'read;
-                }
-                edges.push(SessionEventEdge {
-                    cursor: envelope.version.to_string(),
-                    node: event,
-                });
-            }
-            if read < 1024 {
-                break;
-            }
-        }
-        let end_cursor = edges.last().map(|e| e.cursor.clone());
-        Ok(SessionEventConnection {
-            edges,
-            page_info: PageInfo {
-                has_next_page,
-                end_cursor,
-            },
-            total_count: None,
-        })
+        Box::pin(self.events_page(ctx, first, after, types)).await
     }
     /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
@@ -834,57 +906,7 @@ impl Recording {
     /// (`recordingEvents` subscription). FORBIDDEN when the caller may see
     /// but not play it (e.g. an auditor and an archived recording).
     async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
-        let core = ctx.core()?;
-        let caller = ctx.caller()?;
-        let executed = core
-            .service
-            .record_played(caller, self.row.id, dm::PlaybackKind::Play)
-            .await?;
-        core.metrics.appended();
-        let stream = dm::stream_name("recording", self.row.id);
-        let mut events = Vec::new();
-        let mut version = 1;
-        let mut follow_from = executed.last_position;
-        loop {
-            let batch = core.store.read_stream(&stream, version, 1024).await?;
-            let read = batch.len();
-            for envelope in &batch {
-                version = envelope.version + 1;
-                follow_from = follow_from.max(envelope.position);
-                if let Some(event) = SessionEvent::from_envelope(envelope) {
-                    if events.len() < PLAYBACK_MAX_EVENTS {
-                        events.push(event);
-                    }
-                }
-            }
-            if read < 1024 {
-                break;
-            }
-        }
-        let state = core.service.load::<dm::Recording>(self.row.id).await?.state;
-        Ok(Playback {
-            recording_id: id(self.row.id),
-            position: int(executed.last_position),
-            live: self.row.live(),
-            follow_from: int(follow_from),
-            events,
-            truncated: false,
-            content_url: format!("/recordings/{}/content", self.row.id),
-            content_type: state
-                .content_type
-                .clone()
-                .unwrap_or_else(|| dm::DEFAULT_CONTENT_TYPE.to_string()),
-            content_size: state.chunks.values().map(|c| c.size).sum::<u64>() as f64,
-            chunks: state
-                .chunks
-                .iter()
-                .map(|(&seq, c)| ContentChunk {
-                    seq: seq as f64,
-                    size: c.size as f64,
-                    sha256: c.sha256.clone(),
-                })
-                .collect(),
-        })
+        Box::pin(self.play(ctx)).await
     }
 }
 

@@ -80,8 +80,10 @@ pub fn cursor_encode(tag: &str, bytes: &[u8]) -> String {
     let mut s = String::with_capacity(tag.len() + 1 + bytes.len() * 2);
     s.push_str(tag);
     s.push(':');
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     s
 }
@@ -95,9 +97,17 @@ pub fn cursor_decode(tag: &str, cursor: &str) -> Result<Vec<u8>> {
     if hex.len() % 2 != 0 {
         return Err(ProjectionError::InvalidCursor);
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| ProjectionError::InvalidCursor))
+    fn nibble(c: u8) -> Result<u8> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(ProjectionError::InvalidCursor),
+        }
+    }
+    hex.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| Ok(nibble(pair[0])? << 4 | nibble(pair[1])?))
         .collect()
 }
 
@@ -188,6 +198,28 @@ mod tests {
         assert_eq!(cursor_decode("n", &c).unwrap(), vec![0, 255, 7]);
         assert!(cursor_decode("d", &c).is_err());
         assert!(cursor_decode("n", "n:zz").is_err());
+        assert_eq!(cursor_decode("n", "n:00FF07").unwrap(), vec![0, 255, 7]);
+        let every: Vec<u8> = (0..=255).collect();
+        assert_eq!(
+            cursor_decode("n", &cursor_encode("n", &every)).unwrap(),
+            every
+        );
+        assert_eq!(cursor_encode("n", &[0xab, 0x01]), "n:ab01");
+    }
+
+    #[test]
+    fn malformed_cursors_are_rejected_without_panicking() {
+        for bad in [
+            "n:+f",
+            "n:-1",
+            "n:a\u{e9}a",
+            "n:\u{e9}\u{e9}",
+            "n:0",
+            "n: 1",
+            "x",
+        ] {
+            assert!(cursor_decode("n", bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

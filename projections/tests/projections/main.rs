@@ -2,6 +2,7 @@
 
 mod catalogue;
 mod catalogue_index;
+mod catalogue_rows;
 mod catalogue_search;
 mod common;
 mod crash;

@@ -20,19 +20,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use roaring::RoaringBitmap;
 use srs_domain::model::Role;
 use uuid::Uuid;
 
+use super::rows::{superseded, Lookup, RowCache, DEFAULT_ROW_CACHE};
 use super::{bare_user, RecordingFilter, RecordingOrder, RecordingRow};
 use crate::codec;
-use crate::engine::{parse_tree_name, Changes};
+use crate::engine::Changes;
 use crate::error::{ProjectionError, Result};
 use crate::models::access::Viewer;
-use crate::models::util::{norm, severity_code};
+use crate::models::util::{get, norm, severity_code};
 
 /// The indexed fields, by their one-byte tag: filter fields `s` site,
 /// `v` server, `u` user (and the bare name without domain), `c` client IP,
@@ -352,24 +353,13 @@ impl State {
         Ok(state)
     }
 
-    fn apply(&mut self, changes: &Changes) -> Result<()> {
-        for (key, value) in
-            changes.range::<[u8], _>((Bound::Included(&b"r/"[..]), Bound::Unbounded))
-        {
-            if !key.starts_with(b"r/") {
-                break;
-            }
-            match value {
-                Some(v) => self.set(&codec::decode::<RecordingRow>(v)?),
-                None => {
-                    let id = codec::uuid_from_key(&key[2..]).ok_or_else(|| {
-                        ProjectionError::Codec(format!("row key {key:?} holds no id"))
-                    })?;
-                    self.remove(id);
-                }
+    fn apply(&mut self, rows: &[(Uuid, Option<Arc<RecordingRow>>)]) {
+        for (id, row) in rows {
+            match row {
+                Some(row) => self.set(row),
+                None => self.remove(*id),
             }
         }
-        Ok(())
     }
 
     /// The union of the postings of `values` of `field`.
@@ -408,6 +398,8 @@ pub enum PagePlan {
 pub struct CatalogueIndex {
     state: RwLock<State>,
     plan: PagePlan,
+    /// Decoded rows, fresh by the same hook as the index.
+    rows: RowCache,
 }
 
 impl Default for CatalogueIndex {
@@ -449,10 +441,46 @@ impl CatalogueIndex {
 
     /// An index that takes pages as `plan` says.
     pub fn with_plan(plan: PagePlan) -> Self {
+        Self::with_options(plan, DEFAULT_ROW_CACHE)
+    }
+
+    /// An index that takes pages as `plan` says and keeps at most
+    /// `row_cache` rows decoded (0: none, every row is read from the tree).
+    pub fn with_options(plan: PagePlan, row_cache: usize) -> Self {
         CatalogueIndex {
             state: RwLock::new(State::empty(None)),
             plan,
+            rows: RowCache::new(row_cache),
         }
+    }
+
+    /// How many rows are kept decoded.
+    pub fn cached_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The rows of `ids` in `tree` (`None` for an id it does not hold),
+    /// from the cache where it has them, else read from the tree and kept.
+    pub(super) fn rows(
+        &self,
+        tree: &sled::Tree,
+        ids: &[Uuid],
+    ) -> Result<Vec<Option<Arc<RecordingRow>>>> {
+        let name = tree.name();
+        let Lookup { mut rows, epoch } = self.rows.lookup(&name, ids);
+        let mut read = Vec::new();
+        for (slot, id) in rows.iter_mut().zip(ids) {
+            if slot.is_none() {
+                let row: Option<RecordingRow> = get(tree, &super::row_key(*id))?;
+                if let Some(row) = row {
+                    let row = Arc::new(row);
+                    read.push(row.clone());
+                    *slot = Some(row);
+                }
+            }
+        }
+        self.rows.fill(&name, epoch, &read);
+        Ok(rows)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -492,16 +520,35 @@ impl CatalogueIndex {
     /// reflects that tree). A row that does not decode leaves the index
     /// unbound, so the next query reloads it from the tree.
     pub fn apply(&self, tree: &sled::Tree, changes: &Changes, checkpoint: u64) {
-        let mut state = self.write();
-        if state.tree.as_deref() != Some(&tree.name()[..]) {
+        let name = tree.name();
+        // A batch of a tree neither reflects (a rebuild's) is not even
+        // decoded. Whichever binds to `tree` later reads it after this
+        // batch, which the tree already holds.
+        if self.read().tree.as_deref() != Some(&name[..]) && !self.rows.serves(&name) {
             return;
         }
-        match state.apply(changes) {
-            Ok(()) => state.checkpoint = state.checkpoint.max(checkpoint),
+        // Decoded once, before taking the lock, for the index and the rows.
+        let rows = match changed_rows(changes) {
+            Ok(rows) => Some(rows),
             Err(error) => {
                 tracing::error!(%error, "catalogue index update failed; it reloads on the next query");
-                *state = State::empty(None);
+                None
             }
+        };
+        let mut state = self.write();
+        match &rows {
+            Some(rows) => self.rows.apply(&name, rows),
+            None => self.rows.reset(),
+        }
+        if state.tree.as_deref() != Some(&name[..]) {
+            return;
+        }
+        match rows {
+            Some(rows) => {
+                state.apply(&rows);
+                state.checkpoint = state.checkpoint.max(checkpoint);
+            }
+            None => *state = State::empty(None),
         }
     }
 
@@ -852,13 +899,22 @@ fn time_range_within(
     Some(out.into_iter().collect())
 }
 
-/// Whether tree `old` is an earlier generation of the same projection as
-/// tree `new` (`projection/<name>#<generation>`).
-fn superseded(old: &[u8], new: &[u8]) -> bool {
-    match (parse_tree_name(old), parse_tree_name(new)) {
-        (Some((a, g)), Some((b, h))) => a == b && g < h,
-        _ => false,
+/// The rows a committed batch changed, decoded (`None`: removed).
+fn changed_rows(changes: &Changes) -> Result<Vec<(Uuid, Option<Arc<RecordingRow>>)>> {
+    let mut out = Vec::new();
+    for (key, value) in changes.range::<[u8], _>((Bound::Included(&b"r/"[..]), Bound::Unbounded)) {
+        if !key.starts_with(b"r/") {
+            break;
+        }
+        let id = codec::uuid_from_key(&key[2..])
+            .ok_or_else(|| ProjectionError::Codec(format!("row key {key:?} holds no id")))?;
+        let row = match value {
+            Some(v) => Some(Arc::new(codec::decode::<RecordingRow>(v)?)),
+            None => None,
+        };
+        out.push((id, row));
     }
+    Ok(out)
 }
 
 /// Up to `limit` matches after `after` in the order of `set`, and whether

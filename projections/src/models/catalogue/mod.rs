@@ -11,9 +11,10 @@
 //! per field value as bitmaps, start and duration columns, both page
 //! orders) that the projection keeps fresh after every commit and a query
 //! reloads when it reflects another tree; only the rows of the page
-//! returned are read from the tree. Filter values match exactly, ignoring
-//! case; deleted recordings are in no search: only `recording(id)` still
-//! answers them.
+//! returned are read, from a bounded cache of decoded rows kept fresh by
+//! the same hook (`rows`), else from the tree. Filter values match
+//! exactly, ignoring case; deleted recordings are in no search: only
+//! `recording(id)` still answers them.
 //!
 //! **Cursors** are the order key of the last item, `(started desc, id)`
 //! or `(duration desc, started desc, id)`: a page never repeats or skips
@@ -21,6 +22,7 @@
 //! inserted meanwhile (new recordings sort before the cursor).
 
 mod index;
+mod rows;
 
 use std::sync::Arc;
 
@@ -39,6 +41,7 @@ use crate::engine::{Changes, Projection, Writes};
 use crate::error::{ProjectionError, Result};
 
 pub use index::{CatalogueIndex, IndexSnapshot, PagePlan};
+pub use rows::DEFAULT_ROW_CACHE;
 
 /// Why and by whom a recording is restricted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,7 +353,8 @@ pub struct RecordingQuery {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordingHit {
     pub cursor: String,
-    pub row: RecordingRow,
+    /// Shared with the catalogue's cache of decoded rows.
+    pub row: Arc<RecordingRow>,
     pub visibility: Visibility,
 }
 
@@ -393,7 +397,12 @@ impl Catalogue {
 
     /// One recording, whoever may see it (deleted ones too).
     pub fn get(&self, id: Uuid) -> Result<Option<RecordingRow>> {
-        get(&self.tree, &row_key(id))
+        Ok(self.get_shared(id)?.map(Arc::unwrap_or_clone))
+    }
+
+    /// [`get`](Self::get), shared with the cache of decoded rows.
+    pub fn get_shared(&self, id: Uuid) -> Result<Option<Arc<RecordingRow>>> {
+        Ok(self.index.rows(&self.tree, &[id])?.pop().flatten())
     }
 
     /// One recording if `viewer` may see it (API `recording(id)`).
@@ -401,11 +410,17 @@ impl Catalogue {
         &self,
         viewer: &Viewer,
         id: Uuid,
-    ) -> Result<Option<(RecordingRow, Visibility)>> {
-        Ok(self.get(id)?.and_then(|row| {
+    ) -> Result<Option<(Arc<RecordingRow>, Visibility)>> {
+        Ok(self.get_shared(id)?.and_then(|row| {
             let v = viewer.visibility(&row.facts());
             v.is_visible().then_some((row, v))
         }))
+    }
+
+    /// The row as stored in the tree, bypassing the cache of decoded rows
+    /// (what checks compare the cache with).
+    pub fn get_stored(&self, id: Uuid) -> Result<Option<RecordingRow>> {
+        get(&self.tree, &row_key(id))
     }
 
     /// Recordings that are not deleted.
@@ -440,9 +455,11 @@ impl Catalogue {
             limit,
         )?;
         // Only the rows of the page are read, after the index is released.
+        let ids: Vec<Uuid> = found.page.iter().map(|(_, id)| *id).collect();
+        let rows = self.index.rows(&self.tree, &ids)?;
         let mut items = Vec::with_capacity(found.page.len());
-        for (key, id) in found.page {
-            let Some(row) = self.get(id)? else { continue };
+        for ((key, _), row) in found.page.into_iter().zip(rows) {
+            let Some(row) = row else { continue };
             let visibility = viewer.visibility(&row.facts());
             if !visibility.is_visible() {
                 continue;
