@@ -2,14 +2,16 @@
 //! over the log.
 //!
 //! Each event is read and decoded once and handed to every projection
-//! being rebuilt; each projection commits its own tree with its own
-//! checkpoint in one sled batch, exactly as a runner does, so an
-//! interrupted rebuild leaves consistent (partial) trees that the next
-//! start drops. Unlike a runner, a rebuild worker folds many read batches
-//! into one overlay and commits only when it holds its share of
-//! [`OVERLAY_BUDGET`] (and at the end): the tree is not served before the
-//! swap, so nobody waits for those commits, and counters and rows that
-//! many events update reach sled once. Memory stays bounded by the budget.
+//! being rebuilt; each projection fills its own new tree and checkpoint.
+//! That tree is not served before the swap, and an interrupted rebuild's
+//! tree is never current and is dropped on the next start, so unlike a
+//! runner a rebuild worker neither commits each read batch nor commits
+//! atomically: it folds many read batches into one overlay and commits it
+//! when it holds its share of [`OVERLAY_BUDGET`] (and at the end), key by
+//! key and then the checkpoint (sled runs one atomic batch at a time
+//! across every tree; single writes of several trees run side by side).
+//! Counters and rows that many events update reach sled once, and memory
+//! stays bounded by the budget.
 //!
 //! The work is a pipeline: one task reads and decodes the log batch after
 //! batch, and each projection has its own worker thread that applies the
@@ -330,7 +332,7 @@ fn work<E: Event>(
     let mut position = shadow.checkpoint;
     let mut error = None;
     let commit = |writes: &mut Writes, shadow: &mut Shadow, position: u64| -> Result<()> {
-        let changes = writes.commit_now(position, projection.version())?;
+        let changes = writes.commit_unserved(position, projection.version())?;
         shadow.checkpoint = position;
         projection.committed(&shadow.tree, &changes, position);
         Ok(())

@@ -15,7 +15,7 @@
 //! stored bytes instead of copying them.
 //!
 //! A rebuild keeps one overlay over many read batches (see
-//! [`Writes::for_rebuild`] and [`Writes::commit_now`]): keys written many
+//! [`Writes::for_rebuild`] and [`Writes::commit_unserved`]): keys written many
 //! times (counters, rows updated by each event, moved rank keys) reach
 //! sled once, and while its new tree holds nothing yet, reads never look
 //! in sled at all. [`Writes::bytes`] tells it when to commit.
@@ -80,7 +80,7 @@ impl Writes {
     }
 
     /// An overlay a rebuild keeps over many batches (committed with
-    /// [`Writes::commit_now`]). When `tree` holds no data yet, reads skip
+    /// [`Writes::commit_unserved`]). When `tree` holds no data yet, reads skip
     /// it until the first commit.
     pub(crate) fn for_rebuild(tree: sled::Tree) -> Self {
         // An error reading counts as data: reads then go to the tree.
@@ -241,9 +241,7 @@ impl Writes {
     /// [`Writes::commit`], keeping the overlay for more events: it starts
     /// again empty, over the tree as committed.
     pub(crate) fn commit_now(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
-        self.seal_event();
-        let staged: Changes = std::mem::take(&mut self.staged).into_iter().collect();
-        self.bytes = 0;
+        let staged = self.take_staged();
         let mut batch = sled::Batch::default();
         // sled copies keys and values into its own buffers either way.
         for (k, v) in &staged {
@@ -257,6 +255,36 @@ impl Writes {
         self.tree.apply_batch(batch)?;
         self.empty_tree = false;
         Ok(staged)
+    }
+
+    /// Like [`Writes::commit_now`], but writes the data key by key and
+    /// then the checkpoint and version, not as one atomic batch: sled
+    /// runs one batch at a time across all trees, single writes side by
+    /// side. Only for a rebuild's tree: nothing reads it before it is
+    /// complete and swapped in, and an interrupted rebuild's tree is
+    /// never current and is dropped on the next start, so it is never
+    /// seen half written.
+    pub(crate) fn commit_unserved(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
+        let staged = self.take_staged();
+        for (k, v) in &staged {
+            match v {
+                Some(v) => self.tree.insert(k.as_slice(), v.as_slice())?,
+                None => self.tree.remove(k.as_slice())?,
+            };
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+        batch.insert(VERSION_KEY, &version.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        self.empty_tree = false;
+        Ok(staged)
+    }
+
+    /// The overlay's writes in key order, leaving it empty.
+    fn take_staged(&mut self) -> Changes {
+        self.seal_event();
+        self.bytes = 0;
+        std::mem::take(&mut self.staged).into_iter().collect()
     }
 }
 
@@ -420,8 +448,12 @@ mod tests {
         assert!(!w.empty_tree);
         assert_eq!(read_counter(w.get(b"n").unwrap().as_deref()), 2);
         w.remove(b"k".to_vec()).unwrap();
+        w.insert(b"m".to_vec(), b"1".to_vec()).unwrap();
         w.seal_event();
-        w.commit_now(6, 1).unwrap();
+        let changes = w.commit_unserved(6, 1).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(t.get(b"m").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(stored_version(&t).unwrap(), Some(1));
         assert_eq!(t.get(b"k").unwrap(), None);
         assert_eq!(stored_checkpoint(&t).unwrap(), 6);
     }
