@@ -22,7 +22,7 @@ use srs_domain::log::{Envelope, Event};
 
 use crate::error::{ProjectionError, Result};
 
-pub use rebuild::{rebuild_all, Rebuild, RebuildReport};
+pub use rebuild::{rebuild_all, Rebuild, RebuildReport, OVERLAY_BUDGET};
 pub use registry::{parse_tree_name, tree_name, REGISTRY_TREE};
 pub use set::{ProjectionSet, SetOptions, WaitError, Which};
 pub use status::{ProjectionStatus, RebuildProgress, RunnerState};

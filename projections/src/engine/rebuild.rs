@@ -108,7 +108,7 @@ struct Target<E: Event> {
     progress: Option<watch::Sender<ProjectionStatus>>,
 }
 
-/// A rebuild in preparation: fresh trees are created; [`Rebuild::run`]
+/// A rebuild in preparation: fresh trees are created; [`Rebuild::install`] (or a running set)
 /// fills them.
 pub struct Rebuild<E: Event> {
     store: Arc<dyn EventStore<E>>,
