@@ -3,7 +3,8 @@
 //! all of them together.
 //!
 //! `cargo run --release -p srs-bench --example rebuild_breakdown -- 100000`
-//! prints one line per part: events per second and seconds. A second
+//! prints one line per part: events per second, seconds, CPU seconds and,
+//! for a projection alone, the entries its rebuilt tree holds. A second
 //! argument rebuilds only that projection (`each`: each one alone, then
 //! all together; `-name`: all but that one, together). A third argument
 //! sets the rebuild batch size.
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use srs_domain::log::EventStore;
 use srs_domain::model::DomainEvent;
+use srs_projections::engine::parse_tree_name;
 use srs_projections::{all_projections, rebuild_all, SetOptions};
 
 /// CPU seconds (user + system) this process has used so far, from
@@ -30,6 +32,17 @@ fn cpu_secs() -> f64 {
         .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
         .sum();
     ticks / 100.0
+}
+
+/// Entries (data, checkpoint and version) in the trees of projection
+/// `name`: after a rebuild, only its new tree is left.
+fn entries_of(db: &sled::Db, name: &str) -> usize {
+    db.tree_names()
+        .iter()
+        .filter(|t| parse_tree_name(t).is_some_and(|(n, _)| n == name))
+        .filter_map(|t| db.open_tree(t).ok())
+        .map(|t| t.len())
+        .sum()
 }
 
 #[tokio::main]
@@ -95,11 +108,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cpu = cpu_secs();
         let report = rebuild_all(store.clone(), &db, std::slice::from_ref(&p), batch).await?;
         println!(
-            "{:<12} {:>12.0} events/s {:>8.3} s {:>8.2} cpu-s",
+            "{:<12} {:>12.0} events/s {:>8.3} s {:>8.2} cpu-s {:>9} entries",
             p.name(),
             report.events_per_sec,
             report.elapsed.as_secs_f64(),
-            cpu_secs() - cpu
+            cpu_secs() - cpu,
+            entries_of(&db, p.name())
         );
     }
     if only.as_deref().is_some_and(|o| o != "each") {

@@ -46,7 +46,7 @@ use async_trait::async_trait;
 use futures_util::Stream;
 use tokio::sync::watch;
 
-pub use codec::{decode_payload, decode_record, encode_payload, RawRecord};
+pub use codec::{decode_envelope, decode_payload, decode_record, encode_payload, RawRecord};
 pub use envelope::{Appended, Envelope, Event, ExpectedVersion, Hash, Head, NewEvent};
 pub use error::{AppendError, CodecError, Conflict, LogError};
 pub use import::{rehash, LogImporter};

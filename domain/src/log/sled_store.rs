@@ -35,9 +35,11 @@ use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use super::codec::{self, decode_record, encode_payload, encode_record, RawRecord, RecordFields};
+use super::codec::{
+    self, decode_envelope, decode_record, encode_payload, encode_record, RawRecord, RecordFields,
+};
 use super::envelope::{Appended, Envelope, Event, ExpectedVersion, Head, NewEvent};
-use super::error::{AppendError, Conflict, LogError};
+use super::error::{AppendError, CodecError, Conflict, LogError};
 use super::keys;
 use super::{EventStore, EventStream};
 use crate::actor::Actor;
@@ -252,6 +254,27 @@ impl Reader {
     }
 
     fn read_raw(&self, from: u64, max: usize) -> Result<Vec<RawRecord>, LogError> {
+        self.read_range(from, max, decode_record)
+    }
+
+    /// Durable events from `from` (at most `max`), decoded straight from
+    /// the stored bytes.
+    fn read_envelopes<E: Event>(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Envelope<E>>, LogError> {
+        self.read_range(from, max, decode_envelope)
+    }
+
+    /// Up to `max` durable records from `from`, each decoded by `decode`;
+    /// a gap in the positions is corruption.
+    fn read_range<T>(
+        &self,
+        from: u64,
+        max: usize,
+        decode: impl Fn(u64, &[u8]) -> Result<T, CodecError>,
+    ) -> Result<Vec<T>, LogError> {
         let from = from.max(1);
         let head = self.durable_head().position;
         if from > head || max == 0 {
@@ -267,7 +290,7 @@ impl Reader {
             if position != expected {
                 return Err(LogError::Corrupt(format!("position {expected} is missing")));
             }
-            out.push(decode_record(position, &value)?);
+            out.push(decode(position, &value)?);
             expected += 1;
         }
         if expected != to + 1 {
@@ -276,12 +299,18 @@ impl Reader {
         Ok(out)
     }
 
-    fn read_at(&self, position: u64) -> Result<Option<RawRecord>, LogError> {
+    /// The durable record at `position` decoded by `decode` (`None` past
+    /// the head).
+    fn read_one<T>(
+        &self,
+        position: u64,
+        decode: impl Fn(u64, &[u8]) -> Result<T, CodecError>,
+    ) -> Result<Option<T>, LogError> {
         if position == 0 || position > self.durable_head().position {
             return Ok(None);
         }
         match self.tree.get(keys::event(position))? {
-            Some(bytes) => Ok(Some(decode_record(position, &bytes)?)),
+            Some(bytes) => Ok(Some(decode(position, &bytes)?)),
             None => Err(LogError::Corrupt(format!("position {position} is missing"))),
         }
     }
@@ -374,11 +403,7 @@ impl<E: Event> EventStore<E> for SledEventStore<E> {
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Envelope<E>>, LogError> {
-        self.reader
-            .read_raw(from, max)?
-            .into_iter()
-            .map(|raw| raw.into_envelope().map_err(LogError::from))
-            .collect()
+        self.reader.read_envelopes(from, max)
     }
 
     async fn read_stream(
@@ -390,11 +415,11 @@ impl<E: Event> EventStore<E> for SledEventStore<E> {
         let positions = self.reader.stream_positions(stream, from_version, max)?;
         let mut out = Vec::with_capacity(positions.len());
         for position in positions {
-            let raw = self
+            let envelope = self
                 .reader
-                .read_at(position)?
+                .read_one(position, decode_envelope)?
                 .ok_or_else(|| LogError::Corrupt(format!("position {position} is missing")))?;
-            out.push(raw.into_envelope()?);
+            out.push(envelope);
         }
         Ok(out)
     }
@@ -405,10 +430,7 @@ impl<E: Event> EventStore<E> for SledEventStore<E> {
 
     async fn read_event(&self, event_id: Uuid) -> Result<Option<Envelope<E>>, LogError> {
         match self.reader.position_of(event_id)? {
-            Some(position) => match self.reader.read_at(position)? {
-                Some(raw) => Ok(Some(raw.into_envelope()?)),
-                None => Ok(None),
-            },
+            Some(position) => self.reader.read_one(position, decode_envelope),
             None => Ok(None),
         }
     }
@@ -456,14 +478,7 @@ impl<E: Event> Subscription<E> {
             // lands after this point wakes `changed()` below.
             let head = self.head.borrow_and_update().position;
             if head >= self.next {
-                let batch = self
-                    .reader
-                    .read_raw(self.next, SUBSCRIBE_BATCH)
-                    .and_then(|raws| {
-                        raws.into_iter()
-                            .map(|raw| raw.into_envelope().map_err(LogError::from))
-                            .collect::<Result<Vec<_>, _>>()
-                    });
+                let batch = self.reader.read_envelopes(self.next, SUBSCRIBE_BATCH);
                 match batch {
                     Ok(envelopes) => {
                         self.next += envelopes.len() as u64;

@@ -23,7 +23,7 @@ use srs_domain::log::{Envelope, Event};
 
 use crate::error::{ProjectionError, Result};
 
-pub use rebuild::{rebuild_all, Rebuild, RebuildReport};
+pub use rebuild::{rebuild_all, Rebuild, RebuildReport, OVERLAY_BUDGET};
 pub use registry::{parse_tree_name, tree_name, REGISTRY_TREE};
 pub use set::{ProjectionSet, SetOptions, WaitError, Which};
 pub use stamp::data_version;
@@ -99,36 +99,7 @@ pub fn apply_events<E: Event>(
     events: &[Envelope<E>],
 ) -> Result<Applied> {
     let mut writes = Writes::new(tree.clone());
-    let mut position = checkpoint;
-    let mut stopped = None;
-    for event in events.iter().filter(|e| e.position > checkpoint) {
-        if event.position != position + 1 {
-            stopped = Some(Stopped {
-                position: event.position,
-                event_type: event.payload.event_type(),
-                error: ProjectionError::OutOfOrder {
-                    expected: position + 1,
-                    got: event.position,
-                },
-            });
-            break;
-        }
-        match projection.apply(&mut writes, event) {
-            Ok(()) => {
-                writes.seal_event();
-                position = event.position;
-            }
-            Err(error) => {
-                writes.discard_event();
-                stopped = Some(Stopped {
-                    position: event.position,
-                    event_type: event.payload.event_type(),
-                    error,
-                });
-                break;
-            }
-        }
-    }
+    let (position, stopped) = fold_events(projection, &mut writes, checkpoint, events);
     let count = position - checkpoint;
     if count > 0 || !writes.is_empty() {
         let changes = writes.commit(position, projection.version())?;
@@ -142,6 +113,47 @@ pub fn apply_events<E: Event>(
         count,
         stopped,
     })
+}
+
+/// Applies `events` after `checkpoint` into `writes` without committing:
+/// the position reached, and where it stopped if an event failed (that
+/// event's writes are discarded, the ones before it stay in `writes`).
+pub(crate) fn fold_events<E: Event>(
+    projection: &dyn Projection<E>,
+    writes: &mut Writes,
+    checkpoint: u64,
+    events: &[Envelope<E>],
+) -> (u64, Option<Stopped>) {
+    let mut position = checkpoint;
+    for event in events.iter().filter(|e| e.position > checkpoint) {
+        if event.position != position + 1 {
+            let stopped = Stopped {
+                position: event.position,
+                event_type: event.payload.event_type(),
+                error: ProjectionError::OutOfOrder {
+                    expected: position + 1,
+                    got: event.position,
+                },
+            };
+            return (position, Some(stopped));
+        }
+        match projection.apply(writes, event) {
+            Ok(()) => {
+                writes.seal_event();
+                position = event.position;
+            }
+            Err(error) => {
+                writes.discard_event();
+                let stopped = Stopped {
+                    position: event.position,
+                    event_type: event.payload.event_type(),
+                    error,
+                };
+                return (position, Some(stopped));
+            }
+        }
+    }
+    (position, None)
 }
 
 /// The stored checkpoint of a projection tree (0 for a fresh one).

@@ -2,13 +2,20 @@
 //! over the log.
 //!
 //! Each event is read and decoded once and handed to every projection
-//! being rebuilt; each projection commits its own tree with its own
-//! checkpoint per batch, exactly as a runner does, so an interrupted
-//! rebuild leaves consistent (partial) trees that the next start drops.
+//! being rebuilt; each projection fills its own new tree and checkpoint.
+//! That tree is not served before the swap, and an interrupted rebuild's
+//! tree is never current and is dropped on the next start, so unlike a
+//! runner a rebuild worker neither commits each read batch nor commits
+//! atomically: it folds many read batches into one overlay and commits it
+//! when it holds its share of [`OVERLAY_BUDGET`] (and at the end), key by
+//! key and then the checkpoint (sled runs one atomic batch at a time
+//! across every tree; single writes of several trees run side by side).
+//! Counters and rows that many events update reach sled once, and memory
+//! stays bounded by the budget.
 //!
 //! The work is a pipeline: one task reads and decodes the log batch after
-//! batch, and each projection has its own worker thread that applies and
-//! commits the batches in order, up to [`READ_AHEAD`] batches behind the
+//! batch, and each projection has its own worker thread that applies the
+//! batches in order, up to [`READ_AHEAD`] batches behind the
 //! reader. Nothing waits for the slowest projection at each batch, reading
 //! overlaps applying, and the cores share whatever is left to do (sled
 //! serialises commits across all trees, so a fixed split of projections
@@ -29,7 +36,8 @@ use tokio::sync::{mpsc, watch};
 use super::registry::Registry;
 use super::runner::Shadow;
 use super::status::{ProjectionStatus, RebuildProgress};
-use super::{apply_events, Applied, Projection};
+use super::writes::Writes;
+use super::{fold_events, Projection};
 use crate::error::{ProjectionError, Result};
 
 /// What a rebuild did.
@@ -49,6 +57,11 @@ pub struct RebuildReport {
 
 /// Batches a projection's worker may lag behind the reader.
 pub const READ_AHEAD: usize = 4;
+
+/// Roughly the memory (bytes) the uncommitted overlays of one rebuild may
+/// hold together, shared equally by its projections: each commits when
+/// its share is full.
+pub const OVERLAY_BUDGET: usize = 128 << 20;
 
 /// A counting gate: at most `free` holders at once.
 struct Gate {
@@ -95,13 +108,14 @@ struct Target<E: Event> {
     progress: Option<watch::Sender<ProjectionStatus>>,
 }
 
-/// A rebuild in preparation: fresh trees are created; [`Rebuild::run`]
+/// A rebuild in preparation: fresh trees are created; [`Rebuild::install`] (or a running set)
 /// fills them.
 pub struct Rebuild<E: Event> {
     store: Arc<dyn EventStore<E>>,
     registry: Registry,
     targets: Vec<Target<E>>,
     batch_size: usize,
+    overlay_budget: usize,
 }
 
 /// A projection to rebuild, with the status its progress goes to.
@@ -158,7 +172,16 @@ impl<E: Event> Rebuild<E> {
             registry,
             targets,
             batch_size: batch_size.max(1),
+            overlay_budget: OVERLAY_BUDGET,
         })
+    }
+
+    /// Sets the memory (bytes) the projections' uncommitted overlays may
+    /// hold together ([`OVERLAY_BUDGET`] by default). A smaller budget
+    /// commits more often; the trees built are the same.
+    pub fn with_overlay_budget(mut self, bytes: usize) -> Self {
+        self.overlay_budget = bytes;
+        self
     }
 
     /// Builds every tree up to the log head as it is now. A projection
@@ -184,17 +207,19 @@ impl<E: Event> Rebuild<E> {
             registry,
             targets,
             batch_size,
+            overlay_budget,
         } = self;
         let gate = Arc::new(Gate::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         ));
+        let budget = overlay_budget / targets.len().max(1);
         let mut workers = Vec::with_capacity(targets.len());
         for t in targets {
             let (tx, rx) = mpsc::channel::<Arc<[Envelope<E>]>>(READ_AHEAD);
             let gate = gate.clone();
             workers.push((
                 Some(tx),
-                tokio::task::spawn_blocking(move || work(t, rx, &gate)),
+                tokio::task::spawn_blocking(move || work(t, rx, &gate, budget)),
             ));
         }
         let mut next = 1;
@@ -286,50 +311,64 @@ impl<E: Event> Rebuild<E> {
     }
 }
 
-/// One projection's worker: applies the batches it is handed, in order,
-/// until they end or one fails (the error is kept, the tree is left for
-/// the caller to drop).
+/// One projection's worker: folds the batches it is handed, in order,
+/// into one overlay and commits it (data and checkpoint in one sled batch,
+/// as a runner does) whenever it holds more than `budget` bytes, and at
+/// the end. Nothing serves the tree before the swap, so committing less
+/// often changes nothing a query sees; keys written many times reach sled
+/// once. Stops at the first failing event (the error is kept, the tree is
+/// left for the caller to drop).
 fn work<E: Event>(
     mut t: Target<E>,
     mut batches: mpsc::Receiver<Arc<[Envelope<E>]>>,
     gate: &Gate,
+    budget: usize,
 ) -> Target<E> {
+    let Some(shadow) = &mut t.shadow else {
+        return t;
+    };
+    let projection = &*t.projection;
+    let mut writes = Writes::for_rebuild(shadow.tree.clone());
+    let mut position = shadow.checkpoint;
+    let mut error = None;
+    let commit = |writes: &mut Writes, shadow: &mut Shadow, position: u64| -> Result<()> {
+        let changes = writes.commit_unserved(position, projection.version())?;
+        shadow.checkpoint = position;
+        projection.committed(&shadow.tree, &changes, position);
+        Ok(())
+    };
     while let Some(events) = batches.blocking_recv() {
-        let Some(shadow) = &mut t.shadow else {
-            break;
-        };
         let pass = gate.enter();
-        let applied = apply_events(&*t.projection, &shadow.tree, shadow.checkpoint, &events);
-        drop(pass);
-        let outcome = match applied {
-            Ok(Applied {
-                position,
-                stopped: None,
-                ..
-            }) => Ok(position),
-            Ok(Applied {
-                stopped: Some(stopped),
-                ..
-            }) => Err(stopped.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match outcome {
-            Ok(position) => {
-                shadow.checkpoint = position;
-                if let Some(progress) = &t.progress {
-                    progress.send_modify(|s| {
-                        if let Some(r) = &mut s.rebuild {
-                            r.position = position;
-                        }
-                    });
-                }
-            }
-            Err(error) => {
-                tracing::error!(projection = t.projection.name(), %error, "rebuild failed");
-                t.error = Some(error);
+        let (reached, stopped) = fold_events(projection, &mut writes, position, &events);
+        position = reached;
+        if let Some(stopped) = stopped {
+            error = Some(stopped.to_string());
+            break;
+        }
+        if writes.bytes() > budget {
+            if let Err(e) = commit(&mut writes, shadow, position) {
+                error = Some(e.to_string());
                 break;
             }
         }
+        drop(pass);
+        if let Some(progress) = &t.progress {
+            progress.send_modify(|s| {
+                if let Some(r) = &mut s.rebuild {
+                    r.position = position;
+                }
+            });
+        }
+    }
+    if error.is_none() && (position > shadow.checkpoint || !writes.is_empty()) {
+        let _pass = gate.enter();
+        if let Err(e) = commit(&mut writes, shadow, position) {
+            error = Some(e.to_string());
+        }
+    }
+    if let Some(error) = error {
+        tracing::error!(projection = t.projection.name(), %error, "rebuild failed");
+        t.error = Some(error);
     }
     t
 }

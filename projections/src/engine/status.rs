@@ -24,7 +24,8 @@ pub enum RunnerState {
 pub struct RebuildProgress {
     /// The generation of the tree being built.
     pub generation: u64,
-    /// The last position applied to it.
+    /// The last position applied to it (the rebuild commits it to the
+    /// tree in larger steps; nothing reads the tree before the swap).
     pub position: u64,
     /// The log head when the rebuild started; it then catches up the rest.
     pub target: u64,

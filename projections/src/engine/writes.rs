@@ -7,13 +7,20 @@
 //! the new checkpoint. An event whose `apply` fails has its own writes
 //! discarded, so the batch still holds exactly the events before it.
 //!
-//! The overlay is one ordered map; the writes of the event being applied
-//! are undone from a log of what they replaced, so a read looks in one map
-//! and a successful event costs nothing to keep. Decoding reads borrow the
+//! The overlay is one hash map (a read or write of the overlay costs one
+//! hash, whatever its size; it is put in key order once, at the commit);
+//! the writes of the event being applied are undone from a log of what
+//! they replaced, so a read looks in one map and a successful event costs
+//! nothing to keep. Decoding reads borrow the
 //! stored bytes instead of copying them.
+//!
+//! A rebuild keeps one overlay over many read batches (see
+//! [`Writes::for_rebuild`] and [`Writes::commit_unserved`]): keys written many
+//! times (counters, rows updated by each event, moved rank keys) reach
+//! sled once, and while its new tree holds nothing yet, reads never look
+//! in sled at all. [`Writes::bytes`] tells it when to commit.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,7 +35,7 @@ pub(crate) const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
 /// The code version the tree's data was written by (u32 BE).
 pub(crate) const VERSION_KEY: &[u8] = b"\x00version";
 
-type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// What a committed batch changed in a tree: each key written with its new
 /// value, or `None` where it was removed.
@@ -38,6 +45,14 @@ pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// `None` when the overlay did not hold it.
 type Undo = Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>;
 
+/// What an overlay entry is counted as beyond its key and value bytes
+/// (the map's node share and the two vectors' headers).
+const ENTRY_OVERHEAD: usize = 64;
+
+fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+}
+
 /// Reads and writes of one projection over its tree, for one batch.
 pub struct Writes {
     tree: sled::Tree,
@@ -46,6 +61,11 @@ pub struct Writes {
     staged: Overlay,
     /// How to take the current event's writes out of `staged` again.
     undo: Undo,
+    /// Roughly the memory `staged` holds ([`Writes::bytes`]).
+    bytes: usize,
+    /// The tree holds no data: a rebuild's new tree before its first
+    /// commit. Reads then answer from `staged` alone.
+    empty_tree: bool,
 }
 
 impl Writes {
@@ -54,15 +74,25 @@ impl Writes {
             tree,
             staged: Overlay::new(),
             undo: Undo::new(),
+            bytes: 0,
+            empty_tree: false,
         }
+    }
+
+    /// An overlay a rebuild keeps over many batches (committed with
+    /// [`Writes::commit_unserved`]). When `tree` holds no data yet, reads skip
+    /// it until the first commit.
+    pub(crate) fn for_rebuild(tree: sled::Tree) -> Self {
+        // An error reading counts as data: reads then go to the tree.
+        let empty_tree = tree.range([META_PREFIX + 1].as_slice()..).next().is_none();
+        let mut writes = Writes::new(tree);
+        writes.empty_tree = empty_tree;
+        writes
     }
 
     /// The value under `key`, as the batch so far has left it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.staged.get(key) {
-            return Ok(v.clone());
-        }
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        self.with(key, |v| Ok(v.map(<[u8]>::to_vec)))
     }
 
     /// Calls `f` with the bytes under `key` as the batch so far has left
@@ -71,22 +101,40 @@ impl Writes {
         if let Some(v) = self.staged.get(key) {
             return f(v.as_deref());
         }
+        if self.empty_tree {
+            return f(None);
+        }
         f(self.tree.get(key)?.as_deref())
+    }
+
+    /// Whether the tree itself (not the overlay) holds `key`.
+    fn tree_holds(&self, key: &[u8]) -> Result<bool> {
+        Ok(!self.empty_tree && self.tree.contains_key(key)?)
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
         check_key(&key)?;
-        let removes_a_batch_insert = value.is_none()
-            && matches!(self.staged.get(&key), Some(Some(_)))
-            && !self.tree.contains_key(&key)?;
-        let before = if removes_a_batch_insert {
-            // A key this batch created and now removes again leaves no
-            // tombstone: moved index keys (a counter's rank) would
-            // otherwise make up most of a commit.
-            self.staged.remove(&key)
+        let added = entry_bytes(&key, &value);
+        let before = if value.is_none() {
+            match self.staged.get(&key) {
+                // A key this batch created and now removes again leaves no
+                // tombstone: moved index keys (a counter's rank) would
+                // otherwise make up most of a commit.
+                Some(Some(_)) if !self.tree_holds(&key)? => {
+                    let before = self.staged.remove(&key);
+                    self.bytes -= before.as_ref().map_or(0, |v| entry_bytes(&key, v));
+                    self.undo.push((key, before));
+                    return Ok(());
+                }
+                // Nothing to remove, in the overlay or below it.
+                None if self.empty_tree => return Ok(()),
+                _ => self.staged.insert(key.clone(), value),
+            }
         } else {
             self.staged.insert(key.clone(), value)
         };
+        self.bytes += added;
+        self.bytes -= before.as_ref().map_or(0, |v| entry_bytes(&key, v));
         self.undo.push((key, before));
         Ok(())
     }
@@ -137,18 +185,14 @@ impl Writes {
     /// batch so far has left them.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for kv in self.tree.scan_prefix(prefix) {
-            let (k, v) = kv?;
-            merged.insert(k.to_vec(), Some(v.to_vec()));
+        if !self.empty_tree {
+            for kv in self.tree.scan_prefix(prefix) {
+                let (k, v) = kv?;
+                merged.insert(k.to_vec(), Some(v.to_vec()));
+            }
         }
-        let upper = match codec::prefix_end(prefix) {
-            Some(end) => Bound::Excluded(end),
-            None => Bound::Unbounded,
-        };
-        for (k, v) in self
-            .staged
-            .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper))
-        {
+        // Not on any projection's path: a scan of the whole overlay is fine.
+        for (k, v) in self.staged.iter().filter(|(k, _)| k.starts_with(prefix)) {
             merged.insert(k.clone(), v.clone());
         }
         Ok(merged
@@ -166,11 +210,19 @@ impl Writes {
     pub(crate) fn discard_event(&mut self) {
         // Newest first, so a key written twice gets its oldest value back.
         while let Some((key, before)) = self.undo.pop() {
-            match before {
-                Some(value) => self.staged.insert(key, value),
+            self.bytes += before.as_ref().map_or(0, |v| entry_bytes(&key, v));
+            let undone = match before {
+                Some(value) => self.staged.insert(key.clone(), value),
                 None => self.staged.remove(&key),
             };
+            self.bytes -= undone.as_ref().map_or(0, |v| entry_bytes(&key, v));
         }
+    }
+
+    /// Roughly the memory the overlay holds, in bytes: what a rebuild
+    /// bounds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether the batch holds no writes (once the last event is sealed
@@ -183,8 +235,13 @@ impl Writes {
     /// batch: data and checkpoint are never out of step. Hands back what
     /// the batch changed (for [`Projection::committed`](super::Projection::committed)).
     pub(crate) fn commit(mut self, checkpoint: u64, version: u32) -> Result<Changes> {
-        self.seal_event();
-        let staged = std::mem::take(&mut self.staged);
+        self.commit_now(checkpoint, version)
+    }
+
+    /// [`Writes::commit`], keeping the overlay for more events: it starts
+    /// again empty, over the tree as committed.
+    pub(crate) fn commit_now(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
+        let staged = self.take_staged();
         let mut batch = sled::Batch::default();
         // sled copies keys and values into its own buffers either way.
         for (k, v) in &staged {
@@ -196,7 +253,38 @@ impl Writes {
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
         batch.insert(VERSION_KEY, &version.to_be_bytes());
         self.tree.apply_batch(batch)?;
+        self.empty_tree = false;
         Ok(staged)
+    }
+
+    /// Like [`Writes::commit_now`], but writes the data key by key and
+    /// then the checkpoint and version, not as one atomic batch: sled
+    /// runs one batch at a time across all trees, single writes side by
+    /// side. Only for a rebuild's tree: nothing reads it before it is
+    /// complete and swapped in, and an interrupted rebuild's tree is
+    /// never current and is dropped on the next start, so it is never
+    /// seen half written.
+    pub(crate) fn commit_unserved(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
+        let staged = self.take_staged();
+        for (k, v) in &staged {
+            match v {
+                Some(v) => self.tree.insert(k.as_slice(), v.as_slice())?,
+                None => self.tree.remove(k.as_slice())?,
+            };
+        }
+        let mut batch = sled::Batch::default();
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
+        batch.insert(VERSION_KEY, &version.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        self.empty_tree = false;
+        Ok(staged)
+    }
+
+    /// The overlay's writes in key order, leaving it empty.
+    fn take_staged(&mut self) -> Changes {
+        self.seal_event();
+        self.bytes = 0;
+        std::mem::take(&mut self.staged).into_iter().collect()
     }
 }
 
@@ -329,6 +417,55 @@ mod tests {
         w.commit(3, 1).unwrap();
         assert_eq!(t.get(b"new").unwrap(), None);
         assert_eq!(t.get(b"old").unwrap(), None);
+    }
+
+    #[test]
+    fn a_rebuild_overlay_answers_alone_until_its_first_commit_then_reads_the_tree() {
+        let t = tree();
+        let mut w = Writes::for_rebuild(t.clone());
+        assert!(w.empty_tree);
+        // Removing what nothing holds stages nothing.
+        w.remove(b"ghost".to_vec()).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(w.bytes(), 0);
+        w.add(b"n".to_vec(), 2).unwrap();
+        w.insert(b"k".to_vec(), b"v".to_vec()).unwrap();
+        w.seal_event();
+        let held = w.bytes();
+        assert!(held > 0);
+        w.insert(b"k".to_vec(), b"longer value".to_vec()).unwrap();
+        w.remove(b"n".to_vec()).unwrap();
+        assert_eq!(w.get(b"n").unwrap(), None);
+        w.discard_event();
+        assert_eq!(w.bytes(), held);
+        assert_eq!(w.get(b"k").unwrap(), Some(b"v".to_vec()));
+        let changes = w.commit_now(5, 1).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(w.bytes(), 0);
+        assert!(w.is_empty());
+        assert_eq!(stored_checkpoint(&t).unwrap(), 5);
+        // The tree now holds data: reads and removes see it.
+        assert!(!w.empty_tree);
+        assert_eq!(read_counter(w.get(b"n").unwrap().as_deref()), 2);
+        w.remove(b"k".to_vec()).unwrap();
+        w.insert(b"m".to_vec(), b"1".to_vec()).unwrap();
+        w.seal_event();
+        let changes = w.commit_unserved(6, 1).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(t.get(b"m").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(stored_version(&t).unwrap(), Some(1));
+        assert_eq!(t.get(b"k").unwrap(), None);
+        assert_eq!(stored_checkpoint(&t).unwrap(), 6);
+    }
+
+    #[test]
+    fn a_rebuild_overlay_over_a_tree_with_data_reads_it() {
+        let t = tree();
+        t.insert(b"k", b"stored".to_vec()).unwrap();
+        let w = Writes::for_rebuild(t);
+        assert!(!w.empty_tree);
+        assert_eq!(w.get(b"k").unwrap(), Some(b"stored".to_vec()));
+        assert_eq!(w.scan_prefix(b"k").unwrap().len(), 1);
     }
 
     #[test]

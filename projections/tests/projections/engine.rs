@@ -1,11 +1,12 @@
 //! The generic engine over a test payload.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use srs_domain::log::Envelope;
 use srs_projections::{
-    apply_events, checkpoint_of, dump, Projection, ProjectionSet, RunnerState, SetOptions,
-    WaitError, Which,
+    apply_events, checkpoint_of, dump, Changes, Projection, ProjectionSet, Rebuild, RunnerState,
+    SetOptions, WaitError, Which, Writes,
 };
 
 use crate::common::*;
@@ -261,6 +262,67 @@ async fn an_offline_rebuild_all_reads_the_log_once_for_every_projection() {
     let set = set(&store, projections);
     assert_eq!(set.status("a").unwrap().generation, 2);
     assert_eq!(dump(&set.tree("a").unwrap()).unwrap(), live);
+}
+
+/// A [`Tally`] that records the checkpoint of each commit.
+struct Commits {
+    tally: Arc<Tally>,
+    checkpoints: Mutex<Vec<u64>>,
+}
+
+impl Projection<TestEvent> for Commits {
+    fn name(&self) -> &'static str {
+        self.tally.name()
+    }
+
+    fn version(&self) -> u32 {
+        self.tally.version()
+    }
+
+    fn apply(&self, w: &mut Writes, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
+        self.tally.apply(w, e)
+    }
+
+    fn committed(&self, _tree: &sled::Tree, _changes: &Changes, checkpoint: u64) {
+        self.checkpoints.lock().unwrap().push(checkpoint);
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_commits_when_its_overlay_is_full_and_builds_the_same_tree_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let last = append_happened(&store, 0..3000).await;
+    let live = {
+        let set = set(&store, vec![Tally::new("a")]);
+        set.wait_for(Which::All, last, WAIT).await.unwrap();
+        let d = dump(&set.tree("a").unwrap()).unwrap();
+        set.shutdown().await;
+        d
+    };
+    // A budget of one byte commits after every read batch; the default
+    // holds the whole log and commits once, at the end.
+    let every_batch: Vec<u64> = (1..=3000 / 256).map(|n| n * 256).chain([3000]).collect();
+    for (budget, expected) in [(1, every_batch), (usize::MAX, vec![3000])] {
+        let commits = Arc::new(Commits {
+            tally: Tally::new("a"),
+            checkpoints: Mutex::new(Vec::new()),
+        });
+        let projections: Vec<Arc<dyn Projection<TestEvent>>> = vec![commits.clone()];
+        let report = Rebuild::new(store_dyn(&store), store.db(), &projections, 256)
+            .unwrap()
+            .with_overlay_budget(budget)
+            .install()
+            .await
+            .unwrap();
+        assert_eq!(report.projections, vec![("a".into(), Ok(3000))]);
+        assert_eq!(*commits.checkpoints.lock().unwrap(), expected, "{budget}");
+        let set = set(&store, vec![Tally::new("a")]);
+        let tree = set.tree("a").unwrap();
+        assert_eq!(checkpoint_of(&tree).unwrap(), 3000);
+        assert_eq!(dump(&tree).unwrap(), live, "{budget}");
+        set.shutdown().await;
+    }
 }
 
 #[tokio::test]
