@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use srs_domain::log::{Envelope, Hash};
 use srs_domain::model::{DomainEvent, Role, SessionEventType, Severity};
 use srs_projections::models::catalogue::{
     Catalogue, CatalogueIndex, CatalogueProjection, PagePlan, RecordingFilter, RecordingOrder,
@@ -37,25 +36,7 @@ impl Live {
     }
 
     fn apply(&mut self, events: impl IntoIterator<Item = DomainEvent>) {
-        let envelopes: Vec<Envelope<DomainEvent>> = events
-            .into_iter()
-            .map(|payload| {
-                self.position += 1;
-                Envelope {
-                    position: self.position,
-                    stream: "test".into(),
-                    version: self.position,
-                    event_id: Uuid::from_u128(0xf000_0000 + self.position as u128),
-                    recorded_at: T0.plus_secs(self.position as i64),
-                    actor: admin(),
-                    correlation_id: Uuid::nil(),
-                    causation_id: None,
-                    payload,
-                    prev_hash: Hash::GENESIS,
-                    hash: Hash::GENESIS,
-                }
-            })
-            .collect();
+        let envelopes = envelopes(&mut self.position, &admin(), events);
         let checkpoint = checkpoint_of(&self.tree).unwrap();
         let applied = apply_events(&self.projection, &self.tree, checkpoint, &envelopes).unwrap();
         assert!(applied.stopped.is_none(), "{:?}", applied.stopped);

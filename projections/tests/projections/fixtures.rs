@@ -269,25 +269,7 @@ impl Folded {
         actor: Actor,
         events: impl IntoIterator<Item = DomainEvent>,
     ) -> &mut Self {
-        let envelopes: Vec<Envelope<DomainEvent>> = events
-            .into_iter()
-            .map(|payload| {
-                self.position += 1;
-                Envelope {
-                    position: self.position,
-                    stream: "test".into(),
-                    version: self.position,
-                    event_id: Uuid::from_u128(0xf000_0000 + self.position as u128),
-                    recorded_at: T0.plus_secs(self.position as i64),
-                    actor: actor.clone(),
-                    correlation_id: Uuid::nil(),
-                    causation_id: None,
-                    payload,
-                    prev_hash: Hash::GENESIS,
-                    hash: Hash::GENESIS,
-                }
-            })
-            .collect();
+        let envelopes = envelopes(&mut self.position, &actor, events);
         for p in &self.projections {
             let tree = &self.trees[p.name()];
             let checkpoint = srs_projections::checkpoint_of(tree).unwrap();
@@ -333,4 +315,32 @@ impl Folded {
     pub fn tokens(&self) -> Tokens {
         Tokens::new(self.tree("tokens"))
     }
+}
+
+/// `events` as logged by `actor` at the positions after `*position`
+/// (advanced), one second apart from [`T0`].
+pub fn envelopes(
+    position: &mut u64,
+    actor: &Actor,
+    events: impl IntoIterator<Item = DomainEvent>,
+) -> Vec<Envelope<DomainEvent>> {
+    events
+        .into_iter()
+        .map(|payload| {
+            *position += 1;
+            Envelope {
+                position: *position,
+                stream: "test".into(),
+                version: *position,
+                event_id: Uuid::from_u128(0xf000_0000 + *position as u128),
+                recorded_at: T0.plus_secs(*position as i64),
+                actor: actor.clone(),
+                correlation_id: Uuid::nil(),
+                causation_id: None,
+                payload,
+                prev_hash: Hash::GENESIS,
+                hash: Hash::GENESIS,
+            }
+        })
+        .collect()
 }
