@@ -250,10 +250,14 @@ fn kept_answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Option<An
     if wants_fresh(headers) {
         return None;
     }
-    let token = bearer_token(headers).ok()??;
     let version = srs_projections::data_version();
+    let answers = &state.schemas().answers;
+    if !answers.holds(version) {
+        return None;
+    }
+    let token = bearer_token(headers).ok()??;
     let principal = state.core().authenticate_now(token).ok()??;
-    state.schemas().answers.get(&principal, body, version)
+    answers.get(&principal, body, version)
 }
 
 /// Whether the client asked for a fresh answer (`Cache-Control: no-cache`).

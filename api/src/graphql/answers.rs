@@ -220,6 +220,14 @@ impl Answers {
         (fresh && entry.principal == *principal).then(|| entry.answer.clone())
     }
 
+    /// Whether any answer of counter value `version` is kept: when none
+    /// is, a request need not be authenticated twice to find out.
+    pub fn holds(&self, version: u64) -> bool {
+        self.kept
+            .lock()
+            .is_ok_and(|kept| kept.version == version && !kept.entries.is_empty())
+    }
+
     /// Keeps `answer`, computed for `principal` sending `body` while the
     /// counter read `version` before and after.
     pub fn put(
@@ -444,6 +452,8 @@ mod tests {
         answers.put(&admin, &body, 8, Keep { ttl: None }, answer("c"));
         assert_eq!(answers.get(&admin, &body, 9).unwrap().body, "b");
         assert_eq!(answers.len(), 1);
+        assert!(answers.holds(9));
+        assert!(!answers.holds(10));
     }
 
     #[test]
