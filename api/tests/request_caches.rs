@@ -281,6 +281,14 @@ fn total(answer: &Value) -> i64 {
         .unwrap_or_else(|| panic!("no recordings in {answer}"))
 }
 
+/// Runs `mutation` (the payload's field name) and returns its position.
+async fn written(app: &Router, token: &str, query: &str, variables: Value, mutation: &str) -> i64 {
+    let answer = post(app, token, query, variables).await;
+    answer["data"][mutation]["position"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{mutation} wrote nothing: {answer}"))
+}
+
 /// Starts a recording as `agent`; returns its position and id.
 async fn start_recording(app: &Router, agent: &str, server: &str, session: &str) -> (i64, String) {
     let answer = post(
@@ -363,16 +371,14 @@ async fn kept_answers_follow_writes_restrictions_and_callers() {
     )
     .await;
     assert!(ended["errors"].is_null(), "{ended}");
-    let restricted = post(
+    let at = written(
         &app,
         &admin,
         "mutation($id: ID!) { restrictRecording(recordingId: $id, reason: \"legal hold\") { position } }",
         json!({ "id": first }),
+        "restrictRecording",
     )
     .await;
-    let at = restricted["data"]["restrictRecording"]["position"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("not restricted: {restricted}"));
     caught_up(at).await;
     let hidden = post(&app, &auditor, PAGE, json!({})).await;
     assert_eq!(total(&hidden), 1, "{hidden}");
@@ -417,16 +423,14 @@ async fn kept_answers_follow_writes_restrictions_and_callers() {
     let token_id = issued["data"]["issueToken"]["tokenId"].clone();
     assert_eq!(total(&post(&app, &secret, PAGE, json!({})).await), 1);
     assert_eq!(total(&post(&app, &secret, PAGE, json!({})).await), 1);
-    let revoked = post(
+    let at = written(
         &app,
         &admin,
         "mutation($id: ID!) { revokeToken(id: $id) { position } }",
         json!({ "id": token_id }),
+        "revokeToken",
     )
     .await;
-    let at = revoked["data"]["revokeToken"]["position"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("not revoked: {revoked}"));
     caught_up(at).await;
     let (status, answer) = post_raw(
         &app,
