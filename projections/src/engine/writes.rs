@@ -14,12 +14,20 @@
 //! nothing to keep. Decoding reads borrow the
 //! stored bytes instead of copying them.
 //!
+//! Rows that many events update (a recording's catalogue row, a tally)
+//! are kept decoded: [`Writes::update_value`] and [`Writes::read_value`]
+//! decode a value once, keep it in the overlay, and later events of the
+//! batch change it in place; it is encoded once, at the commit.
+//!
 //! A rebuild keeps one overlay over many read batches (see
 //! [`Writes::for_rebuild`] and [`Writes::commit_unserved`]): keys written many
 //! times (counters, rows updated by each event, moved rank keys) reach
 //! sled once, and while its new tree holds nothing yet, reads never look
-//! in sled at all. [`Writes::bytes`] tells it when to commit.
+//! in sled at all. [`Writes::bytes`] tells it when to commit. A rebuild
+//! stops at the first failing event and drops its tree, so its overlay
+//! keeps no undo log: a discarded event leaves it unable to commit.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::de::DeserializeOwned;
@@ -35,32 +43,121 @@ pub(crate) const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
 /// The code version the tree's data was written by (u32 BE).
 pub(crate) const VERSION_KEY: &[u8] = b"\x00version";
 
-type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
+/// A read-model value the overlay can keep decoded.
+pub trait Row: Serialize + DeserializeOwned + Clone + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> Row for T {}
+
+/// A decoded [`Row`] of any type, as the overlay holds it.
+trait Decoded: Send {
+    fn encode(&self) -> Result<Vec<u8>>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Row> Decoded for T {
+    fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// What the overlay holds under a key.
+enum Slot {
+    /// Bytes this batch wrote, or `None`: removed.
+    Bytes(Option<Vec<u8>>),
+    /// A decoded value: written by this batch, or (`written` false) as
+    /// the tree holds it, kept for later reads. `size` is what it counts
+    /// for in [`Writes::bytes`].
+    Value {
+        value: Box<dyn Decoded>,
+        written: bool,
+        size: usize,
+    },
+}
+
+impl Slot {
+    /// Whether the commit writes it (a decoded value read but never
+    /// changed is not a write).
+    fn is_write(&self) -> bool {
+        !matches!(self, Slot::Value { written: false, .. })
+    }
+
+    /// Whether it holds a value (not a removal).
+    fn is_some(&self) -> bool {
+        !matches!(self, Slot::Bytes(None))
+    }
+
+    /// The value as stored bytes (decoded values are encoded).
+    fn to_bytes(&self) -> Result<Option<Vec<u8>>> {
+        match self {
+            Slot::Bytes(v) => Ok(v.clone()),
+            Slot::Value { value, .. } => value.encode().map(Some),
+        }
+    }
+
+    /// The value as type `T`: a decoded value of another type (a model
+    /// reading one key as two types) goes through its bytes.
+    fn to_value<T: Row>(&self) -> Result<Option<T>> {
+        match self {
+            Slot::Bytes(v) => v.as_deref().map(codec::decode).transpose(),
+            Slot::Value { value, .. } => match value.as_any().downcast_ref::<T>() {
+                Some(v) => Ok(Some(v.clone())),
+                None => codec::decode(&value.encode()?).map(Some),
+            },
+        }
+    }
+}
+
+type Overlay = HashMap<Vec<u8>, Slot>;
 
 /// What a committed batch changed in a tree: each key written with its new
 /// value, or `None` where it was removed.
 pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
-/// What a key held in the overlay before the current event wrote it:
+/// What a key held in the overlay before the current event changed it:
 /// `None` when the overlay did not hold it.
-type Undo = Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>;
+type Undo = Vec<(Vec<u8>, Option<Slot>)>;
 
 /// What an overlay entry is counted as beyond its key and value bytes
 /// (the map's node share and the two vectors' headers).
 const ENTRY_OVERHEAD: usize = 64;
 
-fn entry_bytes(key: &[u8], value: &Option<Vec<u8>>) -> usize {
-    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+fn entry_bytes(key: &[u8], slot: &Slot) -> usize {
+    let value = match slot {
+        Slot::Bytes(v) => v.as_ref().map_or(0, Vec::len),
+        Slot::Value { size, .. } => *size,
+    };
+    key.len() + value + ENTRY_OVERHEAD
+}
+
+/// What a decoded value of `encoded` bytes counts for: strings and maps
+/// decoded take about twice their encoded size.
+fn decoded_size(encoded: usize) -> usize {
+    2 * encoded + ENTRY_OVERHEAD
 }
 
 /// Reads and writes of one projection over its tree, for one batch.
 pub struct Writes {
     tree: sled::Tree,
-    /// Writes of this batch: of the events applied successfully and of the
-    /// event being applied.
+    /// Writes of this batch (of the events applied successfully and of the
+    /// event being applied) and values kept decoded.
     staged: Overlay,
     /// How to take the current event's writes out of `staged` again.
     undo: Undo,
+    /// Whether `undo` is kept: not for a rebuild, which never commits
+    /// after a failed event.
+    undoable: bool,
+    /// An event's writes were discarded without an undo log: the overlay
+    /// no longer matches the events it was given and must not commit.
+    poisoned: bool,
     /// Roughly the memory `staged` holds ([`Writes::bytes`]).
     bytes: usize,
     /// The tree holds no data: a rebuild's new tree before its first
@@ -74,6 +171,8 @@ impl Writes {
             tree,
             staged: Overlay::new(),
             undo: Undo::new(),
+            undoable: true,
+            poisoned: false,
             bytes: 0,
             empty_tree: false,
         }
@@ -81,26 +180,28 @@ impl Writes {
 
     /// An overlay a rebuild keeps over many batches (committed with
     /// [`Writes::commit_unserved`]). When `tree` holds no data yet, reads skip
-    /// it until the first commit.
+    /// it until the first commit. It keeps no undo log: after
+    /// [`Writes::discard_event`] it refuses to commit.
     pub(crate) fn for_rebuild(tree: sled::Tree) -> Self {
         // An error reading counts as data: reads then go to the tree.
         let empty_tree = tree.range([META_PREFIX + 1].as_slice()..).next().is_none();
         let mut writes = Writes::new(tree);
         writes.empty_tree = empty_tree;
+        writes.undoable = false;
         writes
     }
 
     /// The value under `key`, as the batch so far has left it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with(key, |v| Ok(v.map(<[u8]>::to_vec)))
+        match self.staged.get(key) {
+            Some(slot) => slot.to_bytes(),
+            None => self.with_stored(key, |v| Ok(v.map(<[u8]>::to_vec))),
+        }
     }
 
-    /// Calls `f` with the bytes under `key` as the batch so far has left
-    /// them, without copying them.
-    fn with<T>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> Result<T>) -> Result<T> {
-        if let Some(v) = self.staged.get(key) {
-            return f(v.as_deref());
-        }
+    /// Calls `f` with the bytes the tree holds under `key` (none while a
+    /// rebuild's tree is empty), without copying them.
+    fn with_stored<T>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> Result<T>) -> Result<T> {
         if self.empty_tree {
             return f(None);
         }
@@ -112,36 +213,52 @@ impl Writes {
         Ok(!self.empty_tree && self.tree.contains_key(key)?)
     }
 
+    /// Puts `slot` under `key`, keeping what it replaces in the undo log.
+    fn stage(&mut self, key: Vec<u8>, slot: Slot) {
+        self.bytes += entry_bytes(&key, &slot);
+        if self.undoable {
+            let before = self.staged.insert(key.clone(), slot);
+            self.bytes -= before.as_ref().map_or(0, |b| entry_bytes(&key, b));
+            self.undo.push((key, before));
+        } else {
+            let key_len = key.len();
+            if let Some(before) = self.staged.insert(key, slot) {
+                self.bytes -= entry_bytes(&[], &before) + key_len;
+            }
+        }
+    }
+
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
         check_key(&key)?;
-        let added = entry_bytes(&key, &value);
-        let before = if value.is_none() {
+        if value.is_none() {
             match self.staged.get(&key) {
                 // A key this batch created and now removes again leaves no
                 // tombstone: moved index keys (a counter's rank) would
                 // otherwise make up most of a commit.
-                Some(Some(_)) if !self.tree_holds(&key)? => {
-                    let before = self.staged.remove(&key);
-                    self.bytes -= before.as_ref().map_or(0, |v| entry_bytes(&key, v));
-                    self.undo.push((key, before));
+                Some(slot) if slot.is_write() && slot.is_some() && !self.tree_holds(&key)? => {
+                    if let Some(before) = self.staged.remove(&key) {
+                        self.bytes -= entry_bytes(&key, &before);
+                        if self.undoable {
+                            self.undo.push((key, Some(before)));
+                        }
+                    }
                     return Ok(());
                 }
                 // Nothing to remove, in the overlay or below it.
                 None if self.empty_tree => return Ok(()),
-                _ => self.staged.insert(key.clone(), value),
+                _ => {}
             }
-        } else {
-            self.staged.insert(key.clone(), value)
-        };
-        self.bytes += added;
-        self.bytes -= before.as_ref().map_or(0, |v| entry_bytes(&key, v));
-        self.undo.push((key, before));
+        }
+        self.stage(key, Slot::Bytes(value));
         Ok(())
     }
 
     /// Whether `key` holds a value.
     pub fn contains(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.get(key)?.is_some())
+        match self.staged.get(key) {
+            Some(slot) => Ok(slot.is_some()),
+            None => Ok(self.tree_holds(key)?),
+        }
     }
 
     /// Sets `key` to `value`. Keys starting with 0x00 are the engine's.
@@ -154,15 +271,135 @@ impl Writes {
         self.write(key.into(), None)
     }
 
-    /// The decoded value under `key`.
-    pub fn get_value<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        self.with(key, |v| v.map(codec::decode).transpose())
+    /// The decoded value under `key` (a copy of the kept value when the
+    /// batch holds it decoded).
+    pub fn get_value<T: Row>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.staged.get(key) {
+            Some(slot) => slot.to_value(),
+            None => self.with_stored(key, |v| v.map(codec::decode).transpose()),
+        }
     }
 
-    /// Encodes `value` under `key`.
-    pub fn put_value<T: Serialize>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<()> {
-        let bytes = codec::encode(value)?;
-        self.insert(key, bytes)
+    /// Writes `value` under `key`, kept decoded until the commit.
+    pub fn put_value<T: Row>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<()> {
+        let key = key.into();
+        check_key(&key)?;
+        let size = match self.staged.get(&key) {
+            Some(Slot::Value { size, .. }) => *size,
+            _ => decoded_size(std::mem::size_of::<T>()),
+        };
+        self.stage(
+            key,
+            Slot::Value {
+                value: Box::new(value.clone()),
+                written: true,
+                size,
+            },
+        );
+        Ok(())
+    }
+
+    /// Makes sure the overlay holds the value under `key` decoded as a
+    /// `T` (reading the tree once if it has to); `false` when there is
+    /// no value.
+    fn load<T: Row>(&mut self, key: &[u8]) -> Result<bool> {
+        let (value, written, encoded) = match self.staged.get(key) {
+            Some(Slot::Value { value, .. }) if value.as_any().is::<T>() => return Ok(true),
+            Some(Slot::Bytes(None)) => return Ok(false),
+            Some(Slot::Bytes(Some(b))) => (codec::decode::<T>(b)?, true, b.len()),
+            Some(Slot::Value { value, written, .. }) => {
+                let b = value.encode()?;
+                (codec::decode::<T>(&b)?, *written, b.len())
+            }
+            None => {
+                let stored = self.with_stored(key, |v| {
+                    v.map(|b| Ok((codec::decode::<T>(b)?, b.len()))).transpose()
+                })?;
+                let Some((value, encoded)) = stored else {
+                    return Ok(false);
+                };
+                (value, false, encoded)
+            }
+        };
+        let slot = Slot::Value {
+            value: Box::new(value),
+            written,
+            size: decoded_size(encoded),
+        };
+        // The same value in another form: no undo needed.
+        let before = self.staged.insert(key.to_vec(), slot);
+        self.bytes += entry_bytes(key, &self.staged[key]);
+        self.bytes -= before.as_ref().map_or(0, |b| entry_bytes(key, b));
+        Ok(true)
+    }
+
+    /// Calls `f` with the value under `key` (`None` when there is none),
+    /// decoding it at most once per batch: the overlay keeps it decoded
+    /// for later reads and updates.
+    pub fn read_value<T: Row, R>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(&T) -> R,
+    ) -> Result<Option<R>> {
+        if !self.load::<T>(key)? {
+            return Ok(None);
+        }
+        match self.staged.get(key) {
+            Some(Slot::Value { value, .. }) => Ok(value.as_any().downcast_ref::<T>().map(f)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Changes the value under `key` in place: `f` returns whether it
+    /// changed it (it must not change it and return `false`), and only a
+    /// changed value is written. `None` when there is no value (`f` is
+    /// not called). The value stays decoded in the overlay, so a row that
+    /// each event of a recording updates is decoded and encoded once per
+    /// batch, not once per event.
+    pub fn update_value<T: Row>(
+        &mut self,
+        key: &[u8],
+        f: impl FnOnce(&mut T) -> Result<bool>,
+    ) -> Result<Option<bool>> {
+        check_key(key)?;
+        if !self.load::<T>(key)? {
+            return Ok(None);
+        }
+        let Some(Slot::Value {
+            value,
+            written,
+            size,
+        }) = self.staged.get_mut(key)
+        else {
+            return Ok(None);
+        };
+        if !self.undoable {
+            // A failing `f` leaves the value half changed: the rebuild
+            // stops at this event and drops its tree.
+            let Some(v) = value.as_any_mut().downcast_mut::<T>() else {
+                return Ok(None);
+            };
+            let changed = f(v)?;
+            *written |= changed;
+            return Ok(Some(changed));
+        }
+        let Some(current) = value.as_any().downcast_ref::<T>() else {
+            return Ok(None);
+        };
+        let mut next = current.clone();
+        let size = *size;
+        if !f(&mut next)? {
+            return Ok(Some(false));
+        }
+        self.stage(
+            key.to_vec(),
+            Slot::Value {
+                value: Box::new(next),
+                written: true,
+                size,
+            },
+        );
+        Ok(Some(true))
     }
 
     /// Adds `delta` to the counter under `key` and returns the new value.
@@ -170,9 +407,12 @@ impl Writes {
     /// empty entries (and top-N scans never see them).
     pub fn add(&mut self, key: impl Into<Vec<u8>>, delta: i64) -> Result<i64> {
         let key = key.into();
-        let now = self
-            .with(&key, |v| Ok(read_counter(v)))?
-            .saturating_add(delta);
+        let now = match self.staged.get(&key) {
+            Some(Slot::Bytes(v)) => read_counter(v.as_deref()),
+            Some(slot) => read_counter(slot.to_bytes()?.as_deref()),
+            None => self.with_stored(&key, |v| Ok(read_counter(v)))?,
+        }
+        .saturating_add(delta);
         if now == 0 {
             self.remove(key)?;
         } else {
@@ -192,8 +432,8 @@ impl Writes {
             }
         }
         // Not on any projection's path: a scan of the whole overlay is fine.
-        for (k, v) in self.staged.iter().filter(|(k, _)| k.starts_with(prefix)) {
-            merged.insert(k.clone(), v.clone());
+        for (k, slot) in self.staged.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            merged.insert(k.clone(), slot.to_bytes()?);
         }
         Ok(merged
             .into_iter()
@@ -206,8 +446,13 @@ impl Writes {
         self.undo.clear();
     }
 
-    /// Drops the current event's writes (its `apply` failed).
+    /// Drops the current event's writes (its `apply` failed). Without an
+    /// undo log (a rebuild's overlay) the overlay can no longer commit.
     pub(crate) fn discard_event(&mut self) {
+        if !self.undoable {
+            self.poisoned = true;
+            return;
+        }
         // Newest first, so a key written twice gets its oldest value back.
         while let Some((key, before)) = self.undo.pop() {
             self.bytes += before.as_ref().map_or(0, |v| entry_bytes(&key, v));
@@ -228,7 +473,7 @@ impl Writes {
     /// Whether the batch holds no writes (once the last event is sealed
     /// or discarded).
     pub(crate) fn is_empty(&self) -> bool {
-        self.staged.is_empty()
+        !self.staged.values().any(Slot::is_write)
     }
 
     /// Applies the batch's writes and the checkpoint in one atomic sled
@@ -241,7 +486,7 @@ impl Writes {
     /// [`Writes::commit`], keeping the overlay for more events: it starts
     /// again empty, over the tree as committed.
     pub(crate) fn commit_now(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
-        let staged = self.take_staged();
+        let staged = self.take_staged()?;
         let mut batch = sled::Batch::default();
         // sled copies keys and values into its own buffers either way.
         for (k, v) in &staged {
@@ -265,7 +510,7 @@ impl Writes {
     /// never current and is dropped on the next start, so it is never
     /// seen half written.
     pub(crate) fn commit_unserved(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
-        let staged = self.take_staged();
+        let staged = self.take_staged()?;
         for (k, v) in &staged {
             match v {
                 Some(v) => self.tree.insert(k.as_slice(), v.as_slice())?,
@@ -280,11 +525,27 @@ impl Writes {
         Ok(staged)
     }
 
-    /// The overlay's writes in key order, leaving it empty.
-    fn take_staged(&mut self) -> Changes {
+    /// The overlay's writes in key order, decoded values encoded, leaving
+    /// it empty.
+    fn take_staged(&mut self) -> Result<Changes> {
+        if self.poisoned {
+            return Err(ProjectionError::Invariant(
+                "an overlay without undo log lost a failed event's writes: it cannot commit".into(),
+            ));
+        }
         self.seal_event();
         self.bytes = 0;
-        std::mem::take(&mut self.staged).into_iter().collect()
+        let mut changes = Changes::new();
+        for (k, slot) in std::mem::take(&mut self.staged) {
+            if slot.is_write() {
+                let v = match slot {
+                    Slot::Bytes(v) => v,
+                    Slot::Value { value, .. } => Some(value.encode()?),
+                };
+                changes.insert(k, v);
+            }
+        }
+        Ok(changes)
     }
 }
 
@@ -431,13 +692,10 @@ mod tests {
         w.add(b"n".to_vec(), 2).unwrap();
         w.insert(b"k".to_vec(), b"v".to_vec()).unwrap();
         w.seal_event();
-        let held = w.bytes();
-        assert!(held > 0);
+        assert!(w.bytes() > 0);
         w.insert(b"k".to_vec(), b"longer value".to_vec()).unwrap();
-        w.remove(b"n".to_vec()).unwrap();
-        assert_eq!(w.get(b"n").unwrap(), None);
-        w.discard_event();
-        assert_eq!(w.bytes(), held);
+        w.insert(b"k".to_vec(), b"v".to_vec()).unwrap();
+        w.seal_event();
         assert_eq!(w.get(b"k").unwrap(), Some(b"v".to_vec()));
         let changes = w.commit_now(5, 1).unwrap();
         assert_eq!(changes.len(), 2);
@@ -456,6 +714,111 @@ mod tests {
         assert_eq!(stored_version(&t).unwrap(), Some(1));
         assert_eq!(t.get(b"k").unwrap(), None);
         assert_eq!(stored_checkpoint(&t).unwrap(), 6);
+    }
+
+    #[test]
+    fn a_rebuild_overlay_that_lost_a_failed_event_refuses_to_commit() {
+        let t = tree();
+        let mut w = Writes::for_rebuild(t.clone());
+        w.insert(b"k".to_vec(), b"v".to_vec()).unwrap();
+        w.seal_event();
+        w.put_value(b"row".to_vec(), &7u64).unwrap();
+        w.discard_event();
+        assert!(matches!(
+            w.commit_unserved(2, 1),
+            Err(ProjectionError::Invariant(_))
+        ));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn decoded_values_are_read_updated_and_encoded_once_at_the_commit() {
+        let t = tree();
+        t.insert(b"stored", codec::encode(&vec![1u32]).unwrap())
+            .unwrap();
+        for mut w in [Writes::new(t.clone()), Writes::for_rebuild(t.clone())] {
+            // A value read but not changed is no write.
+            assert_eq!(
+                w.read_value(b"stored", |v: &Vec<u32>| v.len()).unwrap(),
+                Some(1)
+            );
+            assert_eq!(
+                w.update_value(b"stored", |_: &mut Vec<u32>| Ok(false))
+                    .unwrap(),
+                Some(false)
+            );
+            assert!(w.is_empty());
+            assert_eq!(
+                w.update_value(b"absent", |_: &mut Vec<u32>| Ok(true))
+                    .unwrap(),
+                None
+            );
+            // Changed in place: later reads, of either kind, see it.
+            let grow = |v: &mut Vec<u32>| {
+                v.push(2);
+                Ok(true)
+            };
+            assert_eq!(w.update_value(b"stored", grow).unwrap(), Some(true));
+            w.put_value(b"new".to_vec(), &vec![9u32]).unwrap();
+            assert_eq!(w.update_value(b"new", grow).unwrap(), Some(true));
+            w.seal_event();
+            assert_eq!(
+                w.get_value::<Vec<u32>>(b"stored").unwrap(),
+                Some(vec![1, 2])
+            );
+            assert_eq!(
+                w.get(b"new").unwrap(),
+                Some(codec::encode(&vec![9u32, 2]).unwrap())
+            );
+            assert!(w.contains(b"new").unwrap());
+            let changes = w.commit_now(3, 1).unwrap();
+            assert_eq!(changes.len(), 2);
+            assert_eq!(
+                changes[&b"stored"[..]],
+                Some(codec::encode(&vec![1u32, 2]).unwrap())
+            );
+            assert_eq!(
+                codec::decode::<Vec<u32>>(&t.get(b"new").unwrap().unwrap()).unwrap(),
+                vec![9, 2]
+            );
+            t.insert(b"stored", codec::encode(&vec![1u32]).unwrap())
+                .unwrap();
+            t.remove(b"new").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_discarded_event_gives_back_a_decoded_value_it_changed() {
+        let t = tree();
+        t.insert(b"row", codec::encode(&vec![1u32]).unwrap())
+            .unwrap();
+        let mut w = Writes::new(t.clone());
+        let push = |n: u32| {
+            move |v: &mut Vec<u32>| {
+                v.push(n);
+                Ok(true)
+            }
+        };
+        w.update_value(b"row", push(2)).unwrap();
+        w.seal_event();
+        w.update_value(b"row", push(3)).unwrap();
+        w.remove(b"row".to_vec()).unwrap();
+        assert_eq!(w.get(b"row").unwrap(), None);
+        w.discard_event();
+        assert_eq!(w.get_value::<Vec<u32>>(b"row").unwrap(), Some(vec![1, 2]));
+        // A failing update changes nothing either.
+        let fail = |v: &mut Vec<u32>| {
+            v.clear();
+            Err(ProjectionError::Invariant("no".into()))
+        };
+        assert!(w.update_value(b"row", fail).is_err());
+        w.discard_event();
+        assert_eq!(w.get_value::<Vec<u32>>(b"row").unwrap(), Some(vec![1, 2]));
+        w.commit(4, 1).unwrap();
+        assert_eq!(
+            codec::decode::<Vec<u32>>(&t.get(b"row").unwrap().unwrap()).unwrap(),
+            vec![1, 2]
+        );
     }
 
     #[test]

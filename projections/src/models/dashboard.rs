@@ -305,15 +305,25 @@ impl Projection<DomainEvent> for DashboardProjection {
         if let E::SessionEventRecorded { event: se, .. } = event {
             // The bulk of the log: only a new application changes anything,
             // so the recording is neither copied nor compared.
-            let key = rec_key(id);
-            let mut r: DashRecording = w.get_value(&key)?.ok_or_else(unknown)?;
-            if se.event_type == SessionEventType::AppStart {
-                if let Some(app) = se.application().map(norm).filter(|a| !a.is_empty()) {
-                    if r.applications.insert(app.clone()) {
-                        bump_ranked(w, (b"a/", b"at/"), r.site_id, &app)?;
-                        w.put_value(key, &r)?;
-                    }
+            let app = match se.event_type {
+                SessionEventType::AppStart => se.application().map(norm).filter(|a| !a.is_empty()),
+                _ => None,
+            };
+            let mut site = None;
+            w.update_value(&rec_key(id), |r: &mut DashRecording| {
+                let Some(app) = &app else {
+                    return Ok(false);
+                };
+                if r.applications.contains(app) {
+                    return Ok(false);
                 }
+                r.applications.insert(app.clone());
+                site = Some(r.site_id);
+                Ok(true)
+            })?
+            .ok_or_else(unknown)?;
+            if let (Some(site), Some(app)) = (site, app) {
+                bump_ranked(w, (b"a/", b"at/"), site, &app)?;
             }
             return Ok(());
         }

@@ -77,9 +77,16 @@ fn tally(
     t: SessionEventType,
     detection: bool,
 ) -> Result<()> {
-    let mut tally: Tally = w.get_value(&key)?.unwrap_or_default();
-    tally.bump(at, t, detection);
-    w.put_value(key, &tally)
+    let bump = |tally: &mut Tally| {
+        tally.bump(at, t, detection);
+        Ok(true)
+    };
+    if w.update_value(&key, bump)?.is_none() {
+        let mut tally = Tally::default();
+        bump(&mut tally)?;
+        w.put_value(key, &tally)?;
+    }
+    Ok(())
 }
 
 /// What the model keeps of a recording.
@@ -175,25 +182,30 @@ fn pending_key(row: &ResponseRow) -> Vec<u8> {
 
 /// A session event's (or detection's) time: its recording's start plus
 /// its offset, or `fallback` for a recording the model does not know.
-fn session_time(meta: Option<&SessionMeta>, offset_ms: u64, fallback: Timestamp) -> Timestamp {
-    match meta {
-        Some(meta) => meta.started_at.plus_micros(
+fn session_time(
+    w: &mut Writes,
+    recording: Uuid,
+    offset_ms: u64,
+    fallback: Timestamp,
+) -> Result<Timestamp> {
+    let started_at = w.read_value(&meta_key(recording), |m: &SessionMeta| m.started_at)?;
+    Ok(match started_at {
+        Some(started_at) => started_at.plus_micros(
             i64::try_from(offset_ms)
                 .unwrap_or(i64::MAX / 1000)
                 .saturating_mul(1000),
         ),
         None => fallback,
-    }
+    })
 }
 
 /// Bumps the visualization counters of one event or detection of
-/// `recording`, whose stored meta is `meta`.
+/// `recording` (the first chunk in its meta, when the model knows it).
 #[allow(clippy::too_many_arguments)]
 fn count_visual(
     w: &mut Writes,
     detection: bool,
     recording: Uuid,
-    meta: Option<SessionMeta>,
     site: Uuid,
     t: SessionEventType,
     offset_ms: u64,
@@ -202,18 +214,20 @@ fn count_visual(
     let second = offset_ms / 1000 / RECORDING_RESOLUTION_SEC * RECORDING_RESOLUTION_SEC;
     let chunk = second / RECORDING_CHUNK_SEC * RECORDING_CHUNK_SEC;
     let second = i64::try_from(second).unwrap_or(i64::MAX);
-    match meta {
-        Some(mut meta) if chunk == 0 => {
+    let in_meta = chunk == 0
+        && w.update_value(&meta_key(recording), |meta: &mut SessionMeta| {
             meta.first.bump(second, t, detection);
-            w.put_value(meta_key(recording), &meta)?;
-        }
-        _ => tally(
+            Ok(true)
+        })?
+        .is_some();
+    if !in_meta {
+        tally(
             w,
             Key::new(b"vr/").uuid(recording).u64(chunk).build(),
             second,
             t,
             detection,
-        )?,
+        )?;
     }
     let minute = at.as_secs().div_euclid(SITE_RESOLUTION_SEC) * SITE_RESOLUTION_SEC;
     let chunk = minute.div_euclid(SITE_CHUNK_SEC) * SITE_CHUNK_SEC;
@@ -273,13 +287,11 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 site_id,
                 event,
             } => {
-                let meta = w.get_value::<SessionMeta>(&meta_key(*recording_id))?;
-                let at = session_time(meta.as_ref(), event.offset_ms, e.recorded_at);
+                let at = session_time(w, *recording_id, event.offset_ms, e.recorded_at)?;
                 count_visual(
                     w,
                     false,
                     *recording_id,
-                    meta,
                     *site_id,
                     event.event_type,
                     event.offset_ms,
@@ -301,8 +313,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 subject,
                 at_offset_ms,
             } => {
-                let meta = w.get_value::<SessionMeta>(&meta_key(*recording_id))?;
-                let at = session_time(meta.as_ref(), *at_offset_ms, e.recorded_at);
+                let at = session_time(w, *recording_id, *at_offset_ms, e.recorded_at)?;
                 let row = DetectionRow {
                     detection_id: *detection_id,
                     recording_id: *recording_id,
@@ -331,7 +342,6 @@ impl Projection<DomainEvent> for DetectionsProjection {
                     w,
                     true,
                     *recording_id,
-                    meta,
                     *site_id,
                     *event_type,
                     *at_offset_ms,

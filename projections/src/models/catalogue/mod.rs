@@ -246,56 +246,91 @@ impl Projection<DomainEvent> for CatalogueProjection {
         let Some(id) = event.recording_id() else {
             return Ok(());
         };
-        let old: RecordingRow = w.get_value(&row_key(id))?.ok_or_else(|| {
-            ProjectionError::Invariant(format!("{} for unknown recording {id}", event.name()))
-        })?;
-        let mut row = old.clone();
+        let unknown =
+            || ProjectionError::Invariant(format!("{} for unknown recording {id}", event.name()));
+        let key = row_key(id);
         match event {
-            E::SessionEventRecorded { .. } | E::ContentChunkStored { .. } => {
-                row.points.apply(event)
-            }
-            E::EventDetected { severity, .. } => {
-                row.points.apply(event);
-                row.max_severity = row.max_severity.max(Some(*severity));
-            }
-            E::RecordingEnded { .. } => {
-                row.points.apply(event);
-                row.lifecycle = Lifecycle::Ended;
-            }
-            E::RecordingRestricted { reason, by, at, .. } => {
-                row.restriction = Some(RestrictionInfo {
-                    reason: reason.clone(),
-                    by: by.clone(),
-                    at: *at,
-                })
-            }
-            E::RecordingRestrictionRemoved { .. } => row.restriction = None,
             E::CommentAdded {
                 comment_id, text, ..
             } => {
-                row.comment_count += 1;
+                w.update_value(&key, |row: &mut RecordingRow| {
+                    row.comment_count += 1;
+                    Ok(true)
+                })?
+                .ok_or_else(unknown)?;
                 w.insert(
                     Key::new(b"t/").uuid(id).uuid(*comment_id).build(),
                     norm(text).into_bytes(),
                 )?;
             }
             E::CommentDeleted { comment_id, .. } => {
-                let key = Key::new(b"t/").uuid(id).uuid(*comment_id).build();
-                if w.contains(&key)? {
-                    row.comment_count = row.comment_count.saturating_sub(1);
-                    w.remove(key)?;
+                let comment = Key::new(b"t/").uuid(id).uuid(*comment_id).build();
+                let known = w.contains(&comment)?;
+                w.update_value(&key, |row: &mut RecordingRow| {
+                    let before = row.comment_count;
+                    if known {
+                        row.comment_count = row.comment_count.saturating_sub(1);
+                    }
+                    Ok(row.comment_count != before)
+                })?
+                .ok_or_else(unknown)?;
+                if known {
+                    w.remove(comment)?;
                 }
             }
-            E::RecordingPlayed { .. } => row.plays += 1,
-            E::RecordingArchived { .. } => row.lifecycle = Lifecycle::Archived,
-            E::RecordingRestored { .. } => row.lifecycle = Lifecycle::Ended,
-            E::RecordingDeleted { .. } => row.lifecycle = Lifecycle::Deleted,
-            _ => return Ok(()),
-        }
-        if row != old {
-            store_row(w, &row)?;
+            _ => {
+                w.update_value(&key, |row: &mut RecordingRow| Ok(fold_into_row(row, event)))?
+                    .ok_or_else(unknown)?;
+            }
         }
         Ok(())
+    }
+}
+
+/// Folds an event of a recording's stream (other than its start and its
+/// comments) into its row; whether the row changed.
+fn fold_into_row(row: &mut RecordingRow, event: &DomainEvent) -> bool {
+    use DomainEvent as E;
+    let mut set_lifecycle = |lifecycle: Lifecycle| {
+        let changed = row.lifecycle != lifecycle;
+        row.lifecycle = lifecycle;
+        changed
+    };
+    match event {
+        // The data points count every one of these.
+        E::SessionEventRecorded { .. } | E::ContentChunkStored { .. } => {
+            row.points.apply(event);
+            true
+        }
+        E::EventDetected { severity, .. } => {
+            row.points.apply(event);
+            row.max_severity = row.max_severity.max(Some(*severity));
+            true
+        }
+        E::RecordingEnded { .. } => {
+            row.points.apply(event);
+            set_lifecycle(Lifecycle::Ended);
+            true
+        }
+        E::RecordingArchived { .. } => set_lifecycle(Lifecycle::Archived),
+        E::RecordingRestored { .. } => set_lifecycle(Lifecycle::Ended),
+        E::RecordingDeleted { .. } => set_lifecycle(Lifecycle::Deleted),
+        E::RecordingRestricted { reason, by, at, .. } => {
+            let restriction = Some(RestrictionInfo {
+                reason: reason.clone(),
+                by: by.clone(),
+                at: *at,
+            });
+            let changed = row.restriction != restriction;
+            row.restriction = restriction;
+            changed
+        }
+        E::RecordingRestrictionRemoved { .. } => row.restriction.take().is_some(),
+        E::RecordingPlayed { .. } => {
+            row.plays += 1;
+            true
+        }
+        _ => false,
     }
 }
 
