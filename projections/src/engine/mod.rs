@@ -48,6 +48,18 @@ pub trait Projection<E: Event>: Send + Sync + 'static {
     /// Folds one event into the read model.
     fn apply(&self, writes: &mut Writes, event: &Envelope<E>) -> Result<()>;
 
+    /// Called with a batch's overlay right before it is committed (live,
+    /// catching up, or a rebuild's commit): a read model can derive keys
+    /// from what the batch changed ([`Writes::written_keys`],
+    /// [`Writes::stored`]) once per batch instead of once per event. Its
+    /// writes join the same commit. It must be deterministic: it sees
+    /// only the tree and the overlay, and the tree it leaves after the
+    /// last commit must not depend on where the batches were cut. An
+    /// error fails the commit. By default it does nothing.
+    fn before_commit(&self, _writes: &mut Writes) -> Result<()> {
+        Ok(())
+    }
+
     /// Called after a batch is committed to `tree` (live, catching up, or a
     /// rebuild's tree: the tree's name tells which generation), with what
     /// the batch changed and the new checkpoint, before the runner
@@ -102,6 +114,7 @@ pub fn apply_events<E: Event>(
     let (position, stopped) = fold_events(projection, &mut writes, checkpoint, events);
     let count = position - checkpoint;
     if count > 0 || !writes.is_empty() {
+        projection.before_commit(&mut writes)?;
         let changes = writes.commit(position, projection.version())?;
         projection.committed(tree, &changes, position);
         if !changes.is_empty() {

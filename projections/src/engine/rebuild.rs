@@ -332,6 +332,7 @@ fn work<E: Event>(
     let mut position = shadow.checkpoint;
     let mut error = None;
     let commit = |writes: &mut Writes, shadow: &mut Shadow, position: u64| -> Result<()> {
+        projection.before_commit(writes)?;
         let changes = writes.commit_unserved(position, projection.version())?;
         shadow.checkpoint = position;
         projection.committed(&shadow.tree, &changes, position);

@@ -195,7 +195,7 @@ impl Writes {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.staged.get(key) {
             Some(slot) => slot.to_bytes(),
-            None => self.with_stored(key, |v| Ok(v.map(<[u8]>::to_vec))),
+            None => self.stored(key),
         }
     }
 
@@ -251,6 +251,22 @@ impl Writes {
         }
         self.stage(key, Slot::Bytes(value));
         Ok(())
+    }
+
+    /// What the tree holds under `key`, whatever the overlay holds: the
+    /// value as of the last commit.
+    pub fn stored(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with_stored(key, |v| Ok(v.map(<[u8]>::to_vec)))
+    }
+
+    /// The keys under `prefix` that the overlay writes (or removes), in no
+    /// particular order.
+    pub fn written_keys(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
+        self.staged
+            .iter()
+            .filter(|(k, slot)| slot.is_write() && k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Whether `key` holds a value.

@@ -107,27 +107,53 @@ fn bump(w: &mut Writes, site: Uuid, name: &str, delta: i64) -> Result<()> {
     Ok(())
 }
 
-/// Adds one to a ranked counter (`u`/`ut`, `a`/`at`), moving its ranked key.
-fn bump_ranked(w: &mut Writes, tags: (&[u8], &[u8]), site: Uuid, item: &str) -> Result<()> {
+/// The ranked counters: per user and per application, each counter under
+/// its first tag and its rank key under the second.
+const RANKED: [(&[u8], &[u8]); 2] = [(b"u/", b"ut/"), (b"a/", b"at/")];
+
+/// Adds one to a ranked counter (`u`, `a`); its rank key (`ut`, `at`)
+/// follows at the commit ([`rank_changed_counters`]).
+fn bump_ranked(w: &mut Writes, tag: &[u8], site: Uuid, item: &str) -> Result<()> {
     for s in scopes(site) {
-        let before = w.add(Key::new(tags.0).str(&s).str(item).build(), 1)? - 1;
-        if before > 0 {
-            w.remove(
-                Key::new(tags.1)
-                    .str(&s)
-                    .u64_desc(before as u64)
-                    .str(item)
-                    .build(),
-            )?;
+        w.add(Key::new(tag).str(&s).str(item).build(), 1)?;
+    }
+    Ok(())
+}
+
+/// Moves the rank key of every ranked counter the batch changed from its
+/// stored count to its new one: once per counter and batch, however many
+/// events bumped it.
+fn rank_changed_counters(w: &mut Writes) -> Result<()> {
+    for (counter_tag, rank_tag) in RANKED {
+        for key in w.written_keys(counter_tag) {
+            let before = read_counter(w.stored(&key)?.as_deref());
+            let now = read_counter(w.get(&key)?.as_deref());
+            if before == now {
+                continue;
+            }
+            // The counter key is `tag scope\0 item\0`; its rank key puts
+            // the count (descending) between the scope and the item.
+            let rest = &key[counter_tag.len()..];
+            let Some(split) = rest.iter().position(|b| *b == 0).map(|i| i + 1) else {
+                return Err(ProjectionError::Invariant(format!(
+                    "ranked counter key {key:?} has no scope"
+                )));
+            };
+            let (scope, item) = rest.split_at(split);
+            let rank = |count: i64| {
+                Key::new(rank_tag)
+                    .bytes(scope)
+                    .u64_desc(count as u64)
+                    .bytes(item)
+                    .build()
+            };
+            if before > 0 {
+                w.remove(rank(before))?;
+            }
+            if now > 0 {
+                w.insert(rank(now), Vec::new())?;
+            }
         }
-        w.insert(
-            Key::new(tags.1)
-                .str(&s)
-                .u64_desc(before as u64 + 1)
-                .str(item)
-                .build(),
-            Vec::new(),
-        )?;
     }
     Ok(())
 }
@@ -186,6 +212,10 @@ impl Projection<DomainEvent> for DashboardProjection {
 
     fn version(&self) -> u32 {
         1
+    }
+
+    fn before_commit(&self, w: &mut Writes) -> Result<()> {
+        rank_changed_counters(w)
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -262,12 +292,12 @@ impl Projection<DomainEvent> for DashboardProjection {
                         1,
                     )?;
                 }
-                bump_ranked(w, (b"u/", b"ut/"), *site_id, &norm(user))?;
+                bump_ranked(w, b"u/", *site_id, &norm(user))?;
                 let mut apps = BTreeSet::new();
                 for app in applications {
                     let app = norm(app);
                     if !app.is_empty() && apps.insert(app.clone()) {
-                        bump_ranked(w, (b"a/", b"at/"), *site_id, &app)?;
+                        bump_ranked(w, b"a/", *site_id, &app)?;
                     }
                 }
                 w.insert(
@@ -323,7 +353,7 @@ impl Projection<DomainEvent> for DashboardProjection {
             })?
             .ok_or_else(unknown)?;
             if let (Some(site), Some(app)) = (site, app) {
-                bump_ranked(w, (b"a/", b"at/"), site, &app)?;
+                bump_ranked(w, b"a/", site, &app)?;
             }
             return Ok(());
         }

@@ -828,3 +828,53 @@ fn tokens_and_agent_credentials_authenticate_by_hash_until_revoked() {
     assert!(f.tokens().authenticate(SHA_B).unwrap().is_none());
     assert_eq!(f.tokens().tokens().unwrap().len(), 1);
 }
+
+#[test]
+fn the_dashboard_keeps_one_rank_key_per_ranked_counter_whatever_the_batches() {
+    let recs: Vec<Rec> = (1..=5)
+        .map(|n| Rec {
+            user: ["CORP\\alice", "CORP\\bob"][n as usize % 2].into(),
+            ..Rec::new(n)
+        })
+        .collect();
+    let events = || {
+        recs.iter()
+            .flat_map(|r| [r.started(), r.app_started(1, "cmd.exe", 1_000)])
+            .collect::<Vec<_>>()
+    };
+    // One event per batch: each rank key moves at each commit.
+    let mut one_by_one = Folded::new();
+    for e in events() {
+        one_by_one.apply(admin(), [e]);
+    }
+    let at_once = Folded::given(events());
+    let dump = |f: &Folded| srs_projections::dump(&f.tree("dashboard")).unwrap();
+    assert_eq!(dump(&one_by_one), dump(&at_once));
+    let count = |tag: &[u8]| {
+        dump(&one_by_one)
+            .iter()
+            .filter(|(k, _)| k.starts_with(tag))
+            .count()
+    };
+    // Two users and two applications, each in its site and in all sites.
+    assert_eq!((count(b"u/"), count(b"ut/")), (4, 4));
+    assert_eq!((count(b"a/"), count(b"at/")), (4, 4));
+    let view = one_by_one
+        .dashboard()
+        .view(&DashboardQuery {
+            sites: SiteScope::All,
+            from: None,
+            to: None,
+            now: T0.plus_days(1),
+            top: 5,
+        })
+        .unwrap();
+    assert_eq!(
+        view.top_users,
+        vec![("corp\\bob".to_string(), 3), ("corp\\alice".to_string(), 2)]
+    );
+    assert_eq!(
+        view.top_applications,
+        vec![("cmd.exe".to_string(), 5), ("desktop".to_string(), 5)]
+    );
+}
