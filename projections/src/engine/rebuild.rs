@@ -7,7 +7,8 @@
 //! tree is never current and is dropped on the next start, so unlike a
 //! runner a rebuild worker neither commits each read batch nor commits
 //! atomically: it folds many read batches into one overlay and commits it
-//! when it holds its share of [`OVERLAY_BUDGET`] (and at the end), key by
+//! when the overlays together exceed [`OVERLAY_BUDGET`] and its own holds
+//! at least an equal share of it (and at the end), key by
 //! key and then the checkpoint (sled runs one atomic batch at a time
 //! across every tree; single writes of several trees run side by side).
 //! Counters and rows that many events update reach sled once, and memory
@@ -26,6 +27,7 @@
 //! (which first applies whatever the live tree got meanwhile), or by
 //! [`rebuild_all`] when nothing is running.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -55,13 +57,35 @@ pub struct RebuildReport {
     pub projections: Vec<(String, std::result::Result<u64, String>)>,
 }
 
-/// Batches a projection's worker may lag behind the reader.
-pub const READ_AHEAD: usize = 4;
+/// Batches a projection's worker may lag behind the reader: enough for
+/// the other workers to go on while one commits (a batch is a few hundred
+/// kilobytes of decoded events).
+pub const READ_AHEAD: usize = 32;
 
 /// Roughly the memory (bytes) the uncommitted overlays of one rebuild may
-/// hold together, shared equally by its projections: each commits when
-/// its share is full.
+/// hold together. Once they exceed it, each projection whose overlay holds
+/// at least an equal share of it commits, so the read models that hold
+/// little never commit early and the ones that hold much commit seldom.
 pub const OVERLAY_BUDGET: usize = 128 << 20;
+
+/// What the overlays of one rebuild hold together, in bytes.
+#[derive(Default)]
+struct Held(AtomicUsize);
+
+impl Held {
+    /// Records that one overlay went from `before` to `now` bytes.
+    fn moved(&self, before: usize, now: usize) {
+        if now >= before {
+            self.0.fetch_add(now - before, Ordering::Relaxed);
+        } else {
+            self.0.fetch_sub(before - now, Ordering::Relaxed);
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// A counting gate: at most `free` holders at once.
 struct Gate {
@@ -212,14 +236,19 @@ impl<E: Event> Rebuild<E> {
         let gate = Arc::new(Gate::new(
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         ));
-        let budget = overlay_budget / targets.len().max(1);
+        let budget = Budget {
+            total: overlay_budget,
+            share: overlay_budget / targets.len().max(1),
+            held: Arc::new(Held::default()),
+        };
         let mut workers = Vec::with_capacity(targets.len());
         for t in targets {
             let (tx, rx) = mpsc::channel::<Arc<[Envelope<E>]>>(READ_AHEAD);
             let gate = gate.clone();
+            let budget = budget.clone();
             workers.push((
                 Some(tx),
-                tokio::task::spawn_blocking(move || work(t, rx, &gate, budget)),
+                tokio::task::spawn_blocking(move || work(t, rx, &gate, &budget)),
             ));
         }
         let mut next = 1;
@@ -311,9 +340,25 @@ impl<E: Event> Rebuild<E> {
     }
 }
 
+/// The overlay memory of one rebuild: see [`OVERLAY_BUDGET`].
+#[derive(Clone)]
+struct Budget {
+    total: usize,
+    /// An equal share of `total`: an overlay holding less never commits
+    /// before the end.
+    share: usize,
+    held: Arc<Held>,
+}
+
+impl Budget {
+    /// Whether an overlay holding `bytes` should commit now.
+    fn full(&self, bytes: usize) -> bool {
+        bytes >= self.share && self.held.total() > self.total
+    }
+}
+
 /// One projection's worker: folds the batches it is handed, in order,
-/// into one overlay and commits it (data and checkpoint in one sled batch,
-/// as a runner does) whenever it holds more than `budget` bytes, and at
+/// into one overlay and commits it when the [`Budget`] says so, and at
 /// the end. Nothing serves the tree before the swap, so committing less
 /// often changes nothing a query sees; keys written many times reach sled
 /// once. Stops at the first failing event (the error is kept, the tree is
@@ -322,7 +367,7 @@ fn work<E: Event>(
     mut t: Target<E>,
     mut batches: mpsc::Receiver<Arc<[Envelope<E>]>>,
     gate: &Gate,
-    budget: usize,
+    budget: &Budget,
 ) -> Target<E> {
     let Some(shadow) = &mut t.shadow else {
         return t;
@@ -340,14 +385,19 @@ fn work<E: Event>(
     };
     while let Some(events) = batches.blocking_recv() {
         let pass = gate.enter();
+        let before = writes.bytes();
         let (reached, stopped) = fold_events(projection, &mut writes, position, &events);
+        budget.held.moved(before, writes.bytes());
         position = reached;
         if let Some(stopped) = stopped {
             error = Some(stopped.to_string());
             break;
         }
-        if writes.bytes() > budget {
-            if let Err(e) = commit(&mut writes, shadow, position) {
+        if budget.full(writes.bytes()) {
+            let before = writes.bytes();
+            let committed = commit(&mut writes, shadow, position);
+            budget.held.moved(before, writes.bytes());
+            if let Err(e) = committed {
                 error = Some(e.to_string());
                 break;
             }
@@ -361,6 +411,8 @@ fn work<E: Event>(
             });
         }
     }
+    // Its overlay is committed or dropped now: the others may hold more.
+    budget.held.moved(writes.bytes(), 0);
     if error.is_none() && (position > shadow.checkpoint || !writes.is_empty()) {
         let _pass = gate.enter();
         if let Err(e) = commit(&mut writes, shadow, position) {
