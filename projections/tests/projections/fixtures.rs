@@ -284,7 +284,7 @@ impl Folded {
         self
     }
 
-    fn tree(&self, name: &str) -> Arc<sled::Tree> {
+    pub fn tree(&self, name: &str) -> Arc<sled::Tree> {
         self.trees[name].clone()
     }
 
