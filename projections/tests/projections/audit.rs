@@ -2,12 +2,20 @@
 //! with cursors, equal a scan of all rows filtered; a long run of one
 //! category and actor costs a few index keys, not one per entry.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use srs_domain::actor::Actor;
-use srs_domain::model::{AuditCategory, DomainEvent, PlaybackKind};
-use srs_projections::models::audit::{AuditFilter, AuditRow, AuditTrail};
+use srs_domain::log::Envelope;
+use srs_domain::model::{classify, AuditCategory, DomainEvent, PlaybackKind};
+use srs_projections::codec::Key;
+use srs_projections::models::audit::{AuditFilter, AuditProjection, AuditRow, AuditTrail};
+use srs_projections::{Projection, ProjectionSet, SetOptions, Which, Writes};
 use uuid::Uuid;
 
+use crate::common::{open_store, store_dyn};
 use crate::fixtures::*;
+use crate::props::append_all;
 
 const ALL_CATEGORIES: [AuditCategory; 4] = [
     AuditCategory::Configuration,
@@ -348,4 +356,104 @@ fn a_thousand_entries_of_one_category_actor_and_site_take_four_keys_per_index() 
         );
         assert!(first.has_next_page && !rest.has_next_page);
     }
+}
+
+/// The trail as its version 1 wrote it: one empty index key per entry
+/// (`<tag><value><position desc>`), and the same rows.
+struct AuditV1;
+
+impl Projection<DomainEvent> for AuditV1 {
+    fn name(&self) -> &'static str {
+        AuditProjection::NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> srs_projections::Result<()> {
+        let Some(entry) = classify(&e.payload) else {
+            return Ok(());
+        };
+        let pos = e.position;
+        w.insert(Key::new(b"c/").u8(1).u64_desc(pos).build(), Vec::new())?;
+        let label = e.actor.label().to_lowercase();
+        w.insert(
+            Key::new(b"a/").str(&label).u64_desc(pos).build(),
+            Vec::new(),
+        )?;
+        if let Some(site) = entry.site_id {
+            w.insert(Key::new(b"s/").uuid(site).u64_desc(pos).build(), Vec::new())?;
+        }
+        w.put_value(
+            Key::new(b"e/").u64_desc(pos).build(),
+            &AuditRow {
+                position: pos,
+                at: e.recorded_at,
+                actor: e.actor.clone(),
+                category: entry.category,
+                action: entry.action.to_string(),
+                target: entry.target,
+                site_id: entry.site_id,
+                detail: entry.detail,
+                event_type: e.payload.name().to_string(),
+                event_id: e.event_id,
+                correlation_id: e.correlation_id,
+            },
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_trail_stored_by_version_1_is_rebuilt_into_blocks_on_start() {
+    const WAIT: Duration = Duration::from_secs(20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<DomainEvent>(dir.path());
+    let agent = Actor::Agent { server_id: SERVER };
+    let events = (1..=600)
+        .map(|n| (agent.clone(), Rec::new(n).started()))
+        .collect();
+    let last = append_all(&store, events, &[100]).await;
+    let by_site = AuditFilter {
+        site_id: Some(SITE),
+        ..Default::default()
+    };
+    {
+        let set = ProjectionSet::start(
+            store_dyn(&store),
+            store.db(),
+            vec![Arc::new(AuditV1) as Arc<dyn Projection<DomainEvent>>],
+            SetOptions::default(),
+        )
+        .unwrap();
+        set.wait_for(Which::All, last, WAIT).await.unwrap();
+        let tree = set.tree(AuditProjection::NAME).unwrap();
+        assert_eq!(keys_under(&tree, b"s/"), 600);
+        // The blocks' reader finds nothing in one-key-per-entry indexes:
+        // only a rebuild makes them answer.
+        let page = AuditTrail::new(tree).search(&by_site, None, None).unwrap();
+        assert!(page.items.is_empty());
+        set.shutdown().await;
+    }
+    let set = ProjectionSet::start(
+        store_dyn(&store),
+        store.db(),
+        vec![Arc::new(AuditProjection) as Arc<dyn Projection<DomainEvent>>],
+        SetOptions::default(),
+    )
+    .unwrap();
+    set.wait_for(Which::All, last, WAIT).await.unwrap();
+    let status = set.status(AuditProjection::NAME).unwrap();
+    assert_eq!((status.version, status.position), (2, last));
+    let tree = set.tree(AuditProjection::NAME).unwrap();
+    // Positions 1..=600: the blocks 0 to 2.
+    assert_eq!(keys_under(&tree, b"s/"), 3);
+    assert_eq!(keys_under(&tree, b"e/"), 600);
+    let page = AuditTrail::new(tree)
+        .search(&by_site, Some(500), None)
+        .unwrap();
+    assert_eq!(page.items.len(), 500);
+    assert_eq!(page.items[0].1.position, last);
+    assert!(page.has_next_page);
+    set.shutdown().await;
 }
