@@ -6,12 +6,24 @@
 //! | key | value |
 //! |---|---|
 //! | `e/` position desc | [`AuditRow`] |
-//! | `c/` category, position desc | - |
-//! | `a/` actor label (lowercase), position desc | - |
-//! | `s/` site, position desc | - |
+//! | `c/` category, block desc | posting block |
+//! | `a/` actor label (lowercase), block desc | posting block |
+//! | `s/` site, block desc | posting block |
 //!
-//! Newest first; the cursor is the position. Time bounds are checked on
-//! the rows of the walked index.
+//! The secondary indexes are posting blocks: one key per index value and
+//! span of [`BLOCK_SPAN`] log positions (block = position >> 8), whose value
+//! is the low bytes (position & 0xff) of that span's entries, ascending and
+//! without repeats. Each distinct key a rebuilt tree ends with costs an
+//! insert in sled whatever its value, so an index of dense entries costs
+//! one key per 256 positions instead of one per entry; positions arrive in
+//! increasing order, so keeping a block is a read-modify-write that pushes
+//! one byte.
+//!
+//! Newest first; the cursor is the position (inside a block, a walk skips
+//! to the cursor's block and then past the cursor). Time bounds are checked
+//! on the rows of the walked index.
+
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 use srs_domain::actor::Actor;
@@ -84,6 +96,117 @@ fn actor_keys(actor: &Actor) -> Vec<String> {
     keys
 }
 
+/// How many log positions one posting block spans (a power of two: the
+/// block is `position >> BLOCK_BITS`, the entry its low byte).
+pub const BLOCK_SPAN: u64 = 1 << BLOCK_BITS;
+const BLOCK_BITS: u32 = 8;
+
+/// The key of the posting block of index value `index` (a key builder
+/// holding the tag and the value) that holds `position`.
+fn block_key(index: Key, position: u64) -> Vec<u8> {
+    index.u64_desc(position >> BLOCK_BITS).build()
+}
+
+/// Adds `position` to its posting block under `index`: in sorted place,
+/// once (a replayed or repeated entry changes nothing).
+fn post(w: &mut Writes, index: Key, position: u64) -> Result<()> {
+    let key = block_key(index, position);
+    let low = (position & (BLOCK_SPAN - 1)) as u8;
+    let mut block = w.get(&key)?.unwrap_or_default();
+    // Positions arrive in increasing order: the common case is a push.
+    if block.last().is_some_and(|last| *last >= low) {
+        match block.binary_search(&low) {
+            Ok(_) => return Ok(()),
+            Err(at) => block.insert(at, low),
+        }
+    } else {
+        block.push(low);
+    }
+    w.insert(key, block)
+}
+
+/// The positions of the posting blocks under `prefix` (an index tag and
+/// value), newest first, below `before` when given.
+fn postings<'a>(
+    tree: &'a sled::Tree,
+    prefix: Vec<u8>,
+    before: Option<u64>,
+) -> impl Iterator<Item = Result<u64>> + 'a {
+    // The walk starts at the block holding `before`: the blocks before it
+    // in key order hold only later positions.
+    let lower = match before {
+        Some(b) => [prefix.as_slice(), &codec::u64_desc_key(b >> BLOCK_BITS)].concat(),
+        None => prefix.clone(),
+    };
+    let upper = match codec::prefix_end(&prefix) {
+        Some(end) => Bound::Excluded(end),
+        None => Bound::Unbounded,
+    };
+    let mut blocks = tree.range::<Vec<u8>, _>((Bound::Included(lower), upper));
+    let mut pending: Vec<u64> = Vec::new();
+    std::iter::from_fn(move || loop {
+        // `pending` holds the rest of the current block, oldest first.
+        if let Some(pos) = pending.pop() {
+            return Some(Ok(pos));
+        }
+        let (key, value) = match blocks.next()? {
+            Ok(kv) => kv,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let Some(block) = key
+            .get(prefix.len()..)
+            .filter(|suffix| suffix.len() == 8)
+            .and_then(codec::u64_from_desc_key)
+        else {
+            // Not a block of this index value (none are written).
+            continue;
+        };
+        let base = block << BLOCK_BITS;
+        pending.extend(
+            value
+                .iter()
+                .map(|low| base | u64::from(*low))
+                .filter(|pos| before.is_none_or(|b| *pos < b)),
+        );
+    })
+}
+
+/// Several [`postings`] walks merged: positions newest first, each once.
+fn merged_postings<'a>(
+    tree: &'a sled::Tree,
+    prefixes: Vec<Vec<u8>>,
+    before: Option<u64>,
+) -> impl Iterator<Item = Result<u64>> + 'a {
+    let mut heads: Vec<_> = prefixes
+        .into_iter()
+        .map(|p| postings(tree, p, before).peekable())
+        .collect();
+    let mut last: Option<u64> = None;
+    std::iter::from_fn(move || loop {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, head) in heads.iter_mut().enumerate() {
+            match head.peek() {
+                Some(Ok(pos)) if best.is_none_or(|(_, b)| *pos > b) => {
+                    best = Some((i, *pos));
+                }
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = head.next() {
+                        return Some(Err(e));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (i, pos) = best?;
+        heads[i].next();
+        if last == Some(pos) {
+            continue;
+        }
+        last = Some(pos);
+        return Some(Ok(pos));
+    })
+}
+
 /// The projection that maintains [`AuditTrail`].
 pub struct AuditProjection;
 
@@ -97,7 +220,8 @@ impl Projection<DomainEvent> for AuditProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: the secondary indexes are posting blocks.
+        2
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -105,21 +229,12 @@ impl Projection<DomainEvent> for AuditProjection {
             return Ok(());
         };
         let pos = e.position;
-        w.insert(
-            Key::new(b"c/")
-                .u8(category_code(entry.category))
-                .u64_desc(pos)
-                .build(),
-            Vec::new(),
-        )?;
+        post(w, Key::new(b"c/").u8(category_code(entry.category)), pos)?;
         for actor in actor_keys(&e.actor) {
-            w.insert(
-                Key::new(b"a/").str(&actor).u64_desc(pos).build(),
-                Vec::new(),
-            )?;
+            post(w, Key::new(b"a/").str(&actor), pos)?;
         }
         if let Some(site) = entry.site_id {
-            w.insert(Key::new(b"s/").uuid(site).u64_desc(pos).build(), Vec::new())?;
+            post(w, Key::new(b"s/").uuid(site), pos)?;
         }
         w.put_value(
             Key::new(b"e/").u64_desc(pos).build(),
@@ -168,29 +283,40 @@ impl AuditTrail {
             .transpose()?
             .and_then(|b| codec::u64_from_key(&b));
         // Walk the most specific index; single-valued filters first.
-        let prefixes: Vec<Vec<u8>> = if let Some(actor) = &filter.actor {
-            vec![Key::new(b"a/").str(&norm(actor)).build()]
+        let index: Option<Vec<Vec<u8>>> = if let Some(actor) = &filter.actor {
+            Some(vec![Key::new(b"a/").str(&norm(actor)).build()])
         } else if let Some(site) = filter.site_id {
-            vec![Key::new(b"s/").uuid(site).build()]
+            Some(vec![Key::new(b"s/").uuid(site).build()])
         } else if !filter.categories.is_empty() {
-            filter
-                .categories
-                .iter()
-                .map(|c| Key::new(b"c/").u8(category_code(*c)).build())
-                .collect()
+            Some(
+                filter
+                    .categories
+                    .iter()
+                    .map(|c| Key::new(b"c/").u8(category_code(*c)).build())
+                    .collect(),
+            )
         } else {
-            vec![b"e/".to_vec()]
+            None
         };
-        let after = after.map(codec::u64_desc_key);
+        let positions: Box<dyn Iterator<Item = Result<u64>>> = match index {
+            Some(prefixes) => Box::new(merged_postings(&self.tree, prefixes, after)),
+            None => {
+                let after = after.map(codec::u64_desc_key);
+                Box::new(
+                    merged(
+                        &self.tree,
+                        &[b"e/".to_vec()],
+                        after.as_ref().map(|a| &a[..]),
+                        &SuffixBounds::default(),
+                    )
+                    .map(|suffix| Ok(codec::u64_from_desc_key(&suffix?).unwrap_or(0))),
+                )
+            }
+        };
         let mut items = Vec::new();
         let mut has_next_page = false;
-        for suffix in merged(
-            &self.tree,
-            &prefixes,
-            after.as_ref().map(|a| &a[..]),
-            &SuffixBounds::default(),
-        ) {
-            let pos = codec::u64_from_desc_key(&suffix?).unwrap_or(0);
+        for pos in positions {
+            let pos = pos?;
             let Some(row) = self.entry(pos)? else {
                 continue;
             };
@@ -223,4 +349,29 @@ fn matches(f: &AuditFilter, row: &AuditRow) -> bool {
             .is_none_or(|t| row.target.eq_ignore_ascii_case(t.trim()))
         && f.from.is_none_or(|from| row.at >= from)
         && f.to.is_none_or(|to| row.at < to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_keeps_its_entries_sorted_and_once_whatever_the_order() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let mut w = Writes::new(db.open_tree("audit").unwrap());
+        let index = || Key::new(b"c/").u8(1);
+        for pos in [5, 3, 5, 300, 1, 255, 3, 256 + 7] {
+            post(&mut w, index(), pos).unwrap();
+        }
+        assert_eq!(
+            w.get(&block_key(index(), 0)).unwrap(),
+            Some(vec![1, 3, 5, 255])
+        );
+        // 300 and 263 are the block 1's entries 44 and 7.
+        assert_eq!(w.get(&block_key(index(), 256)).unwrap(), Some(vec![7, 44]));
+        assert!(
+            block_key(index(), 256) < block_key(index(), 255),
+            "newest first"
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The projection crate's one integration-test binary.
 
+mod audit;
 mod catalogue;
 mod catalogue_index;
 mod catalogue_rows;
