@@ -273,9 +273,11 @@ impl<E: Event> Rebuild<E> {
                 }
             }
         }
-        let mut targets = Vec::with_capacity(workers.len());
-        for (tx, handle) in workers {
-            drop(tx);
+        // Every worker learns at once that the log is read, so their last
+        // commits run side by side rather than one after the other.
+        let handles: Vec<_> = workers.into_iter().map(|(_, handle)| handle).collect();
+        let mut targets = Vec::with_capacity(handles.len());
+        for handle in handles {
             let mut t = handle
                 .await
                 .map_err(|e| ProjectionError::Invariant(format!("rebuild worker panicked: {e}")))?;
