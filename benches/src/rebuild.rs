@@ -216,10 +216,8 @@ pub fn write_floor(db: &sled::Db) -> Result<WriteFloor, LogError> {
             continue;
         }
         let tree = db.open_tree(&name)?;
-        let entries = tree
-            .iter()
-            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())))
-            .collect::<Result<Vec<_>, _>>()?;
+        // sled's own buffers, shared rather than copied.
+        let entries = tree.iter().collect::<Result<Vec<_>, _>>()?;
         trees.push(entries);
     }
     let entries = trees.iter().map(|t| t.len() as u64).sum();
