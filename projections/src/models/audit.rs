@@ -28,7 +28,7 @@ use std::ops::Bound;
 use serde::{Deserialize, Serialize};
 use srs_domain::actor::Actor;
 use srs_domain::log::Envelope;
-use srs_domain::model::{classify, AuditCategory, DomainEvent};
+use srs_domain::model::{classify, AuditCategory, AuditEntry, DomainEvent};
 use srs_domain::time::Timestamp;
 use uuid::Uuid;
 
@@ -55,6 +55,25 @@ pub struct AuditRow {
     pub event_type: String,
     pub event_id: Uuid,
     pub correlation_id: Uuid,
+}
+
+impl AuditRow {
+    /// The entry of an audited event, as [`classify`] describes it.
+    pub fn of(e: &Envelope<DomainEvent>, entry: AuditEntry) -> Self {
+        AuditRow {
+            position: e.position,
+            at: e.recorded_at,
+            actor: e.actor.clone(),
+            category: entry.category,
+            action: entry.action.to_string(),
+            target: entry.target,
+            site_id: entry.site_id,
+            detail: entry.detail,
+            event_type: e.payload.name().to_string(),
+            event_id: e.event_id,
+            correlation_id: e.correlation_id,
+        }
+    }
 }
 
 /// What `auditTrail(filter)` filters by; every set field must match.
@@ -238,19 +257,7 @@ impl Projection<DomainEvent> for AuditProjection {
         }
         w.put_value(
             Key::new(b"e/").u64_desc(pos).build(),
-            &AuditRow {
-                position: pos,
-                at: e.recorded_at,
-                actor: e.actor.clone(),
-                category: entry.category,
-                action: entry.action.to_string(),
-                target: entry.target,
-                site_id: entry.site_id,
-                detail: entry.detail,
-                event_type: e.payload.name().to_string(),
-                event_id: e.event_id,
-                correlation_id: e.correlation_id,
-            },
+            &AuditRow::of(e, entry),
         )
     }
 }

@@ -387,19 +387,7 @@ impl Projection<DomainEvent> for AuditV1 {
         }
         w.put_value(
             Key::new(b"e/").u64_desc(pos).build(),
-            &AuditRow {
-                position: pos,
-                at: e.recorded_at,
-                actor: e.actor.clone(),
-                category: entry.category,
-                action: entry.action.to_string(),
-                target: entry.target,
-                site_id: entry.site_id,
-                detail: entry.detail,
-                event_type: e.payload.name().to_string(),
-                event_id: e.event_id,
-                correlation_id: e.correlation_id,
-            },
+            &AuditRow::of(e, entry),
         )
     }
 }
