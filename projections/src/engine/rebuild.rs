@@ -58,8 +58,9 @@ pub struct RebuildReport {
 }
 
 /// Batches a projection's worker may lag behind the reader: enough for
-/// the other workers to go on while one commits (a batch is a few hundred
-/// kilobytes of decoded events).
+/// the other workers to go on while one commits (the batches are shared
+/// by all workers; one holds up to `rebuild_batch_size` decoded events,
+/// about a megabyte).
 pub const READ_AHEAD: usize = 32;
 
 /// Roughly the memory (bytes) the uncommitted overlays of one rebuild may

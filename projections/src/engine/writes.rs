@@ -300,6 +300,9 @@ impl Writes {
     pub fn put_value<T: Row>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<()> {
         let key = key.into();
         check_key(&key)?;
+        // It keeps the size of the decoded value it replaces; a new value
+        // is counted by its inline size (its heap part is not known
+        // without encoding it, which is what keeping it decoded saves).
         let size = match self.staged.get(&key) {
             Some(Slot::Value { size, .. }) => *size,
             _ => decoded_size(std::mem::size_of::<T>()),
