@@ -22,6 +22,13 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(bincode::serde::encode_to_vec(value, config())?)
 }
 
+/// How many bytes [`encode`] makes of `value`, without making them.
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, config())?;
+    Ok(size.bytes_written)
+}
+
 /// Decodes a read-model value.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let (value, _) = bincode::serde::decode_from_slice(bytes, config())?;
@@ -150,6 +157,21 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_len_is_the_length_of_the_encoding() {
+        let values = (
+            "a string of some length".to_string(),
+            vec![1u64, 300, u64::MAX],
+            Some(Uuid::from_u128(7)),
+            -5i64,
+        );
+        assert_eq!(
+            encoded_len(&values).unwrap(),
+            encode(&values).unwrap().len()
+        );
+        assert_eq!(encoded_len(&()).unwrap(), 0);
+    }
 
     #[test]
     fn integer_keys_sort_like_numbers() {

@@ -301,11 +301,10 @@ impl Writes {
         let key = key.into();
         check_key(&key)?;
         // It keeps the size of the decoded value it replaces; a new value
-        // is counted by its inline size (its heap part is not known
-        // without encoding it, which is what keeping it decoded saves).
+        // is measured (counting its encoded bytes, not making them).
         let size = match self.staged.get(&key) {
             Some(Slot::Value { size, .. }) => *size,
-            _ => decoded_size(std::mem::size_of::<T>()),
+            _ => decoded_size(codec::encoded_len(value)?),
         };
         self.stage(
             key,
