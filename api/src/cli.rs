@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::bench_cmd::bench;
 pub use crate::bench_cmd::BenchKind;
 use crate::server::{shutdown_signal, ServeError, ServeOptions, Server};
-use crate::state::Limits;
+use crate::state::{Limits, Rate};
 
 #[derive(Parser, Debug)]
 #[command(name = "srs", version, about = "Session Recording service")]
@@ -57,6 +57,8 @@ pub enum Command {
         /// The demo data's seed (same seed, same users, hosts and events).
         #[arg(long, env = "SRS_DEMO_SEED", default_value_t = 1, requires = "demo")]
         demo_seed: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Act as N connected Session Recording servers recording M sessions
     /// through the public API, and report what was sent, the throughput and
@@ -127,6 +129,77 @@ pub enum Command {
     },
 }
 
+/// `srs serve` limits against abuse (see `state::Limits`; the defaults
+/// are that type's). Durations are in seconds (fractions allowed).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// GraphQL requests per second of one principal (burst: twice as many; 0: no limit).
+    #[arg(long, env = "SRS_RATE_LIMIT_PRINCIPAL", default_value_t = 500.0)]
+    pub rate_limit_principal: f64,
+    /// GraphQL requests without a valid token, and WebSocket upgrades, per
+    /// second of one client address (burst: 100 or twice as many; 0: no limit).
+    #[arg(long, env = "SRS_RATE_LIMIT_ANONYMOUS", default_value_t = 30.0)]
+    pub rate_limit_anonymous: f64,
+    /// The longest GraphQL query text, in bytes (variables do not count).
+    #[arg(long, env = "SRS_MAX_QUERY_BYTES", default_value_t = 64 * 1024)]
+    pub max_query_bytes: usize,
+    /// The most selections of a document once its fragments are expanded.
+    #[arg(long, env = "SRS_MAX_SELECTIONS", default_value_t = 5_000)]
+    pub max_selections: u64,
+    /// The time budget of an authenticated GraphQL request.
+    #[arg(long, env = "SRS_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub request_timeout: std::time::Duration,
+    /// The time budget of a GraphQL request without a token.
+    #[arg(long, env = "SRS_ANONYMOUS_REQUEST_TIMEOUT", default_value = "5", value_parser = seconds)]
+    pub anonymous_request_timeout: std::time::Duration,
+    /// How long a WebSocket may stay open without `connection_init`.
+    #[arg(long, env = "SRS_WS_INIT_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub ws_init_timeout: std::time::Duration,
+    /// Open WebSockets per principal.
+    #[arg(long, env = "SRS_WS_CONNECTIONS_PER_PRINCIPAL", default_value_t = 32)]
+    pub ws_connections_per_principal: usize,
+    /// Subscriptions per principal, over all its WebSockets.
+    #[arg(
+        long,
+        env = "SRS_WS_SUBSCRIPTIONS_PER_PRINCIPAL",
+        default_value_t = 128
+    )]
+    pub ws_subscriptions_per_principal: usize,
+}
+
+impl LimitArgs {
+    /// The limits these flags give.
+    pub fn limits(&self) -> Limits {
+        let rate = |per_second: f64, least_burst: f64| {
+            (per_second > 0.0).then(|| Rate::new(per_second, (2.0 * per_second).max(least_burst)))
+        };
+        Limits {
+            rate_principal: rate(self.rate_limit_principal, 1.0),
+            rate_anonymous_ip: rate(self.rate_limit_anonymous, 100.0),
+            max_query_bytes: self.max_query_bytes,
+            max_selections: self.max_selections,
+            request_timeout: self.request_timeout,
+            anonymous_request_timeout: self.anonymous_request_timeout,
+            ws_init_timeout: self.ws_init_timeout,
+            ws_connections_per_principal: self.ws_connections_per_principal,
+            ws_subscriptions_per_principal: self.ws_subscriptions_per_principal,
+            ..Limits::default()
+        }
+    }
+}
+
+/// A duration in seconds, e.g. `10` or `0.5`.
+fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a positive number of seconds"))
+}
+
 /// `srs simulate` flags.
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
@@ -195,6 +268,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo,
             demo_recordings,
             demo_seed,
+            limits,
         } => {
             init_tracing(log_format);
             let demo = demo.then_some(crate::demo::DemoOptions {
@@ -206,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ServeOptions {
                     data,
                     listen,
-                    limits: Limits::default(),
+                    limits: limits.limits(),
                 },
                 demo,
             )

@@ -27,6 +27,8 @@ pub enum Code {
     Validation,
     Timeout,
     Internal,
+    /// Over a rate or concurrency limit; HTTP answers carry `Retry-After`.
+    RateLimited,
 }
 
 impl Code {
@@ -40,6 +42,7 @@ impl Code {
             Code::Validation => "VALIDATION",
             Code::Timeout => "TIMEOUT",
             Code::Internal => "INTERNAL",
+            Code::RateLimited => "RATE_LIMITED",
         }
     }
 }
@@ -185,6 +188,7 @@ pub fn first_code(errors: &[ServerError]) -> &'static str {
             "CONFLICT" => "CONFLICT",
             "VALIDATION" => "VALIDATION",
             "TIMEOUT" => "TIMEOUT",
+            "RATE_LIMITED" => "RATE_LIMITED",
             _ => "INTERNAL",
         },
         _ => "VALIDATION",

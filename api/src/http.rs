@@ -22,15 +22,25 @@
 //! does not authenticate gets 401 with `UNAUTHENTICATED`; a request without
 //! any token runs, and every operation in it that needs a principal fails
 //! with `UNAUTHENTICATED` (introspection needs none: the schema is public).
+//!
+//! Before any GraphQL work the request is rate limited
+//! ([`crate::throttle`]: 429 `RATE_LIMITED` with `Retry-After`), its query
+//! text bounded and its document sized once ([`crate::graphql::cost`]: 400
+//! `VALIDATION` over budget), and it runs within a time budget (504
+//! `TIMEOUT` past it; shorter without a token). WebSockets are served by
+//! [`crate::sockets`].
 
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr as _;
+use std::time::{Duration, Instant};
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::Data;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::{WebSocketProtocols, ALL_WEBSOCKET_PROTOCOLS};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State, WebSocketUpgrade,
+};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -43,7 +53,10 @@ use uuid::Uuid;
 use crate::auth::bearer_token;
 use crate::error::{ensure_codes, first_code, ApiError, Code};
 use crate::graphql::{self, Answer, RequestContext, Validation};
+use crate::sockets::budget_spent;
 use crate::state::AppState;
+use crate::throttle::retry_after_secs;
+use srs_domain::model::Principal;
 
 /// The HTTP app over `state`. No socket involved: tests drive it with
 /// `tower::ServiceExt::oneshot`, `srs serve` hands it to `axum::serve`.
@@ -109,9 +122,45 @@ fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A `RATE_LIMITED` refusal: 429 with `Retry-After`.
+fn rate_limited(wait: Duration, message: &str) -> Response {
+    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, Code::RateLimited, message);
+    let seconds = retry_after_secs(wait);
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// The client's address, when the app is served over a socket (tests
+/// that drive the app directly have none).
+struct ClientAddr(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 /// `POST /graphql`.
+///
+/// In order: the body limit; the rate limit (per principal for a token the
+/// tokens read model knows, per client address otherwise); a kept answer;
+/// the request's JSON; authentication; the query text's length and the
+/// document's size ([`graphql::cost`]); then execution within the time
+/// budget ([`crate::state::Limits::time_budget`]). A refusal before
+/// execution answers 400 (`VALIDATION`), 401, or 429 (`RATE_LIMITED`,
+/// `Retry-After`); a request over its time budget answers 504 `TIMEOUT`.
 async fn graphql(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -136,16 +185,40 @@ async fn graphql(
             return error_response(status, Code::Validation, &message);
         }
     };
+    // Who is asking, as the tokens read model stands now (a token issued
+    // a moment ago is looked up again, with a wait, further down).
+    let token = bearer_token(&headers);
+    let known = match &token {
+        Ok(Some(token)) => state.core().authenticate_now(token).ok().flatten(),
+        _ => None,
+    };
+    let throttled = match &known {
+        Some(principal) => state.throttle().principal(principal.token_id),
+        None => state.throttle().address(ip),
+    };
+    if let Err(wait) = throttled {
+        state
+            .metrics()
+            .graphql_request("throttled", Code::RateLimited.as_str(), started.elapsed());
+        let message = if known.is_some() {
+            "too many requests for this principal; retry after the time in Retry-After"
+        } else {
+            "too many requests without a valid token from this address; retry after the time in Retry-After"
+        };
+        return rate_limited(wait, message);
+    }
     // A kept answer for this caller and body is served before anything
     // else is done with the body: only an answer to this exact body was
     // kept, so it parsed, validated and was keepable (see
     // `graphql::answers`). Authentication still runs first, every time.
-    if let Some(answer) = kept_answer(&state, &headers, &body) {
-        state
-            .metrics()
-            .graphql_request(&answer.operation, "ok", started.elapsed());
-        state.metrics().kept_answer();
-        return answer_response(answer);
+    if let Some(principal) = &known {
+        if let Some(answer) = kept_answer(&state, principal, &headers, &body) {
+            state
+                .metrics()
+                .graphql_request(&answer.operation, "ok", started.elapsed());
+            state.metrics().kept_answer();
+            return answer_response(answer);
+        }
     }
     let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -163,9 +236,10 @@ async fn graphql(
         }
     };
     let operation = request.operation_name.clone().unwrap_or_default();
-    let principal = match bearer_token(&headers) {
-        Ok(None) => None,
-        Ok(Some(token)) => match state.authenticate(token).await {
+    let principal = match (token, known) {
+        (_, Some(principal)) => Some(principal),
+        (Ok(None), None) => None,
+        (Ok(Some(token)), None) => match state.authenticate(token).await {
             Ok(Some(principal)) => Some(principal),
             Ok(None) => {
                 state.metrics().graphql_request(
@@ -181,10 +255,16 @@ async fn graphql(
             }
             Err(e) => return api_error_response(&state, &operation, started, e),
         },
-        Err(e) => return api_error_response(&state, &operation, started, e),
+        (Err(e), None) => return api_error_response(&state, &operation, started, e),
     };
     let schemas = state.schemas();
-    let validation = schemas.documents.prepare(&mut request, &body);
+    let prepared = match schemas
+        .documents
+        .prepare(&mut request, &body, state.limits())
+    {
+        Ok(prepared) => prepared,
+        Err(e) => return api_error_response(&state, &operation, started, e),
+    };
     // Whether the answer may be kept, and for whom (see `graphql::answers`).
     let keep = match &principal {
         Some(principal) => {
@@ -197,15 +277,28 @@ async fn graphql(
         }
         None => None,
     };
+    let budget = state.limits().time_budget(
+        principal.is_some(),
+        prepared.cost.is_some_and(|cost| cost.long_running),
+    );
     let version = srs_projections::data_version();
     let request = request.data(RequestContext::new(principal));
-    let mut response = match validation {
-        Validation::Done => schemas.fast.execute(request).await,
+    let executed = match prepared.validation {
+        Validation::Done => tokio::time::timeout(budget, schemas.fast.execute(request)).await,
         Validation::Needed => {
-            let response = schemas.strict.execute(request).await;
-            schemas.documents.record(&body, &response);
-            response
+            let executed = tokio::time::timeout(budget, schemas.strict.execute(request)).await;
+            if let Ok(response) = &executed {
+                schemas.documents.record(&body, response);
+            }
+            executed
         }
+    };
+    let Ok(mut response) = executed else {
+        let error = budget_spent(budget);
+        state
+            .metrics()
+            .graphql_request(&operation, error.code.as_str(), started.elapsed());
+        return error_response(StatusCode::GATEWAY_TIMEOUT, error.code, &error.message);
     };
     ensure_codes(&mut response.errors);
     state
@@ -243,10 +336,14 @@ async fn graphql(
     answer_response(answer)
 }
 
-/// The answer kept for the caller of `headers` sending `body`, if any
-/// and unless the client asks for a fresh one. Any doubt (no token, one
-/// not known yet, a failing read) is left to the full path.
-fn kept_answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Option<Answer> {
+/// The answer kept for `principal` sending `body`, if any and unless the
+/// client asks for a fresh one.
+fn kept_answer(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Answer> {
     if wants_fresh(headers) {
         return None;
     }
@@ -255,9 +352,7 @@ fn kept_answer(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Option<An
     if !answers.holds(version) {
         return None;
     }
-    let token = bearer_token(headers).ok()??;
-    let principal = state.core().authenticate_now(token).ok()??;
-    answers.get(&principal, body, version)
+    answers.get(principal, body, version)
 }
 
 /// Whether the client asked for a fresh answer (`Cache-Control: no-cache`).
@@ -301,6 +396,8 @@ fn api_error_response(
     let status = match error.code {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_REQUEST,
     };
     error_response(status, error.code, &error.message)
@@ -309,68 +406,53 @@ fn api_error_response(
 /// `GET /graphql/ws`: subscriptions. The token comes from the upgrade
 /// request's `Authorization` header or from the `connection_init` payload
 /// (`{"Authorization": "Bearer <token>"}`, or `{"token": "<token>"}`),
-/// since browsers cannot set headers on a WebSocket.
+/// since browsers cannot set headers on a WebSocket. The upgrade takes a
+/// token of the client address's rate and a pending slot (see
+/// [`crate::sockets`]); without either it is answered 429.
 async fn graphql_ws(
     State(state): State<AppState>,
-    protocol: GraphQLProtocol,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let Some(protocol) = ws_protocol(&headers) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Code::Validation,
+            "Sec-WebSocket-Protocol must name graphql-transport-ws or graphql-ws",
+        );
+    };
+    if let Err(wait) = state.throttle().address(ip) {
+        return rate_limited(wait, "too many WebSocket upgrades from this address");
+    }
+    let Some(pending) = state.sockets().pending(ip) else {
+        return rate_limited(
+            Duration::from_secs(1),
+            "too many WebSockets from this address (or in all) are waiting for connection_init",
+        );
+    };
     let header_token = bearer_token(&headers).ok().flatten().map(str::to_owned);
+    let max_message = state.limits().max_body_bytes;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
             state.metrics().ws_opened();
-            let schema = state.schema().clone();
-            let init_state = state.clone();
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = header_token.or_else(|| token_from_init(&payload));
-                    let principal = match token {
-                        Some(token) => init_state
-                            .authenticate(&token)
-                            .await
-                            .map_err(async_graphql::Error::from)?
-                            .ok_or_else(|| {
-                                async_graphql::Error::from(ApiError::unauthenticated(
-                                    "the bearer token is not valid",
-                                ))
-                            })?,
-                        None => {
-                            return Err(ApiError::unauthenticated(
-                                "connection_init carries no token",
-                            )
-                            .into());
-                        }
-                    };
-                    let mut data = Data::default();
-                    data.insert(RequestContext::new(Some(principal)));
-                    Ok(data)
-                })
-                .keepalive_timeout(None)
-                .serve()
-                .await;
+            crate::sockets::serve(state.clone(), socket, protocol, header_token, pending).await;
             state.metrics().ws_closed();
         })
 }
 
-/// The token in a `connection_init` payload, in any of the usual spellings.
-fn token_from_init(payload: &serde_json::Value) -> Option<String> {
-    let object = payload.as_object()?;
-    for (key, value) in object {
-        let Some(text) = value.as_str() else { continue };
-        match key.to_ascii_lowercase().as_str() {
-            "authorization" => {
-                let token = text
-                    .strip_prefix("Bearer ")
-                    .or_else(|| text.strip_prefix("bearer "))?;
-                return Some(token.trim().to_owned());
-            }
-            "token" => return Some(text.trim().to_owned()),
-            _ => {}
-        }
-    }
-    None
+/// The GraphQL WebSocket protocol the client asks for, as
+/// `async_graphql_axum::GraphQLProtocol` reads it.
+fn ws_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)?
+        .to_str()
+        .ok()?
+        .split(',')
+        .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
 }
 
 /// `GET /graphql`: GraphiQL.

@@ -20,6 +20,9 @@
 //! - [`graphql`]: [`graphql::schema`], the schema built without any transport.
 //! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
 //! - [`auth`]: bearer tokens and secrets.
+//! - [`throttle`]: rate limits per principal and per client address.
+//! - [`sockets`]: the subscription WebSockets: connection-init timeout,
+//!   closing when the credential goes, per-principal bounds.
 //! - [`error`]: [`error::ApiError`] and the stable `extensions.code`s.
 //! - [`metrics`]: the Prometheus text exposition.
 //! - [`simulate`]: `srs simulate`, a fleet of servers driving the public API,
@@ -42,4 +45,6 @@ mod replay_cmd;
 pub mod retention;
 pub mod server;
 pub mod simulate;
+pub mod sockets;
 pub mod state;
+pub mod throttle;

@@ -224,7 +224,10 @@ impl Server {
             tracing::info!("shutting down: no new connections, draining in-flight requests");
             let _ = begin_tx.send(true);
         };
-        let serve = axum::serve(listener, app_with(state, extra)).with_graceful_shutdown(graceful);
+        // The peer address reaches the handlers (rate limits per client address).
+        let app =
+            app_with(state, extra).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(graceful);
         let drained = tokio::select! {
             result = std::future::IntoFuture::into_future(serve) => result.map_err(ServeError::Http),
             () = async {

@@ -19,13 +19,38 @@ use crate::dashboards::Dashboards;
 use crate::error::ApiError;
 use crate::graphql::{self, Schemas, SrsSchema};
 use crate::metrics::{Gauges, Metrics};
+use crate::sockets::Sockets;
+pub use crate::throttle::Rate;
+use crate::throttle::Throttle;
 
-/// Limits against abuse. Every one of them, when hit, gives `VALIDATION`
-/// (or 413 for the body) and writes nothing.
+/// Limits against abuse. A document or input over a limit gives
+/// `VALIDATION` (or 413 for the body), a request over its time budget
+/// `TIMEOUT`, a caller over its rate `RATE_LIMITED` (429 and
+/// `Retry-After`); none of them writes anything.
+///
+/// The GraphQL budgets (`max_query_bytes` to `max_introspection`) are
+/// checked on the parsed document before async-graphql validates or runs
+/// it (see `graphql::cost`); they are far above what the console, agents
+/// and scripts send (tens of fields, a handful of aliases, one
+/// `__schema` for GraphiQL) and far below what makes validation costly
+/// (the fragment fan-outs of a few KB that expand to billions of fields).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// The largest request body read, in bytes.
     pub max_body_bytes: usize,
+    /// The longest GraphQL query text, in bytes. Bounded apart from the
+    /// body, which may be large because of variables (a
+    /// `recordSessionEvents` batch).
+    pub max_query_bytes: usize,
+    /// The most selections (fields, fragment spreads, inline fragments) a
+    /// document may have once every fragment spread is expanded, all its
+    /// operations together.
+    pub max_selections: u64,
+    /// The most aliased fields a document may have, fragments expanded.
+    pub max_aliases: u64,
+    /// The most `__schema` / `__type` fields a document may have,
+    /// fragments expanded (each answers a large part of the schema).
+    pub max_introspection: u64,
     /// The deepest selection set a query may nest.
     pub max_depth: usize,
     /// The most a query may cost (async-graphql complexity: one per field,
@@ -43,6 +68,60 @@ pub struct Limits {
     pub max_text_len: usize,
     /// How long a query with `atLeast` waits for the read models.
     pub at_least_timeout: Duration,
+    /// The time budget of a GraphQL request of an authenticated caller
+    /// (`TIMEOUT` past it).
+    pub request_timeout: Duration,
+    /// The time budget of a GraphQL request without a principal: it can
+    /// only introspect or be refused, so it needs little.
+    pub anonymous_request_timeout: Duration,
+    /// The time budget of a request whose root fields include `verify` or
+    /// `rebuildProjections` (ADMIN only; they walk the whole log).
+    pub long_request_timeout: Duration,
+    /// How long a WebSocket may stay open without a `connection_init`
+    /// (closed with 4408 then).
+    pub ws_init_timeout: Duration,
+    /// How often an open WebSocket's credential is checked again: a socket
+    /// whose token was revoked (or whose server was disconnected) closes
+    /// within this much of the read model applying it.
+    pub ws_recheck: Duration,
+    /// The most open (initialised) WebSockets one principal may hold.
+    pub ws_connections_per_principal: usize,
+    /// The most subscriptions one principal may run, over all its sockets.
+    pub ws_subscriptions_per_principal: usize,
+    /// The most WebSockets one client address may hold open before
+    /// `connection_init`.
+    pub ws_pending_per_ip: usize,
+    /// The most WebSockets open before `connection_init` in all.
+    pub ws_pending_total: usize,
+    /// GraphQL requests of one principal (`None`: no limit).
+    pub rate_principal: Option<Rate>,
+    /// GraphQL requests without a valid token, and WebSocket upgrades, of
+    /// one client address (IPv6: one /64) (`None`: no limit).
+    pub rate_anonymous_ip: Option<Rate>,
+}
+
+impl Limits {
+    /// The time budget of a GraphQL request: by whether it has a principal,
+    /// and whether it runs a long admin operation (`verify`,
+    /// `rebuildProjections`; only an authenticated caller gets the long
+    /// budget, and only ADMINs may run them).
+    pub fn time_budget(&self, authenticated: bool, long_running: bool) -> Duration {
+        match (authenticated, long_running) {
+            (false, _) => self.anonymous_request_timeout,
+            (true, false) => self.request_timeout,
+            (true, true) => self.long_request_timeout.max(self.request_timeout),
+        }
+    }
+
+    /// [`Limits::default`] without rate limits, for benchmarks and load
+    /// tools that mean to push one principal as hard as it goes.
+    pub fn unthrottled() -> Self {
+        Limits {
+            rate_principal: None,
+            rate_anonymous_ip: None,
+            ..Limits::default()
+        }
+    }
 }
 
 impl Default for Limits {
@@ -57,6 +136,21 @@ impl Default for Limits {
             max_name_len: 256,
             max_text_len: 4096,
             at_least_timeout: Duration::from_secs(5),
+            max_query_bytes: 64 * 1024,
+            max_selections: 5_000,
+            max_aliases: 1_000,
+            max_introspection: 4,
+            request_timeout: Duration::from_secs(30),
+            anonymous_request_timeout: Duration::from_secs(5),
+            long_request_timeout: Duration::from_secs(30 * 60),
+            ws_init_timeout: Duration::from_secs(10),
+            ws_recheck: Duration::from_millis(250),
+            ws_connections_per_principal: 32,
+            ws_subscriptions_per_principal: 128,
+            ws_pending_per_ip: 32,
+            ws_pending_total: 1024,
+            rate_principal: Some(Rate::new(500.0, 1000.0)),
+            rate_anonymous_ip: Some(Rate::new(30.0, 100.0)),
         }
     }
 }
@@ -119,6 +213,13 @@ impl Core {
     /// stands now (no wait for a token issued a moment ago).
     pub fn authenticate_now(&self, token: &str) -> Result<Option<Principal>, ApiError> {
         self.lookup(&hash_secret(token))
+    }
+
+    /// The principal the secret of SHA-256 `hash` authenticates, as the
+    /// tokens read model stands now (an open WebSocket checks its
+    /// credential with it, without keeping the secret).
+    pub fn authenticate_hash(&self, hash: &str) -> Result<Option<Principal>, ApiError> {
+        self.lookup(hash)
     }
 
     fn lookup(&self, hash: &str) -> Result<Option<Principal>, ApiError> {
@@ -238,17 +339,37 @@ impl PermissionSource for ReadModelPermissions {
     }
 }
 
-/// The state of the HTTP app: the core and the schemas over it.
+/// The state of the HTTP app: the core, the schemas over it, the rate
+/// limits and the open WebSockets.
 #[derive(Clone)]
 pub struct AppState {
     core: Arc<Core>,
     schemas: Schemas,
+    throttle: Arc<Throttle>,
+    sockets: Arc<Sockets>,
 }
 
 impl AppState {
     pub fn new(core: Arc<Core>) -> Self {
         let schemas = graphql::schemas(core.clone());
-        AppState { core, schemas }
+        let throttle = Arc::new(Throttle::new(&core.limits));
+        let sockets = Arc::new(Sockets::new(&core.limits));
+        AppState {
+            core,
+            schemas,
+            throttle,
+            sockets,
+        }
+    }
+
+    /// The rate limits.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// The open WebSockets, counted.
+    pub fn sockets(&self) -> &Arc<Sockets> {
+        &self.sockets
     }
 
     pub fn core(&self) -> &Arc<Core> {

@@ -73,6 +73,7 @@ fn status_of(code: Code) -> StatusCode {
         Code::Validation => StatusCode::BAD_REQUEST,
         Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 

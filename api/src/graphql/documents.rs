@@ -18,6 +18,10 @@
 //!   path, so a document that fails validation is never marked and keeps
 //!   failing with the same errors.
 //!
+//! Before either, the text is bounded and the document sized
+//! ([`super::cost`]); a refusal is kept like a parsed document, so a
+//! repeated over-budget document costs a map lookup.
+//!
 //! Nothing about the caller, the data or the answer is kept: authorization,
 //! visibility and `atLeast` run for every request as before.
 //!
@@ -28,8 +32,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use axum::body::Bytes;
+
+use super::cost::{self, Cost};
+use crate::error::ApiError;
+use crate::state::Limits;
 
 /// The most parsed documents kept.
 pub const MAX_DOCUMENTS: usize = 256;
@@ -38,10 +46,13 @@ pub const MAX_VALIDATED: usize = 1024;
 /// The largest query text or request body kept, in bytes.
 pub const MAX_CACHED_BYTES: usize = 16 * 1024;
 
+/// A query text parsed and sized, or refused by its size.
+type Sized = Result<(ExecutableDocument, Cost), ApiError>;
+
 /// The cache of parsed documents and validated request bodies.
 #[derive(Debug, Default)]
 pub struct Documents {
-    parsed: Mutex<HashMap<Arc<str>, Arc<ExecutableDocument>>>,
+    parsed: Mutex<HashMap<Arc<str>, Arc<Sized>>>,
     validated: Mutex<HashSet<Bytes>>,
 }
 
@@ -56,52 +67,97 @@ pub enum Validation {
     Needed,
 }
 
+/// What [`Documents::prepare`] found out about a request it let through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub validation: Validation,
+    /// The document's size; `None` when the text does not parse (the
+    /// schema then reports the syntax error).
+    pub cost: Option<Cost>,
+    /// The type of the operation that will run, when known.
+    pub operation: Option<OperationType>,
+}
+
 impl Documents {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
-    /// Hands `request` its parsed document (from the cache, or parsed now
-    /// and kept) and says whether `body`, the request's bytes, is already
-    /// validated. A text that does not parse is left to the schema, which
-    /// reports the syntax error as it always does.
-    pub fn prepare(&self, request: &mut async_graphql::Request, body: &Bytes) -> Validation {
-        if request.query.len() <= MAX_CACHED_BYTES {
-            let cached = self
-                .parsed
-                .lock()
-                .ok()
-                .and_then(|map| map.get(request.query.as_str()).cloned());
-            let document = match cached {
-                Some(document) => Some(document),
-                None => match async_graphql::parser::parse_query(&request.query) {
-                    Ok(document) => {
-                        let document = Arc::new(document);
-                        if let Ok(mut map) = self.parsed.lock() {
-                            if map.len() >= MAX_DOCUMENTS {
-                                map.clear();
-                            }
-                            map.insert(Arc::from(request.query.as_str()), document.clone());
-                        }
-                        Some(document)
-                    }
-                    Err(_) => None,
-                },
-            };
-            if let Some(document) = document {
-                request.set_parsed_query(ExecutableDocument::clone(&document));
-            }
-        }
-        let done = body.len() <= MAX_CACHED_BYTES
+    /// Bounds, parses and sizes `request`'s query (see [`super::cost`]):
+    /// a text or document over `limits` is refused with `VALIDATION`
+    /// before anything else looks at it. A document within them is handed
+    /// to the request (from the cache, or parsed now and kept) so the
+    /// schema does not parse it again. A text that does not parse is left
+    /// to the schema, which reports the syntax error as it always does.
+    pub fn document(
+        &self,
+        request: &mut async_graphql::Request,
+        limits: &Limits,
+    ) -> Result<Prepared, ApiError> {
+        cost::check_text(&request.query, limits)?;
+        let Some(sized) = self.sized(&request.query, limits) else {
+            return Ok(Prepared {
+                validation: Validation::Needed,
+                cost: None,
+                operation: None,
+            });
+        };
+        let (document, cost) = sized.as_ref().as_ref().map_err(Clone::clone)?;
+        let operation = operation_type(document, request.operation_name.as_deref());
+        request.set_parsed_query(document.clone());
+        Ok(Prepared {
+            validation: Validation::Needed,
+            cost: Some(*cost),
+            operation,
+        })
+    }
+
+    /// [`Documents::document`], and whether `body`, the request's bytes,
+    /// is already validated.
+    pub fn prepare(
+        &self,
+        request: &mut async_graphql::Request,
+        body: &Bytes,
+        limits: &Limits,
+    ) -> Result<Prepared, ApiError> {
+        let mut prepared = self.document(request, limits)?;
+        let done = prepared.cost.is_some()
+            && body.len() <= MAX_CACHED_BYTES
             && self
                 .validated
                 .lock()
                 .is_ok_and(|set| set.contains(body.as_ref()));
         if done {
-            Validation::Done
-        } else {
-            Validation::Needed
+            prepared.validation = Validation::Done;
         }
+        Ok(prepared)
+    }
+
+    /// `query` parsed and sized, from the cache or now (and kept when
+    /// small); `None` when it does not parse.
+    fn sized(&self, query: &str, limits: &Limits) -> Option<Arc<Sized>> {
+        let cacheable = query.len() <= MAX_CACHED_BYTES;
+        if cacheable {
+            let cached = self
+                .parsed
+                .lock()
+                .ok()
+                .and_then(|map| map.get(query).cloned());
+            if cached.is_some() {
+                return cached;
+            }
+        }
+        let document = async_graphql::parser::parse_query(query).ok()?;
+        let sized = Arc::new(cost::check(&document, limits).map(|cost| (document, cost)));
+        if cacheable {
+            if let Ok(mut map) = self.parsed.lock() {
+                if map.len() >= MAX_DOCUMENTS {
+                    map.clear();
+                }
+                map.insert(Arc::from(query), sized.clone());
+            }
+        }
+        Some(sized)
     }
 
     /// Records the strict schema's answer to `body`: the body is marked
@@ -125,6 +181,20 @@ impl Documents {
     }
 }
 
+/// The type of the operation `name` selects in `document` (the only one
+/// when `name` is `None`).
+pub fn operation_type(document: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    use async_graphql::parser::types::DocumentOperations;
+    match (&document.operations, name) {
+        (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
+        (DocumentOperations::Multiple(map), Some(name)) => map.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(map), None) if map.len() == 1 => {
+            map.values().next().map(|op| op.node.ty)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use async_graphql::{PathSegment, Response, ServerError, Value};
@@ -143,7 +213,10 @@ mod tests {
         refused.errors.push(ServerError::new("Unknown field", None));
         documents.record(&body, &refused);
         assert_eq!(
-            documents.prepare(&mut request("{ me { name } }"), &body),
+            documents
+                .prepare(&mut request("{ me { name } }"), &body, &Limits::default())
+                .unwrap()
+                .validation,
             Validation::Needed
         );
 
@@ -153,7 +226,10 @@ mod tests {
         forbidden.errors.push(error);
         documents.record(&body, &forbidden);
         assert_eq!(
-            documents.prepare(&mut request("{ me { name } }"), &body),
+            documents
+                .prepare(&mut request("{ me { name } }"), &body, &Limits::default())
+                .unwrap()
+                .validation,
             Validation::Done
         );
     }
@@ -165,7 +241,9 @@ mod tests {
         for n in 0..=MAX_VALIDATED {
             let query = format!("{{ me {{ name }} }} # {n}");
             let body = Bytes::from(format!("{{\"query\":\"{query}\"}}"));
-            documents.prepare(&mut request(&query), &body);
+            documents
+                .prepare(&mut request(&query), &body, &Limits::default())
+                .unwrap();
             documents.record(&body, &ok);
         }
         assert!(documents.validated_len() <= MAX_VALIDATED);
@@ -173,7 +251,10 @@ mod tests {
         let huge = Bytes::from(vec![b' '; MAX_CACHED_BYTES + 1]);
         documents.record(&huge, &ok);
         assert_eq!(
-            documents.prepare(&mut request("{ me { name } }"), &huge),
+            documents
+                .prepare(&mut request("{ me { name } }"), &huge, &Limits::default())
+                .unwrap()
+                .validation,
             Validation::Needed
         );
     }
@@ -183,9 +264,13 @@ mod tests {
         let documents = Documents::default();
         let body = Bytes::from_static(b"{}");
         let mut first = request("query A { me { name } }");
-        documents.prepare(&mut first, &body);
+        documents
+            .prepare(&mut first, &body, &Limits::default())
+            .unwrap();
         let mut second = request("query A { me { name } }");
-        documents.prepare(&mut second, &body);
+        documents
+            .prepare(&mut second, &body, &Limits::default())
+            .unwrap();
         let parsed = async_graphql::parser::parse_query("query A { me { name } }").unwrap();
         assert_eq!(
             format!("{:?}", second.parsed_query().unwrap()),

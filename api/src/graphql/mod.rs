@@ -9,6 +9,9 @@
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
 //!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
 //!   mutation.
+//! - [`cost`]: the size of a document (fields after expanding fragments,
+//!   aliases, depth, introspection), computed once before validation and
+//!   refused over [`Limits`].
 //! - `documents`: [`Documents`], parsed and validated documents kept by
 //!   their text, and the fast twin of the schema that runs validated ones.
 //! - `answers`: [`Answers`], whole answers kept for repeated identical
@@ -17,6 +20,7 @@
 mod answers;
 mod context;
 mod convert;
+pub mod cost;
 mod documents;
 mod enums;
 mod inputs;
@@ -32,7 +36,7 @@ use async_graphql::{Schema, ValidationMode};
 
 pub use answers::{keep, Answer, Answers, Keep};
 pub use context::RequestContext;
-pub use documents::{Documents, Validation};
+pub use documents::{operation_type, Documents, Prepared, Validation};
 use mutation::MutationRoot;
 use query::QueryRoot;
 use subscription::SubscriptionRoot;
@@ -81,7 +85,7 @@ fn builder(
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .limit_recursive_depth(64)
+        .limit_recursive_depth(cost::MAX_NESTING as usize)
         .limit_directives(16)
 }
 

@@ -130,7 +130,12 @@ pub trait Gql: Send + Sync {
     async fn call(&self, query: &str, variables: Value) -> Result<Value, GqlError>;
 }
 
-/// The API over HTTP with one bearer token.
+/// How often a call answered 429 (`RATE_LIMITED`) is sent again after its
+/// `Retry-After`.
+const MAX_RATE_LIMITED_RETRIES: u32 = 5;
+
+/// The API over HTTP with one bearer token. A request the server rate
+/// limits is sent again after the `Retry-After` it names.
 #[derive(Clone)]
 pub struct HttpGql {
     http: reqwest::Client,
@@ -151,14 +156,34 @@ impl HttpGql {
 #[async_trait::async_trait]
 impl Gql for HttpGql {
     async fn call(&self, query: &str, variables: Value) -> Result<Value, GqlError> {
-        let response = self
-            .http
-            .post(format!("{}/graphql", self.base))
-            .bearer_auth(&self.token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .map_err(|e| GqlError::new("TRANSPORT", e.to_string()))?;
+        let body = json!({ "query": query, "variables": variables });
+        let mut attempt = 0;
+        let response = loop {
+            let response = self
+                .http
+                .post(format!("{}/graphql", self.base))
+                .bearer_auth(&self.token)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|e| GqlError::new("TRANSPORT", e.to_string()))?;
+            // Rate limited: nothing was done; wait as told and send again
+            // (a few times, then the 429 counts as an error).
+            if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS
+                || attempt >= MAX_RATE_LIMITED_RETRIES
+            {
+                break response;
+            }
+            attempt += 1;
+            let wait = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 30);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        };
         let status = response.status();
         let body: Value = match response.json().await {
             Ok(body) => body,
