@@ -6,6 +6,8 @@
 
 mod common;
 
+#[path = "e2e/abuse.rs"]
+mod abuse;
 #[path = "e2e/authz.rs"]
 mod authz;
 #[path = "e2e/bad_input.rs"]
