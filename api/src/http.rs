@@ -546,13 +546,128 @@ mod tests {
     }
 
     async fn server(dir: &std::path::Path) -> Server {
+        server_with(dir, Limits::default()).await
+    }
+
+    async fn server_with(dir: &std::path::Path, limits: Limits) -> Server {
         Server::open(ServeOptions {
             data: dir.join("data"),
             listen: "127.0.0.1:0".into(),
-            limits: Limits::default(),
+            limits,
         })
         .await
         .expect("open a server")
+    }
+
+    fn post(token: Option<&str>, body: &'static str) -> Request<Body> {
+        let mut request = Request::post("/graphql").header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Body::from(body)).unwrap()
+    }
+
+    #[test]
+    fn a_request_over_its_time_budget_answers_timeout() {
+        // One blocking thread, held below: `verify` walks the log on a
+        // blocking thread, so it waits behind it as on a server whose
+        // blocking pool is busy, and its budget is spent first.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let budget = Duration::from_millis(200);
+            let server = server_with(
+                dir.path(),
+                Limits {
+                    request_timeout: budget,
+                    long_request_timeout: budget,
+                    ..Limits::default()
+                },
+            )
+            .await;
+            let secret = server.bootstrap_secret().unwrap().to_owned();
+            assert!(server
+                .state()
+                .authenticate(&secret)
+                .await
+                .unwrap()
+                .is_some());
+            let app = app(server.state().clone());
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let (holding, hold_started) = tokio::sync::oneshot::channel::<()>();
+            let blocker = tokio::task::spawn_blocking(move || {
+                let _ = holding.send(());
+                let _ = held.recv();
+            });
+            hold_started.await.unwrap();
+            let started = Instant::now();
+            let response = app
+                .oneshot(post(Some(&secret), r#"{"query":"{ verify { intact } }"}"#))
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            release.send(()).unwrap();
+            blocker.await.unwrap();
+            assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+            assert_eq!(
+                body_json(response).await["errors"][0]["extensions"]["code"],
+                "TIMEOUT"
+            );
+            assert!(took >= budget, "{took:?}");
+        });
+    }
+
+    #[tokio::test]
+    async fn rate_limited_requests_get_429_and_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = server_with(
+            dir.path(),
+            Limits {
+                rate_principal: Some(crate::state::Rate::new(0.01, 2.0)),
+                rate_anonymous_ip: Some(crate::state::Rate::new(0.01, 1.0)),
+                ..Limits::default()
+            },
+        )
+        .await;
+        let secret = server.bootstrap_secret().unwrap().to_owned();
+        // Once the tokens read model knows the secret, its requests count
+        // against the principal (before, against the address).
+        assert!(server
+            .state()
+            .authenticate(&secret)
+            .await
+            .unwrap()
+            .is_some());
+        let app = app(server.state().clone());
+        let me = r#"{"query":"{ me { role } }"}"#;
+        for _ in 0..2 {
+            let ok = app.clone().oneshot(post(Some(&secret), me)).await.unwrap();
+            assert_eq!(ok.status(), StatusCode::OK);
+        }
+        let limited = app.clone().oneshot(post(Some(&secret), me)).await.unwrap();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry_after: u64 = limited.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry_after >= 1);
+        assert_eq!(
+            body_json(limited).await["errors"][0]["extensions"]["code"],
+            "RATE_LIMITED"
+        );
+        // Without a token: the address's own bucket (one request).
+        let typename = r#"{"query":"{ __typename }"}"#;
+        let first = app.clone().oneshot(post(None, typename)).await.unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        let second = app.clone().oneshot(post(None, typename)).await.unwrap();
+        assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(second.headers().contains_key(header::RETRY_AFTER));
     }
 
     async fn body_json(response: Response) -> serde_json::Value {

@@ -277,4 +277,39 @@ mod tests {
             format!("{parsed:?}")
         );
     }
+
+    #[test]
+    fn documents_over_budget_are_refused_and_the_refusal_is_kept() {
+        let documents = Documents::default();
+        let limits = Limits::default();
+        let fan_out =
+            "query { ...A } fragment A on Query { ...B ...B ...B ...B ...B ...B ...B ...B } \
+             fragment B on Query { ...C ...C ...C ...C ...C ...C ...C ...C } \
+             fragment C on Query { ...D ...D ...D ...D ...D ...D ...D ...D } \
+             fragment D on Query { ...E ...E ...E ...E ...E ...E ...E ...E } \
+             fragment E on Query { __typename }";
+        let body = Bytes::from_static(b"{}");
+        for _ in 0..2 {
+            let error = documents
+                .prepare(&mut request(fan_out), &body, &limits)
+                .unwrap_err();
+            assert_eq!(error.code, crate::error::Code::Validation);
+        }
+        assert_eq!(documents.parsed.lock().unwrap().len(), 1);
+        // A text too large to keep is sized all the same.
+        let flat = format!(
+            "{{ {} }}",
+            "abcdef ".repeat(limits.max_selections as usize + 1)
+        );
+        assert!(flat.len() > MAX_CACHED_BYTES);
+        assert!(documents
+            .prepare(&mut request(&flat), &body, &limits)
+            .is_err());
+        // Within budget: parsed, sized and handed over.
+        let mut fine = request("{ me { name } }");
+        let prepared = documents.prepare(&mut fine, &body, &limits).unwrap();
+        assert_eq!(prepared.cost.map(|c| c.fields), Some(2));
+        assert_eq!(prepared.operation, Some(OperationType::Query));
+        assert!(fine.parsed_query().is_ok());
+    }
 }
