@@ -152,6 +152,9 @@ pub struct LimitArgs {
     /// The time budget of a GraphQL request without a token.
     #[arg(long, env = "SRS_ANONYMOUS_REQUEST_TIMEOUT", default_value = "5", value_parser = seconds)]
     pub anonymous_request_timeout: std::time::Duration,
+    /// The time budget of `verify` and `rebuildProjections` (they walk the whole log).
+    #[arg(long, env = "SRS_LONG_REQUEST_TIMEOUT", default_value = "1800", value_parser = seconds)]
+    pub long_request_timeout: std::time::Duration,
     /// How long a WebSocket may stay open without `connection_init`.
     #[arg(long, env = "SRS_WS_INIT_TIMEOUT", default_value = "10", value_parser = seconds)]
     pub ws_init_timeout: std::time::Duration,
@@ -180,6 +183,7 @@ impl LimitArgs {
             max_selections: self.max_selections,
             request_timeout: self.request_timeout,
             anonymous_request_timeout: self.anonymous_request_timeout,
+            long_request_timeout: self.long_request_timeout,
             ws_init_timeout: self.ws_init_timeout,
             ws_connections_per_principal: self.ws_connections_per_principal,
             ws_subscriptions_per_principal: self.ws_subscriptions_per_principal,

@@ -530,4 +530,30 @@ mod tests {
         assert!(check_text(&quoted, &limits).is_ok());
         assert_eq!(bracket_nesting("{ a { b(x: [1]) } }"), 4);
     }
+
+    /// GraphiQL's introspection query (graphql-js `getIntrospectionQuery`)
+    /// stays well within the budgets.
+    #[test]
+    fn graphiql_introspection_is_within_budget() {
+        let type_ref = (0..9).fold("kind name".to_owned(), |inner, _| {
+            format!("kind name ofType {{ {inner} }}")
+        });
+        let text = format!(
+            "query IntrospectionQuery {{ __schema {{ queryType {{ name }} mutationType {{ name }}
+               subscriptionType {{ name }} types {{ ...FullType }}
+               directives {{ name description locations args {{ ...InputValue }} }} }} }}
+             fragment FullType on __Type {{ kind name description
+               fields(includeDeprecated: true) {{ name description args {{ ...InputValue }}
+                 type {{ ...TypeRef }} isDeprecated deprecationReason }}
+               inputFields {{ ...InputValue }} interfaces {{ ...TypeRef }}
+               enumValues(includeDeprecated: true) {{ name description isDeprecated deprecationReason }}
+               possibleTypes {{ ...TypeRef }} }}
+             fragment InputValue on __InputValue {{ name description type {{ ...TypeRef }} defaultValue }}
+             fragment TypeRef on __Type {{ {type_ref} }}"
+        );
+        let cost = check(&parse_query(&text).unwrap(), &Limits::default()).unwrap();
+        assert_eq!(cost.introspection, 1);
+        assert!(cost.depth <= 16, "{cost:?}");
+        assert!(cost.selections < 500, "{cost:?}");
+    }
 }

@@ -2,8 +2,8 @@
 //! sessions that try to outlive their credentials.
 //!
 //! One server runs the whole suite (starts are expensive on a small
-//! machine), with a 1 s `connection_init` timeout and a low per-principal
-//! rate so the floods are short. A prober asks `/healthz` every 50 ms
+//! machine), with a 1 s `connection_init` timeout, a low per-principal
+//! rate so the floods are short, and low per-principal socket bounds. A prober asks `/healthz` every 50 ms
 //! throughout: every answer must come within [`HEALTH_BOUND`]. Before the
 //! document sizing pass, the first fan-out document pinned a worker for
 //! minutes and `/healthz` timed out for everyone; 2 s (not the 100 ms a
@@ -227,6 +227,8 @@ async fn abuse_is_refused_cheaply_and_sessions_end_with_their_credentials() {
         &[
             ("SRS_WS_INIT_TIMEOUT", INIT_TIMEOUT),
             ("SRS_RATE_LIMIT_PRINCIPAL", PRINCIPAL_RATE),
+            ("SRS_WS_CONNECTIONS_PER_PRINCIPAL", "3"),
+            ("SRS_WS_SUBSCRIPTIONS_PER_PRINCIPAL", "2"),
         ],
     )
     .await;
@@ -377,6 +379,34 @@ async fn abuse_is_refused_cheaply_and_sessions_end_with_their_credentials() {
         "closed after {after:?}"
     );
     eprintln!("abuse: an idle socket closed after {after:?}");
+
+    // One principal's sockets (3 here) and subscriptions (2 here) are bounded.
+    let (_, watcher) = issue("watcher", "AUDITOR").await;
+    let watcher = admin.with_token(&watcher);
+    let detections_query = "subscription { detections { id } }";
+    let mut held = Vec::new();
+    for n in 0..3 {
+        let mut socket = watcher.subscribe(detections_query, json!({})).await;
+        assert_eq!(socket.ack["type"], "connection_ack", "{}", socket.ack);
+        if n == 2 {
+            let message = socket
+                .next(Duration::from_secs(5))
+                .await
+                .expect("the third subscription is answered");
+            assert_eq!(
+                subscription_error_code(&message),
+                Some("RATE_LIMITED"),
+                "{message}"
+            );
+        }
+        held.push(socket);
+    }
+    let fourth = watcher.subscribe(detections_query, json!({})).await;
+    assert_eq!(fourth.ack["type"], "closed", "{}", fourth.ack);
+    assert_eq!(fourth.ack["code"], 4429, "{}", fourth.ack);
+    for socket in held {
+        socket.close().await;
+    }
 
     // ---- rate limits ---------------------------------------------------------
     // Without a token: per client address (burst 100).
