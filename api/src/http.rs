@@ -75,7 +75,12 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::content::routes())
+        .merge(
+            crate::content::routes().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                throttle_content,
+            )),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -111,6 +116,41 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The rate limit in front of the content routes (uploads and playback):
+/// the same buckets as `POST /graphql`, per principal for a token the
+/// tokens read model knows, per client address otherwise. A refusal has
+/// the content routes' error shape (`{"code", "message"}`), 429 and
+/// `Retry-After`.
+async fn throttle_content(
+    State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
+    request: Request,
+    next: Next,
+) -> Response {
+    let known = bearer_token(request.headers())
+        .ok()
+        .flatten()
+        .and_then(|token| state.core().authenticate_now(token).ok().flatten());
+    let throttled = match &known {
+        Some(principal) => state.throttle().principal(principal.token_id),
+        None => state.throttle().address(ip),
+    };
+    match throttled {
+        Ok(()) => next.run(request).await,
+        Err(wait) => {
+            let body = json!({
+                "code": Code::RateLimited.as_str(),
+                "message": "too many requests; retry after the time in Retry-After",
+            });
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&retry_after_secs(wait).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            response
+        }
+    }
 }
 
 /// A GraphQL-shaped error response outside of execution.

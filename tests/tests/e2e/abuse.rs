@@ -193,18 +193,31 @@ fn subscription_error_code(message: &Value) -> Option<&str> {
 }
 
 /// Posts `{ __typename }` with `token` until a 429; (requests sent, the
-/// 429's code, its Retry-After).
+/// 429's body, its Retry-After).
 async fn flood(srs: &Srs, token: Option<&str>, at_most: usize) -> (usize, Value, Option<u64>) {
     let http = reqwest::Client::new();
-    for sent in 1..=at_most {
-        let mut request = http
-            .post(srs.url("/graphql"))
+    let url = srs.url("/graphql");
+    flood_with(at_most, || {
+        let request = http
+            .post(&url)
             .header("content-type", "application/json")
             .body(r#"{"query":"{ __typename }"}"#);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
-        let response = request.send().await.unwrap();
+    })
+    .await
+}
+
+/// Sends what `request` builds until a 429 (any other answer is fine);
+/// (requests sent, the 429's body, its Retry-After).
+async fn flood_with(
+    at_most: usize,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> (usize, Value, Option<u64>) {
+    for sent in 1..=at_most {
+        let response = request().send().await.unwrap();
         if response.status() == 429 {
             let retry_after = response
                 .headers()
@@ -214,7 +227,6 @@ async fn flood(srs: &Srs, token: Option<&str>, at_most: usize) -> (usize, Value,
             let body: Value = response.json().await.unwrap();
             return (sent, body, retry_after);
         }
-        assert!(response.status().is_success(), "{}", response.status());
     }
     panic!("no 429 after {at_most} requests");
 }
@@ -427,6 +439,15 @@ async fn abuse_is_refused_cheaply_and_sessions_end_with_their_credentials() {
     assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
     assert!(sent <= 200, "limited only after {sent} requests");
     eprintln!("abuse: one principal's requests limited after {sent}");
+    // Content routes count against the same buckets.
+    let reader = issue_token(&admin, "reader", "VIEWER", &[], &[]).await;
+    let http = reqwest::Client::new();
+    let content = srs.url(&format!("/recordings/{}/content", uuid::Uuid::now_v7()));
+    let (sent, body, retry_after) =
+        flood_with(400, || http.get(&content).bearer_auth(&reader)).await;
+    assert_eq!(body["code"], "RATE_LIMITED", "{body}");
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    assert!(sent <= 200, "limited only after {sent} requests");
     // Others are not affected.
     assert_eq!(
         admin.data("{ me { role } }", json!({})).await["me"]["role"],
