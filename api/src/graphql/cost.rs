@@ -24,8 +24,11 @@
 //! of the schema, and 1000 aliases of `__schema` cost seconds).
 //!
 //! The query text itself is bounded before parsing ([`check_text`]): its
-//! length, and how deeply its brackets nest (the parser recurses on nested
-//! values and selection sets before its own depth check runs).
+//! length (parsing is linear in it, and the body limit is far larger
+//! because of variables), and how deeply its brackets nest (async-graphql's
+//! parser bounds nested selection sets itself, after its grammar has
+//! recursed through the text; refusing deep nesting first keeps that
+//! recursion shallow whatever the nesting is made of).
 
 use std::collections::HashMap;
 
