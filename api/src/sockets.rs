@@ -441,7 +441,9 @@ pub async fn serve(
                     let ours = refusal.lock().ok().and_then(|mut r| r.take());
                     break Some(ours.unwrap_or((code, reason)));
                 }
-                None => break None,
+                // The legacy protocol reports a refused init as a message,
+                // then ends: close with our reason, if any.
+                None => break refusal.lock().ok().and_then(|mut r| r.take()),
             },
             () = &mut init_deadline, if pending.is_some() => {
                 break Some((close::INIT_TIMEOUT, "Connection initialisation timeout".to_owned()));
