@@ -36,8 +36,30 @@ pub enum LogError {
     Storage(#[from] sled::Error),
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
-    #[error("the log writer has stopped after a storage failure; restart srs")]
+    /// The store was closed (the server is shutting down).
+    #[error("the log writer has stopped (the store is closing)")]
     WriterStopped,
+    /// Storage failed to take a write (a full disk, an I/O error). The log
+    /// refuses appends until its writer has recovered, which it does by
+    /// itself; what was asked **may or may not** be stored: retry with the
+    /// same event ids and the answer is the stored one if it was.
+    #[error("the log cannot store writes now ({reason}); retry later with the same event ids")]
+    Unavailable { reason: String },
+}
+
+impl LogError {
+    /// Whether this is [`LogError::Unavailable`]: a temporary refusal that a
+    /// retry (with the same event ids) may turn into success.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, LogError::Unavailable { .. })
+    }
+}
+
+impl AppendError {
+    /// Whether the log refused the append because storage is not writable.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, AppendError::Log(e) if e.is_unavailable())
+    }
 }
 
 /// An append was refused. Nothing of it was written.

@@ -50,7 +50,9 @@ pub use codec::{decode_envelope, decode_payload, decode_record, encode_payload, 
 pub use envelope::{Appended, Envelope, Event, ExpectedVersion, Hash, Head, NewEvent};
 pub use error::{AppendError, CodecError, Conflict, LogError};
 pub use import::{rehash, LogImporter};
-pub use sled_store::{open_db, SledEventStore, StoreOptions, LOG_TREE, MAX_EVENTS_PER_APPEND};
+pub use sled_store::{
+    open_db, Faults, SledEventStore, StoreOptions, Writability, LOG_TREE, MAX_EVENTS_PER_APPEND,
+};
 pub use verify::{verify, Breach, BreachKind, VerifyReport};
 
 /// A live stream of envelopes: first the stored ones from the requested
