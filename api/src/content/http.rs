@@ -73,6 +73,7 @@ fn status_of(code: Code) -> StatusCode {
         Code::Validation => StatusCode::BAD_REQUEST,
         Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -82,6 +83,9 @@ fn error_response(error: ApiError) -> Response {
 }
 
 fn content_error(error: ContentError) -> ApiError {
+    if error.is_unavailable() {
+        return ApiError::unavailable(error);
+    }
     ApiError::internal(error)
 }
 

@@ -64,6 +64,26 @@ pub enum ContentError {
     },
 }
 
+impl ContentError {
+    /// Whether the file system refused to store (full, over quota,
+    /// read-only): a temporary condition answered `UNAVAILABLE`, not a bug.
+    pub fn is_unavailable(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EROFS: i32 = 30;
+        const EDQUOT: i32 = 122;
+        match self {
+            ContentError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(ENOSPC | EROFS | EDQUOT))
+                    || matches!(
+                        source.kind(),
+                        ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem
+                    )
+            }
+            _ => false,
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContentError + '_ {
     move |source| ContentError::Io {
         path: path.to_owned(),
@@ -98,9 +118,10 @@ impl ContentStore {
     /// Opens (creating) the content store under `data/content`.
     pub fn open(data: &Path) -> Result<Self, ContentError> {
         let root = data.join("content");
+        // Mode 0700: the keys and the chunks are their owner's only.
         for dir in [Area::Live.dir(), Area::Archive.dir(), "keys"] {
             let path = root.join(dir);
-            fs::create_dir_all(&path).map_err(io(&path))?;
+            srs_domain::log::create_private_dir(&path).map_err(io(&path))?;
         }
         Ok(ContentStore {
             root,
@@ -208,7 +229,7 @@ impl ContentStore {
         file.extend_from_slice(&sealed);
         let dir = self.recording_dir(Area::Live, recording_id);
         if !dir.is_dir() {
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            srs_domain::log::create_private_dir(&dir).map_err(io(&dir))?;
             sync_dir(&self.root.join(Area::Live.dir()))?;
         }
         write_durably(&dir.join(Self::chunk_name(seq)), &file)?;
@@ -345,11 +366,13 @@ fn associated_data(recording_id: Uuid, seq: u64) -> [u8; 24] {
     aad
 }
 
-/// Writes `bytes` to a temporary file, syncs it, renames it over `path`
-/// and syncs the directory: after return the file survives a crash whole.
+/// Writes `bytes` to a temporary file (mode 0600), syncs it, renames it
+/// over `path` and syncs the directory: after return the file survives a
+/// crash whole. If any step fails (a full disk) the temporary file is
+/// removed, so no partial file is left behind, and `path` is untouched.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
     let tmp = path.with_extension("tmp");
-    {
+    let written = (|| {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -360,8 +383,19 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
         let mut file = options.open(&tmp).map_err(io(&tmp))?;
         file.write_all(bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io(path))
+    })();
+    if let Err(e) = written {
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(gone) if gone.kind() == ErrorKind::NotFound => {}
+            Err(other) => {
+                tracing::warn!(path = %tmp.display(), error = %other, "cannot remove a temporary file")
+            }
+        }
+        return Err(e);
     }
-    fs::rename(&tmp, path).map_err(io(path))?;
     match path.parent() {
         Some(dir) => sync_dir(dir),
         None => Ok(()),

@@ -48,10 +48,15 @@ pub enum LogError {
 }
 
 impl LogError {
-    /// Whether this is [`LogError::Unavailable`]: a temporary refusal that a
-    /// retry (with the same event ids) may turn into success.
+    /// Whether storage refused: [`LogError::Unavailable`], or an I/O error
+    /// from sled (after a failed write sled refuses even some reads). Both
+    /// are temporary: the writer heals by itself, and a retry (with the
+    /// same event ids) may then succeed.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, LogError::Unavailable { .. })
+        matches!(
+            self,
+            LogError::Unavailable { .. } | LogError::Storage(sled::Error::Io(_))
+        )
     }
 }
 

@@ -51,7 +51,8 @@ pub use envelope::{Appended, Envelope, Event, ExpectedVersion, Hash, Head, NewEv
 pub use error::{AppendError, CodecError, Conflict, LogError};
 pub use import::{rehash, LogImporter};
 pub use sled_store::{
-    open_db, Faults, SledEventStore, StoreOptions, Writability, LOG_TREE, MAX_EVENTS_PER_APPEND,
+    create_private_dir, open_db, Faults, SledEventStore, StoreOptions, Writability, LOG_TREE,
+    MAX_EVENTS_PER_APPEND,
 };
 pub use verify::{verify, Breach, BreachKind, VerifyReport};
 

@@ -56,6 +56,12 @@
 //! stay gapless because an applied batch is either made durable in place or
 //! dropped whole by recovery before anything is applied after it.
 //!
+//! * **A write sled failed in the background** (its periodic flush, a read
+//!   model's batch in another tree of the same database) poisons the handle
+//!   just the same; an idle flush thread checks every second (a flush with
+//!   nothing new costs nothing) so the state is reported, and healed,
+//!   without waiting for an append to trip on it.
+//!
 //! [`Faults`] injects apply and flush failures (tests and drills).
 
 use std::collections::{HashMap, VecDeque};
@@ -94,6 +100,9 @@ const SUBSCRIBE_BATCH: usize = 512;
 /// [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How often an idle flush thread checks that sled still takes writes.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// What the write probe writes (and removes) in the data directory.
 const PROBE_BYTES: usize = 1024 * 1024;
@@ -196,8 +205,18 @@ impl Faults {
 
 /// Opens (or creates) the sled database in `dir`. A directory held by
 /// another process gives [`LogError::Locked`].
+///
+/// A directory it creates is mode 0700, and sled's files in it (`db`,
+/// `conf`, `snap.*`, `blobs/`) are made 0600 (0700 for directories) after
+/// the open: the log is readable by its owner only. sled creates later
+/// snapshot files with the process's umask; the 0700 directory keeps them
+/// private. Files that cannot be changed (a read-only copy, another owner)
+/// are left as they are.
 pub fn open_db(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, LogError> {
-    sled::Config::new()
+    if !dir.exists() {
+        create_private_dir(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+    }
+    let db = sled::Config::new()
         .path(dir)
         .cache_capacity(cache_capacity_bytes)
         .open()
@@ -206,7 +225,49 @@ pub fn open_db(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, LogErr
                 path: PathBuf::from(dir),
             },
             other => LogError::Storage(other),
-        })
+        })?;
+    make_sled_files_private(dir);
+    Ok(db)
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (on Unix). An
+/// existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn make_sled_files_private(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours =
+                name == "db" || name == "conf" || name == "blobs" || name.starts_with("snap.");
+            let Ok(meta) = entry.metadata() else { continue };
+            if !ours {
+                continue;
+            }
+            let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+            if meta.permissions().mode() & 0o777 != mode {
+                let _ =
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 fn is_lock_error(io: &std::io::Error) -> bool {
@@ -825,7 +886,25 @@ fn run_flush(
     control: Arc<Control>,
 ) {
     let mut durable = *head_tx.borrow();
-    while let Ok(first) = stages.recv() {
+    loop {
+        let first = match stages.recv_timeout(IDLE_CHECK) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Idle: a flush with nothing new is free, and it surfaces a
+                // write sled failed in the background (its own periodic
+                // flush, another tree's batch) before an append trips on it.
+                if let Err(e) = db.flush() {
+                    tracing::error!(error = %e, "sled failed a write in the background; appends are refused while the flush is retried");
+                    control.fail(format!("flushing the log failed: {e}"));
+                    match recover(&db, &stages, &head_tx, &control, durable, false) {
+                        Some(head) => durable = head,
+                        None => return,
+                    }
+                }
+                continue;
+            }
+        };
         let mut groups = Vec::new();
         let mut apply_failed = false;
         for stage in std::iter::once(first).chain(stages.try_iter()) {
