@@ -22,5 +22,7 @@ mod journeys;
 mod replay;
 #[path = "e2e/simulate.rs"]
 mod simulate;
+#[path = "e2e/storage.rs"]
+mod storage;
 #[path = "e2e/verify.rs"]
 mod verify;
