@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use srs_domain::app::{AppError, Service};
-use srs_domain::log::{EventStore, LogError, SledEventStore, StoreOptions, Writability};
+use srs_domain::log::{EventStore, Faults, LogError, SledEventStore, StoreOptions, Writability};
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
 use srs_projections::models::tokens::TokensProjection;
@@ -66,6 +66,10 @@ use crate::state::{AppState, Core, Limits, ReadModelPermissions};
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reopens within this time of the previous one wait before draining: 1 s,
+/// doubling up to this.
+const REOPEN_CALM: Duration = Duration::from_secs(60);
 
 /// How long reopening the data directory after a storage failure is
 /// retried before [`Server::run`] gives up with the error.
@@ -132,6 +136,7 @@ const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Server {
     options: ServeOptions,
     clock: Arc<dyn Clock>,
+    faults: Option<Arc<Faults>>,
     bootstrap: Option<String>,
     listener: TcpListener,
     state: AppState,
@@ -158,6 +163,23 @@ impl Server {
         options: ServeOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
+        Self::open_with(options, clock, None).await
+    }
+
+    /// [`Server::open`] with storage faults injected into the log writer,
+    /// also after an in-process reopen (tests and drills of a full disk).
+    pub async fn open_with_faults(
+        options: ServeOptions,
+        faults: Arc<Faults>,
+    ) -> Result<Server, ServeError> {
+        Self::open_with(options, Arc::new(SystemClock), Some(faults)).await
+    }
+
+    async fn open_with(
+        options: ServeOptions,
+        clock: Arc<dyn Clock>,
+        faults: Option<Arc<Faults>>,
+    ) -> Result<Server, ServeError> {
         srs_domain::log::create_private_dir(&options.data).map_err(|source| {
             ServeError::DataDir {
                 path: options.data.clone(),
@@ -172,18 +194,20 @@ impl Server {
                     addr: options.listen.clone(),
                     source,
                 })?;
-        Self::start(options, clock, db, listener).await
+        Self::start(options, clock, faults, db, listener).await
     }
 
     /// Starts on an opened database and a bound listener.
     async fn start(
         options: ServeOptions,
         clock: Arc<dyn Clock>,
+        faults: Option<Arc<Faults>>,
         db: sled::Db,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
         let store_options = StoreOptions {
             probe_dir: Some(options.data.clone()),
+            faults: faults.clone(),
             ..StoreOptions::default()
         };
         let store: SledEventStore<DomainEvent> =
@@ -221,6 +245,7 @@ impl Server {
         Ok(Server {
             options,
             clock,
+            faults,
             bootstrap,
             listener,
             state: AppState::new(core),
@@ -270,14 +295,26 @@ impl Server {
             let _ = stop_tx.send(true);
         });
         let mut server = self;
+        // Reopens close together (a disk that takes the probe but not
+        // sled's writes) wait longer and longer before the next.
+        let mut last_reopen: Option<Instant> = None;
+        let mut delay = Duration::ZERO;
         let result = loop {
             let (options, clock) = (server.options.clone(), server.clock.clone());
-            let spare = match server.serve_once(extra.clone(), stop.clone()).await {
+            let faults = server.faults.clone();
+            let spare = match server.serve_once(extra.clone(), stop.clone(), delay).await {
                 Ok((Ended::Signal, _)) => break Ok(()),
                 Ok((Ended::Reopen, spare)) => spare,
                 Err(e) => break Err(e),
             };
-            match reopen(options, clock, spare, stop.clone()).await {
+            delay = match last_reopen {
+                Some(at) if at.elapsed() < REOPEN_CALM => {
+                    (delay * 2).clamp(Duration::from_secs(1), REOPEN_CALM)
+                }
+                _ => Duration::ZERO,
+            };
+            last_reopen = Some(Instant::now());
+            match reopen(options, clock, faults, spare, stop.clone()).await {
                 Ok(Some(next)) => server = next,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -294,6 +331,7 @@ impl Server {
         self,
         extra: axum::Router<AppState>,
         mut stop: watch::Receiver<bool>,
+        reopen_delay: Duration,
     ) -> Result<(Ended, std::net::TcpListener), ServeError> {
         let Server {
             listener,
@@ -322,6 +360,7 @@ impl Server {
                     if health.wait_for(needs_reopen).await.is_err() {
                         std::future::pending::<()>().await;
                     }
+                    tokio::time::sleep(reopen_delay).await;
                 };
                 tokio::select! {
                     _ = stop.wait_for(|stop| *stop) => {
@@ -380,6 +419,7 @@ impl Server {
 async fn reopen(
     options: ServeOptions,
     clock: Arc<dyn Clock>,
+    faults: Option<Arc<Faults>>,
     spare: std::net::TcpListener,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<Server>, ServeError> {
@@ -395,7 +435,7 @@ async fn reopen(
                 .try_clone()
                 .and_then(TcpListener::from_std)
                 .map_err(ServeError::Http)?;
-            Server::start(options.clone(), clock.clone(), db, listener).await
+            Server::start(options.clone(), clock.clone(), faults.clone(), db, listener).await
         };
         match attempt.await {
             Ok(server) => {

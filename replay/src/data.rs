@@ -71,7 +71,9 @@ impl DataDir {
     }
 
     fn open_copy(path: &Path) -> Result<Self, ReplayError> {
-        let copy = tempfile::Builder::new().prefix("srs-read-only-").tempdir()?;
+        let copy = tempfile::Builder::new()
+            .prefix("srs-read-only-")
+            .tempdir()?;
         for entry in std::fs::read_dir(path)? {
             let entry = entry?;
             let name = entry.file_name();

@@ -470,6 +470,51 @@ mod tests {
         ));
     }
 
+    fn tmp_files(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else if path.extension().is_some_and(|e| e == "tmp") {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_file() {
+        let (dir, store) = store();
+        let id = Uuid::now_v7();
+        store.write_chunk(id, 0, b"first").unwrap();
+        // The rename into place fails: a directory holds the chunk's name.
+        let target = store
+            .recording_dir(Area::Live, id)
+            .join(ContentStore::chunk_name(1));
+        fs::create_dir_all(target.join("in-the-way")).unwrap();
+        let err = store.write_chunk(id, 1, b"second").unwrap_err();
+        assert!(matches!(err, ContentError::Io { .. }), "{err}");
+        assert_eq!(tmp_files(dir.path()), Vec::<PathBuf>::new());
+        assert!(
+            target.join("in-the-way").is_dir(),
+            "the target is untouched"
+        );
+    }
+
+    #[test]
+    fn a_full_or_read_only_disk_is_unavailable_other_failures_are_not() {
+        let failure = |code| ContentError::Io {
+            path: PathBuf::from("x"),
+            source: std::io::Error::from_raw_os_error(code),
+        };
+        assert!(failure(28).is_unavailable(), "ENOSPC");
+        assert!(failure(122).is_unavailable(), "EDQUOT");
+        assert!(failure(30).is_unavailable(), "EROFS");
+        assert!(!failure(5).is_unavailable(), "EIO");
+        assert!(!ContentError::NoKey(Uuid::nil()).is_unavailable());
+    }
+
     #[test]
     fn archive_and_restore_move_the_chunks() {
         let (_dir, store) = store();

@@ -175,6 +175,7 @@ impl Writability {
 pub struct Faults {
     applies: AtomicU64,
     flushes: AtomicU64,
+    probes: AtomicBool,
 }
 
 impl Faults {
@@ -186,6 +187,11 @@ impl Faults {
     /// Fails the next `n` flushes, retries included.
     pub fn fail_next_flushes(&self, n: u64) {
         self.flushes.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the write probe fail (the disk is still full) while `fail`.
+    pub fn fail_probes(&self, fail: bool) {
+        self.probes.store(fail, Ordering::SeqCst);
     }
 
     fn take(counter: &AtomicU64) -> bool {
@@ -797,6 +803,11 @@ impl Control {
         let Some(dir) = &self.probe_dir else {
             return false;
         };
+        if let Some(faults) = &self.faults {
+            if faults.probes.load(Ordering::SeqCst) {
+                return false;
+            }
+        }
         let path = dir.join(PROBE_FILE);
         let written = (|| {
             use std::io::Write as _;

@@ -108,7 +108,10 @@ async fn data_files_are_private_and_reading_commands_work_on_a_read_only_copy() 
         assert_eq!(mode(&chunk.unwrap().path()), 0o600);
     }
     // The secret went to stdout and the 0600 file only, never to the log.
-    assert_eq!(srs.printed_admin_token.as_deref(), Some(admin_token.as_str()));
+    assert_eq!(
+        srs.printed_admin_token.as_deref(),
+        Some(admin_token.as_str())
+    );
     assert!(
         !srs.log_text().contains(&admin_token),
         "the admin secret is in the server log"
@@ -117,7 +120,12 @@ async fn data_files_are_private_and_reading_commands_work_on_a_read_only_copy() 
 
     // ---- a read-only copy ---------------------------------------------------
     let copy = dir.path().join("copy");
-    let status = Command::new("cp").arg("-a").arg(&data).arg(&copy).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&data)
+        .arg(&copy)
+        .status()
+        .unwrap();
     assert!(status.success());
     let ro = match ReadOnly::mount(&copy, &dir.path().join("ro")) {
         Ok(ro) => ro,
@@ -131,12 +139,23 @@ async fn data_files_are_private_and_reading_commands_work_on_a_read_only_copy() 
     let (code, stdout, stderr) = run_srs(&["verify", "--data", ro_arg], &[]);
     assert_eq!(code, Some(0), "verify: {stdout}{stderr}");
     assert!(stdout.starts_with("intact"), "{stdout}");
-    assert!(stderr.contains("read-only"), "it says it read a copy: {stderr}");
+    assert!(
+        stderr.contains("read-only"),
+        "it says it read a copy: {stderr}"
+    );
     let (code, stdout, stderr) = run_srs(&["replay", "--data", ro_arg], &[]);
     assert_eq!(code, Some(0), "replay: {stderr}");
     assert!(stdout.lines().count() > 5, "{stdout}");
     let (code, stdout, stderr) = run_srs(
-        &["state", "--data", ro_arg, "--as-of", "1", "--projection", "access-restrictions"],
+        &[
+            "state",
+            "--data",
+            ro_arg,
+            "--as-of",
+            "1",
+            "--projection",
+            "access-restrictions",
+        ],
         &[],
     );
     assert_eq!(code, Some(0), "state: {stdout}{stderr}");
@@ -145,5 +164,9 @@ async fn data_files_are_private_and_reading_commands_work_on_a_read_only_copy() 
     assert!(stderr.contains("not recorded"), "{stderr}");
     let (code, stdout, stderr) = run_srs(&["projections", "--data", ro_arg], &[]);
     assert_eq!(code, Some(0), "projections: {stdout}{stderr}");
-    assert_eq!(files(&ro.path), before, "nothing was written to the read-only copy");
+    assert_eq!(
+        files(&ro.path),
+        before,
+        "nothing was written to the read-only copy"
+    );
 }
