@@ -28,7 +28,10 @@
 //! listening socket, which stays bound throughout (connections made
 //! meanwhile wait in its backlog). If the reopen fails (the disk filled up
 //! again) it is retried with backoff for [`REOPEN_TIMEOUT`], then `run`
-//! returns the error.
+//! returns the error. A reopen less than [`REOPEN_CALM`] after the previous
+//! one waits first (1 s, doubling), so a disk that takes the probe but not
+//! sled's writes does not make the server churn.
+//! [`Server::open_with_faults`] injects the failures for tests and drills.
 //!
 //! A shutdown while storage fails still exits cleanly (exit 0): everything
 //! acknowledged was durable when it was acknowledged, and the read models'
@@ -69,7 +72,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reopens within this time of the previous one wait before draining: 1 s,
 /// doubling up to this.
-const REOPEN_CALM: Duration = Duration::from_secs(60);
+pub const REOPEN_CALM: Duration = Duration::from_secs(60);
 
 /// How long reopening the data directory after a storage failure is
 /// retried before [`Server::run`] gives up with the error.

@@ -880,12 +880,12 @@ fn run_apply(
             }
             head = next;
         }
-        if let Err(mpsc::SendError(stage)) = flush.send(Stage::Applied(Applied { head, answers })) {
-            if let Stage::Applied(applied) = stage {
-                refuse_all(applied.answers.into_iter().map(|(reply, _)| reply), || {
-                    LogError::WriterStopped
-                });
-            }
+        if let Err(mpsc::SendError(Stage::Applied(applied))) =
+            flush.send(Stage::Applied(Applied { head, answers }))
+        {
+            refuse_all(applied.answers.into_iter().map(|(reply, _)| reply), || {
+                LogError::WriterStopped
+            });
         }
     }
 }
