@@ -55,9 +55,13 @@ async fn start(data: &std::path::Path, faults: &Arc<Faults>) -> Running {
 
 impl Running {
     async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.graphql_as(&self.token, query, variables).await
+    }
+
+    async fn graphql_as(&self, token: &str, query: &str, variables: Value) -> Value {
         self.http
             .post(format!("{}/graphql", self.base))
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .json(&json!({ "query": query, "variables": variables }))
             .send()
             .await
@@ -69,6 +73,62 @@ impl Running {
 
     async fn create_site(&self, name: &str) -> Value {
         self.graphql(CREATE_SITE, json!({ "name": name })).await
+    }
+
+    /// A recording of a new server on the site `created` made, and the
+    /// server's agent token (which uploads its content).
+    async fn recording(&self, created: &Value) -> (String, String) {
+        let site = created["data"]["createSite"]["siteId"].as_str().unwrap();
+        let policy = self
+            .graphql(
+                "mutation($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }",
+                json!({ "id": "00000000-0000-8000-8000-000000000002", "site": site }),
+            )
+            .await;
+        assert!(policy["errors"].is_null(), "{policy}");
+        let connected = self
+            .graphql(
+                "mutation($site: ID!) { connectServer(input: {siteId: $site, name: \"sr-1\", host: \"rec.example\", deployment: ON_PREMISES, version: \"2407\"}) { serverId agentToken } }",
+                json!({ "site": site }),
+            )
+            .await;
+        let server = connected["data"]["connectServer"]["serverId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{connected}"));
+        let agent = connected["data"]["connectServer"]["agentToken"]
+            .as_str()
+            .unwrap();
+        let started = self
+            .graphql_as(
+                agent,
+                "mutation($server: ID!) { startRecording(input: {serverId: $server, sessionId: \"s-1\", session: {user: \"ann\", host: \"vda-01\", clientIp: \"10.0.0.5\", clientName: \"laptop-1\"}}) { recordingId recorded } }",
+                json!({ "server": server }),
+            )
+            .await;
+        assert_eq!(
+            started["data"]["startRecording"]["recorded"], true,
+            "{started}"
+        );
+        let id = started["data"]["startRecording"]["recordingId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (id, agent.to_owned())
+    }
+
+    async fn put_chunk(&self, agent: &str, recording: &str, body: &[u8]) -> (u16, Value) {
+        use sha2::Digest as _;
+        let response = self
+            .http
+            .put(format!("{}/recordings/{recording}/chunks/0", self.base))
+            .bearer_auth(agent)
+            .header("x-content-sha256", hex::encode(sha2::Sha256::digest(body)))
+            .body(body.to_vec())
+            .send()
+            .await
+            .expect("PUT");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -137,10 +197,18 @@ async fn a_failing_disk_answers_unavailable_and_heals_in_place_and_by_reopening(
     let srs = start(&data, &faults).await;
     let first = srs.create_site("before").await;
     let mut last = position(&first);
+    let (recording, agent) = srs.recording(&first).await;
+    let chunk = b"the screen, second by second".to_vec();
 
     // ---- the disk is full: flushes fail, and so does the probe -------------
     faults.fail_probes(true);
     faults.fail_next_flushes(u64::MAX);
+    // An upload whose event is applied but not flushed: 503 UNAVAILABLE,
+    // and its file stays, since the event may be stored once the log heals.
+    let (status, body) = srs.put_chunk(&agent, &recording, &chunk).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "UNAVAILABLE", "{body}");
+    // Later writes are refused at once, before anything is applied.
     let refused = srs.create_site("refused-1").await;
     assert_eq!(code(&refused), Some("UNAVAILABLE"), "{refused}");
     let message = refused["errors"][0]["message"].as_str().unwrap();
@@ -174,10 +242,22 @@ async fn a_failing_disk_answers_unavailable_and_heals_in_place_and_by_reopening(
     let names = srs.site_names(last).await;
     assert!(names.contains(&"before".to_owned()), "{names:?}");
     assert!(names.contains(&"after-in-place".to_owned()), "{names:?}");
-    // The refused appends were applied before the failure: made durable by
-    // the flush that succeeded, they are there (a retry would be answered
-    // from the store).
-    assert!(names.contains(&"refused-1".to_owned()), "{names:?}");
+    // Refused before being applied: not stored.
+    assert!(!names.contains(&"refused-1".to_owned()), "{names:?}");
+    // The upload's event was applied before the failed flush: the flush that
+    // succeeded made it durable, so the retried upload is answered from the
+    // log (200) and the content plays.
+    let (status, body) = srs.put_chunk(&agent, &recording, &chunk).await;
+    assert_eq!(status, 200, "{body}");
+    let played = srs
+        .http
+        .get(format!("{}/recordings/{recording}/content", srs.base))
+        .bearer_auth(&srs.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(played.status().as_u16(), 200);
+    assert_eq!(played.bytes().await.unwrap().as_ref(), chunk.as_slice());
 
     // ---- the disk takes writes but the handle does not: a reopen ------------
     faults.fail_probes(false);

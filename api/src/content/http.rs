@@ -279,6 +279,13 @@ pub async fn store_chunk(
             core.metrics.appended();
             Ok((StatusCode::CREATED, receipt(executed.last_position)))
         }
+        Err(srs_domain::app::AppError::Log(log)) if log.is_unavailable() => {
+            // Storage failed: the event may still be stored (the log makes
+            // it durable when it heals), so the file stays. A retried upload
+            // is then answered from the log (200) or writes it again; an
+            // orphan the log does not know is never served.
+            Err(srs_domain::app::AppError::Log(log).into())
+        }
         Err(error) => {
             // Refused: leave no file behind that the log does not know.
             let store = content.clone();

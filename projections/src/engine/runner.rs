@@ -13,7 +13,8 @@
 //! atomic batch), so the runner keeps its position, says so in
 //! `last_error`, and reads the same events again after a backoff (100 ms
 //! doubling to 5 s) until a commit succeeds; it never stops for good on a
-//! storage error. Meanwhile it is behind the log, so `/readyz` says so.
+//! storage error. A read of the log that storage refuses is retried the
+//! same way. Meanwhile it is behind the log, so `/readyz` says so.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -188,8 +189,20 @@ impl<E: Event> Runner<E> {
                                 None => {}
                             }
                         }
-                        if let (Some(error), false) = (log_error, self.failed) {
-                            self.fail(format!("reading the log after position {}: {error}", self.position));
+                        match (log_error, self.failed) {
+                            (Some(error), false) if error.is_unavailable() => {
+                                // Storage refused a read (sled after a failed
+                                // write): read again after a while.
+                                let wait = backoff.map_or(COMMIT_RETRY_MIN, |b| (b * 2).min(COMMIT_RETRY_MAX));
+                                backoff = Some(wait);
+                                retry_at = Some(tokio::time::Instant::now() + wait);
+                                let message = format!("reading the log after position {} failed on storage; retrying: {error}", self.position);
+                                self.slot.status.send_modify(|s| s.last_error = Some(message));
+                            }
+                            (Some(error), false) => {
+                                self.fail(format!("reading the log after position {}: {error}", self.position));
+                            }
+                            _ => {}
                         }
                     }
                 },
