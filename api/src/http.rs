@@ -301,6 +301,7 @@ fn api_error_response(
     let status = match error.code {
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     error_response(status, error.code, &error.message)
