@@ -31,6 +31,8 @@
 //! returns the error. A reopen less than [`REOPEN_CALM`] after the previous
 //! one waits first (1 s, doubling), so a disk that takes the probe but not
 //! sled's writes does not make the server churn.
+//! After a reopen the request counters of `/metrics` start from zero again
+//! (Prometheus reads that as a counter reset).
 //! [`Server::open_with_faults`] injects the failures for tests and drills.
 //!
 //! A shutdown while storage fails still exits cleanly (exit 0): everything

@@ -19,6 +19,12 @@
 //! * **Readers see only durable events.** Reads and subscriptions stop at the
 //!   durable head, so no reader (and no projection) ever sees an event that a
 //!   crash could still take back.
+//! * **A full disk refuses, never loses, and heals.** When storage fails an
+//!   append is answered [`LogError::Unavailable`] (it may or may not be
+//!   stored; a retry with the same event ids is answered from the store),
+//!   later appends are refused at once, and the writer recovers by itself
+//!   (in place, or by a reopen of the database); its state is
+//!   [`Writability`]. `sled_store` documents the design.
 //!
 //! # Layout
 //!
