@@ -337,22 +337,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
-    use srs_domain::log::{open_db, verify, LogError, LOG_TREE};
+    use srs_domain::log::{verify, LOG_TREE};
     use srs_domain::model::DomainEvent;
+    use srs_replay::ReplayError;
 
-    if !data.join("db").exists() && !data.join("conf").exists() {
-        eprintln!("error: {} holds no srs data", data.display());
-        return Ok(ExitCode::from(2));
-    }
-    let db = match open_db(data, 64 * 1024 * 1024) {
-        Ok(db) => db,
-        Err(e @ LogError::Locked { .. }) => {
+    // A read-only directory is verified through a private copy.
+    let opened = match crate::replay_cmd::open_to_read(data) {
+        Ok(opened) => opened,
+        Err(e @ (ReplayError::NoData(_) | ReplayError::Locked(_))) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(2));
         }
         Err(e) => return Err(e.into()),
     };
-    let tree = db.open_tree(LOG_TREE)?;
+    let tree = opened.db.open_tree(LOG_TREE)?;
     let report = verify::<DomainEvent>(&tree, from, |position| {
         eprintln!("srs: verified up to position {position}");
     })?;

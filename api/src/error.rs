@@ -29,6 +29,9 @@ pub enum Code {
     Internal,
     /// Over a rate or concurrency limit; HTTP answers carry `Retry-After`.
     RateLimited,
+    /// Storage cannot take writes now (a full disk); nothing was
+    /// acknowledged. Retry later (with the same ids: idempotent). HTTP 503.
+    Unavailable,
 }
 
 impl Code {
@@ -43,6 +46,7 @@ impl Code {
             Code::Timeout => "TIMEOUT",
             Code::Internal => "INTERNAL",
             Code::RateLimited => "RATE_LIMITED",
+            Code::Unavailable => "UNAVAILABLE",
         }
     }
 }
@@ -79,6 +83,10 @@ pub struct ApiError {
 /// The message every internal failure is reported with.
 const INTERNAL_MESSAGE: &str = "internal error; the server log has the details";
 
+/// The message of [`Code::Unavailable`]: the cause (a path, an OS error)
+/// goes to the server log only.
+pub const UNAVAILABLE_MESSAGE: &str = "storage cannot take writes right now (the disk may be full); nothing was acknowledged: retry later, with the same ids where the request has them";
+
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         ApiError {
@@ -107,6 +115,12 @@ impl ApiError {
         Self::new(Code::Timeout, message)
     }
 
+    /// Storage refused a write: `cause` goes to the server log only.
+    pub fn unavailable(cause: impl fmt::Display) -> Self {
+        tracing::warn!(cause = %cause, "storage unavailable");
+        Self::new(Code::Unavailable, UNAVAILABLE_MESSAGE)
+    }
+
     /// An internal failure: `cause` goes to the server log only.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(cause = %cause, "internal error");
@@ -118,6 +132,9 @@ impl From<AppError> for ApiError {
     fn from(value: AppError) -> Self {
         match value.code() {
             Some(code) => ApiError::new(code.into(), value.to_string()),
+            None if matches!(&value, AppError::Log(log) if log.is_unavailable()) => {
+                ApiError::unavailable(value)
+            }
             None => ApiError::internal(value),
         }
     }
@@ -125,6 +142,9 @@ impl From<AppError> for ApiError {
 
 impl From<LogError> for ApiError {
     fn from(value: LogError) -> Self {
+        if value.is_unavailable() {
+            return ApiError::unavailable(value);
+        }
         ApiError::internal(value)
     }
 }
@@ -133,6 +153,7 @@ impl From<AppendError> for ApiError {
     fn from(value: AppendError) -> Self {
         match value {
             AppendError::Conflict(conflict) => ApiError::new(Code::Conflict, conflict.to_string()),
+            AppendError::Log(log) => log.into(),
             other => ApiError::internal(other),
         }
     }
@@ -144,6 +165,10 @@ impl From<srs_projections::ProjectionError> for ApiError {
             srs_projections::ProjectionError::InvalidCursor => {
                 ApiError::validation("invalid cursor")
             }
+            srs_projections::ProjectionError::Storage(sled::Error::Io(_)) => {
+                ApiError::unavailable(value)
+            }
+            srs_projections::ProjectionError::Log(log) => log.into(),
             other => ApiError::internal(other),
         }
     }
@@ -189,6 +214,7 @@ pub fn first_code(errors: &[ServerError]) -> &'static str {
             "VALIDATION" => "VALIDATION",
             "TIMEOUT" => "TIMEOUT",
             "RATE_LIMITED" => "RATE_LIMITED",
+            "UNAVAILABLE" => "UNAVAILABLE",
             _ => "INTERNAL",
         },
         _ => "VALIDATION",

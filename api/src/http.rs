@@ -7,7 +7,7 @@
 //! | `GET /graphql` | GraphiQL, to explore the schema in a browser |
 //! | `GET /graphql/ws` | subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`) |
 //! | `GET /healthz` | 200 while the process serves |
-//! | `GET /readyz` | 200 once the projections have caught up with the log, 503 before |
+//! | `GET /readyz` | 200 once the projections have caught up with the log and the log takes writes; 503 otherwise, with a `reason` when storage refuses writes |
 //! | `GET /metrics` | Prometheus text format (see [`crate::metrics`]) |
 //! | `PUT /recordings/{id}/chunks/{seq}`, `PUT /recordings/{id}/asciicast`, `GET /recordings/{id}/content` | recording content (see [`crate::content`]) |
 //!
@@ -438,6 +438,7 @@ fn api_error_response(
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Code::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     error_response(status, error.code, &error.message)
@@ -505,7 +506,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: the read models have caught up with the log.
+/// `GET /readyz`: the read models have caught up with the log and the log
+/// takes writes (503 with `reason` while storage fails, e.g. a full disk).
 async fn readyz(State(state): State<AppState>) -> Response {
     let readiness = state.readiness();
     let status = if readiness.ready {

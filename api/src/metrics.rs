@@ -13,6 +13,7 @@
 //! | `srs_graphql_kept_answers_total` | counter | (queries answered with a kept answer) |
 //! | `srs_appends_total` | counter | (mutations that committed events) |
 //! | `srs_log_head_position` | gauge | |
+//! | `srs_log_writable` | gauge | (1 while the log takes appends, 0 while storage fails) |
 //! | `srs_projection_position`, `srs_projection_lag` | gauge | `projection` |
 //! | `srs_ws_connections` | gauge | |
 
@@ -53,6 +54,8 @@ pub struct Metrics {
 #[derive(Debug, Default, Clone)]
 pub struct Gauges {
     pub log_head: u64,
+    /// Whether the log takes appends.
+    pub log_writable: bool,
     /// `(projection, position, lag)`.
     pub projections: Vec<(String, u64, u64)>,
 }
@@ -221,6 +224,12 @@ impl Metrics {
         let _ = writeln!(out, "srs_log_head_position {}", gauges.log_head);
         let _ = writeln!(
             out,
+            "# HELP srs_log_writable 1 while the event log takes appends, 0 while storage fails (e.g. a full disk)."
+        );
+        let _ = writeln!(out, "# TYPE srs_log_writable gauge");
+        let _ = writeln!(out, "srs_log_writable {}", u8::from(gauges.log_writable));
+        let _ = writeln!(
+            out,
             "# HELP srs_projection_position The last log position a projection applied."
         );
         let _ = writeln!(out, "# TYPE srs_projection_position gauge");
@@ -279,6 +288,7 @@ mod tests {
         metrics.kept_answer();
         let text = metrics.render(&Gauges {
             log_head: 7,
+            log_writable: true,
             projections: vec![("catalogue".into(), 5, 2)],
         });
         assert!(text.contains("srs_http_requests_total{route=\"/graphql\",status=\"200\"} 1"));
@@ -289,6 +299,7 @@ mod tests {
         assert!(text.contains("srs_graphql_request_duration_seconds_bucket{le=\"0.5\"} 2"));
         assert!(text.contains("srs_graphql_request_duration_seconds_count 2"));
         assert!(text.contains("srs_log_head_position 7"));
+        assert!(text.contains("srs_log_writable 1"));
         assert!(text.contains("srs_projection_lag{projection=\"catalogue\"} 2"));
         assert!(text.contains("srs_appends_total 1"));
         assert!(text.contains("srs_graphql_kept_answers_total 1"));

@@ -131,6 +131,19 @@ pub struct ImportArgs {
 }
 
 /// Prints `e` and maps it to an exit code.
+/// Opens a data directory for a reading command, through a private copy
+/// when it is read-only (see `srs_replay::DataDir::open_read_only`).
+pub fn open_to_read(path: &Path) -> Result<DataDir, ReplayError> {
+    let data = DataDir::open_read_only(path)?;
+    if data.is_copy() {
+        eprintln!(
+            "srs: {} is read-only: reading a private copy of its database",
+            path.display()
+        );
+    }
+    Ok(data)
+}
+
 fn fail(e: ReplayError) -> ExitCode {
     match &e {
         ReplayError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -199,7 +212,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let data = match DataDir::open(&args.source.data) {
+    let data = match open_to_read(&args.source.data) {
         Ok(data) => data,
         Err(e) => return Ok(fail(e)),
     };
@@ -220,7 +233,7 @@ pub async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
         Ok(as_of) => as_of,
         Err(e) => return Ok(fail(e)),
     };
-    let data = match DataDir::open(&args.data) {
+    let data = match open_to_read(&args.data) {
         Ok(data) => data,
         Err(e) => return Ok(fail(e)),
     };
@@ -240,7 +253,7 @@ pub async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
 
 /// `srs export`.
 pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let data = match DataDir::open(&args.data) {
+    let data = match open_to_read(&args.data) {
         Ok(data) => data,
         Err(e) => return Ok(fail(e)),
     };
@@ -252,6 +265,14 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         export_to_file(&data, &args.file)
     };
     let result = match result {
+        Ok(summary) if data.is_copy() => {
+            // Nothing can be written to a read-only directory.
+            eprintln!(
+                "srs: warning: {} is read-only: this export is not recorded in its log",
+                data.path.display()
+            );
+            Ok(summary)
+        }
         Ok(summary) => {
             let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             srs_replay::record_export(&data.store, &summary, &by)
@@ -327,7 +348,7 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Ok(fail(e)),
         }
     } else {
-        let data = match DataDir::open(&args.source.data) {
+        let data = match open_to_read(&args.source.data) {
             Ok(data) => data,
             Err(e) => return Ok(fail(e)),
         };

@@ -12,15 +12,50 @@
 //!    SIGTERM for the binary). Then it stops accepting connections, lets
 //!    in-flight requests finish (at most [`DRAIN_TIMEOUT`]), ends the
 //!    subscriptions, and flushes the database before returning.
+//!
+//! # A full disk heals without a restart
+//!
+//! While storage refuses writes the log answers appends `UNAVAILABLE`,
+//! `/readyz` answers 503 with the reason and `srs_log_writable` is 0; reads
+//! keep being served. The log writer retries by itself (see
+//! `srs_domain::log`'s `sled_store`). sled, however, keeps the first I/O
+//! error of a database handle for good, so once the data directory takes
+//! writes again the writer reports `NeedsReopen`. Then [`Server::run`] does
+//! in-process what a restart would: it drains like a shutdown (in-flight
+//! requests finish, subscriptions end), drops every handle of the database,
+//! opens the data directory again (the log recovers from disk: every
+//! acknowledged event is there, positions gapless) and serves on the same
+//! listening socket, which stays bound throughout (connections made
+//! meanwhile wait in its backlog). If the reopen fails (the disk filled up
+//! again) it is retried with backoff for [`REOPEN_TIMEOUT`], then `run`
+//! returns the error. A reopen less than [`REOPEN_CALM`] after the previous
+//! one waits first (1 s, doubling), so a disk that takes the probe but not
+//! sled's writes does not make the server churn.
+//! After a reopen the request counters of `/metrics` start from zero again
+//! (Prometheus reads that as a counter reset).
+//! [`Server::open_with_faults`] injects the failures for tests and drills.
+//!
+//! A shutdown while storage fails still exits cleanly (exit 0): everything
+//! acknowledged was durable when it was acknowledged, and the read models'
+//! progress that the final flush would add is recomputed from the log on
+//! the next start; so the final flush failing is reported as a warning, not
+//! an error.
+//!
+//! # Files
+//!
+//! A data directory srs creates is made mode 0700 (so are the content
+//! directories), and sled's files, the key files and `admin.token` are
+//! 0600: other local users read nothing of the log or the content.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use srs_domain::app::{AppError, Service};
-use srs_domain::log::{EventStore, LogError, SledEventStore, StoreOptions};
+use srs_domain::log::{EventStore, Faults, LogError, SledEventStore, StoreOptions, Writability};
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
 use srs_projections::models::tokens::TokensProjection;
@@ -36,6 +71,14 @@ use crate::state::{AppState, Core, Limits, ReadModelPermissions};
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reopens within this time of the previous one wait before draining: 1 s,
+/// doubling up to this.
+pub const REOPEN_CALM: Duration = Duration::from_secs(60);
+
+/// How long reopening the data directory after a storage failure is
+/// retried before [`Server::run`] gives up with the error.
+pub const REOPEN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The file in the data directory holding the first admin's secret.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -96,11 +139,21 @@ const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A server whose data directory is open and whose socket is bound.
 pub struct Server {
-    data: PathBuf,
+    options: ServeOptions,
+    clock: Arc<dyn Clock>,
+    faults: Option<Arc<Faults>>,
     bootstrap: Option<String>,
     listener: TcpListener,
     state: AppState,
     shutdown: watch::Sender<bool>,
+}
+
+/// Why one round of serving ended.
+enum Ended {
+    /// The shutdown signal: stop for good.
+    Signal,
+    /// The database handle is spoiled by a storage failure: open it again.
+    Reopen,
 }
 
 impl Server {
@@ -115,24 +168,30 @@ impl Server {
         options: ServeOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, ServeError> {
-        std::fs::create_dir_all(&options.data).map_err(|source| ServeError::DataDir {
-            path: options.data.clone(),
-            source,
+        Self::open_with(options, clock, None).await
+    }
+
+    /// [`Server::open`] with storage faults injected into the log writer,
+    /// also after an in-process reopen (tests and drills of a full disk).
+    pub async fn open_with_faults(
+        options: ServeOptions,
+        faults: Arc<Faults>,
+    ) -> Result<Server, ServeError> {
+        Self::open_with(options, Arc::new(SystemClock), Some(faults)).await
+    }
+
+    async fn open_with(
+        options: ServeOptions,
+        clock: Arc<dyn Clock>,
+        faults: Option<Arc<Faults>>,
+    ) -> Result<Server, ServeError> {
+        srs_domain::log::create_private_dir(&options.data).map_err(|source| {
+            ServeError::DataDir {
+                path: options.data.clone(),
+                source,
+            }
         })?;
-        let db = srs_domain::log::open_db(&options.data, CACHE_BYTES).map_err(|e| match e {
-            LogError::Locked { path } => ServeError::Locked(path),
-            other => ServeError::Log(other),
-        })?;
-        let store: SledEventStore<DomainEvent> =
-            SledEventStore::with_db(db.clone(), StoreOptions::default())?;
-        let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
-        let reads = ReadModels::start(shared.clone(), &db, SetOptions::default())?;
-        let permissions = Arc::new(ReadModelPermissions {
-            reads: reads.clone(),
-            store: store.clone(),
-        });
-        let service = Arc::new(Service::new(shared.clone(), clock, permissions));
-        let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
+        let db = open_data_db(&options)?;
         let listener =
             TcpListener::bind(&options.listen)
                 .await
@@ -140,6 +199,32 @@ impl Server {
                     addr: options.listen.clone(),
                     source,
                 })?;
+        Self::start(options, clock, faults, db, listener).await
+    }
+
+    /// Starts on an opened database and a bound listener.
+    async fn start(
+        options: ServeOptions,
+        clock: Arc<dyn Clock>,
+        faults: Option<Arc<Faults>>,
+        db: sled::Db,
+        listener: TcpListener,
+    ) -> Result<Server, ServeError> {
+        let store_options = StoreOptions {
+            probe_dir: Some(options.data.clone()),
+            faults: faults.clone(),
+            ..StoreOptions::default()
+        };
+        let store: SledEventStore<DomainEvent> =
+            SledEventStore::with_db(db.clone(), store_options)?;
+        let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
+        let reads = ReadModels::start(shared.clone(), &db, SetOptions::default())?;
+        let permissions = Arc::new(ReadModelPermissions {
+            reads: reads.clone(),
+            store: store.clone(),
+        });
+        let service = Arc::new(Service::new(shared.clone(), clock.clone(), permissions));
+        let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let content = Arc::new(
             ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
@@ -156,14 +241,16 @@ impl Server {
             service,
             reads,
             metrics: Metrics::new(),
-            limits: options.limits,
+            limits: options.limits.clone(),
             shutdown: shutdown_rx,
             content,
             content_effects,
             dashboards: Dashboards::new(),
         });
         Ok(Server {
-            data: options.data,
+            options,
+            clock,
+            faults,
             bootstrap,
             listener,
             state: AppState::new(core),
@@ -183,7 +270,7 @@ impl Server {
 
     /// Where the first admin's secret is kept (mode 0600).
     pub fn admin_token_path(&self) -> PathBuf {
-        self.data.join(ADMIN_TOKEN_FILE)
+        self.options.data.join(ADMIN_TOKEN_FILE)
     }
 
     /// The shared state (for tests that drive the app directly).
@@ -200,29 +287,97 @@ impl Server {
     }
 
     /// [`Server::run`] with `extra` routes mounted next to the API (see
-    /// [`crate::http::app_with`]).
+    /// [`crate::http::app_with`]). Reopens the data directory in-process
+    /// when a storage failure spoiled the database handle (module docs).
     pub async fn run_with(
         self,
         extra: axum::Router<AppState>,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        let (stop_tx, stop) = watch::channel(false);
+        let signal = tokio::spawn(async move {
+            signal.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut server = self;
+        // Reopens close together (a disk that takes the probe but not
+        // sled's writes) wait longer and longer before the next.
+        let mut last_reopen: Option<Instant> = None;
+        let mut delay = Duration::ZERO;
+        let result = loop {
+            let (options, clock) = (server.options.clone(), server.clock.clone());
+            let faults = server.faults.clone();
+            let spare = match server.serve_once(extra.clone(), stop.clone(), delay).await {
+                Ok((Ended::Signal, _)) => break Ok(()),
+                Ok((Ended::Reopen, spare)) => spare,
+                Err(e) => break Err(e),
+            };
+            delay = match last_reopen {
+                Some(at) if at.elapsed() < REOPEN_CALM => {
+                    (delay * 2).clamp(Duration::from_secs(1), REOPEN_CALM)
+                }
+                _ => Duration::ZERO,
+            };
+            last_reopen = Some(Instant::now());
+            match reopen(options, clock, faults, spare, stop.clone()).await {
+                Ok(Some(next)) => server = next,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        signal.abort();
+        result
+    }
+
+    /// Serves until the stop signal or until the database must be reopened,
+    /// then drains and flushes. Hands back a second descriptor of the
+    /// listening socket, which keeps it bound while the database is reopened.
+    async fn serve_once(
+        self,
+        extra: axum::Router<AppState>,
+        mut stop: watch::Receiver<bool>,
+        reopen_delay: Duration,
+    ) -> Result<(Ended, std::net::TcpListener), ServeError> {
         let Server {
             listener,
             state,
             shutdown,
             ..
         } = self;
+        let listener = listener.into_std().map_err(ServeError::Http)?;
+        let spare = listener.try_clone().map_err(ServeError::Http)?;
+        let listener = TcpListener::from_std(listener).map_err(ServeError::Http)?;
         let core = state.core().clone();
         let liveness = tokio::spawn(watch_liveness(core.clone(), core.shutdown.clone()));
         let retention = tokio::spawn(crate::retention::schedule(
             core.clone(),
             core.shutdown.clone(),
         ));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let mut health = core.store.watch_writability();
         let (begin_tx, mut begin_rx) = watch::channel(false);
-        let graceful = async move {
-            signal.await;
-            tracing::info!("shutting down: no new connections, draining in-flight requests");
-            let _ = begin_tx.send(true);
+        let graceful = {
+            let reopen = reopen.clone();
+            async move {
+                let spoiled = async {
+                    let needs_reopen =
+                        |w: &Writability| matches!(w, Writability::NeedsReopen { .. });
+                    if health.wait_for(needs_reopen).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(reopen_delay).await;
+                };
+                tokio::select! {
+                    _ = stop.wait_for(|stop| *stop) => {
+                        tracing::info!("shutting down: no new connections, draining in-flight requests");
+                    }
+                    () = spoiled => {
+                        reopen.store(true, Ordering::SeqCst);
+                        tracing::warn!("storage takes writes again but the database handle does not: draining, then reopening the data directory");
+                    }
+                }
+                let _ = begin_tx.send(true);
+            }
         };
         // The peer address reaches the handlers (rate limits per client address).
         let app =
@@ -243,11 +398,83 @@ impl Server {
         let _ = shutdown.send(true);
         liveness.abort();
         retention.abort();
+        let _ = liveness.await;
+        let _ = retention.await;
         core.reads.set().shutdown().await;
-        core.store.flush()?;
-        tracing::info!("stopped; the data directory is flushed");
-        drained
+        match core.store.flush() {
+            Ok(()) => tracing::info!("stopped; the data directory is flushed"),
+            // Every acknowledged event was flushed before it was
+            // acknowledged; what this flush would add (read models'
+            // progress) is recomputed from the log on the next start.
+            Err(e) => tracing::warn!(
+                error = %e,
+                "stopped; the final flush failed (storage fails): everything acknowledged was durable already"
+            ),
+        }
+        drained?;
+        let ended = if reopen.load(Ordering::SeqCst) {
+            Ended::Reopen
+        } else {
+            Ended::Signal
+        };
+        Ok((ended, spare))
     }
+}
+
+/// Opens the data directory's database again on the kept socket, retrying
+/// while the old handles are still being released or storage still fails.
+/// `None` when the stop signal came meanwhile.
+async fn reopen(
+    options: ServeOptions,
+    clock: Arc<dyn Clock>,
+    faults: Option<Arc<Faults>>,
+    spare: std::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<Server>, ServeError> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(50);
+    loop {
+        if *stop.borrow() {
+            return Ok(None);
+        }
+        let attempt = async {
+            let db = open_data_db(&options)?;
+            let listener = spare
+                .try_clone()
+                .and_then(TcpListener::from_std)
+                .map_err(ServeError::Http)?;
+            Server::start(options.clone(), clock.clone(), faults.clone(), db, listener).await
+        };
+        match attempt.await {
+            Ok(server) => {
+                tracing::info!(
+                    head = server.state.core().store.head().position,
+                    "the data directory is open again; serving"
+                );
+                return Ok(Some(server));
+            }
+            Err(e) if started.elapsed() >= REOPEN_TIMEOUT => return Err(e),
+            // The old handles are still being dropped.
+            Err(ServeError::Locked(_)) => {
+                tracing::debug!("waiting for the old database handles to close")
+            }
+            Err(e) => tracing::warn!(error = %e, "reopening the data directory failed; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stop| *stop) => return Ok(None),
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Opens the data directory's sled database (a held directory is
+/// [`ServeError::Locked`]).
+fn open_data_db(options: &ServeOptions) -> Result<sled::Db, ServeError> {
+    srs_domain::log::open_db(&options.data, CACHE_BYTES).map_err(|e| match e {
+        LogError::Locked { path } => ServeError::Locked(path),
+        other => ServeError::Log(other),
+    })
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

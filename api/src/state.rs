@@ -182,6 +182,12 @@ pub struct Readiness {
     /// Projections that have not reached the head yet, and
     /// `catalogue-index` while the catalogue's search index is loading.
     pub behind: Vec<String>,
+    /// Whether the log takes appends (false while storage fails, e.g. a
+    /// full disk); not ready then.
+    pub writable: bool,
+    /// Why it is not ready, when the log is not writable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// How long authentication waits for the tokens read model to catch up
@@ -250,6 +256,8 @@ impl Core {
             .await
         {
             Ok(()) => Ok(()),
+            // The read models cannot commit while storage fails.
+            Err(e) if !self.store.writability().is_writable() => Err(ApiError::unavailable(e)),
             Err(WaitError::Timeout { name, at, wanted }) => Err(ApiError::timeout(format!(
                 "the read models did not reach position {wanted} in time ({name} is at {at})"
             ))),
@@ -273,10 +281,15 @@ impl Core {
         if !self.catalogue_index_loaded() {
             behind.push("catalogue-index".to_owned());
         }
+        let writability = self.store.writability();
         Readiness {
-            ready: behind.is_empty(),
+            ready: behind.is_empty() && writability.is_writable(),
             log_head,
             behind,
+            writable: writability.is_writable(),
+            reason: writability
+                .reason()
+                .map(|why| format!("log not writable: {why}")),
         }
     }
 
@@ -297,6 +310,7 @@ impl Core {
         let log_head = self.store.head().position;
         Gauges {
             log_head,
+            log_writable: self.store.writability().is_writable(),
             projections: self
                 .reads
                 .statuses()

@@ -1,9 +1,26 @@
 //! [`DataDir`]: a data directory opened by a tool.
+//!
+//! # Read-only data directories
+//!
+//! sled has no read-only mode: it opens its files for writing even to read.
+//! The reading commands (`verify`, `replay`, `state`, `export`,
+//! `projections`) therefore open through [`DataDir::open_read_only`]: when
+//! the directory or its files refuse writing (a read-only mount, a copy
+//! owned by someone else, mode 0400 files), sled's files (`db`, `conf`,
+//! `snap.*`, `blobs/`) are copied into a private temporary directory, which
+//! is opened instead and removed when the tool ends. The original is never
+//! written. What cannot be done on such a copy is said so: `export` cannot
+//! record its `LogExported` fact in the original's log (it warns), and
+//! `rebuild` (which writes) keeps refusing. A directory a running server
+//! holds is still refused as in use wherever the lock can be taken; one
+//! the tool cannot open for writing at all cannot be lock-checked, and is
+//! copied as it is at that moment, which sled reads like the state a crash
+//! would have left.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use srs_domain::log::{open_db, EventStore, SledEventStore, StoreOptions};
+use srs_domain::log::{open_db, EventStore, LogError, SledEventStore, StoreOptions};
 use srs_domain::model::DomainEvent;
 
 use crate::error::ReplayError;
@@ -17,6 +34,9 @@ pub struct DataDir {
     pub path: PathBuf,
     pub db: sled::Db,
     pub store: SledEventStore<DomainEvent>,
+    /// The private copy opened instead of a read-only directory (dropped,
+    /// and so removed, after the database above).
+    copy: Option<tempfile::TempDir>,
 }
 
 impl DataDir {
@@ -28,6 +48,44 @@ impl DataDir {
             return Err(ReplayError::NoData(path.to_path_buf()));
         }
         Self::open_or_create(path)
+    }
+
+    /// Opens an existing data directory to read it, also when it is
+    /// read-only: then a private copy of its database is opened (see the
+    /// module docs; [`DataDir::is_copy`] tells).
+    pub fn open_read_only(path: &Path) -> Result<Self, ReplayError> {
+        if !holds_data(path) {
+            return Err(ReplayError::NoData(path.to_path_buf()));
+        }
+        match Self::open_or_create(path) {
+            Err(ReplayError::Log(LogError::Storage(sled::Error::Io(e)))) if refuses_writes(&e) => {
+                Self::open_copy(path)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this is a private copy of a read-only directory.
+    pub fn is_copy(&self) -> bool {
+        self.copy.is_some()
+    }
+
+    fn open_copy(path: &Path) -> Result<Self, ReplayError> {
+        let copy = tempfile::Builder::new()
+            .prefix("srs-read-only-")
+            .tempdir()?;
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let text = name.to_string_lossy();
+            if text == "db" || text == "conf" || text == "blobs" || text.starts_with("snap.") {
+                copy_tree(&entry.path(), &copy.path().join(&name))?;
+            }
+        }
+        let mut data = Self::open_or_create(copy.path())?;
+        data.path = path.to_path_buf();
+        data.copy = Some(copy);
+        Ok(data)
     }
 
     /// Opens a data directory, creating it when absent (for `import`).
@@ -42,6 +100,7 @@ impl DataDir {
             path: path.to_path_buf(),
             db,
             store,
+            copy: None,
         })
     }
 
@@ -59,4 +118,33 @@ impl DataDir {
 /// Whether `path` looks like a sled database (so a typo does not create one).
 pub fn holds_data(path: &Path) -> bool {
     path.join("db").exists() || path.join("conf").exists()
+}
+
+/// Whether opening failed because the file system or the permissions
+/// refuse writing.
+fn refuses_writes(e: &std::io::Error) -> bool {
+    const EROFS: i32 = 30;
+    e.kind() == std::io::ErrorKind::PermissionDenied
+        || e.kind() == std::io::ErrorKind::ReadOnlyFilesystem
+        || e.raw_os_error() == Some(EROFS)
+}
+
+/// Copies a file, or a directory with everything in it, to `to` (files
+/// mode 0600, directories 0700).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    if from.is_dir() {
+        srs_domain::log::create_private_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        return Ok(());
+    }
+    std::fs::copy(from, to)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }

@@ -16,11 +16,15 @@ mod bad_input;
 mod catalogue_rows;
 #[path = "e2e/content.rs"]
 mod content;
+#[path = "e2e/full_disk.rs"]
+mod full_disk;
 #[path = "e2e/journeys.rs"]
 mod journeys;
 #[path = "e2e/replay.rs"]
 mod replay;
 #[path = "e2e/simulate.rs"]
 mod simulate;
+#[path = "e2e/storage.rs"]
+mod storage;
 #[path = "e2e/verify.rs"]
 mod verify;

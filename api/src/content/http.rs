@@ -74,6 +74,7 @@ fn status_of(code: Code) -> StatusCode {
         Code::Timeout => StatusCode::SERVICE_UNAVAILABLE,
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -83,6 +84,9 @@ fn error_response(error: ApiError) -> Response {
 }
 
 fn content_error(error: ContentError) -> ApiError {
+    if error.is_unavailable() {
+        return ApiError::unavailable(error);
+    }
     ApiError::internal(error)
 }
 
@@ -275,6 +279,13 @@ pub async fn store_chunk(
         Ok(executed) => {
             core.metrics.appended();
             Ok((StatusCode::CREATED, receipt(executed.last_position)))
+        }
+        Err(srs_domain::app::AppError::Log(log)) if log.is_unavailable() => {
+            // Storage failed: the event may still be stored (the log makes
+            // it durable when it heals), so the file stays. A retried upload
+            // is then answered from the log (200) or writes it again; an
+            // orphan the log does not know is never served.
+            Err(srs_domain::app::AppError::Log(log).into())
         }
         Err(error) => {
             // Refused: leave no file behind that the log does not know.

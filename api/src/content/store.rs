@@ -64,6 +64,26 @@ pub enum ContentError {
     },
 }
 
+impl ContentError {
+    /// Whether the file system refused to store (full, over quota,
+    /// read-only): a temporary condition answered `UNAVAILABLE`, not a bug.
+    pub fn is_unavailable(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EROFS: i32 = 30;
+        const EDQUOT: i32 = 122;
+        match self {
+            ContentError::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(ENOSPC | EROFS | EDQUOT))
+                    || matches!(
+                        source.kind(),
+                        ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem
+                    )
+            }
+            _ => false,
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContentError + '_ {
     move |source| ContentError::Io {
         path: path.to_owned(),
@@ -98,9 +118,10 @@ impl ContentStore {
     /// Opens (creating) the content store under `data/content`.
     pub fn open(data: &Path) -> Result<Self, ContentError> {
         let root = data.join("content");
+        // Mode 0700: the keys and the chunks are their owner's only.
         for dir in [Area::Live.dir(), Area::Archive.dir(), "keys"] {
             let path = root.join(dir);
-            fs::create_dir_all(&path).map_err(io(&path))?;
+            srs_domain::log::create_private_dir(&path).map_err(io(&path))?;
         }
         Ok(ContentStore {
             root,
@@ -208,7 +229,7 @@ impl ContentStore {
         file.extend_from_slice(&sealed);
         let dir = self.recording_dir(Area::Live, recording_id);
         if !dir.is_dir() {
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            srs_domain::log::create_private_dir(&dir).map_err(io(&dir))?;
             sync_dir(&self.root.join(Area::Live.dir()))?;
         }
         write_durably(&dir.join(Self::chunk_name(seq)), &file)?;
@@ -345,11 +366,13 @@ fn associated_data(recording_id: Uuid, seq: u64) -> [u8; 24] {
     aad
 }
 
-/// Writes `bytes` to a temporary file, syncs it, renames it over `path`
-/// and syncs the directory: after return the file survives a crash whole.
+/// Writes `bytes` to a temporary file (mode 0600), syncs it, renames it
+/// over `path` and syncs the directory: after return the file survives a
+/// crash whole. If any step fails (a full disk) the temporary file is
+/// removed, so no partial file is left behind, and `path` is untouched.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
     let tmp = path.with_extension("tmp");
-    {
+    let written = (|| {
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
@@ -360,8 +383,19 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), ContentError> {
         let mut file = options.open(&tmp).map_err(io(&tmp))?;
         file.write_all(bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io(path))
+    })();
+    if let Err(e) = written {
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(gone) if gone.kind() == ErrorKind::NotFound => {}
+            Err(other) => {
+                tracing::warn!(path = %tmp.display(), error = %other, "cannot remove a temporary file")
+            }
+        }
+        return Err(e);
     }
-    fs::rename(&tmp, path).map_err(io(path))?;
     match path.parent() {
         Some(dir) => sync_dir(dir),
         None => Ok(()),
@@ -434,6 +468,51 @@ mod tests {
             store.read_chunk(id, 2, &written.sha256),
             Err(ContentError::Corrupt { .. })
         ));
+    }
+
+    fn tmp_files(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else if path.extension().is_some_and(|e| e == "tmp") {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_partial_file() {
+        let (dir, store) = store();
+        let id = Uuid::now_v7();
+        store.write_chunk(id, 0, b"first").unwrap();
+        // The rename into place fails: a directory holds the chunk's name.
+        let target = store
+            .recording_dir(Area::Live, id)
+            .join(ContentStore::chunk_name(1));
+        fs::create_dir_all(target.join("in-the-way")).unwrap();
+        let err = store.write_chunk(id, 1, b"second").unwrap_err();
+        assert!(matches!(err, ContentError::Io { .. }), "{err}");
+        assert_eq!(tmp_files(dir.path()), Vec::<PathBuf>::new());
+        assert!(
+            target.join("in-the-way").is_dir(),
+            "the target is untouched"
+        );
+    }
+
+    #[test]
+    fn a_full_or_read_only_disk_is_unavailable_other_failures_are_not() {
+        let failure = |code| ContentError::Io {
+            path: PathBuf::from("x"),
+            source: std::io::Error::from_raw_os_error(code),
+        };
+        assert!(failure(28).is_unavailable(), "ENOSPC");
+        assert!(failure(122).is_unavailable(), "EDQUOT");
+        assert!(failure(30).is_unavailable(), "EROFS");
+        assert!(!failure(5).is_unavailable(), "EIO");
+        assert!(!ContentError::NoKey(Uuid::nil()).is_unavailable());
     }
 
     #[test]

@@ -36,8 +36,35 @@ pub enum LogError {
     Storage(#[from] sled::Error),
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
-    #[error("the log writer has stopped after a storage failure; restart srs")]
+    /// The store was closed (the server is shutting down).
+    #[error("the log writer has stopped (the store is closing)")]
     WriterStopped,
+    /// Storage failed to take a write (a full disk, an I/O error). The log
+    /// refuses appends until its writer has recovered, which it does by
+    /// itself; what was asked **may or may not** be stored: retry with the
+    /// same event ids and the answer is the stored one if it was.
+    #[error("the log cannot store writes now ({reason}); retry later with the same event ids")]
+    Unavailable { reason: String },
+}
+
+impl LogError {
+    /// Whether storage refused: [`LogError::Unavailable`], or an I/O error
+    /// from sled (after a failed write sled refuses even some reads). Both
+    /// are temporary: the writer heals by itself, and a retry (with the
+    /// same event ids) may then succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            LogError::Unavailable { .. } | LogError::Storage(sled::Error::Io(_))
+        )
+    }
+}
+
+impl AppendError {
+    /// Whether the log refused the append because storage is not writable.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, AppendError::Log(e) if e.is_unavailable())
+    }
 }
 
 /// An append was refused. Nothing of it was written.

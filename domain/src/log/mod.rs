@@ -19,6 +19,12 @@
 //! * **Readers see only durable events.** Reads and subscriptions stop at the
 //!   durable head, so no reader (and no projection) ever sees an event that a
 //!   crash could still take back.
+//! * **A full disk refuses, never loses, and heals.** When storage fails an
+//!   append is answered [`LogError::Unavailable`] (it may or may not be
+//!   stored; a retry with the same event ids is answered from the store),
+//!   later appends are refused at once, and the writer recovers by itself
+//!   (in place, or by a reopen of the database); its state is
+//!   [`Writability`]. `sled_store` documents the design.
 //!
 //! # Layout
 //!
@@ -50,7 +56,10 @@ pub use codec::{decode_envelope, decode_payload, decode_record, encode_payload, 
 pub use envelope::{Appended, Envelope, Event, ExpectedVersion, Hash, Head, NewEvent};
 pub use error::{AppendError, CodecError, Conflict, LogError};
 pub use import::{rehash, LogImporter};
-pub use sled_store::{open_db, SledEventStore, StoreOptions, LOG_TREE, MAX_EVENTS_PER_APPEND};
+pub use sled_store::{
+    create_private_dir, open_db, Faults, SledEventStore, StoreOptions, Writability, LOG_TREE,
+    MAX_EVENTS_PER_APPEND,
+};
 pub use verify::{verify, Breach, BreachKind, VerifyReport};
 
 /// A live stream of envelopes: first the stored ones from the requested

@@ -18,18 +18,60 @@
 //! after the flush that follows it, so no one is told anything about state
 //! that a crash could still take back.
 //!
-//! If sled fails to apply or flush, every request not yet answered gets the
-//! error and the log refuses all later appends: what is durable is no longer
-//! known for certain, and an operator must restart (the log is recovered
-//! from disk on open).
+//! # When storage fails (a full disk)
+//!
+//! The writer never stops for good and never acknowledges what is not
+//! durable. Its state is published as [`Writability`]
+//! ([`SledEventStore::watch_writability`]).
+//!
+//! * **A failed flush.** Every request waiting for that flush, and every one
+//!   applied behind it, is answered [`LogError::Unavailable`]: its events
+//!   are applied in sled's memory but not known to be on disk, so they
+//!   **may or may not** be stored. The durable head does not move, so no
+//!   reader sees them. New appends are refused at once with the same error
+//!   (nothing is applied on top). The flush thread retries the flush with
+//!   backoff (50 ms doubling to 2 s); the first one that succeeds makes
+//!   every applied batch durable: the durable head moves over them (they
+//!   were applied gapless, in order) and appends are taken again. A client
+//!   that retries a refused append with the same event ids then gets the
+//!   stored answer (`deduplicated`), or a fresh append if it was not stored.
+//! * **A failed apply.** sled may have applied part of the batch in memory,
+//!   so this handle can no longer be trusted to write: it refuses every later
+//!   append for good, and only reopening the database recovers (sled then
+//!   reads back from disk a prefix of the batches, each whole or absent).
+//! * **sled keeps its first I/O error.** sled 0.34 records the first failed
+//!   write of its log as a global error and fails every later write and
+//!   flush of that `Db` with it, even once space is back. So after a real
+//!   full disk the retried flush keeps failing; when a write probe in the
+//!   data directory ([`StoreOptions::probe_dir`], 1 MiB written, synced and
+//!   removed) succeeds while the flush still fails, the state becomes
+//!   [`Writability::NeedsReopen`]: the disk takes writes, this handle will
+//!   not. `srs serve` then closes every handle of the database and opens it
+//!   again in the same process (see `api/src/server.rs`); reopening recovers
+//!   the log from disk (durable head = the stored head, positions gapless)
+//!   and writes resume.
+//!
+//! Either way the invariants hold: readers stop at the durable head, the
+//! head only moves over batches that a flush made durable, and positions
+//! stay gapless because an applied batch is either made durable in place or
+//! dropped whole by recovery before anything is applied after it.
+//!
+//! * **A write sled failed in the background** (its periodic flush, a read
+//!   model's batch in another tree of the same database) poisons the handle
+//!   just the same; an idle flush thread checks every second (a flush with
+//!   nothing new costs nothing) so the state is reported, and healed,
+//!   without waiting for an append to trip on it.
+//!
+//! [`Faults`] injects apply and flush failures (tests and drills).
 
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
@@ -54,6 +96,18 @@ pub const MAX_EVENTS_PER_APPEND: usize = 10_000;
 /// How many events a subscription reads from the tree at a time.
 const SUBSCRIBE_BATCH: usize = 512;
 
+/// The first wait before retrying a failed flush; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How often an idle flush thread checks that sled still takes writes.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// What the write probe writes (and removes) in the data directory.
+const PROBE_BYTES: usize = 1024 * 1024;
+const PROBE_FILE: &str = ".srs-write-probe";
+
 /// Tuning and injected dependencies of a [`SledEventStore`].
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -63,6 +117,13 @@ pub struct StoreOptions {
     pub max_group_events: usize,
     /// Where `recorded_at` comes from.
     pub clock: Arc<dyn Clock>,
+    /// The directory a failed writer probes to tell "the disk is still
+    /// full" from "the disk takes writes but this handle does not"
+    /// ([`Writability::NeedsReopen`]). [`SledEventStore::open`] sets it to
+    /// the database's directory; without one the writer keeps retrying.
+    pub probe_dir: Option<PathBuf>,
+    /// Injected storage failures (tests and drills); `None` in production.
+    pub faults: Option<Arc<Faults>>,
 }
 
 impl Default for StoreOptions {
@@ -71,14 +132,97 @@ impl Default for StoreOptions {
             cache_capacity_bytes: 512 * 1024 * 1024,
             max_group_events: 8_192,
             clock: Arc::new(SystemClock),
+            probe_dir: None,
+            faults: None,
         }
+    }
+}
+
+/// Whether the log takes appends (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Writability {
+    /// Appends are taken.
+    Writable,
+    /// A write to storage failed; appends are refused with
+    /// [`LogError::Unavailable`] while the writer retries by itself.
+    Retrying { reason: String },
+    /// The data directory takes writes again but this database handle
+    /// refuses them for good: close every handle and open the database
+    /// again (`srs serve` does so by itself).
+    NeedsReopen { reason: String },
+}
+
+impl Writability {
+    /// Whether appends are taken.
+    pub fn is_writable(&self) -> bool {
+        matches!(self, Writability::Writable)
+    }
+
+    /// Why appends are refused, when they are.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Writability::Writable => None,
+            Writability::Retrying { reason } | Writability::NeedsReopen { reason } => Some(reason),
+        }
+    }
+}
+
+/// Fault injection: makes the writer's next applies or flushes fail as a
+/// full disk does (`ENOSPC`), before sled is called. Shared through
+/// [`StoreOptions::faults`]; counts are consumed one per attempt, so
+/// `fail_next_flushes(u64::MAX)` fails until `fail_next_flushes(0)`.
+#[derive(Debug, Default)]
+pub struct Faults {
+    applies: AtomicU64,
+    flushes: AtomicU64,
+    probes: AtomicBool,
+}
+
+impl Faults {
+    /// Fails the next `n` batch applies (a failed apply needs a reopen).
+    pub fn fail_next_applies(&self, n: u64) {
+        self.applies.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails the next `n` flushes, retries included.
+    pub fn fail_next_flushes(&self, n: u64) {
+        self.flushes.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the write probe fail (the disk is still full) while `fail`.
+    pub fn fail_probes(&self, fail: bool) {
+        self.probes.store(fail, Ordering::SeqCst);
+    }
+
+    fn take(counter: &AtomicU64) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn no_space(what: &str) -> sled::Error {
+        let os = std::io::Error::from_raw_os_error(28);
+        sled::Error::Io(std::io::Error::new(
+            os.kind(),
+            format!("{os} (injected into the {what})"),
+        ))
     }
 }
 
 /// Opens (or creates) the sled database in `dir`. A directory held by
 /// another process gives [`LogError::Locked`].
+///
+/// A directory it creates is mode 0700, and sled's files in it (`db`,
+/// `conf`, `snap.*`, `blobs/`) are made 0600 (0700 for directories) after
+/// the open: the log is readable by its owner only. sled creates later
+/// snapshot files with the process's umask; the 0700 directory keeps them
+/// private. Files that cannot be changed (a read-only copy, another owner)
+/// are left as they are.
 pub fn open_db(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, LogError> {
-    sled::Config::new()
+    if !dir.exists() {
+        create_private_dir(dir).map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+    }
+    let db = sled::Config::new()
         .path(dir)
         .cache_capacity(cache_capacity_bytes)
         .open()
@@ -87,7 +231,49 @@ pub fn open_db(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, LogErr
                 path: PathBuf::from(dir),
             },
             other => LogError::Storage(other),
-        })
+        })?;
+    make_sled_files_private(dir);
+    Ok(db)
+}
+
+/// Creates `dir` and its missing parents with mode 0700 (on Unix). An
+/// existing directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+fn make_sled_files_private(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours =
+                name == "db" || name == "conf" || name == "blobs" || name.starts_with("snap.");
+            let Ok(meta) = entry.metadata() else { continue };
+            if !ours {
+                continue;
+            }
+            let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+            if meta.permissions().mode() & 0o777 != mode {
+                let _ =
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
 }
 
 fn is_lock_error(io: &std::io::Error) -> bool {
@@ -116,6 +302,7 @@ struct Reader {
     db: sled::Db,
     tree: sled::Tree,
     head: watch::Receiver<Head>,
+    health: watch::Receiver<Writability>,
 }
 
 struct Writer {
@@ -160,8 +347,9 @@ struct Request {
 impl<E: Event> SledEventStore<E> {
     /// Opens the log in directory `dir`, creating it if needed, and resumes
     /// from what is stored there.
-    pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, LogError> {
+    pub fn open(dir: &Path, mut options: StoreOptions) -> Result<Self, LogError> {
         let db = open_db(dir, options.cache_capacity_bytes)?;
+        options.probe_dir.get_or_insert_with(|| dir.to_path_buf());
         Self::with_db(db, options)
     }
 
@@ -176,23 +364,29 @@ impl<E: Event> SledEventStore<E> {
         let (head_tx, head_rx) = watch::channel(head);
         let (queue_tx, queue_rx) = mpsc::channel();
         let (flush_tx, flush_rx) = mpsc::channel();
-        let stopped = Arc::new(AtomicBool::new(false));
+        let (health_tx, health_rx) = watch::channel(Writability::Writable);
+        let control = Arc::new(Control {
+            failed: AtomicBool::new(false),
+            health: health_tx,
+            faults: options.faults.clone(),
+            probe_dir: options.probe_dir.clone(),
+        });
         let spawn_error = |e| LogError::Storage(sled::Error::Io(e));
         let apply = {
             let tree = tree.clone();
             let clock = options.clock.clone();
-            let stopped = stopped.clone();
+            let control = control.clone();
             let max_group = options.max_group_events.max(1);
             std::thread::Builder::new()
                 .name("srs-log-apply".into())
-                .spawn(move || run_apply(tree, head, queue_rx, flush_tx, clock, max_group, stopped))
+                .spawn(move || run_apply(tree, head, queue_rx, flush_tx, clock, max_group, control))
                 .map_err(spawn_error)?
         };
         let flush = {
             let db = db.clone();
             std::thread::Builder::new()
                 .name("srs-log-flush".into())
-                .spawn(move || run_flush(db, flush_rx, head_tx, stopped))
+                .spawn(move || run_flush(db, flush_rx, head_tx, control))
                 .map_err(spawn_error)?
         };
         Ok(SledEventStore {
@@ -200,6 +394,7 @@ impl<E: Event> SledEventStore<E> {
                 db,
                 tree,
                 head: head_rx,
+                health: health_rx,
             }),
             writer: Arc::new(Writer {
                 queue: Mutex::new(Some(queue_tx)),
@@ -222,6 +417,16 @@ impl<E: Event> SledEventStore<E> {
     /// Raw records from `from`, payloads still encoded, durable only.
     pub fn read_raw(&self, from: u64, max: usize) -> Result<Vec<RawRecord>, LogError> {
         self.reader.read_raw(from, max)
+    }
+
+    /// Whether the log takes appends now.
+    pub fn writability(&self) -> Writability {
+        self.reader.health.borrow().clone()
+    }
+
+    /// Follows [`SledEventStore::writability`] as it changes.
+    pub fn watch_writability(&self) -> watch::Receiver<Writability> {
+        self.reader.health.clone()
     }
 
     /// Flushes sled (the writer already flushes every batch; this is for
@@ -539,11 +744,85 @@ struct Applied {
     answers: Vec<(Reply, Result<Appended, AppendError>)>,
 }
 
+/// What the apply thread hands the flush thread, in apply order.
+enum Stage {
+    Applied(Applied),
+    /// An apply failed: this handle writes no more (see the module docs).
+    ApplyFailed,
+}
+
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
-fn refuse_all(answers: impl IntoIterator<Item = Reply>) {
+/// State shared by the two writer threads.
+struct Control {
+    /// Set while appends are refused; the apply thread then applies nothing.
+    failed: AtomicBool,
+    health: watch::Sender<Writability>,
+    faults: Option<Arc<Faults>>,
+    probe_dir: Option<PathBuf>,
+}
+
+impl Control {
+    /// The error refused appends get while the writer is failed.
+    fn unavailable(&self) -> LogError {
+        let reason = self
+            .health
+            .borrow()
+            .reason()
+            .unwrap_or("a write to storage failed")
+            .to_owned();
+        LogError::Unavailable { reason }
+    }
+
+    fn fail(&self, reason: String) {
+        self.health.send_replace(Writability::Retrying { reason });
+        self.failed.store(true, Ordering::Release);
+    }
+
+    fn recovered(&self) {
+        self.failed.store(false, Ordering::Release);
+        self.health.send_replace(Writability::Writable);
+    }
+
+    fn apply(&self, tree: &sled::Tree, batch: sled::Batch) -> sled::Result<()> {
+        match &self.faults {
+            Some(faults) if Faults::take(&faults.applies) => Err(Faults::no_space("apply")),
+            _ => tree.apply_batch(batch),
+        }
+    }
+
+    fn flush(&self, db: &sled::Db) -> sled::Result<()> {
+        match &self.faults {
+            Some(faults) if Faults::take(&faults.flushes) => Err(Faults::no_space("flush")),
+            _ => db.flush().map(drop),
+        }
+    }
+
+    /// Whether the probe directory takes a synced write of [`PROBE_BYTES`].
+    fn probe(&self) -> bool {
+        let Some(dir) = &self.probe_dir else {
+            return false;
+        };
+        if let Some(faults) = &self.faults {
+            if faults.probes.load(Ordering::SeqCst) {
+                return false;
+            }
+        }
+        let path = dir.join(PROBE_FILE);
+        let written = (|| {
+            use std::io::Write as _;
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&vec![0u8; PROBE_BYTES])?;
+            file.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        written.is_ok()
+    }
+}
+
+fn refuse_all(answers: impl IntoIterator<Item = Reply>, error: impl Fn() -> LogError) {
     for reply in answers {
-        let _ = reply.send(Err(LogError::WriterStopped.into()));
+        let _ = reply.send(Err(error().into()));
     }
 }
 
@@ -551,11 +830,14 @@ fn run_apply(
     tree: sled::Tree,
     mut head: Head,
     queue: mpsc::Receiver<Request>,
-    flush: mpsc::Sender<Applied>,
+    flush: mpsc::Sender<Stage>,
     clock: Arc<dyn Clock>,
     max_group_events: usize,
-    stopped: Arc<AtomicBool>,
+    control: Arc<Control>,
 ) {
+    // After a failed apply sled's memory may hold part of the batch: this
+    // handle never applies again (only a reopen recovers).
+    let mut broken = false;
     while let Ok(first) = queue.recv() {
         let mut events = first.events.len();
         let mut group = vec![first];
@@ -568,8 +850,8 @@ fn run_apply(
                 Err(_) => break,
             }
         }
-        if stopped.load(Ordering::Acquire) {
-            refuse_all(group.into_iter().map(|r| r.reply));
+        if broken || control.failed.load(Ordering::Acquire) {
+            refuse_all(group.into_iter().map(|r| r.reply), || control.unavailable());
             continue;
         }
 
@@ -585,44 +867,87 @@ fn run_apply(
 
         if next != head {
             batch.insert(keys::HEAD, &keys::head_value(&next)[..]);
-            if let Err(e) = tree.apply_batch(batch) {
-                tracing::error!(error = %e, "applying a log batch failed; refusing further appends");
-                stopped.store(true, Ordering::Release);
-                refuse_all(answers.into_iter().map(|(reply, _)| reply));
+            if let Err(e) = control.apply(&tree, batch) {
+                let reason = format!("applying a log batch failed: {e}");
+                tracing::error!(error = %e, "applying a log batch failed; appends are refused until the database is reopened");
+                broken = true;
+                control.fail(reason);
+                refuse_all(answers.into_iter().map(|(reply, _)| reply), || {
+                    control.unavailable()
+                });
+                let _ = flush.send(Stage::ApplyFailed);
                 continue;
             }
             head = next;
         }
-        if let Err(mpsc::SendError(applied)) = flush.send(Applied { head, answers }) {
-            refuse_all(applied.answers.into_iter().map(|(reply, _)| reply));
+        if let Err(mpsc::SendError(Stage::Applied(applied))) =
+            flush.send(Stage::Applied(Applied { head, answers }))
+        {
+            refuse_all(applied.answers.into_iter().map(|(reply, _)| reply), || {
+                LogError::WriterStopped
+            });
         }
     }
 }
 
 fn run_flush(
     db: sled::Db,
-    applied: mpsc::Receiver<Applied>,
+    stages: mpsc::Receiver<Stage>,
     head_tx: watch::Sender<Head>,
-    stopped: Arc<AtomicBool>,
+    control: Arc<Control>,
 ) {
     let mut durable = *head_tx.borrow();
-    while let Ok(first) = applied.recv() {
-        let mut groups = vec![first];
-        groups.extend(applied.try_iter());
+    loop {
+        let first = match stages.recv_timeout(IDLE_CHECK) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // Idle: a flush with nothing new is free, and it surfaces a
+                // write sled failed in the background (its own periodic
+                // flush, another tree's batch) before an append trips on it.
+                if let Err(e) = db.flush() {
+                    tracing::error!(error = %e, "sled failed a write in the background; appends are refused while the flush is retried");
+                    control.fail(format!("flushing the log failed: {e}"));
+                    match recover(&db, &stages, &head_tx, &control, durable, false) {
+                        Some(head) => durable = head,
+                        None => return,
+                    }
+                }
+                continue;
+            }
+        };
+        let mut groups = Vec::new();
+        let mut apply_failed = false;
+        for stage in std::iter::once(first).chain(stages.try_iter()) {
+            match stage {
+                Stage::Applied(group) => groups.push(group),
+                Stage::ApplyFailed => {
+                    apply_failed = true;
+                    break;
+                }
+            }
+        }
         // Groups arrive in apply order, so the last one holds the newest head.
         let target = groups.last().map_or(durable, |g| g.head);
         if target != durable {
             // Everything applied before this call is durable when it returns.
-            if let Err(e) = db.flush() {
-                tracing::error!(error = %e, "flushing the log failed; refusing further appends");
-                stopped.store(true, Ordering::Release);
+            if let Err(e) = control.flush(&db) {
+                tracing::error!(error = %e, "flushing the log failed; appends are refused while the flush is retried");
+                control.fail(format!("flushing the log failed: {e}"));
                 refuse_all(
                     groups
                         .into_iter()
                         .flat_map(|g| g.answers)
                         .map(|(reply, _)| reply),
+                    || control.unavailable(),
                 );
-                continue;
+                match recover(&db, &stages, &head_tx, &control, target, apply_failed) {
+                    Some(head) => {
+                        durable = head;
+                        continue;
+                    }
+                    None => return,
+                }
             }
             durable = target;
             head_tx.send_replace(durable);
@@ -630,6 +955,84 @@ fn run_flush(
         for (reply, outcome) in groups.into_iter().flat_map(|g| g.answers) {
             // A requester that went away still had its events written.
             let _ = reply.send(outcome);
+        }
+        if apply_failed && recover(&db, &stages, &head_tx, &control, durable, true).is_none() {
+            return;
+        }
+    }
+}
+
+/// Retries the flush with backoff until it succeeds (then the durable head
+/// moves to `applied`, the newest applied head, and it is returned), or
+/// until the store is closed (`None`). Groups that reach the flush thread
+/// meanwhile were applied before the failure was seen: they are refused
+/// like the others and made durable by the flush that succeeds. After a
+/// failed apply (`broken`) no flush is trusted to recover this handle: only
+/// the probe runs, to report [`Writability::NeedsReopen`].
+fn recover(
+    db: &sled::Db,
+    stages: &mpsc::Receiver<Stage>,
+    head_tx: &watch::Sender<Head>,
+    control: &Control,
+    mut applied: Head,
+    mut broken: bool,
+) -> Option<Head> {
+    control.failed.store(true, Ordering::Release);
+    let mut wait = RETRY_MIN;
+    let mut attempts = 0u64;
+    loop {
+        match stages.recv_timeout(wait) {
+            Ok(Stage::Applied(group)) => {
+                applied = group.head;
+                refuse_all(group.answers.into_iter().map(|(reply, _)| reply), || {
+                    control.unavailable()
+                });
+                continue;
+            }
+            Ok(Stage::ApplyFailed) => {
+                broken = true;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+        wait = (wait * 2).min(RETRY_MAX);
+        attempts += 1;
+        let reason = if broken {
+            control
+                .health
+                .borrow()
+                .reason()
+                .unwrap_or("applying a log batch failed")
+                .to_owned()
+        } else {
+            match control.flush(db) {
+                Ok(()) => {
+                    head_tx.send_replace(applied);
+                    control.recovered();
+                    tracing::info!(
+                        attempts,
+                        head = applied.position,
+                        "the log is writable again"
+                    );
+                    return Some(applied);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, attempts, "retrying the log flush failed");
+                    format!("flushing the log failed: {e}")
+                }
+            }
+        };
+        let health = if control.probe() {
+            Writability::NeedsReopen { reason }
+        } else {
+            Writability::Retrying { reason }
+        };
+        if *control.health.borrow() != health {
+            if let Writability::NeedsReopen { reason } = &health {
+                tracing::warn!(%reason, "the data directory takes writes again but this database handle does not; it must be reopened");
+            }
+            control.health.send_replace(health);
         }
     }
 }

@@ -7,6 +7,14 @@
 //! with the error in its status; only a swap (a completed rebuild) starts
 //! it again. Old trees replaced by a swap are dropped once no query holds
 //! them any more.
+//!
+//! A commit that sled refuses (a storage error: a full disk) is not the
+//! event's fault: the batch wrote nothing (data and checkpoint are one
+//! atomic batch), so the runner keeps its position, says so in
+//! `last_error`, and reads the same events again after a backoff (100 ms
+//! doubling to 5 s) until a commit succeeds; it never stops for good on a
+//! storage error. A read of the log that storage refuses is retried the
+//! same way. Meanwhile it is behind the log, so `/readyz` says so.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -93,6 +101,11 @@ impl RateMeter {
     }
 }
 
+/// The first wait before retrying a commit sled refused; it doubles up to
+/// [`COMMIT_RETRY_MAX`].
+const COMMIT_RETRY_MIN: Duration = Duration::from_millis(100);
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
 pub(crate) struct Runner<E: Event> {
     pub slot: Arc<Slot<E>>,
     pub store: Arc<dyn EventStore<E>>,
@@ -118,10 +131,15 @@ impl<E: Event> Runner<E> {
         let mut stream = self.store.subscribe(self.position + 1);
         let mut rate = RateMeter::new(self.position);
         self.mark_caught_up_if_there();
+        // Set while commits fail on storage: the current wait, and when to
+        // read the refused events again.
+        let mut backoff: Option<Duration> = None;
+        let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
             self.drop_unused_retired();
             let batch_size = self.batch_size;
             let has_retired = !self.retired.is_empty();
+            let retry_deadline = retry_at.unwrap_or_else(tokio::time::Instant::now);
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
@@ -138,14 +156,53 @@ impl<E: Event> Runner<E> {
                     }
                 },
                 _ = tokio::time::sleep(Duration::from_millis(200)), if has_retired => {}
-                next = next_batch(&mut stream, batch_size), if !self.failed => match next {
+                () = tokio::time::sleep_until(retry_deadline), if retry_at.is_some() => {
+                    retry_at = None;
+                    stream = self.store.subscribe(self.position + 1);
+                    rate = RateMeter::new(self.position);
+                }
+                next = next_batch(&mut stream, batch_size), if !self.failed && retry_at.is_none() => match next {
                     None => break,
                     Some((events, log_error)) => {
                         if !events.is_empty() {
-                            self.apply(events, &mut rate).await;
+                            match self.apply(events, &mut rate).await {
+                                Some(storage) => {
+                                    let wait = backoff.map_or(COMMIT_RETRY_MIN, |b| (b * 2).min(COMMIT_RETRY_MAX));
+                                    if backoff.is_none() {
+                                        tracing::warn!(projection = self.name(), error = %storage, "a commit failed on storage; retrying");
+                                    }
+                                    backoff = Some(wait);
+                                    retry_at = Some(tokio::time::Instant::now() + wait);
+                                    let message = format!("committing after position {} failed on storage; retrying: {storage}", self.position);
+                                    self.slot.status.send_modify(|s| {
+                                        s.events_per_sec = 0.0;
+                                        s.last_error = Some(message);
+                                    });
+                                    continue;
+                                }
+                                None if backoff.take().is_some() => {
+                                    tracing::info!(projection = self.name(), position = self.position, "commits succeed again");
+                                    if !self.failed {
+                                        self.slot.status.send_modify(|s| s.last_error = None);
+                                    }
+                                }
+                                None => {}
+                            }
                         }
-                        if let (Some(error), false) = (log_error, self.failed) {
-                            self.fail(format!("reading the log after position {}: {error}", self.position));
+                        match (log_error, self.failed) {
+                            (Some(error), false) if error.is_unavailable() => {
+                                // Storage refused a read (sled after a failed
+                                // write): read again after a while.
+                                let wait = backoff.map_or(COMMIT_RETRY_MIN, |b| (b * 2).min(COMMIT_RETRY_MAX));
+                                backoff = Some(wait);
+                                retry_at = Some(tokio::time::Instant::now() + wait);
+                                let message = format!("reading the log after position {} failed on storage; retrying: {error}", self.position);
+                                self.slot.status.send_modify(|s| s.last_error = Some(message));
+                            }
+                            (Some(error), false) => {
+                                self.fail(format!("reading the log after position {}: {error}", self.position));
+                            }
+                            _ => {}
                         }
                     }
                 },
@@ -158,7 +215,13 @@ impl<E: Event> Runner<E> {
         );
     }
 
-    async fn apply(&mut self, events: Vec<Envelope<E>>, rate: &mut RateMeter) {
+    /// Applies and commits `events`. A commit that sled refused is handed
+    /// back (the caller retries); nothing was written then.
+    async fn apply(
+        &mut self,
+        events: Vec<Envelope<E>>,
+        rate: &mut RateMeter,
+    ) -> Option<ProjectionError> {
         let projection = self.slot.projection.clone();
         let tree = self.slot.current();
         let checkpoint = self.position;
@@ -183,11 +246,13 @@ impl<E: Event> Runner<E> {
                     self.fail(stopped.to_string());
                 }
             }
+            Ok(Err(error @ ProjectionError::Storage(sled::Error::Io(_)))) => return Some(error),
             Ok(Err(error)) => self.fail(format!("committing after position {checkpoint}: {error}")),
             Err(join) => self.fail(format!(
                 "applying after position {checkpoint} panicked: {join}"
             )),
         }
+        None
     }
 
     fn mark_caught_up_if_there(&mut self) {

@@ -373,3 +373,70 @@ async fn a_rebuild_drops_the_tree_of_a_failing_projection_and_builds_the_others(
         assert_eq!(total(&tree), 5000, "{name}");
     }
 }
+
+/// A [`Tally`] whose first `failures` commits sled refuses as a full disk
+/// does (the error comes from `before_commit`, which fails the commit).
+struct FullDisk {
+    tally: Arc<Tally>,
+    failures: std::sync::atomic::AtomicU32,
+}
+
+impl Projection<TestEvent> for FullDisk {
+    fn name(&self) -> &'static str {
+        self.tally.name()
+    }
+
+    fn version(&self) -> u32 {
+        self.tally.version()
+    }
+
+    fn apply(&self, w: &mut Writes, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
+        self.tally.apply(w, e)
+    }
+
+    fn before_commit(&self, _writes: &mut Writes) -> srs_projections::Result<()> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left == 0 {
+            return Ok(());
+        }
+        self.failures.store(left - 1, Ordering::SeqCst);
+        Err(srs_projections::ProjectionError::Storage(sled::Error::Io(
+            std::io::Error::from_raw_os_error(28),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_commit_refused_by_storage_is_retried_and_the_runner_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let flaky = Arc::new(FullDisk {
+        tally: Tally::new("flaky"),
+        failures: std::sync::atomic::AtomicU32::new(3),
+    });
+    let first = append_happened(&store, 0..10).await;
+    let set = set(&store, vec![flaky.clone()]);
+    // While commits fail the runner stays behind, says why, and is not failed.
+    let mut status = set.status("flaky").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while status.last_error.is_none() && status.position < first {
+        assert!(std::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        status = set.status("flaky").unwrap();
+    }
+    if let Some(error) = &status.last_error {
+        assert!(error.contains("retrying"), "{error}");
+        assert_ne!(status.state, RunnerState::Failed);
+    }
+    set.wait_for(Which::All, first, WAIT).await.unwrap();
+    let last = append_happened(&store, 10..20).await;
+    set.wait_for(Which::All, last, WAIT).await.unwrap();
+    let status = set.status("flaky").unwrap();
+    assert_ne!(status.state, RunnerState::Failed);
+    assert_eq!(status.last_error, None);
+    assert_eq!(flaky.failures.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Every event counted exactly once: the refused commits wrote nothing.
+    assert_eq!(total(&set.tree("flaky").unwrap()), 20);
+    set.shutdown().await;
+}
