@@ -14,6 +14,8 @@ mod bad_input;
 mod catalogue_rows;
 #[path = "e2e/content.rs"]
 mod content;
+#[path = "e2e/existence.rs"]
+mod existence;
 #[path = "e2e/journeys.rs"]
 mod journeys;
 #[path = "e2e/replay.rs"]

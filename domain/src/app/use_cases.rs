@@ -1314,14 +1314,21 @@ impl Service {
             return Err(not_found("comment", comment_id));
         };
         let now = self.now();
-        self.judged(by, Action::Comment, recording_id, |_| {
-            RecordingCommand::DeleteComment {
-                comment_id,
-                by: by.clone(),
-                now,
-            }
-        })
-        .await
+        let outcome = self
+            .judged(by, Action::Comment, recording_id, |_| {
+                RecordingCommand::DeleteComment {
+                    comment_id,
+                    by: by.clone(),
+                    now,
+                }
+            })
+            .await;
+        match outcome {
+            // A comment on a recording the caller may not see is unknown
+            // to it: the answer names the comment, not its recording.
+            Err(AppError::NotFound(_)) => Err(not_found("comment", comment_id)),
+            other => other,
+        }
     }
 
     /// Checks that `by` may play (or download) the recording, and records
