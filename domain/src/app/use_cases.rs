@@ -1152,23 +1152,22 @@ impl Service {
         response_id: Uuid,
         outcome: &str,
     ) -> Result<Executed, AppError> {
-        let envelope = self
-            .store
-            .read_event(response_id)
-            .await?
-            .ok_or_else(|| not_found("response", response_id))?;
-        let DomainEvent::ResponseTriggered {
+        let envelope = self.store.read_event(response_id).await?;
+        let label = format!("response:{response_id}");
+        let Some(DomainEvent::ResponseTriggered {
             recording_id,
             site_id,
             server_id,
             ..
-        } = envelope.payload
+        }) = envelope.map(|e| e.payload)
         else {
+            if !sees_all_servers(by) {
+                let _ = self.deny(by, Action::HandleResponses, &label, None).await;
+            }
             return Err(not_found("response", response_id));
         };
         if !sees_server(by, site_id, server_id) {
             // Another server's response is as unknown as an absent one.
-            let label = format!("response:{response_id}");
             let _ = self
                 .deny(by, Action::HandleResponses, &label, Some(site_id))
                 .await;
