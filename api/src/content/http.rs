@@ -2,7 +2,7 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT, or ADMIN | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
+//! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
 //! | `PUT /recordings/{id}/asciicast` | same | store an asciicast v2 file as the whole content, index its events |
 //! | `GET /recordings/{id}/content` | whoever may play the recording | the decrypted content, `Range: bytes=...` honoured |
 //!

@@ -321,6 +321,22 @@ async fn answers_reveal_nothing_to_who_may_not_see_a_recording_or_server() {
             )
             .await;
         assert_eq!(row["recording"]["deleted"], true, "{row}");
+        let client = admin.with_token(token);
+        let on_deleted = recording_probes(&http, &client, Some(token), &gone).await;
+        for name in ["addComment", "restrictRecording"] {
+            let (_, answer) = on_deleted.iter().find(|(n, _)| *n == name).unwrap();
+            assert!(answer.contains("deleted"), "{name}: {answer}");
+        }
+        for (name, answer) in recording_probes(&http, &client, Some(token), &absent).await {
+            if name == "recording" {
+                assert_eq!(answer, "data: {\"recording\":null}");
+            } else {
+                assert!(
+                    answer.contains("recording <id> not found"),
+                    "{name}: {answer}"
+                );
+            }
+        }
     }
 
     // Servers: another server's agent and callers of another site cannot
