@@ -1209,3 +1209,29 @@ async fn parallel_plays_by_one_principal_are_one_fact_per_minute() {
         .state;
     assert_eq!(state.plays, 3);
 }
+
+#[tokio::test]
+async fn a_malformed_start_assigns_no_part() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let head = w.all_events().await.len();
+    let mut bad = session();
+    bad.user = " ".into();
+    for (session_id, attributes) in [("s1", bad), ("  ", session())] {
+        let error = w
+            .service
+            .start_recording(
+                &agent,
+                StartRecordingInput {
+                    server_id,
+                    session_id: session_id.into(),
+                    session: attributes,
+                    started_at: None,
+                },
+            )
+            .await
+            .expect_err("malformed");
+        assert_eq!(error.code(), Some(ErrorCode::Validation), "{error}");
+    }
+    assert_eq!(w.all_events().await.len(), head, "nothing written");
+}

@@ -849,6 +849,12 @@ impl Service {
             }
         };
 
+        // What `Start` would refuse is refused before a part is assigned,
+        // so a malformed start leaves nothing in the session's index.
+        input.session.validate().map_err(RecordingError::Invalid)?;
+        if input.session_id.trim().is_empty() {
+            return Err(RecordingError::Invalid("the session id must not be empty".into()).into());
+        }
         let mut retries = 0;
         loop {
             let (index, parts) = self
