@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use srs_domain::log::{EventStore, SledEventStore};
 use srs_domain::model::{
     parse_stream_name, Aggregate, DomainEvent, PlaybackPermission, Policy, Recording, Retention,
-    Server, Site, Token,
+    Server, SessionParts, Site, Token,
 };
 use srs_domain::time::Timestamp;
 use srs_projections::apply_events;
@@ -94,6 +94,7 @@ pub async fn aggregate_state(
         PlaybackPermission::STREAM_PREFIX => fold::<PlaybackPermission>(store, stream, as_of).await,
         Retention::STREAM_PREFIX => fold::<Retention>(store, stream, as_of).await,
         Token::STREAM_PREFIX => fold::<Token>(store, stream, as_of).await,
+        SessionParts::STREAM_PREFIX => fold::<SessionParts>(store, stream, as_of).await,
         other => Err(ReplayError::Invalid(format!(
             "no aggregate has streams named `{other}-<uuid>`"
         ))),

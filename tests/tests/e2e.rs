@@ -18,6 +18,8 @@ mod catalogue_rows;
 mod content;
 #[path = "e2e/full_disk.rs"]
 mod full_disk;
+#[path = "e2e/existence.rs"]
+mod existence;
 #[path = "e2e/journeys.rs"]
 mod journeys;
 #[path = "e2e/replay.rs"]

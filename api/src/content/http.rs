@@ -2,7 +2,7 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT, or ADMIN | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
+//! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
 //! | `PUT /recordings/{id}/asciicast` | same | store an asciicast v2 file as the whole content, index its events |
 //! | `GET /recordings/{id}/content` | whoever may play the recording | the decrypted content, `Range: bytes=...` honoured |
 //!
@@ -14,6 +14,43 @@
 //!
 //! The content of a recording is its chunks from seq 0 in order, up to the
 //! first missing seq (an upload still in progress plays what is complete).
+//!
+//! # What an upload may be
+//!
+//! - `seq` is strict decimal: digits only, no sign, no leading zero (but
+//!   `0` itself), at most 2^32-1; and at most
+//!   [`MAX_CHUNKS_AHEAD`](srs_domain::model::MAX_CHUNKS_AHEAD) past the first
+//!   missing chunk (room for a window of parallel uploads, not for sparse
+//!   seqs).
+//! - Quota: one recording (one part of a session) holds at most its
+//!   server's `maxFileSizeMb` (MB of 2^20 bytes) of content, all chunks
+//!   together (an asciicast is the chunk at seq 0). Session Recording
+//!   rolls a recording file over at that size; so does an agent here: an
+//!   upload that would exceed it answers 413 with code `VALIDATION` and a
+//!   message saying to end the recording and continue in its next part.
+//! - After `endRecording`, a recording takes no new content (409
+//!   `CONFLICT`), except a chunk missing below the last one stored (a
+//!   failed upload retried); an identical re-upload of a stored chunk still
+//!   answers 200. A rollover needs no more grace: an agent sends a part's
+//!   chunks before it ends that part and starts the next.
+//! - The rules are checked before the chunk is written, under the
+//!   recording's upload lock, and again when its event is appended.
+//!
+//! # Who learns what
+//!
+//! A caller who may not see the recording gets 404 `NOT_FOUND`
+//! `recording <id> not found` whether it exists, was deleted or never
+//! existed (the attempt is recorded as `AccessDenied`); one who sees it
+//! but may not do this gets 403. Only those who may see a deleted
+//! recording learn that it was deleted.
+//!
+//! # Playback facts
+//!
+//! A content GET is checked (may play) before anything else, and the
+//! playback is recorded only when the answer carries content: a 416 (range
+//! outside the content) records nothing. Parallel `Range` requests of one
+//! player share one `RecordingPlayed` per minute (see
+//! `Service::record_played`), so they never conflict.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +65,10 @@ use axum::{Json, Router};
 use futures_util::StreamExt as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use srs_domain::app::AppError;
 use srs_domain::log::EventStore as _;
 use srs_domain::model::{
-    chunk_event_id, Lifecycle, PlaybackKind, Principal, Recording, DEFAULT_CONTENT_TYPE,
+    chunk_event_id, Lifecycle, PlaybackKind, Principal, RecordingError, DEFAULT_CONTENT_TYPE,
 };
 use uuid::Uuid;
 
@@ -79,8 +117,49 @@ fn status_of(code: Code) -> StatusCode {
 }
 
 fn error_response(error: ApiError) -> Response {
-    let body = serde_json::json!({ "code": error.code.as_str(), "message": error.message });
-    (status_of(error.code), Json(body)).into_response()
+    Refused::from(error).into_response()
+}
+
+/// An upload or playback refused: the error and the HTTP status it is
+/// answered with (the status of its code, or a more precise one such as
+/// 413 for content over the quota).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub error: ApiError,
+}
+
+impl From<ApiError> for Refused {
+    fn from(error: ApiError) -> Self {
+        Refused {
+            status: status_of(error.code),
+            error,
+        }
+    }
+}
+
+impl From<AppError> for Refused {
+    fn from(error: AppError) -> Self {
+        let status = match &error {
+            AppError::Recording(RecordingError::ContentTooLarge { .. }) => {
+                Some(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            _ => None,
+        };
+        let mut refused = Refused::from(ApiError::from(error));
+        if let Some(status) = status {
+            refused.status = status;
+        }
+        refused
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let body =
+            serde_json::json!({ "code": self.error.code.as_str(), "message": self.error.message });
+        (self.status, Json(body)).into_response()
+    }
 }
 
 fn content_error(error: ContentError) -> ApiError {
@@ -111,6 +190,26 @@ async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, A
 fn recording_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text)
         .map_err(|_| ApiError::validation(format!("`{text}` is not a recording id")))
+}
+
+/// A chunk seq as the route takes it: decimal digits only (no sign, no
+/// spaces), no leading zero but `0` itself, at most 2^32-1.
+pub fn parse_seq(text: &str) -> Result<u64, ApiError> {
+    let bad = || {
+        ApiError::validation(format!(
+            "`{text}` is not a chunk seq: a decimal number from 0 to 4294967295, without sign or \
+             leading zeros"
+        ))
+    };
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits_only || (text.len() > 1 && text.starts_with('0')) || text.len() > 10 {
+        return Err(bad());
+    }
+    let seq: u64 = text.parse().map_err(|_| bad())?;
+    if seq > u64::from(u32::MAX) {
+        return Err(bad());
+    }
+    Ok(seq)
 }
 
 /// The body, checked against its size limits and its `x-content-sha256`.
@@ -152,20 +251,9 @@ async fn put_chunk(
     let outcome = async {
         let by = principal(&state, &headers).await?;
         let recording_id = recording_id(&id)?;
-        let seq: u32 = seq
-            .parse()
-            .map_err(|_| ApiError::validation(format!("`{seq}` is not a chunk seq (0..2^32)")))?;
+        let seq = parse_seq(&seq)?;
         let (body, sha256) = checked_body(&headers, body)?;
-        store_chunk(
-            state.core(),
-            &by,
-            recording_id,
-            u64::from(seq),
-            body,
-            sha256,
-            None,
-        )
-        .await
+        store_chunk(state.core(), &by, recording_id, seq, body, sha256, None).await
     }
     .await;
     receipt_response(outcome)
@@ -187,10 +275,11 @@ async fn put_asciicast(
         let events = asciicast::parse(recording_id, &body).map_err(ApiError::validation)?;
         let core = state.core();
         let target = core.service.content_target(&by, recording_id).await?;
-        if target.state.lifecycle != Lifecycle::Live {
+        if target.recording.state.lifecycle != Lifecycle::Live {
             return Err(ApiError::validation(
                 "an asciicast is uploaded while its recording is live (before endRecording)",
-            ));
+            )
+            .into());
         }
         let receipt = store_chunk(
             core,
@@ -214,16 +303,18 @@ async fn put_asciicast(
     receipt_response(outcome)
 }
 
-fn receipt_response(outcome: Result<(StatusCode, Receipt), ApiError>) -> Response {
+fn receipt_response(outcome: Result<(StatusCode, Receipt), Refused>) -> Response {
     match outcome {
         Ok((status, receipt)) => (status, Json(receipt)).into_response(),
-        Err(error) => error_response(error),
+        Err(refused) => refused.into_response(),
     }
 }
 
 /// Stores chunk `seq` of a recording: idempotent for the same body, a
-/// CONFLICT for another. The encrypted file is durable before its event is
-/// appended, and the answer waits for the append to be durable.
+/// CONFLICT for another. The content rules (see the module docs) are
+/// checked before anything is written. The encrypted file is durable
+/// before its event is appended, and the answer waits for the append to be
+/// durable.
 pub async fn store_chunk(
     core: &Arc<Core>,
     by: &Principal,
@@ -232,10 +323,12 @@ pub async fn store_chunk(
     body: Bytes,
     sha256: String,
     content_type: Option<String>,
-) -> Result<(StatusCode, Receipt), ApiError> {
+) -> Result<(StatusCode, Receipt), Refused> {
     let content = core.content.clone();
     let _guard = content.lock(recording_id).await;
     let target = core.service.content_target(by, recording_id).await?;
+    let max_file_size_mb = target.max_file_size_mb;
+    let target = target.recording;
     let receipt = |position| Receipt {
         position,
         seq,
@@ -252,15 +345,21 @@ pub async fn store_chunk(
                 format!(
                     "chunk {seq} of recording {recording_id} is already stored with other content"
                 ),
-            ));
+            )
+            .into());
         }
         let position = core
             .store
             .read_event(chunk_event_id(recording_id, seq))
-            .await?
+            .await
+            .map_err(ApiError::from)?
             .map_or(target.last_position, |e| e.position);
         return Ok((StatusCode::OK, receipt(position)));
     }
+    target
+        .state
+        .check_new_chunk(seq, body.len() as u64, max_file_size_mb)
+        .map_err(AppError::from)?;
     let store = content.clone();
     let plain = body.clone();
     let written = blocking(move || store.write_chunk(recording_id, seq, &plain)).await?;
@@ -380,18 +479,13 @@ async fn content_response(
     let by = principal(state, headers).await?;
     let recording_id = recording_id(id)?;
     let core = state.core().clone();
-    let recording = core.service.load::<Recording>(recording_id).await?.state;
-    if recording.lifecycle == Lifecycle::Deleted {
-        return Err(ApiError::not_found(format!(
-            "recording {recording_id} was deleted; its content is destroyed"
-        )));
-    }
-    // Judges "may play" (restrictions, grants, archive) and records the
-    // playback; a refusal is recorded as AccessDenied.
-    core.service
-        .record_played(&by, recording_id, PlaybackKind::Play)
-        .await?;
-    core.metrics.appended();
+    // Judges "may see" and "may play" (restrictions, grants, archive); a
+    // refusal is recorded as AccessDenied. Nothing else is recorded yet.
+    let recording = core
+        .service
+        .playable(&by, recording_id, PlaybackKind::Play)
+        .await?
+        .state;
     let mut chunks = Vec::new();
     for (expected, (&seq, chunk)) in (0u64..).zip(&recording.chunks) {
         if seq != expected {
@@ -420,9 +514,19 @@ async fn content_response(
                 header::CONTENT_RANGE,
                 &format!("bytes */{total}"),
             );
+            // Nothing was played: nothing is recorded.
             return Ok(response);
         }
     };
+    // The answer carries content: the playback is a fact (one per player,
+    // recording and minute, however many ranges it asks for).
+    let played = core
+        .service
+        .record_played(&by, recording_id, PlaybackKind::Play)
+        .await?;
+    if !played.positions.is_empty() && !played.deduplicated {
+        core.metrics.appended();
+    }
     let (start, end) = match range {
         Some(r) => (r.start, r.end + 1),
         None => (0, total),
@@ -495,5 +599,29 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Whole);
         assert_eq!(parse_range(Some("bytes=9-1"), 100), Whole);
         assert_eq!(parse_range(Some("items=0-1"), 100), Whole);
+    }
+
+    #[test]
+    fn a_chunk_seq_is_strict_decimal() {
+        assert_eq!(parse_seq("0").ok(), Some(0));
+        assert_eq!(parse_seq("7").ok(), Some(7));
+        assert_eq!(parse_seq("4294967295").ok(), Some(u64::from(u32::MAX)));
+        for bad in [
+            "",
+            "+3",
+            "-1",
+            "000",
+            "01",
+            " 1",
+            "1 ",
+            "1e3",
+            "0x10",
+            "4294967296",
+            "99999999999",
+            "١",
+        ] {
+            let error = parse_seq(bad).expect_err(bad);
+            assert_eq!(error.code, Code::Validation, "{bad}");
+        }
     }
 }

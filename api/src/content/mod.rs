@@ -58,6 +58,7 @@ mod store;
 
 pub use effects::ContentEffects;
 pub use http::{
-    parse_range, routes, store_chunk, ByteRange, Receipt, SETTLE_TIMEOUT, SHA256_HEADER,
+    parse_range, parse_seq, routes, store_chunk, ByteRange, Receipt, Refused, SETTLE_TIMEOUT,
+    SHA256_HEADER,
 };
 pub use store::{Area, ContentError, ContentStore, WrittenChunk, MAX_CHUNK_BYTES};

@@ -143,7 +143,8 @@ impl QueryRoot {
             .collect())
     }
 
-    /// One server; null when absent.
+    /// One server; null when absent or not visible to the caller (another
+    /// site's, or another server's for an AGENT).
     async fn server(
         &self,
         ctx: &Context<'_>,
@@ -153,7 +154,17 @@ impl QueryRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let server_id = uuid(&id, "server")?;
         core.at_least(at_least).await?;
-        let Some(row) = core.reads.servers()?.server(server_id)? else {
+        let row = core.reads.servers()?.server(server_id)?;
+        let known = core
+            .service
+            .known_server(
+                caller,
+                Action::ReadServerStatus,
+                server_id,
+                row.as_ref().map(|r| r.site_id),
+            )
+            .await;
+        let (Some(row), Ok(_)) = (row, known) else {
             return Ok(None);
         };
         authorize(
@@ -525,8 +536,13 @@ impl QueryRoot {
                     let visible = catalogue
                         .get(recording_id)?
                         .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
-                    // Declined sessions have no catalogue row: admins only.
-                    let declined = matches!(event, dm::DomainEvent::RecordingDeclined { .. });
+                    // Declined sessions have no catalogue row, and a part
+                    // assignment may precede its recording: admins only.
+                    let declined = matches!(
+                        event,
+                        dm::DomainEvent::RecordingDeclined { .. }
+                            | dm::DomainEvent::RecordingPartAssigned { .. }
+                    );
                     if !(visible || declined && caller.role == DomainRole::Admin) {
                         continue;
                     }
@@ -592,11 +608,16 @@ impl QueryRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
         core.at_least(at_least).await?;
-        let row = core
-            .reads
-            .servers()?
-            .server(server)?
-            .ok_or_else(|| ApiError::not_found(format!("server {server} not found")))?;
+        let row = core.reads.servers()?.server(server)?;
+        core.service
+            .known_server(
+                caller,
+                Action::HandleResponses,
+                server,
+                row.as_ref().map(|r| r.site_id),
+            )
+            .await?;
+        let row = row.ok_or_else(|| ApiError::not_found(format!("server {server} not found")))?;
         authorize(
             core,
             caller,

@@ -6,7 +6,7 @@ use thiserror::Error;
 use crate::log::{AppendError, Conflict, LogError};
 use crate::model::{
     Coded, ErrorCode, PermissionError, PolicyError, RecordingError, RetentionError, ServerError,
-    SiteError, TokenError,
+    SessionError, SiteError, TokenError,
 };
 
 /// Why a use case failed. [`AppError::code`] is what the API reports.
@@ -26,6 +26,8 @@ pub enum AppError {
     Retention(#[from] RetentionError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
     /// The stream moved on: a stale expected version, or retries exhausted.
     #[error(transparent)]
     Conflict(#[from] Conflict),
@@ -54,6 +56,7 @@ impl AppError {
             AppError::Permission(e) => e.code(),
             AppError::Retention(e) => e.code(),
             AppError::Token(e) => e.code(),
+            AppError::Session(e) => e.code(),
             AppError::Conflict(_) => ErrorCode::Conflict,
             AppError::NotFound(_) => ErrorCode::NotFound,
             AppError::Validation(_) => ErrorCode::Validation,

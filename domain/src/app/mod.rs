@@ -38,6 +38,6 @@ pub use service::{
     Executed, InMemoryPermissions, Loaded, PermissionSource, Service, ServiceConfig,
 };
 pub use use_cases::{
-    ActivePolicies, ConnectServer, Created, IssuedToken, RecordedEvents, ServerCredential,
-    StartRecordingInput, StartedRecording, MAX_PARTS,
+    ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,
+    ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS, PLAYBACK_WINDOW_SECS,
 };

@@ -448,7 +448,12 @@ async fn agents_ingest_only_for_their_own_server() {
         .record_session_events(&other_agent, recording, vec![app_start("a", 1)])
         .await
         .expect_err("foreign agent");
-    assert_eq!(error.code(), Some(ErrorCode::Forbidden));
+    // Another server's recording is as unknown to an agent as an absent one.
+    assert_eq!(error.code(), Some(ErrorCode::NotFound));
+    assert_eq!(
+        error.to_string(),
+        format!("recording {recording} not found")
+    );
 }
 
 #[tokio::test]
@@ -796,7 +801,8 @@ async fn playback_permissions_narrow_what_an_auditor_may_play() {
         .record_played(&ann, recording, PlaybackKind::Play)
         .await
         .expect_err("narrowed to bob");
-    assert_eq!(error.code(), Some(ErrorCode::Forbidden));
+    // Out of her grants, the recording is as unknown to her as an absent one.
+    assert_eq!(error.code(), Some(ErrorCode::NotFound));
 
     w.service
         .restrict_recording(&w.admin, recording, "HR")
@@ -857,4 +863,375 @@ async fn a_command_whose_consequences_exceed_one_append_is_refused_whole() {
         .expect_err("over the bound");
     assert_eq!(error.code(), Some(ErrorCode::Validation), "{error}");
     assert_eq!(w.all_events().await.len(), head, "nothing was written");
+}
+
+/// The answer to a refused call, with the recording id written as `<id>`.
+fn answer(error: &AppError, id: Uuid) -> (Option<ErrorCode>, String) {
+    (
+        error.code(),
+        error.to_string().replace(&id.to_string(), "<id>"),
+    )
+}
+
+#[tokio::test]
+async fn a_recording_the_caller_may_not_see_answers_like_an_absent_or_deleted_one() {
+    let w = World::new();
+    let (site_id, server_id, agent) = w.recording_site().await;
+    let (_, other_agent) = w.server(site_id).await;
+    let hidden = w.start(server_id, &agent, "hidden").await.recording_id;
+    let deleted = w.start(server_id, &agent, "deleted").await.recording_id;
+    for id in [hidden, deleted] {
+        w.service
+            .end_recording(&agent, id, None)
+            .await
+            .expect("end");
+    }
+    w.service
+        .delete_recording(&w.admin, deleted)
+        .await
+        .expect("delete");
+    let absent = Uuid::now_v7();
+    let viewer = person(Role::Viewer, "vic");
+    let mut scoped_auditor = person(Role::Auditor, "sam");
+    scoped_auditor.site_ids = BTreeSet::from([Uuid::now_v7()]);
+
+    let callers: [(&str, &Principal); 3] = [
+        ("viewer", &viewer),
+        ("other site's auditor", &scoped_auditor),
+        ("other server's agent", &other_agent),
+    ];
+    for (who, by) in callers {
+        let mut answers = Vec::new();
+        for id in [hidden, deleted, absent] {
+            let head = w.all_events().await.len();
+            let outcomes = [
+                w.service
+                    .add_comment(by, id, "x", CommentSeverity::Normal, None)
+                    .await
+                    .map(|c| c.executed),
+                w.service.restrict_recording(by, id, "x").await,
+                w.service.remove_recording_restriction(by, id, "x").await,
+                w.service.record_played(by, id, PlaybackKind::Play).await,
+                w.service
+                    .record_session_events(by, id, vec![app_start("a", 1)])
+                    .await
+                    .map(|r| r.executed),
+                w.service.end_recording(by, id, None).await,
+                w.service.archive_recording(by, id).await,
+                w.service
+                    .content_target(by, id)
+                    .await
+                    .map(|_| Executed::default()),
+            ];
+            let refused: Vec<_> = outcomes
+                .iter()
+                .map(|o| answer(o.as_ref().expect_err(who), id))
+                .collect();
+            for (code, message) in &refused {
+                assert_eq!(*code, Some(ErrorCode::NotFound), "{who}: {message}");
+                assert_eq!(message, "recording <id> not found", "{who}");
+            }
+            // Every attempt is recorded, absent ids too, and nothing else.
+            let written = w.all_events().await;
+            assert!(
+                written[head..]
+                    .iter()
+                    .all(|e| e.payload.name() == "AccessDenied"),
+                "{who}"
+            );
+            assert_eq!(written.len() - head, outcomes.len(), "{who}");
+            answers.push(refused);
+        }
+        assert!(
+            answers.windows(2).all(|w| w[0] == w[1]),
+            "{who}: {answers:?}"
+        );
+    }
+
+    // Who may see it learns that it was deleted; an absent id is absent.
+    let error = w
+        .service
+        .add_comment(&w.admin, deleted, "x", CommentSeverity::Normal, None)
+        .await
+        .expect_err("deleted");
+    assert_eq!(error.code(), Some(ErrorCode::Validation));
+    assert!(error.to_string().contains("deleted"), "{error}");
+    let error = w
+        .service
+        .record_played(&w.admin, deleted, PlaybackKind::Play)
+        .await
+        .expect_err("deleted");
+    assert!(error.to_string().contains("was deleted"), "{error}");
+    let head = w.all_events().await.len();
+    let error = w
+        .service
+        .add_comment(&w.admin, absent, "x", CommentSeverity::Normal, None)
+        .await
+        .expect_err("absent");
+    assert_eq!(answer(&error, absent).1, "recording <id> not found");
+    assert_eq!(
+        w.all_events().await.len(),
+        head,
+        "an admin's miss is no refusal"
+    );
+}
+
+#[tokio::test]
+async fn another_servers_agent_cannot_tell_a_server_from_an_absent_one() {
+    let w = World::new();
+    let (site_id, server_id, _) = w.recording_site().await;
+    let (_, other_agent) = w.server(site_id).await;
+    let absent = Uuid::now_v7();
+    let start = |server_id| StartRecordingInput {
+        server_id,
+        session_id: "s".into(),
+        session: session(),
+        started_at: None,
+    };
+    let mut answers = Vec::new();
+    for id in [server_id, absent] {
+        let outcomes = [
+            w.service.heartbeat(&other_agent, id).await,
+            w.service
+                .start_recording(&other_agent, start(id))
+                .await
+                .map(|s| s.executed),
+            w.service
+                .report_install_progress(
+                    &other_agent,
+                    id,
+                    InstallStep::Downloading,
+                    InstallStatus::InProgress,
+                    None,
+                )
+                .await,
+        ];
+        answers.push(
+            outcomes
+                .iter()
+                .map(|o| answer(o.as_ref().expect_err("refused"), id))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(
+        answers[0][0],
+        (
+            Some(ErrorCode::NotFound),
+            "server <id> not found".to_string()
+        )
+    );
+}
+
+#[tokio::test]
+async fn recording_ids_are_random_and_a_start_stays_idempotent_through_the_session_index() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    // Concurrent retries of one start: one recording, started once.
+    let starts = (0..8).map(|_| w.start(server_id, &agent, "s1"));
+    let started = futures_util::future::join_all(starts).await;
+    let first = started[0].recording_id;
+    assert!(started
+        .iter()
+        .all(|s| s.recording_id == first && s.part == 1));
+    assert_eq!(started.iter().filter(|s| !s.repeated).count(), 1);
+    assert_ne!(first, legacy_recording_id(server_id, "s1", 1));
+    assert_eq!(first.get_version_num(), 7, "a random (v7) id");
+    let events = w.all_events().await;
+    let count = |name: &str| events.iter().filter(|e| e.payload.name() == name).count();
+    assert_eq!(
+        (count("RecordingStarted"), count("RecordingPartAssigned")),
+        (1, 1)
+    );
+    let index = w
+        .service
+        .load::<SessionParts>(session_key(server_id, "s1"))
+        .await
+        .expect("index");
+    assert_eq!(index.state.parts, vec![first]);
+    // The same session on a fresh service (a restart) is still the same.
+    let again = Service::new(
+        w.spy.clone(),
+        Arc::new(w.clock.clone()),
+        w.permissions.clone(),
+    );
+    let repeated = again
+        .start_recording(
+            &agent,
+            StartRecordingInput {
+                server_id,
+                session_id: "s1".into(),
+                session: session(),
+                started_at: None,
+            },
+        )
+        .await
+        .expect("start");
+    assert_eq!((repeated.recording_id, repeated.repeated), (first, true));
+    // Another session, the same server: another random id.
+    let other = w.start(server_id, &agent, "s2").await.recording_id;
+    assert_ne!(other, first);
+}
+
+#[tokio::test]
+async fn a_part_assigned_but_never_started_is_started_by_the_next_start() {
+    let w = World::new();
+    let (site_id, server_id, agent) = w.recording_site().await;
+    // As if the service stopped between the two appends.
+    let orphan = Uuid::now_v7();
+    let assigned = w
+        .spy
+        .append(
+            &SessionParts::stream(session_key(server_id, "s1")),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(
+                agent.actor(),
+                DomainEvent::RecordingPartAssigned {
+                    site_id,
+                    server_id,
+                    session_id: "s1".into(),
+                    part: 1,
+                    recording_id: orphan,
+                    at: w.service.now(),
+                },
+            )],
+        )
+        .await
+        .expect("assign");
+    assert!(!assigned.deduplicated);
+    let started = w.start(server_id, &agent, "s1").await;
+    assert_eq!((started.recording_id, started.part), (orphan, 1));
+    assert!(!started.repeated);
+    let state = w
+        .service
+        .load::<Recording>(orphan)
+        .await
+        .expect("load")
+        .state;
+    assert_eq!(state.lifecycle, Lifecycle::Live);
+}
+
+#[tokio::test]
+async fn sessions_recorded_before_the_index_keep_their_ids_and_roll_over() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    // A part stored at the old derived id, with no index.
+    let legacy = legacy_recording_id(server_id, "old", 1);
+    let mut started = w.start(server_id, &agent, "template").await.executed.events[0].clone();
+    if let DomainEvent::RecordingStarted {
+        recording_id,
+        session_id,
+        ..
+    } = &mut started
+    {
+        *recording_id = legacy;
+        *session_id = "old".into();
+    }
+    let stored = w
+        .spy
+        .append(
+            &Recording::stream(legacy),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(agent.actor(), started)],
+        )
+        .await
+        .expect("legacy start");
+    assert!(!stored.deduplicated);
+    let repeated = w.start(server_id, &agent, "old").await;
+    assert_eq!((repeated.recording_id, repeated.repeated), (legacy, true));
+    w.service
+        .end_recording(&agent, legacy, None)
+        .await
+        .expect("end");
+    let next = w.start(server_id, &agent, "old").await;
+    assert_eq!(next.part, 2);
+    assert_ne!(next.recording_id, legacy_recording_id(server_id, "old", 2));
+    let index = w
+        .service
+        .load::<SessionParts>(session_key(server_id, "old"))
+        .await
+        .expect("index");
+    assert_eq!(index.state.parts, vec![legacy, next.recording_id]);
+    // The whole session moves together.
+    w.service
+        .end_recording(&agent, next.recording_id, None)
+        .await
+        .expect("end");
+    let archived = w
+        .service
+        .archive_recording(&w.admin, next.recording_id)
+        .await
+        .expect("archive");
+    assert_eq!(archived.events.len(), 2);
+}
+
+#[tokio::test]
+async fn parallel_plays_by_one_principal_are_one_fact_per_minute() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    w.service
+        .end_recording(&agent, recording, None)
+        .await
+        .expect("end");
+    let ann = person(Role::Auditor, "ann");
+    let plays = (0..32).map(|_| w.service.record_played(&ann, recording, PlaybackKind::Play));
+    let outcomes = futures_util::future::join_all(plays).await;
+    let positions: BTreeSet<u64> = outcomes
+        .iter()
+        .map(|o| o.as_ref().expect("no conflict").last_position)
+        .collect();
+    assert_eq!(positions.len(), 1, "one fact, named by every answer");
+    let played = || async {
+        w.all_events()
+            .await
+            .iter()
+            .filter(|e| e.payload.name() == "RecordingPlayed")
+            .count()
+    };
+    assert_eq!(played().await, 1);
+    // Another principal, or another minute, is another fact.
+    w.service
+        .record_played(&w.admin, recording, PlaybackKind::Play)
+        .await
+        .expect("admin");
+    w.clock.advance_secs(PLAYBACK_WINDOW_SECS);
+    w.service
+        .record_played(&ann, recording, PlaybackKind::Play)
+        .await
+        .expect("later");
+    assert_eq!(played().await, 3);
+    let state = w
+        .service
+        .load::<Recording>(recording)
+        .await
+        .expect("load")
+        .state;
+    assert_eq!(state.plays, 3);
+}
+
+#[tokio::test]
+async fn a_malformed_start_assigns_no_part() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let head = w.all_events().await.len();
+    let mut bad = session();
+    bad.user = " ".into();
+    for (session_id, attributes) in [("s1", bad), ("  ", session())] {
+        let error = w
+            .service
+            .start_recording(
+                &agent,
+                StartRecordingInput {
+                    server_id,
+                    session_id: session_id.into(),
+                    session: attributes,
+                    started_at: None,
+                },
+            )
+            .await
+            .expect_err("malformed");
+        assert_eq!(error.code(), Some(ErrorCode::Validation), "{error}");
+    }
+    assert_eq!(w.all_events().await.len(), head, "nothing written");
 }

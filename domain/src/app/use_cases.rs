@@ -2,6 +2,31 @@
 //! a principal checks `may` first (a refusal is recorded as
 //! `AccessDenied`), loads the facts the command needs from other
 //! aggregates, and runs the command through `execute`.
+//!
+//! # No existence oracle
+//!
+//! A recording (or server) id the caller may not see gets the same answer
+//! whether it exists, was deleted, or never existed: `NOT_FOUND` with
+//! `recording <id> not found` (`server <id> not found`), on every use case
+//! that takes the id. "May see" is `ViewRecording` on the recording (its
+//! server's AGENT sees its own recordings) and `ReadServerStatus` on a
+//! server (an AGENT sees only its own). Only a caller who may see it learns
+//! more: that it was deleted, or that its role may not do this
+//! (`FORBIDDEN`). An attempt on an id the caller may not see is recorded as
+//! `AccessDenied` whether or not the id exists (without a site when it
+//! does not), so neither the answer nor the time it takes tells the cases
+//! apart; callers who see every recording (or server) of every site simply
+//! get `NOT_FOUND` for an absent id.
+//!
+//! # Playback facts
+//!
+//! [`Service::record_played`] records at most one `RecordingPlayed` per
+//! principal (token), recording, kind and minute: its log id is derived
+//! from those, and it is appended without an expected version, so parallel
+//! `Range` requests of one player never conflict and the log's idempotency
+//! by event id makes a burst of them one fact (the same id twice in one
+//! group commit, or in two groups, is stored once and both are answered
+//! with its position).
 
 use std::collections::BTreeSet;
 
@@ -12,18 +37,24 @@ use uuid::Uuid;
 use super::error::AppError;
 use super::service::{Executed, Loaded, Service};
 use crate::actor::Actor;
+use crate::log::{ExpectedVersion, NewEvent};
 use crate::model::{
-    evaluate, hash_secret, is_system_policy, recording_id_for, system_policy, Action, Aggregate,
-    AnyPolicy, CommentSeverity, Deployment, DetectionPolicyBody, DomainEvent, InstallOptions,
-    InstallStatus, InstallStep, Lifecycle, PermissionCommand, PlaybackKind, PlaybackPermission,
-    PlaybackScope, Policy, PolicyBody, PolicyCommand, PolicyDef, PolicyFacts, PolicyId, PolicyKind,
-    Principal, Recording, RecordingAction, RecordingCommand, RecordingDecision, RecordingError,
+    can_view_recording, derived_id, evaluate, hash_secret, is_system_policy, legacy_recording_id,
+    may, session_key, system_policy, Action, Aggregate, AnyPolicy, CommentSeverity, Deployment,
+    DetectionPolicyBody, DomainEvent, InstallOptions, InstallStatus, InstallStep, Lifecycle,
+    PermissionCommand, PlaybackKind, PlaybackPermission, PlaybackScope, Policy, PolicyBody,
+    PolicyCommand, PolicyDef, PolicyFacts, PolicyId, PolicyKind, Principal, Recording,
+    RecordingAction, RecordingCommand, RecordingDecision, RecordingError, RecordingFacts as Facts,
     RecordingFacts, RecordingPolicyBody, ResponsePolicyBody, Retention, RetentionCommand,
-    RetentionPolicy, Role, Server, ServerCommand, ServerError, SessionAttributes, SessionEvent,
-    SessionEventType, SettingsPatch, Site, SiteCommand, SiteError, StartRecording, Target, Token,
-    TokenCommand, Transition, MAX_BATCH,
+    RetentionPolicy, Role, Server, ServerCommand, ServerError, SessionAttributes, SessionCommand,
+    SessionEvent, SessionEventType, SessionParts, SettingsPatch, Site, SiteCommand, SiteError,
+    StartRecording, Target, Token, TokenCommand, Transition, MAX_BATCH,
 };
 use crate::time::Timestamp;
+
+/// The window within which one principal's plays of one recording are one
+/// `RecordingPlayed` fact.
+pub const PLAYBACK_WINDOW_SECS: i64 = 60;
 
 /// The most parts (rollovers) one session may have.
 pub const MAX_PARTS: u32 = 1_000;
@@ -120,6 +151,14 @@ pub struct RecordedEvents {
     pub executed: Executed,
 }
 
+/// The recordings of a session's parts, in order.
+#[derive(Clone, Debug, Default)]
+struct SessionPartIds {
+    ids: Vec<Uuid>,
+    /// Parts found at legacy ids (the session has no index yet).
+    legacy: Vec<Uuid>,
+}
+
 /// The three active policies of a site.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActivePolicies {
@@ -138,6 +177,49 @@ fn new_secret() -> String {
 
 fn not_found(what: &str, id: Uuid) -> AppError {
     AppError::NotFound(format!("{what} {id} not found"))
+}
+
+/// What a recording's content target is: the recording and its server's
+/// content limit.
+#[derive(Clone, Debug)]
+pub struct ContentTarget {
+    pub recording: Loaded<Recording>,
+    /// The server's `maxFileSizeMb`.
+    pub max_file_size_mb: u32,
+}
+
+/// Whether `by` sees every recording of every site (an unscoped ADMIN or
+/// PRIVILEGED_PLAYER): an absent id is then simply absent.
+fn sees_all_recordings(by: &Principal) -> bool {
+    may(by, Action::ViewRecording, Target::Global)
+}
+
+/// Whether `by` sees every server of every site.
+fn sees_all_servers(by: &Principal) -> bool {
+    may(by, Action::ReadServerStatus, Target::Global)
+}
+
+/// Whether `by` may know that the recording exists: `ViewRecording`, or
+/// being its server's AGENT. A declined session has no recording anyone
+/// lists: only its AGENT and ADMINs know it.
+fn sees_recording(by: &Principal, facts: &Facts, grants: &[PlaybackScope], declined: bool) -> bool {
+    let target = Target::Recording {
+        recording: facts,
+        grants,
+    };
+    if may(by, Action::Ingest, target) {
+        return true;
+    }
+    if declined {
+        return by.role == Role::Admin && by.covers_site(facts.site_id);
+    }
+    can_view_recording(by, facts, grants)
+}
+
+/// Whether `by` may know that the server exists.
+fn sees_server(by: &Principal, site_id: Uuid, server_id: Uuid) -> bool {
+    let target = Target::Server { site_id, server_id };
+    may(by, Action::ReadServerStatus, target) || may(by, Action::Heartbeat, target)
 }
 
 fn narrow<B>(
@@ -167,6 +249,77 @@ impl Service {
         let server = self.load::<Server>(server_id).await?;
         let site_id = server.state.site_id.ok_or(ServerError::NotFound)?;
         Ok((server, site_id))
+    }
+
+    /// Server `server_id` once `by` may know it exists; otherwise (absent
+    /// too) `NOT_FOUND` `server <id> not found`, the attempt recorded.
+    async fn server_for(
+        &self,
+        by: &Principal,
+        action: Action,
+        server_id: Uuid,
+    ) -> Result<(Loaded<Server>, Uuid), AppError> {
+        let server = self.load::<Server>(server_id).await?;
+        let site_id = self
+            .known_server(by, action, server_id, server.state.site_id)
+            .await?;
+        Ok((server, site_id))
+    }
+
+    /// Whether `by` may know that server `server_id` exists, given its site
+    /// (`None`: it does not exist), for use cases and for the API's reads
+    /// of servers from read models: its site when it may; otherwise the
+    /// `NOT_FOUND` an absent server gets, the attempt recorded (see the
+    /// module docs).
+    pub async fn known_server(
+        &self,
+        by: &Principal,
+        action: Action,
+        server_id: Uuid,
+        site_id: Option<Uuid>,
+    ) -> Result<Uuid, AppError> {
+        match site_id {
+            Some(site_id) if sees_server(by, site_id, server_id) => return Ok(site_id),
+            None if sees_all_servers(by) => return Err(not_found("server", server_id)),
+            _ => {}
+        }
+        let _ = self
+            .deny(by, action, &format!("server:{server_id}"), site_id)
+            .await;
+        Err(not_found("server", server_id))
+    }
+
+    /// Recording `recording_id` once `by` may know it exists, with the
+    /// scopes of `by`'s permissions on its site; otherwise (absent or
+    /// deleted too) `NOT_FOUND` `recording <id> not found`, the attempt
+    /// recorded. `as_unrestricted` judges visibility as if the recording
+    /// were not restricted (who may lift a restriction).
+    async fn recording_for(
+        &self,
+        by: &Principal,
+        action: Action,
+        recording_id: Uuid,
+        as_unrestricted: bool,
+    ) -> Result<(Loaded<Recording>, Facts, Vec<PlaybackScope>), AppError> {
+        let recording = self.load::<Recording>(recording_id).await?;
+        let label = format!("recording:{recording_id}");
+        let Some(facts) = recording.state.facts() else {
+            if !sees_all_recordings(by) {
+                let _ = self.deny(by, action, &label, None).await;
+            }
+            return Err(not_found("recording", recording_id));
+        };
+        let grants = self.permissions.grants(by, facts.site_id).await?;
+        let judged = Facts {
+            restricted: facts.restricted && !as_unrestricted,
+            ..facts.clone()
+        };
+        let declined = recording.state.lifecycle == Lifecycle::Declined;
+        if !sees_recording(by, &judged, &grants, declined) {
+            let _ = self.deny(by, action, &label, Some(facts.site_id)).await;
+            return Err(not_found("recording", recording_id));
+        }
+        Ok((recording, facts, grants))
     }
 
     async fn recording(
@@ -291,7 +444,9 @@ impl Service {
         status: InstallStatus,
         message: Option<String>,
     ) -> Result<Executed, AppError> {
-        let (_, site_id) = self.server(server_id).await?;
+        let (_, site_id) = self
+            .server_for(by, Action::ReportInstallProgress, server_id)
+            .await?;
         self.authorize(
             by,
             Action::ReportInstallProgress,
@@ -318,7 +473,9 @@ impl Service {
         patch: SettingsPatch,
         expected_settings_version: Option<u64>,
     ) -> Result<Executed, AppError> {
-        let (_, site_id) = self.server(server_id).await?;
+        let (_, site_id) = self
+            .server_for(by, Action::ManageServers, server_id)
+            .await?;
         self.authorize(by, Action::ManageServers, Target::Site(site_id))
             .await?;
         let command = ServerCommand::UpdateSettings {
@@ -336,7 +493,9 @@ impl Service {
         by: &Principal,
         server_id: Uuid,
     ) -> Result<Executed, AppError> {
-        let (_, site_id) = self.server(server_id).await?;
+        let (_, site_id) = self
+            .server_for(by, Action::ManageServers, server_id)
+            .await?;
         self.authorize(by, Action::ManageServers, Target::Site(site_id))
             .await?;
         let command = ServerCommand::Disconnect { now: self.now() };
@@ -347,7 +506,7 @@ impl Service {
     /// `heartbeat` (AGENT): remembered in memory; an offline server comes
     /// back online (that transition is an event).
     pub async fn heartbeat(&self, by: &Principal, server_id: Uuid) -> Result<Executed, AppError> {
-        let (server, site_id) = self.server(server_id).await?;
+        let (server, site_id) = self.server_for(by, Action::Heartbeat, server_id).await?;
         self.authorize(by, Action::Heartbeat, Target::Server { site_id, server_id })
             .await?;
         let now = self.now();
@@ -657,7 +816,7 @@ impl Service {
         by: &Principal,
         input: StartRecordingInput,
     ) -> Result<StartedRecording, AppError> {
-        let (server, site_id) = self.server(input.server_id).await?;
+        let (server, site_id) = self.server_for(by, Action::Ingest, input.server_id).await?;
         self.authorize(
             by,
             Action::Ingest,
@@ -690,71 +849,44 @@ impl Service {
             }
         };
 
-        let mut previous = None;
-        let mut part = 1;
+        // What `Start` would refuse is refused before a part is assigned,
+        // so a malformed start leaves nothing in the session's index.
+        input.session.validate().map_err(RecordingError::Invalid)?;
+        if input.session_id.trim().is_empty() {
+            return Err(RecordingError::Invalid("the session id must not be empty".into()).into());
+        }
+        let mut retries = 0;
         loop {
-            if part > MAX_PARTS {
-                return Err(AppError::Validation(format!(
-                    "session {} has more than {MAX_PARTS} recordings",
-                    input.session_id
-                )));
-            }
-            let recording_id = recording_id_for(input.server_id, &input.session_id, part);
-            let existing = self.load::<Recording>(recording_id).await?;
-            let repeated = match existing.state.lifecycle {
-                Lifecycle::NotStarted => false,
-                Lifecycle::Live | Lifecycle::Declined => true,
-                Lifecycle::Ended | Lifecycle::Archived | Lifecycle::Deleted => {
-                    input.started_at.is_some() && existing.state.started_at == input.started_at
-                }
-            };
-            if repeated {
-                return Ok(StartedRecording {
-                    recording_id,
-                    part,
-                    decision: existing.state.decision.clone(),
-                    recorded: existing.state.lifecycle != Lifecycle::Declined,
-                    repeated: true,
-                    executed: Executed {
-                        last_position: existing.last_position,
-                        version: existing.version,
-                        ..Executed::default()
-                    },
-                });
-            }
-            if existing.state.lifecycle != Lifecycle::NotStarted {
-                previous = Some(recording_id);
-                part += 1;
-                continue;
-            }
-            let command = RecordingCommand::Start(Box::new(StartRecording {
-                recording_id,
-                site_id,
-                server_id: input.server_id,
-                session_id: input.session_id.clone(),
-                part,
-                previous_recording_id: previous,
-                session: input.session.clone(),
-                decision: decision.clone(),
-                response_policy: Some(active.response.clone()),
-                started_at: input.started_at.unwrap_or_else(|| self.now()),
-            }));
-            return match self
-                .execute::<Recording>(recording_id, command, &by.actor(), None)
-                .await
-            {
-                Ok(executed) => Ok(StartedRecording {
-                    recording_id,
-                    part,
-                    recorded: decision.records(),
-                    decision: Some(decision),
-                    repeated: false,
-                    executed,
-                }),
-                // A concurrent start of the same session won: it is ours too.
-                Err(AppError::Recording(RecordingError::AlreadyStarted(_))) => {
-                    let existing = self.load::<Recording>(recording_id).await?;
-                    Ok(StartedRecording {
+            let (index, parts) = self
+                .session_parts(input.server_id, &input.session_id)
+                .await?;
+            let mut previous = None;
+            for (part, &recording_id) in (1u32..).zip(&parts.ids) {
+                let existing = self.load::<Recording>(recording_id).await?;
+                let repeated = match existing.state.lifecycle {
+                    // Assigned, never started (a crash, or a concurrent
+                    // start in flight): this start makes it.
+                    Lifecycle::NotStarted => {
+                        return self
+                            .start_part(
+                                by,
+                                &input,
+                                site_id,
+                                part,
+                                recording_id,
+                                previous,
+                                &decision,
+                                &active,
+                            )
+                            .await;
+                    }
+                    Lifecycle::Live | Lifecycle::Declined => true,
+                    Lifecycle::Ended | Lifecycle::Archived | Lifecycle::Deleted => {
+                        input.started_at.is_some() && existing.state.started_at == input.started_at
+                    }
+                };
+                if repeated {
+                    return Ok(StartedRecording {
                         recording_id,
                         part,
                         decision: existing.state.decision.clone(),
@@ -765,10 +897,149 @@ impl Service {
                             version: existing.version,
                             ..Executed::default()
                         },
-                    })
+                    });
                 }
-                Err(error) => Err(error),
-            };
+                previous = Some(recording_id);
+            }
+            let part = parts.ids.len() as u32 + 1;
+            if part > MAX_PARTS {
+                return Err(AppError::Validation(format!(
+                    "session {} has more than {MAX_PARTS} recordings",
+                    input.session_id
+                )));
+            }
+            // A fresh random id; the index makes it the session's part.
+            let recording_id = Uuid::now_v7();
+            let mut recordings = parts.legacy.clone();
+            recordings.push(recording_id);
+            let first_part = part + 1 - recordings.len() as u32;
+            let assigned = index.state.decide(SessionCommand::Assign {
+                site_id,
+                server_id: input.server_id,
+                session_id: input.session_id.clone(),
+                first_part,
+                recordings,
+                now: self.now(),
+            })?;
+            match self.append(&index, assigned, &by.actor()).await {
+                Ok(_) => {}
+                // Another start assigned the part first: use its recording.
+                Err(AppError::Conflict(_)) if retries < self.config.max_retries => {
+                    retries += 1;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            }
+            return self
+                .start_part(
+                    by,
+                    &input,
+                    site_id,
+                    part,
+                    recording_id,
+                    previous,
+                    &decision,
+                    &active,
+                )
+                .await;
+        }
+    }
+
+    /// The parts of a server's session: its index, and the recording of
+    /// each part in order. A session from before the index has no index
+    /// stream; its parts are found at their legacy ids (and listed in
+    /// `legacy`, to be copied into the index with the next part).
+    async fn session_parts(
+        &self,
+        server_id: Uuid,
+        session_id: &str,
+    ) -> Result<(Loaded<SessionParts>, SessionPartIds), AppError> {
+        let index = self
+            .load::<SessionParts>(session_key(server_id, session_id))
+            .await?;
+        if !index.state.parts.is_empty() {
+            let ids = index.state.parts.clone();
+            return Ok((
+                index,
+                SessionPartIds {
+                    ids,
+                    legacy: Vec::new(),
+                },
+            ));
+        }
+        let mut legacy = Vec::new();
+        for part in 1..=MAX_PARTS {
+            let id = legacy_recording_id(server_id, session_id, part);
+            let loaded = self.load::<Recording>(id).await?;
+            if loaded.state.lifecycle == Lifecycle::NotStarted {
+                break;
+            }
+            legacy.push(id);
+        }
+        Ok((
+            index,
+            SessionPartIds {
+                ids: legacy.clone(),
+                legacy,
+            },
+        ))
+    }
+
+    /// Starts (or declines) part `part` of a session as recording
+    /// `recording_id`, which the session's index has assigned to it.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_part(
+        &self,
+        by: &Principal,
+        input: &StartRecordingInput,
+        site_id: Uuid,
+        part: u32,
+        recording_id: Uuid,
+        previous: Option<Uuid>,
+        decision: &RecordingDecision,
+        active: &ActivePolicies,
+    ) -> Result<StartedRecording, AppError> {
+        let command = RecordingCommand::Start(Box::new(StartRecording {
+            recording_id,
+            site_id,
+            server_id: input.server_id,
+            session_id: input.session_id.clone(),
+            part,
+            previous_recording_id: previous,
+            session: input.session.clone(),
+            decision: decision.clone(),
+            response_policy: Some(active.response.clone()),
+            started_at: input.started_at.unwrap_or_else(|| self.now()),
+        }));
+        match self
+            .execute::<Recording>(recording_id, command, &by.actor(), None)
+            .await
+        {
+            Ok(executed) => Ok(StartedRecording {
+                recording_id,
+                part,
+                recorded: decision.records(),
+                decision: Some(decision.clone()),
+                repeated: false,
+                executed,
+            }),
+            // A concurrent start of the same session won: it is ours too.
+            Err(AppError::Recording(RecordingError::AlreadyStarted(_))) => {
+                let existing = self.load::<Recording>(recording_id).await?;
+                Ok(StartedRecording {
+                    recording_id,
+                    part,
+                    decision: existing.state.decision.clone(),
+                    recorded: existing.state.lifecycle != Lifecycle::Declined,
+                    repeated: true,
+                    executed: Executed {
+                        last_position: existing.last_position,
+                        version: existing.version,
+                        ..Executed::default()
+                    },
+                })
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -784,7 +1055,9 @@ impl Service {
         if events.len() > MAX_BATCH {
             return Err(RecordingError::TooManyEvents(events.len()).into());
         }
-        let (recording, facts) = self.recording(recording_id).await?;
+        let (recording, facts, _) = self
+            .recording_for(by, Action::Ingest, recording_id, false)
+            .await?;
         self.authorize(
             by,
             Action::Ingest,
@@ -859,7 +1132,9 @@ impl Service {
         recording_id: Uuid,
         ended_at: Option<Timestamp>,
     ) -> Result<Executed, AppError> {
-        let (_, facts) = self.recording(recording_id).await?;
+        let (_, facts, _) = self
+            .recording_for(by, Action::Ingest, recording_id, false)
+            .await?;
         self.authorize(
             by,
             Action::Ingest,
@@ -883,20 +1158,27 @@ impl Service {
         response_id: Uuid,
         outcome: &str,
     ) -> Result<Executed, AppError> {
-        let envelope = self
-            .store
-            .read_event(response_id)
-            .await?
-            .ok_or_else(|| not_found("response", response_id))?;
-        let DomainEvent::ResponseTriggered {
+        let envelope = self.store.read_event(response_id).await?;
+        let label = format!("response:{response_id}");
+        let Some(DomainEvent::ResponseTriggered {
             recording_id,
             site_id,
             server_id,
             ..
-        } = envelope.payload
+        }) = envelope.map(|e| e.payload)
         else {
+            if !sees_all_servers(by) {
+                let _ = self.deny(by, Action::HandleResponses, &label, None).await;
+            }
             return Err(not_found("response", response_id));
         };
+        if !sees_server(by, site_id, server_id) {
+            // Another server's response is as unknown as an absent one.
+            let _ = self
+                .deny(by, Action::HandleResponses, &label, Some(site_id))
+                .await;
+            return Err(not_found("response", response_id));
+        }
         self.authorize(
             by,
             Action::HandleResponses,
@@ -923,8 +1205,23 @@ impl Service {
         recording_id: Uuid,
         command: impl FnOnce(Vec<PlaybackScope>) -> RecordingCommand,
     ) -> Result<Executed, AppError> {
-        let (_, facts) = self.recording(recording_id).await?;
-        let grants = self.permissions.grants(by, facts.site_id).await?;
+        self.judged_as(by, action, recording_id, false, command)
+            .await
+    }
+
+    /// [`Service::judged`], with visibility judged as if the recording were
+    /// not restricted when `as_unrestricted` (lifting a restriction).
+    async fn judged_as(
+        &self,
+        by: &Principal,
+        action: Action,
+        recording_id: Uuid,
+        as_unrestricted: bool,
+        command: impl FnOnce(Vec<PlaybackScope>) -> RecordingCommand,
+    ) -> Result<Executed, AppError> {
+        let (_, facts, grants) = self
+            .recording_for(by, action, recording_id, as_unrestricted)
+            .await?;
         let outcome = self
             .execute::<Recording>(recording_id, command(grants), &by.actor(), None)
             .await;
@@ -965,14 +1262,18 @@ impl Service {
         reason: &str,
     ) -> Result<Executed, AppError> {
         let now = self.now();
-        self.judged(by, Action::RestrictRecording, recording_id, |grants| {
-            RecordingCommand::RemoveRestriction {
+        self.judged_as(
+            by,
+            Action::RestrictRecording,
+            recording_id,
+            true,
+            |grants| RecordingCommand::RemoveRestriction {
                 reason: reason.to_string(),
                 by: by.clone(),
                 grants,
                 now,
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -1018,33 +1319,123 @@ impl Service {
             return Err(not_found("comment", comment_id));
         };
         let now = self.now();
-        self.judged(by, Action::Comment, recording_id, |_| {
-            RecordingCommand::DeleteComment {
-                comment_id,
-                by: by.clone(),
-                now,
-            }
-        })
-        .await
+        let outcome = self
+            .judged(by, Action::Comment, recording_id, |_| {
+                RecordingCommand::DeleteComment {
+                    comment_id,
+                    by: by.clone(),
+                    now,
+                }
+            })
+            .await;
+        match outcome {
+            // A comment on a recording the caller may not see is unknown
+            // to it: the answer names the comment, not its recording.
+            Err(AppError::NotFound(_)) => Err(not_found("comment", comment_id)),
+            other => other,
+        }
     }
 
-    /// Records a playback or download (call before streaming content).
+    /// Checks that `by` may play (or download) the recording, and records
+    /// the playback. Call before serving content.
+    ///
+    /// One fact per principal, recording, kind and [`PLAYBACK_WINDOW_SECS`]:
+    /// the event's log id is derived from them and it is appended without
+    /// an expected version, so concurrent requests of one player (a video
+    /// player's parallel `Range` requests) neither conflict nor multiply
+    /// the fact; the answer is the fact's position either way.
     pub async fn record_played(
         &self,
         by: &Principal,
         recording_id: Uuid,
         kind: PlaybackKind,
     ) -> Result<Executed, AppError> {
+        let loaded = self.playable(by, recording_id, kind).await?;
         let now = self.now();
-        self.judged(by, Action::PlayRecording, recording_id, |grants| {
-            RecordingCommand::Play {
-                kind,
-                by: by.clone(),
-                grants,
-                now,
-            }
+        let grants = match loaded.state.facts() {
+            Some(facts) => self.permissions.grants(by, facts.site_id).await?,
+            None => Vec::new(),
+        };
+        let events = loaded.state.decide(RecordingCommand::Play {
+            kind,
+            by: by.clone(),
+            grants,
+            now,
+        })?;
+        let window = now.as_micros().div_euclid(PLAYBACK_WINDOW_SECS * 1_000_000);
+        let kind_tag: &[u8] = match kind {
+            PlaybackKind::Play => b"play",
+            PlaybackKind::Download => b"download",
+        };
+        let event_id = derived_id(
+            "srs:played",
+            &[
+                by.token_id.as_bytes(),
+                by.name.as_bytes(),
+                recording_id.as_bytes(),
+                kind_tag,
+                &window.to_be_bytes(),
+            ],
+        );
+        let new_events = events
+            .iter()
+            .cloned()
+            .map(|event| NewEvent::new(by.actor(), event).with_id(event_id))
+            .collect();
+        let appended = self
+            .store
+            .append(&loaded.stream, ExpectedVersion::Any, new_events)
+            .await?;
+        Ok(Executed {
+            last_position: appended.last_position(),
+            positions: appended.positions,
+            version: appended.stream_version,
+            events: if appended.deduplicated {
+                Vec::new()
+            } else {
+                events
+            },
+            deduplicated: appended.deduplicated,
         })
-        .await
+    }
+
+    /// The recording, once `by` may play it: `NOT_FOUND` when `by` may not
+    /// see it (absent and deleted alike), `NOT_FOUND` "was deleted" when it
+    /// may, `FORBIDDEN` when it sees it but may not play it (an archived
+    /// one for an AUDITOR). Records nothing when allowed: a request that
+    /// serves nothing (a range outside the content) checks this first and
+    /// records the playback only once it will answer with content.
+    pub async fn playable(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        kind: PlaybackKind,
+    ) -> Result<Loaded<Recording>, AppError> {
+        let (loaded, facts, grants) = self
+            .recording_for(by, Action::PlayRecording, recording_id, false)
+            .await?;
+        if loaded.state.lifecycle == Lifecycle::Deleted {
+            return Err(AppError::NotFound(format!(
+                "recording {recording_id} was deleted; its content is destroyed"
+            )));
+        }
+        // The rules of `Play` (restrictions, grants, archive), without
+        // writing: a refusal is recorded as `AccessDenied`.
+        let probe = loaded.state.decide(RecordingCommand::Play {
+            kind,
+            by: by.clone(),
+            grants,
+            now: self.now(),
+        });
+        self.recording_denials(
+            by,
+            Action::PlayRecording,
+            &format!("recording:{recording_id}"),
+            Some(facts.site_id),
+            probe.map_err(AppError::from),
+        )
+        .await?;
+        Ok(loaded)
     }
 
     /// Archives a recording and every other recording of its session.
@@ -1083,7 +1474,9 @@ impl Service {
         recording_id: Uuid,
         via: Transition,
     ) -> Result<Executed, AppError> {
-        let (_, facts) = self.recording(recording_id).await?;
+        let (_, facts, _) = self
+            .recording_for(by, Action::ManageRecordings, recording_id, false)
+            .await?;
         self.authorize(
             by,
             Action::ManageRecordings,
@@ -1113,21 +1506,22 @@ impl Service {
             recording.state.server_id,
             recording.state.session_id.clone(),
         );
+        let (_, ids) = self.session_parts(server_id, &session_id).await?;
         let mut parts = Vec::new();
-        for part in 1..=MAX_PARTS {
-            let id = recording_id_for(server_id, &session_id, part);
+        for id in ids.ids {
             let loaded = if id == recording_id {
                 recording.clone()
             } else {
                 self.load::<Recording>(id).await?
             };
             if loaded.state.lifecycle == Lifecycle::NotStarted {
-                break;
+                // Assigned but never started: nothing to move.
+                continue;
             }
             parts.push((id, loaded.state.lifecycle));
         }
-        if parts.is_empty() {
-            // A recording not made through `start_recording`'s id scheme.
+        if !parts.iter().any(|(id, _)| *id == recording_id) {
+            // A recording the session's index does not list.
             parts.push((recording_id, recording.state.lifecycle));
         }
         let target = match via {
@@ -1226,14 +1620,18 @@ impl Service {
     // ---- content ------------------------------------------------------------
 
     /// The recording an upload of content is for, once `by` may ingest for
-    /// its server (its AGENT, or an ADMIN). A deleted recording is
-    /// `NOT_FOUND`: its content is gone for good.
+    /// its server (its AGENT), with the server's content limit. An id `by`
+    /// may not see is `NOT_FOUND` (absent and deleted alike); a deleted
+    /// recording is `NOT_FOUND` for its agent too: its content is gone for
+    /// good.
     pub async fn content_target(
         &self,
         by: &Principal,
         recording_id: Uuid,
-    ) -> Result<Loaded<Recording>, AppError> {
-        let (recording, facts) = self.recording(recording_id).await?;
+    ) -> Result<ContentTarget, AppError> {
+        let (recording, facts, _) = self
+            .recording_for(by, Action::Ingest, recording_id, false)
+            .await?;
         self.authorize(
             by,
             Action::Ingest,
@@ -1244,13 +1642,22 @@ impl Service {
         )
         .await?;
         if recording.state.lifecycle == Lifecycle::Deleted {
-            return Err(not_found("recording", recording_id));
+            return Err(AppError::NotFound(format!(
+                "recording {recording_id} was deleted; its content is destroyed"
+            )));
         }
-        Ok(recording)
+        let (server, _) = self.server(facts.server_id).await?;
+        Ok(ContentTarget {
+            recording,
+            max_file_size_mb: server.state.settings.max_file_size_mb,
+        })
     }
 
     /// Records that chunk `seq` (encrypted, hashing to `sha256`) is in the
-    /// content store. Call only once the chunk is durably written there.
+    /// content store. Call only once the chunk is durably written there,
+    /// after [`Service::content_target`]. The content rules
+    /// ([`Recording::check_new_chunk`]) are checked again here, on the
+    /// recording as the append finds it.
     pub async fn store_content_chunk(
         &self,
         by: &Principal,
@@ -1260,11 +1667,13 @@ impl Service {
         sha256: String,
         content_type: Option<String>,
     ) -> Result<Executed, AppError> {
+        let target = self.content_target(by, recording_id).await?;
         let command = RecordingCommand::StoreChunk {
             seq,
             size,
             sha256,
             content_type,
+            max_file_size_mb: target.max_file_size_mb,
         };
         self.execute::<Recording>(recording_id, command, &by.actor(), None)
             .await

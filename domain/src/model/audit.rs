@@ -319,7 +319,8 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
         | E::CommentDeleted { .. }
         | E::ContentChunkStored { .. }
         | E::ContentTypeDeclared { .. }
-        | E::RetentionRunCompleted { .. } => return None,
+        | E::RetentionRunCompleted { .. }
+        | E::RecordingPartAssigned { .. } => return None,
     };
     Some(AuditEntry {
         category,

@@ -387,6 +387,22 @@ pub enum DomainEvent {
         by: String,
         at: Timestamp,
     },
+
+    // ---- session index (stream `session-<derived id>`) ---------------------
+    /// Part `part` of a server's session is (or will be) recording
+    /// `recording_id`. The session stream is the index that keeps
+    /// `startRecording` idempotent by server and session while recording
+    /// ids are random (see `model::session`). It is appended before the
+    /// recording's `RecordingStarted`, so read models skip it: the
+    /// recording it names may not have started yet.
+    RecordingPartAssigned {
+        site_id: Uuid,
+        server_id: Uuid,
+        session_id: String,
+        part: u32,
+        recording_id: Uuid,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -431,6 +447,7 @@ impl DomainEvent {
             DomainEvent::AccessDenied { .. } => "AccessDenied",
             DomainEvent::ContentTypeDeclared { .. } => "ContentTypeDeclared",
             DomainEvent::LogExported { .. } => "LogExported",
+            DomainEvent::RecordingPartAssigned { .. } => "RecordingPartAssigned",
         }
     }
 
@@ -489,7 +506,8 @@ impl DomainEvent {
             | ContentChunkStored { site_id, .. }
             | RetentionPolicySet { site_id, .. }
             | RetentionRunCompleted { site_id, .. }
-            | ContentTypeDeclared { site_id, .. } => Some(*site_id),
+            | ContentTypeDeclared { site_id, .. }
+            | RecordingPartAssigned { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } => *site_id,
             TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
         }
@@ -515,7 +533,8 @@ impl DomainEvent {
             | RecordingRestored { recording_id, .. }
             | RecordingDeleted { recording_id, .. }
             | ContentChunkStored { recording_id, .. }
-            | ContentTypeDeclared { recording_id, .. } => Some(*recording_id),
+            | ContentTypeDeclared { recording_id, .. }
+            | RecordingPartAssigned { recording_id, .. } => Some(*recording_id),
             _ => None,
         }
     }

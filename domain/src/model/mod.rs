@@ -11,6 +11,8 @@
 //!   system policies, [`evaluate`], [`detect`], [`responses_to`].
 //! - `recording`: one recorded session: lifecycle table, session events,
 //!   detections, responses with cool-down, restriction, comments, playback.
+//! - `session`: the session index: which recording is each part of a
+//!   server's session (random recording ids, idempotent starts).
 //! - `session_event`: session event types, typed data, [`DataPoints`].
 //! - `permission`: playback permissions that narrow what auditors see.
 //! - `retention`: retention policy and the pure [`due`].
@@ -30,6 +32,7 @@
 //! | [`PlaybackPermission`] | `permission-<uuid>` |
 //! | [`Retention`] | `retention-<site uuid>` |
 //! | [`Token`] | `token-<uuid>` |
+//! | [`SessionParts`] | `session-<uuid derived from server and session>` |
 //! | `AccessDenied` events | [`ACCESS_DENIED_STREAM`] |
 
 mod aggregate;
@@ -44,6 +47,7 @@ mod policy;
 mod recording;
 mod retention;
 mod server;
+mod session;
 mod session_event;
 mod site;
 mod token;
@@ -73,9 +77,9 @@ pub use policy::{
     RECORD_EVERYONE_WITHOUT_NOTIFICATION, RECORD_EVERYONE_WITH_NOTIFICATION, SYSTEM_POLICY_IDS,
 };
 pub use recording::{
-    recording_id_for, transition, Comment, CommentSeverity, Lifecycle, PendingResponse,
-    PlaybackKind, Recording, RecordingCommand, RecordingError, RecordingId, Restriction,
-    StartRecording, StoredChunk, Transition, DEFAULT_CONTENT_TYPE, MAX_COMMENT_CHARS,
+    transition, Comment, CommentSeverity, Lifecycle, PendingResponse, PlaybackKind, Recording,
+    RecordingCommand, RecordingError, RecordingId, Restriction, StartRecording, StoredChunk,
+    Transition, BYTES_PER_MB, DEFAULT_CONTENT_TYPE, MAX_CHUNKS_AHEAD, MAX_COMMENT_CHARS,
 };
 pub use retention::{
     due, Due, Retention, RetentionCandidate, RetentionCommand, RetentionError, RetentionPolicy,
@@ -86,6 +90,7 @@ pub use server::{
     LocalizedMessage, Server, ServerCommand, ServerError, ServerId, ServerSettings, ServerStatus,
     SettingsPatch,
 };
+pub use session::{legacy_recording_id, session_key, SessionCommand, SessionError, SessionParts};
 pub use session_event::{
     data_points, url_host, DataKind, DataPoints, SessionEvent, SessionEventData, SessionEventType,
     TransferDirection, MAX_BATCH,

@@ -16,10 +16,11 @@
 //! # Rollover
 //!
 //! A server rolls a long session over into several recordings. They share
-//! `(server_id, session_id)`; part `n` has the id [`recording_id_for`]
-//! `(server, session, n)`, so a retried start finds its recording without a
-//! lookup and all parts of a session can be enumerated. Archiving or
-//! deleting one part is applied by the app layer to every part.
+//! `(server_id, session_id)`; each part has a random id, and the session's
+//! index stream (`model::session`) says which recording is part `n`, so a
+//! retried start finds its recording and all parts of a session can be
+//! enumerated. Archiving or deleting one part is applied by the app layer
+//! to every part.
 //!
 //! # Session events
 //!
@@ -116,18 +117,6 @@ pub fn transition(from: Lifecycle, via: Transition) -> Option<Lifecycle> {
         (Archived, Start | Decline | End | Archive) => None,
         (Deleted, Start | Decline | End | Archive | Restore | Delete) => None,
     }
-}
-
-/// The id of part `part` (from 1) of a server's session.
-pub fn recording_id_for(server_id: Uuid, session_id: &str, part: u32) -> RecordingId {
-    derived_id(
-        "srs:recording",
-        &[
-            server_id.as_bytes(),
-            session_id.as_bytes(),
-            &part.to_be_bytes(),
-        ],
-    )
 }
 
 fn detection_id_for(event_id: Uuid) -> Uuid {
@@ -324,6 +313,24 @@ pub enum RecordingError {
     Forbidden(String),
     #[error("{0}")]
     Invalid(String),
+    /// The content would exceed the server's `maxFileSizeMb` (HTTP 413).
+    #[error(
+        "recording {recording_id} would hold {would_hold} bytes of content, over its server's \
+         maxFileSizeMb of {max_mb} MB ({max_bytes} bytes): end this recording and send the rest \
+         to its next part (endRecording, then startRecording rolls the session over)"
+    )]
+    ContentTooLarge {
+        recording_id: RecordingId,
+        would_hold: u64,
+        max_mb: u32,
+        max_bytes: u64,
+    },
+    /// New content after `endRecording`.
+    #[error(
+        "recording {0} has ended: it takes no new content, only chunks missing below the last \
+         one stored; send further content to the next part (startRecording rolls the session over)"
+    )]
+    ContentClosed(RecordingId),
 }
 
 impl Coded for RecordingError {
@@ -332,9 +339,9 @@ impl Coded for RecordingError {
             RecordingError::NotFound
             | RecordingError::CommentNotFound
             | RecordingError::ResponseNotFound => ErrorCode::NotFound,
-            RecordingError::AlreadyStarted(_) | RecordingError::ChunkExists(_) => {
-                ErrorCode::Conflict
-            }
+            RecordingError::AlreadyStarted(_)
+            | RecordingError::ChunkExists(_)
+            | RecordingError::ContentClosed(_) => ErrorCode::Conflict,
             RecordingError::Forbidden(_) => ErrorCode::Forbidden,
             RecordingError::NotRecorded
             | RecordingError::NotLive(_)
@@ -345,7 +352,8 @@ impl Coded for RecordingError {
             | RecordingError::NotRestricted
             | RecordingError::Deleted
             | RecordingError::IllegalTransition { .. }
-            | RecordingError::Invalid(_) => ErrorCode::Validation,
+            | RecordingError::Invalid(_)
+            | RecordingError::ContentTooLarge { .. } => ErrorCode::Validation,
         }
     }
 }
@@ -440,6 +448,9 @@ pub enum RecordingCommand {
         /// Declared with the chunk when the content is not
         /// [`DEFAULT_CONTENT_TYPE`] and differs from the declared one.
         content_type: Option<String>,
+        /// The server's `maxFileSizeMb` (fact): the most content, in MB of
+        /// 2^20 bytes, one recording may hold.
+        max_file_size_mb: u32,
     },
 }
 
@@ -722,17 +733,56 @@ impl Recording {
     }
 }
 
+/// How far past the first missing chunk a new chunk's seq may be: room for
+/// an agent uploading a window of chunks in parallel, not for sparse seqs.
+pub const MAX_CHUNKS_AHEAD: u64 = 64;
+
+/// One MB as `maxFileSizeMb` counts it.
+pub const BYTES_PER_MB: u64 = 1 << 20;
+
 impl Recording {
-    fn store_chunk(
+    /// The plain bytes of content stored so far (every stored chunk).
+    pub fn content_bytes(&self) -> u64 {
+        self.chunks.values().map(|c| c.size).sum()
+    }
+
+    /// The first seq not stored: where the playable content stops.
+    pub fn next_chunk_seq(&self) -> u64 {
+        (0u64..)
+            .zip(self.chunks.keys())
+            .find(|(expected, &seq)| seq != *expected)
+            .map_or(self.chunks.len() as u64, |(expected, _)| expected)
+    }
+
+    /// Whether a new chunk `seq` of `size` bytes (one not stored yet) may
+    /// be stored. The content rules, checked before anything is written
+    /// and again when the chunk is recorded:
+    ///
+    /// - a recording takes content while live, and archived or deleted
+    ///   ones never;
+    /// - after `endRecording` only a chunk below the last one stored (one
+    ///   that failed and is retried) is taken: the content's extent was
+    ///   fixed while live. Rolling over needs no other grace, since a
+    ///   server sends a part's chunks before it ends that part and starts
+    ///   the next one;
+    /// - a seq is at most [`MAX_CHUNKS_AHEAD`] past the first missing one;
+    /// - all chunks together stay within the server's `maxFileSizeMb`
+    ///   (MB of 2^20 bytes): Session Recording rolls a file over at that
+    ///   size, so one recording (one part) never holds more.
+    pub fn check_new_chunk(
         &self,
         seq: u64,
         size: u64,
-        sha256: String,
-        content_type: Option<String>,
-    ) -> Result<Vec<DomainEvent>, RecordingError> {
+        max_file_size_mb: u32,
+    ) -> Result<(), RecordingError> {
         let recording_id = self.existing()?;
         match self.lifecycle {
-            Lifecycle::Live | Lifecycle::Ended => {}
+            Lifecycle::Live => {}
+            Lifecycle::Ended => {
+                if self.chunks.range(seq..).next().is_none() {
+                    return Err(RecordingError::ContentClosed(recording_id));
+                }
+            }
             Lifecycle::Archived => {
                 return Err(RecordingError::Invalid(
                     "an archived recording takes no content; restore it first".into(),
@@ -743,14 +793,50 @@ impl Recording {
         if size == 0 {
             return Err(RecordingError::Invalid("a chunk is not empty".into()));
         }
+        let next = self.next_chunk_seq();
+        if seq > next.saturating_add(MAX_CHUNKS_AHEAD) {
+            return Err(RecordingError::Invalid(format!(
+                "chunk {seq} is too far ahead: chunk {next} is the first one missing, and a \
+                 chunk may be at most {MAX_CHUNKS_AHEAD} past it"
+            )));
+        }
+        let max_bytes = u64::from(max_file_size_mb) * BYTES_PER_MB;
+        let would_hold = self.content_bytes().saturating_add(size);
+        if would_hold > max_bytes {
+            return Err(RecordingError::ContentTooLarge {
+                recording_id,
+                would_hold,
+                max_mb: max_file_size_mb,
+                max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn store_chunk(
+        &self,
+        seq: u64,
+        size: u64,
+        sha256: String,
+        content_type: Option<String>,
+        max_file_size_mb: u32,
+    ) -> Result<Vec<DomainEvent>, RecordingError> {
+        let recording_id = self.existing()?;
+        if self.lifecycle == Lifecycle::Archived {
+            return Err(RecordingError::Invalid(
+                "an archived recording takes no content; restore it first".into(),
+            ));
+        }
         if let Some(stored) = self.chunks.get(&seq) {
             // The content store decides idempotency on the plain content
-            // before it writes; an identical stored form is the same write.
+            // before it writes; an identical stored form is the same write
+            // (answered as before even once the recording has ended).
             if stored.sha256 == sha256 {
                 return Ok(vec![]);
             }
             return Err(RecordingError::ChunkExists(seq));
         }
+        self.check_new_chunk(seq, size, max_file_size_mb)?;
         let mut events = Vec::with_capacity(2);
         if let Some(content_type) = content_type {
             let declared = self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
@@ -993,7 +1079,8 @@ impl Aggregate for Recording {
                 size,
                 sha256,
                 content_type,
-            } => self.store_chunk(seq, size, sha256, content_type),
+                max_file_size_mb,
+            } => self.store_chunk(seq, size, sha256, content_type, max_file_size_mb),
         }
     }
 
@@ -1791,22 +1878,6 @@ mod tests {
     }
 
     #[test]
-    fn rollover_parts_have_stable_distinct_ids() {
-        assert_eq!(
-            recording_id_for(SERVER, "42", 1),
-            recording_id_for(SERVER, "42", 1)
-        );
-        assert_ne!(
-            recording_id_for(SERVER, "42", 1),
-            recording_id_for(SERVER, "42", 2)
-        );
-        assert_ne!(
-            recording_id_for(SERVER, "42", 1),
-            recording_id_for(SERVER, "43", 1)
-        );
-    }
-
-    #[test]
     fn the_recording_keeps_why_it_was_recorded() {
         let recording = given([started()]).state::<Recording>();
         let decision = recording.decision.expect("decision");
@@ -1815,11 +1886,37 @@ mod tests {
     }
 
     fn chunk(seq: u64, sha: &str) -> RecordingCommand {
+        sized_chunk(seq, 10, 50).with_sha(sha)
+    }
+
+    fn sized_chunk(seq: u64, size: u64, max_file_size_mb: u32) -> RecordingCommand {
         RecordingCommand::StoreChunk {
             seq,
-            size: 10,
-            sha256: sha.into(),
+            size,
+            sha256: "aa".into(),
             content_type: None,
+            max_file_size_mb,
+        }
+    }
+
+    impl RecordingCommand {
+        fn with_sha(self, sha: &str) -> Self {
+            match self {
+                RecordingCommand::StoreChunk {
+                    seq,
+                    size,
+                    content_type,
+                    max_file_size_mb,
+                    ..
+                } => RecordingCommand::StoreChunk {
+                    seq,
+                    size,
+                    sha256: sha.into(),
+                    content_type,
+                    max_file_size_mb,
+                },
+                other => other,
+            }
         }
     }
 
@@ -1834,13 +1931,83 @@ mod tests {
     }
 
     #[test]
-    fn chunks_are_stored_while_live_or_ended() {
+    fn chunks_are_stored_while_live() {
         given([started()])
             .when(chunk(0, "aa"))
             .then([chunk_stored(0, "aa")]);
-        given([started(), ended(), chunk_stored(0, "aa")])
+        given([started(), chunk_stored(0, "aa")])
             .when(chunk(1, "bb"))
             .then([chunk_stored(1, "bb")]);
+    }
+
+    #[test]
+    fn an_ended_recording_takes_only_chunks_missing_below_its_last() {
+        // New content after the end: refused, the next part takes it.
+        given([started(), chunk_stored(0, "aa"), ended()])
+            .when(chunk(1, "bb"))
+            .then_err(|e| *e == RecordingError::ContentClosed(RECORDING));
+        given([started(), ended()])
+            .when(chunk(0, "bb"))
+            .then_err_code(ErrorCode::Conflict);
+        // A failed chunk retried after the end fills its gap ...
+        given([
+            started(),
+            chunk_stored(0, "aa"),
+            chunk_stored(2, "cc"),
+            ended(),
+        ])
+        .when(chunk(1, "bb"))
+        .then([chunk_stored(1, "bb")]);
+        // ... and an identical re-upload is still the same write.
+        given([started(), chunk_stored(0, "aa"), ended()])
+            .when(chunk(0, "aa"))
+            .then([]);
+    }
+
+    #[test]
+    fn a_chunk_seq_is_at_most_a_window_past_the_first_missing_one() {
+        given([started(), chunk_stored(0, "aa")])
+            .when(chunk(1 + MAX_CHUNKS_AHEAD, "bb"))
+            .then([chunk_stored(1 + MAX_CHUNKS_AHEAD, "bb")]);
+        given([started(), chunk_stored(0, "aa")])
+            .when(chunk(2 + MAX_CHUNKS_AHEAD, "bb"))
+            .then_err_code(ErrorCode::Validation);
+        given([started()])
+            .when(chunk(u64::from(u32::MAX), "bb"))
+            .then_err_code(ErrorCode::Validation);
+        let state =
+            given([started(), chunk_stored(0, "aa"), chunk_stored(2, "cc")]).state::<Recording>();
+        assert_eq!(state.next_chunk_seq(), 1);
+        assert_eq!(given([started()]).state::<Recording>().next_chunk_seq(), 0);
+    }
+
+    #[test]
+    fn a_recording_holds_at_most_its_servers_max_file_size() {
+        let mb = BYTES_PER_MB;
+        let first = DomainEvent::ContentChunkStored {
+            recording_id: RECORDING,
+            site_id: SITE,
+            seq: 0,
+            size: 8 * mb,
+            sha256: "aa".into(),
+        };
+        // 8 MB + 2 MB fit in 10 MB exactly; one byte more does not.
+        given([started(), first.clone()])
+            .when(sized_chunk(1, 2 * mb, 10))
+            .then([DomainEvent::ContentChunkStored {
+                recording_id: RECORDING,
+                site_id: SITE,
+                seq: 1,
+                size: 2 * mb,
+                sha256: "aa".into(),
+            }]);
+        given([started(), first])
+            .when(sized_chunk(1, 2 * mb + 1, 10))
+            .then_err(|e| {
+                matches!(e, RecordingError::ContentTooLarge { max_mb: 10, would_hold, .. }
+                    if *would_hold == 10 * mb + 1)
+                    && e.to_string().contains("next part")
+            });
     }
 
     #[test]
@@ -1873,6 +2040,7 @@ mod tests {
             size: 10,
             sha256: "aa".into(),
             content_type: Some("application/x-asciicast".into()),
+            max_file_size_mb: 50,
         };
         let declared = DomainEvent::ContentTypeDeclared {
             recording_id: RECORDING,

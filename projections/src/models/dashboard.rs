@@ -327,7 +327,10 @@ impl Projection<DomainEvent> for DashboardProjection {
         let Some(id) = event.recording_id() else {
             return Ok(());
         };
-        if matches!(event, E::RecordingDeclined { .. }) {
+        if matches!(
+            event,
+            E::RecordingDeclined { .. } | E::RecordingPartAssigned { .. }
+        ) {
             return Ok(());
         }
         let unknown =

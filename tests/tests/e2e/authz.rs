@@ -7,7 +7,10 @@
 //!   targets where an earlier caller's success would change the answer);
 //! - denied: the first error is `FORBIDDEN`, and the log gained nothing but
 //!   the `AccessDenied` fact recording the refusal (no effect of the
-//!   operation itself);
+//!   operation itself); when the target is a recording or server the
+//!   caller may not even see (another site's, another server's, a VIEWER's
+//!   view of a recording), the error is `NOT_FOUND` instead, the answer an
+//!   absent one gets (see `existence.rs`), still recorded as `AccessDenied`;
 //! - no token: `UNAUTHENTICATED`, and the log gained nothing at all.
 //!
 //! Events the server's own scheduler may append meanwhile (actor
@@ -107,7 +110,9 @@ fn rows() -> Vec<Row> {
         Row {
             name: "server",
             query: "query($server: ID!) { server(id: $server) { id } }",
-            allowed: &["admin", "privileged", "auditor", "viewer"],
+            // Another server's agent and another site's admin get null: the
+            // server is not visible to them, as if it were absent.
+            allowed: &["admin", "privileged", "auditor", "viewer", "other_agent", "other_site_admin"],
             fixture: Fixture::Shared,
         },
         Row { name: "recordings", query: "{ recordings { edges { cursor } } }", allowed: RECORDING_READERS, fixture: Fixture::Shared },
@@ -611,10 +616,48 @@ async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Rows aimed at one recording, and rows aimed at one server.
+const RECORDING_ROWS: &[&str] = &[
+    "recordSessionEvents",
+    "addComment",
+    "restrictRecording",
+    "removeRecordingRestriction",
+    "deleteComment",
+    "endRecording",
+    "archiveRecording",
+    "restoreRecording",
+    "deleteRecording",
+];
+const SERVER_ROWS: &[&str] = &[
+    "heartbeat",
+    "startRecording",
+    "pendingResponses",
+    "updateServerSettings",
+    "disconnectServer",
+    "reportInstallProgress",
+    "acknowledgeResponse",
+];
+
+/// Whether the row's target is one `caller` may not see at all: a refusal
+/// is then `NOT_FOUND`, like an absent target.
+fn hidden(row: &Row, caller: &str) -> bool {
+    if RECORDING_ROWS.contains(&row.name) {
+        // Only an AGENT of its server, and who may view it, see a recording.
+        matches!(caller, "viewer" | "other_agent" | "other_site_admin")
+    } else if SERVER_ROWS.contains(&row.name) {
+        // A fresh second server is another server for the shared agent too.
+        matches!(caller, "other_agent" | "other_site_admin")
+            || (caller == "agent" && row.fixture == Fixture::Server)
+    } else {
+        false
+    }
+}
+
 /// What is wrong with a cell's outcome, if anything.
 fn judge(
     caller: &str,
     allowed: bool,
+    hidden: bool,
     codes: &[String],
     written: &[(String, String)],
 ) -> Option<&'static str> {
@@ -639,7 +682,11 @@ fn judge(
         }
         return None;
     }
-    if codes.first().map(String::as_str) != Some("FORBIDDEN") {
+    if hidden {
+        if codes.first().map(String::as_str) != Some("NOT_FOUND") {
+            return Some("not visible to the caller but not NOT_FOUND");
+        }
+    } else if codes.first().map(String::as_str) != Some("FORBIDDEN") {
         return Some("allowed but should be FORBIDDEN");
     }
     if written.is_empty() {
@@ -693,7 +740,8 @@ async fn every_operation_for_every_caller_is_allowed_or_forbidden_by_the_role_ta
             let response = client.run(row.query, declared(row.query, &variables)).await;
             let written = written_since(&world.admin, before).await;
             let allowed = row.allowed.contains(&caller);
-            if let Some(outcome) = judge(caller, allowed, &response.codes(), &written) {
+            let hidden = hidden(&row, caller);
+            if let Some(outcome) = judge(caller, allowed, hidden, &response.codes(), &written) {
                 mismatches.push(format!(
                     "{} as {caller}: {outcome}: {} (wrote {written:?})",
                     row.name, response.body

@@ -235,9 +235,10 @@ async fn content_uploads_play_with_ranges_and_are_shredded_for_good() {
     http.put(Some(&auditor_token), &path3, body, Some(&sha(body)))
         .await
         .expect(403, "FORBIDDEN");
+    // Another server's agent may not know the recording exists.
     http.put(Some(&other_agent), &path3, body, Some(&sha(body)))
         .await
-        .expect(403, "FORBIDDEN");
+        .expect(404, "NOT_FOUND");
     let unknown = format!("/recordings/{}/chunks/0", uuid::Uuid::now_v7());
     http.put(Some(&admin_token), &unknown, body, Some(&sha(body)))
         .await
@@ -305,8 +306,10 @@ async fn content_uploads_play_with_ranges_and_are_shredded_for_good() {
             json!({ "id": id }),
         )
         .await;
+    // One playback fact per player and minute (two if the requests
+    // straddled a minute); the 416 recorded none.
     assert!(
-        plays["recording"]["plays"].as_i64().unwrap() >= 4,
+        (1..=2).contains(&plays["recording"]["plays"].as_i64().unwrap()),
         "{plays}"
     );
 
@@ -317,9 +320,10 @@ async fn content_uploads_play_with_ranges_and_are_shredded_for_good() {
             json!({ "id": id }),
         )
         .await;
+    // A restricted recording is hidden from the auditor: not found.
     http.content(Some(&auditor_token), &id, None)
         .await
-        .expect(403, "FORBIDDEN");
+        .expect(404, "NOT_FOUND");
     assert_eq!(
         http.content(Some(&admin_token), &id, None).await.body,
         whole

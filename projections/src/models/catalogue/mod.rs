@@ -239,8 +239,12 @@ impl Projection<DomainEvent> for CatalogueProjection {
             };
             return store_row(w, &row);
         }
-        // Declined sessions have no recording.
-        if matches!(event, E::RecordingDeclined { .. }) {
+        // Declined sessions have no recording; a part assignment precedes
+        // its recording's start.
+        if matches!(
+            event,
+            E::RecordingDeclined { .. } | E::RecordingPartAssigned { .. }
+        ) {
             return Ok(());
         }
         let Some(id) = event.recording_id() else {
