@@ -57,6 +57,10 @@ pub enum Command {
         /// The demo data's seed (same seed, same users, hosts and events).
         #[arg(long, env = "SRS_DEMO_SEED", default_value_t = 1, requires = "demo")]
         demo_seed: u64,
+        /// The most refusal (AccessDenied) facts written per principal and
+        /// minute; further refusals are counted in /metrics only.
+        #[arg(long, env = "SRS_DENIAL_FACTS_PER_MINUTE", default_value_t = srs_domain::app::DENIAL_FACTS_PER_MINUTE)]
+        denial_facts_per_minute: u32,
     },
     /// Act as N connected Session Recording servers recording M sessions
     /// through the public API, and report what was sent, the throughput and
@@ -195,6 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo,
             demo_recordings,
             demo_seed,
+            denial_facts_per_minute,
         } => {
             init_tracing(log_format);
             let demo = demo.then_some(crate::demo::DemoOptions {
@@ -206,7 +211,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ServeOptions {
                     data,
                     listen,
-                    limits: Limits::default(),
+                    limits: Limits {
+                        denial_facts_per_minute,
+                        ..Limits::default()
+                    },
                 },
                 demo,
             )

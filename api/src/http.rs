@@ -199,14 +199,17 @@ async fn graphql(
     };
     let version = srs_projections::data_version();
     let request = request.data(RequestContext::new(principal));
-    let mut response = match validation {
-        Validation::Done => schemas.fast.execute(request).await,
-        Validation::Needed => {
-            let response = schemas.strict.execute(request).await;
-            schemas.documents.record(&body, &response);
-            response
+    let execution = async {
+        match validation {
+            Validation::Done => schemas.fast.execute(request).await,
+            Validation::Needed => {
+                let response = schemas.strict.execute(request).await;
+                schemas.documents.record(&body, &response);
+                response
+            }
         }
     };
+    let mut response = graphql::in_request(state.core(), execution).await;
     ensure_codes(&mut response.errors);
     state
         .metrics()

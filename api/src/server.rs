@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use srs_domain::app::{AppError, Service};
+use srs_domain::app::{AppError, Service, ServiceConfig};
 use srs_domain::log::{EventStore, LogError, SledEventStore, StoreOptions};
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
@@ -131,7 +131,16 @@ impl Server {
             reads: reads.clone(),
             store: store.clone(),
         });
-        let service = Arc::new(Service::new(shared.clone(), clock, permissions));
+        let config = ServiceConfig {
+            denial_facts_per_minute: options.limits.denial_facts_per_minute,
+            ..ServiceConfig::default()
+        };
+        let service = Arc::new(Service::with_config(
+            shared.clone(),
+            clock,
+            permissions,
+            config,
+        ));
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let listener =
             TcpListener::bind(&options.listen)

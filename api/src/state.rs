@@ -43,6 +43,10 @@ pub struct Limits {
     pub max_text_len: usize,
     /// How long a query with `atLeast` waits for the read models.
     pub at_least_timeout: Duration,
+    /// The most refusal facts written per principal and minute (not a
+    /// `VALIDATION` limit: past it refusals are still `FORBIDDEN`, only
+    /// counted instead of written; see `srs_domain::app` `denials`).
+    pub denial_facts_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -57,6 +61,7 @@ impl Default for Limits {
             max_name_len: 256,
             max_text_len: 4096,
             at_least_timeout: Duration::from_secs(5),
+            denial_facts_per_minute: srs_domain::app::DENIAL_FACTS_PER_MINUTE,
         }
     }
 }
@@ -196,6 +201,7 @@ impl Core {
         let log_head = self.store.head().position;
         Gauges {
             log_head,
+            denials: self.service.denial_counts(),
             projections: self
                 .reads
                 .statuses()

@@ -11,6 +11,8 @@
 //!   mutation.
 //! - `documents`: [`Documents`], parsed and validated documents kept by
 //!   their text, and the fast twin of the schema that runs validated ones.
+//! - `scope`: [`in_request`], the scope of one request's execution: one
+//!   refusal fact and one playback per recording per request.
 //! - `answers`: [`Answers`], whole answers kept for repeated identical
 //!   queries while the read models stand still.
 
@@ -23,6 +25,7 @@ mod inputs;
 mod mutation;
 mod ops;
 mod query;
+mod scope;
 mod subscription;
 mod types;
 
@@ -35,6 +38,7 @@ pub use context::RequestContext;
 pub use documents::{Documents, Validation};
 use mutation::MutationRoot;
 use query::QueryRoot;
+pub use scope::in_request;
 use subscription::SubscriptionRoot;
 
 use crate::state::{Core, Limits};

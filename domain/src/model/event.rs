@@ -387,6 +387,25 @@ pub enum DomainEvent {
         by: String,
         at: Timestamp,
     },
+
+    // ---- access, continued (stream `access-denied`) ------------------------
+    /// Several refusals of one principal as one fact: the `refused` fields
+    /// and operations one request was refused (the first one's action,
+    /// target and site are named), plus the `suppressed` earlier refusals
+    /// of the same principal that were not written down because it was
+    /// over its rate of refusal facts (see `app::denials`). A single
+    /// refusal with nothing suppressed is still an [`DomainEvent::AccessDenied`].
+    AccessDeniedRepeated {
+        principal: String,
+        token_id: Option<Uuid>,
+        role: Option<Role>,
+        action: String,
+        target: String,
+        site_id: Option<Uuid>,
+        refused: u32,
+        suppressed: u64,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -431,6 +450,7 @@ impl DomainEvent {
             DomainEvent::AccessDenied { .. } => "AccessDenied",
             DomainEvent::ContentTypeDeclared { .. } => "ContentTypeDeclared",
             DomainEvent::LogExported { .. } => "LogExported",
+            DomainEvent::AccessDeniedRepeated { .. } => "AccessDeniedRepeated",
         }
     }
 
@@ -490,7 +510,7 @@ impl DomainEvent {
             | RetentionPolicySet { site_id, .. }
             | RetentionRunCompleted { site_id, .. }
             | ContentTypeDeclared { site_id, .. } => Some(*site_id),
-            AccessDenied { site_id, .. } => *site_id,
+            AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
             TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
         }
     }
@@ -678,6 +698,17 @@ mod tests {
                 action: "PLAY_RECORDING".into(),
                 target: "recording:x".into(),
                 site_id: Some(SITE),
+                at: T0,
+            },
+            DomainEvent::AccessDeniedRepeated {
+                principal: "eve".into(),
+                token_id: Some(TOKEN),
+                role: Some(Role::Viewer),
+                action: "VIEW_RECORDING".into(),
+                target: "recordings".into(),
+                site_id: None,
+                refused: 1000,
+                suppressed: 7,
                 at: T0,
             },
         ]
