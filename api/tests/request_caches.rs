@@ -254,6 +254,7 @@ async fn kept_dashboard_figures_follow_every_write() {
             to: None,
             now: core.service.now(),
             top: 10,
+            sees_restricted: true,
         })
         .unwrap();
     let kept = core
@@ -266,6 +267,7 @@ async fn kept_dashboard_figures_follow_every_write() {
                 to: None,
                 now: core.service.now(),
                 top: 10,
+                sees_restricted: true,
             },
         )
         .unwrap();

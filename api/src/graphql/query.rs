@@ -323,6 +323,12 @@ impl QueryRoot {
                 to: to.map(timestamp),
                 now: core.service.now(),
                 top: 10,
+                // The top lists name users: restricted recordings count
+                // only for the roles that see them.
+                sees_restricted: matches!(
+                    caller.role,
+                    DomainRole::Admin | DomainRole::PrivilegedPlayer
+                ),
             },
         )?;
         Ok(Dashboard::from(&view))
