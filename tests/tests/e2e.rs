@@ -16,6 +16,8 @@ mod catalogue_rows;
 mod content;
 #[path = "e2e/journeys.rs"]
 mod journeys;
+#[path = "e2e/refusals.rs"]
+mod refusals;
 #[path = "e2e/replay.rs"]
 mod replay;
 #[path = "e2e/simulate.rs"]
