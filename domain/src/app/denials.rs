@@ -29,7 +29,8 @@
 //!
 //! The refusal itself never depends on any of this: the caller gets
 //! `FORBIDDEN` whether or not a fact was written, and a fact that could not
-//! be written (a full disk) is logged and counted, never a reason to allow.
+//! be written (a full disk) is logged, counted as unrecorded and carried
+//! into the principal's next fact as suppressed, never a reason to allow.
 //!
 //! [`Service::coalescing_denials`]: super::Service::coalescing_denials
 //! [`ServiceConfig::denial_facts_per_minute`]: super::ServiceConfig::denial_facts_per_minute
@@ -228,15 +229,19 @@ impl DenialLimiter {
         }
     }
 
-    /// Gives back an admission whose fact could not be written: the
-    /// refusals count as unrecorded, the suppressed ones stay pending.
+    /// Gives back an admission whose fact could not be written: its
+    /// refusals count as unrecorded and, with the suppressed ones it
+    /// carried, go to the principal's next fact.
     pub fn unwrite(&self, principal: Uuid, refused: u32, suppressed: u64) {
         self.facts.fetch_sub(1, Ordering::Relaxed);
         self.unrecorded
             .fetch_add(u64::from(refused), Ordering::Relaxed);
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(window) = windows.get_mut(&principal) {
-            window.suppressed = window.suppressed.saturating_add(suppressed);
+            window.suppressed = window
+                .suppressed
+                .saturating_add(suppressed)
+                .saturating_add(u64::from(refused));
         }
     }
 
@@ -268,13 +273,15 @@ mod tests {
         assert_eq!(limiter.admit(eve, 10, t0.plus_micros(MINUTE - 1)), None);
         // A new window: the next fact carries what was left out.
         assert_eq!(limiter.admit(eve, 1, t0.plus_micros(MINUTE)), Some(12));
-        assert_eq!(limiter.admit(eve, 1, t0.plus_micros(MINUTE)), Some(0));
+        // A fact that could not be written goes to the next one.
+        limiter.unwrite(eve, 1, 12);
+        assert_eq!(limiter.admit(eve, 1, t0.plus_micros(MINUTE)), Some(13));
         assert_eq!(
             limiter.counts(),
             DenialCounts {
                 refused: 18,
-                facts: 6,
-                unrecorded: 12,
+                facts: 5,
+                unrecorded: 13,
             }
         );
     }
