@@ -451,6 +451,21 @@ impl Service {
         AppError::Forbidden(message)
     }
 
+    /// Records a refusal the caller decided itself (the API's own checks),
+    /// like [`Service::deny`] but without the error. Never fails: a fact
+    /// that cannot be written is logged (the `Result` is kept for callers
+    /// written against the former signature).
+    pub async fn record_access_denied(
+        &self,
+        by: &Principal,
+        action: Action,
+        target: &str,
+        site_id: Option<Uuid>,
+    ) -> Result<(), AppError> {
+        let _ = self.deny(by, action, target, site_id).await;
+        Ok(())
+    }
+
     /// Runs `work` (the execution of one API request) so that the refusals
     /// it meets are written as at most one fact per principal, once `work`
     /// is done and before its output is handed back.
