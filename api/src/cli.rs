@@ -59,6 +59,10 @@ pub enum Command {
         demo_seed: u64,
         #[command(flatten)]
         limits: LimitArgs,
+        /// The most refusal (AccessDenied) facts written per principal and
+        /// minute; further refusals are counted in /metrics only.
+        #[arg(long, env = "SRS_DENIAL_FACTS_PER_MINUTE", default_value_t = srs_domain::app::DENIAL_FACTS_PER_MINUTE)]
+        denial_facts_per_minute: u32,
     },
     /// Act as N connected Session Recording servers recording M sessions
     /// through the public API, and report what was sent, the throughput and
@@ -273,6 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo_recordings,
             demo_seed,
             limits,
+            denial_facts_per_minute,
         } => {
             init_tracing(log_format);
             let demo = demo.then_some(crate::demo::DemoOptions {
@@ -284,7 +289,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ServeOptions {
                     data,
                     listen,
-                    limits: limits.limits(),
+                    limits: Limits {
+                        denial_facts_per_minute,
+                        ..limits.limits()
+                    },
                 },
                 demo,
             )

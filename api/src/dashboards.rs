@@ -20,7 +20,8 @@
 //!
 //! The retention counts ("due for archive/delete") depend on the exact
 //! `now`, so they are computed on every request. Who may see which sites
-//! is decided before (the sites are part of the key).
+//! is decided before (the sites are part of the key, and so is whether
+//! the asker sees restricted recordings in the top lists).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,7 @@ struct Key {
     sites: Vec<Option<uuid::Uuid>>,
     days: (i64, i64),
     top: usize,
+    sees_restricted: bool,
 }
 
 impl Key {
@@ -49,6 +51,7 @@ impl Key {
             },
             days: query.days(),
             top: query.top,
+            sees_restricted: query.sees_restricted,
         }
     }
 }

@@ -323,16 +323,17 @@ async fn graphql(
     );
     let version = srs_projections::data_version();
     let request = request.data(RequestContext::new(principal));
-    let executed = match prepared.validation {
-        Validation::Done => tokio::time::timeout(budget, schemas.fast.execute(request)).await,
-        Validation::Needed => {
-            let executed = tokio::time::timeout(budget, schemas.strict.execute(request)).await;
-            if let Ok(response) = &executed {
-                schemas.documents.record(&body, response);
+    let execution = async {
+        match prepared.validation {
+            Validation::Done => schemas.fast.execute(request).await,
+            Validation::Needed => {
+                let response = schemas.strict.execute(request).await;
+                schemas.documents.record(&body, &response);
+                response
             }
-            executed
         }
     };
+    let executed = tokio::time::timeout(budget, graphql::in_request(state.core(), execution)).await;
     let Ok(mut response) = executed else {
         let error = budget_spent(budget);
         state

@@ -16,6 +16,7 @@
 //! | `srs_log_writable` | gauge | (1 while the log takes appends, 0 while storage fails) |
 //! | `srs_projection_position`, `srs_projection_lag` | gauge | `projection` |
 //! | `srs_ws_connections` | gauge | |
+//! | `srs_access_denials_total`, `srs_access_denial_facts_total`, `srs_access_denials_unrecorded_total` | counter | (refusals; facts written; refusals left out by the per-principal rate) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -56,6 +57,8 @@ pub struct Gauges {
     pub log_head: u64,
     /// Whether the log takes appends.
     pub log_writable: bool,
+    /// The service's refusal counters.
+    pub denials: srs_domain::app::DenialCounts,
     /// `(projection, position, lag)`.
     pub projections: Vec<(String, u64, u64)>,
 }
@@ -216,6 +219,27 @@ impl Metrics {
             "srs_appends_total {}",
             self.appends.load(Ordering::Relaxed)
         );
+        for (name, help, value) in [
+            (
+                "srs_access_denials_total",
+                "Refusals (FORBIDDEN), written down or not.",
+                gauges.denials.refused,
+            ),
+            (
+                "srs_access_denial_facts_total",
+                "Refusal facts written to the log (at most one per request).",
+                gauges.denials.facts,
+            ),
+            (
+                "srs_access_denials_unrecorded_total",
+                "Refusals not written because their principal was over its rate of refusal facts.",
+                gauges.denials.unrecorded,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {value}");
+        }
         let _ = writeln!(
             out,
             "# HELP srs_log_head_position The durable head of the event log."
@@ -290,6 +314,7 @@ mod tests {
             log_head: 7,
             log_writable: true,
             projections: vec![("catalogue".into(), 5, 2)],
+            ..Gauges::default()
         });
         assert!(text.contains("srs_http_requests_total{route=\"/graphql\",status=\"200\"} 1"));
         assert!(

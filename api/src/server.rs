@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use srs_domain::app::{AppError, Service};
+use srs_domain::app::{AppError, Service, ServiceConfig};
 use srs_domain::log::{EventStore, Faults, LogError, SledEventStore, StoreOptions, Writability};
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
@@ -223,7 +223,16 @@ impl Server {
             reads: reads.clone(),
             store: store.clone(),
         });
-        let service = Arc::new(Service::new(shared.clone(), clock.clone(), permissions));
+        let config = ServiceConfig {
+            denial_facts_per_minute: options.limits.denial_facts_per_minute,
+            ..ServiceConfig::default()
+        };
+        let service = Arc::new(Service::with_config(
+            shared.clone(),
+            clock.clone(),
+            permissions,
+            config,
+        ));
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let content = Arc::new(

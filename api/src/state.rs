@@ -68,6 +68,10 @@ pub struct Limits {
     pub max_text_len: usize,
     /// How long a query with `atLeast` waits for the read models.
     pub at_least_timeout: Duration,
+    /// The most refusal facts written per principal and minute (not a
+    /// `VALIDATION` limit: past it refusals are still `FORBIDDEN`, only
+    /// counted instead of written; see `srs_domain::app` `denials`).
+    pub denial_facts_per_minute: u32,
     /// The time budget of a GraphQL request of an authenticated caller
     /// (`TIMEOUT` past it).
     pub request_timeout: Duration,
@@ -151,6 +155,7 @@ impl Default for Limits {
             ws_pending_total: 1024,
             rate_principal: Some(Rate::new(500.0, 1000.0)),
             rate_anonymous_ip: Some(Rate::new(30.0, 100.0)),
+            denial_facts_per_minute: srs_domain::app::DENIAL_FACTS_PER_MINUTE,
         }
     }
 }
@@ -311,6 +316,7 @@ impl Core {
         Gauges {
             log_head,
             log_writable: self.store.writability().is_writable(),
+            denials: self.service.denial_counts(),
             projections: self
                 .reads
                 .statuses()

@@ -254,6 +254,7 @@ async fn kept_dashboard_figures_follow_every_write() {
             to: None,
             now: core.service.now(),
             top: 10,
+            sees_restricted: true,
         })
         .unwrap();
     let kept = core
@@ -266,6 +267,7 @@ async fn kept_dashboard_figures_follow_every_write() {
                 to: None,
                 now: core.service.now(),
                 top: 10,
+                sees_restricted: true,
             },
         )
         .unwrap();
@@ -405,13 +407,22 @@ async fn kept_answers_follow_writes_restrictions_and_callers() {
     let again = played(post(&app, &admin, play, json!({ "id": first })).await);
     assert!(again == one || again > two, "{one}, {two}, then {again}");
 
-    // A denial is never kept: each one is refused and recorded.
+    // A denial is never kept: each one is refused and recorded, one fact
+    // per request however many of its fields were refused.
     let head = core.store.head().position;
     for n in 1..=2 {
         let refused = post(&app, &agent, PAGE, json!({})).await;
         assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
         assert_eq!(core.store.head().position, head + n);
     }
+    let twice = "query Twice { a: recordings(first: 1) { totalCount } b: recordings(first: 1) { totalCount } }";
+    let refused = post(&app, &agent, twice, json!({})).await;
+    assert_eq!(
+        refused["errors"].as_array().map(Vec::len),
+        Some(2),
+        "{refused}"
+    );
+    assert_eq!(core.store.head().position, head + 3);
 
     // A revoked token gets nothing, though its answer was kept.
     let issued = post(

@@ -16,12 +16,14 @@ mod bad_input;
 mod catalogue_rows;
 #[path = "e2e/content.rs"]
 mod content;
-#[path = "e2e/full_disk.rs"]
-mod full_disk;
 #[path = "e2e/existence.rs"]
 mod existence;
+#[path = "e2e/full_disk.rs"]
+mod full_disk;
 #[path = "e2e/journeys.rs"]
 mod journeys;
+#[path = "e2e/refusals.rs"]
+mod refusals;
 #[path = "e2e/replay.rs"]
 mod replay;
 #[path = "e2e/simulate.rs"]

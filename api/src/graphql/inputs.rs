@@ -12,7 +12,9 @@ use srs_projections::models::audit::AuditFilter as AuditQuery;
 use srs_projections::models::catalogue::RecordingFilter as RecordingQueryFilter;
 use srs_projections::models::detections::DetectionFilter as DetectionQuery;
 
-use super::convert::{name, names, non_negative, opt_name, opt_uuid, text, timestamp, uuid, uuids};
+use super::convert::{
+    name, names, non_negative, opt_name, opt_uuid, recorded, text, timestamp, uuid, uuids,
+};
 use super::enums::*;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Limits;
@@ -248,7 +250,7 @@ impl SessionEventInput {
                             "event {event_id}: data.{key} must be a scalar"
                         )));
                     };
-                    fields.insert(key, text("data", &value, limits)?);
+                    fields.insert(key, recorded("data", &value, limits)?);
                 }
             }
             Some(_) => {

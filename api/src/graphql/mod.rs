@@ -14,6 +14,8 @@
 //!   refused over [`Limits`].
 //! - `documents`: [`Documents`], parsed and validated documents kept by
 //!   their text, and the fast twin of the schema that runs validated ones.
+//! - `scope`: [`in_request`], the scope of one request's execution: one
+//!   refusal fact and one playback per recording per request.
 //! - `answers`: [`Answers`], whole answers kept for repeated identical
 //!   queries while the read models stand still.
 
@@ -27,6 +29,7 @@ mod inputs;
 mod mutation;
 mod ops;
 mod query;
+mod scope;
 mod subscription;
 mod types;
 
@@ -39,6 +42,7 @@ pub use context::RequestContext;
 pub use documents::{operation_type, Documents, Prepared, Validation};
 use mutation::MutationRoot;
 use query::QueryRoot;
+pub use scope::in_request;
 use subscription::SubscriptionRoot;
 
 use crate::state::{Core, Limits};

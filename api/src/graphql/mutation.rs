@@ -623,6 +623,8 @@ impl MutationRoot {
     }
 
     /// Comments on a recording, optionally at an offset (ms from its start).
+    /// `text`: 1 to 4096 characters, lines allowed, no other control
+    /// characters; longer is VALIDATION (nothing is cut).
     async fn add_comment(
         &self,
         ctx: &Context<'_>,
@@ -633,8 +635,7 @@ impl MutationRoot {
     ) -> ApiResult<CommentPayload> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let body = name("text", &text, &core.limits)?;
-        let body = super::convert::text("text", &body, &core.limits)?;
+        let body = super::convert::comment("text", &text)?;
         let offset = offset_ms.map(|o| non_negative(o, "offsetMs")).transpose()?;
         let created = core
             .service

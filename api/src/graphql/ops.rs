@@ -1,5 +1,6 @@
 //! The audit and operations part of the schema: the `verify` query and the
-//! `rebuildProjections` mutation (both ADMIN only), the same powers as
+//! `rebuildProjections` mutation (both ADMIN only, and only an ADMIN not
+//! scoped to sites: both reach the whole log), the same powers as
 //! `srs verify` and `srs rebuild` for a running server.
 //!
 //! `verify` walks the live log while it grows: sled iteration is not a
@@ -14,10 +15,10 @@
 
 use async_graphql::SimpleObject;
 use srs_domain::log::{verify, EventStore, VerifyReport};
-use srs_domain::model::{Action, DomainEvent, Principal, Role};
+use srs_domain::model::{Action, DomainEvent, Principal, Target};
 
 use super::convert::int;
-use super::query::deny;
+use super::types::authorize;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Core;
 
@@ -71,12 +72,11 @@ pub struct RebuiltProjection {
     pub error: Option<String>,
 }
 
-async fn admin_only(core: &Core, caller: &Principal, action: Action, what: &str) -> ApiResult<()> {
-    if caller.role == Role::Admin {
-        Ok(())
-    } else {
-        Err(deny(core, caller, action, what).await)
-    }
+/// Global operations: `may` on [`Target::Global`], so only an ADMIN not
+/// scoped to sites passes (a site-scoped ADMIN runs nothing that reaches
+/// every site's data).
+async fn global_admin(core: &Core, caller: &Principal, action: Action) -> ApiResult<()> {
+    authorize(core, caller, action, Target::Global).await
 }
 
 fn kind_name(kind: srs_domain::log::BreachKind) -> &'static str {
@@ -98,7 +98,7 @@ pub(crate) async fn verify_chain(
     caller: &Principal,
     from: u64,
 ) -> ApiResult<ChainVerification> {
-    admin_only(core, caller, Action::ReadAdminLog, "verify").await?;
+    global_admin(core, caller, Action::ReadAdminLog).await?;
     let head = EventStore::head(&core.store).position;
     let tree = core.store.tree().clone();
     let from = from.max(1);
@@ -129,7 +129,7 @@ pub(crate) async fn rebuild_projections(
     caller: &Principal,
     names: Option<Vec<String>>,
 ) -> ApiResult<RebuildProjectionsPayload> {
-    admin_only(core, caller, Action::ManageServers, "projections").await?;
+    global_admin(core, caller, Action::ManageServers).await?;
     let set = core.reads.set();
     let known = set.names();
     let names = names.unwrap_or_default();

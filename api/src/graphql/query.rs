@@ -40,24 +40,15 @@ fn sees_recordings(role: DomainRole) -> bool {
 }
 
 /// Records a refusal decided here (not by `may` on a concrete target) and
-/// returns FORBIDDEN.
+/// returns FORBIDDEN. Within a request it counts towards the request's one
+/// refusal fact (`srs_domain::app::Service::deny`).
 pub(crate) async fn deny(
     core: &Core,
     caller: &DomainPrincipal,
     action: Action,
     target: &str,
 ) -> ApiError {
-    if let Err(e) = core
-        .service
-        .record_access_denied(caller, action, target, None)
-        .await
-    {
-        tracing::error!(error = %e, "could not record an access denial");
-    }
-    ApiError::forbidden(format!(
-        "{} ({}) may not {action} on {target}",
-        caller.name, caller.role
-    ))
+    ApiError::from(core.service.deny(caller, action, target, None).await)
 }
 
 /// Checks `action` for a listing: on `site` when given, else on the
@@ -343,6 +334,12 @@ impl QueryRoot {
                 to: to.map(timestamp),
                 now: core.service.now(),
                 top: 10,
+                // The top lists name users: restricted recordings count
+                // only for the roles that see them.
+                sees_restricted: matches!(
+                    caller.role,
+                    DomainRole::Admin | DomainRole::PrivilegedPlayer
+                ),
             },
         )?;
         Ok(Dashboard::from(&view))
@@ -361,13 +358,13 @@ impl QueryRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let limit = page(first, &core.limits)?;
         let mut filter = filter.unwrap_or_default().into_query(&core.limits)?;
-        authorize_listing(
-            core,
-            caller,
-            Action::ReadDetections,
-            filter.site_ids.first().copied(),
-        )
-        .await?;
+        // Every site asked for must be the caller's, not only the first.
+        if filter.site_ids.is_empty() {
+            authorize_listing(core, caller, Action::ReadDetections, None).await?;
+        }
+        for site in filter.site_ids.clone() {
+            authorize(core, caller, Action::ReadDetections, Target::Site(site)).await?;
+        }
         core.at_least(at_least).await?;
         if filter.site_ids.is_empty() && !caller.unscoped() {
             filter.site_ids = caller.site_ids.iter().copied().collect();

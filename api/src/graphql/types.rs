@@ -905,8 +905,11 @@ impl Recording {
     /// detections, comments) and the log position to follow it live from
     /// (`recordingEvents` subscription). FORBIDDEN when the caller may see
     /// but not play it (e.g. an auditor and an archived recording).
-    async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
-        Box::pin(self.play(ctx)).await
+    ///
+    /// Within one request a recording is played once: every `playback` of
+    /// it (aliases included) shares that one fact, position and timeline.
+    async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Arc<Playback>> {
+        Box::pin(super::scope::play_once(self.row.id, || self.play(ctx))).await
     }
 }
 

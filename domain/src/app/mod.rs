@@ -9,6 +9,8 @@
 //! - `service`: [`Service`] with [`Service::execute`] / [`Service::load`],
 //!   the [`PermissionSource`] it asks for playback permissions, [`Executed`].
 //! - `use_cases`: one `Service` method per API mutation.
+//! - `denials`: refusal facts at most one per request and at a bounded
+//!   rate per principal ([`Service::deny`], [`Service::coalescing_denials`]).
 //! - `cache`: the bounded cache of folded states that makes loading a long
 //!   recording incremental.
 //! - `error`: [`AppError`] and its stable codes.
@@ -26,6 +28,7 @@
 //! once as `srs_<hex>`; only their SHA-256 reaches the log.
 
 mod cache;
+mod denials;
 mod error;
 mod service;
 mod use_cases;
@@ -33,9 +36,11 @@ mod use_cases;
 #[cfg(test)]
 mod tests;
 
+pub use denials::DenialCounts;
 pub use error::AppError;
 pub use service::{
     Executed, InMemoryPermissions, Loaded, PermissionSource, Service, ServiceConfig,
+    DENIAL_FACTS_PER_MINUTE,
 };
 pub use use_cases::{
     ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,

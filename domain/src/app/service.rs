@@ -1,12 +1,14 @@
 //! [`Service`]: load an aggregate, decide, append with the expected version.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::cache::{Cached, StateCache};
+use super::denials::{self, DenialCounts, DenialLimiter, Pending};
 use super::error::AppError;
 use crate::actor::Actor;
 use crate::log::{
@@ -31,7 +33,14 @@ pub struct ServiceConfig {
     /// Retries of a command after a conflict, when the caller named no
     /// expected version.
     pub max_retries: u32,
+    /// The most refusal facts (`AccessDenied`, `AccessDeniedRepeated`)
+    /// written per principal and minute; refusals beyond are counted
+    /// only (see `app::denials`).
+    pub denial_facts_per_minute: u32,
 }
+
+/// The default of [`ServiceConfig::denial_facts_per_minute`].
+pub const DENIAL_FACTS_PER_MINUTE: u32 = 20;
 
 impl Default for ServiceConfig {
     fn default() -> Self {
@@ -39,6 +48,7 @@ impl Default for ServiceConfig {
             cache_capacity: 4_096,
             liveness_period_secs: 90,
             max_retries: 3,
+            denial_facts_per_minute: DENIAL_FACTS_PER_MINUTE,
         }
     }
 }
@@ -153,6 +163,8 @@ pub struct Service {
     pub(super) permissions: Arc<dyn PermissionSource>,
     pub(super) config: ServiceConfig,
     cache: Mutex<StateCache>,
+    /// The per-principal rate of refusal facts.
+    denials: DenialLimiter,
     /// Last heartbeat per server: deliberately not in the log.
     pub(super) heartbeats: Mutex<HashMap<Uuid, Timestamp>>,
     /// Servers count as alive from here until their first heartbeat, so a
@@ -192,6 +204,7 @@ impl Service {
             clock,
             permissions,
             cache: Mutex::new(StateCache::new(config.cache_capacity)),
+            denials: DenialLimiter::new(config.denial_facts_per_minute),
             config,
             heartbeats: Mutex::new(HashMap::new()),
             started_at,
@@ -421,7 +434,10 @@ impl Service {
     }
 
     /// Records a refused attempt and returns the error to give the caller.
-    pub(super) async fn deny(
+    /// Inside a request scope ([`Service::coalescing_denials`]) the refusal
+    /// is counted towards the request's one fact; outside, it is written
+    /// at once. Either way the per-principal rate applies (`app::denials`).
+    pub async fn deny(
         &self,
         by: &Principal,
         action: Action,
@@ -429,46 +445,69 @@ impl Service {
         site_id: Option<Uuid>,
     ) -> AppError {
         let message = format!("{} ({}) may not {} on {}", by.name, by.role, action, target);
-        if let Err(error) = self.record_access_denied(by, action, target, site_id).await {
-            // The refusal stands even if it could not be written down.
-            tracing::error!(%error, "could not record an access denial");
+        if let Some(refusal) = denials::collect(Pending::one(by, action, target, site_id)) {
+            self.write_denial(refusal).await;
         }
         AppError::Forbidden(message)
     }
 
-    /// Appends an `AccessDenied` fact: for refusals the API decides itself
-    /// (queries), as well as those of the use cases.
+    /// Records a refusal the caller decided itself (the API's own checks),
+    /// like [`Service::deny`] but without the error. Never fails: a fact
+    /// that cannot be written is logged (the `Result` is kept for callers
+    /// written against the former signature).
     pub async fn record_access_denied(
         &self,
         by: &Principal,
         action: Action,
         target: &str,
         site_id: Option<Uuid>,
-    ) -> Result<Executed, AppError> {
-        let event = DomainEvent::AccessDenied {
-            principal: by.name.clone(),
-            token_id: Some(by.token_id),
-            role: Some(by.role),
-            action: action.as_str().to_string(),
-            target: target.to_string(),
-            site_id,
-            at: self.now(),
+    ) -> Result<(), AppError> {
+        let _ = self.deny(by, action, target, site_id).await;
+        Ok(())
+    }
+
+    /// Runs `work` (the execution of one API request) so that the refusals
+    /// it meets are written as at most one fact per principal, once `work`
+    /// is done and before its output is handed back.
+    pub async fn coalescing_denials<F: Future>(&self, work: F) -> F::Output {
+        let (output, refusals) = denials::scoped(work).await;
+        for refusal in refusals {
+            self.write_denial(refusal).await;
+        }
+        output
+    }
+
+    /// Refusals so far: all, written as facts, left out by the rate.
+    pub fn denial_counts(&self) -> DenialCounts {
+        self.denials.counts()
+    }
+
+    /// Writes one refusal fact, when the principal's rate admits it. A
+    /// fact that cannot be written is logged: the refusal stands anyway.
+    async fn write_denial(&self, refusal: Pending) {
+        let now = self.now();
+        let principal = refusal.principal.token_id;
+        let Some(suppressed) = self.denials.admit(principal, refusal.refused, now) else {
+            tracing::debug!(
+                principal = %refusal.principal.name,
+                refused = refusal.refused,
+                "refusal over the principal's rate of facts: counted, not written"
+            );
+            return;
         };
+        let event = refusal.fact(suppressed, now);
         let appended = self
             .store
             .append(
                 ACCESS_DENIED_STREAM,
                 ExpectedVersion::Any,
-                vec![NewEvent::new(by.actor(), event.clone())],
+                vec![NewEvent::new(refusal.principal.actor(), event)],
             )
-            .await?;
-        Ok(Executed {
-            last_position: appended.last_position(),
-            positions: appended.positions,
-            version: appended.stream_version,
-            events: vec![event],
-            deduplicated: appended.deduplicated,
-        })
+            .await;
+        if let Err(error) = appended {
+            self.denials.unwrite(principal, refusal.refused, suppressed);
+            tracing::error!(%error, "could not record an access denial");
+        }
     }
 
     /// Turns a domain `Forbidden` (decided inside an aggregate) into a

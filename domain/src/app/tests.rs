@@ -588,6 +588,89 @@ async fn refused_attempts_are_recorded_as_access_denied() {
     }
 }
 
+/// The refusal facts written since `from` (a position).
+async fn refusal_facts(w: &World, from: usize) -> Vec<DomainEvent> {
+    w.all_events()
+        .await
+        .into_iter()
+        .skip(from)
+        .filter(|e| e.stream == ACCESS_DENIED_STREAM)
+        .map(|e| e.payload)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_refusals_of_one_request_are_one_fact_with_their_count() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let viewer = person(Role::Viewer, "vic");
+    let before = w.all_events().await.len();
+    let refused = w
+        .service
+        .coalescing_denials(async {
+            let mut codes = Vec::new();
+            for _ in 0..1000 {
+                let error = w
+                    .service
+                    .authorize(&viewer, Action::ManagePolicies, Target::Site(site_id))
+                    .await
+                    .expect_err("a viewer manages no policies");
+                codes.push(error.code());
+            }
+            codes
+        })
+        .await;
+    assert!(refused.iter().all(|c| *c == Some(ErrorCode::Forbidden)));
+    match refusal_facts(&w, before).await.as_slice() {
+        [DomainEvent::AccessDeniedRepeated {
+            principal,
+            action,
+            refused,
+            suppressed,
+            site_id: site,
+            ..
+        }] => {
+            assert_eq!(
+                (principal.as_str(), action.as_str()),
+                ("vic", "MANAGE_POLICIES")
+            );
+            assert_eq!((*refused, *suppressed, *site), (1000, 0, Some(site_id)));
+        }
+        other => panic!("one coalesced fact, not {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_principal_gets_its_rate_of_refusal_facts_and_the_next_window_says_what_was_left_out() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let viewer = person(Role::Viewer, "vic");
+    let before = w.all_events().await.len();
+    let refuse = || async {
+        w.service
+            .authorize(&viewer, Action::ManagePolicies, Target::Site(site_id))
+            .await
+            .expect_err("refused")
+    };
+    let rate = crate::app::DENIAL_FACTS_PER_MINUTE as usize;
+    for _ in 0..rate + 7 {
+        refuse().await;
+    }
+    assert_eq!(refusal_facts(&w, before).await.len(), rate);
+    let counts = w.service.denial_counts();
+    assert_eq!((counts.facts, counts.unrecorded), (rate as u64, 7));
+    w.clock.advance_secs(60);
+    refuse().await;
+    match refusal_facts(&w, before).await.last() {
+        Some(DomainEvent::AccessDeniedRepeated {
+            refused,
+            suppressed,
+            ..
+        }) => assert_eq!((*refused, *suppressed), (1, 7)),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn the_active_policy_cannot_be_deleted_until_another_is_activated() {
     let w = World::new();

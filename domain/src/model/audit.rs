@@ -6,7 +6,7 @@
 //! | CONFIGURATION | sites, servers (connect, install, settings, disconnect), policies, retention, archive / restore / delete of recordings |
 //! | RECORDING_REASON | why a session was or was not recorded (`RecordingStarted`, `RecordingDeclined`) |
 //! | PLAYBACK | every play and download |
-//! | ACCESS | restrictions, playback permissions, tokens, denied attempts |
+//! | ACCESS | restrictions, playback permissions, tokens, denied attempts (one entry per fact: a coalesced `AccessDeniedRepeated` says how many refusals it stands for) |
 //!
 //! Session events, detections, responses, comments, liveness and install
 //! progress are not admin actions and are not classified. The actor comes
@@ -295,6 +295,19 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
             target.clone(),
             format!("{principal} was denied {action}"),
         ),
+        E::AccessDeniedRepeated {
+            principal,
+            action,
+            target,
+            refused,
+            suppressed,
+            ..
+        } => (
+            Access,
+            "access.denied",
+            target.clone(),
+            denied_detail(principal, action, *refused, *suppressed),
+        ),
         E::LogExported {
             to_position,
             events,
@@ -329,6 +342,20 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
         site_id: event.site_id(),
         detail,
     })
+}
+
+/// The summary of a coalesced refusal fact.
+fn denied_detail(principal: &str, action: &str, refused: u32, suppressed: u64) -> String {
+    let mut detail = format!("{principal} was denied {action}");
+    if refused > 1 {
+        detail.push_str(&format!(" and {} more in the same request", refused - 1));
+    }
+    if suppressed > 0 {
+        detail.push_str(&format!(
+            "; {suppressed} earlier refusals over the rate limit were not written down"
+        ));
+    }
+    detail
 }
 
 #[cfg(test)]
@@ -394,6 +421,22 @@ mod tests {
             at: T0,
         };
         assert_eq!(category(&denied), Some(AuditCategory::Access));
+        let coalesced = DomainEvent::AccessDeniedRepeated {
+            principal: "eve".into(),
+            token_id: None,
+            role: None,
+            action: "VIEW_RECORDING".into(),
+            target: "recordings".into(),
+            site_id: None,
+            refused: 1000,
+            suppressed: 3,
+            at: T0,
+        };
+        let entry = classify(&coalesced).expect("an entry");
+        assert_eq!(entry.category, AuditCategory::Access);
+        assert_eq!(entry.action, "access.denied");
+        assert!(entry.detail.contains("999 more"), "{}", entry.detail);
+        assert!(entry.detail.contains("3 earlier"), "{}", entry.detail);
         let revoked = DomainEvent::TokenRevoked {
             token_id: TOKEN,
             name: "ann".into(),

@@ -403,6 +403,25 @@ pub enum DomainEvent {
         recording_id: Uuid,
         at: Timestamp,
     },
+
+    // ---- access, continued (stream `access-denied`) ------------------------
+    /// Several refusals of one principal as one fact: the `refused` fields
+    /// and operations one request was refused (the first one's action,
+    /// target and site are named), plus the `suppressed` earlier refusals
+    /// of the same principal that were not written down because it was
+    /// over its rate of refusal facts (see `app::denials`). A single
+    /// refusal with nothing suppressed is still an [`DomainEvent::AccessDenied`].
+    AccessDeniedRepeated {
+        principal: String,
+        token_id: Option<Uuid>,
+        role: Option<Role>,
+        action: String,
+        target: String,
+        site_id: Option<Uuid>,
+        refused: u32,
+        suppressed: u64,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -448,6 +467,7 @@ impl DomainEvent {
             DomainEvent::ContentTypeDeclared { .. } => "ContentTypeDeclared",
             DomainEvent::LogExported { .. } => "LogExported",
             DomainEvent::RecordingPartAssigned { .. } => "RecordingPartAssigned",
+            DomainEvent::AccessDeniedRepeated { .. } => "AccessDeniedRepeated",
         }
     }
 
@@ -508,7 +528,7 @@ impl DomainEvent {
             | RetentionRunCompleted { site_id, .. }
             | ContentTypeDeclared { site_id, .. }
             | RecordingPartAssigned { site_id, .. } => Some(*site_id),
-            AccessDenied { site_id, .. } => *site_id,
+            AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
             TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
         }
     }
@@ -697,6 +717,17 @@ mod tests {
                 action: "PLAY_RECORDING".into(),
                 target: "recording:x".into(),
                 site_id: Some(SITE),
+                at: T0,
+            },
+            DomainEvent::AccessDeniedRepeated {
+                principal: "eve".into(),
+                token_id: Some(TOKEN),
+                role: Some(Role::Viewer),
+                action: "VIEW_RECORDING".into(),
+                target: "recordings".into(),
+                site_id: None,
+                refused: 1000,
+                suppressed: 7,
                 at: T0,
             },
         ]

@@ -33,7 +33,7 @@
 //! | [`Retention`] | `retention-<site uuid>` |
 //! | [`Token`] | `token-<uuid>` |
 //! | [`SessionParts`] | `session-<uuid derived from server and session>` |
-//! | `AccessDenied` events | [`ACCESS_DENIED_STREAM`] |
+//! | `AccessDenied`, `AccessDeniedRepeated` events | [`ACCESS_DENIED_STREAM`] |
 
 mod aggregate;
 mod audit;
@@ -101,7 +101,7 @@ pub use token::{
     Role, Target, Token, TokenCommand, TokenError, TokenId,
 };
 
-/// The stream `AccessDenied` events are appended to (no aggregate decides
+/// The stream refusal facts (`AccessDenied`, `AccessDeniedRepeated`) are appended to (no aggregate decides
 /// on them; they are appended with `ExpectedVersion::Any`).
 pub const ACCESS_DENIED_STREAM: &str = "access-denied";
 

@@ -185,8 +185,9 @@ pub struct PendingResponse {
     pub delivered: bool,
 }
 
-/// The longest comment, in characters.
-pub const MAX_COMMENT_CHARS: usize = 4_000;
+/// The longest comment, in characters: the one comment limit (the API
+/// checks the same bound and answers `VALIDATION`; nothing is cut).
+pub const MAX_COMMENT_CHARS: usize = 4_096;
 
 /// A recording as its stream folds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -7,8 +7,9 @@
 //! | `c/` scope, name | counter: `recordings` (not deleted), `live`, `restricted`, `archived`, `deleted`, `storage` (bytes, not deleted), `detections` |
 //! | `day/` scope, day | recordings started that UTC day |
 //! | `dday/` scope, day | detections that day |
-//! | `u/` scope, user / `ut/` scope, count desc, user | recordings per user, and the same ordered by count |
-//! | `a/` scope, app / `at/` scope, count desc, app | recordings per application |
+//! | `u/` scope, user / `ut/` scope, count desc, user | recordings (not deleted) per user, and the same ordered by count |
+//! | `a/` scope, app / `at/` scope, count desc, app | recordings (not deleted) per application |
+//! | `pu/`, `put/`, `pa/`, `pat/` | the same over recordings neither deleted nor restricted |
 //! | `sv/` scope, server state | servers in that state |
 //! | `dt/` scope, type / `dv/` scope, severity | detections by type / severity |
 //! | `rec/` recording | [`DashRecording`] |
@@ -16,6 +17,19 @@
 //! | `ret/` site | the site's `RetentionPolicy` |
 //! | `ec/` site, ended at, recording | - (ended or archived: retention candidates) |
 //! | `ses/` server, session, recording | - (the parts of a session) |
+//!
+//! # Who sees what
+//!
+//! The top lists name people and applications, so they count only
+//! recordings the asker could see: a deleted recording drops out of them
+//! for everyone, and a restricted one counts only for the roles that see
+//! restricted recordings (ADMIN, PRIVILEGED_PLAYER:
+//! [`DashboardQuery::sees_restricted`]); an AUDITOR or a VIEWER gets the
+//! lists of unrestricted recordings. The other figures are counts that
+//! name nobody (totals, storage, restricted and deleted counts, per day,
+//! detections by type and severity) and are the same for every role that
+//! reads the dashboard; "recordings per day" counts recordings started
+//! that day, deleted ones included (it is activity, like the detections).
 //!
 //! "Recordings due for archive/delete" applies the domain's `due` at the
 //! query's `now` to the sessions that have a part older than the policy's
@@ -83,6 +97,16 @@ pub struct DashRecording {
     pub size_bytes: u64,
     /// Applications counted for it (lowercase).
     pub applications: BTreeSet<String>,
+    /// The user counted for it (lowercase).
+    pub user: String,
+}
+
+impl DashRecording {
+    /// Whether it counts in the lists of roles that do not see restricted
+    /// recordings.
+    fn public(&self) -> bool {
+        !self.restricted && self.lifecycle != Lifecycle::Deleted
+    }
 }
 
 /// What the dashboard keeps of a server.
@@ -107,15 +131,43 @@ fn bump(w: &mut Writes, site: Uuid, name: &str, delta: i64) -> Result<()> {
     Ok(())
 }
 
-/// The ranked counters: per user and per application, each counter under
-/// its first tag and its rank key under the second.
-const RANKED: [(&[u8], &[u8]); 2] = [(b"u/", b"ut/"), (b"a/", b"at/")];
+/// The ranked counters: per user and per application, over recordings not
+/// deleted (`u`, `a`) and over those neither deleted nor restricted (`pu`,
+/// `pa`), each counter under its first tag and its rank key under the second.
+const RANKED: [(&[u8], &[u8]); 4] = [
+    (b"u/", b"ut/"),
+    (b"a/", b"at/"),
+    (b"pu/", b"put/"),
+    (b"pa/", b"pat/"),
+];
 
-/// Adds one to a ranked counter (`u`, `a`); its rank key (`ut`, `at`)
+/// Adds `delta` to a ranked counter (`u`, `a`, `pu`, `pa`); its rank key
 /// follows at the commit ([`rank_changed_counters`]).
-fn bump_ranked(w: &mut Writes, tag: &[u8], site: Uuid, item: &str) -> Result<()> {
+fn bump_ranked(w: &mut Writes, tag: &[u8], site: Uuid, item: &str, delta: i64) -> Result<()> {
     for s in scopes(site) {
-        w.add(Key::new(tag).str(&s).str(item).build(), 1)?;
+        w.add(Key::new(tag).str(&s).str(item).build(), delta)?;
+    }
+    Ok(())
+}
+
+/// Counts `r`'s user and applications `delta` times in the lists over
+/// recordings not deleted (`all`) and over public ones (`public`).
+fn count_in_lists(
+    w: &mut Writes,
+    r: &DashRecording,
+    all: bool,
+    public: bool,
+    delta: i64,
+) -> Result<()> {
+    let tags: &[(&[u8], &[u8], bool)] = &[(b"u/", b"a/", all), (b"pu/", b"pa/", public)];
+    for (users, apps, counted) in tags {
+        if !counted {
+            continue;
+        }
+        bump_ranked(w, users, r.site_id, &r.user, delta)?;
+        for app in &r.applications {
+            bump_ranked(w, apps, r.site_id, app, delta)?;
+        }
     }
     Ok(())
 }
@@ -211,7 +263,9 @@ impl Projection<DomainEvent> for DashboardProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: top lists leave deleted recordings out, and have twins over
+        // unrestricted ones.
+        2
     }
 
     fn before_commit(&self, w: &mut Writes) -> Result<()> {
@@ -292,14 +346,23 @@ impl Projection<DomainEvent> for DashboardProjection {
                         1,
                     )?;
                 }
-                bump_ranked(w, b"u/", *site_id, &norm(user))?;
-                let mut apps = BTreeSet::new();
-                for app in applications {
-                    let app = norm(app);
-                    if !app.is_empty() && apps.insert(app.clone()) {
-                        bump_ranked(w, b"a/", *site_id, &app)?;
-                    }
-                }
+                let apps: BTreeSet<String> = applications
+                    .iter()
+                    .map(|app| norm(app))
+                    .filter(|app| !app.is_empty())
+                    .collect();
+                let recording = DashRecording {
+                    site_id: *site_id,
+                    server_id: *server_id,
+                    session_id: session_id.clone(),
+                    lifecycle: Lifecycle::Live,
+                    ended_at: None,
+                    restricted: false,
+                    size_bytes: 0,
+                    applications: apps,
+                    user: norm(user),
+                };
+                count_in_lists(w, &recording, true, true, 1)?;
                 w.insert(
                     Key::new(b"ses/")
                         .uuid(*server_id)
@@ -308,19 +371,7 @@ impl Projection<DomainEvent> for DashboardProjection {
                         .build(),
                     Vec::new(),
                 )?;
-                return w.put_value(
-                    rec_key(*recording_id),
-                    &DashRecording {
-                        site_id: *site_id,
-                        server_id: *server_id,
-                        session_id: session_id.clone(),
-                        lifecycle: Lifecycle::Live,
-                        ended_at: None,
-                        restricted: false,
-                        size_bytes: 0,
-                        applications: apps,
-                    },
-                );
+                return w.put_value(rec_key(*recording_id), &recording);
             }
             _ => {}
         }
@@ -342,21 +393,24 @@ impl Projection<DomainEvent> for DashboardProjection {
                 SessionEventType::AppStart => se.application().map(norm).filter(|a| !a.is_empty()),
                 _ => None,
             };
-            let mut site = None;
+            let mut counted = None;
             w.update_value(&rec_key(id), |r: &mut DashRecording| {
                 let Some(app) = &app else {
                     return Ok(false);
                 };
-                if r.applications.contains(app) {
+                if r.lifecycle == Lifecycle::Deleted || r.applications.contains(app) {
                     return Ok(false);
                 }
                 r.applications.insert(app.clone());
-                site = Some(r.site_id);
+                counted = Some((r.site_id, r.public()));
                 Ok(true)
             })?
             .ok_or_else(unknown)?;
-            if let (Some(site), Some(app)) = (site, app) {
-                bump_ranked(w, b"a/", site, &app)?;
+            if let (Some((site, public)), Some(app)) = (counted, app) {
+                bump_ranked(w, b"a/", site, &app, 1)?;
+                if public {
+                    bump_ranked(w, b"pa/", site, &app, 1)?;
+                }
             }
             return Ok(());
         }
@@ -404,10 +458,12 @@ impl Projection<DomainEvent> for DashboardProjection {
             E::RecordingRestricted { .. } if !r.restricted => {
                 r.restricted = true;
                 bump(w, site, "restricted", 1)?;
+                count_in_lists(w, &old, false, old.public(), -1)?;
             }
             E::RecordingRestrictionRemoved { .. } if r.restricted => {
                 r.restricted = false;
                 bump(w, site, "restricted", -1)?;
+                count_in_lists(w, &r, false, r.public(), 1)?;
             }
             E::RecordingArchived { .. } => {
                 r.lifecycle = Lifecycle::Archived;
@@ -429,6 +485,8 @@ impl Projection<DomainEvent> for DashboardProjection {
                 }
                 bump(w, site, "recordings", -1)?;
                 bump(w, site, "deleted", 1)?;
+                // Nobody sees it any more: out of every top list.
+                count_in_lists(w, &old, true, old.public(), -1)?;
                 // The content is destroyed: its bytes no longer count.
                 bump(
                     w,
@@ -474,6 +532,9 @@ pub struct DashboardQuery {
     pub now: Timestamp,
     /// Length of the top lists.
     pub top: usize,
+    /// Whether the asker sees restricted recordings (ADMIN,
+    /// PRIVILEGED_PLAYER): else the top lists count only unrestricted ones.
+    pub sees_restricted: bool,
 }
 
 impl DashboardQuery {
@@ -583,7 +644,12 @@ impl Dashboard {
                 }
             }
             v.detections_in_range += self.sum_days(b"dday/", s, first_day, last_day)?;
-            for (tag, target) in [(&b"ut/"[..], &mut users), (&b"at/"[..], &mut apps)] {
+            let (user_ranks, app_ranks): (&[u8], &[u8]) = if query.sees_restricted {
+                (b"ut/", b"at/")
+            } else {
+                (b"put/", b"pat/")
+            };
+            for (tag, target) in [(user_ranks, &mut users), (app_ranks, &mut apps)] {
                 let prefix = Key::new(tag).str(s).build();
                 for kv in self.tree.scan_prefix(&prefix).take(fetch) {
                     let (k, _) = kv?;

@@ -450,6 +450,7 @@ fn the_dashboard_counts_per_site_and_overall() {
         to: None,
         now: T0.plus_days(1),
         top: 5,
+        sees_restricted: true,
     };
     let all = f.dashboard().view(&q(SiteScope::All)).unwrap();
     assert_eq!(
@@ -503,6 +504,87 @@ fn the_dashboard_counts_per_site_and_overall() {
 }
 
 #[test]
+fn the_dashboard_top_lists_leave_out_deleted_recordings_and_restricted_ones_for_who_cannot_see_them(
+) {
+    let rec = |n: u128, user: &str, app: &str| Rec {
+        user: user.into(),
+        apps: vec![app.into()],
+        ..Rec::new(n)
+    };
+    let (kept, secret, gone) = (
+        rec(1, "CORP\\ann", "Excel"),
+        rec(2, "CORP\\spy", "Tor"),
+        rec(3, "CORP\\old", "Fax"),
+    );
+    let mut f = Folded::given([
+        kept.started(),
+        kept.ended_after_secs(60),
+        secret.started(),
+        secret.app_started(1, "keylogger.exe", 1_000),
+        secret.ended_after_secs(60),
+        secret.restricted("root", "investigation", at_min(5)),
+        gone.started(),
+        gone.ended_after_secs(60),
+        gone.deleted(),
+    ]);
+    let view = |f: &Folded, sees_restricted| {
+        f.dashboard()
+            .view(&DashboardQuery {
+                sites: SiteScope::All,
+                from: None,
+                to: None,
+                now: T0.plus_days(1),
+                top: 10,
+                sees_restricted,
+            })
+            .unwrap()
+    };
+    let names = |list: &[(String, u64)]| list.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    // Who sees restricted recordings sees them in the lists; nobody sees
+    // the deleted one there.
+    let full = view(&f, true);
+    assert_eq!(names(&full.top_users), ["corp\\ann", "corp\\spy"]);
+    assert_eq!(
+        names(&full.top_applications),
+        ["excel", "keylogger.exe", "tor"]
+    );
+    // An AUDITOR or VIEWER: neither the restricted nor the deleted one.
+    let viewer = view(&f, false);
+    assert_eq!(names(&viewer.top_users), ["corp\\ann"]);
+    assert_eq!(names(&viewer.top_applications), ["excel"]);
+    // The counts that name nobody are the same for both.
+    assert_eq!(
+        (
+            viewer.recordings_total,
+            viewer.restricted_count,
+            viewer.deleted_count
+        ),
+        (2, 1, 1)
+    );
+    // Lifting the restriction brings it back; deleting it takes it out for all.
+    f.apply(
+        admin(),
+        [DomainEvent::RecordingRestrictionRemoved {
+            recording_id: secret.id,
+            site_id: SITE,
+            reason: "closed".into(),
+            by: "root".into(),
+            at: at_min(30),
+        }],
+    );
+    assert_eq!(
+        names(&view(&f, false).top_users),
+        ["corp\\ann", "corp\\spy"]
+    );
+    f.apply(admin(), [secret.deleted()]);
+    for sees_restricted in [true, false] {
+        let after = view(&f, sees_restricted);
+        assert_eq!(names(&after.top_users), ["corp\\ann"]);
+        assert_eq!(names(&after.top_applications), ["excel"]);
+    }
+}
+
+#[test]
 fn the_dashboard_counts_what_retention_will_archive_and_delete() {
     let old = Rec {
         session: "x".into(),
@@ -546,6 +628,7 @@ fn the_dashboard_counts_what_retention_will_archive_and_delete() {
             to: None,
             now: T0.plus_days(3),
             top: 3,
+            sees_restricted: true,
         })
         .unwrap();
     assert_eq!((view.pending_archive, view.pending_delete), (1, 0));
@@ -867,6 +950,7 @@ fn the_dashboard_keeps_one_rank_key_per_ranked_counter_whatever_the_batches() {
             to: None,
             now: T0.plus_days(1),
             top: 5,
+            sees_restricted: true,
         })
         .unwrap();
     assert_eq!(

@@ -296,7 +296,9 @@ async fn assert_only_refusals_since(admin: &Client, head: u64) {
         .filter(|n| n["position"].as_u64().unwrap() > head)
         .collect();
     assert!(
-        after.iter().all(|n| n["type"] == "AccessDenied"),
+        after
+            .iter()
+            .all(|n| n["type"] == "AccessDenied" || n["type"] == "AccessDeniedRepeated"),
         "a refused simulation wrote: {after:?}"
     );
 }
