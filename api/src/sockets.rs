@@ -246,7 +246,9 @@ impl Executor for SocketExecutor {
                 Ok((_, budget)) => budget,
                 Err(e) => return error_response(e),
             };
-            match tokio::time::timeout(budget, this.state.schema().execute(request)).await {
+            let execution = this.state.schema().execute(request);
+            let scoped = crate::graphql::in_request(this.state.core(), execution);
+            match tokio::time::timeout(budget, scoped).await {
                 Ok(response) => response,
                 Err(_) => error_response(budget_spent(budget)),
             }
@@ -292,10 +294,13 @@ impl Executor for SocketExecutor {
                 })
                 .boxed();
         }
-        // A query or mutation: one answer, within the time budget.
+        // A query or mutation: one answer, within the time budget, in one
+        // request scope (one refusal fact, one playback per recording).
+        let state = self.state.clone();
         let answer = async move {
             let mut responses = schema.execute_stream_with_session_data(request, data);
-            match tokio::time::timeout(budget, responses.next()).await {
+            let first = crate::graphql::in_request(state.core(), responses.next());
+            match tokio::time::timeout(budget, first).await {
                 Ok(Some(response)) => response,
                 Ok(None) => Response::default(),
                 Err(_) => error_response(budget_spent(budget)),

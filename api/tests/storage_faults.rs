@@ -283,7 +283,17 @@ async fn a_failing_disk_answers_unavailable_and_heals_in_place_and_by_reopening(
     srs.stop().await;
 
     // Gapless and intact on disk.
-    let db = srs_domain::log::open_db(&data, 16 << 20).unwrap();
+    // The stopped server's threads release their handles as they end.
+    let mut tries = 0;
+    let db = loop {
+        match srs_domain::log::open_db(&data, 16 << 20) {
+            Err(srs_domain::log::LogError::Locked { .. }) if tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            opened => break opened.unwrap(),
+        }
+    };
     let tree = db.open_tree(LOG_TREE).unwrap();
     let report = verify::<DomainEvent>(&tree, 1, |_| {}).unwrap();
     assert!(report.is_intact(), "{:?}", report.breach);
