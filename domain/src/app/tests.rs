@@ -986,6 +986,9 @@ async fn a_recording_the_caller_may_not_see_answers_like_an_absent_or_deleted_on
     for (who, by) in callers {
         let mut answers = Vec::new();
         for id in [hidden, deleted, absent] {
+            // A fresh minute: each target's refusals fit the principal's
+            // rate of refusal facts, so every one of them is written.
+            w.clock.advance_secs(61);
             let head = w.all_events().await.len();
             let outcomes = [
                 w.service
