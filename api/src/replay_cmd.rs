@@ -298,8 +298,19 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes beside the target and renames, so a failed export leaves no
-/// file that looks complete.
+/// file that looks complete. A target that exists and is not a regular
+/// file (a device such as `/dev/null` or `/dev/stdout`, a pipe) is written
+/// straight into: renaming over it would replace the device with a file.
 fn export_to_file(data: &DataDir, file: &Path) -> Result<srs_replay::ExportSummary, ReplayError> {
+    if std::fs::metadata(file).is_ok_and(|meta| !meta.is_file()) {
+        let mut out = BufWriter::with_capacity(
+            256 * 1024,
+            std::fs::OpenOptions::new().write(true).open(file)?,
+        );
+        let summary = srs_replay::export(&data.store, &mut out)?;
+        out.flush()?;
+        return Ok(summary);
+    }
     let mut partial = file.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);

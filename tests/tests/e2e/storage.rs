@@ -162,6 +162,15 @@ async fn data_files_are_private_and_reading_commands_work_on_a_read_only_copy() 
     let (code, _, stderr) = run_srs(&["export", "--data", ro_arg, "/dev/null"], &[]);
     assert_eq!(code, Some(0), "export: {stderr}");
     assert!(stderr.contains("not recorded"), "{stderr}");
+    // Exporting into a device writes into it, never renames over it.
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device(),
+        "export replaced /dev/null with a file"
+    );
     let (code, stdout, stderr) = run_srs(&["projections", "--data", ro_arg], &[]);
     assert_eq!(code, Some(0), "projections: {stdout}{stderr}");
     assert_eq!(
