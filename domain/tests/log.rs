@@ -385,6 +385,105 @@ async fn a_global_range_reads_from_a_position() {
     assert_eq!(log.read_all(0, 3).await.unwrap()[0].position, 1);
 }
 
+#[tokio::test]
+async fn a_guarded_append_commits_only_while_its_guard_stream_stands_still() {
+    let dir = tempdir();
+    let log = open(dir.path());
+    // No guard stream yet: version 0 admits it.
+    let first = log
+        .append_guarded(
+            "target",
+            ExpectedVersion::Any,
+            events(0..1),
+            vec![("guard".into(), ExpectedVersion::Exact(0))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.positions, vec![1]);
+    let _ = log
+        .append("guard", ExpectedVersion::NoStream, events(1..2))
+        .await
+        .unwrap();
+    // The guard moved to version 1: an append still expecting 0 is refused,
+    // naming the guard, and writes nothing.
+    let stale = log
+        .append_guarded(
+            "target",
+            ExpectedVersion::Any,
+            events(2..3),
+            vec![("guard".into(), ExpectedVersion::Exact(0))],
+        )
+        .await
+        .unwrap_err();
+    match stale {
+        AppendError::Conflict(conflict) => assert_eq!(
+            conflict,
+            Conflict {
+                stream: "guard".into(),
+                expected: ExpectedVersion::Exact(0),
+                actual: Some(1),
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(log.head().position, 2);
+    assert_eq!(log.stream_version("guard").await.unwrap(), Some(1));
+    let fresh = log
+        .append_guarded(
+            "target",
+            ExpectedVersion::Exact(1),
+            events(3..4),
+            vec![("guard".into(), ExpectedVersion::Exact(1))],
+        )
+        .await
+        .unwrap();
+    assert_eq!((fresh.positions, fresh.stream_version), (vec![3], 2));
+    // The guard is read, not written.
+    assert_eq!(log.stream_version("guard").await.unwrap(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_a_guard_move_and_a_guarded_append_in_one_group_only_one_view_wins() {
+    // Many rounds of a racing pair: a write to the guard stream and an
+    // append guarded by the guard's version before that write. Whatever
+    // the group commit does, the guarded append never commits after the
+    // guard moved.
+    let dir = tempdir();
+    let log = open(dir.path());
+    for round in 0..50u64 {
+        let guard = format!("guard-{round}");
+        let (mover, guarded) = (log.clone(), log.clone());
+        let (g1, g2) = (guard.clone(), guard.clone());
+        let move_guard = tokio::spawn(async move {
+            mover
+                .append(&g1, ExpectedVersion::NoStream, events(round..round + 1))
+                .await
+        });
+        let append = tokio::spawn(async move {
+            guarded
+                .append_guarded(
+                    &format!("target-{round}"),
+                    ExpectedVersion::NoStream,
+                    events(round..round + 1),
+                    vec![(g2, ExpectedVersion::NoStream)],
+                )
+                .await
+        });
+        let moved = move_guard.await.unwrap().unwrap();
+        match append.await.unwrap() {
+            Ok(appended) => assert!(
+                appended.positions[0] < moved.positions[0],
+                "round {round}: the guarded append committed after its guard moved"
+            ),
+            Err(AppendError::Conflict(conflict)) => assert_eq!(conflict.stream, guard),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(verify::<TestEvent>(log.tree(), 1, |_| {})
+        .unwrap()
+        .is_intact());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_conflicting_append_fails_alone_and_the_rest_of_its_group_commits() {
     let dir = tempdir();

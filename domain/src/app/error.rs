@@ -5,8 +5,8 @@ use thiserror::Error;
 
 use crate::log::{AppendError, Conflict, LogError};
 use crate::model::{
-    Coded, ErrorCode, PermissionError, PolicyError, RecordingError, RetentionError, ServerError,
-    SessionError, SiteError, TokenError,
+    Coded, ErrorCode, HoldError, PermissionError, PolicyError, RecordingError, RetentionError,
+    ServerError, SessionError, SiteError, TokenError,
 };
 
 /// Why a use case failed. [`AppError::code`] is what the API reports.
@@ -28,6 +28,9 @@ pub enum AppError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// Legal holds; a deletion of a held recording is `CONFLICT`.
+    #[error(transparent)]
+    Hold(#[from] HoldError),
     /// The stream moved on: a stale expected version, or retries exhausted.
     #[error(transparent)]
     Conflict(#[from] Conflict),
@@ -57,6 +60,7 @@ impl AppError {
             AppError::Retention(e) => e.code(),
             AppError::Token(e) => e.code(),
             AppError::Session(e) => e.code(),
+            AppError::Hold(e) => e.code(),
             AppError::Conflict(_) => ErrorCode::Conflict,
             AppError::NotFound(_) => ErrorCode::NotFound,
             AppError::Validation(_) => ErrorCode::Validation,

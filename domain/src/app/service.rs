@@ -334,6 +334,37 @@ impl Service {
         }
     }
 
+    /// Runs `command` on aggregate `id` like [`Service::execute`], its
+    /// append guarded by `guard` (a stream and the version the caller
+    /// decided on). A conflict on the aggregate's own stream is decided
+    /// again on the fresh state; a moved guard is returned as the conflict
+    /// it is, for the caller to decide again on the guard's new state.
+    pub(super) async fn execute_guarded<A: Aggregate>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        actor: &Actor,
+        guard: (String, u64),
+    ) -> Result<Executed, AppError>
+    where
+        AppError: From<A::Error>,
+    {
+        let mut retries = 0;
+        loop {
+            let loaded = self.load::<A>(id).await?;
+            let events = loaded.state.decide(command.clone())?;
+            let guards = vec![(guard.0.clone(), ExpectedVersion::Exact(guard.1))];
+            match self.append_guarded(&loaded, events, actor, guards).await {
+                Err(AppError::Conflict(conflict))
+                    if conflict.stream == loaded.stream && retries < self.config.max_retries =>
+                {
+                    retries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Appends `events` to the loaded stream expecting its loaded version,
     /// each under its natural id when it has one, all correlated to the
     /// first. Keeps the cache in step.
@@ -342,6 +373,18 @@ impl Service {
         loaded: &Loaded<A>,
         events: Vec<DomainEvent>,
         actor: &Actor,
+    ) -> Result<Executed, AppError> {
+        self.append_guarded(loaded, events, actor, Vec::new()).await
+    }
+
+    /// [`Service::append`], committed only while every guard stream is at
+    /// its given version (see `EventStore::append_guarded`).
+    pub(super) async fn append_guarded<A: Aggregate>(
+        &self,
+        loaded: &Loaded<A>,
+        events: Vec<DomainEvent>,
+        actor: &Actor,
+        guards: Vec<(String, ExpectedVersion)>,
     ) -> Result<Executed, AppError> {
         if events.is_empty() {
             return Ok(Executed::unchanged(loaded));
@@ -376,17 +419,19 @@ impl Service {
         }
         let appended = match self
             .store
-            .append(
+            .append_guarded(
                 &loaded.stream,
                 ExpectedVersion::Exact(loaded.version),
                 new_events,
+                guards,
             )
             .await
         {
             Ok(appended) => appended,
             Err(error) => {
-                if matches!(error, AppendError::Conflict(_)) {
-                    self.cache().invalidate(&loaded.stream);
+                if let AppendError::Conflict(conflict) = &error {
+                    // The stream that moved: ours or a guard.
+                    self.cache().invalidate(&conflict.stream);
                 }
                 return Err(error.into());
             }

@@ -26,7 +26,20 @@
 //! `Range` requests of one player never conflict and the log's idempotency
 //! by event id makes a burst of them one fact (the same id twice in one
 //! group commit, or in two groups, is stored once and both are answered
-//! with its position).
+//! with its position). A `recordingEvents` subscription is one such fact
+//! of kind `Live` when it starts, refused (and recorded as a refusal) when
+//! the recording's server has `livePlaybackEnabled: false`.
+//!
+//! # Legal holds
+//!
+//! Only an ADMIN (of the hold's site) places and releases holds. A hold
+//! on recordings names recordings of one site that exist and are not
+//! deleted; an id the caller may not see is `NOT_FOUND` as everywhere. A
+//! deletion (`deleteRecording` or retention) loads the holds, refuses a
+//! session any part of which is held (`CONFLICT`, naming the hold), and
+//! appends each `RecordingDeleted` guarded by the holds stream's version
+//! (see `model::hold`): a hold placed meanwhile makes the append fail, and
+//! the deletion is decided again on the holds as they now are.
 
 use std::collections::BTreeSet;
 
@@ -41,14 +54,15 @@ use crate::log::{ExpectedVersion, NewEvent};
 use crate::model::{
     can_view_recording, derived_id, evaluate, hash_secret, is_system_policy, legacy_recording_id,
     may, session_key, system_policy, Action, Aggregate, AnyPolicy, CommentSeverity, Deployment,
-    DetectionPolicyBody, DomainEvent, InstallOptions, InstallStatus, InstallStep, Lifecycle,
-    PermissionCommand, PlaybackKind, PlaybackPermission, PlaybackScope, Policy, PolicyBody,
-    PolicyCommand, PolicyDef, PolicyFacts, PolicyId, PolicyKind, Principal, Recording,
-    RecordingAction, RecordingCommand, RecordingDecision, RecordingError, RecordingFacts as Facts,
-    RecordingFacts, RecordingPolicyBody, ResponsePolicyBody, Retention, RetentionCommand,
-    RetentionPolicy, Role, Server, ServerCommand, ServerError, SessionAttributes, SessionCommand,
-    SessionEvent, SessionEventType, SessionParts, SettingsPatch, Site, SiteCommand, SiteError,
-    StartRecording, Target, Token, TokenCommand, Transition, MAX_BATCH,
+    DetectionPolicyBody, DomainEvent, HoldCommand, HoldError, HoldScope, InstallOptions,
+    InstallStatus, InstallStep, LegalHolds, Lifecycle, PermissionCommand, PlaybackKind,
+    PlaybackPermission, PlaybackScope, Policy, PolicyBody, PolicyCommand, PolicyDef, PolicyFacts,
+    PolicyId, PolicyKind, Principal, Recording, RecordingAction, RecordingCommand,
+    RecordingDecision, RecordingError, RecordingFacts as Facts, RecordingFacts,
+    RecordingPolicyBody, ResponsePolicyBody, Retention, RetentionCommand, RetentionPolicy, Role,
+    Server, ServerCommand, ServerError, SessionAttributes, SessionCommand, SessionEvent,
+    SessionEventType, SessionParts, SettingsPatch, Site, SiteCommand, SiteError, StartRecording,
+    Target, Token, TokenCommand, Transition, LEGAL_HOLDS_STREAM, MAX_BATCH,
 };
 use crate::time::Timestamp;
 
@@ -1351,6 +1365,9 @@ impl Service {
         kind: PlaybackKind,
     ) -> Result<Executed, AppError> {
         let loaded = self.playable(by, recording_id, kind).await?;
+        if kind == PlaybackKind::Live {
+            self.check_live_playback(by, &loaded.state).await?;
+        }
         let now = self.now();
         let grants = match loaded.state.facts() {
             Some(facts) => self.permissions.grants(by, facts.site_id).await?,
@@ -1366,6 +1383,7 @@ impl Service {
         let kind_tag: &[u8] = match kind {
             PlaybackKind::Play => b"play",
             PlaybackKind::Download => b"download",
+            PlaybackKind::Live => b"live",
         };
         let event_id = derived_id(
             "srs:played",
@@ -1397,6 +1415,34 @@ impl Service {
             },
             deduplicated: appended.deduplicated,
         })
+    }
+
+    /// Watching live obeys the recording's server: with
+    /// `livePlaybackEnabled: false` it is refused (`FORBIDDEN`), and the
+    /// refusal is recorded like every other.
+    async fn check_live_playback(
+        &self,
+        by: &Principal,
+        recording: &Recording,
+    ) -> Result<(), AppError> {
+        let server_id = recording.server_id;
+        let (server, _) = self.server(server_id).await?;
+        if server.state.settings.live_playback_enabled {
+            return Ok(());
+        }
+        let recording_id = recording.id.unwrap_or_default();
+        let _ = self
+            .deny(
+                by,
+                Action::PlayRecording,
+                &format!("recording:{recording_id}"),
+                Some(recording.site_id),
+            )
+            .await;
+        Err(AppError::Forbidden(format!(
+            "live playback is disabled on server {server_id} (livePlaybackEnabled is false): \
+             recording {recording_id} cannot be watched live"
+        )))
     }
 
     /// The recording, once `by` may play it: `NOT_FOUND` when `by` may not
@@ -1495,12 +1541,43 @@ impl Service {
     /// untouched; parts already where the move leads are skipped. Parts
     /// are separate streams: a failure midway leaves a prefix done, and
     /// repeating the call completes it.
+    ///
+    /// A deletion is refused (`CONFLICT`, naming the hold) when a legal
+    /// hold covers any part, and each part's deletion is appended guarded
+    /// by the legal holds' stream version; a hold placed or released
+    /// meanwhile makes it decide again on the holds as they now are.
     pub async fn apply_to_session(
         &self,
         recording_id: Uuid,
         via: Transition,
         actor: &Actor,
     ) -> Result<Executed, AppError> {
+        let mut retries = 0;
+        loop {
+            match self.apply_to_session_once(recording_id, via, actor).await {
+                Err(AppError::Conflict(conflict))
+                    if conflict.stream == LEGAL_HOLDS_STREAM
+                        && retries < self.config.max_retries =>
+                {
+                    tracing::debug!(%conflict, retries, "the legal holds moved during a deletion; deciding again");
+                    retries += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn apply_to_session_once(
+        &self,
+        recording_id: Uuid,
+        via: Transition,
+        actor: &Actor,
+    ) -> Result<Executed, AppError> {
+        // Loaded first: the version every deletion below is guarded by.
+        let holds = match via {
+            Transition::Delete => Some(self.load::<LegalHolds>(Uuid::nil()).await?),
+            _ => None,
+        };
         let (recording, _) = self.recording(recording_id).await?;
         let (server_id, session_id) = (
             recording.state.server_id,
@@ -1518,11 +1595,15 @@ impl Service {
                 // Assigned but never started: nothing to move.
                 continue;
             }
-            parts.push((id, loaded.state.lifecycle));
+            parts.push((id, loaded.state.lifecycle, loaded.state.facts()));
         }
-        if !parts.iter().any(|(id, _)| *id == recording_id) {
+        if !parts.iter().any(|(id, _, _)| *id == recording_id) {
             // A recording the session's index does not list.
-            parts.push((recording_id, recording.state.lifecycle));
+            parts.push((
+                recording_id,
+                recording.state.lifecycle,
+                recording.state.facts(),
+            ));
         }
         let target = match via {
             Transition::Archive => Lifecycle::Archived,
@@ -1535,7 +1616,8 @@ impl Service {
             }
         };
         let mut todo = Vec::new();
-        for (id, lifecycle) in parts {
+        let mut todo_facts = Vec::new();
+        for (id, lifecycle, facts) in parts {
             let legal = crate::model::transition(lifecycle, via).is_some();
             // The other parts follow the one asked for: those already past
             // the move (or never recorded) are skipped, a live one stops it.
@@ -1557,6 +1639,10 @@ impl Service {
                 .into());
             }
             todo.push(id);
+            todo_facts.extend(facts);
+        }
+        if let Some(holds) = &holds {
+            holds.state.check_deletable(&todo_facts)?;
         }
         let now = self.now();
         let mut outcomes = Vec::new();
@@ -1566,7 +1652,15 @@ impl Service {
                 Transition::Restore => RecordingCommand::Restore { now },
                 _ => RecordingCommand::Delete { now },
             };
-            outcomes.push(self.execute::<Recording>(id, command, actor, None).await?);
+            let outcome = match &holds {
+                Some(holds) => {
+                    let guard = (holds.stream.clone(), holds.version);
+                    self.execute_guarded::<Recording>(id, command, actor, guard)
+                        .await?
+                }
+                None => self.execute::<Recording>(id, command, actor, None).await?,
+            };
+            outcomes.push(outcome);
         }
         if outcomes.is_empty() {
             return Ok(Executed {
@@ -1601,19 +1695,159 @@ impl Service {
 
     /// Records a finished retention run of `site_id` (the scheduler, or
     /// `runRetentionNow` after its own authorization).
+    /// `held`: recordings due for deletion that legal holds kept.
     pub async fn complete_retention_run(
         &self,
         site_id: Uuid,
         archived: u64,
         deleted: u64,
+        held: u64,
         actor: &Actor,
     ) -> Result<Executed, AppError> {
         let command = RetentionCommand::CompleteRun {
             archived,
             deleted,
+            held,
             now: self.now(),
         };
         self.execute::<Retention>(site_id, command, actor, None)
+            .await
+    }
+
+    // ---- legal holds --------------------------------------------------------
+
+    /// The legal holds as the write side knows them (every hold, released
+    /// ones too).
+    pub async fn legal_holds(&self) -> Result<Loaded<LegalHolds>, AppError> {
+        self.load::<LegalHolds>(Uuid::nil()).await
+    }
+
+    /// `placeLegalHold` (ADMIN of the hold's site). `site_id` is required
+    /// for a users or site scope; for a recordings scope it is optional and
+    /// must then be the recordings' site. Everything is checked before the
+    /// one event is written.
+    pub async fn place_legal_hold(
+        &self,
+        by: &Principal,
+        site_id: Option<Uuid>,
+        scope: HoldScope,
+        reason: &str,
+    ) -> Result<Created, AppError> {
+        // Shape first (counts, blanks): cheap, and before any loading.
+        let scope = scope.normalized()?;
+        let site_id = match &scope {
+            HoldScope::Recordings { recording_ids } => {
+                self.hold_recordings_site(by, site_id, recording_ids)
+                    .await?
+            }
+            HoldScope::Users { .. } | HoldScope::Site => site_id.ok_or_else(|| {
+                HoldError::Invalid("a hold on a site or on users needs a siteId".into())
+            })?,
+        };
+        self.authorize(by, Action::ManageLegalHolds, Target::Site(site_id))
+            .await?;
+        self.site(site_id).await?;
+        let hold_id = Uuid::now_v7();
+        let command = HoldCommand::Place {
+            hold_id,
+            site_id,
+            scope,
+            reason: reason.to_string(),
+            by: by.name.clone(),
+            now: self.now(),
+        };
+        let executed = self
+            .execute::<LegalHolds>(hold_id, command, &by.actor(), None)
+            .await?;
+        Ok(Created {
+            id: hold_id,
+            executed,
+        })
+    }
+
+    /// The one site of the recordings a hold names, once each exists, is
+    /// visible to `by` (else `NOT_FOUND`, as everywhere) and not deleted.
+    async fn hold_recordings_site(
+        &self,
+        by: &Principal,
+        site_id: Option<Uuid>,
+        recording_ids: &[Uuid],
+    ) -> Result<Uuid, AppError> {
+        let mut site = site_id;
+        for &recording_id in recording_ids {
+            let (recording, facts, _) = self
+                .recording_for(by, Action::ManageLegalHolds, recording_id, false)
+                .await?;
+            match recording.state.lifecycle {
+                Lifecycle::Deleted => {
+                    return Err(HoldError::Invalid(format!(
+                        "recording {recording_id} was deleted: there is nothing left to hold"
+                    ))
+                    .into())
+                }
+                Lifecycle::Declined => {
+                    return Err(HoldError::Invalid(format!(
+                        "session {recording_id} was not recorded: there is nothing to hold"
+                    ))
+                    .into())
+                }
+                _ => {}
+            }
+            match site {
+                Some(site) if site != facts.site_id => {
+                    return Err(HoldError::Invalid(format!(
+                        "recording {recording_id} belongs to site {}, not {site}: one hold \
+                         covers recordings of one site (place one hold per site)",
+                        facts.site_id
+                    ))
+                    .into())
+                }
+                Some(_) => {}
+                None => site = Some(facts.site_id),
+            }
+        }
+        site.ok_or_else(|| {
+            HoldError::Invalid("a hold on recordings names at least one recording".into()).into()
+        })
+    }
+
+    /// `releaseLegalHold` (ADMIN of the hold's site). A hold the caller may
+    /// not read is `NOT_FOUND`, as an absent one.
+    pub async fn release_legal_hold(
+        &self,
+        by: &Principal,
+        hold_id: Uuid,
+        reason: Option<&str>,
+    ) -> Result<Executed, AppError> {
+        let holds = self.legal_holds().await?;
+        let site_id = holds.state.holds.get(&hold_id).map(|h| h.site_id);
+        let readable = match site_id {
+            Some(site_id) => may(by, Action::ReadLegalHolds, Target::Site(site_id)),
+            None => may(by, Action::ReadLegalHolds, Target::Global),
+        };
+        if !readable {
+            let _ = self
+                .deny(
+                    by,
+                    Action::ManageLegalHolds,
+                    &format!("legal-hold:{hold_id}"),
+                    site_id,
+                )
+                .await;
+            return Err(HoldError::NotFound(hold_id).into());
+        }
+        let Some(site_id) = site_id else {
+            return Err(HoldError::NotFound(hold_id).into());
+        };
+        self.authorize(by, Action::ManageLegalHolds, Target::Site(site_id))
+            .await?;
+        let command = HoldCommand::Release {
+            hold_id,
+            reason: reason.map(str::to_string),
+            by: by.name.clone(),
+            now: self.now(),
+        };
+        self.execute::<LegalHolds>(hold_id, command, &by.actor(), None)
             .await
     }
 

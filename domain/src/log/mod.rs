@@ -9,7 +9,9 @@
 //!   stream's versions start at 1 and increase by one. Positions are assigned
 //!   by the single writer inside the commit, never by a counter outside it.
 //! * **Atomic.** The events of one append are written in one sled batch: all
-//!   of them or none, also across a crash.
+//!   of them or none, also across a crash. A guarded append
+//!   ([`EventStore::append_guarded`]) also checks other streams' versions
+//!   in that commit.
 //! * **Idempotent.** Every event carries an id. Appending ids that are already
 //!   stored returns the stored positions and writes nothing, also after a
 //!   restart: the id index is persisted in the same batch as the events.
@@ -79,6 +81,31 @@ pub trait EventStore<E: Event>: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> Result<Appended, AppendError>;
+
+    /// Appends `events` to `stream` if it is at `expected` **and** every
+    /// guard stream is at its expected version, checked in the same commit
+    /// (a guard is only read, never written). A guard that moved fails the
+    /// append with a [`Conflict`] naming the guard stream. This is how a
+    /// decision that rests on another aggregate (a deletion on the legal
+    /// holds) stays true when it is written. All or nothing; with no
+    /// guards it is [`EventStore::append`].
+    ///
+    /// The default refuses guards: a backend must check them inside its
+    /// commit, or not claim to.
+    async fn append_guarded(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+        guards: Vec<(String, ExpectedVersion)>,
+    ) -> Result<Appended, AppendError> {
+        if guards.is_empty() {
+            return self.append(stream, expected, events).await;
+        }
+        Err(AppendError::Invalid(
+            "this log backend cannot check other streams' versions in an append".into(),
+        ))
+    }
 
     /// Up to `max` events from global position `from` (inclusive), durable only.
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Envelope<E>>, LogError>;

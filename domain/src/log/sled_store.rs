@@ -341,6 +341,8 @@ struct Request {
     stream: String,
     expected: ExpectedVersion,
     events: Vec<Prepared>,
+    /// Other streams that must be at these versions (read, not written).
+    guards: Vec<(String, ExpectedVersion)>,
     reply: Reply,
 }
 
@@ -434,6 +436,40 @@ impl<E: Event> SledEventStore<E> {
     pub fn flush(&self) -> Result<(), LogError> {
         self.reader.db.flush()?;
         Ok(())
+    }
+
+    /// Queues one append (with its guards) to the writer and waits for
+    /// its answer, which comes after the flush that made it durable.
+    async fn enqueue(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+        guards: Vec<(String, ExpectedVersion)>,
+    ) -> Result<Appended, AppendError> {
+        validate_append(stream, events.len())?;
+        for (guard, _) in &guards {
+            validate_append(guard, 1)?;
+        }
+        let events = Self::prepare(events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            guards,
+            reply,
+        };
+        {
+            let queue = self
+                .writer
+                .queue
+                .lock()
+                .map_err(|_| LogError::WriterStopped)?;
+            let queue = queue.as_ref().ok_or(LogError::WriterStopped)?;
+            queue.send(request).map_err(|_| LogError::WriterStopped)?;
+        }
+        answer.await.map_err(|_| LogError::WriterStopped)?
     }
 
     fn prepare(events: Vec<NewEvent<E>>) -> Result<Vec<Prepared>, AppendError> {
@@ -586,25 +622,17 @@ impl<E: Event> EventStore<E> for SledEventStore<E> {
         expected: ExpectedVersion,
         events: Vec<NewEvent<E>>,
     ) -> Result<Appended, AppendError> {
-        validate_append(stream, events.len())?;
-        let events = Self::prepare(events)?;
-        let (reply, answer) = oneshot::channel();
-        let request = Request {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        {
-            let queue = self
-                .writer
-                .queue
-                .lock()
-                .map_err(|_| LogError::WriterStopped)?;
-            let queue = queue.as_ref().ok_or(LogError::WriterStopped)?;
-            queue.send(request).map_err(|_| LogError::WriterStopped)?;
-        }
-        answer.await.map_err(|_| LogError::WriterStopped)?
+        self.enqueue(stream, expected, events, Vec::new()).await
+    }
+
+    async fn append_guarded(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent<E>>,
+        guards: Vec<(String, ExpectedVersion)>,
+    ) -> Result<Appended, AppendError> {
+        self.enqueue(stream, expected, events, guards).await
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Envelope<E>>, LogError> {
@@ -1084,16 +1112,21 @@ fn plan(
         });
     }
 
-    let actual = match pending.versions.get(stream) {
-        Some(&v) => Some(v),
-        None => tree
-            .get(keys::stream_head(stream))?
-            .map(|v| {
-                keys::u64_value(&v)
-                    .ok_or_else(|| LogError::Corrupt(format!("bad stream head for {stream}")))
-            })
-            .transpose()?,
-    };
+    // Guards: other streams as this group has left them so far (a request
+    // earlier in the group that moved a guard stream counts).
+    for (guard, expected) in &request.guards {
+        let actual = stream_version_now(tree, pending, guard)?;
+        if !expected.admits(actual) {
+            return Err(Conflict {
+                stream: guard.clone(),
+                expected: *expected,
+                actual,
+            }
+            .into());
+        }
+    }
+
+    let actual = stream_version_now(tree, pending, stream)?;
     if !request.expected.admits(actual) {
         return Err(Conflict {
             stream: stream.to_owned(),
@@ -1150,6 +1183,24 @@ fn plan(
         stream_version: version,
         deduplicated: false,
     })
+}
+
+/// A stream's version as the group being built leaves it (`None`: no stream).
+fn stream_version_now(
+    tree: &sled::Tree,
+    pending: &Pending,
+    stream: &str,
+) -> Result<Option<u64>, LogError> {
+    match pending.versions.get(stream) {
+        Some(&v) => Ok(Some(v)),
+        None => tree
+            .get(keys::stream_head(stream))?
+            .map(|v| {
+                keys::u64_value(&v)
+                    .ok_or_else(|| LogError::Corrupt(format!("bad stream head for {stream}")))
+            })
+            .transpose(),
+    }
 }
 
 /// Where an event id is stored: (position, version, stream).

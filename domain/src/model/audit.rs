@@ -3,7 +3,7 @@
 //!
 //! | category | events |
 //! |---|---|
-//! | CONFIGURATION | sites, servers (connect, install, settings, disconnect), policies, retention, archive / restore / delete of recordings |
+//! | CONFIGURATION | sites, servers (connect, install, settings, disconnect), policies, retention, archive / restore / delete of recordings, legal holds placed and released |
 //! | RECORDING_REASON | why a session was or was not recorded (`RecordingStarted`, `RecordingDeclined`) |
 //! | PLAYBACK | every play and download |
 //! | ACCESS | restrictions, playback permissions, tokens, denied attempts (one entry per fact: a coalesced `AccessDeniedRepeated` says how many refusals it stands for) |
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::event::DomainEvent;
+use super::hold::HoldScope;
 use super::policy::RecordingAction;
 
 /// What the admin log filters by.
@@ -320,6 +321,39 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
             format!("log:1..{to_position}"),
             format!("{events} events exported by {by} (file sha256 {file_sha256})"),
         ),
+        E::LegalHoldPlaced {
+            hold_id,
+            scope,
+            reason,
+            by,
+            ..
+        } => (
+            Configuration,
+            "legal_hold.placed",
+            format!("legal-hold:{hold_id}"),
+            format!(
+                "legal hold on {} placed by {by}: {reason}",
+                scope_summary(scope)
+            ),
+        ),
+        E::LegalHoldReleased {
+            hold_id,
+            scope,
+            reason,
+            by,
+            ..
+        } => (
+            Configuration,
+            "legal_hold.released",
+            format!("legal-hold:{hold_id}"),
+            match reason {
+                Some(reason) => format!(
+                    "legal hold on {} released by {by}: {reason}",
+                    scope_summary(scope)
+                ),
+                None => format!("legal hold on {} released by {by}", scope_summary(scope)),
+            },
+        ),
         E::InstallProgressReported { .. }
         | E::ServerWentOffline { .. }
         | E::ServerCameOnline { .. }
@@ -333,6 +367,7 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
         | E::ContentChunkStored { .. }
         | E::ContentTypeDeclared { .. }
         | E::RetentionRunCompleted { .. }
+        | E::RetentionRunCompletedV2 { .. }
         | E::RecordingPartAssigned { .. } => return None,
     };
     Some(AuditEntry {
@@ -342,6 +377,18 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
         site_id: event.site_id(),
         detail,
     })
+}
+
+/// What a legal hold covers, in a few words (ids are in the event).
+fn scope_summary(scope: &HoldScope) -> String {
+    match scope {
+        HoldScope::Recordings { recording_ids } if recording_ids.len() == 1 => {
+            format!("recording {}", recording_ids[0])
+        }
+        HoldScope::Recordings { recording_ids } => format!("{} recordings", recording_ids.len()),
+        HoldScope::Users { users } => format!("the recordings of {}", users.join(", ")),
+        HoldScope::Site => "every recording of the site".into(),
+    }
 }
 
 /// The summary of a coalesced refusal fact.
@@ -443,6 +490,37 @@ mod tests {
             at: T0,
         };
         assert_eq!(category(&revoked), Some(AuditCategory::Access));
+    }
+
+    #[test]
+    fn legal_holds_are_configuration_with_their_reason() {
+        let placed = DomainEvent::LegalHoldPlaced {
+            hold_id: COMMENT,
+            site_id: SITE,
+            scope: HoldScope::Users {
+                users: vec!["CORP\\ann".into()],
+            },
+            reason: "Case 17".into(),
+            by: "root".into(),
+            at: T0,
+        };
+        let entry = classify(&placed).expect("an entry");
+        assert_eq!(entry.category, AuditCategory::Configuration);
+        assert_eq!(entry.action, "legal_hold.placed");
+        assert_eq!(entry.target, format!("legal-hold:{COMMENT}"));
+        assert_eq!(entry.site_id, Some(SITE));
+        assert!(entry.detail.contains("Case 17"), "{}", entry.detail);
+        let released = DomainEvent::LegalHoldReleased {
+            hold_id: COMMENT,
+            site_id: SITE,
+            scope: HoldScope::Site,
+            reason: Some("closed".into()),
+            by: "root".into(),
+            at: T1,
+        };
+        let entry = classify(&released).expect("an entry");
+        assert_eq!(entry.action, "legal_hold.released");
+        assert!(entry.detail.contains("closed"), "{}", entry.detail);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::aggregate::derived_id;
+use super::hold::HoldScope;
 use super::permission::PlaybackScope;
 use super::policy::{
     PolicyBody, PolicyKind, RecordingDecision, RecordingMode, ResponseAction, Severity,
@@ -422,6 +423,41 @@ pub enum DomainEvent {
         suppressed: u64,
         at: Timestamp,
     },
+
+    // ---- legal holds (stream `legal-holds`, see `model::hold`) -------------
+    /// Recordings of `site_id` that `scope` covers may not be deleted, by
+    /// hand or by retention, until the hold is released. `by` is the
+    /// principal who placed it.
+    LegalHoldPlaced {
+        hold_id: Uuid,
+        site_id: Uuid,
+        scope: HoldScope,
+        reason: String,
+        by: String,
+        at: Timestamp,
+    },
+    /// The hold no longer covers anything; `scope` repeats what it covered.
+    LegalHoldReleased {
+        hold_id: Uuid,
+        site_id: Uuid,
+        scope: HoldScope,
+        reason: Option<String>,
+        by: String,
+        at: Timestamp,
+    },
+
+    // ---- retention, continued (stream `retention-<site id>`) ---------------
+    /// A retention run, with `held`: the recordings due for deletion that
+    /// it did not delete because a legal hold covers them (or another part
+    /// of their session). Runs write this since legal holds; older runs
+    /// are [`DomainEvent::RetentionRunCompleted`] (read as `held: 0`).
+    RetentionRunCompletedV2 {
+        site_id: Uuid,
+        archived: u64,
+        deleted: u64,
+        held: u64,
+        ran_at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -468,6 +504,9 @@ impl DomainEvent {
             DomainEvent::LogExported { .. } => "LogExported",
             DomainEvent::RecordingPartAssigned { .. } => "RecordingPartAssigned",
             DomainEvent::AccessDeniedRepeated { .. } => "AccessDeniedRepeated",
+            DomainEvent::LegalHoldPlaced { .. } => "LegalHoldPlaced",
+            DomainEvent::LegalHoldReleased { .. } => "LegalHoldReleased",
+            DomainEvent::RetentionRunCompletedV2 { .. } => "RetentionRunCompletedV2",
         }
     }
 
@@ -527,7 +566,10 @@ impl DomainEvent {
             | RetentionPolicySet { site_id, .. }
             | RetentionRunCompleted { site_id, .. }
             | ContentTypeDeclared { site_id, .. }
-            | RecordingPartAssigned { site_id, .. } => Some(*site_id),
+            | RecordingPartAssigned { site_id, .. }
+            | LegalHoldPlaced { site_id, .. }
+            | LegalHoldReleased { site_id, .. }
+            | RetentionRunCompletedV2 { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
             TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
         }
@@ -729,6 +771,48 @@ mod tests {
                 refused: 1000,
                 suppressed: 7,
                 at: T0,
+            },
+            DomainEvent::RecordingPlayed {
+                recording_id: RECORDING,
+                site_id: SITE,
+                by: "ann".into(),
+                kind: PlaybackKind::Live,
+                at: T0,
+            },
+            DomainEvent::LegalHoldPlaced {
+                hold_id: COMMENT,
+                site_id: SITE,
+                scope: HoldScope::Recordings {
+                    recording_ids: vec![RECORDING],
+                },
+                reason: "Case 17".into(),
+                by: "root".into(),
+                at: T0,
+            },
+            DomainEvent::LegalHoldPlaced {
+                hold_id: COMMENT,
+                site_id: SITE,
+                scope: HoldScope::Users {
+                    users: vec!["CORP\\ann".into()],
+                },
+                reason: "Case 17".into(),
+                by: "root".into(),
+                at: T0,
+            },
+            DomainEvent::LegalHoldReleased {
+                hold_id: COMMENT,
+                site_id: SITE,
+                scope: HoldScope::Site,
+                reason: None,
+                by: "root".into(),
+                at: T1,
+            },
+            DomainEvent::RetentionRunCompletedV2 {
+                site_id: SITE,
+                archived: 1,
+                deleted: 2,
+                held: 3,
+                ran_at: T1,
             },
         ]
     }

@@ -16,6 +16,7 @@
 //! - `session_event`: session event types, typed data, [`DataPoints`].
 //! - `permission`: playback permissions that narrow what auditors see.
 //! - `retention`: retention policy and the pure [`due`].
+//! - `hold`: legal holds that keep recordings from deletion ([`LegalHolds`]).
 //! - `token`: roles, principals, tokens, and [`may`].
 //! - `audit`: the admin log's categories ([`classify`]).
 //! - `glob`, `net`: name globs and IP / CIDR matching.
@@ -33,6 +34,7 @@
 //! | [`Retention`] | `retention-<site uuid>` |
 //! | [`Token`] | `token-<uuid>` |
 //! | [`SessionParts`] | `session-<uuid derived from server and session>` |
+//! | [`LegalHolds`] | [`LEGAL_HOLDS_STREAM`] (`legal-holds`, every hold) |
 //! | `AccessDenied`, `AccessDeniedRepeated` events | [`ACCESS_DENIED_STREAM`] |
 
 mod aggregate;
@@ -40,6 +42,7 @@ mod audit;
 mod event;
 /// Case-insensitive `*` / `?` globs.
 pub mod glob;
+mod hold;
 /// IP addresses and CIDR ranges.
 pub mod net;
 mod permission;
@@ -61,6 +64,10 @@ pub use aggregate::{
 };
 pub use audit::{classify, AuditCategory, AuditEntry};
 pub use event::{chunk_event_id, DomainEvent};
+pub use hold::{
+    HoldCommand, HoldError, HoldId, HoldRelease, HoldScope, LegalHold, LegalHolds,
+    LEGAL_HOLDS_STREAM, MAX_HOLD_REASON_CHARS, MAX_HOLD_RECORDINGS, MAX_HOLD_USERS,
+};
 pub use permission::{
     grants_for, PermissionCommand, PermissionError, PermissionId, PlaybackPermission,
     PlaybackScope, RecordingFacts,

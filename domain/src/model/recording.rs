@@ -158,6 +158,8 @@ pub enum CommentSeverity {
 pub enum PlaybackKind {
     Play,
     Download,
+    /// Watching a live session as it happens (`recordingEvents`).
+    Live,
 }
 
 /// Why and by whom a recording is restricted.

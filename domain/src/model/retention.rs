@@ -200,10 +200,12 @@ pub enum RetentionCommand {
         policy: RetentionPolicy,
         now: Timestamp,
     },
-    /// The scheduler finished a run.
+    /// The scheduler finished a run; `held` recordings were due for
+    /// deletion but kept by a legal hold.
     CompleteRun {
         archived: u64,
         deleted: u64,
+        held: u64,
         now: Timestamp,
     },
 }
@@ -239,13 +241,15 @@ impl Aggregate for Retention {
             RetentionCommand::CompleteRun {
                 archived,
                 deleted,
+                held,
                 now,
             } => {
                 let site_id = self.site_id.ok_or(RetentionError::NoPolicy)?;
-                Ok(vec![DomainEvent::RetentionRunCompleted {
+                Ok(vec![DomainEvent::RetentionRunCompletedV2 {
                     site_id,
                     archived,
                     deleted,
+                    held,
                     ran_at: now,
                 }])
             }
@@ -260,7 +264,8 @@ impl Aggregate for Retention {
                 self.site_id = Some(*site_id);
                 self.policy = Some(policy.clone());
             }
-            DomainEvent::RetentionRunCompleted { ran_at, .. } => self.last_run = Some(*ran_at),
+            DomainEvent::RetentionRunCompleted { ran_at, .. }
+            | DomainEvent::RetentionRunCompletedV2 { ran_at, .. } => self.last_run = Some(*ran_at),
             _ => {}
         }
     }
@@ -358,9 +363,44 @@ mod tests {
             .when(RetentionCommand::CompleteRun {
                 archived: 0,
                 deleted: 0,
+                held: 0,
                 now: T0,
             })
             .then_err(|e| *e == RetentionError::NoPolicy);
+    }
+
+    #[test]
+    fn a_run_records_what_legal_holds_kept() {
+        let set = DomainEvent::RetentionPolicySet {
+            site_id: SITE,
+            policy: policy(None, Some(1)),
+            at: T0,
+        };
+        given([set.clone()])
+            .when(RetentionCommand::CompleteRun {
+                archived: 1,
+                deleted: 2,
+                held: 3,
+                now: T1,
+            })
+            .then([DomainEvent::RetentionRunCompletedV2 {
+                site_id: SITE,
+                archived: 1,
+                deleted: 2,
+                held: 3,
+                ran_at: T1,
+            }]);
+        // Runs recorded before legal holds still count as runs.
+        let old_run = DomainEvent::RetentionRunCompleted {
+            site_id: SITE,
+            archived: 0,
+            deleted: 0,
+            ran_at: T1,
+        };
+        assert_eq!(
+            given([set, old_run]).state::<Retention>().last_run,
+            Some(T1)
+        );
     }
 
     #[test]

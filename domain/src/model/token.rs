@@ -11,9 +11,9 @@
 //!
 //! | role | may |
 //! |---|---|
-//! | ADMIN | everything but ingesting for a server; global actions (tokens, sites, admin log, history) only when not scoped to sites |
+//! | ADMIN | everything but ingesting for a server; global actions (tokens, sites, admin log, history) only when not scoped to sites; places and releases legal holds (of its sites) |
 //! | PRIVILEGED_PLAYER | sees and plays every recording of its sites, restricted and archived included; comments, restricts; dashboards, detections, server status |
-//! | AUDITOR | reads configuration, dashboards, detections, history; sees unrestricted recordings of its sites, narrowed by playback permissions; plays those not archived; comments, restricts |
+//! | AUDITOR | reads configuration, dashboards, detections, history, the legal holds of its sites; sees unrestricted recordings of its sites, narrowed by playback permissions; plays those not archived; comments, restricts |
 //! | VIEWER | dashboards and server status |
 //! | AGENT | ingest, heartbeat, install progress, pending responses, for its own server only |
 
@@ -149,6 +149,10 @@ pub enum Action {
     ReportInstallProgress,
     /// Read and acknowledge pending response actions.
     HandleResponses,
+    /// Place and release legal holds.
+    ManageLegalHolds,
+    /// List legal holds.
+    ReadLegalHolds,
 }
 
 impl Action {
@@ -176,6 +180,8 @@ impl Action {
             Action::Heartbeat => "HEARTBEAT",
             Action::ReportInstallProgress => "REPORT_INSTALL_PROGRESS",
             Action::HandleResponses => "HANDLE_RESPONSES",
+            Action::ManageLegalHolds => "MANAGE_LEGAL_HOLDS",
+            Action::ReadLegalHolds => "READ_LEGAL_HOLDS",
         }
     }
 }
@@ -259,12 +265,13 @@ pub fn may(principal: &Principal, action: Action, target: Target<'_>) -> bool {
             | Ingest
             | Heartbeat
             | ReportInstallProgress
-            | HandleResponses => false,
+            | HandleResponses
+            | ManageLegalHolds
+            | ReadLegalHolds => false,
         },
         Role::Auditor => match action {
-            ReadConfiguration | ReadDashboard | ReadServerStatus | ReadDetections | ReadHistory => {
-                true
-            }
+            ReadConfiguration | ReadDashboard | ReadServerStatus | ReadDetections | ReadHistory
+            | ReadLegalHolds => true,
             ViewRecording | RestrictRecording | Comment => auditor_sees(target),
             PlayRecording => {
                 auditor_sees(target)
@@ -281,7 +288,8 @@ pub fn may(principal: &Principal, action: Action, target: Target<'_>) -> bool {
             | Ingest
             | Heartbeat
             | ReportInstallProgress
-            | HandleResponses => false,
+            | HandleResponses
+            | ManageLegalHolds => false,
         },
         Role::Viewer => matches!(action, ReadDashboard | ReadServerStatus),
         Role::Agent => {
@@ -589,6 +597,10 @@ mod tests {
             (Heartbeat, server, vec![g]),
             (ReportInstallProgress, server, vec![g]),
             (HandleResponses, server, vec![a, g]),
+            (ManageLegalHolds, site, vec![a]),
+            (ManageLegalHolds, rec, vec![a]),
+            (ReadLegalHolds, site, vec![a, u]),
+            (ReadLegalHolds, Target::Global, vec![a, u]),
         ];
         for (action, target, allowed) in matrix {
             for role in ROLES {
