@@ -30,7 +30,8 @@
 //! - [`engine`]: the generic engine: [`Projection`], [`Writes`],
 //!   [`ProjectionSet`], [`Rebuild`], [`rebuild_all`], statuses.
 //! - [`models`]: the read models over `DomainEvent` (catalogue, access,
-//!   detections, dashboard, servers, policies, comments, audit, tokens) and
+//!   detections, dashboard, servers, policies, comments, audit, tokens,
+//!   legal holds) and
 //!   [`ReadModels`], the typed entry point the API uses.
 //! - [`codec`]: value encoding (bincode) and ordered key building.
 //! - `error`: [`ProjectionError`].

@@ -2,8 +2,9 @@
 //!
 //! Appends are queued to a single **apply** thread. It takes every request
 //! waiting in the queue (group commit), checks each one's expected version
-//! and idempotency against the stored state plus what earlier requests of
-//! the same group will write, assigns positions and versions, chains the
+//! (and its guards', see `EventStore::append_guarded`) and idempotency
+//! against the stored state plus what earlier requests of the same group
+//! will write, assigns positions and versions, chains the
 //! hashes, and writes everything (events, stream index, stream heads, id
 //! index, head) in one `apply_batch`. It then hands the group's answers to
 //! the **flush** thread and goes on with the next group. The flush thread

@@ -134,7 +134,7 @@ impl HoldScope {
 }
 
 /// How a hold was released.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldRelease {
     pub reason: Option<String>,
     pub by: String,
@@ -142,7 +142,7 @@ pub struct HoldRelease {
 }
 
 /// One legal hold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LegalHold {
     pub id: HoldId,
     pub site_id: Uuid,

@@ -11,6 +11,7 @@
 //! - [`comments`]: comments on recordings.
 //! - [`audit`]: the admin audit trail.
 //! - [`tokens`]: credentials by secret hash, for authentication.
+//! - [`holds`]: legal holds by id and site, and what they cover.
 //! - `util`: shared helpers (normalisation, codes, cursors, index merge).
 //!
 //! [`ReadModels`] starts them all and hands out typed query handles.
@@ -21,6 +22,7 @@ pub mod catalogue;
 pub mod comments;
 pub mod dashboard;
 pub mod detections;
+pub mod holds;
 pub mod policies;
 pub mod servers;
 pub mod tokens;
@@ -38,6 +40,7 @@ pub use catalogue::{Catalogue, CatalogueIndex};
 pub use comments::Comments;
 pub use dashboard::Dashboard;
 pub use detections::Detections;
+pub use holds::Holds;
 pub use policies::Policies;
 pub use servers::Servers;
 pub use tokens::Tokens;
@@ -66,6 +69,7 @@ fn projections_with(index: Arc<CatalogueIndex>) -> Vec<Arc<dyn Projection<Domain
         Arc::new(comments::CommentsProjection),
         Arc::new(audit::AuditProjection),
         Arc::new(tokens::TokensProjection),
+        Arc::new(holds::HoldsProjection),
     ]
 }
 
@@ -189,4 +193,7 @@ impl ReadModels {
     accessor!(
         /// Credentials by secret hash.
         tokens, Tokens, tokens::TokensProjection::NAME);
+    accessor!(
+        /// Legal holds.
+        holds, Holds, holds::HoldsProjection::NAME);
 }

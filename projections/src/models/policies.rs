@@ -57,6 +57,9 @@ pub struct RetentionRun {
     pub ran_at: Timestamp,
     pub archived: u64,
     pub deleted: u64,
+    /// Due for deletion but kept by a legal hold (0 for runs recorded
+    /// before legal holds, `RetentionRunCompleted`).
+    pub held: u64,
 }
 
 /// The policies of one kind on one site.
@@ -116,7 +119,8 @@ impl Projection<DomainEvent> for PoliciesProjection {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: a retention run's row counts what legal holds kept (`held`).
+        2
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -206,19 +210,40 @@ impl Projection<DomainEvent> for PoliciesProjection {
                 archived,
                 deleted,
                 ran_at,
-            } => {
-                if let Some(mut row) = w.get_value::<RetentionRow>(&retention_key(*site_id))? {
-                    row.last_run = Some(RetentionRun {
-                        ran_at: *ran_at,
-                        archived: *archived,
-                        deleted: *deleted,
-                    });
-                    w.put_value(retention_key(*site_id), &row)?;
-                }
-                Ok(())
-            }
+            } => self.run(w, *site_id, *ran_at, *archived, *deleted, 0),
+            E::RetentionRunCompletedV2 {
+                site_id,
+                archived,
+                deleted,
+                held,
+                ran_at,
+            } => self.run(w, *site_id, *ran_at, *archived, *deleted, *held),
             _ => Ok(()),
         }
+    }
+}
+
+impl PoliciesProjection {
+    /// Records a site's last retention run.
+    fn run(
+        &self,
+        w: &mut Writes,
+        site_id: Uuid,
+        ran_at: Timestamp,
+        archived: u64,
+        deleted: u64,
+        held: u64,
+    ) -> Result<()> {
+        if let Some(mut row) = w.get_value::<RetentionRow>(&retention_key(site_id))? {
+            row.last_run = Some(RetentionRun {
+                ran_at,
+                archived,
+                deleted,
+                held,
+            });
+            w.put_value(retention_key(site_id), &row)?;
+        }
+        Ok(())
     }
 }
 

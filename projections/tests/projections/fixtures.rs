@@ -13,8 +13,8 @@ use srs_domain::model::{
 };
 use srs_domain::time::Timestamp;
 use srs_projections::models::{
-    all_projections, Access, AuditTrail, Catalogue, Comments, Dashboard, Detections, Policies,
-    Servers, Tokens,
+    all_projections, Access, AuditTrail, Catalogue, Comments, Dashboard, Detections, Holds,
+    Policies, Servers, Tokens,
 };
 use srs_projections::{apply_events, Projection};
 use uuid::Uuid;
@@ -314,6 +314,9 @@ impl Folded {
     }
     pub fn tokens(&self) -> Tokens {
         Tokens::new(self.tree("tokens"))
+    }
+    pub fn holds(&self) -> Holds {
+        Holds::new(self.tree("legal-holds"))
     }
 }
 

@@ -1,12 +1,12 @@
 //! Given events, expected answers: access, detections, dashboard, servers,
-//! policies, comments, audit, tokens.
+//! policies, comments, audit, tokens, legal holds.
 
 use srs_domain::actor::Actor;
 use srs_domain::model::{
-    default_policy, AuditCategory, Deployment, DomainEvent, InstallOptions, InstallStatus,
-    InstallStep, PolicyBody, PolicyKind, RecordingAction, RecordingPolicyBody, ResponseAction,
-    RetentionPolicy, Role, ServerSettings, ServerStatus, SessionEventData, SessionEventType,
-    Severity, TimeOfDay,
+    default_policy, AuditCategory, Deployment, DomainEvent, HoldScope, InstallOptions,
+    InstallStatus, InstallStep, PolicyBody, PolicyKind, RecordingAction, RecordingPolicyBody,
+    ResponseAction, RetentionPolicy, Role, ServerSettings, ServerStatus, SessionEventData,
+    SessionEventType, Severity, TimeOfDay,
 };
 use srs_projections::models::audit::AuditFilter;
 use srs_projections::models::dashboard::{DashboardQuery, ServerState, SiteScope};
@@ -961,4 +961,145 @@ fn the_dashboard_keeps_one_rank_key_per_ranked_counter_whatever_the_batches() {
         view.top_applications,
         vec![("cmd.exe".to_string(), 5), ("desktop".to_string(), 5)]
     );
+}
+
+fn hold_placed(n: u128, site_id: Uuid, scope: HoldScope) -> DomainEvent {
+    DomainEvent::LegalHoldPlaced {
+        hold_id: Uuid::from_u128(0x401d_0000 + n),
+        site_id,
+        scope,
+        reason: format!("case {n}"),
+        by: "root".into(),
+        at: T0,
+    }
+}
+
+#[test]
+fn legal_holds_are_listed_by_site_and_state_and_say_what_they_cover() {
+    let alice = Rec::new(1);
+    let bob = Rec {
+        user: "CORP\\bob".into(),
+        ..Rec::new(2)
+    };
+    let elsewhere = Rec {
+        site: SITE2,
+        ..Rec::new(3)
+    };
+    let hold = |n: u128| Uuid::from_u128(0x401d_0000 + n);
+    let mut f = Folded::given([
+        alice.started(),
+        bob.started(),
+        elsewhere.started(),
+        hold_placed(
+            1,
+            SITE,
+            HoldScope::Recordings {
+                recording_ids: vec![bob.id],
+            },
+        ),
+        hold_placed(
+            2,
+            SITE,
+            HoldScope::Users {
+                users: vec!["alice".into()],
+            },
+        ),
+        hold_placed(3, SITE2, HoldScope::Site),
+    ]);
+    let ids = |rows: Vec<srs_projections::models::holds::HoldRow>| -> Vec<Uuid> {
+        rows.iter().map(|r| r.hold.id).collect()
+    };
+    let holds = f.holds();
+    assert_eq!(
+        ids(holds.list(None, None).unwrap()),
+        [hold(1), hold(2), hold(3)]
+    );
+    assert_eq!(
+        ids(holds.list(Some(SITE), None).unwrap()),
+        [hold(1), hold(2)]
+    );
+    let facts = |f: &Folded, r: &Rec| f.catalogue().get(r.id).unwrap().unwrap().facts();
+    assert_eq!(ids(holds.holding(&facts(&f, &alice)).unwrap()), [hold(2)]);
+    assert_eq!(ids(holds.holding(&facts(&f, &bob)).unwrap()), [hold(1)]);
+    assert_eq!(
+        ids(holds.holding(&facts(&f, &elsewhere)).unwrap()),
+        [hold(3)]
+    );
+
+    f.apply(
+        admin(),
+        [DomainEvent::LegalHoldReleased {
+            hold_id: hold(2),
+            site_id: SITE,
+            scope: HoldScope::Users {
+                users: vec!["alice".into()],
+            },
+            reason: Some("closed".into()),
+            by: "root".into(),
+            at: T0,
+        }],
+    );
+    let holds = f.holds();
+    assert_eq!(ids(holds.list(Some(SITE), Some(true)).unwrap()), [hold(1)]);
+    let released = holds.list(Some(SITE), Some(false)).unwrap();
+    assert_eq!(ids(released.clone()), [hold(2)]);
+    assert_eq!(released[0].released_position, Some(7));
+    assert_eq!(
+        released[0].hold.released.as_ref().map(|r| r.by.as_str()),
+        Some("root")
+    );
+    assert!(holds.holding(&facts(&f, &alice)).unwrap().is_empty());
+    // A recording started after a site hold is covered by it.
+    let later = Rec {
+        site: SITE2,
+        ..Rec::new(9)
+    };
+    f.apply(admin(), [later.started()]);
+    assert_eq!(
+        ids(f.holds().holding(&facts(&f, &later)).unwrap()),
+        [hold(3)]
+    );
+}
+
+#[test]
+fn a_retention_run_shows_what_legal_holds_kept() {
+    let set = DomainEvent::RetentionPolicySet {
+        site_id: SITE,
+        policy: RetentionPolicy {
+            archive_after_days: None,
+            delete_after_days: Some(1),
+            run_at: TimeOfDay { hour: 2, minute: 0 },
+            exclude_restricted: false,
+        },
+        at: T0,
+    };
+    let mut f = Folded::given([
+        set,
+        DomainEvent::RetentionRunCompleted {
+            site_id: SITE,
+            archived: 1,
+            deleted: 2,
+            ran_at: T0,
+        },
+    ]);
+    let run = |f: &Folded| {
+        f.policies()
+            .retention(SITE)
+            .unwrap()
+            .unwrap()
+            .last_run
+            .unwrap()
+    };
+    assert_eq!((run(&f).deleted, run(&f).held), (2, 0));
+    f.apply(
+        admin(),
+        [DomainEvent::RetentionRunCompletedV2 {
+            site_id: SITE,
+            archived: 0,
+            deleted: 1,
+            held: 4,
+            ran_at: T0.plus_days(1),
+        }],
+    );
+    assert_eq!((run(&f).deleted, run(&f).held), (1, 4));
 }
