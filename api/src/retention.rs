@@ -7,7 +7,14 @@
 //! policy says so), archives and deletes them as the system actor
 //! `retention` (the same session-wide moves as the admin mutations), waits
 //! until the content store has followed (chunks moved to the archive area,
-//! keys shredded), and records `RetentionRunCompleted` with the counts.
+//! keys shredded), and records the run with its counts
+//! (`RetentionRunCompletedV2`).
+//!
+//! Legal holds: a recording due for deletion that a hold covers (it, or
+//! another part of its session) is not deleted; the write side refuses the
+//! deletion (see `srs_domain::model::hold`), and the run counts it as
+//! `held`. When the policy archives, such a session is archived instead
+//! (its content kept, in the archive area).
 //!
 //! [`tick`] runs every site whose next run time (the first `runAt` after
 //! its last run, or after the policy was set) has come. `srs serve` calls
@@ -20,8 +27,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use srs_domain::actor::Actor;
+use srs_domain::app::AppError;
 use srs_domain::log::EventStore as _;
-use srs_domain::model::{DomainEvent, Transition};
+use srs_domain::model::{DomainEvent, HoldError, Transition};
 use srs_domain::time::Timestamp;
 use srs_projections::models::dashboard::DashboardProjection;
 use srs_projections::models::policies::PoliciesProjection;
@@ -44,7 +52,9 @@ const CATCH_UP: Duration = Duration::from_secs(30);
 pub struct RunOutcome {
     pub archived: u64,
     pub deleted: u64,
-    /// The log position of `RetentionRunCompleted`.
+    /// Due for deletion but kept by a legal hold.
+    pub held: u64,
+    /// The log position of the run's `RetentionRunCompletedV2`.
     pub position: u64,
 }
 
@@ -84,7 +94,20 @@ pub async fn run_site(core: &Core, site_id: Uuid) -> Result<RunOutcome, ApiError
     ] {
         for &id in ids {
             // `due` lists every part of a session; the first move covers all.
-            match core.service.apply_to_session(id, via, &actor()).await {
+            let mut moved = core.service.apply_to_session(id, via, &actor()).await;
+            if let Err(AppError::Hold(HoldError::Held { .. })) = &moved {
+                outcome.held += 1;
+                moved = match policy.archive_after_days {
+                    // Due for deletion is past the archive age: archive it.
+                    Some(_) => {
+                        core.service
+                            .apply_to_session(id, Transition::Archive, &actor())
+                            .await
+                    }
+                    None => Ok(Default::default()),
+                };
+            }
+            match moved {
                 Ok(done) => {
                     last = last.max(done.last_position);
                     for event in &done.events {
@@ -107,10 +130,16 @@ pub async fn run_site(core: &Core, site_id: Uuid) -> Result<RunOutcome, ApiError
     }
     let done = core
         .service
-        .complete_retention_run(site_id, outcome.archived, outcome.deleted, &actor())
+        .complete_retention_run(
+            site_id,
+            outcome.archived,
+            outcome.deleted,
+            outcome.held,
+            &actor(),
+        )
         .await?;
     outcome.position = done.last_position;
-    tracing::info!(site = %site_id, archived = outcome.archived, deleted = outcome.deleted, "retention run completed");
+    tracing::info!(site = %site_id, archived = outcome.archived, deleted = outcome.deleted, held = outcome.held, "retention run completed");
     Ok(outcome)
 }
 

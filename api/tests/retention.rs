@@ -12,8 +12,8 @@ use srs_api::state::{Core, Limits};
 use srs_domain::app::{ConnectServer, StartRecordingInput};
 use srs_domain::log::{verify, EventStore as _};
 use srs_domain::model::{
-    Deployment, DomainEvent, Lifecycle, Principal, Recording, RetentionPolicy, SessionAttributes,
-    TimeOfDay, RECORD_EVERYONE_WITH_NOTIFICATION,
+    Deployment, DomainEvent, HoldScope, Lifecycle, Principal, Recording, RetentionPolicy,
+    SessionAttributes, TimeOfDay, RECORD_EVERYONE_WITH_NOTIFICATION,
 };
 use srs_domain::time::{Clock as _, ManualClock, Timestamp};
 use uuid::Uuid;
@@ -89,6 +89,11 @@ impl World {
 
     /// A recording that ended now, with `content` as its one chunk.
     async fn recording(&self, session: &str, content: &[u8]) -> Uuid {
+        self.recording_of(session, "CORP\\ann", content).await
+    }
+
+    /// A recording of `user` that ended now, with `content` as its one chunk.
+    async fn recording_of(&self, session: &str, user: &str, content: &[u8]) -> Uuid {
         let core = self.core();
         let started = core
             .service
@@ -98,7 +103,7 @@ impl World {
                     server_id: self.server_id,
                     session_id: session.into(),
                     session: SessionAttributes {
-                        user: "CORP\\ann".into(),
+                        user: user.into(),
                         groups: vec![],
                         client_name: None,
                         client_ip: None,
@@ -251,7 +256,13 @@ async fn a_year_of_daily_runs_archives_then_deletes_and_spares_restricted_sessio
         from = batch.last().unwrap().position + 1;
         completed += batch
             .iter()
-            .filter(|e| matches!(e.payload, DomainEvent::RetentionRunCompleted { .. }))
+            .filter(|e| {
+                matches!(
+                    e.payload,
+                    DomainEvent::RetentionRunCompleted { .. }
+                        | DomainEvent::RetentionRunCompletedV2 { .. }
+                )
+            })
             .count();
     }
     assert_eq!(completed, 365);
@@ -263,4 +274,120 @@ async fn a_year_of_daily_runs_archives_then_deletes_and_spares_restricted_sessio
     // Running on demand is the same run.
     let again = run_site(&core, w.site).await.unwrap();
     assert_eq!((again.archived, again.deleted), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_as_held() {
+    let w = World::open().await;
+    let core = w.core().clone();
+    core.service
+        .set_retention_policy(
+            &w.admin,
+            w.site,
+            RetentionPolicy {
+                archive_after_days: Some(30),
+                delete_after_days: Some(90),
+                run_at: TimeOfDay { hour: 2, minute: 0 },
+                exclude_restricted: false,
+            },
+        )
+        .await
+        .unwrap();
+    // A hold on carl's recordings, placed before any of them exists.
+    let users_hold = core
+        .service
+        .place_legal_hold(
+            &w.admin,
+            Some(w.site),
+            HoldScope::Users {
+                users: vec!["CORP\\carl".into()],
+            },
+            "Case 2026-20",
+        )
+        .await
+        .unwrap();
+    let carls = w.recording_of("carl", "CORP\\carl", b"carl's screen").await;
+    let doras = w.recording_of("dora", "CORP\\dora", b"dora's screen").await;
+    let eves = w.recording_of("eve", "CORP\\eve", b"eve's screen").await;
+    core.service
+        .place_legal_hold(
+            &w.admin,
+            None,
+            HoldScope::Recordings {
+                recording_ids: vec![doras],
+            },
+            "Case 2026-21",
+        )
+        .await
+        .unwrap();
+    let start = w.clock.now();
+    let mut runs = Vec::new();
+    for day in 0..=120 {
+        w.clock.set(start.plus_secs(day * DAY + 3 * 3_600));
+        for (_, outcome) in tick(&core).await.unwrap() {
+            runs.push((day, outcome));
+        }
+    }
+    let on = |d: i64| runs.iter().find(|(day, _)| *day == d).unwrap().1;
+    assert_eq!((on(30).archived, on(30).deleted, on(30).held), (3, 0, 0));
+    assert_eq!(
+        (on(90).deleted, on(90).held),
+        (1, 2),
+        "eve's deleted, carl's and dora's held"
+    );
+    // Every later run reports them held again, and deletes nothing.
+    assert_eq!((on(120).deleted, on(120).held), (0, 2));
+    assert_eq!(w.lifecycle(eves).await, Lifecycle::Deleted);
+    for held in [carls, doras] {
+        assert_eq!(w.lifecycle(held).await, Lifecycle::Archived);
+        assert!(w.read(held).await.is_ok(), "its content is kept");
+    }
+    let last = core
+        .reads
+        .policies()
+        .unwrap()
+        .retention(w.site)
+        .unwrap()
+        .unwrap()
+        .last_run
+        .unwrap();
+    assert_eq!(last.held, 2);
+
+    // Released, the next run deletes carl's recording.
+    core.service
+        .release_legal_hold(&w.admin, users_hold.id, Some("closed"))
+        .await
+        .unwrap();
+    let after = run_site(&core, w.site).await.unwrap();
+    assert_eq!((after.deleted, after.held), (1, 1));
+    assert_eq!(w.lifecycle(carls).await, Lifecycle::Deleted);
+    assert_eq!(w.lifecycle(doras).await, Lifecycle::Archived);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_archiving_a_held_recording_is_left_as_it_is() {
+    let w = World::open().await;
+    let core = w.core().clone();
+    core.service
+        .set_retention_policy(
+            &w.admin,
+            w.site,
+            RetentionPolicy {
+                archive_after_days: None,
+                delete_after_days: Some(1),
+                run_at: TimeOfDay { hour: 2, minute: 0 },
+                exclude_restricted: false,
+            },
+        )
+        .await
+        .unwrap();
+    let held = w.recording("held", b"kept").await;
+    core.service
+        .place_legal_hold(&w.admin, Some(w.site), HoldScope::Site, "Audit")
+        .await
+        .unwrap();
+    w.clock.set(w.clock.now().plus_secs(2 * DAY));
+    let run = run_site(&core, w.site).await.unwrap();
+    assert_eq!((run.archived, run.deleted, run.held), (0, 0, 1));
+    assert_eq!(w.lifecycle(held).await, Lifecycle::Ended);
 }

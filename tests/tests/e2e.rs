@@ -22,6 +22,10 @@ mod existence;
 mod full_disk;
 #[path = "e2e/journeys.rs"]
 mod journeys;
+#[path = "e2e/legal_hold.rs"]
+mod legal_hold;
+#[path = "e2e/live.rs"]
+mod live;
 #[path = "e2e/refusals.rs"]
 mod refusals;
 #[path = "e2e/replay.rs"]

@@ -136,12 +136,14 @@ pub enum AuditCategory {
     Access,
 }
 
-/// Playback or download.
+/// Playback, download, or watching live.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::PlaybackKind")]
 pub enum PlaybackKind {
     Play,
     Download,
+    /// A `recordingEvents` subscription.
+    Live,
 }
 
 /// The order of a recordings page.

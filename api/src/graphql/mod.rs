@@ -8,7 +8,7 @@
 //!   their checked conversion into domain values; `enums`: the domain's
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
 //!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
-//!   mutation.
+//!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies).
 //! - [`cost`]: the size of a document (fields after expanding fragments,
 //!   aliases, depth, introspection), computed once before validation and
 //!   refused over [`Limits`].
@@ -25,6 +25,7 @@ mod convert;
 pub mod cost;
 mod documents;
 mod enums;
+mod holds;
 mod inputs;
 mod mutation;
 mod ops;

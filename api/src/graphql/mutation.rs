@@ -234,6 +234,9 @@ pub struct RetentionRunPayload {
     pub archived: i32,
     /// Recordings deleted (content keys destroyed) by this run.
     pub deleted: i32,
+    /// Recordings due for deletion that legal holds kept (their session
+    /// was archived instead when the policy archives).
+    pub held: i32,
 }
 
 /// A comment mutation's result.
@@ -619,6 +622,7 @@ impl MutationRoot {
             site_id,
             archived: int(run.archived),
             deleted: int(run.deleted),
+            held: int(run.held),
         })
     }
 
@@ -808,6 +812,31 @@ impl MutationRoot {
         })
     }
 
+    /// Places a legal hold (ADMIN of the site): the recordings it covers
+    /// cannot be deleted, by `deleteRecording` (`CONFLICT`, naming the
+    /// hold) or by retention (counted as `held`), until it is released.
+    /// Archiving is still allowed.
+    async fn place_legal_hold(
+        &self,
+        ctx: &Context<'_>,
+        input: super::holds::PlaceLegalHoldInput,
+    ) -> ApiResult<super::holds::LegalHoldPayload> {
+        super::holds::place_legal_hold(ctx, input).await
+    }
+
+    /// Releases an active legal hold (ADMIN of its site); `reason` is
+    /// optional (one line, up to 1024 characters). Releasing a released
+    /// hold is `VALIDATION`; an unknown one (or one the caller may not
+    /// read) `NOT_FOUND`.
+    async fn release_legal_hold(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> ApiResult<super::holds::LegalHoldPayload> {
+        super::holds::release_legal_hold(ctx, id, reason).await
+    }
+
     /// Archives a recording and the rest of its session (ADMIN).
     async fn archive_recording(
         &self,
@@ -835,7 +864,9 @@ impl MutationRoot {
     }
 
     /// Deletes a recording and the rest of its session (ADMIN): its content
-    /// key is destroyed; the facts stay in the log.
+    /// key is destroyed; the facts stay in the log. Refused with `CONFLICT`
+    /// (the message names the hold) while a legal hold covers any part of
+    /// the session.
     async fn delete_recording(
         &self,
         ctx: &Context<'_>,

@@ -544,6 +544,9 @@ impl QueryRoot {
                         continue;
                     }
                 }
+                if !super::holds::history_shows(core, caller, event)? {
+                    continue;
+                }
                 let mut node = LoggedEvent::from(envelope);
                 redact(&mut node.payload.0);
                 edges.push(LoggedEventEdge {
@@ -566,6 +569,25 @@ impl QueryRoot {
             },
             total_count: None,
         })
+    }
+
+    /// Legal holds of one site or of every site the caller may read
+    /// (ADMIN and AUDITOR), oldest first; `active` narrows to active
+    /// (true) or released (false) holds. An AUDITOR's view of a hold lists
+    /// only the recordings it may see, and leaves out a hold on recordings
+    /// it sees none of.
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
+    async fn legal_holds(
+        &self,
+        ctx: &Context<'_>,
+        site_id: Option<ID>,
+        active: Option<bool>,
+        first: Option<i32>,
+        after: Option<String>,
+        at_least: Option<i32>,
+    ) -> ApiResult<super::holds::LegalHoldConnection> {
+        ctx.core()?.at_least(at_least).await?;
+        super::holds::legal_holds(ctx, site_id, active, first, after).await
     }
 
     /// The read models' runners: position, lag, state.

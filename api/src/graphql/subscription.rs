@@ -1,5 +1,6 @@
 //! The subscription root, over the log's `subscribe` (no polling). Each
-//! subscription is authorized when it starts; recordings' events pass the
+//! subscription is authorized when it starts (watching a recording live is
+//! a playback fact, `RecordingPlayed` of kind LIVE); recordings' events pass the
 //! same visibility decision as queries, checked per event once the read
 //! models have caught up with it, so a recording restricted meanwhile
 //! stops showing. Every subscription ends when the server shuts down.
@@ -11,7 +12,7 @@ use async_graphql::{Context, Subscription, ID};
 use futures_util::future;
 use futures_util::stream::{Stream, StreamExt};
 use srs_domain::log::{Envelope, EventStore};
-use srs_domain::model::{Action, DomainEvent, Principal as DomainPrincipal, Target};
+use srs_domain::model::{Action, DomainEvent, PlaybackKind, Principal as DomainPrincipal, Target};
 use srs_projections::models::access::AccessProjection;
 use srs_projections::models::catalogue::CatalogueProjection;
 use srs_projections::models::Visibility as DomainVisibility;
@@ -20,7 +21,6 @@ use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, int, non_negative, opt_uuid, time, uuid};
-use super::query::deny;
 use super::types::{authorize, DetectedEvent, LoggedEvent, SessionEvent};
 use crate::error::ApiError;
 use crate::state::Core;
@@ -147,6 +147,10 @@ impl SubscriptionRoot {
     /// Live playback of a session's events, from `fromPosition` (a
     /// playback's `followFrom` + 1; default: from now). Needs the right to
     /// play the recording; ends when the caller loses it (e.g. restricted).
+    /// Starting it is a `RecordingPlayed` fact of kind LIVE (one per
+    /// viewer, recording and minute, like every playback); it is refused
+    /// (`FORBIDDEN`, recorded as a refusal) when the recording's server has
+    /// `livePlaybackEnabled: false`.
     async fn recording_events(
         &self,
         ctx: &Context<'_>,
@@ -156,15 +160,12 @@ impl SubscriptionRoot {
         let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
         let recording = uuid(&recording_id, "recording")?;
         let head = core.store.head().position;
-        if visibility_at(&core, &caller, recording, head).await != DomainVisibility::Playable {
-            return Err(deny(
-                &core,
-                &caller,
-                Action::PlayRecording,
-                &format!("recording:{recording}"),
-            )
-            .await);
-        }
+        // The write side decides (visibility, restrictions, grants, the
+        // server's setting) and records the fact, or the refusal.
+        core.service
+            .record_played(&caller, recording, PlaybackKind::Live)
+            .await?;
+        core.metrics.appended();
         let from = match from_position {
             Some(p) => non_negative(p, "fromPosition")?.max(1),
             None => head + 1,

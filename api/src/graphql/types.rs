@@ -801,6 +801,20 @@ impl Recording {
     async fn archived(&self) -> bool {
         self.row.archived()
     }
+    /// Whether an active legal hold covers it: it cannot be deleted.
+    async fn on_legal_hold(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        super::holds::on_legal_hold(ctx.core()?, &self.row.facts())
+    }
+    /// The active legal holds covering it (ADMIN and AUDITOR of its site;
+    /// null with `FORBIDDEN` for others).
+    async fn legal_holds(
+        &self,
+        ctx: &Context<'_>,
+    ) -> ApiResult<Option<Vec<super::holds::LegalHold>>> {
+        super::holds::recording_holds(ctx, &self.row.facts())
+            .await
+            .map(Some)
+    }
     async fn deleted(&self) -> bool {
         self.row.deleted()
     }
@@ -1143,6 +1157,8 @@ pub struct RetentionRun {
     pub ran_at: DateTime<Utc>,
     pub archived: i32,
     pub deleted: i32,
+    /// Due for deletion but kept by a legal hold.
+    pub held: i32,
 }
 
 /// When a site's recordings are archived and deleted.
@@ -1171,6 +1187,7 @@ impl From<&RetentionRow> for RetentionPolicy {
                 ran_at: time(run.ran_at),
                 archived: int(run.archived),
                 deleted: int(run.deleted),
+                held: int(run.held),
             }),
         }
     }
