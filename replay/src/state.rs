@@ -3,7 +3,8 @@
 //!
 //! [`aggregate_state`] folds the stream's events up to the point with the
 //! domain's own `Aggregate::evolve`: the state is exactly what `decide` saw
-//! then. [`projection_state`] folds the log's prefix up to the point into a
+//! then (`<kind>-<uuid>` streams, and `legal-holds`, which holds every
+//! legal hold). [`projection_state`] folds the log's prefix up to the point into a
 //! temporary read-model tree with the projection's own `apply`, then asks
 //! it the read model's questions (for `access-restrictions`: which
 //! recordings were restricted, by whom and why, and which playback
@@ -20,8 +21,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use srs_domain::log::{EventStore, SledEventStore};
 use srs_domain::model::{
-    parse_stream_name, Aggregate, DomainEvent, PlaybackPermission, Policy, Recording, Retention,
-    Server, SessionParts, Site, Token,
+    parse_stream_name, Aggregate, DomainEvent, LegalHolds, PlaybackPermission, Policy, Recording,
+    Retention, Server, SessionParts, Site, Token, LEGAL_HOLDS_STREAM,
 };
 use srs_domain::time::Timestamp;
 use srs_projections::apply_events;
@@ -81,6 +82,10 @@ pub async fn aggregate_state(
     stream: &str,
     as_of: AsOf,
 ) -> Result<Value, ReplayError> {
+    if stream == LEGAL_HOLDS_STREAM {
+        // Every legal hold is on this one stream (no id in its name).
+        return fold::<LegalHolds>(store, stream, as_of).await;
+    }
     let Some((prefix, _)) = parse_stream_name(stream) else {
         return Err(ReplayError::Invalid(format!(
             "`{stream}` is not an aggregate stream (`<kind>-<uuid>`)"

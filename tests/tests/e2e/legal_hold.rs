@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::common::fixtures::*;
+use crate::common::server::run_srs;
 use crate::common::{Client, Srs};
 
 const START_AT: &str = "mutation($server: ID!, $session: String!, $user: String!, $at: DateTime!) {
@@ -312,5 +313,25 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
         .await;
     assert_eq!(after["legalHolds"]["totalCount"], 2, "{after}");
     assert_eq!(after["legalHolds"]["edges"][0]["node"]["active"], false);
+    let placed_at = placed["position"].as_i64().unwrap().to_string();
     assert!(srs.stop().success());
+
+    // ---- `srs state` shows the holds as they were ------------------------------
+    let data = dir.path().join("data");
+    let (code, stdout, stderr) = run_srs(
+        &[
+            "state",
+            "--data",
+            data.to_str().unwrap(),
+            "--as-of",
+            &placed_at,
+            "legal-holds",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let state: Value = serde_json::from_str(&stdout).unwrap();
+    let then = &state["state"]["holds"][hold.as_str()];
+    assert_eq!(then["reason"], "Case 2026-17: litigation", "{state}");
+    assert_eq!(then["released"], Value::Null, "{state}");
 }

@@ -150,7 +150,7 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
         &[],
     );
     assert_eq!(code, Some(0));
-    assert_eq!(lines(&stdout).len(), 9, "{stdout}");
+    assert_eq!(lines(&stdout).len(), 10, "{stdout}");
     let (code, _, stderr) = run_srs(
         &[
             "rebuild",
@@ -333,7 +333,7 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     let (code, stdout, _) = run_srs(&["projections", "--data", data_arg, "--json"], &[]);
     assert_eq!(code, Some(0));
     let statuses = lines(&stdout);
-    assert_eq!(statuses.len(), 9);
+    assert_eq!(statuses.len(), 10);
     assert!(
         statuses
             .iter()
@@ -344,7 +344,7 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         stdout.matches(&format!("at position {head}")).count(),
-        9,
+        10,
         "{stdout}"
     );
     let (code, _, stderr) = run_srs(&["rebuild", "nope", "--data", data_arg], &[]);
