@@ -522,7 +522,9 @@ mod tests {
                 holds: vec![HOLD],
             })
         );
-        let error = holds.check_deletable(&[held.clone()]).unwrap_err();
+        let error = holds
+            .check_deletable(std::slice::from_ref(&held))
+            .unwrap_err();
         assert_eq!(error.code(), ErrorCode::Conflict);
         assert!(error.to_string().contains(&HOLD.to_string()), "{error}");
         assert!(holds

@@ -87,7 +87,7 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
     assert_eq!(placed["legalHold"]["scope"]["siteId"], site.as_str());
     assert_eq!(
         ids(&placed["legalHold"]["scope"]["recordingIds"]),
-        [held.clone()]
+        [held.as_str()]
     );
 
     // ---- deleteRecording is refused, naming the hold ---------------------------
