@@ -301,6 +301,64 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
         .count();
     assert_eq!(released_entries, 2, "{released_trail}");
 
+    // ---- an auditor learns nothing of a hold on a recording hidden from it ---------
+    let secret = old_recording(&agent, &server, "secret", "CORP\\hr").await;
+    admin
+        .data(
+            "mutation($id: ID!) { restrictRecording(recordingId: $id, reason: \"HR case\") { position } }",
+            json!({ "id": secret }),
+        )
+        .await;
+    let secret_hold = admin
+        .data(
+            PLACE,
+            json!({ "scope": { "recordingIds": [secret] }, "reason": "HR matter" }),
+        )
+        .await["placeLegalHold"]
+        .clone();
+    let secret_hold_id = secret_hold["legalHoldId"].as_str().unwrap().to_owned();
+    let holds_of = |page: &Value| -> Vec<String> {
+        page["legalHolds"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let listing =
+        "query($at: Int) { legalHolds(active: true, atLeast: $at) { edges { node { id } } } }";
+    let at = json!({ "at": position(&secret_hold) });
+    assert_eq!(
+        holds_of(&admin.data(listing, at.clone()).await),
+        [secret_hold_id.clone()]
+    );
+    assert!(holds_of(&auditor.data(listing, at).await).is_empty());
+    let placed_in_history = |page: &Value| -> Vec<String> {
+        page["history"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["node"]["payload"]["LegalHoldPlaced"]["hold_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let history_of_holds =
+        "{ history(filter: {types: [\"LegalHoldPlaced\"]}) { edges { node { payload } } } }";
+    assert!(
+        placed_in_history(&admin.data(history_of_holds, json!({})).await).contains(&secret_hold_id)
+    );
+    let audited = placed_in_history(&auditor.data(history_of_holds, json!({})).await);
+    assert_eq!(
+        audited.len(),
+        2,
+        "the auditor sees the other holds: {audited:?}"
+    );
+    assert!(!audited.contains(&secret_hold_id));
+
     // ---- a restart keeps the holds and their history ----------------------------
     assert!(srs.stop().success());
     let srs = Srs::start(&dir.path().join("data")).await;
@@ -311,7 +369,7 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
             json!({}),
         )
         .await;
-    assert_eq!(after["legalHolds"]["totalCount"], 2, "{after}");
+    assert_eq!(after["legalHolds"]["totalCount"], 3, "{after}");
     assert_eq!(after["legalHolds"]["edges"][0]["node"]["active"], false);
     let placed_at = placed["position"].as_i64().unwrap().to_string();
     assert!(srs.stop().success());
