@@ -330,7 +330,7 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
     let at = json!({ "at": position(&secret_hold) });
     assert_eq!(
         holds_of(&admin.data(listing, at.clone()).await),
-        [secret_hold_id.clone()]
+        [secret_hold_id.as_str()]
     );
     assert!(holds_of(&auditor.data(listing, at).await).is_empty());
     let placed_in_history = |page: &Value| -> Vec<String> {
