@@ -422,6 +422,22 @@ pub enum DomainEvent {
         suppressed: u64,
         at: Timestamp,
     },
+
+    // ---- the log itself, continued (stream `backups`) ----------------------
+    /// A backup (`srs backup`) was taken as of `to_position`: the log up to
+    /// there, `chunks` content chunks and the keys of `keys` recordings
+    /// (encrypted under the backup's passphrase or key file) left the data
+    /// directory in one file, whose trailer checksum is `file_sha256`.
+    BackupTaken {
+        to_position: u64,
+        head_hash: String,
+        file_sha256: String,
+        events: u64,
+        keys: u64,
+        chunks: u64,
+        by: String,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -468,6 +484,7 @@ impl DomainEvent {
             DomainEvent::LogExported { .. } => "LogExported",
             DomainEvent::RecordingPartAssigned { .. } => "RecordingPartAssigned",
             DomainEvent::AccessDeniedRepeated { .. } => "AccessDeniedRepeated",
+            DomainEvent::BackupTaken { .. } => "BackupTaken",
         }
     }
 
@@ -529,7 +546,9 @@ impl DomainEvent {
             | ContentTypeDeclared { site_id, .. }
             | RecordingPartAssigned { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
-            TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
+            TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } | BackupTaken { .. } => {
+                None
+            }
         }
     }
 
