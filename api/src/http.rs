@@ -10,6 +10,7 @@
 //! | `GET /readyz` | 200 once the projections have caught up with the log and the log takes writes; 503 otherwise, with a `reason` when storage refuses writes |
 //! | `GET /metrics` | Prometheus text format (see [`crate::metrics`]) |
 //! | `PUT /recordings/{id}/chunks/{seq}`, `PUT /recordings/{id}/asciicast`, `GET /recordings/{id}/content` | recording content (see [`crate::content`]) |
+//! | `POST /backup`, `GET /log/export` | a backup or export of the running server (see [`crate::backup`]) |
 //!
 //! Every request runs in a `request` span carrying a fresh id, which is
 //! also returned as the `x-request-id` header. The body of a request is
@@ -75,6 +76,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::backup::routes())
         .merge(
             crate::content::routes().route_layer(middleware::from_fn_with_state(
                 state.clone(),

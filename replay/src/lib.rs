@@ -37,7 +37,8 @@ mod state;
 pub use data::DataDir;
 pub use error::ReplayError;
 pub use export::{
-    check_export, export, export_up_to, import, record_export, ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION,
+    check_export, export, export_up_to, import, record_export, ExportSummary, ImportSummary,
+    FORMAT_NAME, FORMAT_VERSION,
 };
 pub use history::{replay, table_header, EventLine, Filter, Format};
 pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};
