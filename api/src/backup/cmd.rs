@@ -119,7 +119,7 @@ fn secret(args: &SecretArgs) -> Result<Secret, BackupError> {
 /// The wrapping (and its key) a new backup uses.
 fn new_wrapping(args: &BackupArgs) -> Result<(Wrapping, WrappingKey), BackupError> {
     match secret(&args.secret)? {
-        Secret::Key(key) => Ok((Wrapping::KeyFile, key)),
+        Secret::Key(key) | Secret::Derived(key) => Ok((Wrapping::KeyFile, key)),
         Secret::Passphrase(passphrase) => {
             let memory = args.kdf_memory_mib.clamp(8, 4096) * 1024;
             let wrapping = Wrapping::new_argon2id(memory);
@@ -241,7 +241,7 @@ async fn remote_backup(
         .map_err(|e| BackupError::Io(e.into_error()))?
         .sync_all()?;
     // What arrived is checked like a restore checks it (nothing written).
-    let summary = check_only(partial, Secret::Key(key.clone()))?;
+    let summary = check_only(partial, Secret::Derived(key.clone()))?;
     Ok(summary)
 }
 

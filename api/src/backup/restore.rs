@@ -25,6 +25,9 @@ pub enum Secret {
     Passphrase(Zeroizing<Vec<u8>>),
     /// The wrapping key itself (a key file).
     Key(WrappingKey),
+    /// The wrapping key already derived from the header's parameters
+    /// (`srs backup --url` checking what it received).
+    Derived(WrappingKey),
 }
 
 /// What a restore wrote.
@@ -143,7 +146,7 @@ fn check(file: &Path, secret: Secret) -> Result<Checked, BackupError> {
         (Wrapping::Argon2id { .. }, Secret::Passphrase(passphrase)) => {
             header.wrapping.derive(&passphrase)?
         }
-        (Wrapping::KeyFile, Secret::Key(key)) => key,
+        (Wrapping::KeyFile, Secret::Key(key)) | (_, Secret::Derived(key)) => key,
         (Wrapping::Argon2id { .. }, Secret::Key(_)) => {
             return Err(BackupError::Invalid(
                 "this backup was made with a passphrase: pass --passphrase-file or SRS_BACKUP_PASSPHRASE".into(),
