@@ -150,6 +150,29 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
+    // A large one (6 x 4 MiB) for the body that breaks off mid-stream.
+    let big = start_recording(&agent, &server, "s-big", "CORP\\dave", &[]).await["recordingId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let big_chunks: Vec<Vec<u8>> = (0..6)
+        .map(|i| payload(&format!("big{i}"), 4 * 1024 * 1024))
+        .collect();
+    for (seq, chunk) in big_chunks.iter().enumerate() {
+        let reply = put(
+            &base,
+            &agent_token,
+            &format!("/recordings/{big}/chunks/{seq}"),
+            chunk,
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
     let gone = start_recording(&agent, &server, "s-gone", "CORP\\carol", &[]).await["recordingId"]
         .as_str()
         .unwrap()
@@ -166,7 +189,7 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
         .status,
         201
     );
-    for id in [&screen, &cast_id, &gone] {
+    for id in [&screen, &cast_id, &gone, &big] {
         agent
             .data(
                 "mutation($id: ID!) { endRecording(recordingId: $id) { position } }",
@@ -184,7 +207,7 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
         .iter()
         .map(|f| std::fs::read(f).unwrap())
         .collect();
-    assert_eq!(key_files.len(), 2, "the deleted recording's key is gone");
+    assert_eq!(key_files.len(), 3, "the deleted recording's key is gone");
 
     let passphrase_file = dir.path().join("passphrase");
     std::fs::write(&passphrase_file, "a long backup passphrase\n").unwrap();
@@ -230,6 +253,7 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("FORBIDDEN"), "{stderr}");
     assert!(!refused.exists());
+    routes_by_role(&admin, &base, &token, &site, &agent_token).await;
     // The backup is an audit fact.
     let (code, stdout, stderr) = run_srs(
         &[
@@ -244,7 +268,9 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // The CLI's backup and the admin's call of the route in the matrix.
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.contains("\"by\":\"admin\""), "{stdout}");
 
     // ---- export and state through the server, and while it holds the directory
     let exported = dir.path().join("log.export");
@@ -341,7 +367,7 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("4 chunks"), "{stdout}");
+    assert!(stdout.contains("10 chunks"), "{stdout}");
     let (code, stdout, stderr) = run_srs(&["verify", "--data", s(&restored)], &[]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let copy = Srs::start(&restored).await;
@@ -468,6 +494,25 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
             String::from_utf8_lossy(&reply.body)
         );
     }
+    // A chunk that vanishes after the headers went out: the connection is
+    // aborted, never a complete-looking short body.
+    let response = reqwest::Client::new()
+        .get(format!("{copy_base}/recordings/{big}/content"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.content_length(), Some(6 * 4 * 1024 * 1024));
+    std::fs::remove_file(
+        restored
+            .join("content/live")
+            .join(&big)
+            .join(format!("{:020}.chunk", 5)),
+    )
+    .unwrap();
+    let body = response.bytes().await;
+    assert!(body.is_err(), "the body must break off, not end short");
     // The key missing is the same answer.
     std::fs::remove_file(restored.join("content/keys").join(format!("{cast_id}.key"))).unwrap();
     let reply = content(&copy_base, &token, &cast_id, None).await;
@@ -497,4 +542,77 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
     assert!(stderr.contains("CONTENT_MISSING"), "{stderr}");
     assert!(!broken.exists());
     assert!(copy.stop().success());
+}
+
+/// `POST /backup` and `GET /log/export` for every kind of caller: a backup
+/// is the ADMIN of all sites' alone, an export whoever reads the whole
+/// history; each refusal is one `AccessDenied` fact.
+async fn routes_by_role(admin: &Client, base: &str, token: &str, site: &str, agent_token: &str) {
+    let site_admin = issue_token(admin, "site-admin-backup", "ADMIN", &[site], &[]).await;
+    let privileged = issue_token(admin, "privileged-backup", "PRIVILEGED_PLAYER", &[], &[]).await;
+    let auditor = issue_token(admin, "auditor-routes", "AUDITOR", &[], &[]).await;
+    let site_auditor = issue_token(admin, "site-auditor-routes", "AUDITOR", &[site], &[]).await;
+    let viewer = issue_token(admin, "viewer-backup", "VIEWER", &[], &[]).await;
+    let denials = || {
+        let (code, stdout, stderr) = run_srs(
+            &[
+                "replay",
+                "--url",
+                base,
+                "--token",
+                token,
+                "--type",
+                "AccessDenied",
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        stdout.lines().count()
+    };
+    let before = denials();
+    let http = reqwest::Client::new();
+    let body = json!({ "wrapping": { "kind": "key-file" }, "wrapping_key": "11".repeat(32) });
+    // (caller, backup status, export status)
+    let cells: [(&str, Option<&str>, u16, u16); 8] = [
+        ("admin", Some(token), 200, 200),
+        ("site_admin", Some(&site_admin), 403, 403),
+        ("privileged", Some(&privileged), 403, 403),
+        ("auditor", Some(&auditor), 403, 200),
+        ("site_auditor", Some(&site_auditor), 403, 403),
+        ("viewer", Some(&viewer), 403, 403),
+        ("agent", Some(agent_token), 403, 403),
+        ("anonymous", None, 401, 401),
+    ];
+    let mut refused = 0;
+    for (who, secret, backup_status, export_status) in cells {
+        let mut backup = http.post(format!("{base}/backup")).json(&body);
+        let mut export = http.get(format!("{base}/log/export"));
+        if let Some(secret) = secret {
+            backup = backup.bearer_auth(secret);
+            export = export.bearer_auth(secret);
+        }
+        let backup = backup.send().await.unwrap();
+        assert_eq!(backup.status().as_u16(), backup_status, "{who} backup");
+        let bytes = backup.bytes().await.unwrap();
+        if backup_status == 200 {
+            assert!(bytes.starts_with(b"SRS-BAK\n"), "{who}");
+        }
+        let export = export.send().await.unwrap();
+        assert_eq!(export.status().as_u16(), export_status, "{who} export");
+        let text = export.text().await.unwrap();
+        if export_status == 200 {
+            assert!(text.contains("\"trailer\""), "{who}");
+        }
+        refused += usize::from(backup_status == 403) + usize::from(export_status == 403);
+    }
+    // A body that is not a backup request.
+    let bad = http
+        .post(format!("{base}/backup"))
+        .bearer_auth(token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert_eq!(denials() - before, refused, "one AccessDenied per refusal");
 }
