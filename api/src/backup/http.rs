@@ -134,7 +134,7 @@ async fn get_export(State(state): State<AppState>, headers: HeaderMap) -> Respon
             .await?;
         Ok(stream_blocking(core, move |core, mut out, runtime| {
             let summary = srs_replay::export(&core.store, &mut out).map_err(ApiError::internal)?;
-            runtime.block_on(record_export_as(&core, &summary, actor_of(&by), &by.name))?;
+            runtime.block_on(record_export_as(core, &summary, actor_of(&by), &by.name))?;
             Ok(())
         })
         .await)
