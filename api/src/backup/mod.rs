@@ -33,8 +33,11 @@
 //! keys first, each under the recording's content lock (the lock the
 //! archive, restore and shred effects take); a recording deleted after `P`
 //! whose key is already gone makes the server start over at the new head
-//! (a few times, then it gives up). Chunks are read under the same lock,
-//! wherever (live or archive) they are at that moment. A chunk that
+//! (a few times, then it gives up). Each chunk file is read under the same
+//! lock, wherever (live or archive) it is at that moment, and written out
+//! after the lock is released (a slow client holds up no upload). `restore`
+//! puts every chunk where the log up to `P` has its recording (archived or
+//! live), whatever an archive run meanwhile did to the files. A chunk that
 //! vanishes meanwhile (its recording deleted after `P` while the backup
 //! ran) fails the backup: the stream is aborted and the client removes its
 //! partial file. Whatever the log gets after `P` is not in the backup.
@@ -53,7 +56,7 @@
 //! | `H` | 1 | the header, JSON: `format` ("srs-backup"), `version` (1), `created_at`, `position` (`P`), `head_hash`, `wrapping` (`{"kind":"argon2id","salt","m_cost_kib","t_cost","p_cost"}` or `{"kind":"key-file"}`), `key_check` (hex nonce and seal of 32 zero bytes under the wrapping key, so a wrong passphrase is told apart from a damaged key record) |
 //! | `L` | 1 per line | one line of the `srs export` file of the log up to `P` (header, events, trailer), newline included |
 //! | `K` | 1 per key | recording id (16) \| nonce (12) \| ChaCha20-Poly1305(wrapping key, recording key (32), aad = `"srs-backup key"` \| recording id) (48) |
-//! | `C` | 1 per chunk | recording id (16) \| seq (u64 BE) \| area (0 live, 1 archive) \| SHA-256 of the stored file (32) \| the stored file |
+//! | `C` | 1 per chunk | recording id (16) \| seq (u64 BE) \| area it was read from (0 live, 1 archive; informative) \| SHA-256 of the stored file (32) \| the stored file |
 //! | `T` | 1, last | the trailer, JSON: `position`, `log_lines`, `keys`, `chunks`, `chunk_bytes`, `sha256` (hex SHA-256 of every byte before the trailer's tag) |
 //!
 //! Nothing may follow the trailer. A record is at most [`MAX_RECORD`]
@@ -72,6 +75,16 @@
 //! (mode 0600) and chunks written, each checked again as it is written
 //! (the file could change between the passes; then what was written is
 //! removed). Read models are built by `srs serve` on its first start.
+//!
+//! # Memory
+//!
+//! Both sides stream the log and the chunks (one chunk in memory at a
+//! time). They keep in memory what the log says of the content: one entry
+//! per stored chunk (its seq and hash) and, while writing, the keys of the
+//! recordings backed up (32 bytes each, zeroed when dropped): about 100
+//! bytes per chunk and 50 per recording.
+//!
+//! # Through a running server
 //!
 //! The wrapping key derived on the client is what `srs backup --url`
 //! sends to the server (never the passphrase): it travels in the request

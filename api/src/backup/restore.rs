@@ -67,6 +67,8 @@ struct Checked {
     summary: RestoreSummary,
     /// (recording, seq) to the hex SHA-256 the log holds.
     chunks: BTreeMap<(Uuid, u64), String>,
+    /// The recordings archived as of the backup's position.
+    archived: BTreeSet<Uuid>,
 }
 
 /// Whether `target` is absent or an empty directory.
@@ -188,10 +190,15 @@ fn check(file: &Path, secret: Secret) -> Result<Checked, BackupError> {
     let mut started = BTreeSet::new();
     let mut deleted = BTreeSet::new();
     let mut chunks: BTreeMap<(Uuid, u64), String> = BTreeMap::new();
+    let mut archived = BTreeSet::new();
     let log = srs_replay::check_export(export.path(), |line| {
         if !matches!(
             line.event_type.as_str(),
-            "RecordingStarted" | "RecordingDeleted" | "ContentChunkStored"
+            "RecordingStarted"
+                | "RecordingDeleted"
+                | "ContentChunkStored"
+                | "RecordingArchived"
+                | "RecordingRestored"
         ) {
             return Ok(());
         }
@@ -204,6 +211,12 @@ fn check(file: &Path, secret: Secret) -> Result<Checked, BackupError> {
             }
             DomainEvent::RecordingDeleted { recording_id, .. } => {
                 deleted.insert(recording_id);
+            }
+            DomainEvent::RecordingArchived { recording_id, .. } => {
+                archived.insert(recording_id);
+            }
+            DomainEvent::RecordingRestored { recording_id, .. } => {
+                archived.remove(&recording_id);
             }
             DomainEvent::ContentChunkStored {
                 recording_id,
@@ -325,6 +338,7 @@ fn check(file: &Path, secret: Secret) -> Result<Checked, BackupError> {
             sha256: digest,
         },
         chunks,
+        archived,
     })
 }
 
@@ -353,7 +367,10 @@ fn write(file: &Path, target: &Path, checked: &Checked) -> Result<(), BackupErro
                 if logged != Some(&hex::encode(Sha256::digest(&chunk.file))) {
                     return Err(bad("the file changed during the restore"));
                 }
-                let area = if chunk.archived {
+                // Where the log up to the backup's position has it (the
+                // record's area is where it was read, which an archive
+                // run during an online backup may have changed).
+                let area = if checked.archived.contains(&chunk.recording_id) {
                     Area::Archive
                 } else {
                     Area::Live

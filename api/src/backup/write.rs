@@ -210,17 +210,22 @@ pub fn write_backup<W: Write>(
     drop(keys);
     let (mut chunks, mut chunk_bytes) = (0u64, 0u64);
     for (&recording_id, recording_chunks) in &plan.recordings {
-        if recording_chunks.is_empty() {
-            continue;
-        }
-        let _guard = lock(recording_id);
         for (&seq, sha256) in recording_chunks {
-            let Some((area, path)) = content.chunk_file(recording_id, seq) else {
+            // Under the recording's lock while the file is read (an archive
+            // move or a shred waits), not while it is written out (a slow
+            // client must not hold up uploads).
+            let read = {
+                let _guard = lock(recording_id);
+                content
+                    .chunk_file(recording_id, seq)
+                    .map(|(area, path)| std::fs::read(path).map(|file| (area, file)))
+                    .transpose()?
+            };
+            let Some((area, file)) = read else {
                 return Err(BackupError::Source(format!(
                     "chunk {seq} of recording {recording_id} is not on disk (was the recording deleted during the backup? run it again)"
                 )));
             };
-            let file = std::fs::read(&path)?;
             if hex::encode(Sha256::digest(&file)) != *sha256 {
                 return Err(BackupError::Source(format!(
                     "chunk {seq} of recording {recording_id} on disk does not hash to what the log recorded (altered?)"
