@@ -203,6 +203,21 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
             json!({ "id": gone }),
         )
         .await;
+    // The asciicast is archived: the restore keeps it so.
+    admin
+        .data(
+            "mutation($id: ID!) { archiveRecording(recordingId: $id) { position } }",
+            json!({ "id": cast_id }),
+        )
+        .await;
+    let archived_dir = |root: &Path| root.join("content/archive").join(&cast_id);
+    for _ in 0..100 {
+        if archived_dir(&data).is_dir() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(archived_dir(&data).is_dir());
     let key_files: Vec<Vec<u8>> = files(&data.join("content/keys"))
         .iter()
         .map(|f| std::fs::read(f).unwrap())
@@ -214,6 +229,25 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
     let kdf = ["--kdf-memory-mib", "8"];
 
     // ---- through the running server ----------------------------------------
+    // Offline, a held directory is refused with a hint.
+    let (code, _, stderr) = run_srs(
+        &[
+            "backup",
+            "--data",
+            s(&data),
+            "--passphrase-file",
+            s(&passphrase_file),
+            s(&dir.path().join("held.srsbak")),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("in use") && stderr.contains("--url"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("held.srsbak").exists());
+
     let by_url = dir.path().join("by-url.srsbak");
     let mut args = vec!["backup", "--url", &base, "--token", &token];
     args.extend(["--passphrase-file", s(&passphrase_file)]);
@@ -378,6 +412,7 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
     let part = content(&copy_base, &token, &screen, Some("bytes=199990-200020")).await;
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &whole[199_990..=200_020]);
+    assert!(archived_dir(&restored).is_dir(), "still archived");
     let played = content(&copy_base, &token, &cast_id, None).await;
     assert_eq!(
         (played.status, played.body.as_slice()),
