@@ -76,7 +76,12 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::backup::routes())
+        .merge(
+            crate::backup::routes().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                throttle_content,
+            )),
+        )
         .merge(
             crate::content::routes().route_layer(middleware::from_fn_with_state(
                 state.clone(),
@@ -120,7 +125,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// The rate limit in front of the content routes (uploads and playback):
+/// The rate limit in front of the content routes (uploads and playback)
+/// and the backup and export routes:
 /// the same buckets as `POST /graphql`, per principal for a token the
 /// tokens read model knows, per client address otherwise. A refusal has
 /// the content routes' error shape (`{"code", "message"}`), 429 and
