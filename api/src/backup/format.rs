@@ -105,6 +105,31 @@ impl Wrapping {
         }
     }
 
+    /// Whether a restore can derive a key from these parameters (what
+    /// `POST /backup` checks before it writes them into a header).
+    pub fn validate(&self) -> Result<(), BackupError> {
+        let Wrapping::Argon2id {
+            salt,
+            m_cost_kib,
+            t_cost,
+            p_cost,
+        } = self
+        else {
+            return Ok(());
+        };
+        let salt_ok = hex::decode(salt).is_ok_and(|s| (16..=64).contains(&s.len()));
+        let limits_ok =
+            *m_cost_kib <= MAX_M_COST_KIB && *t_cost <= MAX_T_COST && *p_cost <= MAX_P_COST;
+        let params_ok = argon2::Params::new(*m_cost_kib, *t_cost, *p_cost, Some(KEY_LEN)).is_ok();
+        if salt_ok && limits_ok && params_ok {
+            Ok(())
+        } else {
+            Err(BackupError::Invalid(format!(
+                "Argon2id parameters out of range (salt 16-64 bytes hex, m <= {MAX_M_COST_KIB} KiB, t <= {MAX_T_COST}, p <= {MAX_P_COST})"
+            )))
+        }
+    }
+
     /// Derives the wrapping key from `passphrase`; a key-file wrapping
     /// takes no passphrase.
     pub fn derive(&self, passphrase: &[u8]) -> Result<WrappingKey, BackupError> {

@@ -105,6 +105,9 @@ async fn post_backup(State(state): State<AppState>, headers: HeaderMap, body: By
         let key = WrappingKey::from_hex(&request.wrapping_key)
             .map_err(|e| ApiError::validation(e.to_string()))?;
         let wrapping = request.wrapping;
+        wrapping
+            .validate()
+            .map_err(|e| ApiError::validation(e.to_string()))?;
         Ok(stream_blocking(core, move |core, out, runtime| {
             let (_, summary) =
                 write_backup(&core.store, &core.content, Some(runtime), &wrapping, &key, out)

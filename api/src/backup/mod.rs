@@ -26,6 +26,16 @@
 //! backup is for, and why its passphrase is kept apart (the README's
 //! deletion guarantee says so).
 //!
+//! Not in a backup: the read models (`srs serve` rebuilds them from the
+//! log on the restored directory's first start), the content effects'
+//! checkpoint (the restored server applies the log's archive, restore and
+//! delete effects again, which are idempotent), and `admin.token` (the
+//! tokens are facts in the log: every token valid at `P` authenticates on
+//! the restored instance, and none is written in plain anywhere).
+//! Restoring a backup taken before a deletion brings the deleted
+//! recording back, content included: deletion cannot reach copies made
+//! before it.
+//!
 //! # Consistency
 //!
 //! Offline (`--data`), nothing moves under the backup. Through a running
