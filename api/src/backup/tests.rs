@@ -216,3 +216,55 @@ async fn a_non_empty_target_is_refused() {
     assert!(matches!(error, BackupError::NotEmpty(_)), "{error}");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1);
 }
+
+#[tokio::test]
+async fn a_well_formed_file_missing_a_chunk_the_log_records_is_refused() {
+    use super::format::{RecordWriter, Trailer, TAG_TRAILER};
+    let f = fixture().await;
+    let bytes = std::fs::read(&f.backup).unwrap();
+    let mut reader = RecordReader::new(&bytes[..]).unwrap();
+    let mut writer = RecordWriter::new(Vec::new()).unwrap();
+    let mut trailer: Option<Trailer> = None;
+    let mut dropped = false;
+    while let Some((tag, body)) = reader.next().unwrap() {
+        match tag {
+            TAG_CHUNK if !dropped => dropped = true,
+            TAG_TRAILER => trailer = Some(serde_json::from_slice(&body).unwrap()),
+            _ => writer.record(tag, &body).unwrap(),
+        }
+    }
+    let mut trailer = trailer.unwrap();
+    trailer.chunks -= 1;
+    trailer.chunk_bytes = 0;
+    let (rewritten, _) = writer.finish(trailer).unwrap();
+    let bad = f.backup.with_extension("short");
+    std::fs::write(&bad, rewritten).unwrap();
+    let error = refused(&f, &bad, passphrase());
+    assert!(
+        error
+            .to_string()
+            .contains("recorded in its log but not in the file"),
+        "{error}"
+    );
+}
+
+#[test]
+fn kdf_parameters_are_bounded() {
+    let huge = Wrapping::Argon2id {
+        salt: "00".repeat(16),
+        m_cost_kib: u32::MAX,
+        t_cost: 3,
+        p_cost: 1,
+    };
+    assert!(huge.validate().is_err());
+    assert!(matches!(huge.derive(b"x"), Err(BackupError::BadFile(_))));
+    let short_salt = Wrapping::Argon2id {
+        salt: "00".into(),
+        m_cost_kib: 8 * 1024,
+        t_cost: 3,
+        p_cost: 1,
+    };
+    assert!(short_salt.validate().is_err());
+    assert!(Wrapping::new_argon2id(8 * 1024).validate().is_ok());
+    assert!(Wrapping::KeyFile.validate().is_ok());
+}
