@@ -97,11 +97,17 @@ impl DataDir {
                     continue;
                 }
             };
-            let tree = data.db.open_tree(srs_domain::log::LOG_TREE)?;
-            let report = srs_domain::log::verify::<DomainEvent>(&tree, 1, |_| {})?;
-            match report.breach {
-                None => return Ok(data),
-                Some(breach) => {
+            let report = data
+                .db
+                .open_tree(srs_domain::log::LOG_TREE)
+                .map_err(ReplayError::from)
+                .and_then(|tree| {
+                    srs_domain::log::verify::<DomainEvent>(&tree, 1, |_| {}).map_err(Into::into)
+                });
+            match report.map(|r| r.breach) {
+                Ok(None) => return Ok(data),
+                Err(e) => last = Some(e),
+                Ok(Some(breach)) => {
                     last = Some(ReplayError::Invalid(format!(
                         "a copy of {} taken while the server writes is not intact at position {} ({}); use --url to go through the server",
                         path.display(),

@@ -330,7 +330,16 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
         Some(0),
         "export while the server holds the directory: {stderr}"
     );
-    assert!(std::fs::metadata(&held_export).unwrap().len() > 0);
+    let (code, _, stderr) = run_srs(
+        &[
+            "import",
+            "--data",
+            s(&dir.path().join("held-import")),
+            s(&held_export),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "the copy's export verifies: {stderr}");
     for source in [
         vec!["--url", &base, "--token", &token],
         vec!["--data", s(&data)],
