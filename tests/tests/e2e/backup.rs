@@ -522,6 +522,18 @@ async fn backups_keep_content_and_restore_only_what_verifies() {
     assert!(stderr.contains("not empty"), "{stderr}");
 
     // ---- content the disk lacks ----------------------------------------------------
+    // A log imported without its content (`export` + `import`): the
+    // recording says it has content, and playing it says it is missing
+    // (it used to answer 200 with no bytes).
+    let imported = Srs::start(&dir.path().join("imported")).await;
+    let reply = content(&imported.url(""), &token, &screen, None).await;
+    assert_eq!(
+        (reply.status, reply.code().as_deref()),
+        (409, Some("CONTENT_MISSING")),
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(imported.stop().success());
     let copy = Srs::start(&restored).await;
     let copy_base = copy.url("");
     let chunk_file = restored
