@@ -99,6 +99,13 @@ pub enum Command {
     Export(crate::replay_cmd::ExportArgs),
     /// Verify an export file completely, then write it into a new data directory.
     Import(crate::replay_cmd::ImportArgs),
+    /// Write the log, the content chunks and the recordings' keys (encrypted
+    /// under a passphrase or key file) as of one log position into one file;
+    /// through a running server with --url and --token (ADMIN).
+    Backup(crate::backup::BackupArgs),
+    /// Verify a backup file completely, then write it into a new (or empty)
+    /// data directory; nothing is written unless every check passes.
+    Restore(crate::backup::RestoreArgs),
     /// Measure srs; every figure comes with a baseline measured in the same run.
     Bench {
         /// Which benchmarks to run.
@@ -313,6 +320,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections(args) => crate::replay_cmd::projections(args).await,
         Command::Export(args) => crate::replay_cmd::export(args).await,
         Command::Import(args) => crate::replay_cmd::import(args).await,
+        Command::Backup(args) => crate::backup::backup_command(args).await,
+        Command::Restore(args) => crate::backup::restore_command(args).await,
         Command::Bench {
             which,
             json,

@@ -32,6 +32,12 @@ pub enum Code {
     /// Storage cannot take writes now (a full disk); nothing was
     /// acknowledged. Retry later (with the same ids: idempotent). HTTP 503.
     Unavailable,
+    /// The log says a recording has content that is not on disk (its key
+    /// or a chunk file is missing, e.g. a data directory copied without
+    /// its `content/`): HTTP 409, never a short 200. 409 rather than 410:
+    /// nothing says the content is gone for good (restoring the files
+    /// heals it), and a deleted recording answers otherwise.
+    ContentMissing,
 }
 
 impl Code {
@@ -47,6 +53,7 @@ impl Code {
             Code::Internal => "INTERNAL",
             Code::RateLimited => "RATE_LIMITED",
             Code::Unavailable => "UNAVAILABLE",
+            Code::ContentMissing => "CONTENT_MISSING",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | `GET /readyz` | 200 once the projections have caught up with the log and the log takes writes; 503 otherwise, with a `reason` when storage refuses writes |
 //! | `GET /metrics` | Prometheus text format (see [`crate::metrics`]) |
 //! | `PUT /recordings/{id}/chunks/{seq}`, `PUT /recordings/{id}/asciicast`, `GET /recordings/{id}/content` | recording content (see [`crate::content`]) |
+//! | `POST /backup`, `GET /log/export` | a backup or export of the running server (see [`crate::backup`]) |
 //!
 //! Every request runs in a `request` span carrying a fresh id, which is
 //! also returned as the `x-request-id` header. The body of a request is
@@ -76,6 +77,12 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(
+            crate::backup::routes().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                throttle_content,
+            )),
+        )
+        .merge(
             crate::content::routes().route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 throttle_content,
@@ -118,7 +125,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// The rate limit in front of the content routes (uploads and playback):
+/// The rate limit in front of the content routes (uploads and playback)
+/// and the backup and export routes:
 /// the same buckets as `POST /graphql`, per principal for a token the
 /// tokens read model knows, per client address otherwise. A refusal has
 /// the content routes' error shape (`{"code", "message"}`), 429 and

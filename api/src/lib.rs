@@ -7,6 +7,9 @@
 //! - `bench_cmd`: `srs bench`.
 //! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
 //!   `export`, `import` over `srs_replay`.
+//! - [`backup`]: `srs backup` / `srs restore`, one file holding the log,
+//!   the content chunks and the (wrapped) recording keys; `POST /backup`
+//!   and `GET /log/export` on a running server.
 //! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
 //! - [`retention`]: the retention scheduler.
 //! - [`dashboards`]: dashboard figures kept while the dashboard read model
@@ -31,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backup;
 mod bench_cmd;
 mod bench_graphql;
 pub mod cli;

@@ -2,10 +2,17 @@
 //! `srs export` and `srs import`: the command-line side of `srs_replay`.
 //!
 //! Each takes `--data DIR` (`SRS_DATA`, default `./data`). A directory held
-//! by a running `srs serve` is never opened behind its back: the command
-//! says so and exits 2, unless it can go through the server instead
+//! by a running `srs serve` is never written behind its back: `export` and
+//! `state` read a checked private copy of it (`srs_replay::DataDir::open_snapshot`;
+//! such an export is not recorded in the server's log), the others say so
+//! and exit 2. Every one of them can go through the server instead
 //! (`--url URL --token T`, env `SRS_URL` / `SRS_TOKEN`): `replay` (with
-//! `--follow` to keep tailing), `rebuild` and `projections` can.
+//! `--follow` to keep tailing), `rebuild`, `projections`, `export` (the
+//! server streams `GET /log/export` and records the export as
+//! `LogExported` by the caller) and `state` (which fetches the export up
+//! to the head the same way, imports it into a private temporary
+//! directory and computes the state there; it is recorded as an export
+//! too, since the whole log left the server).
 //!
 //! Exit codes: 0 done; 1 a check failed (an export file that does not
 //! verify); 2 an error (bad flags, a directory in use, a non-empty import
@@ -77,9 +84,8 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 pub struct StateArgs {
-    /// Data directory (sled database).
-    #[arg(long, env = "SRS_DATA", default_value = "./data")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub source: Source,
     /// A log position or an RFC 3339 time.
     #[arg(long)]
     pub as_of: String,
@@ -114,9 +120,8 @@ pub struct ProjectionsArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Data directory (sled database).
-    #[arg(long, env = "SRS_DATA", default_value = "./data")]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub source: Source,
     /// The file to write (`-` for stdout).
     pub file: PathBuf,
 }
@@ -227,13 +232,37 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Opens a data directory for `export` or `state`: also one a running
+/// server holds, through a checked private copy.
+fn open_snapshot(path: &Path) -> Result<DataDir, ReplayError> {
+    let data = DataDir::open_snapshot(path)?;
+    if data.is_copy() {
+        eprintln!(
+            "srs: {} is read-only or held by a running server: reading a private copy of its database",
+            path.display()
+        );
+    }
+    Ok(data)
+}
+
 /// `srs state`.
 pub async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     let as_of: AsOf = match args.as_of.parse() {
         Ok(as_of) => as_of,
         Err(e) => return Ok(fail(e)),
     };
-    let data = match open_to_read(&args.data) {
+    // Through a server: its log, fetched as an export, in a private directory.
+    let mut fetched = None;
+    if let (Some(url), Some(token)) = (&args.source.url, &args.source.token) {
+        match fetch_log(&Remote::new(url, token)).await {
+            Ok(dir) => fetched = Some(dir),
+            Err(e) => return Ok(fail(e)),
+        }
+    }
+    let path = fetched
+        .as_ref()
+        .map_or(args.source.data.clone(), |dir| dir.path().join("data"));
+    let data = match open_snapshot(&path) {
         Ok(data) => data,
         Err(e) => return Ok(fail(e)),
     };
@@ -253,7 +282,18 @@ pub async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
 
 /// `srs export`.
 pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let data = match open_to_read(&args.data) {
+    if let (Some(url), Some(token)) = (&args.source.url, &args.source.token) {
+        return Ok(remote_export(&Remote::new(url, token), &args.file)
+            .await
+            .map_or_else(fail, |summary| {
+                eprintln!(
+                    "srs: exported {} events through the server, head position {} hash {}, sha256 {}",
+                    summary.count, summary.head.position, summary.head.hash, summary.sha256
+                );
+                ExitCode::SUCCESS
+            }));
+    }
+    let data = match open_snapshot(&args.source.data) {
         Ok(data) => data,
         Err(e) => return Ok(fail(e)),
     };
@@ -268,7 +308,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         Ok(summary) if data.is_copy() => {
             // Nothing can be written to a read-only directory.
             eprintln!(
-                "srs: warning: {} is read-only: this export is not recorded in its log",
+                "srs: warning: {} is read-only or held by a server: this export is not recorded in its log (`srs export --url` is)",
                 data.path.display()
             );
             Ok(summary)
@@ -457,6 +497,110 @@ struct Remote {
     endpoint: String,
     token: String,
     http: reqwest::Client,
+}
+
+/// Downloads the server's `GET /log/export` into `file` (`-`: stdout; a
+/// device or pipe is written into). The download goes to a private
+/// temporary file first and is checked as an export (chain, trailer)
+/// before anything reaches `file`, so a broken-off transfer leaves no
+/// file that looks complete.
+async fn remote_export(
+    remote: &Remote,
+    file: &Path,
+) -> Result<srs_replay::ExportSummary, ReplayError> {
+    let url = format!("{}/log/export", crate::backup::base_url(&remote.endpoint));
+    let mut response = remote
+        .http
+        .get(&url)
+        .bearer_auth(&remote.token)
+        .send()
+        .await
+        .map_err(|e| ReplayError::Invalid(format!("cannot reach {url}: {e}")))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body: Value = response.json().await.unwrap_or_default();
+        return Err(ReplayError::Invalid(format!(
+            "the server refused: {} ({})",
+            body["message"].as_str().unwrap_or("no message"),
+            body["code"].as_str().unwrap_or(status.as_str())
+        )));
+    }
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    let to_stdout = file.as_os_str() == "-";
+    let device = !to_stdout && std::fs::metadata(file).is_ok_and(|meta| !meta.is_file());
+    let (_spool, partial) = if to_stdout || device {
+        let spool = tempfile::Builder::new().prefix("srs-export-").tempdir()?;
+        let path = spool.path().join("log.export");
+        (Some(spool), path)
+    } else {
+        (None, PathBuf::from(partial))
+    };
+    let result = async {
+        let mut out = BufWriter::with_capacity(256 * 1024, File::create(&partial)?);
+        while let Some(piece) = response
+            .chunk()
+            .await
+            .map_err(|e| ReplayError::Invalid(format!("the export broke off: {e}")))?
+        {
+            out.write_all(&piece)?;
+        }
+        out.into_inner()
+            .map_err(|e| ReplayError::Io(e.into_error()))?
+            .sync_all()?;
+        let checked = srs_replay::check_export(&partial, |_| Ok(()))?;
+        let sha256 = trailer_sha256(&partial)?;
+        if to_stdout || device {
+            let mut from = File::open(&partial)?;
+            if to_stdout {
+                std::io::copy(&mut from, &mut std::io::stdout().lock())?;
+            } else {
+                let mut to = std::fs::OpenOptions::new().write(true).open(file)?;
+                std::io::copy(&mut from, &mut to)?;
+                to.flush()?;
+            }
+        } else {
+            std::fs::rename(&partial, file)?;
+        }
+        Ok(srs_replay::ExportSummary {
+            count: checked.count,
+            head: checked.head,
+            sha256,
+        })
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// The `sha256` of an export file's trailer (its last line).
+fn trailer_sha256(file: &Path) -> Result<String, ReplayError> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = File::open(file)?;
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096)))?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail)?;
+    let tail = String::from_utf8_lossy(&tail);
+    let line = tail.trim_end().rsplit('\n').next().unwrap_or_default();
+    let trailer: Value = serde_json::from_str(line)?;
+    Ok(trailer["trailer"]["sha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The server's log as an export, imported into a private temporary
+/// directory (`<dir>/data`) for `srs state --url`.
+async fn fetch_log(remote: &Remote) -> Result<tempfile::TempDir, ReplayError> {
+    let dir = tempfile::Builder::new().prefix("srs-state-").tempdir()?;
+    let file = dir.path().join("log.export");
+    remote_export(remote, &file).await?;
+    srs_replay::import(&file, &dir.path().join("data"))?;
+    std::fs::remove_file(&file)?;
+    Ok(dir)
 }
 
 impl Remote {

@@ -16,6 +16,21 @@
 //! the tool cannot open for writing at all cannot be lock-checked, and is
 //! copied as it is at that moment, which sled reads like the state a crash
 //! would have left.
+//!
+//! # Directories a running server holds
+//!
+//! `export` and `state` also read a directory a running `srs serve` holds
+//! ([`DataDir::open_snapshot`]): its database is copied the same way, and
+//! since the server writes while the files are copied, the copy's log is
+//! checked with the chain walk of `srs verify` before it is used (a copy
+//! torn by a concurrent write is taken again, up to three times). What
+//! they read is then the log as the server had made it durable at about
+//! the moment of the copy. Such an export is not recorded in the server's
+//! log (the tool cannot write there): `srs export --url` goes through the
+//! server and is recorded. `verify`, `replay`, `projections` and
+//! `rebuild` keep refusing a held directory (exit 2): `verify` must see
+//! the files as they are, and the others go through the server with
+//! `--url`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,6 +78,46 @@ impl DataDir {
             }
             other => other,
         }
+    }
+
+    /// Opens a data directory to read it, also while a running server
+    /// holds it: then a private copy of its database is opened once its
+    /// log's chain checks out (see the module docs).
+    pub fn open_snapshot(path: &Path) -> Result<Self, ReplayError> {
+        match Self::open_read_only(path) {
+            Err(ReplayError::Locked(_)) => {}
+            other => return other,
+        }
+        let mut last = None;
+        for _ in 0..3 {
+            let data = match Self::open_copy(path) {
+                Ok(data) => data,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let report = data
+                .db
+                .open_tree(srs_domain::log::LOG_TREE)
+                .map_err(ReplayError::from)
+                .and_then(|tree| {
+                    srs_domain::log::verify::<DomainEvent>(&tree, 1, |_| {}).map_err(Into::into)
+                });
+            match report.map(|r| r.breach) {
+                Ok(None) => return Ok(data),
+                Err(e) => last = Some(e),
+                Ok(Some(breach)) => {
+                    last = Some(ReplayError::Invalid(format!(
+                        "a copy of {} taken while the server writes is not intact at position {} ({}); use --url to go through the server",
+                        path.display(),
+                        breach.position,
+                        breach.reason
+                    )))
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ReplayError::Locked(path.to_path_buf())))
     }
 
     /// Whether this is a private copy of a read-only directory.

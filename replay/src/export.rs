@@ -134,6 +134,18 @@ pub fn export(
     out: &mut impl Write,
 ) -> Result<ExportSummary, ReplayError> {
     let head = srs_domain::log::EventStore::head(store);
+    export_up_to(store, head, out)
+}
+
+/// Writes the log from position 1 up to `head` (a durable position and its
+/// hash, e.g. the head as `srs backup` saw it) to `out` in the format
+/// above: a copy of the log as of that position, whatever was appended
+/// since.
+pub fn export_up_to(
+    store: &SledEventStore<DomainEvent>,
+    head: Head,
+    out: &mut impl Write,
+) -> Result<ExportSummary, ReplayError> {
     let mut hasher = Sha256::new();
     let mut emit = |out: &mut dyn Write, bytes: &[u8]| -> std::io::Result<()> {
         hasher.update(bytes);
@@ -227,6 +239,16 @@ pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> 
         count: checked.count,
         head,
     })
+}
+
+/// Checks an export file completely without writing anything (what
+/// [`import`] checks before it writes), handing each checked event line
+/// to `each` (which may refuse it); returns the trailer's count and head.
+pub fn check_export(
+    file: &Path,
+    each: impl FnMut(&EventLine) -> Result<(), ReplayError>,
+) -> Result<ImportSummary, ReplayError> {
+    check_file(file, each)
 }
 
 /// Reads and checks the whole file, handing each checked event line to

@@ -5,7 +5,9 @@
 //!
 //! Every tool here opens the sled database itself, so it needs the data
 //! directory to itself: a directory held by a running `srs serve` gives
-//! [`ReplayError::Locked`] and nothing is touched. Tools that only read
+//! [`ReplayError::Locked`] and nothing is touched, except for readers
+//! that open it through [`DataDir::open_snapshot`] (`export`, `state`),
+//! which read a private copy whose chain they check first. Tools that only read
 //! never write; tools that write (`import`, `rebuild`) go through the same
 //! code the server uses (the log's encoder and key layout, the projection
 //! engine's rebuild-and-swap).
@@ -37,7 +39,8 @@ mod state;
 pub use data::DataDir;
 pub use error::ReplayError;
 pub use export::{
-    export, import, record_export, ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION,
+    check_export, export, export_up_to, import, record_export, ExportSummary, ImportSummary,
+    FORMAT_NAME, FORMAT_VERSION,
 };
 pub use history::{replay, table_header, EventLine, Filter, Format};
 pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};

@@ -10,6 +10,8 @@ mod common;
 mod abuse;
 #[path = "e2e/authz.rs"]
 mod authz;
+#[path = "e2e/backup.rs"]
+mod backup;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
 #[path = "e2e/catalogue_rows.rs"]

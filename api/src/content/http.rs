@@ -15,6 +15,18 @@
 //! The content of a recording is its chunks from seq 0 in order, up to the
 //! first missing seq (an upload still in progress plays what is complete).
 //!
+//! # Content the log records but the disk lacks
+//!
+//! Before any status is sent, a content GET checks that the recording's
+//! key and every chunk file the content consists of are on disk; if one is
+//! not (a data directory copied or imported without its `content/`), it
+//! answers 409 `CONTENT_MISSING` and records no playback. 409, not 410:
+//! the content may come back (`srs restore`), and a deleted recording has
+//! its own answer. Should a chunk fail to read after the headers went out
+//! (removed or altered meanwhile), the body stream fails and the
+//! connection is aborted: the client sees a body shorter than its
+//! `Content-Length` and an error, never a complete-looking short answer.
+//!
 //! # What an upload may be
 //!
 //! - `seq` is strict decimal: digits only, no sign, no leading zero (but
@@ -113,6 +125,7 @@ fn status_of(code: Code) -> StatusCode {
         Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::ContentMissing => StatusCode::CONFLICT,
     }
 }
 
@@ -494,6 +507,33 @@ async fn content_response(
         chunks.push((seq, chunk.size, chunk.sha256.clone()));
     }
     let total: u64 = chunks.iter().map(|c| c.1).sum();
+    // Everything the log promises must be on disk before a status is
+    // sent: a 200 whose body stops short of `contentSize` would look like
+    // a complete (shorter) recording to a player.
+    if !chunks.is_empty() {
+        let content = core.content.clone();
+        let seqs: Vec<u64> = chunks.iter().map(|c| c.0).collect();
+        let missing = tokio::task::spawn_blocking(move || {
+            if !content.has_key(recording_id) {
+                return Some("its content key".to_string());
+            }
+            seqs.into_iter()
+                .find(|&seq| content.chunk_file(recording_id, seq).is_none())
+                .map(|seq| format!("chunk {seq}"))
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        if let Some(what) = missing {
+            tracing::error!(recording = %recording_id, missing = %what, "content the log records is not on disk");
+            return Err(ApiError::new(
+                Code::ContentMissing,
+                format!(
+                    "the content of recording {recording_id} is not on this server ({what} is missing); \
+                     restore it from a backup (`srs restore`)"
+                ),
+            ));
+        }
+    }
     let content_type = recording
         .content_type
         .clone()

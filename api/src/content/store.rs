@@ -285,6 +285,23 @@ impl ContentStore {
             .map_err(|_| corrupt("it does not decrypt"))
     }
 
+    /// The file of chunk `seq` and its area, when it is on disk (live or
+    /// archived). Callers that must not race an archive move or a shred
+    /// hold [`ContentStore::lock`].
+    pub fn chunk_file(&self, recording_id: Uuid, seq: u64) -> Option<(Area, PathBuf)> {
+        [Area::Live, Area::Archive].into_iter().find_map(|area| {
+            let path = self.chunk_path(area, recording_id, seq);
+            path.is_file().then_some((area, path))
+        })
+    }
+
+    /// Where chunk `seq` of a recording is stored in `area` (`srs restore`
+    /// writes a backup's chunks there).
+    pub fn chunk_path(&self, area: Area, recording_id: Uuid, seq: u64) -> PathBuf {
+        self.recording_dir(area, recording_id)
+            .join(Self::chunk_name(seq))
+    }
+
     /// Removes chunk `seq` from the live area (an upload whose event was
     /// refused). Missing is fine.
     pub fn discard_chunk(&self, recording_id: Uuid, seq: u64) -> Result<(), ContentError> {

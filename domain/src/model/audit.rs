@@ -354,6 +354,21 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
                 None => format!("legal hold on {} released by {by}", scope_summary(scope)),
             },
         ),
+        E::BackupTaken {
+            to_position,
+            keys,
+            chunks,
+            by,
+            file_sha256,
+            ..
+        } => (
+            Playback,
+            "log.backed_up",
+            format!("log:1..{to_position}"),
+            format!(
+                "backup by {by}: the log up to {to_position}, {chunks} content chunks, {keys} recording keys (file sha256 {file_sha256})"
+            ),
+        ),
         E::InstallProgressReported { .. }
         | E::ServerWentOffline { .. }
         | E::ServerCameOnline { .. }

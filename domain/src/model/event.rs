@@ -458,6 +458,21 @@ pub enum DomainEvent {
         held: u64,
         ran_at: Timestamp,
     },
+    // ---- the log itself, continued (stream `backups`) ----------------------
+    /// A backup (`srs backup`) was taken as of `to_position`: the log up to
+    /// there, `chunks` content chunks and the keys of `keys` recordings
+    /// (encrypted under the backup's passphrase or key file) left the data
+    /// directory in one file, whose trailer checksum is `file_sha256`.
+    BackupTaken {
+        to_position: u64,
+        head_hash: String,
+        file_sha256: String,
+        events: u64,
+        keys: u64,
+        chunks: u64,
+        by: String,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -507,6 +522,7 @@ impl DomainEvent {
             DomainEvent::LegalHoldPlaced { .. } => "LegalHoldPlaced",
             DomainEvent::LegalHoldReleased { .. } => "LegalHoldReleased",
             DomainEvent::RetentionRunCompletedV2 { .. } => "RetentionRunCompletedV2",
+            DomainEvent::BackupTaken { .. } => "BackupTaken",
         }
     }
 
@@ -571,7 +587,9 @@ impl DomainEvent {
             | LegalHoldReleased { site_id, .. }
             | RetentionRunCompletedV2 { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
-            TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
+            TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } | BackupTaken { .. } => {
+                None
+            }
         }
     }
 

@@ -115,3 +115,7 @@ pub const ACCESS_DENIED_STREAM: &str = "access-denied";
 /// The stream `LogExported` events are appended to (with
 /// `ExpectedVersion::Any`).
 pub const LOG_EXPORTS_STREAM: &str = "log-exports";
+
+/// The stream `BackupTaken` events are appended to (with
+/// `ExpectedVersion::Any`).
+pub const BACKUPS_STREAM: &str = "backups";

@@ -23,7 +23,9 @@
 //! Left out of the matrix: nothing of the schema's `Query`, `Mutation` and
 //! `Subscription` roots; of the field-level checks, `Recording.playback`
 //! (a playback is an event) and `Recording.legalHolds` are rows; `Site.servers` and
-//! `Server.settings` repeat the `servers` and `policies` rules.
+//! `Server.settings` repeat the `servers` and `policies` rules. The HTTP
+//! routes `POST /backup` and `GET /log/export` have their per-caller
+//! table in `backup.rs`.
 
 use std::time::Duration;
 
