@@ -131,7 +131,10 @@ impl LastUsed {
                 batch.insert(id.as_bytes(), &minute.to_be_bytes());
             }
         }
-        let written = self.tree.apply_batch(batch).and_then(|()| self.tree.flush());
+        let written = self
+            .tree
+            .apply_batch(batch)
+            .and_then(|()| self.tree.flush());
         if let Err(e) = written {
             let mut minutes = self.minutes();
             minutes.dirty.extend(due.iter().map(|(id, _)| *id));

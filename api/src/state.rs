@@ -8,8 +8,8 @@ use serde::Serialize;
 use srs_domain::app::{AppError, PermissionSource, Service};
 use srs_domain::log::{EventStore, SledEventStore};
 use srs_domain::model::{hash_secret, DomainEvent, PlaybackScope, Principal};
-use srs_projections::models::access::AccessProjection;
 use srs_domain::time::Timestamp;
+use srs_projections::models::access::AccessProjection;
 use srs_projections::models::tokens::TokensProjection;
 use srs_projections::{ReadModels, RunnerState, WaitError, Which};
 use tokio::sync::watch;
@@ -303,7 +303,11 @@ impl Core {
     pub async fn tokens_caught_up(&self, position: u64) {
         if let Err(e) = self
             .reads
-            .wait_for(Which::Only(&[TokensProjection::NAME]), position, AUTH_CATCH_UP)
+            .wait_for(
+                Which::Only(&[TokensProjection::NAME]),
+                position,
+                AUTH_CATCH_UP,
+            )
             .await
         {
             tracing::warn!(error = %e, position, "the tokens read model lags behind a token change");

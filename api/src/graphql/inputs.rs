@@ -634,10 +634,7 @@ impl TokenFilter {
             role: self.role.map(Into::into),
             site_id: opt_uuid(self.site_id.as_ref(), "site")?,
             server_id: opt_uuid(self.server_id.as_ref(), "server")?,
-            name: self
-                .name
-                .map(|n| name("name", &n, limits))
-                .transpose()?,
+            name: self.name.map(|n| name("name", &n, limits)).transpose()?,
             revoked: self.revoked,
             expired: self.expired,
         })

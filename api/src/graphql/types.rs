@@ -163,7 +163,8 @@ pub struct Principal {
     /// The sites the principal acts on; empty: all sites.
     pub site_ids: Vec<ID>,
     pub groups: Vec<String>,
-    /// The token used (for an agent: its server's id).
+    /// The token used (for an agent: its agent token, whose id is the
+    /// server's id until a rotation).
     pub token_id: ID,
     /// For an AGENT: its server.
     pub server_id: Option<ID>,

@@ -43,6 +43,7 @@ pub use service::{
     DENIAL_FACTS_PER_MINUTE,
 };
 pub use use_cases::{
-    ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents, RotatedToken,
-    ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS, PLAYBACK_WINDOW_SECS,
+    ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,
+    RotatedToken, ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS,
+    PLAYBACK_WINDOW_SECS,
 };

@@ -1328,7 +1328,14 @@ async fn rotating_a_token_is_one_append_and_its_successor_is_managed_by_its_own_
     let w = World::new();
     let issued = w
         .service
-        .issue_token(&w.admin, "ann", Role::Auditor, BTreeSet::new(), vec![], None)
+        .issue_token(
+            &w.admin,
+            "ann",
+            Role::Auditor,
+            BTreeSet::new(),
+            vec![],
+            None,
+        )
         .await
         .expect("issue");
     let head = w.spy.head().position;
@@ -1343,7 +1350,10 @@ async fn rotating_a_token_is_one_append_and_its_successor_is_managed_by_its_own_
     assert_eq!(rotated.previous_token_id, issued.token_id);
     assert_eq!(rotated.previous_secret_sha256, hash_secret(&issued.secret));
     let last = w.all_events().await.pop().expect("an event");
-    assert_eq!(last.event_id, rotated.token_id, "stored under the successor's id");
+    assert_eq!(
+        last.event_id, rotated.token_id,
+        "stored under the successor's id"
+    );
     assert_eq!(last.stream, Token::stream(issued.token_id));
     match &last.payload {
         DomainEvent::TokenRotated {

@@ -1253,7 +1253,8 @@ mod tests {
         given([server_connected()])
             .when(rotate_agent(NEW_TOKEN))
             .then([agent_rotated(NEW_TOKEN, SERVER)]);
-        let server = given([server_connected(), agent_rotated(NEW_TOKEN, SERVER)]).state::<Server>();
+        let server =
+            given([server_connected(), agent_rotated(NEW_TOKEN, SERVER)]).state::<Server>();
         assert_eq!(server.agent_token_id, Some(NEW_TOKEN));
         assert_eq!(server.credential_sha256, NEW_HASH);
         // The next rotation names this one as the revoked credential.

@@ -498,10 +498,7 @@ pub enum TokenCommand {
         now: Timestamp,
     },
     /// Revokes `token_id`, the lineage's current token.
-    Revoke {
-        token_id: TokenId,
-        now: Timestamp,
-    },
+    Revoke { token_id: TokenId, now: Timestamp },
     /// Revokes `token_id` (the lineage's current token) and issues
     /// `new_token_id` in its place with the secret of SHA-256
     /// `secret_sha256`; `expires_at` `None` keeps the current expiry.
@@ -989,7 +986,11 @@ mod tests {
 
     #[test]
     fn an_expiry_must_be_in_the_future_and_within_ten_years() {
-        for bad in [T0, Timestamp(T0.0 - 1), T0.plus_days(MAX_TOKEN_LIFETIME_DAYS + 1)] {
+        for bad in [
+            T0,
+            Timestamp(T0.0 - 1),
+            T0.plus_days(MAX_TOKEN_LIFETIME_DAYS + 1),
+        ] {
             given([])
                 .when(issue_expiring(Role::Auditor, CREDENTIAL, Some(bad)))
                 .then_err_code(ErrorCode::Validation);

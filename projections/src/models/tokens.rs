@@ -300,7 +300,9 @@ impl TokenFilter {
             && self
                 .site_id
                 .is_none_or(|site| row.site_ids.is_empty() || row.site_ids.contains(&site))
-            && self.server_id.is_none_or(|server| row.server_id == Some(server))
+            && self
+                .server_id
+                .is_none_or(|server| row.server_id == Some(server))
             && self
                 .name
                 .as_deref()

@@ -887,7 +887,10 @@ fn tokens_and_agent_credentials_authenticate_by_hash_until_revoked() {
     let agent = f.tokens().authenticate(SHA_B).unwrap().expect("the agent");
     let principal = agent.principal().unwrap();
     assert_eq!(principal.server_id, Some(SERVER));
-    assert_eq!(principal.token_id, SERVER, "a server's first credential has its id");
+    assert_eq!(
+        principal.token_id, SERVER,
+        "a server's first credential has its id"
+    );
     assert_eq!(principal.role, Role::Agent);
     assert!(f.tokens().authenticate("00").unwrap().is_none());
     assert!(!f.tokens().has_admin(T0).unwrap());
@@ -972,14 +975,28 @@ fn rotations_revoke_the_old_row_and_add_the_successor_in_one_commit() {
     assert_eq!((new.id, new.rotated_from), (successor, Some(t)));
     assert_eq!(new.expires_at, Some(T0.plus_days(30)));
     assert_eq!(new.issued_by, "principal:root");
-    let agent = tokens.authenticate(SHA_D).unwrap().expect("the new agent credential");
+    let agent = tokens
+        .authenticate(SHA_D)
+        .unwrap()
+        .expect("the new agent credential");
     assert_eq!(agent.principal().unwrap().token_id, agent_successor);
-    assert_eq!(tokens.agent_token_id(SERVER).unwrap(), Some(agent_successor));
+    assert_eq!(
+        tokens.agent_token_id(SERVER).unwrap(),
+        Some(agent_successor)
+    );
     let old = tokens.token(t).unwrap().unwrap();
-    assert_eq!((old.revoked_at, old.replaced_by), (Some(now), Some(successor)));
+    assert_eq!(
+        (old.revoked_at, old.replaced_by),
+        (Some(now), Some(successor))
+    );
     // The listing's filters.
     let listed = |filter: TokenFilter| -> Vec<Uuid> {
-        tokens.list(&filter, now).unwrap().iter().map(|r| r.id).collect()
+        tokens
+            .list(&filter, now)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
     };
     assert_eq!(listed(TokenFilter::default()).len(), 4);
     assert_eq!(

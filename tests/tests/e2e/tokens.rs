@@ -60,7 +60,10 @@ async fn log_head(srs: &Srs) -> u64 {
 }
 
 /// The close frame of `subscription`, waiting at most `bound`.
-async fn closed_within(subscription: &mut crate::common::client::Subscription, bound: Duration) -> Value {
+async fn closed_within(
+    subscription: &mut crate::common::client::Subscription,
+    bound: Duration,
+) -> Value {
     let deadline = Instant::now() + bound;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -94,7 +97,10 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     let page = admin.run(TOKENS, json!({})).await;
     let text = page.body.to_string();
     assert!(!text.contains(&first_secret), "a secret in {text}");
-    assert!(!text.contains(&hash_secret(&first_secret)), "a hash in {text}");
+    assert!(
+        !text.contains(&hash_secret(&first_secret)),
+        "a hash in {text}"
+    );
     let listed = &page.data()["tokens"];
     assert_eq!(listed["totalCount"], 1, "{listed}");
     let first = &listed["edges"][0]["node"];
@@ -104,7 +110,10 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     assert_eq!(first["revoked"], false);
     assert_eq!(first["expired"], false);
     assert!(first["expiresAt"].is_null());
-    assert!(first["lastUsedAt"].is_string(), "used by this very request: {first}");
+    assert!(
+        first["lastUsedAt"].is_string(),
+        "used by this very request: {first}"
+    );
     let me = admin.data("{ me { tokenId } }", json!({})).await;
     assert_eq!(me["me"]["tokenId"], first_id.as_str());
 
@@ -157,7 +166,10 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     );
     assert_eq!(closed["code"], 4403, "{closed}");
     assert!(
-        closed["reason"].as_str().unwrap_or_default().contains("expired"),
+        closed["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
         "{closed}"
     );
     let refused = brief.run("{ me { name } }", json!({})).await;
@@ -178,7 +190,10 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     let body: Value = content.json().await.unwrap();
     assert_eq!(body["code"], "UNAUTHENTICATED", "{body}");
     assert!(
-        body["message"].as_str().unwrap_or_default().contains("expired"),
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
         "{body}"
     );
     let again = brief
@@ -186,7 +201,10 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
         .await;
     assert_ne!(again.ack["type"], "connection_ack", "{}", again.ack);
     let listed = token(&admin, &brief_id).await;
-    assert_eq!((listed["expired"].clone(), listed["revoked"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (listed["expired"].clone(), listed["revoked"].clone()),
+        (json!(true), json!(false))
+    );
     let expired_ones = tokens(&admin, json!({ "expired": true })).await;
     assert_eq!(expired_ones.len(), 1);
     assert_eq!(expired_ones[0]["id"], brief_id.as_str());
@@ -199,7 +217,11 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     let mut agent_socket = agent
         .subscribe("subscription { log { position } }", json!({}))
         .await;
-    assert_eq!(agent_socket.ack["type"], "connection_ack", "{}", agent_socket.ack);
+    assert_eq!(
+        agent_socket.ack["type"], "connection_ack",
+        "{}",
+        agent_socket.ack
+    );
     let rotated = admin
         .data(
             "mutation($id: ID!) { rotateAgentToken(serverId: $id) { position serverId agentToken agentTokenId previousTokenId server { id } } }",
@@ -207,7 +229,11 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
         )
         .await["rotateAgentToken"]
         .clone();
-    assert_eq!(rotated["previousTokenId"], server.as_str(), "a server's first token has its id");
+    assert_eq!(
+        rotated["previousTokenId"],
+        server.as_str(),
+        "a server's first token has its id"
+    );
     let new_agent = rotated["agentToken"].as_str().unwrap().to_owned();
     let new_agent_id = rotated["agentTokenId"].as_str().unwrap().to_owned();
     assert_ne!(new_agent, old_agent);
@@ -232,7 +258,10 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     assert_eq!(new_row["serverId"], server.as_str());
     assert_eq!(new_row["rotatedFrom"], server.as_str());
     assert_eq!(new_row["sites"][0]["id"], site.as_str());
-    assert!(new_row["lastUsedAt"].is_string(), "it heartbeated: {new_row}");
+    assert!(
+        new_row["lastUsedAt"].is_string(),
+        "it heartbeated: {new_row}"
+    );
     // An agent token is not revoked by hand.
     admin
         .run(
@@ -267,7 +296,11 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
             .data("{ me { name } dashboard { recordingsTotal } }", json!({}))
             .await;
     }
-    assert_eq!(log_head(&srs).await, head, "200 requests wrote nothing to the log");
+    assert_eq!(
+        log_head(&srs).await,
+        head,
+        "200 requests wrote nothing to the log"
+    );
     let last_used = token(&admin, &viewer_id).await["lastUsedAt"]
         .as_str()
         .map(|t| Timestamp::parse_rfc3339(t).unwrap())
@@ -293,7 +326,11 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     assert_eq!(rotated["token"]["rotatedFrom"], first_id.as_str());
     let refused = admin.run("{ me { name } }", json!({})).await;
     assert_eq!(refused.status, 401, "{}", refused.body);
-    assert_eq!(srs.admin_token(), new_admin_secret, "admin.token holds the new secret");
+    assert_eq!(
+        srs.admin_token(),
+        new_admin_secret,
+        "admin.token holds the new secret"
+    );
     let admin = admin.with_token(&new_admin_secret);
     let me = admin.data("{ me { tokenId role } }", json!({})).await;
     assert_eq!(me["me"]["tokenId"], new_admin_id.as_str());
@@ -309,9 +346,7 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
         .await
         .expect_code("VALIDATION");
     // Pages: a cursor goes on after its token.
-    let page = admin
-        .data(TOKENS, json!({ "first": 2 }))
-        .await;
+    let page = admin.data(TOKENS, json!({ "first": 2 })).await;
     let total = page["tokens"]["totalCount"].as_i64().unwrap();
     assert_eq!(total, 6, "{page}");
     assert_eq!(page["tokens"]["pageInfo"]["hasNextPage"], true);
