@@ -120,6 +120,10 @@ impl Token {
     async fn issued_by(&self) -> &str {
         &self.0.issued_by
     }
+    /// The token the issuing principal used (`null` when srs issued it).
+    async fn issued_by_token_id(&self) -> Option<ID> {
+        self.0.issued_by_token.map(id)
+    }
     /// The start of the minute it last authenticated a request in (kept
     /// per minute, outside the log; after a crash the last minute may be
     /// lost); `null`: never used.

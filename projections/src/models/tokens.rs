@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use srs_domain::actor::Actor;
 use srs_domain::log::Envelope;
 use srs_domain::model::{DomainEvent, Principal, Role};
 use srs_domain::time::Timestamp;
@@ -45,6 +46,8 @@ pub struct TokenRow {
     /// The actor that issued it (`system:bootstrap` for the first ADMIN
     /// token of a data directory).
     pub issued_by: String,
+    /// The token the issuing principal used, when a principal issued it.
+    pub issued_by_token: Option<Uuid>,
     pub revoked_at: Option<Timestamp>,
     /// When it stops authenticating; `None`: never.
     pub expires_at: Option<Timestamp>,
@@ -127,6 +130,14 @@ fn revoke(w: &mut Writes, id: Uuid, at: Timestamp, by: Option<Uuid>) -> Result<(
     Ok(())
 }
 
+/// The token of the principal that caused `e`, if a principal did.
+fn issuing_token(e: &Envelope<DomainEvent>) -> Option<Uuid> {
+    match &e.actor {
+        Actor::Principal { token_id, .. } => Some(*token_id),
+        Actor::Agent { .. } | Actor::System { .. } => None,
+    }
+}
+
 fn agent_row(
     e: &Envelope<DomainEvent>,
     token_id: Uuid,
@@ -142,6 +153,7 @@ fn agent_row(
         groups: Vec::new(),
         issued_at: at,
         issued_by: e.actor.label(),
+        issued_by_token: issuing_token(e),
         revoked_at: None,
         expires_at: None,
         server_id: Some(server_id),
@@ -181,6 +193,7 @@ impl Projection<DomainEvent> for TokensProjection {
                     groups: groups.clone(),
                     issued_at: *at,
                     issued_by: e.actor.label(),
+                    issued_by_token: issuing_token(e),
                     revoked_at: None,
                     expires_at: None,
                     server_id: None,
@@ -223,6 +236,7 @@ impl Projection<DomainEvent> for TokensProjection {
                         groups: groups.clone(),
                         issued_at: *at,
                         issued_by: e.actor.label(),
+                        issued_by_token: issuing_token(e),
                         revoked_at: None,
                         expires_at: *expires_at,
                         server_id: None,

@@ -975,6 +975,7 @@ fn rotations_revoke_the_old_row_and_add_the_successor_in_one_commit() {
     assert_eq!((new.id, new.rotated_from), (successor, Some(t)));
     assert_eq!(new.expires_at, Some(T0.plus_days(30)));
     assert_eq!(new.issued_by, "principal:root");
+    assert_eq!(new.issued_by_token, Some(Uuid::from_u128(1)));
     let agent = tokens
         .authenticate(SHA_D)
         .unwrap()

@@ -16,7 +16,7 @@ use crate::common::{Client, Srs};
 const TOKENS: &str = "query($filter: TokenFilter, $first: Int, $after: String) {
   tokens(filter: $filter, first: $first, after: $after) {
     totalCount pageInfo { hasNextPage endCursor }
-    edges { cursor node { id name role siteIds sites { id } groups issuedAt issuedBy lastUsedAt
+    edges { cursor node { id name role siteIds sites { id } groups issuedAt issuedBy issuedByTokenId lastUsedAt
       expiresAt expired revoked revokedAt serverId rotatedFrom replacedBy } }
   }
 }";
@@ -107,6 +107,7 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     let first_id = first["id"].as_str().unwrap().to_owned();
     assert_eq!(first["role"], "ADMIN");
     assert_eq!(first["issuedBy"], "system:bootstrap");
+    assert!(first["issuedByTokenId"].is_null());
     assert_eq!(first["revoked"], false);
     assert_eq!(first["expired"], false);
     assert!(first["expiresAt"].is_null());
@@ -324,6 +325,13 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     assert_eq!(rotated["previousTokenId"], first_id.as_str());
     assert_eq!(rotated["token"]["role"], "ADMIN");
     assert_eq!(rotated["token"]["rotatedFrom"], first_id.as_str());
+    let successor = token(&admin.with_token(&new_admin_secret), &new_admin_id).await;
+    assert_eq!(successor["issuedBy"], "principal:admin");
+    assert_eq!(
+        successor["issuedByTokenId"],
+        first_id.as_str(),
+        "issued with the old token"
+    );
     let refused = admin.run("{ me { name } }", json!({})).await;
     assert_eq!(refused.status, 401, "{}", refused.body);
     assert_eq!(
