@@ -671,3 +671,29 @@ async fn watch_liveness(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use srs_domain::model::hash_secret;
+
+    #[test]
+    fn admin_token_file_takes_the_new_secret_only_when_it_held_the_rotated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ADMIN_TOKEN_FILE);
+        assert!(!replace_admin_token_file(dir.path(), &hash_secret("old"), "new").unwrap());
+        write_secret(&path, "other").unwrap();
+        assert!(!replace_admin_token_file(dir.path(), &hash_secret("old"), "new").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "other");
+        write_secret(&path, "old").unwrap();
+        assert!(replace_admin_token_file(dir.path(), &hash_secret("old"), "new").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!dir.path().join(format!("{ADMIN_TOKEN_FILE}.new")).exists());
+    }
+}
