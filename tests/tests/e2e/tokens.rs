@@ -200,7 +200,15 @@ async fn admins_list_expire_and_rotate_tokens_and_see_when_they_were_last_used()
     let again = brief
         .subscribe("subscription { detections { id } }", json!({}))
         .await;
-    assert_ne!(again.ack["type"], "connection_ack", "{}", again.ack);
+    assert_eq!(again.ack["type"], "closed", "{}", again.ack);
+    assert!(
+        again.ack["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{}",
+        again.ack
+    );
     let listed = token(&admin, &brief_id).await;
     assert_eq!(
         (listed["expired"].clone(), listed["revoked"].clone()),
