@@ -3,8 +3,10 @@
 //! A token is issued to a principal (its `name`) with one [`Role`], an
 //! optional site scope (empty: all sites) and groups. Only the SHA-256 of
 //! its secret is ever stored. Server agents do not hold issued tokens: a
-//! server's credential is kept (hashed) on the server aggregate, and the
-//! API builds a [`Principal::agent`] for it.
+//! server's credential is kept (hashed) on the server aggregate (its first
+//! one under the server's id, a rotated one under a token id of its own,
+//! see `AgentTokenRotated`), and the API builds a [`Principal::agent_token`]
+//! for it.
 //!
 //! [`may`] is the one place that says what a principal may do; it is pure
 //! and deny-by-default (the match has no catch-all arm that allows).
