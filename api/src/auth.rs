@@ -2,8 +2,11 @@
 //!
 //! A token is `srs_` followed by 64 hex digits (32 random bytes from the OS).
 //! srs never stores a secret: it keeps the SHA-256 of it (in `TokenIssued`
-//! for issued tokens, in `ServerConnected` / `ServerInstallRequested` for a
-//! server's agent credential) and looks presented secrets up by that hash.
+//! or `TokenRotated` for issued tokens, in `ServerConnected` /
+//! `ServerInstallRequested` / `AgentTokenRotated` for a server's agent
+//! credential) and looks presented secrets up by that hash. A token past
+//! its expiry is refused with a message saying it expired, and when
+//! ([`crate::state::Core::authenticate`]).
 //!
 //! Authorization is not decided here: resolvers ask
 //! [`srs_domain::model::may`], the one deny-by-default decision function.

@@ -20,7 +20,8 @@
 //! A request body that is not a GraphQL request (malformed JSON, no
 //! `query`) gets 400 with a `VALIDATION` error in the GraphQL response
 //! shape, so clients parse every failure the same way. A bearer token that
-//! does not authenticate gets 401 with `UNAUTHENTICATED`; a request without
+//! does not authenticate gets 401 with `UNAUTHENTICATED` (an expired one
+//! says that it expired, and when); a request without
 //! any token runs, and every operation in it that needs a principal fails
 //! with `UNAUTHENTICATED` (introspection needs none: the schema is public).
 //!

@@ -23,6 +23,7 @@
 //! - [`graphql`]: [`graphql::schema`], the schema built without any transport.
 //! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
 //! - [`auth`]: bearer tokens and secrets.
+//! - [`last_used`]: when each token was last used, per minute, outside the log.
 //! - [`throttle`]: rate limits per principal and per client address.
 //! - [`sockets`]: the subscription WebSockets: connection-init timeout,
 //!   closing when the credential goes, per-principal bounds.
@@ -44,6 +45,7 @@ pub mod demo;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod last_used;
 pub mod metrics;
 mod replay_cmd;
 pub mod retention;

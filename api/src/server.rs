@@ -66,6 +66,7 @@ use tokio::sync::watch;
 use crate::content::{ContentEffects, ContentStore};
 use crate::dashboards::Dashboards;
 use crate::http::app_with;
+use crate::last_used::{LastUsed, FLUSH_EVERY, LAST_USED_TREE};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Core, Limits, ReadModelPermissions};
 
@@ -255,6 +256,8 @@ impl Server {
             content,
             content_effects,
             dashboards: Dashboards::new(),
+            last_used: LastUsed::new(db.open_tree(LAST_USED_TREE).map_err(LogError::from)?),
+            data_dir: options.data.clone(),
         });
         Ok(Server {
             options,
@@ -362,6 +365,7 @@ impl Server {
             core.clone(),
             core.shutdown.clone(),
         ));
+        let last_used = tokio::spawn(flush_last_used(core.clone(), core.shutdown.clone()));
         let reopen = Arc::new(AtomicBool::new(false));
         let mut health = core.store.watch_writability();
         let (begin_tx, mut begin_rx) = watch::channel(false);
@@ -407,8 +411,14 @@ impl Server {
         let _ = shutdown.send(true);
         liveness.abort();
         retention.abort();
+        last_used.abort();
         let _ = liveness.await;
         let _ = retention.await;
+        let _ = last_used.await;
+        // The last minutes of token use, before the database is flushed.
+        if let Err(e) = core.last_used.flush() {
+            tracing::warn!(error = %e, "could not keep when tokens were last used");
+        }
         core.reads.set().shutdown().await;
         match core.store.flush() {
             Ok(()) => tracing::info!("stopped; the data directory is flushed"),
@@ -514,9 +524,12 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// On a first start (no unrevoked ADMIN token in the log) issues one,
-/// writes its secret to `<data>/admin.token` (mode 0600) and returns it so
-/// the caller prints it once.
+/// On a first start (no ADMIN token in the log that authenticates: none
+/// issued, or every one revoked or expired) issues one, writes its secret
+/// to `<data>/admin.token` (mode 0600) and returns it so the caller prints
+/// it once. So an operator who lost every ADMIN token (revoked, expired)
+/// gets one back by restarting srs on its data directory, which only who
+/// holds the directory can do.
 async fn bootstrap_admin(
     data: &std::path::Path,
     store: &SledEventStore<DomainEvent>,
@@ -546,7 +559,7 @@ async fn bootstrap_admin(
             Err(e) => return Err(ServeError::Bootstrap(e.to_string())),
         }
     }
-    if reads.tokens()?.has_admin()? {
+    if reads.tokens()?.has_admin(service.now())? {
         return Ok(None);
     }
     let issued = service.issue_bootstrap_token("admin").await?;
@@ -555,6 +568,54 @@ async fn bootstrap_admin(
         .map_err(|e| ServeError::Bootstrap(format!("{}: {e}", path.display())))?;
     tracing::info!(token_id = %issued.token_id, path = %path.display(), "created the first ADMIN token");
     Ok(Some(issued.secret))
+}
+
+/// Writes when tokens were last used every [`FLUSH_EVERY`] (see
+/// [`crate::last_used`]).
+async fn flush_last_used(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(FLUSH_EVERY);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let flushing = core.clone();
+        match tokio::task::spawn_blocking(move || flushing.last_used.flush()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not keep when tokens were last used"),
+            Err(e) => tracing::warn!(error = %e, "the last-used flush failed"),
+        }
+    }
+}
+
+/// After a rotation of the token whose secret has SHA-256 `old_sha256`:
+/// when `<data>/admin.token` holds that secret (the first ADMIN token,
+/// rotated), puts `new_secret` there instead, so the documented
+/// `cat <data>/admin.token` keeps working. Written beside and renamed
+/// over (mode 0600): the file holds the old or the new secret, never a
+/// part. Returns whether the file was replaced.
+pub fn replace_admin_token_file(
+    data: &std::path::Path,
+    old_sha256: &str,
+    new_secret: &str,
+) -> std::io::Result<bool> {
+    let path = data.join(ADMIN_TOKEN_FILE);
+    let held = match std::fs::read_to_string(&path) {
+        Ok(held) => held,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if old_sha256.is_empty() || !srs_domain::model::verify_secret(held.trim(), old_sha256) {
+        return Ok(false);
+    }
+    let temporary = data.join(format!("{ADMIN_TOKEN_FILE}.new"));
+    write_secret(&temporary, new_secret)?;
+    std::fs::rename(&temporary, &path)?;
+    if let Ok(dir) = std::fs::File::open(data) {
+        let _ = dir.sync_all();
+    }
+    Ok(true)
 }
 
 /// Writes `secret` to `path`, readable by the owner only.
@@ -608,5 +669,31 @@ async fn watch_liveness(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
         if let Err(e) = core.service.check_liveness(&ids).await {
             tracing::warn!(error = %e, "liveness check failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use srs_domain::model::hash_secret;
+
+    #[test]
+    fn admin_token_file_takes_the_new_secret_only_when_it_held_the_rotated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ADMIN_TOKEN_FILE);
+        assert!(!replace_admin_token_file(dir.path(), &hash_secret("old"), "new").unwrap());
+        write_secret(&path, "other").unwrap();
+        assert!(!replace_admin_token_file(dir.path(), &hash_secret("old"), "new").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "other");
+        write_secret(&path, "old").unwrap();
+        assert!(replace_admin_token_file(dir.path(), &hash_secret("old"), "new").unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), "new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!dir.path().join(format!("{ADMIN_TOKEN_FILE}.new")).exists());
     }
 }

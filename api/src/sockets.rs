@@ -9,11 +9,11 @@
 //!   over either is answered 429 `RATE_LIMITED` before it is upgraded.
 //! - **Credential.** Every [`Limits::ws_recheck`] the socket's credential
 //!   is looked up again (by the SHA-256 kept at init, never the secret):
-//!   once the tokens read model has applied a revocation (or a
-//!   disconnected server's agent credential is gone) the socket is closed
-//!   with 4403 and every subscription on it ends with it. A failing lookup
-//!   closes it too (4500): a session never outlives a credential it cannot
-//!   confirm.
+//!   once the tokens read model has applied a revocation or a rotation
+//!   (or a disconnected server's agent credential is gone), or the token
+//!   has expired, the socket is closed with 4403 (the reason says which)
+//!   and every subscription on it ends with it. A failing lookup closes it
+//!   too (4500): a session never outlives a credential it cannot confirm.
 //! - **Per principal.** At most [`Limits::ws_connections_per_principal`]
 //!   initialised sockets (the init over it is refused and the socket closed
 //!   with 4429) and [`Limits::ws_subscriptions_per_principal`]
@@ -41,14 +41,15 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, Code};
 use crate::graphql::RequestContext;
-use crate::state::{AppState, Limits};
+use crate::state::{AppState, Credential, Limits};
 use crate::throttle::ip_key;
 
 /// Close codes (graphql-ws's where it has one).
 pub mod close {
     /// No `connection_init` in time.
     pub const INIT_TIMEOUT: u16 = 4408;
-    /// The credential was revoked (or its server disconnected).
+    /// The credential was revoked, rotated or expired (or its server
+    /// disconnected).
     pub const REVOKED: u16 = 4403;
     /// Too many sockets for this principal.
     pub const TOO_MANY: u16 = 4429;
@@ -340,8 +341,17 @@ pub fn token_from_init(payload: &serde_json::Value) -> Option<String> {
 /// Whether the session's credential still authenticates the same
 /// principal; `Err` with the close frame otherwise.
 fn recheck(state: &AppState, session: &Session) -> Result<(), (u16, String)> {
-    match state.core().authenticate_hash(&session.hash) {
-        Ok(Some(principal)) if principal.token_id == session.principal.token_id => Ok(()),
+    match state.core().credential_of_hash(&session.hash) {
+        Ok(Credential::Valid(principal)) if principal.token_id == session.principal.token_id => {
+            Ok(())
+        }
+        Ok(Credential::Expired(at)) => Err((
+            close::REVOKED,
+            format!(
+                "the token of this connection expired at {}",
+                at.to_rfc3339()
+            ),
+        )),
         Ok(_) => Err((
             close::REVOKED,
             "the credential of this connection was revoked".to_owned(),

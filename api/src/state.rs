@@ -8,8 +8,9 @@ use serde::Serialize;
 use srs_domain::app::{AppError, PermissionSource, Service};
 use srs_domain::log::{EventStore, SledEventStore};
 use srs_domain::model::{hash_secret, DomainEvent, PlaybackScope, Principal};
+use srs_domain::time::Timestamp;
 use srs_projections::models::access::AccessProjection;
-use srs_projections::models::tokens::{Authenticated, TokensProjection};
+use srs_projections::models::tokens::TokensProjection;
 use srs_projections::{ReadModels, RunnerState, WaitError, Which};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -18,6 +19,7 @@ use crate::content::{ContentEffects, ContentStore};
 use crate::dashboards::Dashboards;
 use crate::error::ApiError;
 use crate::graphql::{self, Schemas, SrsSchema};
+use crate::last_used::LastUsed;
 use crate::metrics::{Gauges, Metrics};
 use crate::sockets::Sockets;
 pub use crate::throttle::Rate;
@@ -177,6 +179,41 @@ pub struct Core {
     pub content_effects: ContentEffects,
     /// Dashboard figures kept while the dashboard read model stands still.
     pub dashboards: Dashboards,
+    /// When each token was last used, per minute (not in the log).
+    pub last_used: LastUsed,
+    /// The data directory (where `admin.token` is).
+    pub data_dir: std::path::PathBuf,
+}
+
+/// What a presented secret is, as the tokens read model stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Credential {
+    /// It authenticates this principal.
+    Valid(Principal),
+    /// An unrevoked token that expired at this time.
+    Expired(Timestamp),
+    /// Unknown, or revoked.
+    Invalid,
+}
+
+impl Credential {
+    /// The principal, or `UNAUTHENTICATED` saying that the token expired
+    /// (and when); `Ok(None)` for an unknown or revoked secret.
+    pub fn into_principal(self) -> Result<Option<Principal>, ApiError> {
+        match self {
+            Credential::Valid(principal) => Ok(Some(principal)),
+            Credential::Expired(at) => Err(expired(at)),
+            Credential::Invalid => Ok(None),
+        }
+    }
+}
+
+/// The `UNAUTHENTICATED` of a token that expired at `at`.
+pub fn expired(at: Timestamp) -> ApiError {
+    ApiError::unauthenticated(format!(
+        "the bearer token expired at {}; ask an admin for a new one",
+        at.to_rfc3339()
+    ))
 }
 
 /// How `/readyz` answers.
@@ -202,11 +239,13 @@ const AUTH_CATCH_UP: Duration = Duration::from_secs(2);
 impl Core {
     /// The principal `token` authenticates, if any. A secret not found is
     /// looked up once more after the tokens read model has reached the log
-    /// head, so a token works as soon as `issueToken` has answered.
+    /// head, so a token works as soon as `issueToken` has answered. An
+    /// expired token is `UNAUTHENTICATED` with a message saying so.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ApiError> {
         let hash = hash_secret(token);
-        if let Some(principal) = self.lookup(&hash)? {
-            return Ok(Some(principal));
+        let found = self.lookup(&hash)?;
+        if found != Credential::Invalid {
+            return found.into_principal();
         }
         let head = self.store.head().position;
         if self
@@ -215,30 +254,64 @@ impl Core {
             .await
             .is_ok()
         {
-            return self.lookup(&hash);
+            return self.lookup(&hash)?.into_principal();
         }
         Ok(None)
     }
 
     /// The principal `token` authenticates as the tokens read model
-    /// stands now (no wait for a token issued a moment ago).
+    /// stands now (no wait for a token issued a moment ago); `None` for
+    /// an expired one too.
     pub fn authenticate_now(&self, token: &str) -> Result<Option<Principal>, ApiError> {
-        self.lookup(&hash_secret(token))
+        Ok(match self.lookup(&hash_secret(token))? {
+            Credential::Valid(principal) => Some(principal),
+            Credential::Expired(_) | Credential::Invalid => None,
+        })
     }
 
-    /// The principal the secret of SHA-256 `hash` authenticates, as the
-    /// tokens read model stands now (an open WebSocket checks its
-    /// credential with it, without keeping the secret).
-    pub fn authenticate_hash(&self, hash: &str) -> Result<Option<Principal>, ApiError> {
+    /// What the secret of SHA-256 `hash` is, as the tokens read model
+    /// stands now (an open WebSocket checks its credential with it,
+    /// without keeping the secret).
+    pub fn credential_of_hash(&self, hash: &str) -> Result<Credential, ApiError> {
         self.lookup(hash)
     }
 
-    fn lookup(&self, hash: &str) -> Result<Option<Principal>, ApiError> {
-        Ok(match self.reads.tokens()?.authenticate(hash)? {
-            Some(Authenticated::Token(row)) => row.principal(),
-            Some(Authenticated::Agent(principal)) => Some(principal),
-            None => None,
+    /// The one lookup: unrevoked, then unexpired by the service's clock;
+    /// a valid one counts as a use of the token ([`LastUsed`]).
+    fn lookup(&self, hash: &str) -> Result<Credential, ApiError> {
+        let Some(row) = self.reads.tokens()?.authenticate(hash)? else {
+            return Ok(Credential::Invalid);
+        };
+        let now = self.service.now();
+        if let Some(at) = row.expires_at.filter(|&at| at <= now) {
+            return Ok(Credential::Expired(at));
+        }
+        Ok(match row.principal() {
+            Some(principal) => {
+                self.last_used.touch(row.id, now);
+                Credential::Valid(principal)
+            }
+            None => Credential::Invalid,
         })
+    }
+
+    /// Waits (at most a moment) until the tokens read model has applied
+    /// `position`: after a revocation or rotation, so that the old secret
+    /// is refused as soon as the mutation has answered. A read model that
+    /// does not get there in time is logged; the answer still goes out
+    /// (it may carry a new secret that must not be lost).
+    pub async fn tokens_caught_up(&self, position: u64) {
+        if let Err(e) = self
+            .reads
+            .wait_for(
+                Which::Only(&[TokensProjection::NAME]),
+                position,
+                AUTH_CATCH_UP,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, position, "the tokens read model lags behind a token change");
+        }
     }
 
     /// Waits until every read model has applied `position` (`atLeast`).

@@ -36,5 +36,7 @@ mod replay;
 mod simulate;
 #[path = "e2e/storage.rs"]
 mod storage;
+#[path = "e2e/tokens.rs"]
+mod tokens;
 #[path = "e2e/verify.rs"]
 mod verify;

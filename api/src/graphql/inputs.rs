@@ -603,6 +603,42 @@ pub struct IssueTokenInput {
     pub site_ids: Option<Vec<ID>>,
     /// The principal's groups (playback permissions may name them).
     pub groups: Option<Vec<String>>,
+    /// When the token stops authenticating: in the future, at most ten
+    /// years ahead (else `VALIDATION`); absent: never.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What `tokens` lists; set fields combine with AND.
+#[derive(InputObject, Default)]
+pub struct TokenFilter {
+    pub role: Option<Role>,
+    /// Tokens that act on this site: scoped to it, or to all sites.
+    pub site_id: Option<ID>,
+    /// The AGENT tokens of this server (the current one and those
+    /// rotated away).
+    pub server_id: Option<ID>,
+    /// A part of the principal's name, case-insensitive.
+    pub name: Option<String>,
+    pub revoked: Option<bool>,
+    /// Expired now (revoked ones included).
+    pub expired: Option<bool>,
+}
+
+impl TokenFilter {
+    /// The read model's filter; `VALIDATION` for a malformed id or name.
+    pub fn into_query(
+        self,
+        limits: &Limits,
+    ) -> ApiResult<srs_projections::models::tokens::TokenFilter> {
+        Ok(srs_projections::models::tokens::TokenFilter {
+            role: self.role.map(Into::into),
+            site_id: opt_uuid(self.site_id.as_ref(), "site")?,
+            server_id: opt_uuid(self.server_id.as_ref(), "server")?,
+            name: self.name.map(|n| name("name", &n, limits)).transpose()?,
+            revoked: self.revoked,
+            expired: self.expired,
+        })
+    }
 }
 
 /// What `recordings` filters by; set fields combine with AND, lists match any value.

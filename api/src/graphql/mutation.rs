@@ -21,6 +21,27 @@ use crate::state::Core;
 
 pub struct MutationRoot;
 
+/// After a rotation: when `<data>/admin.token` held the rotated secret
+/// (the first ADMIN token), the new secret goes there too. A failure is
+/// logged: the new secret is in the answer either way.
+fn keep_admin_token_file(core: &Core, rotated: &srs_domain::app::RotatedToken) {
+    match crate::server::replace_admin_token_file(
+        &core.data_dir,
+        &rotated.previous_secret_sha256,
+        &rotated.secret,
+    ) {
+        Ok(true) => tracing::info!(
+            token_id = %rotated.token_id,
+            "the rotated ADMIN token's new secret is in admin.token"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not write the rotated ADMIN token to admin.token; it is in the answer only"
+        ),
+    }
+}
+
 fn executed(core: &Core, executed: &Executed) -> i32 {
     if !executed.positions.is_empty() {
         core.metrics.appended();
@@ -90,6 +111,9 @@ pub struct ConnectServerPayload {
     pub server_id: ID,
     /// The agent's bearer token. Shown once; only its hash is stored.
     pub agent_token: String,
+    /// The id of the agent token (in `tokens`; the server's id for its
+    /// first token).
+    pub agent_token_id: ID,
 }
 
 #[ComplexObject]
@@ -108,6 +132,9 @@ pub struct InstallServerPayload {
     pub job_id: Option<ID>,
     /// The installer's (then the agent's) bearer token. Shown once.
     pub agent_token: String,
+    /// The id of the agent token (in `tokens`; the server's id for its
+    /// first token).
+    pub agent_token_id: ID,
 }
 
 #[ComplexObject]
@@ -264,11 +291,59 @@ impl CommentPayload {
 
 /// A token mutation's result.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct TokenPayload {
     pub position: i32,
+    /// The token issued, revoked, or (`rotateToken`) the new one.
     pub token_id: ID,
-    /// `issueToken`: the bearer secret. Shown once; only its hash is stored.
+    /// `issueToken`, `rotateToken`: the bearer secret. Shown once; only
+    /// its hash is stored.
     pub secret: Option<String>,
+    /// `rotateToken`: the token it revoked.
+    pub previous_token_id: Option<ID>,
+}
+
+#[ComplexObject]
+impl TokenPayload {
+    /// The token, as `tokens` lists it after this mutation.
+    async fn token(&self, ctx: &Context<'_>) -> ApiResult<Option<Token>> {
+        let core = ctx.core()?;
+        core.at_least(Some(self.position)).await?;
+        Ok(core
+            .reads
+            .tokens()?
+            .token(parse_uuid_field(&self.token_id, "token")?)?
+            .map(Token))
+    }
+}
+
+/// `rotateAgentToken` result: the server's new AGENT token, shown once.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct RotateAgentTokenPayload {
+    pub position: i32,
+    pub server_id: ID,
+    /// The new agent token's bearer secret. Shown once; only its hash is stored.
+    pub agent_token: String,
+    /// The new agent token's id.
+    pub agent_token_id: ID,
+    /// The agent token it revoked.
+    pub previous_token_id: ID,
+}
+
+#[ComplexObject]
+impl RotateAgentTokenPayload {
+    async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
+        server_after(ctx, self.position, &self.server_id).await
+    }
+}
+
+/// After a revocation or rotation: the tokens read model has applied it
+/// before the answer goes out, so the old secret is refused from then on.
+async fn token_change_applied(core: &Core, executed: &Executed) {
+    if !executed.positions.is_empty() {
+        core.tokens_caught_up(executed.last_position).await;
+    }
 }
 
 /// `acknowledgeResponse` result.
@@ -315,6 +390,7 @@ impl MutationRoot {
             position: executed(core, &credential.executed),
             server_id: id(credential.server_id),
             agent_token: credential.secret,
+            agent_token_id: id(credential.server_id),
         })
     }
 
@@ -340,6 +416,7 @@ impl MutationRoot {
             server_id: id(credential.server_id),
             job_id: credential.job_id.map(id),
             agent_token: credential.secret,
+            agent_token_id: id(credential.server_id),
         })
     }
 
@@ -669,6 +746,8 @@ impl MutationRoot {
     }
 
     /// Issues a token to a principal (`name`); the secret is returned once.
+    /// `expiresAt`: when it stops authenticating (then `UNAUTHENTICATED`,
+    /// saying it expired); in the future and at most ten years ahead.
     async fn issue_token(
         &self,
         ctx: &Context<'_>,
@@ -683,24 +762,91 @@ impl MutationRoot {
             super::convert::names("groups", &input.groups.unwrap_or_default(), &core.limits)?;
         let issued = core
             .service
-            .issue_token(caller, &token_name, input.role.into(), sites, groups)
+            .issue_token(
+                caller,
+                &token_name,
+                input.role.into(),
+                sites,
+                groups,
+                input.expires_at.map(timestamp),
+            )
             .await?;
         Ok(TokenPayload {
             position: executed(core, &issued.executed),
             token_id: id(issued.token_id),
             secret: Some(issued.secret),
+            previous_token_id: None,
         })
     }
 
-    /// Revokes a token: it stops authenticating at once.
+    /// Revokes a token: it stops authenticating once this answers, and
+    /// the WebSockets opened with it close (4403). Revoking one's own
+    /// token is allowed (this request still answers). An AGENT token is
+    /// not revoked here (`VALIDATION`): disconnect its server or rotate it.
     async fn revoke_token(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TokenPayload> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let token = uuid(&id, "token")?;
         let done = core.service.revoke_token(caller, token).await?;
+        token_change_applied(core, &done).await;
         Ok(TokenPayload {
             position: executed(core, &done),
             token_id: id,
             secret: None,
+            previous_token_id: None,
+        })
+    }
+
+    /// Replaces a token (ADMIN not scoped to sites): revokes it and issues
+    /// its successor (same name, role, sites, groups) with a new secret,
+    /// returned once, in one event: the old secret is refused once this
+    /// answers and its WebSockets close (4403). The successor keeps the
+    /// expiry unless `expiresAt` gives a new one (an expired token needs
+    /// one). Any token: the first ADMIN token too (when
+    /// `<data>/admin.token` holds the rotated secret, the new one is
+    /// written there as well), one's own too (this request still answers;
+    /// the next needs the new secret), and an AGENT token (as
+    /// `rotateAgentToken`; no `expiresAt`).
+    async fn rotate_token(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> ApiResult<TokenPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let token = uuid(&id, "token")?;
+        let rotated = core
+            .service
+            .rotate_token(caller, token, expires_at.map(timestamp))
+            .await?;
+        token_change_applied(core, &rotated.executed).await;
+        keep_admin_token_file(core, &rotated);
+        Ok(TokenPayload {
+            position: executed(core, &rotated.executed),
+            token_id: super::convert::id(rotated.token_id),
+            secret: Some(rotated.secret),
+            previous_token_id: Some(super::convert::id(rotated.previous_token_id)),
+        })
+    }
+
+    /// A new AGENT token for a server (ADMIN of its site), returned once;
+    /// the old one is revoked by the same event: refused once this
+    /// answers, its WebSockets closed (4403). A disconnected server's
+    /// token is not rotated (`VALIDATION`).
+    async fn rotate_agent_token(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+    ) -> ApiResult<RotateAgentTokenPayload> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let server = uuid(&server_id, "server")?;
+        let rotated = core.service.rotate_agent_token(caller, server).await?;
+        token_change_applied(core, &rotated.executed).await;
+        Ok(RotateAgentTokenPayload {
+            position: executed(core, &rotated.executed),
+            server_id,
+            agent_token: rotated.secret,
+            agent_token_id: id(rotated.token_id),
+            previous_token_id: id(rotated.previous_token_id),
         })
     }
 

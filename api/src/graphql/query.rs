@@ -20,6 +20,7 @@ use super::convert::{id, int, non_negative, opt_uuid, page, timestamp, uuid};
 use super::enums::RecordingOrder;
 use super::inputs::{
     AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
+    TokenFilter,
 };
 use super::types::*;
 use crate::error::{ApiError, ApiResult};
@@ -406,6 +407,52 @@ impl QueryRoot {
                 end_cursor,
             },
             total_count: None,
+        })
+    }
+
+    /// Every token srs knows, revoked and expired ones included, AGENT
+    /// tokens (servers' credentials) too, in the order they were issued
+    /// (ADMIN not scoped to sites). Never a secret or its hash. `after`
+    /// is a token id (an edge's cursor).
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
+    async fn tokens(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<TokenFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+        at_least: Option<i32>,
+    ) -> ApiResult<TokenConnection> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let limit = page(first, &core.limits)?;
+        let filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        let after = after
+            .map(|cursor| {
+                Uuid::parse_str(&cursor).map_err(|_| ApiError::validation("invalid cursor"))
+            })
+            .transpose()?;
+        authorize(core, caller, Action::ManageTokens, Target::Global).await?;
+        core.at_least(at_least).await?;
+        let rows = core.reads.tokens()?.list(&filter, core.service.now())?;
+        let total = rows.len();
+        let start = after.map_or(0, |after| rows.partition_point(|row| row.id <= after));
+        let edges: Vec<TokenEdge> = rows
+            .into_iter()
+            .skip(start)
+            .take(limit)
+            .map(|row| TokenEdge {
+                cursor: row.id.to_string(),
+                node: Token(row),
+            })
+            .collect();
+        let has_next_page = start + edges.len() < total;
+        Ok(TokenConnection {
+            page_info: PageInfo {
+                has_next_page,
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            total_count: Some(int(total as u64)),
         })
     }
 

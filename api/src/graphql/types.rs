@@ -72,6 +72,91 @@ connection!(
 connection!(
     /// A page of a recording's session events.
     SessionEventConnection, SessionEventEdge, SessionEvent);
+connection!(
+    /// A page of tokens.
+    TokenConnection, TokenEdge, Token);
+
+/// A token, as the admins who manage tokens see it: who holds it, what it
+/// may do, and its life (issued, last used, expiry, revocation). Never its
+/// secret, nor the secret's hash. AGENT tokens are servers' credentials
+/// (`connectServer`, `installServer`, `rotateAgentToken`).
+pub struct Token(pub srs_projections::models::tokens::TokenRow);
+
+#[Object]
+impl Token {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    /// The principal's name (for an AGENT token: `agent:<server id>`).
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn role(&self) -> Role {
+        self.0.role.into()
+    }
+    /// The sites it acts on; empty: all sites.
+    async fn site_ids(&self) -> Vec<ID> {
+        self.0.site_ids.iter().copied().map(id).collect()
+    }
+    /// The sites it acts on that exist; empty: all sites.
+    async fn sites(&self, ctx: &Context<'_>) -> ApiResult<Vec<Site>> {
+        let servers = ctx.core()?.reads.servers()?;
+        let mut sites = Vec::new();
+        for site_id in &self.0.site_ids {
+            if let Some(site) = servers.site(*site_id)? {
+                sites.push(Site(site));
+            }
+        }
+        Ok(sites)
+    }
+    async fn groups(&self) -> &[String] {
+        &self.0.groups
+    }
+    async fn issued_at(&self) -> DateTime<Utc> {
+        time(self.0.issued_at)
+    }
+    /// The actor that issued it: `principal:<name>`, or `system:bootstrap`
+    /// for the first ADMIN token srs created on its first start.
+    async fn issued_by(&self) -> &str {
+        &self.0.issued_by
+    }
+    /// The token the issuing principal used (`null` when srs issued it).
+    async fn issued_by_token_id(&self) -> Option<ID> {
+        self.0.issued_by_token.map(id)
+    }
+    /// The start of the minute it last authenticated a request in (kept
+    /// per minute, outside the log; after a crash the last minute may be
+    /// lost); `null`: never used.
+    async fn last_used_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
+        Ok(ctx.core()?.last_used.get(self.0.id).map(time))
+    }
+    /// When it stops authenticating; `null`: never.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at.map(time)
+    }
+    /// Whether it has expired by now.
+    async fn expired(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        Ok(self.0.expired(ctx.core()?.service.now()))
+    }
+    async fn revoked(&self) -> bool {
+        self.0.revoked_at.is_some()
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at.map(time)
+    }
+    /// For an AGENT token: its server.
+    async fn server_id(&self) -> Option<ID> {
+        self.0.server_id.map(id)
+    }
+    /// The token this one replaced by rotation.
+    async fn rotated_from(&self) -> Option<ID> {
+        self.0.rotated_from.map(id)
+    }
+    /// The token that replaced this one by rotation.
+    async fn replaced_by(&self) -> Option<ID> {
+        self.0.replaced_by.map(id)
+    }
+}
 
 /// Who is asking.
 #[derive(SimpleObject, Clone, Debug)]
@@ -82,7 +167,8 @@ pub struct Principal {
     /// The sites the principal acts on; empty: all sites.
     pub site_ids: Vec<ID>,
     pub groups: Vec<String>,
-    /// The token used (for an agent: its server's id).
+    /// The token used (for an agent: its agent token, whose id is the
+    /// server's id until a rotation).
     pub token_id: ID,
     /// For an AGENT: its server.
     pub server_id: Option<ID>,

@@ -44,5 +44,6 @@ pub use service::{
 };
 pub use use_cases::{
     ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,
-    ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS, PLAYBACK_WINDOW_SECS,
+    RotatedToken, ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS,
+    PLAYBACK_WINDOW_SECS,
 };

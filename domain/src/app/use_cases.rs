@@ -62,7 +62,7 @@ use crate::model::{
     RecordingPolicyBody, ResponsePolicyBody, Retention, RetentionCommand, RetentionPolicy, Role,
     Server, ServerCommand, ServerError, SessionAttributes, SessionCommand, SessionEvent,
     SessionEventType, SessionParts, SettingsPatch, Site, SiteCommand, SiteError, StartRecording,
-    Target, Token, TokenCommand, Transition, LEGAL_HOLDS_STREAM, MAX_BATCH,
+    Target, Token, TokenCommand, TokenError, Transition, LEGAL_HOLDS_STREAM, MAX_BATCH,
 };
 use crate::time::Timestamp;
 
@@ -126,6 +126,43 @@ impl std::fmt::Debug for IssuedToken {
             .field("secret", &"<redacted>")
             .finish_non_exhaustive()
     }
+}
+
+/// A rotated token: its successor's id and secret (returned once), and
+/// what it replaced.
+#[derive(Clone, PartialEq)]
+pub struct RotatedToken {
+    /// The new token.
+    pub token_id: Uuid,
+    /// The token the rotation revoked.
+    pub previous_token_id: Uuid,
+    /// The new bearer secret. Only its SHA-256 is stored.
+    pub secret: String,
+    /// The SHA-256 of the revoked secret (so that the API can tell a file
+    /// that held it, `<data>/admin.token`, and write the new one there).
+    pub previous_secret_sha256: String,
+    /// For an AGENT credential: its server.
+    pub server_id: Option<Uuid>,
+    pub executed: Executed,
+}
+
+impl std::fmt::Debug for RotatedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatedToken")
+            .field("token_id", &self.token_id)
+            .field("previous_token_id", &self.previous_token_id)
+            .field("server_id", &self.server_id)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a token's events are (see `Service::token_home`).
+enum TokenHome {
+    /// An issued token: the stream of its lineage's first token.
+    Lineage(Uuid),
+    /// An AGENT credential, on its server's stream.
+    Agent { server_id: Uuid },
 }
 
 /// `startRecording` input.
@@ -1916,6 +1953,8 @@ impl Service {
     // ---- tokens -------------------------------------------------------------
 
     /// `issueToken`: the secret is returned once; only its hash is stored.
+    /// `expires_at`: when it stops authenticating (in the future, at most
+    /// ten years ahead; `None`: never).
     pub async fn issue_token(
         &self,
         by: &Principal,
@@ -1923,10 +1962,12 @@ impl Service {
         role: Role,
         site_ids: BTreeSet<Uuid>,
         groups: Vec<String>,
+        expires_at: Option<Timestamp>,
     ) -> Result<IssuedToken, AppError> {
         self.authorize(by, Action::ManageTokens, Target::Global)
             .await?;
-        self.issue(&by.actor(), name, role, site_ids, groups).await
+        self.issue(&by.actor(), name, role, site_ids, groups, expires_at)
+            .await
     }
 
     /// The first admin token, issued by srs itself on first start.
@@ -1937,6 +1978,7 @@ impl Service {
             Role::Admin,
             BTreeSet::new(),
             Vec::new(),
+            None,
         )
         .await
     }
@@ -1948,6 +1990,7 @@ impl Service {
         role: Role,
         site_ids: BTreeSet<Uuid>,
         groups: Vec<String>,
+        expires_at: Option<Timestamp>,
     ) -> Result<IssuedToken, AppError> {
         for &site_id in &site_ids {
             self.site(site_id).await?;
@@ -1961,6 +2004,7 @@ impl Service {
             site_ids,
             groups,
             secret_sha256: hash_secret(&secret),
+            expires_at,
             now: self.now(),
         };
         let executed = self
@@ -1973,13 +2017,188 @@ impl Service {
         })
     }
 
-    /// `revokeToken`.
+    /// Where the events of token `token_id` are: an issued token's lineage
+    /// stream (its own, or the first token's for a rotation's successor,
+    /// found by the `TokenRotated` event stored under the successor's id),
+    /// or the server stream of an AGENT credential (a server's first
+    /// credential has the server's id; a rotated one is found by its
+    /// `AgentTokenRotated` event).
+    async fn token_home(&self, token_id: Uuid) -> Result<TokenHome, AppError> {
+        if self
+            .store
+            .stream_version(&Token::stream(token_id))
+            .await?
+            .is_some()
+        {
+            return Ok(TokenHome::Lineage(token_id));
+        }
+        if let Some(envelope) = self.store.read_event(token_id).await? {
+            match envelope.payload {
+                DomainEvent::TokenRotated { new_token_id, .. } if new_token_id == token_id => {
+                    let lineage = envelope
+                        .stream
+                        .strip_prefix("token-")
+                        .and_then(|id| Uuid::parse_str(id).ok())
+                        .ok_or_else(|| {
+                            AppError::Internal(format!(
+                                "a token rotation on stream {}",
+                                envelope.stream
+                            ))
+                        })?;
+                    return Ok(TokenHome::Lineage(lineage));
+                }
+                DomainEvent::AgentTokenRotated {
+                    server_id,
+                    token_id: rotated,
+                    ..
+                } if rotated == token_id => return Ok(TokenHome::Agent { server_id }),
+                _ => {}
+            }
+        }
+        if self
+            .store
+            .stream_version(&Server::stream(token_id))
+            .await?
+            .is_some()
+        {
+            return Ok(TokenHome::Agent {
+                server_id: token_id,
+            });
+        }
+        Err(TokenError::NotFound.into())
+    }
+
+    /// `revokeToken`. An AGENT credential is not revoked here: its server
+    /// is disconnected (`disconnectServer`) or its credential rotated.
     pub async fn revoke_token(&self, by: &Principal, token_id: Uuid) -> Result<Executed, AppError> {
         self.authorize(by, Action::ManageTokens, Target::Global)
             .await?;
-        let command = TokenCommand::Revoke { now: self.now() };
-        self.execute::<Token>(token_id, command, &by.actor(), None)
+        let lineage = match self.token_home(token_id).await? {
+            TokenHome::Lineage(lineage) => lineage,
+            TokenHome::Agent { server_id } => {
+                return Err(AppError::Validation(format!(
+                    "token {token_id} is the AGENT credential of server {server_id}: \
+                     disconnect the server (disconnectServer) or replace the credential \
+                     (rotateAgentToken)"
+                )))
+            }
+        };
+        let command = TokenCommand::Revoke {
+            token_id,
+            now: self.now(),
+        };
+        self.execute::<Token>(lineage, command, &by.actor(), None)
             .await
+    }
+
+    /// `rotateToken` (ADMIN, not scoped to sites): revokes token
+    /// `token_id` and issues its successor with a new secret, returned
+    /// once, in one event. An AGENT credential is rotated like
+    /// [`Service::rotate_agent_token`] does (it takes no expiry).
+    pub async fn rotate_token(
+        &self,
+        by: &Principal,
+        token_id: Uuid,
+        expires_at: Option<Timestamp>,
+    ) -> Result<RotatedToken, AppError> {
+        self.authorize(by, Action::ManageTokens, Target::Global)
+            .await?;
+        let lineage = match self.token_home(token_id).await? {
+            TokenHome::Lineage(lineage) => lineage,
+            TokenHome::Agent { server_id } => {
+                if expires_at.is_some() {
+                    return Err(AppError::Validation(
+                        "AGENT tokens do not expire: rotate them without expiresAt".into(),
+                    ));
+                }
+                return self.rotate_agent(by, server_id, Some(token_id)).await;
+            }
+        };
+        let new_token_id = Uuid::now_v7();
+        let secret = new_secret();
+        let secret_sha256 = hash_secret(&secret);
+        let now = self.now();
+        let mut previous_secret_sha256 = String::new();
+        let executed = self
+            .execute_with::<Token, _>(lineage, &by.actor(), None, |state| {
+                previous_secret_sha256 = state.secret_sha256.clone();
+                state
+                    .decide(TokenCommand::Rotate {
+                        token_id,
+                        new_token_id,
+                        secret_sha256: secret_sha256.clone(),
+                        expires_at,
+                        now,
+                    })
+                    .map_err(AppError::from)
+            })
+            .await?;
+        Ok(RotatedToken {
+            token_id: new_token_id,
+            previous_token_id: token_id,
+            secret,
+            previous_secret_sha256,
+            server_id: None,
+            executed,
+        })
+    }
+
+    /// `rotateAgentToken` (ADMIN of the server's site): a new AGENT secret
+    /// for the server, returned once; the old credential is revoked by the
+    /// same event. A server the caller may not see is `NOT_FOUND`.
+    pub async fn rotate_agent_token(
+        &self,
+        by: &Principal,
+        server_id: Uuid,
+    ) -> Result<RotatedToken, AppError> {
+        self.rotate_agent(by, server_id, None).await
+    }
+
+    /// Rotates the server's agent credential; with `expected`, only if
+    /// that is the current credential (`rotateToken` of a rotated one is
+    /// refused like a rotated issued token).
+    async fn rotate_agent(
+        &self,
+        by: &Principal,
+        server_id: Uuid,
+        expected: Option<Uuid>,
+    ) -> Result<RotatedToken, AppError> {
+        let (_, site_id) = self
+            .server_for(by, Action::ManageServers, server_id)
+            .await?;
+        self.authorize(by, Action::ManageServers, Target::Site(site_id))
+            .await?;
+        let token_id = Uuid::now_v7();
+        let secret = new_secret();
+        let credential_sha256 = hash_secret(&secret);
+        let now = self.now();
+        let mut previous = (server_id, String::new());
+        let executed = self
+            .execute_with::<Server, _>(server_id, &Self::principal_actor(by), None, |state| {
+                let current = state.agent_token_id.unwrap_or(server_id);
+                if let Some(expected) = expected {
+                    if expected != current {
+                        return Err(TokenError::Rotated(current).into());
+                    }
+                }
+                previous = (current, state.credential_sha256.clone());
+                state
+                    .decide(ServerCommand::RotateAgentToken {
+                        token_id,
+                        credential_sha256: credential_sha256.clone(),
+                        now,
+                    })
+                    .map_err(AppError::from)
+            })
+            .await?;
+        Ok(RotatedToken {
+            token_id,
+            previous_token_id: previous.0,
+            secret,
+            previous_secret_sha256: previous.1,
+            server_id: Some(server_id),
+            executed,
+        })
     }
 
     /// The session event types the site's active detection policy logs.

@@ -285,6 +285,41 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
             format!("token:{token_id}"),
             format!("token of {name} revoked"),
         ),
+        E::TokenExpirySet {
+            token_id,
+            expires_at,
+            ..
+        } => (
+            Access,
+            "token.expiry_set",
+            format!("token:{token_id}"),
+            format!("token expires at {}", expires_at.to_rfc3339()),
+        ),
+        E::TokenRotated {
+            token_id,
+            new_token_id,
+            name,
+            role,
+            ..
+        } => (
+            Access,
+            "token.rotated",
+            format!("token:{token_id}"),
+            format!("{role} token of {name} rotated: revoked, replaced by token {new_token_id}"),
+        ),
+        E::AgentTokenRotated {
+            server_id,
+            token_id,
+            previous_token_id,
+            ..
+        } => (
+            Access,
+            "agent_token.rotated",
+            format!("server:{server_id}"),
+            format!(
+                "agent token {previous_token_id} of server {server_id} revoked, replaced by token {token_id}"
+            ),
+        ),
         E::AccessDenied {
             principal,
             action,

@@ -471,6 +471,46 @@ pub enum DomainEvent {
         keys: u64,
         chunks: u64,
         by: String,
+    // ---- tokens, continued (stream `token-<id>`) ---------------------------
+    /// The token stops authenticating at `expires_at`. Appended with its
+    /// `TokenIssued`, in the same append (a token never exists without
+    /// the expiry it was issued with).
+    TokenExpirySet {
+        token_id: Uuid,
+        expires_at: Timestamp,
+        at: Timestamp,
+    },
+    /// Token `token_id` is revoked and `new_token_id` takes its place: the
+    /// same principal, role, sites and groups under a new secret (only its
+    /// SHA-256 kept). One event, so the switch is atomic: there is no
+    /// moment with both secrets valid or neither. It is stored on the
+    /// stream of the first token of the lineage (`token-<first id>`), under
+    /// the log id `new_token_id`, which is how the new token's stream is
+    /// found (see `app::use_cases`). `expires_at`: the new token's expiry.
+    TokenRotated {
+        token_id: Uuid,
+        new_token_id: Uuid,
+        name: String,
+        role: Role,
+        site_ids: BTreeSet<Uuid>,
+        groups: Vec<String>,
+        secret_sha256: String,
+        expires_at: Option<Timestamp>,
+        at: Timestamp,
+    },
+
+    // ---- server, continued (stream `server-<id>`) --------------------------
+    /// The server's agent credential `previous_token_id` is revoked and
+    /// `token_id` (secret SHA-256 `credential_sha256`) replaces it, in one
+    /// event. The first credential of a server (from `ServerConnected` or
+    /// `ServerInstallRequested`) has the server's id as its token id. The
+    /// log id of this event is `token_id`.
+    AgentTokenRotated {
+        server_id: Uuid,
+        site_id: Uuid,
+        token_id: Uuid,
+        previous_token_id: Uuid,
+        credential_sha256: String,
         at: Timestamp,
     },
 }
@@ -523,6 +563,9 @@ impl DomainEvent {
             DomainEvent::LegalHoldReleased { .. } => "LegalHoldReleased",
             DomainEvent::RetentionRunCompletedV2 { .. } => "RetentionRunCompletedV2",
             DomainEvent::BackupTaken { .. } => "BackupTaken",
+            DomainEvent::TokenExpirySet { .. } => "TokenExpirySet",
+            DomainEvent::TokenRotated { .. } => "TokenRotated",
+            DomainEvent::AgentTokenRotated { .. } => "AgentTokenRotated",
         }
     }
 
@@ -540,6 +583,8 @@ impl DomainEvent {
             DomainEvent::ContentChunkStored {
                 recording_id, seq, ..
             } => Some(chunk_event_id(*recording_id, *seq)),
+            DomainEvent::TokenRotated { new_token_id, .. } => Some(*new_token_id),
+            DomainEvent::AgentTokenRotated { token_id, .. } => Some(*token_id),
             _ => None,
         }
     }
@@ -590,6 +635,13 @@ impl DomainEvent {
             TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } | BackupTaken { .. } => {
                 None
             }
+            | AgentTokenRotated { site_id, .. } => Some(*site_id),
+            AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
+            TokenIssued { .. }
+            | TokenRevoked { .. }
+            | LogExported { .. }
+            | TokenExpirySet { .. }
+            | TokenRotated { .. } => None,
         }
     }
 
@@ -778,6 +830,30 @@ mod tests {
                 target: "recording:x".into(),
                 site_id: Some(SITE),
                 at: T0,
+            },
+            DomainEvent::TokenExpirySet {
+                token_id: TOKEN,
+                expires_at: T1,
+                at: T0,
+            },
+            DomainEvent::TokenRotated {
+                token_id: TOKEN,
+                new_token_id: Uuid::from_u128(77),
+                name: "ann".into(),
+                role: Role::Auditor,
+                site_ids: BTreeSet::from([SITE]),
+                groups: vec!["g".into()],
+                secret_sha256: CREDENTIAL.into(),
+                expires_at: Some(T2),
+                at: T1,
+            },
+            DomainEvent::AgentTokenRotated {
+                server_id: SERVER,
+                site_id: SITE,
+                token_id: Uuid::from_u128(78),
+                previous_token_id: SERVER,
+                credential_sha256: CREDENTIAL.into(),
+                at: T1,
             },
             DomainEvent::AccessDeniedRepeated {
                 principal: "eve".into(),

@@ -104,8 +104,8 @@ pub use session_event::{
 };
 pub use site::{PolicyFacts, Site, SiteCommand, SiteError, SiteId};
 pub use token::{
-    can_play_recording, can_view_recording, hash_secret, may, verify_secret, Action, Principal,
-    Role, Target, Token, TokenCommand, TokenError, TokenId,
+    can_play_recording, can_view_recording, check_expiry, hash_secret, may, verify_secret, Action,
+    Principal, Role, Target, Token, TokenCommand, TokenError, TokenId, MAX_TOKEN_LIFETIME_DAYS,
 };
 
 /// The stream refusal facts (`AccessDenied`, `AccessDeniedRepeated`) are appended to (no aggregate decides

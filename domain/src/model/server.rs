@@ -10,6 +10,10 @@
 //! - Settings are one versioned record: every change writes the whole new
 //!   record with `version + 1`, and a change may name the version it was
 //!   based on (stale -> CONFLICT). Connecting writes version 1 (defaults).
+//! - `rotate_agent_token` replaces the agent credential: one
+//!   `AgentTokenRotated` event revokes the old credential and installs the
+//!   new one (the first credential's token id is the server's id). A
+//!   disconnected server's credential stays revoked: it is not rotated.
 //! - Liveness: heartbeats are not events (they would flood the log). The
 //!   app layer remembers the last heartbeat per server and asks
 //!   [`liveness`] whether a transition is due; only transitions are events.
@@ -383,6 +387,9 @@ pub struct Server {
     /// Never shown: a credential's hash is nobody's business but the log's.
     #[serde(skip_serializing)]
     pub credential_sha256: String,
+    /// The token id of the agent credential (the server's id until a
+    /// rotation).
+    pub agent_token_id: Option<Uuid>,
     pub settings: ServerSettings,
     pub settings_version: u64,
     pub install: Option<InstallJob>,
@@ -467,6 +474,13 @@ pub enum ServerCommand {
         now: Timestamp,
     },
     Disconnect {
+        now: Timestamp,
+    },
+    /// Replaces the agent credential with `token_id` (secret SHA-256
+    /// `credential_sha256`), revoking the current one.
+    RotateAgentToken {
+        token_id: Uuid,
+        credential_sha256: String,
         now: Timestamp,
     },
     /// Records a liveness transition if one is due (see [`liveness`]).
@@ -655,6 +669,29 @@ impl Aggregate for Server {
                     at: now,
                 }])
             }
+            ServerCommand::RotateAgentToken {
+                token_id,
+                credential_sha256,
+                now,
+            } => {
+                let (server_id, site_id) = self.ids()?;
+                self.check_not_disconnected()?;
+                check_credential(&credential_sha256)?;
+                let previous_token_id = self.agent_token_id.unwrap_or(server_id);
+                if token_id == previous_token_id || token_id == server_id {
+                    return Err(ServerError::Invalid(
+                        "a rotated agent credential needs a new token id".into(),
+                    ));
+                }
+                Ok(vec![DomainEvent::AgentTokenRotated {
+                    server_id,
+                    site_id,
+                    token_id,
+                    previous_token_id,
+                    credential_sha256,
+                    at: now,
+                }])
+            }
             ServerCommand::ObserveLiveness {
                 last_heartbeat,
                 period_secs,
@@ -705,6 +742,7 @@ impl Aggregate for Server {
                 self.deployment = Some(*deployment);
                 self.version = version.clone();
                 self.credential_sha256 = credential_sha256.clone();
+                self.agent_token_id = Some(*server_id);
                 self.status = ServerStatus::Connected;
                 self.online = true;
             }
@@ -724,6 +762,7 @@ impl Aggregate for Server {
                 self.deployment = Some(options.deployment);
                 self.version = options.version.clone().unwrap_or_default();
                 self.credential_sha256 = credential_sha256.clone();
+                self.agent_token_id = Some(*server_id);
                 self.status = ServerStatus::Installing;
                 self.install = Some(InstallJob {
                     job_id: *job_id,
@@ -761,6 +800,14 @@ impl Aggregate for Server {
             DomainEvent::ServerDisconnected { .. } => {
                 self.status = ServerStatus::Disconnected;
                 self.online = false;
+            }
+            DomainEvent::AgentTokenRotated {
+                token_id,
+                credential_sha256,
+                ..
+            } => {
+                self.agent_token_id = Some(*token_id);
+                self.credential_sha256 = credential_sha256.clone();
             }
             DomainEvent::ServerWentOffline { .. } => self.online = false,
             DomainEvent::ServerCameOnline { .. } => self.online = true,
@@ -1177,5 +1224,70 @@ mod tests {
             site_id: SITE,
             at: T2,
         }]);
+    }
+
+    const NEW_TOKEN: Uuid = Uuid::from_u128(0xa6e);
+    const NEW_HASH: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn rotate_agent(token_id: Uuid) -> ServerCommand {
+        ServerCommand::RotateAgentToken {
+            token_id,
+            credential_sha256: NEW_HASH.into(),
+            now: T1,
+        }
+    }
+
+    fn agent_rotated(token_id: Uuid, previous_token_id: Uuid) -> DomainEvent {
+        DomainEvent::AgentTokenRotated {
+            server_id: SERVER,
+            site_id: SITE,
+            token_id,
+            previous_token_id,
+            credential_sha256: NEW_HASH.into(),
+            at: T1,
+        }
+    }
+
+    #[test]
+    fn rotating_the_agent_token_revokes_the_old_one_in_the_same_event() {
+        given([server_connected()])
+            .when(rotate_agent(NEW_TOKEN))
+            .then([agent_rotated(NEW_TOKEN, SERVER)]);
+        let server =
+            given([server_connected(), agent_rotated(NEW_TOKEN, SERVER)]).state::<Server>();
+        assert_eq!(server.agent_token_id, Some(NEW_TOKEN));
+        assert_eq!(server.credential_sha256, NEW_HASH);
+        // The next rotation names this one as the revoked credential.
+        let third = Uuid::from_u128(0xa6f);
+        given([server_connected(), agent_rotated(NEW_TOKEN, SERVER)])
+            .when(rotate_agent(third))
+            .then_matches(|events| {
+                matches!(events, [DomainEvent::AgentTokenRotated { previous_token_id, .. }] if *previous_token_id == NEW_TOKEN)
+            });
+    }
+
+    #[test]
+    fn a_disconnected_or_unknown_server_has_no_agent_token_to_rotate() {
+        let disconnected = DomainEvent::ServerDisconnected {
+            server_id: SERVER,
+            site_id: SITE,
+            at: T1,
+        };
+        given([server_connected(), disconnected])
+            .when(rotate_agent(NEW_TOKEN))
+            .then_err(|e| *e == ServerError::Disconnected);
+        given([])
+            .when(rotate_agent(NEW_TOKEN))
+            .then_err(|e| *e == ServerError::NotFound);
+        given([server_connected()])
+            .when(ServerCommand::RotateAgentToken {
+                token_id: NEW_TOKEN,
+                credential_sha256: "plain".into(),
+                now: T1,
+            })
+            .then_err_code(ErrorCode::Validation);
+        given([server_connected()])
+            .when(rotate_agent(SERVER))
+            .then_err_code(ErrorCode::Validation);
     }
 }

@@ -3,11 +3,38 @@
 //! A token is issued to a principal (its `name`) with one [`Role`], an
 //! optional site scope (empty: all sites) and groups. Only the SHA-256 of
 //! its secret is ever stored. Server agents do not hold issued tokens: a
-//! server's credential is kept (hashed) on the server aggregate, and the
-//! API builds a [`Principal::agent`] for it.
+//! server's credential is kept (hashed) on the server aggregate (its first
+//! one under the server's id, a rotated one under a token id of its own,
+//! see `AgentTokenRotated`), and the API builds a [`Principal::agent_token`]
+//! for it.
 //!
 //! [`may`] is the one place that says what a principal may do; it is pure
 //! and deny-by-default (the match has no catch-all arm that allows).
+//!
+//! # Expiry
+//!
+//! A token may be issued with an expiry (`TokenExpirySet`, in the same
+//! append as its `TokenIssued`): it must lie in the future and at most
+//! [`MAX_TOKEN_LIFETIME_DAYS`] ahead (a typo such as year 20260 is
+//! refused rather than stored). From that instant on the token
+//! authenticates nobody; the API says it expired, and when. Expiry is not
+//! an event (nothing happens at that instant): it is a fact of the token,
+//! checked against the clock at every authentication. AGENT credentials do
+//! not expire: they are replaced by rotation.
+//!
+//! # Rotation
+//!
+//! Rotating a token revokes it and issues its successor (same principal,
+//! role, sites, groups; a new secret) in one event, `TokenRotated`, so
+//! the old secret stops and the new one starts at the same log position.
+//! The successor has an id of its own (what it does is told apart from
+//! what the old secret did, in the log and in the admin trail); its events
+//! go on the stream of the first token of the lineage, so every rule of a
+//! lineage is checked against one stream's version (two concurrent
+//! rotations of one token cannot both succeed). The successor keeps the
+//! expiry unless the rotation gives a new one; rotating an expired token
+//! needs a new one. Rotating or revoking one's own token is allowed: the
+//! caller's request finishes, its next one needs the new secret.
 //!
 //! | role | may |
 //! |---|---|
@@ -78,10 +105,17 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The principal of a server's agent credential.
+    /// The principal of a server's first agent credential (whose token
+    /// id is the server's id).
     pub fn agent(server_id: Uuid, site_id: Uuid) -> Self {
+        Self::agent_token(server_id, server_id, site_id)
+    }
+
+    /// The principal of the server's agent credential `token_id` (after a
+    /// rotation it is not the server's id).
+    pub fn agent_token(token_id: Uuid, server_id: Uuid, site_id: Uuid) -> Self {
         Principal {
-            token_id: server_id,
+            token_id,
             name: format!("agent:{server_id}"),
             role: Role::Agent,
             site_ids: BTreeSet::from([site_id]),
@@ -362,10 +396,36 @@ pub fn verify_secret(secret: &str, expected_sha256: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A token as its stream folds.
+/// The furthest ahead a token's expiry may lie, in days (ten years).
+pub const MAX_TOKEN_LIFETIME_DAYS: i64 = 3_653;
+
+/// Whether `expires_at` is an expiry a token may be given at `now`: in
+/// the future, and at most [`MAX_TOKEN_LIFETIME_DAYS`] ahead.
+pub fn check_expiry(expires_at: Timestamp, now: Timestamp) -> Result<(), TokenError> {
+    if expires_at <= now {
+        return Err(TokenError::Invalid(format!(
+            "expiresAt must be in the future: {} is not after now ({})",
+            expires_at.to_rfc3339(),
+            now.to_rfc3339()
+        )));
+    }
+    if expires_at > now.plus_days(MAX_TOKEN_LIFETIME_DAYS) {
+        return Err(TokenError::Invalid(format!(
+            "expiresAt must be at most {MAX_TOKEN_LIFETIME_DAYS} days ahead, not {}",
+            expires_at.to_rfc3339()
+        )));
+    }
+    Ok(())
+}
+
+/// A token lineage as its stream folds: the token first issued on the
+/// stream, then each successor a rotation put in its place.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Token {
+    /// The current token of the lineage (the last successor).
     pub id: Option<TokenId>,
+    /// The tokens rotation replaced, oldest first (all revoked).
+    pub replaced: Vec<TokenId>,
     pub name: String,
     pub role: Option<Role>,
     pub site_ids: BTreeSet<Uuid>,
@@ -374,13 +434,21 @@ pub struct Token {
     #[serde(skip_serializing)]
     pub secret_sha256: String,
     pub issued_at: Option<Timestamp>,
+    /// When the token stops authenticating; `None`: never.
+    pub expires_at: Option<Timestamp>,
     pub revoked: bool,
 }
 
 impl Token {
-    /// The principal this token authenticates, unless revoked.
-    pub fn principal(&self) -> Option<Principal> {
-        if self.revoked {
+    /// Whether the token has expired at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The principal this token authenticates at `now`, unless revoked
+    /// or expired.
+    pub fn principal(&self, now: Timestamp) -> Option<Principal> {
+        if self.revoked || self.expired(now) {
             return None;
         }
         Some(Principal {
@@ -403,6 +471,8 @@ pub enum TokenError {
     AlreadyExists(TokenId),
     #[error("the token is already revoked")]
     AlreadyRevoked,
+    #[error("the token was rotated and is revoked; its successor is token {0}")]
+    Rotated(TokenId),
     #[error("agent credentials come from connecting or installing a server")]
     AgentRole,
     #[error("{0}")]
@@ -414,9 +484,10 @@ impl Coded for TokenError {
         match self {
             TokenError::NotFound => ErrorCode::NotFound,
             TokenError::AlreadyExists(_) => ErrorCode::Conflict,
-            TokenError::AlreadyRevoked | TokenError::AgentRole | TokenError::Invalid(_) => {
-                ErrorCode::Validation
-            }
+            TokenError::AlreadyRevoked
+            | TokenError::Rotated(_)
+            | TokenError::AgentRole
+            | TokenError::Invalid(_) => ErrorCode::Validation,
         }
     }
 }
@@ -432,11 +503,48 @@ pub enum TokenCommand {
         groups: Vec<String>,
         /// Hex SHA-256 of the secret handed out once.
         secret_sha256: String,
+        /// When the token stops authenticating; `None`: never.
+        expires_at: Option<Timestamp>,
         now: Timestamp,
     },
-    Revoke {
+    /// Revokes `token_id`, the lineage's current token.
+    Revoke { token_id: TokenId, now: Timestamp },
+    /// Revokes `token_id` (the lineage's current token) and issues
+    /// `new_token_id` in its place with the secret of SHA-256
+    /// `secret_sha256`; `expires_at` `None` keeps the current expiry.
+    Rotate {
+        token_id: TokenId,
+        new_token_id: TokenId,
+        secret_sha256: String,
+        expires_at: Option<Timestamp>,
         now: Timestamp,
     },
+}
+
+fn check_hash(secret_sha256: &str) -> Result<(), TokenError> {
+    if secret_sha256.len() != 64 || !secret_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(TokenError::Invalid(
+            "only a hex SHA-256 of the secret may be stored".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Token {
+    /// The lineage's current token, if it is `token_id`; why not otherwise.
+    fn current(&self, token_id: TokenId) -> Result<TokenId, TokenError> {
+        let current = self.id.ok_or(TokenError::NotFound)?;
+        if current == token_id {
+            if self.revoked {
+                return Err(TokenError::AlreadyRevoked);
+            }
+            return Ok(current);
+        }
+        if self.replaced.contains(&token_id) {
+            return Err(TokenError::Rotated(current));
+        }
+        Err(TokenError::NotFound)
+    }
 }
 
 impl CommandFor for TokenCommand {
@@ -457,6 +565,7 @@ impl Aggregate for Token {
                 site_ids,
                 groups,
                 secret_sha256,
+                expires_at,
                 now,
             } => {
                 if self.id.is_some() {
@@ -474,14 +583,11 @@ impl Aggregate for Token {
                 if groups.iter().any(|g| g.trim().is_empty()) {
                     return Err(TokenError::Invalid("groups must not be blank".into()));
                 }
-                if secret_sha256.len() != 64
-                    || !secret_sha256.chars().all(|c| c.is_ascii_hexdigit())
-                {
-                    return Err(TokenError::Invalid(
-                        "only a hex SHA-256 of the secret may be stored".into(),
-                    ));
+                check_hash(&secret_sha256)?;
+                if let Some(expires_at) = expires_at {
+                    check_expiry(expires_at, now)?;
                 }
-                Ok(vec![DomainEvent::TokenIssued {
+                let mut events = vec![DomainEvent::TokenIssued {
                     token_id,
                     name,
                     role,
@@ -489,16 +595,59 @@ impl Aggregate for Token {
                     groups: groups.into_iter().map(|g| g.trim().to_string()).collect(),
                     secret_sha256,
                     at: now,
-                }])
-            }
-            TokenCommand::Revoke { now } => {
-                let token_id = self.id.ok_or(TokenError::NotFound)?;
-                if self.revoked {
-                    return Err(TokenError::AlreadyRevoked);
+                }];
+                if let Some(expires_at) = expires_at {
+                    events.push(DomainEvent::TokenExpirySet {
+                        token_id,
+                        expires_at,
+                        at: now,
+                    });
                 }
+                Ok(events)
+            }
+            TokenCommand::Revoke { token_id, now } => {
+                let token_id = self.current(token_id)?;
                 Ok(vec![DomainEvent::TokenRevoked {
                     token_id,
                     name: self.name.clone(),
+                    at: now,
+                }])
+            }
+            TokenCommand::Rotate {
+                token_id,
+                new_token_id,
+                secret_sha256,
+                expires_at,
+                now,
+            } => {
+                let token_id = self.current(token_id)?;
+                if new_token_id == token_id || self.replaced.contains(&new_token_id) {
+                    return Err(TokenError::AlreadyExists(new_token_id));
+                }
+                let role = self.role.ok_or(TokenError::NotFound)?;
+                check_hash(&secret_sha256)?;
+                let expires_at = match (expires_at, self.expires_at) {
+                    (Some(given), _) => {
+                        check_expiry(given, now)?;
+                        Some(given)
+                    }
+                    (None, Some(kept)) if kept <= now => {
+                        return Err(TokenError::Invalid(format!(
+                            "the token expired at {}; rotating it needs a new expiresAt",
+                            kept.to_rfc3339()
+                        )))
+                    }
+                    (None, kept) => kept,
+                };
+                Ok(vec![DomainEvent::TokenRotated {
+                    token_id,
+                    new_token_id,
+                    name: self.name.clone(),
+                    role,
+                    site_ids: self.site_ids.clone(),
+                    groups: self.groups.clone(),
+                    secret_sha256,
+                    expires_at,
                     at: now,
                 }])
             }
@@ -522,6 +671,21 @@ impl Aggregate for Token {
                 self.site_ids = site_ids.clone();
                 self.groups = groups.clone();
                 self.secret_sha256 = secret_sha256.clone();
+                self.issued_at = Some(*at);
+            }
+            DomainEvent::TokenExpirySet { expires_at, .. } => self.expires_at = Some(*expires_at),
+            DomainEvent::TokenRotated {
+                token_id,
+                new_token_id,
+                secret_sha256,
+                expires_at,
+                at,
+                ..
+            } => {
+                self.replaced.push(*token_id);
+                self.id = Some(*new_token_id);
+                self.secret_sha256 = secret_sha256.clone();
+                self.expires_at = *expires_at;
                 self.issued_at = Some(*at);
             }
             DomainEvent::TokenRevoked { .. } => self.revoked = true,
@@ -757,6 +921,14 @@ mod tests {
     }
 
     fn issue(role: Role, secret_sha256: &str) -> TokenCommand {
+        issue_expiring(role, secret_sha256, None)
+    }
+
+    fn issue_expiring(
+        role: Role,
+        secret_sha256: &str,
+        expires_at: Option<Timestamp>,
+    ) -> TokenCommand {
         TokenCommand::Issue {
             token_id: TOKEN,
             name: " ann ".into(),
@@ -764,6 +936,7 @@ mod tests {
             site_ids: BTreeSet::from([SITE]),
             groups: vec!["CORP\\Auditors".into()],
             secret_sha256: secret_sha256.into(),
+            expires_at,
             now: T0,
         }
     }
@@ -793,15 +966,167 @@ mod tests {
             at: T1,
         };
         given([issued()])
-            .when(TokenCommand::Revoke { now: T1 })
+            .when(TokenCommand::Revoke {
+                token_id: TOKEN,
+                now: T1,
+            })
             .then([revoked.clone()]);
-        assert!(given([issued()]).state::<Token>().principal().is_some());
+        assert!(given([issued()]).state::<Token>().principal(T1).is_some());
         assert!(given([issued(), revoked.clone()])
             .state::<Token>()
-            .principal()
+            .principal(T1)
             .is_none());
         given([issued(), revoked])
-            .when(TokenCommand::Revoke { now: T2 })
+            .when(TokenCommand::Revoke {
+                token_id: TOKEN,
+                now: T2,
+            })
             .then_err(|e| *e == TokenError::AlreadyRevoked);
+    }
+
+    fn expiry(expires_at: Timestamp) -> DomainEvent {
+        DomainEvent::TokenExpirySet {
+            token_id: TOKEN,
+            expires_at,
+            at: T0,
+        }
+    }
+
+    #[test]
+    fn a_token_issued_with_an_expiry_records_it_in_the_same_append() {
+        let command = issue_expiring(Role::Auditor, CREDENTIAL, Some(T1));
+        given([]).when(command).then([issued(), expiry(T1)]);
+    }
+
+    #[test]
+    fn an_expiry_must_be_in_the_future_and_within_ten_years() {
+        for bad in [
+            T0,
+            Timestamp(T0.0 - 1),
+            T0.plus_days(MAX_TOKEN_LIFETIME_DAYS + 1),
+        ] {
+            given([])
+                .when(issue_expiring(Role::Auditor, CREDENTIAL, Some(bad)))
+                .then_err_code(ErrorCode::Validation);
+        }
+        given([])
+            .when(issue_expiring(
+                Role::Auditor,
+                CREDENTIAL,
+                Some(T0.plus_days(MAX_TOKEN_LIFETIME_DAYS)),
+            ))
+            .then_ok();
+    }
+
+    #[test]
+    fn an_expired_token_authenticates_nobody_from_its_expiry_on() {
+        let token = given([issued(), expiry(T1)]).state::<Token>();
+        assert!(token.principal(Timestamp(T1.0 - 1)).is_some());
+        assert!(token.principal(T1).is_none(), "expired at the instant");
+        assert!(token.expired(T2));
+        let forever = given([issued()]).state::<Token>();
+        assert!(!forever.expired(Timestamp(i64::MAX)));
+    }
+
+    const SUCCESSOR: Uuid = Uuid::from_u128(0x5cc);
+    const NEW_HASH: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn rotate(token_id: Uuid, expires_at: Option<Timestamp>, now: Timestamp) -> TokenCommand {
+        TokenCommand::Rotate {
+            token_id,
+            new_token_id: SUCCESSOR,
+            secret_sha256: NEW_HASH.into(),
+            expires_at,
+            now,
+        }
+    }
+
+    fn rotated(expires_at: Option<Timestamp>) -> DomainEvent {
+        DomainEvent::TokenRotated {
+            token_id: TOKEN,
+            new_token_id: SUCCESSOR,
+            name: "ann".into(),
+            role: Role::Auditor,
+            site_ids: BTreeSet::from([SITE]),
+            groups: vec!["CORP\\Auditors".into()],
+            secret_sha256: NEW_HASH.into(),
+            expires_at,
+            at: T1,
+        }
+    }
+
+    #[test]
+    fn rotating_revokes_the_token_and_issues_its_successor_in_one_event() {
+        given([issued()])
+            .when(rotate(TOKEN, None, T1))
+            .then([rotated(None)]);
+        let state = given([issued(), rotated(None)]).state::<Token>();
+        assert_eq!(state.id, Some(SUCCESSOR));
+        assert_eq!(state.secret_sha256, NEW_HASH);
+        assert_eq!(state.replaced, vec![TOKEN]);
+        let principal = state.principal(T1).expect("the successor authenticates");
+        assert_eq!(principal.token_id, SUCCESSOR);
+        assert_eq!(principal.name, "ann");
+        assert_eq!(principal.role, Role::Auditor);
+    }
+
+    #[test]
+    fn a_rotated_token_cannot_be_rotated_or_revoked_again() {
+        // The second of two rotations of one token meets the first's
+        // event: one successor only.
+        given([issued(), rotated(None)])
+            .when(rotate(TOKEN, None, T2))
+            .then_err(|e| *e == TokenError::Rotated(SUCCESSOR));
+        given([issued(), rotated(None)])
+            .when(TokenCommand::Revoke {
+                token_id: TOKEN,
+                now: T2,
+            })
+            .then_err(|e| *e == TokenError::Rotated(SUCCESSOR));
+        // The successor itself is revoked on the lineage's stream.
+        given([issued(), rotated(None)])
+            .when(TokenCommand::Revoke {
+                token_id: SUCCESSOR,
+                now: T2,
+            })
+            .then([DomainEvent::TokenRevoked {
+                token_id: SUCCESSOR,
+                name: "ann".into(),
+                at: T2,
+            }]);
+        given([issued()])
+            .when(rotate(Uuid::from_u128(404), None, T1))
+            .then_err(|e| *e == TokenError::NotFound);
+    }
+
+    #[test]
+    fn a_revoked_token_is_not_rotated() {
+        let revoked = DomainEvent::TokenRevoked {
+            token_id: TOKEN,
+            name: "ann".into(),
+            at: T1,
+        };
+        given([issued(), revoked])
+            .when(rotate(TOKEN, None, T2))
+            .then_err(|e| *e == TokenError::AlreadyRevoked);
+    }
+
+    #[test]
+    fn rotation_keeps_the_expiry_unless_given_one_and_an_expired_token_needs_one() {
+        let later = T2.plus_days(1);
+        given([issued(), expiry(T2)])
+            .when(rotate(TOKEN, None, T1))
+            .then([rotated(Some(T2))]);
+        given([issued(), expiry(T2)])
+            .when(rotate(TOKEN, Some(later), T1))
+            .then([rotated(Some(later))]);
+        given([issued(), expiry(T1)])
+            .when(rotate(TOKEN, None, T1))
+            .then_err_code(ErrorCode::Validation);
+        given([issued(), expiry(T1)])
+            .when(rotate(TOKEN, Some(T0), T1))
+            .then_err_code(ErrorCode::Validation);
+        let renewed = given([issued(), expiry(T1), rotated(Some(later))]).state::<Token>();
+        assert!(renewed.principal(T2).is_some());
     }
 }

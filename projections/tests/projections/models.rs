@@ -11,7 +11,7 @@ use srs_domain::model::{
 use srs_projections::models::audit::AuditFilter;
 use srs_projections::models::dashboard::{DashboardQuery, ServerState, SiteScope};
 use srs_projections::models::detections::DetectionFilter;
-use srs_projections::models::tokens::Authenticated;
+use srs_projections::models::tokens::TokenFilter;
 use uuid::Uuid;
 
 use crate::fixtures::*;
@@ -882,16 +882,18 @@ fn tokens_and_agent_credentials_authenticate_by_hash_until_revoked() {
         },
         server_connected(SERVER, SITE, SHA_B),
     ]);
-    match f.tokens().authenticate(SHA_A).unwrap() {
-        Some(Authenticated::Token(row)) => assert_eq!(row.principal().unwrap().role, Role::Auditor),
-        other => panic!("{other:?}"),
-    }
-    match f.tokens().authenticate(SHA_B).unwrap() {
-        Some(Authenticated::Agent(p)) => assert_eq!(p.server_id, Some(SERVER)),
-        other => panic!("{other:?}"),
-    }
+    let token = f.tokens().authenticate(SHA_A).unwrap().expect("the token");
+    assert_eq!(token.principal().unwrap().role, Role::Auditor);
+    let agent = f.tokens().authenticate(SHA_B).unwrap().expect("the agent");
+    let principal = agent.principal().unwrap();
+    assert_eq!(principal.server_id, Some(SERVER));
+    assert_eq!(
+        principal.token_id, SERVER,
+        "a server's first credential has its id"
+    );
+    assert_eq!(principal.role, Role::Agent);
     assert!(f.tokens().authenticate("00").unwrap().is_none());
-    assert!(!f.tokens().has_admin().unwrap());
+    assert!(!f.tokens().has_admin(T0).unwrap());
     f.apply(
         admin(),
         [
@@ -909,7 +911,136 @@ fn tokens_and_agent_credentials_authenticate_by_hash_until_revoked() {
     );
     assert!(f.tokens().authenticate(SHA_A).unwrap().is_none());
     assert!(f.tokens().authenticate(SHA_B).unwrap().is_none());
-    assert_eq!(f.tokens().tokens().unwrap().len(), 1);
+    // Both stay listed, revoked.
+    let rows = f.tokens().tokens().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.revoked_at == Some(T0)));
+}
+
+#[test]
+fn rotations_revoke_the_old_row_and_add_the_successor_in_one_commit() {
+    const SHA_C: &str = "cc00000000000000000000000000000000000000000000000000000000000003";
+    const SHA_D: &str = "dd00000000000000000000000000000000000000000000000000000000000004";
+    let t = Uuid::from_u128(0x70c);
+    let successor = Uuid::from_u128(0x70d);
+    let agent_successor = Uuid::from_u128(0x70e);
+    let mut f = Folded::given([
+        DomainEvent::TokenIssued {
+            token_id: t,
+            name: "ann".into(),
+            role: Role::Admin,
+            site_ids: [].into(),
+            groups: vec![],
+            secret_sha256: SHA_A.into(),
+            at: T0,
+        },
+        DomainEvent::TokenExpirySet {
+            token_id: t,
+            expires_at: T0.plus_days(2),
+            at: T0,
+        },
+        server_connected(SERVER, SITE, SHA_B),
+    ]);
+    let now = T0.plus_days(1);
+    assert!(f.tokens().has_admin(now).unwrap());
+    assert!(!f.tokens().has_admin(T0.plus_days(2)).unwrap(), "expired");
+    f.apply(
+        admin(),
+        [
+            DomainEvent::TokenRotated {
+                token_id: t,
+                new_token_id: successor,
+                name: "ann".into(),
+                role: Role::Admin,
+                site_ids: [].into(),
+                groups: vec![],
+                secret_sha256: SHA_C.into(),
+                expires_at: Some(T0.plus_days(30)),
+                at: now,
+            },
+            DomainEvent::AgentTokenRotated {
+                server_id: SERVER,
+                site_id: SITE,
+                token_id: agent_successor,
+                previous_token_id: SERVER,
+                credential_sha256: SHA_D.into(),
+                at: now,
+            },
+        ],
+    );
+    let tokens = f.tokens();
+    assert!(tokens.authenticate(SHA_A).unwrap().is_none());
+    assert!(tokens.authenticate(SHA_B).unwrap().is_none());
+    let new = tokens.authenticate(SHA_C).unwrap().expect("the successor");
+    assert_eq!((new.id, new.rotated_from), (successor, Some(t)));
+    assert_eq!(new.expires_at, Some(T0.plus_days(30)));
+    assert_eq!(new.issued_by, "principal:root");
+    assert_eq!(new.issued_by_token, Some(Uuid::from_u128(1)));
+    let agent = tokens
+        .authenticate(SHA_D)
+        .unwrap()
+        .expect("the new agent credential");
+    assert_eq!(agent.principal().unwrap().token_id, agent_successor);
+    assert_eq!(
+        tokens.agent_token_id(SERVER).unwrap(),
+        Some(agent_successor)
+    );
+    let old = tokens.token(t).unwrap().unwrap();
+    assert_eq!(
+        (old.revoked_at, old.replaced_by),
+        (Some(now), Some(successor))
+    );
+    // The listing's filters.
+    let listed = |filter: TokenFilter| -> Vec<Uuid> {
+        tokens
+            .list(&filter, now)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(listed(TokenFilter::default()).len(), 4);
+    assert_eq!(
+        listed(TokenFilter {
+            revoked: Some(false),
+            ..Default::default()
+        }),
+        vec![successor, agent_successor]
+    );
+    assert_eq!(
+        listed(TokenFilter {
+            server_id: Some(SERVER),
+            revoked: Some(false),
+            ..Default::default()
+        }),
+        vec![agent_successor]
+    );
+    assert_eq!(
+        listed(TokenFilter {
+            role: Some(Role::Admin),
+            name: Some("AN".into()),
+            ..Default::default()
+        }),
+        vec![t, successor]
+    );
+    assert_eq!(
+        listed(TokenFilter {
+            site_id: Some(Uuid::from_u128(0xe15e)),
+            ..Default::default()
+        }),
+        vec![t, successor],
+        "tokens of all sites act on every site; the agent only on its own"
+    );
+    // Disconnecting the server revokes its current credential.
+    f.apply(
+        admin(),
+        [DomainEvent::ServerDisconnected {
+            server_id: SERVER,
+            site_id: SITE,
+            at: now,
+        }],
+    );
+    assert!(f.tokens().authenticate(SHA_D).unwrap().is_none());
 }
 
 #[test]

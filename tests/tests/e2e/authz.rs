@@ -341,6 +341,25 @@ fn rows() -> Vec<Row> {
             fixture: Fixture::Token,
         },
         Row {
+            name: "tokens",
+            query: "{ tokens { totalCount edges { node { id lastUsedAt } } } }",
+            allowed: GLOBAL_ADMIN,
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "rotateToken",
+            query: "mutation($target: ID!) { rotateToken(id: $target) { position } }",
+            allowed: GLOBAL_ADMIN,
+            fixture: Fixture::Token,
+        },
+        Row {
+            name: "rotateAgentToken",
+            query: "mutation($server: ID!) { rotateAgentToken(serverId: $server) { position } }",
+            // An ADMIN of the server's site, like disconnectServer.
+            allowed: ADMIN,
+            fixture: Fixture::Server,
+        },
+        Row {
             name: "endRecording",
             query: "mutation($target: ID!) { endRecording(recordingId: $target) { position } }",
             allowed: AGENT,
@@ -724,6 +743,7 @@ const SERVER_ROWS: &[&str] = &[
     "pendingResponses",
     "updateServerSettings",
     "disconnectServer",
+    "rotateAgentToken",
     "reportInstallProgress",
     "acknowledgeResponse",
 ];
