@@ -1877,6 +1877,8 @@ async fn watching_live_is_a_fact_and_obeys_the_servers_setting() {
         .record_played(&auditor, live, PlaybackKind::Play)
         .await
         .expect("play");
+}
+
 #[tokio::test]
 async fn rotating_a_token_is_one_append_and_its_successor_is_managed_by_its_own_id() {
     let w = World::new();

@@ -471,6 +471,9 @@ pub enum DomainEvent {
         keys: u64,
         chunks: u64,
         by: String,
+        at: Timestamp,
+    },
+
     // ---- tokens, continued (stream `token-<id>`) ---------------------------
     /// The token stops authenticating at `expires_at`. Appended with its
     /// `TokenIssued`, in the same append (a token never exists without
@@ -630,16 +633,13 @@ impl DomainEvent {
             | RecordingPartAssigned { site_id, .. }
             | LegalHoldPlaced { site_id, .. }
             | LegalHoldReleased { site_id, .. }
-            | RetentionRunCompletedV2 { site_id, .. } => Some(*site_id),
-            AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
-            TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } | BackupTaken { .. } => {
-                None
-            }
+            | RetentionRunCompletedV2 { site_id, .. }
             | AgentTokenRotated { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
             TokenIssued { .. }
             | TokenRevoked { .. }
             | LogExported { .. }
+            | BackupTaken { .. }
             | TokenExpirySet { .. }
             | TokenRotated { .. } => None,
         }
