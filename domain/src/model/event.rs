@@ -422,6 +422,18 @@ pub enum DomainEvent {
         suppressed: u64,
         at: Timestamp,
     },
+
+    // ---- migrations (stream `migration-<name>`) ----------------------------
+    /// The log was moved to explicit playback permissions (an AUDITOR sees
+    /// only what a permission grants): the whole-site permissions
+    /// `permission_ids` were granted to the AUDITOR tokens `token_ids`, which
+    /// held none on those sites and so saw them whole under the old rule.
+    /// Written once, empty lists on a new log (see `model::migration`).
+    PlaybackPermissionsMigrated {
+        permission_ids: Vec<Uuid>,
+        token_ids: Vec<Uuid>,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -468,6 +480,7 @@ impl DomainEvent {
             DomainEvent::LogExported { .. } => "LogExported",
             DomainEvent::RecordingPartAssigned { .. } => "RecordingPartAssigned",
             DomainEvent::AccessDeniedRepeated { .. } => "AccessDeniedRepeated",
+            DomainEvent::PlaybackPermissionsMigrated { .. } => "PlaybackPermissionsMigrated",
         }
     }
 
@@ -529,7 +542,10 @@ impl DomainEvent {
             | ContentTypeDeclared { site_id, .. }
             | RecordingPartAssigned { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
-            TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
+            TokenIssued { .. }
+            | TokenRevoked { .. }
+            | LogExported { .. }
+            | PlaybackPermissionsMigrated { .. } => None,
         }
     }
 
@@ -728,6 +744,11 @@ mod tests {
                 site_id: None,
                 refused: 1000,
                 suppressed: 7,
+                at: T0,
+            },
+            DomainEvent::PlaybackPermissionsMigrated {
+                permission_ids: vec![PERMISSION],
+                token_ids: vec![TOKEN],
                 at: T0,
             },
         ]

@@ -14,7 +14,8 @@
 //! - `session`: the session index: which recording is each part of a
 //!   server's session (random recording ids, idempotent starts).
 //! - `session_event`: session event types, typed data, [`DataPoints`].
-//! - `permission`: playback permissions that narrow what auditors see.
+//! - `permission`: playback permissions: the only way an auditor sees a recording.
+//! - `migration`: one-time migrations of the log's meaning (explicit permissions).
 //! - `retention`: retention policy and the pure [`due`].
 //! - `token`: roles, principals, tokens, and [`may`].
 //! - `audit`: the admin log's categories ([`classify`]).
@@ -34,6 +35,7 @@
 //! | [`Token`] | `token-<uuid>` |
 //! | [`SessionParts`] | `session-<uuid derived from server and session>` |
 //! | `AccessDenied`, `AccessDeniedRepeated` events | [`ACCESS_DENIED_STREAM`] |
+//! | `PlaybackPermissionsMigrated` | [`EXPLICIT_GRANTS_STREAM`] |
 
 mod aggregate;
 mod audit;
@@ -42,6 +44,7 @@ mod event;
 pub mod glob;
 /// IP addresses and CIDR ranges.
 pub mod net;
+mod migration;
 mod permission;
 mod policy;
 mod recording;
@@ -61,9 +64,13 @@ pub use aggregate::{
 };
 pub use audit::{classify, AuditCategory, AuditEntry};
 pub use event::{chunk_event_id, DomainEvent};
+pub use migration::{
+    whole_site_grant_id, OldAccess, WholeSiteGrant, EXPLICIT_GRANTS_STREAM, MIGRATION_ACTOR,
+};
 pub use permission::{
-    grants_for, PermissionCommand, PermissionError, PermissionId, PlaybackPermission,
-    PlaybackScope, RecordingFacts,
+    grants_for, is_reserved_principal_name, principal_token, token_principal, PermissionCommand,
+    PermissionError, PermissionId, PlaybackPermission, PlaybackScope, RecordingFacts,
+    TOKEN_PRINCIPAL_PREFIX,
 };
 pub use policy::{
     default_policy, detect, evaluate, is_system_policy, looks_like_email, name_matches,
@@ -97,7 +104,7 @@ pub use session_event::{
 };
 pub use site::{PolicyFacts, Site, SiteCommand, SiteError, SiteId};
 pub use token::{
-    can_play_recording, can_view_recording, hash_secret, may, verify_secret, Action, Principal,
+    can_play_recording, can_unrestrict_recording, can_view_recording, hash_secret, may, verify_secret, Action, Principal,
     Role, Target, Token, TokenCommand, TokenError, TokenId,
 };
 
