@@ -22,6 +22,8 @@ mod existence;
 mod full_disk;
 #[path = "e2e/journeys.rs"]
 mod journeys;
+#[path = "e2e/permissions.rs"]
+mod permissions;
 #[path = "e2e/refusals.rs"]
 mod refusals;
 #[path = "e2e/replay.rs"]

@@ -37,7 +37,12 @@ impl Service {
     /// `None` when the log was migrated already (or a concurrent start did
     /// it just now).
     pub async fn migrate_to_explicit_grants(&self) -> Result<Option<Migrated>, AppError> {
-        if self.store.stream_version(EXPLICIT_GRANTS_STREAM).await?.is_some() {
+        if self
+            .store
+            .stream_version(EXPLICIT_GRANTS_STREAM)
+            .await?
+            .is_some()
+        {
             return Ok(None);
         }
         let mut old = OldAccess::default();

@@ -1377,10 +1377,7 @@ async fn an_auditor_lifts_only_a_restriction_its_own_permission_covers() {
     // As unknown to her as an absent recording.
     assert_eq!(
         answer(&error, recording),
-        (
-            Some(ErrorCode::NotFound),
-            "recording <id> not found".into()
-        )
+        (Some(ErrorCode::NotFound), "recording <id> not found".into())
     );
     w.grant(
         site_id,
@@ -1466,7 +1463,13 @@ async fn the_migration_to_explicit_permissions_keeps_what_every_auditor_saw() {
         let admin = &w.admin;
         async move {
             let issued = service
-                .issue_token(admin, name, Role::Auditor, sites.into_iter().collect(), groups)
+                .issue_token(
+                    admin,
+                    name,
+                    Role::Auditor,
+                    sites.into_iter().collect(),
+                    groups,
+                )
                 .await
                 .expect("issue");
             Principal {

@@ -190,7 +190,13 @@ mod tests {
             site(SITE_B),
             issued(1, "wide", Role::Auditor, &[], &[]),
             issued(2, "narrow", Role::Auditor, &[SITE], &[]),
-            issued(3, "grouped", Role::Auditor, &[SITE, SITE_B], &["CORP\\Audit"]),
+            issued(
+                3,
+                "grouped",
+                Role::Auditor,
+                &[SITE, SITE_B],
+                &["CORP\\Audit"],
+            ),
             issued(4, "player", Role::PrivilegedPlayer, &[], &[]),
             issued(5, "gone", Role::Auditor, &[], &[]),
             DomainEvent::TokenRevoked {
@@ -258,8 +264,11 @@ mod tests {
                         &r,
                         &grants_for(&p, site_id, before.permissions.values()),
                     );
-                    let new =
-                        can_view_recording(&p, &r, &grants_for(&p, site_id, after.permissions.values()));
+                    let new = can_view_recording(
+                        &p,
+                        &r,
+                        &grants_for(&p, site_id, after.permissions.values()),
+                    );
                     assert_eq!(old, new, "{} on {site_id} for {user}", p.name);
                 }
             }

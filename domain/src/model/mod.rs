@@ -42,9 +42,9 @@ mod audit;
 mod event;
 /// Case-insensitive `*` / `?` globs.
 pub mod glob;
+mod migration;
 /// IP addresses and CIDR ranges.
 pub mod net;
-mod migration;
 mod permission;
 mod policy;
 mod recording;
@@ -104,8 +104,8 @@ pub use session_event::{
 };
 pub use site::{PolicyFacts, Site, SiteCommand, SiteError, SiteId};
 pub use token::{
-    can_play_recording, can_unrestrict_recording, can_view_recording, hash_secret, may, verify_secret, Action, Principal,
-    Role, Target, Token, TokenCommand, TokenError, TokenId,
+    can_play_recording, can_unrestrict_recording, can_view_recording, hash_secret, may,
+    verify_secret, Action, Principal, Role, Target, Token, TokenCommand, TokenError, TokenId,
 };
 
 /// The stream refusal facts (`AccessDenied`, `AccessDeniedRepeated`) are appended to (no aggregate decides

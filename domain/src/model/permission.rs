@@ -265,8 +265,7 @@ impl Aggregate for PlaybackPermission {
                         "the principal must not be empty".into(),
                     ));
                 }
-                if is_reserved_principal_name(&principal) && principal_token(&principal).is_none()
-                {
+                if is_reserved_principal_name(&principal) && principal_token(&principal).is_none() {
                     return Err(PermissionError::Invalid(format!(
                         "a principal starting with `{TOKEN_PRINCIPAL_PREFIX}` names one token: \
                          `{TOKEN_PRINCIPAL_PREFIX}<token id>`"

@@ -702,7 +702,11 @@ mod tests {
         let auditor = principal(Role::Auditor, "ann");
         assert!(can_unrestrict_recording(&auditor, &restricted, &whole_site));
         assert!(!can_unrestrict_recording(&auditor, &restricted, &[]));
-        assert!(!can_unrestrict_recording(&auditor, &restricted, &other_user));
+        assert!(!can_unrestrict_recording(
+            &auditor,
+            &restricted,
+            &other_user
+        ));
         let archived = RecordingFacts {
             archived: true,
             ..restricted.clone()

@@ -519,7 +519,8 @@ fn restricted_recordings_are_hidden_from_auditors_and_shown_to_admins_and_privil
 }
 
 #[test]
-fn auditors_see_per_site_what_their_permissions_grant_and_archived_recordings_are_listed_not_playable() {
+fn auditors_see_per_site_what_their_permissions_grant_and_archived_recordings_are_listed_not_playable(
+) {
     let (mut f, [r1, _r2, r3, r4]) = four();
     f.apply(
         admin(),
@@ -571,7 +572,10 @@ fn auditors_see_per_site_what_their_permissions_grant_and_archived_recordings_ar
     let mut scoped = principal(Role::Auditor, "sam");
     scoped.site_ids = [SITE2].into();
     let viewer = f.access().viewer(&scoped).unwrap();
-    assert!(ids(&f, &viewer, RecordingFilter::default()).is_empty(), "no grant");
+    assert!(
+        ids(&f, &viewer, RecordingFilter::default()).is_empty(),
+        "no grant"
+    );
     scoped.groups = ann.groups.clone();
     let viewer = f.access().viewer(&scoped).unwrap();
     assert_eq!(ids(&f, &viewer, RecordingFilter::default()), vec![r3.id]);

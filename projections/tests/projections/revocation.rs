@@ -16,7 +16,11 @@ use crate::fixtures::*;
 #[derive(Clone, Debug)]
 enum Op {
     /// A permission on site `site` (0, 1) to holder `holder`, scope `scope`.
-    Grant { site: u8, holder: u8, scope: u8 },
+    Grant {
+        site: u8,
+        holder: u8,
+        scope: u8,
+    },
     /// Revoke the `n`-th live permission (modulo how many there are).
     Revoke(usize),
     Restrict(usize),
@@ -83,7 +87,11 @@ fn recordings() -> Vec<Rec> {
             } else {
                 "bob@corp.example".into()
             },
-            host: if n < 4 { "VDA-01".into() } else { "VDA-02".into() },
+            host: if n < 4 {
+                "VDA-01".into()
+            } else {
+                "VDA-02".into()
+            },
             apps: if n % 3 == 1 {
                 vec!["cmd.exe".into()]
             } else {
@@ -113,12 +121,7 @@ fn seen(f: &Folded, all: &[Rec]) -> BTreeSet<Uuid> {
     let listed: BTreeSet<Uuid> = page.items.iter().map(|h| h.row.id).collect();
     let one_by_one: BTreeSet<Uuid> = all
         .iter()
-        .filter(|r| {
-            f.catalogue()
-                .get_visible(&viewer, r.id)
-                .unwrap()
-                .is_some()
-        })
+        .filter(|r| f.catalogue().get_visible(&viewer, r.id).unwrap().is_some())
         .map(|r| r.id)
         .collect();
     assert_eq!(listed, one_by_one, "the search and recording(id) agree");

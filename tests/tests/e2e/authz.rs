@@ -826,8 +826,7 @@ async fn every_operation_for_every_caller_is_allowed_or_forbidden_by_the_role_ta
     let mut cells = 0;
     for row in rows() {
         for caller in CALLERS {
-            let cell = format!("{}-{caller}", row.name)
-                .replace(['.', ' ', '(', ')'], "-");
+            let cell = format!("{}-{caller}", row.name).replace(['.', ' ', '(', ')'], "-");
             let (extra, agent_token) = world.prepare(row.fixture, &cell).await;
             let client = match (&agent_token, caller) {
                 (Some(token), "agent") => world.client(caller).with_token(token),
@@ -927,7 +926,9 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
                 // only miss a late delivery, never invent one).
                 match subscription.next(Duration::from_secs(3)).await {
                     None => None,
-                    Some(message) => Some(format!("should be delivered nothing, received {message}")),
+                    Some(message) => {
+                        Some(format!("should be delivered nothing, received {message}"))
+                    }
                 }
             } else if row.allowed.contains(&caller) {
                 // Let the server start the stream, then cause what it must deliver.
