@@ -22,7 +22,8 @@
 //! as `token:<token id>` (see [`token_principal`]): the form the upgrade
 //! migration (`model::migration`) uses so that the whole-site grant it
 //! gives one token reaches no other token of a similar name. Token names
-//! may not take that form.
+//! may not take that form (a token that was named so before this rule
+//! holds no `token:` permission by its name).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
