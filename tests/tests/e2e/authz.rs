@@ -924,12 +924,10 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
                     .await;
                 // Nothing of it may arrive (an absence: a short wait can
                 // only miss a late delivery, never invent one).
-                match subscription.next(Duration::from_secs(3)).await {
-                    None => None,
-                    Some(message) => {
-                        Some(format!("should be delivered nothing, received {message}"))
-                    }
-                }
+                subscription
+                    .next(Duration::from_secs(3))
+                    .await
+                    .map(|message| format!("should be delivered nothing, received {message}"))
             } else if row.allowed.contains(&caller) {
                 // Let the server start the stream, then cause what it must deliver.
                 tokio::time::sleep(Duration::from_millis(300)).await;
