@@ -576,3 +576,62 @@ async fn serving_a_log_of_the_old_rule_keeps_what_every_auditor_saw() {
     assert!(listed(&fresh, head(&admin).await).await.is_empty());
     assert!(srs.stop().success());
 }
+
+#[tokio::test]
+async fn watching_a_live_session_ends_when_the_permission_it_played_under_is_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let site = create_site(&admin, "HQ").await;
+    record_everyone(&admin, &site).await;
+    let (server, secret) = connect_server(&admin, &site, "hq-1").await;
+    let agent = admin.with_token(&secret);
+    let recording = id_of(&start_recording(&agent, &server, "live", "CORP\\alice", &[]).await);
+    let watcher = admin.with_token(&issue_token(&admin, "watcher", "AUDITOR", &[], &[]).await);
+    let mine = grant_whole_site(&admin, &site, "watcher").await;
+    let theirs = grant_whole_site(&admin, &site, "someone-else").await;
+    // The permission must be in the read models before the subscription asks.
+    let at = head(&admin).await;
+    assert!(!listed(&watcher, at).await.is_empty());
+
+    let mut live = watcher
+        .subscribe(
+            "subscription($id: ID!) { recordingEvents(recordingId: $id) { type } }",
+            json!({ "id": recording }),
+        )
+        .await;
+    assert_eq!(live.ack["type"], "connection_ack", "{}", live.ack);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let send = |n: i64| {
+        let agent = agent.clone();
+        let recording = recording.clone();
+        async move {
+            agent
+                .data(
+                    RECORD_EVENTS,
+                    json!({ "recordingId": recording, "events": [event("APP_START", n * 1_000, json!({ "app": "notepad.exe" }))] }),
+                )
+                .await;
+        }
+    };
+    let wait = std::time::Duration::from_secs(15);
+    send(1).await;
+    assert_eq!(
+        live.next_data(wait).await["recordingEvents"]["type"],
+        "APP_START"
+    );
+    // Somebody else's permission revoked: the watcher keeps watching.
+    admin.data(REVOKE, json!({ "id": theirs })).await;
+    send(2).await;
+    assert_eq!(
+        live.next_data(wait).await["recordingEvents"]["type"],
+        "APP_START"
+    );
+    // Its own: the stream ends, nothing more is delivered.
+    admin.data(REVOKE, json!({ "id": mine })).await;
+    send(3).await;
+    let last = live.next(wait).await.expect("the stream ends");
+    assert_eq!(last["type"], "complete", "{last}");
+    live.close().await;
+    assert!(srs.stop().success());
+}
