@@ -1636,3 +1636,50 @@ async fn a_new_log_is_marked_migrated_so_later_auditors_get_nothing_implicitly()
         "an auditor issued under the new rule is never taken for an old one"
     );
 }
+
+#[tokio::test]
+async fn an_auditor_refused_a_restriction_it_cannot_see_learns_nothing_of_it() {
+    let w = World::new();
+    let (site_id, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    w.service
+        .end_recording(&agent, recording, None)
+        .await
+        .expect("end");
+    w.service
+        .restrict_recording(&w.admin, recording, "HR case")
+        .await
+        .expect("restrict");
+    w.service
+        .archive_recording(&w.admin, recording)
+        .await
+        .expect("archive");
+    w.grant(site_id, "eve", PlaybackScope::whole_site()).await;
+    let eve = person(Role::Auditor, "eve");
+    // Her permission covers it, but archived she could not play it anyway;
+    // restricted, she cannot see it: the answer of an absent recording.
+    let error = w
+        .service
+        .remove_recording_restriction(&eve, recording, "let me see")
+        .await
+        .expect_err("archived: not hers to lift");
+    assert_eq!(
+        answer(&error, recording),
+        (Some(ErrorCode::NotFound), "recording <id> not found".into())
+    );
+    let absent = Uuid::now_v7();
+    let error = w
+        .service
+        .remove_recording_restriction(&eve, absent, "let me see")
+        .await
+        .expect_err("absent");
+    assert_eq!(
+        answer(&error, absent),
+        (Some(ErrorCode::NotFound), "recording <id> not found".into())
+    );
+    let pp = person(Role::PrivilegedPlayer, "pp");
+    w.service
+        .remove_recording_restriction(&pp, recording, "case closed")
+        .await
+        .expect("a privileged player may");
+}
