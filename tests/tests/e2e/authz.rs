@@ -2,8 +2,9 @@
 //! schema x every kind of caller (each role, an agent of another server, an
 //! ADMIN scoped to the shared site, an ADMIN scoped to another site, no
 //! token), table-driven. An ADMIN scoped to sites runs what is aimed at its
-//! sites and nothing global (`verify`, `rebuildProjections`, `history` and
-//! `auditTrail` of every site, `projections`, tokens, new sites, the `log`).
+//! sites and nothing global (`verify`, `rebuildProjections`, `auditTrail` of
+//! every site, `projections`, tokens, new sites, the `log`); its `history`
+//! without a site is that of its sites (as a scoped AUDITOR's).
 //!
 //! A cell is either allowed or denied, and both are checked precisely:
 //! - allowed: the operation succeeds (no error at all; each row gets fresh
