@@ -5,10 +5,12 @@
 //! Seeded: two sites ("Headquarters", "Branch Office"), four connected and
 //! heartbeating servers, the fleet's recording, event detection and event
 //! response policies on both sites (see [`crate::simulate`]), an AUDITOR
-//! token with a playback permission, a retention policy, and
+//! token with a playback permission (an auditor sees only what one grants:
+//! here the HQ finance and contractor desktops), a retention policy, and
 //! `--demo-recordings` recordings (default 3000) spread over the last 30
 //! days with their session events, detections, some comments and a few
-//! restrictions. Users, hosts and events come from the simulator's
+//! restrictions (live recordings among them: a session in progress at the
+//! time of seeding can be restricted). Users, hosts and events come from the simulator's
 //! [`generator`](crate::simulate::generator), deterministic from the seed.
 //!
 //! Configuration goes through the GraphQL schema in-process, exactly as an
@@ -227,9 +229,10 @@ pub async fn seed(
     summary.servers = agents.len();
     summary.sites = sites;
 
-    // Recordings, several at a time.
+    // Recordings, several at a time, before the service's "now": those
+    // still running then stay live (and may be restricted while live).
     let agents = Arc::new(agents);
-    let now = Timestamp::now();
+    let now = core.service.now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut totals = Vec::new();
     for index in 0..options.recordings {

@@ -6,6 +6,9 @@
 //! 1. [`Server::open`] opens the sled database in the data directory. A
 //!    directory held by another process is [`ServeError::Locked`] (exit
 //!    code 2 from the binary); nothing is touched then.
+//!    On a log written before playback permissions were explicit it runs
+//!    the one-time migration that keeps what every auditor sees (see
+//!    `srs_domain::model::migration`), before anything is served.
 //! 2. It binds the listener (`127.0.0.1:0` picks a free port; the bound
 //!    address is printed as `srs: listening on http://<addr>`).
 //! 3. [`Server::run`] serves until the shutdown future completes (SIGINT or
@@ -120,6 +123,8 @@ pub enum ServeError {
     Projection(#[from] ProjectionError),
     #[error("creating the first admin token: {0}")]
     Bootstrap(String),
+    #[error("migrating the log to explicit playback permissions: {0}")]
+    Migration(String),
     #[error("serving HTTP: {0}")]
     Http(std::io::Error),
     #[error("the content store: {0}")]
@@ -234,6 +239,7 @@ impl Server {
             permissions,
             config,
         ));
+        migrate(&service).await?;
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let content = Arc::new(
@@ -522,6 +528,26 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// Runs the log's one-time migrations before anything is served (see
+/// `srs_domain::model::migration`): on a log written when an AUDITOR
+/// without playback permissions saw its whole sites, every such auditor
+/// gets a whole-site permission per site, so nobody gains or loses access.
+async fn migrate(service: &Service) -> Result<(), ServeError> {
+    match service
+        .migrate_to_explicit_grants()
+        .await
+        .map_err(|e| ServeError::Migration(e.to_string()))?
+    {
+        Some(done) if done.granted > 0 => tracing::info!(
+            granted = done.granted,
+            position = done.position,
+            "explicit playback permissions: granted whole sites to the auditors that saw them"
+        ),
+        Some(_) | None => {}
+    }
+    Ok(())
 }
 
 /// On a first start (no ADMIN token in the log that authenticates: none

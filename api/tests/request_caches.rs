@@ -339,6 +339,15 @@ async fn kept_answers_follow_writes_restrictions_and_callers() {
     let (_, agent) = position_and(&connected, "connectServer", "agentToken");
     let (_, server_id) = position_and(&connected, "connectServer", "serverId");
     let (_, auditor) = issue_token(&app, &admin, "AUDITOR", &[]).await;
+    // An auditor sees what a permission grants: here the whole site.
+    written(
+        &app,
+        &admin,
+        "mutation($site: ID!) { grantPlaybackPermission(input: {siteId: $site, principal: \"someone\", scope: {wholeSite: true}}) { position } }",
+        json!({ "site": site }),
+        "grantPlaybackPermission",
+    )
+    .await;
     // The built-in "record everyone" policy (a new site records none).
     let activated = post(
         &app,
@@ -428,7 +437,8 @@ async fn kept_answers_follow_writes_restrictions_and_callers() {
     let issued = post(
         &app,
         &admin,
-        "mutation { issueToken(input: {name: \"brief\", role: AUDITOR}) { tokenId secret } }",
+        // Named as the holder of the whole-site permission above.
+        "mutation { issueToken(input: {name: \"someone\", role: AUDITOR}) { tokenId secret } }",
         json!({}),
     )
     .await;

@@ -28,6 +28,8 @@ mod journeys;
 mod legal_hold;
 #[path = "e2e/live.rs"]
 mod live;
+#[path = "e2e/permissions.rs"]
+mod permissions;
 #[path = "e2e/refusals.rs"]
 mod refusals;
 #[path = "e2e/replay.rs"]

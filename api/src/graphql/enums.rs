@@ -10,10 +10,23 @@ use srs_domain::model;
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::Role")]
 pub enum Role {
+    /// Everything of its sites (all sites when unscoped): configuration,
+    /// tokens, permissions, retention; sees and plays every recording.
     Admin,
+    /// Sees and plays every recording of its sites, restricted and archived
+    /// included; comments; restricts and lifts restrictions.
     PrivilegedPlayer,
+    /// A read-only admin: configuration, dashboards, detections and the
+    /// history of its sites. Sees and plays only the unrestricted
+    /// recordings that one of its playback permissions admits (a
+    /// permission may cover a whole site); without one, none. So revoking a
+    /// permission never widens what it sees. Comments and restricts what it
+    /// sees; lifts a restriction only where a permission of its own covers
+    /// the recording.
     Auditor,
+    /// Dashboards and server status only.
     Viewer,
+    /// A server's own credential: ingests for that server only.
     Agent,
 }
 

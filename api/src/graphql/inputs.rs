@@ -534,9 +534,18 @@ impl PolicyUpdateInput {
     }
 }
 
-/// What a playback permission admits; empty lists: any.
+/// Which recordings of its site a playback permission admits: either the
+/// whole site (`wholeSite: true` and no criteria, or no criteria at all) or
+/// the recordings that match every criterion given (a list matches when
+/// any of its entries does). An AUDITOR sees and plays only the
+/// unrestricted recordings one of its permissions admits: without a
+/// permission on a site, none of it.
 #[derive(InputObject, Default)]
 pub struct PlaybackScopeInput {
+    /// `true`: every recording of the site; takes no criteria. `false`:
+    /// needs at least one criterion. Absent: the whole site exactly when no
+    /// criterion is given.
+    pub whole_site: Option<bool>,
     pub recorded_users: Option<Vec<String>>,
     pub recorded_groups: Option<Vec<String>>,
     pub server_ids: Option<Vec<ID>>,
@@ -549,21 +558,36 @@ pub struct PlaybackScopeInput {
 #[derive(InputObject)]
 pub struct GrantPlaybackPermissionInput {
     pub site_id: ID,
-    /// A principal name or a group.
+    /// Who holds it: a principal (a token's name), a group a token
+    /// carries, or exactly one token as `token:<token id>`.
     pub principal: String,
     pub scope: PlaybackScopeInput,
 }
 
 impl PlaybackScopeInput {
     pub fn into_domain(self, limits: &Limits) -> ApiResult<dm::PlaybackScope> {
-        Ok(dm::PlaybackScope {
+        let whole_site = self.whole_site;
+        let scope = dm::PlaybackScope {
             recorded_users: list("scope.recordedUsers", self.recorded_users, limits)?,
             recorded_groups: list("scope.recordedGroups", self.recorded_groups, limits)?,
             server_ids: uuids(&self.server_ids.unwrap_or_default(), "server")?,
             hosts: list("scope.hosts", self.hosts, limits)?,
             delivery_groups: list("scope.deliveryGroups", self.delivery_groups, limits)?,
             applications: list("scope.applications", self.applications, limits)?,
-        })
+        };
+        match (whole_site, scope.is_whole_site()) {
+            (Some(true), false) => Err(ApiError::validation(
+                "scope.wholeSite: true admits the whole site and takes no criteria: \
+                 leave recordedUsers, recordedGroups, serverIds, hosts, deliveryGroups and \
+                 applications empty, or drop wholeSite",
+            )),
+            (Some(false), true) => Err(ApiError::validation(
+                "scope.wholeSite: false needs at least one criterion (recordedUsers, \
+                 recordedGroups, serverIds, hosts, deliveryGroups, applications); \
+                 a scope without any admits the whole site",
+            )),
+            _ => Ok(scope),
+        }
     }
 }
 

@@ -588,7 +588,11 @@ impl MutationRoot {
         })
     }
 
-    /// Grants a principal (or group) playback of a site's recordings within a scope.
+    /// Grants a principal (a token's name, a group, or one token as
+    /// `token:<id>`) seeing and playing a site's unrestricted recordings
+    /// within a scope: the whole site (`scope: {wholeSite: true}`) or the
+    /// recordings matching its criteria. An AUDITOR sees only what its
+    /// permissions grant, so this is how it sees anything at all.
     async fn grant_playback_permission(
         &self,
         ctx: &Context<'_>,
@@ -608,7 +612,8 @@ impl MutationRoot {
         })
     }
 
-    /// Revokes a playback permission.
+    /// Revokes a playback permission. Its holder then sees what its other
+    /// permissions grant, never more (no permission left: nothing).
     async fn revoke_playback_permission(
         &self,
         ctx: &Context<'_>,
@@ -626,7 +631,8 @@ impl MutationRoot {
         })
     }
 
-    /// Restricts a recording: from then on only ADMIN and PRIVILEGED_PLAYER see it.
+    /// Restricts a recording, live ones too: from then on only ADMIN and
+    /// PRIVILEGED_PLAYER see it. An AUDITOR restricts what it sees.
     async fn restrict_recording(
         &self,
         ctx: &Context<'_>,
@@ -643,7 +649,12 @@ impl MutationRoot {
         Ok(recording_payload(core, &done, recording_id))
     }
 
-    /// Lifts a recording's restriction.
+    /// Lifts a recording's restriction. Only who may play the recording
+    /// with the restriction as the only obstacle may: ADMIN and
+    /// PRIVILEGED_PLAYER; an AUDITOR only where one of its own playback
+    /// permissions admits the recording (and it is not archived). To an
+    /// AUDITOR whose permissions do not admit it the recording answers
+    /// `NOT_FOUND`, as an absent one.
     async fn remove_recording_restriction(
         &self,
         ctx: &Context<'_>,

@@ -494,7 +494,11 @@ impl QueryRoot {
     }
 
     /// The raw event history in log order (ADMIN, AUDITOR). Events about
-    /// recordings the caller may not see are left out.
+    /// recordings the caller may not see are left out. A caller scoped to
+    /// sites (without `siteId`, e.g. `srs replay --url`) gets the events of
+    /// its sites only: events that belong to no site (tokens issued and
+    /// revoked, log exports, the permissions migration, refusals aimed at
+    /// nothing of a site) and events of other sites are left out.
     #[graphql(complexity = "first.unwrap_or(50).clamp(1, 500) as usize * child_complexity")]
     async fn history(
         &self,
@@ -509,8 +513,21 @@ impl QueryRoot {
         let filter = filter.unwrap_or_default();
         let site = opt_uuid(filter.site_id.as_ref(), "site")?;
         let recording = opt_uuid(filter.recording_id.as_ref(), "recording")?;
-        let target = site.map_or(Target::Global, Target::Site);
-        authorize(core, caller, Action::ReadHistory, target).await?;
+        match site {
+            Some(site) => authorize(core, caller, Action::ReadHistory, Target::Site(site)).await?,
+            // The history of every site in scope: the whole log for an
+            // unscoped caller, its sites' events for a scoped one (the
+            // filter below keeps nothing else), which it may read site by
+            // site anyway.
+            None if caller.unscoped() => {
+                authorize(core, caller, Action::ReadHistory, Target::Global).await?
+            }
+            None => {
+                for &site in &caller.site_ids {
+                    authorize(core, caller, Action::ReadHistory, Target::Site(site)).await?;
+                }
+            }
+        }
         core.at_least(at_least).await?;
         let mut from = filter
             .from_position

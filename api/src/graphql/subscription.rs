@@ -146,8 +146,9 @@ impl SubscriptionRoot {
 
     /// Live playback of a session's events, from `fromPosition` (a
     /// playback's `followFrom` + 1; default: from now). Needs the right to
-    /// play the recording; ends when the caller loses it (e.g. restricted).
-    /// Starting it is a `RecordingPlayed` fact of kind LIVE (one per
+    /// play the recording; ends when the caller loses it (restricted,
+    /// archived, deleted, or the playback permission it played under
+    /// revoked). Starting it is a `RecordingPlayed` fact of kind LIVE (one per
     /// viewer, recording and minute, like every playback); it is refused
     /// (`FORBIDDEN`, recorded as a refusal) when the recording's server has
     /// `livePlaybackEnabled: false`.
@@ -172,7 +173,15 @@ impl SubscriptionRoot {
         };
         let stream = follow(&core, from)
             .filter(move |envelope| {
-                future::ready(envelope.payload.recording_id() == Some(recording))
+                // The recording's events, and revoked permissions: an
+                // auditor whose permission for it is revoked stops seeing it.
+                future::ready(
+                    envelope.payload.recording_id() == Some(recording)
+                        || matches!(
+                            envelope.payload,
+                            DomainEvent::PlaybackPermissionRevoked { .. }
+                        ),
+                )
             })
             .then(move |envelope| {
                 let (core, caller) = (core.clone(), caller.clone());
@@ -182,6 +191,7 @@ impl SubscriptionRoot {
                         DomainEvent::RecordingRestricted { .. }
                             | DomainEvent::RecordingArchived { .. }
                             | DomainEvent::RecordingDeleted { .. }
+                            | DomainEvent::PlaybackPermissionRevoked { .. }
                     );
                     let allowed = !changes_access
                         || visibility_at(&core, &caller, recording, envelope.position).await

@@ -1194,9 +1194,12 @@ pub struct SitePolicies {
     pub event_response: KindPolicies,
 }
 
-/// What a playback permission admits; empty lists: any.
+/// What a playback permission admits: the whole site (`wholeSite`, no
+/// criteria), or the recordings matching every non-empty list.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct PlaybackScope {
+    /// Every recording of the site: the scope has no criteria.
+    pub whole_site: bool,
     pub recorded_users: Vec<String>,
     pub recorded_groups: Vec<String>,
     pub server_ids: Vec<ID>,
@@ -1205,12 +1208,18 @@ pub struct PlaybackScope {
     pub applications: Vec<String>,
 }
 
-/// A permission narrowing what a principal (or group) may play on a site.
+/// A permission to see and play recordings of a site (ADMIN grants and
+/// revokes them). An AUDITOR sees and plays only the unrestricted
+/// recordings that one of its permissions admits; without one on a site it
+/// sees none of the site. So granting can only add to what it sees, and
+/// revoking can only take away. Restricted recordings stay with ADMIN and
+/// PRIVILEGED_PLAYER whatever the permissions.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct PlaybackPermission {
     pub id: ID,
     pub site_id: ID,
-    /// A principal name or one of a principal's groups.
+    /// A principal name, one of a principal's groups, or one token as
+    /// `token:<token id>` (what the upgrade to explicit permissions grants).
     pub principal: String,
     pub scope: PlaybackScope,
     pub granted_at: DateTime<Utc>,
@@ -1224,6 +1233,7 @@ impl From<&PermissionRow> for PlaybackPermission {
             site_id: id(p.site_id),
             principal: p.principal.clone(),
             scope: PlaybackScope {
+                whole_site: p.scope.is_whole_site(),
                 recorded_users: p.scope.recorded_users.clone(),
                 recorded_groups: p.scope.recorded_groups.clone(),
                 server_ids: p.scope.server_ids.iter().copied().map(id).collect(),

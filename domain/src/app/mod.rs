@@ -9,6 +9,7 @@
 //! - `service`: [`Service`] with [`Service::execute`] / [`Service::load`],
 //!   the [`PermissionSource`] it asks for playback permissions, [`Executed`].
 //! - `use_cases`: one `Service` method per API mutation.
+//! - `migrations`: the one-time migrations `srs serve` runs on start.
 //! - `denials`: refusal facts at most one per request and at a bounded
 //!   rate per principal ([`Service::deny`], [`Service::coalescing_denials`]).
 //! - `cache`: the bounded cache of folded states that makes loading a long
@@ -30,6 +31,7 @@
 mod cache;
 mod denials;
 mod error;
+mod migrations;
 mod service;
 mod use_cases;
 
@@ -38,6 +40,7 @@ mod tests;
 
 pub use denials::DenialCounts;
 pub use error::AppError;
+pub use migrations::Migrated;
 pub use service::{
     Executed, InMemoryPermissions, Loaded, PermissionSource, Service, ServiceConfig,
     DENIAL_FACTS_PER_MINUTE,

@@ -170,6 +170,20 @@ impl World {
         }
     }
 
+    /// Grants `scope` on `site_id` to `principal` and folds the grant into
+    /// the permissions the service asks.
+    async fn grant(&self, site_id: Uuid, principal: &str, scope: PlaybackScope) -> Uuid {
+        let granted = self
+            .service
+            .grant_playback_permission(&self.admin, site_id, principal, scope)
+            .await
+            .expect("grant");
+        for event in &granted.executed.events {
+            self.permissions.apply(event);
+        }
+        granted.id
+    }
+
     async fn all_events(&self) -> Vec<Envelope<DomainEvent>> {
         self.spy.read_all(1, 100_000).await.expect("read_all")
     }
@@ -836,7 +850,10 @@ async fn a_silent_server_goes_offline_and_a_heartbeat_brings_it_back() {
 #[tokio::test]
 async fn responses_and_comments_are_found_by_their_own_ids() {
     let w = World::new();
-    let (_, server_id, agent) = w.recording_site().await;
+    let (site_id, server_id, agent) = w.recording_site().await;
+    for auditor in ["ann", "bob"] {
+        w.grant(site_id, auditor, PlaybackScope::whole_site()).await;
+    }
     let recording = w.start(server_id, &agent, "s1").await.recording_id;
     let recorded = w
         .service
@@ -886,7 +903,7 @@ async fn responses_and_comments_are_found_by_their_own_ids() {
 }
 
 #[tokio::test]
-async fn playback_permissions_narrow_what_an_auditor_may_play() {
+async fn an_auditor_plays_only_what_its_playback_permissions_grant() {
     let w = World::new();
     let (site_id, server_id, agent) = w.recording_site().await;
     let recording = w.start(server_id, &agent, "s1").await.recording_id;
@@ -895,15 +912,16 @@ async fn playback_permissions_narrow_what_an_auditor_may_play() {
         .await
         .expect("end");
     let ann = person(Role::Auditor, "ann");
-    w.service
+    let error = w
+        .service
         .record_played(&ann, recording, PlaybackKind::Play)
         .await
-        .expect("no permissions: every unrestricted recording");
+        .expect_err("no permission: no recording");
+    // Out of her grants, the recording is as unknown to her as an absent one.
+    assert_eq!(error.code(), Some(ErrorCode::NotFound));
 
-    let granted = w
-        .service
-        .grant_playback_permission(
-            &w.admin,
+    let narrow = w
+        .grant(
             site_id,
             "ann",
             PlaybackScope {
@@ -911,18 +929,35 @@ async fn playback_permissions_narrow_what_an_auditor_may_play() {
                 ..Default::default()
             },
         )
-        .await
-        .expect("grant");
-    for event in &granted.executed.events {
-        w.permissions.apply(event);
-    }
+        .await;
     let error = w
         .service
         .record_played(&ann, recording, PlaybackKind::Play)
         .await
         .expect_err("narrowed to bob");
-    // Out of her grants, the recording is as unknown to her as an absent one.
     assert_eq!(error.code(), Some(ErrorCode::NotFound));
+    let whole = w.grant(site_id, "ann", PlaybackScope::whole_site()).await;
+    w.service
+        .record_played(&ann, recording, PlaybackKind::Play)
+        .await
+        .expect("a whole-site permission");
+    // Revoking her permissions, one by one, never opens more.
+    for permission in [whole, narrow] {
+        let revoked = w
+            .service
+            .revoke_playback_permission(&w.admin, permission)
+            .await
+            .expect("revoke");
+        for event in &revoked.events {
+            w.permissions.apply(event);
+        }
+        let error = w
+            .service
+            .record_played(&ann, recording, PlaybackKind::Play)
+            .await
+            .expect_err("revoked");
+        assert_eq!(error.code(), Some(ErrorCode::NotFound));
+    }
 
     w.service
         .restrict_recording(&w.admin, recording, "HR")
@@ -1291,7 +1326,8 @@ async fn sessions_recorded_before_the_index_keep_their_ids_and_roll_over() {
 #[tokio::test]
 async fn parallel_plays_by_one_principal_are_one_fact_per_minute() {
     let w = World::new();
-    let (_, server_id, agent) = w.recording_site().await;
+    let (site_id, server_id, agent) = w.recording_site().await;
+    w.grant(site_id, "ann", PlaybackScope::whole_site()).await;
     let recording = w.start(server_id, &agent, "s1").await.recording_id;
     w.service
         .end_recording(&agent, recording, None)
@@ -2022,4 +2058,345 @@ async fn rotating_an_agent_token_revokes_the_old_credential_in_the_same_event() 
         .await
         .expect_err("scoped elsewhere");
     assert_eq!(hidden.code(), Some(ErrorCode::NotFound));
+}
+
+#[tokio::test]
+async fn an_auditor_lifts_only_a_restriction_its_own_permission_covers() {
+    let w = World::new();
+    let (site_id, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    // A live recording is restricted at once, not after its end.
+    w.service
+        .restrict_recording(&w.admin, recording, "HR case")
+        .await
+        .expect("a live recording is restricted");
+    let eve = person(Role::Auditor, "eve");
+    let error = w
+        .service
+        .remove_recording_restriction(&eve, recording, "let me see")
+        .await
+        .expect_err("no permission of hers covers it");
+    // As unknown to her as an absent recording.
+    assert_eq!(
+        answer(&error, recording),
+        (Some(ErrorCode::NotFound), "recording <id> not found".into())
+    );
+    w.grant(
+        site_id,
+        "eve",
+        PlaybackScope {
+            recorded_users: vec!["CORP\\bob".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let error = w
+        .service
+        .remove_recording_restriction(&eve, recording, "let me see")
+        .await
+        .expect_err("her permission covers bob only");
+    assert_eq!(error.code(), Some(ErrorCode::NotFound));
+    let restricted = w.service.load::<Recording>(recording).await.expect("load");
+    assert!(restricted.state.restriction.is_some(), "still restricted");
+
+    w.grant(site_id, "eve", PlaybackScope::whole_site()).await;
+    w.service
+        .remove_recording_restriction(&eve, recording, "case closed")
+        .await
+        .expect("covered by her whole-site permission");
+    let pp = person(Role::PrivilegedPlayer, "pp");
+    w.service
+        .restrict_recording(&pp, recording, "again")
+        .await
+        .expect("restrict");
+    w.service
+        .remove_recording_restriction(&pp, recording, "pp may")
+        .await
+        .expect("a privileged player always may");
+}
+
+/// What an auditor saw under the rule before explicit permissions: with no
+/// permission on the site, every unrestricted recording of it.
+fn old_rule_sees(p: &Principal, facts: &RecordingFacts, grants: &[PlaybackScope]) -> bool {
+    if grants.is_empty() {
+        can_view_recording(p, facts, &[PlaybackScope::whole_site()])
+    } else {
+        can_view_recording(p, facts, grants)
+    }
+}
+
+#[tokio::test]
+async fn the_migration_to_explicit_permissions_keeps_what_every_auditor_saw() {
+    let w = World::new();
+    let (site_a, server_a, agent_a) = w.recording_site().await;
+    let (site_b, server_b, agent_b) = w.recording_site().await;
+    let mut recordings = Vec::new();
+    for (server, agent) in [(server_a, &agent_a), (server_b, &agent_b)] {
+        for session_id in ["s1", "s2"] {
+            recordings.push(w.start(server, agent, session_id).await.recording_id);
+        }
+    }
+    // The second recording of site A is someone else's session.
+    let bob = w
+        .service
+        .start_recording(
+            &agent_a,
+            StartRecordingInput {
+                server_id: server_a,
+                session_id: "bob".into(),
+                session: SessionAttributes {
+                    user: "CORP\\bob".into(),
+                    ..session()
+                },
+                started_at: None,
+            },
+        )
+        .await
+        .expect("bob")
+        .recording_id;
+    recordings.push(bob);
+    w.service
+        .restrict_recording(&w.admin, recordings[1], "HR")
+        .await
+        .expect("restrict");
+    // Tokens as the old rule knew them.
+    let issue = |name: &'static str, sites: Vec<Uuid>, groups: Vec<String>| {
+        let service = &w.service;
+        let admin = &w.admin;
+        async move {
+            let issued = service
+                .issue_token(
+                    admin,
+                    name,
+                    Role::Auditor,
+                    sites.into_iter().collect(),
+                    groups,
+                    None,
+                )
+                .await
+                .expect("issue");
+            Principal {
+                token_id: issued.token_id,
+                name: name.into(),
+                role: Role::Auditor,
+                site_ids: BTreeSet::new(),
+                groups: Vec::new(),
+                server_id: None,
+            }
+        }
+    };
+    let mut wide = issue("wide", vec![], vec![]).await;
+    let mut scoped = issue("scoped", vec![site_b], vec![]).await;
+    scoped.site_ids = [site_b].into();
+    let mut narrow = issue("narrow", vec![site_a], vec!["CORP\\Audit".into()]).await;
+    narrow.site_ids = [site_a].into();
+    narrow.groups = vec!["CORP\\Audit".into()];
+    // A namesake of `wide` narrowed through a group: must stay narrow.
+    let mut twin = issue("wide", vec![], vec!["CORP\\Audit".into()]).await;
+    twin.groups = vec!["CORP\\Audit".into()];
+    let gone = issue("gone", vec![], vec![]).await;
+    w.service
+        .revoke_token(&w.admin, gone.token_id)
+        .await
+        .expect("revoke");
+    w.grant(
+        site_a,
+        "CORP\\Audit",
+        PlaybackScope {
+            recorded_users: vec!["CORP\\bob".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    wide.site_ids = BTreeSet::new();
+    let auditors = [&wide, &scoped, &narrow, &twin];
+
+    let facts = |id: Uuid| {
+        let service = &w.service;
+        async move {
+            service
+                .load::<Recording>(id)
+                .await
+                .expect("load")
+                .state
+                .facts()
+                .expect("facts")
+        }
+    };
+    let mut before = Vec::new();
+    for p in auditors {
+        for &r in &recordings {
+            let f = facts(r).await;
+            let grants = w.permissions.grants(p, f.site_id).await.expect("grants");
+            before.push(old_rule_sees(p, &f, &grants));
+        }
+    }
+    assert!(before.iter().any(|s| *s) && before.iter().any(|s| !*s));
+
+    let head = w.all_events().await.len();
+    let migrated = w
+        .service
+        .migrate_to_explicit_grants()
+        .await
+        .expect("migrate")
+        .expect("a first run migrates");
+    // wide: sites A and B; scoped: B; narrow and twin hold a grant on A
+    // (through their group) and none on B: twin gets B.
+    assert_eq!(migrated.granted, 4);
+    let events = w.all_events().await;
+    for e in &events[head..] {
+        w.permissions.apply(&e.payload);
+        assert_eq!(e.actor, Actor::system(MIGRATION_ACTOR));
+    }
+    let marker = events.last().expect("marker");
+    assert_eq!(marker.stream, EXPLICIT_GRANTS_STREAM);
+    assert!(matches!(
+        &marker.payload,
+        DomainEvent::PlaybackPermissionsMigrated { permission_ids, .. } if permission_ids.len() == 4
+    ));
+
+    let mut after = Vec::new();
+    for p in auditors {
+        for &r in &recordings {
+            let f = facts(r).await;
+            let grants = w.permissions.grants(p, f.site_id).await.expect("grants");
+            after.push(can_view_recording(p, &f, &grants));
+        }
+    }
+    assert_eq!(before, after, "nobody gains or loses a recording");
+
+    // Once: a restart finds the marker and writes nothing.
+    let len = w.all_events().await.len();
+    assert_eq!(
+        w.service.migrate_to_explicit_grants().await.expect("again"),
+        None
+    );
+    assert_eq!(w.all_events().await.len(), len);
+}
+
+#[tokio::test]
+async fn an_interrupted_migration_continues_without_granting_twice() {
+    let w = World::new();
+    let site_id = w.site().await;
+    let issued = w
+        .service
+        .issue_token(
+            &w.admin,
+            "ann",
+            Role::Auditor,
+            BTreeSet::new(),
+            vec![],
+            None,
+        )
+        .await
+        .expect("issue");
+    // The grant was written, then the start stopped before the marker.
+    let permission_id = whole_site_grant_id(issued.token_id, site_id);
+    let granted = w
+        .service
+        .execute::<PlaybackPermission>(
+            permission_id,
+            PermissionCommand::Grant {
+                permission_id,
+                site_id,
+                principal: token_principal(issued.token_id),
+                scope: PlaybackScope::whole_site(),
+                now: w.service.now(),
+            },
+            &Actor::system(MIGRATION_ACTOR),
+            Some(0),
+        )
+        .await
+        .expect("grant");
+    assert_eq!(granted.events.len(), 1);
+    let migrated = w
+        .service
+        .migrate_to_explicit_grants()
+        .await
+        .expect("migrate")
+        .expect("the marker is still missing");
+    assert_eq!(migrated.granted, 0, "the grant is there already");
+    let grants = w
+        .all_events()
+        .await
+        .iter()
+        .filter(|e| e.payload.name() == "PlaybackPermissionGranted")
+        .count();
+    assert_eq!(grants, 1);
+}
+
+#[tokio::test]
+async fn a_new_log_is_marked_migrated_so_later_auditors_get_nothing_implicitly() {
+    let w = World::new();
+    let migrated = w
+        .service
+        .migrate_to_explicit_grants()
+        .await
+        .expect("migrate")
+        .expect("marker");
+    assert_eq!(migrated.granted, 0);
+    let site_id = w.site().await;
+    w.service
+        .issue_token(
+            &w.admin,
+            "ann",
+            Role::Auditor,
+            [site_id].into(),
+            vec![],
+            None,
+        )
+        .await
+        .expect("issue");
+    assert_eq!(
+        w.service.migrate_to_explicit_grants().await.expect("again"),
+        None,
+        "an auditor issued under the new rule is never taken for an old one"
+    );
+}
+
+#[tokio::test]
+async fn an_auditor_refused_a_restriction_it_cannot_see_learns_nothing_of_it() {
+    let w = World::new();
+    let (site_id, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    w.service
+        .end_recording(&agent, recording, None)
+        .await
+        .expect("end");
+    w.service
+        .restrict_recording(&w.admin, recording, "HR case")
+        .await
+        .expect("restrict");
+    w.service
+        .archive_recording(&w.admin, recording)
+        .await
+        .expect("archive");
+    w.grant(site_id, "eve", PlaybackScope::whole_site()).await;
+    let eve = person(Role::Auditor, "eve");
+    // Her permission covers it, but archived she could not play it anyway;
+    // restricted, she cannot see it: the answer of an absent recording.
+    let error = w
+        .service
+        .remove_recording_restriction(&eve, recording, "let me see")
+        .await
+        .expect_err("archived: not hers to lift");
+    assert_eq!(
+        answer(&error, recording),
+        (Some(ErrorCode::NotFound), "recording <id> not found".into())
+    );
+    let absent = Uuid::now_v7();
+    let error = w
+        .service
+        .remove_recording_restriction(&eve, absent, "let me see")
+        .await
+        .expect_err("absent");
+    assert_eq!(
+        answer(&error, absent),
+        (Some(ErrorCode::NotFound), "recording <id> not found".into())
+    );
+    let pp = person(Role::PrivilegedPlayer, "pp");
+    w.service
+        .remove_recording_restriction(&pp, recording, "case closed")
+        .await
+        .expect("a privileged player may");
 }

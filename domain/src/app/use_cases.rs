@@ -52,17 +52,18 @@ use super::service::{Executed, Loaded, Service};
 use crate::actor::Actor;
 use crate::log::{ExpectedVersion, NewEvent};
 use crate::model::{
-    can_view_recording, derived_id, evaluate, hash_secret, is_system_policy, legacy_recording_id,
-    may, session_key, system_policy, Action, Aggregate, AnyPolicy, CommentSeverity, Deployment,
-    DetectionPolicyBody, DomainEvent, HoldCommand, HoldError, HoldScope, InstallOptions,
-    InstallStatus, InstallStep, LegalHolds, Lifecycle, PermissionCommand, PlaybackKind,
-    PlaybackPermission, PlaybackScope, Policy, PolicyBody, PolicyCommand, PolicyDef, PolicyFacts,
-    PolicyId, PolicyKind, Principal, Recording, RecordingAction, RecordingCommand,
-    RecordingDecision, RecordingError, RecordingFacts as Facts, RecordingFacts,
-    RecordingPolicyBody, ResponsePolicyBody, Retention, RetentionCommand, RetentionPolicy, Role,
-    Server, ServerCommand, ServerError, SessionAttributes, SessionCommand, SessionEvent,
-    SessionEventType, SessionParts, SettingsPatch, Site, SiteCommand, SiteError, StartRecording,
-    Target, Token, TokenCommand, TokenError, Transition, LEGAL_HOLDS_STREAM, MAX_BATCH,
+    can_unrestrict_recording, can_view_recording, derived_id, evaluate, hash_secret,
+    is_system_policy, legacy_recording_id, may, session_key, system_policy, Action, Aggregate,
+    AnyPolicy, CommentSeverity, Deployment, DetectionPolicyBody, DomainEvent, HoldCommand,
+    HoldError, HoldScope, InstallOptions, InstallStatus, InstallStep, LegalHolds, Lifecycle,
+    PermissionCommand, PlaybackKind, PlaybackPermission, PlaybackScope, Policy, PolicyBody,
+    PolicyCommand, PolicyDef, PolicyFacts, PolicyId, PolicyKind, Principal, Recording,
+    RecordingAction, RecordingCommand, RecordingDecision, RecordingError, RecordingFacts as Facts,
+    RecordingFacts, RecordingPolicyBody, ResponsePolicyBody, Retention, RetentionCommand,
+    RetentionPolicy, Role, Server, ServerCommand, ServerError, SessionAttributes, SessionCommand,
+    SessionEvent, SessionEventType, SessionParts, SettingsPatch, Site, SiteCommand, SiteError,
+    StartRecording, Target, Token, TokenCommand, TokenError, Transition, LEGAL_HOLDS_STREAM,
+    MAX_BATCH,
 };
 use crate::time::Timestamp;
 
@@ -1256,23 +1257,7 @@ impl Service {
         recording_id: Uuid,
         command: impl FnOnce(Vec<PlaybackScope>) -> RecordingCommand,
     ) -> Result<Executed, AppError> {
-        self.judged_as(by, action, recording_id, false, command)
-            .await
-    }
-
-    /// [`Service::judged`], with visibility judged as if the recording were
-    /// not restricted when `as_unrestricted` (lifting a restriction).
-    async fn judged_as(
-        &self,
-        by: &Principal,
-        action: Action,
-        recording_id: Uuid,
-        as_unrestricted: bool,
-        command: impl FnOnce(Vec<PlaybackScope>) -> RecordingCommand,
-    ) -> Result<Executed, AppError> {
-        let (_, facts, grants) = self
-            .recording_for(by, action, recording_id, as_unrestricted)
-            .await?;
+        let (_, facts, grants) = self.recording_for(by, action, recording_id, false).await?;
         let outcome = self
             .execute::<Recording>(recording_id, command(grants), &by.actor(), None)
             .await;
@@ -1305,27 +1290,46 @@ impl Service {
         .await
     }
 
-    /// `removeRecordingRestriction`.
+    /// `removeRecordingRestriction`: only who may play the recording with
+    /// the restriction as the only obstacle (`can_unrestrict_recording`).
+    /// Who may not even see the recording as it is (an AUDITOR and a
+    /// restricted recording) gets the answer an absent one gets, whether
+    /// its permissions miss the recording or something else keeps it from
+    /// playing it (archived): a refusal tells it nothing of the recording.
     pub async fn remove_recording_restriction(
         &self,
         by: &Principal,
         recording_id: Uuid,
         reason: &str,
     ) -> Result<Executed, AppError> {
-        let now = self.now();
-        self.judged_as(
-            by,
-            Action::RestrictRecording,
-            recording_id,
-            true,
-            |grants| RecordingCommand::RemoveRestriction {
-                reason: reason.to_string(),
-                by: by.clone(),
-                grants,
-                now,
-            },
-        )
-        .await
+        let action = Action::RestrictRecording;
+        let label = format!("recording:{recording_id}");
+        let (_, facts, grants) = self.recording_for(by, action, recording_id, true).await?;
+        if !can_view_recording(by, &facts, &grants)
+            && !can_unrestrict_recording(by, &facts, &grants)
+            && !may(
+                by,
+                Action::Ingest,
+                Target::Recording {
+                    recording: &facts,
+                    grants: &grants,
+                },
+            )
+        {
+            let _ = self.deny(by, action, &label, Some(facts.site_id)).await;
+            return Err(not_found("recording", recording_id));
+        }
+        let command = RecordingCommand::RemoveRestriction {
+            reason: reason.to_string(),
+            by: by.clone(),
+            grants,
+            now: self.now(),
+        };
+        let outcome = self
+            .execute::<Recording>(recording_id, command, &by.actor(), None)
+            .await;
+        self.recording_denials(by, action, &label, Some(facts.site_id), outcome)
+            .await
     }
 
     /// `addComment`.

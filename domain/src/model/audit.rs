@@ -6,7 +6,7 @@
 //! | CONFIGURATION | sites, servers (connect, install, settings, disconnect), policies, retention, archive / restore / delete of recordings, legal holds placed and released |
 //! | RECORDING_REASON | why a session was or was not recorded (`RecordingStarted`, `RecordingDeclined`) |
 //! | PLAYBACK | every play and download |
-//! | ACCESS | restrictions, playback permissions, tokens, denied attempts (one entry per fact: a coalesced `AccessDeniedRepeated` says how many refusals it stands for) |
+//! | ACCESS | restrictions, playback permissions (and their one-time migration), tokens, denied attempts (one entry per fact: a coalesced `AccessDeniedRepeated` says how many refusals it stands for) |
 //!
 //! Session events, detections, responses, comments, liveness and install
 //! progress are not admin actions and are not classified. The actor comes
@@ -343,6 +343,23 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
             "access.denied",
             target.clone(),
             denied_detail(principal, action, *refused, *suppressed),
+        ),
+        E::PlaybackPermissionsMigrated {
+            permission_ids,
+            token_ids,
+            ..
+        } => (
+            Access,
+            "permissions.migrated",
+            "permissions".into(),
+            format!(
+                "explicit playback permissions: {} whole-site permissions granted to {} auditor tokens that held none",
+                permission_ids.len(),
+                token_ids
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+            ),
         ),
         E::LogExported {
             to_position,

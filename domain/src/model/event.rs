@@ -516,6 +516,18 @@ pub enum DomainEvent {
         credential_sha256: String,
         at: Timestamp,
     },
+
+    // ---- migrations (stream `migration-<name>`) ----------------------------
+    /// The log was moved to explicit playback permissions (an AUDITOR sees
+    /// only what a permission grants): the whole-site permissions
+    /// `permission_ids` were granted to the AUDITOR tokens `token_ids`, which
+    /// held none on those sites and so saw them whole under the old rule.
+    /// Written once, empty lists on a new log (see `model::migration`).
+    PlaybackPermissionsMigrated {
+        permission_ids: Vec<Uuid>,
+        token_ids: Vec<Uuid>,
+        at: Timestamp,
+    },
 }
 
 impl DomainEvent {
@@ -569,6 +581,7 @@ impl DomainEvent {
             DomainEvent::TokenExpirySet { .. } => "TokenExpirySet",
             DomainEvent::TokenRotated { .. } => "TokenRotated",
             DomainEvent::AgentTokenRotated { .. } => "AgentTokenRotated",
+            DomainEvent::PlaybackPermissionsMigrated { .. } => "PlaybackPermissionsMigrated",
         }
     }
 
@@ -641,7 +654,8 @@ impl DomainEvent {
             | LogExported { .. }
             | BackupTaken { .. }
             | TokenExpirySet { .. }
-            | TokenRotated { .. } => None,
+            | TokenRotated { .. }
+            | PlaybackPermissionsMigrated { .. } => None,
         }
     }
 
@@ -907,6 +921,11 @@ mod tests {
                 deleted: 2,
                 held: 3,
                 ran_at: T1,
+            },
+            DomainEvent::PlaybackPermissionsMigrated {
+                permission_ids: vec![PERMISSION],
+                token_ids: vec![TOKEN],
+                at: T0,
             },
         ]
     }

@@ -14,7 +14,8 @@
 //! - `session`: the session index: which recording is each part of a
 //!   server's session (random recording ids, idempotent starts).
 //! - `session_event`: session event types, typed data, [`DataPoints`].
-//! - `permission`: playback permissions that narrow what auditors see.
+//! - `permission`: playback permissions: the only way an auditor sees a recording.
+//! - `migration`: one-time migrations of the log's meaning (explicit permissions).
 //! - `retention`: retention policy and the pure [`due`].
 //! - `hold`: legal holds that keep recordings from deletion ([`LegalHolds`]).
 //! - `token`: roles, principals, tokens, and [`may`].
@@ -36,6 +37,7 @@
 //! | [`SessionParts`] | `session-<uuid derived from server and session>` |
 //! | [`LegalHolds`] | [`LEGAL_HOLDS_STREAM`] (`legal-holds`, every hold) |
 //! | `AccessDenied`, `AccessDeniedRepeated` events | [`ACCESS_DENIED_STREAM`] |
+//! | `PlaybackPermissionsMigrated` | [`EXPLICIT_GRANTS_STREAM`] |
 
 mod aggregate;
 mod audit;
@@ -43,6 +45,7 @@ mod event;
 /// Case-insensitive `*` / `?` globs.
 pub mod glob;
 mod hold;
+mod migration;
 /// IP addresses and CIDR ranges.
 pub mod net;
 mod permission;
@@ -68,9 +71,13 @@ pub use hold::{
     HoldCommand, HoldError, HoldId, HoldRelease, HoldScope, LegalHold, LegalHolds,
     LEGAL_HOLDS_STREAM, MAX_HOLD_REASON_CHARS, MAX_HOLD_RECORDINGS, MAX_HOLD_USERS,
 };
+pub use migration::{
+    whole_site_grant_id, OldAccess, WholeSiteGrant, EXPLICIT_GRANTS_STREAM, MIGRATION_ACTOR,
+};
 pub use permission::{
-    grants_for, PermissionCommand, PermissionError, PermissionId, PlaybackPermission,
-    PlaybackScope, RecordingFacts,
+    grants_for, is_reserved_principal_name, principal_token, token_principal, PermissionCommand,
+    PermissionError, PermissionId, PlaybackPermission, PlaybackScope, RecordingFacts,
+    TOKEN_PRINCIPAL_PREFIX,
 };
 pub use policy::{
     default_policy, detect, evaluate, is_system_policy, looks_like_email, name_matches,
@@ -104,8 +111,9 @@ pub use session_event::{
 };
 pub use site::{PolicyFacts, Site, SiteCommand, SiteError, SiteId};
 pub use token::{
-    can_play_recording, can_view_recording, check_expiry, hash_secret, may, verify_secret, Action,
-    Principal, Role, Target, Token, TokenCommand, TokenError, TokenId, MAX_TOKEN_LIFETIME_DAYS,
+    can_play_recording, can_unrestrict_recording, can_view_recording, check_expiry, hash_secret,
+    may, verify_secret, Action, Principal, Role, Target, Token, TokenCommand, TokenError, TokenId,
+    MAX_TOKEN_LIFETIME_DAYS,
 };
 
 /// The stream refusal facts (`AccessDenied`, `AccessDeniedRepeated`) are appended to (no aggregate decides

@@ -1,12 +1,29 @@
 //! Playback permissions (stream `permission-<uuid>`): per site and
 //! principal, which recordings an AUDITOR may see and play.
 //!
-//! An auditor with no permission on a site sees every unrestricted
-//! recording of that site (if the site is in its scope). Once it holds one
-//! or more permissions on the site, it sees only the recordings matching at
-//! least one of them. A permission names a principal (a token's name) or a
-//! group a token carries. Permissions never open restricted recordings:
-//! those stay with ADMIN and PRIVILEGED_PLAYER.
+//! # The rule
+//!
+//! An AUDITOR sees (and plays, when not archived) exactly the unrestricted
+//! recordings of the sites in its scope that at least one of the
+//! permissions it holds admits. No permission: no recording. A permission's
+//! scope is either the whole site (no criteria: [`PlaybackScope::is_whole_site`],
+//! `wholeSite: true` in the API) or criteria combined with AND. What an
+//! auditor sees is therefore the union of what its permissions admit, and
+//! granting can only add to it while revoking can only take away. (The rule
+//! this replaced let an auditor without any permission on a site see the
+//! whole site, so revoking its last, narrow permission widened its access.)
+//! Permissions never open restricted recordings: those stay with ADMIN and
+//! PRIVILEGED_PLAYER.
+//!
+//! # Who holds a permission
+//!
+//! A permission names a principal (a token's name, matched as recording
+//! policies match accounts), a group a token carries, or exactly one token
+//! as `token:<token id>` (see [`token_principal`]): the form the upgrade
+//! migration (`model::migration`) uses so that the whole-site grant it
+//! gives one token reaches no other token of a similar name. Token names
+//! may not take that form (a token that was named so before this rule
+//! holds no `token:` permission by its name).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -77,6 +94,22 @@ impl PlaybackScope {
                     .any(|a| glob::any_matches(&self.applications, a)))
     }
 
+    /// The whole-site scope: no criteria, so it admits every recording of
+    /// its site (API `wholeSite: true`).
+    pub fn whole_site() -> Self {
+        PlaybackScope::default()
+    }
+
+    /// Whether this scope has no criteria and so admits the whole site.
+    pub fn is_whole_site(&self) -> bool {
+        self.recorded_users.is_empty()
+            && self.recorded_groups.is_empty()
+            && self.server_ids.is_empty()
+            && self.hosts.is_empty()
+            && self.delivery_groups.is_empty()
+            && self.applications.is_empty()
+    }
+
     fn validate(&self) -> Result<(), PermissionError> {
         let blank = |v: &[String]| v.iter().any(|s| s.trim().is_empty());
         if blank(&self.recorded_users)
@@ -104,16 +137,53 @@ pub struct PlaybackPermission {
     pub revoked: bool,
 }
 
+/// The prefix of a permission principal that names one token by id.
+pub const TOKEN_PRINCIPAL_PREFIX: &str = "token:";
+
+/// The permission principal that names exactly the token `token_id`.
+pub fn token_principal(token_id: Uuid) -> String {
+    format!("{TOKEN_PRINCIPAL_PREFIX}{token_id}")
+}
+
+/// The token a permission principal names by id (`token:<uuid>`), if it
+/// has that form (the prefix in any case).
+pub fn principal_token(principal: &str) -> Option<Uuid> {
+    let principal = principal.trim();
+    let prefix = principal.get(..TOKEN_PRINCIPAL_PREFIX.len())?;
+    if !prefix.eq_ignore_ascii_case(TOKEN_PRINCIPAL_PREFIX) {
+        return None;
+    }
+    principal[TOKEN_PRINCIPAL_PREFIX.len()..].parse().ok()
+}
+
+/// Whether `name` starts like a `token:<id>` principal (refused as a token
+/// name, so that no token holds another's permissions by name).
+pub fn is_reserved_principal_name(name: &str) -> bool {
+    name.trim()
+        .get(..TOKEN_PRINCIPAL_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(TOKEN_PRINCIPAL_PREFIX))
+}
+
 impl PlaybackPermission {
-    /// Whether this (live) permission is held by `principal`, directly or
-    /// through one of its groups.
+    /// Whether this (live) permission is held by `principal`: the one token
+    /// it names as `token:<id>`, or else by name or through one of the
+    /// principal's groups.
     pub fn held_by(&self, principal: &Principal) -> bool {
-        !self.revoked
-            && (name_matches(&self.principal, &principal.name)
-                || principal
-                    .groups
-                    .iter()
-                    .any(|g| name_matches(&self.principal, g)))
+        if self.revoked {
+            return false;
+        }
+        if let Some(token_id) = principal_token(&self.principal) {
+            return token_id == principal.token_id;
+        }
+        if is_reserved_principal_name(&self.principal) {
+            // `token:` and no id: names nobody.
+            return false;
+        }
+        name_matches(&self.principal, &principal.name)
+            || principal
+                .groups
+                .iter()
+                .any(|g| name_matches(&self.principal, g))
     }
 }
 
@@ -195,6 +265,12 @@ impl Aggregate for PlaybackPermission {
                     return Err(PermissionError::Invalid(
                         "the principal must not be empty".into(),
                     ));
+                }
+                if is_reserved_principal_name(&principal) && principal_token(&principal).is_none() {
+                    return Err(PermissionError::Invalid(format!(
+                        "a principal starting with `{TOKEN_PRINCIPAL_PREFIX}` names one token: \
+                         `{TOKEN_PRINCIPAL_PREFIX}<token id>`"
+                    )));
                 }
                 scope.validate()?;
                 Ok(vec![DomainEvent::PlaybackPermissionGranted {
@@ -323,5 +399,50 @@ mod tests {
         assert_eq!(grants_for(&bob, SITE, [&permission]).len(), 1);
         permission.revoked = true;
         assert!(grants_for(&bob, SITE, [&permission]).is_empty());
+    }
+
+    #[test]
+    fn a_token_principal_is_held_by_that_token_only() {
+        let mut permission =
+            given([granted(PlaybackScope::default())]).state::<PlaybackPermission>();
+        let ann = principal(Role::Auditor, "ann");
+        permission.principal = token_principal(ann.token_id);
+        assert_eq!(grants_for(&ann, SITE, [&permission]).len(), 1);
+        let mut twin = principal(Role::Auditor, "ann");
+        twin.token_id = Uuid::from_u128(0x7717);
+        assert!(grants_for(&twin, SITE, [&permission]).is_empty());
+        // Neither by a name nor by a group that spells the principal.
+        let mut named = principal(Role::Auditor, &permission.principal);
+        named.token_id = Uuid::from_u128(0x7718);
+        named.groups = vec![permission.principal.clone()];
+        assert!(grants_for(&named, SITE, [&permission]).is_empty());
+        assert_eq!(
+            principal_token(&format!("TOKEN:{}", ann.token_id)),
+            Some(ann.token_id)
+        );
+    }
+
+    #[test]
+    fn a_malformed_token_principal_is_refused() {
+        given([])
+            .when(PermissionCommand::Grant {
+                permission_id: PERMISSION,
+                site_id: SITE,
+                principal: "token:not-a-uuid".into(),
+                scope: PlaybackScope::default(),
+                now: T0,
+            })
+            .then_err_code(ErrorCode::Validation);
+    }
+
+    #[test]
+    fn the_whole_site_is_the_scope_without_criteria() {
+        assert!(PlaybackScope::whole_site().is_whole_site());
+        assert!(PlaybackScope::whole_site().admits(&recording_facts()));
+        let narrow = PlaybackScope {
+            hosts: vec!["vda-*".into()],
+            ..Default::default()
+        };
+        assert!(!narrow.is_whole_site());
     }
 }

@@ -49,7 +49,7 @@ use super::policy::{
     SessionAttributes, SessionSubject,
 };
 use super::session_event::{DataPoints, SessionEvent, MAX_BATCH};
-use super::token::{may, Action, Principal, Role, Target};
+use super::token::{can_unrestrict_recording, may, Action, Principal, Role, Target};
 use crate::time::Timestamp;
 
 /// Recording id.
@@ -296,8 +296,6 @@ pub enum RecordingError {
     TooManyEvents(usize),
     #[error("invalid session event: {0}")]
     InvalidEvent(String),
-    #[error("a live recording cannot be restricted")]
-    LiveCannotBeRestricted,
     #[error("the recording is already restricted")]
     AlreadyRestricted,
     #[error("the recording is not restricted")]
@@ -350,7 +348,6 @@ impl Coded for RecordingError {
             | RecordingError::NotLive(_)
             | RecordingError::TooManyEvents(_)
             | RecordingError::InvalidEvent(_)
-            | RecordingError::LiveCannotBeRestricted
             | RecordingError::AlreadyRestricted
             | RecordingError::NotRestricted
             | RecordingError::Deleted
@@ -938,9 +935,8 @@ impl Aggregate for Recording {
                     &grants,
                     self.facts_or_not_found()?,
                 )?;
-                if self.lifecycle == Lifecycle::Live {
-                    return Err(RecordingError::LiveCannotBeRestricted);
-                }
+                // A live recording can be restricted: a sensitive session
+                // need not wait for its end to be hidden.
                 if self.restriction.is_some() {
                     return Err(RecordingError::AlreadyRestricted);
                 }
@@ -959,13 +955,18 @@ impl Aggregate for Recording {
                 now,
             } => {
                 let recording_id = self.existing()?;
-                // Who may lift a restriction is judged on the recording as it
-                // would be unrestricted: auditors may unrestrict (API roles).
-                let facts = RecordingFacts {
-                    restricted: false,
-                    ..self.facts_or_not_found()?
-                };
-                self.authorize(&by, Action::RestrictRecording, &grants, facts)?;
+                // Lifting a restriction takes being able to play the
+                // recording with the restriction as the only obstacle:
+                // ADMIN and PRIVILEGED_PLAYER; an AUDITOR only where one of
+                // its grants admits the recording (and it is not archived).
+                let facts = self.facts_or_not_found()?;
+                if !can_unrestrict_recording(&by, &facts, &grants) {
+                    return Err(RecordingError::Forbidden(format!(
+                        "{} may not remove the restriction of recording {}: only who may play \
+                         it but for the restriction may",
+                        by.name, facts.recording_id
+                    )));
+                }
                 if self.restriction.is_none() {
                     return Err(RecordingError::NotRestricted);
                 }
@@ -1671,19 +1672,42 @@ mod tests {
     }
 
     #[test]
-    fn a_live_recording_cannot_be_restricted() {
+    fn a_live_recording_can_be_restricted() {
         given([started()])
             .when(restrict(principal(Role::Admin, "root")))
-            .then_err(|e| *e == RecordingError::LiveCannotBeRestricted);
+            .then([restricted()]);
+        // ... and it keeps recording.
+        let mut history = vec![started(), restricted()];
+        history.extend(
+            given(history.clone())
+                .when(record(vec![app_start("a", 1)], 60))
+                .events(),
+        );
+        assert_eq!(
+            given(history).state::<Recording>().lifecycle,
+            Lifecycle::Live
+        );
     }
 
     #[test]
     fn admins_privileged_players_and_auditors_restrict() {
-        for role in [Role::Admin, Role::PrivilegedPlayer, Role::Auditor] {
+        for role in [Role::Admin, Role::PrivilegedPlayer] {
             given([started(), ended()])
                 .when(restrict(principal(role, "root")))
                 .then([restricted()]);
         }
+        // An auditor restricts what it sees: what a grant of its admits.
+        given([started(), ended()])
+            .when(RecordingCommand::Restrict {
+                reason: "HR case".into(),
+                by: principal(Role::Auditor, "root"),
+                grants: vec![PlaybackScope::whole_site()],
+                now: T2,
+            })
+            .then([restricted()]);
+        given([started(), ended()])
+            .when(restrict(principal(Role::Auditor, "root")))
+            .then_err_code(ErrorCode::Forbidden);
         given([started(), ended()])
             .when(restrict(principal(Role::Viewer, "v")))
             .then_err_code(ErrorCode::Forbidden);
@@ -1710,7 +1734,7 @@ mod tests {
             .when(RecordingCommand::RemoveRestriction {
                 reason: "case closed".into(),
                 by: principal(Role::Auditor, "ann"),
-                grants: vec![],
+                grants: vec![PlaybackScope::whole_site()],
                 now: T2,
             })
             .then([DomainEvent::RecordingRestrictionRemoved {
@@ -1728,6 +1752,41 @@ mod tests {
                 now: T2,
             })
             .then_err(|e| *e == RecordingError::NotRestricted);
+    }
+
+    #[test]
+    fn only_who_may_play_it_but_for_the_restriction_removes_a_restriction() {
+        let remove = |by, grants| RecordingCommand::RemoveRestriction {
+            reason: "case closed".into(),
+            by,
+            grants,
+            now: T2,
+        };
+        for role in [Role::Admin, Role::PrivilegedPlayer] {
+            given([started(), ended(), restricted()])
+                .when(remove(principal(role, "x"), vec![]))
+                .then_ok();
+        }
+        // An auditor without a grant that covers the recording may not.
+        let other_user = PlaybackScope {
+            recorded_users: vec!["CORP\\bob".into()],
+            ..Default::default()
+        };
+        for grants in [vec![], vec![other_user]] {
+            given([started(), ended(), restricted()])
+                .when(remove(principal(Role::Auditor, "ann"), grants))
+                .then_err_code(ErrorCode::Forbidden);
+        }
+        // Nor one whose grant covers it when it could not play it anyway.
+        given([started(), ended(), restricted(), archived()])
+            .when(remove(
+                principal(Role::Auditor, "ann"),
+                vec![PlaybackScope::whole_site()],
+            ))
+            .then_err_code(ErrorCode::Forbidden);
+        given([started(), ended(), restricted()])
+            .when(remove(principal(Role::Viewer, "v"), vec![]))
+            .then_err_code(ErrorCode::Forbidden);
     }
 
     fn comment_added(author: &str) -> DomainEvent {
@@ -1752,7 +1811,7 @@ mod tests {
                 severity: CommentSeverity::Critical,
                 offset_ms: Some(5_000),
                 by: principal(Role::Auditor, "ann"),
-                grants: vec![],
+                grants: vec![PlaybackScope::whole_site()],
                 now: T1,
             })
             .then([comment_added("ann")]);

@@ -40,7 +40,7 @@
 //! |---|---|
 //! | ADMIN | everything but ingesting for a server; global actions (tokens, sites, admin log, history) only when not scoped to sites; places and releases legal holds (of its sites) |
 //! | PRIVILEGED_PLAYER | sees and plays every recording of its sites, restricted and archived included; comments, restricts; dashboards, detections, server status |
-//! | AUDITOR | reads configuration, dashboards, detections, history, the legal holds of its sites; sees unrestricted recordings of its sites, narrowed by playback permissions; plays those not archived; comments, restricts |
+//! | AUDITOR | reads configuration, dashboards, detections, the history and the legal holds of its sites; sees only the unrestricted recordings of its sites that one of its playback permissions grants (no permission: none); plays those not archived; comments, restricts; lifts a restriction only where a permission of its own covers the recording |
 //! | VIEWER | dashboards and server status |
 //! | AGENT | ingest, heartbeat, install progress, pending responses, for its own server only |
 
@@ -54,7 +54,9 @@ use uuid::Uuid;
 
 use super::aggregate::{Aggregate, Coded, CommandFor, ErrorCode};
 use super::event::DomainEvent;
-use super::permission::{PlaybackScope, RecordingFacts};
+use super::permission::{
+    is_reserved_principal_name, PlaybackScope, RecordingFacts, TOKEN_PRINCIPAL_PREFIX,
+};
 use crate::actor::Actor;
 use crate::time::Timestamp;
 
@@ -343,13 +345,15 @@ pub fn may(principal: &Principal, action: Action, target: Target<'_>) -> bool {
     }
 }
 
-/// An auditor sees an unrestricted recording, narrowed by its grants on the
-/// site when it holds any. A restricted one never, grant or not.
+/// An auditor sees an unrestricted recording that one of its grants on the
+/// site admits, and nothing else: no grant, no recording; a restricted one
+/// never, grant or not. What it sees is the union of what its grants admit,
+/// so a revoked grant can only take recordings away (never "no grant left,
+/// so everything", the rule this replaced).
 fn auditor_sees(target: Target<'_>) -> bool {
     match target {
         Target::Recording { recording, grants } => {
-            !recording.restricted
-                && (grants.is_empty() || grants.iter().any(|g| g.admits(recording)))
+            !recording.restricted && grants.iter().any(|g| g.admits(recording))
         }
         // Restricting and commenting are aimed at recordings only.
         Target::Global | Target::Site(_) | Target::Server { .. } => false,
@@ -381,6 +385,24 @@ pub fn can_play_recording(
         Action::PlayRecording,
         Target::Recording { recording, grants },
     )
+}
+
+/// Whether `principal` may lift the restriction of `recording`: it may play
+/// the recording with the restriction as the only obstacle, i.e. play it
+/// were it unrestricted. ADMIN and PRIVILEGED_PLAYER always (of their
+/// sites, not deleted); an AUDITOR only where one of its grants admits the
+/// recording and nothing else keeps it from playing (an archived recording
+/// stays restricted for it); nobody else.
+pub fn can_unrestrict_recording(
+    principal: &Principal,
+    recording: &RecordingFacts,
+    grants: &[PlaybackScope],
+) -> bool {
+    let unrestricted = RecordingFacts {
+        restricted: false,
+        ..recording.clone()
+    };
+    can_play_recording(principal, &unrestricted, grants)
 }
 
 /// The hex SHA-256 of a secret: what tokens and credentials are stored as.
@@ -580,6 +602,12 @@ impl Aggregate for Token {
                         "the principal name must be 1 to 200 characters".into(),
                     ));
                 }
+                if is_reserved_principal_name(&name) {
+                    return Err(TokenError::Invalid(format!(
+                        "a principal name may not start with `{TOKEN_PRINCIPAL_PREFIX}` (that \
+                         form names one token in playback permissions)"
+                    )));
+                }
                 if groups.iter().any(|g| g.trim().is_empty()) {
                     return Err(TokenError::Invalid("groups must not be blank".into()));
                 }
@@ -724,9 +752,11 @@ mod tests {
     fn role_matrix() {
         use Action::*;
         let recording = recording_facts();
+        // A whole-site grant: what an auditor needs to see any recording.
+        let whole_site = [PlaybackScope::default()];
         let rec = Target::Recording {
             recording: &recording,
-            grants: &[],
+            grants: &whole_site,
         };
         let site = Target::Site(SITE);
         let server = Target::Server {
@@ -801,7 +831,7 @@ mod tests {
     }
 
     #[test]
-    fn playback_permissions_narrow_what_auditors_see() {
+    fn auditors_see_only_what_their_playback_permissions_grant() {
         let recording = recording_facts();
         let auditor = principal(Role::Auditor, "ann");
         let other_user = [PlaybackScope {
@@ -815,9 +845,56 @@ mod tests {
                 ..Default::default()
             },
         ];
-        assert!(can_view_recording(&auditor, &recording, &[]));
+        // No grant: nothing (the old rule showed the whole site here).
+        assert!(!can_view_recording(&auditor, &recording, &[]));
+        assert!(!can_play_recording(&auditor, &recording, &[]));
         assert!(!can_view_recording(&auditor, &recording, &other_user));
         assert!(can_play_recording(&auditor, &recording, &this_user));
+        assert!(can_view_recording(
+            &auditor,
+            &recording,
+            &[PlaybackScope::default()]
+        ));
+    }
+
+    #[test]
+    fn only_a_player_with_the_restriction_as_its_only_obstacle_unrestricts() {
+        let restricted = RecordingFacts {
+            restricted: true,
+            ..recording_facts()
+        };
+        let whole_site = [PlaybackScope::default()];
+        let other_user = [PlaybackScope {
+            recorded_users: vec!["CORP\\bob".into()],
+            ..Default::default()
+        }];
+        for role in [Role::Admin, Role::PrivilegedPlayer] {
+            assert!(can_unrestrict_recording(
+                &principal(role, "x"),
+                &restricted,
+                &[]
+            ));
+        }
+        let auditor = principal(Role::Auditor, "ann");
+        assert!(can_unrestrict_recording(&auditor, &restricted, &whole_site));
+        assert!(!can_unrestrict_recording(&auditor, &restricted, &[]));
+        assert!(!can_unrestrict_recording(
+            &auditor,
+            &restricted,
+            &other_user
+        ));
+        let archived = RecordingFacts {
+            archived: true,
+            ..restricted.clone()
+        };
+        assert!(!can_unrestrict_recording(&auditor, &archived, &whole_site));
+        for role in [Role::Viewer, Role::Agent] {
+            assert!(!can_unrestrict_recording(
+                &who(role),
+                &restricted,
+                &whole_site
+            ));
+        }
     }
 
     #[test]
@@ -827,8 +904,9 @@ mod tests {
             ..recording_facts()
         };
         let auditor = principal(Role::Auditor, "ann");
-        assert!(can_view_recording(&auditor, &recording, &[]));
-        assert!(!can_play_recording(&auditor, &recording, &[]));
+        let grants = [PlaybackScope::default()];
+        assert!(can_view_recording(&auditor, &recording, &grants));
+        assert!(!can_play_recording(&auditor, &recording, &grants));
         assert!(can_play_recording(
             &principal(Role::PrivilegedPlayer, "pp"),
             &recording,
@@ -949,6 +1027,15 @@ mod tests {
         given([])
             .when(issue(Role::Auditor, "the-plain-secret"))
             .then_err_code(ErrorCode::Validation);
+    }
+
+    #[test]
+    fn a_token_name_may_not_spell_a_token_principal() {
+        let mut command = issue(Role::Auditor, CREDENTIAL);
+        if let TokenCommand::Issue { name, .. } = &mut command {
+            *name = format!("Token:{TOKEN}");
+        }
+        given([]).when(command).then_err_code(ErrorCode::Validation);
     }
 
     #[test]

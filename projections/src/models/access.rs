@@ -13,9 +13,10 @@
 //!
 //! The rules themselves are the domain's (`can_view_recording`,
 //! `can_play_recording`): a restricted recording is seen only by ADMIN and
-//! PRIVILEGED_PLAYER; an AUDITOR sees the unrestricted recordings of its
-//! sites, narrowed per site by the playback permissions it holds there (by
-//! name or group) when it holds any; VIEWER and AGENT see none.
+//! PRIVILEGED_PLAYER; an AUDITOR sees only the unrestricted recordings of
+//! its sites that a playback permission it holds there (by name, group or
+//! `token:<id>`) admits, none on a site where it holds none (so revoking a
+//! permission never widens what it sees); VIEWER and AGENT see none.
 
 use std::collections::BTreeMap;
 
@@ -349,6 +350,12 @@ impl Viewer {
     /// The scopes the principal holds on `site`.
     pub fn grants(&self, site: Uuid) -> &[PlaybackScope] {
         self.grants.get(&site).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether one of the principal's permissions on `site` is a
+    /// whole-site one (it admits every recording of the site).
+    pub fn holds_whole_site(&self, site: Uuid) -> bool {
+        self.grants(site).iter().any(PlaybackScope::is_whole_site)
     }
 
     /// [`visibility`] for this principal.

@@ -464,7 +464,27 @@ fn a_filtered_page_walks_the_selective_index_and_counts_fast_for_admins() {
 
 #[test]
 fn restricted_recordings_are_hidden_from_auditors_and_shown_to_admins_and_privileged_players() {
-    let (f, [r1, r2, r3, r4]) = four();
+    let (mut f, [r1, r2, r3, r4]) = four();
+    // Without a grant an auditor sees nothing at all.
+    let auditor = f.access().viewer(&principal(Role::Auditor, "ann")).unwrap();
+    assert!(ids(&f, &auditor, RecordingFilter::default()).is_empty());
+    assert!(f
+        .catalogue()
+        .get_visible(&auditor, r1.id)
+        .unwrap()
+        .is_none());
+    f.apply(
+        admin(),
+        [SITE, SITE2].into_iter().enumerate().map(|(n, site_id)| {
+            srs_domain::model::DomainEvent::PlaybackPermissionGranted {
+                permission_id: Uuid::from_u128(800 + n as u128),
+                site_id,
+                principal: "ann".into(),
+                scope: PlaybackScope::whole_site(),
+                at: T0,
+            }
+        }),
+    );
     let auditor = f.access().viewer(&principal(Role::Auditor, "ann")).unwrap();
     assert_eq!(
         ids(&f, &auditor, RecordingFilter::default()),
@@ -499,7 +519,8 @@ fn restricted_recordings_are_hidden_from_auditors_and_shown_to_admins_and_privil
 }
 
 #[test]
-fn auditor_permissions_narrow_per_site_and_archived_recordings_are_listed_not_playable() {
+fn auditors_see_per_site_what_their_permissions_grant_and_archived_recordings_are_listed_not_playable(
+) {
     let (mut f, [r1, _r2, r3, r4]) = four();
     f.apply(
         admin(),
@@ -520,7 +541,20 @@ fn auditor_permissions_narrow_per_site_and_archived_recordings_are_listed_not_pl
     let mut ann = principal(Role::Auditor, "ann");
     ann.groups = vec!["corp\\auditors".into()];
     let viewer = f.access().viewer(&ann).unwrap();
-    // SITE narrowed to recordings with cmd.exe; SITE2 (no permission there) unnarrowed.
+    // SITE: the recordings with cmd.exe; SITE2 (no permission there): none.
+    assert_eq!(ids(&f, &viewer, RecordingFilter::default()), vec![r1.id]);
+    f.apply(
+        admin(),
+        [srs_domain::model::DomainEvent::PlaybackPermissionGranted {
+            permission_id: Uuid::from_u128(901),
+            site_id: SITE2,
+            principal: "CORP\\Auditors".into(),
+            scope: PlaybackScope::whole_site(),
+            at: T0,
+        }],
+    );
+    let viewer = f.access().viewer(&ann).unwrap();
+    // SITE2 whole now.
     assert_eq!(
         ids(&f, &viewer, RecordingFilter::default()),
         vec![r3.id, r1.id]
@@ -537,6 +571,12 @@ fn auditor_permissions_narrow_per_site_and_archived_recordings_are_listed_not_pl
     // A site-scoped auditor sees only its site.
     let mut scoped = principal(Role::Auditor, "sam");
     scoped.site_ids = [SITE2].into();
+    let viewer = f.access().viewer(&scoped).unwrap();
+    assert!(
+        ids(&f, &viewer, RecordingFilter::default()).is_empty(),
+        "no grant"
+    );
+    scoped.groups = ann.groups.clone();
     let viewer = f.access().viewer(&scoped).unwrap();
     assert_eq!(ids(&f, &viewer, RecordingFilter::default()), vec![r3.id]);
     assert!(ids(

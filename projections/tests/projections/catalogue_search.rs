@@ -74,6 +74,29 @@ fn random_catalogue(
         },
         at: T0,
     }];
+    // ann sees SITE2 whole (and SITE through her group's narrow grant);
+    // max holds a narrow and a whole-site grant on SITE.
+    for (n, site_id, principal, scope) in [
+        (901, SITE2, "ann", PlaybackScope::whole_site()),
+        (902, SITE, "max", PlaybackScope::whole_site()),
+        (
+            903,
+            SITE,
+            "max",
+            PlaybackScope {
+                recorded_users: vec!["CORP\\zed".into()],
+                ..Default::default()
+            },
+        ),
+    ] {
+        events.push(DomainEvent::PlaybackPermissionGranted {
+            permission_id: Uuid::from_u128(n),
+            site_id,
+            principal: principal.into(),
+            scope,
+            at: T0,
+        });
+    }
     let mut ids = Vec::new();
     let mut comments: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
     let mut seq = 0u128;
@@ -255,17 +278,22 @@ fn brute_matches(f: &RecordingFilter, row: &RecordingRow, comments: &[String]) -
 
 fn viewers(f: &Folded) -> Vec<Viewer> {
     let mut out = Vec::new();
-    for (role, sites) in [
-        (Role::Admin, vec![]),
-        (Role::Admin, vec![SITE2]),
-        (Role::PrivilegedPlayer, vec![SITE]),
-        (Role::PrivilegedPlayer, vec![]),
-        (Role::Auditor, vec![]),
-        (Role::Auditor, vec![SITE2]),
-        (Role::Viewer, vec![]),
+    for (role, sites, name) in [
+        (Role::Admin, vec![], "ann"),
+        (Role::Admin, vec![SITE2], "ann"),
+        (Role::PrivilegedPlayer, vec![SITE], "ann"),
+        (Role::PrivilegedPlayer, vec![], "ann"),
+        (Role::Auditor, vec![], "ann"),
+        (Role::Auditor, vec![SITE2], "ann"),
+        (Role::Auditor, vec![], "max"),
+        // No grant of its own: nothing.
+        (Role::Auditor, vec![], "nobody"),
+        (Role::Viewer, vec![], "ann"),
     ] {
-        let mut p = principal(role, "ann");
-        p.groups = vec!["corp\\auditors".into()];
+        let mut p = principal(role, name);
+        if name == "ann" {
+            p.groups = vec!["corp\\auditors".into()];
+        }
         p.site_ids = sites.into_iter().collect();
         out.push(f.access().viewer(&p).unwrap());
     }

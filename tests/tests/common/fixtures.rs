@@ -135,3 +135,17 @@ pub async fn record_everyone(admin: &Client, site_id: &str) {
         )
         .await;
 }
+
+/// Grants `principal` a whole-site playback permission on `site_id` (an
+/// AUDITOR sees only what a permission grants); returns its id.
+pub async fn grant_whole_site(admin: &Client, site_id: &str, principal: &str) -> String {
+    admin
+        .data(
+            "mutation($site: ID!, $who: String!) { grantPlaybackPermission(input: {siteId: $site, principal: $who, scope: {wholeSite: true}}) { permissionId } }",
+            json!({ "site": site_id, "who": principal }),
+        )
+        .await["grantPlaybackPermission"]["permissionId"]
+        .as_str()
+        .expect("a permission id")
+        .to_owned()
+}

@@ -2,8 +2,9 @@
 //! schema x every kind of caller (each role, an agent of another server, an
 //! ADMIN scoped to the shared site, an ADMIN scoped to another site, no
 //! token), table-driven. An ADMIN scoped to sites runs what is aimed at its
-//! sites and nothing global (`verify`, `rebuildProjections`, `history` and
-//! `auditTrail` of every site, `projections`, tokens, new sites, the `log`).
+//! sites and nothing global (`verify`, `rebuildProjections`, `auditTrail` of
+//! every site, `projections`, tokens, new sites, the `log`); its `history`
+//! without a site is that of its sites (as a scoped AUDITOR's).
 //!
 //! A cell is either allowed or denied, and both are checked precisely:
 //! - allowed: the operation succeeds (no error at all; each row gets fresh
@@ -16,6 +17,14 @@
 //!   absent one gets (see `existence.rs`), still recorded as one refusal fact (the server runs with a rate of
 //!   refusal facts high enough that every refusal of the matrix is written);
 //! - no token: `UNAUTHENTICATED`, and the log gained nothing at all.
+//!
+//! An AUDITOR sees and plays only what a playback permission grants: the
+//! `auditor` column holds a whole-site permission on the shared site, the
+//! `auditor_no_grant` column none at all, so every recording is to it as an
+//! absent one (`NOT_FOUND` on recording mutations, null or nothing in
+//! reads), and it may not lift a restriction (the bug where an auditor
+//! without a permission lifted an ADMIN's restriction on a recording it
+//! could not see).
 //!
 //! Events the server's own scheduler may append meanwhile (actor
 //! `system:...`) are not the caller's doing and are ignored.
@@ -35,11 +44,12 @@ use crate::common::fixtures::*;
 use crate::common::{Client, Srs};
 
 /// The callers of the matrix, in column order.
-const CALLERS: [&str; 9] = [
+const CALLERS: [&str; 10] = [
     "admin",
     "site_admin",
     "privileged",
     "auditor",
+    "auditor_no_grant",
     "viewer",
     "agent",
     "other_agent",
@@ -69,8 +79,10 @@ enum Fixture {
     EndedRecording,
     /// An ended, archived recording.
     ArchivedRecording,
-    /// An ended, restricted recording (a live one cannot be restricted).
+    /// An ended, restricted recording.
     RestrictedRecording,
+    /// A live, restricted recording.
+    LiveRestrictedRecording,
     /// An inactive recording policy of the shared site.
     Policy,
     /// An unrevoked VIEWER token.
@@ -95,6 +107,7 @@ const ALL_SIGNED_IN: &[&str] = &[
     "site_admin",
     "privileged",
     "auditor",
+    "auditor_no_grant",
     "viewer",
     "agent",
     "other_agent",
@@ -105,20 +118,35 @@ const STATUS_READERS: &[&str] = &[
     "site_admin",
     "privileged",
     "auditor",
+    "auditor_no_grant",
     "viewer",
     "other_site_admin",
 ];
+/// Who may ask for recordings: the ones it may not see answer null (the
+/// other site's admin, an auditor without a permission).
 const RECORDING_READERS: &[&str] = &[
     "admin",
     "site_admin",
     "privileged",
     "auditor",
+    "auditor_no_grant",
     "other_site_admin",
 ];
+/// Who may act on a recording it sees (comment, restrict).
+const RECORDING_ACTORS: &[&str] = &["admin", "site_admin", "privileged", "auditor"];
 /// Reading configuration of the shared site.
-const CONFIG_READERS: &[&str] = &["admin", "site_admin", "auditor"];
+const CONFIG_READERS: &[&str] = &["admin", "site_admin", "auditor", "auditor_no_grant"];
 /// Reading configuration of every site.
-const GLOBAL_CONFIG_READERS: &[&str] = &["admin", "auditor"];
+const GLOBAL_CONFIG_READERS: &[&str] = &["admin", "auditor", "auditor_no_grant"];
+/// The history of every site in the caller's scope: the whole log for an
+/// unscoped caller, its sites' events for a scoped one.
+const HISTORY_READERS: &[&str] = &[
+    "admin",
+    "site_admin",
+    "auditor",
+    "auditor_no_grant",
+    "other_site_admin",
+];
 /// ADMIN operations aimed at the shared site.
 const ADMIN: &[&str] = &["admin", "site_admin"];
 /// ADMIN operations on every site at once.
@@ -133,7 +161,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "server",
             query: "query($server: ID!) { server(id: $server) { id } }",
-            allowed: &["admin", "site_admin", "privileged", "auditor", "viewer", "other_agent", "other_site_admin"],
+            allowed: &["admin", "site_admin", "privileged", "auditor", "auditor_no_grant", "viewer", "other_agent", "other_site_admin"],
             fixture: Fixture::Shared,
         },
         Row { name: "recordings", query: "{ recordings { edges { cursor } } }", allowed: RECORDING_READERS, fixture: Fixture::Shared },
@@ -170,17 +198,17 @@ fn rows() -> Vec<Row> {
         Row {
             name: "dashboard",
             query: "query($site: ID!) { dashboard(siteId: $site) { recordingsTotal } }",
-            allowed: &["admin", "site_admin", "privileged", "auditor", "viewer"],
+            allowed: &["admin", "site_admin", "privileged", "auditor", "auditor_no_grant", "viewer"],
             fixture: Fixture::Shared,
         },
         Row {
             name: "detectedEvents",
             query: "query($site: ID!) { detectedEvents(filter: {siteId: $site}) { edges { cursor } } }",
-            allowed: &["admin", "site_admin", "privileged", "auditor"],
+            allowed: &["admin", "site_admin", "privileged", "auditor", "auditor_no_grant"],
             fixture: Fixture::Shared,
         },
         Row { name: "auditTrail", query: "{ auditTrail { edges { cursor } } }", allowed: GLOBAL_ADMIN, fixture: Fixture::Shared },
-        Row { name: "history", query: "{ history(first: 5) { edges { cursor } } }", allowed: GLOBAL_CONFIG_READERS, fixture: Fixture::Shared },
+        Row { name: "history", query: "{ history(first: 5) { edges { cursor } } }", allowed: HISTORY_READERS, fixture: Fixture::Shared },
         Row { name: "projections", query: "{ projections { name } }", allowed: GLOBAL_CONFIG_READERS, fixture: Fixture::Shared },
         Row {
             name: "pendingResponses",
@@ -214,7 +242,7 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "grantPlaybackPermission",
-            query: "mutation($site: ID!) { grantPlaybackPermission(input: {siteId: $site, principal: \"x\", scope: {}}) { position } }",
+            query: "mutation($site: ID!) { grantPlaybackPermission(input: {siteId: $site, principal: \"x\", scope: {wholeSite: true}}) { position } }",
             allowed: ADMIN,
             fixture: Fixture::Shared,
         },
@@ -251,7 +279,7 @@ fn rows() -> Vec<Row> {
         Row {
             name: "addComment",
             query: "mutation($recording: ID!) { addComment(recordingId: $recording, text: \"m\") { position } }",
-            allowed: &["admin", "site_admin", "privileged", "auditor"],
+            allowed: RECORDING_ACTORS,
             fixture: Fixture::Shared,
         },
         Row {
@@ -318,14 +346,28 @@ fn rows() -> Vec<Row> {
         Row {
             name: "restrictRecording",
             query: "mutation($target: ID!) { restrictRecording(recordingId: $target, reason: \"m\") { position } }",
-            allowed: &["admin", "site_admin", "privileged", "auditor"],
+            allowed: RECORDING_ACTORS,
             fixture: Fixture::EndedRecording,
+        },
+        Row {
+            name: "restrictRecording (live)",
+            query: "mutation($target: ID!) { restrictRecording(recordingId: $target, reason: \"m\") { position } }",
+            allowed: RECORDING_ACTORS,
+            fixture: Fixture::Recording,
         },
         Row {
             name: "removeRecordingRestriction",
             query: "mutation($target: ID!) { removeRecordingRestriction(recordingId: $target, reason: \"m\") { position } }",
-            allowed: &["admin", "site_admin", "privileged", "auditor"],
+            // Who may play it but for the restriction: an auditor only
+            // where its own permission covers the recording.
+            allowed: RECORDING_ACTORS,
             fixture: Fixture::RestrictedRecording,
+        },
+        Row {
+            name: "removeRecordingRestriction (live)",
+            query: "mutation($target: ID!) { removeRecordingRestriction(recordingId: $target, reason: \"m\") { position } }",
+            allowed: RECORDING_ACTORS,
+            fixture: Fixture::LiveRestrictedRecording,
         },
         Row {
             name: "deleteComment",
@@ -444,11 +486,14 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-/// One subscription row: the document, the callers allowed to follow it.
+/// One subscription row: the document, the callers allowed to follow it,
+/// and those allowed to follow it who are delivered nothing of the shared
+/// recording (it is not theirs to see).
 struct SubscriptionRow {
     name: &'static str,
     query: &'static str,
     allowed: &'static [&'static str],
+    silent: &'static [&'static str],
 }
 
 fn subscription_rows() -> Vec<SubscriptionRow> {
@@ -457,16 +502,19 @@ fn subscription_rows() -> Vec<SubscriptionRow> {
             name: "detections",
             query: "subscription($site: ID) { detections(siteId: $site) { id severity } }",
             allowed: &["admin", "site_admin", "privileged", "auditor"],
+            silent: &["auditor_no_grant"],
         },
         SubscriptionRow {
             name: "recordingEvents",
             query: "subscription($recording: ID!) { recordingEvents(recordingId: $recording) { type } }",
             allowed: &["admin", "site_admin", "privileged", "auditor"],
+            silent: &[],
         },
         SubscriptionRow {
             name: "log",
             query: "subscription { log { position type } }",
             allowed: GLOBAL_ADMIN,
+            silent: &[],
         },
     ]
 }
@@ -523,6 +571,7 @@ impl World {
         for (caller, role, sites) in [
             ("privileged", "PRIVILEGED_PLAYER", vec![]),
             ("auditor", "AUDITOR", vec![]),
+            ("auditor_no_grant", "AUDITOR", vec![]),
             ("viewer", "VIEWER", vec![]),
             ("site_admin", "ADMIN", vec![site.as_str()]),
             ("other_site_admin", "ADMIN", vec![other_site.as_str()]),
@@ -532,6 +581,13 @@ impl World {
                 admin.with_token(&issue_token(&admin, caller, role, &sites, &[]).await),
             ));
         }
+        // The auditor sees the shared site whole; auditor_no_grant nothing.
+        admin
+            .data(
+                "mutation($site: ID!) { grantPlaybackPermission(input: {siteId: $site, principal: \"auditor\", scope: {wholeSite: true}}) { position } }",
+                json!({ "site": site }),
+            )
+            .await;
         clients.push(("agent", agent.clone()));
         clients.push(("other_agent", admin.with_token(&other_agent_secret)));
         clients.push(("anonymous", Client::new(srs, None)));
@@ -584,11 +640,13 @@ impl World {
                 }
                 id
             }
-            Fixture::RestrictedRecording => {
+            Fixture::RestrictedRecording | Fixture::LiveRestrictedRecording => {
                 let id = self.recording(cell).await;
-                self.agent
-                    .data(&recording_mutation("endRecording"), json!({ "id": id }))
-                    .await;
+                if fixture == Fixture::RestrictedRecording {
+                    self.agent
+                        .data(&recording_mutation("endRecording"), json!({ "id": id }))
+                        .await;
+                }
                 admin
                     .data(
                         "mutation($id: ID!) { restrictRecording(recordingId: $id, reason: \"case\") { position } }",
@@ -729,7 +787,9 @@ const RECORDING_ROWS: &[&str] = &[
     "recordSessionEvents",
     "addComment",
     "restrictRecording",
+    "restrictRecording (live)",
     "removeRecordingRestriction",
+    "removeRecordingRestriction (live)",
     "deleteComment",
     "endRecording",
     "archiveRecording",
@@ -756,8 +816,12 @@ fn hidden(row: &Row, caller: &str) -> bool {
         // learns that a hold exists.
         !matches!(caller, "admin" | "site_admin" | "auditor")
     } else if RECORDING_ROWS.contains(&row.name) {
-        // Only an AGENT of its server, and who may view it, see a recording.
-        matches!(caller, "viewer" | "other_agent" | "other_site_admin")
+        // Only an AGENT of its server, and who may view it, see a recording
+        // (an auditor: where a permission of its own admits it).
+        matches!(
+            caller,
+            "viewer" | "other_agent" | "other_site_admin" | "auditor_no_grant"
+        )
     } else if SERVER_ROWS.contains(&row.name) {
         // A fresh second server is another server for the shared agent too.
         matches!(caller, "other_agent" | "other_site_admin")
@@ -847,7 +911,7 @@ async fn every_operation_for_every_caller_is_allowed_or_forbidden_by_the_role_ta
     let mut cells = 0;
     for row in rows() {
         for caller in CALLERS {
-            let cell = format!("{}-{caller}", row.name).replace('.', "-");
+            let cell = format!("{}-{caller}", row.name).replace(['.', ' ', '(', ')'], "-");
             let (extra, agent_token) = world.prepare(row.fixture, &cell).await;
             let client = match (&agent_token, caller) {
                 (Some(token), "agent") => world.client(caller).with_token(token),
@@ -934,6 +998,21 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
                 }
             } else if subscription.ack["type"] != "connection_ack" {
                 Some(format!("not acknowledged: {}", subscription.ack))
+            } else if row.silent.contains(&caller) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                world
+                    .agent
+                    .data(
+                        RECORD_EVENTS,
+                        json!({ "recordingId": world.recording, "events": suspicious_batch() }),
+                    )
+                    .await;
+                // Nothing of it may arrive (an absence: a short wait can
+                // only miss a late delivery, never invent one).
+                subscription
+                    .next(Duration::from_secs(3))
+                    .await
+                    .map(|message| format!("should be delivered nothing, received {message}"))
             } else if row.allowed.contains(&caller) {
                 // Let the server start the stream, then cause what it must deliver.
                 tokio::time::sleep(Duration::from_millis(300)).await;

@@ -152,6 +152,7 @@ async fn content_uploads_play_with_ranges_and_are_shredded_for_good() {
     let (server, agent_token) = connect_server(&admin, &site, "sr-1").await;
     let (_, other_agent) = connect_server(&admin, &site, "sr-2").await;
     let auditor_token = issue_token(&admin, "audrey", "AUDITOR", &[&site], &[]).await;
+    grant_whole_site(&admin, &site, "audrey").await;
     let auditor = Client::new(&srs, Some(&auditor_token));
     let agent = Client::new(&srs, Some(&agent_token));
     let started = start_recording(&agent, &server, "s-1", "CORP\\ann", &[]).await;

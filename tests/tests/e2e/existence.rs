@@ -398,6 +398,7 @@ async fn parallel_ranges_all_play_and_make_one_fact_and_a_416_records_nothing() 
         )
         .await;
     let auditor = issue_token(&admin, "audrey", "AUDITOR", &[&site], &[]).await;
+    grant_whole_site(&admin, &site, "audrey").await;
     let before = count(&admin, "RecordingPlayed").await;
 
     let ranges = (0..64).map(|n| {

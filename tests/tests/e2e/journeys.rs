@@ -165,6 +165,8 @@ async fn admin_agent_auditor_live_and_restart_journeys() {
     let auditor_1 =
         admin.with_token(&issue_token(&admin, "auditor-1", "AUDITOR", &[&site], &[]).await);
     let auditor_2 = admin.with_token(&issue_token(&admin, "auditor-2", "AUDITOR", &[], &[]).await);
+    // An auditor sees only what a permission grants: auditor-2 the whole site.
+    grant_whole_site(&admin, &site, "auditor-2").await;
 
     // ---- agent journey -----------------------------------------------------
     let agent = admin.with_token(&agent_secret);
@@ -304,7 +306,7 @@ async fn admin_agent_auditor_live_and_restart_journeys() {
         .await;
     assert_eq!(comment["addComment"]["comment"]["author"], "auditor-1");
 
-    // auditor-2 (no grant, all sites) sees it until it is restricted.
+    // auditor-2 (a whole-site permission) sees it until it is restricted.
     let probe = "query($id: ID!, $at: Int) { recording(id: $id, atLeast: $at) { id } }";
     let before = auditor_2
         .data(

@@ -141,6 +141,7 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
     let admin = &world.admin;
     let viewer = admin.with_token(&issue_token(admin, "vic", "VIEWER", &[], &[]).await);
     let auditor = admin.with_token(&issue_token(admin, "aud", "AUDITOR", &[], &[]).await);
+    grant_whole_site(admin, &world.site, "aud").await;
 
     // A VIEWER asking for recordings 1000 times in one request: every
     // alias is refused, and the log gains one fact saying so.
@@ -274,16 +275,26 @@ async fn scoped_admins_names_dashboards_and_comments_are_checked() {
     let admin = &world.admin;
 
     // An ADMIN scoped to the site is refused the global operations; the
-    // unscoped one runs them.
+    // unscoped one runs them. Its `history` is its site's events only.
     let site_admin =
         admin.with_token(&issue_token(admin, "site-admin", "ADMIN", &[&world.site], &[]).await);
+    let history = site_admin
+        .data(
+            "{ history(first: 500) { edges { node { type siteId } } } }",
+            json!({}),
+        )
+        .await;
+    let events = history["history"]["edges"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(
+        events
+            .iter()
+            .all(|e| e["node"]["siteId"] == world.site.as_str()),
+        "{history}"
+    );
     let verify = "{ verify { intact } }";
     let rebuild = "mutation { rebuildProjections(names: [\"servers\"]) { position } }";
-    for query in [
-        verify,
-        rebuild,
-        "{ history(first: 1) { edges { cursor } } }",
-    ] {
+    for query in [verify, rebuild] {
         let before = head(admin).await;
         site_admin
             .run(query, json!({}))

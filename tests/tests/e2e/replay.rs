@@ -406,31 +406,37 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
 
     // Altered, truncated or reordered files are refused and write nothing.
     let mut event_lines: Vec<String> = exported.lines().map(str::to_owned).collect();
+    // The line (after the header: its position) of the site's creation.
+    let n = event_lines
+        .iter()
+        .position(|l| l.contains("\"type\":\"SiteCreated\""))
+        .expect("a SiteCreated line");
     let altered_payload = {
         let mut l = event_lines.clone();
-        l[2] = l[2].replace("\"HQ\"", "\"HX\"");
-        assert_ne!(l[2], event_lines[2], "position 2 creates the site");
+        l[n] = l[n].replace("\"HQ\"", "\"HX\"");
+        assert_ne!(l[n], event_lines[n], "position {n} creates the site");
         l
     };
     let altered_bytes = {
         let mut l = event_lines.clone();
-        let mut line: Value = serde_json::from_str(&l[2]).unwrap();
+        let mut line: Value = serde_json::from_str(&l[n]).unwrap();
         let stored = line["payload_bincode"]
             .as_str()
             .unwrap()
             .replacen("024851", "024858", 1);
         line["payload_bincode"] = json!(stored);
         line["payload"]["SiteCreated"]["name"] = json!("HX");
-        l[2] = line.to_string();
+        l[n] = line.to_string();
         l
     };
     let without_event = {
         let mut l = event_lines.clone();
-        l.remove(2);
+        l.remove(n);
         l
     };
     let truncated = event_lines[..event_lines.len() - 1].to_vec();
-    event_lines.swap(2, 3);
+    event_lines.swap(n, n + 1);
+    let missing = format!("position {n} is missing");
     for (name, content, why) in [
         (
             "payload",
@@ -438,7 +444,7 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
             "differs from the stored payload",
         ),
         ("bytes", altered_bytes, "does not hash"),
-        ("deleted", without_event, "position 2 is missing"),
+        ("deleted", without_event, missing.as_str()),
         ("truncated", truncated, "without a trailer"),
         ("reordered", event_lines, "missing"),
     ] {

@@ -828,22 +828,30 @@ fn matches(
     }
     // Visibility, exactly as `Viewer::visibility` decides it: ADMIN and
     // PRIVILEGED_PLAYER see every recording of the sites in their scope
-    // (a constraint above); an AUDITOR no restricted one, and on a site
-    // where it holds grants only those its grants admit (decided per row).
+    // (a constraint above); an AUDITOR no restricted one, none of a site
+    // where it holds no grant, all of a site where it holds a whole-site
+    // grant, and elsewhere those its grants admit (decided per row).
     match role {
         Role::Admin | Role::PrivilegedPlayer => {}
         Role::Auditor => {
             if let Some(p) = state.posting(b'x', "1") {
                 p.subtract_from(&mut m);
             }
+            let mut seen_sites = RoaringBitmap::new();
             for (site, id) in &state.dict[slot(b's')] {
+                let on_site = state.postings[*id as usize].and(&m);
+                seen_sites |= &on_site;
                 let Ok(site) = site.parse::<Uuid>() else {
+                    m -= on_site;
                     continue;
                 };
                 if viewer.grants(site).is_empty() {
+                    m -= on_site;
                     continue;
                 }
-                let on_site = state.postings[*id as usize].and(&m);
+                if viewer.holds_whole_site(site) {
+                    continue;
+                }
                 for o in &on_site {
                     let doc = &state.docs[o as usize];
                     let row: Option<RecordingRow> =
@@ -853,6 +861,8 @@ fn matches(
                     }
                 }
             }
+            // Deny by default: a recording on no known site is nobody's grant.
+            m &= seen_sites;
         }
         Role::Viewer | Role::Agent => return Ok(RoaringBitmap::new()),
     }
