@@ -132,22 +132,36 @@ impl Running {
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
+        // A pooled connection that the server closed as the client reused
+        // it fails to send; an idempotent GET is retried once, as browsers
+        // do.
+        let mut retried = false;
+        let response = loop {
+            match self.http.get(format!("{}{path}", self.base)).send().await {
+                Ok(response) => break response,
+                Err(e) if !retried && e.is_request() => retried = true,
+                Err(e) => panic!("GET {path}: {e:?}"),
+            }
+        };
         (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// `GET path`, or the transport error (a connection the server drops
+    /// while it reopens its database).
+    async fn try_get(&self, path: &str) -> Result<u16, reqwest::Error> {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await?;
+        Ok(response.status().as_u16())
     }
 
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             // While the database is reopened the socket stays bound but
-            // unanswered: bound each try.
-            let answer = tokio::time::timeout(Duration::from_secs(5), self.get("/readyz")).await;
-            if let Ok((200, _)) = answer {
+            // unanswered, or a connection is dropped: bound each try and
+            // try again.
+            let answer =
+                tokio::time::timeout(Duration::from_secs(5), self.try_get("/readyz")).await;
+            if let Ok(Ok(200)) = answer {
                 return;
             }
             assert!(Instant::now() < deadline, "never ready again: {answer:?}");

@@ -1851,9 +1851,10 @@ async fn concurrent_holds_and_deletions_never_delete_a_held_recording() {
 #[tokio::test]
 async fn watching_live_is_a_fact_and_obeys_the_servers_setting() {
     let w = World::new();
-    let (_, server_id, agent) = w.recording_site().await;
+    let (site_id, server_id, agent) = w.recording_site().await;
     let live = w.start(server_id, &agent, "live").await.recording_id;
     let auditor = person(Role::Auditor, "aud");
+    w.grant(site_id, "aud", PlaybackScope::whole_site()).await;
     let first = w
         .service
         .record_played(&auditor, live, PlaybackKind::Live)

@@ -452,15 +452,18 @@ fn rows() -> Vec<Row> {
         Row {
             name: "legalHoldsOfEverySite",
             query: "{ legalHolds { edges { node { id scope { kind recordingIds } } } } }",
-            // A scoped ADMIN reads the holds of its own sites.
-            allowed: &["admin", "site_admin", "auditor", "other_site_admin"],
+            // A scoped ADMIN reads the holds of its own sites; an AUDITOR
+            // without a grant reads them too, without the recordings it
+            // may not see.
+            allowed: &["admin", "site_admin", "auditor", "auditor_no_grant", "other_site_admin"],
             fixture: Fixture::Shared,
         },
         Row {
             name: "recording.legalHolds",
             query: "query($recording: ID!) { recording(id: $recording) { onLegalHold legalHolds { id } } }",
-            // The other site's admin gets null: the recording is not visible to it.
-            allowed: &["admin", "site_admin", "auditor", "other_site_admin"],
+            // The other site's admin and the auditor without a grant get
+            // null: the recording is not visible to them.
+            allowed: &["admin", "site_admin", "auditor", "auditor_no_grant", "other_site_admin"],
             fixture: Fixture::Shared,
         },
         Row {
@@ -814,7 +817,10 @@ fn hidden(row: &Row, caller: &str) -> bool {
     if row.name == "releaseLegalHold" {
         // Only who may read the site's holds (its ADMINs and AUDITORs)
         // learns that a hold exists.
-        !matches!(caller, "admin" | "site_admin" | "auditor")
+        !matches!(
+            caller,
+            "admin" | "site_admin" | "auditor" | "auditor_no_grant"
+        )
     } else if RECORDING_ROWS.contains(&row.name) {
         // Only an AGENT of its server, and who may view it, see a recording
         // (an auditor: where a permission of its own admits it).
@@ -1038,8 +1044,10 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
                 // A recording the caller may not see answers as an absent
                 // one (see `existence.rs`); its own server's agent sees it.
                 let expected = if row.name == "recordingEvents"
-                    && matches!(caller, "viewer" | "other_agent" | "other_site_admin")
-                {
+                    && matches!(
+                        caller,
+                        "viewer" | "other_agent" | "other_site_admin" | "auditor_no_grant"
+                    ) {
                     "NOT_FOUND"
                 } else {
                     "FORBIDDEN"

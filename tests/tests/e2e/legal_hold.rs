@@ -68,6 +68,7 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
     let (server, agent_token) = connect_server(&admin, &site, "sr-legal").await;
     let agent = admin.with_token(&agent_token);
     let auditor = admin.with_token(&issue_token(&admin, "aud", "AUDITOR", &[], &[]).await);
+    grant_whole_site(&admin, &site, "aud").await;
 
     let held = old_recording(&agent, &server, "held", "CORP\\carl").await;
     let free = old_recording(&agent, &server, "free", "CORP\\dora").await;

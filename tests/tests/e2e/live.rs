@@ -54,6 +54,7 @@ async fn watching_live_is_a_playback_fact_and_obeys_the_servers_setting() {
     let (server, agent_token) = connect_server(&admin, &site, "sr-live").await;
     let agent = admin.with_token(&agent_token);
     let auditor = admin.with_token(&issue_token(&admin, "watcher", "AUDITOR", &[], &[]).await);
+    grant_whole_site(&admin, &site, "watcher").await;
     let recording = start_recording(&agent, &server, "live-1", "CORP\\lena", &[]).await
         ["recordingId"]
         .as_str()
