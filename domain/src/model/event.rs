@@ -30,7 +30,8 @@ use super::policy::{
 use super::recording::{CommentSeverity, PlaybackKind};
 use super::retention::RetentionPolicy;
 use super::server::{Deployment, InstallOptions, InstallStatus, InstallStep, ServerSettings};
-use super::session_event::{SessionEvent, SessionEventType};
+use super::session_event::{PlainFacts, SessionEvent, SessionEventType};
+use crate::seal::Sealed;
 use super::token::Role;
 use crate::log::Event;
 use crate::time::Timestamp;
@@ -422,6 +423,43 @@ pub enum DomainEvent {
         suppressed: u64,
         at: Timestamp,
     },
+
+    // ---- recordings, sealed (stream `recording-<id>`) ----------------------
+    /// One session event whose data is sealed under the recording's key
+    /// (`crate::seal`): what the service stores for a
+    /// [`DomainEvent::SessionEventRecorded`] the aggregate decided. The
+    /// log event's id is `event_id`. Only the ids, type, offset and the
+    /// [`PlainFacts`] stay plain; once the recording is deleted and its key
+    /// destroyed, `data` can no longer be opened.
+    SessionEventSealed {
+        recording_id: Uuid,
+        site_id: Uuid,
+        event_id: Uuid,
+        event_type: SessionEventType,
+        /// Milliseconds from the session's start.
+        offset_ms: u64,
+        facts: PlainFacts,
+        /// The bincode of the event's `SessionEventData`, sealed.
+        data: Sealed,
+    },
+    /// [`DomainEvent::EventDetected`] with its subject (the app, URL host,
+    /// path, ... the rule looked at) sealed under the recording's key.
+    EventDetectedSealed {
+        detection_id: Uuid,
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        user: String,
+        host: String,
+        event_id: Uuid,
+        event_type: SessionEventType,
+        severity: Severity,
+        rule: String,
+        policy_id: Uuid,
+        /// The subject's UTF-8, sealed.
+        subject: Option<Sealed>,
+        at_offset_ms: u64,
+    },
 }
 
 impl DomainEvent {
@@ -468,6 +506,8 @@ impl DomainEvent {
             DomainEvent::LogExported { .. } => "LogExported",
             DomainEvent::RecordingPartAssigned { .. } => "RecordingPartAssigned",
             DomainEvent::AccessDeniedRepeated { .. } => "AccessDeniedRepeated",
+            DomainEvent::SessionEventSealed { .. } => "SessionEventSealed",
+            DomainEvent::EventDetectedSealed { .. } => "EventDetectedSealed",
         }
     }
 
@@ -479,7 +519,9 @@ impl DomainEvent {
     pub fn natural_id(&self) -> Option<Uuid> {
         match self {
             DomainEvent::SessionEventRecorded { event, .. } => Some(event.event_id),
-            DomainEvent::EventDetected { detection_id, .. } => Some(*detection_id),
+            DomainEvent::SessionEventSealed { event_id, .. } => Some(*event_id),
+            DomainEvent::EventDetected { detection_id, .. }
+            | DomainEvent::EventDetectedSealed { detection_id, .. } => Some(*detection_id),
             DomainEvent::ResponseTriggered { response_id, .. } => Some(*response_id),
             DomainEvent::CommentAdded { comment_id, .. } => Some(*comment_id),
             DomainEvent::ContentChunkStored {
@@ -527,7 +569,9 @@ impl DomainEvent {
             | RetentionPolicySet { site_id, .. }
             | RetentionRunCompleted { site_id, .. }
             | ContentTypeDeclared { site_id, .. }
-            | RecordingPartAssigned { site_id, .. } => Some(*site_id),
+            | RecordingPartAssigned { site_id, .. }
+            | SessionEventSealed { site_id, .. }
+            | EventDetectedSealed { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
             TokenIssued { .. } | TokenRevoked { .. } | LogExported { .. } => None,
         }
@@ -554,7 +598,9 @@ impl DomainEvent {
             | RecordingDeleted { recording_id, .. }
             | ContentChunkStored { recording_id, .. }
             | ContentTypeDeclared { recording_id, .. }
-            | RecordingPartAssigned { recording_id, .. } => Some(*recording_id),
+            | RecordingPartAssigned { recording_id, .. }
+            | SessionEventSealed { recording_id, .. }
+            | EventDetectedSealed { recording_id, .. } => Some(*recording_id),
             _ => None,
         }
     }
