@@ -39,7 +39,9 @@ pub use error::ReplayError;
 pub use export::{
     export, import, record_export, ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION,
 };
-pub use history::{replay, table_header, EventLine, Filter, Format};
+pub use history::{
+    deleted_recordings, replay, replay_shown, table_header, EventLine, Filter, Format,
+};
 pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};
 pub use state::{aggregate_state, projection_state, AsOf, PROJECTION_STATES};
 
