@@ -99,7 +99,8 @@ fn verify(data: &Path) {
     assert!(stdout.starts_with("intact"), "{stdout}");
 }
 
-/// The history payloads of the recording's session events and detections.
+/// The history nodes of the recording's session events and detections
+/// (sealed, or plain as logged before sealing).
 fn sealed_payloads(history: &Value) -> Vec<Value> {
     history["history"]["edges"]
         .as_array()
@@ -109,7 +110,12 @@ fn sealed_payloads(history: &Value) -> Vec<Value> {
         .filter(|n| {
             matches!(
                 n["type"].as_str(),
-                Some("SessionEventSealed" | "EventDetectedSealed")
+                Some(
+                    "SessionEventSealed"
+                        | "EventDetectedSealed"
+                        | "SessionEventRecorded"
+                        | "EventDetected"
+                )
             )
         })
         .collect()
