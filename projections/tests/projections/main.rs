@@ -12,3 +12,4 @@ mod fixtures;
 mod gen;
 mod models;
 mod props;
+mod sealed;
