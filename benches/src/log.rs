@@ -220,7 +220,8 @@ async fn session_append_rate(sealed: bool, measure: Duration) -> Result<f64, Log
                     batch.push(NewEvent::new(actor(), event));
                     n += 1;
                 }
-                let _ = log.append(&stream, ExpectedVersion::Any, batch)
+                let _ = log
+                    .append(&stream, ExpectedVersion::Any, batch)
                     .await
                     .map_err(|e| LogError::Corrupt(e.to_string()))?;
                 done.fetch_add(SESSION_BATCH, Ordering::Relaxed);

@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use srs_domain::seal::{self, KeyRing};
 use srs_domain::actor::Actor;
 use srs_domain::log::{
     EventStore, ExpectedVersion, LogError, NewEvent, SledEventStore, StoreOptions, LOG_TREE,
@@ -16,6 +15,7 @@ use srs_domain::model::{
     Deployment, DomainEvent, RecordingAction, RecordingMode, SessionEvent, SessionEventData,
     SessionEventType,
 };
+use srs_domain::seal::{self, KeyRing};
 use uuid::Uuid;
 
 use crate::Figure;

@@ -516,7 +516,12 @@ pub fn seal_event(keys: &KeyRing, event: DomainEvent) -> Result<DomainEvent, Sea
                 event_type: event.event_type,
                 offset_ms: event.offset_ms,
                 facts,
-                data: keys.seal(recording_id, event.event_id, Field::SessionEventData, &plain)?,
+                data: keys.seal(
+                    recording_id,
+                    event.event_id,
+                    Field::SessionEventData,
+                    &plain,
+                )?,
             }
         }
         DomainEvent::EventDetected {
@@ -637,8 +642,14 @@ pub fn session_event(
             let data = if deleted {
                 None
             } else {
-                opened(keys, *recording_id, *event_id, Field::SessionEventData, data)
-                    .and_then(|plain| crate::log::decode_payload::<SessionEventData>(0, &plain).ok())
+                opened(
+                    keys,
+                    *recording_id,
+                    *event_id,
+                    Field::SessionEventData,
+                    data,
+                )
+                .and_then(|plain| crate::log::decode_payload::<SessionEventData>(0, &plain).ok())
             };
             Some((
                 *recording_id,
@@ -907,7 +918,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let reader = KeyRing::read_only(dir.path());
         assert!(reader.has_key(rec));

@@ -258,7 +258,9 @@ pub fn replay(
     format: Format,
     out: &mut impl Write,
 ) -> Result<u64, ReplayError> {
-    replay_lines(store, filter, format, out, |raw| EventLine::from_raw(raw, false))
+    replay_lines(store, filter, format, out, |raw| {
+        EventLine::from_raw(raw, false)
+    })
 }
 
 fn replay_lines(

@@ -7,11 +7,11 @@ use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use srs_domain::log::{Envelope, EventStore};
-use srs_domain::seal::{self, KeyRing};
 use srs_domain::model::{
     self as dm, Action, DataPoints as DomainDataPoints, DomainEvent, Principal as DomainPrincipal,
     Target,
 };
+use srs_domain::seal::{self, KeyRing};
 use srs_projections::models::access::PermissionRow;
 use srs_projections::models::audit::AuditRow;
 use srs_projections::models::catalogue::RecordingRow;

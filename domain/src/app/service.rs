@@ -445,9 +445,7 @@ impl Service {
     /// is refused as deleted, never given a new key.
     fn seal_all(&self, events: &[DomainEvent]) -> Result<Vec<DomainEvent>, AppError> {
         let failed = |error: SealError| match error {
-            SealError::NoKey(_) => {
-                AppError::Recording(RecordingError::NotLive(Lifecycle::Deleted))
-            }
+            SealError::NoKey(_) => AppError::Recording(RecordingError::NotLive(Lifecycle::Deleted)),
             SealError::Io { .. } if error.is_unavailable() => {
                 AppError::Log(crate::log::LogError::Unavailable {
                     reason: error.to_string(),

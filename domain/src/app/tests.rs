@@ -1364,7 +1364,11 @@ async fn session_events_and_detections_are_stored_sealed_under_the_recording_key
         .collect();
     assert_eq!(shown, batch);
     // The aggregate folds the sealed events as it folded plain ones.
-    let fresh = Service::new(w.spy.clone(), Arc::new(w.clock.clone()), w.permissions.clone());
+    let fresh = Service::new(
+        w.spy.clone(),
+        Arc::new(w.clock.clone()),
+        w.permissions.clone(),
+    );
     let state = fresh.load::<Recording>(recording).await.unwrap().state;
     assert_eq!(state.data_points.event_count, 2);
     assert!(state.data_points.applications.contains("cmd.exe"));

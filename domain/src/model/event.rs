@@ -31,9 +31,9 @@ use super::recording::{CommentSeverity, PlaybackKind};
 use super::retention::RetentionPolicy;
 use super::server::{Deployment, InstallOptions, InstallStatus, InstallStep, ServerSettings};
 use super::session_event::{PlainFacts, SessionEvent, SessionEventType};
-use crate::seal::Sealed;
 use super::token::Role;
 use crate::log::Event;
+use crate::seal::Sealed;
 use crate::time::Timestamp;
 
 /// Every fact srs records. See the module docs before adding one.

@@ -468,6 +468,25 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 )?;
                 w.put_value(response_key(*response_id), &row)
             }
+            E::RecordingDeleted { recording_id, .. } => {
+                // Detections logged before subjects were sealed keep a plain
+                // subject in their row: dropped in the deletion's commit.
+                // (Sealed subjects are shredded with the key.)
+                let prefix = Key::new(b"i/")
+                    .u8(b'r')
+                    .str(&recording_id.to_string())
+                    .build();
+                for (key, _) in w.scan_prefix(&prefix)? {
+                    let Some(position) = codec::u64_from_desc_key(&key[prefix.len()..]) else {
+                        continue;
+                    };
+                    let row = Key::new(b"d/").u64_desc(position).build();
+                    w.update_value(&row, |row: &mut DetectionRow| {
+                        Ok(row.subject.take().is_some())
+                    })?;
+                }
+                Ok(())
+            }
             E::ResponseDelivered {
                 response_id,
                 outcome,

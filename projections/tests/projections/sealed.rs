@@ -14,7 +14,13 @@ const MARKER: &str = "marker-5eal-1d";
 /// A recording whose events carry the marker: a started application, a
 /// URL, a window title and a detection subject; then its deletion.
 fn history(rec: &Rec) -> Vec<DomainEvent> {
-    let mut detected = rec.detected(3, SessionEventType::WebBrowsing, Severity::High, "web", 3_000);
+    let mut detected = rec.detected(
+        3,
+        SessionEventType::WebBrowsing,
+        Severity::High,
+        "web",
+        3_000,
+    );
     if let DomainEvent::EventDetected { subject, .. } = &mut detected {
         *subject = Some(format!("{MARKER}.example.com"));
     }
@@ -118,12 +124,21 @@ fn read_models_fold_sealed_events_and_hold_no_plain_copy() {
     let rebuilt = Folded::given(log);
     assert_eq!(holding(&rebuilt, MARKER), Vec::<String>::new());
     assert_eq!(
-        rebuilt.catalogue().get(rec.id).unwrap().unwrap().points.event_count,
+        rebuilt
+            .catalogue()
+            .get(rec.id)
+            .unwrap()
+            .unwrap()
+            .points
+            .event_count,
         3
     );
 
     // The scan does find plain text where a read model keeps it: the same
     // history logged plain (before sealing) leaves the detection subject.
-    let plain = Folded::given(history(&rec));
+    let mut plain = Folded::given(history(&rec));
     assert_ne!(holding(&plain, MARKER), Vec::<String>::new());
+    // Its deletion drops that plain copy in the same commit.
+    plain.apply(admin(), [rec.deleted()]);
+    assert_eq!(holding(&plain, MARKER), Vec::<String>::new());
 }

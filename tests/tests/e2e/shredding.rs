@@ -36,8 +36,7 @@ fn holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
     files(dir)
         .into_iter()
         .filter(|file| {
-            std::fs::read(file)
-                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            std::fs::read(file).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
         })
         .collect()
 }
@@ -49,7 +48,8 @@ const RECORDING: &str = "query($id: ID!) { recording(id: $id) {
   dataPoints { eventCount applications idleMs }
 } }";
 
-const DETECTIONS: &str = "query($id: ID!) { detectedEvents(filter: {recordingId: $id}, first: 100) {
+const DETECTIONS: &str =
+    "query($id: ID!) { detectedEvents(filter: {recordingId: $id}, first: 100) {
   edges { node { id type subject shredded recordingId } } } }";
 
 const HISTORY: &str = "query($id: ID!) { history(filter: {recordingId: $id}, first: 500) {
@@ -76,9 +76,7 @@ fn cli_outputs(data: &Path, id: &str, export_to: &Path) -> String {
     all.push_str(&replayed);
     let stream = format!("recording-{id}");
     let (code, state, err) = run_srs(
-        &[
-            "state", "--data", data_arg, "--as-of", "999999999", &stream,
-        ],
+        &["state", "--data", data_arg, "--as-of", "999999999", &stream],
         &[],
     );
     assert_eq!(code, Some(0), "state: {err}");
@@ -176,16 +174,25 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
             ),
         ];
         let recorded = agent
-            .data(RECORD_EVENTS, json!({ "recordingId": id, "events": events }))
+            .data(
+                RECORD_EVENTS,
+                json!({ "recordingId": id, "events": events }),
+            )
             .await;
-        assert_eq!(recorded["recordSessionEvents"]["detections"], 1, "{recorded}");
+        assert_eq!(
+            recorded["recordSessionEvents"]["detections"], 1,
+            "{recorded}"
+        );
         let cast = format!(
             "{{\"version\": 2, \"width\": 80, \"height\": 24}}\n[0.5, \"o\", \"$ cat {marker}.txt\\r\\n\"]\n[0.75, \"o\", \"the {marker} contents\\r\\n\"]\n"
         );
         let uploaded = http
             .put(srs.url(&format!("/recordings/{id}/asciicast")))
             .bearer_auth(&agent_token)
-            .header("x-content-sha256", hex::encode(Sha256::digest(cast.as_bytes())))
+            .header(
+                "x-content-sha256",
+                hex::encode(Sha256::digest(cast.as_bytes())),
+            )
             .body(cast.clone())
             .send()
             .await
@@ -230,7 +237,10 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
     assert_eq!(holding(&data, &gone_marker), Vec::<PathBuf>::new());
     assert_eq!(holding(&data, &kept_marker), Vec::<PathBuf>::new());
     let cli = cli_outputs(&data, &gone, &export_file);
-    assert!(cli.contains(&gone_marker), "offline replay opens with the keys");
+    assert!(
+        cli.contains(&gone_marker),
+        "offline replay opens with the keys"
+    );
     let exported = std::fs::read_to_string(&export_file).unwrap();
     assert!(
         !exported.contains(&gone_marker),
@@ -279,7 +289,10 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
         );
         // The kept recording still reads in full.
         let text = answers(&admin, &kept).await;
-        assert!(text.matches(kept_marker.as_str()).count() >= 5, "{round}: {text}");
+        assert!(
+            text.matches(kept_marker.as_str()).count() >= 5,
+            "{round}: {text}"
+        );
         assert!(!text.contains("[shredded]"), "{round}: {text}");
         assert!(srs.stop().success());
 
@@ -297,10 +310,8 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
 
         // (d) a rebuild of every read model from the log, then all again.
         if round == "after the deletion" {
-            let (code, out, err) = run_srs(
-                &["rebuild", "--data", data.to_str().unwrap(), "--all"],
-                &[],
-            );
+            let (code, out, err) =
+                run_srs(&["rebuild", "--data", data.to_str().unwrap(), "--all"], &[]);
             assert_eq!(code, Some(0), "rebuild: {out} {err}");
         }
         srs = Srs::start(&data).await;
