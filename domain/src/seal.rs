@@ -14,7 +14,9 @@
 //! A key is created when the recording starts (`startRecording`, before its
 //! `RecordingStarted` is appended), written to a temporary file (0600),
 //! synced, renamed into place and its directory synced. Sealing afterwards
-//! only loads it. [`KeyRing::shred`] overwrites the file with zeros, syncs
+//! only loads it (a recording started by an earlier version, which made
+//! keys with the first content chunk only, gets its key with its first
+//! sealed event, while the aggregate still has it live). [`KeyRing::shred`] overwrites the file with zeros, syncs
 //! it, unlinks it and syncs the directory; a zeroed file left by an
 //! interrupted shredding counts as no key. A recording shredded by this
 //! ring never gets a key again from it ([`KeyRing::create`] refuses), so a
@@ -129,6 +131,9 @@ pub enum SealError {
     Corrupt(Uuid),
     #[error("sealing failed: {0}")]
     Encode(String),
+    /// A ring opened with [`KeyRing::read_only`] neither creates nor shreds.
+    #[error("this key ring is read-only")]
+    ReadOnly,
 }
 
 impl SealError {
@@ -314,7 +319,7 @@ impl KeyRing {
             }
             Backing::Dir { dir, writable } => {
                 if !writable {
-                    return Err(SealError::Encode("this key ring is read-only".into()));
+                    return Err(SealError::ReadOnly);
                 }
                 write_durably(&Self::key_path(dir, recording_id), key.as_ref())?;
             }
@@ -336,7 +341,7 @@ impl KeyRing {
             }
             Backing::Dir { dir, writable } => {
                 if !writable {
-                    return Err(SealError::Encode("this key ring is read-only".into()));
+                    return Err(SealError::ReadOnly);
                 }
                 let path = Self::key_path(dir, recording_id);
                 match OpenOptions::new().write(true).open(&path) {
@@ -753,12 +758,8 @@ pub fn shown_payload(keys: &KeyRing, event: &DomainEvent, deleted: bool) -> serd
             }
         }
         DomainEvent::EventDetected {
-            recording_id,
-            detection_id,
-            subject: Some(subject),
-            ..
+            subject: Some(_), ..
         } if deleted => {
-            let _ = (recording_id, detection_id, subject);
             if let Some(f) = fields(&mut json) {
                 f.insert("subject".into(), shredded());
             }
