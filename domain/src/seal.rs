@@ -203,7 +203,9 @@ impl Cache {
 pub struct KeyRing {
     backing: Backing,
     cache: Mutex<Cache>,
-    /// Recordings this ring shredded: never given a key again.
+    /// Recordings this ring shredded: never given a key again, nor a
+    /// destroyed key cached again (16 bytes per deletion since the start).
+    /// Lock order: `shredded`, then `cache`.
     shredded: Mutex<HashSet<Uuid>>,
 }
 
@@ -291,7 +293,15 @@ impl KeyRing {
             return Ok(cached.clone());
         }
         let key = self.read_key(recording_id)?;
+        // A shredding may have run since the file was read: the key it
+        // destroyed must not enter the cache after its eviction. Checked
+        // and cached under the lock shredding takes first.
+        let shredded = lock(&self.shredded);
+        if shredded.contains(&recording_id) {
+            return Ok(None);
+        }
         lock(&self.cache).put(recording_id, key.clone());
+        drop(shredded);
         Ok(key)
     }
 
@@ -308,7 +318,13 @@ impl KeyRing {
         if shredded.contains(&recording_id) {
             return Err(SealError::NoKey(recording_id));
         }
-        if let Some(key) = self.key(recording_id)? {
+        let cached = lock(&self.cache).keys.get(&recording_id).cloned();
+        let existing = match cached {
+            Some(cached) => cached,
+            None => self.read_key(recording_id)?,
+        };
+        if let Some(key) = existing {
+            lock(&self.cache).put(recording_id, Some(key.clone()));
             return Ok(key);
         }
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
@@ -878,10 +894,16 @@ mod tests {
         let shown = session_event(&keys, &stored, false).unwrap().2;
         assert_eq!(shown.into_plain(), Some(event.clone()));
         let key_file = dir.path().join(format!("{rec}.key"));
-        assert!(key_file.exists());
+        let key_bytes = fs::read(&key_file).unwrap();
         keys.shred(rec).unwrap();
         keys.shred(rec).unwrap();
         assert!(!key_file.exists());
+        // A key read just before the shredding (put back here by hand)
+        // never enters this ring's cache again.
+        fs::write(&key_file, &key_bytes).unwrap();
+        assert!(!keys.has_key(rec));
+        assert!(KeyRing::open_dir(dir.path()).unwrap().has_key(rec));
+        fs::remove_file(&key_file).unwrap();
         assert_eq!(
             session_event(&keys, &stored, false).unwrap().2.data,
             Revealed::Shredded
