@@ -6,6 +6,7 @@
 //! directory holds it, while `srs verify` still passes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -147,6 +148,16 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
     let agent = Client::new(&srs, Some(&agent_token));
     let http = reqwest::Client::new();
 
+    // Live alerts open the sealed subject for who watches.
+    let mut alerts = admin
+        .subscribe(
+            "subscription($site: ID) { detections(siteId: $site) { subject shredded recordingId } }",
+            json!({ "site": site }),
+        )
+        .await;
+    assert_eq!(alerts.ack["type"], "connection_ack", "{}", alerts.ack);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // Two sessions, each with its own marker everywhere a session puts
     // text: one is deleted, the other kept (its data must stay readable).
     let mut sessions = Vec::new();
@@ -208,6 +219,27 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
     }
     let (gone, gone_marker) = sessions[0].clone();
     let (kept, kept_marker) = sessions[1].clone();
+    let alert = alerts.next_data(Duration::from_secs(15)).await;
+    assert_eq!(alert["detections"]["recordingId"], gone.as_str());
+    assert_eq!(alert["detections"]["shredded"], false);
+    assert_eq!(
+        alert["detections"]["subject"],
+        format!("Kingston {gone_marker}").as_str()
+    );
+    alerts.close().await;
+    // A live playback's feed, caught up from the start, opens the events.
+    let mut feed = admin
+        .subscribe(
+            "subscription($id: ID!) { recordingEvents(recordingId: $id, fromPosition: 1) { type data shredded } }",
+            json!({ "id": gone }),
+        )
+        .await;
+    let mut fed = String::new();
+    for _ in 0..5 {
+        fed.push_str(&feed.next_data(Duration::from_secs(15)).await.to_string());
+    }
+    feed.close().await;
+    assert!(fed.matches(gone_marker.as_str()).count() >= 4, "{fed}");
 
     // ---- before: readable through the API and `srs replay --url` ------------
     for (id, marker) in &sessions {
@@ -287,6 +319,29 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
                 .all(|n| n["payload"].to_string().contains("[shredded]")),
             "{round}: {history}"
         );
+        // The `log` subscription, caught up from the start, shows it shredded.
+        let head = admin.data("{ projections { head } }", json!({})).await["projections"][0]
+            ["head"]
+            .as_u64()
+            .unwrap();
+        let mut tail = admin
+            .subscribe(
+                "subscription { log(fromPosition: 1) { position type payload } }",
+                json!({}),
+            )
+            .await;
+        let mut tailed = String::new();
+        loop {
+            let next = tail.next_data(Duration::from_secs(15)).await;
+            tailed.push_str(&next.to_string());
+            if next["log"]["position"].as_u64() >= Some(head) {
+                break;
+            }
+        }
+        tail.close().await;
+        assert!(!tailed.contains(&gone_marker), "{round}: {tailed}");
+        assert!(tailed.contains("[shredded]"), "{round}");
+        assert!(tailed.contains(&kept_marker), "{round}: the kept one opens");
         // The kept recording still reads in full.
         let text = answers(&admin, &kept).await;
         assert!(
