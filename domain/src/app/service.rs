@@ -469,9 +469,14 @@ impl Service {
     }
 
     /// Creates the recording's key (the start of a recording, before its
-    /// `RecordingStarted` is appended).
-    pub(super) fn create_key(&self, recording_id: uuid::Uuid) -> Result<(), AppError> {
-        self.keys.create(recording_id).map(drop).map_err(|error| {
+    /// `RecordingStarted` is appended); the file writes and syncs run on
+    /// the blocking pool.
+    pub(super) async fn create_key(&self, recording_id: uuid::Uuid) -> Result<(), AppError> {
+        let keys = self.keys.clone();
+        let created = tokio::task::spawn_blocking(move || keys.create(recording_id).map(drop))
+            .await
+            .map_err(|join| AppError::Internal(join.to_string()))?;
+        created.map_err(|error| {
             if error.is_unavailable() {
                 AppError::Log(crate::log::LogError::Unavailable {
                     reason: error.to_string(),

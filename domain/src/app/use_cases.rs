@@ -1014,7 +1014,7 @@ impl Service {
         if decision.records() {
             // The key every session event of it is sealed under: created
             // before the recording exists, so sealing only ever loads it.
-            self.create_key(recording_id)?;
+            self.create_key(recording_id).await?;
         }
         match self
             .execute::<Recording>(recording_id, command, &by.actor(), None)
