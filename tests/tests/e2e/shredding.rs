@@ -342,6 +342,22 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
         assert!(!tailed.contains(&gone_marker), "{round}: {tailed}");
         assert!(tailed.contains("[shredded]"), "{round}");
         assert!(tailed.contains(&kept_marker), "{round}: the kept one opens");
+        // `srs replay` through the server says the same.
+        let (code, online, err) = run_srs(
+            &[
+                "replay",
+                "--url",
+                &srs.url(""),
+                "--token",
+                &srs.admin_token(),
+                "--stream",
+                &format!("recording-{gone}"),
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(!online.contains(&gone_marker), "{round}: {online}");
+        assert!(online.contains("[shredded]"), "{round}: {online}");
         // The kept recording still reads in full.
         let text = answers(&admin, &kept).await;
         assert!(
