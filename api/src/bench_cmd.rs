@@ -5,7 +5,7 @@
 /// The benchmark groups of `srs bench`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchKind {
-    /// Durable appends (1, 8, 64 writers) and the full scan.
+    /// Durable appends (1, 8, 64 writers), session events sealed vs plain, and the full scan.
     Log,
     /// Rebuilding every read model from a generated history.
     Rebuild,

@@ -223,7 +223,10 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
-    match srs_replay::replay(&data.store, &filter, format, &mut out) {
+    // The keys of the directory given (not of a private read-only copy:
+    // key files are read in place, never copied).
+    let keys = srs_domain::seal::KeyRing::read_only(&args.source.data);
+    match srs_replay::replay_shown(&data.store, &keys, &filter, format, &mut out) {
         Ok(n) => {
             eprintln!("srs: {n} events{}", peak_note());
             Ok(ExitCode::SUCCESS)

@@ -233,18 +233,19 @@ impl Server {
             denial_facts_per_minute: options.limits.denial_facts_per_minute,
             ..ServiceConfig::default()
         };
-        let service = Arc::new(Service::with_config(
-            shared.clone(),
-            clock.clone(),
-            permissions,
-            config,
-        ));
-        migrate(&service).await?;
-        let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        // One key ring for the data directory: the content store seals
+        // chunks and the service seals session events under the same
+        // recording keys, and a shredding evicts the one cache.
         let content = Arc::new(
             ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
         );
+        let service = Arc::new(
+            Service::with_config(shared.clone(), clock.clone(), permissions, config)
+                .with_keys(content.keys().clone()),
+        );
+        migrate(&service).await?;
+        let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let content_effects = ContentEffects::start(
             shared,
             content.clone(),

@@ -291,13 +291,14 @@ pub async fn load_history(data: &Path, recordings: u64) -> Result<History, Graph
         events += 1;
     }
     let mut in_flight = JoinSet::new();
+    let keys = srs_domain::seal::KeyRing::in_memory();
     for n in 0..recordings {
         if in_flight.len() >= LOAD_CONCURRENCY {
             if let Some(done) = in_flight.join_next().await {
                 events += append_result(done)?;
             }
         }
-        let batch: Vec<_> = recording(n, recordings, now)
+        let batch: Vec<_> = crate::rebuild::sealed(&keys, recording(n, recordings, now))?
             .into_iter()
             .map(|e| NewEvent::new(actor.clone(), e))
             .collect();

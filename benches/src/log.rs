@@ -1,7 +1,12 @@
 //! The log's figures: durable append throughput with 1, 8 and 64
 //! concurrent single-event writers against raw sled batches of 1000 values
 //! plus a flush (same value size), and the full-scan read rate (decoded
-//! envelopes) against a raw sled iteration of the same tree.
+//! envelopes) against a raw sled iteration of the same tree; and what
+//! sealing costs the ingest path: session events appended as the service
+//! does (batches of 50 per request, 8 agents, each on its own recording)
+//! stored plain against the same events sealed under their recording's
+//! key first (`srs_domain::seal`, keys on disk as `srs serve` keeps them,
+//! created before the clock starts as `startRecording` does).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +17,9 @@ use srs_domain::actor::Actor;
 use srs_domain::log::{
     Event, EventStore, ExpectedVersion, LogError, NewEvent, SledEventStore, StoreOptions, LOG_TREE,
 };
+
+use srs_domain::model::{DomainEvent, SessionEvent, SessionEventData, SessionEventType};
+use srs_domain::seal::{self, KeyRing};
 
 use crate::resources::dir_size;
 use crate::Figure;
@@ -94,6 +102,13 @@ pub async fn run(options: &LogBenchOptions) -> Result<Vec<Figure>, LogError> {
             .against("sled_batch64_flush", ceiling_64),
     );
 
+    let plain = session_append_rate(false, measure).await?;
+    let sealed = session_append_rate(true, measure).await?;
+    figures.push(
+        Figure::new("log", "session_events_sealed", sealed, "events/s")
+            .against("session_events_plain", plain),
+    );
+
     let (scan, raw_scan, bytes_per_event) = scan_rates(options.scan_events).await?;
     figures.push(Figure::new("log", "scan", scan, "events/s").against("sled_iter", raw_scan));
     figures.push(Figure::new(
@@ -143,6 +158,82 @@ async fn append_rate(writers: u64, measure: Duration) -> Result<(f64, usize), Lo
         .map(|v| v.len())
         .unwrap_or(256);
     Ok((done.load(Ordering::Relaxed) as f64 / elapsed, record_len))
+}
+
+/// Agents recording session events at once in [`session_append_rate`].
+const SESSION_WRITERS: u64 = 8;
+/// Session events per append (`srs simulate`'s default batch).
+const SESSION_BATCH: u64 = 50;
+
+/// A WEB_BROWSING session event of recording `recording`.
+fn session_event(recording: uuid::Uuid, n: u64) -> DomainEvent {
+    DomainEvent::SessionEventRecorded {
+        recording_id: recording,
+        site_id: uuid::Uuid::from_u128(7),
+        event: SessionEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: SessionEventType::WebBrowsing,
+            offset_ms: n * 250,
+            data: SessionEventData::Web {
+                url: format!("https://intranet.example.com/page/{n}?q=quarterly+report"),
+                browser: Some("msedge.exe".into()),
+                title: Some(format!("Quarterly report {n} - Intranet")),
+            },
+        },
+    }
+}
+
+/// Durable appends of [`SESSION_BATCH`] session events from
+/// [`SESSION_WRITERS`] concurrent agents for `measure`, each event sealed
+/// first when `sealed`; events/s.
+async fn session_append_rate(sealed: bool, measure: Duration) -> Result<f64, LogError> {
+    let dir = tempfile::tempdir().map_err(io)?;
+    let log = SledEventStore::<DomainEvent>::open(&dir.path().join("db"), StoreOptions::default())?;
+    let keys = Arc::new(
+        KeyRing::open_dir(&KeyRing::dir_of(dir.path()))
+            .map_err(|e| LogError::Corrupt(e.to_string()))?,
+    );
+    let mut recordings = Vec::new();
+    for _ in 0..SESSION_WRITERS {
+        let recording = uuid::Uuid::now_v7();
+        keys.create(recording)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        recordings.push(recording);
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    let deadline = start + measure;
+    for recording in recordings {
+        let (log, keys, done) = (log.clone(), keys.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("recording-{recording}");
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let mut batch = Vec::with_capacity(SESSION_BATCH as usize);
+                for _ in 0..SESSION_BATCH {
+                    let mut event = session_event(recording, n);
+                    if sealed {
+                        event = seal::seal_event(&keys, event)
+                            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+                    }
+                    batch.push(NewEvent::new(actor(), event));
+                    n += 1;
+                }
+                let _ = log
+                    .append(&stream, ExpectedVersion::Any, batch)
+                    .await
+                    .map_err(|e| LogError::Corrupt(e.to_string()))?;
+                done.fetch_add(SESSION_BATCH, Ordering::Relaxed);
+            }
+            Ok::<_, LogError>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| LogError::Corrupt(format!("writer task failed: {e}")))??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Raw sled: batches of `per_batch` values of `value_len` bytes, each

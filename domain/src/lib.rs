@@ -7,6 +7,8 @@
 //! - [`model`]: every aggregate as pure `decide` / `evolve` code; no I/O.
 //! - [`app`]: loads an aggregate from the log, decides, appends with the
 //!   expected version.
+//! - [`seal`]: the recordings' keys ([`seal::KeyRing`]) and what is sealed
+//!   under them (crypto-shredding).
 //! - [`time`]: [`time::Timestamp`] and the injected [`time::Clock`].
 //! - [`actor`]: [`actor::Actor`], who caused an event.
 //!
@@ -20,4 +22,5 @@ pub mod actor;
 pub mod app;
 pub mod log;
 pub mod model;
+pub mod seal;
 pub mod time;

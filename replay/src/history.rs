@@ -5,9 +5,19 @@
 //! actor) before decoding a payload, and writes each kept event before it
 //! reads the next batch: its memory does not grow with the log.
 //!
+//! # Sealed data
+//!
+//! What a session recorded is sealed under its recording's key
+//! (`srs_domain::seal`). [`replay_shown`] shows it opened with the data
+//! directory's keys, and `"[shredded]"` in its place once the recording is
+//! deleted (its key destroyed; a legacy plain event of a deleted recording
+//! is hidden the same way). [`EventLine::from_raw`] keeps the stored form
+//! (ciphertext): export files carry that and never a plain copy.
+//!
 //! Times: `since` is inclusive, `until` exclusive (the same as the GraphQL
 //! `history` filter's `from` / `to`), compared with `recorded_at`.
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +25,7 @@ use serde_json::Value;
 use srs_domain::actor::Actor;
 use srs_domain::log::{decode_payload, Hash, LogError, RawRecord, SledEventStore};
 use srs_domain::model::DomainEvent;
+use srs_domain::seal::{self, KeyRing};
 use srs_domain::time::Timestamp;
 use uuid::Uuid;
 
@@ -108,6 +119,25 @@ impl EventLine {
         })
     }
 
+    /// The line of a stored record as readers see it: what is sealed
+    /// opened under `keys`, or shown as shredded when its recording is in
+    /// `deleted` or its key is gone.
+    pub fn shown(
+        raw: RawRecord,
+        keys: &KeyRing,
+        deleted: &HashSet<Uuid>,
+    ) -> Result<Self, ReplayError> {
+        let payload: DomainEvent =
+            decode_payload(raw.position, &raw.payload).map_err(LogError::from)?;
+        let gone = payload
+            .recording_id()
+            .is_some_and(|id| deleted.contains(&id));
+        let shown = seal::shown_payload(keys, &payload, gone);
+        let mut line = EventLine::from_raw(raw, false)?;
+        line.payload = shown;
+        Ok(line)
+    }
+
     /// The stored record this line describes. Needs `payload_bincode`, and
     /// checks that the JSON payload says the same as the stored bytes (so
     /// an edit of the readable part is caught, not silently ignored).
@@ -176,13 +206,69 @@ pub(crate) fn parse_hash(text: &str) -> Option<Hash> {
     Some(Hash(bytes.try_into().ok()?))
 }
 
+/// The recordings the log has a `RecordingDeleted` for (one pass over the
+/// raw records; only those events are decoded).
+pub fn deleted_recordings(
+    store: &SledEventStore<DomainEvent>,
+) -> Result<HashSet<Uuid>, ReplayError> {
+    let mut deleted = HashSet::new();
+    let mut next = 1;
+    loop {
+        let batch = store.read_raw(next, READ_BATCH)?;
+        let Some(last) = batch.last().map(|r| r.position) else {
+            break;
+        };
+        next = last + 1;
+        for raw in batch {
+            if raw.event_type != "RecordingDeleted" {
+                continue;
+            }
+            let event: DomainEvent =
+                decode_payload(raw.position, &raw.payload).map_err(LogError::from)?;
+            if let Some(id) = event.recording_id() {
+                deleted.insert(id);
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// [`replay`] showing what is sealed: opened under `keys` (the data
+/// directory's, `KeyRing::read_only`), shredded for deleted recordings.
+pub fn replay_shown(
+    store: &SledEventStore<DomainEvent>,
+    keys: &KeyRing,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<u64, ReplayError> {
+    let deleted = deleted_recordings(store)?;
+    replay_lines(store, filter, format, out, |raw| {
+        EventLine::shown(raw, keys, &deleted)
+    })
+}
+
 /// Writes the events that pass `filter`, in log order, to `out`; returns
 /// how many were written. Stops at the durable head as it was when called.
+/// Payloads are shown as stored (sealed parts as ciphertext; see
+/// [`replay_shown`]).
 pub fn replay(
     store: &SledEventStore<DomainEvent>,
     filter: &Filter,
     format: Format,
     out: &mut impl Write,
+) -> Result<u64, ReplayError> {
+    replay_lines(store, filter, format, out, |raw| {
+        EventLine::from_raw(raw, false)
+    })
+}
+
+fn replay_lines(
+    store: &SledEventStore<DomainEvent>,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+    line_of: impl Fn(RawRecord) -> Result<EventLine, ReplayError>,
 ) -> Result<u64, ReplayError> {
     let mut written = 0u64;
     if format == Format::Table {
@@ -202,7 +288,7 @@ pub fn replay(
             if !filter.admits(&raw) {
                 continue;
             }
-            let line = EventLine::from_raw(raw, false)?;
+            let line = line_of(raw)?;
             match format {
                 Format::Jsonl => {
                     serde_json::to_writer(&mut *out, &line)?;

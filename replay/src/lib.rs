@@ -42,7 +42,9 @@ pub use export::{
     check_export, export, export_up_to, import, record_export, ExportSummary, ImportSummary,
     FORMAT_NAME, FORMAT_VERSION,
 };
-pub use history::{replay, table_header, EventLine, Filter, Format};
+pub use history::{
+    deleted_recordings, replay, replay_shown, table_header, EventLine, Filter, Format,
+};
 pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};
 pub use state::{aggregate_state, projection_state, AsOf, PROJECTION_STATES};
 

@@ -34,6 +34,8 @@ mod permissions;
 mod refusals;
 #[path = "e2e/replay.rs"]
 mod replay;
+#[path = "e2e/shredding.rs"]
+mod shredding;
 #[path = "e2e/simulate.rs"]
 mod simulate;
 #[path = "e2e/storage.rs"]

@@ -12,7 +12,7 @@
 //! # On disk
 //!
 //! ```text
-//! <data>/content/keys/<recording>.key               32 random bytes, mode 0600
+//! <data>/content/keys/<recording>.key               32 random bytes, mode 0600 (`srs_domain::seal`)
 //! <data>/content/live/<recording>/<seq>.chunk       "SRC1" | nonce | ChaCha20-Poly1305(chunk)
 //! <data>/content/archive/<recording>/<seq>.chunk    the same, once archived
 //! ```
@@ -36,20 +36,25 @@
 //!
 //! # What deletion guarantees
 //!
-//! `RecordingDeleted` destroys the recording's key: the key file is
-//! overwritten with zeros, synced, unlinked and its directory synced; then
-//! the chunk files are removed. The delete mutation and the retention run
-//! answer only after that is done. Keys never enter the log nor sled (sled
-//! keeps superseded values in its segment files until it compacts them, so
-//! a key kept there could outlive its deletion in a copy of the data
-//! directory); they live only in their own key files. A copy of the data
-//! directory taken after the deletion therefore holds no key, and
-//! ciphertext kept from before cannot be opened. What this cannot promise:
-//! that the storage device itself keeps no old blocks (copy-on-write file
-//! systems, SSD wear levelling, backups taken before the deletion); a
-//! deployment that needs that puts the data directory on an encrypted
-//! volume whose key is managed outside srs. The log keeps every fact and
-//! `srs verify` still passes: nothing in it is rewritten.
+//! The keys are the recordings' keys of `srs_domain::seal::KeyRing`, one
+//! per recording for its content and for the session events and
+//! detection subjects sealed in the log (see that module). The server
+//! shares one ring between this store and the service, so a shredding
+//! evicts the one cache. `RecordingDeleted` destroys the recording's key:
+//! the key file is overwritten with zeros, synced, unlinked and its
+//! directory synced; then the chunk files are removed. The delete mutation
+//! and the retention run answer only after that is done. Keys never enter
+//! the log nor sled (sled keeps superseded values in its segment files
+//! until it compacts them, so a key kept there could outlive its deletion
+//! in a copy of the data directory); they live only in their own key
+//! files. A copy of the data directory taken after the deletion therefore
+//! holds no key, and ciphertext kept from before (chunks, sealed events)
+//! cannot be opened. What this cannot promise: that the storage device
+//! itself keeps no old blocks (copy-on-write file systems, SSD wear
+//! levelling, backups taken before the deletion); a deployment that needs
+//! that puts the data directory on an encrypted volume whose key is
+//! managed outside srs. The log keeps every fact and `srs verify` still
+//! passes: nothing in it is rewritten.
 
 mod asciicast;
 mod effects;

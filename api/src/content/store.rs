@@ -1,18 +1,20 @@
-//! [`ContentStore`]: encrypted chunk files and per-recording keys under
-//! `<data>/content/`. Blocking file I/O: async callers use
-//! `spawn_blocking`.
+//! [`ContentStore`]: encrypted chunk files under `<data>/content/`, sealed
+//! with the recordings' keys of its [`KeyRing`] (`srs_domain::seal`, which
+//! owns the key files and their shredding). Blocking file I/O: async
+//! callers use `spawn_blocking`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use srs_domain::seal::{KeyRing, RecordingKey, SealError};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
-use zeroize::{Zeroize, Zeroizing};
 
 /// The largest chunk accepted, in bytes (8 MiB).
 pub const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
@@ -21,7 +23,6 @@ pub const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 /// read older files.
 const MAGIC: &[u8; 4] = b"SRC1";
 const NONCE_LEN: usize = 12;
-const KEY_LEN: usize = 32;
 /// Per-recording locks, striped: two recordings rarely share one.
 const LOCK_STRIPES: usize = 64;
 
@@ -84,6 +85,17 @@ impl ContentError {
     }
 }
 
+fn key_error(error: SealError) -> ContentError {
+    match error {
+        SealError::Io { path, source } => ContentError::Io { path, source },
+        SealError::NoKey(id) => ContentError::NoKey(id),
+        other => ContentError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ContentError + '_ {
     move |source| ContentError::Io {
         path: path.to_owned(),
@@ -103,6 +115,7 @@ pub struct WrittenChunk {
 /// Encrypted content beside the log; see the module docs of `content`.
 pub struct ContentStore {
     root: PathBuf,
+    keys: Arc<KeyRing>,
     locks: Vec<Mutex<()>>,
 }
 
@@ -119,14 +132,22 @@ impl ContentStore {
     pub fn open(data: &Path) -> Result<Self, ContentError> {
         let root = data.join("content");
         // Mode 0700: the keys and the chunks are their owner's only.
-        for dir in [Area::Live.dir(), Area::Archive.dir(), "keys"] {
+        for dir in [Area::Live.dir(), Area::Archive.dir()] {
             let path = root.join(dir);
             srs_domain::log::create_private_dir(&path).map_err(io(&path))?;
         }
+        let keys = KeyRing::open_dir(&KeyRing::dir_of(data)).map_err(key_error)?;
         Ok(ContentStore {
             root,
+            keys: Arc::new(keys),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         })
+    }
+
+    /// The recordings' keys (shared with the service, which seals session
+    /// events under the same keys: one ring per data directory).
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
     }
 
     /// The root directory (`<data>/content`).
@@ -140,10 +161,6 @@ impl ContentStore {
         self.locks[stripe].lock().await
     }
 
-    fn key_path(&self, recording_id: Uuid) -> PathBuf {
-        self.root.join("keys").join(format!("{recording_id}.key"))
-    }
-
     fn recording_dir(&self, area: Area, recording_id: Uuid) -> PathBuf {
         self.root.join(area.dir()).join(recording_id.to_string())
     }
@@ -154,7 +171,7 @@ impl ContentStore {
 
     /// Whether the recording's key exists.
     pub fn has_key(&self, recording_id: Uuid) -> bool {
-        self.key_path(recording_id).exists()
+        self.keys.has_key(recording_id)
     }
 
     /// Where the recording's chunks are, if any were written.
@@ -164,35 +181,23 @@ impl ContentStore {
             .find(|&area| self.recording_dir(area, recording_id).is_dir())
     }
 
-    fn load_key(&self, recording_id: Uuid) -> Result<Zeroizing<[u8; KEY_LEN]>, ContentError> {
-        let path = self.key_path(recording_id);
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(ContentError::NoKey(recording_id))
-            }
-            Err(e) => return Err(io(&path)(e)),
-        };
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        file.read_exact(key.as_mut()).map_err(io(&path))?;
-        if key.iter().all(|&b| b == 0) {
-            // A shredding interrupted between overwrite and unlink.
-            return Err(ContentError::NoKey(recording_id));
-        }
-        Ok(key)
+    fn load_key(&self, recording_id: Uuid) -> Result<RecordingKey, ContentError> {
+        self.keys
+            .key(recording_id)
+            .map_err(key_error)?
+            .ok_or(ContentError::NoKey(recording_id))
     }
 
-    /// The recording's key, created (durably) on first use.
-    fn key_or_create(&self, recording_id: Uuid) -> Result<Zeroizing<[u8; KEY_LEN]>, ContentError> {
-        match self.load_key(recording_id) {
-            Err(ContentError::NoKey(_)) => {}
-            other => return other,
+    /// The recording's key; created for a recording that started before
+    /// keys were created at the start (the upload path checked that the
+    /// recording is not deleted, and the ring never gives a recording it
+    /// shredded a key again).
+    fn key_or_create(&self, recording_id: Uuid) -> Result<RecordingKey, ContentError> {
+        match self.keys.create(recording_id) {
+            Ok(key) => Ok(key),
+            Err(SealError::NoKey(id)) => Err(ContentError::NoKey(id)),
+            Err(e) => Err(key_error(e)),
         }
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        rand::rngs::OsRng.fill_bytes(key.as_mut());
-        let path = self.key_path(recording_id);
-        write_durably(&path, key.as_ref())?;
-        Ok(key)
     }
 
     /// Encrypts `plain` under the recording's key and writes it as chunk
@@ -344,24 +349,11 @@ impl ContentStore {
         sync_dir(&self.root.join(to.dir()))
     }
 
-    /// Crypto-shredding: overwrites the key file with zeros, syncs it,
-    /// unlinks it and syncs the directory; then removes the chunk files.
-    /// Idempotent.
+    /// Crypto-shredding: destroys the recording's key (the ring overwrites
+    /// the key file with zeros, syncs it, unlinks it and syncs the
+    /// directory); then removes the chunk files. Idempotent.
     pub fn shred(&self, recording_id: Uuid) -> Result<(), ContentError> {
-        let path = self.key_path(recording_id);
-        match OpenOptions::new().write(true).open(&path) {
-            Ok(mut file) => {
-                let mut zeros = [0u8; KEY_LEN];
-                file.write_all(&zeros).map_err(io(&path))?;
-                file.sync_all().map_err(io(&path))?;
-                zeros.zeroize();
-                drop(file);
-                fs::remove_file(&path).map_err(io(&path))?;
-                sync_dir(&self.root.join("keys"))?;
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path)(e)),
-        }
+        self.keys.shred(recording_id).map_err(key_error)?;
         for area in [Area::Live, Area::Archive] {
             let dir = self.recording_dir(area, recording_id);
             match fs::remove_dir_all(&dir) {
@@ -550,7 +542,7 @@ mod tests {
         let (dir, store) = store();
         let id = Uuid::now_v7();
         let written = store.write_chunk(id, 0, b"secret session").unwrap();
-        let key = fs::read(store.key_path(id)).unwrap();
+        let key = fs::read(KeyRing::dir_of(dir.path()).join(format!("{id}.key"))).unwrap();
         let chunk = fs::read(
             store
                 .recording_dir(Area::Live, id)
@@ -572,12 +564,12 @@ mod tests {
                 stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
             } else {
                 let bytes = fs::read(&path).unwrap();
-                assert!(!bytes.windows(KEY_LEN).any(|w| w == key.as_slice()));
+                assert!(!bytes.windows(key.len()).any(|w| w == key.as_slice()));
                 assert!(!bytes.windows(chunk.len()).any(|w| w == chunk.as_slice()));
             }
         }
         // Even the ciphertext kept aside does not open without the key.
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(&[0u8; KEY_LEN]));
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(&[0u8; 32]));
         let (nonce, sealed) = chunk[MAGIC.len()..].split_at(NONCE_LEN);
         assert!(cipher
             .decrypt(

@@ -379,8 +379,9 @@ impl QueryRoot {
         'pages: loop {
             let page = detections.search(&filter, Some(limit), cursor.as_deref())?;
             for (item_cursor, row) in &page.items {
-                let visible = catalogue
-                    .get(row.recording_id)?
+                let recording = catalogue.get(row.recording_id)?;
+                let deleted = recording.as_ref().is_some_and(|r| r.deleted());
+                let visible = recording
                     .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
                 cursor = Some(item_cursor.clone());
                 if !visible {
@@ -392,7 +393,7 @@ impl QueryRoot {
                 }
                 edges.push(DetectedEventEdge {
                     cursor: item_cursor.clone(),
-                    node: DetectedEvent::from(row),
+                    node: DetectedEvent::shown(row, core.content.keys(), deleted),
                 });
             }
             if !page.has_next_page {
@@ -611,7 +612,11 @@ impl QueryRoot {
                 if !super::holds::history_shows(core, caller, event)? {
                     continue;
                 }
-                let mut node = LoggedEvent::from(envelope);
+                let deleted = match event.recording_id() {
+                    Some(recording_id) => super::types::recording_deleted(core, recording_id)?,
+                    None => false,
+                };
+                let mut node = LoggedEvent::shown(envelope, core.content.keys(), deleted);
                 redact(&mut node.payload.0);
                 edges.push(LoggedEventEdge {
                     cursor: envelope.position.to_string(),

@@ -96,7 +96,7 @@ impl SubscriptionRoot {
         let stream = follow(&core, from).filter_map(move |envelope| {
             let (core, caller) = (core.clone(), caller.clone());
             async move {
-                let DomainEvent::EventDetected {
+                let (
                     detection_id,
                     recording_id,
                     site_id,
@@ -108,11 +108,71 @@ impl SubscriptionRoot {
                     severity,
                     rule,
                     policy_id,
-                    subject,
+                    plain_subject,
+                    sealed_subject,
                     at_offset_ms,
-                } = envelope.payload
-                else {
-                    return None;
+                ) = match envelope.payload {
+                    DomainEvent::EventDetected {
+                        detection_id,
+                        recording_id,
+                        site_id,
+                        server_id,
+                        user,
+                        host,
+                        event_id,
+                        event_type,
+                        severity,
+                        rule,
+                        policy_id,
+                        subject,
+                        at_offset_ms,
+                    } => (
+                        detection_id,
+                        recording_id,
+                        site_id,
+                        server_id,
+                        user,
+                        host,
+                        event_id,
+                        event_type,
+                        severity,
+                        rule,
+                        policy_id,
+                        subject,
+                        None,
+                        at_offset_ms,
+                    ),
+                    DomainEvent::EventDetectedSealed {
+                        detection_id,
+                        recording_id,
+                        site_id,
+                        server_id,
+                        user,
+                        host,
+                        event_id,
+                        event_type,
+                        severity,
+                        rule,
+                        policy_id,
+                        subject,
+                        at_offset_ms,
+                    } => (
+                        detection_id,
+                        recording_id,
+                        site_id,
+                        server_id,
+                        user,
+                        host,
+                        event_id,
+                        event_type,
+                        severity,
+                        rule,
+                        policy_id,
+                        None,
+                        subject,
+                        at_offset_ms,
+                    ),
+                    _ => return None,
                 };
                 if site.is_some_and(|s| s != site_id) || !caller.covers_site(site_id) {
                     return None;
@@ -122,6 +182,18 @@ impl SubscriptionRoot {
                 {
                     return None;
                 }
+                // A live alert: its recording is being recorded, so only a
+                // destroyed key (a deletion since) shreds the subject.
+                let subject = srs_domain::seal::detection_subject(
+                    core.content.keys(),
+                    recording_id,
+                    detection_id,
+                    plain_subject.as_deref(),
+                    sealed_subject.as_ref(),
+                    false,
+                );
+                let shredded = matches!(subject, Some(srs_domain::seal::Revealed::Shredded));
+                let subject = subject.and_then(srs_domain::seal::Revealed::plain);
                 Some(DetectedEvent {
                     id: id(detection_id),
                     recording_id: id(recording_id),
@@ -135,6 +207,7 @@ impl SubscriptionRoot {
                     rule,
                     policy_id: id(policy_id),
                     subject,
+                    shredded,
                     offset_ms: at_offset_ms as f64,
                     at: time(envelope.recorded_at),
                     position: int(envelope.position),
@@ -171,6 +244,7 @@ impl SubscriptionRoot {
             Some(p) => non_negative(p, "fromPosition")?.max(1),
             None => head + 1,
         };
+        let keys = core.content.keys().clone();
         let stream = follow(&core, from)
             .filter(move |envelope| {
                 // The recording's events, and revoked permissions: an
@@ -200,7 +274,11 @@ impl SubscriptionRoot {
                 }
             })
             .take_while(|(allowed, _)| future::ready(*allowed))
-            .filter_map(|(_, envelope)| future::ready(SessionEvent::from_envelope(&envelope)));
+            .filter_map(move |(_, envelope)| {
+                // Shown while the caller may play the recording, so never
+                // after its deletion: only a destroyed key shreds.
+                future::ready(SessionEvent::from_envelope(&envelope, &keys, false))
+            });
         Ok(stream)
     }
 
@@ -218,8 +296,11 @@ impl SubscriptionRoot {
             Some(p) => non_negative(p, "fromPosition")?.max(1),
             None => core.store.head().position + 1,
         };
-        Ok(follow(&core, from).map(|envelope| {
-            let mut event = LoggedEvent::from(&envelope);
+        Ok(follow(&core, from).map(move |envelope| {
+            let deleted = envelope.payload.recording_id().is_some_and(|recording_id| {
+                super::types::recording_deleted(&core, recording_id).unwrap_or(true)
+            });
+            let mut event = LoggedEvent::shown(&envelope, core.content.keys(), deleted);
             super::query::redact(&mut event.payload.0);
             event
         }))

@@ -11,6 +11,7 @@ use srs_domain::model::{
     self as dm, Action, DataPoints as DomainDataPoints, DomainEvent, Principal as DomainPrincipal,
     Target,
 };
+use srs_domain::seal::{self, KeyRing};
 use srs_projections::models::access::PermissionRow;
 use srs_projections::models::audit::AuditRow;
 use srs_projections::models::catalogue::RecordingRow;
@@ -521,29 +522,38 @@ pub struct SessionEvent {
     pub event_type: SessionEventType,
     /// Milliseconds from the session's start.
     pub offset_ms: f64,
-    /// Type-specific data (`{app}`, `{url, browser}`, `{path, newPath}`, ...).
-    pub data: Json<Value>,
+    /// Type-specific data (`{app}`, `{url, browser}`, `{path, newPath}`,
+    /// ...); null when `shredded`.
+    pub data: Option<Json<Value>>,
+    /// The recording was deleted and its key destroyed: the event's data
+    /// (sealed under that key) can no longer be read. Its id, type and
+    /// offset remain.
+    pub shredded: bool,
     /// The log position it is stored at.
     pub position: i32,
 }
 
 impl SessionEvent {
-    /// The session event an envelope carries, if it carries one.
-    pub fn from_envelope(envelope: &Envelope<DomainEvent>) -> Option<Self> {
-        let DomainEvent::SessionEventRecorded {
-            recording_id,
-            event,
-            ..
-        } = &envelope.payload
-        else {
-            return None;
-        };
+    /// The session event an envelope carries, if it carries one, its data
+    /// opened under the recording's key; shredded once the recording is
+    /// `deleted` or its key gone.
+    pub fn from_envelope(
+        envelope: &Envelope<DomainEvent>,
+        keys: &KeyRing,
+        deleted: bool,
+    ) -> Option<Self> {
+        let (recording_id, _, shown) = seal::session_event(keys, &envelope.payload, deleted)?;
+        let data = shown
+            .data
+            .plain()
+            .map(|data| Json(serde_json::to_value(&data).unwrap_or(Value::Null)));
         Some(SessionEvent {
-            event_id: id(event.event_id),
-            recording_id: id(*recording_id),
-            event_type: event.event_type.into(),
-            offset_ms: event.offset_ms as f64,
-            data: Json(serde_json::to_value(&event.data).unwrap_or(Value::Null)),
+            event_id: id(shown.event_id),
+            recording_id: id(recording_id),
+            event_type: shown.event_type.into(),
+            offset_ms: shown.offset_ms as f64,
+            shredded: data.is_none(),
+            data,
             position: int(envelope.position),
         })
     }
@@ -592,15 +602,42 @@ pub struct DetectedEvent {
     pub severity: Severity,
     pub rule: String,
     pub policy_id: ID,
-    /// The app, URL host, path, ... the rule looked at.
+    /// The app, URL host, path, ... the rule looked at; null when it has
+    /// none or when `shredded`.
     pub subject: Option<String>,
+    /// The recording was deleted and its key destroyed: the subject
+    /// (sealed under that key) can no longer be read.
+    pub shredded: bool,
     /// Where in the recording (ms from its start): play from here.
     pub offset_ms: f64,
     pub at: DateTime<Utc>,
     pub position: i32,
 }
 
+impl DetectedEvent {
+    /// A detection row as shown: its subject opened under the recording's
+    /// key, or shredded once the recording is `deleted` or its key gone.
+    pub fn shown(d: &DetectionRow, keys: &KeyRing, deleted: bool) -> Self {
+        let subject = seal::detection_subject(
+            keys,
+            d.recording_id,
+            d.detection_id,
+            d.subject.as_deref(),
+            d.sealed_subject.as_ref(),
+            deleted,
+        );
+        let shredded = matches!(subject, Some(seal::Revealed::Shredded));
+        DetectedEvent {
+            subject: subject.and_then(seal::Revealed::plain),
+            shredded,
+            ..DetectedEvent::from(d)
+        }
+    }
+}
+
 impl From<&DetectionRow> for DetectedEvent {
+    /// The row's plain fields only: its subject is left out (see
+    /// [`DetectedEvent::shown`]).
     fn from(d: &DetectionRow) -> Self {
         DetectedEvent {
             id: id(d.detection_id),
@@ -614,7 +651,8 @@ impl From<&DetectionRow> for DetectedEvent {
             severity: d.severity.into(),
             rule: d.rule.clone(),
             policy_id: id(d.policy_id),
-            subject: d.subject.clone(),
+            subject: None,
+            shredded: false,
             offset_ms: d.at_offset_ms as f64,
             at: time(d.at),
             position: int(d.position),
@@ -689,7 +727,9 @@ impl Recording {
             let read = batch.len();
             for envelope in &batch {
                 version = envelope.version + 1;
-                let Some(event) = SessionEvent::from_envelope(envelope) else {
+                let Some(event) =
+                    SessionEvent::from_envelope(envelope, core.content.keys(), self.row.deleted())
+                else {
                     continue;
                 };
                 if types
@@ -739,7 +779,9 @@ impl Recording {
             for envelope in &batch {
                 version = envelope.version + 1;
                 follow_from = follow_from.max(envelope.position);
-                if let Some(event) = SessionEvent::from_envelope(envelope) {
+                if let Some(event) =
+                    SessionEvent::from_envelope(envelope, core.content.keys(), self.row.deleted())
+                {
                     if events.len() < PLAYBACK_MAX_EVENTS {
                         events.push(event);
                     }
@@ -946,7 +988,12 @@ impl Recording {
                 .reads
                 .detections()?
                 .search(&filter, Some(500), after.as_deref())?;
-            out.extend(page.items.iter().map(|(_, row)| DetectedEvent::from(row)));
+            let (keys, deleted) = (core.content.keys(), self.row.deleted());
+            out.extend(
+                page.items
+                    .iter()
+                    .map(|(_, row)| DetectedEvent::shown(row, keys, deleted)),
+            );
             if !page.has_next_page || out.len() >= PLAYBACK_MAX_EVENTS {
                 break;
             }
@@ -1057,10 +1104,11 @@ impl Playback {
             ..DetectionFilter::default()
         };
         let page = core.reads.detections()?.search(&filter, Some(500), None)?;
+        let deleted = recording_deleted(core, recording_id)?;
         Ok(page
             .items
             .iter()
-            .map(|(_, row)| DetectedEvent::from(row))
+            .map(|(_, row)| DetectedEvent::shown(row, core.content.keys(), deleted))
             .collect())
     }
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
@@ -1448,7 +1496,30 @@ pub struct LoggedEvent {
     pub hash: String,
 }
 
+impl LoggedEvent {
+    /// An event as history readers see it: what is sealed under its
+    /// recording's key opened, or `"[shredded]"` in its place once the
+    /// recording is `deleted` or its key gone (`srs_domain::seal::shown_payload`).
+    pub fn shown(e: &Envelope<DomainEvent>, keys: &KeyRing, deleted: bool) -> Self {
+        LoggedEvent {
+            payload: Json(seal::shown_payload(keys, &e.payload, deleted)),
+            ..LoggedEvent::from(e)
+        }
+    }
+}
+
+/// Whether the catalogue has the recording as deleted.
+pub fn recording_deleted(core: &Core, recording_id: uuid::Uuid) -> ApiResult<bool> {
+    Ok(core
+        .reads
+        .catalogue()?
+        .get(recording_id)?
+        .is_some_and(|row| row.deleted()))
+}
+
 impl From<&Envelope<DomainEvent>> for LoggedEvent {
+    /// The event's stored fields: sealed parts as ciphertext (see
+    /// [`LoggedEvent::shown`]).
     fn from(e: &Envelope<DomainEvent>) -> Self {
         LoggedEvent {
             position: int(e.position),

@@ -18,6 +18,8 @@ use crate::model::{
     Action, Aggregate, DomainEvent, PlaybackPermission, PlaybackScope, Principal, Target,
     ACCESS_DENIED_STREAM,
 };
+use crate::model::{Lifecycle, RecordingError};
+use crate::seal::{self, KeyRing, SealError};
 use crate::time::{Clock, Timestamp};
 
 /// How many events one read of a stream asks for.
@@ -162,6 +164,9 @@ pub struct Service {
     pub(super) clock: Arc<dyn Clock>,
     pub(super) permissions: Arc<dyn PermissionSource>,
     pub(super) config: ServiceConfig,
+    /// The recordings' keys: session events and detections are sealed
+    /// under them right before they are appended (see `crate::seal`).
+    pub(super) keys: Arc<KeyRing>,
     cache: Mutex<StateCache>,
     /// The per-principal rate of refusal facts.
     denials: DenialLimiter,
@@ -203,12 +208,27 @@ impl Service {
             store,
             clock,
             permissions,
+            keys: Arc::new(KeyRing::in_memory()),
             cache: Mutex::new(StateCache::new(config.cache_capacity)),
             denials: DenialLimiter::new(config.denial_facts_per_minute),
             config,
             heartbeats: Mutex::new(HashMap::new()),
             started_at,
         }
+    }
+
+    /// The service sealing under `keys` (the data directory's
+    /// `KeyRing`, shared with the content store). Without it the service
+    /// keeps its keys in memory: for tests and benches only, since a
+    /// restart would lose them.
+    pub fn with_keys(mut self, keys: Arc<KeyRing>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The recordings' keys this service seals under.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
     }
 
     /// The log this service writes to.
@@ -400,9 +420,9 @@ impl Service {
                 events.len()
             )));
         }
-        let mut new_events: Vec<NewEvent<DomainEvent>> = events
-            .iter()
-            .cloned()
+        let stored = self.seal_all(&events)?;
+        let mut new_events: Vec<NewEvent<DomainEvent>> = stored
+            .into_iter()
             .map(|event| {
                 let natural = event.natural_id();
                 let new = NewEvent::new(actor.clone(), event);
@@ -459,6 +479,56 @@ impl Service {
             version: appended.stream_version,
             events,
             deduplicated: appended.deduplicated,
+        })
+    }
+
+    /// The stored form of `events`: session events and detections sealed
+    /// under their recording's key. A recording that started before keys
+    /// were created at the start (still live, or the aggregate would not
+    /// have decided these events) gets its key now; a recording this
+    /// service's ring shredded meanwhile (a deletion racing the command)
+    /// is refused as deleted, never given a new key.
+    fn seal_all(&self, events: &[DomainEvent]) -> Result<Vec<DomainEvent>, AppError> {
+        let failed = |error: SealError| match error {
+            SealError::NoKey(_) => AppError::Recording(RecordingError::NotLive(Lifecycle::Deleted)),
+            SealError::Io { .. } if error.is_unavailable() => {
+                AppError::Log(crate::log::LogError::Unavailable {
+                    reason: error.to_string(),
+                })
+            }
+            other => AppError::Internal(other.to_string()),
+        };
+        events
+            .iter()
+            .map(|event| {
+                if let DomainEvent::SessionEventRecorded { recording_id, .. }
+                | DomainEvent::EventDetected { recording_id, .. } = event
+                {
+                    if !self.keys.has_key(*recording_id) {
+                        self.keys.create(*recording_id).map_err(failed)?;
+                    }
+                }
+                seal::seal_event(&self.keys, event.clone()).map_err(failed)
+            })
+            .collect()
+    }
+
+    /// Creates the recording's key (the start of a recording, before its
+    /// `RecordingStarted` is appended); the file writes and syncs run on
+    /// the blocking pool.
+    pub(super) async fn create_key(&self, recording_id: uuid::Uuid) -> Result<(), AppError> {
+        let keys = self.keys.clone();
+        let created = tokio::task::spawn_blocking(move || keys.create(recording_id).map(drop))
+            .await
+            .map_err(|join| AppError::Internal(join.to_string()))?;
+        created.map_err(|error| {
+            if error.is_unavailable() {
+                AppError::Log(crate::log::LogError::Unavailable {
+                    reason: error.to_string(),
+                })
+            } else {
+                AppError::Internal(error.to_string())
+            }
         })
     }
 

@@ -2401,3 +2401,72 @@ async fn an_auditor_refused_a_restriction_it_cannot_see_learns_nothing_of_it() {
         .await
         .expect("a privileged player may");
 }
+
+#[tokio::test]
+async fn session_events_and_detections_are_stored_sealed_under_the_recording_key() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "sealed").await.recording_id;
+    assert!(
+        w.service.keys().has_key(recording),
+        "the key exists from the start"
+    );
+    let marker = "https://marker-7d1f.example.com/secret";
+    let batch = vec![app_start("cmd.exe", 1_000), web(marker, 2_000)];
+    let recorded = w
+        .service
+        .record_session_events(&agent, recording, batch.clone())
+        .await
+        .expect("batch");
+    assert!(recorded.detections > 0);
+    let stored: Vec<DomainEvent> = w
+        .spy
+        .read_stream(&Recording::stream(recording), 1, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    let names: Vec<&str> = stored.iter().map(DomainEvent::name).collect();
+    assert!(names.contains(&"SessionEventSealed"), "{names:?}");
+    assert!(names.contains(&"EventDetectedSealed"), "{names:?}");
+    assert!(!names.contains(&"SessionEventRecorded"), "{names:?}");
+    // Nothing of the data is in the stored bytes; the plain facts are.
+    for envelope in w.all_events().await {
+        let bytes = crate::log::encode_payload(&envelope.payload).unwrap();
+        assert!(!bytes.windows(6).any(|b| b == b"marker"), "{envelope:?}");
+    }
+    let keys = w.service.keys().clone();
+    let shown: Vec<_> = stored
+        .iter()
+        .filter_map(|e| crate::seal::session_event(&keys, e, false))
+        .map(|(_, _, shown)| shown.into_plain().expect("opens"))
+        .collect();
+    assert_eq!(shown, batch);
+    // The aggregate folds the sealed events as it folded plain ones.
+    let fresh = Service::new(
+        w.spy.clone(),
+        Arc::new(w.clock.clone()),
+        w.permissions.clone(),
+    );
+    let state = fresh.load::<Recording>(recording).await.unwrap().state;
+    assert_eq!(state.data_points.event_count, 2);
+    assert!(state.data_points.applications.contains("cmd.exe"));
+
+    // Shredded: every sealed part reads as shredded, and no new key comes back.
+    keys.shred(recording).unwrap();
+    for event in &stored {
+        if let Some((_, _, shown)) = crate::seal::session_event(&keys, event, false) {
+            assert_eq!(shown.data, crate::seal::Revealed::Shredded);
+        }
+        let json = crate::seal::shown_payload(&keys, event, false).to_string();
+        assert!(!json.contains("marker"), "{json}");
+    }
+    let error = w
+        .service
+        .record_session_events(&agent, recording, vec![web(marker, 3_000)])
+        .await
+        .expect_err("a shredded recording takes no more events");
+    assert_eq!(error.code(), Some(ErrorCode::Validation), "{error}");
+    assert!(!keys.has_key(recording));
+}

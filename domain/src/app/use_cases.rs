@@ -1063,6 +1063,11 @@ impl Service {
             response_policy: Some(active.response.clone()),
             started_at: input.started_at.unwrap_or_else(|| self.now()),
         }));
+        if decision.records() {
+            // The key every session event of it is sealed under: created
+            // before the recording exists, so sealing only ever loads it.
+            self.create_key(recording_id).await?;
+        }
         match self
             .execute::<Recording>(recording_id, command, &by.actor(), None)
             .await

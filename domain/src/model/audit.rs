@@ -425,7 +425,9 @@ pub fn classify(event: &DomainEvent) -> Option<AuditEntry> {
         | E::ServerWentOffline { .. }
         | E::ServerCameOnline { .. }
         | E::SessionEventRecorded { .. }
+        | E::SessionEventSealed { .. }
         | E::EventDetected { .. }
+        | E::EventDetectedSealed { .. }
         | E::ResponseTriggered { .. }
         | E::ResponseDelivered { .. }
         | E::RecordingEnded { .. }

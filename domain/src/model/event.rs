@@ -31,9 +31,10 @@ use super::policy::{
 use super::recording::{CommentSeverity, PlaybackKind};
 use super::retention::RetentionPolicy;
 use super::server::{Deployment, InstallOptions, InstallStatus, InstallStep, ServerSettings};
-use super::session_event::{SessionEvent, SessionEventType};
+use super::session_event::{PlainFacts, SessionEvent, SessionEventType};
 use super::token::Role;
 use crate::log::Event;
+use crate::seal::Sealed;
 use crate::time::Timestamp;
 
 /// Every fact srs records. See the module docs before adding one.
@@ -528,6 +529,43 @@ pub enum DomainEvent {
         token_ids: Vec<Uuid>,
         at: Timestamp,
     },
+
+    // ---- recordings, sealed (stream `recording-<id>`) ----------------------
+    /// One session event whose data is sealed under the recording's key
+    /// (`crate::seal`): what the service stores for a
+    /// [`DomainEvent::SessionEventRecorded`] the aggregate decided. The
+    /// log event's id is `event_id`. Only the ids, type, offset and the
+    /// [`PlainFacts`] stay plain; once the recording is deleted and its key
+    /// destroyed, `data` can no longer be opened.
+    SessionEventSealed {
+        recording_id: Uuid,
+        site_id: Uuid,
+        event_id: Uuid,
+        event_type: SessionEventType,
+        /// Milliseconds from the session's start.
+        offset_ms: u64,
+        facts: PlainFacts,
+        /// The bincode of the event's `SessionEventData`, sealed.
+        data: Sealed,
+    },
+    /// [`DomainEvent::EventDetected`] with its subject (the app, URL host,
+    /// path, ... the rule looked at) sealed under the recording's key.
+    EventDetectedSealed {
+        detection_id: Uuid,
+        recording_id: Uuid,
+        site_id: Uuid,
+        server_id: Uuid,
+        user: String,
+        host: String,
+        event_id: Uuid,
+        event_type: SessionEventType,
+        severity: Severity,
+        rule: String,
+        policy_id: Uuid,
+        /// The subject's UTF-8, sealed.
+        subject: Option<Sealed>,
+        at_offset_ms: u64,
+    },
 }
 
 impl DomainEvent {
@@ -582,6 +620,8 @@ impl DomainEvent {
             DomainEvent::TokenRotated { .. } => "TokenRotated",
             DomainEvent::AgentTokenRotated { .. } => "AgentTokenRotated",
             DomainEvent::PlaybackPermissionsMigrated { .. } => "PlaybackPermissionsMigrated",
+            DomainEvent::SessionEventSealed { .. } => "SessionEventSealed",
+            DomainEvent::EventDetectedSealed { .. } => "EventDetectedSealed",
         }
     }
 
@@ -593,7 +633,9 @@ impl DomainEvent {
     pub fn natural_id(&self) -> Option<Uuid> {
         match self {
             DomainEvent::SessionEventRecorded { event, .. } => Some(event.event_id),
-            DomainEvent::EventDetected { detection_id, .. } => Some(*detection_id),
+            DomainEvent::SessionEventSealed { event_id, .. } => Some(*event_id),
+            DomainEvent::EventDetected { detection_id, .. }
+            | DomainEvent::EventDetectedSealed { detection_id, .. } => Some(*detection_id),
             DomainEvent::ResponseTriggered { response_id, .. } => Some(*response_id),
             DomainEvent::CommentAdded { comment_id, .. } => Some(*comment_id),
             DomainEvent::ContentChunkStored {
@@ -647,7 +689,9 @@ impl DomainEvent {
             | LegalHoldPlaced { site_id, .. }
             | LegalHoldReleased { site_id, .. }
             | RetentionRunCompletedV2 { site_id, .. }
-            | AgentTokenRotated { site_id, .. } => Some(*site_id),
+            | AgentTokenRotated { site_id, .. }
+            | SessionEventSealed { site_id, .. }
+            | EventDetectedSealed { site_id, .. } => Some(*site_id),
             AccessDenied { site_id, .. } | AccessDeniedRepeated { site_id, .. } => *site_id,
             TokenIssued { .. }
             | TokenRevoked { .. }
@@ -680,7 +724,9 @@ impl DomainEvent {
             | RecordingDeleted { recording_id, .. }
             | ContentChunkStored { recording_id, .. }
             | ContentTypeDeclared { recording_id, .. }
-            | RecordingPartAssigned { recording_id, .. } => Some(*recording_id),
+            | RecordingPartAssigned { recording_id, .. }
+            | SessionEventSealed { recording_id, .. }
+            | EventDetectedSealed { recording_id, .. } => Some(*recording_id),
             _ => None,
         }
     }

@@ -106,8 +106,8 @@ pub use server::{
 };
 pub use session::{legacy_recording_id, session_key, SessionCommand, SessionError, SessionParts};
 pub use session_event::{
-    data_points, url_host, DataKind, DataPoints, SessionEvent, SessionEventData, SessionEventType,
-    TransferDirection, MAX_BATCH,
+    data_points, url_host, DataKind, DataPoints, PlainFacts, SessionEvent, SessionEventData,
+    SessionEventType, TransferDirection, MAX_BATCH,
 };
 pub use site::{PolicyFacts, Site, SiteCommand, SiteError, SiteId};
 pub use token::{

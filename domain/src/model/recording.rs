@@ -31,7 +31,11 @@
 //! unless that rule fired in this recording less than its cool-down ago
 //! (measured in session time, so a replayed burst decides the same way).
 //! Detection and response ids derive from the session event's id, so a
-//! retried batch is idempotent in the log.
+//! retried batch is idempotent in the log. The aggregate decides plain
+//! events; the service stores session events and detections sealed under
+//! the recording's key (`SessionEventSealed`, `EventDetectedSealed`, see
+//! `crate::seal`), which `evolve` folds alike: it only reads their plain
+//! facts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -456,6 +456,40 @@ impl SessionEvent {
     }
 }
 
+/// What stays plain of a sealed session event's data (see `crate::seal`):
+/// what the read models fold without keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlainFacts {
+    /// The application an `APP_START`, `APP_END`, `APP_FAILURE`,
+    /// `APP_INSTALL` or `APP_UNINSTALL` event names: applications are
+    /// attributes of the session (data points, catalogue search).
+    pub application: Option<String>,
+    /// An `IDLE` event's seconds (the idle data point).
+    pub idle_seconds: Option<u64>,
+}
+
+impl SessionEvent {
+    /// The facts of its data that stay plain when it is sealed.
+    pub fn plain_facts(&self) -> PlainFacts {
+        use SessionEventType as T;
+        let application = match (self.event_type, &self.data) {
+            (
+                T::AppStart | T::AppEnd | T::AppFailure | T::AppInstall | T::AppUninstall,
+                SessionEventData::App { app, .. },
+            ) => Some(app.clone()),
+            _ => None,
+        };
+        let idle_seconds = match self.data {
+            SessionEventData::Idle { seconds } => Some(seconds),
+            _ => None,
+        };
+        PlainFacts {
+            application,
+            idle_seconds,
+        }
+    }
+}
+
 /// The host of a URL, lowercased, without scheme, credentials, port, path.
 /// Tolerates what browsers report (`example.com/x` without a scheme).
 pub fn url_host(url: &str) -> String {
@@ -518,7 +552,26 @@ impl DataPoints {
                     }
                 }
             }
-            DomainEvent::EventDetected { severity, .. } => {
+            DomainEvent::SessionEventSealed {
+                event_type,
+                offset_ms,
+                facts,
+                ..
+            } => {
+                self.event_count += 1;
+                *self.events_by_type.entry(*event_type).or_default() += 1;
+                self.last_offset_ms = self.last_offset_ms.max(*offset_ms);
+                if let Some(seconds) = facts.idle_seconds {
+                    self.idle_ms = self.idle_ms.saturating_add(seconds.saturating_mul(1_000));
+                }
+                if *event_type == SessionEventType::AppStart {
+                    if let Some(app) = &facts.application {
+                        self.add_application(app);
+                    }
+                }
+            }
+            DomainEvent::EventDetected { severity, .. }
+            | DomainEvent::EventDetectedSealed { severity, .. } => {
                 self.detection_count += 1;
                 *self.detections_by_severity.entry(*severity).or_default() += 1;
             }

@@ -386,13 +386,23 @@ impl Projection<DomainEvent> for DashboardProjection {
         }
         let unknown =
             || ProjectionError::Invariant(format!("{} for unknown recording {id}", event.name()));
-        if let E::SessionEventRecorded { event: se, .. } = event {
+        let started_app = match event {
+            E::SessionEventRecorded { event: se, .. } => Some(match se.event_type {
+                SessionEventType::AppStart => se.application().map(norm),
+                _ => None,
+            }),
+            E::SessionEventSealed {
+                event_type, facts, ..
+            } => Some(match event_type {
+                SessionEventType::AppStart => facts.application.as_deref().map(norm),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if let Some(app) = started_app {
             // The bulk of the log: only a new application changes anything,
             // so the recording is neither copied nor compared.
-            let app = match se.event_type {
-                SessionEventType::AppStart => se.application().map(norm).filter(|a| !a.is_empty()),
-                _ => None,
-            };
+            let app = app.filter(|a| !a.is_empty());
             let mut counted = None;
             w.update_value(&rec_key(id), |r: &mut DashRecording| {
                 let Some(app) = &app else {
@@ -420,6 +430,11 @@ impl Projection<DomainEvent> for DashboardProjection {
         let not_deleted = r.lifecycle != Lifecycle::Deleted;
         match event {
             E::EventDetected {
+                event_type,
+                severity,
+                ..
+            }
+            | E::EventDetectedSealed {
                 event_type,
                 severity,
                 ..

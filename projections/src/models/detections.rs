@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use srs_domain::log::Envelope;
 use srs_domain::model::{DomainEvent, ResponseAction, SessionEventType, Severity};
+use srs_domain::seal::Sealed;
 use srs_domain::time::Timestamp;
 use uuid::Uuid;
 
@@ -114,11 +115,17 @@ pub struct DetectionRow {
     pub severity: Severity,
     pub rule: String,
     pub policy_id: Uuid,
+    /// The subject of a detection logged before subjects were sealed
+    /// (`EventDetected`); read paths hide it once the recording is deleted.
     pub subject: Option<String>,
     pub at_offset_ms: u64,
     /// Session start + offset.
     pub at: Timestamp,
     pub position: u64,
+    /// The subject of an `EventDetectedSealed`, still sealed under the
+    /// recording's key: this read model holds no plain copy of it, so
+    /// destroying the key shreds it here too (sled's old segments included).
+    pub sealed_subject: Option<Sealed>,
 }
 
 /// A response action and whether the server carried it out.
@@ -250,13 +257,37 @@ impl DetectionsProjection {
     pub const NAME: &'static str = "detections";
 }
 
+/// Stores a detection's row (its `at` computed here) with its indexes
+/// and counts it in the visualization.
+fn detected(w: &mut Writes, e: &Envelope<DomainEvent>, mut row: DetectionRow) -> Result<()> {
+    row.at = session_time(w, row.recording_id, row.at_offset_ms, e.recorded_at)?;
+    for k in index_keys(&row) {
+        w.insert(k, Vec::new())?;
+    }
+    w.insert(
+        Key::new(b"id/").uuid(row.detection_id).build(),
+        e.position.to_be_bytes().to_vec(),
+    )?;
+    count_visual(
+        w,
+        true,
+        row.recording_id,
+        row.site_id,
+        row.event_type,
+        row.at_offset_ms,
+        row.at,
+    )?;
+    w.put_value(Key::new(b"d/").u64_desc(e.position).build(), &row)
+}
+
 impl Projection<DomainEvent> for DetectionsProjection {
     fn name(&self) -> &'static str {
         Self::NAME
     }
 
     fn version(&self) -> u32 {
-        4
+        // 5: detection rows carry `sealed_subject`.
+        5
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -298,6 +329,24 @@ impl Projection<DomainEvent> for DetectionsProjection {
                     at,
                 )
             }
+            E::SessionEventSealed {
+                recording_id,
+                site_id,
+                event_type,
+                offset_ms,
+                ..
+            } => {
+                let at = session_time(w, *recording_id, *offset_ms, e.recorded_at)?;
+                count_visual(
+                    w,
+                    false,
+                    *recording_id,
+                    *site_id,
+                    *event_type,
+                    *offset_ms,
+                    at,
+                )
+            }
             E::EventDetected {
                 detection_id,
                 recording_id,
@@ -312,9 +361,10 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 policy_id,
                 subject,
                 at_offset_ms,
-            } => {
-                let at = session_time(w, *recording_id, *at_offset_ms, e.recorded_at)?;
-                let row = DetectionRow {
+            } => detected(
+                w,
+                e,
+                DetectionRow {
                     detection_id: *detection_id,
                     recording_id: *recording_id,
                     site_id: *site_id,
@@ -328,27 +378,48 @@ impl Projection<DomainEvent> for DetectionsProjection {
                     policy_id: *policy_id,
                     subject: subject.clone(),
                     at_offset_ms: *at_offset_ms,
-                    at,
+                    at: Timestamp(0),
                     position: e.position,
-                };
-                for k in index_keys(&row) {
-                    w.insert(k, Vec::new())?;
-                }
-                w.insert(
-                    Key::new(b"id/").uuid(*detection_id).build(),
-                    e.position.to_be_bytes().to_vec(),
-                )?;
-                count_visual(
-                    w,
-                    true,
-                    *recording_id,
-                    *site_id,
-                    *event_type,
-                    *at_offset_ms,
-                    at,
-                )?;
-                w.put_value(Key::new(b"d/").u64_desc(e.position).build(), &row)
-            }
+                    sealed_subject: None,
+                },
+            ),
+            E::EventDetectedSealed {
+                detection_id,
+                recording_id,
+                site_id,
+                server_id,
+                user,
+                host,
+                event_id,
+                event_type,
+                severity,
+                rule,
+                policy_id,
+                subject,
+                at_offset_ms,
+            } => detected(
+                w,
+                e,
+                DetectionRow {
+                    detection_id: *detection_id,
+                    recording_id: *recording_id,
+                    site_id: *site_id,
+                    server_id: *server_id,
+                    user: user.clone(),
+                    host: host.clone(),
+                    event_id: *event_id,
+                    event_type: *event_type,
+                    severity: *severity,
+                    rule: rule.clone(),
+                    policy_id: *policy_id,
+                    subject: None,
+                    at_offset_ms: *at_offset_ms,
+                    at: Timestamp(0),
+                    position: e.position,
+                    sealed_subject: subject.clone(),
+                },
+            ),
+
             E::ResponseTriggered {
                 response_id,
                 recording_id,
@@ -396,6 +467,25 @@ impl Projection<DomainEvent> for DetectionsProjection {
                     Vec::new(),
                 )?;
                 w.put_value(response_key(*response_id), &row)
+            }
+            E::RecordingDeleted { recording_id, .. } => {
+                // Detections logged before subjects were sealed keep a plain
+                // subject in their row: dropped in the deletion's commit.
+                // (Sealed subjects are shredded with the key.)
+                let prefix = Key::new(b"i/")
+                    .u8(b'r')
+                    .str(&recording_id.to_string())
+                    .build();
+                for (key, _) in w.scan_prefix(&prefix)? {
+                    let Some(position) = codec::u64_from_desc_key(&key[prefix.len()..]) else {
+                        continue;
+                    };
+                    let row = Key::new(b"d/").u64_desc(position).build();
+                    w.update_value(&row, |row: &mut DetectionRow| {
+                        Ok(row.subject.take().is_some())
+                    })?;
+                }
+                Ok(())
             }
             E::ResponseDelivered {
                 response_id,

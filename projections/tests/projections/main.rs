@@ -13,3 +13,4 @@ mod gen;
 mod models;
 mod props;
 mod revocation;
+mod sealed;

@@ -302,11 +302,13 @@ fn fold_into_row(row: &mut RecordingRow, event: &DomainEvent) -> bool {
     };
     match event {
         // The data points count every one of these.
-        E::SessionEventRecorded { .. } | E::ContentChunkStored { .. } => {
+        E::SessionEventRecorded { .. }
+        | E::SessionEventSealed { .. }
+        | E::ContentChunkStored { .. } => {
             row.points.apply(event);
             true
         }
-        E::EventDetected { severity, .. } => {
+        E::EventDetected { severity, .. } | E::EventDetectedSealed { severity, .. } => {
             row.points.apply(event);
             row.max_severity = row.max_severity.max(Some(*severity));
             true
