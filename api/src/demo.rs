@@ -362,7 +362,10 @@ pub async fn seed(
             let session = DemoSession::new(&population, seed, index);
             let agent_no = (index % agents.len() as u64) as usize;
             let started_at = start_time(seed, index, now, days);
-            seed_session(&core, &agents, agent_no, &admin, session, started_at, now, index).await
+            seed_session(
+                &core, &agents, agent_no, &admin, session, started_at, now, index,
+            )
+            .await
         });
     }
     while let Some(done) = tasks.join_next().await {
@@ -396,7 +399,12 @@ pub async fn seed(
     match std::fs::remove_file(&marker) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(DemoError::Io { path: marker, source }),
+        Err(source) => {
+            return Err(DemoError::Io {
+                path: marker,
+                source,
+            })
+        }
     }
     summary.seconds = started.elapsed().as_secs_f64();
     let fleet = FleetPlan {
@@ -424,8 +432,15 @@ fn start_time(seed: u64, index: u64, now: Timestamp, days: i64) -> Timestamp {
     let micros = day * Timestamp::MICROS_PER_DAY
         + hour * 3_600 * Timestamp::MICROS_PER_SEC
         + rng.gen_range(0..3_600) * Timestamp::MICROS_PER_SEC;
-    // Never in the future (today's late hours): then an hour ago.
-    Timestamp::from_micros(micros.min(now.as_micros() - 3_600 * Timestamp::MICROS_PER_SEC))
+    // Not later than now (today's hours still to come, or the small hours
+    // of the night): the same hour a week earlier (a day with a window
+    // shorter than a week), so sessions never pile up at one instant.
+    let back = days.clamp(1, 7) * Timestamp::MICROS_PER_DAY;
+    let mut at = micros;
+    while at > now.as_micros() - 60 * Timestamp::MICROS_PER_SEC {
+        at -= back;
+    }
+    Timestamp::from_micros(at)
 }
 
 /// A connected demo server, as its agent.
@@ -714,6 +729,7 @@ impl FleetPlan {
 pub struct Fleet {
     stop: watch::Sender<bool>,
     tasks: tokio::task::JoinSet<()>,
+    shared: Arc<FleetShared>,
 }
 
 /// What the fleet's tasks share.
@@ -772,14 +788,39 @@ impl Fleet {
             let stopped = stopped.clone();
             tasks.spawn(async move { shared.lane(lane, stopped).await });
         }
-        Fleet { stop, tasks }
+        Fleet {
+            stop,
+            tasks,
+            shared,
+        }
     }
 
-    /// Stops the fleet: the heartbeats end, each live session is ended;
-    /// waits [`FLEET_STOP_TIMEOUT`] at most.
+    /// Stops the fleet: the heartbeats end, every live session (those
+    /// being played and the seeded ones still waiting for a lane) is
+    /// ended; waits [`FLEET_STOP_TIMEOUT`] at most.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let all = async { while self.tasks.join_next().await.is_some() {} };
+        let shared = self.shared.clone();
+        let all = async {
+            while self.tasks.join_next().await.is_some() {}
+            let waiting: Vec<Continuation> = std::mem::take(
+                &mut *shared
+                    .continuations
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            for rest in waiting {
+                let agent = &shared.agents[rest.agent].principal;
+                if let Err(e) = shared
+                    .core
+                    .service
+                    .end_recording(agent, rest.recording_id, None)
+                    .await
+                {
+                    tracing::warn!(error = %e, recording = %rest.recording_id, "demo fleet: cannot end a session");
+                }
+            }
+        };
         if tokio::time::timeout(FLEET_STOP_TIMEOUT, all).await.is_err() {
             tracing::warn!("the demo fleet did not stop in time");
             self.tasks.abort_all();
@@ -829,9 +870,7 @@ impl FleetShared {
                 &agent.principal,
                 StartRecordingInput {
                     server_id: agent.server_id,
-                    // A fleet session's id is its own (a seeded one may
-                    // share the plan's index on another run).
-                    session_id: format!("{}-live", session.plan.session_id),
+                    session_id: session.plan.session_id.clone(),
                     session: session.attributes(),
                     started_at: Some(started_at),
                 },
@@ -925,13 +964,21 @@ impl FleetShared {
                 .max(0) as u64
                 / 1_000;
             let mut events = Vec::new();
-            while rest.events.last().is_some_and(|(_, e)| due(e.offset_ms) <= elapsed) {
+            while rest
+                .events
+                .last()
+                .is_some_and(|(_, e)| due(e.offset_ms) <= elapsed)
+            {
                 let (i, mut event) = rest.events.pop().expect("checked above");
                 event.offset_ms = offset_ms;
                 events.push((i, event));
             }
             let mut lines = Vec::new();
-            while rest.cast.last().is_some_and(|(_, l)| due(l.at_ms) <= elapsed) {
+            while rest
+                .cast
+                .last()
+                .is_some_and(|(_, l)| due(l.at_ms) <= elapsed)
+            {
                 let (n, mut line) = rest.cast.pop().expect("checked above");
                 line.at_ms = offset_ms;
                 lines.push((n, line));
@@ -944,8 +991,15 @@ impl FleetShared {
                     .await?;
             }
             if !lines.is_empty() {
-                store_cast_part(&self.core, agent, rest.recording_id, rest.next_seq, None, &lines)
-                    .await?;
+                store_cast_part(
+                    &self.core,
+                    agent,
+                    rest.recording_id,
+                    rest.next_seq,
+                    None,
+                    &lines,
+                )
+                .await?;
                 rest.next_seq += 1;
             }
             if rest.events.is_empty() && rest.cast.is_empty() && elapsed >= wall {
@@ -1000,16 +1054,39 @@ mod tests {
 
     #[test]
     fn start_times_fall_in_the_window_and_mostly_on_working_days() {
-        let now = Timestamp::parse_rfc3339("2025-03-15T12:00:00Z").unwrap();
-        let mut weekend = 0;
-        for index in 0..1000 {
-            let t = start_time(9, index, now, 30);
-            assert!(t < now, "{t:?} is not before now");
-            assert!(t > now.plus_days(-31));
-            assert_eq!(t, start_time(9, index, now, 30));
-            weekend += usize::from(matches!(t.day_number().rem_euclid(7), 2 | 3));
+        for now in [
+            "2025-03-15T12:00:00Z",
+            "2026-03-19T00:00:00Z",
+            "2026-03-22T23:10:00Z",
+            "2026-03-18T15:30:00Z",
+        ] {
+            let now = Timestamp::parse_rfc3339(now).unwrap();
+            let mut weekend = 0;
+            for index in 0..1000 {
+                let t = start_time(9, index, now, 30);
+                assert!(t < now, "{t:?} is not before {now:?}");
+                assert!(t > now.plus_days(-38));
+                assert_eq!(t, start_time(9, index, now, 30));
+                weekend += usize::from(matches!(t.day_number().rem_euclid(7), 2 | 3));
+            }
+            assert!(weekend < 150, "{weekend} of 1000 sessions on weekends");
         }
-        assert!(weekend < 150, "{weekend} of 1000 sessions on weekends");
+    }
+
+    #[test]
+    fn an_unfinished_demo_is_emptied_and_anything_else_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        prepare_dir(&data).unwrap();
+        assert!(data.join(SEEDING_MARKER).is_file());
+        std::fs::write(data.join("db"), b"half a demo").unwrap();
+        prepare_dir(&data).unwrap();
+        assert!(!data.join("db").exists(), "the unfinished demo was emptied");
+        assert!(data.join(SEEDING_MARKER).is_file());
+        std::fs::remove_file(data.join(SEEDING_MARKER)).unwrap();
+        std::fs::write(data.join("db"), b"real data").unwrap();
+        assert!(matches!(prepare_dir(&data), Err(DemoError::NotEmpty(_))));
+        assert_eq!(std::fs::read(data.join("db")).unwrap(), b"real data");
     }
 
     #[test]

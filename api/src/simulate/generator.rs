@@ -643,10 +643,36 @@ type Exchange = (&'static str, &'static [&'static str]);
 const CMD_EXCHANGES: [Exchange; 6] = [
     ("whoami", &["corp\\{user}"]),
     ("hostname", &["{host}"]),
-    ("ipconfig | findstr IPv4", &["   IPv4 Address. . . . . . . . . . . : 10.20.4.31"]),
-    ("net use", &["New connections will be remembered.", "", "Status       Local     Remote", "-------------------------------------------------------", "OK           F:        \\\\fs01\\Finance", "The command completed successfully."]),
-    ("dir F:\\Reports", &[" Volume in drive F is Finance", " Directory of F:\\Reports", "", "03/02/2026  09:14    <DIR>          .", "03/02/2026  08:55           245,760 Q3 Forecast.xlsx", "               1 File(s)        245,760 bytes"]),
-    ("tasklist | findstr /i sap", &["saplogon.exe                  6412 RDP-Tcp#3                  2    184,220 K"]),
+    (
+        "ipconfig | findstr IPv4",
+        &["   IPv4 Address. . . . . . . . . . . : 10.20.4.31"],
+    ),
+    (
+        "net use",
+        &[
+            "New connections will be remembered.",
+            "",
+            "Status       Local     Remote",
+            "-------------------------------------------------------",
+            "OK           F:        \\\\fs01\\Finance",
+            "The command completed successfully.",
+        ],
+    ),
+    (
+        "dir F:\\Reports",
+        &[
+            " Volume in drive F is Finance",
+            " Directory of F:\\Reports",
+            "",
+            "03/02/2026  09:14    <DIR>          .",
+            "03/02/2026  08:55           245,760 Q3 Forecast.xlsx",
+            "               1 File(s)        245,760 bytes",
+        ],
+    ),
+    (
+        "tasklist | findstr /i sap",
+        &["saplogon.exe                  6412 RDP-Tcp#3                  2    184,220 K"],
+    ),
 ];
 
 const POWERSHELL_EXCHANGES: [Exchange; 6] = [
@@ -659,12 +685,40 @@ const POWERSHELL_EXCHANGES: [Exchange; 6] = [
 ];
 
 const SSH_EXCHANGES: [Exchange; 6] = [
-    ("uptime", &[" 14:02:11 up 41 days,  3:17,  1 user,  load average: 0.42, 0.37, 0.31"]),
-    ("df -h /var", &["Filesystem      Size  Used Avail Use% Mounted on", "/dev/sda3        98G   61G   33G  65% /var"]),
-    ("systemctl status nginx --no-pager | head -3", &["* nginx.service - A high performance web server and a reverse proxy server", "     Loaded: loaded (/lib/systemd/system/nginx.service; enabled)", "     Active: active (running) since Mon 2026-02-23 09:12:40 UTC"]),
-    ("tail -n 2 /var/log/syslog", &["Mar  2 14:01:58 {host} CRON[22817]: (root) CMD (run-parts /etc/cron.hourly)", "Mar  2 14:02:03 {host} systemd[1]: Started Session 412 of user admin."]),
+    (
+        "uptime",
+        &[" 14:02:11 up 41 days,  3:17,  1 user,  load average: 0.42, 0.37, 0.31"],
+    ),
+    (
+        "df -h /var",
+        &[
+            "Filesystem      Size  Used Avail Use% Mounted on",
+            "/dev/sda3        98G   61G   33G  65% /var",
+        ],
+    ),
+    (
+        "systemctl status nginx --no-pager | head -3",
+        &[
+            "* nginx.service - A high performance web server and a reverse proxy server",
+            "     Loaded: loaded (/lib/systemd/system/nginx.service; enabled)",
+            "     Active: active (running) since Mon 2026-02-23 09:12:40 UTC",
+        ],
+    ),
+    (
+        "tail -n 2 /var/log/syslog",
+        &[
+            "Mar  2 14:01:58 {host} CRON[22817]: (root) CMD (run-parts /etc/cron.hourly)",
+            "Mar  2 14:02:03 {host} systemd[1]: Started Session 412 of user admin.",
+        ],
+    ),
     ("sudo apt list --upgradable 2>/dev/null | wc -l", &["7"]),
-    ("free -m", &["               total        used        free      shared  buff/cache   available", "Mem:           15884        6120        1402         212        8361        9218"]),
+    (
+        "free -m",
+        &[
+            "               total        used        free      shared  buff/cache   available",
+            "Mem:           15884        6120        1402         212        8361        9218",
+        ],
+    ),
 ];
 
 /// The lines of a terminal session's asciicast: a prompt, then commands
@@ -709,8 +763,8 @@ pub fn terminal_cast(
     let commands = rng.gen_range(5..=10);
     // Spread the commands over the first four fifths of the session (each
     // answer takes under half a second).
-    let step = (duration_ms.saturating_mul(8) / 10).saturating_sub(at + 450 * commands)
-        / (commands + 1);
+    let step =
+        (duration_ms.saturating_mul(8) / 10).saturating_sub(at + 450 * commands) / (commands + 1);
     for _ in 0..commands {
         let (command, output) = pick(&mut rng, exchanges);
         at += rng.gen_range(step / 2..=step.max(1));
@@ -732,7 +786,11 @@ pub fn terminal_cast(
             data: format!("{}\r\n{prompt}", printed.join("\r\n")),
         });
     }
-    let exit = if shell == Shell::Ssh { "logout\r\nConnection to host closed.\r\n" } else { "" };
+    let exit = if shell == Shell::Ssh {
+        "logout\r\nConnection to host closed.\r\n"
+    } else {
+        ""
+    };
     at += rng.gen_range(step / 4..=step.max(1));
     lines.push(CastLine {
         at_ms: at,
@@ -787,9 +845,15 @@ mod tests {
             make_terminal(&mut plan, shell);
             assert_eq!(plan.applications, vec![shell.executable().to_string()]);
             let lines = terminal_cast(3, index, shell, &plan.user, plan.duration_ms);
-            assert_eq!(lines, terminal_cast(3, index, shell, &plan.user, plan.duration_ms));
+            assert_eq!(
+                lines,
+                terminal_cast(3, index, shell, &plan.user, plan.duration_ms)
+            );
             assert!(lines.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
-            assert!(lines.iter().all(|l| l.at_ms <= plan.duration_ms), "{shell:?}");
+            assert!(
+                lines.iter().all(|l| l.at_ms <= plan.duration_ms),
+                "{shell:?}"
+            );
             let header: serde_json::Value =
                 serde_json::from_str(&cast_header(shell, &plan.user, &plan.host, 0)).unwrap();
             assert_eq!(header["version"], 2);
@@ -800,7 +864,10 @@ mod tests {
                 assert!(code == "i" || code == "o");
             }
         }
-        assert!((25..=80).contains(&terminals), "{terminals} of 300 are terminal sessions");
+        assert!(
+            (25..=80).contains(&terminals),
+            "{terminals} of 300 are terminal sessions"
+        );
     }
 
     #[test]

@@ -76,7 +76,14 @@ async fn a_killed_seeding_is_started_again_and_the_demo_stays_alive() {
     // A seeding killed half-way leaves a marked directory that the next
     // --demo start empties and seeds again.
     let mut child = std::process::Command::new(crate::common::server::SRS)
-        .args(["serve", "--demo", "--demo-recordings", "3000", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--demo",
+            "--demo-recordings",
+            "3000",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data")
         .arg(&data)
         .env_remove("SRS_DATA")
@@ -166,7 +173,10 @@ async fn a_killed_seeding_is_started_again_and_the_demo_stays_alive() {
         .unwrap_or_else(|| panic!("a terminal recording with a cast: {terminals}"))
         .clone();
     let body = reqwest::Client::new()
-        .get(srs.url(&format!("/recordings/{}/content", node["id"].as_str().unwrap())))
+        .get(srs.url(&format!(
+            "/recordings/{}/content",
+            node["id"].as_str().unwrap()
+        )))
         .bearer_auth(&admin_token)
         .send()
         .await
