@@ -473,12 +473,17 @@ async fn serve(
     demo: Option<crate::demo::DemoOptions>,
     clock: Option<Arc<dyn srs_domain::time::Clock>>,
 ) -> anyhow::Result<ExitCode> {
+    let mut prepared = None;
     if demo.is_some() {
-        // An empty directory, or a demo whose seeding never finished
-        // (emptied here); anything else is refused untouched.
-        if let Err(e) = crate::demo::prepare_dir(&options.data) {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+        // An empty directory, a demo whose seeding never finished (emptied
+        // here), or a finished demo (resumed); anything else is refused
+        // untouched.
+        match crate::demo::prepare_dir(&options.data) {
+            Ok(found) => prepared = Some(found),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
         }
     }
     let data = options.data.clone();
@@ -500,7 +505,21 @@ async fn serve(
     }
     let addr = server.local_addr()?;
     let mut fleet = None;
-    if let Some(demo) = demo {
+    if prepared == Some(crate::demo::Prepared::Resume) {
+        match crate::demo::resume(server.state()).await {
+            Ok(plan) => {
+                println!(
+                    "srs: demo resumed: its servers are back at work (tokens in {})",
+                    data.display()
+                );
+                fleet = Some(crate::demo::Fleet::start(server.state(), plan));
+            }
+            Err(e) => {
+                eprintln!("error: resuming the demo: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    } else if let Some(demo) = demo {
         let secret = server
             .bootstrap_secret()
             .ok_or_else(|| anyhow::anyhow!("the demo needs a fresh admin token"))?

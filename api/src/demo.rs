@@ -100,6 +100,11 @@ use crate::state::{AppState, Core};
 /// the module docs: a directory holding it may be emptied by `--demo`).
 pub const SEEDING_MARKER: &str = "demo.seeding";
 
+/// The file a finished demo leaves in its data directory: its seed and
+/// how many sessions it seeded (nothing secret), so that `--demo` on it
+/// again puts the same fleet back to work ([`resume`]).
+pub const DEMO_FILE: &str = "demo.json";
+
 /// At most this many session events per seeded session (the generator's
 /// sessions have up to this many; fewer keeps seeding fast).
 const EVENTS_PER_SESSION: usize = 60;
@@ -199,13 +204,26 @@ pub fn check_empty(data: &Path) -> Result<(), DemoError> {
     }
 }
 
-/// Readies `data` for seeding: an empty (or missing) directory, or one
+/// What `--demo` finds in its data directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// Nothing (or an unfinished demo, emptied): seed it.
+    Fresh,
+    /// A demo seeded before: put its fleet back to work.
+    Resume,
+}
+
+/// Readies `data` for `--demo`: an empty (or missing) directory, or one
 /// holding an unfinished demo (its [`SEEDING_MARKER`]: emptied), gets the
-/// marker; any other is [`DemoError::NotEmpty`], untouched.
-pub fn prepare_dir(data: &Path) -> Result<(), DemoError> {
+/// marker and is [`Prepared::Fresh`]; a finished demo (its [`DEMO_FILE`])
+/// is [`Prepared::Resume`]; any other is [`DemoError::NotEmpty`],
+/// untouched.
+pub fn prepare_dir(data: &Path) -> Result<Prepared, DemoError> {
     if data.join(SEEDING_MARKER).is_file() {
         tracing::warn!(data = %data.display(), "an unfinished demo: emptying it to seed again");
         discard(data)?;
+    } else if data.join(DEMO_FILE).is_file() {
+        return Ok(Prepared::Resume);
     }
     check_empty(data)?;
     srs_domain::log::create_private_dir(data).map_err(io_error(data))?;
@@ -213,7 +231,80 @@ pub fn prepare_dir(data: &Path) -> Result<(), DemoError> {
         &data.join(SEEDING_MARKER),
         "srs serve --demo is seeding this directory; a --demo start may empty it",
     )
-    .map_err(io_error(data))
+    .map_err(io_error(data))?;
+    Ok(Prepared::Fresh)
+}
+
+/// The fleet of a demo seeded before (its [`DEMO_FILE`]), back at work:
+/// the first admin (`admin.token`) gives each connected server a new AGENT
+/// token (`rotateAgentToken`, as an admin replacing a lost credential
+/// would), and the fleet plays sessions after the seeded ones.
+pub async fn resume(state: &AppState) -> Result<FleetPlan, DemoError> {
+    let core = state.core().clone();
+    let file = core.data_dir.join(DEMO_FILE);
+    let text = std::fs::read_to_string(&file).map_err(io_error(&file))?;
+    let saved: Value = serde_json::from_str(&text).map_err(|e| DemoError::Io {
+        path: file.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
+    let seed = saved["seed"].as_u64().unwrap_or(1);
+    let next_index = saved["recordings"].as_u64().unwrap_or(0);
+    let token_file = core.data_dir.join(crate::server::ADMIN_TOKEN_FILE);
+    let secret = std::fs::read_to_string(&token_file).map_err(io_error(&token_file))?;
+    let admin_principal = core
+        .authenticate(secret.trim())
+        .await
+        .map_err(|_| DemoError::NoAdmin)?
+        .ok_or(DemoError::NoAdmin)?;
+    let admin = InProcess {
+        schema: state.schema().clone(),
+        principal: admin_principal,
+    };
+    core.reads
+        .wait_for(
+            Which::All,
+            core.store.head().position,
+            Duration::from_secs(600),
+        )
+        .await
+        .map_err(|e| DemoError::CatchUp(e.to_string()))?;
+    let servers = core
+        .reads
+        .servers()
+        .and_then(|servers| servers.servers(None))
+        .map_err(|e| DemoError::CatchUp(e.to_string()))?;
+    let mut agents = Vec::new();
+    for server in servers
+        .iter()
+        .filter(|s| s.status == srs_domain::model::ServerStatus::Connected)
+    {
+        let rotated = admin
+            .call(
+                "mutation($id: ID!) { rotateAgentToken(serverId: $id) { agentToken } }",
+                json!({ "id": server.id }),
+            )
+            .await?;
+        let token = rotated["rotateAgentToken"]["agentToken"]
+            .as_str()
+            .unwrap_or_default();
+        let principal = core
+            .authenticate(token)
+            .await
+            .map_err(|_| DemoError::NoAdmin)?
+            .ok_or(DemoError::NoAdmin)?;
+        core.service.heartbeat(&principal, server.id).await?;
+        agents.push(Agent {
+            server_id: server.id,
+            principal,
+        });
+    }
+    Ok(FleetPlan {
+        agents: Arc::new(agents),
+        population: Arc::new(Population::new(seed)),
+        seed,
+        next_index,
+        continuations: Vec::new(),
+    })
 }
 
 /// Removes a demo directory whose seeding failed (a missing one is fine).
@@ -395,6 +486,12 @@ pub async fn seed(
         .wait_for(Which::All, head, Duration::from_secs(600))
         .await
         .map_err(|e| DemoError::CatchUp(e.to_string()))?;
+    let demo_file = core.data_dir.join(DEMO_FILE);
+    std::fs::write(
+        &demo_file,
+        json!({ "seed": options.seed, "recordings": options.recordings }).to_string(),
+    )
+    .map_err(io_error(&demo_file))?;
     let marker = core.data_dir.join(SEEDING_MARKER);
     match std::fs::remove_file(&marker) {
         Ok(()) => {}
@@ -735,6 +832,9 @@ pub struct Fleet {
 /// What the fleet's tasks share.
 struct FleetShared {
     core: Arc<Core>,
+    /// This run's mark in the fleet's session ids: a resumed demo plays
+    /// the same plans again under new session ids.
+    run: u32,
     agents: Arc<Vec<Agent>>,
     population: Arc<Population>,
     seed: u64,
@@ -754,6 +854,7 @@ impl Fleet {
         continuations.sort_by_key(|c| std::cmp::Reverse(c.until_ms.saturating_sub(c.from_ms)));
         let shared = Arc::new(FleetShared {
             core,
+            run: rand::random(),
             agents: plan.agents,
             population: plan.population,
             seed: plan.seed,
@@ -870,7 +971,7 @@ impl FleetShared {
                 &agent.principal,
                 StartRecordingInput {
                     server_id: agent.server_id,
-                    session_id: session.plan.session_id.clone(),
+                    session_id: format!("{}-{:08x}", session.plan.session_id, self.run),
                     session: session.attributes(),
                     started_at: Some(started_at),
                 },
@@ -1077,16 +1178,18 @@ mod tests {
     fn an_unfinished_demo_is_emptied_and_anything_else_refused() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        prepare_dir(&data).unwrap();
+        assert_eq!(prepare_dir(&data).unwrap(), Prepared::Fresh);
         assert!(data.join(SEEDING_MARKER).is_file());
         std::fs::write(data.join("db"), b"half a demo").unwrap();
-        prepare_dir(&data).unwrap();
+        assert_eq!(prepare_dir(&data).unwrap(), Prepared::Fresh);
         assert!(!data.join("db").exists(), "the unfinished demo was emptied");
         assert!(data.join(SEEDING_MARKER).is_file());
         std::fs::remove_file(data.join(SEEDING_MARKER)).unwrap();
         std::fs::write(data.join("db"), b"real data").unwrap();
         assert!(matches!(prepare_dir(&data), Err(DemoError::NotEmpty(_))));
         assert_eq!(std::fs::read(data.join("db")).unwrap(), b"real data");
+        std::fs::write(data.join(DEMO_FILE), b"{}").unwrap();
+        assert_eq!(prepare_dir(&data).unwrap(), Prepared::Resume);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! every printed token in a file beside `admin.token`, and keeps working
 //! while it runs: its servers stay ONLINE past the liveness window
 //! (`--liveness-secs`), a few recordings are live and grow, and terminal
-//! recordings play as asciicast files.
+//! recordings play as asciicast files; `--demo` on its own directory
+//! again resumes the fleet.
 
 use std::time::{Duration, Instant};
 
@@ -202,6 +203,26 @@ async fn a_killed_seeding_is_started_again_and_the_demo_stays_alive() {
     }
     assert!(events > 3, "{body}");
 
-    // It stops cleanly while its fleet is at work.
+    // It stops cleanly while its fleet is at work, ending its sessions.
+    let total = admin
+        .data("{ recordings(first: 1) { totalCount } }", json!({}))
+        .await;
+    assert!(srs.stop().success());
+
+    // `--demo` again on the same directory puts the fleet back to work.
+    let srs = demo(&data, "2026-03-18T16:00:00Z", "1", "200").await;
+    assert_eq!(srs.printed_admin_token, None, "nothing seeded again");
+    let admin = Client::new(&srs, Some(&admin_token));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for server in servers(&admin).await {
+        assert_eq!(server["online"], true, "resumed: {server}");
+    }
+    let later = admin
+        .data("{ recordings(first: 1) { totalCount } }", json!({}))
+        .await;
+    assert!(
+        later["recordings"]["totalCount"].as_u64() > total["recordings"]["totalCount"].as_u64(),
+        "the resumed fleet records new sessions: {total} then {later}"
+    );
     assert!(srs.stop().success());
 }

@@ -370,7 +370,9 @@ async fn demo_fills_an_empty_directory_and_refuses_a_used_one() {
     );
     assert!(srs.stop().success());
 
-    // On a used directory --demo refuses and changes nothing.
+    // On a directory that holds data and is not a demo's, --demo refuses
+    // and changes nothing (a demo's own directory is resumed instead).
+    std::fs::remove_file(data.join("demo.json")).expect("the demo leaves demo.json");
     let data_arg = data.to_str().unwrap();
     let (code, before, _) = run_srs(&["verify", "--data", data_arg], &[]);
     assert_eq!(code, Some(0), "{before}");
