@@ -534,7 +534,7 @@ async fn serve(
                 eprintln!("error: seeding the demo failed: {e}");
                 match emptied {
                     Ok(()) => eprintln!(
-                        "srs: the partly seeded data directory {} was removed; start again",
+                        "srs: the partly seeded data directory {} was emptied; start again",
                         data.display()
                     ),
                     Err(e) => eprintln!("error: {e}"),

@@ -43,8 +43,9 @@
 //! everything is seeded and the token files are written. A directory
 //! holding the marker is a demo whose seeding never finished (it failed,
 //! or the process was killed): the next `--demo` start empties it and
-//! seeds again. A seeding that fails with an error removes the directory
-//! at once ([`discard`]).
+//! seeds again. A seeding that fails with an error empties the directory
+//! at once ([`discard`]). (So a directory still marked must not be given
+//! real data by a plain `srs serve`: the marker says what it is.)
 //!
 //! # Tokens
 //!
@@ -307,13 +308,39 @@ pub async fn resume(state: &AppState) -> Result<FleetPlan, DemoError> {
     })
 }
 
-/// Removes a demo directory whose seeding failed (a missing one is fine).
+/// Empties a demo directory whose seeding failed or never finished (a
+/// missing one is fine). The directory itself stays (it may be a mount
+/// point the user made); the [`SEEDING_MARKER`] goes last, so whatever
+/// stops this half-way leaves a directory the next `--demo` empties again.
 pub fn discard(data: &Path) -> Result<(), DemoError> {
-    match std::fs::remove_dir_all(data) {
+    let entries = match std::fs::read_dir(data) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(DemoError::Io {
+                path: data.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error(data))?;
+        let path = entry.path();
+        if entry.file_name() == SEEDING_MARKER {
+            continue;
+        }
+        let removed = if entry.file_type().map_err(io_error(&path))?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io_error(&path))?;
+    }
+    match std::fs::remove_file(data.join(SEEDING_MARKER)) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(DemoError::Io {
-            path: data.to_path_buf(),
+            path: data.join(SEEDING_MARKER),
             source,
         }),
     }
@@ -1183,6 +1210,11 @@ mod tests {
         std::fs::write(data.join("db"), b"half a demo").unwrap();
         assert_eq!(prepare_dir(&data).unwrap(), Prepared::Fresh);
         assert!(!data.join("db").exists(), "the unfinished demo was emptied");
+        std::fs::create_dir(data.join("content")).unwrap();
+        std::fs::write(data.join("content/x"), b"x").unwrap();
+        discard(&data).unwrap();
+        assert!(check_empty(&data).is_ok(), "emptied, marker and all");
+        assert_eq!(prepare_dir(&data).unwrap(), Prepared::Fresh);
         assert!(data.join(SEEDING_MARKER).is_file());
         std::fs::remove_file(data.join(SEEDING_MARKER)).unwrap();
         std::fs::write(data.join("db"), b"real data").unwrap();
