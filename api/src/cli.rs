@@ -43,8 +43,9 @@ pub enum Command {
         #[arg(long, env = "SRS_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
         /// Seed an EMPTY data directory with a demo organisation (sites,
-        /// servers, policies, recordings over the last 30 days), then serve.
-        /// A directory holding anything is refused (exit 2).
+        /// servers, policies, recordings over the last 30 days), then serve
+        /// with the demo's servers at work. A demo's own directory is
+        /// resumed; a directory holding anything else is refused (exit 2).
         #[arg(long, env = "SRS_DEMO")]
         demo: bool,
         /// Recordings the demo seeds.
