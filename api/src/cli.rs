@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -42,8 +43,9 @@ pub enum Command {
         #[arg(long, env = "SRS_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
         /// Seed an EMPTY data directory with a demo organisation (sites,
-        /// servers, policies, recordings over the last 30 days), then serve.
-        /// A directory holding anything is refused (exit 2).
+        /// servers, policies, recordings over the last 30 days), then serve
+        /// with the demo's servers at work. A demo's own directory is
+        /// resumed; a directory holding anything else is refused (exit 2).
         #[arg(long, env = "SRS_DEMO")]
         demo: bool,
         /// Recordings the demo seeds.
@@ -63,6 +65,15 @@ pub enum Command {
         /// minute; further refusals are counted in /metrics only.
         #[arg(long, env = "SRS_DENIAL_FACTS_PER_MINUTE", default_value_t = srs_domain::app::DENIAL_FACTS_PER_MINUTE)]
         denial_facts_per_minute: u32,
+        /// Seconds without a heartbeat after which a connected server is
+        /// marked OFFLINE (checked every third of it, at most every 30 s).
+        #[arg(long, env = "SRS_LIVENESS_SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        liveness_secs: u64,
+        /// Start the service's clock at this RFC 3339 instant; it then runs
+        /// at wall-clock speed. For drills and tests of time-dependent
+        /// behaviour (the demo at a given time of day); never in production.
+        #[arg(long, env = "SRS_CLOCK_START", hide = true, value_parser = clock_start)]
+        clock_start: Option<srs_domain::time::Timestamp>,
     },
     /// Act as N connected Session Recording servers recording M sessions
     /// through the public API, and report what was sent, the throughput and
@@ -203,6 +214,33 @@ impl LimitArgs {
     }
 }
 
+/// An RFC 3339 instant, e.g. `2026-03-18T15:30:00Z`.
+fn clock_start(text: &str) -> Result<srs_domain::time::Timestamp, String> {
+    srs_domain::time::Timestamp::parse_rfc3339(text.trim())
+        .map_err(|e| format!("`{text}` is not an RFC 3339 instant: {e}"))
+}
+
+/// The wall clock shifted by a fixed offset (`--clock-start`): it starts at
+/// the given instant and runs at wall-clock speed from there.
+#[derive(Debug)]
+struct ShiftedClock {
+    offset_micros: i64,
+}
+
+impl ShiftedClock {
+    fn starting_at(start: srs_domain::time::Timestamp) -> Self {
+        ShiftedClock {
+            offset_micros: start.as_micros() - srs_domain::time::Timestamp::now().as_micros(),
+        }
+    }
+}
+
+impl srs_domain::time::Clock for ShiftedClock {
+    fn now(&self) -> srs_domain::time::Timestamp {
+        srs_domain::time::Timestamp::now().plus_micros(self.offset_micros)
+    }
+}
+
 /// A duration in seconds, e.g. `10` or `0.5`.
 fn seconds(text: &str) -> Result<std::time::Duration, String> {
     let value: f64 = text
@@ -285,6 +323,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo_seed,
             limits,
             denial_facts_per_minute,
+            liveness_secs,
+            clock_start,
         } => {
             init_tracing(log_format);
             let demo = demo.then_some(crate::demo::DemoOptions {
@@ -298,10 +338,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     listen,
                     limits: Limits {
                         denial_facts_per_minute,
+                        liveness_period: std::time::Duration::from_secs(liveness_secs),
                         ..limits.limits()
                     },
                 },
                 demo,
+                clock_start.map(|start| {
+                    Arc::new(ShiftedClock::starting_at(start)) as Arc<dyn srs_domain::time::Clock>
+                }),
             )
             .await
         }
@@ -428,14 +472,24 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 async fn serve(
     options: ServeOptions,
     demo: Option<crate::demo::DemoOptions>,
+    clock: Option<Arc<dyn srs_domain::time::Clock>>,
 ) -> anyhow::Result<ExitCode> {
+    let mut prepared = None;
     if demo.is_some() {
-        if let Err(e) = crate::demo::check_empty(&options.data) {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+        // An empty directory, a demo whose seeding never finished (emptied
+        // here), or a finished demo (resumed); anything else is refused
+        // untouched.
+        match crate::demo::prepare_dir(&options.data) {
+            Ok(found) => prepared = Some(found),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
         }
     }
-    let server = match Server::open(options).await {
+    let data = options.data.clone();
+    let clock = clock.unwrap_or_else(|| Arc::new(srs_domain::time::SystemClock));
+    let server = match Server::open_with_clock(options, clock).await {
         Ok(server) => server,
         Err(e @ ServeError::Locked(_)) => {
             eprintln!("error: {e}");
@@ -451,23 +505,63 @@ async fn serve(
         println!("srs: admin token: {secret}");
     }
     let addr = server.local_addr()?;
-    if let Some(demo) = demo {
+    let mut fleet = None;
+    if prepared == Some(crate::demo::Prepared::Resume) {
+        match crate::demo::resume(server.state()).await {
+            Ok(plan) => {
+                println!(
+                    "srs: demo resumed: its servers are back at work (tokens in {})",
+                    data.display()
+                );
+                fleet = Some(crate::demo::Fleet::start(server.state(), plan));
+            }
+            Err(e) => {
+                eprintln!("error: resuming the demo: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    } else if let Some(demo) = demo {
         let secret = server
             .bootstrap_secret()
             .ok_or_else(|| anyhow::anyhow!("the demo needs a fresh admin token"))?
             .to_string();
         eprintln!("srs: seeding the demo ({} recordings)...", demo.recordings);
-        let summary = crate::demo::seed(server.state(), &secret, &demo).await?;
+        let seeded = match crate::demo::seed(server.state(), &secret, &demo).await {
+            Ok(seeded) => seeded,
+            Err(e) => {
+                // All or nothing: the next `--demo` start finds an empty directory.
+                drop(server);
+                let emptied = crate::demo::discard(&data);
+                eprintln!("error: seeding the demo failed: {e}");
+                match emptied {
+                    Ok(()) => eprintln!(
+                        "srs: the partly seeded data directory {} was emptied; start again",
+                        data.display()
+                    ),
+                    Err(e) => eprintln!("error: {e}"),
+                }
+                return Ok(ExitCode::from(2));
+            }
+        };
         println!(
             "{}",
-            crate::demo::banner(&summary, &format!("http://{addr}"), &secret)
+            crate::demo::banner(&seeded.summary, &format!("http://{addr}"), &secret)
         );
+        fleet = Some(crate::demo::Fleet::start(server.state(), seeded.fleet));
     }
     println!("srs: listening on http://{addr}");
     // Tests and scripts read the line above from a pipe: make it visible now.
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, "serving");
-    server.run(shutdown_signal()).await?;
+    // The demo fleet stops before the server drains, so none of its calls
+    // meets a closing server.
+    let signal = async move {
+        shutdown_signal().await;
+        if let Some(fleet) = fleet {
+            fleet.stop().await;
+        }
+    };
+    server.run(signal).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -231,6 +231,7 @@ impl Server {
         });
         let config = ServiceConfig {
             denial_facts_per_minute: options.limits.denial_facts_per_minute,
+            liveness_period_secs: options.limits.liveness_period.as_secs().max(1) as i64,
             ..ServiceConfig::default()
         };
         // One key ring for the data directory: the content store seals
@@ -646,7 +647,7 @@ pub fn replace_admin_token_file(
 }
 
 /// Writes `secret` to `path`, readable by the owner only.
-fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -668,9 +669,15 @@ fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     }
 }
 
+/// How often connected servers are checked for missed heartbeats: a third
+/// of the liveness period, at most [`LIVENESS_INTERVAL`], at least 1 s.
+pub fn liveness_interval(period: Duration) -> Duration {
+    (period / 3).clamp(Duration::from_secs(1), LIVENESS_INTERVAL)
+}
+
 /// Marks connected servers offline when their heartbeats stop.
 async fn watch_liveness(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(LIVENESS_INTERVAL);
+    let mut ticker = tokio::time::interval(liveness_interval(core.limits.liveness_period));
     ticker.tick().await;
     loop {
         tokio::select! {

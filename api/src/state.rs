@@ -74,6 +74,10 @@ pub struct Limits {
     /// `VALIDATION` limit: past it refusals are still `FORBIDDEN`, only
     /// counted instead of written; see `srs_domain::app` `denials`).
     pub denial_facts_per_minute: u32,
+    /// A connected server silent (no heartbeat) for longer than this is
+    /// marked offline (not a `VALIDATION` limit either; checked every
+    /// third of it, at most every 30 s).
+    pub liveness_period: Duration,
     /// The time budget of a GraphQL request of an authenticated caller
     /// (`TIMEOUT` past it).
     pub request_timeout: Duration,
@@ -158,6 +162,7 @@ impl Default for Limits {
             rate_principal: Some(Rate::new(500.0, 1000.0)),
             rate_anonymous_ip: Some(Rate::new(30.0, 100.0)),
             denial_facts_per_minute: srs_domain::app::DENIAL_FACTS_PER_MINUTE,
+            liveness_period: Duration::from_secs(90),
         }
     }
 }

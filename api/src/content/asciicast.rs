@@ -29,6 +29,17 @@ pub fn parse(recording_id: Uuid, body: &[u8]) -> Result<Vec<SessionEvent>, Strin
     if header.get("version").and_then(serde_json::Value::as_u64) != Some(2) {
         return Err("line 1: only asciicast version 2 is accepted".into());
     }
+    parse_lines(recording_id, lines)
+}
+
+/// The session events of asciicast event lines (no header), each with its
+/// 0-based line number in the whole file (the header is line 0): how a
+/// cast streamed in chunks is indexed chunk by chunk, with the same event
+/// ids as the whole file would give.
+pub fn parse_lines<'a>(
+    recording_id: Uuid,
+    lines: impl IntoIterator<Item = (usize, &'a str)>,
+) -> Result<Vec<SessionEvent>, String> {
     let mut events = Vec::new();
     for (index, line) in lines {
         if line.trim().is_empty() {

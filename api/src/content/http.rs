@@ -285,35 +285,48 @@ async fn put_asciicast(
         let by = principal(&state, &headers).await?;
         let recording_id = recording_id(&id)?;
         let (body, sha256) = checked_body(&headers, body)?;
-        let events = asciicast::parse(recording_id, &body).map_err(ApiError::validation)?;
-        let core = state.core();
-        let target = core.service.content_target(&by, recording_id).await?;
-        if target.recording.state.lifecycle != Lifecycle::Live {
-            return Err(ApiError::validation(
-                "an asciicast is uploaded while its recording is live (before endRecording)",
-            )
-            .into());
-        }
-        let receipt = store_chunk(
-            core,
-            &by,
-            recording_id,
-            0,
-            body,
-            sha256,
-            Some(asciicast::CONTENT_TYPE.to_string()),
-        )
-        .await?;
-        // Event ids are stable, so a repeated upload indexes nothing twice.
-        for batch in events.chunks(core.limits.max_batch.max(1)) {
-            core.service
-                .record_session_events(&by, recording_id, batch.to_vec())
-                .await?;
-        }
-        Ok(receipt)
+        store_asciicast(state.core(), &by, recording_id, body, sha256).await
     }
     .await;
     receipt_response(outcome)
+}
+
+/// Stores a whole asciicast v2 file as a live recording's content (chunk
+/// 0, `application/x-asciicast`) and indexes its events on the recording:
+/// what `PUT /recordings/{id}/asciicast` does once the body is checked
+/// (`sha256`: its hex SHA-256).
+pub async fn store_asciicast(
+    core: &Arc<Core>,
+    by: &Principal,
+    recording_id: Uuid,
+    body: Bytes,
+    sha256: String,
+) -> Result<(StatusCode, Receipt), Refused> {
+    let events = asciicast::parse(recording_id, &body).map_err(ApiError::validation)?;
+    let target = core.service.content_target(by, recording_id).await?;
+    if target.recording.state.lifecycle != Lifecycle::Live {
+        return Err(ApiError::validation(
+            "an asciicast is uploaded while its recording is live (before endRecording)",
+        )
+        .into());
+    }
+    let receipt = store_chunk(
+        core,
+        by,
+        recording_id,
+        0,
+        body,
+        sha256,
+        Some(asciicast::CONTENT_TYPE.to_string()),
+    )
+    .await?;
+    // Event ids are stable, so a repeated upload indexes nothing twice.
+    for batch in events.chunks(core.limits.max_batch.max(1)) {
+        core.service
+            .record_session_events(by, recording_id, batch.to_vec())
+            .await?;
+    }
+    Ok(receipt)
 }
 
 fn receipt_response(outcome: Result<(StatusCode, Receipt), Refused>) -> Response {

@@ -61,9 +61,13 @@ mod effects;
 mod http;
 mod store;
 
+pub use asciicast::{
+    parse as parse_asciicast, parse_lines as parse_asciicast_lines,
+    CONTENT_TYPE as ASCIICAST_CONTENT_TYPE,
+};
 pub use effects::ContentEffects;
 pub use http::{
-    parse_range, parse_seq, routes, store_chunk, ByteRange, Receipt, Refused, SETTLE_TIMEOUT,
-    SHA256_HEADER,
+    parse_range, parse_seq, routes, store_asciicast, store_chunk, ByteRange, Receipt, Refused,
+    SETTLE_TIMEOUT, SHA256_HEADER,
 };
 pub use store::{Area, ContentError, ContentStore, WrittenChunk, MAX_CHUNK_BYTES};

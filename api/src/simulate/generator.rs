@@ -548,6 +548,263 @@ fn event(event_type: SessionEventType, offset_ms: u64, data: &[(&str, &str)]) ->
     }
 }
 
+// ---- terminal sessions -------------------------------------------------------
+
+/// The shell of a terminal session (an admin at a command line): its
+/// content is an asciicast v2 file, its events the cast's lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shell {
+    Cmd,
+    PowerShell,
+    /// An OpenSSH client session to a Linux server.
+    Ssh,
+}
+
+impl Shell {
+    /// The executable the session publishes.
+    pub fn executable(self) -> &'static str {
+        match self {
+            Shell::Cmd => "cmd.exe",
+            Shell::PowerShell => "powershell.exe",
+            Shell::Ssh => "ssh.exe",
+        }
+    }
+}
+
+/// The Linux servers admins reach over ssh.
+const SSH_TARGETS: [&str; 4] = ["lnx-app-01", "lnx-app-02", "lnx-db-01", "lnx-web-03"];
+
+/// Whether session `index` of `seed` is a terminal session, and in which
+/// shell: about one session in six.
+pub fn terminal_shell(seed: u64, index: u64) -> Option<Shell> {
+    let mut rng = rng_for(seed, 9, index);
+    if !rng.gen_bool(1.0 / 6.0) {
+        return None;
+    }
+    Some(pick(&mut rng, &[Shell::Cmd, Shell::PowerShell, Shell::Ssh]))
+}
+
+/// Makes `plan` a terminal session in `shell`: the shell is its one
+/// published application, started right after logon.
+pub fn make_terminal(plan: &mut SessionPlan, shell: Shell) {
+    plan.applications = vec![shell.executable().to_string()];
+    let at = plan.events.first().map_or(0, |e| e.offset_ms) + 1_500;
+    plan.events.insert(
+        1.min(plan.events.len()),
+        event(
+            SessionEventType::AppStart,
+            at.min(plan.duration_ms),
+            &[("app", shell.executable())],
+        ),
+    );
+}
+
+/// One event line of an asciicast: `[seconds, code, data]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CastLine {
+    /// From the session's start.
+    pub at_ms: u64,
+    /// `o` output, `i` input.
+    pub code: &'static str,
+    pub data: String,
+}
+
+impl CastLine {
+    /// The line as the file holds it (no newline).
+    pub fn to_json(&self) -> String {
+        serde_json::json!([self.at_ms as f64 / 1_000.0, self.code, self.data]).to_string()
+    }
+}
+
+/// The header line of a terminal session's asciicast v2 file.
+pub fn cast_header(shell: Shell, user: &str, host: &str, started_secs: i64) -> String {
+    let (title, shell_path) = match shell {
+        Shell::Cmd => (format!("{user}@{host}: Command Prompt"), "cmd.exe"),
+        Shell::PowerShell => (
+            format!("{user}@{host}: Windows PowerShell"),
+            "powershell.exe",
+        ),
+        Shell::Ssh => (format!("{user}@{host}: ssh"), "ssh.exe"),
+    };
+    serde_json::json!({
+        "version": 2,
+        "width": 120,
+        "height": 30,
+        "timestamp": started_secs,
+        "title": title,
+        "env": { "SHELL": shell_path, "TERM": "xterm-256color" },
+    })
+    .to_string()
+}
+
+/// A command and what it prints.
+type Exchange = (&'static str, &'static [&'static str]);
+
+const CMD_EXCHANGES: [Exchange; 6] = [
+    ("whoami", &["corp\\{user}"]),
+    ("hostname", &["{host}"]),
+    (
+        "ipconfig | findstr IPv4",
+        &["   IPv4 Address. . . . . . . . . . . : 10.20.4.31"],
+    ),
+    (
+        "net use",
+        &[
+            "New connections will be remembered.",
+            "",
+            "Status       Local     Remote",
+            "-------------------------------------------------------",
+            "OK           F:        \\\\fs01\\Finance",
+            "The command completed successfully.",
+        ],
+    ),
+    (
+        "dir F:\\Reports",
+        &[
+            " Volume in drive F is Finance",
+            " Directory of F:\\Reports",
+            "",
+            "03/02/2026  09:14    <DIR>          .",
+            "03/02/2026  08:55           245,760 Q3 Forecast.xlsx",
+            "               1 File(s)        245,760 bytes",
+        ],
+    ),
+    (
+        "tasklist | findstr /i sap",
+        &["saplogon.exe                  6412 RDP-Tcp#3                  2    184,220 K"],
+    ),
+];
+
+const POWERSHELL_EXCHANGES: [Exchange; 6] = [
+    ("Get-Service Spooler", &["", "Status   Name               DisplayName", "------   ----               -----------", "Running  Spooler            Print Spooler"]),
+    ("Get-Process | Sort-Object CPU -Descending | Select-Object -First 3 Name,CPU", &["", "Name          CPU", "----          ---", "msedge     412.53", "teams      198.02", "outlook     87.40"]),
+    ("Test-NetConnection fs01 -Port 445 | Select-Object TcpTestSucceeded", &["", "TcpTestSucceeded", "----------------", "            True"]),
+    ("Get-ChildItem C:\\Temp | Measure-Object | Select-Object Count", &["", "Count", "-----", "   14"]),
+    ("Get-HotFix | Select-Object -Last 1 HotFixID,InstalledOn", &["", "HotFixID  InstalledOn", "--------  -----------", "KB5034441 2/14/2026 12:00:00 AM"]),
+    ("Restart-Service Spooler -Verbose", &["VERBOSE: Performing the operation \"Restart-Service\" on target \"Print Spooler (Spooler)\"."]),
+];
+
+const SSH_EXCHANGES: [Exchange; 6] = [
+    (
+        "uptime",
+        &[" 14:02:11 up 41 days,  3:17,  1 user,  load average: 0.42, 0.37, 0.31"],
+    ),
+    (
+        "df -h /var",
+        &[
+            "Filesystem      Size  Used Avail Use% Mounted on",
+            "/dev/sda3        98G   61G   33G  65% /var",
+        ],
+    ),
+    (
+        "systemctl status nginx --no-pager | head -3",
+        &[
+            "* nginx.service - A high performance web server and a reverse proxy server",
+            "     Loaded: loaded (/lib/systemd/system/nginx.service; enabled)",
+            "     Active: active (running) since Mon 2026-02-23 09:12:40 UTC",
+        ],
+    ),
+    (
+        "tail -n 2 /var/log/syslog",
+        &[
+            "Mar  2 14:01:58 {host} CRON[22817]: (root) CMD (run-parts /etc/cron.hourly)",
+            "Mar  2 14:02:03 {host} systemd[1]: Started Session 412 of user admin.",
+        ],
+    ),
+    ("sudo apt list --upgradable 2>/dev/null | wc -l", &["7"]),
+    (
+        "free -m",
+        &[
+            "               total        used        free      shared  buff/cache   available",
+            "Mem:           15884        6120        1402         212        8361        9218",
+        ],
+    ),
+];
+
+/// The lines of a terminal session's asciicast: a prompt, then commands
+/// typed (`i`), echoed and answered (`o`), spread over `duration_ms`; the
+/// same for the same `(seed, index)`.
+pub fn terminal_cast(
+    seed: u64,
+    index: u64,
+    shell: Shell,
+    user: &str,
+    duration_ms: u64,
+) -> Vec<CastLine> {
+    let mut rng = rng_for(seed, 10, index);
+    let first = user.split('\\').nth(1).unwrap_or(user);
+    let remote = pick(&mut rng, &SSH_TARGETS);
+    let (prompt, exchanges): (String, &[Exchange]) = match shell {
+        Shell::Cmd => (format!("C:\\Users\\{first}>"), &CMD_EXCHANGES),
+        Shell::PowerShell => (format!("PS C:\\Users\\{first}> "), &POWERSHELL_EXCHANGES),
+        Shell::Ssh => (format!("admin@{remote}:~$ "), &SSH_EXCHANGES),
+    };
+    let fill = |text: &str| text.replace("{user}", first).replace("{host}", remote);
+    let mut lines = Vec::new();
+    let mut at = 400 + rng.gen_range(0..600);
+    let banner = match shell {
+        Shell::Cmd => "Microsoft Windows [Version 10.0.20348.2340]\r\n(c) Microsoft Corporation. All rights reserved.\r\n\r\n".to_string(),
+        Shell::PowerShell => "Windows PowerShell\r\nCopyright (C) Microsoft Corporation. All rights reserved.\r\n\r\n".to_string(),
+        Shell::Ssh => "Welcome to Ubuntu 22.04.4 LTS (GNU/Linux 5.15.0-97-generic x86_64)\r\nLast login: Mon Mar  2 09:12:40 2026 from 10.20.4.31\r\n".to_string(),
+    };
+    if shell == Shell::Ssh {
+        lines.push(CastLine {
+            at_ms: at,
+            code: "o",
+            data: format!("PS C:\\Users\\{first}> ssh admin@{remote}\r\n"),
+        });
+        at += 800;
+    }
+    lines.push(CastLine {
+        at_ms: at,
+        code: "o",
+        data: format!("{banner}{prompt}"),
+    });
+    let commands = rng.gen_range(5..=10);
+    // Spread the commands over the first four fifths of the session (each
+    // answer takes under half a second).
+    let step =
+        (duration_ms.saturating_mul(8) / 10).saturating_sub(at + 450 * commands) / (commands + 1);
+    for _ in 0..commands {
+        let (command, output) = pick(&mut rng, exchanges);
+        at += rng.gen_range(step / 2..=step.max(1));
+        lines.push(CastLine {
+            at_ms: at,
+            code: "i",
+            data: format!("{command}\r"),
+        });
+        lines.push(CastLine {
+            at_ms: at + 5,
+            code: "o",
+            data: format!("{command}\r\n"),
+        });
+        let printed: Vec<String> = output.iter().map(|line| fill(line)).collect();
+        at += 40 + rng.gen_range(0..400);
+        lines.push(CastLine {
+            at_ms: at,
+            code: "o",
+            data: format!("{}\r\n{prompt}", printed.join("\r\n")),
+        });
+    }
+    let exit = if shell == Shell::Ssh {
+        "logout\r\nConnection to host closed.\r\n"
+    } else {
+        ""
+    };
+    at += rng.gen_range(step / 4..=step.max(1));
+    lines.push(CastLine {
+        at_ms: at,
+        code: "i",
+        data: "exit\r".into(),
+    });
+    lines.push(CastLine {
+        at_ms: at + 5,
+        code: "o",
+        data: format!("exit\r\n{exit}"),
+    });
+    lines
+}
+
 /// The id of a recording's `index`th session event: the same for the same
 /// recording and index, so a repeated batch is recognised as such.
 pub fn event_id(recording_id: Uuid, index: usize) -> Uuid {
@@ -574,6 +831,44 @@ pub fn content(recording_id: Uuid, len: usize) -> Vec<u8> {
 mod tests {
     use super::*;
     use srs_domain::model::SessionEventData;
+
+    #[test]
+    fn terminal_casts_are_valid_asciicast_within_their_session() {
+        let population = Population::new(3);
+        let mut terminals = 0;
+        for index in 0..300 {
+            let Some(shell) = terminal_shell(3, index) else {
+                continue;
+            };
+            terminals += 1;
+            let mut plan = population.session(index, 60);
+            make_terminal(&mut plan, shell);
+            assert_eq!(plan.applications, vec![shell.executable().to_string()]);
+            let lines = terminal_cast(3, index, shell, &plan.user, plan.duration_ms);
+            assert_eq!(
+                lines,
+                terminal_cast(3, index, shell, &plan.user, plan.duration_ms)
+            );
+            assert!(lines.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+            assert!(
+                lines.iter().all(|l| l.at_ms <= plan.duration_ms),
+                "{shell:?}"
+            );
+            let header: serde_json::Value =
+                serde_json::from_str(&cast_header(shell, &plan.user, &plan.host, 0)).unwrap();
+            assert_eq!(header["version"], 2);
+            for line in &lines {
+                let (secs, code, data): (f64, String, String) =
+                    serde_json::from_str(&line.to_json()).unwrap();
+                assert!(secs >= 0.0 && !data.is_empty());
+                assert!(code == "i" || code == "o");
+            }
+        }
+        assert!(
+            (25..=80).contains(&terminals),
+            "{terminals} of 300 are terminal sessions"
+        );
+    }
 
     #[test]
     fn the_same_seed_gives_the_same_sessions() {

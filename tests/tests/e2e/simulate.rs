@@ -329,7 +329,9 @@ async fn demo_fills_an_empty_directory_and_refuses_a_used_one() {
         .await;
     let d = &board["dashboard"];
     let total = d["recordingsTotal"].as_u64().unwrap();
-    assert!((100..=150).contains(&total), "{d}");
+    // 150 seeded (some declined by policy), and the demo's fleet starts a
+    // few more while it runs.
+    assert!((100..=150 + 20).contains(&total), "{d}");
     assert!(d["detectionsTotal"].as_u64().unwrap() > 0, "{d}");
     assert!(d["restrictedCount"].as_u64().unwrap() > 0, "{d}");
     assert!(!d["topUsers"].as_array().unwrap().is_empty());
@@ -350,19 +352,22 @@ async fn demo_fills_an_empty_directory_and_refuses_a_used_one() {
     let found = admin
         .data(
             "query($u: [String!]) { recordings(filter: {users: $u}) { totalCount \
-               edges { node { user eventCount comments { text } } } } \
+               edges { node { user live eventCount comments { text } } } } \
                detected: recordings(filter: {hasDetections: true, minSeverity: HIGH}) { totalCount } }",
             json!({ "u": [user] }),
         )
         .await;
-    assert_eq!(
-        found["recordings"]["totalCount"], d["topUsers"][0]["count"],
+    // At least as many as the dashboard counted (the fleet may add one).
+    assert!(
+        found["recordings"]["totalCount"].as_u64() >= d["topUsers"][0]["count"].as_u64(),
         "{found}"
     );
     assert!(found["recordings"]["edges"]
         .as_array()
         .unwrap()
         .iter()
+        // A session the fleet just started may hold nothing yet.
+        .filter(|e| e["node"]["live"] == false)
         .all(|e| e["node"]["eventCount"].as_u64().unwrap() >= 2));
     assert!(
         found["detected"]["totalCount"].as_u64().unwrap() > 0,
@@ -370,7 +375,9 @@ async fn demo_fills_an_empty_directory_and_refuses_a_used_one() {
     );
     assert!(srs.stop().success());
 
-    // On a used directory --demo refuses and changes nothing.
+    // On a directory that holds data and is not a demo's, --demo refuses
+    // and changes nothing (a demo's own directory is resumed instead).
+    std::fs::remove_file(data.join("demo.json")).expect("the demo leaves demo.json");
     let data_arg = data.to_str().unwrap();
     let (code, before, _) = run_srs(&["verify", "--data", data_arg], &[]);
     assert_eq!(code, Some(0), "{before}");
