@@ -686,6 +686,30 @@ impl QueryRoot {
         super::ops::verify_chain(core, caller, from).await
     }
 
+    /// What server `serverId`'s agent works by: its settings with their
+    /// version and its site's active recording, event detection and event
+    /// response policies (its AGENT, or an ADMIN of its site).
+    async fn agent_config(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<super::agent::AgentConfig> {
+        super::agent::agent_config(ctx, &server_id, at_least).await
+    }
+
+    /// The chunks stored of a recording's content, for its server's AGENT
+    /// to resume an upload and for whoever may see the recording. Not a
+    /// playback: nothing is recorded (`playback` and content reads are).
+    async fn recording_chunks(
+        &self,
+        ctx: &Context<'_>,
+        recording_id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<super::agent::RecordingChunks> {
+        super::agent::recording_chunks(ctx, &recording_id, at_least).await
+    }
+
     /// Response actions a server has to carry out (its AGENT, or ADMIN).
     async fn pending_responses(
         &self,
