@@ -162,10 +162,11 @@ async fn an_agent_reads_its_configuration_receives_pushed_responses_and_resumes_
     assert_eq!(config["settings"]["maxRecordingHours"], 6, "{config}");
     assert_eq!(config["configTag"], beat["configTag"], "{config}");
     // A policy change moves it too ("Record everyone without notification").
+    let activate = "mutation($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }";
     admin
         .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": "00000000-0000-8000-8000-000000000003" }),
+            activate,
+            json!({ "id": "00000000-0000-8000-8000-000000000003", "site": site }),
         )
         .await;
     let after_policy = agent.data(HEARTBEAT, of_server.clone()).await["heartbeat"].clone();
@@ -173,12 +174,7 @@ async fn an_agent_reads_its_configuration_receives_pushed_responses_and_resumes_
         after_policy["configTag"], beat["configTag"],
         "{after_policy}"
     );
-    admin
-        .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": RECORD_EVERYONE }),
-        )
-        .await;
+    record_everyone(&admin, &site).await;
 
     // ---- responses are pushed as they are decided ---------------------------
     let mut pushed = agent.subscribe(RESPONSES, of_server.clone()).await;
