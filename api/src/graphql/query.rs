@@ -692,7 +692,8 @@ impl QueryRoot {
     async fn agent_config(
         &self,
         ctx: &Context<'_>,
-        server_id: ID,
+        #[graphql(desc = "The server whose configuration is read.")] server_id: ID,
+        #[graphql(desc = "Answer once the read models reached this log position.")]
         at_least: Option<i32>,
     ) -> ApiResult<super::agent::AgentConfig> {
         super::agent::agent_config(ctx, &server_id, at_least).await
@@ -704,7 +705,8 @@ impl QueryRoot {
     async fn recording_chunks(
         &self,
         ctx: &Context<'_>,
-        recording_id: ID,
+        #[graphql(desc = "The recording whose stored chunks are listed.")] recording_id: ID,
+        #[graphql(desc = "Answer once the read models reached this log position.")]
         at_least: Option<i32>,
     ) -> ApiResult<super::agent::RecordingChunks> {
         super::agent::recording_chunks(ctx, &recording_id, at_least).await

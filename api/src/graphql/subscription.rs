@@ -293,7 +293,7 @@ impl SubscriptionRoot {
     async fn responses(
         &self,
         ctx: &Context<'_>,
-        server_id: ID,
+        #[graphql(desc = "The server whose response actions are pushed.")] server_id: ID,
     ) -> Result<impl Stream<Item = super::types::PendingResponse>, ApiError> {
         let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
         super::agent::responses(core, caller, &server_id).await
