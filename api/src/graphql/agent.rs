@@ -37,8 +37,8 @@ use sha2::{Digest, Sha256};
 use srs_domain::log::EventStore as _;
 use srs_domain::model::{self as dm, Action, DomainEvent, Principal as DomainPrincipal, Target};
 use srs_projections::models::detections::{DetectionsProjection, ResponseRow};
-use srs_projections::models::policies::SitePolicies as PolicyRows;
-use srs_projections::models::servers::ServerRow;
+use srs_projections::models::policies::{PoliciesProjection, SitePolicies as PolicyRows};
+use srs_projections::models::servers::{ServerRow, ServersProjection};
 use srs_projections::{WaitError, Which};
 use uuid::Uuid;
 
@@ -153,18 +153,21 @@ fn config_tag(row: &ServerRow, policies: &PolicyRows) -> String {
     hex::encode(&hash.finalize()[..12])
 }
 
-/// Waits (bounded) until the detections read model has applied the log
-/// as it stands now, so a count includes every response decided before
-/// the question.
-async fn detections_caught_up(core: &Core) -> ApiResult<()> {
+/// The read models a configuration is read from.
+const CONFIG_MODELS: &[&str] = &[ServersProjection::NAME, PoliciesProjection::NAME];
+
+/// The read model pending responses are counted in.
+const RESPONSE_MODELS: &[&str] = &[DetectionsProjection::NAME];
+
+/// Waits (bounded) until the read models `names` have applied the log as
+/// it stands now, so an answer includes every change committed before
+/// the question (a heartbeat's own position may be older than the last
+/// policy change or response), else `TIMEOUT`.
+async fn caught_up(core: &Core, names: &[&str]) -> ApiResult<()> {
     let head = core.store.head().position;
     match core
         .reads
-        .wait_for(
-            Which::Only(&[DetectionsProjection::NAME]),
-            head,
-            core.limits.at_least_timeout,
-        )
+        .wait_for(Which::Only(names), head, core.limits.at_least_timeout)
         .await
     {
         Ok(()) => Ok(()),
@@ -177,7 +180,7 @@ async fn detections_caught_up(core: &Core) -> ApiResult<()> {
 
 /// How many response actions wait for `server`'s agent.
 async fn pending_count(core: &Core, server: Uuid) -> ApiResult<i32> {
-    detections_caught_up(core).await?;
+    caught_up(core, RESPONSE_MODELS).await?;
     let pending = core.reads.detections()?.pending_responses(server)?;
     Ok(int(pending.len() as u64))
 }
@@ -191,6 +194,7 @@ pub(crate) async fn agent_config(
     let (core, caller) = (ctx.core()?, ctx.caller()?);
     let server = uuid(server_id, "server")?;
     core.at_least(at_least).await?;
+    caught_up(core, CONFIG_MODELS).await?;
     let row = server_for(core, caller, Action::ReadAgentConfig, server).await?;
     let policies = core.reads.policies()?.site(row.site_id)?;
     let logged = match &policies.event_detection.active.body {
@@ -242,6 +246,7 @@ pub(crate) async fn payload_config_tag(
     server_id: &ID,
 ) -> ApiResult<String> {
     let (core, caller) = (ctx.core()?, ctx.caller()?);
+    caught_up(core, CONFIG_MODELS).await?;
     let row = payload_server(ctx, position, server_id).await?;
     server_for(core, caller, Action::ReadAgentConfig, row.id).await?;
     let policies = core.reads.policies()?.site(row.site_id)?;

@@ -91,6 +91,18 @@ async fn put_chunk(srs: &Srs, token: &str, recording: &str, seq: u32, body: &[u8
         .as_u16()
 }
 
+/// `GET /recordings/{id}/chunks` as `token`: the status and the JSON body.
+async fn get_chunks(srs: &Srs, token: &str, recording: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(srs.url(&format!("/recordings/{recording}/chunks")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET chunks");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test]
 async fn an_agent_reads_its_configuration_receives_pushed_responses_and_resumes_uploads() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,6 +280,20 @@ async fn an_agent_reads_its_configuration_receives_pushed_responses_and_resumes_
     assert_eq!(refused.code(), Some("NOT_FOUND"), "{}", refused.body);
     let refused = viewer.run(CHUNKS, of_recording.clone()).await;
     assert_eq!(refused.code(), Some("NOT_FOUND"), "{}", refused.body);
+    // The same over HTTP, beside the upload route.
+    let (status, listing) = get_chunks(&srs, &agent_token, &recording).await;
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(listing["nextSeq"], 2, "{listing}");
+    assert_eq!(
+        listing["chunks"][1]["sha256"], listed["chunks"][1]["sha256"],
+        "{listing}"
+    );
+    let (status, listing) = get_chunks(&srs, &other_token, &recording).await;
+    assert_eq!(
+        (status, listing["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{listing}"
+    );
     let by_admin = admin.data(CHUNKS, of_recording.clone()).await["recordingChunks"].clone();
     assert_eq!(by_admin["chunks"], listed["chunks"], "{by_admin}");
     assert_eq!(
