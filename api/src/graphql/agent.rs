@@ -16,14 +16,20 @@
 //!   actions pending when it starts, then each one as it is decided, for
 //!   the server's AGENT or an ADMIN. Polling `pendingResponses` stays for
 //!   agents that cannot hold a socket.
-//! - `recordingChunks(recordingId)`: the chunks stored of a recording, for
-//!   its server's AGENT to resume an upload and for whoever may see the
+//! - `recordingChunks(recordingId)` (and `GET /recordings/{id}/chunks`,
+//!   `crate::content::http`): the chunks stored of a recording, for its
+//!   server's AGENT to resume an upload and for whoever may see the
 //!   recording. Listing is never a playback: it writes no
 //!   `RecordingPlayed` (only `playback` and content reads are plays).
-//! - `Server.lastHeartbeat`: the last heartbeat this process saw, else the
-//!   last minute one was kept in the data directory (written at most once
-//!   a minute per server, never to the log; see [`crate::last_used`]),
-//!   else the one a `ServerWentOffline` fact recorded.
+//! - `Server.lastHeartbeat`: the latest of the last heartbeat this process
+//!   saw, the minute kept in the data directory (written at most once a
+//!   minute per server, never to the log; see [`crate::last_used`]), and
+//!   the one a `ServerWentOffline` fact recorded. It moves without a read
+//!   model, so answers selecting it are never kept (`answers`).
+//!
+//! Answers about the configuration and pending responses wait (bounded)
+//! for the read models they read to reach the log head: a heartbeat's own
+//! position may be older than the last policy change or response.
 
 use std::collections::HashSet;
 use std::sync::Arc;
