@@ -37,6 +37,11 @@ use uuid::Uuid;
 /// The sled tree the minutes are kept in.
 pub const LAST_USED_TREE: &str = "token-last-used";
 
+/// The sled tree servers' last heartbeats are kept in, the same way (key:
+/// the server id): an agent heartbeats every few seconds, so a heartbeat
+/// is not an event either; `Server.lastHeartbeat` reads it.
+pub const LAST_HEARTBEAT_TREE: &str = "server-last-heartbeat";
+
 /// How often the minutes that moved are written to the tree.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
 

@@ -23,7 +23,8 @@
 //! - [`graphql`]: [`graphql::schema`], the schema built without any transport.
 //! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
 //! - [`auth`]: bearer tokens and secrets.
-//! - [`last_used`]: when each token was last used, per minute, outside the log.
+//! - [`last_used`]: when each token was last used and each server last
+//!   heartbeated, per minute, outside the log.
 //! - [`throttle`]: rate limits per principal and per client address.
 //! - [`sockets`]: the subscription WebSockets: connection-init timeout,
 //!   closing when the credential goes, per-principal bounds.

@@ -69,7 +69,7 @@ use tokio::sync::watch;
 use crate::content::{ContentEffects, ContentStore};
 use crate::dashboards::Dashboards;
 use crate::http::app_with;
-use crate::last_used::{LastUsed, FLUSH_EVERY, LAST_USED_TREE};
+use crate::last_used::{LastUsed, FLUSH_EVERY, LAST_HEARTBEAT_TREE, LAST_USED_TREE};
 use crate::metrics::Metrics;
 use crate::state::{AppState, Core, Limits, ReadModelPermissions};
 
@@ -265,6 +265,7 @@ impl Server {
             content_effects,
             dashboards: Dashboards::new(),
             last_used: LastUsed::new(db.open_tree(LAST_USED_TREE).map_err(LogError::from)?),
+            heartbeats: LastUsed::new(db.open_tree(LAST_HEARTBEAT_TREE).map_err(LogError::from)?),
             data_dir: options.data.clone(),
         });
         Ok(Server {
@@ -426,6 +427,9 @@ impl Server {
         // The last minutes of token use, before the database is flushed.
         if let Err(e) = core.last_used.flush() {
             tracing::warn!(error = %e, "could not keep when tokens were last used");
+        }
+        if let Err(e) = core.heartbeats.flush() {
+            tracing::warn!(error = %e, "could not keep when servers last heartbeated");
         }
         core.reads.set().shutdown().await;
         match core.store.flush() {
@@ -598,8 +602,8 @@ async fn bootstrap_admin(
     Ok(Some(issued.secret))
 }
 
-/// Writes when tokens were last used every [`FLUSH_EVERY`] (see
-/// [`crate::last_used`]).
+/// Writes when tokens were last used, and when servers last heartbeated,
+/// every [`FLUSH_EVERY`] (see [`crate::last_used`]).
 async fn flush_last_used(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(FLUSH_EVERY);
     ticker.tick().await;
@@ -609,9 +613,19 @@ async fn flush_last_used(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let flushing = core.clone();
-        match tokio::task::spawn_blocking(move || flushing.last_used.flush()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not keep when tokens were last used"),
+        match tokio::task::spawn_blocking(move || {
+            (flushing.last_used.flush(), flushing.heartbeats.flush())
+        })
+        .await
+        {
+            Ok((used, beats)) => {
+                if let Err(e) = used {
+                    tracing::warn!(error = %e, "could not keep when tokens were last used");
+                }
+                if let Err(e) = beats {
+                    tracing::warn!(error = %e, "could not keep when servers last heartbeated");
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "the last-used flush failed"),
         }
     }

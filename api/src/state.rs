@@ -186,6 +186,8 @@ pub struct Core {
     pub dashboards: Dashboards,
     /// When each token was last used, per minute (not in the log).
     pub last_used: LastUsed,
+    /// When each server last heartbeated, per minute (not in the log).
+    pub heartbeats: LastUsed,
     /// The data directory (where `admin.token` is).
     pub data_dir: std::path::PathBuf,
 }

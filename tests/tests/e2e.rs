@@ -8,6 +8,8 @@ mod common;
 
 #[path = "e2e/abuse.rs"]
 mod abuse;
+#[path = "e2e/agents.rs"]
+mod agents;
 #[path = "e2e/authz.rs"]
 mod authz;
 #[path = "e2e/backup.rs"]

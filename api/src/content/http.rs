@@ -5,6 +5,7 @@
 //! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
 //! | `PUT /recordings/{id}/asciicast` | same | store an asciicast v2 file as the whole content, index its events |
 //! | `GET /recordings/{id}/content` | whoever may play the recording | the decrypted content, `Range: bytes=...` honoured |
+//! | `GET /recordings/{id}/chunks` | the recording server's AGENT, whoever may see the recording | the stored chunks (`{"recordingId","contentType","chunks":[{"seq","size","sha256"}],"storedBytes","nextSeq","ended"}`), to resume an upload at `nextSeq`; not a playback (GraphQL `recordingChunks` answers the same) |
 //!
 //! Uploads answer 201 for a newly stored chunk and 200 for an identical
 //! one stored before, with `{"position","seq","size","sha256"}`: the log
@@ -100,6 +101,7 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/recordings/{id}/chunks/{seq}", put(put_chunk))
+        .route("/recordings/{id}/chunks", get(list_chunks))
         .route("/recordings/{id}/asciicast", put(put_asciicast))
         .route("/recordings/{id}/content", get(get_content))
         .layer(DefaultBodyLimit::max(MAX_CHUNK_BYTES))
@@ -270,6 +272,73 @@ async fn put_chunk(
     }
     .await;
     receipt_response(outcome)
+}
+
+/// One stored chunk, as `GET /recordings/{id}/chunks` lists it.
+#[derive(Debug, Serialize)]
+struct ListedChunk {
+    seq: u64,
+    size: u64,
+    sha256: String,
+}
+
+/// What `GET /recordings/{id}/chunks` answers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChunkListing {
+    recording_id: Uuid,
+    content_type: String,
+    chunks: Vec<ListedChunk>,
+    stored_bytes: u64,
+    next_seq: u64,
+    ended: bool,
+}
+
+/// `GET /recordings/{id}/chunks`: the chunks stored so far, for the
+/// recording server's AGENT to resume an upload (and whoever may see the
+/// recording). Listing is not a playback: nothing is recorded but a
+/// refusal.
+async fn list_chunks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let outcome = async {
+        let by = principal(&state, &headers).await?;
+        let recording_id = recording_id(&id)?;
+        let recording = state
+            .core()
+            .service
+            .recording_content(&by, recording_id)
+            .await?
+            .state;
+        Ok::<_, ApiError>(ChunkListing {
+            recording_id,
+            content_type: recording
+                .content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+            chunks: recording
+                .chunks
+                .iter()
+                .map(|(&seq, chunk)| ListedChunk {
+                    seq,
+                    size: chunk.size,
+                    sha256: chunk.sha256.clone(),
+                })
+                .collect(),
+            stored_bytes: recording.chunks.values().map(|c| c.size).sum(),
+            next_seq: (0u64..)
+                .find(|seq| !recording.chunks.contains_key(seq))
+                .unwrap_or(0),
+            ended: recording.ended_at.is_some(),
+        })
+    }
+    .await;
+    match outcome {
+        Ok(listing) => Json(listing).into_response(),
+        Err(error) => error_response(error),
+    }
 }
 
 /// `PUT /recordings/{id}/asciicast`: the whole content (seq 0), then its

@@ -70,8 +70,9 @@ pub const KEPT_ROOTS: &[&str] = &[
 const CLOCK_ROOTS: &[&str] = &["dashboard"];
 
 /// Fields that make an answer unkeepable wherever they appear: they write
-/// (`playback`) or read the log rather than the read models (`events`).
-pub const UNKEPT_FIELDS: &[&str] = &["playback", "events"];
+/// (`playback`), read the log rather than the read models (`events`), or
+/// read what heartbeats move without a read model (`lastHeartbeat`).
+pub const UNKEPT_FIELDS: &[&str] = &["playback", "events", "lastHeartbeat"];
 
 /// How long an answer that depends on the clock is kept.
 pub const CLOCK_TTL: Duration = Duration::from_secs(1);

@@ -8,7 +8,9 @@
 //!   their checked conversion into domain values; `enums`: the domain's
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
 //!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
-//!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies).
+//!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies);
+//!   `agent`: what a server's agent needs (its configuration, pushed
+//!   response actions, its recordings' stored chunks, last heartbeats).
 //! - [`cost`]: the size of a document (fields after expanding fragments,
 //!   aliases, depth, introspection), computed once before validation and
 //!   refused over [`Limits`].
@@ -19,6 +21,7 @@
 //! - `answers`: [`Answers`], whole answers kept for repeated identical
 //!   queries while the read models stand still.
 
+mod agent;
 mod answers;
 mod context;
 mod convert;

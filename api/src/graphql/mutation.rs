@@ -101,6 +101,23 @@ impl ServerPayload {
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
         server_after(ctx, self.position, &self.server_id).await
     }
+    /// The server's settings version after the mutation: an agent whose
+    /// `heartbeat` answers a new one fetches `agentConfig`.
+    async fn settings_version(&self, ctx: &Context<'_>) -> ApiResult<i32> {
+        super::agent::payload_settings_version(ctx, self.position, &self.server_id).await
+    }
+    /// The tag of the server's configuration (`AgentConfig.configTag`):
+    /// it moves when the settings or the site's active policies change
+    /// (the server's AGENT, or an ADMIN).
+    async fn config_tag(&self, ctx: &Context<'_>) -> ApiResult<String> {
+        super::agent::payload_config_tag(ctx, self.position, &self.server_id).await
+    }
+    /// How many response actions wait for the server's agent (the
+    /// server's AGENT, or an ADMIN): fetch them with `pendingResponses`,
+    /// or receive them over the `responses` subscription.
+    async fn pending_response_count(&self, ctx: &Context<'_>) -> ApiResult<i32> {
+        super::agent::payload_pending_count(ctx, self.position, &self.server_id).await
+    }
 }
 
 /// `connectServer` result: the server and its AGENT token, shown once.
@@ -201,7 +218,8 @@ pub struct RecordingPayload {
     pub decision: Option<RecordingDecision>,
     /// `startRecording`: the recording's part (1, or n+1 after a rollover).
     pub part: Option<i32>,
-    /// `startRecording`: the request repeated an earlier start; nothing new was written.
+    /// `startRecording`, `endRecording`: the request repeated an earlier
+    /// one; nothing new was written and the answer is the earlier one's.
     pub repeated: bool,
 }
 
@@ -861,11 +879,15 @@ impl MutationRoot {
         })
     }
 
-    /// The server is alive (its AGENT).
+    /// The server is alive (its AGENT). Not an event (but for a server
+    /// coming back online); `Server.lastHeartbeat` shows it. The answer
+    /// carries what the agent checks on every beat: `settingsVersion`,
+    /// `configTag` and `pendingResponseCount`.
     async fn heartbeat(&self, ctx: &Context<'_>, server_id: ID) -> ApiResult<ServerPayload> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
         let done = core.service.heartbeat(caller, server).await?;
+        super::agent::heartbeat_seen(core, server);
         Ok(ServerPayload {
             position: executed(core, &done),
             server_id,
@@ -932,7 +954,9 @@ impl MutationRoot {
         })
     }
 
-    /// The session ended (its AGENT).
+    /// The session ended (its AGENT). Idempotent: a retry (after the
+    /// recording ended, or was archived) writes nothing and answers the
+    /// first end's position, with `repeated: true`.
     async fn end_recording(
         &self,
         ctx: &Context<'_>,
@@ -946,7 +970,10 @@ impl MutationRoot {
             .service
             .end_recording(caller, recording, ended_at.map(Into::into))
             .await?;
-        Ok(recording_payload(core, &done, recording_id))
+        Ok(RecordingPayload {
+            repeated: done.deduplicated,
+            ..recording_payload(core, &done, recording_id)
+        })
     }
 
     /// The agent carried out (or failed) a response action.

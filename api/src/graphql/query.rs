@@ -686,6 +686,32 @@ impl QueryRoot {
         super::ops::verify_chain(core, caller, from).await
     }
 
+    /// What server `serverId`'s agent works by: its settings with their
+    /// version and its site's active recording, event detection and event
+    /// response policies (its AGENT, or an ADMIN of its site).
+    async fn agent_config(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The server whose configuration is read.")] server_id: ID,
+        #[graphql(desc = "Answer once the read models reached this log position.")]
+        at_least: Option<i32>,
+    ) -> ApiResult<super::agent::AgentConfig> {
+        super::agent::agent_config(ctx, &server_id, at_least).await
+    }
+
+    /// The chunks stored of a recording's content, for its server's AGENT
+    /// to resume an upload and for whoever may see the recording. Not a
+    /// playback: nothing is recorded (`playback` and content reads are).
+    async fn recording_chunks(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The recording whose stored chunks are listed.")] recording_id: ID,
+        #[graphql(desc = "Answer once the read models reached this log position.")]
+        at_least: Option<i32>,
+    ) -> ApiResult<super::agent::RecordingChunks> {
+        super::agent::recording_chunks(ctx, &recording_id, at_least).await
+    }
+
     /// Response actions a server has to carry out (its AGENT, or ADMIN).
     async fn pending_responses(
         &self,

@@ -40,7 +40,10 @@ fn shutdown(core: &Core) -> impl std::future::Future<Output = ()> + Send + 'stat
 }
 
 /// The envelopes from `from` on, ending on a log error or at shutdown.
-fn follow(core: &Core, from: u64) -> impl Stream<Item = Envelope<DomainEvent>> + Send + 'static {
+pub(super) fn follow(
+    core: &Core,
+    from: u64,
+) -> impl Stream<Item = Envelope<DomainEvent>> + Send + 'static {
     core.store
         .subscribe(from)
         .take_until(shutdown(core))
@@ -280,6 +283,20 @@ impl SubscriptionRoot {
                 future::ready(SessionEvent::from_envelope(&envelope, &keys, false))
             });
         Ok(stream)
+    }
+
+    /// Response actions for server `serverId` to carry out (its AGENT, or
+    /// an ADMIN of its site): first those pending when the subscription
+    /// starts, then each one as it is decided. Acknowledge each with
+    /// `acknowledgeResponse`; `pendingResponses` answers the same to an
+    /// agent that polls.
+    async fn responses(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The server whose response actions are pushed.")] server_id: ID,
+    ) -> Result<impl Stream<Item = super::types::PendingResponse>, ApiError> {
+        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
+        super::agent::responses(core, caller, &server_id).await
     }
 
     /// The tail of the whole log (ADMIN, not scoped to sites), from

@@ -259,8 +259,11 @@ impl Server {
     async fn online_since(&self) -> DateTime<Utc> {
         time(self.0.online_since)
     }
-    async fn last_heartbeat(&self) -> Option<DateTime<Utc>> {
-        self.0.last_heartbeat.map(time)
+    /// When the server last heartbeated (online or not); null when it
+    /// never did since srs keeps it. Kept per minute outside the log, so
+    /// after a restart it may trail by up to a minute.
+    async fn last_heartbeat(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
+        Ok(super::agent::last_heartbeat(ctx.core()?, &self.0))
     }
     /// The server's settings (needs the right to read configuration).
     async fn settings(&self, ctx: &Context<'_>) -> ApiResult<ServerSettings> {

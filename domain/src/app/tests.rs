@@ -2470,3 +2470,71 @@ async fn session_events_and_detections_are_stored_sealed_under_the_recording_key
     assert_eq!(error.code(), Some(ErrorCode::Validation), "{error}");
     assert!(!keys.has_key(recording));
 }
+
+#[tokio::test]
+async fn a_retried_end_answers_the_first_end_and_writes_nothing() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "ends-once").await.recording_id;
+    let first = w
+        .service
+        .end_recording(&agent, recording, None)
+        .await
+        .expect("end");
+    assert!(!first.deduplicated);
+    w.clock.advance_secs(60);
+    w.service
+        .archive_recording(&w.admin, recording)
+        .await
+        .expect("archive");
+    let before = w.all_events().await.len();
+    let retried = w
+        .service
+        .end_recording(&agent, recording, None)
+        .await
+        .expect("a retried end is no error");
+    assert!(retried.deduplicated);
+    assert_eq!(
+        (retried.last_position, retried.version),
+        (first.last_position, first.version),
+        "the first end's position and version"
+    );
+    assert!(retried.events.is_empty());
+    assert_eq!(w.all_events().await.len(), before, "nothing written");
+
+    // An end stored before its id was derived (a random id) is found on
+    // the stream.
+    let legacy = w.start(server_id, &agent, "old-end").await;
+    let ended = DomainEvent::RecordingEnded {
+        recording_id: legacy.recording_id,
+        site_id: legacy_site(&w, legacy.recording_id).await,
+        server_id,
+        ended_at: w.service.now(),
+    };
+    let stored = w
+        .spy
+        .append(
+            &Recording::stream(legacy.recording_id),
+            ExpectedVersion::Exact(legacy.executed.version),
+            vec![NewEvent::new(agent.actor(), ended)],
+        )
+        .await
+        .expect("an end under a random id");
+    let retried = w
+        .service
+        .end_recording(&agent, legacy.recording_id, None)
+        .await
+        .expect("retried end");
+    assert!(retried.deduplicated);
+    assert_eq!(retried.last_position, stored.last_position());
+}
+
+/// The site of a recording, from its stream.
+async fn legacy_site(w: &World, recording_id: Uuid) -> Uuid {
+    w.service
+        .load::<Recording>(recording_id)
+        .await
+        .expect("load")
+        .state
+        .site_id
+}

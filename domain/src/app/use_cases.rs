@@ -582,6 +582,17 @@ impl Service {
             .await
     }
 
+    /// When server `server_id` last heartbeated, as this process saw it
+    /// (kept in memory only; the API keeps a per-minute copy in the data
+    /// directory, see `srs_api::last_used`).
+    pub fn last_heartbeat(&self, server_id: Uuid) -> Option<Timestamp> {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&server_id)
+            .copied()
+    }
+
     /// Records `ServerWentOffline` for every listed server silent for longer
     /// than the liveness period (the caller, a periodic task, lists the
     /// connected servers from the servers read model).
@@ -1183,7 +1194,61 @@ impl Service {
     }
 
     /// `endRecording` (AGENT). `ended_at` defaults to now.
+    ///
+    /// Idempotent: a recording ends once, and a retried end (the agent
+    /// lost the answer) writes nothing and answers the first end, its
+    /// position and stream version, with `deduplicated` set.
     pub async fn end_recording(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        ended_at: Option<Timestamp>,
+    ) -> Result<Executed, AppError> {
+        let executed = self.end_once(by, recording_id, ended_at).await?;
+        if !executed.positions.is_empty() {
+            return Ok(executed);
+        }
+        // Nothing appended: the recording had ended before. Its end is
+        // stored under a derived id; an end written before that id was
+        // derived is found on the stream.
+        let first = match self
+            .store
+            .read_event(crate::model::recording_ended_event_id(recording_id))
+            .await?
+        {
+            Some(envelope) => Some((envelope.position, envelope.version)),
+            None => self.find_first_end(recording_id).await?,
+        };
+        let (last_position, version) = first.unwrap_or((executed.last_position, executed.version));
+        Ok(Executed {
+            last_position,
+            version,
+            deduplicated: true,
+            ..Executed::default()
+        })
+    }
+
+    /// The position and stream version of the recording's first
+    /// `RecordingEnded`, read from its stream.
+    async fn find_first_end(&self, recording_id: Uuid) -> Result<Option<(u64, u64)>, AppError> {
+        let stream = crate::model::stream_name("recording", recording_id);
+        let mut version = 1;
+        loop {
+            let batch = self.store.read_stream(&stream, version, 1_024).await?;
+            let read = batch.len();
+            for envelope in &batch {
+                version = envelope.version + 1;
+                if matches!(envelope.payload, DomainEvent::RecordingEnded { .. }) {
+                    return Ok(Some((envelope.position, envelope.version)));
+                }
+            }
+            if read < 1_024 {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn end_once(
         &self,
         by: &Principal,
         recording_id: Uuid,
@@ -1206,6 +1271,34 @@ impl Service {
         };
         self.execute::<Recording>(recording_id, command, &by.actor(), None)
             .await
+    }
+
+    /// The recording whose stored chunks `by` asks to list
+    /// (`recordingChunks`): its server's AGENT (to resume an upload), or
+    /// who may see the recording. Listing is not a playback: nothing is
+    /// written (but a refusal).
+    pub async fn recording_content(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+    ) -> Result<Loaded<Recording>, AppError> {
+        let action = if by.role == Role::Agent {
+            Action::Ingest
+        } else {
+            Action::ViewRecording
+        };
+        let (recording, facts, grants) =
+            self.recording_for(by, action, recording_id, false).await?;
+        self.authorize(
+            by,
+            action,
+            Target::Recording {
+                recording: &facts,
+                grants: &grants,
+            },
+        )
+        .await?;
+        Ok(recording)
     }
 
     /// `acknowledgeResponse` (AGENT of the recording's server, or ADMIN).

@@ -626,7 +626,8 @@ impl DomainEvent {
     }
 
     /// The id the log stores this event under, when the fact has a natural
-    /// one: a session event's id, a detection's, a response's, a comment's.
+    /// one: a session event's id, a detection's, a response's, a comment's,
+    /// a chunk's, a recording's end.
     /// Deriving it (instead of a fresh id) makes a retried command
     /// idempotent through the log, and lets `acknowledgeResponse(id)` or
     /// `deleteComment(id)` find the stream by reading the event.
@@ -643,6 +644,9 @@ impl DomainEvent {
             } => Some(chunk_event_id(*recording_id, *seq)),
             DomainEvent::TokenRotated { new_token_id, .. } => Some(*new_token_id),
             DomainEvent::AgentTokenRotated { token_id, .. } => Some(*token_id),
+            DomainEvent::RecordingEnded { recording_id, .. } => {
+                Some(recording_ended_event_id(*recording_id))
+            }
             _ => None,
         }
     }
@@ -739,6 +743,14 @@ pub fn chunk_event_id(recording_id: Uuid, seq: u64) -> Uuid {
         "srs:content-chunk",
         &[recording_id.as_bytes(), &seq.to_be_bytes()],
     )
+}
+
+/// The log id of a recording's `RecordingEnded`: a recording ends once,
+/// so a retried `endRecording` finds the first end (and its position) by
+/// id. (Ends written before this id was derived have random ids; see
+/// `Service::end_recording`.)
+pub fn recording_ended_event_id(recording_id: Uuid) -> Uuid {
+    derived_id("srs:recording-ended", &[recording_id.as_bytes()])
 }
 
 impl Event for DomainEvent {

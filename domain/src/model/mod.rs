@@ -66,7 +66,7 @@ pub use aggregate::{
     derived_id, parse_stream_name, stream_name, Aggregate, Coded, CommandFor, ErrorCode,
 };
 pub use audit::{classify, AuditCategory, AuditEntry};
-pub use event::{chunk_event_id, DomainEvent};
+pub use event::{chunk_event_id, recording_ended_event_id, DomainEvent};
 pub use hold::{
     HoldCommand, HoldError, HoldId, HoldRelease, HoldScope, LegalHold, LegalHolds,
     LEGAL_HOLDS_STREAM, MAX_HOLD_REASON_CHARS, MAX_HOLD_RECORDINGS, MAX_HOLD_USERS,

@@ -42,7 +42,7 @@
 //! | PRIVILEGED_PLAYER | sees and plays every recording of its sites, restricted and archived included; comments, restricts; dashboards, detections, server status |
 //! | AUDITOR | reads configuration, dashboards, detections, the history and the legal holds of its sites; sees only the unrestricted recordings of its sites that one of its playback permissions grants (no permission: none); plays those not archived; comments, restricts; lifts a restriction only where a permission of its own covers the recording |
 //! | VIEWER | dashboards and server status |
-//! | AGENT | ingest, heartbeat, install progress, pending responses, for its own server only |
+//! | AGENT | ingest, heartbeat, install progress, pending responses, its own configuration (settings and the site's active policies), for its own server only |
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -189,6 +189,9 @@ pub enum Action {
     ManageLegalHolds,
     /// List legal holds.
     ReadLegalHolds,
+    /// Read what a server's agent needs to work: its settings and the
+    /// site's active policies (`agentConfig`).
+    ReadAgentConfig,
 }
 
 impl Action {
@@ -218,6 +221,7 @@ impl Action {
             Action::HandleResponses => "HANDLE_RESPONSES",
             Action::ManageLegalHolds => "MANAGE_LEGAL_HOLDS",
             Action::ReadLegalHolds => "READ_LEGAL_HOLDS",
+            Action::ReadAgentConfig => "READ_AGENT_CONFIG",
         }
     }
 }
@@ -303,7 +307,8 @@ pub fn may(principal: &Principal, action: Action, target: Target<'_>) -> bool {
             | ReportInstallProgress
             | HandleResponses
             | ManageLegalHolds
-            | ReadLegalHolds => false,
+            | ReadLegalHolds
+            | ReadAgentConfig => false,
         },
         Role::Auditor => match action {
             ReadConfiguration | ReadDashboard | ReadServerStatus | ReadDetections | ReadHistory
@@ -325,7 +330,8 @@ pub fn may(principal: &Principal, action: Action, target: Target<'_>) -> bool {
             | Heartbeat
             | ReportInstallProgress
             | HandleResponses
-            | ManageLegalHolds => false,
+            | ManageLegalHolds
+            | ReadAgentConfig => false,
         },
         Role::Viewer => matches!(action, ReadDashboard | ReadServerStatus),
         Role::Agent => {
@@ -339,7 +345,7 @@ pub fn may(principal: &Principal, action: Action, target: Target<'_>) -> bool {
             own_server
                 && matches!(
                     action,
-                    Ingest | Heartbeat | ReportInstallProgress | HandleResponses
+                    Ingest | Heartbeat | ReportInstallProgress | HandleResponses | ReadAgentConfig
                 )
         }
     }
@@ -791,6 +797,7 @@ mod tests {
             (Heartbeat, server, vec![g]),
             (ReportInstallProgress, server, vec![g]),
             (HandleResponses, server, vec![a, g]),
+            (ReadAgentConfig, server, vec![a, g]),
             (ManageLegalHolds, site, vec![a]),
             (ManageLegalHolds, rec, vec![a]),
             (ReadLegalHolds, site, vec![a, u]),

@@ -217,6 +217,20 @@ fn rows() -> Vec<Row> {
             fixture: Fixture::Shared,
         },
         Row {
+            name: "agentConfig",
+            query: "query($server: ID!) { agentConfig(serverId: $server) { settingsVersion configTag recordingPolicy { id } pendingResponseCount } }",
+            allowed: &["admin", "site_admin", "agent"],
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "recordingChunks",
+            query: "query($recording: ID!) { recordingChunks(recordingId: $recording) { nextSeq chunks { seq } } }",
+            // The server's agent (to resume an upload) and who may see the
+            // recording; never a playback.
+            allowed: &["admin", "site_admin", "privileged", "auditor", "agent"],
+            fixture: Fixture::Shared,
+        },
+        Row {
             name: "createSite",
             query: "mutation { createSite(input: {name: \"matrix\"}) { position } }",
             allowed: GLOBAL_ADMIN,
@@ -260,7 +274,7 @@ fn rows() -> Vec<Row> {
         },
         Row {
             name: "heartbeat",
-            query: "mutation($server: ID!) { heartbeat(serverId: $server) { position } }",
+            query: "mutation($server: ID!) { heartbeat(serverId: $server) { position settingsVersion configTag pendingResponseCount } }",
             allowed: AGENT,
             fixture: Fixture::Shared,
         },
@@ -511,6 +525,12 @@ fn subscription_rows() -> Vec<SubscriptionRow> {
             name: "recordingEvents",
             query: "subscription($recording: ID!) { recordingEvents(recordingId: $recording) { type } }",
             allowed: &["admin", "site_admin", "privileged", "auditor"],
+            silent: &[],
+        },
+        SubscriptionRow {
+            name: "responses",
+            query: "subscription($server: ID!) { responses(serverId: $server) { id action } }",
+            allowed: &["admin", "site_admin", "agent"],
             silent: &[],
         },
         SubscriptionRow {
@@ -788,6 +808,7 @@ async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
 /// Rows aimed at one recording, and rows aimed at one server.
 const RECORDING_ROWS: &[&str] = &[
     "recordSessionEvents",
+    "recordingChunks",
     "addComment",
     "restrictRecording",
     "restrictRecording (live)",
@@ -802,6 +823,7 @@ const RECORDING_ROWS: &[&str] = &[
 ];
 const SERVER_ROWS: &[&str] = &[
     "heartbeat",
+    "agentConfig",
     "startRecording",
     "pendingResponses",
     "updateServerSettings",
@@ -979,7 +1001,8 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
     let dir = tempfile::tempdir().unwrap();
     let srs = matrix_server(&dir.path().join("data")).await;
     let world = World::new(&srs).await;
-    let variables = json!({ "site": world.site, "recording": world.recording });
+    let variables =
+        json!({ "site": world.site, "recording": world.recording, "server": world.server });
     let wait = Duration::from_secs(10);
 
     let mut mismatches = Vec::new();
@@ -1047,7 +1070,10 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
                     && matches!(
                         caller,
                         "viewer" | "other_agent" | "other_site_admin" | "auditor_no_grant"
-                    ) {
+                    )
+                    || row.name == "responses"
+                        && matches!(caller, "other_agent" | "other_site_admin")
+                {
                     "NOT_FOUND"
                 } else {
                     "FORBIDDEN"

@@ -1,0 +1,414 @@
+//! What a server's agent needs from srs, and nothing more.
+//!
+//! - `agentConfig(serverId)`: the server's settings (with their version)
+//!   and its site's active recording, event detection and event response
+//!   policies, with a `configTag` that changes whenever any of them does.
+//!   For the server's AGENT and ADMINs of its site; another role is
+//!   `FORBIDDEN`; an agent of another server (or an ADMIN of another
+//!   site) gets the `NOT_FOUND` an absent server gets (a server the
+//!   caller may not see answers as an absent one everywhere).
+//! - The answer of `heartbeat` (and of every server mutation) carries the
+//!   settings version, the `configTag` and the count of pending response
+//!   actions: an agent refetches `agentConfig` when the tag moved, and
+//!   `pendingResponses` (or keeps the `responses` subscription open) when
+//!   the count is not zero.
+//! - `responses(serverId)` (subscription, graphql-ws): the response
+//!   actions pending when it starts, then each one as it is decided, for
+//!   the server's AGENT or an ADMIN. Polling `pendingResponses` stays for
+//!   agents that cannot hold a socket.
+//! - `recordingChunks(recordingId)` (and `GET /recordings/{id}/chunks`,
+//!   `crate::content::http`): the chunks stored of a recording, for its
+//!   server's AGENT to resume an upload and for whoever may see the
+//!   recording. Listing is never a playback: it writes no
+//!   `RecordingPlayed` (only `playback` and content reads are plays).
+//! - `Server.lastHeartbeat`: the latest of the last heartbeat this process
+//!   saw, the minute kept in the data directory (written at most once a
+//!   minute per server, never to the log; see [`crate::last_used`]), and
+//!   the one a `ServerWentOffline` fact recorded. It moves without a read
+//!   model, so answers selecting it are never kept (`answers`).
+//!
+//! Answers about the configuration and pending responses wait (bounded)
+//! for the read models they read to reach the log head: a heartbeat's own
+//! position may be older than the last policy change or response.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{Context, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use futures_util::future;
+use futures_util::stream::{self, Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use srs_domain::log::EventStore as _;
+use srs_domain::model::{self as dm, Action, DomainEvent, Principal as DomainPrincipal, Target};
+use srs_projections::models::detections::{DetectionsProjection, ResponseRow};
+use srs_projections::models::policies::{PoliciesProjection, SitePolicies as PolicyRows};
+use srs_projections::models::servers::{ServerRow, ServersProjection};
+use srs_projections::{WaitError, Which};
+use uuid::Uuid;
+
+use super::context::ContextExt;
+use super::convert::{id, int, time, uuid};
+use super::enums::SessionEventType;
+use super::types::{authorize, PendingResponse, Policy, ServerSettings};
+use crate::error::{ApiError, ApiResult};
+use crate::state::Core;
+
+/// What a server's agent works by: its settings and its site's active
+/// policies.
+#[derive(SimpleObject)]
+pub struct AgentConfig {
+    /// The server.
+    pub server_id: ID,
+    /// The server's site.
+    pub site_id: ID,
+    /// The settings' version (the one `heartbeat` answers, and
+    /// `updateServerSettings` takes as `expectedVersion`).
+    pub settings_version: i32,
+    /// The server's settings.
+    pub settings: ServerSettings,
+    /// The site's active recording policy: whom and what to record.
+    pub recording_policy: Policy,
+    /// The site's active event detection policy: what to log and what to flag.
+    pub detection_policy: Policy,
+    /// The event types the active detection policy logs: events of other
+    /// types need not be sent.
+    pub logged: Vec<SessionEventType>,
+    /// The site's active event response policy: what to do when.
+    pub response_policy: Policy,
+    /// An opaque tag of this configuration: it changes whenever the
+    /// settings or an active policy (which one, or its content) change.
+    /// `heartbeat` answers it too, so an agent refetches only then.
+    pub config_tag: String,
+    /// Response actions decided for the server and not yet acknowledged.
+    pub pending_response_count: i32,
+}
+
+/// One stored chunk of a recording's content.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct StoredChunk {
+    /// The chunk's number (from 0).
+    pub seq: i32,
+    /// Its size in bytes, before encryption.
+    pub size: i32,
+    /// Hex SHA-256 of the chunk as stored (encrypted), as the log holds it.
+    pub sha256: String,
+}
+
+/// The content stored of a recording so far.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct RecordingChunks {
+    /// The recording.
+    pub recording_id: ID,
+    /// The content's MIME type (`application/x-asciicast` for a terminal session).
+    pub content_type: String,
+    /// The stored chunks in seq order.
+    pub chunks: Vec<StoredChunk>,
+    /// The sum of the stored chunks' sizes, in bytes.
+    pub stored_bytes: i32,
+    /// The first seq not stored: where an interrupted upload resumes
+    /// (chunks below it play; chunks above it wait for it).
+    pub next_seq: i32,
+    /// Whether the recording ended (after its end only chunks missing
+    /// below the last stored one are taken).
+    pub ended: bool,
+}
+
+/// The server row and its site, once `caller` may do `action` on it:
+/// `NOT_FOUND` when it may not see the server (or it does not exist),
+/// `FORBIDDEN` when it sees it but may not do this (both recorded).
+async fn server_for(
+    core: &Core,
+    caller: &DomainPrincipal,
+    action: Action,
+    server: Uuid,
+) -> ApiResult<ServerRow> {
+    let row = core.reads.servers()?.server(server)?;
+    core.service
+        .known_server(caller, action, server, row.as_ref().map(|r| r.site_id))
+        .await?;
+    let row = row.ok_or_else(|| ApiError::not_found(format!("server {server} not found")))?;
+    authorize(
+        core,
+        caller,
+        action,
+        Target::Server {
+            site_id: row.site_id,
+            server_id: server,
+        },
+    )
+    .await?;
+    Ok(row)
+}
+
+/// The tag of a configuration: settings version and each active
+/// policy's id and version, hashed.
+fn config_tag(row: &ServerRow, policies: &PolicyRows) -> String {
+    let mut hash = Sha256::new();
+    hash.update(row.id.as_bytes());
+    hash.update(row.settings_version.to_be_bytes());
+    for active in [
+        &policies.recording.active,
+        &policies.event_detection.active,
+        &policies.event_response.active,
+    ] {
+        hash.update(active.id.as_bytes());
+        hash.update(active.version.to_be_bytes());
+    }
+    hex::encode(&hash.finalize()[..12])
+}
+
+/// The read models a configuration is read from.
+const CONFIG_MODELS: &[&str] = &[ServersProjection::NAME, PoliciesProjection::NAME];
+
+/// The read model pending responses are counted in.
+const RESPONSE_MODELS: &[&str] = &[DetectionsProjection::NAME];
+
+/// Waits (bounded) until the read models `names` have applied the log as
+/// it stands now, so an answer includes every change committed before
+/// the question (a heartbeat's own position may be older than the last
+/// policy change or response), else `TIMEOUT`.
+async fn caught_up(core: &Core, names: &[&str]) -> ApiResult<()> {
+    let head = core.store.head().position;
+    match core
+        .reads
+        .wait_for(Which::Only(names), head, core.limits.at_least_timeout)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(WaitError::Timeout { name, at, wanted }) => Err(ApiError::timeout(format!(
+            "the read models did not reach position {wanted} in time ({name} is at {at})"
+        ))),
+        Err(other) => Err(ApiError::internal(other)),
+    }
+}
+
+/// How many response actions wait for `server`'s agent.
+async fn pending_count(core: &Core, server: Uuid) -> ApiResult<i32> {
+    caught_up(core, RESPONSE_MODELS).await?;
+    let pending = core.reads.detections()?.pending_responses(server)?;
+    Ok(int(pending.len() as u64))
+}
+
+/// `agentConfig(serverId)`.
+pub(crate) async fn agent_config(
+    ctx: &Context<'_>,
+    server_id: &ID,
+    at_least: Option<i32>,
+) -> ApiResult<AgentConfig> {
+    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let server = uuid(server_id, "server")?;
+    core.at_least(at_least).await?;
+    caught_up(core, CONFIG_MODELS).await?;
+    let row = server_for(core, caller, Action::ReadAgentConfig, server).await?;
+    let policies = core.reads.policies()?.site(row.site_id)?;
+    let logged = match &policies.event_detection.active.body {
+        dm::PolicyBody::EventDetection(body) => body.logged.iter().map(|&t| t.into()).collect(),
+        _ => Vec::new(),
+    };
+    Ok(AgentConfig {
+        server_id: id(row.id),
+        site_id: id(row.site_id),
+        settings_version: int(row.settings_version),
+        settings: ServerSettings::from(&row.settings),
+        recording_policy: Policy::from(&policies.recording.active),
+        detection_policy: Policy::from(&policies.event_detection.active),
+        logged,
+        response_policy: Policy::from(&policies.event_response.active),
+        config_tag: config_tag(&row, &policies),
+        pending_response_count: pending_count(core, row.id).await?,
+    })
+}
+
+/// The server of a server mutation's payload, once the read models
+/// reached the mutation's position.
+async fn payload_server(ctx: &Context<'_>, position: i32, server_id: &ID) -> ApiResult<ServerRow> {
+    let core = ctx.core()?;
+    core.at_least(Some(position)).await?;
+    let server = uuid(server_id, "server")?;
+    core.reads
+        .servers()?
+        .server(server)?
+        .ok_or_else(|| ApiError::not_found(format!("server {server} not found")))
+}
+
+/// `ServerPayload.settingsVersion`.
+pub(crate) async fn payload_settings_version(
+    ctx: &Context<'_>,
+    position: i32,
+    server_id: &ID,
+) -> ApiResult<i32> {
+    Ok(int(payload_server(ctx, position, server_id)
+        .await?
+        .settings_version))
+}
+
+/// `ServerPayload.configTag` (who may read the configuration: the
+/// server's AGENT, or an ADMIN).
+pub(crate) async fn payload_config_tag(
+    ctx: &Context<'_>,
+    position: i32,
+    server_id: &ID,
+) -> ApiResult<String> {
+    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    caught_up(core, CONFIG_MODELS).await?;
+    let row = payload_server(ctx, position, server_id).await?;
+    server_for(core, caller, Action::ReadAgentConfig, row.id).await?;
+    let policies = core.reads.policies()?.site(row.site_id)?;
+    Ok(config_tag(&row, &policies))
+}
+
+/// `ServerPayload.pendingResponseCount` (the server's AGENT, or an ADMIN).
+pub(crate) async fn payload_pending_count(
+    ctx: &Context<'_>,
+    position: i32,
+    server_id: &ID,
+) -> ApiResult<i32> {
+    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let row = payload_server(ctx, position, server_id).await?;
+    server_for(core, caller, Action::HandleResponses, row.id).await?;
+    pending_count(core, row.id).await
+}
+
+/// `Server.lastHeartbeat`: the latest of what this process saw, the
+/// minute kept in the data directory, and what the log recorded when the
+/// server went offline.
+pub(crate) fn last_heartbeat(core: &Core, row: &ServerRow) -> Option<DateTime<Utc>> {
+    [
+        core.service.last_heartbeat(row.id),
+        core.heartbeats.get(row.id),
+        row.last_heartbeat,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .map(time)
+}
+
+/// Notes a heartbeat of `server` (at most one write per server and minute).
+pub(crate) fn heartbeat_seen(core: &Core, server: Uuid) {
+    let at = core
+        .service
+        .last_heartbeat(server)
+        .unwrap_or_else(|| core.service.now());
+    core.heartbeats.touch(server, at);
+}
+
+/// `recordingChunks(recordingId)`.
+pub(crate) async fn recording_chunks(
+    ctx: &Context<'_>,
+    recording_id: &ID,
+    at_least: Option<i32>,
+) -> ApiResult<RecordingChunks> {
+    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let recording = uuid(recording_id, "recording")?;
+    core.at_least(at_least).await?;
+    let loaded = core.service.recording_content(caller, recording).await?;
+    let state = &loaded.state;
+    let next_seq = (0u64..)
+        .find(|seq| !state.chunks.contains_key(seq))
+        .unwrap_or(0);
+    Ok(RecordingChunks {
+        recording_id: id(recording),
+        content_type: state
+            .content_type
+            .clone()
+            .unwrap_or_else(|| dm::DEFAULT_CONTENT_TYPE.to_string()),
+        chunks: state
+            .chunks
+            .iter()
+            .map(|(&seq, chunk)| StoredChunk {
+                seq: int(seq),
+                size: int(chunk.size),
+                sha256: chunk.sha256.clone(),
+            })
+            .collect(),
+        stored_bytes: int(state.chunks.values().map(|c| c.size).sum()),
+        next_seq: int(next_seq),
+        ended: state.ended_at.is_some(),
+    })
+}
+
+/// How long the `responses` subscription waits for the read models to
+/// list the pending actions before it starts.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// A response decided on the log, as a row.
+fn response_row(position: u64, event: DomainEvent) -> Option<ResponseRow> {
+    let DomainEvent::ResponseTriggered {
+        response_id,
+        recording_id,
+        site_id,
+        server_id,
+        session_id,
+        user,
+        host,
+        policy_id,
+        rule,
+        trigger,
+        action,
+        detection_id,
+        event_type,
+        severity,
+        at_offset_ms,
+        at,
+    } = event
+    else {
+        return None;
+    };
+    Some(ResponseRow {
+        response_id,
+        recording_id,
+        site_id,
+        server_id,
+        session_id,
+        user,
+        host,
+        policy_id,
+        rule,
+        trigger,
+        action,
+        detection_id,
+        event_type,
+        severity,
+        at_offset_ms,
+        triggered_at: at,
+        delivered: None,
+        position,
+    })
+}
+
+/// `responses(serverId)`: the pending actions, then each new one.
+pub(crate) async fn responses(
+    core: Arc<Core>,
+    caller: DomainPrincipal,
+    server_id: &ID,
+) -> ApiResult<impl Stream<Item = PendingResponse> + Send + 'static> {
+    let server = uuid(server_id, "server")?;
+    server_for(&core, &caller, Action::HandleResponses, server).await?;
+    // What is pending as of `head`, then what the log decides after it;
+    // a response the read model already had past `head` is not sent twice.
+    let head = core.store.head().position;
+    let _ = core
+        .reads
+        .wait_for(Which::Only(&[DetectionsProjection::NAME]), head, CATCH_UP)
+        .await;
+    let pending = core.reads.detections()?.pending_responses(server)?;
+    let sent: HashSet<Uuid> = pending.iter().map(|r| r.response_id).collect();
+    let first: Vec<PendingResponse> = pending.iter().map(PendingResponse::from).collect();
+    let later = super::subscription::follow(&core, head + 1).filter_map(move |envelope| {
+        let row = match &envelope.payload {
+            DomainEvent::ResponseTriggered {
+                server_id,
+                response_id,
+                ..
+            } if *server_id == server && !sent.contains(response_id) => {
+                response_row(envelope.position, envelope.payload)
+            }
+            _ => None,
+        };
+        future::ready(row.map(|row| PendingResponse::from(&row)))
+    });
+    Ok(stream::iter(first).chain(later))
+}
