@@ -8,7 +8,9 @@
 //!   their checked conversion into domain values; `enums`: the domain's
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
 //!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
-//!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies).
+//!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies);
+//!   `reports`: the dashboard, the site visualization and the performance
+//!   summary of data points.
 //! - [`cost`]: the size of a document (fields after expanding fragments,
 //!   aliases, depth, introspection), computed once before validation and
 //!   refused over [`Limits`].
@@ -30,6 +32,7 @@ mod inputs;
 mod mutation;
 mod ops;
 mod query;
+mod reports;
 mod scope;
 mod subscription;
 mod types;
