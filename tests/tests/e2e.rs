@@ -18,6 +18,8 @@ mod bad_input;
 mod catalogue_rows;
 #[path = "e2e/content.rs"]
 mod content;
+#[path = "e2e/detections.rs"]
+mod detections;
 #[path = "e2e/existence.rs"]
 mod existence;
 #[path = "e2e/full_disk.rs"]

@@ -22,8 +22,8 @@ use super::inputs::{
     AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
     TokenFilter,
 };
-use super::types::*;
 use super::reports::{site_visualization, Dashboard, SiteVisualizationBucket};
+use super::types::*;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Core;
 

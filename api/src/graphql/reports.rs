@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use async_graphql::{ComplexObject, Context, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use srs_domain::model::{self as dm, MeasureSummary, PerformanceSummary};
 use srs_domain::log::EventStore as _;
+use srs_domain::model::{self as dm, MeasureSummary, PerformanceSummary};
 use srs_domain::seal;
 use srs_domain::time::Timestamp;
 use srs_projections::models::dashboard::{DashboardView, SiteScope};

@@ -1158,9 +1158,7 @@ impl Service {
         // Each event is checked before any is judged against the log, so a
         // batch mixing logged and unlogged types stores exactly the logged.
         for event in &events {
-            event
-                .validate()
-                .map_err(RecordingError::InvalidEvent)?;
+            event.validate().map_err(RecordingError::InvalidEvent)?;
         }
         let (events, unlogged): (Vec<SessionEvent>, Vec<SessionEvent>) = events
             .into_iter()

@@ -107,8 +107,7 @@ pub use server::{
 pub use session::{legacy_recording_id, session_key, SessionCommand, SessionError, SessionParts};
 pub use session_event::{
     data_points, url_host, DataKind, DataPoints, MeasureSummary, PerformanceSummary, PlainFacts,
-    SessionEvent, SessionEventData,
-    SessionEventType, TransferDirection, MAX_BATCH,
+    SessionEvent, SessionEventData, SessionEventType, TransferDirection, MAX_BATCH,
 };
 pub use site::{PolicyFacts, Site, SiteCommand, SiteError, SiteId};
 pub use token::{

@@ -1491,7 +1491,11 @@ mod tests {
 
     #[test]
     fn a_rule_naming_an_application_detects_it_whatever_the_monitored_list_holds() {
-        let rule = detection_rule(SessionEventType::AppStart, Severity::Critical, &["regedit*"]);
+        let rule = detection_rule(
+            SessionEventType::AppStart,
+            Severity::Critical,
+            &["regedit*"],
+        );
         for monitored in [vec![], strings(&["cmd.exe"])] {
             let mut body = detection_body(vec![rule.clone()]);
             body.monitored_apps = monitored;

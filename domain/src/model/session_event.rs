@@ -807,9 +807,8 @@ mod tests {
             memory_mb: None,
             latency_ms: Some(latency),
         };
-        let mut data: Vec<SessionEventData> = (1..=20)
-            .map(|i| sample(Some(i as f64), i * 10))
-            .collect();
+        let mut data: Vec<SessionEventData> =
+            (1..=20).map(|i| sample(Some(i as f64), i * 10)).collect();
         data.push(sample(None, 1_000));
         data.push(SessionEventData::Idle { seconds: 5 });
         let summary = PerformanceSummary::of(&data);
@@ -818,7 +817,10 @@ mod tests {
         assert_eq!((cpu.samples, cpu.min, cpu.max), (20, 1.0, 20.0));
         assert_eq!((cpu.avg, cpu.p95), (10.5, 19.0));
         let latency = summary.latency_ms.unwrap();
-        assert_eq!((latency.samples, latency.p95, latency.max), (21, 200.0, 1_000.0));
+        assert_eq!(
+            (latency.samples, latency.p95, latency.max),
+            (21, 200.0, 1_000.0)
+        );
         assert_eq!(summary.memory_mb, None);
         assert_eq!(PerformanceSummary::of(&[]), PerformanceSummary::default());
     }

@@ -201,7 +201,14 @@ fn bump_item(
     item: &str,
     delta: i64,
 ) -> Result<()> {
-    bump_day(w, tag, site, day, Key::new(b"").str(item).build().as_slice(), delta)
+    bump_day(
+        w,
+        tag,
+        site,
+        day,
+        Key::new(b"").str(item).build().as_slice(),
+        delta,
+    )
 }
 
 /// Counts `r` `delta` times in the top lists over recordings not deleted
@@ -214,7 +221,13 @@ fn count_in_lists(
     public: bool,
     delta: i64,
 ) -> Result<()> {
-    type Tags = (&'static [u8], &'static [u8], &'static [u8], &'static [u8], &'static [u8]);
+    type Tags = (
+        &'static [u8],
+        &'static [u8],
+        &'static [u8],
+        &'static [u8],
+        &'static [u8],
+    );
     let tags: [(Tags, bool); 2] = [
         ((b"ud/", b"ad/", b"hd/", b"gd/", b"rd/"), all),
         ((b"pud/", b"pad/", b"phd/", b"pgd/", b"prd/"), public),
@@ -323,9 +336,7 @@ impl Projection<DomainEvent> for DashboardProjection {
         match event {
             E::ServerConnected {
                 server_id, site_id, ..
-            } => {
-                return set_server(w, *server_id, *site_id, ServerStatus::Connected, Some(true))
-            }
+            } => return set_server(w, *server_id, *site_id, ServerStatus::Connected, Some(true)),
             E::ServerInstallRequested {
                 server_id, site_id, ..
             } => {

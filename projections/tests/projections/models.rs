@@ -1091,7 +1091,11 @@ fn the_dashboard_is_the_same_whatever_the_batches() {
     );
 }
 
-fn range(from: srs_domain::time::Timestamp, to: srs_domain::time::Timestamp, sees_restricted: bool) -> DashboardQuery {
+fn range(
+    from: srs_domain::time::Timestamp,
+    to: srs_domain::time::Timestamp,
+    sees_restricted: bool,
+) -> DashboardQuery {
     DashboardQuery {
         sites: SiteScope::All,
         from: Some(from),
@@ -1113,8 +1117,20 @@ fn the_dashboard_counts_by_session_time_not_ingestion_time() {
     };
     let f = Folded::given([
         late.started(),
-        late.detected(1, SessionEventType::AppStart, Severity::High, "shell", 60_000),
-        late.detected(2, SessionEventType::Idle, Severity::Low, "idle", 2 * 3_600_000),
+        late.detected(
+            1,
+            SessionEventType::AppStart,
+            Severity::High,
+            "shell",
+            60_000,
+        ),
+        late.detected(
+            2,
+            SessionEventType::Idle,
+            Severity::Low,
+            "idle",
+            2 * 3_600_000,
+        ),
         late.ended_after_secs(3 * 3_600),
     ]);
     let d = f.dashboard();
@@ -1122,20 +1138,36 @@ fn the_dashboard_counts_by_session_time_not_ingestion_time() {
         .view(&range(yesterday.plus_days(-1), yesterday, true))
         .unwrap();
     assert_eq!(
-        (day_before.recordings_in_range, day_before.detections_in_range),
+        (
+            day_before.recordings_in_range,
+            day_before.detections_in_range
+        ),
         (0, 0)
     );
     let first = d.view(&range(yesterday, T0, true)).unwrap();
-    assert_eq!((first.recordings_in_range, first.detections_in_range), (1, 1));
-    assert_eq!(first.detections_by_type.get(&SessionEventType::AppStart), Some(&1));
+    assert_eq!(
+        (first.recordings_in_range, first.detections_in_range),
+        (1, 1)
+    );
+    assert_eq!(
+        first.detections_by_type.get(&SessionEventType::AppStart),
+        Some(&1)
+    );
     assert_eq!(first.detections_by_type.get(&SessionEventType::Idle), None);
     assert_eq!(first.top_alerts, vec![("shell".to_string(), 1)]);
     assert_eq!(
-        first.detections_per_day.iter().map(|d| d.count).collect::<Vec<_>>(),
+        first
+            .detections_per_day
+            .iter()
+            .map(|d| d.count)
+            .collect::<Vec<_>>(),
         vec![1]
     );
     let second = d.view(&range(T0, T0.plus_days(1), true)).unwrap();
-    assert_eq!((second.recordings_in_range, second.detections_in_range), (0, 1));
+    assert_eq!(
+        (second.recordings_in_range, second.detections_in_range),
+        (0, 1)
+    );
     assert_eq!(second.top_users, vec![]);
     assert_eq!(second.top_alerts, vec![("idle".to_string(), 1)]);
     assert_eq!(
@@ -1167,27 +1199,50 @@ fn every_top_list_honours_the_range_and_risk_weighs_severity() {
     let (bob, carl) = (day2(2, "CORP\\bob"), day2(3, "CORP\\carl"));
     let f = Folded::given([
         day1.started(),
-        day1.detected(1, SessionEventType::UsbMassStorage, Severity::Critical, "usb", 1_000),
+        day1.detected(
+            1,
+            SessionEventType::UsbMassStorage,
+            Severity::Critical,
+            "usb",
+            1_000,
+        ),
         bob.started(),
         bob.app_started(2, "regedit.exe", 500),
-        bob.detected(2, SessionEventType::AppStart, Severity::High, "regedit", 500),
+        bob.detected(
+            2,
+            SessionEventType::AppStart,
+            Severity::High,
+            "regedit",
+            500,
+        ),
         carl.started(),
-        carl.detected(3, SessionEventType::WebBrowsing, Severity::Low, "web", 1_000),
-        carl.detected(4, SessionEventType::WebBrowsing, Severity::Low, "web", 2_000),
+        carl.detected(
+            3,
+            SessionEventType::WebBrowsing,
+            Severity::Low,
+            "web",
+            1_000,
+        ),
+        carl.detected(
+            4,
+            SessionEventType::WebBrowsing,
+            Severity::Low,
+            "web",
+            2_000,
+        ),
         carl.restricted("root", "case", T0.plus_days(1)),
     ]);
     let d = f.dashboard();
     let first = d.view(&range(T0, T0.plus_days(1), true)).unwrap();
     assert_eq!(first.top_users, vec![("corp\\ann".to_string(), 1)]);
-    assert_eq!(
-        first.top_applications,
-        vec![("excel".to_string(), 1)]
-    );
+    assert_eq!(first.top_applications, vec![("excel".to_string(), 1)]);
     assert_eq!(first.top_hosts, vec![("vda-a".to_string(), 1)]);
     assert_eq!(first.top_delivery_groups, vec![("finance".to_string(), 1)]);
     assert_eq!(first.top_risky_users, vec![("corp\\ann".to_string(), 16)]);
     assert_eq!(first.top_alerts, vec![("usb".to_string(), 1)]);
-    let second = d.view(&range(T0.plus_days(1), T0.plus_days(2), true)).unwrap();
+    let second = d
+        .view(&range(T0.plus_days(1), T0.plus_days(2), true))
+        .unwrap();
     assert_eq!(
         second.top_users,
         vec![("corp\\bob".to_string(), 1), ("corp\\carl".to_string(), 1)]
@@ -1209,13 +1264,19 @@ fn every_top_list_honours_the_range_and_risk_weighs_severity() {
     );
     assert_eq!(second.recordings_by_mode.values().sum::<u64>(), 2);
     // Who does not see restricted recordings does not see carl in lists.
-    let viewer = d.view(&range(T0.plus_days(1), T0.plus_days(2), false)).unwrap();
+    let viewer = d
+        .view(&range(T0.plus_days(1), T0.plus_days(2), false))
+        .unwrap();
     assert_eq!(viewer.top_users, vec![("corp\\bob".to_string(), 1)]);
     assert_eq!(viewer.top_risky_users, vec![("corp\\bob".to_string(), 8)]);
     // Rules name nobody: the same for every role.
     assert_eq!(viewer.top_alerts, second.top_alerts);
     let server = d
-        .server_figures(SERVER, T0.plus_days(1).day_number(), T0.plus_days(1).day_number())
+        .server_figures(
+            SERVER,
+            T0.plus_days(1).day_number(),
+            T0.plus_days(1).day_number(),
+        )
         .unwrap();
     assert_eq!(server.recordings_in_range, 2);
 }
