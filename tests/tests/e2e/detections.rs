@@ -140,6 +140,10 @@ async fn a_rule_detects_its_application_and_unlogged_events_are_refused() {
     assert_eq!(seen["recording"]["eventCount"], 3);
 }
 
+/// A visualization bucket as the test compares it: events, detections,
+/// events per type, detections per type.
+type Bucket = (u64, u64, BTreeMap<String, u64>, BTreeMap<String, u64>);
+
 /// One session event as the test keeps it: its type, its time, whether a
 /// rule detects it.
 struct Sent {
@@ -369,8 +373,7 @@ async fn the_dashboard_and_reports_count_a_backfilled_day_by_session_time() {
         )
         .await["siteVisualization"]
         .clone();
-    let mut expected: BTreeMap<String, (u64, u64, BTreeMap<String, u64>, BTreeMap<String, u64>)> =
-        BTreeMap::new();
+    let mut expected: BTreeMap<String, Bucket> = BTreeMap::new();
     for e in &sent {
         let hour = Timestamp::from_secs(e.at.as_secs().div_euclid(3_600) * 3_600).to_rfc3339();
         let bucket = expected.entry(hour).or_default();
@@ -393,7 +396,7 @@ async fn the_dashboard_and_reports_count_a_backfilled_day_by_session_time() {
             })
             .collect()
     };
-    let got: BTreeMap<String, (u64, u64, BTreeMap<String, u64>, BTreeMap<String, u64>)> = report
+    let got: BTreeMap<String, Bucket> = report
         .as_array()
         .unwrap()
         .iter()
