@@ -218,6 +218,8 @@ impl RecordingPayload {
 /// `recordSessionEvents` result.
 #[derive(SimpleObject)]
 pub struct RecordSessionEventsPayload {
+    /// The log position of the last event written (the recording's last
+    /// one when nothing new was written).
     pub position: i32,
     /// Session events newly stored.
     pub accepted: i32,

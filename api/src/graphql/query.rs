@@ -361,10 +361,16 @@ impl QueryRoot {
     async fn site_visualization(
         &self,
         ctx: &Context<'_>,
-        site_id: Option<ID>,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
+        #[graphql(desc = "The site; without it, every site the caller may see.")] site_id: Option<
+            ID,
+        >,
+        #[graphql(desc = "Start of the report (default: 24 hours before `to`).")] from: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "End of the report, exclusive (default: now).")] to: Option<DateTime<Utc>>,
+        #[graphql(desc = "Bucket length in seconds, whole minutes, 60 to 2678400 (default 3600).")]
         bucket_sec: Option<i32>,
+        #[graphql(desc = "Answer once the read models reached this log position.")]
         at_least: Option<i32>,
     ) -> ApiResult<Vec<SiteVisualizationBucket>> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
