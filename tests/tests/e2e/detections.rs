@@ -442,4 +442,30 @@ async fn the_dashboard_and_reports_count_a_backfilled_day_by_session_time() {
         summary(latency.iter().map(|l| f64::from(*l)).collect())
     );
     assert_eq!(points["memoryMb"], Value::Null);
+
+    // Ranges that mean nothing are refused, not answered empty.
+    for (query, variables) in [
+        (
+            "query($from: DateTime, $to: DateTime) { dashboard(from: $from, to: $to) { recordingsInRange } }",
+            day(today, yesterday),
+        ),
+        (
+            "query($from: DateTime, $to: DateTime) { siteVisualization(from: $from, to: $to) { start } }",
+            day(today, yesterday),
+        ),
+        (
+            "query($from: DateTime, $to: DateTime) { siteVisualization(from: $from, to: $to, bucketSec: 10) { start } }",
+            day(yesterday, today),
+        ),
+    ] {
+        admin.run(query, variables).await.expect_code("VALIDATION");
+    }
+    // Agents read no reports.
+    agent
+        .run(
+            "query($site: ID!) { siteVisualization(siteId: $site) { start } }",
+            json!({ "site": site }),
+        )
+        .await
+        .expect_code("FORBIDDEN");
 }
