@@ -13,7 +13,7 @@ use srs_api::state::Limits;
 use srs_domain::log::EventStore as _;
 use tower::ServiceExt as _;
 
-const DASHBOARD: &str = "query Dashboard($at: Int) { dashboard(atLeast: $at) { recordingsTotal serversByStatus { status count } topUsers { name count } pendingArchive pendingDelete } }";
+const DASHBOARD: &str = "query Dashboard($at: Int) { dashboard(atLeast: $at) { recordingsTotal serversByStatus { status count online } topUsers { name count } pendingArchive pendingDelete } }";
 
 async fn server(dir: &std::path::Path) -> (Server, String) {
     let server = Server::open(ServeOptions {
@@ -122,8 +122,8 @@ fn online(answer: &Value) -> i64 {
         .as_array()
         .unwrap_or_else(|| panic!("no dashboard in {answer}"))
         .iter()
-        .filter(|s| s["status"] == "ONLINE")
-        .map(|s| s["count"].as_i64().unwrap())
+        .filter(|s| s["status"] == "CONNECTED")
+        .map(|s| s["online"].as_i64().unwrap())
         .sum()
 }
 

@@ -22,6 +22,8 @@ mod catalogue_rows;
 mod content;
 #[path = "e2e/demo.rs"]
 mod demo;
+#[path = "e2e/detections.rs"]
+mod detections;
 #[path = "e2e/existence.rs"]
 mod existence;
 #[path = "e2e/full_disk.rs"]

@@ -392,7 +392,7 @@ pub async fn store_asciicast(
     // Event ids are stable, so a repeated upload indexes nothing twice.
     for batch in events.chunks(core.limits.max_batch.max(1)) {
         core.service
-            .record_session_events(by, recording_id, batch.to_vec())
+            .index_content_events(by, recording_id, batch.to_vec())
             .await?;
     }
     Ok(receipt)

@@ -16,7 +16,8 @@
 //! - **What:** only queries (never mutations), and only when every root
 //!   field is one of [`KEPT_ROOTS`] and no field anywhere in the operation
 //!   is one of [`UNKEPT_FIELDS`]: `playback` records a `RecordingPlayed`
-//!   fact (a side effect every play must have) and `events` reads the log,
+//!   fact (a side effect every play must have) and `events` (and
+//!   `DataPoints.performance`) read the log,
 //!   which moves before the read models do. Answers with any error are
 //!   never kept, so denials (and their `AccessDenied` facts), timeouts and
 //!   validation errors happen every time.
@@ -70,9 +71,10 @@ pub const KEPT_ROOTS: &[&str] = &[
 const CLOCK_ROOTS: &[&str] = &["dashboard"];
 
 /// Fields that make an answer unkeepable wherever they appear: they write
-/// (`playback`), read the log rather than the read models (`events`), or
-/// read what heartbeats move without a read model (`lastHeartbeat`).
-pub const UNKEPT_FIELDS: &[&str] = &["playback", "events", "lastHeartbeat"];
+/// (`playback`), read the log rather than the read models (`events`,
+/// `performance`), or read what heartbeats move without a read model
+/// (`lastHeartbeat`).
+pub const UNKEPT_FIELDS: &[&str] = &["playback", "events", "lastHeartbeat", "performance"];
 
 /// How long an answer that depends on the clock is kept.
 pub const CLOCK_TTL: Duration = Duration::from_secs(1);

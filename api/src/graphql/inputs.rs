@@ -358,10 +358,16 @@ pub struct DetectionRuleInput {
 #[derive(InputObject)]
 pub struct EventDetectionPolicyInput {
     pub name: String,
-    /// The session event types recorded at all.
+    /// The session event types stored at all; events of other types are
+    /// refused (counted in `recordSessionEvents.ignored`).
     pub logged: Vec<SessionEventType>,
+    /// What is a detection: a logged event is one only when a rule of its
+    /// type matches it (the most severe matching rule names it).
     pub rules: Vec<DetectionRuleInput>,
-    /// Apps whose start / end / failure is detected; default: the built-in list.
+    /// Globs of applications whose APP_START / APP_END / APP_FAILURE is an
+    /// INFO detection ("Monitored application") where no rule matched; an
+    /// empty list adds none. Rules naming applications detect them whatever
+    /// this holds. Default: cmd.exe, powershell.exe, wsl.exe.
     pub monitored_apps: Option<Vec<String>>,
 }
 

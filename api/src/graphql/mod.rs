@@ -11,6 +11,8 @@
 //!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies);
 //!   `agent`: what a server's agent needs (its configuration, pushed
 //!   response actions, its recordings' stored chunks, last heartbeats).
+//!   `reports`: the dashboard, the site visualization and the performance
+//!   summary of data points.
 //! - [`cost`]: the size of a document (fields after expanding fragments,
 //!   aliases, depth, introspection), computed once before validation and
 //!   refused over [`Limits`].
@@ -33,6 +35,7 @@ mod inputs;
 mod mutation;
 mod ops;
 mod query;
+mod reports;
 mod scope;
 mod subscription;
 mod types;

@@ -236,12 +236,18 @@ impl RecordingPayload {
 /// `recordSessionEvents` result.
 #[derive(SimpleObject)]
 pub struct RecordSessionEventsPayload {
+    /// The log position of the last event written (the recording's last
+    /// one when nothing new was written).
     pub position: i32,
     /// Session events newly stored.
     pub accepted: i32,
     /// Session events already stored (or repeated in the batch), skipped.
     pub duplicates: i32,
-    /// Detections the new events caused.
+    /// Session events refused because the site's active event detection
+    /// policy does not log their type: never stored, not an error.
+    pub ignored: i32,
+    /// Detections the new events caused: events a detection rule (or the
+    /// monitored applications list) matched.
     pub detections: i32,
     /// Response actions triggered.
     pub responses: i32,
@@ -922,6 +928,8 @@ impl MutationRoot {
 
     /// A batch of session events (its AGENT), at most 1000; events whose id
     /// is already stored are skipped, so a retried batch is harmless.
+    /// Events of types the site's active event detection policy does not
+    /// log are refused one by one and counted in `ignored`.
     async fn record_session_events(
         &self,
         ctx: &Context<'_>,
@@ -949,6 +957,7 @@ impl MutationRoot {
             position: executed(core, &recorded.executed),
             accepted: int(recorded.accepted as u64),
             duplicates: int(recorded.duplicates as u64),
+            ignored: int(recorded.ignored as u64),
             detections: int(recorded.detections as u64),
             responses: int(recorded.responses as u64),
         })

@@ -22,6 +22,7 @@ use super::inputs::{
     AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
     TokenFilter,
 };
+use super::reports::{site_visualization, Dashboard, SiteVisualizationBucket};
 use super::types::*;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Core;
@@ -309,7 +310,8 @@ impl QueryRoot {
     }
 
     /// Insights of one site or of every site the caller may see, over
-    /// `from`..`to` (default: the last 30 days).
+    /// `from`..`to` (default: the 30 days before `to`, which defaults to
+    /// now), counted by session time (see `Dashboard`).
     async fn dashboard(
         &self,
         ctx: &Context<'_>,
@@ -321,29 +323,68 @@ impl QueryRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let site = opt_uuid(site_id.as_ref(), "site")?;
         authorize_listing(core, caller, Action::ReadDashboard, site).await?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if to <= from {
+                return Err(ApiError::validation("`to` must be after `from`"));
+            }
+        }
         core.at_least(at_least).await?;
         let sites = match site {
             Some(site) => SiteScope::Sites(vec![site]),
             None if caller.unscoped() => SiteScope::All,
             None => SiteScope::Sites(caller.site_ids.iter().copied().collect()),
         };
-        let view = core.dashboards.view(
-            &core.reads,
-            &DashboardQuery {
-                sites,
-                from: from.map(timestamp),
-                to: to.map(timestamp),
-                now: core.service.now(),
-                top: 10,
-                // The top lists name users: restricted recordings count
-                // only for the roles that see them.
-                sees_restricted: matches!(
-                    caller.role,
-                    DomainRole::Admin | DomainRole::PrivilegedPlayer
-                ),
-            },
-        )?;
-        Ok(Dashboard::from(&view))
+        let query = DashboardQuery {
+            sites: sites.clone(),
+            from: from.map(timestamp),
+            to: to.map(timestamp),
+            now: core.service.now(),
+            top: 10,
+            // The top lists name users: restricted recordings count
+            // only for the roles that see them.
+            sees_restricted: matches!(
+                caller.role,
+                DomainRole::Admin | DomainRole::PrivilegedPlayer
+            ),
+        };
+        let view = core.dashboards.view(&core.reads, &query)?;
+        Ok(Dashboard::new(&view, sites, query.days()))
+    }
+
+    /// The site-wide event visualization report: session events and
+    /// detections per type in buckets of `bucketSec` seconds (whole
+    /// minutes, 60 to 2678400; default 3600) over `from`..`to` (default:
+    /// the 24 hours before `to`, which defaults to now; at most 366 days),
+    /// by the events' session time (the recording's start plus the event's
+    /// offset). Empty buckets are left out. Without `siteId`: every site
+    /// the caller may see.
+    async fn site_visualization(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site; without it, every site the caller may see.")] site_id: Option<
+            ID,
+        >,
+        #[graphql(desc = "Start of the report (default: 24 hours before `to`).")] from: Option<
+            DateTime<Utc>,
+        >,
+        #[graphql(desc = "End of the report, exclusive (default: now).")] to: Option<DateTime<Utc>>,
+        #[graphql(desc = "Bucket length in seconds, whole minutes, 60 to 2678400 (default 3600).")]
+        bucket_sec: Option<i32>,
+        #[graphql(desc = "Answer once the read models reached this log position.")]
+        at_least: Option<i32>,
+    ) -> ApiResult<Vec<SiteVisualizationBucket>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let site = opt_uuid(site_id.as_ref(), "site")?;
+        authorize_listing(core, caller, Action::ReadDashboard, site).await?;
+        core.at_least(at_least).await?;
+        let to = to.map_or_else(|| core.service.now(), timestamp);
+        let from = from.map_or_else(|| to.plus_days(-1), timestamp);
+        let sites = match site {
+            Some(site) => Some(vec![site]),
+            None if caller.unscoped() => None,
+            None => Some(caller.site_ids.iter().copied().collect()),
+        };
+        site_visualization(ctx, sites, from, to, i64::from(bucket_sec.unwrap_or(3_600)))
     }
 
     /// Detected events of recordings the caller may see, newest first.

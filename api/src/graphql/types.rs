@@ -16,7 +16,6 @@ use srs_projections::models::access::PermissionRow;
 use srs_projections::models::audit::AuditRow;
 use srs_projections::models::catalogue::RecordingRow;
 use srs_projections::models::comments::CommentRow;
-use srs_projections::models::dashboard::{DashboardView, ServerState};
 use srs_projections::models::detections::{
     DetectionFilter, DetectionRow, ResponseRow, VisualBucket as Bucket,
 };
@@ -461,7 +460,11 @@ fn type_counts<'a>(
 
 /// Figures about one recording.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
 pub struct DataPoints {
+    /// The recording and whether it is deleted (for `performance`).
+    #[graphql(skip)]
+    pub recording: Option<(uuid::Uuid, bool)>,
     pub duration_ms: f64,
     pub event_count: i32,
     pub events_by_type: Vec<TypeCount>,
@@ -476,6 +479,7 @@ pub struct DataPoints {
 impl From<&DomainDataPoints> for DataPoints {
     fn from(p: &DomainDataPoints) -> Self {
         DataPoints {
+            recording: None,
             duration_ms: p.duration_ms as f64,
             event_count: int(p.event_count),
             events_by_type: type_counts(&p.events_by_type),
@@ -1026,7 +1030,10 @@ impl Recording {
             .collect())
     }
     async fn data_points(&self) -> DataPoints {
-        DataPoints::from(&self.row.points)
+        DataPoints {
+            recording: Some((self.row.id, self.row.deleted())),
+            ..DataPoints::from(&self.row.points)
+        }
     }
     /// Events and detections per type in buckets of `bucketSec` seconds
     /// (default 60) from the session start.
@@ -1336,109 +1343,6 @@ impl From<&RetentionRow> for RetentionPolicy {
                 deleted: int(run.deleted),
                 held: int(run.held),
             }),
-        }
-    }
-}
-
-/// Recordings started on one UTC day.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct DayCount {
-    pub day: DateTime<Utc>,
-    pub count: i32,
-}
-
-/// Servers in one state.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct ServerStateCount {
-    /// INSTALLING, INSTALL_FAILED, ONLINE, OFFLINE or DISCONNECTED.
-    pub status: String,
-    pub count: i32,
-}
-
-/// Insights over recordings, servers and detections.
-#[derive(SimpleObject, Clone, Debug)]
-pub struct Dashboard {
-    pub recordings_total: i32,
-    pub recordings_live: i32,
-    /// Recordings started within `from`..`to`.
-    pub recordings_in_range: i32,
-    pub storage_bytes: f64,
-    pub recordings_per_day: Vec<DayCount>,
-    pub top_users: Vec<NameCount>,
-    pub top_applications: Vec<NameCount>,
-    pub servers_by_status: Vec<ServerStateCount>,
-    pub detections_total: i32,
-    pub detections_in_range: i32,
-    pub detections_by_type: Vec<TypeCount>,
-    pub detections_by_severity: Vec<SeverityCount>,
-    pub restricted_count: i32,
-    pub archived_count: i32,
-    pub deleted_count: i32,
-    /// Recordings the retention policy will archive at its next run.
-    pub pending_archive: i32,
-    /// Recordings the retention policy will delete at its next run.
-    pub pending_delete: i32,
-}
-
-fn server_state_name(state: ServerState) -> &'static str {
-    match state {
-        ServerState::Installing => "INSTALLING",
-        ServerState::InstallFailed => "INSTALL_FAILED",
-        ServerState::Online => "ONLINE",
-        ServerState::Offline => "OFFLINE",
-        ServerState::Disconnected => "DISCONNECTED",
-    }
-}
-
-impl From<&DashboardView> for Dashboard {
-    fn from(v: &DashboardView) -> Self {
-        let names = |list: &[(String, u64)]| {
-            list.iter()
-                .map(|(name, n)| NameCount {
-                    name: name.clone(),
-                    count: int(*n),
-                })
-                .collect()
-        };
-        Dashboard {
-            recordings_total: int(v.recordings_total),
-            recordings_live: int(v.recordings_live),
-            recordings_in_range: int(v.recordings_in_range),
-            storage_bytes: v.storage_bytes as f64,
-            recordings_per_day: v
-                .recordings_per_day
-                .iter()
-                .map(|d| DayCount {
-                    day: time(d.day),
-                    count: int(d.count),
-                })
-                .collect(),
-            top_users: names(&v.top_users),
-            top_applications: names(&v.top_applications),
-            servers_by_status: v
-                .servers_by_status
-                .iter()
-                .map(|(s, n)| ServerStateCount {
-                    status: server_state_name(*s).to_owned(),
-                    count: int(*n),
-                })
-                .collect(),
-            detections_total: int(v.detections_total),
-            detections_in_range: int(v.detections_in_range),
-            detections_by_type: type_counts(&v.detections_by_type),
-            detections_by_severity: v
-                .detections_by_severity
-                .iter()
-                .map(|(s, n)| SeverityCount {
-                    severity: (*s).into(),
-                    count: int(*n),
-                })
-                .collect(),
-            restricted_count: int(v.restricted_count),
-            archived_count: int(v.archived_count),
-            deleted_count: int(v.deleted_count),
-            pending_archive: int(v.pending_archive),
-            pending_delete: int(v.pending_delete),
         }
     }
 }

@@ -268,15 +268,22 @@ pub fn recording_policy() -> Value {
     })
 }
 
-/// The detection policy: USB storage, file-sharing sites, the confidential
-/// share, admin tools and long idle spells are detections.
+/// The detection policy. It logs every kind of activity the fleet reports
+/// (the sessions' timelines) except registry writes, which agents send and
+/// the server refuses (counted as ignored). Detections are what a rule
+/// matched: USB storage, file-sharing sites, the confidential share, admin
+/// tools and long idle spells; every other logged event is timeline only.
+/// The rules name the admin tools, so no monitored applications list is
+/// needed (an empty one adds no INFO detections).
 pub fn detection_policy() -> Value {
     let share = format!(r"{}\*", generator::CONFIDENTIAL_SHARE);
     json!({
         "name": DETECTION_POLICY,
-        "logged": ["USB_MASS_STORAGE", "WEB_BROWSING", "FILE_CREATE", "FILE_MOVE",
-                   "APP_START", "IDLE"],
-        "monitoredApps": generator::ADMIN_TOOLS,
+        "logged": ["LOGON", "LOGOFF", "DISCONNECT", "RECONNECT", "APP_START", "TOP_MOST_WINDOW",
+                   "WEB_BROWSING", "FILE_CREATE", "FILE_RENAME", "FILE_DELETE", "FILE_MOVE",
+                   "FILE_TRANSFER", "USB_MASS_STORAGE", "CLIPBOARD", "PRINT", "IDLE",
+                   "PERFORMANCE_SAMPLE"],
+        "monitoredApps": [],
         "rules": [
             { "type": "USB_MASS_STORAGE", "severity": "HIGH", "name": "USB mass storage" },
             { "type": "WEB_BROWSING", "severity": "MEDIUM", "name": "File sharing site",
@@ -403,6 +410,9 @@ pub struct Report {
     /// Session events sent and newly stored.
     pub events_sent: u64,
     pub events_accepted: u64,
+    /// Session events the server refused because the site's detection
+    /// policy does not log their type.
+    pub events_ignored: u64,
     /// Detections and responses the server reported for those events.
     pub detections: u64,
     pub responses: u64,
@@ -436,8 +446,8 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "session events      {} sent, {} stored",
-            self.events_sent, self.events_accepted
+            "session events      {} sent, {} stored, {} not logged",
+            self.events_sent, self.events_accepted, self.events_ignored
         )?;
         writeln!(
             f,
@@ -482,6 +492,7 @@ struct Stats {
     declined: AtomicU64,
     events_sent: AtomicU64,
     events_accepted: AtomicU64,
+    events_ignored: AtomicU64,
     detections: AtomicU64,
     responses: AtomicU64,
     chunks: AtomicU64,
@@ -631,7 +642,7 @@ impl Agent {
                 .call(
                     "mutation($id: ID!, $events: [SessionEventInput!]!) { \
                      recordSessionEvents(recordingId: $id, events: $events) \
-                     { accepted detections responses } }",
+                     { accepted ignored detections responses } }",
                     json!({ "id": recording_id, "events": events }),
                 )
                 .await
@@ -642,6 +653,10 @@ impl Agent {
             Stats::add(
                 &self.stats.events_accepted,
                 r["accepted"].as_u64().unwrap_or(0),
+            );
+            Stats::add(
+                &self.stats.events_ignored,
+                r["ignored"].as_u64().unwrap_or(0),
             );
             Stats::add(
                 &self.stats.detections,
@@ -828,6 +843,7 @@ pub async fn run(options: SimulateOptions) -> Result<Report, SimulateError> {
         declined: load(&stats.declined),
         events_sent: load(&stats.events_sent),
         events_accepted: accepted,
+        events_ignored: load(&stats.events_ignored),
         detections: load(&stats.detections),
         responses: load(&stats.responses),
         chunks: load(&stats.chunks),

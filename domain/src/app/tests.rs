@@ -444,7 +444,8 @@ async fn session_events_detections_and_responses_are_one_idempotent_append() {
             first.detections,
             first.responses
         ),
-        (2, 0, 2, 1)
+        // WEB_BROWSING is logged but has no rule: stored, not detected.
+        (2, 0, 1, 1)
     );
     let positions = &first.executed.positions;
     assert!(
@@ -458,7 +459,6 @@ async fn session_events_detections_and_responses_are_one_idempotent_append() {
             "EventDetected",
             "ResponseTriggered",
             "SessionEventRecorded",
-            "EventDetected"
         ]
     );
 
@@ -783,6 +783,50 @@ async fn the_active_policy_cannot_be_deleted_until_another_is_activated() {
 }
 
 #[tokio::test]
+async fn events_of_unlogged_types_are_refused_one_by_one_and_counted() {
+    let w = World::new();
+    let (_, server_id, agent) = w.recording_site().await;
+    let recording = w.start(server_id, &agent, "s1").await.recording_id;
+    let print = SessionEvent {
+        event_id: Uuid::now_v7(),
+        event_type: SessionEventType::Print,
+        offset_ms: 500,
+        data: SessionEventData::Print {
+            printer: "HP".into(),
+            document: None,
+            pages: Some(2),
+        },
+    };
+    let recorded = w
+        .service
+        .record_session_events(
+            &agent,
+            recording,
+            vec![print.clone(), web("https://example.com", 2_000)],
+        )
+        .await
+        .expect("batch");
+    assert_eq!(
+        (recorded.accepted, recorded.ignored, recorded.detections),
+        (1, 1, 0)
+    );
+    assert!(w
+        .spy
+        .inner
+        .read_event(print.event_id)
+        .await
+        .expect("read")
+        .is_none());
+    let stored = w
+        .service
+        .load::<Recording>(recording)
+        .await
+        .expect("load")
+        .state;
+    assert_eq!(stored.data_points.event_count, 1);
+}
+
+#[tokio::test]
 async fn the_active_detection_policy_keeps_logging_what_responses_need() {
     let w = World::new();
     let (site_id, _, _) = w.recording_site().await;
@@ -800,12 +844,30 @@ async fn the_active_detection_policy_keeps_logging_what_responses_need() {
         .await
         .expect_err("would drop APP_START");
     assert_eq!(error.code(), Some(ErrorCode::Validation));
+    let logons = w
+        .service
+        .create_policy(
+            &w.admin,
+            site_id,
+            "Logons",
+            PolicyBody::EventDetection(DetectionPolicyBody {
+                logged: BTreeSet::from([SessionEventType::Logon]),
+                ..DetectionPolicyBody::default()
+            }),
+        )
+        .await
+        .expect("created");
     let error = w
         .service
-        .activate_policy(&w.admin, DO_NOT_DETECT, Some(site_id))
+        .activate_policy(&w.admin, logons.id, Some(site_id))
         .await
         .expect_err("response policy needs APP_START");
     assert_eq!(error.code(), Some(ErrorCode::Validation));
+    // "Do not detect" logs every type: the response policy's types stay logged.
+    w.service
+        .activate_policy(&w.admin, DO_NOT_DETECT, Some(site_id))
+        .await
+        .expect("logs everything");
 }
 
 #[tokio::test]

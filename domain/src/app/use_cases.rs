@@ -198,6 +198,9 @@ pub struct RecordedEvents {
     pub accepted: usize,
     /// Session events already stored (or repeated in the batch), skipped.
     pub duplicates: usize,
+    /// Session events of types the site's active detection policy does not
+    /// log: refused one by one, never stored.
+    pub ignored: usize,
     pub detections: usize,
     pub responses: usize,
     pub executed: Executed,
@@ -1111,14 +1114,40 @@ impl Service {
         }
     }
 
-    /// `recordSessionEvents`: up to [`MAX_BATCH`] events. Ids the log
-    /// already holds are skipped; the rest, their detections and the
-    /// responses those trigger go into one append on the recording stream.
+    /// `recordSessionEvents`: up to [`MAX_BATCH`] events. Events of types
+    /// the site's active detection policy does not log are refused (counted
+    /// as `ignored`, never stored); ids the log already holds are skipped;
+    /// the rest, their detections and the responses those trigger go into
+    /// one append on the recording stream.
     pub async fn record_session_events(
         &self,
         by: &Principal,
         recording_id: Uuid,
         events: Vec<SessionEvent>,
+    ) -> Result<RecordedEvents, AppError> {
+        self.record_events_filtered(by, recording_id, events, true)
+            .await
+    }
+
+    /// The session events a recording's uploaded content carries (e.g. an
+    /// asciicast's lines): they index the content itself, so they are
+    /// stored whatever the detection policy logs (and detected as it says).
+    pub async fn index_content_events(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        events: Vec<SessionEvent>,
+    ) -> Result<RecordedEvents, AppError> {
+        self.record_events_filtered(by, recording_id, events, false)
+            .await
+    }
+
+    async fn record_events_filtered(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+        events: Vec<SessionEvent>,
+        refuse_unlogged: bool,
     ) -> Result<RecordedEvents, AppError> {
         if events.len() > MAX_BATCH {
             return Err(RecordingError::TooManyEvents(events.len()).into());
@@ -1137,6 +1166,15 @@ impl Service {
         .await?;
         let site = self.site(facts.site_id).await?;
         let active = self.active_policies(&site.state).await?;
+        // Each event is checked before any is judged against the log, so a
+        // batch mixing logged and unlogged types stores exactly the logged.
+        for event in &events {
+            event.validate().map_err(RecordingError::InvalidEvent)?;
+        }
+        let (events, unlogged): (Vec<SessionEvent>, Vec<SessionEvent>) = events
+            .into_iter()
+            .partition(|e| !refuse_unlogged || active.detection.body.logs(e.event_type));
+        let ignored = unlogged.len();
         let total = events.len();
         let actor = by.actor();
         let mut retries = 0;
@@ -1154,6 +1192,7 @@ impl Service {
             if fresh.is_empty() {
                 return Ok(RecordedEvents {
                     duplicates: total,
+                    ignored,
                     executed: Executed {
                         last_position: loaded.last_position,
                         version: loaded.version,
@@ -1175,6 +1214,7 @@ impl Service {
                     return Ok(RecordedEvents {
                         accepted,
                         duplicates: total - accepted,
+                        ignored,
                         detections: count("EventDetected"),
                         responses: count("ResponseTriggered"),
                         executed,

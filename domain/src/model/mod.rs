@@ -86,7 +86,7 @@ pub use policy::{
     RecordingAction, RecordingCriteria, RecordingDecision, RecordingMode, RecordingPolicyBody,
     RecordingRule, ResponseAction, ResponseActionKind, ResponseCause, ResponsePolicyBody,
     ResponseRule, ResponseTrigger, Scope, SessionAttributes, SessionSubject, Severity, TriggerOn,
-    DEFAULT_MONITORED_APPS, DO_NOT_DETECT, DO_NOT_RECORD, DO_NOT_RESPOND,
+    DEFAULT_MONITORED_APPS, DO_NOT_DETECT, DO_NOT_RECORD, DO_NOT_RESPOND, MONITORED_APP_RULE,
     RECORD_EVENTS_FOR_EVERYONE_WITHOUT_NOTIFICATION, RECORD_EVENTS_FOR_EVERYONE_WITH_NOTIFICATION,
     RECORD_EVERYONE_WITHOUT_NOTIFICATION, RECORD_EVERYONE_WITH_NOTIFICATION, SYSTEM_POLICY_IDS,
 };
@@ -106,8 +106,8 @@ pub use server::{
 };
 pub use session::{legacy_recording_id, session_key, SessionCommand, SessionError, SessionParts};
 pub use session_event::{
-    data_points, url_host, DataKind, DataPoints, PlainFacts, SessionEvent, SessionEventData,
-    SessionEventType, TransferDirection, MAX_BATCH,
+    data_points, url_host, DataKind, DataPoints, MeasureSummary, PerformanceSummary, PlainFacts,
+    SessionEvent, SessionEventData, SessionEventType, TransferDirection, MAX_BATCH,
 };
 pub use site::{PolicyFacts, Site, SiteCommand, SiteError, SiteId};
 pub use token::{

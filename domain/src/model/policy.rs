@@ -436,21 +436,31 @@ impl DetectionRule {
     }
 }
 
-/// An event detection policy's content.
+/// An event detection policy's content: what is logged, and what of it is
+/// a detection.
 ///
-/// A session event is detected when its type is `logged` and
-/// - for APP_START / APP_END / APP_FAILURE, its application is on
-///   `monitored_apps` (when that list is not empty), and
-/// - the type has no rules (then it is flagged INFO), or some rule of the
-///   type matches (scope, patterns, idle threshold); the most severe
-///   matching rule names the detection.
+/// - Only the `logged` types are stored at all: the events of any other
+///   type are refused (counted as ignored, never written).
+/// - A logged event is a **detection** when a rule matched it: some rule of
+///   its type whose scope, patterns and idle threshold fit; the most severe
+///   matching rule names the detection. A rule naming an application
+///   (`APP_START regedit*`) detects it whatever `monitored_apps` holds.
+/// - `monitored_apps` only adds monitoring where no rule matched: an
+///   APP_START / APP_END / APP_FAILURE of a monitored application is an
+///   INFO detection named [`MONITORED_APP_RULE`].
+/// - Any other logged event is stored in the session's timeline and is
+///   not a detection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DetectionPolicyBody {
     pub logged: BTreeSet<SessionEventType>,
     pub rules: Vec<DetectionRule>,
-    /// Globs of the applications whose lifecycle is watched.
+    /// Globs of the applications whose lifecycle is flagged INFO when no
+    /// rule matched it.
     pub monitored_apps: Vec<String>,
 }
+
+/// The rule name of a detection made by the monitored applications list.
+pub const MONITORED_APP_RULE: &str = "Monitored application";
 
 impl Default for DetectionPolicyBody {
     fn default() -> Self {
@@ -466,6 +476,23 @@ impl Default for DetectionPolicyBody {
 }
 
 impl DetectionPolicyBody {
+    /// Whether events of `event_type` are stored at all.
+    pub fn logs(&self, event_type: SessionEventType) -> bool {
+        self.logged.contains(&event_type)
+    }
+
+    /// What the system policy "Do not detect" holds: every type is logged
+    /// (so a site without a detection policy of its own keeps whole
+    /// timelines), and there is no rule and no monitored application, so
+    /// nothing is a detection.
+    pub fn log_everything_detect_nothing() -> Self {
+        DetectionPolicyBody {
+            logged: SessionEventType::ALL.into_iter().collect(),
+            rules: Vec::new(),
+            monitored_apps: Vec::new(),
+        }
+    }
+
     fn normalise(self) -> Result<Self, String> {
         for rule in &self.rules {
             if !self.logged.contains(&rule.event_type) {
@@ -514,43 +541,30 @@ pub struct Detection {
     pub subject: Option<String>,
 }
 
-/// Applies a detection policy to one session event.
+/// Applies a detection policy to one session event: the most severe rule
+/// of its type that matches it, else (application lifecycle events) the
+/// monitored applications list at INFO, else nothing. Unlogged types are
+/// never detected (they are not stored either).
 pub fn detect(
     policy: &DetectionPolicyBody,
     who: SessionSubject<'_>,
     event: &SessionEvent,
 ) -> Option<Detection> {
     use SessionEventType::{AppEnd, AppFailure, AppStart};
-    if !policy.logged.contains(&event.event_type) {
+    if !policy.logs(event.event_type) {
         return None;
     }
     let subject = event.subject();
-    if matches!(event.event_type, AppStart | AppEnd | AppFailure)
-        && !policy.monitored_apps.is_empty()
-    {
-        let app = event.application()?;
-        if !glob::any_matches(&policy.monitored_apps, app) {
-            return None;
-        }
-    }
-    let mut rules = policy
-        .rules
-        .iter()
-        .filter(|r| r.event_type == event.event_type)
-        .peekable();
-    if rules.peek().is_none() {
-        return Some(Detection {
-            rule: event.event_type.to_string(),
-            severity: Severity::Info,
-            subject,
-        });
-    }
     let idle_seconds = match event.data {
         super::session_event::SessionEventData::Idle { seconds } => Some(seconds),
         _ => None,
     };
     let mut best: Option<&DetectionRule> = None;
-    for rule in rules {
+    for rule in policy
+        .rules
+        .iter()
+        .filter(|r| r.event_type == event.event_type)
+    {
         let scope_ok = rule.scope.matches(who.user, who.groups, who.host);
         let pattern_ok = rule.patterns.is_empty()
             || subject
@@ -564,9 +578,22 @@ pub fn detect(
             best = Some(rule);
         }
     }
-    best.map(|rule| Detection {
-        rule: rule.label(),
-        severity: rule.severity,
+    if let Some(rule) = best {
+        return Some(Detection {
+            rule: rule.label(),
+            severity: rule.severity,
+            subject,
+        });
+    }
+    // An empty list monitors nothing (`any_matches` would say "any").
+    let monitored = matches!(event.event_type, AppStart | AppEnd | AppFailure)
+        && !policy.monitored_apps.is_empty()
+        && event
+            .application()
+            .is_some_and(|app| glob::any_matches(&policy.monitored_apps, app));
+    monitored.then(|| Detection {
+        rule: MONITORED_APP_RULE.to_string(),
+        severity: Severity::Info,
         subject,
     })
 }
@@ -946,7 +973,7 @@ pub fn system_policy(id: PolicyId) -> Option<AnyPolicy> {
         ),
         DO_NOT_DETECT => (
             "Do not detect",
-            PolicyBody::EventDetection(DetectionPolicyBody::default()),
+            PolicyBody::EventDetection(DetectionPolicyBody::log_everything_detect_nothing()),
         ),
         DO_NOT_RESPOND => (
             "Do not respond",
@@ -1453,12 +1480,55 @@ mod tests {
     }
 
     #[test]
-    fn app_events_are_detected_only_for_monitored_apps() {
+    fn monitored_apps_are_flagged_info_when_no_rule_matched() {
         let body = detection_body(vec![]);
         assert_eq!(detect(&body, who(), &app_start("notepad.exe", 1)), None);
         let hit = detect(&body, who(), &app_start("PowerShell.exe", 1)).unwrap();
         assert_eq!(hit.severity, Severity::Info);
+        assert_eq!(hit.rule, MONITORED_APP_RULE);
         assert_eq!(hit.subject.as_deref(), Some("PowerShell.exe"));
+    }
+
+    #[test]
+    fn a_rule_naming_an_application_detects_it_whatever_the_monitored_list_holds() {
+        let rule = detection_rule(
+            SessionEventType::AppStart,
+            Severity::Critical,
+            &["regedit*"],
+        );
+        for monitored in [vec![], strings(&["cmd.exe"])] {
+            let mut body = detection_body(vec![rule.clone()]);
+            body.monitored_apps = monitored;
+            let hit = detect(&body, who(), &app_start("regedit.exe", 1)).unwrap();
+            assert_eq!(hit.severity, Severity::Critical);
+            assert_eq!(hit.rule, "APP_START");
+            assert_eq!(detect(&body, who(), &app_start("notepad.exe", 1)), None);
+        }
+    }
+
+    #[test]
+    fn a_logged_event_without_a_rule_is_not_a_detection() {
+        let body = detection_body(vec![]);
+        assert_eq!(detect(&body, who(), &web("https://example.com", 1)), None);
+        let mut no_monitoring = detection_body(vec![]);
+        no_monitoring.monitored_apps.clear();
+        assert_eq!(
+            detect(&no_monitoring, who(), &app_start("cmd.exe", 1)),
+            None
+        );
+    }
+
+    #[test]
+    fn do_not_detect_logs_every_type_and_detects_nothing() {
+        let Some(PolicyDef {
+            body: PolicyBody::EventDetection(body),
+            ..
+        }) = system_policy(DO_NOT_DETECT)
+        else {
+            panic!("a detection policy")
+        };
+        assert!(SessionEventType::ALL.iter().all(|t| body.logs(*t)));
+        assert_eq!(detect(&body, who(), &app_start("cmd.exe", 1)), None);
     }
 
     #[test]
@@ -1511,7 +1581,7 @@ mod tests {
         let mut rule = detection_rule(SessionEventType::AppStart, Severity::High, &[]);
         rule.scope.hosts = strings(&["build-*"]);
         let body = detection_body(vec![rule]);
-        assert_eq!(detect(&body, who(), &app_start("cmd.exe", 1)), None);
+        assert_eq!(detect(&body, who(), &app_start("notepad.exe", 1)), None);
     }
 
     #[test]

@@ -604,6 +604,79 @@ impl DataPoints {
     }
 }
 
+/// Minimum, mean, 95th percentile and maximum of one measure of a
+/// session's performance samples (samples that lack the measure are left
+/// out). The percentile is the nearest-rank one: the smallest sample that
+/// at least 95% of the samples do not exceed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeasureSummary {
+    /// Samples that carried the measure.
+    pub samples: u64,
+    pub min: f64,
+    pub avg: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+impl MeasureSummary {
+    /// The summary of `values`; `None` when there are none.
+    pub fn of(mut values: Vec<f64>) -> Option<MeasureSummary> {
+        values.retain(|v| v.is_finite());
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let rank = (n * 95).div_ceil(100).max(1);
+        Some(MeasureSummary {
+            samples: n as u64,
+            min: values[0],
+            avg: values.iter().sum::<f64>() / n as f64,
+            p95: values[rank - 1],
+            max: values[n - 1],
+        })
+    }
+}
+
+/// What a recording's PERFORMANCE_SAMPLE events add up to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerformanceSummary {
+    /// PERFORMANCE_SAMPLE events folded in.
+    pub samples: u64,
+    /// CPU use, percent.
+    pub cpu_percent: Option<MeasureSummary>,
+    /// Memory in use, MB.
+    pub memory_mb: Option<MeasureSummary>,
+    /// Round-trip latency between client and session host, ms.
+    pub latency_ms: Option<MeasureSummary>,
+}
+
+impl PerformanceSummary {
+    /// The summary of the performance samples among `events`.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a SessionEventData>) -> PerformanceSummary {
+        let (mut samples, mut cpu, mut memory, mut latency) = (0, vec![], vec![], vec![]);
+        for data in events {
+            if let SessionEventData::Performance {
+                cpu_percent,
+                memory_mb,
+                latency_ms,
+            } = data
+            {
+                samples += 1;
+                cpu.extend(*cpu_percent);
+                memory.extend(memory_mb.map(|m| m as f64));
+                latency.extend(latency_ms.map(|l| l as f64));
+            }
+        }
+        PerformanceSummary {
+            samples,
+            cpu_percent: MeasureSummary::of(cpu),
+            memory_mb: MeasureSummary::of(memory),
+            latency_ms: MeasureSummary::of(latency),
+        }
+    }
+}
+
 /// The data points of one recording's events.
 pub fn data_points<'a>(events: impl IntoIterator<Item = &'a DomainEvent>) -> DataPoints {
     let mut points = DataPoints::default();
@@ -725,6 +798,31 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["Desktop", "cmd.exe"]
         );
+    }
+
+    #[test]
+    fn performance_samples_sum_up_to_min_avg_p95_max() {
+        let sample = |cpu: Option<f64>, latency: u64| SessionEventData::Performance {
+            cpu_percent: cpu,
+            memory_mb: None,
+            latency_ms: Some(latency),
+        };
+        let mut data: Vec<SessionEventData> =
+            (1..=20).map(|i| sample(Some(i as f64), i * 10)).collect();
+        data.push(sample(None, 1_000));
+        data.push(SessionEventData::Idle { seconds: 5 });
+        let summary = PerformanceSummary::of(&data);
+        assert_eq!(summary.samples, 21);
+        let cpu = summary.cpu_percent.unwrap();
+        assert_eq!((cpu.samples, cpu.min, cpu.max), (20, 1.0, 20.0));
+        assert_eq!((cpu.avg, cpu.p95), (10.5, 19.0));
+        let latency = summary.latency_ms.unwrap();
+        assert_eq!(
+            (latency.samples, latency.p95, latency.max),
+            (21, 200.0, 1_000.0)
+        );
+        assert_eq!(summary.memory_mb, None);
+        assert_eq!(PerformanceSummary::of(&[]), PerformanceSummary::default());
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! Dashboard insights, per site and over all sites.
+//! Dashboard insights, per site and over all sites, counted by **session
+//! time**: a recording counts on the UTC day its session started, a
+//! detection on the day of its event (the recording's start plus the
+//! event's offset), whenever either was ingested. So a day backfilled
+//! later (sessions of yesterday uploaded today) shows on yesterday.
 //!
 //! Every figure is kept for the recording's site and for `*` (all sites):
 //!
@@ -6,42 +10,52 @@
 //! |---|---|
 //! | `c/` scope, name | counter: `recordings` (not deleted), `live`, `restricted`, `archived`, `deleted`, `storage` (bytes, not deleted), `detections` |
 //! | `day/` scope, day | recordings started that UTC day |
-//! | `dday/` scope, day | detections that day |
-//! | `u/` scope, user / `ut/` scope, count desc, user | recordings (not deleted) per user, and the same ordered by count |
-//! | `a/` scope, app / `at/` scope, count desc, app | recordings (not deleted) per application |
-//! | `pu/`, `put/`, `pa/`, `pat/` | the same over recordings neither deleted nor restricted |
-//! | `sv/` scope, server state | servers in that state |
-//! | `dt/` scope, type / `dv/` scope, severity | detections by type / severity |
+//! | `md/` scope, day, mode | recordings started that day per recording mode |
+//! | `dday/` scope, day | detections of events that day |
+//! | `dt/` scope, day, type / `dv/` scope, day, severity | detections of events that day by type / severity |
+//! | `ld/` scope, day, rule | detections of events that day by the rule that hit (the top alerts) |
+//! | `ud/` `ad/` `hd/` `gd/` scope, day, item | recordings (not deleted) started that day per user / application / host / delivery group |
+//! | `rd/` scope, day, user | risk of the user's detections of events that day (severity weights, [`risk_weight`]), recordings not deleted |
+//! | `pud/` `pad/` `phd/` `pgd/` `prd/` | the same over recordings neither deleted nor restricted |
+//! | `srd/` server, day | recordings the server started that day |
+//! | `sb/` server | bytes the server stored (recordings not deleted) |
+//! | `sv/` scope, status, online | servers with that [`ServerStatus`] (and liveness) |
 //! | `rec/` recording | [`DashRecording`] |
 //! | `srv/` server | [`DashServer`] |
 //! | `ret/` site | the site's `RetentionPolicy` |
 //! | `ec/` site, ended at, recording | - (ended or archived: retention candidates) |
 //! | `ses/` server, session, recording | - (the parts of a session) |
 //!
+//! Items of the top lists are lowercased. A query reads the day keys of
+//! its range (whole UTC days: `from`'s day up to the day before `to`) and
+//! sums them per item: the lists, counts and series of a dashboard all
+//! honour `from`/`to`; only the totals (`recordings`, `live`, storage,
+//! restricted, archived, deleted, all-time detections) are of all time.
+//!
 //! # Who sees what
 //!
-//! The top lists name people and applications, so they count only
-//! recordings the asker could see: a deleted recording drops out of them
-//! for everyone, and a restricted one counts only for the roles that see
-//! restricted recordings (ADMIN, PRIVILEGED_PLAYER:
-//! [`DashboardQuery::sees_restricted`]); an AUDITOR or a VIEWER gets the
-//! lists of unrestricted recordings. The other figures are counts that
-//! name nobody (totals, storage, restricted and deleted counts, per day,
-//! detections by type and severity) and are the same for every role that
-//! reads the dashboard; "recordings per day" counts recordings started
-//! that day, deleted ones included (it is activity, like the detections).
+//! The top lists that name people or what they used (users, risky users,
+//! applications, hosts, delivery groups) count only recordings the asker
+//! could see: a deleted recording drops out of them for everyone, and a
+//! restricted one counts only for the roles that see restricted
+//! recordings (ADMIN, PRIVILEGED_PLAYER: [`DashboardQuery::sees_restricted`]);
+//! an AUDITOR or a VIEWER gets the lists of unrestricted recordings. The
+//! other figures are counts that name nobody (totals, storage, per day,
+//! per mode, detections by type, severity and rule) and are the same for
+//! every role that reads the dashboard; they count activity, so a deleted
+//! recording's start and detections stay counted.
 //!
 //! "Recordings due for archive/delete" applies the domain's `due` at the
 //! query's `now` to the sessions that have a part older than the policy's
 //! shortest age, so it agrees with what the retention run will do.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use srs_domain::log::Envelope;
 use srs_domain::model::{
-    due, DomainEvent, InstallStatus, InstallStep, Lifecycle, RetentionCandidate, RetentionPolicy,
-    SessionEventType, Severity,
+    due, DomainEvent, InstallStatus, InstallStep, Lifecycle, RecordingMode, RetentionCandidate,
+    RetentionPolicy, ServerStatus, SessionEventType, Severity,
 };
 use srs_domain::time::Timestamp;
 use uuid::Uuid;
@@ -54,34 +68,52 @@ use crate::codec::{self, Key};
 use crate::engine::{read_counter, Projection, Writes};
 use crate::error::{ProjectionError, Result};
 
-/// A server's state as dashboards count it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ServerState {
-    Installing,
-    InstallFailed,
-    /// Connected and heartbeating.
-    Online,
-    /// Connected but silent for the liveness period.
-    Offline,
-    Disconnected,
+/// How much one detection of each severity adds to its user's risk in the
+/// "top risky users" list: the weight doubles with each level, so one
+/// CRITICAL detection outweighs eight LOW ones.
+///
+/// | severity | weight |
+/// |---|---|
+/// | INFO | 1 |
+/// | LOW | 2 |
+/// | MEDIUM | 4 |
+/// | HIGH | 8 |
+/// | CRITICAL | 16 |
+pub fn risk_weight(severity: Severity) -> u64 {
+    match severity {
+        Severity::Info => 1,
+        Severity::Low => 2,
+        Severity::Medium => 4,
+        Severity::High => 8,
+        Severity::Critical => 16,
+    }
 }
 
-impl ServerState {
-    fn code(self) -> u8 {
-        self as u8
-    }
+/// The server statuses in code order (their one-byte code is the index).
+const STATUSES: [ServerStatus; 5] = [
+    ServerStatus::Unknown,
+    ServerStatus::Installing,
+    ServerStatus::InstallFailed,
+    ServerStatus::Connected,
+    ServerStatus::Disconnected,
+];
 
-    fn from_code(c: u8) -> Option<Self> {
-        [
-            ServerState::Installing,
-            ServerState::InstallFailed,
-            ServerState::Online,
-            ServerState::Offline,
-            ServerState::Disconnected,
-        ]
-        .get(c as usize)
-        .copied()
+fn status_code(status: ServerStatus) -> u8 {
+    STATUSES.iter().position(|s| *s == status).unwrap_or(0) as u8
+}
+
+fn mode_code(mode: RecordingMode) -> u8 {
+    match mode {
+        RecordingMode::ScreenAndEvents => 0,
+        RecordingMode::EventsOnly => 1,
+    }
+}
+
+fn mode_from_code(code: u8) -> Option<RecordingMode> {
+    match code {
+        0 => Some(RecordingMode::ScreenAndEvents),
+        1 => Some(RecordingMode::EventsOnly),
+        _ => None,
     }
 }
 
@@ -92,6 +124,7 @@ pub struct DashRecording {
     pub server_id: Uuid,
     pub session_id: String,
     pub lifecycle: Lifecycle,
+    pub started_at: Timestamp,
     pub ended_at: Option<Timestamp>,
     pub restricted: bool,
     pub size_bytes: u64,
@@ -99,6 +132,12 @@ pub struct DashRecording {
     pub applications: BTreeSet<String>,
     /// The user counted for it (lowercase).
     pub user: String,
+    /// The session host counted for it (lowercase).
+    pub host: String,
+    /// The delivery group counted for it (lowercase), if any.
+    pub delivery_group: Option<String>,
+    /// Risk of its detections per UTC day of their events.
+    pub risk: BTreeMap<i64, u64>,
 }
 
 impl DashRecording {
@@ -107,13 +146,19 @@ impl DashRecording {
     fn public(&self) -> bool {
         !self.restricted && self.lifecycle != Lifecycle::Deleted
     }
+
+    fn started_day(&self) -> i64 {
+        self.started_at.day_number()
+    }
 }
 
 /// What the dashboard keeps of a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DashServer {
     pub site_id: Uuid,
-    pub state: ServerState,
+    /// [`ServerStatus`] code.
+    pub status: u8,
+    pub online: bool,
 }
 
 fn scopes(site: Uuid) -> [String; 2] {
@@ -131,27 +176,44 @@ fn bump(w: &mut Writes, site: Uuid, name: &str, delta: i64) -> Result<()> {
     Ok(())
 }
 
-/// The ranked counters: per user and per application, over recordings not
-/// deleted (`u`, `a`) and over those neither deleted nor restricted (`pu`,
-/// `pa`), each counter under its first tag and its rank key under the second.
-const RANKED: [(&[u8], &[u8]); 4] = [
-    (b"u/", b"ut/"),
-    (b"a/", b"at/"),
-    (b"pu/", b"put/"),
-    (b"pa/", b"pat/"),
-];
-
-/// Adds `delta` to a ranked counter (`u`, `a`, `pu`, `pa`); its rank key
-/// follows at the commit ([`rank_changed_counters`]).
-fn bump_ranked(w: &mut Writes, tag: &[u8], site: Uuid, item: &str, delta: i64) -> Result<()> {
+/// Adds `delta` to a per-day counter `tag scope day [suffix]` of the
+/// site's scopes.
+fn bump_day(
+    w: &mut Writes,
+    tag: &[u8],
+    site: Uuid,
+    day: i64,
+    suffix: &[u8],
+    delta: i64,
+) -> Result<()> {
     for s in scopes(site) {
-        w.add(Key::new(tag).str(&s).str(item).build(), delta)?;
+        w.add(Key::new(tag).str(&s).i64(day).bytes(suffix).build(), delta)?;
     }
     Ok(())
 }
 
-/// Counts `r`'s user and applications `delta` times in the lists over
-/// recordings not deleted (`all`) and over public ones (`public`).
+/// Adds `delta` to the per-day item counter of one top list.
+fn bump_item(
+    w: &mut Writes,
+    tag: &[u8],
+    site: Uuid,
+    day: i64,
+    item: &str,
+    delta: i64,
+) -> Result<()> {
+    bump_day(
+        w,
+        tag,
+        site,
+        day,
+        Key::new(b"").str(item).build().as_slice(),
+        delta,
+    )
+}
+
+/// Counts `r` `delta` times in the top lists over recordings not deleted
+/// (`all`) and over public ones (`public`): its user, applications, host
+/// and delivery group on its start day, its risk on its detections' days.
 fn count_in_lists(
     w: &mut Writes,
     r: &DashRecording,
@@ -159,52 +221,33 @@ fn count_in_lists(
     public: bool,
     delta: i64,
 ) -> Result<()> {
-    let tags: &[(&[u8], &[u8], bool)] = &[(b"u/", b"a/", all), (b"pu/", b"pa/", public)];
-    for (users, apps, counted) in tags {
+    type Tags = (
+        &'static [u8],
+        &'static [u8],
+        &'static [u8],
+        &'static [u8],
+        &'static [u8],
+    );
+    let tags: [(Tags, bool); 2] = [
+        ((b"ud/", b"ad/", b"hd/", b"gd/", b"rd/"), all),
+        ((b"pud/", b"pad/", b"phd/", b"pgd/", b"prd/"), public),
+    ];
+    let day = r.started_day();
+    for ((users, apps, hosts, groups, risk), counted) in tags {
         if !counted {
             continue;
         }
-        bump_ranked(w, users, r.site_id, &r.user, delta)?;
+        bump_item(w, users, r.site_id, day, &r.user, delta)?;
         for app in &r.applications {
-            bump_ranked(w, apps, r.site_id, app, delta)?;
+            bump_item(w, apps, r.site_id, day, app, delta)?;
         }
-    }
-    Ok(())
-}
-
-/// Moves the rank key of every ranked counter the batch changed from its
-/// stored count to its new one: once per counter and batch, however many
-/// events bumped it.
-fn rank_changed_counters(w: &mut Writes) -> Result<()> {
-    for (counter_tag, rank_tag) in RANKED {
-        for key in w.written_keys(counter_tag) {
-            let before = read_counter(w.stored(&key)?.as_deref());
-            let now = read_counter(w.get(&key)?.as_deref());
-            if before == now {
-                continue;
-            }
-            // The counter key is `tag scope\0 item\0`; its rank key puts
-            // the count (descending) between the scope and the item.
-            let rest = &key[counter_tag.len()..];
-            let Some(split) = rest.iter().position(|b| *b == 0).map(|i| i + 1) else {
-                return Err(ProjectionError::Invariant(format!(
-                    "ranked counter key {key:?} has no scope"
-                )));
-            };
-            let (scope, item) = rest.split_at(split);
-            let rank = |count: i64| {
-                Key::new(rank_tag)
-                    .bytes(scope)
-                    .u64_desc(count as u64)
-                    .bytes(item)
-                    .build()
-            };
-            if before > 0 {
-                w.remove(rank(before))?;
-            }
-            if now > 0 {
-                w.insert(rank(now), Vec::new())?;
-            }
+        bump_item(w, hosts, r.site_id, day, &r.host, delta)?;
+        if let Some(group) = &r.delivery_group {
+            bump_item(w, groups, r.site_id, day, group, delta)?;
+        }
+        for (risk_day, weight) in &r.risk {
+            let weight = i64::try_from(*weight).unwrap_or(i64::MAX);
+            bump_item(w, risk, r.site_id, *risk_day, &r.user, delta * weight)?;
         }
     }
     Ok(())
@@ -212,6 +255,10 @@ fn rank_changed_counters(w: &mut Writes) -> Result<()> {
 
 fn rec_key(id: Uuid) -> Vec<u8> {
     Key::new(b"rec/").uuid(id).build()
+}
+
+fn server_bytes_key(server: Uuid) -> Vec<u8> {
+    Key::new(b"sb/").uuid(server).build()
 }
 
 fn candidate_key(r: &DashRecording, id: Uuid) -> Option<Vec<u8>> {
@@ -228,33 +275,44 @@ impl DashboardProjection {
     pub const NAME: &'static str = "dashboard";
 }
 
-fn set_server(w: &mut Writes, server: Uuid, site: Uuid, state: ServerState) -> Result<()> {
+fn sv_key(scope: &str, server: &DashServer) -> Vec<u8> {
+    Key::new(b"sv/")
+        .str(scope)
+        .u8(server.status)
+        .u8(u8::from(server.online))
+        .build()
+}
+
+/// Moves a server to `status` (`online` unchanged when `None`; a new
+/// server starts online only when connected).
+fn set_server(
+    w: &mut Writes,
+    server: Uuid,
+    site: Uuid,
+    status: ServerStatus,
+    online: Option<bool>,
+) -> Result<()> {
     let key = Key::new(b"srv/").uuid(server).build();
-    if let Some(old) = w.get_value::<DashServer>(&key)? {
-        if old.state == state {
-            return Ok(());
-        }
+    let old = w.get_value::<DashServer>(&key)?;
+    let new = DashServer {
+        site_id: site,
+        status: status_code(status),
+        online: online
+            .or(old.map(|o| o.online))
+            .unwrap_or(status == ServerStatus::Connected),
+    };
+    if old == Some(new) {
+        return Ok(());
+    }
+    if let Some(old) = old {
         for s in scopes(old.site_id) {
-            w.add(Key::new(b"sv/").str(&s).u8(old.state.code()).build(), -1)?;
+            w.add(sv_key(&s, &old), -1)?;
         }
     }
     for s in scopes(site) {
-        w.add(Key::new(b"sv/").str(&s).u8(state.code()).build(), 1)?;
+        w.add(sv_key(&s, &new), 1)?;
     }
-    w.put_value(
-        key,
-        &DashServer {
-            site_id: site,
-            state,
-        },
-    )
-}
-
-fn server_state(w: &Writes, server: Uuid) -> Result<Option<ServerState>> {
-    Ok(
-        w.get_value::<DashServer>(&Key::new(b"srv/").uuid(server).build())?
-            .map(|s| s.state),
-    )
+    w.put_value(key, &new)
 }
 
 impl Projection<DomainEvent> for DashboardProjection {
@@ -265,11 +323,11 @@ impl Projection<DomainEvent> for DashboardProjection {
     fn version(&self) -> u32 {
         // 2: top lists leave deleted recordings out, and have twins over
         // unrestricted ones.
-        2
-    }
-
-    fn before_commit(&self, w: &mut Writes) -> Result<()> {
-        rank_changed_counters(w)
+        // 3: counted by session time per day (detections on their event's
+        // day), top lists per day (honouring from/to), risky users, alerts,
+        // hosts, delivery groups, modes, per-server figures, servers by
+        // `ServerStatus`.
+        3
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -278,10 +336,18 @@ impl Projection<DomainEvent> for DashboardProjection {
         match event {
             E::ServerConnected {
                 server_id, site_id, ..
-            } => return set_server(w, *server_id, *site_id, ServerState::Online),
+            } => return set_server(w, *server_id, *site_id, ServerStatus::Connected, Some(true)),
             E::ServerInstallRequested {
                 server_id, site_id, ..
-            } => return set_server(w, *server_id, *site_id, ServerState::Installing),
+            } => {
+                return set_server(
+                    w,
+                    *server_id,
+                    *site_id,
+                    ServerStatus::Installing,
+                    Some(false),
+                )
+            }
             E::InstallProgressReported {
                 server_id,
                 site_id,
@@ -290,37 +356,41 @@ impl Projection<DomainEvent> for DashboardProjection {
                 ..
             } => {
                 let state = match (step, status) {
-                    (_, InstallStatus::Failed) => Some(ServerState::InstallFailed),
-                    (InstallStep::Connected, InstallStatus::Succeeded) => Some(ServerState::Online),
+                    (_, InstallStatus::Failed) => Some((ServerStatus::InstallFailed, false)),
+                    (InstallStep::Connected, InstallStatus::Succeeded) => {
+                        Some((ServerStatus::Connected, true))
+                    }
                     _ => None,
                 };
                 return match state {
-                    Some(s) => set_server(w, *server_id, *site_id, s),
+                    Some((s, online)) => set_server(w, *server_id, *site_id, s, Some(online)),
                     None => Ok(()),
                 };
             }
             E::ServerDisconnected {
                 server_id, site_id, ..
-            } => return set_server(w, *server_id, *site_id, ServerState::Disconnected),
+            } => {
+                return set_server(
+                    w,
+                    *server_id,
+                    *site_id,
+                    ServerStatus::Disconnected,
+                    Some(false),
+                )
+            }
             E::ServerWentOffline {
                 server_id, site_id, ..
-            } => {
-                return match server_state(w, *server_id)? {
-                    Some(ServerState::Online) => {
-                        set_server(w, *server_id, *site_id, ServerState::Offline)
-                    }
-                    _ => Ok(()),
-                };
             }
-            E::ServerCameOnline {
+            | E::ServerCameOnline {
                 server_id, site_id, ..
             } => {
-                return match server_state(w, *server_id)? {
-                    Some(ServerState::Offline) => {
-                        set_server(w, *server_id, *site_id, ServerState::Online)
-                    }
-                    _ => Ok(()),
+                let key = Key::new(b"srv/").uuid(*server_id).build();
+                let Some(old) = w.get_value::<DashServer>(&key)? else {
+                    return Ok(());
                 };
+                let online = matches!(event, E::ServerCameOnline { .. });
+                let status = STATUSES[old.status as usize % STATUSES.len()];
+                return set_server(w, *server_id, *site_id, status, Some(online));
             }
             E::RetentionPolicySet {
                 site_id, policy, ..
@@ -331,21 +401,19 @@ impl Projection<DomainEvent> for DashboardProjection {
                 server_id,
                 session_id,
                 user,
+                host,
+                delivery_group,
                 applications,
+                mode,
                 started_at,
                 ..
             } => {
                 bump(w, *site_id, "recordings", 1)?;
                 bump(w, *site_id, "live", 1)?;
-                for s in scopes(*site_id) {
-                    w.add(
-                        Key::new(b"day/")
-                            .str(&s)
-                            .i64(started_at.day_number())
-                            .build(),
-                        1,
-                    )?;
-                }
+                let day = started_at.day_number();
+                bump_day(w, b"day/", *site_id, day, &[], 1)?;
+                bump_day(w, b"md/", *site_id, day, &[mode_code(*mode)], 1)?;
+                w.add(Key::new(b"srd/").uuid(*server_id).i64(day).build(), 1)?;
                 let apps: BTreeSet<String> = applications
                     .iter()
                     .map(|app| norm(app))
@@ -356,11 +424,18 @@ impl Projection<DomainEvent> for DashboardProjection {
                     server_id: *server_id,
                     session_id: session_id.clone(),
                     lifecycle: Lifecycle::Live,
+                    started_at: *started_at,
                     ended_at: None,
                     restricted: false,
                     size_bytes: 0,
                     applications: apps,
                     user: norm(user),
+                    host: norm(host),
+                    delivery_group: delivery_group
+                        .as_deref()
+                        .map(norm)
+                        .filter(|g| !g.is_empty()),
+                    risk: BTreeMap::new(),
                 };
                 count_in_lists(w, &recording, true, true, 1)?;
                 w.insert(
@@ -412,14 +487,14 @@ impl Projection<DomainEvent> for DashboardProjection {
                     return Ok(false);
                 }
                 r.applications.insert(app.clone());
-                counted = Some((r.site_id, r.public()));
+                counted = Some((r.site_id, r.public(), r.started_day()));
                 Ok(true)
             })?
             .ok_or_else(unknown)?;
-            if let (Some((site, public)), Some(app)) = (counted, app) {
-                bump_ranked(w, b"a/", site, &app, 1)?;
+            if let (Some((site, public, day)), Some(app)) = (counted, app) {
+                bump_item(w, b"ad/", site, day, &app, 1)?;
                 if public {
-                    bump_ranked(w, b"pa/", site, &app, 1)?;
+                    bump_item(w, b"pad/", site, day, &app, 1)?;
                 }
             }
             return Ok(());
@@ -432,38 +507,41 @@ impl Projection<DomainEvent> for DashboardProjection {
             E::EventDetected {
                 event_type,
                 severity,
+                rule,
+                at_offset_ms,
                 ..
             }
             | E::EventDetectedSealed {
                 event_type,
                 severity,
+                rule,
+                at_offset_ms,
                 ..
             } => {
+                // Session time: the event's own day, not the ingestion's.
+                let at = r
+                    .started_at
+                    .plus_micros(i64::try_from(*at_offset_ms).unwrap_or(i64::MAX / 1_000) * 1_000);
+                let day = at.day_number();
                 bump(w, site, "detections", 1)?;
-                for s in scopes(site) {
-                    w.add(
-                        Key::new(b"dt/").str(&s).u8(type_code(*event_type)).build(),
-                        1,
-                    )?;
-                    w.add(
-                        Key::new(b"dv/")
-                            .str(&s)
-                            .u8(severity_code(*severity))
-                            .build(),
-                        1,
-                    )?;
-                    w.add(
-                        Key::new(b"dday/")
-                            .str(&s)
-                            .i64(e.recorded_at.day_number())
-                            .build(),
-                        1,
-                    )?;
+                bump_day(w, b"dday/", site, day, &[], 1)?;
+                bump_day(w, b"dt/", site, day, &[type_code(*event_type)], 1)?;
+                bump_day(w, b"dv/", site, day, &[severity_code(*severity)], 1)?;
+                bump_item(w, b"ld/", site, day, rule, 1)?;
+                if not_deleted {
+                    let weight = risk_weight(*severity);
+                    *r.risk.entry(day).or_default() += weight;
+                    bump_item(w, b"rd/", site, day, &r.user, weight as i64)?;
+                    if r.public() {
+                        bump_item(w, b"prd/", site, day, &r.user, weight as i64)?;
+                    }
                 }
             }
             E::ContentChunkStored { size, .. } if not_deleted => {
                 r.size_bytes = r.size_bytes.saturating_add(*size);
-                bump(w, site, "storage", i64::try_from(*size).unwrap_or(i64::MAX))?;
+                let size = i64::try_from(*size).unwrap_or(i64::MAX);
+                bump(w, site, "storage", size)?;
+                w.add(server_bytes_key(r.server_id), size)?;
             }
             E::RecordingEnded { ended_at, .. } => {
                 bump(w, site, "live", -1)?;
@@ -503,14 +581,12 @@ impl Projection<DomainEvent> for DashboardProjection {
                 // Nobody sees it any more: out of every top list.
                 count_in_lists(w, &old, true, old.public(), -1)?;
                 // The content is destroyed: its bytes no longer count.
-                bump(
-                    w,
-                    site,
-                    "storage",
-                    -i64::try_from(r.size_bytes).unwrap_or(i64::MAX),
-                )?;
+                let size = i64::try_from(r.size_bytes).unwrap_or(i64::MAX);
+                bump(w, site, "storage", -size)?;
+                w.add(server_bytes_key(r.server_id), -size)?;
                 r.lifecycle = Lifecycle::Deleted;
                 r.size_bytes = 0;
+                r.risk.clear();
             }
             _ => return Ok(()),
         }
@@ -563,12 +639,21 @@ impl DashboardQuery {
     }
 }
 
-/// Recordings started on one UTC day.
+/// A count on one UTC day.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DayCount {
     /// Midnight UTC of the day.
     pub day: Timestamp,
     pub count: u64,
+}
+
+/// Servers with one status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusCount {
+    pub status: ServerStatus,
+    pub count: u64,
+    /// Of those, how many heartbeat within the liveness period.
+    pub online: u64,
 }
 
 /// API `Dashboard`.
@@ -582,11 +667,21 @@ pub struct DashboardView {
     pub storage_bytes: u64,
     /// Every day of the range (at most 366), zeros included.
     pub recordings_per_day: Vec<DayCount>,
+    /// Recordings started within the range per recording mode.
+    pub recordings_by_mode: BTreeMap<RecordingModeKey, u64>,
     pub top_users: Vec<(String, u64)>,
     pub top_applications: Vec<(String, u64)>,
-    pub servers_by_status: BTreeMap<ServerState, u64>,
+    pub top_hosts: Vec<(String, u64)>,
+    pub top_delivery_groups: Vec<(String, u64)>,
+    /// Users by the risk of their detections in the range ([`risk_weight`]).
+    pub top_risky_users: Vec<(String, u64)>,
+    /// Detection rules by their detections in the range.
+    pub top_alerts: Vec<(String, u64)>,
+    pub servers_by_status: Vec<StatusCount>,
     pub detections_total: u64,
     pub detections_in_range: u64,
+    /// Every day of the range (at most 366), zeros included.
+    pub detections_per_day: Vec<DayCount>,
     pub detections_by_type: BTreeMap<SessionEventType, u64>,
     pub detections_by_severity: BTreeMap<Severity, u64>,
     pub restricted_count: u64,
@@ -594,6 +689,25 @@ pub struct DashboardView {
     pub deleted_count: u64,
     pub pending_archive: u64,
     pub pending_delete: u64,
+}
+
+/// [`RecordingMode`] as an ordered map key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordingModeKey(u8);
+
+impl RecordingModeKey {
+    pub fn mode(self) -> Option<RecordingMode> {
+        mode_from_code(self.0)
+    }
+}
+
+/// A server's figures in a dashboard's range.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerFigures {
+    /// Recordings the server started within the range.
+    pub recordings_in_range: u64,
+    /// Bytes of content it stores (recordings not deleted).
+    pub storage_bytes: u64,
 }
 
 /// Queries over the dashboard figures.
@@ -607,8 +721,7 @@ impl Dashboard {
         Dashboard { tree }
     }
 
-    /// The dashboard of `query.sites` (several sites: the sum of each;
-    /// their top lists are merged from each site's top `4 * top`).
+    /// The dashboard of `query.sites` (several sites: the sum of each).
     pub fn view(&self, query: &DashboardQuery) -> Result<DashboardView> {
         let mut v = self.figures(query)?;
         let (archive, delete) = self.pending_in(&query.sites, query.now)?;
@@ -628,15 +741,19 @@ impl Dashboard {
             SiteScope::Sites(s) => s.iter().map(|id| scope_key(Some(*id))).collect(),
         };
         let mut v = DashboardView::default();
-        let mut users: BTreeMap<String, u64> = BTreeMap::new();
-        let mut apps: BTreeMap<String, u64> = BTreeMap::new();
         let mut per_day: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut detections_per_day: BTreeMap<i64, u64> = BTreeMap::new();
+        let lists: [(&[u8], &[u8]); 6] = [
+            (b"ud/", b"pud/"),
+            (b"ad/", b"pad/"),
+            (b"hd/", b"phd/"),
+            (b"gd/", b"pgd/"),
+            (b"rd/", b"prd/"),
+            (b"ld/", b"ld/"),
+        ];
+        let mut counted: [HashMap<String, u64>; 6] = Default::default();
         let (first_day, last_day) = query.days();
-        let fetch = if scopes.len() == 1 {
-            query.top
-        } else {
-            query.top * 4
-        };
+        let mut statuses: BTreeMap<u8, (u64, u64)> = BTreeMap::new();
         for s in &scopes {
             let c = |name: &str| -> Result<u64> {
                 Ok(counter(&self.tree, &c_key(s, name))?.max(0) as u64)
@@ -648,72 +765,132 @@ impl Dashboard {
             v.archived_count += c("archived")?;
             v.deleted_count += c("deleted")?;
             v.detections_total += c("detections")?;
-            for (tag, target) in [(&b"day/"[..], &mut per_day)] {
-                let prefix = Key::new(tag).str(s).build();
-                let start = [prefix.as_slice(), &codec::i64_key(first_day)].concat();
-                let end = [prefix.as_slice(), &codec::i64_key(last_day + 1)].concat();
-                for kv in self.tree.range(start..end) {
-                    let (k, val) = kv?;
-                    let day = codec::i64_from_key(&k[prefix.len()..]).unwrap_or(0);
-                    *target.entry(day).or_default() += read_counter(Some(&val)).max(0) as u64;
+            self.each_day(b"day/", s, first_day, last_day, |day, _, n| {
+                *per_day.entry(day).or_default() += n;
+            })?;
+            self.each_day(b"dday/", s, first_day, last_day, |day, _, n| {
+                *detections_per_day.entry(day).or_default() += n;
+            })?;
+            self.each_day(b"md/", s, first_day, last_day, |_, rest, n| {
+                if let Some(code) = rest.first() {
+                    *v.recordings_by_mode
+                        .entry(RecordingModeKey(*code))
+                        .or_default() += n;
                 }
-            }
-            v.detections_in_range += self.sum_days(b"dday/", s, first_day, last_day)?;
-            let (user_ranks, app_ranks): (&[u8], &[u8]) = if query.sees_restricted {
-                (b"ut/", b"at/")
-            } else {
-                (b"put/", b"pat/")
-            };
-            for (tag, target) in [(user_ranks, &mut users), (app_ranks, &mut apps)] {
-                let prefix = Key::new(tag).str(s).build();
-                for kv in self.tree.scan_prefix(&prefix).take(fetch) {
-                    let (k, _) = kv?;
-                    let rest = &k[prefix.len()..];
-                    let n = codec::u64_from_desc_key(rest).unwrap_or(0);
-                    let name = String::from_utf8_lossy(
-                        rest.get(8..rest.len().saturating_sub(1))
-                            .unwrap_or_default(),
-                    )
-                    .into_owned();
-                    *target.entry(name).or_default() += n;
+            })?;
+            self.each_day(b"dt/", s, first_day, last_day, |_, rest, n| {
+                if let Some(t) = rest.first().and_then(|c| type_from_code(*c)) {
+                    *v.detections_by_type.entry(t).or_default() += n;
                 }
+            })?;
+            self.each_day(b"dv/", s, first_day, last_day, |_, rest, n| {
+                if let Some(sev) = rest.first().and_then(|c| severity_from_code(*c)) {
+                    *v.detections_by_severity.entry(sev).or_default() += n;
+                }
+            })?;
+            for ((all, public), target) in lists.iter().zip(counted.iter_mut()) {
+                let tag = if query.sees_restricted { all } else { public };
+                self.each_day(tag, s, first_day, last_day, |_, rest, n| {
+                    let item = String::from_utf8_lossy(
+                        rest.get(..rest.len().saturating_sub(1)).unwrap_or_default(),
+                    );
+                    match target.get_mut(item.as_ref()) {
+                        Some(count) => *count += n,
+                        None => {
+                            target.insert(item.into_owned(), n);
+                        }
+                    }
+                })?;
             }
             for kv in self.tree.scan_prefix(Key::new(b"sv/").str(s).build()) {
                 let (k, val) = kv?;
-                if let Some(state) = k.last().and_then(|c| ServerState::from_code(*c)) {
-                    *v.servers_by_status.entry(state).or_default() +=
-                        read_counter(Some(&val)).max(0) as u64;
-                }
-            }
-            for kv in self.tree.scan_prefix(Key::new(b"dt/").str(s).build()) {
-                let (k, val) = kv?;
-                if let Some(t) = k.last().and_then(|c| type_from_code(*c)) {
-                    *v.detections_by_type.entry(t).or_default() +=
-                        read_counter(Some(&val)).max(0) as u64;
-                }
-            }
-            for kv in self.tree.scan_prefix(Key::new(b"dv/").str(s).build()) {
-                let (k, val) = kv?;
-                if let Some(sev) = k.last().and_then(|c| severity_from_code(*c)) {
-                    *v.detections_by_severity.entry(sev).or_default() +=
-                        read_counter(Some(&val)).max(0) as u64;
+                let n = read_counter(Some(&val)).max(0) as u64;
+                if let [.., status, online] = k.as_ref() {
+                    let entry = statuses.entry(*status).or_default();
+                    entry.0 += n;
+                    if *online == 1 {
+                        entry.1 += n;
+                    }
                 }
             }
         }
-        let days = (last_day - first_day + 1).min(366);
-        v.recordings_per_day = (0..days)
-            .map(|i| {
-                let day = last_day - days + 1 + i;
-                DayCount {
-                    day: Timestamp(day * Timestamp::MICROS_PER_DAY),
-                    count: per_day.get(&day).copied().unwrap_or(0),
-                }
-            })
-            .collect();
+        let series = |counts: &BTreeMap<i64, u64>| {
+            let days = (last_day - first_day + 1).min(366);
+            (0..days)
+                .map(|i| {
+                    let day = last_day - days + 1 + i;
+                    DayCount {
+                        day: Timestamp(day * Timestamp::MICROS_PER_DAY),
+                        count: counts.get(&day).copied().unwrap_or(0),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
+        v.recordings_per_day = series(&per_day);
+        v.detections_per_day = series(&detections_per_day);
         v.recordings_in_range = per_day.values().sum();
+        v.detections_in_range = detections_per_day.values().sum();
+        v.recordings_by_mode.retain(|_, n| *n > 0);
+        v.detections_by_type.retain(|_, n| *n > 0);
+        v.detections_by_severity.retain(|_, n| *n > 0);
+        let [users, apps, hosts, groups, risky, alerts] = counted;
         v.top_users = top(users, query.top);
         v.top_applications = top(apps, query.top);
+        v.top_hosts = top(hosts, query.top);
+        v.top_delivery_groups = top(groups, query.top);
+        v.top_risky_users = top(risky, query.top);
+        v.top_alerts = top(alerts, query.top);
+        v.servers_by_status = statuses
+            .into_iter()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(code, (count, online))| StatusCount {
+                status: STATUSES[code as usize % STATUSES.len()],
+                count,
+                online,
+            })
+            .collect();
         Ok(v)
+    }
+
+    /// Calls `f(day, rest of the key, count)` for every counter under
+    /// `tag scope` whose day is within `first..=last`.
+    fn each_day(
+        &self,
+        tag: &[u8],
+        scope: &str,
+        first: i64,
+        last: i64,
+        mut f: impl FnMut(i64, &[u8], u64),
+    ) -> Result<()> {
+        let prefix = Key::new(tag).str(scope).build();
+        let start = [prefix.as_slice(), &codec::i64_key(first)].concat();
+        let end = [prefix.as_slice(), &codec::i64_key(last.saturating_add(1))].concat();
+        for kv in self.tree.range(start..end) {
+            let (k, val) = kv?;
+            let rest = &k[prefix.len()..];
+            let day = codec::i64_from_key(rest).unwrap_or(0);
+            let n = read_counter(Some(&val)).max(0) as u64;
+            if n > 0 {
+                f(day, rest.get(8..).unwrap_or_default(), n);
+            }
+        }
+        Ok(())
+    }
+
+    /// A server's recordings started within the days `first..=last` and
+    /// the bytes it stores.
+    pub fn server_figures(&self, server: Uuid, first: i64, last: i64) -> Result<ServerFigures> {
+        let prefix = Key::new(b"srd/").uuid(server).build();
+        let start = [prefix.as_slice(), &codec::i64_key(first)].concat();
+        let end = [prefix.as_slice(), &codec::i64_key(last.saturating_add(1))].concat();
+        let mut recordings_in_range = 0;
+        for kv in self.tree.range(start..end) {
+            recordings_in_range += read_counter(Some(&kv?.1)).max(0) as u64;
+        }
+        Ok(ServerFigures {
+            recordings_in_range,
+            storage_bytes: counter(&self.tree, &server_bytes_key(server))?.max(0) as u64,
+        })
     }
 
     /// Recordings of `sites` due for archive and for delete at `now`.
@@ -729,18 +906,6 @@ impl Dashboard {
             to_delete += delete;
         }
         Ok((to_archive, to_delete))
-    }
-
-    fn sum_days(&self, tag: &[u8], scope: &str, first: i64, last: i64) -> Result<u64> {
-        let prefix = Key::new(tag).str(scope).build();
-        let start = [prefix.as_slice(), &codec::i64_key(first)].concat();
-        let end = [prefix.as_slice(), &codec::i64_key(last + 1)].concat();
-        let mut n = 0;
-        for kv in self.tree.range(start..end) {
-            let (_, val) = kv?;
-            n += read_counter(Some(&val)).max(0) as u64;
-        }
-        Ok(n)
     }
 
     fn retention_sites(&self) -> Result<Vec<Uuid>> {
@@ -818,7 +983,7 @@ impl Dashboard {
     }
 }
 
-fn top(counts: BTreeMap<String, u64>, n: usize) -> Vec<(String, u64)> {
+fn top(counts: HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(n);

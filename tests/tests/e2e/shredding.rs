@@ -132,7 +132,7 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
     let policy = admin
         .data(
             "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
-                name: \"USB\", logged: [USB_MASS_STORAGE], rules: [{type: USB_MASS_STORAGE, severity: HIGH}]
+                name: \"USB\", logged: [WEB_BROWSING, TOP_MOST_WINDOW, USB_MASS_STORAGE], rules: [{type: USB_MASS_STORAGE, severity: HIGH}]
              }) { policyId } }",
             json!({ "site": site }),
         )
