@@ -10,7 +10,7 @@
 //!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
 //!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies);
 //!   `agent`: what a server's agent needs (its configuration, pushed
-//!   response actions, its recordings' stored chunks, last heartbeats).
+//!   response actions, its recordings' stored chunks, last heartbeats);
 //!   `reports`: the dashboard, the site visualization and the performance
 //!   summary of data points.
 //! - [`cost`]: the size of a document (fields after expanding fragments,
