@@ -145,6 +145,8 @@ pub struct LegalHoldScope {
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(complex)]
 pub struct LegalHold {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
     pub site_id: ID,
     pub scope: LegalHoldScope,
@@ -267,7 +269,7 @@ pub struct LegalHoldConnection {
     pub edges: Vec<LegalHoldEdge>,
     pub page_info: PageInfo,
     /// Every hold that matches (the caller may see), not just this page.
-    pub total_count: Option<i32>,
+    pub total_count: Option<i64>,
 }
 
 /// One hold of a page, with its cursor.
@@ -324,7 +326,7 @@ pub async fn legal_holds(
             end_cursor: edges.last().map(|e| e.cursor.clone()),
         },
         edges,
-        total_count: Some(int(total as u64)),
+        total_count: Some(super::convert::long(total as u64)),
     })
 }
 

@@ -25,10 +25,14 @@ mod convert;
 pub mod cost;
 mod documents;
 mod enums;
+mod event_data;
 mod holds;
 mod inputs;
 mod mutation;
+mod node;
 mod ops;
+mod payload;
+mod policies;
 mod query;
 mod scope;
 mod subscription;
@@ -41,6 +45,7 @@ use async_graphql::{Schema, ValidationMode};
 pub use answers::{keep, Answer, Answers, Keep};
 pub use context::RequestContext;
 pub use documents::{operation_type, Documents, Prepared, Validation};
+pub use payload::snake_keys;
 use mutation::MutationRoot;
 use query::QueryRoot;
 pub use scope::in_request;
@@ -109,6 +114,71 @@ mod tests {
         assert!(
             super::sdl() == committed,
             "the schema differs from api/schema.graphql; run `srs schema > api/schema.graphql` if intended"
+        );
+    }
+}
+
+#[cfg(test)]
+mod described {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+
+    /// Everything of the schema a client reads about: every type, field,
+    /// input field and enum value has a description (the `///` comment of
+    /// its Rust item). Names each one that has none.
+    #[test]
+    fn every_type_field_and_enum_value_is_described() {
+        let sdl = super::sdl();
+        let document = async_graphql::parser::parse_schema(&sdl).expect("the SDL parses");
+        let mut missing = Vec::new();
+        let blank = |d: &Option<async_graphql::Positioned<String>>| {
+            d.as_ref().is_none_or(|d| d.node.trim().is_empty())
+        };
+        for definition in &document.definitions {
+            let TypeSystemDefinition::Type(ty) = definition else {
+                continue;
+            };
+            let ty = &ty.node;
+            let name = ty.name.node.as_str();
+            if blank(&ty.description) {
+                missing.push(format!("type {name}"));
+            }
+            match &ty.kind {
+                TypeKind::Object(object) => {
+                    for field in &object.fields {
+                        if blank(&field.node.description) {
+                            missing.push(format!("field {name}.{}", field.node.name.node));
+                        }
+                    }
+                }
+                TypeKind::Interface(interface) => {
+                    for field in &interface.fields {
+                        if blank(&field.node.description) {
+                            missing.push(format!("field {name}.{}", field.node.name.node));
+                        }
+                    }
+                }
+                TypeKind::InputObject(input) => {
+                    for field in &input.fields {
+                        if blank(&field.node.description) {
+                            missing.push(format!("input field {name}.{}", field.node.name.node));
+                        }
+                    }
+                }
+                TypeKind::Enum(values) => {
+                    for value in &values.values {
+                        if blank(&value.node.description) {
+                            missing.push(format!("enum value {name}.{}", value.node.value.node));
+                        }
+                    }
+                }
+                TypeKind::Scalar | TypeKind::Union(_) => {}
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{} schema items have no description (add a `///` comment):\n{}",
+            missing.len(),
+            missing.join("\n")
         );
     }
 }

@@ -16,7 +16,7 @@ use srs_projections::models::Visibility as DomainVisibility;
 use uuid::Uuid;
 
 use super::context::ContextExt;
-use super::convert::{id, int, non_negative, opt_uuid, page, timestamp, uuid};
+use super::convert::{id, long, non_negative, opt_uuid, page, timestamp, uuid};
 use super::enums::RecordingOrder;
 use super::inputs::{
     AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
@@ -210,7 +210,7 @@ impl QueryRoot {
                 has_next_page: page.has_next_page,
                 end_cursor: page.end_cursor,
             },
-            total_count: page.total_count.map(int),
+            total_count: page.total_count.map(long),
         })
     }
 
@@ -453,7 +453,7 @@ impl QueryRoot {
                 end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
             edges,
-            total_count: Some(int(total as u64)),
+            total_count: Some(long(total as u64)),
         })
     }
 
@@ -616,8 +616,7 @@ impl QueryRoot {
                     Some(recording_id) => super::types::recording_deleted(core, recording_id)?,
                     None => false,
                 };
-                let mut node = LoggedEvent::shown(envelope, core.content.keys(), deleted);
-                redact(&mut node.payload.0);
+                let node = LoggedEvent::shown(envelope, core.content.keys(), deleted);
                 edges.push(LoggedEventEdge {
                     cursor: envelope.position.to_string(),
                     node,
@@ -657,6 +656,22 @@ impl QueryRoot {
     ) -> ApiResult<super::holds::LegalHoldConnection> {
         ctx.core()?.at_least(at_least).await?;
         super::holds::legal_holds(ctx, site_id, active, first, after).await
+    }
+
+    /// Any object with an id: a recording, server, site, policy, playback
+    /// permission, comment, detected event, response, legal hold or token.
+    /// `id` is its UUID (types tried in that order; a server's first AGENT
+    /// token shares the server's id and is `Token:<id>`), or
+    /// `<Type>:<uuid>` to look in one type. What the caller may not see
+    /// answers as an absent id: `NOT_FOUND`.
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<super::node::Node> {
+        ctx.core()?.at_least(at_least).await?;
+        super::node::node(ctx, &id).await
     }
 
     /// The read models' runners: position, lag, state.

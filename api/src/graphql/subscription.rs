@@ -208,7 +208,7 @@ impl SubscriptionRoot {
                     policy_id: id(policy_id),
                     subject,
                     shredded,
-                    offset_ms: at_offset_ms as f64,
+                    offset_ms: super::convert::long(at_offset_ms),
                     at: time(envelope.recorded_at),
                     position: int(envelope.position),
                 })
@@ -300,9 +300,7 @@ impl SubscriptionRoot {
             let deleted = envelope.payload.recording_id().is_some_and(|recording_id| {
                 super::types::recording_deleted(&core, recording_id).unwrap_or(true)
             });
-            let mut event = LoggedEvent::shown(&envelope, core.content.keys(), deleted);
-            super::query::redact(&mut event.payload.0);
-            event
+            LoggedEvent::shown(&envelope, core.content.keys(), deleted)
         }))
     }
 }

@@ -26,15 +26,19 @@ use srs_projections::models::Visibility as DomainVisibility;
 use srs_projections::ProjectionStatus as Status;
 
 use super::context::ContextExt;
-use super::convert::{id, int, page, time};
+use super::convert::{id, int, long, page, time};
 use super::enums::*;
+use super::event_data::SessionEventData;
+use super::policies::PolicyDefinition;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Core;
 
 /// Relay page information.
 #[derive(SimpleObject, Clone, Debug, Default)]
 pub struct PageInfo {
+    /// Whether another page follows: ask again with `after: endCursor`.
     pub has_next_page: bool,
+    /// The cursor of this page's last item (`null` for an empty page).
     pub end_cursor: Option<String>,
 }
 
@@ -43,16 +47,21 @@ macro_rules! connection {
         $(#[$doc])*
         #[derive(SimpleObject)]
         pub struct $conn {
+            /// This page's items, in order.
             pub edges: Vec<$edge>,
+            /// Where this page ends and whether another follows.
             pub page_info: PageInfo,
-            /// Every match, not just this page (`null` when counting was not asked for or is too costly).
-            pub total_count: Option<i32>,
+            /// How many items match in all (every page, this one included),
+            /// counted only when this field is selected (64-bit).
+            pub total_count: Option<i64>,
         }
 
         /// One item of a page, with its cursor.
         #[derive(SimpleObject)]
         pub struct $edge {
+            /// Pass it as `after` to continue after this item.
             pub cursor: String,
+            /// The item.
             pub node: $node,
         }
     };
@@ -85,7 +94,8 @@ pub struct Token(pub srs_projections::models::tokens::TokenRow);
 
 #[Object]
 impl Token {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.0.id)
     }
     /// The principal's name (for an AGENT token: `agent:<server id>`).
@@ -193,7 +203,8 @@ pub struct Site(pub SiteRow);
 
 #[Object]
 impl Site {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.0.id)
     }
     async fn name(&self) -> &str {
@@ -228,7 +239,8 @@ pub struct Server(pub ServerRow);
 
 #[Object]
 impl Server {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.0.id)
     }
     async fn site_id(&self) -> ID {
@@ -459,21 +471,21 @@ fn type_counts<'a>(
 /// Figures about one recording.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct DataPoints {
-    pub duration_ms: f64,
+    pub duration_ms: i64,
     pub event_count: i32,
     pub events_by_type: Vec<TypeCount>,
     pub detection_count: i32,
     pub detections_by_severity: Vec<SeverityCount>,
-    pub size_bytes: f64,
+    pub size_bytes: i64,
     pub applications: Vec<String>,
-    pub idle_ms: f64,
-    pub last_offset_ms: f64,
+    pub idle_ms: i64,
+    pub last_offset_ms: i64,
 }
 
 impl From<&DomainDataPoints> for DataPoints {
     fn from(p: &DomainDataPoints) -> Self {
         DataPoints {
-            duration_ms: p.duration_ms as f64,
+            duration_ms: long(p.duration_ms),
             event_count: int(p.event_count),
             events_by_type: type_counts(&p.events_by_type),
             detection_count: int(p.detection_count),
@@ -485,10 +497,10 @@ impl From<&DomainDataPoints> for DataPoints {
                     count: int(*n),
                 })
                 .collect(),
-            size_bytes: p.size_bytes as f64,
+            size_bytes: long(p.size_bytes),
             applications: p.applications.iter().cloned().collect(),
-            idle_ms: p.idle_ms as f64,
-            last_offset_ms: p.last_offset_ms as f64,
+            idle_ms: long(p.idle_ms),
+            last_offset_ms: long(p.last_offset_ms),
         }
     }
 }
@@ -498,7 +510,7 @@ impl From<&DomainDataPoints> for DataPoints {
 pub struct VisualizationBucket {
     /// The bucket's start: seconds from the session start (recording) or
     /// since the epoch (site).
-    pub start: f64,
+    pub start: i64,
     pub events: Vec<TypeCount>,
     pub detections: Vec<TypeCount>,
 }
@@ -506,7 +518,7 @@ pub struct VisualizationBucket {
 impl From<&Bucket> for VisualizationBucket {
     fn from(b: &Bucket) -> Self {
         VisualizationBucket {
-            start: b.start as f64,
+            start: b.start,
             events: type_counts(&b.events),
             detections: type_counts(&b.detections),
         }
@@ -516,21 +528,25 @@ impl From<&Bucket> for VisualizationBucket {
 /// One event inside a recorded session.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SessionEvent {
+    /// The event's id, as the agent sent it (its idempotency key).
     pub event_id: ID,
+    /// The recording it belongs to.
     pub recording_id: ID,
+    /// What kind of event it is.
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
-    /// Milliseconds from the session's start.
-    pub offset_ms: f64,
-    /// Type-specific data (`{app}`, `{url, browser}`, `{path, newPath}`,
-    /// ...); null when `shredded`.
-    pub data: Option<Json<Value>>,
+    /// Milliseconds from the session's start (64-bit).
+    pub offset_ms: i64,
+    /// The type's data (see the members of `SessionEventData`);
+    /// `ShreddedData` once the recording is deleted; `null` for an event
+    /// that carries none.
+    pub data: Option<SessionEventData>,
     /// The recording was deleted and its key destroyed: the event's data
     /// (sealed under that key) can no longer be read. Its id, type and
     /// offset remain.
     pub shredded: bool,
-    /// The log position it is stored at.
-    pub position: i32,
+    /// The log position it is stored at (64-bit).
+    pub position: i64,
 }
 
 impl SessionEvent {
@@ -543,18 +559,18 @@ impl SessionEvent {
         deleted: bool,
     ) -> Option<Self> {
         let (recording_id, _, shown) = seal::session_event(keys, &envelope.payload, deleted)?;
-        let data = shown
-            .data
-            .plain()
-            .map(|data| Json(serde_json::to_value(&data).unwrap_or(Value::Null)));
+        let (data, shredded) = match shown.data {
+            seal::Revealed::Plain(data) => (SessionEventData::from_domain(data), false),
+            seal::Revealed::Shredded => (Some(SessionEventData::shredded()), true),
+        };
         Some(SessionEvent {
             event_id: id(shown.event_id),
             recording_id: id(recording_id),
             event_type: shown.event_type.into(),
-            offset_ms: shown.offset_ms as f64,
-            shredded: data.is_none(),
+            offset_ms: long(shown.offset_ms),
+            shredded,
             data,
-            position: int(envelope.position),
+            position: long(envelope.position),
         })
     }
 }
@@ -562,12 +578,14 @@ impl SessionEvent {
 /// A comment on a recording.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Comment {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
     pub recording_id: ID,
     pub author: String,
     pub text: String,
     pub severity: CommentSeverity,
-    pub offset_ms: Option<f64>,
+    pub offset_ms: Option<i64>,
     pub at: DateTime<Utc>,
 }
 
@@ -579,7 +597,7 @@ impl From<&CommentRow> for Comment {
             author: c.author.clone(),
             text: c.text.clone(),
             severity: c.severity.into(),
-            offset_ms: c.offset_ms.map(|o| o as f64),
+            offset_ms: c.offset_ms.map(long),
             at: time(c.at),
         }
     }
@@ -589,6 +607,8 @@ impl From<&CommentRow> for Comment {
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(complex)]
 pub struct DetectedEvent {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
     pub recording_id: ID,
     pub site_id: ID,
@@ -609,7 +629,7 @@ pub struct DetectedEvent {
     /// (sealed under that key) can no longer be read.
     pub shredded: bool,
     /// Where in the recording (ms from its start): play from here.
-    pub offset_ms: f64,
+    pub offset_ms: i64,
     pub at: DateTime<Utc>,
     pub position: i32,
 }
@@ -653,7 +673,7 @@ impl From<&DetectionRow> for DetectedEvent {
             policy_id: id(d.policy_id),
             subject: None,
             shredded: false,
-            offset_ms: d.at_offset_ms as f64,
+            offset_ms: long(d.at_offset_ms),
             at: time(d.at),
             position: int(d.position),
         }
@@ -804,13 +824,13 @@ impl Recording {
                 .content_type
                 .clone()
                 .unwrap_or_else(|| dm::DEFAULT_CONTENT_TYPE.to_string()),
-            content_size: state.chunks.values().map(|c| c.size).sum::<u64>() as f64,
+            content_size: long(state.chunks.values().map(|c| c.size).sum::<u64>()),
             chunks: state
                 .chunks
                 .iter()
                 .map(|(&seq, c)| ContentChunk {
-                    seq: seq as f64,
-                    size: c.size as f64,
+                    seq: long(seq),
+                    size: long(c.size),
                     sha256: c.sha256.clone(),
                 })
                 .collect(),
@@ -823,7 +843,8 @@ const PLAYBACK_MAX_EVENTS: usize = 10_000;
 
 #[Object]
 impl Recording {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.row.id)
     }
     async fn site_id(&self) -> ID {
@@ -906,15 +927,15 @@ impl Recording {
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.row.ended_at().map(time)
     }
-    async fn duration_sec(&self) -> f64 {
-        self.row.duration_sec() as f64
+    async fn duration_sec(&self) -> i64 {
+        long(self.row.duration_sec())
     }
     /// In progress.
     async fn live(&self) -> bool {
         self.row.live()
     }
-    async fn size_bytes(&self) -> f64 {
-        self.row.points.size_bytes as f64
+    async fn size_bytes(&self) -> i64 {
+        long(self.row.points.size_bytes)
     }
     async fn restricted(&self) -> bool {
         self.row.restricted()
@@ -1079,7 +1100,7 @@ pub struct Playback {
     /// The content's MIME type (`application/x-asciicast` for a terminal session).
     pub content_type: String,
     /// The content's size in bytes (sum of the stored chunks).
-    pub content_size: f64,
+    pub content_size: i64,
     /// The stored chunks in seq order.
     pub chunks: Vec<ContentChunk>,
 }
@@ -1087,9 +1108,9 @@ pub struct Playback {
 /// One stored chunk of a recording's content.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ContentChunk {
-    pub seq: f64,
+    pub seq: i64,
     /// Plain size in bytes.
-    pub size: f64,
+    pub size: i64,
     /// Hex SHA-256 of the chunk as stored (encrypted), as the log holds it.
     pub sha256: String,
 }
@@ -1127,6 +1148,8 @@ impl Playback {
 /// A response action due on a session.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct PendingResponse {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
     pub recording_id: ID,
     pub server_id: ID,
@@ -1144,7 +1167,7 @@ pub struct PendingResponse {
     pub detection_id: Option<ID>,
     pub event_type: Option<SessionEventType>,
     pub severity: Option<Severity>,
-    pub offset_ms: f64,
+    pub offset_ms: i64,
     pub triggered_at: DateTime<Utc>,
     /// Set once the agent acknowledged it.
     pub outcome: Option<String>,
@@ -1174,7 +1197,7 @@ impl From<&ResponseRow> for PendingResponse {
             detection_id: r.detection_id.map(id),
             event_type: r.event_type.map(Into::into),
             severity: r.severity.map(Into::into),
-            offset_ms: r.at_offset_ms as f64,
+            offset_ms: long(r.at_offset_ms),
             triggered_at: time(r.triggered_at),
             outcome: r.delivered.as_ref().map(|d| d.outcome.clone()),
             delivered_at: r.delivered.as_ref().map(|d| time(d.at)),
@@ -1185,19 +1208,29 @@ impl From<&ResponseRow> for PendingResponse {
 /// A policy of a site (or a built-in system policy).
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Policy {
+    /// The policy's id (system policies have fixed ids, the same on every
+    /// site); `node(id)` finds it.
+    #[graphql(owned)]
     pub id: ID,
     /// `null` for system policies (they belong to every site).
     pub site_id: Option<ID>,
+    /// Which of the three kinds it is.
     pub kind: PolicyKind,
+    /// The policy's name.
     pub name: String,
+    /// A built-in policy: never stored, never editable.
     pub system: bool,
     /// The policy stream's version: pass it as `expectedVersion` to `updatePolicy`.
     pub version: i32,
+    /// Whether it was deleted.
     pub deleted: bool,
+    /// When it was created (`null` for system policies).
     pub created_at: Option<DateTime<Utc>>,
+    /// When it last changed (`null` for system policies).
     pub updated_at: Option<DateTime<Utc>>,
-    /// The rules, as stored.
-    pub definition: Json<Value>,
+    /// Its content, typed, in the shape of `PolicyUpdateInput`: send it
+    /// back to `updatePolicy` (changed or not) as it reads.
+    pub definition: PolicyDefinition,
 }
 
 impl From<&PolicyRow> for Policy {
@@ -1212,7 +1245,7 @@ impl From<&PolicyRow> for Policy {
             deleted: p.deleted,
             created_at: p.created_at.map(time),
             updated_at: p.updated_at.map(time),
-            definition: Json(serde_json::to_value(&p.body).unwrap_or(Value::Null)),
+            definition: PolicyDefinition::new(&p.name, &p.body),
         }
     }
 }
@@ -1264,6 +1297,8 @@ pub struct PlaybackScope {
 /// PRIVILEGED_PLAYER whatever the permissions.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct PlaybackPermission {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
     pub site_id: ID,
     /// A principal name, one of a principal's groups, or one token as
@@ -1359,7 +1394,7 @@ pub struct Dashboard {
     pub recordings_live: i32,
     /// Recordings started within `from`..`to`.
     pub recordings_in_range: i32,
-    pub storage_bytes: f64,
+    pub storage_bytes: i64,
     pub recordings_per_day: Vec<DayCount>,
     pub top_users: Vec<NameCount>,
     pub top_applications: Vec<NameCount>,
@@ -1401,7 +1436,7 @@ impl From<&DashboardView> for Dashboard {
             recordings_total: int(v.recordings_total),
             recordings_live: int(v.recordings_live),
             recordings_in_range: int(v.recordings_in_range),
-            storage_bytes: v.storage_bytes as f64,
+            storage_bytes: long(v.storage_bytes),
             recordings_per_day: v
                 .recordings_per_day
                 .iter()
@@ -1478,19 +1513,33 @@ impl From<&AuditRow> for AuditEntry {
 /// One stored event of the log, as the history and the `log` subscription show it.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct LoggedEvent {
-    pub position: i32,
+    /// Its log position: global, gapless, from 1 (64-bit).
+    pub position: i64,
+    /// The aggregate's stream, e.g. `recording-<id>`.
     pub stream: String,
-    pub version: i32,
+    /// Its number within the stream, from 1 (64-bit).
+    pub version: i64,
+    /// The event's id (its idempotency key).
     pub event_id: ID,
+    /// The event type's name, e.g. `RecordingPlayed` (the payload's one key).
     #[graphql(name = "type")]
     pub event_type: String,
+    /// When the log writer stored it.
     pub recorded_at: DateTime<Utc>,
+    /// Who caused it: `principal:<name>`, `agent:<server id>` or `system:<component>`.
     pub actor: String,
+    /// The request that caused it.
     pub correlation_id: ID,
+    /// The event that caused it, if one did.
     pub causation_id: Option<ID>,
+    /// The site it belongs to, if any.
     pub site_id: Option<ID>,
+    /// The recording it is about, if any.
     pub recording_id: Option<ID>,
-    /// The event's fields.
+    /// The event's fields: `{"<type>": {<field>: ...}}` with camelCase
+    /// field names (`siteId`, `holdId`, ...). Session data sealed under a
+    /// recording's key is shown opened, or as `"[shredded]"` once the
+    /// recording is deleted; hashes of secrets as `"<redacted>"`.
     pub payload: Json<Value>,
     /// The chain hash (hex).
     pub hash: String,
@@ -1499,10 +1548,14 @@ pub struct LoggedEvent {
 impl LoggedEvent {
     /// An event as history readers see it: what is sealed under its
     /// recording's key opened, or `"[shredded]"` in its place once the
-    /// recording is `deleted` or its key gone (`srs_domain::seal::shown_payload`).
+    /// recording is `deleted` or its key gone (`srs_domain::seal::shown_payload`),
+    /// hashes of secrets redacted, field names in camelCase
+    /// ([`super::payload`]).
     pub fn shown(e: &Envelope<DomainEvent>, keys: &KeyRing, deleted: bool) -> Self {
+        let mut payload = seal::shown_payload(keys, &e.payload, deleted);
+        super::query::redact(&mut payload);
         LoggedEvent {
-            payload: Json(seal::shown_payload(keys, &e.payload, deleted)),
+            payload: Json(super::payload::camel_keys(payload)),
             ..LoggedEvent::from(e)
         }
     }
@@ -1522,9 +1575,9 @@ impl From<&Envelope<DomainEvent>> for LoggedEvent {
     /// [`LoggedEvent::shown`]).
     fn from(e: &Envelope<DomainEvent>) -> Self {
         LoggedEvent {
-            position: int(e.position),
+            position: long(e.position),
             stream: e.stream.clone(),
-            version: int(e.version),
+            version: long(e.version),
             event_id: id(e.event_id),
             event_type: e.payload.name().to_owned(),
             recorded_at: time(e.recorded_at),
