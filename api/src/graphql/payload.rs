@@ -67,9 +67,7 @@ fn rename(value: Value, key_of: &dyn Fn(&str) -> String) -> Value {
                 })
                 .collect::<Map<_, _>>(),
         ),
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| rename(v, key_of)).collect())
-        }
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| rename(v, key_of)).collect()),
         other => other,
     }
 }

@@ -92,6 +92,7 @@ pub(crate) fn redact(payload: &mut serde_json::Value) {
     }
 }
 
+/// What may be read: every query answers from the read models.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// The caller.

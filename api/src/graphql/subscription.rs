@@ -76,6 +76,7 @@ async fn visibility_at(
     })
 }
 
+/// What may be followed live, over graphql-ws at `/graphql/ws`.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Live event-detection alerts, of one site or of every site the

@@ -92,6 +92,7 @@ connection!(
 /// (`connectServer`, `installServer`, `rotateAgentToken`).
 pub struct Token(pub srs_projections::models::tokens::TokenRow);
 
+/// A token: who holds it, what it may do, and its life; never its secret.
 #[Object]
 impl Token {
     /// Its id (a UUID; `node(id)` finds it).
@@ -102,6 +103,7 @@ impl Token {
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What its holder may do.
     async fn role(&self) -> Role {
         self.0.role.into()
     }
@@ -120,9 +122,11 @@ impl Token {
         }
         Ok(sites)
     }
+    /// Its principal's groups.
     async fn groups(&self) -> &[String] {
         &self.0.groups
     }
+    /// When it was issued.
     async fn issued_at(&self) -> DateTime<Utc> {
         time(self.0.issued_at)
     }
@@ -149,9 +153,11 @@ impl Token {
     async fn expired(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         Ok(self.0.expired(ctx.core()?.service.now()))
     }
+    /// Whether it was revoked.
     async fn revoked(&self) -> bool {
         self.0.revoked_at.is_some()
     }
+    /// When it was revoked.
     async fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.0.revoked_at.map(time)
     }
@@ -174,9 +180,11 @@ impl Token {
 pub struct Principal {
     /// The principal's name (for an agent: `agent:<server id>`).
     pub name: String,
+    /// What it may do.
     pub role: Role,
     /// The sites the principal acts on; empty: all sites.
     pub site_ids: Vec<ID>,
+    /// Its groups (playback permissions may name them).
     pub groups: Vec<String>,
     /// The token used (for an agent: its agent token, whose id is the
     /// server's id until a rotation).
@@ -201,15 +209,18 @@ impl From<&DomainPrincipal> for Principal {
 /// A site: a group of servers with its own policies.
 pub struct Site(pub SiteRow);
 
+/// A site: a group of servers with its own policies.
 #[Object]
 impl Site {
     /// Its id (a UUID; `node(id)` finds it).
     pub async fn id(&self) -> ID {
         id(self.0.id)
     }
+    /// Its name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         time(self.0.created_at)
     }
@@ -237,30 +248,38 @@ impl Site {
 /// A Session Recording server.
 pub struct Server(pub ServerRow);
 
+/// A Session Recording server connected to srs.
 #[Object]
 impl Server {
     /// Its id (a UUID; `node(id)` finds it).
     pub async fn id(&self) -> ID {
         id(self.0.id)
     }
+    /// Its site.
     async fn site_id(&self) -> ID {
         id(self.0.site_id)
     }
+    /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         Ok(ctx.core()?.reads.servers()?.site(self.0.site_id)?.map(Site))
     }
+    /// Its display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Its host name.
     async fn host(&self) -> &str {
         &self.0.host
     }
+    /// Where it runs.
     async fn deployment(&self) -> Deployment {
         self.0.deployment.into()
     }
+    /// The Session Recording version it runs.
     async fn version(&self) -> &str {
         &self.0.version
     }
+    /// Its connection status.
     async fn status(&self) -> ServerStatus {
         self.0.status.into()
     }
@@ -268,9 +287,11 @@ impl Server {
     async fn online(&self) -> bool {
         self.0.online
     }
+    /// Since when it is online (or offline).
     async fn online_since(&self) -> DateTime<Utc> {
         time(self.0.online_since)
     }
+    /// Its last heartbeat (`null`: none yet).
     async fn last_heartbeat(&self) -> Option<DateTime<Utc>> {
         self.0.last_heartbeat.map(time)
     }
@@ -294,9 +315,11 @@ impl Server {
     async fn install(&self) -> Option<InstallJob> {
         self.0.install.as_ref().map(InstallJob::from)
     }
+    /// When it was connected.
     async fn created_at(&self) -> DateTime<Utc> {
         time(self.0.created_at)
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         time(self.0.updated_at)
     }
@@ -305,25 +328,40 @@ impl Server {
 /// A message shown to recorded users, in one language.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct LocalizedMessage {
+    /// The language (e.g. `en`, `de-CH`).
     pub language: String,
+    /// The message.
     pub text: String,
 }
 
 /// A server's settings.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ServerSettings {
+    /// Where it stores recordings.
     pub storage_paths: Vec<String>,
+    /// Where archived recordings are restored to.
     pub restore_directory: String,
+    /// The largest recording file, in MB (10..300); a larger one rolls over.
     pub max_file_size_mb: i32,
+    /// The longest recording, in hours (1..24); a longer one rolls over.
     pub max_recording_hours: i32,
+    /// Whether live sessions may be watched.
     pub live_playback_enabled: bool,
+    /// Whether downloads are encrypted.
     pub encrypt_downloads: bool,
+    /// Whether the server records at all.
     pub recording_enabled: bool,
+    /// Whether recordings are signed.
     pub digital_signing_enabled: bool,
+    /// The signing certificate's thumbprint.
     pub signing_certificate_thumbprint: Option<String>,
+    /// The messages shown to recorded users, per language.
     pub notification_messages: Vec<LocalizedMessage>,
+    /// The sender of e-mail alerts.
     pub alert_sender: Option<String>,
+    /// Whether administration is logged.
     pub admin_logging_enabled: bool,
+    /// Whether administration fails when it cannot be logged.
     pub admin_logging_mandatory: bool,
 }
 
@@ -357,20 +395,30 @@ impl From<&dm::ServerSettings> for ServerSettings {
 /// One reported install step.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct InstallProgress {
+    /// The step.
     pub step: InstallStep,
+    /// How it went.
     pub status: InstallStatus,
+    /// What the installer said.
     pub message: Option<String>,
+    /// When it was reported.
     pub at: DateTime<Utc>,
 }
 
 /// An install job and its progress.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct InstallJob {
+    /// The job's id.
     pub job_id: ID,
+    /// When the install was asked for.
     pub requested_at: DateTime<Utc>,
+    /// The step reached.
     pub step: InstallStep,
+    /// How that step is going.
     pub status: InstallStatus,
+    /// The last message reported.
     pub message: Option<String>,
+    /// Every reported step, oldest first.
     pub history: Vec<InstallProgress>,
 }
 
@@ -399,14 +447,19 @@ impl From<&InstallJobRow> for InstallJob {
 /// Why a session is (not) recorded.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct RecordingDecision {
+    /// The recording policy that decided.
     pub policy_id: ID,
+    /// That policy's name.
     pub policy_name: String,
     /// The rule that matched; `null` when the fallback applied.
     pub rule: Option<String>,
+    /// What it decided.
     pub action: RecordingAction,
     /// Whether the user is notified.
     pub notify: bool,
+    /// Lossy (smaller) screen recording.
     pub lossy: bool,
+    /// Whether audio is recorded.
     pub audio: bool,
     /// Whether anything is recorded.
     pub records: bool,
@@ -430,30 +483,39 @@ impl From<&dm::RecordingDecision> for RecordingDecision {
 /// A recording's restriction.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Restriction {
+    /// Why it was restricted.
     pub reason: String,
+    /// Who restricted it.
     pub by: String,
+    /// When.
     pub at: DateTime<Utc>,
 }
 
 /// A count per session event type.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TypeCount {
+    /// The session event type.
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
+    /// How many.
     pub count: i32,
 }
 
 /// A count per severity.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SeverityCount {
+    /// The severity.
     pub severity: Severity,
+    /// How many.
     pub count: i32,
 }
 
 /// A count per name (user, application).
 #[derive(SimpleObject, Clone, Debug)]
 pub struct NameCount {
+    /// The user or application.
     pub name: String,
+    /// How many.
     pub count: i32,
 }
 
@@ -471,14 +533,23 @@ fn type_counts<'a>(
 /// Figures about one recording.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct DataPoints {
+    /// The recording's duration in ms (so far, when live; 64-bit).
     pub duration_ms: i64,
+    /// Session events recorded.
     pub event_count: i32,
+    /// Session events per type.
     pub events_by_type: Vec<TypeCount>,
+    /// Detected events.
     pub detection_count: i32,
+    /// Detected events per severity.
     pub detections_by_severity: Vec<SeverityCount>,
+    /// Bytes of stored content (64-bit).
     pub size_bytes: i64,
+    /// Published applications at the start and every application started.
     pub applications: Vec<String>,
+    /// Time spent idle, in ms (64-bit).
     pub idle_ms: i64,
+    /// The offset of the latest session event, in ms (64-bit).
     pub last_offset_ms: i64,
 }
 
@@ -511,7 +582,9 @@ pub struct VisualizationBucket {
     /// The bucket's start: seconds from the session start (recording) or
     /// since the epoch (site).
     pub start: i64,
+    /// Session events per type in the bucket.
     pub events: Vec<TypeCount>,
+    /// Detected events per type in the bucket.
     pub detections: Vec<TypeCount>,
 }
 
@@ -581,11 +654,17 @@ pub struct Comment {
     /// Its id (a UUID; `node(id)` finds it).
     #[graphql(owned)]
     pub id: ID,
+    /// The recording it is on.
     pub recording_id: ID,
+    /// Who wrote it.
     pub author: String,
+    /// Its text (1 to 4096 characters, lines allowed).
     pub text: String,
+    /// How important it is.
     pub severity: CommentSeverity,
+    /// Where in the recording it points (ms from the start; 64-bit).
     pub offset_ms: Option<i64>,
+    /// When it was written.
     pub at: DateTime<Utc>,
 }
 
@@ -610,17 +689,26 @@ pub struct DetectedEvent {
     /// Its id (a UUID; `node(id)` finds it).
     #[graphql(owned)]
     pub id: ID,
+    /// The recording it was detected in.
     pub recording_id: ID,
+    /// The recording's site.
     pub site_id: ID,
+    /// The recording's server.
     pub server_id: ID,
+    /// The recorded user.
     pub user: String,
+    /// The VDA machine.
     pub host: String,
     /// The session event.
     pub event_id: ID,
+    /// The session event's type.
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
+    /// How severe the matching rule says it is.
     pub severity: Severity,
+    /// The rule that matched.
     pub rule: String,
+    /// The event detection policy that detected it.
     pub policy_id: ID,
     /// The app, URL host, path, ... the rule looked at; null when it has
     /// none or when `shredded`.
@@ -630,7 +718,9 @@ pub struct DetectedEvent {
     pub shredded: bool,
     /// Where in the recording (ms from its start): play from here.
     pub offset_ms: i64,
+    /// When it happened (the session's start plus its offset).
     pub at: DateTime<Utc>,
+    /// The log position of the detection (64-bit).
     pub position: i32,
 }
 
@@ -841,15 +931,18 @@ impl Recording {
 /// The most session events `playback` returns in its timeline.
 const PLAYBACK_MAX_EVENTS: usize = 10_000;
 
+/// A recorded session (or one part of it, after a rollover), as the caller may see it.
 #[Object]
 impl Recording {
     /// Its id (a UUID; `node(id)` finds it).
     pub async fn id(&self) -> ID {
         id(self.row.id)
     }
+    /// Its site.
     async fn site_id(&self) -> ID {
         id(self.row.site_id)
     }
+    /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         Ok(ctx
             .core()?
@@ -858,9 +951,11 @@ impl Recording {
             .site(self.row.site_id)?
             .map(Site))
     }
+    /// The server that recorded it.
     async fn server_id(&self) -> ID {
         id(self.row.server_id)
     }
+    /// That server, when it exists.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
         Ok(ctx
             .core()?
@@ -877,21 +972,27 @@ impl Recording {
     async fn part(&self) -> i32 {
         int(u64::from(self.row.part))
     }
+    /// The session's previous part, after a rollover.
     async fn previous_recording_id(&self) -> Option<ID> {
         self.row.previous_recording_id.map(id)
     }
+    /// The recorded user (`DOMAIN\user` or `user@domain`).
     async fn user(&self) -> &str {
         &self.row.user
     }
+    /// The user's domain, if the name has one.
     async fn domain(&self) -> Option<&str> {
         self.row.domain.as_deref()
     }
+    /// The user's groups.
     async fn groups(&self) -> &[String] {
         &self.row.groups
     }
+    /// The client machine's name.
     async fn client_name(&self) -> Option<&str> {
         self.row.client_name.as_deref()
     }
+    /// The client's address.
     async fn client_ip(&self) -> Option<&str> {
         self.row.client_ip.as_deref()
     }
@@ -899,9 +1000,11 @@ impl Recording {
     async fn host(&self) -> &str {
         &self.row.host
     }
+    /// The delivery group.
     async fn delivery_group(&self) -> Option<&str> {
         self.row.delivery_group.as_deref()
     }
+    /// Published applications at the start and every application started.
     async fn applications(&self) -> Vec<&str> {
         // Borrowed: the row outlives the field, no copies before the answer's.
         self.row
@@ -911,6 +1014,7 @@ impl Recording {
             .map(String::as_str)
             .collect()
     }
+    /// What it holds: screen and events, or events only.
     async fn mode(&self) -> RecordingMode {
         self.row.mode.into()
     }
@@ -918,15 +1022,19 @@ impl Recording {
     async fn decision(&self) -> RecordingDecision {
         RecordingDecision::from(&self.row.decision)
     }
+    /// Where it is in its life.
     async fn lifecycle(&self) -> Lifecycle {
         self.row.lifecycle.into()
     }
+    /// When the session started.
     async fn started_at(&self) -> DateTime<Utc> {
         time(self.row.started_at)
     }
+    /// When it ended (`null` while live).
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.row.ended_at().map(time)
     }
+    /// Its duration in seconds (so far, when live; 64-bit).
     async fn duration_sec(&self) -> i64 {
         long(self.row.duration_sec())
     }
@@ -934,12 +1042,15 @@ impl Recording {
     async fn live(&self) -> bool {
         self.row.live()
     }
+    /// Bytes of stored content (64-bit).
     async fn size_bytes(&self) -> i64 {
         long(self.row.points.size_bytes)
     }
+    /// Whether it is restricted (only ADMIN and PRIVILEGED_PLAYER see it).
     async fn restricted(&self) -> bool {
         self.row.restricted()
     }
+    /// Why and by whom it is restricted.
     async fn restriction(&self) -> Option<Restriction> {
         self.row.restriction.as_ref().map(|r| Restriction {
             reason: r.reason.clone(),
@@ -947,6 +1058,7 @@ impl Recording {
             at: time(r.at),
         })
     }
+    /// Whether its content is archived.
     async fn archived(&self) -> bool {
         self.row.archived()
     }
@@ -964,9 +1076,11 @@ impl Recording {
             .await
             .map(Some)
     }
+    /// Whether it was deleted (its session data shredded).
     async fn deleted(&self) -> bool {
         self.row.deleted()
     }
+    /// Session events recorded.
     async fn event_count(&self) -> i32 {
         int(self.row.points.event_count)
     }
@@ -974,6 +1088,7 @@ impl Recording {
     async fn max_severity(&self) -> Option<Severity> {
         self.row.max_severity.map(Into::into)
     }
+    /// Comments on it.
     async fn comment_count(&self) -> i32 {
         int(self.row.comment_count)
     }
@@ -1022,6 +1137,7 @@ impl Recording {
         }
         Ok(out)
     }
+    /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
         Ok(ctx
             .core()?
@@ -1043,6 +1159,7 @@ impl Recording {
             .map(PendingResponse::from)
             .collect())
     }
+    /// Figures about it.
     async fn data_points(&self) -> DataPoints {
         DataPoints::from(&self.row.points)
     }
@@ -1085,6 +1202,7 @@ impl Recording {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Playback {
+    /// The recording played.
     pub recording_id: ID,
     /// The log position of the `RecordingPlayed` fact.
     pub position: i32,
@@ -1094,6 +1212,7 @@ pub struct Playback {
     pub follow_from: i32,
     /// The session events in order (at most 10000).
     pub events: Vec<SessionEvent>,
+    /// Whether `events` stopped at its limit.
     pub truncated: bool,
     /// Where to GET the content (relative to the server; Range supported).
     pub content_url: String,
@@ -1108,6 +1227,7 @@ pub struct Playback {
 /// One stored chunk of a recording's content.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ContentChunk {
+    /// The chunk's number, from 0 (64-bit).
     pub seq: i64,
     /// Plain size in bytes.
     pub size: i64,
@@ -1117,6 +1237,7 @@ pub struct ContentChunk {
 
 #[ComplexObject]
 impl Playback {
+    /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
         let core = ctx.core()?;
@@ -1132,6 +1253,7 @@ impl Playback {
             .map(|(_, row)| DetectedEvent::shown(row, core.content.keys(), deleted))
             .collect())
     }
+    /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
         Ok(ctx
@@ -1151,26 +1273,41 @@ pub struct PendingResponse {
     /// Its id (a UUID; `node(id)` finds it).
     #[graphql(owned)]
     pub id: ID,
+    /// The recording of the session.
     pub recording_id: ID,
+    /// The server that carries it out.
     pub server_id: ID,
+    /// The session's id on the server.
     pub session_id: String,
+    /// The recorded user.
     pub user: String,
+    /// The VDA machine.
     pub host: String,
+    /// The event response policy.
     pub policy_id: ID,
+    /// The rule that fired.
     pub rule: String,
+    /// What fired it (e.g. `session start`, a detection).
     pub trigger: String,
+    /// What to do.
     pub action: ResponseAction,
     /// For EMAIL_ALERT.
     pub recipients: Vec<String>,
     /// For LOCK_SESSION.
     pub message: Option<String>,
+    /// The detection that fired it, if one did.
     pub detection_id: Option<ID>,
+    /// The detected event's type, if a detection fired it.
     pub event_type: Option<SessionEventType>,
+    /// The detection's severity, if a detection fired it.
     pub severity: Option<Severity>,
+    /// Where in the session it fired (ms from the start; 64-bit).
     pub offset_ms: i64,
+    /// When it fired.
     pub triggered_at: DateTime<Utc>,
     /// Set once the agent acknowledged it.
     pub outcome: Option<String>,
+    /// When the agent acknowledged it.
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
@@ -1253,7 +1390,9 @@ impl From<&PolicyRow> for Policy {
 /// The policies of one kind: all of them and the active one.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct KindPolicies {
+    /// Every policy of the kind: the system ones, then the site's own.
     pub all: Vec<Policy>,
+    /// The one in force.
     pub active: Policy,
 }
 
@@ -1269,9 +1408,13 @@ impl From<&KindRows> for KindPolicies {
 /// A site's policies of each kind.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SitePolicies {
+    /// The site.
     pub site_id: ID,
+    /// Recording policies.
     pub recording: KindPolicies,
+    /// Event detection policies.
     pub event_detection: KindPolicies,
+    /// Event response policies.
     pub event_response: KindPolicies,
 }
 
@@ -1281,11 +1424,17 @@ pub struct SitePolicies {
 pub struct PlaybackScope {
     /// Every recording of the site: the scope has no criteria.
     pub whole_site: bool,
+    /// Recorded users; empty: any.
     pub recorded_users: Vec<String>,
+    /// Groups of the recorded users; empty: any.
     pub recorded_groups: Vec<String>,
+    /// Servers; empty: any.
     pub server_ids: Vec<ID>,
+    /// VDA machines; empty: any.
     pub hosts: Vec<String>,
+    /// Delivery groups; empty: any.
     pub delivery_groups: Vec<String>,
+    /// Applications; empty: any.
     pub applications: Vec<String>,
 }
 
@@ -1300,12 +1449,16 @@ pub struct PlaybackPermission {
     /// Its id (a UUID; `node(id)` finds it).
     #[graphql(owned)]
     pub id: ID,
+    /// The site it covers.
     pub site_id: ID,
     /// A principal name, one of a principal's groups, or one token as
     /// `token:<token id>` (what the upgrade to explicit permissions grants).
     pub principal: String,
+    /// Which of the site's recordings it admits.
     pub scope: PlaybackScope,
+    /// When it was granted.
     pub granted_at: DateTime<Utc>,
+    /// Who granted it.
     pub granted_by: String,
 }
 
@@ -1333,8 +1486,11 @@ impl From<&PermissionRow> for PlaybackPermission {
 /// The last run of a site's retention.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct RetentionRun {
+    /// When it ran.
     pub ran_at: DateTime<Utc>,
+    /// Recordings archived.
     pub archived: i32,
+    /// Recordings deleted.
     pub deleted: i32,
     /// Due for deletion but kept by a legal hold.
     pub held: i32,
@@ -1343,13 +1499,19 @@ pub struct RetentionRun {
 /// When a site's recordings are archived and deleted.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct RetentionPolicy {
+    /// The site.
     pub site_id: ID,
+    /// Days after a recording's end before it is archived; `null`: never.
     pub archive_after_days: Option<i32>,
+    /// Days after a recording's end before it is deleted; `null`: never.
     pub delete_after_days: Option<i32>,
     /// The daily run time, `HH:MM` UTC.
     pub run_at: String,
+    /// Whether restricted recordings are spared.
     pub exclude_restricted: bool,
+    /// When it was set.
     pub set_at: DateTime<Utc>,
+    /// The last run, if any.
     pub last_run: Option<RetentionRun>,
 }
 
@@ -1375,7 +1537,9 @@ impl From<&RetentionRow> for RetentionPolicy {
 /// Recordings started on one UTC day.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct DayCount {
+    /// The day's start (00:00 UTC).
     pub day: DateTime<Utc>,
+    /// How many.
     pub count: i32,
 }
 
@@ -1384,27 +1548,42 @@ pub struct DayCount {
 pub struct ServerStateCount {
     /// INSTALLING, INSTALL_FAILED, ONLINE, OFFLINE or DISCONNECTED.
     pub status: String,
+    /// How many servers.
     pub count: i32,
 }
 
 /// Insights over recordings, servers and detections.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Dashboard {
+    /// Recordings of the sites in scope, whatever their time.
     pub recordings_total: i32,
+    /// Recordings in progress now.
     pub recordings_live: i32,
     /// Recordings started within `from`..`to`.
     pub recordings_in_range: i32,
+    /// Bytes of stored content (64-bit).
     pub storage_bytes: i64,
+    /// Recordings started per UTC day of the range.
     pub recordings_per_day: Vec<DayCount>,
+    /// Users with the most recordings.
     pub top_users: Vec<NameCount>,
+    /// Applications in the most recordings.
     pub top_applications: Vec<NameCount>,
+    /// Servers per state.
     pub servers_by_status: Vec<ServerStateCount>,
+    /// Detected events in all.
     pub detections_total: i32,
+    /// Detected events within `from`..`to`.
     pub detections_in_range: i32,
+    /// Detected events per session event type.
     pub detections_by_type: Vec<TypeCount>,
+    /// Detected events per severity.
     pub detections_by_severity: Vec<SeverityCount>,
+    /// Restricted recordings.
     pub restricted_count: i32,
+    /// Archived recordings.
     pub archived_count: i32,
+    /// Deleted recordings.
     pub deleted_count: i32,
     /// Recordings the retention policy will archive at its next run.
     pub pending_archive: i32,
@@ -1478,17 +1657,27 @@ impl From<&DashboardView> for Dashboard {
 /// One entry of the admin audit trail.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct AuditEntry {
+    /// The log position of the audited event (64-bit).
     pub position: i32,
+    /// When it happened.
     pub at: DateTime<Utc>,
     /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
     pub actor: String,
+    /// Its category.
     pub category: AuditCategory,
+    /// A stable dotted name, e.g. `policy.activated`.
     pub action: String,
+    /// What it acted on: `kind:<id>`.
     pub target: String,
+    /// The site it concerns, if any.
     pub site_id: Option<ID>,
+    /// A human-readable summary.
     pub detail: String,
+    /// The logged event's type name.
     pub event_type: String,
+    /// The logged event's id.
     pub event_id: ID,
+    /// The request that caused it.
     pub correlation_id: ID,
 }
 
@@ -1595,16 +1784,23 @@ impl From<&Envelope<DomainEvent>> for LoggedEvent {
 /// A projection's runner.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ProjectionStatus {
+    /// The read model's name.
     pub name: String,
+    /// Its code's version (a change rebuilds it).
     pub version: i32,
+    /// Which build of its tree answers.
     pub generation: i32,
     /// The last log position applied.
     pub position: i32,
+    /// The log's head position.
     pub head: i32,
+    /// Positions it is behind the head.
     pub lag: i32,
+    /// How fast it applies events.
     pub events_per_sec: f64,
     /// CATCHING_UP, LIVE, REBUILDING or FAILED.
     pub state: String,
+    /// Its last failure, if any.
     pub last_error: Option<String>,
     /// Set while a rebuild of this projection runs.
     pub rebuild: Option<ProjectionRebuild>,
