@@ -862,13 +862,27 @@ impl Recording {
             }
         }
         let end_cursor = edges.last().map(|e| e.cursor.clone());
+        // Counted only when asked for, from the recording's counts per type
+        // (as of the read models' position).
+        let total_count = ctx.look_ahead().field("totalCount").exists().then(|| {
+            let by_type = &self.row.points.events_by_type;
+            long(match &types {
+                None => by_type.values().sum(),
+                Some(types) => types
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter_map(|t| by_type.get(t))
+                    .sum(),
+            })
+        });
         Ok(SessionEventConnection {
             edges,
             page_info: PageInfo {
                 has_next_page,
                 end_cursor,
             },
-            total_count: None,
+            total_count,
         })
     }
     async fn play(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
