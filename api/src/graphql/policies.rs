@@ -274,3 +274,53 @@ impl ResponseRule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+
+    /// Each read type has exactly its input's fields, so what a client
+    /// reads it can send back: a field added to an input must be added to
+    /// its read type (and the other way round).
+    #[test]
+    fn policy_read_types_have_exactly_their_inputs_fields() {
+        let sdl = crate::graphql::sdl();
+        let document = async_graphql::parser::parse_schema(&sdl).unwrap();
+        let mut fields: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for definition in &document.definitions {
+            let TypeSystemDefinition::Type(ty) = definition else {
+                continue;
+            };
+            let names: BTreeSet<String> = match &ty.node.kind {
+                TypeKind::Object(o) => o
+                    .fields
+                    .iter()
+                    .map(|f| f.node.name.node.to_string())
+                    .collect(),
+                TypeKind::InputObject(i) => i
+                    .fields
+                    .iter()
+                    .map(|f| f.node.name.node.to_string())
+                    .collect(),
+                _ => continue,
+            };
+            fields.insert(ty.node.name.node.to_string(), names);
+        }
+        for (input, read) in [
+            ("PolicyUpdateInput", "PolicyDefinition"),
+            ("RecordingPolicyInput", "RecordingPolicyDefinition"),
+            ("RecordingRuleInput", "RecordingRule"),
+            (
+                "EventDetectionPolicyInput",
+                "EventDetectionPolicyDefinition",
+            ),
+            ("DetectionRuleInput", "DetectionRule"),
+            ("EventResponsePolicyInput", "EventResponsePolicyDefinition"),
+            ("ResponseRuleInput", "ResponseRule"),
+        ] {
+            assert_eq!(fields[input], fields[read], "{input} and {read} differ");
+        }
+    }
+}
