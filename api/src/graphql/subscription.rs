@@ -20,7 +20,7 @@ use srs_projections::Which;
 use uuid::Uuid;
 
 use super::context::ContextExt;
-use super::convert::{id, int, non_negative, opt_uuid, time, uuid};
+use super::convert::{id, long, non_negative, opt_uuid, time, uuid};
 use super::types::{authorize, DetectedEvent, LoggedEvent, SessionEvent};
 use crate::error::ApiError;
 use crate::state::Core;
@@ -209,9 +209,9 @@ impl SubscriptionRoot {
                     policy_id: id(policy_id),
                     subject,
                     shredded,
-                    offset_ms: super::convert::long(at_offset_ms),
+                    offset_ms: long(at_offset_ms),
                     at: time(envelope.recorded_at),
-                    position: int(envelope.position),
+                    position: long(envelope.position),
                 })
             }
         });

@@ -721,7 +721,7 @@ pub struct DetectedEvent {
     /// When it happened (the session's start plus its offset).
     pub at: DateTime<Utc>,
     /// The log position of the detection (64-bit).
-    pub position: i32,
+    pub position: i64,
 }
 
 impl DetectedEvent {
@@ -765,7 +765,7 @@ impl From<&DetectionRow> for DetectedEvent {
             shredded: false,
             offset_ms: long(d.at_offset_ms),
             at: time(d.at),
-            position: int(d.position),
+            position: long(d.position),
         }
     }
 }
@@ -918,9 +918,9 @@ impl Recording {
         let state = core.service.load::<dm::Recording>(self.row.id).await?.state;
         Ok(Playback {
             recording_id: id(self.row.id),
-            position: int(executed.last_position),
+            position: long(executed.last_position),
             live: self.row.live(),
-            follow_from: int(follow_from),
+            follow_from: long(follow_from),
             events,
             truncated: false,
             content_url: format!("/recordings/{}/content", self.row.id),
@@ -1218,12 +1218,12 @@ impl Recording {
 pub struct Playback {
     /// The recording played.
     pub recording_id: ID,
-    /// The log position of the `RecordingPlayed` fact.
-    pub position: i32,
+    /// The log position of the `RecordingPlayed` fact (64-bit).
+    pub position: i64,
     /// Whether the session is still being recorded.
     pub live: bool,
-    /// Subscribe to `recordingEvents` for what comes after this position.
-    pub follow_from: i32,
+    /// Subscribe to `recordingEvents` for what comes after this position (64-bit).
+    pub follow_from: i64,
     /// The session events in order (at most 10000).
     pub events: Vec<SessionEvent>,
     /// Whether `events` stopped at its limit.
@@ -1672,7 +1672,7 @@ impl From<&DashboardView> for Dashboard {
 #[derive(SimpleObject, Clone, Debug)]
 pub struct AuditEntry {
     /// The log position of the audited event (64-bit).
-    pub position: i32,
+    pub position: i64,
     /// When it happened.
     pub at: DateTime<Utc>,
     /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
@@ -1698,7 +1698,7 @@ pub struct AuditEntry {
 impl From<&AuditRow> for AuditEntry {
     fn from(a: &AuditRow) -> Self {
         AuditEntry {
-            position: int(a.position),
+            position: long(a.position),
             at: time(a.at),
             actor: a.actor.label(),
             category: a.category.into(),
