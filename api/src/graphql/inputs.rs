@@ -255,7 +255,20 @@ pub struct SessionEventInput {
     pub event_type: SessionEventType,
     /// From the session's start.
     pub offset_ms: i32,
-    /// Type-specific: `{app}`, `{url, browser}`, `{path, newPath}`, `{device}`, `{seconds}`, ...
+    /// The type's data: a JSON object of scalars under the camelCase keys
+    /// of the `SessionEventData` member the type reads back as (required
+    /// ones marked `!`): LOGON, LOGOFF, DISCONNECT, RECONNECT
+    /// `{clientName, clientIp}`; APP_START, APP_END, APP_FAILURE,
+    /// APP_INSTALL, APP_UNINSTALL, TOP_MOST_WINDOW, POPUP_WINDOW
+    /// `{app!, pid, title, detail}`; WEB_BROWSING `{url!, browser, title}`;
+    /// FILE_CREATE, FILE_RENAME, FILE_DELETE, FILE_MOVE `{path!, newPath,
+    /// sizeBytes}`; FILE_TRANSFER `{path!, direction! (CLIENT_TO_HOST |
+    /// HOST_TO_CLIENT), sizeBytes}`; USB_MASS_STORAGE `{device!, action}`;
+    /// CLIPBOARD `{app, format, sizeBytes}`; PRINT `{printer!, document,
+    /// pages}`; REGISTRY_CHANGE `{key!, value, operation}`; IDLE
+    /// `{seconds!}`; RDP_CONNECTION `{target!}`; PERFORMANCE_SAMPLE
+    /// `{cpuPercent, memoryMb, latencyMs}`; CUSTOM `{name!, data}`;
+    /// USER_ACCOUNT_CHANGE `{account!, change!}`. Other keys are ignored.
     pub data: Option<Json<Value>>,
 }
 
