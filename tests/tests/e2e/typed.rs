@@ -451,27 +451,24 @@ async fn node_finds_each_type_and_only_what_the_caller_may_see() {
     let response = found["recording"]["responses"][0]["id"]
         .as_str()
         .map(str::to_owned);
-    let auditor = Client::new(
-        &srs,
-        Some(&issue_token(&admin, "aud", "AUDITOR", &[&site], &[]).await),
-    );
-    let tokens = admin
+    let issued = admin
         .data(
-            "{ tokens(filter: {name: \"aud\"}) { edges { node { id } } } }",
-            json!({}),
+            ISSUE_TOKEN,
+            json!({ "name": "aud", "role": "AUDITOR", "siteIds": [site], "groups": [] }),
         )
-        .await;
-    let token = tokens["tokens"]["edges"][0]["node"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await["issueToken"]
+        .clone();
+    let auditor = Client::new(&srs, Some(issued["secret"].as_str().unwrap()));
+    let token = issued["tokenId"].as_str().unwrap().to_owned();
+    // Every object below is in the read models from here on.
+    let at = position(&issued);
     let node = |client: &Client, id: String| {
         let client = client.clone();
         async move {
             client
                 .run(
-                    "query($id: ID!) { node(id: $id) { __typename id } }",
-                    json!({ "id": id }),
+                    "query($id: ID!, $at: Int) { node(id: $id, atLeast: $at) { __typename id } }",
+                    json!({ "id": id, "at": at }),
                 )
                 .await
         }
