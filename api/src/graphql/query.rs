@@ -693,19 +693,20 @@ impl QueryRoot {
                 let head = core.store.head().position;
                 let last = to.map_or(head, |to| to.min(head));
                 count = last.saturating_add(1).saturating_sub(at);
-            }
-            'count: while !whole_log {
-                let batch = core.store.read_all(at, 4096).await?;
-                if batch.is_empty() {
-                    break;
-                }
-                for envelope in &batch {
-                    at = envelope.position + 1;
-                    if to.is_some_and(|to| envelope.position > to) {
-                        break 'count;
+            } else {
+                'count: loop {
+                    let batch = core.store.read_all(at, 4096).await?;
+                    if batch.is_empty() {
+                        break;
                     }
-                    if shows(envelope)?.is_some() {
-                        count += 1;
+                    for envelope in &batch {
+                        at = envelope.position + 1;
+                        if to.is_some_and(|to| envelope.position > to) {
+                            break 'count;
+                        }
+                        if shows(envelope)?.is_some() {
+                            count += 1;
+                        }
                     }
                 }
             }
