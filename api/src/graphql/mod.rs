@@ -9,6 +9,13 @@
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
 //!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
 //!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies).
+//! - `policies`: policies as they read back, in their inputs' shape;
+//!   `event_data`: the `SessionEventData` union (one member per data
+//!   shape, `ShreddedData` once deleted); `payload`: logged events' JSON
+//!   with camelCase field names; `node`: `node(id)` and the `Node`
+//!   interface (plain UUIDs, or `Type:<uuid>`).
+//! - Every type, field, input field and enum value has a description: the
+//!   `described` test names any that has none.
 //! - [`cost`]: the size of a document (fields after expanding fragments,
 //!   aliases, depth, introspection), computed once before validation and
 //!   refused over [`Limits`].
