@@ -702,7 +702,9 @@ async fn remote_replay(
                 "correlation_id": node["correlationId"],
                 "causation_id": node["causationId"],
                 "type": node["type"],
-                "payload": node["payload"],
+                // The API names fields in camelCase; offline replay prints
+                // the stored names, and so does this.
+                "payload": crate::graphql::snake_keys(node["payload"].clone()),
                 "hash": node["hash"],
             });
             match format {

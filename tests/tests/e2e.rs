@@ -48,5 +48,7 @@ mod simulate;
 mod storage;
 #[path = "e2e/tokens.rs"]
 mod tokens;
+#[path = "e2e/typed.rs"]
+mod typed;
 #[path = "e2e/verify.rs"]
 mod verify;

@@ -64,6 +64,13 @@ pub fn int(value: u64) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
 
+/// A log position, size or duration as a 64-bit GraphQL `Int`
+/// (saturating at `i64::MAX`). JSON numbers carry it exactly up to 2^53;
+/// the fields that use it say "64-bit" in their descriptions.
+pub fn long(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 /// A non-negative `Int` argument.
 pub fn non_negative(value: i32, what: &str) -> ApiResult<u64> {
     u64::try_from(value).map_err(|_| ApiError::validation(format!("{what} must not be negative")))

@@ -34,10 +34,15 @@ pub enum Role {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::Severity")]
 pub enum Severity {
+    /// Worth knowing; no concern.
     Info,
+    /// Minor.
     Low,
+    /// Worth a look.
     Medium,
+    /// Serious.
     High,
+    /// Act now.
     Critical,
 }
 
@@ -45,8 +50,11 @@ pub enum Severity {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::RecordingAction")]
 pub enum RecordingAction {
+    /// The session is not recorded.
     DoNotRecord,
+    /// The screen and the session events are recorded.
     RecordScreenAndEvents,
+    /// Only the session events are recorded.
     RecordEventsOnly,
 }
 
@@ -54,7 +62,9 @@ pub enum RecordingAction {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::RecordingMode")]
 pub enum RecordingMode {
+    /// The screen and the session events.
     ScreenAndEvents,
+    /// The session events only.
     EventsOnly,
 }
 
@@ -62,8 +72,10 @@ pub enum RecordingMode {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[graphql(remote = "model::Deployment")]
 pub enum Deployment {
+    /// In the organisation's own data centre.
     #[default]
     OnPremises,
+    /// In a cloud.
     Cloud,
 }
 
@@ -71,8 +83,11 @@ pub enum Deployment {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::InstallStatus")]
 pub enum InstallStatus {
+    /// Running.
     InProgress,
+    /// Done.
     Succeeded,
+    /// Failed (see the message).
     Failed,
 }
 
@@ -80,10 +95,15 @@ pub enum InstallStatus {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::InstallStep")]
 pub enum InstallStep {
+    /// Waiting to start.
     Queued,
+    /// Fetching the installer.
     Downloading,
+    /// Installing the server.
     Installing,
+    /// Applying its settings.
     Configuring,
+    /// Installed and connected to srs.
     Connected,
 }
 
@@ -91,10 +111,15 @@ pub enum InstallStep {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::ServerStatus")]
 pub enum ServerStatus {
+    /// Not known yet.
     Unknown,
+    /// Being installed by srs.
     Installing,
+    /// Its installation failed.
     InstallFailed,
+    /// Connected to srs.
     Connected,
+    /// Disconnected from srs (`disconnectServer`).
     Disconnected,
 }
 
@@ -102,8 +127,11 @@ pub enum ServerStatus {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::CommentSeverity")]
 pub enum CommentSeverity {
+    /// An ordinary remark.
     Normal,
+    /// Worth a look.
     Medium,
+    /// Needs attention.
     Critical,
 }
 
@@ -111,8 +139,11 @@ pub enum CommentSeverity {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::PolicyKind")]
 pub enum PolicyKind {
+    /// Which sessions are recorded, and how.
     Recording,
+    /// Which session events are logged and which are detected.
     EventDetection,
+    /// What is done when a session starts or an event is detected.
     EventResponse,
 }
 
@@ -120,10 +151,15 @@ pub enum PolicyKind {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::ResponseActionKind")]
 pub enum ResponseAction {
+    /// Mail the recipients a link to play the recording at the event.
     EmailAlert,
+    /// Switch an events-only recording to screen recording.
     StartScreenRecording,
+    /// Lock the session, showing a message.
     LockSession,
+    /// Log the user off.
     LogOffSession,
+    /// Disconnect the session.
     DisconnectSession,
 }
 
@@ -131,11 +167,17 @@ pub enum ResponseAction {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::Lifecycle")]
 pub enum Lifecycle {
+    /// Not started yet.
     NotStarted,
+    /// The recording policy decided not to record it.
     Declined,
+    /// Being recorded.
     Live,
+    /// Ended; its content is in the store.
     Ended,
+    /// Its content moved to the archive.
     Archived,
+    /// Deleted: its key is destroyed, its session data shredded.
     Deleted,
 }
 
@@ -143,9 +185,13 @@ pub enum Lifecycle {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::AuditCategory")]
 pub enum AuditCategory {
+    /// Configuration changes (servers, settings, policies, tokens, permissions, retention).
     Configuration,
+    /// Why sessions were (not) recorded, restrictions.
     RecordingReason,
+    /// Playbacks, downloads and live viewing.
     Playback,
+    /// Refused requests.
     Access,
 }
 
@@ -153,7 +199,9 @@ pub enum AuditCategory {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::PlaybackKind")]
 pub enum PlaybackKind {
+    /// Played through `playback` or the content route.
     Play,
+    /// Downloaded.
     Download,
     /// A `recordingEvents` subscription.
     Live,
@@ -186,8 +234,11 @@ impl From<RecordingOrder> for srs_projections::models::catalogue::RecordingOrder
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "srs_projections::models::Visibility")]
 pub enum Visibility {
+    /// The caller may not see it.
     Hidden,
+    /// The caller sees it but may not play it.
     Listed,
+    /// The caller sees and plays it.
     Playable,
 }
 
@@ -195,30 +246,66 @@ pub enum Visibility {
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[graphql(remote = "model::SessionEventType")]
 pub enum SessionEventType {
+    /// The user logged on (`SessionData`).
     Logon,
+    /// The user logged off (`SessionData`).
     Logoff,
+    /// The session was disconnected (`SessionData`).
     Disconnect,
+    /// The session was reconnected (`SessionData`).
     Reconnect,
+    /// An application started (`AppData`).
     AppStart,
+    /// An application ended (`AppData`).
     AppEnd,
+    /// A window came to the front (`AppData`, with its title).
     TopMostWindow,
+    /// A web page was visited (`WebData`).
     WebBrowsing,
+    /// A file was created (`FileData`).
     FileCreate,
+    /// A file was renamed (`FileData`, with `newPath`).
     FileRename,
+    /// A file was deleted (`FileData`).
     FileDelete,
+    /// A file was moved (`FileData`, with `newPath`).
     FileMove,
+    /// A USB storage device was used (`DeviceData`).
     UsbMassStorage,
+    /// Something was copied to the clipboard (`ClipboardData`).
     Clipboard,
+    /// A document was printed (`PrintData`).
     Print,
+    /// The registry was changed (`RegistryData`).
     RegistryChange,
+    /// The session was idle (`IdleData`).
     Idle,
+    /// An RDP connection was opened from the session (`RdpData`).
     RdpConnection,
+    /// A sample of the session's resource use (`PerformanceData`).
     PerformanceSample,
+    /// An event the agent names itself (`CustomData`).
     Custom,
+    /// An application failed (`AppData`).
     AppFailure,
+    /// An application was installed (`AppData`).
     AppInstall,
+    /// An application was uninstalled (`AppData`).
     AppUninstall,
+    /// A file was copied between the client and the host (`FileTransferData`).
     FileTransfer,
+    /// A user account was changed (`AccountData`).
     UserAccountChange,
+    /// A pop-up window appeared (`AppData`, with its title).
     PopupWindow,
+}
+
+/// Which way a file transfer went.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[graphql(remote = "model::TransferDirection")]
+pub enum TransferDirection {
+    /// From the client's drive into the session host.
+    ClientToHost,
+    /// From the session host to the client's drive.
+    HostToClient,
 }

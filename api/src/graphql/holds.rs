@@ -42,6 +42,7 @@ use crate::state::{Core, Limits};
 pub struct LegalHoldScopeInput {
     /// 1 to 1000 recordings of one site.
     pub recording_ids: Option<Vec<ID>>,
+    /// The site (with `users`, or alone for the whole site).
     pub site_id: Option<ID>,
     /// 1 to 100 recorded users, `DOMAIN\user` or `user@domain`, `*` and `?`
     /// globs allowed (matched as recording policies match users).
@@ -51,6 +52,7 @@ pub struct LegalHoldScopeInput {
 /// `placeLegalHold` input.
 #[derive(InputObject)]
 pub struct PlaceLegalHoldInput {
+    /// What it holds.
     pub scope: LegalHoldScopeInput,
     /// Why (a case, a matter): one line of 1 to 1024 characters.
     pub reason: String,
@@ -132,7 +134,9 @@ pub enum LegalHoldScopeKind {
 /// What a legal hold covers.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct LegalHoldScope {
+    /// Recordings, users of a site, or a whole site.
     pub kind: LegalHoldScopeKind,
+    /// The site.
     pub site_id: ID,
     /// RECORDINGS: the recordings (those the caller may see).
     pub recording_ids: Vec<ID>,
@@ -145,18 +149,28 @@ pub struct LegalHoldScope {
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(complex)]
 pub struct LegalHold {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
+    /// The site it belongs to.
     pub site_id: ID,
+    /// What it holds.
     pub scope: LegalHoldScope,
+    /// Why it was placed.
     pub reason: String,
+    /// Who placed it.
     pub placed_by: String,
+    /// When it was placed.
     pub placed_at: DateTime<Utc>,
     /// The log position of `LegalHoldPlaced`.
     pub position: i32,
     /// Not released.
     pub active: bool,
+    /// Who released it.
     pub released_by: Option<String>,
+    /// When it was released.
     pub released_at: Option<DateTime<Utc>>,
+    /// Why it was released.
     pub release_reason: Option<String>,
     /// The log position of `LegalHoldReleased`.
     pub released_position: Option<i32>,
@@ -164,6 +178,7 @@ pub struct LegalHold {
 
 #[ComplexObject]
 impl LegalHold {
+    /// The site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         let site = super::convert::uuid(&self.site_id, "site")?;
         Ok(ctx.core()?.reads.servers()?.site(site)?.map(Site))
@@ -264,16 +279,20 @@ pub fn history_shows(
 /// A page of legal holds.
 #[derive(SimpleObject)]
 pub struct LegalHoldConnection {
+    /// This page's holds, in order.
     pub edges: Vec<LegalHoldEdge>,
+    /// Where this page ends and whether another follows.
     pub page_info: PageInfo,
     /// Every hold that matches (the caller may see), not just this page.
-    pub total_count: Option<i32>,
+    pub total_count: Option<i64>,
 }
 
 /// One hold of a page, with its cursor.
 #[derive(SimpleObject)]
 pub struct LegalHoldEdge {
+    /// Pass it as `after` to continue after this hold.
     pub cursor: String,
+    /// The hold.
     pub node: LegalHold,
 }
 
@@ -324,7 +343,7 @@ pub async fn legal_holds(
             end_cursor: edges.last().map(|e| e.cursor.clone()),
         },
         edges,
-        total_count: Some(int(total as u64)),
+        total_count: Some(super::convert::long(total as u64)),
     })
 }
 
@@ -360,7 +379,9 @@ pub fn on_legal_hold(core: &Core, facts: &dm::RecordingFacts) -> ApiResult<bool>
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct LegalHoldPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The hold's id.
     pub legal_hold_id: ID,
 }
 

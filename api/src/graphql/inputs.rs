@@ -22,16 +22,22 @@ use crate::state::Limits;
 /// `createSite` input.
 #[derive(InputObject)]
 pub struct CreateSiteInput {
+    /// The site's name.
     pub name: String,
 }
 
 /// `connectServer` input.
 #[derive(InputObject)]
 pub struct ConnectServerInput {
+    /// The site it joins.
     pub site_id: ID,
+    /// Its display name.
     pub name: String,
+    /// Its host name.
     pub host: String,
+    /// Where it runs.
     pub deployment: Deployment,
+    /// The Session Recording version it runs.
     pub version: String,
 }
 
@@ -42,6 +48,7 @@ pub struct InstallOptionsInput {
     pub name: Option<String>,
     /// The version to install; default: the latest.
     pub version: Option<String>,
+    /// Where it runs (default ON_PREMISES).
     #[graphql(default_with = "Deployment::OnPremises")]
     pub deployment: Deployment,
     /// Installer options passed through as given (an object of strings).
@@ -51,8 +58,11 @@ pub struct InstallOptionsInput {
 /// `installServer` input.
 #[derive(InputObject)]
 pub struct InstallServerInput {
+    /// The site it joins.
     pub site_id: ID,
+    /// The host to install on.
     pub host: String,
+    /// Installer options.
     pub options: Option<InstallOptionsInput>,
 }
 
@@ -86,7 +96,9 @@ impl InstallOptionsInput {
 /// A message in one language.
 #[derive(InputObject)]
 pub struct LocalizedMessageInput {
+    /// The language (e.g. `en`, `de-CH`).
     pub language: String,
+    /// The message.
     pub text: String,
 }
 
@@ -94,18 +106,31 @@ pub struct LocalizedMessageInput {
 /// `maxFileSizeMb` 10..300 (default 50), `maxRecordingHours` 1..24 (default 12).
 #[derive(InputObject, Default)]
 pub struct ServerSettingsInput {
+    /// Where it stores recordings.
     pub storage_paths: Option<Vec<String>>,
+    /// The largest recording file, in MB (10..300).
     pub max_file_size_mb: Option<i32>,
+    /// The longest recording, in hours (1..24).
     pub max_recording_hours: Option<i32>,
+    /// Whether live sessions may be watched.
     pub live_playback_enabled: Option<bool>,
+    /// Whether downloads are encrypted.
     pub encrypt_downloads: Option<bool>,
+    /// The messages shown to recorded users, per language.
     pub notification_messages: Option<Vec<LocalizedMessageInput>>,
+    /// The signing certificate's thumbprint.
     pub signing_certificate_thumbprint: Option<String>,
+    /// Whether recordings are signed.
     pub digital_signing_enabled: Option<bool>,
+    /// Whether administration is logged.
     pub admin_logging_enabled: Option<bool>,
+    /// Whether administration fails when it cannot be logged.
     pub admin_logging_mandatory: Option<bool>,
+    /// Where archived recordings are restored to.
     pub restore_directory: Option<String>,
+    /// Whether the server records at all.
     pub recording_enabled: Option<bool>,
+    /// The sender of e-mail alerts.
     pub alert_sender: Option<String>,
 }
 
@@ -171,11 +196,15 @@ impl ServerSettingsInput {
 pub struct SessionAttributesInput {
     /// `DOMAIN\user` or `user@domain`.
     pub user: String,
+    /// The user's groups.
     pub groups: Option<Vec<String>>,
+    /// The client machine's name.
     pub client_name: Option<String>,
+    /// The client's address.
     pub client_ip: Option<String>,
     /// The VDA machine.
     pub host: String,
+    /// The delivery group.
     pub delivery_group: Option<String>,
     /// Published apps or the desktop name.
     pub applications: Option<Vec<String>>,
@@ -206,10 +235,13 @@ impl SessionAttributesInput {
 /// `startRecording` input.
 #[derive(InputObject)]
 pub struct StartRecordingInput {
+    /// The recording server.
     pub server_id: ID,
     /// The session's id on the server; with `serverId` the idempotency key.
     pub session_id: String,
+    /// The session's attributes.
     pub session: SessionAttributesInput,
+    /// When the session started; absent: now.
     pub started_at: Option<DateTime<Utc>>,
 }
 
@@ -218,11 +250,25 @@ pub struct StartRecordingInput {
 pub struct SessionEventInput {
     /// The idempotency key.
     pub event_id: ID,
+    /// What kind of event it is (it decides the shape of `data`).
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
     /// From the session's start.
     pub offset_ms: i32,
-    /// Type-specific: `{app}`, `{url, browser}`, `{path, newPath}`, `{device}`, `{seconds}`, ...
+    /// The type's data: a JSON object of scalars under the camelCase keys
+    /// of the `SessionEventData` member the type reads back as (required
+    /// ones marked `!`): LOGON, LOGOFF, DISCONNECT, RECONNECT
+    /// `{clientName, clientIp}`; APP_START, APP_END, APP_FAILURE,
+    /// APP_INSTALL, APP_UNINSTALL, TOP_MOST_WINDOW, POPUP_WINDOW
+    /// `{app!, pid, title, detail}`; WEB_BROWSING `{url!, browser, title}`;
+    /// FILE_CREATE, FILE_RENAME, FILE_DELETE, FILE_MOVE `{path!, newPath,
+    /// sizeBytes}`; FILE_TRANSFER `{path!, direction! (CLIENT_TO_HOST |
+    /// HOST_TO_CLIENT), sizeBytes}`; USB_MASS_STORAGE `{device!, action}`;
+    /// CLIPBOARD `{app, format, sizeBytes}`; PRINT `{printer!, document,
+    /// pages}`; REGISTRY_CHANGE `{key!, value, operation}`; IDLE
+    /// `{seconds!}`; RDP_CONNECTION `{target!}`; PERFORMANCE_SAMPLE
+    /// `{cpuPercent, memoryMb, latencyMs}`; CUSTOM `{name!, data}`;
+    /// USER_ACCOUNT_CHANGE `{account!, change!}`. Other keys are ignored.
     pub data: Option<Json<Value>>,
 }
 
@@ -273,15 +319,25 @@ impl SessionEventInput {
 /// One rule of a recording policy; empty criteria lists match anyone.
 #[derive(InputObject)]
 pub struct RecordingRuleInput {
+    /// The rule's name, unique within the policy.
     pub name: String,
+    /// What it does with a matching session.
     pub action: RecordingAction,
+    /// Whether the recorded user is notified.
     pub notify: bool,
+    /// Lossy (smaller) screen recording (default false).
     pub lossy: Option<bool>,
+    /// Whether audio is recorded (default false).
     pub audio: Option<bool>,
+    /// Users; with `groups`, either may match.
     pub users: Option<Vec<String>>,
+    /// The users' groups; with `users`, either may match.
     pub groups: Option<Vec<String>>,
+    /// Published applications or desktops.
     pub applications: Option<Vec<String>>,
+    /// Delivery groups.
     pub delivery_groups: Option<Vec<String>>,
+    /// VDA machines.
     pub hosts: Option<Vec<String>>,
     /// CIDR or single IP.
     pub client_ip_ranges: Option<Vec<String>>,
@@ -290,7 +346,9 @@ pub struct RecordingRuleInput {
 /// A recording policy.
 #[derive(InputObject)]
 pub struct RecordingPolicyInput {
+    /// The policy's name.
     pub name: String,
+    /// The rules, in the order they are tried.
     pub rules: Vec<RecordingRuleInput>,
     /// What happens to sessions no rule matches.
     pub fallback: RecordingAction,
@@ -340,23 +398,29 @@ impl RecordingPolicyInput {
 /// One detection rule.
 #[derive(InputObject)]
 pub struct DetectionRuleInput {
+    /// The session event type it applies to.
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
+    /// The severity of what it detects.
     pub severity: Severity,
     /// Globs on the type's main field (app, URL host, path, device); empty: any.
     pub patterns: Option<Vec<String>>,
     /// For IDLE.
     pub idle_seconds: Option<i32>,
+    /// The name detections show; absent: the type's name.
     pub name: Option<String>,
     /// Limit to these users / groups / hosts; empty: anyone.
     pub users: Option<Vec<String>>,
+    /// Only sessions of users in these groups; empty: anyone.
     pub groups: Option<Vec<String>>,
+    /// Only sessions on these VDA machines; empty: any.
     pub hosts: Option<Vec<String>>,
 }
 
 /// An event detection policy.
 #[derive(InputObject)]
 pub struct EventDetectionPolicyInput {
+    /// The policy's name.
     pub name: String,
     /// The session event types stored at all; events of other types are
     /// refused (counted in `recordSessionEvents.ignored`).
@@ -415,14 +479,19 @@ impl EventDetectionPolicyInput {
 /// One event response rule.
 #[derive(InputObject)]
 pub struct ResponseRuleInput {
+    /// The rule's name, unique within the policy.
     pub name: String,
     /// Trigger when a session starts (besides detected events).
     pub on_session_start: Option<bool>,
     /// Detected event types that trigger it (must be types the active detection policy logs).
     pub types: Option<Vec<SessionEventType>>,
+    /// The least severity of a detection that fires it.
     pub min_severity: Severity,
+    /// Only sessions of these users; empty: anyone.
     pub users: Option<Vec<String>>,
+    /// Only sessions on these VDA machines; empty: any.
     pub hosts: Option<Vec<String>>,
+    /// What it does, each action once.
     pub actions: Vec<ResponseAction>,
     /// For EMAIL_ALERT.
     pub recipients: Option<Vec<String>>,
@@ -435,7 +504,9 @@ pub struct ResponseRuleInput {
 /// An event response policy.
 #[derive(InputObject)]
 pub struct EventResponsePolicyInput {
+    /// The policy's name.
     pub name: String,
+    /// The response rules.
     pub rules: Vec<ResponseRuleInput>,
 }
 
@@ -522,8 +593,11 @@ impl EventResponsePolicyInput {
 /// A policy's new content: exactly one of the three, of the policy's kind.
 #[derive(InputObject)]
 pub struct PolicyUpdateInput {
+    /// A RECORDING policy's new content.
     pub recording: Option<RecordingPolicyInput>,
+    /// An EVENT_DETECTION policy's new content.
     pub event_detection: Option<EventDetectionPolicyInput>,
+    /// An EVENT_RESPONSE policy's new content.
     pub event_response: Option<EventResponsePolicyInput>,
 }
 
@@ -552,21 +626,29 @@ pub struct PlaybackScopeInput {
     /// needs at least one criterion. Absent: the whole site exactly when no
     /// criterion is given.
     pub whole_site: Option<bool>,
+    /// Recorded users; empty: any.
     pub recorded_users: Option<Vec<String>>,
+    /// Groups of the recorded users; empty: any.
     pub recorded_groups: Option<Vec<String>>,
+    /// Servers; empty: any.
     pub server_ids: Option<Vec<ID>>,
+    /// VDA machines; empty: any.
     pub hosts: Option<Vec<String>>,
+    /// Delivery groups; empty: any.
     pub delivery_groups: Option<Vec<String>>,
+    /// Applications; empty: any.
     pub applications: Option<Vec<String>>,
 }
 
 /// `grantPlaybackPermission` input.
 #[derive(InputObject)]
 pub struct GrantPlaybackPermissionInput {
+    /// The site it covers.
     pub site_id: ID,
     /// Who holds it: a principal (a token's name), a group a token
     /// carries, or exactly one token as `token:<token id>`.
     pub principal: String,
+    /// Which of the site's recordings it admits.
     pub scope: PlaybackScopeInput,
 }
 
@@ -600,10 +682,13 @@ impl PlaybackScopeInput {
 /// `setRetentionPolicy` input.
 #[derive(InputObject)]
 pub struct RetentionPolicyInput {
+    /// Days after a recording's end before it is archived; absent: never.
     pub archive_after_days: Option<i32>,
+    /// Days after a recording's end before it is deleted; absent: never.
     pub delete_after_days: Option<i32>,
     /// The daily run time, `HH:MM` UTC (default 02:00).
     pub run_at: Option<String>,
+    /// Spare restricted recordings (default true).
     #[graphql(default = true)]
     pub exclude_restricted: bool,
 }
@@ -628,6 +713,7 @@ impl RetentionPolicyInput {
 pub struct IssueTokenInput {
     /// The principal the token is issued to.
     pub name: String,
+    /// What its holder may do.
     pub role: Role,
     /// The sites it acts on; empty or absent: all sites.
     pub site_ids: Option<Vec<ID>>,
@@ -641,6 +727,7 @@ pub struct IssueTokenInput {
 /// What `tokens` lists; set fields combine with AND.
 #[derive(InputObject, Default)]
 pub struct TokenFilter {
+    /// Tokens of this role.
     pub role: Option<Role>,
     /// Tokens that act on this site: scoped to it, or to all sites.
     pub site_id: Option<ID>,
@@ -649,6 +736,7 @@ pub struct TokenFilter {
     pub server_id: Option<ID>,
     /// A part of the principal's name, case-insensitive.
     pub name: Option<String>,
+    /// Revoked (true) or not (false).
     pub revoked: Option<bool>,
     /// Expired now (revoked ones included).
     pub expired: Option<bool>,
@@ -674,22 +762,35 @@ impl TokenFilter {
 /// What `recordings` filters by; set fields combine with AND, lists match any value.
 #[derive(InputObject, Default)]
 pub struct RecordingFilter {
+    /// One site's recordings.
     pub site_id: Option<ID>,
+    /// One server's recordings.
     pub server_id: Option<ID>,
+    /// Any of these users.
     pub users: Option<Vec<String>>,
+    /// Any of these client addresses.
     pub client_ips: Option<Vec<String>>,
     /// VDA machines.
     pub hosts: Option<Vec<String>>,
+    /// Any of these applications.
     pub applications: Option<Vec<String>>,
+    /// Any of these delivery groups.
     pub delivery_groups: Option<Vec<String>>,
+    /// Started at or after this time.
     pub started_after: Option<DateTime<Utc>>,
+    /// Started before this time.
     pub started_before: Option<DateTime<Utc>>,
+    /// At least this long (seconds).
     pub min_duration_sec: Option<i32>,
+    /// At most this long (seconds).
     pub max_duration_sec: Option<i32>,
     /// In progress.
     pub live: Option<bool>,
+    /// With (true) or without (false) detections.
     pub has_detections: Option<bool>,
+    /// With a detection of this severity or above.
     pub min_severity: Option<Severity>,
+    /// Restricted (true) or not (false).
     pub restricted: Option<bool>,
     /// Case-insensitive substring of user, host, applications, client, or a comment.
     pub text: Option<String>,
@@ -727,13 +828,21 @@ impl RecordingFilter {
 /// What `detectedEvents` filters by.
 #[derive(InputObject, Default)]
 pub struct DetectionFilter {
+    /// One site's detections.
     pub site_id: Option<ID>,
+    /// One recording's detections.
     pub recording_id: Option<ID>,
+    /// Any of these event types; absent: all.
     pub types: Option<Vec<SessionEventType>>,
+    /// From this severity up.
     pub min_severity: Option<Severity>,
+    /// Detections of this rule.
     pub rule: Option<String>,
+    /// Detections in this user's sessions.
     pub user: Option<String>,
+    /// From this time (inclusive).
     pub from: Option<DateTime<Utc>>,
+    /// Before this time.
     pub to: Option<DateTime<Utc>>,
 }
 
@@ -762,13 +871,17 @@ impl DetectionFilter {
 /// What `auditTrail` filters by.
 #[derive(InputObject, Default)]
 pub struct AuditFilter {
+    /// Any of these categories; absent: all.
     pub categories: Option<Vec<AuditCategory>>,
     /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
     pub actor: Option<String>,
+    /// One site's entries.
     pub site_id: Option<ID>,
     /// e.g. `recording:<id>`.
     pub target: Option<String>,
+    /// From this time (inclusive).
     pub from: Option<DateTime<Utc>>,
+    /// Before this time.
     pub to: Option<DateTime<Utc>>,
 }
 
@@ -803,8 +916,12 @@ pub struct HistoryFilter {
     pub types: Option<Vec<String>>,
     /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
     pub actor: Option<String>,
+    /// One site's events.
     pub site_id: Option<ID>,
+    /// One recording's events.
     pub recording_id: Option<ID>,
+    /// Recorded from this time (inclusive).
     pub from: Option<DateTime<Utc>>,
+    /// Recorded before this time.
     pub to: Option<DateTime<Utc>>,
 }

@@ -13,6 +13,13 @@
 //!   response actions, its recordings' stored chunks, last heartbeats);
 //!   `reports`: the dashboard, the site visualization and the performance
 //!   summary of data points.
+//! - `policies`: policies as they read back, in their inputs' shape;
+//!   `event_data`: the `SessionEventData` union (one member per data
+//!   shape, `ShreddedData` once deleted); `payload`: logged events' JSON
+//!   with camelCase field names; `node`: `node(id)` and the `Node`
+//!   interface (plain UUIDs, or `Type:<uuid>`).
+//! - Every type, field, input field and enum value has a description: the
+//!   `described` test names any that has none.
 //! - [`cost`]: the size of a document (fields after expanding fragments,
 //!   aliases, depth, introspection), computed once before validation and
 //!   refused over [`Limits`].
@@ -30,10 +37,14 @@ mod convert;
 pub mod cost;
 mod documents;
 mod enums;
+mod event_data;
 mod holds;
 mod inputs;
 mod mutation;
+mod node;
 mod ops;
+mod payload;
+mod policies;
 mod query;
 mod reports;
 mod scope;
@@ -48,6 +59,7 @@ pub use answers::{keep, Answer, Answers, Keep};
 pub use context::RequestContext;
 pub use documents::{operation_type, Documents, Prepared, Validation};
 use mutation::MutationRoot;
+pub use payload::snake_keys;
 use query::QueryRoot;
 pub use scope::in_request;
 use subscription::SubscriptionRoot;
@@ -115,6 +127,71 @@ mod tests {
         assert!(
             super::sdl() == committed,
             "the schema differs from api/schema.graphql; run `srs schema > api/schema.graphql` if intended"
+        );
+    }
+}
+
+#[cfg(test)]
+mod described {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+
+    /// Everything of the schema a client reads about: every type, field,
+    /// input field and enum value has a description (the `///` comment of
+    /// its Rust item). Names each one that has none.
+    #[test]
+    fn every_type_field_and_enum_value_is_described() {
+        let sdl = super::sdl();
+        let document = async_graphql::parser::parse_schema(&sdl).expect("the SDL parses");
+        let mut missing = Vec::new();
+        let blank = |d: &Option<async_graphql::Positioned<String>>| {
+            d.as_ref().is_none_or(|d| d.node.trim().is_empty())
+        };
+        for definition in &document.definitions {
+            let TypeSystemDefinition::Type(ty) = definition else {
+                continue;
+            };
+            let ty = &ty.node;
+            let name = ty.name.node.as_str();
+            if blank(&ty.description) {
+                missing.push(format!("type {name}"));
+            }
+            match &ty.kind {
+                TypeKind::Object(object) => {
+                    for field in &object.fields {
+                        if blank(&field.node.description) {
+                            missing.push(format!("field {name}.{}", field.node.name.node));
+                        }
+                    }
+                }
+                TypeKind::Interface(interface) => {
+                    for field in &interface.fields {
+                        if blank(&field.node.description) {
+                            missing.push(format!("field {name}.{}", field.node.name.node));
+                        }
+                    }
+                }
+                TypeKind::InputObject(input) => {
+                    for field in &input.fields {
+                        if blank(&field.node.description) {
+                            missing.push(format!("input field {name}.{}", field.node.name.node));
+                        }
+                    }
+                }
+                TypeKind::Enum(values) => {
+                    for value in &values.values {
+                        if blank(&value.node.description) {
+                            missing.push(format!("enum value {name}.{}", value.node.value.node));
+                        }
+                    }
+                }
+                TypeKind::Scalar | TypeKind::Union(_) => {}
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{} schema items have no description (add a `///` comment):\n{}",
+            missing.len(),
+            missing.join("\n")
         );
     }
 }

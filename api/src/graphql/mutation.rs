@@ -57,12 +57,15 @@ fn parse_uuid_field(value: &ID, what: &str) -> ApiResult<uuid::Uuid> {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct SitePayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The site's id.
     pub site_id: ID,
 }
 
 #[ComplexObject]
 impl SitePayload {
+    /// The site, as the read models show it once they caught up.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         let core = ctx.core()?;
         core.at_least(Some(self.position)).await?;
@@ -78,7 +81,9 @@ impl SitePayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct ServerPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The server.
     pub server_id: ID,
 }
 
@@ -98,6 +103,7 @@ async fn server_after(
 
 #[ComplexObject]
 impl ServerPayload {
+    /// The server, as the read models show it once they caught up.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
         server_after(ctx, self.position, &self.server_id).await
     }
@@ -124,7 +130,9 @@ impl ServerPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct ConnectServerPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The new server's id.
     pub server_id: ID,
     /// The agent's bearer token. Shown once; only its hash is stored.
     pub agent_token: String,
@@ -135,6 +143,7 @@ pub struct ConnectServerPayload {
 
 #[ComplexObject]
 impl ConnectServerPayload {
+    /// The server, as the read models show it once they caught up.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
         server_after(ctx, self.position, &self.server_id).await
     }
@@ -144,8 +153,11 @@ impl ConnectServerPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct InstallServerPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The server's id.
     pub server_id: ID,
+    /// The install job's id.
     pub job_id: Option<ID>,
     /// The installer's (then the agent's) bearer token. Shown once.
     pub agent_token: String,
@@ -156,6 +168,7 @@ pub struct InstallServerPayload {
 
 #[ComplexObject]
 impl InstallServerPayload {
+    /// The server, as the read models show it once they caught up.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
         server_after(ctx, self.position, &self.server_id).await
     }
@@ -165,12 +178,15 @@ impl InstallServerPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct PolicyPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The policy's id.
     pub policy_id: ID,
 }
 
 #[ComplexObject]
 impl PolicyPayload {
+    /// The policy, as the read models show it once they caught up.
     async fn policy(&self, ctx: &Context<'_>) -> ApiResult<Option<Policy>> {
         let core = ctx.core()?;
         core.at_least(Some(self.position)).await?;
@@ -187,7 +203,9 @@ impl PolicyPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct PlaybackPermissionPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The permission's id.
     pub permission_id: ID,
 }
 
@@ -210,7 +228,9 @@ impl PlaybackPermissionPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct RecordingPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The recording's id.
     pub recording_id: ID,
     /// `startRecording`: false when the policy said DO_NOT_RECORD (send nothing further).
     pub recorded: bool,
@@ -257,12 +277,15 @@ pub struct RecordSessionEventsPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct RetentionPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The site.
     pub site_id: ID,
 }
 
 #[ComplexObject]
 impl RetentionPayload {
+    /// The policy, as the read models show it once they caught up.
     async fn retention_policy(&self, ctx: &Context<'_>) -> ApiResult<Option<RetentionPolicy>> {
         let core = ctx.core()?;
         core.at_least(Some(self.position)).await?;
@@ -280,6 +303,7 @@ impl RetentionPayload {
 pub struct RetentionRunPayload {
     /// The log position of `RetentionRunCompleted`.
     pub position: i32,
+    /// The site.
     pub site_id: ID,
     /// Recordings archived by this run.
     pub archived: i32,
@@ -294,7 +318,9 @@ pub struct RetentionRunPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct CommentPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The comment's id.
     pub comment_id: ID,
 }
 
@@ -317,6 +343,7 @@ impl CommentPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct TokenPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
     /// The token issued, revoked, or (`rotateToken`) the new one.
     pub token_id: ID,
@@ -345,7 +372,9 @@ impl TokenPayload {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct RotateAgentTokenPayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The server.
     pub server_id: ID,
     /// The new agent token's bearer secret. Shown once; only its hash is stored.
     pub agent_token: String,
@@ -357,6 +386,7 @@ pub struct RotateAgentTokenPayload {
 
 #[ComplexObject]
 impl RotateAgentTokenPayload {
+    /// The server, as the read models show it once they caught up.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
         server_after(ctx, self.position, &self.server_id).await
     }
@@ -373,10 +403,13 @@ async fn token_change_applied(core: &Core, executed: &Executed) {
 /// `acknowledgeResponse` result.
 #[derive(SimpleObject)]
 pub struct ResponsePayload {
+    /// The log position of the mutation's last event.
     pub position: i32,
+    /// The response's id.
     pub response_id: ID,
 }
 
+/// What may be changed: every mutation appends events and returns the log position of its last one.
 #[Object(name = "Mutation")]
 impl MutationRoot {
     /// Creates a site (ADMIN, not scoped to sites).

@@ -33,6 +33,7 @@ pub struct ChainVerification {
     pub checked: i32,
     /// The last position checked and its hash (hex).
     pub last_position: i32,
+    /// The hash of the last event walked (hex).
     pub last_hash: String,
     /// The first breach, if any: the walk stops there.
     pub breach: Option<ChainBreach>,
@@ -41,10 +42,12 @@ pub struct ChainVerification {
 /// Where and how the chain breaks.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ChainBreach {
+    /// The first log position where the chain breaks.
     pub position: i32,
     /// MISSING, UNDECODABLE, HASH_MISMATCH, CHAIN_BROKEN, STREAM_GAP,
     /// INDEX_MISMATCH or HEAD_MISMATCH.
     pub kind: String,
+    /// Why it is broken.
     pub reason: String,
 }
 
@@ -57,14 +60,18 @@ pub struct RebuildProjectionsPayload {
     pub events: i32,
     /// The log head the fresh trees were built to before the swap.
     pub target: i32,
+    /// How long the rebuild took, in ms.
     pub elapsed_ms: f64,
+    /// Events applied per second.
     pub events_per_sec: f64,
+    /// Each rebuilt read model.
     pub projections: Vec<RebuiltProjection>,
 }
 
 /// One projection of a rebuild.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct RebuiltProjection {
+    /// The read model's name.
     pub name: String,
     /// The position its new tree reached, when it succeeded.
     pub position: Option<i32>,

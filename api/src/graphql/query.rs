@@ -16,7 +16,7 @@ use srs_projections::models::Visibility as DomainVisibility;
 use uuid::Uuid;
 
 use super::context::ContextExt;
-use super::convert::{id, int, non_negative, opt_uuid, page, timestamp, uuid};
+use super::convert::{id, long, non_negative, opt_uuid, page, timestamp, uuid};
 use super::enums::RecordingOrder;
 use super::inputs::{
     AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
@@ -93,6 +93,7 @@ pub(crate) fn redact(payload: &mut serde_json::Value) {
     }
 }
 
+/// What may be read: every query answers from the read models.
 #[Object(name = "Query")]
 impl QueryRoot {
     /// The caller.
@@ -211,7 +212,7 @@ impl QueryRoot {
                 has_next_page: page.has_next_page,
                 end_cursor: page.end_cursor,
             },
-            total_count: page.total_count.map(int),
+            total_count: page.total_count.map(long),
         })
     }
 
@@ -441,6 +442,36 @@ impl QueryRoot {
                 break;
             }
         }
+        // Counted only when asked for: every detection of the filter the
+        // caller may see, each recording's visibility decided once.
+        let total_count = if ctx.look_ahead().field("totalCount").exists() {
+            let mut seen: std::collections::HashMap<Uuid, bool> = Default::default();
+            let mut count = 0u64;
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = detections.search(&filter, Some(500), cursor.as_deref())?;
+                for (_, row) in &page.items {
+                    let visible = match seen.get(&row.recording_id) {
+                        Some(visible) => *visible,
+                        None => {
+                            let visible = catalogue.get(row.recording_id)?.is_some_and(|r| {
+                                viewer.visibility(&r.facts()) != DomainVisibility::Hidden
+                            });
+                            seen.insert(row.recording_id, visible);
+                            visible
+                        }
+                    };
+                    count += u64::from(visible);
+                }
+                if !page.has_next_page {
+                    break;
+                }
+                cursor = page.end_cursor;
+            }
+            Some(long(count))
+        } else {
+            None
+        };
         let end_cursor = edges.last().map(|e| e.cursor.clone());
         Ok(DetectedEventConnection {
             edges,
@@ -448,7 +479,7 @@ impl QueryRoot {
                 has_next_page,
                 end_cursor,
             },
-            total_count: None,
+            total_count,
         })
     }
 
@@ -494,7 +525,7 @@ impl QueryRoot {
                 end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
             edges,
-            total_count: Some(int(total as u64)),
+            total_count: Some(long(total as u64)),
         })
     }
 
@@ -514,10 +545,14 @@ impl QueryRoot {
         let target = filter.site_id.map_or(Target::Global, Target::Site);
         authorize(core, caller, Action::ReadAdminLog, target).await?;
         core.at_least(at_least).await?;
-        let page = core
-            .reads
-            .audit()?
-            .search(&filter, Some(limit), after.as_deref())?;
+        let audit = core.reads.audit()?;
+        let page = audit.search(&filter, Some(limit), after.as_deref())?;
+        // Counted only when asked for, from the trail's counts.
+        let total_count = if ctx.look_ahead().field("totalCount").exists() {
+            Some(long(audit.count(&filter)?))
+        } else {
+            None
+        };
         Ok(AuditEntryConnection {
             edges: page
                 .items
@@ -531,7 +566,7 @@ impl QueryRoot {
                 has_next_page: page.has_next_page,
                 end_cursor: page.end_cursor,
             },
-            total_count: None,
+            total_count,
         })
     }
 
@@ -590,26 +625,10 @@ impl QueryRoot {
         let (time_from, time_to) = (filter.from.map(timestamp), filter.to.map(timestamp));
         let viewer = core.reads.access()?.viewer(caller)?;
         let catalogue = core.reads.catalogue()?;
-        let mut edges = Vec::new();
-        let mut scanned = 0usize;
-        let mut has_next_page = false;
-        let mut last_scanned = None;
-        'scan: loop {
-            let batch = core.store.read_all(from, 1024).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for envelope in &batch {
-                from = envelope.position + 1;
-                if to.is_some_and(|to| envelope.position > to) {
-                    break 'scan;
-                }
-                if edges.len() == limit || scanned >= HISTORY_SCAN_LIMIT {
-                    has_next_page = true;
-                    break 'scan;
-                }
-                scanned += 1;
-                last_scanned = Some(envelope.position);
+        // Whether the caller's history shows `envelope`, and with which
+        // recording state (deleted or not).
+        let shows =
+            |envelope: &srs_domain::log::Envelope<dm::DomainEvent>| -> ApiResult<Option<bool>> {
                 let event = &envelope.payload;
                 let event_site = event.site_id();
                 let keep = filter
@@ -633,11 +652,13 @@ impl QueryRoot {
                         None => caller.unscoped(),
                     };
                 if !keep {
-                    continue;
+                    return Ok(None);
                 }
+                let mut deleted = false;
                 if let Some(recording_id) = event.recording_id() {
-                    let visible = catalogue
-                        .get(recording_id)?
+                    let row = catalogue.get(recording_id)?;
+                    deleted = row.as_ref().is_some_and(|r| r.deleted());
+                    let visible = row
                         .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
                     // Declined sessions have no catalogue row, and a part
                     // assignment may precede its recording: admins only.
@@ -647,24 +668,93 @@ impl QueryRoot {
                             | dm::DomainEvent::RecordingPartAssigned { .. }
                     );
                     if !(visible || declined && caller.role == DomainRole::Admin) {
-                        continue;
+                        return Ok(None);
                     }
                 }
                 if !super::holds::history_shows(core, caller, event)? {
-                    continue;
+                    return Ok(None);
                 }
-                let deleted = match event.recording_id() {
-                    Some(recording_id) => super::types::recording_deleted(core, recording_id)?,
-                    None => false,
+                Ok(Some(deleted))
+            };
+        let mut edges = Vec::new();
+        let mut scanned = 0usize;
+        let mut has_next_page = false;
+        let mut last_scanned = None;
+        'scan: loop {
+            let batch = core.store.read_all(from, 1024).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for envelope in &batch {
+                from = envelope.position + 1;
+                if to.is_some_and(|to| envelope.position > to) {
+                    break 'scan;
+                }
+                if edges.len() == limit || scanned >= HISTORY_SCAN_LIMIT {
+                    has_next_page = true;
+                    break 'scan;
+                }
+                scanned += 1;
+                last_scanned = Some(envelope.position);
+                let Some(deleted) = shows(envelope)? else {
+                    continue;
                 };
-                let mut node = LoggedEvent::shown(envelope, core.content.keys(), deleted);
-                redact(&mut node.payload.0);
+                let node = LoggedEvent::shown(envelope, core.content.keys(), deleted);
                 edges.push(LoggedEventEdge {
                     cursor: envelope.position.to_string(),
                     node,
                 });
             }
         }
+        // Counted only when asked for: every event from the filter's
+        // `fromPosition` (not the cursor) to its `toPosition` the page
+        // would show.
+        let whole_log = caller.role == DomainRole::Admin
+            && caller.unscoped()
+            && filter.stream.is_none()
+            && filter.types.is_none()
+            && filter.actor.is_none()
+            && site.is_none()
+            && recording.is_none()
+            && time_from.is_none()
+            && time_to.is_none();
+        let total_count = if ctx.look_ahead().field("totalCount").exists() {
+            let mut count = 0u64;
+            let mut at = filter
+                .from_position
+                .map(|p| non_negative(p, "fromPosition"))
+                .transpose()?
+                .unwrap_or(1)
+                .max(1);
+            if whole_log {
+                // An unscoped ADMIN sees every event (every event about a
+                // recording follows its start, which the catalogue keeps,
+                // deleted or not), and positions are gapless: the range
+                // is the count.
+                let head = core.store.head().position;
+                let last = to.map_or(head, |to| to.min(head));
+                count = last.saturating_add(1).saturating_sub(at);
+            } else {
+                'count: loop {
+                    let batch = core.store.read_all(at, 4096).await?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for envelope in &batch {
+                        at = envelope.position + 1;
+                        if to.is_some_and(|to| envelope.position > to) {
+                            break 'count;
+                        }
+                        if shows(envelope)?.is_some() {
+                            count += 1;
+                        }
+                    }
+                }
+            }
+            Some(long(count))
+        } else {
+            None
+        };
         // A short page after a long scan continues from where the scan stopped.
         let end_cursor = if has_next_page && edges.len() < limit {
             last_scanned.map(|p| p.to_string())
@@ -677,7 +767,7 @@ impl QueryRoot {
                 has_next_page,
                 end_cursor,
             },
-            total_count: None,
+            total_count,
         })
     }
 
@@ -698,6 +788,22 @@ impl QueryRoot {
     ) -> ApiResult<super::holds::LegalHoldConnection> {
         ctx.core()?.at_least(at_least).await?;
         super::holds::legal_holds(ctx, site_id, active, first, after).await
+    }
+
+    /// Any object with an id: a recording, server, site, policy, playback
+    /// permission, comment, detected event, response, legal hold or token.
+    /// `id` is its UUID (types tried in that order; a server's first AGENT
+    /// token shares the server's id and is `Token:<id>`), or
+    /// `<Type>:<uuid>` to look in one type. What the caller may not see
+    /// answers as an absent id: `NOT_FOUND`.
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        at_least: Option<i32>,
+    ) -> ApiResult<super::node::Node> {
+        ctx.core()?.at_least(at_least).await?;
+        super::node::node(ctx, &id).await
     }
 
     /// The read models' runners: position, lag, state.

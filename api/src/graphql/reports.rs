@@ -15,15 +15,10 @@ use srs_projections::models::detections::VisualBucket;
 use uuid::Uuid;
 
 use super::context::ContextExt;
-use super::convert::{id, int, time};
+use super::convert::{id, int, long, time};
 use super::enums::{RecordingMode, ServerStatus, Severity};
 use super::types::{DataPoints, NameCount, SeverityCount, TypeCount};
 use crate::error::{ApiError, ApiResult};
-
-/// Saturating `u64` to an `i64`-backed `Int`.
-fn big(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
 
 fn names(list: &[(String, u64)]) -> Vec<NameCount> {
     list.iter()
@@ -189,7 +184,7 @@ impl Dashboard {
             recordings_total: int(v.recordings_total),
             recordings_live: int(v.recordings_live),
             recordings_in_range: int(v.recordings_in_range),
-            storage_bytes: big(v.storage_bytes),
+            storage_bytes: long(v.storage_bytes),
             recordings_per_day: series(&v.recordings_per_day),
             recordings_by_mode: v
                 .recordings_by_mode
@@ -197,7 +192,7 @@ impl Dashboard {
                 .filter_map(|(mode, n)| {
                     Some(ModeCount {
                         mode: mode.mode()?.into(),
-                        count: big(*n),
+                        count: long(*n),
                     })
                 })
                 .collect(),
@@ -210,7 +205,7 @@ impl Dashboard {
                 .iter()
                 .map(|(name, risk)| RiskyUser {
                     name: name.clone(),
-                    risk: big(*risk),
+                    risk: long(*risk),
                 })
                 .collect(),
             top_alerts: names(&v.top_alerts),
@@ -220,7 +215,7 @@ impl Dashboard {
                 .map(|s| ServerStateCount {
                     status: s.status.into(),
                     count: int(s.count),
-                    online: big(s.online),
+                    online: long(s.online),
                 })
                 .collect(),
             detections_total: int(v.detections_total),
@@ -273,8 +268,8 @@ impl Dashboard {
                     status: row.status.into(),
                     online: row.online,
                     last_heartbeat: row.last_heartbeat.map(time),
-                    recordings_in_range: big(figures.recordings_in_range),
-                    storage_bytes: big(figures.storage_bytes),
+                    recordings_in_range: long(figures.recordings_in_range),
+                    storage_bytes: long(figures.storage_bytes),
                 })
             })
             .collect()
@@ -301,8 +296,8 @@ impl From<&VisualBucket> for SiteVisualizationBucket {
     fn from(b: &VisualBucket) -> Self {
         SiteVisualizationBucket {
             start: time(Timestamp::from_secs(b.start)),
-            event_count: big(b.events.values().sum()),
-            detection_count: big(b.detections.values().sum()),
+            event_count: long(b.events.values().sum()),
+            detection_count: long(b.detections.values().sum()),
             events: type_counts(&b.events),
             detections: type_counts(&b.detections),
         }
@@ -383,7 +378,7 @@ pub struct MeasureStats {
 impl From<&MeasureSummary> for MeasureStats {
     fn from(m: &MeasureSummary) -> Self {
         MeasureStats {
-            samples: big(m.samples),
+            samples: long(m.samples),
             min: m.min,
             avg: m.avg,
             p95: m.p95,
@@ -410,7 +405,7 @@ pub struct PerformanceStats {
 impl From<&PerformanceSummary> for PerformanceStats {
     fn from(p: &PerformanceSummary) -> Self {
         PerformanceStats {
-            samples: big(p.samples),
+            samples: long(p.samples),
             cpu_percent: p.cpu_percent.as_ref().map(MeasureStats::from),
             memory_mb: p.memory_mb.as_ref().map(MeasureStats::from),
             latency_ms: p.latency_ms.as_ref().map(MeasureStats::from),

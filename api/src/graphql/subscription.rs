@@ -20,7 +20,7 @@ use srs_projections::Which;
 use uuid::Uuid;
 
 use super::context::ContextExt;
-use super::convert::{id, int, non_negative, opt_uuid, time, uuid};
+use super::convert::{id, long, non_negative, opt_uuid, time, uuid};
 use super::types::{authorize, DetectedEvent, LoggedEvent, SessionEvent};
 use crate::error::ApiError;
 use crate::state::Core;
@@ -79,6 +79,7 @@ async fn visibility_at(
     })
 }
 
+/// What may be followed live, over graphql-ws at `/graphql/ws`.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Live event-detection alerts, of one site or of every site the
@@ -211,9 +212,9 @@ impl SubscriptionRoot {
                     policy_id: id(policy_id),
                     subject,
                     shredded,
-                    offset_ms: at_offset_ms as f64,
+                    offset_ms: long(at_offset_ms),
                     at: time(envelope.recorded_at),
-                    position: int(envelope.position),
+                    position: long(envelope.position),
                 })
             }
         });
@@ -317,9 +318,7 @@ impl SubscriptionRoot {
             let deleted = envelope.payload.recording_id().is_some_and(|recording_id| {
                 super::types::recording_deleted(&core, recording_id).unwrap_or(true)
             });
-            let mut event = LoggedEvent::shown(&envelope, core.content.keys(), deleted);
-            super::query::redact(&mut event.payload.0);
-            event
+            LoggedEvent::shown(&envelope, core.content.keys(), deleted)
         }))
     }
 }

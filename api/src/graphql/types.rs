@@ -25,15 +25,19 @@ use srs_projections::models::Visibility as DomainVisibility;
 use srs_projections::ProjectionStatus as Status;
 
 use super::context::ContextExt;
-use super::convert::{id, int, page, time};
+use super::convert::{id, int, long, page, time};
 use super::enums::*;
+use super::event_data::SessionEventData;
+use super::policies::PolicyDefinition;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Core;
 
 /// Relay page information.
 #[derive(SimpleObject, Clone, Debug, Default)]
 pub struct PageInfo {
+    /// Whether another page follows: ask again with `after: endCursor`.
     pub has_next_page: bool,
+    /// The cursor of this page's last item (`null` for an empty page).
     pub end_cursor: Option<String>,
 }
 
@@ -42,16 +46,21 @@ macro_rules! connection {
         $(#[$doc])*
         #[derive(SimpleObject)]
         pub struct $conn {
+            /// This page's items, in order.
             pub edges: Vec<$edge>,
+            /// Where this page ends and whether another follows.
             pub page_info: PageInfo,
-            /// Every match, not just this page (`null` when counting was not asked for or is too costly).
-            pub total_count: Option<i32>,
+            /// How many items match in all (every page, this one included),
+            /// counted only when this field is selected (64-bit).
+            pub total_count: Option<i64>,
         }
 
         /// One item of a page, with its cursor.
         #[derive(SimpleObject)]
         pub struct $edge {
+            /// Pass it as `after` to continue after this item.
             pub cursor: String,
+            /// The item.
             pub node: $node,
         }
     };
@@ -82,15 +91,18 @@ connection!(
 /// (`connectServer`, `installServer`, `rotateAgentToken`).
 pub struct Token(pub srs_projections::models::tokens::TokenRow);
 
+/// A token: who holds it, what it may do, and its life; never its secret.
 #[Object]
 impl Token {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.0.id)
     }
     /// The principal's name (for an AGENT token: `agent:<server id>`).
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What its holder may do.
     async fn role(&self) -> Role {
         self.0.role.into()
     }
@@ -109,9 +121,11 @@ impl Token {
         }
         Ok(sites)
     }
+    /// Its principal's groups.
     async fn groups(&self) -> &[String] {
         &self.0.groups
     }
+    /// When it was issued.
     async fn issued_at(&self) -> DateTime<Utc> {
         time(self.0.issued_at)
     }
@@ -138,9 +152,11 @@ impl Token {
     async fn expired(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         Ok(self.0.expired(ctx.core()?.service.now()))
     }
+    /// Whether it was revoked.
     async fn revoked(&self) -> bool {
         self.0.revoked_at.is_some()
     }
+    /// When it was revoked.
     async fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.0.revoked_at.map(time)
     }
@@ -163,9 +179,11 @@ impl Token {
 pub struct Principal {
     /// The principal's name (for an agent: `agent:<server id>`).
     pub name: String,
+    /// What it may do.
     pub role: Role,
     /// The sites the principal acts on; empty: all sites.
     pub site_ids: Vec<ID>,
+    /// Its groups (playback permissions may name them).
     pub groups: Vec<String>,
     /// The token used (for an agent: its agent token, whose id is the
     /// server's id until a rotation).
@@ -190,14 +208,18 @@ impl From<&DomainPrincipal> for Principal {
 /// A site: a group of servers with its own policies.
 pub struct Site(pub SiteRow);
 
+/// A site: a group of servers with its own policies.
 #[Object]
 impl Site {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.0.id)
     }
+    /// Its name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         time(self.0.created_at)
     }
@@ -225,29 +247,38 @@ impl Site {
 /// A Session Recording server.
 pub struct Server(pub ServerRow);
 
+/// A Session Recording server connected to srs.
 #[Object]
 impl Server {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.0.id)
     }
+    /// Its site.
     async fn site_id(&self) -> ID {
         id(self.0.site_id)
     }
+    /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         Ok(ctx.core()?.reads.servers()?.site(self.0.site_id)?.map(Site))
     }
+    /// Its display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Its host name.
     async fn host(&self) -> &str {
         &self.0.host
     }
+    /// Where it runs.
     async fn deployment(&self) -> Deployment {
         self.0.deployment.into()
     }
+    /// The Session Recording version it runs.
     async fn version(&self) -> &str {
         &self.0.version
     }
+    /// Its connection status.
     async fn status(&self) -> ServerStatus {
         self.0.status.into()
     }
@@ -255,6 +286,7 @@ impl Server {
     async fn online(&self) -> bool {
         self.0.online
     }
+    /// Since when it is online (or offline).
     async fn online_since(&self) -> DateTime<Utc> {
         time(self.0.online_since)
     }
@@ -284,9 +316,11 @@ impl Server {
     async fn install(&self) -> Option<InstallJob> {
         self.0.install.as_ref().map(InstallJob::from)
     }
+    /// When it was connected.
     async fn created_at(&self) -> DateTime<Utc> {
         time(self.0.created_at)
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         time(self.0.updated_at)
     }
@@ -295,25 +329,40 @@ impl Server {
 /// A message shown to recorded users, in one language.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct LocalizedMessage {
+    /// The language (e.g. `en`, `de-CH`).
     pub language: String,
+    /// The message.
     pub text: String,
 }
 
 /// A server's settings.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ServerSettings {
+    /// Where it stores recordings.
     pub storage_paths: Vec<String>,
+    /// Where archived recordings are restored to.
     pub restore_directory: String,
+    /// The largest recording file, in MB (10..300); a larger one rolls over.
     pub max_file_size_mb: i32,
+    /// The longest recording, in hours (1..24); a longer one rolls over.
     pub max_recording_hours: i32,
+    /// Whether live sessions may be watched.
     pub live_playback_enabled: bool,
+    /// Whether downloads are encrypted.
     pub encrypt_downloads: bool,
+    /// Whether the server records at all.
     pub recording_enabled: bool,
+    /// Whether recordings are signed.
     pub digital_signing_enabled: bool,
+    /// The signing certificate's thumbprint.
     pub signing_certificate_thumbprint: Option<String>,
+    /// The messages shown to recorded users, per language.
     pub notification_messages: Vec<LocalizedMessage>,
+    /// The sender of e-mail alerts.
     pub alert_sender: Option<String>,
+    /// Whether administration is logged.
     pub admin_logging_enabled: bool,
+    /// Whether administration fails when it cannot be logged.
     pub admin_logging_mandatory: bool,
 }
 
@@ -347,20 +396,30 @@ impl From<&dm::ServerSettings> for ServerSettings {
 /// One reported install step.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct InstallProgress {
+    /// The step.
     pub step: InstallStep,
+    /// How it went.
     pub status: InstallStatus,
+    /// What the installer said.
     pub message: Option<String>,
+    /// When it was reported.
     pub at: DateTime<Utc>,
 }
 
 /// An install job and its progress.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct InstallJob {
+    /// The job's id.
     pub job_id: ID,
+    /// When the install was asked for.
     pub requested_at: DateTime<Utc>,
+    /// The step reached.
     pub step: InstallStep,
+    /// How that step is going.
     pub status: InstallStatus,
+    /// The last message reported.
     pub message: Option<String>,
+    /// Every reported step, oldest first.
     pub history: Vec<InstallProgress>,
 }
 
@@ -389,14 +448,19 @@ impl From<&InstallJobRow> for InstallJob {
 /// Why a session is (not) recorded.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct RecordingDecision {
+    /// The recording policy that decided.
     pub policy_id: ID,
+    /// That policy's name.
     pub policy_name: String,
     /// The rule that matched; `null` when the fallback applied.
     pub rule: Option<String>,
+    /// What it decided.
     pub action: RecordingAction,
     /// Whether the user is notified.
     pub notify: bool,
+    /// Lossy (smaller) screen recording.
     pub lossy: bool,
+    /// Whether audio is recorded.
     pub audio: bool,
     /// Whether anything is recorded.
     pub records: bool,
@@ -420,30 +484,39 @@ impl From<&dm::RecordingDecision> for RecordingDecision {
 /// A recording's restriction.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Restriction {
+    /// Why it was restricted.
     pub reason: String,
+    /// Who restricted it.
     pub by: String,
+    /// When.
     pub at: DateTime<Utc>,
 }
 
 /// A count per session event type.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct TypeCount {
+    /// The session event type.
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
+    /// How many.
     pub count: i32,
 }
 
 /// A count per severity.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SeverityCount {
+    /// The severity.
     pub severity: Severity,
+    /// How many.
     pub count: i32,
 }
 
 /// A count per name (user, application).
 #[derive(SimpleObject, Clone, Debug)]
 pub struct NameCount {
+    /// The user or application.
     pub name: String,
+    /// How many.
     pub count: i32,
 }
 
@@ -465,22 +538,31 @@ pub struct DataPoints {
     /// The recording and whether it is deleted (for `performance`).
     #[graphql(skip)]
     pub recording: Option<(uuid::Uuid, bool)>,
-    pub duration_ms: f64,
+    /// The recording's duration in ms (so far, when live; 64-bit).
+    pub duration_ms: i64,
+    /// Session events recorded.
     pub event_count: i32,
+    /// Session events per type.
     pub events_by_type: Vec<TypeCount>,
+    /// Detected events.
     pub detection_count: i32,
+    /// Detected events per severity.
     pub detections_by_severity: Vec<SeverityCount>,
-    pub size_bytes: f64,
+    /// Bytes of stored content (64-bit).
+    pub size_bytes: i64,
+    /// Published applications at the start and every application started.
     pub applications: Vec<String>,
-    pub idle_ms: f64,
-    pub last_offset_ms: f64,
+    /// Time spent idle, in ms (64-bit).
+    pub idle_ms: i64,
+    /// The offset of the latest session event, in ms (64-bit).
+    pub last_offset_ms: i64,
 }
 
 impl From<&DomainDataPoints> for DataPoints {
     fn from(p: &DomainDataPoints) -> Self {
         DataPoints {
             recording: None,
-            duration_ms: p.duration_ms as f64,
+            duration_ms: long(p.duration_ms),
             event_count: int(p.event_count),
             events_by_type: type_counts(&p.events_by_type),
             detection_count: int(p.detection_count),
@@ -492,10 +574,10 @@ impl From<&DomainDataPoints> for DataPoints {
                     count: int(*n),
                 })
                 .collect(),
-            size_bytes: p.size_bytes as f64,
+            size_bytes: long(p.size_bytes),
             applications: p.applications.iter().cloned().collect(),
-            idle_ms: p.idle_ms as f64,
-            last_offset_ms: p.last_offset_ms as f64,
+            idle_ms: long(p.idle_ms),
+            last_offset_ms: long(p.last_offset_ms),
         }
     }
 }
@@ -505,15 +587,17 @@ impl From<&DomainDataPoints> for DataPoints {
 pub struct VisualizationBucket {
     /// The bucket's start: seconds from the session start (recording) or
     /// since the epoch (site).
-    pub start: f64,
+    pub start: i64,
+    /// Session events per type in the bucket.
     pub events: Vec<TypeCount>,
+    /// Detected events per type in the bucket.
     pub detections: Vec<TypeCount>,
 }
 
 impl From<&Bucket> for VisualizationBucket {
     fn from(b: &Bucket) -> Self {
         VisualizationBucket {
-            start: b.start as f64,
+            start: b.start,
             events: type_counts(&b.events),
             detections: type_counts(&b.detections),
         }
@@ -523,21 +607,25 @@ impl From<&Bucket> for VisualizationBucket {
 /// One event inside a recorded session.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SessionEvent {
+    /// The event's id, as the agent sent it (its idempotency key).
     pub event_id: ID,
+    /// The recording it belongs to.
     pub recording_id: ID,
+    /// What kind of event it is.
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
-    /// Milliseconds from the session's start.
-    pub offset_ms: f64,
-    /// Type-specific data (`{app}`, `{url, browser}`, `{path, newPath}`,
-    /// ...); null when `shredded`.
-    pub data: Option<Json<Value>>,
+    /// Milliseconds from the session's start (64-bit).
+    pub offset_ms: i64,
+    /// The type's data (see the members of `SessionEventData`);
+    /// `ShreddedData` once the recording is deleted; `null` for an event
+    /// that carries none.
+    pub data: Option<SessionEventData>,
     /// The recording was deleted and its key destroyed: the event's data
     /// (sealed under that key) can no longer be read. Its id, type and
     /// offset remain.
     pub shredded: bool,
-    /// The log position it is stored at.
-    pub position: i32,
+    /// The log position it is stored at (64-bit).
+    pub position: i64,
 }
 
 impl SessionEvent {
@@ -550,18 +638,18 @@ impl SessionEvent {
         deleted: bool,
     ) -> Option<Self> {
         let (recording_id, _, shown) = seal::session_event(keys, &envelope.payload, deleted)?;
-        let data = shown
-            .data
-            .plain()
-            .map(|data| Json(serde_json::to_value(&data).unwrap_or(Value::Null)));
+        let (data, shredded) = match shown.data {
+            seal::Revealed::Plain(data) => (SessionEventData::from_domain(data), false),
+            seal::Revealed::Shredded => (Some(SessionEventData::shredded()), true),
+        };
         Some(SessionEvent {
             event_id: id(shown.event_id),
             recording_id: id(recording_id),
             event_type: shown.event_type.into(),
-            offset_ms: shown.offset_ms as f64,
-            shredded: data.is_none(),
+            offset_ms: long(shown.offset_ms),
+            shredded,
             data,
-            position: int(envelope.position),
+            position: long(envelope.position),
         })
     }
 }
@@ -569,12 +657,20 @@ impl SessionEvent {
 /// A comment on a recording.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Comment {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
+    /// The recording it is on.
     pub recording_id: ID,
+    /// Who wrote it.
     pub author: String,
+    /// Its text (1 to 4096 characters, lines allowed).
     pub text: String,
+    /// How important it is.
     pub severity: CommentSeverity,
-    pub offset_ms: Option<f64>,
+    /// Where in the recording it points (ms from the start; 64-bit).
+    pub offset_ms: Option<i64>,
+    /// When it was written.
     pub at: DateTime<Utc>,
 }
 
@@ -586,7 +682,7 @@ impl From<&CommentRow> for Comment {
             author: c.author.clone(),
             text: c.text.clone(),
             severity: c.severity.into(),
-            offset_ms: c.offset_ms.map(|o| o as f64),
+            offset_ms: c.offset_ms.map(long),
             at: time(c.at),
         }
     }
@@ -596,18 +692,29 @@ impl From<&CommentRow> for Comment {
 #[derive(SimpleObject, Clone, Debug)]
 #[graphql(complex)]
 pub struct DetectedEvent {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
+    /// The recording it was detected in.
     pub recording_id: ID,
+    /// The recording's site.
     pub site_id: ID,
+    /// The recording's server.
     pub server_id: ID,
+    /// The recorded user.
     pub user: String,
+    /// The VDA machine.
     pub host: String,
     /// The session event.
     pub event_id: ID,
+    /// The session event's type.
     #[graphql(name = "type")]
     pub event_type: SessionEventType,
+    /// How severe the matching rule says it is.
     pub severity: Severity,
+    /// The rule that matched.
     pub rule: String,
+    /// The event detection policy that detected it.
     pub policy_id: ID,
     /// The app, URL host, path, ... the rule looked at; null when it has
     /// none or when `shredded`.
@@ -616,9 +723,11 @@ pub struct DetectedEvent {
     /// (sealed under that key) can no longer be read.
     pub shredded: bool,
     /// Where in the recording (ms from its start): play from here.
-    pub offset_ms: f64,
+    pub offset_ms: i64,
+    /// When it happened (the session's start plus its offset).
     pub at: DateTime<Utc>,
-    pub position: i32,
+    /// The log position of the detection (64-bit).
+    pub position: i64,
 }
 
 impl DetectedEvent {
@@ -660,9 +769,9 @@ impl From<&DetectionRow> for DetectedEvent {
             policy_id: id(d.policy_id),
             subject: None,
             shredded: false,
-            offset_ms: d.at_offset_ms as f64,
+            offset_ms: long(d.at_offset_ms),
             at: time(d.at),
-            position: int(d.position),
+            position: long(d.position),
         }
     }
 }
@@ -759,13 +868,27 @@ impl Recording {
             }
         }
         let end_cursor = edges.last().map(|e| e.cursor.clone());
+        // Counted only when asked for, from the recording's counts per type
+        // (as of the read models' position).
+        let total_count = ctx.look_ahead().field("totalCount").exists().then(|| {
+            let by_type = &self.row.points.events_by_type;
+            long(match &types {
+                None => by_type.values().sum(),
+                Some(types) => types
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter_map(|t| by_type.get(t))
+                    .sum(),
+            })
+        });
         Ok(SessionEventConnection {
             edges,
             page_info: PageInfo {
                 has_next_page,
                 end_cursor,
             },
-            total_count: None,
+            total_count,
         })
     }
     async fn play(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
@@ -801,9 +924,9 @@ impl Recording {
         let state = core.service.load::<dm::Recording>(self.row.id).await?.state;
         Ok(Playback {
             recording_id: id(self.row.id),
-            position: int(executed.last_position),
+            position: long(executed.last_position),
             live: self.row.live(),
-            follow_from: int(follow_from),
+            follow_from: long(follow_from),
             events,
             truncated: false,
             content_url: format!("/recordings/{}/content", self.row.id),
@@ -811,13 +934,13 @@ impl Recording {
                 .content_type
                 .clone()
                 .unwrap_or_else(|| dm::DEFAULT_CONTENT_TYPE.to_string()),
-            content_size: state.chunks.values().map(|c| c.size).sum::<u64>() as f64,
+            content_size: long(state.chunks.values().map(|c| c.size).sum::<u64>()),
             chunks: state
                 .chunks
                 .iter()
                 .map(|(&seq, c)| ContentChunk {
-                    seq: seq as f64,
-                    size: c.size as f64,
+                    seq: long(seq),
+                    size: long(c.size),
                     sha256: c.sha256.clone(),
                 })
                 .collect(),
@@ -828,14 +951,18 @@ impl Recording {
 /// The most session events `playback` returns in its timeline.
 const PLAYBACK_MAX_EVENTS: usize = 10_000;
 
+/// A recorded session (or one part of it, after a rollover), as the caller may see it.
 #[Object]
 impl Recording {
-    async fn id(&self) -> ID {
+    /// Its id (a UUID; `node(id)` finds it).
+    pub async fn id(&self) -> ID {
         id(self.row.id)
     }
+    /// Its site.
     async fn site_id(&self) -> ID {
         id(self.row.site_id)
     }
+    /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         Ok(ctx
             .core()?
@@ -844,9 +971,11 @@ impl Recording {
             .site(self.row.site_id)?
             .map(Site))
     }
+    /// The server that recorded it.
     async fn server_id(&self) -> ID {
         id(self.row.server_id)
     }
+    /// That server, when it exists.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
         Ok(ctx
             .core()?
@@ -863,21 +992,27 @@ impl Recording {
     async fn part(&self) -> i32 {
         int(u64::from(self.row.part))
     }
+    /// The session's previous part, after a rollover.
     async fn previous_recording_id(&self) -> Option<ID> {
         self.row.previous_recording_id.map(id)
     }
+    /// The recorded user (`DOMAIN\user` or `user@domain`).
     async fn user(&self) -> &str {
         &self.row.user
     }
+    /// The user's domain, if the name has one.
     async fn domain(&self) -> Option<&str> {
         self.row.domain.as_deref()
     }
+    /// The user's groups.
     async fn groups(&self) -> &[String] {
         &self.row.groups
     }
+    /// The client machine's name.
     async fn client_name(&self) -> Option<&str> {
         self.row.client_name.as_deref()
     }
+    /// The client's address.
     async fn client_ip(&self) -> Option<&str> {
         self.row.client_ip.as_deref()
     }
@@ -885,9 +1020,11 @@ impl Recording {
     async fn host(&self) -> &str {
         &self.row.host
     }
+    /// The delivery group.
     async fn delivery_group(&self) -> Option<&str> {
         self.row.delivery_group.as_deref()
     }
+    /// Published applications at the start and every application started.
     async fn applications(&self) -> Vec<&str> {
         // Borrowed: the row outlives the field, no copies before the answer's.
         self.row
@@ -897,6 +1034,7 @@ impl Recording {
             .map(String::as_str)
             .collect()
     }
+    /// What it holds: screen and events, or events only.
     async fn mode(&self) -> RecordingMode {
         self.row.mode.into()
     }
@@ -904,28 +1042,35 @@ impl Recording {
     async fn decision(&self) -> RecordingDecision {
         RecordingDecision::from(&self.row.decision)
     }
+    /// Where it is in its life.
     async fn lifecycle(&self) -> Lifecycle {
         self.row.lifecycle.into()
     }
+    /// When the session started.
     async fn started_at(&self) -> DateTime<Utc> {
         time(self.row.started_at)
     }
+    /// When it ended (`null` while live).
     async fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.row.ended_at().map(time)
     }
-    async fn duration_sec(&self) -> f64 {
-        self.row.duration_sec() as f64
+    /// Its duration in seconds (so far, when live; 64-bit).
+    async fn duration_sec(&self) -> i64 {
+        long(self.row.duration_sec())
     }
     /// In progress.
     async fn live(&self) -> bool {
         self.row.live()
     }
-    async fn size_bytes(&self) -> f64 {
-        self.row.points.size_bytes as f64
+    /// Bytes of stored content (64-bit).
+    async fn size_bytes(&self) -> i64 {
+        long(self.row.points.size_bytes)
     }
+    /// Whether it is restricted (only ADMIN and PRIVILEGED_PLAYER see it).
     async fn restricted(&self) -> bool {
         self.row.restricted()
     }
+    /// Why and by whom it is restricted.
     async fn restriction(&self) -> Option<Restriction> {
         self.row.restriction.as_ref().map(|r| Restriction {
             reason: r.reason.clone(),
@@ -933,6 +1078,7 @@ impl Recording {
             at: time(r.at),
         })
     }
+    /// Whether its content is archived.
     async fn archived(&self) -> bool {
         self.row.archived()
     }
@@ -950,9 +1096,11 @@ impl Recording {
             .await
             .map(Some)
     }
+    /// Whether it was deleted (its session data shredded).
     async fn deleted(&self) -> bool {
         self.row.deleted()
     }
+    /// Session events recorded.
     async fn event_count(&self) -> i32 {
         int(self.row.points.event_count)
     }
@@ -960,6 +1108,7 @@ impl Recording {
     async fn max_severity(&self) -> Option<Severity> {
         self.row.max_severity.map(Into::into)
     }
+    /// Comments on it.
     async fn comment_count(&self) -> i32 {
         int(self.row.comment_count)
     }
@@ -1008,6 +1157,7 @@ impl Recording {
         }
         Ok(out)
     }
+    /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
         Ok(ctx
             .core()?
@@ -1029,6 +1179,7 @@ impl Recording {
             .map(PendingResponse::from)
             .collect())
     }
+    /// Figures about it.
     async fn data_points(&self) -> DataPoints {
         DataPoints {
             recording: Some((self.row.id, self.row.deleted())),
@@ -1074,22 +1225,24 @@ impl Recording {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Playback {
+    /// The recording played.
     pub recording_id: ID,
-    /// The log position of the `RecordingPlayed` fact.
-    pub position: i32,
+    /// The log position of the `RecordingPlayed` fact (64-bit).
+    pub position: i64,
     /// Whether the session is still being recorded.
     pub live: bool,
-    /// Subscribe to `recordingEvents` for what comes after this position.
-    pub follow_from: i32,
+    /// Subscribe to `recordingEvents` for what comes after this position (64-bit).
+    pub follow_from: i64,
     /// The session events in order (at most 10000).
     pub events: Vec<SessionEvent>,
+    /// Whether `events` stopped at its limit.
     pub truncated: bool,
     /// Where to GET the content (relative to the server; Range supported).
     pub content_url: String,
     /// The content's MIME type (`application/x-asciicast` for a terminal session).
     pub content_type: String,
     /// The content's size in bytes (sum of the stored chunks).
-    pub content_size: f64,
+    pub content_size: i64,
     /// The stored chunks in seq order.
     pub chunks: Vec<ContentChunk>,
 }
@@ -1097,15 +1250,17 @@ pub struct Playback {
 /// One stored chunk of a recording's content.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ContentChunk {
-    pub seq: f64,
+    /// The chunk's number, from 0 (64-bit).
+    pub seq: i64,
     /// Plain size in bytes.
-    pub size: f64,
+    pub size: i64,
     /// Hex SHA-256 of the chunk as stored (encrypted), as the log holds it.
     pub sha256: String,
 }
 
 #[ComplexObject]
 impl Playback {
+    /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
         let core = ctx.core()?;
@@ -1121,6 +1276,7 @@ impl Playback {
             .map(|(_, row)| DetectedEvent::shown(row, core.content.keys(), deleted))
             .collect())
     }
+    /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
         Ok(ctx
@@ -1137,27 +1293,44 @@ impl Playback {
 /// A response action due on a session.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct PendingResponse {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
+    /// The recording of the session.
     pub recording_id: ID,
+    /// The server that carries it out.
     pub server_id: ID,
+    /// The session's id on the server.
     pub session_id: String,
+    /// The recorded user.
     pub user: String,
+    /// The VDA machine.
     pub host: String,
+    /// The event response policy.
     pub policy_id: ID,
+    /// The rule that fired.
     pub rule: String,
+    /// What fired it (e.g. `session start`, a detection).
     pub trigger: String,
+    /// What to do.
     pub action: ResponseAction,
     /// For EMAIL_ALERT.
     pub recipients: Vec<String>,
     /// For LOCK_SESSION.
     pub message: Option<String>,
+    /// The detection that fired it, if one did.
     pub detection_id: Option<ID>,
+    /// The detected event's type, if a detection fired it.
     pub event_type: Option<SessionEventType>,
+    /// The detection's severity, if a detection fired it.
     pub severity: Option<Severity>,
-    pub offset_ms: f64,
+    /// Where in the session it fired (ms from the start; 64-bit).
+    pub offset_ms: i64,
+    /// When it fired.
     pub triggered_at: DateTime<Utc>,
     /// Set once the agent acknowledged it.
     pub outcome: Option<String>,
+    /// When the agent acknowledged it.
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
@@ -1184,7 +1357,7 @@ impl From<&ResponseRow> for PendingResponse {
             detection_id: r.detection_id.map(id),
             event_type: r.event_type.map(Into::into),
             severity: r.severity.map(Into::into),
-            offset_ms: r.at_offset_ms as f64,
+            offset_ms: long(r.at_offset_ms),
             triggered_at: time(r.triggered_at),
             outcome: r.delivered.as_ref().map(|d| d.outcome.clone()),
             delivered_at: r.delivered.as_ref().map(|d| time(d.at)),
@@ -1195,19 +1368,29 @@ impl From<&ResponseRow> for PendingResponse {
 /// A policy of a site (or a built-in system policy).
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Policy {
+    /// The policy's id (system policies have fixed ids, the same on every
+    /// site); `node(id)` finds it.
+    #[graphql(owned)]
     pub id: ID,
     /// `null` for system policies (they belong to every site).
     pub site_id: Option<ID>,
+    /// Which of the three kinds it is.
     pub kind: PolicyKind,
+    /// The policy's name.
     pub name: String,
+    /// A built-in policy: never stored, never editable.
     pub system: bool,
     /// The policy stream's version: pass it as `expectedVersion` to `updatePolicy`.
     pub version: i32,
+    /// Whether it was deleted.
     pub deleted: bool,
+    /// When it was created (`null` for system policies).
     pub created_at: Option<DateTime<Utc>>,
+    /// When it last changed (`null` for system policies).
     pub updated_at: Option<DateTime<Utc>>,
-    /// The rules, as stored.
-    pub definition: Json<Value>,
+    /// Its content, typed, in the shape of `PolicyUpdateInput`: send it
+    /// back to `updatePolicy` (changed or not) as it reads.
+    pub definition: PolicyDefinition,
 }
 
 impl From<&PolicyRow> for Policy {
@@ -1222,7 +1405,7 @@ impl From<&PolicyRow> for Policy {
             deleted: p.deleted,
             created_at: p.created_at.map(time),
             updated_at: p.updated_at.map(time),
-            definition: Json(serde_json::to_value(&p.body).unwrap_or(Value::Null)),
+            definition: PolicyDefinition::new(&p.name, &p.body),
         }
     }
 }
@@ -1230,7 +1413,9 @@ impl From<&PolicyRow> for Policy {
 /// The policies of one kind: all of them and the active one.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct KindPolicies {
+    /// Every policy of the kind: the system ones, then the site's own.
     pub all: Vec<Policy>,
+    /// The one in force.
     pub active: Policy,
 }
 
@@ -1246,9 +1431,13 @@ impl From<&KindRows> for KindPolicies {
 /// A site's policies of each kind.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct SitePolicies {
+    /// The site.
     pub site_id: ID,
+    /// Recording policies.
     pub recording: KindPolicies,
+    /// Event detection policies.
     pub event_detection: KindPolicies,
+    /// Event response policies.
     pub event_response: KindPolicies,
 }
 
@@ -1258,11 +1447,17 @@ pub struct SitePolicies {
 pub struct PlaybackScope {
     /// Every recording of the site: the scope has no criteria.
     pub whole_site: bool,
+    /// Recorded users; empty: any.
     pub recorded_users: Vec<String>,
+    /// Groups of the recorded users; empty: any.
     pub recorded_groups: Vec<String>,
+    /// Servers; empty: any.
     pub server_ids: Vec<ID>,
+    /// VDA machines; empty: any.
     pub hosts: Vec<String>,
+    /// Delivery groups; empty: any.
     pub delivery_groups: Vec<String>,
+    /// Applications; empty: any.
     pub applications: Vec<String>,
 }
 
@@ -1274,13 +1469,19 @@ pub struct PlaybackScope {
 /// PRIVILEGED_PLAYER whatever the permissions.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct PlaybackPermission {
+    /// Its id (a UUID; `node(id)` finds it).
+    #[graphql(owned)]
     pub id: ID,
+    /// The site it covers.
     pub site_id: ID,
     /// A principal name, one of a principal's groups, or one token as
     /// `token:<token id>` (what the upgrade to explicit permissions grants).
     pub principal: String,
+    /// Which of the site's recordings it admits.
     pub scope: PlaybackScope,
+    /// When it was granted.
     pub granted_at: DateTime<Utc>,
+    /// Who granted it.
     pub granted_by: String,
 }
 
@@ -1308,8 +1509,11 @@ impl From<&PermissionRow> for PlaybackPermission {
 /// The last run of a site's retention.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct RetentionRun {
+    /// When it ran.
     pub ran_at: DateTime<Utc>,
+    /// Recordings archived.
     pub archived: i32,
+    /// Recordings deleted.
     pub deleted: i32,
     /// Due for deletion but kept by a legal hold.
     pub held: i32,
@@ -1318,13 +1522,19 @@ pub struct RetentionRun {
 /// When a site's recordings are archived and deleted.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct RetentionPolicy {
+    /// The site.
     pub site_id: ID,
+    /// Days after a recording's end before it is archived; `null`: never.
     pub archive_after_days: Option<i32>,
+    /// Days after a recording's end before it is deleted; `null`: never.
     pub delete_after_days: Option<i32>,
     /// The daily run time, `HH:MM` UTC.
     pub run_at: String,
+    /// Whether restricted recordings are spared.
     pub exclude_restricted: bool,
+    /// When it was set.
     pub set_at: DateTime<Utc>,
+    /// The last run, if any.
     pub last_run: Option<RetentionRun>,
 }
 
@@ -1350,24 +1560,34 @@ impl From<&RetentionRow> for RetentionPolicy {
 /// One entry of the admin audit trail.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct AuditEntry {
-    pub position: i32,
+    /// The log position of the audited event (64-bit).
+    pub position: i64,
+    /// When it happened.
     pub at: DateTime<Utc>,
     /// `principal:<name>`, `agent:<server id>` or `system:<component>`.
     pub actor: String,
+    /// Its category.
     pub category: AuditCategory,
+    /// A stable dotted name, e.g. `policy.activated`.
     pub action: String,
+    /// What it acted on: `kind:<id>`.
     pub target: String,
+    /// The site it concerns, if any.
     pub site_id: Option<ID>,
+    /// A human-readable summary.
     pub detail: String,
+    /// The logged event's type name.
     pub event_type: String,
+    /// The logged event's id.
     pub event_id: ID,
+    /// The request that caused it.
     pub correlation_id: ID,
 }
 
 impl From<&AuditRow> for AuditEntry {
     fn from(a: &AuditRow) -> Self {
         AuditEntry {
-            position: int(a.position),
+            position: long(a.position),
             at: time(a.at),
             actor: a.actor.label(),
             category: a.category.into(),
@@ -1385,19 +1605,33 @@ impl From<&AuditRow> for AuditEntry {
 /// One stored event of the log, as the history and the `log` subscription show it.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct LoggedEvent {
-    pub position: i32,
+    /// Its log position: global, gapless, from 1 (64-bit).
+    pub position: i64,
+    /// The aggregate's stream, e.g. `recording-<id>`.
     pub stream: String,
-    pub version: i32,
+    /// Its number within the stream, from 1 (64-bit).
+    pub version: i64,
+    /// The event's id (its idempotency key).
     pub event_id: ID,
+    /// The event type's name, e.g. `RecordingPlayed` (the payload's one key).
     #[graphql(name = "type")]
     pub event_type: String,
+    /// When the log writer stored it.
     pub recorded_at: DateTime<Utc>,
+    /// Who caused it: `principal:<name>`, `agent:<server id>` or `system:<component>`.
     pub actor: String,
+    /// The request that caused it.
     pub correlation_id: ID,
+    /// The event that caused it, if one did.
     pub causation_id: Option<ID>,
+    /// The site it belongs to, if any.
     pub site_id: Option<ID>,
+    /// The recording it is about, if any.
     pub recording_id: Option<ID>,
-    /// The event's fields.
+    /// The event's fields: `{"<type>": {<field>: ...}}` with camelCase
+    /// field names (`siteId`, `holdId`, ...). Session data sealed under a
+    /// recording's key is shown opened, or as `"[shredded]"` once the
+    /// recording is deleted; hashes of secrets as `"<redacted>"`.
     pub payload: Json<Value>,
     /// The chain hash (hex).
     pub hash: String,
@@ -1406,10 +1640,14 @@ pub struct LoggedEvent {
 impl LoggedEvent {
     /// An event as history readers see it: what is sealed under its
     /// recording's key opened, or `"[shredded]"` in its place once the
-    /// recording is `deleted` or its key gone (`srs_domain::seal::shown_payload`).
+    /// recording is `deleted` or its key gone (`srs_domain::seal::shown_payload`),
+    /// hashes of secrets redacted, field names in camelCase
+    /// ([`super::payload`]).
     pub fn shown(e: &Envelope<DomainEvent>, keys: &KeyRing, deleted: bool) -> Self {
+        let mut payload = seal::shown_payload(keys, &e.payload, deleted);
+        super::query::redact(&mut payload);
         LoggedEvent {
-            payload: Json(seal::shown_payload(keys, &e.payload, deleted)),
+            payload: Json(super::payload::camel_keys(payload)),
             ..LoggedEvent::from(e)
         }
     }
@@ -1429,9 +1667,9 @@ impl From<&Envelope<DomainEvent>> for LoggedEvent {
     /// [`LoggedEvent::shown`]).
     fn from(e: &Envelope<DomainEvent>) -> Self {
         LoggedEvent {
-            position: int(e.position),
+            position: long(e.position),
             stream: e.stream.clone(),
-            version: int(e.version),
+            version: long(e.version),
             event_id: id(e.event_id),
             event_type: e.payload.name().to_owned(),
             recorded_at: time(e.recorded_at),
@@ -1449,16 +1687,23 @@ impl From<&Envelope<DomainEvent>> for LoggedEvent {
 /// A projection's runner.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ProjectionStatus {
+    /// The read model's name.
     pub name: String,
+    /// Its code's version (a change rebuilds it).
     pub version: i32,
+    /// Which build of its tree answers.
     pub generation: i32,
     /// The last log position applied.
     pub position: i32,
+    /// The log's head position.
     pub head: i32,
+    /// Positions it is behind the head.
     pub lag: i32,
+    /// How fast it applies events.
     pub events_per_sec: f64,
     /// CATCHING_UP, LIVE, REBUILDING or FAILED.
     pub state: String,
+    /// Its last failure, if any.
     pub last_error: Option<String>,
     /// Set while a rebuild of this projection runs.
     pub rebuild: Option<ProjectionRebuild>,

@@ -9,6 +9,12 @@
 //! | `c/` category, block desc | posting block |
 //! | `a/` actor label (lowercase), block desc | posting block |
 //! | `s/` site, block desc | posting block |
+//! | `n/` | count of entries (u64 BE) |
+//! | `n/` index tag and value (`c/` category, `a/` actor, `s/` site) | count of that value's entries (u64 BE) |
+//!
+//! The counts answer `totalCount` without a walk when the filter names at
+//! most one index value (or only categories) and nothing else; any other
+//! filter is counted by walking the most specific index, as a page is.
 //!
 //! The secondary indexes are posting blocks: one key per index value and
 //! span of [`BLOCK_SPAN`] log positions (block = position >> 8), whose value
@@ -127,8 +133,9 @@ fn block_key(index: Key, position: u64) -> Vec<u8> {
 }
 
 /// Adds `position` to its posting block under `index`: in sorted place,
-/// once (a replayed or repeated entry changes nothing).
+/// once (a replayed or repeated entry changes nothing), and counts it.
 fn post(w: &mut Writes, index: Key, position: u64) -> Result<()> {
+    let count = count_key(&index.clone().build());
     let key = block_key(index, position);
     let low = (position & (BLOCK_SPAN - 1)) as u8;
     let mut block = w.get(&key)?.unwrap_or_default();
@@ -141,7 +148,25 @@ fn post(w: &mut Writes, index: Key, position: u64) -> Result<()> {
     } else {
         block.push(low);
     }
-    w.insert(key, block)
+    w.insert(key, block)?;
+    bump(w, count)
+}
+
+/// The key of the count of index value `index` (its tag and value), or
+/// of all entries for an empty one.
+fn count_key(index: &[u8]) -> Vec<u8> {
+    [b"n/".as_slice(), index].concat()
+}
+
+fn bump(w: &mut Writes, key: Vec<u8>) -> Result<()> {
+    let n = read_count(w.get(&key)?.as_deref());
+    w.insert(key, (n + 1).to_be_bytes().to_vec())
+}
+
+fn read_count(value: Option<&[u8]>) -> u64 {
+    value
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 /// The positions of the posting blocks under `prefix` (an index tag and
@@ -239,8 +264,8 @@ impl Projection<DomainEvent> for AuditProjection {
     }
 
     fn version(&self) -> u32 {
-        // 2: the secondary indexes are posting blocks.
-        2
+        // 2: the secondary indexes are posting blocks; 3: counts.
+        3
     }
 
     fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -248,6 +273,12 @@ impl Projection<DomainEvent> for AuditProjection {
             return Ok(());
         };
         let pos = e.position;
+        let row_key = Key::new(b"e/").u64_desc(pos).build();
+        if w.get(&row_key)?.is_some() {
+            // Applied before: its postings and counts are there.
+            return Ok(());
+        }
+        bump(w, count_key(&[]))?;
         post(w, Key::new(b"c/").u8(category_code(entry.category)), pos)?;
         for actor in actor_keys(&e.actor) {
             post(w, Key::new(b"a/").str(&actor), pos)?;
@@ -255,10 +286,7 @@ impl Projection<DomainEvent> for AuditProjection {
         if let Some(site) = entry.site_id {
             post(w, Key::new(b"s/").uuid(site), pos)?;
         }
-        w.put_value(
-            Key::new(b"e/").u64_desc(pos).build(),
-            &AuditRow::of(e, entry),
-        )
+        w.put_value(row_key, &AuditRow::of(e, entry))
     }
 }
 
@@ -345,6 +373,49 @@ impl AuditTrail {
     }
 }
 
+impl AuditTrail {
+    /// How many entries match `filter`: from the counts when the filter
+    /// names one actor, one site or only categories (or nothing), else by
+    /// walking the most specific index as [`AuditTrail::search`] does.
+    pub fn count(&self, filter: &AuditFilter) -> Result<u64> {
+        let count = |index: Vec<u8>| -> Result<u64> {
+            Ok(read_count(self.tree.get(count_key(&index))?.as_deref()))
+        };
+        let others = filter.target.is_some() || filter.from.is_some() || filter.to.is_some();
+        let categories = !filter.categories.is_empty();
+        if !others {
+            match (&filter.actor, filter.site_id, categories) {
+                (None, None, false) => return count(Vec::new()),
+                (Some(actor), None, false) => {
+                    return count(Key::new(b"a/").str(&norm(actor)).build())
+                }
+                (None, Some(site), false) => return count(Key::new(b"s/").uuid(site).build()),
+                (None, None, true) => {
+                    let mut distinct = filter.categories.clone();
+                    distinct.sort_by_key(|c| category_code(*c));
+                    distinct.dedup();
+                    let mut total = 0;
+                    for c in distinct {
+                        total += count(Key::new(b"c/").u8(category_code(c)).build())?;
+                    }
+                    return Ok(total);
+                }
+                _ => {}
+            }
+        }
+        let mut total = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.search(filter, Some(500), after.as_deref())?;
+            total += page.items.len() as u64;
+            if !page.has_next_page {
+                return Ok(total);
+            }
+            after = page.end_cursor;
+        }
+    }
+}
+
 fn matches(f: &AuditFilter, row: &AuditRow) -> bool {
     (f.categories.is_empty() || f.categories.contains(&row.category))
         && f.actor
@@ -360,7 +431,111 @@ fn matches(f: &AuditFilter, row: &AuditRow) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use srs_domain::log::Hash;
+
     use super::*;
+
+    fn site_created(position: u64, site: Uuid, by: &str) -> Envelope<DomainEvent> {
+        Envelope {
+            position,
+            stream: format!("site-{site}"),
+            version: 1,
+            event_id: Uuid::now_v7(),
+            recorded_at: Timestamp(position as i64 * 1_000_000),
+            actor: Actor::Principal {
+                token_id: Uuid::nil(),
+                name: by.into(),
+            },
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            payload: DomainEvent::SiteCreated {
+                site_id: site,
+                name: format!("site {position}"),
+                at: Timestamp(0),
+            },
+            prev_hash: Hash::default(),
+            hash: Hash::default(),
+        }
+    }
+
+    /// The counts say what walking the trail finds, for every filter, and
+    /// an event applied twice is counted once.
+    #[test]
+    fn counts_match_what_a_walk_finds() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("audit").unwrap();
+        let mut w = Writes::new(tree.clone());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        for position in 1..=700u64 {
+            let site = if position % 3 == 0 { a } else { b };
+            let by = if position % 5 == 0 { "ann" } else { "bob" };
+            let event = site_created(position, site, by);
+            AuditProjection.apply(&mut w, &event).unwrap();
+            if position % 7 == 0 {
+                AuditProjection.apply(&mut w, &event).unwrap();
+            }
+        }
+        w.commit(700, AuditProjection.version()).unwrap();
+        let trail = AuditTrail::new(Arc::new(tree));
+        let walked = |filter: &AuditFilter| {
+            let mut n = 0;
+            let mut after: Option<String> = None;
+            loop {
+                let page = trail.search(filter, Some(100), after.as_deref()).unwrap();
+                n += page.items.len() as u64;
+                if !page.has_next_page {
+                    return n;
+                }
+                after = page.end_cursor;
+            }
+        };
+        for filter in [
+            AuditFilter::default(),
+            AuditFilter {
+                site_id: Some(a),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                actor: Some("principal:ann".into()),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                actor: Some("Bob".into()),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                categories: vec![AuditCategory::Configuration, AuditCategory::Configuration],
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                categories: vec![AuditCategory::Playback],
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                site_id: Some(b),
+                actor: Some("ann".into()),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                from: Some(Timestamp(100_000_000)),
+                ..AuditFilter::default()
+            },
+        ] {
+            assert_eq!(trail.count(&filter).unwrap(), walked(&filter), "{filter:?}");
+        }
+        assert_eq!(trail.count(&AuditFilter::default()).unwrap(), 700);
+        assert_eq!(
+            trail
+                .count(&AuditFilter {
+                    site_id: Some(a),
+                    ..AuditFilter::default()
+                })
+                .unwrap(),
+            233
+        );
+    }
 
     #[test]
     fn a_block_keeps_its_entries_sorted_and_once_whatever_the_order() {

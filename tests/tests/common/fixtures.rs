@@ -26,6 +26,19 @@ pub const START_RECORDING: &str = "mutation($serverId: ID!, $sessionId: String!,
   }
 }";
 
+/// Every field of every member of `SessionEventData`, for selecting a
+/// session event's `data` whole (`ClipboardData.app` is nullable where
+/// `AppData.app` is not, so it is aliased).
+pub const EVENT_DATA: &str = "data { __typename
+  ... on SessionData { clientName clientIp } ... on AppData { app pid title detail }
+  ... on WebData { url browser title } ... on FileData { path newPath sizeBytes }
+  ... on FileTransferData { path direction sizeBytes } ... on DeviceData { device action }
+  ... on ClipboardData { clipboardApp: app format sizeBytes }
+  ... on PrintData { printer document pages } ... on RegistryData { key value operation }
+  ... on IdleData { seconds } ... on RdpData { target }
+  ... on PerformanceData { cpuPercent memoryMb latencyMs } ... on CustomData { name data }
+  ... on AccountData { account change } ... on ShreddedData { shredded } }";
+
 pub const RECORD_EVENTS: &str = "mutation($recordingId: ID!, $events: [SessionEventInput!]!) {
   recordSessionEvents(recordingId: $recordingId, events: $events) { position accepted duplicates detections responses }
 }";

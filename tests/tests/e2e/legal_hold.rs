@@ -340,7 +340,7 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
             .unwrap()
             .iter()
             .map(|e| {
-                e["node"]["payload"]["LegalHoldPlaced"]["hold_id"]
+                e["node"]["payload"]["LegalHoldPlaced"]["holdId"]
                     .as_str()
                     .unwrap()
                     .to_owned()
