@@ -57,6 +57,18 @@ pub enum Command {
         /// The demo data's seed (same seed, same users, hosts and events).
         #[arg(long, env = "SRS_DEMO_SEED", default_value_t = 1, requires = "demo")]
         demo_seed: u64,
+        /// A browser origin (`scheme://host[:port]`, e.g.
+        /// `https://dashboard.example`) whose pages may call `/graphql` and
+        /// the content routes (CORS). Repeat the flag, or separate origins
+        /// with commas in SRS_CORS_ORIGIN. Default: none (no CORS headers).
+        #[arg(
+            long = "cors-origin",
+            env = "SRS_CORS_ORIGIN",
+            value_name = "ORIGIN",
+            value_delimiter = ',',
+            value_parser = origin
+        )]
+        cors_origins: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
         /// The most refusal (AccessDenied) facts written per principal and
@@ -203,6 +215,30 @@ impl LimitArgs {
     }
 }
 
+/// A browser origin as browsers send it in `Origin`: `http` or `https`,
+/// a host, an optional port; no path, query, user or wildcard. Scheme and
+/// host are lowercased (browsers send them so), a trailing `/` is dropped.
+fn origin(text: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("`{text}` is not an origin ({why}); e.g. https://dashboard.example:8443");
+    let trimmed = text.trim();
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let lower = trimmed.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| bad("it must start with http:// or https://"))?;
+    if rest.is_empty() {
+        return Err(bad("no host"));
+    }
+    if let Some(c) = rest
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')))
+    {
+        return Err(bad(&format!("`{c}` has no place in an origin")));
+    }
+    Ok(lower)
+}
+
 /// A duration in seconds, e.g. `10` or `0.5`.
 fn seconds(text: &str) -> Result<std::time::Duration, String> {
     let value: f64 = text
@@ -283,6 +319,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo,
             demo_recordings,
             demo_seed,
+            cors_origins,
             limits,
             denial_facts_per_minute,
         } => {
@@ -300,6 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         denial_facts_per_minute,
                         ..limits.limits()
                     },
+                    cors_origins,
                 },
                 demo,
             )

@@ -43,6 +43,7 @@ pub mod content;
 pub mod dashboards;
 pub mod demo;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod last_used;

@@ -21,6 +21,7 @@ async fn the_demo_seeds_with_live_sessions_restricted_and_its_auditor_sees_some(
             data: dir.path().join("data"),
             listen: "127.0.0.1:0".into(),
             limits: Limits::default(),
+            cors_origins: Vec::new(),
         },
         Arc::new(ManualClock::new(now)),
     )
