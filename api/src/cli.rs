@@ -303,11 +303,36 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`srs replay ... | head`): what it wanted
+        // it has; that is no error of ours.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// One line to stdout. Unlike `println!`, which panics when stdout is a
+/// pipe whose reader has gone (`| head`), it returns the error, which
+/// [`main`] turns into a quiet exit 0.
+pub(crate) fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(line)?;
+    stdout.write_all(b"\n")
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
+            match cause.downcast_ref::<srs_replay::ReplayError>() {
+                Some(srs_replay::ReplayError::Io(io)) => Some(io),
+                _ => None,
+            }
+        });
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -348,7 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             simulate(args).await
         }
         Command::Schema => {
-            print!("{}", crate::graphql::sdl());
+            std::io::stdout().lock().write_all(crate::graphql::sdl().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, from } => verify(&data, from),
@@ -411,17 +436,17 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
     })?;
     match report.breach {
         None => {
-            println!(
+            out(format_args!(
                 "intact: {} events checked, head position {} hash {}",
                 report.checked, report.last.position, report.last.hash
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(breach) => {
-            println!(
+            out(format_args!(
                 "broken at position {} ({:?}): {} ({} events before it verified)",
                 breach.position, breach.kind, breach.reason, report.checked
-            );
+            ))?;
             Ok(ExitCode::from(1))
         }
     }
@@ -452,9 +477,9 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out(format_args!("{}", serde_json::to_string(&report)?))?;
     } else {
-        println!("{report}");
+        out(format_args!("{report}"))?;
     }
     Ok(if report.error_count() == 0 {
         ExitCode::SUCCESS
