@@ -219,7 +219,9 @@ impl LimitArgs {
 /// a host, an optional port; no path, query, user or wildcard. Scheme and
 /// host are lowercased (browsers send them so), a trailing `/` is dropped.
 fn origin(text: &str) -> Result<String, String> {
-    let bad = |why: &str| format!("`{text}` is not an origin ({why}); e.g. https://dashboard.example:8443");
+    let bad = |why: &str| {
+        format!("`{text}` is not an origin ({why}); e.g. https://dashboard.example:8443")
+    };
     let trimmed = text.trim();
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     let lower = trimmed.to_ascii_lowercase();
@@ -373,7 +375,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             simulate(args).await
         }
         Command::Schema => {
-            std::io::stdout().lock().write_all(crate::graphql::sdl().as_bytes())?;
+            std::io::stdout()
+                .lock()
+                .write_all(crate::graphql::sdl().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, from } => verify(&data, from),
@@ -546,5 +550,61 @@ fn init_tracing(format: LogFormat) {
     };
     if let Err(e) = result {
         eprintln!("warning: logging is not set up: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_is_a_scheme_a_host_and_maybe_a_port() {
+        assert_eq!(
+            origin("https://Dashboard.Example/").as_deref(),
+            Ok("https://dashboard.example")
+        );
+        assert_eq!(
+            origin(" http://localhost:3000").as_deref(),
+            Ok("http://localhost:3000")
+        );
+        assert_eq!(
+            origin("http://[::1]:8080").as_deref(),
+            Ok("http://[::1]:8080")
+        );
+        for bad in [
+            "*",
+            "dashboard.example",
+            "ftp://dashboard.example",
+            "https://",
+            "https://dashboard.example/app",
+            "https://user@dashboard.example",
+            "https://a.example,https://b.example",
+        ] {
+            assert!(origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_repeat_or_come_comma_separated() {
+        let cli = Cli::try_parse_from([
+            "srs",
+            "serve",
+            "--cors-origin",
+            "https://a.example",
+            "--cors-origin",
+            "https://b.example,http://localhost:3000",
+        ])
+        .unwrap();
+        let Command::Serve { cors_origins, .. } = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            cors_origins,
+            [
+                "https://a.example",
+                "https://b.example",
+                "http://localhost:3000"
+            ]
+        );
     }
 }

@@ -151,10 +151,14 @@ mod tests {
         for path in referenced {
             let name = &path[ASSETS_PREFIX.len() + 1..];
             assert!(
-                ASSETS.iter().any(|asset| asset.name == name && !asset.bytes.is_empty()),
+                ASSETS
+                    .iter()
+                    .any(|asset| asset.name == name && !asset.bytes.is_empty()),
                 "{path} is not embedded"
             );
         }
-        assert!(!PAGE.contains("http://") && !PAGE.contains("https://") && !PAGE.contains("//unpkg"));
+        assert!(
+            !PAGE.contains("http://") && !PAGE.contains("https://") && !PAGE.contains("//unpkg")
+        );
     }
 }

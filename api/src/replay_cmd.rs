@@ -728,12 +728,19 @@ async fn remote_replay(
 /// spellings and time format as from a data directory (no `prev_hash`,
 /// which GraphQL does not serve).
 fn shown_event(node: &Value) -> Result<ShownEvent, ReplayError> {
-    let bad = |what: &str| ReplayError::Invalid(format!("the server sent an event without {what}: {node}"));
+    let bad = |what: &str| {
+        ReplayError::Invalid(format!("the server sent an event without {what}: {node}"))
+    };
     let number = |field: &str| {
         node[field]
             .as_u64()
             // A Float (`3.0`) from a server that types it so.
-            .or_else(|| node[field].as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
+            .or_else(|| {
+                node[field]
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
             .ok_or_else(|| bad(field))
     };
     let text = |field: &str| {
@@ -812,7 +819,10 @@ async fn remote_rebuild(remote: &Remote, names: &[String]) -> Result<(), ReplayE
                 p["name"].as_str().unwrap_or_default(),
                 p["position"]
             ))?,
-            Some(e) => out(format_args!("  {}: FAILED: {e}", p["name"].as_str().unwrap_or_default()))?,
+            Some(e) => out(format_args!(
+                "  {}: FAILED: {e}",
+                p["name"].as_str().unwrap_or_default()
+            ))?,
         }
     }
     Ok(())

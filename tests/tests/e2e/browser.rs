@@ -50,7 +50,10 @@ async fn graphiql_is_served_whole_and_cors_admits_named_origins_only() {
         .unwrap()
         .starts_with("text/html"));
     let html = page.text().await.unwrap();
-    assert!(!html.contains("http://") && !html.contains("https://"), "{html}");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
     let assets = references(&html);
     assert_eq!(assets.len(), 4, "{assets:?}");
     let mut scripts = 0;
@@ -110,13 +113,14 @@ async fn graphiql_is_served_whole_and_cors_admits_named_origins_only() {
     let agent = admin.with_token(&agent_token);
     let started = start_recording(&agent, &server, "s-1", "CORP\\alice", &[]).await;
     let recording = started["recordingId"].as_str().unwrap().to_owned();
-    let preflight = |origin: &'static str, path: String, method: &'static str, headers: &'static str| {
-        http.request(reqwest::Method::OPTIONS, srs.url(&path))
-            .header("origin", origin)
-            .header("access-control-request-method", method)
-            .header("access-control-request-headers", headers)
-            .send()
-    };
+    let preflight =
+        |origin: &'static str, path: String, method: &'static str, headers: &'static str| {
+            http.request(reqwest::Method::OPTIONS, srs.url(&path))
+                .header("origin", origin)
+                .header("access-control-request-method", method)
+                .header("access-control-request-headers", headers)
+                .send()
+        };
     let allowed = |response: &reqwest::Response| {
         response
             .headers()
@@ -192,7 +196,10 @@ async fn graphiql_is_served_whole_and_cors_admits_named_origins_only() {
 
     // Another origin gets no CORS header, on the preflight or the request
     // (the browser then withholds the answer from its page).
-    for path in ["/graphql".to_owned(), format!("/recordings/{recording}/content")] {
+    for path in [
+        "/graphql".to_owned(),
+        format!("/recordings/{recording}/content"),
+    ] {
         let answer = preflight("https://evil.example", path, "POST", "authorization")
             .await
             .unwrap();

@@ -101,16 +101,23 @@ async fn piped_output_ends_quietly_and_a_taken_port_creates_nothing() {
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    assert!(answer.headers().get("access-control-allow-origin").is_none());
+    assert!(answer
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 
-    // The data directory is held, so the offline replay refuses; after
-    // the stop it reads, also into a closed pipe.
     let addr = srs.addr.to_string();
     // `serve` on the port the running server holds: exit 2 naming the
     // address, and neither a data directory nor an admin token created.
     let fresh = dir.path().join("fresh");
     let output = Command::new(SRS)
-        .args(["serve", "--data", fresh.to_str().unwrap(), "--listen", &addr])
+        .args([
+            "serve",
+            "--data",
+            fresh.to_str().unwrap(),
+            "--listen",
+            &addr,
+        ])
         .env_remove("SRS_DATA")
         .env_remove("SRS_LISTEN")
         .env_remove("SRS_DEMO")
@@ -144,6 +151,7 @@ async fn piped_output_ends_quietly_and_a_taken_port_creates_nothing() {
     assert_eq!(output.status.code(), Some(2));
     assert!(!fresh.exists(), "serve --demo created {}", fresh.display());
 
+    // Offline, after the stop: the same into a closed pipe.
     assert!(srs.stop().success());
     for args in [
         vec!["replay", "--data", data_arg],

@@ -231,7 +231,10 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
             "type",
             "hash",
         ] {
-            assert_eq!(offline[field], online[field], "{field}: {offline} / {online}");
+            assert_eq!(
+                offline[field], online[field],
+                "{field}: {offline} / {online}"
+            );
         }
         let actor = offline["actor"].as_str().expect("the actor is a label");
         actors.insert(actor.split(':').next().unwrap().to_owned());
@@ -242,14 +245,19 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     );
     // The same table, aligned, from the server and from the directory.
     let (code, offline_table, stderr) = run_srs(
-        &["replay", "--data", data_arg, "--to", &to, "--format", "table"],
+        &[
+            "replay", "--data", data_arg, "--to", &to, "--format", "table",
+        ],
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(offline_table, online_table);
     let table: Vec<&str> = offline_table.lines().collect();
     assert_eq!(table.len() as u64, restricted_at + 1, "{offline_table}");
-    assert!(table[0].starts_with("POSITION  RECORDED_AT"), "{offline_table}");
+    assert!(
+        table[0].starts_with("POSITION  RECORDED_AT"),
+        "{offline_table}"
+    );
     // Text starts under its header, numbers end under theirs.
     for (column, right) in [
         ("POSITION", true),
