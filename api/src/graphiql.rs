@@ -115,10 +115,10 @@ const PAGE: &str = r#"<!doctype html>
     const subscriptionUrl = url.replace(/^http/, 'ws') + '/ws';
     const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl });
     const defaultQuery = [
-      '# srs GraphQL. The schema needs no token; everything else does.',
-      '# Paste your token into the Headers tab below, as',
-      '#   {"Authorization": "Bearer <your token>"}',
-      '# (the first ADMIN token is in <data>/admin.token), then run:',
+      '# srs GraphQL: the schema needs no token, the data does.',
+      '# Paste yours into Headers below:',
+      '#   {"Authorization": "Bearer <token>"}',
+      '# (the first ADMIN token is in <data>/admin.token)',
       '',
       '{ me { name role } sites { id name } }',
       '',
