@@ -64,6 +64,7 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
         listen: "127.0.0.1:0".into(),
         // The load comes from one admin token on purpose: no rate limit.
         limits: Limits::unthrottled(),
+        cors_origins: Vec::new(),
     })
     .await?;
     let addr = server.local_addr()?;

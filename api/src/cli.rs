@@ -59,6 +59,18 @@ pub enum Command {
         /// The demo data's seed (same seed, same users, hosts and events).
         #[arg(long, env = "SRS_DEMO_SEED", default_value_t = 1, requires = "demo")]
         demo_seed: u64,
+        /// A browser origin (`scheme://host[:port]`, e.g.
+        /// `https://dashboard.example`) whose pages may call `/graphql` and
+        /// the content routes (CORS). Repeat the flag, or separate origins
+        /// with commas in SRS_CORS_ORIGIN. Default: none (no CORS headers).
+        #[arg(
+            long = "cors-origin",
+            env = "SRS_CORS_ORIGIN",
+            value_name = "ORIGIN",
+            value_delimiter = ',',
+            value_parser = origin
+        )]
+        cors_origins: Vec<String>,
         #[command(flatten)]
         limits: LimitArgs,
         /// The most refusal (AccessDenied) facts written per principal and
@@ -241,6 +253,32 @@ impl srs_domain::time::Clock for ShiftedClock {
     }
 }
 
+/// A browser origin as browsers send it in `Origin`: `http` or `https`,
+/// a host, an optional port; no path, query, user or wildcard. Scheme and
+/// host are lowercased (browsers send them so), a trailing `/` is dropped.
+fn origin(text: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!("`{text}` is not an origin ({why}); e.g. https://dashboard.example:8443")
+    };
+    let trimmed = text.trim();
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let lower = trimmed.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| bad("it must start with http:// or https://"))?;
+    if rest.is_empty() {
+        return Err(bad("no host"));
+    }
+    if let Some(c) = rest
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')))
+    {
+        return Err(bad(&format!("`{c}` has no place in an origin")));
+    }
+    Ok(lower)
+}
+
 /// A duration in seconds, e.g. `10` or `0.5`.
 fn seconds(text: &str) -> Result<std::time::Duration, String> {
     let value: f64 = text
@@ -305,11 +343,36 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        // The reader went away (`srs replay ... | head`): what it wanted
+        // it has; that is no error of ours.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// One line to stdout. Unlike `println!`, which panics when stdout is a
+/// pipe whose reader has gone (`| head`), it returns the error, which
+/// [`main`] turns into a quiet exit 0.
+pub(crate) fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(line)?;
+    stdout.write_all(b"\n")
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
+            match cause.downcast_ref::<srs_replay::ReplayError>() {
+                Some(srs_replay::ReplayError::Io(io)) => Some(io),
+                _ => None,
+            }
+        });
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -321,6 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo,
             demo_recordings,
             demo_seed,
+            cors_origins,
             limits,
             denial_facts_per_minute,
             liveness_secs,
@@ -341,6 +405,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         liveness_period: std::time::Duration::from_secs(liveness_secs),
                         ..limits.limits()
                     },
+                    cors_origins,
                 },
                 demo,
                 clock_start.map(|start| {
@@ -354,7 +419,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             simulate(args).await
         }
         Command::Schema => {
-            print!("{}", crate::graphql::sdl());
+            std::io::stdout()
+                .lock()
+                .write_all(crate::graphql::sdl().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, from } => verify(&data, from),
@@ -417,17 +484,17 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
     })?;
     match report.breach {
         None => {
-            println!(
+            out(format_args!(
                 "intact: {} events checked, head position {} hash {}",
                 report.checked, report.last.position, report.last.hash
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(breach) => {
-            println!(
+            out(format_args!(
                 "broken at position {} ({:?}): {} ({} events before it verified)",
                 breach.position, breach.kind, breach.reason, report.checked
-            );
+            ))?;
             Ok(ExitCode::from(1))
         }
     }
@@ -458,9 +525,9 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out(format_args!("{}", serde_json::to_string(&report)?))?;
     } else {
-        println!("{report}");
+        out(format_args!("{report}"))?;
     }
     Ok(if report.error_count() == 0 {
         ExitCode::SUCCESS
@@ -577,5 +644,61 @@ fn init_tracing(format: LogFormat) {
     };
     if let Err(e) = result {
         eprintln!("warning: logging is not set up: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_is_a_scheme_a_host_and_maybe_a_port() {
+        assert_eq!(
+            origin("https://Dashboard.Example/").as_deref(),
+            Ok("https://dashboard.example")
+        );
+        assert_eq!(
+            origin(" http://localhost:3000").as_deref(),
+            Ok("http://localhost:3000")
+        );
+        assert_eq!(
+            origin("http://[::1]:8080").as_deref(),
+            Ok("http://[::1]:8080")
+        );
+        for bad in [
+            "*",
+            "dashboard.example",
+            "ftp://dashboard.example",
+            "https://",
+            "https://dashboard.example/app",
+            "https://user@dashboard.example",
+            "https://a.example,https://b.example",
+        ] {
+            assert!(origin(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_repeat_or_come_comma_separated() {
+        let cli = Cli::try_parse_from([
+            "srs",
+            "serve",
+            "--cors-origin",
+            "https://a.example",
+            "--cors-origin",
+            "https://b.example,http://localhost:3000",
+        ])
+        .unwrap();
+        let Command::Serve { cors_origins, .. } = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            cors_origins,
+            [
+                "https://a.example",
+                "https://b.example",
+                "http://localhost:3000"
+            ]
+        );
     }
 }

@@ -4,13 +4,16 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /graphql` | queries and mutations (`application/json` GraphQL request) |
-//! | `GET /graphql` | GraphiQL, to explore the schema in a browser |
+//! | `GET /graphql`, `GET /graphql/assets/{file}` | GraphiQL, to explore the schema in a browser, with its scripts and stylesheet (embedded in the binary, see [`crate::graphiql`]) |
 //! | `GET /graphql/ws` | subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`) |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 once the projections have caught up with the log and the log takes writes; 503 otherwise, with a `reason` when storage refuses writes |
 //! | `GET /metrics` | Prometheus text format (see [`crate::metrics`]) |
 //! | `PUT /recordings/{id}/chunks/{seq}`, `PUT /recordings/{id}/asciicast`, `GET /recordings/{id}/content` | recording content (see [`crate::content`]) |
 //! | `POST /backup`, `GET /log/export` | a backup or export of the running server (see [`crate::backup`]) |
+//!
+//! With `--cors-origin`, `/graphql` and the content routes answer the
+//! named origins' CORS requests (see [`cors`]); without, no CORS headers.
 //!
 //! Every request runs in a `request` span carrying a fresh id, which is
 //! also returned as the `x-request-id` header. The body of a request is
@@ -45,7 +48,7 @@ use axum::extract::{
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
@@ -71,8 +74,25 @@ pub fn app(state: AppState) -> Router {
 /// compares the GraphQL endpoint with.
 pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
     let max_body = state.limits().max_body_bytes;
+    // What a page of another origin may call (with `--cors-origin`):
+    // GraphQL over HTTP and the content routes.
+    let mut cross_origin = Router::new()
+        .route("/graphql", get(crate::graphiql::page).post(graphql))
+        .merge(
+            crate::content::routes().route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                throttle_content,
+            )),
+        );
+    if let Some(cors) = cors(state.cors_origins()) {
+        cross_origin = cross_origin.layer(cors);
+    }
     extra
-        .route("/graphql", get(graphiql).post(graphql))
+        .merge(cross_origin)
+        .route(
+            &format!("{}/{{file}}", crate::graphiql::ASSETS_PREFIX),
+            get(crate::graphiql::asset),
+        )
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -83,16 +103,60 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
                 throttle_content,
             )),
         )
-        .merge(
-            crate::content::routes().route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                throttle_content,
-            )),
-        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The CORS layer for `origins` (`--cors-origin`), or none when no origin
+/// is named: then no response carries CORS headers and browsers keep
+/// other origins' pages out.
+///
+/// A named origin may send what srs's clients send (`GET`, `POST`, `PUT`;
+/// `Authorization`, `Content-Type`, `Range`, `Cache-Control`,
+/// `x-content-sha256`) and read the headers they read (`x-request-id`,
+/// `Retry-After`, `Content-Range`, `Accept-Ranges`, `Content-Length`);
+/// preflights are answered by the layer and kept for 10 minutes. No
+/// credentials mode: srs authenticates with bearer tokens, not cookies.
+/// An origin is matched exactly, as browsers send it
+/// (`scheme://host[:port]`, see [`crate::cli`]'s `--cors-origin`).
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| match HeaderValue::from_str(origin) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                tracing::warn!(origin, "not a valid origin; not allowed");
+                None
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST, Method::PUT])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::RANGE,
+                header::CACHE_CONTROL,
+                HeaderName::from_static("x-content-sha256"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                header::RETRY_AFTER,
+                header::CONTENT_RANGE,
+                header::ACCEPT_RANGES,
+                header::CONTENT_LENGTH,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// Request id, span and HTTP metrics around every request.
@@ -506,11 +570,6 @@ fn ws_protocol(headers: &HeaderMap) -> Option<WebSocketProtocols> {
         .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
 }
 
-/// `GET /graphql`: GraphiQL.
-async fn graphiql() -> Html<&'static str> {
-    Html(GRAPHIQL)
-}
-
 /// `GET /healthz`: the process is up and serving.
 async fn healthz() -> &'static str {
     "ok\n"
@@ -544,32 +603,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
-
-/// GraphiQL, loaded from a CDN by the browser (the server ships no assets).
-const GRAPHIQL: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>srs GraphiQL</title>
-  <style>body { margin: 0; height: 100vh; } #graphiql { height: 100vh; }</style>
-  <link rel="stylesheet" href="https://unpkg.com/graphiql@3/graphiql.min.css">
-</head>
-<body>
-  <div id="graphiql">Loading GraphiQL...</div>
-  <script crossorigin src="https://unpkg.com/react@18/umd/react.production.min.js"></script>
-  <script crossorigin src="https://unpkg.com/react-dom@18/umd/react-dom.production.min.js"></script>
-  <script crossorigin src="https://unpkg.com/graphiql@3/graphiql.min.js"></script>
-  <script>
-    const url = new URL('/graphql', window.location.href).toString();
-    const subscriptionUrl = url.replace(/^http/, 'ws') + '/ws';
-    const fetcher = GraphiQL.createFetcher({ url, subscriptionUrl });
-    ReactDOM.createRoot(document.getElementById('graphiql')).render(
-      React.createElement(GraphiQL, { fetcher, defaultHeaders: '{"Authorization": "Bearer <token>"}' })
-    );
-  </script>
-</body>
-</html>
-"#;
 
 #[cfg(test)]
 mod tests {
@@ -606,6 +639,7 @@ mod tests {
             data: dir.join("data"),
             listen: "127.0.0.1:0".into(),
             limits,
+            cors_origins: Vec::new(),
         })
         .await
         .expect("open a server")

@@ -19,7 +19,9 @@
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
-//!   `/healthz`, `/readyz`, `/metrics`, request ids, body limit.
+//!   `/healthz`, `/readyz`, `/metrics`, request ids, body limit, CORS.
+//! - [`graphiql`]: GraphiQL at `GET /graphql`, its assets embedded in the
+//!   binary (vendored in `api/assets/graphiql/`).
 //! - [`graphql`]: [`graphql::schema`], the schema built without any transport.
 //! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
 //! - [`auth`]: bearer tokens and secrets.
@@ -44,6 +46,7 @@ pub mod content;
 pub mod dashboards;
 pub mod demo;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod last_used;

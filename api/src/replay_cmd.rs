@@ -25,9 +25,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+
+use crate::cli::out;
 use serde_json::{json, Value};
 use srs_domain::time::Timestamp;
-use srs_replay::{AsOf, DataDir, Filter, Format, ReplayError};
+use srs_replay::{AsOf, DataDir, EventWriter, Filter, Format, ReplayError, ShownEvent};
 
 /// Where a command reads: the data directory, or a running server.
 #[derive(Args, Debug, Clone)]
@@ -276,7 +278,7 @@ pub async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     };
     match value {
         Ok(value) => {
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            out(format_args!("{}", serde_json::to_string_pretty(&value)?))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(fail(e)),
@@ -376,10 +378,10 @@ fn export_to_file(data: &DataDir, file: &Path) -> Result<srs_replay::ExportSumma
 pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     match srs_replay::import(&args.file, &args.data) {
         Ok(summary) => {
-            println!(
+            out(format_args!(
                 "imported {} events, head position {} hash {}",
                 summary.count, summary.head.position, summary.head.hash
-            );
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(fail(e)),
@@ -416,24 +418,34 @@ pub async fn projections(args: ProjectionsArgs) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         for row in &rows {
-            println!("{row}");
+            out(format_args!("{row}"))?;
         }
     } else {
-        println!(
-            "{:<12} {:>7} {:>10} {:>10} {:>8}  STATE",
-            "NAME", "VERSION", "POSITION", "HEAD", "LAG"
+        use srs_replay::table::{Align, Table};
+        let mut table = Table::new(
+            std::io::stdout().lock(),
+            &[
+                ("NAME", Align::Left),
+                ("VERSION", Align::Right),
+                ("POSITION", Align::Right),
+                ("HEAD", Align::Right),
+                ("LAG", Align::Right),
+                ("STATE", Align::Left),
+            ],
         );
         for row in &rows {
-            println!(
-                "{:<12} {:>7} {:>10} {:>10} {:>8}  {}",
-                row["name"].as_str().unwrap_or_default(),
-                row["version"],
-                row["position"],
-                row["head"],
-                row["lag"],
-                row["state"].as_str().unwrap_or_default()
-            );
+            table.row(
+                ["name", "version", "position", "head", "lag", "state"]
+                    .iter()
+                    .map(|field| match &row[*field] {
+                        Value::String(text) => text.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    })
+                    .collect(),
+            )?;
         }
+        table.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -472,20 +484,20 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     match result {
         Ok(report) => {
-            println!(
+            out(format_args!(
                 "rebuilt to position {}: {} events read in {:.2} s ({:.0} events/s)",
                 report.target,
                 report.events,
                 report.elapsed.as_secs_f64(),
                 report.events_per_sec
-            );
+            ))?;
             let mut failed = false;
             for (name, outcome) in &report.projections {
                 match outcome {
-                    Ok(position) => println!("  {name}: at position {position}"),
+                    Ok(position) => out(format_args!("  {name}: at position {position}"))?,
                     Err(e) => {
                         failed = true;
-                        println!("  {name}: FAILED: {e}");
+                        out(format_args!("  {name}: FAILED: {e}"))?;
                     }
                 }
             }
@@ -680,10 +692,7 @@ async fn remote_replay(
         filter["to"] = json!(until);
     }
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if format == Format::Table {
-        writeln!(out, "{}", srs_replay::table_header())?;
-    }
+    let mut out = EventWriter::new(stdout.lock(), format);
     let mut after: Option<String> = None;
     loop {
         let data = remote
@@ -691,43 +700,17 @@ async fn remote_replay(
             .await?;
         let history = &data["history"];
         for edge in history["edges"].as_array().into_iter().flatten() {
-            let node = &edge["node"];
-            let line = json!({
-                "position": node["position"],
-                "stream": node["stream"],
-                "version": node["version"],
-                "event_id": node["eventId"],
-                "recorded_at": node["recordedAt"],
-                "actor": node["actor"],
-                "correlation_id": node["correlationId"],
-                "causation_id": node["causationId"],
-                "type": node["type"],
-                // The API names fields in camelCase; offline replay prints
-                // the stored names, and so does this.
-                "payload": crate::graphql::snake_keys(node["payload"].clone()),
-                "hash": node["hash"],
-            });
-            match format {
-                Format::Jsonl => writeln!(out, "{line}")?,
-                Format::Table => writeln!(
-                    out,
-                    "{:>10}  {:<27}  {:<46}  {:>6}  {:<28}  {}",
-                    line["position"],
-                    line["recorded_at"].as_str().unwrap_or_default(),
-                    line["stream"].as_str().unwrap_or_default(),
-                    line["version"],
-                    line["type"].as_str().unwrap_or_default(),
-                    line["actor"].as_str().unwrap_or_default()
-                )?,
-            }
+            out.event(&shown_event(&edge["node"])?)?;
         }
-        out.flush()?;
         if let Some(cursor) = history["pageInfo"]["endCursor"].as_str() {
             after = Some(cursor.to_string());
         }
         if history["pageInfo"]["hasNextPage"].as_bool() == Some(true) {
             continue;
         }
+        // Caught up: what is held goes out before the wait (a table
+        // lines up over everything up to here).
+        out.flush()?;
         let reached_end = args.to.is_some_and(|to| {
             after
                 .as_deref()
@@ -739,6 +722,53 @@ async fn remote_replay(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// A GraphQL `history` node as `srs replay` prints it: the same fields,
+/// spellings and time format as from a data directory (no `prev_hash`,
+/// which GraphQL does not serve).
+fn shown_event(node: &Value) -> Result<ShownEvent, ReplayError> {
+    let bad = |what: &str| {
+        ReplayError::Invalid(format!("the server sent an event without {what}: {node}"))
+    };
+    let number = |field: &str| {
+        node[field]
+            .as_u64()
+            // A Float (`3.0`) from a server that types it so.
+            .or_else(|| {
+                node[field]
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+            .ok_or_else(|| bad(field))
+    };
+    let text = |field: &str| {
+        node[field]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| bad(field))
+    };
+    let recorded_at = text("recordedAt")?;
+    let recorded_at = Timestamp::parse_rfc3339(&recorded_at)
+        .map_err(|_| bad("an RFC 3339 recordedAt"))?
+        .to_rfc3339();
+    Ok(ShownEvent {
+        position: number("position")?,
+        stream: text("stream")?,
+        version: number("version")?,
+        event_id: text("eventId")?,
+        recorded_at,
+        actor: text("actor")?,
+        correlation_id: text("correlationId")?,
+        causation_id: node["causationId"].as_str().map(str::to_owned),
+        event_type: text("type")?,
+        // The API names fields in camelCase; offline replay prints the
+        // stored names, and so does this.
+        payload: crate::graphql::snake_keys(node["payload"].clone()),
+        prev_hash: None,
+        hash: text("hash")?,
+    })
 }
 
 /// Asks the server to rebuild and shows its progress from `projections`.
@@ -777,21 +807,24 @@ async fn remote_rebuild(remote: &Remote, names: &[String]) -> Result<(), ReplayE
     };
     bar.finish_and_clear();
     let report = &data?["rebuildProjections"];
-    println!(
+    out(format_args!(
         "rebuilt to position {}: {} events read in {:.2} s ({:.0} events/s)",
         report["target"],
         report["events"],
         report["elapsedMs"].as_f64().unwrap_or(0.0) / 1000.0,
         report["eventsPerSec"].as_f64().unwrap_or(0.0)
-    );
+    ))?;
     for p in report["projections"].as_array().into_iter().flatten() {
         match p["error"].as_str() {
-            None => println!(
+            None => out(format_args!(
                 "  {}: at position {}",
                 p["name"].as_str().unwrap_or_default(),
                 p["position"]
-            ),
-            Some(e) => println!("  {}: FAILED: {e}", p["name"].as_str().unwrap_or_default()),
+            ))?,
+            Some(e) => out(format_args!(
+                "  {}: FAILED: {e}",
+                p["name"].as_str().unwrap_or_default()
+            ))?,
         }
     }
     Ok(())

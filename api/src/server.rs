@@ -3,14 +3,16 @@
 //!
 //! # Lifecycle
 //!
-//! 1. [`Server::open`] opens the sled database in the data directory. A
-//!    directory held by another process is [`ServeError::Locked`] (exit
-//!    code 2 from the binary); nothing is touched then.
+//! 1. [`Server::open`] binds the listener first (`127.0.0.1:0` picks a
+//!    free port; the bound address is printed as
+//!    `srs: listening on http://<addr>`): a port that is taken fails the
+//!    start before anything is created (no data directory, no admin token).
+//! 2. It opens the sled database in the data directory. A directory held
+//!    by another process is [`ServeError::Locked`] (exit code 2 from the
+//!    binary); nothing is touched then.
 //!    On a log written before playback permissions were explicit it runs
 //!    the one-time migration that keeps what every auditor sees (see
 //!    `srs_domain::model::migration`), before anything is served.
-//! 2. It binds the listener (`127.0.0.1:0` picks a free port; the bound
-//!    address is printed as `srs: listening on http://<addr>`).
 //! 3. [`Server::run`] serves until the shutdown future completes (SIGINT or
 //!    SIGTERM for the binary). Then it stops accepting connections, lets
 //!    in-flight requests finish (at most [`DRAIN_TIMEOUT`]), ends the
@@ -99,6 +101,9 @@ pub struct ServeOptions {
     pub data: PathBuf,
     pub listen: String,
     pub limits: Limits,
+    /// Browser origins allowed to call `/graphql` and the content routes
+    /// (CORS), e.g. `https://dashboard.example`; empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -191,13 +196,8 @@ impl Server {
         clock: Arc<dyn Clock>,
         faults: Option<Arc<Faults>>,
     ) -> Result<Server, ServeError> {
-        srs_domain::log::create_private_dir(&options.data).map_err(|source| {
-            ServeError::DataDir {
-                path: options.data.clone(),
-                source,
-            }
-        })?;
-        let db = open_data_db(&options)?;
+        // The port first: a start that cannot listen creates nothing (no
+        // data directory, no admin token).
         let listener =
             TcpListener::bind(&options.listen)
                 .await
@@ -205,6 +205,13 @@ impl Server {
                     addr: options.listen.clone(),
                     source,
                 })?;
+        srs_domain::log::create_private_dir(&options.data).map_err(|source| {
+            ServeError::DataDir {
+                path: options.data.clone(),
+                source,
+            }
+        })?;
+        let db = open_data_db(&options)?;
         Self::start(options, clock, faults, db, listener).await
     }
 
@@ -267,6 +274,7 @@ impl Server {
             last_used: LastUsed::new(db.open_tree(LAST_USED_TREE).map_err(LogError::from)?),
             heartbeats: LastUsed::new(db.open_tree(LAST_HEARTBEAT_TREE).map_err(LogError::from)?),
             data_dir: options.data.clone(),
+            cors_origins: options.cors_origins.clone(),
         });
         Ok(Server {
             options,

@@ -190,6 +190,9 @@ pub struct Core {
     pub heartbeats: LastUsed,
     /// The data directory (where `admin.token` is).
     pub data_dir: std::path::PathBuf,
+    /// The browser origins allowed to call `/graphql` and the content
+    /// routes from their pages (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 /// What a presented secret is, as the tokens read model stands.
@@ -492,6 +495,11 @@ impl AppState {
 
     pub fn limits(&self) -> &Limits {
         &self.core.limits
+    }
+
+    /// The origins allowed by CORS (`--cors-origin`).
+    pub fn cors_origins(&self) -> &[String] {
+        &self.core.cors_origins
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ApiError> {

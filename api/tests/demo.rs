@@ -30,6 +30,7 @@ async fn seeded(
             data: data.clone(),
             listen: "127.0.0.1:0".into(),
             limits: Limits::default(),
+            cors_origins: Vec::new(),
         },
         Arc::new(ManualClock::new(now)),
     )

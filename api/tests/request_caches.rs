@@ -20,6 +20,7 @@ async fn server(dir: &std::path::Path) -> (Server, String) {
         data: dir.join("data"),
         listen: "127.0.0.1:0".into(),
         limits: Limits::default(),
+        cors_origins: Vec::new(),
     })
     .await
     .expect("open a server");

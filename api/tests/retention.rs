@@ -44,6 +44,7 @@ impl World {
                 data: dir.path().join("data"),
                 listen: "127.0.0.1:0".into(),
                 limits: Limits::default(),
+                cors_origins: Vec::new(),
             },
             Arc::new(clock.clone()),
         )

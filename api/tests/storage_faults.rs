@@ -30,6 +30,7 @@ async fn start(data: &std::path::Path, faults: &Arc<Faults>) -> Running {
             data: data.to_path_buf(),
             listen: "127.0.0.1:0".into(),
             limits: Limits::default(),
+            cors_origins: Vec::new(),
         },
         faults.clone(),
     )

@@ -1,4 +1,4 @@
-//! The history, one event a line: [`Filter`], [`EventLine`], [`replay`].
+//! The history, one event a line: [`Filter`], [`EventLine`], [`ShownEvent`], [`replay`].
 //!
 //! [`replay`] reads the log in batches of [`READ_BATCH`](crate::READ_BATCH)
 //! raw records, checks the envelope filters (positions, time, stream, type,
@@ -30,6 +30,7 @@ use srs_domain::time::Timestamp;
 use uuid::Uuid;
 
 use crate::error::ReplayError;
+use crate::table::{Align, Table};
 use crate::READ_BATCH;
 
 /// Which events to show. The default shows everything.
@@ -69,7 +70,8 @@ impl Filter {
 pub enum Format {
     /// One [`EventLine`] as JSON per line.
     Jsonl,
-    /// One aligned line per event: position, time, stream, version, type, actor.
+    /// An aligned table: position, time, stream, version, type, actor
+    /// (see [`crate::table`]).
     Table,
 }
 
@@ -179,26 +181,113 @@ impl EventLine {
         self.actor.label()
     }
 
-    /// One aligned line of [`Format::Table`].
-    pub fn table_row(&self) -> String {
-        format!(
-            "{:>10}  {:<27}  {:<46}  {:>6}  {:<28}  {}",
-            self.position,
-            self.recorded_at,
-            self.stream,
-            self.version,
-            self.event_type,
-            self.actor_label()
-        )
+    /// The line as `srs replay` prints it ([`ShownEvent`]).
+    pub fn shown_event(self) -> ShownEvent {
+        ShownEvent {
+            position: self.position,
+            stream: self.stream,
+            version: self.version,
+            event_id: self.event_id.to_string(),
+            recorded_at: self.recorded_at,
+            actor: self.actor.label(),
+            correlation_id: self.correlation_id.to_string(),
+            causation_id: self.causation_id.map(|id| id.to_string()),
+            event_type: self.event_type,
+            payload: self.payload,
+            prev_hash: Some(self.prev_hash),
+            hash: self.hash,
+        }
     }
 }
 
-/// The header line of [`Format::Table`].
-pub fn table_header() -> String {
-    format!(
-        "{:>10}  {:<27}  {:<46}  {:>6}  {:<28}  {}",
-        "POSITION", "RECORDED_AT", "STREAM", "VERSION", "TYPE", "ACTOR"
-    )
+/// One event as `srs replay` prints it, the same read from a data
+/// directory and through a server (`--url`, from GraphQL `history`):
+/// `actor` is the label `--actor` takes and GraphQL answers
+/// (`principal:<name>`, `agent:<server id>`, `system:<component>`), never
+/// the stored structure (export files keep that, with the token id, since
+/// an import rebuilds the stored bytes). `prev_hash` is there when read
+/// from a data directory (GraphQL does not serve it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShownEvent {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub event_id: String,
+    /// RFC 3339, microseconds, UTC.
+    pub recorded_at: String,
+    pub actor: String,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub payload: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_hash: Option<String>,
+    pub hash: String,
+}
+
+impl ShownEvent {
+    /// The cells of its [`Format::Table`] row, under [`TABLE_COLUMNS`].
+    pub fn table_cells(&self) -> Vec<String> {
+        vec![
+            self.position.to_string(),
+            self.recorded_at.clone(),
+            self.stream.clone(),
+            self.version.to_string(),
+            self.event_type.clone(),
+            self.actor.clone(),
+        ]
+    }
+}
+
+/// The columns of [`Format::Table`].
+pub const TABLE_COLUMNS: &[(&str, Align)] = &[
+    ("POSITION", Align::Right),
+    ("RECORDED_AT", Align::Left),
+    ("STREAM", Align::Left),
+    ("VERSION", Align::Right),
+    ("TYPE", Align::Left),
+    ("ACTOR", Align::Left),
+];
+
+/// Writes [`ShownEvent`]s in a [`Format`]: JSON lines as they come, or an
+/// aligned [`Table`].
+pub enum EventWriter<W: Write> {
+    Jsonl(W),
+    Table(Table<W>),
+}
+
+impl<W: Write> EventWriter<W> {
+    pub fn new(out: W, format: Format) -> Self {
+        match format {
+            Format::Jsonl => EventWriter::Jsonl(out),
+            Format::Table => EventWriter::Table(Table::new(out, TABLE_COLUMNS)),
+        }
+    }
+
+    /// Writes (or, in a table, holds) one event.
+    pub fn event(&mut self, event: &ShownEvent) -> Result<(), ReplayError> {
+        match self {
+            EventWriter::Jsonl(out) => {
+                // Encoded first, so a closed output is an I/O error
+                // (`srs replay | head` ends quietly on it).
+                let mut line = serde_json::to_vec(event)?;
+                line.push(b'\n');
+                out.write_all(&line)?;
+            }
+            EventWriter::Table(table) => table.row(event.table_cells())?,
+        }
+        Ok(())
+    }
+
+    /// Writes what is held and flushes the output.
+    pub fn flush(&mut self) -> Result<(), ReplayError> {
+        match self {
+            EventWriter::Jsonl(out) => out.flush()?,
+            EventWriter::Table(table) => table.flush()?,
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn parse_hash(text: &str) -> Option<Hash> {
@@ -271,9 +360,7 @@ fn replay_lines(
     line_of: impl Fn(RawRecord) -> Result<EventLine, ReplayError>,
 ) -> Result<u64, ReplayError> {
     let mut written = 0u64;
-    if format == Format::Table {
-        writeln!(out, "{}", table_header())?;
-    }
+    let mut writer = EventWriter::new(out, format);
     let mut next = filter.from.max(1);
     loop {
         if filter.to.is_some_and(|to| next > to) {
@@ -288,17 +375,10 @@ fn replay_lines(
             if !filter.admits(&raw) {
                 continue;
             }
-            let line = line_of(raw)?;
-            match format {
-                Format::Jsonl => {
-                    serde_json::to_writer(&mut *out, &line)?;
-                    out.write_all(b"\n")?;
-                }
-                Format::Table => writeln!(out, "{}", line.table_row())?,
-            }
+            writer.event(&line_of(raw)?.shown_event())?;
             written += 1;
         }
     }
-    out.flush()?;
+    writer.flush()?;
     Ok(written)
 }

@@ -27,6 +27,7 @@
 //! - `export`: [`export`] and [`import`], the portable log file (its format
 //!   is documented there).
 //! - `ops`: [`rebuild`] and [`statuses`], projection operations offline.
+//! - [`table`]: aligned text columns for the tools' table output.
 #![forbid(unsafe_code)]
 
 mod data;
@@ -35,6 +36,7 @@ mod export;
 mod history;
 mod ops;
 mod state;
+pub mod table;
 
 pub use data::DataDir;
 pub use error::ReplayError;
@@ -43,7 +45,8 @@ pub use export::{
     FORMAT_NAME, FORMAT_VERSION,
 };
 pub use history::{
-    deleted_recordings, replay, replay_shown, table_header, EventLine, Filter, Format,
+    deleted_recordings, replay, replay_shown, EventLine, EventWriter, Filter, Format, ShownEvent,
+    TABLE_COLUMNS,
 };
 pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};
 pub use state::{aggregate_state, projection_state, AsOf, PROJECTION_STATES};

@@ -16,8 +16,12 @@ mod authz;
 mod backup;
 #[path = "e2e/bad_input.rs"]
 mod bad_input;
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/catalogue_rows.rs"]
 mod catalogue_rows;
+#[path = "e2e/cli.rs"]
+mod cli;
 #[path = "e2e/content.rs"]
 mod content;
 #[path = "e2e/demo.rs"]
@@ -36,6 +40,8 @@ mod legal_hold;
 mod live;
 #[path = "e2e/permissions.rs"]
 mod permissions;
+#[path = "e2e/readme.rs"]
+mod readme;
 #[path = "e2e/refusals.rs"]
 mod refusals;
 #[path = "e2e/replay.rs"]

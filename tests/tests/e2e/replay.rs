@@ -129,6 +129,14 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
         (1..=online.len() as u64).collect::<Vec<_>>()
     );
     assert!(online.len() as u64 >= restricted_at);
+    let to = restricted_at.to_string();
+    let (code, online_table, stderr) = run_srs(
+        &[
+            "replay", "--url", &url, "--token", &token, "--to", &to, "--format", "table",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     let (code, stdout, stderr) = run_srs(
         &[
             "rebuild",
@@ -207,6 +215,70 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     ] {
         assert!(all[0].get(field).is_some(), "{field} missing: {}", all[0]);
     }
+    // One shape online and offline: every envelope field the same, the
+    // actor as the label `--actor` takes (agents, principals, system).
+    let mut actors = std::collections::BTreeSet::new();
+    for (offline, online) in all.iter().zip(&online) {
+        for field in [
+            "position",
+            "stream",
+            "version",
+            "event_id",
+            "recorded_at",
+            "actor",
+            "correlation_id",
+            "causation_id",
+            "type",
+            "hash",
+        ] {
+            assert_eq!(
+                offline[field], online[field],
+                "{field}: {offline} / {online}"
+            );
+        }
+        let actor = offline["actor"].as_str().expect("the actor is a label");
+        actors.insert(actor.split(':').next().unwrap().to_owned());
+    }
+    assert!(
+        actors.contains("principal") && actors.contains("agent"),
+        "{actors:?}"
+    );
+    // The same table, aligned, from the server and from the directory.
+    let (code, offline_table, stderr) = run_srs(
+        &[
+            "replay", "--data", data_arg, "--to", &to, "--format", "table",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(offline_table, online_table);
+    let table: Vec<&str> = offline_table.lines().collect();
+    assert_eq!(table.len() as u64, restricted_at + 1, "{offline_table}");
+    assert!(
+        table[0].starts_with("POSITION  RECORDED_AT"),
+        "{offline_table}"
+    );
+    // Text starts under its header, numbers end under theirs.
+    for (column, right) in [
+        ("POSITION", true),
+        ("RECORDED_AT", false),
+        ("STREAM", false),
+        ("VERSION", true),
+        ("TYPE", false),
+        ("ACTOR", false),
+    ] {
+        let at = table[0].find(column).unwrap();
+        let end = at + column.len();
+        for row in &table[1..] {
+            let row = row.as_bytes();
+            let aligned = if right {
+                row[end - 1] != b' ' && row[end] == b' '
+            } else {
+                row[at] != b' ' && row[at - 1] == b' '
+            };
+            assert!(aligned, "{column} is not aligned:\n{offline_table}");
+        }
+    }
     for pair in all.windows(2) {
         assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
     }
@@ -248,7 +320,7 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     assert!(!by_agent.is_empty());
     assert!(by_agent
         .iter()
-        .all(|e| e["actor"]["Agent"]["server_id"] == server.as_str()));
+        .all(|e| e["actor"] == format!("agent:{server}").as_str()));
     let last_time = all.last().unwrap()["recorded_at"]
         .as_str()
         .unwrap()
