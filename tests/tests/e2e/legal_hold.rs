@@ -143,12 +143,20 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
         (Some(1), Some(2)),
         "{run}"
     );
+    // Root fields resolve side by side, so the wait for the run's position
+    // is a query of its own before the one that reads its effects.
+    admin
+        .data(
+            "query($a: ID!, $at: Int) { recording(id: $a, atLeast: $at) { id } }",
+            json!({ "a": held, "at": position(&run) }),
+        )
+        .await;
     let states = admin
         .data(
-            "query($a: ID!, $b: ID!, $c: ID!, $site: ID!, $at: Int) {
-               a: recording(id: $a, atLeast: $at) { deleted } b: recording(id: $b) { deleted } c: recording(id: $c) { deleted }
+            "query($a: ID!, $b: ID!, $c: ID!, $site: ID!) {
+               a: recording(id: $a) { deleted } b: recording(id: $b) { deleted } c: recording(id: $c) { deleted }
                retentionPolicy(siteId: $site) { lastRun { deleted held } } }",
-            json!({ "a": held, "b": free, "c": later, "site": site, "at": position(&run) }),
+            json!({ "a": held, "b": free, "c": later, "site": site }),
         )
         .await;
     assert_eq!(states["a"]["deleted"], false, "{states}");
