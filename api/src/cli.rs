@@ -541,6 +541,8 @@ async fn serve(
     demo: Option<crate::demo::DemoOptions>,
     clock: Option<Arc<dyn srs_domain::time::Clock>>,
 ) -> anyhow::Result<ExitCode> {
+    // The port first: a start that cannot listen creates nothing.
+    let listener = Server::bind(&options.listen).await?;
     let mut prepared = None;
     if demo.is_some() {
         // An empty directory, a demo whose seeding never finished (emptied
@@ -556,7 +558,7 @@ async fn serve(
     }
     let data = options.data.clone();
     let clock = clock.unwrap_or_else(|| Arc::new(srs_domain::time::SystemClock));
-    let server = match Server::open_with_clock(options, clock).await {
+    let server = match Server::open_bound(options, clock, None, listener).await {
         Ok(server) => server,
         Err(e @ ServeError::Locked(_)) => {
             eprintln!("error: {e}");

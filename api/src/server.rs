@@ -198,13 +198,28 @@ impl Server {
     ) -> Result<Server, ServeError> {
         // The port first: a start that cannot listen creates nothing (no
         // data directory, no admin token).
-        let listener =
-            TcpListener::bind(&options.listen)
-                .await
-                .map_err(|source| ServeError::Listen {
-                    addr: options.listen.clone(),
-                    source,
-                })?;
+        let listener = Self::bind(&options.listen).await?;
+        Self::open_bound(options, clock, faults, listener).await
+    }
+
+    /// Binds `listen`: the first step of a start, before anything is
+    /// created (`srs serve --demo` prepares its directory in between).
+    pub async fn bind(listen: &str) -> Result<TcpListener, ServeError> {
+        TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: listen.to_owned(),
+                source,
+            })
+    }
+
+    /// Opens `options.data` and serves on `listener` (from [`Server::bind`]).
+    pub async fn open_bound(
+        options: ServeOptions,
+        clock: Arc<dyn Clock>,
+        faults: Option<Arc<Faults>>,
+        listener: TcpListener,
+    ) -> Result<Server, ServeError> {
         srs_domain::log::create_private_dir(&options.data).map_err(|source| {
             ServeError::DataDir {
                 path: options.data.clone(),
