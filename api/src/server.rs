@@ -290,6 +290,7 @@ impl Server {
             heartbeats: LastUsed::new(db.open_tree(LAST_HEARTBEAT_TREE).map_err(LogError::from)?),
             data_dir: options.data.clone(),
             cors_origins: options.cors_origins.clone(),
+            tickets: crate::content::Tickets::new(),
         });
         Ok(Server {
             options,

@@ -193,6 +193,8 @@ pub struct Core {
     /// The browser origins allowed to call `/graphql` and the content
     /// routes from their pages (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// Playback tickets (`Playback.ticketUrl`), under a key of this process.
+    pub tickets: crate::content::Tickets,
 }
 
 /// What a presented secret is, as the tokens read model stands.
@@ -267,6 +269,27 @@ impl Core {
             return self.lookup(&hash)?.into_principal();
         }
         Ok(None)
+    }
+
+    /// The principal a playback ticket for `recording` stands for: its
+    /// token as the tokens read model stands now (revoked or expired since
+    /// the ticket was issued: `UNAUTHENTICATED`). A use counts as a use of
+    /// the token.
+    pub fn ticket_principal(&self, ticket: &str, recording: Uuid) -> Result<Principal, ApiError> {
+        let now = self.service.now();
+        let token = self.tickets.open(ticket, recording, now)?;
+        let refused = || {
+            ApiError::unauthenticated(
+                "the token the playback ticket was issued to is no longer valid",
+            )
+        };
+        let row = self.reads.tokens()?.token(token)?.ok_or_else(refused)?;
+        if row.expired(now) {
+            return Err(refused());
+        }
+        let principal = row.principal().ok_or_else(refused)?;
+        self.last_used.touch(row.id, now);
+        Ok(principal)
     }
 
     /// The principal `token` authenticates as the tokens read model

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
 //! | `PUT /recordings/{id}/asciicast` | same | store an asciicast v2 file as the whole content, index its events |
-//! | `GET /recordings/{id}/content` | whoever may play the recording | the decrypted content, `Range: bytes=...` honoured |
+//! | `GET /recordings/{id}/content` | whoever may play the recording (bearer token, or `?ticket=` from `Playback.ticketUrl`) | the decrypted content, `Range: bytes=...` honoured |
 //! | `GET /recordings/{id}/chunks` | the recording server's AGENT, whoever may see the recording | the stored chunks (`{"recordingId","contentType","chunks":[{"seq","size","sha256"}],"storedBytes","nextSeq","ended"}`), to resume an upload at `nextSeq`; not a playback (GraphQL `recordingChunks` answers the same) |
 //!
 //! Uploads answer 201 for a newly stored chunk and 200 for an identical
@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -555,12 +555,19 @@ pub fn parse_range(value: Option<&str>, total: u64) -> RangeRequest {
 }
 
 /// `GET /recordings/{id}/content`.
+/// `?ticket=` of a content GET (see `ticket`).
+#[derive(serde::Deserialize)]
+struct TicketQuery {
+    ticket: Option<String>,
+}
+
 async fn get_content(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<TicketQuery>,
     headers: HeaderMap,
 ) -> Response {
-    match content_response(&state, &id, &headers).await {
+    match content_response(&state, &id, query.ticket.as_deref(), &headers).await {
         Ok(response) => response,
         Err(error) => error_response(error),
     }
@@ -569,10 +576,17 @@ async fn get_content(
 async fn content_response(
     state: &AppState,
     id: &str,
+    ticket: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let by = principal(state, headers).await?;
     let recording_id = recording_id(id)?;
+    // A bearer header wins; a ticket serves those who cannot send one.
+    let by = match ticket {
+        Some(ticket) if bearer_token(headers)?.is_none() => {
+            state.core().ticket_principal(ticket, recording_id)?
+        }
+        _ => principal(state, headers).await?,
+    };
     let core = state.core().clone();
     // Judges "may see" and "may play" (restrictions, grants, archive); a
     // refusal is recorded as AccessDenied. Nothing else is recorded yet.

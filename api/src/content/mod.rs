@@ -60,6 +60,7 @@ mod asciicast;
 mod effects;
 mod http;
 mod store;
+mod ticket;
 
 pub use asciicast::{
     parse as parse_asciicast, parse_lines as parse_asciicast_lines,
@@ -71,3 +72,4 @@ pub use http::{
     SETTLE_TIMEOUT, SHA256_HEADER,
 };
 pub use store::{Area, ContentError, ContentStore, WrittenChunk, MAX_CHUNK_BYTES};
+pub use ticket::{expiry as ticket_expiry, Tickets, TICKET_TTL_SECS};

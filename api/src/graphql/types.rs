@@ -901,6 +901,7 @@ impl Recording {
         core.metrics.appended();
         let stream = dm::stream_name("recording", self.row.id);
         let mut events = Vec::new();
+        let mut truncated = false;
         let mut version = 1;
         let mut follow_from = executed.last_position;
         loop {
@@ -914,6 +915,8 @@ impl Recording {
                 {
                     if events.len() < PLAYBACK_MAX_EVENTS {
                         events.push(event);
+                    } else {
+                        truncated = true;
                     }
                 }
             }
@@ -922,14 +925,18 @@ impl Recording {
             }
         }
         let state = core.service.load::<dm::Recording>(self.row.id).await?.state;
+        let expires = crate::content::ticket_expiry(core.service.now());
+        let ticket = core.tickets.issue(self.row.id, caller.token_id, expires);
         Ok(Playback {
             recording_id: id(self.row.id),
             position: long(executed.last_position),
             live: self.row.live(),
             follow_from: long(follow_from),
             events,
-            truncated: false,
+            truncated,
             content_url: format!("/recordings/{}/content", self.row.id),
+            ticket_url: format!("/recordings/{}/content?ticket={ticket}", self.row.id),
+            ticket_expires_at: time(expires),
             content_type: state
                 .content_type
                 .clone()
@@ -1239,6 +1246,16 @@ pub struct Playback {
     pub truncated: bool,
     /// Where to GET the content (relative to the server; Range supported).
     pub content_url: String,
+    /// `contentUrl` with a playback ticket: GET it with no bearer header
+    /// (a `<video>` or terminal player's `src`) until `ticketExpiresAt`.
+    /// It opens this recording's content only, as the caller, who must
+    /// still be allowed to play it at each use (a revoked token or grant,
+    /// or a restriction placed since, refuses it). The ticket carries no
+    /// secret and is forgotten when the server restarts; play again for
+    /// a fresh one.
+    pub ticket_url: String,
+    /// When `ticketUrl` stops opening the content (5 minutes after issue).
+    pub ticket_expires_at: DateTime<Utc>,
     /// The content's MIME type (`application/x-asciicast` for a terminal session).
     pub content_type: String,
     /// The content's size in bytes (sum of the stored chunks).

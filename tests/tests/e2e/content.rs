@@ -517,3 +517,121 @@ async fn content_uploads_play_with_ranges_and_are_shredded_for_good() {
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.starts_with("intact"), "{stdout}");
 }
+
+const TICKET: &str =
+    "query($id: ID!) { recording(id: $id) { playback { ticketUrl ticketExpiresAt } } }";
+
+/// `playback { ticketUrl }` of `id` as `client` sees it.
+async fn ticket_url(client: &Client, id: &str) -> String {
+    let data = client.data(TICKET, json!({ "id": id })).await;
+    let playback = &data["recording"]["playback"];
+    assert!(playback["ticketExpiresAt"].is_string(), "{data}");
+    playback["ticketUrl"]
+        .as_str()
+        .expect("a ticket URL")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_playback_ticket_opens_one_recording_for_its_holder_without_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let http = Http::new(&srs);
+    let site = create_site(&admin, "HQ").await;
+    record_everyone(&admin, &site).await;
+    let (server, agent_token) = connect_server(&admin, &site, "sr-1").await;
+    let agent = Client::new(&srs, Some(&agent_token));
+    let auditor_token = issue_token(&admin, "audrey", "AUDITOR", &[&site], &[]).await;
+    grant_whole_site(&admin, &site, "audrey").await;
+    let auditor = Client::new(&srs, Some(&auditor_token));
+    let mut ids = Vec::new();
+    let mut bodies = Vec::new();
+    for (session, tag) in [("s-1", "one"), ("s-2", "two")] {
+        let started = start_recording(&agent, &server, session, "CORP\\ann", &[]).await;
+        let id = started["recordingId"].as_str().unwrap().to_owned();
+        let body = payload(tag, 4_000);
+        assert_eq!(http.chunk(&agent_token, &id, 0, &body).await.status, 201);
+        ids.push(id);
+        bodies.push(body);
+    }
+    let get = |url: String, range: Option<&'static str>| {
+        let mut request = http.http.get(format!("{}{url}", http.base));
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        http.send(request)
+    };
+
+    // The ticket plays its recording with no header, ranges included, and
+    // carries no part of the caller's secret.
+    let url = ticket_url(&auditor, &ids[0]).await;
+    assert!(url.starts_with(&format!("/recordings/{}/content?ticket=", ids[0])));
+    assert!(!url.contains(&auditor_token));
+    let whole = get(url.clone(), None).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, bodies[0]);
+    let part = get(url.clone(), Some("bytes=100-199")).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &bodies[0][100..200]);
+
+    // Not for another recording, and not when altered.
+    let ticket = url.split("ticket=").nth(1).unwrap().to_owned();
+    get(
+        format!("/recordings/{}/content?ticket={ticket}", ids[1]),
+        None,
+    )
+    .await
+    .expect(401, "UNAUTHENTICATED");
+    let mut altered = ticket.clone().into_bytes();
+    altered[70] = if altered[70] == b'a' { b'b' } else { b'a' };
+    let altered = String::from_utf8(altered).unwrap();
+    get(
+        format!("/recordings/{}/content?ticket={altered}", ids[0]),
+        None,
+    )
+    .await
+    .expect(401, "UNAUTHENTICATED");
+
+    // It stands for its holder at each use: a restriction placed since
+    // refuses it as it refuses the holder.
+    admin
+        .data(
+            "mutation($id: ID!) { restrictRecording(recordingId: $id, reason: \"HR case\") { position } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+    let refused = get(url, None).await;
+    assert!(
+        matches!(refused.status, 403 | 404),
+        "{} {}",
+        refused.status,
+        String::from_utf8_lossy(&refused.body)
+    );
+
+    // A revoked token ends its tickets.
+    let url = ticket_url(&auditor, &ids[1]).await;
+    assert_eq!(get(url.clone(), None).await.status, 200);
+    let token_id = auditor.data("{ me { tokenId } }", json!({})).await["me"]["tokenId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin
+        .data(
+            "mutation($id: ID!) { revokeToken(id: $id) { position } }",
+            json!({ "id": token_id }),
+        )
+        .await;
+    get(url, None).await.expect(401, "UNAUTHENTICATED");
+
+    // A bearer header still wins over a ticket in the URL.
+    let url = ticket_url(&admin, &ids[1]).await;
+    let with_header = http
+        .send(
+            http.http
+                .get(format!("{}{url}", http.base))
+                .bearer_auth("not-a-token"),
+        )
+        .await;
+    assert_eq!(with_header.status, 401);
+}
