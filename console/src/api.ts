@@ -1,0 +1,142 @@
+// The console's only ways to the server: POST /graphql, the subscription
+// socket /graphql/ws, and the content routes. The bearer token lives in
+// sessionStorage only: never in a URL, never logged.
+import { createClient, type Client } from 'graphql-ws';
+
+const TOKEN_KEY = 'srs.token';
+
+export function getToken(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(token: string): void {
+  sessionStorage.setItem(TOKEN_KEY, token);
+}
+
+export function clearToken(): void {
+  sessionStorage.removeItem(TOKEN_KEY);
+  closeSocket();
+}
+
+/** A GraphQL error with its stable `extensions.code`. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    public code: string,
+  ) {
+    super(message);
+  }
+}
+
+type GqlError = { message: string; extensions?: { code?: string } };
+
+function authHeaders(token = getToken()): Record<string, string> {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** Runs a query or mutation; throws ApiError on the first error. */
+export async function gql<T = any>(
+  query: string,
+  variables: Record<string, unknown> = {},
+  token?: string,
+): Promise<T> {
+  const response = await fetch('/graphql', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...authHeaders(token ?? getToken()) },
+    body: JSON.stringify({ query, variables }),
+  });
+  let body: { data?: T; errors?: GqlError[] };
+  try {
+    body = await response.json();
+  } catch {
+    throw new ApiError(`the server answered ${response.status}`, 'INTERNAL');
+  }
+  if (body.errors && body.errors.length > 0) {
+    const first = body.errors[0];
+    throw new ApiError(first.message, first.extensions?.code ?? 'INTERNAL');
+  }
+  if (!response.ok || body.data == null) {
+    throw new ApiError(`the server answered ${response.status}`, 'INTERNAL');
+  }
+  return body.data;
+}
+
+let socket: Client | null = null;
+
+function client(): Client {
+  if (!socket) {
+    const url = new URL('/graphql/ws', location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    socket = createClient({
+      url: url.toString(),
+      lazy: true,
+      retryAttempts: 5,
+      connectionParams: () => ({ Authorization: `Bearer ${getToken() ?? ''}` }),
+    });
+  }
+  return socket;
+}
+
+function closeSocket(): void {
+  socket?.dispose();
+  socket = null;
+}
+
+/** Subscribes; returns the function that ends the subscription. */
+export function subscribe<T = any>(
+  query: string,
+  variables: Record<string, unknown>,
+  onData: (data: T) => void,
+  onError: (error: ApiError) => void,
+): () => void {
+  return client().subscribe<T>(
+    { query, variables },
+    {
+      next: (value) => {
+        if (value.errors?.length) {
+          const first = value.errors[0] as GqlError;
+          onError(new ApiError(first.message, first.extensions?.code ?? 'INTERNAL'));
+        } else if (value.data) {
+          onData(value.data as T);
+        }
+      },
+      error: (error) => {
+        const list = Array.isArray(error) ? (error as GqlError[]) : null;
+        onError(
+          new ApiError(
+            list?.[0]?.message ?? (error instanceof Error ? error.message : 'the live connection failed'),
+            list?.[0]?.extensions?.code ?? 'INTERNAL',
+          ),
+        );
+      },
+      complete: () => {},
+    },
+  );
+}
+
+/** A playable source for a recording's content. */
+export type MediaSource = { url: string; contentType: string; release: () => void };
+
+/**
+ * The one place the console turns a recording's content into something a
+ * player loads: GET the playback's content URL with the bearer header and
+ * hand the player a Blob URL (a media element cannot send the header).
+ */
+export async function mediaSource(contentUrl: string, contentType: string): Promise<MediaSource> {
+  const response = await fetch(contentUrl, { headers: authHeaders() });
+  if (!response.ok) {
+    let message = `the content answered ${response.status}`;
+    let code = response.status === 403 ? 'FORBIDDEN' : response.status === 404 ? 'NOT_FOUND' : 'INTERNAL';
+    try {
+      const body = await response.json();
+      if (body?.message) message = body.message;
+      if (body?.code) code = body.code;
+    } catch {
+      // not JSON: keep the status
+    }
+    throw new ApiError(message, code);
+  }
+  const blob = await response.blob();
+  const url = URL.createObjectURL(new Blob([blob], { type: contentType }));
+  return { url, contentType, release: () => URL.revokeObjectURL(url) };
+}

@@ -1,0 +1,128 @@
+import { useState } from 'preact/hooks';
+import { ApiError, gql } from '../api';
+import type { Me } from '../app';
+import { Link } from '../router';
+import { ErrorNote, Loading, Section, fmtTime, useAsync } from '../util';
+
+export function Access(props: { me: Me }) {
+  const admin = props.me.role === 'ADMIN';
+  const perms = useAsync(() => gql<{ playbackPermissions: any[] }>('{ playbackPermissions { id siteId principal grantedAt grantedBy scope { wholeSite recordedUsers recordedGroups hosts deliveryGroups applications serverIds } } }'), []);
+  const restricted = useAsync(() => gql<{ recordings: any }>('{ recordings(filter: { restricted: true }, first: 100) { totalCount edges { node { id user host startedAt restriction { reason by at } } } } }'), []);
+  const holds = useAsync(() => gql<{ legalHolds: any }>('{ legalHolds(first: 100) { edges { node { id reason placedBy placedAt active releasedAt scope { kind recordingIds users } site { name } } } } }'), []);
+  const tokens = useAsync(() => (admin ? gql<{ tokens: any }>('{ tokens(first: 200) { edges { node { id name role issuedAt expiresAt expired revoked lastUsedAt serverId } } } }') : Promise.resolve(null)), [admin]);
+  const [secret, setSecret] = useState<string | null>(null);
+  const [form, setForm] = useState({ name: '', role: 'AUDITOR' });
+  const [error, setError] = useState<ApiError | null>(null);
+  return (
+    <>
+      <h1>Access</h1>
+      <Section title="Playback permissions">
+        <ErrorNote error={perms.error} />
+        {perms.loading && !perms.data && <Loading what="permissions" />}
+        {perms.data && (
+          <table class="list" aria-label="Playback permissions">
+            <thead><tr><th scope="col">Principal</th><th scope="col">Scope</th><th scope="col">Granted</th></tr></thead>
+            <tbody>
+              {perms.data.playbackPermissions.map((p) => (
+                <tr key={p.id}>
+                  <td>{p.principal}</td>
+                  <td>{p.scope.wholeSite ? 'the whole site' : ['recordedUsers', 'recordedGroups', 'hosts', 'deliveryGroups', 'applications', 'serverIds'].filter((k) => p.scope[k].length).map((k) => `${k}: ${p.scope[k].join(', ')}`).join('; ')}</td>
+                  <td>{fmtTime(p.grantedAt)} by {p.grantedBy}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Section>
+      <Section title="Restricted recordings">
+        <ErrorNote error={restricted.error} />
+        {restricted.data && (
+          <table class="list" aria-label="Restricted recordings">
+            <thead><tr><th scope="col">User</th><th scope="col">Host</th><th scope="col">Started</th><th scope="col">Restricted</th></tr></thead>
+            <tbody>
+              {restricted.data.recordings.edges.map(({ node: r }: any) => (
+                <tr key={r.id}>
+                  <td><Link href={`/recordings/${r.id}`}>{r.user}</Link></td>
+                  <td>{r.host}</td>
+                  <td>{fmtTime(r.startedAt)}</td>
+                  <td>{r.restriction ? `${r.restriction.by}: ${r.restriction.reason}` : ''}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Section>
+      <Section title="Legal holds">
+        <ErrorNote error={holds.error} />
+        {holds.data && (
+          <ul class="plain">
+            {holds.data.legalHolds.edges.length === 0 && <li class="muted">None.</li>}
+            {holds.data.legalHolds.edges.map(({ node: h }: any) => (
+              <li key={h.id}>
+                {h.active ? <span class="badge badge-hold">active</span> : <span class="badge">released</span>} {h.site?.name}: {h.reason} — {h.scope.kind.toLowerCase()}{' '}
+                {h.scope.recordingIds.map((id: string) => <Link key={id} href={`/recordings/${id}`}>{id.slice(0, 8)} </Link>)}
+                {h.scope.users.join(', ')} <span class="muted">placed by {h.placedBy} {fmtTime(h.placedAt)}</span>
+              </li>
+            ))}
+          </ul>
+        )}
+      </Section>
+      {admin && (
+        <Section title="Tokens">
+          <form
+            class="row"
+            onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                const data = await gql<{ issueToken: { secret: string } }>('mutation I($input: IssueTokenInput!) { issueToken(input: $input) { secret } }', { input: { name: form.name.trim(), role: form.role } });
+                setSecret(data.issueToken.secret);
+                setError(null);
+                tokens.reload();
+              } catch (err) {
+                setError(err as ApiError);
+              }
+            }}
+          >
+            <label>Name<br /><input type="text" value={form.name} onInput={(e) => setForm({ ...form, name: (e.target as HTMLInputElement).value })} /></label>
+            <label>Role<br />
+              <select value={form.role} onChange={(e) => setForm({ ...form, role: (e.target as HTMLSelectElement).value })}>
+                {['ADMIN', 'PRIVILEGED_PLAYER', 'AUDITOR', 'VIEWER'].map((r) => <option key={r} value={r}>{r}</option>)}
+              </select>
+            </label>
+            <button type="submit">Issue token</button>
+          </form>
+          <ErrorNote error={error ?? tokens.error} />
+          {secret && <p>The new token (shown once): <pre class="secret">{secret}</pre></p>}
+          {tokens.data && (
+            <table class="list" aria-label="Tokens">
+              <thead><tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">Issued</th><th scope="col">Last used</th><th scope="col">State</th><th scope="col"><span class="muted">Action</span></th></tr></thead>
+              <tbody>
+                {tokens.data.tokens.edges.map(({ node: t }: any) => (
+                  <tr key={t.id}>
+                    <td>{t.name}</td>
+                    <td>{t.role}</td>
+                    <td>{fmtTime(t.issuedAt)}</td>
+                    <td>{fmtTime(t.lastUsedAt) || 'never'}</td>
+                    <td>{t.revoked ? 'revoked' : t.expired ? 'expired' : 'valid'}</td>
+                    <td>
+                      {!t.revoked && !t.serverId && (
+                        <button type="button" class="secondary" aria-label={`Revoke ${t.name}`} onClick={async () => {
+                          try {
+                            await gql('mutation R($id: ID!) { revokeToken(id: $id) { position } }', { id: t.id });
+                            tokens.reload();
+                          } catch (err) {
+                            setError(err as ApiError);
+                          }
+                        }}>Revoke</button>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          )}
+        </Section>
+      )}
+    </>
+  );
+}

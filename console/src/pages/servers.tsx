@@ -1,0 +1,93 @@
+import { useState } from 'preact/hooks';
+import { ApiError, gql } from '../api';
+import type { Me } from '../app';
+import { ErrorNote, Loading, Section, fmtTime, titleCase, useAsync } from '../util';
+
+const SERVERS_QUERY = `{ servers {
+  id name host version deployment status online lastHeartbeat settingsVersion site { name }
+  settings { storagePaths maxFileSizeMb maxRecordingHours livePlaybackEnabled encryptDownloads recordingEnabled adminLoggingMandatory restoreDirectory alertSender }
+  install { step status message history { step status message at } }
+} }`;
+
+export function Servers(props: { me: Me }) {
+  const list = useAsync(() => gql<{ servers: any[] }>(SERVERS_QUERY), []);
+  return (
+    <>
+      <h1>Servers</h1>
+      <ErrorNote error={list.error} />
+      {!list.data && list.loading && <Loading what="servers" />}
+      {list.data && (
+        <table class="list" aria-label="Servers">
+          <thead>
+            <tr><th scope="col">Name</th><th scope="col">Site</th><th scope="col">Host</th><th scope="col">Status</th><th scope="col">Last heartbeat</th><th scope="col">Version</th><th scope="col">Settings</th></tr>
+          </thead>
+          <tbody>
+            {list.data.servers.map((s) => (
+              <tr key={s.id}>
+                <td>{s.name}</td>
+                <td>{s.site?.name}</td>
+                <td>{s.host}</td>
+                <td>{titleCase(s.status)} {s.online ? '(online)' : '(offline)'}</td>
+                <td>{fmtTime(s.lastHeartbeat) || 'never'}</td>
+                <td>{s.version}</td>
+                <td><Settings server={s} editable={props.me.role === 'ADMIN'} onSaved={list.reload} /></td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </>
+  );
+}
+
+function Settings(props: { server: any; editable: boolean; onSaved: () => void }) {
+  const s = props.server.settings;
+  const [open, setOpen] = useState(false);
+  const [form, setForm] = useState({ maxFileSizeMb: String(s.maxFileSizeMb), maxRecordingHours: String(s.maxRecordingHours), livePlaybackEnabled: s.livePlaybackEnabled, recordingEnabled: s.recordingEnabled });
+  const [error, setError] = useState<ApiError | null>(null);
+  const summary = `${s.maxFileSizeMb} MB files, ${s.maxRecordingHours} h max, live playback ${s.livePlaybackEnabled ? 'on' : 'off'}, recording ${s.recordingEnabled ? 'on' : 'off'} (version ${props.server.settingsVersion})`;
+  if (!props.editable || !open)
+    return (
+      <span>
+        {summary}{' '}
+        {props.editable && <button type="button" class="secondary" onClick={() => setOpen(true)} aria-label={`Edit settings of ${props.server.name}`}>Edit</button>}
+      </span>
+    );
+  return (
+    <Section title={`Settings of ${props.server.name}`}>
+      <form
+        class="stack"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          try {
+            await gql(
+              'mutation S($id: ID!, $settings: ServerSettingsInput!, $v: Int) { updateServerSettings(serverId: $id, settings: $settings, expectedVersion: $v) { position } }',
+              {
+                id: props.server.id,
+                v: props.server.settingsVersion,
+                settings: {
+                  maxFileSizeMb: Number(form.maxFileSizeMb),
+                  maxRecordingHours: Number(form.maxRecordingHours),
+                  livePlaybackEnabled: form.livePlaybackEnabled,
+                  recordingEnabled: form.recordingEnabled,
+                },
+              },
+            );
+            setOpen(false);
+            props.onSaved();
+          } catch (err) {
+            const e2 = err as ApiError;
+            setError(e2.code === 'CONFLICT' ? new ApiError('Someone changed these settings meanwhile: reload to see theirs, then edit again.', 'CONFLICT') : e2);
+          }
+        }}
+      >
+        <label>Maximum file size (MB, 10 to 300)<input type="number" value={form.maxFileSizeMb} onInput={(e) => setForm({ ...form, maxFileSizeMb: (e.target as HTMLInputElement).value })} /></label>
+        <label>Maximum recording hours (1 to 24)<input type="number" value={form.maxRecordingHours} onInput={(e) => setForm({ ...form, maxRecordingHours: (e.target as HTMLInputElement).value })} /></label>
+        <label class="row"><input type="checkbox" checked={form.livePlaybackEnabled} onChange={(e) => setForm({ ...form, livePlaybackEnabled: (e.target as HTMLInputElement).checked })} /> Live playback enabled</label>
+        <label class="row"><input type="checkbox" checked={form.recordingEnabled} onChange={(e) => setForm({ ...form, recordingEnabled: (e.target as HTMLInputElement).checked })} /> Recording enabled</label>
+        <div class="row"><button type="submit">Save</button><button type="button" class="secondary" onClick={() => setOpen(false)}>Cancel</button></div>
+        <ErrorNote error={error} />
+      </form>
+    </Section>
+  );
+}
