@@ -100,12 +100,17 @@ test('a search narrows the recordings and survives a reload', async () => {
   const all = (await gql('{ recordings { totalCount } }')).recordings.totalCount;
   const sample = (await gql('{ recordings(first: 1, filter: { live: false }) { edges { node { user } } } }')).recordings.edges[0].node.user;
   const needle = sample.split(/[\\@]/).find((part) => part.length > 2 && !/corp|example/i.test(part)) ?? sample;
-  const count = async () => Number((await page.getByRole('status').filter({ hasText: 'match' }).innerText()).match(/\d+/)[0]);
+  // The count of the page's own URL (not one of a search before).
+  const count = async () => {
+    const search = new URL(page.url()).search;
+    const status = page.locator(`p[role=status][data-search="${search}"]`);
+    await status.waitFor();
+    return Number((await status.innerText()).match(/\d+/)[0]);
+  };
 
-  await page.getByLabel('Search').fill(needle);
-  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByLabel('Search', { exact: true }).fill(needle);
+  await page.getByRole('button', { name: 'Apply', exact: true }).click();
   await page.waitForURL(/text=/);
-  await page.getByRole('status').filter({ hasText: 'match' }).waitFor();
   const low = (await gql('query($t: String) { recordings(filter: { text: $t }) { totalCount } }', { t: needle })).recordings.totalCount;
   const narrowed = await count();
   const high = (await gql('query($t: String) { recordings(filter: { text: $t }) { totalCount } }', { t: needle })).recordings.totalCount;
@@ -116,7 +121,7 @@ test('a search narrows the recordings and survives a reload', async () => {
 
   await page.reload();
   await page.getByRole('table', { name: 'Recordings' }).waitFor();
-  assert.equal(await page.getByLabel('Search').inputValue(), needle);
+  assert.equal(await page.getByLabel('Search', { exact: true }).inputValue(), needle);
   const again = await count();
   assert.ok(again >= narrowed && again <= narrowed + 2, `after reload ${again}, before ${narrowed}`);
 
@@ -147,7 +152,7 @@ test('a terminal recording plays in the player: press play, terminal text appear
   await player.waitFor();
   const terminal = player.locator('[data-kind=terminal]');
   await terminal.locator('.ap-wrapper, .ap-player, pre, .ap-term').first().waitFor({ timeout: 20000 });
-  await player.getByRole('button', { name: 'Play' }).click();
+  await player.getByRole('button', { name: 'Play', exact: true }).click();
   await page.waitForFunction(() => {
     const el = document.querySelector('[data-kind=terminal]');
     return el && el.textContent.replace(/\s/g, '').length > 0;
@@ -155,7 +160,7 @@ test('a terminal recording plays in the player: press play, terminal text appear
   await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent !== '0:00', null, { timeout: 30000 });
   const text = await terminal.innerText();
   assert.ok(text.trim().length > 0, 'the terminal shows text');
-  await player.getByRole('button', { name: 'Pause' }).click();
+  await player.getByRole('button', { name: 'Pause', exact: true }).click();
   await shootAndCheck(page, 'recording-terminal');
   await page.context().close();
 });
@@ -185,7 +190,7 @@ test('a detection marker seeks the player there, and a comment is added at the c
 
   // A comment at the current time, and a click on it seeks back there.
   const text = `Checked at ${expected} by the console test`;
-  await page.getByLabel('Comment').fill(text);
+  await page.getByLabel('Comment', { exact: true }).fill(text);
   await page.getByRole('button', { name: `Add comment at ${expected}` }).click();
   await page.getByRole('list', { name: 'Comments' }).getByText(text).waitFor();
   const stored = (await gql('query($id: ID!) { recording(id: $id) { comments { text offsetMs author } } }', { id: target.id })).recording.comments;
@@ -193,7 +198,8 @@ test('a detection marker seeks the player there, and a comment is added at the c
   assert.ok(mine, 'the comment is stored');
   assert.equal(mine.offsetMs, Math.floor(detection.offsetMs / 1000) * 1000);
 
-  await player.getByLabel('Position').fill('0');
+  await player.getByLabel('Position', { exact: true }).focus();
+  await page.keyboard.press('Home');
   await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent === '0:00');
   await page.getByRole('button', { name: `Jump to comment at ${expected}` }).first().click();
   await page.waitForFunction((want) => document.querySelector('output[aria-label="Current time"]').textContent === want, expected);
@@ -257,8 +263,8 @@ test('servers, policies, access and audit pages render what GraphQL answers', as
   await page.goto(`${SRS_URL}/policies`);
   await page.getByRole('heading', { name: 'Recording policies' }).waitFor();
   await page.getByLabel('User (DOMAIN\\user)').fill('CORP\\alice');
-  await page.getByLabel('Host').fill('vda-01');
-  await page.getByRole('button', { name: 'Test' }).click();
+  await page.getByLabel('Host', { exact: true }).fill('vda-01');
+  await page.getByRole('button', { name: 'Test', exact: true }).click();
   await page.getByRole('status').filter({ hasText: /recorded/i }).waitFor();
   await shootAndCheck(page, 'policies');
 

@@ -70,7 +70,7 @@ export function Recordings() {
   const [previous, setPrevious] = useState<string[]>([]);
   const sites = useAsync(() => gql<{ sites: { id: string; name: string }[]; servers: { id: string; name: string }[] }>('{ sites { id name } servers { id name } }'), []);
   const list = useAsync(
-    () => gql<{ recordings: any }>(RECORDINGS_QUERY, { filter, first: PAGE_SIZE, after, orderBy }),
+    () => gql<{ recordings: any }>(RECORDINGS_QUERY, { filter, first: PAGE_SIZE, after, orderBy }).then((d) => ({ ...d, search: key })),
     [key],
   );
   const [form, setForm] = useState<Record<string, string>>(() => Object.fromEntries(params.entries()));
@@ -181,8 +181,8 @@ export function Recordings() {
       {!connection && list.loading && <Loading what="recordings" />}
       {connection && (
         <>
-          <p role="status" class="muted">
-            {connection.totalCount} recording{connection.totalCount === 1 ? '' : 's'} match.
+          <p role="status" class="muted" data-search={list.data!.search}>
+            {connection.totalCount === 1 ? '1 recording matches.' : `${connection.totalCount} recordings match.`}
           </p>
           <table role="table" aria-label="Recordings" class="list">
             <thead>
