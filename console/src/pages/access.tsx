@@ -11,7 +11,7 @@ export function Access(props: { me: Me }) {
   const holds = useAsync(() => gql<{ legalHolds: any }>('{ legalHolds(first: 100) { edges { node { id reason placedBy placedAt active releasedAt scope { kind recordingIds users } site { name } } } } }'), []);
   const tokens = useAsync(() => (admin ? gql<{ tokens: any }>('{ tokens(first: 200) { edges { node { id name role issuedAt expiresAt expired revoked lastUsedAt serverId } } } }') : Promise.resolve(null)), [admin]);
   const [secret, setSecret] = useState<string | null>(null);
-  const [form, setForm] = useState({ name: '', role: 'AUDITOR' });
+  const [form, setForm] = useState({ name: '', role: 'AUDITOR', expires: '' });
   const [error, setError] = useState<ApiError | null>(null);
   return (
     <>
@@ -21,18 +21,31 @@ export function Access(props: { me: Me }) {
         {perms.loading && !perms.data && <Loading what="permissions" />}
         {perms.data && (
           <table class="list" aria-label="Playback permissions">
-            <thead><tr><th scope="col">Principal</th><th scope="col">Scope</th><th scope="col">Granted</th></tr></thead>
+            <thead><tr><th scope="col">Principal</th><th scope="col">Scope</th><th scope="col">Granted</th>{admin && <th scope="col"><span class="muted">Action</span></th>}</tr></thead>
             <tbody>
               {perms.data.playbackPermissions.map((p) => (
                 <tr key={p.id}>
                   <td>{p.principal}</td>
                   <td>{p.scope.wholeSite ? 'the whole site' : ['recordedUsers', 'recordedGroups', 'hosts', 'deliveryGroups', 'applications', 'serverIds'].filter((k) => p.scope[k].length).map((k) => `${k}: ${p.scope[k].join(', ')}`).join('; ')}</td>
                   <td>{fmtTime(p.grantedAt)} by {p.grantedBy}</td>
+                  {admin && (
+                    <td>
+                      <button type="button" class="secondary" aria-label={`Revoke the permission of ${p.principal}`} onClick={async () => {
+                        try {
+                          await gql('mutation R($id: ID!) { revokePlaybackPermission(id: $id) { position } }', { id: p.id });
+                          perms.reload();
+                        } catch (err) {
+                          setError(err as ApiError);
+                        }
+                      }}>Revoke</button>
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>
           </table>
         )}
+        {admin && <Grant onGranted={perms.reload} />}
       </Section>
       <Section title="Restricted recordings">
         <ErrorNote error={restricted.error} />
@@ -61,7 +74,17 @@ export function Access(props: { me: Me }) {
               <li key={h.id}>
                 {h.active ? <span class="badge badge-hold">active</span> : <span class="badge">released</span>} {h.site?.name}: {h.reason} — {h.scope.kind.toLowerCase()}{' '}
                 {h.scope.recordingIds.map((id: string) => <Link key={id} href={`/recordings/${id}`}>{id.slice(0, 8)} </Link>)}
-                {h.scope.users.join(', ')} <span class="muted">placed by {h.placedBy} {fmtTime(h.placedAt)}</span>
+                {h.scope.users.join(', ')} <span class="muted">placed by {h.placedBy} {fmtTime(h.placedAt)}</span>{' '}
+                {admin && h.active && (
+                  <button type="button" class="secondary" aria-label={`Release the hold: ${h.reason}`} onClick={async () => {
+                    try {
+                      await gql('mutation L($id: ID!) { releaseLegalHold(id: $id) { position } }', { id: h.id });
+                      holds.reload();
+                    } catch (err) {
+                      setError(err as ApiError);
+                    }
+                  }}>Release</button>
+                )}
               </li>
             ))}
           </ul>
@@ -74,7 +97,7 @@ export function Access(props: { me: Me }) {
             onSubmit={async (e) => {
               e.preventDefault();
               try {
-                const data = await gql<{ issueToken: { secret: string } }>('mutation I($input: IssueTokenInput!) { issueToken(input: $input) { secret } }', { input: { name: form.name.trim(), role: form.role } });
+                const data = await gql<{ issueToken: { secret: string } }>('mutation I($input: IssueTokenInput!) { issueToken(input: $input) { secret } }', { input: { name: form.name.trim(), role: form.role, expiresAt: form.expires ? new Date(form.expires + 'T00:00:00Z').toISOString() : null } });
                 setSecret(data.issueToken.secret);
                 setError(null);
                 tokens.reload();
@@ -89,13 +112,14 @@ export function Access(props: { me: Me }) {
                 {['ADMIN', 'PRIVILEGED_PLAYER', 'AUDITOR', 'VIEWER'].map((r) => <option key={r} value={r}>{r}</option>)}
               </select>
             </label>
+            <label>Expires on (optional)<br /><input type="date" value={form.expires} onInput={(e) => setForm({ ...form, expires: (e.target as HTMLInputElement).value })} /></label>
             <button type="submit">Issue token</button>
           </form>
           <ErrorNote error={error ?? tokens.error} />
           {secret && <p>The new token (shown once): <pre class="secret">{secret}</pre></p>}
           {tokens.data && (
             <table class="list" aria-label="Tokens">
-              <thead><tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">Issued</th><th scope="col">Last used</th><th scope="col">State</th><th scope="col"><span class="muted">Action</span></th></tr></thead>
+              <thead><tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">Issued</th><th scope="col">Last used</th><th scope="col">Expires</th><th scope="col">State</th><th scope="col"><span class="muted">Action</span></th></tr></thead>
               <tbody>
                 {tokens.data.tokens.edges.map(({ node: t }: any) => (
                   <tr key={t.id}>
@@ -103,6 +127,7 @@ export function Access(props: { me: Me }) {
                     <td>{t.role}</td>
                     <td>{fmtTime(t.issuedAt)}</td>
                     <td>{fmtTime(t.lastUsedAt) || 'never'}</td>
+                    <td>{fmtTime(t.expiresAt) || 'never'}</td>
                     <td>{t.revoked ? 'revoked' : t.expired ? 'expired' : 'valid'}</td>
                     <td>
                       {!t.revoked && !t.serverId && (
@@ -124,5 +149,52 @@ export function Access(props: { me: Me }) {
         </Section>
       )}
     </>
+  );
+}
+
+const SCOPE_FIELDS = [
+  ['recordedUsers', 'Recorded users'],
+  ['recordedGroups', 'Recorded groups'],
+  ['hosts', 'Hosts'],
+  ['deliveryGroups', 'Delivery groups'],
+  ['applications', 'Applications'],
+] as const;
+
+function Grant(props: { onGranted: () => void }) {
+  const sites = useAsync(() => gql<{ sites: { id: string; name: string }[] }>('{ sites { id name } }'), []);
+  const [form, setForm] = useState<Record<string, string>>({ siteId: '', principal: '' });
+  const [error, setError] = useState<ApiError | null>(null);
+  const siteId = form.siteId || sites.data?.sites[0]?.id || '';
+  const list = (v?: string) => (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const set = (key: string) => (e: Event) => setForm({ ...form, [key]: (e.target as HTMLInputElement).value });
+  return (
+    <form
+      class="row"
+      aria-label="Grant a playback permission"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        try {
+          const scope = Object.fromEntries(SCOPE_FIELDS.map(([k]) => [k, list(form[k])]));
+          await gql('mutation G($input: GrantPlaybackPermissionInput!) { grantPlaybackPermission(input: $input) { position } }', { input: { siteId, principal: form.principal.trim(), scope } });
+          setError(null);
+          setForm({ siteId, principal: '' });
+          props.onGranted();
+        } catch (err) {
+          setError(err as ApiError);
+        }
+      }}
+    >
+      <label>Site<br />
+        <select value={siteId} onChange={set('siteId')}>
+          {(sites.data?.sites ?? []).map((s) => <option key={s.id} value={s.id}>{s.name}</option>)}
+        </select>
+      </label>
+      <label>Principal (token name)<br /><input type="text" value={form.principal} onInput={set('principal')} /></label>
+      {SCOPE_FIELDS.map(([k, label]) => (
+        <label key={k}>{label}<br /><input type="text" placeholder="any" value={form[k] ?? ''} onInput={set(k)} /></label>
+      ))}
+      <button type="submit">Grant</button>
+      <ErrorNote error={error} />
+    </form>
   );
 }

@@ -11,15 +11,34 @@ const SERVERS_QUERY = `{ servers {
 
 export function Servers(props: { me: Me }) {
   const list = useAsync(() => gql<{ servers: any[] }>(SERVERS_QUERY), []);
+  const admin = props.me.role === 'ADMIN';
+  const [secret, setSecret] = useState<{ name: string; token: string } | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const rotate = async (server: any) => {
+    try {
+      const d = await gql<{ rotateAgentToken: { agentToken: string } }>('mutation R($id: ID!) { rotateAgentToken(serverId: $id) { agentToken } }', { id: server.id });
+      setSecret({ name: server.name, token: d.rotateAgentToken.agentToken });
+      setError(null);
+    } catch (e) {
+      setError(e as ApiError);
+    }
+  };
   return (
     <>
       <h1>Servers</h1>
-      <ErrorNote error={list.error} />
+      <ErrorNote error={list.error ?? error} />
+      {secret && (
+        <div class="note" role="status">
+          The AGENT token of {secret.name}, shown once (configure the server with it now):
+          <pre class="secret">{secret.token}</pre>
+          <button type="button" class="secondary" onClick={() => setSecret(null)}>I have copied it</button>
+        </div>
+      )}
       {!list.data && list.loading && <Loading what="servers" />}
       {list.data && (
         <table class="list" aria-label="Servers">
           <thead>
-            <tr><th scope="col">Name</th><th scope="col">Site</th><th scope="col">Host</th><th scope="col">Status</th><th scope="col">Last heartbeat</th><th scope="col">Version</th><th scope="col">Settings</th></tr>
+            <tr><th scope="col">Name</th><th scope="col">Site</th><th scope="col">Host</th><th scope="col">Status</th><th scope="col">Last heartbeat</th><th scope="col">Version</th><th scope="col">Settings</th><th scope="col">Install</th>{admin && <th scope="col">Token</th>}</tr>
           </thead>
           <tbody>
             {list.data.servers.map((s) => (
@@ -30,13 +49,79 @@ export function Servers(props: { me: Me }) {
                 <td>{titleCase(s.status)} {s.online ? '(online)' : '(offline)'}</td>
                 <td>{fmtTime(s.lastHeartbeat) || 'never'}</td>
                 <td>{s.version}</td>
-                <td><Settings server={s} editable={props.me.role === 'ADMIN'} onSaved={list.reload} /></td>
+                <td><Settings server={s} editable={admin} onSaved={list.reload} /></td>
+                <td>
+                  {s.install ? (
+                    <details>
+                      <summary>{titleCase(s.install.step)}: {titleCase(s.install.status)}</summary>
+                      <ol>
+                        {s.install.history.map((h: any, i: number) => (
+                          <li key={i}>{titleCase(h.step)} {titleCase(h.status)} {fmtTime(h.at)} {h.message}</li>
+                        ))}
+                      </ol>
+                    </details>
+                  ) : '—'}
+                </td>
+                {admin && (
+                  <td>
+                    {s.status !== 'DISCONNECTED' && (
+                      <button type="button" class="secondary" aria-label={`Rotate token of ${s.name}`} onClick={() => rotate(s)}>Rotate token</button>
+                    )}
+                  </td>
+                )}
               </tr>
             ))}
           </tbody>
         </table>
       )}
+      {admin && <Connect onConnected={(name, token) => { setSecret({ name, token }); list.reload(); }} />}
     </>
+  );
+}
+
+function Connect(props: { onConnected: (name: string, token: string) => void }) {
+  const sites = useAsync(() => gql<{ sites: { id: string; name: string }[] }>('{ sites { id name } }'), []);
+  const [form, setForm] = useState({ siteId: '', name: '', host: '', deployment: 'ON_PREMISES', version: '' });
+  const [error, setError] = useState<ApiError | null>(null);
+  const set = (key: string) => (e: Event) => setForm({ ...form, [key]: (e.target as HTMLInputElement).value });
+  const siteId = form.siteId || sites.data?.sites[0]?.id || '';
+  return (
+    <Section title="Connect a server">
+      <form
+        class="row"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          try {
+            const d = await gql<{ connectServer: { agentToken: string } }>(
+              'mutation C($input: ConnectServerInput!) { connectServer(input: $input) { agentToken } }',
+              { input: { ...form, siteId, name: form.name.trim(), host: form.host.trim(), version: form.version.trim() } },
+            );
+            setError(null);
+            props.onConnected(form.name.trim(), d.connectServer.agentToken);
+            setForm({ ...form, name: '', host: '', version: '' });
+          } catch (err) {
+            setError(err as ApiError);
+          }
+        }}
+      >
+        <label>Site<br />
+          <select value={siteId} onChange={set('siteId')}>
+            {(sites.data?.sites ?? []).map((s) => <option key={s.id} value={s.id}>{s.name}</option>)}
+          </select>
+        </label>
+        <label>Name<br /><input type="text" value={form.name} onInput={set('name')} /></label>
+        <label>Host name<br /><input type="text" value={form.host} onInput={set('host')} /></label>
+        <label>Deployment<br />
+          <select value={form.deployment} onChange={set('deployment')}>
+            <option value="ON_PREMISES">On premises</option>
+            <option value="CLOUD">Cloud</option>
+          </select>
+        </label>
+        <label>Version<br /><input type="text" value={form.version} onInput={set('version')} /></label>
+        <button type="submit">Connect</button>
+      </form>
+      <ErrorNote error={error} />
+    </Section>
   );
 }
 
