@@ -260,12 +260,42 @@ test('servers, policies, access and audit pages render what GraphQL answers', as
   assert.equal(await table.locator('tbody tr').count(), servers.length);
   await shootAndCheck(page, 'servers');
 
+  // A stale settings edit shows the conflict instead of overwriting.
+  const server = (await gql('{ servers { id name settingsVersion settings { maxFileSizeMb maxRecordingHours } } }')).servers[0];
+  const hours = server.settings.maxRecordingHours === 11 ? 10 : 11;
+  await page.getByRole('button', { name: `Edit settings of ${server.name}`, exact: true }).click();
+  await gql('mutation($id: ID!, $v: Int, $h: Int) { updateServerSettings(serverId: $id, settings: { maxRecordingHours: $h }, expectedVersion: $v) { position } }', { id: server.id, v: server.settingsVersion, h: hours });
+  await page.getByLabel('Maximum file size (MB, 10 to 300)').fill('77');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('alert').filter({ hasText: 'changed these settings meanwhile' }).waitFor();
+  const after = (await gql('query($id: ID!) { server(id: $id) { settings { maxFileSizeMb maxRecordingHours } } }', { id: server.id })).server.settings;
+  assert.equal(after.maxFileSizeMb, server.settings.maxFileSizeMb, 'the stale edit wrote nothing');
+  assert.equal(after.maxRecordingHours, hours);
+
   await page.goto(`${SRS_URL}/policies`);
   await page.getByRole('heading', { name: 'Recording policies' }).waitFor();
-  await page.getByLabel('User (DOMAIN\\user)').fill('CORP\\alice');
+  const siteId = new URL(page.url()).searchParams.get('site') ?? (await gql('{ sites { id } }')).sites[0].id;
+
+  // A recording policy made with the form, then activated.
+  await page.getByRole('button', { name: 'New recording policy', exact: true }).click();
+  const form = page.getByRole('form', { name: 'New recording policy' });
+  await form.getByLabel('Name', { exact: true }).fill('Console contractors');
+  await form.getByRole('button', { name: 'Add rule', exact: true }).click();
+  await form.getByLabel('Rule name', { exact: true }).fill('No console testers');
+  await form.getByLabel('Action', { exact: true }).selectOption('DO_NOT_RECORD');
+  await form.getByLabel('Users', { exact: true }).fill('CORP\\console.tester, CORP\\other.tester');
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('heading', { name: /^Console contractors/ }).waitFor();
+  const made = (await gql('query($s: ID!) { policies(siteId: $s) { recording { all { id name definition { recording { rules { name action users } } } } } } }', { s: siteId }))
+    .policies.recording.all.find((p) => p.name === 'Console contractors');
+  assert.ok(made, 'the policy is stored');
+  assert.deepEqual(made.definition.recording.rules, [{ name: 'No console testers', action: 'DO_NOT_RECORD', users: ['CORP\\console.tester', 'CORP\\other.tester'] }]);
+  await page.getByRole('button', { name: 'Activate Console contractors', exact: true }).click();
+  await page.getByRole('article').filter({ hasText: 'Console contractors' }).getByText('active', { exact: true }).waitFor();
+  await page.getByLabel('User (DOMAIN\\user)').fill('CORP\\console.tester');
   await page.getByLabel('Host', { exact: true }).fill('vda-01');
   await page.getByRole('button', { name: 'Test', exact: true }).click();
-  await page.getByRole('status').filter({ hasText: /recorded/i }).waitFor();
+  await page.getByRole('status').filter({ hasText: 'Not recorded' }).waitFor();
   await shootAndCheck(page, 'policies');
 
   await page.goto(`${SRS_URL}/access`);

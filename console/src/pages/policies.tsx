@@ -3,11 +3,12 @@ import { ApiError, gql } from '../api';
 import type { Me } from '../app';
 import { navigate, useUrl } from '../router';
 import { ErrorNote, Loading, Section, titleCase, useAsync } from '../util';
+import { PolicyForm, type Kind as PolicyKind } from './policyform';
 
 const POLICIES_QUERY = `query P($siteId: ID!) { policies(siteId: $siteId) {
-  recording { active { id } all { id name version system deleted definition { recording { rules { name action notify users groups applications hosts deliveryGroups clientIpRanges } fallback } } } }
-  eventDetection { active { id } all { id name version system deleted definition { eventDetection { logged rules { type severity patterns idleSeconds } } } } }
-  eventResponse { active { id } all { id name version system deleted definition { eventResponse { rules { name types minSeverity actions } } } } }
+  recording { active { id } all { id name version system deleted definition { recording { name fallback fallbackNotify rules { name action notify lossy audio users groups applications hosts deliveryGroups clientIpRanges } } } } }
+  eventDetection { active { id } all { id name version system deleted definition { eventDetection { name logged monitoredApps rules { name type severity patterns idleSeconds users groups hosts } } } } }
+  eventResponse { active { id } all { id name version system deleted definition { eventResponse { name rules { name onSessionStart types minSeverity users hosts actions recipients message cooldownSec } } } } }
 } }`;
 
 export function Policies(props: { me: Me }) {
@@ -34,7 +35,7 @@ export function Policies(props: { me: Me }) {
       {!p && pol.loading && <Loading what="policies" />}
       {p && (
         <>
-          <Kind title="Recording policies" kind={p.recording} admin={admin} onChange={pol.reload}
+          <Kind title="Recording policies" kind={p.recording} which="recording" siteId={siteId} admin={admin} onChange={pol.reload}
             render={(d) => d.recording && (
               <ul>
                 {d.recording.rules.map((r: any, i: number) => (
@@ -43,7 +44,7 @@ export function Policies(props: { me: Me }) {
                 <li>Otherwise: {titleCase(d.recording.fallback)}</li>
               </ul>
             )} />
-          <Kind title="Event detection policies" kind={p.eventDetection} admin={admin} onChange={pol.reload}
+          <Kind title="Event detection policies" kind={p.eventDetection} which="eventDetection" siteId={siteId} admin={admin} onChange={pol.reload}
             render={(d) => d.eventDetection && (
               <>
                 <p class="muted">Logs: {d.eventDetection.logged.map(titleCase).join(', ')}</p>
@@ -54,7 +55,7 @@ export function Policies(props: { me: Me }) {
                 </ul>
               </>
             )} />
-          <Kind title="Event response policies" kind={p.eventResponse} admin={admin} onChange={pol.reload}
+          <Kind title="Event response policies" kind={p.eventResponse} which="eventResponse" siteId={siteId} admin={admin} onChange={pol.reload}
             render={(d) => d.eventResponse && (
               <ul>
                 {d.eventResponse.rules.map((r: any, i: number) => (
@@ -77,8 +78,13 @@ function matchers(r: any): string {
   return parts.length ? parts.join('; ') : 'everyone';
 }
 
-function Kind(props: { title: string; kind: any; admin: boolean; onChange: () => void; render: (d: any) => any }) {
+function Kind(props: { title: string; kind: any; which: PolicyKind; siteId: string; admin: boolean; onChange: () => void; render: (d: any) => any }) {
   const [error, setError] = useState<ApiError | null>(null);
+  const [editing, setEditing] = useState<string | null>(null);
+  const done = (saved: boolean) => {
+    setEditing(null);
+    if (saved) props.onChange();
+  };
   const act = async (query: string, id: string) => {
     try {
       await gql(query, { id });
@@ -96,7 +102,16 @@ function Kind(props: { title: string; kind: any; admin: boolean; onChange: () =>
         return (
           <article key={p.id} class="card">
             <h3>{p.name} {active && <span class="badge badge-live">active</span>} {p.system && <span class="badge">system</span>} <span class="muted">v{p.version}</span></h3>
-            {props.render(p.definition)}
+            {editing === p.id ? (
+              <PolicyForm kind={props.which} siteId={props.siteId} policy={p} onDone={done} />
+            ) : (
+              props.render(p.definition)
+            )}
+            {props.admin && editing !== p.id && (
+              <div class="row">
+                {!p.system && <button type="button" class="secondary" onClick={() => setEditing(p.id)} aria-label={`Edit ${p.name}`}>Edit</button>}
+              </div>
+            )}
             {props.admin && !active && (
               <div class="row">
                 <button type="button" onClick={() => act('mutation A($id: ID!) { activatePolicy(policyId: $id) { position } }', p.id)} aria-label={`Activate ${p.name}`}>Activate</button>
@@ -106,6 +121,10 @@ function Kind(props: { title: string; kind: any; admin: boolean; onChange: () =>
           </article>
         );
       })}
+      {props.admin && editing === 'new' && <PolicyForm kind={props.which} siteId={props.siteId} onDone={done} />}
+      {props.admin && editing !== 'new' && (
+        <button type="button" onClick={() => setEditing('new')}>New {props.title.toLowerCase().replace(/ies$/, 'y')}</button>
+      )}
     </Section>
   );
 }
