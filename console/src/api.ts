@@ -115,7 +115,7 @@ export function subscribe<T = any>(
 }
 
 /** A playable source for a recording's content. */
-export type MediaSource = { url: string; contentType: string; release: () => void };
+export type MediaSource = { url: string; contentType: string; size: number; release: () => void };
 
 /**
  * The one place the console turns a recording's content into something a
@@ -138,5 +138,5 @@ export async function mediaSource(contentUrl: string, contentType: string): Prom
   }
   const blob = await response.blob();
   const url = URL.createObjectURL(new Blob([blob], { type: contentType }));
-  return { url, contentType, release: () => URL.revokeObjectURL(url) };
+  return { url, contentType, size: blob.size, release: () => URL.revokeObjectURL(url) };
 }

@@ -74,6 +74,7 @@ export function Player(props: {
   contentType: string;
   contentSize: number;
   durationSec: number;
+  live: boolean;
   markers: Marker[];
   idle: { from: number; to: number }[];
   startAt: number;
@@ -91,24 +92,35 @@ export function Player(props: {
   const [duration, setDuration] = useState(props.durationSec);
   const [ready, setReady] = useState(kind === 'timeline');
 
-  // The content, once per recording.
+  // The content; a live terminal session's is fetched again every 15 s
+  // and, when it grew, the player goes on with the longer one.
+  const [generation, setGeneration] = useState(0);
+  useEffect(() => {
+    if (!props.live || kind !== 'terminal') return;
+    const timer = setInterval(() => setGeneration((g) => g + 1), 15000);
+    return () => clearInterval(timer);
+  }, [props.live]);
+  const held = useRef<MediaSource | null>(null);
   useEffect(() => {
     if (kind === 'timeline') return;
     let live = true;
-    let got: MediaSource | null = null;
     mediaSource(props.contentUrl, props.contentType).then(
       (s) => {
-        got = s;
-        if (live) setSource(s);
-        else s.release();
+        if (!live || (held.current && held.current.size === s.size)) {
+          s.release();
+          return;
+        }
+        held.current?.release();
+        held.current = s;
+        setSource(s);
       },
-      (e) => live && setError(e),
+      (e) => live && !held.current && setError(e),
     );
     return () => {
       live = false;
-      got?.release();
     };
-  }, [props.contentUrl]);
+  }, [props.contentUrl, generation]);
+  useEffect(() => () => held.current?.release(), []);
 
   // The terminal player, made again when the speed changes (its speed is
   // fixed at creation) at the time it was at.

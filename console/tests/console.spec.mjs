@@ -166,10 +166,19 @@ test('a terminal recording plays in the player: press play, terminal text appear
 });
 
 test('a detection marker seeks the player there, and a comment is added at the current time', async () => {
-  const list = await gql('{ recordings(first: 100, filter: { live: false, hasDetections: true, restricted: false }) { edges { node { id mode durationSec detections { type offsetMs } } } } }');
-  const target = list.recordings.edges.map((e) => e.node).find((r) => r.mode === 'EVENTS_ONLY' && r.detections.some((d) => d.offsetMs > 2000))
-    ?? list.recordings.edges.map((e) => e.node).find((r) => r.detections.some((d) => d.offsetMs > 2000));
-  assert.ok(target, 'a recording with a detection');
+  // An events-only timeline (no content): the player's clock is the
+  // recording's own, so any detection's time can be sought.
+  const list = await gql('{ recordings(first: 100, filter: { live: false, hasDetections: true, restricted: false }) { edges { node { id durationSec detections { type offsetMs } } } } }');
+  let target = null;
+  for (const { node } of list.recordings.edges) {
+    if (!node.detections.some((d) => d.offsetMs > 2000)) continue;
+    const played = await gql('query($id: ID!) { recording(id: $id) { playback { contentSize } } }', { id: node.id });
+    if (played.recording.playback.contentSize === 0) {
+      target = node;
+      break;
+    }
+  }
+  assert.ok(target, 'a recording with a detection and no content');
   const detection = target.detections.find((d) => d.offsetMs > 2000);
 
   const page = await newPage(browser);

@@ -197,6 +197,7 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
               contentUrl={pb.contentUrl}
               contentType={pb.contentType}
               contentSize={pb.contentSize}
+              live={pb.live}
               durationSec={Math.max(r.durationSec, (r.dataPoints.lastOffsetMs ?? 0) / 1000)}
               markers={markers}
               idle={idle}
@@ -268,7 +269,7 @@ function Detections(props: { detections: any[]; onSeek: (t: number) => void }) {
     <Section title="Detections">
       {props.detections.length === 0 && <p class="muted">None.</p>}
       <ul class="plain">
-        {props.detections.map((d) => (
+        {[...props.detections].sort((a, b) => a.offsetMs - b.offsetMs).map((d) => (
           <li key={d.id}>
             <button type="button" class="link" onClick={() => props.onSeek(d.offsetMs / 1000)} aria-label={`Jump to detection ${titleCase(d.type)} at ${fmtDuration(d.offsetMs / 1000)}`}>
               {fmtDuration(d.offsetMs / 1000)}
