@@ -34,12 +34,27 @@ function authHeaders(token = getToken()): Record<string, string> {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
+// The log position of the last mutation this tab made: queries that
+// declare `$atLeast` answer only once the read models have reached it, so
+// a page reloaded after a change shows the change.
+let lastPosition = 0;
+
+function positions(value: unknown): number[] {
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value as Record<string, unknown>).flatMap(([key, v]) =>
+    key === 'position' && typeof v === 'number' ? [v] : positions(v),
+  );
+}
+
 /** Runs a query or mutation; throws ApiError on the first error. */
 export async function gql<T = any>(
   query: string,
   variables: Record<string, unknown> = {},
   token?: string,
 ): Promise<T> {
+  if (query.includes('$atLeast') && variables.atLeast === undefined) {
+    variables = { ...variables, atLeast: lastPosition || null };
+  }
   const response = await fetch('/graphql', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...authHeaders(token ?? getToken()) },
@@ -58,6 +73,7 @@ export async function gql<T = any>(
   if (!response.ok || body.data == null) {
     throw new ApiError(`the server answered ${response.status}`, 'INTERNAL');
   }
+  if (/^\s*mutation\b/.test(query)) lastPosition = Math.max(lastPosition, ...positions(body.data));
   return body.data;
 }
 

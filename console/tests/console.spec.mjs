@@ -3,7 +3,7 @@
 // fetches itself.
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADMIN, SRS_URL, fmtDuration, gql, launch, newPage, shootAndCheck, signIn } from './helpers.mjs';
+import { ADMIN, SRS_URL, eventually, fmtDuration, gql, launch, newPage, shootAndCheck, signIn } from './helpers.mjs';
 
 let browser;
 before(async () => {
@@ -44,6 +44,7 @@ test('signing in shows the pages the role may use; signing out forgets the token
 
   // A VIEWER sees only the dashboard and the servers.
   const viewer = (await gql('mutation { issueToken(input: { name: "console-viewer", role: VIEWER }) { secret } }')).issueToken.secret;
+  await eventually(() => gql('{ me { name } }', {}, viewer));
   await signIn(page, viewer);
   const links = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts();
   assert.deepEqual(links, ['Dashboard', 'Servers']);
@@ -202,10 +203,12 @@ test('a detection marker seeks the player there, and a comment is added at the c
   await page.getByLabel('Comment', { exact: true }).fill(text);
   await page.getByRole('button', { name: `Add comment at ${expected}` }).click();
   await page.getByRole('list', { name: 'Comments' }).getByText(text).waitFor();
-  const stored = (await gql('query($id: ID!) { recording(id: $id) { comments { text offsetMs author } } }', { id: target.id })).recording.comments;
-  const mine = stored.find((c) => c.text === text);
-  assert.ok(mine, 'the comment is stored');
-  assert.equal(mine.offsetMs, Math.floor(detection.offsetMs / 1000) * 1000);
+  await eventually(async () => {
+    const stored = (await gql('query($id: ID!) { recording(id: $id) { comments { text offsetMs author } } }', { id: target.id })).recording.comments;
+    const mine = stored.find((c) => c.text === text);
+    assert.ok(mine, 'the comment is stored');
+    assert.equal(mine.offsetMs, Math.floor(detection.offsetMs / 1000) * 1000);
+  });
 
   await player.getByLabel('Position', { exact: true }).focus();
   await page.keyboard.press('Home');
@@ -220,6 +223,7 @@ test('an AUDITOR without a grant cannot open a restricted recording', async () =
   const restricted = (await gql('{ recordings(first: 1, filter: { restricted: true }) { edges { node { id } } } }')).recordings.edges[0]?.node.id;
   assert.ok(restricted, 'the demo has a restricted recording');
   const auditor = (await gql('mutation { issueToken(input: { name: "console-auditor", role: AUDITOR }) { secret } }')).issueToken.secret;
+  await eventually(() => gql('{ me { name } }', {}, auditor));
   // The API refuses it: the recording is not there for this auditor.
   assert.equal((await gql('query($id: ID!) { recording(id: $id) { id } }', { id: restricted }, auditor)).recording, null);
 
@@ -277,30 +281,32 @@ test('servers, policies, access and audit pages render what GraphQL answers', as
   await page.getByLabel('Maximum file size (MB, 10 to 300)').fill('77');
   await page.getByRole('button', { name: 'Save', exact: true }).click();
   await page.getByRole('alert').filter({ hasText: 'changed these settings meanwhile' }).waitFor();
-  const after = (await gql('query($id: ID!) { server(id: $id) { settings { maxFileSizeMb maxRecordingHours } } }', { id: server.id })).server.settings;
-  assert.equal(after.maxFileSizeMb, server.settings.maxFileSizeMb, 'the stale edit wrote nothing');
-  assert.equal(after.maxRecordingHours, hours);
+  await eventually(async () => {
+    const after = (await gql('query($id: ID!) { server(id: $id) { settings { maxFileSizeMb maxRecordingHours } } }', { id: server.id })).server.settings;
+    assert.equal(after.maxRecordingHours, hours);
+    assert.equal(after.maxFileSizeMb, server.settings.maxFileSizeMb, 'the stale edit wrote nothing');
+  });
 
   await page.goto(`${SRS_URL}/policies`);
   await page.getByRole('heading', { name: 'Recording policies' }).waitFor();
   const siteId = new URL(page.url()).searchParams.get('site') ?? (await gql('{ sites { id } }')).sites[0].id;
 
   // A recording policy made with the form, then activated.
+  const policyName = `Console contractors ${Date.now()}`;
   await page.getByRole('button', { name: 'New recording policy', exact: true }).click();
   const form = page.getByRole('form', { name: 'New recording policy' });
-  await form.getByLabel('Name', { exact: true }).fill('Console contractors');
+  await form.getByLabel('Name', { exact: true }).fill(policyName);
   await form.getByRole('button', { name: 'Add rule', exact: true }).click();
   await form.getByLabel('Rule name', { exact: true }).fill('No console testers');
   await form.getByLabel('Action', { exact: true }).selectOption('DO_NOT_RECORD');
   await form.getByLabel('Users', { exact: true }).fill('CORP\\console.tester, CORP\\other.tester');
   await form.getByRole('button', { name: 'Save', exact: true }).click();
-  await page.getByRole('heading', { name: /^Console contractors/ }).waitFor();
-  const made = (await gql('query($s: ID!) { policies(siteId: $s) { recording { all { id name definition { recording { rules { name action users } } } } } } }', { s: siteId }))
-    .policies.recording.all.find((p) => p.name === 'Console contractors');
-  assert.ok(made, 'the policy is stored');
+  await page.getByRole('heading', { name: new RegExp(`^${policyName}`) }).waitFor();
+  const made = await eventually(async () => (await gql('query($s: ID!) { policies(siteId: $s) { recording { all { id name definition { recording { rules { name action users } } } } } } }', { s: siteId }))
+    .policies.recording.all.find((p) => p.name === policyName) ?? assert.fail('the policy is stored'));
   assert.deepEqual(made.definition.recording.rules, [{ name: 'No console testers', action: 'DO_NOT_RECORD', users: ['CORP\\console.tester', 'CORP\\other.tester'] }]);
-  await page.getByRole('button', { name: 'Activate Console contractors', exact: true }).click();
-  await page.getByRole('article').filter({ hasText: 'Console contractors' }).getByText('active', { exact: true }).waitFor();
+  await page.getByRole('button', { name: `Activate ${policyName}`, exact: true }).click();
+  await page.getByRole('article').filter({ hasText: policyName }).getByText('active', { exact: true }).waitFor();
   await page.getByLabel('User (DOMAIN\\user)').fill('CORP\\console.tester');
   await page.getByLabel('Host', { exact: true }).fill('vda-01');
   await page.getByRole('button', { name: 'Test', exact: true }).click();
@@ -321,5 +327,13 @@ test('servers, policies, access and audit pages render what GraphQL answers', as
   assert.equal(lines[0], 'position,at,actor,what,target,detail');
   assert.equal(lines.length - 1, await page.getByRole('table', { name: 'Admin audit trail' }).locator('tbody tr').count());
   await shootAndCheck(page, 'audit');
+
+  // The category filter narrows the trail to playbacks (this test played some).
+  await page.getByLabel('Category').selectOption('PLAYBACK');
+  await page.getByRole('button', { name: 'Apply', exact: true }).click();
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll('table[aria-label="Admin audit trail"] tbody tr td:nth-child(4)')];
+    return cells.length > 0 && cells.every((cell) => cell.textContent.startsWith('PLAYBACK'));
+  });
   await page.context().close();
 });

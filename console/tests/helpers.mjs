@@ -81,3 +81,15 @@ export function fmtDuration(sec) {
   const ss = String(s % 60).padStart(2, '0');
   return h > 0 ? `${h}:${mm}:${ss}` : `${m}:${ss}`;
 }
+
+/** Retries `check` until it passes (the read models follow the log a moment later). */
+export async function eventually(check, tries = 60) {
+  for (let i = 1; ; i++) {
+    try {
+      return await check();
+    } catch (error) {
+      if (i >= tries) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}

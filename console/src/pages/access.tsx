@@ -6,10 +6,10 @@ import { ErrorNote, Loading, Section, fmtTime, useAsync } from '../util';
 
 export function Access(props: { me: Me }) {
   const admin = props.me.role === 'ADMIN';
-  const perms = useAsync(() => gql<{ playbackPermissions: any[] }>('{ playbackPermissions { id siteId principal grantedAt grantedBy scope { wholeSite recordedUsers recordedGroups hosts deliveryGroups applications serverIds } } }'), []);
-  const restricted = useAsync(() => gql<{ recordings: any }>('{ recordings(filter: { restricted: true }, first: 100) { totalCount edges { node { id user host startedAt restriction { reason by at } } } } }'), []);
-  const holds = useAsync(() => gql<{ legalHolds: any }>('{ legalHolds(first: 100) { edges { node { id reason placedBy placedAt active releasedAt scope { kind recordingIds users } site { name } } } } }'), []);
-  const tokens = useAsync(() => (admin ? gql<{ tokens: any }>('{ tokens(first: 200) { edges { node { id name role issuedAt expiresAt expired revoked lastUsedAt serverId } } } }') : Promise.resolve(null)), [admin]);
+  const perms = useAsync(() => gql<{ playbackPermissions: any[] }>('query Perms($atLeast: Int) { playbackPermissions(atLeast: $atLeast) { id siteId principal grantedAt grantedBy scope { wholeSite recordedUsers recordedGroups hosts deliveryGroups applications serverIds } } }'), []);
+  const restricted = useAsync(() => gql<{ recordings: any }>('query Restricted($atLeast: Int) { recordings(filter: { restricted: true }, first: 100, atLeast: $atLeast) { totalCount edges { node { id user host startedAt restriction { reason by at } } } } }'), []);
+  const holds = useAsync(() => gql<{ legalHolds: any }>('query Holds($atLeast: Int) { legalHolds(first: 100, atLeast: $atLeast) { edges { node { id reason placedBy placedAt active releasedAt scope { kind recordingIds users } site { name } } } } }'), []);
+  const tokens = useAsync(() => (admin ? gql<{ tokens: any }>('query Tokens($atLeast: Int) { tokens(first: 200, atLeast: $atLeast) { edges { node { id name role issuedAt expiresAt expired revoked lastUsedAt serverId } } } }') : Promise.resolve(null)), [admin]);
   const [secret, setSecret] = useState<string | null>(null);
   const [form, setForm] = useState({ name: '', role: 'AUDITOR', expires: '' });
   const [error, setError] = useState<ApiError | null>(null);
@@ -97,7 +97,7 @@ export function Access(props: { me: Me }) {
             onSubmit={async (e) => {
               e.preventDefault();
               try {
-                const data = await gql<{ issueToken: { secret: string } }>('mutation I($input: IssueTokenInput!) { issueToken(input: $input) { secret } }', { input: { name: form.name.trim(), role: form.role, expiresAt: form.expires ? new Date(form.expires + 'T00:00:00Z').toISOString() : null } });
+                const data = await gql<{ issueToken: { secret: string } }>('mutation I($input: IssueTokenInput!) { issueToken(input: $input) { position secret } }', { input: { name: form.name.trim(), role: form.role, expiresAt: form.expires ? new Date(form.expires + 'T00:00:00Z').toISOString() : null } });
                 setSecret(data.issueToken.secret);
                 setError(null);
                 tokens.reload();

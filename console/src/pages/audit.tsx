@@ -2,11 +2,11 @@ import { useState } from 'preact/hooks';
 import { gql } from '../api';
 import type { Me } from '../app';
 import { Link } from '../router';
-import { ErrorNote, Loading, fmtTime, useAsync } from '../util';
+import { ErrorNote, Loading, fmtTime, titleCase, useAsync } from '../util';
 
-const AUDIT_QUERY = `query A($filter: AuditFilter, $after: String) { auditTrail(filter: $filter, first: 50, after: $after) {
+const AUDIT_QUERY = `query A($filter: AuditFilter, $after: String, $atLeast: Int) { auditTrail(filter: $filter, first: 50, after: $after, atLeast: $atLeast) {
   pageInfo { hasNextPage endCursor } edges { node { position at actor category action target detail } } } }`;
-const HISTORY_QUERY = `query H($filter: HistoryFilter, $after: String) { history(filter: $filter, first: 50, after: $after) {
+const HISTORY_QUERY = `query H($filter: HistoryFilter, $after: String, $atLeast: Int) { history(filter: $filter, first: 50, after: $after, atLeast: $atLeast) {
   pageInfo { hasNextPage endCursor } edges { node { position recordedAt actor type stream recordingId } } } }`;
 
 type Row = { position: number; at: string; actor: string; what: string; target: string; detail: string; recordingId?: string };
@@ -19,14 +19,17 @@ export function csvLine(cells: (string | number)[]): string {
 export function Audit(props: { me: Me }) {
   const [view, setView] = useState<'trail' | 'history'>(props.me.role === 'ADMIN' ? 'trail' : 'history');
   const [actor, setActor] = useState('');
-  const [applied, setApplied] = useState('');
+  const [category, setCategory] = useState('');
+  const [type, setType] = useState('');
+  const [applied, setApplied] = useState({ actor: '', category: '', type: '' });
   const [after, setAfter] = useState<string | null>(null);
   const page = useAsync(async () => {
-    const filter = applied ? { actor: applied } : null;
     if (view === 'trail') {
+      const filter = { actor: applied.actor || null, categories: applied.category ? [applied.category] : null };
       const d = await gql<{ auditTrail: any }>(AUDIT_QUERY, { filter, after });
       return { pageInfo: d.auditTrail.pageInfo, rows: d.auditTrail.edges.map(({ node: n }: any): Row => ({ position: n.position, at: n.at, actor: n.actor, what: `${n.category} ${n.action}`, target: n.target, detail: n.detail, recordingId: n.target.startsWith('recording:') ? n.target.slice(10) : undefined })) };
     }
+    const filter = { actor: applied.actor || null, types: applied.type ? [applied.type] : null };
     const d = await gql<{ history: any }>(HISTORY_QUERY, { filter, after });
     return { pageInfo: d.history.pageInfo, rows: d.history.edges.map(({ node: n }: any): Row => ({ position: n.position, at: n.recordedAt, actor: n.actor, what: n.type, target: n.stream, detail: '', recordingId: n.recordingId ?? undefined })) };
   }, [view, applied, after]);
@@ -43,7 +46,7 @@ export function Audit(props: { me: Me }) {
   return (
     <>
       <h1>Audit</h1>
-      <form class="row filters" onSubmit={(e) => { e.preventDefault(); setAfter(null); setApplied(actor.trim()); }}>
+      <form class="row filters" onSubmit={(e) => { e.preventDefault(); setAfter(null); setApplied({ actor: actor.trim(), category, type: type.trim() }); }}>
         <label>View<br />
           <select value={view} onChange={(e) => { setAfter(null); setView((e.target as HTMLSelectElement).value as 'trail' | 'history'); }}>
             {props.me.role === 'ADMIN' && <option value="trail">Admin audit trail</option>}
@@ -51,6 +54,16 @@ export function Audit(props: { me: Me }) {
           </select>
         </label>
         <label>Actor<br /><input type="text" value={actor} onInput={(e) => setActor((e.target as HTMLInputElement).value)} /></label>
+        {view === 'trail' ? (
+          <label>Category<br />
+            <select value={category} onChange={(e) => setCategory((e.target as HTMLSelectElement).value)}>
+              <option value="">Any</option>
+              {['CONFIGURATION', 'RECORDING_REASON', 'PLAYBACK', 'ACCESS'].map((c) => <option key={c} value={c}>{titleCase(c)}</option>)}
+            </select>
+          </label>
+        ) : (
+          <label>Event type<br /><input type="text" placeholder="e.g. RecordingPlayed" value={type} onInput={(e) => setType((e.target as HTMLInputElement).value)} /></label>
+        )}
         <button type="submit">Apply</button>
         <button type="button" class="secondary" onClick={exportCsv} disabled={!page.data}>Export CSV</button>
       </form>

@@ -3,7 +3,7 @@ import { gql, subscribe } from '../api';
 import { Link } from '../router';
 import { ErrorNote, Loading, fmtDuration, fmtTime, useAsync } from '../util';
 
-const LIVE_QUERY = `{ recordings(filter: { live: true }, first: 100) { totalCount edges { node {
+const LIVE_QUERY = `query Live($atLeast: Int) { recordings(filter: { live: true }, first: 100, atLeast: $atLeast) { totalCount edges { node {
   id user host applications clientName startedAt durationSec eventCount maxSeverity restricted
 } } } }`;
 

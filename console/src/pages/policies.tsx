@@ -5,7 +5,7 @@ import { navigate, useUrl } from '../router';
 import { ErrorNote, Loading, Section, titleCase, useAsync } from '../util';
 import { PolicyForm, type Kind as PolicyKind } from './policyform';
 
-const POLICIES_QUERY = `query P($siteId: ID!) { policies(siteId: $siteId) {
+const POLICIES_QUERY = `query P($siteId: ID!, $atLeast: Int) { policies(siteId: $siteId, atLeast: $atLeast) {
   recording { active { id } all { id name version system deleted definition { recording { name fallback fallbackNotify rules { name action notify lossy audio users groups applications hosts deliveryGroups clientIpRanges } } } } }
   eventDetection { active { id } all { id name version system deleted definition { eventDetection { name logged monitoredApps rules { name type severity patterns idleSeconds users groups hosts } } } } }
   eventResponse { active { id } all { id name version system deleted definition { eventResponse { name rules { name onSessionStart types minSeverity users hosts actions recipients message cooldownSec } } } } }

@@ -28,8 +28,8 @@ const EVENT_FIELDS = `eventId type offsetMs shredded data {
 const DETECTION_FIELDS = 'id type severity rule subject offsetMs at';
 const COMMENT_FIELDS = 'id author text severity offsetMs at';
 
-export const RECORDING_QUERY = `query Recording($id: ID!) {
-  recording(id: $id) {
+export const RECORDING_QUERY = `query Recording($id: ID!, $atLeast: Int) {
+  recording(id: $id, atLeast: $atLeast) {
     id user domain host clientName clientIp deliveryGroup applications mode startedAt endedAt durationSec
     live restricted archived deleted onLegalHold visibility siteId sizeBytes eventCount plays
     site { name } server { name }
@@ -314,7 +314,7 @@ function Comments(props: { recordingId: string; comments: any[]; now: number; on
           try {
             const data = await gql<{ addComment: { comment: any } }>(
               `mutation Add($id: ID!, $text: String!, $severity: CommentSeverity, $offsetMs: Int) {
-                addComment(recordingId: $id, text: $text, severity: $severity, offsetMs: $offsetMs) { comment { ${COMMENT_FIELDS} } }
+                addComment(recordingId: $id, text: $text, severity: $severity, offsetMs: $offsetMs) { position comment { ${COMMENT_FIELDS} } }
               }`,
               { id: props.recordingId, text: text.trim(), severity, offsetMs: at * 1000 },
             );

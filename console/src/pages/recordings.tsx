@@ -3,8 +3,8 @@ import { gql } from '../api';
 import { Link, navigate, useUrl } from '../router';
 import { ErrorNote, Loading, SEVERITIES, fmtDuration, fmtTime, titleCase, useAsync } from '../util';
 
-export const RECORDINGS_QUERY = `query Recordings($filter: RecordingFilter, $first: Int, $after: String, $orderBy: RecordingOrder) {
-  recordings(filter: $filter, first: $first, after: $after, orderBy: $orderBy) {
+export const RECORDINGS_QUERY = `query Recordings($filter: RecordingFilter, $first: Int, $after: String, $orderBy: RecordingOrder, $atLeast: Int) {
+  recordings(filter: $filter, first: $first, after: $after, orderBy: $orderBy, atLeast: $atLeast) {
     totalCount
     pageInfo { hasNextPage endCursor }
     edges { cursor node {

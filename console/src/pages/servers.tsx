@@ -3,7 +3,7 @@ import { ApiError, gql } from '../api';
 import type { Me } from '../app';
 import { ErrorNote, Loading, Section, fmtTime, titleCase, useAsync } from '../util';
 
-const SERVERS_QUERY = `{ servers {
+const SERVERS_QUERY = `query Servers($atLeast: Int) { servers(atLeast: $atLeast) {
   id name host version deployment status online lastHeartbeat settingsVersion site { name }
   settings { storagePaths maxFileSizeMb maxRecordingHours livePlaybackEnabled encryptDownloads recordingEnabled adminLoggingMandatory restoreDirectory alertSender }
   install { step status message history { step status message at } }
@@ -16,7 +16,7 @@ export function Servers(props: { me: Me }) {
   const [error, setError] = useState<ApiError | null>(null);
   const rotate = async (server: any) => {
     try {
-      const d = await gql<{ rotateAgentToken: { agentToken: string } }>('mutation R($id: ID!) { rotateAgentToken(serverId: $id) { agentToken } }', { id: server.id });
+      const d = await gql<{ rotateAgentToken: { agentToken: string } }>('mutation R($id: ID!) { rotateAgentToken(serverId: $id) { position agentToken } }', { id: server.id });
       setSecret({ name: server.name, token: d.rotateAgentToken.agentToken });
       setError(null);
     } catch (e) {
@@ -93,7 +93,7 @@ function Connect(props: { onConnected: (name: string, token: string) => void }) 
           e.preventDefault();
           try {
             const d = await gql<{ connectServer: { agentToken: string } }>(
-              'mutation C($input: ConnectServerInput!) { connectServer(input: $input) { agentToken } }',
+              'mutation C($input: ConnectServerInput!) { connectServer(input: $input) { position agentToken } }',
               { input: { ...form, siteId, name: form.name.trim(), host: form.host.trim(), version: form.version.trim() } },
             );
             setError(null);
