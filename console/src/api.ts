@@ -153,6 +153,20 @@ export async function mediaSource(contentUrl: string, contentType: string): Prom
     throw new ApiError(message, code);
   }
   const blob = await response.blob();
-  const url = URL.createObjectURL(new Blob([blob], { type: contentType }));
-  return { url, contentType, size: blob.size, release: () => URL.revokeObjectURL(url) };
+  const type = contentType === 'application/octet-stream' ? await sniff(blob) : contentType;
+  const url = URL.createObjectURL(new Blob([blob], { type }));
+  return { url, contentType: type, size: blob.size, release: () => URL.revokeObjectURL(url) };
+}
+
+/**
+ * The type of content stored without one (chunks uploaded without a
+ * content type answer `application/octet-stream`): WebM/Matroska, MP4 or
+ * an asciicast, by their first bytes.
+ */
+export async function sniff(blob: Blob): Promise<string> {
+  const head = new Uint8Array(await blob.slice(0, 16).arrayBuffer());
+  if (head[0] === 0x1a && head[1] === 0x45 && head[2] === 0xdf && head[3] === 0xa3) return 'video/webm';
+  if (String.fromCharCode(...head.subarray(4, 8)) === 'ftyp') return 'video/mp4';
+  if (/^\{\s*"version"\s*:\s*[23]/.test(new TextDecoder().decode(head))) return 'application/x-asciicast';
+  return 'application/octet-stream';
 }

@@ -22,9 +22,11 @@ export type Marker = { t: number; label: string; kind: 'detection' | 'event' | '
 
 export const SPEEDS = [0.5, 1, 1.5, 2, 4, 8];
 
-export type Kind = 'terminal' | 'video' | 'timeline';
+export type Kind = 'terminal' | 'video' | 'timeline' | 'sniff';
 
+/** How a recording plays; `sniff`: content of no declared type, known once fetched. */
 export function kindOf(contentType: string, contentSize: number): Kind {
+  if (contentSize > 0 && contentType === 'application/octet-stream') return 'sniff';
   if (contentSize > 0 && contentType.includes('asciicast')) return 'terminal';
   if (contentSize > 0 && (contentType.startsWith('video/') || contentType.includes('webm') || contentType.includes('mp4'))) return 'video';
   return 'timeline';
@@ -81,11 +83,13 @@ export function Player(props: {
   onTime: (t: number, playing: boolean) => void;
   controller: { current: Controller | null };
 }) {
-  const kind = kindOf(props.contentType, props.contentSize);
-  const host = useRef<HTMLDivElement>(null);
-  const video = useRef<HTMLVideoElement>(null);
+  const declared = kindOf(props.contentType, props.contentSize);
   const [source, setSource] = useState<MediaSource | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
+  const sniffed = source ? kindOf(source.contentType, source.size) : null;
+  const kind: Kind = declared !== 'sniff' ? declared : sniffed === null ? 'sniff' : sniffed === 'sniff' ? 'timeline' : sniffed;
+  const host = useRef<HTMLDivElement>(null);
+  const video = useRef<HTMLVideoElement>(null);
   const [speed, setSpeed] = useState(1);
   const [time, setTime] = useState(props.startAt);
   const [playing, setPlaying] = useState(false);
@@ -102,7 +106,7 @@ export function Player(props: {
   }, [props.live]);
   const held = useRef<MediaSource | null>(null);
   useEffect(() => {
-    if (kind === 'timeline') return;
+    if (declared === 'timeline') return;
     let live = true;
     mediaSource(props.contentUrl, props.contentType).then(
       (s) => {
@@ -208,11 +212,12 @@ export function Player(props: {
       },
     };
     return () => v.removeEventListener('loadedmetadata', onMeta);
-  }, [source]);
+  }, [source, kind]);
 
   // The events-only clock.
   useEffect(() => {
     if (kind !== 'timeline') return;
+    setReady(true);
     const clock = new TimelineClock(Math.max(1, props.durationSec), () => setPlaying(false));
     clock.seek(props.startAt);
     props.controller.current = {
@@ -226,7 +231,7 @@ export function Player(props: {
         setSpeed(s);
       },
     };
-  }, []);
+  }, [kind]);
 
   // What the controls show follows the player.
   useEffect(() => {
