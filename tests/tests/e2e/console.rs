@@ -4,7 +4,8 @@
 //! in, the dashboard's numbers against the `dashboard` query, a search that
 //! survives a reload, a terminal recording played, a detection marker that
 //! seeks, a comment at the current time, an auditor refused a restricted
-//! recording, a live session that updates, and the other pages. Each page
+//! recording, a live session that updates, the other pages, and a WebM
+//! recorded in the browser, uploaded as a server would and played. Each page
 //! is screenshotted at 1280x800 into `<target>/tmp/console-screenshots/`
 //! and checked with axe-core.
 //!
@@ -64,14 +65,23 @@ async fn the_console_works_in_a_real_browser_against_the_demo() {
         .find(|piece| piece.starts_with("/assets/") && piece.ends_with(".js"))
         .unwrap_or_else(|| panic!("no script in {html}"))
         .to_owned();
-    for page in ["/signin", "/recordings", "/recordings/abc", "/live", "/audit"] {
+    for page in [
+        "/signin",
+        "/recordings",
+        "/recordings/abc",
+        "/live",
+        "/audit",
+    ] {
         let answer = http.get(srs.url(page)).send().await.unwrap();
         assert_eq!(answer.status(), 200, "{page}");
         assert_eq!(answer.text().await.unwrap(), html, "{page}");
     }
     let asset = http.get(srs.url(&script)).send().await.unwrap();
     assert_eq!(asset.status(), 200);
-    assert_eq!(asset.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        asset.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert!(asset.headers()["cache-control"]
         .to_str()
         .unwrap()
