@@ -132,6 +132,7 @@ export function Access(props: { me: Me }) {
                     <td>
                       {!t.revoked && !t.serverId && (
                         <button type="button" class="secondary" aria-label={`Revoke ${t.name}`} onClick={async () => {
+                          if (!confirm(`Revoke the token ${t.name}? It stops working at once.`)) return;
                           try {
                             await gql('mutation R($id: ID!) { revokeToken(id: $id) { position } }', { id: t.id });
                             tokens.reload();

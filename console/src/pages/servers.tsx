@@ -15,6 +15,7 @@ export function Servers(props: { me: Me }) {
   const [secret, setSecret] = useState<{ name: string; token: string } | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
   const rotate = async (server: any) => {
+    if (!confirm(`Rotate the AGENT token of ${server.name}? Its current token stops working at once.`)) return;
     try {
       const d = await gql<{ rotateAgentToken: { agentToken: string } }>('mutation R($id: ID!) { rotateAgentToken(serverId: $id) { position agentToken } }', { id: server.id });
       setSecret({ name: server.name, token: d.rotateAgentToken.agentToken });
