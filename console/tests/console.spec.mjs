@@ -337,3 +337,34 @@ test('servers, policies, access and audit pages render what GraphQL answers', as
   });
   await page.context().close();
 });
+
+test('an AUDITOR uses its pages without errors and cannot change configuration', async () => {
+  const auditor = process.env.SRS_AUDITOR_TOKEN;
+  assert.ok(auditor, 'SRS_AUDITOR_TOKEN is set (the demo writes <data>/auditor.token)');
+  const page = await newPage(browser);
+  await signIn(page, auditor);
+  const links = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts();
+  assert.deepEqual(links, ['Dashboard', 'Recordings', 'Live', 'Servers', 'Policies', 'Access', 'Audit']);
+  for (const [path, ready] of [
+    ['/', () => page.locator('dl.headline').waitFor()],
+    ['/recordings', () => page.getByRole('table', { name: 'Recordings' }).waitFor()],
+    ['/live', () => page.getByRole('table', { name: 'Live sessions' }).waitFor()],
+    ['/servers', () => page.getByRole('table', { name: 'Servers' }).waitFor()],
+    ['/policies', () => page.getByRole('heading', { name: 'Recording policies' }).waitFor()],
+    ['/access', () => page.getByRole('table', { name: 'Playback permissions' }).waitFor()],
+    ['/audit', () => page.getByRole('table', { name: 'History' }).waitFor()],
+  ]) {
+    await page.goto(`${SRS_URL}${path}`);
+    await ready();
+    await page.waitForLoadState('networkidle');
+    assert.deepEqual(await page.getByRole('alert').allInnerTexts(), [], `${path}: no error`);
+  }
+  // Read-only: no configuration controls.
+  await page.goto(`${SRS_URL}/servers`);
+  await page.getByRole('table', { name: 'Servers' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: /^Edit settings|^Rotate token|^Connect$/ }).count(), 0);
+  await page.goto(`${SRS_URL}/policies`);
+  await page.getByRole('heading', { name: 'Recording policies' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: /^(New|Activate|Delete|Edit)/ }).count(), 0);
+  await page.context().close();
+});

@@ -94,12 +94,17 @@ async fn the_console_works_in_a_real_browser_against_the_demo() {
     let screenshots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     let url = srs.url("");
     let token = srs.admin_token();
+    let auditor = std::fs::read_to_string(data.join("auditor.token"))
+        .expect("the demo's auditor.token")
+        .trim()
+        .to_owned();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("npm")
             .args(["test", "--silent"])
             .current_dir(&console)
             .env("SRS_URL", url)
             .env("SRS_ADMIN_TOKEN", token)
+            .env("SRS_AUDITOR_TOKEN", auditor)
             .env("SRS_SCREENSHOTS", &screenshots)
             .output()
             .expect("run npm test in console/")
