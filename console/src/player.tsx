@@ -260,18 +260,27 @@ export function Player(props: {
     setPlaying(c.playing());
   };
 
-  const onKey = (e: KeyboardEvent) => {
+  // Space and the arrow keys work anywhere on the page but in a field
+  // (and Space on a button presses the button).
+  const keys = useRef<(e: KeyboardEvent) => void>(() => {});
+  keys.current = (e: KeyboardEvent) => {
     const target = e.target as HTMLElement;
-    if (['INPUT', 'SELECT', 'TEXTAREA', 'BUTTON'].includes(target.tagName) && target.id !== 'player-region') return;
-    if (e.key === ' ') {
+    if (['INPUT', 'SELECT', 'TEXTAREA'].includes(target.tagName) || target.isContentEditable) return;
+    if (e.key === ' ' && target.tagName !== 'BUTTON') {
       e.preventDefault();
       toggle();
     } else if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
       e.preventDefault();
       const step = e.shiftKey ? 30 : 5;
-      seek(Math.max(0, Math.min(duration, time + (e.key === 'ArrowRight' ? step : -step))));
+      const now = props.controller.current?.time() ?? time;
+      seek(Math.max(0, Math.min(duration, now + (e.key === 'ArrowRight' ? step : -step))));
     }
   };
+  useEffect(() => {
+    const listener = (e: KeyboardEvent) => keys.current(e);
+    document.addEventListener('keydown', listener);
+    return () => document.removeEventListener('keydown', listener);
+  }, []);
 
   const pct = (t: number) => `${Math.min(100, (100 * t) / Math.max(1, duration))}%`;
   return (
@@ -280,8 +289,7 @@ export function Player(props: {
       class="player"
       role="region"
       aria-label="Player"
-      tabIndex={0}
-      onKeyDown={onKey}
+      tabIndex={-1}
     >
       {error && (
         <p role="alert" class="error">
@@ -316,7 +324,7 @@ export function Player(props: {
             {SPEEDS.map((s) => <option key={s} value={String(s)}>{s}x</option>)}
           </select>
         </label>
-        <span class="muted keys">Space: play/pause · ←/→: 5 s (Shift: 30 s)</span>
+        <span class="muted keys">Keys: Space play/pause · ← → 5 s (Shift: 30 s)</span>
       </div>
       <div class="timeline" role="group" aria-label="Timeline">
         <div class="track">

@@ -172,7 +172,7 @@ test('a detection marker seeks the player there, and a comment is added at the c
   const list = await gql('{ recordings(first: 100, filter: { live: false, hasDetections: true, restricted: false }) { edges { node { id durationSec detections { type offsetMs } } } } }');
   let target = null;
   for (const { node } of list.recordings.edges) {
-    if (!node.detections.some((d) => d.offsetMs > 2000)) continue;
+    if (!node.detections.some((d) => d.offsetMs > 6000)) continue;
     const played = await gql('query($id: ID!) { recording(id: $id) { playback { contentSize } } }', { id: node.id });
     if (played.recording.playback.contentSize === 0) {
       target = node;
@@ -180,7 +180,7 @@ test('a detection marker seeks the player there, and a comment is added at the c
     }
   }
   assert.ok(target, 'a recording with a detection and no content');
-  const detection = target.detections.find((d) => d.offsetMs > 2000);
+  const detection = target.detections.find((d) => d.offsetMs > 6000);
 
   const page = await newPage(browser);
   await signIn(page);
@@ -199,7 +199,7 @@ test('a detection marker seeks the player there, and a comment is added at the c
   await page.waitForURL(new RegExp(`[?&]t=${Math.floor(detection.offsetMs / 1000)}\\b`));
 
   // A comment at the current time, and a click on it seeks back there.
-  const text = `Checked at ${expected} by the console test`;
+  const text = `Checked at ${expected} by the console test (${Date.now()})`;
   await page.getByLabel('Comment', { exact: true }).fill(text);
   await page.getByRole('button', { name: `Add comment at ${expected}` }).click();
   await page.getByRole('list', { name: 'Comments' }).getByText(text).waitFor();
@@ -215,6 +215,15 @@ test('a detection marker seeks the player there, and a comment is added at the c
   await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent === '0:00');
   await page.getByRole('button', { name: `Jump to comment at ${expected}` }).first().click();
   await page.waitForFunction((want) => document.querySelector('output[aria-label="Current time"]').textContent === want, expected);
+  // The keys: an arrow moves 5 s, Space plays and pauses.
+  await page.locator('h1').click();
+  await page.keyboard.press('ArrowLeft');
+  const minus5 = fmtDuration(Math.floor(detection.offsetMs / 1000) - 5);
+  await page.waitForFunction((want) => document.querySelector('output[aria-label="Current time"]').textContent === want, minus5);
+  await page.keyboard.press(' ');
+  await player.getByRole('button', { name: 'Pause', exact: true }).waitFor();
+  await page.keyboard.press(' ');
+  await player.getByRole('button', { name: 'Play', exact: true }).waitFor();
   await shootAndCheck(page, 'recording-timeline');
   await page.context().close();
 });
