@@ -27,6 +27,8 @@ export const PAGES: Page[] = [
   { path: '/audit', name: 'Audit', roles: ['ADMIN', 'AUDITOR'] },
 ];
 
+let returnTo: string | null = null;
+
 export function App() {
   const url = useUrl();
   const [me, setMe] = useState<Me | null>(null);
@@ -54,6 +56,8 @@ export function App() {
   }, [token]);
 
   const path = url.pathname;
+  // A shared link opened signed out: back there after signing in.
+  if (!token && path !== '/signin') returnTo = path + url.search;
   if (!token || path === '/signin') {
     if (token && path === '/signin' && me) {
       navigate('/', true);
@@ -65,7 +69,9 @@ export function App() {
         onSignedIn={(who) => {
           setMe(who);
           setError(null);
-          navigate('/', true);
+          const next = returnTo ?? '/';
+          returnTo = null;
+          navigate(next, true);
         }}
       />
     );

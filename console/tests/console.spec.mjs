@@ -29,7 +29,11 @@ test('signing in shows the pages the role may use; signing out forgets the token
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('alert').waitFor();
 
-  await signIn(page);
+  // A link opened signed out leads there once signed in.
+  await page.getByLabel('Token').fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Recordings', level: 1 }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/recordings');
   const nav = page.getByRole('navigation', { name: 'Main' });
   for (const name of ['Dashboard', 'Recordings', 'Live', 'Servers', 'Policies', 'Access', 'Audit']) {
     assert.equal(await nav.getByRole('link', { name, exact: true }).count(), 1, name);

@@ -239,8 +239,12 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
 
 function Events(props: { events: any[]; onSeek: (t: number) => void }) {
   const [type, setType] = useState('');
+  const [find, setFind] = useState('');
   const types = useMemo(() => [...new Set(props.events.map((e) => e.type))].sort(), [props.events]);
-  const shown = type ? props.events.filter((e) => e.type === type) : props.events;
+  const needle = find.trim().toLowerCase();
+  const shown = props.events.filter(
+    (e) => (!type || e.type === type) && (!needle || `${titleCase(e.type)} ${describe(e)}`.toLowerCase().includes(needle)),
+  );
   return (
     <Section title="Events">
       <label>
@@ -249,6 +253,10 @@ function Events(props: { events: any[]; onSeek: (t: number) => void }) {
           <option value="">All types ({props.events.length})</option>
           {types.map((t) => <option key={t} value={t}>{titleCase(t)}</option>)}
         </select>
+      </label>{' '}
+      <label>
+        Find in events{' '}
+        <input type="search" value={find} onInput={(e) => setFind((e.target as HTMLInputElement).value)} />
       </label>
       <ol class="events" aria-label="Events">
         {shown.map((e) => (

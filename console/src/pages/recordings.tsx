@@ -98,6 +98,19 @@ export function Recordings() {
   return (
     <>
       <h1>Recordings</h1>
+      <nav class="lists" aria-label="Lists">
+        {[
+          ['All', ''],
+          ['Live', 'live=true'],
+          ['Restricted', 'restricted=true'],
+          ['With detections', 'hasDetections=true'],
+          ['High severity', 'minSeverity=HIGH'],
+        ].map(([name, query]) => (
+          <Link key={name} href={'/recordings' + (query ? '?' + query : '')} aria-current={url.search.replace(/^\?/, '') === query ? 'page' : undefined}>
+            {name}
+          </Link>
+        ))}
+      </nav>
       <form
         class="filters"
         role="search"
