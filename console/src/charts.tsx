@@ -14,6 +14,8 @@ export function TimeChart(props: {
   bars?: boolean;
   height?: number;
   xIsOffset?: boolean;
+  /** What a screen reader hears instead of the series' totals. */
+  summary?: string;
 }) {
   const el = useRef<HTMLDivElement>(null);
   useEffect(() => {
@@ -23,7 +25,7 @@ export function TimeChart(props: {
     const opts: uPlot.Options = {
       width,
       height: props.height ?? 200,
-      legend: { show: props.series.length > 1 },
+      legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: !props.xIsOffset } },
       axes: [
@@ -50,7 +52,7 @@ export function TimeChart(props: {
   const total = props.series.map((s) => `${s.label}: ${s.values.reduce((a, b) => a + b, 0)}`).join(', ');
   return (
     <figure class="chart">
-      <div ref={el} role="img" aria-label={`${props.title} (${total})`} />
+      <div ref={el} role="img" aria-label={`${props.title} (${props.summary ?? total})`} />
     </figure>
   );
 }
@@ -81,3 +83,18 @@ export const SEVERITY_COLORS: Record<string, string> = {
   HIGH: '#c2410c',
   CRITICAL: '#b91c1c',
 };
+
+/**
+ * Stacked bars: each series drawn as the running sum of itself and those
+ * before it, the tallest first, so each shows as its own band.
+ */
+export function StackedDays(props: { title: string; xs: number[]; series: Series[] }) {
+  const sums: Series[] = [];
+  let running = props.xs.map(() => 0);
+  for (const s of props.series) {
+    running = running.map((v, i) => v + s.values[i]);
+    sums.push({ label: s.label, color: s.color, values: running });
+  }
+  const summary = props.series.map((s) => `${s.label}: ${s.values.reduce((a, b) => a + b, 0)}`).join(', ');
+  return <TimeChart title={props.title} bars xs={props.xs} series={sums.reverse()} summary={summary} />;
+}

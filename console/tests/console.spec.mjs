@@ -87,7 +87,8 @@ test('the dashboard shows the numbers the dashboard query answers', async () => 
   await page.reload();
   assert.equal(await page.getByLabel('Time range').inputValue(), '7');
   await page.getByLabel('Time range').selectOption('30');
-  await page.locator('figure.chart canvas').first().waitFor();
+  await page.getByRole('img', { name: /^Recordings per day/ }).locator('canvas').waitFor();
+  await page.getByRole('img', { name: /^Detections per day by severity/ }).locator('canvas').waitFor();
   await shootAndCheck(page, 'dashboard');
   await page.context().close();
 });

@@ -1,5 +1,5 @@
 import { gql } from '../api';
-import { BarList, SEVERITY_COLORS, TimeChart } from '../charts';
+import { BarList, SEVERITY_COLORS, StackedDays, TimeChart } from '../charts';
 import { navigate, useUrl } from '../router';
 import { ErrorNote, Loading, Section, SEVERITIES, fmtBytes, fmtTime, titleCase, useAsync } from '../util';
 
@@ -95,12 +95,7 @@ export function Dashboard() {
               />
             </Section>
             <Section title="Detections per day">
-              <TimeChart
-                title="Detections per day"
-                bars
-                xs={d.detectionsPerDay.map((p: any) => Date.parse(p.day) / 1000)}
-                series={[{ label: 'Detections', color: '#c2410c', values: d.detectionsPerDay.map((p: any) => p.count) }]}
-              />
+              <DetectionsBySeverityPerDay siteId={siteId} board={d} />
               <BarList
                 label="Detections by severity"
                 items={SEVERITIES.map((s) => ({
@@ -152,5 +147,59 @@ function Count(props: { label: string; value: number | string }) {
       <dt>{props.label}</dt>
       <dd>{props.value}</dd>
     </div>
+  );
+}
+
+/** The most detections fetched for the per-severity chart (20 pages). */
+const MAX_DETECTION_PAGES = 20;
+
+/**
+ * Detections per day by severity. The dashboard answers detections per
+ * day and per severity but not both at once, so the chart counts the
+ * range's detections itself (at most 10000; beyond, the per-day totals).
+ */
+function DetectionsBySeverityPerDay(props: { siteId: string; board: any }) {
+  const d = props.board;
+  const days = d.detectionsPerDay.map((p: any) => p.day as string);
+  const counted = useAsync(async () => {
+    const perDay: Record<string, Record<string, number>> = {};
+    let after: string | null = null;
+    for (let page = 0; page < MAX_DETECTION_PAGES; page++) {
+      const data: any = await gql(
+        `query D($filter: DetectionFilter, $after: String) { detectedEvents(filter: $filter, first: 500, after: $after) { pageInfo { hasNextPage endCursor } edges { node { severity at } } } }`,
+        { filter: { siteId: props.siteId || null, from: d.from, to: d.to }, after },
+      );
+      for (const { node } of data.detectedEvents.edges) {
+        const day = node.at.slice(0, 10);
+        perDay[day] ??= {};
+        perDay[day][node.severity] = (perDay[day][node.severity] ?? 0) + 1;
+      }
+      if (!data.detectedEvents.pageInfo.hasNextPage) return perDay;
+      after = data.detectedEvents.pageInfo.endCursor;
+    }
+    return null;
+  }, [d]);
+  const xs = days.map((day: string) => Date.parse(day) / 1000);
+  if (!counted.data) {
+    return (
+      <TimeChart
+        title="Detections per day"
+        bars
+        xs={xs}
+        series={[{ label: 'Detections', color: '#c2410c', values: d.detectionsPerDay.map((p: any) => p.count) }]}
+      />
+    );
+  }
+  const perDay = counted.data;
+  return (
+    <StackedDays
+      title="Detections per day by severity"
+      xs={xs}
+      series={SEVERITIES.map((severity) => ({
+        label: titleCase(severity),
+        color: SEVERITY_COLORS[severity],
+        values: days.map((day: string) => perDay[day.slice(0, 10)]?.[severity] ?? 0),
+      }))}
+    />
   );
 }
