@@ -58,7 +58,7 @@ export function TimeChart(props: {
 }
 
 /** A ranking as horizontal bars with the numbers written out. */
-export function BarList(props: { label: string; items: { name: string; value: number; text?: string }[] }) {
+export function BarList(props: { label: string; items: { name: string; value: number; text?: string; color?: string }[] }) {
   const max = Math.max(1, ...props.items.map((i) => i.value));
   if (props.items.length === 0) return <p class="muted">None in this range.</p>;
   return (
@@ -67,7 +67,7 @@ export function BarList(props: { label: string; items: { name: string; value: nu
         <li key={item.name}>
           <span class="bar-name" title={item.name}>{item.name}</span>
           <span class="bar-track" aria-hidden="true">
-            <span class="bar-fill" style={{ width: `${(100 * item.value) / max}%` }} />
+            <span class="bar-fill" style={{ width: `${(100 * item.value) / max}%`, background: item.color }} />
           </span>
           <span class="bar-value">{item.text ?? item.value}</span>
         </li>

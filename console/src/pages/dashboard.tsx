@@ -101,6 +101,7 @@ export function Dashboard() {
                 items={SEVERITIES.map((s) => ({
                   name: titleCase(s),
                   value: d.detectionsBySeverity.find((x: any) => x.severity === s)?.count ?? 0,
+                  color: SEVERITY_COLORS[s],
                 }))}
               />
               <p class="legend">
