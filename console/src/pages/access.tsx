@@ -26,11 +26,12 @@ export function Access(props: { me: Me }) {
               {perms.data.playbackPermissions.map((p) => (
                 <tr key={p.id}>
                   <td>{p.principal}</td>
-                  <td>{p.scope.wholeSite ? 'the whole site' : ['recordedUsers', 'recordedGroups', 'hosts', 'deliveryGroups', 'applications', 'serverIds'].filter((k) => p.scope[k].length).map((k) => `${k}: ${p.scope[k].join(', ')}`).join('; ')}</td>
+                  <td>{p.scope.wholeSite ? 'the whole site' : [...SCOPE_FIELDS, ['serverIds', 'Servers'] as const].filter(([k]) => p.scope[k].length).map(([k, label]) => `${label}: ${p.scope[k].join(', ')}`).join('; ')}</td>
                   <td>{fmtTime(p.grantedAt)} by {p.grantedBy}</td>
                   {admin && (
                     <td>
                       <button type="button" class="secondary" aria-label={`Revoke the permission of ${p.principal}`} onClick={async () => {
+                        if (!confirm(`Revoke this playback permission of ${p.principal}?`)) return;
                         try {
                           await gql('mutation R($id: ID!) { revokePlaybackPermission(id: $id) { position } }', { id: p.id });
                           perms.reload();
