@@ -9,6 +9,20 @@ const AUDIT_QUERY = `query A($filter: AuditFilter, $after: String, $atLeast: Int
 const HISTORY_QUERY = `query H($filter: HistoryFilter, $after: String, $atLeast: Int) { history(filter: $filter, first: 50, after: $after, atLeast: $atLeast) {
   pageInfo { hasNextPage endCursor } edges { node { position recordedAt actor type stream recordingId } } } }`;
 
+/** The console page an audit target (`recording:<id>`, `server:<id>`, ...) is shown on. */
+export function targetHref(target: string): string | null {
+  const [kind, id] = target.split(':');
+  switch (kind) {
+    case 'recording': return id ? `/recordings/${id}` : null;
+    case 'server': return '/servers';
+    case 'policy': return '/policies';
+    case 'token':
+    case 'permission':
+    case 'hold': return '/access';
+    default: return null;
+  }
+}
+
 type Row = { position: number; at: string; actor: string; what: string; target: string; detail: string; recordingId?: string };
 
 /** One CSV line, quoted as RFC 4180 says. */
@@ -80,7 +94,15 @@ export function Audit(props: { me: Me }) {
                   <td>{fmtTime(r.at)}</td>
                   <td>{r.actor}</td>
                   <td>{r.what}</td>
-                  <td>{r.recordingId ? <Link href={`/recordings/${r.recordingId}`}>{r.target}</Link> : r.target}</td>
+                  <td>
+                    {r.recordingId ? (
+                      <Link href={`/recordings/${r.recordingId}`}>{r.target}</Link>
+                    ) : targetHref(r.target) ? (
+                      <Link href={targetHref(r.target)!}>{r.target}</Link>
+                    ) : (
+                      r.target
+                    )}
+                  </td>
                   <td>{r.detail}</td>
                 </tr>
               ))}
