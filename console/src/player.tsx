@@ -37,7 +37,7 @@ class TimelineClock implements Controller {
   private at = 0;
   private since: number | null = null;
   private speed = 1;
-  constructor(private duration: number, private onEnd: () => void) {}
+  constructor(public duration: number, private onEnd: () => void) {}
   time() {
     if (this.since === null) return this.at;
     const t = this.at + ((performance.now() - this.since) / 1000) * this.speed;
@@ -214,12 +214,20 @@ export function Player(props: {
     return () => v.removeEventListener('loadedmetadata', onMeta);
   }, [source, kind]);
 
+  // A live recording grows: so do its timeline and the clock's end.
+  const clockRef = useRef<TimelineClock | null>(null);
+  useEffect(() => {
+    setDuration((d) => Math.max(d, props.durationSec));
+    if (clockRef.current) clockRef.current.duration = Math.max(clockRef.current.duration, props.durationSec);
+  }, [props.durationSec]);
+
   // The events-only clock.
   useEffect(() => {
     if (kind !== 'timeline') return;
     setReady(true);
     const clock = new TimelineClock(Math.max(1, props.durationSec), () => setPlaying(false));
     clock.seek(props.startAt);
+    clockRef.current = clock;
     props.controller.current = {
       time: () => clock.time(),
       seek: (t) => clock.seek(t),
@@ -324,6 +332,20 @@ export function Player(props: {
             {SPEEDS.map((s) => <option key={s} value={String(s)}>{s}x</option>)}
           </select>
         </label>
+        {props.live && (
+          <button
+            type="button"
+            class="secondary"
+            onClick={() => {
+              const c = props.controller.current;
+              if (!c) return;
+              c.seek(Math.max(0, duration - 1));
+              c.play();
+            }}
+          >
+            Go live
+          </button>
+        )}
         <span class="muted keys">Keys: Space play/pause · ← → 5 s (Shift: 30 s)</span>
       </div>
       <div class="timeline" role="group" aria-label="Timeline">

@@ -274,6 +274,11 @@ test('a live session view updates while the fleet streams into it', async () => 
   await page.waitForFunction(() => /Live: [1-9]\d* new event/.test(document.querySelector('p.live-note')?.textContent ?? ''), null, { timeout: 90000 });
   const afterCount = await page.getByRole('list', { name: 'Events' }).locator('li').count();
   assert.ok(afterCount > before, `events ${before} -> ${afterCount}`);
+  // "Go live" plays from the live edge.
+  const player = page.getByRole('region', { name: 'Player' });
+  await player.getByRole('button', { name: 'Go live', exact: true }).click();
+  await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent !== '0:00');
+  await shootAndCheck(page, 'recording-live');
   await page.context().close();
 });
 

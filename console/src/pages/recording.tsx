@@ -133,6 +133,14 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
   }, [pb]);
 
   const events = useMemo(() => (pb ? [...pb.events, ...liveEvents] : []), [pb, liveEvents]);
+  // A live session's length grows with the clock.
+  const [wall, setWall] = useState(() => Date.now());
+  useEffect(() => {
+    if (!pb?.live) return;
+    const timer = setInterval(() => setWall(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, [pb]);
+  const liveSoFar = pb?.live ? Math.max(0, (wall - Date.parse(r.startedAt)) / 1000) : 0;
   const markers: Marker[] = useMemo(() => {
     if (!pb) return [];
     const list: Marker[] = [];
@@ -198,7 +206,7 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
               contentType={pb.contentType}
               contentSize={pb.contentSize}
               live={pb.live}
-              durationSec={Math.max(r.durationSec, (r.dataPoints.lastOffsetMs ?? 0) / 1000)}
+              durationSec={Math.max(r.durationSec, (r.dataPoints.lastOffsetMs ?? 0) / 1000, liveSoFar, ...liveEvents.map((e) => e.offsetMs / 1000))}
               markers={markers}
               idle={idle}
               startAt={props.startAt}
