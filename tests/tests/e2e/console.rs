@@ -20,11 +20,13 @@ use crate::common::Srs;
 
 /// Fails, naming what to install, unless the browser tests can run.
 fn require_tools(console: &Path) {
-    let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.is_ok_and(|out| out.status.success()),
-        "Node.js is missing: install it (Debian: apt-get install -y nodejs npm) to run the console's browser tests"
-    );
+    for tool in ["node", "npm"] {
+        let found = Command::new(tool).arg("--version").output();
+        assert!(
+            found.is_ok_and(|out| out.status.success()),
+            "{tool} is missing: install Node.js 20.19+ with npm (Debian: apt-get install -y nodejs npm) to run the console's browser tests"
+        );
+    }
     assert!(
         console.join("node_modules/playwright-core").is_dir()
             && console.join("node_modules/axe-core").is_dir(),
