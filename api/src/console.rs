@@ -54,6 +54,16 @@ pub fn routes() -> Router<AppState> {
     router
 }
 
+/// What the console's page may load and talk to: its own origin only
+/// (the API, the subscription socket, the assets), Blob URLs for the media
+/// it plays and the terminal player's worker, WebAssembly (the terminal
+/// player's emulator), inline styles for the charts; it may not be framed.
+pub const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+    connect-src 'self' blob:; media-src 'self' blob:; worker-src 'self' blob:; \
+    img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; font-src 'self' data:; \
+    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 /// A console page: `index.html`, which routes in the browser.
 async fn page() -> Response {
     match Bundle::get("index.html") {
@@ -62,6 +72,8 @@ async fn page() -> Response {
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-cache"),
                 (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+                (header::REFERRER_POLICY, "no-referrer"),
             ],
             file.data,
         )

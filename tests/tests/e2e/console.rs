@@ -61,6 +61,9 @@ async fn the_console_works_in_a_real_browser_against_the_demo() {
     let index = http.get(srs.url("/")).send().await.unwrap();
     assert_eq!(index.status(), 200);
     assert_eq!(index.headers()["cache-control"], "no-cache");
+    let policy = index.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     let html = index.text().await.unwrap();
     let script = html
         .split('"')
