@@ -15,6 +15,9 @@
 //! The asset names carry a hash of their content, so they are cached for a
 //! year; `index.html` is never cached, so a new binary's console loads at
 //! once.
+//!
+//! The page carries a content security policy ([`CONTENT_SECURITY_POLICY`]):
+//! it loads and calls its own origin only and cannot be framed.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
