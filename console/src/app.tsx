@@ -63,6 +63,7 @@ export function App() {
       navigate('/', true);
       return null;
     }
+    document.title = 'Sign in · srs';
     return (
       <SignIn
         error={error}
@@ -97,6 +98,7 @@ export function App() {
       '/audit': <Audit me={me} />,
     }[page.path];
 
+  document.title = `${recordingId ? 'Recording' : page?.name ?? 'Not found'} · srs`;
   return (
     <>
       <a class="skip" href="#main">Skip to content</a>

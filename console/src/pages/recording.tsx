@@ -114,6 +114,14 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
     [r.id, playable],
   );
   const pb = playback.data?.recording?.playback;
+  // The play just recorded counts in the recording's figures.
+  const counted = useRef(false);
+  useEffect(() => {
+    if (pb && !counted.current) {
+      counted.current = true;
+      props.reload();
+    }
+  }, [pb]);
   const controller = useRef<Controller | null>(null);
   const [now, setNow] = useState(props.startAt);
   const [liveEvents, setLiveEvents] = useState<any[]>([]);
