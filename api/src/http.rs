@@ -4,6 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /graphql` | queries and mutations (`application/json` GraphQL request) |
+//! | `GET /`, `/signin`, `/recordings`, `/recordings/{id}`, `/live`, `/servers`, `/policies`, `/access`, `/audit`, `GET /assets/{file}` | the web console (embedded in the binary, see [`crate::console`]) |
 //! | `GET /graphql`, `GET /graphql/assets/{file}` | GraphiQL, to explore the schema in a browser, with its scripts and stylesheet (embedded in the binary, see [`crate::graphiql`]) |
 //! | `GET /graphql/ws` | subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`) |
 //! | `GET /healthz` | 200 while the process serves |
@@ -93,6 +94,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
             &format!("{}/{{file}}", crate::graphiql::ASSETS_PREFIX),
             get(crate::graphiql::asset),
         )
+        .merge(crate::console::routes())
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -20,6 +20,8 @@
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
 //!   `/healthz`, `/readyz`, `/metrics`, request ids, body limit, CORS.
+//! - [`console`]: the web console at `GET /` (its pages) and
+//!   `/assets/{file}`, the built bundle of `console/` embedded in the binary.
 //! - [`graphiql`]: GraphiQL at `GET /graphql`, its assets embedded in the
 //!   binary (vendored in `api/assets/graphiql/`).
 //! - [`graphql`]: [`graphql::schema`], the schema built without any transport.
@@ -42,6 +44,7 @@ pub mod backup;
 mod bench_cmd;
 mod bench_graphql;
 pub mod cli;
+pub mod console;
 pub mod content;
 pub mod dashboards;
 pub mod demo;

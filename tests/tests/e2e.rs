@@ -22,6 +22,8 @@ mod browser;
 mod catalogue_rows;
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/console.rs"]
+mod console;
 #[path = "e2e/content.rs"]
 mod content;
 #[path = "e2e/demo.rs"]

@@ -1,0 +1,395 @@
+// The player: one controller over three kinds of media (a terminal
+// recording in asciinema-player, a screen recording in <video>, or the
+// timeline alone for events-only recordings), so the timeline, the keys
+// and the URL's `?t=` work the same for each.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import * as AsciinemaPlayer from 'asciinema-player';
+import 'asciinema-player/dist/bundle/asciinema-player.css';
+import { ApiError, mediaSource, type MediaSource } from './api';
+import { fmtDuration } from './util';
+
+/** What the page drives, whatever plays. Times in seconds. */
+export interface Controller {
+  time(): number;
+  seek(t: number): void;
+  play(): void;
+  pause(): void;
+  playing(): boolean;
+  setSpeed(speed: number): void;
+}
+
+export type Marker = { t: number; label: string; kind: 'detection' | 'event' | 'comment'; severity?: string };
+
+export const SPEEDS = [0.5, 1, 1.5, 2, 4, 8];
+
+export type Kind = 'terminal' | 'video' | 'timeline' | 'sniff';
+
+/** How a recording plays; `sniff`: content of no declared type, known once fetched. */
+export function kindOf(contentType: string, contentSize: number): Kind {
+  if (contentSize > 0 && contentType === 'application/octet-stream') return 'sniff';
+  if (contentSize > 0 && contentType.includes('asciicast')) return 'terminal';
+  if (contentSize > 0 && (contentType.startsWith('video/') || contentType.includes('webm') || contentType.includes('mp4'))) return 'video';
+  return 'timeline';
+}
+
+/** A clock that plays the timeline of an events-only recording. */
+class TimelineClock implements Controller {
+  private at = 0;
+  private since: number | null = null;
+  private speed = 1;
+  constructor(public duration: number, private onEnd: () => void) {}
+  time() {
+    if (this.since === null) return this.at;
+    const t = this.at + ((performance.now() - this.since) / 1000) * this.speed;
+    if (t >= this.duration) {
+      this.at = this.duration;
+      this.since = null;
+      this.onEnd();
+      return this.duration;
+    }
+    return t;
+  }
+  seek(t: number) {
+    this.at = Math.max(0, Math.min(this.duration, t));
+    if (this.since !== null) this.since = performance.now();
+  }
+  play() {
+    if (this.at >= this.duration) this.at = 0;
+    this.since = performance.now();
+  }
+  pause() {
+    this.at = this.time();
+    this.since = null;
+  }
+  playing() {
+    return this.since !== null;
+  }
+  setSpeed(speed: number) {
+    this.at = this.time();
+    if (this.since !== null) this.since = performance.now();
+    this.speed = speed;
+  }
+}
+
+export function Player(props: {
+  contentUrl: string;
+  contentType: string;
+  contentSize: number;
+  durationSec: number;
+  live: boolean;
+  markers: Marker[];
+  idle: { from: number; to: number }[];
+  startAt: number;
+  onTime: (t: number, playing: boolean) => void;
+  controller: { current: Controller | null };
+}) {
+  const declared = kindOf(props.contentType, props.contentSize);
+  const [source, setSource] = useState<MediaSource | null>(null);
+  const [error, setError] = useState<ApiError | null>(null);
+  const sniffed = source ? kindOf(source.contentType, source.size) : null;
+  const kind: Kind = declared !== 'sniff' ? declared : sniffed === null ? 'sniff' : sniffed === 'sniff' ? 'timeline' : sniffed;
+  const host = useRef<HTMLDivElement>(null);
+  const video = useRef<HTMLVideoElement>(null);
+  const [speed, setSpeed] = useState(1);
+  const [time, setTime] = useState(props.startAt);
+  const [playing, setPlaying] = useState(false);
+  const [duration, setDuration] = useState(props.durationSec);
+  const [ready, setReady] = useState(kind === 'timeline');
+
+  // The content; a live terminal session's is fetched again every 15 s
+  // and, when it grew, the player goes on with the longer one.
+  const [generation, setGeneration] = useState(0);
+  useEffect(() => {
+    if (!props.live || kind !== 'terminal') return;
+    const timer = setInterval(() => setGeneration((g) => g + 1), 15000);
+    return () => clearInterval(timer);
+  }, [props.live]);
+  const held = useRef<MediaSource | null>(null);
+  useEffect(() => {
+    if (declared === 'timeline') return;
+    let live = true;
+    mediaSource(props.contentUrl, props.contentType).then(
+      (s) => {
+        if (!live || (held.current && held.current.size === s.size)) {
+          s.release();
+          return;
+        }
+        held.current?.release();
+        held.current = s;
+        setSource(s);
+      },
+      (e) => live && !held.current && setError(e),
+    );
+    return () => {
+      live = false;
+    };
+  }, [props.contentUrl, generation]);
+  useEffect(() => () => held.current?.release(), []);
+
+  // The terminal player, made again when the speed changes (its speed is
+  // fixed at creation) at the time it was at.
+  useEffect(() => {
+    if (kind !== 'terminal' || !source || !host.current) return;
+    const current = props.controller.current;
+    const at = current ? current.time() : props.startAt;
+    const wasPlaying = current ? current.playing() : false;
+    const el = host.current;
+    el.innerHTML = '';
+    let isPlaying = false;
+    const player = AsciinemaPlayer.create({ url: source.url, parser: 'asciicast' }, el, {
+      speed,
+      startAt: at,
+      autoPlay: wasPlaying,
+      preload: true,
+      controls: false,
+      fit: 'width',
+      terminalFontSize: 'small',
+      idleTimeLimit: undefined,
+    });
+    player.addEventListener('playing', () => {
+      isPlaying = true;
+      setReady(true);
+    });
+    player.addEventListener('play', () => {
+      isPlaying = true;
+    });
+    player.addEventListener('pause', () => {
+      isPlaying = false;
+    });
+    player.addEventListener('ended', () => {
+      isPlaying = false;
+    });
+    let known = false;
+    const poll = setInterval(() => {
+      const d = player.getDuration();
+      if (d && !known) {
+        known = true;
+        setDuration(Math.max(d, props.durationSec));
+        setReady(true);
+      }
+    }, 200);
+    props.controller.current = {
+      time: () => player.getCurrentTime() ?? 0,
+      seek: (t) => void player.seek(Math.max(0, t)),
+      play: () => {
+        isPlaying = true;
+        void player.play();
+      },
+      pause: () => {
+        isPlaying = false;
+        void player.pause();
+      },
+      playing: () => isPlaying,
+      setSpeed: (s) => setSpeed(s),
+    };
+    return () => {
+      clearInterval(poll);
+      player.dispose();
+    };
+  }, [source, speed]);
+
+  // The video.
+  useEffect(() => {
+    if (kind !== 'video' || !source || !video.current) return;
+    const v = video.current;
+    v.currentTime = props.startAt;
+    const onMeta = () => {
+      if (Number.isFinite(v.duration)) setDuration(Math.max(v.duration, 0));
+      setReady(true);
+    };
+    v.addEventListener('loadedmetadata', onMeta);
+    props.controller.current = {
+      time: () => v.currentTime,
+      seek: (t) => {
+        v.currentTime = Math.max(0, t);
+      },
+      play: () => void v.play(),
+      pause: () => v.pause(),
+      playing: () => !v.paused && !v.ended,
+      setSpeed: (s) => {
+        v.playbackRate = s;
+        setSpeed(s);
+      },
+    };
+    return () => v.removeEventListener('loadedmetadata', onMeta);
+  }, [source, kind]);
+
+  // A live recording grows: so do its timeline and the clock's end.
+  const clockRef = useRef<TimelineClock | null>(null);
+  useEffect(() => {
+    setDuration((d) => Math.max(d, props.durationSec));
+    if (clockRef.current) clockRef.current.duration = Math.max(clockRef.current.duration, props.durationSec);
+  }, [props.durationSec]);
+
+  // The events-only clock.
+  useEffect(() => {
+    if (kind !== 'timeline') return;
+    setReady(true);
+    const clock = new TimelineClock(Math.max(1, props.durationSec), () => setPlaying(false));
+    clock.seek(props.startAt);
+    clockRef.current = clock;
+    props.controller.current = {
+      time: () => clock.time(),
+      seek: (t) => clock.seek(t),
+      play: () => clock.play(),
+      pause: () => clock.pause(),
+      playing: () => clock.playing(),
+      setSpeed: (s) => {
+        clock.setSpeed(s);
+        setSpeed(s);
+      },
+    };
+  }, [kind]);
+
+  // What the controls show follows the player.
+  useEffect(() => {
+    const tick = setInterval(() => {
+      const c = props.controller.current;
+      if (!c) return;
+      const t = c.time();
+      const p = c.playing();
+      setTime(t);
+      setPlaying(p);
+      props.onTime(t, p);
+    }, 250);
+    return () => clearInterval(tick);
+  }, []);
+
+  const seek = (t: number) => {
+    props.controller.current?.seek(t);
+    setTime(t);
+    props.onTime(t, props.controller.current?.playing() ?? false);
+  };
+  const toggle = () => {
+    const c = props.controller.current;
+    if (!c) return;
+    if (c.playing()) c.pause();
+    else c.play();
+    setPlaying(c.playing());
+  };
+
+  // Space and the arrow keys work anywhere on the page but in a field
+  // (and Space on a button presses the button).
+  const keys = useRef<(e: KeyboardEvent) => void>(() => {});
+  keys.current = (e: KeyboardEvent) => {
+    const target = e.target as HTMLElement;
+    if (['INPUT', 'SELECT', 'TEXTAREA'].includes(target.tagName) || target.isContentEditable) return;
+    if (e.key === ' ' && target.tagName !== 'BUTTON') {
+      e.preventDefault();
+      toggle();
+    } else if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
+      e.preventDefault();
+      const step = e.shiftKey ? 30 : 5;
+      const now = props.controller.current?.time() ?? time;
+      seek(Math.max(0, Math.min(duration, now + (e.key === 'ArrowRight' ? step : -step))));
+    }
+  };
+  useEffect(() => {
+    const listener = (e: KeyboardEvent) => keys.current(e);
+    document.addEventListener('keydown', listener);
+    return () => document.removeEventListener('keydown', listener);
+  }, []);
+
+  const pct = (t: number) => `${Math.min(100, (100 * t) / Math.max(1, duration))}%`;
+  return (
+    <section
+      id="player-region"
+      class="player"
+      role="region"
+      aria-label="Player"
+      tabIndex={-1}
+    >
+      {error && (
+        <p role="alert" class="error">
+          The content cannot be played: {error.message} ({error.code})
+        </p>
+      )}
+      {kind === 'terminal' && <div ref={host} class="terminal" data-kind="terminal" />}
+      {kind === 'video' && (
+        <video ref={video} class="video" src={source?.url} preload="auto" aria-label="Screen recording" />
+      )}
+      {kind === 'timeline' && (
+        <div class="eventsonly" data-kind="timeline">
+          <p>Events only: this recording has no screen or terminal content. Its timeline plays below.</p>
+          <p class="now-event">{currentEvent(props.markers, time)}</p>
+        </div>
+      )}
+      {kind !== 'timeline' && !ready && !error && <p role="status" class="muted">Loading the recording…</p>}
+      <div class="controls">
+        <button type="button" onClick={toggle} aria-keyshortcuts="Space">
+          {playing ? 'Pause' : 'Play'}
+        </button>
+        <output aria-label="Current time" class="clock">
+          {fmtDuration(time)}
+        </output>
+        <span class="muted">/ {fmtDuration(duration)}</span>
+        <label class="speed">
+          Speed{' '}
+          <select
+            value={String(speed)}
+            onChange={(e) => props.controller.current?.setSpeed(Number((e.target as HTMLSelectElement).value))}
+          >
+            {SPEEDS.map((s) => <option key={s} value={String(s)}>{s}x</option>)}
+          </select>
+        </label>
+        {props.live && (
+          <button
+            type="button"
+            class="secondary"
+            onClick={() => {
+              const c = props.controller.current;
+              if (!c) return;
+              c.seek(Math.max(0, duration - 1));
+              c.play();
+            }}
+          >
+            Go live
+          </button>
+        )}
+        <span class="muted keys">Keys: Space play/pause · ← → 5 s (Shift: 30 s)</span>
+      </div>
+      <div class="timeline" role="group" aria-label="Timeline">
+        <div class="track">
+          {props.idle.map((spell, i) => (
+            <span
+              key={i}
+              class="idle"
+              title={`Idle ${fmtDuration(spell.to - spell.from)}`}
+              style={{ left: pct(spell.from), width: `calc(${pct(spell.to)} - ${pct(spell.from)})` }}
+            />
+          ))}
+          <span class="played" style={{ width: pct(time) }} />
+        </div>
+        <input
+          type="range"
+          class="scrub"
+          aria-label="Position"
+          min={0}
+          max={Math.max(1, Math.ceil(duration))}
+          step={1}
+          value={Math.floor(time)}
+          onInput={(e) => seek(Number((e.target as HTMLInputElement).value))}
+        />
+        <div class="markers">
+          {props.markers.map((m, i) => (
+            <button
+              key={i}
+              type="button"
+              class={`marker marker-${m.kind} ${m.severity ? 'sev-' + m.severity : ''}`}
+              style={{ left: pct(m.t) }}
+              aria-label={`${m.label} at ${fmtDuration(m.t)}`}
+              title={`${m.label} at ${fmtDuration(m.t)}`}
+              onClick={() => seek(m.t)}
+            />
+          ))}
+        </div>
+      </div>
+    </section>
+  );
+}
+
+function currentEvent(markers: Marker[], t: number): string {
+  let last: Marker | null = null;
+  for (const m of markers) if (m.t <= t && m.kind !== 'comment') last = m;
+  return last ? `${fmtDuration(last.t)} ${last.label}` : 'Session start';
+}

@@ -1,0 +1,389 @@
+// The console in headless Chromium against a running srs with demo data:
+// what each page shows is compared with the GraphQL answers the test
+// fetches itself.
+import { before, after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ADMIN, SRS_URL, eventually, fmtDuration, gql, launch, newPage, shootAndCheck, signIn } from './helpers.mjs';
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** The number a headline count of the dashboard shows. */
+async function headline(page, label) {
+  const text = await page.locator('dl.headline .count', { has: page.locator('dt', { hasText: new RegExp(`^${label}$`) }) }).locator('dd').innerText();
+  return Number(text);
+}
+
+test('signing in shows the pages the role may use; signing out forgets the token', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${SRS_URL}/recordings`);
+  await page.getByLabel('Token').waitFor();
+  await shootAndCheck(page, 'signin');
+
+  await page.getByLabel('Token').fill('not-a-token');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('alert').waitFor();
+
+  // A link opened signed out leads there once signed in.
+  await page.getByLabel('Token').fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Recordings', level: 1 }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/recordings');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  for (const name of ['Dashboard', 'Recordings', 'Live', 'Servers', 'Policies', 'Access', 'Audit']) {
+    assert.equal(await nav.getByRole('link', { name, exact: true }).count(), 1, name);
+  }
+  assert.ok(!page.url().includes(ADMIN), 'the token is never in the URL');
+  assert.equal(await page.evaluate(() => JSON.stringify(localStorage)), '{}', 'nothing in localStorage');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('srs.token')), ADMIN);
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('Token').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+
+  // A VIEWER sees only the dashboard and the servers.
+  const viewer = (await gql('mutation { issueToken(input: { name: "console-viewer", role: VIEWER }) { secret } }')).issueToken.secret;
+  await eventually(() => gql('{ me { name } }', {}, viewer));
+  await signIn(page, viewer);
+  const links = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts();
+  assert.deepEqual(links, ['Dashboard', 'Servers']);
+  await page.context().close();
+});
+
+test('the dashboard shows the numbers the dashboard query answers', async () => {
+  const page = await newPage(browser);
+  await signIn(page);
+  await page.getByRole('heading', { name: 'Dashboard', level: 1 }).waitFor();
+  const query = `query($from: DateTime) { dashboard(from: $from) { recordingsTotal recordingsLive recordingsInRange detectionsInRange restrictedCount pendingArchive pendingDelete } }`;
+  const from = () => new Date(Date.now() - 30 * 86400_000).toISOString();
+  const first = (await gql(query, { from: from() })).dashboard;
+  await page.locator('dl.headline').waitFor();
+  const shown = {
+    recordingsTotal: await headline(page, 'Total recordings'),
+    recordingsLive: await headline(page, 'Live now'),
+    recordingsInRange: await headline(page, 'Recordings in range'),
+    detectionsInRange: await headline(page, 'Detections in range'),
+    restrictedCount: await headline(page, 'Restricted'),
+    pendingArchive: await headline(page, 'Pending archive'),
+    pendingDelete: await headline(page, 'Pending delete'),
+  };
+  const second = (await gql(query, { from: from() })).dashboard;
+  // The demo's fleet keeps recording: each figure is one the server
+  // answered just before or just after the page asked.
+  for (const [key, value] of Object.entries(shown)) {
+    const low = Math.min(first[key], second[key]);
+    const high = Math.max(first[key], second[key]);
+    assert.ok(value >= low && value <= high, `${key}: page ${value}, GraphQL ${first[key]}..${second[key]}`);
+  }
+  assert.ok(shown.recordingsTotal > 0);
+  // The pickers are in the URL.
+  await page.getByLabel('Time range').selectOption('7');
+  await page.waitForURL(/days=7/);
+  await page.reload();
+  assert.equal(await page.getByLabel('Time range').inputValue(), '7');
+  await page.getByLabel('Time range').selectOption('30');
+  await page.getByRole('img', { name: /^Recordings per day/ }).locator('canvas').waitFor();
+  await page.getByRole('img', { name: /^Detections per day by severity/ }).locator('canvas').waitFor();
+  await shootAndCheck(page, 'dashboard');
+  await page.context().close();
+});
+
+test('a search narrows the recordings and survives a reload', async () => {
+  const page = await newPage(browser);
+  await signIn(page);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Recordings' }).click();
+  await page.getByRole('heading', { name: 'Recordings', level: 1 }).waitFor();
+  const table = page.getByRole('table', { name: 'Recordings' });
+  await table.waitFor();
+  for (const column of ['User', 'Host', 'Application', 'Client', 'Started', 'Duration', 'Detections', 'State']) {
+    assert.equal(await table.getByRole('columnheader', { name: column, exact: true }).count(), 1, column);
+  }
+  const all = (await gql('{ recordings { totalCount } }')).recordings.totalCount;
+  const sample = (await gql('{ recordings(first: 1, filter: { live: false }) { edges { node { user } } } }')).recordings.edges[0].node.user;
+  const needle = sample.split(/[\\@]/).find((part) => part.length > 2 && !/corp|example/i.test(part)) ?? sample;
+  // The count of the page's own URL (not one of a search before).
+  const count = async () => {
+    const search = new URL(page.url()).search;
+    const status = page.locator(`p[role=status][data-search="${search}"]`);
+    await status.waitFor();
+    return Number((await status.innerText()).match(/\d+/)[0]);
+  };
+
+  await page.getByLabel('Search', { exact: true }).fill(needle);
+  await page.getByRole('button', { name: 'Apply', exact: true }).click();
+  await page.waitForURL(/text=/);
+  const low = (await gql('query($t: String) { recordings(filter: { text: $t }) { totalCount } }', { t: needle })).recordings.totalCount;
+  const narrowed = await count();
+  const high = (await gql('query($t: String) { recordings(filter: { text: $t }) { totalCount } }', { t: needle })).recordings.totalCount;
+  assert.ok(narrowed >= low && narrowed <= high, `page ${narrowed}, GraphQL ${low}..${high}`);
+  assert.ok(narrowed > 0 && narrowed < all, `narrowed ${narrowed} of ${all}`);
+  const rows = await table.locator('tbody tr').count();
+  assert.equal(rows, Math.min(25, narrowed));
+
+  await page.reload();
+  await page.getByRole('table', { name: 'Recordings' }).waitFor();
+  assert.equal(await page.getByLabel('Search', { exact: true }).inputValue(), needle);
+  const again = await count();
+  assert.ok(again >= narrowed && again <= narrowed + 2, `after reload ${again}, before ${narrowed}`);
+
+  // Sorting by duration puts the longest first.
+  await page.getByLabel('Sort').selectOption('LONGEST_FIRST');
+  await page.waitForURL(/orderBy=LONGEST_FIRST/);
+  await shootAndCheck(page, 'recordings');
+  await page.context().close();
+});
+
+/** A finished recording whose playback content is an asciicast. */
+async function terminalRecording() {
+  const page = await gql('{ recordings(first: 300, filter: { live: false, restricted: false }) { edges { node { id applications durationSec } } } }');
+  for (const { node } of page.recordings.edges) {
+    if (!node.applications.some((a) => /cmd|powershell|ssh/i.test(a)) || node.durationSec < 5) continue;
+    const played = await gql('query($id: ID!) { recording(id: $id) { playback { contentType contentSize } } }', { id: node.id });
+    if (played.recording.playback.contentType.includes('asciicast') && played.recording.playback.contentSize > 0) return node.id;
+  }
+  throw new Error('the demo has no finished terminal recording');
+}
+
+test('a terminal recording plays in the player: press play, terminal text appears', async () => {
+  const id = await terminalRecording();
+  const page = await newPage(browser);
+  await signIn(page);
+  await page.goto(`${SRS_URL}/recordings/${id}`);
+  const player = page.getByRole('region', { name: 'Player' });
+  await player.waitFor();
+  const terminal = player.locator('[data-kind=terminal]');
+  await terminal.locator('.ap-wrapper, .ap-player, pre, .ap-term').first().waitFor({ timeout: 20000 });
+  await player.getByRole('button', { name: 'Play', exact: true }).click();
+  await page.waitForFunction(() => {
+    const el = document.querySelector('[data-kind=terminal]');
+    return el && el.textContent.replace(/\s/g, '').length > 0;
+  }, null, { timeout: 30000 });
+  await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent !== '0:00', null, { timeout: 30000 });
+  const text = await terminal.innerText();
+  assert.ok(text.trim().length > 0, 'the terminal shows text');
+  await player.getByRole('button', { name: 'Pause', exact: true }).click();
+  await shootAndCheck(page, 'recording-terminal');
+  await page.context().close();
+});
+
+test('a detection marker seeks the player there, and a comment is added at the current time', async () => {
+  // An events-only timeline (no content): the player's clock is the
+  // recording's own, so any detection's time can be sought.
+  const list = await gql('{ recordings(first: 100, filter: { live: false, hasDetections: true, restricted: false }) { edges { node { id durationSec detections { type offsetMs } } } } }');
+  let target = null;
+  for (const { node } of list.recordings.edges) {
+    if (!node.detections.some((d) => d.offsetMs > 6000)) continue;
+    const played = await gql('query($id: ID!) { recording(id: $id) { playback { contentSize } } }', { id: node.id });
+    if (played.recording.playback.contentSize === 0) {
+      target = node;
+      break;
+    }
+  }
+  assert.ok(target, 'a recording with a detection and no content');
+  const detection = target.detections.find((d) => d.offsetMs > 6000);
+
+  const page = await newPage(browser);
+  await signIn(page);
+  await page.goto(`${SRS_URL}/recordings/${target.id}`);
+  const player = page.getByRole('region', { name: 'Player' });
+  await player.waitFor();
+  const timeline = player.getByRole('group', { name: 'Timeline' });
+  const expected = fmtDuration(detection.offsetMs / 1000);
+  const label = new RegExp(`^Detection: .* at ${expected}$`);
+  const marker = timeline.getByRole('button', { name: label }).first();
+  await marker.waitFor();
+  await marker.click();
+  const clock = player.getByRole('status').or(player.locator('output[aria-label="Current time"]'));
+  await page.waitForFunction((want) => document.querySelector('output[aria-label="Current time"]').textContent === want, expected, { timeout: 15000 });
+  assert.equal(await player.locator('output[aria-label="Current time"]').innerText(), expected, `${await clock.count()}`);
+  await page.waitForURL(new RegExp(`[?&]t=${Math.floor(detection.offsetMs / 1000)}\\b`));
+
+  // A comment at the current time, and a click on it seeks back there.
+  const text = `Checked at ${expected} by the console test (${Date.now()})`;
+  await page.getByLabel('Comment', { exact: true }).fill(text);
+  await page.getByRole('button', { name: `Add comment at ${expected}` }).click();
+  await page.getByRole('list', { name: 'Comments' }).getByText(text).waitFor();
+  await eventually(async () => {
+    const stored = (await gql('query($id: ID!) { recording(id: $id) { comments { text offsetMs author } } }', { id: target.id })).recording.comments;
+    const mine = stored.find((c) => c.text === text);
+    assert.ok(mine, 'the comment is stored');
+    assert.equal(mine.offsetMs, Math.floor(detection.offsetMs / 1000) * 1000);
+  });
+
+  await player.getByLabel('Position', { exact: true }).focus();
+  await page.keyboard.press('Home');
+  await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent === '0:00');
+  await page.getByRole('button', { name: `Jump to comment at ${expected}` }).first().click();
+  await page.waitForFunction((want) => document.querySelector('output[aria-label="Current time"]').textContent === want, expected);
+  // The keys: an arrow moves 5 s, Space plays and pauses.
+  await page.locator('h1').click();
+  await page.keyboard.press('ArrowLeft');
+  const minus5 = fmtDuration(Math.floor(detection.offsetMs / 1000) - 5);
+  await page.waitForFunction((want) => document.querySelector('output[aria-label="Current time"]').textContent === want, minus5);
+  await page.keyboard.press(' ');
+  await player.getByRole('button', { name: 'Pause', exact: true }).waitFor();
+  await page.keyboard.press(' ');
+  await player.getByRole('button', { name: 'Play', exact: true }).waitFor();
+  await shootAndCheck(page, 'recording-timeline');
+  await page.context().close();
+});
+
+test('an AUDITOR without a grant cannot open a restricted recording', async () => {
+  const restricted = (await gql('{ recordings(first: 1, filter: { restricted: true }) { edges { node { id } } } }')).recordings.edges[0]?.node.id;
+  assert.ok(restricted, 'the demo has a restricted recording');
+  const auditor = (await gql('mutation { issueToken(input: { name: "console-auditor", role: AUDITOR }) { secret } }')).issueToken.secret;
+  await eventually(() => gql('{ me { name } }', {}, auditor));
+  // The API refuses it: the recording is not there for this auditor.
+  assert.equal((await gql('query($id: ID!) { recording(id: $id) { id } }', { id: restricted }, auditor)).recording, null);
+
+  const page = await newPage(browser);
+  await signIn(page, auditor);
+  await page.goto(`${SRS_URL}/recordings/${restricted}`);
+  const refusal = page.getByRole('alert').filter({ hasText: 'You may not open this recording' });
+  await refusal.waitFor();
+  assert.equal(await page.getByRole('region', { name: 'Player' }).count(), 0);
+  await shootAndCheck(page, 'recording-refused');
+  await page.context().close();
+});
+
+test('a live session view updates while the fleet streams into it', async () => {
+  const liveNow = async () => (await gql('{ recordings(first: 100, filter: { live: true }) { edges { node { id eventCount } } } }')).recordings.edges.map((e) => e.node);
+  // The demo's fleet works on a few sessions at a time: find one that grows.
+  let growing = null;
+  for (let round = 0; round < 30 && !growing; round++) {
+    const first = new Map((await liveNow()).map((r) => [r.id, r.eventCount]));
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    growing = (await liveNow()).find((r) => first.has(r.id) && r.eventCount > first.get(r.id))?.id ?? null;
+  }
+  assert.ok(growing, 'a live session that receives events');
+
+  const page = await newPage(browser);
+  await signIn(page);
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Live' }).click();
+  await page.getByRole('table', { name: 'Live sessions' }).waitFor();
+  await shootAndCheck(page, 'live');
+  await page.goto(`${SRS_URL}/recordings/${growing}`);
+  const note = page.locator('p.live-note');
+  await note.waitFor();
+  const before = (await page.getByRole('list', { name: 'Events' }).locator('li').count());
+  await page.waitForFunction(() => /Live: [1-9]\d* new event/.test(document.querySelector('p.live-note')?.textContent ?? ''), null, { timeout: 90000 });
+  const afterCount = await page.getByRole('list', { name: 'Events' }).locator('li').count();
+  assert.ok(afterCount > before, `events ${before} -> ${afterCount}`);
+  // "Go live" plays from the live edge.
+  const player = page.getByRole('region', { name: 'Player' });
+  await player.getByRole('button', { name: 'Go live', exact: true }).click();
+  await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent !== '0:00');
+  await shootAndCheck(page, 'recording-live');
+  await page.context().close();
+});
+
+test('servers, policies, access and audit pages render what GraphQL answers', async () => {
+  const page = await newPage(browser);
+  await signIn(page);
+  const servers = (await gql('{ servers { name } }')).servers;
+  await page.goto(`${SRS_URL}/servers`);
+  const table = page.getByRole('table', { name: 'Servers' });
+  await table.waitFor();
+  assert.equal(await table.locator('tbody tr').count(), servers.length);
+  await shootAndCheck(page, 'servers');
+
+  // A stale settings edit shows the conflict instead of overwriting.
+  const server = (await gql('{ servers { id name settingsVersion settings { maxFileSizeMb maxRecordingHours } } }')).servers[0];
+  const hours = server.settings.maxRecordingHours === 11 ? 10 : 11;
+  await page.getByRole('button', { name: `Edit settings of ${server.name}`, exact: true }).click();
+  await gql('mutation($id: ID!, $v: Int, $h: Int) { updateServerSettings(serverId: $id, settings: { maxRecordingHours: $h }, expectedVersion: $v) { position } }', { id: server.id, v: server.settingsVersion, h: hours });
+  await page.getByLabel('Maximum file size (MB, 10 to 300)').fill('77');
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('alert').filter({ hasText: 'changed these settings meanwhile' }).waitFor();
+  await eventually(async () => {
+    const after = (await gql('query($id: ID!) { server(id: $id) { settings { maxFileSizeMb maxRecordingHours } } }', { id: server.id })).server.settings;
+    assert.equal(after.maxRecordingHours, hours);
+    assert.equal(after.maxFileSizeMb, server.settings.maxFileSizeMb, 'the stale edit wrote nothing');
+  });
+
+  await page.goto(`${SRS_URL}/policies`);
+  await page.getByRole('heading', { name: 'Recording policies' }).waitFor();
+  const siteId = new URL(page.url()).searchParams.get('site') ?? (await gql('{ sites { id } }')).sites[0].id;
+
+  // A recording policy made with the form, then activated.
+  const policyName = `Console contractors ${Date.now()}`;
+  await page.getByRole('button', { name: 'New recording policy', exact: true }).click();
+  const form = page.getByRole('form', { name: 'New recording policy' });
+  await form.getByLabel('Name', { exact: true }).fill(policyName);
+  await form.getByRole('button', { name: 'Add rule', exact: true }).click();
+  await form.getByLabel('Rule name', { exact: true }).fill('No console testers');
+  await form.getByLabel('Action', { exact: true }).selectOption('DO_NOT_RECORD');
+  await form.getByLabel('Users', { exact: true }).fill('CORP\\console.tester, CORP\\other.tester');
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('heading', { name: new RegExp(`^${policyName}`) }).waitFor();
+  const made = await eventually(async () => (await gql('query($s: ID!) { policies(siteId: $s) { recording { all { id name definition { recording { rules { name action users } } } } } } }', { s: siteId }))
+    .policies.recording.all.find((p) => p.name === policyName) ?? assert.fail('the policy is stored'));
+  assert.deepEqual(made.definition.recording.rules, [{ name: 'No console testers', action: 'DO_NOT_RECORD', users: ['CORP\\console.tester', 'CORP\\other.tester'] }]);
+  await page.getByRole('button', { name: `Activate ${policyName}`, exact: true }).click();
+  await page.getByRole('article').filter({ hasText: policyName }).getByText('active', { exact: true }).waitFor();
+  await page.getByLabel('User (DOMAIN\\user)').fill('CORP\\console.tester');
+  await page.getByLabel('Host', { exact: true }).fill('vda-01');
+  await page.getByRole('button', { name: 'Test', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: 'Not recorded' }).waitFor();
+  await shootAndCheck(page, 'policies');
+
+  await page.goto(`${SRS_URL}/access`);
+  await page.getByRole('table', { name: 'Playback permissions' }).waitFor();
+  await shootAndCheck(page, 'access');
+
+  await page.goto(`${SRS_URL}/audit`);
+  await page.getByRole('table', { name: 'Admin audit trail' }).waitFor();
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', { name: 'Export CSV' }).click();
+  const file = await download;
+  const csv = await (await file.createReadStream()).toArray();
+  const lines = Buffer.concat(csv).toString('utf8').trim().split(/\r\n/);
+  assert.equal(lines[0], 'position,at,actor,what,target,detail');
+  assert.equal(lines.length - 1, await page.getByRole('table', { name: 'Admin audit trail' }).locator('tbody tr').count());
+  await shootAndCheck(page, 'audit');
+
+  // The category filter narrows the trail to playbacks (this test played some).
+  await page.getByLabel('Category').selectOption('PLAYBACK');
+  await page.getByRole('button', { name: 'Apply', exact: true }).click();
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll('table[aria-label="Admin audit trail"] tbody tr td:nth-child(4)')];
+    return cells.length > 0 && cells.every((cell) => cell.textContent.startsWith('PLAYBACK'));
+  });
+  await page.context().close();
+});
+
+test('an AUDITOR uses its pages without errors and cannot change configuration', async () => {
+  const auditor = process.env.SRS_AUDITOR_TOKEN;
+  assert.ok(auditor, 'SRS_AUDITOR_TOKEN is set (the demo writes <data>/auditor.token)');
+  const page = await newPage(browser);
+  await signIn(page, auditor);
+  const links = await page.getByRole('navigation', { name: 'Main' }).getByRole('link').allInnerTexts();
+  assert.deepEqual(links, ['Dashboard', 'Recordings', 'Live', 'Servers', 'Policies', 'Access', 'Audit']);
+  for (const [path, ready] of [
+    ['/', () => page.locator('dl.headline').waitFor()],
+    ['/recordings', () => page.getByRole('table', { name: 'Recordings' }).waitFor()],
+    ['/live', () => page.getByRole('table', { name: 'Live sessions' }).waitFor()],
+    ['/servers', () => page.getByRole('table', { name: 'Servers' }).waitFor()],
+    ['/policies', () => page.getByRole('heading', { name: 'Recording policies' }).waitFor()],
+    ['/access', () => page.getByRole('table', { name: 'Playback permissions' }).waitFor()],
+    ['/audit', () => page.getByRole('table', { name: 'History' }).waitFor()],
+  ]) {
+    await page.goto(`${SRS_URL}${path}`);
+    await ready();
+    await page.waitForLoadState('networkidle');
+    assert.deepEqual(await page.getByRole('alert').allInnerTexts(), [], `${path}: no error`);
+  }
+  // Read-only: no configuration controls.
+  await page.goto(`${SRS_URL}/servers`);
+  await page.getByRole('table', { name: 'Servers' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: /^Edit settings|^Rotate token|^Connect$/ }).count(), 0);
+  await page.goto(`${SRS_URL}/policies`);
+  await page.getByRole('heading', { name: 'Recording policies' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: /^(New|Activate|Delete|Edit)/ }).count(), 0);
+  await page.context().close();
+});
