@@ -135,11 +135,17 @@ export type MediaSource = { url: string; contentType: string; size: number; rele
 
 /**
  * The one place the console turns a recording's content into something a
- * player loads: GET the playback's content URL with the bearer header and
- * hand the player a Blob URL (a media element cannot send the header).
+ * player loads: GET the playback's ticket URL (no header: the ticket stands
+ * for the signed-in token for this recording, for a few minutes) and hand
+ * the player a Blob URL. Once the ticket has expired (a live session's
+ * content fetched again later) the content URL is asked with the bearer
+ * header instead.
  */
-export async function mediaSource(contentUrl: string, contentType: string): Promise<MediaSource> {
-  const response = await fetch(contentUrl, { headers: authHeaders() });
+export async function mediaSource(contentUrl: string, contentType: string, ticketUrl?: string): Promise<MediaSource> {
+  let response = ticketUrl ? await fetch(ticketUrl) : null;
+  if (!response || response.status === 401) {
+    response = await fetch(contentUrl, { headers: authHeaders() });
+  }
   if (!response.ok) {
     let message = `the content answered ${response.status}`;
     let code = response.status === 403 ? 'FORBIDDEN' : response.status === 404 ? 'NOT_FOUND' : 'INTERNAL';

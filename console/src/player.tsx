@@ -73,6 +73,7 @@ class TimelineClock implements Controller {
 
 export function Player(props: {
   contentUrl: string;
+  ticketUrl?: string;
   contentType: string;
   contentSize: number;
   durationSec: number;
@@ -108,7 +109,7 @@ export function Player(props: {
   useEffect(() => {
     if (declared === 'timeline') return;
     let live = true;
-    mediaSource(props.contentUrl, props.contentType).then(
+    mediaSource(props.contentUrl, props.contentType, props.ticketUrl).then(
       (s) => {
         if (!live || (held.current && held.current.size === s.size)) {
           s.release();

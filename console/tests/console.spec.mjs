@@ -153,6 +153,13 @@ test('a terminal recording plays in the player: press play, terminal text appear
   const id = await terminalRecording();
   const page = await newPage(browser);
   await signIn(page);
+  // The content comes by its playback ticket, with no bearer header.
+  const contentGets = [];
+  page.on('request', (request) => {
+    if (request.url().includes(`/recordings/${id}/content`)) {
+      contentGets.push({ url: request.url(), authorization: request.headers()['authorization'] });
+    }
+  });
   await page.goto(`${SRS_URL}/recordings/${id}`);
   const player = page.getByRole('region', { name: 'Player' });
   await player.waitFor();
@@ -166,6 +173,11 @@ test('a terminal recording plays in the player: press play, terminal text appear
   await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent !== '0:00', null, { timeout: 30000 });
   const text = await terminal.innerText();
   assert.ok(text.trim().length > 0, 'the terminal shows text');
+  assert.ok(contentGets.length > 0, 'the player fetched the content');
+  for (const get of contentGets) {
+    assert.match(get.url, /[?&]ticket=[0-9a-f]+/, 'a content GET by ticket');
+    assert.equal(get.authorization, undefined, 'no bearer header on a ticket GET');
+  }
   await player.getByRole('button', { name: 'Pause', exact: true }).click();
   await shootAndCheck(page, 'recording-terminal');
   await page.context().close();

@@ -2,7 +2,7 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked) |
+//! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked; chunk 0's `Content-Type`, `video/*`, `audio/*` or asciicast, declares the content's type) |
 //! | `PUT /recordings/{id}/asciicast` | same | store an asciicast v2 file as the whole content, index its events |
 //! | `GET /recordings/{id}/content` | whoever may play the recording (bearer token, or `?ticket=` from `Playback.ticketUrl`) | the decrypted content, `Range: bytes=...` honoured |
 //! | `GET /recordings/{id}/chunks` | the recording server's AGENT, whoever may see the recording | the stored chunks (`{"recordingId","contentType","chunks":[{"seq","size","sha256"}],"storedBytes","nextSeq","ended"}`), to resume an upload at `nextSeq`; not a playback (GraphQL `recordingChunks` answers the same) |
@@ -267,11 +267,69 @@ async fn put_chunk(
         let by = principal(&state, &headers).await?;
         let recording_id = recording_id(&id)?;
         let seq = parse_seq(&seq)?;
+        let content_type = declared_type(&headers, seq)?;
         let (body, sha256) = checked_body(&headers, body)?;
-        store_chunk(state.core(), &by, recording_id, seq, body, sha256, None).await
+        store_chunk(
+            state.core(),
+            &by,
+            recording_id,
+            seq,
+            body,
+            sha256,
+            content_type,
+        )
+        .await
     }
     .await;
     receipt_response(outcome)
+}
+
+/// The content type chunk 0's `Content-Type` declares for its recording:
+/// a media type a player plays (`video/*`, `audio/*`,
+/// `application/x-asciicast`, parameters such as `codecs` kept). No header,
+/// `application/octet-stream` or a client's form default declares nothing;
+/// other chunks' headers are not read. Anything else is refused before a
+/// byte is written.
+fn declared_type(headers: &HeaderMap, seq: u64) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    if seq != 0 {
+        return Ok(None);
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::validation("the Content-Type header is not text"))?
+        .trim();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(
+        essence.as_str(),
+        "application/octet-stream" | "application/x-www-form-urlencoded"
+    ) {
+        return Ok(None);
+    }
+    let media = essence.starts_with("video/")
+        || essence.starts_with("audio/")
+        || essence == asciicast::CONTENT_TYPE;
+    let clean = text.len() <= 127
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/+-.;=_ \"".contains(c));
+    if !media || !clean || essence.ends_with('/') {
+        return Err(ApiError::validation(format!(
+            "`{text}` is not a content type srs plays: video/..., audio/... or {} (or none)",
+            asciicast::CONTENT_TYPE
+        )));
+    }
+    Ok(Some(format!(
+        "{essence}{}",
+        text.find(';').map(|at| &text[at..]).unwrap_or_default()
+    )))
 }
 
 /// One stored chunk, as `GET /recordings/{id}/chunks` lists it.
@@ -719,6 +777,45 @@ fn insert(response: &mut Response, name: header::HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_zero_declares_a_playable_content_type_only() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let declared = |value: &str, seq| declared_type(&with(value), seq);
+        assert_eq!(declared_type(&HeaderMap::new(), 0).unwrap(), None);
+        assert_eq!(
+            declared("video/webm", 0).unwrap().as_deref(),
+            Some("video/webm")
+        );
+        assert_eq!(
+            declared("Video/WebM; codecs=\"vp9\"", 0)
+                .unwrap()
+                .as_deref(),
+            Some("video/webm; codecs=\"vp9\"")
+        );
+        assert_eq!(
+            declared("application/x-asciicast", 0).unwrap().as_deref(),
+            Some("application/x-asciicast")
+        );
+        assert_eq!(declared("application/octet-stream", 0).unwrap(), None);
+        assert_eq!(
+            declared("application/x-www-form-urlencoded", 0).unwrap(),
+            None
+        );
+        assert_eq!(declared("text/html", 1).unwrap(), None);
+        for bad in [
+            "text/html",
+            "video/",
+            "application/json",
+            "video/webm<script>",
+        ] {
+            assert!(declared(bad, 0).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ranges_follow_rfc_9110() {

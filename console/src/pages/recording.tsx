@@ -48,7 +48,7 @@ export const PLAYBACK_QUERY = `query Playback($id: ID!) {
   recording(id: $id) {
     id
     playback {
-      live followFrom truncated contentUrl contentType contentSize
+      live followFrom truncated contentUrl ticketUrl contentType contentSize
       events { ${EVENT_FIELDS} }
       detections { ${DETECTION_FIELDS} }
       comments { ${COMMENT_FIELDS} }
@@ -211,6 +211,7 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
           <div class="main-col">
             <Player
               contentUrl={pb.contentUrl}
+              ticketUrl={pb.ticketUrl}
               contentType={pb.contentType}
               contentSize={pb.contentSize}
               live={pb.live}

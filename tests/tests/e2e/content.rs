@@ -635,3 +635,46 @@ async fn a_playback_ticket_opens_one_recording_for_its_holder_without_a_header()
         .await;
     assert_eq!(with_header.status, 401);
 }
+
+#[tokio::test]
+async fn the_first_chunks_content_type_declares_what_the_content_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let http = Http::new(&srs);
+    let site = create_site(&admin, "HQ").await;
+    record_everyone(&admin, &site).await;
+    let (server, agent_token) = connect_server(&admin, &site, "sr-1").await;
+    let agent = Client::new(&srs, Some(&agent_token));
+    let started = start_recording(&agent, &server, "s-1", "CORP\\ann", &[]).await;
+    let id = started["recordingId"].as_str().unwrap().to_owned();
+    let body = payload("webm", 2_000);
+    let put = |content_type: &'static str| {
+        http.send(
+            http.http
+                .put(format!("{}/recordings/{id}/chunks/0", http.base))
+                .bearer_auth(&agent_token)
+                .header("x-content-sha256", sha(&body))
+                .header("content-type", content_type)
+                .body(body.clone()),
+        )
+    };
+
+    // A type srs cannot play is refused and stores nothing.
+    put("text/html").await.expect(400, "VALIDATION");
+    assert_eq!(
+        playback(&admin, &id).await["chunks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+
+    assert_eq!(put("video/webm").await.status, 201);
+    let seen = playback(&admin, &id).await;
+    assert_eq!(seen["contentType"], "video/webm", "{seen}");
+    let content = http.content(Some(&srs.admin_token()), &id, None).await;
+    assert_eq!(content.status, 200);
+    assert_eq!(content.headers["content-type"], "video/webm");
+    assert_eq!(content.body, body);
+}
