@@ -141,7 +141,12 @@ export type MediaSource = { url: string; contentType: string; size: number; rele
  * content fetched again later) the content URL is asked with the bearer
  * header instead.
  */
-export async function mediaSource(contentUrl: string, contentType: string, ticketUrl?: string): Promise<MediaSource> {
+export async function mediaSource(contentUrl: string, contentType: string, ticketUrl?: string, contentSize = 0): Promise<MediaSource> {
+  // A screen recording streams: the <video> loads the ticket URL itself,
+  // with Range requests, so seeking in a long one does not download it all.
+  if (ticketUrl && /^video\//.test(contentType)) {
+    return { url: ticketUrl, contentType, size: contentSize, release: () => {} };
+  }
   let response = ticketUrl ? await fetch(ticketUrl) : null;
   if (!response || response.status === 401) {
     response = await fetch(contentUrl, { headers: authHeaders() });
@@ -175,4 +180,17 @@ export async function sniff(blob: Blob): Promise<string> {
   if (String.fromCharCode(...head.subarray(4, 8)) === 'ftyp') return 'video/mp4';
   if (/^\{\s*"version"\s*:\s*[23]/.test(new TextDecoder().decode(head))) return 'application/x-asciicast';
   return 'application/octet-stream';
+}
+
+/**
+ * A fresh playback ticket URL for a recording, for a player whose ticket
+ * expired mid-playback (asking is a playback, like opening the page).
+ */
+export async function renewTicket(recordingId: string): Promise<string> {
+  const data = await gql<{ recording: { playback: { ticketUrl: string } } | null }>(
+    'query T($id: ID!) { recording(id: $id) { playback { ticketUrl } } }',
+    { id: recordingId },
+  );
+  if (!data.recording) throw new ApiError(`recording ${recordingId} not found`, 'NOT_FOUND');
+  return data.recording.playback.ticketUrl;
 }

@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import * as AsciinemaPlayer from 'asciinema-player';
 import 'asciinema-player/dist/bundle/asciinema-player.css';
-import { ApiError, mediaSource, type MediaSource } from './api';
+import { ApiError, mediaSource, renewTicket, type MediaSource } from './api';
 import { fmtDuration } from './util';
 
 /** What the page drives, whatever plays. Times in seconds. */
@@ -109,7 +109,7 @@ export function Player(props: {
   useEffect(() => {
     if (declared === 'timeline') return;
     let live = true;
-    mediaSource(props.contentUrl, props.contentType, props.ticketUrl).then(
+    mediaSource(props.contentUrl, props.contentType, props.ticketUrl, props.contentSize).then(
       (s) => {
         if (!live || (held.current && held.current.size === s.size)) {
           s.release();
@@ -199,6 +199,25 @@ export function Player(props: {
       setReady(true);
     };
     v.addEventListener('loadedmetadata', onMeta);
+    // A streamed video whose ticket expired fails its next Range request:
+    // take a fresh ticket and go on where it was.
+    let renewed = 0;
+    const onError = () => {
+      const id = /\/recordings\/([^/]+)\/content/.exec(v.currentSrc)?.[1];
+      if (!id || !v.currentSrc.includes('ticket=') || renewed > 3) return;
+      renewed += 1;
+      const at = v.currentTime;
+      const wasPlaying = !v.paused;
+      renewTicket(id).then(
+        (url) => {
+          v.src = url;
+          v.currentTime = at;
+          if (wasPlaying) void v.play();
+        },
+        (e) => setError(e),
+      );
+    };
+    v.addEventListener('error', onError);
     props.controller.current = {
       time: () => v.currentTime,
       seek: (t) => {
@@ -212,7 +231,10 @@ export function Player(props: {
         setSpeed(s);
       },
     };
-    return () => v.removeEventListener('loadedmetadata', onMeta);
+    return () => {
+      v.removeEventListener('loadedmetadata', onMeta);
+      v.removeEventListener('error', onError);
+    };
   }, [source, kind]);
 
   // A live recording grows: so do its timeline and the clock's end.

@@ -116,6 +116,9 @@ test('a WebM recorded in the browser plays and seeks in the console', async () =
   await player.getByLabel('Position', { exact: true }).press('ArrowRight');
   await page.waitForFunction(() => Math.abs(document.querySelector('video').currentTime - 2) < 0.3, null, { timeout: 20000 });
   await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent === '0:02');
+  // The <video> streamed it by its playback ticket (no blob, no header).
+  const src = await page.evaluate(() => document.querySelector('video').currentSrc);
+  assert.match(src, new RegExp(`/recordings/${id}/content\\?ticket=[0-9a-f]+$`));
   await shootAndCheck(page, 'recording-video');
   await page.context().close();
 });
