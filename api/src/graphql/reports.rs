@@ -47,6 +47,15 @@ pub struct DayCount {
     pub count: i32,
 }
 
+/// Detections of one severity on each day of a range.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SeverityDays {
+    /// The severity.
+    pub severity: Severity,
+    /// Its detections per UTC day, every day of the range, zeros included.
+    pub per_day: Vec<DayCount>,
+}
+
 /// Servers with one status.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ServerStateCount {
@@ -147,6 +156,10 @@ pub struct Dashboard {
     /// Detections of events on each day of the range (at most 366 days),
     /// zeros included.
     pub detections_per_day: Vec<DayCount>,
+    /// `detectionsPerDay` split by severity: one series per severity with
+    /// a detection in the range (most severe last), each over every day
+    /// of the range, zeros included.
+    pub detections_per_day_by_severity: Vec<SeverityDays>,
     /// Detections of events within the range per session event type.
     pub detections_by_type: Vec<TypeCount>,
     /// Detections of events within the range per severity.
@@ -221,6 +234,14 @@ impl Dashboard {
             detections_total: int(v.detections_total),
             detections_in_range: int(v.detections_in_range),
             detections_per_day: series(&v.detections_per_day),
+            detections_per_day_by_severity: v
+                .detections_per_day_by_severity
+                .iter()
+                .map(|(sev, days)| SeverityDays {
+                    severity: Severity::from(*sev),
+                    per_day: series(days),
+                })
+                .collect(),
             detections_by_type: type_counts(&v.detections_by_type),
             detections_by_severity: v
                 .detections_by_severity

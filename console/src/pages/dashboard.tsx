@@ -12,6 +12,7 @@ export const DASHBOARD_QUERY = `query Dashboard($siteId: ID, $from: DateTime, $t
     serversByStatus { status count online }
     detectionsTotal detectionsInRange
     detectionsPerDay { day count }
+    detectionsPerDayBySeverity { severity perDay { count } }
     detectionsBySeverity { severity count }
     restrictedCount archivedCount pendingArchive pendingDelete
     servers { serverId name status online lastHeartbeat recordingsInRange storageBytes }
@@ -95,7 +96,7 @@ export function Dashboard() {
               />
             </Section>
             <Section title="Detections per day">
-              <DetectionsBySeverityPerDay siteId={siteId} board={d} />
+              <DetectionsBySeverityPerDay board={d} />
               <BarList
                 label="Detections by severity"
                 items={SEVERITIES.map((s) => ({
@@ -151,47 +152,12 @@ function Count(props: { label: string; value: number | string }) {
   );
 }
 
-/** The most detections fetched for the per-severity chart (20 pages). */
-const MAX_DETECTION_PAGES = 20;
-
-/**
- * Detections per day by severity. The dashboard answers detections per
- * day and per severity but not both at once, so the chart counts the
- * range's detections itself (at most 10000; beyond, the per-day totals).
- */
-function DetectionsBySeverityPerDay(props: { siteId: string; board: any }) {
+/** Detections per day, stacked by severity (`detectionsPerDayBySeverity`). */
+function DetectionsBySeverityPerDay(props: { board: any }) {
   const d = props.board;
-  const days = d.detectionsPerDay.map((p: any) => p.day as string);
-  const counted = useAsync(async () => {
-    const perDay: Record<string, Record<string, number>> = {};
-    let after: string | null = null;
-    for (let page = 0; page < MAX_DETECTION_PAGES; page++) {
-      const data: any = await gql(
-        `query D($filter: DetectionFilter, $after: String) { detectedEvents(filter: $filter, first: 500, after: $after) { pageInfo { hasNextPage endCursor } edges { node { severity at } } } }`,
-        { filter: { siteId: props.siteId || null, from: d.from, to: d.to }, after },
-      );
-      for (const { node } of data.detectedEvents.edges) {
-        const day = node.at.slice(0, 10);
-        perDay[day] ??= {};
-        perDay[day][node.severity] = (perDay[day][node.severity] ?? 0) + 1;
-      }
-      if (!data.detectedEvents.pageInfo.hasNextPage) return perDay;
-      after = data.detectedEvents.pageInfo.endCursor;
-    }
-    return null;
-  }, [d]);
-  const xs = days.map((day: string) => Date.parse(day) / 1000);
-  if (!counted.data) {
-    return (
-      <TimeChart
-        title="Detections per day"
-        bars
-        xs={xs}
-        series={[{ label: 'Detections', color: '#c2410c', values: d.detectionsPerDay.map((p: any) => p.count) }]}
-      />
-    );
-  }
-  const perDay = counted.data;
+  const xs = d.detectionsPerDay.map((p: any) => Date.parse(p.day) / 1000);
+  const bySeverity: Record<string, number[]> = {};
+  for (const s of d.detectionsPerDayBySeverity) bySeverity[s.severity] = s.perDay.map((p: any) => p.count);
   return (
     <StackedDays
       title="Detections per day by severity"
@@ -199,7 +165,7 @@ function DetectionsBySeverityPerDay(props: { siteId: string; board: any }) {
       series={SEVERITIES.map((severity) => ({
         label: titleCase(severity),
         color: SEVERITY_COLORS[severity],
-        values: days.map((day: string) => perDay[day.slice(0, 10)]?.[severity] ?? 0),
+        values: bySeverity[severity] ?? xs.map(() => 0),
       }))}
     />
   );

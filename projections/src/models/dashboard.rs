@@ -682,6 +682,9 @@ pub struct DashboardView {
     pub detections_in_range: u64,
     /// Every day of the range (at most 366), zeros included.
     pub detections_per_day: Vec<DayCount>,
+    /// Per severity with a detection in the range: every day of the range
+    /// (at most 366), zeros included.
+    pub detections_per_day_by_severity: BTreeMap<Severity, Vec<DayCount>>,
     pub detections_by_type: BTreeMap<SessionEventType, u64>,
     pub detections_by_severity: BTreeMap<Severity, u64>,
     pub restricted_count: u64,
@@ -743,6 +746,7 @@ impl Dashboard {
         let mut v = DashboardView::default();
         let mut per_day: BTreeMap<i64, u64> = BTreeMap::new();
         let mut detections_per_day: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut severity_days: BTreeMap<Severity, BTreeMap<i64, u64>> = BTreeMap::new();
         let lists: [(&[u8], &[u8]); 6] = [
             (b"ud/", b"pud/"),
             (b"ad/", b"pad/"),
@@ -783,9 +787,14 @@ impl Dashboard {
                     *v.detections_by_type.entry(t).or_default() += n;
                 }
             })?;
-            self.each_day(b"dv/", s, first_day, last_day, |_, rest, n| {
+            self.each_day(b"dv/", s, first_day, last_day, |day, rest, n| {
                 if let Some(sev) = rest.first().and_then(|c| severity_from_code(*c)) {
                     *v.detections_by_severity.entry(sev).or_default() += n;
+                    *severity_days
+                        .entry(sev)
+                        .or_default()
+                        .entry(day)
+                        .or_default() += n;
                 }
             })?;
             for ((all, public), target) in lists.iter().zip(counted.iter_mut()) {
@@ -828,6 +837,11 @@ impl Dashboard {
         };
         v.recordings_per_day = series(&per_day);
         v.detections_per_day = series(&detections_per_day);
+        v.detections_per_day_by_severity = severity_days
+            .iter()
+            .filter(|(_, days)| days.values().any(|n| *n > 0))
+            .map(|(sev, days)| (*sev, series(days)))
+            .collect();
         v.recordings_in_range = per_day.values().sum();
         v.detections_in_range = detections_per_day.values().sum();
         v.recordings_by_mode.retain(|_, n| *n > 0);

@@ -261,6 +261,7 @@ async fn the_dashboard_and_reports_count_a_backfilled_day_by_session_time() {
         topUsers { name count } topHosts { name count } topDeliveryGroups { name count } topApplications { name count }
         topRiskyUsers { name risk } topAlerts { name count } recordingsByMode { mode count }
         detectionsByType { type count } detectionsBySeverity { severity count }
+        detectionsPerDayBySeverity { severity perDay { count } }
         serversByStatus { status count online }
         servers { name status online recordingsInRange storageBytes }
       } }";
@@ -283,6 +284,25 @@ async fn the_dashboard_and_reports_count_a_backfilled_day_by_session_time() {
     );
     assert_eq!(per_day[0]["count"], 2);
     assert_eq!(backfilled["detectionsPerDay"], json!([{ "count": 3 }]));
+    // Split by severity, the series add up to the day's detections and
+    // each to its severity's count.
+    let split = backfilled["detectionsPerDayBySeverity"].as_array().unwrap();
+    let by_severity = backfilled["detectionsBySeverity"].as_array().unwrap();
+    assert_eq!(split.len(), by_severity.len(), "{backfilled}");
+    let mut day_total = 0;
+    for series in split {
+        let days = series["perDay"].as_array().unwrap();
+        assert_eq!(days.len(), 1, "{backfilled}");
+        let n = days[0]["count"].as_i64().unwrap();
+        assert!(n > 0, "{backfilled}");
+        day_total += n;
+        let counted = by_severity
+            .iter()
+            .find(|c| c["severity"] == series["severity"])
+            .expect("the severity is counted");
+        assert_eq!(counted["count"].as_i64(), Some(n), "{backfilled}");
+    }
+    assert_eq!(day_total, 3);
     assert_eq!(
         backfilled["topUsers"],
         json!([{ "name": "corp\\alice", "count": 1 }, { "name": "corp\\bob", "count": 1 }])
