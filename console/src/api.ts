@@ -39,6 +39,11 @@ function authHeaders(token = getToken()): Record<string, string> {
 // a page reloaded after a change shows the change.
 let lastPosition = 0;
 
+/** A log position the next reads must reflect (from a subscription's change). */
+export function notePosition(position: number) {
+  lastPosition = Math.max(lastPosition, position);
+}
+
 function positions(value: unknown): number[] {
   if (value === null || typeof value !== 'object') return [];
   return Object.entries(value as Record<string, unknown>).flatMap(([key, v]) =>

@@ -278,6 +278,24 @@ test('a live session view updates while the fleet streams into it', async () => 
   await signIn(page);
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Live' }).click();
   await page.getByRole('table', { name: 'Live sessions' }).waitFor();
+  // A session that starts now shows up without a reload: the page follows
+  // `liveRecordings` (its periodic refresh is every 30 s).
+  const site = (await gql('mutation { createSite(input: {name: "Live follow"}) { siteId } }')).createSite.siteId;
+  await gql('mutation($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }', {
+    id: '00000000-0000-8000-8000-000000000002',
+    site,
+  });
+  const server = (await gql(
+    'mutation($site: ID!) { connectServer(input: {siteId: $site, name: "sr-live-follow", host: "rec.example", deployment: ON_PREMISES, version: "2407"}) { serverId agentToken } }',
+    { site },
+  )).connectServer;
+  const started = (await gql(
+    'mutation($server: ID!, $user: String!) { startRecording(input: {serverId: $server, sessionId: "follow-1", session: {user: $user, host: "vda-follow", clientIp: "10.0.0.9", clientName: "laptop-9", applications: ["Excel"]}}) { recordingId recorded } }',
+    { server: server.serverId, user: 'CORP\\livefollow' },
+    server.agentToken,
+  )).startRecording;
+  assert.equal(started.recorded, true);
+  await page.getByRole('table', { name: 'Live sessions' }).getByText(/livefollow/).first().waitFor({ timeout: 10000 });
   await shootAndCheck(page, 'live');
   await page.goto(`${SRS_URL}/recordings/${growing}`);
   const note = page.locator('p.live-note');

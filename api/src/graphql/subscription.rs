@@ -27,6 +27,23 @@ use crate::state::Core;
 
 pub struct SubscriptionRoot;
 
+/// A recording that started or ended (`liveRecordings`).
+#[derive(async_graphql::SimpleObject)]
+pub struct LiveRecordingChange {
+    /// The recording.
+    pub recording_id: ID,
+    /// Its site.
+    pub site_id: ID,
+    /// The recording server it is recorded on.
+    pub server_id: ID,
+    /// `true`: it started and is live now; `false`: it ended.
+    pub live: bool,
+    /// The log position of the start or end (64-bit; `atLeast` for reads).
+    pub position: i64,
+    /// When the start or end was logged.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 /// How long a subscription waits for the read models to reach an event
 /// before deciding its visibility on what they hold.
 const CATCH_UP: Duration = Duration::from_secs(2);
@@ -215,6 +232,63 @@ impl SubscriptionRoot {
                     offset_ms: long(at_offset_ms),
                     at: time(envelope.recorded_at),
                     position: long(envelope.position),
+                })
+            }
+        });
+        Ok(stream)
+    }
+
+    /// Recordings starting and ending, of one site or of every site the
+    /// caller may see, for recordings the caller may see: what a list of
+    /// sessions in progress follows (each change says which recording and
+    /// whether it is live now; read it with `recording(id, atLeast:
+    /// position)`).
+    async fn live_recordings(
+        &self,
+        ctx: &Context<'_>,
+        site_id: Option<ID>,
+    ) -> Result<impl Stream<Item = LiveRecordingChange>, ApiError> {
+        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
+        let site = opt_uuid(site_id.as_ref(), "site")?;
+        if let Some(site) = site {
+            if !caller.covers_site(site) {
+                return Err(ApiError::not_found(format!("site {site} not found")));
+            }
+        }
+        let from = core.store.head().position + 1;
+        let stream = follow(&core, from).filter_map(move |envelope| {
+            let (core, caller) = (core.clone(), caller.clone());
+            async move {
+                let (recording_id, site_id, server_id, live) = match envelope.payload {
+                    DomainEvent::RecordingStarted {
+                        recording_id,
+                        site_id,
+                        server_id,
+                        ..
+                    } => (recording_id, site_id, server_id, true),
+                    DomainEvent::RecordingEnded {
+                        recording_id,
+                        site_id,
+                        server_id,
+                        ..
+                    } => (recording_id, site_id, server_id, false),
+                    _ => return None,
+                };
+                if site.is_some_and(|s| s != site_id) || !caller.covers_site(site_id) {
+                    return None;
+                }
+                if visibility_at(&core, &caller, recording_id, envelope.position).await
+                    == DomainVisibility::Hidden
+                {
+                    return None;
+                }
+                Some(LiveRecordingChange {
+                    recording_id: id(recording_id),
+                    site_id: id(site_id),
+                    server_id: id(server_id),
+                    live,
+                    position: long(envelope.position),
+                    at: time(envelope.recorded_at),
                 })
             }
         });

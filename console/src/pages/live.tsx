@@ -1,5 +1,5 @@
 import { useEffect } from 'preact/hooks';
-import { gql, subscribe } from '../api';
+import { gql, notePosition, subscribe } from '../api';
 import { Link } from '../router';
 import { ErrorNote, Loading, fmtDuration, fmtTime, useAsync } from '../util';
 
@@ -7,14 +7,28 @@ const LIVE_QUERY = `query Live($atLeast: Int) { recordings(filter: { live: true 
   id user host applications clientName startedAt durationSec eventCount maxSeverity restricted
 } } } }`;
 
-/** Sessions in progress: the list follows the detections feed and a 5 s refresh. */
+/**
+ * Sessions in progress: the list follows `liveRecordings` (a start or an
+ * end reloads it at that log position) and `detections` (their severity);
+ * a 30 s refresh moves the durations on.
+ */
 export function Live() {
   const list = useAsync(() => gql<{ recordings: any }>(LIVE_QUERY), []);
   useEffect(() => {
-    const timer = setInterval(list.reload, 5000);
+    const timer = setInterval(list.reload, 30000);
+    const stopChanges = subscribe(
+      'subscription { liveRecordings { recordingId live position } }',
+      {},
+      (data: any) => {
+        notePosition(data.liveRecordings.position);
+        list.reload();
+      },
+      () => {},
+    );
     const stop = subscribe('subscription { detections { id recordingId } }', {}, () => list.reload(), () => {});
     return () => {
       clearInterval(timer);
+      stopChanges();
       stop();
     };
   }, []);

@@ -135,3 +135,91 @@ async fn watching_live_is_a_playback_fact_and_obeys_the_servers_setting() {
     assert_eq!(plays(&admin, &recording).await.len(), 1);
     assert!(srs.stop().success());
 }
+
+const LIVE_RECORDINGS: &str =
+    "subscription { liveRecordings { recordingId siteId live position } }";
+
+#[tokio::test]
+async fn live_recordings_follow_starts_and_ends_the_caller_may_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let (site_a, site_b) = (
+        create_site(&admin, "A").await,
+        create_site(&admin, "B").await,
+    );
+    record_everyone(&admin, &site_a).await;
+    record_everyone(&admin, &site_b).await;
+    let (server_a, agent_a) = connect_server(&admin, &site_a, "sr-a").await;
+    let (server_b, agent_b) = connect_server(&admin, &site_b, "sr-b").await;
+    let (agent_a, agent_b) = (admin.with_token(&agent_a), admin.with_token(&agent_b));
+    let granted = admin.with_token(&issue_token(&admin, "aud", "AUDITOR", &[], &[]).await);
+    grant_whole_site(&admin, &site_a, "aud").await;
+    let ungranted = admin.with_token(&issue_token(&admin, "nog", "AUDITOR", &[], &[]).await);
+
+    let mut as_admin = admin.subscribe(LIVE_RECORDINGS, json!({})).await;
+    let mut as_granted = granted.subscribe(LIVE_RECORDINGS, json!({})).await;
+    let mut as_ungranted = ungranted.subscribe(LIVE_RECORDINGS, json!({})).await;
+    // A site filter the caller may not see is refused.
+    let mut foreign = admin
+        .with_token(&issue_token(&admin, "only-b", "AUDITOR", &[&site_b], &[]).await)
+        .subscribe(
+            "subscription($site: ID) { liveRecordings(siteId: $site) { recordingId } }",
+            json!({ "site": site_a }),
+        )
+        .await;
+    let refused = foreign
+        .next(Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(error_of(&refused).0, Some("NOT_FOUND"), "{refused}");
+
+    let wait = Duration::from_secs(20);
+    let on_b = start_recording(&agent_b, &server_b, "b-1", "CORP\\bo", &[]).await;
+    let on_a = start_recording(&agent_a, &server_a, "a-1", "CORP\\al", &[]).await;
+    let (on_a, on_b) = (
+        on_a["recordingId"].as_str().unwrap().to_owned(),
+        on_b["recordingId"].as_str().unwrap().to_owned(),
+    );
+    let change = |data: Value| data["liveRecordings"].clone();
+
+    // The admin sees both starts, in log order.
+    let first = change(as_admin.next_data(wait).await);
+    assert_eq!(
+        (first["recordingId"].as_str(), first["live"].as_bool()),
+        (Some(on_b.as_str()), Some(true)),
+        "{first}"
+    );
+    let second = change(as_admin.next_data(wait).await);
+    assert_eq!(second["recordingId"], on_a.as_str(), "{second}");
+    assert_eq!(second["siteId"], site_a.as_str());
+    // The auditor granted site A sees A's start only.
+    let seen = change(as_granted.next_data(wait).await);
+    assert_eq!(
+        (seen["recordingId"].as_str(), seen["live"].as_bool()),
+        (Some(on_a.as_str()), Some(true)),
+        "{seen}"
+    );
+
+    agent_a
+        .data(
+            "mutation($id: ID!) { endRecording(recordingId: $id) { position } }",
+            json!({ "id": on_a }),
+        )
+        .await;
+    let ended = change(as_admin.next_data(wait).await);
+    assert_eq!(
+        (ended["recordingId"].as_str(), ended["live"].as_bool()),
+        (Some(on_a.as_str()), Some(false)),
+        "{ended}"
+    );
+    let ended = change(as_granted.next_data(wait).await);
+    assert_eq!(ended["live"], false, "{ended}");
+    assert!(ended["position"].as_i64().unwrap() > seen["position"].as_i64().unwrap());
+
+    // An auditor without a grant learns of none of them.
+    assert!(
+        as_ungranted.next(Duration::from_secs(1)).await.is_none(),
+        "an ungranted auditor saw a recording start or end"
+    );
+}
