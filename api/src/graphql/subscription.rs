@@ -242,7 +242,9 @@ impl SubscriptionRoot {
     /// caller may see, for recordings the caller may see: what a list of
     /// sessions in progress follows (each change says which recording and
     /// whether it is live now; read it with `recording(id, atLeast:
-    /// position)`).
+    /// position)`). A VIEWER or AGENT, or a site the caller does not
+    /// cover, is `FORBIDDEN` (recorded as a refusal); an auditor follows
+    /// the recordings its grants admit.
     async fn live_recordings(
         &self,
         ctx: &Context<'_>,
@@ -250,9 +252,25 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = LiveRecordingChange>, ApiError> {
         let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
         let site = opt_uuid(site_id.as_ref(), "site")?;
-        if let Some(site) = site {
-            if !caller.covers_site(site) {
-                return Err(ApiError::not_found(format!("site {site} not found")));
+        let target = match site.or_else(|| caller.site_ids.first().copied()) {
+            Some(site) => Target::Site(site),
+            None => Target::Global,
+        };
+        // Roles that see no recording, and a site the caller does not
+        // cover, are refused (and the refusal recorded); everyone else
+        // follows a list filtered by what it may see (an auditor sees
+        // what its grants admit, recording by recording).
+        let sees_recordings = !matches!(
+            caller.role,
+            srs_domain::model::Role::Viewer | srs_domain::model::Role::Agent
+        );
+        if !sees_recordings || site.is_some_and(|s| !caller.covers_site(s)) {
+            authorize(&core, &caller, Action::ViewRecording, target).await?;
+            if !sees_recordings {
+                return Err(ApiError::forbidden(format!(
+                    "{} may not follow recordings",
+                    caller.name
+                )));
             }
         }
         let from = core.store.head().position + 1;

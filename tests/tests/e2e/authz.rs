@@ -511,6 +511,17 @@ struct SubscriptionRow {
     query: &'static str,
     allowed: &'static [&'static str],
     silent: &'static [&'static str],
+    /// What the test does for the subscription to deliver.
+    cause: Cause,
+}
+
+/// What makes a subscription deliver.
+#[derive(Clone, Copy)]
+enum Cause {
+    /// The agent records a suspicious batch into the live recording.
+    Events,
+    /// The agent starts a new recording on site A.
+    Start,
 }
 
 fn subscription_rows() -> Vec<SubscriptionRow> {
@@ -520,24 +531,37 @@ fn subscription_rows() -> Vec<SubscriptionRow> {
             query: "subscription($site: ID) { detections(siteId: $site) { id severity } }",
             allowed: &["admin", "site_admin", "privileged", "auditor"],
             silent: &["auditor_no_grant"],
+            cause: Cause::Events,
         },
         SubscriptionRow {
             name: "recordingEvents",
             query: "subscription($recording: ID!) { recordingEvents(recordingId: $recording) { type } }",
             allowed: &["admin", "site_admin", "privileged", "auditor"],
             silent: &[],
+            cause: Cause::Events,
         },
         SubscriptionRow {
             name: "responses",
             query: "subscription($server: ID!) { responses(serverId: $server) { id action } }",
             allowed: &["admin", "site_admin", "agent"],
             silent: &[],
+            cause: Cause::Events,
         },
         SubscriptionRow {
             name: "log",
             query: "subscription { log { position type } }",
             allowed: GLOBAL_ADMIN,
             silent: &[],
+            cause: Cause::Events,
+        },
+        SubscriptionRow {
+            name: "liveRecordings",
+            query: "subscription($site: ID) { liveRecordings(siteId: $site) { recordingId live } }",
+            // A list of what the caller may see: those who see no recording
+            // of site A are delivered nothing rather than refused.
+            allowed: &["admin", "site_admin", "privileged", "auditor"],
+            silent: &["auditor_no_grant"],
+            cause: Cause::Start,
         },
     ]
 }
@@ -555,6 +579,33 @@ struct World {
 }
 
 impl World {
+    /// Does what makes a subscription of `cause` deliver.
+    async fn cause(&self, cause: Cause) {
+        match cause {
+            Cause::Events => {
+                self.agent
+                    .data(
+                        RECORD_EVENTS,
+                        json!({ "recordingId": self.recording, "events": suspicious_batch() }),
+                    )
+                    .await;
+            }
+            Cause::Start => {
+                static STARTS: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                start_recording(
+                    &self.agent,
+                    &self.server,
+                    &format!("matrix-start-{n}"),
+                    "CORP\\dave",
+                    &[],
+                )
+                .await;
+            }
+        }
+    }
+
     async fn new(srs: &Srs) -> World {
         let admin = Client::new(srs, Some(&srs.admin_token()));
         let site = create_site(&admin, "Site A").await;
@@ -1029,13 +1080,7 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
                 Some(format!("not acknowledged: {}", subscription.ack))
             } else if row.silent.contains(&caller) {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                world
-                    .agent
-                    .data(
-                        RECORD_EVENTS,
-                        json!({ "recordingId": world.recording, "events": suspicious_batch() }),
-                    )
-                    .await;
+                world.cause(row.cause).await;
                 // Nothing of it may arrive (an absence: a short wait can
                 // only miss a late delivery, never invent one).
                 subscription
@@ -1045,13 +1090,7 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
             } else if row.allowed.contains(&caller) {
                 // Let the server start the stream, then cause what it must deliver.
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                world
-                    .agent
-                    .data(
-                        RECORD_EVENTS,
-                        json!({ "recordingId": world.recording, "events": suspicious_batch() }),
-                    )
-                    .await;
+                world.cause(row.cause).await;
                 match subscription.next(wait).await {
                     Some(message)
                         if message["type"] == "next" && message["payload"]["errors"].is_null() =>

@@ -160,7 +160,7 @@ async fn live_recordings_follow_starts_and_ends_the_caller_may_see() {
     let mut as_admin = admin.subscribe(LIVE_RECORDINGS, json!({})).await;
     let mut as_granted = granted.subscribe(LIVE_RECORDINGS, json!({})).await;
     let mut as_ungranted = ungranted.subscribe(LIVE_RECORDINGS, json!({})).await;
-    // A site filter the caller may not see is refused.
+    // A site filter the caller does not cover is refused.
     let mut foreign = admin
         .with_token(&issue_token(&admin, "only-b", "AUDITOR", &[&site_b], &[]).await)
         .subscribe(
@@ -172,7 +172,15 @@ async fn live_recordings_follow_starts_and_ends_the_caller_may_see() {
         .next(Duration::from_secs(10))
         .await
         .expect("an answer");
-    assert_eq!(error_of(&refused).0, Some("NOT_FOUND"), "{refused}");
+    assert_eq!(error_of(&refused).0, Some("FORBIDDEN"), "{refused}");
+    // So is a role that sees no recordings.
+    let viewer = admin.with_token(&issue_token(&admin, "vic", "VIEWER", &[], &[]).await);
+    let mut as_viewer = viewer.subscribe(LIVE_RECORDINGS, json!({})).await;
+    let refused = as_viewer
+        .next(Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(error_of(&refused).0, Some("FORBIDDEN"), "{refused}");
 
     let wait = Duration::from_secs(20);
     let on_b = start_recording(&agent_b, &server_b, "b-1", "CORP\\bo", &[]).await;
