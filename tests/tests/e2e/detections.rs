@@ -118,7 +118,7 @@ async fn a_rule_detects_its_application_and_unlogged_events_are_refused() {
         .data(
             "query($id: ID!, $at: Int) {
                detectedEvents(filter: {recordingId: $id}, atLeast: $at) { edges { node { type severity subject rule } } }
-               recording(id: $id) { eventCount events(first: 50) { edges { node { type } } } }
+               recording(id: $id, atLeast: $at) { eventCount events(first: 50) { edges { node { type } } } }
              }",
             json!({ "id": id, "at": at }),
         )
