@@ -334,51 +334,6 @@ pub(crate) async fn recording_chunks(
 /// list the pending actions before it starts.
 const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// A response decided on the log, as a row.
-fn response_row(position: u64, event: DomainEvent) -> Option<ResponseRow> {
-    let DomainEvent::ResponseTriggered {
-        response_id,
-        recording_id,
-        site_id,
-        server_id,
-        session_id,
-        user,
-        host,
-        policy_id,
-        rule,
-        trigger,
-        action,
-        detection_id,
-        event_type,
-        severity,
-        at_offset_ms,
-        at,
-    } = event
-    else {
-        return None;
-    };
-    Some(ResponseRow {
-        response_id,
-        recording_id,
-        site_id,
-        server_id,
-        session_id,
-        user,
-        host,
-        policy_id,
-        rule,
-        trigger,
-        action,
-        detection_id,
-        event_type,
-        severity,
-        at_offset_ms,
-        triggered_at: at,
-        delivered: None,
-        position,
-    })
-}
-
 /// `responses(serverId)`: the pending actions, then each new one.
 pub(crate) async fn responses(
     core: Arc<Core>,
@@ -404,7 +359,7 @@ pub(crate) async fn responses(
                 response_id,
                 ..
             } if *server_id == server && !sent.contains(response_id) => {
-                response_row(envelope.position, envelope.payload)
+                ResponseRow::triggered(envelope.position, &envelope.payload)
             }
             _ => None,
         };

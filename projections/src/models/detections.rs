@@ -151,6 +151,54 @@ pub struct ResponseRow {
     pub position: u64,
 }
 
+impl ResponseRow {
+    /// The row of a `ResponseTriggered` fact at `position` (pending);
+    /// `None` for any other event.
+    pub fn triggered(position: u64, event: &DomainEvent) -> Option<ResponseRow> {
+        let DomainEvent::ResponseTriggered {
+            response_id,
+            recording_id,
+            site_id,
+            server_id,
+            session_id,
+            user,
+            host,
+            policy_id,
+            rule,
+            trigger,
+            action,
+            detection_id,
+            event_type,
+            severity,
+            at_offset_ms,
+            at,
+        } = event
+        else {
+            return None;
+        };
+        Some(ResponseRow {
+            response_id: *response_id,
+            recording_id: *recording_id,
+            site_id: *site_id,
+            server_id: *server_id,
+            session_id: session_id.clone(),
+            user: user.clone(),
+            host: host.clone(),
+            policy_id: *policy_id,
+            rule: rule.clone(),
+            trigger: trigger.clone(),
+            action: action.clone(),
+            detection_id: *detection_id,
+            event_type: *event_type,
+            severity: *severity,
+            at_offset_ms: *at_offset_ms,
+            triggered_at: *at,
+            delivered: None,
+            position,
+        })
+    }
+}
+
 /// The server's acknowledgement of a response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
@@ -420,44 +468,13 @@ impl Projection<DomainEvent> for DetectionsProjection {
                 },
             ),
 
-            E::ResponseTriggered {
+            event @ E::ResponseTriggered {
                 response_id,
                 recording_id,
-                site_id,
-                server_id,
-                session_id,
-                user,
-                host,
-                policy_id,
-                rule,
-                trigger,
-                action,
-                detection_id,
-                event_type,
-                severity,
-                at_offset_ms,
-                at,
+                ..
             } => {
-                let row = ResponseRow {
-                    response_id: *response_id,
-                    recording_id: *recording_id,
-                    site_id: *site_id,
-                    server_id: *server_id,
-                    session_id: session_id.clone(),
-                    user: user.clone(),
-                    host: host.clone(),
-                    policy_id: *policy_id,
-                    rule: rule.clone(),
-                    trigger: trigger.clone(),
-                    action: action.clone(),
-                    detection_id: *detection_id,
-                    event_type: *event_type,
-                    severity: *severity,
-                    at_offset_ms: *at_offset_ms,
-                    triggered_at: *at,
-                    delivered: None,
-                    position: e.position,
-                };
+                let row = ResponseRow::triggered(e.position, event)
+                    .expect("a ResponseTriggered fact has a row");
                 w.insert(pending_key(&row), Vec::new())?;
                 w.insert(
                     Key::new(b"rr/")
