@@ -3,9 +3,9 @@
 // timeline alone for events-only recordings), so the timeline, the keys
 // and the URL's `?t=` work the same for each.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import * as AsciinemaPlayer from 'asciinema-player';
 import 'asciinema-player/dist/bundle/asciinema-player.css';
-import { ApiError, mediaSource, renewTicket, type MediaSource } from './api';
+import { ApiError, ContentTail, mediaSource, recordingOf, renewTicket, type MediaSource } from './api';
+import { TerminalView } from './terminal';
 import { fmtDuration } from './util';
 
 /** What the page drives, whatever plays. Times in seconds. */
@@ -16,6 +16,8 @@ export interface Controller {
   pause(): void;
   playing(): boolean;
   setSpeed(speed: number): void;
+  /** Goes to the live edge and follows it (a live terminal session). */
+  goLive?(): void;
 }
 
 export type Marker = { t: number; label: string; kind: 'detection' | 'event' | 'comment'; severity?: string };
@@ -97,97 +99,78 @@ export function Player(props: {
   const [duration, setDuration] = useState(props.durationSec);
   const [ready, setReady] = useState(kind === 'timeline');
 
-  // The content; a live terminal session's is fetched again every 15 s
-  // and, when it grew, the player goes on with the longer one.
-  const [generation, setGeneration] = useState(0);
+  // Whole content for a player to load: a video (streamed from its ticket
+  // URL) or content of no declared type, sniffed once fetched.
   useEffect(() => {
-    if (!props.live || kind !== 'terminal') return;
-    const timer = setInterval(() => setGeneration((g) => g + 1), 15000);
-    return () => clearInterval(timer);
-  }, [props.live]);
-  const held = useRef<MediaSource | null>(null);
-  useEffect(() => {
-    if (declared === 'timeline') return;
+    if (declared !== 'video' && declared !== 'sniff') return;
     let live = true;
+    let held: MediaSource | null = null;
     mediaSource(props.contentUrl, props.contentType, props.ticketUrl, props.contentSize).then(
       (s) => {
-        if (!live || (held.current && held.current.size === s.size)) {
-          s.release();
-          return;
-        }
-        held.current?.release();
-        held.current = s;
+        if (!live) return s.release();
+        held = s;
         setSource(s);
       },
-      (e) => live && !held.current && setError(e),
+      (e) => live && setError(e),
     );
     return () => {
       live = false;
+      held?.release();
     };
-  }, [props.contentUrl, generation]);
-  useEffect(() => () => held.current?.release(), []);
+  }, [props.contentUrl]);
 
-  // The terminal player, made again when the speed changes (its speed is
-  // fixed at creation) at the time it was at.
+  // The terminal: its asciicast fetched once, and a live session's tail
+  // every 2 s (only the bytes after those it has: see ContentTail), the
+  // new lines appended to the player (see TerminalView).
   useEffect(() => {
-    if (kind !== 'terminal' || !source || !host.current) return;
-    const current = props.controller.current;
-    const at = current ? current.time() : props.startAt;
-    const wasPlaying = current ? current.playing() : false;
     const el = host.current;
-    el.innerHTML = '';
-    let isPlaying = false;
-    const player = AsciinemaPlayer.create({ url: source.url, parser: 'asciicast' }, el, {
-      speed,
-      startAt: at,
-      autoPlay: wasPlaying,
-      preload: true,
-      controls: false,
-      fit: 'width',
-      terminalFontSize: 'small',
-      idleTimeLimit: undefined,
-    });
-    player.addEventListener('playing', () => {
-      isPlaying = true;
-      setReady(true);
-    });
-    player.addEventListener('play', () => {
-      isPlaying = true;
-    });
-    player.addEventListener('pause', () => {
-      isPlaying = false;
-    });
-    player.addEventListener('ended', () => {
-      isPlaying = false;
-    });
-    let known = false;
-    const poll = setInterval(() => {
-      const d = player.getDuration();
-      if (d && !known) {
-        known = true;
-        setDuration(Math.max(d, props.durationSec));
+    if (kind !== 'terminal' || !el) return;
+    if (declared === 'sniff' && !source?.blob) return;
+    const view = new TerminalView(el, props.live, props.startAt, {
+      onShown: (d) => {
+        setDuration((x) => Math.max(x, d, props.durationSec));
         setReady(true);
-      }
-    }, 200);
+      },
+    });
     props.controller.current = {
-      time: () => player.getCurrentTime() ?? 0,
-      seek: (t) => void player.seek(Math.max(0, t)),
-      play: () => {
-        isPlaying = true;
-        void player.play();
+      time: () => view.time(),
+      seek: (t) => view.seek(t),
+      play: () => view.play(),
+      pause: () => view.pause(),
+      playing: () => view.playing(),
+      setSpeed: (s) => {
+        view.setSpeed(s);
+        setSpeed(s);
       },
-      pause: () => {
-        isPlaying = false;
-        void player.pause();
-      },
-      playing: () => isPlaying,
-      setSpeed: (s) => setSpeed(s),
+      goLive: () => view.goLive(),
     };
+    const tail = new ContentTail(props.contentUrl, props.ticketUrl);
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const poll = async () => {
+      try {
+        if (source?.blob && tail.have === 0) {
+          view.append(tail.begin(new Uint8Array(await source.blob.arrayBuffer())));
+        } else {
+          const { lines, reset } = await tail.next();
+          if (stopped) return;
+          if (lines || reset) view.append(lines, reset);
+        }
+        el.dataset.bytes = String(tail.have);
+        setError(null);
+      } catch (e) {
+        if (stopped) return;
+        setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
+      }
+      if (!stopped && props.live) timer = setTimeout(poll, 2000);
+    };
+    void poll();
     return () => {
-      clearInterval(poll);
-      player.dispose();
+      stopped = true;
+      clearTimeout(timer);
+      view.dispose();
     };
-  }, [source, speed]);
+  }, [kind, source]);
 
   // The video.
   useEffect(() => {
@@ -203,7 +186,7 @@ export function Player(props: {
     // take a fresh ticket and go on where it was.
     let renewed = 0;
     const onError = () => {
-      const id = /\/recordings\/([^/]+)\/content/.exec(v.currentSrc)?.[1];
+      const id = recordingOf(v.currentSrc);
       if (!id || !v.currentSrc.includes('ticket=') || renewed > 3) return;
       renewed += 1;
       const at = v.currentTime;
@@ -362,8 +345,11 @@ export function Player(props: {
             onClick={() => {
               const c = props.controller.current;
               if (!c) return;
-              c.seek(Math.max(0, duration - 1));
-              c.play();
+              if (c.goLive) c.goLive();
+              else {
+                c.seek(Math.max(0, duration - 1));
+                c.play();
+              }
             }}
           >
             Go live

@@ -3,6 +3,7 @@
 // fetches itself.
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { ADMIN, SRS_URL, eventually, fmtDuration, gql, launch, newPage, shootAndCheck, signIn } from './helpers.mjs';
 
 let browser;
@@ -309,6 +310,121 @@ test('a live session view updates while the fleet streams into it', async () => 
   await player.getByRole('button', { name: 'Go live', exact: true }).click();
   await page.waitForFunction(() => document.querySelector('output[aria-label="Current time"]').textContent !== '0:00');
   await shootAndCheck(page, 'recording-live');
+  await page.context().close();
+});
+
+/** A server of its own on a new site that records everyone, and its AGENT token. */
+async function ownServer(name) {
+  const site = (await gql('mutation($n: String!) { createSite(input: {name: $n}) { siteId } }', { n: `${name} site` })).createSite.siteId;
+  await gql('mutation($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }', {
+    id: '00000000-0000-8000-8000-000000000002',
+    site,
+  });
+  const server = (await gql(
+    'mutation($site: ID!, $n: String!) { connectServer(input: {siteId: $site, name: $n, host: "rec.example", deployment: ON_PREMISES, version: "2407"}) { serverId agentToken } }',
+    { site, n: name },
+  )).connectServer;
+  await eventually(() => gql('{ me { name } }', {}, server.agentToken));
+  return server;
+}
+
+/** Uploads `text` as chunk `seq` of a recording, as its server's agent does. */
+async function putChunk(agent, id, seq, text) {
+  const body = Buffer.from(text, 'utf8');
+  const put = await fetch(`${SRS_URL}/recordings/${id}/chunks/${seq}`, {
+    method: 'PUT',
+    headers: {
+      authorization: `Bearer ${agent}`,
+      'content-type': 'application/x-asciicast',
+      'x-content-sha256': createHash('sha256').update(body).digest('hex'),
+    },
+    body,
+  });
+  assert.equal(put.status, 201, await put.text());
+}
+
+test('a live terminal session follows its tail: new bytes only, by Range, and a refused ticket is renewed', async () => {
+  const server = await ownServer(`sr-tail-${Date.now()}`);
+  const t0 = Date.now();
+  const id = (await gql(
+    'mutation($server: ID!) { startRecording(input: {serverId: $server, sessionId: "tail-1", session: {user: "CORP\\\\tail.watcher", host: "vda-tail", applications: ["powershell.exe"]}}) { recordingId recorded } }',
+    { server: server.serverId },
+    server.agentToken,
+  )).startRecording.recordingId;
+  const line = (n) => JSON.stringify([Math.max(0.1, (Date.now() - t0) / 1000), 'o', `PS C:\\> echo tail-line-${n}\r\n`]) + '\n';
+  const header = JSON.stringify({ version: 2, width: 80, height: 24, timestamp: Math.floor(t0 / 1000) }) + '\n';
+  await putChunk(server.agentToken, id, 0, header + line(1) + line(2) + line(3));
+
+  const page = await newPage(browser);
+  await signIn(page);
+  const gets = [];
+  page.on('request', (request) => {
+    if (request.url().includes(`/recordings/${id}/content`)) gets.push({ url: request.url(), range: request.headers()['range'] });
+  });
+  const statuses = [];
+  page.on('response', (response) => {
+    if (response.url().includes(`/recordings/${id}/content`)) statuses.push(response.status());
+  });
+  const playbacks = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql') && /\bplayback\b/.test(request.postData() ?? '')) playbacks.push(request.postData());
+  });
+  await page.goto(`${SRS_URL}/recordings/${id}`);
+  const terminal = page.locator('[data-kind=terminal]');
+  // Opened live, the player follows the tail and shows the latest output.
+  await terminal.getByText('tail-line-3').first().waitFor({ timeout: 20000 });
+  const before = (await terminal.innerText()).trim();
+
+  // The agent goes on writing; the page shows each new line, having asked
+  // only for the bytes after those it had.
+  let seq = 1;
+  const write = async (upTo) => {
+    for (; seq + 3 <= upTo; seq++) {
+      await putChunk(server.agentToken, id, seq, line(seq + 3));
+      await new Promise((resolve) => setTimeout(resolve, 400));
+    }
+  };
+  await write(8);
+  await terminal.getByText('tail-line-8').first().waitFor({ timeout: 20000 });
+  const grown = (await terminal.innerText()).trim();
+  assert.ok(grown.length > before.length, `the terminal text grew: ${before.length} -> ${grown.length} characters`);
+  assert.ok(gets.length >= 2, `${gets.length} content GETs`);
+  assert.equal(gets[0].range, undefined, 'the first GET asks for the whole content');
+  let have = 0;
+  for (const get of gets.slice(1)) {
+    const from = Number(/^bytes=(\d+)-$/.exec(get.range ?? '')?.[1]);
+    assert.ok(from > 0, `a later GET asks for the bytes it lacks: ${get.range}`);
+    assert.ok(from >= have, `ranges move on: ${from} after ${have}`);
+    have = from;
+  }
+  assert.ok(statuses.includes(206), `new bytes come as 206: ${statuses}`);
+  const stored = (await gql('query($id: ID!) { recording(id: $id) { sizeBytes } }', { id })).recording.sizeBytes;
+  assert.ok(have > 0 && have <= stored, `asked from ${have} of ${stored} bytes`);
+
+  // The ticket stops opening the content (as when it expires): the player
+  // asks for a new one and goes on from where it was.
+  const playedBefore = playbacks.length;
+  const at = await page.locator('output[aria-label="Current time"]').innerText();
+  let refused = null;
+  await page.route(`**/recordings/${id}/content?*`, async (route) => {
+    if (refused) return route.continue();
+    refused = route.request().url();
+    await route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ code: 'UNAUTHENTICATED', message: 'the playback ticket has expired' }) });
+  });
+  await eventually(() => assert.ok(refused, 'the ticket URL was asked again'), 80);
+  await write(11);
+  await terminal.getByText('tail-line-11').first().waitFor({ timeout: 20000 });
+  assert.equal(playbacks.length, playedBefore + 1, 'one new playback query for a new ticket');
+  const after = gets.slice(gets.findIndex((g) => g.url === refused) + 1);
+  const renewed = after.find((g) => g.url !== refused);
+  assert.ok(renewed, 'a GET with the new ticket');
+  assert.match(renewed.range ?? '', /^bytes=[1-9]\d*-$/, 'the renewed GET goes on after the bytes it had');
+  const now = await page.locator('output[aria-label="Current time"]').innerText();
+  const secs = (clock) => clock.split(':').reduce((total, part) => total * 60 + Number(part), 0);
+  assert.ok(secs(now) >= secs(at), `the position went on: ${at} -> ${now}`);
+  assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
+  await shootAndCheck(page, 'recording-live-terminal');
+  await gql('mutation($id: ID!) { endRecording(recordingId: $id) { position } }', { id }, server.agentToken);
   await page.context().close();
 });
 
