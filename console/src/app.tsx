@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, clearToken, getToken, gql } from './api';
+import { ApiError, SESSION_ENDED, clearToken, getToken, gql } from './api';
 import { Link, navigate, useUrl } from './router';
 import { SignIn } from './pages/signin';
 import { Dashboard } from './pages/dashboard';
@@ -29,11 +29,28 @@ export const PAGES: Page[] = [
 
 let returnTo: string | null = null;
 
+/** What the sign-in page says when the token stopped working meanwhile. */
+export const SESSION_ENDED_NOTE = 'Your session ended. Sign in again.';
+
 export function App() {
   const url = useUrl();
   const [me, setMe] = useState<Me | null>(null);
   const [error, setError] = useState<ApiError | null>(null);
+  const [ended, setEnded] = useState(false);
   const token = getToken();
+
+  // A GraphQL answer said UNAUTHENTICATED (the token expired or was
+  // revoked): the token is gone; sign in again, then back to this page.
+  useEffect(() => {
+    const onEnded = () => {
+      if (location.pathname !== '/signin') returnTo = location.pathname + location.search;
+      setEnded(true);
+      setMe(null);
+      navigate('/signin', true);
+    };
+    addEventListener(SESSION_ENDED, onEnded);
+    return () => removeEventListener(SESSION_ENDED, onEnded);
+  }, []);
 
   useEffect(() => {
     if (!token) {
@@ -48,7 +65,7 @@ export function App() {
       (e: ApiError) => {
         // A token that no longer works: sign in again.
         clearToken();
-        setError(e);
+        if (e.code !== 'UNAUTHENTICATED') setError(e);
         setMe(null);
         navigate('/signin', true);
       },
@@ -67,9 +84,11 @@ export function App() {
     return (
       <SignIn
         error={error}
+        note={ended ? SESSION_ENDED_NOTE : null}
         onSignedIn={(who) => {
           setMe(who);
           setError(null);
+          setEnded(false);
           const next = returnTo ?? '/';
           returnTo = null;
           navigate(next, true);
@@ -123,6 +142,7 @@ export function App() {
           class="secondary"
           onClick={() => {
             clearToken();
+            setEnded(false);
             setMe(null);
             navigate('/signin');
           }}

@@ -56,6 +56,33 @@ test('signing in shows the pages the role may use; signing out forgets the token
   await page.context().close();
 });
 
+test('a token revoked meanwhile ends the session: the sign-in page says so and leads back', async () => {
+  const secret = (await gql('mutation { issueToken(input: { name: "console-ending", role: ADMIN }) { secret } }')).issueToken.secret;
+  await eventually(() => gql('{ me { name } }', {}, secret));
+  const tokenId = (await gql('{ me { tokenId } }', {}, secret)).me.tokenId;
+  const page = await newPage(browser);
+  await signIn(page, secret);
+  await page.goto(`${SRS_URL}/servers`);
+  await page.getByRole('table', { name: 'Servers' }).waitFor();
+
+  await gql('mutation($id: ID!) { revokeToken(id: $id) { position } }', { id: tokenId });
+  await eventually(() => assert.rejects(gql('{ me { name } }', {}, secret), /UNAUTHENTICATED/));
+  // The next page asks GraphQL with the revoked token.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Audit' }).click();
+  await page.getByRole('alert').filter({ hasText: 'Your session ended. Sign in again.' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/signin');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('srs.token')), null, 'the token is forgotten');
+  await shootAndCheck(page, 'signin-session-ended');
+
+  // Signed in again, back on the page it was on.
+  await page.getByLabel('Token').fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('table', { name: 'Admin audit trail' }).waitFor();
+  assert.equal(new URL(page.url()).pathname, '/audit');
+  assert.equal(await page.getByText('Your session ended').count(), 0);
+  await page.context().close();
+});
+
 test('the dashboard shows the numbers the dashboard query answers', async () => {
   const page = await newPage(browser);
   await signIn(page);

@@ -3,13 +3,14 @@ import { ApiError, gql, setToken } from '../api';
 import type { Me } from '../app';
 import { ErrorNote } from '../util';
 
-export function SignIn(props: { error: ApiError | null; onSignedIn: (me: Me) => void }) {
+export function SignIn(props: { error: ApiError | null; note: string | null; onSignedIn: (me: Me) => void }) {
   const [token, setValue] = useState('');
   const [error, setError] = useState<ApiError | null>(props.error);
   const [busy, setBusy] = useState(false);
   return (
     <main id="main" class="signin">
       <h1>Sign in to srs</h1>
+      {props.note && <p role="alert" class="note">{props.note}</p>}
       <p class="muted">Paste an access token (an ADMIN's first one is in the data directory's <code>admin.token</code>).</p>
       <form
         onSubmit={async (event) => {
