@@ -530,6 +530,175 @@ test('servers, policies, access and audit pages render what GraphQL answers', as
   await page.context().close();
 });
 
+const POLICIES = `query($s: ID!) { policies(siteId: $s) {
+  recording { active { id } all { id name version deleted } }
+  eventDetection { active { id } all { id name version deleted definition { eventDetection { name logged monitoredApps rules { name type severity patterns idleSeconds users groups hosts } } } } }
+  eventResponse { active { id } all { id name version deleted definition { eventResponse { name rules { name onSessionStart types minSeverity users hosts actions recipients message cooldownSec } } } } }
+} }`;
+
+/** A policy of a kind as GraphQL reads it back, once the read model has it. */
+async function storedPolicy(siteId, kind, name, check = () => {}) {
+  return eventually(async () => {
+    const policies = (await gql(POLICIES, { s: siteId })).policies[kind];
+    const found = policies.all.find((p) => p.name === name) ?? assert.fail(`${kind} policy ${name} is stored`);
+    check(found, policies);
+    return found;
+  });
+}
+
+/** Waits until GraphQL no longer lists `name` (or lists it deleted) and `active` is active. */
+async function gone(siteId, kind, name, active) {
+  await eventually(async () => {
+    const policies = (await gql(POLICIES, { s: siteId })).policies[kind];
+    assert.ok(policies.all.every((p) => p.name !== name || p.deleted), `${name} is deleted`);
+    assert.equal(policies.active.id, active);
+  });
+}
+
+/** Activates `name` with its button and waits for its badge. */
+async function activate(page, name) {
+  await page.getByRole('button', { name: `Activate ${name}`, exact: true }).click();
+  await page.getByRole('article').filter({ has: page.getByRole('heading', { name: new RegExp(`^${name}`) }) }).getByText('active', { exact: true }).waitFor();
+}
+
+test('event detection and response policies are created, edited, activated and deleted with their forms', async () => {
+  const siteId = (await gql('mutation($n: String!) { createSite(input: {name: $n}) { siteId } }', { n: `Policy forms ${Date.now()}` })).createSite.siteId;
+  const first = (await gql(POLICIES, { s: siteId })).policies;
+  const page = await newPage(browser);
+  await signIn(page);
+  await page.goto(`${SRS_URL}/policies?site=${siteId}`);
+  await page.getByRole('heading', { name: 'Event detection policies' }).waitFor();
+
+  // ---- event detection ----
+  const detection = `Finance files ${Date.now()}`;
+  await page.getByRole('button', { name: 'New event detection policy', exact: true }).click();
+  let form = page.getByRole('form', { name: 'New event detection policy' });
+  await form.getByLabel('Name', { exact: true }).fill(detection);
+  const logged = form.getByRole('group', { name: 'Events logged' });
+  for (const type of ['Logon', 'File Delete', 'Usb Mass Storage']) await logged.getByLabel(type, { exact: true }).check();
+  await form.getByLabel('Monitored applications', { exact: true }).fill('excel.exe, winword.exe');
+  await form.getByRole('button', { name: 'Add rule', exact: true }).click();
+  await form.getByLabel('Rule name', { exact: true }).fill('Finance deletes');
+  await form.getByLabel('Event type', { exact: true }).selectOption('FILE_DELETE');
+  await form.getByLabel('Severity', { exact: true }).selectOption('HIGH');
+  await form.getByLabel('Patterns', { exact: true }).fill('*\\finance\\*');
+  await form.getByLabel('Users', { exact: true }).fill('CORP\\ann');
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('heading', { name: new RegExp(`^${detection}`) }).waitFor();
+  const made = await storedPolicy(siteId, 'eventDetection', detection);
+  assert.deepEqual(made.definition.eventDetection, {
+    name: detection,
+    logged: ['LOGON', 'FILE_DELETE', 'USB_MASS_STORAGE'],
+    monitoredApps: ['excel.exe', 'winword.exe'],
+    rules: [{ name: 'Finance deletes', type: 'FILE_DELETE', severity: 'HIGH', patterns: ['*\\finance\\*'], idleSeconds: null, users: ['CORP\\ann'], groups: [], hosts: [] }],
+  });
+
+  // Edited: the form holds what is stored; the change is a new version.
+  await page.getByRole('button', { name: `Edit ${detection}`, exact: true }).click();
+  form = page.getByRole('form', { name: `Edit ${detection}` });
+  assert.equal(await form.getByLabel('Patterns', { exact: true }).inputValue(), '*\\finance\\*');
+  assert.equal(await form.getByRole('group', { name: 'Events logged' }).getByLabel('Usb Mass Storage', { exact: true }).isChecked(), true);
+  await form.getByLabel('Severity', { exact: true }).selectOption('CRITICAL');
+  await form.getByLabel('Patterns', { exact: true }).fill('*\\finance\\*, *\\payroll\\*');
+  await form.getByRole('group', { name: 'Events logged' }).getByLabel('Usb Mass Storage', { exact: true }).uncheck();
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('heading', { name: new RegExp(`^${detection}.*v${made.version + 1}$`) }).waitFor();
+  await storedPolicy(siteId, 'eventDetection', detection, (p) => {
+    assert.equal(p.version, made.version + 1);
+    assert.deepEqual(p.definition.eventDetection.logged, ['LOGON', 'FILE_DELETE']);
+    assert.equal(p.definition.eventDetection.rules[0].severity, 'CRITICAL');
+    assert.deepEqual(p.definition.eventDetection.rules[0].patterns, ['*\\finance\\*', '*\\payroll\\*']);
+  });
+
+  // Activated, then the one active before again, then deleted.
+  await activate(page, detection);
+  await storedPolicy(siteId, 'eventDetection', detection, (p, all) => assert.equal(all.active.id, p.id));
+  const before = first.eventDetection.all.find((p) => p.id === first.eventDetection.active.id);
+  await activate(page, before.name);
+  await page.getByRole('button', { name: `Delete ${detection}`, exact: true }).click();
+  await page.getByRole('heading', { name: new RegExp(`^${detection}`) }).waitFor({ state: 'detached' });
+  await gone(siteId, 'eventDetection', detection, before.id);
+
+  // ---- event response ----
+  const response = `Alert the SOC ${Date.now()}`;
+  await page.getByRole('button', { name: 'New event response policy', exact: true }).click();
+  form = page.getByRole('form', { name: 'New event response policy' });
+  await form.getByLabel('Name', { exact: true }).fill(response);
+  await form.getByRole('button', { name: 'Add rule', exact: true }).click();
+  await form.getByLabel('Rule name', { exact: true }).fill('USB copies');
+  await form.getByRole('group', { name: 'Event types' }).getByLabel('Usb Mass Storage', { exact: true }).check();
+  await form.getByLabel('Minimum severity', { exact: true }).selectOption('MEDIUM');
+  await form.getByRole('group', { name: 'Actions' }).getByLabel('Email Alert', { exact: true }).check();
+  await form.getByRole('group', { name: 'Actions' }).getByLabel('Lock Session', { exact: true }).check();
+  await form.getByLabel('Recipients', { exact: true }).fill('soc@corp.example');
+  await form.getByLabel('Message', { exact: true }).fill('A USB copy to look at');
+  await form.getByLabel('Cool-down (seconds)', { exact: true }).fill('300');
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('heading', { name: new RegExp(`^${response}`) }).waitFor();
+  const answered = await storedPolicy(siteId, 'eventResponse', response);
+  assert.deepEqual(answered.definition.eventResponse, {
+    name: response,
+    rules: [{ name: 'USB copies', onSessionStart: false, types: ['USB_MASS_STORAGE'], minSeverity: 'MEDIUM', users: [], hosts: [], actions: ['EMAIL_ALERT', 'LOCK_SESSION'], recipients: ['soc@corp.example'], message: 'A USB copy to look at', cooldownSec: 300 }],
+  });
+
+  await page.getByRole('button', { name: `Edit ${response}`, exact: true }).click();
+  form = page.getByRole('form', { name: `Edit ${response}` });
+  assert.equal(await form.getByLabel('Cool-down (seconds)', { exact: true }).inputValue(), '300');
+  await form.getByLabel('Cool-down (seconds)', { exact: true }).fill('600');
+  await form.getByRole('group', { name: 'Actions' }).getByLabel('Lock Session', { exact: true }).uncheck();
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.getByRole('heading', { name: new RegExp(`^${response}.*v${answered.version + 1}$`) }).waitFor();
+  await storedPolicy(siteId, 'eventResponse', response, (p) => {
+    assert.equal(p.definition.eventResponse.rules[0].cooldownSec, 600);
+    assert.deepEqual(p.definition.eventResponse.rules[0].actions, ['EMAIL_ALERT']);
+  });
+
+  await activate(page, response);
+  await storedPolicy(siteId, 'eventResponse', response, (p, all) => assert.equal(all.active.id, p.id));
+  const responseBefore = first.eventResponse.all.find((p) => p.id === first.eventResponse.active.id);
+  await activate(page, responseBefore.name);
+  await page.getByRole('button', { name: `Delete ${response}`, exact: true }).click();
+  await page.getByRole('heading', { name: new RegExp(`^${response}`) }).waitFor({ state: 'detached' });
+  await gone(siteId, 'eventResponse', response, responseBefore.id);
+  await shootAndCheck(page, 'policies-forms');
+  await page.context().close();
+});
+
+test('the recording policy test shows what evaluateRecordingPolicy answers', async () => {
+  const siteId = (await gql('mutation($n: String!) { createSite(input: {name: $n}) { siteId } }', { n: `Policy test ${Date.now()}` })).createSite.siteId;
+  const policy = (await gql(
+    'mutation($s: ID!) { createRecordingPolicy(siteId: $s, input: { name: "Console test policy", rules: [{ name: "Finance on VDAs", action: RECORD_SCREEN_AND_EVENTS, notify: true, groups: ["CORP\\\\Finance"], hosts: ["vda-*"] }], fallback: RECORD_EVENTS_ONLY }) { policyId } }',
+    { s: siteId },
+  )).createRecordingPolicy.policyId;
+  await gql('mutation($id: ID!) { activatePolicy(policyId: $id) { position } }', { id: policy });
+  await storedPolicy(siteId, 'recording', 'Console test policy', (p, all) => assert.equal(all.active.id, p.id));
+  const page = await newPage(browser);
+  await signIn(page);
+  await page.goto(`${SRS_URL}/policies?site=${siteId}`);
+  await page.getByRole('heading', { name: 'Test the recording policy' }).waitFor();
+  const titled = (s) => s.toLowerCase().split('_').map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(' ');
+  for (const session of [
+    { user: 'CORP\\ann', groups: ['CORP\\Finance', 'CORP\\Staff'], host: 'vda-07', clientIp: '10.1.2.3', applications: ['excel.exe'] },
+    { user: 'CORP\\bob', groups: ['CORP\\Staff'], host: 'vda-07', clientIp: null, applications: [] },
+  ]) {
+    await page.getByLabel('User (DOMAIN\\user)').fill(session.user);
+    await page.getByLabel('Groups (comma-separated)').fill(session.groups.join(', '));
+    await page.getByLabel('Host', { exact: true }).fill(session.host);
+    await page.getByLabel('Client IP').fill(session.clientIp ?? '');
+    await page.getByLabel('Applications (comma-separated)').fill(session.applications.join(', '));
+    await page.getByRole('button', { name: 'Test', exact: true }).click();
+    const answer = (await gql(
+      'query($s: ID!, $session: SessionAttributesInput!) { evaluateRecordingPolicy(siteId: $s, session: $session) { policyName rule action notify records } }',
+      { s: siteId, session: { ...session, deliveryGroup: null } },
+    )).evaluateRecordingPolicy;
+    const said = `${answer.records ? 'Recorded' : 'Not recorded'}: ${titled(answer.action)}${answer.notify ? ' with notification' : ''}, by ${answer.rule ? `rule “${answer.rule}” of ` : 'the fallback of '}${answer.policyName}.`;
+    await page.getByRole('status').filter({ hasText: said }).waitFor();
+  }
+  // The two sessions got different answers: the rule, then the fallback.
+  await page.getByRole('status').filter({ hasText: 'by the fallback of Console test policy' }).waitFor();
+  await page.context().close();
+});
+
 test('an AUDITOR uses its pages without errors and cannot change configuration', async () => {
   const auditor = process.env.SRS_AUDITOR_TOKEN;
   assert.ok(auditor, 'SRS_AUDITOR_TOKEN is set (the demo writes <data>/auditor.token)');

@@ -87,7 +87,8 @@ function Kind(props: { title: string; kind: any; which: PolicyKind; siteId: stri
   };
   const act = async (query: string, id: string) => {
     try {
-      await gql(query, { id });
+      // A system policy belongs to every site: its activation names this one.
+      await gql(query, query.includes('$site') ? { id, site: props.siteId } : { id });
       setError(null);
       props.onChange();
     } catch (e) {
@@ -114,7 +115,7 @@ function Kind(props: { title: string; kind: any; which: PolicyKind; siteId: stri
             )}
             {props.admin && !active && (
               <div class="row">
-                <button type="button" onClick={() => act('mutation A($id: ID!) { activatePolicy(policyId: $id) { position } }', p.id)} aria-label={`Activate ${p.name}`}>Activate</button>
+                <button type="button" onClick={() => act('mutation A($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }', p.id)} aria-label={`Activate ${p.name}`}>Activate</button>
                 {!p.system && <button type="button" class="secondary" onClick={() => act('mutation D($id: ID!) { deletePolicy(policyId: $id) { position } }', p.id)} aria-label={`Delete ${p.name}`}>Delete</button>}
               </div>
             )}
