@@ -575,6 +575,26 @@ async fn a_playback_ticket_opens_one_recording_for_its_holder_without_a_header()
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &bodies[0][100..200]);
 
+    // A player following a live recording's tail asks the ticket URL for
+    // the bytes after those it has: none yet is a 416 naming the size (and
+    // no playback), then a new chunk comes alone as a 206.
+    let after_end = |from: usize| {
+        http.send(
+            http.http
+                .get(format!("{}{url}", http.base))
+                .header("range", format!("bytes={from}-")),
+        )
+    };
+    let none = after_end(bodies[0].len()).await;
+    assert_eq!(none.status, 416);
+    assert_eq!(none.headers["content-range"], "bytes */4000");
+    let more = payload("more", 1_000);
+    assert_eq!(http.chunk(&agent_token, &ids[0], 1, &more).await.status, 201);
+    let grown = after_end(bodies[0].len()).await;
+    assert_eq!(grown.status, 206);
+    assert_eq!(grown.headers["content-range"], "bytes 4000-4999/5000");
+    assert_eq!(grown.body, more);
+
     // Not for another recording, and not when altered.
     let ticket = url.split("ticket=").nth(1).unwrap().to_owned();
     get(
