@@ -589,7 +589,10 @@ async fn a_playback_ticket_opens_one_recording_for_its_holder_without_a_header()
     assert_eq!(none.status, 416);
     assert_eq!(none.headers["content-range"], "bytes */4000");
     let more = payload("more", 1_000);
-    assert_eq!(http.chunk(&agent_token, &ids[0], 1, &more).await.status, 201);
+    assert_eq!(
+        http.chunk(&agent_token, &ids[0], 1, &more).await.status,
+        201
+    );
     let grown = after_end(bodies[0].len()).await;
     assert_eq!(grown.status, 206);
     assert_eq!(grown.headers["content-range"], "bytes 4000-4999/5000");
