@@ -182,34 +182,53 @@ export function Player(props: {
       setReady(true);
     };
     v.addEventListener('loadedmetadata', onMeta);
-    // A streamed video whose ticket expired fails its next Range request:
-    // take a fresh ticket and go on where it was.
-    let renewed = 0;
+    // A streamed video whose ticket expired fails its next Range request
+    // (the element then stops): take a fresh ticket and go on where it
+    // was, playing if the viewer was playing. The element has no controls
+    // of its own, so the viewer's intent is what the controller was told.
+    let wanted = false;
+    let renewals = 0;
     const onError = () => {
       const id = recordingOf(v.currentSrc);
-      if (!id || !v.currentSrc.includes('ticket=') || renewed > 3) return;
-      renewed += 1;
+      if (!id || !v.currentSrc.includes('ticket=') || renewals >= 3) return;
+      renewals += 1;
       const at = v.currentTime;
-      const wasPlaying = !v.paused;
       renewTicket(id).then(
         (url) => {
           v.src = url;
           v.currentTime = at;
-          if (wasPlaying) void v.play();
+          if (wanted) void v.play();
         },
         (e) => setError(e),
       );
     };
+    // A renewal that plays again counts no more against the next one.
+    const onLoaded = () => {
+      renewals = 0;
+    };
+    const onEnded = () => {
+      wanted = false;
+    };
     v.addEventListener('error', onError);
+    v.addEventListener('loadeddata', onLoaded);
+    v.addEventListener('ended', onEnded);
     props.controller.current = {
       time: () => v.currentTime,
       seek: (t) => {
         v.currentTime = Math.max(0, t);
       },
-      play: () => void v.play(),
-      pause: () => v.pause(),
+      play: () => {
+        wanted = true;
+        void v.play();
+      },
+      pause: () => {
+        wanted = false;
+        v.pause();
+      },
       playing: () => !v.paused && !v.ended,
       setSpeed: (s) => {
+        // The default too: a new source (a renewed ticket) starts at it.
+        v.defaultPlaybackRate = s;
         v.playbackRate = s;
         setSpeed(s);
       },
@@ -217,6 +236,8 @@ export function Player(props: {
     return () => {
       v.removeEventListener('loadedmetadata', onMeta);
       v.removeEventListener('error', onError);
+      v.removeEventListener('loadeddata', onLoaded);
+      v.removeEventListener('ended', onEnded);
     };
   }, [source, kind]);
 

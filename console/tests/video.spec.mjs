@@ -14,7 +14,7 @@ after(async () => {
   await browser?.close();
 });
 
-/** Four seconds of a moving square as WebM, recorded in the page. */
+/** Four seconds of a moving square over noise as WebM, recorded in the page. */
 async function recordWebm(page) {
   const base64 = await page.evaluate(async () => {
     const canvas = document.createElement('canvas');
@@ -23,7 +23,9 @@ async function recordWebm(page) {
     document.body.append(canvas);
     const g = canvas.getContext('2d');
     const stream = canvas.captureStream(25);
-    const recorder = new MediaRecorder(stream, { mimeType: 'video/webm' });
+    // A high bitrate and noise make it several of Chromium's 32 KB media
+    // cache blocks, so a partial first answer leaves it wanting the rest.
+    const recorder = new MediaRecorder(stream, { mimeType: 'video/webm', videoBitsPerSecond: 2_500_000 });
     const parts = [];
     recorder.ondataavailable = (e) => e.data.size && parts.push(e.data);
     const stopped = new Promise((resolve) => (recorder.onstop = resolve));
@@ -34,6 +36,10 @@ async function recordWebm(page) {
         const t = (performance.now() - started) / 1000;
         g.fillStyle = '#123';
         g.fillRect(0, 0, 320, 180);
+        for (let i = 0; i < 150; i++) {
+          g.fillStyle = `hsl(${Math.floor(Math.random() * 360)} 60% 50%)`;
+          g.fillRect(Math.random() * 320, Math.random() * 180, 6, 6);
+        }
         g.fillStyle = '#fc3';
         g.fillRect(20 + t * 60, 70, 40, 40);
         g.fillStyle = '#fff';
@@ -121,4 +127,61 @@ test('a WebM recorded in the browser plays and seeks in the console', async () =
   assert.match(src, new RegExp(`/recordings/${id}/content\\?ticket=[0-9a-f]+$`));
   await shootAndCheck(page, 'recording-video');
   await page.context().close();
+
+  // ---- a ticket refused mid-playback is renewed ----
+  // A fresh page whose first content answer holds only the first half, so
+  // the <video> must come back for the rest while it plays; that request is
+  // held until the video has played a while, then refused as an expired
+  // ticket is.
+  const again = await newPage(browser);
+  await signIn(again);
+  const playbacks = [];
+  again.on('request', (request) => {
+    if (request.url().endsWith('/graphql') && /\bplayback\b/.test(request.postData() ?? '')) playbacks.push(request.postData());
+  });
+  let release;
+  const playedAWhile = new Promise((resolve) => (release = resolve));
+  let answered = 0;
+  let refused = null;
+  await again.route(`**/recordings/${id}/content?*`, async (route) => {
+    answered += 1;
+    if (answered === 1) {
+      const cut = Math.floor(webm.length * 0.6);
+      return route.fulfill({
+        status: 206,
+        headers: { 'content-type': 'video/webm', 'accept-ranges': 'bytes', 'content-range': `bytes 0-${cut - 1}/${webm.length}` },
+        body: webm.subarray(0, cut),
+      });
+    }
+    if (answered === 2) {
+      await playedAWhile;
+      refused = route.request().url();
+      return route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ code: 'UNAUTHENTICATED', message: 'the playback ticket is not valid for this recording or has expired' }) });
+    }
+    return route.continue();
+  });
+  await again.goto(`${SRS_URL}/recordings/${id}`);
+  const againPlayer = again.getByRole('region', { name: 'Player' });
+  await again.waitForFunction(() => document.querySelector('video')?.readyState >= 1, null, { timeout: 20000 });
+  const opened = playbacks.length;
+  const firstSrc = await again.evaluate(() => document.querySelector('video').currentSrc);
+  await againPlayer.getByRole('button', { name: 'Play', exact: true }).click();
+  await again.waitForFunction(() => document.querySelector('video').currentTime > 0.8, null, { timeout: 20000 });
+  const at = await again.evaluate(() => document.querySelector('video').currentTime);
+  release();
+  // A new ticket (one more `playback` query), and playing on from there.
+  await again.waitForFunction((old) => {
+    const v = document.querySelector('video');
+    return v.currentSrc !== old && v.readyState >= 2 && !v.paused;
+  }, firstSrc, { timeout: 20000 });
+  assert.ok(refused, 'the ticket URL was refused once');
+  assert.equal(playbacks.length, opened + 1, 'one playback query for a new ticket');
+  const resumed = await again.evaluate(() => document.querySelector('video').currentTime);
+  assert.ok(resumed >= at - 0.3, `went on from ${at.toFixed(2)} s, not from the start (${resumed.toFixed(2)} s)`);
+  const newSrc = await again.evaluate(() => document.querySelector('video').currentSrc);
+  assert.match(newSrc, new RegExp(`/recordings/${id}/content\\?ticket=[0-9a-f]+$`));
+  assert.notEqual(newSrc, firstSrc);
+  await again.waitForFunction((t) => document.querySelector('video').currentTime > t + 0.5, resumed, { timeout: 20000 });
+  assert.equal(await again.getByRole('alert').count(), 0, 'no error shown');
+  await again.context().close();
 });
