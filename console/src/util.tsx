@@ -98,3 +98,8 @@ export function titleCase(s: string): string {
     .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
     .join(' ');
 }
+
+/** A comma-separated list as typed: its items, trimmed, none empty. */
+export function splitList(text: string | undefined): string[] {
+  return (text ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+}

@@ -1,8 +1,9 @@
 import { useState } from 'preact/hooks';
-import { ApiError, gql } from '../api';
+import { gql } from '../api';
 import type { Me } from '../app';
+import { ActionButton, ActionForm, SelectField, SiteSelect, TextField, useAction, useSites } from '../forms';
 import { Link } from '../router';
-import { ErrorNote, Loading, Section, fmtTime, useAsync } from '../util';
+import { ErrorNote, Loading, Section, fmtTime, splitList, useAsync } from '../util';
 
 export function Access(props: { me: Me }) {
   const admin = props.me.role === 'ADMIN';
@@ -12,12 +13,12 @@ export function Access(props: { me: Me }) {
   const tokens = useAsync(() => (admin ? gql<{ tokens: any }>('query Tokens($atLeast: Int) { tokens(first: 200, atLeast: $atLeast) { edges { node { id name role issuedAt expiresAt expired revoked lastUsedAt serverId } } } }') : Promise.resolve(null)), [admin]);
   const [secret, setSecret] = useState<string | null>(null);
   const [form, setForm] = useState({ name: '', role: 'AUDITOR', expires: '' });
-  const [error, setError] = useState<ApiError | null>(null);
+  const action = useAction();
   return (
     <>
       <h1>Access</h1>
       <Section title="Playback permissions">
-        <ErrorNote error={perms.error} />
+        <ErrorNote error={perms.error ?? action.error} />
         {perms.loading && !perms.data && <Loading what="permissions" />}
         {perms.data && (
           <table class="list" aria-label="Playback permissions">
@@ -30,15 +31,16 @@ export function Access(props: { me: Me }) {
                   <td>{fmtTime(p.grantedAt)} by {p.grantedBy}</td>
                   {admin && (
                     <td>
-                      <button type="button" class="secondary" aria-label={`Revoke the permission of ${p.principal}`} onClick={async () => {
-                        if (!confirm(`Revoke this playback permission of ${p.principal}?`)) return;
-                        try {
-                          await gql('mutation R($id: ID!) { revokePlaybackPermission(id: $id) { position } }', { id: p.id });
-                          perms.reload();
-                        } catch (err) {
-                          setError(err as ApiError);
-                        }
-                      }}>Revoke</button>
+                      <ActionButton
+                        action={action}
+                        secondary
+                        name={`Revoke the permission of ${p.principal}`}
+                        confirm={`Revoke this playback permission of ${p.principal}?`}
+                        run={() => gql('mutation R($id: ID!) { revokePlaybackPermission(id: $id) { position } }', { id: p.id })}
+                        onDone={perms.reload}
+                      >
+                        Revoke
+                      </ActionButton>
                     </td>
                   )}
                 </tr>
@@ -67,7 +69,7 @@ export function Access(props: { me: Me }) {
         )}
       </Section>
       <Section title="Legal holds">
-        <ErrorNote error={holds.error} />
+        <ErrorNote error={holds.error ?? action.error} />
         {holds.data && (
           <ul class="plain">
             {holds.data.legalHolds.edges.length === 0 && <li class="muted">None.</li>}
@@ -77,14 +79,15 @@ export function Access(props: { me: Me }) {
                 {h.scope.recordingIds.map((id: string) => <Link key={id} href={`/recordings/${id}`}>{id.slice(0, 8)} </Link>)}
                 {h.scope.users.join(', ')} <span class="muted">placed by {h.placedBy} {fmtTime(h.placedAt)}</span>{' '}
                 {admin && h.active && (
-                  <button type="button" class="secondary" aria-label={`Release the hold: ${h.reason}`} onClick={async () => {
-                    try {
-                      await gql('mutation L($id: ID!) { releaseLegalHold(id: $id) { position } }', { id: h.id });
-                      holds.reload();
-                    } catch (err) {
-                      setError(err as ApiError);
-                    }
-                  }}>Release</button>
+                  <ActionButton
+                    action={action}
+                    secondary
+                    name={`Release the hold: ${h.reason}`}
+                    run={() => gql('mutation L($id: ID!) { releaseLegalHold(id: $id) { position } }', { id: h.id })}
+                    onDone={holds.reload}
+                  >
+                    Release
+                  </ActionButton>
                 )}
               </li>
             ))}
@@ -93,30 +96,21 @@ export function Access(props: { me: Me }) {
       </Section>
       {admin && (
         <Section title="Tokens">
-          <form
+          <ActionForm
             class="row"
-            onSubmit={async (e) => {
-              e.preventDefault();
-              try {
-                const data = await gql<{ issueToken: { secret: string } }>('mutation I($input: IssueTokenInput!) { issueToken(input: $input) { position secret } }', { input: { name: form.name.trim(), role: form.role, expiresAt: form.expires ? new Date(form.expires + 'T00:00:00Z').toISOString() : null } });
-                setSecret(data.issueToken.secret);
-                setError(null);
-                tokens.reload();
-              } catch (err) {
-                setError(err as ApiError);
-              }
+            label="Issue a token"
+            onSubmit={async () => {
+              const data = await gql<{ issueToken: { secret: string } }>('mutation I($input: IssueTokenInput!) { issueToken(input: $input) { position secret } }', { input: { name: form.name.trim(), role: form.role, expiresAt: form.expires ? new Date(form.expires + 'T00:00:00Z').toISOString() : null } });
+              setSecret(data.issueToken.secret);
+              tokens.reload();
             }}
           >
-            <label>Name<br /><input type="text" value={form.name} onInput={(e) => setForm({ ...form, name: (e.target as HTMLInputElement).value })} /></label>
-            <label>Role<br />
-              <select value={form.role} onChange={(e) => setForm({ ...form, role: (e.target as HTMLSelectElement).value })}>
-                {['ADMIN', 'PRIVILEGED_PLAYER', 'AUDITOR', 'VIEWER'].map((r) => <option key={r} value={r}>{r}</option>)}
-              </select>
-            </label>
-            <label>Expires on (optional)<br /><input type="date" value={form.expires} onInput={(e) => setForm({ ...form, expires: (e.target as HTMLInputElement).value })} /></label>
+            <TextField stacked label="Name" value={form.name} onInput={(name) => setForm({ ...form, name })} />
+            <SelectField stacked label="Role" value={form.role} onChange={(role) => setForm({ ...form, role })} options={['ADMIN', 'PRIVILEGED_PLAYER', 'AUDITOR', 'VIEWER'].map((r) => [r, r] as const)} />
+            <TextField stacked type="date" label="Expires on (optional)" value={form.expires} onInput={(expires) => setForm({ ...form, expires })} />
             <button type="submit">Issue token</button>
-          </form>
-          <ErrorNote error={error ?? tokens.error} />
+          </ActionForm>
+          <ErrorNote error={action.error ?? tokens.error} />
           {secret && <p>The new token (shown once): <pre class="secret">{secret}</pre></p>}
           {tokens.data && (
             <table class="list" aria-label="Tokens">
@@ -132,15 +126,16 @@ export function Access(props: { me: Me }) {
                     <td>{t.revoked ? 'revoked' : t.expired ? 'expired' : 'valid'}</td>
                     <td>
                       {!t.revoked && !t.serverId && (
-                        <button type="button" class="secondary" aria-label={`Revoke ${t.name}`} onClick={async () => {
-                          if (!confirm(`Revoke the token ${t.name}? It stops working at once.`)) return;
-                          try {
-                            await gql('mutation R($id: ID!) { revokeToken(id: $id) { position } }', { id: t.id });
-                            tokens.reload();
-                          } catch (err) {
-                            setError(err as ApiError);
-                          }
-                        }}>Revoke</button>
+                        <ActionButton
+                          action={action}
+                          secondary
+                          name={`Revoke ${t.name}`}
+                          confirm={`Revoke the token ${t.name}? It stops working at once.`}
+                          run={() => gql('mutation R($id: ID!) { revokeToken(id: $id) { position } }', { id: t.id })}
+                          onDone={tokens.reload}
+                        >
+                          Revoke
+                        </ActionButton>
                       )}
                     </td>
                   </tr>
@@ -163,40 +158,26 @@ const SCOPE_FIELDS = [
 ] as const;
 
 function Grant(props: { onGranted: () => void }) {
-  const sites = useAsync(() => gql<{ sites: { id: string; name: string }[] }>('{ sites { id name } }'), []);
+  const sites = useSites();
   const [form, setForm] = useState<Record<string, string>>({ siteId: '', principal: '' });
-  const [error, setError] = useState<ApiError | null>(null);
   const siteId = form.siteId || sites.data?.sites[0]?.id || '';
-  const list = (v?: string) => (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
-  const set = (key: string) => (e: Event) => setForm({ ...form, [key]: (e.target as HTMLInputElement).value });
   return (
-    <form
+    <ActionForm
       class="row"
-      aria-label="Grant a playback permission"
-      onSubmit={async (e) => {
-        e.preventDefault();
-        try {
-          const scope = Object.fromEntries(SCOPE_FIELDS.map(([k]) => [k, list(form[k])]));
-          await gql('mutation G($input: GrantPlaybackPermissionInput!) { grantPlaybackPermission(input: $input) { position } }', { input: { siteId, principal: form.principal.trim(), scope } });
-          setError(null);
-          setForm({ siteId, principal: '' });
-          props.onGranted();
-        } catch (err) {
-          setError(err as ApiError);
-        }
+      label="Grant a playback permission"
+      onSubmit={async () => {
+        const scope = Object.fromEntries(SCOPE_FIELDS.map(([k]) => [k, splitList(form[k])]));
+        await gql('mutation G($input: GrantPlaybackPermissionInput!) { grantPlaybackPermission(input: $input) { position } }', { input: { siteId, principal: form.principal.trim(), scope } });
+        setForm({ siteId, principal: '' });
+        props.onGranted();
       }}
     >
-      <label>Site<br />
-        <select value={siteId} onChange={set('siteId')}>
-          {(sites.data?.sites ?? []).map((s) => <option key={s.id} value={s.id}>{s.name}</option>)}
-        </select>
-      </label>
-      <label>Principal (token name)<br /><input type="text" value={form.principal} onInput={set('principal')} /></label>
+      <SiteSelect stacked sites={sites.data?.sites} value={siteId} onChange={(id) => setForm({ ...form, siteId: id })} />
+      <TextField stacked label="Principal (token name)" value={form.principal} onInput={(principal) => setForm({ ...form, principal })} />
       {SCOPE_FIELDS.map(([k, label]) => (
-        <label key={k}>{label}<br /><input type="text" placeholder="any" value={form[k] ?? ''} onInput={set(k)} /></label>
+        <TextField key={k} stacked label={label} placeholder="any" value={form[k] ?? ''} onInput={(v) => setForm({ ...form, [k]: v })} />
       ))}
       <button type="submit">Grant</button>
-      <ErrorNote error={error} />
-    </form>
+    </ActionForm>
   );
 }

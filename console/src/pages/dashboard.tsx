@@ -1,5 +1,6 @@
 import { gql } from '../api';
 import { BarList, SEVERITY_COLORS, StackedDays, TimeChart } from '../charts';
+import { SelectField, SiteSelect, useSites } from '../forms';
 import { navigate, useUrl } from '../router';
 import { ErrorNote, Loading, Section, SEVERITIES, fmtBytes, fmtTime, titleCase, useAsync } from '../util';
 
@@ -35,7 +36,7 @@ export function Dashboard() {
   const url = useUrl();
   const siteId = url.searchParams.get('site') ?? '';
   const days = Number(url.searchParams.get('days') ?? '30') || 30;
-  const sites = useAsync(() => gql<{ sites: { id: string; name: string }[] }>('{ sites { id name } }'), []);
+  const sites = useSites();
   const board = useAsync(
     () => gql<{ dashboard: any }>(DASHBOARD_QUERY, { siteId: siteId || null, from: rangeFrom(days) }),
     [siteId, days],
@@ -52,23 +53,8 @@ export function Dashboard() {
       <div class="page-head">
         <h1>Dashboard</h1>
         <div class="pickers">
-          <label>
-            Site{' '}
-            <select value={siteId} onChange={(e) => set('site', (e.target as HTMLSelectElement).value)}>
-              <option value="">All sites</option>
-              {(sites.data?.sites ?? []).map((s) => (
-                <option value={s.id} key={s.id}>{s.name}</option>
-              ))}
-            </select>
-          </label>
-          <label>
-            Time range{' '}
-            <select value={String(days)} onChange={(e) => set('days', (e.target as HTMLSelectElement).value)}>
-              {RANGES.map((r) => (
-                <option value={String(r.days)} key={r.days}>{r.label}</option>
-              ))}
-            </select>
-          </label>
+          <SiteSelect sites={sites.data?.sites} value={siteId} all="All sites" onChange={(id) => set('site', id)} />
+          <SelectField label="Time range" value={String(days)} onChange={(v) => set('days', v)} options={RANGES.map((r) => [String(r.days), r.label] as const)} />
         </div>
       </div>
       <ErrorNote error={board.error} />

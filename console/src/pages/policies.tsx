@@ -1,8 +1,9 @@
 import { useState } from 'preact/hooks';
-import { ApiError, gql } from '../api';
+import { gql } from '../api';
 import type { Me } from '../app';
+import { ActionButton, ActionForm, SiteSelect, TextField, useAction, useSites } from '../forms';
 import { navigate, useUrl } from '../router';
-import { ErrorNote, Loading, Section, titleCase, useAsync } from '../util';
+import { ErrorNote, Loading, Section, splitList, titleCase, useAsync } from '../util';
 import { PolicyForm, type Kind as PolicyKind } from './policyform';
 
 const POLICIES_QUERY = `query P($siteId: ID!, $atLeast: Int) { policies(siteId: $siteId, atLeast: $atLeast) {
@@ -13,7 +14,7 @@ const POLICIES_QUERY = `query P($siteId: ID!, $atLeast: Int) { policies(siteId: 
 
 export function Policies(props: { me: Me }) {
   const url = useUrl();
-  const sites = useAsync(() => gql<{ sites: { id: string; name: string }[] }>('{ sites { id name } }'), []);
+  const sites = useSites();
   const siteId = url.searchParams.get('site') ?? sites.data?.sites[0]?.id ?? '';
   const pol = useAsync(() => (siteId ? gql<{ policies: any }>(POLICIES_QUERY, { siteId }) : Promise.resolve(null)), [siteId]);
   const admin = props.me.role === 'ADMIN';
@@ -23,12 +24,7 @@ export function Policies(props: { me: Me }) {
       <div class="page-head">
         <h1>Policies</h1>
         <div class="pickers">
-          <label>
-            Site{' '}
-            <select value={siteId} onChange={(e) => navigate('/policies?site=' + (e.target as HTMLSelectElement).value, true)}>
-              {(sites.data?.sites ?? []).map((s) => <option key={s.id} value={s.id}>{s.name}</option>)}
-            </select>
-          </label>
+          <SiteSelect sites={sites.data?.sites} value={siteId} onChange={(id) => navigate('/policies?site=' + id, true)} />
         </div>
       </div>
       <ErrorNote error={pol.error ?? sites.error} />
@@ -79,25 +75,15 @@ function matchers(r: any): string {
 }
 
 function Kind(props: { title: string; kind: any; which: PolicyKind; siteId: string; admin: boolean; onChange: () => void; render: (d: any) => any }) {
-  const [error, setError] = useState<ApiError | null>(null);
+  const action = useAction();
   const [editing, setEditing] = useState<string | null>(null);
   const done = (saved: boolean) => {
     setEditing(null);
     if (saved) props.onChange();
   };
-  const act = async (query: string, id: string) => {
-    try {
-      // A system policy belongs to every site: its activation names this one.
-      await gql(query, query.includes('$site') ? { id, site: props.siteId } : { id });
-      setError(null);
-      props.onChange();
-    } catch (e) {
-      setError(e as ApiError);
-    }
-  };
   return (
     <Section title={props.title}>
-      <ErrorNote error={error} />
+      <ErrorNote error={action.error} />
       {props.kind.all.filter((p: any) => !p.deleted).map((p: any) => {
         const active = p.id === props.kind.active.id;
         return (
@@ -115,8 +101,26 @@ function Kind(props: { title: string; kind: any; which: PolicyKind; siteId: stri
             )}
             {props.admin && !active && (
               <div class="row">
-                <button type="button" onClick={() => act('mutation A($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }', p.id)} aria-label={`Activate ${p.name}`}>Activate</button>
-                {!p.system && <button type="button" class="secondary" onClick={() => act('mutation D($id: ID!) { deletePolicy(policyId: $id) { position } }', p.id)} aria-label={`Delete ${p.name}`}>Delete</button>}
+                {/* A system policy belongs to every site: its activation names this one. */}
+                <ActionButton
+                  action={action}
+                  name={`Activate ${p.name}`}
+                  run={() => gql('mutation A($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }', { id: p.id, site: props.siteId })}
+                  onDone={props.onChange}
+                >
+                  Activate
+                </ActionButton>
+                {!p.system && (
+                  <ActionButton
+                    action={action}
+                    secondary
+                    name={`Delete ${p.name}`}
+                    run={() => gql('mutation D($id: ID!) { deletePolicy(policyId: $id) { position } }', { id: p.id })}
+                    onDone={props.onChange}
+                  >
+                    Delete
+                  </ActionButton>
+                )}
               </div>
             )}
           </article>
@@ -133,28 +137,20 @@ function Kind(props: { title: string; kind: any; which: PolicyKind; siteId: stri
 function TestPolicy(props: { siteId: string }) {
   const [form, setForm] = useState({ user: '', groups: '', host: '', clientIp: '', deliveryGroup: '', applications: '' });
   const [answer, setAnswer] = useState<any>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
   const input = (key: keyof typeof form, label: string) => (
-    <label>{label}<input type="text" value={form[key]} onInput={(e) => setForm({ ...form, [key]: (e.target as HTMLInputElement).value })} /></label>
+    <TextField label={label} value={form[key]} onInput={(v) => setForm({ ...form, [key]: v })} />
   );
   return (
     <Section title="Test the recording policy">
-      <form
+      <ActionForm
         class="stack"
-        onSubmit={async (e) => {
-          e.preventDefault();
-          try {
-            const data = await gql<{ evaluateRecordingPolicy: any }>(
-              'query E($siteId: ID!, $session: SessionAttributesInput!) { evaluateRecordingPolicy(siteId: $siteId, session: $session) { policyName rule action notify records } }',
-              { siteId: props.siteId, session: { user: form.user.trim(), host: form.host.trim(), groups: list(form.groups), clientIp: form.clientIp.trim() || null, deliveryGroup: form.deliveryGroup.trim() || null, applications: list(form.applications) } },
-            );
-            setAnswer(data.evaluateRecordingPolicy);
-            setError(null);
-          } catch (err) {
-            setAnswer(null);
-            setError(err as ApiError);
-          }
+        onSubmit={async () => {
+          setAnswer(null);
+          const data = await gql<{ evaluateRecordingPolicy: any }>(
+            'query E($siteId: ID!, $session: SessionAttributesInput!) { evaluateRecordingPolicy(siteId: $siteId, session: $session) { policyName rule action notify records } }',
+            { siteId: props.siteId, session: { user: form.user.trim(), host: form.host.trim(), groups: splitList(form.groups), clientIp: form.clientIp.trim() || null, deliveryGroup: form.deliveryGroup.trim() || null, applications: splitList(form.applications) } },
+          );
+          setAnswer(data.evaluateRecordingPolicy);
         }}
       >
         {input('user', 'User (DOMAIN\\user)')}
@@ -164,8 +160,7 @@ function TestPolicy(props: { siteId: string }) {
         {input('deliveryGroup', 'Delivery group')}
         {input('applications', 'Applications (comma-separated)')}
         <div><button type="submit">Test</button></div>
-      </form>
-      <ErrorNote error={error} />
+      </ActionForm>
       {answer && (
         <p role="status">
           {answer.records ? 'Recorded' : 'Not recorded'}: {titleCase(answer.action)}{answer.notify ? ' with notification' : ''}, by {answer.rule ? `rule “${answer.rule}” of ` : 'the fallback of '}{answer.policyName}.

@@ -1,8 +1,9 @@
 // Policy forms: every field of the three policy kinds as a control (lists
 // as comma-separated text, enums as selects or checkboxes), never raw JSON.
 import { useState } from 'preact/hooks';
-import { ApiError, gql } from '../api';
-import { ErrorNote, SEVERITIES, titleCase } from '../util';
+import { gql } from '../api';
+import { ActionForm, SelectField, TextField } from '../forms';
+import { SEVERITIES, splitList, titleCase } from '../util';
 
 export const EVENT_TYPES = [
   'LOGON', 'LOGOFF', 'DISCONNECT', 'RECONNECT', 'APP_START', 'APP_END', 'TOP_MOST_WINDOW', 'WEB_BROWSING',
@@ -104,7 +105,7 @@ function toInput(fields: Field[], form: Values): Values {
   const out: Values = {};
   for (const f of fields) {
     const v = form[f.key];
-    if (f.type === 'list') out[f.key] = String(v).split(',').map((s) => s.trim()).filter(Boolean);
+    if (f.type === 'list') out[f.key] = splitList(String(v));
     else if (f.type === 'int') out[f.key] = v === '' ? null : Number(v);
     else if (f.type === 'optText') out[f.key] = v.trim() || null;
     else if (f.type === 'text') out[f.key] = v.trim();
@@ -119,34 +120,21 @@ export function PolicyForm(props: { kind: Kind; siteId: string; policy?: any; on
   const definition = props.policy?.definition?.[props.kind] ?? null;
   const [head, setHead] = useState<Values>(() => toForm(spec.policy, definition));
   const [rules, setRules] = useState<Values[]>(() => (definition?.rules ?? []).map((r: Values) => toForm(spec.rule, r)));
-  const [error, setError] = useState<ApiError | null>(null);
   const legend = props.policy ? `Edit ${props.policy.name}` : `New ${spec.title}`;
   const save = async () => {
     const input = { ...toInput(spec.policy, head), rules: rules.map((r) => toInput(spec.rule, r)) };
-    try {
-      if (props.policy) {
-        await gql(
-          `mutation U($id: ID!, $input: PolicyUpdateInput!, $v: Int) { updatePolicy(policyId: $id, input: $input, expectedVersion: $v) { position } }`,
-          { id: props.policy.id, input: { [props.kind]: input }, v: props.policy.version },
-        );
-      } else {
-        await gql(`mutation C($siteId: ID!, $input: ${spec.input}!) { ${spec.create}(siteId: $siteId, input: $input) { position } }`, { siteId: props.siteId, input });
-      }
-      props.onDone(true);
-    } catch (e) {
-      const err = e as ApiError;
-      setError(err.code === 'CONFLICT' ? new ApiError('The policy changed meanwhile: cancel and edit it again.', 'CONFLICT') : err);
+    if (props.policy) {
+      await gql(
+        `mutation U($id: ID!, $input: PolicyUpdateInput!, $v: Int) { updatePolicy(policyId: $id, input: $input, expectedVersion: $v) { position } }`,
+        { id: props.policy.id, input: { [props.kind]: input }, v: props.policy.version },
+      );
+    } else {
+      await gql(`mutation C($siteId: ID!, $input: ${spec.input}!) { ${spec.create}(siteId: $siteId, input: $input) { position } }`, { siteId: props.siteId, input });
     }
+    props.onDone(true);
   };
   return (
-    <form
-      class="policy-form"
-      aria-label={legend}
-      onSubmit={(e) => {
-        e.preventDefault();
-        void save();
-      }}
-    >
+    <ActionForm class="policy-form" label={legend} onSubmit={save} conflict="The policy changed meanwhile: cancel and edit it again.">
       <fieldset>
         <legend>{legend}</legend>
         <Fields fields={spec.policy} values={head} onChange={setHead} />
@@ -162,9 +150,8 @@ export function PolicyForm(props: { kind: Kind; siteId: string; policy?: any; on
           <button type="submit">Save</button>
           <button type="button" class="secondary" onClick={() => props.onDone(false)}>Cancel</button>
         </div>
-        <ErrorNote error={error} />
       </fieldset>
-    </form>
+    </ActionForm>
   );
 }
 
@@ -182,12 +169,7 @@ function Fields(props: { fields: Field[]; values: Values; onChange: (v: Values) 
           );
         if (f.type === 'select')
           return (
-            <label key={f.key}>
-              {f.label}
-              <select aria-label={f.label} value={values[f.key]} onChange={(e) => set(f.key, (e.target as HTMLSelectElement).value)}>
-                {f.options.map((o) => <option key={o} value={o}>{titleCase(o)}</option>)}
-              </select>
-            </label>
+            <SelectField key={f.key} label={f.label} value={values[f.key]} onChange={(v) => set(f.key, v)} options={f.options.map((o) => [o, titleCase(o)] as const)} />
           );
         if (f.type === 'multi')
           return (
@@ -208,19 +190,14 @@ function Fields(props: { fields: Field[]; values: Values; onChange: (v: Values) 
             </fieldset>
           );
         return (
-          <label key={f.key}>
-            {f.label}
-            {f.type === 'int' ? (
-              <input type="number" value={values[f.key]} onInput={(e) => set(f.key, (e.target as HTMLInputElement).value)} />
-            ) : (
-              <input
-                type="text"
-                placeholder={f.type === 'list' ? 'comma-separated; empty: any' : ''}
-                value={values[f.key]}
-                onInput={(e) => set(f.key, (e.target as HTMLInputElement).value)}
-              />
-            )}
-          </label>
+          <TextField
+            key={f.key}
+            label={f.label}
+            type={f.type === 'int' ? 'number' : 'text'}
+            placeholder={f.type === 'list' ? 'comma-separated; empty: any' : undefined}
+            value={values[f.key]}
+            onInput={(v) => set(f.key, v)}
+          />
         );
       })}
     </div>

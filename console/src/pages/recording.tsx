@@ -3,6 +3,7 @@ import { ApiError, gql, subscribe } from '../api';
 import type { Me } from '../app';
 import { TimeChart } from '../charts';
 import { Player, type Controller, type Marker } from '../player';
+import { ActionForm, useAction } from '../forms';
 import { Link, useUrl } from '../router';
 import { State } from './recordings';
 import { ErrorNote, Loading, Section, fmtBytes, fmtDuration, fmtTime, titleCase, useAsync } from '../util';
@@ -311,7 +312,6 @@ function Detections(props: { detections: any[]; onSeek: (t: number) => void }) {
 function Comments(props: { recordingId: string; comments: any[]; now: number; onSeek: (t: number) => void; onAdded: (c: any) => void }) {
   const [text, setText] = useState('');
   const [severity, setSeverity] = useState('NORMAL');
-  const [error, setError] = useState<ApiError | null>(null);
   const at = Math.floor(props.now);
   const sorted = [...props.comments].sort((a, b) => (a.offsetMs ?? 0) - (b.offsetMs ?? 0));
   return (
@@ -328,27 +328,18 @@ function Comments(props: { recordingId: string; comments: any[]; now: number; on
           </li>
         ))}
       </ul>
-      <form
+      <ActionForm
         class="comment-form"
-        onSubmit={async (e) => {
-          e.preventDefault();
-          if (!text.trim()) {
-            setError(new ApiError('Write the comment first.', 'VALIDATION'));
-            return;
-          }
-          try {
-            const data = await gql<{ addComment: { comment: any } }>(
-              `mutation Add($id: ID!, $text: String!, $severity: CommentSeverity, $offsetMs: Int) {
-                addComment(recordingId: $id, text: $text, severity: $severity, offsetMs: $offsetMs) { position comment { ${COMMENT_FIELDS} } }
-              }`,
-              { id: props.recordingId, text: text.trim(), severity, offsetMs: at * 1000 },
-            );
-            setText('');
-            setError(null);
-            props.onAdded(data.addComment.comment);
-          } catch (err) {
-            setError(err as ApiError);
-          }
+        onSubmit={async () => {
+          if (!text.trim()) throw new ApiError('Write the comment first.', 'VALIDATION');
+          const data = await gql<{ addComment: { comment: any } }>(
+            `mutation Add($id: ID!, $text: String!, $severity: CommentSeverity, $offsetMs: Int) {
+              addComment(recordingId: $id, text: $text, severity: $severity, offsetMs: $offsetMs) { position comment { ${COMMENT_FIELDS} } }
+            }`,
+            { id: props.recordingId, text: text.trim(), severity, offsetMs: at * 1000 },
+          );
+          setText('');
+          props.onAdded(data.addComment.comment);
         }}
       >
         <label for="comment-text">Comment</label>
@@ -362,8 +353,7 @@ function Comments(props: { recordingId: string; comments: any[]; now: number; on
           </select>
         </label>
         <button type="submit">Add comment at {fmtDuration(at)}</button>
-        <ErrorNote error={error} />
-      </form>
+      </ActionForm>
     </Section>
   );
 }
@@ -401,26 +391,19 @@ function stat(m: any, unit: string): string {
 function Actions(props: { r: any; me: Me; onChange: () => void }) {
   const { r, me } = props;
   const [reason, setReason] = useState('');
-  const [error, setError] = useState<ApiError | null>(null);
+  const action = useAction();
   const [done, setDone] = useState('');
   const canRestrict = ['ADMIN', 'PRIVILEGED_PLAYER', 'AUDITOR'].includes(me.role);
   const canHold = me.role === 'ADMIN';
   if (!canRestrict && !canHold) return null;
-  const run = async (what: string, query: string, variables: Record<string, unknown>) => {
-    if (!reason.trim()) {
-      setError(new ApiError('Give a reason first.', 'VALIDATION'));
-      return;
-    }
-    try {
+  const run = (what: string, query: string, variables: Record<string, unknown>) =>
+    action.run(async () => {
+      if (!reason.trim()) throw new ApiError('Give a reason first.', 'VALIDATION');
       await gql(query, variables);
-      setError(null);
       setReason('');
       setDone(what);
       props.onChange();
-    } catch (e) {
-      setError(e as ApiError);
-    }
-  };
+    });
   return (
     <form class="actions" aria-label="Recording actions" onSubmit={(e) => e.preventDefault()}>
       <label>
@@ -444,7 +427,7 @@ function Actions(props: { r: any; me: Me; onChange: () => void }) {
       )}
       {r.onLegalHold && <span class="badge badge-hold">on legal hold</span>}
       {done && <span role="status">{done}</span>}
-      <ErrorNote error={error} />
+      <ErrorNote error={action.error} />
     </form>
   );
 }

@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
-import { ApiError, gql } from '../api';
+import { gql } from '../api';
 import type { Me } from '../app';
+import { ActionButton, ActionForm, SelectField, SiteSelect, TextField, useAction, useSites } from '../forms';
 import { ErrorNote, Loading, Section, fmtTime, titleCase, useAsync } from '../util';
 
 const SERVERS_QUERY = `query Servers($atLeast: Int) { servers(atLeast: $atLeast) {
@@ -13,21 +14,11 @@ export function Servers(props: { me: Me }) {
   const list = useAsync(() => gql<{ servers: any[] }>(SERVERS_QUERY), []);
   const admin = props.me.role === 'ADMIN';
   const [secret, setSecret] = useState<{ name: string; token: string } | null>(null);
-  const [error, setError] = useState<ApiError | null>(null);
-  const rotate = async (server: any) => {
-    if (!confirm(`Rotate the AGENT token of ${server.name}? Its current token stops working at once.`)) return;
-    try {
-      const d = await gql<{ rotateAgentToken: { agentToken: string } }>('mutation R($id: ID!) { rotateAgentToken(serverId: $id) { position agentToken } }', { id: server.id });
-      setSecret({ name: server.name, token: d.rotateAgentToken.agentToken });
-      setError(null);
-    } catch (e) {
-      setError(e as ApiError);
-    }
-  };
+  const action = useAction();
   return (
     <>
       <h1>Servers</h1>
-      <ErrorNote error={list.error ?? error} />
+      <ErrorNote error={list.error ?? action.error} />
       {secret && (
         <div class="note" role="status">
           The AGENT token of {secret.name}, shown once (configure the server with it now):
@@ -66,7 +57,18 @@ export function Servers(props: { me: Me }) {
                 {admin && (
                   <td>
                     {s.status !== 'DISCONNECTED' && (
-                      <button type="button" class="secondary" aria-label={`Rotate token of ${s.name}`} onClick={() => rotate(s)}>Rotate token</button>
+                      <ActionButton
+                        action={action}
+                        secondary
+                        name={`Rotate token of ${s.name}`}
+                        confirm={`Rotate the AGENT token of ${s.name}? Its current token stops working at once.`}
+                        run={async () => {
+                          const d = await gql<{ rotateAgentToken: { agentToken: string } }>('mutation R($id: ID!) { rotateAgentToken(serverId: $id) { position agentToken } }', { id: s.id });
+                          setSecret({ name: s.name, token: d.rotateAgentToken.agentToken });
+                        }}
+                      >
+                        Rotate token
+                      </ActionButton>
                     )}
                   </td>
                 )}
@@ -81,47 +83,29 @@ export function Servers(props: { me: Me }) {
 }
 
 function Connect(props: { onConnected: (name: string, token: string) => void }) {
-  const sites = useAsync(() => gql<{ sites: { id: string; name: string }[] }>('{ sites { id name } }'), []);
+  const sites = useSites();
   const [form, setForm] = useState({ siteId: '', name: '', host: '', deployment: 'ON_PREMISES', version: '' });
-  const [error, setError] = useState<ApiError | null>(null);
-  const set = (key: string) => (e: Event) => setForm({ ...form, [key]: (e.target as HTMLInputElement).value });
   const siteId = form.siteId || sites.data?.sites[0]?.id || '';
   return (
     <Section title="Connect a server">
-      <form
+      <ActionForm
         class="row"
-        onSubmit={async (e) => {
-          e.preventDefault();
-          try {
-            const d = await gql<{ connectServer: { agentToken: string } }>(
-              'mutation C($input: ConnectServerInput!) { connectServer(input: $input) { position agentToken } }',
-              { input: { ...form, siteId, name: form.name.trim(), host: form.host.trim(), version: form.version.trim() } },
-            );
-            setError(null);
-            props.onConnected(form.name.trim(), d.connectServer.agentToken);
-            setForm({ ...form, name: '', host: '', version: '' });
-          } catch (err) {
-            setError(err as ApiError);
-          }
+        onSubmit={async () => {
+          const d = await gql<{ connectServer: { agentToken: string } }>(
+            'mutation C($input: ConnectServerInput!) { connectServer(input: $input) { position agentToken } }',
+            { input: { ...form, siteId, name: form.name.trim(), host: form.host.trim(), version: form.version.trim() } },
+          );
+          props.onConnected(form.name.trim(), d.connectServer.agentToken);
+          setForm({ ...form, name: '', host: '', version: '' });
         }}
       >
-        <label>Site<br />
-          <select value={siteId} onChange={set('siteId')}>
-            {(sites.data?.sites ?? []).map((s) => <option key={s.id} value={s.id}>{s.name}</option>)}
-          </select>
-        </label>
-        <label>Name<br /><input type="text" value={form.name} onInput={set('name')} /></label>
-        <label>Host name<br /><input type="text" value={form.host} onInput={set('host')} /></label>
-        <label>Deployment<br />
-          <select value={form.deployment} onChange={set('deployment')}>
-            <option value="ON_PREMISES">On premises</option>
-            <option value="CLOUD">Cloud</option>
-          </select>
-        </label>
-        <label>Version<br /><input type="text" value={form.version} onInput={set('version')} /></label>
+        <SiteSelect stacked sites={sites.data?.sites} value={siteId} onChange={(id) => setForm({ ...form, siteId: id })} />
+        <TextField stacked label="Name" value={form.name} onInput={(name) => setForm({ ...form, name })} />
+        <TextField stacked label="Host name" value={form.host} onInput={(host) => setForm({ ...form, host })} />
+        <SelectField stacked label="Deployment" value={form.deployment} onChange={(deployment) => setForm({ ...form, deployment })} options={[['ON_PREMISES', 'On premises'], ['CLOUD', 'Cloud']]} />
+        <TextField stacked label="Version" value={form.version} onInput={(version) => setForm({ ...form, version })} />
         <button type="submit">Connect</button>
-      </form>
-      <ErrorNote error={error} />
+      </ActionForm>
     </Section>
   );
 }
@@ -130,7 +114,6 @@ function Settings(props: { server: any; editable: boolean; onSaved: () => void }
   const s = props.server.settings;
   const [open, setOpen] = useState(false);
   const [form, setForm] = useState({ maxFileSizeMb: String(s.maxFileSizeMb), maxRecordingHours: String(s.maxRecordingHours), livePlaybackEnabled: s.livePlaybackEnabled, recordingEnabled: s.recordingEnabled });
-  const [error, setError] = useState<ApiError | null>(null);
   const summary = `${s.maxFileSizeMb} MB files, ${s.maxRecordingHours} h max, live playback ${s.livePlaybackEnabled ? 'on' : 'off'}, recording ${s.recordingEnabled ? 'on' : 'off'} (version ${props.server.settingsVersion})`;
   if (!props.editable || !open)
     return (
@@ -141,39 +124,33 @@ function Settings(props: { server: any; editable: boolean; onSaved: () => void }
     );
   return (
     <Section title={`Settings of ${props.server.name}`}>
-      <form
+      <ActionForm
         class="stack"
-        onSubmit={async (e) => {
-          e.preventDefault();
-          try {
-            await gql(
-              'mutation S($id: ID!, $settings: ServerSettingsInput!, $v: Int) { updateServerSettings(serverId: $id, settings: $settings, expectedVersion: $v) { position } }',
-              {
-                id: props.server.id,
-                v: props.server.settingsVersion,
-                settings: {
-                  maxFileSizeMb: Number(form.maxFileSizeMb),
-                  maxRecordingHours: Number(form.maxRecordingHours),
-                  livePlaybackEnabled: form.livePlaybackEnabled,
-                  recordingEnabled: form.recordingEnabled,
-                },
+        conflict="Someone changed these settings meanwhile: reload to see theirs, then edit again."
+        onSubmit={async () => {
+          await gql(
+            'mutation S($id: ID!, $settings: ServerSettingsInput!, $v: Int) { updateServerSettings(serverId: $id, settings: $settings, expectedVersion: $v) { position } }',
+            {
+              id: props.server.id,
+              v: props.server.settingsVersion,
+              settings: {
+                maxFileSizeMb: Number(form.maxFileSizeMb),
+                maxRecordingHours: Number(form.maxRecordingHours),
+                livePlaybackEnabled: form.livePlaybackEnabled,
+                recordingEnabled: form.recordingEnabled,
               },
-            );
-            setOpen(false);
-            props.onSaved();
-          } catch (err) {
-            const e2 = err as ApiError;
-            setError(e2.code === 'CONFLICT' ? new ApiError('Someone changed these settings meanwhile: reload to see theirs, then edit again.', 'CONFLICT') : e2);
-          }
+            },
+          );
+          setOpen(false);
+          props.onSaved();
         }}
       >
-        <label>Maximum file size (MB, 10 to 300)<input type="number" value={form.maxFileSizeMb} onInput={(e) => setForm({ ...form, maxFileSizeMb: (e.target as HTMLInputElement).value })} /></label>
-        <label>Maximum recording hours (1 to 24)<input type="number" value={form.maxRecordingHours} onInput={(e) => setForm({ ...form, maxRecordingHours: (e.target as HTMLInputElement).value })} /></label>
+        <TextField type="number" label="Maximum file size (MB, 10 to 300)" value={form.maxFileSizeMb} onInput={(maxFileSizeMb) => setForm({ ...form, maxFileSizeMb })} />
+        <TextField type="number" label="Maximum recording hours (1 to 24)" value={form.maxRecordingHours} onInput={(maxRecordingHours) => setForm({ ...form, maxRecordingHours })} />
         <label class="row"><input type="checkbox" checked={form.livePlaybackEnabled} onChange={(e) => setForm({ ...form, livePlaybackEnabled: (e.target as HTMLInputElement).checked })} /> Live playback enabled</label>
         <label class="row"><input type="checkbox" checked={form.recordingEnabled} onChange={(e) => setForm({ ...form, recordingEnabled: (e.target as HTMLInputElement).checked })} /> Recording enabled</label>
         <div class="row"><button type="submit">Save</button><button type="button" class="secondary" onClick={() => setOpen(false)}>Cancel</button></div>
-        <ErrorNote error={error} />
-      </form>
+      </ActionForm>
     </Section>
   );
 }
