@@ -131,6 +131,7 @@ export function Player(props: {
         setDuration((x) => Math.max(x, d, props.durationSec));
         setReady(true);
       },
+      onError: (message) => setError(new ApiError(message, 'INTERNAL')),
     });
     props.controller.current = {
       time: () => view.time(),
@@ -146,8 +147,14 @@ export function Player(props: {
     };
     const tail = new ContentTail(props.contentUrl, props.ticketUrl);
     let stopped = false;
+    let failed = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const poll = async () => {
+      // A hidden tab asks nothing; it catches up once shown again.
+      if (document.hidden && tail.have > 0) {
+        timer = setTimeout(poll, 2000);
+        return;
+      }
       try {
         if (source?.blob && tail.have === 0) {
           view.append(tail.begin(new Uint8Array(await source.blob.arrayBuffer())));
@@ -157,9 +164,11 @@ export function Player(props: {
           if (lines || reset) view.append(lines, reset);
         }
         el.dataset.bytes = String(tail.have);
-        setError(null);
+        if (failed) setError(null);
+        failed = false;
       } catch (e) {
         if (stopped) return;
+        failed = true;
         setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
       }
       if (!stopped && props.live) timer = setTimeout(poll, 2000);

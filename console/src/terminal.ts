@@ -40,7 +40,7 @@ export class TerminalView implements Controller {
     private host: HTMLElement,
     private live: boolean,
     startAt: number,
-    private hooks: { onShown: (duration: number) => void },
+    private hooks: { onShown: (duration: number) => void; onError: (message: string) => void },
   ) {
     this.startAt = startAt;
     // A live session opened without a moment to go to follows its tail.
@@ -110,15 +110,19 @@ export class TerminalView implements Controller {
       layer.classList.remove('ap-incoming');
       this.hooks.onShown(player.getDuration() ?? this.end);
     };
-    // 'ready': loaded (not in the typings, but a player event).
-    (player.addEventListener as (name: string, handler: () => void) => void)('ready', () => {
+    // 'ready' (loaded), 'seeked' and 'error' are player events the typings omit.
+    const on = player.addEventListener as (name: string, handler: (payload?: any) => void) => void;
+    on('ready', () => {
       if (!mine()) return;
       this.ended = false;
       if (play) void player.play();
       else void player.seek(at);
     });
     player.addEventListener('playing', show);
-    (player.addEventListener as (name: string, handler: () => void) => void)('seeked', show);
+    on('error', (error?: { message?: string }) => {
+      if (mine()) this.hooks.onError(error?.message ?? 'the terminal recording cannot be played');
+    });
+    on('seeked', show);
     player.addEventListener('ended', () => {
       show();
       if (this.current !== built) return;
