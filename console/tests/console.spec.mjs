@@ -308,15 +308,7 @@ test('a live session view updates while the fleet streams into it', async () => 
   await page.getByRole('table', { name: 'Live sessions' }).waitFor();
   // A session that starts now shows up without a reload: the page follows
   // `liveRecordings` (its periodic refresh is every 30 s).
-  const site = (await gql('mutation { createSite(input: {name: "Live follow"}) { siteId } }')).createSite.siteId;
-  await gql('mutation($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }', {
-    id: '00000000-0000-8000-8000-000000000002',
-    site,
-  });
-  const server = (await gql(
-    'mutation($site: ID!) { connectServer(input: {siteId: $site, name: "sr-live-follow", host: "rec.example", deployment: ON_PREMISES, version: "2407"}) { serverId agentToken } }',
-    { site },
-  )).connectServer;
+  const server = await ownServer('sr-live-follow');
   const started = (await gql(
     'mutation($server: ID!, $user: String!) { startRecording(input: {serverId: $server, sessionId: "follow-1", session: {user: $user, host: "vda-follow", clientIp: "10.0.0.9", clientName: "laptop-9", applications: ["Excel"]}}) { recordingId recorded } }',
     { server: server.serverId, user: 'CORP\\livefollow' },
@@ -341,7 +333,8 @@ test('a live session view updates while the fleet streams into it', async () => 
 });
 
 /** A server of its own on a new site that records everyone, and its AGENT token. */
-async function ownServer(name) {
+async function ownServer(prefix) {
+  const name = `${prefix}-${Date.now()}`;
   const site = (await gql('mutation($n: String!) { createSite(input: {name: $n}) { siteId } }', { n: `${name} site` })).createSite.siteId;
   await gql('mutation($id: ID!, $site: ID) { activatePolicy(policyId: $id, siteId: $site) { position } }', {
     id: '00000000-0000-8000-8000-000000000002',
@@ -371,7 +364,7 @@ async function putChunk(agent, id, seq, text) {
 }
 
 test('a live terminal session follows its tail: new bytes only, by Range, and a refused ticket is renewed', async () => {
-  const server = await ownServer(`sr-tail-${Date.now()}`);
+  const server = await ownServer('sr-tail');
   const t0 = Date.now();
   const id = (await gql(
     'mutation($server: ID!) { startRecording(input: {serverId: $server, sessionId: "tail-1", session: {user: "CORP\\\\tail.watcher", host: "vda-tail", applications: ["powershell.exe"]}}) { recordingId recorded } }',
