@@ -102,13 +102,30 @@ export class TerminalView implements Controller {
     this.incoming = built;
     this.stale = false;
     const mine = () => generation === this.generation;
-    const show = () => {
+    // Positioned: it takes the old one's place once it has drawn that
+    // moment (the terminal draws on a later animation frame; a terminal
+    // that stays empty takes it after half a second of frames).
+    let swapping = false;
+    const swap = () => {
       if (!mine() || this.incoming !== built) return;
       this.incoming = null;
       this.discard(this.current);
       this.current = built;
       layer.classList.remove('ap-incoming');
       this.hooks.onShown(player.getDuration() ?? this.end);
+    };
+    const show = () => {
+      if (swapping) return;
+      swapping = true;
+      if (!this.current) return swap();
+      let frames = 0;
+      const drawn = () => {
+        frames += 1;
+        if (!mine()) return;
+        if ((frames >= 2 && (layer.textContent ?? '').trim()) || frames > 30) swap();
+        else requestAnimationFrame(drawn);
+      };
+      requestAnimationFrame(drawn);
     };
     // 'ready' (loaded), 'seeked' and 'error' are player events the typings omit.
     const on = player.addEventListener as (name: string, handler: (payload?: any) => void) => void;
@@ -125,7 +142,7 @@ export class TerminalView implements Controller {
     on('seeked', show);
     player.addEventListener('ended', () => {
       show();
-      if (this.current !== built) return;
+      if (this.current !== built && this.incoming !== built) return;
       this.ended = true;
       if (!this.wanted) return;
       // At the end of what it has: on with the newer lines, or (live)

@@ -394,6 +394,14 @@ test('a live terminal session follows its tail: new bytes only, by Range, and a 
   // Opened live, the player follows the tail and shows the latest output.
   await terminal.getByText('tail-line-3').first().waitFor({ timeout: 20000 });
   const before = (await terminal.innerText()).trim();
+  // From now on the page notes whenever the terminal shows nothing: a
+  // player made again for new lines replaces the old one only once drawn.
+  await page.evaluate(() => {
+    window.blank = 0;
+    setInterval(() => {
+      if (!document.querySelector('[data-kind=terminal]').innerText.includes('tail-line-1')) window.blank += 1;
+    }, 20);
+  });
 
   // The agent goes on writing; the page shows each new line, having asked
   // only for the bytes after those it had.
@@ -443,6 +451,7 @@ test('a live terminal session follows its tail: new bytes only, by Range, and a 
   const secs = (clock) => clock.split(':').reduce((total, part) => total * 60 + Number(part), 0);
   assert.ok(secs(now) >= secs(at), `the position went on: ${at} -> ${now}`);
   assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
+  assert.equal(await page.evaluate(() => window.blank), 0, 'the terminal never went blank while it followed');
   await shootAndCheck(page, 'recording-live-terminal');
   await gql('mutation($id: ID!) { endRecording(recordingId: $id) { position } }', { id }, server.agentToken);
   await page.context().close();
