@@ -59,11 +59,11 @@ export class TerminalView implements Controller {
     if (this.events === 0) return;
     if (!this.current && !this.incoming) {
       if (this.live && this.wanted) this.goLive();
-      else this.build(this.startAt, this.wanted);
+      else this.build(this.startAt);
       return;
     }
     this.stale = true;
-    if (this.wanted && this.ended && !this.incoming) this.build(this.time(), true);
+    if (this.wanted && this.ended && !this.incoming) this.build(this.time());
   }
 
   /** Reads one line's time: the header's version, an event's time. */
@@ -82,7 +82,8 @@ export class TerminalView implements Controller {
     }
   }
 
-  private build(at: number, play: boolean) {
+  /** Makes a player of the text at `at`, playing if the viewer wants it playing. */
+  private build(at: number) {
     const generation = ++this.generation;
     this.discard(this.incoming);
     const layer = document.createElement('div');
@@ -132,7 +133,8 @@ export class TerminalView implements Controller {
     on('ready', () => {
       if (!mine()) return;
       this.ended = false;
-      if (play) void player.play();
+      // Asked when it is loaded: the viewer may have paused meanwhile.
+      if (this.wanted) void player.play();
       else void player.seek(at);
     });
     player.addEventListener('playing', show);
@@ -147,7 +149,7 @@ export class TerminalView implements Controller {
       if (!this.wanted) return;
       // At the end of what it has: on with the newer lines, or (live)
       // wait for them; a finished recording stops.
-      if (this.stale) this.build(this.time(), true);
+      if (this.stale) this.build(this.time());
       else if (!this.live) this.wanted = false;
     });
   }
@@ -161,7 +163,7 @@ export class TerminalView implements Controller {
   /** Plays from a second before the latest output and follows the tail. */
   goLive(): void {
     this.wanted = true;
-    if (this.events > 0) this.build(Math.max(0, this.end - 1), true);
+    if (this.events > 0) this.build(Math.max(0, this.end - 1));
   }
 
   time(): number {
@@ -172,7 +174,7 @@ export class TerminalView implements Controller {
     const at = Math.max(0, t);
     if (!this.current || this.stale || this.incoming) {
       this.startAt = at;
-      if (this.events > 0) this.build(at, this.wanted);
+      if (this.events > 0) this.build(at);
       return;
     }
     const player = this.current.player;
@@ -186,7 +188,7 @@ export class TerminalView implements Controller {
   play(): void {
     this.wanted = true;
     if (!this.current) return;
-    if (this.stale) this.build(this.time(), true);
+    if (this.stale) this.build(this.time());
     // Live at its end: following, the next lines play when they come.
     else if (!(this.ended && this.live)) {
       this.ended = false;
@@ -206,7 +208,7 @@ export class TerminalView implements Controller {
   /** The player's speed is fixed when it is made: made again at the same moment. */
   setSpeed(speed: number): void {
     this.speed = speed;
-    if (this.current) this.build(this.time(), this.wanted);
+    if (this.current) this.build(this.time());
   }
 
   dispose(): void {
