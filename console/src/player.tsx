@@ -148,6 +148,8 @@ export function Player(props: {
     const tail = new ContentTail(props.contentUrl, props.ticketUrl);
     let stopped = false;
     let failed = false;
+    // Content of no declared type came whole as the sniffed blob.
+    let begun = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const poll = async () => {
       // A hidden tab asks nothing; it catches up once shown again.
@@ -156,7 +158,8 @@ export function Player(props: {
         return;
       }
       try {
-        if (source?.blob && tail.have === 0) {
+        if (source?.blob && !begun) {
+          begun = true;
           view.append(tail.begin(new Uint8Array(await source.blob.arrayBuffer())));
         } else {
           const { lines, reset } = await tail.next();
