@@ -565,7 +565,8 @@ async function activate(page, name) {
 
 test('event detection and response policies are created, edited, activated and deleted with their forms', async () => {
   const siteId = (await gql('mutation($n: String!) { createSite(input: {name: $n}) { siteId } }', { n: `Policy forms ${Date.now()}` })).createSite.siteId;
-  const first = (await gql(POLICIES, { s: siteId })).policies;
+  // The site's policies as they start (once the read model has the site).
+  const first = await eventually(async () => (await gql(POLICIES, { s: siteId })).policies);
   const page = await newPage(browser);
   await signIn(page);
   await page.goto(`${SRS_URL}/policies?site=${siteId}`);
