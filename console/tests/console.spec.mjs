@@ -374,6 +374,7 @@ test('a live terminal session follows its tail: new bytes only, by Range, and a 
   const line = (n) => JSON.stringify([Math.max(0.1, (Date.now() - t0) / 1000), 'o', `PS C:\\> echo tail-line-${n}\r\n`]) + '\n';
   const header = JSON.stringify({ version: 2, width: 80, height: 24, timestamp: Math.floor(t0 / 1000) }) + '\n';
   await putChunk(server.agentToken, id, 0, header + line(1) + line(2) + line(3));
+  await eventually(async () => assert.ok((await gql('query($id: ID!) { recording(id: $id) { sizeBytes } }', { id })).recording?.sizeBytes > 0));
 
   const page = await newPage(browser);
   await signIn(page);
