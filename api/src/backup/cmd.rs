@@ -208,16 +208,16 @@ async fn remote_backup(
     key: &WrappingKey,
     partial: &Path,
 ) -> Result<BackupSummary, BackupError> {
-    let endpoint = format!("{}/backup", base_url(url));
+    let client = srs_client::Client::new(url, Some(token));
+    let endpoint = format!("{}/backup", client.base());
     if endpoint.starts_with("http://") && !is_loopback(&endpoint) {
         eprintln!(
             "srs: warning: {endpoint} is not TLS: the wrapping key of this backup crosses the network in clear"
         );
     }
     let body = serde_json::json!({ "wrapping": wrapping, "wrapping_key": key.to_hex() });
-    let mut response = reqwest::Client::new()
-        .post(&endpoint)
-        .bearer_auth(token)
+    let mut response = client
+        .authorized(client.http().post(&endpoint))
         .json(&body)
         .send()
         .await
@@ -243,12 +243,6 @@ async fn remote_backup(
     // What arrived is checked like a restore checks it (nothing written).
     let summary = check_only(partial, Secret::Derived(key.clone()))?;
     Ok(summary)
-}
-
-/// The server's base URL (a trailing `/graphql` or `/` dropped).
-pub fn base_url(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    url.strip_suffix("/graphql").unwrap_or(url).to_string()
 }
 
 fn is_loopback(url: &str) -> bool {

@@ -109,7 +109,7 @@ mod restore;
 mod tests;
 mod write;
 
-pub use cmd::{backup_command, base_url, restore_command, BackupArgs, RestoreArgs};
+pub use cmd::{backup_command, restore_command, BackupArgs, RestoreArgs};
 pub use format::{BackupError, Wrapping, WrappingKey, MAGIC, MAX_RECORD};
 pub use http::routes;
 pub use restore::{check_only, restore, RestoreSummary, Secret};
