@@ -10,8 +10,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::bench_cmd::bench;
-pub use crate::bench_cmd::BenchKind;
 use crate::server::{shutdown_signal, ServeError, ServeOptions, Server};
 use crate::state::{Limits, Rate};
 
@@ -129,37 +127,15 @@ pub enum Command {
     /// Verify a backup file completely, then write it into a new (or empty)
     /// data directory; nothing is written unless every check passes.
     Restore(crate::backup::RestoreArgs),
-    /// Measure srs; every figure comes with a baseline measured in the same run.
+    /// Measure srs; every figure comes with a baseline measured in the same
+    /// run. Runs the `srs-bench` executable found next to `srs` with these
+    /// arguments (`srs bench --help` lists them); build both with
+    /// `cargo build --release -p srs -p srs-bench`.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
     Bench {
-        /// Which benchmarks to run.
-        #[arg(value_enum, default_value = "all")]
-        which: BenchKind,
-        /// One JSON object per figure and line.
-        #[arg(long)]
-        json: bool,
-        /// Measuring time per throughput figure, in seconds.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Events in the log that the scan figure reads.
-        #[arg(long, default_value_t = 200_000)]
-        scan_events: u64,
-        /// Events in the generated history that `rebuild` rebuilds.
-        #[arg(long, default_value_t = 1_000_000)]
-        rebuild_events: u64,
-        /// Recordings in the catalogue that `rebuild` times filtered pages on.
-        #[arg(long, default_value_t = 1_000_000)]
-        catalogue_recordings: u64,
-        /// A reachable PostgreSQL (e.g. `postgresql://user:pw@127.0.0.1/db`):
-        /// `log` then also times single-event INSERT+COMMIT from 64 writers
-        /// there and compares `append_64_writers` with it.
-        #[arg(long, env = "SRS_BENCH_PG", hide_env_values = true)]
-        pg: Option<String>,
-        /// Recordings in the history that `graphql` serves.
-        #[arg(long, default_value_t = 1_000_000)]
-        graphql_recordings: u64,
-        /// Concurrent keep-alive connections of the `graphql` client.
-        #[arg(long, default_value_t = 32)]
-        graphql_connections: usize,
+        /// The arguments of `srs-bench`, e.g. `log --json`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -433,35 +409,47 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => crate::replay_cmd::import(args).await,
         Command::Backup(args) => crate::backup::backup_command(args).await,
         Command::Restore(args) => crate::backup::restore_command(args).await,
-        Command::Bench {
-            which,
-            json,
-            seconds,
-            scan_events,
-            rebuild_events,
-            catalogue_recordings,
-            pg,
-            graphql_recordings,
-            graphql_connections,
-        } => {
-            let graphql = crate::bench_graphql::GraphqlBenchOptions {
-                recordings: graphql_recordings,
-                seconds,
-                connections: graphql_connections,
-            };
-            bench(
-                which,
-                json,
-                seconds,
-                scan_events,
-                (rebuild_events, catalogue_recordings),
-                pg.as_deref(),
-                &graphql,
-            )
-            .await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bench { args } => bench(&args),
     }
+}
+
+/// The benchmarks' executable, looked for next to this one.
+const BENCH_EXE: &str = "srs-bench";
+
+/// `srs bench ARGS`: runs `srs-bench ARGS` from the directory of this
+/// executable, its output straight through, and exits with its exit code.
+fn bench(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().unwrap_or(std::path::Path::new("."));
+    bench_in(dir, args)
+}
+
+fn bench_in(dir: &std::path::Path, args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let path = dir.join(format!("{BENCH_EXE}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        eprintln!(
+            "error: `srs bench` runs {}, which is not there; build it next to srs with \
+             `cargo build --release -p srs-bench` (or both with `cargo build --release -p srs -p srs-bench`)",
+            path.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let status = std::process::Command::new(&path)
+        .args(args)
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", path.display()))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+        None => {
+            // Killed by a signal: the shell's convention, 128 + the signal.
+            #[cfg(unix)]
+            let code = std::os::unix::process::ExitStatusExt::signal(&status)
+                .map_or(2, |signal| 128 + signal);
+            #[cfg(not(unix))]
+            let code = 2;
+            ExitCode::from(u8::try_from(code).unwrap_or(2))
+        }
+    })
 }
 
 fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
@@ -678,6 +666,41 @@ mod tests {
         ] {
             assert!(origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bench_passes_every_argument_on() {
+        let cli =
+            Cli::try_parse_from(["srs", "bench", "log", "--json", "--help", "--seconds", "1"])
+                .unwrap();
+        let Command::Bench { args } = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!(args, ["log", "--json", "--help", "--seconds", "1"]);
+    }
+
+    #[test]
+    fn bench_without_srs_bench_says_how_to_build_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(bench_in(dir.path(), &[]).unwrap(), ExitCode::from(2));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bench_runs_srs_bench_and_passes_its_exit_code_on() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join(BENCH_EXE);
+        let seen = dir.path().join("args");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$@\" > {}\nexit 3\n", seen.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let code = bench_in(dir.path(), &["log".into(), "--json".into()]).unwrap();
+        assert_eq!(code, ExitCode::from(3));
+        assert_eq!(std::fs::read_to_string(&seen).unwrap(), "log --json\n");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! # Layout
 //!
 //! - [`cli`]: flags (clap, each with an environment variable) and subcommands.
-//! - `bench_cmd`: `srs bench`.
 //! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
 //!   `export`, `import` over `srs_replay`.
 //! - [`backup`]: `srs backup` / `srs restore`, one file holding the log,
@@ -14,8 +13,6 @@
 //! - [`retention`]: the retention scheduler.
 //! - [`dashboards`]: dashboard figures kept while the dashboard read model
 //!   stands still.
-//! - `bench_cmd`: `srs bench`; `bench_graphql`: `srs bench graphql`, the
-//!   server under load against a plain handler on the same server.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -41,8 +38,6 @@
 
 pub mod auth;
 pub mod backup;
-mod bench_cmd;
-mod bench_graphql;
 pub mod cli;
 pub mod console;
 pub mod content;

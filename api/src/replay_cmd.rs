@@ -172,9 +172,20 @@ fn fail(e: ReplayError) -> ExitCode {
 }
 
 fn peak_note() -> String {
-    srs_bench::resources::peak_rss_bytes()
+    peak_rss_bytes()
         .map(|b| format!(" (peak memory {} KiB)", b / 1024))
         .unwrap_or_default()
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM`), if the
+/// platform reports it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 fn parse_time(text: &Option<String>, flag: &str) -> Result<Option<Timestamp>, ReplayError> {

@@ -612,8 +612,13 @@ impl Agent {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    srs_bench::quantile_ms(sorted, p).unwrap_or(0.0)
+/// The nearest-rank `p` quantile (0 < p <= 1) of latencies in
+/// microseconds, sorted ascending, in milliseconds; 0 without samples.
+fn percentile(sorted_us: &[u64], p: f64) -> f64 {
+    let rank = ((p * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len().max(1));
+    sorted_us
+        .get(rank - 1)
+        .map_or(0.0, |us| *us as f64 / 1_000.0)
 }
 
 /// Runs the fleet to the end and reports. Only a failed set-up (site,
