@@ -1,14 +1,16 @@
-//! srs-api: the GraphQL API of `API.md`, the HTTP server around it, and the
-//! `srs` command line.
+//! srs-api: the server library. Its one job is serving the GraphQL API of
+//! `API.md` and the HTTP routes around it (content, backup, console,
+//! GraphiQL, health, metrics) on a data directory, on a listener the
+//! caller has bound ([`server::Server::bind`], then
+//! [`server::Server::open_bound`] and [`server::Server::run`]). The command
+//! line is the `srs` package (`api/cli/`), the GraphQL client `srs-client`
+//! (`api/client/`).
 //!
 //! # Layout
 //!
-//! - [`cli`]: flags (clap, each with an environment variable) and subcommands.
-//! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
-//!   `export`, `import` over `srs_replay`.
-//! - [`backup`]: `srs backup` / `srs restore`, one file holding the log,
-//!   the content chunks and the (wrapped) recording keys; `POST /backup`
-//!   and `GET /log/export` on a running server.
+//! - [`backup`]: the backup file format, writing and checking it, restoring
+//!   it into a data directory; `POST /backup` and `GET /log/export` on a
+//!   running server.
 //! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
 //! - [`retention`]: the retention scheduler.
 //! - [`dashboards`]: dashboard figures kept while the dashboard read model
@@ -38,7 +40,6 @@
 
 pub mod auth;
 pub mod backup;
-pub mod cli;
 pub mod console;
 pub mod content;
 pub mod dashboards;
@@ -49,7 +50,6 @@ pub mod graphql;
 pub mod http;
 pub mod last_used;
 pub mod metrics;
-mod replay_cmd;
 pub mod retention;
 pub mod server;
 pub mod simulate;

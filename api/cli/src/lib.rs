@@ -1,4 +1,19 @@
-//! The `srs` command line.
+//! srs-cli: the `srs` command line. Its one job is turning flags (clap,
+//! each with an environment variable) into calls: `srs serve` opens and
+//! runs the server library ([`srs_api`]), `simulate` and `serve --demo`
+//! call the simulator, `replay`, `state`, `rebuild`, `projections`,
+//! `export`, `import`, `verify`, `backup` and `restore` are glue over
+//! `srs_replay` and [`srs_api::backup`] (through a running server with
+//! [`srs_client`]), and `srs bench` runs the `srs-bench` executable found
+//! next to this one.
+//!
+//! # Layout
+//!
+//! - this module: the flags, [`main`], `serve`, `simulate`, `verify`,
+//!   `bench`.
+//! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
+//!   `export`, `import` over `srs_replay`.
+//! - `backup_cmd`: `srs backup` / `srs restore`.
 //!
 //! Exit codes: 0 success, 1 a check failed (e.g. a broken chain), 2 an error
 //! (bad flags, a data directory in use, storage failure).
@@ -10,8 +25,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::server::{shutdown_signal, ServeError, ServeOptions, Server};
-use crate::state::{Limits, Rate};
+use srs_api::server::{shutdown_signal, ServeError, ServeOptions, Server};
+use srs_api::state::{Limits, Rate};
+
+mod backup_cmd;
+mod replay_cmd;
 
 #[derive(Parser, Debug)]
 #[command(name = "srs", version, about = "Session Recording service")]
@@ -123,10 +141,10 @@ pub enum Command {
     /// Write the log, the content chunks and the recordings' keys (encrypted
     /// under a passphrase or key file) as of one log position into one file;
     /// through a running server with --url and --token (ADMIN).
-    Backup(crate::backup::BackupArgs),
+    Backup(crate::backup_cmd::BackupArgs),
     /// Verify a backup file completely, then write it into a new (or empty)
     /// data directory; nothing is written unless every check passes.
-    Restore(crate::backup::RestoreArgs),
+    Restore(crate::backup_cmd::RestoreArgs),
     /// Measure srs; every figure comes with a baseline measured in the same
     /// run. Runs the `srs-bench` executable found next to `srs` with these
     /// arguments (`srs bench --help` lists them); build both with
@@ -301,7 +319,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// The site to create or reuse (by name).
-    #[arg(long, default_value = crate::simulate::DEFAULT_SITE)]
+    #[arg(long, default_value = srs_api::simulate::DEFAULT_SITE)]
     pub site: String,
     /// Print the report as one JSON object.
     #[arg(long)]
@@ -332,7 +350,7 @@ pub fn main() -> ExitCode {
 /// One line to stdout. Unlike `println!`, which panics when stdout is a
 /// pipe whose reader has gone (`| head`), it returns the error, which
 /// [`main`] turns into a quiet exit 0.
-pub(crate) fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_fmt(line)?;
     stdout.write_all(b"\n")
@@ -367,7 +385,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clock_start,
         } => {
             init_tracing(log_format);
-            let demo = demo.then_some(crate::demo::DemoOptions {
+            let demo = demo.then_some(srs_api::demo::DemoOptions {
                 recordings: demo_recordings,
                 seed: demo_seed,
                 ..Default::default()
@@ -397,7 +415,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema => {
             std::io::stdout()
                 .lock()
-                .write_all(crate::graphql::sdl().as_bytes())?;
+                .write_all(srs_api::graphql::sdl().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, from } => verify(&data, from),
@@ -407,8 +425,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections(args) => crate::replay_cmd::projections(args).await,
         Command::Export(args) => crate::replay_cmd::export(args).await,
         Command::Import(args) => crate::replay_cmd::import(args).await,
-        Command::Backup(args) => crate::backup::backup_command(args).await,
-        Command::Restore(args) => crate::backup::restore_command(args).await,
+        Command::Backup(args) => crate::backup_cmd::backup_command(args).await,
+        Command::Restore(args) => crate::backup_cmd::restore_command(args).await,
         Command::Bench { args } => bench(&args),
     }
 }
@@ -489,7 +507,7 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    use crate::simulate::{run, SimulateError, SimulateOptions};
+    use srs_api::simulate::{run, SimulateError, SimulateOptions};
     let options = SimulateOptions {
         url: args.url,
         token: args.token,
@@ -526,7 +544,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     options: ServeOptions,
-    demo: Option<crate::demo::DemoOptions>,
+    demo: Option<srs_api::demo::DemoOptions>,
     clock: Option<Arc<dyn srs_domain::time::Clock>>,
 ) -> anyhow::Result<ExitCode> {
     // The port first: a start that cannot listen creates nothing.
@@ -536,7 +554,7 @@ async fn serve(
         // An empty directory, a demo whose seeding never finished (emptied
         // here), or a finished demo (resumed); anything else is refused
         // untouched.
-        match crate::demo::prepare_dir(&options.data) {
+        match srs_api::demo::prepare_dir(&options.data) {
             Ok(found) => prepared = Some(found),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -563,14 +581,14 @@ async fn serve(
     }
     let addr = server.local_addr()?;
     let mut fleet = None;
-    if prepared == Some(crate::demo::Prepared::Resume) {
-        match crate::demo::resume(server.state()).await {
+    if prepared == Some(srs_api::demo::Prepared::Resume) {
+        match srs_api::demo::resume(server.state()).await {
             Ok(plan) => {
                 println!(
                     "srs: demo resumed: its servers are back at work (tokens in {})",
                     data.display()
                 );
-                fleet = Some(crate::demo::Fleet::start(server.state(), plan));
+                fleet = Some(srs_api::demo::Fleet::start(server.state(), plan));
             }
             Err(e) => {
                 eprintln!("error: resuming the demo: {e}");
@@ -583,12 +601,12 @@ async fn serve(
             .ok_or_else(|| anyhow::anyhow!("the demo needs a fresh admin token"))?
             .to_string();
         eprintln!("srs: seeding the demo ({} recordings)...", demo.recordings);
-        let seeded = match crate::demo::seed(server.state(), &secret, &demo).await {
+        let seeded = match srs_api::demo::seed(server.state(), &secret, &demo).await {
             Ok(seeded) => seeded,
             Err(e) => {
                 // All or nothing: the next `--demo` start finds an empty directory.
                 drop(server);
-                let emptied = crate::demo::discard(&data);
+                let emptied = srs_api::demo::discard(&data);
                 eprintln!("error: seeding the demo failed: {e}");
                 match emptied {
                     Ok(()) => eprintln!(
@@ -602,9 +620,9 @@ async fn serve(
         };
         println!(
             "{}",
-            crate::demo::banner(&seeded.summary, &format!("http://{addr}"), &secret)
+            srs_api::demo::banner(&seeded.summary, &format!("http://{addr}"), &secret)
         );
-        fleet = Some(crate::demo::Fleet::start(server.state(), seeded.fleet));
+        fleet = Some(srs_api::demo::Fleet::start(server.state(), seeded.fleet));
     }
     println!("srs: listening on http://{addr}");
     // Tests and scripts read the line above from a pipe: make it visible now.

@@ -14,10 +14,11 @@ use srs_domain::actor::Actor;
 use srs_replay::{DataDir, ReplayError};
 use zeroize::Zeroizing;
 
-use super::format::{BackupError, Wrapping, WrappingKey};
-use super::restore::{check_only, restore, Secret};
-use super::write::{record_backup, write_backup, BackupSummary};
-use crate::content::ContentStore;
+use srs_api::backup::{
+    check_only, record_backup, restore, write_backup, BackupError, BackupSummary, Secret, Wrapping,
+    WrappingKey,
+};
+use srs_api::content::ContentStore;
 
 /// Where the backup's keys are wrapped from.
 #[derive(Args, Debug, Clone)]
@@ -46,7 +47,7 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub secret: SecretArgs,
     /// Argon2id memory for the passphrase, in MiB (stored in the file).
-    #[arg(long, default_value_t = super::format::DEFAULT_M_COST_KIB / 1024)]
+    #[arg(long, default_value_t = srs_api::backup::DEFAULT_M_COST_KIB / 1024)]
     pub kdf_memory_mib: u32,
     /// The backup file to write.
     pub file: PathBuf,

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::out;
+use crate::out;
 use serde_json::{json, Value};
 use srs_domain::time::Timestamp;
 use srs_replay::{AsOf, DataDir, EventWriter, Filter, Format, ReplayError, ShownEvent};
@@ -765,7 +765,7 @@ fn shown_event(node: &Value) -> Result<ShownEvent, ReplayError> {
         event_type: text("type")?,
         // The API names fields in camelCase; offline replay prints the
         // stored names, and so does this.
-        payload: crate::graphql::snake_keys(node["payload"].clone()),
+        payload: srs_api::graphql::snake_keys(node["payload"].clone()),
         prev_hash: None,
         hash: text("hash")?,
     })
