@@ -4,7 +4,8 @@
 //! caller has bound ([`server::Server::bind`], then
 //! [`server::Server::open_bound`] and [`server::Server::run`]). The command
 //! line is the `srs` package (`api/cli/`), the GraphQL client `srs-client`
-//! (`api/client/`).
+//! (`api/client/`), the simulator and the demo seeder `srs-sim`
+//! (`api/sim/`).
 //!
 //! # Layout
 //!
@@ -33,9 +34,6 @@
 //!   closing when the credential goes, per-principal bounds.
 //! - [`error`]: [`error::ApiError`] and the stable `extensions.code`s.
 //! - [`metrics`]: the Prometheus text exposition.
-//! - [`simulate`]: `srs simulate`, a fleet of servers driving the public API,
-//!   and the plausible-data generator it shares with the demo.
-//! - [`demo`]: `srs serve --demo`, seeding an empty data directory.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -43,7 +41,6 @@ pub mod backup;
 pub mod console;
 pub mod content;
 pub mod dashboards;
-pub mod demo;
 pub mod error;
 pub mod graphiql;
 pub mod graphql;
@@ -52,7 +49,6 @@ pub mod last_used;
 pub mod metrics;
 pub mod retention;
 pub mod server;
-pub mod simulate;
 pub mod sockets;
 pub mod state;
 pub mod throttle;

@@ -1,7 +1,7 @@
 //! srs-cli: the `srs` command line. Its one job is turning flags (clap,
 //! each with an environment variable) into calls: `srs serve` opens and
 //! runs the server library ([`srs_api`]), `simulate` and `serve --demo`
-//! call the simulator, `replay`, `state`, `rebuild`, `projections`,
+//! call the simulator ([`srs_sim`]), `replay`, `state`, `rebuild`, `projections`,
 //! `export`, `import`, `verify`, `backup` and `restore` are glue over
 //! `srs_replay` and [`srs_api::backup`] (through a running server with
 //! [`srs_client`]), and `srs bench` runs the `srs-bench` executable found
@@ -319,7 +319,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// The site to create or reuse (by name).
-    #[arg(long, default_value = srs_api::simulate::DEFAULT_SITE)]
+    #[arg(long, default_value = srs_sim::simulate::DEFAULT_SITE)]
     pub site: String,
     /// Print the report as one JSON object.
     #[arg(long)]
@@ -385,7 +385,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clock_start,
         } => {
             init_tracing(log_format);
-            let demo = demo.then_some(srs_api::demo::DemoOptions {
+            let demo = demo.then_some(srs_sim::demo::DemoOptions {
                 recordings: demo_recordings,
                 seed: demo_seed,
                 ..Default::default()
@@ -507,7 +507,7 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    use srs_api::simulate::{run, SimulateError, SimulateOptions};
+    use srs_sim::simulate::{run, SimulateError, SimulateOptions};
     let options = SimulateOptions {
         url: args.url,
         token: args.token,
@@ -544,7 +544,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     options: ServeOptions,
-    demo: Option<srs_api::demo::DemoOptions>,
+    demo: Option<srs_sim::demo::DemoOptions>,
     clock: Option<Arc<dyn srs_domain::time::Clock>>,
 ) -> anyhow::Result<ExitCode> {
     // The port first: a start that cannot listen creates nothing.
@@ -554,7 +554,7 @@ async fn serve(
         // An empty directory, a demo whose seeding never finished (emptied
         // here), or a finished demo (resumed); anything else is refused
         // untouched.
-        match srs_api::demo::prepare_dir(&options.data) {
+        match srs_sim::demo::prepare_dir(&options.data) {
             Ok(found) => prepared = Some(found),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -581,14 +581,14 @@ async fn serve(
     }
     let addr = server.local_addr()?;
     let mut fleet = None;
-    if prepared == Some(srs_api::demo::Prepared::Resume) {
-        match srs_api::demo::resume(server.state()).await {
+    if prepared == Some(srs_sim::demo::Prepared::Resume) {
+        match srs_sim::demo::resume(server.state()).await {
             Ok(plan) => {
                 println!(
                     "srs: demo resumed: its servers are back at work (tokens in {})",
                     data.display()
                 );
-                fleet = Some(srs_api::demo::Fleet::start(server.state(), plan));
+                fleet = Some(srs_sim::demo::Fleet::start(server.state(), plan));
             }
             Err(e) => {
                 eprintln!("error: resuming the demo: {e}");
@@ -601,12 +601,12 @@ async fn serve(
             .ok_or_else(|| anyhow::anyhow!("the demo needs a fresh admin token"))?
             .to_string();
         eprintln!("srs: seeding the demo ({} recordings)...", demo.recordings);
-        let seeded = match srs_api::demo::seed(server.state(), &secret, &demo).await {
+        let seeded = match srs_sim::demo::seed(server.state(), &secret, &demo).await {
             Ok(seeded) => seeded,
             Err(e) => {
                 // All or nothing: the next `--demo` start finds an empty directory.
                 drop(server);
-                let emptied = srs_api::demo::discard(&data);
+                let emptied = srs_sim::demo::discard(&data);
                 eprintln!("error: seeding the demo failed: {e}");
                 match emptied {
                     Ok(()) => eprintln!(
@@ -620,9 +620,9 @@ async fn serve(
         };
         println!(
             "{}",
-            srs_api::demo::banner(&seeded.summary, &format!("http://{addr}"), &secret)
+            srs_sim::demo::banner(&seeded.summary, &format!("http://{addr}"), &secret)
         );
-        fleet = Some(srs_api::demo::Fleet::start(server.state(), seeded.fleet));
+        fleet = Some(srs_sim::demo::Fleet::start(server.state(), seeded.fleet));
     }
     println!("srs: listening on http://{addr}");
     // Tests and scripts read the line above from a pipe: make it visible now.
