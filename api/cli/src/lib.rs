@@ -145,8 +145,9 @@ pub enum Command {
     /// Verify a backup file completely, then write it into a new (or empty)
     /// data directory; nothing is written unless every check passes.
     Restore(crate::backup_cmd::RestoreArgs),
-    /// Measure srs; every figure comes with a baseline measured in the same
-    /// run. Runs the `srs-bench` executable found next to `srs` with these
+    /// Measure srs; every figure comes with a baseline measured in the same run.
+    ///
+    /// Runs the `srs-bench` executable found next to `srs` with these
     /// arguments (`srs bench --help` lists them); build both with
     /// `cargo build --release -p srs -p srs-bench`.
     #[command(disable_help_flag = true, disable_version_flag = true)]
