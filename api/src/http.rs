@@ -122,7 +122,7 @@ pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
 /// preflights are answered by the layer and kept for 10 minutes. No
 /// credentials mode: srs authenticates with bearer tokens, not cookies.
 /// An origin is matched exactly, as browsers send it
-/// (`scheme://host[:port]`, see [`crate::cli`]'s `--cors-origin`).
+/// (`scheme://host[:port]`, see `srs serve --cors-origin`).
 pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
     use axum::http::{HeaderName, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};

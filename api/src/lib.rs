@@ -1,21 +1,21 @@
-//! srs-api: the GraphQL API of `API.md`, the HTTP server around it, and the
-//! `srs` command line.
+//! srs-api: the server library. Its one job is serving the GraphQL API of
+//! `API.md` and the HTTP routes around it (content, backup, console,
+//! GraphiQL, health, metrics) on a data directory, on a listener the
+//! caller has bound ([`server::Server::bind`], then
+//! [`server::Server::open_bound`] and [`server::Server::run`]). The command
+//! line is the `srs` package (`api/cli/`), the GraphQL client `srs-client`
+//! (`api/client/`), the simulator and the demo seeder `srs-sim`
+//! (`api/sim/`).
 //!
 //! # Layout
 //!
-//! - [`cli`]: flags (clap, each with an environment variable) and subcommands.
-//! - `bench_cmd`: `srs bench`.
-//! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
-//!   `export`, `import` over `srs_replay`.
-//! - [`backup`]: `srs backup` / `srs restore`, one file holding the log,
-//!   the content chunks and the (wrapped) recording keys; `POST /backup`
-//!   and `GET /log/export` on a running server.
+//! - [`backup`]: the backup file format, writing and checking it, restoring
+//!   it into a data directory; `POST /backup` and `GET /log/export` on a
+//!   running server.
 //! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
 //! - [`retention`]: the retention scheduler.
 //! - [`dashboards`]: dashboard figures kept while the dashboard read model
 //!   stands still.
-//! - `bench_cmd`: `srs bench`; `bench_graphql`: `srs bench graphql`, the
-//!   server under load against a plain handler on the same server.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -34,30 +34,21 @@
 //!   closing when the credential goes, per-principal bounds.
 //! - [`error`]: [`error::ApiError`] and the stable `extensions.code`s.
 //! - [`metrics`]: the Prometheus text exposition.
-//! - [`simulate`]: `srs simulate`, a fleet of servers driving the public API,
-//!   and the plausible-data generator it shares with the demo.
-//! - [`demo`]: `srs serve --demo`, seeding an empty data directory.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod backup;
-mod bench_cmd;
-mod bench_graphql;
-pub mod cli;
 pub mod console;
 pub mod content;
 pub mod dashboards;
-pub mod demo;
 pub mod error;
 pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod last_used;
 pub mod metrics;
-mod replay_cmd;
 pub mod retention;
 pub mod server;
-pub mod simulate;
 pub mod sockets;
 pub mod state;
 pub mod throttle;

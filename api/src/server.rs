@@ -685,7 +685,7 @@ pub fn replace_admin_token_file(
 }
 
 /// Writes `secret` to `path`, readable by the owner only.
-pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+pub fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -2,12 +2,15 @@
 //! recordings page, each compared with a plain axum JSON handler served by
 //! the same server, runtime and middleware, hit by the same client.
 //!
-//! This module holds what does not need the API crate (which depends on
-//! this one): [`load_history`] generates a realistic history straight into
-//! a data directory's log, and [`measure`] drives `connections` keep-alive
-//! HTTP/1.1 connections on loopback, each sending its next request as soon
-//! as the previous answer is read (closed loop), recording every request's
-//! latency. `srs bench graphql` starts the server on that directory and
+//! This module holds what does not need the server: [`load_history`]
+//! generates a realistic history straight into a data directory's log, and
+//! [`measure`] drives `connections` keep-alive HTTP/1.1 connections on
+//! loopback, each sending its next request as soon as the previous answer
+//! is read (closed loop), recording every request's latency. The measuring
+//! client is a bare hyper connection on purpose: the figures are the
+//! server's, not a client's per-request work (the answers' data are checked
+//! beforehand with `srs_client`). `srs bench graphql`
+//! ([`crate::graphql_server`]) starts the server on that directory and
 //! passes its address in.
 //!
 //! # Figures

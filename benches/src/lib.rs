@@ -1,4 +1,6 @@
-//! srs-bench: the benchmarks behind `srs bench`.
+//! srs-bench: the benchmarks behind `srs bench`. Its one job is measuring
+//! srs; it is its own binary, `srs-bench`, which `srs bench` runs (so the
+//! `srs` binary links none of it, nor PostgreSQL's client).
 //!
 //! Every figure is printed with the baseline it is compared to, measured in
 //! the same run on the same machine, and the ratio, because absolute numbers
@@ -19,12 +21,19 @@
 //!   the same number of rows by key.
 //! - [`graphql`]: the dashboard query and a filtered recordings page under
 //!   32 concurrent connections against a plain axum JSON handler on the
-//!   same server (the server itself is started by `srs bench graphql`).
+//!   same server (the server itself is started by [`graphql_server`]).
+//! - [`graphql_server`]: `srs bench graphql`, the real server ([`srs_api`])
+//!   on a generated history, with the plain handler beside it.
 //! - [`resources`]: peak RSS and bytes on disk.
+//! - [`cmd`]: running the benchmark groups and printing their figures.
+//! - [`cli`]: the `srs-bench` command line (`srs bench`'s flags).
 #![forbid(unsafe_code)]
 
 pub mod catalogue;
+pub mod cli;
+pub mod cmd;
 pub mod graphql;
+pub mod graphql_server;
 pub mod log;
 pub mod pg;
 pub mod rebuild;

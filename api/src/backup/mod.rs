@@ -101,7 +101,6 @@
 //! body, so the connection must be confidential (TLS in production; a
 //! plain `http://` URL is fine only on the loopback or a trusted network).
 
-mod cmd;
 mod format;
 mod http;
 mod restore;
@@ -109,8 +108,7 @@ mod restore;
 mod tests;
 mod write;
 
-pub use cmd::{backup_command, base_url, restore_command, BackupArgs, RestoreArgs};
-pub use format::{BackupError, Wrapping, WrappingKey, MAGIC, MAX_RECORD};
+pub use format::{BackupError, Wrapping, WrappingKey, DEFAULT_M_COST_KIB, MAGIC, MAX_RECORD};
 pub use http::routes;
 pub use restore::{check_only, restore, RestoreSummary, Secret};
 pub use write::{record_backup, write_backup, BackupSummary};

@@ -1,28 +1,29 @@
-//! A GraphQL client as dashboards and agents use one: JSON over HTTP POST,
-//! and `graphql-transport-ws` over WebSocket for subscriptions.
+//! The GraphQL client of the tests: [`srs_client`] (JSON over HTTP POST,
+//! and `graphql-transport-ws` over WebSocket for subscriptions), with
+//! asserting helpers: a test fails where the server did not answer.
 
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::Value;
 
 /// One caller: a base URL and maybe a bearer token.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    url: String,
-    ws_url: String,
-    token: Option<String>,
+    inner: srs_client::Client,
 }
 
-/// A GraphQL response as received, with its HTTP status.
+/// A GraphQL response as received, with its HTTP status (`status`,
+/// `body`, `code()`, `codes()` from [`srs_client::Response`]).
 #[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub body: Value,
+pub struct Response(srs_client::Response);
+
+impl Deref for Response {
+    type Target = srs_client::Response;
+
+    fn deref(&self) -> &srs_client::Response {
+        &self.0
+    }
 }
 
 impl Response {
@@ -40,29 +41,6 @@ impl Response {
         &self.body["data"]
     }
 
-    /// The `extensions.code` of the first error, if any.
-    pub fn code(&self) -> Option<&str> {
-        self.body["errors"][0]["extensions"]["code"].as_str()
-    }
-
-    /// Every error's code.
-    pub fn codes(&self) -> Vec<String> {
-        self.body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .map(|e| {
-                        e["extensions"]["code"]
-                            .as_str()
-                            .unwrap_or("<none>")
-                            .to_owned()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// Asserts the first error's code.
     #[track_caller]
     pub fn expect_code(&self, code: &str) {
@@ -78,38 +56,39 @@ impl Response {
 
 impl Client {
     pub fn new(srs: &super::Srs, token: Option<&str>) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
         Client {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("an HTTP client"),
-            url: srs.url("/graphql"),
-            ws_url: srs.ws_url(),
-            token: token.map(str::to_owned),
+            inner: srs_client::Client::with_http(http, &srs.url("/graphql"), token),
         }
     }
 
     /// The same server with another token.
     pub fn with_token(&self, token: &str) -> Client {
         Client {
-            token: Some(token.to_owned()),
-            ..self.clone()
+            inner: self.inner.with_token(token),
         }
     }
 
     /// The same token against another (restarted) server.
     pub fn rebase(&self, srs: &super::Srs) -> Client {
-        Client::new(srs, self.token.as_deref())
+        Client::new(srs, self.token())
     }
 
     pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+        self.inner.token()
     }
 
     /// Runs `query` with `variables`.
     pub async fn run(&self, query: &str, variables: Value) -> Response {
-        self.post_json(&json!({ "query": query, "variables": variables }))
-            .await
+        Response(
+            self.inner
+                .send(query, variables)
+                .await
+                .expect("POST /graphql"),
+        )
     }
 
     /// Runs `query` and returns `data`, asserting there were no errors.
@@ -124,104 +103,39 @@ impl Client {
 
     /// Posts raw bytes as a GraphQL request body.
     pub async fn post_raw(&self, body: Vec<u8>) -> Response {
-        let mut request = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("POST /graphql");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("a response body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Response { status, body }
+        Response(self.inner.post_raw(body).await.expect("POST /graphql"))
     }
 
     /// Opens a `graphql-transport-ws` connection and subscribes to `query`.
     pub async fn subscribe(&self, query: &str, variables: Value) -> Subscription {
-        let mut request = self
-            .ws_url
-            .as_str()
-            .into_client_request()
-            .expect("a ws request");
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_static("graphql-transport-ws"),
-        );
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("ws connect");
-        let payload = match &self.token {
-            Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
-            None => json!({}),
-        };
-        send(
-            &mut socket,
-            json!({ "type": "connection_init", "payload": payload }),
+        Subscription(
+            self.inner
+                .subscribe(query, variables)
+                .await
+                .expect("ws connect"),
         )
-        .await;
-        let ack = next_message(&mut socket).await;
-        let mut subscription = Subscription { socket, ack };
-        if subscription.ack["type"] == "connection_ack" {
-            send(
-                &mut subscription.socket,
-                json!({ "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables } }),
-            )
-            .await;
-        }
-        subscription
     }
 }
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// A live subscription (`ack`, `next(timeout)` from
+/// [`srs_client::Subscription`]).
+pub struct Subscription(srs_client::Subscription);
 
-async fn send(socket: &mut Socket, message: Value) {
-    socket
-        .send(Message::Text(message.to_string().into()))
-        .await
-        .expect("ws send");
-}
+impl Deref for Subscription {
+    type Target = srs_client::Subscription;
 
-/// The next protocol message (pings answered, closes reported as `{"type":"closed"}`).
-async fn next_message(socket: &mut Socket) -> Value {
-    loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) => {
-                let value: Value = serde_json::from_str(&text).expect("a JSON message");
-                if value["type"] == "ping" {
-                    send(socket, json!({ "type": "pong" })).await;
-                    continue;
-                }
-                return value;
-            }
-            Some(Ok(Message::Close(frame))) => {
-                return json!({ "type": "closed", "code": frame.as_ref().map(|f| u16::from(f.code)), "reason": frame.map(|f| f.reason.to_string()) });
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return json!({ "type": "closed", "error": e.to_string() }),
-            None => return json!({ "type": "closed" }),
-        }
+    fn deref(&self) -> &srs_client::Subscription {
+        &self.0
     }
 }
 
-/// A live subscription.
-pub struct Subscription {
-    socket: Socket,
-    /// The answer to `connection_init`: `connection_ack` or a close.
-    pub ack: Value,
+impl DerefMut for Subscription {
+    fn deref_mut(&mut self) -> &mut srs_client::Subscription {
+        &mut self.0
+    }
 }
 
 impl Subscription {
-    /// The next protocol message, or `None` after `timeout`.
-    pub async fn next(&mut self, timeout: Duration) -> Option<Value> {
-        tokio::time::timeout(timeout, next_message(&mut self.socket))
-            .await
-            .ok()
-    }
-
     /// The next `next` payload's `data`, panicking on errors or silence.
     pub async fn next_data(&mut self, timeout: Duration) -> Value {
         let message = self
@@ -236,7 +150,7 @@ impl Subscription {
         message["payload"]["data"].clone()
     }
 
-    pub async fn close(mut self) {
-        let _ = self.socket.close(None).await;
+    pub async fn close(self) {
+        self.0.close().await;
     }
 }

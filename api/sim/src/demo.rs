@@ -88,14 +88,15 @@ use srs_projections::Which;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::content::{parse_asciicast_lines, store_chunk, ASCIICAST_CONTENT_TYPE};
-use crate::graphql::{RequestContext, SrsSchema};
 use crate::simulate::generator::{
     cast_header, event_id, make_terminal, terminal_cast, terminal_shell, CastLine, PlannedEvent,
     Population, SessionPlan, Shell,
 };
-use crate::simulate::{connect_server, ensure_policies, ensure_site, Gql, GqlError};
-use crate::state::{AppState, Core};
+use crate::simulate::{connect_server, ensure_policies, ensure_site};
+use srs_api::content::{parse_asciicast_lines, store_chunk, ASCIICAST_CONTENT_TYPE};
+use srs_api::graphql::{RequestContext, SrsSchema};
+use srs_api::state::{AppState, Core};
+use srs_client::{Gql, GqlError};
 
 /// The file that marks a data directory whose demo is being seeded (see
 /// the module docs: a directory holding it may be emptied by `--demo`).
@@ -228,7 +229,7 @@ pub fn prepare_dir(data: &Path) -> Result<Prepared, DemoError> {
     }
     check_empty(data)?;
     srs_domain::log::create_private_dir(data).map_err(io_error(data))?;
-    crate::server::write_secret(
+    srs_api::server::write_secret(
         &data.join(SEEDING_MARKER),
         "srs serve --demo is seeding this directory; a --demo start may empty it",
     )
@@ -250,7 +251,7 @@ pub async fn resume(state: &AppState) -> Result<FleetPlan, DemoError> {
     })?;
     let seed = saved["seed"].as_u64().unwrap_or(1);
     let next_index = saved["recordings"].as_u64().unwrap_or(0);
-    let token_file = core.data_dir.join(crate::server::ADMIN_TOKEN_FILE);
+    let token_file = core.data_dir.join(srs_api::server::ADMIN_TOKEN_FILE);
     let secret = std::fs::read_to_string(&token_file).map_err(io_error(&token_file))?;
     let admin_principal = core
         .authenticate(secret.trim())
@@ -504,7 +505,7 @@ pub async fn seed(
 
     // Every printed token is kept beside admin.token.
     let token_file = core.data_dir.join("auditor.token");
-    crate::server::write_secret(&token_file, &summary.auditor_token)
+    srs_api::server::write_secret(&token_file, &summary.auditor_token)
         .map_err(io_error(&token_file))?;
 
     // Serve only once the read models show all of it.

@@ -20,7 +20,7 @@
 //!
 //! - [`generator`]: the plausible users, hosts, applications and events
 //!   (shared with `srs serve --demo`), deterministic from `--seed`.
-//! - this module: the GraphQL client ([`Gql`], [`HttpGql`]), the site
+//! - this module: the site
 //!   set-up shared with the demo ([`ensure_site`], [`ensure_policies`]),
 //!   the fleet driver ([`run`]) and its [`Report`].
 
@@ -51,6 +51,9 @@ const CHUNK_BYTES: usize = 1024 * 1024;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// One request's limit.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a call answered 429 (`RATE_LIMITED`) is sent again after its
+/// `Retry-After`.
+const MAX_RATE_LIMITED_RETRIES: u32 = 5;
 
 /// What `srs simulate` does.
 #[derive(Clone, Debug)]
@@ -88,126 +91,7 @@ pub enum SimulateError {
     Client(String),
 }
 
-/// A GraphQL error as the API returns it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GqlError {
-    /// `extensions.code`, or `HTTP_<status>` / `TRANSPORT` / `BAD_RESPONSE`.
-    pub code: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for GqlError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl GqlError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
-        GqlError {
-            code: code.to_string(),
-            message: message.into(),
-        }
-    }
-
-    /// The first error of a GraphQL response body, if it has any.
-    pub fn from_body(body: &Value) -> Option<GqlError> {
-        let first = body.get("errors")?.as_array()?.first()?;
-        Some(GqlError {
-            code: first["extensions"]["code"]
-                .as_str()
-                .unwrap_or("UNKNOWN")
-                .to_string(),
-            message: first["message"].as_str().unwrap_or_default().to_string(),
-        })
-    }
-}
-
-/// Something that answers GraphQL: the HTTP API, or the schema in-process.
-#[async_trait::async_trait]
-pub trait Gql: Send + Sync {
-    /// Runs `query` with `variables`; `data` or the first error.
-    async fn call(&self, query: &str, variables: Value) -> Result<Value, GqlError>;
-}
-
-/// How often a call answered 429 (`RATE_LIMITED`) is sent again after its
-/// `Retry-After`.
-const MAX_RATE_LIMITED_RETRIES: u32 = 5;
-
-/// The API over HTTP with one bearer token. A request the server rate
-/// limits is sent again after the `Retry-After` it names.
-#[derive(Clone)]
-pub struct HttpGql {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl HttpGql {
-    pub fn new(http: reqwest::Client, base: &str, token: &str) -> HttpGql {
-        HttpGql {
-            http,
-            base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Gql for HttpGql {
-    async fn call(&self, query: &str, variables: Value) -> Result<Value, GqlError> {
-        let body = json!({ "query": query, "variables": variables });
-        let mut attempt = 0;
-        let response = loop {
-            let response = self
-                .http
-                .post(format!("{}/graphql", self.base))
-                .bearer_auth(&self.token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| GqlError::new("TRANSPORT", e.to_string()))?;
-            // Rate limited: nothing was done; wait as told and send again
-            // (a few times, then the 429 counts as an error).
-            if response.status() != reqwest::StatusCode::TOO_MANY_REQUESTS
-                || attempt >= MAX_RATE_LIMITED_RETRIES
-            {
-                break response;
-            }
-            attempt += 1;
-            let wait = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(1)
-                .clamp(1, 30);
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-        };
-        let status = response.status();
-        let body: Value = match response.json().await {
-            Ok(body) => body,
-            Err(e) => {
-                let code = if status.is_success() {
-                    "BAD_RESPONSE".to_string()
-                } else {
-                    format!("HTTP_{}", status.as_u16())
-                };
-                return Err(GqlError::new(&code, e.to_string()));
-            }
-        };
-        if let Some(error) = GqlError::from_body(&body) {
-            return Err(error);
-        }
-        if !status.is_success() {
-            return Err(GqlError::new(
-                &format!("HTTP_{}", status.as_u16()),
-                body.to_string(),
-            ));
-        }
-        Ok(body["data"].clone())
-    }
-}
+pub use srs_client::{Gql, GqlError};
 
 fn field<'a>(data: &'a Value, path: &[&str]) -> Result<&'a Value, GqlError> {
     let mut at = data;
@@ -554,7 +438,7 @@ impl Pacer {
 /// One connected server as its agent sees itself.
 struct Agent {
     server_id: String,
-    gql: HttpGql,
+    gql: srs_client::Client,
     /// For content uploads.
     http: reqwest::Client,
     base: String,
@@ -728,8 +612,13 @@ impl Agent {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    srs_bench::quantile_ms(sorted, p).unwrap_or(0.0)
+/// The nearest-rank `p` quantile (0 < p <= 1) of latencies in
+/// microseconds, sorted ascending, in milliseconds; 0 without samples.
+fn percentile(sorted_us: &[u64], p: f64) -> f64 {
+    let rank = ((p * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len().max(1));
+    sorted_us
+        .get(rank - 1)
+        .map_or(0.0, |us| *us as f64 / 1_000.0)
 }
 
 /// Runs the fleet to the end and reports. Only a failed set-up (site,
@@ -761,7 +650,8 @@ pub async fn run(options: SimulateOptions) -> Result<Report, SimulateError> {
         .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| SimulateError::Client(e.to_string()))?;
-    let admin = HttpGql::new(http.clone(), &options.url, &options.token);
+    let admin = srs_client::Client::with_http(http.clone(), &options.url, Some(&options.token))
+        .retry_rate_limited(MAX_RATE_LIMITED_RETRIES);
     let (site_id, at) = ensure_site(&admin, &options.site)
         .await
         .map_err(SimulateError::Setup)?;
@@ -776,7 +666,7 @@ pub async fn run(options: SimulateOptions) -> Result<Report, SimulateError> {
             .await
             .map_err(SimulateError::Setup)?;
         agents.push(Arc::new(Agent {
-            gql: HttpGql::new(http.clone(), &options.url, &token),
+            gql: admin.with_token(&token),
             server_id,
             http: content_http.clone(),
             base: options.url.trim_end_matches('/').to_string(),

@@ -1,4 +1,19 @@
-//! The `srs` command line.
+//! srs-cli: the `srs` command line. Its one job is turning flags (clap,
+//! each with an environment variable) into calls: `srs serve` opens and
+//! runs the server library ([`srs_api`]), `simulate` and `serve --demo`
+//! call the simulator ([`srs_sim`]), `replay`, `state`, `rebuild`, `projections`,
+//! `export`, `import`, `verify`, `backup` and `restore` are glue over
+//! `srs_replay` and [`srs_api::backup`] (through a running server with
+//! [`srs_client`]), and `srs bench` runs the `srs-bench` executable found
+//! next to this one.
+//!
+//! # Layout
+//!
+//! - this module: the flags, [`main`], `serve`, `simulate`, `verify`,
+//!   `bench`.
+//! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
+//!   `export`, `import` over `srs_replay`.
+//! - `backup_cmd`: `srs backup` / `srs restore`.
 //!
 //! Exit codes: 0 success, 1 a check failed (e.g. a broken chain), 2 an error
 //! (bad flags, a data directory in use, storage failure).
@@ -10,10 +25,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::bench_cmd::bench;
-pub use crate::bench_cmd::BenchKind;
-use crate::server::{shutdown_signal, ServeError, ServeOptions, Server};
-use crate::state::{Limits, Rate};
+use srs_api::server::{shutdown_signal, ServeError, ServeOptions, Server};
+use srs_api::state::{Limits, Rate};
+
+mod backup_cmd;
+mod replay_cmd;
 
 #[derive(Parser, Debug)]
 #[command(name = "srs", version, about = "Session Recording service")]
@@ -125,41 +141,20 @@ pub enum Command {
     /// Write the log, the content chunks and the recordings' keys (encrypted
     /// under a passphrase or key file) as of one log position into one file;
     /// through a running server with --url and --token (ADMIN).
-    Backup(crate::backup::BackupArgs),
+    Backup(crate::backup_cmd::BackupArgs),
     /// Verify a backup file completely, then write it into a new (or empty)
     /// data directory; nothing is written unless every check passes.
-    Restore(crate::backup::RestoreArgs),
+    Restore(crate::backup_cmd::RestoreArgs),
     /// Measure srs; every figure comes with a baseline measured in the same run.
+    ///
+    /// Runs the `srs-bench` executable found next to `srs` with these
+    /// arguments (`srs bench --help` lists them); build both with
+    /// `cargo build --release -p srs -p srs-bench`.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
     Bench {
-        /// Which benchmarks to run.
-        #[arg(value_enum, default_value = "all")]
-        which: BenchKind,
-        /// One JSON object per figure and line.
-        #[arg(long)]
-        json: bool,
-        /// Measuring time per throughput figure, in seconds.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Events in the log that the scan figure reads.
-        #[arg(long, default_value_t = 200_000)]
-        scan_events: u64,
-        /// Events in the generated history that `rebuild` rebuilds.
-        #[arg(long, default_value_t = 1_000_000)]
-        rebuild_events: u64,
-        /// Recordings in the catalogue that `rebuild` times filtered pages on.
-        #[arg(long, default_value_t = 1_000_000)]
-        catalogue_recordings: u64,
-        /// A reachable PostgreSQL (e.g. `postgresql://user:pw@127.0.0.1/db`):
-        /// `log` then also times single-event INSERT+COMMIT from 64 writers
-        /// there and compares `append_64_writers` with it.
-        #[arg(long, env = "SRS_BENCH_PG", hide_env_values = true)]
-        pg: Option<String>,
-        /// Recordings in the history that `graphql` serves.
-        #[arg(long, default_value_t = 1_000_000)]
-        graphql_recordings: u64,
-        /// Concurrent keep-alive connections of the `graphql` client.
-        #[arg(long, default_value_t = 32)]
-        graphql_connections: usize,
+        /// The arguments of `srs-bench`, e.g. `log --json`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<std::ffi::OsString>,
     },
 }
 
@@ -325,7 +320,7 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// The site to create or reuse (by name).
-    #[arg(long, default_value = crate::simulate::DEFAULT_SITE)]
+    #[arg(long, default_value = srs_sim::simulate::DEFAULT_SITE)]
     pub site: String,
     /// Print the report as one JSON object.
     #[arg(long)]
@@ -356,7 +351,7 @@ pub fn main() -> ExitCode {
 /// One line to stdout. Unlike `println!`, which panics when stdout is a
 /// pipe whose reader has gone (`| head`), it returns the error, which
 /// [`main`] turns into a quiet exit 0.
-pub(crate) fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+fn out(line: std::fmt::Arguments<'_>) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_fmt(line)?;
     stdout.write_all(b"\n")
@@ -391,7 +386,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clock_start,
         } => {
             init_tracing(log_format);
-            let demo = demo.then_some(crate::demo::DemoOptions {
+            let demo = demo.then_some(srs_sim::demo::DemoOptions {
                 recordings: demo_recordings,
                 seed: demo_seed,
                 ..Default::default()
@@ -421,7 +416,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema => {
             std::io::stdout()
                 .lock()
-                .write_all(crate::graphql::sdl().as_bytes())?;
+                .write_all(srs_api::graphql::sdl().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { data, from } => verify(&data, from),
@@ -431,37 +426,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Projections(args) => crate::replay_cmd::projections(args).await,
         Command::Export(args) => crate::replay_cmd::export(args).await,
         Command::Import(args) => crate::replay_cmd::import(args).await,
-        Command::Backup(args) => crate::backup::backup_command(args).await,
-        Command::Restore(args) => crate::backup::restore_command(args).await,
-        Command::Bench {
-            which,
-            json,
-            seconds,
-            scan_events,
-            rebuild_events,
-            catalogue_recordings,
-            pg,
-            graphql_recordings,
-            graphql_connections,
-        } => {
-            let graphql = crate::bench_graphql::GraphqlBenchOptions {
-                recordings: graphql_recordings,
-                seconds,
-                connections: graphql_connections,
-            };
-            bench(
-                which,
-                json,
-                seconds,
-                scan_events,
-                (rebuild_events, catalogue_recordings),
-                pg.as_deref(),
-                &graphql,
-            )
-            .await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Backup(args) => crate::backup_cmd::backup_command(args).await,
+        Command::Restore(args) => crate::backup_cmd::restore_command(args).await,
+        Command::Bench { args } => bench(&args),
     }
+}
+
+/// The benchmarks' executable, looked for next to this one.
+const BENCH_EXE: &str = "srs-bench";
+
+/// `srs bench ARGS`: runs `srs-bench ARGS` from the directory of this
+/// executable, its output straight through, and exits with its exit code.
+fn bench(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().unwrap_or(std::path::Path::new("."));
+    bench_in(dir, args)
+}
+
+fn bench_in(dir: &std::path::Path, args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let path = dir.join(format!("{BENCH_EXE}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        eprintln!(
+            "error: `srs bench` runs {}, which is not there; build it next to srs with \
+             `cargo build --release -p srs-bench` (or both with `cargo build --release -p srs -p srs-bench`)",
+            path.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let status = std::process::Command::new(&path)
+        .args(args)
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", path.display()))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+        None => {
+            // Killed by a signal: the shell's convention, 128 + the signal.
+            #[cfg(unix)]
+            let code = std::os::unix::process::ExitStatusExt::signal(&status)
+                .map_or(2, |signal| 128 + signal);
+            #[cfg(not(unix))]
+            let code = 2;
+            ExitCode::from(u8::try_from(code).unwrap_or(2))
+        }
+    })
 }
 
 fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
@@ -501,7 +508,7 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
 }
 
 async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
-    use crate::simulate::{run, SimulateError, SimulateOptions};
+    use srs_sim::simulate::{run, SimulateError, SimulateOptions};
     let options = SimulateOptions {
         url: args.url,
         token: args.token,
@@ -538,7 +545,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     options: ServeOptions,
-    demo: Option<crate::demo::DemoOptions>,
+    demo: Option<srs_sim::demo::DemoOptions>,
     clock: Option<Arc<dyn srs_domain::time::Clock>>,
 ) -> anyhow::Result<ExitCode> {
     // The port first: a start that cannot listen creates nothing.
@@ -548,7 +555,7 @@ async fn serve(
         // An empty directory, a demo whose seeding never finished (emptied
         // here), or a finished demo (resumed); anything else is refused
         // untouched.
-        match crate::demo::prepare_dir(&options.data) {
+        match srs_sim::demo::prepare_dir(&options.data) {
             Ok(found) => prepared = Some(found),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -575,14 +582,14 @@ async fn serve(
     }
     let addr = server.local_addr()?;
     let mut fleet = None;
-    if prepared == Some(crate::demo::Prepared::Resume) {
-        match crate::demo::resume(server.state()).await {
+    if prepared == Some(srs_sim::demo::Prepared::Resume) {
+        match srs_sim::demo::resume(server.state()).await {
             Ok(plan) => {
                 println!(
                     "srs: demo resumed: its servers are back at work (tokens in {})",
                     data.display()
                 );
-                fleet = Some(crate::demo::Fleet::start(server.state(), plan));
+                fleet = Some(srs_sim::demo::Fleet::start(server.state(), plan));
             }
             Err(e) => {
                 eprintln!("error: resuming the demo: {e}");
@@ -595,12 +602,12 @@ async fn serve(
             .ok_or_else(|| anyhow::anyhow!("the demo needs a fresh admin token"))?
             .to_string();
         eprintln!("srs: seeding the demo ({} recordings)...", demo.recordings);
-        let seeded = match crate::demo::seed(server.state(), &secret, &demo).await {
+        let seeded = match srs_sim::demo::seed(server.state(), &secret, &demo).await {
             Ok(seeded) => seeded,
             Err(e) => {
                 // All or nothing: the next `--demo` start finds an empty directory.
                 drop(server);
-                let emptied = crate::demo::discard(&data);
+                let emptied = srs_sim::demo::discard(&data);
                 eprintln!("error: seeding the demo failed: {e}");
                 match emptied {
                     Ok(()) => eprintln!(
@@ -614,9 +621,9 @@ async fn serve(
         };
         println!(
             "{}",
-            crate::demo::banner(&seeded.summary, &format!("http://{addr}"), &secret)
+            srs_sim::demo::banner(&seeded.summary, &format!("http://{addr}"), &secret)
         );
-        fleet = Some(crate::demo::Fleet::start(server.state(), seeded.fleet));
+        fleet = Some(srs_sim::demo::Fleet::start(server.state(), seeded.fleet));
     }
     println!("srs: listening on http://{addr}");
     // Tests and scripts read the line above from a pipe: make it visible now.
@@ -678,6 +685,41 @@ mod tests {
         ] {
             assert!(origin(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bench_passes_every_argument_on() {
+        let cli =
+            Cli::try_parse_from(["srs", "bench", "log", "--json", "--help", "--seconds", "1"])
+                .unwrap();
+        let Command::Bench { args } = cli.command else {
+            panic!("not bench");
+        };
+        assert_eq!(args, ["log", "--json", "--help", "--seconds", "1"]);
+    }
+
+    #[test]
+    fn bench_without_srs_bench_says_how_to_build_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(bench_in(dir.path(), &[]).unwrap(), ExitCode::from(2));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn bench_runs_srs_bench_and_passes_its_exit_code_on() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join(BENCH_EXE);
+        let seen = dir.path().join("args");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$@\" > {}\nexit 3\n", seen.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let code = bench_in(dir.path(), &["log".into(), "--json".into()]).unwrap();
+        assert_eq!(code, ExitCode::from(3));
+        assert_eq!(std::fs::read_to_string(&seen).unwrap(), "log --json\n");
     }
 
     #[test]

@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use srs_api::demo::{seed, DemoOptions, SEEDING_MARKER};
 use srs_api::server::{ServeOptions, Server};
 use srs_api::state::Limits;
 use srs_domain::time::{ManualClock, Timestamp};
 use srs_projections::models::catalogue::{RecordingFilter, RecordingQuery};
+use srs_sim::demo::{seed, DemoOptions, SEEDING_MARKER};
 
 /// Seeds `recordings` with `seed` at `now` into a fresh directory.
 async fn seeded(
@@ -19,10 +19,10 @@ async fn seeded(
     demo_seed: u64,
     recordings: u64,
     days: i64,
-) -> (tempfile::TempDir, Server, String, srs_api::demo::Seeded) {
+) -> (tempfile::TempDir, Server, String, srs_sim::demo::Seeded) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    srs_api::demo::prepare_dir(&data).unwrap();
+    srs_sim::demo::prepare_dir(&data).unwrap();
     assert!(data.join(SEEDING_MARKER).is_file());
     let now = Timestamp::parse_rfc3339(now).unwrap();
     let server = Server::open_with_clock(

@@ -1,6 +1,6 @@
-//! `srs bench`: the benchmark subcommand (see `DESIGN.md`, "Tests and
-//! benchmarks"). Every figure is printed with the baseline measured in
-//! the same run.
+//! `srs bench`: the benchmarks run by the `srs-bench` binary (see
+//! `DESIGN.md`, "Tests and benchmarks"). Every figure is printed with the
+//! baseline measured in the same run.
 
 /// The benchmark groups of `srs bench`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,9 +22,9 @@ pub async fn bench(
     scan_events: u64,
     (rebuild_events, catalogue_recordings): (u64, u64),
     pg: Option<&str>,
-    graphql: &crate::bench_graphql::GraphqlBenchOptions,
+    graphql: &crate::graphql_server::GraphqlBenchOptions,
 ) -> anyhow::Result<()> {
-    let print = |figure: &srs_bench::Figure| {
+    let print = |figure: &crate::Figure| {
         if json {
             println!("{}", figure.to_json());
         } else {
@@ -32,11 +32,11 @@ pub async fn bench(
         }
     };
     if matches!(which, BenchKind::Log | BenchKind::All) {
-        let options = srs_bench::log::LogBenchOptions {
+        let options = crate::log::LogBenchOptions {
             seconds,
             scan_events,
         };
-        let figures = srs_bench::log::run(&options).await?;
+        let figures = crate::log::run(&options).await?;
         for figure in &figures {
             print(figure);
         }
@@ -47,23 +47,23 @@ pub async fn bench(
         }
     }
     if matches!(which, BenchKind::Rebuild | BenchKind::All) {
-        for figure in srs_bench::rebuild::run(rebuild_events).await? {
+        for figure in crate::rebuild::run(rebuild_events).await? {
             print(&figure);
         }
         let catalogue =
-            tokio::task::spawn_blocking(move || srs_bench::catalogue::run(catalogue_recordings))
+            tokio::task::spawn_blocking(move || crate::catalogue::run(catalogue_recordings))
                 .await??;
         for figure in catalogue {
             print(&figure);
         }
     }
     if matches!(which, BenchKind::Graphql | BenchKind::All) {
-        for figure in crate::bench_graphql::run(graphql).await? {
+        for figure in crate::graphql_server::run(graphql).await? {
             print(&figure);
         }
     }
-    if let Some(rss) = srs_bench::resources::peak_rss_bytes() {
-        print(&srs_bench::Figure::new(
+    if let Some(rss) = crate::resources::peak_rss_bytes() {
+        print(&crate::Figure::new(
             "resources",
             "peak_rss",
             rss as f64,
@@ -77,11 +77,10 @@ pub async fn bench(
 async fn pg_figures(
     url: &str,
     seconds: f64,
-    ours: &[srs_bench::Figure],
-) -> anyhow::Result<Vec<srs_bench::Figure>> {
-    use srs_bench::Figure;
-    let pg =
-        srs_bench::pg::append_rate(url, 64, std::time::Duration::from_secs_f64(seconds)).await?;
+    ours: &[crate::Figure],
+) -> anyhow::Result<Vec<crate::Figure>> {
+    use crate::Figure;
+    let pg = crate::pg::append_rate(url, 64, std::time::Duration::from_secs_f64(seconds)).await?;
     let mut figures = vec![Figure::new(
         "log",
         "pg_append_64_writers",

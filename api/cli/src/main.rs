@@ -2,5 +2,5 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    srs_api::cli::main()
+    srs_cli::main()
 }

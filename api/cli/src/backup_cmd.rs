@@ -14,10 +14,11 @@ use srs_domain::actor::Actor;
 use srs_replay::{DataDir, ReplayError};
 use zeroize::Zeroizing;
 
-use super::format::{BackupError, Wrapping, WrappingKey};
-use super::restore::{check_only, restore, Secret};
-use super::write::{record_backup, write_backup, BackupSummary};
-use crate::content::ContentStore;
+use srs_api::backup::{
+    check_only, record_backup, restore, write_backup, BackupError, BackupSummary, Secret, Wrapping,
+    WrappingKey,
+};
+use srs_api::content::ContentStore;
 
 /// Where the backup's keys are wrapped from.
 #[derive(Args, Debug, Clone)]
@@ -46,7 +47,7 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub secret: SecretArgs,
     /// Argon2id memory for the passphrase, in MiB (stored in the file).
-    #[arg(long, default_value_t = super::format::DEFAULT_M_COST_KIB / 1024)]
+    #[arg(long, default_value_t = srs_api::backup::DEFAULT_M_COST_KIB / 1024)]
     pub kdf_memory_mib: u32,
     /// The backup file to write.
     pub file: PathBuf,
@@ -208,16 +209,16 @@ async fn remote_backup(
     key: &WrappingKey,
     partial: &Path,
 ) -> Result<BackupSummary, BackupError> {
-    let endpoint = format!("{}/backup", base_url(url));
+    let client = srs_client::Client::new(url, Some(token));
+    let endpoint = format!("{}/backup", client.base());
     if endpoint.starts_with("http://") && !is_loopback(&endpoint) {
         eprintln!(
             "srs: warning: {endpoint} is not TLS: the wrapping key of this backup crosses the network in clear"
         );
     }
     let body = serde_json::json!({ "wrapping": wrapping, "wrapping_key": key.to_hex() });
-    let mut response = reqwest::Client::new()
-        .post(&endpoint)
-        .bearer_auth(token)
+    let mut response = client
+        .authorized(client.http().post(&endpoint))
         .json(&body)
         .send()
         .await
@@ -243,12 +244,6 @@ async fn remote_backup(
     // What arrived is checked like a restore checks it (nothing written).
     let summary = check_only(partial, Secret::Derived(key.clone()))?;
     Ok(summary)
-}
-
-/// The server's base URL (a trailing `/graphql` or `/` dropped).
-pub fn base_url(url: &str) -> String {
-    let url = url.trim_end_matches('/');
-    url.strip_suffix("/graphql").unwrap_or(url).to_string()
 }
 
 fn is_loopback(url: &str) -> bool {

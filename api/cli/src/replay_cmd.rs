@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::cli::out;
+use crate::out;
 use serde_json::{json, Value};
 use srs_domain::time::Timestamp;
 use srs_replay::{AsOf, DataDir, EventWriter, Filter, Format, ReplayError, ShownEvent};
@@ -172,9 +172,20 @@ fn fail(e: ReplayError) -> ExitCode {
 }
 
 fn peak_note() -> String {
-    srs_bench::resources::peak_rss_bytes()
+    peak_rss_bytes()
         .map(|b| format!(" (peak memory {} KiB)", b / 1024))
         .unwrap_or_default()
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM`), if the
+/// platform reports it.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 fn parse_time(text: &Option<String>, flag: &str) -> Result<Option<Timestamp>, ReplayError> {
@@ -509,9 +520,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<ExitCode> {
 
 /// A running `srs serve`, spoken to over GraphQL.
 struct Remote {
-    endpoint: String,
-    token: String,
-    http: reqwest::Client,
+    client: srs_client::Client,
 }
 
 /// Downloads the server's `GET /log/export` into `file` (`-`: stdout; a
@@ -523,11 +532,10 @@ async fn remote_export(
     remote: &Remote,
     file: &Path,
 ) -> Result<srs_replay::ExportSummary, ReplayError> {
-    let url = format!("{}/log/export", crate::backup::base_url(&remote.endpoint));
+    let url = format!("{}/log/export", remote.client.base());
     let mut response = remote
-        .http
-        .get(&url)
-        .bearer_auth(&remote.token)
+        .client
+        .authorized(remote.client.http().get(&url))
         .send()
         .await
         .map_err(|e| ReplayError::Invalid(format!("cannot reach {url}: {e}")))?;
@@ -620,38 +628,30 @@ async fn fetch_log(remote: &Remote) -> Result<tempfile::TempDir, ReplayError> {
 
 impl Remote {
     fn new(url: &str, token: &str) -> Self {
-        let url = url.trim_end_matches('/');
-        let endpoint = if url.ends_with("/graphql") {
-            url.to_string()
-        } else {
-            format!("{url}/graphql")
-        };
         Remote {
-            endpoint,
-            token: token.to_string(),
-            http: reqwest::Client::new(),
+            client: srs_client::Client::new(url, Some(token)),
         }
     }
 
     /// The `data` of a query; GraphQL errors become `Invalid` with their code.
     async fn query(&self, query: &str, variables: Value) -> Result<Value, ReplayError> {
-        let response = self
-            .http
-            .post(&self.endpoint)
-            .bearer_auth(&self.token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .map_err(|e| ReplayError::Invalid(format!("cannot reach {}: {e}", self.endpoint)))?;
-        let status = response.status();
-        let body: Value = response.json().await.map_err(|e| {
-            ReplayError::Invalid(format!("{} answered {status}: {e}", self.endpoint))
-        })?;
+        let endpoint = self.client.endpoint();
+        let response =
+            self.client.send(query, variables).await.map_err(|e| {
+                ReplayError::Invalid(format!("cannot reach {endpoint}: {}", e.message))
+            })?;
+        let body = response.body;
         if let Some(error) = body["errors"].as_array().and_then(|e| e.first()) {
             return Err(ReplayError::Invalid(format!(
                 "the server refused: {} ({})",
                 error["message"].as_str().unwrap_or("no message"),
                 error["extensions"]["code"].as_str().unwrap_or("no code")
+            )));
+        }
+        if !body.is_object() {
+            return Err(ReplayError::Invalid(format!(
+                "{endpoint} answered HTTP {}: {body}",
+                response.status
             )));
         }
         Ok(body["data"].clone())
@@ -765,7 +765,7 @@ fn shown_event(node: &Value) -> Result<ShownEvent, ReplayError> {
         event_type: text("type")?,
         // The API names fields in camelCase; offline replay prints the
         // stored names, and so does this.
-        payload: crate::graphql::snake_keys(node["payload"].clone()),
+        payload: srs_api::graphql::snake_keys(node["payload"].clone()),
         prev_hash: None,
         hash: text("hash")?,
     })

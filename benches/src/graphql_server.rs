@@ -1,7 +1,8 @@
-//! `srs bench graphql`: the real server under a closed-loop load.
+//! `srs bench graphql`: the real server (the [`srs_api`] library) under a
+//! closed-loop load.
 //!
 //! The history is generated into a fresh data directory and its read
-//! models rebuilt offline ([`srs_bench::graphql::load_history`]), then a [`Server`] is opened on it
+//! models rebuilt offline ([`crate::graphql::load_history`]), then a [`Server`] is opened on it
 //! in this process, on this runtime, listening on loopback, with one extra
 //! route, `GET /bench/plain`: a plain axum handler returning a small JSON
 //! body behind the same middleware. Once `/readyz` says the read models
@@ -15,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use srs_bench::graphql::{self as bench, Endpoint};
-use srs_bench::Figure;
+use srs_api::server::{ServeOptions, Server};
+use srs_api::state::{AppState, Limits};
+use srs_client::Gql as _;
 use tokio::sync::oneshot;
 
-use crate::server::{ServeOptions, Server};
-use crate::state::{AppState, Limits};
+use crate::graphql::{self as bench, Endpoint};
+use crate::Figure;
 
 /// The route of the plain handler.
 const PLAIN_PATH: &str = "/bench/plain";
@@ -98,19 +100,28 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
         bench::RECORDINGS_PAGE_QUERY,
         serde_json::json!({ "users": history.filter_users }),
     );
-    // Measuring an empty answer would flatter the figures: check the data.
-    let answer = bench::check(addr, &dashboard).await?;
-    let total = answer["data"]["dashboard"]["recordingsTotal"].as_u64();
+    // Measuring an empty answer would flatter the figures: check the data
+    // (through the GraphQL client, as a dashboard asks).
+    let client = srs_client::Client::new(&format!("http://{addr}"), Some(&token));
+    let answer = client
+        .call(bench::DASHBOARD_QUERY, serde_json::json!({}))
+        .await
+        .map_err(|e| anyhow::anyhow!("the dashboard query: {e}"))?;
+    let total = answer["dashboard"]["recordingsTotal"].as_u64();
     if total != Some(history.recordings) {
         anyhow::bail!(
             "the dashboard counts {total:?} recordings, {} were written",
             history.recordings
         );
     }
-    let answer = bench::check(addr, &page).await?;
-    let matches = answer["data"]["recordings"]["totalCount"]
-        .as_u64()
-        .unwrap_or(0);
+    let answer = client
+        .call(
+            bench::RECORDINGS_PAGE_QUERY,
+            serde_json::json!({ "users": history.filter_users }),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the recordings page: {e}"))?;
+    let matches = answer["recordings"]["totalCount"].as_u64().unwrap_or(0);
     if matches == 0 && history.recordings >= 1_000 {
         anyhow::bail!("the filtered page matches nothing: {answer}");
     }
