@@ -64,6 +64,7 @@ use srs_domain::log::{EventStore, Faults, LogError, SledEventStore, StoreOptions
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
 use srs_projections::models::tokens::TokensProjection;
+use srs_projections::store::{Db, Store};
 use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,7 +90,7 @@ pub const REOPEN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The file in the data directory holding the first admin's secret.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// The sled tree of the content store's own state (its checkpoint).
+/// The tree of the content store's own state (its checkpoint).
 pub const CONTENT_TREE: &str = "content";
 
 /// sled's page cache for `srs serve`.
@@ -235,7 +236,7 @@ impl Server {
         options: ServeOptions,
         clock: Arc<dyn Clock>,
         faults: Option<Arc<Faults>>,
-        db: sled::Db,
+        db: Db,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
         let store_options = StoreOptions {
@@ -244,7 +245,7 @@ impl Server {
             ..StoreOptions::default()
         };
         let store: SledEventStore<DomainEvent> =
-            SledEventStore::with_db(db.clone(), store_options)?;
+            SledEventStore::with_db(db.sled().clone(), store_options)?;
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
         let reads = ReadModels::start(shared.clone(), &db, SetOptions::default())?;
         let permissions = Arc::new(ReadModelPermissions {
@@ -272,10 +273,10 @@ impl Server {
         let content_effects = ContentEffects::start(
             shared,
             content.clone(),
-            db.open_tree(CONTENT_TREE).map_err(LogError::from)?,
+            db.open(CONTENT_TREE).map_err(ProjectionError::from)?,
             shutdown_rx.clone(),
         )
-        .map_err(LogError::from)?;
+        .map_err(ProjectionError::from)?;
         let core = Arc::new(Core {
             store,
             service,
@@ -286,8 +287,11 @@ impl Server {
             content,
             content_effects,
             dashboards: Dashboards::new(),
-            last_used: LastUsed::new(db.open_tree(LAST_USED_TREE).map_err(LogError::from)?),
-            heartbeats: LastUsed::new(db.open_tree(LAST_HEARTBEAT_TREE).map_err(LogError::from)?),
+            last_used: LastUsed::new(db.open(LAST_USED_TREE).map_err(ProjectionError::from)?),
+            heartbeats: LastUsed::new(
+                db.open(LAST_HEARTBEAT_TREE)
+                    .map_err(ProjectionError::from)?,
+            ),
             data_dir: options.data.clone(),
             cors_origins: options.cors_origins.clone(),
             tickets: crate::content::Tickets::new(),
@@ -523,13 +527,15 @@ async fn reopen(
     }
 }
 
-/// Opens the data directory's sled database (a held directory is
-/// [`ServeError::Locked`]).
-fn open_data_db(options: &ServeOptions) -> Result<sled::Db, ServeError> {
-    srs_domain::log::open_db(&options.data, CACHE_BYTES).map_err(|e| match e {
-        LogError::Locked { path } => ServeError::Locked(path),
-        other => ServeError::Log(other),
-    })
+/// Opens the data directory's database, shared by the log and the read
+/// models (a held directory is [`ServeError::Locked`]).
+fn open_data_db(options: &ServeOptions) -> Result<Db, ServeError> {
+    srs_domain::log::open_db(&options.data, CACHE_BYTES)
+        .map(Db::new)
+        .map_err(|e| match e {
+            LogError::Locked { path } => ServeError::Locked(path),
+            other => ServeError::Log(other),
+        })
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use srs_domain::log::EventStore;
 use srs_domain::model::DomainEvent;
+use srs_projections::store::{Keyspace, StoreError, Tree};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -76,9 +77,9 @@ impl ContentEffects {
     pub fn start(
         store: Arc<dyn EventStore<DomainEvent>>,
         content: Arc<ContentStore>,
-        tree: sled::Tree,
+        tree: Tree,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Result<ContentEffects, sled::Error> {
+    ) -> Result<ContentEffects, StoreError> {
         let checkpoint = tree
             .get(CHECKPOINT_KEY)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -116,7 +117,11 @@ impl ContentEffects {
                     unsaved += 1;
                 }
                 if unsaved >= CHECKPOINT_EVERY {
-                    if let Err(e) = tree.insert(CHECKPOINT_KEY, &position.to_be_bytes()) {
+                    let saved = [(
+                        CHECKPOINT_KEY.to_vec(),
+                        Some(position.to_be_bytes().to_vec()),
+                    )];
+                    if let Err(e) = tree.apply(&saved.into_iter().collect(), None) {
                         tracing::warn!(error = %e, "content effects: cannot save the checkpoint");
                     }
                     unsaved = 0;

@@ -9,13 +9,14 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::overlay::stored_checkpoint;
 use super::rebuild::{Rebuild, RebuildReport};
-use super::registry::Registry;
-use super::runner::{Command, Runner, Slot};
+use super::runner::{Command, Runner, RunningProjection};
 use super::status::{ProjectionStatus, RunnerState};
-use super::writes::stored_checkpoint;
 use super::Projection;
 use crate::error::{ProjectionError, Result};
+use crate::store::Generations;
+use crate::store::{Db, Tree};
 
 /// Tuning of a [`ProjectionSet`].
 #[derive(Clone, Debug)]
@@ -57,8 +58,8 @@ pub enum WaitError {
 
 struct Inner<E: Event> {
     store: Arc<dyn EventStore<E>>,
-    registry: Registry,
-    slots: BTreeMap<&'static str, Arc<Slot<E>>>,
+    generations: Generations,
+    running: BTreeMap<&'static str, Arc<RunningProjection<E>>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     options: SetOptions,
@@ -71,7 +72,7 @@ impl<E: Event> Drop for Inner<E> {
     }
 }
 
-/// The projections of one log, each with its runner task, sharing one sled
+/// The projections of one log, each with its runner task, sharing one
 /// database. Cheap to clone.
 pub struct ProjectionSet<E: Event> {
     inner: Arc<Inner<E>>,
@@ -91,18 +92,18 @@ impl<E: Event> ProjectionSet<E> {
     /// runner. Must be called inside a tokio runtime.
     pub fn start(
         store: Arc<dyn EventStore<E>>,
-        db: &sled::Db,
+        db: impl Into<Db>,
         projections: Vec<Arc<dyn Projection<E>>>,
         options: SetOptions,
     ) -> Result<Self> {
-        let registry = Registry::open(db)?;
+        let generations = Generations::open(&db.into())?;
         let (stop, _) = watch::channel(false);
         let head = store.head().position;
-        let mut slots = BTreeMap::new();
+        let mut running = BTreeMap::new();
         let mut tasks = Vec::new();
         for projection in projections {
             let name = projection.name();
-            let opened = registry.open_current(name, projection.version())?;
+            let opened = generations.open_current(name, projection.version())?;
             let position = stored_checkpoint(&opened.tree)?;
             let state = if opened.rebuilding {
                 RunnerState::Rebuilding
@@ -117,16 +118,16 @@ impl<E: Event> ProjectionSet<E> {
                 state,
             ));
             let (commands_tx, commands_rx) = mpsc::channel(4);
-            let slot = Arc::new(Slot {
+            let slot = Arc::new(RunningProjection {
                 projection,
                 tree: RwLock::new((Arc::new(opened.tree), opened.generation)),
                 status,
                 commands: commands_tx,
             });
             let runner = Runner {
-                slot: slot.clone(),
+                running: slot.clone(),
                 store: store.clone(),
-                registry: registry.clone(),
+                generations: generations.clone(),
                 batch_size: options.batch_size.max(1),
                 position,
                 catch_up_target: head,
@@ -134,7 +135,7 @@ impl<E: Event> ProjectionSet<E> {
                 retired: Vec::new(),
             };
             tasks.push(tokio::spawn(runner.run(commands_rx, stop.subscribe())));
-            if slots.insert(name, slot).is_some() {
+            if running.insert(name, slot).is_some() {
                 return Err(ProjectionError::Invariant(format!(
                     "two projections are named `{name}`"
                 )));
@@ -143,8 +144,8 @@ impl<E: Event> ProjectionSet<E> {
         Ok(ProjectionSet {
             inner: Arc::new(Inner {
                 store,
-                registry,
-                slots,
+                generations,
+                running,
                 stop,
                 tasks: Mutex::new(tasks),
                 options,
@@ -154,19 +155,19 @@ impl<E: Event> ProjectionSet<E> {
 
     /// The projections' names, sorted.
     pub fn names(&self) -> Vec<&'static str> {
-        self.inner.slots.keys().copied().collect()
+        self.inner.running.keys().copied().collect()
     }
 
-    fn slot(&self, name: &str) -> Result<&Arc<Slot<E>>> {
+    fn slot(&self, name: &str) -> Result<&Arc<RunningProjection<E>>> {
         self.inner
-            .slots
+            .running
             .get(name)
             .ok_or_else(|| ProjectionError::UnknownProjection(name.to_string()))
     }
 
     /// The current tree of `name`, for queries. Hold it for one query: a
     /// tree replaced by a rebuild is dropped once nobody holds it.
-    pub fn tree(&self, name: &str) -> Result<Arc<sled::Tree>> {
+    pub fn tree(&self, name: &str) -> Result<Arc<Tree>> {
         Ok(self.slot(name)?.current())
     }
 
@@ -180,7 +181,7 @@ impl<E: Event> ProjectionSet<E> {
     pub fn statuses(&self) -> Vec<ProjectionStatus> {
         let head = self.inner.store.head().position;
         self.inner
-            .slots
+            .running
             .values()
             .map(|s| snapshot(s, head))
             .collect()
@@ -203,13 +204,13 @@ impl<E: Event> ProjectionSet<E> {
         timeout: Duration,
     ) -> Result<(), WaitError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let slots: Vec<&Arc<Slot<E>>> = match which {
-            Which::All => self.inner.slots.values().collect(),
+        let slots: Vec<&Arc<RunningProjection<E>>> = match which {
+            Which::All => self.inner.running.values().collect(),
             Which::Only(names) => names
                 .iter()
                 .map(|n| {
                     self.inner
-                        .slots
+                        .running
                         .get(n)
                         .ok_or_else(|| WaitError::Unknown(n.to_string()))
                 })
@@ -274,7 +275,7 @@ impl<E: Event> ProjectionSet<E> {
         }
         let rebuild = Rebuild::prepare(
             self.inner.store.clone(),
-            self.inner.registry.clone(),
+            self.inner.generations.clone(),
             targets,
             self.inner.options.rebuild_batch_size,
         )?;
@@ -283,18 +284,18 @@ impl<E: Event> ProjectionSet<E> {
             let name = b.projection.name();
             let slot = self.slot(name)?;
             let (reply, answer) = oneshot::channel();
-            let generation = b.shadow.generation;
+            let generation = b.built.generation;
             if slot
                 .commands
                 .send(Command::Swap {
-                    shadow: b.shadow,
+                    built: b.built,
                     reply,
                 })
                 .await
                 .is_err()
             {
-                // The runner is gone; its shadow came back with the error.
-                self.inner.registry.drop_generation(name, generation)?;
+                // The runner is gone; the new generation came back with the error.
+                self.inner.generations.drop_generation(name, generation)?;
                 return Err(ProjectionError::RunnerStopped(name.to_string()));
             }
             let outcome = answer
@@ -320,7 +321,7 @@ impl<E: Event> ProjectionSet<E> {
     }
 }
 
-fn snapshot<E: Event>(slot: &Slot<E>, head: u64) -> ProjectionStatus {
+fn snapshot<E: Event>(slot: &RunningProjection<E>, head: u64) -> ProjectionStatus {
     let mut s = slot.status.borrow().clone();
     s.head = head.max(s.position);
     s.lag = s.head - s.position;

@@ -50,6 +50,7 @@ use crate::engine::{
     Which,
 };
 use crate::error::Result;
+use crate::store::Db;
 
 /// Every read model's projection, in a fixed order (the catalogue's with
 /// an index of its own).
@@ -77,7 +78,7 @@ fn projections_with(index: Arc<CatalogueIndex>) -> Vec<Arc<dyn Projection<Domain
 /// (`srs rebuild --all`, `srs bench rebuild`); see [`rebuild_all`].
 pub async fn rebuild_all_models(
     store: Arc<dyn EventStore<DomainEvent>>,
-    db: &sled::Db,
+    db: impl Into<Db>,
 ) -> Result<RebuildReport> {
     rebuild_all(
         store,
@@ -112,7 +113,7 @@ impl ReadModels {
     /// that comes first loads it itself).
     pub fn start(
         store: Arc<dyn EventStore<DomainEvent>>,
-        db: &sled::Db,
+        db: impl Into<Db>,
         options: SetOptions,
     ) -> Result<Self> {
         let catalogue_index = Arc::new(CatalogueIndex::new());

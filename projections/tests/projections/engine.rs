@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use srs_domain::log::Envelope;
+use srs_projections::store::{Db, Keyspace, Store, Tree};
 use srs_projections::{
-    apply_events, checkpoint_of, dump, Changes, Projection, ProjectionSet, Rebuild, RunnerState,
-    SetOptions, WaitError, Which, Writes,
+    apply_events, checkpoint_of, dump, Changes, Overlay, Projection, ProjectionSet, Rebuild,
+    RunnerState, SetOptions, WaitError, Which,
 };
 
 use crate::common::*;
@@ -109,8 +110,8 @@ async fn a_failing_event_stops_its_projection_there_and_the_others_go_on() {
 
 #[test]
 fn a_batch_commits_up_to_the_failing_event_and_not_beyond() {
-    let db = sled::Config::new().temporary(true).open().unwrap();
-    let tree = db.open_tree("t").unwrap();
+    let db = Db::temporary().unwrap();
+    let tree = db.open("t").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,9 +145,10 @@ async fn a_version_change_rebuilds_from_position_one_on_start() {
         let set = set(&store, vec![Tally::new("a")]);
         set.wait_for(Which::All, last, WAIT).await.unwrap();
         // Tamper with the data: only a rebuild restores it.
+        let tampered = [(b"total".to_vec(), Some(1i64.to_be_bytes().to_vec()))];
         set.tree("a")
             .unwrap()
-            .insert(b"total", 1i64.to_be_bytes().to_vec())
+            .apply(&tampered.into_iter().collect(), None)
             .unwrap();
         set.shutdown().await;
     }
@@ -279,11 +281,11 @@ impl Projection<TestEvent> for Commits {
         self.tally.version()
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
         self.tally.apply(w, e)
     }
 
-    fn committed(&self, _tree: &sled::Tree, _changes: &Changes, checkpoint: u64) {
+    fn committed(&self, _tree: &Tree, _changes: &Changes, checkpoint: u64) {
         self.checkpoints.lock().unwrap().push(checkpoint);
     }
 }
@@ -390,20 +392,20 @@ impl Projection<TestEvent> for FullDisk {
         self.tally.version()
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
         self.tally.apply(w, e)
     }
 
-    fn before_commit(&self, _writes: &mut Writes) -> srs_projections::Result<()> {
+    fn before_commit(&self, _writes: &mut Overlay) -> srs_projections::Result<()> {
         use std::sync::atomic::Ordering;
         let left = self.failures.load(Ordering::SeqCst);
         if left == 0 {
             return Ok(());
         }
         self.failures.store(left - 1, Ordering::SeqCst);
-        Err(srs_projections::ProjectionError::Storage(sled::Error::Io(
-            std::io::Error::from_raw_os_error(28),
-        )))
+        Err(srs_projections::ProjectionError::Storage(
+            srs_projections::store::StoreError::Io(std::io::Error::from_raw_os_error(28)),
+        ))
     }
 }
 
