@@ -90,7 +90,8 @@ pub const REOPEN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The file in the data directory holding the first admin's secret.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// The tree of the content store's own state (its checkpoint).
+/// The tree where the content effects kept their checkpoint before they
+/// ran as a reactor of the engine (read once, to carry it over).
 pub const CONTENT_TREE: &str = "content";
 
 /// sled's page cache for `srs serve`.
@@ -247,7 +248,22 @@ impl Server {
         let store: SledEventStore<DomainEvent> =
             SledEventStore::with_db(db.sled().clone(), store_options)?;
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
-        let reads = ReadModels::start(shared.clone(), &db, SetOptions::default())?;
+        // One key ring for the data directory: the content store seals
+        // chunks and the service seals session events under the same
+        // recording keys, and a shredding evicts the one cache.
+        let content = Arc::new(
+            ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
+        );
+        ContentEffects::carry_over_checkpoint(
+            &db,
+            &db.open(CONTENT_TREE).map_err(ProjectionError::from)?,
+        )?;
+        let reads = ReadModels::start_with_reactors(
+            shared.clone(),
+            &db,
+            vec![ContentEffects::reactor(content.clone())],
+            SetOptions::default(),
+        )?;
         let permissions = Arc::new(ReadModelPermissions {
             reads: reads.clone(),
             store: store.clone(),
@@ -257,12 +273,6 @@ impl Server {
             liveness_period_secs: options.limits.liveness_period.as_secs().max(1) as i64,
             ..ServiceConfig::default()
         };
-        // One key ring for the data directory: the content store seals
-        // chunks and the service seals session events under the same
-        // recording keys, and a shredding evicts the one cache.
-        let content = Arc::new(
-            ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
-        );
         let service = Arc::new(
             Service::with_config(shared.clone(), clock.clone(), permissions, config)
                 .with_keys(content.keys().clone()),
@@ -270,13 +280,7 @@ impl Server {
         migrate(&service).await?;
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let content_effects = ContentEffects::start(
-            shared,
-            content.clone(),
-            db.open(CONTENT_TREE).map_err(ProjectionError::from)?,
-            shutdown_rx.clone(),
-        )
-        .map_err(ProjectionError::from)?;
+        let content_effects = ContentEffects::new(reads.clone());
         let core = Arc::new(Core {
             store,
             service,

@@ -25,6 +25,11 @@
 //!   the partial one is dropped on the next start.
 //! * **Read your writes.** [`ProjectionSet::wait_for`] returns once the
 //!   chosen projections have applied a position (woken by each commit).
+//! * **Reactors follow the same way.** A [`Reactor`] (an effect outside the
+//!   store: content moved or shredded) is run by the same engine: its
+//!   checkpoint in the store, catch-up, status and `wait_for`; its effect
+//!   is retried until it succeeds, never skipped, and must be idempotent
+//!   per position.
 //!
 //! # Layout
 //!
@@ -49,8 +54,8 @@ pub mod store;
 
 pub use engine::{
     apply_events, checkpoint_of, data_version, dump, rebuild_all, version_of, Changes, Overlay,
-    Projection, ProjectionSet, ProjectionStatus, Rebuild, RebuildProgress, RebuildReport,
-    RunnerState, SetOptions, WaitError, Which,
+    Projection, ProjectionSet, ProjectionStatus, ReactError, Reactor, Rebuild, RebuildProgress,
+    RebuildReport, RunnerState, SetOptions, WaitError, Which,
 };
 pub use error::{ProjectionError, Result};
 pub use models::{all_projections, rebuild_all_models, ReadModels};

@@ -6,12 +6,15 @@
 //!   writes through.
 //! - `status`: [`ProjectionStatus`], [`RunnerState`], [`RebuildProgress`].
 //! - `runner`: the task that folds the log into one projection's tree.
+//! - `reactor`: [`Reactor`], a follower whose effect is outside the store
+//!   (content deletion), run like a projection.
 //! - `rebuild`: [`Rebuild`], building fresh trees in one pass over the log,
 //!   and the offline [`rebuild_all`].
 //! - `set`: [`ProjectionSet`], the running projections: statuses,
 //!   [`ProjectionSet::wait_for`], rebuild, the current trees.
 
 mod overlay;
+mod reactor;
 mod rebuild;
 mod runner;
 mod set;
@@ -25,6 +28,9 @@ use crate::store::{Keyspace, Tree, META_PREFIX};
 
 pub use crate::store::{parse_tree_name, tree_name, REGISTRY_TREE};
 pub use overlay::{read_counter, Changes, Overlay};
+pub use reactor::{
+    reactor_tree_name, seed_reactor_checkpoint, ReactError, Reactor, REACTOR_VERSION,
+};
 pub use rebuild::{rebuild_all, Rebuild, RebuildReport, OVERLAY_BUDGET};
 pub use set::{ProjectionSet, SetOptions, WaitError, Which};
 pub use stamp::data_version;

@@ -80,20 +80,20 @@ impl<E: Event> RunningProjection<E> {
 }
 
 /// Events per second over windows of at least a quarter second.
-struct RateMeter {
+pub(super) struct RateMeter {
     window_start: Instant,
     window_position: u64,
 }
 
 impl RateMeter {
-    fn new(position: u64) -> Self {
+    pub(super) fn new(position: u64) -> Self {
         RateMeter {
             window_start: Instant::now(),
             window_position: position,
         }
     }
 
-    fn record(&mut self, position: u64) -> Option<f64> {
+    pub(super) fn record(&mut self, position: u64) -> Option<f64> {
         let elapsed = self.window_start.elapsed();
         if elapsed < Duration::from_millis(250) {
             return None;
@@ -107,8 +107,8 @@ impl RateMeter {
 
 /// The first wait before retrying a commit the store refused; it doubles up to
 /// [`COMMIT_RETRY_MAX`].
-const COMMIT_RETRY_MIN: Duration = Duration::from_millis(100);
-const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+pub(super) const COMMIT_RETRY_MIN: Duration = Duration::from_millis(100);
+pub(super) const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) struct Runner<E: Event> {
     pub running: Arc<RunningProjection<E>>,
@@ -364,7 +364,7 @@ impl<E: Event> Runner<E> {
 /// The next events that are ready, at least one and at most `max`; a log
 /// error that follows them is handed back too so it is never lost. `None`
 /// when the log has closed.
-async fn next_batch<E: Event>(
+pub(super) async fn next_batch<E: Event>(
     stream: &mut EventStream<E>,
     max: usize,
 ) -> Option<(Vec<Envelope<E>>, Option<LogError>)> {

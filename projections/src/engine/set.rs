@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::overlay::stored_checkpoint;
+use super::reactor::{Reactor, ReactorRunner, RunningReactor};
 use super::rebuild::{Rebuild, RebuildReport};
 use super::runner::{Command, Runner, RunningProjection};
 use super::status::{ProjectionStatus, RunnerState};
@@ -60,6 +61,7 @@ struct Inner<E: Event> {
     store: Arc<dyn EventStore<E>>,
     generations: Generations,
     running: BTreeMap<&'static str, Arc<RunningProjection<E>>>,
+    reactors: BTreeMap<&'static str, Arc<RunningReactor<E>>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     options: SetOptions,
@@ -96,7 +98,21 @@ impl<E: Event> ProjectionSet<E> {
         projections: Vec<Arc<dyn Projection<E>>>,
         options: SetOptions,
     ) -> Result<Self> {
-        let generations = Generations::open(&db.into())?;
+        Self::start_with_reactors(store, db, projections, Vec::new(), options)
+    }
+
+    /// [`ProjectionSet::start`], and a runner for each of `reactors` from
+    /// its checkpoint: they show in the statuses and
+    /// [`ProjectionSet::wait_for`] waits for them like for projections.
+    pub fn start_with_reactors(
+        store: Arc<dyn EventStore<E>>,
+        db: impl Into<Db>,
+        projections: Vec<Arc<dyn Projection<E>>>,
+        reactors: Vec<Arc<dyn Reactor<E>>>,
+        options: SetOptions,
+    ) -> Result<Self> {
+        let db = db.into();
+        let generations = Generations::open(&db)?;
         let (stop, _) = watch::channel(false);
         let head = store.head().position;
         let mut running = BTreeMap::new();
@@ -141,11 +157,25 @@ impl<E: Event> ProjectionSet<E> {
                 )));
             }
         }
+        let mut reacting = BTreeMap::new();
+        for reactor in reactors {
+            let name = reactor.name();
+            if running.contains_key(name) || reacting.contains_key(name) {
+                return Err(ProjectionError::Invariant(format!(
+                    "two followers are named `{name}`"
+                )));
+            }
+            let runner =
+                ReactorRunner::open(&db, reactor, store.clone(), options.batch_size, head)?;
+            reacting.insert(name, runner.running.clone());
+            tasks.push(tokio::spawn(runner.run(stop.subscribe())));
+        }
         Ok(ProjectionSet {
             inner: Arc::new(Inner {
                 store,
                 generations,
                 running,
+                reactors: reacting,
                 stop,
                 tasks: Mutex::new(tasks),
                 options,
@@ -171,32 +201,52 @@ impl<E: Event> ProjectionSet<E> {
         Ok(self.slot(name)?.current())
     }
 
-    /// One projection's status, with lag against the current log head.
-    pub fn status(&self, name: &str) -> Result<ProjectionStatus> {
-        let head = self.inner.store.head().position;
-        Ok(snapshot(self.slot(name)?, head))
+    /// The reactors' names, sorted.
+    pub fn reactor_names(&self) -> Vec<&'static str> {
+        self.inner.reactors.keys().copied().collect()
     }
 
-    /// Every projection's status, by name.
+    /// The status of a projection or a reactor: its runner's, whichever it is.
+    fn status_sender(&self, name: &str) -> Option<&watch::Sender<ProjectionStatus>> {
+        match self.inner.running.get(name) {
+            Some(p) => Some(&p.status),
+            None => self.inner.reactors.get(name).map(|r| &r.status),
+        }
+    }
+
+    /// One projection's (or reactor's) status, with lag against the
+    /// current log head.
+    pub fn status(&self, name: &str) -> Result<ProjectionStatus> {
+        let head = self.inner.store.head().position;
+        let status = self
+            .status_sender(name)
+            .ok_or_else(|| ProjectionError::UnknownProjection(name.to_string()))?;
+        Ok(snapshot(status, head))
+    }
+
+    /// Every projection's status by name, then every reactor's.
     pub fn statuses(&self) -> Vec<ProjectionStatus> {
         let head = self.inner.store.head().position;
-        self.inner
-            .running
-            .values()
+        let projections = self.inner.running.values().map(|p| &p.status);
+        let reactors = self.inner.reactors.values().map(|r| &r.status);
+        projections
+            .chain(reactors)
             .map(|s| snapshot(s, head))
             .collect()
     }
 
-    /// Whether every projection is live and at the log head (`/readyz`).
+    /// Whether every projection and reactor is live and at the log head
+    /// (`/readyz`).
     pub fn ready(&self) -> bool {
         self.statuses()
             .iter()
             .all(|s| s.state == RunnerState::Live && s.lag == 0)
     }
 
-    /// Returns once the chosen projections have applied `position`
-    /// (read-your-writes), or fails after `timeout`, or at once for a
-    /// failed projection. Wakes on each commit; never polls.
+    /// Returns once the chosen projections (`Which::All`: every projection
+    /// and every reactor) have applied `position` (read-your-writes), or
+    /// fails after `timeout`, or at once for a failed projection. Wakes on
+    /// each commit; never polls.
     pub async fn wait_for(
         &self,
         which: Which<'_>,
@@ -204,27 +254,29 @@ impl<E: Event> ProjectionSet<E> {
         timeout: Duration,
     ) -> Result<(), WaitError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let slots: Vec<&Arc<RunningProjection<E>>> = match which {
-            Which::All => self.inner.running.values().collect(),
+        let statuses: Vec<&watch::Sender<ProjectionStatus>> = match which {
+            Which::All => {
+                let projections = self.inner.running.values().map(|p| &p.status);
+                let reactors = self.inner.reactors.values().map(|r| &r.status);
+                projections.chain(reactors).collect()
+            }
             Which::Only(names) => names
                 .iter()
                 .map(|n| {
-                    self.inner
-                        .running
-                        .get(n)
+                    self.status_sender(n)
                         .ok_or_else(|| WaitError::Unknown(n.to_string()))
                 })
                 .collect::<Result<_, _>>()?,
         };
-        for slot in slots {
-            let mut rx = slot.status.subscribe();
+        for status in statuses {
+            let mut rx = status.subscribe();
             let reached = tokio::time::timeout_at(
                 deadline,
                 rx.wait_for(|s| s.position >= position || s.state == RunnerState::Failed),
             )
             .await
             .map(|r| r.map(|s| (s.position, s.last_error.clone())));
-            let name = slot.projection.name().to_string();
+            let name = rx.borrow().name.clone();
             match reached {
                 Err(_) => {
                     let at = rx.borrow().position;
@@ -321,8 +373,8 @@ impl<E: Event> ProjectionSet<E> {
     }
 }
 
-fn snapshot<E: Event>(slot: &RunningProjection<E>, head: u64) -> ProjectionStatus {
-    let mut s = slot.status.borrow().clone();
+fn snapshot(status: &watch::Sender<ProjectionStatus>, head: u64) -> ProjectionStatus {
+    let mut s = status.borrow().clone();
     s.head = head.max(s.position);
     s.lag = s.head - s.position;
     if s.rebuild.is_some() && s.state != RunnerState::Failed {
