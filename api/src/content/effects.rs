@@ -148,3 +148,44 @@ impl ContentEffects {
             .is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use srs_projections::engine::reactor_tree_name;
+    use srs_projections::store::{Changes, Store};
+
+    use super::*;
+
+    fn checkpoint(db: &Db) -> Option<u64> {
+        let tree = db.open(&reactor_tree_name(CONTENT_EFFECTS)).unwrap();
+        tree.checkpoint().unwrap().map(|c| c.position)
+    }
+
+    /// A data directory whose effects kept their checkpoint in the
+    /// `content` tree resumes from it, once.
+    #[test]
+    fn the_old_checkpoint_is_carried_over_once() {
+        let db = Db::temporary().unwrap();
+        let legacy = db.open("content").unwrap();
+        ContentEffects::carry_over_checkpoint(&db, &legacy).unwrap();
+        assert_eq!(checkpoint(&db), None, "nothing to carry over");
+        let old: Changes = [(
+            LEGACY_CHECKPOINT_KEY.to_vec(),
+            Some(42u64.to_be_bytes().to_vec()),
+        )]
+        .into_iter()
+        .collect();
+        legacy.apply(&old, None).unwrap();
+        ContentEffects::carry_over_checkpoint(&db, &legacy).unwrap();
+        assert_eq!(checkpoint(&db), Some(42));
+        let older: Changes = [(
+            LEGACY_CHECKPOINT_KEY.to_vec(),
+            Some(7u64.to_be_bytes().to_vec()),
+        )]
+        .into_iter()
+        .collect();
+        legacy.apply(&older, None).unwrap();
+        ContentEffects::carry_over_checkpoint(&db, &legacy).unwrap();
+        assert_eq!(checkpoint(&db), Some(42), "the reactor's own one stands");
+    }
+}

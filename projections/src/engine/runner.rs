@@ -110,7 +110,9 @@ impl RateMeter {
 pub(super) const COMMIT_RETRY_MIN: Duration = Duration::from_millis(100);
 pub(super) const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
 
-pub(crate) struct Runner<E: Event> {
+/// The task that folds the log into one projection's current tree (see
+/// the module docs).
+pub(crate) struct ProjectionRunner<E: Event> {
     pub running: Arc<RunningProjection<E>>,
     pub store: Arc<dyn EventStore<E>>,
     pub generations: Generations,
@@ -122,7 +124,7 @@ pub(crate) struct Runner<E: Event> {
     pub retired: Vec<(Arc<Tree>, u64)>,
 }
 
-impl<E: Event> Runner<E> {
+impl<E: Event> ProjectionRunner<E> {
     fn name(&self) -> &'static str {
         self.running.projection.name()
     }

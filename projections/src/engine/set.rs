@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::overlay::stored_checkpoint;
 use super::reactor::{Reactor, ReactorRunner, RunningReactor};
 use super::rebuild::{Rebuild, RebuildReport};
-use super::runner::{Command, Runner, RunningProjection};
+use super::runner::{Command, ProjectionRunner, RunningProjection};
 use super::status::{ProjectionStatus, RunnerState};
 use super::Projection;
 use crate::error::{ProjectionError, Result};
@@ -140,7 +140,7 @@ impl<E: Event> ProjectionSet<E> {
                 status,
                 commands: commands_tx,
             });
-            let runner = Runner {
+            let runner = ProjectionRunner {
                 running: slot.clone(),
                 store: store.clone(),
                 generations: generations.clone(),

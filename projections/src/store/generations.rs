@@ -46,7 +46,7 @@ pub struct Generations {
 }
 
 /// A projection's current tree, as opened on start.
-pub struct Opened {
+pub struct CurrentTree {
     pub tree: Tree,
     pub generation: u64,
     /// True when the stored version differed from the code's: the tree is
@@ -114,7 +114,7 @@ impl Generations {
     /// Opens `name`'s current tree, creating it on first start and
     /// replacing it by a fresh one when its stored version is not
     /// `version`; drops every other tree of `name`.
-    pub fn open_current(&self, name: &str, version: u32) -> Result<Opened> {
+    pub fn open_current(&self, name: &str, version: u32) -> Result<CurrentTree> {
         let (tree, generation, rebuilding) = match self.current(name)? {
             Some(generation) => {
                 let tree = self.db.open(&tree_name(name, generation))?;
@@ -150,7 +150,7 @@ impl Generations {
                 self.drop_generation(name, other)?;
             }
         }
-        Ok(Opened {
+        Ok(CurrentTree {
             tree,
             generation,
             rebuilding,

@@ -30,7 +30,7 @@ use std::ops::{Deref, RangeBounds};
 
 use thiserror::Error;
 
-pub use generations::{parse_tree_name, tree_name, Generations, Opened, REGISTRY_TREE};
+pub use generations::{parse_tree_name, tree_name, CurrentTree, Generations, REGISTRY_TREE};
 
 /// The database the read models are kept in (the backend in use).
 pub type Db = self::sled::SledDb;
