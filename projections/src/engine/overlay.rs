@@ -584,10 +584,10 @@ pub(crate) fn stored_version(tree: &Tree) -> Result<Option<u32>> {
 mod tests {
     use super::*;
 
-    use crate::store::{sled::SledDb, Store};
+    use crate::store::{Db, Store};
 
     fn tree() -> Tree {
-        SledDb::temporary().unwrap().open("t").unwrap()
+        Db::temporary().unwrap().open("t").unwrap()
     }
 
     /// Writes one key straight to the tree.

@@ -432,6 +432,7 @@ fn matches(f: &AuditFilter, row: &AuditRow) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::{Db, Store};
     use std::sync::Arc;
 
     use srs_domain::log::Hash;
@@ -465,8 +466,8 @@ mod tests {
     /// an event applied twice is counted once.
     #[test]
     fn counts_match_what_a_walk_finds() {
-        let db = crate::store::Db::temporary().unwrap();
-        let tree = crate::store::Store::open(&db, "audit").unwrap();
+        let db = Db::temporary().unwrap();
+        let tree = db.open("audit").unwrap();
         let mut w = Overlay::new(tree.clone());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         for position in 1..=700u64 {
@@ -540,8 +541,8 @@ mod tests {
 
     #[test]
     fn a_block_keeps_its_entries_sorted_and_once_whatever_the_order() {
-        let db = crate::store::Db::temporary().unwrap();
-        let mut w = Overlay::new(crate::store::Store::open(&db, "audit").unwrap());
+        let db = Db::temporary().unwrap();
+        let mut w = Overlay::new(db.open("audit").unwrap());
         let index = || Key::new(b"c/").u8(1);
         for pos in [5, 3, 5, 300, 1, 255, 3, 256 + 7] {
             post(&mut w, index(), pos).unwrap();

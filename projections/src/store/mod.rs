@@ -89,6 +89,10 @@ pub type StoreResult<T> = std::result::Result<T, StoreError>;
 pub trait Store: Clone + Send + Sync + 'static {
     type Keyspace: Keyspace;
 
+    /// A fresh database that is gone once dropped (tests, scratch read
+    /// models).
+    fn temporary() -> StoreResult<Self>;
+
     /// Opens the keyspace `name`, creating it empty if it does not exist.
     fn open(&self, name: &str) -> StoreResult<Self::Keyspace>;
 

@@ -36,12 +36,6 @@ impl SledDb {
         SledDb { db }
     }
 
-    /// A fresh database that lives in memory and a temporary file only
-    /// (for tests and scratch read models).
-    pub fn temporary() -> StoreResult<Self> {
-        Ok(SledDb::new(sled::Config::new().temporary(true).open()?))
-    }
-
     /// The sled database underneath (the event log opens its trees in it).
     pub fn sled(&self) -> &sled::Db {
         &self.db
@@ -68,6 +62,10 @@ impl From<&SledDb> for SledDb {
 
 impl Store for SledDb {
     type Keyspace = SledTree;
+
+    fn temporary() -> StoreResult<Self> {
+        Ok(SledDb::new(sled::Config::new().temporary(true).open()?))
+    }
 
     fn open(&self, name: &str) -> StoreResult<SledTree> {
         Ok(SledTree {

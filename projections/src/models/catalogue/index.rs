@@ -1018,10 +1018,11 @@ fn pad<const N: usize>(prefix: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Db, Store};
 
     fn tree() -> Tree {
-        let db = crate::store::Db::temporary().unwrap();
-        crate::store::Store::open(&db, "catalogue").unwrap()
+        let db = Db::temporary().unwrap();
+        db.open("catalogue").unwrap()
     }
 
     #[test]
