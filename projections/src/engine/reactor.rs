@@ -201,8 +201,10 @@ impl<E: Event> ReactorRunner<E> {
                 pause = (pause * 2).min(COMMIT_RETRY_MAX);
                 stream = self.store.subscribe(self.position + 1);
                 rate = RateMeter::new(self.position);
-            } else {
+            } else if pause > COMMIT_RETRY_MIN {
+                // Reading the log works again.
                 pause = COMMIT_RETRY_MIN;
+                self.running.status.send_modify(|s| s.last_error = None);
             }
         }
         self.commit().await;
