@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use srs_projections::models::dashboard::{
     Dashboard, DashboardProjection, DashboardQuery, DashboardView, SiteScope,
 };
+use srs_projections::store::Keyspace;
 use srs_projections::{checkpoint_of, ReadModels, Result};
 
 /// The most figure sets kept for one checkpoint (sites x ranges x tops).
@@ -59,7 +60,7 @@ impl Key {
 /// The figures kept for one state of the dashboard tree.
 #[derive(Debug, Default)]
 struct Kept {
-    tree: sled::IVec,
+    tree: String,
     checkpoint: u64,
     figures: HashMap<Key, Arc<DashboardView>>,
 }
@@ -79,7 +80,7 @@ impl Dashboards {
     /// dashboard tree has not changed since they were computed.
     pub fn view(&self, reads: &ReadModels, query: &DashboardQuery) -> Result<DashboardView> {
         let tree = reads.set().tree(DashboardProjection::NAME)?;
-        let name = tree.name();
+        let name = tree.name().to_owned();
         let checkpoint = checkpoint_of(&tree)?;
         let key = Key::of(query);
         let kept = self.kept.lock().ok().and_then(|kept| {
@@ -104,7 +105,7 @@ impl Dashboards {
         Ok(view)
     }
 
-    fn keep(&self, tree: sled::IVec, checkpoint: u64, key: Key, figures: Arc<DashboardView>) {
+    fn keep(&self, tree: String, checkpoint: u64, key: Key, figures: Arc<DashboardView>) {
         let Ok(mut kept) = self.kept.lock() else {
             return;
         };

@@ -172,7 +172,7 @@ impl From<srs_projections::ProjectionError> for ApiError {
             srs_projections::ProjectionError::InvalidCursor => {
                 ApiError::validation("invalid cursor")
             }
-            srs_projections::ProjectionError::Storage(sled::Error::Io(_)) => {
+            srs_projections::ProjectionError::Storage(ref storage) if storage.is_io() => {
                 ApiError::unavailable(value)
             }
             srs_projections::ProjectionError::Log(log) => log.into(),

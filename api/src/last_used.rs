@@ -11,7 +11,7 @@
 //! - in memory, per token, as the minute of the last successful
 //!   authentication with it ([`LastUsed::touch`]: a map lookup; nothing is
 //!   written when the minute has not changed);
-//! - in a small sled tree of the data directory (`token-last-used`, key:
+//! - in a small tree of the data directory's store (`token-last-used`, key:
 //!   the token id, value: the minute), written by [`LastUsed::flush`],
 //!   which `srs serve` runs once a minute ([`FLUSH_EVERY`]) and at
 //!   shutdown: one batch holding the tokens whose minute moved since the
@@ -32,12 +32,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use srs_domain::time::Timestamp;
+use srs_projections::store::{Changes, Keyspace, StoreError, Tree};
 use uuid::Uuid;
 
-/// The sled tree the minutes are kept in.
+/// The tree the minutes are kept in.
 pub const LAST_USED_TREE: &str = "token-last-used";
 
-/// The sled tree servers' last heartbeats are kept in, the same way (key:
+/// The tree servers' last heartbeats are kept in, the same way (key:
 /// the server id): an agent heartbeats every few seconds, so a heartbeat
 /// is not an event either; `Server.lastHeartbeat` reads it.
 pub const LAST_HEARTBEAT_TREE: &str = "server-last-heartbeat";
@@ -57,7 +58,7 @@ struct Minutes {
 /// The last-used minutes of tokens (see the module docs).
 #[derive(Debug)]
 pub struct LastUsed {
-    tree: sled::Tree,
+    tree: Tree,
     minutes: Mutex<Minutes>,
 }
 
@@ -70,7 +71,7 @@ fn decode(bytes: &[u8]) -> Option<i64> {
 }
 
 impl LastUsed {
-    pub fn new(tree: sled::Tree) -> Self {
+    pub fn new(tree: Tree) -> Self {
         LastUsed {
             tree,
             minutes: Mutex::new(Minutes::default()),
@@ -111,7 +112,7 @@ impl LastUsed {
     /// Writes the minutes that moved since the last flush, in one batch,
     /// and flushes the tree; returns how many tokens were written. On a
     /// failure they stay due for the next flush.
-    pub fn flush(&self) -> Result<usize, sled::Error> {
+    pub fn flush(&self) -> Result<usize, StoreError> {
         let due: Vec<(Uuid, i64)> = {
             let mut minutes = self.minutes();
             let dirty: Vec<Uuid> = minutes.dirty.drain().collect();
@@ -123,7 +124,7 @@ impl LastUsed {
         if due.is_empty() {
             return Ok(0);
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = Changes::new();
         for (id, minute) in &due {
             // Never move a stored minute back (another process's, or a
             // clock stepped back).
@@ -133,12 +134,12 @@ impl LastUsed {
                 .and_then(|v| decode(&v))
                 .unwrap_or(i64::MIN);
             if *minute > stored {
-                batch.insert(id.as_bytes(), &minute.to_be_bytes());
+                batch.insert(id.as_bytes().to_vec(), Some(minute.to_be_bytes().to_vec()));
             }
         }
         let written = self
             .tree
-            .apply_batch(batch)
+            .apply(&batch, None)
             .and_then(|()| self.tree.flush());
         if let Err(e) = written {
             let mut minutes = self.minutes();
@@ -158,18 +159,19 @@ impl LastUsed {
 mod tests {
     use super::*;
 
-    fn tree() -> (tempfile::TempDir, sled::Db, sled::Tree) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree(LAST_USED_TREE).unwrap();
-        (dir, db, tree)
+    use srs_projections::store::{Db, Store};
+
+    fn tree() -> (Db, Tree) {
+        let db = Db::temporary().unwrap();
+        let tree = db.open(LAST_USED_TREE).unwrap();
+        (db, tree)
     }
 
     const T: Timestamp = Timestamp(1_767_225_600_000_000);
 
     #[test]
     fn many_uses_in_a_minute_are_one_write_and_the_minute_is_what_is_kept() {
-        let (_dir, _db, tree) = tree();
+        let (_db, tree) = tree();
         let used = LastUsed::new(tree.clone());
         let token = Uuid::from_u128(7);
         assert_eq!(used.get(token), None);
@@ -178,7 +180,7 @@ mod tests {
         }
         assert_eq!(used.due(), 1);
         assert_eq!(used.get(token), Some(T), "per minute");
-        assert_eq!(tree.len(), 0, "nothing written per use");
+        assert!(tree.is_empty(), "nothing written per use");
         assert_eq!(used.flush().unwrap(), 1);
         assert_eq!(used.flush().unwrap(), 0, "nothing moved since");
         used.touch(token, T.plus_secs(30));
@@ -190,7 +192,7 @@ mod tests {
 
     #[test]
     fn flushed_minutes_survive_a_new_process() {
-        let (_dir, _db, tree) = tree();
+        let (_db, tree) = tree();
         let token = Uuid::from_u128(8);
         let first = LastUsed::new(tree.clone());
         first.touch(token, T.plus_secs(125));

@@ -64,6 +64,7 @@ use srs_domain::log::{EventStore, Faults, LogError, SledEventStore, StoreOptions
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
 use srs_projections::models::tokens::TokensProjection;
+use srs_projections::store::{Db, Store};
 use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,7 +90,8 @@ pub const REOPEN_TIMEOUT: Duration = Duration::from_secs(300);
 /// The file in the data directory holding the first admin's secret.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// The sled tree of the content store's own state (its checkpoint).
+/// The tree where the content effects kept their checkpoint before they
+/// ran as a reactor of the engine (read once, to carry it over).
 pub const CONTENT_TREE: &str = "content";
 
 /// sled's page cache for `srs serve`.
@@ -235,7 +237,7 @@ impl Server {
         options: ServeOptions,
         clock: Arc<dyn Clock>,
         faults: Option<Arc<Faults>>,
-        db: sled::Db,
+        db: Db,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
         let store_options = StoreOptions {
@@ -244,9 +246,24 @@ impl Server {
             ..StoreOptions::default()
         };
         let store: SledEventStore<DomainEvent> =
-            SledEventStore::with_db(db.clone(), store_options)?;
+            SledEventStore::with_db(db.sled().clone(), store_options)?;
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
-        let reads = ReadModels::start(shared.clone(), &db, SetOptions::default())?;
+        // One key ring for the data directory: the content store seals
+        // chunks and the service seals session events under the same
+        // recording keys, and a shredding evicts the one cache.
+        let content = Arc::new(
+            ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
+        );
+        ContentEffects::carry_over_checkpoint(
+            &db,
+            &db.open(CONTENT_TREE).map_err(ProjectionError::from)?,
+        )?;
+        let reads = ReadModels::start_with_reactors(
+            shared.clone(),
+            &db,
+            vec![ContentEffects::reactor(content.clone())],
+            SetOptions::default(),
+        )?;
         let permissions = Arc::new(ReadModelPermissions {
             reads: reads.clone(),
             store: store.clone(),
@@ -256,12 +273,6 @@ impl Server {
             liveness_period_secs: options.limits.liveness_period.as_secs().max(1) as i64,
             ..ServiceConfig::default()
         };
-        // One key ring for the data directory: the content store seals
-        // chunks and the service seals session events under the same
-        // recording keys, and a shredding evicts the one cache.
-        let content = Arc::new(
-            ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
-        );
         let service = Arc::new(
             Service::with_config(shared.clone(), clock.clone(), permissions, config)
                 .with_keys(content.keys().clone()),
@@ -269,13 +280,7 @@ impl Server {
         migrate(&service).await?;
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let content_effects = ContentEffects::start(
-            shared,
-            content.clone(),
-            db.open_tree(CONTENT_TREE).map_err(LogError::from)?,
-            shutdown_rx.clone(),
-        )
-        .map_err(LogError::from)?;
+        let content_effects = ContentEffects::new(reads.clone());
         let core = Arc::new(Core {
             store,
             service,
@@ -286,8 +291,11 @@ impl Server {
             content,
             content_effects,
             dashboards: Dashboards::new(),
-            last_used: LastUsed::new(db.open_tree(LAST_USED_TREE).map_err(LogError::from)?),
-            heartbeats: LastUsed::new(db.open_tree(LAST_HEARTBEAT_TREE).map_err(LogError::from)?),
+            last_used: LastUsed::new(db.open(LAST_USED_TREE).map_err(ProjectionError::from)?),
+            heartbeats: LastUsed::new(
+                db.open(LAST_HEARTBEAT_TREE)
+                    .map_err(ProjectionError::from)?,
+            ),
             data_dir: options.data.clone(),
             cors_origins: options.cors_origins.clone(),
             tickets: crate::content::Tickets::new(),
@@ -523,13 +531,15 @@ async fn reopen(
     }
 }
 
-/// Opens the data directory's sled database (a held directory is
-/// [`ServeError::Locked`]).
-fn open_data_db(options: &ServeOptions) -> Result<sled::Db, ServeError> {
-    srs_domain::log::open_db(&options.data, CACHE_BYTES).map_err(|e| match e {
-        LogError::Locked { path } => ServeError::Locked(path),
-        other => ServeError::Log(other),
-    })
+/// Opens the data directory's database, shared by the log and the read
+/// models (a held directory is [`ServeError::Locked`]).
+fn open_data_db(options: &ServeOptions) -> Result<Db, ServeError> {
+    srs_domain::log::open_db(&options.data, CACHE_BYTES)
+        .map(Db::new)
+        .map_err(|e| match e {
+            LogError::Locked { path } => ServeError::Locked(path),
+            other => ServeError::Log(other),
+        })
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -11,6 +11,7 @@ use srs_domain::model::{hash_secret, DomainEvent, PlaybackScope, Principal};
 use srs_domain::time::Timestamp;
 use srs_projections::models::access::AccessProjection;
 use srs_projections::models::tokens::TokensProjection;
+use srs_projections::store::Keyspace;
 use srs_projections::{ReadModels, RunnerState, WaitError, Which};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -409,12 +410,7 @@ impl Core {
             return false;
         };
         let name = catalogue.tree().name();
-        self.reads
-            .catalogue_index()
-            .tree_name()
-            .as_deref()
-            .map(str::as_bytes)
-            == Some(&name[..])
+        self.reads.catalogue_index().tree_name().as_deref() == Some(name)
     }
 
     pub fn gauges(&self) -> Gauges {

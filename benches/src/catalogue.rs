@@ -23,6 +23,7 @@ use srs_projections::models::access::Viewer;
 use srs_projections::models::catalogue::{
     Catalogue, CatalogueProjection, RecordingFilter, RecordingQuery,
 };
+use srs_projections::store::{Keyspace, StoreError, Tree};
 use srs_projections::ProjectionError;
 use uuid::Uuid;
 
@@ -173,8 +174,9 @@ pub fn run(recordings: u64) -> Result<Vec<Figure>, ProjectionError> {
     let db = sled::Config::new()
         .temporary(true)
         .cache_capacity(512 * 1024 * 1024)
-        .open()?;
-    let tree = db.open_tree("catalogue")?;
+        .open()
+        .map_err(StoreError::from)?;
+    let tree: Tree = db.open_tree("catalogue").map_err(StoreError::from)?.into();
     let projection = CatalogueProjection::new();
     let fold_start = Instant::now();
     let mut checkpoint = 0;

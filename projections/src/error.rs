@@ -4,12 +4,14 @@
 use srs_domain::log::LogError;
 use thiserror::Error;
 
+use crate::store::StoreError;
+
 /// Why a projection, a rebuild or a query failed.
 #[derive(Debug, Error)]
 pub enum ProjectionError {
-    /// sled refused a read or a write.
+    /// The store refused a read or a write.
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] StoreError),
     /// Reading the event log failed.
     #[error("event log: {0}")]
     Log(#[from] LogError),

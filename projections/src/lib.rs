@@ -4,7 +4,8 @@
 //!
 //! * **One tree per projection, checkpoint inside.** A projection's data
 //!   and its checkpoint (the last log position it applied) live in the same
-//!   sled tree and are written by the same `apply_batch`. After a crash at
+//!   tree of the [`store`] and are written by the same atomic
+//!   [`Keyspace::apply`](store::Keyspace::apply). After a crash at
 //!   any moment the tree holds the effects of exactly the events up to its
 //!   checkpoint: none applied twice, none skipped. Unflushed batches may be
 //!   lost in a crash, together with their checkpoint; the runner then
@@ -24,10 +25,18 @@
 //!   the partial one is dropped on the next start.
 //! * **Read your writes.** [`ProjectionSet::wait_for`] returns once the
 //!   chosen projections have applied a position (woken by each commit).
+//! * **Reactors follow the same way.** A [`Reactor`] (an effect outside the
+//!   store: content moved or shredded) is run by the same engine: its
+//!   checkpoint in the store, catch-up, status and `wait_for`; its effect
+//!   is retried until it succeeds, never skipped, and must be idempotent
+//!   per position.
 //!
 //! # Layout
 //!
-//! - [`engine`]: the generic engine: [`Projection`], [`Writes`],
+//! - [`store`]: where the data is kept: the [`Store`](store::Store) and
+//!   [`Keyspace`](store::Keyspace) traits, tree generations, and their
+//!   sled implementation (the layout data directories already hold).
+//! - [`engine`]: the generic engine: [`Projection`], [`Overlay`],
 //!   [`ProjectionSet`], [`Rebuild`], [`rebuild_all`], statuses.
 //! - [`models`]: the read models over `DomainEvent` (catalogue, access,
 //!   detections, dashboard, servers, policies, comments, audit, tokens,
@@ -41,11 +50,12 @@ pub mod codec;
 pub mod engine;
 mod error;
 pub mod models;
+pub mod store;
 
 pub use engine::{
-    apply_events, checkpoint_of, data_version, dump, rebuild_all, version_of, Changes, Projection,
-    ProjectionSet, ProjectionStatus, Rebuild, RebuildProgress, RebuildReport, RunnerState,
-    SetOptions, WaitError, Which, Writes,
+    apply_events, checkpoint_of, data_version, dump, rebuild_all, version_of, Changes, Overlay,
+    Projection, ProjectionSet, ProjectionStatus, ReactError, Reactor, Rebuild, RebuildProgress,
+    RebuildReport, RunnerState, SetOptions, WaitError, Which,
 };
 pub use error::{ProjectionError, Result};
 pub use models::{all_projections, rebuild_all_models, ReadModels};

@@ -59,7 +59,7 @@ pub fn statuses(data: &DataDir) -> Result<Vec<OfflineStatus>, ReplayError> {
             .filter(|t| trees.iter().any(|n| n == t.as_bytes()));
         let (position, stored_version) = match &existing {
             Some(t) => {
-                let tree = data.db.open_tree(t)?;
+                let tree: srs_projections::store::Tree = data.db.open_tree(t)?.into();
                 (checkpoint_of(&tree)?, version_of(&tree)?)
             }
             None => (0, None),

@@ -161,7 +161,7 @@ pub async fn projection_state(
         )));
     }
     let scratch = sled::Config::new().temporary(true).open()?;
-    let tree = scratch.open_tree(AccessProjection::NAME)?;
+    let tree: srs_projections::store::Tree = scratch.open_tree(AccessProjection::NAME)?.into();
     let projection = AccessProjection;
     let mut checkpoint = 0u64;
     let head = EventStore::head(store).position;

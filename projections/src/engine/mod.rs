@@ -2,33 +2,39 @@
 //!
 //! # Layout
 //!
-//! - `writes`: [`Writes`], the overlay `apply` reads and writes through.
-//! - `registry`: which tree (`projection/<name>#<generation>`) is current.
+//! - `overlay`: [`Overlay`], the uncommitted writes `apply` reads and
+//!   writes through.
 //! - `status`: [`ProjectionStatus`], [`RunnerState`], [`RebuildProgress`].
 //! - `runner`: the task that folds the log into one projection's tree.
+//! - `reactor`: [`Reactor`], a follower whose effect is outside the store
+//!   (content deletion), run like a projection.
 //! - `rebuild`: [`Rebuild`], building fresh trees in one pass over the log,
 //!   and the offline [`rebuild_all`].
 //! - `set`: [`ProjectionSet`], the running projections: statuses,
 //!   [`ProjectionSet::wait_for`], rebuild, the current trees.
 
+mod overlay;
+mod reactor;
 mod rebuild;
-mod registry;
 mod runner;
 mod set;
 mod stamp;
 mod status;
-mod writes;
 
 use srs_domain::log::{Envelope, Event};
 
 use crate::error::{ProjectionError, Result};
+use crate::store::{Keyspace, Tree, META_PREFIX};
 
+pub use crate::store::{parse_tree_name, tree_name, REGISTRY_TREE};
+pub use overlay::{read_counter, Changes, Overlay};
+pub use reactor::{
+    reactor_tree_name, seed_reactor_checkpoint, ReactError, Reactor, REACTOR_VERSION,
+};
 pub use rebuild::{rebuild_all, Rebuild, RebuildReport, OVERLAY_BUDGET};
-pub use registry::{parse_tree_name, tree_name, REGISTRY_TREE};
 pub use set::{ProjectionSet, SetOptions, WaitError, Which};
 pub use stamp::data_version;
 pub use status::{ProjectionStatus, RebuildProgress, RunnerState};
-pub use writes::{read_counter, Changes, Writes};
 
 /// A read model: how each event changes the data in its tree.
 ///
@@ -46,17 +52,17 @@ pub trait Projection<E: Event>: Send + Sync + 'static {
     fn version(&self) -> u32;
 
     /// Folds one event into the read model.
-    fn apply(&self, writes: &mut Writes, event: &Envelope<E>) -> Result<()>;
+    fn apply(&self, writes: &mut Overlay, event: &Envelope<E>) -> Result<()>;
 
     /// Called with a batch's overlay right before it is committed (live,
     /// catching up, or a rebuild's commit): a read model can derive keys
-    /// from what the batch changed ([`Writes::written_keys`],
-    /// [`Writes::stored`]) once per batch instead of once per event. Its
+    /// from what the batch changed ([`Overlay::written_keys`],
+    /// [`Overlay::stored`]) once per batch instead of once per event. Its
     /// writes join the same commit. It must be deterministic: it sees
     /// only the tree and the overlay, and the tree it leaves after the
     /// last commit must not depend on where the batches were cut. An
     /// error fails the commit. By default it does nothing.
-    fn before_commit(&self, _writes: &mut Writes) -> Result<()> {
+    fn before_commit(&self, _writes: &mut Overlay) -> Result<()> {
         Ok(())
     }
 
@@ -66,7 +72,7 @@ pub trait Projection<E: Event>: Send + Sync + 'static {
     /// publishes that position: a read model that keeps derived state in
     /// memory refreshes it here, so `wait_for(position)` implies it is
     /// fresh. It must not fail; by default it does nothing.
-    fn committed(&self, _tree: &sled::Tree, _changes: &Changes, _checkpoint: u64) {}
+    fn committed(&self, _tree: &Tree, _changes: &Changes, _checkpoint: u64) {}
 }
 
 /// Where a projection stopped inside a batch.
@@ -100,17 +106,17 @@ pub struct Applied {
 }
 
 /// Applies `events` to `tree` after its checkpoint `checkpoint` and commits
-/// data and checkpoint in one sled batch. Events at or before the
+/// data and checkpoint in one atomic write. Events at or before the
 /// checkpoint are ignored (they are already in); a gap is an error that
 /// stops the batch. `Err` means the commit itself failed and nothing of the
 /// batch was written.
 pub fn apply_events<E: Event>(
     projection: &dyn Projection<E>,
-    tree: &sled::Tree,
+    tree: &Tree,
     checkpoint: u64,
     events: &[Envelope<E>],
 ) -> Result<Applied> {
-    let mut writes = Writes::new(tree.clone());
+    let mut writes = Overlay::new(tree.clone());
     let (position, stopped) = fold_events(projection, &mut writes, checkpoint, events);
     let count = position - checkpoint;
     if count > 0 || !writes.is_empty() {
@@ -133,7 +139,7 @@ pub fn apply_events<E: Event>(
 /// event's writes are discarded, the ones before it stay in `writes`).
 pub(crate) fn fold_events<E: Event>(
     projection: &dyn Projection<E>,
-    writes: &mut Writes,
+    writes: &mut Overlay,
     checkpoint: u64,
     events: &[Envelope<E>],
 ) -> (u64, Option<Stopped>) {
@@ -170,23 +176,23 @@ pub(crate) fn fold_events<E: Event>(
 }
 
 /// The stored checkpoint of a projection tree (0 for a fresh one).
-pub fn checkpoint_of(tree: &sled::Tree) -> Result<u64> {
-    writes::stored_checkpoint(tree)
+pub fn checkpoint_of(tree: &Tree) -> Result<u64> {
+    overlay::stored_checkpoint(tree)
 }
 
 /// The projection version that wrote a tree (`None` for a fresh one):
 /// offline tools compare it with the code's to tell a stale tree.
-pub fn version_of(tree: &sled::Tree) -> Result<Option<u32>> {
-    writes::stored_version(tree)
+pub fn version_of(tree: &Tree) -> Result<Option<u32>> {
+    overlay::stored_version(tree)
 }
 
 /// Every data entry of a projection tree (the checkpoint and version left
 /// out), in key order: what tests compare between live and rebuilt trees.
-pub fn dump(tree: &sled::Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn dump(tree: &Tree) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     for kv in tree.iter() {
         let (k, v) = kv?;
-        if k.first() != Some(&writes::META_PREFIX) {
+        if k.first() != Some(&META_PREFIX) {
             out.push((k.to_vec(), v.to_vec()));
         }
     }

@@ -9,7 +9,7 @@
 //! atomically: it folds many read batches into one overlay and commits it
 //! when the overlays together exceed [`OVERLAY_BUDGET`] and its own holds
 //! at least an equal share of it (and at the end), key by
-//! key and then the checkpoint (sled runs one atomic batch at a time
+//! key and then the checkpoint (sled, the store in use, runs one atomic batch at a time
 //! across every tree; single writes of several trees run side by side).
 //! Counters and rows that many events update reach sled once, and memory
 //! stays bounded by the budget.
@@ -35,12 +35,13 @@ use serde::Serialize;
 use srs_domain::log::{Envelope, Event, EventStore};
 use tokio::sync::{mpsc, watch};
 
-use super::registry::Registry;
-use super::runner::Shadow;
+use super::overlay::Overlay;
+use super::runner::NewGeneration;
 use super::status::{ProjectionStatus, RebuildProgress};
-use super::writes::Writes;
 use super::{fold_events, Projection};
 use crate::error::{ProjectionError, Result};
+use crate::store::Db;
+use crate::store::Generations;
 
 /// What a rebuild did.
 #[derive(Clone, Debug, Serialize)]
@@ -71,9 +72,9 @@ pub const OVERLAY_BUDGET: usize = 128 << 20;
 
 /// What the overlays of one rebuild hold together, in bytes.
 #[derive(Default)]
-struct Held(AtomicUsize);
+struct OverlayBytes(AtomicUsize);
 
-impl Held {
+impl OverlayBytes {
     /// Records that one overlay went from `before` to `now` bytes.
     fn moved(&self, before: usize, now: usize) {
         if now >= before {
@@ -126,9 +127,11 @@ impl Drop for Pass<'_> {
     }
 }
 
-struct Target<E: Event> {
+/// One projection of a rebuild: the new generation it fills (dropped
+/// and `None` once it failed), and where its progress shows.
+struct RebuildTarget<E: Event> {
     projection: Arc<dyn Projection<E>>,
-    shadow: Option<Shadow>,
+    built: Option<NewGeneration>,
     error: Option<String>,
     progress: Option<watch::Sender<ProjectionStatus>>,
 }
@@ -137,8 +140,8 @@ struct Target<E: Event> {
 /// fills them.
 pub struct Rebuild<E: Event> {
     store: Arc<dyn EventStore<E>>,
-    registry: Registry,
-    targets: Vec<Target<E>>,
+    generations: Generations,
+    targets: Vec<RebuildTarget<E>>,
     batch_size: usize,
     overlay_budget: usize,
 }
@@ -152,21 +155,21 @@ pub(crate) type ToRebuild<E> = (
 /// A tree a rebuild completed, with its projection.
 pub(crate) struct Built<E: Event> {
     pub projection: Arc<dyn Projection<E>>,
-    pub shadow: Shadow,
+    pub built: NewGeneration,
 }
 
 impl<E: Event> Rebuild<E> {
     /// Creates a fresh tree (a new generation) for each projection.
     pub fn new(
         store: Arc<dyn EventStore<E>>,
-        db: &sled::Db,
+        db: impl Into<Db>,
         projections: &[Arc<dyn Projection<E>>],
         batch_size: usize,
     ) -> Result<Self> {
-        let registry = Registry::open(db)?;
+        let generations = Generations::open(&db.into())?;
         Self::prepare(
             store,
-            registry,
+            generations,
             projections.iter().map(|p| (p.clone(), None)).collect(),
             batch_size,
         )
@@ -174,16 +177,16 @@ impl<E: Event> Rebuild<E> {
 
     pub(crate) fn prepare(
         store: Arc<dyn EventStore<E>>,
-        registry: Registry,
+        generations: Generations,
         projections: Vec<ToRebuild<E>>,
         batch_size: usize,
     ) -> Result<Self> {
         let mut targets = Vec::with_capacity(projections.len());
         for (projection, progress) in projections {
-            let (tree, generation) = registry.fresh(projection.name())?;
-            targets.push(Target {
+            let (tree, generation) = generations.fresh(projection.name())?;
+            targets.push(RebuildTarget {
                 projection,
-                shadow: Some(Shadow {
+                built: Some(NewGeneration {
                     tree,
                     generation,
                     checkpoint: 0,
@@ -194,7 +197,7 @@ impl<E: Event> Rebuild<E> {
         }
         Ok(Rebuild {
             store,
-            registry,
+            generations,
             targets,
             batch_size: batch_size.max(1),
             overlay_budget: OVERLAY_BUDGET,
@@ -216,7 +219,7 @@ impl<E: Event> Rebuild<E> {
         let started = Instant::now();
         let target = self.store.head().position;
         for t in &self.targets {
-            let generation = t.shadow.as_ref().map_or(0, |s| s.generation);
+            let generation = t.built.as_ref().map_or(0, |s| s.generation);
             if let Some(progress) = &t.progress {
                 progress.send_modify(|s| {
                     s.rebuild = Some(RebuildProgress {
@@ -229,7 +232,7 @@ impl<E: Event> Rebuild<E> {
         }
         let Rebuild {
             store,
-            registry,
+            generations,
             targets,
             batch_size,
             overlay_budget,
@@ -240,7 +243,7 @@ impl<E: Event> Rebuild<E> {
         let budget = Budget {
             total: overlay_budget,
             share: overlay_budget / targets.len().max(1),
-            held: Arc::new(Held::default()),
+            held: Arc::new(OverlayBytes::default()),
         };
         let mut workers = Vec::with_capacity(targets.len());
         for t in targets {
@@ -283,16 +286,16 @@ impl<E: Event> Rebuild<E> {
                 .await
                 .map_err(|e| ProjectionError::Invariant(format!("rebuild worker panicked: {e}")))?;
             if t.error.is_some() {
-                if let Some(shadow) = t.shadow.take() {
-                    let generation = shadow.generation;
-                    drop(shadow);
-                    registry.drop_generation(t.projection.name(), generation)?;
+                if let Some(built) = t.built.take() {
+                    let generation = built.generation;
+                    drop(built);
+                    generations.drop_generation(t.projection.name(), generation)?;
                 }
             }
             targets.push(t);
         }
         let elapsed = started.elapsed();
-        let mut built = Vec::new();
+        let mut completed = Vec::new();
         let mut projections = Vec::new();
         for t in targets {
             if let Some(progress) = &t.progress {
@@ -304,12 +307,12 @@ impl<E: Event> Rebuild<E> {
                 });
             }
             let name = t.projection.name().to_string();
-            match (t.shadow, t.error) {
-                (Some(shadow), None) => {
-                    projections.push((name, Ok(shadow.checkpoint)));
-                    built.push(Built {
+            match (t.built, t.error) {
+                (Some(built), None) => {
+                    projections.push((name, Ok(built.checkpoint)));
+                    completed.push(Built {
                         projection: t.projection,
-                        shadow,
+                        built,
                     });
                 }
                 (_, error) => projections.push((name, Err(error.unwrap_or_default()))),
@@ -322,21 +325,21 @@ impl<E: Event> Rebuild<E> {
             events_per_sec: events_read as f64 / elapsed.as_secs_f64().max(1e-9),
             projections,
         };
-        Ok((report, built))
+        Ok((report, completed))
     }
 
     /// Runs the rebuild and makes each completed tree current, dropping the
     /// tree it replaces. Only when nothing serves these projections (see
     /// [`rebuild_all`]).
     pub async fn install(self) -> Result<RebuildReport> {
-        let registry = self.registry.clone();
+        let generations = self.generations.clone();
         let (report, built) = self.run().await?;
         for b in built {
             let name = b.projection.name();
-            let old = registry.current(name)?;
-            registry.set_current(name, b.shadow.generation)?;
-            if let Some(old) = old.filter(|g| *g != b.shadow.generation) {
-                registry.drop_generation(name, old)?;
+            let old = generations.current(name)?;
+            generations.set_current(name, b.built.generation)?;
+            if let Some(old) = old.filter(|g| *g != b.built.generation) {
+                generations.drop_generation(name, old)?;
             }
         }
         Ok(report)
@@ -350,7 +353,7 @@ struct Budget {
     /// An equal share of `total`: an overlay holding less never commits
     /// before the end.
     share: usize,
-    held: Arc<Held>,
+    held: Arc<OverlayBytes>,
 }
 
 impl Budget {
@@ -367,23 +370,23 @@ impl Budget {
 /// once. Stops at the first failing event (the error is kept, the tree is
 /// left for the caller to drop).
 fn work<E: Event>(
-    mut t: Target<E>,
+    mut t: RebuildTarget<E>,
     mut batches: mpsc::Receiver<Arc<[Envelope<E>]>>,
     gate: &Gate,
     budget: &Budget,
-) -> Target<E> {
-    let Some(shadow) = &mut t.shadow else {
+) -> RebuildTarget<E> {
+    let Some(built) = &mut t.built else {
         return t;
     };
     let projection = &*t.projection;
-    let mut writes = Writes::for_rebuild(shadow.tree.clone());
-    let mut position = shadow.checkpoint;
+    let mut writes = Overlay::for_rebuild(built.tree.clone());
+    let mut position = built.checkpoint;
     let mut error = None;
-    let commit = |writes: &mut Writes, shadow: &mut Shadow, position: u64| -> Result<()> {
+    let commit = |writes: &mut Overlay, built: &mut NewGeneration, position: u64| -> Result<()> {
         projection.before_commit(writes)?;
         let changes = writes.commit_unserved(position, projection.version())?;
-        shadow.checkpoint = position;
-        projection.committed(&shadow.tree, &changes, position);
+        built.checkpoint = position;
+        projection.committed(&built.tree, &changes, position);
         Ok(())
     };
     while let Some(events) = batches.blocking_recv() {
@@ -398,7 +401,7 @@ fn work<E: Event>(
         }
         if budget.full(writes.bytes()) {
             let before = writes.bytes();
-            let committed = commit(&mut writes, shadow, position);
+            let committed = commit(&mut writes, built, position);
             budget.held.moved(before, writes.bytes());
             if let Err(e) = committed {
                 error = Some(e.to_string());
@@ -416,9 +419,9 @@ fn work<E: Event>(
     }
     // Its overlay is committed or dropped now: the others may hold more.
     budget.held.moved(writes.bytes(), 0);
-    if error.is_none() && (position > shadow.checkpoint || !writes.is_empty()) {
+    if error.is_none() && (position > built.checkpoint || !writes.is_empty()) {
         let _pass = gate.enter();
-        if let Err(e) = commit(&mut writes, shadow, position) {
+        if let Err(e) = commit(&mut writes, built, position) {
             error = Some(e.to_string());
         }
     }
@@ -440,7 +443,7 @@ fn work<E: Event>(
 /// [`ProjectionSet::rebuild_all`](super::ProjectionSet::rebuild_all).
 pub async fn rebuild_all<E: Event>(
     store: Arc<dyn EventStore<E>>,
-    db: &sled::Db,
+    db: impl Into<Db>,
     projections: &[Arc<dyn Projection<E>>],
     batch_size: usize,
 ) -> Result<RebuildReport> {

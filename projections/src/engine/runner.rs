@@ -3,12 +3,12 @@
 //! It subscribes to the log from its checkpoint + 1 (the subscription
 //! catches up, then follows durable commits without polling), takes what
 //! is ready up to a batch, applies it off the async threads and commits
-//! data and checkpoint in one sled batch. A failing event stops it there
+//! data and checkpoint in one atomic write. A failing event stops it there
 //! with the error in its status; only a swap (a completed rebuild) starts
 //! it again. Old trees replaced by a swap are dropped once no query holds
 //! them any more.
 //!
-//! A commit that sled refuses (a storage error: a full disk) is not the
+//! A commit that the store refuses (a storage error: a full disk) is not the
 //! event's fault: the batch wrote nothing (data and checkpoint are one
 //! atomic batch), so the runner keeps its position, says so in
 //! `last_error`, and reads the same events again after a backoff (100 ms
@@ -23,39 +23,43 @@ use futures_util::{FutureExt, StreamExt};
 use srs_domain::log::{Envelope, Event, EventStore, EventStream, LogError};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::registry::Registry;
 use super::status::{ProjectionStatus, RunnerState};
 use super::{apply_events, Applied, Projection};
 use crate::error::{ProjectionError, Result};
+use crate::store::Generations;
+use crate::store::Tree;
 
-/// A complete tree built by a rebuild, waiting to be swapped in.
-pub(crate) struct Shadow {
-    pub tree: sled::Tree,
+/// A new generation of a projection's tree: filled by a rebuild, then
+/// caught up and swapped in by the runner.
+pub(crate) struct NewGeneration {
+    pub tree: Tree,
     pub generation: u64,
     pub checkpoint: u64,
 }
 
 /// What a runner can be asked between batches.
 pub(crate) enum Command {
-    /// Catch the shadow up to the runner's position, make it current, and
+    /// Catch the new generation up to the runner's position, make it current, and
     /// answer with the new position.
     Swap {
-        shadow: Shadow,
+        built: NewGeneration,
         reply: oneshot::Sender<Result<u64>>,
     },
 }
 
-/// The serving side of one projection, shared by its runner and queries.
-pub(crate) struct Slot<E: Event> {
+/// A projection as it runs: its current tree (what queries read), its
+/// status and its runner's command channel, shared by the runner and the
+/// set.
+pub(crate) struct RunningProjection<E: Event> {
     pub projection: Arc<dyn Projection<E>>,
     /// The current tree and its generation; replaced only by a swap.
-    pub tree: RwLock<(Arc<sled::Tree>, u64)>,
+    pub tree: RwLock<(Arc<Tree>, u64)>,
     pub status: watch::Sender<ProjectionStatus>,
     pub commands: mpsc::Sender<Command>,
 }
 
-impl<E: Event> Slot<E> {
-    pub fn current(&self) -> Arc<sled::Tree> {
+impl<E: Event> RunningProjection<E> {
+    pub fn current(&self) -> Arc<Tree> {
         // A poisoned lock only means a panic elsewhere while swapping a
         // pointer; the pointer itself is always whole.
         match self.tree.read() {
@@ -64,7 +68,7 @@ impl<E: Event> Slot<E> {
         }
     }
 
-    fn replace(&self, tree: Arc<sled::Tree>, generation: u64) -> (Arc<sled::Tree>, u64) {
+    fn replace(&self, tree: Arc<Tree>, generation: u64) -> (Arc<Tree>, u64) {
         let mut guard = match self.tree.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -76,20 +80,20 @@ impl<E: Event> Slot<E> {
 }
 
 /// Events per second over windows of at least a quarter second.
-struct RateMeter {
+pub(super) struct RateMeter {
     window_start: Instant,
     window_position: u64,
 }
 
 impl RateMeter {
-    fn new(position: u64) -> Self {
+    pub(super) fn new(position: u64) -> Self {
         RateMeter {
             window_start: Instant::now(),
             window_position: position,
         }
     }
 
-    fn record(&mut self, position: u64) -> Option<f64> {
+    pub(super) fn record(&mut self, position: u64) -> Option<f64> {
         let elapsed = self.window_start.elapsed();
         if elapsed < Duration::from_millis(250) {
             return None;
@@ -101,26 +105,28 @@ impl RateMeter {
     }
 }
 
-/// The first wait before retrying a commit sled refused; it doubles up to
+/// The first wait before retrying a commit the store refused; it doubles up to
 /// [`COMMIT_RETRY_MAX`].
-const COMMIT_RETRY_MIN: Duration = Duration::from_millis(100);
-const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+pub(super) const COMMIT_RETRY_MIN: Duration = Duration::from_millis(100);
+pub(super) const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
 
-pub(crate) struct Runner<E: Event> {
-    pub slot: Arc<Slot<E>>,
+/// The task that folds the log into one projection's current tree (see
+/// the module docs).
+pub(crate) struct ProjectionRunner<E: Event> {
+    pub running: Arc<RunningProjection<E>>,
     pub store: Arc<dyn EventStore<E>>,
-    pub registry: Registry,
+    pub generations: Generations,
     pub batch_size: usize,
     pub position: u64,
     /// Caught up to this head, the runner is live.
     pub catch_up_target: u64,
     pub failed: bool,
-    pub retired: Vec<(Arc<sled::Tree>, u64)>,
+    pub retired: Vec<(Arc<Tree>, u64)>,
 }
 
-impl<E: Event> Runner<E> {
+impl<E: Event> ProjectionRunner<E> {
     fn name(&self) -> &'static str {
-        self.slot.projection.name()
+        self.running.projection.name()
     }
 
     pub async fn run(
@@ -145,8 +151,8 @@ impl<E: Event> Runner<E> {
                 _ = stop.changed() => break,
                 command = commands.recv() => match command {
                     None => break,
-                    Some(Command::Swap { shadow, reply }) => {
-                        let result = self.swap(shadow).await;
+                    Some(Command::Swap { built, reply }) => {
+                        let result = self.swap(built).await;
                         if result.is_ok() {
                             stream = self.store.subscribe(self.position + 1);
                             rate = RateMeter::new(self.position);
@@ -174,7 +180,7 @@ impl<E: Event> Runner<E> {
                                     backoff = Some(wait);
                                     retry_at = Some(tokio::time::Instant::now() + wait);
                                     let message = format!("committing after position {} failed on storage; retrying: {storage}", self.position);
-                                    self.slot.status.send_modify(|s| {
+                                    self.running.status.send_modify(|s| {
                                         s.events_per_sec = 0.0;
                                         s.last_error = Some(message);
                                     });
@@ -183,7 +189,7 @@ impl<E: Event> Runner<E> {
                                 None if backoff.take().is_some() => {
                                     tracing::info!(projection = self.name(), position = self.position, "commits succeed again");
                                     if !self.failed {
-                                        self.slot.status.send_modify(|s| s.last_error = None);
+                                        self.running.status.send_modify(|s| s.last_error = None);
                                     }
                                 }
                                 None => {}
@@ -197,7 +203,7 @@ impl<E: Event> Runner<E> {
                                 backoff = Some(wait);
                                 retry_at = Some(tokio::time::Instant::now() + wait);
                                 let message = format!("reading the log after position {} failed on storage; retrying: {error}", self.position);
-                                self.slot.status.send_modify(|s| s.last_error = Some(message));
+                                self.running.status.send_modify(|s| s.last_error = Some(message));
                             }
                             (Some(error), false) => {
                                 self.fail(format!("reading the log after position {}: {error}", self.position));
@@ -215,15 +221,15 @@ impl<E: Event> Runner<E> {
         );
     }
 
-    /// Applies and commits `events`. A commit that sled refused is handed
+    /// Applies and commits `events`. A commit that the store refused is handed
     /// back (the caller retries); nothing was written then.
     async fn apply(
         &mut self,
         events: Vec<Envelope<E>>,
         rate: &mut RateMeter,
     ) -> Option<ProjectionError> {
-        let projection = self.slot.projection.clone();
-        let tree = self.slot.current();
+        let projection = self.running.projection.clone();
+        let tree = self.running.current();
         let checkpoint = self.position;
         let result = tokio::task::spawn_blocking(move || {
             apply_events(&*projection, &tree, checkpoint, &events)
@@ -235,7 +241,7 @@ impl<E: Event> Runner<E> {
             })) => {
                 self.position = position;
                 let events_per_sec = rate.record(position);
-                self.slot.status.send_modify(|s| {
+                self.running.status.send_modify(|s| {
                     s.position = position;
                     if let Some(r) = events_per_sec {
                         s.events_per_sec = r;
@@ -246,7 +252,9 @@ impl<E: Event> Runner<E> {
                     self.fail(stopped.to_string());
                 }
             }
-            Ok(Err(error @ ProjectionError::Storage(sled::Error::Io(_)))) => return Some(error),
+            Ok(Err(ProjectionError::Storage(error))) if error.is_io() => {
+                return Some(ProjectionError::Storage(error))
+            }
             Ok(Err(error)) => self.fail(format!("committing after position {checkpoint}: {error}")),
             Err(join) => self.fail(format!(
                 "applying after position {checkpoint} panicked: {join}"
@@ -257,7 +265,7 @@ impl<E: Event> Runner<E> {
 
     fn mark_caught_up_if_there(&mut self) {
         if self.position >= self.catch_up_target {
-            self.slot.status.send_modify(|s| {
+            self.running.status.send_modify(|s| {
                 if matches!(s.state, RunnerState::CatchingUp | RunnerState::Rebuilding) {
                     s.state = RunnerState::Live;
                 }
@@ -268,31 +276,31 @@ impl<E: Event> Runner<E> {
     fn fail(&mut self, message: String) {
         tracing::error!(projection = self.name(), error = %message, "projection stopped");
         self.failed = true;
-        self.slot.status.send_modify(|s| {
+        self.running.status.send_modify(|s| {
             s.state = RunnerState::Failed;
             s.events_per_sec = 0.0;
             s.last_error = Some(message);
         });
     }
 
-    async fn swap(&mut self, mut shadow: Shadow) -> Result<u64> {
+    async fn swap(&mut self, mut built: NewGeneration) -> Result<u64> {
         let name = self.name();
-        let caught_up = self.catch_up_shadow(&mut shadow).await;
+        let caught_up = self.catch_up_built(&mut built).await;
         if let Err(error) = caught_up {
-            // Nobody but this call holds the shadow: drop it now.
-            let generation = shadow.generation;
-            drop(shadow);
-            self.registry.drop_generation(name, generation)?;
+            // Nobody but this call holds the built: drop it now.
+            let generation = built.generation;
+            drop(built);
+            self.generations.drop_generation(name, generation)?;
             return Err(error);
         }
-        self.registry.set_current(name, shadow.generation)?;
-        let old = self.slot.replace(Arc::new(shadow.tree), shadow.generation);
+        self.generations.set_current(name, built.generation)?;
+        let old = self.running.replace(Arc::new(built.tree), built.generation);
         self.retired.push(old);
-        self.position = shadow.checkpoint;
+        self.position = built.checkpoint;
         self.failed = false;
         let live = self.position >= self.catch_up_target;
-        let (position, generation) = (self.position, shadow.generation);
-        self.slot.status.send_modify(|s| {
+        let (position, generation) = (self.position, built.generation);
+        self.running.status.send_modify(|s| {
             s.position = position;
             s.generation = generation;
             s.last_error = None;
@@ -311,21 +319,21 @@ impl<E: Event> Runner<E> {
         Ok(position)
     }
 
-    /// Applies to the shadow what the live tree has and it lacks, so that
+    /// Applies to the built what the live tree has and it lacks, so that
     /// the position a query has seen never goes back.
-    async fn catch_up_shadow(&self, shadow: &mut Shadow) -> Result<()> {
-        while shadow.checkpoint < self.position {
-            let want = (self.position - shadow.checkpoint).min(self.batch_size as u64) as usize;
-            let events = self.store.read_all(shadow.checkpoint + 1, want).await?;
+    async fn catch_up_built(&self, built: &mut NewGeneration) -> Result<()> {
+        while built.checkpoint < self.position {
+            let want = (self.position - built.checkpoint).min(self.batch_size as u64) as usize;
+            let events = self.store.read_all(built.checkpoint + 1, want).await?;
             if events.is_empty() {
                 return Err(ProjectionError::Invariant(format!(
                     "the log ends before position {}",
                     self.position
                 )));
             }
-            let projection = self.slot.projection.clone();
-            let tree = shadow.tree.clone();
-            let checkpoint = shadow.checkpoint;
+            let projection = self.running.projection.clone();
+            let tree = built.tree.clone();
+            let checkpoint = built.checkpoint;
             let applied = tokio::task::spawn_blocking(move || {
                 apply_events(&*projection, &tree, checkpoint, &events)
             })
@@ -334,19 +342,19 @@ impl<E: Event> Runner<E> {
             if let Some(stopped) = applied.stopped {
                 return Err(ProjectionError::Invariant(stopped.to_string()));
             }
-            shadow.checkpoint = applied.position;
+            built.checkpoint = applied.position;
         }
         Ok(())
     }
 
     fn drop_unused_retired(&mut self) {
-        let name = self.slot.projection.name();
-        let registry = &self.registry;
+        let name = self.running.projection.name();
+        let generations = &self.generations;
         self.retired.retain(|(tree, generation)| {
             if Arc::strong_count(tree) > 1 {
                 return true;
             }
-            if let Err(error) = registry.drop_generation(name, *generation) {
+            if let Err(error) = generations.drop_generation(name, *generation) {
                 // A leftover tree is dropped on the next start.
                 tracing::warn!(projection = name, generation, %error, "could not drop a replaced tree");
             }
@@ -358,7 +366,7 @@ impl<E: Event> Runner<E> {
 /// The next events that are ready, at least one and at most `max`; a log
 /// error that follows them is handed back too so it is never lost. `None`
 /// when the log has closed.
-async fn next_batch<E: Event>(
+pub(super) async fn next_batch<E: Event>(
     stream: &mut EventStream<E>,
     max: usize,
 ) -> Option<(Vec<Envelope<E>>, Option<LogError>)> {

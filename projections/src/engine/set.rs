@@ -9,13 +9,15 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::overlay::stored_checkpoint;
+use super::reactor::{Reactor, ReactorRunner, RunningReactor};
 use super::rebuild::{Rebuild, RebuildReport};
-use super::registry::Registry;
-use super::runner::{Command, Runner, Slot};
+use super::runner::{Command, ProjectionRunner, RunningProjection};
 use super::status::{ProjectionStatus, RunnerState};
-use super::writes::stored_checkpoint;
 use super::Projection;
 use crate::error::{ProjectionError, Result};
+use crate::store::Generations;
+use crate::store::{Db, Tree};
 
 /// Tuning of a [`ProjectionSet`].
 #[derive(Clone, Debug)]
@@ -57,8 +59,9 @@ pub enum WaitError {
 
 struct Inner<E: Event> {
     store: Arc<dyn EventStore<E>>,
-    registry: Registry,
-    slots: BTreeMap<&'static str, Arc<Slot<E>>>,
+    generations: Generations,
+    running: BTreeMap<&'static str, Arc<RunningProjection<E>>>,
+    reactors: BTreeMap<&'static str, Arc<RunningReactor<E>>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     options: SetOptions,
@@ -71,7 +74,7 @@ impl<E: Event> Drop for Inner<E> {
     }
 }
 
-/// The projections of one log, each with its runner task, sharing one sled
+/// The projections of one log, each with its runner task, sharing one
 /// database. Cheap to clone.
 pub struct ProjectionSet<E: Event> {
     inner: Arc<Inner<E>>,
@@ -91,18 +94,32 @@ impl<E: Event> ProjectionSet<E> {
     /// runner. Must be called inside a tokio runtime.
     pub fn start(
         store: Arc<dyn EventStore<E>>,
-        db: &sled::Db,
+        db: impl Into<Db>,
         projections: Vec<Arc<dyn Projection<E>>>,
         options: SetOptions,
     ) -> Result<Self> {
-        let registry = Registry::open(db)?;
+        Self::start_with_reactors(store, db, projections, Vec::new(), options)
+    }
+
+    /// [`ProjectionSet::start`], and a runner for each of `reactors` from
+    /// its checkpoint: they show in the statuses and
+    /// [`ProjectionSet::wait_for`] waits for them like for projections.
+    pub fn start_with_reactors(
+        store: Arc<dyn EventStore<E>>,
+        db: impl Into<Db>,
+        projections: Vec<Arc<dyn Projection<E>>>,
+        reactors: Vec<Arc<dyn Reactor<E>>>,
+        options: SetOptions,
+    ) -> Result<Self> {
+        let db = db.into();
+        let generations = Generations::open(&db)?;
         let (stop, _) = watch::channel(false);
         let head = store.head().position;
-        let mut slots = BTreeMap::new();
+        let mut running = BTreeMap::new();
         let mut tasks = Vec::new();
         for projection in projections {
             let name = projection.name();
-            let opened = registry.open_current(name, projection.version())?;
+            let opened = generations.open_current(name, projection.version())?;
             let position = stored_checkpoint(&opened.tree)?;
             let state = if opened.rebuilding {
                 RunnerState::Rebuilding
@@ -117,16 +134,16 @@ impl<E: Event> ProjectionSet<E> {
                 state,
             ));
             let (commands_tx, commands_rx) = mpsc::channel(4);
-            let slot = Arc::new(Slot {
+            let slot = Arc::new(RunningProjection {
                 projection,
                 tree: RwLock::new((Arc::new(opened.tree), opened.generation)),
                 status,
                 commands: commands_tx,
             });
-            let runner = Runner {
-                slot: slot.clone(),
+            let runner = ProjectionRunner {
+                running: slot.clone(),
                 store: store.clone(),
-                registry: registry.clone(),
+                generations: generations.clone(),
                 batch_size: options.batch_size.max(1),
                 position,
                 catch_up_target: head,
@@ -134,17 +151,31 @@ impl<E: Event> ProjectionSet<E> {
                 retired: Vec::new(),
             };
             tasks.push(tokio::spawn(runner.run(commands_rx, stop.subscribe())));
-            if slots.insert(name, slot).is_some() {
+            if running.insert(name, slot).is_some() {
                 return Err(ProjectionError::Invariant(format!(
                     "two projections are named `{name}`"
                 )));
             }
         }
+        let mut reacting = BTreeMap::new();
+        for reactor in reactors {
+            let name = reactor.name();
+            if running.contains_key(name) || reacting.contains_key(name) {
+                return Err(ProjectionError::Invariant(format!(
+                    "two followers are named `{name}`"
+                )));
+            }
+            let runner =
+                ReactorRunner::open(&db, reactor, store.clone(), options.batch_size, head)?;
+            reacting.insert(name, runner.running.clone());
+            tasks.push(tokio::spawn(runner.run(stop.subscribe())));
+        }
         Ok(ProjectionSet {
             inner: Arc::new(Inner {
                 store,
-                registry,
-                slots,
+                generations,
+                running,
+                reactors: reacting,
                 stop,
                 tasks: Mutex::new(tasks),
                 options,
@@ -154,48 +185,68 @@ impl<E: Event> ProjectionSet<E> {
 
     /// The projections' names, sorted.
     pub fn names(&self) -> Vec<&'static str> {
-        self.inner.slots.keys().copied().collect()
+        self.inner.running.keys().copied().collect()
     }
 
-    fn slot(&self, name: &str) -> Result<&Arc<Slot<E>>> {
+    fn slot(&self, name: &str) -> Result<&Arc<RunningProjection<E>>> {
         self.inner
-            .slots
+            .running
             .get(name)
             .ok_or_else(|| ProjectionError::UnknownProjection(name.to_string()))
     }
 
     /// The current tree of `name`, for queries. Hold it for one query: a
     /// tree replaced by a rebuild is dropped once nobody holds it.
-    pub fn tree(&self, name: &str) -> Result<Arc<sled::Tree>> {
+    pub fn tree(&self, name: &str) -> Result<Arc<Tree>> {
         Ok(self.slot(name)?.current())
     }
 
-    /// One projection's status, with lag against the current log head.
-    pub fn status(&self, name: &str) -> Result<ProjectionStatus> {
-        let head = self.inner.store.head().position;
-        Ok(snapshot(self.slot(name)?, head))
+    /// The reactors' names, sorted.
+    pub fn reactor_names(&self) -> Vec<&'static str> {
+        self.inner.reactors.keys().copied().collect()
     }
 
-    /// Every projection's status, by name.
+    /// The status of a projection or a reactor: its runner's, whichever it is.
+    fn status_sender(&self, name: &str) -> Option<&watch::Sender<ProjectionStatus>> {
+        match self.inner.running.get(name) {
+            Some(p) => Some(&p.status),
+            None => self.inner.reactors.get(name).map(|r| &r.status),
+        }
+    }
+
+    /// One projection's (or reactor's) status, with lag against the
+    /// current log head.
+    pub fn status(&self, name: &str) -> Result<ProjectionStatus> {
+        let head = self.inner.store.head().position;
+        let status = self
+            .status_sender(name)
+            .ok_or_else(|| ProjectionError::UnknownProjection(name.to_string()))?;
+        Ok(snapshot(status, head))
+    }
+
+    /// Every projection's status by name, then every reactor's.
     pub fn statuses(&self) -> Vec<ProjectionStatus> {
         let head = self.inner.store.head().position;
-        self.inner
-            .slots
-            .values()
+        let projections = self.inner.running.values().map(|p| &p.status);
+        let reactors = self.inner.reactors.values().map(|r| &r.status);
+        projections
+            .chain(reactors)
             .map(|s| snapshot(s, head))
             .collect()
     }
 
-    /// Whether every projection is live and at the log head (`/readyz`).
+    /// Whether every projection and reactor is live and at the log head
+    /// (`/readyz`).
     pub fn ready(&self) -> bool {
         self.statuses()
             .iter()
             .all(|s| s.state == RunnerState::Live && s.lag == 0)
     }
 
-    /// Returns once the chosen projections have applied `position`
-    /// (read-your-writes), or fails after `timeout`, or at once for a
-    /// failed projection. Wakes on each commit; never polls.
+    /// Returns once the chosen projections (`Which::All`: every projection
+    /// and every reactor) have applied `position` (read-your-writes), or
+    /// fails after `timeout`, or at once for a failed projection. Wakes on
+    /// each commit; never polls.
     pub async fn wait_for(
         &self,
         which: Which<'_>,
@@ -203,27 +254,29 @@ impl<E: Event> ProjectionSet<E> {
         timeout: Duration,
     ) -> Result<(), WaitError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let slots: Vec<&Arc<Slot<E>>> = match which {
-            Which::All => self.inner.slots.values().collect(),
+        let statuses: Vec<&watch::Sender<ProjectionStatus>> = match which {
+            Which::All => {
+                let projections = self.inner.running.values().map(|p| &p.status);
+                let reactors = self.inner.reactors.values().map(|r| &r.status);
+                projections.chain(reactors).collect()
+            }
             Which::Only(names) => names
                 .iter()
                 .map(|n| {
-                    self.inner
-                        .slots
-                        .get(n)
+                    self.status_sender(n)
                         .ok_or_else(|| WaitError::Unknown(n.to_string()))
                 })
                 .collect::<Result<_, _>>()?,
         };
-        for slot in slots {
-            let mut rx = slot.status.subscribe();
+        for status in statuses {
+            let mut rx = status.subscribe();
             let reached = tokio::time::timeout_at(
                 deadline,
                 rx.wait_for(|s| s.position >= position || s.state == RunnerState::Failed),
             )
             .await
             .map(|r| r.map(|s| (s.position, s.last_error.clone())));
-            let name = slot.projection.name().to_string();
+            let name = rx.borrow().name.clone();
             match reached {
                 Err(_) => {
                     let at = rx.borrow().position;
@@ -274,7 +327,7 @@ impl<E: Event> ProjectionSet<E> {
         }
         let rebuild = Rebuild::prepare(
             self.inner.store.clone(),
-            self.inner.registry.clone(),
+            self.inner.generations.clone(),
             targets,
             self.inner.options.rebuild_batch_size,
         )?;
@@ -283,18 +336,18 @@ impl<E: Event> ProjectionSet<E> {
             let name = b.projection.name();
             let slot = self.slot(name)?;
             let (reply, answer) = oneshot::channel();
-            let generation = b.shadow.generation;
+            let generation = b.built.generation;
             if slot
                 .commands
                 .send(Command::Swap {
-                    shadow: b.shadow,
+                    built: b.built,
                     reply,
                 })
                 .await
                 .is_err()
             {
-                // The runner is gone; its shadow came back with the error.
-                self.inner.registry.drop_generation(name, generation)?;
+                // The runner is gone; the new generation came back with the error.
+                self.inner.generations.drop_generation(name, generation)?;
                 return Err(ProjectionError::RunnerStopped(name.to_string()));
             }
             let outcome = answer
@@ -320,8 +373,8 @@ impl<E: Event> ProjectionSet<E> {
     }
 }
 
-fn snapshot<E: Event>(slot: &Slot<E>, head: u64) -> ProjectionStatus {
-    let mut s = slot.status.borrow().clone();
+fn snapshot(status: &watch::Sender<ProjectionStatus>, head: u64) -> ProjectionStatus {
+    let mut s = status.borrow().clone();
     s.head = head.max(s.position);
     s.lag = s.head - s.position;
     if s.rebuild.is_some() && s.state != RunnerState::Failed {

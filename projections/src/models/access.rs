@@ -31,8 +31,9 @@ use uuid::Uuid;
 
 use super::util::{get, trailing_uuid, values, TreeRef};
 use crate::codec::Key;
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::Result;
+use crate::store::Keyspace;
 
 /// What a principal may do with one recording.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -157,7 +158,7 @@ impl Projection<DomainEvent> for AccessProjection {
         1
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         use DomainEvent as E;
         match &e.payload {
             E::RecordingRestricted {
@@ -235,7 +236,7 @@ impl Projection<DomainEvent> for AccessProjection {
 }
 
 fn history(
-    w: &mut Writes,
+    w: &mut Overlay,
     recording: Uuid,
     restricted: bool,
     reason: &str,

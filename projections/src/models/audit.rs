@@ -42,8 +42,9 @@ use super::util::{
     cursor_decode, cursor_encode, get, merged, norm, page_size, SuffixBounds, TreeRef,
 };
 use crate::codec::{self, Key};
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::Result;
+use crate::store::{Keyspace, Tree};
 
 /// One admin-log entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +135,7 @@ fn block_key(index: Key, position: u64) -> Vec<u8> {
 
 /// Adds `position` to its posting block under `index`: in sorted place,
 /// once (a replayed or repeated entry changes nothing), and counts it.
-fn post(w: &mut Writes, index: Key, position: u64) -> Result<()> {
+fn post(w: &mut Overlay, index: Key, position: u64) -> Result<()> {
     let count = count_key(&index.clone().build());
     let key = block_key(index, position);
     let low = (position & (BLOCK_SPAN - 1)) as u8;
@@ -158,7 +159,7 @@ fn count_key(index: &[u8]) -> Vec<u8> {
     [b"n/".as_slice(), index].concat()
 }
 
-fn bump(w: &mut Writes, key: Vec<u8>) -> Result<()> {
+fn bump(w: &mut Overlay, key: Vec<u8>) -> Result<()> {
     let n = read_count(w.get(&key)?.as_deref());
     w.insert(key, (n + 1).to_be_bytes().to_vec())
 }
@@ -172,7 +173,7 @@ fn read_count(value: Option<&[u8]>) -> u64 {
 /// The positions of the posting blocks under `prefix` (an index tag and
 /// value), newest first, below `before` when given.
 fn postings<'a>(
-    tree: &'a sled::Tree,
+    tree: &'a Tree,
     prefix: Vec<u8>,
     before: Option<u64>,
 ) -> impl Iterator<Item = Result<u64>> + 'a {
@@ -217,7 +218,7 @@ fn postings<'a>(
 
 /// Several [`postings`] walks merged: positions newest first, each once.
 fn merged_postings<'a>(
-    tree: &'a sled::Tree,
+    tree: &'a Tree,
     prefixes: Vec<Vec<u8>>,
     before: Option<u64>,
 ) -> impl Iterator<Item = Result<u64>> + 'a {
@@ -268,7 +269,7 @@ impl Projection<DomainEvent> for AuditProjection {
         3
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         let Some(entry) = classify(&e.payload) else {
             return Ok(());
         };
@@ -431,6 +432,7 @@ fn matches(f: &AuditFilter, row: &AuditRow) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::{Db, Store};
     use std::sync::Arc;
 
     use srs_domain::log::Hash;
@@ -464,9 +466,9 @@ mod tests {
     /// an event applied twice is counted once.
     #[test]
     fn counts_match_what_a_walk_finds() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("audit").unwrap();
-        let mut w = Writes::new(tree.clone());
+        let db = Db::temporary().unwrap();
+        let tree = db.open("audit").unwrap();
+        let mut w = Overlay::new(tree.clone());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         for position in 1..=700u64 {
             let site = if position % 3 == 0 { a } else { b };
@@ -539,8 +541,8 @@ mod tests {
 
     #[test]
     fn a_block_keeps_its_entries_sorted_and_once_whatever_the_order() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let mut w = Writes::new(db.open_tree("audit").unwrap());
+        let db = Db::temporary().unwrap();
+        let mut w = Overlay::new(db.open("audit").unwrap());
         let index = || Key::new(b"c/").u8(1);
         for pos in [5, 3, 5, 300, 1, 255, 3, 256 + 7] {
             post(&mut w, index(), pos).unwrap();

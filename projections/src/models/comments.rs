@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use super::util::{get, values, TreeRef};
 use crate::codec::Key;
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::Result;
+use crate::store::Keyspace;
 
 /// A comment as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +51,7 @@ impl Projection<DomainEvent> for CommentsProjection {
         1
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         match &e.payload {
             DomainEvent::CommentAdded {
                 comment_id,

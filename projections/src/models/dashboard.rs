@@ -65,8 +65,9 @@ use super::util::{
     type_from_code, TreeRef,
 };
 use crate::codec::{self, Key};
-use crate::engine::{read_counter, Projection, Writes};
+use crate::engine::{read_counter, Overlay, Projection};
 use crate::error::{ProjectionError, Result};
+use crate::store::Keyspace;
 
 /// How much one detection of each severity adds to its user's risk in the
 /// "top risky users" list: the weight doubles with each level, so one
@@ -169,7 +170,7 @@ fn c_key(scope: &str, name: &str) -> Vec<u8> {
     Key::new(b"c/").str(scope).str(name).build()
 }
 
-fn bump(w: &mut Writes, site: Uuid, name: &str, delta: i64) -> Result<()> {
+fn bump(w: &mut Overlay, site: Uuid, name: &str, delta: i64) -> Result<()> {
     for s in scopes(site) {
         w.add(c_key(&s, name), delta)?;
     }
@@ -179,7 +180,7 @@ fn bump(w: &mut Writes, site: Uuid, name: &str, delta: i64) -> Result<()> {
 /// Adds `delta` to a per-day counter `tag scope day [suffix]` of the
 /// site's scopes.
 fn bump_day(
-    w: &mut Writes,
+    w: &mut Overlay,
     tag: &[u8],
     site: Uuid,
     day: i64,
@@ -194,7 +195,7 @@ fn bump_day(
 
 /// Adds `delta` to the per-day item counter of one top list.
 fn bump_item(
-    w: &mut Writes,
+    w: &mut Overlay,
     tag: &[u8],
     site: Uuid,
     day: i64,
@@ -215,7 +216,7 @@ fn bump_item(
 /// (`all`) and over public ones (`public`): its user, applications, host
 /// and delivery group on its start day, its risk on its detections' days.
 fn count_in_lists(
-    w: &mut Writes,
+    w: &mut Overlay,
     r: &DashRecording,
     all: bool,
     public: bool,
@@ -286,7 +287,7 @@ fn sv_key(scope: &str, server: &DashServer) -> Vec<u8> {
 /// Moves a server to `status` (`online` unchanged when `None`; a new
 /// server starts online only when connected).
 fn set_server(
-    w: &mut Writes,
+    w: &mut Overlay,
     server: Uuid,
     site: Uuid,
     status: ServerStatus,
@@ -330,7 +331,7 @@ impl Projection<DomainEvent> for DashboardProjection {
         3
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         use DomainEvent as E;
         let event = &e.payload;
         match event {

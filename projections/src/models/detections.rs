@@ -38,8 +38,9 @@ use super::util::{
     trailing_uuid, type_code, type_from_code, SuffixBounds, TreeRef,
 };
 use crate::codec::{self, Key};
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::{ProjectionError, Result};
+use crate::store::Keyspace;
 
 /// Resolution of the per-recording visualization counters.
 pub const RECORDING_RESOLUTION_SEC: u64 = 1;
@@ -72,7 +73,7 @@ impl Tally {
 
 /// Adds one to the tally under `key`.
 fn tally(
-    w: &mut Writes,
+    w: &mut Overlay,
     key: Vec<u8>,
     at: i64,
     t: SessionEventType,
@@ -238,7 +239,7 @@ fn pending_key(row: &ResponseRow) -> Vec<u8> {
 /// A session event's (or detection's) time: its recording's start plus
 /// its offset, or `fallback` for a recording the model does not know.
 fn session_time(
-    w: &mut Writes,
+    w: &mut Overlay,
     recording: Uuid,
     offset_ms: u64,
     fallback: Timestamp,
@@ -258,7 +259,7 @@ fn session_time(
 /// `recording` (the first chunk in its meta, when the model knows it).
 #[allow(clippy::too_many_arguments)]
 fn count_visual(
-    w: &mut Writes,
+    w: &mut Overlay,
     detection: bool,
     recording: Uuid,
     site: Uuid,
@@ -307,7 +308,7 @@ impl DetectionsProjection {
 
 /// Stores a detection's row (its `at` computed here) with its indexes
 /// and counts it in the visualization.
-fn detected(w: &mut Writes, e: &Envelope<DomainEvent>, mut row: DetectionRow) -> Result<()> {
+fn detected(w: &mut Overlay, e: &Envelope<DomainEvent>, mut row: DetectionRow) -> Result<()> {
     row.at = session_time(w, row.recording_id, row.at_offset_ms, e.recorded_at)?;
     for k in index_keys(&row) {
         w.insert(k, Vec::new())?;
@@ -338,7 +339,7 @@ impl Projection<DomainEvent> for DetectionsProjection {
         5
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         use DomainEvent as E;
         match &e.payload {
             E::RecordingStarted {

@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 use super::util::{get, trailing_uuid, values, TreeRef};
 use crate::codec::Key;
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::Result;
+use crate::store::Keyspace;
 
 /// A legal hold as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +68,7 @@ impl Projection<DomainEvent> for HoldsProjection {
         1
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         match &e.payload {
             DomainEvent::LegalHoldPlaced {
                 hold_id,

@@ -46,10 +46,11 @@ pub use servers::Servers;
 pub use tokens::Tokens;
 
 use crate::engine::{
-    rebuild_all, Projection, ProjectionSet, ProjectionStatus, RebuildReport, SetOptions, WaitError,
-    Which,
+    rebuild_all, Projection, ProjectionSet, ProjectionStatus, Reactor, RebuildReport, SetOptions,
+    WaitError, Which,
 };
 use crate::error::Result;
+use crate::store::Db;
 
 /// Every read model's projection, in a fixed order (the catalogue's with
 /// an index of its own).
@@ -77,7 +78,7 @@ fn projections_with(index: Arc<CatalogueIndex>) -> Vec<Arc<dyn Projection<Domain
 /// (`srs rebuild --all`, `srs bench rebuild`); see [`rebuild_all`].
 pub async fn rebuild_all_models(
     store: Arc<dyn EventStore<DomainEvent>>,
-    db: &sled::Db,
+    db: impl Into<Db>,
 ) -> Result<RebuildReport> {
     rebuild_all(
         store,
@@ -112,15 +113,28 @@ impl ReadModels {
     /// that comes first loads it itself).
     pub fn start(
         store: Arc<dyn EventStore<DomainEvent>>,
-        db: &sled::Db,
+        db: impl Into<Db>,
+        options: SetOptions,
+    ) -> Result<Self> {
+        Self::start_with_reactors(store, db, Vec::new(), options)
+    }
+
+    /// [`ReadModels::start`], with `reactors` run beside the read models
+    /// (see [`Reactor`]): their statuses show with the read models', and
+    /// [`ReadModels::wait_for`] waits for them too.
+    pub fn start_with_reactors(
+        store: Arc<dyn EventStore<DomainEvent>>,
+        db: impl Into<Db>,
+        reactors: Vec<Arc<dyn Reactor<DomainEvent>>>,
         options: SetOptions,
     ) -> Result<Self> {
         let catalogue_index = Arc::new(CatalogueIndex::new());
         let reads = ReadModels {
-            set: ProjectionSet::start(
+            set: ProjectionSet::start_with_reactors(
                 store,
                 db,
                 projections_with(catalogue_index.clone()),
+                reactors,
                 options,
             )?,
             catalogue_index,
@@ -146,8 +160,8 @@ impl ReadModels {
         self.set.statuses()
     }
 
-    /// Read-your-writes: waits until the named read models (all, with
-    /// `Which::All`) have applied `position`.
+    /// Read-your-writes: waits until the named read models or reactors
+    /// (all, with `Which::All`) have applied `position`.
     pub async fn wait_for(
         &self,
         which: Which<'_>,

@@ -21,8 +21,9 @@ use uuid::Uuid;
 
 use super::util::{get, TreeRef};
 use crate::codec::{self, Key};
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::{ProjectionError, Result};
+use crate::store::Keyspace;
 
 /// A policy as the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,7 +124,7 @@ impl Projection<DomainEvent> for PoliciesProjection {
         2
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         use DomainEvent as E;
         match &e.payload {
             E::PolicyCreated {
@@ -227,7 +228,7 @@ impl PoliciesProjection {
     /// Records a site's last retention run.
     fn run(
         &self,
-        w: &mut Writes,
+        w: &mut Overlay,
         site_id: Uuid,
         ran_at: Timestamp,
         archived: u64,

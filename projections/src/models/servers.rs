@@ -17,8 +17,9 @@ use uuid::Uuid;
 
 use super::util::{get, values, TreeRef};
 use crate::codec::Key;
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::{ProjectionError, Result};
+use crate::store::Keyspace;
 
 /// A site.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +92,7 @@ impl ServersProjection {
     pub const NAME: &'static str = "servers";
 }
 
-fn load(w: &Writes, id: Uuid) -> Result<ServerRow> {
+fn load(w: &Overlay, id: Uuid) -> Result<ServerRow> {
     w.get_value(&server_key(id))?
         .ok_or_else(|| ProjectionError::Invariant(format!("event for unknown server {id}")))
 }
@@ -105,7 +106,7 @@ impl Projection<DomainEvent> for ServersProjection {
         1
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         use DomainEvent as E;
         match &e.payload {
             E::SiteCreated { site_id, name, at } => w.put_value(

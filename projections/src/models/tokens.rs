@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::util::{get, norm, values, TreeRef};
 use crate::codec::Key;
-use crate::engine::{Projection, Writes};
+use crate::engine::{Overlay, Projection};
 use crate::error::Result;
 
 /// A credential (never its secret).
@@ -113,13 +113,13 @@ impl TokensProjection {
 }
 
 /// Stores `row` and the hash that finds it.
-fn add(w: &mut Writes, row: &TokenRow, sha256: &str) -> Result<()> {
+fn add(w: &mut Overlay, row: &TokenRow, sha256: &str) -> Result<()> {
     w.put_value(hash_key(sha256), &CredentialRef::Token(row.id))?;
     w.put_value(token_key(row.id), row)
 }
 
 /// Revokes row `id` at `at`, replaced by `by` when a rotation did it.
-fn revoke(w: &mut Writes, id: Uuid, at: Timestamp, by: Option<Uuid>) -> Result<()> {
+fn revoke(w: &mut Overlay, id: Uuid, at: Timestamp, by: Option<Uuid>) -> Result<()> {
     if let Some(mut row) = w.get_value::<TokenRow>(&token_key(id))? {
         if row.revoked_at.is_none() {
             row.revoked_at = Some(at);
@@ -172,7 +172,7 @@ impl Projection<DomainEvent> for TokensProjection {
         2
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         use DomainEvent as E;
         match &e.payload {
             E::TokenIssued {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::codec;
 use crate::error::{ProjectionError, Result};
+use crate::store::{Keyspace, Tree};
 
 /// How names are compared: trimmed, lowercase (accounts, hosts and apps
 /// are case-insensitive on Windows).
@@ -45,12 +46,12 @@ pub fn severity_from_code(code: u8) -> Option<Severity> {
 }
 
 /// Reads and decodes one value of a read-model tree.
-pub fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>> {
+pub fn get<T: DeserializeOwned>(tree: &Tree, key: &[u8]) -> Result<Option<T>> {
     tree.get(key)?.map(|v| codec::decode(&v)).transpose()
 }
 
 /// Every decoded value under `prefix`, in key order.
-pub fn values<T: DeserializeOwned>(tree: &sled::Tree, prefix: &[u8]) -> Result<Vec<T>> {
+pub fn values<T: DeserializeOwned>(tree: &Tree, prefix: &[u8]) -> Result<Vec<T>> {
     tree.scan_prefix(prefix)
         .map(|kv| {
             let (_, v) = kv?;
@@ -60,7 +61,7 @@ pub fn values<T: DeserializeOwned>(tree: &sled::Tree, prefix: &[u8]) -> Result<V
 }
 
 /// A counter of a read-model tree (absent: 0).
-pub fn counter(tree: &sled::Tree, key: &[u8]) -> Result<i64> {
+pub fn counter(tree: &Tree, key: &[u8]) -> Result<i64> {
     Ok(crate::engine::read_counter(tree.get(key)?.as_deref()))
 }
 
@@ -73,7 +74,7 @@ pub fn trailing_uuid(key: &[u8]) -> Result<Uuid> {
 }
 
 /// A read-model handle: the tree current when it was taken.
-pub type TreeRef = Arc<sled::Tree>;
+pub type TreeRef = Arc<Tree>;
 
 /// Encodes a page cursor.
 pub fn cursor_encode(tag: &str, bytes: &[u8]) -> String {
@@ -129,12 +130,12 @@ pub struct SuffixBounds {
 /// The key suffixes under each of `prefixes`, merged in order without
 /// repeats, starting after `after` and within `bounds`.
 pub fn merged<'a>(
-    tree: &'a sled::Tree,
+    tree: &'a Tree,
     prefixes: &[Vec<u8>],
     after: Option<&[u8]>,
     bounds: &SuffixBounds,
 ) -> impl Iterator<Item = Result<Vec<u8>>> + 'a {
-    let mut heads: Vec<(usize, std::iter::Peekable<sled::Iter>)> = prefixes
+    let mut heads: Vec<(usize, std::iter::Peekable<crate::store::Iter>)> = prefixes
         .iter()
         .map(|p| {
             let mut lower = Bound::Included(p.clone());

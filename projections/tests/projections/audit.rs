@@ -10,7 +10,8 @@ use srs_domain::log::Envelope;
 use srs_domain::model::{classify, AuditCategory, DomainEvent, PlaybackKind};
 use srs_projections::codec::Key;
 use srs_projections::models::audit::{AuditFilter, AuditProjection, AuditRow, AuditTrail};
-use srs_projections::{Projection, ProjectionSet, SetOptions, Which, Writes};
+use srs_projections::store::{Keyspace, Tree};
+use srs_projections::{Overlay, Projection, ProjectionSet, SetOptions, Which};
 use uuid::Uuid;
 
 use crate::common::{open_store, store_dyn};
@@ -308,7 +309,7 @@ fn several_categories_merge_newest_first_without_repeats() {
 }
 
 /// Keys of `tree` starting with `prefix`.
-fn keys_under(tree: &sled::Tree, prefix: &[u8]) -> usize {
+fn keys_under(tree: &Tree, prefix: &[u8]) -> usize {
     tree.scan_prefix(prefix).count()
 }
 
@@ -371,7 +372,7 @@ impl Projection<DomainEvent> for AuditV1 {
         1
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> srs_projections::Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> srs_projections::Result<()> {
         let Some(entry) = classify(&e.payload) else {
             return Ok(());
         };

@@ -6,6 +6,7 @@ use srs_domain::model::{SessionEventType, Severity};
 use srs_projections::models::catalogue::{
     CatalogueIndex, CatalogueProjection, IndexSnapshot, RecordingRow, RestrictionInfo,
 };
+use srs_projections::store::{Db, Store, Tree};
 use srs_projections::{dump, Changes, Projection};
 use uuid::Uuid;
 
@@ -29,7 +30,7 @@ fn folded() -> Folded {
 }
 
 /// Every row of the tree as one batch's changes.
-fn rows_as_changes(tree: &sled::Tree) -> Changes {
+fn rows_as_changes(tree: &Tree) -> Changes {
     dump(tree)
         .unwrap()
         .into_iter()
@@ -42,7 +43,7 @@ fn row_key(id: Uuid) -> Vec<u8> {
     [b"r/".as_slice(), id.as_bytes()].concat()
 }
 
-fn loaded(tree: &sled::Tree) -> IndexSnapshot {
+fn loaded(tree: &Tree) -> IndexSnapshot {
     CatalogueIndex::new().snapshot(tree).unwrap()
 }
 
@@ -135,8 +136,8 @@ fn an_index_ignores_the_batches_of_another_tree() {
     let before = projection.index().snapshot(&tree).unwrap();
     let removed: Changes = [(row_key(id(1)), None)].into_iter().collect();
     // The tree's name (its generation) is what the index knows.
-    let db = sled::Config::new().temporary(true).open().unwrap();
-    let shadow = db.open_tree("catalogue#2").unwrap();
+    let db = Db::temporary().unwrap();
+    let shadow = db.open("catalogue#2").unwrap();
     projection.committed(&shadow, &removed, 50);
     assert_eq!(projection.index().snapshot(&tree).unwrap(), before);
     assert_eq!(

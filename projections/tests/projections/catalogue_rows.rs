@@ -11,6 +11,7 @@ use srs_projections::models::catalogue::{
     RecordingPage, RecordingQuery,
 };
 use srs_projections::models::Viewer;
+use srs_projections::store::{Db, Store, Tree};
 use srs_projections::{apply_events, checkpoint_of};
 use uuid::Uuid;
 
@@ -19,17 +20,17 @@ use crate::fixtures::*;
 /// One catalogue tree folded by a projection that shares its index (and
 /// so its row cache) with the catalogue queried, as a server runs them.
 struct Live {
-    db: sled::Db,
-    tree: Arc<sled::Tree>,
+    db: Db,
+    tree: Arc<Tree>,
     projection: CatalogueProjection,
     position: u64,
 }
 
 impl Live {
-    fn new(db: &sled::Db, name: &str, index: Arc<CatalogueIndex>) -> Live {
+    fn new(db: &Db, name: &str, index: Arc<CatalogueIndex>) -> Live {
         Live {
             db: db.clone(),
-            tree: Arc::new(db.open_tree(name).unwrap()),
+            tree: Arc::new(db.open(name).unwrap()),
             projection: CatalogueProjection::with_index(index),
             position: 0,
         }
@@ -123,7 +124,7 @@ fn assert_same_answers(live: &Live, ids: &[Uuid]) {
 
 #[test]
 fn cached_rows_follow_every_kind_of_change() {
-    let db = sled::Config::new().temporary(true).open().unwrap();
+    let db = Db::temporary().unwrap();
     let mut live = Live::new(&db, "catalogue", Arc::new(CatalogueIndex::new()));
     let recs: Vec<Rec> = (1..=5).map(Rec::new).collect();
     let ids: Vec<Uuid> = recs.iter().map(|r| r.id).collect();
@@ -182,7 +183,7 @@ fn cached_rows_follow_every_kind_of_change() {
 
 #[test]
 fn a_swapped_tree_is_answered_from_its_own_rows() {
-    let db = sled::Config::new().temporary(true).open().unwrap();
+    let db = Db::temporary().unwrap();
     let index = Arc::new(CatalogueIndex::new());
     let recs: Vec<Rec> = (1..=3).map(Rec::new).collect();
     let ids: Vec<Uuid> = recs.iter().map(|r| r.id).collect();
@@ -220,7 +221,7 @@ fn a_swapped_tree_is_answered_from_its_own_rows() {
 
 #[test]
 fn the_cache_holds_at_most_its_capacity() {
-    let db = sled::Config::new().temporary(true).open().unwrap();
+    let db = Db::temporary().unwrap();
     let index = Arc::new(CatalogueIndex::with_options(PagePlan::Auto, 8));
     let mut live = Live::new(&db, "catalogue", index.clone());
     let recs: Vec<Rec> = (1..=40).map(Rec::new).collect();

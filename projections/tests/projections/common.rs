@@ -9,7 +9,8 @@ use srs_domain::actor::Actor;
 use srs_domain::log::{
     Envelope, Event, EventStore, ExpectedVersion, NewEvent, SledEventStore, StoreOptions,
 };
-use srs_projections::{Projection, Writes};
+use srs_projections::store::{Keyspace, Tree};
+use srs_projections::{Overlay, Projection};
 
 /// A payload that knows nothing of the product: the engine is generic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,7 +105,7 @@ impl Projection<TestEvent> for Tally {
         self.version
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
         match &e.payload {
             TestEvent::Happened { n, note } => {
                 w.add(format!("count/{}", n % 10).into_bytes(), 1)?;
@@ -125,7 +126,7 @@ impl Projection<TestEvent> for Tally {
     }
 }
 
-pub fn total(tree: &sled::Tree) -> i64 {
+pub fn total(tree: &Tree) -> i64 {
     srs_projections::engine::read_counter(tree.get(b"total").unwrap().as_deref())
 }
 

@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use srs_domain::log::Envelope;
+use srs_projections::store::{Db, Keyspace, Store, Tree};
 use srs_projections::{
-    apply_events, checkpoint_of, dump, Changes, Projection, ProjectionSet, Rebuild, RunnerState,
-    SetOptions, WaitError, Which, Writes,
+    apply_events, checkpoint_of, dump, Changes, Overlay, Projection, ProjectionSet, ReactError,
+    Reactor, Rebuild, RunnerState, SetOptions, WaitError, Which,
 };
 
 use crate::common::*;
@@ -109,8 +110,8 @@ async fn a_failing_event_stops_its_projection_there_and_the_others_go_on() {
 
 #[test]
 fn a_batch_commits_up_to_the_failing_event_and_not_beyond() {
-    let db = sled::Config::new().temporary(true).open().unwrap();
-    let tree = db.open_tree("t").unwrap();
+    let db = Db::temporary().unwrap();
+    let tree = db.open("t").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,9 +145,10 @@ async fn a_version_change_rebuilds_from_position_one_on_start() {
         let set = set(&store, vec![Tally::new("a")]);
         set.wait_for(Which::All, last, WAIT).await.unwrap();
         // Tamper with the data: only a rebuild restores it.
+        let tampered = [(b"total".to_vec(), Some(1i64.to_be_bytes().to_vec()))];
         set.tree("a")
             .unwrap()
-            .insert(b"total", 1i64.to_be_bytes().to_vec())
+            .apply(&tampered.into_iter().collect(), None)
             .unwrap();
         set.shutdown().await;
     }
@@ -279,11 +281,11 @@ impl Projection<TestEvent> for Commits {
         self.tally.version()
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
         self.tally.apply(w, e)
     }
 
-    fn committed(&self, _tree: &sled::Tree, _changes: &Changes, checkpoint: u64) {
+    fn committed(&self, _tree: &Tree, _changes: &Changes, checkpoint: u64) {
         self.checkpoints.lock().unwrap().push(checkpoint);
     }
 }
@@ -390,20 +392,20 @@ impl Projection<TestEvent> for FullDisk {
         self.tally.version()
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<TestEvent>) -> srs_projections::Result<()> {
         self.tally.apply(w, e)
     }
 
-    fn before_commit(&self, _writes: &mut Writes) -> srs_projections::Result<()> {
+    fn before_commit(&self, _writes: &mut Overlay) -> srs_projections::Result<()> {
         use std::sync::atomic::Ordering;
         let left = self.failures.load(Ordering::SeqCst);
         if left == 0 {
             return Ok(());
         }
         self.failures.store(left - 1, Ordering::SeqCst);
-        Err(srs_projections::ProjectionError::Storage(sled::Error::Io(
-            std::io::Error::from_raw_os_error(28),
-        )))
+        Err(srs_projections::ProjectionError::Storage(
+            srs_projections::store::StoreError::Io(std::io::Error::from_raw_os_error(28)),
+        ))
     }
 }
 
@@ -438,5 +440,129 @@ async fn a_commit_refused_by_storage_is_retried_and_the_runner_goes_on() {
     assert_eq!(flaky.failures.load(std::sync::atomic::Ordering::SeqCst), 0);
     // Every event counted exactly once: the refused commits wrote nothing.
     assert_eq!(total(&set.tree("flaky").unwrap()), 20);
+    set.shutdown().await;
+}
+
+/// A reactor that records the positions it handled, failing its first
+/// `failures` attempts at `fail_at`.
+struct Recorder {
+    seen: Arc<Mutex<Vec<u64>>>,
+    fail_at: u64,
+    failures: Mutex<u32>,
+}
+
+impl Recorder {
+    fn new(fail_at: u64, failures: u32) -> (Arc<Self>, Arc<Mutex<Vec<u64>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder {
+            seen: seen.clone(),
+            fail_at,
+            failures: Mutex::new(failures),
+        };
+        (Arc::new(recorder), seen)
+    }
+}
+
+impl Reactor<TestEvent> for Recorder {
+    fn name(&self) -> &'static str {
+        "effects"
+    }
+
+    fn react<'a>(
+        &'a self,
+        event: &'a Envelope<TestEvent>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), ReactError>> {
+        Box::pin(async move {
+            if event.position == self.fail_at {
+                let mut left = self.failures.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Err("the disk is full".into());
+                }
+            }
+            self.seen.lock().unwrap().push(event.position);
+            Ok(())
+        })
+    }
+}
+
+fn set_with_reactor(
+    store: &Arc<srs_domain::log::SledEventStore<TestEvent>>,
+    reactor: Arc<Recorder>,
+) -> ProjectionSet<TestEvent> {
+    ProjectionSet::start_with_reactors(
+        store_dyn(store),
+        store.db(),
+        vec![Tally::new("a")],
+        vec![reactor],
+        SetOptions::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_reactor_retries_a_failed_effect_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let last = append_happened(&store, 0..100).await;
+    {
+        let (recorder, seen) = Recorder::new(50, 3);
+        let set = set_with_reactor(&store, recorder);
+        assert_eq!(set.names(), vec!["a"]);
+        assert_eq!(set.reactor_names(), vec!["effects"]);
+        set.wait_for(Which::Only(&["effects"]), last, WAIT)
+            .await
+            .unwrap();
+        // Every effect once, in order: the failed one retried, never skipped.
+        assert_eq!(*seen.lock().unwrap(), (1..=last).collect::<Vec<_>>());
+        let status = set.status("effects").unwrap();
+        assert_eq!((status.position, status.last_error), (last, None));
+        let names: Vec<String> = set.statuses().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["a", "effects"]);
+        // A reactor is not rebuilt.
+        assert!(set.rebuild("effects").await.is_err());
+        let report = set.rebuild_all().await.unwrap();
+        assert_eq!(report.projections.len(), 1);
+        set.shutdown().await;
+    }
+    let last = append_happened(&store, 100..110).await;
+    let (recorder, seen) = Recorder::new(0, 0);
+    let set = set_with_reactor(&store, recorder);
+    set.wait_for(Which::All, last, WAIT).await.unwrap();
+    // The checkpoint was committed: only the new events are handed.
+    assert_eq!(*seen.lock().unwrap(), (101..=last).collect::<Vec<_>>());
+    set.shutdown().await;
+}
+
+#[tokio::test]
+async fn wait_for_all_waits_for_a_reactor_whose_effect_keeps_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store::<TestEvent>(dir.path());
+    let last = append_happened(&store, 0..10).await;
+    let (recorder, seen) = Recorder::new(5, u32::MAX);
+    let set = set_with_reactor(&store, recorder);
+    set.wait_for(Which::Only(&["a"]), last, WAIT).await.unwrap();
+    let err = set
+        .wait_for(Which::All, last, Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        WaitError::Timeout {
+            name: "effects".into(),
+            at: 4,
+            wanted: last
+        }
+    );
+    let status = set.status("effects").unwrap();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("position 5") && e.contains("the disk is full")),
+        "{status:?}"
+    );
+    assert!(!set.ready());
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3, 4]);
     set.shutdown().await;
 }

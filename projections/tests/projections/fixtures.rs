@@ -16,6 +16,7 @@ use srs_projections::models::{
     all_projections, Access, AuditTrail, Catalogue, Comments, Dashboard, Detections, Holds,
     Policies, Servers, Tokens,
 };
+use srs_projections::store::{Db, Store, Tree};
 use srs_projections::{apply_events, Projection};
 use uuid::Uuid;
 
@@ -235,19 +236,19 @@ pub fn principal(role: Role, name: &str) -> Principal {
 
 /// Read models folded straight from events (no log, no runner).
 pub struct Folded {
-    _db: sled::Db,
-    trees: BTreeMap<&'static str, Arc<sled::Tree>>,
+    _db: Db,
+    trees: BTreeMap<&'static str, Arc<Tree>>,
     projections: Vec<Arc<dyn Projection<DomainEvent>>>,
     position: u64,
 }
 
 impl Folded {
     pub fn new() -> Self {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = Db::temporary().unwrap();
         let projections = all_projections();
         let trees = projections
             .iter()
-            .map(|p| (p.name(), Arc::new(db.open_tree(p.name()).unwrap())))
+            .map(|p| (p.name(), Arc::new(db.open(p.name()).unwrap())))
             .collect();
         Folded {
             _db: db,
@@ -284,7 +285,7 @@ impl Folded {
         self
     }
 
-    pub fn tree(&self, name: &str) -> Arc<sled::Tree> {
+    pub fn tree(&self, name: &str) -> Arc<Tree> {
         self.trees[name].clone()
     }
 

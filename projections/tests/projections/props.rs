@@ -14,6 +14,7 @@ use srs_projections::models::catalogue::{
     CatalogueIndex, CatalogueProjection, IndexSnapshot, RecordingQuery,
 };
 use srs_projections::models::Viewer;
+use srs_projections::store::Keyspace;
 use srs_projections::{dump, ReadModels, SetOptions, Which};
 
 use crate::common::open_store;
@@ -118,7 +119,7 @@ fn live_index_equals_loaded(models: &ReadModels, last: u64) -> IndexSnapshot {
     let index = models.catalogue_index();
     assert_eq!(
         index.tree_name().as_deref(),
-        Some(String::from_utf8_lossy(&tree.name()).as_ref()),
+        Some(tree.name()),
         "the index still reflects the live tree"
     );
     assert_eq!(index.checkpoint(), last, "every batch reached the index");
@@ -132,7 +133,7 @@ fn live_index_equals_loaded(models: &ReadModels, last: u64) -> IndexSnapshot {
 fn rebuilt_index_answers_from_the_new_tree(models: &ReadModels, live: &IndexSnapshot) {
     let tree = models.set().tree(CatalogueProjection::NAME).unwrap();
     let index = models.catalogue_index();
-    let new_name = String::from_utf8_lossy(&tree.name()).into_owned();
+    let new_name = tree.name().to_owned();
     let admin = Viewer::new(
         crate::fixtures::principal(Role::Admin, "root"),
         Default::default(),

@@ -6,6 +6,7 @@
 use srs_domain::model::{DomainEvent, SessionEventData, SessionEventType, Severity};
 use srs_domain::seal::{self, KeyRing};
 use srs_projections::models::detections::DetectionFilter;
+use srs_projections::store::Keyspace;
 
 use crate::fixtures::*;
 

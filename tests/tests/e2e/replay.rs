@@ -165,7 +165,9 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
         &[],
     );
     assert_eq!(code, Some(0));
-    assert_eq!(lines(&stdout).len(), 10, "{stdout}");
+    // Ten read models and the content effects' reactor.
+    assert_eq!(lines(&stdout).len(), 11, "{stdout}");
+    assert!(stdout.contains("\"content-effects\""), "{stdout}");
     let (code, _, stderr) = run_srs(
         &[
             "rebuild",

@@ -34,6 +34,7 @@ use crate::engine::Changes;
 use crate::error::{ProjectionError, Result};
 use crate::models::access::Viewer;
 use crate::models::util::{get, norm, severity_code};
+use crate::store::{Keyspace, Tree};
 
 /// The indexed fields, by their one-byte tag: filter fields `s` site,
 /// `v` server, `u` user (and the bare name without domain), `c` client IP,
@@ -327,8 +328,8 @@ impl State {
     }
 
     /// The state of every recording of `tree`.
-    fn load(tree: &sled::Tree) -> Result<State> {
-        let mut state = State::empty(Some(tree.name().to_vec()));
+    fn load(tree: &Tree) -> Result<State> {
+        let mut state = State::empty(Some(tree.name().as_bytes().to_vec()));
         state.checkpoint = crate::engine::checkpoint_of(tree)?;
         state.loading = true;
         for kv in tree.scan_prefix(b"r/") {
@@ -461,13 +462,9 @@ impl CatalogueIndex {
 
     /// The rows of `ids` in `tree` (`None` for an id it does not hold),
     /// from the cache where it has them, else read from the tree and kept.
-    pub(super) fn rows(
-        &self,
-        tree: &sled::Tree,
-        ids: &[Uuid],
-    ) -> Result<Vec<Option<Arc<RecordingRow>>>> {
-        let name = tree.name();
-        let Lookup { mut rows, epoch } = self.rows.lookup(&name, ids);
+    pub(super) fn rows(&self, tree: &Tree, ids: &[Uuid]) -> Result<Vec<Option<Arc<RecordingRow>>>> {
+        let name = tree.name().as_bytes();
+        let Lookup { mut rows, epoch } = self.rows.lookup(name, ids);
         let mut read = Vec::new();
         for (slot, id) in rows.iter_mut().zip(ids) {
             if slot.is_none() {
@@ -479,7 +476,7 @@ impl CatalogueIndex {
                 }
             }
         }
-        self.rows.fill(&name, epoch, &read);
+        self.rows.fill(name, epoch, &read);
         Ok(rows)
     }
 
@@ -519,12 +516,12 @@ impl CatalogueIndex {
     /// Applies a committed batch of `tree` (ignored unless the index
     /// reflects that tree). A row that does not decode leaves the index
     /// unbound, so the next query reloads it from the tree.
-    pub fn apply(&self, tree: &sled::Tree, changes: &Changes, checkpoint: u64) {
-        let name = tree.name();
+    pub fn apply(&self, tree: &Tree, changes: &Changes, checkpoint: u64) {
+        let name = tree.name().as_bytes();
         // A batch of a tree neither reflects (a rebuild's) is not even
         // decoded. Whichever binds to `tree` later reads it after this
         // batch, which the tree already holds.
-        if self.read().tree.as_deref() != Some(&name[..]) && !self.rows.serves(&name) {
+        if self.read().tree.as_deref() != Some(name) && !self.rows.serves(name) {
             return;
         }
         // Decoded once, before taking the lock, for the index and the rows.
@@ -537,10 +534,10 @@ impl CatalogueIndex {
         };
         let mut state = self.write();
         match &rows {
-            Some(rows) => self.rows.apply(&name, rows),
+            Some(rows) => self.rows.apply(name, rows),
             None => self.rows.reset(),
         }
-        if state.tree.as_deref() != Some(&name[..]) {
+        if state.tree.as_deref() != Some(name) {
             return;
         }
         match rows {
@@ -556,13 +553,13 @@ impl CatalogueIndex {
     /// A query still holding a tree that a rebuild has replaced is
     /// answered from the index of its successor rather than loading the
     /// old tree back (its rows are still read from its own tree).
-    fn fresh(&self, tree: &sled::Tree) -> Result<RwLockReadGuard<'_, State>> {
-        let name = tree.name();
+    fn fresh(&self, tree: &Tree) -> Result<RwLockReadGuard<'_, State>> {
+        let name = tree.name().as_bytes();
         let usable = |state: &State| {
             state
                 .tree
                 .as_deref()
-                .is_some_and(|t| t == &name[..] || superseded(&name, t))
+                .is_some_and(|t| t == name || superseded(name, t))
         };
         loop {
             {
@@ -576,7 +573,7 @@ impl CatalogueIndex {
                 let start = Instant::now();
                 *state = State::load(tree)?;
                 tracing::info!(
-                    tree = %String::from_utf8_lossy(&name),
+                    tree = %String::from_utf8_lossy(name),
                     recordings = state.docs.len(),
                     listed = state.listed.len(),
                     elapsed_ms = start.elapsed().as_millis() as u64,
@@ -588,12 +585,12 @@ impl CatalogueIndex {
 
     /// Makes sure the index reflects `tree` (loading it if not); returns
     /// how many recordings are listed.
-    pub fn load(&self, tree: &sled::Tree) -> Result<u64> {
+    pub fn load(&self, tree: &Tree) -> Result<u64> {
         Ok(self.fresh(tree)?.listed.len())
     }
 
     /// The index as sets of ids (after loading it from `tree` if needed).
-    pub fn snapshot(&self, tree: &sled::Tree) -> Result<IndexSnapshot> {
+    pub fn snapshot(&self, tree: &Tree) -> Result<IndexSnapshot> {
         let state = self.fresh(tree)?;
         let mut postings = BTreeMap::new();
         for (i, values) in state.dict.iter().enumerate() {
@@ -633,7 +630,7 @@ impl CatalogueIndex {
     /// them in `order` after the cursor key `after`.
     pub(super) fn search(
         &self,
-        tree: &sled::Tree,
+        tree: &Tree,
         viewer: &Viewer,
         f: &RecordingFilter,
         order: RecordingOrder,
@@ -697,7 +694,7 @@ impl CatalogueIndex {
 /// The ordinals of the recordings that match `f` and `viewer` may see.
 fn matches(
     state: &State,
-    tree: &sled::Tree,
+    tree: &Tree,
     viewer: &Viewer,
     f: &RecordingFilter,
 ) -> Result<RoaringBitmap> {
@@ -1021,10 +1018,11 @@ fn pad<const N: usize>(prefix: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Db, Store};
 
-    fn tree() -> sled::Tree {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        db.open_tree("catalogue").unwrap()
+    fn tree() -> Tree {
+        let db = Db::temporary().unwrap();
+        db.open("catalogue").unwrap()
     }
 
     #[test]

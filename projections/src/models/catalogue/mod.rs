@@ -37,8 +37,9 @@ use uuid::Uuid;
 use super::access::{Viewer, Visibility};
 use super::util::{cursor_decode, cursor_encode, get, norm, page_size, TreeRef};
 use crate::codec::Key;
-use crate::engine::{Changes, Projection, Writes};
+use crate::engine::{Changes, Overlay, Projection};
 use crate::error::{ProjectionError, Result};
+use crate::store::Tree;
 
 pub use index::{CatalogueIndex, IndexSnapshot, PagePlan};
 pub use rows::DEFAULT_ROW_CACHE;
@@ -139,8 +140,8 @@ fn row_key(id: Uuid) -> Vec<u8> {
     Key::new(b"r/").uuid(id).build()
 }
 
-/// Writes `row`: the tree holds the rows only (the index is in memory).
-fn store_row(w: &mut Writes, row: &RecordingRow) -> Result<()> {
+/// Overlay `row`: the tree holds the rows only (the index is in memory).
+fn store_row(w: &mut Overlay, row: &RecordingRow) -> Result<()> {
     w.put_value(row_key(row.id), row)
 }
 
@@ -179,11 +180,11 @@ impl Projection<DomainEvent> for CatalogueProjection {
         2
     }
 
-    fn committed(&self, tree: &sled::Tree, changes: &Changes, checkpoint: u64) {
+    fn committed(&self, tree: &Tree, changes: &Changes, checkpoint: u64) {
         self.index.apply(tree, changes, checkpoint);
     }
 
-    fn apply(&self, w: &mut Writes, e: &Envelope<DomainEvent>) -> Result<()> {
+    fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         use DomainEvent as E;
         let event = &e.payload;
         if let E::RecordingStarted {

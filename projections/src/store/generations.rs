@@ -1,19 +1,21 @@
-//! Which sled tree is a projection's current one.
+//! [`Generations`]: which keyspace is a projection's current one.
 //!
-//! A projection's data lives in a tree named `projection/<name>#<generation>`.
-//! The registry tree (`projections`) maps each name to its current tree.
+//! A projection's data lives in a keyspace (a tree) named
+//! `projection/<name>#<generation>`. The registry tree (`projections`)
+//! maps each name to its current tree (key `current/<name>`, value the
+//! tree's name).
 //! A rebuild writes a new generation and flips the pointer only when the
 //! new tree is complete; any tree of a projection that the pointer does not
 //! name (an interrupted rebuild, an old generation whose drop a crash
 //! interrupted) is dropped on start.
 
-use crate::engine::writes::stored_version;
+use super::{Db, Keyspace, Store, Tree};
 use crate::error::Result;
 
 /// The tree that maps projection names to their current trees.
 pub const REGISTRY_TREE: &str = "projections";
 
-/// The sled tree name of `name`'s tree of `generation`.
+/// The keyspace name of `name`'s tree of `generation`.
 pub fn tree_name(name: &str, generation: u64) -> String {
     format!("projection/{name}#{generation}")
 }
@@ -34,27 +36,30 @@ fn current_key(name: &str) -> Vec<u8> {
     format!("current/{name}").into_bytes()
 }
 
-/// The registry of current trees, over the shared sled database.
+/// The generations of every projection's keyspace and which one is
+/// current, over one database.
 #[derive(Clone, Debug)]
-pub(crate) struct Registry {
-    db: sled::Db,
-    tree: sled::Tree,
+pub struct Generations {
+    db: Db,
+    /// The registry tree: the current generation of each projection.
+    tree: Tree,
 }
 
 /// A projection's current tree, as opened on start.
-pub(crate) struct Opened {
-    pub tree: sled::Tree,
+pub struct CurrentTree {
+    pub tree: Tree,
     pub generation: u64,
     /// True when the stored version differed from the code's: the tree is
     /// a fresh one to be filled from position 1.
     pub rebuilding: bool,
 }
 
-impl Registry {
-    pub fn open(db: &sled::Db) -> Result<Self> {
-        Ok(Registry {
+impl Generations {
+    /// The generations kept in `db`.
+    pub fn open(db: &Db) -> Result<Self> {
+        Ok(Generations {
             db: db.clone(),
-            tree: db.open_tree(REGISTRY_TREE)?,
+            tree: db.open(REGISTRY_TREE)?,
         })
     }
 
@@ -69,8 +74,11 @@ impl Registry {
     /// Points `name` at its tree of `generation`, durably: after this
     /// returns, a restart serves that tree.
     pub fn set_current(&self, name: &str, generation: u64) -> Result<()> {
-        self.tree
-            .insert(current_key(name), tree_name(name, generation).into_bytes())?;
+        let pointer = [(
+            current_key(name),
+            Some(tree_name(name, generation).into_bytes()),
+        )];
+        self.tree.apply(&pointer.into_iter().collect(), None)?;
         self.tree.flush()?;
         Ok(())
     }
@@ -78,14 +86,14 @@ impl Registry {
     /// The generations of `name` present in the database.
     fn generations(&self, name: &str) -> Vec<u64> {
         self.db
-            .tree_names()
+            .names()
             .iter()
-            .filter_map(|t| generation_of(name, t))
+            .filter_map(|t| generation_of(name, t.as_bytes()))
             .collect()
     }
 
     /// A fresh, empty tree for `name` with a generation never used before.
-    pub fn fresh(&self, name: &str) -> Result<(sled::Tree, u64)> {
+    pub fn fresh(&self, name: &str) -> Result<(Tree, u64)> {
         let generation = self
             .generations(name)
             .into_iter()
@@ -93,24 +101,24 @@ impl Registry {
             .max()
             .unwrap_or(0)
             + 1;
-        let tree = self.db.open_tree(tree_name(name, generation))?;
+        let tree = self.db.open(&tree_name(name, generation))?;
         Ok((tree, generation))
     }
 
     /// Drops `name`'s tree of `generation`. Only for trees no reader holds.
     pub fn drop_generation(&self, name: &str, generation: u64) -> Result<()> {
-        self.db.drop_tree(tree_name(name, generation))?;
+        self.db.drop_keyspace(&tree_name(name, generation))?;
         Ok(())
     }
 
     /// Opens `name`'s current tree, creating it on first start and
     /// replacing it by a fresh one when its stored version is not
     /// `version`; drops every other tree of `name`.
-    pub fn open_current(&self, name: &str, version: u32) -> Result<Opened> {
+    pub fn open_current(&self, name: &str, version: u32) -> Result<CurrentTree> {
         let (tree, generation, rebuilding) = match self.current(name)? {
             Some(generation) => {
-                let tree = self.db.open_tree(tree_name(name, generation))?;
-                match stored_version(&tree)? {
+                let tree = self.db.open(&tree_name(name, generation))?;
+                match tree.checkpoint()?.map(|c| c.version) {
                     Some(stored) if stored != version => {
                         tracing::info!(
                             projection = name,
@@ -142,7 +150,7 @@ impl Registry {
                 self.drop_generation(name, other)?;
             }
         }
-        Ok(Opened {
+        Ok(CurrentTree {
             tree,
             generation,
             rebuilding,

@@ -1,9 +1,10 @@
-//! [`Writes`]: what a projection's `apply` reads and writes through.
+//! [`Overlay`]: the uncommitted writes of a batch over a projection's
+//! tree, which its `apply` reads and writes through.
 //!
 //! A batch of events is applied into an in-memory overlay over the
 //! projection's tree: reads see the tree plus everything written earlier in
-//! the batch (by this event or by the ones before it). Nothing reaches sled
-//! until the runner turns the overlay into one `apply_batch` together with
+//! the batch (by this event or by the ones before it). Nothing reaches the store
+//! until the runner turns the overlay into one atomic write together with
 //! the new checkpoint. An event whose `apply` fails has its own writes
 //! discarded, so the batch still holds exactly the events before it.
 //!
@@ -15,15 +16,15 @@
 //! stored bytes instead of copying them.
 //!
 //! Rows that many events update (a recording's catalogue row, a tally)
-//! are kept decoded: [`Writes::update_value`] and [`Writes::read_value`]
+//! are kept decoded: [`Overlay::update_value`] and [`Overlay::read_value`]
 //! decode a value once, keep it in the overlay, and later events of the
 //! batch change it in place; it is encoded once, at the commit.
 //!
 //! A rebuild keeps one overlay over many read batches (see
-//! [`Writes::for_rebuild`] and [`Writes::commit_unserved`]): keys written many
+//! [`Overlay::for_rebuild`] and [`Overlay::commit_unserved`]): keys written many
 //! times (counters, rows updated by each event, moved rank keys) reach
-//! sled once, and while its new tree holds nothing yet, reads never look
-//! in sled at all. [`Writes::bytes`] tells it when to commit. A rebuild
+//! the store once, and while its new tree holds nothing yet, reads never look
+//! in the store at all. [`Overlay::bytes`] tells it when to commit. A rebuild
 //! stops at the first failing event and drops its tree, so its overlay
 //! keeps no undo log: a discarded event leaves it unable to commit.
 
@@ -35,13 +36,9 @@ use serde::Serialize;
 
 use crate::codec;
 use crate::error::{ProjectionError, Result};
+use crate::store::{Checkpoint, Keyspace, Tree, META_PREFIX};
 
-/// Keys starting with this byte belong to the engine (checkpoint, version).
-pub(crate) const META_PREFIX: u8 = 0x00;
-/// The last applied log position (u64 BE).
-pub(crate) const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
-/// The code version the tree's data was written by (u32 BE).
-pub(crate) const VERSION_KEY: &[u8] = b"\x00version";
+pub use crate::store::Changes;
 
 /// A read-model value the overlay can keep decoded.
 pub trait Row: Serialize + DeserializeOwned + Clone + Send + 'static {}
@@ -69,37 +66,38 @@ impl<T: Row> Decoded for T {
     }
 }
 
-/// What the overlay holds under a key.
-enum Slot {
+/// What the overlay holds under a key: bytes written, or a value kept
+/// decoded.
+enum Staged {
     /// Bytes this batch wrote, or `None`: removed.
     Bytes(Option<Vec<u8>>),
     /// A decoded value: written by this batch, or (`written` false) as
     /// the tree holds it, kept for later reads. `size` is what it counts
-    /// for in [`Writes::bytes`].
-    Value {
+    /// for in [`Overlay::bytes`].
+    Decoded {
         value: Box<dyn Decoded>,
         written: bool,
         size: usize,
     },
 }
 
-impl Slot {
+impl Staged {
     /// Whether the commit writes it (a decoded value read but never
     /// changed is not a write).
     fn is_write(&self) -> bool {
-        !matches!(self, Slot::Value { written: false, .. })
+        !matches!(self, Staged::Decoded { written: false, .. })
     }
 
     /// Whether it holds a value (not a removal).
     fn is_some(&self) -> bool {
-        !matches!(self, Slot::Bytes(None))
+        !matches!(self, Staged::Bytes(None))
     }
 
     /// The value as stored bytes (decoded values are encoded).
     fn to_bytes(&self) -> Result<Option<Vec<u8>>> {
         match self {
-            Slot::Bytes(v) => Ok(v.clone()),
-            Slot::Value { value, .. } => value.encode().map(Some),
+            Staged::Bytes(v) => Ok(v.clone()),
+            Staged::Decoded { value, .. } => value.encode().map(Some),
         }
     }
 
@@ -107,8 +105,8 @@ impl Slot {
     /// reading one key as two types) goes through its bytes.
     fn to_value<T: Row>(&self) -> Result<Option<T>> {
         match self {
-            Slot::Bytes(v) => v.as_deref().map(codec::decode).transpose(),
-            Slot::Value { value, .. } => match value.as_any().downcast_ref::<T>() {
+            Staged::Bytes(v) => v.as_deref().map(codec::decode).transpose(),
+            Staged::Decoded { value, .. } => match value.as_any().downcast_ref::<T>() {
                 Some(v) => Ok(Some(v.clone())),
                 None => codec::decode(&value.encode()?).map(Some),
             },
@@ -116,24 +114,20 @@ impl Slot {
     }
 }
 
-type Overlay = HashMap<Vec<u8>, Slot>;
-
-/// What a committed batch changed in a tree: each key written with its new
-/// value, or `None` where it was removed.
-pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+type StagedMap = HashMap<Vec<u8>, Staged>;
 
 /// What a key held in the overlay before the current event changed it:
 /// `None` when the overlay did not hold it.
-type Undo = Vec<(Vec<u8>, Option<Slot>)>;
+type Undo = Vec<(Vec<u8>, Option<Staged>)>;
 
 /// What an overlay entry is counted as beyond its key and value bytes
 /// (the map's node share and the two vectors' headers).
 const ENTRY_OVERHEAD: usize = 64;
 
-fn entry_bytes(key: &[u8], slot: &Slot) -> usize {
+fn entry_bytes(key: &[u8], slot: &Staged) -> usize {
     let value = match slot {
-        Slot::Bytes(v) => v.as_ref().map_or(0, Vec::len),
-        Slot::Value { size, .. } => *size,
+        Staged::Bytes(v) => v.as_ref().map_or(0, Vec::len),
+        Staged::Decoded { size, .. } => *size,
     };
     key.len() + value + ENTRY_OVERHEAD
 }
@@ -144,12 +138,14 @@ fn decoded_size(encoded: usize) -> usize {
     2 * encoded + ENTRY_OVERHEAD
 }
 
-/// Reads and writes of one projection over its tree, for one batch.
-pub struct Writes {
-    tree: sled::Tree,
-    /// Writes of this batch (of the events applied successfully and of the
+/// The writes of one projection's batch (or a rebuild's run of batches),
+/// held in memory over its tree until they are committed with the
+/// checkpoint; reads see the tree with the writes on top.
+pub struct Overlay {
+    tree: Tree,
+    /// Overlay of this batch (of the events applied successfully and of the
     /// event being applied) and values kept decoded.
-    staged: Overlay,
+    staged: StagedMap,
     /// How to take the current event's writes out of `staged` again.
     undo: Undo,
     /// Whether `undo` is kept: not for a rebuild, which never commits
@@ -158,18 +154,18 @@ pub struct Writes {
     /// An event's writes were discarded without an undo log: the overlay
     /// no longer matches the events it was given and must not commit.
     poisoned: bool,
-    /// Roughly the memory `staged` holds ([`Writes::bytes`]).
+    /// Roughly the memory `staged` holds ([`Overlay::bytes`]).
     bytes: usize,
     /// The tree holds no data: a rebuild's new tree before its first
     /// commit. Reads then answer from `staged` alone.
     empty_tree: bool,
 }
 
-impl Writes {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Writes {
+impl Overlay {
+    pub(crate) fn new(tree: Tree) -> Self {
+        Overlay {
             tree,
-            staged: Overlay::new(),
+            staged: StagedMap::new(),
             undo: Undo::new(),
             undoable: true,
             poisoned: false,
@@ -179,13 +175,16 @@ impl Writes {
     }
 
     /// An overlay a rebuild keeps over many batches (committed with
-    /// [`Writes::commit_unserved`]). When `tree` holds no data yet, reads skip
+    /// [`Overlay::commit_unserved`]). When `tree` holds no data yet, reads skip
     /// it until the first commit. It keeps no undo log: after
-    /// [`Writes::discard_event`] it refuses to commit.
-    pub(crate) fn for_rebuild(tree: sled::Tree) -> Self {
+    /// [`Overlay::discard_event`] it refuses to commit.
+    pub(crate) fn for_rebuild(tree: Tree) -> Self {
         // An error reading counts as data: reads then go to the tree.
-        let empty_tree = tree.range([META_PREFIX + 1].as_slice()..).next().is_none();
-        let mut writes = Writes::new(tree);
+        let empty_tree = tree
+            .range::<&[u8], _>([META_PREFIX + 1].as_slice()..)
+            .next()
+            .is_none();
+        let mut writes = Overlay::new(tree);
         writes.empty_tree = empty_tree;
         writes.undoable = false;
         writes
@@ -214,7 +213,7 @@ impl Writes {
     }
 
     /// Puts `slot` under `key`, keeping what it replaces in the undo log.
-    fn stage(&mut self, key: Vec<u8>, slot: Slot) {
+    fn stage(&mut self, key: Vec<u8>, slot: Staged) {
         self.bytes += entry_bytes(&key, &slot);
         if self.undoable {
             let before = self.staged.insert(key.clone(), slot);
@@ -249,7 +248,7 @@ impl Writes {
                 _ => {}
             }
         }
-        self.stage(key, Slot::Bytes(value));
+        self.stage(key, Staged::Bytes(value));
         Ok(())
     }
 
@@ -296,19 +295,19 @@ impl Writes {
         }
     }
 
-    /// Writes `value` under `key`, kept decoded until the commit.
+    /// Overlay `value` under `key`, kept decoded until the commit.
     pub fn put_value<T: Row>(&mut self, key: impl Into<Vec<u8>>, value: &T) -> Result<()> {
         let key = key.into();
         check_key(&key)?;
         // It keeps the size of the decoded value it replaces; a new value
         // is measured (counting its encoded bytes, not making them).
         let size = match self.staged.get(&key) {
-            Some(Slot::Value { size, .. }) => *size,
+            Some(Staged::Decoded { size, .. }) => *size,
             _ => decoded_size(codec::encoded_len(value)?),
         };
         self.stage(
             key,
-            Slot::Value {
+            Staged::Decoded {
                 value: Box::new(value.clone()),
                 written: true,
                 size,
@@ -322,10 +321,10 @@ impl Writes {
     /// no value.
     fn load<T: Row>(&mut self, key: &[u8]) -> Result<bool> {
         let (value, written, encoded) = match self.staged.get(key) {
-            Some(Slot::Value { value, .. }) if value.as_any().is::<T>() => return Ok(true),
-            Some(Slot::Bytes(None)) => return Ok(false),
-            Some(Slot::Bytes(Some(b))) => (codec::decode::<T>(b)?, true, b.len()),
-            Some(Slot::Value { value, written, .. }) => {
+            Some(Staged::Decoded { value, .. }) if value.as_any().is::<T>() => return Ok(true),
+            Some(Staged::Bytes(None)) => return Ok(false),
+            Some(Staged::Bytes(Some(b))) => (codec::decode::<T>(b)?, true, b.len()),
+            Some(Staged::Decoded { value, written, .. }) => {
                 let b = value.encode()?;
                 (codec::decode::<T>(&b)?, *written, b.len())
             }
@@ -339,7 +338,7 @@ impl Writes {
                 (value, false, encoded)
             }
         };
-        let slot = Slot::Value {
+        let slot = Staged::Decoded {
             value: Box::new(value),
             written,
             size: decoded_size(encoded),
@@ -363,7 +362,7 @@ impl Writes {
             return Ok(None);
         }
         match self.staged.get(key) {
-            Some(Slot::Value { value, .. }) => Ok(value.as_any().downcast_ref::<T>().map(f)),
+            Some(Staged::Decoded { value, .. }) => Ok(value.as_any().downcast_ref::<T>().map(f)),
             _ => Ok(None),
         }
     }
@@ -383,7 +382,7 @@ impl Writes {
         if !self.load::<T>(key)? {
             return Ok(None);
         }
-        let Some(Slot::Value {
+        let Some(Staged::Decoded {
             value,
             written,
             size,
@@ -411,7 +410,7 @@ impl Writes {
         }
         self.stage(
             key.to_vec(),
-            Slot::Value {
+            Staged::Decoded {
                 value: Box::new(next),
                 written: true,
                 size,
@@ -426,7 +425,7 @@ impl Writes {
     pub fn add(&mut self, key: impl Into<Vec<u8>>, delta: i64) -> Result<i64> {
         let key = key.into();
         let now = match self.staged.get(&key) {
-            Some(Slot::Bytes(v)) => read_counter(v.as_deref()),
+            Some(Staged::Bytes(v)) => read_counter(v.as_deref()),
             Some(slot) => read_counter(slot.to_bytes()?.as_deref()),
             None => self.with_stored(&key, |v| Ok(read_counter(v)))?,
         }
@@ -491,37 +490,31 @@ impl Writes {
     /// Whether the batch holds no writes (once the last event is sealed
     /// or discarded).
     pub(crate) fn is_empty(&self) -> bool {
-        !self.staged.values().any(Slot::is_write)
+        !self.staged.values().any(Staged::is_write)
     }
 
-    /// Applies the batch's writes and the checkpoint in one atomic sled
+    /// Applies the batch's writes and the checkpoint in one atomic
     /// batch: data and checkpoint are never out of step. Hands back what
     /// the batch changed (for [`Projection::committed`](super::Projection::committed)).
     pub(crate) fn commit(mut self, checkpoint: u64, version: u32) -> Result<Changes> {
         self.commit_now(checkpoint, version)
     }
 
-    /// [`Writes::commit`], keeping the overlay for more events: it starts
+    /// [`Overlay::commit`], keeping the overlay for more events: it starts
     /// again empty, over the tree as committed.
     pub(crate) fn commit_now(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
         let staged = self.take_staged()?;
-        let mut batch = sled::Batch::default();
-        // sled copies keys and values into its own buffers either way.
-        for (k, v) in &staged {
-            match v {
-                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
-                None => batch.remove(k.as_slice()),
-            }
-        }
-        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
-        batch.insert(VERSION_KEY, &version.to_be_bytes());
-        self.tree.apply_batch(batch)?;
+        let checkpoint = Checkpoint {
+            position: checkpoint,
+            version,
+        };
+        self.tree.apply(&staged, Some(checkpoint))?;
         self.empty_tree = false;
         Ok(staged)
     }
 
-    /// Like [`Writes::commit_now`], but writes the data key by key and
-    /// then the checkpoint and version, not as one atomic batch: sled
+    /// Like [`Overlay::commit_now`], but writes the data key by key and
+    /// then the checkpoint and version, not as one atomic batch ([`Keyspace::fill`]): sled
     /// runs one batch at a time across all trees, single writes side by
     /// side. Only for a rebuild's tree: nothing reads it before it is
     /// complete and swapped in, and an interrupted rebuild's tree is
@@ -529,16 +522,11 @@ impl Writes {
     /// seen half written.
     pub(crate) fn commit_unserved(&mut self, checkpoint: u64, version: u32) -> Result<Changes> {
         let staged = self.take_staged()?;
-        for (k, v) in &staged {
-            match v {
-                Some(v) => self.tree.insert(k.as_slice(), v.as_slice())?,
-                None => self.tree.remove(k.as_slice())?,
-            };
-        }
-        let mut batch = sled::Batch::default();
-        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes());
-        batch.insert(VERSION_KEY, &version.to_be_bytes());
-        self.tree.apply_batch(batch)?;
+        let checkpoint = Checkpoint {
+            position: checkpoint,
+            version,
+        };
+        self.tree.fill(&staged, checkpoint)?;
         self.empty_tree = false;
         Ok(staged)
     }
@@ -557,8 +545,8 @@ impl Writes {
         for (k, slot) in std::mem::take(&mut self.staged) {
             if slot.is_write() {
                 let v = match slot {
-                    Slot::Bytes(v) => v,
-                    Slot::Value { value, .. } => Some(value.encode()?),
+                    Staged::Bytes(v) => v,
+                    Staged::Decoded { value, .. } => Some(value.encode()?),
                 };
                 changes.insert(k, v);
             }
@@ -574,7 +562,7 @@ fn check_key(key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A counter as [`Writes::add`] stores it (absent: 0).
+/// A counter as [`Overlay::add`] stores it (absent: 0).
 pub fn read_counter(bytes: Option<&[u8]>) -> i64 {
     bytes
         .and_then(|b| <[u8; 8]>::try_from(b).ok())
@@ -583,35 +571,36 @@ pub fn read_counter(bytes: Option<&[u8]>) -> i64 {
 }
 
 /// The checkpoint stored in a projection tree (0: nothing applied).
-pub(crate) fn stored_checkpoint(tree: &sled::Tree) -> Result<u64> {
-    Ok(tree
-        .get(CHECKPOINT_KEY)?
-        .and_then(|v| codec::u64_from_key(&v))
-        .unwrap_or(0))
+pub(crate) fn stored_checkpoint(tree: &Tree) -> Result<u64> {
+    Ok(tree.checkpoint()?.map_or(0, |c| c.position))
 }
 
 /// The code version stored in a projection tree, `None` for a fresh tree.
-pub(crate) fn stored_version(tree: &sled::Tree) -> Result<Option<u32>> {
-    Ok(tree
-        .get(VERSION_KEY)?
-        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
-        .map(u32::from_be_bytes))
+pub(crate) fn stored_version(tree: &Tree) -> Result<Option<u32>> {
+    Ok(tree.checkpoint()?.map(|c| c.version))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tree() -> sled::Tree {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        db.open_tree("t").unwrap()
+    use crate::store::{Db, Store};
+
+    fn tree() -> Tree {
+        Db::temporary().unwrap().open("t").unwrap()
+    }
+
+    /// Writes one key straight to the tree.
+    fn put(t: &Tree, key: &[u8], value: Option<Vec<u8>>) {
+        t.apply(&[(key.to_vec(), value)].into_iter().collect(), None)
+            .unwrap();
     }
 
     #[test]
     fn reads_see_earlier_writes_of_the_batch() {
         let t = tree();
-        t.insert(b"a", b"1".to_vec()).unwrap();
-        let mut w = Writes::new(t.clone());
+        put(&t, b"a", Some(b"1".to_vec()));
+        let mut w = Overlay::new(t.clone());
         w.insert(b"b".to_vec(), b"2".to_vec()).unwrap();
         w.seal_event();
         w.remove(b"a".to_vec()).unwrap();
@@ -632,7 +621,7 @@ mod tests {
     #[test]
     fn a_discarded_event_leaves_no_trace() {
         let t = tree();
-        let mut w = Writes::new(t.clone());
+        let mut w = Overlay::new(t.clone());
         w.add(b"n".to_vec(), 2).unwrap();
         w.seal_event();
         w.add(b"n".to_vec(), 5).unwrap();
@@ -645,8 +634,8 @@ mod tests {
     #[test]
     fn a_discarded_event_gives_back_what_it_overwrote() {
         let t = tree();
-        t.insert(b"t", b"tree".to_vec()).unwrap();
-        let mut w = Writes::new(t.clone());
+        put(&t, b"t", Some(b"tree".to_vec()));
+        let mut w = Overlay::new(t.clone());
         w.insert(b"k".to_vec(), b"1".to_vec()).unwrap();
         w.seal_event();
         w.insert(b"k".to_vec(), b"2".to_vec()).unwrap();
@@ -676,8 +665,8 @@ mod tests {
     #[test]
     fn a_key_created_and_removed_in_one_batch_leaves_no_tombstone() {
         let t = tree();
-        t.insert(b"old", b"1".to_vec()).unwrap();
-        let mut w = Writes::new(t.clone());
+        put(&t, b"old", Some(b"1".to_vec()));
+        let mut w = Overlay::new(t.clone());
         w.insert(b"new".to_vec(), b"1".to_vec()).unwrap();
         w.insert(b"old".to_vec(), b"2".to_vec()).unwrap();
         w.seal_event();
@@ -701,7 +690,7 @@ mod tests {
     #[test]
     fn a_rebuild_overlay_answers_alone_until_its_first_commit_then_reads_the_tree() {
         let t = tree();
-        let mut w = Writes::for_rebuild(t.clone());
+        let mut w = Overlay::for_rebuild(t.clone());
         assert!(w.empty_tree);
         // Removing what nothing holds stages nothing.
         w.remove(b"ghost".to_vec()).unwrap();
@@ -737,7 +726,7 @@ mod tests {
     #[test]
     fn a_rebuild_overlay_that_lost_a_failed_event_refuses_to_commit() {
         let t = tree();
-        let mut w = Writes::for_rebuild(t.clone());
+        let mut w = Overlay::for_rebuild(t.clone());
         w.insert(b"k".to_vec(), b"v".to_vec()).unwrap();
         w.seal_event();
         w.put_value(b"row".to_vec(), &7u64).unwrap();
@@ -752,9 +741,8 @@ mod tests {
     #[test]
     fn decoded_values_are_read_updated_and_encoded_once_at_the_commit() {
         let t = tree();
-        t.insert(b"stored", codec::encode(&vec![1u32]).unwrap())
-            .unwrap();
-        for mut w in [Writes::new(t.clone()), Writes::for_rebuild(t.clone())] {
+        put(&t, b"stored", Some(codec::encode(&vec![1u32]).unwrap()));
+        for mut w in [Overlay::new(t.clone()), Overlay::for_rebuild(t.clone())] {
             // A value read but not changed is no write.
             assert_eq!(
                 w.read_value(b"stored", |v: &Vec<u32>| v.len()).unwrap(),
@@ -799,18 +787,16 @@ mod tests {
                 codec::decode::<Vec<u32>>(&t.get(b"new").unwrap().unwrap()).unwrap(),
                 vec![9, 2]
             );
-            t.insert(b"stored", codec::encode(&vec![1u32]).unwrap())
-                .unwrap();
-            t.remove(b"new").unwrap();
+            put(&t, b"stored", Some(codec::encode(&vec![1u32]).unwrap()));
+            put(&t, b"new", None);
         }
     }
 
     #[test]
     fn a_discarded_event_gives_back_a_decoded_value_it_changed() {
         let t = tree();
-        t.insert(b"row", codec::encode(&vec![1u32]).unwrap())
-            .unwrap();
-        let mut w = Writes::new(t.clone());
+        put(&t, b"row", Some(codec::encode(&vec![1u32]).unwrap()));
+        let mut w = Overlay::new(t.clone());
         let push = |n: u32| {
             move |v: &mut Vec<u32>| {
                 v.push(n);
@@ -842,8 +828,8 @@ mod tests {
     #[test]
     fn a_rebuild_overlay_over_a_tree_with_data_reads_it() {
         let t = tree();
-        t.insert(b"k", b"stored".to_vec()).unwrap();
-        let w = Writes::for_rebuild(t);
+        put(&t, b"k", Some(b"stored".to_vec()));
+        let w = Overlay::for_rebuild(t);
         assert!(!w.empty_tree);
         assert_eq!(w.get(b"k").unwrap(), Some(b"stored".to_vec()));
         assert_eq!(w.scan_prefix(b"k").unwrap().len(), 1);
@@ -851,7 +837,7 @@ mod tests {
 
     #[test]
     fn the_meta_prefix_is_reserved() {
-        let mut w = Writes::new(tree());
+        let mut w = Overlay::new(tree());
         assert!(matches!(
             w.insert(b"\x00checkpoint".to_vec(), b"x".to_vec()),
             Err(ProjectionError::ReservedKey(_))
