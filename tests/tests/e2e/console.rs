@@ -1,11 +1,15 @@
 //! The console in a real browser: `srs serve --demo` (a small demo, its
 //! fleet at work) serves the console at `/`, and `npm test` in `console/`
 //! drives headless Chromium through it (`console/tests/*.spec.mjs`): sign
-//! in, the dashboard's numbers against the `dashboard` query, a search that
-//! survives a reload, a terminal recording played, a detection marker that
-//! seeks, a comment at the current time, an auditor refused a restricted
-//! recording, a live session that updates, the other pages, and a WebM
-//! recorded in the browser, uploaded as a server would and played. Each page
+//! in and out, a revoked token ending the session, the dashboard's numbers
+//! against the `dashboard` query, a search that survives a reload, a
+//! terminal recording played, a detection marker that seeks, a comment at
+//! the current time, an auditor refused a restricted recording, a live
+//! session that updates, a live terminal following its tail by `Range`
+//! (and renewing a refused ticket), the other pages, the detection and
+//! response policy forms, the recording policy test, and a WebM recorded
+//! in the browser, uploaded as a server would, played, seeked and renewed
+//! when its ticket is refused mid-playback. Each page
 //! is screenshotted at 1280x800 into `<target>/tmp/console-screenshots/`
 //! and checked with axe-core.
 //!
