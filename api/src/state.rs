@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use srs_domain::app::{AppError, PermissionSource, Service};
-use srs_domain::log::{EventStore, SledEventStore};
+use srs_domain::log::{EventLog, EventStore};
 use srs_domain::model::{hash_secret, DomainEvent, PlaybackScope, Principal};
 use srs_domain::time::Timestamp;
 use srs_projections::models::access::AccessProjection;
@@ -169,7 +169,7 @@ impl Default for Limits {
 
 /// The services behind the API.
 pub struct Core {
-    pub store: SledEventStore<DomainEvent>,
+    pub store: EventLog<DomainEvent>,
     /// Writes: every mutation is one of its use cases.
     pub service: Arc<Service>,
     /// Reads: every query answers from these.
@@ -439,7 +439,7 @@ impl Core {
 /// Playback permissions for the app layer, from the access read model.
 pub struct ReadModelPermissions {
     pub reads: ReadModels,
-    pub store: SledEventStore<DomainEvent>,
+    pub store: EventLog<DomainEvent>,
 }
 
 #[async_trait::async_trait]

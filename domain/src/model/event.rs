@@ -490,7 +490,7 @@ pub enum DomainEvent {
     /// moment with both secrets valid or neither. It is stored on the
     /// stream of the first token of the lineage (`token-<first id>`), under
     /// the log id `new_token_id`, which is how the new token's stream is
-    /// found (see `app::use_cases`). `expires_at`: the new token's expiry.
+    /// found (see `app::commands::token`). `expires_at`: the new token's expiry.
     TokenRotated {
         token_id: Uuid,
         new_token_id: Uuid,
