@@ -98,12 +98,7 @@ pub trait LogBackend: Send + Sync + 'static {
     /// (both inclusive), in position order, until `visit` returns
     /// `Ok(false)` or an error (returned as is). A position that is not
     /// stored is skipped: the caller sees the gap.
-    fn scan(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut Visit<'_>,
-    ) -> Result<(), LogError>;
+    fn scan(&self, from: u64, to: u64, visit: &mut Visit<'_>) -> Result<(), LogError>;
 
     /// The position of the record with `event_id`, if stored.
     fn position_of(&self, event_id: Uuid) -> Result<Option<u64>, LogError>;

@@ -139,12 +139,7 @@ impl LogBackend for sled::Tree {
         }
     }
 
-    fn scan(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut Visit<'_>,
-    ) -> Result<(), LogError> {
+    fn scan(&self, from: u64, to: u64, visit: &mut Visit<'_>) -> Result<(), LogError> {
         if from > to {
             return Ok(());
         }
