@@ -15,6 +15,9 @@
 //! - `cache`: the bounded cache of folded states that makes loading a long
 //!   recording incremental.
 //! - `error`: [`AppError`] and its stable codes.
+//! - `testing` (tests only): the real sled log behind a spy and a service
+//!   over it; each aggregate's tests sit beside its commands
+//!   (`commands/<aggregate>/tests.rs`), the machinery's beside `service`.
 //!
 //! # Concurrency
 //!
@@ -36,7 +39,7 @@ mod migrations;
 mod service;
 
 #[cfg(test)]
-mod tests;
+mod testing;
 
 pub use commands::{
     ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,

@@ -148,3 +148,6 @@ impl Service {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests;

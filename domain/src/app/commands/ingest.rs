@@ -584,3 +584,6 @@ impl Service {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -231,3 +231,6 @@ impl Service {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests;

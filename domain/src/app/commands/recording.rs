@@ -486,3 +486,6 @@ impl Service {
         Ok(Executed::merge(outcomes))
     }
 }
+
+#[cfg(test)]
+mod tests;

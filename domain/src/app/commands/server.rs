@@ -252,3 +252,6 @@ impl Service {
         Ok(Executed::merge(outcomes))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -335,3 +335,6 @@ impl Service {
             .logged)
     }
 }
+
+#[cfg(test)]
+mod tests;
