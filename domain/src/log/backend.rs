@@ -37,6 +37,13 @@
 //! * **Read your commits.** Reads after a commit returned see it (before it
 //!   is flushed, too: the core never shows readers more than its durable
 //!   head).
+//! * **Indexes agree with records.** `position_of`, `stream_version`,
+//!   `stream_position` and `stream_positions` answer from the same
+//!   committed state as `scan`. A store that cannot write records and
+//!   index entries in one atomic unit (a stream of messages with a
+//!   separate key-value index) keeps the records as the truth: on open it
+//!   rebuilds the index entries of every record after the last indexed
+//!   one before it answers, so a crash between the two loses nothing.
 //!
 //! Storage failures are [`LogError::Storage`]; an I/O error
 //! ([`StorageError::Io`]) is treated as temporary (a full disk): the core
