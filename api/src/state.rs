@@ -62,7 +62,9 @@ pub struct Limits {
     pub default_page: usize,
     /// The largest `first` accepted.
     pub max_page: usize,
-    /// The most session events one `recordSessionEvents` call may carry.
+    /// The size of the batches an uploaded asciicast is indexed in: the
+    /// domain's `MAX_BATCH`, the most session events one
+    /// `recordSessionEvents` call may carry (the domain refuses more).
     pub max_batch: usize,
     /// The longest name-like string input (names, hosts, users), in characters.
     pub max_name_len: usize,
@@ -142,7 +144,7 @@ impl Default for Limits {
             max_complexity: 50_000,
             default_page: 50,
             max_page: 500,
-            max_batch: 1000,
+            max_batch: srs_domain::model::MAX_BATCH,
             max_name_len: 256,
             max_text_len: 4096,
             at_least_timeout: Duration::from_secs(5),
