@@ -23,7 +23,7 @@
 //! While storage refuses writes the log answers appends `UNAVAILABLE`,
 //! `/readyz` answers 503 with the reason and `srs_log_writable` is 0; reads
 //! keep being served. The log writer retries by itself (see
-//! `srs_domain::log`'s `sled_store`). sled, however, keeps the first I/O
+//! `srs_domain::log`'s `writer`). sled, however, keeps the first I/O
 //! error of a database handle for good, so once the data directory takes
 //! writes again the writer reports `NeedsReopen`. Then [`Server::run`] does
 //! in-process what a restart would: it drains like a shutdown (in-flight
@@ -60,7 +60,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use srs_domain::app::{AppError, Service, ServiceConfig};
-use srs_domain::log::{EventStore, Faults, LogError, SledEventStore, StoreOptions, Writability};
+use srs_domain::log::{
+    EventLog, EventStore, Faults, LogError, SledEventStore, StoreOptions, Writability,
+};
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
 use srs_projections::models::tokens::TokensProjection;
@@ -245,8 +247,8 @@ impl Server {
             faults: faults.clone(),
             ..StoreOptions::default()
         };
-        let store: SledEventStore<DomainEvent> =
-            SledEventStore::with_db(db.sled().clone(), store_options)?;
+        let store: EventLog<DomainEvent> =
+            SledEventStore::with_db(db.sled().clone(), store_options)?.into_log();
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
         // One key ring for the data directory: the content store seals
         // chunks and the service seals session events under the same
@@ -598,7 +600,7 @@ async fn migrate(service: &Service) -> Result<(), ServeError> {
 /// holds the directory can do.
 async fn bootstrap_admin(
     data: &std::path::Path,
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     reads: &ReadModels,
     service: &Service,
 ) -> Result<Option<String>, ServeError> {

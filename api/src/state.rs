@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use srs_domain::app::{AppError, PermissionSource, Service};
-use srs_domain::log::{EventStore, SledEventStore};
+use srs_domain::log::{EventLog, EventStore};
 use srs_domain::model::{hash_secret, DomainEvent, PlaybackScope, Principal};
 use srs_domain::time::Timestamp;
 use srs_projections::models::access::AccessProjection;
@@ -63,7 +63,9 @@ pub struct Limits {
     pub default_page: usize,
     /// The largest `first` accepted.
     pub max_page: usize,
-    /// The most session events one `recordSessionEvents` call may carry.
+    /// The size of the batches an uploaded asciicast is indexed in: the
+    /// domain's `MAX_BATCH`, the most session events one
+    /// `recordSessionEvents` call may carry (the domain refuses more).
     pub max_batch: usize,
     /// The longest name-like string input (names, hosts, users), in characters.
     pub max_name_len: usize,
@@ -143,7 +145,7 @@ impl Default for Limits {
             max_complexity: 50_000,
             default_page: 50,
             max_page: 500,
-            max_batch: 1000,
+            max_batch: srs_domain::model::MAX_BATCH,
             max_name_len: 256,
             max_text_len: 4096,
             at_least_timeout: Duration::from_secs(5),
@@ -170,7 +172,7 @@ impl Default for Limits {
 
 /// The services behind the API.
 pub struct Core {
-    pub store: SledEventStore<DomainEvent>,
+    pub store: EventLog<DomainEvent>,
     /// Writes: every mutation is one of its use cases.
     pub service: Arc<Service>,
     /// Reads: every query answers from these.
@@ -435,7 +437,7 @@ impl Core {
 /// Playback permissions for the app layer, from the access read model.
 pub struct ReadModelPermissions {
     pub reads: ReadModels,
-    pub store: SledEventStore<DomainEvent>,
+    pub store: EventLog<DomainEvent>,
 }
 
 #[async_trait::async_trait]

@@ -308,5 +308,5 @@ async fn scan_rates(events: u64) -> Result<(f64, f64, f64), LogError> {
 }
 
 fn io(e: std::io::Error) -> LogError {
-    LogError::Storage(sled::Error::Io(e))
+    LogError::Storage(srs_domain::log::StorageError::Io(e))
 }

@@ -183,7 +183,8 @@ pub fn sled_iter_rate(store: &SledEventStore<DomainEvent>) -> Result<f64, LogErr
 /// `rebuild_all` figure against `sled_iter` over the same log tree, with
 /// the storage's floor under it ([`write_floor`]) and the entries rebuilt.
 pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
-    let dir = tempfile::tempdir().map_err(|e| LogError::Storage(sled::Error::Io(e)))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| LogError::Storage(srs_domain::log::StorageError::Io(e)))?;
     let store = generate(dir.path(), events).await?;
     let raw_rate = sled_iter_rate(&store)?;
 

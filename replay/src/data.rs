@@ -35,7 +35,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use srs_domain::log::{open_db, EventStore, LogError, SledEventStore, StoreOptions};
+use srs_domain::log::{
+    open_db, EventLog, EventStore, LogError, SledEventStore, StorageError, StoreOptions,
+};
 use srs_domain::model::DomainEvent;
 
 use crate::error::ReplayError;
@@ -48,7 +50,7 @@ const TOOL_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct DataDir {
     pub path: PathBuf,
     pub db: sled::Db,
-    pub store: SledEventStore<DomainEvent>,
+    pub store: EventLog<DomainEvent>,
     /// The private copy opened instead of a read-only directory (dropped,
     /// and so removed, after the database above).
     copy: Option<tempfile::TempDir>,
@@ -73,7 +75,7 @@ impl DataDir {
             return Err(ReplayError::NoData(path.to_path_buf()));
         }
         match Self::open_or_create(path) {
-            Err(ReplayError::Log(LogError::Storage(sled::Error::Io(e)))) if refuses_writes(&e) => {
+            Err(ReplayError::Log(LogError::Storage(StorageError::Io(e)))) if refuses_writes(&e) => {
                 Self::open_copy(path)
             }
             other => other,
@@ -150,7 +152,7 @@ impl DataDir {
             cache_capacity_bytes: TOOL_CACHE_BYTES,
             ..StoreOptions::default()
         };
-        let store = SledEventStore::with_db(db.clone(), options)?;
+        let store = SledEventStore::with_db(db.clone(), options)?.into_log();
         Ok(DataDir {
             path: path.to_path_buf(),
             db,

@@ -42,7 +42,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use srs_domain::actor::Actor;
-use srs_domain::log::{rehash, Hash, Head, LogImporter, SledEventStore, LOG_TREE};
+use srs_domain::log::{rehash, EventLog, Hash, Head, LogImporter, LOG_TREE};
 use srs_domain::log::{EventStore, ExpectedVersion, NewEvent};
 use srs_domain::model::{DomainEvent, LOG_EXPORTS_STREAM};
 use srs_domain::time::Timestamp;
@@ -97,7 +97,7 @@ pub struct ExportSummary {
 /// which file it was. Appended after the file is complete, so the export
 /// covers the history before it. Returns the fact's position.
 pub async fn record_export(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     summary: &ExportSummary,
     by: &str,
 ) -> Result<u64, ReplayError> {
@@ -130,7 +130,7 @@ pub struct ImportSummary {
 /// Writes the whole log (up to the durable head when called) to `out` in
 /// the format above, reading it in batches.
 pub fn export(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     out: &mut impl Write,
 ) -> Result<ExportSummary, ReplayError> {
     let head = srs_domain::log::EventStore::head(store);
@@ -142,7 +142,7 @@ pub fn export(
 /// above: a copy of the log as of that position, whatever was appended
 /// since.
 pub fn export_up_to(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     head: Head,
     out: &mut impl Write,
 ) -> Result<ExportSummary, ReplayError> {
@@ -220,7 +220,7 @@ pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> 
         )));
     }
     drop(log);
-    let mut importer = LogImporter::new(&data.db)?;
+    let mut importer = LogImporter::new(data.store.backend())?;
     let written = check_file(file, |line| {
         importer.push(&line.to_raw()?).map_err(Into::into)
     })?;

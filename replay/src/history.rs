@@ -23,7 +23,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use srs_domain::actor::Actor;
-use srs_domain::log::{decode_payload, Hash, LogError, RawRecord, SledEventStore};
+use srs_domain::log::{decode_payload, EventLog, Hash, LogError, RawRecord};
 use srs_domain::model::DomainEvent;
 use srs_domain::seal::{self, KeyRing};
 use srs_domain::time::Timestamp;
@@ -297,9 +297,7 @@ pub(crate) fn parse_hash(text: &str) -> Option<Hash> {
 
 /// The recordings the log has a `RecordingDeleted` for (one pass over the
 /// raw records; only those events are decoded).
-pub fn deleted_recordings(
-    store: &SledEventStore<DomainEvent>,
-) -> Result<HashSet<Uuid>, ReplayError> {
+pub fn deleted_recordings(store: &EventLog<DomainEvent>) -> Result<HashSet<Uuid>, ReplayError> {
     let mut deleted = HashSet::new();
     let mut next = 1;
     loop {
@@ -325,7 +323,7 @@ pub fn deleted_recordings(
 /// [`replay`] showing what is sealed: opened under `keys` (the data
 /// directory's, `KeyRing::read_only`), shredded for deleted recordings.
 pub fn replay_shown(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     keys: &KeyRing,
     filter: &Filter,
     format: Format,
@@ -342,7 +340,7 @@ pub fn replay_shown(
 /// Payloads are shown as stored (sealed parts as ciphertext; see
 /// [`replay_shown`]).
 pub fn replay(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     filter: &Filter,
     format: Format,
     out: &mut impl Write,
@@ -353,7 +351,7 @@ pub fn replay(
 }
 
 fn replay_lines(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     filter: &Filter,
     format: Format,
     out: &mut impl Write,

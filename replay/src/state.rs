@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use srs_domain::log::{EventStore, SledEventStore};
+use srs_domain::log::{EventLog, EventStore};
 use srs_domain::model::{
     parse_stream_name, Aggregate, DomainEvent, LegalHolds, PlaybackPermission, Policy, Recording,
     Retention, Server, SessionParts, Site, Token, LEGAL_HOLDS_STREAM,
@@ -78,7 +78,7 @@ pub const PROJECTION_STATES: &[&str] = &["access-restrictions"];
 /// The aggregate of `stream` as it was at `as_of`, as JSON: `stream`,
 /// `as_of`, `version` and `position` of the last event folded, `state`.
 pub async fn aggregate_state(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     stream: &str,
     as_of: AsOf,
 ) -> Result<Value, ReplayError> {
@@ -107,7 +107,7 @@ pub async fn aggregate_state(
 }
 
 async fn fold<A: Aggregate + Serialize>(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     stream: &str,
     as_of: AsOf,
 ) -> Result<Value, ReplayError> {
@@ -150,7 +150,7 @@ async fn fold<A: Aggregate + Serialize>(
 /// `as_of`, as JSON. Built in a temporary database; the data directory's
 /// own read models are not touched.
 pub async fn projection_state(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     name: &str,
     as_of: AsOf,
 ) -> Result<Value, ReplayError> {

@@ -6,9 +6,7 @@ use std::io::{ErrorKind, Read as _, Write};
 
 use sha2::{Digest, Sha256};
 use srs_domain::actor::Actor;
-use srs_domain::log::{
-    decode_payload, EventStore, ExpectedVersion, Head, NewEvent, SledEventStore,
-};
+use srs_domain::log::{decode_payload, EventLog, EventStore, ExpectedVersion, Head, NewEvent};
 use srs_domain::model::{DomainEvent, BACKUPS_STREAM};
 use srs_domain::time::Timestamp;
 use uuid::Uuid;
@@ -45,7 +43,7 @@ struct Plan {
     recordings: BTreeMap<Uuid, BTreeMap<u64, String>>,
 }
 
-fn plan(store: &SledEventStore<DomainEvent>, head: Head) -> Result<Plan, BackupError> {
+fn plan(store: &EventLog<DomainEvent>, head: Head) -> Result<Plan, BackupError> {
     let mut recordings: BTreeMap<Uuid, BTreeMap<u64, String>> = BTreeMap::new();
     let mut deleted = BTreeSet::new();
     let mut next = 1;
@@ -146,7 +144,7 @@ impl<W: Write> Write for LineRecords<'_, W> {
 /// to `out`. `runtime`: a running server's runtime, to take each
 /// recording's content lock while its files are read (offline, `None`).
 pub fn write_backup<W: Write>(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     content: &ContentStore,
     runtime: Option<&tokio::runtime::Handle>,
     wrapping: &Wrapping,
@@ -268,7 +266,7 @@ pub fn write_backup<W: Write>(
 /// Records the backup as a fact (`BackupTaken`, stream `backups`), after
 /// the file is complete. Returns the fact's position.
 pub async fn record_backup(
-    store: &SledEventStore<DomainEvent>,
+    store: &EventLog<DomainEvent>,
     summary: &BackupSummary,
     actor: Actor,
     by: &str,

@@ -971,13 +971,6 @@ impl MutationRoot {
     ) -> ApiResult<RecordSessionEventsPayload> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        if events.len() > core.limits.max_batch {
-            return Err(ApiError::validation(format!(
-                "a batch holds at most {} session events, not {}",
-                core.limits.max_batch,
-                events.len()
-            )));
-        }
         let events = events
             .into_iter()
             .map(|e| e.into_domain(&core.limits))

@@ -107,10 +107,10 @@ pub(crate) async fn verify_chain(
 ) -> ApiResult<ChainVerification> {
     global_admin(core, caller, Action::ReadAdminLog).await?;
     let head = EventStore::head(&core.store).position;
-    let tree = core.store.tree().clone();
+    let tree = core.store.backend();
     let from = from.max(1);
     let report: VerifyReport =
-        tokio::task::spawn_blocking(move || verify::<DomainEvent>(&tree, from, |_| {}))
+        tokio::task::spawn_blocking(move || verify::<DomainEvent>(&*tree, from, |_| {}))
             .await
             .map_err(ApiError::internal)??;
     // A breach past the head seen at the start is the log growing under

@@ -307,3 +307,6 @@ mod tests {
         assert!(collect(Pending::one(&eve, Action::ViewRecording, "x", None)).is_some());
     }
 }
+
+#[cfg(test)]
+mod service_tests;

@@ -101,3 +101,6 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

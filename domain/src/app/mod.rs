@@ -8,13 +8,16 @@
 //!
 //! - `service`: [`Service`] with [`Service::execute`] / [`Service::load`],
 //!   the [`PermissionSource`] it asks for playback permissions, [`Executed`].
-//! - `use_cases`: one `Service` method per API mutation.
+//! - `commands`: one `Service` method per API mutation, one module per aggregate.
 //! - `migrations`: the one-time migrations `srs serve` runs on start.
 //! - `denials`: refusal facts at most one per request and at a bounded
 //!   rate per principal ([`Service::deny`], [`Service::coalescing_denials`]).
 //! - `cache`: the bounded cache of folded states that makes loading a long
 //!   recording incremental.
 //! - `error`: [`AppError`] and its stable codes.
+//! - `testing` (tests only): the real sled log behind a spy and a service
+//!   over it; each aggregate's tests sit beside its commands
+//!   (`commands/<aggregate>/tests.rs`), the machinery's beside `service`.
 //!
 //! # Concurrency
 //!
@@ -29,24 +32,24 @@
 //! once as `srs_<hex>`; only their SHA-256 reaches the log.
 
 mod cache;
+mod commands;
 mod denials;
 mod error;
 mod migrations;
 mod service;
-mod use_cases;
 
 #[cfg(test)]
-mod tests;
+mod testing;
 
+pub use commands::{
+    ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,
+    RotatedToken, ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS,
+    PLAYBACK_WINDOW_SECS,
+};
 pub use denials::DenialCounts;
 pub use error::AppError;
 pub use migrations::Migrated;
 pub use service::{
     Executed, InMemoryPermissions, Loaded, PermissionSource, Service, ServiceConfig,
     DENIAL_FACTS_PER_MINUTE,
-};
-pub use use_cases::{
-    ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,
-    RotatedToken, ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS,
-    PLAYBACK_WINDOW_SECS,
 };

@@ -644,3 +644,6 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,7 +8,23 @@
 //! `hash = SHA-256(prev_hash || position (u64 BE) || body)`. The position is
 //! the record's key, not part of the body, but it is covered by the hash.
 //!
-//! A later codec adds format byte 2 and keeps decoding 1.
+//! # Upcasting: old records, current shapes
+//!
+//! Reading dispatches on the format byte: each format a srs has ever
+//! written keeps its decoder here (today format 1 only), and the record
+//! is read into the same [`RawRecord`] whatever its format. A later format
+//! adds its byte and its body, and [`FORMAT`] names the one written; old
+//! records stay as they are (their hashes cover their bytes) and are read
+//! by their own decoder. A format byte this build does not know (a log
+//! written by a newer srs) is [`CodecError::UnknownFormat`], naming the
+//! position and the byte: a clear refusal, never a guess and never a panic.
+//!
+//! The payload inside evolves by variants (see `model::event`): a changed
+//! fact gets a new variant, the old one stays decodable, and
+//! [`Event::upcast`] maps it to its successor. [`decode_envelope`] and
+//! [`RawRecord::into_envelope`] (every read through `EventStore`) upcast;
+//! [`decode_payload`] gives the payload exactly as stored, for tools that
+//! show or copy stored records (verification, export, backup).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -20,7 +36,10 @@ use super::error::CodecError;
 use crate::actor::Actor;
 use crate::time::Timestamp;
 
+/// Format 1: bincode 2 of `BodyV1`.
 pub const FORMAT_V1: u8 = 1;
+/// The format records are written in.
+pub const FORMAT: u8 = FORMAT_V1;
 const HASH_LEN: usize = 32;
 
 fn config() -> bincode::config::Configuration {
@@ -63,9 +82,9 @@ pub struct RawRecord {
 }
 
 impl RawRecord {
-    /// Decodes the payload into `E`.
+    /// Decodes the payload into `E`, upcast to its current shape.
     pub fn into_envelope<E: Event>(self) -> Result<Envelope<E>, CodecError> {
-        let payload = decode_payload(self.position, &self.payload)?;
+        let payload = decode_event(self.position, &self.payload)?;
         Ok(Envelope {
             position: self.position,
             stream: self.stream,
@@ -102,6 +121,12 @@ pub fn decode_payload<E: DeserializeOwned>(position: u64, bytes: &[u8]) -> Resul
             reason: e.to_string(),
         }),
     }
+}
+
+/// Decodes a stored payload and upcasts it to its current shape
+/// ([`Event::upcast`]); `position` names the record in errors.
+pub fn decode_event<E: Event>(position: u64, bytes: &[u8]) -> Result<E, CodecError> {
+    decode_payload::<E>(position, bytes).map(Event::upcast)
 }
 
 /// What the writer knows about an event before it is encoded.
@@ -151,7 +176,7 @@ pub(crate) fn encode_record(
         prev_hash: fields.prev_hash.0,
     };
     let mut bytes = Vec::with_capacity(64 + fields.stream.len() + fields.payload.len());
-    bytes.push(FORMAT_V1);
+    bytes.push(FORMAT);
     bincode::serde::encode_into_std_write(&body, &mut bytes, config()).map_err(|e| {
         CodecError::Unencodable {
             reason: e.to_string(),
@@ -180,7 +205,7 @@ pub(crate) fn split_record(position: u64, bytes: &[u8]) -> Result<(u8, &[u8], Ha
         });
     }
     let format = bytes[0];
-    if format != FORMAT_V1 {
+    if !matches!(format, FORMAT_V1) {
         return Err(CodecError::UnknownFormat { position, format });
     }
     let (body, hash) = bytes[1..].split_at(bytes.len() - 1 - HASH_LEN);
@@ -208,11 +233,20 @@ struct BodyView<'a> {
 }
 
 /// The body of the record stored at `position`, borrowed from `bytes`,
-/// and its stored hash.
+/// and its stored hash: decoded by the reader of its format byte.
 fn view_record(position: u64, bytes: &[u8]) -> Result<(BodyView<'_>, Hash), CodecError> {
-    let (_, body, hash) = split_record(position, bytes)?;
+    let (format, body, hash) = split_record(position, bytes)?;
+    let view = match format {
+        FORMAT_V1 => view_v1(position, body)?,
+        format => return Err(CodecError::UnknownFormat { position, format }),
+    };
+    Ok((view, hash))
+}
+
+/// A format-1 body read in place.
+fn view_v1(position: u64, body: &[u8]) -> Result<BodyView<'_>, CodecError> {
     match bincode::serde::borrow_decode_from_slice::<BodyView<'_>, _>(body, config()) {
-        Ok((view, used)) if used == body.len() => Ok((view, hash)),
+        Ok((view, used)) if used == body.len() => Ok(view),
         Ok((_, used)) => Err(CodecError::Undecodable {
             position,
             reason: format!("{} trailing bytes", body.len() - used),
@@ -258,7 +292,7 @@ pub fn decode_envelope<E: Event>(position: u64, bytes: &[u8]) -> Result<Envelope
         actor: body.actor,
         correlation_id: body.correlation_id,
         causation_id: body.causation_id,
-        payload: decode_payload(position, body.payload)?,
+        payload: decode_event(position, body.payload)?,
         prev_hash: Hash(body.prev_hash),
         hash,
     })

@@ -14,6 +14,16 @@ use crate::time::Timestamp;
 pub trait Event: Serialize + DeserializeOwned + Clone + Send + Sync + fmt::Debug + 'static {
     /// A stable name for this payload's variant, e.g. `RecordingStarted`.
     fn event_type(&self) -> &'static str;
+
+    /// The current shape of a payload as it was stored: a variant the
+    /// payload type keeps only for old records (a changed fact got a new
+    /// variant) is mapped to the variant that replaced it. The codec calls
+    /// it on every payload it decodes into an [`Envelope`], so nothing
+    /// that reads the log through envelopes sees a superseded shape. The
+    /// default keeps every payload as stored.
+    fn upcast(self) -> Self {
+        self
+    }
 }
 
 /// A SHA-256 digest in the hash chain.

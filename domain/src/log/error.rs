@@ -33,7 +33,7 @@ pub enum LogError {
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] StorageError),
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
     /// The store was closed (the server is shutting down).
@@ -49,13 +49,13 @@ pub enum LogError {
 
 impl LogError {
     /// Whether storage refused: [`LogError::Unavailable`], or an I/O error
-    /// from sled (after a failed write sled refuses even some reads). Both
+    /// from the backend (after a failed write sled refuses even some reads). Both
     /// are temporary: the writer heals by itself, and a retry (with the
     /// same event ids) may then succeed.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            LogError::Unavailable { .. } | LogError::Storage(sled::Error::Io(_))
+            LogError::Unavailable { .. } | LogError::Storage(StorageError::Io(_))
         )
     }
 }
@@ -97,8 +97,16 @@ impl From<CodecError> for AppendError {
     }
 }
 
-impl From<sled::Error> for AppendError {
-    fn from(value: sled::Error) -> Self {
-        AppendError::Log(LogError::Storage(value))
-    }
+/// A failure of the storage under the log, as its backend reports it
+/// (each backend maps its own errors to these).
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// An I/O error (a full disk, a read-only file system, a lost device):
+    /// temporary, the writer retries.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Anything else the backend reports (damage it found, an operation it
+    /// does not support, ...).
+    #[error("{0}")]
+    Other(String),
 }

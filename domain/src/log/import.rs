@@ -5,8 +5,8 @@
 //! itself; an imported log must keep the source's, or its hashes would
 //! change. [`rehash`] recomputes a record's hash from its fields, so a
 //! caller can check a whole file *before* writing anything;
-//! [`LogImporter`] then writes records through the same encoder and key
-//! layout as the writer, so the result is indistinguishable from the source
+//! [`LogImporter`] then writes records through the same encoder and the
+//! same backend commits as the writer, so the result is indistinguishable from the source
 //! and `verify` passes on it.
 //!
 //! The importer only writes into an empty log. The head record is written
@@ -15,14 +15,14 @@
 //! must be removed before importing again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use super::backend::{Commit, CommitRecord, LogBackend};
 use super::codec::{encode_record, RawRecord, RecordFields};
 use super::envelope::{Hash, Head};
 use super::error::LogError;
-use super::keys;
-use super::sled_store::LOG_TREE;
 
-/// How many records one sled batch of an import holds.
+/// How many records one commit of an import holds.
 const IMPORT_BATCH: usize = 2_048;
 
 /// The hash `record` has when it follows `prev` in a chain: what the
@@ -47,32 +47,34 @@ fn fields(record: &RawRecord, prev_hash: Hash) -> RecordFields<'_> {
     }
 }
 
-/// Writes records, in position order, into an empty log tree.
+/// Writes records, in position order, into an empty log. No writer may
+/// append to the backend meanwhile.
 pub struct LogImporter {
-    db: sled::Db,
-    tree: sled::Tree,
+    backend: Arc<dyn LogBackend>,
     head: Head,
-    batch: sled::Batch,
-    in_batch: usize,
+    commit: Commit,
     /// Each stream's last version so far: versions must be gapless.
     versions: HashMap<String, u64>,
 }
 
 impl LogImporter {
-    /// Opens the log tree of `db`; refuses a log that holds anything.
-    pub fn new(db: &sled::Db) -> Result<Self, LogError> {
-        let tree = db.open_tree(LOG_TREE)?;
-        if !tree.is_empty() {
+    /// Writes into `backend`; refuses a log that holds anything (a head,
+    /// or a first record left by an interrupted import).
+    pub fn new(backend: Arc<dyn LogBackend>) -> Result<Self, LogError> {
+        let mut holds_record = false;
+        backend.scan(1, u64::MAX, &mut |_, _| {
+            holds_record = true;
+            Ok(false)
+        })?;
+        if holds_record || backend.head()? != Head::default() {
             return Err(LogError::Corrupt(
                 "the target log is not empty; import only into a new data directory".into(),
             ));
         }
         Ok(LogImporter {
-            db: db.clone(),
-            tree,
+            backend,
             head: Head::default(),
-            batch: sled::Batch::default(),
-            in_batch: 0,
+            commit: Commit::default(),
             versions: HashMap::new(),
         })
     }
@@ -101,35 +103,43 @@ impl LogImporter {
                 "position {position}: the record does not hash to its stored hash"
             )));
         }
-        self.batch.insert(&keys::event(position)[..], bytes);
-        self.batch.insert(
-            keys::stream_event(&record.stream, record.version),
-            &position.to_be_bytes()[..],
-        );
-        self.batch.insert(
-            &keys::event_id(record.event_id)[..],
-            &position.to_be_bytes()[..],
-        );
-        self.batch.insert(
-            keys::stream_head(&record.stream),
-            &record.version.to_be_bytes()[..],
-        );
+        self.commit.records.push(CommitRecord {
+            position,
+            stream: record.stream.clone(),
+            version: record.version,
+            event_id: record.event_id,
+            bytes,
+        });
         self.versions.insert(record.stream.clone(), record.version);
         self.head = Head { position, hash };
-        self.in_batch += 1;
-        if self.in_batch >= IMPORT_BATCH {
-            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
-            self.in_batch = 0;
+        if self.commit.records.len() >= IMPORT_BATCH {
+            let commit = self.take_commit();
+            self.backend.commit(commit)?;
         }
         Ok(())
     }
 
     /// Writes what is left and the head, flushes, and returns the head.
     pub fn finish(mut self) -> Result<Head, LogError> {
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.insert(keys::HEAD, &keys::head_value(&self.head)[..]);
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
+        let mut commit = self.take_commit();
+        commit.head = Some(self.head);
+        self.backend.commit(commit)?;
+        self.backend.flush()?;
         Ok(self.head)
+    }
+
+    /// The records so far with their streams' versions (the head is
+    /// written by the last commit only).
+    fn take_commit(&mut self) -> Commit {
+        let mut commit = std::mem::take(&mut self.commit);
+        let mut streams: HashMap<&str, u64> = HashMap::new();
+        for record in &commit.records {
+            streams.insert(&record.stream, record.version);
+        }
+        commit.streams = streams
+            .into_iter()
+            .map(|(stream, version)| (stream.to_owned(), version))
+            .collect();
+        commit
     }
 }

@@ -2,13 +2,13 @@
 //!
 //! # Guarantees
 //!
-//! * **Durable.** An append is acknowledged only after the sled flush that
-//!   contains it has returned. After a crash at any moment every acknowledged
+//! * **Durable.** An append is acknowledged only after the backend's flush
+//!   that contains it has returned. After a crash at any moment every acknowledged
 //!   event is there.
 //! * **Gapless.** Positions start at 1 and increase by one per event; each
 //!   stream's versions start at 1 and increase by one. Positions are assigned
 //!   by the single writer inside the commit, never by a counter outside it.
-//! * **Atomic.** The events of one append are written in one sled batch: all
+//! * **Atomic.** The events of one append are written in one backend commit: all
 //!   of them or none, also across a crash. A guarded append
 //!   ([`EventStore::append_guarded`]) also checks other streams' versions
 //!   in that commit.
@@ -26,27 +26,35 @@
 //!   stored; a retry with the same event ids is answered from the store),
 //!   later appends are refused at once, and the writer recovers by itself
 //!   (in place, or by a reopen of the database); its state is
-//!   [`Writability`]. `sled_store` documents the design.
+//!   [`Writability`]. `writer` documents the design.
 //!
 //! # Layout
 //!
 //! - `envelope`: [`Envelope`], [`NewEvent`], [`ExpectedVersion`], [`Head`], [`Hash`].
 //! - `error`: [`LogError`], [`AppendError`], [`Conflict`], [`CodecError`].
 //! - `codec`: the one place that knows the stored byte format (bincode 2
-//!   behind a format byte).
-//! - `keys`: the key prefixes of the single log tree.
-//! - `sled_store`: [`SledEventStore`], the embedded backend with its group-commit writer.
+//!   behind a format byte) and upcasts older records.
+//! - `backend`: [`LogBackend`], the narrow storage contract (what a backend
+//!   must guarantee), and the [`Commit`] the writer hands it.
+//! - `core`: [`EventLog`], the log over any backend: durable-only reads,
+//!   subscriptions, appends queued to the writer.
+//! - `writer`: the group-commit writer (positions, versions, hash chain,
+//!   expected versions and guards, idempotency by event id, durability,
+//!   healing after storage failures).
+//! - `sled`: the embedded backend, [`SledEventStore`], [`open_db`].
 //! - `verify`: the chain and invariant walk used by `srs verify` and the tests.
 //! - `import`: [`LogImporter`] and [`rehash`], writing a log recorded
 //!   elsewhere with its own positions, times and hashes (`srs import`).
 
+mod backend;
 mod codec;
+mod core;
 mod envelope;
 mod error;
 mod import;
-mod keys;
-mod sled_store;
+mod sled;
 mod verify;
+mod writer;
 
 use std::pin::Pin;
 
@@ -54,24 +62,26 @@ use async_trait::async_trait;
 use futures_util::Stream;
 use tokio::sync::watch;
 
-pub use codec::{decode_envelope, decode_payload, decode_record, encode_payload, RawRecord};
-pub use envelope::{Appended, Envelope, Event, ExpectedVersion, Hash, Head, NewEvent};
-pub use error::{AppendError, CodecError, Conflict, LogError};
-pub use import::{rehash, LogImporter};
-pub use sled_store::{
-    create_private_dir, open_db, Faults, SledEventStore, StoreOptions, Writability, LOG_TREE,
-    MAX_EVENTS_PER_APPEND,
+pub use self::core::{EventLog, StoreOptions, Writability, MAX_EVENTS_PER_APPEND, MAX_STREAM_LEN};
+pub use self::sled::{create_private_dir, open_db, SledEventStore, LOG_TREE};
+pub use backend::{Commit, CommitRecord, LogBackend, Visit};
+pub use codec::{
+    decode_envelope, decode_event, decode_payload, decode_record, encode_payload, RawRecord, FORMAT,
 };
+pub use envelope::{Appended, Envelope, Event, ExpectedVersion, Hash, Head, NewEvent};
+pub use error::{AppendError, CodecError, Conflict, LogError, StorageError};
+pub use import::{rehash, LogImporter};
 pub use verify::{verify, Breach, BreachKind, VerifyReport};
+pub use writer::Faults;
 
 /// A live stream of envelopes: first the stored ones from the requested
 /// position, then each new commit as it becomes durable. It is pulled, so a
 /// slow consumer slows the reads (back-pressure) and never misses an event.
 pub type EventStream<E> = Pin<Box<dyn Stream<Item = Result<Envelope<E>, LogError>> + Send>>;
 
-/// The event log as the rest of srs uses it. [`SledEventStore`] is the
-/// embedded backend; another (distributed) backend implements this trait
-/// without touching callers.
+/// The event log as the rest of srs uses it. [`EventLog`] implements it
+/// over any [`LogBackend`] (sled is the embedded one); a test double or a
+/// wholly different log implements it without touching callers.
 #[async_trait]
 pub trait EventStore<E: Event>: Send + Sync + 'static {
     /// Appends `events` to `stream` if it is at `expected`. All or nothing.

@@ -10,10 +10,10 @@
 
 use std::fmt;
 
+use super::backend::{read_record, LogBackend};
 use super::codec::{self, chain_hash, split_record};
 use super::envelope::{Event, Hash, Head};
 use super::error::LogError;
-use super::keys;
 
 /// What kind of damage was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,35 +65,38 @@ impl VerifyReport {
     }
 }
 
-/// Verifies the log in `tree` from position `from` (1 for the whole log),
-/// decoding every payload as `E`. `progress` is called every 10,000 records
-/// with the position reached.
+/// Verifies the log stored in `backend` from position `from` (1 for the
+/// whole log), decoding every payload as `E`. `progress` is called every
+/// 10,000 records with the position reached. It reads what the backend
+/// stores, durable or not: run it on a log no one is writing, or ignore a
+/// breach past the head seen before the walk.
 pub fn verify<E: Event>(
-    tree: &sled::Tree,
+    backend: &(impl LogBackend + ?Sized),
     from: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, LogError> {
     let from = from.max(1);
-    let mut prev = if from == 1 {
+    let prev = if from == 1 {
         Head::default()
     } else {
         let before = from - 1;
-        match tree.get(keys::event(before))? {
-            Some(bytes) => match split_record(before, &bytes) {
-                Ok((_, _, hash)) => Head {
-                    position: before,
-                    hash,
-                },
-                Err(e) => {
-                    return Ok(broken(
-                        0,
-                        Head::default(),
-                        before,
-                        BreachKind::Undecodable,
-                        e.to_string(),
-                    ))
-                }
+        let found = read_record(backend, before, |bytes| {
+            Ok(split_record(before, bytes).map(|(_, _, hash)| hash))
+        })?;
+        match found {
+            Some(Ok(hash)) => Head {
+                position: before,
+                hash,
             },
+            Some(Err(e)) => {
+                return Ok(broken(
+                    0,
+                    Head::default(),
+                    before,
+                    BreachKind::Undecodable,
+                    e.to_string(),
+                ))
+            }
             None => {
                 return Ok(broken(
                     0,
@@ -105,48 +108,61 @@ pub fn verify<E: Event>(
             }
         }
     };
-    let mut checked = 0u64;
-    let start = keys::event(from).to_vec();
-    let end = vec![keys::EVENT + 1];
-    for entry in tree.range(start..end) {
-        let (key, bytes) = entry?;
-        let Some(position) = keys::event_position(&key) else {
-            return Ok(broken(
-                checked,
-                prev,
-                prev.position + 1,
-                BreachKind::Undecodable,
-                "malformed event key".into(),
-            ));
-        };
-        let expected = prev.position + 1;
+    let mut walk = Walk {
+        checked: 0,
+        prev,
+        breach: None,
+    };
+    let scanned = backend.scan(from, u64::MAX, &mut |position, bytes| {
+        let expected = walk.prev.position + 1;
         if position != expected {
-            return Ok(broken(
-                checked,
-                prev,
-                expected,
-                BreachKind::Missing,
-                format!("position {expected} is missing (the next stored is {position})"),
-            ));
-        }
-        if let Some(breach) = check_record::<E>(tree, position, &bytes, prev.hash)? {
-            return Ok(VerifyReport {
-                checked,
-                last: prev,
-                breach: Some(breach),
+            walk.breach = Some(Breach {
+                position: expected,
+                kind: BreachKind::Missing,
+                reason: format!("position {expected} is missing (the next stored is {position})"),
             });
+            return Ok(false);
         }
-        let (_, _, hash) = split_record(position, &bytes).map_err(LogError::from)?;
-        prev = Head { position, hash };
-        checked += 1;
-        if checked % 10_000 == 0 {
+        if let Some(breach) = check_record::<E>(backend, position, bytes, walk.prev.hash)? {
+            walk.breach = Some(breach);
+            return Ok(false);
+        }
+        let (_, _, hash) = split_record(position, bytes).map_err(LogError::from)?;
+        walk.prev = Head { position, hash };
+        walk.checked += 1;
+        if walk.checked % 10_000 == 0 {
             progress(position);
         }
+        Ok(true)
+    });
+    match scanned {
+        // The backend found a record it cannot even place (a malformed key).
+        Err(LogError::Corrupt(reason)) if walk.breach.is_none() => {
+            walk.breach = Some(Breach {
+                position: walk.prev.position + 1,
+                kind: BreachKind::Undecodable,
+                reason,
+            });
+        }
+        other => other?,
+    }
+    let Walk {
+        checked,
+        prev,
+        breach,
+    } = walk;
+    if breach.is_some() {
+        return Ok(VerifyReport {
+            checked,
+            last: prev,
+            breach,
+        });
     }
 
-    let stored_head = match tree.get(keys::HEAD)? {
-        Some(value) => keys::decode_head(&value),
-        None => Some(Head::default()),
+    let stored_head = match backend.head() {
+        Ok(head) => Some(head),
+        Err(LogError::Corrupt(_)) => None,
+        Err(other) => return Err(other),
     };
     match stored_head {
         Some(head) if head == prev => {}
@@ -193,6 +209,22 @@ pub fn verify<E: Event>(
     })
 }
 
+/// A malformed index entry is no entry: the check that wants it reports
+/// the breach.
+fn malformed_is_absent(error: LogError) -> Result<Option<u64>, LogError> {
+    match error {
+        LogError::Corrupt(_) => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// How far a walk got.
+struct Walk {
+    checked: u64,
+    prev: Head,
+    breach: Option<Breach>,
+}
+
 fn broken(
     checked: u64,
     last: Head,
@@ -212,7 +244,7 @@ fn broken(
 }
 
 fn check_record<E: Event>(
-    tree: &sled::Tree,
+    backend: &(impl LogBackend + ?Sized),
     position: u64,
     bytes: &[u8],
     prev_hash: Hash,
@@ -260,9 +292,9 @@ fn check_record<E: Event>(
         return breach(BreachKind::Undecodable, e.to_string());
     }
 
-    let indexed = tree
-        .get(keys::stream_event(&raw.stream, raw.version))?
-        .and_then(|v| keys::u64_value(&v));
+    let indexed = backend
+        .stream_position(&raw.stream, raw.version)
+        .or_else(malformed_is_absent)?;
     if indexed != Some(position) {
         return breach(
             BreachKind::StreamGap,
@@ -273,9 +305,9 @@ fn check_record<E: Event>(
         );
     }
     if raw.version > 1 {
-        let before = tree
-            .get(keys::stream_event(&raw.stream, raw.version - 1))?
-            .and_then(|v| keys::u64_value(&v));
+        let before = backend
+            .stream_position(&raw.stream, raw.version - 1)
+            .or_else(malformed_is_absent)?;
         if !matches!(before, Some(p) if p < position) {
             return breach(
                 BreachKind::StreamGap,
@@ -287,9 +319,9 @@ fn check_record<E: Event>(
             );
         }
     }
-    let by_id = tree
-        .get(keys::event_id(raw.event_id))?
-        .and_then(|v| keys::u64_value(&v));
+    let by_id = backend
+        .position_of(raw.event_id)
+        .or_else(malformed_is_absent)?;
     if by_id != Some(position) {
         return breach(
             BreachKind::IndexMismatch,

@@ -5,9 +5,15 @@
 //! Stored events are bincode-encoded, which identifies a variant by its
 //! position and a field by its order. So the enum only ever grows **at the
 //! end**: a stored variant is never reordered, renamed in meaning, or given
-//! other fields. A changed fact gets a new variant (`FooV2`) and an
-//! `upcast` at read time maps the old one to it. The same holds for every
-//! type a variant contains.
+//! other fields. A changed fact gets a new variant (`FooV2`) and
+//! [`Event::upcast`] maps the old one to it at read time: the log's codec
+//! upcasts every payload it decodes into an envelope (see `log::codec`),
+//! so the old variant is only ever decoded, never seen by a reader of the
+//! log nor written. The same holds for every type a variant contains.
+//!
+//! | stored variant | read as | since |
+//! |---|---|---|
+//! | `RetentionRunCompleted` | `RetentionRunCompletedV2` with `held: 0` | legal holds |
 //!
 //! # Self-contained facts
 //!
@@ -332,6 +338,8 @@ pub enum DomainEvent {
         policy: RetentionPolicy,
         at: Timestamp,
     },
+    /// A retention run before legal holds. Superseded: no longer written,
+    /// read as [`DomainEvent::RetentionRunCompletedV2`] with `held: 0`.
     RetentionRunCompleted {
         site_id: Uuid,
         archived: u64,
@@ -451,7 +459,8 @@ pub enum DomainEvent {
     /// A retention run, with `held`: the recordings due for deletion that
     /// it did not delete because a legal hold covers them (or another part
     /// of their session). Runs write this since legal holds; older runs
-    /// are [`DomainEvent::RetentionRunCompleted`] (read as `held: 0`).
+    /// are [`DomainEvent::RetentionRunCompleted`], read as this with
+    /// `held: 0` ([`Event::upcast`]).
     RetentionRunCompletedV2 {
         site_id: Uuid,
         archived: u64,
@@ -490,7 +499,7 @@ pub enum DomainEvent {
     /// moment with both secrets valid or neither. It is stored on the
     /// stream of the first token of the lineage (`token-<first id>`), under
     /// the log id `new_token_id`, which is how the new token's stream is
-    /// found (see `app::use_cases`). `expires_at`: the new token's expiry.
+    /// found (see `app::commands::token`). `expires_at`: the new token's expiry.
     TokenRotated {
         token_id: Uuid,
         new_token_id: Uuid,
@@ -757,6 +766,26 @@ impl Event for DomainEvent {
     fn event_type(&self) -> &'static str {
         self.name()
     }
+
+    /// The superseded variants (see the module docs) as their successors.
+    fn upcast(self) -> Self {
+        match self {
+            // A run recorded before legal holds held nothing back.
+            DomainEvent::RetentionRunCompleted {
+                site_id,
+                archived,
+                deleted,
+                ran_at,
+            } => DomainEvent::RetentionRunCompletedV2 {
+                site_id,
+                archived,
+                deleted,
+                held: 0,
+                ran_at,
+            },
+            current => current,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1016,5 +1045,129 @@ mod tests {
                 .expect("externally tagged");
             assert_eq!(crate::log::Event::event_type(&event), tag);
         }
+    }
+
+    /// A format-1 record at position 1 as a run before legal holds stored
+    /// it: a `RetentionRunCompleted` (site `…5175`, 4 archived, 2 deleted,
+    /// ran at 1,700,000,000 s) by `system:retention`, encoded with the
+    /// variant as it was then and committed here as bytes, so that a
+    /// change of the codec or of the enum that stops reading it fails.
+    const OLD_RETENTION_RUN: &str = concat!(
+        "012e726574656e74696f6e2d30303030303030302d303030302d303030302d30",
+        "3030302d30303030303030303531373501100000000000000000000000000000",
+        "00e1fd80045b3048140c000209726574656e74696f6e10000000000000000000",
+        "000000000000e10015526574656e74696f6e52756e436f6d706c657465641d20",
+        "10000000000000000000000000000051750402fd00803c3048140c0000000000",
+        "00000000000000000000000000000000000000000000000000000000e2f43b6f",
+        "6a1fc992afd059deadd4ad7c2c42d1e4aeb5126c23859caa3eeb87ef",
+    );
+
+    #[test]
+    fn a_stored_record_of_a_superseded_variant_is_read_in_its_current_shape() {
+        let bytes = hex::decode(OLD_RETENTION_RUN).unwrap();
+        assert_eq!(bytes[0], crate::log::FORMAT);
+        let site_id = Uuid::from_u128(0x5175);
+        let ran_at = Timestamp::from_secs(1_700_000_000);
+
+        // Stored as it was: the old variant, intact under its hash.
+        let raw = crate::log::decode_record(1, &bytes).unwrap();
+        assert_eq!(raw.event_type, "RetentionRunCompleted");
+        assert_eq!(
+            crate::log::rehash(&raw, crate::log::Hash::GENESIS).unwrap(),
+            raw.hash
+        );
+        let stored: DomainEvent = decode_payload(1, &raw.payload).unwrap();
+        assert_eq!(
+            stored,
+            DomainEvent::RetentionRunCompleted {
+                site_id,
+                archived: 4,
+                deleted: 2,
+                ran_at,
+            }
+        );
+
+        // Read as it is now, by every envelope path.
+        let current = DomainEvent::RetentionRunCompletedV2 {
+            site_id,
+            archived: 4,
+            deleted: 2,
+            held: 0,
+            ran_at,
+        };
+        let envelope = crate::log::decode_envelope::<DomainEvent>(1, &bytes).unwrap();
+        assert_eq!(envelope.payload, current);
+        assert_eq!(
+            envelope.stream,
+            "retention-00000000-0000-0000-0000-000000005175"
+        );
+        assert_eq!(raw.into_envelope::<DomainEvent>().unwrap().payload, current);
+    }
+
+    #[test]
+    fn a_record_of_a_format_this_build_does_not_know_is_refused_by_name() {
+        let mut bytes = hex::decode(OLD_RETENTION_RUN).unwrap();
+        bytes[0] = crate::log::FORMAT + 1;
+        let refused = crate::log::CodecError::UnknownFormat {
+            position: 1,
+            format: crate::log::FORMAT + 1,
+        };
+        assert_eq!(
+            crate::log::decode_envelope::<DomainEvent>(1, &bytes).unwrap_err(),
+            refused
+        );
+        assert_eq!(crate::log::decode_record(1, &bytes).unwrap_err(), refused);
+    }
+
+    #[test]
+    fn upcasting_leaves_current_variants_as_they_are() {
+        for event in samples() {
+            if matches!(event, DomainEvent::RetentionRunCompleted { .. }) {
+                continue;
+            }
+            assert_eq!(event.clone().upcast(), event);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_log_reads_a_stored_superseded_variant_in_its_current_shape() {
+        use crate::log::{EventStore, ExpectedVersion, NewEvent, SledEventStore, StoreOptions};
+        use futures_util::StreamExt as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledEventStore::<DomainEvent>::open(dir.path(), StoreOptions::default()).unwrap();
+        let old = DomainEvent::RetentionRunCompleted {
+            site_id: Uuid::from_u128(1),
+            archived: 1,
+            deleted: 1,
+            ran_at: Timestamp::from_secs(1),
+        };
+        let actor = crate::actor::Actor::system("retention");
+        let appended = log
+            .append(
+                "retention-1",
+                ExpectedVersion::NoStream,
+                vec![NewEvent::new(actor, old.clone())],
+            )
+            .await
+            .unwrap();
+        let current = old.clone().upcast();
+        assert!(matches!(
+            current,
+            DomainEvent::RetentionRunCompletedV2 { held: 0, .. }
+        ));
+        assert_eq!(log.read_all(1, 10).await.unwrap()[0].payload, current);
+        assert_eq!(
+            log.read_stream("retention-1", 1, 10).await.unwrap()[0].payload,
+            current
+        );
+        let first = log.subscribe(1).next().await.unwrap().unwrap();
+        assert_eq!(first.payload, current);
+        // The stored bytes keep the old variant (and so their hash).
+        let raw = log.read_raw(appended.last_position(), 1).unwrap();
+        assert_eq!(
+            decode_payload::<DomainEvent>(1, &raw[0].payload).unwrap(),
+            old
+        );
     }
 }

@@ -12,16 +12,13 @@
 
 use uuid::Uuid;
 
-use super::envelope::{Hash, Head};
+use crate::log::{Hash, Head};
 
 pub const EVENT: u8 = b'e';
 pub const STREAM_EVENT: u8 = b's';
 pub const STREAM_HEAD: u8 = b'v';
 pub const EVENT_ID: u8 = b'i';
 pub const HEAD: &[u8] = b"h";
-
-/// The longest stream name accepted.
-pub const MAX_STREAM_LEN: usize = 256;
 
 pub fn event(position: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
@@ -42,7 +39,7 @@ pub fn event_position(key: &[u8]) -> Option<u64> {
 pub fn stream_prefix(stream: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(3 + stream.len() + 8);
     key.push(STREAM_EVENT);
-    // Stream names are at most MAX_STREAM_LEN bytes, checked before any write.
+    // Stream names are at most `MAX_STREAM_LEN` bytes, checked before any write.
     key.extend_from_slice(&(stream.len() as u16).to_be_bytes());
     key.extend_from_slice(stream.as_bytes());
     key
