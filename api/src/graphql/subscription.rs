@@ -21,8 +21,9 @@ use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, long, non_negative, opt_uuid, time, uuid};
-use super::types::{authorize, DetectedEvent, LoggedEvent, SessionEvent};
+use super::types::{DetectedEvent, LoggedEvent, SessionEvent};
 use crate::error::ApiError;
+use crate::read::access::authorize;
 use crate::state::Core;
 
 pub struct SubscriptionRoot;
