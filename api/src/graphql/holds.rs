@@ -267,7 +267,7 @@ pub async fn legal_holds(
         .transpose()?;
     let mut holds = Vec::new();
     for row in core.reads.holds()?.list(site, active)? {
-        if !caller.covers_site(row.hold.site_id) {
+        if !crate::read::access::sees_site(caller, row.hold.site_id) {
             continue;
         }
         if let Some(hold) = LegalHold::visible(core, caller, &row)? {

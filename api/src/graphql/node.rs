@@ -26,7 +26,7 @@
 //! `tokens`).
 
 use async_graphql::{Context, Interface, ID};
-use srs_domain::model::{Action, Principal as DomainPrincipal, Role, Target};
+use srs_domain::model::{Action, Principal as DomainPrincipal, Target};
 use uuid::Uuid;
 
 use super::context::ContextExt;
@@ -94,10 +94,7 @@ async fn lookup(
             if core.reads.catalogue()?.get(uuid)?.is_none() {
                 return Ok(None);
             }
-            let sees = matches!(
-                caller.role,
-                Role::Admin | Role::PrivilegedPlayer | Role::Auditor
-            );
+            let sees = crate::read::access::sees_recordings(caller);
             match visible_recording(ctx, uuid).await? {
                 Some(recording) if sees => Some(Ok(Node::Recording(recording))),
                 _ => Some(Err(())),

@@ -64,7 +64,7 @@ impl QueryRoot {
             .servers()?
             .sites()?
             .into_iter()
-            .filter(|s| caller.covers_site(s.id))
+            .filter(|s| access::sees_site(caller, s.id))
             .map(Site)
             .collect())
     }
@@ -85,7 +85,7 @@ impl QueryRoot {
             .servers()?
             .servers(site)?
             .into_iter()
-            .filter(|s| caller.covers_site(s.site_id))
+            .filter(|s| access::sees_site(caller, s.site_id))
             .map(Server)
             .collect())
     }
@@ -219,7 +219,7 @@ impl QueryRoot {
             .access()?
             .permissions(site)?
             .iter()
-            .filter(|p| caller.covers_site(p.site_id))
+            .filter(|p| access::sees_site(caller, p.site_id))
             .map(PlaybackPermission::from)
             .collect())
     }
@@ -263,10 +263,9 @@ impl QueryRoot {
             }
         }
         core.at_least(at_least).await?;
-        let sites = match site {
-            Some(site) => SiteScope::Sites(vec![site]),
-            None if caller.unscoped() => SiteScope::All,
-            None => SiteScope::Sites(caller.site_ids.iter().copied().collect()),
+        let sites = match access::sites_in_scope(caller, site) {
+            Some(sites) => SiteScope::Sites(sites),
+            None => SiteScope::All,
         };
         let query = DashboardQuery {
             sites: sites.clone(),
@@ -310,11 +309,7 @@ impl QueryRoot {
         core.at_least(at_least).await?;
         let to = to.map_or_else(|| core.service.now(), timestamp);
         let from = from.map_or_else(|| to.plus_days(-1), timestamp);
-        let sites = match site {
-            Some(site) => Some(vec![site]),
-            None if caller.unscoped() => None,
-            None => Some(caller.site_ids.iter().copied().collect()),
-        };
+        let sites = access::sites_in_scope(caller, site);
         site_visualization(ctx, sites, from, to, i64::from(bucket_sec.unwrap_or(3_600)))
     }
 
@@ -333,8 +328,8 @@ impl QueryRoot {
         let mut filter = filter.unwrap_or_default().into_query(&core.limits)?;
         access::authorize_detections(core, caller, &filter.site_ids).await?;
         core.at_least(at_least).await?;
-        if filter.site_ids.is_empty() && !caller.unscoped() {
-            filter.site_ids = caller.site_ids.iter().copied().collect();
+        if filter.site_ids.is_empty() {
+            filter.site_ids = access::sites_in_scope(caller, None).unwrap_or_default();
         }
         let sight = Sight::of(core, caller)?;
         let detections = core.reads.detections()?;

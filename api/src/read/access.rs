@@ -104,13 +104,19 @@ pub async fn authorize_history(
     }
 }
 
+/// Roles that may see recordings at all (ADMIN, PRIVILEGED_PLAYER,
+/// AUDITOR); which ones is [`Sight`]'s decision.
+pub fn sees_recordings(caller: &Principal) -> bool {
+    matches!(
+        caller.role,
+        Role::Admin | Role::PrivilegedPlayer | Role::Auditor
+    )
+}
+
 /// Queries about recordings: roles that never see any (VIEWER, AGENT)
 /// are refused; for the others visibility decides which they see.
 pub async fn authorize_recordings(core: &Core, caller: &Principal) -> ApiResult<()> {
-    if matches!(
-        caller.role,
-        Role::Admin | Role::PrivilegedPlayer | Role::Auditor
-    ) {
+    if sees_recordings(caller) {
         Ok(())
     } else {
         Err(deny(core, caller, Action::ViewRecording, "recordings", None).await)
@@ -143,6 +149,22 @@ pub fn sees_every_recording(caller: &Principal) -> bool {
 /// what lets the history count by positions.
 pub fn sees_whole_log(caller: &Principal) -> bool {
     caller.role == Role::Admin && caller.unscoped()
+}
+
+/// Whether `caller` reads what belongs to `site`.
+pub fn sees_site(caller: &Principal, site: Uuid) -> bool {
+    caller.covers_site(site)
+}
+
+/// The sites a report or listing covers: `site` when asked for (already
+/// authorized), else the caller's sites, or `None` (every site) for an
+/// unscoped caller.
+pub fn sites_in_scope(caller: &Principal, site: Option<Uuid>) -> Option<Vec<Uuid>> {
+    match site {
+        Some(site) => Some(vec![site]),
+        None if caller.unscoped() => None,
+        None => Some(caller.site_ids.iter().copied().collect()),
+    }
 }
 
 /// Whether `caller` covers what belongs to `site` (`None`: to no site,
