@@ -535,9 +535,9 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         names: Option<Vec<String>>,
-    ) -> ApiResult<super::ops::RebuildProjectionsPayload> {
+    ) -> ApiResult<super::maintenance::RebuildProjectionsPayload> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
-        super::ops::rebuild_projections(core, caller, names).await
+        super::maintenance::rebuild_projections(core, caller, names).await
     }
 
     /// Disconnects a server: its agent token stops working.

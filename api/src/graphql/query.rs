@@ -696,13 +696,13 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         from_position: Option<i32>,
-    ) -> ApiResult<super::ops::ChainVerification> {
+    ) -> ApiResult<super::maintenance::ChainVerification> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let from = from_position
             .map(|p| non_negative(p, "fromPosition"))
             .transpose()?
             .unwrap_or(1);
-        super::ops::verify_chain(core, caller, from).await
+        super::maintenance::verify_chain(core, caller, from).await
     }
 
     /// What server `serverId`'s agent works by: its settings with their
