@@ -25,6 +25,9 @@
 //! - [`graphiql`]: GraphiQL at `GET /graphql`, its assets embedded in the
 //!   binary (vendored in `api/assets/graphiql/`).
 //! - [`graphql`]: [`graphql::schema`], the schema built without any transport.
+//! - [`read`]: the read side's application layer: what the queries ask of
+//!   the read models, and every read authorization decision
+//!   ([`read::access`]). Reads never append.
 //! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
 //! - [`auth`]: bearer tokens and secrets.
 //! - [`last_used`]: when each token was last used and each server last
@@ -47,6 +50,7 @@ pub mod graphql;
 pub mod http;
 pub mod last_used;
 pub mod metrics;
+pub mod read;
 pub mod retention;
 pub mod server;
 pub mod sockets;

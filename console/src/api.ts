@@ -175,7 +175,7 @@ export function recordingOf(url: string): string | null {
  * GET a recording's content by its playback ticket (no header: the ticket
  * stands for the signed-in token for this recording, for a few minutes).
  * A ticket that expired (401) or no longer opens it (403) is renewed once
- * with a new `playback` query and the GET made again; `onRenewed` learns
+ * with a new `playRecording` and the GET made again; `onRenewed` learns
  * the new ticket URL. Without a ticket the bearer header is sent.
  */
 export async function fetchContent(
@@ -316,13 +316,13 @@ export async function sniff(blob: Blob): Promise<string> {
 
 /**
  * A fresh playback ticket URL for a recording, for a player whose ticket
- * expired mid-playback (asking is a playback, like opening the page).
+ * expired mid-playback (`playRecording`: asking is a playback, like opening
+ * the page).
  */
 export async function renewTicket(recordingId: string): Promise<string> {
-  const data = await gql<{ recording: { playback: { ticketUrl: string } } | null }>(
-    'query T($id: ID!) { recording(id: $id) { playback { ticketUrl } } }',
+  const data = await gql<{ playRecording: { ticketUrl: string } }>(
+    'mutation T($id: ID!) { playRecording(recordingId: $id) { ticketUrl } }',
     { id: recordingId },
   );
-  if (!data.recording) throw new ApiError(`recording ${recordingId} not found`, 'NOT_FOUND');
-  return data.recording.playback.ticketUrl;
+  return data.playRecording.ticketUrl;
 }

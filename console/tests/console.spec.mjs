@@ -388,7 +388,7 @@ test('a live terminal session follows its tail: new bytes only, by Range, and a 
   });
   const playbacks = [];
   page.on('request', (request) => {
-    if (request.url().endsWith('/graphql') && /\bplayback\b/.test(request.postData() ?? '')) playbacks.push(request.postData());
+    if (request.url().endsWith('/graphql') && /\bplayRecording\b/.test(request.postData() ?? '')) playbacks.push(request.postData());
   });
   await page.goto(`${SRS_URL}/recordings/${id}`);
   const terminal = page.locator('[data-kind=terminal]');

@@ -137,7 +137,7 @@ test('a WebM recorded in the browser plays and seeks in the console', async () =
   await signIn(again);
   const playbacks = [];
   again.on('request', (request) => {
-    if (request.url().endsWith('/graphql') && /\bplayback\b/.test(request.postData() ?? '')) playbacks.push(request.postData());
+    if (request.url().endsWith('/graphql') && /\bplayRecording\b/.test(request.postData() ?? '')) playbacks.push(request.postData());
   });
   let release;
   const playedAWhile = new Promise((resolve) => (release = resolve));
@@ -169,7 +169,7 @@ test('a WebM recorded in the browser plays and seeks in the console', async () =
   await again.waitForFunction(() => document.querySelector('video').currentTime > 0.8, null, { timeout: 20000 });
   const at = await again.evaluate(() => document.querySelector('video').currentTime);
   release();
-  // A new ticket (one more `playback` query), and playing on from there.
+  // A new ticket (one more `playRecording`), and playing on from there.
   await again.waitForFunction((old) => {
     const v = document.querySelector('video');
     return v.currentSrc !== old && v.readyState >= 2 && !v.paused;

@@ -26,7 +26,7 @@
 //!   model as it was then).
 //! - `export`: [`export`] and [`import`], the portable log file (its format
 //!   is documented there).
-//! - `ops`: [`rebuild`] and [`statuses`], projection operations offline.
+//! - `offline_projections`: [`rebuild`] and [`statuses`], projection operations offline.
 //! - [`table`]: aligned text columns for the tools' table output.
 #![forbid(unsafe_code)]
 
@@ -34,7 +34,7 @@ mod data;
 mod error;
 mod export;
 mod history;
-mod ops;
+mod offline_projections;
 mod state;
 pub mod table;
 
@@ -48,7 +48,7 @@ pub use history::{
     deleted_recordings, replay, replay_shown, EventLine, EventWriter, Filter, Format, ShownEvent,
     TABLE_COLUMNS,
 };
-pub use ops::{rebuild, statuses, OfflineStatus, RebuildTick};
+pub use offline_projections::{rebuild, statuses, OfflineStatus, RebuildTick};
 pub use state::{aggregate_state, projection_state, AsOf, PROJECTION_STATES};
 
 /// How many events a tool reads from the log at a time.

@@ -132,9 +132,7 @@ async fn get_export(State(state): State<AppState>, headers: HeaderMap) -> Respon
     let outcome = async {
         let by = caller(&state, &headers).await?;
         let core = state.core().clone();
-        core.service
-            .authorize(&by, Action::ReadHistory, Target::Global)
-            .await?;
+        crate::read::access::authorize_global(&core, &by, Action::ReadHistory).await?;
         Ok(stream_blocking(core, move |core, mut out, runtime| {
             let summary = srs_replay::export(&core.store, &mut out).map_err(ApiError::internal)?;
             runtime.block_on(record_export_as(core, &summary, actor_of(&by), &by.name))?;

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `PUT /recordings/{id}/chunks/{seq}` | the recording server's AGENT | store one chunk (1 byte to 8 MiB, `x-content-sha256` checked; chunk 0's `Content-Type`, `video/*`, `audio/*` or asciicast, declares the content's type) |
 //! | `PUT /recordings/{id}/asciicast` | same | store an asciicast v2 file as the whole content, index its events |
-//! | `GET /recordings/{id}/content` | whoever may play the recording (bearer token, or `?ticket=` from `Playback.ticketUrl`) | the decrypted content, `Range: bytes=...` honoured |
+//! | `GET /recordings/{id}/content` | whoever may play the recording (bearer token, or `?ticket=` from `playRecording`'s `ticketUrl`) | the decrypted content, `Range: bytes=...` honoured |
 //! | `GET /recordings/{id}/chunks` | the recording server's AGENT, whoever may see the recording | the stored chunks (`{"recordingId","contentType","chunks":[{"seq","size","sha256"}],"storedBytes","nextSeq","ended"}`), to resume an upload at `nextSeq`; not a playback (GraphQL `recordingChunks` answers the same) |
 //!
 //! Uploads answer 201 for a newly stored chunk and 200 for an identical
@@ -59,9 +59,11 @@
 //!
 //! # Playback facts
 //!
-//! A content GET is checked (may play) before anything else, and the
-//! playback is recorded only when the answer carries content: a 416 (range
-//! outside the content) records nothing. Parallel `Range` requests of one
+//! A content GET is checked (may play) before anything else, and a GET
+//! with a bearer token records the playback only when the answer carries
+//! content: a 416 (range outside the content) records nothing. A GET by a
+//! ticket records nothing: the ticket was handed out by `playRecording`,
+//! which recorded the playback. Parallel `Range` requests of one
 //! player share one `RecordingPlayed` per minute (see
 //! `Service::record_played`), so they never conflict.
 
@@ -639,11 +641,11 @@ async fn content_response(
 ) -> Result<Response, ApiError> {
     let recording_id = recording_id(id)?;
     // A bearer header wins; a ticket serves those who cannot send one.
-    let by = match ticket {
+    let (by, by_ticket) = match ticket {
         Some(ticket) if bearer_token(headers)?.is_none() => {
-            state.core().ticket_principal(ticket, recording_id)?
+            (state.core().ticket_principal(ticket, recording_id)?, true)
         }
-        _ => principal(state, headers).await?,
+        _ => (principal(state, headers).await?, false),
     };
     let core = state.core().clone();
     // Judges "may see" and "may play" (restrictions, grants, archive); a
@@ -712,14 +714,18 @@ async fn content_response(
             return Ok(response);
         }
     };
-    // The answer carries content: the playback is a fact (one per player,
-    // recording and minute, however many ranges it asks for).
-    let played = core
-        .service
-        .record_played(&by, recording_id, PlaybackKind::Play)
-        .await?;
-    if !played.positions.is_empty() && !played.deduplicated {
-        core.metrics.appended();
+    // The answer carries content: a direct fetch is a playback fact (one
+    // per player, recording and minute, however many ranges it asks for).
+    // A ticket's fetches are the playback `playRecording` recorded when
+    // it issued the ticket.
+    if !by_ticket {
+        let played = core
+            .service
+            .record_played(&by, recording_id, PlaybackKind::Play)
+            .await?;
+        if !played.positions.is_empty() && !played.deduplicated {
+            core.metrics.appended();
+        }
     }
     let (start, end) = match range {
         Some(r) => (r.start, r.end + 1),

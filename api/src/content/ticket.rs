@@ -1,7 +1,7 @@
 //! Playback tickets: what a `<video>` element or a terminal player sends
 //! in place of a bearer token, which it cannot put in a header.
 //!
-//! `Playback.ticketUrl` is the content URL with `?ticket=<hex>`. A ticket
+//! `playRecording`'s `ticketUrl` is the content URL with `?ticket=<hex>`. A ticket
 //! is sealed (XChaCha20-Poly1305) under a key this process draws at start
 //! and never writes anywhere; it holds the id of the token it was issued
 //! to and when it expires ([`TICKET_TTL`] after issue), and is bound to
@@ -14,7 +14,7 @@
 //! is looked up again (revoked or expired: refused) and the recording is
 //! judged playable again (a revoked grant or a restriction placed since
 //! takes effect at once). A restart forgets the key, which ends every
-//! ticket; a player asks `playback` again for a fresh one.
+//! ticket; a player plays again (`playRecording`) for a fresh one.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -89,7 +89,7 @@ impl Tickets {
         let refused = || {
             ApiError::unauthenticated(
                 "the playback ticket is not valid for this recording or has expired; \
-                 ask `playback { ticketUrl }` again",
+                 ask `playRecording { ticketUrl }` again",
             )
         };
         let bytes = hex::decode(ticket).map_err(|_| refused())?;

@@ -41,7 +41,7 @@ use futures_util::future;
 use futures_util::stream::{self, Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use srs_domain::log::EventStore as _;
-use srs_domain::model::{self as dm, Action, DomainEvent, Principal as DomainPrincipal, Target};
+use srs_domain::model::{self as dm, Action, DomainEvent, Principal as DomainPrincipal};
 use srs_projections::models::detections::{DetectionsProjection, ResponseRow};
 use srs_projections::models::policies::{PoliciesProjection, SitePolicies as PolicyRows};
 use srs_projections::models::servers::{ServerRow, ServersProjection};
@@ -51,7 +51,7 @@ use uuid::Uuid;
 use super::context::ContextExt;
 use super::convert::{id, int, time, uuid};
 use super::enums::SessionEventType;
-use super::types::{authorize, PendingResponse, Policy, ServerSettings};
+use super::types::{PendingResponse, Policy, ServerSettings};
 use crate::error::{ApiError, ApiResult};
 use crate::state::Core;
 
@@ -115,33 +115,6 @@ pub struct RecordingChunks {
     pub ended: bool,
 }
 
-/// The server row and its site, once `caller` may do `action` on it:
-/// `NOT_FOUND` when it may not see the server (or it does not exist),
-/// `FORBIDDEN` when it sees it but may not do this (both recorded).
-async fn server_for(
-    core: &Core,
-    caller: &DomainPrincipal,
-    action: Action,
-    server: Uuid,
-) -> ApiResult<ServerRow> {
-    let row = core.reads.servers()?.server(server)?;
-    core.service
-        .known_server(caller, action, server, row.as_ref().map(|r| r.site_id))
-        .await?;
-    let row = row.ok_or_else(|| ApiError::not_found(format!("server {server} not found")))?;
-    authorize(
-        core,
-        caller,
-        action,
-        Target::Server {
-            site_id: row.site_id,
-            server_id: server,
-        },
-    )
-    .await?;
-    Ok(row)
-}
-
 /// The tag of a configuration: settings version and each active
 /// policy's id and version, hashed.
 fn config_tag(row: &ServerRow, policies: &PolicyRows) -> String {
@@ -201,7 +174,7 @@ pub(crate) async fn agent_config(
     let server = uuid(server_id, "server")?;
     core.at_least(at_least).await?;
     caught_up(core, CONFIG_MODELS).await?;
-    let row = server_for(core, caller, Action::ReadAgentConfig, server).await?;
+    let row = crate::read::access::server(core, caller, Action::ReadAgentConfig, server).await?;
     let policies = core.reads.policies()?.site(row.site_id)?;
     let logged = match &policies.event_detection.active.body {
         dm::PolicyBody::EventDetection(body) => body.logged.iter().map(|&t| t.into()).collect(),
@@ -254,7 +227,7 @@ pub(crate) async fn payload_config_tag(
     let (core, caller) = (ctx.core()?, ctx.caller()?);
     caught_up(core, CONFIG_MODELS).await?;
     let row = payload_server(ctx, position, server_id).await?;
-    server_for(core, caller, Action::ReadAgentConfig, row.id).await?;
+    crate::read::access::server(core, caller, Action::ReadAgentConfig, row.id).await?;
     let policies = core.reads.policies()?.site(row.site_id)?;
     Ok(config_tag(&row, &policies))
 }
@@ -267,7 +240,7 @@ pub(crate) async fn payload_pending_count(
 ) -> ApiResult<i32> {
     let (core, caller) = (ctx.core()?, ctx.caller()?);
     let row = payload_server(ctx, position, server_id).await?;
-    server_for(core, caller, Action::HandleResponses, row.id).await?;
+    crate::read::access::server(core, caller, Action::HandleResponses, row.id).await?;
     pending_count(core, row.id).await
 }
 
@@ -341,7 +314,7 @@ pub(crate) async fn responses(
     server_id: &ID,
 ) -> ApiResult<impl Stream<Item = PendingResponse> + Send + 'static> {
     let server = uuid(server_id, "server")?;
-    server_for(&core, &caller, Action::HandleResponses, server).await?;
+    crate::read::access::server(&core, &caller, Action::HandleResponses, server).await?;
     // What is pending as of `head`, then what the log decides after it;
     // a response the read model already had past `head` is not sent twice.
     let head = core.store.head().position;

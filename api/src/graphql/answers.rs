@@ -15,8 +15,7 @@
 //!   moves the counter.
 //! - **What:** only queries (never mutations), and only when every root
 //!   field is one of [`KEPT_ROOTS`] and no field anywhere in the operation
-//!   is one of [`UNKEPT_FIELDS`]: `playback` records a `RecordingPlayed`
-//!   fact (a side effect every play must have) and `events` (and
+//!   is one of [`UNKEPT_FIELDS`]: `playback` and `events` (and
 //!   `DataPoints.performance`) read the log,
 //!   which moves before the read models do. Answers with any error are
 //!   never kept, so denials (and their `AccessDenied` facts), timeouts and
@@ -70,8 +69,8 @@ pub const KEPT_ROOTS: &[&str] = &[
 /// Root fields whose answers depend on the current time.
 const CLOCK_ROOTS: &[&str] = &["dashboard"];
 
-/// Fields that make an answer unkeepable wherever they appear: they write
-/// (`playback`), read the log rather than the read models (`events`,
+/// Fields that make an answer unkeepable wherever they appear: they read
+/// the log rather than the read models (`playback`, `events`,
 /// `performance`), or read what heartbeats move without a read model
 /// (`lastHeartbeat`).
 pub const UNKEPT_FIELDS: &[&str] = &["playback", "events", "lastHeartbeat", "performance"];

@@ -19,18 +19,15 @@
 
 use async_graphql::{ComplexObject, Context, Enum, InputObject, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use srs_domain::model::{
-    self as dm, Action, DomainEvent, HoldScope, Principal as DomainPrincipal, Role as DomainRole,
-    Target,
-};
+use srs_domain::model::{self as dm, Action, HoldScope, Principal as DomainPrincipal, Target};
 use srs_projections::models::holds::HoldRow;
-use srs_projections::models::Visibility as DomainVisibility;
 use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, int, names, opt_uuid, page, time, uuids};
-use super::types::{authorize, PageInfo, Site};
+use super::types::{PageInfo, Site};
 use crate::error::{ApiError, ApiResult};
+use crate::read::access::{authorize, authorize_listing, sees_every_recording, Sight};
 use crate::state::{Core, Limits};
 
 /// What a legal hold covers. Give `recordingIds` (recordings of one site;
@@ -199,7 +196,7 @@ impl LegalHold {
                 let ids = if sees_every_recording(caller) {
                     recording_ids.clone()
                 } else {
-                    visible_recordings(core, caller, recording_ids)?
+                    Sight::of(core, caller)?.visible_of(recording_ids)?
                 };
                 if ids.is_empty() {
                     return Ok(None);
@@ -229,50 +226,6 @@ impl LegalHold {
             release_reason: released.and_then(|r| r.reason.clone()),
             released_position: row.released_position.map(int),
         }))
-    }
-}
-
-/// ADMIN and PRIVILEGED_PLAYER see every recording of their sites.
-fn sees_every_recording(caller: &DomainPrincipal) -> bool {
-    matches!(
-        caller.role,
-        DomainRole::Admin | DomainRole::PrivilegedPlayer
-    )
-}
-
-/// The recordings of `ids` that `caller` may see.
-fn visible_recordings(core: &Core, caller: &DomainPrincipal, ids: &[Uuid]) -> ApiResult<Vec<Uuid>> {
-    let viewer = core.reads.access()?.viewer(caller)?;
-    let catalogue = core.reads.catalogue()?;
-    let mut visible = Vec::new();
-    for &recording in ids {
-        let seen = catalogue
-            .get(recording)?
-            .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
-        if seen {
-            visible.push(recording);
-        }
-    }
-    Ok(visible)
-}
-
-/// Whether a hold event of `history` may be shown to `caller`: one on
-/// recordings only when it sees every one of them.
-pub fn history_shows(
-    core: &Core,
-    caller: &DomainPrincipal,
-    event: &DomainEvent,
-) -> ApiResult<bool> {
-    let scope = match event {
-        DomainEvent::LegalHoldPlaced { scope, .. }
-        | DomainEvent::LegalHoldReleased { scope, .. } => scope,
-        _ => return Ok(true),
-    };
-    match scope {
-        HoldScope::Recordings { recording_ids } if !sees_every_recording(caller) => {
-            Ok(visible_recordings(core, caller, recording_ids)?.len() == recording_ids.len())
-        }
-        _ => Ok(true),
     }
 }
 
@@ -308,17 +261,13 @@ pub async fn legal_holds(
     let (core, caller) = (ctx.core()?, ctx.caller()?);
     let limit = page(first, &core.limits)?;
     let site = opt_uuid(site_id.as_ref(), "site")?;
-    let target = match site.or_else(|| caller.site_ids.first().copied()) {
-        Some(site) => Target::Site(site),
-        None => Target::Global,
-    };
-    authorize(core, caller, Action::ReadLegalHolds, target).await?;
+    authorize_listing(core, caller, Action::ReadLegalHolds, site).await?;
     let after = after
         .map(|cursor| Uuid::parse_str(&cursor).map_err(|_| ApiError::validation("invalid cursor")))
         .transpose()?;
     let mut holds = Vec::new();
     for row in core.reads.holds()?.list(site, active)? {
-        if !caller.covers_site(row.hold.site_id) {
+        if !crate::read::access::sees_site(caller, row.hold.site_id) {
             continue;
         }
         if let Some(hold) = LegalHold::visible(core, caller, &row)? {

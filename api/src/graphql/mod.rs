@@ -7,7 +7,7 @@
 //! - `types`: output types over read-model rows; `inputs`: input types and
 //!   their checked conversion into domain values; `enums`: the domain's
 //!   enums under the contract's names; `convert`: IDs, times, page sizes,
-//!   string lengths; `ops`: the `verify` query and the `rebuildProjections`
+//!   string lengths; `maintenance`: the `verify` query and the `rebuildProjections`
 //!   mutation; `holds`: legal holds (types, inputs, resolvers' bodies);
 //!   `agent`: what a server's agent needs (its configuration, pushed
 //!   response actions, its recordings' stored chunks, last heartbeats);
@@ -40,9 +40,9 @@ mod enums;
 mod event_data;
 mod holds;
 mod inputs;
+mod maintenance;
 mod mutation;
 mod node;
-mod ops;
 mod payload;
 mod policies;
 mod query;

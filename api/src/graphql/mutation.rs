@@ -535,9 +535,9 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         names: Option<Vec<String>>,
-    ) -> ApiResult<super::ops::RebuildProjectionsPayload> {
+    ) -> ApiResult<super::maintenance::RebuildProjectionsPayload> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
-        super::ops::rebuild_projections(core, caller, names).await
+        super::maintenance::rebuild_projections(core, caller, names).await
     }
 
     /// Disconnects a server: its agent token stops working.
@@ -769,6 +769,29 @@ impl MutationRoot {
             deleted: int(run.deleted),
             held: int(run.held),
         })
+    }
+
+    /// Plays a recording: records a `RecordingPlayed` fact naming the
+    /// caller (one per caller, recording and minute) and returns the
+    /// playback with what only an audited playback hands out: `position`
+    /// (of that fact) and a ticket (`ticketUrl`, `ticketExpiresAt`) that
+    /// opens the content without a bearer header; GETs by that ticket are
+    /// this playback and record nothing more. Whoever may not see the
+    /// recording gets NOT_FOUND, whoever sees but may not play it
+    /// FORBIDDEN (both recorded). Within one request a recording is played
+    /// once: every `playRecording` of it (aliases included) shares that one
+    /// fact, position and answer.
+    async fn play_recording(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The recording to play.")] recording_id: ID,
+    ) -> ApiResult<std::sync::Arc<Playback>> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let recording = uuid(&recording_id, "recording")?;
+        Box::pin(super::scope::play_once(recording, || {
+            play(core, caller, recording)
+        }))
+        .await
     }
 
     /// Comments on a recording, optionally at an offset (ms from its start).
@@ -1142,4 +1165,39 @@ async fn create_policy(
         position: executed(core, &created.executed),
         policy_id: id(created.id),
     })
+}
+
+/// `playRecording`: the playback fact, then the timeline and a ticket.
+async fn play(core: &Core, caller: &dm::Principal, recording: uuid::Uuid) -> ApiResult<Playback> {
+    let played = core
+        .service
+        .record_played(caller, recording, dm::PlaybackKind::Play)
+        .await?;
+    if !played.positions.is_empty() && !played.deduplicated {
+        core.metrics.appended();
+    }
+    // A playable recording is not deleted; whether it is still live is
+    // the aggregate's word (the read models may not have its start yet).
+    let live = core
+        .service
+        .load::<dm::Recording>(recording)
+        .await?
+        .state
+        .lifecycle
+        == dm::Lifecycle::Live;
+    let timeline = crate::read::playback::timeline(core, recording, played.last_position).await?;
+    let expires = crate::content::ticket_expiry(core.service.now());
+    let ticket = PlaybackTicket {
+        position: played.last_position,
+        ticket: core.tickets.issue(recording, caller.token_id, expires),
+        expires,
+    };
+    Ok(Playback::new(
+        core,
+        recording,
+        live,
+        false,
+        &timeline,
+        Some(ticket),
+    ))
 }

@@ -26,7 +26,7 @@
 //! `tokens`).
 
 use async_graphql::{Context, Interface, ID};
-use srs_domain::model::{may, Action, Principal as DomainPrincipal, Role, Target};
+use srs_domain::model::{Action, Principal as DomainPrincipal, Target};
 use uuid::Uuid;
 
 use super::context::ContextExt;
@@ -36,6 +36,7 @@ use super::types::{
     Recording, Server, Site, Token,
 };
 use crate::error::{ApiError, ApiResult};
+use crate::read::access::allows;
 use crate::state::Core;
 
 /// An object with a globally unique id, which `node(id)` finds.
@@ -93,10 +94,7 @@ async fn lookup(
             if core.reads.catalogue()?.get(uuid)?.is_none() {
                 return Ok(None);
             }
-            let sees = matches!(
-                caller.role,
-                Role::Admin | Role::PrivilegedPlayer | Role::Auditor
-            );
+            let sees = crate::read::access::sees_recordings(caller);
             match visible_recording(ctx, uuid).await? {
                 Some(recording) if sees => Some(Ok(Node::Recording(recording))),
                 _ => Some(Err(())),
@@ -109,7 +107,7 @@ async fn lookup(
                     server_id: row.id,
                 };
                 seen(
-                    may(caller, Action::ReadServerStatus, target),
+                    allows(caller, Action::ReadServerStatus, target),
                     Node::Server(Server(row)),
                 )
             }
@@ -117,7 +115,7 @@ async fn lookup(
         },
         "Site" => match reads.servers()?.site(uuid)? {
             Some(row) => seen(
-                may(caller, Action::ReadServerStatus, Target::Site(row.id)),
+                allows(caller, Action::ReadServerStatus, Target::Site(row.id)),
                 Node::Site(Site(row)),
             ),
             None => None,
@@ -129,7 +127,7 @@ async fn lookup(
                     None => Target::Global,
                 };
                 seen(
-                    may(caller, Action::ReadConfiguration, target),
+                    allows(caller, Action::ReadConfiguration, target),
                     Node::Policy(Policy::from(&row)),
                 )
             }
@@ -137,7 +135,7 @@ async fn lookup(
         },
         "PlaybackPermission" => match reads.access()?.permission(uuid)? {
             Some(row) => seen(
-                may(caller, Action::ReadConfiguration, Target::Site(row.site_id)),
+                allows(caller, Action::ReadConfiguration, Target::Site(row.site_id)),
                 Node::PlaybackPermission(PlaybackPermission::from(&row)),
             ),
             None => None,
@@ -153,7 +151,7 @@ async fn lookup(
             Some(row) => {
                 let recording = visible_recording(ctx, row.recording_id).await?;
                 let allowed = recording.is_some()
-                    && may(caller, Action::ReadDetections, Target::Site(row.site_id));
+                    && allows(caller, Action::ReadDetections, Target::Site(row.site_id));
                 let deleted = recording.is_some_and(|r| r.row.deleted());
                 seen(
                     allowed,
@@ -168,7 +166,7 @@ async fn lookup(
                     site_id: row.site_id,
                     server_id: row.server_id,
                 };
-                let allowed = may(caller, Action::HandleResponses, target)
+                let allowed = allows(caller, Action::HandleResponses, target)
                     || visible_recording(ctx, row.recording_id).await?.is_some();
                 seen(allowed, Node::PendingResponse(PendingResponse::from(&row)))
             }
@@ -177,7 +175,7 @@ async fn lookup(
         "LegalHold" => match reads.holds()?.get(uuid)? {
             Some(row) => {
                 let site = row.hold.site_id;
-                let shown = if may(caller, Action::ReadLegalHolds, Target::Site(site)) {
+                let shown = if allows(caller, Action::ReadLegalHolds, Target::Site(site)) {
                     LegalHold::visible(core, caller, &row)?
                 } else {
                     None
@@ -188,7 +186,7 @@ async fn lookup(
         },
         "Token" => match reads.tokens()?.token(uuid)? {
             Some(row) => seen(
-                may(caller, Action::ManageTokens, Target::Global),
+                allows(caller, Action::ManageTokens, Target::Global),
                 Node::Token(Token(row)),
             ),
             None => None,

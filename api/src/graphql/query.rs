@@ -1,18 +1,15 @@
 //! The query root. Every query answers from the read models; `atLeast`
 //! waits (bounded) until they have applied that log position, else
-//! `TIMEOUT`. Who may ask what is `may`'s decision; recordings (and what
-//! reveals them: detections, history) are filtered by the access read
-//! model's one visibility function.
+//! `TIMEOUT`. Who may ask what, and which recordings (and what reveals
+//! them: detections, history) a caller sees, is decided in
+//! [`crate::read::access`].
 
 use async_graphql::{Context, Object, ID};
 use chrono::{DateTime, Utc};
 use srs_domain::log::EventStore;
-use srs_domain::model::{
-    self as dm, Action, Principal as DomainPrincipal, Role as DomainRole, Target,
-};
+use srs_domain::model::{self as dm, Action, Target};
 use srs_projections::models::catalogue::RecordingQuery;
 use srs_projections::models::dashboard::{DashboardQuery, SiteScope};
-use srs_projections::models::Visibility as DomainVisibility;
 use uuid::Uuid;
 
 use super::context::ContextExt;
@@ -25,57 +22,13 @@ use super::inputs::{
 use super::reports::{site_visualization, Dashboard, SiteVisualizationBucket};
 use super::types::*;
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::read::access::{self, authorize, authorize_listing, authorize_recordings, Sight};
 
 pub struct QueryRoot;
 
 /// The most log events one `history` page scans before it answers with
 /// what it found (a page may then be short, with `hasNextPage`).
 const HISTORY_SCAN_LIMIT: usize = 50_000;
-
-/// Roles that may see recordings at all (visibility decides which).
-fn sees_recordings(role: DomainRole) -> bool {
-    matches!(
-        role,
-        DomainRole::Admin | DomainRole::PrivilegedPlayer | DomainRole::Auditor
-    )
-}
-
-/// Records a refusal decided here (not by `may` on a concrete target) and
-/// returns FORBIDDEN. Within a request it counts towards the request's one
-/// refusal fact (`srs_domain::app::Service::deny`).
-pub(crate) async fn deny(
-    core: &Core,
-    caller: &DomainPrincipal,
-    action: Action,
-    target: &str,
-) -> ApiError {
-    ApiError::from(core.service.deny(caller, action, target, None).await)
-}
-
-/// Checks `action` for a listing: on `site` when given, else on the
-/// caller's first site (a scoped principal) or globally.
-async fn authorize_listing(
-    core: &Core,
-    caller: &DomainPrincipal,
-    action: Action,
-    site: Option<Uuid>,
-) -> ApiResult<()> {
-    let target = match site.or_else(|| caller.site_ids.first().copied()) {
-        Some(site) => Target::Site(site),
-        None => Target::Global,
-    };
-    authorize(core, caller, action, target).await
-}
-
-/// Gate for queries about recordings: roles that never see any are refused.
-async fn recordings_gate(core: &Core, caller: &DomainPrincipal) -> ApiResult<()> {
-    if sees_recordings(caller.role) {
-        Ok(())
-    } else {
-        Err(deny(core, caller, Action::ViewRecording, "recordings").await)
-    }
-}
 
 /// Removes hashes of secrets from an event's JSON (they are not secrets,
 /// but nobody outside needs them).
@@ -111,7 +64,7 @@ impl QueryRoot {
             .servers()?
             .sites()?
             .into_iter()
-            .filter(|s| caller.covers_site(s.id))
+            .filter(|s| access::sees_site(caller, s.id))
             .map(Site)
             .collect())
     }
@@ -132,7 +85,7 @@ impl QueryRoot {
             .servers()?
             .servers(site)?
             .into_iter()
-            .filter(|s| caller.covers_site(s.site_id))
+            .filter(|s| access::sees_site(caller, s.site_id))
             .map(Server)
             .collect())
     }
@@ -148,29 +101,9 @@ impl QueryRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let server_id = uuid(&id, "server")?;
         core.at_least(at_least).await?;
-        let row = core.reads.servers()?.server(server_id)?;
-        let known = core
-            .service
-            .known_server(
-                caller,
-                Action::ReadServerStatus,
-                server_id,
-                row.as_ref().map(|r| r.site_id),
-            )
-            .await;
-        let (Some(row), Ok(_)) = (row, known) else {
+        let Some(row) = access::visible_server(core, caller, server_id).await? else {
             return Ok(None);
         };
-        authorize(
-            core,
-            caller,
-            Action::ReadServerStatus,
-            Target::Server {
-                site_id: row.site_id,
-                server_id,
-            },
-        )
-        .await?;
         Ok(Some(Server(row)))
     }
 
@@ -186,11 +119,11 @@ impl QueryRoot {
         at_least: Option<i32>,
     ) -> ApiResult<RecordingConnection> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
-        recordings_gate(core, caller).await?;
+        authorize_recordings(core, caller).await?;
         let limit = page(first, &core.limits)?;
         let filter = filter.unwrap_or_default().into_query(&core.limits)?;
         core.at_least(at_least).await?;
-        let viewer = core.reads.access()?.viewer(caller)?;
+        let sight = Sight::of(core, caller)?;
         let query = RecordingQuery {
             filter,
             order: order_by.unwrap_or_default().into(),
@@ -198,7 +131,7 @@ impl QueryRoot {
             after,
             with_total: ctx.look_ahead().field("totalCount").exists(),
         };
-        let page = core.reads.catalogue()?.search(&viewer, &query)?;
+        let page = sight.catalogue().search(sight.viewer(), &query)?;
         Ok(RecordingConnection {
             edges: page
                 .items
@@ -224,7 +157,7 @@ impl QueryRoot {
         at_least: Option<i32>,
     ) -> ApiResult<Option<Recording>> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
-        recordings_gate(core, caller).await?;
+        authorize_recordings(core, caller).await?;
         let recording_id = uuid(&id, "recording")?;
         core.at_least(at_least).await?;
         visible_recording(ctx, recording_id).await
@@ -286,7 +219,7 @@ impl QueryRoot {
             .access()?
             .permissions(site)?
             .iter()
-            .filter(|p| caller.covers_site(p.site_id))
+            .filter(|p| access::sees_site(caller, p.site_id))
             .map(PlaybackPermission::from)
             .collect())
     }
@@ -330,10 +263,9 @@ impl QueryRoot {
             }
         }
         core.at_least(at_least).await?;
-        let sites = match site {
-            Some(site) => SiteScope::Sites(vec![site]),
-            None if caller.unscoped() => SiteScope::All,
-            None => SiteScope::Sites(caller.site_ids.iter().copied().collect()),
+        let sites = match access::sites_in_scope(caller, site) {
+            Some(sites) => SiteScope::Sites(sites),
+            None => SiteScope::All,
         };
         let query = DashboardQuery {
             sites: sites.clone(),
@@ -343,10 +275,7 @@ impl QueryRoot {
             top: 10,
             // The top lists name users: restricted recordings count
             // only for the roles that see them.
-            sees_restricted: matches!(
-                caller.role,
-                DomainRole::Admin | DomainRole::PrivilegedPlayer
-            ),
+            sees_restricted: access::sees_every_recording(caller),
         };
         let view = core.dashboards.view(&core.reads, &query)?;
         Ok(Dashboard::new(&view, sites, query.days()))
@@ -380,11 +309,7 @@ impl QueryRoot {
         core.at_least(at_least).await?;
         let to = to.map_or_else(|| core.service.now(), timestamp);
         let from = from.map_or_else(|| to.plus_days(-1), timestamp);
-        let sites = match site {
-            Some(site) => Some(vec![site]),
-            None if caller.unscoped() => None,
-            None => Some(caller.site_ids.iter().copied().collect()),
-        };
+        let sites = access::sites_in_scope(caller, site);
         site_visualization(ctx, sites, from, to, i64::from(bucket_sec.unwrap_or(3_600)))
     }
 
@@ -401,19 +326,12 @@ impl QueryRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let limit = page(first, &core.limits)?;
         let mut filter = filter.unwrap_or_default().into_query(&core.limits)?;
-        // Every site asked for must be the caller's, not only the first.
-        if filter.site_ids.is_empty() {
-            authorize_listing(core, caller, Action::ReadDetections, None).await?;
-        }
-        for site in filter.site_ids.clone() {
-            authorize(core, caller, Action::ReadDetections, Target::Site(site)).await?;
-        }
+        access::authorize_detections(core, caller, &filter.site_ids).await?;
         core.at_least(at_least).await?;
-        if filter.site_ids.is_empty() && !caller.unscoped() {
-            filter.site_ids = caller.site_ids.iter().copied().collect();
+        if filter.site_ids.is_empty() {
+            filter.site_ids = access::sites_in_scope(caller, None).unwrap_or_default();
         }
-        let viewer = core.reads.access()?.viewer(caller)?;
-        let catalogue = core.reads.catalogue()?;
+        let sight = Sight::of(core, caller)?;
         let detections = core.reads.detections()?;
         let mut edges = Vec::new();
         let mut cursor = after;
@@ -421,14 +339,10 @@ impl QueryRoot {
         'pages: loop {
             let page = detections.search(&filter, Some(limit), cursor.as_deref())?;
             for (item_cursor, row) in &page.items {
-                let recording = catalogue.get(row.recording_id)?;
-                let deleted = recording.as_ref().is_some_and(|r| r.deleted());
-                let visible = recording
-                    .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
                 cursor = Some(item_cursor.clone());
-                if !visible {
+                let Some(deleted) = sight.seen(row.recording_id)? else {
                     continue;
-                }
+                };
                 if edges.len() == limit {
                     has_next_page = true;
                     break 'pages;
@@ -454,9 +368,7 @@ impl QueryRoot {
                     let visible = match seen.get(&row.recording_id) {
                         Some(visible) => *visible,
                         None => {
-                            let visible = catalogue.get(row.recording_id)?.is_some_and(|r| {
-                                viewer.visibility(&r.facts()) != DomainVisibility::Hidden
-                            });
+                            let visible = sight.seen(row.recording_id)?.is_some();
                             seen.insert(row.recording_id, visible);
                             visible
                         }
@@ -590,21 +502,7 @@ impl QueryRoot {
         let filter = filter.unwrap_or_default();
         let site = opt_uuid(filter.site_id.as_ref(), "site")?;
         let recording = opt_uuid(filter.recording_id.as_ref(), "recording")?;
-        match site {
-            Some(site) => authorize(core, caller, Action::ReadHistory, Target::Site(site)).await?,
-            // The history of every site in scope: the whole log for an
-            // unscoped caller, its sites' events for a scoped one (the
-            // filter below keeps nothing else), which it may read site by
-            // site anyway.
-            None if caller.unscoped() => {
-                authorize(core, caller, Action::ReadHistory, Target::Global).await?
-            }
-            None => {
-                for &site in &caller.site_ids {
-                    authorize(core, caller, Action::ReadHistory, Target::Site(site)).await?;
-                }
-            }
-        }
+        access::authorize_history(core, caller, site).await?;
         core.at_least(at_least).await?;
         let mut from = filter
             .from_position
@@ -623,8 +521,7 @@ impl QueryRoot {
             .map(|p| non_negative(p, "toPosition"))
             .transpose()?;
         let (time_from, time_to) = (filter.from.map(timestamp), filter.to.map(timestamp));
-        let viewer = core.reads.access()?.viewer(caller)?;
-        let catalogue = core.reads.catalogue()?;
+        let sight = Sight::of(core, caller)?;
         // Whether the caller's history shows `envelope`, and with which
         // recording state (deleted or not).
         let shows =
@@ -646,35 +543,11 @@ impl QueryRoot {
                     && site.is_none_or(|s| event_site == Some(s))
                     && recording.is_none_or(|r| event.recording_id() == Some(r))
                     && time_from.is_none_or(|t| envelope.recorded_at >= t)
-                    && time_to.is_none_or(|t| envelope.recorded_at < t)
-                    && match event_site {
-                        Some(s) => caller.covers_site(s),
-                        None => caller.unscoped(),
-                    };
+                    && time_to.is_none_or(|t| envelope.recorded_at < t);
                 if !keep {
                     return Ok(None);
                 }
-                let mut deleted = false;
-                if let Some(recording_id) = event.recording_id() {
-                    let row = catalogue.get(recording_id)?;
-                    deleted = row.as_ref().is_some_and(|r| r.deleted());
-                    let visible = row
-                        .is_some_and(|r| viewer.visibility(&r.facts()) != DomainVisibility::Hidden);
-                    // Declined sessions have no catalogue row, and a part
-                    // assignment may precede its recording: admins only.
-                    let declined = matches!(
-                        event,
-                        dm::DomainEvent::RecordingDeclined { .. }
-                            | dm::DomainEvent::RecordingPartAssigned { .. }
-                    );
-                    if !(visible || declined && caller.role == DomainRole::Admin) {
-                        return Ok(None);
-                    }
-                }
-                if !super::holds::history_shows(core, caller, event)? {
-                    return Ok(None);
-                }
-                Ok(Some(deleted))
+                sight.shows_event(event)
             };
         let mut edges = Vec::new();
         let mut scanned = 0usize;
@@ -709,8 +582,7 @@ impl QueryRoot {
         // Counted only when asked for: every event from the filter's
         // `fromPosition` (not the cursor) to its `toPosition` the page
         // would show.
-        let whole_log = caller.role == DomainRole::Admin
-            && caller.unscoped()
+        let whole_log = access::sees_whole_log(caller)
             && filter.stream.is_none()
             && filter.types.is_none()
             && filter.actor.is_none()
@@ -809,7 +681,7 @@ impl QueryRoot {
     /// The read models' runners: position, lag, state.
     async fn projections(&self, ctx: &Context<'_>) -> ApiResult<Vec<ProjectionStatus>> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
-        authorize(core, caller, Action::ReadConfiguration, Target::Global).await?;
+        access::authorize_global(core, caller, Action::ReadConfiguration).await?;
         Ok(core
             .reads
             .statuses()
@@ -824,13 +696,13 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         from_position: Option<i32>,
-    ) -> ApiResult<super::ops::ChainVerification> {
+    ) -> ApiResult<super::maintenance::ChainVerification> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let from = from_position
             .map(|p| non_negative(p, "fromPosition"))
             .transpose()?
             .unwrap_or(1);
-        super::ops::verify_chain(core, caller, from).await
+        super::maintenance::verify_chain(core, caller, from).await
     }
 
     /// What server `serverId`'s agent works by: its settings with their
@@ -869,26 +741,7 @@ impl QueryRoot {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
         core.at_least(at_least).await?;
-        let row = core.reads.servers()?.server(server)?;
-        core.service
-            .known_server(
-                caller,
-                Action::HandleResponses,
-                server,
-                row.as_ref().map(|r| r.site_id),
-            )
-            .await?;
-        let row = row.ok_or_else(|| ApiError::not_found(format!("server {server} not found")))?;
-        authorize(
-            core,
-            caller,
-            Action::HandleResponses,
-            Target::Server {
-                site_id: row.site_id,
-                server_id: server,
-            },
-        )
-        .await?;
+        access::server(core, caller, Action::HandleResponses, server).await?;
         Ok(core
             .reads
             .detections()?

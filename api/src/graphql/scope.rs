@@ -3,10 +3,9 @@
 //!
 //! - refusals are gathered into at most one fact per request
 //!   ([`srs_domain::app::Service::coalescing_denials`]);
-//! - a recording is played at most once per request: every `playback`
-//!   of the same recording in one request (aliases, or the same recording
-//!   reached through several lists) shares one `RecordingPlayed` fact and
-//!   one answer. A failed playback is not kept, so each alias that is
+//! - a recording is played at most once per request: every
+//!   `playRecording` of the same recording in one request (aliases)
+//!   shares one `RecordingPlayed` fact and one answer. A failed playback is not kept, so each alias that is
 //!   refused counts as a refusal of its own (into the one fact).
 //!
 //! Outside a scope (subscriptions over WebSocket, tests that run the schema

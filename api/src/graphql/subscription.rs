@@ -21,8 +21,9 @@ use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, long, non_negative, opt_uuid, time, uuid};
-use super::types::{authorize, DetectedEvent, LoggedEvent, SessionEvent};
+use super::types::{DetectedEvent, LoggedEvent, SessionEvent};
 use crate::error::ApiError;
+use crate::read::access::authorize;
 use crate::state::Core;
 
 pub struct SubscriptionRoot;
@@ -195,7 +196,9 @@ impl SubscriptionRoot {
                     ),
                     _ => return None,
                 };
-                if site.is_some_and(|s| s != site_id) || !caller.covers_site(site_id) {
+                if site.is_some_and(|s| s != site_id)
+                    || !crate::read::access::sees_site(&caller, site_id)
+                {
                     return None;
                 }
                 if visibility_at(&core, &caller, recording_id, envelope.position).await
@@ -260,11 +263,8 @@ impl SubscriptionRoot {
         // cover, are refused (and the refusal recorded); everyone else
         // follows a list filtered by what it may see (an auditor sees
         // what its grants admit, recording by recording).
-        let sees_recordings = !matches!(
-            caller.role,
-            srs_domain::model::Role::Viewer | srs_domain::model::Role::Agent
-        );
-        if !sees_recordings || site.is_some_and(|s| !caller.covers_site(s)) {
+        let sees_recordings = crate::read::access::sees_recordings(&caller);
+        if !sees_recordings || site.is_some_and(|s| !crate::read::access::sees_site(&caller, s)) {
             authorize(&core, &caller, Action::ViewRecording, target).await?;
             if !sees_recordings {
                 return Err(ApiError::forbidden(format!(
@@ -292,7 +292,9 @@ impl SubscriptionRoot {
                     } => (recording_id, site_id, server_id, false),
                     _ => return None,
                 };
-                if site.is_some_and(|s| s != site_id) || !caller.covers_site(site_id) {
+                if site.is_some_and(|s| s != site_id)
+                    || !crate::read::access::sees_site(&caller, site_id)
+                {
                     return None;
                 }
                 if visibility_at(&core, &caller, recording_id, envelope.position).await

@@ -30,6 +30,7 @@ use super::enums::*;
 use super::event_data::SessionEventData;
 use super::policies::PolicyDefinition;
 use crate::error::{ApiError, ApiResult};
+use crate::read::access::{authorize, Sight};
 use crate::state::Core;
 
 /// Relay page information.
@@ -790,12 +791,8 @@ pub async fn visible_recording(
     ctx: &Context<'_>,
     recording_id: uuid::Uuid,
 ) -> ApiResult<Option<Recording>> {
-    let core = ctx.core()?;
-    let viewer = core.reads.access()?.viewer(ctx.caller()?)?;
-    Ok(core
-        .reads
-        .catalogue()?
-        .get_visible(&viewer, recording_id)?
+    Ok(Sight::of(ctx.core()?, ctx.caller()?)?
+        .recording(recording_id)?
         .map(|(row, visibility)| Recording::new(row, visibility)))
 }
 
@@ -891,58 +888,72 @@ impl Recording {
             total_count,
         })
     }
-    async fn play(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
-        let core = ctx.core()?;
-        let caller = ctx.caller()?;
-        let executed = core
-            .service
-            .record_played(caller, self.row.id, dm::PlaybackKind::Play)
-            .await?;
-        core.metrics.appended();
-        let stream = dm::stream_name("recording", self.row.id);
+    /// The playback as a read: the caller must be allowed to play the
+    /// recording, nothing is recorded and no ticket is issued.
+    async fn timeline(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        crate::read::access::authorize_playback(core, caller, &self.row, self.visibility).await?;
+        let timeline = crate::read::playback::timeline(core, self.row.id, 0).await?;
+        Ok(Playback::new(
+            core,
+            self.row.id,
+            self.row.live(),
+            self.row.deleted(),
+            &timeline,
+            None,
+        ))
+    }
+}
+
+/// A ticket handed out with an audited playback.
+pub struct PlaybackTicket {
+    /// The log position of the `RecordingPlayed` fact.
+    pub position: u64,
+    /// The ticket itself (see `crate::content::Tickets`).
+    pub ticket: String,
+    /// When it stops opening the content.
+    pub expires: srs_domain::time::Timestamp,
+}
+
+impl Playback {
+    /// The playback of `recording` from its `timeline`, with the ticket of
+    /// an audited playback (`playRecording`) or none (`Recording.playback`).
+    pub fn new(
+        core: &Core,
+        recording: uuid::Uuid,
+        live: bool,
+        deleted: bool,
+        timeline: &crate::read::playback::Timeline,
+        ticket: Option<PlaybackTicket>,
+    ) -> Self {
         let mut events = Vec::new();
         let mut truncated = false;
-        let mut version = 1;
-        let mut follow_from = executed.last_position;
-        loop {
-            let batch = core.store.read_stream(&stream, version, 1024).await?;
-            let read = batch.len();
-            for envelope in &batch {
-                version = envelope.version + 1;
-                follow_from = follow_from.max(envelope.position);
-                if let Some(event) =
-                    SessionEvent::from_envelope(envelope, core.content.keys(), self.row.deleted())
-                {
-                    if events.len() < PLAYBACK_MAX_EVENTS {
-                        events.push(event);
-                    } else {
-                        truncated = true;
-                    }
+        for envelope in &timeline.envelopes {
+            if let Some(event) = SessionEvent::from_envelope(envelope, core.content.keys(), deleted)
+            {
+                if events.len() < PLAYBACK_MAX_EVENTS {
+                    events.push(event);
+                } else {
+                    truncated = true;
                 }
             }
-            if read < 1024 {
-                break;
-            }
         }
-        let state = core.service.load::<dm::Recording>(self.row.id).await?.state;
-        let expires = crate::content::ticket_expiry(core.service.now());
-        let ticket = core.tickets.issue(self.row.id, caller.token_id, expires);
-        Ok(Playback {
-            recording_id: id(self.row.id),
-            position: long(executed.last_position),
-            live: self.row.live(),
-            follow_from: long(follow_from),
+        let content_url = format!("/recordings/{recording}/content");
+        Playback {
+            recording_id: id(recording),
+            position: ticket.as_ref().map(|t| long(t.position)),
+            live,
+            follow_from: long(timeline.follow_from),
             events,
             truncated,
-            content_url: format!("/recordings/{}/content", self.row.id),
-            ticket_url: format!("/recordings/{}/content?ticket={ticket}", self.row.id),
-            ticket_expires_at: time(expires),
-            content_type: state
-                .content_type
-                .clone()
-                .unwrap_or_else(|| dm::DEFAULT_CONTENT_TYPE.to_string()),
-            content_size: long(state.chunks.values().map(|c| c.size).sum::<u64>()),
-            chunks: state
+            ticket_url: ticket
+                .as_ref()
+                .map(|t| format!("{content_url}?ticket={}", t.ticket)),
+            ticket_expires_at: ticket.as_ref().map(|t| time(t.expires)),
+            content_url,
+            content_type: timeline.content_type.clone(),
+            content_size: long(timeline.content_size()),
+            chunks: timeline
                 .chunks
                 .iter()
                 .map(|(&seq, c)| ContentChunk {
@@ -951,7 +962,7 @@ impl Recording {
                     sha256: c.sha256.clone(),
                 })
                 .collect(),
-        })
+        }
     }
 }
 
@@ -1215,16 +1226,17 @@ impl Recording {
             .map(VisualizationBucket::from)
             .collect())
     }
-    /// Plays the recording: records a `RecordingPlayed` fact naming the
-    /// caller, then returns the timeline (session events with offsets,
-    /// detections, comments) and the log position to follow it live from
-    /// (`recordingEvents` subscription). FORBIDDEN when the caller may see
-    /// but not play it (e.g. an auditor and an archived recording).
-    ///
-    /// Within one request a recording is played once: every `playback` of
-    /// it (aliases included) shares that one fact, position and timeline.
-    async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Arc<Playback>> {
-        Box::pin(super::scope::play_once(self.row.id, || self.play(ctx))).await
+    /// The recording's playback as a read: the timeline (session events
+    /// with offsets, detections, comments), the stored content's type,
+    /// size and chunks, and the log position to follow it live from
+    /// (`recordingEvents` subscription). Nothing is recorded, so `position`,
+    /// `ticketUrl` and `ticketExpiresAt` are null: a player plays with the
+    /// `playRecording` mutation (the audited playback, with a ticket) or
+    /// GETs `contentUrl` with its bearer token (recorded there). FORBIDDEN
+    /// when the caller may see but not play it (e.g. an auditor and an
+    /// archived recording); the refusal is recorded.
+    async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
+        Box::pin(self.timeline(ctx)).await
     }
 }
 
@@ -1234,8 +1246,9 @@ impl Recording {
 pub struct Playback {
     /// The recording played.
     pub recording_id: ID,
-    /// The log position of the `RecordingPlayed` fact (64-bit).
-    pub position: i64,
+    /// The log position of the `RecordingPlayed` fact (64-bit); null on
+    /// `Recording.playback`, which records nothing.
+    pub position: Option<i64>,
     /// Whether the session is still being recorded.
     pub live: bool,
     /// Subscribe to `recordingEvents` for what comes after this position (64-bit).
@@ -1252,10 +1265,12 @@ pub struct Playback {
     /// still be allowed to play it at each use (a revoked token or grant,
     /// or a restriction placed since, refuses it). The ticket carries no
     /// secret and is forgotten when the server restarts; play again for
-    /// a fresh one.
-    pub ticket_url: String,
-    /// When `ticketUrl` stops opening the content (5 minutes after issue).
-    pub ticket_expires_at: DateTime<Utc>,
+    /// a fresh one. Null on `Recording.playback`: only `playRecording`,
+    /// the audited playback, hands out a ticket.
+    pub ticket_url: Option<String>,
+    /// When `ticketUrl` stops opening the content (5 minutes after issue);
+    /// null without a ticket.
+    pub ticket_expires_at: Option<DateTime<Utc>>,
     /// The content's MIME type (`application/x-asciicast` for a terminal session).
     pub content_type: String,
     /// The content's size in bytes (sum of the stored chunks).
@@ -1759,17 +1774,4 @@ impl From<&Status> for ProjectionStatus {
             }),
         }
     }
-}
-
-/// `may`, with a refusal recorded as `AccessDenied` and reported FORBIDDEN.
-pub async fn authorize(
-    core: &Core,
-    caller: &DomainPrincipal,
-    action: Action,
-    target: Target<'_>,
-) -> ApiResult<()> {
-    core.service
-        .authorize(caller, action, target)
-        .await
-        .map_err(ApiError::from)
 }

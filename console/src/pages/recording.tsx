@@ -45,15 +45,13 @@ export const RECORDING_QUERY = `query Recording($id: ID!, $atLeast: Int) {
   }
 }`;
 
-export const PLAYBACK_QUERY = `query Playback($id: ID!) {
-  recording(id: $id) {
-    id
-    playback {
-      live followFrom truncated contentUrl ticketUrl contentType contentSize
-      events { ${EVENT_FIELDS} }
-      detections { ${DETECTION_FIELDS} }
-      comments { ${COMMENT_FIELDS} }
-    }
+/** Playing is the audited act: it records the play and hands out the ticket. */
+export const PLAY_MUTATION = `mutation Play($id: ID!) {
+  playRecording(recordingId: $id) {
+    recordingId live followFrom truncated contentUrl ticketUrl contentType contentSize
+    events { ${EVENT_FIELDS} }
+    detections { ${DETECTION_FIELDS} }
+    comments { ${COMMENT_FIELDS} }
   }
 }`;
 
@@ -111,10 +109,10 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
   const { r, me } = props;
   const playable = r.visibility === 'PLAYABLE';
   const playback = useAsync(
-    () => (playable ? gql<{ recording: any }>(PLAYBACK_QUERY, { id: r.id }) : Promise.resolve(null)),
+    () => (playable ? gql<{ playRecording: any }>(PLAY_MUTATION, { id: r.id }) : Promise.resolve(null)),
     [r.id, playable],
   );
-  const pb = playback.data?.recording?.playback;
+  const pb = playback.data?.playRecording;
   // The play just recorded counts in the recording's figures.
   const counted = useRef(false);
   useEffect(() => {

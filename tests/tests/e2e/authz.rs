@@ -31,7 +31,7 @@
 //!
 //! Left out of the matrix: nothing of the schema's `Query`, `Mutation` and
 //! `Subscription` roots; of the field-level checks, `Recording.playback`
-//! (a playback is an event) and `Recording.legalHolds` are rows; `Site.servers` and
+//! (a read; `playRecording` is the playback) and `Recording.legalHolds` are rows; `Site.servers` and
 //! `Server.settings` repeat the `servers` and `policies` rules. The HTTP
 //! routes `POST /backup` and `GET /log/export` have their per-caller
 //! table in `backup.rs`.
@@ -301,6 +301,13 @@ fn rows() -> Vec<Row> {
             query: "query($recording: ID!) { recording(id: $recording) { playback { position } } }",
             // The other site's admin gets null: the recording is not visible to it.
             allowed: RECORDING_READERS,
+            fixture: Fixture::Shared,
+        },
+        Row {
+            name: "playRecording",
+            query: "mutation($recording: ID!) { playRecording(recordingId: $recording) { position } }",
+            // Who sees the recording and may play it; the others find no such recording.
+            allowed: RECORDING_ACTORS,
             fixture: Fixture::Shared,
         },
         Row {
@@ -860,6 +867,7 @@ async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
 const RECORDING_ROWS: &[&str] = &[
     "recordSessionEvents",
     "recordingChunks",
+    "playRecording",
     "addComment",
     "restrictRecording",
     "restrictRecording (live)",

@@ -519,12 +519,12 @@ async fn content_uploads_play_with_ranges_and_are_shredded_for_good() {
 }
 
 const TICKET: &str =
-    "query($id: ID!) { recording(id: $id) { playback { ticketUrl ticketExpiresAt } } }";
+    "mutation($id: ID!) { playRecording(recordingId: $id) { ticketUrl ticketExpiresAt } }";
 
-/// `playback { ticketUrl }` of `id` as `client` sees it.
+/// `playRecording { ticketUrl }` of `id` as `client` plays it.
 async fn ticket_url(client: &Client, id: &str) -> String {
     let data = client.data(TICKET, json!({ "id": id })).await;
-    let playback = &data["recording"]["playback"];
+    let playback = &data["playRecording"];
     assert!(playback["ticketExpiresAt"].is_string(), "{data}");
     playback["ticketUrl"]
         .as_str()
@@ -700,4 +700,117 @@ async fn the_first_chunks_content_type_declares_what_the_content_is() {
     assert_eq!(content.status, 200);
     assert_eq!(content.headers["content-type"], "video/webm");
     assert_eq!(content.body, body);
+}
+
+/// The log head, as the read models' runners know it.
+async fn log_head(admin: &Client) -> i64 {
+    admin.data("{ projections { head } }", json!({})).await["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["head"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// `(type, actor)` of every event after `head`, but the scheduler's.
+async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
+    let page = admin
+        .data(
+            "query($from: Int!) { history(filter: {fromPosition: $from}, first: 500) { edges { node { type actor } } } }",
+            json!({ "from": head + 1 }),
+        )
+        .await;
+    page["history"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["type"].as_str().unwrap().to_owned(),
+                e["node"]["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|(_, actor)| !actor.starts_with("system:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn reading_a_playback_appends_nothing_and_playing_appends_one_fact() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let http = Http::new(&srs);
+    let site = create_site(&admin, "HQ").await;
+    record_everyone(&admin, &site).await;
+    let (server, agent_token) = connect_server(&admin, &site, "sr-1").await;
+    let agent = Client::new(&srs, Some(&agent_token));
+    let auditor_token = issue_token(&admin, "audrey", "AUDITOR", &[&site], &[]).await;
+    grant_whole_site(&admin, &site, "audrey").await;
+    let auditor = Client::new(&srs, Some(&auditor_token));
+    let started = start_recording(&agent, &server, "s-1", "CORP\\ann", &[]).await;
+    let id = started["recordingId"].as_str().unwrap().to_owned();
+    let body = payload("read", 3_000);
+    assert_eq!(http.chunk(&agent_token, &id, 0, &body).await.status, 201);
+
+    // ---- the read: the timeline and content, no fact, no ticket -------------
+    let before = log_head(&admin).await;
+    let read = auditor
+        .data(
+            "query($id: ID!) { recording(id: $id) { playback {
+               position ticketUrl ticketExpiresAt contentUrl contentSize
+               chunks { seq } events { type } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let playback = &read["recording"]["playback"];
+    assert!(playback["position"].is_null(), "{read}");
+    assert!(playback["ticketUrl"].is_null(), "{read}");
+    assert!(playback["ticketExpiresAt"].is_null(), "{read}");
+    assert_eq!(playback["contentSize"].as_i64(), Some(3_000), "{read}");
+    assert_eq!(playback["chunks"].as_array().unwrap().len(), 1, "{read}");
+    assert_eq!(
+        playback["contentUrl"],
+        format!("/recordings/{id}/content").as_str()
+    );
+    assert_eq!(written_since(&admin, before).await, Vec::new());
+    assert_eq!(log_head(&admin).await, before, "a read moved the log");
+
+    // ---- the play: exactly one RecordingPlayed, and a ticket ----------------
+    let played = auditor
+        .data(
+            "mutation($id: ID!) { playRecording(recordingId: $id) {
+               position ticketUrl contentSize } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let play = &played["playRecording"];
+    assert_eq!(play["contentSize"].as_i64(), Some(3_000), "{played}");
+    let written = written_since(&admin, before).await;
+    assert_eq!(
+        written,
+        [("RecordingPlayed".to_owned(), "principal:audrey".to_owned())]
+    );
+    assert!(play["position"].as_i64().unwrap() > before, "{played}");
+
+    // ---- fetching by the ticket is that playback: nothing more --------------
+    let after_play = log_head(&admin).await;
+    let url = play["ticketUrl"].as_str().expect("a ticket URL").to_owned();
+    let fetched = http
+        .send(http.http.get(format!("{}{url}", http.base)))
+        .await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body, body);
+    assert_eq!(written_since(&admin, after_play).await, Vec::new());
+
+    // ---- a direct fetch with a bearer token is a playback of its own --------
+    let direct = http.content(Some(&srs.admin_token()), &id, None).await;
+    assert_eq!(direct.status, 200);
+    assert_eq!(direct.body, body);
+    let written = written_since(&admin, after_play).await;
+    assert_eq!(
+        written,
+        [("RecordingPlayed".to_owned(), "principal:admin".to_owned())],
+        "{written:?}"
+    );
 }

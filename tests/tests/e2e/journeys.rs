@@ -275,11 +275,11 @@ async fn admin_agent_auditor_live_and_restart_journeys() {
 
     let played = auditor_1
         .data(
-            "query($id: ID!) { recording(id: $id) { playback { position followFrom events { type offsetMs } detections { type } comments { text } } } }",
+            "mutation($id: ID!) { playRecording(recordingId: $id) { position followFrom events { type offsetMs } detections { type } comments { text } } }",
             json!({ "id": alice_id }),
         )
         .await;
-    let playback = &played["recording"]["playback"];
+    let playback = &played["playRecording"];
     assert_eq!(playback["events"].as_array().unwrap().len(), 4);
     let played_at = position(playback);
     let trail = admin

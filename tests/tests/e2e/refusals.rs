@@ -6,7 +6,7 @@
 //!   their count, and a principal gets at most the documented rate of
 //!   refusal facts per minute (the rest is counted in `/metrics` and in
 //!   its next fact);
-//! - many `playback` aliases of one recording in one request are one
+//! - many `playRecording` aliases of one recording in one request are one
 //!   `RecordingPlayed`;
 //! - an ADMIN scoped to sites is refused `verify` and `rebuildProjections`;
 //! - control characters in names are `VALIDATION` and write nothing;
@@ -71,6 +71,11 @@ fn aliased(n: usize, field: &str) -> String {
         ""
     };
     format!("query{variables} {{ {} }}", fields.join(" "))
+}
+
+/// [`aliased`] as a mutation.
+fn aliased_mutation(n: usize, field: &str) -> String {
+    format!("mutation{}", aliased(n, field).trim_start_matches("query"))
 }
 
 /// A metric's value from `/metrics`.
@@ -217,7 +222,7 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
     let before = head(admin).await;
     let plays = auditor
         .run(
-            &aliased(300, "recording(id: $id) { playback { position } }"),
+            &aliased_mutation(300, "playRecording(recordingId: $id) { position }"),
             json!({ "id": world.recording }),
         )
         .await;
@@ -226,7 +231,7 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
         .as_object()
         .unwrap()
         .values()
-        .map(|r| r["playback"]["position"].as_i64().unwrap())
+        .map(|r| r["position"].as_i64().unwrap())
         .collect();
     assert_eq!(positions.len(), 1, "{positions:?}");
     let written = written_since(admin, before).await;
@@ -241,12 +246,12 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
     // play: playback facts are one per principal, recording and minute.
     let again = auditor
         .run(
-            &aliased(2, "recording(id: $id) { playback { position } }"),
+            &aliased_mutation(2, "playRecording(recordingId: $id) { position }"),
             json!({ "id": world.recording }),
         )
         .await;
     assert_eq!(
-        again.data()["a0"]["playback"]["position"].as_i64().unwrap(),
+        again.data()["a0"]["position"].as_i64().unwrap(),
         *positions.first().unwrap()
     );
 

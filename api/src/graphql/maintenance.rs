@@ -15,11 +15,11 @@
 
 use async_graphql::SimpleObject;
 use srs_domain::log::{verify, EventStore, VerifyReport};
-use srs_domain::model::{Action, DomainEvent, Principal, Target};
+use srs_domain::model::{Action, DomainEvent, Principal};
 
 use super::convert::int;
-use super::types::authorize;
 use crate::error::{ApiError, ApiResult};
+use crate::read::access::authorize_global;
 use crate::state::Core;
 
 /// The outcome of a chain walk.
@@ -79,13 +79,6 @@ pub struct RebuiltProjection {
     pub error: Option<String>,
 }
 
-/// Global operations: `may` on [`Target::Global`], so only an ADMIN not
-/// scoped to sites passes (a site-scoped ADMIN runs nothing that reaches
-/// every site's data).
-async fn global_admin(core: &Core, caller: &Principal, action: Action) -> ApiResult<()> {
-    authorize(core, caller, action, Target::Global).await
-}
-
 fn kind_name(kind: srs_domain::log::BreachKind) -> &'static str {
     use srs_domain::log::BreachKind as K;
     match kind {
@@ -105,7 +98,7 @@ pub(crate) async fn verify_chain(
     caller: &Principal,
     from: u64,
 ) -> ApiResult<ChainVerification> {
-    global_admin(core, caller, Action::ReadAdminLog).await?;
+    authorize_global(core, caller, Action::ReadAdminLog).await?;
     let head = EventStore::head(&core.store).position;
     let tree = core.store.backend();
     let from = from.max(1);
@@ -136,7 +129,7 @@ pub(crate) async fn rebuild_projections(
     caller: &Principal,
     names: Option<Vec<String>>,
 ) -> ApiResult<RebuildProjectionsPayload> {
-    global_admin(core, caller, Action::ManageServers).await?;
+    authorize_global(core, caller, Action::ManageServers).await?;
     let set = core.reads.set();
     let known = set.names();
     let names = names.unwrap_or_default();
