@@ -380,7 +380,10 @@ impl Postings {
             Some(end) => Bound::Excluded(end),
             None => Bound::Unbounded,
         };
-        for kv in self.tree.range::<Vec<u8>, _>((Bound::Included(lower), upper)) {
+        for kv in self
+            .tree
+            .range::<Vec<u8>, _>((Bound::Included(lower), upper))
+        {
             let (key, value) = kv?;
             // A longer value of the same tag (e.g. stream `a` and `a-b`)
             // ends with its own terminator and block: skip what is not
@@ -408,7 +411,11 @@ impl Postings {
             match &self.block {
                 Some((n, lows)) if *n >= wanted => {
                     let base = n << BLOCK_BITS;
-                    let floor = if *n == wanted { at & (BLOCK_SPAN - 1) } else { 0 };
+                    let floor = if *n == wanted {
+                        at & (BLOCK_SPAN - 1)
+                    } else {
+                        0
+                    };
                     if let Some(low) = lows.iter().find(|low| u64::from(**low) >= floor) {
                         return Ok(Some(base | u64::from(*low)));
                     }
@@ -439,10 +446,9 @@ impl Spans {
         let upper = codec::prefix_end(b"w/").unwrap_or_default();
         for kv in self.tree.range::<Vec<u8>, _>(lower..upper) {
             let (key, value) = kv?;
-            let (Some(block), Some((lo, hi))) = (
-                key.get(2..).and_then(codec::u64_from_key),
-                span_of(&value),
-            ) else {
+            let (Some(block), Some((lo, hi))) =
+                (key.get(2..).and_then(codec::u64_from_key), span_of(&value))
+            else {
                 continue;
             };
             if hi >= self.from && lo < self.to {
