@@ -165,9 +165,11 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
         &[],
     );
     assert_eq!(code, Some(0));
-    // Ten read models and the content effects' reactor.
-    assert_eq!(lines(&stdout).len(), 11, "{stdout}");
+    // Eleven read models (the history index among them) and the content
+    // effects' reactor.
+    assert_eq!(lines(&stdout).len(), 12, "{stdout}");
     assert!(stdout.contains("\"content-effects\""), "{stdout}");
+    assert!(stdout.contains("\"history\""), "{stdout}");
     let (code, _, stderr) = run_srs(
         &[
             "rebuild",
