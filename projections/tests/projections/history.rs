@@ -328,7 +328,7 @@ fn pages_are_full_until_the_last_and_never_empty_with_a_next_page() {
         let expected: Vec<u64> = walked(&history, &q, 1, u64::MAX, &events);
         for size in [1usize, 2, 50] {
             let mut after = 0u64;
-            let mut seen = Vec::new();
+            let mut seen: Vec<u64> = Vec::new();
             loop {
                 let mut page: Vec<u64> = walked(&history, &q, after + 1, u64::MAX, &events)
                     .into_iter()
