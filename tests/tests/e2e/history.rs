@@ -70,7 +70,7 @@ async fn append_history(dir: &Path, recordings: u64, site: Uuid) -> u64 {
             .into_iter()
             .map(|e| NewEvent::new(actor.clone(), e))
             .collect();
-        store
+        let _ = store
             .append(
                 &format!("recording-{recording_id}"),
                 ExpectedVersion::NoStream,
@@ -84,7 +84,7 @@ async fn append_history(dir: &Path, recordings: u64, site: Uuid) -> u64 {
         name: "Late".into(),
         at: T0,
     };
-    store
+    let _ = store
         .append(
             &format!("site-{site}"),
             ExpectedVersion::NoStream,
