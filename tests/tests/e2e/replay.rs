@@ -416,7 +416,11 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     let (code, stdout, _) = run_srs(&["projections", "--data", data_arg, "--json"], &[]);
     assert_eq!(code, Some(0));
     let statuses = lines(&stdout);
-    assert_eq!(statuses.len(), 10);
+    assert_eq!(
+        statuses.len(),
+        11,
+        "the read models, the history index among them: {stdout}"
+    );
     assert!(
         statuses
             .iter()
