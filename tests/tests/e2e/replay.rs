@@ -431,7 +431,7 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         stdout.matches(&format!("at position {head}")).count(),
-        10,
+        11,
         "{stdout}"
     );
     let (code, _, stderr) = run_srs(&["rebuild", "nope", "--data", data_arg], &[]);
