@@ -56,6 +56,9 @@ pub async fn bench(
         for figure in catalogue {
             print(&figure);
         }
+        for figure in crate::history::run(rebuild_events).await? {
+            print(&figure);
+        }
     }
     if matches!(which, BenchKind::Graphql | BenchKind::All) {
         for figure in crate::graphql_server::run(graphql).await? {

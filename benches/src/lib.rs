@@ -34,6 +34,7 @@ pub mod cli;
 pub mod cmd;
 pub mod graphql;
 pub mod graphql_server;
+pub mod history;
 pub mod log;
 pub mod pg;
 pub mod rebuild;

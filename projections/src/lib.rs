@@ -40,7 +40,7 @@
 //!   [`ProjectionSet`], [`Rebuild`], [`rebuild_all`], statuses.
 //! - [`models`]: the read models over `DomainEvent` (catalogue, access,
 //!   detections, dashboard, servers, policies, comments, audit, tokens,
-//!   legal holds) and
+//!   legal holds, the history index) and
 //!   [`ReadModels`], the typed entry point the API uses.
 //! - [`codec`]: value encoding (bincode) and ordered key building.
 //! - `error`: [`ProjectionError`].

@@ -34,6 +34,8 @@ mod detections;
 mod existence;
 #[path = "e2e/full_disk.rs"]
 mod full_disk;
+#[path = "e2e/history.rs"]
+mod history;
 #[path = "e2e/journeys.rs"]
 mod journeys;
 #[path = "e2e/legal_hold.rs"]

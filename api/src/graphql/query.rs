@@ -10,6 +10,7 @@ use srs_domain::log::EventStore;
 use srs_domain::model::{self as dm, Action, Target};
 use srs_projections::models::catalogue::RecordingQuery;
 use srs_projections::models::dashboard::{DashboardQuery, SiteScope};
+use srs_projections::models::HistoryQuery;
 use uuid::Uuid;
 
 use super::context::ContextExt;
@@ -23,12 +24,75 @@ use super::reports::{site_visualization, Dashboard, SiteVisualizationBucket};
 use super::types::*;
 use crate::error::{ApiError, ApiResult};
 use crate::read::access::{self, authorize, authorize_listing, authorize_recordings, Sight};
+use crate::state::Core;
 
 pub struct QueryRoot;
 
-/// The most log events one `history` page scans before it answers with
-/// what it found (a page may then be short, with `hasNextPage`).
+/// The most events one `history` page reads and does not show (events the
+/// filter selects about recordings the caller may not see, or after the
+/// history index) before it answers with what it found: a page may then
+/// be short, with `hasNextPage`.
 const HISTORY_SCAN_LIMIT: usize = 50_000;
+
+/// Walks the log events `query` selects from position `from` to `to`
+/// (inclusive), oldest first, until `visit` says stop: with `index`, the
+/// positions the history index selects, read by position, then every event
+/// after the index from the log; without, only the latter.
+async fn walk_history(
+    core: &Core,
+    query: &HistoryQuery,
+    from: u64,
+    to: Option<u64>,
+    index: bool,
+    visit: &mut (dyn FnMut(&srs_domain::log::Envelope<dm::DomainEvent>) -> ApiResult<bool> + Send),
+) -> ApiResult<()> {
+    let history = core.reads.history()?;
+    let indexed = history.indexed()?;
+    let to = to.unwrap_or(u64::MAX);
+    if index {
+        let mut positions = history.positions(query, from, to.min(indexed))?;
+        loop {
+            let chunk = positions
+                .by_ref()
+                .take(256)
+                .collect::<Result<Vec<u64>, _>>()?;
+            if chunk.is_empty() {
+                break;
+            }
+            // Consecutive positions are read together.
+            let mut i = 0;
+            while i < chunk.len() {
+                let mut j = i + 1;
+                while j < chunk.len() && chunk[j] == chunk[j - 1] + 1 {
+                    j += 1;
+                }
+                for envelope in &core.store.read_all(chunk[i], j - i).await? {
+                    if !visit(envelope)? {
+                        return Ok(());
+                    }
+                }
+                i = j;
+            }
+        }
+    }
+    let mut at = from.max(indexed.saturating_add(1));
+    while at <= to {
+        let batch = core.store.read_all(at, 1024).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for envelope in &batch {
+            if envelope.position > to {
+                return Ok(());
+            }
+            at = envelope.position + 1;
+            if !visit(envelope)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Removes hashes of secrets from an event's JSON (they are not secrets,
 /// but nobody outside needs them).
@@ -549,35 +613,46 @@ impl QueryRoot {
                 }
                 sight.shows_event(event)
             };
+        // What the index can narrow the walk to; `shows` still checks
+        // every filter and rule on each event read.
+        let query = HistoryQuery {
+            types: filter.types.clone(),
+            stream: filter.stream.clone(),
+            actor: filter.actor.clone(),
+            site,
+            recording,
+            within_sites: (!caller.unscoped()).then(|| caller.site_ids.iter().copied().collect()),
+            from: time_from,
+            to: time_to,
+        };
         let mut edges = Vec::new();
-        let mut scanned = 0usize;
         let mut has_next_page = false;
-        let mut last_scanned = None;
-        'scan: loop {
-            let batch = core.store.read_all(from, 1024).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for envelope in &batch {
-                from = envelope.position + 1;
-                if to.is_some_and(|to| envelope.position > to) {
-                    break 'scan;
-                }
-                if edges.len() == limit || scanned >= HISTORY_SCAN_LIMIT {
-                    has_next_page = true;
-                    break 'scan;
-                }
-                scanned += 1;
-                last_scanned = Some(envelope.position);
-                let Some(deleted) = shows(envelope)? else {
-                    continue;
+        let mut unshown = 0usize;
+        let mut last_read = None;
+        {
+            let mut visit =
+                |envelope: &srs_domain::log::Envelope<dm::DomainEvent>| -> ApiResult<bool> {
+                    if unshown >= HISTORY_SCAN_LIMIT {
+                        has_next_page = true;
+                        return Ok(false);
+                    }
+                    let Some(deleted) = shows(envelope)? else {
+                        unshown += 1;
+                        last_read = Some(envelope.position);
+                        return Ok(true);
+                    };
+                    if edges.len() == limit {
+                        has_next_page = true;
+                        return Ok(false);
+                    }
+                    last_read = Some(envelope.position);
+                    edges.push(LoggedEventEdge {
+                        cursor: envelope.position.to_string(),
+                        node: LoggedEvent::shown(envelope, core.content.keys(), deleted),
+                    });
+                    Ok(true)
                 };
-                let node = LoggedEvent::shown(envelope, core.content.keys(), deleted);
-                edges.push(LoggedEventEdge {
-                    cursor: envelope.position.to_string(),
-                    node,
-                });
-            }
+            walk_history(core, &query, from, to, true, &mut visit).await?;
         }
         // Counted only when asked for: every event from the filter's
         // `fromPosition` (not the cursor) to its `toPosition` the page
@@ -591,13 +666,13 @@ impl QueryRoot {
             && time_from.is_none()
             && time_to.is_none();
         let total_count = if ctx.look_ahead().field("totalCount").exists() {
-            let mut count = 0u64;
-            let mut at = filter
+            let start = filter
                 .from_position
                 .map(|p| non_negative(p, "fromPosition"))
                 .transpose()?
                 .unwrap_or(1)
                 .max(1);
+            let mut count = 0u64;
             if whole_log {
                 // An unscoped ADMIN sees every event (every event about a
                 // recording follows its start, which the catalogue keeps,
@@ -605,31 +680,34 @@ impl QueryRoot {
                 // is the count.
                 let head = core.store.head().position;
                 let last = to.map_or(head, |to| to.min(head));
-                count = last.saturating_add(1).saturating_sub(at);
+                count = last.saturating_add(1).saturating_sub(start);
             } else {
-                'count: loop {
-                    let batch = core.store.read_all(at, 4096).await?;
-                    if batch.is_empty() {
-                        break;
+                // The same holds for one filter value over the whole log:
+                // the index's count of it, and the events after the index.
+                let indexed = (caller.role == dm::Role::Admin
+                    && caller.unscoped()
+                    && start == 1
+                    && to.is_none())
+                .then(|| core.reads.history()?.count(&query))
+                .transpose()?
+                .flatten();
+                let mut counter = |envelope: &srs_domain::log::Envelope<dm::DomainEvent>| {
+                    if shows(envelope)?.is_some() {
+                        count += 1;
                     }
-                    for envelope in &batch {
-                        at = envelope.position + 1;
-                        if to.is_some_and(|to| envelope.position > to) {
-                            break 'count;
-                        }
-                        if shows(envelope)?.is_some() {
-                            count += 1;
-                        }
-                    }
-                }
+                    Ok(true)
+                };
+                walk_history(core, &query, start, to, indexed.is_none(), &mut counter).await?;
+                count += indexed.unwrap_or(0);
             }
             Some(long(count))
         } else {
             None
         };
-        // A short page after a long scan continues from where the scan stopped.
+        // A short page that stopped on events it does not show continues
+        // after them.
         let end_cursor = if has_next_page && edges.len() < limit {
-            last_scanned.map(|p| p.to_string())
+            last_read.map(|p| p.to_string())
         } else {
             edges.last().map(|e| e.cursor.clone())
         };

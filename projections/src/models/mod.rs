@@ -12,6 +12,8 @@
 //! - [`audit`]: the admin audit trail.
 //! - [`tokens`]: credentials by secret hash, for authentication.
 //! - [`holds`]: legal holds by id and site, and what they cover.
+//! - [`history`]: the log's positions by event type, stream, actor, site,
+//!   recording and time, for the raw `history`.
 //! - `util`: shared helpers (normalisation, codes, cursors, index merge).
 //!
 //! [`ReadModels`] starts them all and hands out typed query handles.
@@ -22,6 +24,7 @@ pub mod catalogue;
 pub mod comments;
 pub mod dashboard;
 pub mod detections;
+pub mod history;
 pub mod holds;
 pub mod policies;
 pub mod servers;
@@ -40,6 +43,7 @@ pub use catalogue::{Catalogue, CatalogueIndex};
 pub use comments::Comments;
 pub use dashboard::Dashboard;
 pub use detections::Detections;
+pub use history::{History, HistoryQuery};
 pub use holds::Holds;
 pub use policies::Policies;
 pub use servers::Servers;
@@ -71,6 +75,7 @@ fn projections_with(index: Arc<CatalogueIndex>) -> Vec<Arc<dyn Projection<Domain
         Arc::new(audit::AuditProjection),
         Arc::new(tokens::TokensProjection),
         Arc::new(holds::HoldsProjection),
+        Arc::new(history::HistoryProjection),
     ]
 }
 
@@ -210,4 +215,7 @@ impl ReadModels {
     accessor!(
         /// Legal holds.
         holds, Holds, holds::HoldsProjection::NAME);
+    accessor!(
+        /// The history index.
+        history, History, history::HistoryProjection::NAME);
 }

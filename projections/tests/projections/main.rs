@@ -10,6 +10,7 @@ mod crash;
 mod engine;
 mod fixtures;
 mod gen;
+mod history;
 mod models;
 mod props;
 mod revocation;

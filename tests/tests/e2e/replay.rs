@@ -165,9 +165,11 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
         &[],
     );
     assert_eq!(code, Some(0));
-    // Ten read models and the content effects' reactor.
-    assert_eq!(lines(&stdout).len(), 11, "{stdout}");
+    // Eleven read models (the history index among them) and the content
+    // effects' reactor.
+    assert_eq!(lines(&stdout).len(), 12, "{stdout}");
     assert!(stdout.contains("\"content-effects\""), "{stdout}");
+    assert!(stdout.contains("\"history\""), "{stdout}");
     let (code, _, stderr) = run_srs(
         &[
             "rebuild",
@@ -414,7 +416,11 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     let (code, stdout, _) = run_srs(&["projections", "--data", data_arg, "--json"], &[]);
     assert_eq!(code, Some(0));
     let statuses = lines(&stdout);
-    assert_eq!(statuses.len(), 10);
+    assert_eq!(
+        statuses.len(),
+        11,
+        "the read models, the history index among them: {stdout}"
+    );
     assert!(
         statuses
             .iter()
@@ -425,7 +431,7 @@ async fn audit_tools_replay_state_export_import_and_rebuild_a_real_history() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         stdout.matches(&format!("at position {head}")).count(),
-        10,
+        11,
         "{stdout}"
     );
     let (code, _, stderr) = run_srs(&["rebuild", "nope", "--data", data_arg], &[]);
