@@ -105,6 +105,13 @@ impl Dashboards {
         Ok(view)
     }
 
+    /// [`Dashboard::view`] of `query`, computed now (nothing kept is read
+    /// or kept): what a client asking for a fresh answer gets.
+    pub fn computed(&self, reads: &ReadModels, query: &DashboardQuery) -> Result<DashboardView> {
+        let tree = reads.set().tree(DashboardProjection::NAME)?;
+        Dashboard::new(tree).view(query)
+    }
+
     fn keep(&self, tree: String, checkpoint: u64, key: Key, figures: Arc<DashboardView>) {
         let Ok(mut kept) = self.kept.lock() else {
             return;
