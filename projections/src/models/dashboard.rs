@@ -61,12 +61,12 @@ use srs_domain::model::{
 use srs_domain::time::Timestamp;
 use uuid::Uuid;
 
+use super::dashboard_days::{DashboardDays, DaysState};
 use super::util::{
     counter, get, norm, scope_key, severity_code, severity_from_code, trailing_uuid, type_code,
     type_from_code, TreeRef,
 };
 use crate::codec::{self, Key};
-use super::dashboard_days::{DashboardDays, DaysState};
 use crate::engine::{read_counter, Changes, Overlay, Projection};
 use crate::error::{ProjectionError, Result};
 use crate::store::{Keyspace, Tree};
