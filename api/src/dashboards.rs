@@ -2,7 +2,7 @@
 //!
 //! A dashboard is a dozen sled range scans; dashboards are read far more
 //! often than a quiet log moves. [`Dashboards`] keeps the figures of a
-//! request ([`Dashboard::figures`]: everything but the retention counts)
+//! request (`Dashboard::figures`: everything but the retention counts)
 //! under the dashboard tree's name and **stored checkpoint**, which the
 //! projection writes in the same atomic batch as every change to its
 //! figures. So a kept entry is served only while the tree holds exactly
@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use srs_projections::models::dashboard::{
-    Dashboard, DashboardProjection, DashboardQuery, DashboardView, SiteScope,
+    DashboardProjection, DashboardQuery, DashboardView, SiteScope,
 };
 use srs_projections::store::Keyspace;
 use srs_projections::{checkpoint_of, ReadModels, Result};
@@ -76,7 +76,7 @@ impl Dashboards {
         Self::default()
     }
 
-    /// [`Dashboard::view`] of `query`, its figures from the cache when the
+    /// `Dashboard::view` of `query`, its figures from the cache when the
     /// dashboard tree has not changed since they were computed.
     pub fn view(&self, reads: &ReadModels, query: &DashboardQuery) -> Result<DashboardView> {
         let tree = reads.set().tree(DashboardProjection::NAME)?;
@@ -88,7 +88,7 @@ impl Dashboards {
                 .then(|| kept.figures.get(&key).cloned())
                 .flatten()
         });
-        let dashboard = Dashboard::new(tree.clone());
+        let dashboard = reads.dashboard()?;
         let mut view = match kept {
             Some(figures) => DashboardView::clone(&figures),
             None => {
@@ -103,6 +103,12 @@ impl Dashboards {
         view.pending_archive = archive;
         view.pending_delete = delete;
         Ok(view)
+    }
+
+    /// `Dashboard::view` of `query`, computed now (nothing kept is read
+    /// or kept): what a client asking for a fresh answer gets.
+    pub fn computed(&self, reads: &ReadModels, query: &DashboardQuery) -> Result<DashboardView> {
+        reads.dashboard()?.view(query)
     }
 
     fn keep(&self, tree: String, checkpoint: u64, key: Key, figures: Arc<DashboardView>) {

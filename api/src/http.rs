@@ -397,7 +397,7 @@ async fn graphql(
         prepared.cost.is_some_and(|cost| cost.long_running),
     );
     let version = srs_projections::data_version();
-    let request = request.data(RequestContext::new(principal));
+    let request = request.data(RequestContext::new(principal).fresh(wants_fresh(&headers)));
     let execution = async {
         match prepared.validation {
             Validation::Done => schemas.fast.execute(request).await,

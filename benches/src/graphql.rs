@@ -16,11 +16,10 @@
 //! # Figures
 //!
 //! For `dashboard` and `recordings_page`: `_p50` and `_p99` (ms) and
-//! `_throughput` (requests/s). The server keeps whole answers to repeated
-//! identical queries while its read models stand still (as on this quiet
-//! log); `dashboard_fresh` and `recordings_page_fresh` send the same
-//! requests with `Cache-Control: no-cache`, so every answer is computed:
-//! what a changing log or ever-new requests (cursors, filters) cost. Each latency figure's baseline is the plain
+//! `_throughput` (requests/s). Every request is sent with `Cache-Control:
+//! no-cache`, so every answer is computed (nothing kept from an earlier
+//! identical request is served): what a changing log or ever-new requests
+//! (cursors, filters) cost. Each latency figure's baseline is the plain
 //! handler's latency at the same percentile and its ratio is
 //! `baseline / value` (see [`Figure::against_latency`]), so for every
 //! figure a higher ratio is better and 1.0 means "as fast as the plain
@@ -586,16 +585,6 @@ pub async fn measure(
 pub fn figures(operation: &'static str, sample: &Sample, baseline: &Sample) -> Vec<Figure> {
     let (p50, p99, throughput) = match operation {
         "dashboard" => ("dashboard_p50", "dashboard_p99", "dashboard_throughput"),
-        "dashboard_fresh" => (
-            "dashboard_fresh_p50",
-            "dashboard_fresh_p99",
-            "dashboard_fresh_throughput",
-        ),
-        "recordings_page_fresh" => (
-            "recordings_page_fresh_p50",
-            "recordings_page_fresh_p99",
-            "recordings_page_fresh_throughput",
-        ),
         _ => (
             "recordings_page_p50",
             "recordings_page_p99",

@@ -50,6 +50,7 @@
 //! shortest age, so it agrees with what the retention run will do.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use srs_domain::log::Envelope;
@@ -60,14 +61,15 @@ use srs_domain::model::{
 use srs_domain::time::Timestamp;
 use uuid::Uuid;
 
+use super::dashboard_days::{DashboardDays, DaysState};
 use super::util::{
     counter, get, norm, scope_key, severity_code, severity_from_code, trailing_uuid, type_code,
     type_from_code, TreeRef,
 };
 use crate::codec::{self, Key};
-use crate::engine::{read_counter, Overlay, Projection};
+use crate::engine::{read_counter, Changes, Overlay, Projection};
 use crate::error::{ProjectionError, Result};
-use crate::store::Keyspace;
+use crate::store::{Keyspace, Tree};
 
 /// How much one detection of each severity adds to its user's risk in the
 /// "top risky users" list: the weight doubles with each level, so one
@@ -270,10 +272,21 @@ fn candidate_key(r: &DashRecording, id: Uuid) -> Option<Vec<u8>> {
 }
 
 /// The projection that maintains [`Dashboard`].
-pub struct DashboardProjection;
+///
+/// It keeps `days` (the per-day counters in memory) fresh from its commit
+/// hook.
+#[derive(Debug, Default)]
+pub struct DashboardProjection {
+    days: Arc<DashboardDays>,
+}
 
 impl DashboardProjection {
     pub const NAME: &'static str = "dashboard";
+
+    /// The projection keeping `days` fresh.
+    pub fn with_days(days: Arc<DashboardDays>) -> Self {
+        DashboardProjection { days }
+    }
 }
 
 fn sv_key(scope: &str, server: &DashServer) -> Vec<u8> {
@@ -329,6 +342,10 @@ impl Projection<DomainEvent> for DashboardProjection {
         // hosts, delivery groups, modes, per-server figures, servers by
         // `ServerStatus`.
         3
+    }
+
+    fn committed(&self, tree: &Tree, changes: &Changes, _checkpoint: u64) {
+        self.days.apply(tree, changes);
     }
 
     fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
@@ -718,11 +735,115 @@ pub struct ServerFigures {
 #[derive(Clone, Debug)]
 pub struct Dashboard {
     tree: TreeRef,
+    /// The per-day counters in memory (else they are read from the tree).
+    days: Option<Arc<DashboardDays>>,
+}
+
+/// Where [`Dashboard::figures`] reads the per-day counters.
+enum DaySource<'a> {
+    Tree(&'a Tree),
+    Memory(std::sync::RwLockReadGuard<'a, DaysState>),
+}
+
+impl DaySource<'_> {
+    /// Calls `f(day, rest of the key, count)` for every counter under
+    /// `tag scope` whose day is within `first..=last`.
+    fn each_day(
+        &self,
+        tag: &[u8],
+        scope: &str,
+        first: i64,
+        last: i64,
+        mut f: impl FnMut(i64, &[u8], u64),
+    ) -> Result<()> {
+        match self {
+            DaySource::Tree(tree) => each_day_in(tree, tag, scope, first, last, f),
+            DaySource::Memory(state) => {
+                for (rest, series) in state.group(tag, scope).into_iter().flatten() {
+                    for (day, n) in series.days(first, last) {
+                        f(day, rest, n);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Calls `f(rest of the key, sum)` for every item under `tag scope`
+    /// with a count within the days `first..=last` (from the tree, an item
+    /// comes once per day).
+    fn each_sum(
+        &self,
+        tag: &[u8],
+        scope: &str,
+        first: i64,
+        last: i64,
+        mut f: impl FnMut(&[u8], u64),
+    ) -> Result<()> {
+        match self {
+            DaySource::Tree(tree) => {
+                each_day_in(tree, tag, scope, first, last, |_, rest, n| f(rest, n))
+            }
+            DaySource::Memory(state) => {
+                for (rest, series) in state.group(tag, scope).into_iter().flatten() {
+                    let n = series.sum(first, last);
+                    if n > 0 {
+                        f(rest, n);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Calls `f(day, rest of the key, count)` for every counter of `tree`
+/// under `tag scope` whose day is within `first..=last`.
+fn each_day_in(
+    tree: &Tree,
+    tag: &[u8],
+    scope: &str,
+    first: i64,
+    last: i64,
+    mut f: impl FnMut(i64, &[u8], u64),
+) -> Result<()> {
+    let prefix = Key::new(tag).str(scope).build();
+    let start = [prefix.as_slice(), &codec::i64_key(first)].concat();
+    let end = [prefix.as_slice(), &codec::i64_key(last.saturating_add(1))].concat();
+    for kv in tree.range(start..end) {
+        let (k, val) = kv?;
+        let rest = &k[prefix.len()..];
+        let day = codec::i64_from_key(rest).unwrap_or(0);
+        let n = read_counter(Some(&val)).max(0) as u64;
+        if n > 0 {
+            f(day, rest.get(8..).unwrap_or_default(), n);
+        }
+    }
+    Ok(())
 }
 
 impl Dashboard {
+    /// Queries reading everything from `tree`.
     pub fn new(tree: TreeRef) -> Self {
-        Dashboard { tree }
+        Dashboard { tree, days: None }
+    }
+
+    /// Queries reading the per-day counters from `days` (loaded from
+    /// `tree` when they hold another tree).
+    pub fn with_days(tree: TreeRef, days: Arc<DashboardDays>) -> Self {
+        Dashboard {
+            tree,
+            days: Some(days),
+        }
+    }
+
+    /// Loads the per-day counters into memory now (a query would
+    /// otherwise load them first).
+    pub fn load_days(&self) -> Result<()> {
+        if let Some(days) = &self.days {
+            drop(days.fresh(&self.tree)?);
+        }
+        Ok(())
     }
 
     /// The dashboard of `query.sites` (several sites: the sum of each).
@@ -759,6 +880,10 @@ impl Dashboard {
         let mut counted: [HashMap<String, u64>; 6] = Default::default();
         let (first_day, last_day) = query.days();
         let mut statuses: BTreeMap<u8, (u64, u64)> = BTreeMap::new();
+        let source = match &self.days {
+            Some(days) => DaySource::Memory(days.fresh(&self.tree)?),
+            None => DaySource::Tree(&self.tree),
+        };
         for s in &scopes {
             let c = |name: &str| -> Result<u64> {
                 Ok(counter(&self.tree, &c_key(s, name))?.max(0) as u64)
@@ -770,25 +895,25 @@ impl Dashboard {
             v.archived_count += c("archived")?;
             v.deleted_count += c("deleted")?;
             v.detections_total += c("detections")?;
-            self.each_day(b"day/", s, first_day, last_day, |day, _, n| {
+            source.each_day(b"day/", s, first_day, last_day, |day, _, n| {
                 *per_day.entry(day).or_default() += n;
             })?;
-            self.each_day(b"dday/", s, first_day, last_day, |day, _, n| {
+            source.each_day(b"dday/", s, first_day, last_day, |day, _, n| {
                 *detections_per_day.entry(day).or_default() += n;
             })?;
-            self.each_day(b"md/", s, first_day, last_day, |_, rest, n| {
+            source.each_day(b"md/", s, first_day, last_day, |_, rest, n| {
                 if let Some(code) = rest.first() {
                     *v.recordings_by_mode
                         .entry(RecordingModeKey(*code))
                         .or_default() += n;
                 }
             })?;
-            self.each_day(b"dt/", s, first_day, last_day, |_, rest, n| {
+            source.each_day(b"dt/", s, first_day, last_day, |_, rest, n| {
                 if let Some(t) = rest.first().and_then(|c| type_from_code(*c)) {
                     *v.detections_by_type.entry(t).or_default() += n;
                 }
             })?;
-            self.each_day(b"dv/", s, first_day, last_day, |day, rest, n| {
+            source.each_day(b"dv/", s, first_day, last_day, |day, rest, n| {
                 if let Some(sev) = rest.first().and_then(|c| severity_from_code(*c)) {
                     *v.detections_by_severity.entry(sev).or_default() += n;
                     *severity_days
@@ -800,7 +925,7 @@ impl Dashboard {
             })?;
             for ((all, public), target) in lists.iter().zip(counted.iter_mut()) {
                 let tag = if query.sees_restricted { all } else { public };
-                self.each_day(tag, s, first_day, last_day, |_, rest, n| {
+                source.each_sum(tag, s, first_day, last_day, |rest, n| {
                     let item = String::from_utf8_lossy(
                         rest.get(..rest.len().saturating_sub(1)).unwrap_or_default(),
                     );
@@ -865,31 +990,6 @@ impl Dashboard {
             })
             .collect();
         Ok(v)
-    }
-
-    /// Calls `f(day, rest of the key, count)` for every counter under
-    /// `tag scope` whose day is within `first..=last`.
-    fn each_day(
-        &self,
-        tag: &[u8],
-        scope: &str,
-        first: i64,
-        last: i64,
-        mut f: impl FnMut(i64, &[u8], u64),
-    ) -> Result<()> {
-        let prefix = Key::new(tag).str(scope).build();
-        let start = [prefix.as_slice(), &codec::i64_key(first)].concat();
-        let end = [prefix.as_slice(), &codec::i64_key(last.saturating_add(1))].concat();
-        for kv in self.tree.range(start..end) {
-            let (k, val) = kv?;
-            let rest = &k[prefix.len()..];
-            let day = codec::i64_from_key(rest).unwrap_or(0);
-            let n = read_counter(Some(&val)).max(0) as u64;
-            if n > 0 {
-                f(day, rest.get(8..).unwrap_or_default(), n);
-            }
-        }
-        Ok(())
     }
 
     /// A server's recordings started within the days `first..=last` and
@@ -1000,7 +1100,12 @@ impl Dashboard {
 
 fn top(counts: HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
     let mut v: Vec<(String, u64)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let order = |a: &(String, u64), b: &(String, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
+    if n > 0 && v.len() > n {
+        v.select_nth_unstable_by(n - 1, order);
+        v.truncate(n);
+    }
+    v.sort_by(order);
     v.truncate(n);
     v
 }

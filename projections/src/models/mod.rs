@@ -23,6 +23,7 @@ pub mod audit;
 pub mod catalogue;
 pub mod comments;
 pub mod dashboard;
+pub mod dashboard_days;
 pub mod detections;
 pub mod history;
 pub mod holds;
@@ -42,6 +43,7 @@ pub use audit::AuditTrail;
 pub use catalogue::{Catalogue, CatalogueIndex};
 pub use comments::Comments;
 pub use dashboard::Dashboard;
+pub use dashboard_days::DashboardDays;
 pub use detections::Detections;
 pub use history::{History, HistoryQuery};
 pub use holds::Holds;
@@ -59,16 +61,23 @@ use crate::store::Db;
 /// Every read model's projection, in a fixed order (the catalogue's with
 /// an index of its own).
 pub fn all_projections() -> Vec<Arc<dyn Projection<DomainEvent>>> {
-    projections_with(Arc::new(CatalogueIndex::new()))
+    projections_with(
+        Arc::new(CatalogueIndex::new()),
+        Arc::new(DashboardDays::new()),
+    )
 }
 
-/// Every read model's projection, the catalogue's keeping `index` fresh.
-fn projections_with(index: Arc<CatalogueIndex>) -> Vec<Arc<dyn Projection<DomainEvent>>> {
+/// Every read model's projection, the catalogue's keeping `index` fresh
+/// and the dashboard's `days`.
+fn projections_with(
+    index: Arc<CatalogueIndex>,
+    days: Arc<DashboardDays>,
+) -> Vec<Arc<dyn Projection<DomainEvent>>> {
     vec![
         Arc::new(catalogue::CatalogueProjection::with_index(index)),
         Arc::new(access::AccessProjection),
         Arc::new(detections::DetectionsProjection),
-        Arc::new(dashboard::DashboardProjection),
+        Arc::new(dashboard::DashboardProjection::with_days(days)),
         Arc::new(servers::ServersProjection),
         Arc::new(policies::PoliciesProjection),
         Arc::new(comments::CommentsProjection),
@@ -101,6 +110,8 @@ pub struct ReadModels {
     set: ProjectionSet<DomainEvent>,
     /// The catalogue's search index, kept fresh by its projection.
     catalogue_index: Arc<CatalogueIndex>,
+    /// The dashboard's per-day counters, kept fresh by its projection.
+    dashboard_days: Arc<DashboardDays>,
 }
 
 macro_rules! accessor {
@@ -134,22 +145,28 @@ impl ReadModels {
         options: SetOptions,
     ) -> Result<Self> {
         let catalogue_index = Arc::new(CatalogueIndex::new());
+        let dashboard_days = Arc::new(DashboardDays::new());
         let reads = ReadModels {
             set: ProjectionSet::start_with_reactors(
                 store,
                 db,
-                projections_with(catalogue_index.clone()),
+                projections_with(catalogue_index.clone(), dashboard_days.clone()),
                 reactors,
                 options,
             )?,
             catalogue_index,
+            dashboard_days,
         };
         let catalogue = reads.catalogue()?;
+        let dashboard = reads.dashboard()?;
         std::thread::Builder::new()
             .name("catalogue-index".into())
             .spawn(move || {
                 if let Err(error) = catalogue.load_index() {
                     tracing::warn!(%error, "loading the catalogue index failed; searches retry");
+                }
+                if let Err(error) = dashboard.load_days() {
+                    tracing::warn!(%error, "loading the dashboard's day counters failed; dashboards retry");
                 }
             })
             .map_err(|e| crate::error::ProjectionError::Invariant(format!("spawn: {e}")))?;
@@ -194,9 +211,18 @@ impl ReadModels {
     accessor!(
         /// Detections, responses, visualization.
         detections, Detections, detections::DetectionsProjection::NAME);
-    accessor!(
-        /// Dashboard figures.
-        dashboard, Dashboard, dashboard::DashboardProjection::NAME);
+    /// Dashboard figures, the per-day counters from memory.
+    pub fn dashboard(&self) -> Result<Dashboard> {
+        Ok(Dashboard::with_days(
+            self.set.tree(dashboard::DashboardProjection::NAME)?,
+            self.dashboard_days.clone(),
+        ))
+    }
+
+    /// The dashboard's per-day counters in memory.
+    pub fn dashboard_days(&self) -> &Arc<DashboardDays> {
+        &self.dashboard_days
+    }
     accessor!(
         /// Sites and servers.
         servers, Servers, servers::ServersProjection::NAME);
