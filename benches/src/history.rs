@@ -105,7 +105,8 @@ fn p99(samples: &[Duration]) -> f64 {
 /// Writes about `events` events, folds the history index, and returns the
 /// `history_page_p99` figure against `history_scan_page_p99`.
 pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
-    let dir = tempfile::tempdir().map_err(|e| LogError::Storage(srs_domain::log::StorageError::Io(e)))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| LogError::Storage(srs_domain::log::StorageError::Io(e)))?;
     let store = crate::rebuild::generate(dir.path(), events).await?;
     let db = srs_projections::store::Db::temporary().map_err(corrupt)?;
     let tree = db.open("history").map_err(corrupt)?;
