@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod fixtures;
+pub mod log;
 pub mod server;
 
 pub use client::Client;

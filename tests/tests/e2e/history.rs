@@ -8,77 +8,18 @@ use std::path::Path;
 use serde_json::{json, Value};
 use srs_domain::actor::Actor;
 use srs_domain::log::{EventStore, ExpectedVersion, NewEvent, SledEventStore, StoreOptions};
-use srs_domain::model::testing::fixtures::{decision, SERVER, SITE, T0};
-use srs_domain::model::{
-    DomainEvent, RecordingAction, RecordingMode, SessionEvent, SessionEventData, SessionEventType,
-};
+use srs_domain::model::testing::fixtures::T0;
+use srs_domain::model::DomainEvent;
 use uuid::Uuid;
 
+use crate::common::log::append_recordings;
 use crate::common::{Client, Srs};
 
 /// Appends `recordings` recordings of 100 events each (a start, 98 session
 /// events, an end), then one site; returns the head position.
 async fn append_history(dir: &Path, recordings: u64, site: Uuid) -> u64 {
     let store = SledEventStore::<DomainEvent>::open(dir, StoreOptions::default()).unwrap();
-    let actor = Actor::system("generator");
-    for n in 0..recordings {
-        let recording_id = Uuid::from_u128(0x7ec0_0000_0000 + u128::from(n));
-        let started_at = T0.plus_secs(n as i64 * 60);
-        let mut events = vec![DomainEvent::RecordingStarted {
-            recording_id,
-            site_id: SITE,
-            server_id: SERVER,
-            session_id: format!("session-{n}"),
-            part: 1,
-            previous_recording_id: None,
-            user: format!("CORP\\user{}", n % 50),
-            domain: Some("CORP".into()),
-            groups: vec![],
-            client_name: None,
-            client_ip: None,
-            host: "VDA-1".into(),
-            delivery_group: None,
-            applications: vec!["Desktop".into()],
-            mode: RecordingMode::EventsOnly,
-            decision: decision(RecordingAction::RecordEventsOnly),
-            started_at,
-        }];
-        for e in 0..98u64 {
-            events.push(DomainEvent::SessionEventRecorded {
-                recording_id,
-                site_id: SITE,
-                event: SessionEvent {
-                    event_id: Uuid::from_u128((u128::from(n) << 16) + u128::from(e) + 1),
-                    event_type: SessionEventType::AppStart,
-                    offset_ms: e * 1_000,
-                    data: SessionEventData::App {
-                        app: "excel.exe".into(),
-                        pid: None,
-                        title: None,
-                        detail: None,
-                    },
-                },
-            });
-        }
-        events.push(DomainEvent::RecordingEnded {
-            recording_id,
-            site_id: SITE,
-            server_id: SERVER,
-            ended_at: started_at.plus_secs(600),
-        });
-        let batch = events
-            .into_iter()
-            .map(|e| NewEvent::new(actor.clone(), e))
-            .collect();
-        let _ = store
-            .append(
-                &format!("recording-{recording_id}"),
-                ExpectedVersion::NoStream,
-                batch,
-            )
-            .await
-            .unwrap();
-    }
+    append_recordings(&store, recordings).await;
     let created = DomainEvent::SiteCreated {
         site_id: site,
         name: "Late".into(),

@@ -11,13 +11,11 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 use srs_domain::actor::Actor;
 use srs_domain::log::{EventStore, ExpectedVersion, NewEvent, SledEventStore, StoreOptions};
-use srs_domain::model::testing::fixtures::{decision, SERVER, SITE, T0};
-use srs_domain::model::{
-    DomainEvent, RecordingAction, RecordingMode, SessionEvent, SessionEventData, SessionEventType,
-};
-use uuid::Uuid;
+use srs_domain::model::testing::fixtures::{SITE, T0};
+use srs_domain::model::DomainEvent;
 
 use crate::common::fixtures::*;
+use crate::common::log::append_recordings;
 use crate::common::server::{run_srs, SRS};
 use crate::common::{Client, Srs};
 
@@ -614,64 +612,7 @@ async fn generate(dir: &Path, recordings: u64) -> u64 {
         )
         .await
         .unwrap();
-    for n in 0..recordings {
-        let recording_id = Uuid::from_u128(0x7ec0_0000_0000 + n as u128);
-        let started_at = T0.plus_secs(n as i64 * 60);
-        let mut events = vec![DomainEvent::RecordingStarted {
-            recording_id,
-            site_id: SITE,
-            server_id: SERVER,
-            session_id: format!("session-{n}"),
-            part: 1,
-            previous_recording_id: None,
-            user: format!("CORP\\user{}", n % 50),
-            domain: Some("CORP".into()),
-            groups: vec![],
-            client_name: None,
-            client_ip: None,
-            host: format!("VDA-{}", n % 10),
-            delivery_group: None,
-            applications: vec!["Desktop".into()],
-            mode: RecordingMode::EventsOnly,
-            decision: decision(RecordingAction::RecordEventsOnly),
-            started_at,
-        }];
-        for e in 0..98u64 {
-            events.push(DomainEvent::SessionEventRecorded {
-                recording_id,
-                site_id: SITE,
-                event: SessionEvent {
-                    event_id: Uuid::from_u128(((n as u128) << 16) + e as u128 + 1),
-                    event_type: SessionEventType::AppStart,
-                    offset_ms: e * 1_000,
-                    data: SessionEventData::App {
-                        app: format!("app-{}.exe", e % 7),
-                        pid: None,
-                        title: Some("a window title of some length".into()),
-                        detail: None,
-                    },
-                },
-            });
-        }
-        events.push(DomainEvent::RecordingEnded {
-            recording_id,
-            site_id: SITE,
-            server_id: SERVER,
-            ended_at: started_at.plus_secs(600),
-        });
-        let batch = events
-            .into_iter()
-            .map(|e| NewEvent::new(actor.clone(), e))
-            .collect();
-        let _ = store
-            .append(
-                &format!("recording-{recording_id}"),
-                ExpectedVersion::NoStream,
-                batch,
-            )
-            .await
-            .unwrap();
-    }
+    append_recordings(&store, recordings).await;
     store.flush().unwrap();
     EventStore::head(&store).position
 }
