@@ -162,3 +162,37 @@ pub async fn grant_whole_site(admin: &Client, site_id: &str, principal: &str) ->
         .expect("a permission id")
         .to_owned()
 }
+
+/// The log's head position, as the admin sees it (the furthest any read
+/// model's runner knows).
+pub async fn log_head(admin: &Client) -> i64 {
+    admin.data("{ projections { head } }", json!({})).await["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["head"].as_i64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// `(type, actor)` of every event after `head`, but the scheduler's.
+pub async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
+    let page = admin
+        .data(
+            "query($from: Int!) { history(filter: {fromPosition: $from}, first: 500) { edges { node { type actor } } } }",
+            json!({ "from": head + 1 }),
+        )
+        .await;
+    page["history"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["type"].as_str().unwrap().to_owned(),
+                e["node"]["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .filter(|(_, actor)| !actor.starts_with("system:"))
+        .collect()
+}

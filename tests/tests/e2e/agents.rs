@@ -369,16 +369,6 @@ async fn events_after(admin: &Client, head: i64) -> Vec<Value> {
         .clone()
 }
 
-async fn head(admin: &Client) -> i64 {
-    admin.data("{ projections { head } }", json!({})).await["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["head"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn last_heartbeat_is_kept_and_heartbeats_do_not_flood_the_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,7 +386,7 @@ async fn last_heartbeat_is_kept_and_heartbeats_do_not_flood_the_log() {
     );
 
     let connected_at = server_now(&admin).await;
-    let start = head(&admin).await;
+    let start = log_head(&admin).await;
     for _ in 0..60 {
         agent
             .data(

@@ -830,39 +830,6 @@ impl World {
     }
 }
 
-/// The log's head position, as the admin sees it.
-async fn head(admin: &Client) -> i64 {
-    admin.data("{ projections { head } }", json!({})).await["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["head"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
-/// `(type, actor)` of every event after `head`, but the scheduler's.
-async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
-    let page = admin
-        .data(
-            "query($from: Int!) { history(filter: {fromPosition: $from}, first: 500) { edges { node { type actor } } } }",
-            json!({ "from": head + 1 }),
-        )
-        .await;
-    page["history"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["node"]["type"].as_str().unwrap().to_owned(),
-                e["node"]["actor"].as_str().unwrap().to_owned(),
-            )
-        })
-        .filter(|(_, actor)| !actor.starts_with("system:"))
-        .collect()
-}
-
 /// Rows aimed at one recording, and rows aimed at one server.
 const RECORDING_ROWS: &[&str] = &[
     "recordSessionEvents",
@@ -1013,7 +980,7 @@ async fn every_operation_for_every_caller_is_allowed_or_forbidden_by_the_role_ta
             for (k, v) in extra.as_object().unwrap() {
                 variables[k] = v.clone();
             }
-            let before = head(&world.admin).await;
+            let before = log_head(&world.admin).await;
             let response = client.run(row.query, declared(row.query, &variables)).await;
             let written = written_since(&world.admin, before).await;
             let allowed = row.allowed.contains(&caller);
@@ -1067,7 +1034,7 @@ async fn every_subscription_for_every_caller_is_delivered_or_forbidden_by_the_ro
     let mut mismatches = Vec::new();
     for row in subscription_rows() {
         for caller in CALLERS {
-            let before = head(&world.admin).await;
+            let before = log_head(&world.admin).await;
             let mut subscription = world
                 .client(caller)
                 .subscribe(row.query, declared(row.query, &variables))

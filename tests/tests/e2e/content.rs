@@ -702,39 +702,6 @@ async fn the_first_chunks_content_type_declares_what_the_content_is() {
     assert_eq!(content.body, body);
 }
 
-/// The log head, as the read models' runners know it.
-async fn log_head(admin: &Client) -> i64 {
-    admin.data("{ projections { head } }", json!({})).await["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["head"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
-/// `(type, actor)` of every event after `head`, but the scheduler's.
-async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
-    let page = admin
-        .data(
-            "query($from: Int!) { history(filter: {fromPosition: $from}, first: 500) { edges { node { type actor } } } }",
-            json!({ "from": head + 1 }),
-        )
-        .await;
-    page["history"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["node"]["type"].as_str().unwrap().to_owned(),
-                e["node"]["actor"].as_str().unwrap().to_owned(),
-            )
-        })
-        .filter(|(_, actor)| !actor.starts_with("system:"))
-        .collect()
-}
-
 #[tokio::test]
 async fn reading_a_playback_appends_nothing_and_playing_appends_one_fact() {
     let dir = tempfile::tempdir().unwrap();

@@ -39,17 +39,6 @@ async fn old_recording(agent: &Client, server: &str, session: &str, user: &str) 
     id
 }
 
-/// The log's head, as the admin's read models know it.
-async fn head(admin: &Client) -> i64 {
-    admin.data("{ projections { head } }", json!({})).await["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["head"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
 fn ids(list: &Value) -> Vec<String> {
     list.as_array()
         .unwrap()
@@ -219,7 +208,7 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
     );
 
     // ---- bad input is refused and writes nothing --------------------------------
-    let before = head(&admin).await;
+    let before = log_head(&admin).await;
     let too_many: Vec<String> = (0..1001)
         .map(|_| uuid::Uuid::now_v7().to_string())
         .collect();
@@ -264,7 +253,7 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
         .run(RELEASE, json!({ "id": uuid::Uuid::now_v7().to_string() }))
         .await
         .expect_code("NOT_FOUND");
-    assert_eq!(head(&admin).await, before, "bad input wrote nothing");
+    assert_eq!(log_head(&admin).await, before, "bad input wrote nothing");
 
     // ---- release, then the recording can be deleted -----------------------------
     let released = admin

@@ -56,16 +56,6 @@ fn id_of(payload: &Value) -> String {
     payload["recordingId"].as_str().unwrap().to_owned()
 }
 
-async fn head(admin: &Client) -> i64 {
-    admin.data("{ projections { head } }", json!({})).await["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["head"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
 /// Every event the client's `history` answers (once the read models
 /// reached `at`), all pages.
 async fn whole_history(client: &Client, at: i64) -> Vec<Value> {
@@ -137,7 +127,7 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
 
     let auditor = admin.with_token(&issue_token(&admin, "narrowed", "AUDITOR", &[], &[]).await);
     // No permission: nothing at all (the old rule showed all 5).
-    assert!(listed(&auditor, head(&admin).await).await.is_empty());
+    assert!(listed(&auditor, log_head(&admin).await).await.is_empty());
     let granted = admin
         .data(
             GRANT,
@@ -146,7 +136,7 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
         .await;
     let permission = granted["grantPlaybackPermission"]["permissionId"].clone();
     let alice_set: BTreeSet<String> = alice.iter().cloned().collect();
-    assert_eq!(listed(&auditor, head(&admin).await).await, alice_set);
+    assert_eq!(listed(&auditor, log_head(&admin).await).await, alice_set);
     let detections =
         "query($at: Int) { detectedEvents(atLeast: $at) { edges { node { recordingId } } } }";
     let at = position(&recorded["recordSessionEvents"]);
@@ -174,21 +164,21 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
     // Her only permission revoked: fewer (none), not the whole site.
     admin.data(REVOKE, json!({ "id": permission })).await;
     assert!(
-        listed(&auditor, head(&admin).await).await.is_empty(),
+        listed(&auditor, log_head(&admin).await).await.is_empty(),
         "a revoke widened access"
     );
     for id in alice.iter().chain([&bob]) {
         let one = auditor
-            .data(RECORDING, json!({ "id": id, "at": head(&admin).await }))
+            .data(RECORDING, json!({ "id": id, "at": log_head(&admin).await }))
             .await;
         assert!(one["recording"].is_null(), "{one}");
     }
     let seen = auditor
-        .data(detections, json!({ "at": head(&admin).await }))
+        .data(detections, json!({ "at": log_head(&admin).await }))
         .await;
     assert_eq!(seen["detectedEvents"]["edges"], json!([]), "{seen}");
     assert_eq!(content_status(&alice[0]).await, 404);
-    assert!(whole_history(&auditor, head(&admin).await)
+    assert!(whole_history(&auditor, log_head(&admin).await)
         .await
         .iter()
         .all(|e| e["recordingId"].is_null()));
@@ -206,7 +196,10 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
         .await
         .expect_code("NOT_FOUND");
     let still = admin
-        .data(RECORDING, json!({ "id": bob, "at": head(&admin).await }))
+        .data(
+            RECORDING,
+            json!({ "id": bob, "at": log_head(&admin).await }),
+        )
         .await;
     assert_eq!(still["recording"]["restricted"], true, "{still}");
     admin
@@ -230,7 +223,7 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
     let mut whole_site = alice_set.clone();
     whole_site.insert(bob.clone());
     assert_eq!(
-        listed(&auditor, head(&admin).await).await,
+        listed(&auditor, log_head(&admin).await).await,
         whole_site,
         "the other site stays out"
     );
@@ -249,7 +242,7 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
     assert_eq!(whole.iter().filter(|w| **w).count(), 1, "{permissions}");
 
     // Whole-site scopes are explicit: contradictions are refused, nothing written.
-    let before = head(&admin).await;
+    let before = log_head(&admin).await;
     for scope in [
         json!({ "wholeSite": true, "recordedUsers": ["CORP\\alice"] }),
         json!({ "wholeSite": false }),
@@ -260,7 +253,7 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
             .await
             .expect_code("VALIDATION");
     }
-    assert_eq!(head(&admin).await, before);
+    assert_eq!(log_head(&admin).await, before);
     assert!(srs.stop().success());
 }
 
@@ -291,7 +284,7 @@ async fn a_site_scoped_auditor_reads_the_history_of_its_sites_only() {
     let ungranted = admin.with_token(&issue_token(&admin, "bare", "AUDITOR", &[&site], &[]).await);
 
     // Without a site filter: its site's events (it used to be FORBIDDEN).
-    let events = whole_history(&scoped, head(&admin).await).await;
+    let events = whole_history(&scoped, log_head(&admin).await).await;
     assert!(!events.is_empty());
     for e in &events {
         assert_eq!(e["siteId"], site.as_str(), "only its site: {e}");
@@ -316,7 +309,7 @@ async fn a_site_scoped_auditor_reads_the_history_of_its_sites_only() {
         .iter()
         .all(|e| e["recordingId"] != recordings[1].as_str()));
     // The same history without a permission: the site's, no recording's.
-    let bare = whole_history(&ungranted, head(&admin).await).await;
+    let bare = whole_history(&ungranted, log_head(&admin).await).await;
     assert!(!bare.is_empty());
     assert!(bare
         .iter()
@@ -520,7 +513,7 @@ async fn serving_a_log_of_the_old_rule_keeps_what_every_auditor_saw() {
     for (secret, seen) in &expected {
         let auditor = admin.with_token(secret);
         assert_eq!(
-            &listed(&auditor, head(&admin).await).await,
+            &listed(&auditor, log_head(&admin).await).await,
             seen,
             "{secret}"
         );
@@ -566,14 +559,14 @@ async fn serving_a_log_of_the_old_rule_keeps_what_every_auditor_saw() {
     assert_eq!(count(&admin, "PlaybackPermissionGranted").await, 5);
     for (secret, seen) in &expected {
         assert_eq!(
-            &listed(&admin.with_token(secret), head(&admin).await).await,
+            &listed(&admin.with_token(secret), log_head(&admin).await).await,
             seen,
             "{secret}"
         );
     }
     // An auditor issued under the new rule starts with nothing.
     let fresh = admin.with_token(&issue_token(&admin, "fresh", "AUDITOR", &[], &[]).await);
-    assert!(listed(&fresh, head(&admin).await).await.is_empty());
+    assert!(listed(&fresh, log_head(&admin).await).await.is_empty());
     assert!(srs.stop().success());
 }
 
@@ -591,7 +584,7 @@ async fn watching_a_live_session_ends_when_the_permission_it_played_under_is_rev
     let mine = grant_whole_site(&admin, &site, "watcher").await;
     let theirs = grant_whole_site(&admin, &site, "someone-else").await;
     // The permission must be in the read models before the subscription asks.
-    let at = head(&admin).await;
+    let at = log_head(&admin).await;
     assert!(!listed(&watcher, at).await.is_empty());
 
     let mut live = watcher

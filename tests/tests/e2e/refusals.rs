@@ -27,17 +27,6 @@ const FACTS_PER_MINUTE: usize = 20;
 /// How many times one request repeats a field.
 const ALIASES: usize = 1000;
 
-/// The log's head position, as the admin sees it.
-async fn head(admin: &Client) -> i64 {
-    admin.data("{ projections { head } }", json!({})).await["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["head"].as_i64())
-        .max()
-        .unwrap_or(0)
-}
-
 /// `(type, actor, payload)` of every event after `head`, but the scheduler's.
 async fn written_since(admin: &Client, head: i64) -> Vec<(String, String, Value)> {
     let page = admin
@@ -150,7 +139,7 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
 
     // A VIEWER asking for recordings 1000 times in one request: every
     // alias is refused, and the log gains one fact saying so.
-    let before = head(admin).await;
+    let before = log_head(admin).await;
     let flood = viewer
         .run(
             &aliased(ALIASES, "recordings(first: 1) { totalCount }"),
@@ -210,7 +199,7 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
         extra as u64
     );
     // Another principal has a rate of its own.
-    let other = head(admin).await;
+    let other = log_head(admin).await;
     auditor
         .run("{ auditTrail { edges { cursor } } }", json!({}))
         .await
@@ -219,7 +208,7 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
 
     // An AUDITOR playing one recording under many aliases plays it once:
     // one RecordingPlayed, one position for all.
-    let before = head(admin).await;
+    let before = log_head(admin).await;
     let plays = auditor
         .run(
             &aliased_mutation(300, "playRecording(recordingId: $id) { position }"),
@@ -258,7 +247,7 @@ async fn refusals_and_playbacks_are_one_fact_per_request_and_refusal_facts_are_r
     // Once the minute is over, the VIEWER's next refusal is written again
     // and says how many were left out meanwhile.
     tokio::time::sleep(Duration::from_secs(61)).await;
-    let before = head(admin).await;
+    let before = log_head(admin).await;
     viewer
         .run("{ auditTrail { edges { cursor } } }", json!({}))
         .await
@@ -300,7 +289,7 @@ async fn scoped_admins_names_dashboards_and_comments_are_checked() {
     let verify = "{ verify { intact } }";
     let rebuild = "mutation { rebuildProjections(names: [\"servers\"]) { position } }";
     for query in [verify, rebuild] {
-        let before = head(admin).await;
+        let before = log_head(admin).await;
         site_admin
             .run(query, json!({}))
             .await
@@ -344,7 +333,7 @@ async fn scoped_admins_names_dashboards_and_comments_are_checked() {
         ),
     ];
     for (query, variables) in attempts {
-        let before = head(admin).await;
+        let before = log_head(admin).await;
         let answer = admin.run(query, variables.clone()).await;
         answer.expect_code("VALIDATION");
         assert!(
@@ -385,7 +374,7 @@ async fn scoped_admins_names_dashboards_and_comments_are_checked() {
             .unwrap(),
         longest
     );
-    let before = head(admin).await;
+    let before = log_head(admin).await;
     let refused = admin
         .run(
             add_comment,
