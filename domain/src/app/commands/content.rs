@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::app::error::AppError;
 use crate::app::service::{Executed, Loaded, Service};
-use crate::model::{Action, Lifecycle, Principal, Recording, RecordingCommand, Target};
+use crate::model::{Lifecycle, Principal, Recording, RecordingCommand};
 
 /// What a recording's content target is: the recording and its server's
 /// content limit.
@@ -28,18 +28,7 @@ impl Service {
         by: &Principal,
         recording_id: Uuid,
     ) -> Result<ContentTarget, AppError> {
-        let (recording, facts, _) = self
-            .recording_for(by, Action::Ingest, recording_id, false)
-            .await?;
-        self.authorize(
-            by,
-            Action::Ingest,
-            Target::Recording {
-                recording: &facts,
-                grants: &[],
-            },
-        )
-        .await?;
+        let (recording, facts) = self.ingest_target(by, recording_id).await?;
         if recording.state.lifecycle == Lifecycle::Deleted {
             return Err(AppError::NotFound(format!(
                 "recording {recording_id} was deleted; its content is destroyed"

@@ -349,18 +349,7 @@ impl Service {
         if events.len() > MAX_BATCH {
             return Err(RecordingError::TooManyEvents(events.len()).into());
         }
-        let (recording, facts, _) = self
-            .recording_for(by, Action::Ingest, recording_id, false)
-            .await?;
-        self.authorize(
-            by,
-            Action::Ingest,
-            Target::Recording {
-                recording: &facts,
-                grants: &[],
-            },
-        )
-        .await?;
+        let (recording, facts) = self.ingest_target(by, recording_id).await?;
         let site = self.site(facts.site_id).await?;
         let active = self.active_policies(&site.state).await?;
         // Each event is checked before any is judged against the log, so a
@@ -494,18 +483,7 @@ impl Service {
         recording_id: Uuid,
         ended_at: Option<Timestamp>,
     ) -> Result<Executed, AppError> {
-        let (_, facts, _) = self
-            .recording_for(by, Action::Ingest, recording_id, false)
-            .await?;
-        self.authorize(
-            by,
-            Action::Ingest,
-            Target::Recording {
-                recording: &facts,
-                grants: &[],
-            },
-        )
-        .await?;
+        self.ingest_target(by, recording_id).await?;
         let command = RecordingCommand::End {
             ended_at: ended_at.unwrap_or_else(|| self.now()),
         };

@@ -226,6 +226,29 @@ impl Service {
         Ok((recording, facts, grants))
     }
 
+    /// Recording `recording_id` as its server's AGENT may write to it:
+    /// known to `by` ([`Service::recording_for`]) and `Ingest` allowed on
+    /// it; otherwise the refusal, recorded.
+    pub(super) async fn ingest_target(
+        &self,
+        by: &Principal,
+        recording_id: Uuid,
+    ) -> Result<(Loaded<Recording>, Facts), AppError> {
+        let (recording, facts, _) = self
+            .recording_for(by, Action::Ingest, recording_id, false)
+            .await?;
+        self.authorize(
+            by,
+            Action::Ingest,
+            Target::Recording {
+                recording: &facts,
+                grants: &[],
+            },
+        )
+        .await?;
+        Ok((recording, facts))
+    }
+
     pub(super) async fn recording(
         &self,
         recording_id: Uuid,
