@@ -630,6 +630,27 @@ pub enum SiteScope {
 }
 
 /// A dashboard request.
+/// Which of a dashboard's costlier figures to compute: each top list
+/// (one pass over its per-day counters) and the retention counts (the
+/// retention rules over the recordings old enough). The rest is a few
+/// counters and always computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DashboardParts {
+    /// Top users, applications, hosts, delivery groups, risky users,
+    /// alerts, in this order.
+    pub top_lists: [bool; 6],
+    /// `pending_archive` and `pending_delete`.
+    pub pending: bool,
+}
+
+impl DashboardParts {
+    /// Everything.
+    pub const ALL: DashboardParts = DashboardParts {
+        top_lists: [true; 6],
+        pending: true,
+    };
+}
+
 #[derive(Clone, Debug)]
 pub struct DashboardQuery {
     pub sites: SiteScope,
@@ -754,45 +775,41 @@ impl DaySource<'_> {
         scope: &str,
         first: i64,
         last: i64,
-        mut f: impl FnMut(i64, &[u8], u64),
+        f: impl FnMut(i64, &[u8], u64),
     ) -> Result<()> {
         match self {
             DaySource::Tree(tree) => each_day_in(tree, tag, scope, first, last, f),
             DaySource::Memory(state) => {
-                for (rest, series) in state.group(tag, scope).into_iter().flatten() {
-                    for (day, n) in series.days(first, last) {
-                        f(day, rest, n);
-                    }
-                }
+                state.each_day(tag, scope, first, last, f);
                 Ok(())
             }
         }
     }
 
-    /// Calls `f(rest of the key, sum)` for every item under `tag scope`
-    /// with a count within the days `first..=last` (from the tree, an item
-    /// comes once per day).
-    fn each_sum(
+    /// The `n` items under `tag` with the most counted within the days
+    /// `first..=last` over `scopes`, most first (ties by name).
+    fn top(
         &self,
         tag: &[u8],
-        scope: &str,
+        scopes: &[String],
         first: i64,
         last: i64,
-        mut f: impl FnMut(&[u8], u64),
-    ) -> Result<()> {
+        n: usize,
+    ) -> Result<Vec<(String, u64)>> {
         match self {
             DaySource::Tree(tree) => {
-                each_day_in(tree, tag, scope, first, last, |_, rest, n| f(rest, n))
-            }
-            DaySource::Memory(state) => {
-                for (rest, series) in state.group(tag, scope).into_iter().flatten() {
-                    let n = series.sum(first, last);
-                    if n > 0 {
-                        f(rest, n);
-                    }
+                let mut counted: HashMap<String, u64> = HashMap::new();
+                for scope in scopes {
+                    each_day_in(tree, tag, scope, first, last, |_, rest, n| {
+                        let item = String::from_utf8_lossy(
+                            rest.get(..rest.len().saturating_sub(1)).unwrap_or_default(),
+                        );
+                        *counted.entry(item.into_owned()).or_default() += n;
+                    })?;
                 }
-                Ok(())
+                Ok(top(counted, n))
             }
+            DaySource::Memory(state) => Ok(state.top(tag, scopes, first, last, n)),
         }
     }
 }
@@ -848,10 +865,18 @@ impl Dashboard {
 
     /// The dashboard of `query.sites` (several sites: the sum of each).
     pub fn view(&self, query: &DashboardQuery) -> Result<DashboardView> {
-        let mut v = self.figures(query)?;
-        let (archive, delete) = self.pending_in(&query.sites, query.now)?;
-        v.pending_archive = archive;
-        v.pending_delete = delete;
+        self.view_of(query, DashboardParts::ALL)
+    }
+
+    /// [`Dashboard::view`] with only `parts` of the costlier figures
+    /// computed (the others left empty or 0): what a client asked for.
+    pub fn view_of(&self, query: &DashboardQuery, parts: DashboardParts) -> Result<DashboardView> {
+        let mut v = self.figures_of(query, parts)?;
+        if parts.pending {
+            let (archive, delete) = self.pending_in(&query.sites, query.now)?;
+            v.pending_archive = archive;
+            v.pending_delete = delete;
+        }
         Ok(v)
     }
 
@@ -861,6 +886,10 @@ impl Dashboard {
     /// itself, so a reader may keep it for as long as the tree's
     /// checkpoint has not moved.
     pub fn figures(&self, query: &DashboardQuery) -> Result<DashboardView> {
+        self.figures_of(query, DashboardParts::ALL)
+    }
+
+    fn figures_of(&self, query: &DashboardQuery, parts: DashboardParts) -> Result<DashboardView> {
         let scopes: Vec<String> = match &query.sites {
             SiteScope::All => vec![scope_key(None)],
             SiteScope::Sites(s) => s.iter().map(|id| scope_key(Some(*id))).collect(),
@@ -877,7 +906,6 @@ impl Dashboard {
             (b"rd/", b"prd/"),
             (b"ld/", b"ld/"),
         ];
-        let mut counted: [HashMap<String, u64>; 6] = Default::default();
         let (first_day, last_day) = query.days();
         let mut statuses: BTreeMap<u8, (u64, u64)> = BTreeMap::new();
         let source = match &self.days {
@@ -923,20 +951,6 @@ impl Dashboard {
                         .or_default() += n;
                 }
             })?;
-            for ((all, public), target) in lists.iter().zip(counted.iter_mut()) {
-                let tag = if query.sees_restricted { all } else { public };
-                source.each_sum(tag, s, first_day, last_day, |rest, n| {
-                    let item = String::from_utf8_lossy(
-                        rest.get(..rest.len().saturating_sub(1)).unwrap_or_default(),
-                    );
-                    match target.get_mut(item.as_ref()) {
-                        Some(count) => *count += n,
-                        None => {
-                            target.insert(item.into_owned(), n);
-                        }
-                    }
-                })?;
-            }
             for kv in self.tree.scan_prefix(Key::new(b"sv/").str(s).build()) {
                 let (k, val) = kv?;
                 let n = read_counter(Some(&val)).max(0) as u64;
@@ -973,13 +987,22 @@ impl Dashboard {
         v.recordings_by_mode.retain(|_, n| *n > 0);
         v.detections_by_type.retain(|_, n| *n > 0);
         v.detections_by_severity.retain(|_, n| *n > 0);
-        let [users, apps, hosts, groups, risky, alerts] = counted;
-        v.top_users = top(users, query.top);
-        v.top_applications = top(apps, query.top);
-        v.top_hosts = top(hosts, query.top);
-        v.top_delivery_groups = top(groups, query.top);
-        v.top_risky_users = top(risky, query.top);
-        v.top_alerts = top(alerts, query.top);
+        let wanted = parts.top_lists;
+        let [users, apps, hosts, groups, risky, alerts] = [0, 1, 2, 3, 4, 5].map(|i| {
+            let (all, public) = lists[i];
+            let tag = if query.sees_restricted { all } else { public };
+            if wanted[i] {
+                source.top(tag, &scopes, first_day, last_day, query.top)
+            } else {
+                Ok(Vec::new())
+            }
+        });
+        v.top_users = users?;
+        v.top_applications = apps?;
+        v.top_hosts = hosts?;
+        v.top_delivery_groups = groups?;
+        v.top_risky_users = risky?;
+        v.top_alerts = alerts?;
         v.servers_by_status = statuses
             .into_iter()
             .filter(|(_, (n, _))| *n > 0)

@@ -1421,3 +1421,82 @@ fn a_retention_run_shows_what_legal_holds_kept() {
     );
     assert_eq!((run(&f).deleted, run(&f).held), (1, 4));
 }
+
+#[test]
+fn the_dashboard_in_memory_answers_what_the_tree_answers_and_only_what_is_asked() {
+    use srs_projections::models::dashboard::DashboardParts;
+    use srs_projections::models::{Dashboard, DashboardDays};
+    use std::sync::Arc;
+    let users = ["CORP\\alice", "CORP\\bob", "CORP\\carol", "CORP\\dave"];
+    let mut events = vec![
+        server_connected(SERVER, SITE, SHA_A),
+        server_connected(SERVER2, SITE2, SHA_B),
+    ];
+    for n in 1..=40u128 {
+        let r = Rec {
+            site: if n % 3 == 0 { SITE2 } else { SITE },
+            server: if n % 3 == 0 { SERVER2 } else { SERVER },
+            user: users[(n * 7 % 4) as usize].into(),
+            host: format!("VDA-{}", n % 5),
+            dg: Some(["Office", "Trading"][(n % 2) as usize].into()),
+            apps: vec![format!("app{}", n % 6)],
+            at: T0.plus_days(-((n % 9) as i64)),
+            ..Rec::new(n)
+        };
+        events.push(r.started());
+        events.push(r.app_started(1, &format!("tool{}", n % 4), 1_000));
+        if n % 4 == 0 {
+            events.push(r.detected(
+                1,
+                SessionEventType::AppStart,
+                Severity::High,
+                "shell",
+                1_000,
+            ));
+        }
+        if n % 5 == 0 {
+            events.push(r.restricted("root", "hold", r.at.plus_days(0)));
+        }
+        if n % 2 == 0 {
+            events.push(r.ended_after_secs(60));
+        }
+    }
+    let f = Folded::given(events);
+    let tree = f.tree("dashboard");
+    let from_tree = Dashboard::new(tree.clone());
+    let from_memory = Dashboard::with_days(tree, Arc::new(DashboardDays::new()));
+    let scopes = [
+        SiteScope::All,
+        SiteScope::Sites(vec![SITE]),
+        SiteScope::Sites(vec![SITE, SITE2]),
+    ];
+    for sites in scopes {
+        for (from, to) in [
+            (None, None),
+            (Some(T0.plus_days(-5)), Some(T0.plus_days(-1))),
+            (Some(T0.plus_days(-2)), Some(T0.plus_days(1))),
+        ] {
+            for (top, sees_restricted) in [(10, true), (2, false), (1, true)] {
+                let q = DashboardQuery {
+                    sites: sites.clone(),
+                    from,
+                    to,
+                    now: T0.plus_days(1),
+                    top,
+                    sees_restricted,
+                };
+                let expected = from_tree.view(&q).unwrap();
+                assert_eq!(from_memory.view(&q).unwrap(), expected, "{q:?}");
+                assert!(!expected.top_users.is_empty(), "{q:?}");
+                let only_users = DashboardParts {
+                    top_lists: [true, false, false, false, false, false],
+                    pending: false,
+                };
+                let partial = from_memory.view_of(&q, only_users).unwrap();
+                assert_eq!(partial.top_users, expected.top_users);
+                assert!(partial.top_applications.is_empty() && partial.top_hosts.is_empty());
+                assert_eq!(partial.recordings_per_day, expected.recordings_per_day);
+            }
+        }
+    }
+}
