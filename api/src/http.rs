@@ -58,11 +58,10 @@ use uuid::Uuid;
 
 use crate::auth::bearer_token;
 use crate::error::{ensure_codes, first_code, ApiError, Code};
-use crate::graphql::{self, Answer, RequestContext, Validation};
+use crate::graphql::{self, RequestContext};
 use crate::sockets::budget_spent;
 use crate::state::AppState;
 use crate::throttle::retry_after_secs;
-use srs_domain::model::Principal;
 
 /// The HTTP app over `state`. No socket involved: tests drive it with
 /// `tower::ServiceExt::oneshot`, `srs serve` hands it to `axum::serve`.
@@ -267,8 +266,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 /// `POST /graphql`.
 ///
 /// In order: the body limit; the rate limit (per principal for a token the
-/// tokens read model knows, per client address otherwise); a kept answer;
-/// the request's JSON; authentication; the query text's length and the
+/// tokens read model knows, per client address otherwise); the request's
+/// JSON; authentication; the query text's length and the
 /// document's size ([`graphql::cost`]); then execution within the time
 /// budget ([`crate::state::Limits::time_budget`]). A refusal before
 /// execution answers 400 (`VALIDATION`), 401, or 429 (`RATE_LIMITED`,
@@ -322,19 +321,6 @@ async fn graphql(
         };
         return rate_limited(wait, message);
     }
-    // A kept answer for this caller and body is served before anything
-    // else is done with the body: only an answer to this exact body was
-    // kept, so it parsed, validated and was keepable (see
-    // `graphql::answers`). Authentication still runs first, every time.
-    if let Some(principal) = &known {
-        if let Some(answer) = kept_answer(&state, principal, &headers, &body) {
-            state
-                .metrics()
-                .graphql_request(&answer.operation, "ok", started.elapsed());
-            state.metrics().kept_answer();
-            return answer_response(answer);
-        }
-    }
     let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -372,42 +358,16 @@ async fn graphql(
         },
         (Err(e), None) => return api_error_response(&state, &operation, started, e),
     };
-    let schemas = state.schemas();
-    let prepared = match schemas
-        .documents
-        .prepare(&mut request, &body, state.limits())
-    {
+    let prepared = match state.documents().document(&mut request, state.limits()) {
         Ok(prepared) => prepared,
         Err(e) => return api_error_response(&state, &operation, started, e),
-    };
-    // Whether the answer may be kept, and for whom (see `graphql::answers`).
-    let keep = match &principal {
-        Some(principal) => {
-            let name = request.operation_name.clone();
-            request
-                .parsed_query()
-                .ok()
-                .and_then(|document| graphql::keep(document, name.as_deref()))
-                .map(|keep| (principal.clone(), keep))
-        }
-        None => None,
     };
     let budget = state.limits().time_budget(
         principal.is_some(),
         prepared.cost.is_some_and(|cost| cost.long_running),
     );
-    let version = srs_projections::data_version();
-    let request = request.data(RequestContext::new(principal).fresh(wants_fresh(&headers)));
-    let execution = async {
-        match prepared.validation {
-            Validation::Done => schemas.fast.execute(request).await,
-            Validation::Needed => {
-                let response = schemas.strict.execute(request).await;
-                schemas.documents.record(&body, &response);
-                response
-            }
-        }
-    };
+    let request = request.data(RequestContext::new(principal));
+    let execution = state.schema().execute(request);
     let executed = tokio::time::timeout(budget, graphql::in_request(state.core(), execution)).await;
     let Ok(mut response) = executed else {
         let error = budget_spent(budget);
@@ -435,66 +395,15 @@ async fn graphql(
             );
         }
     };
-    let answer = Answer {
-        operation,
-        body: json,
-        cache_control,
-    };
-    if let Some((principal, keep)) = keep {
-        // Kept only when no error and the read models did not move while
-        // it was computed: one consistent state.
-        if response.errors.is_empty() && srs_projections::data_version() == version {
-            schemas
-                .answers
-                .put(&principal, &body, version, keep, answer.clone());
-        }
-    }
-    answer_response(answer)
-}
-
-/// The answer kept for `principal` sending `body`, if any and unless the
-/// client asks for a fresh one.
-fn kept_answer(
-    state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Option<Answer> {
-    if wants_fresh(headers) {
-        return None;
-    }
-    let version = srs_projections::data_version();
-    let answers = &state.schemas().answers;
-    if !answers.holds(version) {
-        return None;
-    }
-    answers.get(principal, body, version)
-}
-
-/// Whether the client asked for a fresh answer (`Cache-Control: no-cache`).
-fn wants_fresh(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|directive| {
-            let directive = directive.trim();
-            directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
-        })
-}
-
-/// The HTTP response carrying a GraphQL answer.
-fn answer_response(answer: Answer) -> Response {
     let mut http = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        answer.body,
+        json,
     )
         .into_response();
-    if let Some(value) = answer.cache_control {
+    if let Some(value) = cache_control {
         http.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     http
@@ -615,22 +524,6 @@ mod tests {
     use super::*;
     use crate::server::{ServeOptions, Server};
     use crate::state::Limits;
-
-    #[test]
-    fn no_cache_and_no_store_ask_for_a_fresh_answer() {
-        let fresh = |values: &[&'static str]| {
-            let mut headers = HeaderMap::new();
-            for value in values {
-                headers.append(header::CACHE_CONTROL, HeaderValue::from_static(value));
-            }
-            wants_fresh(&headers)
-        };
-        assert!(fresh(&["no-cache"]));
-        assert!(fresh(&["max-age=0, No-Store"]));
-        assert!(fresh(&["max-age=0", "no-cache"]));
-        assert!(!fresh(&[]));
-        assert!(!fresh(&["max-age=60"]));
-    }
 
     async fn server(dir: &std::path::Path) -> Server {
         server_with(dir, Limits::default()).await

@@ -72,7 +72,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::content::{ContentEffects, ContentStore};
-use crate::dashboards::Dashboards;
 use crate::http::app_with;
 use crate::last_used::{LastUsed, FLUSH_EVERY, LAST_HEARTBEAT_TREE, LAST_USED_TREE};
 use crate::metrics::Metrics;
@@ -292,7 +291,6 @@ impl Server {
             shutdown: shutdown_rx,
             content,
             content_effects,
-            dashboards: Dashboards::new(),
             last_used: LastUsed::new(db.open(LAST_USED_TREE).map_err(ProjectionError::from)?),
             heartbeats: LastUsed::new(
                 db.open(LAST_HEARTBEAT_TREE)

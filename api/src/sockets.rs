@@ -232,7 +232,7 @@ impl SocketExecutor {
         request: &mut Request,
     ) -> Result<(Option<OperationType>, std::time::Duration), ApiError> {
         let limits = self.state.limits();
-        let prepared = self.state.schemas().documents.document(request, limits)?;
+        let prepared = self.state.documents().document(request, limits)?;
         let long = prepared.cost.is_some_and(|c| c.long_running);
         let authenticated = self.session.get().is_some();
         Ok((prepared.operation, limits.time_budget(authenticated, long)))

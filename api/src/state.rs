@@ -17,9 +17,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::content::{ContentEffects, ContentStore};
-use crate::dashboards::Dashboards;
 use crate::error::ApiError;
-use crate::graphql::{self, Schemas, SrsSchema};
+use crate::graphql::{self, Documents, SrsSchema};
 use crate::last_used::LastUsed;
 use crate::metrics::{Gauges, Metrics};
 use crate::sockets::Sockets;
@@ -185,8 +184,6 @@ pub struct Core {
     pub content: Arc<ContentStore>,
     /// How far the content store has followed the log.
     pub content_effects: ContentEffects,
-    /// Dashboard figures kept while the dashboard read model stands still.
-    pub dashboards: Dashboards,
     /// When each token was last used, per minute (not in the log).
     pub last_used: LastUsed,
     /// When each server last heartbeated, per minute (not in the log).
@@ -463,24 +460,26 @@ impl PermissionSource for ReadModelPermissions {
     }
 }
 
-/// The state of the HTTP app: the core, the schemas over it, the rate
-/// limits and the open WebSockets.
+/// The state of the HTTP app: the core, the schema over it, the parsed
+/// documents, the rate limits and the open WebSockets.
 #[derive(Clone)]
 pub struct AppState {
     core: Arc<Core>,
-    schemas: Schemas,
+    schema: SrsSchema,
+    documents: Arc<Documents>,
     throttle: Arc<Throttle>,
     sockets: Arc<Sockets>,
 }
 
 impl AppState {
     pub fn new(core: Arc<Core>) -> Self {
-        let schemas = graphql::schemas(core.clone());
+        let schema = graphql::schema(core.clone());
         let throttle = Arc::new(Throttle::new(&core.limits));
         let sockets = Arc::new(Sockets::new(&core.limits));
         AppState {
             core,
-            schemas,
+            schema,
+            documents: Documents::new(),
             throttle,
             sockets,
         }
@@ -500,14 +499,14 @@ impl AppState {
         &self.core
     }
 
-    /// The schema with the full validation on every request.
+    /// The schema requests run on.
     pub fn schema(&self) -> &SrsSchema {
-        &self.schemas.strict
+        &self.schema
     }
 
-    /// The strict and fast schemas and the document cache between them.
-    pub fn schemas(&self) -> &Schemas {
-        &self.schemas
+    /// Parsed and sized documents, kept by their text.
+    pub fn documents(&self) -> &Documents {
+        &self.documents
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -25,7 +25,7 @@
 //!   saw, the minute kept in the data directory (written at most once a
 //!   minute per server, never to the log; see [`crate::last_used`]), and
 //!   the one a `ServerWentOffline` fact recorded. It moves without a read
-//!   model, so answers selecting it are never kept (`answers`).
+//!   model.
 //!
 //! Answers about the configuration and pending responses wait (bounded)
 //! for the read models they read to reach the log head: a heartbeat's own

@@ -8,32 +8,15 @@ use srs_domain::model::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Core;
 
-/// Per-request data: who is asking (`None`: no token was presented) and
-/// whether the client asked for a computed answer (`Cache-Control:
-/// no-cache`).
+/// Per-request data: who is asking (`None`: no token was presented).
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     principal: Option<Principal>,
-    fresh: bool,
 }
 
 impl RequestContext {
     pub fn new(principal: Option<Principal>) -> Self {
-        RequestContext {
-            principal,
-            fresh: false,
-        }
-    }
-
-    /// The same, computing every figure afresh (no kept figures are read).
-    pub fn fresh(mut self, fresh: bool) -> Self {
-        self.fresh = fresh;
-        self
-    }
-
-    /// Whether the client asked for a computed answer.
-    pub fn wants_fresh(&self) -> bool {
-        self.fresh
+        RequestContext { principal }
     }
 
     /// The caller, or `UNAUTHENTICATED`.

@@ -13,7 +13,7 @@ use srs_projections::models::dashboard::{DashboardQuery, SiteScope};
 use srs_projections::models::HistoryQuery;
 use uuid::Uuid;
 
-use super::context::{ContextExt, RequestContext};
+use super::context::ContextExt;
 use super::convert::{id, long, non_negative, opt_uuid, page, timestamp, uuid};
 use super::enums::RecordingOrder;
 use super::inputs::{
@@ -341,14 +341,7 @@ impl QueryRoot {
             // only for the roles that see them.
             sees_restricted: access::sees_every_recording(caller),
         };
-        let fresh = ctx
-            .data::<RequestContext>()
-            .is_ok_and(RequestContext::wants_fresh);
-        let view = if fresh {
-            core.dashboards.computed(&core.reads, &query)?
-        } else {
-            core.dashboards.view(&core.reads, &query)?
-        };
+        let view = core.reads.dashboard()?.view(&query)?;
         Ok(Dashboard::new(&view, sites, query.days()))
     }
 
