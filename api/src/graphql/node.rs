@@ -176,7 +176,7 @@ async fn lookup(
             Some(row) => {
                 let site = row.hold.site_id;
                 let shown = if allows(caller, Action::ReadLegalHolds, Target::Site(site)) {
-                    LegalHold::visible(core, caller, &row)?
+                    crate::read::holds::visible(core, caller, row)?.map(LegalHold::from)
                 } else {
                     None
                 };

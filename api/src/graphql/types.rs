@@ -1102,7 +1102,7 @@ impl Recording {
     }
     /// Whether an active legal hold covers it: it cannot be deleted.
     async fn on_legal_hold(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        super::holds::on_legal_hold(ctx.core()?, &self.row.facts())
+        crate::read::holds::on_legal_hold(ctx.core()?, &self.row.facts())
     }
     /// The active legal holds covering it (ADMIN and AUDITOR of its site;
     /// null with `FORBIDDEN` for others).
