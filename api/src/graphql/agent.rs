@@ -43,16 +43,17 @@ use sha2::{Digest, Sha256};
 use srs_domain::log::EventStore as _;
 use srs_domain::model::{self as dm, Action, DomainEvent, Principal as DomainPrincipal};
 use srs_projections::models::detections::{DetectionsProjection, ResponseRow};
-use srs_projections::models::policies::{PoliciesProjection, SitePolicies as PolicyRows};
-use srs_projections::models::servers::{ServerRow, ServersProjection};
-use srs_projections::{WaitError, Which};
+use srs_projections::models::policies::SitePolicies as PolicyRows;
+use srs_projections::models::servers::ServerRow;
+use srs_projections::Which;
 use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, int, time, uuid};
 use super::enums::SessionEventType;
 use super::types::{PendingResponse, Policy, ServerSettings};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::read;
 use crate::state::Core;
 
 /// What a server's agent works by: its settings and its site's active
@@ -132,38 +133,6 @@ fn config_tag(row: &ServerRow, policies: &PolicyRows) -> String {
     hex::encode(&hash.finalize()[..12])
 }
 
-/// The read models a configuration is read from.
-const CONFIG_MODELS: &[&str] = &[ServersProjection::NAME, PoliciesProjection::NAME];
-
-/// The read model pending responses are counted in.
-const RESPONSE_MODELS: &[&str] = &[DetectionsProjection::NAME];
-
-/// Waits (bounded) until the read models `names` have applied the log as
-/// it stands now, so an answer includes every change committed before
-/// the question (a heartbeat's own position may be older than the last
-/// policy change or response), else `TIMEOUT`.
-async fn caught_up(core: &Core, names: &[&str]) -> ApiResult<()> {
-    let head = core.store.head().position;
-    match core
-        .reads
-        .wait_for(Which::Only(names), head, core.limits.at_least_timeout)
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(WaitError::Timeout { name, at, wanted }) => Err(ApiError::timeout(format!(
-            "the read models did not reach position {wanted} in time ({name} is at {at})"
-        ))),
-        Err(other) => Err(ApiError::internal(other)),
-    }
-}
-
-/// How many response actions wait for `server`'s agent.
-async fn pending_count(core: &Core, server: Uuid) -> ApiResult<i32> {
-    caught_up(core, RESPONSE_MODELS).await?;
-    let pending = core.reads.detections()?.pending_responses(server)?;
-    Ok(int(pending.len() as u64))
-}
-
 /// `agentConfig(serverId)`.
 pub(crate) async fn agent_config(
     ctx: &Context<'_>,
@@ -172,10 +141,11 @@ pub(crate) async fn agent_config(
 ) -> ApiResult<AgentConfig> {
     let (core, caller) = (ctx.core()?, ctx.caller()?);
     let server = uuid(server_id, "server")?;
-    core.at_least(at_least).await?;
-    caught_up(core, CONFIG_MODELS).await?;
-    let row = crate::read::access::server(core, caller, Action::ReadAgentConfig, server).await?;
-    let policies = core.reads.policies()?.site(row.site_id)?;
+    let read::agents::AgentConfig {
+        server: row,
+        policies,
+        pending_responses,
+    } = read::agents::agent_config(core, caller, server, at_least).await?;
     let logged = match &policies.event_detection.active.body {
         dm::PolicyBody::EventDetection(body) => body.logged.iter().map(|&t| t.into()).collect(),
         _ => Vec::new(),
@@ -190,20 +160,8 @@ pub(crate) async fn agent_config(
         logged,
         response_policy: Policy::from(&policies.event_response.active),
         config_tag: config_tag(&row, &policies),
-        pending_response_count: pending_count(core, row.id).await?,
+        pending_response_count: int(pending_responses),
     })
-}
-
-/// The server of a server mutation's payload, once the read models
-/// reached the mutation's position.
-async fn payload_server(ctx: &Context<'_>, position: i32, server_id: &ID) -> ApiResult<ServerRow> {
-    let core = ctx.core()?;
-    core.at_least(Some(position)).await?;
-    let server = uuid(server_id, "server")?;
-    core.reads
-        .servers()?
-        .server(server)?
-        .ok_or_else(|| ApiError::not_found(format!("server {server} not found")))
 }
 
 /// `ServerPayload.settingsVersion`.
@@ -212,7 +170,9 @@ pub(crate) async fn payload_settings_version(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<i32> {
-    Ok(int(payload_server(ctx, position, server_id)
+    let core = ctx.core()?;
+    let server = uuid(server_id, "server")?;
+    Ok(int(read::agents::payload_server(core, position, server)
         .await?
         .settings_version))
 }
@@ -225,10 +185,8 @@ pub(crate) async fn payload_config_tag(
     server_id: &ID,
 ) -> ApiResult<String> {
     let (core, caller) = (ctx.core()?, ctx.caller()?);
-    caught_up(core, CONFIG_MODELS).await?;
-    let row = payload_server(ctx, position, server_id).await?;
-    crate::read::access::server(core, caller, Action::ReadAgentConfig, row.id).await?;
-    let policies = core.reads.policies()?.site(row.site_id)?;
+    let server = uuid(server_id, "server")?;
+    let (row, policies) = read::agents::payload_config(core, caller, position, server).await?;
     Ok(config_tag(&row, &policies))
 }
 
@@ -239,9 +197,11 @@ pub(crate) async fn payload_pending_count(
     server_id: &ID,
 ) -> ApiResult<i32> {
     let (core, caller) = (ctx.core()?, ctx.caller()?);
-    let row = payload_server(ctx, position, server_id).await?;
-    crate::read::access::server(core, caller, Action::HandleResponses, row.id).await?;
-    pending_count(core, row.id).await
+    let server = uuid(server_id, "server")?;
+    Ok(int(read::agents::payload_pending_count(
+        core, caller, position, server,
+    )
+    .await?))
 }
 
 /// `Server.lastHeartbeat`: the latest of what this process saw, the

@@ -410,7 +410,7 @@ impl SubscriptionRoot {
         };
         Ok(follow(&core, from).map(move |envelope| {
             let deleted = envelope.payload.recording_id().is_some_and(|recording_id| {
-                super::types::recording_deleted(&core, recording_id).unwrap_or(true)
+                crate::read::recordings::deleted(&core, recording_id).unwrap_or(true)
             });
             LoggedEvent::shown(&envelope, core.content.keys(), deleted)
         }))

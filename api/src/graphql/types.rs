@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use srs_domain::log::{Envelope, EventStore};
+use srs_domain::log::Envelope;
 use srs_domain::model::{
     self as dm, Action, DataPoints as DomainDataPoints, DomainEvent, Principal as DomainPrincipal,
     Target,
@@ -16,9 +16,7 @@ use srs_projections::models::access::PermissionRow;
 use srs_projections::models::audit::AuditRow;
 use srs_projections::models::catalogue::RecordingRow;
 use srs_projections::models::comments::CommentRow;
-use srs_projections::models::detections::{
-    DetectionFilter, DetectionRow, ResponseRow, VisualBucket as Bucket,
-};
+use srs_projections::models::detections::{DetectionRow, ResponseRow, VisualBucket as Bucket};
 use srs_projections::models::policies::{KindPolicies as KindRows, PolicyRow, RetentionRow};
 use srs_projections::models::servers::{InstallJobRow, ServerRow, SiteRow};
 use srs_projections::models::Visibility as DomainVisibility;
@@ -30,7 +28,7 @@ use super::enums::*;
 use super::event_data::SessionEventData;
 use super::policies::PolicyDefinition;
 use crate::error::{ApiError, ApiResult};
-use crate::read::access::{authorize, Sight};
+use crate::read::{self, access::authorize};
 use crate::state::Core;
 
 /// Relay page information.
@@ -113,14 +111,8 @@ impl Token {
     }
     /// The sites it acts on that exist; empty: all sites.
     async fn sites(&self, ctx: &Context<'_>) -> ApiResult<Vec<Site>> {
-        let servers = ctx.core()?.reads.servers()?;
-        let mut sites = Vec::new();
-        for site_id in &self.0.site_ids {
-            if let Some(site) = servers.site(*site_id)? {
-                sites.push(Site(site));
-            }
-        }
-        Ok(sites)
+        let sites = read::servers::existing_sites(ctx.core()?, self.0.site_ids.iter().copied())?;
+        Ok(sites.into_iter().map(Site).collect())
     }
     /// Its principal's groups.
     async fn groups(&self) -> &[String] {
@@ -226,19 +218,9 @@ impl Site {
     }
     /// The site's servers (needs the right to read server status).
     async fn servers(&self, ctx: &Context<'_>) -> ApiResult<Vec<Server>> {
-        let core = ctx.core()?;
-        let caller = ctx.caller()?;
-        authorize(
-            core,
-            caller,
-            Action::ReadServerStatus,
-            Target::Site(self.0.id),
-        )
-        .await?;
-        Ok(core
-            .reads
-            .servers()?
-            .servers(Some(self.0.id))?
+        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        Ok(read::servers::site_servers(core, caller, self.0.id)
+            .await?
             .into_iter()
             .map(Server)
             .collect())
@@ -261,7 +243,7 @@ impl Server {
     }
     /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        Ok(ctx.core()?.reads.servers()?.site(self.0.site_id)?.map(Site))
+        Ok(read::servers::site(ctx.core()?, self.0.site_id)?.map(Site))
     }
     /// Its display name.
     async fn name(&self) -> &str {
@@ -639,19 +621,25 @@ impl SessionEvent {
         deleted: bool,
     ) -> Option<Self> {
         let (recording_id, _, shown) = seal::session_event(keys, &envelope.payload, deleted)?;
+        Some(Self::shown(recording_id, shown, envelope.position))
+    }
+
+    /// A session event of `recording_id` as the read side shows it, stored
+    /// at log position `position`.
+    pub fn shown(recording_id: uuid::Uuid, shown: seal::SessionEventShown, position: u64) -> Self {
         let (data, shredded) = match shown.data {
             seal::Revealed::Plain(data) => (SessionEventData::from_domain(data), false),
             seal::Revealed::Shredded => (Some(SessionEventData::shredded()), true),
         };
-        Some(SessionEvent {
+        SessionEvent {
             event_id: id(shown.event_id),
             recording_id: id(recording_id),
             event_type: shown.event_type.into(),
             offset_ms: long(shown.offset_ms),
             shredded,
             data,
-            position: long(envelope.position),
-        })
+            position: long(position),
+        }
     }
 }
 
@@ -791,9 +779,10 @@ pub async fn visible_recording(
     ctx: &Context<'_>,
     recording_id: uuid::Uuid,
 ) -> ApiResult<Option<Recording>> {
-    Ok(Sight::of(ctx.core()?, ctx.caller()?)?
-        .recording(recording_id)?
-        .map(|(row, visibility)| Recording::new(row, visibility)))
+    Ok(
+        read::recordings::visible(ctx.core()?, ctx.caller()?, recording_id)?
+            .map(|(row, visibility)| Recording::new(row, visibility)),
+    )
 }
 
 /// A recorded session.
@@ -831,39 +820,23 @@ impl Recording {
         };
         let types: Option<Vec<dm::SessionEventType>> =
             types.map(|t| t.into_iter().map(Into::into).collect());
-        let stream = dm::stream_name("recording", self.row.id);
-        let mut edges = Vec::new();
-        let mut version = from_version;
-        let mut has_next_page = false;
-        'read: loop {
-            let batch = core.store.read_stream(&stream, version, 1024).await?;
-            let read = batch.len();
-            for envelope in &batch {
-                version = envelope.version + 1;
-                let Some(event) =
-                    SessionEvent::from_envelope(envelope, core.content.keys(), self.row.deleted())
-                else {
-                    continue;
-                };
-                if types
-                    .as_ref()
-                    .is_some_and(|t| !t.contains(&event.event_type.into()))
-                {
-                    continue;
-                }
-                if edges.len() == limit {
-                    has_next_page = true;
-                    break 'read;
-                }
-                edges.push(SessionEventEdge {
-                    cursor: envelope.version.to_string(),
-                    node: event,
-                });
-            }
-            if read < 1024 {
-                break;
-            }
-        }
+        let page = read::recordings::session_events(
+            core,
+            &self.row,
+            from_version,
+            types.as_deref(),
+            limit,
+        )
+        .await?;
+        let has_next_page = page.has_next_page;
+        let edges: Vec<SessionEventEdge> = page
+            .items
+            .into_iter()
+            .map(|stored| SessionEventEdge {
+                cursor: stored.version.to_string(),
+                node: SessionEvent::shown(stored.recording_id, stored.shown, stored.position),
+            })
+            .collect();
         let end_cursor = edges.last().map(|e| e.cursor.clone());
         // Counted only when asked for, from the recording's counts per type
         // (as of the read models' position).
@@ -892,8 +865,7 @@ impl Recording {
     /// recording, nothing is recorded and no ticket is issued.
     async fn timeline(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
         let (core, caller) = (ctx.core()?, ctx.caller()?);
-        crate::read::access::authorize_playback(core, caller, &self.row, self.visibility).await?;
-        let timeline = crate::read::playback::timeline(core, self.row.id, 0).await?;
+        let timeline = read::recordings::playback(core, caller, &self.row, self.visibility).await?;
         Ok(Playback::new(
             core,
             self.row.id,
@@ -982,12 +954,7 @@ impl Recording {
     }
     /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .servers()?
-            .site(self.row.site_id)?
-            .map(Site))
+        Ok(read::servers::site(ctx.core()?, self.row.site_id)?.map(Site))
     }
     /// The server that recorded it.
     async fn server_id(&self) -> ID {
@@ -995,12 +962,7 @@ impl Recording {
     }
     /// That server, when it exists.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .servers()?
-            .server(self.row.server_id)?
-            .map(Server))
+        Ok(read::servers::named_server(ctx.core()?, self.row.server_id)?.map(Server))
     }
     /// The session's id on the server.
     async fn session_id(&self) -> &str {
@@ -1151,48 +1113,24 @@ impl Recording {
     /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
         let core = ctx.core()?;
-        let filter = DetectionFilter {
-            recording_id: Some(self.row.id),
-            ..DetectionFilter::default()
-        };
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = core
-                .reads
-                .detections()?
-                .search(&filter, Some(500), after.as_deref())?;
-            let (keys, deleted) = (core.content.keys(), self.row.deleted());
-            out.extend(
-                page.items
-                    .iter()
-                    .map(|(_, row)| DetectedEvent::shown(row, keys, deleted)),
-            );
-            if !page.has_next_page || out.len() >= PLAYBACK_MAX_EVENTS {
-                break;
-            }
-            after = page.end_cursor;
-        }
-        Ok(out)
+        let (keys, deleted) = (core.content.keys(), self.row.deleted());
+        Ok(
+            read::recordings::detections(core, self.row.id, PLAYBACK_MAX_EVENTS)?
+                .iter()
+                .map(|row| DetectedEvent::shown(row, keys, deleted))
+                .collect(),
+        )
     }
     /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .comments()?
-            .for_recording(self.row.id)?
+        Ok(read::recordings::comments(ctx.core()?, self.row.id)?
             .iter()
             .map(Comment::from)
             .collect())
     }
     /// Response actions triggered on the session.
     async fn responses(&self, ctx: &Context<'_>) -> ApiResult<Vec<PendingResponse>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .detections()?
-            .responses_for_recording(self.row.id)?
+        Ok(read::recordings::responses(ctx.core()?, self.row.id)?
             .iter()
             .map(PendingResponse::from)
             .collect())
@@ -1217,14 +1155,12 @@ impl Recording {
                 "bucketSec must be between 1 and 86400",
             ));
         }
-        Ok(ctx
-            .core()?
-            .reads
-            .detections()?
-            .recording_visualization(self.row.id, bucket as u64)?
-            .iter()
-            .map(VisualizationBucket::from)
-            .collect())
+        Ok(
+            read::recordings::event_visualization(ctx.core()?, self.row.id, bucket as u64)?
+                .iter()
+                .map(VisualizationBucket::from)
+                .collect(),
+        )
     }
     /// The recording's playback as a read: the timeline (session events
     /// with offsets, detections, comments), the stored content's type,
@@ -1296,26 +1232,16 @@ impl Playback {
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
         let core = ctx.core()?;
-        let filter = DetectionFilter {
-            recording_id: Some(recording_id),
-            ..DetectionFilter::default()
-        };
-        let page = core.reads.detections()?.search(&filter, Some(500), None)?;
-        let deleted = recording_deleted(core, recording_id)?;
-        Ok(page
-            .items
+        let deleted = read::recordings::deleted(core, recording_id)?;
+        Ok(read::recordings::first_detections(core, recording_id)?
             .iter()
-            .map(|(_, row)| DetectedEvent::shown(row, core.content.keys(), deleted))
+            .map(|row| DetectedEvent::shown(row, core.content.keys(), deleted))
             .collect())
     }
     /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
-        Ok(ctx
-            .core()?
-            .reads
-            .comments()?
-            .for_recording(recording_id)?
+        Ok(read::recordings::comments(ctx.core()?, recording_id)?
             .iter()
             .map(Comment::from)
             .collect())
@@ -1683,15 +1609,6 @@ impl LoggedEvent {
             ..LoggedEvent::from(e)
         }
     }
-}
-
-/// Whether the catalogue has the recording as deleted.
-pub fn recording_deleted(core: &Core, recording_id: uuid::Uuid) -> ApiResult<bool> {
-    Ok(core
-        .reads
-        .catalogue()?
-        .get(recording_id)?
-        .is_some_and(|row| row.deleted()))
 }
 
 impl From<&Envelope<DomainEvent>> for LoggedEvent {

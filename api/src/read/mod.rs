@@ -19,6 +19,8 @@
 //!   (`model::may`, the domain's, asked only from here on the read path),
 //!   site scopes, grant-only auditor visibility, restrictions, hold
 //!   visibility, and the recording of refusals.
+//! - [`agents`]: what a server's agent reads (its configuration, the
+//!   count of its pending responses).
 //! - [`servers`]: sites, servers, a server's pending responses.
 //! - [`recordings`]: the recordings a caller sees, and what belongs to
 //!   one (session events, performance, detections, comments, responses).
@@ -28,6 +30,8 @@
 //! - [`policies`]: a site's policies, retention policy, playback
 //!   permissions.
 //! - [`holds`]: legal holds as a caller may see them.
+//! - [`nodes`]: `node(id)`: one object of one kind, as the caller may
+//!   see it.
 //! - [`tokens`]: tokens (ADMIN).
 //! - [`audit`]: the admin audit trail.
 //! - [`history`]: the raw event history, as a caller may see it.
@@ -37,11 +41,13 @@
 //!   recorded) and `playRecording` (the audited playback).
 
 pub mod access;
+pub mod agents;
 pub mod audit;
 pub mod dashboard;
 pub mod detections;
 pub mod history;
 pub mod holds;
+pub mod nodes;
 pub mod playback;
 pub mod policies;
 pub mod projections;
