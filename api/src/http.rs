@@ -60,19 +60,19 @@ use crate::auth::bearer_token;
 use crate::error::{ensure_codes, first_code, ApiError, Code};
 use crate::graphql::{self, RequestContext};
 use crate::sockets::budget_spent;
-use crate::state::AppState;
+use crate::state::HttpState;
 use crate::throttle::retry_after_secs;
 
 /// The HTTP app over `state`. No socket involved: tests drive it with
 /// `tower::ServiceExt::oneshot`, `srs serve` hands it to `axum::serve`.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: HttpState) -> Router {
     app_with(state, Router::new())
 }
 
 /// [`app`] with `extra` routes mounted behind the same middleware (request
 /// id, metrics, body limit), e.g. the plain handler `srs bench graphql`
 /// compares the GraphQL endpoint with.
-pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
+pub fn app_with(state: HttpState, extra: Router<HttpState>) -> Router {
     let max_body = state.limits().max_body_bytes;
     // What a page of another origin may call (with `--cors-origin`):
     // GraphQL over HTTP and the content routes.
@@ -161,7 +161,7 @@ pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 }
 
 /// Request id, span and HTTP metrics around every request.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn observe(State(state): State<HttpState>, request: Request, next: Next) -> Response {
     // A v4 UUID from the thread's CSPRNG: no system call per request.
     let request_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     // `MatchedPath` is a shared string: cloning it allocates nothing.
@@ -198,7 +198,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 /// the content routes' error shape (`{"code", "message"}`), 429 and
 /// `Retry-After`.
 async fn throttle_content(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     ClientAddr(ip): ClientAddr,
     request: Request,
     next: Next,
@@ -206,7 +206,7 @@ async fn throttle_content(
     let known = bearer_token(request.headers())
         .ok()
         .flatten()
-        .and_then(|token| state.core().authenticate_now(token).ok().flatten());
+        .and_then(|token| state.services().authenticate_now(token).ok().flatten());
     let throttled = match &known {
         Some(principal) => state.throttle().principal(principal.token_id),
         None => state.throttle().address(ip),
@@ -273,7 +273,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 /// execution answers 400 (`VALIDATION`), 401, or 429 (`RATE_LIMITED`,
 /// `Retry-After`); a request over its time budget answers 504 `TIMEOUT`.
 async fn graphql(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -303,7 +303,7 @@ async fn graphql(
     // a moment ago is looked up again, with a wait, further down).
     let token = bearer_token(&headers);
     let known = match &token {
-        Ok(Some(token)) => state.core().authenticate_now(token).ok().flatten(),
+        Ok(Some(token)) => state.services().authenticate_now(token).ok().flatten(),
         _ => None,
     };
     let throttled = match &known {
@@ -368,7 +368,8 @@ async fn graphql(
     );
     let request = request.data(RequestContext::new(principal));
     let execution = state.schema().execute(request);
-    let executed = tokio::time::timeout(budget, graphql::in_request(state.core(), execution)).await;
+    let executed =
+        tokio::time::timeout(budget, graphql::in_request(state.services(), execution)).await;
     let Ok(mut response) = executed else {
         let error = budget_spent(budget);
         state
@@ -410,7 +411,7 @@ async fn graphql(
 }
 
 fn api_error_response(
-    state: &AppState,
+    state: &HttpState,
     operation: &str,
     started: Instant,
     error: ApiError,
@@ -436,7 +437,7 @@ fn api_error_response(
 /// token of the client address's rate and a pending slot (see
 /// [`crate::sockets`]); without either it is answered 429.
 async fn graphql_ws(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -488,7 +489,7 @@ async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the read models have caught up with the log and the log
 /// takes writes (503 with `reason` while storage fails, e.g. a full disk).
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<HttpState>) -> Response {
     let readiness = state.readiness();
     let status = if readiness.ready {
         StatusCode::OK
@@ -499,7 +500,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`.
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<HttpState>) -> Response {
     let text = state.metrics().render(&state.gauges());
     (
         [(

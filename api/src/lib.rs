@@ -26,7 +26,7 @@
 //! - [`read`]: the read side's application layer: what the queries ask of
 //!   the read models, and every read authorization decision
 //!   ([`read::access`]). Reads never append.
-//! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
+//! - [`state`]: [`state::Services`] (what resolvers use) and [`state::Limits`].
 //! - [`auth`]: bearer tokens and secrets.
 //! - [`last_used`]: when each token was last used and each server last
 //!   heartbeated, per minute, outside the log.

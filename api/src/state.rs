@@ -1,4 +1,4 @@
-//! What every request shares: the [`Core`] (log, service, read models,
+//! What every request shares: the [`Services`] (log, service, read models,
 //! metrics, limits) and the schema built over it.
 
 use std::sync::Arc;
@@ -170,7 +170,7 @@ impl Default for Limits {
 }
 
 /// The services behind the API.
-pub struct Core {
+pub struct Services {
     pub store: EventLog<DomainEvent>,
     /// Writes: every mutation is one of its use cases.
     pub service: Arc<Service>,
@@ -248,7 +248,7 @@ pub struct Readiness {
 /// before calling an unknown secret invalid (a token issued a moment ago).
 const AUTH_CATCH_UP: Duration = Duration::from_secs(2);
 
-impl Core {
+impl Services {
     /// The principal `token` authenticates, if any. A secret not found is
     /// looked up once more after the tokens read model has reached the log
     /// head, so a token works as soon as `issueToken` has answered. An
@@ -460,24 +460,28 @@ impl PermissionSource for ReadModelPermissions {
     }
 }
 
-/// The state of the HTTP app: the core, the schema over it, the parsed
+/// The state of the HTTP app: the services, the schema over them, the parsed
 /// documents, the rate limits and the open WebSockets.
 #[derive(Clone)]
-pub struct AppState {
-    core: Arc<Core>,
+pub struct HttpState {
+    services: Arc<Services>,
     schema: SrsSchema,
     documents: Arc<Documents>,
     throttle: Arc<Throttle>,
     sockets: Arc<Sockets>,
 }
 
-impl AppState {
-    pub fn new(core: Arc<Core>) -> Self {
-        let schema = graphql::schema(core.clone());
-        let throttle = Arc::new(Throttle::new(&core.limits));
-        let sockets = Arc::new(Sockets::new(&core.limits));
-        AppState {
-            core,
+/// [`HttpState`] under its former name, for code outside this crate not
+/// yet moved to the new one.
+pub type AppState = HttpState;
+
+impl HttpState {
+    pub fn new(services: Arc<Services>) -> Self {
+        let schema = graphql::schema(services.clone());
+        let throttle = Arc::new(Throttle::new(&services.limits));
+        let sockets = Arc::new(Sockets::new(&services.limits));
+        HttpState {
+            services,
             schema,
             documents: Documents::new(),
             throttle,
@@ -495,8 +499,8 @@ impl AppState {
         &self.sockets
     }
 
-    pub fn core(&self) -> &Arc<Core> {
-        &self.core
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
     /// The schema requests run on.
@@ -510,27 +514,27 @@ impl AppState {
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.core.metrics
+        &self.services.metrics
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.core.limits
+        &self.services.limits
     }
 
     /// The origins allowed by CORS (`--cors-origin`).
     pub fn cors_origins(&self) -> &[String] {
-        &self.core.cors_origins
+        &self.services.cors_origins
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ApiError> {
-        self.core.authenticate(token).await
+        self.services.authenticate(token).await
     }
 
     pub fn readiness(&self) -> Readiness {
-        self.core.readiness()
+        self.services.readiness()
     }
 
     pub fn gauges(&self) -> Gauges {
-        self.core.gauges()
+        self.services.gauges()
     }
 }

@@ -54,7 +54,7 @@ use super::enums::SessionEventType;
 use super::types::{PendingResponse, Policy, ServerSettings};
 use crate::error::ApiResult;
 use crate::read;
-use crate::state::Core;
+use crate::state::Services;
 
 /// What a server's agent works by: its settings and its site's active
 /// policies.
@@ -139,13 +139,13 @@ pub(crate) async fn agent_config(
     server_id: &ID,
     at_least: Option<i32>,
 ) -> ApiResult<AgentConfig> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let server = uuid(server_id, "server")?;
     let read::agents::AgentConfig {
         server: row,
         policies,
         pending_responses,
-    } = read::agents::agent_config(core, caller, server, at_least).await?;
+    } = read::agents::agent_config(services, caller, server, at_least).await?;
     let logged = match &policies.event_detection.active.body {
         dm::PolicyBody::EventDetection(body) => body.logged.iter().map(|&t| t.into()).collect(),
         _ => Vec::new(),
@@ -170,11 +170,13 @@ pub(crate) async fn payload_settings_version(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<i32> {
-    let core = ctx.core()?;
+    let services = ctx.services()?;
     let server = uuid(server_id, "server")?;
-    Ok(int(read::agents::payload_server(core, position, server)
-        .await?
-        .settings_version))
+    Ok(int(read::agents::payload_server(
+        services, position, server,
+    )
+    .await?
+    .settings_version))
 }
 
 /// `ServerPayload.configTag` (who may read the configuration: the
@@ -184,9 +186,9 @@ pub(crate) async fn payload_config_tag(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<String> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let server = uuid(server_id, "server")?;
-    let (row, policies) = read::agents::payload_config(core, caller, position, server).await?;
+    let (row, policies) = read::agents::payload_config(services, caller, position, server).await?;
     Ok(config_tag(&row, &policies))
 }
 
@@ -196,10 +198,10 @@ pub(crate) async fn payload_pending_count(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<i32> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let server = uuid(server_id, "server")?;
     Ok(int(read::agents::payload_pending_count(
-        core, caller, position, server,
+        services, caller, position, server,
     )
     .await?))
 }
@@ -207,10 +209,10 @@ pub(crate) async fn payload_pending_count(
 /// `Server.lastHeartbeat`: the latest of what this process saw, the
 /// minute kept in the data directory, and what the log recorded when the
 /// server went offline.
-pub(crate) fn last_heartbeat(core: &Core, row: &ServerRow) -> Option<DateTime<Utc>> {
+pub(crate) fn last_heartbeat(services: &Services, row: &ServerRow) -> Option<DateTime<Utc>> {
     [
-        core.service.last_heartbeat(row.id),
-        core.heartbeats.get(row.id),
+        services.service.last_heartbeat(row.id),
+        services.heartbeats.get(row.id),
         row.last_heartbeat,
     ]
     .into_iter()
@@ -220,12 +222,12 @@ pub(crate) fn last_heartbeat(core: &Core, row: &ServerRow) -> Option<DateTime<Ut
 }
 
 /// Notes a heartbeat of `server` (at most one write per server and minute).
-pub(crate) fn heartbeat_seen(core: &Core, server: Uuid) {
-    let at = core
+pub(crate) fn heartbeat_seen(services: &Services, server: Uuid) {
+    let at = services
         .service
         .last_heartbeat(server)
-        .unwrap_or_else(|| core.service.now());
-    core.heartbeats.touch(server, at);
+        .unwrap_or_else(|| services.service.now());
+    services.heartbeats.touch(server, at);
 }
 
 /// `recordingChunks(recordingId)`.
@@ -234,10 +236,13 @@ pub(crate) async fn recording_chunks(
     recording_id: &ID,
     at_least: Option<i32>,
 ) -> ApiResult<RecordingChunks> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let recording = uuid(recording_id, "recording")?;
-    core.at_least(at_least).await?;
-    let loaded = core.service.recording_content(caller, recording).await?;
+    services.at_least(at_least).await?;
+    let loaded = services
+        .service
+        .recording_content(caller, recording)
+        .await?;
     let state = &loaded.state;
     let next_seq = (0u64..)
         .find(|seq| !state.chunks.contains_key(seq))
@@ -269,23 +274,23 @@ const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// `responses(serverId)`: the pending actions, then each new one.
 pub(crate) async fn responses(
-    core: Arc<Core>,
+    services: Arc<Services>,
     caller: DomainPrincipal,
     server_id: &ID,
 ) -> ApiResult<impl Stream<Item = PendingResponse> + Send + 'static> {
     let server = uuid(server_id, "server")?;
-    crate::read::access::server(&core, &caller, Action::HandleResponses, server).await?;
+    crate::read::access::server(&services, &caller, Action::HandleResponses, server).await?;
     // What is pending as of `head`, then what the log decides after it;
     // a response the read model already had past `head` is not sent twice.
-    let head = core.store.head().position;
-    let _ = core
+    let head = services.store.head().position;
+    let _ = services
         .reads
         .wait_for(Which::Only(&[DetectionsProjection::NAME]), head, CATCH_UP)
         .await;
-    let pending = core.reads.detections()?.pending_responses(server)?;
+    let pending = services.reads.detections()?.pending_responses(server)?;
     let sent: HashSet<Uuid> = pending.iter().map(|r| r.response_id).collect();
     let first: Vec<PendingResponse> = pending.iter().map(PendingResponse::from).collect();
-    let later = super::subscription::follow(&core, head + 1).filter_map(move |envelope| {
+    let later = super::subscription::follow(&services, head + 1).filter_map(move |envelope| {
         let row = match &envelope.payload {
             DomainEvent::ResponseTriggered {
                 server_id,

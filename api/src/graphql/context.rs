@@ -6,7 +6,7 @@ use async_graphql::Context;
 use srs_domain::model::Principal;
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::state::Services;
 
 /// Per-request data: who is asking (`None`: no token was presented).
 #[derive(Clone, Debug)]
@@ -29,14 +29,14 @@ impl RequestContext {
 
 /// Shortcuts for resolvers.
 pub(crate) trait ContextExt {
-    fn core(&self) -> ApiResult<&Arc<Core>>;
+    fn services(&self) -> ApiResult<&Arc<Services>>;
     fn caller(&self) -> ApiResult<&Principal>;
 }
 
 impl ContextExt for Context<'_> {
-    fn core(&self) -> ApiResult<&Arc<Core>> {
-        self.data::<Arc<Core>>()
-            .map_err(|e| ApiError::internal(format!("schema without core: {}", e.message)))
+    fn services(&self) -> ApiResult<&Arc<Services>> {
+        self.data::<Arc<Services>>()
+            .map_err(|e| ApiError::internal(format!("schema without services: {}", e.message)))
     }
 
     fn caller(&self) -> ApiResult<&Principal> {

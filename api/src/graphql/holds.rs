@@ -177,7 +177,7 @@ impl LegalHold {
     /// The site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         let site = super::convert::uuid(&self.site_id, "site")?;
-        Ok(read::servers::site(ctx.core()?, site)?.map(Site))
+        Ok(read::servers::site(ctx.services()?, site)?.map(Site))
     }
 }
 
@@ -244,11 +244,11 @@ pub async fn legal_holds(
     after: Option<String>,
     at_least: Option<i32>,
 ) -> ApiResult<LegalHoldConnection> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    let limit = page(first, &core.limits)?;
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    let limit = page(first, &services.limits)?;
     let site = opt_uuid(site_id.as_ref(), "site")?;
     let page = read::holds::legal_holds(
-        core,
+        services,
         caller,
         site,
         active,
@@ -280,8 +280,8 @@ pub async fn recording_holds(
     ctx: &Context<'_>,
     facts: &dm::RecordingFacts,
 ) -> ApiResult<Vec<LegalHold>> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    Ok(read::holds::recording_holds(core, caller, facts)
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    Ok(read::holds::recording_holds(services, caller, facts)
         .await?
         .into_iter()
         .map(LegalHold::from)
@@ -302,9 +302,9 @@ pub struct LegalHoldPayload {
 impl LegalHoldPayload {
     /// The hold, as the caller may see it.
     async fn legal_hold(&self, ctx: &Context<'_>) -> ApiResult<Option<LegalHold>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let hold = super::convert::uuid(&self.legal_hold_id, "legal hold")?;
-        Ok(read::holds::hold(core, caller, hold, self.position)
+        Ok(read::holds::hold(services, caller, hold, self.position)
             .await?
             .map(LegalHold::from))
     }
@@ -315,14 +315,14 @@ pub async fn place_legal_hold(
     ctx: &Context<'_>,
     input: PlaceLegalHoldInput,
 ) -> ApiResult<LegalHoldPayload> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    let (site, scope, reason) = input.into_domain(&core.limits)?;
-    let placed = core
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    let (site, scope, reason) = input.into_domain(&services.limits)?;
+    let placed = services
         .service
         .place_legal_hold(caller, site, scope, &reason)
         .await?;
     if !placed.executed.positions.is_empty() {
-        core.metrics.appended();
+        services.metrics.appended();
     }
     Ok(LegalHoldPayload {
         position: int(placed.executed.last_position),
@@ -336,15 +336,15 @@ pub async fn release_legal_hold(
     hold_id: ID,
     reason: Option<String>,
 ) -> ApiResult<LegalHoldPayload> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let hold = super::convert::uuid(&hold_id, "legal hold")?;
     let reason = reason.as_deref().map(hold_reason).transpose()?;
-    let done = core
+    let done = services
         .service
         .release_legal_hold(caller, hold, reason.as_deref())
         .await?;
     if !done.positions.is_empty() {
-        core.metrics.appended();
+        services.metrics.appended();
     }
     Ok(LegalHoldPayload {
         position: int(done.last_position),

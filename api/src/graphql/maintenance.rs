@@ -20,7 +20,7 @@ use srs_domain::model::{Action, DomainEvent, Principal};
 use super::convert::int;
 use crate::error::{ApiError, ApiResult};
 use crate::read::access::authorize_global;
-use crate::state::Core;
+use crate::state::Services;
 
 /// The outcome of a chain walk.
 #[derive(SimpleObject, Clone, Debug)]
@@ -94,13 +94,13 @@ fn kind_name(kind: srs_domain::log::BreachKind) -> &'static str {
 
 /// `verify(fromPosition)`.
 pub(crate) async fn verify_chain(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     from: u64,
 ) -> ApiResult<ChainVerification> {
-    authorize_global(core, caller, Action::ReadAdminLog).await?;
-    let head = EventStore::head(&core.store).position;
-    let tree = core.store.backend();
+    authorize_global(services, caller, Action::ReadAdminLog).await?;
+    let head = EventStore::head(&services.store).position;
+    let tree = services.store.backend();
     let from = from.max(1);
     let report: VerifyReport =
         tokio::task::spawn_blocking(move || verify::<DomainEvent>(&*tree, from, |_| {}))
@@ -125,12 +125,12 @@ pub(crate) async fn verify_chain(
 
 /// `rebuildProjections(names)`.
 pub(crate) async fn rebuild_projections(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     names: Option<Vec<String>>,
 ) -> ApiResult<RebuildProjectionsPayload> {
-    authorize_global(core, caller, Action::ManageServers).await?;
-    let set = core.reads.set();
+    authorize_global(services, caller, Action::ManageServers).await?;
+    let set = services.reads.set();
     let known = set.names();
     let names = names.unwrap_or_default();
     if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
@@ -150,7 +150,7 @@ pub(crate) async fn rebuild_projections(
     let events: u64 = reports.iter().map(|r| r.events).sum();
     let elapsed: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
     Ok(RebuildProjectionsPayload {
-        position: int(EventStore::head(&core.store).position),
+        position: int(EventStore::head(&services.store).position),
         events: int(events),
         target: int(reports.iter().map(|r| r.target).max().unwrap_or(0)),
         elapsed_ms: elapsed * 1000.0,

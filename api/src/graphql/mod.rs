@@ -60,15 +60,15 @@ use query::QueryRoot;
 pub use scope::in_request;
 use subscription::SubscriptionRoot;
 
-use crate::state::{Core, Limits};
+use crate::state::{Limits, Services};
 
 /// The schema type.
 pub type SrsSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// The schema over `core`, with the limits of `core.limits`.
-pub fn schema(core: Arc<Core>) -> SrsSchema {
-    let limits = core.limits.clone();
-    builder(&limits).data(core).finish()
+/// The schema over `services`, with the limits of `services.limits`.
+pub fn schema(services: Arc<Services>) -> SrsSchema {
+    let limits = services.limits.clone();
+    builder(&limits).data(services).finish()
 }
 
 fn builder(

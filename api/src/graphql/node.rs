@@ -100,7 +100,7 @@ fn node_of(found: Found, keys: &KeyRing) -> Node {
 
 /// `node(id)`: see the module docs.
 pub async fn node(ctx: &Context<'_>, id: &ID) -> ApiResult<Node> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let (kinds, uuid): (&[(&str, Kind)], &str) = match id.as_str().split_once(':') {
         Some((kind, uuid)) => match KINDS.iter().position(|(name, _)| *name == kind) {
             Some(at) => (&KINDS[at..=at], uuid),
@@ -111,8 +111,8 @@ pub async fn node(ctx: &Context<'_>, id: &ID) -> ApiResult<Node> {
     let uuid = Uuid::parse_str(uuid)
         .map_err(|_| ApiError::validation(format!("`{}` is not a valid ID", clip(id))))?;
     for (_, kind) in kinds {
-        match read::nodes::lookup(core, caller, *kind, uuid).await? {
-            Lookup::Found(found) => return Ok(node_of(found, core.content.keys())),
+        match read::nodes::lookup(services, caller, *kind, uuid).await? {
+            Lookup::Found(found) => return Ok(node_of(*found, services.content.keys())),
             Lookup::Hidden => return Err(not_found(id)),
             Lookup::Absent => {}
         }

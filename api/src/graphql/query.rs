@@ -19,7 +19,7 @@ use super::inputs::{
     AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
     TokenFilter,
 };
-use super::reports::{Dashboard, SiteVisualizationBucket};
+use super::reports::{DashboardReport, SiteVisualizationBucket};
 use super::types::*;
 use crate::error::{ApiError, ApiResult};
 use crate::read;
@@ -52,8 +52,8 @@ impl QueryRoot {
 
     /// The sites the caller may see.
     async fn sites(&self, ctx: &Context<'_>, at_least: Option<i32>) -> ApiResult<Vec<Site>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        Ok(read::servers::sites(core, caller, at_least)
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        Ok(read::servers::sites(services, caller, at_least)
             .await?
             .into_iter()
             .map(Site)
@@ -67,9 +67,9 @@ impl QueryRoot {
         site_id: Option<ID>,
         at_least: Option<i32>,
     ) -> ApiResult<Vec<Server>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = opt_uuid(site_id.as_ref(), "site")?;
-        Ok(read::servers::servers(core, caller, site, at_least)
+        Ok(read::servers::servers(services, caller, site, at_least)
             .await?
             .into_iter()
             .map(Server)
@@ -84,9 +84,9 @@ impl QueryRoot {
         id: ID,
         at_least: Option<i32>,
     ) -> ApiResult<Option<Server>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let server_id = uuid(&id, "server")?;
-        Ok(read::servers::server(core, caller, server_id, at_least)
+        Ok(read::servers::server(services, caller, server_id, at_least)
             .await?
             .map(Server))
     }
@@ -102,9 +102,9 @@ impl QueryRoot {
         order_by: Option<RecordingOrder>,
         at_least: Option<i32>,
     ) -> ApiResult<RecordingConnection> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let limit = page(first, &core.limits)?;
-        let filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let limit = page(first, &services.limits)?;
+        let filter = filter.unwrap_or_default().into_query(&services.limits)?;
         let query = RecordingQuery {
             filter,
             order: order_by.unwrap_or_default().into(),
@@ -112,7 +112,7 @@ impl QueryRoot {
             after,
             with_total: ctx.look_ahead().field("totalCount").exists(),
         };
-        let page = read::recordings::recordings(core, caller, &query, at_least).await?;
+        let page = read::recordings::recordings(services, caller, &query, at_least).await?;
         Ok(RecordingConnection {
             edges: page
                 .items
@@ -137,10 +137,10 @@ impl QueryRoot {
         id: ID,
         at_least: Option<i32>,
     ) -> ApiResult<Option<Recording>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording_id = uuid(&id, "recording")?;
         Ok(
-            read::recordings::recording(core, caller, recording_id, at_least)
+            read::recordings::recording(services, caller, recording_id, at_least)
                 .await?
                 .map(|(row, visibility)| Recording::new(row, visibility)),
         )
@@ -153,9 +153,9 @@ impl QueryRoot {
         site_id: ID,
         at_least: Option<i32>,
     ) -> ApiResult<SitePolicies> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = uuid(&site_id, "site")?;
-        let policies = read::policies::site_policies(core, caller, site, at_least).await?;
+        let policies = read::policies::site_policies(services, caller, site, at_least).await?;
         Ok(SitePolicies {
             site_id: id(site),
             recording: KindPolicies::from(&policies.recording),
@@ -171,10 +171,10 @@ impl QueryRoot {
         site_id: ID,
         session: SessionAttributesInput,
     ) -> ApiResult<RecordingDecision> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = uuid(&site_id, "site")?;
-        let session = session.into_domain(&core.limits)?;
-        let decision = core
+        let session = session.into_domain(&services.limits)?;
+        let decision = services
             .service
             .evaluate_recording_policy(caller, site, &session)
             .await?;
@@ -188,10 +188,10 @@ impl QueryRoot {
         site_id: Option<ID>,
         at_least: Option<i32>,
     ) -> ApiResult<Vec<PlaybackPermission>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = opt_uuid(site_id.as_ref(), "site")?;
         Ok(
-            read::policies::playback_permissions(core, caller, site, at_least)
+            read::policies::playback_permissions(services, caller, site, at_least)
                 .await?
                 .iter()
                 .map(PlaybackPermission::from)
@@ -206,10 +206,10 @@ impl QueryRoot {
         site_id: ID,
         at_least: Option<i32>,
     ) -> ApiResult<Option<RetentionPolicy>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = uuid(&site_id, "site")?;
         Ok(
-            read::policies::retention_policy(core, caller, site, at_least)
+            read::policies::retention_policy(services, caller, site, at_least)
                 .await?
                 .as_ref()
                 .map(RetentionPolicy::from),
@@ -226,12 +226,13 @@ impl QueryRoot {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         at_least: Option<i32>,
-    ) -> ApiResult<Dashboard> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+    ) -> ApiResult<DashboardReport> {
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = opt_uuid(site_id.as_ref(), "site")?;
         let (from, to) = (from.map(timestamp), to.map(timestamp));
-        let dashboard = read::dashboard::dashboard(core, caller, site, from, to, at_least).await?;
-        Ok(Dashboard::new(
+        let dashboard =
+            read::dashboard::dashboard(services, caller, site, from, to, at_least).await?;
+        Ok(DashboardReport::new(
             &dashboard.figures,
             dashboard.sites,
             dashboard.days,
@@ -260,17 +261,17 @@ impl QueryRoot {
         #[graphql(desc = "Answer once the read models reached this log position.")]
         at_least: Option<i32>,
     ) -> ApiResult<Vec<SiteVisualizationBucket>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = opt_uuid(site_id.as_ref(), "site")?;
         let (from, to) = (from.map(timestamp), to.map(timestamp));
         let bucket_sec = i64::from(bucket_sec.unwrap_or(3_600));
-        Ok(
-            read::dashboard::site_visualization(core, caller, site, from, to, bucket_sec, at_least)
-                .await?
-                .iter()
-                .map(SiteVisualizationBucket::from)
-                .collect(),
+        Ok(read::dashboard::site_visualization(
+            services, caller, site, from, to, bucket_sec, at_least,
         )
+        .await?
+        .iter()
+        .map(SiteVisualizationBucket::from)
+        .collect())
     }
 
     /// Detected events of recordings the caller may see, newest first.
@@ -283,15 +284,15 @@ impl QueryRoot {
         after: Option<String>,
         at_least: Option<i32>,
     ) -> ApiResult<DetectedEventConnection> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let limit = page(first, &core.limits)?;
-        let filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let limit = page(first, &services.limits)?;
+        let filter = filter.unwrap_or_default().into_query(&services.limits)?;
         let with_total = ctx.look_ahead().field("totalCount").exists();
         let page = read::detections::detected_events(
-            core, caller, filter, limit, after, with_total, at_least,
+            services, caller, filter, limit, after, with_total, at_least,
         )
         .await?;
-        let keys = core.content.keys();
+        let keys = services.content.keys();
         Ok(DetectedEventConnection {
             edges: page
                 .items
@@ -322,15 +323,15 @@ impl QueryRoot {
         after: Option<String>,
         at_least: Option<i32>,
     ) -> ApiResult<TokenConnection> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let limit = page(first, &core.limits)?;
-        let filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let limit = page(first, &services.limits)?;
+        let filter = filter.unwrap_or_default().into_query(&services.limits)?;
         let after = after
             .map(|cursor| {
                 Uuid::parse_str(&cursor).map_err(|_| ApiError::validation("invalid cursor"))
             })
             .transpose()?;
-        let page = read::tokens::tokens(core, caller, &filter, limit, after, at_least).await?;
+        let page = read::tokens::tokens(services, caller, &filter, limit, after, at_least).await?;
         Ok(TokenConnection {
             edges: page
                 .items
@@ -358,12 +359,12 @@ impl QueryRoot {
         after: Option<String>,
         at_least: Option<i32>,
     ) -> ApiResult<AuditEntryConnection> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let limit = page(first, &core.limits)?;
-        let filter = filter.unwrap_or_default().into_query(&core.limits)?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let limit = page(first, &services.limits)?;
+        let filter = filter.unwrap_or_default().into_query(&services.limits)?;
         let with_total = ctx.look_ahead().field("totalCount").exists();
         let page = read::audit::audit_trail(
-            core,
+            services,
             caller,
             &filter,
             limit,
@@ -404,8 +405,8 @@ impl QueryRoot {
         after: Option<String>,
         at_least: Option<i32>,
     ) -> ApiResult<LoggedEventConnection> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let limit = page(first, &core.limits)?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let limit = page(first, &services.limits)?;
         let filter = filter.unwrap_or_default();
         let site = opt_uuid(filter.site_id.as_ref(), "site")?;
         let recording = opt_uuid(filter.recording_id.as_ref(), "recording")?;
@@ -436,8 +437,8 @@ impl QueryRoot {
             limit,
             with_total: ctx.look_ahead().field("totalCount").exists(),
         };
-        let page = read::history::history(core, caller, asked, at_least).await?;
-        let keys = core.content.keys();
+        let page = read::history::history(services, caller, asked, at_least).await?;
+        let keys = services.content.keys();
         Ok(LoggedEventConnection {
             edges: page
                 .items
@@ -485,14 +486,14 @@ impl QueryRoot {
         id: ID,
         at_least: Option<i32>,
     ) -> ApiResult<super::node::Node> {
-        ctx.core()?.at_least(at_least).await?;
+        ctx.services()?.at_least(at_least).await?;
         super::node::node(ctx, &id).await
     }
 
     /// The read models' runners: position, lag, state.
     async fn projections(&self, ctx: &Context<'_>) -> ApiResult<Vec<ProjectionStatus>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        Ok(read::projections::statuses(core, caller)
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        Ok(read::projections::statuses(services, caller)
             .await?
             .iter()
             .map(ProjectionStatus::from)
@@ -506,12 +507,12 @@ impl QueryRoot {
         ctx: &Context<'_>,
         from_position: Option<i32>,
     ) -> ApiResult<super::maintenance::ChainVerification> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let from = from_position
             .map(|p| non_negative(p, "fromPosition"))
             .transpose()?
             .unwrap_or(1);
-        super::maintenance::verify_chain(core, caller, from).await
+        super::maintenance::verify_chain(services, caller, from).await
     }
 
     /// What server `serverId`'s agent works by: its settings with their
@@ -547,10 +548,10 @@ impl QueryRoot {
         server_id: ID,
         at_least: Option<i32>,
     ) -> ApiResult<Vec<PendingResponse>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
         Ok(
-            read::servers::pending_responses(core, caller, server, at_least)
+            read::servers::pending_responses(services, caller, server, at_least)
                 .await?
                 .iter()
                 .map(PendingResponse::from)

@@ -112,8 +112,8 @@ pub struct ServerHealth {
 /// when either was ingested. Range figures cover whole UTC days: `from`'s
 /// day up to the day before `to`.
 #[derive(SimpleObject, Clone, Debug)]
-#[graphql(complex)]
-pub struct Dashboard {
+#[graphql(name = "Dashboard", complex)]
+pub struct DashboardReport {
     /// Start of the range the figures cover (midnight UTC of its first day).
     pub from: DateTime<Utc>,
     /// End of the range, exclusive (midnight UTC after its last day).
@@ -178,7 +178,7 @@ pub struct Dashboard {
     pub days: (i64, i64),
 }
 
-impl Dashboard {
+impl DashboardReport {
     /// The API shape of `v`, computed for `sites` over the days `days`.
     pub fn new(v: &DashboardView, sites: SiteScope, days: (i64, i64)) -> Self {
         let series = |list: &[srs_projections::models::dashboard::DayCount]| {
@@ -189,7 +189,7 @@ impl Dashboard {
                 })
                 .collect()
         };
-        Dashboard {
+        DashboardReport {
             from: time(Timestamp(days.0 * Timestamp::MICROS_PER_DAY)),
             to: time(Timestamp((days.1 + 1) * Timestamp::MICROS_PER_DAY)),
             recordings_total: int(v.recordings_total),
@@ -261,12 +261,12 @@ impl Dashboard {
 }
 
 #[ComplexObject]
-impl Dashboard {
+impl DashboardReport {
     /// Every server of the dashboard's sites: status, liveness, last
     /// heartbeat, recordings started within the range and bytes stored.
     async fn servers(&self, ctx: &Context<'_>) -> ApiResult<Vec<ServerHealth>> {
         Ok(
-            read::dashboard::server_health(ctx.core()?, &self.sites, self.days)?
+            read::dashboard::server_health(ctx.services()?, &self.sites, self.days)?
                 .into_iter()
                 .map(|(row, figures)| ServerHealth {
                     server_id: id(row.id),
@@ -378,7 +378,7 @@ impl DataPoints {
         if deleted {
             return Ok(None);
         }
-        let summary = read::recordings::performance(ctx.core()?, recording).await?;
+        let summary = read::recordings::performance(ctx.services()?, recording).await?;
         Ok(Some(PerformanceStats::from(&summary)))
     }
 }

@@ -29,7 +29,7 @@ use super::event_data::SessionEventData;
 use super::policies::PolicyDefinition;
 use crate::error::{ApiError, ApiResult};
 use crate::read::{self, access::authorize};
-use crate::state::Core;
+use crate::state::Services;
 
 /// Relay page information.
 #[derive(SimpleObject, Clone, Debug, Default)]
@@ -111,7 +111,8 @@ impl Token {
     }
     /// The sites it acts on that exist; empty: all sites.
     async fn sites(&self, ctx: &Context<'_>) -> ApiResult<Vec<Site>> {
-        let sites = read::servers::existing_sites(ctx.core()?, self.0.site_ids.iter().copied())?;
+        let sites =
+            read::servers::existing_sites(ctx.services()?, self.0.site_ids.iter().copied())?;
         Ok(sites.into_iter().map(Site).collect())
     }
     /// Its principal's groups.
@@ -135,7 +136,7 @@ impl Token {
     /// per minute, outside the log; after a crash the last minute may be
     /// lost); `null`: never used.
     async fn last_used_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(ctx.core()?.last_used.get(self.0.id).map(time))
+        Ok(ctx.services()?.last_used.get(self.0.id).map(time))
     }
     /// When it stops authenticating; `null`: never.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
@@ -143,7 +144,7 @@ impl Token {
     }
     /// Whether it has expired by now.
     async fn expired(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        Ok(self.0.expired(ctx.core()?.service.now()))
+        Ok(self.0.expired(ctx.services()?.service.now()))
     }
     /// Whether it was revoked.
     async fn revoked(&self) -> bool {
@@ -218,8 +219,8 @@ impl Site {
     }
     /// The site's servers (needs the right to read server status).
     async fn servers(&self, ctx: &Context<'_>) -> ApiResult<Vec<Server>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        Ok(read::servers::site_servers(core, caller, self.0.id)
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        Ok(read::servers::site_servers(services, caller, self.0.id)
             .await?
             .into_iter()
             .map(Server)
@@ -243,7 +244,7 @@ impl Server {
     }
     /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        Ok(read::servers::site(ctx.core()?, self.0.site_id)?.map(Site))
+        Ok(read::servers::site(ctx.services()?, self.0.site_id)?.map(Site))
     }
     /// Its display name.
     async fn name(&self) -> &str {
@@ -277,13 +278,13 @@ impl Server {
     /// never did since srs keeps it. Kept per minute outside the log, so
     /// after a restart it may trail by up to a minute.
     async fn last_heartbeat(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(super::agent::last_heartbeat(ctx.core()?, &self.0))
+        Ok(super::agent::last_heartbeat(ctx.services()?, &self.0))
     }
     /// The server's settings (needs the right to read configuration).
     async fn settings(&self, ctx: &Context<'_>) -> ApiResult<ServerSettings> {
-        let core = ctx.core()?;
+        let services = ctx.services()?;
         authorize(
-            core,
+            services,
             ctx.caller()?,
             Action::ReadConfiguration,
             Target::Site(self.0.site_id),
@@ -780,7 +781,7 @@ pub async fn visible_recording(
     recording_id: uuid::Uuid,
 ) -> ApiResult<Option<Recording>> {
     Ok(
-        read::recordings::visible(ctx.core()?, ctx.caller()?, recording_id)?
+        read::recordings::visible(ctx.services()?, ctx.caller()?, recording_id)?
             .map(|(row, visibility)| Recording::new(row, visibility)),
     )
 }
@@ -809,8 +810,8 @@ impl Recording {
         after: Option<String>,
         types: Option<Vec<SessionEventType>>,
     ) -> ApiResult<SessionEventConnection> {
-        let core = ctx.core()?;
-        let limit = page(first, &core.limits)?;
+        let services = ctx.services()?;
+        let limit = page(first, &services.limits)?;
         let from_version = match after {
             Some(cursor) => cursor
                 .parse::<u64>()
@@ -821,7 +822,7 @@ impl Recording {
         let types: Option<Vec<dm::SessionEventType>> =
             types.map(|t| t.into_iter().map(Into::into).collect());
         let page = read::recordings::session_events(
-            core,
+            services,
             &self.row,
             from_version,
             types.as_deref(),
@@ -864,10 +865,11 @@ impl Recording {
     /// The playback as a read: the caller must be allowed to play the
     /// recording, nothing is recorded and no ticket is issued.
     async fn timeline(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let timeline = read::recordings::playback(core, caller, &self.row, self.visibility).await?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let timeline =
+            read::recordings::playback(services, caller, &self.row, self.visibility).await?;
         Ok(Playback::new(
-            core,
+            services,
             self.row.id,
             self.row.live(),
             self.row.deleted(),
@@ -891,7 +893,7 @@ impl Playback {
     /// The playback of `recording` from its `timeline`, with the ticket of
     /// an audited playback (`playRecording`) or none (`Recording.playback`).
     pub fn new(
-        core: &Core,
+        services: &Services,
         recording: uuid::Uuid,
         live: bool,
         deleted: bool,
@@ -901,7 +903,8 @@ impl Playback {
         let mut events = Vec::new();
         let mut truncated = false;
         for envelope in &timeline.envelopes {
-            if let Some(event) = SessionEvent::from_envelope(envelope, core.content.keys(), deleted)
+            if let Some(event) =
+                SessionEvent::from_envelope(envelope, services.content.keys(), deleted)
             {
                 if events.len() < PLAYBACK_MAX_EVENTS {
                     events.push(event);
@@ -954,7 +957,7 @@ impl Recording {
     }
     /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        Ok(read::servers::site(ctx.core()?, self.row.site_id)?.map(Site))
+        Ok(read::servers::site(ctx.services()?, self.row.site_id)?.map(Site))
     }
     /// The server that recorded it.
     async fn server_id(&self) -> ID {
@@ -962,7 +965,7 @@ impl Recording {
     }
     /// That server, when it exists.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
-        Ok(read::servers::named_server(ctx.core()?, self.row.server_id)?.map(Server))
+        Ok(read::servers::named_server(ctx.services()?, self.row.server_id)?.map(Server))
     }
     /// The session's id on the server.
     async fn session_id(&self) -> &str {
@@ -1064,7 +1067,7 @@ impl Recording {
     }
     /// Whether an active legal hold covers it: it cannot be deleted.
     async fn on_legal_hold(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        crate::read::holds::on_legal_hold(ctx.core()?, &self.row.facts())
+        crate::read::holds::on_legal_hold(ctx.services()?, &self.row.facts())
     }
     /// The active legal holds covering it (ADMIN and AUDITOR of its site;
     /// null with `FORBIDDEN` for others).
@@ -1112,10 +1115,10 @@ impl Recording {
     }
     /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
-        let core = ctx.core()?;
-        let (keys, deleted) = (core.content.keys(), self.row.deleted());
+        let services = ctx.services()?;
+        let (keys, deleted) = (services.content.keys(), self.row.deleted());
         Ok(
-            read::recordings::detections(core, self.row.id, PLAYBACK_MAX_EVENTS)?
+            read::recordings::detections(services, self.row.id, PLAYBACK_MAX_EVENTS)?
                 .iter()
                 .map(|row| DetectedEvent::shown(row, keys, deleted))
                 .collect(),
@@ -1123,14 +1126,14 @@ impl Recording {
     }
     /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
-        Ok(read::recordings::comments(ctx.core()?, self.row.id)?
+        Ok(read::recordings::comments(ctx.services()?, self.row.id)?
             .iter()
             .map(Comment::from)
             .collect())
     }
     /// Response actions triggered on the session.
     async fn responses(&self, ctx: &Context<'_>) -> ApiResult<Vec<PendingResponse>> {
-        Ok(read::recordings::responses(ctx.core()?, self.row.id)?
+        Ok(read::recordings::responses(ctx.services()?, self.row.id)?
             .iter()
             .map(PendingResponse::from)
             .collect())
@@ -1156,7 +1159,7 @@ impl Recording {
             ));
         }
         Ok(
-            read::recordings::event_visualization(ctx.core()?, self.row.id, bucket as u64)?
+            read::recordings::event_visualization(ctx.services()?, self.row.id, bucket as u64)?
                 .iter()
                 .map(VisualizationBucket::from)
                 .collect(),
@@ -1231,17 +1234,17 @@ impl Playback {
     /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
-        let core = ctx.core()?;
-        let deleted = read::recordings::deleted(core, recording_id)?;
-        Ok(read::recordings::first_detections(core, recording_id)?
+        let services = ctx.services()?;
+        let deleted = read::recordings::deleted(services, recording_id)?;
+        Ok(read::recordings::first_detections(services, recording_id)?
             .iter()
-            .map(|row| DetectedEvent::shown(row, core.content.keys(), deleted))
+            .map(|row| DetectedEvent::shown(row, services.content.keys(), deleted))
             .collect())
     }
     /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
-        Ok(read::recordings::comments(ctx.core()?, recording_id)?
+        Ok(read::recordings::comments(ctx.services()?, recording_id)?
             .iter()
             .map(Comment::from)
             .collect())

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::access;
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::state::Services;
 
 /// The read models a configuration is read from.
 const CONFIG_MODELS: &[&str] = &[ServersProjection::NAME, PoliciesProjection::NAME];
@@ -24,11 +24,11 @@ const RESPONSE_MODELS: &[&str] = &[DetectionsProjection::NAME];
 /// Waits (bounded) until the read models `names` have applied the log as
 /// it stands now, so an answer includes every change committed before
 /// the question, else `TIMEOUT`.
-async fn caught_up(core: &Core, names: &[&str]) -> ApiResult<()> {
-    let head = core.store.head().position;
-    match core
+async fn caught_up(services: &Services, names: &[&str]) -> ApiResult<()> {
+    let head = services.store.head().position;
+    match services
         .reads
-        .wait_for(Which::Only(names), head, core.limits.at_least_timeout)
+        .wait_for(Which::Only(names), head, services.limits.at_least_timeout)
         .await
     {
         Ok(()) => Ok(()),
@@ -40,9 +40,13 @@ async fn caught_up(core: &Core, names: &[&str]) -> ApiResult<()> {
 }
 
 /// How many response actions wait for `server`'s agent.
-pub async fn pending_response_count(core: &Core, server: Uuid) -> ApiResult<u64> {
-    caught_up(core, RESPONSE_MODELS).await?;
-    Ok(core.reads.detections()?.pending_responses(server)?.len() as u64)
+pub async fn pending_response_count(services: &Services, server: Uuid) -> ApiResult<u64> {
+    caught_up(services, RESPONSE_MODELS).await?;
+    Ok(services
+        .reads
+        .detections()?
+        .pending_responses(server)?
+        .len() as u64)
 }
 
 /// A server's configuration: its row, its site's policies and how many
@@ -56,16 +60,16 @@ pub struct AgentConfig {
 /// The configuration of `server`, for its AGENT or an ADMIN of its site
 /// (`agentConfig`; a server the caller may not see is `NOT_FOUND`).
 pub async fn agent_config(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     server: Uuid,
     at_least: Option<i32>,
 ) -> ApiResult<AgentConfig> {
-    core.at_least(at_least).await?;
-    caught_up(core, CONFIG_MODELS).await?;
-    let row = access::server(core, caller, Action::ReadAgentConfig, server).await?;
-    let policies = core.reads.policies()?.site(row.site_id)?;
-    let pending_responses = pending_response_count(core, row.id).await?;
+    services.at_least(at_least).await?;
+    caught_up(services, CONFIG_MODELS).await?;
+    let row = access::server(services, caller, Action::ReadAgentConfig, server).await?;
+    let policies = services.reads.policies()?.site(row.site_id)?;
+    let pending_responses = pending_response_count(services, row.id).await?;
     Ok(AgentConfig {
         server: row,
         policies,
@@ -75,9 +79,14 @@ pub async fn agent_config(
 
 /// The server of a server mutation's payload, once the read models
 /// reached the mutation's `position`.
-pub async fn payload_server(core: &Core, position: i32, server: Uuid) -> ApiResult<ServerRow> {
-    core.at_least(Some(position)).await?;
-    core.reads
+pub async fn payload_server(
+    services: &Services,
+    position: i32,
+    server: Uuid,
+) -> ApiResult<ServerRow> {
+    services.at_least(Some(position)).await?;
+    services
+        .reads
         .servers()?
         .server(server)?
         .ok_or_else(|| ApiError::not_found(format!("server {server} not found")))
@@ -86,27 +95,27 @@ pub async fn payload_server(core: &Core, position: i32, server: Uuid) -> ApiResu
 /// The server of a payload with its site's policies, for who may read its
 /// configuration (its AGENT, or an ADMIN).
 pub async fn payload_config(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     position: i32,
     server: Uuid,
 ) -> ApiResult<(ServerRow, SitePolicies)> {
-    caught_up(core, CONFIG_MODELS).await?;
-    let row = payload_server(core, position, server).await?;
-    access::server(core, caller, Action::ReadAgentConfig, row.id).await?;
-    let policies = core.reads.policies()?.site(row.site_id)?;
+    caught_up(services, CONFIG_MODELS).await?;
+    let row = payload_server(services, position, server).await?;
+    access::server(services, caller, Action::ReadAgentConfig, row.id).await?;
+    let policies = services.reads.policies()?.site(row.site_id)?;
     Ok((row, policies))
 }
 
 /// How many response actions wait for a payload's server, for its AGENT
 /// or an ADMIN.
 pub async fn payload_pending_count(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     position: i32,
     server: Uuid,
 ) -> ApiResult<u64> {
-    let row = payload_server(core, position, server).await?;
-    access::server(core, caller, Action::HandleResponses, row.id).await?;
-    pending_response_count(core, row.id).await
+    let row = payload_server(services, position, server).await?;
+    access::server(services, caller, Action::HandleResponses, row.id).await?;
+    pending_response_count(services, row.id).await
 }

@@ -5,12 +5,12 @@ use srs_projections::models::audit::{AuditFilter, AuditRow};
 
 use super::{access, Page};
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// A page of the audit trail of `filter`, newest first, after the cursor
 /// `after`; counted when `with_total` (`auditTrail`).
 pub async fn audit_trail(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     filter: &AuditFilter,
     limit: usize,
@@ -19,9 +19,9 @@ pub async fn audit_trail(
     at_least: Option<i32>,
 ) -> ApiResult<Page<AuditRow>> {
     let target = filter.site_id.map_or(Target::Global, Target::Site);
-    access::authorize(core, caller, Action::ReadAdminLog, target).await?;
-    core.at_least(at_least).await?;
-    let audit = core.reads.audit()?;
+    access::authorize(services, caller, Action::ReadAdminLog, target).await?;
+    services.at_least(at_least).await?;
+    let audit = services.reads.audit()?;
     let page = audit.search(filter, Some(limit), after)?;
     // Counted only when asked for, from the trail's counts.
     let total_count = if with_total {

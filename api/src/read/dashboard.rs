@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::access;
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::state::Services;
 
 /// The length of the dashboard's top lists.
 const TOP: usize = 10;
@@ -34,20 +34,20 @@ pub struct ScopedDashboard {
 /// `from`..`to` (see `DashboardQuery::days` for the defaults), computed
 /// from the read model now (`dashboard`).
 pub async fn dashboard(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     site: Option<Uuid>,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
     at_least: Option<i32>,
 ) -> ApiResult<ScopedDashboard> {
-    access::authorize_listing(core, caller, Action::ReadDashboard, site).await?;
+    access::authorize_listing(services, caller, Action::ReadDashboard, site).await?;
     if let (Some(from), Some(to)) = (from, to) {
         if to <= from {
             return Err(ApiError::validation("`to` must be after `from`"));
         }
     }
-    core.at_least(at_least).await?;
+    services.at_least(at_least).await?;
     let sites = match access::sites_in_scope(caller, site) {
         Some(sites) => SiteScope::Sites(sites),
         None => SiteScope::All,
@@ -56,13 +56,13 @@ pub async fn dashboard(
         sites: sites.clone(),
         from,
         to,
-        now: core.service.now(),
+        now: services.service.now(),
         top: TOP,
         // The top lists name users: restricted recordings count only for
         // the roles that see them.
         sees_restricted: access::sees_every_recording(caller),
     };
-    let figures = core.reads.dashboard()?.view(&query)?;
+    let figures = services.reads.dashboard()?.view(&query)?;
     Ok(ScopedDashboard {
         figures,
         sites,
@@ -73,11 +73,11 @@ pub async fn dashboard(
 /// Every server of `sites` with its figures over the UTC days `days`
 /// (`Dashboard.servers`: the dashboard authorized its sites).
 pub fn server_health(
-    core: &Core,
+    services: &Services,
     sites: &SiteScope,
     days: (i64, i64),
 ) -> ApiResult<Vec<(ServerRow, ServerFigures)>> {
-    let servers = core.reads.servers()?;
+    let servers = services.reads.servers()?;
     let rows = match sites {
         SiteScope::All => servers.servers(None)?,
         SiteScope::Sites(sites) => {
@@ -88,7 +88,7 @@ pub fn server_health(
             rows
         }
     };
-    let dashboard = core.reads.dashboard()?;
+    let dashboard = services.reads.dashboard()?;
     rows.into_iter()
         .map(|row| {
             let figures = dashboard.server_figures(row.id, days.0, days.1)?;
@@ -102,7 +102,7 @@ pub fn server_health(
 /// seconds over `from`..`to` (default: the 24 hours before `to`, which
 /// defaults to now), empty buckets left out (`siteVisualization`).
 pub async fn site_visualization(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     site: Option<Uuid>,
     from: Option<Timestamp>,
@@ -110,9 +110,9 @@ pub async fn site_visualization(
     bucket_sec: i64,
     at_least: Option<i32>,
 ) -> ApiResult<Vec<VisualBucket>> {
-    access::authorize_listing(core, caller, Action::ReadDashboard, site).await?;
-    core.at_least(at_least).await?;
-    let to = to.unwrap_or_else(|| core.service.now());
+    access::authorize_listing(services, caller, Action::ReadDashboard, site).await?;
+    services.at_least(at_least).await?;
+    let to = to.unwrap_or_else(|| services.service.now());
     let from = from.unwrap_or_else(|| to.plus_days(-1));
     let sites = access::sites_in_scope(caller, site);
     if to <= from {
@@ -133,7 +133,7 @@ pub async fn site_visualization(
             "at most {MAX_VISUALIZATION_BUCKETS} buckets: widen bucketSec or narrow the range"
         )));
     }
-    let detections = core.reads.detections()?;
+    let detections = services.reads.detections()?;
     let mut merged: BTreeMap<i64, VisualBucket> = BTreeMap::new();
     let scopes: Vec<Option<Uuid>> = match sites {
         None => vec![None],

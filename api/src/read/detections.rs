@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::access::{self, Sight};
 use super::Page;
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// A detection as shown: its row and whether its recording was deleted
 /// (its subject shredded).
@@ -24,7 +24,7 @@ pub struct SeenDetection {
 /// `with_total` (`detectedEvents`). Every site asked for must be the
 /// caller's; none asked for means the caller's sites.
 pub async fn detected_events(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     mut filter: DetectionFilter,
     limit: usize,
@@ -32,13 +32,13 @@ pub async fn detected_events(
     with_total: bool,
     at_least: Option<i32>,
 ) -> ApiResult<Page<SeenDetection>> {
-    access::authorize_detections(core, caller, &filter.site_ids).await?;
-    core.at_least(at_least).await?;
+    access::authorize_detections(services, caller, &filter.site_ids).await?;
+    services.at_least(at_least).await?;
     if filter.site_ids.is_empty() {
         filter.site_ids = access::sites_in_scope(caller, None).unwrap_or_default();
     }
-    let sight = Sight::of(core, caller)?;
-    let detections = core.reads.detections()?;
+    let sight = Sight::of(services, caller)?;
+    let detections = services.reads.detections()?;
     let mut items = Vec::new();
     let mut cursor = after;
     let mut has_next_page = false;

@@ -8,7 +8,7 @@ use srs_projections::models::HistoryQuery;
 use super::access::{self, Sight};
 use super::Page;
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// The most events one page reads and does not show (events the filter
 /// selects about recordings the caller may not see, or after the history
@@ -42,7 +42,7 @@ pub struct HistoryPage {
 /// may not see are left out, and a caller scoped to sites gets the events
 /// of its sites only.
 pub async fn history(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     asked: HistoryPage,
     at_least: Option<i32>,
@@ -55,12 +55,12 @@ pub async fn history(
         limit,
         with_total,
     } = asked;
-    access::authorize_history(core, caller, query.site).await?;
-    core.at_least(at_least).await?;
+    access::authorize_history(services, caller, query.site).await?;
+    services.at_least(at_least).await?;
     let start = from_position.unwrap_or(1).max(1);
     let from = after.map_or(start, |after| start.max(after + 1));
     query.within_sites = (!caller.unscoped()).then(|| caller.site_ids.iter().copied().collect());
-    let sight = Sight::of(core, caller)?;
+    let sight = Sight::of(services, caller)?;
     // Whether the caller's history shows `envelope`, and with which
     // recording state (deleted or not); the index only narrows the walk.
     let shows = |envelope: &Envelope<DomainEvent>| -> ApiResult<Option<bool>> {
@@ -114,7 +114,7 @@ pub async fn history(
             ));
             Ok(true)
         };
-        walk(core, &query, from, to, true, &mut visit).await?;
+        walk(services, &query, from, to, true, &mut visit).await?;
     }
     // Counted only when asked for: every event from the filter's
     // `fromPosition` (not the cursor) to its `toPosition` the page would
@@ -134,7 +134,7 @@ pub async fn history(
             // recording follows its start, which the catalogue keeps,
             // deleted or not), and positions are gapless: the range is
             // the count.
-            let head = core.store.head().position;
+            let head = services.store.head().position;
             let last = to.map_or(head, |to| to.min(head));
             count = last.saturating_add(1).saturating_sub(start);
         } else {
@@ -142,7 +142,7 @@ pub async fn history(
             // index's count of it, and the events after the index.
             let indexed =
                 (caller.role == Role::Admin && caller.unscoped() && start == 1 && to.is_none())
-                    .then(|| core.reads.history()?.count(&query))
+                    .then(|| services.reads.history()?.count(&query))
                     .transpose()?
                     .flatten();
             let mut counter = |envelope: &Envelope<DomainEvent>| {
@@ -151,7 +151,7 @@ pub async fn history(
                 }
                 Ok(true)
             };
-            walk(core, &query, start, to, indexed.is_none(), &mut counter).await?;
+            walk(services, &query, start, to, indexed.is_none(), &mut counter).await?;
             count += indexed.unwrap_or(0);
         }
         Some(count)
@@ -178,14 +178,14 @@ pub async fn history(
 /// positions the history index selects, read by position, then every event
 /// after the index from the log; without, only the latter.
 async fn walk(
-    core: &Core,
+    services: &Services,
     query: &HistoryQuery,
     from: u64,
     to: Option<u64>,
     index: bool,
     visit: &mut (dyn FnMut(&Envelope<DomainEvent>) -> ApiResult<bool> + Send),
 ) -> ApiResult<()> {
-    let history = core.reads.history()?;
+    let history = services.reads.history()?;
     let indexed = history.indexed()?;
     let to = to.unwrap_or(u64::MAX);
     if index {
@@ -205,7 +205,7 @@ async fn walk(
                 while j < chunk.len() && chunk[j] == chunk[j - 1] + 1 {
                     j += 1;
                 }
-                for envelope in &core.store.read_all(chunk[i], j - i).await? {
+                for envelope in &services.store.read_all(chunk[i], j - i).await? {
                     if !visit(envelope)? {
                         return Ok(());
                     }
@@ -216,7 +216,7 @@ async fn walk(
     }
     let mut at = from.max(indexed.saturating_add(1));
     while at <= to {
-        let batch = core.store.read_all(at, 1024).await?;
+        let batch = services.store.read_all(at, 1024).await?;
         if batch.is_empty() {
             break;
         }

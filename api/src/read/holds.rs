@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::access::{self, Sight};
 use super::Page;
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::state::Services;
 
 /// A hold as the caller sees it: the row, and the recordings of a hold on
 /// recordings the caller sees (empty for other scopes).
@@ -22,13 +22,17 @@ pub struct VisibleHold {
 
 /// `row` as `caller` may see it: `None` when it names only recordings the
 /// caller may not see.
-pub fn visible(core: &Core, caller: &Principal, row: HoldRow) -> ApiResult<Option<VisibleHold>> {
+pub fn visible(
+    services: &Services,
+    caller: &Principal,
+    row: HoldRow,
+) -> ApiResult<Option<VisibleHold>> {
     let recording_ids = match &row.hold.scope {
         HoldScope::Recordings { recording_ids } => {
             let ids = if access::sees_every_recording(caller) {
                 recording_ids.clone()
             } else {
-                Sight::of(core, caller)?.visible_of(recording_ids)?
+                Sight::of(services, caller)?.visible_of(recording_ids)?
             };
             if ids.is_empty() {
                 return Ok(None);
@@ -45,7 +49,7 @@ pub fn visible(core: &Core, caller: &Principal, row: HoldRow) -> ApiResult<Optio
 /// hold with id `after` (`legalHolds`), once the read models reached
 /// `at_least`.
 pub async fn legal_holds(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     site: Option<Uuid>,
     active: Option<bool>,
@@ -53,17 +57,17 @@ pub async fn legal_holds(
     after: Option<&str>,
     at_least: Option<i32>,
 ) -> ApiResult<Page<VisibleHold>> {
-    core.at_least(at_least).await?;
-    access::authorize_listing(core, caller, Action::ReadLegalHolds, site).await?;
+    services.at_least(at_least).await?;
+    access::authorize_listing(services, caller, Action::ReadLegalHolds, site).await?;
     let after = after
         .map(|cursor| Uuid::parse_str(cursor).map_err(|_| ApiError::validation("invalid cursor")))
         .transpose()?;
     let mut holds = Vec::new();
-    for row in core.reads.holds()?.list(site, active)? {
+    for row in services.reads.holds()?.list(site, active)? {
         if !access::sees_site(caller, row.hold.site_id) {
             continue;
         }
-        if let Some(hold) = visible(core, caller, row)? {
+        if let Some(hold) = visible(services, caller, row)? {
             holds.push(hold);
         }
     }
@@ -87,20 +91,20 @@ pub async fn legal_holds(
 /// The active holds covering a recording, for who may read the holds of
 /// its site (`Recording.legalHolds`).
 pub async fn recording_holds(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     facts: &RecordingFacts,
 ) -> ApiResult<Vec<VisibleHold>> {
     access::authorize(
-        core,
+        services,
         caller,
         Action::ReadLegalHolds,
         Target::Site(facts.site_id),
     )
     .await?;
     let mut holds = Vec::new();
-    for row in core.reads.holds()?.holding(facts)? {
-        if let Some(hold) = visible(core, caller, row)? {
+    for row in services.reads.holds()?.holding(facts)? {
+        if let Some(hold) = visible(services, caller, row)? {
             holds.push(hold);
         }
     }
@@ -109,21 +113,21 @@ pub async fn recording_holds(
 
 /// Whether an active hold covers the recording (`Recording.onLegalHold`:
 /// whoever sees the recording sees this, like `restricted`).
-pub fn on_legal_hold(core: &Core, facts: &RecordingFacts) -> ApiResult<bool> {
-    Ok(!core.reads.holds()?.holding(facts)?.is_empty())
+pub fn on_legal_hold(services: &Services, facts: &RecordingFacts) -> ApiResult<bool> {
+    Ok(!services.reads.holds()?.holding(facts)?.is_empty())
 }
 
 /// One hold by id as `caller` may see it, once the read models reached
 /// `position` (a hold mutation's payload).
 pub async fn hold(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     hold: Uuid,
     position: i32,
 ) -> ApiResult<Option<VisibleHold>> {
-    core.at_least(Some(position)).await?;
-    match core.reads.holds()?.get(hold)? {
-        Some(row) => visible(core, caller, row),
+    services.at_least(Some(position)).await?;
+    match services.reads.holds()?.get(hold)? {
+        Some(row) => visible(services, caller, row),
         None => Ok(None),
     }
 }

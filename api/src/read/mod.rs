@@ -1,6 +1,6 @@
 //! The read side's application layer: what the GraphQL resolvers ask of
 //! the read models, and who may ask it. Each function takes the
-//! [`Core`](crate::state::Core), the caller and the query's arguments
+//! [`Services`](crate::state::Services), the caller and the query's arguments
 //! (already parsed into domain and read-model values), decides through
 //! [`access`] what the caller may see, waits for `atLeast` where the query
 //! has one, and returns read-model rows or domain values; the resolvers

@@ -16,7 +16,7 @@ use super::access::{self, allows};
 use super::holds::{self, VisibleHold};
 use super::recordings::{self, Seen};
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// The kinds of object `node` looks in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,28 +54,33 @@ pub enum Lookup {
     Absent,
     /// One has, and the caller may not see it.
     Hidden,
-    Found(Found),
+    Found(Box<Found>),
 }
 
 fn seen(allowed: bool, found: Found) -> Lookup {
     if allowed {
-        Lookup::Found(found)
+        Lookup::Found(Box::new(found))
     } else {
         Lookup::Hidden
     }
 }
 
 /// The object of `kind` with id `id`, as `caller` may see it.
-pub async fn lookup(core: &Core, caller: &Principal, kind: Kind, id: Uuid) -> ApiResult<Lookup> {
-    let reads = &core.reads;
+pub async fn lookup(
+    services: &Services,
+    caller: &Principal,
+    kind: Kind,
+    id: Uuid,
+) -> ApiResult<Lookup> {
+    let reads = &services.reads;
     Ok(match kind {
         Kind::Recording => {
             if reads.catalogue()?.get(id)?.is_none() {
                 return Ok(Lookup::Absent);
             }
             let sees = access::sees_recordings(caller);
-            match recordings::visible(core, caller, id)? {
-                Some(recording) if sees => Lookup::Found(Found::Recording(recording)),
+            match recordings::visible(services, caller, id)? {
+                Some(recording) if sees => Lookup::Found(Box::new(Found::Recording(recording))),
                 _ => Lookup::Hidden,
             }
         }
@@ -121,14 +126,14 @@ pub async fn lookup(core: &Core, caller: &Principal, kind: Kind, id: Uuid) -> Ap
         },
         Kind::Comment => match reads.comments()?.get(id)? {
             Some(row) => {
-                let visible = recordings::visible(core, caller, row.recording_id)?.is_some();
+                let visible = recordings::visible(services, caller, row.recording_id)?.is_some();
                 seen(visible, Found::Comment(row))
             }
             None => Lookup::Absent,
         },
         Kind::DetectedEvent => match reads.detections()?.detection(id)? {
             Some(row) => {
-                let recording = recordings::visible(core, caller, row.recording_id)?;
+                let recording = recordings::visible(services, caller, row.recording_id)?;
                 let allowed = recording.is_some()
                     && allows(caller, Action::ReadDetections, Target::Site(row.site_id));
                 let deleted = recording.is_some_and(|(r, _)| r.deleted());
@@ -143,7 +148,7 @@ pub async fn lookup(core: &Core, caller: &Principal, kind: Kind, id: Uuid) -> Ap
                     server_id: row.server_id,
                 };
                 let allowed = allows(caller, Action::HandleResponses, target)
-                    || recordings::visible(core, caller, row.recording_id)?.is_some();
+                    || recordings::visible(services, caller, row.recording_id)?.is_some();
                 seen(allowed, Found::PendingResponse(row))
             }
             None => Lookup::Absent,
@@ -152,12 +157,12 @@ pub async fn lookup(core: &Core, caller: &Principal, kind: Kind, id: Uuid) -> Ap
             Some(row) => {
                 let site = row.hold.site_id;
                 let shown = if allows(caller, Action::ReadLegalHolds, Target::Site(site)) {
-                    holds::visible(core, caller, row)?
+                    holds::visible(services, caller, row)?
                 } else {
                     None
                 };
                 match shown {
-                    Some(hold) => Lookup::Found(Found::LegalHold(hold)),
+                    Some(hold) => Lookup::Found(Box::new(Found::LegalHold(hold))),
                     None => Lookup::Hidden,
                 }
             }

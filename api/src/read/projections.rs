@@ -5,11 +5,11 @@ use srs_projections::ProjectionStatus;
 
 use super::access;
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// Every runner's position, lag and state (`projections`: an unscoped
 /// ADMIN).
-pub async fn statuses(core: &Core, caller: &Principal) -> ApiResult<Vec<ProjectionStatus>> {
-    access::authorize_global(core, caller, Action::ReadConfiguration).await?;
-    Ok(core.reads.statuses())
+pub async fn statuses(services: &Services, caller: &Principal) -> ApiResult<Vec<ProjectionStatus>> {
+    access::authorize_global(services, caller, Action::ReadConfiguration).await?;
+    Ok(services.reads.statuses())
 }

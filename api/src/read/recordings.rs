@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::access::{self, Sight};
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// Events read from a log stream at once.
 const STREAM_BATCH: usize = 1024;
@@ -29,39 +29,43 @@ pub type Seen = (Arc<RecordingRow>, Visibility);
 /// A page of the recordings `caller` sees (`recordings`); roles that see
 /// no recordings are refused.
 pub async fn recordings(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     query: &RecordingQuery,
     at_least: Option<i32>,
 ) -> ApiResult<RecordingPage> {
-    access::authorize_recordings(core, caller).await?;
-    core.at_least(at_least).await?;
-    let sight = Sight::of(core, caller)?;
+    access::authorize_recordings(services, caller).await?;
+    services.at_least(at_least).await?;
+    let sight = Sight::of(services, caller)?;
     Ok(sight.catalogue().search(sight.viewer(), query)?)
 }
 
 /// One recording; `None` when absent or not visible to `caller`
 /// (`recording`); roles that see no recordings are refused.
 pub async fn recording(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     recording: Uuid,
     at_least: Option<i32>,
 ) -> ApiResult<Option<Seen>> {
-    access::authorize_recordings(core, caller).await?;
-    core.at_least(at_least).await?;
-    visible(core, caller, recording)
+    access::authorize_recordings(services, caller).await?;
+    services.at_least(at_least).await?;
+    visible(services, caller, recording)
 }
 
 /// One recording if `caller` sees it (a detection's, a hold's recording).
-pub fn visible(core: &Core, caller: &Principal, recording: Uuid) -> ApiResult<Option<Seen>> {
-    Sight::of(core, caller)?.recording(recording)
+pub fn visible(
+    services: &Services,
+    caller: &Principal,
+    recording: Uuid,
+) -> ApiResult<Option<Seen>> {
+    Sight::of(services, caller)?.recording(recording)
 }
 
 /// Whether the recording was deleted (its session data shredded);
 /// unknown ones are not.
-pub fn deleted(core: &Core, recording: Uuid) -> ApiResult<bool> {
-    Ok(core
+pub fn deleted(services: &Services, recording: Uuid) -> ApiResult<bool> {
+    Ok(services
         .reads
         .catalogue()?
         .get(recording)?
@@ -89,19 +93,19 @@ pub struct SessionEventPage {
 /// `types` when given, at most `limit` (`Recording.events`: the caller
 /// sees the recording).
 pub async fn session_events(
-    core: &Core,
+    services: &Services,
     row: &RecordingRow,
     from_version: u64,
     types: Option<&[SessionEventType]>,
     limit: usize,
 ) -> ApiResult<SessionEventPage> {
     let stream = dm::stream_name("recording", row.id);
-    let keys = core.content.keys();
+    let keys = services.content.keys();
     let mut items = Vec::new();
     let mut version = from_version;
     let mut has_next_page = false;
     'read: loop {
-        let batch = core
+        let batch = services
             .store
             .read_stream(&stream, version, STREAM_BATCH)
             .await?;
@@ -139,13 +143,13 @@ pub async fn session_events(
 
 /// The recording's performance samples summed up, read from its stream
 /// (`DataPoints.performance`; the recording is not deleted).
-pub async fn performance(core: &Core, recording: Uuid) -> ApiResult<PerformanceSummary> {
+pub async fn performance(services: &Services, recording: Uuid) -> ApiResult<PerformanceSummary> {
     let stream = dm::stream_name("recording", recording);
-    let keys = core.content.keys();
+    let keys = services.content.keys();
     let mut samples = Vec::new();
     let mut version = 1;
     loop {
-        let batch = core
+        let batch = services
             .store
             .read_stream(&stream, version, STREAM_BATCH)
             .await?;
@@ -170,12 +174,16 @@ pub async fn performance(core: &Core, recording: Uuid) -> ApiResult<PerformanceS
 
 /// The detections of a recording, newest first, in pages of 500 until
 /// at least `at_most` are read (`Recording.detections`).
-pub fn detections(core: &Core, recording: Uuid, at_most: usize) -> ApiResult<Vec<DetectionRow>> {
+pub fn detections(
+    services: &Services,
+    recording: Uuid,
+    at_most: usize,
+) -> ApiResult<Vec<DetectionRow>> {
     let filter = DetectionFilter {
         recording_id: Some(recording),
         ..DetectionFilter::default()
     };
-    let detections = core.reads.detections()?;
+    let detections = services.reads.detections()?;
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -191,23 +199,26 @@ pub fn detections(core: &Core, recording: Uuid, at_most: usize) -> ApiResult<Vec
 
 /// The first 500 detections of a recording, newest first
 /// (`Playback.detections`).
-pub fn first_detections(core: &Core, recording: Uuid) -> ApiResult<Vec<DetectionRow>> {
+pub fn first_detections(services: &Services, recording: Uuid) -> ApiResult<Vec<DetectionRow>> {
     let filter = DetectionFilter {
         recording_id: Some(recording),
         ..DetectionFilter::default()
     };
-    let page = core.reads.detections()?.search(&filter, Some(500), None)?;
+    let page = services
+        .reads
+        .detections()?
+        .search(&filter, Some(500), None)?;
     Ok(page.items.into_iter().map(|(_, row)| row).collect())
 }
 
 /// The comments on a recording.
-pub fn comments(core: &Core, recording: Uuid) -> ApiResult<Vec<CommentRow>> {
-    Ok(core.reads.comments()?.for_recording(recording)?)
+pub fn comments(services: &Services, recording: Uuid) -> ApiResult<Vec<CommentRow>> {
+    Ok(services.reads.comments()?.for_recording(recording)?)
 }
 
 /// The response actions triggered on a recording's session.
-pub fn responses(core: &Core, recording: Uuid) -> ApiResult<Vec<ResponseRow>> {
-    Ok(core
+pub fn responses(services: &Services, recording: Uuid) -> ApiResult<Vec<ResponseRow>> {
+    Ok(services
         .reads
         .detections()?
         .responses_for_recording(recording)?)
@@ -216,11 +227,11 @@ pub fn responses(core: &Core, recording: Uuid) -> ApiResult<Vec<ResponseRow>> {
 /// Events and detections per type in buckets of `bucket_sec` seconds from
 /// the session start.
 pub fn event_visualization(
-    core: &Core,
+    services: &Services,
     recording: Uuid,
     bucket_sec: u64,
 ) -> ApiResult<Vec<VisualBucket>> {
-    Ok(core
+    Ok(services
         .reads
         .detections()?
         .recording_visualization(recording, bucket_sec)?)
@@ -230,11 +241,11 @@ pub fn event_visualization(
 /// sees (`visibility`), when it may play it (else FORBIDDEN, the refusal
 /// recorded); nothing is recorded for the playback itself.
 pub async fn playback(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     row: &RecordingRow,
     visibility: Visibility,
 ) -> ApiResult<super::playback::Timeline> {
-    access::authorize_playback(core, caller, row, visibility).await?;
-    super::playback::timeline(core, row.id, 0).await
+    access::authorize_playback(services, caller, row, visibility).await?;
+    super::playback::timeline(services, row.id, 0).await
 }

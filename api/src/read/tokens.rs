@@ -6,21 +6,24 @@ use uuid::Uuid;
 
 use super::{access, Page};
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// A page of the tokens of `filter` in id order, after the token `after`
 /// (`tokens`, for who may manage tokens).
 pub async fn tokens(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     filter: &TokenFilter,
     limit: usize,
     after: Option<Uuid>,
     at_least: Option<i32>,
 ) -> ApiResult<Page<TokenRow>> {
-    access::authorize(core, caller, Action::ManageTokens, Target::Global).await?;
-    core.at_least(at_least).await?;
-    let rows = core.reads.tokens()?.list(filter, core.service.now())?;
+    access::authorize(services, caller, Action::ManageTokens, Target::Global).await?;
+    services.at_least(at_least).await?;
+    let rows = services
+        .reads
+        .tokens()?
+        .list(filter, services.service.now())?;
     let total = rows.len();
     let start = after.map_or(0, |after| rows.partition_point(|row| row.id <= after));
     let items: Vec<(String, TokenRow)> = rows
