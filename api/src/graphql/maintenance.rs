@@ -3,19 +3,15 @@
 //! scoped to sites: both reach the whole log), the same powers as
 //! `srs verify` and `srs rebuild` for a running server.
 //!
-//! `verify` walks the live log while it grows: sled iteration is not a
-//! snapshot, so a record committed during the walk can make the tail look
-//! short of the head. The walk is therefore judged only up to the durable
-//! head seen when it started; what was appended later is left to the next
-//! call.
+//! `verify` walks the live log while it grows (see [`crate::read::chain`]).
 //!
 //! `rebuildProjections` builds fresh trees beside the served ones and swaps
 //! each in when complete (`ProjectionSet::rebuild`): queries keep answering
 //! throughout.
 
 use async_graphql::SimpleObject;
-use srs_domain::log::{verify, EventStore, VerifyReport};
-use srs_domain::model::{Action, DomainEvent, Principal};
+use srs_domain::log::EventStore;
+use srs_domain::model::{Action, Principal};
 
 use super::convert::int;
 use crate::error::{ApiError, ApiResult};
@@ -98,17 +94,9 @@ pub(crate) async fn verify_chain(
     caller: &Principal,
     from: u64,
 ) -> ApiResult<ChainVerification> {
-    authorize_global(services, caller, Action::ReadAdminLog).await?;
-    let head = EventStore::head(&services.store).position;
-    let tree = services.store.backend();
     let from = from.max(1);
-    let report: VerifyReport =
-        tokio::task::spawn_blocking(move || verify::<DomainEvent>(&*tree, from, |_| {}))
-            .await
-            .map_err(ApiError::internal)??;
-    // A breach past the head seen at the start is the log growing under
-    // the walk, not damage.
-    let breach = report.breach.filter(|b| b.position <= head);
+    let report = crate::read::chain::verify_chain(services, caller, from).await?;
+    let breach = report.breach;
     Ok(ChainVerification {
         intact: breach.is_none(),
         from_position: int(from),

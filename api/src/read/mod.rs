@@ -34,6 +34,7 @@
 //!   see it.
 //! - [`tokens`]: tokens (ADMIN).
 //! - [`audit`]: the admin audit trail.
+//! - [`chain`]: `verify`, the log's hash chain walked from a position.
 //! - [`history`]: the raw event history, as a caller may see it.
 //! - [`projections`]: the read models' runners' statuses.
 //! - [`playback`]: a recording's timeline and stored content as its log
@@ -43,6 +44,7 @@
 pub mod access;
 pub mod agents;
 pub mod audit;
+pub mod chain;
 pub mod dashboard;
 pub mod detections;
 pub mod history;
