@@ -6,7 +6,7 @@
 //! `ServerInstallRequested` / `AgentTokenRotated` for a server's agent
 //! credential) and looks presented secrets up by that hash. A token past
 //! its expiry is refused with a message saying it expired, and when
-//! ([`crate::state::Core::authenticate`]).
+//! ([`crate::state::Services::authenticate`]).
 //!
 //! Authorization is not decided here: resolvers ask
 //! [`srs_domain::model::may`], the one deny-by-default decision function.

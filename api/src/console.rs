@@ -26,7 +26,7 @@ use axum::routing::get;
 use axum::Router;
 use rust_embed::RustEmbed;
 
-use crate::state::AppState;
+use crate::state::HttpState;
 
 /// The built console (`console/dist/`).
 #[derive(RustEmbed)]
@@ -47,7 +47,7 @@ pub const PAGES: &[&str] = &[
 ];
 
 /// The console's routes: its pages and `/assets/{file}`.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     let mut router = Router::new()
         .route("/recordings/{id}", get(page))
         .route("/assets/{file}", get(asset));

@@ -58,22 +58,21 @@ use uuid::Uuid;
 
 use crate::auth::bearer_token;
 use crate::error::{ensure_codes, first_code, ApiError, Code};
-use crate::graphql::{self, Answer, RequestContext, Validation};
+use crate::graphql::{self, RequestContext};
 use crate::sockets::budget_spent;
-use crate::state::AppState;
+use crate::state::HttpState;
 use crate::throttle::retry_after_secs;
-use srs_domain::model::Principal;
 
 /// The HTTP app over `state`. No socket involved: tests drive it with
 /// `tower::ServiceExt::oneshot`, `srs serve` hands it to `axum::serve`.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: HttpState) -> Router {
     app_with(state, Router::new())
 }
 
 /// [`app`] with `extra` routes mounted behind the same middleware (request
 /// id, metrics, body limit), e.g. the plain handler `srs bench graphql`
 /// compares the GraphQL endpoint with.
-pub fn app_with(state: AppState, extra: Router<AppState>) -> Router {
+pub fn app_with(state: HttpState, extra: Router<HttpState>) -> Router {
     let max_body = state.limits().max_body_bytes;
     // What a page of another origin may call (with `--cors-origin`):
     // GraphQL over HTTP and the content routes.
@@ -162,7 +161,7 @@ pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
 }
 
 /// Request id, span and HTTP metrics around every request.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn observe(State(state): State<HttpState>, request: Request, next: Next) -> Response {
     // A v4 UUID from the thread's CSPRNG: no system call per request.
     let request_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     // `MatchedPath` is a shared string: cloning it allocates nothing.
@@ -199,7 +198,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 /// the content routes' error shape (`{"code", "message"}`), 429 and
 /// `Retry-After`.
 async fn throttle_content(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     ClientAddr(ip): ClientAddr,
     request: Request,
     next: Next,
@@ -207,7 +206,7 @@ async fn throttle_content(
     let known = bearer_token(request.headers())
         .ok()
         .flatten()
-        .and_then(|token| state.core().authenticate_now(token).ok().flatten());
+        .and_then(|token| state.services().authenticate_now(token).ok().flatten());
     let throttled = match &known {
         Some(principal) => state.throttle().principal(principal.token_id),
         None => state.throttle().address(ip),
@@ -267,14 +266,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 /// `POST /graphql`.
 ///
 /// In order: the body limit; the rate limit (per principal for a token the
-/// tokens read model knows, per client address otherwise); a kept answer;
-/// the request's JSON; authentication; the query text's length and the
+/// tokens read model knows, per client address otherwise); the request's
+/// JSON; authentication; the query text's length and the
 /// document's size ([`graphql::cost`]); then execution within the time
 /// budget ([`crate::state::Limits::time_budget`]). A refusal before
 /// execution answers 400 (`VALIDATION`), 401, or 429 (`RATE_LIMITED`,
 /// `Retry-After`); a request over its time budget answers 504 `TIMEOUT`.
 async fn graphql(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -304,7 +303,7 @@ async fn graphql(
     // a moment ago is looked up again, with a wait, further down).
     let token = bearer_token(&headers);
     let known = match &token {
-        Ok(Some(token)) => state.core().authenticate_now(token).ok().flatten(),
+        Ok(Some(token)) => state.services().authenticate_now(token).ok().flatten(),
         _ => None,
     };
     let throttled = match &known {
@@ -321,19 +320,6 @@ async fn graphql(
             "too many requests without a valid token from this address; retry after the time in Retry-After"
         };
         return rate_limited(wait, message);
-    }
-    // A kept answer for this caller and body is served before anything
-    // else is done with the body: only an answer to this exact body was
-    // kept, so it parsed, validated and was keepable (see
-    // `graphql::answers`). Authentication still runs first, every time.
-    if let Some(principal) = &known {
-        if let Some(answer) = kept_answer(&state, principal, &headers, &body) {
-            state
-                .metrics()
-                .graphql_request(&answer.operation, "ok", started.elapsed());
-            state.metrics().kept_answer();
-            return answer_response(answer);
-        }
     }
     let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -372,43 +358,18 @@ async fn graphql(
         },
         (Err(e), None) => return api_error_response(&state, &operation, started, e),
     };
-    let schemas = state.schemas();
-    let prepared = match schemas
-        .documents
-        .prepare(&mut request, &body, state.limits())
-    {
+    let prepared = match state.documents().document(&mut request, state.limits()) {
         Ok(prepared) => prepared,
         Err(e) => return api_error_response(&state, &operation, started, e),
-    };
-    // Whether the answer may be kept, and for whom (see `graphql::answers`).
-    let keep = match &principal {
-        Some(principal) => {
-            let name = request.operation_name.clone();
-            request
-                .parsed_query()
-                .ok()
-                .and_then(|document| graphql::keep(document, name.as_deref()))
-                .map(|keep| (principal.clone(), keep))
-        }
-        None => None,
     };
     let budget = state.limits().time_budget(
         principal.is_some(),
         prepared.cost.is_some_and(|cost| cost.long_running),
     );
-    let version = srs_projections::data_version();
-    let request = request.data(RequestContext::new(principal).fresh(wants_fresh(&headers)));
-    let execution = async {
-        match prepared.validation {
-            Validation::Done => schemas.fast.execute(request).await,
-            Validation::Needed => {
-                let response = schemas.strict.execute(request).await;
-                schemas.documents.record(&body, &response);
-                response
-            }
-        }
-    };
-    let executed = tokio::time::timeout(budget, graphql::in_request(state.core(), execution)).await;
+    let request = request.data(RequestContext::new(principal));
+    let execution = state.schema().execute(request);
+    let executed =
+        tokio::time::timeout(budget, graphql::in_request(state.services(), execution)).await;
     let Ok(mut response) = executed else {
         let error = budget_spent(budget);
         state
@@ -435,73 +396,22 @@ async fn graphql(
             );
         }
     };
-    let answer = Answer {
-        operation,
-        body: json,
-        cache_control,
-    };
-    if let Some((principal, keep)) = keep {
-        // Kept only when no error and the read models did not move while
-        // it was computed: one consistent state.
-        if response.errors.is_empty() && srs_projections::data_version() == version {
-            schemas
-                .answers
-                .put(&principal, &body, version, keep, answer.clone());
-        }
-    }
-    answer_response(answer)
-}
-
-/// The answer kept for `principal` sending `body`, if any and unless the
-/// client asks for a fresh one.
-fn kept_answer(
-    state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Option<Answer> {
-    if wants_fresh(headers) {
-        return None;
-    }
-    let version = srs_projections::data_version();
-    let answers = &state.schemas().answers;
-    if !answers.holds(version) {
-        return None;
-    }
-    answers.get(principal, body, version)
-}
-
-/// Whether the client asked for a fresh answer (`Cache-Control: no-cache`).
-fn wants_fresh(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|directive| {
-            let directive = directive.trim();
-            directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
-        })
-}
-
-/// The HTTP response carrying a GraphQL answer.
-fn answer_response(answer: Answer) -> Response {
     let mut http = (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        answer.body,
+        json,
     )
         .into_response();
-    if let Some(value) = answer.cache_control {
+    if let Some(value) = cache_control {
         http.headers_mut().insert(header::CACHE_CONTROL, value);
     }
     http
 }
 
 fn api_error_response(
-    state: &AppState,
+    state: &HttpState,
     operation: &str,
     started: Instant,
     error: ApiError,
@@ -527,7 +437,7 @@ fn api_error_response(
 /// token of the client address's rate and a pending slot (see
 /// [`crate::sockets`]); without either it is answered 429.
 async fn graphql_ws(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
@@ -579,7 +489,7 @@ async fn healthz() -> &'static str {
 
 /// `GET /readyz`: the read models have caught up with the log and the log
 /// takes writes (503 with `reason` while storage fails, e.g. a full disk).
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<HttpState>) -> Response {
     let readiness = state.readiness();
     let status = if readiness.ready {
         StatusCode::OK
@@ -590,7 +500,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`.
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<HttpState>) -> Response {
     let text = state.metrics().render(&state.gauges());
     (
         [(
@@ -615,22 +525,6 @@ mod tests {
     use super::*;
     use crate::server::{ServeOptions, Server};
     use crate::state::Limits;
-
-    #[test]
-    fn no_cache_and_no_store_ask_for_a_fresh_answer() {
-        let fresh = |values: &[&'static str]| {
-            let mut headers = HeaderMap::new();
-            for value in values {
-                headers.append(header::CACHE_CONTROL, HeaderValue::from_static(value));
-            }
-            wants_fresh(&headers)
-        };
-        assert!(fresh(&["no-cache"]));
-        assert!(fresh(&["max-age=0, No-Store"]));
-        assert!(fresh(&["max-age=0", "no-cache"]));
-        assert!(!fresh(&[]));
-        assert!(!fresh(&["max-age=60"]));
-    }
 
     async fn server(dir: &std::path::Path) -> Server {
         server_with(dir, Limits::default()).await

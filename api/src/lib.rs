@@ -14,8 +14,6 @@
 //!   running server.
 //! - [`content`]: recording content (encrypted chunks, playback, crypto-shredding).
 //! - [`retention`]: the retention scheduler.
-//! - [`dashboards`]: dashboard figures kept while the dashboard read model
-//!   stands still.
 //! - [`server`]: `srs serve`: open the data directory, start the read
 //!   models, bootstrap the first admin, serve, shut down gracefully.
 //! - [`http`]: [`http::app`], the axum router: `/graphql`, `/graphql/ws`,
@@ -28,7 +26,7 @@
 //! - [`read`]: the read side's application layer: what the queries ask of
 //!   the read models, and every read authorization decision
 //!   ([`read::access`]). Reads never append.
-//! - [`state`]: [`state::Core`] (what resolvers use) and [`state::Limits`].
+//! - [`state`]: [`state::Services`] (what resolvers use) and [`state::Limits`].
 //! - [`auth`]: bearer tokens and secrets.
 //! - [`last_used`]: when each token was last used and each server last
 //!   heartbeated, per minute, outside the log.
@@ -43,7 +41,6 @@ pub mod auth;
 pub mod backup;
 pub mod console;
 pub mod content;
-pub mod dashboards;
 pub mod error;
 pub mod graphiql;
 pub mod graphql;

@@ -10,7 +10,6 @@
 //! | `srs_http_requests_total` | counter | `route`, `status` |
 //! | `srs_graphql_requests_total` | counter | `operation`, `status` (`ok` or the first error code) |
 //! | `srs_graphql_request_duration_seconds` | histogram | |
-//! | `srs_graphql_kept_answers_total` | counter | (queries answered with a kept answer) |
 //! | `srs_appends_total` | counter | (mutations that committed events) |
 //! | `srs_log_head_position` | gauge | |
 //! | `srs_log_writable` | gauge | (1 while the log takes appends, 0 while storage fails) |
@@ -47,7 +46,6 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     appends: AtomicU64,
-    kept_answers: AtomicU64,
     ws_connections: AtomicI64,
 }
 
@@ -122,12 +120,6 @@ impl Metrics {
         self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    /// A query was answered with a kept answer (counted in
-    /// [`Metrics::graphql_request`] too).
-    pub fn kept_answer(&self) {
-        self.kept_answers.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// A mutation committed events.
     pub fn appended(&self) {
         self.appends.fetch_add(1, Ordering::Relaxed);
@@ -199,16 +191,6 @@ impl Metrics {
         let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "srs_graphql_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "srs_graphql_request_duration_seconds_count {count}");
-        let _ = writeln!(
-            out,
-            "# HELP srs_graphql_kept_answers_total Queries answered with a kept answer."
-        );
-        let _ = writeln!(out, "# TYPE srs_graphql_kept_answers_total counter");
-        let _ = writeln!(
-            out,
-            "srs_graphql_kept_answers_total {}",
-            self.kept_answers.load(Ordering::Relaxed)
-        );
         let _ = writeln!(
             out,
             "# HELP srs_appends_total Mutations that committed events to the log."
@@ -309,7 +291,6 @@ mod tests {
         metrics.graphql_request("Dashboard", "ok", Duration::from_millis(3));
         metrics.graphql_request("Dashboard", "ok", Duration::from_millis(300));
         metrics.appended();
-        metrics.kept_answer();
         let text = metrics.render(&Gauges {
             log_head: 7,
             log_writable: true,
@@ -327,7 +308,6 @@ mod tests {
         assert!(text.contains("srs_log_writable 1"));
         assert!(text.contains("srs_projection_lag{projection=\"catalogue\"} 2"));
         assert!(text.contains("srs_appends_total 1"));
-        assert!(text.contains("srs_graphql_kept_answers_total 1"));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use crate::content::SETTLE_TIMEOUT;
 use crate::error::ApiError;
-use crate::state::Core;
+use crate::state::Services;
 
 /// How often `srs serve` checks whether a run is due.
 pub const TICK: Duration = Duration::from_secs(30);
@@ -62,9 +62,10 @@ fn actor() -> Actor {
     Actor::system("retention")
 }
 
-async fn caught_up(core: &Core) -> Result<(), ApiError> {
-    let head = core.store.head().position;
-    core.reads
+async fn caught_up(services: &Services) -> Result<(), ApiError> {
+    let head = services.store.head().position;
+    services
+        .reads
         .wait_for(
             Which::Only(&[DashboardProjection::NAME, PoliciesProjection::NAME]),
             head,
@@ -76,16 +77,16 @@ async fn caught_up(core: &Core) -> Result<(), ApiError> {
 
 /// Runs `site_id`'s retention policy now (NOT_FOUND without one). The
 /// caller has authorized it.
-pub async fn run_site(core: &Core, site_id: Uuid) -> Result<RunOutcome, ApiError> {
-    caught_up(core).await?;
-    let policy = core
+pub async fn run_site(services: &Services, site_id: Uuid) -> Result<RunOutcome, ApiError> {
+    caught_up(services).await?;
+    let policy = services
         .reads
         .policies()?
         .retention(site_id)?
         .ok_or_else(|| ApiError::not_found(format!("site {site_id} has no retention policy")))?
         .policy;
-    let now = core.service.now();
-    let due = core.reads.dashboard()?.due(site_id, &policy, now)?;
+    let now = services.service.now();
+    let due = services.reads.dashboard()?.due(site_id, &policy, now)?;
     let mut outcome = RunOutcome::default();
     let mut last = 0;
     for (ids, via) in [
@@ -94,13 +95,14 @@ pub async fn run_site(core: &Core, site_id: Uuid) -> Result<RunOutcome, ApiError
     ] {
         for &id in ids {
             // `due` lists every part of a session; the first move covers all.
-            let mut moved = core.service.apply_to_session(id, via, &actor()).await;
+            let mut moved = services.service.apply_to_session(id, via, &actor()).await;
             if let Err(AppError::Hold(HoldError::Held { .. })) = &moved {
                 outcome.held += 1;
                 moved = match policy.archive_after_days {
                     // Due for deletion is past the archive age: archive it.
                     Some(_) => {
-                        core.service
+                        services
+                            .service
                             .apply_to_session(id, Transition::Archive, &actor())
                             .await
                     }
@@ -123,12 +125,12 @@ pub async fn run_site(core: &Core, site_id: Uuid) -> Result<RunOutcome, ApiError
             }
         }
     }
-    if !core.content_effects.settled(last, SETTLE_TIMEOUT).await {
+    if !services.content_effects.settled(last, SETTLE_TIMEOUT).await {
         return Err(ApiError::timeout(
             "the content store did not follow the retention run in time",
         ));
     }
-    let done = core
+    let done = services
         .service
         .complete_retention_run(
             site_id,
@@ -144,8 +146,8 @@ pub async fn run_site(core: &Core, site_id: Uuid) -> Result<RunOutcome, ApiError
 }
 
 /// The sites whose run is due at `now`.
-pub fn due_sites(core: &Core, now: Timestamp) -> Result<Vec<Uuid>, ApiError> {
-    Ok(core
+pub fn due_sites(services: &Services, now: Timestamp) -> Result<Vec<Uuid>, ApiError> {
+    Ok(services
         .reads
         .policies()?
         .retentions()?
@@ -160,25 +162,25 @@ pub fn due_sites(core: &Core, now: Timestamp) -> Result<Vec<Uuid>, ApiError> {
 
 /// Runs every site whose run time has come by the service's clock;
 /// returns what each did.
-pub async fn tick(core: &Core) -> Result<Vec<(Uuid, RunOutcome)>, ApiError> {
-    caught_up(core).await?;
-    let now = core.service.now();
+pub async fn tick(services: &Services) -> Result<Vec<(Uuid, RunOutcome)>, ApiError> {
+    caught_up(services).await?;
+    let now = services.service.now();
     let mut runs = Vec::new();
-    for site_id in due_sites(core, now)? {
-        runs.push((site_id, run_site(core, site_id).await?));
+    for site_id in due_sites(services, now)? {
+        runs.push((site_id, run_site(services, site_id).await?));
     }
     Ok(runs)
 }
 
 /// The scheduler task of `srs serve`: [`tick`] every [`TICK`] until shutdown.
-pub async fn schedule(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+pub async fn schedule(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if let Err(e) = tick(&core).await {
+        if let Err(e) = tick(&services).await {
             tracing::warn!(code = %e.code, message = %e.message, "retention tick failed");
         }
     }

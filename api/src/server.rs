@@ -72,11 +72,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::content::{ContentEffects, ContentStore};
-use crate::dashboards::Dashboards;
 use crate::http::app_with;
 use crate::last_used::{LastUsed, FLUSH_EVERY, LAST_HEARTBEAT_TREE, LAST_USED_TREE};
 use crate::metrics::Metrics;
-use crate::state::{AppState, Core, Limits, ReadModelPermissions};
+use crate::state::{HttpState, Limits, ReadModelPermissions, Services};
 
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -159,7 +158,7 @@ pub struct Server {
     faults: Option<Arc<Faults>>,
     bootstrap: Option<String>,
     listener: TcpListener,
-    state: AppState,
+    state: HttpState,
     shutdown: watch::Sender<bool>,
 }
 
@@ -283,7 +282,7 @@ impl Server {
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let content_effects = ContentEffects::new(reads.clone());
-        let core = Arc::new(Core {
+        let services = Arc::new(Services {
             store,
             service,
             reads,
@@ -292,7 +291,6 @@ impl Server {
             shutdown: shutdown_rx,
             content,
             content_effects,
-            dashboards: Dashboards::new(),
             last_used: LastUsed::new(db.open(LAST_USED_TREE).map_err(ProjectionError::from)?),
             heartbeats: LastUsed::new(
                 db.open(LAST_HEARTBEAT_TREE)
@@ -308,7 +306,7 @@ impl Server {
             faults,
             bootstrap,
             listener,
-            state: AppState::new(core),
+            state: HttpState::new(services),
             shutdown,
         })
     }
@@ -329,7 +327,7 @@ impl Server {
     }
 
     /// The shared state (for tests that drive the app directly).
-    pub fn state(&self) -> &AppState {
+    pub fn state(&self) -> &HttpState {
         &self.state
     }
 
@@ -346,7 +344,7 @@ impl Server {
     /// when a storage failure spoiled the database handle (module docs).
     pub async fn run_with(
         self,
-        extra: axum::Router<AppState>,
+        extra: axum::Router<HttpState>,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let (stop_tx, stop) = watch::channel(false);
@@ -389,7 +387,7 @@ impl Server {
     /// listening socket, which keeps it bound while the database is reopened.
     async fn serve_once(
         self,
-        extra: axum::Router<AppState>,
+        extra: axum::Router<HttpState>,
         mut stop: watch::Receiver<bool>,
         reopen_delay: Duration,
     ) -> Result<(Ended, std::net::TcpListener), ServeError> {
@@ -402,15 +400,15 @@ impl Server {
         let listener = listener.into_std().map_err(ServeError::Http)?;
         let spare = listener.try_clone().map_err(ServeError::Http)?;
         let listener = TcpListener::from_std(listener).map_err(ServeError::Http)?;
-        let core = state.core().clone();
-        let liveness = tokio::spawn(watch_liveness(core.clone(), core.shutdown.clone()));
+        let services = state.services().clone();
+        let liveness = tokio::spawn(watch_liveness(services.clone(), services.shutdown.clone()));
         let retention = tokio::spawn(crate::retention::schedule(
-            core.clone(),
-            core.shutdown.clone(),
+            services.clone(),
+            services.shutdown.clone(),
         ));
-        let last_used = tokio::spawn(flush_last_used(core.clone(), core.shutdown.clone()));
+        let last_used = tokio::spawn(flush_last_used(services.clone(), services.shutdown.clone()));
         let reopen = Arc::new(AtomicBool::new(false));
-        let mut health = core.store.watch_writability();
+        let mut health = services.store.watch_writability();
         let (begin_tx, mut begin_rx) = watch::channel(false);
         let graceful = {
             let reopen = reopen.clone();
@@ -459,14 +457,14 @@ impl Server {
         let _ = retention.await;
         let _ = last_used.await;
         // The last minutes of token use, before the database is flushed.
-        if let Err(e) = core.last_used.flush() {
+        if let Err(e) = services.last_used.flush() {
             tracing::warn!(error = %e, "could not keep when tokens were last used");
         }
-        if let Err(e) = core.heartbeats.flush() {
+        if let Err(e) = services.heartbeats.flush() {
             tracing::warn!(error = %e, "could not keep when servers last heartbeated");
         }
-        core.reads.set().shutdown().await;
-        match core.store.flush() {
+        services.reads.set().shutdown().await;
+        match services.store.flush() {
             Ok(()) => tracing::info!("stopped; the data directory is flushed"),
             // Every acknowledged event was flushed before it was
             // acknowledged; what this flush would add (read models'
@@ -513,7 +511,7 @@ async fn reopen(
         match attempt.await {
             Ok(server) => {
                 tracing::info!(
-                    head = server.state.core().store.head().position,
+                    head = server.state.services().store.head().position,
                     "the data directory is open again; serving"
                 );
                 return Ok(Some(server));
@@ -640,7 +638,7 @@ async fn bootstrap_admin(
 
 /// Writes when tokens were last used, and when servers last heartbeated,
 /// every [`FLUSH_EVERY`] (see [`crate::last_used`]).
-async fn flush_last_used(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+async fn flush_last_used(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(FLUSH_EVERY);
     ticker.tick().await;
     loop {
@@ -648,7 +646,7 @@ async fn flush_last_used(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let flushing = core.clone();
+        let flushing = services.clone();
         match tokio::task::spawn_blocking(move || {
             (flushing.last_used.flush(), flushing.heartbeats.flush())
         })
@@ -726,15 +724,15 @@ pub fn liveness_interval(period: Duration) -> Duration {
 }
 
 /// Marks connected servers offline when their heartbeats stop.
-async fn watch_liveness(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(liveness_interval(core.limits.liveness_period));
+async fn watch_liveness(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(liveness_interval(services.limits.liveness_period));
     ticker.tick().await;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let servers = match core
+        let servers = match services
             .reads
             .servers()
             .and_then(|servers| servers.servers(None))
@@ -750,7 +748,7 @@ async fn watch_liveness(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             .filter(|s| s.status == ServerStatus::Connected)
             .map(|s| s.id)
             .collect();
-        if let Err(e) = core.service.check_liveness(&ids).await {
+        if let Err(e) = services.service.check_liveness(&ids).await {
             tracing::warn!(error = %e, "liveness check failed");
         }
     }

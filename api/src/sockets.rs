@@ -41,7 +41,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, Code};
 use crate::graphql::RequestContext;
-use crate::state::{AppState, Credential, Limits};
+use crate::state::{Credential, HttpState, Limits};
 use crate::throttle::ip_key;
 
 /// Close codes (graphql-ws's where it has one).
@@ -215,7 +215,7 @@ struct Session {
 /// principal, and with a time budget for queries and mutations.
 #[derive(Clone)]
 struct SocketExecutor {
-    state: AppState,
+    state: HttpState,
     session: Arc<OnceLock<Session>>,
 }
 
@@ -232,7 +232,7 @@ impl SocketExecutor {
         request: &mut Request,
     ) -> Result<(Option<OperationType>, std::time::Duration), ApiError> {
         let limits = self.state.limits();
-        let prepared = self.state.schemas().documents.document(request, limits)?;
+        let prepared = self.state.documents().document(request, limits)?;
         let long = prepared.cost.is_some_and(|c| c.long_running);
         let authenticated = self.session.get().is_some();
         Ok((prepared.operation, limits.time_budget(authenticated, long)))
@@ -248,7 +248,7 @@ impl Executor for SocketExecutor {
                 Err(e) => return error_response(e),
             };
             let execution = this.state.schema().execute(request);
-            let scoped = crate::graphql::in_request(this.state.core(), execution);
+            let scoped = crate::graphql::in_request(this.state.services(), execution);
             match tokio::time::timeout(budget, scoped).await {
                 Ok(response) => response,
                 Err(_) => error_response(budget_spent(budget)),
@@ -300,7 +300,7 @@ impl Executor for SocketExecutor {
         let state = self.state.clone();
         let answer = async move {
             let mut responses = schema.execute_stream_with_session_data(request, data);
-            let first = crate::graphql::in_request(state.core(), responses.next());
+            let first = crate::graphql::in_request(state.services(), responses.next());
             match tokio::time::timeout(budget, first).await {
                 Ok(Some(response)) => response,
                 Ok(None) => Response::default(),
@@ -340,8 +340,8 @@ pub fn token_from_init(payload: &serde_json::Value) -> Option<String> {
 
 /// Whether the session's credential still authenticates the same
 /// principal; `Err` with the close frame otherwise.
-fn recheck(state: &AppState, session: &Session) -> Result<(), (u16, String)> {
-    match state.core().credential_of_hash(&session.hash) {
+fn recheck(state: &HttpState, session: &Session) -> Result<(), (u16, String)> {
+    match state.services().credential_of_hash(&session.hash) {
         Ok(Credential::Valid(principal)) if principal.token_id == session.principal.token_id => {
             Ok(())
         }
@@ -366,7 +366,7 @@ fn recheck(state: &AppState, session: &Session) -> Result<(), (u16, String)> {
 /// Serves one upgraded socket until the client leaves, its credential
 /// goes, it misses the init deadline or the server stops.
 pub async fn serve(
-    state: AppState,
+    state: HttpState,
     socket: WebSocket,
     protocol: WebSocketProtocols,
     header_token: Option<String>,
@@ -442,7 +442,7 @@ pub async fn serve(
     tokio::pin!(init_deadline);
     let mut recheck_every = tokio::time::interval(limits.ws_recheck);
     recheck_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut shutdown = state.core().shutdown.clone();
+    let mut shutdown = state.services().shutdown.clone();
 
     let close = loop {
         tokio::select! {

@@ -1,4 +1,4 @@
-//! What every request shares: the [`Core`] (log, service, read models,
+//! What every request shares: the [`Services`] (log, service, read models,
 //! metrics, limits) and the schema built over it.
 
 use std::sync::Arc;
@@ -17,9 +17,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::content::{ContentEffects, ContentStore};
-use crate::dashboards::Dashboards;
 use crate::error::ApiError;
-use crate::graphql::{self, Schemas, SrsSchema};
+use crate::graphql::{self, Documents, SrsSchema};
 use crate::last_used::LastUsed;
 use crate::metrics::{Gauges, Metrics};
 use crate::sockets::Sockets;
@@ -171,7 +170,7 @@ impl Default for Limits {
 }
 
 /// The services behind the API.
-pub struct Core {
+pub struct Services {
     pub store: EventLog<DomainEvent>,
     /// Writes: every mutation is one of its use cases.
     pub service: Arc<Service>,
@@ -185,8 +184,6 @@ pub struct Core {
     pub content: Arc<ContentStore>,
     /// How far the content store has followed the log.
     pub content_effects: ContentEffects,
-    /// Dashboard figures kept while the dashboard read model stands still.
-    pub dashboards: Dashboards,
     /// When each token was last used, per minute (not in the log).
     pub last_used: LastUsed,
     /// When each server last heartbeated, per minute (not in the log).
@@ -251,7 +248,7 @@ pub struct Readiness {
 /// before calling an unknown secret invalid (a token issued a moment ago).
 const AUTH_CATCH_UP: Duration = Duration::from_secs(2);
 
-impl Core {
+impl Services {
     /// The principal `token` authenticates, if any. A secret not found is
     /// looked up once more after the tokens read model has reached the log
     /// head, so a token works as soon as `issueToken` has answered. An
@@ -463,24 +460,30 @@ impl PermissionSource for ReadModelPermissions {
     }
 }
 
-/// The state of the HTTP app: the core, the schemas over it, the rate
-/// limits and the open WebSockets.
+/// The state of the HTTP app: the services, the schema over them, the parsed
+/// documents, the rate limits and the open WebSockets.
 #[derive(Clone)]
-pub struct AppState {
-    core: Arc<Core>,
-    schemas: Schemas,
+pub struct HttpState {
+    services: Arc<Services>,
+    schema: SrsSchema,
+    documents: Arc<Documents>,
     throttle: Arc<Throttle>,
     sockets: Arc<Sockets>,
 }
 
-impl AppState {
-    pub fn new(core: Arc<Core>) -> Self {
-        let schemas = graphql::schemas(core.clone());
-        let throttle = Arc::new(Throttle::new(&core.limits));
-        let sockets = Arc::new(Sockets::new(&core.limits));
-        AppState {
-            core,
-            schemas,
+/// [`HttpState`] under its former name, for code outside this crate not
+/// yet moved to the new one.
+pub type AppState = HttpState;
+
+impl HttpState {
+    pub fn new(services: Arc<Services>) -> Self {
+        let schema = graphql::schema(services.clone());
+        let throttle = Arc::new(Throttle::new(&services.limits));
+        let sockets = Arc::new(Sockets::new(&services.limits));
+        HttpState {
+            services,
+            schema,
+            documents: Documents::new(),
             throttle,
             sockets,
         }
@@ -496,42 +499,42 @@ impl AppState {
         &self.sockets
     }
 
-    pub fn core(&self) -> &Arc<Core> {
-        &self.core
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
-    /// The schema with the full validation on every request.
+    /// The schema requests run on.
     pub fn schema(&self) -> &SrsSchema {
-        &self.schemas.strict
+        &self.schema
     }
 
-    /// The strict and fast schemas and the document cache between them.
-    pub fn schemas(&self) -> &Schemas {
-        &self.schemas
+    /// Parsed and sized documents, kept by their text.
+    pub fn documents(&self) -> &Documents {
+        &self.documents
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.core.metrics
+        &self.services.metrics
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.core.limits
+        &self.services.limits
     }
 
     /// The origins allowed by CORS (`--cors-origin`).
     pub fn cors_origins(&self) -> &[String] {
-        &self.core.cors_origins
+        &self.services.cors_origins
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ApiError> {
-        self.core.authenticate(token).await
+        self.services.authenticate(token).await
     }
 
     pub fn readiness(&self) -> Readiness {
-        self.core.readiness()
+        self.services.readiness()
     }
 
     pub fn gauges(&self) -> Gauges {
-        self.core.gauges()
+        self.services.gauges()
     }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use srs_api::content::{store_chunk, ContentError};
 use srs_api::retention::{run_site, tick};
 use srs_api::server::{ServeOptions, Server};
-use srs_api::state::{Core, Limits};
+use srs_api::state::{Limits, Services};
 use srs_domain::app::{ConnectServer, StartRecordingInput};
 use srs_domain::log::{verify, EventStore as _};
 use srs_domain::model::{
@@ -31,8 +31,8 @@ struct World {
 }
 
 impl World {
-    fn core(&self) -> &Arc<Core> {
-        self.server.state().core()
+    fn services(&self) -> &Arc<Services> {
+        self.server.state().services()
     }
 
     async fn open() -> World {
@@ -50,11 +50,11 @@ impl World {
         )
         .await
         .unwrap();
-        let core = server.state().core().clone();
+        let services = server.state().services().clone();
         let secret = server.bootstrap_secret().unwrap().to_owned();
-        let admin = core.authenticate(&secret).await.unwrap().unwrap();
-        let site = core.service.create_site(&admin, "HQ").await.unwrap().id;
-        let credential = core
+        let admin = services.authenticate(&secret).await.unwrap().unwrap();
+        let site = services.service.create_site(&admin, "HQ").await.unwrap().id;
+        let credential = services
             .service
             .connect_server(
                 &admin,
@@ -68,11 +68,12 @@ impl World {
             )
             .await
             .unwrap();
-        core.service
+        services
+            .service
             .activate_policy(&admin, RECORD_EVERYONE_WITH_NOTIFICATION, Some(site))
             .await
             .unwrap();
-        let agent = core
+        let agent = services
             .authenticate(&credential.secret)
             .await
             .unwrap()
@@ -95,8 +96,8 @@ impl World {
 
     /// A recording of `user` that ended now, with `content` as its one chunk.
     async fn recording_of(&self, session: &str, user: &str, content: &[u8]) -> Uuid {
-        let core = self.core();
-        let started = core
+        let services = self.services();
+        let started = services
             .service
             .start_recording(
                 &self.agent,
@@ -121,7 +122,7 @@ impl World {
         if !content.is_empty() {
             let sha = hex::encode(Sha256::digest(content));
             store_chunk(
-                core,
+                services,
                 &self.agent,
                 id,
                 0,
@@ -132,7 +133,8 @@ impl World {
             .await
             .unwrap();
         }
-        core.service
+        services
+            .service
             .end_recording(&self.agent, id, None)
             .await
             .unwrap();
@@ -140,7 +142,7 @@ impl World {
     }
 
     async fn lifecycle(&self, id: Uuid) -> Lifecycle {
-        self.core()
+        self.services()
             .service
             .load::<Recording>(id)
             .await
@@ -151,22 +153,23 @@ impl World {
 
     async fn read(&self, id: Uuid) -> Result<Vec<u8>, ContentError> {
         let state = self
-            .core()
+            .services()
             .service
             .load::<Recording>(id)
             .await
             .unwrap()
             .state;
         let sha = state.chunks[&0].sha256.clone();
-        self.core().content.read_chunk(id, 0, &sha)
+        self.services().content.read_chunk(id, 0, &sha)
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_year_of_daily_runs_archives_then_deletes_and_spares_restricted_sessions() {
     let w = World::open().await;
-    let core = w.core().clone();
-    core.service
+    let services = w.services().clone();
+    services
+        .service
         .set_retention_policy(
             &w.admin,
             w.site,
@@ -182,7 +185,8 @@ async fn a_year_of_daily_runs_archives_then_deletes_and_spares_restricted_sessio
     let empty = w.recording("empty", b"").await;
     let doomed = w.recording("doomed", b"secret screen content").await;
     let restricted = w.recording("restricted", b"hr case").await;
-    core.service
+    services
+        .service
         .restrict_recording(&w.admin, restricted, "HR case")
         .await
         .unwrap();
@@ -193,14 +197,14 @@ async fn a_year_of_daily_runs_archives_then_deletes_and_spares_restricted_sessio
         // Twice a day: the run happens once, at or after 02:00.
         for at in [60, 3 * 3_600] {
             w.clock.set(start.plus_secs(day * DAY + at));
-            for (site, outcome) in tick(&core).await.unwrap() {
+            for (site, outcome) in tick(&services).await.unwrap() {
                 assert_eq!(site, w.site);
                 runs.push((day, outcome));
             }
         }
         if day == 200 {
             // A live recording is never touched, whatever its age.
-            let started = core
+            let started = services
                 .service
                 .start_recording(
                     &w.agent,
@@ -243,14 +247,14 @@ async fn a_year_of_daily_runs_archives_then_deletes_and_spares_restricted_sessio
     assert_eq!(w.lifecycle(restricted).await, Lifecycle::Ended);
     assert_eq!(w.lifecycle(live.unwrap()).await, Lifecycle::Live);
     assert!(matches!(w.read(doomed).await, Err(ContentError::NoKey(_))));
-    assert!(!core.content.has_key(doomed));
+    assert!(!services.content.has_key(doomed));
     assert_eq!(w.read(restricted).await.unwrap(), b"hr case");
 
     // Every run is a fact in the log, and the chain still verifies.
     let mut completed = 0;
     let mut from = 1;
     loop {
-        let batch = core.store.read_all(from, 1_000).await.unwrap();
+        let batch = services.store.read_all(from, 1_000).await.unwrap();
         if batch.is_empty() {
             break;
         }
@@ -267,21 +271,22 @@ async fn a_year_of_daily_runs_archives_then_deletes_and_spares_restricted_sessio
             .count();
     }
     assert_eq!(completed, 365);
-    core.store.flush().unwrap();
-    let backend = core.store.backend();
+    services.store.flush().unwrap();
+    let backend = services.store.backend();
     let report = verify::<DomainEvent>(&*backend, 1, |_| {}).unwrap();
     assert!(report.breach.is_none(), "{:?}", report.breach);
 
     // Running on demand is the same run.
-    let again = run_site(&core, w.site).await.unwrap();
+    let again = run_site(&services, w.site).await.unwrap();
     assert_eq!((again.archived, again.deleted), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_as_held() {
     let w = World::open().await;
-    let core = w.core().clone();
-    core.service
+    let services = w.services().clone();
+    services
+        .service
         .set_retention_policy(
             &w.admin,
             w.site,
@@ -295,7 +300,7 @@ async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_a
         .await
         .unwrap();
     // A hold on carl's recordings, placed before any of them exists.
-    let users_hold = core
+    let users_hold = services
         .service
         .place_legal_hold(
             &w.admin,
@@ -310,7 +315,8 @@ async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_a
     let carls = w.recording_of("carl", "CORP\\carl", b"carl's screen").await;
     let doras = w.recording_of("dora", "CORP\\dora", b"dora's screen").await;
     let eves = w.recording_of("eve", "CORP\\eve", b"eve's screen").await;
-    core.service
+    services
+        .service
         .place_legal_hold(
             &w.admin,
             None,
@@ -325,7 +331,7 @@ async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_a
     let mut runs = Vec::new();
     for day in 0..=120 {
         w.clock.set(start.plus_secs(day * DAY + 3 * 3_600));
-        for (_, outcome) in tick(&core).await.unwrap() {
+        for (_, outcome) in tick(&services).await.unwrap() {
             runs.push((day, outcome));
         }
     }
@@ -343,7 +349,7 @@ async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_a
         assert_eq!(w.lifecycle(held).await, Lifecycle::Archived);
         assert!(w.read(held).await.is_ok(), "its content is kept");
     }
-    let last = core
+    let last = services
         .reads
         .policies()
         .unwrap()
@@ -355,11 +361,12 @@ async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_a
     assert_eq!(last.held, 2);
 
     // Released, the next run deletes carl's recording.
-    core.service
+    services
+        .service
         .release_legal_hold(&w.admin, users_hold.id, Some("closed"))
         .await
         .unwrap();
-    let after = run_site(&core, w.site).await.unwrap();
+    let after = run_site(&services, w.site).await.unwrap();
     assert_eq!((after.deleted, after.held), (1, 1));
     assert_eq!(w.lifecycle(carls).await, Lifecycle::Deleted);
     assert_eq!(w.lifecycle(doras).await, Lifecycle::Archived);
@@ -368,8 +375,9 @@ async fn retention_never_deletes_held_recordings_archives_them_and_counts_them_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_archiving_a_held_recording_is_left_as_it_is() {
     let w = World::open().await;
-    let core = w.core().clone();
-    core.service
+    let services = w.services().clone();
+    services
+        .service
         .set_retention_policy(
             &w.admin,
             w.site,
@@ -383,12 +391,13 @@ async fn without_archiving_a_held_recording_is_left_as_it_is() {
         .await
         .unwrap();
     let held = w.recording("held", b"kept").await;
-    core.service
+    services
+        .service
         .place_legal_hold(&w.admin, Some(w.site), HoldScope::Site, "Audit")
         .await
         .unwrap();
     w.clock.set(w.clock.now().plus_secs(2 * DAY));
-    let run = run_site(&core, w.site).await.unwrap();
+    let run = run_site(&services, w.site).await.unwrap();
     assert_eq!((run.archived, run.deleted, run.held), (0, 0, 1));
     assert_eq!(w.lifecycle(held).await, Lifecycle::Ended);
 }

@@ -53,9 +53,9 @@ pub mod models;
 pub mod store;
 
 pub use engine::{
-    apply_events, checkpoint_of, data_version, dump, rebuild_all, version_of, Changes, Overlay,
-    Projection, ProjectionSet, ProjectionStatus, ReactError, Reactor, Rebuild, RebuildProgress,
-    RebuildReport, RunnerState, SetOptions, WaitError, Which,
+    apply_events, checkpoint_of, dump, rebuild_all, version_of, Changes, Overlay, Projection,
+    ProjectionSet, ProjectionStatus, ReactError, Reactor, Rebuild, RebuildProgress, RebuildReport,
+    RunnerState, SetOptions, WaitError, Which,
 };
 pub use error::{ProjectionError, Result};
 pub use models::{all_projections, rebuild_all_models, ReadModels};

@@ -95,7 +95,7 @@ use crate::simulate::generator::{
 use crate::simulate::{connect_server, ensure_policies, ensure_site};
 use srs_api::content::{parse_asciicast_lines, store_chunk, ASCIICAST_CONTENT_TYPE};
 use srs_api::graphql::{RequestContext, SrsSchema};
-use srs_api::state::{AppState, Core};
+use srs_api::state::{HttpState, Services};
 use srs_client::{Gql, GqlError};
 
 /// The file that marks a data directory whose demo is being seeded (see
@@ -241,9 +241,9 @@ pub fn prepare_dir(data: &Path) -> Result<Prepared, DemoError> {
 /// the first admin (`admin.token`) gives each connected server a new AGENT
 /// token (`rotateAgentToken`, as an admin replacing a lost credential
 /// would), and the fleet plays sessions after the seeded ones.
-pub async fn resume(state: &AppState) -> Result<FleetPlan, DemoError> {
-    let core = state.core().clone();
-    let file = core.data_dir.join(DEMO_FILE);
+pub async fn resume(state: &HttpState) -> Result<FleetPlan, DemoError> {
+    let services = state.services().clone();
+    let file = services.data_dir.join(DEMO_FILE);
     let text = std::fs::read_to_string(&file).map_err(io_error(&file))?;
     let saved: Value = serde_json::from_str(&text).map_err(|e| DemoError::Io {
         path: file.clone(),
@@ -251,9 +251,9 @@ pub async fn resume(state: &AppState) -> Result<FleetPlan, DemoError> {
     })?;
     let seed = saved["seed"].as_u64().unwrap_or(1);
     let next_index = saved["recordings"].as_u64().unwrap_or(0);
-    let token_file = core.data_dir.join(srs_api::server::ADMIN_TOKEN_FILE);
+    let token_file = services.data_dir.join(srs_api::server::ADMIN_TOKEN_FILE);
     let secret = std::fs::read_to_string(&token_file).map_err(io_error(&token_file))?;
-    let admin_principal = core
+    let admin_principal = services
         .authenticate(secret.trim())
         .await
         .map_err(|_| DemoError::NoAdmin)?
@@ -262,15 +262,16 @@ pub async fn resume(state: &AppState) -> Result<FleetPlan, DemoError> {
         schema: state.schema().clone(),
         principal: admin_principal,
     };
-    core.reads
+    services
+        .reads
         .wait_for(
             Which::All,
-            core.store.head().position,
+            services.store.head().position,
             Duration::from_secs(600),
         )
         .await
         .map_err(|e| DemoError::CatchUp(e.to_string()))?;
-    let servers = core
+    let servers = services
         .reads
         .servers()
         .and_then(|servers| servers.servers(None))
@@ -289,12 +290,12 @@ pub async fn resume(state: &AppState) -> Result<FleetPlan, DemoError> {
         let token = rotated["rotateAgentToken"]["agentToken"]
             .as_str()
             .unwrap_or_default();
-        let principal = core
+        let principal = services
             .authenticate(token)
             .await
             .map_err(|_| DemoError::NoAdmin)?
             .ok_or(DemoError::NoAdmin)?;
-        core.service.heartbeat(&principal, server.id).await?;
+        services.service.heartbeat(&principal, server.id).await?;
         agents.push(Agent {
             server_id: server.id,
             principal,
@@ -377,13 +378,13 @@ const IN_FLIGHT: usize = 16;
 /// Seeds the demo through `state` with the first admin's `admin_secret`,
 /// writes the token files, and removes the [`SEEDING_MARKER`].
 pub async fn seed(
-    state: &AppState,
+    state: &HttpState,
     admin_secret: &str,
     options: &DemoOptions,
 ) -> Result<Seeded, DemoError> {
     let started = Instant::now();
-    let core = state.core().clone();
-    let admin_principal = core
+    let services = state.services().clone();
+    let admin_principal = services
         .authenticate(admin_secret)
         .await
         .map_err(|_| DemoError::NoAdmin)?
@@ -436,7 +437,7 @@ pub async fn seed(
     for (n, spec) in population.servers(4).iter().enumerate() {
         let site = if n < 3 { &sites[0].1 } else { &sites[1].1 };
         let (server_id, token) = connect_server(&admin, site, spec).await?;
-        let principal = core
+        let principal = services
             .authenticate(&token)
             .await
             .map_err(|e| {
@@ -450,7 +451,7 @@ pub async fn seed(
             code: "BAD_RESPONSE".into(),
             message: e.to_string(),
         })?;
-        core.service.heartbeat(&principal, server_id).await?;
+        services.service.heartbeat(&principal, server_id).await?;
         agents.push(Agent {
             server_id,
             principal,
@@ -462,7 +463,7 @@ pub async fn seed(
     // Recordings, several at a time, before the service's "now": those
     // still running then stay live with their past only.
     let agents = Arc::new(agents);
-    let now = core.service.now();
+    let now = services.service.now();
     let mut tasks = tokio::task::JoinSet::new();
     let mut totals = Vec::new();
     for index in 0..options.recordings {
@@ -471,7 +472,7 @@ pub async fn seed(
                 totals.push(done.map_err(|e| AppError::Internal(e.to_string()))??);
             }
         }
-        let core = core.clone();
+        let services = services.clone();
         let population = population.clone();
         let agents = agents.clone();
         let admin = admin_principal.clone();
@@ -482,7 +483,7 @@ pub async fn seed(
             let agent_no = (index % agents.len() as u64) as usize;
             let started_at = start_time(seed, index, now, days);
             seed_session(
-                &core, &agents, agent_no, &admin, session, started_at, now, index,
+                &services, &agents, agent_no, &admin, session, started_at, now, index,
             )
             .await
         });
@@ -504,23 +505,24 @@ pub async fn seed(
     }
 
     // Every printed token is kept beside admin.token.
-    let token_file = core.data_dir.join("auditor.token");
+    let token_file = services.data_dir.join("auditor.token");
     srs_api::server::write_secret(&token_file, &summary.auditor_token)
         .map_err(io_error(&token_file))?;
 
     // Serve only once the read models show all of it.
-    let head = core.store.head().position;
-    core.reads
+    let head = services.store.head().position;
+    services
+        .reads
         .wait_for(Which::All, head, Duration::from_secs(600))
         .await
         .map_err(|e| DemoError::CatchUp(e.to_string()))?;
-    let demo_file = core.data_dir.join(DEMO_FILE);
+    let demo_file = services.data_dir.join(DEMO_FILE);
     std::fs::write(
         &demo_file,
         json!({ "seed": options.seed, "recordings": options.recordings }).to_string(),
     )
     .map_err(io_error(&demo_file))?;
-    let marker = core.data_dir.join(SEEDING_MARKER);
+    let marker = services.data_dir.join(SEEDING_MARKER);
     match std::fs::remove_file(&marker) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -672,7 +674,7 @@ fn session_events(
 /// session events (what `PUT /recordings/{id}/asciicast` does for a whole
 /// file). `lines` carry their line number in the file.
 async fn store_cast_part(
-    core: &Arc<Core>,
+    services: &Arc<Services>,
     agent: &Principal,
     recording_id: Uuid,
     seq: u64,
@@ -694,7 +696,7 @@ async fn store_cast_part(
     }
     let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
     store_chunk(
-        core,
+        services,
         agent,
         recording_id,
         seq,
@@ -709,7 +711,7 @@ async fn store_cast_part(
     if events.is_empty() {
         return Ok(0);
     }
-    let recorded = core
+    let recorded = services
         .service
         .record_session_events(agent, recording_id, events)
         .await?;
@@ -718,7 +720,7 @@ async fn store_cast_part(
 
 #[allow(clippy::too_many_arguments)]
 async fn seed_session(
-    core: &Arc<Core>,
+    services: &Arc<Services>,
     agents: &[Agent],
     agent_no: usize,
     admin: &Principal,
@@ -727,7 +729,7 @@ async fn seed_session(
     now: Timestamp,
     index: u64,
 ) -> Result<SeededSession, DemoError> {
-    let service: &Service = &core.service;
+    let service: &Service = &services.service;
     let agent = &agents[agent_no].principal;
     let started = service
         .start_recording(
@@ -777,7 +779,7 @@ async fn seed_session(
             .map(|(i, line)| (i + 1, line))
             .partition(|(_, l)| l.at_ms <= elapsed_ms);
         seeded.events +=
-            store_cast_part(core, agent, recording_id, 0, Some(&header), &cast_past).await?;
+            store_cast_part(services, agent, recording_id, 0, Some(&header), &cast_past).await?;
         seeded.terminal = true;
         cast_rest = rest;
     }
@@ -859,7 +861,7 @@ pub struct Fleet {
 
 /// What the fleet's tasks share.
 struct FleetShared {
-    core: Arc<Core>,
+    services: Arc<Services>,
     /// This run's mark in the fleet's session ids: a resumed demo plays
     /// the same plans again under new session ids.
     run: u32,
@@ -872,16 +874,16 @@ struct FleetShared {
 
 impl Fleet {
     /// Starts the heartbeats and the [`FLEET_LANES`] session lanes.
-    pub fn start(state: &AppState, plan: FleetPlan) -> Fleet {
+    pub fn start(state: &HttpState, plan: FleetPlan) -> Fleet {
         let (stop, stopped) = watch::channel(false);
-        let core = state.core().clone();
-        let beat_every = (core.limits.liveness_period / 3)
+        let services = state.services().clone();
+        let beat_every = (services.limits.liveness_period / 3)
             .clamp(Duration::from_millis(500), Duration::from_secs(10));
         let mut continuations = plan.continuations;
         // The earliest planned end first: they end soonest.
         continuations.sort_by_key(|c| std::cmp::Reverse(c.until_ms.saturating_sub(c.from_ms)));
         let shared = Arc::new(FleetShared {
-            core,
+            services,
             run: rand::random(),
             agents: plan.agents,
             population: plan.population,
@@ -897,7 +899,7 @@ impl Fleet {
                 loop {
                     for agent in shared.agents.iter() {
                         if let Err(e) = shared
-                            .core
+                            .services
                             .service
                             .heartbeat(&agent.principal, agent.server_id)
                             .await
@@ -941,7 +943,7 @@ impl Fleet {
             for rest in waiting {
                 let agent = &shared.agents[rest.agent].principal;
                 if let Err(e) = shared
-                    .core
+                    .services
                     .service
                     .end_recording(agent, rest.recording_id, None)
                     .await
@@ -991,9 +993,9 @@ impl FleetShared {
         session.plan.events.truncate(FLEET_EVENTS);
         let agent_no = (index % self.agents.len() as u64) as usize;
         let agent = &self.agents[agent_no];
-        let started_at = self.core.service.now();
+        let started_at = self.services.service.now();
         let started = self
-            .core
+            .services
             .service
             .start_recording(
                 &agent.principal,
@@ -1022,7 +1024,7 @@ impl FleetShared {
             // from the first chunk on.
             let header = cast_header(shell, &plan.user, &plan.host, started_at.as_secs());
             store_cast_part(
-                &self.core,
+                &self.services,
                 &agent.principal,
                 started.recording_id,
                 0,
@@ -1089,7 +1091,7 @@ impl FleetShared {
                 break;
             }
             let elapsed = began.elapsed();
-            let offset_ms = (self.core.service.now().as_micros() - rest.started_at.as_micros())
+            let offset_ms = (self.services.service.now().as_micros() - rest.started_at.as_micros())
                 .max(0) as u64
                 / 1_000;
             let mut events = Vec::new();
@@ -1114,14 +1116,14 @@ impl FleetShared {
             }
             if !events.is_empty() {
                 let events = session_events(rest.recording_id, &events)?;
-                self.core
+                self.services
                     .service
                     .record_session_events(agent, rest.recording_id, events)
                     .await?;
             }
             if !lines.is_empty() {
                 store_cast_part(
-                    &self.core,
+                    &self.services,
                     agent,
                     rest.recording_id,
                     rest.next_seq,
@@ -1135,7 +1137,7 @@ impl FleetShared {
                 break;
             }
         }
-        self.core
+        self.services
             .service
             .end_recording(agent, rest.recording_id, None)
             .await?;

@@ -82,8 +82,8 @@ async fn the_demo_seeds_with_live_sessions_restricted_and_its_auditor_sees_some(
     assert!(summary.live > 0, "{summary:?}");
     assert!(summary.restricted > 0, "{summary:?}");
 
-    let core = server.state().core();
-    let catalogue = core.reads.catalogue().unwrap();
+    let services = server.state().services();
+    let catalogue = services.reads.catalogue().unwrap();
     let search = |viewer, filter| {
         catalogue
             .search(
@@ -97,8 +97,8 @@ async fn the_demo_seeds_with_live_sessions_restricted_and_its_auditor_sees_some(
             )
             .unwrap()
     };
-    let admin = core.authenticate(&secret).await.unwrap().unwrap();
-    let admin = core.reads.access().unwrap().viewer(&admin).unwrap();
+    let admin = services.authenticate(&secret).await.unwrap().unwrap();
+    let admin = services.reads.access().unwrap().viewer(&admin).unwrap();
     let live_restricted = search(
         &admin,
         RecordingFilter {
@@ -112,7 +112,7 @@ async fn the_demo_seeds_with_live_sessions_restricted_and_its_auditor_sees_some(
         "a live recording was restricted: {summary:?}"
     );
     // Nothing starts after "now", however late in the day it is.
-    let now = core.service.now();
+    let now = services.service.now();
     let live = search(
         &admin,
         RecordingFilter {
@@ -122,12 +122,12 @@ async fn the_demo_seeds_with_live_sessions_restricted_and_its_auditor_sees_some(
     );
     assert!(!live.items.is_empty());
 
-    let auditor = core
+    let auditor = services
         .authenticate(&summary.auditor_token)
         .await
         .unwrap()
         .unwrap();
-    let auditor = core.reads.access().unwrap().viewer(&auditor).unwrap();
+    let auditor = services.reads.access().unwrap().viewer(&auditor).unwrap();
     let seen = search(&auditor, RecordingFilter::default());
     assert!(!seen.items.is_empty(), "the demo auditor sees something");
     let mut groups = BTreeMap::new();

@@ -40,10 +40,10 @@ use super::format::{BackupError, Wrapping, WrappingKey};
 use super::write::{record_backup, write_backup};
 use crate::auth::bearer_token;
 use crate::error::{ApiError, Code};
-use crate::state::{AppState, Core};
+use crate::state::{HttpState, Services};
 
 /// The streaming routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/backup", post(post_backup))
         .route("/log/export", get(get_export))
@@ -73,7 +73,7 @@ fn error_response(error: ApiError) -> Response {
     (status_of(error.code), Json(body)).into_response()
 }
 
-async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = bearer_token(headers)?
         .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
     state
@@ -90,11 +90,11 @@ fn actor_of(by: &Principal) -> Actor {
 }
 
 /// `POST /backup`.
-async fn post_backup(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_backup(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let outcome = async {
         let by = caller(&state, &headers).await?;
-        let core = state.core().clone();
-        core.service
+        let services = state.services().clone();
+        services.service
             .authorize(&by, Action::ManageRecordings, Target::Global)
             .await?;
         let request: BackupRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -108,15 +108,15 @@ async fn post_backup(State(state): State<AppState>, headers: HeaderMap, body: By
         wrapping
             .validate()
             .map_err(|e| ApiError::validation(e.to_string()))?;
-        Ok(stream_blocking(core, move |core, out, runtime| {
+        Ok(stream_blocking(services, move |services, out, runtime| {
             let (_, summary) =
-                write_backup(&core.store, &core.content, Some(runtime), &wrapping, &key, out)
+                write_backup(&services.store, &services.content, Some(runtime), &wrapping, &key, out)
                     .map_err(|e| match e {
                         BackupError::Source(why) => ApiError::new(Code::ContentMissing, why),
                         other => ApiError::internal(other),
                     })?;
             runtime
-                .block_on(record_backup(&core.store, &summary, actor_of(&by), &by.name))
+                .block_on(record_backup(&services.store, &summary, actor_of(&by), &by.name))
                 .map_err(ApiError::internal)?;
             tracing::info!(position = summary.position, chunks = summary.chunks, keys = summary.keys, by = %by.name, "backup streamed");
             Ok(())
@@ -128,24 +128,32 @@ async fn post_backup(State(state): State<AppState>, headers: HeaderMap, body: By
 }
 
 /// `GET /log/export`.
-async fn get_export(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn get_export(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let outcome = async {
         let by = caller(&state, &headers).await?;
-        let core = state.core().clone();
-        crate::read::access::authorize_global(&core, &by, Action::ReadHistory).await?;
-        Ok(stream_blocking(core, move |core, mut out, runtime| {
-            let summary = srs_replay::export(&core.store, &mut out).map_err(ApiError::internal)?;
-            runtime.block_on(record_export_as(core, &summary, actor_of(&by), &by.name))?;
-            Ok(())
-        })
-        .await)
+        let services = state.services().clone();
+        crate::read::access::authorize_global(&services, &by, Action::ReadHistory).await?;
+        Ok(
+            stream_blocking(services, move |services, mut out, runtime| {
+                let summary =
+                    srs_replay::export(&services.store, &mut out).map_err(ApiError::internal)?;
+                runtime.block_on(record_export_as(
+                    services,
+                    &summary,
+                    actor_of(&by),
+                    &by.name,
+                ))?;
+                Ok(())
+            })
+            .await,
+        )
     }
     .await;
     outcome.unwrap_or_else(error_response)
 }
 
 async fn record_export_as(
-    core: &Core,
+    services: &Services,
     summary: &srs_replay::ExportSummary,
     actor: Actor,
     by: &str,
@@ -161,7 +169,7 @@ async fn record_export_as(
         at: srs_domain::time::Timestamp::now(),
     };
     let appended = EventStore::append(
-        &core.store,
+        &services.store,
         LOG_EXPORTS_STREAM,
         ExpectedVersion::Any,
         vec![NewEvent::new(actor, event)],
@@ -203,8 +211,8 @@ impl Write for ChannelWriter {
 /// error before the first bytes is answered with its code's status; after
 /// them, the stream fails and the connection is aborted.
 async fn stream_blocking(
-    core: Arc<Core>,
-    produce: impl FnOnce(&Core, &mut ChannelWriter, &tokio::runtime::Handle) -> Result<(), ApiError>
+    services: Arc<Services>,
+    produce: impl FnOnce(&Services, &mut ChannelWriter, &tokio::runtime::Handle) -> Result<(), ApiError>
         + Send
         + 'static,
 ) -> Response {
@@ -215,7 +223,7 @@ async fn stream_blocking(
             tx: tx.clone(),
             buf: Vec::with_capacity(PIECE),
         };
-        let result = produce(&core, &mut out, &runtime)
+        let result = produce(&services, &mut out, &runtime)
             .and_then(|()| out.flush().map_err(ApiError::internal));
         if let Err(error) = result {
             tracing::error!(code = %error.code, message = %error.message, "streaming a copy of the data failed");

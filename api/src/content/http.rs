@@ -91,7 +91,7 @@ use super::asciicast;
 use super::store::{ContentError, MAX_CHUNK_BYTES};
 use crate::auth::bearer_token;
 use crate::error::{ApiError, Code};
-use crate::state::{AppState, Core};
+use crate::state::{HttpState, Services};
 
 /// The header carrying the hex SHA-256 of an uploaded body.
 pub const SHA256_HEADER: &str = "x-content-sha256";
@@ -100,7 +100,7 @@ pub const SHA256_HEADER: &str = "x-content-sha256";
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The content routes.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/recordings/{id}/chunks/{seq}", put(put_chunk))
         .route("/recordings/{id}/chunks", get(list_chunks))
@@ -195,7 +195,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(content_error)
 }
 
-async fn principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+async fn principal(state: &HttpState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = bearer_token(headers)?
         .ok_or_else(|| ApiError::unauthenticated("a bearer token is required"))?;
     state
@@ -260,7 +260,7 @@ fn checked_body(
 
 /// `PUT /recordings/{id}/chunks/{seq}`.
 async fn put_chunk(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path((id, seq)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -272,7 +272,7 @@ async fn put_chunk(
         let content_type = declared_type(&headers, seq)?;
         let (body, sha256) = checked_body(&headers, body)?;
         store_chunk(
-            state.core(),
+            state.services(),
             &by,
             recording_id,
             seq,
@@ -359,7 +359,7 @@ struct ChunkListing {
 /// recording). Listing is not a playback: nothing is recorded but a
 /// refusal.
 async fn list_chunks(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -367,7 +367,7 @@ async fn list_chunks(
         let by = principal(&state, &headers).await?;
         let recording_id = recording_id(&id)?;
         let recording = state
-            .core()
+            .services()
             .service
             .recording_content(&by, recording_id)
             .await?
@@ -405,7 +405,7 @@ async fn list_chunks(
 /// events indexed on the recording. The recording must be live, since
 /// session events are only recorded into live recordings.
 async fn put_asciicast(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -414,7 +414,7 @@ async fn put_asciicast(
         let by = principal(&state, &headers).await?;
         let recording_id = recording_id(&id)?;
         let (body, sha256) = checked_body(&headers, body)?;
-        store_asciicast(state.core(), &by, recording_id, body, sha256).await
+        store_asciicast(state.services(), &by, recording_id, body, sha256).await
     }
     .await;
     receipt_response(outcome)
@@ -425,14 +425,14 @@ async fn put_asciicast(
 /// what `PUT /recordings/{id}/asciicast` does once the body is checked
 /// (`sha256`: its hex SHA-256).
 pub async fn store_asciicast(
-    core: &Arc<Core>,
+    services: &Arc<Services>,
     by: &Principal,
     recording_id: Uuid,
     body: Bytes,
     sha256: String,
 ) -> Result<(StatusCode, Receipt), Refused> {
     let events = asciicast::parse(recording_id, &body).map_err(ApiError::validation)?;
-    let target = core.service.content_target(by, recording_id).await?;
+    let target = services.service.content_target(by, recording_id).await?;
     if target.recording.state.lifecycle != Lifecycle::Live {
         return Err(ApiError::validation(
             "an asciicast is uploaded while its recording is live (before endRecording)",
@@ -440,7 +440,7 @@ pub async fn store_asciicast(
         .into());
     }
     let receipt = store_chunk(
-        core,
+        services,
         by,
         recording_id,
         0,
@@ -450,8 +450,9 @@ pub async fn store_asciicast(
     )
     .await?;
     // Event ids are stable, so a repeated upload indexes nothing twice.
-    for batch in events.chunks(core.limits.max_batch.max(1)) {
-        core.service
+    for batch in events.chunks(services.limits.max_batch.max(1)) {
+        services
+            .service
             .index_content_events(by, recording_id, batch.to_vec())
             .await?;
     }
@@ -471,7 +472,7 @@ fn receipt_response(outcome: Result<(StatusCode, Receipt), Refused>) -> Response
 /// before its event is appended, and the answer waits for the append to be
 /// durable.
 pub async fn store_chunk(
-    core: &Arc<Core>,
+    services: &Arc<Services>,
     by: &Principal,
     recording_id: Uuid,
     seq: u64,
@@ -479,9 +480,9 @@ pub async fn store_chunk(
     sha256: String,
     content_type: Option<String>,
 ) -> Result<(StatusCode, Receipt), Refused> {
-    let content = core.content.clone();
+    let content = services.content.clone();
     let _guard = content.lock(recording_id).await;
-    let target = core.service.content_target(by, recording_id).await?;
+    let target = services.service.content_target(by, recording_id).await?;
     let max_file_size_mb = target.max_file_size_mb;
     let target = target.recording;
     let receipt = |position| Receipt {
@@ -503,7 +504,7 @@ pub async fn store_chunk(
             )
             .into());
         }
-        let position = core
+        let position = services
             .store
             .read_event(chunk_event_id(recording_id, seq))
             .await
@@ -518,7 +519,7 @@ pub async fn store_chunk(
     let store = content.clone();
     let plain = body.clone();
     let written = blocking(move || store.write_chunk(recording_id, seq, &plain)).await?;
-    let appended = core
+    let appended = services
         .service
         .store_content_chunk(
             by,
@@ -531,7 +532,7 @@ pub async fn store_chunk(
         .await;
     match appended {
         Ok(executed) => {
-            core.metrics.appended();
+            services.metrics.appended();
             Ok((StatusCode::CREATED, receipt(executed.last_position)))
         }
         Err(srs_domain::app::AppError::Log(log)) if log.is_unavailable() => {
@@ -622,7 +623,7 @@ struct TicketQuery {
 }
 
 async fn get_content(
-    State(state): State<AppState>,
+    State(state): State<HttpState>,
     Path(id): Path<String>,
     Query(query): Query<TicketQuery>,
     headers: HeaderMap,
@@ -634,7 +635,7 @@ async fn get_content(
 }
 
 async fn content_response(
-    state: &AppState,
+    state: &HttpState,
     id: &str,
     ticket: Option<&str>,
     headers: &HeaderMap,
@@ -642,15 +643,16 @@ async fn content_response(
     let recording_id = recording_id(id)?;
     // A bearer header wins; a ticket serves those who cannot send one.
     let (by, by_ticket) = match ticket {
-        Some(ticket) if bearer_token(headers)?.is_none() => {
-            (state.core().ticket_principal(ticket, recording_id)?, true)
-        }
+        Some(ticket) if bearer_token(headers)?.is_none() => (
+            state.services().ticket_principal(ticket, recording_id)?,
+            true,
+        ),
         _ => (principal(state, headers).await?, false),
     };
-    let core = state.core().clone();
+    let services = state.services().clone();
     // Judges "may see" and "may play" (restrictions, grants, archive); a
     // refusal is recorded as AccessDenied. Nothing else is recorded yet.
-    let recording = core
+    let recording = services
         .service
         .playable(&by, recording_id, PlaybackKind::Play)
         .await?
@@ -667,7 +669,7 @@ async fn content_response(
     // sent: a 200 whose body stops short of `contentSize` would look like
     // a complete (shorter) recording to a player.
     if !chunks.is_empty() {
-        let content = core.content.clone();
+        let content = services.content.clone();
         let seqs: Vec<u64> = chunks.iter().map(|c| c.0).collect();
         let missing = tokio::task::spawn_blocking(move || {
             if !content.has_key(recording_id) {
@@ -719,12 +721,12 @@ async fn content_response(
     // A ticket's fetches are the playback `playRecording` recorded when
     // it issued the ticket.
     if !by_ticket {
-        let played = core
+        let played = services
             .service
             .record_played(&by, recording_id, PlaybackKind::Play)
             .await?;
         if !played.positions.is_empty() && !played.deduplicated {
-            core.metrics.appended();
+            services.metrics.appended();
         }
     }
     let (start, end) = match range {
@@ -744,7 +746,7 @@ async fn content_response(
         let to = (end.min(chunk_end) - chunk_start) as usize;
         parts.push((seq, sha, from, to));
     }
-    let content = core.content.clone();
+    let content = services.content.clone();
     let body = futures_util::stream::iter(parts).then(move |(seq, sha, from, to)| {
         let content = content.clone();
         async move {

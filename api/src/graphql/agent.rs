@@ -25,7 +25,7 @@
 //!   saw, the minute kept in the data directory (written at most once a
 //!   minute per server, never to the log; see [`crate::last_used`]), and
 //!   the one a `ServerWentOffline` fact recorded. It moves without a read
-//!   model, so answers selecting it are never kept (`answers`).
+//!   model.
 //!
 //! Answers about the configuration and pending responses wait (bounded)
 //! for the read models they read to reach the log head: a heartbeat's own
@@ -43,17 +43,18 @@ use sha2::{Digest, Sha256};
 use srs_domain::log::EventStore as _;
 use srs_domain::model::{self as dm, Action, DomainEvent, Principal as DomainPrincipal};
 use srs_projections::models::detections::{DetectionsProjection, ResponseRow};
-use srs_projections::models::policies::{PoliciesProjection, SitePolicies as PolicyRows};
-use srs_projections::models::servers::{ServerRow, ServersProjection};
-use srs_projections::{WaitError, Which};
+use srs_projections::models::policies::SitePolicies as PolicyRows;
+use srs_projections::models::servers::ServerRow;
+use srs_projections::Which;
 use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, int, time, uuid};
 use super::enums::SessionEventType;
 use super::types::{PendingResponse, Policy, ServerSettings};
-use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::error::ApiResult;
+use crate::read;
+use crate::state::Services;
 
 /// What a server's agent works by: its settings and its site's active
 /// policies.
@@ -132,50 +133,19 @@ fn config_tag(row: &ServerRow, policies: &PolicyRows) -> String {
     hex::encode(&hash.finalize()[..12])
 }
 
-/// The read models a configuration is read from.
-const CONFIG_MODELS: &[&str] = &[ServersProjection::NAME, PoliciesProjection::NAME];
-
-/// The read model pending responses are counted in.
-const RESPONSE_MODELS: &[&str] = &[DetectionsProjection::NAME];
-
-/// Waits (bounded) until the read models `names` have applied the log as
-/// it stands now, so an answer includes every change committed before
-/// the question (a heartbeat's own position may be older than the last
-/// policy change or response), else `TIMEOUT`.
-async fn caught_up(core: &Core, names: &[&str]) -> ApiResult<()> {
-    let head = core.store.head().position;
-    match core
-        .reads
-        .wait_for(Which::Only(names), head, core.limits.at_least_timeout)
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(WaitError::Timeout { name, at, wanted }) => Err(ApiError::timeout(format!(
-            "the read models did not reach position {wanted} in time ({name} is at {at})"
-        ))),
-        Err(other) => Err(ApiError::internal(other)),
-    }
-}
-
-/// How many response actions wait for `server`'s agent.
-async fn pending_count(core: &Core, server: Uuid) -> ApiResult<i32> {
-    caught_up(core, RESPONSE_MODELS).await?;
-    let pending = core.reads.detections()?.pending_responses(server)?;
-    Ok(int(pending.len() as u64))
-}
-
 /// `agentConfig(serverId)`.
 pub(crate) async fn agent_config(
     ctx: &Context<'_>,
     server_id: &ID,
     at_least: Option<i32>,
 ) -> ApiResult<AgentConfig> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let server = uuid(server_id, "server")?;
-    core.at_least(at_least).await?;
-    caught_up(core, CONFIG_MODELS).await?;
-    let row = crate::read::access::server(core, caller, Action::ReadAgentConfig, server).await?;
-    let policies = core.reads.policies()?.site(row.site_id)?;
+    let read::agents::AgentConfig {
+        server: row,
+        policies,
+        pending_responses,
+    } = read::agents::agent_config(services, caller, server, at_least).await?;
     let logged = match &policies.event_detection.active.body {
         dm::PolicyBody::EventDetection(body) => body.logged.iter().map(|&t| t.into()).collect(),
         _ => Vec::new(),
@@ -190,20 +160,8 @@ pub(crate) async fn agent_config(
         logged,
         response_policy: Policy::from(&policies.event_response.active),
         config_tag: config_tag(&row, &policies),
-        pending_response_count: pending_count(core, row.id).await?,
+        pending_response_count: int(pending_responses),
     })
-}
-
-/// The server of a server mutation's payload, once the read models
-/// reached the mutation's position.
-async fn payload_server(ctx: &Context<'_>, position: i32, server_id: &ID) -> ApiResult<ServerRow> {
-    let core = ctx.core()?;
-    core.at_least(Some(position)).await?;
-    let server = uuid(server_id, "server")?;
-    core.reads
-        .servers()?
-        .server(server)?
-        .ok_or_else(|| ApiError::not_found(format!("server {server} not found")))
 }
 
 /// `ServerPayload.settingsVersion`.
@@ -212,9 +170,13 @@ pub(crate) async fn payload_settings_version(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<i32> {
-    Ok(int(payload_server(ctx, position, server_id)
-        .await?
-        .settings_version))
+    let services = ctx.services()?;
+    let server = uuid(server_id, "server")?;
+    Ok(int(read::agents::payload_server(
+        services, position, server,
+    )
+    .await?
+    .settings_version))
 }
 
 /// `ServerPayload.configTag` (who may read the configuration: the
@@ -224,11 +186,9 @@ pub(crate) async fn payload_config_tag(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<String> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    caught_up(core, CONFIG_MODELS).await?;
-    let row = payload_server(ctx, position, server_id).await?;
-    crate::read::access::server(core, caller, Action::ReadAgentConfig, row.id).await?;
-    let policies = core.reads.policies()?.site(row.site_id)?;
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    let server = uuid(server_id, "server")?;
+    let (row, policies) = read::agents::payload_config(services, caller, position, server).await?;
     Ok(config_tag(&row, &policies))
 }
 
@@ -238,19 +198,21 @@ pub(crate) async fn payload_pending_count(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<i32> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    let row = payload_server(ctx, position, server_id).await?;
-    crate::read::access::server(core, caller, Action::HandleResponses, row.id).await?;
-    pending_count(core, row.id).await
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    let server = uuid(server_id, "server")?;
+    Ok(int(read::agents::payload_pending_count(
+        services, caller, position, server,
+    )
+    .await?))
 }
 
 /// `Server.lastHeartbeat`: the latest of what this process saw, the
 /// minute kept in the data directory, and what the log recorded when the
 /// server went offline.
-pub(crate) fn last_heartbeat(core: &Core, row: &ServerRow) -> Option<DateTime<Utc>> {
+pub(crate) fn last_heartbeat(services: &Services, row: &ServerRow) -> Option<DateTime<Utc>> {
     [
-        core.service.last_heartbeat(row.id),
-        core.heartbeats.get(row.id),
+        services.service.last_heartbeat(row.id),
+        services.heartbeats.get(row.id),
         row.last_heartbeat,
     ]
     .into_iter()
@@ -260,12 +222,12 @@ pub(crate) fn last_heartbeat(core: &Core, row: &ServerRow) -> Option<DateTime<Ut
 }
 
 /// Notes a heartbeat of `server` (at most one write per server and minute).
-pub(crate) fn heartbeat_seen(core: &Core, server: Uuid) {
-    let at = core
+pub(crate) fn heartbeat_seen(services: &Services, server: Uuid) {
+    let at = services
         .service
         .last_heartbeat(server)
-        .unwrap_or_else(|| core.service.now());
-    core.heartbeats.touch(server, at);
+        .unwrap_or_else(|| services.service.now());
+    services.heartbeats.touch(server, at);
 }
 
 /// `recordingChunks(recordingId)`.
@@ -274,10 +236,13 @@ pub(crate) async fn recording_chunks(
     recording_id: &ID,
     at_least: Option<i32>,
 ) -> ApiResult<RecordingChunks> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let recording = uuid(recording_id, "recording")?;
-    core.at_least(at_least).await?;
-    let loaded = core.service.recording_content(caller, recording).await?;
+    services.at_least(at_least).await?;
+    let loaded = services
+        .service
+        .recording_content(caller, recording)
+        .await?;
     let state = &loaded.state;
     let next_seq = (0u64..)
         .find(|seq| !state.chunks.contains_key(seq))
@@ -309,23 +274,23 @@ const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// `responses(serverId)`: the pending actions, then each new one.
 pub(crate) async fn responses(
-    core: Arc<Core>,
+    services: Arc<Services>,
     caller: DomainPrincipal,
     server_id: &ID,
 ) -> ApiResult<impl Stream<Item = PendingResponse> + Send + 'static> {
     let server = uuid(server_id, "server")?;
-    crate::read::access::server(&core, &caller, Action::HandleResponses, server).await?;
+    crate::read::access::server(&services, &caller, Action::HandleResponses, server).await?;
     // What is pending as of `head`, then what the log decides after it;
     // a response the read model already had past `head` is not sent twice.
-    let head = core.store.head().position;
-    let _ = core
+    let head = services.store.head().position;
+    let _ = services
         .reads
         .wait_for(Which::Only(&[DetectionsProjection::NAME]), head, CATCH_UP)
         .await;
-    let pending = core.reads.detections()?.pending_responses(server)?;
+    let pending = services.reads.detections()?.pending_responses(server)?;
     let sent: HashSet<Uuid> = pending.iter().map(|r| r.response_id).collect();
     let first: Vec<PendingResponse> = pending.iter().map(PendingResponse::from).collect();
-    let later = super::subscription::follow(&core, head + 1).filter_map(move |envelope| {
+    let later = super::subscription::follow(&services, head + 1).filter_map(move |envelope| {
         let row = match &envelope.payload {
             DomainEvent::ResponseTriggered {
                 server_id,

@@ -6,34 +6,17 @@ use async_graphql::Context;
 use srs_domain::model::Principal;
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::state::Services;
 
-/// Per-request data: who is asking (`None`: no token was presented) and
-/// whether the client asked for a computed answer (`Cache-Control:
-/// no-cache`).
+/// Per-request data: who is asking (`None`: no token was presented).
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     principal: Option<Principal>,
-    fresh: bool,
 }
 
 impl RequestContext {
     pub fn new(principal: Option<Principal>) -> Self {
-        RequestContext {
-            principal,
-            fresh: false,
-        }
-    }
-
-    /// The same, computing every figure afresh (no kept figures are read).
-    pub fn fresh(mut self, fresh: bool) -> Self {
-        self.fresh = fresh;
-        self
-    }
-
-    /// Whether the client asked for a computed answer.
-    pub fn wants_fresh(&self) -> bool {
-        self.fresh
+        RequestContext { principal }
     }
 
     /// The caller, or `UNAUTHENTICATED`.
@@ -46,14 +29,14 @@ impl RequestContext {
 
 /// Shortcuts for resolvers.
 pub(crate) trait ContextExt {
-    fn core(&self) -> ApiResult<&Arc<Core>>;
+    fn services(&self) -> ApiResult<&Arc<Services>>;
     fn caller(&self) -> ApiResult<&Principal>;
 }
 
 impl ContextExt for Context<'_> {
-    fn core(&self) -> ApiResult<&Arc<Core>> {
-        self.data::<Arc<Core>>()
-            .map_err(|e| ApiError::internal(format!("schema without core: {}", e.message)))
+    fn services(&self) -> ApiResult<&Arc<Services>> {
+        self.data::<Arc<Services>>()
+            .map_err(|e| ApiError::internal(format!("schema without services: {}", e.message)))
     }
 
     fn caller(&self) -> ApiResult<&Principal> {

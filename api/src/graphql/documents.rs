@@ -1,39 +1,24 @@
-//! Parsed and validated documents, kept so that a client repeating an
-//! operation pays for neither again.
+//! Parsed documents, kept so that a client repeating an operation does
+//! not pay for parsing and sizing it again.
 //!
-//! Parsing is a pure function of the query text, and validation (the
-//! GraphQL rules, depth and complexity) a pure function of the schema, the
-//! parsed document, the operation name and the variables. So:
-//!
-//! - the parsed document is kept by its query text and handed to the
-//!   schema ([`async_graphql::Request::set_parsed_query`]) instead of
-//!   parsing the text again;
-//! - a request body (query, operation name and variables, byte for byte)
-//!   that once passed the full ([`async_graphql::ValidationMode::Strict`]) validation is
-//!   marked, and is from then on executed by a twin of the schema that runs
-//!   the fast validation only (fragment cycles, depth and complexity,
-//!   which give the same answer as the first time). A body is marked only
-//!   after the strict schema answered it with no error outside a field
-//!   ([`Documents::record`]): parse and validation errors never carry a
-//!   path, so a document that fails validation is never marked and keeps
-//!   failing with the same errors.
-//!
-//! Before either, the text is bounded and the document sized
-//! ([`super::cost`]); a refusal is kept like a parsed document, so a
-//! repeated over-budget document costs a map lookup.
+//! Parsing is a pure function of the query text, and so is the document's
+//! size ([`super::cost`]). The parsed document is kept by its query text
+//! and handed to the schema ([`async_graphql::Request::set_parsed_query`])
+//! instead of parsing the text again; a refusal by size is kept like a
+//! parsed document, so a repeated over-budget document costs a map lookup.
+//! Validation and execution run on every request.
 //!
 //! Nothing about the caller, the data or the answer is kept: authorization,
-//! visibility and `atLeast` run for every request as before.
+//! visibility and `atLeast` run for every request.
 //!
-//! Both maps are bounded ([`MAX_DOCUMENTS`], [`MAX_VALIDATED`], and only
-//! bodies up to [`MAX_CACHED_BYTES`]); a full map is emptied, so a client
-//! sending ever new documents gets the uncached cost, never unbounded memory.
+//! The map is bounded ([`MAX_DOCUMENTS`], and only texts up to
+//! [`MAX_CACHED_BYTES`]); a full map is emptied, so a client sending ever
+//! new documents gets the uncached cost, never unbounded memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use axum::body::Bytes;
 
 use super::cost::{self, Cost};
 use crate::error::ApiError;
@@ -41,36 +26,21 @@ use crate::state::Limits;
 
 /// The most parsed documents kept.
 pub const MAX_DOCUMENTS: usize = 256;
-/// The most validated request bodies kept.
-pub const MAX_VALIDATED: usize = 1024;
-/// The largest query text or request body kept, in bytes.
+/// The largest query text kept, in bytes.
 pub const MAX_CACHED_BYTES: usize = 16 * 1024;
 
 /// A query text parsed and sized, or refused by its size.
 type Sized = Result<(ExecutableDocument, Cost), ApiError>;
 
-/// The cache of parsed documents and validated request bodies.
+/// The cache of parsed documents.
 #[derive(Debug, Default)]
 pub struct Documents {
     parsed: Mutex<HashMap<Arc<str>, Arc<Sized>>>,
-    validated: Mutex<HashSet<Bytes>>,
 }
 
-/// How a request is to be run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Validation {
-    /// This exact body passed the strict validation before: the fast
-    /// schema may run it.
-    Done,
-    /// Not known to be valid: the strict schema runs it (and
-    /// [`Documents::record`] marks it if it passed).
-    Needed,
-}
-
-/// What [`Documents::prepare`] found out about a request it let through.
+/// What [`Documents::document`] found out about a request it let through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prepared {
-    pub validation: Validation,
     /// The document's size; `None` when the text does not parse (the
     /// schema then reports the syntax error).
     pub cost: Option<Cost>,
@@ -97,7 +67,6 @@ impl Documents {
         cost::check_text(&request.query, limits)?;
         let Some(sized) = self.sized(&request.query, limits) else {
             return Ok(Prepared {
-                validation: Validation::Needed,
                 cost: None,
                 operation: None,
             });
@@ -106,31 +75,9 @@ impl Documents {
         let operation = operation_type(document, request.operation_name.as_deref());
         request.set_parsed_query(document.clone());
         Ok(Prepared {
-            validation: Validation::Needed,
             cost: Some(*cost),
             operation,
         })
-    }
-
-    /// [`Documents::document`], and whether `body`, the request's bytes,
-    /// is already validated.
-    pub fn prepare(
-        &self,
-        request: &mut async_graphql::Request,
-        body: &Bytes,
-        limits: &Limits,
-    ) -> Result<Prepared, ApiError> {
-        let mut prepared = self.document(request, limits)?;
-        let done = prepared.cost.is_some()
-            && body.len() <= MAX_CACHED_BYTES
-            && self
-                .validated
-                .lock()
-                .is_ok_and(|set| set.contains(body.as_ref()));
-        if done {
-            prepared.validation = Validation::Done;
-        }
-        Ok(prepared)
     }
 
     /// `query` parsed and sized, from the cache or now (and kept when
@@ -159,26 +106,6 @@ impl Documents {
         }
         Some(sized)
     }
-
-    /// Records the strict schema's answer to `body`: the body is marked
-    /// validated when every error of the answer (if any) belongs to a
-    /// field, which means parsing and validation passed and execution ran.
-    pub fn record(&self, body: &Bytes, response: &async_graphql::Response) {
-        if body.len() > MAX_CACHED_BYTES || response.errors.iter().any(|e| e.path.is_empty()) {
-            return;
-        }
-        if let Ok(mut set) = self.validated.lock() {
-            if set.len() >= MAX_VALIDATED {
-                set.clear();
-            }
-            set.insert(body.clone());
-        }
-    }
-
-    /// How many bodies are marked validated (for tests).
-    pub fn validated_len(&self) -> usize {
-        self.validated.lock().map_or(0, |set| set.len())
-    }
 }
 
 /// The type of the operation `name` selects in `document` (the only one
@@ -197,8 +124,6 @@ pub fn operation_type(document: &ExecutableDocument, name: Option<&str>) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use async_graphql::{PathSegment, Response, ServerError, Value};
-
     use super::*;
 
     fn request(query: &str) -> async_graphql::Request {
@@ -206,71 +131,24 @@ mod tests {
     }
 
     #[test]
-    fn only_answers_without_request_level_errors_mark_a_body() {
+    fn the_map_stays_bounded() {
         let documents = Documents::default();
-        let body = Bytes::from_static(b"{\"query\":\"{ me { name } }\"}");
-        let mut refused = Response::new(Value::Null);
-        refused.errors.push(ServerError::new("Unknown field", None));
-        documents.record(&body, &refused);
-        assert_eq!(
-            documents
-                .prepare(&mut request("{ me { name } }"), &body, &Limits::default())
-                .unwrap()
-                .validation,
-            Validation::Needed
-        );
-
-        let mut forbidden = Response::new(Value::Null);
-        let mut error = ServerError::new("forbidden", None);
-        error.path = vec![PathSegment::Field("me".into())];
-        forbidden.errors.push(error);
-        documents.record(&body, &forbidden);
-        assert_eq!(
-            documents
-                .prepare(&mut request("{ me { name } }"), &body, &Limits::default())
-                .unwrap()
-                .validation,
-            Validation::Done
-        );
-    }
-
-    #[test]
-    fn the_maps_stay_bounded() {
-        let documents = Documents::default();
-        let ok = Response::new(Value::Null);
-        for n in 0..=MAX_VALIDATED {
+        for n in 0..=MAX_DOCUMENTS {
             let query = format!("{{ me {{ name }} }} # {n}");
-            let body = Bytes::from(format!("{{\"query\":\"{query}\"}}"));
             documents
-                .prepare(&mut request(&query), &body, &Limits::default())
+                .document(&mut request(&query), &Limits::default())
                 .unwrap();
-            documents.record(&body, &ok);
         }
-        assert!(documents.validated_len() <= MAX_VALIDATED);
         assert!(documents.parsed.lock().unwrap().len() <= MAX_DOCUMENTS);
-        let huge = Bytes::from(vec![b' '; MAX_CACHED_BYTES + 1]);
-        documents.record(&huge, &ok);
-        assert_eq!(
-            documents
-                .prepare(&mut request("{ me { name } }"), &huge, &Limits::default())
-                .unwrap()
-                .validation,
-            Validation::Needed
-        );
     }
 
     #[test]
     fn a_kept_document_is_the_parsed_text() {
         let documents = Documents::default();
-        let body = Bytes::from_static(b"{}");
         let mut first = request("query A { me { name } }");
-        documents
-            .prepare(&mut first, &body, &Limits::default())
-            .unwrap();
+        documents.document(&mut first, &Limits::default()).unwrap();
         let mut second = request("query A { me { name } }");
-        documents
-            .prepare(&mut second, &body, &Limits::default())
-            .unwrap();
+        documents.document(&mut second, &Limits::default()).unwrap();
         let parsed = async_graphql::parser::parse_query("query A { me { name } }").unwrap();
         assert_eq!(
             format!("{:?}", second.parsed_query().unwrap()),
@@ -288,10 +166,9 @@ mod tests {
              fragment C on Query { ...D ...D ...D ...D ...D ...D ...D ...D } \
              fragment D on Query { ...E ...E ...E ...E ...E ...E ...E ...E } \
              fragment E on Query { __typename }";
-        let body = Bytes::from_static(b"{}");
         for _ in 0..2 {
             let error = documents
-                .prepare(&mut request(fan_out), &body, &limits)
+                .document(&mut request(fan_out), &limits)
                 .unwrap_err();
             assert_eq!(error.code, crate::error::Code::Validation);
         }
@@ -302,12 +179,10 @@ mod tests {
             "abcdef ".repeat(limits.max_selections as usize + 1)
         );
         assert!(flat.len() > MAX_CACHED_BYTES);
-        assert!(documents
-            .prepare(&mut request(&flat), &body, &limits)
-            .is_err());
+        assert!(documents.document(&mut request(&flat), &limits).is_err());
         // Within budget: parsed, sized and handed over.
         let mut fine = request("{ me { name } }");
-        let prepared = documents.prepare(&mut fine, &body, &limits).unwrap();
+        let prepared = documents.document(&mut fine, &limits).unwrap();
         assert_eq!(prepared.cost.map(|c| c.fields), Some(2));
         assert_eq!(prepared.operation, Some(OperationType::Query));
         assert!(fine.parsed_query().is_ok());

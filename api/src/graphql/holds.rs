@@ -19,16 +19,15 @@
 
 use async_graphql::{ComplexObject, Context, Enum, InputObject, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use srs_domain::model::{self as dm, Action, HoldScope, Principal as DomainPrincipal, Target};
-use srs_projections::models::holds::HoldRow;
+use srs_domain::model::{self as dm, HoldScope};
 use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, int, names, opt_uuid, page, time, uuids};
 use super::types::{PageInfo, Site};
 use crate::error::{ApiError, ApiResult};
-use crate::read::access::{authorize, authorize_listing, sees_every_recording, Sight};
-use crate::state::{Core, Limits};
+use crate::read::{self, holds::VisibleHold};
+use crate::state::Limits;
 
 /// What a legal hold covers. Give `recordingIds` (recordings of one site;
 /// `siteId` optional, and then their site), or `siteId` with `users`
@@ -178,36 +177,22 @@ impl LegalHold {
     /// The site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
         let site = super::convert::uuid(&self.site_id, "site")?;
-        Ok(ctx.core()?.reads.servers()?.site(site)?.map(Site))
+        Ok(read::servers::site(ctx.services()?, site)?.map(Site))
     }
 }
 
-impl LegalHold {
-    /// The hold as `caller` may see it (see the module docs): `None` when
-    /// it names only recordings the caller may not see.
-    pub fn visible(
-        core: &Core,
-        caller: &DomainPrincipal,
-        row: &HoldRow,
-    ) -> ApiResult<Option<Self>> {
-        let hold = &row.hold;
-        let (kind, recording_ids, users) = match &hold.scope {
-            HoldScope::Recordings { recording_ids } => {
-                let ids = if sees_every_recording(caller) {
-                    recording_ids.clone()
-                } else {
-                    Sight::of(core, caller)?.visible_of(recording_ids)?
-                };
-                if ids.is_empty() {
-                    return Ok(None);
-                }
-                (LegalHoldScopeKind::Recordings, ids, Vec::new())
-            }
-            HoldScope::Users { users } => (LegalHoldScopeKind::Users, Vec::new(), users.clone()),
-            HoldScope::Site => (LegalHoldScopeKind::Site, Vec::new(), Vec::new()),
+impl From<VisibleHold> for LegalHold {
+    /// A hold as the caller sees it (see the module docs).
+    fn from(visible: VisibleHold) -> Self {
+        let VisibleHold { row, recording_ids } = visible;
+        let hold = row.hold;
+        let (kind, users) = match &hold.scope {
+            HoldScope::Recordings { .. } => (LegalHoldScopeKind::Recordings, Vec::new()),
+            HoldScope::Users { users } => (LegalHoldScopeKind::Users, users.clone()),
+            HoldScope::Site => (LegalHoldScopeKind::Site, Vec::new()),
         };
         let released = hold.released.as_ref();
-        Ok(Some(LegalHold {
+        LegalHold {
             id: id(hold.id),
             site_id: id(hold.site_id),
             scope: LegalHoldScope {
@@ -225,7 +210,7 @@ impl LegalHold {
             released_at: released.map(|r| time(r.at)),
             release_reason: released.and_then(|r| r.reason.clone()),
             released_position: row.released_position.map(int),
-        }))
+        }
     }
 }
 
@@ -257,42 +242,35 @@ pub async fn legal_holds(
     active: Option<bool>,
     first: Option<i32>,
     after: Option<String>,
+    at_least: Option<i32>,
 ) -> ApiResult<LegalHoldConnection> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    let limit = page(first, &core.limits)?;
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    let limit = page(first, &services.limits)?;
     let site = opt_uuid(site_id.as_ref(), "site")?;
-    authorize_listing(core, caller, Action::ReadLegalHolds, site).await?;
-    let after = after
-        .map(|cursor| Uuid::parse_str(&cursor).map_err(|_| ApiError::validation("invalid cursor")))
-        .transpose()?;
-    let mut holds = Vec::new();
-    for row in core.reads.holds()?.list(site, active)? {
-        if !crate::read::access::sees_site(caller, row.hold.site_id) {
-            continue;
-        }
-        if let Some(hold) = LegalHold::visible(core, caller, &row)? {
-            holds.push((row.hold.id, hold));
-        }
-    }
-    let total = holds.len();
-    let start = after.map_or(0, |after| holds.partition_point(|(id, _)| *id <= after));
-    let rest = holds.len() - start;
-    let edges: Vec<LegalHoldEdge> = holds
-        .into_iter()
-        .skip(start)
-        .take(limit)
-        .map(|(hold_id, node)| LegalHoldEdge {
-            cursor: hold_id.to_string(),
-            node,
-        })
-        .collect();
+    let page = read::holds::legal_holds(
+        services,
+        caller,
+        site,
+        active,
+        limit,
+        after.as_deref(),
+        at_least,
+    )
+    .await?;
     Ok(LegalHoldConnection {
+        edges: page
+            .items
+            .into_iter()
+            .map(|(cursor, hold)| LegalHoldEdge {
+                cursor,
+                node: LegalHold::from(hold),
+            })
+            .collect(),
         page_info: PageInfo {
-            has_next_page: rest > edges.len(),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
+            has_next_page: page.has_next_page,
+            end_cursor: page.end_cursor,
         },
-        edges,
-        total_count: Some(super::convert::long(total as u64)),
+        total_count: page.total_count.map(super::convert::long),
     })
 }
 
@@ -302,26 +280,12 @@ pub async fn recording_holds(
     ctx: &Context<'_>,
     facts: &dm::RecordingFacts,
 ) -> ApiResult<Vec<LegalHold>> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    authorize(
-        core,
-        caller,
-        Action::ReadLegalHolds,
-        Target::Site(facts.site_id),
-    )
-    .await?;
-    let mut holds = Vec::new();
-    for row in core.reads.holds()?.holding(facts)? {
-        if let Some(hold) = LegalHold::visible(core, caller, &row)? {
-            holds.push(hold);
-        }
-    }
-    Ok(holds)
-}
-
-/// Whether an active hold covers the recording (`Recording.onLegalHold`).
-pub fn on_legal_hold(core: &Core, facts: &dm::RecordingFacts) -> ApiResult<bool> {
-    Ok(!core.reads.holds()?.holding(facts)?.is_empty())
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    Ok(read::holds::recording_holds(services, caller, facts)
+        .await?
+        .into_iter()
+        .map(LegalHold::from)
+        .collect())
 }
 
 /// A legal hold mutation's result.
@@ -338,13 +302,11 @@ pub struct LegalHoldPayload {
 impl LegalHoldPayload {
     /// The hold, as the caller may see it.
     async fn legal_hold(&self, ctx: &Context<'_>) -> ApiResult<Option<LegalHold>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        core.at_least(Some(self.position)).await?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let hold = super::convert::uuid(&self.legal_hold_id, "legal hold")?;
-        match core.reads.holds()?.get(hold)? {
-            Some(row) => LegalHold::visible(core, caller, &row),
-            None => Ok(None),
-        }
+        Ok(read::holds::hold(services, caller, hold, self.position)
+            .await?
+            .map(LegalHold::from))
     }
 }
 
@@ -353,14 +315,14 @@ pub async fn place_legal_hold(
     ctx: &Context<'_>,
     input: PlaceLegalHoldInput,
 ) -> ApiResult<LegalHoldPayload> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    let (site, scope, reason) = input.into_domain(&core.limits)?;
-    let placed = core
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    let (site, scope, reason) = input.into_domain(&services.limits)?;
+    let placed = services
         .service
         .place_legal_hold(caller, site, scope, &reason)
         .await?;
     if !placed.executed.positions.is_empty() {
-        core.metrics.appended();
+        services.metrics.appended();
     }
     Ok(LegalHoldPayload {
         position: int(placed.executed.last_position),
@@ -374,15 +336,15 @@ pub async fn release_legal_hold(
     hold_id: ID,
     reason: Option<String>,
 ) -> ApiResult<LegalHoldPayload> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let hold = super::convert::uuid(&hold_id, "legal hold")?;
     let reason = reason.as_deref().map(hold_reason).transpose()?;
-    let done = core
+    let done = services
         .service
         .release_legal_hold(caller, hold, reason.as_deref())
         .await?;
     if !done.positions.is_empty() {
-        core.metrics.appended();
+        services.metrics.appended();
     }
     Ok(LegalHoldPayload {
         position: int(done.last_position),

@@ -3,24 +3,20 @@
 //! scoped to sites: both reach the whole log), the same powers as
 //! `srs verify` and `srs rebuild` for a running server.
 //!
-//! `verify` walks the live log while it grows: sled iteration is not a
-//! snapshot, so a record committed during the walk can make the tail look
-//! short of the head. The walk is therefore judged only up to the durable
-//! head seen when it started; what was appended later is left to the next
-//! call.
+//! `verify` walks the live log while it grows (see [`crate::read::chain`]).
 //!
 //! `rebuildProjections` builds fresh trees beside the served ones and swaps
 //! each in when complete (`ProjectionSet::rebuild`): queries keep answering
 //! throughout.
 
 use async_graphql::SimpleObject;
-use srs_domain::log::{verify, EventStore, VerifyReport};
-use srs_domain::model::{Action, DomainEvent, Principal};
+use srs_domain::log::EventStore;
+use srs_domain::model::{Action, Principal};
 
 use super::convert::int;
 use crate::error::{ApiError, ApiResult};
 use crate::read::access::authorize_global;
-use crate::state::Core;
+use crate::state::Services;
 
 /// The outcome of a chain walk.
 #[derive(SimpleObject, Clone, Debug)]
@@ -94,21 +90,13 @@ fn kind_name(kind: srs_domain::log::BreachKind) -> &'static str {
 
 /// `verify(fromPosition)`.
 pub(crate) async fn verify_chain(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     from: u64,
 ) -> ApiResult<ChainVerification> {
-    authorize_global(core, caller, Action::ReadAdminLog).await?;
-    let head = EventStore::head(&core.store).position;
-    let tree = core.store.backend();
     let from = from.max(1);
-    let report: VerifyReport =
-        tokio::task::spawn_blocking(move || verify::<DomainEvent>(&*tree, from, |_| {}))
-            .await
-            .map_err(ApiError::internal)??;
-    // A breach past the head seen at the start is the log growing under
-    // the walk, not damage.
-    let breach = report.breach.filter(|b| b.position <= head);
+    let report = crate::read::chain::verify_chain(services, caller, from).await?;
+    let breach = report.breach;
     Ok(ChainVerification {
         intact: breach.is_none(),
         from_position: int(from),
@@ -125,12 +113,12 @@ pub(crate) async fn verify_chain(
 
 /// `rebuildProjections(names)`.
 pub(crate) async fn rebuild_projections(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     names: Option<Vec<String>>,
 ) -> ApiResult<RebuildProjectionsPayload> {
-    authorize_global(core, caller, Action::ManageServers).await?;
-    let set = core.reads.set();
+    authorize_global(services, caller, Action::ManageServers).await?;
+    let set = services.reads.set();
     let known = set.names();
     let names = names.unwrap_or_default();
     if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
@@ -150,7 +138,7 @@ pub(crate) async fn rebuild_projections(
     let events: u64 = reports.iter().map(|r| r.events).sum();
     let elapsed: f64 = reports.iter().map(|r| r.elapsed.as_secs_f64()).sum();
     Ok(RebuildProjectionsPayload {
-        position: int(EventStore::head(&core.store).position),
+        position: int(EventStore::head(&services.store).position),
         events: int(events),
         target: int(reports.iter().map(|r| r.target).max().unwrap_or(0)),
         elapsed_ms: elapsed * 1000.0,

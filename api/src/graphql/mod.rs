@@ -23,15 +23,12 @@
 //! - [`cost`]: the size of a document (fields after expanding fragments,
 //!   aliases, depth, introspection), computed once before validation and
 //!   refused over [`Limits`].
-//! - `documents`: [`Documents`], parsed and validated documents kept by
-//!   their text, and the fast twin of the schema that runs validated ones.
+//! - `documents`: [`Documents`], parsed and sized documents kept by their
+//!   text.
 //! - `scope`: [`in_request`], the scope of one request's execution: one
 //!   refusal fact and one playback per recording per request.
-//! - `answers`: [`Answers`], whole answers kept for repeated identical
-//!   queries while the read models stand still.
 
 mod agent;
-mod answers;
 mod context;
 mod convert;
 pub mod cost;
@@ -53,53 +50,25 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{Schema, ValidationMode};
+use async_graphql::Schema;
 
-pub use answers::{keep, Answer, Answers, Keep};
 pub use context::RequestContext;
-pub use documents::{operation_type, Documents, Prepared, Validation};
+pub use documents::{operation_type, Documents, Prepared};
 use mutation::MutationRoot;
 pub use payload::snake_keys;
 use query::QueryRoot;
 pub use scope::in_request;
 use subscription::SubscriptionRoot;
 
-use crate::state::{Core, Limits};
+use crate::state::{Limits, Services};
 
 /// The schema type.
 pub type SrsSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// The schema over `core`, with the limits of `core.limits`.
-pub fn schema(core: Arc<Core>) -> SrsSchema {
-    let limits = core.limits.clone();
-    builder(&limits).data(core).finish()
-}
-
-/// The schemas `POST /graphql` runs requests on.
-#[derive(Clone)]
-pub struct Schemas {
-    /// Full validation on every request.
-    pub strict: SrsSchema,
-    /// The same schema with the fast validation only, for bodies that
-    /// passed the strict one before (see [`documents`]).
-    pub fast: SrsSchema,
-    pub documents: Arc<Documents>,
-    pub answers: Arc<Answers>,
-}
-
-/// The [`Schemas`] over `core`.
-pub fn schemas(core: Arc<Core>) -> Schemas {
-    let limits = core.limits.clone();
-    let documents = Documents::new();
-    Schemas {
-        strict: builder(&limits).data(core.clone()).finish(),
-        fast: builder(&limits)
-            .data(core)
-            .validation_mode(ValidationMode::Fast)
-            .finish(),
-        documents,
-        answers: Arc::new(Answers::new()),
-    }
+/// The schema over `services`, with the limits of `services.limits`.
+pub fn schema(services: Arc<Services>) -> SrsSchema {
+    let limits = services.limits.clone();
+    builder(&limits).data(services).finish()
 }
 
 fn builder(

@@ -17,16 +17,16 @@ use super::enums::*;
 use super::inputs::*;
 use super::types::*;
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::state::Services;
 
 pub struct MutationRoot;
 
 /// After a rotation: when `<data>/admin.token` held the rotated secret
 /// (the first ADMIN token), the new secret goes there too. A failure is
 /// logged: the new secret is in the answer either way.
-fn keep_admin_token_file(core: &Core, rotated: &srs_domain::app::RotatedToken) {
+fn keep_admin_token_file(services: &Services, rotated: &srs_domain::app::RotatedToken) {
     match crate::server::replace_admin_token_file(
-        &core.data_dir,
+        &services.data_dir,
         &rotated.previous_secret_sha256,
         &rotated.secret,
     ) {
@@ -42,9 +42,9 @@ fn keep_admin_token_file(core: &Core, rotated: &srs_domain::app::RotatedToken) {
     }
 }
 
-fn executed(core: &Core, executed: &Executed) -> i32 {
+fn executed(services: &Services, executed: &Executed) -> i32 {
     if !executed.positions.is_empty() {
-        core.metrics.appended();
+        services.metrics.appended();
     }
     int(executed.last_position)
 }
@@ -67,9 +67,9 @@ pub struct SitePayload {
 impl SitePayload {
     /// The site, as the read models show it once they caught up.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        let core = ctx.core()?;
-        core.at_least(Some(self.position)).await?;
-        Ok(core
+        let services = ctx.services()?;
+        services.at_least(Some(self.position)).await?;
+        Ok(services
             .reads
             .servers()?
             .site(parse_uuid_field(&self.site_id, "site")?)?
@@ -92,9 +92,9 @@ async fn server_after(
     position: i32,
     server_id: &ID,
 ) -> ApiResult<Option<Server>> {
-    let core = ctx.core()?;
-    core.at_least(Some(position)).await?;
-    Ok(core
+    let services = ctx.services()?;
+    services.at_least(Some(position)).await?;
+    Ok(services
         .reads
         .servers()?
         .server(parse_uuid_field(server_id, "server")?)?
@@ -188,9 +188,9 @@ pub struct PolicyPayload {
 impl PolicyPayload {
     /// The policy, as the read models show it once they caught up.
     async fn policy(&self, ctx: &Context<'_>) -> ApiResult<Option<Policy>> {
-        let core = ctx.core()?;
-        core.at_least(Some(self.position)).await?;
-        Ok(core
+        let services = ctx.services()?;
+        services.at_least(Some(self.position)).await?;
+        Ok(services
             .reads
             .policies()?
             .policy(parse_uuid_field(&self.policy_id, "policy")?)?
@@ -213,9 +213,9 @@ pub struct PlaybackPermissionPayload {
 impl PlaybackPermissionPayload {
     /// The permission; null once revoked.
     async fn permission(&self, ctx: &Context<'_>) -> ApiResult<Option<PlaybackPermission>> {
-        let core = ctx.core()?;
-        core.at_least(Some(self.position)).await?;
-        Ok(core
+        let services = ctx.services()?;
+        services.at_least(Some(self.position)).await?;
+        Ok(services
             .reads
             .access()?
             .permission(parse_uuid_field(&self.permission_id, "permission")?)?
@@ -247,8 +247,8 @@ pub struct RecordingPayload {
 impl RecordingPayload {
     /// The recording as the caller may see it (null otherwise).
     async fn recording(&self, ctx: &Context<'_>) -> ApiResult<Option<Recording>> {
-        let core = ctx.core()?;
-        core.at_least(Some(self.position)).await?;
+        let services = ctx.services()?;
+        services.at_least(Some(self.position)).await?;
         visible_recording(ctx, parse_uuid_field(&self.recording_id, "recording")?).await
     }
 }
@@ -287,9 +287,9 @@ pub struct RetentionPayload {
 impl RetentionPayload {
     /// The policy, as the read models show it once they caught up.
     async fn retention_policy(&self, ctx: &Context<'_>) -> ApiResult<Option<RetentionPolicy>> {
-        let core = ctx.core()?;
-        core.at_least(Some(self.position)).await?;
-        Ok(core
+        let services = ctx.services()?;
+        services.at_least(Some(self.position)).await?;
+        Ok(services
             .reads
             .policies()?
             .retention(parse_uuid_field(&self.site_id, "site")?)?
@@ -328,9 +328,9 @@ pub struct CommentPayload {
 impl CommentPayload {
     /// The comment; null once deleted.
     async fn comment(&self, ctx: &Context<'_>) -> ApiResult<Option<Comment>> {
-        let core = ctx.core()?;
-        core.at_least(Some(self.position)).await?;
-        Ok(core
+        let services = ctx.services()?;
+        services.at_least(Some(self.position)).await?;
+        Ok(services
             .reads
             .comments()?
             .get(parse_uuid_field(&self.comment_id, "comment")?)?
@@ -358,9 +358,9 @@ pub struct TokenPayload {
 impl TokenPayload {
     /// The token, as `tokens` lists it after this mutation.
     async fn token(&self, ctx: &Context<'_>) -> ApiResult<Option<Token>> {
-        let core = ctx.core()?;
-        core.at_least(Some(self.position)).await?;
-        Ok(core
+        let services = ctx.services()?;
+        services.at_least(Some(self.position)).await?;
+        Ok(services
             .reads
             .tokens()?
             .token(parse_uuid_field(&self.token_id, "token")?)?
@@ -394,9 +394,9 @@ impl RotateAgentTokenPayload {
 
 /// After a revocation or rotation: the tokens read model has applied it
 /// before the answer goes out, so the old secret is refused from then on.
-async fn token_change_applied(core: &Core, executed: &Executed) {
+async fn token_change_applied(services: &Services, executed: &Executed) {
     if !executed.positions.is_empty() {
-        core.tokens_caught_up(executed.last_position).await;
+        services.tokens_caught_up(executed.last_position).await;
     }
 }
 
@@ -418,11 +418,11 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: CreateSiteInput,
     ) -> ApiResult<SitePayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let site_name = name("name", &input.name, &core.limits)?;
-        let created = core.service.create_site(caller, &site_name).await?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let site_name = name("name", &input.name, &services.limits)?;
+        let created = services.service.create_site(caller, &site_name).await?;
         Ok(SitePayload {
-            position: executed(core, &created.executed),
+            position: executed(services, &created.executed),
             site_id: id(created.id),
         })
     }
@@ -433,8 +433,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: ConnectServerInput,
     ) -> ApiResult<ConnectServerPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let limits = &core.limits;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let limits = &services.limits;
         let connect = ConnectServer {
             site_id: uuid(&input.site_id, "site")?,
             name: name("name", &input.name, limits)?,
@@ -442,9 +442,9 @@ impl MutationRoot {
             deployment: input.deployment.into(),
             version: name("version", &input.version, limits)?,
         };
-        let credential = core.service.connect_server(caller, connect).await?;
+        let credential = services.service.connect_server(caller, connect).await?;
         Ok(ConnectServerPayload {
-            position: executed(core, &credential.executed),
+            position: executed(services, &credential.executed),
             server_id: id(credential.server_id),
             agent_token: credential.secret,
             agent_token_id: id(credential.server_id),
@@ -457,19 +457,19 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: InstallServerInput,
     ) -> ApiResult<InstallServerPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = uuid(&input.site_id, "site")?;
-        let host = name("host", &input.host, &core.limits)?;
+        let host = name("host", &input.host, &services.limits)?;
         let options = input
             .options
             .unwrap_or_default()
-            .into_domain(&core.limits)?;
-        let credential = core
+            .into_domain(&services.limits)?;
+        let credential = services
             .service
             .install_server(caller, site, &host, options)
             .await?;
         Ok(InstallServerPayload {
-            position: executed(core, &credential.executed),
+            position: executed(services, &credential.executed),
             server_id: id(credential.server_id),
             job_id: credential.job_id.map(id),
             agent_token: credential.secret,
@@ -487,18 +487,18 @@ impl MutationRoot {
         status: InstallStatus,
         message: Option<String>,
     ) -> ApiResult<ServerPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
         let step: dm::InstallStep = step.parse().map_err(ApiError::validation)?;
         let message = message
-            .map(|m| text("message", &m, &core.limits))
+            .map(|m| text("message", &m, &services.limits))
             .transpose()?;
-        let done = core
+        let done = services
             .service
             .report_install_progress(caller, server, step, status.into(), message)
             .await?;
         Ok(ServerPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             server_id,
         })
     }
@@ -512,18 +512,18 @@ impl MutationRoot {
         settings: ServerSettingsInput,
         expected_version: Option<i32>,
     ) -> ApiResult<ServerPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
-        let patch = settings.into_domain(&core.limits)?;
+        let patch = settings.into_domain(&services.limits)?;
         let expected = expected_version
             .map(|v| non_negative(v, "expectedVersion"))
             .transpose()?;
-        let done = core
+        let done = services
             .service
             .update_server_settings(caller, server, patch, expected)
             .await?;
         Ok(ServerPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             server_id,
         })
     }
@@ -536,8 +536,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         names: Option<Vec<String>>,
     ) -> ApiResult<super::maintenance::RebuildProjectionsPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        super::maintenance::rebuild_projections(core, caller, names).await
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        super::maintenance::rebuild_projections(services, caller, names).await
     }
 
     /// Disconnects a server: its agent token stops working.
@@ -546,11 +546,11 @@ impl MutationRoot {
         ctx: &Context<'_>,
         server_id: ID,
     ) -> ApiResult<ServerPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
-        let done = core.service.disconnect_server(caller, server).await?;
+        let done = services.service.disconnect_server(caller, server).await?;
         Ok(ServerPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             server_id,
         })
     }
@@ -562,8 +562,8 @@ impl MutationRoot {
         site_id: ID,
         input: RecordingPolicyInput,
     ) -> ApiResult<PolicyPayload> {
-        let core = ctx.core()?;
-        let (policy_name, body) = input.into_domain(&core.limits)?;
+        let services = ctx.services()?;
+        let (policy_name, body) = input.into_domain(&services.limits)?;
         create_policy(ctx, &site_id, &policy_name, body).await
     }
 
@@ -574,8 +574,8 @@ impl MutationRoot {
         site_id: ID,
         input: EventDetectionPolicyInput,
     ) -> ApiResult<PolicyPayload> {
-        let core = ctx.core()?;
-        let (policy_name, body) = input.into_domain(&core.limits)?;
+        let services = ctx.services()?;
+        let (policy_name, body) = input.into_domain(&services.limits)?;
         create_policy(ctx, &site_id, &policy_name, body).await
     }
 
@@ -586,8 +586,8 @@ impl MutationRoot {
         site_id: ID,
         input: EventResponsePolicyInput,
     ) -> ApiResult<PolicyPayload> {
-        let core = ctx.core()?;
-        let (policy_name, body) = input.into_domain(&core.limits)?;
+        let services = ctx.services()?;
+        let (policy_name, body) = input.into_domain(&services.limits)?;
         create_policy(ctx, &site_id, &policy_name, body).await
     }
 
@@ -600,18 +600,18 @@ impl MutationRoot {
         input: PolicyUpdateInput,
         expected_version: Option<i32>,
     ) -> ApiResult<PolicyPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let policy = uuid(&policy_id, "policy")?;
-        let (policy_name, body) = input.into_domain(&core.limits)?;
+        let (policy_name, body) = input.into_domain(&services.limits)?;
         let expected = expected_version
             .map(|v| non_negative(v, "expectedVersion"))
             .transpose()?;
-        let done = core
+        let done = services
             .service
             .update_policy(caller, policy, &policy_name, body, expected)
             .await?;
         Ok(PolicyPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             policy_id,
         })
     }
@@ -624,23 +624,26 @@ impl MutationRoot {
         policy_id: ID,
         site_id: Option<ID>,
     ) -> ApiResult<PolicyPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let policy = uuid(&policy_id, "policy")?;
         let site = site_id.as_ref().map(|s| uuid(s, "site")).transpose()?;
-        let done = core.service.activate_policy(caller, policy, site).await?;
+        let done = services
+            .service
+            .activate_policy(caller, policy, site)
+            .await?;
         Ok(PolicyPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             policy_id,
         })
     }
 
     /// Deletes a policy that is not active.
     async fn delete_policy(&self, ctx: &Context<'_>, policy_id: ID) -> ApiResult<PolicyPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let policy = uuid(&policy_id, "policy")?;
-        let done = core.service.delete_policy(caller, policy).await?;
+        let done = services.service.delete_policy(caller, policy).await?;
         Ok(PolicyPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             policy_id,
         })
     }
@@ -655,16 +658,16 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: GrantPlaybackPermissionInput,
     ) -> ApiResult<PlaybackPermissionPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = uuid(&input.site_id, "site")?;
-        let principal = name("principal", &input.principal, &core.limits)?;
-        let scope = input.scope.into_domain(&core.limits)?;
-        let created = core
+        let principal = name("principal", &input.principal, &services.limits)?;
+        let scope = input.scope.into_domain(&services.limits)?;
+        let created = services
             .service
             .grant_playback_permission(caller, site, &principal, scope)
             .await?;
         Ok(PlaybackPermissionPayload {
-            position: executed(core, &created.executed),
+            position: executed(services, &created.executed),
             permission_id: id(created.id),
         })
     }
@@ -676,14 +679,14 @@ impl MutationRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> ApiResult<PlaybackPermissionPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let permission = uuid(&id, "permission")?;
-        let done = core
+        let done = services
             .service
             .revoke_playback_permission(caller, permission)
             .await?;
         Ok(PlaybackPermissionPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             permission_id: id,
         })
     }
@@ -696,14 +699,14 @@ impl MutationRoot {
         recording_id: ID,
         reason: String,
     ) -> ApiResult<RecordingPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let reason = name("reason", &reason, &core.limits)?;
-        let done = core
+        let reason = name("reason", &reason, &services.limits)?;
+        let done = services
             .service
             .restrict_recording(caller, recording, &reason)
             .await?;
-        Ok(recording_payload(core, &done, recording_id))
+        Ok(recording_payload(services, &done, recording_id))
     }
 
     /// Lifts a recording's restriction. Only who may play the recording
@@ -718,14 +721,14 @@ impl MutationRoot {
         recording_id: ID,
         reason: String,
     ) -> ApiResult<RecordingPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let reason = name("reason", &reason, &core.limits)?;
-        let done = core
+        let reason = name("reason", &reason, &services.limits)?;
+        let done = services
             .service
             .remove_recording_restriction(caller, recording, &reason)
             .await?;
-        Ok(recording_payload(core, &done, recording_id))
+        Ok(recording_payload(services, &done, recording_id))
     }
 
     /// Sets when a site's recordings are archived and deleted.
@@ -735,15 +738,15 @@ impl MutationRoot {
         site_id: ID,
         input: RetentionPolicyInput,
     ) -> ApiResult<RetentionPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = uuid(&site_id, "site")?;
         let policy = input.into_domain()?;
-        let done = core
+        let done = services
             .service
             .set_retention_policy(caller, site, policy)
             .await?;
         Ok(RetentionPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             site_id,
         })
     }
@@ -755,13 +758,14 @@ impl MutationRoot {
         ctx: &Context<'_>,
         site_id: ID,
     ) -> ApiResult<RetentionRunPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = uuid(&site_id, "site")?;
-        core.service
+        services
+            .service
             .authorize(caller, dm::Action::ManageRetention, dm::Target::Site(site))
             .await?;
-        let run = crate::retention::run_site(core, site).await?;
-        core.metrics.appended();
+        let run = crate::retention::run_site(services, site).await?;
+        services.metrics.appended();
         Ok(RetentionRunPayload {
             position: int(run.position),
             site_id,
@@ -786,10 +790,10 @@ impl MutationRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The recording to play.")] recording_id: ID,
     ) -> ApiResult<std::sync::Arc<Playback>> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
         Box::pin(super::scope::play_once(recording, || {
-            play(core, caller, recording)
+            play(services, caller, recording)
         }))
         .await
     }
@@ -805,11 +809,11 @@ impl MutationRoot {
         severity: Option<CommentSeverity>,
         offset_ms: Option<i32>,
     ) -> ApiResult<CommentPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
         let body = super::convert::comment("text", &text)?;
         let offset = offset_ms.map(|o| non_negative(o, "offsetMs")).transpose()?;
-        let created = core
+        let created = services
             .service
             .add_comment(
                 caller,
@@ -820,18 +824,18 @@ impl MutationRoot {
             )
             .await?;
         Ok(CommentPayload {
-            position: executed(core, &created.executed),
+            position: executed(services, &created.executed),
             comment_id: id(created.id),
         })
     }
 
     /// Deletes a comment (its author or an ADMIN).
     async fn delete_comment(&self, ctx: &Context<'_>, comment_id: ID) -> ApiResult<CommentPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let comment = uuid(&comment_id, "comment")?;
-        let done = core.service.delete_comment(caller, comment).await?;
+        let done = services.service.delete_comment(caller, comment).await?;
         Ok(CommentPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             comment_id,
         })
     }
@@ -844,14 +848,17 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: IssueTokenInput,
     ) -> ApiResult<TokenPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        let token_name = name("name", &input.name, &core.limits)?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let token_name = name("name", &input.name, &services.limits)?;
         let sites: BTreeSet<uuid::Uuid> = uuids(&input.site_ids.unwrap_or_default(), "site")?
             .into_iter()
             .collect();
-        let groups =
-            super::convert::names("groups", &input.groups.unwrap_or_default(), &core.limits)?;
-        let issued = core
+        let groups = super::convert::names(
+            "groups",
+            &input.groups.unwrap_or_default(),
+            &services.limits,
+        )?;
+        let issued = services
             .service
             .issue_token(
                 caller,
@@ -863,7 +870,7 @@ impl MutationRoot {
             )
             .await?;
         Ok(TokenPayload {
-            position: executed(core, &issued.executed),
+            position: executed(services, &issued.executed),
             token_id: id(issued.token_id),
             secret: Some(issued.secret),
             previous_token_id: None,
@@ -875,12 +882,12 @@ impl MutationRoot {
     /// token is allowed (this request still answers). An AGENT token is
     /// not revoked here (`VALIDATION`): disconnect its server or rotate it.
     async fn revoke_token(&self, ctx: &Context<'_>, id: ID) -> ApiResult<TokenPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let token = uuid(&id, "token")?;
-        let done = core.service.revoke_token(caller, token).await?;
-        token_change_applied(core, &done).await;
+        let done = services.service.revoke_token(caller, token).await?;
+        token_change_applied(services, &done).await;
         Ok(TokenPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             token_id: id,
             secret: None,
             previous_token_id: None,
@@ -903,16 +910,16 @@ impl MutationRoot {
         id: ID,
         expires_at: Option<DateTime<Utc>>,
     ) -> ApiResult<TokenPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let token = uuid(&id, "token")?;
-        let rotated = core
+        let rotated = services
             .service
             .rotate_token(caller, token, expires_at.map(timestamp))
             .await?;
-        token_change_applied(core, &rotated.executed).await;
-        keep_admin_token_file(core, &rotated);
+        token_change_applied(services, &rotated.executed).await;
+        keep_admin_token_file(services, &rotated);
         Ok(TokenPayload {
-            position: executed(core, &rotated.executed),
+            position: executed(services, &rotated.executed),
             token_id: super::convert::id(rotated.token_id),
             secret: Some(rotated.secret),
             previous_token_id: Some(super::convert::id(rotated.previous_token_id)),
@@ -928,12 +935,12 @@ impl MutationRoot {
         ctx: &Context<'_>,
         server_id: ID,
     ) -> ApiResult<RotateAgentTokenPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
-        let rotated = core.service.rotate_agent_token(caller, server).await?;
-        token_change_applied(core, &rotated.executed).await;
+        let rotated = services.service.rotate_agent_token(caller, server).await?;
+        token_change_applied(services, &rotated.executed).await;
         Ok(RotateAgentTokenPayload {
-            position: executed(core, &rotated.executed),
+            position: executed(services, &rotated.executed),
             server_id,
             agent_token: rotated.secret,
             agent_token_id: id(rotated.token_id),
@@ -946,12 +953,12 @@ impl MutationRoot {
     /// carries what the agent checks on every beat: `settingsVersion`,
     /// `configTag` and `pendingResponseCount`.
     async fn heartbeat(&self, ctx: &Context<'_>, server_id: ID) -> ApiResult<ServerPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let server = uuid(&server_id, "server")?;
-        let done = core.service.heartbeat(caller, server).await?;
-        super::agent::heartbeat_seen(core, server);
+        let done = services.service.heartbeat(caller, server).await?;
+        super::agent::heartbeat_seen(services, server);
         Ok(ServerPayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             server_id,
         })
     }
@@ -964,16 +971,16 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: StartRecordingInput,
     ) -> ApiResult<RecordingPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let start = AppStartRecording {
             server_id: uuid(&input.server_id, "server")?,
-            session_id: name("sessionId", &input.session_id, &core.limits)?,
-            session: input.session.into_domain(&core.limits)?,
+            session_id: name("sessionId", &input.session_id, &services.limits)?,
+            session: input.session.into_domain(&services.limits)?,
             started_at: input.started_at.map(timestamp),
         };
-        let started = core.service.start_recording(caller, start).await?;
+        let started = services.service.start_recording(caller, start).await?;
         Ok(RecordingPayload {
-            position: executed(core, &started.executed),
+            position: executed(services, &started.executed),
             recording_id: id(started.recording_id),
             recorded: started.recorded,
             decision: started.decision.as_ref().map(RecordingDecision::from),
@@ -992,18 +999,18 @@ impl MutationRoot {
         recording_id: ID,
         events: Vec<SessionEventInput>,
     ) -> ApiResult<RecordSessionEventsPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
         let events = events
             .into_iter()
-            .map(|e| e.into_domain(&core.limits))
+            .map(|e| e.into_domain(&services.limits))
             .collect::<ApiResult<Vec<_>>>()?;
-        let recorded = core
+        let recorded = services
             .service
             .record_session_events(caller, recording, events)
             .await?;
         Ok(RecordSessionEventsPayload {
-            position: executed(core, &recorded.executed),
+            position: executed(services, &recorded.executed),
             accepted: int(recorded.accepted as u64),
             duplicates: int(recorded.duplicates as u64),
             ignored: int(recorded.ignored as u64),
@@ -1022,15 +1029,15 @@ impl MutationRoot {
         #[graphql(desc = "When the session ended, if not now (an agent catching up).")]
         ended_at: Option<DateTime<Utc>>,
     ) -> ApiResult<RecordingPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let done = core
+        let done = services
             .service
             .end_recording(caller, recording, ended_at.map(Into::into))
             .await?;
         Ok(RecordingPayload {
             repeated: done.deduplicated,
-            ..recording_payload(core, &done, recording_id)
+            ..recording_payload(services, &done, recording_id)
         })
     }
 
@@ -1041,15 +1048,15 @@ impl MutationRoot {
         response_id: ID,
         outcome: String,
     ) -> ApiResult<ResponsePayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let response = uuid(&response_id, "response")?;
-        let outcome = name("outcome", &outcome, &core.limits)?;
-        let done = core
+        let outcome = name("outcome", &outcome, &services.limits)?;
+        let done = services
             .service
             .acknowledge_response(caller, response, &outcome)
             .await?;
         Ok(ResponsePayload {
-            position: executed(core, &done),
+            position: executed(services, &done),
             response_id,
         })
     }
@@ -1085,11 +1092,14 @@ impl MutationRoot {
         ctx: &Context<'_>,
         recording_id: ID,
     ) -> ApiResult<RecordingPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let done = core.service.archive_recording(caller, recording).await?;
-        settle_content(core, &done).await?;
-        Ok(recording_payload(core, &done, recording_id))
+        let done = services
+            .service
+            .archive_recording(caller, recording)
+            .await?;
+        settle_content(services, &done).await?;
+        Ok(recording_payload(services, &done, recording_id))
     }
 
     /// Restores an archived recording and the rest of its session (ADMIN).
@@ -1098,11 +1108,14 @@ impl MutationRoot {
         ctx: &Context<'_>,
         recording_id: ID,
     ) -> ApiResult<RecordingPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let done = core.service.restore_recording(caller, recording).await?;
-        settle_content(core, &done).await?;
-        Ok(recording_payload(core, &done, recording_id))
+        let done = services
+            .service
+            .restore_recording(caller, recording)
+            .await?;
+        settle_content(services, &done).await?;
+        Ok(recording_payload(services, &done, recording_id))
     }
 
     /// Deletes a recording and the rest of its session (ADMIN): its content
@@ -1114,18 +1127,18 @@ impl MutationRoot {
         ctx: &Context<'_>,
         recording_id: ID,
     ) -> ApiResult<RecordingPayload> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
         let recording = uuid(&recording_id, "recording")?;
-        let done = core.service.delete_recording(caller, recording).await?;
-        settle_content(core, &done).await?;
-        Ok(recording_payload(core, &done, recording_id))
+        let done = services.service.delete_recording(caller, recording).await?;
+        settle_content(services, &done).await?;
+        Ok(recording_payload(services, &done, recording_id))
     }
 }
 
 /// Answers a lifecycle move only once the content store has followed it
 /// (chunks moved, or the key destroyed).
-async fn settle_content(core: &Core, done: &Executed) -> ApiResult<()> {
-    if core
+async fn settle_content(services: &Services, done: &Executed) -> ApiResult<()> {
+    if services
         .content_effects
         .settled(done.last_position, crate::content::SETTLE_TIMEOUT)
         .await
@@ -1138,9 +1151,9 @@ async fn settle_content(core: &Core, done: &Executed) -> ApiResult<()> {
     }
 }
 
-fn recording_payload(core: &Core, done: &Executed, recording_id: ID) -> RecordingPayload {
+fn recording_payload(services: &Services, done: &Executed, recording_id: ID) -> RecordingPayload {
     RecordingPayload {
-        position: executed(core, done),
+        position: executed(services, done),
         recording_id,
         recorded: true,
         decision: None,
@@ -1155,45 +1168,50 @@ async fn create_policy(
     policy_name: &str,
     body: dm::PolicyBody,
 ) -> ApiResult<PolicyPayload> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
     let site = uuid(site_id, "site")?;
-    let created = core
+    let created = services
         .service
         .create_policy(caller, site, policy_name, body)
         .await?;
     Ok(PolicyPayload {
-        position: executed(core, &created.executed),
+        position: executed(services, &created.executed),
         policy_id: id(created.id),
     })
 }
 
 /// `playRecording`: the playback fact, then the timeline and a ticket.
-async fn play(core: &Core, caller: &dm::Principal, recording: uuid::Uuid) -> ApiResult<Playback> {
-    let played = core
+async fn play(
+    services: &Services,
+    caller: &dm::Principal,
+    recording: uuid::Uuid,
+) -> ApiResult<Playback> {
+    let played = services
         .service
         .record_played(caller, recording, dm::PlaybackKind::Play)
         .await?;
     if !played.positions.is_empty() && !played.deduplicated {
-        core.metrics.appended();
+        services.metrics.appended();
     }
     // A playable recording is not deleted; whether it is still live is
     // the aggregate's word (the read models may not have its start yet).
-    let live = core
+    let live = services
         .service
         .load::<dm::Recording>(recording)
         .await?
         .state
         .lifecycle
         == dm::Lifecycle::Live;
-    let timeline = crate::read::playback::timeline(core, recording, played.last_position).await?;
-    let expires = crate::content::ticket_expiry(core.service.now());
+    let timeline =
+        crate::read::playback::timeline(services, recording, played.last_position).await?;
+    let expires = crate::content::ticket_expiry(services.service.now());
     let ticket = PlaybackTicket {
         position: played.last_position,
-        ticket: core.tickets.issue(recording, caller.token_id, expires),
+        ticket: services.tickets.issue(recording, caller.token_id, expires),
         expires,
     };
     Ok(Playback::new(
-        core,
+        services,
         recording,
         live,
         false,

@@ -26,18 +26,20 @@
 //! `tokens`).
 
 use async_graphql::{Context, Interface, ID};
-use srs_domain::model::{Action, Principal as DomainPrincipal, Target};
+use srs_domain::seal::KeyRing;
 use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::holds::LegalHold;
 use super::types::{
-    visible_recording, Comment, DetectedEvent, PendingResponse, PlaybackPermission, Policy,
-    Recording, Server, Site, Token,
+    Comment, DetectedEvent, PendingResponse, PlaybackPermission, Policy, Recording, Server, Site,
+    Token,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::read::access::allows;
-use crate::state::Core;
+use crate::read::{
+    self,
+    nodes::{Found, Kind, Lookup},
+};
 
 /// An object with a globally unique id, which `node(id)` finds.
 #[derive(Interface)]
@@ -60,17 +62,17 @@ pub enum Node {
 }
 
 /// The types `node` looks in, in the order it tries them for a plain UUID.
-pub const KINDS: [&str; 10] = [
-    "Recording",
-    "Server",
-    "Site",
-    "Policy",
-    "PlaybackPermission",
-    "Comment",
-    "DetectedEvent",
-    "PendingResponse",
-    "LegalHold",
-    "Token",
+pub const KINDS: [(&str, Kind); 10] = [
+    ("Recording", Kind::Recording),
+    ("Server", Kind::Server),
+    ("Site", Kind::Site),
+    ("Policy", Kind::Policy),
+    ("PlaybackPermission", Kind::PlaybackPermission),
+    ("Comment", Kind::Comment),
+    ("DetectedEvent", Kind::DetectedEvent),
+    ("PendingResponse", Kind::PendingResponse),
+    ("LegalHold", Kind::LegalHold),
+    ("Token", Kind::Token),
 ];
 
 fn not_found(id: &ID) -> ApiError {
@@ -78,128 +80,29 @@ fn not_found(id: &ID) -> ApiError {
     ApiError::not_found(format!("node {shown} not found"))
 }
 
-/// What the caller may see: `Some(node)`; `None` when the id is not of
-/// `kind`; `Err(NOT_FOUND)` when it is but the caller may not see it.
-async fn lookup(
-    ctx: &Context<'_>,
-    core: &Core,
-    caller: &DomainPrincipal,
-    kind: &str,
-    uuid: Uuid,
-) -> ApiResult<Option<Result<Node, ()>>> {
-    let reads = &core.reads;
-    let seen = |allowed: bool, node: Node| Some(if allowed { Ok(node) } else { Err(()) });
-    Ok(match kind {
-        "Recording" => {
-            if core.reads.catalogue()?.get(uuid)?.is_none() {
-                return Ok(None);
-            }
-            let sees = crate::read::access::sees_recordings(caller);
-            match visible_recording(ctx, uuid).await? {
-                Some(recording) if sees => Some(Ok(Node::Recording(recording))),
-                _ => Some(Err(())),
-            }
+/// The API shape of an object found.
+fn node_of(found: Found, keys: &KeyRing) -> Node {
+    match found {
+        Found::Recording((row, visibility)) => Node::Recording(Recording::new(row, visibility)),
+        Found::Server(row) => Node::Server(Server(row)),
+        Found::Site(row) => Node::Site(Site(row)),
+        Found::Policy(row) => Node::Policy(Policy::from(&row)),
+        Found::PlaybackPermission(row) => Node::PlaybackPermission(PlaybackPermission::from(&row)),
+        Found::Comment(row) => Node::Comment(Comment::from(&row)),
+        Found::DetectedEvent(row, deleted) => {
+            Node::DetectedEvent(DetectedEvent::shown(&row, keys, deleted))
         }
-        "Server" => match reads.servers()?.server(uuid)? {
-            Some(row) => {
-                let target = Target::Server {
-                    site_id: row.site_id,
-                    server_id: row.id,
-                };
-                seen(
-                    allows(caller, Action::ReadServerStatus, target),
-                    Node::Server(Server(row)),
-                )
-            }
-            None => None,
-        },
-        "Site" => match reads.servers()?.site(uuid)? {
-            Some(row) => seen(
-                allows(caller, Action::ReadServerStatus, Target::Site(row.id)),
-                Node::Site(Site(row)),
-            ),
-            None => None,
-        },
-        "Policy" => match reads.policies()?.policy(uuid)? {
-            Some(row) => {
-                let target = match row.site_id.or_else(|| caller.site_ids.first().copied()) {
-                    Some(site) => Target::Site(site),
-                    None => Target::Global,
-                };
-                seen(
-                    allows(caller, Action::ReadConfiguration, target),
-                    Node::Policy(Policy::from(&row)),
-                )
-            }
-            None => None,
-        },
-        "PlaybackPermission" => match reads.access()?.permission(uuid)? {
-            Some(row) => seen(
-                allows(caller, Action::ReadConfiguration, Target::Site(row.site_id)),
-                Node::PlaybackPermission(PlaybackPermission::from(&row)),
-            ),
-            None => None,
-        },
-        "Comment" => match reads.comments()?.get(uuid)? {
-            Some(row) => {
-                let visible = visible_recording(ctx, row.recording_id).await?.is_some();
-                seen(visible, Node::Comment(Comment::from(&row)))
-            }
-            None => None,
-        },
-        "DetectedEvent" => match reads.detections()?.detection(uuid)? {
-            Some(row) => {
-                let recording = visible_recording(ctx, row.recording_id).await?;
-                let allowed = recording.is_some()
-                    && allows(caller, Action::ReadDetections, Target::Site(row.site_id));
-                let deleted = recording.is_some_and(|r| r.row.deleted());
-                seen(
-                    allowed,
-                    Node::DetectedEvent(DetectedEvent::shown(&row, core.content.keys(), deleted)),
-                )
-            }
-            None => None,
-        },
-        "PendingResponse" => match reads.detections()?.response(uuid)? {
-            Some(row) => {
-                let target = Target::Server {
-                    site_id: row.site_id,
-                    server_id: row.server_id,
-                };
-                let allowed = allows(caller, Action::HandleResponses, target)
-                    || visible_recording(ctx, row.recording_id).await?.is_some();
-                seen(allowed, Node::PendingResponse(PendingResponse::from(&row)))
-            }
-            None => None,
-        },
-        "LegalHold" => match reads.holds()?.get(uuid)? {
-            Some(row) => {
-                let site = row.hold.site_id;
-                let shown = if allows(caller, Action::ReadLegalHolds, Target::Site(site)) {
-                    LegalHold::visible(core, caller, &row)?
-                } else {
-                    None
-                };
-                Some(shown.map(Node::LegalHold).ok_or(()))
-            }
-            None => None,
-        },
-        "Token" => match reads.tokens()?.token(uuid)? {
-            Some(row) => seen(
-                allows(caller, Action::ManageTokens, Target::Global),
-                Node::Token(Token(row)),
-            ),
-            None => None,
-        },
-        _ => None,
-    })
+        Found::PendingResponse(row) => Node::PendingResponse(PendingResponse::from(&row)),
+        Found::LegalHold(hold) => Node::LegalHold(LegalHold::from(hold)),
+        Found::Token(row) => Node::Token(Token(row)),
+    }
 }
 
 /// `node(id)`: see the module docs.
 pub async fn node(ctx: &Context<'_>, id: &ID) -> ApiResult<Node> {
-    let (core, caller) = (ctx.core()?, ctx.caller()?);
-    let (kinds, uuid): (&[&str], &str) = match id.as_str().split_once(':') {
-        Some((kind, uuid)) => match KINDS.iter().position(|k| *k == kind) {
+    let (services, caller) = (ctx.services()?, ctx.caller()?);
+    let (kinds, uuid): (&[(&str, Kind)], &str) = match id.as_str().split_once(':') {
+        Some((kind, uuid)) => match KINDS.iter().position(|(name, _)| *name == kind) {
             Some(at) => (&KINDS[at..=at], uuid),
             None => return Err(not_found(id)),
         },
@@ -207,11 +110,11 @@ pub async fn node(ctx: &Context<'_>, id: &ID) -> ApiResult<Node> {
     };
     let uuid = Uuid::parse_str(uuid)
         .map_err(|_| ApiError::validation(format!("`{}` is not a valid ID", clip(id))))?;
-    for kind in kinds {
-        match lookup(ctx, core, caller, kind, uuid).await? {
-            Some(Ok(node)) => return Ok(node),
-            Some(Err(())) => return Err(not_found(id)),
-            None => {}
+    for (_, kind) in kinds {
+        match read::nodes::lookup(services, caller, *kind, uuid).await? {
+            Lookup::Found(found) => return Ok(node_of(*found, services.content.keys())),
+            Lookup::Hidden => return Err(not_found(id)),
+            Lookup::Absent => {}
         }
     }
     Err(not_found(id))

@@ -6,19 +6,17 @@ use std::collections::BTreeMap;
 
 use async_graphql::{ComplexObject, Context, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use srs_domain::log::EventStore as _;
 use srs_domain::model::{self as dm, MeasureSummary, PerformanceSummary};
-use srs_domain::seal;
 use srs_domain::time::Timestamp;
 use srs_projections::models::dashboard::{DashboardView, SiteScope};
 use srs_projections::models::detections::VisualBucket;
-use uuid::Uuid;
 
 use super::context::ContextExt;
 use super::convert::{id, int, long, time};
 use super::enums::{RecordingMode, ServerStatus, Severity};
 use super::types::{DataPoints, NameCount, SeverityCount, TypeCount};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
+use crate::read;
 
 fn names(list: &[(String, u64)]) -> Vec<NameCount> {
     list.iter()
@@ -114,8 +112,8 @@ pub struct ServerHealth {
 /// when either was ingested. Range figures cover whole UTC days: `from`'s
 /// day up to the day before `to`.
 #[derive(SimpleObject, Clone, Debug)]
-#[graphql(complex)]
-pub struct Dashboard {
+#[graphql(name = "Dashboard", complex)]
+pub struct DashboardReport {
     /// Start of the range the figures cover (midnight UTC of its first day).
     pub from: DateTime<Utc>,
     /// End of the range, exclusive (midnight UTC after its last day).
@@ -180,7 +178,7 @@ pub struct Dashboard {
     pub days: (i64, i64),
 }
 
-impl Dashboard {
+impl DashboardReport {
     /// The API shape of `v`, computed for `sites` over the days `days`.
     pub fn new(v: &DashboardView, sites: SiteScope, days: (i64, i64)) -> Self {
         let series = |list: &[srs_projections::models::dashboard::DayCount]| {
@@ -191,7 +189,7 @@ impl Dashboard {
                 })
                 .collect()
         };
-        Dashboard {
+        DashboardReport {
             from: time(Timestamp(days.0 * Timestamp::MICROS_PER_DAY)),
             to: time(Timestamp((days.1 + 1) * Timestamp::MICROS_PER_DAY)),
             recordings_total: int(v.recordings_total),
@@ -263,26 +261,14 @@ impl Dashboard {
 }
 
 #[ComplexObject]
-impl Dashboard {
+impl DashboardReport {
     /// Every server of the dashboard's sites: status, liveness, last
     /// heartbeat, recordings started within the range and bytes stored.
     async fn servers(&self, ctx: &Context<'_>) -> ApiResult<Vec<ServerHealth>> {
-        let core = ctx.core()?;
-        let rows = match &self.sites {
-            SiteScope::All => core.reads.servers()?.servers(None)?,
-            SiteScope::Sites(sites) => {
-                let mut rows = Vec::new();
-                for site in sites {
-                    rows.extend(core.reads.servers()?.servers(Some(*site))?);
-                }
-                rows
-            }
-        };
-        let dashboard = core.reads.dashboard()?;
-        rows.into_iter()
-            .map(|row| {
-                let figures = dashboard.server_figures(row.id, self.days.0, self.days.1)?;
-                Ok(ServerHealth {
+        Ok(
+            read::dashboard::server_health(ctx.services()?, &self.sites, self.days)?
+                .into_iter()
+                .map(|(row, figures)| ServerHealth {
                     server_id: id(row.id),
                     site_id: id(row.site_id),
                     name: row.name,
@@ -292,8 +278,8 @@ impl Dashboard {
                     recordings_in_range: long(figures.recordings_in_range),
                     storage_bytes: long(figures.storage_bytes),
                 })
-            })
-            .collect()
+                .collect(),
+        )
     }
 }
 
@@ -323,61 +309,6 @@ impl From<&VisualBucket> for SiteVisualizationBucket {
             detections: type_counts(&b.detections),
         }
     }
-}
-
-/// The longest range a site visualization covers.
-const MAX_VISUALIZATION_DAYS: i64 = 366;
-/// The most buckets one site visualization returns.
-const MAX_VISUALIZATION_BUCKETS: i64 = 10_000;
-
-/// The site visualization of `sites` (`None`: every site) over
-/// `from`..`to` in buckets of `bucket_sec`, checked.
-pub fn site_visualization(
-    ctx: &Context<'_>,
-    sites: Option<Vec<Uuid>>,
-    from: Timestamp,
-    to: Timestamp,
-    bucket_sec: i64,
-) -> ApiResult<Vec<SiteVisualizationBucket>> {
-    if to <= from {
-        return Err(ApiError::validation("`to` must be after `from`"));
-    }
-    if to.as_secs() - from.as_secs() > MAX_VISUALIZATION_DAYS * 86_400 {
-        return Err(ApiError::validation(format!(
-            "a site visualization covers at most {MAX_VISUALIZATION_DAYS} days"
-        )));
-    }
-    if !(60..=31 * 86_400).contains(&bucket_sec) {
-        return Err(ApiError::validation(
-            "bucketSec must be between 60 and 2678400 (31 days)",
-        ));
-    }
-    if (to.as_secs() - from.as_secs()) / bucket_sec > MAX_VISUALIZATION_BUCKETS {
-        return Err(ApiError::validation(format!(
-            "at most {MAX_VISUALIZATION_BUCKETS} buckets: widen bucketSec or narrow the range"
-        )));
-    }
-    let detections = ctx.core()?.reads.detections()?;
-    let mut merged: BTreeMap<i64, VisualBucket> = BTreeMap::new();
-    let scopes: Vec<Option<Uuid>> = match sites {
-        None => vec![None],
-        Some(sites) => sites.into_iter().map(Some).collect(),
-    };
-    for site in scopes {
-        for bucket in detections.site_visualization(site, from, to, bucket_sec)? {
-            let into = merged.entry(bucket.start).or_insert_with(|| VisualBucket {
-                start: bucket.start,
-                ..VisualBucket::default()
-            });
-            for (t, n) in bucket.events {
-                *into.events.entry(t).or_default() += n;
-            }
-            for (t, n) in bucket.detections {
-                *into.detections.entry(t).or_default() += n;
-            }
-        }
-    }
-    Ok(merged.values().map(SiteVisualizationBucket::from).collect())
 }
 
 /// Minimum, mean, 95th percentile (nearest rank) and maximum of one
@@ -447,32 +378,7 @@ impl DataPoints {
         if deleted {
             return Ok(None);
         }
-        let core = ctx.core()?;
-        let stream = dm::stream_name("recording", recording);
-        let keys = core.content.keys();
-        let mut samples = Vec::new();
-        let mut version = 1;
-        loop {
-            let batch = core.store.read_stream(&stream, version, 1024).await?;
-            for envelope in &batch {
-                version = envelope.version + 1;
-                let Some((_, _, shown)) = seal::session_event(keys, &envelope.payload, false)
-                else {
-                    continue;
-                };
-                if shown.event_type != dm::SessionEventType::PerformanceSample {
-                    continue;
-                }
-                if let Some(data) = shown.data.plain() {
-                    samples.push(data);
-                }
-            }
-            if batch.len() < 1024 {
-                break;
-            }
-        }
-        Ok(Some(PerformanceStats::from(&PerformanceSummary::of(
-            &samples,
-        ))))
+        let summary = read::recordings::performance(ctx.services()?, recording).await?;
+        Ok(Some(PerformanceStats::from(&summary)))
     }
 }

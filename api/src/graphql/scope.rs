@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::types::Playback;
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 type Playbacks = Arc<Mutex<HashMap<Uuid, Arc<OnceCell<Arc<Playback>>>>>>;
 
@@ -32,8 +32,9 @@ tokio::task_local! {
 
 /// Runs `work`, the execution of one request, in a request scope (see the
 /// module docs); the request's refusal fact is written before it returns.
-pub async fn in_request<F: Future>(core: &Core, work: F) -> F::Output {
-    core.service
+pub async fn in_request<F: Future>(services: &Services, work: F) -> F::Output {
+    services
+        .service
         .coalescing_denials(PLAYBACKS.scope(Playbacks::default(), work))
         .await
 }

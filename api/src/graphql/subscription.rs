@@ -24,7 +24,7 @@ use super::convert::{id, long, non_negative, opt_uuid, time, uuid};
 use super::types::{DetectedEvent, LoggedEvent, SessionEvent};
 use crate::error::ApiError;
 use crate::read::access::authorize;
-use crate::state::Core;
+use crate::state::Services;
 
 pub struct SubscriptionRoot;
 
@@ -50,8 +50,8 @@ pub struct LiveRecordingChange {
 const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Completes when the server shuts down.
-fn shutdown(core: &Core) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let mut rx = core.shutdown.clone();
+fn shutdown(services: &Services) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = services.shutdown.clone();
     async move {
         let _ = rx.wait_for(|stop| *stop).await;
     }
@@ -59,24 +59,25 @@ fn shutdown(core: &Core) -> impl std::future::Future<Output = ()> + Send + 'stat
 
 /// The envelopes from `from` on, ending on a log error or at shutdown.
 pub(super) fn follow(
-    core: &Core,
+    services: &Services,
     from: u64,
 ) -> impl Stream<Item = Envelope<DomainEvent>> + Send + 'static {
-    core.store
+    services
+        .store
         .subscribe(from)
-        .take_until(shutdown(core))
+        .take_until(shutdown(services))
         .take_while(|item| future::ready(item.is_ok()))
         .filter_map(|item| future::ready(item.ok()))
 }
 
 /// What `caller` may do with `recording_id`, once the read models reached `position`.
 async fn visibility_at(
-    core: &Core,
+    services: &Services,
     caller: &DomainPrincipal,
     recording_id: Uuid,
     position: u64,
 ) -> DomainVisibility {
-    let _ = core
+    let _ = services
         .reads
         .wait_for(
             Which::Only(&[CatalogueProjection::NAME, AccessProjection::NAME]),
@@ -85,8 +86,8 @@ async fn visibility_at(
         )
         .await;
     let decide = || -> Result<DomainVisibility, srs_projections::ProjectionError> {
-        let viewer = core.reads.access()?.viewer(caller)?;
-        Ok(match core.reads.catalogue()?.get(recording_id)? {
+        let viewer = services.reads.access()?.viewer(caller)?;
+        Ok(match services.reads.catalogue()?.get(recording_id)? {
             Some(row) => viewer.visibility(&row.facts()),
             None => DomainVisibility::Hidden,
         })
@@ -107,16 +108,16 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         site_id: Option<ID>,
     ) -> Result<impl Stream<Item = DetectedEvent>, ApiError> {
-        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
+        let (services, caller) = (ctx.services()?.clone(), ctx.caller()?.clone());
         let site = opt_uuid(site_id.as_ref(), "site")?;
         let target = match site.or_else(|| caller.site_ids.first().copied()) {
             Some(site) => Target::Site(site),
             None => Target::Global,
         };
-        authorize(&core, &caller, Action::ReadDetections, target).await?;
-        let from = core.store.head().position + 1;
-        let stream = follow(&core, from).filter_map(move |envelope| {
-            let (core, caller) = (core.clone(), caller.clone());
+        authorize(&services, &caller, Action::ReadDetections, target).await?;
+        let from = services.store.head().position + 1;
+        let stream = follow(&services, from).filter_map(move |envelope| {
+            let (services, caller) = (services.clone(), caller.clone());
             async move {
                 let (
                     detection_id,
@@ -201,7 +202,7 @@ impl SubscriptionRoot {
                 {
                     return None;
                 }
-                if visibility_at(&core, &caller, recording_id, envelope.position).await
+                if visibility_at(&services, &caller, recording_id, envelope.position).await
                     == DomainVisibility::Hidden
                 {
                     return None;
@@ -209,7 +210,7 @@ impl SubscriptionRoot {
                 // A live alert: its recording is being recorded, so only a
                 // destroyed key (a deletion since) shreds the subject.
                 let subject = srs_domain::seal::detection_subject(
-                    core.content.keys(),
+                    services.content.keys(),
                     recording_id,
                     detection_id,
                     plain_subject.as_deref(),
@@ -253,7 +254,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         site_id: Option<ID>,
     ) -> Result<impl Stream<Item = LiveRecordingChange>, ApiError> {
-        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
+        let (services, caller) = (ctx.services()?.clone(), ctx.caller()?.clone());
         let site = opt_uuid(site_id.as_ref(), "site")?;
         let target = match site.or_else(|| caller.site_ids.first().copied()) {
             Some(site) => Target::Site(site),
@@ -265,7 +266,7 @@ impl SubscriptionRoot {
         // what its grants admit, recording by recording).
         let sees_recordings = crate::read::access::sees_recordings(&caller);
         if !sees_recordings || site.is_some_and(|s| !crate::read::access::sees_site(&caller, s)) {
-            authorize(&core, &caller, Action::ViewRecording, target).await?;
+            authorize(&services, &caller, Action::ViewRecording, target).await?;
             if !sees_recordings {
                 return Err(ApiError::forbidden(format!(
                     "{} may not follow recordings",
@@ -273,9 +274,9 @@ impl SubscriptionRoot {
                 )));
             }
         }
-        let from = core.store.head().position + 1;
-        let stream = follow(&core, from).filter_map(move |envelope| {
-            let (core, caller) = (core.clone(), caller.clone());
+        let from = services.store.head().position + 1;
+        let stream = follow(&services, from).filter_map(move |envelope| {
+            let (services, caller) = (services.clone(), caller.clone());
             async move {
                 let (recording_id, site_id, server_id, live) = match envelope.payload {
                     DomainEvent::RecordingStarted {
@@ -297,7 +298,7 @@ impl SubscriptionRoot {
                 {
                     return None;
                 }
-                if visibility_at(&core, &caller, recording_id, envelope.position).await
+                if visibility_at(&services, &caller, recording_id, envelope.position).await
                     == DomainVisibility::Hidden
                 {
                     return None;
@@ -329,21 +330,22 @@ impl SubscriptionRoot {
         recording_id: ID,
         from_position: Option<i32>,
     ) -> Result<impl Stream<Item = SessionEvent>, ApiError> {
-        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
+        let (services, caller) = (ctx.services()?.clone(), ctx.caller()?.clone());
         let recording = uuid(&recording_id, "recording")?;
-        let head = core.store.head().position;
+        let head = services.store.head().position;
         // The write side decides (visibility, restrictions, grants, the
         // server's setting) and records the fact, or the refusal.
-        core.service
+        services
+            .service
             .record_played(&caller, recording, PlaybackKind::Live)
             .await?;
-        core.metrics.appended();
+        services.metrics.appended();
         let from = match from_position {
             Some(p) => non_negative(p, "fromPosition")?.max(1),
             None => head + 1,
         };
-        let keys = core.content.keys().clone();
-        let stream = follow(&core, from)
+        let keys = services.content.keys().clone();
+        let stream = follow(&services, from)
             .filter(move |envelope| {
                 // The recording's events, and revoked permissions: an
                 // auditor whose permission for it is revoked stops seeing it.
@@ -356,7 +358,7 @@ impl SubscriptionRoot {
                 )
             })
             .then(move |envelope| {
-                let (core, caller) = (core.clone(), caller.clone());
+                let (services, caller) = (services.clone(), caller.clone());
                 async move {
                     let changes_access = matches!(
                         envelope.payload,
@@ -366,7 +368,7 @@ impl SubscriptionRoot {
                             | DomainEvent::PlaybackPermissionRevoked { .. }
                     );
                     let allowed = !changes_access
-                        || visibility_at(&core, &caller, recording, envelope.position).await
+                        || visibility_at(&services, &caller, recording, envelope.position).await
                             == DomainVisibility::Playable;
                     (allowed, envelope)
                 }
@@ -390,8 +392,8 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         #[graphql(desc = "The server whose response actions are pushed.")] server_id: ID,
     ) -> Result<impl Stream<Item = super::types::PendingResponse>, ApiError> {
-        let (core, caller) = (ctx.core()?.clone(), ctx.caller()?.clone());
-        super::agent::responses(core, caller, &server_id).await
+        let (services, caller) = (ctx.services()?.clone(), ctx.caller()?.clone());
+        super::agent::responses(services, caller, &server_id).await
     }
 
     /// The tail of the whole log (ADMIN, not scoped to sites), from
@@ -401,18 +403,18 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         from_position: Option<i32>,
     ) -> Result<impl Stream<Item = LoggedEvent>, ApiError> {
-        let (core, caller): (Arc<Core>, DomainPrincipal) =
-            (ctx.core()?.clone(), ctx.caller()?.clone());
-        authorize(&core, &caller, Action::ReadAdminLog, Target::Global).await?;
+        let (services, caller): (Arc<Services>, DomainPrincipal) =
+            (ctx.services()?.clone(), ctx.caller()?.clone());
+        authorize(&services, &caller, Action::ReadAdminLog, Target::Global).await?;
         let from = match from_position {
             Some(p) => non_negative(p, "fromPosition")?.max(1),
-            None => core.store.head().position + 1,
+            None => services.store.head().position + 1,
         };
-        Ok(follow(&core, from).map(move |envelope| {
+        Ok(follow(&services, from).map(move |envelope| {
             let deleted = envelope.payload.recording_id().is_some_and(|recording_id| {
-                super::types::recording_deleted(&core, recording_id).unwrap_or(true)
+                crate::read::recordings::deleted(&services, recording_id).unwrap_or(true)
             });
-            LoggedEvent::shown(&envelope, core.content.keys(), deleted)
+            LoggedEvent::shown(&envelope, services.content.keys(), deleted)
         }))
     }
 }

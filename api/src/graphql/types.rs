@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use srs_domain::log::{Envelope, EventStore};
+use srs_domain::log::Envelope;
 use srs_domain::model::{
     self as dm, Action, DataPoints as DomainDataPoints, DomainEvent, Principal as DomainPrincipal,
     Target,
@@ -16,9 +16,7 @@ use srs_projections::models::access::PermissionRow;
 use srs_projections::models::audit::AuditRow;
 use srs_projections::models::catalogue::RecordingRow;
 use srs_projections::models::comments::CommentRow;
-use srs_projections::models::detections::{
-    DetectionFilter, DetectionRow, ResponseRow, VisualBucket as Bucket,
-};
+use srs_projections::models::detections::{DetectionRow, ResponseRow, VisualBucket as Bucket};
 use srs_projections::models::policies::{KindPolicies as KindRows, PolicyRow, RetentionRow};
 use srs_projections::models::servers::{InstallJobRow, ServerRow, SiteRow};
 use srs_projections::models::Visibility as DomainVisibility;
@@ -30,8 +28,8 @@ use super::enums::*;
 use super::event_data::SessionEventData;
 use super::policies::PolicyDefinition;
 use crate::error::{ApiError, ApiResult};
-use crate::read::access::{authorize, Sight};
-use crate::state::Core;
+use crate::read::{self, access::authorize};
+use crate::state::Services;
 
 /// Relay page information.
 #[derive(SimpleObject, Clone, Debug, Default)]
@@ -113,14 +111,9 @@ impl Token {
     }
     /// The sites it acts on that exist; empty: all sites.
     async fn sites(&self, ctx: &Context<'_>) -> ApiResult<Vec<Site>> {
-        let servers = ctx.core()?.reads.servers()?;
-        let mut sites = Vec::new();
-        for site_id in &self.0.site_ids {
-            if let Some(site) = servers.site(*site_id)? {
-                sites.push(Site(site));
-            }
-        }
-        Ok(sites)
+        let sites =
+            read::servers::existing_sites(ctx.services()?, self.0.site_ids.iter().copied())?;
+        Ok(sites.into_iter().map(Site).collect())
     }
     /// Its principal's groups.
     async fn groups(&self) -> &[String] {
@@ -143,7 +136,7 @@ impl Token {
     /// per minute, outside the log; after a crash the last minute may be
     /// lost); `null`: never used.
     async fn last_used_at(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(ctx.core()?.last_used.get(self.0.id).map(time))
+        Ok(ctx.services()?.last_used.get(self.0.id).map(time))
     }
     /// When it stops authenticating; `null`: never.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
@@ -151,7 +144,7 @@ impl Token {
     }
     /// Whether it has expired by now.
     async fn expired(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        Ok(self.0.expired(ctx.core()?.service.now()))
+        Ok(self.0.expired(ctx.services()?.service.now()))
     }
     /// Whether it was revoked.
     async fn revoked(&self) -> bool {
@@ -226,19 +219,9 @@ impl Site {
     }
     /// The site's servers (needs the right to read server status).
     async fn servers(&self, ctx: &Context<'_>) -> ApiResult<Vec<Server>> {
-        let core = ctx.core()?;
-        let caller = ctx.caller()?;
-        authorize(
-            core,
-            caller,
-            Action::ReadServerStatus,
-            Target::Site(self.0.id),
-        )
-        .await?;
-        Ok(core
-            .reads
-            .servers()?
-            .servers(Some(self.0.id))?
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        Ok(read::servers::site_servers(services, caller, self.0.id)
+            .await?
             .into_iter()
             .map(Server)
             .collect())
@@ -261,7 +244,7 @@ impl Server {
     }
     /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        Ok(ctx.core()?.reads.servers()?.site(self.0.site_id)?.map(Site))
+        Ok(read::servers::site(ctx.services()?, self.0.site_id)?.map(Site))
     }
     /// Its display name.
     async fn name(&self) -> &str {
@@ -295,13 +278,13 @@ impl Server {
     /// never did since srs keeps it. Kept per minute outside the log, so
     /// after a restart it may trail by up to a minute.
     async fn last_heartbeat(&self, ctx: &Context<'_>) -> ApiResult<Option<DateTime<Utc>>> {
-        Ok(super::agent::last_heartbeat(ctx.core()?, &self.0))
+        Ok(super::agent::last_heartbeat(ctx.services()?, &self.0))
     }
     /// The server's settings (needs the right to read configuration).
     async fn settings(&self, ctx: &Context<'_>) -> ApiResult<ServerSettings> {
-        let core = ctx.core()?;
+        let services = ctx.services()?;
         authorize(
-            core,
+            services,
             ctx.caller()?,
             Action::ReadConfiguration,
             Target::Site(self.0.site_id),
@@ -639,19 +622,25 @@ impl SessionEvent {
         deleted: bool,
     ) -> Option<Self> {
         let (recording_id, _, shown) = seal::session_event(keys, &envelope.payload, deleted)?;
+        Some(Self::shown(recording_id, shown, envelope.position))
+    }
+
+    /// A session event of `recording_id` as the read side shows it, stored
+    /// at log position `position`.
+    pub fn shown(recording_id: uuid::Uuid, shown: seal::SessionEventShown, position: u64) -> Self {
         let (data, shredded) = match shown.data {
             seal::Revealed::Plain(data) => (SessionEventData::from_domain(data), false),
             seal::Revealed::Shredded => (Some(SessionEventData::shredded()), true),
         };
-        Some(SessionEvent {
+        SessionEvent {
             event_id: id(shown.event_id),
             recording_id: id(recording_id),
             event_type: shown.event_type.into(),
             offset_ms: long(shown.offset_ms),
             shredded,
             data,
-            position: long(envelope.position),
-        })
+            position: long(position),
+        }
     }
 }
 
@@ -791,9 +780,10 @@ pub async fn visible_recording(
     ctx: &Context<'_>,
     recording_id: uuid::Uuid,
 ) -> ApiResult<Option<Recording>> {
-    Ok(Sight::of(ctx.core()?, ctx.caller()?)?
-        .recording(recording_id)?
-        .map(|(row, visibility)| Recording::new(row, visibility)))
+    Ok(
+        read::recordings::visible(ctx.services()?, ctx.caller()?, recording_id)?
+            .map(|(row, visibility)| Recording::new(row, visibility)),
+    )
 }
 
 /// A recorded session.
@@ -820,8 +810,8 @@ impl Recording {
         after: Option<String>,
         types: Option<Vec<SessionEventType>>,
     ) -> ApiResult<SessionEventConnection> {
-        let core = ctx.core()?;
-        let limit = page(first, &core.limits)?;
+        let services = ctx.services()?;
+        let limit = page(first, &services.limits)?;
         let from_version = match after {
             Some(cursor) => cursor
                 .parse::<u64>()
@@ -831,39 +821,23 @@ impl Recording {
         };
         let types: Option<Vec<dm::SessionEventType>> =
             types.map(|t| t.into_iter().map(Into::into).collect());
-        let stream = dm::stream_name("recording", self.row.id);
-        let mut edges = Vec::new();
-        let mut version = from_version;
-        let mut has_next_page = false;
-        'read: loop {
-            let batch = core.store.read_stream(&stream, version, 1024).await?;
-            let read = batch.len();
-            for envelope in &batch {
-                version = envelope.version + 1;
-                let Some(event) =
-                    SessionEvent::from_envelope(envelope, core.content.keys(), self.row.deleted())
-                else {
-                    continue;
-                };
-                if types
-                    .as_ref()
-                    .is_some_and(|t| !t.contains(&event.event_type.into()))
-                {
-                    continue;
-                }
-                if edges.len() == limit {
-                    has_next_page = true;
-                    break 'read;
-                }
-                edges.push(SessionEventEdge {
-                    cursor: envelope.version.to_string(),
-                    node: event,
-                });
-            }
-            if read < 1024 {
-                break;
-            }
-        }
+        let page = read::recordings::session_events(
+            services,
+            &self.row,
+            from_version,
+            types.as_deref(),
+            limit,
+        )
+        .await?;
+        let has_next_page = page.has_next_page;
+        let edges: Vec<SessionEventEdge> = page
+            .items
+            .into_iter()
+            .map(|stored| SessionEventEdge {
+                cursor: stored.version.to_string(),
+                node: SessionEvent::shown(stored.recording_id, stored.shown, stored.position),
+            })
+            .collect();
         let end_cursor = edges.last().map(|e| e.cursor.clone());
         // Counted only when asked for, from the recording's counts per type
         // (as of the read models' position).
@@ -891,11 +865,11 @@ impl Recording {
     /// The playback as a read: the caller must be allowed to play the
     /// recording, nothing is recorded and no ticket is issued.
     async fn timeline(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
-        let (core, caller) = (ctx.core()?, ctx.caller()?);
-        crate::read::access::authorize_playback(core, caller, &self.row, self.visibility).await?;
-        let timeline = crate::read::playback::timeline(core, self.row.id, 0).await?;
+        let (services, caller) = (ctx.services()?, ctx.caller()?);
+        let timeline =
+            read::recordings::playback(services, caller, &self.row, self.visibility).await?;
         Ok(Playback::new(
-            core,
+            services,
             self.row.id,
             self.row.live(),
             self.row.deleted(),
@@ -919,7 +893,7 @@ impl Playback {
     /// The playback of `recording` from its `timeline`, with the ticket of
     /// an audited playback (`playRecording`) or none (`Recording.playback`).
     pub fn new(
-        core: &Core,
+        services: &Services,
         recording: uuid::Uuid,
         live: bool,
         deleted: bool,
@@ -929,7 +903,8 @@ impl Playback {
         let mut events = Vec::new();
         let mut truncated = false;
         for envelope in &timeline.envelopes {
-            if let Some(event) = SessionEvent::from_envelope(envelope, core.content.keys(), deleted)
+            if let Some(event) =
+                SessionEvent::from_envelope(envelope, services.content.keys(), deleted)
             {
                 if events.len() < PLAYBACK_MAX_EVENTS {
                     events.push(event);
@@ -982,12 +957,7 @@ impl Recording {
     }
     /// Its site, when it exists.
     async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .servers()?
-            .site(self.row.site_id)?
-            .map(Site))
+        Ok(read::servers::site(ctx.services()?, self.row.site_id)?.map(Site))
     }
     /// The server that recorded it.
     async fn server_id(&self) -> ID {
@@ -995,12 +965,7 @@ impl Recording {
     }
     /// That server, when it exists.
     async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .servers()?
-            .server(self.row.server_id)?
-            .map(Server))
+        Ok(read::servers::named_server(ctx.services()?, self.row.server_id)?.map(Server))
     }
     /// The session's id on the server.
     async fn session_id(&self) -> &str {
@@ -1102,7 +1067,7 @@ impl Recording {
     }
     /// Whether an active legal hold covers it: it cannot be deleted.
     async fn on_legal_hold(&self, ctx: &Context<'_>) -> ApiResult<bool> {
-        super::holds::on_legal_hold(ctx.core()?, &self.row.facts())
+        crate::read::holds::on_legal_hold(ctx.services()?, &self.row.facts())
     }
     /// The active legal holds covering it (ADMIN and AUDITOR of its site;
     /// null with `FORBIDDEN` for others).
@@ -1150,49 +1115,25 @@ impl Recording {
     }
     /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
-        let core = ctx.core()?;
-        let filter = DetectionFilter {
-            recording_id: Some(self.row.id),
-            ..DetectionFilter::default()
-        };
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = core
-                .reads
-                .detections()?
-                .search(&filter, Some(500), after.as_deref())?;
-            let (keys, deleted) = (core.content.keys(), self.row.deleted());
-            out.extend(
-                page.items
-                    .iter()
-                    .map(|(_, row)| DetectedEvent::shown(row, keys, deleted)),
-            );
-            if !page.has_next_page || out.len() >= PLAYBACK_MAX_EVENTS {
-                break;
-            }
-            after = page.end_cursor;
-        }
-        Ok(out)
+        let services = ctx.services()?;
+        let (keys, deleted) = (services.content.keys(), self.row.deleted());
+        Ok(
+            read::recordings::detections(services, self.row.id, PLAYBACK_MAX_EVENTS)?
+                .iter()
+                .map(|row| DetectedEvent::shown(row, keys, deleted))
+                .collect(),
+        )
     }
     /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .comments()?
-            .for_recording(self.row.id)?
+        Ok(read::recordings::comments(ctx.services()?, self.row.id)?
             .iter()
             .map(Comment::from)
             .collect())
     }
     /// Response actions triggered on the session.
     async fn responses(&self, ctx: &Context<'_>) -> ApiResult<Vec<PendingResponse>> {
-        Ok(ctx
-            .core()?
-            .reads
-            .detections()?
-            .responses_for_recording(self.row.id)?
+        Ok(read::recordings::responses(ctx.services()?, self.row.id)?
             .iter()
             .map(PendingResponse::from)
             .collect())
@@ -1217,14 +1158,12 @@ impl Recording {
                 "bucketSec must be between 1 and 86400",
             ));
         }
-        Ok(ctx
-            .core()?
-            .reads
-            .detections()?
-            .recording_visualization(self.row.id, bucket as u64)?
-            .iter()
-            .map(VisualizationBucket::from)
-            .collect())
+        Ok(
+            read::recordings::event_visualization(ctx.services()?, self.row.id, bucket as u64)?
+                .iter()
+                .map(VisualizationBucket::from)
+                .collect(),
+        )
     }
     /// The recording's playback as a read: the timeline (session events
     /// with offsets, detections, comments), the stored content's type,
@@ -1295,27 +1234,17 @@ impl Playback {
     /// What the detection policy flagged in it.
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
-        let core = ctx.core()?;
-        let filter = DetectionFilter {
-            recording_id: Some(recording_id),
-            ..DetectionFilter::default()
-        };
-        let page = core.reads.detections()?.search(&filter, Some(500), None)?;
-        let deleted = recording_deleted(core, recording_id)?;
-        Ok(page
-            .items
+        let services = ctx.services()?;
+        let deleted = read::recordings::deleted(services, recording_id)?;
+        Ok(read::recordings::first_detections(services, recording_id)?
             .iter()
-            .map(|(_, row)| DetectedEvent::shown(row, core.content.keys(), deleted))
+            .map(|row| DetectedEvent::shown(row, services.content.keys(), deleted))
             .collect())
     }
     /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
         let recording_id = super::convert::uuid(&self.recording_id, "recording")?;
-        Ok(ctx
-            .core()?
-            .reads
-            .comments()?
-            .for_recording(recording_id)?
+        Ok(read::recordings::comments(ctx.services()?, recording_id)?
             .iter()
             .map(Comment::from)
             .collect())
@@ -1683,15 +1612,6 @@ impl LoggedEvent {
             ..LoggedEvent::from(e)
         }
     }
-}
-
-/// Whether the catalogue has the recording as deleted.
-pub fn recording_deleted(core: &Core, recording_id: uuid::Uuid) -> ApiResult<bool> {
-    Ok(core
-        .reads
-        .catalogue()?
-        .get(recording_id)?
-        .is_some_and(|row| row.deleted()))
 }
 
 impl From<&Envelope<DomainEvent>> for LoggedEvent {

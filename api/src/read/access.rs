@@ -27,7 +27,7 @@ use srs_projections::models::{Catalogue, Viewer, Visibility};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
-use crate::state::Core;
+use crate::state::Services;
 
 /// `may` (the domain's role table), without recording anything: for
 /// answers that leave out what the caller may not read (`node`).
@@ -37,12 +37,13 @@ pub fn allows(caller: &Principal, action: Action, target: Target<'_>) -> bool {
 
 /// `may`, with a refusal recorded as `AccessDenied` and reported FORBIDDEN.
 pub async fn authorize(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     action: Action,
     target: Target<'_>,
 ) -> ApiResult<()> {
-    core.service
+    services
+        .service
         .authorize(caller, action, target)
         .await
         .map_err(ApiError::from)
@@ -51,19 +52,19 @@ pub async fn authorize(
 /// Records a refusal decided here (not by `may` on a concrete target) and
 /// returns FORBIDDEN.
 pub async fn deny(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     action: Action,
     target: &str,
     site: Option<Uuid>,
 ) -> ApiError {
-    ApiError::from(core.service.deny(caller, action, target, site).await)
+    ApiError::from(services.service.deny(caller, action, target, site).await)
 }
 
 /// Checks `action` for a listing: on `site` when given, else on the
 /// caller's first site (a scoped principal) or globally.
 pub async fn authorize_listing(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     action: Action,
     site: Option<Uuid>,
@@ -72,32 +73,36 @@ pub async fn authorize_listing(
         Some(site) => Target::Site(site),
         None => Target::Global,
     };
-    authorize(core, caller, action, target).await
+    authorize(services, caller, action, target).await
 }
 
 /// Global operations (`verify`, `rebuildProjections`, the projections'
 /// status): `may` on [`Target::Global`], so only an ADMIN not scoped to
 /// sites passes for what reaches every site's data.
-pub async fn authorize_global(core: &Core, caller: &Principal, action: Action) -> ApiResult<()> {
-    authorize(core, caller, action, Target::Global).await
+pub async fn authorize_global(
+    services: &Services,
+    caller: &Principal,
+    action: Action,
+) -> ApiResult<()> {
+    authorize(services, caller, action, Target::Global).await
 }
 
 /// The history of `site`, or of every site in scope: the whole log for
 /// an unscoped caller, its sites' events for a scoped one (which it may
 /// read site by site anyway).
 pub async fn authorize_history(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     site: Option<Uuid>,
 ) -> ApiResult<()> {
     match site {
-        Some(site) => authorize(core, caller, Action::ReadHistory, Target::Site(site)).await,
+        Some(site) => authorize(services, caller, Action::ReadHistory, Target::Site(site)).await,
         None if caller.unscoped() => {
-            authorize(core, caller, Action::ReadHistory, Target::Global).await
+            authorize(services, caller, Action::ReadHistory, Target::Global).await
         }
         None => {
             for &site in &caller.site_ids {
-                authorize(core, caller, Action::ReadHistory, Target::Site(site)).await?;
+                authorize(services, caller, Action::ReadHistory, Target::Site(site)).await?;
             }
             Ok(())
         }
@@ -115,26 +120,26 @@ pub fn sees_recordings(caller: &Principal) -> bool {
 
 /// Queries about recordings: roles that never see any (VIEWER, AGENT)
 /// are refused; for the others visibility decides which they see.
-pub async fn authorize_recordings(core: &Core, caller: &Principal) -> ApiResult<()> {
+pub async fn authorize_recordings(services: &Services, caller: &Principal) -> ApiResult<()> {
     if sees_recordings(caller) {
         Ok(())
     } else {
-        Err(deny(core, caller, Action::ViewRecording, "recordings", None).await)
+        Err(deny(services, caller, Action::ViewRecording, "recordings", None).await)
     }
 }
 
 /// Detections: every site asked for must be the caller's, not only the
 /// first; none asked for is a listing.
 pub async fn authorize_detections(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     sites: &[Uuid],
 ) -> ApiResult<()> {
     if sites.is_empty() {
-        authorize_listing(core, caller, Action::ReadDetections, None).await?;
+        authorize_listing(services, caller, Action::ReadDetections, None).await?;
     }
     for &site in sites {
-        authorize(core, caller, Action::ReadDetections, Target::Site(site)).await?;
+        authorize(services, caller, Action::ReadDetections, Target::Site(site)).await?;
     }
     Ok(())
 }
@@ -180,42 +185,43 @@ pub fn covers(caller: &Principal, site: Option<Uuid>) -> bool {
 /// see the server (or it does not exist), `FORBIDDEN` when it sees it but
 /// may not do this (both recorded).
 pub async fn server(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     action: Action,
     server: Uuid,
 ) -> ApiResult<ServerRow> {
-    let row = core.reads.servers()?.server(server)?;
-    core.service
+    let row = services.reads.servers()?.server(server)?;
+    services
+        .service
         .known_server(caller, action, server, row.as_ref().map(|r| r.site_id))
         .await?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("server {server} not found")))?;
-    authorize_server(core, caller, action, &row).await?;
+    authorize_server(services, caller, action, &row).await?;
     Ok(row)
 }
 
 /// [`server`] for `server(id)`: absent or unknown to the caller is
 /// `None` rather than an error (the refusal is still recorded).
 pub async fn visible_server(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     server: Uuid,
 ) -> ApiResult<Option<ServerRow>> {
     let action = Action::ReadServerStatus;
-    let row = core.reads.servers()?.server(server)?;
-    let known = core
+    let row = services.reads.servers()?.server(server)?;
+    let known = services
         .service
         .known_server(caller, action, server, row.as_ref().map(|r| r.site_id))
         .await;
     let (Some(row), Ok(_)) = (row, known) else {
         return Ok(None);
     };
-    authorize_server(core, caller, action, &row).await?;
+    authorize_server(services, caller, action, &row).await?;
     Ok(Some(row))
 }
 
 async fn authorize_server(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     action: Action,
     row: &ServerRow,
@@ -224,14 +230,14 @@ async fn authorize_server(
         site_id: row.site_id,
         server_id: row.id,
     };
-    authorize(core, caller, action, target).await
+    authorize(services, caller, action, target).await
 }
 
 /// `Recording.playback`, a read: the caller must be allowed to play the
 /// recording it sees (`visibility`, from [`Sight`]), else FORBIDDEN and
 /// the refusal recorded; a deleted recording has no content to show.
 pub async fn authorize_playback(
-    core: &Core,
+    services: &Services,
     caller: &Principal,
     row: &RecordingRow,
     visibility: Visibility,
@@ -246,7 +252,7 @@ pub async fn authorize_playback(
         return Ok(());
     }
     Err(deny(
-        core,
+        services,
         caller,
         Action::PlayRecording,
         &format!("recording:{}", row.id),
@@ -264,11 +270,11 @@ pub struct Sight<'a> {
 }
 
 impl<'a> Sight<'a> {
-    pub fn of(core: &Core, caller: &'a Principal) -> ApiResult<Self> {
+    pub fn of(services: &Services, caller: &'a Principal) -> ApiResult<Self> {
         Ok(Sight {
             caller,
-            viewer: core.reads.access()?.viewer(caller)?,
-            catalogue: core.reads.catalogue()?,
+            viewer: services.reads.access()?.viewer(caller)?,
+            catalogue: services.reads.catalogue()?,
         })
     }
 

@@ -10,7 +10,7 @@ use srs_domain::model::{self as dm, DomainEvent};
 use uuid::Uuid;
 
 use crate::error::ApiResult;
-use crate::state::Core;
+use crate::state::Services;
 
 /// One stored chunk: its plain size and the hex SHA-256 the log holds.
 pub struct Chunk {
@@ -40,7 +40,7 @@ impl Timeline {
 /// The timeline of `recording`; `follow_from` is at least `since` (the
 /// position of a playback fact just written, which belongs to the stream
 /// but may not be read back yet).
-pub async fn timeline(core: &Core, recording: Uuid, since: u64) -> ApiResult<Timeline> {
+pub async fn timeline(services: &Services, recording: Uuid, since: u64) -> ApiResult<Timeline> {
     let stream = dm::stream_name("recording", recording);
     let mut timeline = Timeline {
         envelopes: Vec::new(),
@@ -50,7 +50,7 @@ pub async fn timeline(core: &Core, recording: Uuid, since: u64) -> ApiResult<Tim
     };
     let mut version = 1;
     loop {
-        let batch = core.store.read_stream(&stream, version, 1024).await?;
+        let batch = services.store.read_stream(&stream, version, 1024).await?;
         let read = batch.len();
         for envelope in batch {
             version = envelope.version + 1;

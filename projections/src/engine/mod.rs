@@ -18,7 +18,6 @@ mod reactor;
 mod rebuild;
 mod runner;
 mod set;
-mod stamp;
 mod status;
 
 use srs_domain::log::{Envelope, Event};
@@ -33,7 +32,6 @@ pub use reactor::{
 };
 pub use rebuild::{rebuild_all, Rebuild, RebuildReport, OVERLAY_BUDGET};
 pub use set::{ProjectionSet, SetOptions, WaitError, Which};
-pub use stamp::data_version;
 pub use status::{ProjectionStatus, RebuildProgress, RunnerState};
 
 /// A read model: how each event changes the data in its tree.
@@ -123,9 +121,6 @@ pub fn apply_events<E: Event>(
         projection.before_commit(&mut writes)?;
         let changes = writes.commit(position, projection.version())?;
         projection.committed(tree, &changes, position);
-        if !changes.is_empty() {
-            stamp::data_changed();
-        }
     }
     Ok(Applied {
         position,

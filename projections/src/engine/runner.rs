@@ -73,9 +73,7 @@ impl<E: Event> RunningProjection<E> {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let old = std::mem::replace(&mut *guard, (tree, generation));
-        super::stamp::data_changed();
-        old
+        std::mem::replace(&mut *guard, (tree, generation))
     }
 }
 

@@ -271,7 +271,7 @@ fn candidate_key(r: &DashRecording, id: Uuid) -> Option<Vec<u8>> {
         .map(|end| Key::new(b"ec/").uuid(r.site_id).i64(end.0).uuid(id).build())
 }
 
-/// The projection that maintains [`Dashboard`].
+/// The projection that maintains [`DashboardReader`].
 ///
 /// It keeps `days` (the per-day counters in memory) fresh from its commit
 /// hook.
@@ -754,13 +754,13 @@ pub struct ServerFigures {
 
 /// Queries over the dashboard figures.
 #[derive(Clone, Debug)]
-pub struct Dashboard {
+pub struct DashboardReader {
     tree: TreeRef,
     /// The per-day counters in memory (else they are read from the tree).
     days: Option<Arc<DashboardDays>>,
 }
 
-/// Where [`Dashboard::figures`] reads the per-day counters.
+/// Where [`DashboardReader::figures`] reads the per-day counters.
 enum DaySource<'a> {
     Tree(&'a Tree),
     Memory(std::sync::RwLockReadGuard<'a, DaysState>),
@@ -839,16 +839,16 @@ fn each_day_in(
     Ok(())
 }
 
-impl Dashboard {
+impl DashboardReader {
     /// Queries reading everything from `tree`.
     pub fn new(tree: TreeRef) -> Self {
-        Dashboard { tree, days: None }
+        DashboardReader { tree, days: None }
     }
 
     /// Queries reading the per-day counters from `days` (loaded from
     /// `tree` when they hold another tree).
     pub fn with_days(tree: TreeRef, days: Arc<DashboardDays>) -> Self {
-        Dashboard {
+        DashboardReader {
             tree,
             days: Some(days),
         }
@@ -880,7 +880,7 @@ impl Dashboard {
         Ok(v)
     }
 
-    /// [`Dashboard::view`] without `pending_archive` and `pending_delete`
+    /// [`DashboardReader::view`] without `pending_archive` and `pending_delete`
     /// (left 0): everything here depends only on the tree, the sites, the
     /// range's days ([`DashboardQuery::days`]) and `top`, never on `now`
     /// itself, so a reader may keep it for as long as the tree's

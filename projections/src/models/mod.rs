@@ -42,7 +42,7 @@ pub use access::{visibility, Access, Viewer, Visibility};
 pub use audit::AuditTrail;
 pub use catalogue::{Catalogue, CatalogueIndex};
 pub use comments::Comments;
-pub use dashboard::Dashboard;
+pub use dashboard::DashboardReader;
 pub use dashboard_days::DashboardDays;
 pub use detections::Detections;
 pub use history::{History, HistoryQuery};
@@ -212,8 +212,8 @@ impl ReadModels {
         /// Detections, responses, visualization.
         detections, Detections, detections::DetectionsProjection::NAME);
     /// Dashboard figures, the per-day counters from memory.
-    pub fn dashboard(&self) -> Result<Dashboard> {
-        Ok(Dashboard::with_days(
+    pub fn dashboard(&self) -> Result<DashboardReader> {
+        Ok(DashboardReader::with_days(
             self.set.tree(dashboard::DashboardProjection::NAME)?,
             self.dashboard_days.clone(),
         ))

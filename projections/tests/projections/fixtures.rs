@@ -13,7 +13,7 @@ use srs_domain::model::{
 };
 use srs_domain::time::Timestamp;
 use srs_projections::models::{
-    all_projections, Access, AuditTrail, Catalogue, Comments, Dashboard, Detections, Holds,
+    all_projections, Access, AuditTrail, Catalogue, Comments, DashboardReader, Detections, Holds,
     Policies, Servers, Tokens,
 };
 use srs_projections::store::{Db, Store, Tree};
@@ -298,8 +298,8 @@ impl Folded {
     pub fn detections(&self) -> Detections {
         Detections::new(self.tree("detections"))
     }
-    pub fn dashboard(&self) -> Dashboard {
-        Dashboard::new(self.tree("dashboard"))
+    pub fn dashboard(&self) -> DashboardReader {
+        DashboardReader::new(self.tree("dashboard"))
     }
     pub fn servers(&self) -> Servers {
         Servers::new(self.tree("servers"))
