@@ -9,6 +9,7 @@
 use async_graphql::{Context, Object, ID};
 use chrono::{DateTime, Utc};
 use srs_projections::models::catalogue::RecordingQuery;
+use srs_projections::models::dashboard::DashboardParts;
 use srs_projections::models::HistoryQuery;
 use uuid::Uuid;
 
@@ -230,8 +231,23 @@ impl QueryRoot {
         let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = opt_uuid(site_id.as_ref(), "site")?;
         let (from, to) = (from.map(timestamp), to.map(timestamp));
+        // Only the top lists and retention counts asked for are computed.
+        let asked = ctx.look_ahead();
+        let parts = DashboardParts {
+            top_lists: [
+                "topUsers",
+                "topApplications",
+                "topHosts",
+                "topDeliveryGroups",
+                "topRiskyUsers",
+                "topAlerts",
+            ]
+            .map(|field| asked.field(field).exists()),
+            pending: asked.field("pendingArchive").exists()
+                || asked.field("pendingDelete").exists(),
+        };
         let dashboard =
-            read::dashboard::dashboard(services, caller, site, from, to, at_least).await?;
+            read::dashboard::dashboard(services, caller, site, (from, to), parts, at_least).await?;
         Ok(DashboardReport::new(
             &dashboard.figures,
             dashboard.sites,

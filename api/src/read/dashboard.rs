@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use srs_domain::model::{Action, Principal};
 use srs_domain::time::Timestamp;
-use srs_projections::models::dashboard::{DashboardQuery, DashboardView, ServerFigures, SiteScope};
+use srs_projections::models::dashboard::{
+    DashboardParts, DashboardQuery, DashboardView, ServerFigures, SiteScope,
+};
 use srs_projections::models::detections::VisualBucket;
 use srs_projections::models::servers::ServerRow;
 use uuid::Uuid;
@@ -32,13 +34,14 @@ pub struct ScopedDashboard {
 
 /// The dashboard of `site`, or of every site `caller` may see, over
 /// `from`..`to` (see `DashboardQuery::days` for the defaults), computed
-/// from the read model now (`dashboard`).
+/// from the read model now (`dashboard`); of the costlier figures only
+/// `parts` (what the client asked for).
 pub async fn dashboard(
     services: &Services,
     caller: &Principal,
     site: Option<Uuid>,
-    from: Option<Timestamp>,
-    to: Option<Timestamp>,
+    (from, to): (Option<Timestamp>, Option<Timestamp>),
+    parts: DashboardParts,
     at_least: Option<i32>,
 ) -> ApiResult<ScopedDashboard> {
     access::authorize_listing(services, caller, Action::ReadDashboard, site).await?;
@@ -62,7 +65,7 @@ pub async fn dashboard(
         // the roles that see them.
         sees_restricted: access::sees_every_recording(caller),
     };
-    let figures = services.reads.dashboard()?.view(&query)?;
+    let figures = services.reads.dashboard()?.view_of(&query, parts)?;
     Ok(ScopedDashboard {
         figures,
         sites,

@@ -25,6 +25,9 @@
 //! | `ret/` site | the site's `RetentionPolicy` |
 //! | `ec/` site, ended at, recording | - (ended or archived: retention candidates) |
 //! | `ses/` server, session, recording | - (the parts of a session) |
+//! | `ps/` server, session | [`SessionParts`]: each part's lifecycle, end and restriction |
+//! | `pk/` site, restricted, earliest kept end, server, session | kept parts (ended or archived) of a session without a live part |
+//! | `pe/` site, restricted, earliest ended end, server, session | ended parts of a session without a live part, and its earliest kept end |
 //!
 //! Items of the top lists are lowercased. A query reads the day keys of
 //! its range (whole UTC days: `from`'s day up to the day before `to`) and
@@ -45,9 +48,22 @@
 //! every role that reads the dashboard; they count activity, so a deleted
 //! recording's start and detections stay counted.
 //!
-//! "Recordings due for archive/delete" applies the domain's `due` at the
-//! query's `now` to the sessions that have a part older than the policy's
-//! shortest age, so it agrees with what the retention run will do.
+//! "Recordings due for archive/delete" counts what the domain's `due`
+//! picks at the query's `now`, so it agrees with what the retention run
+//! will do, at a cost in proportion to what is due (the run archives and
+//! deletes it daily), not to all old recordings. A session (its parts
+//! grouped by server and session id, `ps/`) without a live part has one
+//! `pk/` entry keyed by the earliest end of its kept parts (ended or
+//! archived) and, while it has ended parts, one `pe/` entry keyed by the
+//! earliest end of those, each under the session's site and whether a
+//! part is restricted. Due for delete: the kept parts of the sessions
+//! whose `pk/` end is at least `delete_after_days` old; due for archive:
+//! the ended parts of the sessions whose `pe/` end is at least
+//! `archive_after_days` old and that are not due for delete. A policy
+//! exempting restricted sessions reads only the unrestricted entries. The
+//! parts of a session share their server's site (the site of its first
+//! part is the session's). [`DashboardReader::due`] (the run's list of ids)
+//! still reads the `ec/` and `ses/` keys and the `rec/` rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -271,6 +287,124 @@ fn candidate_key(r: &DashRecording, id: Uuid) -> Option<Vec<u8>> {
         .map(|end| Key::new(b"ec/").uuid(r.site_id).i64(end.0).uuid(id).build())
 }
 
+/// A part of a session as retention sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPart {
+    pub recording_id: Uuid,
+    pub lifecycle: Lifecycle,
+    pub ended_at: Option<Timestamp>,
+    pub restricted: bool,
+}
+
+/// The parts of a session (`ps/` server, session): what its `pk/` and
+/// `pe/` entries are computed from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionParts {
+    /// The site of its first part.
+    pub site_id: Uuid,
+    pub parts: Vec<SessionPart>,
+}
+
+fn session_key(server: Uuid, session: &str) -> Vec<u8> {
+    Key::new(b"ps/").uuid(server).str(session).build()
+}
+
+/// The key of a retention entry: `tag site restricted end server session`.
+fn retention_key(
+    tag: &[u8],
+    s: &SessionParts,
+    restricted: u8,
+    end: Timestamp,
+    server: Uuid,
+    session: &str,
+) -> Vec<u8> {
+    Key::new(tag)
+        .uuid(s.site_id)
+        .u8(restricted)
+        .i64(end.0)
+        .uuid(server)
+        .str(session)
+        .build()
+}
+
+/// The session's `pk/` and `pe/` entries (none with a live part): the
+/// `pk/` value is the number of kept parts (u64 big-endian), the `pe/`
+/// value the number of ended parts and the earliest kept end (its key
+/// bytes).
+fn retention_entries(server: Uuid, session: &str, s: &SessionParts) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if s.parts.iter().any(|p| p.lifecycle == Lifecycle::Live) {
+        return Vec::new();
+    }
+    let restricted = u8::from(s.parts.iter().any(|p| p.restricted));
+    let kept = || {
+        s.parts
+            .iter()
+            .filter(|p| matches!(p.lifecycle, Lifecycle::Ended | Lifecycle::Archived))
+    };
+    let ended = || s.parts.iter().filter(|p| p.lifecycle == Lifecycle::Ended);
+    let Some(kept_end) = kept().filter_map(|p| p.ended_at).min() else {
+        return Vec::new();
+    };
+    let mut entries = vec![(
+        retention_key(b"pk/", s, restricted, kept_end, server, session),
+        (kept().count() as u64).to_be_bytes().to_vec(),
+    )];
+    if let Some(ended_end) = ended().filter_map(|p| p.ended_at).min() {
+        entries.push((
+            retention_key(b"pe/", s, restricted, ended_end, server, session),
+            [
+                (ended().count() as u64).to_be_bytes(),
+                codec::i64_key(kept_end.0),
+            ]
+            .concat(),
+        ));
+    }
+    entries
+}
+
+/// Records `r`'s lifecycle, end and restriction as a part of its session
+/// and moves the session's retention entries.
+fn set_session_part(w: &mut Overlay, r: &DashRecording, id: Uuid) -> Result<()> {
+    let key = session_key(r.server_id, &r.session_id);
+    let mut s = w
+        .get_value::<SessionParts>(&key)?
+        .unwrap_or_else(|| SessionParts {
+            site_id: r.site_id,
+            parts: Vec::new(),
+        });
+    let before = retention_entries(r.server_id, &r.session_id, &s);
+    let part = SessionPart {
+        recording_id: id,
+        lifecycle: r.lifecycle,
+        ended_at: r.ended_at,
+        restricted: r.restricted,
+    };
+    match s.parts.iter_mut().find(|p| p.recording_id == id) {
+        Some(p) => *p = part,
+        None => s.parts.push(part),
+    }
+    let after = retention_entries(r.server_id, &r.session_id, &s);
+    for (k, _) in &before {
+        if !after.iter().any(|(a, _)| a == k) {
+            w.remove(k.clone())?;
+        }
+    }
+    for entry in after {
+        if !before.contains(&entry) {
+            w.insert(entry.0, entry.1)?;
+        }
+    }
+    w.put_value(key, &s)
+}
+
+/// The u64 big-endian at the start of `bytes` (0 when too short).
+fn leading_u64(bytes: &[u8]) -> u64 {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 /// The projection that maintains [`DashboardReader`].
 ///
 /// It keeps `days` (the per-day counters in memory) fresh from its commit
@@ -341,7 +475,9 @@ impl Projection<DomainEvent> for DashboardProjection {
         // day), top lists per day (honouring from/to), risky users, alerts,
         // hosts, delivery groups, modes, per-server figures, servers by
         // `ServerStatus`.
-        3
+        // 4: retention entries per session (`ps/`, `pk/`, `pe/`) for the
+        // counts due for archive and delete.
+        4
     }
 
     fn committed(&self, tree: &Tree, changes: &Changes, _checkpoint: u64) {
@@ -456,6 +592,7 @@ impl Projection<DomainEvent> for DashboardProjection {
                     risk: BTreeMap::new(),
                 };
                 count_in_lists(w, &recording, true, true, 1)?;
+                set_session_part(w, &recording, *recording_id)?;
                 w.insert(
                     Key::new(b"ses/")
                         .uuid(*server_id)
@@ -614,6 +751,11 @@ impl Projection<DomainEvent> for DashboardProjection {
             }
             if let Some(k) = candidate_key(&r, id) {
                 w.insert(k, Vec::new())?;
+            }
+            if (r.lifecycle, r.ended_at, r.restricted)
+                != (old.lifecycle, old.ended_at, old.restricted)
+            {
+                set_session_part(w, &r, id)?;
             }
             w.put_value(rec_key(id), &r)?;
         }
@@ -868,7 +1010,7 @@ impl DashboardReader {
         self.view_of(query, DashboardParts::ALL)
     }
 
-    /// [`Dashboard::view`] with only `parts` of the costlier figures
+    /// [`DashboardReader::view`] with only `parts` of the costlier figures
     /// computed (the others left empty or 0): what a client asked for.
     pub fn view_of(&self, query: &DashboardQuery, parts: DashboardParts) -> Result<DashboardView> {
         let mut v = self.figures_of(query, parts)?;
@@ -1059,13 +1201,64 @@ impl DashboardReader {
     }
 
     /// How many recordings of `site` are due for archive and for delete at
-    /// `now` (0, 0 without a retention policy).
+    /// `now` (0, 0 without a retention policy): what [`DashboardReader::due`]
+    /// lists, read from the sessions' retention entries up to the
+    /// policy's cutoffs.
     pub fn pending(&self, site: Uuid, now: Timestamp) -> Result<(u64, u64)> {
         let Some(policy) = self.retention_policy(site)? else {
             return Ok((0, 0));
         };
-        let due = self.due(site, &policy, now)?;
-        Ok((due.to_archive.len() as u64, due.to_delete.len() as u64))
+        let cutoff = |days: Option<u32>| days.map(|d| now.plus_days(-i64::from(d)));
+        let (delete_cutoff, archive_cutoff) = (
+            cutoff(policy.delete_after_days),
+            cutoff(policy.archive_after_days),
+        );
+        let restricted: &[u8] = if policy.exclude_restricted {
+            &[0]
+        } else {
+            &[0, 1]
+        };
+        let (mut to_archive, mut to_delete) = (0, 0);
+        for &flag in restricted {
+            if let Some(cut) = delete_cutoff {
+                self.each_retention_entry(b"pk/", site, flag, cut, |value| {
+                    to_delete += leading_u64(value);
+                })?;
+            }
+            if let Some(cut) = archive_cutoff {
+                self.each_retention_entry(b"pe/", site, flag, cut, |value| {
+                    let kept_end = value.get(8..).and_then(codec::i64_from_key);
+                    let deleting = delete_cutoff
+                        .zip(kept_end)
+                        .is_some_and(|(d, end)| end <= d.0);
+                    if !deleting {
+                        to_archive += leading_u64(value);
+                    }
+                })?;
+            }
+        }
+        Ok((to_archive, to_delete))
+    }
+
+    /// Calls `f` with the value of every `tag site restricted` retention
+    /// entry whose end is at or before `cutoff`.
+    fn each_retention_entry(
+        &self,
+        tag: &[u8],
+        site: Uuid,
+        restricted: u8,
+        cutoff: Timestamp,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<()> {
+        let prefix = Key::new(tag).uuid(site).u8(restricted).build();
+        let end = match cutoff.0.checked_add(1) {
+            Some(after) => [prefix.as_slice(), &codec::i64_key(after)].concat(),
+            None => codec::prefix_end(&prefix).unwrap_or_default(),
+        };
+        for kv in self.tree.range(prefix.clone()..end) {
+            f(&kv?.1);
+        }
+        Ok(())
     }
 
     /// The domain's `due` over the sessions of `site` that have a part old

@@ -7,6 +7,7 @@ mod catalogue_rows;
 mod catalogue_search;
 mod common;
 mod crash;
+mod dashboard_retention;
 mod engine;
 mod fixtures;
 mod gen;

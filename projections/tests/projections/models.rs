@@ -1425,7 +1425,7 @@ fn a_retention_run_shows_what_legal_holds_kept() {
 #[test]
 fn the_dashboard_in_memory_answers_what_the_tree_answers_and_only_what_is_asked() {
     use srs_projections::models::dashboard::DashboardParts;
-    use srs_projections::models::{Dashboard, DashboardDays};
+    use srs_projections::models::{DashboardDays, DashboardReader};
     use std::sync::Arc;
     let users = ["CORP\\alice", "CORP\\bob", "CORP\\carol", "CORP\\dave"];
     let mut events = vec![
@@ -1463,8 +1463,8 @@ fn the_dashboard_in_memory_answers_what_the_tree_answers_and_only_what_is_asked(
     }
     let f = Folded::given(events);
     let tree = f.tree("dashboard");
-    let from_tree = Dashboard::new(tree.clone());
-    let from_memory = Dashboard::with_days(tree, Arc::new(DashboardDays::new()));
+    let from_tree = DashboardReader::new(tree.clone());
+    let from_memory = DashboardReader::with_days(tree, Arc::new(DashboardDays::new()));
     let scopes = [
         SiteScope::All,
         SiteScope::Sites(vec![SITE]),
