@@ -309,6 +309,15 @@ impl Control {
     }
 }
 
+/// An error as a reason inside [`LogError::Unavailable`] (an unavailable
+/// error is not wrapped twice).
+fn describe(error: &LogError) -> String {
+    match error {
+        LogError::Unavailable { reason } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn refuse_all(answers: impl IntoIterator<Item = Reply>, error: impl Fn() -> LogError) {
     for reply in answers {
         let _ = reply.send(Err(error().into()));
@@ -392,7 +401,7 @@ fn run_apply(
             commit.streams = pending.versions.into_iter().collect();
             commit.head = Some(next);
             if let Err(e) = control.commit(&*backend, commit) {
-                let reason = format!("applying a log batch failed: {e}");
+                let reason = format!("applying a log batch failed: {}", describe(&e));
                 tracing::error!(error = %e, "applying a log batch failed; appends are refused until storage answers again or the database is reopened");
                 broken = true;
                 control.fail(reason);
@@ -544,7 +553,10 @@ fn recover(
                     "storage holds the log up to position {} but {} was acknowledged",
                     stored.position, applied.position
                 ),
-                Some(Err(e)) => format!("applying a log batch failed; storage: {e}"),
+                Some(Err(e)) => format!(
+                    "applying a log batch failed; storage still fails: {}",
+                    describe(&e)
+                ),
                 None => control
                     .health
                     .borrow()
