@@ -46,6 +46,16 @@
 //! the next start; so the final flush failing is reported as a warning, not
 //! an error.
 //!
+//! # The log on a JetStream cluster
+//!
+//! [`Server::open_bound_with_log`] with [`JetStreamOptions`] (`srs serve
+//! --log-url`) keeps the log in a JetStream stream
+//! (`srs_log_jetstream`) instead of the data directory's sled database;
+//! the read models, content and tokens stay in the data directory. When
+//! the cluster loses its quorum the log answers appends `UNAVAILABLE` and
+//! resumes by itself once it is back (no reopen: the backend reads back
+//! what the stream holds).
+//!
 //! # Files
 //!
 //! A data directory srs creates is made mode 0700 (so are the content
@@ -61,10 +71,11 @@ use std::time::{Duration, Instant};
 
 use srs_domain::app::{AppError, Service, ServiceConfig};
 use srs_domain::log::{
-    EventLog, EventStore, Faults, LogError, SledEventStore, StoreOptions, Writability,
+    EventLog, EventStore, Faults, LogError, SledEventStore, StorageError, StoreOptions, Writability,
 };
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
+use srs_log_jetstream::{JetStreamBackend, JetStreamOptions};
 use srs_projections::models::tokens::TokensProjection;
 use srs_projections::store::{Db, Store};
 use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which};
@@ -155,6 +166,8 @@ const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
 /// A server whose data directory is open and whose socket is bound.
 pub struct Server {
     options: ServeOptions,
+    /// Where the log is: `None` for the data directory's sled database.
+    log: Option<JetStreamOptions>,
     clock: Arc<dyn Clock>,
     faults: Option<Arc<Faults>>,
     bootstrap: Option<String>,
@@ -224,6 +237,19 @@ impl Server {
         faults: Option<Arc<Faults>>,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
+        Self::open_bound_with_log(options, None, clock, faults, listener).await
+    }
+
+    /// [`Server::open_bound`] with the log in a JetStream stream when
+    /// `log` is given (see the module docs), in the data directory's sled
+    /// database otherwise.
+    pub async fn open_bound_with_log(
+        options: ServeOptions,
+        log: Option<JetStreamOptions>,
+        clock: Arc<dyn Clock>,
+        faults: Option<Arc<Faults>>,
+        listener: TcpListener,
+    ) -> Result<Server, ServeError> {
         srs_domain::log::create_private_dir(&options.data).map_err(|source| {
             ServeError::DataDir {
                 path: options.data.clone(),
@@ -231,24 +257,41 @@ impl Server {
             }
         })?;
         let db = open_data_db(&options)?;
-        Self::start(options, clock, faults, db, listener).await
+        Self::start(options, log, clock, faults, db, listener).await
     }
 
     /// Starts on an opened database and a bound listener.
     async fn start(
         options: ServeOptions,
+        log: Option<JetStreamOptions>,
         clock: Arc<dyn Clock>,
         faults: Option<Arc<Faults>>,
         db: Db,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
-        let store_options = StoreOptions {
-            probe_dir: Some(options.data.clone()),
-            faults: faults.clone(),
-            ..StoreOptions::default()
+        let store: EventLog<DomainEvent> = match &log {
+            None => {
+                let store_options = StoreOptions {
+                    probe_dir: Some(options.data.clone()),
+                    faults: faults.clone(),
+                    ..StoreOptions::default()
+                };
+                SledEventStore::with_db(db.sled().clone(), store_options)?.into_log()
+            }
+            Some(jetstream) => {
+                let jetstream = jetstream.clone();
+                // Connecting and reading the stream back blocks.
+                let backend =
+                    tokio::task::spawn_blocking(move || JetStreamBackend::open(&jetstream))
+                        .await
+                        .map_err(|e| LogError::Storage(StorageError::Other(e.to_string())))??;
+                let store_options = StoreOptions {
+                    faults: faults.clone(),
+                    ..StoreOptions::default()
+                };
+                EventLog::new(Arc::new(backend), store_options)?
+            }
         };
-        let store: EventLog<DomainEvent> =
-            SledEventStore::with_db(db.sled().clone(), store_options)?.into_log();
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
         // One key ring for the data directory: the content store seals
         // chunks and the service seals session events under the same
@@ -304,6 +347,7 @@ impl Server {
         });
         Ok(Server {
             options,
+            log,
             clock,
             faults,
             bootstrap,
@@ -361,6 +405,7 @@ impl Server {
         let mut delay = Duration::ZERO;
         let result = loop {
             let (options, clock) = (server.options.clone(), server.clock.clone());
+            let log = server.log.clone();
             let faults = server.faults.clone();
             let spare = match server.serve_once(extra.clone(), stop.clone(), delay).await {
                 Ok((Ended::Signal, _)) => break Ok(()),
@@ -374,7 +419,7 @@ impl Server {
                 _ => Duration::ZERO,
             };
             last_reopen = Some(Instant::now());
-            match reopen(options, clock, faults, spare, stop.clone()).await {
+            match reopen(options, log, clock, faults, spare, stop.clone()).await {
                 Ok(Some(next)) => server = next,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -491,6 +536,7 @@ impl Server {
 /// `None` when the stop signal came meanwhile.
 async fn reopen(
     options: ServeOptions,
+    log: Option<JetStreamOptions>,
     clock: Arc<dyn Clock>,
     faults: Option<Arc<Faults>>,
     spare: std::net::TcpListener,
@@ -508,7 +554,15 @@ async fn reopen(
                 .try_clone()
                 .and_then(TcpListener::from_std)
                 .map_err(ServeError::Http)?;
-            Server::start(options.clone(), clock.clone(), faults.clone(), db, listener).await
+            Server::start(
+                options.clone(),
+                log.clone(),
+                clock.clone(),
+                faults.clone(),
+                db,
+                listener,
+            )
+            .await
         };
         match attempt.await {
             Ok(server) => {

@@ -32,7 +32,10 @@ async fn main() {
         );
         let log: EventLog<ContractEvent> =
             EventLog::new(backend.clone(), StoreOptions::default()).unwrap();
-        let _ = log.append("s", ExpectedVersion::Any, vec![event(1)]).await.unwrap();
+        let _ = log
+            .append("s", ExpectedVersion::Any, vec![event(1)])
+            .await
+            .unwrap();
         let mut size = 0;
         backend
             .scan(1, 1, &mut |_, bytes| {
@@ -88,9 +91,8 @@ async fn raw(cluster: &Cluster, name: &str, events: usize, writers: usize, size:
 }
 
 async fn log(cluster: &Cluster, name: &str, events: usize, writers: usize) -> f64 {
-    let backend = Arc::new(
-        JetStreamBackend::open(&JetStreamOptions::new(&cluster.urls(), name)).unwrap(),
-    );
+    let backend =
+        Arc::new(JetStreamBackend::open(&JetStreamOptions::new(&cluster.urls(), name)).unwrap());
     let log: EventLog<ContractEvent> = EventLog::new(backend, StoreOptions::default()).unwrap();
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers)
@@ -99,7 +101,11 @@ async fn log(cluster: &Cluster, name: &str, events: usize, writers: usize) -> f6
             tokio::spawn(async move {
                 for n in 0..events / writers {
                     let _ = log
-                        .append(&format!("w{w}"), ExpectedVersion::Any, vec![event(n as u64)])
+                        .append(
+                            &format!("w{w}"),
+                            ExpectedVersion::Any,
+                            vec![event(n as u64)],
+                        )
                         .await
                         .unwrap();
                 }
@@ -110,6 +116,9 @@ async fn log(cluster: &Cluster, name: &str, events: usize, writers: usize) -> f6
         task.await.unwrap();
     }
     let elapsed = started.elapsed().as_secs_f64();
-    assert_eq!(EventStore::head(&log).position as usize, events / writers * writers);
+    assert_eq!(
+        EventStore::head(&log).position as usize,
+        events / writers * writers
+    );
     (events / writers * writers) as f64 / elapsed
 }

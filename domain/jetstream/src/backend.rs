@@ -11,9 +11,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{Client, HeaderMap};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
-use srs_domain::log::{
-    decode_record, Commit, Head, LogBackend, LogError, StorageError, Visit,
-};
+use srs_domain::log::{decode_record, Commit, Head, LogBackend, LogError, StorageError, Visit};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
@@ -68,14 +66,25 @@ impl JetStreamOptions {
 
 /// The log stored in a JetStream stream (see the crate docs).
 pub struct JetStreamBackend {
-    /// `Some` until dropped (shut down in the background, so dropping the
-    /// backend on a tokio worker is fine).
-    runtime: Option<Runtime>,
+    runtime: OwnRuntime,
     nats: Nats,
     index: RwLock<Index>,
     /// Set when a commit failed: storage may hold more than the index
     /// until [`LogBackend::resync`] has read it back.
     unsure: AtomicBool,
+}
+
+/// The backend's runtime, shut down in the background when dropped, so
+/// dropping it on a tokio worker (a failed open in an async caller, the
+/// last handle of a log) is fine.
+struct OwnRuntime(Option<Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The connection and what every request needs; cloned into each request
@@ -202,10 +211,7 @@ impl Nats {
             .connect(options.urls.as_slice())
             .await
             .map_err(|e| {
-                unavailable(format!(
-                    "cannot connect to {}: {e}",
-                    options.urls.join(",")
-                ))
+                unavailable(format!("cannot connect to {}: {e}", options.urls.join(",")))
             })?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(options.timeout);
@@ -250,8 +256,7 @@ impl Nats {
             .map_err(|e| unavailable(format!("stream {}: {e}", self.stream)))?
             .clone();
         let found = &info.config;
-        if !found.allow_atomic_publish || !found.allow_direct || found.subjects != config.subjects
-        {
+        if !found.allow_atomic_publish || !found.allow_direct || found.subjects != config.subjects {
             return Err(other(format!(
                 "stream {} exists with another configuration (it needs allow_atomic, allow_direct and the one subject {})",
                 self.stream, self.subject
@@ -327,7 +332,8 @@ impl Nats {
             .subscribe(inbox.clone())
             .await
             .map_err(|e| unavailable(format!("subscribing for a read: {e}")))?;
-        let request = serde_json::json!({ "seq": seq, "batch": batch, "max_bytes": READ_MAX_BYTES });
+        let request =
+            serde_json::json!({ "seq": seq, "batch": batch, "max_bytes": READ_MAX_BYTES });
         self.client
             .publish_with_reply(
                 format!("$JS.API.DIRECT.GET.{}", self.stream),
@@ -448,8 +454,8 @@ impl Nats {
 /// Positions are gapless only if the stream never lost a message.
 fn check_gapless(name: &str, state: &stream::State) -> Result<(), LogError> {
     let last = state.last_sequence;
-    let gapless = (last == 0 && state.messages == 0)
-        || (state.first_sequence == 1 && state.messages == last);
+    let gapless =
+        (last == 0 && state.messages == 0) || (state.first_sequence == 1 && state.messages == last);
     if gapless {
         Ok(())
     } else {
@@ -465,18 +471,20 @@ impl JetStreamBackend {
     /// crate docs for its configuration) and rebuilds the indexes from
     /// its records.
     pub fn open(options: &JetStreamOptions) -> Result<Self, LogError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("srs-jetstream")
-            .enable_all()
-            .build()
-            .map_err(|e| LogError::Storage(StorageError::Io(e)))?;
-        let nats = run_on(&runtime, {
+        let runtime = OwnRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("srs-jetstream")
+                .enable_all()
+                .build()
+                .map_err(|e| LogError::Storage(StorageError::Io(e)))?,
+        ));
+        let nats = run_on(runtime.0.as_ref().ok_or(LogError::WriterStopped)?, {
             let options = options.clone();
             async move { Nats::connect(&options).await }
         })?;
         let backend = JetStreamBackend {
-            runtime: Some(runtime),
+            runtime,
             nats,
             index: RwLock::new(Index::default()),
             unsure: AtomicBool::new(false),
@@ -510,7 +518,7 @@ impl JetStreamBackend {
         &self,
         request: impl Future<Output = Result<T, LogError>> + Send + 'static,
     ) -> Result<T, LogError> {
-        let runtime = self.runtime.as_ref().ok_or(LogError::WriterStopped)?;
+        let runtime = self.runtime.0.as_ref().ok_or(LogError::WriterStopped)?;
         run_on(runtime, request)
     }
 
@@ -551,14 +559,6 @@ fn run_on<T: Send + 'static>(
         let _ = tx.send(request.await);
     });
     rx.recv().map_err(|_| LogError::WriterStopped)?
-}
-
-impl Drop for JetStreamBackend {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 impl LogBackend for JetStreamBackend {

@@ -40,8 +40,8 @@ pub fn nats_server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("SRS_NATS_SERVER") {
         return PathBuf::from(path);
     }
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/nats-server/bin/nats-server");
+    let installed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/nats-server/bin/nats-server");
     if installed.exists() {
         return installed;
     }
@@ -105,11 +105,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster {
-            dir,
-            binary,
-            nodes,
-        };
+        let mut cluster = Cluster { dir, binary, nodes };
         for i in 0..3 {
             cluster.start_node(i);
         }
@@ -179,9 +175,9 @@ impl Cluster {
             let leaders: Vec<Option<String>> = (0..self.nodes.len())
                 .filter(|&i| self.is_running(i))
                 .map(|i| {
-                    self.monitor(i, "/jsz").ok().and_then(|jsz| {
-                        jsz["meta_cluster"]["leader"].as_str().map(str::to_owned)
-                    })
+                    self.monitor(i, "/jsz")
+                        .ok()
+                        .and_then(|jsz| jsz["meta_cluster"]["leader"].as_str().map(str::to_owned))
                 })
                 .collect();
             let agreed = leaders.first().cloned().flatten().filter(|leader| {

@@ -50,7 +50,10 @@ async fn append_retrying(
 ) -> Appended {
     let deadline = Instant::now() + SETTLE;
     loop {
-        match log.append(stream, ExpectedVersion::Any, events.clone()).await {
+        match log
+            .append(stream, ExpectedVersion::Any, events.clone())
+            .await
+        {
             Ok(appended) => return appended,
             Err(e) if e.is_unavailable() && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -103,7 +106,11 @@ async fn a_multi_event_append_is_stored_whole_or_not_at_all() {
         note: "x".repeat(9 * 1024 * 1024),
     };
     let refused = log
-        .append("a", ExpectedVersion::Exact(5), vec![event(6), event(8), big])
+        .append(
+            "a",
+            ExpectedVersion::Exact(5),
+            vec![event(6), event(8), big],
+        )
         .await;
     assert!(
         matches!(&refused, Err(e) if e.is_unavailable()),
@@ -134,7 +141,11 @@ async fn a_multi_event_append_is_stored_whole_or_not_at_all() {
     wait_writable(&stale_log).await;
     assert_eq!(stale.head().unwrap().position, 6);
     let after = stale_log
-        .append("b", ExpectedVersion::NoStream, (10..13).map(event).collect())
+        .append(
+            "b",
+            ExpectedVersion::NoStream,
+            (10..13).map(event).collect(),
+        )
         .await
         .unwrap();
     assert_eq!(after.positions, vec![7, 8, 9]);
@@ -179,11 +190,7 @@ async fn a_stored_event_id_is_answered_after_reopening() {
     assert_eq!(open(&cluster, "ids").head().unwrap(), head);
     // Part of a stored append with new ids is refused, nothing written.
     let mixed = log
-        .append(
-            "s",
-            ExpectedVersion::Any,
-            vec![events[0].clone(), event(9)],
-        )
+        .append("s", ExpectedVersion::Any, vec![events[0].clone(), event(9)])
         .await;
     assert!(matches!(mixed, Err(AppendError::Invalid(_))), "{mixed:?}");
     assert_eq!(open(&cluster, "ids").head().unwrap(), head);
@@ -202,7 +209,9 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 for n in 0..60u64 {
-                    let events: Vec<_> = (0..=(n % 3)).map(|k| event(w * 1000 + n * 10 + k)).collect();
+                    let events: Vec<_> = (0..=(n % 3))
+                        .map(|k| event(w * 1000 + n * 10 + k))
+                        .collect();
                     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
                     let appended = append_retrying(&log, &format!("w{w}"), events).await;
                     acknowledged.push((ids, appended.positions));
@@ -218,7 +227,10 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let leader = cluster.stream_leader("leader").expect("a stream leader");
-    assert_eq!(backend.stream_leader().unwrap().as_deref(), Some(leader.as_str()));
+    assert_eq!(
+        backend.stream_leader().unwrap().as_deref(),
+        Some(leader.as_str())
+    );
     let killed = cluster.index_of(&leader).unwrap();
     cluster.kill(killed);
 
@@ -233,13 +245,20 @@ async fn killing_the_stream_leader_loses_no_acknowledged_event() {
     // Every acknowledged event is where its acknowledgement said.
     for (ids, positions) in &acknowledged {
         for (id, position) in ids.iter().zip(positions) {
-            let stored = log.read_event(*id).await.unwrap().expect("an acknowledged event");
+            let stored = log
+                .read_event(*id)
+                .await
+                .unwrap()
+                .expect("an acknowledged event");
             assert_eq!(stored.position, *position);
         }
     }
     let head = EventStore::head(&log).position;
     let events: usize = acknowledged.iter().map(|(ids, _)| ids.len()).sum();
-    assert_eq!(head, events as u64, "each acknowledged event once, nothing else");
+    assert_eq!(
+        head, events as u64,
+        "each acknowledged event once, nothing else"
+    );
     drop(log);
     assert_gapless_and_intact(&cluster, "leader", head).await;
 }

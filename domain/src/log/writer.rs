@@ -532,8 +532,11 @@ fn recover(
         }
         wait = (wait * 2).min(RETRY_MAX);
         attempts += 1;
+        let mut resyncs = false;
         let reason = if broken {
-            match backend.resync() {
+            let resynced = backend.resync();
+            resyncs = resynced.is_some();
+            match resynced {
                 Some(Ok(stored)) if stored.position >= applied.position => {
                     // The apply thread resumes from the stored head; the
                     // failed commit is in it whole, or not at all.
@@ -582,7 +585,8 @@ fn recover(
                 }
             }
         };
-        let health = if control.probe() {
+        // A backend that resyncs recovers in place: a reopen would not help.
+        let health = if !resyncs && control.probe() {
             Writability::NeedsReopen { reason }
         } else {
             Writability::Retrying { reason }
