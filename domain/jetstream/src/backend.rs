@@ -677,15 +677,22 @@ impl LogBackend for JetStreamBackend {
             return Err(e);
         }
 
-        let mut index = self
+        let indexed = self
             .index
             .write()
-            .map_err(|_| other("the index lock is poisoned"))?;
-        for (position, stream, version, event_id) in &entries {
-            index.add(*position, stream, *version, *event_id)?;
+            .map_err(|_| other("the index lock is poisoned"))
+            .and_then(|mut index| {
+                for (position, stream, version, event_id) in &entries {
+                    index.add(*position, stream, *version, *event_id)?;
+                }
+                index.head.hash = new_hash;
+                Ok(())
+            });
+        if indexed.is_err() {
+            // Stored, but not indexed: resync reads it back.
+            self.unsure.store(true, Ordering::Release);
         }
-        index.head.hash = new_hash;
-        Ok(())
+        indexed
     }
 
     fn flush(&self) -> Result<(), LogError> {
