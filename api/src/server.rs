@@ -54,7 +54,12 @@
 //! the read models, content and tokens stay in the data directory. When
 //! the cluster loses its quorum the log answers appends `UNAVAILABLE` and
 //! resumes by itself once it is back (no reopen: the backend reads back
-//! what the stream holds).
+//! what the stream holds). The data directory is bound to that log: its
+//! [`LOG_ID_FILE`] names the stream and its creation time, and a start
+//! with another log (another stream, the stream deleted and created again,
+//! or a data directory holding an embedded log) is refused with
+//! [`ServeError::LogMismatch`], since its read models were built from
+//! another history.
 //!
 //! # Files
 //!
@@ -139,6 +144,10 @@ pub enum ServeError {
     },
     #[error("the event log: {0}")]
     Log(#[from] LogError),
+    /// The data directory's read models were built from another log than
+    /// the one `--log-url` names.
+    #[error("{0}")]
+    LogMismatch(String),
     #[error("the read models: {0}")]
     Projection(#[from] ProjectionError),
     #[error("creating the first admin token: {0}")]
@@ -289,6 +298,7 @@ impl Server {
                     faults: faults.clone(),
                     ..StoreOptions::default()
                 };
+                bind_to_log(&options.data, &db, backend.identity())?;
                 EventLog::new(Arc::new(backend), store_options)?
             }
         };
@@ -584,6 +594,42 @@ async fn reopen(
             _ = stop.wait_for(|stop| *stop) => return Ok(None),
         }
         wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The file of a data directory served with `--log-url` that names the
+/// log its read models are built from (see the module docs).
+pub const LOG_ID_FILE: &str = "log-id";
+
+/// Refuses a data directory built from another log than `identity` (the
+/// JetStream backend's), and binds a new one to it.
+fn bind_to_log(data: &std::path::Path, db: &Db, identity: &str) -> Result<(), ServeError> {
+    use srs_domain::log::{LogBackend as _, LOG_TREE};
+    let embedded = db.sled().open_tree(LOG_TREE).map_err(LogError::from)?;
+    if embedded.head()?.position > 0 {
+        return Err(ServeError::LogMismatch(format!(
+            "the data directory {} holds an embedded log; serve a JetStream log from an empty data directory",
+            data.display()
+        )));
+    }
+    let path = data.join(LOG_ID_FILE);
+    let data_dir = |source| ServeError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == identity => Ok(()),
+        Ok(found) => Err(ServeError::LogMismatch(format!(
+            "the data directory {} was built from the log `{}`, not `{identity}` (another stream, or the stream was created again): serve this log from an empty data directory",
+            data.display(),
+            found.trim()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let partial = data.join(format!("{LOG_ID_FILE}.partial"));
+            std::fs::write(&partial, format!("{identity}\n")).map_err(data_dir)?;
+            std::fs::rename(&partial, &path).map_err(data_dir)
+        }
+        Err(e) => Err(data_dir(e)),
     }
 }
 

@@ -637,7 +637,7 @@ async fn serve(
     let clock = clock.unwrap_or_else(|| Arc::new(srs_domain::time::SystemClock));
     let server = match Server::open_bound_with_log(options, log, clock, None, listener).await {
         Ok(server) => server,
-        Err(e @ ServeError::Locked(_)) => {
+        Err(e @ (ServeError::Locked(_) | ServeError::LogMismatch(_))) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(2));
         }

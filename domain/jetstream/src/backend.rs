@@ -72,6 +72,8 @@ pub struct JetStreamBackend {
     /// Set when a commit failed: storage may hold more than the index
     /// until [`LogBackend::resync`] has read it back.
     unsure: AtomicBool,
+    /// The stream's name and creation time (see [`JetStreamBackend::identity`]).
+    identity: String,
 }
 
 /// The backend's runtime, shut down in the background when dropped, so
@@ -488,6 +490,7 @@ impl JetStreamBackend {
             nats,
             index: RwLock::new(Index::default()),
             unsure: AtomicBool::new(false),
+            identity: String::new(),
         };
         let info = backend.run({
             let nats = backend.nats.clone();
@@ -496,12 +499,26 @@ impl JetStreamBackend {
         })?;
         check_gapless(&options.stream, &info.state)?;
         backend.index_up_to(info.state.last_sequence)?;
-        Ok(backend)
+        Ok(JetStreamBackend {
+            identity: format!(
+                "{} created {}",
+                options.stream,
+                info.created.unix_timestamp_nanos()
+            ),
+            ..backend
+        })
     }
 
     /// The stream's name.
     pub fn stream(&self) -> &str {
         &self.nats.stream
+    }
+
+    /// Which log this is: the stream's name and creation time. A stream
+    /// deleted and created again under the same name is another log (what
+    /// was built from the old one, read models, must not be kept).
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// The name of the server leading the stream now (tests and drills).

@@ -1,7 +1,8 @@
 //! `srs serve --log-url` and `srs verify --log-url` against a real
 //! three-node nats-server cluster: the log lives in the JetStream stream,
 //! not in the data directory, so a server on an empty data directory
-//! serves what another one wrote.
+//! serves what another one wrote, and a data directory built from
+//! another log is refused.
 
 use serde_json::json;
 use srs_log_jetstream::testing::Cluster;
@@ -63,6 +64,33 @@ async fn the_log_on_a_jetstream_cluster_is_served_verified_and_kept() {
     create_site(&admin, "site 3").await;
     assert!(log_head(&admin).await > head);
     assert!(srs.stop().success());
+
+    // A data directory is bound to the log its read models come from:
+    // another stream, or an embedded log, is refused (exit 2).
+    let first_arg = first.to_str().unwrap();
+    let serve = ["serve", "--data", first_arg, "--listen", "127.0.0.1:0"];
+    let other = [
+        ("SRS_LOG_URL", urls.as_str()),
+        ("SRS_LOG_STREAM", "srs-other"),
+    ];
+    let (code, _, stderr) = run_srs(&serve, &other);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("was built from the log `srs-e2e"),
+        "{stderr}"
+    );
+    let embedded = dir.path().join("embedded");
+    let srs = Srs::start(&embedded).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    create_site(&admin, "embedded").await;
+    assert!(srs.stop().success());
+    let embedded_arg = embedded.to_str().unwrap();
+    let (code, _, stderr) = run_srs(
+        &["serve", "--data", embedded_arg, "--listen", "127.0.0.1:0"],
+        &env,
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("holds an embedded log"), "{stderr}");
 
     // A cluster that is not there: a clear error, exit 2.
     let (code, _, stderr) = run_srs(
