@@ -68,6 +68,14 @@
 //!   while the surviving server answers direct gets. Nothing is half
 //!   written (a batch is whole or absent). When a server comes back the
 //!   quorum is restored, resync succeeds and writes resume by themselves.
+//! * **Several writers on one stream** store nothing stale: a handle that
+//!   missed another's commits has its commit refused by the stream (wrong
+//!   expected last sequence), reads the stream back (resync) and the
+//!   retried append is decided again on what is stored. But a handle
+//!   learns of the others' records only then: until its own commit is
+//!   refused, its reads, and the conflicts it answers on expected
+//!   versions, reflect its last view. So `srs serve` runs one writer per
+//!   stream for now.
 //! * **All three lost**: appends and reads fail `Unavailable`; restarted
 //!   servers recover from their disks (synced on every write), and the
 //!   writer resumes as above.

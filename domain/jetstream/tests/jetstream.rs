@@ -307,3 +307,49 @@ async fn without_a_quorum_appends_fail_and_resume_after_a_restart() {
     cluster.start_node(1);
     assert_gapless_and_intact(&cluster, "quorum", 7).await;
 }
+
+/// Appends like [`append_retrying`] with an expected version, returning
+/// the first answer that is not "unavailable".
+async fn append_expecting(
+    log: &EventLog<ContractEvent>,
+    expected: ExpectedVersion,
+    event: NewEvent<ContractEvent>,
+) -> Result<Appended, AppendError> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match log.append("s", expected, vec![event.clone()]).await {
+            Err(e) if e.is_unavailable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_stream_never_store_a_stale_decision() {
+    let cluster = Cluster::start();
+    let (a, b) = (open(&cluster, "two"), open(&cluster, "two"));
+    let (log_a, log_b) = (log_over(&a), log_over(&b));
+    // Taking turns: each commit on a handle that missed the other's is
+    // refused by the stream (expected last sequence); the handle reads
+    // the stream back and the retried append is decided again on it.
+    for turn in 0..10u64 {
+        for (log, version) in [(&log_a, 2 * turn), (&log_b, 2 * turn + 1)] {
+            let appended = append_expecting(log, ExpectedVersion::Any, event(version))
+                .await
+                .unwrap();
+            assert_eq!(appended.stream_version, version + 1);
+            assert_eq!(appended.positions, vec![version + 1]);
+        }
+    }
+    // A decided on version 19 (its last view); the stream refuses the
+    // commit, and decided again on the stream's version 20 it conflicts.
+    let stale = append_expecting(&log_a, ExpectedVersion::Exact(19), event(99)).await;
+    assert!(
+        matches!(&stale, Err(AppendError::Conflict(c)) if c.actual == Some(20)),
+        "{stale:?}"
+    );
+    drop((log_a, log_b));
+    assert_gapless_and_intact(&cluster, "two", 20).await;
+}
