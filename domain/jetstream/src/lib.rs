@@ -64,8 +64,9 @@
 //!   quorum, so on at least one of the two).
 //! * **Two servers lost**: no quorum, no leader. Commits time out; the
 //!   core answers `Unavailable` within [`JetStreamOptions::timeout`] and
-//!   refuses further appends at once; reads of stored positions still work
-//!   while the surviving server answers direct gets. Nothing is half
+//!   refuses further appends at once; reads of stored positions are
+//!   answered while the surviving server serves direct gets, and fail
+//!   `Unavailable` after the timeout otherwise. Nothing is half
 //!   written (a batch is whole or absent). When a server comes back the
 //!   quorum is restored, resync succeeds and writes resume by themselves.
 //! * **Several writers on one stream** store nothing stale: a handle that
