@@ -19,6 +19,10 @@ use uuid::Uuid;
 /// the most records one commit of this backend holds.
 pub const MAX_BATCH: usize = 1_000;
 
+/// What a record leaves of a server's largest message for the headers of
+/// its batch.
+const HEADER_ROOM: usize = 1024;
+
 /// How many records one direct get asks for.
 const READ_BATCH: usize = 256;
 
@@ -196,6 +200,18 @@ struct BatchAck {
     count: usize,
 }
 
+/// How one publish of a batch failed.
+enum Attempt {
+    /// No stream leader received the commit: nothing of the batch is
+    /// stored, it may be published again.
+    NoLeader(LogError),
+    /// Anything else: the batch may or may not be stored.
+    Failed(LogError),
+}
+
+/// How long a commit that found no stream leader waits before the next try.
+const NO_LEADER_RETRY: Duration = Duration::from_millis(50);
+
 /// JetStream's error code for a publish whose expected last sequence is
 /// not the stream's.
 const WRONG_LAST_SEQUENCE: u16 = 10071;
@@ -252,11 +268,24 @@ impl Nats {
                 Err(e) => return Err(unavailable(format!("stream {}: {e}", self.stream))),
             }
         };
-        let info = stream
+        let mut info = stream
             .info()
             .await
             .map_err(|e| unavailable(format!("stream {}: {e}", self.stream)))?
             .clone();
+        // A stream just created elects its leader: wait for it, so the
+        // first commit finds one.
+        while info.cluster.as_ref().is_some_and(|c| c.leader.is_none()) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(format!("stream {} has no leader", self.stream)));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            info = stream
+                .info()
+                .await
+                .map_err(|e| unavailable(format!("stream {}: {e}", self.stream)))?
+                .clone();
+        }
         let found = &info.config;
         if !found.allow_atomic_publish || !found.allow_direct || found.subjects != config.subjects {
             return Err(other(format!(
@@ -387,11 +416,29 @@ impl Nats {
 
     /// Publishes `records` (bytes at consecutive positions after
     /// `after`) as one atomic batch and waits for its acknowledgement.
+    /// While no stream leader takes the commit (no responders: none
+    /// received it, so nothing of the batch is committed) it publishes the
+    /// batch again, under a new id, until the timeout.
     async fn publish_batch(&self, after: u64, records: Vec<Vec<u8>>) -> Result<(), LogError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match self.publish_batch_once(after, &records).await {
+                Ok(()) => return Ok(()),
+                Err(Attempt::NoLeader(_))
+                    if tokio::time::Instant::now() + NO_LEADER_RETRY < deadline =>
+                {
+                    tokio::time::sleep(NO_LEADER_RETRY).await;
+                }
+                Err(Attempt::NoLeader(e) | Attempt::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn publish_batch_once(&self, after: u64, records: &[Vec<u8>]) -> Result<(), Attempt> {
         let count = records.len();
         let batch_id = Uuid::new_v4().simple().to_string();
         let mut commit = None;
-        for (i, bytes) in records.into_iter().enumerate() {
+        for (i, bytes) in records.iter().cloned().enumerate() {
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Batch-Id", batch_id.as_str());
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
@@ -405,10 +452,12 @@ impl Nats {
                 self.client
                     .publish_with_headers(self.subject.clone(), headers, bytes.into())
                     .await
-                    .map_err(|e| unavailable(format!("publishing a batch: {e}")))?;
+                    .map_err(|e| {
+                        Attempt::Failed(unavailable(format!("publishing a batch: {e}")))
+                    })?;
             }
         }
-        let (headers, bytes) = commit.ok_or_else(|| other("an empty batch"))?;
+        let (headers, bytes) = commit.ok_or_else(|| Attempt::Failed(other("an empty batch")))?;
         let request = async_nats::Request::new()
             .headers(headers)
             .payload(bytes.into())
@@ -418,37 +467,52 @@ impl Nats {
             .send_request(self.subject.clone(), request)
             .await
             .map_err(|e| {
-                unavailable(format!(
+                let error = unavailable(format!(
                     "no acknowledgement of positions {} to {}: {e}",
                     after + 1,
                     after + count as u64
-                ))
+                ));
+                if e.kind() == async_nats::RequestErrorKind::NoResponders {
+                    Attempt::NoLeader(error)
+                } else {
+                    Attempt::Failed(error)
+                }
             })?;
         if let Some(status) = answer.status {
-            // 503: no responders, the stream has no leader now.
-            return Err(unavailable(format!(
+            let error = unavailable(format!(
                 "the stream answered {} {} to a commit",
                 status.as_u16(),
                 answer.description.unwrap_or_default()
-            )));
+            ));
+            // 503: no responders, the stream has no leader now.
+            return Err(if status.as_u16() == 503 {
+                Attempt::NoLeader(error)
+            } else {
+                Attempt::Failed(error)
+            });
         }
-        let ack: ApiAnswer<BatchAck> = serde_json::from_slice(&answer.payload)
-            .map_err(|e| other(format!("an acknowledgement does not parse: {e}")))?;
+        let ack: ApiAnswer<BatchAck> = serde_json::from_slice(&answer.payload).map_err(|e| {
+            Attempt::Failed(other(format!("an acknowledgement does not parse: {e}")))
+        })?;
         match ack {
             ApiAnswer::Ok(ack) => {
                 let last = after + count as u64;
                 if ack.seq != last || ack.count != count || ack.batch != batch_id {
-                    return Err(other(format!(
+                    return Err(Attempt::Failed(other(format!(
                         "batch {batch_id} of {count} records after {after} was acknowledged as {} records ending at {} (batch {})",
                         ack.count, ack.seq, ack.batch
-                    )));
+                    ))));
                 }
                 Ok(())
             }
-            ApiAnswer::Err { error } if error.err_code == WRONG_LAST_SEQUENCE => Err(other(
-                format!("the stream moved past position {after} (another writer?): {error}"),
-            )),
-            ApiAnswer::Err { error } => Err(other(format!("a commit was refused: {error}"))),
+            ApiAnswer::Err { error } if error.err_code == WRONG_LAST_SEQUENCE => {
+                Err(Attempt::Failed(other(format!(
+                    "the stream moved past position {after} (another writer?): {error}"
+                ))))
+            }
+            ApiAnswer::Err { error } => Err(Attempt::Failed(other(format!(
+                "a commit was refused: {error}"
+            )))),
         }
     }
 }
@@ -719,6 +783,12 @@ impl LogBackend for JetStreamBackend {
 
     fn max_commit_records(&self) -> usize {
         MAX_BATCH
+    }
+
+    fn max_record_bytes(&self) -> usize {
+        // The last server's limit the client saw (its default, 1 MiB,
+        // before any); the batch headers travel in the same message.
+        self.nats.client.max_payload().saturating_sub(HEADER_ROOM)
     }
 
     fn resync(&self) -> Option<Result<Head, LogError>> {

@@ -28,6 +28,9 @@
 //!   A batch holds at most 1,000 messages, so this backend caps commits at
 //!   1,000 records ([`LogBackend::max_commit_records`]): an append of
 //!   more events is refused as invalid.
+//! * A record is at most the servers' `max_payload` (1 MiB unless they
+//!   set it) less 1 KiB for the batch headers; an append with a larger
+//!   event is refused as invalid ([`LogBackend::max_record_bytes`]).
 //! * The indexes (event id to position, stream and version to position,
 //!   each stream's version) are kept in memory and rebuilt from the stream
 //!   at open by reading every record: the records are the only truth, so
@@ -104,6 +107,7 @@
 //! [`LogBackend`]: srs_domain::log::LogBackend
 //! [`LogBackend::max_commit_records`]: srs_domain::log::LogBackend::max_commit_records
 //! [`LogBackend::flush`]: srs_domain::log::LogBackend::flush
+//! [`LogBackend::max_record_bytes`]: srs_domain::log::LogBackend::max_record_bytes
 //! [`LogBackend::resync`]: srs_domain::log::LogBackend::resync
 
 mod backend;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use srs_domain::log::contract::{self, event, event_with_id, ContractEvent};
 use srs_domain::log::{
-    verify, AppendError, Appended, EventLog, EventStore, ExpectedVersion, LogBackend, NewEvent,
-    StoreOptions,
+    verify, AppendError, Appended, Commit, CommitRecord, EventLog, EventStore, ExpectedVersion,
+    Hash, Head, LogBackend, NewEvent, StoreOptions,
 };
 use srs_log_jetstream::testing::Cluster;
 use srs_log_jetstream::{JetStreamBackend, JetStreamOptions};
@@ -98,26 +98,48 @@ async fn a_multi_event_append_is_stored_whole_or_not_at_all() {
         .unwrap();
     assert_eq!(first.positions, vec![1, 2, 3, 4, 5]);
 
-    // The third event is over the servers' largest message: the first two
-    // reach the server in the batch, which is never committed.
+    // An event over the servers' largest message is refused as invalid,
+    // nothing written, the log writable.
     let mut big = event(7);
     big.payload = ContractEvent::Happened {
         n: 7,
         note: "x".repeat(9 * 1024 * 1024),
     };
     let refused = log
-        .append(
-            "a",
-            ExpectedVersion::Exact(5),
-            vec![event(6), event(8), big],
-        )
+        .append("a", ExpectedVersion::Exact(5), vec![event(6), big])
         .await;
     assert!(
-        matches!(&refused, Err(e) if e.is_unavailable()),
+        matches!(&refused, Err(AppendError::Invalid(_))),
         "{refused:?}"
     );
-    wait_writable(&log).await;
+    assert!(log.writability().is_writable());
     assert_eq!(backend.head().unwrap().position, 5);
+
+    // A batch broken off after two of its three messages reached the
+    // server (the third is over the client's limit) is never committed:
+    // nothing of it is stored. (Straight to the backend, the log idle.)
+    let record = |position: u64, size: usize| CommitRecord {
+        position,
+        stream: "a".into(),
+        version: position,
+        event_id: Uuid::now_v7(),
+        bytes: vec![1; size],
+    };
+    let broken_off = backend.commit(Commit {
+        records: vec![record(6, 100), record(7, 100), record(8, 9 * 1024 * 1024)],
+        streams: vec![("a".into(), 8)],
+        head: Some(Head {
+            position: 8,
+            hash: Hash([1; 32]),
+        }),
+    });
+    assert!(
+        matches!(&broken_off, Err(e) if e.is_unavailable()),
+        "{broken_off:?}"
+    );
+    let resynced = backend.resync().expect("the backend resyncs").unwrap();
+    assert_eq!(resynced.position, 5);
+    assert_eq!(open(&cluster, "atomic").head().unwrap().position, 5);
     assert_eq!(log.stream_version("a").await.unwrap(), Some(5));
 
     // A second handle that missed a commit is refused by the stream

@@ -55,6 +55,9 @@
 //!   commit can hold (a JetStream atomic batch holds at most 1,000
 //!   messages). The writer never hands a larger commit, and refuses an
 //!   append of more events than that as invalid.
+//! * [`LogBackend::max_record_bytes`]: the largest stored record (a
+//!   JetStream server's largest message). The writer refuses an append
+//!   with a larger event as invalid, writing nothing.
 //! * [`LogBackend::resync`]: after a failed commit whose outcome the
 //!   backend cannot know (a replicated publish that timed out), a backend
 //!   that can find out reads back what is stored (a prefix of the commits,
@@ -149,6 +152,11 @@ pub trait LogBackend: Send + Sync + 'static {
 
     /// The most records one [`Commit`] may hold (see the module docs).
     fn max_commit_records(&self) -> usize {
+        usize::MAX
+    }
+
+    /// The most bytes one stored record may take (see the module docs).
+    fn max_record_bytes(&self) -> usize {
         usize::MAX
     }
 

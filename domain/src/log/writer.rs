@@ -693,6 +693,14 @@ fn plan(
                 prev_hash: cursor.hash,
             },
         )?;
+        let most = backend.max_record_bytes();
+        if bytes.len() > most {
+            return Err(AppendError::Invalid(format!(
+                "event {} takes {} bytes stored, over the {most} bytes this log stores in one record",
+                event.event_id,
+                bytes.len()
+            )));
+        }
         writes.push((position, version, event.event_id, bytes));
         cursor = Head { position, hash };
     }
