@@ -3,7 +3,7 @@
 //! and index entries again). Positions, versions, the hash chain,
 //! expected versions, guards, idempotency, verification and import all
 //! come from the core, so they hold here as they do over sled.
-
+//!
 //! The checks themselves are `srs_domain::log::contract`, which every
 //! backend's tests run.
 
