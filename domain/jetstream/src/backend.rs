@@ -23,6 +23,9 @@ pub const MAX_BATCH: usize = 1_000;
 /// its batch.
 const HEADER_ROOM: usize = 1024;
 
+/// How long opening waits for the stream (its creation, its leader).
+const OPEN_WAIT: Duration = Duration::from_secs(30);
+
 /// How many records one direct get asks for.
 const READ_BATCH: usize = 256;
 
@@ -255,9 +258,9 @@ impl Nats {
             deny_purge: true,
             ..Default::default()
         };
-        // The cluster may still be electing its leaders: retry until the
-        // timeout.
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        // The cluster may still be electing its leaders, or be slow to
+        // answer: retry for a while.
+        let deadline = tokio::time::Instant::now() + OPEN_WAIT.max(self.timeout);
         let mut stream = loop {
             match self.js.get_or_create_stream(config.clone()).await {
                 Ok(stream) => break stream,

@@ -14,7 +14,13 @@ use srs_log_jetstream::{JetStreamBackend, JetStreamOptions};
 use uuid::Uuid;
 
 fn open(cluster: &Cluster, stream: &str) -> Arc<JetStreamBackend> {
-    Arc::new(JetStreamBackend::open(&JetStreamOptions::new(&cluster.urls(), stream)).expect("open"))
+    let options = JetStreamOptions {
+        // Room for a loaded machine (the tests run beside others); a
+        // lost quorum still answers within it.
+        timeout: Duration::from_secs(15),
+        ..JetStreamOptions::new(&cluster.urls(), stream)
+    };
+    Arc::new(JetStreamBackend::open(&options).expect("open"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
