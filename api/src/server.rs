@@ -46,6 +46,21 @@
 //! the next start; so the final flush failing is reported as a warning, not
 //! an error.
 //!
+//! # The log on a JetStream cluster
+//!
+//! [`Server::open_bound_with_log`] with [`JetStreamOptions`] (`srs serve
+//! --log-url`) keeps the log in a JetStream stream
+//! (`srs_log_jetstream`) instead of the data directory's sled database;
+//! the read models, content and tokens stay in the data directory. When
+//! the cluster loses its quorum the log answers appends `UNAVAILABLE` and
+//! resumes by itself once it is back (no reopen: the backend reads back
+//! what the stream holds). The data directory is bound to that log: its
+//! [`LOG_ID_FILE`] names the stream and its creation time, and a start
+//! with another log (another stream, the stream deleted and created again,
+//! or a data directory holding an embedded log) is refused with
+//! [`ServeError::LogMismatch`], since its read models were built from
+//! another history.
+//!
 //! # Files
 //!
 //! A data directory srs creates is made mode 0700 (so are the content
@@ -61,10 +76,11 @@ use std::time::{Duration, Instant};
 
 use srs_domain::app::{AppError, Service, ServiceConfig};
 use srs_domain::log::{
-    EventLog, EventStore, Faults, LogError, SledEventStore, StoreOptions, Writability,
+    EventLog, EventStore, Faults, LogError, SledEventStore, StorageError, StoreOptions, Writability,
 };
 use srs_domain::model::{DomainEvent, ServerStatus};
 use srs_domain::time::{Clock, SystemClock};
+use srs_log_jetstream::{JetStreamBackend, JetStreamOptions};
 use srs_projections::models::tokens::TokensProjection;
 use srs_projections::store::{Db, Store};
 use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which};
@@ -127,6 +143,10 @@ pub enum ServeError {
     },
     #[error("the event log: {0}")]
     Log(#[from] LogError),
+    /// The data directory's read models were built from another log than
+    /// the one `--log-url` names.
+    #[error("{0}")]
+    LogMismatch(String),
     #[error("the read models: {0}")]
     Projection(#[from] ProjectionError),
     #[error("creating the first admin token: {0}")]
@@ -154,6 +174,8 @@ const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
 /// A server whose data directory is open and whose socket is bound.
 pub struct Server {
     options: ServeOptions,
+    /// Where the log is: `None` for the data directory's sled database.
+    log: Option<JetStreamOptions>,
     clock: Arc<dyn Clock>,
     faults: Option<Arc<Faults>>,
     bootstrap: Option<String>,
@@ -223,6 +245,19 @@ impl Server {
         faults: Option<Arc<Faults>>,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
+        Self::open_bound_with_log(options, None, clock, faults, listener).await
+    }
+
+    /// [`Server::open_bound`] with the log in a JetStream stream when
+    /// `log` is given (see the module docs), in the data directory's sled
+    /// database otherwise.
+    pub async fn open_bound_with_log(
+        options: ServeOptions,
+        log: Option<JetStreamOptions>,
+        clock: Arc<dyn Clock>,
+        faults: Option<Arc<Faults>>,
+        listener: TcpListener,
+    ) -> Result<Server, ServeError> {
         srs_domain::log::create_private_dir(&options.data).map_err(|source| {
             ServeError::DataDir {
                 path: options.data.clone(),
@@ -230,24 +265,42 @@ impl Server {
             }
         })?;
         let db = open_data_db(&options)?;
-        Self::start(options, clock, faults, db, listener).await
+        Self::start(options, log, clock, faults, db, listener).await
     }
 
     /// Starts on an opened database and a bound listener.
     async fn start(
         options: ServeOptions,
+        log: Option<JetStreamOptions>,
         clock: Arc<dyn Clock>,
         faults: Option<Arc<Faults>>,
         db: Db,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
-        let store_options = StoreOptions {
-            probe_dir: Some(options.data.clone()),
-            faults: faults.clone(),
-            ..StoreOptions::default()
+        let store: EventLog<DomainEvent> = match &log {
+            None => {
+                let store_options = StoreOptions {
+                    probe_dir: Some(options.data.clone()),
+                    faults: faults.clone(),
+                    ..StoreOptions::default()
+                };
+                SledEventStore::with_db(db.sled().clone(), store_options)?.into_log()
+            }
+            Some(jetstream) => {
+                let jetstream = jetstream.clone();
+                // Connecting and reading the stream back blocks.
+                let backend =
+                    tokio::task::spawn_blocking(move || JetStreamBackend::open(&jetstream))
+                        .await
+                        .map_err(|e| LogError::Storage(StorageError::Other(e.to_string())))??;
+                let store_options = StoreOptions {
+                    faults: faults.clone(),
+                    ..StoreOptions::default()
+                };
+                bind_to_log(&options.data, &db, backend.identity())?;
+                EventLog::new(Arc::new(backend), store_options)?
+            }
         };
-        let store: EventLog<DomainEvent> =
-            SledEventStore::with_db(db.sled().clone(), store_options)?.into_log();
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
         // One key ring for the data directory: the content store seals
         // chunks and the service seals session events under the same
@@ -302,6 +355,7 @@ impl Server {
         });
         Ok(Server {
             options,
+            log,
             clock,
             faults,
             bootstrap,
@@ -359,6 +413,7 @@ impl Server {
         let mut delay = Duration::ZERO;
         let result = loop {
             let (options, clock) = (server.options.clone(), server.clock.clone());
+            let log = server.log.clone();
             let faults = server.faults.clone();
             let spare = match server.serve_once(extra.clone(), stop.clone(), delay).await {
                 Ok((Ended::Signal, _)) => break Ok(()),
@@ -372,7 +427,7 @@ impl Server {
                 _ => Duration::ZERO,
             };
             last_reopen = Some(Instant::now());
-            match reopen(options, clock, faults, spare, stop.clone()).await {
+            match reopen(options, log, clock, faults, spare, stop.clone()).await {
                 Ok(Some(next)) => server = next,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -489,6 +544,7 @@ impl Server {
 /// `None` when the stop signal came meanwhile.
 async fn reopen(
     options: ServeOptions,
+    log: Option<JetStreamOptions>,
     clock: Arc<dyn Clock>,
     faults: Option<Arc<Faults>>,
     spare: std::net::TcpListener,
@@ -506,7 +562,15 @@ async fn reopen(
                 .try_clone()
                 .and_then(TcpListener::from_std)
                 .map_err(ServeError::Http)?;
-            Server::start(options.clone(), clock.clone(), faults.clone(), db, listener).await
+            Server::start(
+                options.clone(),
+                log.clone(),
+                clock.clone(),
+                faults.clone(),
+                db,
+                listener,
+            )
+            .await
         };
         match attempt.await {
             Ok(server) => {
@@ -528,6 +592,42 @@ async fn reopen(
             _ = stop.wait_for(|stop| *stop) => return Ok(None),
         }
         wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The file of a data directory served with `--log-url` that names the
+/// log its read models are built from (see the module docs).
+pub const LOG_ID_FILE: &str = "log-id";
+
+/// Refuses a data directory built from another log than `identity` (the
+/// JetStream backend's), and binds a new one to it.
+fn bind_to_log(data: &std::path::Path, db: &Db, identity: &str) -> Result<(), ServeError> {
+    use srs_domain::log::{LogBackend as _, LOG_TREE};
+    let embedded = db.sled().open_tree(LOG_TREE).map_err(LogError::from)?;
+    if embedded.head()?.position > 0 {
+        return Err(ServeError::LogMismatch(format!(
+            "the data directory {} holds an embedded log; serve a JetStream log from an empty data directory",
+            data.display()
+        )));
+    }
+    let path = data.join(LOG_ID_FILE);
+    let data_dir = |source| ServeError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == identity => Ok(()),
+        Ok(found) => Err(ServeError::LogMismatch(format!(
+            "the data directory {} was built from the log `{}`, not `{identity}` (another stream, or the stream was created again): serve this log from an empty data directory",
+            data.display(),
+            found.trim()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let partial = data.join(format!("{LOG_ID_FILE}.partial"));
+            std::fs::write(&partial, format!("{identity}\n")).map_err(data_dir)?;
+            std::fs::rename(&partial, &path).map_err(data_dir)
+        }
+        Err(e) => Err(data_dir(e)),
     }
 }
 

@@ -3,18 +3,15 @@
 //! and index entries again). Positions, versions, the hash chain,
 //! expected versions, guards, idempotency, verification and import all
 //! come from the core, so they hold here as they do over sled.
-
-mod common;
+//!
+//! The checks themselves are `srs_domain::log::contract`, which every
+//! backend's tests run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use common::{event, event_with_id, TestEvent};
-use futures_util::StreamExt as _;
-use srs_domain::log::{
-    verify, AppendError, BreachKind, Commit, EventLog, EventStore, ExpectedVersion, Head,
-    LogBackend, LogError, LogImporter, StoreOptions, Visit,
-};
+use srs_domain::log::contract::{self, ContractEvent};
+use srs_domain::log::{verify, BreachKind, Commit, Head, LogBackend, LogError, Visit};
 use uuid::Uuid;
 
 #[derive(Default)]
@@ -123,116 +120,26 @@ impl LogBackend for MemoryBackend {
     }
 }
 
-fn log_over(backend: &Arc<MemoryBackend>) -> EventLog<TestEvent> {
-    EventLog::new(backend.clone(), StoreOptions::default()).expect("log")
+fn backend() -> (Arc<MemoryBackend>, Arc<dyn LogBackend>) {
+    let backend = Arc::new(MemoryBackend::default());
+    let dyn_backend: Arc<dyn LogBackend> = backend.clone();
+    (backend, dyn_backend)
 }
 
 #[tokio::test]
 async fn the_core_keeps_its_promises_over_another_backend() {
-    let backend = Arc::new(MemoryBackend::default());
-    let log = log_over(&backend);
-
-    let first = log
-        .append("a", ExpectedVersion::NoStream, vec![event(1), event(2)])
-        .await
-        .unwrap();
-    assert_eq!(first.positions, vec![1, 2]);
-    assert_eq!(first.stream_version, 2);
-    let second = log
-        .append("b", ExpectedVersion::Any, vec![event(3)])
-        .await
-        .unwrap();
-    assert_eq!(second.positions, vec![3]);
-
-    // Expected versions are checked by the core.
-    let stale = log
-        .append("a", ExpectedVersion::Exact(1), vec![event(4)])
-        .await;
-    assert!(matches!(stale, Err(AppendError::Conflict(_))), "{stale:?}");
-    // So are guards.
-    let guarded = log
-        .append_guarded(
-            "a",
-            ExpectedVersion::Exact(2),
-            vec![event(4)],
-            vec![("b".into(), ExpectedVersion::Exact(7))],
-        )
-        .await;
-    assert!(
-        matches!(&guarded, Err(AppendError::Conflict(c)) if c.stream == "b"),
-        "{guarded:?}"
-    );
-
-    // A retried append is answered from the id index, nothing written.
-    let id = Uuid::now_v7();
-    let stored = log
-        .append("c", ExpectedVersion::Any, vec![event_with_id(5, id)])
-        .await
-        .unwrap();
-    let commits = *backend.commits.lock().unwrap();
-    let retried = log
-        .append("c", ExpectedVersion::Any, vec![event_with_id(5, id)])
-        .await
-        .unwrap();
-    assert!(retried.deduplicated);
-    assert_eq!(retried.positions, stored.positions);
-    assert_eq!(*backend.commits.lock().unwrap(), commits);
-
-    // Reads, by position, stream and id, and a subscription.
-    let all = log.read_all(1, 100).await.unwrap();
-    assert_eq!(
-        all.iter().map(|e| e.position).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
-    );
-    let a = log.read_stream("a", 2, 10).await.unwrap();
-    assert_eq!(a.len(), 1);
-    assert_eq!(a[0].position, 2);
-    assert_eq!(log.stream_version("a").await.unwrap(), Some(2));
-    assert_eq!(log.read_event(id).await.unwrap().unwrap().position, 4);
-    let followed: Vec<u64> = log
-        .subscribe(2)
-        .take(3)
-        .map(|e| e.unwrap().position)
-        .collect()
-        .await;
-    assert_eq!(followed, vec![2, 3, 4]);
-
-    // The chain the core wrote checks out.
-    let report = verify::<TestEvent>(&*backend, 1, |_| {}).unwrap();
-    assert!(report.is_intact(), "{:?}", report.breach);
-    assert_eq!(report.last, EventStore::head(&log));
+    let (memory, backend) = backend();
+    contract::core_keeps_its_promises(backend).await;
+    // Three appends were written, one commit each; the refused and the
+    // deduplicated ones wrote nothing.
+    assert_eq!(*memory.commits.lock().unwrap(), 3);
 }
 
 #[tokio::test]
 async fn verify_and_import_work_over_another_backend() {
-    let source = Arc::new(MemoryBackend::default());
-    let log = log_over(&source);
-    for n in 0..20 {
-        let _ = log
-            .append(
-                &format!("s-{}", n % 3),
-                ExpectedVersion::Any,
-                vec![event(n)],
-            )
-            .await
-            .unwrap();
-    }
-    let records = log.read_raw(1, 100).unwrap();
-    assert_eq!(records.len(), 20);
-
-    // An import into an empty backend gives the same records and head.
-    let target = Arc::new(MemoryBackend::default());
-    let mut importer = LogImporter::new(target.clone()).unwrap();
-    for record in &records {
-        importer.push(record).unwrap();
-    }
-    let head = importer.finish().unwrap();
-    assert_eq!(head, EventStore::head(&log));
-    let imported = log_over(&target);
-    assert_eq!(imported.read_raw(1, 100).unwrap(), records);
-    assert_eq!(imported.stream_version("s-1").await.unwrap(), Some(7));
-    // A second import into it is refused.
-    assert!(LogImporter::new(target.clone()).is_err());
+    let (source, source_backend) = backend();
+    let (_, target) = backend();
+    contract::verify_and_import(source_backend, target).await;
 
     // A record altered in the backend is named by its position.
     {
@@ -241,7 +148,7 @@ async fn verify_and_import_work_over_another_backend() {
         let last = bytes.len() - 40;
         bytes[last] ^= 1;
     }
-    let breach = verify::<TestEvent>(&*source, 1, |_| {})
+    let breach = verify::<ContractEvent>(&*source, 1, |_| {})
         .unwrap()
         .breach
         .expect("a breach");

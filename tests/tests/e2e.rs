@@ -36,6 +36,8 @@ mod existence;
 mod full_disk;
 #[path = "e2e/history.rs"]
 mod history;
+#[path = "e2e/jetstream.rs"]
+mod jetstream;
 #[path = "e2e/journeys.rs"]
 mod journeys;
 #[path = "e2e/legal_hold.rs"]

@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use srs_api::server::{shutdown_signal, ServeError, ServeOptions, Server};
 use srs_api::state::{Limits, Rate};
+use srs_log_jetstream::{JetStreamBackend, JetStreamOptions};
 
 mod backup_cmd;
 mod replay_cmd;
@@ -97,6 +98,25 @@ pub enum Command {
         /// marked OFFLINE (checked every third of it, at most every 30 s).
         #[arg(long, env = "SRS_LIVENESS_SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         liveness_secs: u64,
+        /// Keep the log in a NATS JetStream cluster (nats-server 2.12+)
+        /// instead of the data directory: the servers' URLs,
+        /// comma-separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
+        /// The read models, content and tokens stay in the data directory.
+        #[arg(
+            long,
+            env = "SRS_LOG_URL",
+            value_name = "URLS",
+            conflicts_with = "demo"
+        )]
+        log_url: Option<String>,
+        /// The JetStream stream that holds the log (with --log-url).
+        #[arg(
+            long,
+            env = "SRS_LOG_STREAM",
+            value_name = "NAME",
+            default_value = "srs"
+        )]
+        log_stream: String,
         /// Start the service's clock at this RFC 3339 instant; it then runs
         /// at wall-clock speed. For drills and tests of time-dependent
         /// behaviour (the demo at a given time of day); never in production.
@@ -118,6 +138,18 @@ pub enum Command {
         /// Data directory (sled database).
         #[arg(long, env = "SRS_DATA", default_value = "./data")]
         data: PathBuf,
+        /// Verify the log kept in a NATS JetStream cluster instead (the
+        /// servers' URLs, comma-separated, as `srs serve --log-url`).
+        #[arg(long, env = "SRS_LOG_URL", value_name = "URLS")]
+        log_url: Option<String>,
+        /// The JetStream stream that holds the log (with --log-url).
+        #[arg(
+            long,
+            env = "SRS_LOG_STREAM",
+            value_name = "NAME",
+            default_value = "srs"
+        )]
+        log_stream: String,
         /// First position to check (the one before it is trusted).
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -383,6 +415,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limits,
             denial_facts_per_minute,
             liveness_secs,
+            log_url,
+            log_stream,
             clock_start,
         } => {
             init_tracing(log_format);
@@ -403,6 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cors_origins,
                 },
                 demo,
+                log_url.map(|urls| JetStreamOptions::new(&urls, &log_stream)),
                 clock_start.map(|start| {
                     Arc::new(ShiftedClock::starting_at(start)) as Arc<dyn srs_domain::time::Clock>
                 }),
@@ -419,7 +454,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .write_all(srs_api::graphql::sdl().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { data, from } => verify(&data, from),
+        Command::Verify {
+            data,
+            from,
+            log_url: None,
+            ..
+        } => verify(&data, from),
+        Command::Verify {
+            from,
+            log_url: Some(urls),
+            log_stream,
+            ..
+        } => verify_jetstream(&JetStreamOptions::new(&urls, &log_stream), from),
         Command::Replay(args) => crate::replay_cmd::replay(args).await,
         Command::State(args) => crate::replay_cmd::state(args).await,
         Command::Rebuild(args) => crate::replay_cmd::rebuild(args).await,
@@ -472,8 +518,7 @@ fn bench_in(dir: &std::path::Path, args: &[std::ffi::OsString]) -> anyhow::Resul
 }
 
 fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
-    use srs_domain::log::{verify, LOG_TREE};
-    use srs_domain::model::DomainEvent;
+    use srs_domain::log::LOG_TREE;
     use srs_replay::ReplayError;
 
     // A read-only directory is verified through a private copy.
@@ -486,7 +531,31 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let tree = opened.db.open_tree(LOG_TREE)?;
-    let report = verify::<DomainEvent>(&tree, from, |position| {
+    report_verified(&tree, from)
+}
+
+/// `srs verify --log-url`: the log kept in a JetStream stream.
+fn verify_jetstream(options: &JetStreamOptions, from: u64) -> anyhow::Result<ExitCode> {
+    let backend = match JetStreamBackend::open(options) {
+        Ok(backend) => backend,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    report_verified(&backend, from)
+}
+
+/// Walks the log in `backend` from `from` and prints the outcome: exit 0
+/// intact, 1 broken.
+fn report_verified(
+    backend: &dyn srs_domain::log::LogBackend,
+    from: u64,
+) -> anyhow::Result<ExitCode> {
+    use srs_domain::log::verify;
+    use srs_domain::model::DomainEvent;
+
+    let report = verify::<DomainEvent>(backend, from, |position| {
         eprintln!("srs: verified up to position {position}");
     })?;
     match report.breach {
@@ -546,6 +615,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 async fn serve(
     options: ServeOptions,
     demo: Option<srs_sim::demo::DemoOptions>,
+    log: Option<JetStreamOptions>,
     clock: Option<Arc<dyn srs_domain::time::Clock>>,
 ) -> anyhow::Result<ExitCode> {
     // The port first: a start that cannot listen creates nothing.
@@ -565,9 +635,9 @@ async fn serve(
     }
     let data = options.data.clone();
     let clock = clock.unwrap_or_else(|| Arc::new(srs_domain::time::SystemClock));
-    let server = match Server::open_bound(options, clock, None, listener).await {
+    let server = match Server::open_bound_with_log(options, log, clock, None, listener).await {
         Ok(server) => server,
-        Err(e @ ServeError::Locked(_)) => {
+        Err(e @ (ServeError::Locked(_) | ServeError::LogMismatch(_))) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(2));
         }

@@ -49,6 +49,23 @@
 //! ([`StorageError::Io`]) is treated as temporary (a full disk): the core
 //! refuses appends and retries the flush until it succeeds.
 //!
+//! # Limits and recovery a backend may declare
+//!
+//! * [`LogBackend::max_commit_records`]: the most records one atomic
+//!   commit can hold (a JetStream atomic batch holds at most 1,000
+//!   messages). The writer never hands a larger commit, and refuses an
+//!   append of more events than that as invalid.
+//! * [`LogBackend::max_record_bytes`]: the largest stored record (a
+//!   JetStream server's largest message). The writer refuses an append
+//!   with a larger event as invalid, writing nothing.
+//! * [`LogBackend::resync`]: after a failed commit whose outcome the
+//!   backend cannot know (a replicated publish that timed out), a backend
+//!   that can find out reads back what is stored (a prefix of the commits,
+//!   each whole) and answers the stored head; the writer then resumes from
+//!   that head with no reopen. A backend that cannot (sled, whose handle
+//!   keeps its first I/O error) keeps the default, and only a reopen
+//!   recovers.
+//!
 //! [`StorageError::Io`]: super::StorageError::Io
 
 use uuid::Uuid;
@@ -132,6 +149,24 @@ pub trait LogBackend: Send + Sync + 'static {
 
     /// Makes every commit that returned before this call durable.
     fn flush(&self) -> Result<(), LogError>;
+
+    /// The most records one [`Commit`] may hold (see the module docs).
+    fn max_commit_records(&self) -> usize {
+        usize::MAX
+    }
+
+    /// The most bytes one stored record may take (see the module docs).
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
+
+    /// After a failed commit: brings this handle back to what storage
+    /// holds (records, indexes and head of a prefix of the commits, each
+    /// whole) and returns the stored head; an error while storage is still
+    /// out of reach. `None`: this backend cannot, only a reopen recovers.
+    fn resync(&self) -> Option<Result<Head, LogError>> {
+        None
+    }
 }
 
 /// Reads one stored record through [`LogBackend::scan`], decoded by

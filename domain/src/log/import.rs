@@ -112,7 +112,7 @@ impl LogImporter {
         });
         self.versions.insert(record.stream.clone(), record.version);
         self.head = Head { position, hash };
-        if self.commit.records.len() >= IMPORT_BATCH {
+        if self.commit.records.len() >= IMPORT_BATCH.min(self.backend.max_commit_records()) {
             let commit = self.take_commit();
             self.backend.commit(commit)?;
         }

@@ -45,9 +45,12 @@
 //! - `verify`: the chain and invariant walk used by `srs verify` and the tests.
 //! - `import`: [`LogImporter`] and [`rehash`], writing a log recorded
 //!   elsewhere with its own positions, times and hashes (`srs import`).
+//! - `contract` (feature `testing`): the checks every backend's tests run.
 
 mod backend;
 mod codec;
+#[cfg(any(test, feature = "testing"))]
+pub mod contract;
 mod core;
 mod envelope;
 mod error;

@@ -44,6 +44,10 @@
 //!   so this handle can no longer be trusted to write: it refuses every later
 //!   append for good, and only reopening the database recovers (sled then
 //!   reads back from disk a prefix of the commits, each whole or absent).
+//!   A backend that can find out what storage holds ([`LogBackend::resync`],
+//!   a replicated stream whose publish timed out) is asked to, with the same
+//!   backoff, until it answers: the writer resumes from the stored head it
+//!   returns (the failed commit stored whole, or not at all), with no reopen.
 //! * **sled keeps its first I/O error.** sled 0.34 records the first failed
 //!   write of its log as a global error and fails every later write and
 //!   flush of that `Db` with it, even once space is back. So after a real
@@ -182,6 +186,7 @@ pub(super) fn start(
     let (health_tx, health_rx) = watch::channel(Writability::Writable);
     let control = Arc::new(Control {
         failed: AtomicBool::new(false),
+        resynced: std::sync::Mutex::new(None),
         health: health_tx,
         faults: options.faults.clone(),
         probe_dir: options.probe_dir.clone(),
@@ -190,7 +195,10 @@ pub(super) fn start(
         let backend = backend.clone();
         let clock = options.clock.clone();
         let control = control.clone();
-        let max_group = options.max_group_events.max(1);
+        let max_group = options
+            .max_group_events
+            .max(1)
+            .min(backend.max_commit_records().max(1));
         std::thread::Builder::new()
             .name("srs-log-apply".into())
             .spawn(move || {
@@ -231,6 +239,9 @@ pub(super) type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 struct Control {
     /// Set while appends are refused; the apply thread then applies nothing.
     failed: AtomicBool,
+    /// The stored head a backend's `resync` answered after a failed
+    /// commit: the apply thread resumes from it.
+    resynced: std::sync::Mutex<Option<Head>>,
     health: watch::Sender<Writability>,
     faults: Option<Arc<Faults>>,
     probe_dir: Option<PathBuf>,
@@ -251,6 +262,10 @@ impl Control {
     fn fail(&self, reason: String) {
         self.health.send_replace(Writability::Retrying { reason });
         self.failed.store(true, Ordering::Release);
+    }
+
+    fn take_resynced(&self) -> Option<Head> {
+        self.resynced.lock().ok().and_then(|mut head| head.take())
     }
 
     fn recovered(&self) {
@@ -294,6 +309,15 @@ impl Control {
     }
 }
 
+/// An error as a reason inside [`LogError::Unavailable`] (an unavailable
+/// error is not wrapped twice).
+fn describe(error: &LogError) -> String {
+    match error {
+        LogError::Unavailable { reason } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn refuse_all(answers: impl IntoIterator<Item = Reply>, error: impl Fn() -> LogError) {
     for reply in answers {
         let _ = reply.send(Err(error().into()));
@@ -310,18 +334,39 @@ fn run_apply(
     control: Arc<Control>,
 ) {
     // After a failed apply sled's memory may hold part of the batch: this
-    // handle never applies again (only a reopen recovers).
+    // handle never applies again (only a reopen recovers), unless the
+    // backend resyncs (then the flush thread hands over the stored head).
     let mut broken = false;
-    while let Ok(first) = queue.recv() {
+    let limit = backend.max_commit_records().max(1);
+    // A request that did not fit in the previous group's commit.
+    let mut carry: Option<Request> = None;
+    loop {
+        let first = match carry.take() {
+            Some(request) => request,
+            None => match queue.recv() {
+                Ok(request) => request,
+                Err(_) => break,
+            },
+        };
         let mut events = first.events.len();
         let mut group = vec![first];
         while events < max_group_events {
             match queue.try_recv() {
                 Ok(request) => {
+                    if events + request.events.len() > limit {
+                        carry = Some(request);
+                        break;
+                    }
                     events += request.events.len();
                     group.push(request);
                 }
                 Err(_) => break,
+            }
+        }
+        if broken {
+            if let Some(stored) = control.take_resynced() {
+                head = stored;
+                broken = false;
             }
         }
         if broken || control.failed.load(Ordering::Acquire) {
@@ -335,14 +380,20 @@ fn run_apply(
         let mut next = head;
         let mut answers = Vec::with_capacity(group.len());
         for request in group {
-            let outcome = plan(
-                &*backend,
-                &mut pending,
-                &mut next,
-                &mut commit,
-                now,
-                &request,
-            );
+            let outcome = if request.events.len() > limit {
+                Err(AppendError::Invalid(format!(
+                    "this log stores at most {limit} events in one append"
+                )))
+            } else {
+                plan(
+                    &*backend,
+                    &mut pending,
+                    &mut next,
+                    &mut commit,
+                    now,
+                    &request,
+                )
+            };
             answers.push((request.reply, outcome));
         }
 
@@ -350,8 +401,8 @@ fn run_apply(
             commit.streams = pending.versions.into_iter().collect();
             commit.head = Some(next);
             if let Err(e) = control.commit(&*backend, commit) {
-                let reason = format!("applying a log batch failed: {e}");
-                tracing::error!(error = %e, "applying a log batch failed; appends are refused until the database is reopened");
+                let reason = format!("applying a log batch failed: {}", describe(&e));
+                tracing::error!(error = %e, "applying a log batch failed; appends are refused until storage answers again or the database is reopened");
                 broken = true;
                 control.fail(reason);
                 refuse_all(answers.into_iter().map(|(reply, _)| reply), || {
@@ -481,13 +532,41 @@ fn recover(
         }
         wait = (wait * 2).min(RETRY_MAX);
         attempts += 1;
+        let mut resyncs = false;
         let reason = if broken {
-            control
-                .health
-                .borrow()
-                .reason()
-                .unwrap_or("applying a log batch failed")
-                .to_owned()
+            let resynced = backend.resync();
+            resyncs = resynced.is_some();
+            match resynced {
+                Some(Ok(stored)) if stored.position >= applied.position => {
+                    // The apply thread resumes from the stored head; the
+                    // failed commit is in it whole, or not at all.
+                    if let Ok(mut resynced) = control.resynced.lock() {
+                        *resynced = Some(stored);
+                    }
+                    head_tx.send_replace(stored);
+                    control.recovered();
+                    tracing::info!(
+                        attempts,
+                        head = stored.position,
+                        "the log is writable again (storage answered after a failed commit)"
+                    );
+                    return Some(stored);
+                }
+                Some(Ok(stored)) => format!(
+                    "storage holds the log up to position {} but {} was acknowledged",
+                    stored.position, applied.position
+                ),
+                Some(Err(e)) => format!(
+                    "applying a log batch failed; storage still fails: {}",
+                    describe(&e)
+                ),
+                None => control
+                    .health
+                    .borrow()
+                    .reason()
+                    .unwrap_or("applying a log batch failed")
+                    .to_owned(),
+            }
         } else {
             match control.flush(backend) {
                 Ok(()) => {
@@ -506,7 +585,8 @@ fn recover(
                 }
             }
         };
-        let health = if control.probe() {
+        // A backend that resyncs recovers in place: a reopen would not help.
+        let health = if !resyncs && control.probe() {
             Writability::NeedsReopen { reason }
         } else {
             Writability::Retrying { reason }
@@ -613,6 +693,14 @@ fn plan(
                 prev_hash: cursor.hash,
             },
         )?;
+        let most = backend.max_record_bytes();
+        if bytes.len() > most {
+            return Err(AppendError::Invalid(format!(
+                "event {} takes {} bytes stored, over the {most} bytes this log stores in one record",
+                event.event_id,
+                bytes.len()
+            )));
+        }
         writes.push((position, version, event.event_id, bytes));
         cursor = Head { position, hash };
     }

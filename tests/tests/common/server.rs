@@ -46,6 +46,8 @@ impl Srs {
             .env("RUST_LOG", "info,srs_api=debug")
             .env_remove("SRS_DATA")
             .env_remove("SRS_LISTEN")
+            .env_remove("SRS_LOG_URL")
+            .env_remove("SRS_LOG_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
@@ -173,7 +175,9 @@ pub fn run_srs(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Str
     command
         .args(args)
         .env_remove("SRS_DATA")
-        .env_remove("SRS_LISTEN");
+        .env_remove("SRS_LISTEN")
+        .env_remove("SRS_LOG_URL")
+        .env_remove("SRS_LOG_STREAM");
     for (key, value) in env {
         command.env(key, value);
     }
