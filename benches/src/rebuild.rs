@@ -1,7 +1,11 @@
 //! Rebuilding every read model from the log: a generated history of
 //! recordings (start, session events, end) is rebuilt by all projections
 //! at once; the figure is compared with a raw sled iteration of the same log
-//! tree in the same run.
+//! tree in the same run. `rebuild_peak_rss` is the process's peak RSS
+//! during the rebuild alone (the peak is started afresh just before it,
+//! see [`crate::resources::reset_peak_rss`]), against the RSS just before
+//! it (the generated log open): what rebuilding every read model holds in
+//! memory at once.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -190,14 +194,22 @@ pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
 
     let db = store.db().clone();
     let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store);
+    let rss_before = crate::resources::rss_bytes();
+    if !crate::resources::reset_peak_rss() {
+        eprintln!(
+            "srs bench rebuild: the peak RSS cannot be reset here; \
+             rebuild_peak_rss is the whole process's peak"
+        );
+    }
     let report = srs_projections::rebuild_all_models(shared, &db)
         .await
         .map_err(corrupt)?;
+    let peak = crate::resources::peak_rss_bytes();
     if let Some((name, Err(e))) = report.projections.iter().find(|(_, r)| r.is_err()) {
         return Err(corrupt(format!("projection {name} failed: {e}")));
     }
     let floor = write_floor(&db)?;
-    Ok(vec![
+    let mut figures = vec![
         Figure::new("rebuild", "rebuild_all", report.events_per_sec, "events/s")
             .against("sled_iter", raw_rate),
         Figure::new(
@@ -213,7 +225,14 @@ pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
             floor.entries as f64,
             "entries",
         ),
-    ])
+    ];
+    if let (Some(peak), Some(before)) = (peak, rss_before) {
+        figures.push(
+            Figure::new("rebuild", "rebuild_peak_rss", peak as f64, "bytes")
+                .against_size("rss_before_rebuild", before as f64),
+        );
+    }
+    Ok(figures)
 }
 
 /// What writing the rebuilt trees' entries alone took: see [`write_floor`].
