@@ -197,12 +197,14 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     let agents = crate::ingest::enrol(addr, &token, options.agents, "Bench agents").await?;
     let (alone, agents) = crate::ingest::drive_for(addr, agents, warmup, seconds).await?;
     eprintln!(
-        "srs bench graphql: {} agents stored {} events ({} per batch), a batch's p50 {:.1} ms, p99 {:.1} ms",
+        "srs bench graphql: {} agents stored {} events ({} per batch), a batch's p50 {:.1} ms, \
+         p99 {:.1} ms; the agents' own work (bodies, answers) used {:.1}% of a core",
         agents.len(),
         alone.events,
         crate::ingest::BATCH,
         alone.quantile_ms(0.50),
-        alone.quantile_ms(0.99)
+        alone.quantile_ms(0.99),
+        alone.client_cores() * 100.0
     );
     let (append_64, _) = crate::log::append_rate(64, seconds).await?;
 

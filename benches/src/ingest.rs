@@ -189,11 +189,19 @@ pub struct Ingested {
     pub elapsed: Duration,
     /// Each batch's request latency (µs), sorted.
     pub latencies_us: Vec<u64>,
+    /// What the agents' own work took in the window (writing the bodies,
+    /// reading the answers; not the HTTP exchange): the client's share.
+    pub client_work: Duration,
 }
 
 impl Ingested {
     pub fn events_per_sec(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The agents' own work as a share of one core over the window.
+    pub fn client_cores(&self) -> f64 {
+        self.client_work.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// A batch's latency at quantile `q`, in milliseconds.
@@ -224,11 +232,18 @@ pub async fn drive(
                 serde_json::json!({}),
             );
             let (mut events, mut latencies) = (0u64, Vec::with_capacity(4_096));
+            let mut work = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
+                let writing = Instant::now();
                 endpoint.body = Some(batch_body(&agent, agent.sent));
                 let sent = Instant::now();
                 let (status, body) = connection.send(addr, &endpoint).await?;
-                if status != 200 || accepted(&body) != Some(BATCH) {
+                let (answered, reading) = (sent.elapsed(), Instant::now());
+                let stored = accepted(&body);
+                if sent >= start {
+                    work += (sent - writing) + reading.elapsed();
+                }
+                if status != 200 || stored != Some(BATCH) {
                     return Err(GraphqlBenchError::Answer {
                         what: format!("agent {}: recordSessionEvents", agent.index),
                         status,
@@ -238,18 +253,20 @@ pub async fn drive(
                 agent.sent += BATCH;
                 if sent >= start {
                     events += BATCH;
-                    latencies.push(sent.elapsed().as_micros() as u64);
+                    latencies.push(answered.as_micros() as u64);
                 }
             }
-            Ok((agent, events, latencies))
+            Ok((agent, events, latencies, work))
         });
     }
     let (mut events, mut latencies_us, mut agents) = (0, Vec::new(), Vec::new());
+    let mut client_work = Duration::ZERO;
     let mut failed = None;
     while let Some(done) = workers.join_next().await {
         match done {
-            Ok(Ok((agent, count, latencies))) => {
+            Ok(Ok((agent, count, latencies, work))) => {
                 events += count;
+                client_work += work;
                 latencies_us.extend(latencies);
                 agents.push(agent);
             }
@@ -279,6 +296,7 @@ pub async fn drive(
             events,
             elapsed,
             latencies_us,
+            client_work,
         },
         agents,
     ))
