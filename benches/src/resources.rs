@@ -29,6 +29,15 @@ pub fn rss_bytes_of(pid: u32) -> Option<u64> {
     )
 }
 
+/// Peak resident set size of process `pid` so far in bytes, if the
+/// platform reports it.
+pub fn peak_rss_bytes_of(pid: u32) -> Option<u64> {
+    status_bytes(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmHWM:",
+    )
+}
+
 /// Starts this process's peak RSS (`VmHWM`) afresh from its current RSS
 /// (Linux' `clear_refs`, value 5), so that [`peak_rss_bytes`] then
 /// reports the peak of what follows only. False where the platform does
