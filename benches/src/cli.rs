@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Concurrent keep-alive connections of the `graphql` client.
     #[arg(long, default_value_t = 32)]
     pub graphql_connections: usize,
+    /// Agents of `graphql` sending session events through the API (each
+    /// its own server, token, recording and connection; batches of 50).
+    #[arg(long, default_value_t = 64)]
+    pub graphql_agents: usize,
 }
 
 /// The `srs-bench` binary: parses the flags, runs, exits 0, or 2 on an
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
         recordings: args.graphql_recordings,
         seconds: args.seconds,
         connections: args.graphql_connections,
+        agents: args.graphql_agents,
     };
     let result = runtime.block_on(crate::cmd::bench(
         args.which,

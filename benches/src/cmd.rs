@@ -7,10 +7,14 @@
 pub enum BenchKind {
     /// Durable appends (1, 8, 64 writers), session events sealed vs plain, and the full scan.
     Log,
-    /// Rebuilding every read model from a generated history.
+    /// Rebuilding every read model from a generated history (rate and peak
+    /// RSS), filtered catalogue and history pages.
     Rebuild,
-    /// The dashboard query and a filtered recordings page under 32
-    /// connections, against a plain axum handler on the same server.
+    /// The server on a generated history: the dashboard query and a
+    /// filtered recordings page under 32 connections against a plain axum
+    /// handler, idle and while 64 agents ingest; the agents' ingest rate
+    /// through GraphQL against the log's 64-writer append; `srs serve`'s
+    /// idle RSS against an empty one.
     Graphql,
     All,
 }

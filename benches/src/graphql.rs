@@ -478,12 +478,13 @@ pub async fn check(
     }
 }
 
-struct Connection {
+/// One keep-alive HTTP/1.1 connection of the measuring client.
+pub(crate) struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> Result<Connection, GraphqlBenchError> {
+    pub(crate) async fn open(addr: SocketAddr) -> Result<Connection, GraphqlBenchError> {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|source| GraphqlBenchError::Connect { addr, source })?;
@@ -499,7 +500,7 @@ impl Connection {
         Ok(Connection { sender })
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         addr: SocketAddr,
         endpoint: &Endpoint,

@@ -13,7 +13,22 @@
 //! measured answer is computed from the read models. The plain
 //! handler's figures are the baseline of the other two, so the ratios say
 //! what GraphQL and the read models cost on top of the HTTP stack.
+//!
+//! Then the agents ([`crate::ingest`], 64 by default) are enrolled and
+//! ingest session events alone for `seconds`: `ingest_graphql`, against
+//! `append_64_writers` (the log's own durable append from 64 single-event
+//! writers, [`crate::log::append_rate`]) measured right after on the same
+//! machine. Then they ingest again while the dashboard and the page are
+//! measured once more: `dashboard_p99_ingesting` and
+//! `recordings_page_p99_ingesting`, against the plain handler's p99 as the
+//! idle figures.
+//!
+//! Before the in-process server opens the history, `serve_rss_idle` is
+//! taken from a real `srs serve` on it ([`crate::serve_rss`]), when the
+//! `srs` executable is next to `srs-bench`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -38,6 +53,8 @@ pub struct GraphqlBenchOptions {
     pub recordings: u64,
     pub seconds: f64,
     pub connections: usize,
+    /// Agents ingesting session events over GraphQL.
+    pub agents: usize,
 }
 
 async fn plain() -> Json<serde_json::Value> {
@@ -63,6 +80,30 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
         history.rebuilt.as_secs_f64()
     );
 
+    let mut figures = Vec::new();
+    if let Some(exe) = crate::serve_rss::srs_exe() {
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty)?;
+        let bare = crate::serve_rss::idle_rss(&exe, &empty, &dir.path().join("empty.log")).await?;
+        let held = crate::serve_rss::idle_rss(&exe, &data, &dir.path().join("serve.log")).await?;
+        eprintln!(
+            "srs bench graphql: {} serving {} recordings idles at {} MiB (empty: {} MiB)",
+            exe.display(),
+            history.recordings,
+            held >> 20,
+            bare >> 20
+        );
+        figures.push(
+            Figure::new("graphql", "serve_rss_idle", held as f64, "bytes")
+                .against_size("serve_rss_empty", bare as f64),
+        );
+    } else {
+        eprintln!(
+            "srs bench graphql: no srs executable next to srs-bench, so serve_rss_idle is \
+             not measured (build both: cargo build --release -p srs -p srs-bench)"
+        );
+    }
+
     let server = Server::open(ServeOptions {
         data,
         listen: "127.0.0.1:0".into(),
@@ -72,10 +113,15 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     })
     .await?;
     let addr = server.local_addr()?;
-    let token = server
-        .bootstrap_secret()
-        .ok_or_else(|| anyhow::anyhow!("a fresh data directory did not create an admin token"))?
-        .to_owned();
+    // The first admin token: created by this open, or by the `srs serve`
+    // that opened the directory before (which left it in the token file).
+    let token = match server.bootstrap_secret() {
+        Some(secret) => secret.to_owned(),
+        None => std::fs::read_to_string(server.admin_token_path())
+            .map_err(|e| anyhow::anyhow!("no admin token for the history: {e}"))?
+            .trim()
+            .to_owned(),
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let extra: Router<AppState> = Router::new().route(PLAIN_PATH, get(plain));
     let serving = tokio::spawn(server.run_with(extra, async {
@@ -146,11 +192,76 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
         );
         samples.push(sample);
     }
+
+    // Ingesting: the agents alone, then the log's own append as baseline.
+    let agents = crate::ingest::enrol(addr, &token, options.agents, "Bench agents").await?;
+    let (alone, agents) = crate::ingest::drive_for(addr, agents, warmup, seconds).await?;
+    eprintln!(
+        "srs bench graphql: {} agents stored {} events ({} per batch), a batch's p50 {:.1} ms, \
+         p99 {:.1} ms; the agents' own work (bodies, answers) used {:.1}% of a core",
+        agents.len(),
+        alone.events,
+        crate::ingest::BATCH,
+        alone.quantile_ms(0.50),
+        alone.quantile_ms(0.99),
+        alone.client_cores() * 100.0
+    );
+    let (append_64, _) = crate::log::append_rate(64, seconds).await?;
+
+    // The read figures again, while the agents ingest.
+    let ingesting = Arc::new(AtomicBool::new(false));
+    let background = tokio::spawn(crate::ingest::drive(
+        addr,
+        agents,
+        Instant::now(),
+        ingesting.clone(),
+    ));
+    let mut loaded = Vec::new();
+    let mut measured = Ok(());
+    for endpoint in [&dashboard, &page] {
+        match bench::measure(addr, endpoint, options.connections, warmup, seconds).await {
+            Ok(sample) => loaded.push(sample),
+            Err(e) => {
+                measured = Err(e);
+                break;
+            }
+        }
+    }
+    ingesting.store(true, Ordering::Relaxed);
+    let (during, _) = background.await??;
+    measured?;
+    eprintln!(
+        "srs bench graphql: while the reads were measured, the agents stored {:.0} events/s; \
+         dashboard {} requests, recordings page {} requests",
+        during.events_per_sec(),
+        loaded[0].requests(),
+        loaded[1].requests()
+    );
+
     let _ = stop.send(());
     serving.await??;
 
-    let mut figures = bench::figures("dashboard", &samples[1], &samples[0]);
+    figures.extend(bench::figures("dashboard", &samples[1], &samples[0]));
     figures.extend(bench::figures("recordings_page", &samples[2], &samples[0]));
+    figures.push(
+        Figure::new(
+            "graphql",
+            "ingest_graphql",
+            alone.events_per_sec(),
+            "events/s",
+        )
+        .against("append_64_writers", append_64),
+    );
+    let plain_p99 = samples[0].quantile_ms(0.99);
+    for (name, sample) in [
+        ("dashboard_p99_ingesting", &loaded[0]),
+        ("recordings_page_p99_ingesting", &loaded[1]),
+    ] {
+        figures.push(
+            Figure::new("graphql", name, sample.quantile_ms(0.99), "ms")
+                .against_latency("axum_json_p99", plain_p99),
+        );
+    }
     Ok(figures)
 }
 

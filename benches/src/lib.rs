@@ -23,7 +23,12 @@
 //!   32 concurrent connections against a plain axum JSON handler on the
 //!   same server (the server itself is started by [`graphql_server`]).
 //! - [`graphql_server`]: `srs bench graphql`, the real server ([`srs_api`])
-//!   on a generated history, with the plain handler beside it.
+//!   on a generated history, with the plain handler beside it: the read
+//!   figures idle and while agents ingest, and the ingest rate.
+//! - [`ingest`]: agents sending session events through GraphQL
+//!   (`ingest_graphql`) against the log's own 64-writer append.
+//! - [`serve_rss`]: the idle RSS of a real `srs serve` process holding the
+//!   generated history, against the same on an empty directory.
 //! - [`resources`]: peak RSS and bytes on disk.
 //! - [`cmd`]: running the benchmark groups and printing their figures.
 //! - [`cli`]: the `srs-bench` command line (`srs bench`'s flags).
@@ -35,10 +40,12 @@ pub mod cmd;
 pub mod graphql;
 pub mod graphql_server;
 pub mod history;
+pub mod ingest;
 pub mod log;
 pub mod pg;
 pub mod rebuild;
 pub mod resources;
+pub mod serve_rss;
 
 use std::fmt;
 
@@ -93,6 +100,17 @@ impl Figure {
         self
     }
 
+    /// Adds a size baseline (bytes); as for latencies, the ratio is
+    /// `baseline / value`: higher is better, 1.0 is "as small as the
+    /// baseline", 0.25 is "four times the baseline's size".
+    pub fn against_size(mut self, name: &'static str, baseline: f64) -> Self {
+        self.baseline_name = Some(name);
+        self.baseline = Some(baseline.round());
+        self.ratio = (self.value > 0.0).then(|| (baseline / self.value * 100.0).round() / 100.0);
+        self.value = self.value.round();
+        self
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -142,6 +160,9 @@ mod tests {
             f.to_json(),
             r#"{"bench":"log","figure":"append_64_writers","value":61234.5,"unit":"events/s","baseline_name":"sled_batch_flush","baseline":88000.0,"ratio":0.7}"#
         );
+        let rss = Figure::new("graphql", "serve_rss_idle", 400e6, "bytes")
+            .against_size("serve_rss_empty", 100e6);
+        assert_eq!(rss.ratio, Some(0.25));
         let plain = Figure::new("resources", "peak_rss", 1.0, "bytes");
         assert_eq!(
             plain.to_json(),

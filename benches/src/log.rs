@@ -121,8 +121,9 @@ pub async fn run(options: &LogBenchOptions) -> Result<Vec<Figure>, LogError> {
 }
 
 /// Durable single-event appends from `writers` concurrent tasks for
-/// `measure`; returns events/s and the stored record size.
-async fn append_rate(writers: u64, measure: Duration) -> Result<(f64, usize), LogError> {
+/// `measure`; returns events/s and the stored record size (`append_64_writers`
+/// with 64).
+pub async fn append_rate(writers: u64, measure: Duration) -> Result<(f64, usize), LogError> {
     let dir = tempfile::tempdir().map_err(io)?;
     let log = SledEventStore::<BenchEvent>::open(dir.path(), StoreOptions::default())?;
     let done = Arc::new(AtomicU64::new(0));

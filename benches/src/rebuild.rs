@@ -2,6 +2,16 @@
 //! recordings (start, session events, end) is rebuilt by all projections
 //! at once; the figure is compared with a raw sled iteration of the same log
 //! tree in the same run.
+//!
+//! Memory: `rebuild_peak_rss_in_bench` is this process's peak RSS during
+//! the rebuild alone (the peak is started afresh just before it, see
+//! [`crate::resources::reset_peak_rss`]), against the RSS just before it,
+//! which already holds what generating the log left (sled's cache above
+//! all). `rebuild_peak_rss` is what an operator sees: the peak RSS of a
+//! real `srs rebuild --all` process (the `srs` executable next to
+//! `srs-bench`) on the same data directory, started cold, against the
+//! directory's size on disk (ratio `baseline / value`: above 1.0 the
+//! rebuild holds less than the data it reads).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,6 +28,7 @@ use srs_domain::model::{
 use srs_domain::seal::{self, KeyRing};
 use uuid::Uuid;
 
+use crate::resources::dir_size;
 use crate::Figure;
 
 /// Session events per generated recording (plus its start and end).
@@ -190,14 +201,22 @@ pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
 
     let db = store.db().clone();
     let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store);
+    let rss_before = crate::resources::rss_bytes();
+    if !crate::resources::reset_peak_rss() {
+        eprintln!(
+            "srs bench rebuild: the peak RSS cannot be reset here; \
+             rebuild_peak_rss is the whole process's peak"
+        );
+    }
     let report = srs_projections::rebuild_all_models(shared, &db)
         .await
         .map_err(corrupt)?;
+    let peak = crate::resources::peak_rss_bytes();
     if let Some((name, Err(e))) = report.projections.iter().find(|(_, r)| r.is_err()) {
         return Err(corrupt(format!("projection {name} failed: {e}")));
     }
     let floor = write_floor(&db)?;
-    Ok(vec![
+    let mut figures = vec![
         Figure::new("rebuild", "rebuild_all", report.events_per_sec, "events/s")
             .against("sled_iter", raw_rate),
         Figure::new(
@@ -213,7 +232,71 @@ pub async fn run(events: u64) -> Result<Vec<Figure>, LogError> {
             floor.entries as f64,
             "entries",
         ),
-    ])
+    ];
+    if let (Some(peak), Some(before)) = (peak, rss_before) {
+        figures.push(
+            Figure::new("rebuild", "rebuild_peak_rss_in_bench", peak as f64, "bytes")
+                .against_size("rss_before_rebuild", before as f64),
+        );
+    }
+    // The directory is closed before `srs rebuild` opens it.
+    db.flush()?;
+    drop(db);
+    match crate::serve_rss::srs_exe() {
+        Some(exe) => {
+            let peak = srs_rebuild_peak_rss(&exe, dir.path()).await?;
+            figures.push(
+                Figure::new("rebuild", "rebuild_peak_rss", peak as f64, "bytes")
+                    .against_size("data_dir_bytes", dir_size(dir.path()) as f64),
+            );
+        }
+        None => eprintln!(
+            "srs bench rebuild: no srs executable next to srs-bench, so rebuild_peak_rss is \
+             not measured (build both: cargo build --release -p srs -p srs-bench)"
+        ),
+    }
+    Ok(figures)
+}
+
+/// Runs `srs rebuild --all` (`exe`) on `data` to its end, sampling its
+/// peak RSS (`VmHWM`, which only grows) every 20 ms; the last sample is
+/// its peak but for its last moments.
+async fn srs_rebuild_peak_rss(
+    exe: &std::path::Path,
+    data: &std::path::Path,
+) -> Result<u64, LogError> {
+    let io = |e: std::io::Error| corrupt(format!("srs rebuild's log: {e}"));
+    let log = tempfile::NamedTempFile::new().map_err(io)?;
+    let mut child = std::process::Command::new(exe)
+        .arg("rebuild")
+        .arg("--all")
+        .arg("--data")
+        .arg(data)
+        .env_remove("SRS_DATA")
+        .env_remove("SRS_URL")
+        .env_remove("SRS_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().map_err(io)?)
+        .spawn()
+        .map_err(|e| corrupt(format!("cannot start {}: {e}", exe.display())))?;
+    let pid = child.id();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(sampled) = crate::resources::peak_rss_bytes_of(pid) {
+            peak = peak.max(sampled);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Err(corrupt(format!("waiting for srs rebuild: {e}"))),
+        }
+    };
+    if !status.success() {
+        let stderr = std::fs::read_to_string(log.path()).unwrap_or_default();
+        return Err(corrupt(format!("srs rebuild failed ({status}): {stderr}")));
+    }
+    Ok(peak)
 }
 
 /// What writing the rebuilt trees' entries alone took: see [`write_floor`].
