@@ -471,10 +471,6 @@ pub struct HttpState {
     sockets: Arc<Sockets>,
 }
 
-/// [`HttpState`] under its former name, for code outside this crate not
-/// yet moved to the new one.
-pub type AppState = HttpState;
-
 impl HttpState {
     pub fn new(services: Arc<Services>) -> Self {
         let schema = graphql::schema(services.clone());

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::{Json, Router};
 use srs_api::server::{ServeOptions, Server};
-use srs_api::state::{AppState, Limits};
+use srs_api::state::{HttpState, Limits};
 use srs_client::Gql as _;
 use tokio::sync::oneshot;
 
@@ -123,7 +123,7 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
             .to_owned(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
-    let extra: Router<AppState> = Router::new().route(PLAIN_PATH, get(plain));
+    let extra: Router<HttpState> = Router::new().route(PLAIN_PATH, get(plain));
     let serving = tokio::spawn(server.run_with(extra, async {
         let _ = stopped.await;
     }));
