@@ -9,12 +9,14 @@ use crate::common::fixtures::*;
 use crate::common::{Client, Srs};
 
 /// What the restart must not change, read as the admin.
+// Every root field waits for `$at`: root fields resolve side by side, so an
+// `atLeast` on one does not hold back the others.
 const SNAPSHOT: &str = "query($siteId: ID!, $at: Int) {
   recordings(filter: {siteId: $siteId}, atLeast: $at) { totalCount edges { node { id user mode restricted eventCount comments { text } } } }
-  policies(siteId: $siteId) { recording { active { id } } eventDetection { active { id } } eventResponse { active { id } } }
-  retentionPolicy(siteId: $siteId) { archiveAfterDays deleteAfterDays runAt }
-  servers(siteId: $siteId) { id name settings { maxFileSizeMb } }
-  dashboard(siteId: $siteId) { recordingsTotal detectionsTotal restrictedCount topUsers { name count } }
+  policies(siteId: $siteId, atLeast: $at) { recording { active { id } } eventDetection { active { id } } eventResponse { active { id } } }
+  retentionPolicy(siteId: $siteId, atLeast: $at) { archiveAfterDays deleteAfterDays runAt }
+  servers(siteId: $siteId, atLeast: $at) { id name settings { maxFileSizeMb } }
+  dashboard(siteId: $siteId, atLeast: $at) { recordingsTotal detectionsTotal restrictedCount topUsers { name count } }
 }";
 
 #[tokio::test]
