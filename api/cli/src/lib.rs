@@ -63,7 +63,7 @@ pub enum Command {
         /// servers, policies, recordings over the last 30 days), then serve
         /// with the demo's servers at work. A demo's own directory is
         /// resumed; a directory holding anything else is refused (exit 2).
-        #[arg(long, env = "SRS_DEMO")]
+        #[arg(long, env = "SRS_DEMO", conflicts_with = "log_url")]
         demo: bool,
         /// Recordings the demo seeds.
         #[arg(
@@ -98,25 +98,8 @@ pub enum Command {
         /// marked OFFLINE (checked every third of it, at most every 30 s).
         #[arg(long, env = "SRS_LIVENESS_SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         liveness_secs: u64,
-        /// Keep the log in a NATS JetStream cluster (nats-server 2.12+)
-        /// instead of the data directory: the servers' URLs,
-        /// comma-separated (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`).
-        /// The read models, content and tokens stay in the data directory.
-        #[arg(
-            long,
-            env = "SRS_LOG_URL",
-            value_name = "URLS",
-            conflicts_with = "demo"
-        )]
-        log_url: Option<String>,
-        /// The JetStream stream that holds the log (with --log-url).
-        #[arg(
-            long,
-            env = "SRS_LOG_STREAM",
-            value_name = "NAME",
-            default_value = "srs"
-        )]
-        log_stream: String,
+        #[command(flatten)]
+        log: LogArgs,
         /// Start the service's clock at this RFC 3339 instant; it then runs
         /// at wall-clock speed. For drills and tests of time-dependent
         /// behaviour (the demo at a given time of day); never in production.
@@ -138,18 +121,8 @@ pub enum Command {
         /// Data directory (sled database).
         #[arg(long, env = "SRS_DATA", default_value = "./data")]
         data: PathBuf,
-        /// Verify the log kept in a NATS JetStream cluster instead (the
-        /// servers' URLs, comma-separated, as `srs serve --log-url`).
-        #[arg(long, env = "SRS_LOG_URL", value_name = "URLS")]
-        log_url: Option<String>,
-        /// The JetStream stream that holds the log (with --log-url).
-        #[arg(
-            long,
-            env = "SRS_LOG_STREAM",
-            value_name = "NAME",
-            default_value = "srs"
-        )]
-        log_stream: String,
+        #[command(flatten)]
+        log: LogArgs,
         /// First position to check (the one before it is trusted).
         #[arg(long, default_value_t = 1)]
         from: u64,
@@ -402,6 +375,34 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Where the log is kept when it is not in the data directory.
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// The log in a NATS JetStream cluster (nats-server 2.12+) instead of
+    /// the data directory: the servers' URLs, comma-separated
+    /// (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`). For `serve`, the
+    /// read models, content and tokens stay in the data directory.
+    #[arg(long, env = "SRS_LOG_URL", value_name = "URLS")]
+    pub log_url: Option<String>,
+    /// The JetStream stream that holds the log (with --log-url).
+    #[arg(
+        long,
+        env = "SRS_LOG_STREAM",
+        value_name = "NAME",
+        default_value = "srs"
+    )]
+    pub log_stream: String,
+}
+
+impl LogArgs {
+    /// The JetStream options, when `--log-url` is given.
+    fn jetstream(&self) -> Option<JetStreamOptions> {
+        self.log_url
+            .as_deref()
+            .map(|urls| JetStreamOptions::new(urls, &self.log_stream))
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
@@ -415,8 +416,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limits,
             denial_facts_per_minute,
             liveness_secs,
-            log_url,
-            log_stream,
+            log,
             clock_start,
         } => {
             init_tracing(log_format);
@@ -437,7 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cors_origins,
                 },
                 demo,
-                log_url.map(|urls| JetStreamOptions::new(&urls, &log_stream)),
+                log.jetstream(),
                 clock_start.map(|start| {
                     Arc::new(ShiftedClock::starting_at(start)) as Arc<dyn srs_domain::time::Clock>
                 }),
@@ -454,18 +454,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .write_all(srs_api::graphql::sdl().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify {
-            data,
-            from,
-            log_url: None,
-            ..
-        } => verify(&data, from),
-        Command::Verify {
-            from,
-            log_url: Some(urls),
-            log_stream,
-            ..
-        } => verify_jetstream(&JetStreamOptions::new(&urls, &log_stream), from),
+        Command::Verify { data, from, log } => match log.jetstream() {
+            None => verify(&data, from),
+            Some(options) => verify_jetstream(&options, from),
+        },
         Command::Replay(args) => crate::replay_cmd::replay(args).await,
         Command::State(args) => crate::replay_cmd::state(args).await,
         Command::Rebuild(args) => crate::replay_cmd::rebuild(args).await,
