@@ -33,7 +33,15 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     binary: PathBuf,
     nodes: Vec<Node>,
+    /// One cluster at a time per test process: three servers that fsync
+    /// every write are a lot for a small machine, and seven clusters side
+    /// by side made their requests time out. Released after the servers
+    /// are killed (fields drop after [`Drop::drop`]).
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+/// Held by the running [`Cluster`] of this process.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The `nats-server` binary tests use (see the module docs).
 pub fn nats_server_binary() -> PathBuf {
@@ -48,17 +56,82 @@ pub fn nats_server_binary() -> PathBuf {
     PathBuf::from("nats-server")
 }
 
+/// A loopback port that is free now, drawn at random from below the
+/// kernel's ephemeral range: ports from `bind(0)` come from that range, as
+/// do the source ports of every outgoing connection (the servers' route
+/// dials, other tests' clients), so a port picked there and released can be
+/// taken again before `nats-server` binds it. Below it, only another test
+/// drawing the same number can collide, and [`Cluster::start`] retries then.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let (low, high) = (10_000u32, ephemeral_range_start().max(10_001));
+    loop {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(Instant::now().elapsed().as_nanos());
+        let port = (low + (hasher.finish() % u64::from(high - low)) as u32) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
+
+/// The first port of the kernel's ephemeral range (32768 when unknown).
+fn ephemeral_range_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// How many times [`Cluster::start`] draws new ports when a server exits at
+/// start (its port was taken in the meantime).
+const START_ATTEMPTS: usize = 5;
 
 impl Cluster {
     /// Starts the three servers and waits for JetStream's meta leader.
     /// Panics (with the servers' logs) when they do not come up.
     pub fn start() -> Cluster {
+        let mut attempt = 1;
+        loop {
+            let mut cluster = Cluster::configure();
+            for i in 0..3 {
+                cluster.start_node(i);
+            }
+            match cluster.exited_at_start() {
+                Some(name) if attempt < START_ATTEMPTS => {
+                    eprintln!("nats-server {name} exited at start, new ports:\n{}", cluster.logs());
+                    attempt += 1;
+                }
+                Some(name) => panic!(
+                    "nats-server {name} exited at start {START_ATTEMPTS} times\n{}",
+                    cluster.logs()
+                ),
+                None => {
+                    cluster.wait_for_meta_leader();
+                    return cluster;
+                }
+            }
+        }
+    }
+
+    /// The name of a server that exited within its first second, if any.
+    fn exited_at_start(&mut self) -> Option<String> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            for node in &mut self.nodes {
+                if let Some(child) = node.process.as_mut() {
+                    if child.try_wait().ok().flatten().is_some() {
+                        return Some(node.name.clone());
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Writes the three servers' configurations on newly drawn ports.
+    fn configure() -> Cluster {
         let binary = nats_server_binary();
         let version = Command::new(&binary).arg("--version").output();
         assert!(
@@ -105,12 +178,12 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster { dir, binary, nodes };
-        for i in 0..3 {
-            cluster.start_node(i);
+        Cluster {
+            dir,
+            binary,
+            nodes,
+            _one_at_a_time: ONE_CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
-        cluster.wait_for_meta_leader();
-        cluster
     }
 
     /// The client URLs of the three servers, comma-separated (what
