@@ -51,7 +51,9 @@
 //! [`Server::open_bound_with_log`] with [`JetStreamOptions`] (`srs serve
 //! --log-url`) keeps the log in a JetStream stream
 //! (`srs_log_jetstream`) instead of the data directory's sled database;
-//! the read models, content and tokens stay in the data directory. When
+//! the read models, content and tokens stay in the data directory. Several
+//! nodes may serve one stream: each node's log follows the stream, so its
+//! projections apply every node's appends (see `srs_log_jetstream`). When
 //! the cluster loses its quorum the log answers appends `UNAVAILABLE` and
 //! resumes by itself once it is back (no reopen: the backend reads back
 //! what the stream holds). The data directory is bound to that log: its

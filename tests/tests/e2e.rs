@@ -22,6 +22,8 @@ mod browser;
 mod catalogue_rows;
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/cluster.rs"]
+mod cluster;
 #[path = "e2e/console.rs"]
 mod console;
 #[path = "e2e/content.rs"]

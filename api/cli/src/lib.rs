@@ -392,14 +392,28 @@ pub struct LogArgs {
         default_value = "srs"
     )]
     pub log_stream: String,
+    /// The most messages the JetStream servers take in one atomic batch
+    /// (their `jetstream { limits { batch { max_msgs } } }`), so the most
+    /// events of one append. 4000 lets a full batch of 1,000 session
+    /// events with its detections be one append; the servers' default is
+    /// 1000.
+    #[arg(
+        long,
+        env = "SRS_LOG_MAX_BATCH",
+        value_name = "N",
+        default_value_t = srs_log_jetstream::MAX_BATCH,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000)
+    )]
+    pub log_max_batch: usize,
 }
 
 impl LogArgs {
     /// The JetStream options, when `--log-url` is given.
     fn jetstream(&self) -> Option<JetStreamOptions> {
-        self.log_url
-            .as_deref()
-            .map(|urls| JetStreamOptions::new(urls, &self.log_stream))
+        self.log_url.as_deref().map(|urls| JetStreamOptions {
+            max_batch: self.log_max_batch,
+            ..JetStreamOptions::new(urls, &self.log_stream)
+        })
     }
 }
 

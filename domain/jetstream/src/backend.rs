@@ -11,13 +11,21 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{Client, HeaderMap};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
-use srs_domain::log::{decode_record, Commit, Head, LogBackend, LogError, StorageError, Visit};
+use srs_domain::log::{
+    decode_record, Commit, Head, LogBackend, LogError, StorageError, Visit, Wake,
+};
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
-/// The most messages one JetStream atomic batch holds (server limit), so
-/// the most records one commit of this backend holds.
+/// The most messages one JetStream atomic batch holds by default (the
+/// servers' `jetstream { limits { batch { max_msgs } } }`), so the most
+/// records one commit of this backend holds unless
+/// [`JetStreamOptions::max_batch`] says the servers take more.
 pub const MAX_BATCH: usize = 1_000;
+
+/// How long the stream's follower waits before it subscribes again after
+/// its subscription failed (no leader, a lost connection).
+const FOLLOW_RETRY: Duration = Duration::from_millis(250);
 
 /// What a record leaves of a server's largest message for the headers of
 /// its batch.
@@ -51,6 +59,10 @@ pub struct JetStreamOptions {
     /// How long one request (a commit's acknowledgement, a read, an API
     /// call) may take before it fails as unavailable.
     pub timeout: Duration,
+    /// The most messages the servers take in one atomic batch (their
+    /// `jetstream { limits { batch { max_msgs } } }`, 1,000 by default):
+    /// the most records of one commit, so of one append.
+    pub max_batch: usize,
 }
 
 impl JetStreamOptions {
@@ -67,6 +79,7 @@ impl JetStreamOptions {
             stream: stream.to_owned(),
             replicas: 3,
             timeout: Duration::from_secs(5),
+            max_batch: MAX_BATCH,
         }
     }
 }
@@ -81,6 +94,8 @@ pub struct JetStreamBackend {
     unsure: AtomicBool,
     /// The stream's name and creation time (see [`JetStreamBackend::identity`]).
     identity: String,
+    /// [`JetStreamOptions::max_batch`].
+    max_batch: usize,
 }
 
 /// The backend's runtime, shut down in the background when dropped, so
@@ -417,6 +432,44 @@ impl Nats {
         Ok(out)
     }
 
+    /// Follows the stream from position `from` for as long as the
+    /// backend's runtime runs: calls `wake` with the sequence of every
+    /// message stored from there on (its headers only: the records are
+    /// read by the catch-up that follows). An ordered consumer, created
+    /// again from the next sequence after any failure.
+    async fn follow(&self, mut from: u64, wake: Wake) {
+        loop {
+            if let Err(e) = self.tail(&mut from, &wake).await {
+                tracing::debug!(error = %e, from, "following the JetStream log failed; subscribing again");
+            }
+            // What was stored meanwhile is delivered from `from` on.
+            tokio::time::sleep(FOLLOW_RETRY).await;
+        }
+    }
+
+    async fn tail(&self, from: &mut u64, wake: &Wake) -> Result<(), async_nats::Error> {
+        use jetstream::consumer::{push, DeliverPolicy};
+        let stream = self.js.get_stream(&self.stream).await?;
+        let consumer = stream
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.client.new_inbox(),
+                filter_subject: self.subject.clone(),
+                headers_only: true,
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: (*from).max(1),
+                },
+                ..Default::default()
+            })
+            .await?;
+        let mut messages = consumer.messages().await?;
+        while let Some(message) = messages.next().await {
+            let sequence = message?.info()?.stream_sequence;
+            *from = sequence + 1;
+            wake(sequence);
+        }
+        Ok(())
+    }
+
     /// Publishes `records` (bytes at consecutive positions after
     /// `after`) as one atomic batch and waits for its acknowledgement.
     /// While no stream leader takes the commit (no responders: none
@@ -509,9 +562,10 @@ impl Nats {
                 Ok(())
             }
             ApiAnswer::Err { error } if error.err_code == WRONG_LAST_SEQUENCE => {
-                Err(Attempt::Failed(other(format!(
-                    "the stream moved past position {after} (another writer?): {error}"
-                ))))
+                Err(Attempt::Failed(LogError::Storage(StorageError::Behind {
+                    head: after,
+                    reason: error.to_string(),
+                })))
             }
             ApiAnswer::Err { error } => Err(Attempt::Failed(other(format!(
                 "a commit was refused: {error}"
@@ -558,6 +612,7 @@ impl JetStreamBackend {
             index: RwLock::new(Index::default()),
             unsure: AtomicBool::new(false),
             identity: String::new(),
+            max_batch: options.max_batch.max(1),
         };
         let info = backend.run({
             let nats = backend.nats.clone();
@@ -718,10 +773,11 @@ impl LogBackend for JetStreamBackend {
                 _ => Ok(()),
             };
         };
-        if commit.records.len() > MAX_BATCH {
+        if commit.records.len() > self.max_batch {
             return Err(other(format!(
-                "a commit of {} records is over the {MAX_BATCH} of one atomic batch",
-                commit.records.len()
+                "a commit of {} records is over the {} of one atomic batch",
+                commit.records.len(),
+                self.max_batch
             )));
         }
         for (i, record) in commit.records.iter().enumerate() {
@@ -756,8 +812,12 @@ impl LogBackend for JetStreamBackend {
             self.run(async move { nats.publish_batch(after, bytes).await })
         };
         if let Err(e) = published {
-            // Stored whole or not at all, but which is unknown until resync.
-            self.unsure.store(true, Ordering::Release);
+            // Refused as not next: nothing stored, and the handle is fine.
+            // Otherwise stored whole or not at all, but which is unknown
+            // until resync.
+            if !matches!(e, LogError::Storage(StorageError::Behind { .. })) {
+                self.unsure.store(true, Ordering::Release);
+            }
             return Err(e);
         }
 
@@ -785,7 +845,7 @@ impl LogBackend for JetStreamBackend {
     }
 
     fn max_commit_records(&self) -> usize {
-        MAX_BATCH
+        self.max_batch
     }
 
     fn max_record_bytes(&self) -> usize {
@@ -795,22 +855,37 @@ impl LogBackend for JetStreamBackend {
     }
 
     fn resync(&self) -> Option<Result<Head, LogError>> {
-        let nats = self.nats.clone();
-        let resynced = self
-            .run(async move { nats.last_sequence().await })
-            .and_then(|last| {
-                let head = self.read_index().head;
-                if last < head.position {
-                    return Err(LogError::Corrupt(format!(
-                        "the stream ends at {last} but {} was stored",
-                        head.position
-                    )));
-                }
-                self.index_up_to(last)
-            });
+        let resynced = self.catch_up(0);
         if resynced.is_ok() {
             self.unsure.store(false, Ordering::Release);
         }
         Some(resynced)
+    }
+
+    fn follow(&self, wake: Wake) -> bool {
+        let Some(runtime) = self.runtime.0.as_ref() else {
+            return false;
+        };
+        let nats = self.nats.clone();
+        let from = self.read_index().head.position + 1;
+        runtime.spawn(async move { nats.follow(from, wake).await });
+        true
+    }
+
+    fn catch_up(&self, stored: u64) -> Result<Head, LogError> {
+        let nats = self.nats.clone();
+        // The stream's info may lag what its leader acknowledged by a few
+        // milliseconds: a position known stored is read up to regardless.
+        let last = self
+            .run(async move { nats.last_sequence().await })?
+            .max(stored);
+        let head = self.read_index().head;
+        if last < head.position {
+            return Err(LogError::Corrupt(format!(
+                "the stream ends at {last} but {} was stored",
+                head.position
+            )));
+        }
+        self.index_up_to(last)
     }
 }

@@ -25,9 +25,12 @@
 //! * One commit is one atomic batch (`Nats-Batch-Id`,
 //!   `Nats-Batch-Sequence`, `Nats-Batch-Commit` on the last message): the
 //!   server stores all of its messages at consecutive sequences or none.
-//!   A batch holds at most 1,000 messages, so this backend caps commits at
-//!   1,000 records ([`LogBackend::max_commit_records`]): an append of
-//!   more events is refused as invalid.
+//!   A batch holds at most the servers' `jetstream { limits { batch {
+//!   max_msgs } } }` messages (1,000 by default); this backend caps
+//!   commits at [`JetStreamOptions::max_batch`] records (`srs serve
+//!   --log-max-batch`, 1,000 by default; set both to 4,000 so a full
+//!   `recordSessionEvents` batch of 1,000 events with its detections fits
+//!   in one append): an append of more events is refused as invalid.
 //! * A record is at most the servers' `max_payload` (1 MiB unless they
 //!   set it) less 1 KiB for the batch headers; an append with a larger
 //!   event is refused as invalid ([`LogBackend::max_record_bytes`]).
@@ -72,14 +75,26 @@
 //!   `Unavailable` after the timeout otherwise. Nothing is half
 //!   written (a batch is whole or absent). When a server comes back the
 //!   quorum is restored, resync succeeds and writes resume by themselves.
-//! * **Several writers on one stream** store nothing stale: a handle that
-//!   missed another's commits has its commit refused by the stream (wrong
-//!   expected last sequence), reads the stream back (resync) and the
-//!   retried append is decided again on what is stored. But a handle
-//!   learns of the others' records only then: until its own commit is
-//!   refused, its reads, and the conflicts it answers on expected
-//!   versions, reflect its last view. So `srs serve` runs one writer per
-//!   stream for now.
+//! * **Several writers on one stream** (several `srs serve` nodes) store
+//!   nothing stale and answer no stale conflict. Each handle follows the
+//!   stream: an ordered push consumer (headers only) tells it the sequence
+//!   of every stored message, and the log's writer catches up (reads the
+//!   new records, indexes them, moves its durable head) between its own
+//!   commits, so readers on every node (projections, subscriptions,
+//!   `atLeast`) see every node's appends, typically within milliseconds.
+//!   A commit decided on a view that missed another node's commit is
+//!   refused by the stream (wrong expected last sequence, nothing stored);
+//!   the writer catches up at least to the position after its head and
+//!   decides the same appends again, inside the one append call: expected
+//!   versions, guards and event ids are checked against everything
+//!   stored. A conflict decided on the node's view is checked once more
+//!   after a catch-up, so a conflict is answered on what the stream held
+//!   after the request arrived (up to the lag of the stream's own info,
+//!   a few milliseconds; a client that retries a conflict decides again).
+//!   The cost of this serialisation: under contention a commit may be
+//!   decided several times (at most 32, then the append is answered
+//!   unavailable: retry with the same event ids), and each node reads
+//!   every record once more to index it.
 //! * **All three lost**: appends and reads fail `Unavailable`; restarted
 //!   servers recover from their disks (synced on every write), and the
 //!   writer resumes as above.

@@ -1,9 +1,10 @@
 //! A real three-node NATS JetStream cluster for tests (feature `testing`):
 //! [`Cluster::start`] writes each server's configuration into a temporary
 //! directory (free loopback ports for clients, routes and monitoring;
-//! JetStream's store in the same directory; `sync_interval: always`),
-//! starts three `nats-server` processes, waits until JetStream has a meta
-//! leader, and kills them when dropped.
+//! JetStream's store in the same directory; `sync_interval: always`;
+//! atomic batches of up to [`MAX_BATCH_MSGS`] messages), starts three
+//! `nats-server` processes, waits until JetStream has a meta leader, and
+//! kills them when dropped.
 //!
 //! The binary is `SRS_NATS_SERVER`, else `target/nats-server/bin/nats-server`
 //! of this workspace (where `.ci/install-nats` puts the pinned version),
@@ -14,6 +15,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The most messages the test servers take in one atomic batch (what
+/// `srs serve --log-max-batch` is then given; the servers' default is
+/// 1,000).
+pub const MAX_BATCH_MSGS: usize = 4_000;
 
 /// How long a cluster may take to elect its meta leader.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,7 +105,10 @@ impl Cluster {
             }
             match cluster.exited_at_start() {
                 Some(name) if attempt < START_ATTEMPTS => {
-                    eprintln!("nats-server {name} exited at start, new ports:\n{}", cluster.logs());
+                    eprintln!(
+                        "nats-server {name} exited at start, new ports:\n{}",
+                        cluster.logs()
+                    );
                     attempt += 1;
                 }
                 Some(name) => panic!(
@@ -162,7 +171,7 @@ impl Cluster {
                          listen: 127.0.0.1:{client}\n\
                          http: 127.0.0.1:{http}\n\
                          max_payload: 8MB\n\
-                         jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n\
+                         jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n  limits {{ batch {{ max_msgs: {MAX_BATCH_MSGS} }} }}\n}}\n\
                          cluster {{\n  name: srs-test\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
                         store.display()
                     ),
@@ -182,7 +191,9 @@ impl Cluster {
             dir,
             binary,
             nodes,
-            _one_at_a_time: ONE_CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            _one_at_a_time: ONE_CLUSTER
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 

@@ -149,7 +149,9 @@ async fn a_multi_event_append_is_stored_whole_or_not_at_all() {
     assert_eq!(log.stream_version("a").await.unwrap(), Some(5));
 
     // A second handle that missed a commit is refused by the stream
-    // (expected last sequence), with nothing of its batch stored.
+    // (expected last sequence), with nothing of its batch stored; it reads
+    // back what the stream holds and decides again, after the other
+    // handle's record.
     let stale = open(&cluster, "atomic");
     let next = log
         .append("a", ExpectedVersion::Exact(5), vec![event(9)])
@@ -157,26 +159,12 @@ async fn a_multi_event_append_is_stored_whole_or_not_at_all() {
         .unwrap();
     assert_eq!(next.positions, vec![6]);
     let stale_log = log_over(&stale);
-    let refused = stale_log
+    let decided_again = stale_log
         .append("b", ExpectedVersion::Any, (10..13).map(event).collect())
-        .await;
-    assert!(
-        matches!(&refused, Err(e) if e.is_unavailable()),
-        "{refused:?}"
-    );
-    // It reads back what the stream holds and takes appends again, after
-    // the other handle's record.
-    wait_writable(&stale_log).await;
-    assert_eq!(stale.head().unwrap().position, 6);
-    let after = stale_log
-        .append(
-            "b",
-            ExpectedVersion::NoStream,
-            (10..13).map(event).collect(),
-        )
         .await
         .unwrap();
-    assert_eq!(after.positions, vec![7, 8, 9]);
+    assert_eq!(decided_again.positions, vec![7, 8, 9]);
+    assert!(stale_log.writability().is_writable());
     drop((log, stale_log));
     assert_gapless_and_intact(&cluster, "atomic", 9).await;
 }
@@ -336,48 +324,129 @@ async fn without_a_quorum_appends_fail_and_resume_after_a_restart() {
     assert_gapless_and_intact(&cluster, "quorum", 7).await;
 }
 
-/// Appends like [`append_retrying`] with an expected version, returning
-/// the first answer that is not "unavailable".
-async fn append_expecting(
-    log: &EventLog<ContractEvent>,
-    expected: ExpectedVersion,
-    event: NewEvent<ContractEvent>,
-) -> Result<Appended, AppendError> {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        match log.append("s", expected, vec![event.clone()]).await {
-            Err(e) if e.is_unavailable() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            answer => return answer,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_on_one_stream_never_store_a_stale_decision() {
     let cluster = Cluster::start();
     let (a, b) = (open(&cluster, "two"), open(&cluster, "two"));
     let (log_a, log_b) = (log_over(&a), log_over(&b));
-    // Taking turns: each commit on a handle that missed the other's is
-    // refused by the stream (expected last sequence); the handle reads
-    // the stream back and the retried append is decided again on it.
+    // Taking turns, with no retry: a handle that missed the other's commit
+    // has its commit refused by the stream (expected last sequence), reads
+    // the stream back and decides again on it, within the one append.
     for turn in 0..10u64 {
         for (log, version) in [(&log_a, 2 * turn), (&log_b, 2 * turn + 1)] {
-            let appended = append_expecting(log, ExpectedVersion::Any, event(version))
+            let appended = log
+                .append("s", ExpectedVersion::Any, vec![event(version)])
                 .await
                 .unwrap();
             assert_eq!(appended.stream_version, version + 1);
             assert_eq!(appended.positions, vec![version + 1]);
         }
     }
-    // A decided on version 19 (its last view); the stream refuses the
-    // commit, and decided again on the stream's version 20 it conflicts.
-    let stale = append_expecting(&log_a, ExpectedVersion::Exact(19), event(99)).await;
+    // A decides on version 19 (what it last wrote); the stream is at 20:
+    // the conflict names the stored version, never A's stale view.
+    let stale = log_a
+        .append("s", ExpectedVersion::Exact(19), vec![event(99)])
+        .await;
     assert!(
         matches!(&stale, Err(AppendError::Conflict(c)) if c.actual == Some(20)),
         "{stale:?}"
     );
+    // An event id B stored is answered as stored through A, even when A
+    // has not seen it yet.
+    let id = Uuid::now_v7();
+    let stored = log_b
+        .append("s", ExpectedVersion::Any, vec![event_with_id(20, id)])
+        .await
+        .unwrap();
+    assert_eq!(stored.positions, vec![21]);
+    let again = log_a
+        .append("s", ExpectedVersion::Any, vec![event_with_id(20, id)])
+        .await
+        .unwrap();
+    assert!(again.deduplicated, "{again:?}");
+    assert_eq!(again.positions, vec![21]);
     drop((log_a, log_b));
-    assert_gapless_and_intact(&cluster, "two", 20).await;
+    assert_gapless_and_intact(&cluster, "two", 21).await;
+}
+
+/// Waits until `log`'s durable head is at least `position`.
+async fn wait_for_head(log: &EventLog<ContractEvent>, position: u64) {
+    let deadline = Instant::now() + SETTLE;
+    while EventStore::head(log).position < position {
+        assert!(
+            Instant::now() < deadline,
+            "the head stayed at {} (waiting for {position})",
+            EventStore::head(log).position
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_follows_what_another_node_appends() {
+    let cluster = Cluster::start();
+    let (a, b) = (open(&cluster, "follow"), open(&cluster, "follow"));
+    let (log_a, log_b) = (log_over(&a), log_over(&b));
+    let written = log_a
+        .append("x", ExpectedVersion::NoStream, (1..=3).map(event).collect())
+        .await
+        .unwrap();
+    assert_eq!(written.positions, vec![1, 2, 3]);
+    // B appends nothing: its head, reads and stream versions follow A's.
+    wait_for_head(&log_b, 3).await;
+    let read = log_b.read_all(1, 10).await.unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(log_b.stream_version("x").await.unwrap(), Some(3));
+    // And the other way round, many times over.
+    for n in 4..=40 {
+        let appended = log_b
+            .append("y", ExpectedVersion::Any, vec![event(n)])
+            .await
+            .unwrap();
+        assert_eq!(appended.positions, vec![n]);
+    }
+    wait_for_head(&log_a, 40).await;
+    assert_eq!(log_a.stream_version("y").await.unwrap(), Some(37));
+    drop((log_a, log_b));
+    assert_gapless_and_intact(&cluster, "follow", 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_appends_from_two_nodes_one_wins_the_other_conflicts() {
+    let cluster = Cluster::start();
+    let (a, b) = (open(&cluster, "race"), open(&cluster, "race"));
+    let (log_a, log_b) = (log_over(&a), log_over(&b));
+    let mut wins = [0u32; 2];
+    for round in 0..30u64 {
+        // Both decided on version `round`, at the same time.
+        let expected = if round == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(round)
+        };
+        let (from_a, from_b) = tokio::join!(
+            log_a.append("s", expected, vec![event(1000 + round)]),
+            log_b.append("s", expected, vec![event(2000 + round)]),
+        );
+        let winner = match (&from_a, &from_b) {
+            (Ok(_), Err(AppendError::Conflict(c))) | (Err(AppendError::Conflict(c)), Ok(_)) => {
+                assert_eq!(
+                    c.actual,
+                    Some(round + 1),
+                    "the conflict names the winner's version"
+                );
+                usize::from(from_b.is_ok())
+            }
+            other => panic!("round {round}: not one win and one conflict: {other:?}"),
+        };
+        wins[winner] += 1;
+        let stored = [&log_a, &log_b][winner];
+        wait_for_head(stored, round + 1).await;
+    }
+    assert_eq!(wins[0] + wins[1], 30);
+    drop((log_a, log_b));
+    assert_gapless_and_intact(&cluster, "race", 30).await;
 }

@@ -66,7 +66,29 @@
 //!   keeps its first I/O error) keeps the default, and only a reopen
 //!   recovers.
 //!
+//! # Storage shared by several writers
+//!
+//! A replicated stream may be written by several nodes, each with its own
+//! core over its own backend handle. Such a backend:
+//!
+//! * refuses a commit whose first position is not the one after what
+//!   storage holds with [`StorageError::Behind`], storing nothing of it
+//!   (a JetStream publish with an expected last sequence does exactly
+//!   this). The writer then calls [`LogBackend::catch_up`] and decides the
+//!   commit's appends again on the state it read back: expected versions,
+//!   guards and event ids are checked against everything stored, so two
+//!   nodes never store a decision made on a stale view;
+//! * follows storage ([`LogBackend::follow`]): it calls the given `wake`
+//!   with a position storage holds whenever another writer's records may
+//!   have been stored, and the writer catches up when that position is
+//!   past its head, so readers of this node (projections, subscriptions,
+//!   `atLeast`) see the other nodes' appends without appending anything;
+//! * before the writer answers a conflict on a stale view, it catches up
+//!   once and decides again (a conflict is answered only on the state
+//!   storage held after the request arrived).
+//!
 //! [`StorageError::Io`]: super::StorageError::Io
+//! [`StorageError::Behind`]: super::StorageError::Behind
 
 use uuid::Uuid;
 
@@ -167,7 +189,35 @@ pub trait LogBackend: Send + Sync + 'static {
     fn resync(&self) -> Option<Result<Head, LogError>> {
         None
     }
+
+    /// Whether other writers may append to this storage (see "Storage
+    /// shared by several writers" in the module docs). When they may, the
+    /// backend calls `wake(position)` whenever storage holds records up
+    /// to `position` that this handle may not have read, for as long as it
+    /// lives, and answers `true`. The default: this handle is storage's
+    /// only writer.
+    fn follow(&self, wake: Wake) -> bool {
+        let _ = wake;
+        false
+    }
+
+    /// Reads back what other writers stored past this handle's head, at
+    /// least up to position `stored` (a position storage is known to hold:
+    /// one a wake named, or the one after a head a commit was refused
+    /// behind; a replicated store's own "last position" may lag what it
+    /// acknowledged), records and index entries, whole commits only, and
+    /// returns the new head. Called by the writer's apply thread only,
+    /// between its commits. The default: nothing else writes, the head is
+    /// this handle's.
+    fn catch_up(&self, stored: u64) -> Result<Head, LogError> {
+        let _ = stored;
+        self.head()
+    }
 }
+
+/// What a backend that follows storage calls with a position storage
+/// holds (see [`LogBackend::follow`]).
+pub type Wake = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Reads one stored record through [`LogBackend::scan`], decoded by
 /// `decode` (`None`: not stored).

@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -18,7 +17,7 @@ use super::backend::{read_record, LogBackend};
 use super::codec::{decode_envelope, decode_record, encode_payload, RawRecord};
 use super::envelope::{Appended, Envelope, Event, ExpectedVersion, Head, NewEvent};
 use super::error::{AppendError, CodecError, LogError, StorageError};
-use super::writer::{self, Faults, Prepared, Request};
+use super::writer::{self, Faults, Job, Prepared, Queue, Request};
 use super::{EventStore, EventStream};
 use crate::time::{Clock, SystemClock};
 
@@ -116,7 +115,7 @@ pub(super) struct Reader {
 }
 
 struct Writer {
-    queue: Mutex<Option<mpsc::Sender<Request>>>,
+    queue: Queue,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -150,7 +149,7 @@ impl<E: Event> EventLog<E> {
                 health: health_rx,
             }),
             writer: Arc::new(Writer {
-                queue: Mutex::new(Some(queue)),
+                queue,
                 threads: Mutex::new(threads),
             }),
             _payload: PhantomData,
@@ -212,7 +211,9 @@ impl<E: Event> EventLog<E> {
                 .lock()
                 .map_err(|_| LogError::WriterStopped)?;
             let queue = queue.as_ref().ok_or(LogError::WriterStopped)?;
-            queue.send(request).map_err(|_| LogError::WriterStopped)?;
+            queue
+                .send(Job::Append(request))
+                .map_err(|_| LogError::WriterStopped)?;
         }
         answer.await.map_err(|_| LogError::WriterStopped)?
     }

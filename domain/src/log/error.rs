@@ -109,4 +109,12 @@ pub enum StorageError {
     /// does not support, ...).
     #[error("{0}")]
     Other(String),
+    /// Storage shared with other writers (several nodes on one replicated
+    /// stream) already holds records past this handle's head: nothing of
+    /// the refused commit was stored. The writer catches up
+    /// ([`LogBackend::catch_up`]) and decides the commit's appends again.
+    ///
+    /// [`LogBackend::catch_up`]: super::LogBackend::catch_up
+    #[error("another writer appended past position {head}: {reason}")]
+    Behind { head: u64, reason: String },
 }

@@ -67,7 +67,7 @@ use tokio::sync::watch;
 
 pub use self::core::{EventLog, StoreOptions, Writability, MAX_EVENTS_PER_APPEND, MAX_STREAM_LEN};
 pub use self::sled::{create_private_dir, open_db, SledEventStore, LOG_TREE};
-pub use backend::{Commit, CommitRecord, LogBackend, Visit};
+pub use backend::{Commit, CommitRecord, LogBackend, Visit, Wake};
 pub use codec::{
     decode_envelope, decode_event, decode_payload, decode_record, encode_payload, RawRecord, FORMAT,
 };

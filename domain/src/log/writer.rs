@@ -71,6 +71,19 @@
 //!   nothing new costs nothing) so the state is reported, and healed,
 //!   without waiting for an append to trip on it.
 //!
+//! # Storage shared with other writers
+//!
+//! Over a backend that other writers append to (several nodes on one
+//! replicated stream, see [`LogBackend::follow`]) the apply thread also
+//! catches up: when the backend wakes it with a position past its head,
+//! between groups, it reads back what the others stored and hands the new
+//! head to the flush thread, which publishes it in order (readers see the
+//! other nodes' appends). A commit refused as behind
+//! ([`StorageError::Behind`]: nothing of it stored) is followed by a
+//! catch-up and the same group is decided again, up to [`MAX_REPLANS`]
+//! times; a group that answered a conflict is decided again once after a
+//! catch-up, so no conflict is answered on a view the others had moved.
+//!
 //! [`Faults`] injects commit and flush failures (tests and drills).
 
 use std::collections::HashMap;
@@ -84,7 +97,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use super::backend::{read_record, Commit, CommitRecord, LogBackend};
+use super::backend::{read_record, Commit, CommitRecord, LogBackend, Wake};
 use super::codec::{self, encode_record, RecordFields};
 use super::core::{StoreOptions, Writability};
 use super::envelope::{Appended, ExpectedVersion, Head};
@@ -96,6 +109,11 @@ use crate::time::Clock;
 /// [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How many times one group is decided again because another writer of
+/// the same storage appended first, before its appends are answered
+/// unavailable (retry with the same event ids).
+const MAX_REPLANS: usize = 32;
 
 /// How often an idle flush thread checks that sled still takes writes.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -157,6 +175,19 @@ pub(super) struct Prepared {
     pub(super) payload: Vec<u8>,
 }
 
+/// What the apply thread takes from its queue.
+pub(super) enum Job {
+    Append(Request),
+    /// Storage shared with other writers holds records past this handle's
+    /// head (see [`LogBackend::follow`]): catch up.
+    Wake,
+}
+
+/// The writer's queue, shared with the wake of a backend that follows
+/// storage; `None` once the log is closing (dropping the last sender lets
+/// the apply thread finish).
+pub(super) type Queue = Arc<std::sync::Mutex<Option<mpsc::Sender<Job>>>>;
+
 pub(super) struct Request {
     pub(super) stream: String,
     pub(super) expected: ExpectedVersion,
@@ -177,20 +208,25 @@ pub(super) fn start(
 ) -> std::io::Result<(
     watch::Receiver<Head>,
     watch::Receiver<Writability>,
-    mpsc::Sender<Request>,
+    Queue,
     Vec<JoinHandle<()>>,
 )> {
     let (head_tx, head_rx) = watch::channel(head);
     let (queue_tx, queue_rx) = mpsc::channel();
+    let queue: Queue = Arc::new(std::sync::Mutex::new(Some(queue_tx)));
     let (flush_tx, flush_rx) = mpsc::channel();
     let (health_tx, health_rx) = watch::channel(Writability::Writable);
     let control = Arc::new(Control {
         failed: AtomicBool::new(false),
         resynced: std::sync::Mutex::new(None),
+        applied: AtomicU64::new(head.position),
+        wake_queued: AtomicBool::new(false),
+        wanted: AtomicU64::new(head.position),
         health: health_tx,
         faults: options.faults.clone(),
         probe_dir: options.probe_dir.clone(),
     });
+    let follows = backend.follow(wake(&queue, &control));
     let apply = {
         let backend = backend.clone();
         let clock = options.clock.clone();
@@ -202,13 +238,47 @@ pub(super) fn start(
         std::thread::Builder::new()
             .name("srs-log-apply".into())
             .spawn(move || {
-                run_apply(backend, head, queue_rx, flush_tx, clock, max_group, control)
+                run_apply(
+                    Apply {
+                        backend,
+                        clock,
+                        max_group_events: max_group,
+                        follows,
+                        control,
+                        flush: flush_tx,
+                    },
+                    head,
+                    queue_rx,
+                )
             })?
     };
     let flush = std::thread::Builder::new()
         .name("srs-log-flush".into())
         .spawn(move || run_flush(backend, flush_rx, head_tx, control))?;
-    Ok((head_rx, health_rx, queue_tx, vec![apply, flush]))
+    Ok((head_rx, health_rx, queue, vec![apply, flush]))
+}
+
+/// What a backend that follows storage calls: queues one [`Job::Wake`]
+/// when `position` is past what the apply thread has, unless one is
+/// queued already.
+fn wake(queue: &Queue, control: &Arc<Control>) -> Wake {
+    let queue = Arc::downgrade(queue);
+    let control = control.clone();
+    Arc::new(move |position| {
+        control.wanted.fetch_max(position, Ordering::AcqRel);
+        if position <= control.applied.load(Ordering::Acquire)
+            || control.wake_queued.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        let queued = queue.lock();
+        if let Ok(Some(sender)) = queued.as_deref() {
+            let _ = sender.send(Job::Wake);
+        }
+    })
 }
 
 /// What the requests of the group being built will have written, so later
@@ -242,6 +312,13 @@ struct Control {
     /// The stored head a backend's `resync` answered after a failed
     /// commit: the apply thread resumes from it.
     resynced: std::sync::Mutex<Option<Head>>,
+    /// The position the apply thread has applied or caught up to.
+    applied: AtomicU64,
+    /// Whether a [`Job::Wake`] is queued or a catch-up is wanted.
+    wake_queued: AtomicBool,
+    /// The highest position storage is known to hold (from the backend's
+    /// wakes and from commits refused as behind).
+    wanted: AtomicU64,
     health: watch::Sender<Writability>,
     faults: Option<Arc<Faults>>,
     probe_dir: Option<PathBuf>,
@@ -324,15 +401,149 @@ fn refuse_all(answers: impl IntoIterator<Item = Reply>, error: impl Fn() -> LogE
     }
 }
 
-fn run_apply(
+/// What the apply thread works with.
+struct Apply {
     backend: Arc<dyn LogBackend>,
-    mut head: Head,
-    queue: mpsc::Receiver<Request>,
-    flush: mpsc::Sender<Stage>,
     clock: Arc<dyn Clock>,
     max_group_events: usize,
+    /// Whether other writers may append to the storage (see
+    /// [`LogBackend::follow`]).
+    follows: bool,
     control: Arc<Control>,
-) {
+    flush: mpsc::Sender<Stage>,
+}
+
+impl Apply {
+    /// Reads back what other writers stored past `head` and, if storage
+    /// moved, hands the new head to the flush thread (it publishes it in
+    /// order after the groups applied before) so readers see it.
+    fn catch_up(&self, head: &mut Head) -> Result<(), LogError> {
+        // Cleared first: a wake after this point queues another catch-up.
+        self.control.wake_queued.store(false, Ordering::Release);
+        let stored = self
+            .backend
+            .catch_up(self.control.wanted.load(Ordering::Acquire))?;
+        if stored.position > head.position {
+            *head = stored;
+            self.control
+                .applied
+                .store(stored.position, Ordering::Release);
+            let _ = self.flush.send(Stage::Applied(Applied {
+                head: stored,
+                answers: Vec::new(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Decides every request of `group` on the stored state from `head`
+    /// and commits what they write, deciding again on what storage holds
+    /// when another writer appended first. Returns each request's outcome
+    /// and the new head; an error when the commit failed (the handle is
+    /// then broken, see the module docs) or when catching up failed
+    /// (nothing was stored: `Ok` with every outcome unavailable).
+    fn decide_and_commit(
+        &self,
+        group: &[Request],
+        head: &mut Head,
+        limit: usize,
+    ) -> Result<Vec<Result<Appended, AppendError>>, LogError> {
+        let mut replans = 0;
+        let mut conflicts_checked = !self.follows;
+        loop {
+            let now = self.clock.now();
+            let mut commit = Commit::default();
+            let mut pending = Pending::default();
+            let mut next = *head;
+            let outcomes: Vec<_> = group
+                .iter()
+                .map(|request| {
+                    if request.events.len() > limit {
+                        Err(AppendError::Invalid(format!(
+                            "this log stores at most {limit} events in one append"
+                        )))
+                    } else {
+                        plan(
+                            &*self.backend,
+                            &mut pending,
+                            &mut next,
+                            &mut commit,
+                            now,
+                            request,
+                        )
+                    }
+                })
+                .collect();
+            // A conflict is answered on what storage holds now, not on a
+            // view another writer may have moved: catch up once, and
+            // decide again if storage moved.
+            if !conflicts_checked
+                && outcomes
+                    .iter()
+                    .any(|o| matches!(o, Err(AppendError::Conflict(_))))
+            {
+                conflicts_checked = true;
+                let before = *head;
+                match self.catch_up(head) {
+                    Ok(()) if *head != before => continue,
+                    Ok(()) => {}
+                    Err(e) => return Ok(unavailable_all(group.len(), &e)),
+                }
+            }
+            if next == *head {
+                return Ok(outcomes);
+            }
+            commit.streams = pending.versions.into_iter().collect();
+            commit.head = Some(next);
+            match self.control.commit(&*self.backend, commit) {
+                Ok(()) => {
+                    *head = next;
+                    self.control.applied.store(next.position, Ordering::Release);
+                    return Ok(outcomes);
+                }
+                Err(LogError::Storage(StorageError::Behind { .. })) if replans < MAX_REPLANS => {
+                    // Nothing of the commit was stored: read what the other
+                    // writer stored (at least the position after the head)
+                    // and decide again.
+                    replans += 1;
+                    self.control
+                        .wanted
+                        .fetch_max(head.position + 1, Ordering::AcqRel);
+                    if let Err(e) = self.catch_up(head) {
+                        return Ok(unavailable_all(group.len(), &e));
+                    }
+                }
+                Err(LogError::Storage(StorageError::Behind { head: at, .. })) => {
+                    return Ok(unavailable_all(
+                        group.len(),
+                        &LogError::Unavailable {
+                            reason: format!(
+                                "other writers appended first {MAX_REPLANS} times in a row (last past position {at})"
+                            ),
+                        },
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Every outcome of a group that was not stored because `error` kept it
+/// from being decided.
+fn unavailable_all(count: usize, error: &LogError) -> Vec<Result<Appended, AppendError>> {
+    (0..count)
+        .map(|_| {
+            Err(AppendError::Log(LogError::Unavailable {
+                reason: describe(error),
+            }))
+        })
+        .collect()
+}
+
+fn run_apply(apply: Apply, mut head: Head, queue: mpsc::Receiver<Job>) {
+    let backend = &apply.backend;
+    let control = &apply.control;
     // After a failed apply sled's memory may hold part of the batch: this
     // handle never applies again (only a reopen recovers), unless the
     // backend resyncs (then the flush thread hands over the stored head).
@@ -342,30 +553,37 @@ fn run_apply(
     let mut carry: Option<Request> = None;
     loop {
         let first = match carry.take() {
-            Some(request) => request,
+            Some(request) => Some(request),
             None => match queue.recv() {
-                Ok(request) => request,
+                Ok(Job::Append(request)) => Some(request),
+                Ok(Job::Wake) => None,
                 Err(_) => break,
             },
         };
-        let mut events = first.events.len();
-        let mut group = vec![first];
-        while events < max_group_events {
-            match queue.try_recv() {
-                Ok(request) => {
-                    if events + request.events.len() > limit {
-                        carry = Some(request);
-                        break;
+        let mut group = Vec::new();
+        if let Some(first) = first {
+            let mut events = first.events.len();
+            group.push(first);
+            while events < apply.max_group_events {
+                match queue.try_recv() {
+                    Ok(Job::Append(request)) => {
+                        if events + request.events.len() > limit {
+                            carry = Some(request);
+                            break;
+                        }
+                        events += request.events.len();
+                        group.push(request);
                     }
-                    events += request.events.len();
-                    group.push(request);
+                    // Handled below: the flag says a catch-up is wanted.
+                    Ok(Job::Wake) => {}
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
         }
         if broken {
             if let Some(stored) = control.take_resynced() {
                 head = stored;
+                control.applied.store(head.position, Ordering::Release);
                 broken = false;
             }
         }
@@ -373,48 +591,32 @@ fn run_apply(
             refuse_all(group.into_iter().map(|r| r.reply), || control.unavailable());
             continue;
         }
-
-        let now = clock.now();
-        let mut commit = Commit::default();
-        let mut pending = Pending::default();
-        let mut next = head;
-        let mut answers = Vec::with_capacity(group.len());
-        for request in group {
-            let outcome = if request.events.len() > limit {
-                Err(AppendError::Invalid(format!(
-                    "this log stores at most {limit} events in one append"
-                )))
-            } else {
-                plan(
-                    &*backend,
-                    &mut pending,
-                    &mut next,
-                    &mut commit,
-                    now,
-                    &request,
-                )
-            };
-            answers.push((request.reply, outcome));
+        if apply.follows && control.wake_queued.load(Ordering::Acquire) {
+            if let Err(e) = apply.catch_up(&mut head) {
+                // The next commit finds out again (storage refuses a commit
+                // that is not next); readers keep the last head meanwhile.
+                tracing::debug!(error = %e, "catching up with the shared log failed");
+            }
+        }
+        if group.is_empty() {
+            continue;
         }
 
-        if next != head {
-            commit.streams = pending.versions.into_iter().collect();
-            commit.head = Some(next);
-            if let Err(e) = control.commit(&*backend, commit) {
+        let outcomes = match apply.decide_and_commit(&group, &mut head, limit) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
                 let reason = format!("applying a log batch failed: {}", describe(&e));
                 tracing::error!(error = %e, "applying a log batch failed; appends are refused until storage answers again or the database is reopened");
                 broken = true;
                 control.fail(reason);
-                refuse_all(answers.into_iter().map(|(reply, _)| reply), || {
-                    control.unavailable()
-                });
-                let _ = flush.send(Stage::ApplyFailed);
+                refuse_all(group.into_iter().map(|r| r.reply), || control.unavailable());
+                let _ = apply.flush.send(Stage::ApplyFailed);
                 continue;
             }
-            head = next;
-        }
+        };
+        let answers = group.into_iter().map(|r| r.reply).zip(outcomes).collect();
         if let Err(mpsc::SendError(Stage::Applied(applied))) =
-            flush.send(Stage::Applied(Applied { head, answers }))
+            apply.flush.send(Stage::Applied(Applied { head, answers }))
         {
             refuse_all(applied.answers.into_iter().map(|(reply, _)| reply), || {
                 LogError::WriterStopped
@@ -626,14 +828,20 @@ fn plan(
             known.push((event.event_id, found));
         }
     }
+    // Part of the ids known is a misuse, unless the request was decided on
+    // a state that has moved (a caller that decided on a stale view and
+    // included some events another request stored meanwhile): that is a
+    // conflict, and the caller decides again on the new state.
+    let partly_known = !known.is_empty() && known.len() != request.events.len();
+    if partly_known {
+        check_versions(backend, pending, stream, request)?;
+        return Err(AppendError::Invalid(format!(
+            "{} of {} event ids are already stored; resend exactly the stored append or only new events",
+            known.len(),
+            request.events.len()
+        )));
+    }
     if !known.is_empty() {
-        if known.len() != request.events.len() {
-            return Err(AppendError::Invalid(format!(
-                "{} of {} event ids are already stored; resend exactly the stored append or only new events",
-                known.len(),
-                request.events.len()
-            )));
-        }
         if let Some((id, (_, _, other))) = known.iter().find(|(_, (_, _, s))| s != stream) {
             return Err(AppendError::Invalid(format!(
                 "event id {id} is already stored in stream {other}"
@@ -647,29 +855,7 @@ fn plan(
         });
     }
 
-    // Guards: other streams as this group has left them so far (a request
-    // earlier in the group that moved a guard stream counts).
-    for (guard, expected) in &request.guards {
-        let actual = stream_version_now(backend, pending, guard)?;
-        if !expected.admits(actual) {
-            return Err(Conflict {
-                stream: guard.clone(),
-                expected: *expected,
-                actual,
-            }
-            .into());
-        }
-    }
-
-    let actual = stream_version_now(backend, pending, stream)?;
-    if !request.expected.admits(actual) {
-        return Err(Conflict {
-            stream: stream.to_owned(),
-            expected: request.expected,
-            actual,
-        }
-        .into());
-    }
+    let actual = check_versions(backend, pending, stream, request)?;
 
     // Encode everything first so a failure leaves `commit` and `next` untouched.
     let mut version = actual.unwrap_or(0);
@@ -726,6 +912,38 @@ fn plan(
         stream_version: version,
         deduplicated: false,
     })
+}
+
+/// Checks the request's guards and expected version against the stored
+/// state as the group so far leaves it (a request earlier in the group
+/// that moved a stream counts); the stream's version.
+fn check_versions(
+    backend: &dyn LogBackend,
+    pending: &Pending,
+    stream: &str,
+    request: &Request,
+) -> Result<Option<u64>, AppendError> {
+    for (guard, expected) in &request.guards {
+        let actual = stream_version_now(backend, pending, guard)?;
+        if !expected.admits(actual) {
+            return Err(Conflict {
+                stream: guard.clone(),
+                expected: *expected,
+                actual,
+            }
+            .into());
+        }
+    }
+    let actual = stream_version_now(backend, pending, stream)?;
+    if !request.expected.admits(actual) {
+        return Err(Conflict {
+            stream: stream.to_owned(),
+            expected: request.expected,
+            actual,
+        }
+        .into());
+    }
+    Ok(actual)
 }
 
 /// A stream's version as the group being built leaves it (`None`: no stream).

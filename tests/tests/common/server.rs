@@ -48,6 +48,7 @@ impl Srs {
             .env_remove("SRS_LISTEN")
             .env_remove("SRS_LOG_URL")
             .env_remove("SRS_LOG_STREAM")
+            .env_remove("SRS_LOG_MAX_BATCH")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
