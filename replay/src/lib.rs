@@ -41,7 +41,8 @@ pub mod table;
 pub use data::DataDir;
 pub use error::ReplayError;
 pub use export::{
-    check_export, export, export_up_to, import, record_export, ExportSummary, ImportSummary,
+    check_export, ensure_empty, export, export_up_to, import, import_with, record_export,
+    ExportSummary, ImportSummary,
     FORMAT_NAME, FORMAT_VERSION,
 };
 pub use history::{
