@@ -5,7 +5,9 @@
 /// The benchmark groups of `srs bench`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchKind {
-    /// Durable appends (1, 8, 64 writers), session events sealed vs plain, and the full scan.
+    /// Durable appends (1, 8, 64 writers), session events sealed vs plain,
+    /// and the full scan; with --log-url also the 64-writer append on a
+    /// JetStream log against raw publishes, and through two nodes.
     Log,
     /// Rebuilding every read model from a generated history (rate and peak
     /// RSS), filtered catalogue and history pages.
@@ -26,6 +28,7 @@ pub async fn bench(
     scan_events: u64,
     (rebuild_events, catalogue_recordings): (u64, u64),
     pg: Option<&str>,
+    log_url: Option<&str>,
     graphql: &crate::graphql_server::GraphqlBenchOptions,
 ) -> anyhow::Result<()> {
     let print = |figure: &crate::Figure| {
@@ -46,6 +49,16 @@ pub async fn bench(
         }
         if let Some(url) = pg {
             for figure in pg_figures(url, seconds, &figures).await? {
+                print(&figure);
+            }
+        }
+        if let Some(urls) = log_url {
+            let sled_64 = figures
+                .iter()
+                .find(|f| f.figure == "append_64_writers")
+                .map(|f| f.value);
+            let measure = std::time::Duration::from_secs_f64(seconds);
+            for figure in crate::jetstream::run(urls, measure, sled_64).await? {
                 print(&figure);
             }
         }
