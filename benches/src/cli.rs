@@ -79,8 +79,10 @@ pub fn main() -> ExitCode {
         args.seconds,
         args.scan_events,
         (args.rebuild_events, args.catalogue_recordings),
-        args.pg.as_deref(),
-        args.log_url.as_deref(),
+        crate::cmd::Servers {
+            pg: args.pg.as_deref(),
+            log_url: args.log_url.as_deref(),
+        },
         &graphql,
     ));
     match result {

@@ -21,14 +21,22 @@ pub enum BenchKind {
     All,
 }
 
+/// Servers outside this process that `log` also measures on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Servers<'a> {
+    /// A PostgreSQL URL (`--pg`).
+    pub pg: Option<&'a str>,
+    /// A JetStream cluster's URLs (`--log-url`).
+    pub log_url: Option<&'a str>,
+}
+
 pub async fn bench(
     which: BenchKind,
     json: bool,
     seconds: f64,
     scan_events: u64,
     (rebuild_events, catalogue_recordings): (u64, u64),
-    pg: Option<&str>,
-    log_url: Option<&str>,
+    servers: Servers<'_>,
     graphql: &crate::graphql_server::GraphqlBenchOptions,
 ) -> anyhow::Result<()> {
     let print = |figure: &crate::Figure| {
@@ -47,12 +55,12 @@ pub async fn bench(
         for figure in &figures {
             print(figure);
         }
-        if let Some(url) = pg {
+        if let Some(url) = servers.pg {
             for figure in pg_figures(url, seconds, &figures).await? {
                 print(&figure);
             }
         }
-        if let Some(urls) = log_url {
+        if let Some(urls) = servers.log_url {
             let sled_64 = figures
                 .iter()
                 .find(|f| f.figure == "append_64_writers")

@@ -32,7 +32,9 @@
 //! write, into a log that must be empty, through the log's own encoder
 //! ([`LogImporter`]): the imported log has the source's positions, times and
 //! hashes, and `srs verify` passes on it. Read models are not imported;
-//! `srs serve` builds them from the log on its first start.
+//! `srs serve` builds them from the log on its first start. [`import`]
+//! writes into a data directory; [`import_with`] is the same import into
+//! any [`LogBackend`] (a JetStream stream, `srs import --log-url`).
 
 use std::collections::HashMap;
 use std::fs::File;

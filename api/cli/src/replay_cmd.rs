@@ -297,22 +297,21 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let log = match args.log.jetstream() {
-        Some(options) => {
-            let keys = srs_domain::seal::KeyRing::dir_of(&args.source.data);
-            if !keys.is_dir() {
-                eprintln!(
-                    "srs: no keys in {}: sealed session data shows as shredded; pass --data of a node serving this stream",
-                    args.source.data.display()
-                );
-            }
-            open_stream(&options).map(OpenedLog::Stream)
-        }
+        Some(options) => open_stream(&options).map(OpenedLog::Stream),
         None => open_to_read(&args.source.data).map(OpenedLog::Dir),
     };
     let log = match log {
         Ok(log) => log,
         Err(e) => return Ok(fail(e)),
     };
+    if matches!(log, OpenedLog::Stream(_))
+        && !srs_domain::seal::KeyRing::dir_of(&args.source.data).is_dir()
+    {
+        eprintln!(
+            "srs: no keys in {}: sealed session data shows as shredded; pass --data of a node serving this stream",
+            args.source.data.display()
+        );
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     // The keys of the directory given (not of a private read-only copy:
