@@ -493,7 +493,18 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = match imported {
         Ok(summary) => summary,
-        Err(e) => return Ok(fail(e)),
+        Err(e) => {
+            let code = fail(e);
+            if written.is_some() {
+                // Whole commits are stored or not, but an import is many.
+                eprintln!(
+                    "srs: the stream may now hold the first part of the file, which is not the exported log: \
+                     delete the stream (e.g. `nats stream rm {}`) before importing again",
+                    args.log.log_stream
+                );
+            }
+            return Ok(code);
+        }
     };
     out(format_args!(
         "imported {} events, head position {} hash {}",
