@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// there and compares `append_64_writers` with it.
     #[arg(long, env = "SRS_BENCH_PG", hide_env_values = true)]
     pub pg: Option<String>,
+    /// A JetStream cluster (`nats://h1:4222,nats://h2:4222,...`, nats-server
+    /// 2.12+): `log` then also times `append_64_writers` on the log kept
+    /// in a stream there, against raw publishes of the same size and the
+    /// embedded log of the same run, and through two nodes against one.
+    /// Its streams (`srs-bench-*`) are deleted at the end.
+    #[arg(long, value_name = "URLS")]
+    pub log_url: Option<String>,
     /// Recordings in the history that `graphql` serves.
     #[arg(long, default_value_t = 1_000_000)]
     pub graphql_recordings: u64,
@@ -72,7 +79,10 @@ pub fn main() -> ExitCode {
         args.seconds,
         args.scan_events,
         (args.rebuild_events, args.catalogue_recordings),
-        args.pg.as_deref(),
+        crate::cmd::Servers {
+            pg: args.pg.as_deref(),
+            log_url: args.log_url.as_deref(),
+        },
         &graphql,
     ));
     match result {

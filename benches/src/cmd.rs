@@ -5,7 +5,9 @@
 /// The benchmark groups of `srs bench`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BenchKind {
-    /// Durable appends (1, 8, 64 writers), session events sealed vs plain, and the full scan.
+    /// Durable appends (1, 8, 64 writers), session events sealed vs plain,
+    /// and the full scan; with --log-url also the 64-writer append on a
+    /// JetStream log against raw publishes, and through two nodes.
     Log,
     /// Rebuilding every read model from a generated history (rate and peak
     /// RSS), filtered catalogue and history pages.
@@ -19,13 +21,22 @@ pub enum BenchKind {
     All,
 }
 
+/// Servers outside this process that `log` also measures on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Servers<'a> {
+    /// A PostgreSQL URL (`--pg`).
+    pub pg: Option<&'a str>,
+    /// A JetStream cluster's URLs (`--log-url`).
+    pub log_url: Option<&'a str>,
+}
+
 pub async fn bench(
     which: BenchKind,
     json: bool,
     seconds: f64,
     scan_events: u64,
     (rebuild_events, catalogue_recordings): (u64, u64),
-    pg: Option<&str>,
+    servers: Servers<'_>,
     graphql: &crate::graphql_server::GraphqlBenchOptions,
 ) -> anyhow::Result<()> {
     let print = |figure: &crate::Figure| {
@@ -44,8 +55,18 @@ pub async fn bench(
         for figure in &figures {
             print(figure);
         }
-        if let Some(url) = pg {
+        if let Some(url) = servers.pg {
             for figure in pg_figures(url, seconds, &figures).await? {
+                print(&figure);
+            }
+        }
+        if let Some(urls) = servers.log_url {
+            let sled_64 = figures
+                .iter()
+                .find(|f| f.figure == "append_64_writers")
+                .map(|f| f.value);
+            let measure = std::time::Duration::from_secs_f64(seconds);
+            for figure in crate::jetstream::run(urls, measure, sled_64).await? {
                 print(&figure);
             }
         }

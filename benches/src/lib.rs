@@ -13,6 +13,9 @@
 //! - [`Figure`]: one measured figure and how it prints.
 //! - [`log`]: durable append throughput (1, 8, 64 writers) against raw sled
 //!   batches, and the full-scan read rate against a raw sled iteration.
+//! - [`jetstream`]: the 64-writer durable append on the log kept in a
+//!   JetStream stream (`--log-url`) against raw JetStream publishes of
+//!   the same size and the embedded log, and through two nodes.
 //! - [`pg`]: the same 64-writer durable append on PostgreSQL (`--pg URL`):
 //!   single-event INSERT+COMMIT under a unique `(stream, version)`.
 //! - [`rebuild`]: every read model rebuilt from a generated history,
@@ -41,6 +44,7 @@ pub mod graphql;
 pub mod graphql_server;
 pub mod history;
 pub mod ingest;
+pub mod jetstream;
 pub mod log;
 pub mod pg;
 pub mod rebuild;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use srs_domain::actor::Actor;
 use srs_domain::log::{
-    Event, EventStore, ExpectedVersion, LogError, NewEvent, SledEventStore, StoreOptions, LOG_TREE,
+    AppendError, Event, EventLog, EventStore, ExpectedVersion, LogError, NewEvent, SledEventStore,
+    StoreOptions, LOG_TREE,
 };
 
 use srs_domain::model::{DomainEvent, SessionEvent, SessionEventData, SessionEventType};
@@ -126,25 +127,81 @@ pub async fn run(options: &LogBenchOptions) -> Result<Vec<Figure>, LogError> {
 pub async fn append_rate(writers: u64, measure: Duration) -> Result<(f64, usize), LogError> {
     let dir = tempfile::tempdir().map_err(io)?;
     let log = SledEventStore::<BenchEvent>::open(dir.path(), StoreOptions::default())?;
+    let appended = drive_appends(std::slice::from_ref(log.log()), writers, measure).await?;
+    let record_len = log
+        .tree()
+        .get([b'e', 0, 0, 0, 0, 0, 0, 0, 1])?
+        .map(|v| v.len())
+        .unwrap_or(256);
+    Ok((appended.rate(), record_len))
+}
+
+/// What [`drive_appends`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Appended {
+    /// Appends acknowledged.
+    pub events: u64,
+    /// Attempts answered `Unavailable` and made again with the same event.
+    pub retries: u64,
+    pub elapsed: Duration,
+}
+
+impl Appended {
+    /// Acknowledged events per second.
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// How long one append may be retried (answered `Unavailable`) before the
+/// run fails.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// `writers` concurrent tasks, spread round-robin over the handles in
+/// `logs` (one log, or several nodes on one stored log), each appending
+/// one event at a time to a stream of its own until `measure` has passed.
+/// An append answered `Unavailable` (its outcome unknown: a backend
+/// catching up with what another handle stored) is made again with the
+/// same event, as a client does, so it is stored once; only acknowledged
+/// appends count, and a task finishes the append it started.
+pub async fn drive_appends(
+    logs: &[EventLog<BenchEvent>],
+    writers: u64,
+    measure: Duration,
+) -> Result<Appended, LogError> {
     let done = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + measure;
     let mut tasks = Vec::new();
     for w in 0..writers {
-        let log = log.clone();
-        let done = done.clone();
+        let log = logs[w as usize % logs.len()].clone();
+        let (done, retries) = (done.clone(), retries.clone());
         tasks.push(tokio::spawn(async move {
             let stream = format!("recording-{w}");
             let mut n = w << 32;
             while Instant::now() < deadline {
                 let event = NewEvent::new(actor(), bench_event(n));
-                let _ = log
-                    .append(&stream, ExpectedVersion::Any, vec![event])
-                    .await?;
+                let first = Instant::now();
+                loop {
+                    match log
+                        .append(&stream, ExpectedVersion::Any, vec![event.clone()])
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(AppendError::Log(LogError::Unavailable { .. }))
+                            if first.elapsed() < RETRY_FOR =>
+                        {
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 done.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
-            Ok::<_, srs_domain::log::AppendError>(())
+            Ok::<_, AppendError>(())
         }));
     }
     for t in tasks {
@@ -152,13 +209,11 @@ pub async fn append_rate(writers: u64, measure: Duration) -> Result<(f64, usize)
             .map_err(|e| LogError::Corrupt(format!("writer task failed: {e}")))?
             .map_err(|e| LogError::Corrupt(e.to_string()))?;
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let record_len = log
-        .tree()
-        .get([b'e', 0, 0, 0, 0, 0, 0, 0, 1])?
-        .map(|v| v.len())
-        .unwrap_or(256);
-    Ok((done.load(Ordering::Relaxed) as f64 / elapsed, record_len))
+    Ok(Appended {
+        events: done.load(Ordering::Relaxed),
+        retries: retries.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Agents recording session events at once in [`session_append_rate`].

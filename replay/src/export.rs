@@ -32,17 +32,20 @@
 //! write, into a log that must be empty, through the log's own encoder
 //! ([`LogImporter`]): the imported log has the source's positions, times and
 //! hashes, and `srs verify` passes on it. Read models are not imported;
-//! `srs serve` builds them from the log on its first start.
+//! `srs serve` builds them from the log on its first start. [`import`]
+//! writes into a data directory; [`import_with`] is the same import into
+//! any [`LogBackend`] (a JetStream stream, `srs import --log-url`).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use srs_domain::actor::Actor;
-use srs_domain::log::{rehash, EventLog, Hash, Head, LogImporter, LOG_TREE};
+use srs_domain::log::{rehash, EventLog, Hash, Head, LogBackend, LogImporter, LOG_TREE};
 use srs_domain::log::{EventStore, ExpectedVersion, NewEvent};
 use srs_domain::model::{DomainEvent, LOG_EXPORTS_STREAM};
 use srs_domain::time::Timestamp;
@@ -209,18 +212,33 @@ fn line_bytes(value: &impl Serialize) -> Result<Vec<u8>, ReplayError> {
 /// (new or empty) data directory `target`. Nothing is written unless the
 /// whole file checks out; a target whose log holds anything is refused.
 pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> {
+    import_with(file, || {
+        let data = DataDir::open_or_create(target)?;
+        let log = data.db.open_tree(LOG_TREE)?;
+        if !log.is_empty() {
+            return Err(ReplayError::NotEmpty(format!(
+                "{} already holds a log (head position {}); import only into a new data directory",
+                target.display(),
+                data.head()
+            )));
+        }
+        Ok(data.store.backend())
+    })
+}
+
+/// Checks the export file at `file` completely, then opens the target log
+/// with `open` and writes the file into it, through the log's own encoder
+/// ([`LogImporter`]); the one import of every backend (a data directory's
+/// sled log, a JetStream stream). `open` is called only once the whole
+/// file checks out, so a bad file creates nothing; it must refuse a log
+/// that holds anything ([`ReplayError::NotEmpty`], see [`ensure_empty`]).
+pub fn import_with(
+    file: &Path,
+    open: impl FnOnce() -> Result<Arc<dyn LogBackend>, ReplayError>,
+) -> Result<ImportSummary, ReplayError> {
     let checked = check_file(file, |_| Ok(()))?;
-    let data = DataDir::open_or_create(target)?;
-    let log = data.db.open_tree(LOG_TREE)?;
-    if !log.is_empty() {
-        return Err(ReplayError::NotEmpty(format!(
-            "{} already holds a log (head position {}); import only into a new data directory",
-            target.display(),
-            data.head()
-        )));
-    }
-    drop(log);
-    let mut importer = LogImporter::new(data.store.backend())?;
+    let backend = open()?;
+    let mut importer = LogImporter::new(backend)?;
     let written = check_file(file, |line| {
         importer.push(&line.to_raw()?).map_err(Into::into)
     })?;
@@ -239,6 +257,25 @@ pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> 
         count: checked.count,
         head,
     })
+}
+
+/// Refuses a log that holds anything (a head, or a first record left by
+/// an interrupted import) with [`ReplayError::NotEmpty`], naming it as
+/// `what` (e.g. "stream srs").
+pub fn ensure_empty(backend: &dyn LogBackend, what: &str) -> Result<(), ReplayError> {
+    let head = backend.head()?;
+    let mut holds_record = false;
+    backend.scan(1, u64::MAX, &mut |_, _| {
+        holds_record = true;
+        Ok(false)
+    })?;
+    if holds_record || head != Head::default() {
+        return Err(ReplayError::NotEmpty(format!(
+            "{what} already holds a log (head position {}); import only into an empty one",
+            head.position
+        )));
+    }
+    Ok(())
 }
 
 /// Checks an export file completely without writing anything (what

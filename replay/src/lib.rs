@@ -3,14 +3,19 @@
 //! `rebuild`, `projections`, `export` and `import` subcommands are thin
 //! wrappers around them (`srs verify` uses `srs_domain::log::verify`).
 //!
-//! Every tool here opens the sled database itself, so it needs the data
-//! directory to itself: a directory held by a running `srs serve` gives
+//! A tool that opens a data directory opens its sled database itself, so
+//! it needs the directory to itself: a directory held by a running `srs serve` gives
 //! [`ReplayError::Locked`] and nothing is touched, except for readers
 //! that open it through [`DataDir::open_snapshot`] (`export`, `state`),
 //! which read a private copy whose chain they check first. Tools that only read
 //! never write; tools that write (`import`, `rebuild`) go through the same
 //! code the server uses (the log's encoder and key layout, the projection
 //! engine's rebuild-and-swap).
+//!
+//! The tools take the log as an [`EventLog`](srs_domain::log::EventLog)
+//! over any backend, so the `srs` binary runs the same ones over a log
+//! kept in a JetStream stream (`--log-url`); only opening a data
+//! directory ([`DataDir`]) is sled's.
 //!
 //! Memory stays flat: the log is read in batches of [`READ_BATCH`] events
 //! and every line is written out before the next batch is read.
@@ -41,8 +46,8 @@ pub mod table;
 pub use data::DataDir;
 pub use error::ReplayError;
 pub use export::{
-    check_export, export, export_up_to, import, record_export, ExportSummary, ImportSummary,
-    FORMAT_NAME, FORMAT_VERSION,
+    check_export, ensure_empty, export, export_up_to, import, import_with, record_export,
+    ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION,
 };
 pub use history::{
     deleted_recordings, replay, replay_shown, EventLine, EventWriter, Filter, Format, ShownEvent,

@@ -12,7 +12,8 @@
 //! - this module: the flags, [`main`], `serve`, `simulate`, `verify`,
 //!   `bench`.
 //! - `replay_cmd`: `srs replay`, `state`, `rebuild`, `projections`,
-//!   `export`, `import` over `srs_replay`.
+//!   `export`, `import` over `srs_replay` (`replay`, `state`, `export`
+//!   and `import` also over a JetStream stream, with [`LogArgs`]).
 //! - `backup_cmd`: `srs backup` / `srs restore`.
 //!
 //! Exit codes: 0 success, 1 a check failed (e.g. a broken chain), 2 an error
@@ -540,8 +541,24 @@ fn verify(data: &std::path::Path, from: u64) -> anyhow::Result<ExitCode> {
     report_verified(&tree, from)
 }
 
-/// `srs verify --log-url`: the log kept in a JetStream stream.
+/// `srs verify --log-url`: the log kept in a JetStream stream (which must
+/// exist: verifying never creates one).
 fn verify_jetstream(options: &JetStreamOptions, from: u64) -> anyhow::Result<ExitCode> {
+    match srs_log_jetstream::stream_exists(options) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!(
+                "error: there is no stream {} on {}",
+                options.stream,
+                options.urls.join(",")
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     let backend = match JetStreamBackend::open(options) {
         Ok(backend) => backend,
         Err(e) => {
@@ -772,6 +789,89 @@ mod tests {
             panic!("not bench");
         };
         assert_eq!(args, ["log", "--json", "--help", "--seconds", "1"]);
+    }
+
+    #[test]
+    fn log_url_excludes_what_would_name_another_log() {
+        let refused: [&[&str]; 5] = [
+            &[
+                "srs",
+                "state",
+                "--log-url",
+                "nats://a",
+                "--data",
+                "d",
+                "--as-of",
+                "1",
+                "s",
+            ],
+            &["srs", "export", "--log-url", "nats://a", "--data", "d", "f"],
+            &["srs", "import", "--log-url", "nats://a", "--data", "d", "f"],
+            &[
+                "srs",
+                "replay",
+                "--log-url",
+                "nats://a",
+                "--url",
+                "http://b",
+                "--token",
+                "t",
+            ],
+            &[
+                "srs",
+                "export",
+                "--log-url",
+                "nats://a",
+                "--url",
+                "http://b",
+                "--token",
+                "t",
+                "f",
+            ],
+        ];
+        for args in refused {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{args:?}"
+            );
+        }
+        // `replay` keeps --data for the keys; defaults never conflict.
+        for args in [
+            &["srs", "replay", "--log-url", "nats://a", "--data", "d"][..],
+            &["srs", "state", "--log-url", "nats://a", "--as-of", "1", "s"],
+            &[
+                "srs",
+                "import",
+                "--log-url",
+                "nats://a",
+                "--log-stream",
+                "x",
+                "f",
+            ],
+            &["srs", "export", "--data", "d", "f"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        let cli = Cli::try_parse_from([
+            "srs",
+            "import",
+            "--log-url",
+            "nats://a",
+            "--log-stream",
+            "x",
+            "f",
+        ])
+        .unwrap();
+        let Command::Import(args) = cli.command else {
+            panic!("not import");
+        };
+        let options = args.log.jetstream().unwrap();
+        assert_eq!(
+            (options.urls, options.stream),
+            (vec!["nats://a".to_owned()], "x".to_owned())
+        );
     }
 
     #[test]

@@ -14,6 +14,22 @@
 //! directory and computes the state there; it is recorded as an export
 //! too, since the whole log left the server).
 //!
+//! # The log in a JetStream stream
+//!
+//! `replay`, `state`, `export` and `import` also take `--log-url URLS
+//! [--log-stream NAME]` (the log `srs serve --log-url` keeps): the log is
+//! then the stream's, opened over `srs_log_jetstream::JetStreamBackend`,
+//! and each command does the same work over it (the tools take an
+//! [`EventLog`], whatever its backend). `--log-url` excludes `--url`, and
+//! `--data` where the data directory would only supply the log (`state`,
+//! `export`, `import`); `replay` keeps `--data` for the keys that open
+//! sealed session data (a node's data directory). The reading commands
+//! refuse a stream that does not exist (they never create one); `import`
+//! creates it, refuses one that holds anything before it writes, and
+//! verifies the chain it wrote. An export from a stream is recorded in
+//! that stream (`LogExported`), as from a data directory. `rebuild` and
+//! `projections` stay with a node's data directory (its read models).
+//!
 //! Exit codes: 0 done; 1 a check failed (an export file that does not
 //! verify); 2 an error (bad flags, a directory in use, a non-empty import
 //! target, nothing at that point in time, storage or network failure).
@@ -22,13 +38,17 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use crate::out;
 use serde_json::{json, Value};
+use srs_domain::log::{EventLog, LogBackend, StoreOptions};
+use srs_domain::model::DomainEvent;
 use srs_domain::time::Timestamp;
+use srs_log_jetstream::{JetStreamBackend, JetStreamOptions};
 use srs_replay::{AsOf, DataDir, EventWriter, Filter, Format, ReplayError, ShownEvent};
 
 /// Where a command reads: the data directory, or a running server.
@@ -53,9 +73,14 @@ pub enum OutputFormat {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("replay_from").args(["url", "log_url"])))]
 pub struct ReplayArgs {
     #[command(flatten)]
     pub source: Source,
+    /// The log in a JetStream stream; `--data` then names the data
+    /// directory whose keys open sealed session data (a node's).
+    #[command(flatten)]
+    pub log: crate::LogArgs,
     /// First log position (inclusive).
     #[arg(long, default_value_t = 1)]
     pub from: u64,
@@ -85,9 +110,12 @@ pub struct ReplayArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("state_from").args(["data", "url", "log_url"])))]
 pub struct StateArgs {
     #[command(flatten)]
     pub source: Source,
+    #[command(flatten)]
+    pub log: crate::LogArgs,
     /// A log position or an RFC 3339 time.
     #[arg(long)]
     pub as_of: String,
@@ -121,18 +149,25 @@ pub struct ProjectionsArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("export_from").args(["data", "url", "log_url"])))]
 pub struct ExportArgs {
     #[command(flatten)]
     pub source: Source,
+    #[command(flatten)]
+    pub log: crate::LogArgs,
     /// The file to write (`-` for stdout).
     pub file: PathBuf,
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("import_into").args(["data", "log_url"])))]
 pub struct ImportArgs {
     /// Data directory to create (or an empty one).
     #[arg(long, env = "SRS_DATA", default_value = "./data")]
     pub data: PathBuf,
+    /// Import into a JetStream stream (created if missing; it must be empty).
+    #[command(flatten)]
+    pub log: crate::LogArgs,
     /// The export file to read.
     pub file: PathBuf,
 }
@@ -149,6 +184,37 @@ pub fn open_to_read(path: &Path) -> Result<DataDir, ReplayError> {
         );
     }
     Ok(data)
+}
+
+/// The log a command reads: a data directory's or a JetStream stream's.
+/// The tools take the log itself ([`EventLog`] over its backend), so both
+/// go through the same code.
+enum OpenedLog {
+    Dir(DataDir),
+    Stream(EventLog<DomainEvent>),
+}
+
+impl OpenedLog {
+    fn store(&self) -> &EventLog<DomainEvent> {
+        match self {
+            OpenedLog::Dir(data) => &data.store,
+            OpenedLog::Stream(store) => store,
+        }
+    }
+}
+
+/// Opens the log kept in a JetStream stream for a command that reads it.
+/// The stream must exist: a mistyped name is refused, not created empty.
+fn open_stream(options: &JetStreamOptions) -> Result<EventLog<DomainEvent>, ReplayError> {
+    if !srs_log_jetstream::stream_exists(options)? {
+        return Err(ReplayError::NotFound(format!(
+            "there is no stream {} on {}",
+            options.stream,
+            options.urls.join(",")
+        )));
+    }
+    let backend = JetStreamBackend::open(options)?;
+    Ok(EventLog::new(Arc::new(backend), StoreOptions::default())?)
 }
 
 fn fail(e: ReplayError) -> ExitCode {
@@ -226,20 +292,32 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if args.follow {
         eprintln!(
-            "error: --follow needs --url and --token: a directory no server holds does not change"
+            "error: --follow needs --url and --token: it follows what a running server appends"
         );
         return Ok(ExitCode::from(2));
     }
-    let data = match open_to_read(&args.source.data) {
-        Ok(data) => data,
+    let log = match args.log.jetstream() {
+        Some(options) => open_stream(&options).map(OpenedLog::Stream),
+        None => open_to_read(&args.source.data).map(OpenedLog::Dir),
+    };
+    let log = match log {
+        Ok(log) => log,
         Err(e) => return Ok(fail(e)),
     };
+    if matches!(log, OpenedLog::Stream(_))
+        && !srs_domain::seal::KeyRing::dir_of(&args.source.data).is_dir()
+    {
+        eprintln!(
+            "srs: no keys in {}: sealed session data shows as shredded; pass --data of a node serving this stream",
+            args.source.data.display()
+        );
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     // The keys of the directory given (not of a private read-only copy:
     // key files are read in place, never copied).
     let keys = srs_domain::seal::KeyRing::read_only(&args.source.data);
-    match srs_replay::replay_shown(&data.store, &keys, &filter, format, &mut out) {
+    match srs_replay::replay_shown(log.store(), &keys, &filter, format, &mut out) {
         Ok(n) => {
             eprintln!("srs: {n} events{}", peak_note());
             Ok(ExitCode::SUCCESS)
@@ -278,13 +356,17 @@ pub async fn state(args: StateArgs) -> anyhow::Result<ExitCode> {
     let path = fetched
         .as_ref()
         .map_or(args.source.data.clone(), |dir| dir.path().join("data"));
-    let data = match open_snapshot(&path) {
-        Ok(data) => data,
+    let log = match args.log.jetstream() {
+        Some(options) => open_stream(&options).map(OpenedLog::Stream),
+        None => open_snapshot(&path).map(OpenedLog::Dir),
+    };
+    let log = match log {
+        Ok(log) => log,
         Err(e) => return Ok(fail(e)),
     };
     let value = match (&args.projection, &args.stream) {
-        (Some(name), _) => srs_replay::projection_state(&data.store, name, as_of).await,
-        (None, Some(stream)) => srs_replay::aggregate_state(&data.store, stream, as_of).await,
+        (Some(name), _) => srs_replay::projection_state(log.store(), name, as_of).await,
+        (None, Some(stream)) => srs_replay::aggregate_state(log.store(), stream, as_of).await,
         (None, None) => Err(ReplayError::Invalid("name a stream or --projection".into())),
     };
     match value {
@@ -309,19 +391,23 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             }));
     }
-    let data = match open_snapshot(&args.source.data) {
-        Ok(data) => data,
+    let log = match args.log.jetstream() {
+        Some(options) => open_stream(&options).map(OpenedLog::Stream),
+        None => open_snapshot(&args.source.data).map(OpenedLog::Dir),
+    };
+    let log = match log {
+        Ok(log) => log,
         Err(e) => return Ok(fail(e)),
     };
     let result = if args.file.as_os_str() == "-" {
         let stdout = std::io::stdout();
         let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
-        srs_replay::export(&data.store, &mut out)
+        srs_replay::export(log.store(), &mut out)
     } else {
-        export_to_file(&data, &args.file)
+        export_to_file(log.store(), &args.file)
     };
-    let result = match result {
-        Ok(summary) if data.is_copy() => {
+    let result = match (result, &log) {
+        (Ok(summary), OpenedLog::Dir(data)) if data.is_copy() => {
             // Nothing can be written to a read-only directory.
             eprintln!(
                 "srs: warning: {} is read-only or held by a server: this export is not recorded in its log (`srs export --url` is)",
@@ -329,13 +415,13 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(summary)
         }
-        Ok(summary) => {
+        (Ok(summary), _) => {
             let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-            srs_replay::record_export(&data.store, &summary, &by)
+            srs_replay::record_export(log.store(), &summary, &by)
                 .await
                 .map(|_| summary)
         }
-        Err(e) => Err(e),
+        (Err(e), _) => Err(e),
     };
     match result {
         Ok(summary) => {
@@ -357,13 +443,16 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 /// file that looks complete. A target that exists and is not a regular
 /// file (a device such as `/dev/null` or `/dev/stdout`, a pipe) is written
 /// straight into: renaming over it would replace the device with a file.
-fn export_to_file(data: &DataDir, file: &Path) -> Result<srs_replay::ExportSummary, ReplayError> {
+fn export_to_file(
+    store: &EventLog<DomainEvent>,
+    file: &Path,
+) -> Result<srs_replay::ExportSummary, ReplayError> {
     if std::fs::metadata(file).is_ok_and(|meta| !meta.is_file()) {
         let mut out = BufWriter::with_capacity(
             256 * 1024,
             std::fs::OpenOptions::new().write(true).open(file)?,
         );
-        let summary = srs_replay::export(&data.store, &mut out)?;
+        let summary = srs_replay::export(store, &mut out)?;
         out.flush()?;
         return Ok(summary);
     }
@@ -372,7 +461,7 @@ fn export_to_file(data: &DataDir, file: &Path) -> Result<srs_replay::ExportSumma
     let partial = PathBuf::from(partial);
     let result = (|| {
         let mut out = BufWriter::with_capacity(256 * 1024, File::create(&partial)?);
-        let summary = srs_replay::export(&data.store, &mut out)?;
+        let summary = srs_replay::export(store, &mut out)?;
         out.into_inner()
             .map_err(|e| ReplayError::Io(e.into_error()))?
             .sync_all()?;
@@ -385,18 +474,51 @@ fn export_to_file(data: &DataDir, file: &Path) -> Result<srs_replay::ExportSumma
     result
 }
 
-/// `srs import`.
+/// `srs import`: the file checked completely, written into a new data
+/// directory's log or an empty JetStream stream (the same import, over
+/// the log backend), then the written chain verified.
 pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    match srs_replay::import(&args.file, &args.data) {
-        Ok(summary) => {
-            out(format_args!(
-                "imported {} events, head position {} hash {}",
-                summary.count, summary.head.position, summary.head.hash
-            ))?;
-            Ok(ExitCode::SUCCESS)
+    let mut written: Option<Arc<dyn LogBackend>> = None;
+    let imported = match args.log.jetstream() {
+        Some(options) => srs_replay::import_with(&args.file, || {
+            let backend: Arc<dyn LogBackend> = Arc::new(JetStreamBackend::open(&options)?);
+            srs_replay::ensure_empty(
+                &*backend,
+                &format!("stream {} on {}", options.stream, options.urls.join(",")),
+            )?;
+            written = Some(backend.clone());
+            Ok(backend)
+        }),
+        None => srs_replay::import(&args.file, &args.data),
+    };
+    let summary = match imported {
+        Ok(summary) => summary,
+        Err(e) => {
+            let code = fail(e);
+            if written.is_some() {
+                // Whole commits are stored or not, but an import is many.
+                eprintln!(
+                    "srs: the stream may now hold the first part of the file, which is not the exported log: \
+                     delete the stream (e.g. `nats stream rm {}`) before importing again",
+                    args.log.log_stream
+                );
+            }
+            return Ok(code);
         }
-        Err(e) => Ok(fail(e)),
-    }
+    };
+    out(format_args!(
+        "imported {} events, head position {} hash {}",
+        summary.count, summary.head.position, summary.head.hash
+    ))?;
+    // What was written, read back from storage and walked as `srs verify` does.
+    let backend = match written {
+        Some(backend) => backend,
+        None => match DataDir::open(&args.data) {
+            Ok(data) => data.store.backend(),
+            Err(e) => return Ok(fail(e)),
+        },
+    };
+    crate::report_verified(&*backend, 1)
 }
 
 /// `srs projections`.

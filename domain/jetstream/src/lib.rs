@@ -126,7 +126,9 @@
 //! [`LogBackend::resync`]: srs_domain::log::LogBackend::resync
 
 mod backend;
+mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backend::{JetStreamBackend, JetStreamOptions, MAX_BATCH};
+pub use streams::stream_exists;

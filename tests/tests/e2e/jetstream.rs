@@ -2,9 +2,11 @@
 //! three-node nats-server cluster: the log lives in the JetStream stream,
 //! not in the data directory, so a server on an empty data directory
 //! serves what another one wrote, and a data directory built from
-//! another log is refused.
+//! another log is refused. `srs import --log-url` moves an embedded log
+//! into a stream, and `replay`, `state` and `export` answer over the
+//! stream what they answer over the data directory.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use srs_log_jetstream::testing::Cluster;
 
 use crate::common::fixtures::*;
@@ -105,4 +107,189 @@ async fn the_log_on_a_jetstream_cluster_is_served_verified_and_kept() {
     );
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
+}
+
+/// The event lines of an export file (no header, no trailer).
+fn event_lines(export: &str) -> Vec<&str> {
+    let lines: Vec<&str> = export.lines().collect();
+    assert!(lines.len() >= 2, "{export}");
+    lines[1..lines.len() - 1].to_vec()
+}
+
+#[tokio::test]
+async fn an_embedded_log_moves_into_a_stream_and_reads_the_same_there() {
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
+    let dir = tempfile::tempdir().unwrap();
+
+    // An embedded log with a site, a server, a recording and its sealed
+    // session events (detections among them).
+    let source = dir.path().join("source");
+    let srs = Srs::start(&source).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let site = create_site(&admin, "HQ").await;
+    record_everyone(&admin, &site).await;
+    let (server, agent_token) = connect_server(&admin, &site, "vda-01").await;
+    let agent = Client::new(&srs, Some(&agent_token));
+    let started = start_recording(&agent, &server, "s-1", "alice", &[]).await;
+    let recording = started["recordingId"].as_str().unwrap().to_owned();
+    let recorded = agent
+        .data(
+            RECORD_EVENTS,
+            json!({ "recordingId": recording, "events": suspicious_batch() }),
+        )
+        .await;
+    assert_eq!(recorded["recordSessionEvents"]["accepted"], 4, "{recorded}");
+    assert!(srs.stop().success());
+    let source_arg = source.to_str().unwrap();
+
+    let exported = dir.path().join("embedded.jsonl");
+    let exported_arg = exported.to_str().unwrap();
+    let (code, _, stderr) = run_srs(&["export", "--data", source_arg, exported_arg], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let embedded = std::fs::read_to_string(&exported).unwrap();
+    let head = event_lines(&embedded).len();
+    assert!(head > 5, "{embedded}");
+
+    // Into a stream: imported, then its chain verified.
+    let stream = ["--log-url", urls.as_str(), "--log-stream", "srs-moved"];
+    let (code, stdout, stderr) =
+        run_srs(&[&["import"][..], &stream, &[exported_arg]].concat(), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("imported {head} events")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("intact: {head} events checked")),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_srs(&[&["verify"][..], &stream].concat(), &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("intact: {head} events checked")),
+        "{stdout}"
+    );
+
+    // A stream that holds anything is refused, and nothing is written.
+    let (code, _, stderr) = run_srs(&[&["import"][..], &stream, &[exported_arg]].concat(), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stream srs-moved") && stderr.contains("already holds a log"),
+        "{stderr}"
+    );
+    let (_, stdout, _) = run_srs(&[&["verify"][..], &stream].concat(), &[]);
+    assert!(
+        stdout.starts_with(&format!("intact: {head} events checked")),
+        "{stdout}"
+    );
+    // A file that does not check out creates no stream.
+    let truncated = dir.path().join("truncated.jsonl");
+    let mut lines: Vec<&str> = embedded.lines().collect();
+    lines.pop();
+    std::fs::write(&truncated, lines.join("\n") + "\n").unwrap();
+    let bad_stream = ["--log-url", urls.as_str(), "--log-stream", "srs-bad"];
+    let (code, _, stderr) = run_srs(
+        &[&["import"][..], &bad_stream, &[truncated.to_str().unwrap()]].concat(),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("without a trailer"), "{stderr}");
+    // Reading commands never create a stream either.
+    for command in [
+        &["verify"][..],
+        &["replay"],
+        &[
+            "state",
+            "--as-of",
+            "1",
+            "--projection",
+            "access-restrictions",
+        ],
+    ] {
+        let (code, _, stderr) = run_srs(&[command, &bad_stream].concat(), &[]);
+        assert_eq!(code, Some(2), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("there is no stream srs-bad"),
+            "{command:?}: {stderr}"
+        );
+    }
+
+    // replay and state answer over the stream what they answer over the
+    // data directory (the source's keys open the sealed session data).
+    let to = head.to_string();
+    let (code, over_dir, stderr) = run_srs(&["replay", "--data", source_arg, "--to", &to], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, over_stream, stderr) = run_srs(
+        &[
+            &["replay"][..],
+            &stream,
+            &["--data", source_arg, "--to", &to],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(over_stream.lines().count(), head);
+    assert_eq!(over_stream, over_dir);
+    assert!(over_stream.contains("dropbox.com"), "session data opened");
+    let table = |args: &[&str]| {
+        let (code, stdout, stderr) = run_srs(args, &[]);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        stdout
+    };
+    let recording_stream = format!("recording-{recording}");
+    // The recording as it was before its last event.
+    let before = (head - 1).to_string();
+    for what in [
+        vec!["--as-of", to.as_str(), recording_stream.as_str()],
+        vec!["--as-of", before.as_str(), recording_stream.as_str()],
+        vec![
+            "--as-of",
+            to.as_str(),
+            "--projection",
+            "access-restrictions",
+        ],
+    ] {
+        let over_dir = table(&[&["state", "--data", source_arg][..], &what].concat());
+        let over_stream = table(&[&["state"][..], &stream, &what].concat());
+        let state: Value = serde_json::from_str(&over_stream).unwrap();
+        assert!(state.is_object(), "{over_stream}");
+        assert_eq!(over_stream, over_dir, "{what:?}");
+    }
+
+    // Exported back out: record for record the embedded export, and the
+    // export is a fact of the stream's log.
+    let back = dir.path().join("back.jsonl");
+    let (code, _, stderr) = run_srs(
+        &[&["export"][..], &stream, &[back.to_str().unwrap()]].concat(),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let cluster_export = std::fs::read_to_string(&back).unwrap();
+    assert_eq!(event_lines(&cluster_export), event_lines(&embedded));
+    let header =
+        |text: &str| -> Value { serde_json::from_str(text.lines().next().unwrap()).unwrap() };
+    assert_eq!(header(&cluster_export)["head"], header(&embedded)["head"]);
+    let from = (head + 1).to_string();
+    let (_, stdout, _) = run_srs(
+        &[&["replay"][..], &stream, &["--from", &from]].concat(),
+        &[],
+    );
+    let fact: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(fact["type"], "LogExported", "{stdout}");
+    assert_eq!(fact["payload"]["LogExported"]["to_position"], head);
+
+    // Flags that name two logs at once are refused before anything runs.
+    let (code, _, stderr) = run_srs(
+        &[
+            &["import"][..],
+            &stream,
+            &["--data", source_arg, exported_arg],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
