@@ -355,8 +355,10 @@ impl Services {
         let position = u64::try_from(position)
             .map_err(|_| ApiError::validation("atLeast must not be negative"))?;
         let head = self.store.head().position;
-        if position > head {
-            // Positions are handed out only once durable: this one never was.
+        // Positions are handed out only once durable: past the head, this
+        // one never was, unless another node appended it (a shared log:
+        // the head gets there as this node follows the stream).
+        if position > head && !self.store.is_shared() {
             return Err(ApiError::timeout(format!(
                 "position {position} is beyond the log head {head}"
             )));

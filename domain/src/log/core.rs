@@ -112,6 +112,7 @@ pub(super) struct Reader {
     backend: Arc<dyn LogBackend>,
     head: watch::Receiver<Head>,
     health: watch::Receiver<Writability>,
+    shared: bool,
 }
 
 struct Writer {
@@ -140,20 +141,28 @@ impl<E: Event> EventLog<E> {
     /// the writer's threads.
     pub fn new(backend: Arc<dyn LogBackend>, options: StoreOptions) -> Result<Self, LogError> {
         let head = backend.head()?;
-        let (head_rx, health_rx, queue, threads) = writer::start(backend.clone(), head, options)
+        let started = writer::start(backend.clone(), head, options)
             .map_err(|e| LogError::Storage(StorageError::Io(e)))?;
         Ok(EventLog {
             reader: Arc::new(Reader {
                 backend,
-                head: head_rx,
-                health: health_rx,
+                head: started.head,
+                health: started.health,
+                shared: started.shared,
             }),
             writer: Arc::new(Writer {
-                queue,
-                threads: Mutex::new(threads),
+                queue: started.queue,
+                threads: Mutex::new(started.threads),
             }),
             _payload: PhantomData,
         })
+    }
+
+    /// Whether other writers (other nodes) append to this log's storage:
+    /// then a position past this handle's head may be stored already, and
+    /// the head gets there as this handle follows storage.
+    pub fn is_shared(&self) -> bool {
+        self.reader.shared
     }
 
     /// The backend the log is stored in (verification and tooling).

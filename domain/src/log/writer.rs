@@ -197,20 +197,24 @@ pub(super) struct Request {
     pub(super) reply: Reply,
 }
 
-/// The threads of a writer over `backend` whose stored head is `head`:
-/// the durable head and the writability to watch, the queue that takes
-/// requests, and the threads to join once the queue is closed.
-#[allow(clippy::type_complexity)]
+/// A started writer: the durable head and the writability to watch, the
+/// queue that takes requests, the threads to join once the queue is
+/// closed, and whether other writers append to the same storage.
+pub(super) struct Started {
+    pub(super) head: watch::Receiver<Head>,
+    pub(super) health: watch::Receiver<Writability>,
+    pub(super) queue: Queue,
+    pub(super) threads: Vec<JoinHandle<()>>,
+    pub(super) shared: bool,
+}
+
+/// Starts the threads of a writer over `backend` whose stored head is
+/// `head`.
 pub(super) fn start(
     backend: Arc<dyn LogBackend>,
     head: Head,
     options: StoreOptions,
-) -> std::io::Result<(
-    watch::Receiver<Head>,
-    watch::Receiver<Writability>,
-    Queue,
-    Vec<JoinHandle<()>>,
-)> {
+) -> std::io::Result<Started> {
     let (head_tx, head_rx) = watch::channel(head);
     let (queue_tx, queue_rx) = mpsc::channel();
     let queue: Queue = Arc::new(std::sync::Mutex::new(Some(queue_tx)));
@@ -255,7 +259,13 @@ pub(super) fn start(
     let flush = std::thread::Builder::new()
         .name("srs-log-flush".into())
         .spawn(move || run_flush(backend, flush_rx, head_tx, control))?;
-    Ok((head_rx, health_rx, queue, vec![apply, flush]))
+    Ok(Started {
+        head: head_rx,
+        health: health_rx,
+        queue,
+        threads: vec![apply, flush],
+        shared: follows,
+    })
 }
 
 /// What a backend that follows storage calls: queues one [`Job::Wake`]

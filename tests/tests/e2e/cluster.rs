@@ -8,7 +8,9 @@
 //! it. Afterwards every acknowledged session event is in the stream
 //! exactly once, positions are gapless, `srs verify --log-url` exits 0,
 //! and both nodes answer what a fresh node rebuilt from the stream
-//! answers. `SRS_CLUSTER_CYCLES` sets the cycles (default 5).
+//! answers. Before the cycles: one append of 1,000 events with their
+//! detections through node A, seen by a subscription and by `atLeast` on
+//! node B. `SRS_CLUSTER_CYCLES` sets the cycles (default 5).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,9 +151,19 @@ async fn agents_on_two_nodes_lose_nothing_when_servers_and_nodes_are_killed() {
         .await;
     let (server, agent_token) = connect_server(&admin, &site, "vda").await;
 
-    // A full batch of 1,000 events with a detection each is one append.
+    // A full batch of 1,000 events with a detection each is one append
+    // through node A, and a subscription on node B sees its detections.
     let agent_a = Client::new(&nodes[0], Some(&agent_token));
     let big = start_recording(&agent_a, &server, "big", "alice", &[]).await;
+    let mut alerts = admin
+        .subscribe(
+            "subscription($site: ID) { detections(siteId: $site) { type recordingId } }",
+            json!({ "site": site }),
+        )
+        .await;
+    assert_eq!(alerts.ack["type"], "connection_ack", "{}", alerts.ack);
+    // Give the server a moment to register the subscription before sending.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let events: Vec<Value> = (0..1_000)
         .map(|i| {
             event(
@@ -175,6 +187,20 @@ async fn agents_on_two_nodes_lose_nothing_when_servers_and_nodes_are_killed() {
         recorded["recordSessionEvents"]["detections"], 1_000,
         "{recorded}"
     );
+    let alert = alerts.next_data(Duration::from_secs(30)).await;
+    assert_eq!(alert["detections"]["type"], "WEB_BROWSING");
+    assert_eq!(alert["detections"]["recordingId"], big["recordingId"]);
+    alerts.close().await;
+    // A position a mutation on A answered is honoured on B (`atLeast`):
+    // asked at once, B waits for it instead of refusing it as unknown.
+    let at = position(&recorded["recordSessionEvents"]);
+    let on_b = admin
+        .data(
+            "query($id: ID!, $at: Int) { recording(id: $id, atLeast: $at) { eventCount } }",
+            json!({ "id": big["recordingId"], "at": at }),
+        )
+        .await;
+    assert_eq!(on_b["recording"]["eventCount"], 1_000, "{on_b}");
 
     let shared: Nodes = Arc::new(RwLock::new([nodes[0].url(""), nodes[1].url("")]));
     let stop = Arc::new(AtomicBool::new(false));
