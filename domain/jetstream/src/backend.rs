@@ -23,6 +23,17 @@ use uuid::Uuid;
 /// [`JetStreamOptions::max_batch`] says the servers take more.
 pub const MAX_BATCH: usize = 1_000;
 
+/// The header every message of a commit carries: the position of the
+/// commit's last record. A batch is stored whole, so a reader that has
+/// one of its records can read on to its end and never stops inside a
+/// commit (records stored before this header existed count as commits of
+/// their own).
+const COMMIT_END: &str = "Srs-Commit-End";
+
+/// A stored record: its position, its bytes and the position of the last
+/// record of its commit.
+type Stored = (u64, Vec<u8>, u64);
+
 /// How long the stream's follower waits before it subscribes again after
 /// its subscription failed (no leader, a lost connection).
 const FOLLOW_RETRY: Duration = Duration::from_millis(250);
@@ -160,8 +171,8 @@ impl Index {
     }
 
     /// Adds stored records, decoding each.
-    fn add_stored(&mut self, records: &[(u64, Vec<u8>)]) -> Result<(), LogError> {
-        for (position, bytes) in records {
+    fn add_stored(&mut self, records: &[Stored]) -> Result<(), LogError> {
+        for (position, bytes, _) in records {
             let record = decode_record(*position, bytes)?;
             self.add(*position, &record.stream, record.version, record.event_id)?;
             self.head.hash = record.hash;
@@ -335,7 +346,7 @@ impl Nats {
     /// in order. Direct gets may be answered by a replica that has not
     /// applied the newest records yet: what it lacks is asked again until
     /// the timeout.
-    async fn read(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+    async fn read(&self, from: u64, to: u64) -> Result<Vec<Stored>, LogError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut out = Vec::with_capacity((to - from + 1) as usize);
         let mut next = from;
@@ -351,13 +362,13 @@ impl Nats {
                 tokio::time::sleep(READ_RETRY).await;
                 continue;
             }
-            for (position, bytes) in got {
+            for (position, bytes, end) in got {
                 if position != next {
                     return Err(LogError::Corrupt(format!(
                         "the stream answered position {position} for {next}"
                     )));
                 }
-                out.push((position, bytes));
+                out.push((position, bytes, end));
                 next += 1;
                 if next > to {
                     break;
@@ -374,7 +385,7 @@ impl Nats {
         seq: u64,
         batch: usize,
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+    ) -> Result<Vec<Stored>, LogError> {
         let inbox = self.client.new_inbox();
         let mut replies = self
             .client
@@ -416,13 +427,17 @@ impl Nats {
                     }
                 }
             }
-            let position = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Sequence"))
-                .and_then(|v| v.as_str().parse::<u64>().ok())
+            let header = |name: &str| {
+                message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .and_then(|v| v.as_str().parse::<u64>().ok())
+            };
+            let position = header("Nats-Sequence")
                 .ok_or_else(|| other("a direct get answered a message without its sequence"))?;
-            out.push((position, message.payload.to_vec()));
+            let end = header(COMMIT_END).unwrap_or(position).max(position);
+            out.push((position, message.payload.to_vec(), end));
             if out.len() >= batch {
                 // The end-of-batch marker follows; it is not needed.
                 break;
@@ -493,11 +508,13 @@ impl Nats {
     async fn publish_batch_once(&self, after: u64, records: &[Vec<u8>]) -> Result<(), Attempt> {
         let count = records.len();
         let batch_id = Uuid::new_v4().simple().to_string();
+        let end = (after + count as u64).to_string();
         let mut commit = None;
         for (i, bytes) in records.iter().cloned().enumerate() {
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Batch-Id", batch_id.as_str());
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+            headers.insert(COMMIT_END, end.as_str());
             if i == 0 {
                 headers.insert("Nats-Expected-Last-Sequence", after.to_string().as_str());
             }
@@ -661,12 +678,17 @@ impl JetStreamBackend {
         run_on(runtime, request)
     }
 
-    /// Reads and indexes every record after the index's head up to `last`.
+    /// Reads and indexes every record after the index's head up to `last`
+    /// and on to the end of the commit that holds it.
     fn index_up_to(&self, last: u64) -> Result<Head, LogError> {
         let mut from = self.read_index().head.position + 1;
+        let mut last = last;
         while from <= last {
             let to = last.min(from + READ_BATCH as u64 * 16 - 1);
             let records = self.read_stored(from, to)?;
+            if let Some((_, _, end)) = records.last() {
+                last = last.max(*end);
+            }
             self.index
                 .write()
                 .map_err(|_| other("the index lock is poisoned"))?
@@ -676,7 +698,7 @@ impl JetStreamBackend {
         Ok(self.read_index().head)
     }
 
-    fn read_stored(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+    fn read_stored(&self, from: u64, to: u64) -> Result<Vec<Stored>, LogError> {
         let nats = self.nats.clone();
         self.run(async move { nats.read(from, to).await })
     }
@@ -713,7 +735,7 @@ impl LogBackend for JetStreamBackend {
         while next <= to {
             let last = to.min(next + READ_BATCH as u64 - 1);
             // Read first, visit after: `visit` may call back into the backend.
-            for (position, bytes) in self.read_stored(next, last)? {
+            for (position, bytes, _) in self.read_stored(next, last)? {
                 if !visit(position, &bytes)? {
                     return Ok(());
                 }
@@ -873,13 +895,19 @@ impl LogBackend for JetStreamBackend {
     }
 
     fn catch_up(&self, stored: u64) -> Result<Head, LogError> {
-        let nats = self.nats.clone();
-        // The stream's info may lag what its leader acknowledged by a few
-        // milliseconds: a position known stored is read up to regardless.
-        let last = self
-            .run(async move { nats.last_sequence().await })?
-            .max(stored);
         let head = self.read_index().head;
+        // A position known stored past the head (the follower saw it, or a
+        // commit was refused behind) is read up to without asking the
+        // stream's leader; what follows it comes with the next wake.
+        // Otherwise the stream's info says where it ends (it may lag what
+        // the leader acknowledged by a few milliseconds).
+        let last = if stored > head.position {
+            stored
+        } else {
+            let nats = self.nats.clone();
+            self.run(async move { nats.last_sequence().await })?
+                .max(stored)
+        };
         if last < head.position {
             return Err(LogError::Corrupt(format!(
                 "the stream ends at {last} but {} was stored",

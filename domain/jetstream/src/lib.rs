@@ -25,6 +25,9 @@
 //! * One commit is one atomic batch (`Nats-Batch-Id`,
 //!   `Nats-Batch-Sequence`, `Nats-Batch-Commit` on the last message): the
 //!   server stores all of its messages at consecutive sequences or none.
+//!   Every message also carries `Srs-Commit-End`, the position of its
+//!   commit's last record, so a node that reads another's records never
+//!   stops (and never shows its readers a head) inside a commit.
 //!   A batch holds at most the servers' `jetstream { limits { batch {
 //!   max_msgs } } }` messages (1,000 by default); this backend caps
 //!   commits at [`JetStreamOptions::max_batch`] records (`srs serve

@@ -400,18 +400,49 @@ async fn a_node_follows_what_another_node_appends() {
         [1, 2, 3]
     );
     assert_eq!(log_b.stream_version("x").await.unwrap(), Some(3));
+    // B never sees part of a commit: every head it publishes ends one of
+    // A's three-event appends.
+    let mut heads = EventStore::watch_head(&log_b);
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while heads.changed().await.is_ok() {
+            let head = heads.borrow_and_update().position;
+            seen.push(head);
+            if head >= 63 {
+                break;
+            }
+        }
+        seen
+    });
+    for n in 0..20u64 {
+        let appended = log_a
+            .append(
+                "z",
+                ExpectedVersion::Any,
+                (0..3).map(|k| event(100 + n * 3 + k)).collect(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(appended.positions.last(), Some(&(3 + n * 3 + 3)));
+    }
+    let seen = tokio::time::timeout(SETTLE, watcher)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(seen.iter().all(|head| head % 3 == 0), "{seen:?}");
+    assert_eq!(seen.last(), Some(&63));
     // And the other way round, many times over.
-    for n in 4..=40 {
+    for n in 64..=100 {
         let appended = log_b
             .append("y", ExpectedVersion::Any, vec![event(n)])
             .await
             .unwrap();
         assert_eq!(appended.positions, vec![n]);
     }
-    wait_for_head(&log_a, 40).await;
+    wait_for_head(&log_a, 100).await;
     assert_eq!(log_a.stream_version("y").await.unwrap(), Some(37));
     drop((log_a, log_b));
-    assert_gapless_and_intact(&cluster, "follow", 40).await;
+    assert_gapless_and_intact(&cluster, "follow", 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
