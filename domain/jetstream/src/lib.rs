@@ -111,7 +111,11 @@
 //! [`LogBackend::resync`]: srs_domain::log::LogBackend::resync
 
 mod backend;
+mod cluster;
+pub mod lease;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backend::{JetStreamBackend, JetStreamOptions, MAX_BATCH};
+pub use cluster::ClusterClient;
+pub use lease::{Lease, LeaseError, Leases};
