@@ -61,6 +61,12 @@
 //! [`ServeError::LogMismatch`], since its read models were built from
 //! another history.
 //!
+//! Several nodes may serve one stream. The scheduled jobs that append
+//! facts (retention, the liveness check) run only on the node holding
+//! the job's lease, the first ADMIN token is created once per log
+//! (`bootstrap_admin`), and `/readyz` and `/metrics` tell how far the
+//! node's read models are behind the stream: see [`crate::cluster`].
+//!
 //! # Files
 //!
 //! A data directory srs creates is made mode 0700 (so are the content
@@ -87,6 +93,7 @@ use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which}
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::{while_held, Cluster, Job};
 use crate::content::{ContentEffects, ContentStore};
 use crate::http::app_with;
 use crate::last_used::{LastUsed, FLUSH_EVERY, LAST_HEARTBEAT_TREE, LAST_USED_TREE};
@@ -336,6 +343,22 @@ impl Server {
         );
         migrate(&service).await?;
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
+        let cluster = match &log {
+            None => None,
+            Some(jetstream) => {
+                let holder = format!(
+                    "srs pid {} on {}",
+                    std::process::id(),
+                    listener
+                        .local_addr()
+                        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+                );
+                let cluster = Cluster::join(jetstream, &holder, options.limits.lease_ttl)
+                    .await
+                    .map_err(|reason| ServeError::Log(LogError::Unavailable { reason }))?;
+                Some(Arc::new(cluster))
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let content_effects = ContentEffects::new(reads.clone());
         let services = Arc::new(Services {
@@ -355,6 +378,7 @@ impl Server {
             data_dir: options.data.clone(),
             cors_origins: options.cors_origins.clone(),
             tickets: crate::content::Tickets::new(),
+            cluster,
         });
         Ok(Server {
             options,
@@ -514,6 +538,10 @@ impl Server {
         let _ = liveness.await;
         let _ = retention.await;
         let _ = last_used.await;
+        // Another node takes the jobs at its next try, not after the TTL.
+        if let Some(cluster) = &services.cluster {
+            cluster.leave().await;
+        }
         // The last minutes of token use, before the database is flushed.
         if let Err(e) = services.last_used.flush() {
             tracing::warn!(error = %e, "could not keep when tokens were last used");
@@ -874,35 +902,45 @@ pub fn liveness_interval(period: Duration) -> Duration {
     (period / 3).clamp(Duration::from_secs(1), LIVENESS_INTERVAL)
 }
 
-/// Marks connected servers offline when their heartbeats stop.
+/// Marks connected servers offline when their heartbeats stop; with a
+/// JetStream log only while this node holds the `liveness` lease (see
+/// [`crate::cluster`]).
 async fn watch_liveness(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(liveness_interval(services.limits.liveness_period));
+    let lease = services
+        .cluster
+        .as_ref()
+        .map(|c| c.lease(Job::Liveness).watch());
     ticker.tick().await;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let servers = match services
-            .reads
-            .servers()
-            .and_then(|servers| servers.servers(None))
-        {
-            Ok(servers) => servers,
-            Err(e) => {
-                tracing::warn!(error = %e, "liveness: cannot list servers");
-                continue;
-            }
-        };
-        let ids: Vec<_> = servers
-            .iter()
-            .filter(|s| s.status == ServerStatus::Connected)
-            .map(|s| s.id)
-            .collect();
-        if let Err(e) = services.service.check_liveness(&ids).await {
+        if let Some(Err(e)) = while_held(lease.clone(), check_liveness(&services)).await {
             tracing::warn!(error = %e, "liveness check failed");
         }
     }
+}
+
+/// One liveness check over the connected servers.
+async fn check_liveness(services: &Services) -> Result<(), String> {
+    let servers = services
+        .reads
+        .servers()
+        .and_then(|servers| servers.servers(None))
+        .map_err(|e| format!("cannot list servers: {e}"))?;
+    let ids: Vec<_> = servers
+        .iter()
+        .filter(|s| s.status == ServerStatus::Connected)
+        .map(|s| s.id)
+        .collect();
+    services
+        .service
+        .check_liveness(&ids)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
