@@ -705,12 +705,29 @@ pub async fn shutdown_signal() {
 /// `srs_domain::model::migration`): on a log written when an AUDITOR
 /// without playback permissions saw its whole sites, every such auditor
 /// gets a whole-site permission per site, so nobody gains or loses access.
+///
+/// Another node starting on the same JetStream log may migrate at the same
+/// time: the migration's marker is appended once (a conflict is "done
+/// already"), and an append refused because this node's view of the log
+/// was behind (the log unavailable while it reads the stream back) is
+/// tried again on what is stored.
 async fn migrate(service: &Service) -> Result<(), ServeError> {
-    match service
-        .migrate_to_explicit_grants()
-        .await
-        .map_err(|e| ServeError::Migration(e.to_string()))?
-    {
+    let mut retry_until = None;
+    let migrated = loop {
+        match service.migrate_to_explicit_grants().await {
+            Ok(migrated) => break migrated,
+            Err(AppError::Log(e)) if e.is_unavailable() => {
+                let until = *retry_until.get_or_insert_with(|| Instant::now() + BOOTSTRAP_RETRY);
+                if Instant::now() >= until {
+                    return Err(ServeError::Migration(e.to_string()));
+                }
+                tracing::warn!(error = %e, "migrating: the log is unavailable; trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(ServeError::Migration(e.to_string())),
+        }
+    };
+    match migrated {
         Some(done) if done.granted > 0 => tracing::info!(
             granted = done.granted,
             position = done.position,
