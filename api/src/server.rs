@@ -1042,6 +1042,29 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+
+        // The admin revokes itself: the next start issues the next
+        // round's token, once.
+        let row = a_reads
+            .tokens()
+            .unwrap()
+            .authenticate(&hash_secret(&secret))
+            .unwrap()
+            .unwrap();
+        let principal = row.principal().unwrap();
+        a_service.revoke_token(&principal, row.id).await.unwrap();
+        let again = bootstrap_admin(&b_dir, &log, &b_reads, &b_service)
+            .await
+            .unwrap()
+            .expect("a new admin after the last was revoked");
+        assert_ne!(again, secret);
+        assert_eq!(
+            std::fs::read_to_string(b_dir.join(ADMIN_TOKEN_FILE))
+                .unwrap()
+                .trim(),
+            again
+        );
+        assert_eq!(b_service.bootstrap_round().await.unwrap(), 2);
         a_reads.set().shutdown().await;
         b_reads.set().shutdown().await;
     }
