@@ -346,8 +346,11 @@ impl Server {
         let cluster = match &log {
             None => None,
             Some(jetstream) => {
+                // Unique per start (in containers every node may be pid 1
+                // on the same address); only shown, never compared.
                 let holder = format!(
-                    "srs pid {} on {}",
+                    "srs {} pid {} on {}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8],
                     std::process::id(),
                     listener
                         .local_addr()

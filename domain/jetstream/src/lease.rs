@@ -40,6 +40,11 @@
 //!   without [`Lease::release`]): nobody renews the key, the servers
 //!   remove it after the TTL, and the next node to try (every fifth of
 //!   the TTL) takes it. The job pauses for at most a TTL and a fifth.
+//! * **A write whose answer is lost** (stored, but its acknowledgement
+//!   timed out): the node does not count on it; its next renewal is
+//!   refused (the revision moved) or its next take finds the key held, so
+//!   the lease lies unused until the servers remove the key: a pause of
+//!   at most a TTL, never a second holder.
 //! * A job is cancelled where it stands when the lease is lost (its
 //!   future dropped); the next holder's run redoes what is still due.
 //!   So a job must be safe to cut off between any two appends, as
@@ -51,7 +56,7 @@
 //! than a fifth of the TTL may remove a key early. Without `--log-url`
 //! there is one node and no lease.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -133,6 +138,7 @@ impl Leases {
     /// whether it is held ([`Lease::watch`]).
     pub fn hold(&self, key: &str, holder: &str) -> Lease {
         let (held_tx, held) = watch::channel(false);
+        let held_tx = Arc::new(held_tx);
         let (stop, stop_rx) = watch::channel(false);
         let keeper = Keeper {
             kv: self.kv.clone(),
@@ -140,12 +146,13 @@ impl Leases {
             holder: holder.to_owned(),
             ttl: self.ttl,
             timeout: self.timeout,
-            held: held_tx,
+            held: held_tx.clone(),
         };
         let task = tokio::spawn(keeper.run(stop_rx));
         Lease {
             key: key.to_owned(),
             held,
+            held_tx,
             stop,
             task: Mutex::new(Some(task)),
         }
@@ -158,6 +165,8 @@ impl Leases {
 pub struct Lease {
     key: String,
     held: watch::Receiver<bool>,
+    /// The keeper's sender, to say `false` when the keeper is stopped.
+    held_tx: Arc<watch::Sender<bool>>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -196,6 +205,8 @@ impl Drop for Lease {
         if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
+        // Whoever still watches it (a job) stops now.
+        self.held_tx.send_replace(false);
     }
 }
 
@@ -206,7 +217,7 @@ struct Keeper {
     holder: String,
     ttl: Duration,
     timeout: Duration,
-    held: watch::Sender<bool>,
+    held: Arc<watch::Sender<bool>>,
 }
 
 /// The lease as its keeper holds it.
