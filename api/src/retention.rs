@@ -18,7 +18,9 @@
 //!
 //! [`tick`] runs every site whose next run time (the first `runAt` after
 //! its last run, or after the policy was set) has come. `srs serve` calls
-//! it every [`TICK`] of wall time with the clock's now; tests call it with
+//! it every [`TICK`] of wall time with the clock's now (on a JetStream
+//! log shared by several nodes, only the node holding the `retention`
+//! lease does: see [`crate::cluster`]); tests call it with
 //! a manual clock and run a year of days in milliseconds. A site whose run
 //! times were missed (the service was down) runs once when it is next
 //! checked: one run catches up everything due.
