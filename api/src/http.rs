@@ -8,7 +8,7 @@
 //! | `GET /graphql`, `GET /graphql/assets/{file}` | GraphiQL, to explore the schema in a browser, with its scripts and stylesheet (embedded in the binary, see [`crate::graphiql`]) |
 //! | `GET /graphql/ws` | subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`) |
 //! | `GET /healthz` | 200 while the process serves |
-//! | `GET /readyz` | 200 once the projections have caught up with the log and the log takes writes; 503 otherwise, with a `reason` when storage refuses writes |
+//! | `GET /readyz` | 200 once the projections have caught up with the log (with a JetStream log: are within `cluster::MAX_READY_LAG` positions of the stream's last) and the log takes writes; 503 otherwise, with a `reason` when storage refuses writes, the stream does not answer or the lag is over the bound |
 //! | `GET /metrics` | Prometheus text format (see [`crate::metrics`]) |
 //! | `PUT /recordings/{id}/chunks/{seq}`, `PUT /recordings/{id}/asciicast`, `GET /recordings/{id}/content` | recording content (see [`crate::content`]) |
 //! | `POST /backup`, `GET /log/export` | a backup or export of the running server (see [`crate::backup`]) |

@@ -39,6 +39,7 @@
 
 pub mod auth;
 pub mod backup;
+pub mod cluster;
 pub mod console;
 pub mod content;
 pub mod error;

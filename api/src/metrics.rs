@@ -14,6 +14,9 @@
 //! | `srs_log_head_position` | gauge | |
 //! | `srs_log_writable` | gauge | (1 while the log takes appends, 0 while storage fails) |
 //! | `srs_projection_position`, `srs_projection_lag` | gauge | `projection` |
+//! | `srs_log_stream_last_position` | gauge | (a JetStream log only: the stream's last position) |
+//! | `srs_node_lag_positions` | gauge | (the log's last position less the lowest a read model applied) |
+//! | `srs_lease_held` | gauge | `job` (a JetStream log only: 1 while this node holds the job's lease) |
 //! | `srs_ws_connections` | gauge | |
 //! | `srs_access_denials_total`, `srs_access_denial_facts_total`, `srs_access_denials_unrecorded_total` | counter | (refusals; facts written; refusals left out by the per-principal rate) |
 
@@ -59,6 +62,14 @@ pub struct Gauges {
     pub denials: srs_domain::app::DenialCounts,
     /// `(projection, position, lag)`.
     pub projections: Vec<(String, u64, u64)>,
+    /// With a JetStream log: the stream's last position.
+    pub stream_last_position: Option<u64>,
+    /// The log's last position (the stream's, else the head) less the
+    /// lowest position a read model applied.
+    pub node_lag: u64,
+    /// With a JetStream log: each scheduled job's lease and whether this
+    /// node holds it.
+    pub leases: Vec<(String, bool)>,
 }
 
 impl Metrics {
@@ -258,6 +269,35 @@ impl Metrics {
                 escape(name)
             );
         }
+        if let Some(last) = gauges.stream_last_position {
+            let _ = writeln!(
+                out,
+                "# HELP srs_log_stream_last_position The JetStream log stream's last position, as its leader answered."
+            );
+            let _ = writeln!(out, "# TYPE srs_log_stream_last_position gauge");
+            let _ = writeln!(out, "srs_log_stream_last_position {last}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP srs_node_lag_positions Positions this node's read models are behind the log's last position."
+        );
+        let _ = writeln!(out, "# TYPE srs_node_lag_positions gauge");
+        let _ = writeln!(out, "srs_node_lag_positions {}", gauges.node_lag);
+        if !gauges.leases.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP srs_lease_held 1 while this node holds the lease of a scheduled job (runs it), else 0."
+            );
+            let _ = writeln!(out, "# TYPE srs_lease_held gauge");
+            for (job, held) in &gauges.leases {
+                let _ = writeln!(
+                    out,
+                    "srs_lease_held{{job=\"{}\"}} {}",
+                    escape(job),
+                    u8::from(*held)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP srs_ws_connections Open GraphQL WebSocket connections."
@@ -308,6 +348,19 @@ mod tests {
         assert!(text.contains("srs_log_writable 1"));
         assert!(text.contains("srs_projection_lag{projection=\"catalogue\"} 2"));
         assert!(text.contains("srs_appends_total 1"));
+        assert!(text.contains("srs_node_lag_positions 0"));
+        assert!(!text.contains("srs_log_stream_last_position"));
+        assert!(!text.contains("srs_lease_held"));
+        let text = metrics.render(&Gauges {
+            stream_last_position: Some(9),
+            node_lag: 4,
+            leases: vec![("retention".into(), true), ("liveness".into(), false)],
+            ..Gauges::default()
+        });
+        assert!(text.contains("srs_log_stream_last_position 9"));
+        assert!(text.contains("srs_node_lag_positions 4"));
+        assert!(text.contains("srs_lease_held{job=\"retention\"} 1"));
+        assert!(text.contains("srs_lease_held{job=\"liveness\"} 0"));
     }
 
     #[test]

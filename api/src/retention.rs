@@ -18,7 +18,9 @@
 //!
 //! [`tick`] runs every site whose next run time (the first `runAt` after
 //! its last run, or after the policy was set) has come. `srs serve` calls
-//! it every [`TICK`] of wall time with the clock's now; tests call it with
+//! it every [`TICK`] of wall time with the clock's now (on a JetStream
+//! log shared by several nodes, only the node holding the `retention`
+//! lease does: see [`crate::cluster`]); tests call it with
 //! a manual clock and run a year of days in milliseconds. A site whose run
 //! times were missed (the service was down) runs once when it is next
 //! checked: one run catches up everything due.
@@ -37,6 +39,7 @@ use srs_projections::Which;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::cluster::{while_held, Job};
 use crate::content::SETTLE_TIMEOUT;
 use crate::error::ApiError;
 use crate::state::Services;
@@ -172,15 +175,22 @@ pub async fn tick(services: &Services) -> Result<Vec<(Uuid, RunOutcome)>, ApiErr
     Ok(runs)
 }
 
-/// The scheduler task of `srs serve`: [`tick`] every [`TICK`] until shutdown.
+/// The scheduler task of `srs serve`: [`tick`] every [`TICK`] until
+/// shutdown; with a JetStream log only while this node holds the
+/// `retention` lease, so one node of a cluster runs retention, and a run
+/// is cut off the moment the lease is lost (see [`crate::cluster`]).
 pub async fn schedule(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(TICK);
+    let lease = services
+        .cluster
+        .as_ref()
+        .map(|c| c.lease(Job::Retention).watch());
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if let Err(e) = tick(&services).await {
+        if let Some(Err(e)) = while_held(lease.clone(), tick(&services)).await {
             tracing::warn!(code = %e.code, message = %e.message, "retention tick failed");
         }
     }

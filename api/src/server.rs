@@ -63,6 +63,12 @@
 //! [`ServeError::LogMismatch`], since its read models were built from
 //! another history.
 //!
+//! Several nodes may serve one stream. The scheduled jobs that append
+//! facts (retention, the liveness check) run only on the node holding
+//! the job's lease, the first ADMIN token is created once per log
+//! (`bootstrap_admin`), and `/readyz` and `/metrics` tell how far the
+//! node's read models are behind the stream: see [`crate::cluster`].
+//!
 //! # Files
 //!
 //! A data directory srs creates is made mode 0700 (so are the content
@@ -89,6 +95,7 @@ use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which}
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cluster::{while_held, Cluster, Job};
 use crate::content::{ContentEffects, ContentStore};
 use crate::http::app_with;
 use crate::last_used::{LastUsed, FLUSH_EVERY, LAST_HEARTBEAT_TREE, LAST_USED_TREE};
@@ -169,6 +176,9 @@ impl From<AppError> for ServeError {
 
 /// How often a start that waits for the tokens read model says how far it is.
 const BOOTSTRAP_PROGRESS: Duration = Duration::from_secs(10);
+
+/// How long creating the first admin retries while the log is unavailable.
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(60);
 
 /// How often connected servers are checked for missed heartbeats.
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(30);
@@ -335,6 +345,25 @@ impl Server {
         );
         migrate(&service).await?;
         let bootstrap = bootstrap_admin(&options.data, &store, &reads, &service).await?;
+        let cluster = match &log {
+            None => None,
+            Some(jetstream) => {
+                // Unique per start (in containers every node may be pid 1
+                // on the same address); only shown, never compared.
+                let holder = format!(
+                    "srs {} pid {} on {}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8],
+                    std::process::id(),
+                    listener
+                        .local_addr()
+                        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+                );
+                let cluster = Cluster::join(jetstream, &holder, options.limits.lease_ttl)
+                    .await
+                    .map_err(|reason| ServeError::Log(LogError::Unavailable { reason }))?;
+                Some(Arc::new(cluster))
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let content_effects = ContentEffects::new(reads.clone());
         let services = Arc::new(Services {
@@ -354,6 +383,7 @@ impl Server {
             data_dir: options.data.clone(),
             cors_origins: options.cors_origins.clone(),
             tickets: crate::content::Tickets::new(),
+            cluster,
         });
         Ok(Server {
             options,
@@ -513,6 +543,10 @@ impl Server {
         let _ = liveness.await;
         let _ = retention.await;
         let _ = last_used.await;
+        // Another node takes the jobs at its next try, not after the TTL.
+        if let Some(cluster) = &services.cluster {
+            cluster.leave().await;
+        }
         // The last minutes of token use, before the database is flushed.
         if let Err(e) = services.last_used.flush() {
             tracing::warn!(error = %e, "could not keep when tokens were last used");
@@ -676,12 +710,29 @@ pub async fn shutdown_signal() {
 /// `srs_domain::model::migration`): on a log written when an AUDITOR
 /// without playback permissions saw its whole sites, every such auditor
 /// gets a whole-site permission per site, so nobody gains or loses access.
+///
+/// Another node starting on the same JetStream log may migrate at the same
+/// time: the migration's marker is appended once (a conflict is "done
+/// already"), and an append refused because this node's view of the log
+/// was behind (the log unavailable while it reads the stream back) is
+/// tried again on what is stored.
 async fn migrate(service: &Service) -> Result<(), ServeError> {
-    match service
-        .migrate_to_explicit_grants()
-        .await
-        .map_err(|e| ServeError::Migration(e.to_string()))?
-    {
+    let mut retry_until = None;
+    let migrated = loop {
+        match service.migrate_to_explicit_grants().await {
+            Ok(migrated) => break migrated,
+            Err(AppError::Log(e)) if e.is_unavailable() => {
+                let until = *retry_until.get_or_insert_with(|| Instant::now() + BOOTSTRAP_RETRY);
+                if Instant::now() >= until {
+                    return Err(ServeError::Migration(e.to_string()));
+                }
+                tracing::warn!(error = %e, "migrating: the log is unavailable; trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(ServeError::Migration(e.to_string())),
+        }
+    };
+    match migrated {
         Some(done) if done.granted > 0 => tracing::info!(
             granted = done.granted,
             position = done.position,
@@ -698,12 +749,69 @@ async fn migrate(service: &Service) -> Result<(), ServeError> {
 /// it once. So an operator who lost every ADMIN token (revoked, expired)
 /// gets one back by restarting srs on its data directory, which only who
 /// holds the directory can do.
+///
+/// Once per log, also when several nodes start at once on one JetStream
+/// log: the token's append is conditional in the log itself. Each
+/// bootstrap round has a token of its own fixed id
+/// ([`srs_domain::app::bootstrap_token_id`]), appended only if its stream
+/// does not exist yet. The round is read before the check for an admin,
+/// so of two starts that both found none, exactly one appends; the other's
+/// append is a conflict, and it checks again and finds the admin. Only
+/// the node that issued the token writes `admin.token`; the others log
+/// which token it was.
 async fn bootstrap_admin(
     data: &std::path::Path,
     store: &EventLog<DomainEvent>,
     reads: &ReadModels,
     service: &Service,
 ) -> Result<Option<String>, ServeError> {
+    let path = data.join(ADMIN_TOKEN_FILE);
+    let mut retry_until = None;
+    loop {
+        // The round before the check: a round's token issued after this
+        // read by another node makes this node's append a conflict.
+        let round = service.bootstrap_round().await?;
+        tokens_caught_up(store, reads).await?;
+        if reads.tokens()?.has_admin(service.now())? {
+            if let Some(last) = round.checked_sub(1).filter(|_| !path.exists()) {
+                tracing::info!(
+                    token_id = %srs_domain::app::bootstrap_token_id(last),
+                    "the log has an ADMIN token; the first one was created by another start or srs node on this log, and its secret is in that node's data directory ({ADMIN_TOKEN_FILE})"
+                );
+            }
+            return Ok(None);
+        }
+        match service.issue_bootstrap_token("admin", round).await {
+            Ok(issued) => {
+                write_secret(&path, &issued.secret)
+                    .map_err(|e| ServeError::Bootstrap(format!("{}: {e}", path.display())))?;
+                tracing::info!(token_id = %issued.token_id, path = %path.display(), "created the first ADMIN token");
+                return Ok(Some(issued.secret));
+            }
+            Err(AppError::Conflict(_)) => tracing::info!(
+                token_id = %srs_domain::app::bootstrap_token_id(round),
+                "another srs node on this log created the first ADMIN token at the same time; checking again"
+            ),
+            // A node whose view of a shared log was behind has its append
+            // refused and reads the log back: check again on what is there.
+            Err(AppError::Log(e)) if e.is_unavailable() => {
+                let until = *retry_until.get_or_insert_with(|| Instant::now() + BOOTSTRAP_RETRY);
+                if Instant::now() >= until {
+                    return Err(ServeError::Bootstrap(e.to_string()));
+                }
+                tracing::warn!(error = %e, "creating the first ADMIN token: the log is unavailable; trying again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until the tokens read model has caught up with the log's head.
+async fn tokens_caught_up(
+    store: &EventLog<DomainEvent>,
+    reads: &ReadModels,
+) -> Result<(), ServeError> {
     // Whether an admin exists is the tokens read model's answer once it has
     // caught up with the log. On a large log (an import, a long history
     // with projections rebuilding) that takes as long as it takes: wait,
@@ -718,7 +826,7 @@ async fn bootstrap_admin(
             )
             .await
         {
-            Ok(()) => break,
+            Ok(()) => return Ok(()),
             Err(WaitError::Timeout { at, wanted, .. }) => tracing::info!(
                 position = at,
                 head = wanted,
@@ -727,15 +835,6 @@ async fn bootstrap_admin(
             Err(e) => return Err(ServeError::Bootstrap(e.to_string())),
         }
     }
-    if reads.tokens()?.has_admin(service.now())? {
-        return Ok(None);
-    }
-    let issued = service.issue_bootstrap_token("admin").await?;
-    let path = data.join(ADMIN_TOKEN_FILE);
-    write_secret(&path, &issued.secret)
-        .map_err(|e| ServeError::Bootstrap(format!("{}: {e}", path.display())))?;
-    tracing::info!(token_id = %issued.token_id, path = %path.display(), "created the first ADMIN token");
-    Ok(Some(issued.secret))
 }
 
 /// Writes when tokens were last used, and when servers last heartbeated,
@@ -825,41 +924,155 @@ pub fn liveness_interval(period: Duration) -> Duration {
     (period / 3).clamp(Duration::from_secs(1), LIVENESS_INTERVAL)
 }
 
-/// Marks connected servers offline when their heartbeats stop.
+/// Marks connected servers offline when their heartbeats stop; with a
+/// JetStream log only while this node holds the `liveness` lease (see
+/// [`crate::cluster`]).
 async fn watch_liveness(services: Arc<Services>, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(liveness_interval(services.limits.liveness_period));
+    let lease = services
+        .cluster
+        .as_ref()
+        .map(|c| c.lease(Job::Liveness).watch());
     ticker.tick().await;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let servers = match services
-            .reads
-            .servers()
-            .and_then(|servers| servers.servers(None))
-        {
-            Ok(servers) => servers,
-            Err(e) => {
-                tracing::warn!(error = %e, "liveness: cannot list servers");
-                continue;
-            }
-        };
-        let ids: Vec<_> = servers
-            .iter()
-            .filter(|s| s.status == ServerStatus::Connected)
-            .map(|s| s.id)
-            .collect();
-        if let Err(e) = services.service.check_liveness(&ids).await {
+        if let Some(Err(e)) = while_held(lease.clone(), check_liveness(&services)).await {
             tracing::warn!(error = %e, "liveness check failed");
         }
     }
+}
+
+/// One liveness check over the connected servers.
+async fn check_liveness(services: &Services) -> Result<(), String> {
+    let servers = services
+        .reads
+        .servers()
+        .and_then(|servers| servers.servers(None))
+        .map_err(|e| format!("cannot list servers: {e}"))?;
+    let ids: Vec<_> = servers
+        .iter()
+        .filter(|s| s.status == ServerStatus::Connected)
+        .map(|s| s.id)
+        .collect();
+    services
+        .service
+        .check_liveness(&ids)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use srs_domain::model::hash_secret;
+
+    /// One node of a cluster: its own data directory and read models, a
+    /// service over the shared log.
+    fn node(dir: &std::path::Path, log: &EventLog<DomainEvent>) -> (ReadModels, Service) {
+        let db = open_data_db(&ServeOptions {
+            data: dir.to_owned(),
+            listen: String::new(),
+            limits: crate::state::Limits::default(),
+            cors_origins: Vec::new(),
+        })
+        .unwrap();
+        let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(log.clone());
+        let reads = ReadModels::start(shared.clone(), &db, SetOptions::default()).unwrap();
+        let permissions = Arc::new(ReadModelPermissions {
+            reads: reads.clone(),
+            store: log.clone(),
+        });
+        let service = Service::new(shared, Arc::new(SystemClock), permissions);
+        (reads, service)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_bootstrapping_one_log_at_once_create_one_admin() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SledEventStore::open(&dir.path().join("log"), StoreOptions::default())
+            .unwrap()
+            .into_log();
+        let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+        let (a_reads, a_service) = node(&a_dir, &log);
+        let (b_reads, b_service) = node(&b_dir, &log);
+        let (a, b) = tokio::join!(
+            bootstrap_admin(&a_dir, &log, &a_reads, &a_service),
+            bootstrap_admin(&b_dir, &log, &b_reads, &b_service),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let (secret, creator, other) = match (a, b) {
+            (Some(secret), None) => (secret, &a_dir, &b_dir),
+            (None, Some(secret)) => (secret, &b_dir, &a_dir),
+            (a, b) => panic!(
+                "exactly one node creates the admin: {:?} {:?}",
+                a.is_some(),
+                b.is_some()
+            ),
+        };
+        // Only the creator holds the secret; both nodes' read models know
+        // the one admin.
+        let held = std::fs::read_to_string(creator.join(ADMIN_TOKEN_FILE)).unwrap();
+        assert_eq!(held.trim(), secret);
+        assert!(!other.join(ADMIN_TOKEN_FILE).exists());
+        let issued: Vec<_> = log
+            .read_all(1, 1_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(e.payload, DomainEvent::TokenIssued { .. }))
+            .collect();
+        assert_eq!(issued.len(), 1, "one token in the log");
+        for reads in [&a_reads, &b_reads] {
+            let head = log.head().position;
+            reads
+                .wait_for(Which::All, head, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let tokens = reads.tokens().unwrap();
+            assert!(tokens
+                .has_admin(srs_domain::time::SystemClock.now())
+                .unwrap());
+            assert!(tokens
+                .authenticate(&hash_secret(&secret))
+                .unwrap()
+                .is_some());
+        }
+
+        // A restart finds the admin and issues nothing.
+        assert!(bootstrap_admin(&a_dir, &log, &a_reads, &a_service)
+            .await
+            .unwrap()
+            .is_none());
+
+        // The admin revokes itself: the next start issues the next
+        // round's token, once.
+        let row = a_reads
+            .tokens()
+            .unwrap()
+            .authenticate(&hash_secret(&secret))
+            .unwrap()
+            .unwrap();
+        let principal = row.principal().unwrap();
+        a_service.revoke_token(&principal, row.id).await.unwrap();
+        let again = bootstrap_admin(&b_dir, &log, &b_reads, &b_service)
+            .await
+            .unwrap()
+            .expect("a new admin after the last was revoked");
+        assert_ne!(again, secret);
+        assert_eq!(
+            std::fs::read_to_string(b_dir.join(ADMIN_TOKEN_FILE))
+                .unwrap()
+                .trim(),
+            again
+        );
+        assert_eq!(b_service.bootstrap_round().await.unwrap(), 2);
+        a_reads.set().shutdown().await;
+        b_reads.set().shutdown().await;
+    }
 
     #[test]
     fn admin_token_file_takes_the_new_secret_only_when_it_held_the_rotated_one() {

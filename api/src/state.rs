@@ -16,6 +16,7 @@ use srs_projections::{ReadModels, RunnerState, WaitError, Which};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::cluster::{Cluster, MAX_READY_LAG};
 use crate::content::{ContentEffects, ContentStore};
 use crate::error::ApiError;
 use crate::graphql::{self, Documents, SrsSchema};
@@ -80,6 +81,10 @@ pub struct Limits {
     /// marked offline (not a `VALIDATION` limit either; checked every
     /// third of it, at most every 30 s).
     pub liveness_period: Duration,
+    /// With a JetStream log: how long a scheduled job's lease outlives its
+    /// holder's last renewal (see [`crate::cluster`]), when the leases'
+    /// bucket is created (an existing bucket keeps its own).
+    pub lease_ttl: Duration,
     /// The time budget of a GraphQL request of an authenticated caller
     /// (`TIMEOUT` past it).
     pub request_timeout: Duration,
@@ -165,6 +170,7 @@ impl Default for Limits {
             rate_anonymous_ip: Some(Rate::new(30.0, 100.0)),
             denial_facts_per_minute: srs_domain::app::DENIAL_FACTS_PER_MINUTE,
             liveness_period: Duration::from_secs(90),
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -195,6 +201,9 @@ pub struct Services {
     pub cors_origins: Vec<String>,
     /// Playback tickets (`Playback.ticketUrl`), under a key of this process.
     pub tickets: crate::content::Tickets,
+    /// With a JetStream log: this node's leases and the stream's last
+    /// position (see [`crate::cluster`]); `None` for the embedded log.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// What a presented secret is, as the tokens read model stands.
@@ -239,7 +248,17 @@ pub struct Readiness {
     /// Whether the log takes appends (false while storage fails, e.g. a
     /// full disk); not ready then.
     pub writable: bool,
-    /// Why it is not ready, when the log is not writable.
+    /// With a JetStream log: the stream's last position, as last asked of
+    /// its leader.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_last_position: Option<u64>,
+    /// Positions the read models are behind the log: its last position
+    /// (the stream's with a JetStream log, else the head) less the lowest
+    /// position a read model applied. With a JetStream log, not ready
+    /// while over [`MAX_READY_LAG`].
+    pub lag: u64,
+    /// Why it is not ready: the log not writable, the stream not
+    /// answering, or the read models too far behind the stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -379,31 +398,28 @@ impl Services {
     }
 
     pub fn readiness(&self) -> Readiness {
-        let log_head = self.store.head().position;
-        let mut behind: Vec<String> = self
+        let statuses: Vec<(String, u64, bool)> = self
             .reads
             .statuses()
             .into_iter()
-            .filter(|s| s.position < log_head || s.state == RunnerState::Failed)
-            .map(|s| s.name)
+            .map(|s| (s.name, s.position, s.state == RunnerState::Failed))
             .collect();
+        let writability = self.store.writability();
+        let mut readiness = judge_readiness(
+            self.store.head().position,
+            &statuses,
+            self.cluster.as_ref().map(|c| c.stream_last_position()),
+            writability.reason().map(str::to_owned),
+        );
         // Searches answer from the catalogue's in-memory index: until it
         // reflects the catalogue tree being served (loaded at start, and
         // again after a rebuild swaps the tree), the first searches would
         // wait for that load.
         if !self.catalogue_index_loaded() {
-            behind.push("catalogue-index".to_owned());
+            readiness.behind.push("catalogue-index".to_owned());
+            readiness.ready = false;
         }
-        let writability = self.store.writability();
-        Readiness {
-            ready: behind.is_empty() && writability.is_writable(),
-            log_head,
-            behind,
-            writable: writability.is_writable(),
-            reason: writability
-                .reason()
-                .map(|why| format!("log not writable: {why}")),
-        }
+        readiness
     }
 
     fn catalogue_index_loaded(&self) -> bool {
@@ -416,13 +432,24 @@ impl Services {
 
     pub fn gauges(&self) -> Gauges {
         let log_head = self.store.head().position;
+        let statuses = self.reads.statuses();
+        let stream_last = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.stream_last_position().ok());
+        let last = stream_last.map_or(log_head, |last| last.max(log_head));
         Gauges {
             log_head,
             log_writable: self.store.writability().is_writable(),
             denials: self.service.denial_counts(),
-            projections: self
-                .reads
-                .statuses()
+            stream_last_position: stream_last,
+            node_lag: node_lag(last, statuses.iter().map(|s| s.position)),
+            leases: self
+                .cluster
+                .as_ref()
+                .map(|c| c.leases())
+                .unwrap_or_default(),
+            projections: statuses
                 .into_iter()
                 .map(|s| {
                     let lag = log_head.saturating_sub(s.position);
@@ -431,6 +458,63 @@ impl Services {
                 .collect(),
         }
     }
+}
+
+/// How `/readyz` answers (but for the catalogue's index), from the log head, each read model's
+/// `(name, applied position, failed)`, with a JetStream log the stream's
+/// last position (or why it is unknown), and why the log does not take
+/// writes (`None`: it does).
+///
+/// The embedded log: ready when every read model is at the head. A
+/// JetStream log, which other nodes append to all the time: when every
+/// read model is within [`MAX_READY_LAG`] of the stream's last position.
+pub fn judge_readiness(
+    log_head: u64,
+    statuses: &[(String, u64, bool)],
+    stream: Option<Result<u64, String>>,
+    not_writable: Option<String>,
+) -> Readiness {
+    let last = match &stream {
+        Some(Ok(last)) => (*last).max(log_head),
+        _ => log_head,
+    };
+    let lag = node_lag(last, statuses.iter().map(|(_, position, _)| *position));
+    let allowance = if stream.is_some() { MAX_READY_LAG } else { 0 };
+    let behind: Vec<String> = statuses
+        .iter()
+        .filter(|(_, position, failed)| *failed || position.saturating_add(allowance) < last)
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    let stream_error = match &stream {
+        Some(Err(e)) => Some(format!("the log stream's last position is unknown: {e}")),
+        _ => None,
+    };
+    let writable = not_writable.is_none();
+    let reason = not_writable
+        .map(|why| format!("log not writable: {why}"))
+        .or(stream_error)
+        .or_else(|| {
+            (stream.is_some() && lag > MAX_READY_LAG).then(|| {
+                format!(
+                    "the read models are {lag} positions behind the log stream (ready at {MAX_READY_LAG} or fewer)"
+                )
+            })
+        });
+    Readiness {
+        ready: behind.is_empty() && reason.is_none(),
+        log_head,
+        behind,
+        writable,
+        stream_last_position: stream.and_then(Result::ok),
+        lag,
+        reason,
+    }
+}
+
+/// A node's lag: `last` (the log's last position) less the lowest of the
+/// read models' `applied` positions.
+pub fn node_lag(last: u64, applied: impl Iterator<Item = u64>) -> u64 {
+    last.saturating_sub(applied.min().unwrap_or(last))
 }
 
 /// Playback permissions for the app layer, from the access read model.
@@ -534,5 +618,72 @@ impl HttpState {
 
     pub fn gauges(&self) -> Gauges {
         self.services.gauges()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models(positions: &[u64]) -> Vec<(String, u64, bool)> {
+        positions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (format!("model{i}"), p, false))
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_log_is_ready_with_every_read_model_at_the_head() {
+        let ready = judge_readiness(10, &models(&[10, 10]), None, None);
+        assert!(ready.ready && ready.lag == 0 && ready.reason.is_none());
+        let behind = judge_readiness(10, &models(&[10, 9]), None, None);
+        assert!(!behind.ready);
+        assert_eq!(behind.behind, vec!["model1"]);
+        assert_eq!(behind.lag, 1);
+        let full = judge_readiness(10, &models(&[10]), None, Some("disk full".into()));
+        assert!(!full.ready && !full.writable);
+        assert_eq!(full.reason.as_deref(), Some("log not writable: disk full"));
+    }
+
+    #[test]
+    fn a_jetstream_node_is_ready_within_the_lag_bound_of_the_stream() {
+        let last = 5_000;
+        // Its own head behind the stream: the stream's position counts.
+        let within = judge_readiness(
+            3_000,
+            &models(&[last - MAX_READY_LAG, last]),
+            Some(Ok(last)),
+            None,
+        );
+        assert!(within.ready, "{within:?}");
+        assert_eq!(within.lag, MAX_READY_LAG);
+        assert_eq!(within.stream_last_position, Some(last));
+        let over = judge_readiness(
+            3_000,
+            &models(&[last - MAX_READY_LAG - 1, last]),
+            Some(Ok(last)),
+            None,
+        );
+        assert!(!over.ready);
+        assert_eq!(over.lag, MAX_READY_LAG + 1);
+        assert_eq!(over.behind, vec!["model0"]);
+        assert!(
+            over.reason
+                .as_deref()
+                .unwrap()
+                .contains("1001 positions behind the log stream"),
+            "{over:?}"
+        );
+        let unknown = judge_readiness(last, &models(&[last]), Some(Err("no quorum".into())), None);
+        assert!(!unknown.ready && unknown.stream_last_position.is_none());
+        assert!(unknown.reason.as_deref().unwrap().contains("no quorum"));
+        let failed = judge_readiness(
+            last,
+            &[("model0".to_owned(), last, true)],
+            Some(Ok(last)),
+            None,
+        );
+        assert!(!failed.ready);
     }
 }

@@ -101,6 +101,11 @@ pub enum Command {
         liveness_secs: u64,
         #[command(flatten)]
         log: LogArgs,
+        /// With --log-url: seconds a scheduled job's lease (retention, the
+        /// liveness check: one node of the cluster runs each) outlives its
+        /// holder, when the leases' bucket is created.
+        #[arg(long, env = "SRS_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3_600))]
+        lease_secs: u64,
         /// Start the service's clock at this RFC 3339 instant; it then runs
         /// at wall-clock speed. For drills and tests of time-dependent
         /// behaviour (the demo at a given time of day); never in production.
@@ -432,6 +437,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             denial_facts_per_minute,
             liveness_secs,
             log,
+            lease_secs,
             clock_start,
         } => {
             init_tracing(log_format);
@@ -447,6 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     limits: Limits {
                         denial_facts_per_minute,
                         liveness_period: std::time::Duration::from_secs(liveness_secs),
+                        lease_ttl: std::time::Duration::from_secs(lease_secs),
                         ..limits.limits()
                     },
                     cors_origins,

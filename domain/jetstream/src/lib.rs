@@ -129,9 +129,13 @@
 //! [`LogBackend::resync`]: srs_domain::log::LogBackend::resync
 
 mod backend;
+mod cluster;
+pub mod lease;
 mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backend::{JetStreamBackend, JetStreamOptions, MAX_BATCH};
+pub use cluster::ClusterClient;
+pub use lease::{Lease, LeaseError, Leases};
 pub use streams::stream_exists;

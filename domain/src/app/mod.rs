@@ -42,9 +42,9 @@ mod service;
 mod testing;
 
 pub use commands::{
-    ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken, RecordedEvents,
-    RotatedToken, ServerCredential, StartRecordingInput, StartedRecording, MAX_PARTS,
-    PLAYBACK_WINDOW_SECS,
+    bootstrap_token_id, ActivePolicies, ConnectServer, ContentTarget, Created, IssuedToken,
+    RecordedEvents, RotatedToken, ServerCredential, StartRecordingInput, StartedRecording,
+    MAX_PARTS, PLAYBACK_WINDOW_SECS,
 };
 pub use denials::DenialCounts;
 pub use error::AppError;

@@ -293,3 +293,147 @@ async fn an_embedded_log_moves_into_a_stream_and_reads_the_same_there() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
 }
+
+/// The value of the sample `name` (with its labels, as printed) on
+/// `srs`'s `/metrics`, if it shows.
+async fn metric(srs: &Srs, name: &str) -> Option<u64> {
+    let text = reqwest::get(srs.url("/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// How long the test waits for the nodes to settle; a bound so a broken
+/// test fails instead of hanging, not a timing claim.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Which of `nodes` hold the lease of `job`, once exactly one does; never
+/// two at once meanwhile (as sampled).
+async fn one_holder(nodes: &[&Srs], job: &str) -> usize {
+    let sample = format!("srs_lease_held{{job=\"{job}\"}}");
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let mut holders = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if metric(node, &sample).await == Some(1) {
+                holders.push(i);
+            }
+        }
+        assert!(holders.len() <= 1, "{job} held by nodes {holders:?}");
+        if let [holder] = holders[..] {
+            return holder;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody took the {job} lease"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_stream_create_one_admin_and_run_each_job_once() {
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
+    let env = [
+        ("SRS_LOG_URL", urls.as_str()),
+        ("SRS_LOG_STREAM", "srs-nodes"),
+        ("SRS_LEASE_SECS", "3"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+
+    // Two nodes start at once on an empty stream: one creates the first
+    // admin, the other finds it.
+    let starts: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let data = dir.path().join(name);
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            tokio::spawn(async move {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                Srs::start_with_env(&data, &env).await
+            })
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for start in starts {
+        nodes.push(start.await.unwrap());
+    }
+    let creators: Vec<&Srs> = nodes
+        .iter()
+        .filter(|n| n.data.join("admin.token").exists())
+        .collect();
+    assert_eq!(creators.len(), 1, "exactly one node has admin.token");
+    let token = creators[0].admin_token();
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n.printed_admin_token.is_some())
+            .count(),
+        1
+    );
+    let admin = Client::new(creators[0], Some(&token));
+    let issued = admin
+        .data("{ tokens { edges { node { role name } } } }", json!({}))
+        .await;
+    let admins = issued["tokens"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["node"]["role"] == "ADMIN")
+        .count();
+    assert_eq!(admins, 1, "{issued}");
+
+    // The writer's read models reach the stream's last position: lag 0,
+    // ready, and the stream's position is the log head.
+    create_site(&admin, "site").await;
+    let head = log_head(&admin).await as u64;
+    let writer = creators[0];
+    let deadline = std::time::Instant::now() + SETTLE;
+    while metric(writer, "srs_node_lag_positions").await != Some(0)
+        || metric(writer, "srs_log_stream_last_position").await != Some(head)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ready: serde_json::Value = reqwest::get(writer.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["lag"], 0, "{ready}");
+    assert_eq!(ready["stream_last_position"], head, "{ready}");
+    // The other node asks the stream too: it sees the writer's appends.
+    let other = nodes.iter().find(|n| !std::ptr::eq(*n, writer)).unwrap();
+    while metric(other, "srs_log_stream_last_position").await < Some(head) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream's position is not asked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Each scheduled job runs on one node; the holder of retention killed
+    // (no release), the other takes it after the lease's TTL.
+    let node_refs: Vec<&Srs> = nodes.iter().collect();
+    one_holder(&node_refs, "liveness").await;
+    let holder = one_holder(&node_refs, "retention").await;
+    let survivor = nodes.remove(1 - holder);
+    drop(nodes);
+    assert_eq!(one_holder(&[&survivor], "retention").await, 0);
+    assert_eq!(one_holder(&[&survivor], "liveness").await, 0);
+    assert!(survivor.stop().success());
+}

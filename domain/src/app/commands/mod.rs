@@ -76,7 +76,7 @@ pub use ingest::{RecordedEvents, StartRecordingInput, StartedRecording, MAX_PART
 pub use policy::ActivePolicies;
 pub use recording::PLAYBACK_WINDOW_SECS;
 pub use server::{ConnectServer, ServerCredential};
-pub use token::{IssuedToken, RotatedToken};
+pub use token::{bootstrap_token_id, IssuedToken, RotatedToken};
 
 /// A new aggregate and what creating it did.
 #[derive(Clone, Debug, PartialEq)]

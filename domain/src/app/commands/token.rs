@@ -8,8 +8,8 @@ use crate::actor::Actor;
 use crate::app::error::AppError;
 use crate::app::service::{Executed, Service};
 use crate::model::{
-    hash_secret, Action, Aggregate, DomainEvent, Principal, Role, Server, ServerCommand,
-    SessionEventType, Target, Token, TokenCommand, TokenError,
+    derived_id, hash_secret, Action, Aggregate, DomainEvent, Principal, Role, Server,
+    ServerCommand, SessionEventType, Target, Token, TokenCommand, TokenError,
 };
 use crate::time::Timestamp;
 
@@ -61,6 +61,13 @@ impl std::fmt::Debug for RotatedToken {
     }
 }
 
+/// The id of the first-admin token of bootstrap round `round` (see
+/// `Service::bootstrap_round`): derived, so every node of a cluster names
+/// the same stream for the same round.
+pub fn bootstrap_token_id(round: u64) -> Uuid {
+    derived_id("srs:bootstrap-admin", &[&round.to_be_bytes()])
+}
+
 /// Where a token's events are (see `Service::token_home`).
 pub(super) enum TokenHome {
     /// An issued token: the stream of its lineage's first token.
@@ -90,9 +97,37 @@ impl Service {
             .await
     }
 
-    /// The first admin token, issued by srs itself on first start.
-    pub async fn issue_bootstrap_token(&self, name: &str) -> Result<IssuedToken, AppError> {
-        self.issue(
+    /// The round of the next first-admin token: the first whose token
+    /// ([`bootstrap_token_id`]) is not in the log. Read it before
+    /// checking that no admin exists, then issue that round's token with
+    /// [`Service::issue_bootstrap_token`].
+    pub async fn bootstrap_round(&self) -> Result<u64, AppError> {
+        let mut round = 0;
+        while self
+            .store
+            .stream_version(&Token::stream(bootstrap_token_id(round)))
+            .await?
+            .is_some()
+        {
+            round += 1;
+        }
+        Ok(round)
+    }
+
+    /// The first admin token of bootstrap round `round` (see
+    /// [`Service::bootstrap_round`]), issued by srs itself when it finds
+    /// no admin. Its id is the round's, fixed, and it is appended only if
+    /// its stream does not exist: of several starts that found no admin
+    /// at the same time (several nodes on one log) exactly one issues it,
+    /// the others get [`AppError::Conflict`] and check again. A round's
+    /// token is issued at most once per log, however many starts race.
+    pub async fn issue_bootstrap_token(
+        &self,
+        name: &str,
+        round: u64,
+    ) -> Result<IssuedToken, AppError> {
+        self.issue_as(
+            bootstrap_token_id(round),
             &Actor::system("bootstrap"),
             name,
             Role::Admin,
@@ -112,10 +147,34 @@ impl Service {
         groups: Vec<String>,
         expires_at: Option<Timestamp>,
     ) -> Result<IssuedToken, AppError> {
+        self.issue_as(
+            Uuid::now_v7(),
+            actor,
+            name,
+            role,
+            site_ids,
+            groups,
+            expires_at,
+        )
+        .await
+    }
+
+    /// Issues token `token_id` (a new stream: an existing one is a
+    /// [`AppError::Conflict`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn issue_as(
+        &self,
+        token_id: Uuid,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        site_ids: BTreeSet<Uuid>,
+        groups: Vec<String>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<IssuedToken, AppError> {
         for &site_id in &site_ids {
             self.site(site_id).await?;
         }
-        let token_id = Uuid::now_v7();
         let secret = new_secret();
         let command = TokenCommand::Issue {
             token_id,

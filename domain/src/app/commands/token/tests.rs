@@ -196,3 +196,47 @@ async fn rotating_an_agent_token_revokes_the_old_credential_in_the_same_event() 
         .expect_err("scoped elsewhere");
     assert_eq!(hidden.code(), Some(ErrorCode::NotFound));
 }
+
+#[tokio::test]
+async fn of_two_bootstraps_racing_on_one_log_exactly_one_issues_the_round_token() {
+    let w = World::new();
+    // A second node's service on the same log.
+    let other = Service::new(
+        w.spy.clone(),
+        std::sync::Arc::new(w.clock.clone()),
+        w.permissions.clone(),
+    );
+    let (a_round, b_round) = (
+        w.service.bootstrap_round().await.unwrap(),
+        other.bootstrap_round().await.unwrap(),
+    );
+    assert_eq!((a_round, b_round), (0, 0));
+    let (a, b) = tokio::join!(
+        w.service.issue_bootstrap_token("admin", a_round),
+        other.issue_bootstrap_token("admin", b_round),
+    );
+    let (issued, refused) = match (a, b) {
+        (Ok(issued), Err(refused)) | (Err(refused), Ok(issued)) => (issued, refused),
+        (a, b) => panic!("exactly one bootstrap issues the token: {a:?} {b:?}"),
+    };
+    assert!(matches!(refused, AppError::Conflict(_)), "{refused:?}");
+    assert_eq!(issued.token_id, bootstrap_token_id(0));
+    let admins: Vec<_> = w
+        .all_events()
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.payload, DomainEvent::TokenIssued { .. }))
+        .collect();
+    assert_eq!(admins.len(), 1, "one token in the log");
+    assert_eq!(admins[0].actor, crate::actor::Actor::system("bootstrap"));
+
+    // The round is spent: a later start (every admin revoked) takes the
+    // next one, again once, with another id.
+    assert_eq!(other.bootstrap_round().await.unwrap(), 1);
+    let again = other.issue_bootstrap_token("admin", 0).await;
+    assert!(matches!(again, Err(AppError::Conflict(_))), "{again:?}");
+    let next = w.service.issue_bootstrap_token("admin", 1).await.unwrap();
+    assert_eq!(next.token_id, bootstrap_token_id(1));
+    assert_ne!(next.token_id, issued.token_id);
+    assert_eq!(w.service.bootstrap_round().await.unwrap(), 2);
+}
