@@ -22,11 +22,11 @@
 //! ([`crate::state::Limits::lease_ttl`]), and while nobody can hold it
 //! (the cluster unreachable) the job pauses; it never runs twice at once.
 //!
-//! The liveness check judges a server by the heartbeats the checking
-//! node received, which are kept per node (not in the log): with agents
-//! heartbeating to several nodes, the holder marks offline a server that
-//! heartbeats only to another node, and that node's next heartbeat brings
-//! it back. Sharing heartbeats between nodes is not done yet.
+//! The liveness check judges a server by its newest heartbeat on any
+//! node: heartbeats are kept per node, in memory (not in the log), and
+//! every node shares what it saw each liveness interval in the
+//! `<stream>-heartbeats` bucket (`srs_log_jetstream::heartbeats`); the
+//! lease holder takes them all before it checks.
 //!
 //! # Lag
 //!
@@ -42,9 +42,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use srs_log_jetstream::{ClusterClient, JetStreamOptions, Lease};
+use srs_domain::app::Service;
+use srs_domain::time::Timestamp;
+use srs_log_jetstream::{ClusterClient, Heartbeats, JetStreamOptions, Lease};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// How long a node's shared heartbeats are kept after its last share (a
+/// node gone for good drops out after that).
+const HEARTBEATS_KEPT: Duration = Duration::from_secs(3600);
 
 /// How often the stream's last position is asked.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -76,6 +83,9 @@ impl Job {
 pub struct Cluster {
     retention: Lease,
     liveness: Lease,
+    heartbeats: Heartbeats,
+    /// This node's key among the shared heartbeats.
+    node: String,
     stream: Arc<StreamPosition>,
     poller: Mutex<Option<JoinHandle<()>>>,
 }
@@ -115,6 +125,7 @@ impl Cluster {
             .await
             .map_err(|e| e.to_string())?;
         let leases = client.leases(ttl).await.map_err(|e| e.to_string())?;
+        let heartbeats = client.heartbeats(HEARTBEATS_KEPT).await?;
         if leases.ttl() != ttl {
             tracing::info!(
                 bucket = %srs_log_jetstream::lease::bucket_name(client.stream()),
@@ -138,6 +149,9 @@ impl Cluster {
         Ok(Cluster {
             retention: leases.hold(Job::Retention.key(), holder),
             liveness: leases.hold(Job::Liveness.key(), holder),
+            heartbeats,
+            // A key-value key (letters, digits, `-`), unique per start.
+            node: format!("node-{}", Uuid::new_v4().simple()),
             stream,
             poller: Mutex::new(Some(poller)),
         })
@@ -148,6 +162,31 @@ impl Cluster {
         match job {
             Job::Retention => &self.retention,
             Job::Liveness => &self.liveness,
+        }
+    }
+
+    /// Shares the servers' heartbeats this node saw with the other nodes
+    /// (see [`srs_log_jetstream::heartbeats`]).
+    pub async fn share_heartbeats(&self, service: &Service) {
+        let seen: Vec<(Uuid, i64)> = service
+            .heartbeats_seen()
+            .into_iter()
+            .map(|(id, at)| (id, at.0))
+            .collect();
+        if let Err(e) = self.heartbeats.publish(&self.node, &seen).await {
+            tracing::warn!(error = %e, "sharing the servers' heartbeats with the cluster failed");
+        }
+    }
+
+    /// Takes the heartbeats every node shared, before a liveness check.
+    pub async fn take_heartbeats(&self, service: &Service) {
+        match self.heartbeats.collect().await {
+            Ok(seen) => {
+                service.observe_heartbeats(seen.into_iter().map(|(id, at)| (id, Timestamp(at))))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the nodes' heartbeats failed; checking liveness on this node's own")
+            }
         }
     }
 

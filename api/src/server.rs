@@ -939,7 +939,18 @@ async fn watch_liveness(services: Arc<Services>, mut shutdown: watch::Receiver<b
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if let Some(Err(e)) = while_held(lease.clone(), check_liveness(&services)).await {
+        // Every node shares the heartbeats it took; the lease holder
+        // checks by the newest any node took.
+        if let Some(cluster) = &services.cluster {
+            cluster.share_heartbeats(&services.service).await;
+        }
+        let check = async {
+            if let Some(cluster) = &services.cluster {
+                cluster.take_heartbeats(&services.service).await;
+            }
+            check_liveness(&services).await
+        };
+        if let Some(Err(e)) = while_held(lease.clone(), check).await {
             tracing::warn!(error = %e, "liveness check failed");
         }
     }

@@ -13,6 +13,7 @@ use async_nats::jetstream;
 use srs_domain::log::LogError;
 
 use crate::backend::JetStreamOptions;
+use crate::heartbeats::Heartbeats;
 use crate::lease::{LeaseError, Leases};
 
 /// A connection to the cluster for the stream's state and the leases.
@@ -93,6 +94,20 @@ impl ClusterClient {
             &self.stream,
             self.replicas,
             ttl,
+            self.timeout,
+        )
+        .await
+    }
+
+    /// The servers' heartbeats every node saw, in the bucket
+    /// `<stream>-heartbeats` (created if missing, a node's key kept for
+    /// `keep`; see [`crate::heartbeats`]).
+    pub async fn heartbeats(&self, keep: Duration) -> Result<Heartbeats, String> {
+        Heartbeats::open(
+            self.js.clone(),
+            &self.stream,
+            self.replicas,
+            keep,
             self.timeout,
         )
         .await

@@ -130,6 +130,7 @@
 
 mod backend;
 mod cluster;
+pub mod heartbeats;
 pub mod lease;
 mod streams;
 #[cfg(feature = "testing")]
@@ -137,5 +138,6 @@ pub mod testing;
 
 pub use backend::{JetStreamBackend, JetStreamOptions, MAX_BATCH};
 pub use cluster::ClusterClient;
+pub use heartbeats::Heartbeats;
 pub use lease::{Lease, LeaseError, Leases};
 pub use streams::stream_exists;

@@ -437,3 +437,69 @@ async fn two_nodes_on_one_stream_create_one_admin_and_run_each_job_once() {
     assert_eq!(one_holder(&[&survivor], "liveness").await, 0);
     assert!(survivor.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_heartbeating_to_one_node_stays_online_on_the_cluster() {
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
+    let env = [
+        ("SRS_LOG_URL", urls.as_str()),
+        ("SRS_LOG_STREAM", "srs-liveness"),
+        ("SRS_LIVENESS_SECS", "3"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let a = Srs::start_with_env(&dir.path().join("a"), &env).await;
+    let b = Srs::start_with_env(&dir.path().join("b"), &env).await;
+    let token = a.admin_token();
+    let admin = Client::new(&a, Some(&token));
+    let site = create_site(&admin, "live").await;
+    let (server, agent_token) = connect_server(&admin, &site, "vda").await;
+    let start = log_head(&admin).await;
+
+    // The agent heartbeats only to the node that does not run the check,
+    // for several liveness periods: the checking node takes the other
+    // node's heartbeats and never marks the server offline.
+    let nodes = [&a, &b];
+    let holder = one_holder(&nodes, "liveness").await;
+    let agent = Client::new(nodes[1 - holder], Some(&agent_token));
+    let heartbeat = "mutation($server: ID!) { heartbeat(serverId: $server) { position } }";
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    while std::time::Instant::now() < until {
+        agent.data(heartbeat, json!({ "server": server })).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let checker = Client::new(nodes[holder], Some(&token));
+    let history = checker
+        .data(
+            "query($from: Int!) { history(filter: {fromPosition: $from}, first: 500) { edges { node { type } } } }",
+            json!({ "from": start + 1 }),
+        )
+        .await;
+    let types: Vec<&str> = history["history"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["type"].as_str().unwrap())
+        .collect();
+    assert!(!types.contains(&"ServerWentOffline"), "{types:?}");
+
+    // Silent on every node: the check marks it offline.
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let servers = checker.data("{ servers { id online } }", json!({})).await;
+        let online = servers["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == server.as_str())
+            .map(|s| s["online"].clone());
+        if online == Some(Value::Bool(false)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never marked offline: {servers}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

@@ -208,6 +208,28 @@ impl Service {
             .await
     }
 
+    /// Every server's last heartbeat this process saw (what a node of a
+    /// cluster shares with the others).
+    pub fn heartbeats_seen(&self) -> Vec<(Uuid, Timestamp)> {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, at)| (*id, *at))
+            .collect()
+    }
+
+    /// Takes heartbeats other nodes of a cluster saw: a server's last
+    /// heartbeat is the newest any node took (the liveness check then
+    /// judges by it).
+    pub fn observe_heartbeats(&self, seen: impl IntoIterator<Item = (Uuid, Timestamp)>) {
+        let mut heartbeats = self.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        for (server_id, at) in seen {
+            let last = heartbeats.entry(server_id).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
     /// When server `server_id` last heartbeated, as this process saw it
     /// (kept in memory only; the API keeps a per-minute copy in the data
     /// directory, see `srs_api::last_used`).
