@@ -671,16 +671,18 @@ async fn content_response(
     if !chunks.is_empty() {
         let content = services.content.clone();
         let seqs: Vec<u64> = chunks.iter().map(|c| c.0).collect();
-        let missing = tokio::task::spawn_blocking(move || {
+        let missing = blocking(move || {
             if !content.has_key(recording_id) {
-                return Some("its content key".to_string());
+                return Ok(Some("its content key".to_string()));
             }
-            seqs.into_iter()
-                .find(|&seq| content.chunk_file(recording_id, seq).is_none())
-                .map(|seq| format!("chunk {seq}"))
+            for seq in seqs {
+                if !content.has_chunk(recording_id, seq)? {
+                    return Ok(Some(format!("chunk {seq}")));
+                }
+            }
+            Ok(None)
         })
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
         if let Some(what) = missing {
             tracing::error!(recording = %recording_id, missing = %what, "content the log records is not on disk");
             return Err(ApiError::new(

@@ -71,5 +71,7 @@ pub use http::{
     parse_range, parse_seq, routes, store_asciicast, store_chunk, ByteRange, Receipt, Refused,
     SETTLE_TIMEOUT, SHA256_HEADER,
 };
-pub use store::{Area, ContentError, ContentStore, WrittenChunk, MAX_CHUNK_BYTES};
+pub use store::{
+    Area, ChunkStore, ContentError, ContentStore, FileChunks, WrittenChunk, MAX_CHUNK_BYTES,
+};
 pub use ticket::{expiry as ticket_expiry, Tickets, TICKET_TTL_SECS};
