@@ -111,7 +111,13 @@
 //! [`LogBackend::resync`]: srs_domain::log::LogBackend::resync
 
 mod backend;
+mod cluster;
+mod keys;
+mod objects;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backend::{JetStreamBackend, JetStreamOptions, MAX_BATCH};
+pub use cluster::{content_bucket, keys_bucket, ClusterContent, StoreError};
+pub use keys::{how_to_create, ClusterKey, ClusterKeys, CHECK_ENTRY, WRAPPED_LEN};
+pub use objects::{object_name, ContentObjects};
