@@ -100,6 +100,19 @@ pub enum Command {
         liveness_secs: u64,
         #[command(flatten)]
         log: LogArgs,
+        /// With --log-url: the cluster key file, 32 random bytes, the same
+        /// file on every `srs serve` of the cluster (mode 0600). It wraps
+        /// the recordings' keys kept in the cluster and is never stored
+        /// there. srs does not create it: make it once with
+        /// `(umask 077; head -c 32 /dev/urandom > PATH)` and copy it to
+        /// every node.
+        #[arg(
+            long,
+            env = "SRS_CLUSTER_KEY_FILE",
+            value_name = "PATH",
+            requires = "log_url"
+        )]
+        cluster_key_file: Option<PathBuf>,
         /// Start the service's clock at this RFC 3339 instant; it then runs
         /// at wall-clock speed. For drills and tests of time-dependent
         /// behaviour (the demo at a given time of day); never in production.
@@ -417,6 +430,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             denial_facts_per_minute,
             liveness_secs,
             log,
+            cluster_key_file,
             clock_start,
         } => {
             init_tracing(log_format);
@@ -435,6 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         ..limits.limits()
                     },
                     cors_origins,
+                    cluster_key_file,
                 },
                 demo,
                 log.jetstream(),

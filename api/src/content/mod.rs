@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //!
-//! - `store`: [`ContentStore`], the files under `<data>/content/`.
+//! - `store`: [`ContentStore`], over a [`ChunkStore`] (the files under
+//!   `<data>/content/` by default) and a key ring.
+//! - `cluster`: the content store of `srs serve --log-url`, in the
+//!   JetStream cluster ([`open_cluster_content`]).
 //! - `effects`: [`ContentEffects`], the follower that archives, restores
 //!   and shreds content as the log says.
 //! - `http`: the upload and playback routes ([`routes`]).
@@ -57,6 +60,7 @@
 //! passes: nothing in it is rewritten.
 
 mod asciicast;
+mod cluster;
 mod effects;
 mod http;
 mod store;
@@ -66,6 +70,7 @@ pub use asciicast::{
     parse as parse_asciicast, parse_lines as parse_asciicast_lines,
     CONTENT_TYPE as ASCIICAST_CONTENT_TYPE,
 };
+pub use cluster::open_cluster_content;
 pub use effects::ContentEffects;
 pub use http::{
     parse_range, parse_seq, routes, store_asciicast, store_chunk, ByteRange, Receipt, Refused,
