@@ -435,6 +435,12 @@ impl KeyRing {
         Ok(key)
     }
 
+    /// Whether this ring shredded the recording's key, or learnt that
+    /// another server sharing its store did (since this ring was opened).
+    pub fn was_shredded(&self, recording_id: Uuid) -> bool {
+        lock(&self.shredded).contains(&recording_id)
+    }
+
     /// Whether the recording has a key.
     pub fn has_key(&self, recording_id: Uuid) -> bool {
         matches!(self.key(recording_id), Ok(Some(_)))
@@ -470,9 +476,14 @@ impl KeyRing {
     /// key files: overwritten with zeros, synced, unlinked, the directory
     /// synced). Idempotent.
     pub fn shred(&self, recording_id: Uuid) -> Result<(), SealError> {
-        let mut shredded = lock(&self.shredded);
-        shredded.insert(recording_id);
-        lock(&self.cache).evict(recording_id);
+        {
+            // Marked first: from here no creation and no cached read of
+            // the key succeeds. Not held while the store destroys it (a
+            // shared store's watch takes it when it sees the destruction).
+            let mut shredded = lock(&self.shredded);
+            shredded.insert(recording_id);
+            lock(&self.cache).evict(recording_id);
+        }
         self.store.destroy(recording_id)?;
         // A read racing the shredding may have cached the key again.
         lock(&self.cache).evict(recording_id);

@@ -549,10 +549,7 @@ mod tests {
         let plain = b"the quick brown fox jumps over the lazy dog".repeat(10);
         let written = store.write_chunk(id, 0, &plain).unwrap();
         assert_eq!(written.size, plain.len() as u64);
-        let file = fs::read(
-            store.files().unwrap().chunk_path(Area::Live, id, 0),
-        )
-        .unwrap();
+        let file = fs::read(store.files().unwrap().chunk_path(Area::Live, id, 0)).unwrap();
         assert!(
             !file.windows(9).any(|w| w == b"brown fox"),
             "the file holds ciphertext only"
@@ -650,10 +647,7 @@ mod tests {
         let id = Uuid::now_v7();
         let written = store.write_chunk(id, 0, b"secret session").unwrap();
         let key = fs::read(KeyRing::dir_of(dir.path()).join(format!("{id}.key"))).unwrap();
-        let chunk = fs::read(
-            store.files().unwrap().chunk_path(Area::Live, id, 0),
-        )
-        .unwrap();
+        let chunk = fs::read(store.files().unwrap().chunk_path(Area::Live, id, 0)).unwrap();
         store.shred(id).unwrap();
         store.shred(id).unwrap();
         assert!(!store.has_key(id));

@@ -31,7 +31,9 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Unavailable(why) => write!(f, "the JetStream cluster is unavailable: {why}"),
+            StoreError::Unavailable(why) => {
+                write!(f, "the JetStream cluster is unavailable: {why}")
+            }
             StoreError::Refused(why) => f.write_str(why),
         }
     }

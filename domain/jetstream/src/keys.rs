@@ -56,7 +56,9 @@ impl ClusterKey {
     /// (srs never creates it: a node that made its own would wrap keys
     /// that no other node opens).
     pub fn load(path: &Path) -> Result<ClusterKey, StoreError> {
-        let refused = |why: String| StoreError::Refused(format!("the cluster key file {}: {why}", path.display()));
+        let refused = |why: String| {
+            StoreError::Refused(format!("the cluster key file {}: {why}", path.display()))
+        };
         let bytes = match std::fs::read(path) {
             Ok(bytes) => Zeroizing::new(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -227,7 +229,9 @@ impl ClusterKeys {
                 }
                 match read_entry(&kv, &entry).await? {
                     Some(Stored::Wrapped(found)) => {
-                        let key = cluster_key.unwrap(&entry, &found).ok_or_else(|| not_opening(&entry))?;
+                        let key = cluster_key
+                            .unwrap(&entry, &found)
+                            .ok_or_else(|| not_opening(&entry))?;
                         return Ok(Created::Found(key));
                     }
                     Some(Stored::Destroyed) => return Ok(Created::Destroyed),
@@ -235,7 +239,9 @@ impl ClusterKeys {
                     None => tokio::time::sleep(timeout / CREATE_ATTEMPTS as u32).await,
                 }
             }
-            Err(unavailable(format!("key {entry} is neither stored nor readable")))
+            Err(unavailable(format!(
+                "key {entry} is neither stored nor readable"
+            )))
         })
     }
 
@@ -293,7 +299,10 @@ impl KeyStore for ClusterKeys {
     }
 
     fn create(&self, recording_id: Uuid, key: &RecordingKey) -> Result<RecordingKey, SealError> {
-        match self.create_entry(&recording_id.to_string(), key).map_err(seal_error)? {
+        match self
+            .create_entry(&recording_id.to_string(), key)
+            .map_err(seal_error)?
+        {
             Created::Stored(key) | Created::Found(key) => Ok(key),
             Created::Destroyed => Err(SealError::NoKey(recording_id)),
         }
@@ -322,6 +331,7 @@ impl KeyStore for ClusterKeys {
     /// after the last seen revision when the watch breaks).
     fn watch_destroyed(&self, destroyed: Box<dyn Fn(Uuid) + Send + Sync>) {
         let kv = self.kv.clone();
+        let destroyed: Arc<dyn Fn(Uuid) + Send + Sync> = Arc::from(destroyed);
         self.runtime.spawn(async move {
             let mut next: Option<u64> = None;
             loop {
@@ -348,7 +358,12 @@ impl KeyStore for ClusterKeys {
                     next = Some(entry.revision + 1);
                     if matches!(entry.operation, Operation::Delete | Operation::Purge) {
                         if let Ok(recording_id) = entry.key.parse::<Uuid>() {
-                            destroyed(recording_id);
+                            // The ring takes its locks: never on this
+                            // runtime's one worker, which its own
+                            // requests need.
+                            let destroyed = destroyed.clone();
+                            let _ = tokio::task::spawn_blocking(move || destroyed(recording_id))
+                                .await;
                         }
                     }
                 }

@@ -27,7 +27,11 @@ pub fn object_name(recording_id: Uuid, seq: u64) -> String {
 }
 
 impl ContentObjects {
-    pub(crate) fn new(runtime: Arc<OwnRuntime>, store: ObjectStore, bucket: String) -> ContentObjects {
+    pub(crate) fn new(
+        runtime: Arc<OwnRuntime>,
+        store: ObjectStore,
+        bucket: String,
+    ) -> ContentObjects {
         ContentObjects {
             runtime,
             store,
@@ -79,8 +83,7 @@ impl ContentObjects {
     pub fn contains(&self, recording_id: Uuid, seq: u64) -> Result<bool, StoreError> {
         let store = self.store.clone();
         let name = object_name(recording_id, seq);
-        self.runtime
-            .run(async move { exists(&store, &name).await })
+        self.runtime.run(async move { exists(&store, &name).await })
     }
 
     /// Removes chunk `seq` (its data; a deletion marker with its name

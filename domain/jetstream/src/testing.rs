@@ -99,7 +99,10 @@ impl Cluster {
             }
             match cluster.exited_at_start() {
                 Some(name) if attempt < START_ATTEMPTS => {
-                    eprintln!("nats-server {name} exited at start, new ports:\n{}", cluster.logs());
+                    eprintln!(
+                        "nats-server {name} exited at start, new ports:\n{}",
+                        cluster.logs()
+                    );
                     attempt += 1;
                 }
                 Some(name) => panic!(
@@ -182,7 +185,9 @@ impl Cluster {
             dir,
             binary,
             nodes,
-            _one_at_a_time: ONE_CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            _one_at_a_time: ONE_CLUSTER
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
         }
     }
 

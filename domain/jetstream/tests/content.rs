@@ -122,7 +122,10 @@ fn content_and_keys_are_shared_by_the_servers_and_a_shredded_key_is_gone_for_goo
     // The bucket holds the key wrapped, never the plain key.
     let wrapped = keys_a.wrapped(recording).unwrap().unwrap();
     assert_eq!(wrapped.len(), WRAPPED_LEN);
-    assert!(!holds(&wrapped, key.as_ref()), "the wrapped key holds the key");
+    assert!(
+        !holds(&wrapped, key.as_ref()),
+        "the wrapped key holds the key"
+    );
     let kv_stream = format!("KV_{}", keys_bucket(STREAM));
     let before = stream_messages(&options, &kv_stream);
     assert!(
