@@ -58,6 +58,21 @@
 //! that puts the data directory on an encrypted volume whose key is
 //! managed outside srs. The log keeps every fact and `srs verify` still
 //! passes: nothing in it is rewritten.
+//!
+//! # In a cluster
+//!
+//! With the log on JetStream (`srs serve --log-url`) the chunks (the same
+//! sealed bytes) are objects of the cluster's object store and the keys
+//! entries of its KV bucket, each wrapped under the cluster key that the
+//! servers read from `--cluster-key-file` and NATS never holds
+//! ([`open_cluster_content`]; `srs_log_jetstream`, "Content and keys").
+//! `RecordingDeleted` then purges the key's entry (no history keeps it)
+//! and deletes the objects; every server's ring forgets a purged key, and
+//! its content GET answers the recording as deleted even before its read
+//! models have seen the deletion. Uploads are serialised per recording
+//! within one server only: two servers taking the same chunk of one
+//! recording at the same moment may leave the one the log names replaced
+//! by the other (an agent uploads a recording through one server).
 
 mod asciicast;
 mod cluster;
