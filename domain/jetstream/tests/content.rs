@@ -146,6 +146,13 @@ fn content_and_keys_are_shared_by_the_servers_and_a_shredded_key_is_gone_for_goo
     // ---- shredding through A -----------------------------------------------
     let other = Uuid::now_v7();
     let other_key = ring_b.create(other).unwrap();
+    // A creation that lost the race answers the key stored first.
+    assert_eq!(
+        *keys_a
+            .create(other, &zeroize::Zeroizing::new(random_key()))
+            .unwrap(),
+        *other_key
+    );
     ring_a.shred(recording).unwrap();
     a.objects.delete_recording(recording, 64).unwrap();
     // B's store has no key, B's ring forgets the one it had cached, and no
