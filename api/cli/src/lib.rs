@@ -394,7 +394,9 @@ pub struct LogArgs {
     /// The log in a NATS JetStream cluster (nats-server 2.12+) instead of
     /// the data directory: the servers' URLs, comma-separated
     /// (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`). For `serve`, the
-    /// read models, content and tokens stay in the data directory.
+    /// recordings' content and keys go to the cluster too (with
+    /// --cluster-key-file); the read models and tokens stay in the data
+    /// directory.
     #[arg(long, env = "SRS_LOG_URL", value_name = "URLS")]
     pub log_url: Option<String>,
     /// The JetStream stream that holds the log (with --log-url).
