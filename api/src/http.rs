@@ -536,6 +536,7 @@ mod tests {
             listen: "127.0.0.1:0".into(),
             limits,
             cors_origins: Vec::new(),
+            cluster_key_file: None,
         })
         .await
         .expect("open a server")

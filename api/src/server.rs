@@ -51,9 +51,14 @@
 //! [`Server::open_bound_with_log`] with [`JetStreamOptions`] (`srs serve
 //! --log-url`) keeps the log in a JetStream stream
 //! (`srs_log_jetstream`) instead of the data directory's sled database;
-//! the read models, content and tokens stay in the data directory. Several
-//! nodes may serve one stream: each node's log follows the stream, so its
-//! projections apply every node's appends (see `srs_log_jetstream`). When
+//! the read models and tokens stay in the data directory. Several nodes
+//! may serve one stream: each node's log follows the stream, so its
+//! projections apply every node's appends (see `srs_log_jetstream`). The
+//! recordings' content and keys go to the same cluster (an object store and a KV
+//! bucket beside the stream, the keys wrapped under the key of
+//! `ServeOptions::cluster_key_file`, required then), so every server of
+//! the cluster plays every recording and a deletion through any of them
+//! shreds it for all (`srs_log_jetstream`, "Content and keys"). When
 //! the cluster loses its quorum the log answers appends `UNAVAILABLE` and
 //! resumes by itself once it is back (no reopen: the backend reads back
 //! what the stream holds). The data directory is bound to that log: its
@@ -132,6 +137,10 @@ pub struct ServeOptions {
     /// Browser origins allowed to call `/graphql` and the content routes
     /// (CORS), e.g. `https://dashboard.example`; empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// The cluster key file (32 random bytes, the same on every server of
+    /// the cluster) that wraps the recordings' keys kept in the cluster:
+    /// required with a JetStream log, unused without.
+    pub cluster_key_file: Option<PathBuf>,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -317,9 +326,7 @@ impl Server {
         // One key ring for the data directory: the content store seals
         // chunks and the service seals session events under the same
         // recording keys, and a shredding evicts the one cache.
-        let content = Arc::new(
-            ContentStore::open(&options.data).map_err(|e| ServeError::Content(e.to_string()))?,
-        );
+        let content = Arc::new(open_content(&options, log.as_ref()).await?);
         ContentEffects::carry_over_checkpoint(
             &db,
             &db.open(CONTENT_TREE).map_err(ProjectionError::from)?,
@@ -629,6 +636,32 @@ async fn reopen(
         }
         wait = (wait * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The content store: the data directory's files, or with a JetStream log
+/// the cluster's object store and key bucket (see the module docs).
+async fn open_content(
+    options: &ServeOptions,
+    log: Option<&JetStreamOptions>,
+) -> Result<ContentStore, ServeError> {
+    let content = |e: crate::content::ContentError| ServeError::Content(e.to_string());
+    let Some(log) = log else {
+        return ContentStore::open(&options.data).map_err(content);
+    };
+    let Some(key_file) = options.cluster_key_file.clone() else {
+        return Err(ServeError::Content(format!(
+            "a JetStream log (--log-url) needs --cluster-key-file (SRS_CLUSTER_KEY_FILE), the key that wraps the recordings' keys in the cluster; {}",
+            srs_log_jetstream::how_to_create(std::path::Path::new("PATH"))
+        )));
+    };
+    let (data, log) = (options.data.clone(), log.clone());
+    // Connecting and creating the buckets block.
+    tokio::task::spawn_blocking(move || {
+        crate::content::open_cluster_content(&data, &log, &key_file)
+    })
+    .await
+    .map_err(|e| ServeError::Content(e.to_string()))?
+    .map_err(content)
 }
 
 /// The file of a data directory served with `--log-url` that names the

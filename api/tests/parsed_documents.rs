@@ -19,6 +19,7 @@ async fn server(dir: &std::path::Path) -> (Server, String) {
         listen: "127.0.0.1:0".into(),
         limits: Limits::default(),
         cors_origins: Vec::new(),
+        cluster_key_file: None,
     })
     .await
     .expect("open a server");

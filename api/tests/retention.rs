@@ -45,6 +45,7 @@ impl World {
                 listen: "127.0.0.1:0".into(),
                 limits: Limits::default(),
                 cors_origins: Vec::new(),
+                cluster_key_file: None,
             },
             Arc::new(clock.clone()),
         )

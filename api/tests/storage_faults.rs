@@ -31,6 +31,7 @@ async fn start(data: &std::path::Path, faults: &Arc<Faults>) -> Running {
             listen: "127.0.0.1:0".into(),
             limits: Limits::default(),
             cors_origins: Vec::new(),
+            cluster_key_file: None,
         },
         faults.clone(),
     )

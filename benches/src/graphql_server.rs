@@ -110,6 +110,7 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
         // The load comes from one admin token on purpose: no rate limit.
         limits: Limits::unthrottled(),
         cors_origins: Vec::new(),
+        cluster_key_file: None,
     })
     .await?;
     let addr = server.local_addr()?;

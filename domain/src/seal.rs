@@ -28,6 +28,21 @@
 //! oldest evicted first), in buffers zeroed when evicted or dropped;
 //! shredding evicts the recording's key before it destroys the file.
 //!
+//! # Where keys are stored
+//!
+//! The ring keeps its keys in a [`KeyStore`], which only gets, creates
+//! and destroys the 32 bytes of one recording: the key files above
+//! ([`KeyRing::open_dir`], the default), memory ([`KeyRing::in_memory`]),
+//! or a store that several servers share ([`KeyRing::with_store`]; the
+//! JetStream one is `srs_log_jetstream::ClusterKeys`). Caching, what a
+//! ring shredded, and sealing stay here, above the store. A shared store
+//! creates a key only where the recording has none and was never
+//! destroyed (two servers starting one recording agree on one key), the
+//! ring remembers no absent key from it (another server may create it),
+//! and it tells the ring of keys destroyed through other servers
+//! ([`KeyStore::watch_destroyed`]), which the ring then treats as its own
+//! shreddings.
+//!
 //! # Sealed values
 //!
 //! A [`Sealed`] value is XChaCha20-Poly1305 under a subkey of the
@@ -59,7 +74,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -134,6 +149,14 @@ pub enum SealError {
     /// A ring opened with [`KeyRing::read_only`] neither creates nor shreds.
     #[error("this key ring is read-only")]
     ReadOnly,
+    /// A shared key store cannot be reached now (a cluster without a
+    /// quorum, a timeout): a temporary condition.
+    #[error("the key store is unavailable: {0}")]
+    Unavailable(String),
+    /// A shared key store holds a key this server cannot open (another
+    /// cluster key), or something that is not a key.
+    #[error("the key store: {0}")]
+    Store(String),
 }
 
 impl SealError {
@@ -151,6 +174,7 @@ impl SealError {
                         ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem
                     )
             }
+            SealError::Unavailable(_) => true,
             _ => false,
         }
     }
@@ -163,11 +187,130 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SealError + '_ {
     }
 }
 
-enum Backing {
-    /// Key files in a directory.
-    Dir { dir: PathBuf, writable: bool },
-    /// Keys in memory only (tests, benches).
-    Memory(Mutex<HashMap<Uuid, RecordingKey>>),
+/// Where a [`KeyRing`] keeps its keys (see the module docs): gets,
+/// creates and destroys the 32 bytes of one recording, durably. The ring
+/// above it caches, remembers its shreddings and seals.
+pub trait KeyStore: Send + Sync {
+    /// The recording's key, `None` when it has none (never had one, or
+    /// it was destroyed).
+    fn get(&self, recording_id: Uuid) -> Result<Option<RecordingKey>, SealError>;
+
+    /// Stores `key` as the recording's key, durably, when it has none,
+    /// and answers the key it has: `key`, or the one another handle
+    /// created first. [`SealError::NoKey`] when the store knows that the
+    /// recording's key was destroyed.
+    fn create(&self, recording_id: Uuid, key: &RecordingKey) -> Result<RecordingKey, SealError>;
+
+    /// Destroys the recording's key for good: no copy of it is left in
+    /// the store. Idempotent.
+    fn destroy(&self, recording_id: Uuid) -> Result<(), SealError>;
+
+    /// Whether other handles (other servers) create and destroy keys in
+    /// this store: the ring then remembers no absent key, and learns of
+    /// their destructions through [`KeyStore::watch_destroyed`].
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// From now on, calls `destroyed` with each recording whose key
+    /// another handle destroys (only a [`KeyStore::shared`] store does).
+    fn watch_destroyed(&self, destroyed: Box<dyn Fn(Uuid) + Send + Sync>) {
+        let _ = destroyed;
+    }
+
+    /// What the store is, for `Debug`.
+    fn describe(&self) -> String;
+}
+
+/// Key files in a directory (see the module docs).
+struct DirKeys {
+    dir: PathBuf,
+    writable: bool,
+}
+
+impl DirKeys {
+    fn key_path(&self, recording_id: Uuid) -> PathBuf {
+        self.dir.join(format!("{recording_id}.key"))
+    }
+}
+
+impl KeyStore for DirKeys {
+    fn get(&self, recording_id: Uuid) -> Result<Option<RecordingKey>, SealError> {
+        let path = self.key_path(recording_id);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        file.read_exact(key.as_mut()).map_err(io(&path))?;
+        if key.iter().all(|&b| b == 0) {
+            // A shredding interrupted between overwrite and unlink.
+            return Ok(None);
+        }
+        Ok(Some(key))
+    }
+
+    fn create(&self, recording_id: Uuid, key: &RecordingKey) -> Result<RecordingKey, SealError> {
+        if !self.writable {
+            return Err(SealError::ReadOnly);
+        }
+        // The ring creates one key at a time and only where it found none.
+        write_durably(&self.key_path(recording_id), key.as_ref())?;
+        Ok(key.clone())
+    }
+
+    /// Overwrites the file with zeros, syncs it, unlinks it and syncs the
+    /// directory.
+    fn destroy(&self, recording_id: Uuid) -> Result<(), SealError> {
+        if !self.writable {
+            return Err(SealError::ReadOnly);
+        }
+        let path = self.key_path(recording_id);
+        match OpenOptions::new().write(true).open(&path) {
+            Ok(mut file) => {
+                let mut zeros = [0u8; KEY_LEN];
+                file.write_all(&zeros).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
+                zeros.zeroize();
+                drop(file);
+                fs::remove_file(&path).map_err(io(&path))?;
+                sync_dir(&self.dir)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+/// Keys in memory only (tests, benches).
+#[derive(Default)]
+struct MemoryKeys(Mutex<HashMap<Uuid, RecordingKey>>);
+
+impl KeyStore for MemoryKeys {
+    fn get(&self, recording_id: Uuid) -> Result<Option<RecordingKey>, SealError> {
+        Ok(lock(&self.0).get(&recording_id).cloned())
+    }
+
+    fn create(&self, recording_id: Uuid, key: &RecordingKey) -> Result<RecordingKey, SealError> {
+        Ok(lock(&self.0)
+            .entry(recording_id)
+            .or_insert_with(|| key.clone())
+            .clone())
+    }
+
+    fn destroy(&self, recording_id: Uuid) -> Result<(), SealError> {
+        lock(&self.0).remove(&recording_id);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "memory".into()
+    }
 }
 
 /// Loaded keys, oldest first out; `None` remembers a key that is not there.
@@ -201,20 +344,18 @@ impl Cache {
 /// every user of one data directory must go through the same ring, so
 /// that a shredding evicts the key from the one cache.
 pub struct KeyRing {
-    backing: Backing,
-    cache: Mutex<Cache>,
-    /// Recordings this ring shredded: never given a key again, nor a
+    store: Arc<dyn KeyStore>,
+    cache: Arc<Mutex<Cache>>,
+    /// Recordings this ring shredded (or learnt were shredded through
+    /// another server sharing its store): never given a key again, nor a
     /// destroyed key cached again (16 bytes per deletion since the start).
     /// Lock order: `shredded`, then `cache`.
-    shredded: Mutex<HashSet<Uuid>>,
+    shredded: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.backing {
-            Backing::Dir { dir, .. } => write!(f, "KeyRing({})", dir.display()),
-            Backing::Memory(_) => f.write_str("KeyRing(memory)"),
-        }
+        write!(f, "KeyRing({})", self.store.describe())
     }
 }
 
@@ -227,20 +368,20 @@ impl KeyRing {
     /// The ring over `dir` (`<data>/content/keys`), created (mode 0700).
     pub fn open_dir(dir: &Path) -> Result<KeyRing, SealError> {
         crate::log::create_private_dir(dir).map_err(io(dir))?;
-        Ok(Self::with_backing(Backing::Dir {
+        Ok(Self::with_store(Arc::new(DirKeys {
             dir: dir.to_owned(),
             writable: true,
-        }))
+        })))
     }
 
     /// The ring of data directory `data`, for tools that only read: it
     /// creates nothing (a missing directory holds no keys) and refuses to
     /// create or shred keys.
     pub fn read_only(data: &Path) -> KeyRing {
-        Self::with_backing(Backing::Dir {
+        Self::with_store(Arc::new(DirKeys {
             dir: Self::dir_of(data),
             writable: false,
-        })
+        }))
     }
 
     /// Where the keys of data directory `data` are.
@@ -250,41 +391,27 @@ impl KeyRing {
 
     /// A ring that keeps its keys in memory only.
     pub fn in_memory() -> KeyRing {
-        Self::with_backing(Backing::Memory(Mutex::new(HashMap::new())))
+        Self::with_store(Arc::new(MemoryKeys::default()))
     }
 
-    fn with_backing(backing: Backing) -> KeyRing {
-        KeyRing {
-            backing,
-            cache: Mutex::new(Cache::default()),
-            shredded: Mutex::new(HashSet::new()),
+    /// The ring over `store` (see the module docs). A shared store's
+    /// destructions through other handles count as this ring's own
+    /// shreddings from when it is called on.
+    pub fn with_store(store: Arc<dyn KeyStore>) -> KeyRing {
+        let ring = KeyRing {
+            store,
+            cache: Arc::new(Mutex::new(Cache::default())),
+            shredded: Arc::new(Mutex::new(HashSet::new())),
+        };
+        if ring.store.shared() {
+            let (shredded, cache) = (ring.shredded.clone(), ring.cache.clone());
+            ring.store.watch_destroyed(Box::new(move |recording_id| {
+                let mut shredded = lock(&shredded);
+                shredded.insert(recording_id);
+                lock(&cache).evict(recording_id);
+            }));
         }
-    }
-
-    fn key_path(dir: &Path, recording_id: Uuid) -> PathBuf {
-        dir.join(format!("{recording_id}.key"))
-    }
-
-    /// The recording's key from its file (or memory), uncached.
-    fn read_key(&self, recording_id: Uuid) -> Result<Option<RecordingKey>, SealError> {
-        match &self.backing {
-            Backing::Memory(keys) => Ok(lock(keys).get(&recording_id).cloned()),
-            Backing::Dir { dir, .. } => {
-                let path = Self::key_path(dir, recording_id);
-                let mut file = match File::open(&path) {
-                    Ok(file) => file,
-                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io(&path)(e)),
-                };
-                let mut key = Zeroizing::new([0u8; KEY_LEN]);
-                file.read_exact(key.as_mut()).map_err(io(&path))?;
-                if key.iter().all(|&b| b == 0) {
-                    // A shredding interrupted between overwrite and unlink.
-                    return Ok(None);
-                }
-                Ok(Some(key))
-            }
-        }
+        ring
     }
 
     /// The recording's key, `None` when it has none (never had, or shredded).
@@ -292,17 +419,26 @@ impl KeyRing {
         if let Some(cached) = lock(&self.cache).keys.get(&recording_id) {
             return Ok(cached.clone());
         }
-        let key = self.read_key(recording_id)?;
-        // A shredding may have run since the file was read: the key it
+        let key = self.store.get(recording_id)?;
+        // A shredding may have run since the key was read: the key it
         // destroyed must not enter the cache after its eviction. Checked
         // and cached under the lock shredding takes first.
         let shredded = lock(&self.shredded);
         if shredded.contains(&recording_id) {
             return Ok(None);
         }
-        lock(&self.cache).put(recording_id, key.clone());
+        // Another server may create a key the shared store lacks now.
+        if key.is_some() || !self.store.shared() {
+            lock(&self.cache).put(recording_id, key.clone());
+        }
         drop(shredded);
         Ok(key)
+    }
+
+    /// Whether this ring shredded the recording's key, or learnt that
+    /// another server sharing its store did (since this ring was opened).
+    pub fn was_shredded(&self, recording_id: Uuid) -> bool {
+        lock(&self.shredded).contains(&recording_id)
     }
 
     /// Whether the recording has a key.
@@ -311,7 +447,8 @@ impl KeyRing {
     }
 
     /// The recording's key, created (durably) when it has none. Refused
-    /// ([`SealError::NoKey`]) for a recording this ring shredded.
+    /// ([`SealError::NoKey`]) for a recording this ring shredded, or whose
+    /// key the store knows was destroyed.
     pub fn create(&self, recording_id: Uuid) -> Result<RecordingKey, SealError> {
         // One creation at a time: two concurrent first uses agree on one key.
         let shredded = lock(&self.shredded);
@@ -321,60 +458,33 @@ impl KeyRing {
         let cached = lock(&self.cache).keys.get(&recording_id).cloned();
         let existing = match cached {
             Some(cached) => cached,
-            None => self.read_key(recording_id)?,
+            None => self.store.get(recording_id)?,
         };
         if let Some(key) = existing {
             lock(&self.cache).put(recording_id, Some(key.clone()));
             return Ok(key);
         }
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        rand::rngs::OsRng.fill_bytes(key.as_mut());
-        match &self.backing {
-            Backing::Memory(keys) => {
-                lock(keys).insert(recording_id, key.clone());
-            }
-            Backing::Dir { dir, writable } => {
-                if !writable {
-                    return Err(SealError::ReadOnly);
-                }
-                write_durably(&Self::key_path(dir, recording_id), key.as_ref())?;
-            }
-        }
+        let mut fresh = Zeroizing::new([0u8; KEY_LEN]);
+        rand::rngs::OsRng.fill_bytes(fresh.as_mut());
+        let key = self.store.create(recording_id, &fresh)?;
         lock(&self.cache).put(recording_id, Some(key.clone()));
         drop(shredded);
         Ok(key)
     }
 
-    /// Crypto-shredding: evicts the key, overwrites its file with zeros,
-    /// syncs it, unlinks it and syncs the directory. Idempotent.
+    /// Crypto-shredding: evicts the key and destroys it in the store (the
+    /// key files: overwritten with zeros, synced, unlinked, the directory
+    /// synced). Idempotent.
     pub fn shred(&self, recording_id: Uuid) -> Result<(), SealError> {
-        let mut shredded = lock(&self.shredded);
-        shredded.insert(recording_id);
-        lock(&self.cache).evict(recording_id);
-        match &self.backing {
-            Backing::Memory(keys) => {
-                lock(keys).remove(&recording_id);
-            }
-            Backing::Dir { dir, writable } => {
-                if !writable {
-                    return Err(SealError::ReadOnly);
-                }
-                let path = Self::key_path(dir, recording_id);
-                match OpenOptions::new().write(true).open(&path) {
-                    Ok(mut file) => {
-                        let mut zeros = [0u8; KEY_LEN];
-                        file.write_all(&zeros).map_err(io(&path))?;
-                        file.sync_all().map_err(io(&path))?;
-                        zeros.zeroize();
-                        drop(file);
-                        fs::remove_file(&path).map_err(io(&path))?;
-                        sync_dir(dir)?;
-                    }
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(io(&path)(e)),
-                }
-            }
+        {
+            // Marked first: from here no creation and no cached read of
+            // the key succeeds. Not held while the store destroys it (a
+            // shared store's watch takes it when it sees the destruction).
+            let mut shredded = lock(&self.shredded);
+            shredded.insert(recording_id);
+            lock(&self.cache).evict(recording_id);
         }
+        self.store.destroy(recording_id)?;
         // A read racing the shredding may have cached the key again.
         lock(&self.cache).evict(recording_id);
         Ok(())

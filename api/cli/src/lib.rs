@@ -106,6 +106,19 @@ pub enum Command {
         /// holder, when the leases' bucket is created.
         #[arg(long, env = "SRS_LEASE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3_600))]
         lease_secs: u64,
+        /// With --log-url: the cluster key file, 32 random bytes, the same
+        /// file on every `srs serve` of the cluster (mode 0600). It wraps
+        /// the recordings' keys kept in the cluster and is never stored
+        /// there. srs does not create it: make it once with
+        /// `(umask 077; head -c 32 /dev/urandom > PATH)` and copy it to
+        /// every node.
+        #[arg(
+            long,
+            env = "SRS_CLUSTER_KEY_FILE",
+            value_name = "PATH",
+            requires = "log_url"
+        )]
+        cluster_key_file: Option<PathBuf>,
         /// Start the service's clock at this RFC 3339 instant; it then runs
         /// at wall-clock speed. For drills and tests of time-dependent
         /// behaviour (the demo at a given time of day); never in production.
@@ -387,7 +400,9 @@ pub struct LogArgs {
     /// The log in a NATS JetStream cluster (nats-server 2.12+) instead of
     /// the data directory: the servers' URLs, comma-separated
     /// (`nats://10.0.0.1:4222,nats://10.0.0.2:4222`). For `serve`, the
-    /// read models, content and tokens stay in the data directory.
+    /// recordings' content and keys go to the cluster too (with
+    /// --cluster-key-file); the read models and tokens stay in the data
+    /// directory.
     #[arg(long, env = "SRS_LOG_URL", value_name = "URLS")]
     pub log_url: Option<String>,
     /// The JetStream stream that holds the log (with --log-url).
@@ -438,6 +453,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             liveness_secs,
             log,
             lease_secs,
+            cluster_key_file,
             clock_start,
         } => {
             init_tracing(log_format);
@@ -457,6 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         ..limits.limits()
                     },
                     cors_origins,
+                    cluster_key_file,
                 },
                 demo,
                 log.jetstream(),

@@ -350,6 +350,9 @@ fn write(file: &Path, target: &Path, checked: &Checked) -> Result<(), BackupErro
     }
     let content = ContentStore::open(target)
         .map_err(|e| BackupError::Source(format!("opening the content store: {e}")))?;
+    let files = content
+        .files()
+        .ok_or_else(|| BackupError::Source("the content store keeps no files".into()))?;
     let keys_dir = content.root().join("keys");
     let mut reader = RecordReader::new(BufReader::with_capacity(1 << 20, File::open(file)?))?;
     let mut dirs = BTreeSet::new();
@@ -375,7 +378,7 @@ fn write(file: &Path, target: &Path, checked: &Checked) -> Result<(), BackupErro
                 } else {
                     Area::Live
                 };
-                let path = content.chunk_path(area, chunk.recording_id, chunk.seq);
+                let path = files.chunk_path(area, chunk.recording_id, chunk.seq);
                 if let Some(dir) = path.parent() {
                     if dirs.insert(dir.to_path_buf()) {
                         srs_domain::log::create_private_dir(dir)?;

@@ -151,6 +151,11 @@ pub fn write_backup<W: Write>(
     key: &WrappingKey,
     out: W,
 ) -> Result<(W, BackupSummary), BackupError> {
+    let Some(files) = content.files() else {
+        return Err(BackupError::Source(
+            "the content and keys are kept in the JetStream cluster (--log-url), not in the data directory: back up the cluster's streams instead".into(),
+        ));
+    };
     let lock = |id: Uuid| runtime.map(|rt| rt.block_on(content.lock(id)));
     // The keys first: a recording deleted after the chosen position has
     // lost its key; start over from the new head then.
@@ -214,7 +219,7 @@ pub fn write_backup<W: Write>(
             // client must not hold up uploads).
             let read = {
                 let _guard = lock(recording_id);
-                content
+                files
                     .chunk_file(recording_id, seq)
                     .map(|(area, path)| std::fs::read(path).map(|file| (area, file)))
                     .transpose()?

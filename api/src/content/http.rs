@@ -23,7 +23,9 @@
 //! not (a data directory copied or imported without its `content/`), it
 //! answers 409 `CONTENT_MISSING` and records no playback. 409, not 410:
 //! the content may come back (`srs restore`), and a deleted recording has
-//! its own answer. Should a chunk fail to read after the headers went out
+//! its own answer (404 `NOT_FOUND`; also when this server's key ring knows
+//! the key was shredded before its read models saw the deletion, as
+//! another server of a cluster deleted it). Should a chunk fail to read after the headers went out
 //! (removed or altered meanwhile), the body stream fails and the
 //! connection is aborted: the client sees a body shorter than its
 //! `Content-Length` and an error, never a complete-looking short answer.
@@ -671,17 +673,27 @@ async fn content_response(
     if !chunks.is_empty() {
         let content = services.content.clone();
         let seqs: Vec<u64> = chunks.iter().map(|c| c.0).collect();
-        let missing = tokio::task::spawn_blocking(move || {
+        let missing = blocking(move || {
             if !content.has_key(recording_id) {
-                return Some("its content key".to_string());
+                if content.keys().was_shredded(recording_id) {
+                    return Ok(Some(Lacking::Shredded));
+                }
+                return Ok(Some(Lacking::Part("its content key".to_string())));
             }
-            seqs.into_iter()
-                .find(|&seq| content.chunk_file(recording_id, seq).is_none())
-                .map(|seq| format!("chunk {seq}"))
+            for seq in seqs {
+                if !content.has_chunk(recording_id, seq)? {
+                    return Ok(Some(Lacking::Part(format!("chunk {seq}"))));
+                }
+            }
+            Ok(None)
         })
-        .await
-        .map_err(ApiError::internal)?;
-        if let Some(what) = missing {
+        .await?;
+        if let Some(Lacking::Shredded) = missing {
+            return Err(ApiError::not_found(format!(
+                "recording {recording_id} was deleted: its content is shredded"
+            )));
+        }
+        if let Some(Lacking::Part(what)) = missing {
             tracing::error!(recording = %recording_id, missing = %what, "content the log records is not on disk");
             return Err(ApiError::new(
                 Code::ContentMissing,
@@ -774,6 +786,16 @@ async fn content_response(
         );
     }
     Ok(response)
+}
+
+/// What a content GET finds missing of what the log records.
+enum Lacking {
+    /// The recording's key was shredded (it was deleted, through this
+    /// server or another of its cluster, whose deletion this server's
+    /// read models may not have seen yet).
+    Shredded,
+    /// The key or a chunk is not there.
+    Part(String),
 }
 
 fn insert(response: &mut Response, name: header::HeaderName, value: &str) {

@@ -3,7 +3,10 @@
 //!
 //! # Layout
 //!
-//! - `store`: [`ContentStore`], the files under `<data>/content/`.
+//! - `store`: [`ContentStore`], over a [`ChunkStore`] (the files under
+//!   `<data>/content/` by default) and a key ring.
+//! - `cluster`: the content store of `srs serve --log-url`, in the
+//!   JetStream cluster ([`open_cluster_content`]).
 //! - `effects`: [`ContentEffects`], the follower that archives, restores
 //!   and shreds content as the log says.
 //! - `http`: the upload and playback routes ([`routes`]).
@@ -55,8 +58,24 @@
 //! that puts the data directory on an encrypted volume whose key is
 //! managed outside srs. The log keeps every fact and `srs verify` still
 //! passes: nothing in it is rewritten.
+//!
+//! # In a cluster
+//!
+//! With the log on JetStream (`srs serve --log-url`) the chunks (the same
+//! sealed bytes) are objects of the cluster's object store and the keys
+//! entries of its KV bucket, each wrapped under the cluster key that the
+//! servers read from `--cluster-key-file` and NATS never holds
+//! ([`open_cluster_content`]; `srs_log_jetstream`, "Content and keys").
+//! `RecordingDeleted` then purges the key's entry (no history keeps it)
+//! and deletes the objects; every server's ring forgets a purged key, and
+//! its content GET answers the recording as deleted even before its read
+//! models have seen the deletion. Uploads are serialised per recording
+//! within one server only: two servers taking the same chunk of one
+//! recording at the same moment may leave the one the log names replaced
+//! by the other (an agent uploads a recording through one server).
 
 mod asciicast;
+mod cluster;
 mod effects;
 mod http;
 mod store;
@@ -66,10 +85,13 @@ pub use asciicast::{
     parse as parse_asciicast, parse_lines as parse_asciicast_lines,
     CONTENT_TYPE as ASCIICAST_CONTENT_TYPE,
 };
+pub use cluster::open_cluster_content;
 pub use effects::ContentEffects;
 pub use http::{
     parse_range, parse_seq, routes, store_asciicast, store_chunk, ByteRange, Receipt, Refused,
     SETTLE_TIMEOUT, SHA256_HEADER,
 };
-pub use store::{Area, ContentError, ContentStore, WrittenChunk, MAX_CHUNK_BYTES};
+pub use store::{
+    Area, ChunkStore, ContentError, ContentStore, FileChunks, WrittenChunk, MAX_CHUNK_BYTES,
+};
 pub use ticket::{expiry as ticket_expiry, Tickets, TICKET_TTL_SECS};

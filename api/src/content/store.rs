@@ -1,7 +1,10 @@
-//! [`ContentStore`]: encrypted chunk files under `<data>/content/`, sealed
-//! with the recordings' keys of its [`KeyRing`] (`srs_domain::seal`, which
-//! owns the key files and their shredding). Blocking file I/O: async
-//! callers use `spawn_blocking`.
+//! [`ContentStore`]: encrypted chunks, sealed with the recordings' keys of
+//! its [`KeyRing`] (`srs_domain::seal`, which owns the keys and their
+//! shredding), kept in a [`ChunkStore`]: files under `<data>/content/`
+//! (the default), or a JetStream object store shared by the servers of a
+//! cluster (`srs_log_jetstream::ClusterContent`). Sealing, hashing, the
+//! per-recording locks and the errors are the same whichever stores the
+//! bytes. Blocking I/O: async callers use `spawn_blocking`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
@@ -63,6 +66,10 @@ pub enum ContentError {
         seq: u64,
         why: &'static str,
     },
+    /// A shared store cannot be reached now (a cluster without a quorum,
+    /// a timeout): a temporary condition.
+    #[error("the content store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ContentError {
@@ -80,6 +87,7 @@ impl ContentError {
                         ErrorKind::StorageFull | ErrorKind::ReadOnlyFilesystem
                     )
             }
+            ContentError::Unavailable(_) => true,
             _ => false,
         }
     }
@@ -89,6 +97,7 @@ fn key_error(error: SealError) -> ContentError {
     match error {
         SealError::Io { path, source } => ContentError::Io { path, source },
         SealError::NoKey(id) => ContentError::NoKey(id),
+        SealError::Unavailable(why) => ContentError::Unavailable(why),
         other => ContentError::Io {
             path: PathBuf::new(),
             source: std::io::Error::other(other.to_string()),
@@ -112,9 +121,184 @@ pub struct WrittenChunk {
     pub sha256: String,
 }
 
+/// Where a [`ContentStore`] keeps its chunks, sealed already: puts, gets
+/// and deletes the bytes of one chunk by recording and seq. Sealing,
+/// hashing and locking are the [`ContentStore`]'s, above it.
+pub trait ChunkStore: Send + Sync {
+    /// Stores chunk `seq` durably (in the live area), replacing an
+    /// earlier one of the same seq.
+    fn put(&self, recording_id: Uuid, seq: u64, sealed: &[u8]) -> Result<(), ContentError>;
+
+    /// Chunk `seq`'s bytes, `None` when it is not stored (in any area).
+    fn get(&self, recording_id: Uuid, seq: u64) -> Result<Option<Vec<u8>>, ContentError>;
+
+    /// Whether chunk `seq` is stored (in any area).
+    fn contains(&self, recording_id: Uuid, seq: u64) -> Result<bool, ContentError>;
+
+    /// Removes chunk `seq` from the live area. Missing is fine.
+    fn delete(&self, recording_id: Uuid, seq: u64) -> Result<(), ContentError>;
+
+    /// Removes every chunk of the recording. Missing is fine.
+    fn delete_recording(&self, recording_id: Uuid) -> Result<(), ContentError>;
+
+    /// Moves the recording's chunks to `to` (archive or back), where the
+    /// store has areas. Idempotent.
+    fn move_to(&self, recording_id: Uuid, to: Area) -> Result<(), ContentError>;
+
+    /// The chunk files of a store in the data directory (backups read
+    /// them, restores write them); `None` for a store elsewhere.
+    fn files(&self) -> Option<&FileChunks> {
+        None
+    }
+
+    /// What the store is, for `Debug`.
+    fn describe(&self) -> String;
+}
+
+/// Chunk files under `<data>/content/{live,archive}/<recording>/` (see the
+/// module docs of `content`).
+#[derive(Debug)]
+pub struct FileChunks {
+    root: PathBuf,
+}
+
+impl FileChunks {
+    /// The chunk files under `root` (`<data>/content`), its areas created
+    /// (mode 0700).
+    pub fn open(root: &Path) -> Result<FileChunks, ContentError> {
+        // Mode 0700: the keys and the chunks are their owner's only.
+        for dir in [Area::Live.dir(), Area::Archive.dir()] {
+            let path = root.join(dir);
+            srs_domain::log::create_private_dir(&path).map_err(io(&path))?;
+        }
+        Ok(FileChunks {
+            root: root.to_owned(),
+        })
+    }
+
+    fn recording_dir(&self, area: Area, recording_id: Uuid) -> PathBuf {
+        self.root.join(area.dir()).join(recording_id.to_string())
+    }
+
+    fn chunk_name(seq: u64) -> String {
+        format!("{seq:020}.chunk")
+    }
+
+    /// Where the recording's chunks are, if any were written.
+    pub fn area(&self, recording_id: Uuid) -> Option<Area> {
+        [Area::Live, Area::Archive]
+            .into_iter()
+            .find(|&area| self.recording_dir(area, recording_id).is_dir())
+    }
+
+    /// The file of chunk `seq` and its area, when it is on disk. Callers
+    /// that must not race an archive move or a shred hold
+    /// [`ContentStore::lock`].
+    pub fn chunk_file(&self, recording_id: Uuid, seq: u64) -> Option<(Area, PathBuf)> {
+        [Area::Live, Area::Archive].into_iter().find_map(|area| {
+            let path = self.chunk_path(area, recording_id, seq);
+            path.is_file().then_some((area, path))
+        })
+    }
+
+    /// Where chunk `seq` of a recording is stored in `area` (`srs restore`
+    /// writes a backup's chunks there).
+    pub fn chunk_path(&self, area: Area, recording_id: Uuid, seq: u64) -> PathBuf {
+        self.recording_dir(area, recording_id)
+            .join(Self::chunk_name(seq))
+    }
+}
+
+impl ChunkStore for FileChunks {
+    /// Written to a temporary file, synced, renamed into place and its
+    /// directory synced. An earlier file for the seq (an orphan of a
+    /// crash before its event was appended) is replaced.
+    fn put(&self, recording_id: Uuid, seq: u64, sealed: &[u8]) -> Result<(), ContentError> {
+        let dir = self.recording_dir(Area::Live, recording_id);
+        if !dir.is_dir() {
+            srs_domain::log::create_private_dir(&dir).map_err(io(&dir))?;
+            sync_dir(&self.root.join(Area::Live.dir()))?;
+        }
+        write_durably(&dir.join(Self::chunk_name(seq)), sealed)
+    }
+
+    fn get(&self, recording_id: Uuid, seq: u64) -> Result<Option<Vec<u8>>, ContentError> {
+        let Some(area) = self.area(recording_id) else {
+            return Ok(None);
+        };
+        let path = self.chunk_path(area, recording_id, seq);
+        match fs::read(&path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn contains(&self, recording_id: Uuid, seq: u64) -> Result<bool, ContentError> {
+        Ok(self.chunk_file(recording_id, seq).is_some())
+    }
+
+    fn delete(&self, recording_id: Uuid, seq: u64) -> Result<(), ContentError> {
+        let path = self.chunk_path(Area::Live, recording_id, seq);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn delete_recording(&self, recording_id: Uuid) -> Result<(), ContentError> {
+        for area in [Area::Live, Area::Archive] {
+            let dir = self.recording_dir(area, recording_id);
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => sync_dir(&self.root.join(area.dir()))?,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&dir)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn move_to(&self, recording_id: Uuid, to: Area) -> Result<(), ContentError> {
+        let from = match to {
+            Area::Live => Area::Archive,
+            Area::Archive => Area::Live,
+        };
+        let (src, dst) = (
+            self.recording_dir(from, recording_id),
+            self.recording_dir(to, recording_id),
+        );
+        if !src.is_dir() {
+            return Ok(());
+        }
+        if dst.is_dir() {
+            // Both exist only after chunks were written meanwhile: merge.
+            for entry in fs::read_dir(&src).map_err(io(&src))? {
+                let entry = entry.map_err(io(&src))?;
+                let target = dst.join(entry.file_name());
+                fs::rename(entry.path(), &target).map_err(io(&target))?;
+            }
+            fs::remove_dir(&src).map_err(io(&src))?;
+        } else {
+            fs::rename(&src, &dst).map_err(io(&dst))?;
+        }
+        sync_dir(&self.root.join(from.dir()))?;
+        sync_dir(&self.root.join(to.dir()))
+    }
+
+    fn files(&self) -> Option<&FileChunks> {
+        Some(self)
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
 /// Encrypted content beside the log; see the module docs of `content`.
 pub struct ContentStore {
     root: PathBuf,
+    chunks: Arc<dyn ChunkStore>,
     keys: Arc<KeyRing>,
     locks: Vec<Mutex<()>>,
 }
@@ -122,26 +306,31 @@ pub struct ContentStore {
 impl std::fmt::Debug for ContentStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ContentStore")
-            .field("root", &self.root)
+            .field("chunks", &self.chunks.describe())
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
 impl ContentStore {
-    /// Opens (creating) the content store under `data/content`.
+    /// Opens (creating) the content store under `data/content`: chunk
+    /// files and key files.
     pub fn open(data: &Path) -> Result<Self, ContentError> {
         let root = data.join("content");
-        // Mode 0700: the keys and the chunks are their owner's only.
-        for dir in [Area::Live.dir(), Area::Archive.dir()] {
-            let path = root.join(dir);
-            srs_domain::log::create_private_dir(&path).map_err(io(&path))?;
-        }
+        let chunks = FileChunks::open(&root)?;
         let keys = KeyRing::open_dir(&KeyRing::dir_of(data)).map_err(key_error)?;
-        Ok(ContentStore {
-            root,
+        Ok(Self::with_stores(data, Arc::new(chunks), keys))
+    }
+
+    /// The content store of data directory `data` over `chunks` and the
+    /// ring `keys` (a cluster's shared stores).
+    pub fn with_stores(data: &Path, chunks: Arc<dyn ChunkStore>, keys: KeyRing) -> Self {
+        ContentStore {
+            root: data.join("content"),
+            chunks,
             keys: Arc::new(keys),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-        })
+        }
     }
 
     /// The recordings' keys (shared with the service, which seals session
@@ -155,30 +344,20 @@ impl ContentStore {
         &self.root
     }
 
+    /// The chunk files, when the chunks are in the data directory.
+    pub fn files(&self) -> Option<&FileChunks> {
+        self.chunks.files()
+    }
+
     /// Serialises writes and moves of one recording's content.
     pub async fn lock(&self, recording_id: Uuid) -> MutexGuard<'_, ()> {
         let stripe = (recording_id.as_u128() % LOCK_STRIPES as u128) as usize;
         self.locks[stripe].lock().await
     }
 
-    fn recording_dir(&self, area: Area, recording_id: Uuid) -> PathBuf {
-        self.root.join(area.dir()).join(recording_id.to_string())
-    }
-
-    fn chunk_name(seq: u64) -> String {
-        format!("{seq:020}.chunk")
-    }
-
     /// Whether the recording's key exists.
     pub fn has_key(&self, recording_id: Uuid) -> bool {
         self.keys.has_key(recording_id)
-    }
-
-    /// Where the recording's chunks are, if any were written.
-    pub fn area(&self, recording_id: Uuid) -> Option<Area> {
-        [Area::Live, Area::Archive]
-            .into_iter()
-            .find(|&area| self.recording_dir(area, recording_id).is_dir())
     }
 
     fn load_key(&self, recording_id: Uuid) -> Result<RecordingKey, ContentError> {
@@ -232,12 +411,7 @@ impl ContentStore {
         file.extend_from_slice(MAGIC);
         file.extend_from_slice(&nonce);
         file.extend_from_slice(&sealed);
-        let dir = self.recording_dir(Area::Live, recording_id);
-        if !dir.is_dir() {
-            srs_domain::log::create_private_dir(&dir).map_err(io(&dir))?;
-            sync_dir(&self.root.join(Area::Live.dir()))?;
-        }
-        write_durably(&dir.join(Self::chunk_name(seq)), &file)?;
+        self.chunks.put(recording_id, seq, &file)?;
         Ok(WrittenChunk {
             size: plain.len() as u64,
             sha256: hex::encode(Sha256::digest(&file)),
@@ -253,19 +427,10 @@ impl ContentStore {
         sha256: &str,
     ) -> Result<Vec<u8>, ContentError> {
         let key = self.load_key(recording_id)?;
-        let area = self
-            .area(recording_id)
+        let file = self
+            .chunks
+            .get(recording_id, seq)?
             .ok_or(ContentError::Missing { recording_id, seq })?;
-        let path = self
-            .recording_dir(area, recording_id)
-            .join(Self::chunk_name(seq));
-        let file = match fs::read(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(ContentError::Missing { recording_id, seq })
-            }
-            Err(e) => return Err(io(&path)(e)),
-        };
         let corrupt = |why| ContentError::Corrupt {
             recording_id,
             seq,
@@ -290,79 +455,31 @@ impl ContentStore {
             .map_err(|_| corrupt("it does not decrypt"))
     }
 
-    /// The file of chunk `seq` and its area, when it is on disk (live or
-    /// archived). Callers that must not race an archive move or a shred
-    /// hold [`ContentStore::lock`].
-    pub fn chunk_file(&self, recording_id: Uuid, seq: u64) -> Option<(Area, PathBuf)> {
-        [Area::Live, Area::Archive].into_iter().find_map(|area| {
-            let path = self.chunk_path(area, recording_id, seq);
-            path.is_file().then_some((area, path))
-        })
-    }
-
-    /// Where chunk `seq` of a recording is stored in `area` (`srs restore`
-    /// writes a backup's chunks there).
-    pub fn chunk_path(&self, area: Area, recording_id: Uuid, seq: u64) -> PathBuf {
-        self.recording_dir(area, recording_id)
-            .join(Self::chunk_name(seq))
+    /// Whether chunk `seq` is stored (live or archived). Callers that must
+    /// not race an archive move or a shred hold [`ContentStore::lock`].
+    pub fn has_chunk(&self, recording_id: Uuid, seq: u64) -> Result<bool, ContentError> {
+        self.chunks.contains(recording_id, seq)
     }
 
     /// Removes chunk `seq` from the live area (an upload whose event was
     /// refused). Missing is fine.
     pub fn discard_chunk(&self, recording_id: Uuid, seq: u64) -> Result<(), ContentError> {
-        let path = self
-            .recording_dir(Area::Live, recording_id)
-            .join(Self::chunk_name(seq));
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(&path)(e)),
-        }
+        self.chunks.delete(recording_id, seq)
     }
 
     /// Moves the recording's chunks to `to` (archive or back). Idempotent:
     /// content already there, or none at all, is left as it is.
     pub fn move_to(&self, recording_id: Uuid, to: Area) -> Result<(), ContentError> {
-        let from = match to {
-            Area::Live => Area::Archive,
-            Area::Archive => Area::Live,
-        };
-        let (src, dst) = (
-            self.recording_dir(from, recording_id),
-            self.recording_dir(to, recording_id),
-        );
-        if !src.is_dir() {
-            return Ok(());
-        }
-        if dst.is_dir() {
-            // Both exist only after chunks were written meanwhile: merge.
-            for entry in fs::read_dir(&src).map_err(io(&src))? {
-                let entry = entry.map_err(io(&src))?;
-                let target = dst.join(entry.file_name());
-                fs::rename(entry.path(), &target).map_err(io(&target))?;
-            }
-            fs::remove_dir(&src).map_err(io(&src))?;
-        } else {
-            fs::rename(&src, &dst).map_err(io(&dst))?;
-        }
-        sync_dir(&self.root.join(from.dir()))?;
-        sync_dir(&self.root.join(to.dir()))
+        self.chunks.move_to(recording_id, to)
     }
 
-    /// Crypto-shredding: destroys the recording's key (the ring overwrites
-    /// the key file with zeros, syncs it, unlinks it and syncs the
-    /// directory); then removes the chunk files. Idempotent.
+    /// Crypto-shredding: destroys the recording's key (the ring destroys
+    /// it in its store: a key file is overwritten with zeros, synced,
+    /// unlinked and its directory synced); then removes the chunks.
+    /// Idempotent.
     pub fn shred(&self, recording_id: Uuid) -> Result<(), ContentError> {
         self.keys.shred(recording_id).map_err(key_error)?;
-        for area in [Area::Live, Area::Archive] {
-            let dir = self.recording_dir(area, recording_id);
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => sync_dir(&self.root.join(area.dir()))?,
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&dir)(e)),
-            }
-        }
-        Ok(())
+        self.chunks.delete_recording(recording_id)
     }
 }
 
@@ -432,12 +549,7 @@ mod tests {
         let plain = b"the quick brown fox jumps over the lazy dog".repeat(10);
         let written = store.write_chunk(id, 0, &plain).unwrap();
         assert_eq!(written.size, plain.len() as u64);
-        let file = fs::read(
-            store
-                .recording_dir(Area::Live, id)
-                .join(ContentStore::chunk_name(0)),
-        )
-        .unwrap();
+        let file = fs::read(store.files().unwrap().chunk_path(Area::Live, id, 0)).unwrap();
         assert!(
             !file.windows(9).any(|w| w == b"brown fox"),
             "the file holds ciphertext only"
@@ -451,9 +563,7 @@ mod tests {
         let (_dir, store) = store();
         let id = Uuid::now_v7();
         let written = store.write_chunk(id, 0, b"hello").unwrap();
-        let path = store
-            .recording_dir(Area::Live, id)
-            .join(ContentStore::chunk_name(0));
+        let path = store.files().unwrap().chunk_path(Area::Live, id, 0);
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
@@ -465,12 +575,8 @@ mod tests {
         // Same bytes, right hash, wrong seq: the AEAD binding refuses it.
         let written = store.write_chunk(id, 1, b"hello").unwrap();
         fs::copy(
-            store
-                .recording_dir(Area::Live, id)
-                .join(ContentStore::chunk_name(1)),
-            store
-                .recording_dir(Area::Live, id)
-                .join(ContentStore::chunk_name(2)),
+            store.files().unwrap().chunk_path(Area::Live, id, 1),
+            store.files().unwrap().chunk_path(Area::Live, id, 2),
         )
         .unwrap();
         assert!(matches!(
@@ -498,9 +604,7 @@ mod tests {
         let id = Uuid::now_v7();
         store.write_chunk(id, 0, b"first").unwrap();
         // The rename into place fails: a directory holds the chunk's name.
-        let target = store
-            .recording_dir(Area::Live, id)
-            .join(ContentStore::chunk_name(1));
+        let target = store.files().unwrap().chunk_path(Area::Live, id, 1);
         fs::create_dir_all(target.join("in-the-way")).unwrap();
         let err = store.write_chunk(id, 1, b"second").unwrap_err();
         assert!(matches!(err, ContentError::Io { .. }), "{err}");
@@ -530,11 +634,11 @@ mod tests {
         let id = Uuid::now_v7();
         let written = store.write_chunk(id, 0, b"abc").unwrap();
         store.move_to(id, Area::Archive).unwrap();
-        assert_eq!(store.area(id), Some(Area::Archive));
+        assert_eq!(store.files().unwrap().area(id), Some(Area::Archive));
         assert_eq!(store.read_chunk(id, 0, &written.sha256).unwrap(), b"abc");
         store.move_to(id, Area::Archive).unwrap();
         store.move_to(id, Area::Live).unwrap();
-        assert_eq!(store.area(id), Some(Area::Live));
+        assert_eq!(store.files().unwrap().area(id), Some(Area::Live));
     }
 
     #[test]
@@ -543,16 +647,11 @@ mod tests {
         let id = Uuid::now_v7();
         let written = store.write_chunk(id, 0, b"secret session").unwrap();
         let key = fs::read(KeyRing::dir_of(dir.path()).join(format!("{id}.key"))).unwrap();
-        let chunk = fs::read(
-            store
-                .recording_dir(Area::Live, id)
-                .join(ContentStore::chunk_name(0)),
-        )
-        .unwrap();
+        let chunk = fs::read(store.files().unwrap().chunk_path(Area::Live, id, 0)).unwrap();
         store.shred(id).unwrap();
         store.shred(id).unwrap();
         assert!(!store.has_key(id));
-        assert_eq!(store.area(id), None);
+        assert_eq!(store.files().unwrap().area(id), None);
         assert!(matches!(
             store.read_chunk(id, 0, &written.sha256),
             Err(ContentError::NoKey(_))

@@ -111,6 +111,65 @@
 //!   writers; raw publishes of the same size from 1,596/s to 520/s and
 //!   from 19,732/s to 1,331/s.
 //!
+//! # Content and keys
+//!
+//! With its log on JetStream (`srs serve --log-url`) a server keeps the
+//! recordings' content and keys in the same cluster, so that several
+//! servers, each with its own data directory, serve one cluster: a chunk
+//! uploaded through one plays through every other, and a recording
+//! deleted through one is unreadable through all. [`ClusterContent`]
+//! opens both stores; the sealing, hashing, per-recording locking and
+//! errors stay in the application's content store and key ring, above
+//! them.
+//!
+//! * **Chunks**: the object store `<stream>-content` (a stream
+//!   `OBJ_<stream>-content`, file storage, the log's replicas), one object
+//!   per chunk named `<recording>/<seq>` ([`ContentObjects`]). The bytes
+//!   are the sealed chunk exactly as the data directory's chunk files hold
+//!   it (ChaCha20-Poly1305 under the recording's key; the log holds its
+//!   hash), so nothing in the bucket is readable without the key. A put
+//!   returns once the object's messages are acknowledged by a quorum.
+//!   Archiving moves nothing (one bucket; archived is a state in the log).
+//! * **Keys**: the KV bucket `<stream>-keys` (a stream `KV_<stream>-keys`,
+//!   file storage, the log's replicas, history 1), one entry per recording
+//!   named by its id ([`ClusterKeys`]). A key is created only where the
+//!   entry holds no message at all (expected last subject sequence 0), so
+//!   two servers starting one recording agree on one key and a destroyed
+//!   key is never created again.
+//! * **Wrapping**: an entry holds the recording's key wrapped under the
+//!   cluster key ([`ClusterKey`]), ChaCha20-Poly1305 with a random nonce
+//!   and the entry's name as associated data ("SRK1" | nonce | sealed key,
+//!   [`WRAPPED_LEN`] bytes). The cluster key is 32 random bytes in a file
+//!   given to every server (`--cluster-key-file`), never stored in NATS:
+//!   a copy of the streams, of the servers' disks or of a NATS backup
+//!   holds no recording key in the clear. srs does not create the file (a
+//!   node that made its own would wrap keys no other node opens): it
+//!   says how to make one ([`how_to_create`]), and refuses one that is
+//!   missing, not 32 bytes, all zeros or readable by other users. The
+//!   entry [`CHECK_ENTRY`] holds a known value wrapped by the first
+//!   server: a server given another cluster key is refused at start.
+//! * **Shredding**: deleting a recording purges its KV entry (a purge
+//!   removes every earlier message of the entry from the stream and
+//!   leaves a marker without a value, which keeps the key from being
+//!   created again), then deletes its objects. Every server's key ring
+//!   watches the bucket and forgets a purged key it had cached, so it
+//!   answers the recording's content as deleted from then on, whether or
+//!   not its read models have seen the deletion yet. What this cannot
+//!   promise: that the servers' disks keep no old blocks of the purged
+//!   message (a purge removes it from the stream, the file store may keep
+//!   the bytes until it compacts the block); those bytes are the key
+//!   wrapped under the cluster key, so they reveal nothing without the
+//!   cluster key file.
+//! * **Losing servers**: the buckets are replicated like the log. With
+//!   one server lost, content and keys are read and written as before.
+//!   With two lost (no quorum), uploads, playbacks of chunks, key
+//!   creations (recordings starting) and deletions fail `UNAVAILABLE`
+//!   after the timeout and succeed again once a quorum is back; a key a
+//!   server has cached still seals and opens meanwhile. A deletion that
+//!   failed is retried by the content effects until it succeeds. Losing
+//!   the cluster key file everywhere loses every recording's content and
+//!   sealed data for good.
+//!
 //! # Runtime
 //!
 //! [`LogBackend`] is synchronous (the core calls it from its writer threads
@@ -121,6 +180,8 @@
 //! caller's runtime instead (`Handle::block_on`) would panic on a tokio
 //! worker and could starve the very connection it waits on; a runtime of
 //! its own keeps the connection driven whatever the caller's threads do.
+//! [`ClusterContent`] does the same with a runtime of its own
+//! (`srs-jetstream-content`), shared by its two stores.
 //!
 //! [`LogBackend`]: srs_domain::log::LogBackend
 //! [`LogBackend::max_commit_records`]: srs_domain::log::LogBackend::max_commit_records
@@ -130,14 +191,20 @@
 
 mod backend;
 mod cluster;
+mod content;
 pub mod heartbeats;
+mod keys;
 pub mod lease;
+mod objects;
 mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use backend::{JetStreamBackend, JetStreamOptions, MAX_BATCH};
 pub use cluster::ClusterClient;
+pub use content::{content_bucket, keys_bucket, ClusterContent, StoreError};
 pub use heartbeats::Heartbeats;
+pub use keys::{how_to_create, ClusterKey, ClusterKeys, CHECK_ENTRY, WRAPPED_LEN};
 pub use lease::{Lease, LeaseError, Leases};
+pub use objects::{object_name, ContentObjects};
 pub use streams::stream_exists;

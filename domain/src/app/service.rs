@@ -491,11 +491,9 @@ impl Service {
     fn seal_all(&self, events: &[DomainEvent]) -> Result<Vec<DomainEvent>, AppError> {
         let failed = |error: SealError| match error {
             SealError::NoKey(_) => AppError::Recording(RecordingError::NotLive(Lifecycle::Deleted)),
-            SealError::Io { .. } if error.is_unavailable() => {
-                AppError::Log(crate::log::LogError::Unavailable {
-                    reason: error.to_string(),
-                })
-            }
+            _ if error.is_unavailable() => AppError::Log(crate::log::LogError::Unavailable {
+                reason: error.to_string(),
+            }),
             other => AppError::Internal(other.to_string()),
         };
         events

@@ -196,3 +196,15 @@ pub async fn written_since(admin: &Client, head: i64) -> Vec<(String, String)> {
         .filter(|(_, actor)| !actor.starts_with("system:"))
         .collect()
 }
+
+/// A cluster key file (32 random bytes, mode 0600) in `dir`.
+pub fn cluster_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("cluster.key");
+    let mut key = Vec::new();
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    std::fs::write(&path, key).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}

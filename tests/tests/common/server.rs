@@ -49,6 +49,7 @@ impl Srs {
             .env_remove("SRS_LOG_URL")
             .env_remove("SRS_LOG_STREAM")
             .env_remove("SRS_LOG_MAX_BATCH")
+            .env_remove("SRS_CLUSTER_KEY_FILE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
@@ -178,7 +179,8 @@ pub fn run_srs(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Str
         .env_remove("SRS_DATA")
         .env_remove("SRS_LISTEN")
         .env_remove("SRS_LOG_URL")
-        .env_remove("SRS_LOG_STREAM");
+        .env_remove("SRS_LOG_STREAM")
+        .env_remove("SRS_CLUSTER_KEY_FILE");
     for (key, value) in env {
         command.env(key, value);
     }

@@ -117,12 +117,14 @@ async fn agents_on_two_nodes_lose_nothing_when_servers_and_nodes_are_killed() {
     let mut cluster = Cluster::start();
     let urls = cluster.urls();
     let max_batch = MAX_BATCH_MSGS.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = cluster_key_file(dir.path());
     let env = [
         ("SRS_LOG_URL", urls.as_str()),
         ("SRS_LOG_STREAM", STREAM),
         ("SRS_LOG_MAX_BATCH", max_batch.as_str()),
+        ("SRS_CLUSTER_KEY_FILE", key_file.to_str().unwrap()),
     ];
-    let dir = tempfile::tempdir().unwrap();
     let data = [dir.path().join("a"), dir.path().join("b")];
     let mut nodes = vec![
         start_node(&data[0], &env).await,
@@ -317,11 +319,13 @@ async fn agents_on_two_nodes_lose_nothing_when_servers_and_nodes_are_killed() {
 async fn without_a_quorum_mutations_answer_unavailable_and_resume() {
     let mut cluster = Cluster::start();
     let urls = cluster.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = cluster_key_file(dir.path());
     let env = [
         ("SRS_LOG_URL", urls.as_str()),
         ("SRS_LOG_STREAM", "srs-quorum"),
+        ("SRS_CLUSTER_KEY_FILE", key_file.to_str().unwrap()),
     ];
-    let dir = tempfile::tempdir().unwrap();
     let node = start_node(&dir.path().join("a"), &env).await;
     let admin = Client::new(&node, Some(&node.admin_token()));
     create_site(&admin, "before").await;

@@ -4,7 +4,12 @@
 //! serves what another one wrote, and a data directory built from
 //! another log is refused. `srs import --log-url` moves an embedded log
 //! into a stream, and `replay`, `state` and `export` answer over the
-//! stream what they answer over the data directory.
+//! stream what they answer over the data directory. The recordings'
+//! content and keys live in the cluster too: content uploaded through one server plays through
+//! another, and a deletion through one shreds it for both.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use srs_log_jetstream::testing::Cluster;
@@ -17,11 +22,14 @@ use crate::common::{Client, Srs};
 async fn the_log_on_a_jetstream_cluster_is_served_verified_and_kept() {
     let cluster = Cluster::start();
     let urls = cluster.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = cluster_key_file(dir.path());
+    let key_file = key_file.to_str().unwrap();
     let env = [
         ("SRS_LOG_URL", urls.as_str()),
         ("SRS_LOG_STREAM", "srs-e2e"),
+        ("SRS_CLUSTER_KEY_FILE", key_file),
     ];
-    let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first");
 
     let srs = Srs::start_with_env(&first, &env).await;
@@ -74,6 +82,7 @@ async fn the_log_on_a_jetstream_cluster_is_served_verified_and_kept() {
     let other = [
         ("SRS_LOG_URL", urls.as_str()),
         ("SRS_LOG_STREAM", "srs-other"),
+        ("SRS_CLUSTER_KEY_FILE", key_file),
     ];
     let (code, _, stderr) = run_srs(&serve, &other);
     assert_eq!(code, Some(2), "{stderr}");
@@ -339,12 +348,14 @@ async fn one_holder(nodes: &[&Srs], job: &str) -> usize {
 async fn two_nodes_on_one_stream_create_one_admin_and_run_each_job_once() {
     let cluster = Cluster::start();
     let urls = cluster.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = cluster_key_file(dir.path());
     let env = [
         ("SRS_LOG_URL", urls.as_str()),
         ("SRS_LOG_STREAM", "srs-nodes"),
         ("SRS_LEASE_SECS", "3"),
+        ("SRS_CLUSTER_KEY_FILE", key_file.to_str().unwrap()),
     ];
-    let dir = tempfile::tempdir().unwrap();
 
     // Two nodes start at once on an empty stream: one creates the first
     // admin, the other finds it.
@@ -442,12 +453,14 @@ async fn two_nodes_on_one_stream_create_one_admin_and_run_each_job_once() {
 async fn a_server_heartbeating_to_one_node_stays_online_on_the_cluster() {
     let cluster = Cluster::start();
     let urls = cluster.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = cluster_key_file(dir.path());
     let env = [
         ("SRS_LOG_URL", urls.as_str()),
         ("SRS_LOG_STREAM", "srs-liveness"),
         ("SRS_LIVENESS_SECS", "3"),
+        ("SRS_CLUSTER_KEY_FILE", key_file.to_str().unwrap()),
     ];
-    let dir = tempfile::tempdir().unwrap();
     let a = Srs::start_with_env(&dir.path().join("a"), &env).await;
     let b = Srs::start_with_env(&dir.path().join("b"), &env).await;
     let token = a.admin_token();
@@ -502,4 +515,184 @@ async fn a_server_heartbeating_to_one_node_stays_online_on_the_cluster() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// Distinctive bytes that cannot appear anywhere by chance.
+fn payload(tag: &str, len: usize) -> Vec<u8> {
+    let seed = uuid::Uuid::now_v7();
+    let mut out = Vec::with_capacity(len);
+    let mut n = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("{tag}:{seed}:{n};").as_bytes());
+        n += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Every file under `dir`, recursively (none when it does not exist).
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        } else if path.exists() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// `PUT /recordings/{id}/chunks/{seq}`: the status.
+async fn upload(srs: &Srs, token: &str, recording: &str, seq: u32, body: &[u8]) -> u16 {
+    use sha2::Digest as _;
+    reqwest::Client::new()
+        .put(srs.url(&format!("/recordings/{recording}/chunks/{seq}")))
+        .bearer_auth(token)
+        .header("x-content-sha256", hex::encode(sha2::Sha256::digest(body)))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("upload")
+        .status()
+        .as_u16()
+}
+
+/// `GET /recordings/{id}/content`: the status, the error code if any, the body.
+async fn content(srs: &Srs, token: &str, recording: &str) -> (u16, Option<String>, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .get(srs.url(&format!("/recordings/{recording}/content")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("content");
+    let status = response.status().as_u16();
+    let body = response.bytes().await.expect("body").to_vec();
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned));
+    (status, code, body)
+}
+
+/// Runs a mutation, again while the log answers UNAVAILABLE: a server
+/// whose last commit another server's append overtook answers that once
+/// and reads the stream back (see `srs_log_jetstream`).
+async fn mutate(client: &Client, query: &str, variables: serde_json::Value) -> serde_json::Value {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let response = client.run(query, variables.clone()).await;
+        if response.code() == Some("UNAVAILABLE") && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        return response.data().clone();
+    }
+}
+
+#[tokio::test]
+async fn content_uploaded_through_one_server_plays_through_another_and_is_shredded_for_both() {
+    let cluster = Cluster::start();
+    let urls = cluster.urls();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = cluster_key_file(dir.path());
+    let env = [
+        ("SRS_LOG_URL", urls.as_str()),
+        ("SRS_LOG_STREAM", "srs-content"),
+        ("SRS_CLUSTER_KEY_FILE", key_file.to_str().unwrap()),
+    ];
+
+    // Without the cluster key file a JetStream log is refused, saying how
+    // to make one.
+    let lonely = dir.path().join("lonely");
+    let (code, _, stderr) = run_srs(
+        &[
+            "serve",
+            "--data",
+            lonely.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &env[..2],
+    );
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("--cluster-key-file"), "{stderr}");
+    assert!(stderr.contains("head -c 32 /dev/urandom"), "{stderr}");
+
+    // ---- node A: a recording and its content -------------------------------
+    let data_a = dir.path().join("a");
+    let a = Srs::start_with_env(&data_a, &env).await;
+    let admin_token = a.admin_token();
+    let admin_a = Client::new(&a, Some(&admin_token));
+    let site = create_site(&admin_a, "HQ").await;
+    record_everyone(&admin_a, &site).await;
+    let (server, agent_token) = connect_server(&admin_a, &site, "sr-1").await;
+    let agent = Client::new(&a, Some(&agent_token));
+    let started = start_recording(&agent, &server, "s-1", "CORP\\ann", &[]).await;
+    let id = started["recordingId"].as_str().unwrap().to_owned();
+    let chunks = [payload("first", 200_000), payload("second", 3_000)];
+    for (seq, chunk) in chunks.iter().enumerate() {
+        assert_eq!(upload(&a, &agent_token, &id, seq as u32, chunk).await, 201);
+    }
+    agent
+        .data(
+            "mutation($id: ID!) { endRecording(recordingId: $id) { position } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let whole = chunks.concat();
+    let (status, _, body) = content(&a, &admin_token, &id).await;
+    assert_eq!(status, 200);
+    assert!(body == whole, "A plays what was uploaded");
+
+    // ---- node B: its own data directory, the same cluster and key ---------
+    let data_b = dir.path().join("b");
+    let b = Srs::start_with_env(&data_b, &env).await;
+    let (status, code, body) = content(&b, &admin_token, &id).await;
+    assert_eq!(status, 200, "{code:?}");
+    assert!(body == whole, "B plays what was uploaded through A");
+    // Neither data directory holds a chunk or a key: they are in the cluster.
+    for data in [&data_a, &data_b] {
+        let held: Vec<PathBuf> = files(&data.join("content"));
+        assert!(held.is_empty(), "{held:?}");
+    }
+
+    // ---- deleted through A -------------------------------------------------
+    mutate(
+        &admin_a,
+        "mutation($id: ID!) { deleteRecording(recordingId: $id) { position } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let (status, _, _) = content(&a, &admin_token, &id).await;
+    assert_eq!(status, 404);
+    // B never serves it again: its key is purged from the cluster and its
+    // chunks deleted before A answered the deletion.
+    let (status, code, body) = content(&b, &admin_token, &id).await;
+    assert_ne!(status, 200, "{code:?}");
+    assert!(
+        !body
+            .windows(64)
+            .any(|w| w == &chunks[0][..64] || w == &chunks[1][..64]),
+        "no content bytes"
+    );
+    // B answers the recording as deleted (404), like A, as soon as its
+    // key ring has seen the key's purge in the cluster (before B's read
+    // models need to have followed A's appends).
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (status, code, _) = content(&b, &admin_token, &id).await;
+        if (status, code.as_deref()) == (404, Some("NOT_FOUND")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still answers {status} {code:?} for a recording deleted through A"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.stop().success());
+    assert!(b.stop().success());
 }
