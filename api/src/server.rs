@@ -1022,6 +1022,7 @@ mod tests {
             listen: String::new(),
             limits: crate::state::Limits::default(),
             cors_origins: Vec::new(),
+            cluster_key_file: None,
         })
         .unwrap();
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(log.clone());

@@ -126,7 +126,18 @@ impl ClusterContent {
             let options = options.clone();
             async move { open_buckets(&options).await }
         })?;
-        let keys = ClusterKeys::new(runtime.clone(), kv, key, options.timeout)?;
+        // A bucket another node has just created may not have its leader
+        // yet: its first write answers unavailable for a moment.
+        let deadline = std::time::Instant::now() + OPEN_WAIT.max(options.timeout);
+        let keys = loop {
+            match ClusterKeys::new(runtime.clone(), kv.clone(), key.clone(), options.timeout) {
+                Err(StoreError::Unavailable(e)) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "the key bucket does not take writes yet");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                opened => break opened?,
+            }
+        };
         Ok(ClusterContent {
             objects: ContentObjects::new(runtime, objects, content_bucket(&options.stream)),
             keys,

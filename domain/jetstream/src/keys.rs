@@ -34,6 +34,7 @@ const CREATE_ATTEMPTS: usize = 20;
 /// `srs serve` of one cluster is given and that NATS never holds. It wraps
 /// (ChaCha20-Poly1305) each recording key before the key enters the KV
 /// bucket, so a copy of the bucket's stream reveals no recording key.
+#[derive(Clone)]
 pub struct ClusterKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl fmt::Debug for ClusterKey {
