@@ -247,21 +247,9 @@ const WRONG_LAST_SEQUENCE: u16 = 10071;
 
 impl Nats {
     async fn connect(options: &JetStreamOptions) -> Result<Nats, LogError> {
-        if options.urls.is_empty() {
-            return Err(other("no server URL given"));
-        }
-        let client = async_nats::ConnectOptions::new()
-            .name("srs")
-            .connection_timeout(options.timeout)
-            .request_timeout(Some(options.timeout))
-            .max_reconnects(None)
-            .connect(options.urls.as_slice())
+        let (client, js) = crate::nats::connect(options, "srs")
             .await
-            .map_err(|e| {
-                unavailable(format!("cannot connect to {}: {e}", options.urls.join(",")))
-            })?;
-        let mut js = jetstream::new(client.clone());
-        js.set_timeout(options.timeout);
+            .map_err(unavailable)?;
         Ok(Nats {
             client,
             js,

@@ -35,21 +35,9 @@ impl ClusterClient {
     /// Connects to the servers of `options` (failing over between them,
     /// reconnecting for ever once connected).
     pub async fn connect(options: &JetStreamOptions) -> Result<ClusterClient, LogError> {
-        if options.urls.is_empty() {
-            return Err(unavailable("no server URL given"));
-        }
-        let client = async_nats::ConnectOptions::new()
-            .name("srs-cluster")
-            .connection_timeout(options.timeout)
-            .request_timeout(Some(options.timeout))
-            .max_reconnects(None)
-            .connect(options.urls.as_slice())
+        let (_, js) = crate::nats::connect(options, "srs-cluster")
             .await
-            .map_err(|e| {
-                unavailable(format!("cannot connect to {}: {e}", options.urls.join(",")))
-            })?;
-        let mut js = jetstream::new(client);
-        js.set_timeout(options.timeout);
+            .map_err(unavailable)?;
         Ok(ClusterClient {
             js,
             stream: options.stream.clone(),

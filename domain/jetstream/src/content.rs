@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, object_store, stream::StorageType};
+use async_nats::jetstream::{kv, object_store, stream::StorageType};
 use tokio::runtime::Runtime;
 
 use crate::keys::{ClusterKey, ClusterKeys};
@@ -148,16 +148,9 @@ impl ClusterContent {
 async fn open_buckets(
     options: &JetStreamOptions,
 ) -> Result<(object_store::ObjectStore, kv::Store), StoreError> {
-    let client = async_nats::ConnectOptions::new()
-        .name("srs-content")
-        .connection_timeout(options.timeout)
-        .request_timeout(Some(options.timeout))
-        .max_reconnects(None)
-        .connect(options.urls.as_slice())
+    let (_, js) = crate::nats::connect(options, "srs-content")
         .await
-        .map_err(|e| unavailable(format!("cannot connect to {}: {e}", options.urls.join(","))))?;
-    let mut js = jetstream::new(client);
-    js.set_timeout(options.timeout);
+        .map_err(unavailable)?;
     let objects_name = content_bucket(&options.stream);
     let keys_name = keys_bucket(&options.stream);
     let objects_config = object_store::Config {

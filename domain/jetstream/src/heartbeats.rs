@@ -43,9 +43,8 @@ impl Heartbeats {
         keep: Duration,
         timeout: Duration,
     ) -> Result<Heartbeats, String> {
-        let bucket = bucket_name(stream);
         let config = kv::Config {
-            bucket: bucket.clone(),
+            bucket: bucket_name(stream),
             description: format!("the servers' heartbeats each node of srs log {stream} saw"),
             history: 1,
             max_age: keep,
@@ -53,13 +52,7 @@ impl Heartbeats {
             storage: jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        let kv = match js.create_key_value(config).await {
-            Ok(kv) => kv,
-            Err(created) => js
-                .get_key_value(&bucket)
-                .await
-                .map_err(|e| format!("bucket {bucket}: {created}; {e}"))?,
-        };
+        let kv = crate::nats::key_value(&js, config).await?;
         Ok(Heartbeats { kv, timeout })
     }
 

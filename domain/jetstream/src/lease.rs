@@ -109,14 +109,10 @@ impl Leases {
             storage: jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        let kv = match js.create_key_value(config).await {
-            Ok(kv) => kv,
-            // It exists (with another TTL, or created meanwhile).
-            Err(created) => js
-                .get_key_value(&bucket)
-                .await
-                .map_err(|e| LeaseError(format!("bucket {bucket}: {created}; {e}")))?,
-        };
+        // It may exist (with another TTL, or created meanwhile).
+        let kv = crate::nats::key_value(&js, config)
+            .await
+            .map_err(LeaseError)?;
         let ttl = kv.stream.cached_info().config.max_age;
         if ttl.is_zero() {
             return Err(LeaseError(format!(

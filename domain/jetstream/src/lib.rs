@@ -195,6 +195,7 @@ mod content;
 pub mod heartbeats;
 mod keys;
 pub mod lease;
+mod nats;
 mod objects;
 mod streams;
 #[cfg(feature = "testing")]

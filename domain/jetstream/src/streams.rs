@@ -39,15 +39,9 @@ async fn ask(options: &JetStreamOptions) -> Result<bool, LogError> {
             "the JetStream log: no server URL given".into(),
         )));
     }
-    let client = async_nats::ConnectOptions::new()
-        .name("srs")
-        .connection_timeout(options.timeout)
-        .request_timeout(Some(options.timeout))
-        .connect(options.urls.as_slice())
+    let (_, js) = crate::nats::connect(options, "srs")
         .await
-        .map_err(|e| unavailable(format!("cannot connect to {}: {e}", options.urls.join(","))))?;
-    let mut js = jetstream::new(client);
-    js.set_timeout(options.timeout);
+        .map_err(unavailable)?;
     // A cluster that just started may not have elected its leaders yet.
     let deadline = tokio::time::Instant::now() + options.timeout.max(Duration::from_secs(10));
     loop {

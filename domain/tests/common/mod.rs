@@ -29,7 +29,25 @@ impl Event for TestEvent {
 pub type Store = SledEventStore<TestEvent>;
 
 pub fn open(dir: &Path) -> Store {
-    SledEventStore::open(dir, StoreOptions::default()).expect("open log")
+    open_with(dir, StoreOptions::default())
+}
+
+/// Opens the log in `dir`, again while the previous handles' database is
+/// still being released (sled drops its file lock when its background
+/// threads have exited, which may lag the last handle's drop on a loaded
+/// machine: `srs serve`'s reopen waits the same way).
+fn open_with(dir: &Path, options: StoreOptions) -> Store {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match SledEventStore::open(dir, options.clone()) {
+            Err(srs_domain::log::LogError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.expect("open log"),
+        }
+    }
 }
 
 pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Store {
@@ -37,7 +55,7 @@ pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Store {
         clock,
         ..StoreOptions::default()
     };
-    SledEventStore::open(dir, options).expect("open log")
+    open_with(dir, options)
 }
 
 pub fn fixed_clock() -> ManualClock {
