@@ -208,3 +208,25 @@ pub fn cluster_key_file(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
+
+/// Creates an event detection policy on `site_id` from the body of its
+/// GraphQL input (`name: ..., logged: [...], rules: [...]`) and activates
+/// it; returns its id.
+pub async fn activate_detection_policy(admin: &Client, site_id: &str, input: &str) -> Value {
+    let policy = admin
+        .data(
+            &format!(
+                "mutation($site: ID!) {{ createEventDetectionPolicy(siteId: $site, input: {{ {input} }}) {{ policyId }} }}"
+            ),
+            json!({ "site": site_id }),
+        )
+        .await["createEventDetectionPolicy"]["policyId"]
+        .clone();
+    admin
+        .data(
+            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
+            json!({ "id": policy }),
+        )
+        .await;
+    policy
+}

@@ -44,22 +44,12 @@ async fn recordings_answer_every_change_before_and_after_a_rebuild() {
     let admin = Client::new(&srs, Some(&srs.admin_token()));
     let site = create_site(&admin, "HQ").await;
     record_everyone(&admin, &site).await;
-    let detection = admin
-        .data(
-            "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
-                name: \"USB\", logged: [LOGON, APP_START, WEB_BROWSING, USB_MASS_STORAGE],
-                rules: [{type: USB_MASS_STORAGE, severity: HIGH}]
-             }) { policyId } }",
-            json!({ "site": site }),
-        )
-        .await["createEventDetectionPolicy"]["policyId"]
-        .clone();
-    admin
-        .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": detection }),
-        )
-        .await;
+    activate_detection_policy(
+        &admin,
+        &site,
+        "name: \"USB\", logged: [LOGON, APP_START, WEB_BROWSING, USB_MASS_STORAGE], rules: [{type: USB_MASS_STORAGE, severity: HIGH}]",
+    )
+    .await;
     let (server, agent_token) = connect_server(&admin, &site, "SR-01").await;
     let agent = admin.with_token(&agent_token);
 

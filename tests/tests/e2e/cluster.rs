@@ -136,21 +136,12 @@ async fn agents_on_two_nodes_lose_nothing_when_servers_and_nodes_are_killed() {
     let admin = Client::new(&nodes[1], Some(&token));
     let site = create_site(&admin, "cluster").await;
     record_everyone(&admin, &site).await;
-    let detection = admin
-        .data(
-            "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
-                name: \"Web\", logged: [APP_START, WEB_BROWSING],
-                rules: [{type: WEB_BROWSING, severity: MEDIUM}] }) { policyId } }",
-            json!({ "site": site }),
-        )
-        .await["createEventDetectionPolicy"]["policyId"]
-        .clone();
-    admin
-        .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": detection }),
-        )
-        .await;
+    activate_detection_policy(
+        &admin,
+        &site,
+        "name: \"Web\", logged: [APP_START, WEB_BROWSING], rules: [{type: WEB_BROWSING, severity: MEDIUM}]",
+    )
+    .await;
     let (server, agent_token) = connect_server(&admin, &site, "vda").await;
 
     // A full batch of 1,000 events with a detection each is one append

@@ -93,21 +93,12 @@ async fn revoking_an_auditors_only_permission_leaves_it_nothing_not_everything()
         let (server, secret) = connect_server(&admin, s, name).await;
         agents.push((server, admin.with_token(&secret)));
     }
-    let detection = admin
-        .data(
-            "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
-                name: \"USB\", logged: [LOGON, APP_START, WEB_BROWSING, USB_MASS_STORAGE],
-                rules: [{type: USB_MASS_STORAGE, severity: HIGH}] }) { policyId } }",
-            json!({ "site": site }),
-        )
-        .await["createEventDetectionPolicy"]["policyId"]
-        .clone();
-    admin
-        .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": detection }),
-        )
-        .await;
+    activate_detection_policy(
+        &admin,
+        &site,
+        "name: \"USB\", logged: [LOGON, APP_START, WEB_BROWSING, USB_MASS_STORAGE], rules: [{type: USB_MASS_STORAGE, severity: HIGH}]",
+    )
+    .await;
     let (server, agent) = &agents[0];
     let mut alice = Vec::new();
     for n in 0..3 {

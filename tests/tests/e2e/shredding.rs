@@ -134,21 +134,12 @@ async fn a_deleted_recording_leaves_nothing_readable_anywhere() {
     let admin = Client::new(&srs, Some(&srs.admin_token()));
     let site = create_site(&admin, "HQ").await;
     record_everyone(&admin, &site).await;
-    let policy = admin
-        .data(
-            "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
-                name: \"USB\", logged: [WEB_BROWSING, TOP_MOST_WINDOW, USB_MASS_STORAGE], rules: [{type: USB_MASS_STORAGE, severity: HIGH}]
-             }) { policyId } }",
-            json!({ "site": site }),
-        )
-        .await["createEventDetectionPolicy"]["policyId"]
-        .clone();
-    admin
-        .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": policy }),
-        )
-        .await;
+    activate_detection_policy(
+        &admin,
+        &site,
+        "name: \"USB\", logged: [WEB_BROWSING, TOP_MOST_WINDOW, USB_MASS_STORAGE], rules: [{type: USB_MASS_STORAGE, severity: HIGH}]",
+    )
+    .await;
     let (server, agent_token) = connect_server(&admin, &site, "sr-1").await;
     let agent = Client::new(&srs, Some(&agent_token));
     let http = reqwest::Client::new();

@@ -288,22 +288,12 @@ async fn total_count_is_the_number_of_nodes_paged_through() {
     let admin = Client::new(&srs, Some(&srs.admin_token()));
     let site = create_site(&admin, "HQ").await;
     record_everyone(&admin, &site).await;
-    let policy = admin
-        .data(
-            "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
-                name: \"USB\", logged: [USB_MASS_STORAGE, WEB_BROWSING, APP_START, LOGON],
-                rules: [{type: USB_MASS_STORAGE, severity: HIGH}, {type: WEB_BROWSING, severity: MEDIUM, patterns: [\"*.dropbox.com\"]}]
-             }) { policyId } }",
-            json!({ "site": site }),
-        )
-        .await["createEventDetectionPolicy"]["policyId"]
-        .clone();
-    admin
-        .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": policy }),
-        )
-        .await;
+    activate_detection_policy(
+        &admin,
+        &site,
+        "name: \"USB\", logged: [USB_MASS_STORAGE, WEB_BROWSING, APP_START, LOGON], rules: [{type: USB_MASS_STORAGE, severity: HIGH}, {type: WEB_BROWSING, severity: MEDIUM, patterns: [\"*.dropbox.com\"]}]",
+    )
+    .await;
     let (server, agent_token) = connect_server(&admin, &site, "sr-1").await;
     let agent = Client::new(&srs, Some(&agent_token));
     let mut at = 0;
