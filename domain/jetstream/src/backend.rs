@@ -569,6 +569,13 @@ impl Nats {
             ApiAnswer::Err { error } if error.err_code == WRONG_LAST_SEQUENCE => {
                 Err(Attempt::Failed(LogError::Storage(StorageError::Behind {
                     head: after,
+                    // "wrong last sequence: N" names where the stream ends.
+                    stored: error
+                        .description
+                        .rsplit(':')
+                        .next()
+                        .and_then(|n| n.trim().parse().ok())
+                        .filter(|&n| n > after),
                     reason: error.to_string(),
                 })))
             }

@@ -116,5 +116,11 @@ pub enum StorageError {
     ///
     /// [`LogBackend::catch_up`]: super::LogBackend::catch_up
     #[error("another writer appended past position {head}: {reason}")]
-    Behind { head: u64, reason: String },
+    Behind {
+        /// This handle's head when the commit was refused.
+        head: u64,
+        /// Where storage ends, when the refusal says so.
+        stored: Option<u64>,
+        reason: String,
+    },
 }

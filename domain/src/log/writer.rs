@@ -511,14 +511,15 @@ impl Apply {
                     self.control.applied.store(next.position, Ordering::Release);
                     return Ok(outcomes);
                 }
-                Err(LogError::Storage(StorageError::Behind { .. })) if replans < MAX_REPLANS => {
+                Err(LogError::Storage(StorageError::Behind { stored, .. }))
+                    if replans < MAX_REPLANS =>
+                {
                     // Nothing of the commit was stored: read what the other
-                    // writer stored (at least the position after the head)
-                    // and decide again.
+                    // writer stored (at least the position after the head,
+                    // up to where storage said it ends) and decide again.
                     replans += 1;
-                    self.control
-                        .wanted
-                        .fetch_max(head.position + 1, Ordering::AcqRel);
+                    let stored = stored.unwrap_or(0).max(head.position + 1);
+                    self.control.wanted.fetch_max(stored, Ordering::AcqRel);
                     if let Err(e) = self.catch_up(head) {
                         return Ok(unavailable_all(group.len(), &e));
                     }
