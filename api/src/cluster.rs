@@ -25,8 +25,9 @@
 //! The liveness check judges a server by its newest heartbeat on any
 //! node: heartbeats are kept per node, in memory (not in the log), and
 //! every node shares what it saw each liveness interval in the
-//! `<stream>-heartbeats` bucket (`srs_log_jetstream::heartbeats`); the
-//! lease holder takes them all before it checks.
+//! `<stream>-heartbeats` bucket (`srs_log_jetstream::heartbeats`) and
+//! takes the others', so the lease holder's check and `Server.lastHeartbeat`
+//! on every node go by the newest heartbeat (at most one interval late).
 //!
 //! # Lag
 //!
@@ -178,7 +179,7 @@ impl Cluster {
         }
     }
 
-    /// Takes the heartbeats every node shared, before a liveness check.
+    /// Takes the heartbeats every node shared.
     pub async fn take_heartbeats(&self, service: &Service) {
         match self.heartbeats.collect().await {
             Ok(seen) => {

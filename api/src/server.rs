@@ -972,18 +972,14 @@ async fn watch_liveness(services: Arc<Services>, mut shutdown: watch::Receiver<b
             _ = ticker.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        // Every node shares the heartbeats it took; the lease holder
-        // checks by the newest any node took.
+        // Every node shares the heartbeats it took and takes the others':
+        // `Server.lastHeartbeat` on any node, and the lease holder's check,
+        // go by the newest heartbeat any node took.
         if let Some(cluster) = &services.cluster {
             cluster.share_heartbeats(&services.service).await;
+            cluster.take_heartbeats(&services.service).await;
         }
-        let check = async {
-            if let Some(cluster) = &services.cluster {
-                cluster.take_heartbeats(&services.service).await;
-            }
-            check_liveness(&services).await
-        };
-        if let Some(Err(e)) = while_held(lease.clone(), check).await {
+        if let Some(Err(e)) = while_held(lease.clone(), check_liveness(&services)).await {
             tracing::warn!(error = %e, "liveness check failed");
         }
     }

@@ -474,8 +474,32 @@ async fn a_server_heartbeating_to_one_node_stays_online_on_the_cluster() {
     // node's heartbeats and never marks the server offline.
     let nodes = [&a, &b];
     let holder = one_holder(&nodes, "liveness").await;
-    let agent = Client::new(nodes[1 - holder], Some(&agent_token));
     let heartbeat = "mutation($server: ID!) { heartbeat(serverId: $server) { position } }";
+    // A heartbeat taken by one node shows on the other.
+    Client::new(nodes[holder], Some(&agent_token))
+        .data(heartbeat, json!({ "server": server }))
+        .await;
+    let other = Client::new(nodes[1 - holder], Some(&token));
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let servers = other
+            .data("{ servers { id lastHeartbeat } }", json!({}))
+            .await;
+        let seen = servers["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == server.as_str() && s["lastHeartbeat"].is_string());
+        if seen {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other node never showed the heartbeat: {servers}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let agent = Client::new(nodes[1 - holder], Some(&agent_token));
     let until = std::time::Instant::now() + std::time::Duration::from_secs(12);
     while std::time::Instant::now() < until {
         agent.data(heartbeat, json!({ "server": server })).await;
