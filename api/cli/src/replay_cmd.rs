@@ -77,10 +77,21 @@ pub enum OutputFormat {
 pub struct ReplayArgs {
     #[command(flatten)]
     pub source: Source,
-    /// The log in a JetStream stream; `--data` then names the data
-    /// directory whose keys open sealed session data (a node's).
+    /// The log in a JetStream stream; sealed session data is opened with
+    /// the cluster's keys (`--cluster-key-file`), else with the key files
+    /// of the data directory `--data` names (a log imported from it).
     #[command(flatten)]
     pub log: crate::LogArgs,
+    /// With --log-url: the cluster key file the `srs serve` nodes of the
+    /// stream are given; the recordings' keys are then read from the
+    /// cluster (read only) to open sealed session data.
+    #[arg(
+        long,
+        env = "SRS_CLUSTER_KEY_FILE",
+        value_name = "PATH",
+        requires = "log_url"
+    )]
+    pub cluster_key_file: Option<PathBuf>,
     /// First log position (inclusive).
     #[arg(long, default_value_t = 1)]
     pub from: u64,
@@ -217,6 +228,20 @@ fn open_stream(options: &JetStreamOptions) -> Result<EventLog<DomainEvent>, Repl
     Ok(EventLog::new(Arc::new(backend), StoreOptions::default())?)
 }
 
+/// The recordings' keys kept in the cluster of `options`, unwrapped with
+/// the cluster key in `file`.
+fn cluster_keys(
+    options: &JetStreamOptions,
+    file: &Path,
+) -> Result<srs_domain::seal::KeyRing, String> {
+    let key = srs_log_jetstream::ClusterKey::load(file).map_err(|e| e.to_string())?;
+    let cluster =
+        srs_log_jetstream::ClusterContent::open(options, key).map_err(|e| e.to_string())?;
+    Ok(srs_domain::seal::KeyRing::with_store(Arc::new(
+        cluster.keys,
+    )))
+}
+
 fn fail(e: ReplayError) -> ExitCode {
     match &e {
         ReplayError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -304,19 +329,31 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         Ok(log) => log,
         Err(e) => return Ok(fail(e)),
     };
-    if matches!(log, OpenedLog::Stream(_))
-        && !srs_domain::seal::KeyRing::dir_of(&args.source.data).is_dir()
-    {
-        eprintln!(
-            "srs: no keys in {}: sealed session data shows as shredded; pass --data of a node serving this stream",
-            args.source.data.display()
-        );
-    }
+    let keys = match (args.log.jetstream(), &args.cluster_key_file) {
+        // The cluster's keys, unwrapped with the cluster key.
+        (Some(options), Some(file)) => match cluster_keys(&options, file) {
+            Ok(keys) => keys,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        _ => {
+            if matches!(log, OpenedLog::Stream(_))
+                && !srs_domain::seal::KeyRing::dir_of(&args.source.data).is_dir()
+            {
+                eprintln!(
+                    "srs: no keys in {}: sealed session data shows as shredded; pass --cluster-key-file (or --data of the directory the log was imported from)",
+                    args.source.data.display()
+                );
+            }
+            // The keys of the directory given (not of a private read-only
+            // copy: key files are read in place, never copied).
+            srs_domain::seal::KeyRing::read_only(&args.source.data)
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
-    // The keys of the directory given (not of a private read-only copy:
-    // key files are read in place, never copied).
-    let keys = srs_domain::seal::KeyRing::read_only(&args.source.data);
     match srs_replay::replay_shown(log.store(), &keys, &filter, format, &mut out) {
         Ok(n) => {
             eprintln!("srs: {n} events{}", peak_note());

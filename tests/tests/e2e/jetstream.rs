@@ -660,12 +660,45 @@ async fn content_uploaded_through_one_server_plays_through_another_and_is_shredd
     for (seq, chunk) in chunks.iter().enumerate() {
         assert_eq!(upload(&a, &agent_token, &id, seq as u32, chunk).await, 201);
     }
+    let recorded = agent
+        .data(
+            RECORD_EVENTS,
+            json!({ "recordingId": id, "events": suspicious_batch() }),
+        )
+        .await;
+    assert_eq!(recorded["recordSessionEvents"]["accepted"], 4, "{recorded}");
     agent
         .data(
             "mutation($id: ID!) { endRecording(recordingId: $id) { position } }",
             json!({ "id": id }),
         )
         .await;
+    // `srs replay` over the stream opens the sealed session data with the
+    // cluster's keys and the cluster key file; without the file (a node's
+    // data directory holds no key files) it shows it as shredded.
+    let recording_stream = format!("recording-{id}");
+    let replay = |extra: &[&str]| {
+        let args = [
+            &[
+                "replay",
+                "--log-url",
+                urls.as_str(),
+                "--log-stream",
+                "srs-content",
+                "--data",
+                data_a.to_str().unwrap(),
+                "--stream",
+            ][..],
+            &[recording_stream.as_str()][..],
+            extra,
+        ]
+        .concat();
+        let (code, stdout, stderr) = run_srs(&args, &[]);
+        assert_eq!(code, Some(0), "{stderr}");
+        stdout
+    };
+    assert!(replay(&["--cluster-key-file", key_file.to_str().unwrap()]).contains("dropbox.com"));
+    assert!(!replay(&[]).contains("dropbox.com"));
     let whole = chunks.concat();
     let (status, _, body) = content(&a, &admin_token, &id).await;
     assert_eq!(status, 200);
