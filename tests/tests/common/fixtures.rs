@@ -230,3 +230,32 @@ pub async fn activate_detection_policy(admin: &Client, site_id: &str, input: &st
         .await;
     policy
 }
+
+/// Distinctive bytes that cannot appear anywhere by chance.
+pub fn payload(tag: &str, len: usize) -> Vec<u8> {
+    let seed = Uuid::now_v7();
+    let mut out = Vec::with_capacity(len);
+    let mut n = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("{tag}:{seed}:{n};").as_bytes());
+        n += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Every file under `dir`, recursively (none when it does not exist).
+pub fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        } else if path.exists() {
+            out.push(path);
+        }
+    }
+    out
+}

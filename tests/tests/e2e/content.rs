@@ -126,19 +126,6 @@ fn anywhere(dir: &Path, needle: &[u8]) -> bool {
     })
 }
 
-/// Distinctive bytes that cannot appear anywhere by chance.
-fn payload(tag: &str, len: usize) -> Vec<u8> {
-    let seed = uuid::Uuid::now_v7();
-    let mut out = Vec::with_capacity(len);
-    let mut n = 0u64;
-    while out.len() < len {
-        out.extend_from_slice(format!("{tag}:{seed}:{n};").as_bytes());
-        n += 1;
-    }
-    out.truncate(len);
-    out
-}
-
 #[tokio::test]
 async fn content_uploads_play_with_ranges_and_are_shredded_for_good() {
     let dir = tempfile::tempdir().unwrap();

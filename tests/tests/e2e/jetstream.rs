@@ -8,7 +8,7 @@
 //! content and keys live in the cluster too: content uploaded through one server plays through
 //! another, and a deletion through one shreds it for both.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -539,35 +539,6 @@ async fn a_server_heartbeating_to_one_node_stays_online_on_the_cluster() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-}
-
-/// Distinctive bytes that cannot appear anywhere by chance.
-fn payload(tag: &str, len: usize) -> Vec<u8> {
-    let seed = uuid::Uuid::now_v7();
-    let mut out = Vec::with_capacity(len);
-    let mut n = 0u64;
-    while out.len() < len {
-        out.extend_from_slice(format!("{tag}:{seed}:{n};").as_bytes());
-        n += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-/// Every file under `dir`, recursively (none when it does not exist).
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                stack.push(entry.unwrap().path());
-            }
-        } else if path.exists() {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// `PUT /recordings/{id}/chunks/{seq}`: the status.

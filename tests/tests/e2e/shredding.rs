@@ -15,22 +15,6 @@ use crate::common::fixtures::*;
 use crate::common::server::run_srs;
 use crate::common::{Client, Srs};
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                stack.push(entry.unwrap().path());
-            }
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 /// The files under `dir` whose bytes hold `needle`.
 fn holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let needle = needle.as_bytes();
