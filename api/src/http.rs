@@ -53,6 +53,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use srs_domain::model::Role;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -366,10 +367,38 @@ async fn graphql(
         principal.is_some(),
         prepared.cost.is_some_and(|cost| cost.long_running),
     );
+    // An agent's request executes at background priority (see
+    // [`crate::background`]); a person's here.
+    let agent = principal
+        .as_ref()
+        .is_some_and(|principal| principal.role == Role::Agent);
     let request = request.data(RequestContext::new(principal));
-    let execution = state.schema().execute(request);
-    let executed =
-        tokio::time::timeout(budget, graphql::in_request(state.services(), execution)).await;
+    let services = state.services().clone();
+    let schema = state.schema().clone();
+    let execution = async move {
+        let execution = schema.execute(request);
+        tokio::time::timeout(budget, graphql::in_request(&services, execution)).await
+    };
+    let executed = if agent {
+        match state.services().background.handle().spawn(execution).await {
+            Ok(executed) => executed,
+            Err(e) => {
+                tracing::error!(error = %e, "an agent's request ended without an answer");
+                state.metrics().graphql_request(
+                    &operation,
+                    Code::Internal.as_str(),
+                    started.elapsed(),
+                );
+                return error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Code::Internal,
+                    "internal error",
+                );
+            }
+        }
+    } else {
+        execution.await
+    };
     let Ok(mut response) = executed else {
         let error = budget_spent(budget);
         state

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod background;
 pub mod backup;
 pub mod cluster;
 pub mod console;

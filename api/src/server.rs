@@ -100,6 +100,7 @@ use srs_projections::{ProjectionError, ReadModels, SetOptions, WaitError, Which}
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::background::Background;
 use crate::cluster::{while_held, Cluster, Job};
 use crate::content::{ContentEffects, ContentStore};
 use crate::http::app_with;
@@ -175,6 +176,8 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error("the content store: {0}")]
     Content(String),
+    #[error("starting the background runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl From<AppError> for ServeError {
@@ -331,12 +334,17 @@ impl Server {
             &db,
             &db.open(CONTENT_TREE).map_err(ProjectionError::from)?,
         )?;
-        let reads = ReadModels::start_with_reactors(
-            shared.clone(),
-            &db,
-            vec![ContentEffects::reactor(content.clone())],
-            SetOptions::default(),
-        )?;
+        // The projections and reactors run at background priority.
+        let background = Background::start().map_err(ServeError::Runtime)?;
+        let reads = {
+            let _on_background = background.handle().enter();
+            ReadModels::start_with_reactors(
+                shared.clone(),
+                &db,
+                vec![ContentEffects::reactor(content.clone())],
+                SetOptions::default(),
+            )?
+        };
         let permissions = Arc::new(ReadModelPermissions {
             reads: reads.clone(),
             store: store.clone(),
@@ -391,6 +399,7 @@ impl Server {
             cors_origins: options.cors_origins.clone(),
             tickets: crate::content::Tickets::new(),
             cluster,
+            background,
         });
         Ok(Server {
             options,
@@ -496,10 +505,14 @@ impl Server {
         let listener = TcpListener::from_std(listener).map_err(ServeError::Http)?;
         let services = state.services().clone();
         let liveness = tokio::spawn(watch_liveness(services.clone(), services.shutdown.clone()));
-        let retention = tokio::spawn(crate::retention::schedule(
-            services.clone(),
-            services.shutdown.clone(),
-        ));
+        // Retention runs are background work (see `crate::background`).
+        let retention = services
+            .background
+            .handle()
+            .spawn(crate::retention::schedule(
+                services.clone(),
+                services.shutdown.clone(),
+            ));
         let last_used = tokio::spawn(flush_last_used(services.clone(), services.shutdown.clone()));
         let reopen = Arc::new(AtomicBool::new(false));
         let mut health = services.store.watch_writability();

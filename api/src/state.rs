@@ -204,6 +204,9 @@ pub struct Services {
     /// With a JetStream log: this node's leases and the stream's last
     /// position (see [`crate::cluster`]); `None` for the embedded log.
     pub cluster: Option<Arc<Cluster>>,
+    /// Where the projections run and agents' requests execute, at lower
+    /// priority than people's requests (see [`crate::background`]).
+    pub background: crate::background::Background,
 }
 
 /// What a presented secret is, as the tokens read model stands.

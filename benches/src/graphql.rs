@@ -15,8 +15,10 @@
 //!
 //! # Figures
 //!
-//! For `dashboard` and `recordings_page`: `_p50` and `_p99` (ms) and
-//! `_throughput` (requests/s). Every request is sent with `Cache-Control:
+//! For `dashboard` and `recordings_page`, and for `graphql_floor` (`{
+//! __typename }`: the transport, authentication and GraphQL execution
+//! with no read model asked, the floor of every answer): `_p50` and
+//! `_p99` (ms) and `_throughput` (requests/s). Every request is sent with `Cache-Control:
 //! no-cache`, so every answer is computed (nothing kept from an earlier
 //! identical request is served): what a changing log or ever-new requests
 //! (cursors, filters) cost. Each latency figure's baseline is the plain
@@ -362,6 +364,11 @@ pub const DASHBOARD_QUERY: &str = "query Dashboard { dashboard { recordingsTotal
 /// 50 per page, with the total and the Relay edges.
 pub const RECORDINGS_PAGE_QUERY: &str = "query RecordingsPage($users: [String!]) { recordings(filter: {users: $users, hasDetections: true}, first: 50) { totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id user host clientIp deliveryGroup applications startedAt endedAt durationSec live restricted } } } }";
 
+/// The least a GraphQL request can ask (`{ __typename }`, with the same
+/// token): what the HTTP, authentication and GraphQL layers cost before
+/// any read model is asked.
+pub const FLOOR_QUERY: &str = "{ __typename }";
+
 /// One kind of request the client repeats.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -586,6 +593,11 @@ pub async fn measure(
 pub fn figures(operation: &'static str, sample: &Sample, baseline: &Sample) -> Vec<Figure> {
     let (p50, p99, throughput) = match operation {
         "dashboard" => ("dashboard_p50", "dashboard_p99", "dashboard_throughput"),
+        "graphql_floor" => (
+            "graphql_floor_p50",
+            "graphql_floor_p99",
+            "graphql_floor_throughput",
+        ),
         _ => (
             "recordings_page_p50",
             "recordings_page_p99",

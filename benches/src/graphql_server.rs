@@ -6,8 +6,9 @@
 //! in this process, on this runtime, listening on loopback, with one extra
 //! route, `GET /bench/plain`: a plain axum handler returning a small JSON
 //! body behind the same middleware. Once `/readyz` says the read models
-//! have caught up, the plain handler, the dashboard query and the filtered
-//! recordings page are each driven by the same client (32 keep-alive
+//! have caught up, the plain handler, the dashboard query, the filtered
+//! recordings page and `{ __typename }` (the floor of any GraphQL answer)
+//! are each driven by the same client (32 keep-alive
 //! connections by default) for `seconds` after a warm-up. Every GraphQL
 //! request asks for a fresh answer (`Cache-Control: no-cache`), so every
 //! measured answer is computed from the read models. The plain
@@ -137,6 +138,12 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     );
 
     let baseline = Endpoint::get("plain handler", PLAIN_PATH);
+    let floor = Endpoint::graphql(
+        "graphql floor",
+        &token,
+        bench::FLOOR_QUERY,
+        serde_json::json!({}),
+    );
     let dashboard = Endpoint::graphql(
         "dashboard",
         &token,
@@ -176,15 +183,17 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     }
     eprintln!("srs bench graphql: the filtered page matches {matches} recordings");
     bench::check(addr, &baseline).await?;
+    bench::check(addr, &floor).await?;
 
     let seconds = Duration::from_secs_f64(options.seconds.max(0.1));
     let warmup = Duration::from_secs_f64((options.seconds / 3.0).clamp(0.1, 2.0));
     let mut samples = Vec::new();
     // Every measured answer is computed: the requests ask for a fresh
     // answer, so no kept answer or kept figures are served.
+    let floor = floor.fresh();
     let dashboard = dashboard.fresh();
     let page = page.fresh();
-    for endpoint in [&baseline, &dashboard, &page] {
+    for endpoint in [&baseline, &dashboard, &page, &floor] {
         let sample = bench::measure(addr, endpoint, options.connections, warmup, seconds).await?;
         eprintln!(
             "srs bench graphql: {}: {} requests",
@@ -244,6 +253,7 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
 
     figures.extend(bench::figures("dashboard", &samples[1], &samples[0]));
     figures.extend(bench::figures("recordings_page", &samples[2], &samples[0]));
+    figures.extend(bench::figures("graphql_floor", &samples[3], &samples[0]));
     figures.push(
         Figure::new(
             "graphql",

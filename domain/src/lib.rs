@@ -22,5 +22,6 @@ pub mod actor;
 pub mod app;
 pub mod log;
 pub mod model;
+pub mod priority;
 pub mod seal;
 pub mod time;

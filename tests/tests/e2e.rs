@@ -48,6 +48,8 @@ mod legal_hold;
 mod live;
 #[path = "e2e/permissions.rs"]
 mod permissions;
+#[path = "e2e/priority.rs"]
+mod priority;
 #[path = "e2e/readme.rs"]
 mod readme;
 #[path = "e2e/refusals.rs"]

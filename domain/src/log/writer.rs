@@ -242,6 +242,7 @@ pub(super) fn start(
         std::thread::Builder::new()
             .name("srs-log-apply".into())
             .spawn(move || {
+                crate::priority::background_thread();
                 run_apply(
                     Apply {
                         backend,
@@ -258,7 +259,10 @@ pub(super) fn start(
     };
     let flush = std::thread::Builder::new()
         .name("srs-log-flush".into())
-        .spawn(move || run_flush(backend, flush_rx, head_tx, control))?;
+        .spawn(move || {
+            crate::priority::background_thread();
+            run_flush(backend, flush_rx, head_tx, control)
+        })?;
     Ok(Started {
         head: head_rx,
         health: health_rx,

@@ -50,6 +50,7 @@ impl Srs {
             .env_remove("SRS_LOG_STREAM")
             .env_remove("SRS_LOG_MAX_BATCH")
             .env_remove("SRS_CLUSTER_KEY_FILE")
+            .env_remove("SRS_BACKGROUND_NICE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
@@ -116,6 +117,11 @@ impl Srs {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running child").id()
     }
 
     pub fn url(&self, path: &str) -> String {
