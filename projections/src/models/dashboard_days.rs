@@ -269,8 +269,23 @@ impl DaysState {
             return Vec::new();
         }
         if found.len() > n {
-            found.select_nth_unstable_by(n - 1, order);
-            found.truncate(n);
+            // By count alone first (integer compares): the items counted
+            // above the n-th count are in; names decide only among the
+            // items tied at it, which fill the places left.
+            found.select_nth_unstable_by(n - 1, |a, b| b.1.cmp(&a.1));
+            let nth = found[n - 1].1;
+            let (mut chosen, mut tied): (Vec<_>, Vec<_>) = found
+                .into_iter()
+                .filter(|(_, sum)| *sum >= nth)
+                .partition(|(_, sum)| *sum > nth);
+            // At least one place is left: the n-th item itself is tied.
+            let room = n - chosen.len();
+            if tied.len() > room {
+                tied.select_nth_unstable_by(room - 1, |a, b| name(a.0).cmp(name(b.0)));
+                tied.truncate(room);
+            }
+            chosen.append(&mut tied);
+            found = chosen;
         }
         found.sort_by(order);
         found
@@ -416,6 +431,24 @@ mod tests {
             days,
             vec![(10, b"alice\0".to_vec(), 2), (11, b"bob\0".to_vec(), 2)]
         );
+    }
+
+    #[test]
+    fn a_top_list_is_the_first_n_by_count_then_name() {
+        // Many ties at every count, as with many users of similar use.
+        let mut s = DaysState::empty(None);
+        let mut all: Vec<(String, u64)> = Vec::new();
+        for i in 0..300u64 {
+            let name = format!("user-{:03}", (i * 7919) % 300);
+            let count = 1 + (i * 31) % 9;
+            s.set(&key(b"ud/", "a", 10 + (i % 5) as i64, &name), count);
+            all.push((name, count));
+        }
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for n in [1, 2, 10, 33, 34, 35, 299, 300, 301] {
+            let top = s.top(b"ud/", &["a".to_string()], 0, 100, n);
+            assert_eq!(top, all[..n.min(all.len())].to_vec(), "n = {n}");
+        }
     }
 
     #[test]
