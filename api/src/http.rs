@@ -383,17 +383,8 @@ async fn graphql(
         match state.services().background.handle().spawn(execution).await {
             Ok(executed) => executed,
             Err(e) => {
-                tracing::error!(error = %e, "an agent's request ended without an answer");
-                state.metrics().graphql_request(
-                    &operation,
-                    Code::Internal.as_str(),
-                    started.elapsed(),
-                );
-                return error_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Code::Internal,
-                    "internal error",
-                );
+                let error = ApiError::internal(format!("an agent's request ended: {e}"));
+                return api_error_response(&state, &operation, started, error);
             }
         }
     } else {
