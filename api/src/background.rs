@@ -17,11 +17,12 @@
 //! - a periodic pass that lowers sled's own I/O threads to the same
 //!   priority (sled starts them itself).
 //!
-//! The log's writer threads lower themselves (`srs_domain::log`). So while
-//! 64 agents ingest as fast as the machine allows, a dashboard is answered
-//! at nearly its idle latency and the agents' batches wait a little longer
-//! instead. With nothing interactive running, background work has the
-//! whole machine. See [`srs_domain::priority`] for the mechanism.
+//! The log's writer threads lower themselves (`srs_domain::log`). So when
+//! people's queries and 64 agents' ingest both want all of the CPU, the
+//! queries keep about half their idle rate instead of a tenth, and the
+//! agents' batches wait longer (README, "Reads while agents ingest").
+//! With nothing interactive running, background work has the whole
+//! machine. See [`srs_domain::priority`] for the mechanism.
 
 use std::time::Duration;
 
