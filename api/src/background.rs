@@ -13,6 +13,9 @@
 //! - the execution of AGENT requests (`recordSessionEvents`, heartbeats,
 //!   detections): the body is read and authenticated on the serving
 //!   runtime, the GraphQL execution and its time budget run here;
+//! - an agent's content uploads (`PUT /recordings/{id}/chunks/{seq}` and
+//!   `/asciicast`): once authenticated, checking the body's SHA-256,
+//!   sealing and writing the chunk and appending its event run here;
 //! - the retention schedule (archiving and deleting what is due);
 //! - a periodic pass that lowers sled's own I/O threads to the same
 //!   priority (sled starts them itself).
@@ -71,6 +74,21 @@ impl Background {
             .expect("the runtime lives until dropped")
             .handle()
     }
+
+    /// Runs `work` on this runtime when `background` (an agent's request),
+    /// else right where it is awaited. An `Err` says the task ended without
+    /// an answer (it panicked, or the runtime is shutting down).
+    pub async fn run_if<T: Send + 'static>(
+        &self,
+        background: bool,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        if background {
+            self.handle().spawn(work).await
+        } else {
+            Ok(work.await)
+        }
+    }
 }
 
 impl Drop for Background {
@@ -84,5 +102,32 @@ impl Drop for Background {
 impl std::fmt::Debug for Background {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Background").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_agents_work_runs_on_the_background_runtime_and_anyone_elses_where_awaited() {
+        let background = Background::start().unwrap();
+        let here = thread_name();
+        assert_ne!(here, "srs-background");
+        let agent = background.run_if(true, async { thread_name() }).await;
+        assert_eq!(agent.unwrap(), "srs-background");
+        let person = background.run_if(false, async { thread_name() }).await;
+        assert_eq!(person.unwrap(), here);
+        // A task that ends without an answer is an error, not a hang.
+        let panicked = background
+            .run_if(true, async { panic!("an agent's upload failed") })
+            .await;
+        assert!(panicked.unwrap_err().is_panic());
+        // Dropped inside the serving runtime without blocking it.
+        drop(background);
     }
 }

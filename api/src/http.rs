@@ -379,16 +379,12 @@ async fn graphql(
         let execution = schema.execute(request);
         tokio::time::timeout(budget, graphql::in_request(&services, execution)).await
     };
-    let executed = if agent {
-        match state.services().background.handle().spawn(execution).await {
-            Ok(executed) => executed,
-            Err(e) => {
-                let error = ApiError::internal(format!("an agent's request ended: {e}"));
-                return api_error_response(&state, &operation, started, error);
-            }
+    let executed = match state.services().background.run_if(agent, execution).await {
+        Ok(executed) => executed,
+        Err(e) => {
+            let error = ApiError::internal(format!("an agent's request ended: {e}"));
+            return api_error_response(&state, &operation, started, error);
         }
-    } else {
-        execution.await
     };
     let Ok(mut response) = executed else {
         let error = budget_spent(budget);
@@ -557,6 +553,7 @@ mod tests {
             limits,
             cors_origins: Vec::new(),
             cluster_key_file: None,
+            cache_mb: crate::server::DEFAULT_CACHE_MB,
         })
         .await
         .expect("open a server")

@@ -126,8 +126,13 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// ran as a reactor of the engine (read once, to carry it over).
 pub const CONTENT_TREE: &str = "content";
 
-/// sled's page cache for `srs serve`.
-const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// sled's page cache of `srs serve` by default, in MiB (`--cache-mb`).
+///
+/// sled counts its cache in the bytes its pages take on disk; held in
+/// memory they take about 2.7 times that, so 64 MiB hold ~170 MiB
+/// resident. Every read model answers from its own in-memory index or row
+/// cache first, so a larger cache buys little (README, "Memory").
+pub const DEFAULT_CACHE_MB: u64 = 64;
 
 /// What `srs serve` needs.
 #[derive(Clone, Debug)]
@@ -142,6 +147,8 @@ pub struct ServeOptions {
     /// the cluster) that wraps the recordings' keys kept in the cluster:
     /// required with a JetStream log, unused without.
     pub cluster_key_file: Option<PathBuf>,
+    /// sled's page cache, in MiB ([`DEFAULT_CACHE_MB`] unless told).
+    pub cache_mb: u64,
 }
 
 /// Why the server could not start or stopped with an error.
@@ -176,6 +183,10 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error("the content store: {0}")]
     Content(String),
+    /// A start that its options make impossible (a JetStream log without
+    /// a usable cluster key file): nothing was served, fix the options.
+    #[error("{0}")]
+    Config(String),
     #[error("starting the background runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -282,6 +293,10 @@ impl Server {
         faults: Option<Arc<Faults>>,
         listener: TcpListener,
     ) -> Result<Server, ServeError> {
+        // A start that cannot open the cluster's content creates nothing.
+        if log.is_some() {
+            cluster_key(&options)?;
+        }
         srs_domain::log::create_private_dir(&options.data).map_err(|source| {
             ServeError::DataDir {
                 path: options.data.clone(),
@@ -661,20 +676,25 @@ async fn open_content(
     let Some(log) = log else {
         return ContentStore::open(&options.data).map_err(content);
     };
-    let Some(key_file) = options.cluster_key_file.clone() else {
-        return Err(ServeError::Content(format!(
+    let key = cluster_key(options)?;
+    let (data, log) = (options.data.clone(), log.clone());
+    // Connecting and creating the buckets block.
+    tokio::task::spawn_blocking(move || crate::content::open_cluster_content(&data, &log, key))
+        .await
+        .map_err(|e| ServeError::Content(e.to_string()))?
+        .map_err(content)
+}
+
+/// The cluster key of a start on a JetStream log: a missing, unreadable,
+/// too widely readable or malformed key file is [`ServeError::Config`].
+fn cluster_key(options: &ServeOptions) -> Result<srs_log_jetstream::ClusterKey, ServeError> {
+    let Some(key_file) = options.cluster_key_file.as_deref() else {
+        return Err(ServeError::Config(format!(
             "a JetStream log (--log-url) needs --cluster-key-file (SRS_CLUSTER_KEY_FILE), the key that wraps the recordings' keys in the cluster; {}",
             srs_log_jetstream::how_to_create(std::path::Path::new("PATH"))
         )));
     };
-    let (data, log) = (options.data.clone(), log.clone());
-    // Connecting and creating the buckets block.
-    tokio::task::spawn_blocking(move || {
-        crate::content::open_cluster_content(&data, &log, &key_file)
-    })
-    .await
-    .map_err(|e| ServeError::Content(e.to_string()))?
-    .map_err(content)
+    srs_log_jetstream::ClusterKey::load(key_file).map_err(|e| ServeError::Config(e.to_string()))
 }
 
 /// The file of a data directory served with `--log-url` that names the
@@ -716,7 +736,7 @@ fn bind_to_log(data: &std::path::Path, db: &Db, identity: &str) -> Result<(), Se
 /// Opens the data directory's database, shared by the log and the read
 /// models (a held directory is [`ServeError::Locked`]).
 fn open_data_db(options: &ServeOptions) -> Result<Db, ServeError> {
-    srs_domain::log::open_db(&options.data, CACHE_BYTES)
+    srs_domain::log::open_db(&options.data, options.cache_mb.saturating_mul(1 << 20))
         .map(Db::new)
         .map_err(|e| match e {
             LogError::Locked { path } => ServeError::Locked(path),
@@ -1032,6 +1052,7 @@ mod tests {
             limits: crate::state::Limits::default(),
             cors_origins: Vec::new(),
             cluster_key_file: None,
+            cache_mb: DEFAULT_CACHE_MB,
         })
         .unwrap();
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(log.clone());

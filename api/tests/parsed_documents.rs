@@ -20,6 +20,7 @@ async fn server(dir: &std::path::Path) -> (Server, String) {
         limits: Limits::default(),
         cors_origins: Vec::new(),
         cluster_key_file: None,
+        cache_mb: srs_api::server::DEFAULT_CACHE_MB,
     })
     .await
     .expect("open a server");

@@ -46,6 +46,7 @@ impl World {
                 limits: Limits::default(),
                 cors_origins: Vec::new(),
                 cluster_key_file: None,
+                cache_mb: srs_api::server::DEFAULT_CACHE_MB,
             },
             Arc::new(clock.clone()),
         )

@@ -32,6 +32,7 @@ async fn start(data: &std::path::Path, faults: &Arc<Faults>) -> Running {
             limits: Limits::default(),
             cors_origins: Vec::new(),
             cluster_key_file: None,
+            cache_mb: srs_api::server::DEFAULT_CACHE_MB,
         },
         faults.clone(),
     )

@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// its own server, token, recording and connection; batches of 50).
     #[arg(long, default_value_t = 64)]
     pub graphql_agents: usize,
+    /// Write the history that `graphql` serves into this directory (absent
+    /// or empty) and leave it there, with the bench's agents' events, for
+    /// `srs serve --data DIR` to be looked at afterwards.
+    #[arg(long, value_name = "DIR")]
+    pub graphql_keep: Option<std::path::PathBuf>,
 }
 
 /// The `srs-bench` binary: parses the flags, runs, exits 0, or 2 on an
@@ -72,6 +77,7 @@ pub fn main() -> ExitCode {
         seconds: args.seconds,
         connections: args.graphql_connections,
         agents: args.graphql_agents,
+        keep: args.graphql_keep,
     };
     let result = runtime.block_on(crate::cmd::bench(
         args.which,

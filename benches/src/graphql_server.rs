@@ -56,6 +56,8 @@ pub struct GraphqlBenchOptions {
     pub connections: usize,
     /// Agents ingesting session events over GraphQL.
     pub agents: usize,
+    /// Where the history is written and left (else a temporary directory).
+    pub keep: Option<std::path::PathBuf>,
 }
 
 async fn plain() -> Json<serde_json::Value> {
@@ -67,7 +69,18 @@ async fn plain() -> Json<serde_json::Value> {
 /// Loads the history, serves it, measures; returns the figures.
 pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
+    let data = match &options.keep {
+        Some(keep) => {
+            if keep.exists() && std::fs::read_dir(keep)?.next().is_some() {
+                anyhow::bail!(
+                    "{} is not empty: the history needs a fresh directory",
+                    keep.display()
+                );
+            }
+            keep.clone()
+        }
+        None => dir.path().join("data"),
+    };
     std::fs::create_dir_all(&data)?;
     eprintln!(
         "srs bench graphql: writing {} recordings into the log",
@@ -112,6 +125,7 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
         limits: Limits::unthrottled(),
         cors_origins: Vec::new(),
         cluster_key_file: None,
+        cache_mb: srs_api::server::DEFAULT_CACHE_MB,
     })
     .await?;
     let addr = server.local_addr()?;

@@ -101,6 +101,10 @@ pub enum Command {
         liveness_secs: u64,
         #[command(flatten)]
         log: LogArgs,
+        /// The embedded database's page cache, in MiB (sled counts pages at
+        /// their size on disk; resident they take about 2.7 times that).
+        #[arg(long, env = "SRS_CACHE_MB", default_value_t = srs_api::server::DEFAULT_CACHE_MB, value_parser = clap::value_parser!(u64).range(8..=65_536))]
+        cache_mb: u64,
         /// With --log-url: seconds a scheduled job's lease (retention, the
         /// liveness check: one node of the cluster runs each) outlives its
         /// holder, when the leases' bucket is created.
@@ -452,6 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             denial_facts_per_minute,
             liveness_secs,
             log,
+            cache_mb,
             lease_secs,
             cluster_key_file,
             clock_start,
@@ -474,6 +479,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     },
                     cors_origins,
                     cluster_key_file,
+                    cache_mb,
                 },
                 demo,
                 log.jetstream(),
@@ -684,7 +690,7 @@ async fn serve(
     let clock = clock.unwrap_or_else(|| Arc::new(srs_domain::time::SystemClock));
     let server = match Server::open_bound_with_log(options, log, clock, None, listener).await {
         Ok(server) => server,
-        Err(e @ (ServeError::Locked(_) | ServeError::LogMismatch(_))) => {
+        Err(e @ (ServeError::Locked(_) | ServeError::LogMismatch(_) | ServeError::Config(_))) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(2));
         }
@@ -920,6 +926,22 @@ mod tests {
         let code = bench_in(dir.path(), &["log".into(), "--json".into()]).unwrap();
         assert_eq!(code, ExitCode::from(3));
         assert_eq!(std::fs::read_to_string(&seen).unwrap(), "log --json\n");
+    }
+
+    #[test]
+    fn the_page_cache_defaults_to_64_mib_and_refuses_what_cannot_work() {
+        let cache = |args: &[&str]| {
+            Cli::try_parse_from(["srs", "serve"].iter().chain(args)).map(|cli| match cli.command {
+                Command::Serve { cache_mb, .. } => cache_mb,
+                _ => panic!("not serve"),
+            })
+        };
+        assert_eq!(cache(&[]).unwrap(), srs_api::server::DEFAULT_CACHE_MB);
+        assert_eq!(cache(&["--cache-mb", "512"]).unwrap(), 512);
+        for bad in ["4", "0", "lots", "100000"] {
+            let refused = cache(&["--cache-mb", bad]).unwrap_err().to_string();
+            assert!(refused.contains("--cache-mb"), "{bad}: {refused}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ async fn seeded(
             limits: Limits::default(),
             cors_origins: Vec::new(),
             cluster_key_file: None,
+            cache_mb: srs_api::server::DEFAULT_CACHE_MB,
         },
         Arc::new(ManualClock::new(now)),
     )

@@ -59,14 +59,13 @@ impl ChunkStore for ContentObjects {
 }
 
 /// Opens the content store of data directory `data` over the cluster of
-/// `log`, its keys wrapped under the key in `cluster_key_file`. Blocks
+/// `log`, its keys wrapped under the cluster key `key`. Blocks
 /// (connects, creates the buckets if missing).
 pub fn open_cluster_content(
     data: &Path,
     log: &JetStreamOptions,
-    cluster_key_file: &Path,
+    key: ClusterKey,
 ) -> Result<ContentStore, ContentError> {
-    let key = ClusterKey::load(cluster_key_file).map_err(content_error)?;
     let cluster = ClusterContent::open(log, key).map_err(content_error)?;
     Ok(ContentStore::with_stores(
         data,

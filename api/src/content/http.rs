@@ -85,7 +85,7 @@ use sha2::{Digest, Sha256};
 use srs_domain::app::AppError;
 use srs_domain::log::EventStore as _;
 use srs_domain::model::{
-    chunk_event_id, Lifecycle, PlaybackKind, Principal, RecordingError, DEFAULT_CONTENT_TYPE,
+    chunk_event_id, Lifecycle, PlaybackKind, Principal, RecordingError, Role, DEFAULT_CONTENT_TYPE,
 };
 use uuid::Uuid;
 
@@ -260,6 +260,20 @@ fn checked_body(
     Ok((body, actual))
 }
 
+/// Runs an upload at its sender's priority: an agent's on the background
+/// runtime (see [`crate::background`]), anyone else's here.
+async fn at_priority<T: Send + 'static>(
+    agent: bool,
+    services: &Arc<Services>,
+    upload: impl std::future::Future<Output = Result<T, Refused>> + Send + 'static,
+) -> Result<T, Refused> {
+    services
+        .background
+        .run_if(agent, upload)
+        .await
+        .map_err(|e| Refused::from(ApiError::internal(format!("an agent's upload ended: {e}"))))?
+}
+
 /// `PUT /recordings/{id}/chunks/{seq}`.
 async fn put_chunk(
     State(state): State<HttpState>,
@@ -272,16 +286,20 @@ async fn put_chunk(
         let recording_id = recording_id(&id)?;
         let seq = parse_seq(&seq)?;
         let content_type = declared_type(&headers, seq)?;
-        let (body, sha256) = checked_body(&headers, body)?;
-        store_chunk(
-            state.services(),
-            &by,
-            recording_id,
-            seq,
-            body,
-            sha256,
-            content_type,
-        )
+        let services = state.services().clone();
+        at_priority(by.role == Role::Agent, state.services(), async move {
+            let (body, sha256) = checked_body(&headers, body)?;
+            store_chunk(
+                &services,
+                &by,
+                recording_id,
+                seq,
+                body,
+                sha256,
+                content_type,
+            )
+            .await
+        })
         .await
     }
     .await;
@@ -415,8 +433,12 @@ async fn put_asciicast(
     let outcome = async {
         let by = principal(&state, &headers).await?;
         let recording_id = recording_id(&id)?;
-        let (body, sha256) = checked_body(&headers, body)?;
-        store_asciicast(state.services(), &by, recording_id, body, sha256).await
+        let services = state.services().clone();
+        at_priority(by.role == Role::Agent, state.services(), async move {
+            let (body, sha256) = checked_body(&headers, body)?;
+            store_asciicast(&services, &by, recording_id, body, sha256).await
+        })
+        .await
     }
     .await;
     receipt_response(outcome)

@@ -612,9 +612,37 @@ async fn content_uploaded_through_one_server_plays_through_another_and_is_shredd
         ],
         &env[..2],
     );
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--cluster-key-file"), "{stderr}");
     assert!(stderr.contains("head -c 32 /dev/urandom"), "{stderr}");
+    // So is a key file that is not a key, or that others may read; in
+    // every case nothing is created.
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, b"not thirty-two bytes").unwrap();
+    let open = dir.path().join("open.key");
+    std::fs::copy(&key_file, &open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&short, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    for (file, says) in [(&short, "holds 20 bytes"), (&open, "chmod 600")] {
+        let (code, _, stderr) = run_srs(
+            &[
+                "serve",
+                "--data",
+                lonely.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--cluster-key-file",
+                file.to_str().unwrap(),
+            ],
+            &env[..2],
+        );
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    assert!(
+        !lonely.exists(),
+        "a refused start created its data directory"
+    );
 
     // ---- node A: a recording and its content -------------------------------
     let data_a = dir.path().join("a");
