@@ -59,6 +59,10 @@ pub struct BenchArgs {
     /// `srs serve --data DIR` to be looked at afterwards.
     #[arg(long, value_name = "DIR")]
     pub graphql_keep: Option<std::path::PathBuf>,
+    /// The page cache of the servers `graphql` measures, in MiB (`srs serve
+    /// --cache-mb`).
+    #[arg(long, default_value_t = srs_api::server::DEFAULT_CACHE_MB)]
+    pub graphql_cache_mb: u64,
 }
 
 /// The `srs-bench` binary: parses the flags, runs, exits 0, or 2 on an
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
         connections: args.graphql_connections,
         agents: args.graphql_agents,
         keep: args.graphql_keep,
+        cache_mb: args.graphql_cache_mb,
     };
     let result = runtime.block_on(crate::cmd::bench(
         args.which,

@@ -58,6 +58,8 @@ pub struct GraphqlBenchOptions {
     pub agents: usize,
     /// Where the history is written and left (else a temporary directory).
     pub keep: Option<std::path::PathBuf>,
+    /// The servers' page cache (`srs serve --cache-mb`).
+    pub cache_mb: u64,
 }
 
 async fn plain() -> Json<serde_json::Value> {
@@ -98,8 +100,20 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
     if let Some(exe) = crate::serve_rss::srs_exe() {
         let empty = dir.path().join("empty");
         std::fs::create_dir_all(&empty)?;
-        let bare = crate::serve_rss::idle_rss(&exe, &empty, &dir.path().join("empty.log")).await?;
-        let held = crate::serve_rss::idle_rss(&exe, &data, &dir.path().join("serve.log")).await?;
+        let bare = crate::serve_rss::idle_rss(
+            &exe,
+            &empty,
+            options.cache_mb,
+            &dir.path().join("empty.log"),
+        )
+        .await?;
+        let held = crate::serve_rss::idle_rss(
+            &exe,
+            &data,
+            options.cache_mb,
+            &dir.path().join("serve.log"),
+        )
+        .await?;
         eprintln!(
             "srs bench graphql: {} serving {} recordings idles at {} MiB (empty: {} MiB)",
             exe.display(),
@@ -125,7 +139,7 @@ pub async fn run(options: &GraphqlBenchOptions) -> anyhow::Result<Vec<Figure>> {
         limits: Limits::unthrottled(),
         cors_origins: Vec::new(),
         cluster_key_file: None,
-        cache_mb: srs_api::server::DEFAULT_CACHE_MB,
+        cache_mb: options.cache_mb,
     })
     .await?;
     let addr = server.local_addr()?;

@@ -82,10 +82,10 @@ pub fn settled(samples: &[u64]) -> bool {
     high > 0 && (high - low) as f64 <= high as f64 * SETTLED_WITHIN
 }
 
-/// Starts `srs serve` (`exe`) on `data`, waits for `/readyz`, lets it
-/// settle idle, and returns its RSS in bytes; the server is stopped again.
-/// Its stderr goes to `log`.
-pub async fn idle_rss(exe: &Path, data: &Path, log: &Path) -> anyhow::Result<u64> {
+/// Starts `srs serve` (`exe`) on `data` with a page cache of `cache_mb`,
+/// waits for `/readyz`, lets it settle idle, and returns its RSS in bytes;
+/// the server is stopped again. Its stderr goes to `log`.
+pub async fn idle_rss(exe: &Path, data: &Path, cache_mb: u64, log: &Path) -> anyhow::Result<u64> {
     let stderr = std::fs::File::create(log)?;
     let child = Command::new(exe)
         .arg("serve")
@@ -93,9 +93,12 @@ pub async fn idle_rss(exe: &Path, data: &Path, log: &Path) -> anyhow::Result<u64
         .arg(data)
         .arg("--listen")
         .arg("127.0.0.1:0")
+        .arg("--cache-mb")
+        .arg(cache_mb.to_string())
         .env_remove("SRS_DATA")
         .env_remove("SRS_LISTEN")
         .env_remove("SRS_DEMO")
+        .env_remove("SRS_CACHE_MB")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
