@@ -134,6 +134,7 @@ export function subscribe<T = any>(
   variables: Record<string, unknown>,
   onData: (data: T) => void,
   onError: (error: ApiError) => void,
+  onComplete?: () => void,
 ): () => void {
   return client().subscribe<T>(
     { query, variables },
@@ -157,7 +158,7 @@ export function subscribe<T = any>(
           ),
         );
       },
-      complete: () => {},
+      complete: () => onComplete?.(),
     },
   );
 }

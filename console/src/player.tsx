@@ -98,6 +98,9 @@ export function Player(props: {
   const [playing, setPlaying] = useState(false);
   const [duration, setDuration] = useState(props.durationSec);
   const [ready, setReady] = useState(kind === 'timeline');
+  // Whether the session is still live, read by the tail's poll (below).
+  const following = useRef(props.live);
+  following.current = props.live;
 
   // Whole content for a player to load: a video (streamed from its ticket
   // URL) or content of no declared type, sniffed once fetched.
@@ -151,6 +154,8 @@ export function Player(props: {
     // Content of no declared type came whole as the sniffed blob.
     let begun = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    // A recording that is not live is fetched once.
+    let last = !following.current;
     const poll = async () => {
       // A hidden tab asks nothing; it catches up once shown again.
       if (document.hidden && tail.have > 0) {
@@ -174,7 +179,11 @@ export function Player(props: {
         failed = true;
         setError(e instanceof ApiError ? e : new ApiError(String(e), 'INTERNAL'));
       }
-      if (!stopped && props.live) timer = setTimeout(poll, 2000);
+      if (stopped || last) return;
+      // The session ended: one more poll, begun after the end, takes its
+      // last bytes.
+      if (!following.current) last = true;
+      timer = setTimeout(poll, last ? 0 : 2000);
     };
     void poll();
     return () => {

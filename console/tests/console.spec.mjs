@@ -454,7 +454,20 @@ test('a live terminal session follows its tail: new bytes only, by Range, and a 
   assert.equal(await page.getByRole('alert').count(), 0, 'no error shown');
   assert.equal(await page.evaluate(() => window.blank), 0, 'the terminal never went blank while it followed');
   await shootAndCheck(page, 'recording-live-terminal');
+
+  // The session ends right after its last line: the page says so, shows
+  // that line, and stops asking for content (and for tickets).
+  await putChunk(server.agentToken, id, seq, line(seq + 3));
+  const lastLine = `tail-line-${seq + 3}`;
   await gql('mutation($id: ID!) { endRecording(recordingId: $id) { position } }', { id }, server.agentToken);
+  await page.waitForFunction(() => /^The session ended: /.test(document.querySelector('p.live-note')?.textContent ?? ''), null, { timeout: 20000 });
+  await terminal.getByText(lastLine).first().waitFor({ timeout: 20000 });
+  // A poll due when the session ended, and the one after it, may still go.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  const [getsAtEnd, playsAtEnd] = [gets.length, playbacks.length];
+  await new Promise((resolve) => setTimeout(resolve, 5000));
+  assert.equal(gets.length, getsAtEnd, `no content GET after the end: ${JSON.stringify(gets.slice(getsAtEnd))}`);
+  assert.equal(playbacks.length, playsAtEnd, 'no new playback after the end');
   await page.context().close();
 });
 

@@ -318,9 +318,10 @@ impl SubscriptionRoot {
 
     /// Live playback of a session's events, from `fromPosition` (a
     /// playback's `followFrom` + 1; default: from now). Needs the right to
-    /// play the recording; ends when the caller loses it (restricted,
-    /// archived, deleted, or the playback permission it played under
-    /// revoked). Starting it is a `RecordingPlayed` fact of kind LIVE (one per
+    /// play the recording; completes once the session has ended (after
+    /// every event recorded before its end), and ends when the caller
+    /// loses the right (restricted, archived, deleted, or the playback
+    /// permission it played under revoked). Starting it is a `RecordingPlayed` fact of kind LIVE (one per
     /// viewer, recording and minute, like every playback); it is refused
     /// (`FORBIDDEN`, recorded as a refusal) when the recording's server has
     /// `livePlaybackEnabled: false`.
@@ -370,10 +371,11 @@ impl SubscriptionRoot {
                     let allowed = !changes_access
                         || visibility_at(&services, &caller, recording, envelope.position).await
                             == DomainVisibility::Playable;
-                    (allowed, envelope)
+                    let ended = matches!(envelope.payload, DomainEvent::RecordingEnded { .. });
+                    (allowed && !ended, envelope)
                 }
             })
-            .take_while(|(allowed, _)| future::ready(*allowed))
+            .take_while(|(going_on, _)| future::ready(*going_on))
             .filter_map(move |(_, envelope)| {
                 // Shown while the caller may play the recording, so never
                 // after its deletion: only a destroyed key shreds.

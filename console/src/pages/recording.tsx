@@ -125,6 +125,10 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
   const [now, setNow] = useState(props.startAt);
   const [liveEvents, setLiveEvents] = useState<any[]>([]);
   const [liveError, setLiveError] = useState<ApiError | null>(null);
+  // The live feed completes once the session has ended (after its last
+  // event): the player then stops following and the clock stops.
+  const [ended, setEnded] = useState(false);
+  const live = !!pb?.live && !ended;
   const [comments, setComments] = useState<any[] | null>(null);
   useEffect(() => setComments(pb ? pb.comments : null), [pb]);
 
@@ -136,6 +140,7 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
       { id: r.id, from: pb.followFrom + 1 },
       (data) => setLiveEvents((list) => [...list, data.recordingEvents]),
       (e) => setLiveError(e),
+      () => setEnded(true),
     );
   }, [pb]);
 
@@ -143,10 +148,10 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
   // A live session's length grows with the clock.
   const [wall, setWall] = useState(() => Date.now());
   useEffect(() => {
-    if (!pb?.live) return;
+    if (!live) return;
     const timer = setInterval(() => setWall(Date.now()), 1000);
     return () => clearInterval(timer);
-  }, [pb]);
+  }, [live]);
   const liveSoFar = pb?.live ? Math.max(0, (wall - Date.parse(r.startedAt)) / 1000) : 0;
   const markers: Marker[] = useMemo(() => {
     if (!pb) return [];
@@ -213,7 +218,7 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
               ticketUrl={pb.ticketUrl}
               contentType={pb.contentType}
               contentSize={pb.contentSize}
-              live={pb.live}
+              live={live}
               durationSec={Math.max(r.durationSec, (r.dataPoints.lastOffsetMs ?? 0) / 1000, liveSoFar, ...liveEvents.map((e) => e.offsetMs / 1000))}
               markers={markers}
               idle={idle}
@@ -223,7 +228,7 @@ function RecordingView(props: { r: any; me: Me; startAt: number; reload: () => v
             />
             {pb.live && (
               <p role="status" class="live-note">
-                Live: {liveEvents.length} new event{liveEvents.length === 1 ? '' : 's'} since you opened it.
+                {ended ? 'The session ended' : 'Live'}: {liveEvents.length} new event{liveEvents.length === 1 ? '' : 's'} since you opened it.
                 {liveError && ` The live feed stopped: ${liveError.message}`}
               </p>
             )}

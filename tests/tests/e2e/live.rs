@@ -1,5 +1,6 @@
 //! Watching a session live (`recordingEvents` over WebSocket) is audited
-//! like any playback and obeys the server's `livePlaybackEnabled`.
+//! like any playback, obeys the server's `livePlaybackEnabled` and
+//! completes when the session ends.
 
 use std::time::Duration;
 
@@ -133,6 +134,53 @@ async fn watching_live_is_a_playback_fact_and_obeys_the_servers_setting() {
     );
     // No second playback fact.
     assert_eq!(plays(&admin, &recording).await.len(), 1);
+    assert!(srs.stop().success());
+}
+
+#[tokio::test]
+async fn watching_live_completes_once_the_session_ends_after_its_last_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let site = create_site(&admin, "Live").await;
+    record_everyone(&admin, &site).await;
+    let (server, agent_token) = connect_server(&admin, &site, "sr-end").await;
+    let agent = admin.with_token(&agent_token);
+    let recording = start_recording(&agent, &server, "end-1", "CORP\\ed", &[]).await
+        ["recordingId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut live = admin
+        .subscribe(WATCH, json!({ "recording": recording }))
+        .await;
+    assert_eq!(live.ack["type"], "connection_ack", "{}", live.ack);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agent
+        .data(
+            RECORD_EVENTS,
+            json!({ "recordingId": recording, "events": [
+                event("APP_START", 1_000, json!({ "app": "cmd.exe" })),
+                event("APP_END", 2_000, json!({ "app": "cmd.exe" })),
+            ] }),
+        )
+        .await;
+    agent
+        .data(
+            "mutation($id: ID!) { endRecording(recordingId: $id) { position } }",
+            json!({ "id": recording }),
+        )
+        .await;
+    // Every event before the end, then `complete`: a player knows the
+    // session is over and stops asking.
+    let wait = Duration::from_secs(15);
+    for expected in ["APP_START", "APP_END"] {
+        let seen = live.next_data(wait).await;
+        assert_eq!(seen["recordingEvents"]["type"], expected, "{seen}");
+    }
+    let last = live.next(wait).await.expect("the end of the feed");
+    assert_eq!(last["type"], "complete", "{last}");
+    live.close().await;
     assert!(srs.stop().success());
 }
 
