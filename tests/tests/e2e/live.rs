@@ -146,8 +146,7 @@ async fn watching_live_completes_once_the_session_ends_after_its_last_event() {
     record_everyone(&admin, &site).await;
     let (server, agent_token) = connect_server(&admin, &site, "sr-end").await;
     let agent = admin.with_token(&agent_token);
-    let recording = start_recording(&agent, &server, "end-1", "CORP\\ed", &[]).await
-        ["recordingId"]
+    let recording = start_recording(&agent, &server, "end-1", "CORP\\ed", &[]).await["recordingId"]
         .as_str()
         .unwrap()
         .to_owned();
