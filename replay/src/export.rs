@@ -45,7 +45,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use srs_domain::actor::Actor;
-use srs_domain::log::{rehash, EventLog, Hash, Head, LogBackend, LogImporter, LOG_TREE};
+use srs_domain::log::{
+    decode_record, rehash, EventLog, Hash, Head, LogBackend, LogError, LogImporter,
+};
 use srs_domain::log::{EventStore, ExpectedVersion, NewEvent};
 use srs_domain::model::{DomainEvent, LOG_EXPORTS_STREAM};
 use srs_domain::time::Timestamp;
@@ -209,19 +211,12 @@ fn line_bytes(value: &impl Serialize) -> Result<Vec<u8>, ReplayError> {
 }
 
 /// Checks the export file at `file` completely, then writes it into the
-/// (new or empty) data directory `target`. Nothing is written unless the
-/// whole file checks out; a target whose log holds anything is refused.
+/// data directory `target` (new, or holding the start of the same log:
+/// see [`import_with`]). Nothing is written unless the whole file checks
+/// out.
 pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> {
-    import_with(file, || {
+    import_with(file, &target.display().to_string(), || {
         let data = DataDir::open_or_create(target)?;
-        let log = data.db.open_tree(LOG_TREE)?;
-        if !log.is_empty() {
-            return Err(ReplayError::NotEmpty(format!(
-                "{} already holds a log (head position {}); import only into a new data directory",
-                target.display(),
-                data.head()
-            )));
-        }
         Ok(data.store.backend())
     })
 }
@@ -229,19 +224,61 @@ pub fn import(file: &Path, target: &Path) -> Result<ImportSummary, ReplayError> 
 /// Checks the export file at `file` completely, then opens the target log
 /// with `open` and writes the file into it, through the log's own encoder
 /// ([`LogImporter`]); the one import of every backend (a data directory's
-/// sled log, a JetStream stream). `open` is called only once the whole
-/// file checks out, so a bad file creates nothing; it must refuse a log
-/// that holds anything ([`ReplayError::NotEmpty`], see [`ensure_empty`]).
+/// sled log, a JetStream stream), named `what` in its errors. `open` is
+/// called only once the whole file checks out, so a bad file creates
+/// nothing.
+///
+/// The target may hold the start of the file's log: an import that was
+/// interrupted, or the import of an earlier, shorter export of the same
+/// log (a migration that imports a copy first and the rest at the
+/// switch-over). Its records are compared with the file's, position by
+/// position and hash by hash, before anything is written, and the import
+/// goes on after them. A target holding anything else (another log, a
+/// record that differs, more than the file) is refused with
+/// [`ReplayError::NotEmpty`], as is one that holds the whole file already
+/// (nothing to import); nothing is written then.
 pub fn import_with(
     file: &Path,
+    what: &str,
     open: impl FnOnce() -> Result<Arc<dyn LogBackend>, ReplayError>,
 ) -> Result<ImportSummary, ReplayError> {
     let checked = check_file(file, |_| Ok(()))?;
     let backend = open()?;
-    let mut importer = LogImporter::new(backend)?;
+    let mut held = Held::new(backend.clone());
+    let mut importer = LogImporter::onto(backend.clone());
+    let mut writing = false;
+    let another = |position: u64| {
+        ReplayError::NotEmpty(format!(
+            "{what} already holds a log whose position {position} is not the file's: import only into an empty log or onto the start of the same log"
+        ))
+    };
     let written = check_file(file, |line| {
-        importer.push(&line.to_raw()?).map_err(Into::into)
+        let raw = line.to_raw()?;
+        if !writing {
+            match held.next()? {
+                Some((position, hash)) if position == raw.position && hash == raw.hash => {
+                    return importer.stored(&raw).map_err(Into::into);
+                }
+                Some((position, _)) => return Err(another(position.min(raw.position))),
+                None => writing = true,
+            }
+        }
+        importer.push(&raw).map_err(Into::into)
     })?;
+    if !writing {
+        if let Some((position, _)) = held.next()? {
+            return Err(ReplayError::NotEmpty(format!(
+                "{what} already holds a log longer than the file (position {position} is past its head {}): import only into an empty log or onto the start of the same log",
+                checked.head.position
+            )));
+        }
+        if backend.head()? == checked.head {
+            return Err(ReplayError::NotEmpty(format!(
+                "{what} already holds a log: this file's, to its head position {}; nothing to import",
+                checked.head.position
+            )));
+        }
+    }
     if written != checked {
         return Err(ReplayError::BadFile(
             "the file changed during the import".into(),
@@ -259,23 +296,39 @@ pub fn import_with(
     })
 }
 
-/// Refuses a log that holds anything (a head, or a first record left by
-/// an interrupted import) with [`ReplayError::NotEmpty`], naming it as
-/// `what` (e.g. "stream srs").
-pub fn ensure_empty(backend: &dyn LogBackend, what: &str) -> Result<(), ReplayError> {
-    let head = backend.head()?;
-    let mut holds_record = false;
-    backend.scan(1, u64::MAX, &mut |_, _| {
-        holds_record = true;
-        Ok(false)
-    })?;
-    if holds_record || head != Head::default() {
-        return Err(ReplayError::NotEmpty(format!(
-            "{what} already holds a log (head position {}); import only into an empty one",
-            head.position
-        )));
+/// The records a log holds, from position 1, read in batches: each one's
+/// position and hash.
+struct Held {
+    backend: Arc<dyn LogBackend>,
+    next: u64,
+    batch: std::collections::VecDeque<(u64, Hash)>,
+    done: bool,
+}
+
+impl Held {
+    fn new(backend: Arc<dyn LogBackend>) -> Held {
+        Held {
+            backend,
+            next: 1,
+            batch: Default::default(),
+            done: false,
+        }
     }
-    Ok(())
+
+    fn next(&mut self) -> Result<Option<(u64, Hash)>, ReplayError> {
+        if self.batch.is_empty() && !self.done {
+            let (from, to) = (self.next, self.next + READ_BATCH as u64 - 1);
+            let batch = &mut self.batch;
+            self.backend.scan(from, to, &mut |position, bytes| {
+                let record = decode_record(position, bytes).map_err(LogError::from)?;
+                batch.push_back((position, record.hash));
+                Ok(true)
+            })?;
+            self.done = self.batch.len() < READ_BATCH;
+            self.next = to + 1;
+        }
+        Ok(self.batch.pop_front())
+    }
 }
 
 /// Checks an export file completely without writing anything (what

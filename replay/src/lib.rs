@@ -46,8 +46,8 @@ pub mod table;
 pub use data::DataDir;
 pub use error::ReplayError;
 pub use export::{
-    check_export, ensure_empty, export, export_up_to, import, import_with, record_export,
-    ExportSummary, ImportSummary, FORMAT_NAME, FORMAT_VERSION,
+    check_export, export, export_up_to, import, import_with, record_export, ExportSummary,
+    ImportSummary, FORMAT_NAME, FORMAT_VERSION,
 };
 pub use history::{
     deleted_recordings, replay, replay_shown, EventLine, EventWriter, Filter, Format, ShownEvent,

@@ -17,7 +17,8 @@ use srs_domain::log::{
 use srs_domain::model::{Aggregate, DomainEvent, Principal, Role, Site};
 use srs_domain::time::{Clock as _, ManualClock, Timestamp};
 use srs_replay::{
-    aggregate_state, export, import, replay, AsOf, DataDir, Filter, Format, ReplayError,
+    aggregate_state, export, export_up_to, import, replay, AsOf, DataDir, Filter, Format,
+    ReplayError,
 };
 use uuid::Uuid;
 
@@ -253,6 +254,78 @@ fn raw_records(path: &Path) -> Vec<srs_domain::log::RawRecord> {
         records.extend(batch);
     }
     records
+}
+
+#[tokio::test]
+async fn an_import_goes_on_after_the_start_of_the_same_log_and_refuses_any_other() {
+    let w = World::new().await;
+    let whole = w.path.with_file_name("whole.srs-export");
+    let exported = export(&w.log, &mut std::fs::File::create(&whole).unwrap()).unwrap();
+    // An export of the log's first third, as a migration's first copy.
+    let cut = exported.count / 3;
+    let at_cut = w.log.read_raw(cut, 1).unwrap()[0].hash;
+    let start = w.path.with_file_name("start.srs-export");
+    let head = srs_domain::log::Head {
+        position: cut,
+        hash: at_cut,
+    };
+    export_up_to(&w.log, head, &mut std::fs::File::create(&start).unwrap()).unwrap();
+    let source = w.log.read_raw(1, usize::MAX).unwrap();
+
+    // The start, then the whole: the second import adds what follows.
+    let target = w.path.with_file_name("migrated");
+    assert_eq!(import(&start, &target).unwrap().head, head);
+    assert_eq!(raw_records(&target).len() as u64, cut);
+    let imported = import(&whole, &target).unwrap();
+    assert_eq!(imported.head, exported.head);
+    assert_eq!(raw_records(&target), source);
+    {
+        let data = DataDir::open(&target).unwrap();
+        let report = verify::<DomainEvent>(&*data.store.backend(), 1, |_| {}).unwrap();
+        assert!(report.is_intact(), "{:?}", report.breach);
+        assert_eq!(report.last, exported.head);
+    }
+    // Nothing is left to import: refused, nothing written.
+    let again = import(&whole, &target);
+    assert!(
+        matches!(&again, Err(ReplayError::NotEmpty(m)) if m.contains("nothing to import")),
+        "{again:?}"
+    );
+    // A log longer than the file is refused too.
+    let longer = import(&start, &target);
+    assert!(
+        matches!(&longer, Err(ReplayError::NotEmpty(m)) if m.contains("longer than the file")),
+        "{longer:?}"
+    );
+    assert_eq!(raw_records(&target), source);
+
+    // An import cut short (its records stored, the head not): run again,
+    // it completes.
+    let cut_short = w.path.with_file_name("cut-short");
+    import(&whole, &cut_short).unwrap();
+    {
+        let data = DataDir::open(&cut_short).unwrap();
+        let log = data.db.open_tree(srs_domain::log::LOG_TREE).unwrap();
+        assert!(log.remove(b"h").unwrap().is_some(), "the head record");
+        data.db.flush().unwrap();
+    }
+    assert_eq!(import(&whole, &cut_short).unwrap().head, exported.head);
+    let data = DataDir::open(&cut_short).unwrap();
+    let report = verify::<DomainEvent>(&*data.store.backend(), 1, |_| {}).unwrap();
+    assert!(report.is_intact(), "{:?}", report.breach);
+    drop(data);
+
+    // Another log's export onto this one: refused at its first position,
+    // nothing written.
+    let other = World::new().await;
+    let theirs = other.path.with_file_name("theirs.srs-export");
+    export(&other.log, &mut std::fs::File::create(&theirs).unwrap()).unwrap();
+    let refused = import(&theirs, &target);
+    assert!(
+        matches!(&refused, Err(ReplayError::NotEmpty(m)) if m.contains("position 1 is not the file's")),
+        "{refused:?}"
+    );
+    assert_eq!(raw_records(&target), source);
 }
 
 #[tokio::test]

@@ -517,27 +517,34 @@ fn export_to_file(
 pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut written: Option<Arc<dyn LogBackend>> = None;
     let imported = match args.log.jetstream() {
-        Some(options) => srs_replay::import_with(&args.file, || {
-            let backend: Arc<dyn LogBackend> = Arc::new(JetStreamBackend::open(&options)?);
-            srs_replay::ensure_empty(
-                &*backend,
-                &format!("stream {} on {}", options.stream, options.urls.join(",")),
-            )?;
-            written = Some(backend.clone());
-            Ok(backend)
-        }),
-        None => srs_replay::import(&args.file, &args.data),
+        Some(options) => {
+            let what = format!("stream {} on {}", options.stream, options.urls.join(","));
+            srs_replay::import_with(&args.file, &what, || {
+                let backend: Arc<dyn LogBackend> = Arc::new(JetStreamBackend::open(&options)?);
+                written = Some(backend.clone());
+                Ok(backend)
+            })
+        }
+        None => {
+            let what = args.data.display().to_string();
+            srs_replay::import_with(&args.file, &what, || {
+                let data = DataDir::open_or_create(&args.data)?;
+                let backend = data.store.backend();
+                written = Some(backend.clone());
+                Ok(backend)
+            })
+        }
     };
     let summary = match imported {
         Ok(summary) => summary,
         Err(e) => {
+            let refused = matches!(e, srs_replay::ReplayError::NotEmpty(_));
             let code = fail(e);
-            if written.is_some() {
+            if written.is_some() && !refused {
                 // Whole commits are stored or not, but an import is many.
                 eprintln!(
-                    "srs: the stream may now hold the first part of the file, which is not the exported log: \
-                     delete the stream (e.g. `nats stream rm {}`) before importing again",
-                    args.log.log_stream
+                    "srs: the log may now hold the first part of the file without its head: \
+                     run the same import again to complete it"
                 );
             }
             return Ok(code);
@@ -547,13 +554,11 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         "imported {} events, head position {} hash {}",
         summary.count, summary.head.position, summary.head.hash
     ))?;
-    // What was written, read back from storage and walked as `srs verify` does.
-    let backend = match written {
-        Some(backend) => backend,
-        None => match DataDir::open(&args.data) {
-            Ok(data) => data.store.backend(),
-            Err(e) => return Ok(fail(e)),
-        },
+    // What was written, read back from storage and walked as `srs verify`
+    // does, through the handle that wrote it (reopening the directory
+    // right away could race the release of the import's own handle).
+    let Some(backend) = written else {
+        return Err(anyhow::anyhow!("the import wrote into no log"));
     };
     crate::report_verified(&*backend, 1)
 }

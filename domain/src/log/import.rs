@@ -9,10 +9,12 @@
 //! same backend commits as the writer, so the result is indistinguishable from the source
 //! and `verify` passes on it.
 //!
-//! The importer only writes into an empty log. The head record is written
-//! last, in the final batch: an interrupted import leaves records without a
-//! head, which `verify` reports, and the target is no longer empty, so it
-//! must be removed before importing again.
+//! The importer writes into an empty log, or onto a log that holds the
+//! first records of the same log ([`LogImporter::onto`]: an earlier import
+//! of a shorter export, or an import that was interrupted). The head
+//! record is written last, in the final batch: an interrupted import
+//! leaves records without a head, which `verify` reports until the import
+//! is run again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,18 +73,51 @@ impl LogImporter {
                 "the target log is not empty; import only into a new data directory".into(),
             ));
         }
-        Ok(LogImporter {
+        Ok(LogImporter::onto(backend))
+    }
+
+    /// Writes into `backend`, which may already hold the first records of
+    /// what is imported (an earlier import of a shorter export of the same
+    /// log): the caller hands each of those to [`LogImporter::stored`]
+    /// first, having compared it with what the log holds, then the rest to
+    /// [`LogImporter::push`].
+    pub fn onto(backend: Arc<dyn LogBackend>) -> Self {
+        LogImporter {
             backend,
             head: Head::default(),
             commit: Commit::default(),
             versions: HashMap::new(),
-        })
+        }
+    }
+
+    /// Takes the next record as one the log already holds (at its
+    /// position, with its hash): checked like [`LogImporter::push`], not
+    /// written again.
+    pub fn stored(&mut self, record: &RawRecord) -> Result<(), LogError> {
+        self.next(record).map(drop)
     }
 
     /// Adds the next record. Its position must follow the last one, its
     /// version its stream's last, and its fields must hash to its `hash`
     /// after the previous record's hash.
     pub fn push(&mut self, record: &RawRecord) -> Result<(), LogError> {
+        let bytes = self.next(record)?;
+        self.commit.records.push(CommitRecord {
+            position: record.position,
+            stream: record.stream.clone(),
+            version: record.version,
+            event_id: record.event_id,
+            bytes,
+        });
+        if self.commit.records.len() >= IMPORT_BATCH.min(self.backend.max_commit_records()) {
+            let commit = self.take_commit();
+            self.backend.commit(commit)?;
+        }
+        Ok(())
+    }
+
+    /// Checks `record` as the next one and moves past it; its encoding.
+    fn next(&mut self, record: &RawRecord) -> Result<Vec<u8>, LogError> {
         let position = self.head.position + 1;
         if record.position != position {
             return Err(LogError::Corrupt(format!(
@@ -103,24 +138,18 @@ impl LogImporter {
                 "position {position}: the record does not hash to its stored hash"
             )));
         }
-        self.commit.records.push(CommitRecord {
-            position,
-            stream: record.stream.clone(),
-            version: record.version,
-            event_id: record.event_id,
-            bytes,
-        });
         self.versions.insert(record.stream.clone(), record.version);
         self.head = Head { position, hash };
-        if self.commit.records.len() >= IMPORT_BATCH.min(self.backend.max_commit_records()) {
-            let commit = self.take_commit();
-            self.backend.commit(commit)?;
-        }
-        Ok(())
+        Ok(bytes)
     }
 
     /// Writes what is left and the head, flushes, and returns the head.
     pub fn finish(mut self) -> Result<Head, LogError> {
+        if self.commit.records.is_empty() && self.backend.head()? == self.head {
+            // Everything was stored already, the head too.
+            self.backend.flush()?;
+            return Ok(self.head);
+        }
         let mut commit = self.take_commit();
         commit.head = Some(self.head);
         self.backend.commit(commit)?;

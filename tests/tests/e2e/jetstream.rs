@@ -192,6 +192,29 @@ async fn an_embedded_log_moves_into_a_stream_and_reads_the_same_there() {
         stdout.starts_with(&format!("intact: {head} events checked")),
         "{stdout}"
     );
+    // A stream holding the start of the same log goes on from its end:
+    // a later export (the first one is a fact of the source's log now)
+    // imported where the first one was.
+    let later = dir.path().join("later.jsonl");
+    let later_arg = later.to_str().unwrap();
+    let (code, _, stderr) = run_srs(&["export", "--data", source_arg, later_arg], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let step = ["--log-url", urls.as_str(), "--log-stream", "srs-step"];
+    for file in [exported_arg, later_arg] {
+        let (code, stdout, stderr) = run_srs(&[&["import"][..], &step, &[file]].concat(), &[]);
+        assert_eq!(code, Some(0), "{file}: {stdout}{stderr}");
+    }
+    let (code, stdout, _) = run_srs(&[&["verify"][..], &step].concat(), &[]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("intact: {} events checked", head + 1)),
+        "{stdout}"
+    );
+    // The earlier export onto it is refused: the stream holds more.
+    let (code, _, stderr) = run_srs(&[&["import"][..], &step, &[exported_arg]].concat(), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("longer than the file"), "{stderr}");
+
     // A file that does not check out creates no stream.
     let truncated = dir.path().join("truncated.jsonl");
     let mut lines: Vec<&str> = embedded.lines().collect();
