@@ -344,7 +344,14 @@ impl Server {
         // One key ring for the data directory: the content store seals
         // chunks and the service seals session events under the same
         // recording keys, and a shredding evicts the one cache.
-        let content = Arc::new(open_content(&options, log.as_ref()).await?);
+        // On a cluster, one key file: the recordings' keys are wrapped
+        // under it and playback tickets sealed under a key derived from it.
+        let cluster_key = log.as_ref().map(|_| cluster_key(&options)).transpose()?;
+        let tickets = match &cluster_key {
+            Some(key) => crate::content::Tickets::with_key(&key.derive(TICKET_KEY_PURPOSE)),
+            None => crate::content::Tickets::new(),
+        };
+        let content = Arc::new(open_content(&options, log.as_ref(), cluster_key).await?);
         ContentEffects::carry_over_checkpoint(
             &db,
             &db.open(CONTENT_TREE).map_err(ProjectionError::from)?,
@@ -412,7 +419,7 @@ impl Server {
             ),
             data_dir: options.data.clone(),
             cors_origins: options.cors_origins.clone(),
-            tickets: crate::content::Tickets::new(),
+            tickets,
             cluster,
             background,
         });
@@ -671,12 +678,12 @@ async fn reopen(
 async fn open_content(
     options: &ServeOptions,
     log: Option<&JetStreamOptions>,
+    key: Option<srs_log_jetstream::ClusterKey>,
 ) -> Result<ContentStore, ServeError> {
     let content = |e: crate::content::ContentError| ServeError::Content(e.to_string());
-    let Some(log) = log else {
+    let (Some(log), Some(key)) = (log, key) else {
         return ContentStore::open(&options.data).map_err(content);
     };
-    let key = cluster_key(options)?;
     let (data, log) = (options.data.clone(), log.clone());
     // Connecting and creating the buckets block.
     tokio::task::spawn_blocking(move || crate::content::open_cluster_content(&data, &log, key))
@@ -684,6 +691,10 @@ async fn open_content(
         .map_err(|e| ServeError::Content(e.to_string()))?
         .map_err(content)
 }
+
+/// What the cluster's playback-ticket key is derived for (see
+/// `ClusterKey::derive`).
+const TICKET_KEY_PURPOSE: &[u8] = b"srs playback tickets v1";
 
 /// The cluster key of a start on a JetStream log: a missing, unreadable,
 /// too widely readable or malformed key file is [`ServeError::Config`].

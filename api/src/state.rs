@@ -199,7 +199,8 @@ pub struct Services {
     /// The browser origins allowed to call `/graphql` and the content
     /// routes from their pages (CORS); none by default.
     pub cors_origins: Vec<String>,
-    /// Playback tickets (`Playback.ticketUrl`), under a key of this process.
+    /// Playback tickets (`Playback.ticketUrl`), under a key of this
+    /// process, or of the cluster (derived from its key file).
     pub tickets: crate::content::Tickets,
     /// With a JetStream log: this node's leases and the stream's last
     /// position (see [`crate::cluster`]); `None` for the embedded log.

@@ -3,7 +3,10 @@
 //!
 //! `playRecording`'s `ticketUrl` is the content URL with `?ticket=<hex>`. A ticket
 //! is sealed (XChaCha20-Poly1305) under a key this process draws at start
-//! and never writes anywhere; it holds the id of the token it was issued
+//! and never writes anywhere, or, on a JetStream cluster, under a key
+//! every node derives from the cluster key file ([`Tickets::with_key`]),
+//! so a ticket one node issued opens content on any node behind the same
+//! address; it holds the id of the token it was issued
 //! to and when it expires ([`TICKET_TTL`] after issue), and is bound to
 //! its recording as associated data, so it opens for that recording's
 //! content only. It carries no secret: whoever reads a ticket from a log
@@ -13,8 +16,9 @@
 //! A ticket stands for its token, not beside it: at every use the token
 //! is looked up again (revoked or expired: refused) and the recording is
 //! judged playable again (a revoked grant or a restriction placed since
-//! takes effect at once). A restart forgets the key, which ends every
-//! ticket; a player plays again (`playRecording`) for a fresh one.
+//! takes effect at once). Without a cluster, a restart forgets the key,
+//! which ends every ticket; a player plays again (`playRecording`) for a
+//! fresh one.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -54,8 +58,14 @@ impl Tickets {
     pub fn new() -> Self {
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
+        Self::with_key(&key)
+    }
+
+    /// Tickets under `key` (the cluster's ticket key: every node opens
+    /// what any node issued).
+    pub fn with_key(key: &[u8; 32]) -> Self {
         Tickets {
-            cipher: XChaCha20Poly1305::new(key.as_ref().into()),
+            cipher: XChaCha20Poly1305::new(key.into()),
         }
     }
 
@@ -153,5 +163,30 @@ mod tests {
         assert!(tickets.open(&altered, recording, at(1000)).is_err());
         assert!(tickets.open("zz", recording, at(1000)).is_err());
         assert!(tickets.open("", recording, at(1000)).is_err());
+    }
+
+    #[test]
+    fn tickets_under_one_key_open_on_every_node_that_holds_it() {
+        let key = srs_log_jetstream::ClusterKey::from_bytes([7; 32]);
+        let purpose = b"srs playback tickets v1";
+        let (a, b) = (
+            Tickets::with_key(&key.derive(purpose)),
+            Tickets::with_key(&key.derive(purpose)),
+        );
+        let (recording, token) = (Uuid::new_v4(), Uuid::new_v4());
+        let ticket = a.issue(recording, token, expiry(at(1000)));
+        assert_eq!(b.open(&ticket, recording, at(1001)).unwrap(), token);
+        // Another cluster's key, or the same key for another purpose, or
+        // the cluster key itself: refused.
+        let other = srs_log_jetstream::ClusterKey::from_bytes([8; 32]);
+        assert!(Tickets::with_key(&other.derive(purpose))
+            .open(&ticket, recording, at(1001))
+            .is_err());
+        assert!(Tickets::with_key(&key.derive(b"another use"))
+            .open(&ticket, recording, at(1001))
+            .is_err());
+        assert!(Tickets::with_key(&[7; 32])
+            .open(&ticket, recording, at(1001))
+            .is_err());
     }
 }

@@ -102,6 +102,22 @@ impl ClusterKey {
         ClusterKey(Zeroizing::new(bytes))
     }
 
+    /// A key for another use (`purpose`, e.g. `b"srs playback tickets"`)
+    /// that every node holding this cluster key derives alike:
+    /// SHA-256(purpose | 0 | key). The cluster key is 32 random bytes, so
+    /// the hash of it under a distinct label is a key of its own, and
+    /// learning it reveals neither the cluster key nor another purpose's.
+    pub fn derive(&self, purpose: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(purpose);
+        hasher.update([0u8]);
+        hasher.update(self.0.as_ref());
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        key.copy_from_slice(&hasher.finalize());
+        key
+    }
+
     fn cipher(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new(Key::from_slice(self.0.as_ref()))
     }

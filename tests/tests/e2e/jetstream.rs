@@ -732,6 +732,21 @@ async fn content_uploaded_through_one_server_plays_through_another_and_is_shredd
     let (status, code, body) = content(&b, &admin_token, &id).await;
     assert_eq!(status, 200, "{code:?}");
     assert!(body == whole, "B plays what was uploaded through A");
+    // A playback ticket A issued opens the content on B too (a player
+    // behind one address reaching either node).
+    let played = admin_a
+        .data(
+            "mutation($id: ID!) { playRecording(recordingId: $id) { ticketUrl } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let ticket_url = played["playRecording"]["ticketUrl"].as_str().unwrap();
+    let by_ticket = reqwest::get(b.url(ticket_url)).await.unwrap();
+    assert_eq!(by_ticket.status(), 200);
+    assert!(
+        by_ticket.bytes().await.unwrap() == whole,
+        "B plays by A's ticket"
+    );
     // Neither data directory holds a chunk or a key: they are in the cluster.
     for data in [&data_a, &data_b] {
         let held: Vec<PathBuf> = files(&data.join("content"));
