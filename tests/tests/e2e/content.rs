@@ -658,6 +658,15 @@ async fn the_first_chunks_content_type_declares_what_the_content_is() {
     let agent = Client::new(&srs, Some(&agent_token));
     let started = start_recording(&agent, &server, "s-1", "CORP\\ann", &[]).await;
     let id = started["recordingId"].as_str().unwrap().to_owned();
+    // The admin reads what the read models have followed: wait for the start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while playback(&admin, &id).await.is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recording never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let body = payload("webm", 2_000);
     let put = |content_type: &'static str| {
         http.send(
@@ -681,7 +690,15 @@ async fn the_first_chunks_content_type_declares_what_the_content_is() {
     );
 
     assert_eq!(put("video/webm").await.status, 201);
-    let seen = playback(&admin, &id).await;
+    let mut seen = playback(&admin, &id).await;
+    while seen["chunks"].as_array().is_none_or(Vec::is_empty) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunk never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        seen = playback(&admin, &id).await;
+    }
     assert_eq!(seen["contentType"], "video/webm", "{seen}");
     let content = http.content(Some(&srs.admin_token()), &id, None).await;
     assert_eq!(content.status, 200);
