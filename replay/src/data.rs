@@ -46,6 +46,10 @@ use crate::error::ReplayError;
 /// grow the process with it (tools read each record once).
 const TOOL_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// How long opening a data directory waits for a lock to be released (see
+/// [`DataDir::open_or_create`]).
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// An opened data directory: its database and its log.
 pub struct DataDir {
     pub path: PathBuf,
@@ -147,7 +151,19 @@ impl DataDir {
 
     /// Opens a data directory, creating it when absent (for `import`).
     pub fn open_or_create(path: &Path) -> Result<Self, ReplayError> {
-        let db = open_db(path, TOOL_CACHE_BYTES).map_err(|e| ReplayError::from_open(path, e))?;
+        // sled lets go of the directory once its own threads have, a moment
+        // after this process drops its last handle (an import that just
+        // ended, then its check): a lock still held after that is another
+        // process's.
+        let deadline = std::time::Instant::now() + RELEASE_WAIT;
+        let db = loop {
+            match open_db(path, TOOL_CACHE_BYTES) {
+                Err(LogError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => break opened.map_err(|e| ReplayError::from_open(path, e))?,
+            }
+        };
         let options = StoreOptions {
             cache_capacity_bytes: TOOL_CACHE_BYTES,
             ..StoreOptions::default()
