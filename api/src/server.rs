@@ -129,9 +129,10 @@ pub const CONTENT_TREE: &str = "content";
 /// sled's page cache of `srs serve` by default, in MiB (`--cache-mb`).
 ///
 /// sled counts its cache in the bytes its pages take on disk; held in
-/// memory they take about 2.7 times that, so 64 MiB hold ~170 MiB
-/// resident. Every read model answers from its own in-memory index or row
-/// cache first, so a larger cache buys little (README, "Memory").
+/// memory they take about 3 times that (64 MiB hold ~200 MiB resident at
+/// 1M recordings). Every read model answers from its own in-memory index
+/// or row cache first, so a larger cache buys little (README, "Memory at
+/// 1M recordings").
 pub const DEFAULT_CACHE_MB: u64 = 64;
 
 /// What `srs serve` needs.
@@ -341,9 +342,6 @@ impl Server {
             }
         };
         let shared: Arc<dyn EventStore<DomainEvent>> = Arc::new(store.clone());
-        // One key ring for the data directory: the content store seals
-        // chunks and the service seals session events under the same
-        // recording keys, and a shredding evicts the one cache.
         // On a cluster, one key file: the recordings' keys are wrapped
         // under it and playback tickets sealed under a key derived from it.
         let cluster_key = log.as_ref().map(|_| cluster_key(&options)).transpose()?;
@@ -351,6 +349,9 @@ impl Server {
             Some(key) => crate::content::Tickets::with_key(&key.derive(TICKET_KEY_PURPOSE)),
             None => crate::content::Tickets::new(),
         };
+        // One key ring for the data directory: the content store seals
+        // chunks and the service seals session events under the same
+        // recording keys, and a shredding evicts the one cache.
         let content = Arc::new(open_content(&options, log.as_ref(), cluster_key).await?);
         ContentEffects::carry_over_checkpoint(
             &db,

@@ -102,7 +102,7 @@ pub enum Command {
         #[command(flatten)]
         log: LogArgs,
         /// The embedded database's page cache, in MiB (sled counts pages at
-        /// their size on disk; resident they take about 2.7 times that).
+        /// their size on disk; resident they take about 3 times that).
         #[arg(long, env = "SRS_CACHE_MB", default_value_t = srs_api::server::DEFAULT_CACHE_MB, value_parser = clap::value_parser!(u64).range(8..=65_536))]
         cache_mb: u64,
         /// With --log-url: seconds a scheduled job's lease (retention, the
