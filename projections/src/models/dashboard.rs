@@ -23,8 +23,6 @@
 //! | `rec/` recording | [`DashRecording`] |
 //! | `srv/` server | [`DashServer`] |
 //! | `ret/` site | the site's `RetentionPolicy` |
-//! | `ec/` site, ended at, recording | - (ended or archived: retention candidates) |
-//! | `ses/` server, session, recording | - (the parts of a session) |
 //! | `ps/` server, session | [`SessionParts`]: each part's lifecycle, end and restriction |
 //! | `pk/` site, restricted, earliest kept end, server, session | kept parts (ended or archived) of a session without a live part |
 //! | `pe/` site, restricted, earliest ended end, server, session | ended parts of a session without a live part, and its earliest kept end |
@@ -63,7 +61,8 @@
 //! exempting restricted sessions reads only the unrestricted entries. The
 //! parts of a session share their server's site (the site of its first
 //! part is the session's). [`DashboardReader::due`] (the run's list of ids)
-//! still reads the `ec/` and `ses/` keys and the `rec/` rows.
+//! reads the same entries up to the nearer cutoff and the parts of their
+//! sessions (`ps/`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -280,13 +279,6 @@ fn server_bytes_key(server: Uuid) -> Vec<u8> {
     Key::new(b"sb/").uuid(server).build()
 }
 
-fn candidate_key(r: &DashRecording, id: Uuid) -> Option<Vec<u8>> {
-    let kept = matches!(r.lifecycle, Lifecycle::Ended | Lifecycle::Archived);
-    r.ended_at
-        .filter(|_| kept)
-        .map(|end| Key::new(b"ec/").uuid(r.site_id).i64(end.0).uuid(id).build())
-}
-
 /// A part of a session as retention sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionPart {
@@ -477,7 +469,9 @@ impl Projection<DomainEvent> for DashboardProjection {
         // `ServerStatus`.
         // 4: retention entries per session (`ps/`, `pk/`, `pe/`) for the
         // counts due for archive and delete.
-        4
+        // 5: the retention run's list reads those entries too: no more
+        // `ec/` and `ses/` keys (two fewer per recording).
+        5
     }
 
     fn committed(&self, tree: &Tree, changes: &Changes, _checkpoint: u64) {
@@ -593,14 +587,6 @@ impl Projection<DomainEvent> for DashboardProjection {
                 };
                 count_in_lists(w, &recording, true, true, 1)?;
                 set_session_part(w, &recording, *recording_id)?;
-                w.insert(
-                    Key::new(b"ses/")
-                        .uuid(*server_id)
-                        .str(session_id)
-                        .uuid(*recording_id)
-                        .build(),
-                    Vec::new(),
-                )?;
                 return w.put_value(rec_key(*recording_id), &recording);
             }
             _ => {}
@@ -746,12 +732,6 @@ impl Projection<DomainEvent> for DashboardProjection {
             _ => return Ok(()),
         }
         if r != old {
-            if let Some(k) = candidate_key(&old, id) {
-                w.remove(k)?;
-            }
-            if let Some(k) = candidate_key(&r, id) {
-                w.insert(k, Vec::new())?;
-            }
             if (r.lifecycle, r.ended_at, r.restricted)
                 != (old.lifecycle, old.ended_at, old.restricted)
             {
@@ -1250,20 +1230,39 @@ impl DashboardReader {
         cutoff: Timestamp,
         mut f: impl FnMut(&[u8]),
     ) -> Result<()> {
-        let prefix = Key::new(tag).uuid(site).u8(restricted).build();
-        let end = match cutoff.0.checked_add(1) {
-            Some(after) => [prefix.as_slice(), &codec::i64_key(after)].concat(),
-            None => codec::prefix_end(&prefix).unwrap_or_default(),
-        };
-        for kv in self.tree.range(prefix.clone()..end) {
+        for kv in self
+            .tree
+            .range(retention_range(tag, site, restricted, cutoff))
+        {
             f(&kv?.1);
         }
         Ok(())
     }
 
-    /// The domain's `due` over the sessions of `site` that have a part old
-    /// enough to matter: what a retention run at `now` would archive and
-    /// delete.
+    /// Calls `f` with the key of every `tag site restricted` retention
+    /// entry whose end is at or before `cutoff`.
+    fn each_retention_key(
+        &self,
+        tag: &[u8],
+        site: Uuid,
+        restricted: u8,
+        cutoff: Timestamp,
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<()> {
+        for kv in self
+            .tree
+            .range(retention_range(tag, site, restricted, cutoff))
+        {
+            f(&kv?.0);
+        }
+        Ok(())
+    }
+
+    /// The domain's `due` over the sessions of `site` whose `pk/` entry
+    /// (earliest kept end) is old enough to matter: what a retention run at
+    /// `now` would archive and delete. A session with a live part has no
+    /// entry and `due` skips it anyway; a policy exempting restricted
+    /// sessions reads only the unrestricted entries.
     pub fn due(
         &self,
         site: Uuid,
@@ -1277,41 +1276,68 @@ impl DashboardReader {
         else {
             return Ok(Default::default());
         };
+        // Any part due (kept and older than the delete days, or ended and
+        // older than the archive days) makes the session's earliest kept
+        // end at least as old as the nearer of the two cutoffs.
         let cutoff = now.plus_days(-i64::from(days));
-        let prefix = Key::new(b"ec/").uuid(site).build();
-        let end = [
-            prefix.as_slice(),
-            &codec::i64_key(cutoff.0.saturating_add(1)),
-        ]
-        .concat();
-        let mut sessions: BTreeSet<(Uuid, String)> = BTreeSet::new();
-        for kv in self.tree.range(prefix.clone()..end) {
-            let id = trailing_uuid(&kv?.0)?;
-            if let Some(r) = get::<DashRecording>(&self.tree, &rec_key(id))? {
-                sessions.insert((r.server_id, r.session_id));
-            }
-        }
+        let restricted: &[u8] = if policy.exclude_restricted {
+            &[0]
+        } else {
+            &[0, 1]
+        };
         let mut candidates = Vec::new();
-        for (server, session) in sessions {
-            for kv in self
-                .tree
-                .scan_prefix(Key::new(b"ses/").uuid(server).str(&session).build())
-            {
-                let id = trailing_uuid(&kv?.0)?;
-                if let Some(r) = get::<DashRecording>(&self.tree, &rec_key(id))? {
-                    candidates.push(RetentionCandidate {
-                        recording_id: id,
-                        server_id: r.server_id,
-                        session_id: r.session_id,
-                        lifecycle: r.lifecycle,
-                        ended_at: r.ended_at,
-                        restricted: r.restricted,
-                    });
-                }
+        for &flag in restricted {
+            let mut sessions = Vec::new();
+            self.each_retention_key(b"pk/", site, flag, cutoff, |key| {
+                sessions.push(key.to_vec());
+            })?;
+            for key in sessions {
+                let (server, session) = retention_session(&key)?;
+                let Some(s) = get::<SessionParts>(&self.tree, &session_key(server, &session))?
+                else {
+                    continue;
+                };
+                candidates.extend(s.parts.into_iter().map(|p| RetentionCandidate {
+                    recording_id: p.recording_id,
+                    server_id: server,
+                    session_id: session.clone(),
+                    lifecycle: p.lifecycle,
+                    ended_at: p.ended_at,
+                    restricted: p.restricted,
+                }));
             }
         }
         Ok(due(&candidates, policy, now))
     }
+}
+
+/// The server and session a retention entry's key names (`tag site
+/// restricted end server session`, the tag 3 bytes).
+fn retention_session(key: &[u8]) -> Result<(Uuid, String)> {
+    let bad = || ProjectionError::Codec(format!("retention entry key {key:?}"));
+    let rest = key.get(3 + 16 + 1 + 8..).ok_or_else(bad)?;
+    let server = codec::uuid_from_key(rest).ok_or_else(bad)?;
+    let session = rest
+        .get(16..rest.len().saturating_sub(1))
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .ok_or_else(bad)?;
+    Ok((server, session.to_string()))
+}
+
+/// The keys of the `tag site restricted` retention entries whose end is at
+/// or before `cutoff`.
+fn retention_range(
+    tag: &[u8],
+    site: Uuid,
+    restricted: u8,
+    cutoff: Timestamp,
+) -> std::ops::Range<Vec<u8>> {
+    let prefix = Key::new(tag).uuid(site).u8(restricted).build();
+    let end = match cutoff.0.checked_add(1) {
+        Some(after) => [prefix.as_slice(), &codec::i64_key(after)].concat(),
+        None => codec::prefix_end(&prefix).unwrap_or_default(),
+    };
+    prefix..end
 }
 
 fn top(counts: HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
