@@ -543,6 +543,7 @@ pub async fn store_chunk(
     let store = content.clone();
     let plain = body.clone();
     let written = blocking(move || store.write_chunk(recording_id, seq, &plain)).await?;
+    let ours = written.sha256.clone();
     let appended = services
         .service
         .store_content_chunk(
@@ -567,7 +568,25 @@ pub async fn store_chunk(
             Err(srs_domain::app::AppError::Log(log).into())
         }
         Err(error) => {
-            // Refused: leave no file behind that the log does not know.
+            // Refused. Another server of a cluster may have taken the same
+            // chunk meanwhile: the same bytes seal to the same file, so the
+            // log's chunk is this upload's (answered as stored), and a
+            // chunk the log names is never removed.
+            if let Ok(now) = services.service.content_target(by, recording_id).await {
+                if let Some(stored) = now.recording.state.chunks.get(&seq) {
+                    if stored.sha256 != ours {
+                        return Err(error.into());
+                    }
+                    let position = services
+                        .store
+                        .read_event(chunk_event_id(recording_id, seq))
+                        .await
+                        .map_err(ApiError::from)?
+                        .map_or(now.recording.last_position, |e| e.position);
+                    return Ok((StatusCode::OK, receipt(position)));
+                }
+            }
+            // Leave no file behind that the log does not know.
             let store = content.clone();
             if let Err(e) = blocking(move || store.discard_chunk(recording_id, seq)).await {
                 tracing::warn!(error = ?e, "cannot remove a refused chunk");

@@ -21,8 +21,15 @@
 //! ```
 //!
 //! Each chunk is sealed with ChaCha20-Poly1305 under its recording's key,
-//! a fresh random nonce, and the recording id and seq as associated data
-//! (a file moved to another recording or seq does not open). The log's
+//! a synthetic nonce, and the recording id and seq as associated data (a
+//! file moved to another recording or seq does not open). The nonce is the
+//! first 12 bytes of SHA-256(label | key | recording | seq | chunk): the
+//! same chunk seals to the same bytes wherever and however often it is
+//! uploaded (an agent's retry through another server of a cluster writes
+//! what the first one wrote, and the log's hash of it still holds), while
+//! two different chunks share a nonce under one key only if 96 bits of the
+//! hash collide. Sealing the same bytes twice reveals only that they are
+//! the same chunk, which the log's hash says anyway. The log's
 //! `ContentChunkStored` holds the chunk's plain size and the SHA-256 of the
 //! *encrypted* file, so the hash chain covers the content without holding
 //! anything that reveals it, and a file changed on disk is detected on read.
@@ -70,9 +77,14 @@
 //! and deletes the objects; every server's ring forgets a purged key, and
 //! its content GET answers the recording as deleted even before its read
 //! models have seen the deletion. Uploads are serialised per recording
-//! within one server only: two servers taking the same chunk of one
-//! recording at the same moment may leave the one the log names replaced
-//! by the other (an agent uploads a recording through one server).
+//! within one server only. Two servers taking the same chunk at the same
+//! moment (an agent retrying through another server) are safe: the same
+//! bytes seal to the same object, so whichever append the log takes names
+//! the bytes both wrote, and the other server answers the chunk as stored.
+//! Two *different* bodies for one chunk at the same moment through two
+//! servers may leave the loser's bytes under the winner's name; a read then
+//! finds the digest the log names does not match and refuses the chunk, it
+//! never serves other content.
 
 mod asciicast;
 mod cluster;

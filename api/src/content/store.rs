@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use srs_domain::seal::{KeyRing, RecordingKey, SealError};
 use tokio::sync::{Mutex, MutexGuard};
@@ -391,9 +390,8 @@ impl ContentStore {
     ) -> Result<WrittenChunk, ContentError> {
         let key = self.key_or_create(recording_id)?;
         let cipher = ChaCha20Poly1305::new(Key::from_slice(key.as_ref()));
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = associated_data(recording_id, seq);
+        let nonce = synthetic_nonce(&key, &aad, plain);
         let sealed = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
@@ -485,6 +483,20 @@ impl ContentStore {
 
 /// Binds a chunk to its recording and place: a file copied to another
 /// recording or seq does not decrypt.
+/// The nonce a chunk is sealed with: the same for the same key, recording,
+/// seq and bytes (see the module docs, "On disk").
+fn synthetic_nonce(key: &RecordingKey, aad: &[u8; 24], plain: &[u8]) -> [u8; NONCE_LEN] {
+    let digest = Sha256::new()
+        .chain_update(b"srs chunk nonce\0")
+        .chain_update(key.as_ref())
+        .chain_update(aad)
+        .chain_update(plain)
+        .finalize();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&digest[..NONCE_LEN]);
+    nonce
+}
+
 fn associated_data(recording_id: Uuid, seq: u64) -> [u8; 24] {
     let mut aad = [0u8; 24];
     aad[..16].copy_from_slice(recording_id.as_bytes());
@@ -556,6 +568,30 @@ mod tests {
         );
         assert_eq!(hex::encode(Sha256::digest(&file)), written.sha256);
         assert_eq!(store.read_chunk(id, 0, &written.sha256).unwrap(), plain);
+    }
+
+    #[test]
+    fn the_same_chunk_seals_to_the_same_bytes_and_no_other_chunk_does() {
+        let (_dir, store) = store();
+        let (id, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let path = |id, seq| store.files().unwrap().chunk_path(Area::Live, id, seq);
+        let first = store.write_chunk(id, 0, b"frame").unwrap();
+        let file = fs::read(path(id, 0)).unwrap();
+        // An agent's retry (through this or another server) writes the same
+        // file: the hash the log holds still names it.
+        assert_eq!(store.write_chunk(id, 0, b"frame").unwrap(), first);
+        assert_eq!(fs::read(path(id, 0)).unwrap(), file);
+        let nonce = |file: &[u8]| file[MAGIC.len()..MAGIC.len() + NONCE_LEN].to_vec();
+        // Other bytes, another seq or another recording (another key): another nonce.
+        let mut nonces = vec![nonce(&file)];
+        store.write_chunk(id, 0, b"framf").unwrap();
+        nonces.push(nonce(&fs::read(path(id, 0)).unwrap()));
+        store.write_chunk(id, 1, b"frame").unwrap();
+        nonces.push(nonce(&fs::read(path(id, 1)).unwrap()));
+        store.write_chunk(other, 0, b"frame").unwrap();
+        nonces.push(nonce(&fs::read(path(other, 0)).unwrap()));
+        let distinct: std::collections::BTreeSet<_> = nonces.iter().collect();
+        assert_eq!(distinct.len(), nonces.len(), "{nonces:?}");
     }
 
     #[test]

@@ -747,6 +747,47 @@ async fn content_uploaded_through_one_server_plays_through_another_and_is_shredd
         by_ticket.bytes().await.unwrap() == whole,
         "B plays by A's ticket"
     );
+    // An agent's retry through the other node while the first upload is
+    // still under way: both take the same chunk at once, both answer it
+    // as stored, and the content the log names plays on both.
+    let raced = start_recording(&agent, &server, "s-race", "CORP\\ann", &[]).await;
+    let raced = raced["recordingId"].as_str().unwrap().to_owned();
+    let race_chunks: Vec<Vec<u8>> = (0..8)
+        .map(|seq| payload(&format!("race-{seq}"), 50_000))
+        .collect();
+    let deadline = Instant::now() + SETTLE;
+    // The first through B alone, once B knows the recording.
+    while upload(&b, &agent_token, &raced, 0, &race_chunks[0]).await != 201 {
+        assert!(Instant::now() < deadline, "B never took the first chunk");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (seq, chunk) in race_chunks.iter().enumerate().skip(1) {
+        let (on_a, on_b) = tokio::join!(
+            upload(&a, &agent_token, &raced, seq as u32, chunk),
+            upload(&b, &agent_token, &raced, seq as u32, chunk)
+        );
+        assert!(
+            [200, 201].contains(&on_a) && [200, 201].contains(&on_b),
+            "chunk {seq}: A answered {on_a}, B {on_b}"
+        );
+    }
+    let whole_race = race_chunks.concat();
+    for node in [&a, &b] {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let (status, code, body) = content(node, &admin_token, &raced).await;
+            if status == 200 && body.len() == whole_race.len() {
+                assert!(body == whole_race, "the raced chunks play as uploaded");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the raced recording answers {status} {code:?} with {} bytes",
+                body.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // Neither data directory holds a chunk or a key: they are in the cluster.
     for data in [&data_a, &data_b] {
         let held: Vec<PathBuf> = files(&data.join("content"));
