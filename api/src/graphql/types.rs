@@ -33,6 +33,7 @@ use crate::state::Services;
 
 /// Relay page information.
 #[derive(SimpleObject, Clone, Debug, Default)]
+#[graphql(serial)]
 pub struct PageInfo {
     /// Whether another page follows: ask again with `after: endCursor`.
     pub has_next_page: bool,
@@ -40,10 +41,18 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
+// The objects of pages resolve their fields in order (`serial`):
+// async-graphql otherwise gives every object its own set of concurrent
+// field futures, for fields that do not wait (they read a row in memory).
+// In order, a page of 50 recordings takes about a fifth less CPU (`srs
+// bench graphql`, recordings_page_throughput against the plain handler).
+// A field that waits (a recording's `events`, read from the log) still
+// works; its siblings only wait for it.
 macro_rules! connection {
     ($(#[$doc:meta])* $conn:ident, $edge:ident, $node:ty) => {
         $(#[$doc])*
         #[derive(SimpleObject)]
+        #[graphql(serial)]
         pub struct $conn {
             /// This page's items, in order.
             pub edges: Vec<$edge>,
@@ -56,6 +65,7 @@ macro_rules! connection {
 
         /// One item of a page, with its cursor.
         #[derive(SimpleObject)]
+        #[graphql(serial)]
         pub struct $edge {
             /// Pass it as `after` to continue after this item.
             pub cursor: String,
@@ -91,7 +101,7 @@ connection!(
 pub struct Token(pub srs_projections::models::tokens::TokenRow);
 
 /// A token: who holds it, what it may do, and its life; never its secret.
-#[Object]
+#[Object(serial)]
 impl Token {
     /// Its id (a UUID; `node(id)` finds it).
     pub async fn id(&self) -> ID {
@@ -590,6 +600,7 @@ impl From<&Bucket> for VisualizationBucket {
 
 /// One event inside a recorded session.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct SessionEvent {
     /// The event's id, as the agent sent it (its idempotency key).
     pub event_id: ID,
@@ -680,7 +691,7 @@ impl From<&CommentRow> for Comment {
 
 /// A session event the detection policy flagged.
 #[derive(SimpleObject, Clone, Debug)]
-#[graphql(complex)]
+#[graphql(complex, serial)]
 pub struct DetectedEvent {
     /// Its id (a UUID; `node(id)` finds it).
     #[graphql(owned)]
@@ -945,7 +956,7 @@ impl Playback {
 const PLAYBACK_MAX_EVENTS: usize = 10_000;
 
 /// A recorded session (or one part of it, after a rollover), as the caller may see it.
-#[Object]
+#[Object(serial)]
 impl Recording {
     /// Its id (a UUID; `node(id)` finds it).
     pub async fn id(&self) -> ID {
@@ -1520,6 +1531,7 @@ impl From<&RetentionRow> for RetentionPolicy {
 
 /// One entry of the admin audit trail.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct AuditEntry {
     /// The log position of the audited event (64-bit).
     pub position: i64,
@@ -1565,6 +1577,7 @@ impl From<&AuditRow> for AuditEntry {
 
 /// One stored event of the log, as the history and the `log` subscription show it.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct LoggedEvent {
     /// Its log position: global, gapless, from 1 (64-bit).
     pub position: i64,
