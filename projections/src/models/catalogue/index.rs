@@ -237,6 +237,20 @@ impl State {
         k
     }
 
+    /// [`State::start_key`] without its id, as a number: keys order as
+    /// their ranks, then their ids. Read from a dense column alone.
+    fn start_rank(&self, o: u32) -> u128 {
+        u128::from(u64::from_be_bytes(codec::i64_desc_key(
+            self.started[o as usize],
+        )))
+    }
+
+    /// [`State::duration_key`] without its id, as a number.
+    fn duration_rank(&self, o: u32) -> u128 {
+        let duration = u64::from_be_bytes(codec::u64_desc_key(self.duration_ms[o as usize]));
+        (u128::from(duration) << 64) | self.start_rank(o)
+    }
+
     fn posting(&self, field: u8, value: &str) -> Option<&Posting> {
         let id = *self.dict.get(slot(field))?.get(value)?;
         self.postings.get(id as usize)
@@ -653,7 +667,7 @@ impl CatalogueIndex {
                     self.plan,
                     &matches,
                     &state.by_start,
-                    State::start_key,
+                    (State::start_key, State::start_rank),
                     after,
                     bounds,
                     limit,
@@ -676,7 +690,7 @@ impl CatalogueIndex {
                     self.plan,
                     &matches,
                     &state.by_duration,
-                    State::duration_key,
+                    (State::duration_key, State::duration_rank),
                     after,
                     bounds,
                     limit,
@@ -935,7 +949,7 @@ fn page<const N: usize>(
     plan: PagePlan,
     m: &RoaringBitmap,
     set: &BTreeSet<([u8; N], u32)>,
-    key: fn(&State, u32) -> [u8; N],
+    (key, rank): (fn(&State, u32) -> [u8; N], fn(&State, u32) -> u128),
     after: Option<&[u8]>,
     bounds: (Option<Vec<u8>>, Option<Vec<u8>>),
     limit: usize,
@@ -986,17 +1000,35 @@ fn page<const N: usize>(
             return (out, false);
         }
     }
-    let mut keys: Vec<([u8; N], u32)> = m
+    // Sorting: by rank (the key before its id, from dense columns), so
+    // that only the page's candidates pay for their ids (a random read
+    // each, in a table of every recording).
+    let ranked_bytes = N - 16;
+    let mut ranked: Vec<(u128, u32)> = m
         .iter()
-        .map(|o| (key(state, o), o))
-        .filter(|(k, _)| past(k.as_slice()))
+        .map(|o| (rank(state, o), o))
+        .filter(|&(r, o)| {
+            let Some(a) = after else { return true };
+            let r = r.to_be_bytes();
+            let r = &r[16 - ranked_bytes..];
+            let p = ranked_bytes.min(a.len());
+            match r[..p].cmp(&a[..p]) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Equal => past(key(state, o).as_slice()),
+            }
+        })
         .collect();
-    if keys.len() > limit + 1 {
-        keys.select_nth_unstable(limit);
-        keys.truncate(limit + 1);
+    let has_next = ranked.len() > limit;
+    if has_next {
+        // The page and the one after it rank at most the (limit+1)-th
+        // rank; ties at it are decided by id below.
+        ranked.select_nth_unstable(limit);
+        let cut = ranked[limit].0;
+        ranked.retain(|&(r, _)| r <= cut);
     }
+    let mut keys: Vec<([u8; N], u32)> = ranked.iter().map(|&(_, o)| (key(state, o), o)).collect();
     keys.sort_unstable();
-    let has_next = keys.len() > limit;
     keys.truncate(limit);
     (
         keys.into_iter()
@@ -1023,6 +1055,43 @@ mod tests {
     fn tree() -> Tree {
         let db = Db::temporary().unwrap();
         db.open("catalogue").unwrap()
+    }
+
+    #[test]
+    fn a_rank_is_its_key_without_the_id() {
+        let mut state = State::empty(None);
+        let values = [
+            (i64::MIN, 0u64),
+            (-1, 1),
+            (0, 999),
+            (1, u64::MAX),
+            (1_700_000_000_000_000, 3_600_000),
+            (i64::MAX, 42),
+        ];
+        for (n, &(started, duration)) in values.iter().enumerate() {
+            state.docs.push(Doc {
+                id: Uuid::from_u128(u128::MAX - n as u128),
+                postings: Box::new([]),
+                listed: true,
+            });
+            state.started.push(started);
+            state.duration_ms.push(duration);
+        }
+        for a in 0..values.len() as u32 {
+            assert_eq!(
+                state.start_rank(a).to_be_bytes()[8..],
+                state.start_key(a)[..8]
+            );
+            assert_eq!(
+                state.duration_rank(a).to_be_bytes(),
+                state.duration_key(a)[..16]
+            );
+            for b in 0..values.len() as u32 {
+                let by_rank = state.start_rank(a).cmp(&state.start_rank(b));
+                let by_key = state.start_key(a)[..8].cmp(&state.start_key(b)[..8]);
+                assert_eq!(by_rank, by_key);
+            }
+        }
     }
 
     #[test]
