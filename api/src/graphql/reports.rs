@@ -36,8 +36,13 @@ fn type_counts(map: &BTreeMap<dm::SessionEventType, u64>) -> Vec<TypeCount> {
         .collect()
 }
 
+// The dashboard's list items resolve their fields in order (`serial`),
+// like the objects of pages (`types.rs`, the connections): their fields
+// are plain values.
+
 /// Recordings (or detections) on one UTC day.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct DayCount {
     /// Midnight UTC of the day.
     pub day: DateTime<Utc>,
@@ -47,6 +52,7 @@ pub struct DayCount {
 
 /// Detections of one severity on each day of a range.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct SeverityDays {
     /// The severity.
     pub severity: Severity,
@@ -56,6 +62,7 @@ pub struct SeverityDays {
 
 /// Servers with one status.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct ServerStateCount {
     /// The servers' status (the `Server.status` values).
     pub status: ServerStatus,
@@ -68,6 +75,7 @@ pub struct ServerStateCount {
 
 /// Recordings of one recording mode.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct ModeCount {
     /// What the recordings capture.
     pub mode: RecordingMode,
@@ -77,6 +85,7 @@ pub struct ModeCount {
 
 /// A user ranked by the risk of their detections.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct RiskyUser {
     /// The recorded user (lowercase).
     pub name: String,
@@ -87,6 +96,7 @@ pub struct RiskyUser {
 
 /// One server's health and storage, as the dashboard shows it.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct ServerHealth {
     /// The server's id.
     pub server_id: ID,

@@ -488,6 +488,7 @@ pub struct Restriction {
 
 /// A count per session event type.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct TypeCount {
     /// The session event type.
     #[graphql(name = "type")]
@@ -498,6 +499,7 @@ pub struct TypeCount {
 
 /// A count per severity.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct SeverityCount {
     /// The severity.
     pub severity: Severity,
@@ -507,6 +509,7 @@ pub struct SeverityCount {
 
 /// A count per name (user, application).
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(serial)]
 pub struct NameCount {
     /// The user or application.
     pub name: String,
