@@ -29,6 +29,7 @@
 //!   refusal fact and one playback per recording per request.
 
 mod agent;
+mod boxed;
 mod context;
 mod convert;
 pub mod cost;

@@ -22,6 +22,7 @@ use srs_projections::models::servers::{InstallJobRow, ServerRow, SiteRow};
 use srs_projections::models::Visibility as DomainVisibility;
 use srs_projections::ProjectionStatus as Status;
 
+use super::boxed::Boxed;
 use super::context::ContextExt;
 use super::convert::{id, int, long, page, time};
 use super::enums::*;
@@ -970,16 +971,19 @@ impl Recording {
         id(self.row.site_id)
     }
     /// Its site, when it exists.
-    async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Site>> {
-        Ok(read::servers::site(ctx.services()?, self.row.site_id)?.map(Site))
+    async fn site(&self, ctx: &Context<'_>) -> ApiResult<Option<Boxed<Site>>> {
+        Ok(read::servers::site(ctx.services()?, self.row.site_id)?.map(|s| Boxed::new(Site(s))))
     }
     /// The server that recorded it.
     async fn server_id(&self) -> ID {
         id(self.row.server_id)
     }
     /// That server, when it exists.
-    async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Server>> {
-        Ok(read::servers::named_server(ctx.services()?, self.row.server_id)?.map(Server))
+    async fn server(&self, ctx: &Context<'_>) -> ApiResult<Option<Boxed<Server>>> {
+        Ok(
+            read::servers::named_server(ctx.services()?, self.row.server_id)?
+                .map(|s| Boxed::new(Server(s))),
+        )
     }
     /// The session's id on the server.
     async fn session_id(&self) -> &str {
@@ -1036,8 +1040,8 @@ impl Recording {
         self.row.mode.into()
     }
     /// Why it is recorded.
-    async fn decision(&self) -> RecordingDecision {
-        RecordingDecision::from(&self.row.decision)
+    async fn decision(&self) -> Boxed<RecordingDecision> {
+        Boxed::new(RecordingDecision::from(&self.row.decision))
     }
     /// Where it is in its life.
     async fn lifecycle(&self) -> Lifecycle {
@@ -1068,11 +1072,13 @@ impl Recording {
         self.row.restricted()
     }
     /// Why and by whom it is restricted.
-    async fn restriction(&self) -> Option<Restriction> {
-        self.row.restriction.as_ref().map(|r| Restriction {
-            reason: r.reason.clone(),
-            by: r.by.clone(),
-            at: time(r.at),
+    async fn restriction(&self) -> Option<Boxed<Restriction>> {
+        self.row.restriction.as_ref().map(|r| {
+            Boxed::new(Restriction {
+                reason: r.reason.clone(),
+                by: r.by.clone(),
+                at: time(r.at),
+            })
         })
     }
     /// Whether its content is archived.
@@ -1088,10 +1094,11 @@ impl Recording {
     async fn legal_holds(
         &self,
         ctx: &Context<'_>,
-    ) -> ApiResult<Option<Vec<super::holds::LegalHold>>> {
-        super::holds::recording_holds(ctx, &self.row.facts())
+    ) -> ApiResult<Option<Boxed<Vec<super::holds::LegalHold>>>> {
+        let facts = self.row.facts();
+        Box::pin(super::holds::recording_holds(ctx, &facts))
             .await
-            .map(Some)
+            .map(|holds| Some(Boxed::new(holds)))
     }
     /// Whether it was deleted (its session data shredded).
     async fn deleted(&self) -> bool {
@@ -1124,40 +1131,46 @@ impl Recording {
         first: Option<i32>,
         after: Option<String>,
         types: Option<Vec<SessionEventType>>,
-    ) -> ApiResult<SessionEventConnection> {
-        Box::pin(self.events_page(ctx, first, after, types)).await
+    ) -> ApiResult<Boxed<SessionEventConnection>> {
+        Box::pin(self.events_page(ctx, first, after, types))
+            .await
+            .map(Boxed::new)
     }
     /// What the detection policy flagged in it.
-    async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Vec<DetectedEvent>> {
+    async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Boxed<Vec<DetectedEvent>>> {
         let services = ctx.services()?;
         let (keys, deleted) = (services.content.keys(), self.row.deleted());
-        Ok(
+        Ok(Boxed::new(
             read::recordings::detections(services, self.row.id, PLAYBACK_MAX_EVENTS)?
                 .iter()
                 .map(|row| DetectedEvent::shown(row, keys, deleted))
                 .collect(),
-        )
+        ))
     }
     /// The comments on it.
-    async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Comment>> {
-        Ok(read::recordings::comments(ctx.services()?, self.row.id)?
-            .iter()
-            .map(Comment::from)
-            .collect())
+    async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Boxed<Vec<Comment>>> {
+        Ok(Boxed::new(
+            read::recordings::comments(ctx.services()?, self.row.id)?
+                .iter()
+                .map(Comment::from)
+                .collect(),
+        ))
     }
     /// Response actions triggered on the session.
-    async fn responses(&self, ctx: &Context<'_>) -> ApiResult<Vec<PendingResponse>> {
-        Ok(read::recordings::responses(ctx.services()?, self.row.id)?
-            .iter()
-            .map(PendingResponse::from)
-            .collect())
+    async fn responses(&self, ctx: &Context<'_>) -> ApiResult<Boxed<Vec<PendingResponse>>> {
+        Ok(Boxed::new(
+            read::recordings::responses(ctx.services()?, self.row.id)?
+                .iter()
+                .map(PendingResponse::from)
+                .collect(),
+        ))
     }
     /// Figures about it.
-    async fn data_points(&self) -> DataPoints {
-        DataPoints {
+    async fn data_points(&self) -> Boxed<DataPoints> {
+        Boxed::new(DataPoints {
             recording: Some((self.row.id, self.row.deleted())),
             ..DataPoints::from(&self.row.points)
-        }
+        })
     }
     /// Events and detections per type in buckets of `bucketSec` seconds
     /// (default 60) from the session start.
@@ -1165,19 +1178,19 @@ impl Recording {
         &self,
         ctx: &Context<'_>,
         bucket_sec: Option<i32>,
-    ) -> ApiResult<Vec<VisualizationBucket>> {
+    ) -> ApiResult<Boxed<Vec<VisualizationBucket>>> {
         let bucket = bucket_sec.unwrap_or(60);
         if !(1..=86_400).contains(&bucket) {
             return Err(ApiError::validation(
                 "bucketSec must be between 1 and 86400",
             ));
         }
-        Ok(
+        Ok(Boxed::new(
             read::recordings::event_visualization(ctx.services()?, self.row.id, bucket as u64)?
                 .iter()
                 .map(VisualizationBucket::from)
                 .collect(),
-        )
+        ))
     }
     /// The recording's playback as a read: the timeline (session events
     /// with offsets, detections, comments), the stored content's type,
@@ -1188,8 +1201,8 @@ impl Recording {
     /// GETs `contentUrl` with its bearer token (recorded there). FORBIDDEN
     /// when the caller may see but not play it (e.g. an auditor and an
     /// archived recording); the refusal is recorded.
-    async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Playback> {
-        Box::pin(self.timeline(ctx)).await
+    async fn playback(&self, ctx: &Context<'_>) -> ApiResult<Boxed<Playback>> {
+        Box::pin(self.timeline(ctx)).await.map(Boxed::new)
     }
 }
 

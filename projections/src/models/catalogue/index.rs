@@ -18,6 +18,7 @@
 //! rows. Applying a row sets the recording's entry from the row alone, so
 //! applying it twice, or racing a load, leaves the same index.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -377,15 +378,28 @@ impl State {
         }
     }
 
-    /// The union of the postings of `values` of `field`.
-    fn any_of<'a>(&self, field: u8, values: impl IntoIterator<Item = &'a str>) -> RoaringBitmap {
+    /// The union of the postings of `values` of `field`; one posting's
+    /// bitmap is lent, not copied.
+    fn any_of<'a>(
+        &self,
+        field: u8,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Cow<'_, RoaringBitmap> {
+        let mut found = values.into_iter().filter_map(|v| self.posting(field, v));
+        let Some(first) = found.next() else {
+            return Cow::Owned(RoaringBitmap::new());
+        };
+        let Some(second) = found.next() else {
+            return match first {
+                Posting::One(x) => Cow::Owned(std::iter::once(*x).collect()),
+                Posting::Many(b) => Cow::Borrowed(b),
+            };
+        };
         let mut out = RoaringBitmap::new();
-        for v in values {
-            if let Some(p) = self.posting(field, v) {
-                p.union_into(&mut out);
-            }
+        for p in [first, second].into_iter().chain(found) {
+            p.union_into(&mut out);
         }
-        out
+        Cow::Owned(out)
     }
 }
 
@@ -719,7 +733,7 @@ fn matches(
     }
     // Equality constraints, each a union over its values; the smallest
     // leads the intersection.
-    let mut all: Vec<RoaringBitmap> = Vec::new();
+    let mut all: Vec<Cow<'_, RoaringBitmap>> = Vec::new();
     let sites: Option<Vec<Uuid>> = match (f.site_id, viewer.site_scope()) {
         (Some(s), Some(scope)) => Some(if scope.contains(&s) { vec![s] } else { vec![] }),
         (Some(s), None) => Some(vec![s]),
@@ -762,17 +776,18 @@ fn matches(
             .collect();
         all.push(state.any_of(b'm', codes.iter().map(String::as_str)));
     }
-    all.sort_by_key(RoaringBitmap::len);
-    let mut m = match all.first() {
+    all.sort_by_key(|b| b.len());
+    let mut all = all.into_iter();
+    let mut m = match all.next() {
         // Postings hold listed recordings only.
-        Some(first) => first.clone(),
+        Some(first) => first.into_owned(),
         None => state.listed.clone(),
     };
-    for other in all.iter().skip(1) {
+    for other in all {
         if m.is_empty() {
             break;
         }
-        m &= other;
+        m &= other.as_ref();
     }
     // Negated flags.
     for (field, on) in [
@@ -938,6 +953,10 @@ fn changed_rows(changes: &Changes) -> Result<Vec<(Uuid, Option<Arc<RecordingRow>
     Ok(out)
 }
 
+/// A page order's key of a recording, and its rank (the key without the
+/// id, as a number).
+type OrderKey<const N: usize> = (fn(&State, u32) -> [u8; N], fn(&State, u32) -> u128);
+
 /// Up to `limit` matches after `after` in the order of `set`, and whether
 /// more follow. Few matches are sorted; many are found by walking the order
 /// from the cursor (within `bounds`: inclusive lower, exclusive upper key
@@ -949,7 +968,7 @@ fn page<const N: usize>(
     plan: PagePlan,
     m: &RoaringBitmap,
     set: &BTreeSet<([u8; N], u32)>,
-    (key, rank): (fn(&State, u32) -> [u8; N], fn(&State, u32) -> u128),
+    (key, rank): OrderKey<N>,
     after: Option<&[u8]>,
     bounds: (Option<Vec<u8>>, Option<Vec<u8>>),
     limit: usize,
