@@ -441,6 +441,13 @@ impl KeyRing {
         lock(&self.shredded).contains(&recording_id)
     }
 
+    /// The recording's key as its store holds it now, past this ring's
+    /// cache (a backup copies what is stored, under the recording's
+    /// content lock); `None` when it has none.
+    pub fn stored_key(&self, recording_id: Uuid) -> Result<Option<RecordingKey>, SealError> {
+        self.store.get(recording_id)
+    }
+
     /// Whether the recording has a key.
     pub fn has_key(&self, recording_id: Uuid) -> bool {
         matches!(self.key(recording_id), Ok(Some(_)))

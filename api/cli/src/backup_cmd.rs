@@ -189,6 +189,14 @@ async fn local_backup(
     key: &WrappingKey,
     partial: &Path,
 ) -> Result<BackupSummary, BackupError> {
+    // A node of a JetStream log keeps only read models here: its log,
+    // content and keys are in the cluster, which a running node backs up.
+    if data.join(srs_api::server::LOG_ID_FILE).exists() {
+        return Err(BackupError::Invalid(format!(
+            "the data directory {} serves a JetStream log (--log-url): its log, content and keys are in the cluster; back up through a running node with --url and --token",
+            data.display()
+        )));
+    }
     let dir = DataDir::open(data)?;
     let content = ContentStore::open(data)
         .map_err(|e| BackupError::Source(format!("opening the content store: {e}")))?;

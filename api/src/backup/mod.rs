@@ -52,6 +52,20 @@
 //! ran) fails the backup: the stream is aborted and the client removes its
 //! partial file. Whatever the log gets after `P` is not in the backup.
 //!
+//! # In a cluster
+//!
+//! A server on a JetStream log (`srs serve --log-url`) backs up the same
+//! way through its route (`srs backup --url` to any node): the log from
+//! the cluster's stream, the chunks from its object store and the keys
+//! from its KV bucket (unwrapped with the cluster key, then wrapped under
+//! the backup's key like any other). The recording lock is the node's
+//! own: a recording deleted through another node during the backup makes
+//! it start over at the new head or fail (its key or chunks are gone; run
+//! it again); it never yields a backup that misses content its log holds. The file is the same format
+//! and restores into a data directory (`srs restore`), which then serves
+//! on its own; `srs import --log-url` moves that log back into a cluster,
+//! but not its content and keys.
+//!
 //! # Format (version 1)
 //!
 //! ```text

@@ -2,7 +2,7 @@
 //! position, into one backup file (see the module docs of `backup`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{ErrorKind, Read as _, Write};
+use std::io::Write;
 
 use sha2::{Digest, Sha256};
 use srs_domain::actor::Actor;
@@ -92,27 +92,16 @@ fn plan(store: &EventLog<DomainEvent>, head: Head) -> Result<Plan, BackupError> 
     Ok(Plan { head, recordings })
 }
 
-/// Reads a recording's key by the content store's layout
-/// (`<content>/keys/<id>.key`, 32 bytes; all zeros is a shredding caught
-/// half-way, so no key).
+/// The recording's key as the content store holds it (a key file, or the
+/// cluster's KV entry unwrapped); `None` when it has none.
 fn read_key(
     content: &ContentStore,
     recording_id: Uuid,
 ) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>, BackupError> {
-    let path = content
-        .root()
-        .join("keys")
-        .join(format!("{recording_id}.key"));
-    let mut file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    if file.read_exact(key.as_mut()).is_err() || key.iter().all(|&b| b == 0) {
-        return Ok(None);
-    }
-    Ok(Some(key))
+    content
+        .keys()
+        .stored_key(recording_id)
+        .map_err(|e| BackupError::Source(format!("reading the key of {recording_id}: {e}")))
 }
 
 /// Splits the export's bytes into one `L` record per line.
@@ -151,11 +140,6 @@ pub fn write_backup<W: Write>(
     key: &WrappingKey,
     out: W,
 ) -> Result<(W, BackupSummary), BackupError> {
-    let Some(files) = content.files() else {
-        return Err(BackupError::Source(
-            "the content and keys are kept in the JetStream cluster (--log-url), not in the data directory: back up the cluster's streams instead".into(),
-        ));
-    };
     let lock = |id: Uuid| runtime.map(|rt| rt.block_on(content.lock(id)));
     // The keys first: a recording deleted after the chosen position has
     // lost its key; start over from the new head then.
@@ -219,14 +203,15 @@ pub fn write_backup<W: Write>(
             // client must not hold up uploads).
             let read = {
                 let _guard = lock(recording_id);
-                files
-                    .chunk_file(recording_id, seq)
-                    .map(|(area, path)| std::fs::read(path).map(|file| (area, file)))
-                    .transpose()?
+                content.stored_chunk(recording_id, seq).map_err(|e| {
+                    BackupError::Source(format!(
+                        "reading chunk {seq} of recording {recording_id}: {e}"
+                    ))
+                })?
             };
             let Some((area, file)) = read else {
                 return Err(BackupError::Source(format!(
-                    "chunk {seq} of recording {recording_id} is not on disk (was the recording deleted during the backup? run it again)"
+                    "chunk {seq} of recording {recording_id} is not stored (was the recording deleted during the backup? run it again)"
                 )));
             };
             if hex::encode(Sha256::digest(&file)) != *sha256 {

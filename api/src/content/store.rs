@@ -348,6 +348,23 @@ impl ContentStore {
         self.chunks.files()
     }
 
+    /// Chunk `seq` as stored (sealed), with the area it is in (informative:
+    /// a store without areas says live); `None` when it is not stored.
+    pub fn stored_chunk(
+        &self,
+        recording_id: Uuid,
+        seq: u64,
+    ) -> Result<Option<(Area, Vec<u8>)>, ContentError> {
+        let area = self
+            .files()
+            .and_then(|files| files.area(recording_id))
+            .unwrap_or(Area::Live);
+        Ok(self
+            .chunks
+            .get(recording_id, seq)?
+            .map(|bytes| (area, bytes)))
+    }
+
     /// Serialises writes and moves of one recording's content.
     pub async fn lock(&self, recording_id: Uuid) -> MutexGuard<'_, ()> {
         let stripe = (recording_id.as_u128() % LOCK_STRIPES as u128) as usize;

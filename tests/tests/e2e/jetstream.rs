@@ -794,6 +794,69 @@ async fn content_uploaded_through_one_server_plays_through_another_and_is_shredd
         assert!(held.is_empty(), "{held:?}");
     }
 
+    // ---- a backup through B, restored into a data directory of its own ----
+    let passphrase_file = dir.path().join("passphrase");
+    std::fs::write(&passphrase_file, "a long backup passphrase\n").unwrap();
+    let backup = dir.path().join("cluster.srsbak");
+    // A node's data directory holds no log, content nor keys: refused
+    // offline, with the way that works.
+    let (code, _, stderr) = run_srs(
+        &[
+            "backup",
+            "--data",
+            data_a.to_str().unwrap(),
+            "--passphrase-file",
+            passphrase_file.to_str().unwrap(),
+            backup.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--url"), "{stderr}");
+    assert!(!backup.exists());
+    let (code, _, stderr) = run_srs(
+        &[
+            "backup",
+            "--url",
+            &b.url(""),
+            "--token",
+            &admin_token,
+            "--passphrase-file",
+            passphrase_file.to_str().unwrap(),
+            "--kdf-memory-mib",
+            "8",
+            backup.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("10 chunks"), "{stderr}");
+    let restored = dir.path().join("restored");
+    let (code, _, stderr) = run_srs(
+        &[
+            "restore",
+            backup.to_str().unwrap(),
+            "--data",
+            restored.to_str().unwrap(),
+            "--passphrase-file",
+            passphrase_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, stderr) = run_srs(&["verify", "--data", restored.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let copy = Srs::start(&restored).await;
+    for (recording, uploaded) in [(&id, &whole), (&raced, &whole_race)] {
+        let (status, code, body) = content(&copy, &admin_token, recording).await;
+        assert_eq!(status, 200, "{code:?}");
+        assert!(
+            body == *uploaded,
+            "the restored copy plays what was uploaded"
+        );
+    }
+    assert!(copy.stop().success());
+
     // ---- deleted through A -------------------------------------------------
     mutate(
         &admin_a,
