@@ -10,7 +10,7 @@
 //! | `i/` site, block | posting block |
 //! | `r/` recording, block | posting block |
 //! | `w/` block | earliest and latest `recorded_at` of the block's events (i64 BE each) |
-//! | `n/` index tag and value | count of that value's events (u64 BE) |
+//! | `n/` index tag and value | count of that value's events (u64 BE): types, actors and sites only |
 //!
 //! Every event is indexed (positions are gapless), so the whole log needs
 //! no list of its own: it is every position up to the checkpoint.
@@ -77,9 +77,19 @@ fn read_count(value: Option<&[u8]>) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
+/// Whether an index keeps a count per value (`n/`): those whose values
+/// are few (event types, actors, sites). A stream's or a recording's
+/// events are counted from its posting blocks instead ([`History::count`]),
+/// which saves two keys per recording.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Yes,
+    FromBlocks,
+}
+
 /// Adds `position` to its posting block under `index`, once (a replayed
-/// event changes nothing), and counts it.
-fn post(w: &mut Overlay, index: Key, position: u64) -> Result<()> {
+/// event changes nothing), and counts it when `counted`.
+fn post(w: &mut Overlay, index: Key, position: u64, counted: Counted) -> Result<()> {
     let index = index.build();
     let key = Key::new(&index).u64(position >> BLOCK_BITS).build();
     let low = (position & (BLOCK_SPAN - 1)) as u8;
@@ -94,6 +104,9 @@ fn post(w: &mut Overlay, index: Key, position: u64) -> Result<()> {
         block.push(low);
     }
     w.insert(key, block)?;
+    if counted == Counted::FromBlocks {
+        return Ok(());
+    }
     let count = count_key(&index);
     let n = read_count(w.get(&count)?.as_deref());
     w.insert(count, (n + 1).to_be_bytes().to_vec())
@@ -127,20 +140,22 @@ impl Projection<DomainEvent> for HistoryProjection {
         Self::NAME
     }
 
+    /// 2: streams and recordings are counted from their blocks (no `n/`
+    /// key of theirs).
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         let pos = e.position;
-        post(w, type_index(e.payload.name()), pos)?;
-        post(w, stream_index(&e.stream), pos)?;
-        post(w, actor_index(&e.actor.label()), pos)?;
+        post(w, type_index(e.payload.name()), pos, Counted::Yes)?;
+        post(w, stream_index(&e.stream), pos, Counted::FromBlocks)?;
+        post(w, actor_index(&e.actor.label()), pos, Counted::Yes)?;
         if let Some(site) = e.payload.site_id() {
-            post(w, site_index(site), pos)?;
+            post(w, site_index(site), pos, Counted::Yes)?;
         }
         if let Some(recording) = e.payload.recording_id() {
-            post(w, recording_index(recording), pos)?;
+            post(w, recording_index(recording), pos, Counted::FromBlocks)?;
         }
         stamp(w, pos, e.recorded_at)
     }
@@ -232,15 +247,32 @@ impl History {
                 self.tree.get(count_key(&index.build()))?.as_deref(),
             ))
         };
-        let mut keyed: Vec<Key> = Vec::new();
-        keyed.extend(query.stream.as_deref().map(stream_index));
-        keyed.extend(query.actor.as_deref().map(actor_index));
-        keyed.extend(query.site.map(site_index));
-        keyed.extend(query.recording.map(recording_index));
+        let mut keyed: Vec<(Key, Counted)> = Vec::new();
+        keyed.extend(
+            query
+                .stream
+                .as_deref()
+                .map(|s| (stream_index(s), Counted::FromBlocks)),
+        );
+        keyed.extend(
+            query
+                .actor
+                .as_deref()
+                .map(|a| (actor_index(a), Counted::Yes)),
+        );
+        keyed.extend(query.site.map(|s| (site_index(s), Counted::Yes)));
+        keyed.extend(
+            query
+                .recording
+                .map(|r| (recording_index(r), Counted::FromBlocks)),
+        );
         let sites = query.within_sites.is_some();
         match (&query.types, keyed.len(), sites) {
             (None, 0, false) => self.indexed().map(Some),
-            (None, 1, false) => count(keyed.remove(0)).map(Some),
+            (None, 1, false) => match keyed.remove(0) {
+                (index, Counted::Yes) => count(index).map(Some),
+                (index, Counted::FromBlocks) => self.count_blocks(index).map(Some),
+            },
             (Some(types), 0, false) => {
                 let mut distinct: Vec<&String> = types.iter().collect();
                 distinct.sort();
@@ -263,6 +295,22 @@ impl History {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The entries of `index`'s posting blocks: a stream's or a
+    /// recording's events (one key per 256 positions it has events in).
+    fn count_blocks(&self, index: Key) -> Result<u64> {
+        let prefix = index.build();
+        let mut n = 0;
+        for kv in self.tree.scan_prefix(&prefix) {
+            let (key, value) = kv?;
+            // Another value that extends this one's bytes is not counted
+            // (the same check as the walk's).
+            if key.len() == prefix.len() + 8 {
+                n += value.len() as u64;
+            }
+        }
+        Ok(n)
     }
 
     /// The ordered list a query walks.
