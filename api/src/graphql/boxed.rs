@@ -24,6 +24,13 @@ impl<T> Boxed<T> {
     }
 }
 
+/// A list collected straight into its box.
+impl<T> FromIterator<T> for Boxed<Vec<T>> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        Boxed::new(items.into_iter().collect())
+    }
+}
+
 impl<T: OutputType> OutputType for Boxed<T> {
     fn type_name() -> Cow<'static, str> {
         T::type_name()

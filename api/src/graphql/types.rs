@@ -1140,30 +1140,22 @@ impl Recording {
     async fn detections(&self, ctx: &Context<'_>) -> ApiResult<Boxed<Vec<DetectedEvent>>> {
         let services = ctx.services()?;
         let (keys, deleted) = (services.content.keys(), self.row.deleted());
-        Ok(Boxed::new(
+        Ok(
             read::recordings::detections(services, self.row.id, PLAYBACK_MAX_EVENTS)?
                 .iter()
                 .map(|row| DetectedEvent::shown(row, keys, deleted))
                 .collect(),
-        ))
+        )
     }
     /// The comments on it.
     async fn comments(&self, ctx: &Context<'_>) -> ApiResult<Boxed<Vec<Comment>>> {
-        Ok(Boxed::new(
-            read::recordings::comments(ctx.services()?, self.row.id)?
-                .iter()
-                .map(Comment::from)
-                .collect(),
-        ))
+        let comments = read::recordings::comments(ctx.services()?, self.row.id)?;
+        Ok(comments.iter().map(Comment::from).collect())
     }
     /// Response actions triggered on the session.
     async fn responses(&self, ctx: &Context<'_>) -> ApiResult<Boxed<Vec<PendingResponse>>> {
-        Ok(Boxed::new(
-            read::recordings::responses(ctx.services()?, self.row.id)?
-                .iter()
-                .map(PendingResponse::from)
-                .collect(),
-        ))
+        let responses = read::recordings::responses(ctx.services()?, self.row.id)?;
+        Ok(responses.iter().map(PendingResponse::from).collect())
     }
     /// Figures about it.
     async fn data_points(&self) -> Boxed<DataPoints> {
@@ -1185,12 +1177,9 @@ impl Recording {
                 "bucketSec must be between 1 and 86400",
             ));
         }
-        Ok(Boxed::new(
-            read::recordings::event_visualization(ctx.services()?, self.row.id, bucket as u64)?
-                .iter()
-                .map(VisualizationBucket::from)
-                .collect(),
-        ))
+        let buckets =
+            read::recordings::event_visualization(ctx.services()?, self.row.id, bucket as u64)?;
+        Ok(buckets.iter().map(VisualizationBucket::from).collect())
     }
     /// The recording's playback as a read: the timeline (session events
     /// with offsets, detections, comments), the stored content's type,

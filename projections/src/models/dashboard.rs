@@ -1201,12 +1201,12 @@ impl DashboardReader {
         let (mut to_archive, mut to_delete) = (0, 0);
         for &flag in restricted {
             if let Some(cut) = delete_cutoff {
-                self.each_retention_entry(b"pk/", site, flag, cut, |value| {
+                self.each_retention_entry(b"pk/", site, flag, cut, |_, value| {
                     to_delete += leading_u64(value);
                 })?;
             }
             if let Some(cut) = archive_cutoff {
-                self.each_retention_entry(b"pe/", site, flag, cut, |value| {
+                self.each_retention_entry(b"pe/", site, flag, cut, |_, value| {
                     let kept_end = value.get(8..).and_then(codec::i64_from_key);
                     let deleting = delete_cutoff
                         .zip(kept_end)
@@ -1220,40 +1220,22 @@ impl DashboardReader {
         Ok((to_archive, to_delete))
     }
 
-    /// Calls `f` with the value of every `tag site restricted` retention
-    /// entry whose end is at or before `cutoff`.
+    /// Calls `f` with the key and value of every `tag site restricted`
+    /// retention entry whose end is at or before `cutoff`.
     fn each_retention_entry(
         &self,
         tag: &[u8],
         site: Uuid,
         restricted: u8,
         cutoff: Timestamp,
-        mut f: impl FnMut(&[u8]),
+        mut f: impl FnMut(&[u8], &[u8]),
     ) -> Result<()> {
         for kv in self
             .tree
             .range(retention_range(tag, site, restricted, cutoff))
         {
-            f(&kv?.1);
-        }
-        Ok(())
-    }
-
-    /// Calls `f` with the key of every `tag site restricted` retention
-    /// entry whose end is at or before `cutoff`.
-    fn each_retention_key(
-        &self,
-        tag: &[u8],
-        site: Uuid,
-        restricted: u8,
-        cutoff: Timestamp,
-        mut f: impl FnMut(&[u8]),
-    ) -> Result<()> {
-        for kv in self
-            .tree
-            .range(retention_range(tag, site, restricted, cutoff))
-        {
-            f(&kv?.0);
+            let (key, value) = kv?;
+            f(&key, &value);
         }
         Ok(())
     }
@@ -1288,7 +1270,7 @@ impl DashboardReader {
         let mut candidates = Vec::new();
         for &flag in restricted {
             let mut sessions = Vec::new();
-            self.each_retention_key(b"pk/", site, flag, cutoff, |key| {
+            self.each_retention_entry(b"pk/", site, flag, cutoff, |key, _| {
                 sessions.push(key.to_vec());
             })?;
             for key in sessions {
