@@ -61,10 +61,10 @@
 //! the backup's key like any other). The recording lock is the node's
 //! own: a recording deleted through another node during the backup makes
 //! it start over at the new head or fail (its key or chunks are gone; run
-//! it again); it never yields a backup that misses content its log holds. The file is the same format
-//! and restores into a data directory (`srs restore`), which then serves
-//! on its own; `srs import --log-url` moves that log back into a cluster,
-//! but not its content and keys.
+//! it again); it never yields a backup that misses content its log holds.
+//! The file is the same format and restores into a data directory (`srs
+//! restore`), which then serves on its own; `srs import --log-url` moves
+//! that log back into a cluster, but not its content and keys.
 //!
 //! # Format (version 1)
 //!

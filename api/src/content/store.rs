@@ -498,8 +498,6 @@ impl ContentStore {
     }
 }
 
-/// Binds a chunk to its recording and place: a file copied to another
-/// recording or seq does not decrypt.
 /// The nonce a chunk is sealed with: the same for the same key, recording,
 /// seq and bytes (see the module docs, "On disk").
 fn synthetic_nonce(key: &RecordingKey, aad: &[u8; 24], plain: &[u8]) -> [u8; NONCE_LEN] {
@@ -514,6 +512,8 @@ fn synthetic_nonce(key: &RecordingKey, aad: &[u8; 24], plain: &[u8]) -> [u8; NON
     nonce
 }
 
+/// Binds a chunk to its recording and place: a file copied to another
+/// recording or seq does not decrypt.
 fn associated_data(recording_id: Uuid, seq: u64) -> [u8; 24] {
     let mut aad = [0u8; 24];
     aad[..16].copy_from_slice(recording_id.as_bytes());

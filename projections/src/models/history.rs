@@ -78,18 +78,16 @@ fn read_count(value: Option<&[u8]>) -> u64 {
 }
 
 /// Whether an index keeps a count per value (`n/`): those whose values
-/// are few (event types, actors, sites). A stream's or a recording's
-/// events are counted from its posting blocks instead ([`History::count`]),
-/// which saves two keys per recording.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Counted {
-    Yes,
-    FromBlocks,
+/// are few (event types, actors, sites). A stream's (`s/`) or a
+/// recording's (`r/`) events are counted from its posting blocks instead
+/// ([`History::count`]), which saves two keys per recording.
+fn counted(index: &[u8]) -> bool {
+    !(index.starts_with(b"s/") || index.starts_with(b"r/"))
 }
 
 /// Adds `position` to its posting block under `index`, once (a replayed
-/// event changes nothing), and counts it when `counted`.
-fn post(w: &mut Overlay, index: Key, position: u64, counted: Counted) -> Result<()> {
+/// event changes nothing), and counts it where the index keeps counts.
+fn post(w: &mut Overlay, index: Key, position: u64) -> Result<()> {
     let index = index.build();
     let key = Key::new(&index).u64(position >> BLOCK_BITS).build();
     let low = (position & (BLOCK_SPAN - 1)) as u8;
@@ -104,7 +102,7 @@ fn post(w: &mut Overlay, index: Key, position: u64, counted: Counted) -> Result<
         block.push(low);
     }
     w.insert(key, block)?;
-    if counted == Counted::FromBlocks {
+    if !counted(&index) {
         return Ok(());
     }
     let count = count_key(&index);
@@ -148,14 +146,14 @@ impl Projection<DomainEvent> for HistoryProjection {
 
     fn apply(&self, w: &mut Overlay, e: &Envelope<DomainEvent>) -> Result<()> {
         let pos = e.position;
-        post(w, type_index(e.payload.name()), pos, Counted::Yes)?;
-        post(w, stream_index(&e.stream), pos, Counted::FromBlocks)?;
-        post(w, actor_index(&e.actor.label()), pos, Counted::Yes)?;
+        post(w, type_index(e.payload.name()), pos)?;
+        post(w, stream_index(&e.stream), pos)?;
+        post(w, actor_index(&e.actor.label()), pos)?;
         if let Some(site) = e.payload.site_id() {
-            post(w, site_index(site), pos, Counted::Yes)?;
+            post(w, site_index(site), pos)?;
         }
         if let Some(recording) = e.payload.recording_id() {
-            post(w, recording_index(recording), pos, Counted::FromBlocks)?;
+            post(w, recording_index(recording), pos)?;
         }
         stamp(w, pos, e.recorded_at)
     }
@@ -243,36 +241,22 @@ impl History {
             return Ok(None);
         }
         let count = |index: Key| -> Result<u64> {
-            Ok(read_count(
-                self.tree.get(count_key(&index.build()))?.as_deref(),
-            ))
+            let index = index.build();
+            if counted(&index) {
+                Ok(read_count(self.tree.get(count_key(&index))?.as_deref()))
+            } else {
+                self.count_blocks(&index)
+            }
         };
-        let mut keyed: Vec<(Key, Counted)> = Vec::new();
-        keyed.extend(
-            query
-                .stream
-                .as_deref()
-                .map(|s| (stream_index(s), Counted::FromBlocks)),
-        );
-        keyed.extend(
-            query
-                .actor
-                .as_deref()
-                .map(|a| (actor_index(a), Counted::Yes)),
-        );
-        keyed.extend(query.site.map(|s| (site_index(s), Counted::Yes)));
-        keyed.extend(
-            query
-                .recording
-                .map(|r| (recording_index(r), Counted::FromBlocks)),
-        );
+        let mut keyed: Vec<Key> = Vec::new();
+        keyed.extend(query.stream.as_deref().map(stream_index));
+        keyed.extend(query.actor.as_deref().map(actor_index));
+        keyed.extend(query.site.map(site_index));
+        keyed.extend(query.recording.map(recording_index));
         let sites = query.within_sites.is_some();
         match (&query.types, keyed.len(), sites) {
             (None, 0, false) => self.indexed().map(Some),
-            (None, 1, false) => match keyed.remove(0) {
-                (index, Counted::Yes) => count(index).map(Some),
-                (index, Counted::FromBlocks) => self.count_blocks(index).map(Some),
-            },
+            (None, 1, false) => count(keyed.remove(0)).map(Some),
             (Some(types), 0, false) => {
                 let mut distinct: Vec<&String> = types.iter().collect();
                 distinct.sort();
@@ -299,10 +283,9 @@ impl History {
 
     /// The entries of `index`'s posting blocks: a stream's or a
     /// recording's events (one key per 256 positions it has events in).
-    fn count_blocks(&self, index: Key) -> Result<u64> {
-        let prefix = index.build();
+    fn count_blocks(&self, prefix: &[u8]) -> Result<u64> {
         let mut n = 0;
-        for kv in self.tree.scan_prefix(&prefix) {
+        for kv in self.tree.scan_prefix(prefix) {
             let (key, value) = kv?;
             // Another value that extends this one's bytes is not counted
             // (the same check as the walk's).
