@@ -17,6 +17,8 @@ use srs_domain::log::{
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
+use crate::nats::OPEN_WAIT;
+
 /// The most messages one JetStream atomic batch holds by default (the
 /// servers' `jetstream { limits { batch { max_msgs } } }`), so the most
 /// records one commit of this backend holds unless
@@ -41,9 +43,6 @@ const FOLLOW_RETRY: Duration = Duration::from_millis(250);
 /// What a record leaves of a server's largest message for the headers of
 /// its batch.
 const HEADER_ROOM: usize = 1024;
-
-/// How long opening waits for the stream (its creation, its leader).
-const OPEN_WAIT: Duration = Duration::from_secs(30);
 
 /// How many records one direct get asks for.
 const READ_BATCH: usize = 256;
@@ -272,19 +271,13 @@ impl Nats {
             deny_purge: true,
             ..Default::default()
         };
-        // The cluster may still be electing its leaders, or be slow to
-        // answer: retry for a while.
+        // The cluster may still be forming, or be slow to answer.
         let deadline = tokio::time::Instant::now() + OPEN_WAIT.max(self.timeout);
-        let mut stream = loop {
-            match self.js.get_or_create_stream(config.clone()).await {
-                Ok(stream) => break stream,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "the JetStream log's stream is not ready yet");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(unavailable(format!("stream {}: {e}", self.stream))),
-            }
-        };
+        let mut stream = crate::nats::while_forming(self.timeout, "the log's stream", || {
+            self.js.get_or_create_stream(config.clone())
+        })
+        .await
+        .map_err(|e| unavailable(format!("stream {}: {e}", self.stream)))?;
         let mut info = stream
             .info()
             .await

@@ -11,11 +11,9 @@ use async_nats::jetstream::{kv, object_store, stream::StorageType};
 use tokio::runtime::Runtime;
 
 use crate::keys::{ClusterKey, ClusterKeys};
+use crate::nats::OPEN_WAIT;
 use crate::objects::ContentObjects;
 use crate::JetStreamOptions;
-
-/// How long opening waits for the buckets (their creation, their leaders).
-const OPEN_WAIT: Duration = Duration::from_secs(30);
 
 /// Why a request to the content or key buckets failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,42 +172,20 @@ async fn open_buckets(
         num_replicas: options.replicas,
         ..Default::default()
     };
-    // The cluster may still be electing its leaders: retry for a while.
-    let deadline = tokio::time::Instant::now() + OPEN_WAIT.max(options.timeout);
-    let objects = loop {
-        let found = match js.get_object_store(&objects_name).await {
+    let objects = crate::nats::while_forming(options.timeout, "the content bucket", || async {
+        match js.get_object_store(&objects_name).await {
             Ok(store) => Ok(store),
             Err(_) => js
                 .create_object_store(objects_config.clone())
                 .await
                 .map_err(|e| e.to_string()),
-        };
-        match found {
-            Ok(store) => break store,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(error = %e, "the content bucket is not ready yet");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(unavailable(format!("bucket {objects_name}: {e}"))),
         }
-    };
-    let kv = loop {
-        let found = match js.get_key_value(&keys_name).await {
-            Ok(store) => Ok(store),
-            Err(_) => js
-                .create_key_value(keys_config.clone())
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        match found {
-            Ok(store) => break store,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!(error = %e, "the key bucket is not ready yet");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(unavailable(format!("bucket {keys_name}: {e}"))),
-        }
-    };
+    })
+    .await
+    .map_err(|e| unavailable(format!("bucket {objects_name}: {e}")))?;
+    let kv = crate::nats::key_value(&js, keys_config, options.timeout)
+        .await
+        .map_err(unavailable)?;
     let history = kv
         .status()
         .await

@@ -52,7 +52,7 @@ impl Heartbeats {
             storage: jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        let kv = crate::nats::key_value(&js, config).await?;
+        let kv = crate::nats::key_value(&js, config, timeout).await?;
         Ok(Heartbeats { kv, timeout })
     }
 

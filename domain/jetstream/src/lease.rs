@@ -110,7 +110,7 @@ impl Leases {
             ..Default::default()
         };
         // It may exist (with another TTL, or created meanwhile).
-        let kv = crate::nats::key_value(&js, config)
+        let kv = crate::nats::key_value(&js, config, timeout)
             .await
             .map_err(LeaseError)?;
         let ttl = kv.stream.cached_info().config.max_age;

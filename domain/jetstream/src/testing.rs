@@ -251,7 +251,8 @@ impl Cluster {
     }
 
     /// Waits until every running server reports the same JetStream meta
-    /// leader, itself running. Panics with the logs after
+    /// leader, itself running, and that leader sees every other running
+    /// server as a current peer. Panics with the logs after
     /// [`READY_TIMEOUT`].
     pub fn wait_for_meta_leader(&self) {
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -268,7 +269,7 @@ impl Cluster {
                 leaders.iter().all(|l| l.as_deref() == Some(leader))
                     && self.index_of(leader).is_some_and(|i| self.is_running(i))
             });
-            if agreed.is_some() {
+            if agreed.is_some_and(|leader| self.leader_sees_every_running_peer(&leader)) {
                 return;
             }
             if Instant::now() > deadline {
@@ -279,6 +280,31 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether the meta leader `leader` counts every other running server
+    /// as a current, online peer: until it does, it cannot place a
+    /// three-replica stream ("no suitable peers for placement").
+    fn leader_sees_every_running_peer(&self, leader: &str) -> bool {
+        let Some(jsz) = self
+            .index_of(leader)
+            .and_then(|i| self.monitor(i, "/jsz").ok())
+        else {
+            return false;
+        };
+        let replicas = jsz["meta_cluster"]["replicas"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (0..self.nodes.len())
+            .filter(|&i| self.is_running(i) && self.nodes[i].name != leader)
+            .all(|i| {
+                replicas.iter().any(|r| {
+                    r["name"] == self.nodes[i].name.as_str()
+                        && r["current"] == true
+                        && r["offline"] != true
+                })
+            })
     }
 
     /// The name of the server leading stream `stream`, as the running
