@@ -20,10 +20,12 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasher as _, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use hashbrown::HashTable;
 use roaring::RoaringBitmap;
 use srs_domain::model::Role;
 use uuid::Uuid;
@@ -64,13 +66,13 @@ type StartKey = [u8; 24];
 type DurationKey = [u8; 32];
 
 /// One recording the index has seen (its start and duration are columns
-/// of [`State`], dense for range scans).
+/// of [`State`], dense for range scans; whether it is listed is
+/// [`State::listed`]).
 #[derive(Clone, Debug)]
 struct Doc {
     id: Uuid,
     /// Posting ids this recording is listed under (empty when not listed).
     postings: Box<[u32]>,
-    listed: bool,
 }
 
 /// The `(field, value)` entries of a row; none for a deleted one.
@@ -193,13 +195,39 @@ impl Posting {
     }
 }
 
+/// Which ordinal a recording id has: a hash table of ordinals, each
+/// found by its doc's id, so an id is held once (in [`Doc`]) rather than
+/// again as a map's key. At 1M recordings that is 2^21 slots of 5 bytes
+/// against 21 for a `HashMap<Uuid, u32>`: ~33 MB of resident memory.
+#[derive(Default)]
+struct Ordinals {
+    table: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl Ordinals {
+    fn get(&self, docs: &[Doc], id: &Uuid) -> Option<u32> {
+        let hash = self.hasher.hash_one(id);
+        self.table
+            .find(hash, |o| docs[*o as usize].id == *id)
+            .copied()
+    }
+
+    /// Records `o` as the ordinal of `docs[o]`'s id (not yet recorded).
+    fn insert(&mut self, docs: &[Doc], o: u32) {
+        let Ordinals { table, hasher } = self;
+        let hash = hasher.hash_one(docs[o as usize].id);
+        table.insert_unique(hash, o, |o| hasher.hash_one(docs[*o as usize].id));
+    }
+}
+
 /// The index proper, behind the lock of [`CatalogueIndex`].
 #[derive(Default)]
 struct State {
     /// The name of the tree reflected; `None` until loaded.
     tree: Option<Vec<u8>>,
     checkpoint: u64,
-    ordinals: HashMap<Uuid, u32>,
+    ordinals: Ordinals,
     docs: Vec<Doc>,
     /// Per ordinal: start (µs) and duration (ms).
     started: Vec<i64>,
@@ -278,23 +306,22 @@ impl State {
         postings.sort_unstable();
         let started = row.started_at.0;
         let duration_ms = row.points.duration_ms;
-        let o = match self.ordinals.get(&row.id) {
-            Some(o) => *o,
+        let o = match self.ordinals.get(&self.docs, &row.id) {
+            Some(o) => o,
             None => {
                 let o = self.docs.len() as u32;
                 self.docs.push(Doc {
                     id: row.id,
                     postings: Box::new([]),
-                    listed: false,
                 });
                 self.started.push(started);
                 self.duration_ms.push(duration_ms);
-                self.ordinals.insert(row.id, o);
+                self.ordinals.insert(&self.docs, o);
                 o
             }
         };
         let (i, doc) = (o as usize, &self.docs[o as usize]);
-        if doc.listed == listed
+        if self.listed.contains(o) == listed
             && self.started[i] == started
             && self.duration_ms[i] == duration_ms
             && *doc.postings == *postings
@@ -311,7 +338,6 @@ impl State {
             self.postings[*p as usize].insert(o);
         }
         let doc = &mut self.docs[i];
-        doc.listed = true;
         doc.postings = postings.into_boxed_slice();
         self.listed.insert(o);
         if !self.loading {
@@ -322,19 +348,18 @@ impl State {
 
     /// Takes recording `id` out of every posting and order.
     fn remove(&mut self, id: Uuid) {
-        if let Some(o) = self.ordinals.get(&id).copied() {
+        if let Some(o) = self.ordinals.get(&self.docs, &id) {
             self.unlist(o);
         }
     }
 
     fn unlist(&mut self, o: u32) {
         let doc = &mut self.docs[o as usize];
-        let (postings, listed) = (std::mem::take(&mut doc.postings), doc.listed);
-        doc.listed = false;
+        let postings = std::mem::take(&mut doc.postings);
         for p in postings.iter() {
             self.postings[*p as usize].remove(o);
         }
-        if listed {
+        if self.listed.contains(o) {
             let (start, duration) = (self.start_key(o), self.duration_key(o));
             self.by_start.remove(&(start, o));
             self.by_duration.remove(&(duration, o));
@@ -378,28 +403,59 @@ impl State {
         }
     }
 
-    /// The union of the postings of `values` of `field`; one posting's
-    /// bitmap is lent, not copied.
-    fn any_of<'a>(
-        &self,
-        field: u8,
-        values: impl IntoIterator<Item = &'a str>,
-    ) -> Cow<'_, RoaringBitmap> {
-        let mut found = values.into_iter().filter_map(|v| self.posting(field, v));
-        let Some(first) = found.next() else {
-            return Cow::Owned(RoaringBitmap::new());
-        };
-        let Some(second) = found.next() else {
-            return match first {
-                Posting::One(x) => Cow::Owned(std::iter::once(*x).collect()),
-                Posting::Many(b) => Cow::Borrowed(b),
-            };
-        };
-        let mut out = RoaringBitmap::new();
-        for p in [first, second].into_iter().chain(found) {
-            p.union_into(&mut out);
+    /// The recordings carrying any of `values` of `field`.
+    fn any_of<'a>(&self, field: u8, values: impl IntoIterator<Item = &'a str>) -> AnyOf<'_> {
+        AnyOf(
+            values
+                .into_iter()
+                .filter_map(|v| self.posting(field, v))
+                .collect(),
+        )
+    }
+}
+
+/// One equality constraint of a filter: the recordings carrying any of
+/// these postings (a union, taken only when needed).
+struct AnyOf<'a>(Vec<&'a Posting>);
+
+impl AnyOf<'_> {
+    /// How many recordings it holds at most (exactly, for one posting).
+    fn len(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|p| match p {
+                Posting::One(_) => 1,
+                Posting::Many(b) => b.len(),
+            })
+            .sum()
+    }
+
+    /// The union; one posting's bitmap is lent, not copied.
+    fn union(&self) -> Cow<'_, RoaringBitmap> {
+        match self.0.as_slice() {
+            [] => Cow::Owned(RoaringBitmap::new()),
+            [Posting::One(x)] => Cow::Owned(std::iter::once(*x).collect()),
+            [Posting::Many(b)] => Cow::Borrowed(b),
+            several => {
+                let mut out = RoaringBitmap::new();
+                for p in several {
+                    p.union_into(&mut out);
+                }
+                Cow::Owned(out)
+            }
         }
-        Cow::Owned(out)
+    }
+
+    /// The union's recordings that are in `m`, as the union of each
+    /// posting's: several small postings against a large `m` (two users'
+    /// recordings and every recording with detections) are intersected
+    /// one by one rather than merged first and then intersected.
+    fn and(&self, m: &RoaringBitmap) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        for p in &self.0 {
+            out |= p.and(m);
+        }
+        out
     }
 }
 
@@ -733,7 +789,7 @@ fn matches(
     }
     // Equality constraints, each a union over its values; the smallest
     // leads the intersection.
-    let mut all: Vec<Cow<'_, RoaringBitmap>> = Vec::new();
+    let mut all: Vec<AnyOf<'_>> = Vec::new();
     let sites: Option<Vec<Uuid>> = match (f.site_id, viewer.site_scope()) {
         (Some(s), Some(scope)) => Some(if scope.contains(&s) { vec![s] } else { vec![] }),
         (Some(s), None) => Some(vec![s]),
@@ -776,18 +832,22 @@ fn matches(
             .collect();
         all.push(state.any_of(b'm', codes.iter().map(String::as_str)));
     }
-    all.sort_by_key(|b| b.len());
-    let mut all = all.into_iter();
-    let mut m = match all.next() {
+    all.sort_by_key(AnyOf::len);
+    let (mut m, rest) = match all.as_slice() {
         // Postings hold listed recordings only.
-        Some(first) => first.into_owned(),
-        None => state.listed.clone(),
+        [] => (state.listed.clone(), &all[..]),
+        // Several postings led by a single larger one: each intersected
+        // with it, then united.
+        [first, second, ..] if first.0.len() > 1 && second.0.len() == 1 => {
+            (first.and(&second.union()), &all[2..])
+        }
+        [first, ..] => (first.union().into_owned(), &all[1..]),
     };
-    for other in all {
+    for other in rest {
         if m.is_empty() {
             break;
         }
-        m &= other.as_ref();
+        m &= other.union().as_ref();
     }
     // Negated flags.
     for (field, on) in [
@@ -843,9 +903,9 @@ fn matches(
                     if let Some(o) = k
                         .get(2..18)
                         .and_then(codec::uuid_from_key)
-                        .and_then(|id| state.ordinals.get(&id))
+                        .and_then(|id| state.ordinals.get(&state.docs, &id))
                     {
-                        hits.insert(*o);
+                        hits.insert(o);
                     }
                 }
             }
@@ -1091,7 +1151,6 @@ mod tests {
             state.docs.push(Doc {
                 id: Uuid::from_u128(u128::MAX - n as u128),
                 postings: Box::new([]),
-                listed: true,
             });
             state.started.push(started);
             state.duration_ms.push(duration);
