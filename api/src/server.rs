@@ -129,11 +129,12 @@ pub const CONTENT_TREE: &str = "content";
 /// sled's page cache of `srs serve` by default, in MiB (`--cache-mb`).
 ///
 /// sled counts its cache in the bytes its pages take on disk; held in
-/// memory they take about 3 times that (64 MiB hold ~200 MiB resident at
-/// 1M recordings). Every read model answers from its own in-memory index
-/// or row cache first, so a larger cache buys little (README, "Memory at
-/// 1M recordings").
-pub const DEFAULT_CACHE_MB: u64 = 64;
+/// memory they take about 3 times that (64 MiB held ~210 MiB resident at
+/// 1M recordings, 32 MiB ~95 MiB). Every read model answers from its own
+/// in-memory index or row cache first, so a larger cache buys little: at
+/// 1M recordings 32 MiB answered the bench's reads and ingest as fast as
+/// 64 did (README, "Memory at 1M recordings").
+pub const DEFAULT_CACHE_MB: u64 = 32;
 
 /// What `srs serve` needs.
 #[derive(Clone, Debug)]

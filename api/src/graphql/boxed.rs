@@ -8,10 +8,7 @@
 //! times. Returned as `Boxed<T>`, the value and its resolution are
 //! allocated only when that field is asked; the schema is `T`'s.
 
-use std::borrow::Cow;
-
 use async_graphql::parser::types::Field;
-use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerResult, Value};
 
 /// `T`, on the heap and resolved in a boxed future (same GraphQL type as
@@ -31,22 +28,31 @@ impl<T> FromIterator<T> for Boxed<Vec<T>> {
     }
 }
 
+/// The items of `OutputType` that make a wrapper of `T` (held at `.0`)
+/// the type `T` in the schema; the wrapper writes its own `resolve`.
+macro_rules! schema_type_of_inner {
+    ($inner:ident) => {
+        fn type_name() -> std::borrow::Cow<'static, str> {
+            $inner::type_name()
+        }
+
+        fn qualified_type_name() -> String {
+            $inner::qualified_type_name()
+        }
+
+        fn introspection_type_name(&self) -> std::borrow::Cow<'static, str> {
+            self.0.introspection_type_name()
+        }
+
+        fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+            $inner::create_type_info(registry)
+        }
+    };
+}
+pub(crate) use schema_type_of_inner;
+
 impl<T: OutputType> OutputType for Boxed<T> {
-    fn type_name() -> Cow<'static, str> {
-        T::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        T::qualified_type_name()
-    }
-
-    fn introspection_type_name(&self) -> Cow<'static, str> {
-        self.0.introspection_type_name()
-    }
-
-    fn create_type_info(registry: &mut Registry) -> String {
-        T::create_type_info(registry)
-    }
+    schema_type_of_inner!(T);
 
     async fn resolve(
         &self,

@@ -42,6 +42,7 @@ mod maintenance;
 mod mutation;
 mod node;
 mod payload;
+mod plain;
 mod policies;
 mod query;
 mod reports;

@@ -20,6 +20,7 @@ use super::inputs::{
     AuditFilter, DetectionFilter, HistoryFilter, RecordingFilter, SessionAttributesInput,
     TokenFilter,
 };
+use super::plain::Plain;
 use super::reports::{DashboardReport, SiteVisualizationBucket};
 use super::types::*;
 use crate::error::{ApiError, ApiResult};
@@ -102,7 +103,7 @@ impl QueryRoot {
         after: Option<String>,
         order_by: Option<RecordingOrder>,
         at_least: Option<i32>,
-    ) -> ApiResult<RecordingConnection> {
+    ) -> ApiResult<Plain<RecordingConnection>> {
         let (services, caller) = (ctx.services()?, ctx.caller()?);
         let limit = page(first, &services.limits)?;
         let filter = filter.unwrap_or_default().into_query(&services.limits)?;
@@ -114,13 +115,13 @@ impl QueryRoot {
             with_total: ctx.look_ahead().field("totalCount").exists(),
         };
         let page = read::recordings::recordings(services, caller, &query, at_least).await?;
-        Ok(RecordingConnection {
+        Ok(Plain(RecordingConnection {
             edges: page
                 .items
                 .into_iter()
                 .map(|hit| RecordingEdge {
                     cursor: hit.cursor,
-                    node: Recording::new(hit.row, hit.visibility),
+                    node: Plain(Recording::new(hit.row, hit.visibility)),
                 })
                 .collect(),
             page_info: PageInfo {
@@ -128,7 +129,7 @@ impl QueryRoot {
                 end_cursor: page.end_cursor,
             },
             total_count: page.total_count.map(long),
-        })
+        }))
     }
 
     /// One recording; null when absent or not visible to the caller.

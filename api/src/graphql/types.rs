@@ -3,7 +3,11 @@
 
 use std::sync::Arc;
 
-use async_graphql::{ComplexObject, Context, Json, Object, SimpleObject, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::Value as GqlValue;
+use async_graphql::{
+    ComplexObject, Context, ContextSelectionSet, Json, Object, ScalarType, SimpleObject, ID,
+};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use srs_domain::log::Envelope;
@@ -27,6 +31,7 @@ use super::context::ContextExt;
 use super::convert::{id, int, long, page, time};
 use super::enums::*;
 use super::event_data::SessionEventData;
+use super::plain::{self, Plain, PlainFields};
 use super::policies::PolicyDefinition;
 use crate::error::{ApiError, ApiResult};
 use crate::read::{self, access::authorize};
@@ -78,7 +83,43 @@ macro_rules! connection {
 
 connection!(
     /// A page of recordings.
-    RecordingConnection, RecordingEdge, Recording);
+    RecordingConnection, RecordingEdge, Plain<Recording>);
+
+// A page of recordings whose selection is plain (the nodes' fields read
+// from their rows) is answered in one pass (`super::plain`).
+impl PlainFields for PageInfo {
+    fn plain(&self, _: &ContextSelectionSet<'_>, field: &Field) -> Option<GqlValue> {
+        Some(match field.name.node.as_str() {
+            "hasNextPage" => GqlValue::Boolean(self.has_next_page),
+            "endCursor" => self
+                .end_cursor
+                .clone()
+                .map_or(GqlValue::Null, GqlValue::String),
+            _ => return None,
+        })
+    }
+}
+
+impl PlainFields for RecordingEdge {
+    fn plain(&self, ctx: &ContextSelectionSet<'_>, field: &Field) -> Option<GqlValue> {
+        match field.name.node.as_str() {
+            "cursor" => Some(GqlValue::String(self.cursor.clone())),
+            "node" => plain::object(&self.node.0, ctx, field),
+            _ => None,
+        }
+    }
+}
+
+impl PlainFields for RecordingConnection {
+    fn plain(&self, ctx: &ContextSelectionSet<'_>, field: &Field) -> Option<GqlValue> {
+        match field.name.node.as_str() {
+            "edges" => plain::list(&self.edges, ctx, field),
+            "pageInfo" => plain::object(&self.page_info, ctx, field),
+            "totalCount" => Some(self.total_count.map_or(GqlValue::Null, GqlValue::from)),
+            _ => None,
+        }
+    }
+}
 connection!(
     /// A page of detected events.
     DetectedEventConnection, DetectedEventEdge, DetectedEvent);
@@ -958,6 +999,62 @@ impl Playback {
 
 /// The most session events `playback` returns in its timeline.
 const PLAYBACK_MAX_EVENTS: usize = 10_000;
+
+impl PlainFields for Recording {
+    fn plain(&self, _: &ContextSelectionSet<'_>, field: &Field) -> Option<GqlValue> {
+        self.plain_value(field.name.node.as_str())
+    }
+}
+
+impl Recording {
+    /// The fields of a recording read from its row alone, as their
+    /// resolvers below answer them (each converted by the scalar type its
+    /// resolver returns; `plain::tests` holds them to it).
+    pub fn plain_value(&self, name: &str) -> Option<GqlValue> {
+        use async_graphql::Value;
+        fn value<T: ScalarType>(v: T) -> Value {
+            v.to_value()
+        }
+        fn maybe<T: ScalarType>(v: Option<T>) -> Value {
+            v.map_or(Value::Null, value)
+        }
+        fn text(v: &str) -> Value {
+            Value::String(v.to_owned())
+        }
+        fn texts<'a>(v: impl Iterator<Item = &'a String>) -> Value {
+            Value::List(v.map(|s| text(s)).collect())
+        }
+        let row = &self.row;
+        Some(match name {
+            "id" => value(id(row.id)),
+            "siteId" => value(id(row.site_id)),
+            "serverId" => value(id(row.server_id)),
+            "sessionId" => text(&row.session_id),
+            "part" => value(int(u64::from(row.part))),
+            "previousRecordingId" => maybe(row.previous_recording_id.map(id)),
+            "user" => text(&row.user),
+            "domain" => row.domain.as_deref().map_or(Value::Null, text),
+            "groups" => texts(row.groups.iter()),
+            "clientName" => row.client_name.as_deref().map_or(Value::Null, text),
+            "clientIp" => row.client_ip.as_deref().map_or(Value::Null, text),
+            "host" => text(&row.host),
+            "deliveryGroup" => row.delivery_group.as_deref().map_or(Value::Null, text),
+            "applications" => texts(row.points.applications.iter()),
+            "startedAt" => value(time(row.started_at)),
+            "endedAt" => maybe(row.ended_at().map(time)),
+            "durationSec" => value(long(row.duration_sec())),
+            "live" => value(row.live()),
+            "sizeBytes" => value(long(row.points.size_bytes)),
+            "restricted" => value(row.restricted()),
+            "archived" => value(row.archived()),
+            "deleted" => value(row.deleted()),
+            "eventCount" => value(int(row.points.event_count)),
+            "commentCount" => value(int(row.comment_count)),
+            "plays" => value(int(row.plays)),
+            _ => return None,
+        })
+    }
+}
 
 /// A recorded session (or one part of it, after a rollover), as the caller may see it.
 #[Object(serial)]
