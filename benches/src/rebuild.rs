@@ -1,5 +1,6 @@
 //! Rebuilding every read model from the log: a generated history of
-//! recordings (start, session events, end) is rebuilt by all projections
+//! recordings (start, session events, end; one in ten deleted later) is
+//! rebuilt by all projections
 //! at once; the figure is compared with a raw sled iteration of the same log
 //! tree in the same run.
 //!
@@ -47,8 +48,20 @@ pub(crate) const APPS: [&str; 6] = [
     "sap.exe",
 ];
 
+/// One recording in [`DELETE_EVERY`] is deleted, [`DELETED_AFTER`]
+/// recordings after its own, as retention deletes old recordings while new
+/// ones arrive: a rebuild folds deletions into read models that hold
+/// many recordings by then.
+const DELETE_EVERY: u64 = 10;
+/// See [`DELETE_EVERY`].
+const DELETED_AFTER: u64 = 1_000;
+
+fn recording_id(n: u64) -> Uuid {
+    Uuid::from_u128(0x7ec0_0000_0000 + n as u128)
+}
+
 fn recording(n: u64) -> Vec<DomainEvent> {
-    let recording_id = Uuid::from_u128(0x7ec0_0000_0000 + n as u128);
+    let recording_id = recording_id(n);
     let started_at = T0.plus_secs(n as i64 * 30);
     let user = format!("CORP\\{}", USERS[n as usize % USERS.len()]);
     let mut events = vec![DomainEvent::RecordingStarted {
@@ -121,7 +134,8 @@ fn corrupt(e: impl std::fmt::Display) -> LogError {
 
 /// Writes the generated history of about `events` events into a fresh log
 /// in `dir`: a site, a server, then recordings of
-/// `EVENTS_PER_RECORDING + 2` events each.
+/// `EVENTS_PER_RECORDING + 2` events each, one in [`DELETE_EVERY`]
+/// deleted later.
 pub async fn generate(
     dir: &std::path::Path,
     events: u64,
@@ -172,6 +186,24 @@ pub async fn generate(
             .append(&format!("recording-{n}"), ExpectedVersion::NoStream, batch)
             .await
             .map_err(corrupt)?;
+        let Some(old) = n.checked_sub(DELETED_AFTER) else {
+            continue;
+        };
+        if old % DELETE_EVERY == 0 {
+            let deleted = DomainEvent::RecordingDeleted {
+                recording_id: recording_id(old),
+                site_id: SITE,
+                at: T0.plus_secs(n as i64 * 30),
+            };
+            let _ = store
+                .append(
+                    &format!("recording-{old}"),
+                    ExpectedVersion::Any,
+                    vec![NewEvent::new(actor.clone(), deleted)],
+                )
+                .await
+                .map_err(corrupt)?;
+        }
     }
     store.flush()?;
     Ok(store)

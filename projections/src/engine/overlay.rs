@@ -9,7 +9,9 @@
 //! discarded, so the batch still holds exactly the events before it.
 //!
 //! The overlay is one hash map (a read or write of the overlay costs one
-//! hash, whatever its size; it is put in key order once, at the commit);
+//! hash, whatever its size; it is put in key order once, at the commit;
+//! the hash is foldhash's, seeded per process, as the keys come from what
+//! agents report);
 //! the writes of the event being applied are undone from a log of what
 //! they replaced, so a read looks in one map and a successful event costs
 //! nothing to keep. Decoding reads borrow the
@@ -27,9 +29,15 @@
 //! in the store at all. [`Overlay::bytes`] tells it when to commit. A rebuild
 //! stops at the first failing event and drops its tree, so its overlay
 //! keeps no undo log: a discarded event leaves it unable to commit.
+//!
+//! A prefix scan ([`Overlay::scan_prefix`]) walks the overlay's keys in
+//! order: the first one of a batch puts them in order once, and the
+//! overlay keeps that order up to the commit, so a scan costs the keys
+//! it finds, not everything the overlay holds (a rebuild's overlay holds
+//! hundreds of thousands of keys, and every deleted recording scans).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -114,7 +122,7 @@ impl Staged {
     }
 }
 
-type StagedMap = HashMap<Vec<u8>, Staged>;
+type StagedMap = HashMap<Vec<u8>, Staged, foldhash::fast::RandomState>;
 
 /// What a key held in the overlay before the current event changed it:
 /// `None` when the overlay did not hold it.
@@ -159,18 +167,23 @@ pub struct Overlay {
     /// The tree holds no data: a rebuild's new tree before its first
     /// commit. Reads then answer from `staged` alone.
     empty_tree: bool,
+    /// `staged`'s keys in order, from the first [`Overlay::scan_prefix`]
+    /// up to the commit (`None` until then). It may still hold keys
+    /// `staged` no longer does; a scan skips them.
+    ordered: Option<BTreeSet<Vec<u8>>>,
 }
 
 impl Overlay {
     pub(crate) fn new(tree: Tree) -> Self {
         Overlay {
             tree,
-            staged: StagedMap::new(),
+            staged: StagedMap::default(),
             undo: Undo::new(),
             undoable: true,
             poisoned: false,
             bytes: 0,
             empty_tree: false,
+            ordered: None,
         }
     }
 
@@ -212,16 +225,27 @@ impl Overlay {
         Ok(!self.empty_tree && self.tree.contains_key(key)?)
     }
 
+    /// Puts `slot` under `key` in `staged` (and in the key order, once
+    /// there is one), returning what it replaces.
+    fn put_staged(&mut self, key: Vec<u8>, slot: Staged) -> Option<Staged> {
+        if let Some(ordered) = &mut self.ordered {
+            if !ordered.contains(&key) {
+                ordered.insert(key.clone());
+            }
+        }
+        self.staged.insert(key, slot)
+    }
+
     /// Puts `slot` under `key`, keeping what it replaces in the undo log.
     fn stage(&mut self, key: Vec<u8>, slot: Staged) {
         self.bytes += entry_bytes(&key, &slot);
         if self.undoable {
-            let before = self.staged.insert(key.clone(), slot);
+            let before = self.put_staged(key.clone(), slot);
             self.bytes -= before.as_ref().map_or(0, |b| entry_bytes(&key, b));
             self.undo.push((key, before));
         } else {
             let key_len = key.len();
-            if let Some(before) = self.staged.insert(key, slot) {
+            if let Some(before) = self.put_staged(key, slot) {
                 self.bytes -= entry_bytes(&[], &before) + key_len;
             }
         }
@@ -344,7 +368,7 @@ impl Overlay {
             size: decoded_size(encoded),
         };
         // The same value in another form: no undo needed.
-        let before = self.staged.insert(key.to_vec(), slot);
+        let before = self.put_staged(key.to_vec(), slot);
         self.bytes += entry_bytes(key, &self.staged[key]);
         self.bytes -= before.as_ref().map_or(0, |b| entry_bytes(key, b));
         Ok(true)
@@ -440,7 +464,7 @@ impl Overlay {
 
     /// Every live entry whose key starts with `prefix`, in key order, as the
     /// batch so far has left them.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub fn scan_prefix(&mut self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         if !self.empty_tree {
             for kv in self.tree.scan_prefix(prefix) {
@@ -448,9 +472,20 @@ impl Overlay {
                 merged.insert(k.to_vec(), Some(v.to_vec()));
             }
         }
-        // Not on any projection's path: a scan of the whole overlay is fine.
-        for (k, slot) in self.staged.iter().filter(|(k, _)| k.starts_with(prefix)) {
-            merged.insert(k.clone(), slot.to_bytes()?);
+        let staged = &self.staged;
+        let ordered = self
+            .ordered
+            .get_or_insert_with(|| staged.keys().cloned().collect());
+        let under = ordered
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|k| k.starts_with(prefix));
+        for k in under {
+            if let Some(slot) = staged.get(k) {
+                merged.insert(k.clone(), slot.to_bytes()?);
+            }
         }
         Ok(merged
             .into_iter()
@@ -474,7 +509,7 @@ impl Overlay {
         while let Some((key, before)) = self.undo.pop() {
             self.bytes += before.as_ref().map_or(0, |v| entry_bytes(&key, v));
             let undone = match before {
-                Some(value) => self.staged.insert(key.clone(), value),
+                Some(value) => self.put_staged(key.clone(), value),
                 None => self.staged.remove(&key),
             };
             self.bytes -= undone.as_ref().map_or(0, |v| entry_bytes(&key, v));
@@ -541,17 +576,20 @@ impl Overlay {
         }
         self.seal_event();
         self.bytes = 0;
-        let mut changes = Changes::new();
+        self.ordered = None;
+        let mut changes = Vec::with_capacity(self.staged.len());
         for (k, slot) in std::mem::take(&mut self.staged) {
             if slot.is_write() {
                 let v = match slot {
                     Staged::Bytes(v) => v,
                     Staged::Decoded { value, .. } => Some(value.encode()?),
                 };
-                changes.insert(k, v);
+                changes.push((k, v));
             }
         }
-        Ok(changes)
+        // A map collected from a vector is sorted once and built in one
+        // pass, rather than key by key.
+        Ok(changes.into_iter().collect())
     }
 }
 
@@ -616,6 +654,96 @@ mod tests {
         assert_eq!(t.get(b"a").unwrap(), None);
         assert_eq!(stored_checkpoint(&t).unwrap(), 7);
         assert_eq!(stored_version(&t).unwrap(), Some(3));
+    }
+
+    /// Random writes, removals, sealed and discarded events and commits
+    /// over three prefixes, with prefix scans at random steps compared
+    /// with a model (the overlay's key order is made at a batch's first
+    /// scan and kept up to its commit, through writes and undone events).
+    fn prefix_scans_follow_a_model(rebuild: bool) {
+        let t = tree();
+        let mut w = if rebuild {
+            Overlay::for_rebuild(t.clone())
+        } else {
+            Overlay::new(t.clone())
+        };
+        // Sealed events, and with the current event's writes.
+        let mut sealed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut now = sealed.clone();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for step in 0..20_000u64 {
+            let key = vec![b'a' + next(3) as u8, b'0' + next(4) as u8];
+            match next(12) {
+                0..=4 => {
+                    let value = step.to_string().into_bytes();
+                    w.insert(key.clone(), value.clone()).unwrap();
+                    now.insert(key, value);
+                }
+                5..=7 => {
+                    w.remove(key.clone()).unwrap();
+                    now.remove(&key);
+                }
+                8 | 9 => {
+                    w.seal_event();
+                    sealed = now.clone();
+                }
+                10 if !rebuild => {
+                    w.discard_event();
+                    now = sealed.clone();
+                }
+                _ => {
+                    w.seal_event();
+                    sealed = now.clone();
+                    if rebuild {
+                        w.commit_unserved(step + 1, 1).unwrap();
+                    } else {
+                        w.commit_now(step + 1, 1).unwrap();
+                    }
+                }
+            }
+            // Scans at random moments: the key order is made at the first.
+            if next(3) != 0 {
+                continue;
+            }
+            let prefix = [b'a' + next(3) as u8];
+            let want: Vec<(Vec<u8>, Vec<u8>)> = now
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(w.scan_prefix(&prefix).unwrap(), want, "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_scan_sees_what_an_undone_event_gives_back() {
+        let mut w = Overlay::new(tree());
+        w.insert(b"k1".to_vec(), b"1".to_vec()).unwrap();
+        w.seal_event();
+        // Made by this batch, so removed without a tombstone.
+        w.remove(b"k1".to_vec()).unwrap();
+        assert_eq!(w.scan_prefix(b"k").unwrap(), vec![]);
+        w.discard_event();
+        assert_eq!(
+            w.scan_prefix(b"k").unwrap(),
+            vec![(b"k1".to_vec(), b"1".to_vec())]
+        );
+    }
+
+    #[test]
+    fn prefix_scans_see_the_batch_in_order() {
+        prefix_scans_follow_a_model(false);
+    }
+
+    #[test]
+    fn prefix_scans_of_a_rebuild_see_its_overlay_in_order() {
+        prefix_scans_follow_a_model(true);
     }
 
     #[test]
@@ -829,7 +957,7 @@ mod tests {
     fn a_rebuild_overlay_over_a_tree_with_data_reads_it() {
         let t = tree();
         put(&t, b"k", Some(b"stored".to_vec()));
-        let w = Overlay::for_rebuild(t);
+        let mut w = Overlay::for_rebuild(t);
         assert!(!w.empty_tree);
         assert_eq!(w.get(b"k").unwrap(), Some(b"stored".to_vec()));
         assert_eq!(w.scan_prefix(b"k").unwrap().len(), 1);
