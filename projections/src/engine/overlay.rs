@@ -132,6 +132,10 @@ type Undo = Vec<(Vec<u8>, Option<Staged>)>;
 /// (the map's node share and the two vectors' headers).
 const ENTRY_OVERHEAD: usize = 64;
 
+/// What a key in the overlay's key order ([`Overlay::scan_prefix`]) is
+/// counted as beyond its bytes.
+const ORDERED_OVERHEAD: usize = 32;
+
 fn entry_bytes(key: &[u8], slot: &Staged) -> usize {
     let value = match slot {
         Staged::Bytes(v) => v.as_ref().map_or(0, Vec::len),
@@ -230,6 +234,7 @@ impl Overlay {
     fn put_staged(&mut self, key: Vec<u8>, slot: Staged) -> Option<Staged> {
         if let Some(ordered) = &mut self.ordered {
             if !ordered.contains(&key) {
+                self.bytes += key.len() + ORDERED_OVERHEAD;
                 ordered.insert(key.clone());
             }
         }
@@ -473,9 +478,13 @@ impl Overlay {
             }
         }
         let staged = &self.staged;
-        let ordered = self
-            .ordered
-            .get_or_insert_with(|| staged.keys().cloned().collect());
+        let ordered = self.ordered.get_or_insert_with(|| {
+            self.bytes += staged
+                .keys()
+                .map(|k| k.len() + ORDERED_OVERHEAD)
+                .sum::<usize>();
+            staged.keys().cloned().collect()
+        });
         let under = ordered
             .range::<[u8], _>((
                 std::ops::Bound::Included(prefix),
@@ -726,13 +735,24 @@ mod tests {
         let mut w = Overlay::new(tree());
         w.insert(b"k1".to_vec(), b"1".to_vec()).unwrap();
         w.seal_event();
+        w.insert(b"k2".to_vec(), b"2".to_vec()).unwrap();
+        w.seal_event();
         // Made by this batch, so removed without a tombstone.
         w.remove(b"k1".to_vec()).unwrap();
-        assert_eq!(w.scan_prefix(b"k").unwrap(), vec![]);
+        let unordered = w.bytes();
+        assert_eq!(
+            w.scan_prefix(b"k").unwrap(),
+            vec![(b"k2".to_vec(), b"2".to_vec())]
+        );
+        // The key order counts towards what a rebuild's overlay holds.
+        assert!(w.bytes() > unordered, "{} <= {unordered}", w.bytes());
         w.discard_event();
         assert_eq!(
             w.scan_prefix(b"k").unwrap(),
-            vec![(b"k1".to_vec(), b"1".to_vec())]
+            vec![
+                (b"k1".to_vec(), b"1".to_vec()),
+                (b"k2".to_vec(), b"2".to_vec())
+            ]
         );
     }
 
