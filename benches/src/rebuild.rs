@@ -1,8 +1,7 @@
 //! Rebuilding every read model from the log: a generated history of
 //! recordings (start, session events, end; one in ten deleted later) is
-//! rebuilt by all projections
-//! at once; the figure is compared with a raw sled iteration of the same log
-//! tree in the same run.
+//! rebuilt by all projections at once; the figure is compared with a raw
+//! sled iteration of the same log tree in the same run.
 //!
 //! Memory: `rebuild_peak_rss_in_bench` is this process's peak RSS during
 //! the rebuild alone (the peak is started afresh just before it, see
