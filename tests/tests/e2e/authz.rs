@@ -1003,7 +1003,10 @@ async fn every_operation_for_every_caller_is_allowed_or_forbidden_by_the_role_ta
     // Refusals are audit facts the admin reads.
     let denied = world
         .admin
-        .data("{ auditTrail(filter: {categories: [ACCESS]}, first: 5) { edges { node { eventType } } } }", json!({}))
+        .data(
+            "query($at: Int!) { auditTrail(filter: {categories: [ACCESS]}, first: 5, atLeast: $at) { edges { node { eventType } } } }",
+            json!({ "at": log_head(&world.admin).await }),
+        )
         .await;
     assert_eq!(
         denied["auditTrail"]["edges"][0]["node"]["eventType"], "AccessDenied",

@@ -177,8 +177,8 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
     );
     let trail = admin
         .data(
-            "{ auditTrail(filter: {categories: [CONFIGURATION]}, first: 50) { edges { node { action target detail eventType } } } }",
-            json!({}),
+            "query($at: Int!) { auditTrail(filter: {categories: [CONFIGURATION]}, first: 50, atLeast: $at) { edges { node { action target detail eventType } } } }",
+            json!({ "at": log_head(&admin).await }),
         )
         .await;
     let placed_entries: Vec<&Value> = trail["auditTrail"]["edges"]
@@ -287,8 +287,8 @@ async fn a_legal_hold_keeps_recordings_from_deletion_by_hand_and_by_retention() 
     );
     let released_trail = admin
         .data(
-            "{ auditTrail(filter: {categories: [CONFIGURATION]}, first: 50) { edges { node { action } } } }",
-            json!({}),
+            "query($at: Int!) { auditTrail(filter: {categories: [CONFIGURATION]}, first: 50, atLeast: $at) { edges { node { action } } } }",
+            json!({ "at": log_head(&admin).await }),
         )
         .await;
     let released_entries = released_trail["auditTrail"]["edges"]

@@ -83,8 +83,8 @@ async fn watching_live_is_a_playback_fact_and_obeys_the_servers_setting() {
     );
     let trail = admin
         .data(
-            "{ auditTrail(filter: {categories: [PLAYBACK]}) { edges { node { action target detail } } } }",
-            json!({}),
+            "query($at: Int!) { auditTrail(filter: {categories: [PLAYBACK]}, atLeast: $at) { edges { node { action target detail } } } }",
+            json!({ "at": log_head(&admin).await }),
         )
         .await;
     assert_eq!(

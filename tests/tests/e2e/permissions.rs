@@ -514,8 +514,8 @@ async fn serving_a_log_of_the_old_rule_keeps_what_every_auditor_saw() {
     assert_eq!(count(&admin, "PlaybackPermissionGranted").await, 1 + 4);
     let trail = admin
         .data(
-            "{ auditTrail(filter: {categories: [ACCESS]}, first: 50) { edges { node { action actor } } } }",
-            json!({}),
+            "query($at: Int!) { auditTrail(filter: {categories: [ACCESS]}, first: 50, atLeast: $at) { edges { node { action actor } } } }",
+            json!({ "at": log_head(&admin).await }),
         )
         .await;
     let entries: Vec<(String, String)> = trail["auditTrail"]["edges"]
