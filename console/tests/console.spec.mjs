@@ -303,9 +303,17 @@ test('a live session view updates while the fleet streams into it', async () => 
   assert.ok(growing, 'a live session that receives events');
 
   const page = await newPage(browser);
+  // The page follows `liveRecordings` once its subscription is sent: a
+  // session started before that shows at the next refresh, not live.
+  const following = new Promise((resolve) => {
+    page.on('websocket', (socket) => socket.on('framesent', (frame) => {
+      if (String(frame.payload).includes('liveRecordings')) resolve();
+    }));
+  });
   await signIn(page);
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Live' }).click();
   await page.getByRole('table', { name: 'Live sessions' }).waitFor();
+  await following;
   // A session that starts now shows up without a reload: the page follows
   // `liveRecordings` (its periodic refresh is every 30 s).
   const server = await ownServer('sr-live-follow');
