@@ -303,27 +303,51 @@ test('a live session view updates while the fleet streams into it', async () => 
   assert.ok(growing, 'a live session that receives events');
 
   const page = await newPage(browser);
-  // The page follows `liveRecordings` once its subscription is sent: a
-  // session started before that shows at the next refresh, not live.
-  const following = new Promise((resolve) => {
-    page.on('websocket', (socket) => socket.on('framesent', (frame) => {
-      if (String(frame.payload).includes('liveRecordings')) resolve();
-    }));
+  // The worst moment for a session to start: after the server answered the
+  // Live page's list and before the page's `liveRecordings` subscription
+  // reaches the server (held here until the session has started). The page
+  // follows `liveRecordings` from the list's `asOf`, so the start still
+  // reaches it (a subscription "from now" misses it, and the page's
+  // periodic refresh is every 30 s, past this wait).
+  const server = await ownServer('sr-live-follow');
+  let started = null;
+  let listed = '';
+  let release;
+  const sessionStarted = new Promise((resolve) => { release = resolve; });
+  const received = [];
+  await page.routeWebSocket(/\/graphql\/ws/, (socket) => {
+    const upstream = socket.connectToServer();
+    socket.onMessage(async (message) => {
+      if (String(message).includes('liveRecordings')) await sessionStarted;
+      upstream.send(message);
+    });
+    upstream.onMessage((message) => {
+      received.push(String(message));
+      socket.send(message);
+    });
+  });
+  await page.route('**/graphql', async (route) => {
+    const body = route.request().postData() ?? '';
+    if (started || !body.includes('query Live')) return route.continue();
+    const response = await route.fetch();
+    listed = await response.text();
+    started = (await gql(
+      'mutation($server: ID!, $user: String!) { startRecording(input: {serverId: $server, sessionId: "follow-1", session: {user: $user, host: "vda-follow", clientIp: "10.0.0.9", clientName: "laptop-9", applications: ["Excel"]}}) { recordingId recorded } }',
+      { server: server.serverId, user: 'CORP\\livefollow' },
+      server.agentToken,
+    )).startRecording;
+    release();
+    await route.fulfill({ response });
   });
   await signIn(page);
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Live' }).click();
   await page.getByRole('table', { name: 'Live sessions' }).waitFor();
-  await following;
-  // A session that starts now shows up without a reload: the page follows
-  // `liveRecordings` (its periodic refresh is every 30 s).
-  const server = await ownServer('sr-live-follow');
-  const started = (await gql(
-    'mutation($server: ID!, $user: String!) { startRecording(input: {serverId: $server, sessionId: "follow-1", session: {user: $user, host: "vda-follow", clientIp: "10.0.0.9", clientName: "laptop-9", applications: ["Excel"]}}) { recordingId recorded } }',
-    { server: server.serverId, user: 'CORP\\livefollow' },
-    server.agentToken,
-  )).startRecording;
-  assert.equal(started.recorded, true);
+  assert.equal(started?.recorded, true);
+  assert.ok(listed.includes('"asOf"') && !listed.includes('livefollow'), 'the list was answered before the session started');
   await page.getByRole('table', { name: 'Live sessions' }).getByText(/livefollow/).first().waitFor({ timeout: 10000 });
+  // It came through the subscription (not a reload another change made).
+  await eventually(async () =>
+    assert.ok(received.some((f) => f.includes('liveRecordings') && f.includes(started.recordingId)), 'the start reached the page'));
   await shootAndCheck(page, 'live');
   await page.goto(`${SRS_URL}/recordings/${growing}`);
   const note = page.locator('p.live-note');

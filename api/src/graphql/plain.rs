@@ -274,6 +274,7 @@ mod tests {
                     end_cursor: total.then(|| "cursor-2".into()),
                 },
                 total_count: total.then_some(3),
+                as_of: 0,
             }
         }
     }

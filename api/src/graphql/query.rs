@@ -114,8 +114,10 @@ impl QueryRoot {
             after,
             with_total: ctx.look_ahead().field("totalCount").exists(),
         };
-        let page = read::recordings::recordings(services, caller, &query, at_least).await?;
+        let (page, as_of) =
+            read::recordings::recordings(services, caller, &query, at_least).await?;
         Ok(Plain(RecordingConnection {
+            as_of: long(as_of),
             edges: page
                 .items
                 .into_iter()

@@ -246,13 +246,16 @@ impl SubscriptionRoot {
     /// caller may see, for recordings the caller may see: what a list of
     /// sessions in progress follows (each change says which recording and
     /// whether it is live now; read it with `recording(id, atLeast:
-    /// position)`). A VIEWER or AGENT, or a site the caller does not
+    /// position)`), from `fromPosition` (a `recordings` page's `asOf` + 1,
+    /// so that nothing falls between the page and its changes; default:
+    /// from now). A VIEWER or AGENT, or a site the caller does not
     /// cover, is `FORBIDDEN` (recorded as a refusal); an auditor follows
     /// the recordings its grants admit.
     async fn live_recordings(
         &self,
         ctx: &Context<'_>,
         site_id: Option<ID>,
+        from_position: Option<i32>,
     ) -> Result<impl Stream<Item = LiveRecordingChange>, ApiError> {
         let (services, caller) = (ctx.services()?.clone(), ctx.caller()?.clone());
         let site = opt_uuid(site_id.as_ref(), "site")?;
@@ -274,7 +277,10 @@ impl SubscriptionRoot {
                 )));
             }
         }
-        let from = services.store.head().position + 1;
+        let from = match from_position {
+            Some(p) => non_negative(p, "fromPosition")?.max(1),
+            None => services.store.head().position + 1,
+        };
         let stream = follow(&services, from).filter_map(move |envelope| {
             let (services, caller) = (services.clone(), caller.clone());
             async move {

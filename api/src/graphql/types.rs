@@ -55,7 +55,8 @@ pub struct PageInfo {
 // A field that waits (a recording's `events`, read from the log) still
 // works; its siblings only wait for it.
 macro_rules! connection {
-    ($(#[$doc:meta])* $conn:ident, $edge:ident, $node:ty) => {
+    ($(#[$doc:meta])* $conn:ident, $edge:ident, $node:ty
+        $(, $(#[$field_doc:meta])* $field:ident: $field_ty:ty)*) => {
         $(#[$doc])*
         #[derive(SimpleObject)]
         #[graphql(serial)]
@@ -67,6 +68,7 @@ macro_rules! connection {
             /// How many items match in all (every page, this one included),
             /// counted only when this field is selected (64-bit).
             pub total_count: Option<i64>,
+            $($(#[$field_doc])* pub $field: $field_ty,)*
         }
 
         /// One item of a page, with its cursor.
@@ -83,7 +85,12 @@ macro_rules! connection {
 
 connection!(
     /// A page of recordings.
-    RecordingConnection, RecordingEdge, Plain<Recording>);
+    RecordingConnection, RecordingEdge, Plain<Recording>,
+    /// The log position this page reflects: every event up to it is in
+    /// it (later ones may be too). Follow the changes after it with
+    /// `liveRecordings(fromPosition: asOf + 1)`, and no start or end
+    /// falls between the page and the subscription (64-bit).
+    as_of: i64);
 
 // A page of recordings whose selection is plain (the nodes' fields read
 // from their rows) is answered in one pass (`super::plain`).
@@ -116,6 +123,7 @@ impl PlainFields for RecordingConnection {
             "edges" => plain::list(&self.edges, ctx, field),
             "pageInfo" => plain::object(&self.page_info, ctx, field),
             "totalCount" => Some(self.total_count.map_or(GqlValue::Null, GqlValue::from)),
+            "asOf" => Some(GqlValue::from(self.as_of)),
             _ => None,
         }
     }

@@ -26,18 +26,20 @@ const STREAM_BATCH: usize = 1024;
 /// A recording the caller sees, with what it may do with it.
 pub type Seen = (Arc<RecordingRow>, Visibility);
 
-/// A page of the recordings `caller` sees (`recordings`); roles that see
-/// no recordings are refused.
+/// A page of the recordings `caller` sees (`recordings`), with the log
+/// position it reflects; roles that see no recordings are refused.
 pub async fn recordings(
     services: &Services,
     caller: &Principal,
     query: &RecordingQuery,
     at_least: Option<i32>,
-) -> ApiResult<RecordingPage> {
+) -> ApiResult<(RecordingPage, u64)> {
     access::authorize_recordings(services, caller).await?;
     services.at_least(at_least).await?;
+    // Taken before the search: the page holds every event up to it.
+    let as_of = services.reads.applied();
     let sight = Sight::of(services, caller)?;
-    Ok(sight.catalogue().search(sight.viewer(), query)?)
+    Ok((sight.catalogue().search(sight.viewer(), query)?, as_of))
 }
 
 /// One recording; `None` when absent or not visible to `caller`

@@ -3,35 +3,42 @@ import { gql, notePosition, subscribe } from '../api';
 import { Link } from '../router';
 import { ErrorNote, Loading, fmtDuration, fmtTime, useAsync } from '../util';
 
-const LIVE_QUERY = `query Live($atLeast: Int) { recordings(filter: { live: true }, first: 100, atLeast: $atLeast) { totalCount edges { node {
+const LIVE_QUERY = `query Live($atLeast: Int) { recordings(filter: { live: true }, first: 100, atLeast: $atLeast) { totalCount asOf edges { node {
   id user host applications clientName startedAt durationSec eventCount maxSeverity restricted
 } } } }`;
 
+const LIVE_CHANGES = 'subscription($from: Int) { liveRecordings(fromPosition: $from) { recordingId live position } }';
+
 /**
- * Sessions in progress: the list follows `liveRecordings` (a start or an
- * end reloads it at that log position) and `detections` (their severity);
- * a 30 s refresh moves the durations on.
+ * Sessions in progress: the list follows `liveRecordings` from the first
+ * page's `asOf` (so a session that starts while the page loads is not
+ * missed; a start or an end reloads the list) and `detections` (their
+ * severity); a 30 s refresh moves the durations on.
  */
 export function Live() {
   const list = useAsync(() => gql<{ recordings: any }>(LIVE_QUERY), []);
+  const asOf: number | undefined = list.data?.recordings.asOf;
+  const following = asOf !== undefined;
   useEffect(() => {
     const timer = setInterval(list.reload, 30000);
-    const stopChanges = subscribe(
-      'subscription { liveRecordings { recordingId live position } }',
-      {},
+    const stop = subscribe('subscription { detections { id recordingId } }', {}, () => list.reload(), () => {});
+    return () => {
+      clearInterval(timer);
+      stop();
+    };
+  }, []);
+  useEffect(() => {
+    if (asOf === undefined) return;
+    return subscribe(
+      LIVE_CHANGES,
+      { from: asOf + 1 },
       (data: any) => {
         notePosition(data.liveRecordings.position);
         list.reload();
       },
       () => {},
     );
-    const stop = subscribe('subscription { detections { id recordingId } }', {}, () => list.reload(), () => {});
-    return () => {
-      clearInterval(timer);
-      stopChanges();
-      stop();
-    };
-  }, []);
+  }, [following]);
   const rows = list.data?.recordings.edges ?? [];
   return (
     <>

@@ -235,6 +235,19 @@ impl<E: Event> ProjectionSet<E> {
             .collect()
     }
 
+    /// The position every projection and reactor has applied (the lowest
+    /// of theirs): a read that starts after this call sees every event up
+    /// to it, as after `wait_for(Which::All, ..)`.
+    pub fn applied(&self) -> u64 {
+        let projections = self.inner.running.values().map(|p| &p.status);
+        let reactors = self.inner.reactors.values().map(|r| &r.status);
+        projections
+            .chain(reactors)
+            .map(|s| s.borrow().position)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Whether every projection and reactor is live and at the log head
     /// (`/readyz`).
     pub fn ready(&self) -> bool {

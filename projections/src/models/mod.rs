@@ -182,6 +182,12 @@ impl ReadModels {
         self.set.statuses()
     }
 
+    /// The position every read model and reactor has applied (see
+    /// [`ProjectionSet::applied`]).
+    pub fn applied(&self) -> u64 {
+        self.set.applied()
+    }
+
     /// Read-your-writes: waits until the named read models or reactors
     /// (all, with `Which::All`) have applied `position`.
     pub async fn wait_for(

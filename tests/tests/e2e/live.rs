@@ -278,3 +278,57 @@ async fn live_recordings_follow_starts_and_ends_the_caller_may_see() {
         "an ungranted auditor saw a recording start or end"
     );
 }
+
+#[tokio::test]
+async fn a_live_list_followed_from_its_as_of_misses_no_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let srs = Srs::start(&dir.path().join("data")).await;
+    let admin = Client::new(&srs, Some(&srs.admin_token()));
+    let site = create_site(&admin, "A").await;
+    record_everyone(&admin, &site).await;
+    let (server, agent) = connect_server(&admin, &site, "sr-a").await;
+    let agent = admin.with_token(&agent);
+
+    let before = start_recording(&agent, &server, "s-1", "CORP\\al", &[]).await;
+    let list = admin
+        .data(
+            "query($at: Int) { recordings(filter: {live: true}, atLeast: $at) { asOf edges { node { id } } } }",
+            json!({ "at": before["position"] }),
+        )
+        .await;
+    let as_of = list["recordings"]["asOf"].as_i64().unwrap();
+    assert!(as_of >= before["position"].as_i64().unwrap(), "{list}");
+    assert_eq!(
+        list["recordings"]["edges"][0]["node"]["id"],
+        before["recordingId"]
+    );
+    // A session that starts between the list and the subscription.
+    let between = start_recording(&agent, &server, "s-2", "CORP\\bo", &[]).await;
+    let mut changes = admin
+        .subscribe(
+            "subscription($from: Int) { liveRecordings(fromPosition: $from) { recordingId live } }",
+            json!({ "from": as_of + 1 }),
+        )
+        .await;
+    let first = changes.next_data(Duration::from_secs(20)).await;
+    assert_eq!(
+        (
+            &first["liveRecordings"]["recordingId"],
+            &first["liveRecordings"]["live"]
+        ),
+        (&between["recordingId"], &json!(true)),
+        "{first}"
+    );
+    // A negative position is refused.
+    let mut refused = admin
+        .subscribe(
+            "subscription { liveRecordings(fromPosition: -1) { recordingId } }",
+            json!({}),
+        )
+        .await;
+    let refused = refused
+        .next(Duration::from_secs(10))
+        .await
+        .expect("an answer");
+    assert_eq!(error_of(&refused).0, Some("VALIDATION"), "{refused}");
+}
