@@ -57,6 +57,15 @@ fn shutdown(services: &Services) -> impl std::future::Future<Output = ()> + Send
     }
 }
 
+/// Where a subscription starts: `fromPosition` when given (at least 1),
+/// else the position after `head` (from now).
+fn start_at(from_position: Option<i32>, head: u64) -> Result<u64, ApiError> {
+    match from_position {
+        Some(p) => Ok(non_negative(p, "fromPosition")?.max(1)),
+        None => Ok(head + 1),
+    }
+}
+
 /// The envelopes from `from` on, ending on a log error or at shutdown.
 pub(super) fn follow(
     services: &Services,
@@ -102,11 +111,14 @@ async fn visibility_at(
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Live event-detection alerts, of one site or of every site the
-    /// caller may see, for recordings the caller may see.
+    /// caller may see, for recordings the caller may see, from
+    /// `fromPosition` (a `recordings` page's `asOf` + 1, so that nothing
+    /// falls between the page and its alerts; default: from now).
     async fn detections(
         &self,
         ctx: &Context<'_>,
         site_id: Option<ID>,
+        from_position: Option<i32>,
     ) -> Result<impl Stream<Item = DetectedEvent>, ApiError> {
         let (services, caller) = (ctx.services()?.clone(), ctx.caller()?.clone());
         let site = opt_uuid(site_id.as_ref(), "site")?;
@@ -115,7 +127,7 @@ impl SubscriptionRoot {
             None => Target::Global,
         };
         authorize(&services, &caller, Action::ReadDetections, target).await?;
-        let from = services.store.head().position + 1;
+        let from = start_at(from_position, services.store.head().position)?;
         let stream = follow(&services, from).filter_map(move |envelope| {
             let (services, caller) = (services.clone(), caller.clone());
             async move {
@@ -277,10 +289,7 @@ impl SubscriptionRoot {
                 )));
             }
         }
-        let from = match from_position {
-            Some(p) => non_negative(p, "fromPosition")?.max(1),
-            None => services.store.head().position + 1,
-        };
+        let from = start_at(from_position, services.store.head().position)?;
         let stream = follow(&services, from).filter_map(move |envelope| {
             let (services, caller) = (services.clone(), caller.clone());
             async move {
@@ -347,10 +356,7 @@ impl SubscriptionRoot {
             .record_played(&caller, recording, PlaybackKind::Live)
             .await?;
         services.metrics.appended();
-        let from = match from_position {
-            Some(p) => non_negative(p, "fromPosition")?.max(1),
-            None => head + 1,
-        };
+        let from = start_at(from_position, head)?;
         let keys = services.content.keys().clone();
         let stream = follow(&services, from)
             .filter(move |envelope| {
@@ -414,10 +420,7 @@ impl SubscriptionRoot {
         let (services, caller): (Arc<Services>, DomainPrincipal) =
             (ctx.services()?.clone(), ctx.caller()?.clone());
         authorize(&services, &caller, Action::ReadAdminLog, Target::Global).await?;
-        let from = match from_position {
-            Some(p) => non_negative(p, "fromPosition")?.max(1),
-            None => services.store.head().position + 1,
-        };
+        let from = start_at(from_position, services.store.head().position)?;
         Ok(follow(&services, from).map(move |envelope| {
             let deleted = envelope.payload.recording_id().is_some_and(|recording_id| {
                 crate::read::recordings::deleted(&services, recording_id).unwrap_or(true)

@@ -8,12 +8,13 @@ const LIVE_QUERY = `query Live($atLeast: Int) { recordings(filter: { live: true 
 } } } }`;
 
 const LIVE_CHANGES = 'subscription($from: Int) { liveRecordings(fromPosition: $from) { recordingId live position } }';
+const LIVE_DETECTIONS = 'subscription($from: Int) { detections(fromPosition: $from) { id recordingId } }';
 
 /**
- * Sessions in progress: the list follows `liveRecordings` from the first
- * page's `asOf` (so a session that starts while the page loads is not
- * missed; a start or an end reloads the list) and `detections` (their
- * severity); a 30 s refresh moves the durations on.
+ * Sessions in progress: the list follows `liveRecordings` (a start or an
+ * end reloads it) and `detections` (their severity), both from the first
+ * page's `asOf`, so nothing that happens while the page loads is missed;
+ * a 30 s refresh moves the durations on.
  */
 export function Live() {
   const list = useAsync(() => gql<{ recordings: any }>(LIVE_QUERY), []);
@@ -21,15 +22,11 @@ export function Live() {
   const following = asOf !== undefined;
   useEffect(() => {
     const timer = setInterval(list.reload, 30000);
-    const stop = subscribe('subscription { detections { id recordingId } }', {}, () => list.reload(), () => {});
-    return () => {
-      clearInterval(timer);
-      stop();
-    };
+    return () => clearInterval(timer);
   }, []);
   useEffect(() => {
     if (asOf === undefined) return;
-    return subscribe(
+    const stopChanges = subscribe(
       LIVE_CHANGES,
       { from: asOf + 1 },
       (data: any) => {
@@ -38,6 +35,11 @@ export function Live() {
       },
       () => {},
     );
+    const stopDetections = subscribe(LIVE_DETECTIONS, { from: asOf + 1 }, () => list.reload(), () => {});
+    return () => {
+      stopChanges();
+      stopDetections();
+    };
   }, [following]);
   const rows = list.data?.recordings.edges ?? [];
   return (

@@ -286,6 +286,21 @@ async fn a_live_list_followed_from_its_as_of_misses_no_start() {
     let admin = Client::new(&srs, Some(&srs.admin_token()));
     let site = create_site(&admin, "A").await;
     record_everyone(&admin, &site).await;
+    let detection = admin
+        .data(
+            "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
+                name: \"USB\", logged: [LOGON, USB_MASS_STORAGE],
+                rules: [{type: USB_MASS_STORAGE, severity: HIGH}] }) { policyId } }",
+            json!({ "site": site }),
+        )
+        .await["createEventDetectionPolicy"]["policyId"]
+        .clone();
+    admin
+        .data(
+            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
+            json!({ "id": detection }),
+        )
+        .await;
     let (server, agent) = connect_server(&admin, &site, "sr-a").await;
     let agent = admin.with_token(&agent);
 
@@ -302,8 +317,31 @@ async fn a_live_list_followed_from_its_as_of_misses_no_start() {
         list["recordings"]["edges"][0]["node"]["id"],
         before["recordingId"]
     );
-    // A session that starts between the list and the subscription.
+    // A session that starts between the list and the subscriptions, and
+    // an event detected in it.
     let between = start_recording(&agent, &server, "s-2", "CORP\\bo", &[]).await;
+    agent
+        .data(
+            RECORD_EVENTS,
+            json!({ "recordingId": between["recordingId"], "events": suspicious_batch() }),
+        )
+        .await;
+    let mut detections = admin
+        .subscribe(
+            "subscription($from: Int) { detections(fromPosition: $from) { recordingId severity } }",
+            json!({ "from": as_of + 1 }),
+        )
+        .await;
+    let alert = detections.next_data(Duration::from_secs(20)).await;
+    assert_eq!(
+        (
+            &alert["detections"]["recordingId"],
+            &alert["detections"]["severity"]
+        ),
+        (&between["recordingId"], &json!("HIGH")),
+        "{alert}"
+    );
+    detections.close().await;
     let mut changes = admin
         .subscribe(
             "subscription($from: Int) { liveRecordings(fromPosition: $from) { recordingId live } }",
