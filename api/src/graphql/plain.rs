@@ -33,6 +33,11 @@ pub trait PlainFields: OutputType {
     /// object's selection set; a field whose value is a plain object
     /// answers with [`object`].
     fn plain(&self, ctx: &ContextSelectionSet<'_>, field: &Field) -> Option<Value>;
+
+    /// The plain fields' names, where they are listed ([`plain_object`]),
+    /// for the tests that hold them to the schema.
+    #[cfg(test)]
+    const FIELDS: &'static [&'static str] = &[];
 }
 
 /// `T`, whose selections of plain fields only are answered in one pass
@@ -87,6 +92,42 @@ fn answer<T: PlainFields>(value: &T, ctx: &ContextSelectionSet<'_>) -> Option<Va
         Value::Object(out)
     })
 }
+
+/// [`PlainFields`] for a `SimpleObject` whose listed fields are plain:
+/// each by its GraphQL name, answered as its resolver does (`scalar`: by
+/// the value's scalar type; `enumeration`: as its enum item; `list`: a
+/// list of plain objects). Fields left out (a `ComplexObject`'s) make a
+/// selection that asks them go through the resolvers.
+macro_rules! plain_object {
+    ($ty:ty { $($name:literal: $kind:ident $field:ident),* $(,)? }) => {
+        impl $crate::graphql::plain::PlainFields for $ty {
+            #[cfg(test)]
+            const FIELDS: &'static [&'static str] = &[$($name),*];
+
+            fn plain(
+                &self,
+                ctx: &async_graphql::ContextSelectionSet<'_>,
+                field: &async_graphql::parser::types::Field,
+            ) -> Option<async_graphql::Value> {
+                let _ = ctx;
+                match field.name.node.as_str() {
+                    $($name => $crate::graphql::plain::plain_object!(@$kind self.$field, ctx, field),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+    (@scalar $value:expr, $ctx:ident, $field:ident) => {
+        Some(async_graphql::ScalarType::to_value(&$value))
+    };
+    (@enumeration $value:expr, $ctx:ident, $field:ident) => {
+        Some(async_graphql::resolver_utils::enum_value($value))
+    };
+    (@list $value:expr, $ctx:ident, $field:ident) => {
+        $crate::graphql::plain::list(&$value, $ctx, $field)
+    };
+}
+pub(crate) use plain_object;
 
 impl<T: PlainFields> OutputType for Plain<T> {
     super::boxed::schema_type_of_inner!(T);

@@ -230,7 +230,7 @@ impl QueryRoot {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         at_least: Option<i32>,
-    ) -> ApiResult<DashboardReport> {
+    ) -> ApiResult<Plain<DashboardReport>> {
         let (services, caller) = (ctx.services()?, ctx.caller()?);
         let site = opt_uuid(site_id.as_ref(), "site")?;
         let (from, to) = (from.map(timestamp), to.map(timestamp));
@@ -251,11 +251,11 @@ impl QueryRoot {
         };
         let dashboard =
             read::dashboard::dashboard(services, caller, site, (from, to), parts, at_least).await?;
-        Ok(DashboardReport::new(
+        Ok(Plain(DashboardReport::new(
             &dashboard.figures,
             dashboard.sites,
             dashboard.days,
-        ))
+        )))
     }
 
     /// The site-wide event visualization report: session events and

@@ -14,6 +14,7 @@ use srs_projections::models::detections::VisualBucket;
 use super::context::ContextExt;
 use super::convert::{id, int, long, time};
 use super::enums::{RecordingMode, ServerStatus, Severity};
+use super::plain::plain_object;
 use super::types::{DataPoints, NameCount, SeverityCount, TypeCount};
 use crate::error::ApiResult;
 use crate::read;
@@ -187,6 +188,43 @@ pub struct DashboardReport {
     #[graphql(skip)]
     pub days: (i64, i64),
 }
+
+plain_object!(DayCount { "day": scalar day, "count": scalar count });
+plain_object!(SeverityDays { "severity": enumeration severity, "perDay": list per_day });
+plain_object!(ServerStateCount {
+    "status": enumeration status, "count": scalar count, "online": scalar online,
+});
+plain_object!(ModeCount { "mode": enumeration mode, "count": scalar count });
+plain_object!(RiskyUser { "name": scalar name, "risk": scalar risk });
+// Every field but `servers`, which reads the servers' read model.
+plain_object!(DashboardReport {
+    "from": scalar from,
+    "to": scalar to,
+    "recordingsTotal": scalar recordings_total,
+    "recordingsLive": scalar recordings_live,
+    "recordingsInRange": scalar recordings_in_range,
+    "storageBytes": scalar storage_bytes,
+    "recordingsPerDay": list recordings_per_day,
+    "recordingsByMode": list recordings_by_mode,
+    "topUsers": list top_users,
+    "topApplications": list top_applications,
+    "topHosts": list top_hosts,
+    "topDeliveryGroups": list top_delivery_groups,
+    "topRiskyUsers": list top_risky_users,
+    "topAlerts": list top_alerts,
+    "serversByStatus": list servers_by_status,
+    "detectionsTotal": scalar detections_total,
+    "detectionsInRange": scalar detections_in_range,
+    "detectionsPerDay": list detections_per_day,
+    "detectionsPerDayBySeverity": list detections_per_day_by_severity,
+    "detectionsByType": list detections_by_type,
+    "detectionsBySeverity": list detections_by_severity,
+    "restrictedCount": scalar restricted_count,
+    "archivedCount": scalar archived_count,
+    "deletedCount": scalar deleted_count,
+    "pendingArchive": scalar pending_archive,
+    "pendingDelete": scalar pending_delete,
+});
 
 impl DashboardReport {
     /// The API shape of `v`, computed for `sites` over the days `days`.
@@ -390,5 +428,147 @@ impl DataPoints {
         }
         let summary = read::recordings::performance(ctx.services()?, recording).await?;
         Ok(Some(PerformanceStats::from(&summary)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+    use srs_domain::model::{
+        RecordingMode as DomainMode, ServerStatus, SessionEventType, Severity,
+    };
+    use srs_projections::models::dashboard::{
+        DashboardView, DayCount as DayFigure, RecordingModeKey, SiteScope, StatusCount,
+    };
+
+    use super::*;
+    use crate::graphql::plain::{Plain, PlainFields};
+
+    fn report() -> DashboardReport {
+        let day = |d: i64, count| DayFigure {
+            day: Timestamp(d * Timestamp::MICROS_PER_DAY),
+            count,
+        };
+        let named = |n: &str, c| (n.to_owned(), c);
+        let view = DashboardView {
+            recordings_total: 12,
+            recordings_live: 2,
+            recordings_in_range: 9,
+            storage_bytes: 5_000_000_000,
+            recordings_per_day: vec![day(20_000, 4), day(20_001, 0), day(20_002, 5)],
+            recordings_by_mode: [(RecordingModeKey::of(DomainMode::ScreenAndEvents), 9)].into(),
+            top_users: vec![named("CORP\\ann \"a\"", 5), named("CORP\\bo", 4)],
+            top_applications: vec![named("Excel", 9)],
+            top_hosts: vec![named("VDA-1", 9)],
+            top_delivery_groups: vec![named("Finance", 3)],
+            top_risky_users: vec![named("CORP\\bo", 24)],
+            top_alerts: vec![named("USB", 3)],
+            servers_by_status: vec![StatusCount {
+                status: ServerStatus::Connected,
+                count: 2,
+                online: 1,
+            }],
+            detections_total: 7,
+            detections_in_range: 3,
+            detections_per_day: vec![day(20_000, 3), day(20_001, 0), day(20_002, 0)],
+            detections_per_day_by_severity: [(
+                Severity::High,
+                vec![day(20_000, 3), day(20_001, 0), day(20_002, 0)],
+            )]
+            .into(),
+            detections_by_type: [(SessionEventType::UsbMassStorage, 3)].into(),
+            detections_by_severity: [(Severity::High, 3)].into(),
+            restricted_count: 1,
+            archived_count: 2,
+            deleted_count: 3,
+            pending_archive: 4,
+            pending_delete: u64::MAX,
+        };
+        DashboardReport::new(&view, SiteScope::All, (20_000, 20_002))
+    }
+
+    struct Reports;
+
+    #[Object]
+    impl Reports {
+        async fn plain(&self) -> Plain<DashboardReport> {
+            Plain(report())
+        }
+        async fn resolved(&self) -> DashboardReport {
+            report()
+        }
+    }
+
+    async fn run(q: &str) -> serde_json::Value {
+        let schema = Schema::new(Reports, EmptyMutation, EmptySubscription);
+        let response = schema.execute(q).await;
+        assert!(response.errors.is_empty(), "{q}: {:?}", response.errors);
+        response.data.into_json().unwrap()
+    }
+
+    /// The names of GraphQL type `name`'s fields.
+    async fn fields_of(name: &str) -> Vec<String> {
+        let q = format!("{{ __type(name: \"{name}\") {{ fields {{ name }} }} }}");
+        let answer = run(&q).await;
+        let fields = answer["__type"]["fields"].as_array().expect(name).iter();
+        fields
+            .map(|f| f["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Every field of every type the dashboard answers in one pass is
+    /// listed as plain (but `servers`, which reads a read model), and the
+    /// one-pass answer is the resolvers' answer.
+    #[tokio::test]
+    async fn a_plain_dashboard_answers_what_its_resolvers_answer() {
+        let listed: [(&str, &[&str]); 9] = [
+            ("Dashboard", DashboardReport::FIELDS),
+            ("DayCount", DayCount::FIELDS),
+            ("SeverityDays", SeverityDays::FIELDS),
+            ("ServerStateCount", ServerStateCount::FIELDS),
+            ("ModeCount", ModeCount::FIELDS),
+            ("RiskyUser", RiskyUser::FIELDS),
+            ("NameCount", NameCount::FIELDS),
+            ("TypeCount", TypeCount::FIELDS),
+            ("SeverityCount", SeverityCount::FIELDS),
+        ];
+        let mut selection = String::new();
+        for (name, plain) in listed {
+            let mut fields = fields_of(name).await;
+            fields.retain(|f| f != "servers");
+            let mut plain = plain.to_vec();
+            plain.sort_unstable();
+            fields.sort_unstable();
+            assert_eq!(plain, fields, "{name}");
+        }
+        for field in DashboardReport::FIELDS {
+            selection.push_str(field);
+            selection.push_str(match *field {
+                "recordingsPerDay" | "detectionsPerDay" => " { day count __typename } ",
+                "detectionsPerDayBySeverity" => " { severity perDay { day count } } ",
+                "recordingsByMode" => " { mode count } ",
+                "topRiskyUsers" => " { name risk } ",
+                "serversByStatus" => " { status count online } ",
+                "detectionsByType" => " { type count } ",
+                "detectionsBySeverity" => " { severity count } ",
+                f if f.starts_with("top") => " { name count } ",
+                _ => " ",
+            });
+        }
+        for q in [
+            format!("{{ plain {{ {selection} __typename }} resolved {{ {selection} __typename }} }}"),
+            // An alias, a list asked for part of its fields.
+            "{ plain { a: recordingsTotal topUsers { name } } resolved { a: recordingsTotal topUsers { name } } }".into(),
+        ] {
+            let answer = run(&q).await;
+            assert_eq!(answer["plain"], answer["resolved"], "{q}");
+            assert!(answer["plain"].as_object().is_some_and(|o| !o.is_empty()));
+        }
+        let answer = run(&format!("{{ plain {{ {selection} }} }}")).await;
+        assert_eq!(answer["plain"]["pendingDelete"], i32::MAX, "{answer}");
+        assert_eq!(
+            answer["plain"]["recordingsByMode"][0]["mode"],
+            "SCREEN_AND_EVENTS"
+        );
     }
 }

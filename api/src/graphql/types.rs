@@ -567,6 +567,10 @@ pub struct NameCount {
     pub count: i32,
 }
 
+super::plain::plain_object!(TypeCount { "type": enumeration event_type, "count": scalar count });
+super::plain::plain_object!(SeverityCount { "severity": enumeration severity, "count": scalar count });
+super::plain::plain_object!(NameCount { "name": scalar name, "count": scalar count });
+
 fn type_counts<'a>(
     map: impl IntoIterator<Item = (&'a dm::SessionEventType, &'a u64)>,
 ) -> Vec<TypeCount> {

@@ -860,6 +860,10 @@ pub struct DashboardView {
 pub struct RecordingModeKey(u8);
 
 impl RecordingModeKey {
+    pub fn of(mode: RecordingMode) -> Self {
+        RecordingModeKey(mode_code(mode))
+    }
+
     pub fn mode(self) -> Option<RecordingMode> {
         mode_from_code(self.0)
     }
