@@ -12,9 +12,9 @@
 //! [`Plain`] builds the object's answer directly, each value converted by
 //! the same scalar type the field's resolver returns; a field whose value
 //! is itself an object of plain fields (a page's edges, their nodes) is
-//! answered the same way, so a whole page is one pass. Anything else in
-//! the selection (a field that takes arguments, reads a read model, or
-//! returns an enum; a fragment; a directive) and the whole object is
+//! answered the same way, so a whole page is one pass (enums answer as
+//! their items). Anything else in the selection (a field that takes
+//! arguments or reads a read model; a fragment; a directive) and the whole object is
 //! resolved the usual way (its fields that are `Plain` themselves still
 //! take this path). The schema stays `T`'s. The schema registers no
 //! extension, so no per-field hook is bypassed; one that needs per-field
@@ -96,7 +96,7 @@ fn answer<T: PlainFields>(value: &T, ctx: &ContextSelectionSet<'_>) -> Option<Va
 /// [`PlainFields`] for a `SimpleObject` whose listed fields are plain:
 /// each by its GraphQL name, answered as its resolver does (`scalar`: by
 /// the value's scalar type; `enumeration`: as its enum item; `list`: a
-/// list of plain objects). Fields left out (a `ComplexObject`'s) make a
+/// list of plain objects; `strings`: a list of strings). Fields left out (a `ComplexObject`'s) make a
 /// selection that asks them go through the resolvers.
 macro_rules! plain_object {
     ($ty:ty { $($name:literal: $kind:ident $field:ident),* $(,)? }) => {
@@ -126,6 +126,11 @@ macro_rules! plain_object {
     (@list $value:expr, $ctx:ident, $field:ident) => {
         $crate::graphql::plain::list(&$value, $ctx, $field)
     };
+    (@strings $value:expr, $ctx:ident, $field:ident) => {
+        Some(async_graphql::Value::List(
+            $value.iter().map(|s| async_graphql::Value::String(s.clone())).collect(),
+        ))
+    };
 }
 pub(crate) use plain_object;
 
@@ -150,7 +155,8 @@ mod tests {
 
     use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema, Value};
     use srs_domain::model::{
-        DataPoints, Lifecycle, RecordingAction, RecordingDecision, RecordingMode,
+        DataPoints as DomainDataPoints, Lifecycle, RecordingAction, RecordingDecision,
+        RecordingMode, SessionEventType, Severity,
     };
     use srs_domain::time::Timestamp;
     use srs_projections::models::catalogue::{RecordingRow, RestrictionInfo};
@@ -158,7 +164,9 @@ mod tests {
     use uuid::Uuid;
 
     use super::{Plain, PlainFields};
-    use crate::graphql::types::{PageInfo, Recording, RecordingConnection, RecordingEdge};
+    use crate::graphql::types::{
+        DataPoints, PageInfo, Recording, RecordingConnection, RecordingEdge,
+    };
     use async_graphql::parser::types::Field;
     use async_graphql::ContextSelectionSet;
 
@@ -214,7 +222,12 @@ mod tests {
     const PLAIN: &str = "id siteId serverId sessionId part previousRecordingId user \
         domain groups clientName clientIp host deliveryGroup applications startedAt \
         endedAt durationSec live sizeBytes restricted archived deleted eventCount \
-        commentCount plays __typename";
+        commentCount plays mode lifecycle maxSeverity __typename";
+
+    /// Every field of `dataPoints` but `performance`.
+    const DATA_POINTS: &str = "dataPoints { durationMs eventCount eventsByType { type count } \
+        detectionCount detectionsBySeverity { severity count } sizeBytes applications idleMs \
+        lastOffsetMs __typename }";
 
     fn rows() -> Vec<Arc<RecordingRow>> {
         let base = RecordingRow {
@@ -248,7 +261,7 @@ mod tests {
             max_severity: None,
             comment_count: 0,
             plays: 0,
-            points: DataPoints::default(),
+            points: DomainDataPoints::default(),
         };
         let mut ended = base.clone();
         ended.id = Uuid::from_u128(0x7ec0_0002);
@@ -272,6 +285,11 @@ mod tests {
         ended.points.event_count = 12;
         ended.points.size_bytes = 5_000_000_000;
         ended.points.applications = ["Excel".to_string(), "Word".to_string()].into();
+        ended.points.events_by_type = [(SessionEventType::UsbMassStorage, 2)].into();
+        ended.points.detections_by_severity = [(Severity::High, 1)].into();
+        ended.points.detection_count = 1;
+        ended.points.idle_ms = 60_000;
+        ended.max_severity = Some(Severity::High);
         let mut deleted = ended.clone();
         deleted.id = Uuid::from_u128(0x7ec0_0004);
         deleted.lifecycle = Lifecycle::Deleted;
@@ -330,11 +348,61 @@ mod tests {
         let answer = run(RecordingsQuery(rows()), &q).await;
         assert_eq!(answer["plain"].as_array().map(Vec::len), Some(3));
         assert_eq!(answer["plain"], answer["resolved"]);
+        assert_eq!(answer["plain"][0]["mode"], "SCREEN_AND_EVENTS");
+        assert_eq!(answer["plain"][1]["maxSeverity"], "HIGH");
         // Aliased and asked twice, beside a field that is not plain.
-        let q = "{ plain { a: user b: user user mode } resolved { a: user b: user user mode } }";
+        let q = "{ plain { a: user b: user user decision { action } } \
+                 resolved { a: user b: user user decision { action } } }";
         let answer = run(RecordingsQuery(rows()), q).await;
         assert_eq!(answer["plain"], answer["resolved"]);
-        assert_eq!(answer["plain"][0]["mode"], "SCREEN_AND_EVENTS");
+        assert_eq!(
+            answer["plain"][0]["decision"]["action"],
+            "RECORD_SCREEN_AND_EVENTS"
+        );
+        // A recording's figures.
+        let q = format!("{{ plain {{ id {DATA_POINTS} }} resolved {{ id {DATA_POINTS} }} }}");
+        let answer = run(RecordingsQuery(rows()), &q).await;
+        assert_eq!(answer["plain"], answer["resolved"]);
+        assert_eq!(
+            answer["plain"][1]["dataPoints"]["eventsByType"][0]["type"],
+            "USB_MASS_STORAGE"
+        );
+        let schema = Schema::new(RecordingsQuery(rows()), EmptyMutation, EmptySubscription);
+        let fields = schema
+            .execute("{ __type(name: \"DataPoints\") { fields { name } } }")
+            .await
+            .data
+            .into_json()
+            .unwrap();
+        let mut fields: Vec<&str> = fields["__type"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["name"].as_str())
+            .filter(|f| *f != "performance")
+            .collect();
+        let mut plain = DataPoints::FIELDS.to_vec();
+        fields.sort_unstable();
+        plain.sort_unstable();
+        assert_eq!(plain, fields);
+    }
+
+    /// The console's list of recordings asks plain fields only, so its
+    /// pages are answered in one pass.
+    #[test]
+    fn the_consoles_recordings_page_is_plain() {
+        let recording = Recording::new(rows()[1].clone(), Visibility::Playable);
+        let console = include_str!("../../../console/src/pages/recordings.tsx");
+        let node = console
+            .split("edges { cursor node {")
+            .nth(1)
+            .and_then(|rest| rest.split("dataPoints {").next())
+            .expect("the console's recordings query");
+        let names: Vec<&str> = node.split_whitespace().collect();
+        assert!(names.len() > 5, "{node}");
+        for name in names {
+            assert!(recording.plain_value(name).is_some(), "{name} is not plain");
+        }
     }
 
     #[tokio::test]

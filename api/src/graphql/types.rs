@@ -567,9 +567,9 @@ pub struct NameCount {
     pub count: i32,
 }
 
-super::plain::plain_object!(TypeCount { "type": enumeration event_type, "count": scalar count });
-super::plain::plain_object!(SeverityCount { "severity": enumeration severity, "count": scalar count });
-super::plain::plain_object!(NameCount { "name": scalar name, "count": scalar count });
+plain::plain_object!(TypeCount { "type": enumeration event_type, "count": scalar count });
+plain::plain_object!(SeverityCount { "severity": enumeration severity, "count": scalar count });
+plain::plain_object!(NameCount { "name": scalar name, "count": scalar count });
 
 fn type_counts<'a>(
     map: impl IntoIterator<Item = (&'a dm::SessionEventType, &'a u64)>,
@@ -608,6 +608,19 @@ pub struct DataPoints {
     /// The offset of the latest session event, in ms (64-bit).
     pub last_offset_ms: i64,
 }
+
+// Every field but `performance`, which reads the recording's events.
+plain::plain_object!(DataPoints {
+    "durationMs": scalar duration_ms,
+    "eventCount": scalar event_count,
+    "eventsByType": list events_by_type,
+    "detectionCount": scalar detection_count,
+    "detectionsBySeverity": list detections_by_severity,
+    "sizeBytes": scalar size_bytes,
+    "applications": strings applications,
+    "idleMs": scalar idle_ms,
+    "lastOffsetMs": scalar last_offset_ms,
+});
 
 impl From<&DomainDataPoints> for DataPoints {
     fn from(p: &DomainDataPoints) -> Self {
@@ -1013,16 +1026,28 @@ impl Playback {
 const PLAYBACK_MAX_EVENTS: usize = 10_000;
 
 impl PlainFields for Recording {
-    fn plain(&self, _: &ContextSelectionSet<'_>, field: &Field) -> Option<GqlValue> {
-        self.plain_value(field.name.node.as_str())
+    fn plain(&self, ctx: &ContextSelectionSet<'_>, field: &Field) -> Option<GqlValue> {
+        match field.name.node.as_str() {
+            "dataPoints" => plain::object(&self.data_points_value(), ctx, field),
+            name => self.plain_value(name),
+        }
     }
 }
 
 impl Recording {
+    /// Its `dataPoints`.
+    fn data_points_value(&self) -> DataPoints {
+        DataPoints {
+            recording: Some((self.row.id, self.row.deleted())),
+            ..DataPoints::from(&self.row.points)
+        }
+    }
+
     /// The fields of a recording read from its row alone, as their
     /// resolvers below answer them (each converted by the scalar type its
     /// resolver returns; `plain::tests` holds them to it).
     pub fn plain_value(&self, name: &str) -> Option<GqlValue> {
+        use async_graphql::resolver_utils::enum_value;
         use async_graphql::Value;
         fn value<T: ScalarType>(v: T) -> Value {
             v.to_value()
@@ -1063,6 +1088,11 @@ impl Recording {
             "eventCount" => value(int(row.points.event_count)),
             "commentCount" => value(int(row.comment_count)),
             "plays" => value(int(row.plays)),
+            "mode" => enum_value(RecordingMode::from(row.mode)),
+            "lifecycle" => enum_value(Lifecycle::from(row.lifecycle)),
+            "maxSeverity" => row
+                .max_severity
+                .map_or(Value::Null, |s| enum_value(Severity::from(s))),
             _ => return None,
         })
     }
@@ -1268,10 +1298,7 @@ impl Recording {
     }
     /// Figures about it.
     async fn data_points(&self) -> Boxed<DataPoints> {
-        Boxed::new(DataPoints {
-            recording: Some((self.row.id, self.row.deleted())),
-            ..DataPoints::from(&self.row.points)
-        })
+        Boxed::new(self.data_points_value())
     }
     /// Events and detections per type in buckets of `bucketSec` seconds
     /// (default 60) from the session start.
