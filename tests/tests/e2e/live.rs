@@ -286,21 +286,12 @@ async fn a_live_list_followed_from_its_as_of_misses_no_start() {
     let admin = Client::new(&srs, Some(&srs.admin_token()));
     let site = create_site(&admin, "A").await;
     record_everyone(&admin, &site).await;
-    let detection = admin
-        .data(
-            "mutation($site: ID!) { createEventDetectionPolicy(siteId: $site, input: {
-                name: \"USB\", logged: [LOGON, USB_MASS_STORAGE],
-                rules: [{type: USB_MASS_STORAGE, severity: HIGH}] }) { policyId } }",
-            json!({ "site": site }),
-        )
-        .await["createEventDetectionPolicy"]["policyId"]
-        .clone();
-    admin
-        .data(
-            "mutation($id: ID!) { activatePolicy(policyId: $id) { position } }",
-            json!({ "id": detection }),
-        )
-        .await;
+    activate_detection_policy(
+        &admin,
+        &site,
+        "name: \"USB\", logged: [LOGON, USB_MASS_STORAGE], rules: [{type: USB_MASS_STORAGE, severity: HIGH}]",
+    )
+    .await;
     let (server, agent) = connect_server(&admin, &site, "sr-a").await;
     let agent = admin.with_token(&agent);
 
