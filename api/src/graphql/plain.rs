@@ -14,11 +14,12 @@
 //! is itself an object of plain fields (a page's edges, their nodes) is
 //! answered the same way, so a whole page is one pass (enums answer as
 //! their items). Anything else in the selection (a field that takes
-//! arguments or reads a read model; a fragment; a directive) and the whole object is
-//! resolved the usual way (its fields that are `Plain` themselves still
-//! take this path). The schema stays `T`'s. The schema registers no
-//! extension, so no per-field hook is bypassed; one that needs per-field
-//! hooks would have to turn this off.
+//! arguments or reads a read model; a fragment; a directive) and the
+//! whole object is resolved the usual way (its fields that are `Plain`
+//! themselves still take this path). The schema stays `T`'s. The schema
+//! registers no extension, so no per-field hook is bypassed; one that
+//! needs per-field hooks would have to turn this off. [`plain_object`]
+//! makes a `SimpleObject` plain from the list of its plain fields.
 //!
 //! `tests::plain_fields_answer_what_their_resolvers_answer` holds every
 //! plain field to its resolver's answer.
@@ -96,8 +97,9 @@ fn answer<T: PlainFields>(value: &T, ctx: &ContextSelectionSet<'_>) -> Option<Va
 /// [`PlainFields`] for a `SimpleObject` whose listed fields are plain:
 /// each by its GraphQL name, answered as its resolver does (`scalar`: by
 /// the value's scalar type; `enumeration`: as its enum item; `list`: a
-/// list of plain objects; `strings`: a list of strings). Fields left out (a `ComplexObject`'s) make a
-/// selection that asks them go through the resolvers.
+/// list of plain objects; `strings`: a list of strings). Fields left out
+/// (a `ComplexObject`'s) make a selection that asks them go through the
+/// resolvers.
 macro_rules! plain_object {
     ($ty:ty { $($name:literal: $kind:ident $field:ident),* $(,)? }) => {
         impl $crate::graphql::plain::PlainFields for $ty {
