@@ -8,13 +8,17 @@
 //! in order, each with the items (`rest`, interned per tag as a dense `u32`)
 //! counted that day and their counts, sorted by item.
 //!
-//! A top list over a range of days is then one pass over the rows of the
-//! range's days, adding each count into a dense array indexed by item (no
+//! A top list over a range of days is then one pass over rows that cover
+//! the range, adding each count into a dense array indexed by item (no
 //! hashing, no allocation per item, memory read in order), and a
 //! selection of the `n` largest; only those `n` items' names are turned
-//! into strings. Its cost is the number of `(day, item)` counters in the
-//! range, independent of how many recordings they count: at 2,000 users
-//! and 30 days at most 60,000 additions.
+//! into strings. Beside the day rows each table keeps, per block of
+//! [`BLOCK_DAYS`] aligned days, the sum of the block's rows: a range is
+//! covered by its days up to the first whole block, the whole blocks,
+//! and its days after the last one, so a 31-day range (the dashboard's
+//! default) reads about 10 rows instead of 31. Its cost is the number of
+//! `(row, item)` counters read, independent of how many recordings they
+//! count: at 2,000 users about 20,000 additions instead of 62,000.
 //!
 //! The projection keeps it fresh from its commit hook
 //! ([`crate::engine::Projection::committed`]) with the values the batch
@@ -24,8 +28,10 @@
 //! tree (after a rebuild's swap) loads that one from sled first, under the
 //! write lock, so no batch's hook runs in between.
 //!
-//! Memory: 12 bytes per counter (item and count) plus each distinct item's
-//! name once per tag ([`DashboardDays::entries`] counts the counters). An
+//! Memory: 16 bytes per counter (item and count), the blocks' sums about
+//! as many again at most (fewer where the same items are counted on
+//! several days of a block), plus each distinct item's name once per tag
+//! ([`DashboardDays::entries`] counts the day counters). An
 //! item's name stays interned after its last counter is gone (until the
 //! next load): names are bounded by the distinct users, hosts,
 //! applications, groups and rules ever counted.
@@ -72,57 +78,133 @@ impl Items {
     }
 }
 
+/// Days summed per block in [`DayTable`]: blocks are the days `8b ..=
+/// 8b + 7`.
+pub(crate) const BLOCK_DAYS: i64 = 8;
+
+/// Sorted `(item, count)` pairs, counts above 0.
+type Row = Vec<(u32, u64)>;
+
 /// The counters of one `tag scope`: the days with a count, in order, and
-/// per day the `(item, count)` pairs, sorted by item, counts above 0.
+/// per day the `(item, count)` pairs, sorted by item, counts above 0; and
+/// the same per block of [`BLOCK_DAYS`] days, each the sum of its days.
 #[derive(Debug, Default)]
 pub(crate) struct DayTable {
     days: Vec<i64>,
-    rows: Vec<Vec<(u32, u64)>>,
+    rows: Vec<Row>,
+    /// Block numbers (`day.div_euclid(BLOCK_DAYS)`) with a count, in order.
+    blocks: Vec<i64>,
+    block_rows: Vec<Row>,
+}
+
+/// Adds `delta` to the count of `item` in the row of `key` in `keys`/`rows`
+/// (kept sorted, rows and keys without counts removed); returns the count
+/// it had.
+fn add(keys: &mut Vec<i64>, rows: &mut Vec<Row>, key: i64, item: u32, delta: i128) -> u64 {
+    let at = keys.partition_point(|k| *k < key);
+    if keys.get(at) != Some(&key) {
+        if delta <= 0 {
+            return 0;
+        }
+        keys.insert(at, key);
+        rows.insert(at, Vec::new());
+    }
+    let row = &mut rows[at];
+    let old = match row.binary_search_by_key(&item, |(i, _)| *i) {
+        Ok(i) => row[i].1,
+        Err(_) => 0,
+    };
+    let new = u64::try_from((i128::from(old) + delta).max(0)).unwrap_or(u64::MAX);
+    match (row.binary_search_by_key(&item, |(i, _)| *i), new) {
+        (Ok(i), 0) => {
+            row.remove(i);
+        }
+        (Ok(i), n) => row[i].1 = n,
+        (Err(_), 0) => {}
+        (Err(i), n) => row.insert(i, (item, n)),
+    }
+    if row.is_empty() {
+        keys.remove(at);
+        rows.remove(at);
+    }
+    old
+}
+
+/// The rows of `keys`/`rows` whose keys are within `first..=last`.
+fn rows_within<'a>(keys: &'a [i64], rows: &'a [Row], first: i64, last: i64) -> &'a [Row] {
+    let from = keys.partition_point(|k| *k < first);
+    let to = keys.partition_point(|k| *k <= last).max(from);
+    &rows[from..to]
 }
 
 impl DayTable {
     /// Sets the count of `item` on `day`; returns how the number of
     /// counters changed (-1, 0 or 1).
     fn set(&mut self, day: i64, item: u32, count: u64) -> isize {
-        let at = self.days.partition_point(|d| *d < day);
-        if self.days.get(at) != Some(&day) {
-            if count == 0 {
-                return 0;
-            }
-            self.days.insert(at, day);
-            self.rows.insert(at, Vec::new());
+        let current = self.count(day, item);
+        let delta = i128::from(count) - i128::from(current);
+        if delta == 0 {
+            return 0;
         }
-        let row = &mut self.rows[at];
-        let change = match (row.binary_search_by_key(&item, |(i, _)| *i), count) {
-            (Ok(i), 0) => {
-                row.remove(i);
-                -1
-            }
-            (Ok(i), n) => {
-                row[i].1 = n;
-                0
-            }
-            (Err(_), 0) => 0,
-            (Err(i), n) => {
-                row.insert(i, (item, n));
-                1
-            }
+        add(&mut self.days, &mut self.rows, day, item, delta);
+        let block = day.div_euclid(BLOCK_DAYS);
+        add(&mut self.blocks, &mut self.block_rows, block, item, delta);
+        match (current, count) {
+            (0, _) => 1,
+            (_, 0) => -1,
+            _ => 0,
+        }
+    }
+
+    /// The count of `item` on `day` (0 without one).
+    fn count(&self, day: i64, item: u32) -> u64 {
+        let Ok(at) = self.days.binary_search(&day) else {
+            return 0;
         };
-        if row.is_empty() {
-            self.days.remove(at);
-            self.rows.remove(at);
-        }
-        change
+        let row = &self.rows[at];
+        row.binary_search_by_key(&item, |(i, _)| *i)
+            .map_or(0, |i| row[i].1)
     }
 
     /// The rows of the days within `first..=last`, with their days.
     fn range(&self, first: i64, last: i64) -> impl Iterator<Item = (i64, &[(u32, u64)])> + '_ {
         let from = self.days.partition_point(|d| *d < first);
-        let to = self.days.partition_point(|d| *d <= last);
+        let to = self.days.partition_point(|d| *d <= last).max(from);
         self.days[from..to]
             .iter()
             .copied()
             .zip(self.rows[from..to].iter().map(Vec::as_slice))
+    }
+
+    /// Rows whose sum is the sum of the days `first..=last`: the days
+    /// before the first whole block of the range, the whole blocks, the
+    /// days after the last whole block.
+    fn covering(&self, first: i64, last: i64) -> impl Iterator<Item = &[(u32, u64)]> + '_ {
+        // Whole blocks: `b` with `first <= 8b` and `8b + 7 <= last`.
+        let first_block =
+            first.div_euclid(BLOCK_DAYS) + i64::from(first.rem_euclid(BLOCK_DAYS) != 0);
+        let last_block =
+            last.div_euclid(BLOCK_DAYS) - i64::from(last.rem_euclid(BLOCK_DAYS) != BLOCK_DAYS - 1);
+        let (head, blocks, tail): (&[Row], &[Row], &[Row]) = if first_block <= last_block {
+            (
+                rows_within(
+                    &self.days,
+                    &self.rows,
+                    first,
+                    first_block.saturating_mul(BLOCK_DAYS).saturating_sub(1),
+                ),
+                rows_within(&self.blocks, &self.block_rows, first_block, last_block),
+                rows_within(
+                    &self.days,
+                    &self.rows,
+                    last_block.saturating_add(1).saturating_mul(BLOCK_DAYS),
+                    last,
+                ),
+            )
+        } else {
+            (rows_within(&self.days, &self.rows, first, last), &[], &[])
+        };
+        head.iter().chain(blocks).chain(tail).map(Vec::as_slice)
     }
 }
 
@@ -245,7 +327,7 @@ impl DaysState {
             let Some(table) = self.table(tag, scope) else {
                 continue;
             };
-            for (_, row) in table.range(first, last) {
+            for row in table.covering(first, last) {
                 for (item, count) in row {
                     if let Some(sum) = sums.get_mut(*item as usize) {
                         *sum += count;
@@ -448,6 +530,51 @@ mod tests {
         for n in [1, 2, 10, 33, 34, 35, 299, 300, 301] {
             let top = s.top(b"ud/", &["a".to_string()], 0, 100, n);
             assert_eq!(top, all[..n.min(all.len())].to_vec(), "n = {n}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Counters set, changed and cleared on random days (negative ones
+        /// too): every range's top list (read through the blocks) is the
+        /// sum of its days, and the days and counters held are the ones
+        /// set.
+        #[test]
+        fn a_top_list_over_blocks_is_the_sum_of_its_days(
+            sets in proptest::collection::vec((-20i64..40, 0u32..6, 0u64..4), 1..120),
+            ranges in proptest::collection::vec((-30i64..50, 0i64..45), 1..12),
+        ) {
+            let name = |item: u32| format!("u{item}");
+            let mut s = DaysState::empty(None);
+            let mut held: std::collections::BTreeMap<(i64, u32), u64> = Default::default();
+            for (day, item, count) in sets {
+                s.set(&key(b"ud/", "a", day, &name(item)), count);
+                if count == 0 {
+                    held.remove(&(day, item));
+                } else {
+                    held.insert((day, item), count);
+                }
+            }
+            proptest::prop_assert_eq!(s.entries, held.len());
+            for (first, len) in ranges {
+                let last = first + len;
+                let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+                let mut days = Vec::new();
+                for ((day, item), count) in held.range((first, 0)..=(last, u32::MAX)) {
+                    *sums.entry(name(*item)).or_default() += count;
+                    days.push((*day, format!("{}\0", name(*item)).into_bytes(), *count));
+                }
+                let mut want: Vec<(String, u64)> = sums.into_iter().collect();
+                want.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let got = s.top(b"ud/", &["a".to_string()], first, last, 10);
+                proptest::prop_assert_eq!(&got, &want, "days {}..={}", first, last);
+                let mut seen = Vec::new();
+                s.each_day(b"ud/", "a", first, last, |day, rest, n| {
+                    seen.push((day, rest.to_vec(), n))
+                });
+                // Within a day, in the order items were first counted.
+                seen.sort();
+                proptest::prop_assert_eq!(seen, days);
+            }
         }
     }
 
