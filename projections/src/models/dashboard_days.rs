@@ -97,32 +97,45 @@ pub(crate) struct DayTable {
     block_rows: Vec<Row>,
 }
 
-/// Adds `delta` to the count of `item` in the row of `key` in `keys`/`rows`
-/// (kept sorted, rows and keys without counts removed); returns the count
-/// it had.
-fn add(keys: &mut Vec<i64>, rows: &mut Vec<Row>, key: i64, item: u32, delta: i128) -> u64 {
+/// Sets the count of `item` in the row of `key` in `keys`/`rows` to
+/// `to(its count)` (rows kept sorted, rows and keys without counts
+/// removed); returns the count it had.
+fn update(
+    keys: &mut Vec<i64>,
+    rows: &mut Vec<Row>,
+    key: i64,
+    item: u32,
+    to: impl FnOnce(u64) -> u64,
+) -> u64 {
     let at = keys.partition_point(|k| *k < key);
     if keys.get(at) != Some(&key) {
-        if delta <= 0 {
-            return 0;
+        let new = to(0);
+        if new > 0 {
+            keys.insert(at, key);
+            rows.insert(at, vec![(item, new)]);
         }
-        keys.insert(at, key);
-        rows.insert(at, Vec::new());
+        return 0;
     }
     let row = &mut rows[at];
     let old = match row.binary_search_by_key(&item, |(i, _)| *i) {
-        Ok(i) => row[i].1,
-        Err(_) => 0,
-    };
-    let new = u64::try_from((i128::from(old) + delta).max(0)).unwrap_or(u64::MAX);
-    match (row.binary_search_by_key(&item, |(i, _)| *i), new) {
-        (Ok(i), 0) => {
-            row.remove(i);
+        Ok(i) => {
+            let old = row[i].1;
+            match to(old) {
+                0 => {
+                    row.remove(i);
+                }
+                n => row[i].1 = n,
+            }
+            old
         }
-        (Ok(i), n) => row[i].1 = n,
-        (Err(_), 0) => {}
-        (Err(i), n) => row.insert(i, (item, n)),
-    }
+        Err(i) => {
+            let new = to(0);
+            if new > 0 {
+                row.insert(i, (item, new));
+            }
+            0
+        }
+    };
     if row.is_empty() {
         keys.remove(at);
         rows.remove(at);
@@ -130,50 +143,43 @@ fn add(keys: &mut Vec<i64>, rows: &mut Vec<Row>, key: i64, item: u32, delta: i12
     old
 }
 
-/// The rows of `keys`/`rows` whose keys are within `first..=last`.
-fn rows_within<'a>(keys: &'a [i64], rows: &'a [Row], first: i64, last: i64) -> &'a [Row] {
+/// The indices of `keys` (sorted) within `first..=last`.
+fn span(keys: &[i64], first: i64, last: i64) -> std::ops::Range<usize> {
     let from = keys.partition_point(|k| *k < first);
-    let to = keys.partition_point(|k| *k <= last).max(from);
-    &rows[from..to]
+    from..keys.partition_point(|k| *k <= last).max(from)
+}
+
+/// The rows of `keys`/`rows` whose keys are within `first..=last`.
+fn rows_within<'a>(keys: &[i64], rows: &'a [Row], first: i64, last: i64) -> &'a [Row] {
+    &rows[span(keys, first, last)]
 }
 
 impl DayTable {
     /// Sets the count of `item` on `day`; returns how the number of
     /// counters changed (-1, 0 or 1).
     fn set(&mut self, day: i64, item: u32, count: u64) -> isize {
-        let current = self.count(day, item);
-        let delta = i128::from(count) - i128::from(current);
-        if delta == 0 {
-            return 0;
+        let old = update(&mut self.days, &mut self.rows, day, item, |_| count);
+        if old != count {
+            let block = day.div_euclid(BLOCK_DAYS);
+            update(&mut self.blocks, &mut self.block_rows, block, item, |sum| {
+                sum.saturating_add(count).saturating_sub(old)
+            });
         }
-        add(&mut self.days, &mut self.rows, day, item, delta);
-        let block = day.div_euclid(BLOCK_DAYS);
-        add(&mut self.blocks, &mut self.block_rows, block, item, delta);
-        match (current, count) {
+        match (old, count) {
+            (0, 0) => 0,
             (0, _) => 1,
             (_, 0) => -1,
             _ => 0,
         }
     }
 
-    /// The count of `item` on `day` (0 without one).
-    fn count(&self, day: i64, item: u32) -> u64 {
-        let Ok(at) = self.days.binary_search(&day) else {
-            return 0;
-        };
-        let row = &self.rows[at];
-        row.binary_search_by_key(&item, |(i, _)| *i)
-            .map_or(0, |i| row[i].1)
-    }
-
     /// The rows of the days within `first..=last`, with their days.
     fn range(&self, first: i64, last: i64) -> impl Iterator<Item = (i64, &[(u32, u64)])> + '_ {
-        let from = self.days.partition_point(|d| *d < first);
-        let to = self.days.partition_point(|d| *d <= last).max(from);
-        self.days[from..to]
+        let within = span(&self.days, first, last);
+        self.days[within.clone()]
             .iter()
             .copied()
-            .zip(self.rows[from..to].iter().map(Vec::as_slice))
+            .zip(self.rows[within].iter().map(Vec::as_slice))
     }
 
     /// Rows whose sum is the sum of the days `first..=last`: the days
